@@ -1,0 +1,398 @@
+//! `${VAR}` interpolation, as the Compose Specification defines it.
+//!
+//! Supported: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+//! `${VAR:?message}`, `${VAR?message}`, `${VAR:+replacement}`,
+//! `${VAR+replacement}`, and `$$` for a literal `$`. Defaults and
+//! replacements may themselves contain interpolations (`${A:-${B}}`).
+//! Only values are interpolated, never keys.
+
+use indexmap::IndexMap;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::node::{Kind, Node};
+use crate::source::Span;
+
+/// Where a variable's value came from, to name it in hints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Process,
+    File(std::path::PathBuf),
+}
+
+/// The variables interpolation sees: the process environment over `.env`.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    values: IndexMap<String, (String, Origin)>,
+    /// The env files that were read, for hints about missing variables.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl Vars {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.values.get(name).map(|(_, o)| o)
+    }
+
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>, origin: Origin) {
+        self.values.insert(name.into(), (value.into(), origin));
+    }
+
+    /// Sets a variable unless it is already set (process env wins over files).
+    pub fn set_default(&mut self, name: &str, value: String, origin: Origin) {
+        if !self.values.contains_key(name) {
+            self.values.insert(name.to_string(), (value, origin));
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .iter()
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A problem inside one template string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// Character offset of the offending `$` in the string.
+    pub offset: usize,
+    pub kind: TemplateErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateErrorKind {
+    /// `${VAR:?msg}` / `${VAR?msg}` with the variable unset (or empty for `:?`).
+    Required { name: String, message: String },
+    /// `${` without its closing `}`.
+    Unclosed,
+    /// `${...}` whose content is not `NAME` followed by an operator.
+    BadName(String),
+}
+
+/// Outcome of interpolating one string.
+#[derive(Debug, Default)]
+pub struct Interpolated {
+    pub text: String,
+    /// Variables that were used but not set (each gives a warning).
+    pub unset: Vec<(String, usize)>,
+}
+
+/// Interpolates `input` with `lookup`.
+pub fn interpolate(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Interpolated, TemplateError> {
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = Interpolated::default();
+    let mut i = 0;
+    expand(&chars, &mut i, None, lookup, &mut out, 0)?;
+    Ok(out)
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Expands `chars[*i..]` until `stop` (a closing `}` at depth 0) or the end.
+fn expand(
+    chars: &[char],
+    i: &mut usize,
+    stop: Option<char>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Interpolated,
+    base: usize,
+) -> Result<(), TemplateError> {
+    while *i < chars.len() {
+        let c = chars[*i];
+        if Some(c) == stop {
+            return Ok(());
+        }
+        if c != '$' {
+            out.text.push(c);
+            *i += 1;
+            continue;
+        }
+        let start = *i;
+        match chars.get(start + 1) {
+            Some('$') => {
+                out.text.push('$');
+                *i += 2;
+            }
+            Some('{') => {
+                *i += 2;
+                braced(chars, i, start, lookup, out)?;
+            }
+            Some(&n) if is_name_start(n) => {
+                let mut j = start + 1;
+                while j < chars.len() && is_name_char(chars[j]) {
+                    j += 1;
+                }
+                let name: String = chars[start + 1..j].iter().collect();
+                match lookup(&name) {
+                    Some(v) => out.text.push_str(&v),
+                    None => out.unset.push((name, start)),
+                }
+                *i = j;
+            }
+            // Compose leaves a `$` before anything else literal (`cost $5`).
+            _ => {
+                out.text.push('$');
+                *i += 1;
+            }
+        }
+    }
+    if stop.is_some() {
+        return Err(TemplateError {
+            offset: base,
+            kind: TemplateErrorKind::Unclosed,
+        });
+    }
+    Ok(())
+}
+
+/// Handles `${...}`; `*i` is just after `${`, `start` at the `$`.
+fn braced(
+    chars: &[char],
+    i: &mut usize,
+    start: usize,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Interpolated,
+) -> Result<(), TemplateError> {
+    let name_start = *i;
+    while *i < chars.len() && is_name_char(chars[*i]) {
+        *i += 1;
+    }
+    let name: String = chars[name_start..*i].iter().collect();
+    let unclosed = TemplateError {
+        offset: start,
+        kind: TemplateErrorKind::Unclosed,
+    };
+    let Some(&next) = chars.get(*i) else {
+        return Err(unclosed);
+    };
+    if name.is_empty() || !name.starts_with(is_name_start) {
+        let mut j = *i;
+        while j < chars.len() && chars[j] != '}' {
+            j += 1;
+        }
+        let content: String = chars[name_start..j.min(chars.len())].iter().collect();
+        return Err(TemplateError {
+            offset: start,
+            kind: if j >= chars.len() {
+                TemplateErrorKind::Unclosed
+            } else {
+                TemplateErrorKind::BadName(content)
+            },
+        });
+    }
+    if next == '}' {
+        *i += 1;
+        match lookup(&name) {
+            Some(v) => out.text.push_str(&v),
+            None => out.unset.push((name, start)),
+        }
+        return Ok(());
+    }
+    // Operator: `:-`, `-`, `:?`, `?`, `:+`, `+`.
+    let colon = next == ':';
+    let op_at = if colon { *i + 1 } else { *i };
+    let Some(&op) = chars.get(op_at) else {
+        return Err(unclosed);
+    };
+    if !matches!(op, '-' | '?' | '+') {
+        let mut j = *i;
+        while j < chars.len() && chars[j] != '}' {
+            j += 1;
+        }
+        let content: String = chars[name_start..j.min(chars.len())].iter().collect();
+        return Err(TemplateError {
+            offset: start,
+            kind: if j >= chars.len() {
+                TemplateErrorKind::Unclosed
+            } else {
+                TemplateErrorKind::BadName(content)
+            },
+        });
+    }
+    *i = op_at + 1;
+    // The word after the operator is itself a template, expanded lazily.
+    let mut word = Interpolated::default();
+    expand(chars, i, Some('}'), lookup, &mut word, start)?;
+    if chars.get(*i) != Some(&'}') {
+        return Err(unclosed);
+    }
+    *i += 1;
+    let value = lookup(&name);
+    let is_set = value.is_some();
+    let is_set_non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
+    let present = if colon { is_set_non_empty } else { is_set };
+    match op {
+        '-' => {
+            if present {
+                out.text.push_str(value.as_deref().unwrap_or_default());
+            } else {
+                out.text.push_str(&word.text);
+                out.unset.extend(word.unset);
+            }
+        }
+        '+' => {
+            if present {
+                out.text.push_str(&word.text);
+                out.unset.extend(word.unset);
+            }
+        }
+        _ => {
+            if present {
+                out.text.push_str(value.as_deref().unwrap_or_default());
+            } else {
+                return Err(TemplateError {
+                    offset: start,
+                    kind: TemplateErrorKind::Required {
+                        name,
+                        message: word.text,
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Interpolates every scalar value under `node` (keys are left alone).
+pub fn interpolate_node(node: &mut Node, vars: &Vars, diags: &mut Diagnostics) {
+    let lookup = |name: &str| vars.get(name).map(str::to_string);
+    node.walk_mut(&mut |n: &mut Node| {
+        let span = n.span;
+        let Kind::Scalar(s) = &mut n.kind else {
+            return;
+        };
+        if !s.text.contains('$') {
+            return;
+        }
+        let quoted = !s.plain;
+        let single_line = !s.text.contains('\n');
+        let at = |offset: usize, len: u32| -> Span {
+            if single_line {
+                Span {
+                    col: span.col + offset as u32 + u32::from(quoted),
+                    len,
+                    ..span
+                }
+            } else {
+                span
+            }
+        };
+        match interpolate(&s.text, &lookup) {
+            Ok(done) => {
+                for (name, offset) in &done.unset {
+                    let mut d = Diagnostic::warning(
+                        at(*offset, name.len() as u32 + 1),
+                        format!("variable `{name}` is not set; using an empty string"),
+                    );
+                    d.hint = Some(missing_var_hint(name, vars));
+                    diags.push(d);
+                }
+                s.text = done.text;
+            }
+            Err(e) => {
+                let d = match e.kind {
+                    TemplateErrorKind::Required { name, message } => {
+                        let msg = if message.is_empty() {
+                            format!("required variable `{name}` is not set")
+                        } else {
+                            format!("required variable `{name}` is not set: {message}")
+                        };
+                        Diagnostic::error(at(e.offset, name.len() as u32 + 3), msg)
+                            .with_hint(missing_var_hint(&name, vars))
+                    }
+                    TemplateErrorKind::Unclosed => {
+                        Diagnostic::error(at(e.offset, 2), "`${` is never closed with `}`")
+                            .with_hint(
+                                "close the variable with `}`, or write `$$` for a literal `$`",
+                            )
+                    }
+                    TemplateErrorKind::BadName(content) => Diagnostic::error(
+                        at(e.offset, content.chars().count() as u32 + 3),
+                        format!("invalid interpolation `${{{content}}}`"),
+                    )
+                    .with_hint(
+                        "use `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, \
+                         `${NAME?error}`, `${NAME:+value}` or `${NAME+value}`; names are letters, \
+                         digits and `_`",
+                    ),
+                };
+                diags.push(d);
+            }
+        }
+    });
+}
+
+fn missing_var_hint(name: &str, vars: &Vars) -> String {
+    if vars.files.is_empty() {
+        format!("set `{name}` in the environment or in a `.env` file next to the compose file")
+    } else {
+        let files: Vec<String> = vars.files.iter().map(|p| p.display().to_string()).collect();
+        format!("set `{name}` in the environment or in {}", files.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(s: &str) -> Result<String, TemplateErrorKind> {
+        let lookup = |n: &str| match n {
+            "SET" => Some("value".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        interpolate(s, &lookup).map(|i| i.text).map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(run("a ${SET} $SET b").unwrap(), "a value value b");
+        assert_eq!(run("${UNSET}").unwrap(), "");
+        assert_eq!(run("${UNSET:-d}").unwrap(), "d");
+        assert_eq!(run("${EMPTY:-d}").unwrap(), "d");
+        assert_eq!(run("${EMPTY-d}").unwrap(), "");
+        assert_eq!(run("${UNSET-d}").unwrap(), "d");
+        assert_eq!(run("${SET:+x}").unwrap(), "x");
+        assert_eq!(run("${EMPTY:+x}").unwrap(), "");
+        assert_eq!(run("${EMPTY+x}").unwrap(), "x");
+        assert_eq!(run("${UNSET+x}").unwrap(), "");
+        assert_eq!(run("$$SET $${SET}").unwrap(), "$SET ${SET}");
+        assert_eq!(run("${UNSET:-${SET}}").unwrap(), "value");
+        assert_eq!(run("${UNSET:-a${UNSET:-b}c}").unwrap(), "abc");
+        assert_eq!(run("${SET?boom}").unwrap(), "value");
+        assert_eq!(run("${EMPTY?boom}").unwrap(), "");
+        assert_eq!(run("${UNSET:-}").unwrap(), "");
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            run("${UNSET:?need it}"),
+            Err(TemplateErrorKind::Required {
+                name: "UNSET".into(),
+                message: "need it".into()
+            })
+        );
+        assert!(matches!(
+            run("${EMPTY:?x}"),
+            Err(TemplateErrorKind::Required { .. })
+        ));
+        assert_eq!(run("${SET"), Err(TemplateErrorKind::Unclosed));
+        assert_eq!(run("${UNSET:-abc"), Err(TemplateErrorKind::Unclosed));
+        assert_eq!(run("cost $5 and $ end $").unwrap(), "cost $5 and $ end $");
+        assert!(matches!(run("${1A}"), Err(TemplateErrorKind::BadName(_))));
+        assert!(matches!(run("${A B}"), Err(TemplateErrorKind::BadName(_))));
+    }
+}

@@ -1,0 +1,573 @@
+//! Loading: files → one canonical tree, in Compose's named steps.
+//!
+//! Per file and per YAML document: parse (spans) → interpolate → cast →
+//! validate (Compose schema and `x-cove` schema) → canonicalise (long forms,
+//! absolute paths) → `include` → `extends`. Then every file merges onto the
+//! previous ones, and [`crate::resolve`] turns the tree into the App model.
+//! Every step records problems in one [`Diagnostics`] and goes on, so one run
+//! reports everything that is wrong.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value as Json;
+
+use crate::canonical::{self, Ctx};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::interpolate::{Origin, Vars, interpolate_node};
+use crate::merge::merge;
+use crate::node::{Kind, Map, Node};
+use crate::schema::{Path as SchemaPath, Validator};
+use crate::source::{SourceMap, Span};
+use crate::{cast, dotenv, parse, xcove};
+
+/// The Compose Specification's JSON schema (compose-spec/compose-go,
+/// Apache-2.0), embedded so the binary needs no files beside it.
+pub const COMPOSE_SCHEMA: &str = include_str!("../schema/compose-spec.json");
+
+fn compose_validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        Validator::new(serde_json::from_str(COMPOSE_SCHEMA).unwrap_or(Json::Bool(true)))
+    })
+}
+
+fn xcove_validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| Validator::new(xcove::json_schema()))
+}
+
+/// Reads and merges Compose files; owns the sources and the diagnostics.
+pub struct Loader {
+    pub sources: SourceMap,
+    pub diags: Diagnostics,
+    home: Option<String>,
+    /// Files loaded only as `extends` bases: canonical, extends unresolved.
+    extends_files: HashMap<PathBuf, Option<Node>>,
+    /// Files being included, outermost first, to detect include cycles.
+    include_stack: Vec<PathBuf>,
+}
+
+impl Loader {
+    pub fn new(home: Option<String>) -> Loader {
+        Loader {
+            sources: SourceMap::default(),
+            diags: Diagnostics::default(),
+            home,
+            extends_files: HashMap::new(),
+            include_stack: Vec::new(),
+        }
+    }
+
+    /// Reads a file into the source map; a missing file is an error at
+    /// `reference` (the key that named it), or without a place.
+    pub fn read(
+        &mut self,
+        path: &Path,
+        reference: Option<Span>,
+        what: &str,
+    ) -> Option<crate::source::FileId> {
+        match fs_err::read_to_string(path) {
+            Ok(text) => Some(self.sources.add(path.to_path_buf(), text)),
+            Err(e) => {
+                let msg = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("{what} `{}` not found", path.display())
+                } else {
+                    format!("cannot read {what} `{}`: {}", path.display(), io_reason(&e))
+                };
+                self.diags.push(Diagnostic::error(reference, msg).with_hint(
+                    "check the path; relative paths are resolved from the project directory",
+                ));
+                None
+            }
+        }
+    }
+
+    /// Loads env files into `vars` (values already set win).
+    pub fn read_env_files(&mut self, vars: &mut Vars, files: &[PathBuf], reference: Option<Span>) {
+        for path in files {
+            let Some(id) = self.read(path, reference, "env file") else {
+                continue;
+            };
+            let text = self.sources.file(id).text.clone();
+            let snapshot = vars.clone();
+            let lookup = |n: &str| snapshot.get(n).map(str::to_string);
+            let values = dotenv::parse(id, &text, &lookup, &mut self.diags);
+            for (k, v) in values {
+                vars.set_default(&k, v, Origin::File(path.clone()));
+            }
+            vars.files.push(path.clone());
+        }
+    }
+
+    /// Loads `files` in order and merges them (Compose override semantics).
+    /// Relative paths resolve against `base_dir`.
+    pub fn load_files(
+        &mut self,
+        files: &[(PathBuf, Option<Span>)],
+        vars: &Vars,
+        base_dir: &Path,
+    ) -> Node {
+        let mut acc = Node::map(Span::default(), Map::default());
+        for (path, reference) in files {
+            for doc in self.load_file(path, *reference, vars, base_dir) {
+                acc = merge(acc, doc, &[]);
+            }
+        }
+        acc
+    }
+
+    fn load_file(
+        &mut self,
+        path: &Path,
+        reference: Option<Span>,
+        vars: &Vars,
+        base_dir: &Path,
+    ) -> Vec<Node> {
+        let Some(mut docs) = self.prepare_file(path, reference, vars, base_dir) else {
+            return Vec::new();
+        };
+        for doc in &mut docs {
+            self.includes(doc, vars, base_dir);
+            self.extends(doc, path, vars);
+        }
+        docs
+    }
+
+    /// Parse, interpolate, cast, validate and canonicalise one file.
+    fn prepare_file(
+        &mut self,
+        path: &Path,
+        reference: Option<Span>,
+        vars: &Vars,
+        base_dir: &Path,
+    ) -> Option<Vec<Node>> {
+        let id = self.read(path, reference, "compose file")?;
+        let text = self.sources.file(id).text.clone();
+        let mut docs = Vec::new();
+        for mut doc in parse::parse(id, &text, &mut self.diags) {
+            if doc.is_null() {
+                continue;
+            }
+            if doc.as_map().is_none() {
+                self.diags.push(
+                    Diagnostic::error(
+                        doc.span,
+                        format!(
+                            "the top level of a compose file must be a mapping, not {}",
+                            doc.type_name()
+                        ),
+                    )
+                    .with_hint("start the file with keys such as `services:`"),
+                );
+                continue;
+            }
+            interpolate_node(&mut doc, vars, &mut self.diags);
+            cast::cast(&mut doc, &mut self.diags);
+            if let Some(map) = doc.as_map_mut() {
+                if let Some(e) = map.remove("version") {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            e.key_span,
+                            "the `version` key is obsolete and ignored",
+                        )
+                        .with_hint("remove it; the Compose Specification needs no version"),
+                    );
+                }
+            }
+            self.validate(&doc);
+            let ctx = Ctx {
+                base_dir,
+                home: self.home.as_deref(),
+            };
+            canonical::canonicalize(&mut doc, &ctx, &mut self.diags);
+            docs.push(doc);
+        }
+        Some(docs)
+    }
+
+    fn validate(&mut self, doc: &Node) {
+        compose_validator().validate_root(doc, &SchemaPath::default(), &mut self.diags);
+        let Some(map) = doc.as_map() else {
+            return;
+        };
+        let x = xcove_validator();
+        if let Some(top) = map.get("x-cove") {
+            x.validate_root(top, &SchemaPath::root("x-cove"), &mut self.diags);
+            if let Some(v) = top.as_map().and_then(|m| m.get("version")) {
+                if v.as_int().is_some_and(|n| n != i64::from(xcove::VERSION)) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            v.span,
+                            format!(
+                                "unsupported x-cove version {}",
+                                v.as_text().unwrap_or_default()
+                            ),
+                        )
+                        .with_hint(format!(
+                            "this cove understands version {}; upgrade cove",
+                            xcove::VERSION
+                        )),
+                    );
+                }
+            }
+        }
+        if let Some(services) = map.get("services").and_then(Node::as_map) {
+            for (name, svc) in services.iter() {
+                if let Some(ext) = svc.as_map().and_then(|m| m.get("x-cove")) {
+                    let path = SchemaPath::root(&format!("services.{name}.x-cove"));
+                    x.validate_at(ext, "#/x-service", &path, &mut self.diags);
+                }
+            }
+        }
+    }
+
+    /// `include:`: loads each included project and imports its resources;
+    /// definitions in the including file win, merged over the imported ones.
+    fn includes(&mut self, doc: &mut Node, vars: &Vars, base_dir: &Path) {
+        let Some(map) = doc.as_map_mut() else {
+            return;
+        };
+        let Some(entry) = map.remove("include") else {
+            return;
+        };
+        let Some(items) = entry.value.as_seq() else {
+            return; // the schema reported it
+        };
+        for item in items {
+            let (paths, project_dir, env_files) = match &item.kind {
+                Kind::Scalar(s) => (vec![(s.text.clone(), item.span)], None, None),
+                Kind::Map(m) => {
+                    let paths = match m.get("path") {
+                        Some(n) => match &n.kind {
+                            Kind::Scalar(s) => vec![(s.text.clone(), n.span)],
+                            Kind::Seq(ps) => ps
+                                .iter()
+                                .filter_map(|p| p.as_text().map(|t| (t.to_string(), p.span)))
+                                .collect(),
+                            _ => Vec::new(),
+                        },
+                        None => Vec::new(),
+                    };
+                    let pd = m
+                        .get("project_directory")
+                        .and_then(|n| n.as_text().map(str::to_string));
+                    let env = m.get("env_file").map(|n| match &n.kind {
+                        Kind::Scalar(s) => vec![(s.text.clone(), n.span)],
+                        Kind::Seq(ps) => ps
+                            .iter()
+                            .filter_map(|p| p.as_text().map(|t| (t.to_string(), p.span)))
+                            .collect(),
+                        _ => Vec::new(),
+                    });
+                    (paths, pd, env)
+                }
+                _ => continue,
+            };
+            if paths.is_empty() {
+                self.diags.push(
+                    Diagnostic::error(item.span, "`include` entry has no `path`")
+                        .with_hint("write `- path: other/compose.yaml`"),
+                );
+                continue;
+            }
+            let home = self.home.clone();
+            let ctx = Ctx {
+                base_dir,
+                home: home.as_deref(),
+            };
+            let files: Vec<(PathBuf, Option<Span>)> = paths
+                .iter()
+                .map(|(p, s)| (PathBuf::from(canonical::resolve_path(p, &ctx)), Some(*s)))
+                .collect();
+            if let Some((first, span)) = files.iter().find(|(p, _)| self.include_stack.contains(p))
+            {
+                let mut chain: Vec<String> = self
+                    .include_stack
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                let start = self
+                    .include_stack
+                    .iter()
+                    .position(|p| p == first)
+                    .unwrap_or(0);
+                chain.drain(..start);
+                chain.push(first.display().to_string());
+                self.diags
+                    .push(Diagnostic::error(*span, "include cycle").with_hint(format!(
+                        "these files include each other: {}",
+                        chain.join(" → ")
+                    )));
+                continue;
+            }
+            let sub_dir = match project_dir {
+                Some(pd) => PathBuf::from(canonical::resolve_path(&pd, &ctx)),
+                None => files[0]
+                    .0
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            };
+            let mut sub_vars = vars.clone();
+            match env_files {
+                Some(list) => {
+                    for (p, span) in list {
+                        let path = PathBuf::from(canonical::resolve_path(&p, &ctx));
+                        if path == Path::new("/dev/null") {
+                            continue;
+                        }
+                        self.read_env_files(&mut sub_vars, &[path], Some(span));
+                    }
+                }
+                None => {
+                    let default = sub_dir.join(".env");
+                    if default.is_file() {
+                        self.read_env_files(&mut sub_vars, &[default], None);
+                    }
+                }
+            }
+            self.include_stack
+                .extend(files.iter().map(|(p, _)| p.clone()));
+            let included = self.load_files(&files, &sub_vars, &sub_dir);
+            self.include_stack
+                .truncate(self.include_stack.len() - files.len());
+            import(doc, included);
+        }
+    }
+
+    /// Resolves `extends` for every service of `doc`.
+    fn extends(&mut self, doc: &mut Node, file: &Path, vars: &Vars) {
+        let Some(services) = doc
+            .as_map()
+            .and_then(|m| m.get("services"))
+            .and_then(Node::as_map)
+            .cloned()
+        else {
+            return;
+        };
+        let mut resolved: Vec<(String, Node)> = Vec::new();
+        for (name, svc) in services.iter() {
+            if svc.as_map().is_some_and(|m| m.contains("extends")) {
+                let mut chain = Vec::new();
+                if let Some(node) =
+                    self.resolve_service(file, name, &services, file, vars, &mut chain)
+                {
+                    resolved.push((name.to_string(), node));
+                }
+            }
+        }
+        if let Some(target) = doc
+            .as_map_mut()
+            .and_then(|m| m.get_mut("services"))
+            .and_then(Node::as_map_mut)
+        {
+            for (name, node) in resolved {
+                if let Some(slot) = target.get_mut(&name) {
+                    *slot = node;
+                }
+            }
+        }
+    }
+
+    /// The service `name` of `file` with its `extends` chain applied.
+    /// `local` are the services of the document being loaded (`current`).
+    fn resolve_service(
+        &mut self,
+        file: &Path,
+        name: &str,
+        local: &Map,
+        current: &Path,
+        vars: &Vars,
+        chain: &mut Vec<(PathBuf, String, Span)>,
+    ) -> Option<Node> {
+        let svc = if file == current {
+            local.get(name).cloned()?
+        } else {
+            self.extends_file(file, vars, None)?
+                .as_map()?
+                .get("services")?
+                .as_map()?
+                .get(name)?
+                .clone()
+        };
+        let Some(ext) = svc.as_map().and_then(|m| m.get("extends")).cloned() else {
+            return Some(svc);
+        };
+        let Some(ext_map) = ext.as_map() else {
+            return Some(svc);
+        };
+        let Some(base_name) = ext_map
+            .get("service")
+            .and_then(Node::as_text)
+            .map(str::to_string)
+        else {
+            self.diags.push(
+                Diagnostic::error(
+                    ext.span,
+                    format!("`services.{name}.extends` needs `service`"),
+                )
+                .with_hint("write `extends: {service: base}` or `extends: base`"),
+            );
+            return Some(svc);
+        };
+        let base_file = ext_map
+            .get("file")
+            .and_then(Node::as_text)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| file.to_path_buf());
+        if let Some(pos) = chain
+            .iter()
+            .position(|(f, n, _)| *f == base_file && *n == base_name)
+        {
+            let mut names: Vec<String> = chain[pos..].iter().map(|(_, n, _)| n.clone()).collect();
+            names.push(name.to_string());
+            names.push(base_name.clone());
+            let span = chain[pos].2;
+            self.diags.push(
+                Diagnostic::error(span, format!("`extends` cycle: {}", names.join(" → ")))
+                    .with_hint("a service cannot extend itself, directly or through others"),
+            );
+            return None;
+        }
+        if base_file == file && base_name == name {
+            self.diags.push(
+                Diagnostic::error(ext.span, format!("service `{name}` extends itself"))
+                    .with_hint("name another service in `extends.service`"),
+            );
+            return None;
+        }
+        chain.push((file.to_path_buf(), name.to_string(), ext.span));
+        let file_span = ext_map.get("file").map(|n| n.span);
+        let base = if base_file == current
+            || self.extends_file(&base_file, vars, file_span).is_some()
+        {
+            let exists = if base_file == current {
+                local.contains(&base_name)
+            } else {
+                self.extends_file(&base_file, vars, None)
+                    .and_then(|d| {
+                        d.as_map()?
+                            .get("services")?
+                            .as_map()
+                            .map(|s| s.contains(&base_name))
+                    })
+                    .unwrap_or(false)
+            };
+            if !exists {
+                let candidates: Vec<String> = if base_file == current {
+                    local.keys().map(str::to_string).collect()
+                } else {
+                    self.extends_file(&base_file, vars, None)
+                        .and_then(|d| {
+                            d.as_map()?
+                                .get("services")?
+                                .as_map()
+                                .map(|s| s.keys().map(str::to_string).collect())
+                        })
+                        .unwrap_or_default()
+                };
+                let span = ext_map.get("service").map(|n| n.span).unwrap_or(ext.span);
+                let mut d = Diagnostic::error(
+                    span,
+                    format!(
+                        "service `{name}` extends `{base_name}`, which is not defined in {}",
+                        base_file.display()
+                    ),
+                );
+                d.hint = Some(
+                    match crate::diag::suggest(&base_name, candidates.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("services there: {}", candidates.join(", ")),
+                    },
+                );
+                self.diags.push(d);
+                chain.pop();
+                return None;
+            }
+            self.resolve_service(&base_file, &base_name, local, current, vars, chain)
+        } else {
+            None
+        };
+        chain.pop();
+        let base = base?;
+        let mut child = svc;
+        if let Some(m) = child.as_map_mut() {
+            m.remove("extends");
+        }
+        let mut merged = merge(base, child, &["services", name]);
+        if let Some(m) = merged.as_map_mut() {
+            m.remove("extends");
+        }
+        Some(merged)
+    }
+
+    /// A file named by `extends.file`, prepared once (no include, extends unresolved).
+    fn extends_file(&mut self, path: &Path, vars: &Vars, reference: Option<Span>) -> Option<&Node> {
+        if !self.extends_files.contains_key(path) {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let docs = self.prepare_file(path, reference, vars, &dir);
+            let merged = docs.map(|docs| {
+                docs.into_iter()
+                    .fold(Node::map(Span::default(), Map::default()), |acc, d| {
+                        merge(acc, d, &[])
+                    })
+            });
+            self.extends_files.insert(path.to_path_buf(), merged);
+        }
+        self.extends_files.get(path).and_then(Option::as_ref)
+    }
+}
+
+/// Imports an included project's resources into `doc`; `doc`'s own
+/// definitions are merged over the imported ones.
+fn import(doc: &mut Node, included: Node) {
+    let (Some(map), Kind::Map(inc)) = (doc.as_map_mut(), included.kind) else {
+        return;
+    };
+    for section in inc.entries {
+        if !matches!(
+            section.key.as_str(),
+            "services" | "networks" | "volumes" | "secrets" | "configs" | "models"
+        ) {
+            continue;
+        }
+        let Kind::Map(defs) = section.value.kind else {
+            continue;
+        };
+        if !map.contains(&section.key) {
+            map.insert(
+                section.key.clone(),
+                section.key_span,
+                Node::map(section.value.span, Map::default()),
+            );
+        }
+        let Some(target) = map.get_mut(&section.key).and_then(Node::as_map_mut) else {
+            continue;
+        };
+        for def in defs.entries {
+            let path = [section.key.as_str(), def.key.as_str()];
+            match target.remove_keep_position(&def.key) {
+                Some((i, existing)) => {
+                    let merged = merge(def.value, existing.value, &path);
+                    target.entries.insert(
+                        i,
+                        crate::node::Entry {
+                            key: existing.key,
+                            key_span: existing.key_span,
+                            value: merged,
+                        },
+                    );
+                }
+                None => target.entries.push(def),
+            }
+        }
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    // fs-err already names the path; keep only the OS reason.
+    s.rsplit_once(": ").map(|(_, r)| r.to_string()).unwrap_or(s)
+}

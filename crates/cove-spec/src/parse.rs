@@ -1,0 +1,299 @@
+//! YAML text → [`Node`] trees, with spans, anchors, aliases and `<<` merges.
+//!
+//! Built directly on saphyr-parser's event stream (pure Rust, no panics on
+//! bad input) so that every node keeps its line and column. A syntax error
+//! stops this one file only; the loader goes on with the others.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::node::{Entry, Kind, Map, MergeTag, Node, Scalar};
+use crate::source::{FileId, Span};
+
+/// Aliases expanded beyond this many nodes are refused ("billion laughs").
+const MAX_ALIAS_NODES: usize = 1_000_000;
+
+/// Parses every YAML document in `text`. An empty file gives no document.
+pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
+    let mut b = Builder {
+        file,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        docs: Vec::new(),
+        expanded: 0,
+        diags,
+        failed: false,
+    };
+    let mut parser = Parser::new_from_str(text).keep_tags(true);
+    loop {
+        match parser.next_event() {
+            None => break,
+            Some(Err(e)) => {
+                let m = e.marker();
+                let span = Span::new(file, m.line() as u32, m.col() as u32 + 1, 1);
+                b.diags.push(
+                    Diagnostic::error(span, format!("invalid YAML: {}", e.info()))
+                        .with_hint("check the indentation and quoting around this place"),
+                );
+                return Vec::new();
+            }
+            Some(Ok((event, span))) => {
+                let span = Span::new(
+                    file,
+                    span.start.line() as u32,
+                    span.start.col() as u32 + 1,
+                    span.end.index().saturating_sub(span.start.index()).max(1) as u32,
+                );
+                b.event(event, span);
+                if b.failed {
+                    return Vec::new();
+                }
+            }
+        }
+    }
+    b.docs
+}
+
+enum Frame {
+    Seq {
+        span: Span,
+        anchor: usize,
+        tag: Option<MergeTag>,
+        items: Vec<Node>,
+    },
+    Map {
+        span: Span,
+        anchor: usize,
+        tag: Option<MergeTag>,
+        map: Map,
+        /// Maps pulled in with `<<`, applied at the end (explicit keys win).
+        merges: Vec<Map>,
+        key: Option<(String, Span)>,
+        merge_key: bool,
+    },
+}
+
+struct Builder<'d> {
+    file: FileId,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    docs: Vec<Node>,
+    expanded: usize,
+    diags: &'d mut Diagnostics,
+    failed: bool,
+}
+
+fn merge_tag(tag: Option<&saphyr_parser::Tag>) -> Option<MergeTag> {
+    let tag = tag?;
+    if tag.handle == "!" {
+        match tag.suffix.as_str() {
+            "reset" => return Some(MergeTag::Reset),
+            "override" => return Some(MergeTag::Override),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn count(n: &Node) -> usize {
+    1 + match &n.kind {
+        Kind::Seq(items) => items.iter().map(count).sum(),
+        Kind::Map(m) => m.entries.iter().map(|e| count(&e.value)).sum(),
+        _ => 0,
+    }
+}
+
+impl Builder<'_> {
+    fn event(&mut self, event: Event<'_>, span: Span) {
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let forced_str = tag
+                    .as_ref()
+                    .is_some_and(|t| t.handle == "tag:yaml.org,2002:" && t.suffix == "str");
+                let plain = style == ScalarStyle::Plain && !forced_str;
+                let mut node = Node::new(
+                    span,
+                    Kind::Scalar(Scalar {
+                        text: text.into_owned(),
+                        plain,
+                    }),
+                );
+                if plain && node.is_null() {
+                    node.kind = Kind::Null;
+                }
+                node.tag = merge_tag(tag.as_deref());
+                if anchor != 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.value(node);
+            }
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(node) => {
+                    self.expanded += count(node);
+                    if self.expanded > MAX_ALIAS_NODES {
+                        self.diags.push(
+                            Diagnostic::error(span, "YAML aliases expand to too many nodes")
+                                .with_hint("this looks like an alias bomb; reduce nested aliases"),
+                        );
+                        self.failed = true;
+                        return;
+                    }
+                    let node = node.clone();
+                    self.value(node);
+                }
+                None => {
+                    self.diags
+                        .push(Diagnostic::error(span, "alias refers to an unknown anchor"));
+                    self.value(Node::null(span));
+                }
+            },
+            Event::SequenceStart(anchor, tag) => self.stack.push(Frame::Seq {
+                span,
+                anchor,
+                tag: merge_tag(tag.as_deref()),
+                items: Vec::new(),
+            }),
+            Event::MappingStart(anchor, tag) => self.stack.push(Frame::Map {
+                span,
+                anchor,
+                tag: merge_tag(tag.as_deref()),
+                map: Map::default(),
+                merges: Vec::new(),
+                key: None,
+                merge_key: false,
+            }),
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq {
+                    span,
+                    anchor,
+                    tag,
+                    items,
+                }) = self.stack.pop()
+                {
+                    let mut node = Node::seq(span, items);
+                    node.tag = tag;
+                    if anchor != 0 {
+                        self.anchors.insert(anchor, node.clone());
+                    }
+                    self.value(node);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    span,
+                    anchor,
+                    tag,
+                    mut map,
+                    merges,
+                    ..
+                }) = self.stack.pop()
+                {
+                    for merged in merges {
+                        for e in merged.entries {
+                            if !map.contains(&e.key) {
+                                map.entries.push(e);
+                            }
+                        }
+                    }
+                    let mut node = Node::map(span, map);
+                    node.tag = tag;
+                    if anchor != 0 {
+                        self.anchors.insert(anchor, node.clone());
+                    }
+                    self.value(node);
+                }
+            }
+            Event::DocumentEnd
+            | Event::DocumentStart(_)
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::Nothing => {}
+        }
+    }
+
+    /// Places a finished node into its parent (or as a document).
+    fn value(&mut self, node: Node) {
+        let file = self.file;
+        let _ = file;
+        match self.stack.last_mut() {
+            None => self.docs.push(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                map,
+                merges,
+                key,
+                merge_key,
+                ..
+            }) => match key.take() {
+                None => {
+                    let Kind::Scalar(s) = &node.kind else {
+                        let text = if node.is_null() {
+                            Some(String::new())
+                        } else {
+                            None
+                        };
+                        match text {
+                            Some(t) => *key = Some((t, node.span)),
+                            None => {
+                                self.diags.push(
+                                    Diagnostic::error(
+                                        node.span,
+                                        format!("a mapping key must be a string, not {}", node.type_name()),
+                                    )
+                                    .with_hint("Compose keys are plain names such as `services` or `image`"),
+                                );
+                                *key = Some((String::new(), node.span));
+                            }
+                        }
+                        return;
+                    };
+                    *merge_key = s.plain && s.text == "<<";
+                    *key = Some((s.text.clone(), node.span));
+                }
+                Some((k, key_span)) => {
+                    if *merge_key {
+                        *merge_key = false;
+                        match node.kind {
+                            Kind::Map(m) => merges.push(m),
+                            Kind::Seq(items) => {
+                                for item in items {
+                                    match item.kind {
+                                        Kind::Map(m) => merges.push(m),
+                                        _ => self.diags.push(Diagnostic::error(
+                                            item.span,
+                                            "`<<` merge list items must be mappings",
+                                        )),
+                                    }
+                                }
+                            }
+                            _ => self.diags.push(
+                                Diagnostic::error(node.span, "`<<` merge value must be a mapping")
+                                    .with_hint(
+                                        "write `<<: *anchor` where `&anchor` names a mapping",
+                                    ),
+                            ),
+                        }
+                        return;
+                    }
+                    if let Some(first) = map.entry(&k) {
+                        let first_line = first.key_span.line;
+                        self.diags.push(
+                            Diagnostic::error(key_span, format!("duplicate key `{k}`"))
+                                .with_hint(format!(
+                                    "`{k}` is already defined on line {first_line}; keep one of them"
+                                )),
+                        );
+                        return;
+                    }
+                    map.entries.push(Entry {
+                        key: k,
+                        key_span,
+                        value: node,
+                    });
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The loader's entry point: options in, a [`Project`] (or every error) out.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use crate::diag::{Diagnostic, Style};
+use crate::interpolate::{Origin, Vars};
+use crate::load::Loader;
+use crate::model::App;
+use crate::source::SourceMap;
+
+/// What to load. The caller (the CLI) has already found the files; this
+/// crate reads only the files named here and those they reference.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Compose files, absolute, in merge order.
+    pub files: Vec<PathBuf>,
+    /// Base of relative paths; default: the first file's directory.
+    pub project_dir: Option<PathBuf>,
+    /// `-p`: must already be a valid name.
+    pub project_name: Option<String>,
+    /// `--env-file`s; `None` reads `<project_dir>/.env` when it exists.
+    pub env_files: Option<Vec<PathBuf>>,
+    /// The process environment.
+    pub environ: Vec<(String, String)>,
+    /// `--profile`s; when empty, `COMPOSE_PROFILES` applies.
+    pub profiles: Vec<String>,
+}
+
+/// A loaded application and what was learned on the way.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub app: App,
+    pub project_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Active profiles.
+    pub profiles: Vec<String>,
+    /// Services left out by profiles, with their profiles.
+    pub disabled: IndexMap<String, Vec<String>>,
+    /// Dependency graph of the enabled services.
+    pub graph: crate::graph::Graph,
+    pub warnings: Vec<Diagnostic>,
+    pub sources: SourceMap,
+}
+
+/// Loading failed: every error found (and the warnings), with the sources
+/// needed to show them.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: SourceMap,
+}
+
+impl LoadFailure {
+    /// All diagnostics as text, errors counted at the end.
+    pub fn render(&self, style: &Style) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(&d.render(&self.sources, style));
+            out.push('\n');
+        }
+        let n = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        out.push_str(&format!(
+            "{}error{}: the app is invalid ({n} error{})\n",
+            style.red,
+            style.reset,
+            if n == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(&Style::plain()))
+    }
+}
+
+impl std::error::Error for LoadFailure {}
+
+/// Lowercase, keep `[a-z0-9_-]`, trim leading `_` and `-` (Compose's rule).
+pub fn normalize_project_name(s: &str) -> String {
+    let kept: String = s
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    kept.trim_start_matches(['_', '-']).to_string()
+}
+
+/// Loads, merges, validates and resolves an app.
+pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
+    let environ: IndexMap<String, String> = opts.environ.iter().cloned().collect();
+    let mut loader = Loader::new(environ.get("HOME").cloned());
+    if opts.files.is_empty() {
+        loader.diags.push(
+            Diagnostic::error(None, "no compose file found")
+                .with_hint("create compose.yaml, or name files with `-f` or `COMPOSE_FILE`"),
+        );
+        return Err(failure(loader));
+    }
+    let project_dir = opts
+        .project_dir
+        .clone()
+        .or_else(|| opts.files[0].parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+
+    let mut vars = Vars::default();
+    for (k, v) in &environ {
+        vars.set(k.clone(), v.clone(), Origin::Process);
+    }
+    match &opts.env_files {
+        Some(files) => loader.read_env_files(&mut vars, files, None),
+        None => {
+            let default = project_dir.join(".env");
+            if default.is_file() {
+                loader.read_env_files(&mut vars, &[default], None);
+            }
+        }
+    }
+
+    let name = project_name(opts, &vars, &project_dir, &mut loader);
+    if let Some(n) = &name {
+        vars.set_default("COMPOSE_PROJECT_NAME", n.clone(), Origin::Process);
+    }
+    let files: Vec<_> = opts.files.iter().map(|f| (f.clone(), None)).collect();
+    let root = loader.load_files(&files, &vars, &project_dir);
+
+    let profiles: Vec<String> = if opts.profiles.is_empty() {
+        vars.get("COMPOSE_PROFILES")
+            .map(|p| {
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        opts.profiles.clone()
+    };
+    // The top-level `name:` is only known after loading.
+    let name = name.or_else(|| {
+        root.as_map()
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_text())
+            .map(normalize_project_name)
+            .filter(|n| !n.is_empty())
+    });
+    let name = name.or_else(|| {
+        let dir = project_dir.file_name()?.to_string_lossy().to_string();
+        Some(normalize_project_name(&dir)).filter(|n| !n.is_empty())
+    });
+    let Some(name) = name else {
+        loader.diags.push(
+            Diagnostic::error(None, "the project has no name")
+                .with_hint("set `name:` in the compose file, or pass `-p NAME`"),
+        );
+        return Err(failure(loader));
+    };
+    let resolved =
+        crate::resolve::resolve(root, &name, &profiles, &vars, &project_dir, &mut loader);
+    loader.diags.sort();
+    if loader.diags.has_errors() {
+        return Err(failure(loader));
+    }
+    let Some((app, disabled, graph)) = resolved else {
+        return Err(failure(loader));
+    };
+    Ok(Project {
+        app,
+        project_dir,
+        files: opts.files.clone(),
+        profiles,
+        disabled,
+        graph,
+        warnings: loader.diags.into_vec(),
+        sources: loader.sources,
+    })
+}
+
+fn project_name(opts: &Options, vars: &Vars, dir: &Path, loader: &mut Loader) -> Option<String> {
+    let _ = dir;
+    let explicit = opts.project_name.clone().map(|n| (n, "-p")).or_else(|| {
+        vars.get("COMPOSE_PROJECT_NAME")
+            .filter(|n| !n.is_empty())
+            .map(|n| (n.to_string(), "COMPOSE_PROJECT_NAME"))
+    });
+    let (n, from) = explicit?;
+    let normal = normalize_project_name(&n);
+    if normal != n || n.is_empty() {
+        loader.diags.push(
+            Diagnostic::error(None, format!("invalid project name `{n}` (from {from})")).with_hint(
+                format!(
+                    "use lowercase letters, digits, `-` and `_`, starting with a letter or digit{}",
+                    if normal.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", e.g. `{normal}`")
+                    }
+                ),
+            ),
+        );
+        return None;
+    }
+    Some(n)
+}
+
+fn failure(mut loader: Loader) -> LoadFailure {
+    loader.diags.sort();
+    LoadFailure {
+        diagnostics: loader.diags.into_vec(),
+        sources: loader.sources,
+    }
+}

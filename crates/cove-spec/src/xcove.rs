@@ -1,0 +1,241 @@
+//! The `x-cove` extension: what Compose cannot say, in the same file.
+//!
+//! `x-cove` at the top level configures the project (gateway, previews,
+//! defaults); `x-cove` inside a service says how cove runs it natively, which
+//! routes of the gateway reach it, how it scales, how it is backed up, how it
+//! behaves in previews and which alerts watch it. The schema is versioned by
+//! the top-level `version` (currently 1) and generated from these types into
+//! `schema/x-cove.schema.json` (a test fails when the committed copy is stale).
+//! Fields may be added in later versions; unknown fields are errors, except
+//! `x-*` ones, which the loader ignores.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The x-cove schema version this build understands.
+pub const VERSION: u32 = 1;
+
+/// Top-level `x-cove`: project-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[schemars(title = "x-cove (project)", extend("patternProperties" = {"^x-": {}}))]
+pub struct ProjectExt {
+    /// Schema version of this block. Only `1` exists today; it is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Where cove keeps state, logs and the data of native databases,
+    /// relative to the project directory. Default: `.cove`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// The gateway: one origin in front of every routed service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Gateway>,
+    /// Preview environments per branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previews: Option<Previews>,
+}
+
+/// Gateway settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Gateway {
+    /// Address the gateway listens on, `HOST:PORT`. Default: `127.0.0.1:8080`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// TLS listener: `HOST:PORT`, with `cert` and `key` files (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// TLS settings of the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Tls {
+    pub listen: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// Preview environments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Previews {
+    /// Host name suffix: environment `NAME` is served at `NAME.<domain>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Idle time after which a preview sleeps (duration, e.g. `15m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_after: Option<String>,
+    /// Lifetime after which a preview is removed (duration, e.g. `72h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Most previews awake at once; the least recently used sleeps first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_awake: Option<u32>,
+}
+
+/// Per-service `x-cove`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[schemars(title = "x-cove (service)", extend("patternProperties" = {"^x-": {}}))]
+pub struct ServiceExt {
+    /// The command that runs the service natively (a string is split like a
+    /// shell would, without running a shell). A service with `run` needs no
+    /// `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<StringOrList>,
+    /// Working directory of `run` and `build`, relative to the Compose file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// A command run once before the service starts (e.g. `cargo build -p api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<StringOrList>,
+    /// How to run it: `process` (native, the default when possible) or `docker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Driver>,
+    /// Built-in native recipe to use (`mariadb`, `mysql`, `postgres`, `redis`,
+    /// `activemq`, `rabbitmq`); by default guessed from `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
+    /// Routes on the gateway that reach this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// Autoscaling bounds; `deploy.replicas` is the starting point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
+    /// Scheduled backups of a stateful service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    /// Behaviour in preview environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewMode>,
+    /// Alerts on this service's metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Alert>,
+}
+
+/// A command as a string or a list of arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StringOrList {
+    String(String),
+    List(Vec<String>),
+}
+
+/// Which driver runs a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    /// Native processes on the host.
+    Process,
+    /// Docker containers (Docker Engine API).
+    Docker,
+}
+
+/// A gateway route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Route {
+    /// Path prefix, e.g. `/api`. Default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Host name to match, e.g. `api.example.test`. Default: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Remove the matched path prefix before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<bool>,
+    /// The service's port to forward to (its only or first port by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `http` (default), `grpc` (HTTP/2) or `tcp` (layer 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<RouteProtocol>,
+}
+
+/// Protocol of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteProtocol {
+    Http,
+    Grpc,
+    Tcp,
+}
+
+/// Autoscaling bounds and target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Autoscale {
+    /// Fewest replicas (0 allows scale to zero).
+    pub min: u32,
+    /// Most replicas.
+    pub max: u32,
+    /// Target in-flight requests per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_concurrency: Option<f64>,
+    /// Target requests per second per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rps: Option<f64>,
+    /// How long the load must stay low before scaling down (duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_after: Option<String>,
+}
+
+/// Scheduled backups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Backup {
+    /// Cron schedule (5 or 6 fields), e.g. `0 3 * * *`.
+    pub schedule: String,
+    /// How many backups to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+}
+
+/// What a preview environment does with this service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PreviewMode {
+    /// Use the baseline's instance (default for stateful services).
+    Share,
+    /// Run the preview's own instance.
+    Run,
+    /// Run an own instance with data forked from the latest backup.
+    Fork,
+}
+
+/// An alert rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Alert {
+    /// Name shown in notifications.
+    pub name: String,
+    /// Condition on a metric, e.g. `error_rate > 0.05` or `p99_ms > 500`.
+    pub when: String,
+    /// How long the condition must hold (duration). Default: immediately.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "for")]
+    pub for_: Option<String>,
+}
+
+/// The JSON schema of `x-cove`: the project block at the root, the service
+/// block under `$defs/ServiceExt`.
+pub fn json_schema() -> serde_json::Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let service = generator.subschema_for::<ServiceExt>();
+    let root = generator.into_root_schema_for::<ProjectExt>();
+    let mut value = serde_json::to_value(root).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "$comment".into(),
+            format!(
+                "Generated by `cargo run -p cove -- schema --write` (x-cove version {VERSION}); do not edit."
+            )
+            .into(),
+        );
+        obj.insert(
+            "x-service".into(),
+            serde_json::to_value(service).unwrap_or_default(),
+        );
+    }
+    value
+}

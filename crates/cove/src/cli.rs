@@ -1,0 +1,92 @@
+//! Command-line definition (clap). Global options mirror `docker compose`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cove",
+    version,
+    about = "Run a Compose app the same way on a laptop, a server and Kubernetes."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which app to load; accepted before or after the command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ProjectArgs {
+    /// Compose file(s), merged in order. Default: compose.yaml (or
+    /// docker-compose.yml, ...) here or in a parent directory, plus its override.
+    #[arg(
+        short = 'f',
+        long = "file",
+        id = "file",
+        global = true,
+        env = "COMPOSE_FILE",
+        value_delimiter = ':'
+    )]
+    pub files: Vec<PathBuf>,
+    /// Project name. Default: `name:` in the file, else the directory name.
+    #[arg(short = 'p', long = "project-name", global = true)]
+    pub project_name: Option<String>,
+    /// Base directory of relative paths. Default: the first file's directory.
+    #[arg(long, global = true)]
+    pub project_directory: Option<PathBuf>,
+    /// Env file(s) for interpolation. Default: `.env` in the project directory.
+    #[arg(long = "env-file", id = "env_file", global = true)]
+    pub env_files: Vec<PathBuf>,
+    /// Enable services of this profile (repeatable; `*` enables all).
+    #[arg(long = "profile", id = "profile", global = true)]
+    pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the resolved app: files merged, variables interpolated, defaults filled.
+    Config(ConfigArgs),
+    /// Print a JSON schema (`x-cove`: the extension fields cove reads).
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// Print the service names, dependencies first.
+    #[arg(long, conflicts_with_all = ["graph", "list_profiles", "quiet"])]
+    pub services: bool,
+    /// Print the dependency graph.
+    #[arg(long, conflicts_with_all = ["list_profiles", "quiet"])]
+    pub graph: bool,
+    /// Print the profiles the app defines.
+    #[arg(long = "profiles", conflicts_with = "quiet")]
+    pub list_profiles: bool,
+    /// Only validate: print nothing, exit 0 when the app is valid.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema.
+    #[arg(value_enum, default_value_t = SchemaName::XCove)]
+    pub name: SchemaName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaName {
+    /// The `x-cove` extension (project block; service block under `x-service`).
+    XCove,
+}

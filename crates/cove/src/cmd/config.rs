@@ -1,0 +1,102 @@
+//! `cove config`: the resolved app, its services in start order, or its
+//! dependency graph.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use cove_spec::yaml_out::to_yaml;
+use serde_json::json;
+
+use crate::cli::{ConfigArgs, Format, ProjectArgs};
+use crate::output::stderr_style;
+
+pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let project = match crate::project::load(project_args) {
+        Ok(p) => p,
+        Err(failure) => {
+            eprint!("{}", failure.render(&stderr_style()));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let app = &project.app;
+    let mut out = String::new();
+    if args.quiet {
+        return Ok(ExitCode::SUCCESS);
+    } else if args.services {
+        match args.format {
+            Format::Json => {
+                out = serde_json::to_string_pretty(&app.services.keys().collect::<Vec<_>>())? + "\n"
+            }
+            Format::Yaml => {
+                for name in app.services.keys() {
+                    out.push_str(name);
+                    out.push('\n');
+                }
+            }
+        }
+    } else if args.list_profiles {
+        let all: BTreeSet<&str> = app
+            .services
+            .values()
+            .flat_map(|s| s.profiles.iter().map(String::as_str))
+            .chain(project.disabled.values().flatten().map(String::as_str))
+            .collect();
+        match args.format {
+            Format::Json => out = serde_json::to_string_pretty(&all)? + "\n",
+            Format::Yaml => all.iter().for_each(|p| {
+                out.push_str(p);
+                out.push('\n');
+            }),
+        }
+    } else if args.graph {
+        match args.format {
+            Format::Json => {
+                let edges: Vec<_> = app
+                    .services
+                    .iter()
+                    .flat_map(|(from, s)| {
+                        s.depends_on.iter().map(move |(to, d)| {
+                            json!({"from": from, "to": to, "condition": d.condition, "required": d.required, "restart": d.restart})
+                        })
+                    })
+                    .collect();
+                let v =
+                    json!({"services": app.services.keys().collect::<Vec<_>>(), "edges": edges});
+                out = serde_json::to_string_pretty(&v)? + "\n";
+            }
+            Format::Yaml => {
+                for (name, s) in &app.services {
+                    out.push_str(name);
+                    let deps: Vec<String> = s
+                        .depends_on
+                        .iter()
+                        .map(|(to, d)| {
+                            let cond = serde_json::to_value(d.condition).ok();
+                            let cond = cond.as_ref().and_then(|c| c.as_str()).unwrap_or_default();
+                            format!("{to} ({cond})")
+                        })
+                        .collect();
+                    if !deps.is_empty() {
+                        out.push_str(" → ");
+                        out.push_str(&deps.join(", "));
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    } else {
+        let value = serde_json::to_value(app)?;
+        out = match args.format {
+            Format::Json => serde_json::to_string_pretty(&value)? + "\n",
+            Format::Yaml => to_yaml(&value),
+        };
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

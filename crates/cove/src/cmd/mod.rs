@@ -1,0 +1,16 @@
+//! One module per command.
+
+mod config;
+mod schema;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the command; errors that are not an invalid app become exit code 1.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config(args) => config::run(&cli.project, &args),
+        Command::Schema(args) => schema::run(&args),
+    }
+}

@@ -1,0 +1,25 @@
+//! The `cove` binary: parses the command line and runs one command.
+//!
+//! Exit codes: 0 success; 1 the app is invalid or the command failed;
+//! 2 usage error (bad flags or arguments).
+
+mod cli;
+mod cmd;
+mod output;
+mod project;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let style = output::stderr_style();
+            eprintln!("{}error{}: {e:#}", style.red, style.reset);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! From command-line options and the environment to a loaded project:
+//! finds the Compose files the way `docker compose` does.
+
+use std::path::{Path, PathBuf};
+
+use cove_spec::{LoadFailure, Options, Project};
+
+use crate::cli::ProjectArgs;
+use crate::output::stderr_style;
+
+/// Default file names, in the order Compose tries them.
+pub const FILE_NAMES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+
+/// Override file names tried in the directory of the file found.
+pub const OVERRIDE_NAMES: [&str; 4] = [
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
+/// Finds the default files: the first directory from `start` upwards that
+/// holds one of [`FILE_NAMES`], with its override if there is one.
+pub fn discover(start: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        let found: Vec<PathBuf> = FILE_NAMES
+            .iter()
+            .map(|n| d.join(n))
+            .filter(|p| p.is_file())
+            .collect();
+        if let Some(main) = found.first() {
+            if found.len() > 1 {
+                warnings.push(format!(
+                    "found several compose files in {}; using {}",
+                    d.display(),
+                    main.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+            let mut files = vec![main.clone()];
+            let overrides: Vec<PathBuf> = OVERRIDE_NAMES
+                .iter()
+                .map(|n| d.join(n))
+                .filter(|p| p.is_file())
+                .collect();
+            if let Some(o) = overrides.first() {
+                if overrides.len() > 1 {
+                    warnings.push(format!(
+                        "found several override files in {}; using {}",
+                        d.display(),
+                        o.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                }
+                files.push(o.clone());
+            }
+            return (files, warnings);
+        }
+        dir = d.parent();
+    }
+    (Vec::new(), warnings)
+}
+
+/// Loads the project the options describe. Warnings go to stderr.
+pub fn load(args: &ProjectArgs) -> Result<Project, LoadFailure> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
+    let project_dir = args.project_directory.as_deref().map(absolute);
+    let style = stderr_style();
+    let files: Vec<PathBuf> = if args.files.is_empty() {
+        let (files, warnings) = discover(project_dir.as_deref().unwrap_or(&cwd));
+        for w in warnings {
+            eprintln!("{}warning{}: {w}", style.yellow, style.reset);
+        }
+        files
+    } else {
+        args.files
+            .iter()
+            .filter(|f| !f.as_os_str().is_empty())
+            .map(|f| absolute(f))
+            .collect()
+    };
+    let disable_env_file = std::env::var("COMPOSE_DISABLE_ENV_FILE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+    let env_files = if !args.env_files.is_empty() {
+        Some(args.env_files.iter().map(|f| absolute(f)).collect())
+    } else if disable_env_file {
+        Some(Vec::new())
+    } else {
+        None
+    };
+    let opts = Options {
+        files,
+        project_dir,
+        project_name: args.project_name.clone(),
+        env_files,
+        environ: std::env::vars().collect(),
+        profiles: args.profiles.clone(),
+    };
+    let project = cove_spec::load(&opts)?;
+    for w in &project.warnings {
+        eprint!("{}", w.render(&project.sources, &style));
+    }
+    Ok(project)
+}
