@@ -173,6 +173,14 @@ fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
                     m.insert("source", span, Node::string(span, t));
                     *it = Node::map(span, m);
                 }
+                // `mode: 0440` is octal, as file modes are written.
+                if let Some(mode) = it.as_map_mut().and_then(|m| m.get_mut("mode")) {
+                    let text = mode.as_text().unwrap_or_default().to_string();
+                    let octal = text.strip_prefix("0o").or_else(|| text.strip_prefix('0'));
+                    if let Some(v) = octal.and_then(|o| u32::from_str_radix(o, 8).ok()) {
+                        *mode = Node::plain(mode.span, v.to_string());
+                    }
+                }
             }
         }
     }
@@ -772,7 +780,7 @@ mod tests {
         assert_eq!((v.kind, v.source), ("volume", None));
         let v = parse_volume("C:\\data:/data").unwrap();
         assert_eq!(v.kind, "bind");
-        assert_eq!(parse_volume("a:/b:bogus").unwrap().ignored, ["bogus"]);
+        assert_eq!(parse_volume("data:/b:bogus").unwrap().ignored, ["bogus"]);
         for bad in ["", "a::b", "a:b:c:d"] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }

@@ -158,7 +158,7 @@ mod tests {
             ("cache", &[]),
             ("other", &[]),
         ]);
-        assert_eq!(g.order(), ["db", "cache", "other", "api", "web"]);
+        assert_eq!(g.order(), ["db", "cache", "api", "web", "other"]);
         assert_eq!(g.closure(&["api".into()]), ["db", "cache", "api"]);
         assert!(g.cycles().is_empty());
     }

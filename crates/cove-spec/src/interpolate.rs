@@ -300,6 +300,9 @@ pub fn interpolate_node(node: &mut Node, vars: &Vars, diags: &mut Diagnostics) {
                     diags.push(d);
                 }
                 s.text = done.text;
+                // As in Compose, an interpolated value is a string; `cast`
+                // types it where the specification expects a number or boolean.
+                s.plain = false;
             }
             Err(e) => {
                 let d = match e.kind {

@@ -47,6 +47,8 @@ pub struct Loader {
     extends_files: HashMap<PathBuf, Option<Node>>,
     /// Files being included, outermost first, to detect include cycles.
     include_stack: Vec<PathBuf>,
+    /// `extends` cycles already reported (sorted names), to report each once.
+    reported_cycles: Vec<Vec<String>>,
 }
 
 impl Loader {
@@ -57,6 +59,7 @@ impl Loader {
             home,
             extends_files: HashMap::new(),
             include_stack: Vec::new(),
+            reported_cycles: Vec::new(),
         }
     }
 
@@ -425,6 +428,13 @@ impl Loader {
             names.push(name.to_string());
             names.push(base_name.clone());
             let span = chain[pos].2;
+            let mut key = names.clone();
+            key.pop();
+            key.sort();
+            if self.reported_cycles.contains(&key) {
+                return None;
+            }
+            self.reported_cycles.push(key);
             self.diags.push(
                 Diagnostic::error(span, format!("`extends` cycle: {}", names.join(" → ")))
                     .with_hint("a service cannot extend itself, directly or through others"),

@@ -15,10 +15,12 @@ use crate::source::{FileId, Span};
 /// Aliases expanded beyond this many nodes are refused ("billion laughs").
 const MAX_ALIAS_NODES: usize = 1_000_000;
 
+/// Deeper nesting is refused: later steps recurse over the tree.
+const MAX_DEPTH: usize = 128;
+
 /// Parses every YAML document in `text`. An empty file gives no document.
 pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
     let mut b = Builder {
-        file,
         stack: Vec::new(),
         anchors: HashMap::new(),
         docs: Vec::new(),
@@ -76,7 +78,6 @@ enum Frame {
 }
 
 struct Builder<'d> {
-    file: FileId,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     docs: Vec<Node>,
@@ -149,6 +150,18 @@ impl Builder<'_> {
                     self.value(Node::null(span));
                 }
             },
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.diags.push(
+                    Diagnostic::error(
+                        span,
+                        format!("YAML is nested more than {MAX_DEPTH} levels deep"),
+                    )
+                    .with_hint(
+                        "a compose file needs only a few levels; check for runaway brackets",
+                    ),
+                );
+                self.failed = true;
+            }
             Event::SequenceStart(anchor, tag) => self.stack.push(Frame::Seq {
                 span,
                 anchor,
@@ -215,8 +228,6 @@ impl Builder<'_> {
 
     /// Places a finished node into its parent (or as a document).
     fn value(&mut self, node: Node) {
-        let file = self.file;
-        let _ = file;
         match self.stack.last_mut() {
             None => self.docs.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),

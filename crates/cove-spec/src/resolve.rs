@@ -155,6 +155,11 @@ pub fn resolve(
     }
     if let Some(x) = root_map.get_mut("x-cove").and_then(Node::as_map_mut) {
         x.entries.retain(|e| !e.key.starts_with("x-"));
+        for key in ["idle_after", "ttl"] {
+            if let Some(n) = node_at(x, &["previews", key]) {
+                duration(n, &format!("x-cove.previews.{key}"), loader);
+            }
+        }
     }
 
     // Typed conversion, services in dependency order.
@@ -428,7 +433,17 @@ fn check_runnable(name: &str, key_span: Span, svc: &Map, loader: &mut Loader) {
         .get("x-cove")
         .and_then(Node::as_map)
         .is_some_and(|x| x.contains("run"));
-    if !svc.contains("image") && !svc.contains("build") && !has_run && !svc.contains("provider") {
+    // A failed `extends` or a misspelt `image`/`build` is reported already.
+    let misspelt = svc
+        .keys()
+        .any(|k| k != "image" && k != "build" && suggest(k, ["image", "build"]).is_some());
+    if !svc.contains("image")
+        && !svc.contains("build")
+        && !has_run
+        && !svc.contains("provider")
+        && !svc.contains("extends")
+        && !misspelt
+    {
         loader.diags.push(
             Diagnostic::error(key_span, format!("service `{name}` has nothing to run"))
                 .with_hint("add `image:`, `build:`, or `x-cove: {run: ...}` for a native command"),
@@ -659,6 +674,20 @@ const DURATIONS: &[&[&str]] = &[
     &["x-cove", "autoscale", "scale_down_after"],
 ];
 
+/// Checks a duration and writes it in normal form (`90s` → `1m30s`).
+pub(crate) fn duration(n: &mut Node, what: &str, loader: &mut Loader) {
+    let Some(t) = n.as_text().map(str::to_string) else {
+        return;
+    };
+    match units::parse_duration(&t) {
+        Ok(d) => *n = Node::string(n.span, units::format_duration(d)),
+        Err(e) => loader.diags.push(
+            Diagnostic::error(n.span, format!("`{what}` is not a valid duration: {e}"))
+                .with_hint("write a number with a unit: `300ms`, `10s`, `1m30s`, `2h`"),
+        ),
+    }
+}
+
 fn node_at<'a>(m: &'a mut Map, path: &[&str]) -> Option<&'a mut Node> {
     let (last, parents) = path.split_last()?;
     let mut cur = m;
@@ -672,18 +701,26 @@ fn node_at<'a>(m: &'a mut Map, path: &[&str]) -> Option<&'a mut Node> {
 fn units_pass(svc: &mut Map, loader: &mut Loader) {
     for path in DURATIONS {
         if let Some(n) = node_at(svc, path) {
-            if let Some(t) = n.as_text().map(str::to_string) {
-                match units::parse_duration(&t) {
-                    Ok(d) => *n = Node::string(n.span, units::format_duration(d)),
-                    Err(e) => loader.diags.push(
-                        Diagnostic::error(
-                            n.span,
-                            format!("`{}` is not a valid duration: {e}", path.join(".")),
-                        )
-                        .with_hint("write a number with a unit: `300ms`, `10s`, `1m30s`, `2h`"),
-                    ),
-                }
+            duration(n, &path.join("."), loader);
+        }
+    }
+    if let Some(Kind::Seq(alerts)) = node_at(svc, &["x-cove", "alerts"]).map(|n| &mut n.kind) {
+        for a in alerts.iter_mut().filter_map(Node::as_map_mut) {
+            if let Some(n) = a.get_mut("for") {
+                duration(n, "x-cove.alerts.for", loader);
             }
+        }
+    }
+    if let Some(n) = node_at(svc, &["x-cove", "backup", "schedule"]) {
+        let fields = n
+            .as_text()
+            .map(|t| t.split_whitespace().count())
+            .unwrap_or(0);
+        if !(5..=6).contains(&fields) {
+            loader.diags.push(
+                Diagnostic::error(n.span, "`x-cove.backup.schedule` is not a cron schedule")
+                    .with_hint("write 5 fields (minute hour day month weekday), or 6 with seconds first, e.g. `0 3 * * *`"),
+            );
         }
     }
     for set in ["limits", "reservations"] {

@@ -141,27 +141,15 @@ impl Validator {
         if let Some(values) = obj.get("enum").and_then(Json::as_array) {
             let v = node.to_json();
             if !values.iter().any(|e| json_eq(e, &v)) {
-                let valid: Vec<String> = values.iter().map(show).collect();
-                let got = show(&v);
-                let mut d =
-                    Diagnostic::error(node.span, format!("`{path}` has an invalid value {got}"));
-                let mut hint = format!("valid values: {}", valid.join(", "));
-                if let Some(s) = v.as_str() {
-                    let names: Vec<&str> = values.iter().filter_map(Json::as_str).collect();
-                    if let Some(best) = suggest(s, names) {
-                        hint = format!("did you mean `{best}`? ({hint})");
-                    }
-                }
-                d.hint = Some(hint);
-                diags.push(d);
+                diags.push(enum_error(node, path, values));
             }
         }
         if let Some(c) = obj.get("const") {
             if !json_eq(c, &node.to_json()) {
-                diags.push(Diagnostic::error(
-                    node.span,
-                    format!("`{path}` must be {}", show(c)),
-                ));
+                diags.push(
+                    Diagnostic::error(node.span, format!("`{path}` must be {}", show(c)))
+                        .with_hint(format!("write {}", show(c))),
+                );
             }
         }
         match &node.kind {
@@ -240,10 +228,13 @@ impl Validator {
                 }
                 if let Some(min) = obj.get("minItems").and_then(Json::as_u64) {
                     if (items.len() as u64) < min {
-                        diags.push(Diagnostic::error(
-                            node.span,
-                            format!("`{path}` must have at least {min} item(s)"),
-                        ));
+                        diags.push(
+                            Diagnostic::error(
+                                node.span,
+                                format!("`{path}` must have at least {min} item(s)"),
+                            )
+                            .with_hint("add the missing items, or remove the key"),
+                        );
                     }
                 }
             }
@@ -252,18 +243,24 @@ impl Validator {
                 if let Some(n) = v.as_f64() {
                     if let Some(min) = obj.get("minimum").and_then(Json::as_f64) {
                         if n < min {
-                            diags.push(Diagnostic::error(
-                                node.span,
-                                format!("`{path}` must be at least {min}, got {n}"),
-                            ));
+                            diags.push(
+                                Diagnostic::error(
+                                    node.span,
+                                    format!("`{path}` must be at least {min}, got {n}"),
+                                )
+                                .with_hint(format!("use a value of {min} or more")),
+                            );
                         }
                     }
                     if let Some(max) = obj.get("maximum").and_then(Json::as_f64) {
                         if n > max {
-                            diags.push(Diagnostic::error(
-                                node.span,
-                                format!("`{path}` must be at most {max}, got {n}"),
-                            ));
+                            diags.push(
+                                Diagnostic::error(
+                                    node.span,
+                                    format!("`{path}` must be at most {max}, got {n}"),
+                                )
+                                .with_hint(format!("use a value of {max} or less")),
+                            );
                         }
                     }
                 }
@@ -271,13 +268,13 @@ impl Validator {
                     (obj.get("pattern").and_then(Json::as_str), v.as_str())
                 {
                     if !self.matches(pattern, s) {
-                        diags.push(Diagnostic::error(
-                            node.span,
-                            format!(
-                                "`{path}` value {} does not match the pattern `{pattern}`",
-                                show(&v)
-                            ),
-                        ));
+                        diags.push(
+                            Diagnostic::error(
+                                node.span,
+                                format!("`{path}` has an invalid value {}", show(&v)),
+                            )
+                            .with_hint(format!("the value must match the pattern `{pattern}`")),
+                        );
                     }
                 }
             }
@@ -317,6 +314,14 @@ impl Validator {
             );
             return;
         }
+        let consts: Vec<Json> = fitting.iter().filter_map(|b| single_value(b)).collect();
+        if !consts.is_empty() && consts.len() == fitting.len() {
+            let v = node.to_json();
+            if !consts.iter().any(|c| json_eq(c, &v)) {
+                diags.push(enum_error(node, path, &consts));
+            }
+            return;
+        }
         let mut best: Option<Diagnostics> = None;
         for b in fitting {
             let mut local = Diagnostics::default();
@@ -335,6 +340,35 @@ impl Validator {
             diags.push(d);
         }
     }
+}
+
+/// The one value a `{const: x}` or `{enum: [x]}` branch allows.
+fn single_value(b: &Json) -> Option<Json> {
+    if let Some(c) = b.get("const") {
+        return Some(c.clone());
+    }
+    match b.get("enum").and_then(Json::as_array) {
+        Some(values) if values.len() == 1 => Some(values[0].clone()),
+        _ => None,
+    }
+}
+
+fn enum_error(node: &Node, path: &Path, values: &[Json]) -> Diagnostic {
+    let v = node.to_json();
+    let valid: Vec<String> = values.iter().map(show).collect();
+    let mut d = Diagnostic::error(
+        node.span,
+        format!("`{path}` has an invalid value {}", show(&v)),
+    );
+    let mut hint = format!("valid values: {}", valid.join(", "));
+    if let Some(s) = v.as_str() {
+        let names: Vec<&str> = values.iter().filter_map(Json::as_str).collect();
+        if let Some(best) = suggest(s, names) {
+            hint = format!("did you mean `{best}`? ({hint})");
+        }
+    }
+    d.hint = Some(hint);
+    d
 }
 
 fn branch_fits(v: &Validator, node: &Node, branch: &Json) -> bool {
@@ -375,9 +409,8 @@ fn one_type_matches(node: &Node, t: &str) -> bool {
         ("integer", Resolved::Int(_)) => true,
         ("integer", Resolved::Float(f)) => f.fract() == 0.0 && f.is_finite(),
         ("number", Resolved::Int(_) | Resolved::Float(_)) => true,
-        // A plain number where text is expected (`version: 3.8`, `image: 5`)
-        // is read as its text, as Compose does.
-        ("string", Resolved::Str(_) | Resolved::Int(_) | Resolved::Float(_)) => true,
+        // As in Compose, `user: 1000` is not a string: it must be quoted.
+        ("string", Resolved::Str(_)) => true,
         _ => false,
     }
 }
@@ -452,7 +485,7 @@ fn unknown_key(
             "see the Compose specification for the keys allowed here"
         );
     }
-    if extensions {
+    if extensions && !hint.starts_with("did you mean") {
         let _ = write!(hint, "; custom fields must start with `x-`");
     }
     d.hint = Some(hint);

@@ -1,0 +1,78 @@
+//! Every app under `fixtures/good` loads, and its resolved form is
+//! snapshotted; every app under `fixtures/bad` fails, and its diagnostics are
+//! snapshotted (file, line, column, caret, hint).
+
+use crate::support::{options_for, render, repo_root};
+
+fn each(kind: &str, expect_ok: bool) {
+    let root = repo_root().join("fixtures").join(kind);
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no fixtures in {}", root.display());
+    let mut wrong = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let (ok, text) = render(dir, &options_for(dir));
+        if ok != expect_ok {
+            wrong.push(format!(
+                "{name}: expected {}, got:\n{text}",
+                if expect_ok { "success" } else { "failure" }
+            ));
+            continue;
+        }
+        insta::assert_snapshot!(format!("{kind}__{name}"), text);
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn good_fixtures_load() {
+    each("good", true);
+}
+
+#[test]
+fn bad_fixtures_fail_with_their_diagnostics() {
+    each("bad", false);
+}
+
+#[test]
+fn every_bad_fixture_error_has_a_place_and_a_hint() {
+    let root = repo_root().join("fixtures/bad");
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let Err(f) = cove_spec::load(&options_for(&dir)) else {
+            panic!("{} loaded", dir.display());
+        };
+        for d in f.diagnostics.iter().filter(|d| d.is_error()) {
+            assert!(
+                d.span.is_some(),
+                "{}: `{}` has no place",
+                dir.display(),
+                d.message
+            );
+            assert!(
+                d.hint.is_some(),
+                "{}: `{}` has no hint",
+                dir.display(),
+                d.message
+            );
+        }
+    }
+}
+
+#[test]
+fn the_multi_error_fixture_reports_every_error() {
+    let dir = repo_root().join("fixtures/bad/many-errors");
+    let Err(f) = cove_spec::load(&options_for(&dir)) else {
+        panic!("loaded");
+    };
+    let errors = f.diagnostics.iter().filter(|d| d.is_error()).count();
+    assert!(errors >= 5, "only {errors} errors:\n{f}");
+}

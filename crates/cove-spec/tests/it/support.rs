@@ -1,0 +1,81 @@
+//! Helpers shared by the loader tests.
+
+use std::path::{Path, PathBuf};
+
+use cove_spec::{Options, Style};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `../shared` beside the project, where the workplace keeps the corpus.
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = repo_root().join("../shared");
+    p.is_dir().then_some(p)
+}
+
+/// Per-fixture options, from `options.json` beside the compose file.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureOptions {
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub env_files: Option<Vec<String>>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    #[serde(default)]
+    pub project_name: Option<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+}
+
+/// Options for loading the app in `dir`, hermetic: the environment is only
+/// `HOME=/home/user` plus what `options.json` says.
+pub fn options_for(dir: &Path) -> Options {
+    let o: FixtureOptions = match std::fs::read_to_string(dir.join("options.json")) {
+        Ok(t) => serde_json::from_str(&t).unwrap(),
+        Err(_) => FixtureOptions::default(),
+    };
+    let files = if o.files.is_empty() {
+        vec![dir.join("compose.yaml")]
+    } else {
+        o.files.iter().map(|f| dir.join(f)).collect()
+    };
+    let mut environ = vec![("HOME".to_string(), "/home/user".to_string())];
+    environ.extend(o.env);
+    Options {
+        files,
+        project_dir: o.workdir.map(|w| dir.join(w)),
+        project_name: o.project_name,
+        env_files: o.env_files.map(|v| v.iter().map(|f| dir.join(f)).collect()),
+        environ,
+        profiles: o.profiles,
+    }
+}
+
+/// Loads and renders either the resolved app (YAML) or the diagnostics, with
+/// the fixture's absolute directory replaced by `<dir>`.
+pub fn render(dir: &Path, opts: &Options) -> (bool, String) {
+    let dir_text = dir.display().to_string();
+    match cove_spec::load(opts) {
+        Ok(p) => {
+            let mut out = String::new();
+            for w in &p.warnings {
+                out.push_str(&w.render(&p.sources, &Style::plain()));
+            }
+            if !out.is_empty() {
+                out.push_str("---\n");
+            }
+            let v = serde_json::to_value(&p.app).unwrap();
+            out.push_str(&cove_spec::yaml_out::to_yaml(&v));
+            (true, out.replace(&dir_text, "<dir>"))
+        }
+        Err(f) => (false, f.render(&Style::plain()).replace(&dir_text, "<dir>")),
+    }
+}
