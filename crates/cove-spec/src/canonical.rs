@@ -39,10 +39,10 @@ pub fn canonicalize(root: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     for section in ["secrets", "configs"] {
         if let Some(defs) = map.get_mut(section).and_then(Node::as_map_mut) {
             for e in &mut defs.entries {
-                if let Some(def) = e.value.as_map_mut() {
-                    if let Some(file) = def.get_mut("file") {
-                        resolve_path_node(file, ctx);
-                    }
+                if let Some(def) = e.value.as_map_mut()
+                    && let Some(file) = def.get_mut("file")
+                {
+                    resolve_path_node(file, ctx);
                 }
             }
         }
@@ -75,13 +75,13 @@ fn external_name(def: &mut Map, diags: &mut Diagnostics) {
         Diagnostic::warning(key_span, "`external.name` is deprecated")
             .with_hint("write `name: ...` beside `external: true`"),
     );
-    if let Some(existing) = def.get("name") {
-        if existing.as_text() != name.as_text() {
-            diags.push(
-                Diagnostic::error(existing.span, "`name` and `external.name` conflict")
-                    .with_hint("keep only `name`"),
-            );
-        }
+    if let Some(existing) = def.get("name")
+        && existing.as_text() != name.as_text()
+    {
+        diags.push(
+            Diagnostic::error(existing.span, "`name` and `external.name` conflict")
+                .with_hint("keep only `name`"),
+        );
     }
     def.insert("external", key_span, Node::plain(span, "true"));
     def.insert("name", key_span, name);
@@ -107,10 +107,10 @@ fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             *build = Node::map(span, m);
         }
         if let Some(b) = build.as_map_mut() {
-            if let Some(c) = b.get_mut("context") {
-                if c.as_text().is_some_and(|t| !is_remote_context(t)) {
-                    resolve_path_node(c, ctx);
-                }
+            if let Some(c) = b.get_mut("context")
+                && c.as_text().is_some_and(|t| !is_remote_context(t))
+            {
+                resolve_path_node(c, ctx);
             }
             if let Some(args) = b.get_mut("args") {
                 key_values(args, "build.args", diags);
@@ -137,10 +137,10 @@ fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         env_file(n, ctx);
     }
     for key in ["dns", "dns_search", "label_file", "tmpfs"] {
-        if let Some(n) = svc.get_mut(key) {
-            if n.as_scalar().is_some() {
-                *n = Node::seq(n.span, vec![n.clone()]);
-            }
+        if let Some(n) = svc.get_mut(key)
+            && n.as_scalar().is_some()
+        {
+            *n = Node::seq(n.span, vec![n.clone()]);
         }
     }
     if let Some(n) = svc.get_mut("depends_on") {
@@ -152,12 +152,12 @@ fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     if let Some(n) = svc.get_mut("ports") {
         ports(n, diags);
     }
-    if let Some(n) = svc.get_mut("expose") {
-        if let Kind::Seq(items) = &mut n.kind {
-            for it in items {
-                if let Some(t) = it.as_text().map(str::to_string) {
-                    *it = Node::string(it.span, t);
-                }
+    if let Some(n) = svc.get_mut("expose")
+        && let Kind::Seq(items) = &mut n.kind
+    {
+        for it in items {
+            if let Some(t) = it.as_text().map(str::to_string) {
+                *it = Node::string(it.span, t);
             }
         }
     }
@@ -191,26 +191,25 @@ fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         .get_mut("develop")
         .and_then(Node::as_map_mut)
         .and_then(|d| d.get_mut("watch"))
+        && let Kind::Seq(items) = &mut watch.kind
     {
-        if let Kind::Seq(items) = &mut watch.kind {
-            for w in items.iter_mut().filter_map(Node::as_map_mut) {
-                if let Some(p) = w.get_mut("path") {
-                    resolve_path_node(p, ctx);
-                }
-                for key in ["ignore", "include"] {
-                    if let Some(n) = w.get_mut(key) {
-                        if n.as_scalar().is_some() {
-                            *n = Node::seq(n.span, vec![n.clone()]);
-                        }
-                    }
+        for w in items.iter_mut().filter_map(Node::as_map_mut) {
+            if let Some(p) = w.get_mut("path") {
+                resolve_path_node(p, ctx);
+            }
+            for key in ["ignore", "include"] {
+                if let Some(n) = w.get_mut(key)
+                    && n.as_scalar().is_some()
+                {
+                    *n = Node::seq(n.span, vec![n.clone()]);
                 }
             }
         }
     }
-    if let Some(x) = svc.get_mut("x-cove").and_then(Node::as_map_mut) {
-        if let Some(w) = x.get_mut("workdir") {
-            resolve_path_node(w, ctx);
-        }
+    if let Some(x) = svc.get_mut("x-cove").and_then(Node::as_map_mut)
+        && let Some(w) = x.get_mut("workdir")
+    {
+        resolve_path_node(w, ctx);
     }
     let _ = name;
 }
@@ -415,10 +414,11 @@ pub fn parse_port(spec: &str) -> Result<Vec<PortSpec>, String> {
         ),
     };
     let ip = ip.map(|ip| ip.trim_start_matches('[').trim_end_matches(']').to_string());
-    if let Some(ip) = &ip {
-        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!("invalid IP address `{ip}`"));
-        }
+    if let Some(ip) = &ip
+        && !ip.is_empty()
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(format!("invalid IP address `{ip}`"));
     }
     if container.is_empty() {
         return Err("no container port given".to_string());
@@ -512,11 +512,10 @@ fn ports(n: &mut Node, diags: &mut Diagnostics) {
             },
             Kind::Map(m) => {
                 let mut m = m.clone();
-                if let Some(p) = m.get_mut("published") {
-                    if let Some(t) = p.as_text().map(str::to_string) {
+                if let Some(p) = m.get_mut("published")
+                    && let Some(t) = p.as_text().map(str::to_string) {
                         *p = Node::string(p.span, t);
                     }
-                }
                 out.push(Node::map(span, m));
             }
             _ => out.push(it.clone()),
@@ -661,31 +660,29 @@ fn volumes(n: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         }
         if let Some(m) = it.as_map_mut() {
             let is_bind = m.get("type").and_then(Node::as_text) == Some("bind");
-            if is_bind {
-                if let Some(src) = m.get_mut("source") {
-                    resolve_path_node(src, ctx);
-                }
+            if is_bind && let Some(src) = m.get_mut("source") {
+                resolve_path_node(src, ctx);
             }
-            if let Some(t) = m.get_mut("target") {
-                if let Some(text) = t.as_text().map(clean_path) {
-                    *t = Node::string(t.span, text);
-                }
+            if let Some(t) = m.get_mut("target")
+                && let Some(text) = t.as_text().map(clean_path)
+            {
+                *t = Node::string(t.span, text);
             }
         }
     }
 }
 
 fn healthcheck(hc: &mut Map) {
-    if let Some(test) = hc.get_mut("test") {
-        if let Some(t) = test.as_text().map(str::to_string) {
-            let span = test.span;
-            let tag = test.tag;
-            *test = Node::seq(
-                span,
-                vec![Node::string(span, "CMD-SHELL"), Node::string(span, t)],
-            );
-            test.tag = tag;
-        }
+    if let Some(test) = hc.get_mut("test")
+        && let Some(t) = test.as_text().map(str::to_string)
+    {
+        let span = test.span;
+        let tag = test.tag;
+        *test = Node::seq(
+            span,
+            vec![Node::string(span, "CMD-SHELL"), Node::string(span, t)],
+        );
+        test.tag = tag;
     }
 }
 

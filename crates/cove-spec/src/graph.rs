@@ -116,10 +116,10 @@ impl Graph {
         let mut want: IndexSet<String> = IndexSet::new();
         let mut todo: Vec<String> = roots.to_vec();
         while let Some(n) = todo.pop() {
-            if want.insert(n.clone()) {
-                if let Some(edges) = self.deps.get(&n) {
-                    todo.extend(edges.iter().map(|e| e.to.clone()));
-                }
+            if want.insert(n.clone())
+                && let Some(edges) = self.deps.get(&n)
+            {
+                todo.extend(edges.iter().map(|e| e.to.clone()));
             }
         }
         self.order()

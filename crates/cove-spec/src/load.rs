@@ -168,16 +168,13 @@ impl Loader {
             }
             interpolate_node(&mut doc, vars, &mut self.diags);
             cast::cast(&mut doc, &mut self.diags);
-            if let Some(map) = doc.as_map_mut() {
-                if let Some(e) = map.remove("version") {
-                    self.diags.push(
-                        Diagnostic::warning(
-                            e.key_span,
-                            "the `version` key is obsolete and ignored",
-                        )
+            if let Some(map) = doc.as_map_mut()
+                && let Some(e) = map.remove("version")
+            {
+                self.diags.push(
+                    Diagnostic::warning(e.key_span, "the `version` key is obsolete and ignored")
                         .with_hint("remove it; the Compose Specification needs no version"),
-                    );
-                }
+                );
             }
             self.validate(&doc);
             let ctx = Ctx {
@@ -198,22 +195,22 @@ impl Loader {
         let x = xcove_validator();
         if let Some(top) = map.get("x-cove") {
             x.validate_root(top, &SchemaPath::root("x-cove"), &mut self.diags);
-            if let Some(v) = top.as_map().and_then(|m| m.get("version")) {
-                if v.as_int().is_some_and(|n| n != i64::from(xcove::VERSION)) {
-                    self.diags.push(
-                        Diagnostic::error(
-                            v.span,
-                            format!(
-                                "unsupported x-cove version {}",
-                                v.as_text().unwrap_or_default()
-                            ),
-                        )
-                        .with_hint(format!(
-                            "this cove understands version {}; upgrade cove",
-                            xcove::VERSION
-                        )),
-                    );
-                }
+            if let Some(v) = top.as_map().and_then(|m| m.get("version"))
+                && v.as_int().is_some_and(|n| n != i64::from(xcove::VERSION))
+            {
+                self.diags.push(
+                    Diagnostic::error(
+                        v.span,
+                        format!(
+                            "unsupported x-cove version {}",
+                            v.as_text().unwrap_or_default()
+                        ),
+                    )
+                    .with_hint(format!(
+                        "this cove understands version {}; upgrade cove",
+                        xcove::VERSION
+                    )),
+                );
             }
         }
         if let Some(services) = map.get("services").and_then(Node::as_map) {

@@ -22,13 +22,13 @@ pub fn merge(base: Node, over: Node, path: &[&str]) -> Node {
                 let driver = |m: &crate::node::Map| {
                     m.get("driver").and_then(Node::as_text).map(str::to_string)
                 };
-                if let (Some(bd), Some(od)) = (driver(&b), driver(&o)) {
-                    if bd != od {
-                        return strip(Node {
-                            kind: Kind::Map(o),
-                            ..over
-                        });
-                    }
+                if let (Some(bd), Some(od)) = (driver(&b), driver(&o))
+                    && bd != od
+                {
+                    return strip(Node {
+                        kind: Kind::Map(o),
+                        ..over
+                    });
                 }
             }
             if matches_path(path, &["services", "*", "ulimits", "*"]) {

@@ -77,10 +77,10 @@ pub fn resolve_plain(t: &str) -> Resolved<'_> {
     if let Some(i) = parse_int(t) {
         return Resolved::Int(i);
     }
-    if is_float(t) {
-        if let Ok(f) = t.parse::<f64>() {
-            return Resolved::Float(f);
-        }
+    if is_float(t)
+        && let Ok(f) = t.parse::<f64>()
+    {
+        return Resolved::Float(f);
     }
     Resolved::Str(t)
 }

@@ -139,16 +139,17 @@ pub fn resolve(
     for section in ["networks", "volumes", "secrets", "configs"] {
         if let Some(defs) = root_map.get_mut(section).and_then(Node::as_map_mut) {
             for e in &mut defs.entries {
-                if let Some(def) = e.value.as_map_mut() {
-                    if !def.contains("name") && matches!(section, "networks" | "volumes") {
-                        let external = def.get("external").and_then(Node::as_bool) == Some(true);
-                        let n = if external {
-                            e.key.clone()
-                        } else {
-                            format!("{name}_{}", e.key)
-                        };
-                        def.insert("name", e.key_span, Node::string(e.key_span, n));
-                    }
+                if let Some(def) = e.value.as_map_mut()
+                    && !def.contains("name")
+                    && matches!(section, "networks" | "volumes")
+                {
+                    let external = def.get("external").and_then(Node::as_bool) == Some(true);
+                    let n = if external {
+                        e.key.clone()
+                    } else {
+                        format!("{name}_{}", e.key)
+                    };
+                    def.insert("name", e.key_span, Node::string(e.key_span, n));
                 }
             }
         }
@@ -228,18 +229,18 @@ fn implicit_dependencies(svc: &mut Map) {
     }
     if let Some(vf) = svc.get("volumes_from").and_then(Node::as_seq) {
         for v in vf {
-            if let Some(t) = v.as_text() {
-                if !t.starts_with("container:") {
-                    implied.push((t.split(':').next().unwrap_or(t).to_string(), v.span, false));
-                }
+            if let Some(t) = v.as_text()
+                && !t.starts_with("container:")
+            {
+                implied.push((t.split(':').next().unwrap_or(t).to_string(), v.span, false));
             }
         }
     }
     for key in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
-        if let Some(n) = svc.get(key) {
-            if let Some(s) = n.as_text().and_then(|t| t.strip_prefix("service:")) {
-                implied.push((s.to_string(), n.span, true));
-            }
+        if let Some(n) = svc.get(key)
+            && let Some(s) = n.as_text().and_then(|t| t.strip_prefix("service:"))
+        {
+            implied.push((s.to_string(), n.span, true));
         }
     }
     if implied.is_empty() {
@@ -499,16 +500,14 @@ fn check_volumes(name: &str, svc: &Map, defined: &[String], loader: &mut Loader)
     let mut targets: Vec<(&str, Span)> = Vec::new();
     for it in items {
         let Some(m) = it.as_map() else { continue };
-        if m.get("type").and_then(Node::as_text) == Some("volume") {
-            if let Some(src) = m.get("source") {
-                if let Some(s) = src.as_text().filter(|s| !s.is_empty()) {
-                    if !defined.iter().any(|d| d == s) {
-                        loader
-                            .diags
-                            .push(undefined(name, "volume", s, src.span, defined, "volumes"));
-                    }
-                }
-            }
+        if m.get("type").and_then(Node::as_text) == Some("volume")
+            && let Some(src) = m.get("source")
+            && let Some(s) = src.as_text().filter(|s| !s.is_empty())
+            && !defined.iter().any(|d| d == s)
+        {
+            loader
+                .diags
+                .push(undefined(name, "volume", s, src.span, defined, "volumes"));
         }
         if let Some(t) = m.get("target").and_then(Node::as_text) {
             if let Some((_, first)) = targets.iter().find(|(x, _)| *x == t) {
@@ -562,7 +561,7 @@ fn check_networks(name: &str, svc: &mut Map, defined: &[String], loader: &mut Lo
         for e in &m.entries {
             if e.key == "default" {
                 uses_default = true;
-            } else if !defined.iter().any(|d| *d == e.key) {
+            } else if !defined.contains(&e.key) {
                 loader.diags.push(undefined(
                     name, "network", &e.key, e.key_span, defined, "networks",
                 ));
@@ -578,34 +577,31 @@ fn check_misc(name: &str, svc: &Map, loader: &mut Loader) {
         svc.get("deploy")
             .and_then(Node::as_map)
             .and_then(|d| d.get("replicas")),
-    ) {
-        if scale.as_int() != replicas.as_int() {
-            loader.diags.push(
-                Diagnostic::error(
-                    scale.span,
-                    format!("service `{name}` sets different `scale` and `deploy.replicas`"),
-                )
-                .with_hint(format!(
-                    "`deploy.replicas` is on line {}; keep one of them",
-                    replicas.span.line
-                )),
-            );
-        }
+    ) && scale.as_int() != replicas.as_int()
+    {
+        loader.diags.push(
+            Diagnostic::error(
+                scale.span,
+                format!("service `{name}` sets different `scale` and `deploy.replicas`"),
+            )
+            .with_hint(format!(
+                "`deploy.replicas` is on line {}; keep one of them",
+                replicas.span.line
+            )),
+        );
     }
     if let Some(test) = svc
         .get("healthcheck")
         .and_then(Node::as_map)
         .and_then(|h| h.get("test"))
         .and_then(Node::as_seq)
+        && let Some(first) = test.first()
+        && !matches!(first.as_text(), Some("CMD" | "CMD-SHELL" | "NONE"))
     {
-        if let Some(first) = test.first() {
-            if !matches!(first.as_text(), Some("CMD" | "CMD-SHELL" | "NONE")) {
-                loader.diags.push(
+        loader.diags.push(
                     Diagnostic::error(first.span, "`healthcheck.test` must start with `CMD`, `CMD-SHELL` or `NONE`")
                         .with_hint("e.g. `test: [\"CMD\", \"curl\", \"-f\", \"http://localhost\"]`, or a string for a shell command"),
                 );
-            }
-        }
     }
     if let Some(watch) = svc
         .get("develop")
@@ -645,15 +641,15 @@ fn service_defaults(svc: &mut Map) {
     }
     if let Some(Kind::Seq(secrets)) = svc.get_mut("secrets").map(|n| &mut n.kind) {
         for s in secrets.iter_mut().filter_map(Node::as_map_mut) {
-            if !s.contains("target") {
-                if let Some(src) = s.get("source").and_then(Node::as_text).map(str::to_string) {
-                    let span = Span::default();
-                    s.insert(
-                        "target",
-                        span,
-                        Node::string(span, format!("/run/secrets/{src}")),
-                    );
-                }
+            if !s.contains("target")
+                && let Some(src) = s.get("source").and_then(Node::as_text).map(str::to_string)
+            {
+                let span = Span::default();
+                s.insert(
+                    "target",
+                    span,
+                    Node::string(span, format!("/run/secrets/{src}")),
+                );
             }
         }
     }
@@ -754,15 +750,13 @@ fn units_pass(svc: &mut Map, loader: &mut Loader) {
         }
     }
     for key in ["mem_limit", "mem_reservation", "memswap_limit", "shm_size"] {
-        if let Some(n) = svc.get(key) {
-            if let Some(t) = n.as_text() {
-                if let Err(e) = units::parse_bytes(t) {
-                    loader.diags.push(
-                        Diagnostic::error(n.span, format!("`{key}`: {e}"))
-                            .with_hint("e.g. `512m` or `1g`"),
-                    );
-                }
-            }
+        if let Some(n) = svc.get(key)
+            && let Some(t) = n.as_text()
+            && let Err(e) = units::parse_bytes(t)
+        {
+            loader.diags.push(
+                Diagnostic::error(n.span, format!("`{key}`: {e}")).with_hint("e.g. `512m` or `1g`"),
+            );
         }
     }
 }

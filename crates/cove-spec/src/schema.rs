@@ -122,21 +122,21 @@ impl Validator {
         if let Some(branches) = any {
             self.validate_any(node, branches, path, diags);
         }
-        if let Some(types) = obj.get("type") {
-            if !type_matches(node, types) {
-                diags.push(
-                    Diagnostic::error(
-                        node.span,
-                        format!(
-                            "`{path}` must be {}, not {}",
-                            describe_types(types),
-                            node.type_name()
-                        ),
-                    )
-                    .with_hint(type_hint(node, types)),
-                );
-                return;
-            }
+        if let Some(types) = obj.get("type")
+            && !type_matches(node, types)
+        {
+            diags.push(
+                Diagnostic::error(
+                    node.span,
+                    format!(
+                        "`{path}` must be {}, not {}",
+                        describe_types(types),
+                        node.type_name()
+                    ),
+                )
+                .with_hint(type_hint(node, types)),
+            );
+            return;
         }
         if let Some(values) = obj.get("enum").and_then(Json::as_array) {
             let v = node.to_json();
@@ -144,13 +144,13 @@ impl Validator {
                 diags.push(enum_error(node, path, values));
             }
         }
-        if let Some(c) = obj.get("const") {
-            if !json_eq(c, &node.to_json()) {
-                diags.push(
-                    Diagnostic::error(node.span, format!("`{path}` must be {}", show(c)))
-                        .with_hint(format!("write {}", show(c))),
-                );
-            }
+        if let Some(c) = obj.get("const")
+            && !json_eq(c, &node.to_json())
+        {
+            diags.push(
+                Diagnostic::error(node.span, format!("`{path}` must be {}", show(c)))
+                    .with_hint(format!("write {}", show(c))),
+            );
         }
         match &node.kind {
             Kind::Map(map) => {
@@ -226,56 +226,55 @@ impl Validator {
                         }
                     }
                 }
-                if let Some(min) = obj.get("minItems").and_then(Json::as_u64) {
-                    if (items.len() as u64) < min {
-                        diags.push(
-                            Diagnostic::error(
-                                node.span,
-                                format!("`{path}` must have at least {min} item(s)"),
-                            )
-                            .with_hint("add the missing items, or remove the key"),
-                        );
-                    }
+                if let Some(min) = obj.get("minItems").and_then(Json::as_u64)
+                    && (items.len() as u64) < min
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            node.span,
+                            format!("`{path}` must have at least {min} item(s)"),
+                        )
+                        .with_hint("add the missing items, or remove the key"),
+                    );
                 }
             }
             Kind::Scalar(_) | Kind::Null => {
                 let v = node.to_json();
                 if let Some(n) = v.as_f64() {
-                    if let Some(min) = obj.get("minimum").and_then(Json::as_f64) {
-                        if n < min {
-                            diags.push(
-                                Diagnostic::error(
-                                    node.span,
-                                    format!("`{path}` must be at least {min}, got {n}"),
-                                )
-                                .with_hint(format!("use a value of {min} or more")),
-                            );
-                        }
+                    if let Some(min) = obj.get("minimum").and_then(Json::as_f64)
+                        && n < min
+                    {
+                        diags.push(
+                            Diagnostic::error(
+                                node.span,
+                                format!("`{path}` must be at least {min}, got {n}"),
+                            )
+                            .with_hint(format!("use a value of {min} or more")),
+                        );
                     }
-                    if let Some(max) = obj.get("maximum").and_then(Json::as_f64) {
-                        if n > max {
-                            diags.push(
-                                Diagnostic::error(
-                                    node.span,
-                                    format!("`{path}` must be at most {max}, got {n}"),
-                                )
-                                .with_hint(format!("use a value of {max} or less")),
-                            );
-                        }
+                    if let Some(max) = obj.get("maximum").and_then(Json::as_f64)
+                        && n > max
+                    {
+                        diags.push(
+                            Diagnostic::error(
+                                node.span,
+                                format!("`{path}` must be at most {max}, got {n}"),
+                            )
+                            .with_hint(format!("use a value of {max} or less")),
+                        );
                     }
                 }
                 if let (Some(pattern), Some(s)) =
                     (obj.get("pattern").and_then(Json::as_str), v.as_str())
+                    && !self.matches(pattern, s)
                 {
-                    if !self.matches(pattern, s) {
-                        diags.push(
-                            Diagnostic::error(
-                                node.span,
-                                format!("`{path}` has an invalid value {}", show(&v)),
-                            )
-                            .with_hint(format!("the value must match the pattern `{pattern}`")),
-                        );
-                    }
+                    diags.push(
+                        Diagnostic::error(
+                            node.span,
+                            format!("`{path}` has an invalid value {}", show(&v)),
+                        )
+                        .with_hint(format!("the value must match the pattern `{pattern}`")),
+                    );
                 }
             }
         }

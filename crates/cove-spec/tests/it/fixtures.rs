@@ -6,7 +6,7 @@ use crate::support::{options_for, render, repo_root};
 
 fn each(kind: &str, expect_ok: bool) {
     let root = repo_root().join("fixtures").join(kind);
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+    let mut dirs: Vec<_> = fs_err::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
@@ -42,7 +42,7 @@ fn bad_fixtures_fail_with_their_diagnostics() {
 #[test]
 fn every_bad_fixture_error_has_a_place_and_a_hint() {
     let root = repo_root().join("fixtures/bad");
-    for entry in std::fs::read_dir(&root).unwrap() {
+    for entry in fs_err::read_dir(&root).unwrap() {
         let dir = entry.unwrap().path();
         if !dir.is_dir() {
             continue;

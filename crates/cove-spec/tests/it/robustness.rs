@@ -8,7 +8,7 @@ use proptest::prelude::*;
 fn load_text(text: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("compose.yaml");
-    std::fs::write(&file, text).unwrap();
+    fs_err::write(&file, text).unwrap();
     let opts = cove_spec::Options {
         files: vec![file],
         environ: vec![
@@ -101,10 +101,10 @@ proptest! {
     ) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
         let mut files: Vec<_> = ["good", "bad"].iter().flat_map(|k| {
-            std::fs::read_dir(root.join(k)).unwrap().map(|e| e.unwrap().path().join("compose.yaml"))
+            fs_err::read_dir(root.join(k)).unwrap().map(|e| e.unwrap().path().join("compose.yaml"))
         }).filter(|p| p.is_file()).collect();
         files.sort();
-        let mut text = std::fs::read_to_string(&files[which % files.len()]).unwrap();
+        let mut text = fs_err::read_to_string(&files[which % files.len()]).unwrap();
         for (at, len, insert) in cuts {
             let mut at = at.min(text.len());
             while !text.is_char_boundary(at) { at -= 1; }

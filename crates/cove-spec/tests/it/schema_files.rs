@@ -9,10 +9,10 @@ fn committed_xcove_schema_is_current() {
     let path = repo_root().join("docs/reference/x-cove.schema.json");
     let generated = serde_json::to_string_pretty(&cove_spec::xcove::json_schema()).unwrap() + "\n";
     if std::env::var_os("COVE_UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+        fs_err::write(&path, &generated).unwrap();
         return;
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let committed = fs_err::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
         "{} is stale; run `COVE_UPDATE_SCHEMA=1 cargo nextest run -p cove-spec schema` and commit it",
@@ -26,7 +26,7 @@ fn embedded_compose_schema_matches_shared_copy() {
     let Some(shared) = shared_dir() else {
         return;
     };
-    let shared = std::fs::read_to_string(shared.join("compose-spec/compose-spec.json")).unwrap();
+    let shared = fs_err::read_to_string(shared.join("compose-spec/compose-spec.json")).unwrap();
     assert_eq!(shared, cove_spec::load::COMPOSE_SCHEMA);
 }
 

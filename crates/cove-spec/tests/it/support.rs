@@ -38,7 +38,7 @@ pub struct FixtureOptions {
 /// Options for loading the app in `dir`, hermetic: the environment is only
 /// `HOME=/home/user` plus what `options.json` says.
 pub fn options_for(dir: &Path) -> Options {
-    let o: FixtureOptions = match std::fs::read_to_string(dir.join("options.json")) {
+    let o: FixtureOptions = match fs_err::read_to_string(dir.join("options.json")) {
         Ok(t) => serde_json::from_str(&t).unwrap(),
         Err(_) => FixtureOptions::default(),
     };

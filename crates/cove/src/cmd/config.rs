@@ -93,10 +93,10 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         };
     }
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_bytes()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
+    if let Err(e) = stdout.write_all(out.as_bytes())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     Ok(ExitCode::SUCCESS)
 }
