@@ -1,0 +1,252 @@
+//! `cove config` through the real binary, in temporary project directories.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cove(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cove"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env_clear()
+        .env("HOME", "/home/user")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(path, text).unwrap();
+}
+
+const APP: &str = "services:\n  web:\n    image: web\n    depends_on: [api]\n  api:\n    image: api\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: db\n";
+
+#[test]
+fn finds_the_compose_file_in_a_parent_directory_with_its_override() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", APP);
+    write(
+        tmp.path(),
+        "compose.override.yaml",
+        "services:\n  web:\n    image: web:override\n",
+    );
+    let sub = tmp.path().join("a/b");
+    fs_err::create_dir_all(&sub).unwrap();
+    let o = cove(&sub, &["config", "--format", "json"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"]["web"]["image"], "web:override");
+    let dir_name = tmp
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase();
+    let expected: String = dir_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert_eq!(v["name"], expected.trim_start_matches(['_', '-']));
+}
+
+#[test]
+fn prefers_compose_yaml_and_warns_about_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n",
+    );
+    write(
+        tmp.path(),
+        "docker-compose.yml",
+        "services:\n  b:\n    image: b\n",
+    );
+    let o = cove(tmp.path(), &["config", "--services"], &[]);
+    assert_eq!(stdout(&o), "a\n");
+    assert!(
+        stderr(&o).contains("found several compose files"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn services_are_listed_dependencies_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", APP);
+    let o = cove(tmp.path(), &["config", "--services"], &[]);
+    assert_eq!(stdout(&o), "db\napi\nweb\n");
+    let o = cove(
+        tmp.path(),
+        &["config", "--services", "--format", "json"],
+        &[],
+    );
+    let v: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v, ["db", "api", "web"]);
+}
+
+#[test]
+fn graph_as_text_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", APP);
+    let o = cove(tmp.path(), &["config", "--graph"], &[]);
+    assert_eq!(
+        stdout(&o),
+        "db\napi → db (service_healthy)\nweb → api (service_started)\n"
+    );
+    let o = cove(tmp.path(), &["config", "--graph", "--format", "json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"], serde_json::json!(["db", "api", "web"]));
+    assert_eq!(
+        v["edges"][0],
+        serde_json::json!({"from": "api", "to": "db", "condition": "service_healthy", "required": true, "restart": false})
+    );
+}
+
+#[test]
+fn compose_file_profiles_and_project_name_come_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "one.yaml",
+        "services:\n  a:\n    image: a\n  dbg:\n    image: d\n    profiles: [debug]\n",
+    );
+    write(tmp.path(), "two.yaml", "services:\n  a:\n    image: a:2\n");
+    let env = [
+        ("COMPOSE_FILE", "one.yaml:two.yaml"),
+        ("COMPOSE_PROFILES", "debug"),
+        ("COMPOSE_PROJECT_NAME", "envname"),
+    ];
+    let o = cove(tmp.path(), &["config", "--format", "json"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "envname");
+    assert_eq!(v["services"]["a"]["image"], "a:2");
+    assert!(v["services"].get("dbg").is_some());
+    // Flags win over the environment.
+    let o = cove(
+        tmp.path(),
+        &[
+            "-f", "one.yaml", "-p", "flagname", "config", "--format", "json",
+        ],
+        &[("COMPOSE_PROFILES", "")],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "flagname");
+    assert!(v["services"].get("dbg").is_none());
+}
+
+#[test]
+fn env_file_flag_and_dotenv() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: \"a:${TAG}\"\n",
+    );
+    write(tmp.path(), ".env", "TAG=dotenv\n");
+    write(tmp.path(), "prod.env", "TAG=prod\n");
+    let tag = |args: &[&str], env: &[(&str, &str)]| {
+        let o = cove(tmp.path(), args, env);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["services"]["a"]["image"].as_str().unwrap().to_string()
+    };
+    assert_eq!(tag(&["config", "--format", "json"], &[]), "a:dotenv");
+    assert_eq!(
+        tag(
+            &["--env-file", "prod.env", "config", "--format", "json"],
+            &[]
+        ),
+        "a:prod"
+    );
+    assert_eq!(
+        tag(&["config", "--format", "json"], &[("TAG", "shell")]),
+        "a:shell"
+    );
+}
+
+#[test]
+fn exit_codes_are_0_valid_1_invalid_2_usage() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", APP);
+    assert_eq!(
+        cove(tmp.path(), &["config", "-q"], &[]).status.code(),
+        Some(0)
+    );
+    write(
+        tmp.path(),
+        "bad.yaml",
+        "services:\n  a:\n    image: a\n    depend_on: [b]\n",
+    );
+    let o = cove(tmp.path(), &["-f", "bad.yaml", "config"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: unknown key `depend_on` in service `a`"),
+        "{err}"
+    );
+    assert!(err.contains("bad.yaml:4:5"), "{err}");
+    assert!(err.contains("hint: did you mean `depends_on`?"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "NO_COLOR output has escape codes: {err:?}"
+    );
+    assert!(stdout(&o).is_empty());
+    assert_eq!(
+        cove(tmp.path(), &["config", "--bogus"], &[]).status.code(),
+        Some(2)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let o = cove(empty.path(), &["config"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no compose file found"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn yaml_output_loads_back_to_the_same_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let buffs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/buffs/compose.yaml");
+    let first = cove(tmp.path(), &["-f", buffs.to_str().unwrap(), "config"], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    write(tmp.path(), "resolved.yaml", &stdout(&first));
+    let again = cove(
+        tmp.path(),
+        &[
+            "-f",
+            "resolved.yaml",
+            "--project-directory",
+            buffs.parent().unwrap().to_str().unwrap(),
+            "config",
+        ],
+        &[],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&first), stdout(&again));
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = cove(tmp.path(), &["schema", "x-cove"], &[]);
+    let committed = fs_err::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference/x-cove.schema.json"),
+    )
+    .unwrap();
+    assert_eq!(stdout(&o), committed);
+}

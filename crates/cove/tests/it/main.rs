@@ -1,0 +1,4 @@
+//! End-to-end tests of the `cove` binary: file discovery, environment
+//! variables, output formats and exit codes.
+
+mod config;
