@@ -697,6 +697,9 @@ fn resolve_path_node(n: &mut Node, ctx: &Ctx<'_>) {
 
 /// Makes `p` absolute against the base directory (`~` is the home directory).
 pub fn resolve_path(p: &str, ctx: &Ctx<'_>) -> String {
+    if is_windows_absolute(p) {
+        return p.to_string();
+    }
     let expanded: PathBuf = if p == "~" || p.starts_with("~/") {
         match ctx.home {
             Some(h) => Path::new(h).join(p.trim_start_matches('~').trim_start_matches('/')),
@@ -711,6 +714,16 @@ pub fn resolve_path(p: &str, ctx: &Ctx<'_>) -> String {
         ctx.base_dir.join(expanded)
     };
     clean_path(&abs.to_string_lossy())
+}
+
+/// `C:\\x`, `C:/x` or `\\\\server\\share`: kept as written, as Compose does.
+fn is_windows_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
+    p.starts_with("\\\\")
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && (b[2] == b'\\' || b[2] == b'/'))
 }
 
 /// Lexically cleans a path: collapses `//`, `.` and `..` (like Go's `path.Clean`).
@@ -794,5 +807,9 @@ mod tests {
         assert_eq!(resolve_path("./sub/../x", &ctx), "/p/x");
         assert_eq!(resolve_path("~/x", &ctx), "/home/u/x");
         assert_eq!(resolve_path("/abs", &ctx), "/abs");
+        assert_eq!(
+            resolve_path("C:\\docker\\project", &ctx),
+            "C:\\docker\\project"
+        );
     }
 }

@@ -107,6 +107,18 @@ pub fn parse(
     vars
 }
 
+/// Reads a dotenv file for a quick look-up (the CLI reads `COMPOSE_FILE`
+/// from `.env` before it knows which files to load). Problems in the file are
+/// reported when the loader reads it properly.
+pub fn read_values(
+    path: &std::path::Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> std::io::Result<IndexMap<String, String>> {
+    let text = fs_err::read_to_string(path)?;
+    let mut ignored = Diagnostics::default();
+    Ok(parse(FileId(0), &text, lookup, &mut ignored))
+}
+
 fn find_closing_quote(s: &str) -> Option<usize> {
     let mut escaped = false;
     for (i, c) in s.char_indices() {

@@ -78,8 +78,30 @@ pub fn load(args: &ProjectArgs) -> Result<Project, LoadFailure> {
     };
     let project_dir = args.project_directory.as_deref().map(absolute);
     let style = stderr_style();
-    let files: Vec<PathBuf> = if args.files.is_empty() {
-        let (files, warnings) = discover(project_dir.as_deref().unwrap_or(&cwd));
+    let disable_env_file = std::env::var("COMPOSE_DISABLE_ENV_FILE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+    let start = project_dir.as_deref().unwrap_or(&cwd);
+    // As in Compose, `.env` in the starting directory may name the files.
+    let from_dotenv: Vec<PathBuf> = if args.files.is_empty() && !disable_env_file {
+        let dotenv = start.join(".env");
+        let lookup = |n: &str| std::env::var(n).ok();
+        cove_spec::dotenv::read_values(&dotenv, &lookup)
+            .ok()
+            .and_then(|vars| vars.get("COMPOSE_FILE").cloned())
+            .map(|v| {
+                v.split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| start.join(p))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let files: Vec<PathBuf> = if !from_dotenv.is_empty() {
+        from_dotenv
+    } else if args.files.is_empty() {
+        let (files, warnings) = discover(start);
         for w in warnings {
             eprintln!("{}warning{}: {w}", style.yellow, style.reset);
         }
@@ -91,8 +113,6 @@ pub fn load(args: &ProjectArgs) -> Result<Project, LoadFailure> {
             .map(|f| absolute(f))
             .collect()
     };
-    let disable_env_file = std::env::var("COMPOSE_DISABLE_ENV_FILE")
-        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
     let env_files = if !args.env_files.is_empty() {
         Some(args.env_files.iter().map(|f| absolute(f)).collect())
     } else if disable_env_file {

@@ -250,3 +250,19 @@ fn schema_command_prints_the_committed_schema() {
     .unwrap();
     assert_eq!(stdout(&o), committed);
 }
+
+/// compose-go's CLI fixture: `.env` names the compose file and the project.
+#[test]
+fn dotenv_can_name_the_compose_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus/compose-go/cli/testdata/env-file");
+    if !dir.is_dir() {
+        eprintln!("../shared/corpus not present; skipping");
+        return;
+    }
+    let o = cove(&dir, &["config", "--format", "json"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "my_project_from_dot_env");
+    assert_eq!(v["services"]["simple"]["ports"][0]["published"], "8000");
+}
