@@ -32,7 +32,7 @@ pub fn canonicalize(root: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     if let Some(services) = map.get_mut("services").and_then(Node::as_map_mut) {
         for e in &mut services.entries {
             if let Some(svc) = e.value.as_map_mut() {
-                service(&e.key, svc, ctx, diags);
+                service(svc, ctx, diags);
             }
         }
     }
@@ -87,7 +87,7 @@ fn external_name(def: &mut Map, diags: &mut Diagnostics) {
     def.insert("name", key_span, name);
 }
 
-fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
+fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     if let Some(extends) = svc.get_mut("extends") {
         if let Some(s) = extends.as_text().map(str::to_string) {
             let span = extends.span;
@@ -211,7 +211,6 @@ fn service(name: &str, svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     {
         resolve_path_node(w, ctx);
     }
-    let _ = name;
 }
 
 fn is_remote_context(t: &str) -> bool {

@@ -72,40 +72,55 @@ const CASTS: &[(&str, Want)] = &[
 
 /// Casts string values at the known paths of a Compose document.
 pub fn cast(root: &mut Node, diags: &mut Diagnostics) {
-    let mut path: Vec<String> = Vec::new();
-    walk(root, &mut path, diags);
+    for (pattern, want) in CASTS {
+        let segments: Vec<&str> = pattern.split('.').collect();
+        at_path(root, &segments, &mut Vec::new(), &mut |node, path| {
+            cast_scalar(node, path, *want, diags)
+        });
+    }
 }
 
-fn matches(pattern: &str, path: &[String]) -> bool {
-    let parts: Vec<&str> = pattern.split('.').collect();
-    parts.len() == path.len()
-        && parts
-            .iter()
-            .zip(path)
-            .all(|(p, s)| *p == "*" && s != "[]" || *p == s)
-}
-
-fn walk(node: &mut Node, path: &mut Vec<String>, diags: &mut Diagnostics) {
-    match &mut node.kind {
-        Kind::Map(m) => {
+/// Calls `f` on every node at `segments` (`*`: any key, `[]`: any item).
+fn at_path(
+    node: &mut Node,
+    segments: &[&str],
+    path: &mut Vec<String>,
+    f: &mut dyn FnMut(&mut Node, &[String]),
+) {
+    let Some((first, rest)) = segments.split_first() else {
+        f(node, path);
+        return;
+    };
+    match (&mut node.kind, *first) {
+        (Kind::Map(m), "*") => {
             for e in &mut m.entries {
                 path.push(e.key.clone());
-                walk(&mut e.value, path, diags);
+                at_path(&mut e.value, rest, path, f);
                 path.pop();
             }
         }
-        Kind::Seq(items) => {
+        (Kind::Map(m), key) => {
+            if let Some(child) = m.get_mut(key) {
+                path.push(key.to_string());
+                at_path(child, rest, path, f);
+                path.pop();
+            }
+        }
+        (Kind::Seq(items), "[]") => {
             for it in items {
-                path.push("[]".into());
-                walk(it, path, diags);
+                path.push("[]".to_string());
+                at_path(it, rest, path, f);
                 path.pop();
             }
         }
+        _ => {}
+    }
+}
+
+fn cast_scalar(node: &mut Node, path: &[String], want: Want, diags: &mut Diagnostics) {
+    match &mut node.kind {
         Kind::Scalar(s) => {
             let Resolved::Str(text) = s.resolve() else {
-                return;
-            };
-            let Some((_, want)) = CASTS.iter().find(|(p, _)| matches(p, path)) else {
                 return;
             };
             let text = text.trim().to_string();
@@ -152,6 +167,6 @@ fn walk(node: &mut Node, path: &mut Vec<String>, diags: &mut Diagnostics) {
                 );
             }
         }
-        Kind::Null => {}
+        Kind::Null | Kind::Seq(_) | Kind::Map(_) => {}
     }
 }

@@ -49,6 +49,8 @@ pub struct Loader {
     include_stack: Vec<PathBuf>,
     /// `extends` cycles already reported (sorted names), to report each once.
     reported_cycles: Vec<Vec<String>>,
+    /// Services of `extends` files already validated.
+    validated_bases: std::collections::HashSet<(PathBuf, String)>,
 }
 
 impl Loader {
@@ -60,6 +62,7 @@ impl Loader {
             extends_files: HashMap::new(),
             include_stack: Vec::new(),
             reported_cycles: Vec::new(),
+            validated_bases: Default::default(),
         }
     }
 
@@ -128,7 +131,7 @@ impl Loader {
         vars: &Vars,
         base_dir: &Path,
     ) -> Vec<Node> {
-        let Some(mut docs) = self.prepare_file(path, reference, vars, base_dir) else {
+        let Some(mut docs) = self.prepare_file(path, reference, vars, base_dir, true) else {
             return Vec::new();
         };
         for doc in &mut docs {
@@ -139,12 +142,15 @@ impl Loader {
     }
 
     /// Parse, interpolate, cast, validate and canonicalise one file.
+    /// `validate: false` is for files read only as `extends` bases: as in
+    /// Compose, only the services actually used from them are validated.
     fn prepare_file(
         &mut self,
         path: &Path,
         reference: Option<Span>,
         vars: &Vars,
         base_dir: &Path,
+        validate: bool,
     ) -> Option<Vec<Node>> {
         let id = self.read(path, reference, "compose file")?;
         let text = self.sources.file(id).text.clone();
@@ -176,7 +182,9 @@ impl Loader {
                         .with_hint("remove it; the Compose Specification needs no version"),
                 );
             }
-            self.validate(&doc);
+            if validate {
+                self.validate(&doc);
+            }
             let ctx = Ctx {
                 base_dir,
                 home: self.home.as_deref(),
@@ -215,10 +223,7 @@ impl Loader {
         }
         if let Some(services) = map.get("services").and_then(Node::as_map) {
             for (name, svc) in services.iter() {
-                if let Some(ext) = svc.as_map().and_then(|m| m.get("x-cove")) {
-                    let path = SchemaPath::root(&format!("services.{name}.x-cove"));
-                    x.validate_at(ext, "#/x-service", &path, &mut self.diags);
-                }
+                validate_xcove_of_service(name, svc, &mut self.diags);
             }
         }
     }
@@ -265,6 +270,18 @@ impl Loader {
                 }
                 _ => continue,
             };
+            if let Some((p, span)) = paths
+                .iter()
+                .find(|(p, _)| p.contains("://") || p.starts_with("git@"))
+            {
+                self.diags.push(
+                    Diagnostic::error(*span, format!("remote include `{p}` is not supported"))
+                        .with_hint(
+                            "cove reads local files only; download it and include the local copy",
+                        ),
+                );
+                continue;
+            }
             if paths.is_empty() {
                 self.diags.push(
                     Diagnostic::error(item.span, "`include` entry has no `path`")
@@ -385,12 +402,28 @@ impl Loader {
         let svc = if file == current {
             local.get(name).cloned()?
         } else {
-            self.extends_file(file, vars, None)?
+            let svc = self
+                .extends_file(file, vars, None)?
                 .as_map()?
                 .get("services")?
                 .as_map()?
                 .get(name)?
-                .clone()
+                .clone();
+            // An empty base (`nil:`) is an empty service.
+            let svc = if svc.is_null() {
+                Node::map(svc.span, Map::default())
+            } else {
+                svc
+            };
+            if self
+                .validated_bases
+                .insert((file.to_path_buf(), name.to_string()))
+            {
+                let path = SchemaPath::root(&format!("services.{name}"));
+                compose_validator().validate_at(&svc, "#/$defs/service", &path, &mut self.diags);
+                validate_xcove_of_service(name, &svc, &mut self.diags);
+            }
+            svc
         };
         let Some(ext) = svc.as_map().and_then(|m| m.get("extends")).cloned() else {
             return Some(svc);
@@ -495,6 +528,15 @@ impl Loader {
             }
             self.resolve_service(&base_file, &base_name, local, current, vars, chain)
         } else {
+            if base_file.is_file() {
+                self.diags.push(
+                    Diagnostic::error(
+                        file_span.or(Some(ext.span)),
+                        format!("`{}` defines no services", base_file.display()),
+                    )
+                    .with_hint("`extends.file` must name a compose file with the base service"),
+                );
+            }
             None
         };
         chain.pop();
@@ -514,16 +556,20 @@ impl Loader {
     fn extends_file(&mut self, path: &Path, vars: &Vars, reference: Option<Span>) -> Option<&Node> {
         if !self.extends_files.contains_key(path) {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            let docs = self.prepare_file(path, reference, vars, &dir);
-            let merged = docs.map(|docs| {
-                docs.into_iter()
-                    .fold(Node::map(Span::default(), Map::default()), |acc, d| {
-                        merge(acc, d, &[])
-                    })
-            });
+            let docs = self.prepare_file(path, reference, vars, &dir, false);
+            // `reduce`, not a fold onto an empty map: a single document keeps
+            // its `!reset` tags, which apply when a service extends it.
+            let merged = docs.and_then(|docs| docs.into_iter().reduce(|acc, d| merge(acc, d, &[])));
             self.extends_files.insert(path.to_path_buf(), merged);
         }
         self.extends_files.get(path).and_then(Option::as_ref)
+    }
+}
+
+fn validate_xcove_of_service(name: &str, svc: &Node, diags: &mut Diagnostics) {
+    if let Some(ext) = svc.as_map().and_then(|m| m.get("x-cove")) {
+        let path = SchemaPath::root(&format!("services.{name}.x-cove"));
+        xcove_validator().validate_at(ext, "#/x-service", &path, diags);
     }
 }
 

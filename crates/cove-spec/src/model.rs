@@ -42,10 +42,6 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
     *t == T::default()
 }
 
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
 fn yes() -> bool {
     true
 }
@@ -355,9 +351,4 @@ pub struct FileRef {
 pub struct Origin {
     pub project_dir: PathBuf,
     pub files: Vec<PathBuf>,
-}
-
-#[allow(dead_code)]
-fn _unused(_: &bool) -> bool {
-    is_true(&true)
 }

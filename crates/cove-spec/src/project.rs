@@ -120,7 +120,7 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         }
     }
 
-    let name = project_name(opts, &vars, &project_dir, &mut loader);
+    let name = project_name(opts, &vars, &mut loader);
     if let Some(n) = &name {
         vars.set_default("COMPOSE_PROJECT_NAME", n.clone(), Origin::Process);
     }
@@ -180,8 +180,7 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
     })
 }
 
-fn project_name(opts: &Options, vars: &Vars, dir: &Path, loader: &mut Loader) -> Option<String> {
-    let _ = dir;
+fn project_name(opts: &Options, vars: &Vars, loader: &mut Loader) -> Option<String> {
     let explicit = opts.project_name.clone().map(|n| (n, "-p")).or_else(|| {
         vars.get("COMPOSE_PROJECT_NAME")
             .filter(|n| !n.is_empty())

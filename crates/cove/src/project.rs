@@ -68,6 +68,18 @@ pub fn discover(start: &Path) -> (Vec<PathBuf>, Vec<String>) {
 
 /// Loads the project the options describe. Warnings go to stderr.
 pub fn load(args: &ProjectArgs) -> Result<Project, LoadFailure> {
+    if args.files.iter().any(|f| f.as_os_str() == "-") {
+        return Err(LoadFailure {
+            diagnostics: vec![
+                cove_spec::Diagnostic::error(
+                    None,
+                    "reading a compose file from stdin (`-f -`) is not supported",
+                )
+                .with_hint("save it to a file and pass its path with `-f`"),
+            ],
+            sources: Default::default(),
+        });
+    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let absolute = |p: &Path| {
         if p.is_absolute() {

@@ -367,3 +367,229 @@ fn compose_go_corpus() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// compose-go's tests that build a file in memory around a corpus file
+/// (`extends: {file: testdata/...}`, `include: [...]`). `{T}` in the text is
+/// the corpus's `loader/testdata` directory.
+struct Inline {
+    name: &'static str,
+    /// Files in order; each is written to a temporary directory.
+    files: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    expect: Expect,
+}
+
+fn inline_cases() -> Vec<Inline> {
+    use Expect::*;
+    let depends = |name: &'static str, via: &'static str| Inline {
+        name,
+        files: match via {
+            "depends_on" => &[
+                "services:\n  bar:\n    extends: {file: '{T}/extends/depends_on.yaml', service: with_depends_on}\n",
+            ],
+            "volumes_from" => &[
+                "services:\n  bar:\n    extends: {file: '{T}/extends/depends_on.yaml', service: with_volumes_from}\n",
+            ],
+            "ipc" => &[
+                "services:\n  bar:\n    extends: {file: '{T}/extends/depends_on.yaml', service: with_ipc}\n",
+            ],
+            _ => &[
+                "services:\n  bar:\n    extends: {file: '{T}/extends/depends_on.yaml', service: with_network_mode}\n",
+            ],
+        },
+        env: &[],
+        expect: Err("service `bar` depends on undefined service `zot`"),
+    };
+    vec![
+        Inline {
+            name: "TestExtends",
+            files: &[
+                "services:\n  test1:\n    extends: {file: '{T}/extends/base.yaml', service: base}\n    hostname: test1\n  test2:\n    extends: {file: '{T}/extends/base.yaml', service: base}\n    hostname: test2\n  test3:\n    extends: {file: '{T}/extends/base.yaml', service: another}\n    hostname: test3\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| {
+                for n in ["test1", "test2", "test3"] {
+                    assert_eq!(s(a, n).image.as_deref(), Some("base"), "{n}");
+                    assert_eq!(s(a, n).other["hostname"], n);
+                }
+            }),
+        },
+        Inline {
+            name: "TestExtendsPort",
+            files: &[
+                "services:\n  test:\n    image: test\n    extends: {file: '{T}/extends/base.yaml', service: with-port}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| assert_eq!(s(a, "test").ports[0].target, 8000)),
+        },
+        Inline {
+            name: "TestExtendsUlimits",
+            files: &[
+                "services:\n  test:\n    extends: {file: '{T}/extends/base.yaml', service: withUlimits}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| assert_eq!(s(a, "test").other["ulimits"]["nproc"], 65535)),
+        },
+        Inline {
+            name: "TestExtendsRelativePath",
+            files: &[
+                "services:\n  test:\n    extends: {file: '{T}/extends/base.yaml', service: with-build}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, d| {
+                assert_eq!(
+                    s(a, "test").build.unwrap().context,
+                    d.join("loader/testdata/extends").display().to_string()
+                )
+            }),
+        },
+        Inline {
+            name: "TestExtendsNil",
+            files: &[
+                "services:\n  test:\n    image: test\n    extends: {file: '{T}/extends/base.yaml', service: nil}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| assert_eq!(s(a, "test").image.as_deref(), Some("test"))),
+        },
+        Inline {
+            name: "TestExtendsWithMissingService",
+            files: &[
+                "services:\n  test:\n    image: test\n    extends: {file: '{T}/extends/base.yaml'}\n",
+            ],
+            env: &[],
+            expect: Err("`service`"),
+        },
+        depends("TestExtendsWithServiceRef/depends_on", "depends_on"),
+        depends("TestExtendsWithServiceRef/volumes_from", "volumes_from"),
+        depends("TestExtendsWithServiceRef/ipc", "ipc"),
+        depends("TestExtendsWithServiceRef/network_mode", "network_mode"),
+        Inline {
+            name: "TestExtendsWithServiceRef/defined",
+            files: &[
+                "services:\n  bar:\n    extends: {file: '{T}/extends/depends_on.yaml', service: with_depends_on}\n  zot:\n    image: zot\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| assert!(s(a, "bar").depends_on.contains_key("zot"))),
+        },
+        Inline {
+            name: "TestExtendsReset",
+            files: &[
+                "services:\n  test:\n    extends: {file: '{T}/extends/reset.yaml', service: base}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| assert_eq!(s(a, "test").command, None)),
+        },
+        Inline {
+            name: "TestExtendsWithInterpolation",
+            files: &[
+                "services:\n  test:\n    extends: {file: '{T}/extends/interpolated.yaml', service: foo}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| {
+                assert_eq!(s(a, "test").volumes[0].source.as_deref(), Some("/dev/null"))
+            }),
+        },
+        Inline {
+            name: "TestIncludeWithExtends",
+            files: &["include: ['{T}/extends/nested.yaml']\n"],
+            env: &[],
+            expect: Ok(|a, _| assert!(s(a, "with-build").build.is_some())),
+        },
+        Inline {
+            name: "TestExtendsPortOverride",
+            files: &[
+                "services:\n  test:\n    image: test\n    ports: ['8080:8080']\n",
+                "services:\n  test:\n    extends: {file: '{T}/extends/ports.yaml', service: test}\n",
+            ],
+            env: &[],
+            expect: Ok(|a, _| assert_eq!(s(a, "test").ports.len(), 1)),
+        },
+        Inline {
+            name: "TestLoadWithMultipleInclude",
+            files: &[
+                "name: test-multi-include\ninclude:\n  - path: '{T}/subdir/compose-test-extends-imported.yaml'\n    env_file: '{T}/subdir/extra.env'\n  - path: '{T}/compose-include.yaml'\nservices:\n  foo:\n    image: busybox\n    depends_on: [imported]\n",
+            ],
+            env: &[("SOURCE", "override")],
+            expect: Ok(|a, _| {
+                assert_eq!(s(a, "imported").other["container_name"], "override");
+                assert!(s(a, "foo").depends_on.contains_key("imported"));
+                assert_eq!(s(a, "bar").image.as_deref(), Some("bar"));
+            }),
+        },
+        Inline {
+            name: "TestLoadWithMultipleIncludeConflict",
+            files: &[
+                "name: test-multi-include\ninclude:\n  - path: '{T}/subdir/compose-test-extends-imported.yaml'\n    env_file: '{T}/subdir/extra.env'\n  - path: '{T}/compose-include.yaml'\n    env_file: '{T}/subdir/extra.env'\nservices:\n  bar:\n    image: busybox\n    environment: !override [ZOT=QIX]\n",
+            ],
+            env: &[("SOURCE", "override")],
+            expect: Ok(|a, _| {
+                let bar = s(a, "bar");
+                assert_eq!(bar.image.as_deref(), Some("busybox"));
+                assert_eq!(bar.environment.len(), 1);
+                assert_eq!(bar.environment["ZOT"].as_deref(), Some("QIX"));
+            }),
+        },
+    ]
+}
+
+#[test]
+fn compose_go_inline_tests_over_the_corpus() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("../shared/corpus not present; skipping");
+        return;
+    };
+    let corpus = shared.join("corpus/compose-go").canonicalize().unwrap();
+    let testdata = corpus.join("loader/testdata").display().to_string();
+    let mut failures = Vec::new();
+    for case in inline_cases() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = case
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let p = tmp.path().join(format!("compose{i}.yaml"));
+                fs_err::write(&p, text.replace("{T}", &testdata)).unwrap();
+                p
+            })
+            .collect();
+        let mut environ = vec![("HOME".to_string(), "/home/user".to_string())];
+        environ.extend(case.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let opts = Options {
+            files,
+            environ,
+            project_name: Some("inline".into()),
+            ..Default::default()
+        };
+        match (&case.expect, cove_spec::load(&opts)) {
+            (Expect::Ok(check), Result::Ok(p)) => {
+                let app = p.app.clone();
+                let corpus = corpus.clone();
+                if let Err(e) = std::panic::catch_unwind(move || check(&app, &corpus)) {
+                    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+                    failures.push(format!("{}: check failed: {msg}", case.name));
+                }
+            }
+            (Expect::Ok(_), Err(f)) => {
+                failures.push(format!("{}: expected to load, got:\n{f}", case.name))
+            }
+            (Expect::Err(want), Result::Ok(_)) => failures.push(format!(
+                "{}: expected an error containing `{want}`",
+                case.name
+            )),
+            (Expect::Err(want), Err(f)) => {
+                if !f
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.is_error() && d.message.contains(want))
+                {
+                    failures.push(format!(
+                        "{}: expected an error containing `{want}`, got:\n{f}",
+                        case.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
