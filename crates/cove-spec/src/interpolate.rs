@@ -157,6 +157,22 @@ fn expand(
     Ok(())
 }
 
+/// The error for `${...}` whose content is not `NAME[op word]`: the content
+/// up to the closing `}`, or "unclosed" when there is none.
+fn bad_braced(chars: &[char], content_start: usize, dollar: usize) -> TemplateError {
+    let end = chars[content_start..]
+        .iter()
+        .position(|c| *c == '}')
+        .map(|p| content_start + p);
+    TemplateError {
+        offset: dollar,
+        kind: match end {
+            Some(end) => TemplateErrorKind::BadName(chars[content_start..end].iter().collect()),
+            None => TemplateErrorKind::Unclosed,
+        },
+    }
+}
+
 /// Handles `${...}`; `*i` is just after `${`, `start` at the `$`.
 fn braced(
     chars: &[char],
@@ -178,19 +194,7 @@ fn braced(
         return Err(unclosed);
     };
     if name.is_empty() || !name.starts_with(is_name_start) {
-        let mut j = *i;
-        while j < chars.len() && chars[j] != '}' {
-            j += 1;
-        }
-        let content: String = chars[name_start..j.min(chars.len())].iter().collect();
-        return Err(TemplateError {
-            offset: start,
-            kind: if j >= chars.len() {
-                TemplateErrorKind::Unclosed
-            } else {
-                TemplateErrorKind::BadName(content)
-            },
-        });
+        return Err(bad_braced(chars, name_start, start));
     }
     if next == '}' {
         *i += 1;
@@ -207,19 +211,7 @@ fn braced(
         return Err(unclosed);
     };
     if !matches!(op, '-' | '?' | '+') {
-        let mut j = *i;
-        while j < chars.len() && chars[j] != '}' {
-            j += 1;
-        }
-        let content: String = chars[name_start..j.min(chars.len())].iter().collect();
-        return Err(TemplateError {
-            offset: start,
-            kind: if j >= chars.len() {
-                TemplateErrorKind::Unclosed
-            } else {
-                TemplateErrorKind::BadName(content)
-            },
-        });
+        return Err(bad_braced(chars, name_start, start));
     }
     *i = op_at + 1;
     // The word after the operator is itself a template, expanded lazily.

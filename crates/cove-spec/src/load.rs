@@ -244,28 +244,11 @@ impl Loader {
             let (paths, project_dir, env_files) = match &item.kind {
                 Kind::Scalar(s) => (vec![(s.text.clone(), item.span)], None, None),
                 Kind::Map(m) => {
-                    let paths = match m.get("path") {
-                        Some(n) => match &n.kind {
-                            Kind::Scalar(s) => vec![(s.text.clone(), n.span)],
-                            Kind::Seq(ps) => ps
-                                .iter()
-                                .filter_map(|p| p.as_text().map(|t| (t.to_string(), p.span)))
-                                .collect(),
-                            _ => Vec::new(),
-                        },
-                        None => Vec::new(),
-                    };
+                    let paths = m.get("path").map(texts_with_spans).unwrap_or_default();
                     let pd = m
                         .get("project_directory")
                         .and_then(|n| n.as_text().map(str::to_string));
-                    let env = m.get("env_file").map(|n| match &n.kind {
-                        Kind::Scalar(s) => vec![(s.text.clone(), n.span)],
-                        Kind::Seq(ps) => ps
-                            .iter()
-                            .filter_map(|p| p.as_text().map(|t| (t.to_string(), p.span)))
-                            .collect(),
-                        _ => Vec::new(),
-                    });
+                    let env = m.get("env_file").map(texts_with_spans);
                     (paths, pd, env)
                 }
                 _ => continue,
@@ -566,6 +549,18 @@ impl Loader {
     }
 }
 
+/// A string or a list of strings, each with its span.
+fn texts_with_spans(n: &Node) -> Vec<(String, Span)> {
+    match &n.kind {
+        Kind::Scalar(s) => vec![(s.text.clone(), n.span)],
+        Kind::Seq(items) => items
+            .iter()
+            .filter_map(|p| p.as_text().map(|t| (t.to_string(), p.span)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn validate_xcove_of_service(name: &str, svc: &Node, diags: &mut Diagnostics) {
     if let Some(ext) = svc.as_map().and_then(|m| m.get("x-cove")) {
         let path = SchemaPath::root(&format!("services.{name}.x-cove"));
@@ -601,19 +596,10 @@ fn import(doc: &mut Node, included: Node) {
         };
         for def in defs.entries {
             let path = [section.key.as_str(), def.key.as_str()];
-            match target.remove_keep_position(&def.key) {
-                Some((i, existing)) => {
-                    let merged = merge(def.value, existing.value, &path);
-                    target.entries.insert(
-                        i,
-                        crate::node::Entry {
-                            key: existing.key,
-                            key_span: existing.key_span,
-                            value: merged,
-                        },
-                    );
-                }
-                None => target.entries.push(def),
+            if target.contains(&def.key) {
+                target.update(&def.key, |existing| merge(def.value, existing, &path));
+            } else {
+                target.entries.push(def);
             }
         }
     }

@@ -46,23 +46,14 @@ pub fn merge(base: Node, over: Node, path: &[&str]) -> Node {
                     None => {
                         let mut child: Vec<&str> = path.to_vec();
                         child.push(&e.key);
-                        match b.remove_keep_position(&e.key) {
-                            Some((i, existing)) => {
-                                let merged = merge(existing.value, e.value, &child);
-                                b.entries.insert(
-                                    i,
-                                    crate::node::Entry {
-                                        key: existing.key,
-                                        key_span: existing.key_span,
-                                        value: merged,
-                                    },
-                                );
-                            }
-                            None => b.entries.push(crate::node::Entry {
+                        if b.contains(&e.key) {
+                            b.update(&e.key, |existing| merge(existing, e.value, &child));
+                        } else {
+                            b.entries.push(crate::node::Entry {
                                 key: e.key,
                                 key_span: e.key_span,
                                 value: strip(e.value),
-                            }),
+                            });
                         }
                     }
                 }
@@ -130,8 +121,7 @@ pub fn strip(mut node: Node) -> Node {
         Kind::Map(m) => {
             m.entries.retain(|e| e.value.tag != Some(MergeTag::Reset));
             for e in &mut m.entries {
-                let span = e.value.span;
-                let v = std::mem::replace(&mut e.value, Node::null(span));
+                let v = std::mem::replace(&mut e.value, Node::null(Default::default()));
                 e.value = strip(v);
             }
         }

@@ -172,10 +172,13 @@ impl Map {
         Some(self.entries.remove(i))
     }
 
-    /// Removes `key`, returning its position and entry.
-    pub fn remove_keep_position(&mut self, key: &str) -> Option<(usize, Entry)> {
-        let i = self.entries.iter().position(|e| e.key == key)?;
-        Some((i, self.entries.remove(i)))
+    /// Replaces the value of `key` (in place) with `f(old value)`.
+    pub fn update(&mut self, key: &str, f: impl FnOnce(Node) -> Node) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
+            let span = e.value.span;
+            let old = std::mem::replace(&mut e.value, Node::null(span));
+            e.value = f(old);
+        }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
