@@ -288,6 +288,35 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Compares a load's outcome with the expectation; `Some(reason)` on a mismatch.
+fn judge(
+    name: &str,
+    expect: &Expect,
+    outcome: Result<cove_spec::Project, cove_spec::LoadFailure>,
+    corpus: &Path,
+) -> Option<String> {
+    match (expect, outcome) {
+        (Expect::Ok(check), Result::Ok(p)) => {
+            let (app, corpus) = (p.app.clone(), corpus.to_path_buf());
+            std::panic::catch_unwind(move || check(&app, &corpus))
+                .err()
+                .map(|e| {
+                    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+                    format!("{name}: check failed: {msg}")
+                })
+        }
+        (Expect::Ok(_), Err(f)) => Some(format!("{name}: expected to load, got:\n{f}")),
+        (Expect::Err(want), Result::Ok(_)) => Some(format!(
+            "{name}: expected an error containing `{want}`, but it loaded"
+        )),
+        (Expect::Err(want), Err(f)) => (!f
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.message.contains(want)))
+        .then(|| format!("{name}: expected an error containing `{want}`, got:\n{f}")),
+    }
+}
+
 fn all_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in fs_err::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -329,41 +358,12 @@ fn compose_go_corpus() {
             environ,
             ..Default::default()
         };
-        let result = std::panic::catch_unwind(|| cove_spec::load(&opts));
-        let outcome = match result {
-            Err(_) => Err("loader panicked".to_string()),
-            Result::Ok(r) => Result::Ok(r),
-        };
-        match (&case.expect, outcome) {
-            (_, Err(e)) => failures.push(format!("{}: {e}", case.file)),
-            (Expect::Ok(check), Result::Ok(Result::Ok(p))) => {
-                let app = p.app.clone();
-                let corpus = corpus.clone();
-                if let Err(e) = std::panic::catch_unwind(move || check(&app, &corpus)) {
-                    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
-                    failures.push(format!("{}: check failed: {msg}", case.file));
-                }
-            }
-            (Expect::Ok(_), Result::Ok(Err(f))) => {
-                failures.push(format!("{}: expected to load, got:\n{f}", case.file))
-            }
-            (Expect::Err(want), Result::Ok(Result::Ok(_))) => failures.push(format!(
-                "{}: expected an error containing `{want}`, but it loaded",
-                case.file
-            )),
-            (Expect::Err(want), Result::Ok(Err(f))) => {
-                if !f
-                    .diagnostics
-                    .iter()
-                    .any(|d| d.is_error() && d.message.contains(want))
-                {
-                    failures.push(format!(
-                        "{}: expected an error containing `{want}`, got:\n{f}",
-                        case.file
-                    ));
-                }
-            }
-        }
+        failures.extend(judge(
+            case.file,
+            &case.expect,
+            cove_spec::load(&opts),
+            &corpus,
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -561,35 +561,12 @@ fn compose_go_inline_tests_over_the_corpus() {
             project_name: Some("inline".into()),
             ..Default::default()
         };
-        match (&case.expect, cove_spec::load(&opts)) {
-            (Expect::Ok(check), Result::Ok(p)) => {
-                let app = p.app.clone();
-                let corpus = corpus.clone();
-                if let Err(e) = std::panic::catch_unwind(move || check(&app, &corpus)) {
-                    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
-                    failures.push(format!("{}: check failed: {msg}", case.name));
-                }
-            }
-            (Expect::Ok(_), Err(f)) => {
-                failures.push(format!("{}: expected to load, got:\n{f}", case.name))
-            }
-            (Expect::Err(want), Result::Ok(_)) => failures.push(format!(
-                "{}: expected an error containing `{want}`",
-                case.name
-            )),
-            (Expect::Err(want), Err(f)) => {
-                if !f
-                    .diagnostics
-                    .iter()
-                    .any(|d| d.is_error() && d.message.contains(want))
-                {
-                    failures.push(format!(
-                        "{}: expected an error containing `{want}`, got:\n{f}",
-                        case.name
-                    ));
-                }
-            }
-        }
+        failures.extend(judge(
+            case.name,
+            &case.expect,
+            cove_spec::load(&opts),
+            &corpus,
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
