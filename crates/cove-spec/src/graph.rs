@@ -82,32 +82,52 @@ impl Graph {
         done.insert(node.to_string());
     }
 
-    /// Services with dependencies first; ties keep declaration order.
-    /// Services on a cycle come last, in declaration order.
+    /// Services with dependencies first; ties keep declaration order (the
+    /// earliest declared service that is ready goes next). Services on a
+    /// cycle come last, in declaration order.
     pub fn order(&self) -> Vec<String> {
-        let mut remaining: IndexMap<&str, usize> = self
+        let index: IndexMap<&str, usize> = self
             .deps
-            .iter()
-            .map(|(k, v)| {
-                let n = v.iter().filter(|e| self.deps.contains_key(&e.to)).count();
-                (k.as_str(), n)
-            })
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
             .collect();
-        let mut out: Vec<String> = Vec::new();
-        loop {
-            let ready: Option<&str> = remaining.iter().find(|(_, n)| **n == 0).map(|(k, _)| *k);
-            let Some(next) = ready else {
-                break;
-            };
-            remaining.shift_remove(next);
-            out.push(next.to_string());
-            for (k, v) in self.deps.iter() {
-                if let Some(n) = remaining.get_mut(k.as_str()) {
-                    *n -= v.iter().filter(|e| e.to == next).count();
+        let mut waiting: Vec<usize> = vec![0; index.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); index.len()];
+        for (i, edges) in self.deps.values().enumerate() {
+            for e in edges {
+                if let Some(&j) = index.get(e.to.as_str()) {
+                    waiting[i] += 1;
+                    dependents[j].push(i);
                 }
             }
         }
-        out.extend(remaining.keys().map(|k| k.to_string()));
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..index.len()).filter(|&i| waiting[i] == 0).collect();
+        let mut placed = vec![false; index.len()];
+        let mut out = Vec::with_capacity(index.len());
+        while let Some(i) = ready.pop_first() {
+            placed[i] = true;
+            out.push(
+                self.deps
+                    .get_index(i)
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default(),
+            );
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.insert(d);
+                }
+            }
+        }
+        out.extend(
+            self.deps
+                .keys()
+                .enumerate()
+                .filter(|(i, _)| !placed[*i])
+                .map(|(_, k)| k.clone()),
+        );
         out
     }
 

@@ -343,6 +343,10 @@ impl Loader {
             .as_map()
             .and_then(|m| m.get("services"))
             .and_then(Node::as_map)
+            .filter(|s| {
+                s.iter()
+                    .any(|(_, svc)| svc.as_map().is_some_and(|m| m.contains("extends")))
+            })
             .cloned()
         else {
             return;

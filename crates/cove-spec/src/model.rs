@@ -22,6 +22,7 @@ pub struct App {
     /// Project name (`name:`, `COMPOSE_PROJECT_NAME`, or the directory name).
     pub name: String,
     /// Services, in dependency order (dependencies first), profiles applied.
+    #[serde(default)]
     pub services: IndexMap<String, Service>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub networks: IndexMap<String, Json>,

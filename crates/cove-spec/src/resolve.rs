@@ -164,41 +164,42 @@ pub fn resolve(
     }
 
     // Typed conversion, services in dependency order.
-    let order = graph.order();
-    let mut services_json = serde_json::Map::new();
-    for svc_name in &order {
-        let Some(entry) = services.entry(svc_name) else {
+    if loader.diags.has_errors() {
+        return None;
+    }
+    // Each service on its own, in start order, so a conversion problem names
+    // its service.
+    let mut typed = IndexMap::new();
+    for svc_name in graph.order() {
+        let Some(entry) = services.entry(&svc_name) else {
             continue;
         };
-        services_json.insert(svc_name.clone(), entry.value.to_json());
+        match serde_json::from_value::<crate::model::Service>(entry.value.to_json()) {
+            Ok(svc) => {
+                typed.insert(svc_name, svc);
+            }
+            Err(e) => loader.diags.push(
+                Diagnostic::error(entry.key_span, format!("service `{svc_name}`: {e}"))
+                    .with_hint("check this service's fields against the Compose specification"),
+            ),
+        }
     }
     let mut app_json = match root.to_json() {
         Json::Object(m) => m,
         _ => serde_json::Map::new(),
     };
     app_json.insert("name".into(), Json::String(name.to_string()));
-    if loader.diags.has_errors() {
-        return None;
-    }
-    // Each service on its own first, so a conversion problem names its service.
-    for (svc_name, value) in &services_json {
-        if let Err(e) = serde_json::from_value::<crate::model::Service>(value.clone()) {
-            let span = services.entry(svc_name).map(|e| e.key_span);
-            loader.diags.push(
-                Diagnostic::error(span, format!("service `{svc_name}`: {e}"))
-                    .with_hint("check this service's fields against the Compose specification"),
-            );
-        }
-    }
-    app_json.insert("services".into(), Json::Object(services_json));
     match serde_json::from_value::<App>(Json::Object(app_json)) {
-        Ok(app) if !loader.diags.has_errors() => Some((app, disabled, graph)),
+        Ok(mut app) if !loader.diags.has_errors() => {
+            app.services = typed;
+            Some((app, disabled, graph))
+        }
         Ok(_) => None,
         Err(e) => {
-            loader.diags.push(Diagnostic::error(
-                None,
-                format!("the app could not be converted: {e}"),
-            ));
+            loader.diags.push(
+                Diagnostic::error(None, format!("the app could not be converted: {e}"))
+                    .with_hint("check the top-level sections against the Compose specification"),
+            );
             None
         }
     }
