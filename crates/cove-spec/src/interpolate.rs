@@ -70,7 +70,12 @@ pub enum TemplateErrorKind {
     Unclosed,
     /// `${...}` whose content is not `NAME` followed by an operator.
     BadName(String),
+    /// Defaults nested deeper than [`MAX_NESTING`].
+    TooDeep,
 }
+
+/// Deepest nesting of defaults (`${A:-${B:-...}}`) accepted.
+pub const MAX_NESTING: usize = 16;
 
 /// Outcome of interpolating one string.
 #[derive(Debug, Default)]
@@ -88,7 +93,7 @@ pub fn interpolate(
     let chars: Vec<char> = input.chars().collect();
     let mut out = Interpolated::default();
     let mut i = 0;
-    expand(&chars, &mut i, None, lookup, &mut out, 0)?;
+    expand(&chars, &mut i, None, lookup, &mut out, 0, 0)?;
     Ok(out)
 }
 
@@ -108,7 +113,14 @@ fn expand(
     lookup: &dyn Fn(&str) -> Option<String>,
     out: &mut Interpolated,
     base: usize,
+    depth: usize,
 ) -> Result<(), TemplateError> {
+    if depth > MAX_NESTING {
+        return Err(TemplateError {
+            offset: base,
+            kind: TemplateErrorKind::TooDeep,
+        });
+    }
     while *i < chars.len() {
         let c = chars[*i];
         if Some(c) == stop {
@@ -127,7 +139,7 @@ fn expand(
             }
             Some('{') => {
                 *i += 2;
-                braced(chars, i, start, lookup, out)?;
+                braced(chars, i, start, lookup, out, depth)?;
             }
             Some(&n) if is_name_start(n) => {
                 let mut j = start + 1;
@@ -180,6 +192,7 @@ fn braced(
     start: usize,
     lookup: &dyn Fn(&str) -> Option<String>,
     out: &mut Interpolated,
+    depth: usize,
 ) -> Result<(), TemplateError> {
     let name_start = *i;
     while *i < chars.len() && is_name_char(chars[*i]) {
@@ -216,7 +229,7 @@ fn braced(
     *i = op_at + 1;
     // The word after the operator is itself a template, expanded lazily.
     let mut word = Interpolated::default();
-    expand(chars, i, Some('}'), lookup, &mut word, start)?;
+    expand(chars, i, Some('}'), lookup, &mut word, start, depth + 1)?;
     if chars.get(*i) != Some(&'}') {
         return Err(unclosed);
     }
@@ -313,6 +326,11 @@ pub fn interpolate_node(node: &mut Node, vars: &Vars, diags: &mut Diagnostics) {
                                 "close the variable with `}`, or write `$$` for a literal `$`",
                             )
                     }
+                    TemplateErrorKind::TooDeep => Diagnostic::error(
+                        at(e.offset, 2),
+                        format!("variables are nested more than {MAX_NESTING} levels deep"),
+                    )
+                    .with_hint("simplify the nested `${...:-${...}}` defaults"),
                     TemplateErrorKind::BadName(content) => Diagnostic::error(
                         at(e.offset, content.chars().count() as u32 + 3),
                         format!("invalid interpolation `${{{content}}}`"),
@@ -389,5 +407,9 @@ mod tests {
         assert_eq!(run("cost $5 and $ end $").unwrap(), "cost $5 and $ end $");
         assert!(matches!(run("${1A}"), Err(TemplateErrorKind::BadName(_))));
         assert!(matches!(run("${A B}"), Err(TemplateErrorKind::BadName(_))));
+        let deep = format!("{}x{}", "${U:-".repeat(100), "}".repeat(100));
+        assert_eq!(run(&deep), Err(TemplateErrorKind::TooDeep));
+        let ok = format!("{}x{}", "${U:-".repeat(10), "}".repeat(10));
+        assert_eq!(run(&ok).unwrap(), "x");
     }
 }

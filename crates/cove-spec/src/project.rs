@@ -26,6 +26,9 @@ pub struct Options {
     pub environ: Vec<(String, String)>,
     /// `--profile`s; when empty, `COMPOSE_PROFILES` applies.
     pub profiles: Vec<String>,
+    /// Services named on the command line: the app is cut down to them and
+    /// their dependencies, and their own profiles are enabled (as Compose does).
+    pub services: Vec<String>,
 }
 
 /// A loaded application and what was learned on the way.
@@ -159,15 +162,21 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         );
         return Err(failure(loader));
     };
+    let mut profiles = profiles;
+    select_profiles(&root, &opts.services, &mut profiles, &mut loader);
     let resolved =
         crate::resolve::resolve(root, &name, &profiles, &vars, &project_dir, &mut loader);
     loader.diags.sort();
     if loader.diags.has_errors() {
         return Err(failure(loader));
     }
-    let Some((app, disabled, graph)) = resolved else {
+    let Some((mut app, disabled, graph)) = resolved else {
         return Err(failure(loader));
     };
+    if !opts.services.is_empty() {
+        let keep = graph.closure(&opts.services);
+        app.services.retain(|name, _| keep.contains(name));
+    }
     Ok(Project {
         app,
         project_dir,
@@ -178,6 +187,46 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         warnings: loader.diags.into_vec(),
         sources: loader.sources,
     })
+}
+
+/// Checks the services named on the command line exist, and enables their
+/// own profiles.
+fn select_profiles(
+    root: &crate::node::Node,
+    named: &[String],
+    profiles: &mut Vec<String>,
+    loader: &mut Loader,
+) {
+    if named.is_empty() {
+        return;
+    }
+    let services = root
+        .as_map()
+        .and_then(|m| m.get("services"))
+        .and_then(|s| s.as_map());
+    let all: Vec<&str> = services.map(|s| s.keys().collect()).unwrap_or_default();
+    for name in named {
+        let Some(svc) = services.and_then(|s| s.get(name)) else {
+            let hint = match crate::diag::suggest(name, all.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("services: {}", all.join(", ")),
+            };
+            loader
+                .diags
+                .push(Diagnostic::error(None, format!("no such service `{name}`")).with_hint(hint));
+            continue;
+        };
+        let own = svc
+            .as_map()
+            .and_then(|m| m.get("profiles"))
+            .and_then(|p| p.as_seq())
+            .unwrap_or_default();
+        for p in own.iter().filter_map(|p| p.as_text()) {
+            if !profiles.iter().any(|q| q == p) {
+                profiles.push(p.to_string());
+            }
+        }
+    }
 }
 
 fn project_name(opts: &Options, vars: &Vars, loader: &mut Loader) -> Option<String> {

@@ -55,6 +55,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
+    /// Only these services and what they depend on (their profiles are enabled).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Yaml)]
     pub format: Format,

@@ -67,7 +67,8 @@ pub fn discover(start: &Path) -> (Vec<PathBuf>, Vec<String>) {
 }
 
 /// Loads the project the options describe. Warnings go to stderr.
-pub fn load(args: &ProjectArgs) -> Result<Project, LoadFailure> {
+/// `services` cuts the app down to them and their dependencies.
+pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project, LoadFailure> {
     if args.files.iter().any(|f| f.as_os_str() == "-") {
         return Err(LoadFailure {
             diagnostics: vec![
@@ -139,6 +140,7 @@ pub fn load(args: &ProjectArgs) -> Result<Project, LoadFailure> {
         env_files,
         environ: std::env::vars().collect(),
         profiles: args.profiles.clone(),
+        services: services.to_vec(),
     };
     let project = cove_spec::load(&opts)?;
     for w in &project.warnings {

@@ -33,6 +33,8 @@ pub struct FixtureOptions {
     pub project_name: Option<String>,
     #[serde(default)]
     pub workdir: Option<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 /// Options for loading the app in `dir`, hermetic: the environment is only
@@ -56,6 +58,7 @@ pub fn options_for(dir: &Path) -> Options {
         env_files: o.env_files.map(|v| v.iter().map(|f| dir.join(f)).collect()),
         environ,
         profiles: o.profiles,
+        services: o.services,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::cli::{ConfigArgs, Format, ProjectArgs};
 use crate::output::stderr_style;
 
 pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let project = match crate::project::load(project_args) {
+    let project = match crate::project::load(project_args, &args.service_names) {
         Ok(p) => p,
         Err(failure) => {
             eprint!("{}", failure.render(&stderr_style()));

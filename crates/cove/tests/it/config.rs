@@ -266,3 +266,27 @@ fn dotenv_can_name_the_compose_file() {
     assert_eq!(v["name"], "my_project_from_dot_env");
     assert_eq!(v["services"]["simple"]["ports"][0]["published"], "8000");
 }
+
+#[test]
+fn naming_services_selects_them_with_their_dependencies_and_profiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        &format!(
+            "{APP}  tools:\n    image: tools\n    profiles: [debug]\n    depends_on: [db]\n  other:\n    image: other\n"
+        ),
+    );
+    let o = cove(tmp.path(), &["config", "--services", "api"], &[]);
+    assert_eq!(stdout(&o), "db\napi\n", "{}", stderr(&o));
+    // A service behind a profile is enabled by naming it.
+    let o = cove(tmp.path(), &["config", "--services", "tools"], &[]);
+    assert_eq!(stdout(&o), "db\ntools\n", "{}", stderr(&o));
+    let o = cove(tmp.path(), &["config", "--services", "apii"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no such service `apii`") && stderr(&o).contains("did you mean `api`?"),
+        "{}",
+        stderr(&o)
+    );
+}
