@@ -112,7 +112,7 @@ pub fn resolve(
         }
         check_misc(&svc_name, svc, loader);
         service_defaults(svc);
-        units_pass(svc, loader);
+        units_pass(&svc_name, svc, loader);
         strip_x_fields_of_xcove(svc);
     }
     for cycle in graph.cycles() {
@@ -600,7 +600,7 @@ fn check_misc(name: &str, svc: &Map, loader: &mut Loader) {
         && !matches!(first.as_text(), Some("CMD" | "CMD-SHELL" | "NONE"))
     {
         loader.diags.push(
-                    Diagnostic::error(first.span, "`healthcheck.test` must start with `CMD`, `CMD-SHELL` or `NONE`")
+                    Diagnostic::error(first.span, format!("`services.{name}.healthcheck.test` must start with `CMD`, `CMD-SHELL` or `NONE`"))
                         .with_hint("e.g. `test: [\"CMD\", \"curl\", \"-f\", \"http://localhost\"]`, or a string for a shell command"),
                 );
     }
@@ -695,16 +695,16 @@ fn node_at<'a>(m: &'a mut Map, path: &[&str]) -> Option<&'a mut Node> {
 }
 
 /// Durations to their normal form; sizes to bytes; `cpus` to numbers.
-fn units_pass(svc: &mut Map, loader: &mut Loader) {
+fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
     for path in DURATIONS {
         if let Some(n) = node_at(svc, path) {
-            duration(n, &path.join("."), loader);
+            duration(n, &format!("services.{name}.{}", path.join(".")), loader);
         }
     }
     if let Some(Kind::Seq(alerts)) = node_at(svc, &["x-cove", "alerts"]).map(|n| &mut n.kind) {
         for a in alerts.iter_mut().filter_map(Node::as_map_mut) {
             if let Some(n) = a.get_mut("for") {
-                duration(n, "x-cove.alerts.for", loader);
+                duration(n, &format!("services.{name}.x-cove.alerts.for"), loader);
             }
         }
     }
@@ -715,7 +715,7 @@ fn units_pass(svc: &mut Map, loader: &mut Loader) {
             .unwrap_or(0);
         if !(5..=6).contains(&fields) {
             loader.diags.push(
-                Diagnostic::error(n.span, "`x-cove.backup.schedule` is not a cron schedule")
+                Diagnostic::error(n.span, format!("`services.{name}.x-cove.backup.schedule` is not a cron schedule"))
                     .with_hint("write 5 fields (minute hour day month weekday), or 6 with seconds first, e.g. `0 3 * * *`"),
             );
         }
@@ -740,12 +740,15 @@ fn units_pass(svc: &mut Map, loader: &mut Loader) {
             match parsed {
                 Ok(v) => *n = Node::plain(n.span, v),
                 Err(e) => loader.diags.push(
-                    Diagnostic::error(n.span, format!("`deploy.resources.{set}.{key}`: {e}"))
-                        .with_hint(if is_size {
-                            "e.g. `512m` or `1g`"
-                        } else {
-                            "e.g. `0.5` or `2`"
-                        }),
+                    Diagnostic::error(
+                        n.span,
+                        format!("`services.{name}.deploy.resources.{set}.{key}`: {e}"),
+                    )
+                    .with_hint(if is_size {
+                        "e.g. `512m` or `1g`"
+                    } else {
+                        "e.g. `0.5` or `2`"
+                    }),
                 ),
             }
         }
@@ -756,7 +759,8 @@ fn units_pass(svc: &mut Map, loader: &mut Loader) {
             && let Err(e) = units::parse_bytes(t)
         {
             loader.diags.push(
-                Diagnostic::error(n.span, format!("`{key}`: {e}")).with_hint("e.g. `512m` or `1g`"),
+                Diagnostic::error(n.span, format!("`services.{name}.{key}`: {e}"))
+                    .with_hint("e.g. `512m` or `1g`"),
             );
         }
     }

@@ -134,7 +134,7 @@ impl Validator {
                         node.type_name()
                     ),
                 )
-                .with_hint(type_hint(node, types)),
+                .with_hint(type_hint(node, types, path)),
             );
             return;
         }
@@ -280,6 +280,25 @@ impl Validator {
         }
     }
 
+    /// What a schema accepts, in words ("a string", "a list", ...).
+    fn describe_branch(&self, b: &Json) -> Vec<String> {
+        let b = self.deref(b);
+        if let Some(t) = b.get("type") {
+            return vec![describe_types(t)];
+        }
+        if let Some(inner) = b
+            .get("oneOf")
+            .or_else(|| b.get("anyOf"))
+            .and_then(Json::as_array)
+        {
+            return inner.iter().flat_map(|i| self.describe_branch(i)).collect();
+        }
+        if let Some(c) = single_value(b) {
+            return vec![show(&c)];
+        }
+        vec!["a value".to_string()]
+    }
+
     /// `oneOf`/`anyOf`: pick the branches whose type fits the node and report
     /// the errors of the best one, or say which forms are accepted.
     fn validate_any(&self, node: &Node, branches: &[Json], path: &Path, diags: &mut Diagnostics) {
@@ -291,13 +310,10 @@ impl Validator {
         if fitting.is_empty() {
             let mut kinds: Vec<String> = Vec::new();
             for b in branches {
-                let b = self.deref(b);
-                let d = match b.get("type") {
-                    Some(t) => describe_types(t),
-                    None => "a value".to_string(),
-                };
-                if !kinds.contains(&d) {
-                    kinds.push(d);
+                for d in self.describe_branch(b) {
+                    if !kinds.contains(&d) {
+                        kinds.push(d);
+                    }
                 }
             }
             diags.push(
@@ -309,7 +325,7 @@ impl Validator {
                         node.type_name()
                     ),
                 )
-                .with_hint(type_hint(node, &Json::Null)),
+                .with_hint(type_hint(node, &Json::Null, path)),
             );
             return;
         }
@@ -435,7 +451,10 @@ fn describe_types(types: &Json) -> String {
     }
 }
 
-fn type_hint(node: &Node, types: &Json) -> String {
+fn type_hint(node: &Node, types: &Json, path: &Path) -> String {
+    if path.0.iter().any(|p| p.contains("x-cove")) {
+        return "see the x-cove reference, docs/reference/x-cove.md".to_string();
+    }
     match (&node.kind, types) {
         (Kind::Map(_), _) => "remove the nested keys, or check the indentation".to_string(),
         (Kind::Seq(_), _) => "write a single value instead of a list".to_string(),
