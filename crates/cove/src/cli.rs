@@ -26,22 +26,28 @@ pub struct ProjectArgs {
         short = 'f',
         long = "file",
         id = "file",
+        value_name = "FILE",
         global = true,
         env = "COMPOSE_FILE",
         value_delimiter = ':'
     )]
     pub files: Vec<PathBuf>,
     /// Project name. Default: `name:` in the file, else the directory name.
-    #[arg(short = 'p', long = "project-name", global = true)]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME", global = true)]
     pub project_name: Option<String>,
     /// Base directory of relative paths. Default: the first file's directory.
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "DIR", global = true)]
     pub project_directory: Option<PathBuf>,
     /// Env file(s) for interpolation. Default: `.env` in the project directory.
-    #[arg(long = "env-file", id = "env_file", global = true)]
+    #[arg(long = "env-file", id = "env_file", value_name = "FILE", global = true)]
     pub env_files: Vec<PathBuf>,
     /// Enable services of this profile (repeatable; `*` enables all).
-    #[arg(long = "profile", id = "profile", global = true)]
+    #[arg(
+        long = "profile",
+        id = "profile",
+        value_name = "PROFILE",
+        global = true
+    )]
     pub profiles: Vec<String>,
 }
 
