@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use cove_spec::{App, Options};
 
-use crate::support::shared_dir;
+use crate::support::{environ, shared_dir};
 
 enum Expect {
     /// Loads; the closure checks key values (paths relative to the corpus dir
@@ -351,8 +351,7 @@ fn compose_go_corpus() {
     }
     for case in &cases {
         let file = corpus.join(case.file);
-        let mut environ = vec![("HOME".to_string(), "/home/user".to_string())];
-        environ.extend(case.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let environ = environ(case.env.iter().copied());
         let opts = Options {
             files: vec![file.clone()],
             environ,
@@ -553,8 +552,7 @@ fn compose_go_inline_tests_over_the_corpus() {
                 p
             })
             .collect();
-        let mut environ = vec![("HOME".to_string(), "/home/user".to_string())];
-        environ.extend(case.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let environ = environ(case.env.iter().copied());
         let opts = Options {
             files,
             environ,

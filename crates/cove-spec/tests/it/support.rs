@@ -17,6 +17,19 @@ pub fn shared_dir() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// A hermetic environment: `HOME=/home/user` plus `extra`.
+pub fn environ<K: ToString, V: ToString>(
+    extra: impl IntoIterator<Item = (K, V)>,
+) -> Vec<(String, String)> {
+    let mut env = vec![("HOME".to_string(), "/home/user".to_string())];
+    env.extend(
+        extra
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
+}
+
 /// Per-fixture options, from `options.json` beside the compose file.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -49,8 +62,7 @@ pub fn options_for(dir: &Path) -> Options {
     } else {
         o.files.iter().map(|f| dir.join(f)).collect()
     };
-    let mut environ = vec![("HOME".to_string(), "/home/user".to_string())];
-    environ.extend(o.env);
+    let environ = environ(o.env);
     Options {
         files,
         project_dir: o.workdir.map(|w| dir.join(w)),
