@@ -91,19 +91,28 @@ impl Loader {
     }
 
     /// Loads env files into `vars` (values already set win).
+    /// Among the files, a later one overrides an earlier one; all of them
+    /// lose to variables already set (the process environment).
     pub fn read_env_files(&mut self, vars: &mut Vars, files: &[PathBuf], reference: Option<Span>) {
+        let mut batch: indexmap::IndexMap<String, (String, PathBuf)> = indexmap::IndexMap::new();
         for path in files {
             let Some(id) = self.read(path, reference, "env file") else {
                 continue;
             };
             let text = self.sources.file(id).text.clone();
-            let snapshot = vars.clone();
-            let lookup = |n: &str| snapshot.get(n).map(str::to_string);
+            let lookup = |n: &str| {
+                vars.get(n)
+                    .map(str::to_string)
+                    .or_else(|| batch.get(n).map(|(v, _)| v.clone()))
+            };
             let values = dotenv::parse(id, &text, &lookup, &mut self.diags);
             for (k, v) in values {
-                vars.set_default(&k, v, Origin::File(path.clone()));
+                batch.insert(k, (v, path.clone()));
             }
             vars.files.push(path.clone());
+        }
+        for (k, (v, path)) in batch {
+            vars.set_default(&k, v, Origin::File(path));
         }
     }
 

@@ -123,7 +123,15 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         }
     }
 
-    let name = project_name(opts, &vars, &mut loader);
+    // The name is known before loading, so `${COMPOSE_PROJECT_NAME}` works:
+    // `-p`, `COMPOSE_PROJECT_NAME`, the files' `name:` (interpolated), or the
+    // directory's name.
+    let name = project_name(opts, &vars, &mut loader)
+        .or_else(|| name_in_files(&opts.files, &vars))
+        .or_else(|| {
+            let dir = project_dir.file_name()?.to_string_lossy().to_string();
+            Some(normalize_project_name(&dir)).filter(|n| !n.is_empty())
+        });
     if let Some(n) = &name {
         vars.set_default("COMPOSE_PROJECT_NAME", n.clone(), Origin::Process);
     }
@@ -143,18 +151,6 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
     } else {
         opts.profiles.clone()
     };
-    // The top-level `name:` is only known after loading.
-    let name = name.or_else(|| {
-        root.as_map()
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_text())
-            .map(normalize_project_name)
-            .filter(|n| !n.is_empty())
-    });
-    let name = name.or_else(|| {
-        let dir = project_dir.file_name()?.to_string_lossy().to_string();
-        Some(normalize_project_name(&dir)).filter(|n| !n.is_empty())
-    });
     let Some(name) = name else {
         loader.diags.push(
             Diagnostic::error(None, "the project has no name")
@@ -227,6 +223,45 @@ fn select_profiles(
             }
         }
     }
+}
+
+/// The last non-empty top-level `name:` of the files, interpolated and
+/// normalised. Problems in the files are reported by the full load.
+fn name_in_files(files: &[PathBuf], vars: &Vars) -> Option<String> {
+    let mut found = None;
+    for file in files {
+        let Ok(text) = fs_err::read_to_string(file) else {
+            continue;
+        };
+        // Parse only files that may have a top-level `name` (block style at
+        // column 0, or a flow/JSON document).
+        let may_have_name = text.trim_start().starts_with('{')
+            || text
+                .lines()
+                .any(|l| l.trim_start_matches(['"', '\'']).starts_with("name"));
+        if !may_have_name {
+            continue;
+        }
+        let mut ignored = crate::diag::Diagnostics::default();
+        for doc in crate::parse::parse(crate::source::FileId(0), &text, &mut ignored) {
+            let Some(raw) = doc
+                .as_map()
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_text())
+            else {
+                continue;
+            };
+            let lookup = |n: &str| vars.get(n).map(str::to_string);
+            let text = crate::interpolate::interpolate(raw, &lookup)
+                .map(|i| i.text)
+                .unwrap_or_default();
+            let normal = normalize_project_name(&text);
+            if !normal.is_empty() {
+                found = Some(normal);
+            }
+        }
+    }
+    found
 }
 
 fn project_name(opts: &Options, vars: &Vars, loader: &mut Loader) -> Option<String> {

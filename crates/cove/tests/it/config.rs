@@ -290,3 +290,41 @@ fn naming_services_selects_them_with_their_dependencies_and_profiles() {
         stderr(&o)
     );
 }
+
+#[test]
+fn later_env_files_override_earlier_ones_and_the_name_is_known_to_interpolation() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "name: ${APP:-shop}\nservices:\n  a:\n    image: \"a:${TAG}\"\n    environment:\n      PROJECT: ${COMPOSE_PROJECT_NAME}\n",
+    );
+    write(tmp.path(), "one.env", "TAG=one\nAPP=first\n");
+    write(tmp.path(), "two.env", "TAG=two-${APP}\n");
+    let o = cove(
+        tmp.path(),
+        &[
+            "--env-file",
+            "one.env",
+            "--env-file",
+            "two.env",
+            "config",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"]["a"]["image"], "a:two-first");
+    assert_eq!(v["name"], "first");
+    assert_eq!(v["services"]["a"]["environment"]["PROJECT"], "first");
+    let o = cove(
+        tmp.path(),
+        &["--env-file", "two.env", "config", "--format", "json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "shop");
+    assert_eq!(v["services"]["a"]["environment"]["PROJECT"], "shop");
+}
