@@ -142,10 +142,13 @@ pub struct EnvFile {
     pub required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 /// A published or exposed port, long form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -161,6 +164,9 @@ pub struct Port {
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 fn tcp() -> String {
@@ -194,13 +200,16 @@ pub enum MountKind {
 }
 
 /// `depends_on` entry, long form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dependency {
     pub condition: Condition,
     #[serde(default = "yes")]
     pub required: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +238,9 @@ pub struct Healthcheck {
     pub retries: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable: bool,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 impl Healthcheck {
@@ -262,6 +274,9 @@ pub struct Resources {
     pub limits: Option<ResourceSet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservations: Option<ResourceSet>,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -288,6 +303,9 @@ pub struct RestartPolicy {
     pub max_attempts: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<ComposeDuration>,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 /// `update_config` / `rollback_config`.
@@ -307,6 +325,9 @@ pub struct UpdateConfig {
     /// `stop-first` or `start-first`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -345,6 +366,9 @@ pub struct FileRef {
     pub gid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Json>,
+    /// Other keys (`x-*` extensions), kept as they are.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Json>,
 }
 
 /// Where the app's files are, kept beside the model (not printed).
