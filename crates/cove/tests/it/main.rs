@@ -2,3 +2,4 @@
 //! variables, output formats and exit codes.
 
 mod config;
+mod reference;
