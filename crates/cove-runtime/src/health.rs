@@ -1,0 +1,250 @@
+//! Health checks: Compose `healthcheck` tests (`CMD`, `CMD-SHELL`) run as
+//! native commands, and the thresholds that turn results into a status.
+//!
+//! [`Tracker`] is pure (it is given the instants), so its rules are tested
+//! without sleeping. Until the first success, cove probes every
+//! `start_interval` (default 1 s) so dependents start promptly; afterwards
+//! every `interval` (default 30 s, as Docker). Failures inside
+//! `start_period` do not count until the first success.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A health check of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSpec {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+    pub start_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `["CMD", prog, args...]`.
+    Exec(Vec<String>),
+    /// `["CMD-SHELL", script]`, run with `sh -c`.
+    Shell(String),
+}
+
+impl HealthSpec {
+    /// From a Compose healthcheck; `None` when disabled or absent.
+    pub fn from_compose(h: &cove_spec::model::Healthcheck) -> Option<HealthSpec> {
+        if !h.is_enabled() {
+            return None;
+        }
+        let probe = match h.test.first().map(String::as_str) {
+            Some("CMD") => Probe::Exec(h.test[1..].to_vec()),
+            Some("CMD-SHELL") => Probe::Shell(h.test[1..].join(" ")),
+            _ => return None,
+        };
+        let d = |v: Option<cove_spec::units::ComposeDuration>, default: u64| {
+            v.map(|d| d.0)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(default))
+        };
+        Some(HealthSpec {
+            probe,
+            interval: d(h.interval, 30),
+            timeout: d(h.timeout, 30),
+            retries: h.retries.map(|r| r as u32).filter(|r| *r > 0).unwrap_or(3),
+            start_period: h.start_period.map(|d| d.0).unwrap_or_default(),
+            start_interval: d(h.start_interval, 1),
+        })
+    }
+}
+
+/// A replica's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// No result counted yet.
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// Turns probe results into a status (Docker's rules).
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    retries: u32,
+    start_period: Duration,
+    interval: Duration,
+    start_interval: Duration,
+    started: Instant,
+    failures: u32,
+    status: Health,
+}
+
+impl Tracker {
+    pub fn new(spec: &HealthSpec, started: Instant) -> Tracker {
+        Tracker {
+            retries: spec.retries,
+            start_period: spec.start_period,
+            interval: spec.interval,
+            start_interval: spec.start_interval,
+            started,
+            failures: 0,
+            status: Health::Starting,
+        }
+    }
+
+    pub fn status(&self) -> Health {
+        self.status
+    }
+
+    /// Records a probe result at `now`; returns the new status.
+    pub fn record(&mut self, now: Instant, ok: bool) -> Health {
+        if ok {
+            self.failures = 0;
+            self.status = Health::Healthy;
+            return self.status;
+        }
+        let in_start_period = now.duration_since(self.started) < self.start_period;
+        if in_start_period && self.status == Health::Starting {
+            return self.status;
+        }
+        self.failures += 1;
+        if self.failures >= self.retries {
+            self.status = Health::Unhealthy;
+        }
+        self.status
+    }
+
+    /// Time until the next probe.
+    pub fn next_delay(&self) -> Duration {
+        match self.status {
+            Health::Starting => self.start_interval.min(self.interval),
+            _ => self.interval,
+        }
+    }
+}
+
+/// Runs one probe in `workdir` with `env`; true when it exits 0 in time.
+pub async fn probe(spec: &HealthSpec, workdir: &Path, env: &[(String, String)]) -> bool {
+    let argv: Vec<String> = match &spec.probe {
+        Probe::Exec(argv) => argv.clone(),
+        Probe::Shell(script) => vec!["sh".into(), "-c".into(), script.clone()],
+    };
+    let Some((prog, args)) = argv.split_first() else {
+        return false;
+    };
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .current_dir(workdir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let pid = child.id();
+    match tokio::time::timeout(spec.timeout, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        _ => {
+            if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait().await;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(retries: u32, start_period: u64) -> HealthSpec {
+        HealthSpec {
+            probe: Probe::Shell("true".into()),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            retries,
+            start_period: Duration::from_secs(start_period),
+            start_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn retries_consecutive_failures_make_unhealthy() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(&spec(3, 0), t0);
+        assert_eq!(t.next_delay(), Duration::from_secs(1));
+        assert_eq!(t.record(t0, false), Health::Starting);
+        assert_eq!(t.record(t0, false), Health::Starting);
+        assert_eq!(t.record(t0, false), Health::Unhealthy);
+        assert_eq!(t.record(t0, true), Health::Healthy);
+        assert_eq!(t.next_delay(), Duration::from_secs(10));
+        assert_eq!(t.record(t0, false), Health::Healthy);
+    }
+
+    #[test]
+    fn failures_in_the_start_period_do_not_count() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(&spec(1, 30), t0);
+        assert_eq!(
+            t.record(t0 + Duration::from_secs(29), false),
+            Health::Starting
+        );
+        assert_eq!(
+            t.record(t0 + Duration::from_secs(31), false),
+            Health::Unhealthy
+        );
+        // After a success, failures count even inside the start period.
+        let mut t = Tracker::new(&spec(1, 30), t0);
+        t.record(t0, true);
+        assert_eq!(
+            t.record(t0 + Duration::from_secs(1), false),
+            Health::Unhealthy
+        );
+    }
+
+    #[test]
+    fn from_compose_forms() {
+        let mut h = cove_spec::model::Healthcheck {
+            test: vec!["CMD-SHELL".into(), "pg_isready".into()],
+            ..Default::default()
+        };
+        let s = HealthSpec::from_compose(&h).unwrap();
+        assert_eq!(s.probe, Probe::Shell("pg_isready".into()));
+        assert_eq!((s.interval, s.retries), (Duration::from_secs(30), 3));
+        h.test = vec!["CMD".into(), "true".into()];
+        assert_eq!(
+            HealthSpec::from_compose(&h).unwrap().probe,
+            Probe::Exec(vec!["true".into()])
+        );
+        h.test = vec!["NONE".into()];
+        assert!(HealthSpec::from_compose(&h).is_none());
+        h.test = vec!["CMD".into(), "true".into()];
+        h.disable = true;
+        assert!(HealthSpec::from_compose(&h).is_none());
+    }
+
+    #[tokio::test]
+    async fn probes_run_commands_with_a_timeout() {
+        let dir = std::env::temp_dir();
+        let mut s = spec(1, 0);
+        assert!(probe(&s, &dir, &[]).await);
+        s.probe = Probe::Shell("exit 3".into());
+        assert!(!probe(&s, &dir, &[]).await);
+        s.probe = Probe::Exec(vec!["sh".into(), "-c".into(), "test \"$X\" = yes".into()]);
+        assert!(probe(&s, &dir, &[("X".into(), "yes".into())]).await);
+        s.probe = Probe::Shell("sleep 5".into());
+        s.timeout = Duration::from_millis(100);
+        let t = std::time::Instant::now();
+        assert!(!probe(&s, &dir, &[]).await);
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "the timeout did not stop the probe"
+        );
+        s.probe = Probe::Exec(vec!["/nonexistent/binary".into()]);
+        assert!(!probe(&s, &dir, &[]).await);
+    }
+}

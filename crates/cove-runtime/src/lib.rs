@@ -1,0 +1,19 @@
+//! cove-runtime: runs an [`cove_spec::App`] natively.
+//!
+//! Invariant: the App model is the only input; nothing here reads YAML. The
+//! process driver runs every replica in its own process group and stops the
+//! whole group (signal, grace period, then SIGKILL), so no descendant
+//! outlives a stop. Time-dependent decisions (backoff, health thresholds) are
+//! pure functions of the instants they are given, tested without sleeping.
+//!
+//! Steps: [`plan`] turns the App into what to run; [`process`] spawns and
+//! stops replicas; [`health`] probes them; [`backoff`] paces restarts;
+//! [`supervisor`] starts the dependency closure in order, honours
+//! `depends_on` conditions, restarts what fails, and stops everything.
+
+pub mod backoff;
+pub mod health;
+pub mod plan;
+pub mod process;
+pub mod signal;
+pub mod supervisor;

@@ -1,0 +1,386 @@
+//! What to run: the App turned into native processes, with their addresses.
+//!
+//! Addresses: replica `r` (1-based) of the `s`-th service (1-based, in start
+//! order) listens on its own loopback address `127.64.0.0 + s·256 + r`, on
+//! the service's own ports — as each container has its own IP in Docker.
+//! Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is
+//! needed. Each replica gets `HOST` (its address) and `PORT` (the service's
+//! first port, else 8080). References to other services written as
+//! `name:port` in `environment` values and in `x-cove.run` (for example
+//! `mysql://u:p@db:3306/app`) are rewritten to the first replica's address,
+//! so dependents reach a service by its Compose name and port.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cove_spec::App;
+use cove_spec::model::{Condition, Service};
+use cove_spec::xcove::StringOrList;
+use indexmap::IndexMap;
+use rustix::process::Signal;
+
+use crate::health::HealthSpec;
+
+/// Default `PORT` of a service that declares none.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Everything to run, services in start order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub services: Vec<ServicePlan>,
+}
+
+/// How one service runs natively.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub name: String,
+    pub replicas: u32,
+    /// The command, already split into arguments.
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    /// The service's environment (before `HOST`/`PORT`), references rewritten.
+    pub env: Vec<(String, String)>,
+    /// Runs once before the first start (`x-cove.build`).
+    pub build: Option<Vec<String>>,
+    pub health: Option<HealthSpec>,
+    pub restart: Restart,
+    pub stop_signal: Signal,
+    pub stop_grace: Duration,
+    pub depends_on: Vec<Dependency>,
+    /// Ports the service listens on (first one is `PORT`).
+    pub ports: Vec<u16>,
+    /// Position in start order, 1-based: part of the replica addresses.
+    pub index: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+}
+
+/// When a replica that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Never (`restart: "no"`, the Compose default).
+    No,
+    /// Always (`always`, `unless-stopped`).
+    Always,
+    /// After a non-zero exit, at most `max` times (`on-failure[:max]`).
+    OnFailure { max: Option<u32> },
+}
+
+impl Restart {
+    /// Whether to start again after exit `code` (None: killed by a signal),
+    /// given the restarts so far.
+    pub fn again(self, code: Option<i32>, restarts: u32) -> bool {
+        match self {
+            Restart::No => false,
+            Restart::Always => true,
+            Restart::OnFailure { max } => code != Some(0) && max.is_none_or(|m| restarts < m),
+        }
+    }
+}
+
+impl ServicePlan {
+    /// Address of replica `replica` (1-based).
+    pub fn address(&self, replica: u32) -> Ipv4Addr {
+        address(self.index, replica)
+    }
+
+    /// `PORT` of every replica.
+    pub fn port(&self) -> u16 {
+        self.ports.first().copied().unwrap_or(DEFAULT_PORT)
+    }
+
+    /// The environment of replica `replica`: the service's, plus `HOST`,
+    /// `PORT` and `COVE_REPLICA`.
+    pub fn replica_env(&self, replica: u32) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.push(("HOST".into(), self.address(replica).to_string()));
+        env.push(("PORT".into(), self.port().to_string()));
+        env.push(("COVE_SERVICE".into(), self.name.clone()));
+        env.push(("COVE_REPLICA".into(), replica.to_string()));
+        env
+    }
+}
+
+/// `127.64.0.0 + service·256 + replica`.
+pub fn address(service: u32, replica: u32) -> Ipv4Addr {
+    let base = u32::from(Ipv4Addr::new(127, 64, 0, 0));
+    Ipv4Addr::from(base + (service << 8) + replica.min(255))
+}
+
+/// Why a service cannot run natively.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("service `{service}`: {message}")]
+pub struct PlanError {
+    pub service: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Plans `app` (already cut down to what should run). All problems at once.
+pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
+    let mut errors = Vec::new();
+    let mut services = Vec::new();
+    let ports: IndexMap<&str, Vec<u16>> = app
+        .services
+        .iter()
+        .map(|(n, s)| (n.as_str(), service_ports(s)))
+        .collect();
+    let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (n, p))| (*n, (i as u32 + 1, p.clone())))
+        .collect();
+    if app.services.len() > 16_000 {
+        errors.push(PlanError {
+            service: String::new(),
+            message: "too many services for native addresses".into(),
+            hint: "split the app".into(),
+        });
+    }
+    for (i, (name, svc)) in app.services.iter().enumerate() {
+        let err = |message: String, hint: &str| PlanError {
+            service: name.clone(),
+            message,
+            hint: hint.to_string(),
+        };
+        let x = svc.x_cove.clone().unwrap_or_default();
+        let argv = match &x.run {
+            Some(StringOrList::List(l)) => l.clone(),
+            Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
+                Ok(w) => w,
+                Err(e) => {
+                    errors.push(err(
+                        format!("`x-cove.run` cannot be split: {e}"),
+                        "close the quote, or write a list",
+                    ));
+                    continue;
+                }
+            },
+            None => {
+                let what = svc
+                    .image
+                    .as_deref()
+                    .map(|i| format!("image `{i}`"))
+                    .unwrap_or_else(|| "its build".into());
+                errors.push(err(
+                    format!("has no native command to run ({what} needs the Docker driver or a built-in recipe, not available yet)"),
+                    "add `x-cove: {run: ...}` with the command that runs it on this machine",
+                ));
+                continue;
+            }
+        };
+        if argv.is_empty() {
+            errors.push(err(
+                "`x-cove.run` is empty".into(),
+                "give the command to run",
+            ));
+            continue;
+        }
+        let build = match &x.build {
+            Some(StringOrList::List(l)) => Some(l.clone()),
+            Some(StringOrList::String(s)) => cove_spec::shell_words::split(s).ok(),
+            None => None,
+        };
+        let stop_signal = match svc.stop_signal.as_deref() {
+            None => Signal::TERM,
+            Some(s) => match crate::signal::parse(s) {
+                Some(sig) => sig,
+                None => {
+                    errors.push(err(
+                        format!("unknown `stop_signal` `{s}`"),
+                        "use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2",
+                    ));
+                    continue;
+                }
+            },
+        };
+        let restart = match restart_policy(svc) {
+            Ok(r) => r,
+            Err(m) => {
+                errors.push(err(
+                    m,
+                    "use `no`, `always`, `unless-stopped` or `on-failure[:N]`",
+                ));
+                continue;
+            }
+        };
+        let health = svc.healthcheck.as_ref().and_then(HealthSpec::from_compose);
+        let mut depends_on = Vec::new();
+        for (dep, d) in &svc.depends_on {
+            if !app.services.contains_key(dep) {
+                continue; // `required: false` and not selected
+            }
+            if d.condition == Condition::ServiceHealthy
+                && app.services[dep]
+                    .healthcheck
+                    .as_ref()
+                    .and_then(HealthSpec::from_compose)
+                    .is_none()
+            {
+                errors.push(err(
+                    format!("waits for `{dep}` to be healthy, but `{dep}` has no health check"),
+                    "add a `healthcheck` to the dependency, or use `condition: service_started`",
+                ));
+            }
+            depends_on.push(Dependency {
+                service: dep.clone(),
+                condition: d.condition,
+            });
+        }
+        let rewrite = |s: &str| rewrite_references(s, &addresses);
+        let env = svc
+            .environment
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), rewrite(v))))
+            .collect();
+        services.push(ServicePlan {
+            name: name.clone(),
+            replicas: svc.replicas(),
+            argv: argv.iter().map(|a| rewrite(a)).collect(),
+            workdir: x
+                .workdir
+                .map(PathBuf::from)
+                .unwrap_or_else(|| project_dir.to_path_buf()),
+            env,
+            build,
+            health,
+            restart,
+            stop_signal,
+            stop_grace: svc
+                .stop_grace_period
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(10)),
+            depends_on,
+            ports: ports[name.as_str()].clone(),
+            index: i as u32 + 1,
+        });
+    }
+    if errors.is_empty() {
+        Ok(Plan { services })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The service's ports: `ports` targets, then `expose`, without repeats.
+fn service_ports(s: &Service) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    let exposed = s
+        .expose
+        .iter()
+        .filter_map(|e| e.split(['/', '-']).next()?.parse().ok());
+    for p in s.ports.iter().map(|p| p.target).chain(exposed) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn restart_policy(s: &Service) -> Result<Restart, String> {
+    if let Some(p) = s.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
+        let max = p.max_attempts.map(|m| m as u32);
+        return Ok(match p.condition.as_deref() {
+            Some("none") => Restart::No,
+            Some("on-failure") => Restart::OnFailure { max },
+            _ => Restart::Always,
+        });
+    }
+    match s.restart.as_deref().unwrap_or("no") {
+        "no" | "" => Ok(Restart::No),
+        "always" | "unless-stopped" => Ok(Restart::Always),
+        "on-failure" => Ok(Restart::OnFailure { max: None }),
+        other => match other.strip_prefix("on-failure:").map(str::parse::<u32>) {
+            Some(Ok(n)) => Ok(Restart::OnFailure { max: Some(n) }),
+            _ => Err(format!("unknown `restart` policy `{other}`")),
+        },
+    }
+}
+
+/// Rewrites `service:port` references to `address:port` (the first replica).
+pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>) -> String {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let at_boundary = i == 0 || !is_name(chars[i - 1]);
+        if at_boundary && is_name(chars[i]) {
+            let mut j = i;
+            while j < chars.len() && is_name(chars[j]) {
+                j += 1;
+            }
+            let name: String = chars[i..j].iter().collect();
+            if chars.get(j) == Some(&':') {
+                let mut k = j + 1;
+                while k < chars.len() && chars[k].is_ascii_digit() {
+                    k += 1;
+                }
+                let port: Option<u16> = chars[j + 1..k].iter().collect::<String>().parse().ok();
+                let ends = k == chars.len() || !is_name(chars[k]);
+                if let (Some((index, _)), Some(port), true) =
+                    (services.get(name.as_str()), port, ends)
+                {
+                    out.push_str(&format!("{}:{port}", address(*index, 1)));
+                    i = k;
+                    continue;
+                }
+            }
+            out.push_str(&name);
+            i = j;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_per_service_and_replica() {
+        assert_eq!(address(1, 1), Ipv4Addr::new(127, 64, 1, 1));
+        assert_eq!(address(2, 3), Ipv4Addr::new(127, 64, 2, 3));
+        assert_eq!(address(300, 1), Ipv4Addr::new(127, 65, 44, 1));
+    }
+
+    #[test]
+    fn references_are_rewritten_only_for_services_with_a_port() {
+        let mut m = IndexMap::new();
+        m.insert("db", (1, vec![3306]));
+        m.insert("redis-1", (2, vec![6379]));
+        assert_eq!(
+            rewrite_references("mysql://app:pw@db:3306/app", &m),
+            "mysql://app:pw@127.64.1.1:3306/app"
+        );
+        assert_eq!(
+            rewrite_references("redis-1:6379,redis-1:6380", &m),
+            "127.64.2.1:6379,127.64.2.1:6380"
+        );
+        assert_eq!(
+            rewrite_references("mydb:3306 db:x db:99999 db", &m),
+            "mydb:3306 db:x db:99999 db"
+        );
+        assert_eq!(
+            rewrite_references("http://db:3306", &m),
+            "http://127.64.1.1:3306"
+        );
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert!(!Restart::No.again(Some(1), 0));
+        assert!(Restart::Always.again(Some(0), 100));
+        let f = Restart::OnFailure { max: Some(2) };
+        assert!(f.again(Some(1), 1) && !f.again(Some(1), 2) && !f.again(Some(0), 0));
+        assert!(f.again(None, 0), "killed by a signal counts as a failure");
+    }
+}

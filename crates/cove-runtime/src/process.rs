@@ -1,0 +1,251 @@
+//! The native process driver: spawn a replica in its own process group,
+//! stream its output line by line, stop the whole group.
+//!
+//! Stopping sends `stop_signal` to the group, waits up to the grace period,
+//! then SIGKILLs the group. When the leader exits on its own, what it left
+//! in its group is killed too, so no descendant outlives its replica.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    /// Added to the environment cove runs in.
+    pub env: Vec<(String, String)>,
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A running replica.
+#[derive(Debug)]
+pub struct Running {
+    pub pid: u32,
+    child: Child,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Spawns `spec`; every output line goes to `on_line`.
+pub fn spawn(
+    spec: &ProcessSpec,
+    on_line: impl Fn(Stream, String) + Send + Sync + Clone + 'static,
+) -> std::io::Result<Running> {
+    let (prog, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .current_dir(&spec.workdir)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot start `{prog}` in {}: {e}", spec.workdir.display()),
+        )
+    })?;
+    let pid = child.id().unwrap_or_default();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(read_lines(
+            out,
+            Stream::Stdout,
+            on_line.clone(),
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(read_lines(err, Stream::Stderr, on_line)));
+    }
+    Ok(Running {
+        pid,
+        child,
+        readers,
+    })
+}
+
+async fn read_lines(r: impl AsyncRead + Unpin, stream: Stream, on_line: impl Fn(Stream, String)) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        on_line(stream, line);
+    }
+}
+
+impl Running {
+    fn group(&self) -> Option<Pid> {
+        Pid::from_raw(self.pid as i32)
+    }
+
+    /// Sends `signal` to the replica's whole process group.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.group() {
+            let _ = kill_process_group(pgid, signal);
+        }
+    }
+
+    /// Waits for the leader to exit, then kills what is left of its group and
+    /// drains its output.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let status = self.child.wait().await?;
+        self.signal(Signal::KILL);
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
+        }
+        Ok(status)
+    }
+
+    /// Stops the replica: `signal` to the group, `grace` to exit, then SIGKILL.
+    pub async fn stop(&mut self, signal: Signal, grace: Duration) -> std::io::Result<ExitStatus> {
+        self.signal(signal);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => {
+                self.signal(Signal::KILL);
+                let status = status?;
+                self.wait_readers().await;
+                Ok(status)
+            }
+            Err(_) => {
+                self.signal(Signal::KILL);
+                self.wait().await
+            }
+        }
+    }
+
+    async fn wait_readers(&mut self) {
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
+        }
+    }
+}
+
+/// Whether any process of group `pgid` is alive (zombies, already dead and
+/// waiting for their new parent to reap them, do not count). Reads `/proc`.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return Pid::from_raw(pgid as i32)
+            .is_some_and(|p| rustix::process::test_kill_process_group(p).is_ok());
+    };
+    entries.flatten().any(|e| {
+        let Ok(stat) = fs_err::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may contain spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first().is_some_and(|s| *s != "Z" && *s != "X")
+            && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    fn sh(script: &str) -> ProcessSpec {
+        ProcessSpec {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            workdir: std::env::temp_dir(),
+            env: vec![("GREETING".into(), "hello".into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn output_is_streamed_and_the_exit_code_kept() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l = lines.clone();
+        let mut r = spawn(
+            &sh("echo $GREETING; echo oops >&2; exit 3"),
+            move |s, line| l.lock().unwrap().push((s, line)),
+        )
+        .unwrap();
+        let status = r.wait().await.unwrap();
+        assert_eq!(status.code(), Some(3));
+        let mut got = lines.lock().unwrap().clone();
+        got.sort_by_key(|(s, _)| *s == Stream::Stderr);
+        assert_eq!(
+            got,
+            [
+                (Stream::Stdout, "hello".to_string()),
+                (Stream::Stderr, "oops".to_string())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn stop_kills_the_whole_group_after_the_grace_period() {
+        // The shell ignores TERM and has a child that does too.
+        let mut r = spawn(
+            &sh("trap '' TERM; sleep 60 & trap '' TERM; wait"),
+            |_, _| {},
+        )
+        .unwrap();
+        let pgid = r.pid;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(group_alive(pgid));
+        let t = std::time::Instant::now();
+        let status = r
+            .stop(Signal::TERM, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert_eq!(status.code(), None, "killed by a signal");
+        assert!(!group_alive(pgid), "a descendant survived the stop");
+    }
+
+    #[tokio::test]
+    async fn a_graceful_process_stops_on_its_signal() {
+        let mut r = spawn(
+            &sh("trap 'exit 0' TERM; while :; do sleep 0.05; done"),
+            |_, _| {},
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = r.stop(Signal::TERM, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn descendants_die_with_their_leader() {
+        let mut r = spawn(&sh("sleep 60 & exit 0"), |_, _| {}).unwrap();
+        let pgid = r.pid;
+        r.wait().await.unwrap();
+        assert!(!group_alive(pgid));
+    }
+
+    #[test]
+    fn missing_program_is_an_error_naming_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let spec = ProcessSpec {
+                argv: vec!["/no/such/prog".into()],
+                workdir: std::env::temp_dir(),
+                env: vec![],
+            };
+            let e = spawn(&spec, |_, _| {}).unwrap_err();
+            assert!(e.to_string().contains("/no/such/prog"), "{e}");
+        });
+    }
+}
