@@ -94,6 +94,15 @@ impl ServicePlan {
         self.ports.first().copied().unwrap_or(DEFAULT_PORT)
     }
 
+    /// The command of a replica: `$VAR` and `${VAR}` naming a variable of
+    /// the replica's environment (`HOST`, `PORT`, its `environment`) are
+    /// replaced by its value; anything else, `$$` included, is passed as it
+    /// is (a shell in the command expands the rest). In the Compose file,
+    /// write `$$PORT`, since Compose interpolation runs first.
+    pub fn argv_for(&self, env: &[(String, String)]) -> Vec<String> {
+        self.argv.iter().map(|a| expand_known(a, env)).collect()
+    }
+
     /// The environment of replica `replica`: the service's, plus `HOST`,
     /// `PORT` and `COVE_REPLICA`.
     pub fn replica_env(&self, replica: u32) -> Vec<(String, String)> {
@@ -104,6 +113,45 @@ impl ServicePlan {
         env.push(("COVE_REPLICA".into(), replica.to_string()));
         env
     }
+}
+
+/// Replaces `$NAME` / `${NAME}` when `NAME` is in `env`; leaves the rest.
+pub fn expand_known(s: &str, env: &[(String, String)]) -> String {
+    let lookup = |n: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '$' && chars.get(i + 1) == Some(&'$') {
+            out.push_str("$$");
+            i += 2;
+            continue;
+        }
+        if chars[i] == '$' {
+            let braced = chars.get(i + 1) == Some(&'{');
+            let start = if braced { i + 2 } else { i + 1 };
+            let mut j = start;
+            while j < chars.len() && is_name(chars[j]) {
+                j += 1;
+            }
+            let name: String = chars[start..j].iter().collect();
+            let closed = !braced || chars.get(j) == Some(&'}');
+            if let (Some(v), true, false) = (lookup(&name), closed, name.is_empty()) {
+                out.push_str(v);
+                i = if braced { j + 1 } else { j };
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
 }
 
 /// `127.64.0.0 + service·256 + replica`.
@@ -373,6 +421,23 @@ mod tests {
             rewrite_references("http://db:3306", &m),
             "http://127.64.1.1:3306"
         );
+    }
+
+    #[test]
+    fn only_known_variables_are_expanded_in_commands() {
+        let env = vec![
+            ("PORT".to_string(), "80".to_string()),
+            ("HOST".to_string(), "127.64.1.1".to_string()),
+        ];
+        assert_eq!(
+            expand_known("--bind $HOST:${PORT}", &env),
+            "--bind 127.64.1.1:80"
+        );
+        assert_eq!(
+            expand_known("echo $$ $i ${X:-y} $ end$", &env),
+            "echo $$ $i ${X:-y} $ end$"
+        );
+        assert_eq!(expand_known("$PORTS ${PORT", &env), "$PORTS ${PORT");
     }
 
     #[test]

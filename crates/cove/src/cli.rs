@@ -57,6 +57,16 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print a JSON schema (`x-cove`: the extension fields cove reads).
     Schema(SchemaArgs),
+    /// Start services and what they depend on, in order, and stream their
+    /// output until Ctrl-C, which stops everything.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Only these services and what they depend on (their profiles are enabled).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -13,3 +13,9 @@ pub fn stderr_style() -> Style {
         Style::plain()
     }
 }
+
+/// Whether stdout gets colour.
+pub fn stdout_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}

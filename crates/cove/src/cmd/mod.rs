@@ -2,6 +2,7 @@
 
 mod config;
 mod schema;
+mod up;
 
 use std::process::ExitCode;
 
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config::run(&cli.project, &args),
         Command::Schema(args) => schema::run(&args),
+        Command::Up(args) => up::run(&cli.project, &args),
     }
 }
