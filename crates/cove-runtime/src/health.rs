@@ -126,7 +126,10 @@ impl Tracker {
 /// Runs one probe in `workdir` with `env`; true when it exits 0 in time.
 pub async fn probe(spec: &HealthSpec, workdir: &Path, env: &[(String, String)]) -> bool {
     let argv: Vec<String> = match &spec.probe {
-        Probe::Exec(argv) => argv.clone(),
+        Probe::Exec(argv) => argv
+            .iter()
+            .map(|a| crate::plan::expand_known(a, env))
+            .collect(),
         Probe::Shell(script) => vec!["sh".into(), "-c".into(), script.clone()],
     };
     let Some((prog, args)) = argv.split_first() else {

@@ -15,5 +15,6 @@ pub mod backoff;
 pub mod health;
 pub mod plan;
 pub mod process;
+pub mod recipe;
 pub mod signal;
 pub mod supervisor;

@@ -7,8 +7,9 @@
 //! needed. Each replica gets `HOST` (its address) and `PORT` (the service's
 //! first port, else 8080). References to other services written as
 //! `name:port` in `environment` values and in `x-cove.run` (for example
-//! `mysql://u:p@db:3306/app`) are rewritten to the first replica's address,
-//! so dependents reach a service by its Compose name and port.
+//! `mysql://u:p@db:3306/app`), and `environment` values that are just a
+//! service's name (`DB_HOST: db`), are rewritten to the first replica's
+//! address, so dependents reach a service by its Compose name and port.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use indexmap::IndexMap;
 use rustix::process::Signal;
 
 use crate::health::HealthSpec;
+use crate::recipe::Recipe;
 
 /// Default `PORT` of a service that declares none.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -52,6 +54,10 @@ pub struct ServicePlan {
     pub ports: Vec<u16>,
     /// Position in start order, 1-based: part of the replica addresses.
     pub index: u32,
+    /// Built-in recipe the service runs with, if any.
+    pub recipe: Option<Recipe>,
+    /// Where replicas keep data (`<state_dir>/data`), for recipes with data.
+    pub data_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +117,19 @@ impl ServicePlan {
         env.push(("PORT".into(), self.port().to_string()));
         env.push(("COVE_SERVICE".into(), self.name.clone()));
         env.push(("COVE_REPLICA".into(), replica.to_string()));
+        if let Some(data) = self.data_dir(replica) {
+            env.push(("COVE_DATA".into(), data.display().to_string()));
+        }
         env
+    }
+
+    /// The data directory of a replica of a recipe service.
+    pub fn data_dir(&self, replica: u32) -> Option<PathBuf> {
+        Some(
+            self.data_root
+                .as_ref()?
+                .join(format!("{}-{replica}", self.name)),
+        )
     }
 }
 
@@ -173,11 +191,31 @@ pub struct PlanError {
 pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
     let mut errors = Vec::new();
     let mut services = Vec::new();
+    let recipes: IndexMap<&str, Option<Recipe>> = app
+        .services
+        .iter()
+        .map(|(n, s)| {
+            let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
+            (n.as_str(), if native { None } else { Recipe::detect(s) })
+        })
+        .collect();
     let ports: IndexMap<&str, Vec<u16>> = app
         .services
         .iter()
-        .map(|(n, s)| (n.as_str(), service_ports(s)))
+        .map(|(n, s)| {
+            let mut p = service_ports(s);
+            if let (true, Some(r)) = (p.is_empty(), recipes[n.as_str()]) {
+                p.push(r.default_port());
+            }
+            (n.as_str(), p)
+        })
         .collect();
+    let healths: IndexMap<&str, Option<HealthSpec>> = app
+        .services
+        .iter()
+        .map(|(n, s)| (n.as_str(), health_of(s, recipes[n.as_str()])))
+        .collect();
+    let state_dir = project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"));
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
         .iter()
         .enumerate()
@@ -209,6 +247,19 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                     continue;
                 }
             },
+            None if recipes[name.as_str()].is_some() => {
+                let recipe = recipes[name.as_str()].unwrap_or(Recipe::Redis);
+                if let Some((bin, package)) = recipe.missing() {
+                    errors.push(err(
+                        format!("runs natively with `{bin}`, which is not installed"),
+                        &format!(
+                            "install the Debian package `{package}` (apt-get install {package})"
+                        ),
+                    ));
+                    continue;
+                }
+                recipe.command(svc)
+            }
             None => {
                 let what = svc
                     .image
@@ -257,19 +308,13 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 continue;
             }
         };
-        let health = svc.healthcheck.as_ref().and_then(HealthSpec::from_compose);
+        let health = healths[name.as_str()].clone();
         let mut depends_on = Vec::new();
         for (dep, d) in &svc.depends_on {
             if !app.services.contains_key(dep) {
                 continue; // `required: false` and not selected
             }
-            if d.condition == Condition::ServiceHealthy
-                && app.services[dep]
-                    .healthcheck
-                    .as_ref()
-                    .and_then(HealthSpec::from_compose)
-                    .is_none()
-            {
+            if d.condition == Condition::ServiceHealthy && healths[dep.as_str()].is_none() {
                 errors.push(err(
                     format!("waits for `{dep}` to be healthy, but `{dep}` has no health check"),
                     "add a `healthcheck` to the dependency, or use `condition: service_started`",
@@ -281,10 +326,19 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             });
         }
         let rewrite = |s: &str| rewrite_references(s, &addresses);
+        // A value that is just a service's name (`DB_HOST: db`) becomes its
+        // address; `name:port` inside values is rewritten too.
         let env = svc
             .environment
             .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), rewrite(v))))
+            .filter_map(|(k, v)| {
+                let v = v.as_ref()?;
+                let value = match addresses.get(v.as_str()) {
+                    Some((index, _)) => address(*index, 1).to_string(),
+                    None => rewrite(v),
+                };
+                Some((k.clone(), value))
+            })
             .collect();
         services.push(ServicePlan {
             name: name.clone(),
@@ -306,6 +360,10 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             depends_on,
             ports: ports[name.as_str()].clone(),
             index: i as u32 + 1,
+            recipe: recipes[name.as_str()],
+            data_root: recipes[name.as_str()]
+                .filter(|r| r.has_data(svc))
+                .map(|_| state_dir.join("data")),
         });
     }
     if errors.is_empty() {
@@ -313,6 +371,32 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
     } else {
         Err(errors)
     }
+}
+
+/// The health check: the Compose one, or for a recipe its own probe with
+/// the Compose timings (or quick defaults).
+fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpec> {
+    let compose = s.healthcheck.as_ref().and_then(HealthSpec::from_compose);
+    let Some(probe) = recipe.and_then(|r| r.probe(s)) else {
+        return compose;
+    };
+    if s.healthcheck
+        .as_ref()
+        .is_some_and(|h| !h.is_enabled() && h.disable)
+    {
+        return None;
+    }
+    Some(match compose {
+        Some(c) => HealthSpec { probe, ..c },
+        None => HealthSpec {
+            probe,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            retries: 30,
+            start_period: Duration::ZERO,
+            start_interval: Duration::from_millis(500),
+        },
+    })
 }
 
 /// The service's ports: `ports` targets, then `expose`, without repeats.

@@ -2,5 +2,6 @@
 //! variables, output formats and exit codes.
 
 mod config;
+mod recipes;
 mod reference;
 mod up;

@@ -8,21 +8,26 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A running `cove up` and the lines it printed (stdout and stderr merged).
-struct Up {
+pub struct Up {
     child: Child,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub seen: Vec<String>,
     /// `wait_for` looks only after the last line it matched.
     cursor: usize,
 }
 
 impl Up {
-    fn start(dir: &Path, args: &[&str]) -> Up {
+    pub fn start(dir: &Path, args: &[&str]) -> Up {
+        Up::start_with_env(dir, args, &[])
+    }
+
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
             .current_dir(dir)
             .arg("up")
             .args(args)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -48,7 +53,7 @@ impl Up {
     }
 
     /// Waits (at most `secs`) for a line containing `text`.
-    fn wait_for(&mut self, text: &str, secs: u64) -> &mut Self {
+    pub fn wait_for(&mut self, text: &str, secs: u64) -> &mut Self {
         let deadline = Instant::now() + Duration::from_secs(secs);
         if let Some(i) = self.seen[self.cursor..]
             .iter()
@@ -111,14 +116,14 @@ impl Up {
     }
 
     /// Ctrl-C, then waits (bounded) for cove to exit; returns its exit code.
-    fn interrupt(&mut self) -> Option<i32> {
+    pub fn interrupt(&mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
         self.wait_exit(20)
     }
 
-    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {

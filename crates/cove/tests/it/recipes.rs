@@ -1,0 +1,104 @@
+//! Built-in native recipes against the real servers (Debian's
+//! `redis-server` and `mariadb-server`, installed by `scripts/test`).
+
+use std::path::Path;
+
+use crate::up::Up;
+
+fn require(bins: &[&str]) {
+    for b in bins {
+        let found = std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .chain(["/usr/sbin".into()])
+                    .any(|d| d.join(b).is_file())
+            })
+            .unwrap_or(false);
+        assert!(
+            found,
+            "`{b}` is not installed: run `bash scripts/test`, which installs redis-server and mariadb-server"
+        );
+    }
+}
+
+const APP: &str = r#"
+services:
+  cache:
+    image: redis:7
+    command: redis-server --appendonly yes
+  db:
+    image: mariadb:11
+    environment:
+      MARIADB_ROOT_PASSWORD: rootpw
+      MARIADB_DATABASE: shop
+      MARIADB_USER: shop
+      MARIADB_PASSWORD: "it's secret"
+  check:
+    x-cove:
+      run: [sh, -c, "redis-cli -u redis://cache:6379 incr visits && mariadb --no-defaults --protocol=tcp -h $$DB_HOST -P 3306 -u shop -p\"$$DB_PASSWORD\" shop -N -e \"$$SQL\""]
+    environment:
+      DB_HOST: db
+      DB_PASSWORD: "it's secret"
+      SQL: ${SQL}
+    depends_on:
+      cache: {condition: service_healthy}
+      db: {condition: service_healthy}
+"#;
+
+fn run_check(dir: &Path, sql: &str) -> Vec<String> {
+    let mut up = Up::start_with_env(dir, &[], &[("SQL", sql)]);
+    up.wait_for("check-1 completed", 120);
+    assert_eq!(up.interrupt(), Some(0));
+    up.seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("check-1 | ").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn redis_and_mariadb_run_natively_initialise_once_and_keep_their_data() {
+    require(&[
+        "redis-server",
+        "redis-cli",
+        "mariadbd",
+        "mariadb-install-db",
+        "mariadb",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    fs_err::write(tmp.path().join("compose.yaml"), APP).unwrap();
+    let first = run_check(
+        tmp.path(),
+        "CREATE TABLE t (n INT); INSERT INTO t VALUES (42); SELECT n FROM t",
+    );
+    assert_eq!(first, ["1", "42"]);
+    // Second run: the same data directories, no second initialisation.
+    let second = run_check(tmp.path(), "SELECT n + 1 FROM t");
+    assert_eq!(second, ["2", "43"]);
+    for d in ["cache-1", "db-1"] {
+        assert!(
+            tmp.path().join(".cove/data").join(d).is_dir(),
+            "{d} data kept"
+        );
+    }
+    let init = tmp.path().join(".cove/data/db-1/init.sql");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(&init).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the init file holds passwords");
+}
+
+#[test]
+fn a_missing_server_binary_names_its_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs_err::write(
+        tmp.path().join("compose.yaml"),
+        "services:\n  db:\n    image: mariadb:11\n",
+    )
+    .unwrap();
+    let mut up = Up::start_with_env(tmp.path(), &[], &[("PATH", "/nonexistent")]);
+    // Debian keeps daemons in /usr/sbin, which cove also searches; with an
+    // empty PATH mariadb-admin (in /usr/bin) is still missing.
+    assert_eq!(up.wait_exit(20), Some(1));
+    let text = up.seen.join("\n");
+    assert!(text.contains("which is not installed"), "{text}");
+    assert!(text.contains("apt-get install mariadb-server"), "{text}");
+}
