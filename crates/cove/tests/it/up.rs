@@ -332,12 +332,12 @@ fn a_failed_dependency_fails_its_dependents_and_plan_errors_are_clear() {
     up.wait_for("app-1 failed: dependency `init` failed", 20);
     assert_eq!(up.wait_exit(10), Some(1));
 
-    app(tmp.path(), "services:\n  db:\n    image: mariadb:11\n");
+    app(tmp.path(), "services:\n  web:\n    image: nginx:1.27\n");
     let mut up = Up::start(tmp.path(), &[]);
     assert_eq!(up.wait_exit(10), Some(1));
     let text = up.seen.join("\n");
     assert!(
-        text.contains("service `db`: has no native command to run"),
+        text.contains("service `web`: has no native command to run (image `nginx:1.27`"),
         "{text}"
     );
     assert!(text.contains("hint: add `x-cove: {run: ...}`"), "{text}");
