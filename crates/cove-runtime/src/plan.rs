@@ -1,8 +1,10 @@
 //! What to run: the App turned into native processes, with their addresses.
 //!
-//! Addresses: replica `r` (1-based) of the `s`-th service (1-based, in start
-//! order) listens on its own loopback address `127.64.0.0 + s·256 + r`, on
-//! the service's own ports — as each container has its own IP in Docker.
+//! Addresses: every replica listens on its own loopback address, on the
+//! service's own ports — as each container has its own IP in Docker. The
+//! address is `127.(64+n/256).(n%256).slot`: `n` is a 14-bit number derived
+//! from the project's name and directory (so two projects running at once
+//! do not collide), `slot` numbers the app's replicas 1..=254 in start order.
 //! Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is
 //! needed. Each replica gets `HOST` (its address) and `PORT` (the service's
 //! first port, else 8080). References to other services written as
@@ -52,8 +54,10 @@ pub struct ServicePlan {
     pub depends_on: Vec<Dependency>,
     /// Ports the service listens on (first one is `PORT`).
     pub ports: Vec<u16>,
-    /// Position in start order, 1-based: part of the replica addresses.
-    pub index: u32,
+    /// The project's address block (see [`address`]).
+    pub net: u16,
+    /// Address slot of the first replica; replica `r` has `first_slot + r - 1`.
+    pub first_slot: u32,
     /// Built-in recipe the service runs with, if any.
     pub recipe: Option<Recipe>,
     /// Where replicas keep data (`<state_dir>/data`), for recipes with data.
@@ -92,7 +96,7 @@ impl Restart {
 impl ServicePlan {
     /// Address of replica `replica` (1-based).
     pub fn address(&self, replica: u32) -> Ipv4Addr {
-        address(self.index, replica)
+        address(self.net, self.first_slot + replica - 1)
     }
 
     /// `PORT` of every replica.
@@ -172,10 +176,29 @@ pub fn expand_known(s: &str, env: &[(String, String)]) -> String {
     out
 }
 
-/// `127.64.0.0 + service·256 + replica`.
-pub fn address(service: u32, replica: u32) -> Ipv4Addr {
-    let base = u32::from(Ipv4Addr::new(127, 64, 0, 0));
-    Ipv4Addr::from(base + (service << 8) + replica.min(255))
+/// Most replicas one app can run natively (one address slot each).
+pub const MAX_SLOTS: u32 = 254;
+
+/// `127.(64 + net/256).(net%256).slot`.
+pub fn address(net: u16, slot: u32) -> Ipv4Addr {
+    let net = u32::from(net % (1 << 14));
+    Ipv4Addr::from(
+        (127u32 << 24) + ((64 + net / 256) << 16) + ((net % 256) << 8) + slot.clamp(1, MAX_SLOTS),
+    )
+}
+
+/// The project's address block: FNV-1a of its name and directory, 14 bits.
+pub fn project_net(name: &str, dir: &Path) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name
+        .bytes()
+        .chain([0])
+        .chain(dir.as_os_str().as_encoded_bytes().iter().copied())
+    {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    ((h ^ (h >> 14) ^ (h >> 28)) & 0x3fff) as u16
 }
 
 /// Why a service cannot run natively.
@@ -216,19 +239,27 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
         .map(|(n, s)| (n.as_str(), health_of(s, recipes[n.as_str()])))
         .collect();
     let state_dir = project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"));
+    let net = project_net(&app.name, project_dir);
+    let mut next_slot = 1;
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
         .iter()
-        .enumerate()
-        .map(|(i, (n, p))| (*n, (i as u32 + 1, p.clone())))
+        .map(|(n, p)| {
+            let first = next_slot;
+            next_slot += app.services[*n].replicas().max(1);
+            (*n, (first, p.clone()))
+        })
         .collect();
-    if app.services.len() > 16_000 {
+    if next_slot - 1 > MAX_SLOTS {
         errors.push(PlanError {
             service: String::new(),
-            message: "too many services for native addresses".into(),
-            hint: "split the app".into(),
+            message: format!(
+                "runs {} replicas; natively an app can run at most {MAX_SLOTS}",
+                next_slot - 1
+            ),
+            hint: "run fewer replicas, or a part of the app (`cove up SERVICE`)".into(),
         });
     }
-    for (i, (name, svc)) in app.services.iter().enumerate() {
+    for (name, svc) in app.services.iter() {
         let err = |message: String, hint: &str| PlanError {
             service: name.clone(),
             message,
@@ -325,7 +356,7 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 condition: d.condition,
             });
         }
-        let rewrite = |s: &str| rewrite_references(s, &addresses);
+        let rewrite = |s: &str| rewrite_references(s, &addresses, net);
         // A value that is just a service's name (`DB_HOST: db`) becomes its
         // address; `name:port` inside values is rewritten too.
         let env = svc
@@ -334,7 +365,7 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             .filter_map(|(k, v)| {
                 let v = v.as_ref()?;
                 let value = match addresses.get(v.as_str()) {
-                    Some((index, _)) => address(*index, 1).to_string(),
+                    Some((slot, _)) => address(net, *slot).to_string(),
                     None => rewrite(v),
                 };
                 Some((k.clone(), value))
@@ -359,7 +390,8 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 .unwrap_or(Duration::from_secs(10)),
             depends_on,
             ports: ports[name.as_str()].clone(),
-            index: i as u32 + 1,
+            net,
+            first_slot: addresses[name.as_str()].0,
             recipe: recipes[name.as_str()],
             data_root: recipes[name.as_str()]
                 .filter(|r| r.has_data(svc))
@@ -435,7 +467,7 @@ fn restart_policy(s: &Service) -> Result<Restart, String> {
 }
 
 /// Rewrites `service:port` references to `address:port` (the first replica).
-pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>) -> String {
+pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, net: u16) -> String {
     let is_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     let mut out = String::with_capacity(s.len());
     let chars: Vec<char> = s.chars().collect();
@@ -458,7 +490,7 @@ pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>) -
                 if let (Some((index, _)), Some(port), true) =
                     (services.get(name.as_str()), port, ends)
                 {
-                    out.push_str(&format!("{}:{port}", address(*index, 1)));
+                    out.push_str(&format!("{}:{port}", address(net, *index)));
                     i = k;
                     continue;
                 }
@@ -479,9 +511,13 @@ mod tests {
 
     #[test]
     fn addresses_are_per_service_and_replica() {
-        assert_eq!(address(1, 1), Ipv4Addr::new(127, 64, 1, 1));
-        assert_eq!(address(2, 3), Ipv4Addr::new(127, 64, 2, 3));
-        assert_eq!(address(300, 1), Ipv4Addr::new(127, 65, 44, 1));
+        assert_eq!(address(0, 1), Ipv4Addr::new(127, 64, 0, 1));
+        assert_eq!(address(300, 7), Ipv4Addr::new(127, 65, 44, 7));
+        assert_eq!(address(16383, 254), Ipv4Addr::new(127, 127, 255, 254));
+        let a = project_net("shop", Path::new("/home/a/shop"));
+        assert_eq!(a, project_net("shop", Path::new("/home/a/shop")), "stable");
+        assert_ne!(a, project_net("shop", Path::new("/home/b/shop")));
+        assert!(a < 1 << 14);
     }
 
     #[test]
@@ -490,20 +526,20 @@ mod tests {
         m.insert("db", (1, vec![3306]));
         m.insert("redis-1", (2, vec![6379]));
         assert_eq!(
-            rewrite_references("mysql://app:pw@db:3306/app", &m),
-            "mysql://app:pw@127.64.1.1:3306/app"
+            rewrite_references("mysql://app:pw@db:3306/app", &m, 0),
+            "mysql://app:pw@127.64.0.1:3306/app"
         );
         assert_eq!(
-            rewrite_references("redis-1:6379,redis-1:6380", &m),
-            "127.64.2.1:6379,127.64.2.1:6380"
+            rewrite_references("redis-1:6379,redis-1:6380", &m, 0),
+            "127.64.0.2:6379,127.64.0.2:6380"
         );
         assert_eq!(
-            rewrite_references("mydb:3306 db:x db:99999 db", &m),
+            rewrite_references("mydb:3306 db:x db:99999 db", &m, 0),
             "mydb:3306 db:x db:99999 db"
         );
         assert_eq!(
-            rewrite_references("http://db:3306", &m),
-            "http://127.64.1.1:3306"
+            rewrite_references("http://db:3306", &m, 0),
+            "http://127.64.0.1:3306"
         );
     }
 

@@ -87,9 +87,14 @@ impl Recipe {
                     Some("redis-server") => user[1..].to_vec(),
                     _ => user,
                 };
+                let clustered = args.iter().any(|a| a == "--cluster-enabled");
                 let mut argv = vec!["redis-server".to_string()];
                 // A config file given first stays first.
                 argv.extend(args);
+                if clustered {
+                    // Cluster nodes must tell each other the replica's own address.
+                    argv.extend(["--cluster-announce-ip", "$HOST"].map(String::from));
+                }
                 argv.extend(
                     [
                         "--bind",

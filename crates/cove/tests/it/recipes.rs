@@ -102,3 +102,46 @@ fn a_missing_server_binary_names_its_package() {
     assert!(text.contains("which is not installed"), "{text}");
     assert!(text.contains("apt-get install mariadb-server"), "{text}");
 }
+
+const CLUSTER: &str = r#"
+x-node: &node
+  image: redis:7
+  command: redis-server --cluster-enabled yes --cluster-config-file nodes.conf
+services:
+  r1: *node
+  r2: *node
+  r3: *node
+  init:
+    image: redis:7
+    command: redis-cli --cluster create r1:6379 r2:6379 r3:6379 --cluster-replicas 0 --cluster-yes
+    depends_on:
+      r1: {condition: service_healthy}
+      r2: {condition: service_healthy}
+      r3: {condition: service_healthy}
+  client:
+    x-cove:
+      # The cluster state turns `ok` shortly after `--cluster create` returns.
+      run: [sh, -c, "until redis-cli -h $$R3 -p 6379 cluster info | grep -q cluster_state:ok; do sleep 0.1; done; redis-cli -c -h $$R1 -p 6379 set greeting hello >/dev/null && redis-cli -c -h $$R3 -p 6379 get greeting"]
+    environment: {R1: r1, R3: r3}
+    depends_on:
+      init: {condition: service_completed_successfully}
+"#;
+
+#[test]
+fn a_redis_cluster_forms_natively() {
+    require(&["redis-server", "redis-cli"]);
+    let tmp = tempfile::tempdir().unwrap();
+    fs_err::write(tmp.path().join("compose.yaml"), CLUSTER).unwrap();
+    let mut up = Up::start(tmp.path(), &[]);
+    // Output (stdout) and states (stderr) arrive in no fixed order.
+    up.wait_for_all(
+        &[
+            "All 16384 slots covered",
+            "init-1 completed",
+            "client-1 | hello",
+            "client-1 completed",
+        ],
+        120,
+    );
+    assert_eq!(up.interrupt(), Some(0));
+}

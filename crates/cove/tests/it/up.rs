@@ -84,7 +84,7 @@ impl Up {
 
     /// Waits (at most `secs`) until every one of `texts` has been printed,
     /// in any order.
-    fn wait_for_all(&mut self, texts: &[&str], secs: u64) -> &mut Self {
+    pub fn wait_for_all(&mut self, texts: &[&str], secs: u64) -> &mut Self {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if texts
@@ -229,10 +229,20 @@ fn up_starts_the_closure_in_order_and_ctrl_c_stops_everything() {
     let migrated = up.position("migrate-1 completed");
     assert!(healthy < up.position("migrate-1 starting"));
     assert!(migrated < up.position("api-1 starting"));
+    // `db:5432` in migrate's environment is db's own address.
+    let db_address = up
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("cove: db-1 listens on "))
+        .unwrap()
+        .to_string();
     assert!(
-        up.seen
-            .iter()
-            .any(|l| l.contains("migrating postgres://127.64.1.1:5432/app")),
+        db_address.starts_with("127.") && db_address.ends_with(":5432"),
+        "{db_address}"
+    );
+    let migrating = format!("migrating postgres://{db_address}/app");
+    assert!(
+        up.seen.iter().any(|l| l.contains(&migrating)),
         "{:#?}",
         up.seen
     );
