@@ -13,6 +13,7 @@
 
 pub mod backoff;
 pub mod health;
+pub mod logs;
 pub mod plan;
 pub mod process;
 pub mod recipe;

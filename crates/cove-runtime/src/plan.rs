@@ -176,6 +176,12 @@ pub fn expand_known(s: &str, env: &[(String, String)]) -> String {
     out
 }
 
+/// Where cove keeps an app's state: `x-cove.state_dir`, default `.cove`,
+/// relative to the project directory.
+pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
+    project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"))
+}
+
 /// Most replicas one app can run natively (one address slot each).
 pub const MAX_SLOTS: u32 = 254;
 
@@ -238,7 +244,7 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
         .iter()
         .map(|(n, s)| (n.as_str(), health_of(s, recipes[n.as_str()])))
         .collect();
-    let state_dir = project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"));
+    let state_dir = state_dir(app, project_dir);
     let net = project_net(&app.name, project_dir);
     let mut next_slot = 1;
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports

@@ -17,7 +17,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Which app to load; accepted before or after the command.
+/// Which app to load; given before the command, as with `docker compose`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ProjectArgs {
     /// Compose file(s), merged in order. Default: compose.yaml (or
@@ -27,27 +27,21 @@ pub struct ProjectArgs {
         long = "file",
         id = "file",
         value_name = "FILE",
-        global = true,
         env = "COMPOSE_FILE",
         value_delimiter = ':'
     )]
     pub files: Vec<PathBuf>,
     /// Project name. Default: `name:` in the file, else the directory name.
-    #[arg(short = 'p', long = "project-name", value_name = "NAME", global = true)]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Base directory of relative paths. Default: the first file's directory.
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
     /// Env file(s) for interpolation. Default: `.env` in the project directory.
-    #[arg(long = "env-file", id = "env_file", value_name = "FILE", global = true)]
+    #[arg(long = "env-file", id = "env_file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Enable services of this profile (repeatable; `*` enables all).
-    #[arg(
-        long = "profile",
-        id = "profile",
-        value_name = "PROFILE",
-        global = true
-    )]
+    #[arg(long = "profile", id = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
 }
 
@@ -60,6 +54,27 @@ pub enum Command {
     /// Start services and what they depend on, in order, and stream their
     /// output until Ctrl-C, which stops everything.
     Up(UpArgs),
+    /// Show the services' output, kept on disk, merged in time order.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only these services (`api`) or replicas (`api-2`).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// Keep printing new lines as they come (until Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines newer than this: a duration (`10m`) or a time (`2026-11-23T21:00:00.000Z`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only the last N lines of each replica.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Show each line's time.
+    #[arg(short, long)]
+    pub timestamps: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod config;
+mod logs;
 mod schema;
 mod up;
 
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(args) => config::run(&cli.project, &args),
         Command::Schema(args) => schema::run(&args),
         Command::Up(args) => up::run(&cli.project, &args),
+        Command::Logs(args) => logs::run(&cli.project, &args),
     }
 }

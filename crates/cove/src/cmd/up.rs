@@ -62,6 +62,20 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         }
     }
 
+    let log_dir = cove_runtime::logs::Writer::dir_of(&cove_runtime::plan::state_dir(
+        &project.app,
+        &project.project_dir,
+    ));
+    let mut log_writer =
+        cove_runtime::logs::Writer::new(&log_dir, cove_runtime::logs::MAX_FILE_BYTES)
+            .map_err(|e| {
+                eprintln!(
+                    "{}warning{}: logs are not kept on disk: {e}",
+                    style.yellow, style.reset
+                )
+            })
+            .ok();
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -71,8 +85,13 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
             let mut out = std::io::stdout();
             while let Some(report) = rx.recv().await {
                 match report {
-                    Report::Log { service, replica, line, .. } => {
+                                        Report::Log { service, replica, line, stream } => {
                         let label = format!("{service}-{replica}");
+                        if let Some(w) = log_writer.as_mut()
+                            && let Err(e) = w.append(&label, stream, &line, std::time::SystemTime::now()) {
+                                eprintln!("cove: logs are no longer kept on disk: {e}");
+                                log_writer = None;
+                            }
                         let (c, reset) = if colour { (colours[&service], "\x1b[0m") } else { ("", "") };
                         let _ = writeln!(out, "{c}{label:<width$} |{reset} {line}");
                     }

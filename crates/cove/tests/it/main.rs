@@ -2,6 +2,7 @@
 //! variables, output formats and exit codes.
 
 mod config;
+mod logs;
 mod recipes;
 mod reference;
 mod up;
