@@ -100,24 +100,27 @@ pub fn selected(source: &str, wanted: &[String]) -> bool {
             .any(|s| source == s || source.rsplit_once('-').is_some_and(|(svc, _)| svc == s))
 }
 
-/// Reads the logs of `sources` (all when empty), merged in time order.
-pub fn read(dir: &Path, sources: &[String]) -> std::io::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
+/// The log files of the `wanted` replicas (see [`selected`]) as
+/// `(source, path)`; with `rotated`, the `.log.1` files too.
+pub fn files(dir: &Path, wanted: &[String], rotated: bool) -> Vec<(String, PathBuf)> {
     let Ok(listing) = fs_err::read_dir(dir) else {
-        return Ok(entries);
+        return Vec::new();
     };
-    let mut files: Vec<(String, PathBuf)> = listing
+    listing
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let source = name
-                .strip_suffix(".log.1")
-                .or_else(|| name.strip_suffix(".log"))?
-                .to_string();
-            Some((source, e.path()))
+            let old = name.strip_suffix(".log.1").filter(|_| rotated);
+            let source = old.or_else(|| name.strip_suffix(".log"))?.to_string();
+            selected(&source, wanted).then(|| (source, e.path()))
         })
-        .filter(|(source, _)| selected(source, sources))
-        .collect();
+        .collect()
+}
+
+/// Reads the logs of `sources` (all when empty), merged in time order.
+pub fn read(dir: &Path, sources: &[String]) -> std::io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut files = files(dir, sources, true);
     // Rotated files first, so equal times keep their order.
     files.sort_by_key(|(_, p)| !p.to_string_lossy().ends_with(".1"));
     for (source, path) in files {

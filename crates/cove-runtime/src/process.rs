@@ -103,10 +103,7 @@ impl Running {
     /// drains its output.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         let status = self.child.wait().await?;
-        self.signal(Signal::KILL);
-        for r in self.readers.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
-        }
+        self.finish().await;
         Ok(status)
     }
 
@@ -115,9 +112,8 @@ impl Running {
         self.signal(signal);
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
-                self.signal(Signal::KILL);
                 let status = status?;
-                self.wait_readers().await;
+                self.finish().await;
                 Ok(status)
             }
             Err(_) => {
@@ -127,7 +123,10 @@ impl Running {
         }
     }
 
-    async fn wait_readers(&mut self) {
+    /// After the leader exited: kills what is left of its group and drains
+    /// its output.
+    async fn finish(&mut self) {
+        self.signal(Signal::KILL);
         for r in self.readers.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
         }

@@ -100,14 +100,14 @@ fn print_entry(
 /// Prints lines appended to the log files from now on, until interrupted.
 fn follow(dir: &Path, wanted: &[String], width: usize, timestamps: bool) -> anyhow::Result<()> {
     let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
-    for (_, path) in current_files(dir, wanted) {
+    for (_, path) in logs::files(dir, wanted, false) {
         let len = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
         offsets.insert(path, len);
     }
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let mut fresh: Vec<Entry> = Vec::new();
-        for (source, path) in current_files(dir, wanted) {
+        for (source, path) in logs::files(dir, wanted, false) {
             let len = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let at = offsets.entry(path.clone()).or_insert(0);
             if len < *at {
@@ -132,19 +132,4 @@ fn follow(dir: &Path, wanted: &[String], width: usize, timestamps: bool) -> anyh
         }
         out.flush()?;
     }
-}
-
-/// The current (not rotated) log files of the wanted replicas.
-fn current_files(dir: &Path, wanted: &[String]) -> Vec<(String, PathBuf)> {
-    let Ok(listing) = fs_err::read_dir(dir) else {
-        return Vec::new();
-    };
-    listing
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let source = name.strip_suffix(".log")?.to_string();
-            logs::selected(&source, wanted).then(|| (source, e.path()))
-        })
-        .collect()
 }
