@@ -123,8 +123,13 @@ impl Tracker {
     }
 }
 
-/// Runs one probe in `workdir` with `env`; true when it exits 0 in time.
-pub async fn probe(spec: &HealthSpec, workdir: &Path, env: &[(String, String)]) -> bool {
+/// Runs one probe in `workdir` with `env`: `Ok` when it exits 0 in time,
+/// else what went wrong (exit code and the end of its output, or the timeout).
+pub async fn probe(
+    spec: &HealthSpec,
+    workdir: &Path,
+    env: &[(String, String)],
+) -> Result<(), String> {
     let argv: Vec<String> = match &spec.probe {
         Probe::Exec(argv) => argv
             .iter()
@@ -133,30 +138,63 @@ pub async fn probe(spec: &HealthSpec, workdir: &Path, env: &[(String, String)]) 
         Probe::Shell(script) => vec!["sh".into(), "-c".into(), script.clone()],
     };
     let Some((prog, args)) = argv.split_first() else {
-        return false;
+        return Err("empty health check command".into());
     };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .current_dir(workdir)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let Ok(mut child) = cmd.spawn() else {
-        return false;
-    };
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
     let pid = child.id();
-    match tokio::time::timeout(spec.timeout, child.wait()).await {
-        Ok(Ok(status)) => status.success(),
-        _ => {
+    match tokio::time::timeout(spec.timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            let text = text.trim();
+            let tail: String = text
+                .char_indices()
+                .rev()
+                .nth(MAX_OUTPUT)
+                .map_or(text, |(i, _)| &text[i..])
+                .to_string();
+            let code = out
+                .status
+                .code()
+                .map_or("was killed by a signal".to_string(), |c| {
+                    format!("exited with code {c}")
+                });
+            Err(if tail.is_empty() {
+                code
+            } else {
+                format!("{code}: {tail}")
+            })
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
             if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
-            let _ = child.wait().await;
-            false
+            Err(format!("timed out after {:?}", spec.timeout))
         }
+    }
+}
+
+/// How much of a failed probe's output is kept.
+const MAX_OUTPUT: usize = 300;
+
+/// A probe in words, for messages: `test -e ok`.
+pub fn describe(probe: &Probe) -> String {
+    match probe {
+        Probe::Exec(argv) => cove_spec::shell_words::join(argv),
+        Probe::Shell(script) => script.clone(),
     }
 }
 
@@ -234,20 +272,27 @@ mod tests {
     async fn probes_run_commands_with_a_timeout() {
         let dir = std::env::temp_dir();
         let mut s = spec(1, 0);
-        assert!(probe(&s, &dir, &[]).await);
-        s.probe = Probe::Shell("exit 3".into());
-        assert!(!probe(&s, &dir, &[]).await);
+        assert_eq!(probe(&s, &dir, &[]).await, Ok(()));
+        s.probe = Probe::Shell("echo not ready; exit 3".into());
+        assert_eq!(
+            probe(&s, &dir, &[]).await,
+            Err("exited with code 3: not ready".into())
+        );
         s.probe = Probe::Exec(vec!["sh".into(), "-c".into(), "test \"$X\" = yes".into()]);
-        assert!(probe(&s, &dir, &[("X".into(), "yes".into())]).await);
+        assert_eq!(probe(&s, &dir, &[("X".into(), "yes".into())]).await, Ok(()));
         s.probe = Probe::Shell("sleep 5".into());
         s.timeout = Duration::from_millis(100);
         let t = std::time::Instant::now();
-        assert!(!probe(&s, &dir, &[]).await);
+        assert_eq!(
+            probe(&s, &dir, &[]).await,
+            Err("timed out after 100ms".into())
+        );
         assert!(
             t.elapsed() < Duration::from_secs(4),
             "the timeout did not stop the probe"
         );
         s.probe = Probe::Exec(vec!["/nonexistent/binary".into()]);
-        assert!(!probe(&s, &dir, &[]).await);
+        let e = probe(&s, &dir, &[]).await.unwrap_err();
+        assert!(e.starts_with("cannot run `/nonexistent/binary`"), "{e}");
     }
 }

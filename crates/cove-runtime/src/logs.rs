@@ -130,6 +130,59 @@ pub fn read(dir: &Path, sources: &[String]) -> std::io::Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// Follows log files: [`Tail::poll`] returns the whole lines appended since
+/// the last call (or since [`Tail::new`]), merged in time order. Files that
+/// appear later are read from their start; a rotated file from its start.
+pub struct Tail {
+    dir: PathBuf,
+    wanted: Vec<String>,
+    offsets: std::collections::HashMap<PathBuf, u64>,
+}
+
+impl Tail {
+    /// Starts at the current end of the `wanted` replicas' files.
+    pub fn new(dir: &Path, wanted: &[String]) -> Tail {
+        let offsets = files(dir, wanted, false)
+            .into_iter()
+            .map(|(_, path)| {
+                let len = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                (path, len)
+            })
+            .collect();
+        Tail {
+            dir: dir.to_path_buf(),
+            wanted: wanted.to_vec(),
+            offsets,
+        }
+    }
+
+    /// Lines appended since the last call.
+    pub fn poll(&mut self) -> std::io::Result<Vec<Entry>> {
+        use std::io::{Read as _, Seek as _};
+        let mut fresh = Vec::new();
+        for (source, path) in files(&self.dir, &self.wanted, false) {
+            let len = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let at = self.offsets.entry(path.clone()).or_insert(0);
+            if len < *at {
+                *at = 0; // rotated
+            }
+            if len == *at {
+                continue;
+            }
+            let mut f = fs_err::File::open(&path)?;
+            f.seek(std::io::SeekFrom::Start(*at))?;
+            let mut text = String::new();
+            f.read_to_string(&mut text)?;
+            // Only whole lines; a partial last line waits for the next call.
+            let whole = text.rfind('\n').map_or(0, |i| i + 1);
+            *at += whole as u64;
+            fresh.extend(parse_lines(&source, &text[..whole]));
+        }
+        fresh.sort_by_key(|e| e.time_ms);
+        Ok(fresh)
+    }
+}
+
 fn parse_line(source: &str, line: &str) -> Option<Entry> {
     let mut parts = line.splitn(3, ' ');
     let time_ms = parse_time(parts.next()?)?;

@@ -30,13 +30,13 @@ use crate::recipe::Recipe;
 pub const DEFAULT_PORT: u16 = 8080;
 
 /// Everything to run, services in start order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub services: Vec<ServicePlan>,
 }
 
 /// How one service runs natively.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServicePlan {
     pub name: String,
     pub replicas: u32,

@@ -154,6 +154,71 @@ pub fn group_alive(pgid: u32) -> bool {
     })
 }
 
+/// Live processes (this one excepted) whose environment holds `marker`
+/// (`NAME=value`, exactly), as `(pid, process group)`. Reads `/proc`; a
+/// process of another user, whose environment cannot be read, is skipped.
+pub fn marked(marker: &str) -> Vec<(u32, u32)> {
+    let me = std::process::id();
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let marker = marker.as_bytes();
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            if pid == me {
+                return None;
+            }
+            let environ = fs_err::read(e.path().join("environ")).ok()?;
+            if !environ.split(|b| *b == 0).any(|v| v == marker) {
+                return None;
+            }
+            let stat = fs_err::read_to_string(e.path().join("stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+                return None;
+            }
+            Some((pid, fields.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Stops every process carrying `marker` (see [`marked`]): `signal` to each
+/// one's process group, up to `grace` for them to exit, then SIGKILL.
+/// Returns the PIDs it found.
+pub async fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
+    let found = marked(marker);
+    let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+    let kill = |sig: Signal, procs: &[(u32, u32)]| {
+        for &(pid, pgid) in procs {
+            if pgid != own_group
+                && let Some(g) = Pid::from_raw(pgid as i32)
+            {
+                let _ = kill_process_group(g, sig);
+            }
+            if let Some(p) = Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+    };
+    kill(signal, &found);
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let left = marked(marker);
+        if left.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            kill(Signal::KILL, &left);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found.into_iter().map(|(pid, _)| pid).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -229,6 +294,26 @@ mod tests {
         let pgid = r.pid;
         r.wait().await.unwrap();
         assert!(!group_alive(pgid));
+    }
+
+    #[tokio::test]
+    async fn sweep_finds_marked_processes_and_their_children() {
+        let marker = format!("COVE_TEST_MARK={}", std::process::id());
+        let (name, value) = marker.split_once('=').unwrap();
+        let mut spec = sh("trap '' TERM; sleep 60 & sleep 60 & wait");
+        spec.env.push((name.into(), value.into()));
+        let r = spawn(&spec, |_, _| {}).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while marked(&marker).len() < 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(marked(&marker).len(), 3, "the shell and its two children");
+        assert!(marked(&format!("{marker}0")).is_empty(), "exact match only");
+        let found = sweep(&marker, Signal::TERM, Duration::from_millis(300)).await;
+        assert_eq!(found.len(), 3);
+        assert!(found.contains(&r.pid));
+        assert!(marked(&marker).is_empty());
+        drop(r);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::units::ComposeDuration;
 use crate::xcove::{ProjectExt, ServiceExt};
 
 /// A resolved application.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct App {
     /// Project name (`name:`, `COMPOSE_PROJECT_NAME`, or the directory name).
     pub name: String,

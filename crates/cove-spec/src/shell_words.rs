@@ -64,9 +64,41 @@ pub fn split(s: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
+/// Joins words into one command line that [`split`] reads back: words with
+/// spaces or shell characters are single-quoted.
+pub fn join(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let plain = !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+            if plain {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{join, split};
+
+    #[test]
+    fn join_round_trips() {
+        for words in [
+            vec!["test", "-e", "ok"],
+            vec!["sh", "-c", "echo 'hi' $X"],
+            vec!["a b", ""],
+        ] {
+            let words: Vec<String> = words.into_iter().map(String::from).collect();
+            assert_eq!(split(&join(&words)).unwrap(), words);
+        }
+        assert_eq!(join(&["test".into(), "-e".into(), "ok".into()]), "test -e ok");
+    }
 
     #[test]
     fn words() {

@@ -54,8 +54,75 @@ pub enum Command {
     /// Start services and what they depend on, in order, and stream their
     /// output until Ctrl-C, which stops everything.
     Up(UpArgs),
+    /// Stop and forget every service; `--volumes` also deletes their data.
+    Down(DownArgs),
+    /// List the replicas: state, health, pid, address, restarts, uptime.
+    Ps(PsArgs),
     /// Show the services' output, kept on disk, merged in time order.
     Logs(LogsArgs),
+    /// Stop services (all when none named); they stay listed as stopped.
+    Stop(ServicesArgs),
+    /// Start stopped services again (all when none named).
+    Start(ServicesArgs),
+    /// Stop and start services (all when none named).
+    Restart(ServicesArgs),
+    /// Run a one-off command in a service's environment (its dependencies
+    /// are started first), e.g. `cove run api -- ./migrate`.
+    Run(RunArgs),
+    /// The daemon (started by the other commands when needed).
+    #[command(name = "__daemon", hide = true)]
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also delete the services' data directories (named first).
+    #[arg(short, long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PsFormat::Table)]
+    pub format: PsFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PsFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// For `start`/`restart`: how long to wait for them to be ready, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub wait_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Do not start the service's dependencies.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The service whose environment the command runs in.
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// The command (default: the service's own).
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +149,13 @@ pub struct UpArgs {
     /// Only these services and what they depend on (their profiles are enabled).
     #[arg(value_name = "SERVICE")]
     pub service_names: Vec<String>,
+    /// Run in the background: return once everything is ready (healthy,
+    /// running, or completed), or fail naming what did not start.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// With `-d`: how long to wait for readiness, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub wait_timeout: u64,
 }
 
 #[derive(Debug, Args)]

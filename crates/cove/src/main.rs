@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod output;
+mod daemon;
 mod project;
 
 use std::process::ExitCode;

@@ -2,8 +2,8 @@
 //! every replica, as kept on disk by `cove up`, merged in time order.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -99,33 +99,10 @@ fn print_entry(
 
 /// Prints lines appended to the log files from now on, until interrupted.
 fn follow(dir: &Path, wanted: &[String], width: usize, timestamps: bool) -> anyhow::Result<()> {
-    let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
-    for (_, path) in logs::files(dir, wanted, false) {
-        let len = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        offsets.insert(path, len);
-    }
+    let mut tail = logs::Tail::new(dir, wanted);
     loop {
         std::thread::sleep(Duration::from_millis(250));
-        let mut fresh: Vec<Entry> = Vec::new();
-        for (source, path) in logs::files(dir, wanted, false) {
-            let len = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let at = offsets.entry(path.clone()).or_insert(0);
-            if len < *at {
-                *at = 0; // rotated
-            }
-            if len == *at {
-                continue;
-            }
-            let mut f = fs_err::File::open(&path)?;
-            f.seek(SeekFrom::Start(*at))?;
-            let mut text = String::new();
-            f.read_to_string(&mut text)?;
-            // Only whole lines; a partial last line waits for the next round.
-            let whole = text.rfind('\n').map_or(0, |i| i + 1);
-            *at += whole as u64;
-            fresh.extend(logs::parse_lines(&source, &text[..whole]));
-        }
-        fresh.sort_by_key(|e| e.time_ms);
+        let fresh = tail.poll()?;
         let mut out = std::io::stdout().lock();
         for e in &fresh {
             print_entry(&mut out, e, width, timestamps)?;

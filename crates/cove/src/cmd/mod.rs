@@ -1,7 +1,11 @@
 //! One module per command.
 
 mod config;
+mod control;
+mod down;
 mod logs;
+mod ps;
+mod run;
 mod schema;
 mod up;
 
@@ -16,5 +20,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::run(&args),
         Command::Up(args) => up::run(&cli.project, &args),
         Command::Logs(args) => logs::run(&cli.project, &args),
+        Command::Down(args) => down::run(&cli.project, &args),
+        Command::Ps(args) => ps::run(&cli.project, &args),
+        Command::Stop(args) => control::run(&cli.project, control::Verb::Stop, &args),
+        Command::Start(args) => control::run(&cli.project, control::Verb::Start, &args),
+        Command::Restart(args) => control::run(&cli.project, control::Verb::Restart, &args),
+        Command::Run(args) => run::run(&cli.project, &args),
+        Command::Daemon(args) => match cove_daemon::server::main(&args.state_dir) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("cove-daemon: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
     }
 }

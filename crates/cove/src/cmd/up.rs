@@ -1,16 +1,25 @@
-//! `cove up [SERVICE...]`: runs the services and their dependency closure in
-//! the foreground, streaming every replica's output prefixed with its name,
-//! until Ctrl-C (or SIGTERM), which stops everything, dependents first.
-//! Exit code 0 when nothing failed, 1 otherwise.
+//! `cove up [-d] [SERVICE...]`: runs the services and their dependency
+//! closure through the project's daemon (started on demand).
+//!
+//! Foreground: streams every replica's output, prefixed with its name, and
+//! its state changes, until Ctrl-C (or SIGTERM), which stops those services,
+//! dependents first; exit 1 when one failed. `-d`: returns once all are
+//! ready (exit 0) or at the first that fails (exit 1, naming it, with its
+//! last lines). Running `up` again converges: unchanged services keep their
+//! replicas.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use cove_runtime::backoff::Backoff;
-use cove_runtime::supervisor::{self, Report, State};
-use tokio::sync::mpsc;
+use cove_daemon::api::{Accepted, Event, Replica, UpRequest};
+use cove_daemon::client::Client;
+use cove_runtime::logs;
+use cove_spec::Style;
 
 use crate::cli::{ProjectArgs, UpArgs};
+use crate::daemon;
 use crate::output::{stderr_style, stdout_colour};
 
 const COLOURS: [&str; 6] = [
@@ -38,19 +47,6 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
             return Ok(ExitCode::from(1));
         }
     };
-    let width = plan
-        .services
-        .iter()
-        .map(|s| s.name.len() + 1 + s.replicas.to_string().len())
-        .max()
-        .unwrap_or(0);
-    let colour = stdout_colour();
-    let colours: std::collections::HashMap<String, &str> = plan
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), COLOURS[i % COLOURS.len()]))
-        .collect();
     for s in &plan.services {
         for r in 1..=s.replicas {
             eprintln!(
@@ -61,81 +57,177 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
             );
         }
     }
-
-    let log_dir = cove_runtime::logs::Writer::dir_of(&cove_runtime::plan::state_dir(
-        &project.app,
-        &project.project_dir,
-    ));
-    let mut log_writer =
-        cove_runtime::logs::Writer::new(&log_dir, cove_runtime::logs::MAX_FILE_BYTES)
-            .map_err(|e| {
-                eprintln!(
-                    "{}warning{}: logs are not kept on disk: {e}",
-                    style.yellow, style.reset
-                )
-            })
-            .ok();
-
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let outcome = rt.block_on(async move {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
-        let printer = tokio::spawn(async move {
-            let mut out = std::io::stdout();
-            while let Some(report) = rx.recv().await {
-                match report {
-                                        Report::Log { service, replica, line, stream } => {
-                        let label = format!("{service}-{replica}");
-                        if let Some(w) = log_writer.as_mut()
-                            && let Err(e) = w.append(&label, stream, &line, std::time::SystemTime::now()) {
-                                eprintln!("cove: logs are no longer kept on disk: {e}");
-                                log_writer = None;
-                            }
-                        let (c, reset) = if colour { (colours[&service], "\x1b[0m") } else { ("", "") };
-                        let _ = writeln!(out, "{c}{label:<width$} |{reset} {line}");
-                    }
-                    Report::Build { service, line } => {
-                        let _ = writeln!(out, "{:<width$} | {line}", format!("{service} (build)"));
-                    }
-                    Report::State { service, replica, state, pid } => {
-                        let what = match &state {
-                            State::Waiting => "waiting for its dependencies".to_string(),
-                            State::Starting => "starting".to_string(),
-                            State::Running => format!("running (pid {})", pid.unwrap_or_default()),
-                            State::Healthy => "healthy".to_string(),
-                            State::Unhealthy => "unhealthy: restarting it".to_string(),
-                            State::Restarting { code, delay } => format!(
-                                "exited ({}); restarting in {delay:?}",
-                                code.map_or("killed by a signal".to_string(), |c| format!("code {c}"))
-                            ),
-                            State::Completed => "completed".to_string(),
-                            State::Failed { reason } => format!("failed: {reason}"),
-                            State::Stopped => "stopped".to_string(),
-                        };
-                        eprintln!("cove: {service}-{replica} {what}");
-                    }
-                }
-                let _ = out.flush();
+    let services: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
+    let client = daemon::client(&project)?;
+    let log_dir = logs::Writer::dir_of(&client.paths.state_dir);
+    // From here on, the foreground shows what the replicas print.
+    let tail = logs::Tail::new(&log_dir, &services);
+    let request = UpRequest {
+        app: project.app.clone(),
+        project_dir: project.project_dir.clone(),
+        services: services.clone(),
+    };
+    let rt = daemon::runtime()?;
+    rt.block_on(async {
+        if let Err(e) = daemon::ensure(&client).await {
+            daemon::print_error(&style, &e);
+            return Ok(ExitCode::from(1));
+        }
+        let accepted: Accepted = match client.post("/v1/up", &request).await {
+            Ok(a) => a,
+            Err(e) => {
+                daemon::print_error(&style, &e);
+                return Ok(ExitCode::from(1));
             }
-        });
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            eprintln!("cove: stopping (dependents first)");
         };
-        let outcome = supervisor::run(plan, Backoff::default(), tx, shutdown).await;
-        let _ = printer.await;
-        outcome
-    });
-    if outcome.failed.is_empty() {
+        if args.detach {
+            detached(&client, &style, &services, accepted.seq, args.wait_timeout).await
+        } else {
+            foreground(&client, &style, &services, accepted.seq, tail).await
+        }
+    })
+}
+
+async fn detached(
+    client: &Client,
+    style: &Style,
+    services: &[String],
+    after: u64,
+    timeout: u64,
+) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(timeout);
+    match daemon::wait_ready(client, services, after, timeout).await {
+        Ok(ready) => {
+            for r in ready {
+                let how = if r.health.is_empty() {
+                    r.state.clone()
+                } else {
+                    r.health.clone()
+                };
+                eprintln!("cove: {}-{} {how} ({})", r.service, r.replica, r.address);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            daemon::print_not_ready(style, &client.paths, &why, timeout);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Prints output and state changes until Ctrl-C or until every replica is
+/// finished; then stops the services (the daemon exits when nothing is left).
+async fn foreground(
+    client: &Client,
+    style: &Style,
+    services: &[String],
+    mut after: u64,
+    mut tail: logs::Tail,
+) -> anyhow::Result<ExitCode> {
+    let colour = stdout_colour();
+    let colours: HashMap<&str, &str> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), COLOURS[i % COLOURS.len()]))
+        .collect();
+    // Last state of each of our replicas.
+    let mut states: BTreeMap<String, String> = BTreeMap::new();
+    let rows: Vec<Replica> = client.get("/v1/ps").await.unwrap_or_default();
+    for r in rows.iter().filter(|r| services.contains(&r.service)) {
+        states.insert(format!("{}-{}", r.service, r.replica), r.state.clone());
+    }
+    let width = states.keys().map(String::len).max().unwrap_or(0);
+    let print_logs = |tail: &mut logs::Tail| {
+        let mut out = std::io::stdout().lock();
+        for e in tail.poll().unwrap_or_default() {
+            let service = e.source.rsplit_once('-').map_or(e.source.as_str(), |(s, _)| s);
+            let (c, reset) = match colours.get(service) {
+                Some(c) if colour => (*c, "\x1b[0m"),
+                _ => ("", ""),
+            };
+            let _ = writeln!(out, "{c}{:<width$} |{reset} {}", e.source, e.text);
+        }
+        let _ = out.flush();
+    };
+    let print_events = |events: Vec<Event>, after: &mut u64, states: &mut BTreeMap<String, String>| {
+        for ev in events {
+            *after = ev.seq;
+            if !services.contains(&ev.service) {
+                continue;
+            }
+            eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
+            states.insert(format!("{}-{}", ev.service, ev.replica), ev.state);
+        }
+    };
+    let finished = |states: &BTreeMap<String, String>| {
+        !states.is_empty()
+            && states
+                .values()
+                .all(|s| matches!(s.as_str(), "completed" | "failed" | "stopped"))
+    };
+    // Listeners made once, so a signal between two polls is not lost.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let interrupted = loop {
+        let path = format!("/v1/events?after={after}&wait=100");
+        let events = tokio::select! {
+            e = client.get::<Vec<Event>>(&path) => e,
+            _ = int.recv() => break true,
+            _ = term.recv() => break true,
+        };
+        match events {
+            Ok(events) => print_events(events, &mut after, &mut states),
+            Err(e) => {
+                print_logs(&mut tail);
+                daemon::print_error(style, &e);
+                return Ok(ExitCode::from(1));
+            }
+        }
+        print_logs(&mut tail);
+        if finished(&states) {
+            break false;
+        }
+    };
+    if interrupted {
+        eprintln!("cove: stopping (dependents first)");
+    }
+    // Stop (and forget) our services; show their last states meanwhile.
+    let names = daemon::names(services);
+    let down = client.post::<cove_daemon::api::Accepted>("/v1/down", &names);
+    tokio::pin!(down);
+    let stopped = loop {
+        let path = format!("/v1/events?after={after}&wait=100");
+        tokio::select! {
+            r = &mut down => break r,
+            events = client.get::<Vec<Event>>(&path) => {
+                if let Ok(events) = events {
+                    print_events(events, &mut after, &mut states);
+                }
+                print_logs(&mut tail);
+            }
+        }
+    };
+    if let Ok(events) = client
+        .get::<Vec<Event>>(&format!("/v1/events?after={after}"))
+        .await
+    {
+        print_events(events, &mut after, &mut states);
+    }
+    print_logs(&mut tail);
+    if let Err(e) = stopped {
+        daemon::print_error(style, &e);
+        return Ok(ExitCode::from(1));
+    }
+    let failed: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| s.as_str() == "failed")
+        .map(|(k, _)| k)
+        .collect();
+    if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        for f in &outcome.failed {
-            eprintln!("{}error{}: {f}", style.red, style.reset);
+        for f in failed {
+            eprintln!("{}error{}: {f} failed", style.red, style.reset);
         }
         Ok(ExitCode::from(1))
     }

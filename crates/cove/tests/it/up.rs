@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 /// A running `cove up` and the lines it printed (stdout and stderr merged).
 pub struct Up {
     child: Child,
+    dir: std::path::PathBuf,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
     /// `wait_for` looks only after the last line it matched.
@@ -46,6 +47,7 @@ impl Up {
         }
         Up {
             child,
+            dir: dir.to_path_buf(),
             lines: rx,
             seen: Vec::new(),
             cursor: 0,
@@ -155,7 +157,19 @@ impl Up {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Whatever happened above, leave no daemon or replica behind.
+        down(&self.dir);
     }
+}
+
+/// `cove down` in `dir` (bounded by cove's own timeouts).
+pub fn down(dir: &Path) {
+    let _ = Command::new(env!("CARGO_BIN_EXE_cove"))
+        .current_dir(dir)
+        .arg("down")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for Up {

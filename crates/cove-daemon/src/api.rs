@@ -1,0 +1,92 @@
+//! The HTTP/JSON API between the CLI and the daemon (Unix socket, mode 0600).
+//!
+//! | method and path            | body          | answer                      |
+//! |----------------------------|---------------|-----------------------------|
+//! | `GET /v1/status`           |               | [`DaemonStatus`]            |
+//! | `POST /v1/up`              | [`UpRequest`] | [`Accepted`]                |
+//! | `POST /v1/stop`            | [`Names`]     | [`Accepted`]                |
+//! | `POST /v1/start`           | [`Names`]     | [`Accepted`]                |
+//! | `POST /v1/restart`         | [`Names`]     | [`Accepted`]                |
+//! | `POST /v1/down`            | [`Names`]     | [`Accepted`] (the daemon exits when nothing is left) |
+//! | `GET /v1/ps`               |               | `[`[`Replica`]`]`           |
+//! | `GET /v1/events?after=N&wait=MS` |         | `[`[`Event`]`]` (long poll) |
+//!
+//! Errors answer 4xx/5xx with an [`ApiError`]. `Names` with no service
+//! means every service.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/up`: run `services` (with their dependencies) of `app`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpRequest {
+    pub app: cove_spec::App,
+    pub project_dir: PathBuf,
+    /// The services to run, dependencies included, in start order.
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Names {
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// A request was taken; its events come after `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accepted {
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub version: String,
+    pub state_dir: PathBuf,
+    /// Services being run, in start order.
+    pub running: Vec<String>,
+    /// The last event's sequence number.
+    pub seq: u64,
+}
+
+/// One replica, as `cove ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    pub service: String,
+    pub replica: u32,
+    /// `waiting`, `starting`, `running`, `restarting`, `completed`, `failed`, `stopped`.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or empty (no health check / not running).
+    pub health: String,
+    /// The state in words (`failed: exited with code 3`).
+    pub detail: String,
+    pub pid: Option<u32>,
+    /// `address:port` the replica listens on.
+    pub address: String,
+    pub restarts: u32,
+    /// Milliseconds since the Unix epoch when it entered its state.
+    pub since_ms: u64,
+    /// Whether `cove up -d` may stop waiting for it.
+    pub ready: bool,
+}
+
+/// A replica changed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub time_ms: u64,
+    pub service: String,
+    pub replica: u32,
+    pub state: String,
+    pub detail: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}

@@ -1,0 +1,216 @@
+//! The CLI's side of the API: one HTTP/1.1 request per connection over the
+//! daemon's Unix socket, and starting the daemon when it is not running.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use crate::Paths;
+use crate::api::{ApiError, DaemonStatus};
+
+/// How long a request may take (stopping services waits for their grace
+/// periods, so this is generous).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a starting daemon has to answer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// No daemon answers on the socket.
+    NotRunning,
+    /// The daemon answered with an error.
+    Api { status: StatusCode, error: ApiError },
+    /// Anything else (I/O, bad answers, timeouts), in words.
+    Other(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotRunning => f.write_str("cove is not running for this app"),
+            ClientError::Api { error, .. } => f.write_str(&error.error),
+            ClientError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub paths: Paths,
+}
+
+impl Client {
+    pub fn new(paths: Paths) -> Client {
+        Client { paths }
+    }
+
+    /// `GET path`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let socket = self.paths.socket();
+        let stream = match UnixStream::connect(&socket).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(ClientError::NotRunning);
+            }
+            Err(e) => {
+                return Err(ClientError::Other(format!(
+                    "cannot reach the daemon at {}: {e}",
+                    socket.display()
+                )));
+            }
+        };
+        let other = |what: &str, e: &dyn std::fmt::Display| {
+            ClientError::Other(format!("{what} {method} {path}: {e}"))
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| other("cannot send", &e))?;
+        let conn = tokio::spawn(conn);
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| other("cannot encode", &e))?,
+            None => Vec::new(),
+        };
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("host", "cove")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| other("cannot build", &e))?;
+        let exchange = async {
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| {
+                other(
+                    "no answer within",
+                    &format!("{REQUEST_TIMEOUT:?} for"),
+                )
+            })?
+            .map_err(|e| other("failed:", &e))?;
+        conn.abort();
+        if !status.is_success() {
+            let error = serde_json::from_slice(&body).unwrap_or_else(|_| ApiError {
+                error: format!("{status}: {}", String::from_utf8_lossy(&body)),
+                hint: None,
+            });
+            return Err(ClientError::Api { status, error });
+        }
+        serde_json::from_slice(&body).map_err(|e| other("bad answer to", &e))
+    }
+
+    /// The daemon's status, or `None` when none runs.
+    pub async fn status(&self) -> Result<Option<DaemonStatus>, ClientError> {
+        match self.get("/v1/status").await {
+            Ok(s) => Ok(Some(s)),
+            Err(ClientError::NotRunning) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Connects to the daemon, starting it (`exe __daemon --state-dir DIR`,
+    /// its output appended to `daemon.log`) when none runs.
+    pub async fn ensure_running(&self, exe: &Path) -> Result<DaemonStatus, ClientError> {
+        if let Some(s) = self.status().await? {
+            return Ok(s);
+        }
+        let socket = self.paths.socket();
+        if socket.as_os_str().len() > 100 {
+            return Err(ClientError::Other(format!(
+                "the daemon's socket path {} is too long for a Unix socket (at most 100 bytes); \
+                 hint: set `x-cove: {{state_dir: ...}}` to a shorter directory",
+                socket.display()
+            )));
+        }
+        fs_err::create_dir_all(&self.paths.state_dir)
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let log = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.paths.log())
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let mut child = std::process::Command::new(exe)
+            .arg("__daemon")
+            .arg("--state-dir")
+            .arg(&self.paths.state_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.into_parts().0)
+            .stderr(log2.into_parts().0)
+            .spawn()
+            .map_err(|e| {
+                ClientError::Other(format!("cannot start the daemon ({}): {e}", exe.display()))
+            })?;
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(s) = self.status().await? {
+                return Ok(s);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Another CLI may have started one at the same moment.
+                if let Some(s) = self.status().await? {
+                    return Ok(s);
+                }
+                return Err(ClientError::Other(format!(
+                    "the daemon exited ({status}) before answering; its log, {}, ends with:\n{}",
+                    self.paths.log().display(),
+                    tail(&self.paths.log(), 10)
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Other(format!(
+                    "the daemon did not answer on {} within {START_TIMEOUT:?}; see {}",
+                    socket.display(),
+                    self.paths.log().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The last `n` lines of a text file (empty when unreadable).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = fs_err::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,264 @@
+//! The state store: what should run, what ran (restart counts, last state)
+//! and the event history, in one redb file (`<state_dir>/state.redb`).
+//!
+//! redb commits are atomic and durable: a daemon killed at any point reopens
+//! the last committed state. The file is locked while a daemon has it open,
+//! which also makes the daemon one per state directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::api::Event;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+/// Events kept; older ones are dropped.
+pub const MAX_EVENTS: u64 = 10_000;
+
+/// What should run: the app (as loaded by the CLI) and the services wanted up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub app: cove_spec::App,
+    pub project_dir: PathBuf,
+    /// Services that should be running (with their dependencies), in start order.
+    pub wanted: Vec<String>,
+}
+
+/// The last known state of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+}
+
+#[derive(Debug)]
+pub struct StoreError(String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> StoreError + '_ {
+    move |e| StoreError(format!("state store {}: {e}", path.display()))
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store; fails if another process has it open.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path).map_err(|e| err(path)(&e))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        // Create the tables, so reads never meet a missing one.
+        store.write(|txn| {
+            txn.open_table(META)?;
+            txn.open_table(REPLICAS)?;
+            txn.open_table(EVENTS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_write().map_err(|x| e(&x))?;
+        f(&txn).map_err(|x| e(&x))?;
+        txn.commit().map_err(|x| e(&x))
+    }
+
+    /// What should run, if anything was ever asked for.
+    pub fn desired(&self) -> Result<Option<Desired>, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(META).map_err(|x| e(&x))?;
+        let Some(bytes) = table.get("desired").map_err(|x| e(&x))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|x| e(&x))
+    }
+
+    /// Records what should run (before it is acted on); `None` clears it.
+    pub fn set_desired(&self, desired: Option<&Desired>) -> Result<(), StoreError> {
+        let bytes = desired
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|x| err(&self.path)(&x))?;
+        self.write(|txn| {
+            let mut table = txn.open_table(META)?;
+            match &bytes {
+                Some(b) => {
+                    table.insert("desired", b.as_slice())?;
+                }
+                None => {
+                    table.remove("desired")?;
+                    txn.open_table(REPLICAS)?.retain(|_, _| false)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Restart counts of the replicas, keyed by `(service, replica)`.
+    pub fn replicas(&self) -> Result<HashMap<(String, u32), ReplicaRecord>, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(REPLICAS).map_err(|x| e(&x))?;
+        let mut out = HashMap::new();
+        for row in table.iter().map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            let Some((svc, r)) = k.value().rsplit_once('/') else {
+                continue;
+            };
+            let (Ok(r), Ok(rec)) = (r.parse(), serde_json::from_slice(v.value())) else {
+                continue;
+            };
+            out.insert((svc.to_string(), r), rec);
+        }
+        Ok(out)
+    }
+
+    /// Records replica states and events in one transaction.
+    pub fn record(
+        &self,
+        replicas: &[((String, u32), ReplicaRecord)],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(REPLICAS)?;
+            for ((svc, r), rec) in replicas {
+                let bytes = serde_json::to_vec(rec).expect("plain data");
+                table.insert(format!("{svc}/{r}").as_str(), bytes.as_slice())?;
+            }
+            let mut table = txn.open_table(EVENTS)?;
+            for ev in events {
+                let bytes = serde_json::to_vec(ev).expect("plain data");
+                table.insert(ev.seq, bytes.as_slice())?;
+            }
+            if let Some(last) = events.last()
+                && last.seq >= MAX_EVENTS
+            {
+                let cut = last.seq - MAX_EVENTS;
+                table.retain_in(..=cut, |_, _| false)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Events after `seq`, oldest first, at most `limit`.
+    pub fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(EVENTS).map_err(|x| e(&x))?;
+        let mut out = Vec::new();
+        for row in table.range(seq + 1..).map_err(|x| e(&x))?.take(limit) {
+            let (_, v) = row.map_err(|x| e(&x))?;
+            if let Ok(ev) = serde_json::from_slice(v.value()) {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sequence number of the last event (0 when none).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(EVENTS).map_err(|x| e(&x))?;
+        Ok(table
+            .last()
+            .map_err(|x| e(&x))?
+            .map_or(0, |(k, _)| k.value()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            seq,
+            time_ms: seq,
+            service: "db".into(),
+            replica: 1,
+            state: "running".into(),
+            detail: "running (pid 1)".into(),
+            pid: Some(1),
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn state_survives_reopening_and_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let desired = Desired {
+            app: cove_spec::App::default(),
+            project_dir: dir.path().to_path_buf(),
+            wanted: vec!["db".into()],
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            assert!(
+                Store::open(&path).is_err(),
+                "a second opener must be refused"
+            );
+            assert_eq!(store.desired().unwrap(), None);
+            store.set_desired(Some(&desired)).unwrap();
+            let rec = ReplicaRecord {
+                state: "running".into(),
+                pid: Some(7),
+                restarts: 2,
+            };
+            store
+                .record(&[(("db".into(), 1), rec)], &[event(1), event(2)])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.desired().unwrap(), Some(desired));
+        assert_eq!(store.replicas().unwrap()[&("db".into(), 1)].restarts, 2);
+        assert_eq!(store.last_seq().unwrap(), 2);
+        let after: Vec<u64> = store
+            .events_after(1, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(after, [2]);
+        store.set_desired(None).unwrap();
+        assert_eq!(store.desired().unwrap(), None);
+        assert!(store.replicas().unwrap().is_empty());
+    }
+
+    #[test]
+    fn old_events_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let events: Vec<Event> = (1..=MAX_EVENTS + 5).map(event).collect();
+        store.record(&[], &events).unwrap();
+        let kept = store.events_after(0, usize::MAX).unwrap();
+        assert_eq!(kept.len() as u64, MAX_EVENTS);
+        assert_eq!(kept[0].seq, 6);
+    }
+}

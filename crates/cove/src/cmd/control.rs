@@ -1,0 +1,73 @@
+//! `cove stop|start|restart [SERVICE...]`: asks the daemon; `start` and
+//! `restart` then wait for the services to be ready, as `up -d` does.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cove_daemon::api::Accepted;
+use cove_daemon::client::Client;
+
+use crate::cli::{ProjectArgs, ServicesArgs};
+use crate::daemon;
+use crate::output::stderr_style;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Stop,
+    Start,
+    Restart,
+}
+
+pub fn run(project_args: &ProjectArgs, verb: Verb, args: &ServicesArgs) -> anyhow::Result<ExitCode> {
+    let style = stderr_style();
+    let project = match crate::project::load(project_args, &[]) {
+        Ok(p) => p,
+        Err(failure) => {
+            eprint!("{}", failure.render(&style));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let client = Client::new(daemon::paths(&project));
+    let path = match verb {
+        Verb::Stop => "/v1/stop",
+        Verb::Start => "/v1/start",
+        Verb::Restart => "/v1/restart",
+    };
+    let names = daemon::names(&args.service_names);
+    daemon::runtime()?.block_on(async {
+        let accepted: Accepted = match client.post(path, &names).await {
+            Ok(a) => a,
+            Err(e) => {
+                daemon::print_error(&style, &e);
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if verb == Verb::Stop {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let services = if args.service_names.is_empty() {
+            match client.get::<cove_daemon::api::DaemonStatus>("/v1/status").await {
+                Ok(s) => s.running,
+                Err(e) => {
+                    daemon::print_error(&style, &e);
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        } else {
+            args.service_names.clone()
+        };
+        let timeout = Duration::from_secs(args.wait_timeout);
+        match daemon::wait_ready(&client, &services, accepted.seq, timeout).await {
+            Ok(ready) => {
+                for r in ready {
+                    eprintln!("cove: {}-{} {}", r.service, r.replica, r.detail);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(why) => {
+                daemon::print_not_ready(&style, &client.paths, &why, timeout);
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
+}

@@ -1,0 +1,94 @@
+//! `cove down [--volumes]`: stops every service (dependents first) and
+//! forgets them; the daemon exits. Data is kept unless `--volumes` is given,
+//! and then every data directory is named before it is deleted.
+//!
+//! When the daemon is not running (it crashed, or was SIGKILLed), `down`
+//! stops what it left behind (processes carrying its marker) and clears
+//! what the store says should run.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cove_daemon::api::{Accepted, Names};
+use cove_daemon::client::{Client, ClientError};
+use cove_daemon::store::Store;
+
+use crate::cli::{DownArgs, ProjectArgs};
+use crate::daemon;
+use crate::output::stderr_style;
+
+/// Grace given to processes of a daemon that is gone.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
+    let style = stderr_style();
+    let project = match crate::project::load(project_args, &[]) {
+        Ok(p) => p,
+        Err(failure) => {
+            eprint!("{}", failure.render(&style));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let client = Client::new(daemon::paths(&project));
+    let paths = client.paths.clone();
+    let done = daemon::runtime()?.block_on(async {
+        match client.post::<Accepted>("/v1/down", &Names::default()).await {
+            Ok(_) => {
+                // The daemon exits once it has answered.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while paths.pidfile().exists() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(())
+            }
+            Err(ClientError::NotRunning) => {
+                let left = cove_runtime::process::sweep(
+                    &paths.marker(),
+                    rustix::process::Signal::TERM,
+                    LEFTOVER_GRACE,
+                )
+                .await;
+                if !left.is_empty() {
+                    eprintln!(
+                        "cove: stopped {} process(es) left by a daemon that did not stop cleanly",
+                        left.len()
+                    );
+                }
+                if paths.store().exists() {
+                    let store = Store::open(&paths.store()).map_err(|e| {
+                        ClientError::Other(format!("{e} (is a daemon starting right now?)"))
+                    })?;
+                    store
+                        .set_desired(None)
+                        .map_err(|e| ClientError::Other(e.to_string()))?;
+                }
+                let _ = fs_err::remove_file(paths.pidfile());
+                let _ = fs_err::remove_file(paths.socket());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    });
+    if let Err(e) = done {
+        daemon::print_error(&style, &e);
+        return Ok(ExitCode::from(1));
+    }
+    if args.volumes {
+        let data = paths.state_dir.join("data");
+        let mut dirs: Vec<_> = fs_err::read_dir(&data)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        for dir in dirs {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            eprintln!("cove: deleting the data of {name}: {}", dir.display());
+            if dir.is_dir() {
+                fs_err::remove_dir_all(&dir)?;
+            } else {
+                fs_err::remove_file(&dir)?;
+            }
+        }
+    }
+    eprintln!("cove: down");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,84 @@
+//! `cove ps [--format table|json]`: every replica the daemon knows, with
+//! its state, health, pid, address, restarts and uptime.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cove_daemon::api::Replica;
+use cove_daemon::client::ClientError;
+
+use crate::cli::{ProjectArgs, PsArgs, PsFormat};
+use crate::daemon;
+use crate::output::stderr_style;
+
+pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode> {
+    let style = stderr_style();
+    let project = match crate::project::load(project_args, &[]) {
+        Ok(p) => p,
+        Err(failure) => {
+            eprint!("{}", failure.render(&style));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let client = cove_daemon::client::Client::new(daemon::paths(&project));
+    let rows: Vec<Replica> = match daemon::runtime()?.block_on(client.get("/v1/ps")) {
+        Ok(rows) => rows,
+        Err(ClientError::NotRunning) => {
+            if client.paths.pidfile().exists() {
+                eprintln!(
+                    "{}warning{}: the daemon is not running but did not stop cleanly; `cove up -d` starts the app again, `cove down` stops what it left",
+                    style.yellow, style.reset
+                );
+            }
+            Vec::new()
+        }
+        Err(e) => {
+            daemon::print_error(&style, &e);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match args.format {
+        PsFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        PsFormat::Table => print!("{}", table(&rows, SystemTime::now())),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(rows: &[Replica], now: SystemTime) -> String {
+    let mut cells = vec![[
+        "SERVICE", "REPLICA", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS", "UPTIME",
+    ]
+    .map(String::from)];
+    let now_ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    for r in rows {
+        let up = matches!(r.state.as_str(), "running");
+        cells.push([
+            r.service.clone(),
+            r.replica.to_string(),
+            r.state.clone(),
+            r.health.clone(),
+            r.pid.map_or("-".into(), |p| p.to_string()),
+            r.address.clone(),
+            r.restarts.to_string(),
+            if up {
+                daemon::human_duration(Duration::from_millis(now_ms.saturating_sub(r.since_ms)))
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,119 @@
+//! `cove run [--no-deps] [-e K=V]... SERVICE [COMMAND...]`: a one-off command
+//! (a migration, a seed) in a service's environment: its dependencies are
+//! started first through the daemon (and left running, as Compose does),
+//! then the command runs here, attached to the terminal, with the service's
+//! environment and working directory. Exit code: the command's.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cove_daemon::api::{Accepted, UpRequest};
+
+use crate::cli::{ProjectArgs, RunArgs};
+use crate::daemon;
+use crate::output::stderr_style;
+
+/// How long dependencies have to become ready.
+const DEPS_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let style = stderr_style();
+    let project = match crate::project::load(project_args, std::slice::from_ref(&args.service)) {
+        Ok(p) => p,
+        Err(failure) => {
+            eprint!("{}", failure.render(&style));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let plan = match cove_runtime::plan::plan(&project.app, &project.project_dir) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!(
+                    "{}error{}: {e}\n  = {}hint{}: {}",
+                    style.red, style.reset, style.cyan, style.reset, e.hint
+                );
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let Some(svc) = plan.services.iter().find(|s| s.name == args.service) else {
+        anyhow::bail!("no such service `{}`", args.service);
+    };
+    let mut env = svc.replica_env(1);
+    for (k, v) in env.iter_mut() {
+        if k == "COVE_REPLICA" {
+            *v = "run".into();
+        }
+    }
+    for pair in &args.env {
+        let Some((k, v)) = pair.split_once('=') else {
+            eprintln!(
+                "{}error{}: `-e {pair}` is not KEY=VALUE",
+                style.red, style.reset
+            );
+            return Ok(ExitCode::from(2));
+        };
+        env.push((k.to_string(), v.to_string()));
+    }
+    let argv = if args.command.is_empty() {
+        svc.argv_for(&env)
+    } else {
+        args.command.clone()
+    };
+    let deps: Vec<String> = plan
+        .services
+        .iter()
+        .filter(|s| s.name != svc.name)
+        .map(|s| s.name.clone())
+        .collect();
+    let rt = daemon::runtime()?;
+    rt.block_on(async {
+        if !args.no_deps && !deps.is_empty() {
+            let client = daemon::client(&project)?;
+            if let Err(e) = daemon::ensure(&client).await {
+                daemon::print_error(&style, &e);
+                return Ok(ExitCode::from(1));
+            }
+            let request = UpRequest {
+                app: project.app.clone(),
+                project_dir: project.project_dir.clone(),
+                services: deps.clone(),
+            };
+            let accepted: Accepted = match client.post("/v1/up", &request).await {
+                Ok(a) => a,
+                Err(e) => {
+                    daemon::print_error(&style, &e);
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            if let Err(why) = daemon::wait_ready(&client, &deps, accepted.seq, DEPS_TIMEOUT).await {
+                daemon::print_not_ready(&style, &client.paths, &why, DEPS_TIMEOUT);
+                return Ok(ExitCode::from(1));
+            }
+        }
+        let Some((prog, rest)) = argv.split_first() else {
+            anyhow::bail!("service `{}` has no command; give one after its name", svc.name);
+        };
+        let mut child = tokio::process::Command::new(prog)
+            .args(rest)
+            .current_dir(&svc.workdir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot run `{prog}` in {}: {e}", svc.workdir.display()))?;
+        // Ctrl-C reaches the command (same process group); cove waits for it.
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let status = loop {
+            tokio::select! {
+                s = child.wait() => break s?,
+                _ = int.recv() => {}
+            }
+        };
+        use std::os::unix::process::ExitStatusExt as _;
+        let code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1);
+        Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    })
+}

@@ -1,0 +1,165 @@
+//! The CLI's side of the daemon: where it lives, starting it, waiting for
+//! services to be ready, and printing its errors.
+
+use std::time::Duration;
+
+use cove_daemon::api::{Event, Replica};
+use cove_daemon::client::{Client, ClientError};
+use cove_daemon::{Paths, api};
+use cove_spec::Style;
+
+use cove_spec::Project;
+
+/// The daemon's files for `project` (its state directory, canonical when it exists).
+pub fn paths(project: &Project) -> Paths {
+    let dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
+    let dir = fs_err::canonicalize(&dir).unwrap_or(dir);
+    Paths::new(&dir)
+}
+
+/// Creates the state directory, so its canonical path is the daemon's.
+pub fn client(project: &Project) -> anyhow::Result<Client> {
+    let dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
+    fs_err::create_dir_all(&dir)?;
+    Ok(Client::new(paths(project)))
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Starts the daemon if needed.
+pub async fn ensure(client: &Client) -> Result<(), ClientError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| ClientError::Other(format!("cannot find the cove binary: {e}")))?;
+    client.ensure_running(&exe).await.map(|_| ())
+}
+
+pub fn print_error(style: &Style, e: &ClientError) {
+    eprintln!("{}error{}: {e}", style.red, style.reset);
+    let hint = match e {
+        ClientError::NotRunning => Some("start the app with `cove up -d`".to_string()),
+        ClientError::Api { error, .. } => error.hint.clone(),
+        ClientError::Other(_) => None,
+    };
+    if let Some(h) = hint {
+        eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);
+    }
+}
+
+/// Why waiting failed.
+pub enum NotReady {
+    /// A replica failed, crashed or turned unhealthy.
+    Failed(Event),
+    /// Time ran out; the replicas not ready.
+    Timeout(Vec<Replica>),
+    Client(ClientError),
+}
+
+/// Waits until every replica of `services` is ready (healthy, running
+/// without a health check, or completed), failing at the first one that
+/// fails, restarts or turns unhealthy (events after `after`).
+pub async fn wait_ready(
+    client: &Client,
+    services: &[String],
+    after: u64,
+    timeout: Duration,
+) -> Result<Vec<Replica>, NotReady> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut after = after;
+    loop {
+        let events: Vec<Event> = client
+            .get(&format!("/v1/events?after={after}&wait=200"))
+            .await
+            .map_err(NotReady::Client)?;
+        for ev in events {
+            after = ev.seq;
+            let bad = ev.state == "failed"
+                || ev.state == "restarting"
+                || ev.detail.starts_with("unhealthy");
+            if bad && services.contains(&ev.service) {
+                return Err(NotReady::Failed(ev));
+            }
+        }
+        let rows: Vec<Replica> = client.get("/v1/ps").await.map_err(NotReady::Client)?;
+        let ours: Vec<Replica> = rows
+            .into_iter()
+            .filter(|r| services.contains(&r.service))
+            .collect();
+        if !ours.is_empty() && ours.iter().all(|r| r.ready) {
+            return Ok(ours);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(NotReady::Timeout(
+                ours.into_iter().filter(|r| !r.ready).collect(),
+            ));
+        }
+    }
+}
+
+/// Prints why waiting failed, with the failed replica's last log lines.
+pub fn print_not_ready(style: &Style, paths: &Paths, why: &NotReady, timeout: Duration) {
+    match why {
+        NotReady::Client(e) => print_error(style, e),
+        NotReady::Timeout(left) => {
+            let names: Vec<String> = left
+                .iter()
+                .map(|r| format!("{}-{} ({})", r.service, r.replica, r.detail))
+                .collect();
+            eprintln!(
+                "{}error{}: not ready within {timeout:?}: {}",
+                style.red,
+                style.reset,
+                names.join(", ")
+            );
+            eprintln!(
+                "  = {}hint{}: `cove ps` shows their state, `cove logs` their output; `--wait-timeout` waits longer",
+                style.cyan, style.reset
+            );
+        }
+        NotReady::Failed(ev) => {
+            let label = format!("{}-{}", ev.service, ev.replica);
+            eprintln!(
+                "{}error{}: service `{}` did not start: {label} {}",
+                style.red, style.reset, ev.service, ev.detail
+            );
+            let dir = cove_runtime::logs::Writer::dir_of(&paths.state_dir);
+            let entries = cove_runtime::logs::read(&dir, std::slice::from_ref(&label))
+                .unwrap_or_default();
+            if !entries.is_empty() {
+                eprintln!("  its last lines:");
+                for e in &entries[entries.len().saturating_sub(10)..] {
+                    eprintln!("  | {}", e.text);
+                }
+            }
+            let still = if ev.state == "failed" {
+                ""
+            } else {
+                " (it is being restarted)"
+            };
+            eprintln!(
+                "  = {}hint{}: `cove logs {}` shows all its output, `cove ps` its state{still}",
+                style.cyan, style.reset, ev.service
+            );
+        }
+    }
+}
+
+/// `1h2m`, `3m4s`, `5s`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+pub fn names(list: &[String]) -> api::Names {
+    api::Names {
+        services: list.to_vec(),
+    }
+}
