@@ -118,12 +118,7 @@ impl Client {
         };
         let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|_| {
-                other(
-                    "no answer within",
-                    &format!("{REQUEST_TIMEOUT:?} for"),
-                )
-            })?
+            .map_err(|_| other("no answer within", &format!("{REQUEST_TIMEOUT:?} for")))?
             .map_err(|e| other("failed:", &e))?;
         conn.abort();
         if !status.is_success() {

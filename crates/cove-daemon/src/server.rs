@@ -27,9 +27,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::Paths;
-use crate::api::{
-    Accepted, ApiError, DaemonStatus, Event, Names, Replica, UpRequest,
-};
+use crate::api::{Accepted, ApiError, DaemonStatus, Event, Names, Replica, UpRequest};
 use crate::store::{Desired, ReplicaRecord, Store};
 
 /// Longest long poll of `/v1/events`.
@@ -71,17 +69,21 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
     let state_dir = fs_err::canonicalize(state_dir).map_err(|e| e.to_string())?;
     let paths = Paths::new(&state_dir);
     let store = Arc::new(Store::open(&paths.store()).map_err(|e| {
-        format!("{e} (is another cove daemon running for {}?)", state_dir.display())
+        format!(
+            "{e} (is another cove daemon running for {}?)",
+            state_dir.display()
+        )
     })?);
     write_atomically(&paths.pidfile(), &format!("{}\n", std::process::id()))?;
-    log(&format!("daemon {} starting for {}", std::process::id(), state_dir.display()));
+    log(&format!(
+        "daemon {} starting for {}",
+        std::process::id(),
+        state_dir.display()
+    ));
 
-    let left = cove_runtime::process::sweep(
-        &paths.marker(),
-        rustix::process::Signal::TERM,
-        SWEEP_GRACE,
-    )
-    .await;
+    let left =
+        cove_runtime::process::sweep(&paths.marker(), rustix::process::Signal::TERM, SWEEP_GRACE)
+            .await;
     if !left.is_empty() {
         log(&format!(
             "stopped {} process(es) a previous daemon left running: {left:?}",
@@ -147,12 +149,18 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
         match cove_runtime::plan::plan(&desired.app, &desired.project_dir) {
             Ok(plan) => {
                 log(&format!("starting again: {}", desired.wanted.join(", ")));
-                run.supervisor.apply(&plan, &desired.wanted, &restarts).await;
+                run.supervisor
+                    .apply(&plan, &desired.wanted, &restarts)
+                    .await;
                 run.plan = Some(plan);
             }
             Err(errors) => log(&format!(
                 "cannot plan the stored app: {}",
-                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )),
         }
         run.desired = Some(desired);
@@ -202,7 +210,10 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
 }
 
 fn log(msg: &str) {
-    eprintln!("{} cove-daemon: {msg}", logs::format_time(SystemTime::now()));
+    eprintln!(
+        "{} cove-daemon: {msg}",
+        logs::format_time(SystemTime::now())
+    );
 }
 
 /// Writes `text` to `path` through a temporary file and a rename.
@@ -243,7 +254,8 @@ async fn record(
                     line,
                 } => {
                     if let Some(w) = writer.as_mut()
-                        && let Err(e) = w.append(&format!("{service}-{replica}"), stream, &line, now)
+                        && let Err(e) =
+                            w.append(&format!("{service}-{replica}"), stream, &line, now)
                     {
                         log(&format!("logs are no longer kept on disk: {e}"));
                         writer = None;
@@ -357,7 +369,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         }
         (Method::GET, "/v1/ps") => {
             let run = daemon.run.lock().await;
-            json(StatusCode::OK, &ps(&daemon.states.borrow(), run.plan.as_ref()))
+            json(
+                StatusCode::OK,
+                &ps(&daemon.states.borrow(), run.plan.as_ref()),
+            )
         }
         (Method::GET, "/v1/events") => events(daemon, &query).await,
         (Method::POST, "/v1/up") => up(daemon, parse!(UpRequest)).await,
@@ -462,7 +477,11 @@ async fn up(daemon: &Daemon, req: UpRequest) -> Answer {
     let answer = accepted(daemon);
     let mut run = daemon.run.lock().await;
     // Still wanted: what was, if the app still has it, plus what is asked.
-    let before = run.desired.as_ref().map(|d| d.wanted.clone()).unwrap_or_default();
+    let before = run
+        .desired
+        .as_ref()
+        .map(|d| d.wanted.clone())
+        .unwrap_or_default();
     let wanted: Vec<String> = req
         .app
         .services
@@ -479,13 +498,16 @@ async fn up(daemon: &Daemon, req: UpRequest) -> Answer {
     if let Err(e) = daemon.store.set_desired(Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
-    run.supervisor.apply(&plan, &req.services, &HashMap::new()).await;
+    run.supervisor
+        .apply(&plan, &req.services, &HashMap::new())
+        .await;
     run.plan = Some(plan);
     run.desired = Some(desired);
     answer
 }
 
 /// Checks `names` against the app; empty means all of its services.
+#[allow(clippy::result_large_err)] // an HTTP answer, built once per request
 fn known(run: &Running, names: &[String]) -> Result<Vec<String>, Answer> {
     let Some(desired) = &run.desired else {
         return Err(error(
@@ -503,7 +525,13 @@ fn known(run: &Running, names: &[String]) -> Result<Vec<String>, Answer> {
             format!("no such service `{unknown}`"),
             Some(format!(
                 "the app's services are: {}",
-                desired.app.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                desired
+                    .app
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         ));
     }
@@ -565,7 +593,9 @@ async fn down(daemon: &Daemon, req: Names) -> Answer {
         daemon.shutdown.notify_one();
         return answer;
     };
-    desired.wanted.retain(|s| !req.services.is_empty() && !req.services.contains(s));
+    desired
+        .wanted
+        .retain(|s| !req.services.is_empty() && !req.services.contains(s));
     let everything = desired.wanted.is_empty();
     let stored = if everything {
         daemon.store.set_desired(None)
@@ -575,7 +605,11 @@ async fn down(daemon: &Daemon, req: Names) -> Answer {
     if let Err(e) = stored {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
-    let names = if everything { Vec::new() } else { req.services.clone() };
+    let names = if everything {
+        Vec::new()
+    } else {
+        req.services.clone()
+    };
     run.supervisor.remove(&names).await;
     if everything {
         run.desired = None;

@@ -97,7 +97,10 @@ mod tests {
             let words: Vec<String> = words.into_iter().map(String::from).collect();
             assert_eq!(split(&join(&words)).unwrap(), words);
         }
-        assert_eq!(join(&["test".into(), "-e".into(), "ok".into()]), "test -e ok");
+        assert_eq!(
+            join(&["test".into(), "-e".into(), "ok".into()]),
+            "test -e ok"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub enum Command {
     /// Print a JSON schema (`x-cove`: the extension fields cove reads).
     Schema(SchemaArgs),
     /// Start services and what they depend on, in order, and stream their
-    /// output until Ctrl-C, which stops everything.
+    /// output until Ctrl-C, which stops them; `-d` returns once they are ready.
     Up(UpArgs),
     /// Stop and forget every service; `--volumes` also deletes their data.
     Down(DownArgs),
@@ -115,7 +115,11 @@ pub struct RunArgs {
     #[arg(value_name = "SERVICE")]
     pub service: String,
     /// The command (default: the service's own).
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub command: Vec<String>,
 }
 

@@ -126,8 +126,8 @@ pub fn print_not_ready(style: &Style, paths: &Paths, why: &NotReady, timeout: Du
                 style.red, style.reset, ev.service, ev.detail
             );
             let dir = cove_runtime::logs::Writer::dir_of(&paths.state_dir);
-            let entries = cove_runtime::logs::read(&dir, std::slice::from_ref(&label))
-                .unwrap_or_default();
+            let entries =
+                cove_runtime::logs::read(&dir, std::slice::from_ref(&label)).unwrap_or_default();
             if !entries.is_empty() {
                 eprintln!("  its last lines:");
                 for e in &entries[entries.len().saturating_sub(10)..] {

@@ -5,8 +5,8 @@
 
 mod cli;
 mod cmd;
-mod output;
 mod daemon;
+mod output;
 mod project;
 
 use std::process::ExitCode;

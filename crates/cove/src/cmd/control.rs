@@ -18,7 +18,11 @@ pub enum Verb {
     Restart,
 }
 
-pub fn run(project_args: &ProjectArgs, verb: Verb, args: &ServicesArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    project_args: &ProjectArgs,
+    verb: Verb,
+    args: &ServicesArgs,
+) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     let project = match crate::project::load(project_args, &[]) {
         Ok(p) => p,
@@ -46,7 +50,10 @@ pub fn run(project_args: &ProjectArgs, verb: Verb, args: &ServicesArgs) -> anyho
             return Ok(ExitCode::SUCCESS);
         }
         let services = if args.service_names.is_empty() {
-            match client.get::<cove_daemon::api::DaemonStatus>("/v1/status").await {
+            match client
+                .get::<cove_daemon::api::DaemonStatus>("/v1/status")
+                .await
+            {
                 Ok(s) => s.running,
                 Err(e) => {
                     daemon::print_error(&style, &e);

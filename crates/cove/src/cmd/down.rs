@@ -80,7 +80,11 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
             .unwrap_or_default();
         dirs.sort();
         for dir in dirs {
-            let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let name = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             eprintln!("cove: deleting the data of {name}: {}", dir.display());
             if dir.is_dir() {
                 fs_err::remove_dir_all(&dir)?;

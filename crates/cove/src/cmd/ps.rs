@@ -45,11 +45,16 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
 }
 
 fn table(rows: &[Replica], now: SystemTime) -> String {
-    let mut cells = vec![[
-        "SERVICE", "REPLICA", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS", "UPTIME",
-    ]
-    .map(String::from)];
-    let now_ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let mut cells = vec![
+        [
+            "SERVICE", "REPLICA", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS", "UPTIME",
+        ]
+        .map(String::from),
+    ];
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     for r in rows {
         let up = matches!(r.state.as_str(), "running");
         cells.push([

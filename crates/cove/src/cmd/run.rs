@@ -93,14 +93,19 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
             }
         }
         let Some((prog, rest)) = argv.split_first() else {
-            anyhow::bail!("service `{}` has no command; give one after its name", svc.name);
+            anyhow::bail!(
+                "service `{}` has no command; give one after its name",
+                svc.name
+            );
         };
         let mut child = tokio::process::Command::new(prog)
             .args(rest)
             .current_dir(&svc.workdir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot run `{prog}` in {}: {e}", svc.workdir.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot run `{prog}` in {}: {e}", svc.workdir.display())
+            })?;
         // Ctrl-C reaches the command (same process group); cove waits for it.
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let status = loop {

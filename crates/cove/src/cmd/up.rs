@@ -140,7 +140,10 @@ async fn foreground(
     let print_logs = |tail: &mut logs::Tail| {
         let mut out = std::io::stdout().lock();
         for e in tail.poll().unwrap_or_default() {
-            let service = e.source.rsplit_once('-').map_or(e.source.as_str(), |(s, _)| s);
+            let service = e
+                .source
+                .rsplit_once('-')
+                .map_or(e.source.as_str(), |(s, _)| s);
             let (c, reset) = match colours.get(service) {
                 Some(c) if colour => (*c, "\x1b[0m"),
                 _ => ("", ""),
@@ -149,16 +152,17 @@ async fn foreground(
         }
         let _ = out.flush();
     };
-    let print_events = |events: Vec<Event>, after: &mut u64, states: &mut BTreeMap<String, String>| {
-        for ev in events {
-            *after = ev.seq;
-            if !services.contains(&ev.service) {
-                continue;
+    let print_events =
+        |events: Vec<Event>, after: &mut u64, states: &mut BTreeMap<String, String>| {
+            for ev in events {
+                *after = ev.seq;
+                if !services.contains(&ev.service) {
+                    continue;
+                }
+                eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
+                states.insert(format!("{}-{}", ev.service, ev.replica), ev.state);
             }
-            eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
-            states.insert(format!("{}-{}", ev.service, ev.replica), ev.state);
-        }
-    };
+        };
     let finished = |states: &BTreeMap<String, String>| {
         !states.is_empty()
             && states

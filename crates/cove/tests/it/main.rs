@@ -2,7 +2,8 @@
 //! variables, output formats and exit codes.
 
 mod config;
+mod daemon;
 mod logs;
 mod recipes;
 mod reference;
-mod up;
+pub mod up;

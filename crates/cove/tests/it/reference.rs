@@ -27,6 +27,14 @@ fn cli_reference_is_current() {
         ("cove", &[][..]),
         ("cove config", &["config"][..]),
         ("cove schema", &["schema"][..]),
+        ("cove up", &["up"][..]),
+        ("cove down", &["down"][..]),
+        ("cove ps", &["ps"][..]),
+        ("cove logs", &["logs"][..]),
+        ("cove stop", &["stop"][..]),
+        ("cove start", &["start"][..]),
+        ("cove restart", &["restart"][..]),
+        ("cove run", &["run"][..]),
     ] {
         doc.push_str(&format!("\n## `{title}`\n\n```text\n{}```\n", help(args)));
     }

@@ -1,0 +1,418 @@
+//! The daemon end to end: `up -d`, `ps`, `down`, `stop/start/restart`,
+//! `run`, and recovery after the daemon is SIGKILLed. Real processes; every
+//! wait is bounded; every test ends with `cove down`, even when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::up::down;
+
+/// An app in a temporary directory; dropped, it is brought down.
+struct App {
+    tmp: tempfile::TempDir,
+}
+
+impl App {
+    fn new(yaml: &str) -> App {
+        let tmp = tempfile::tempdir().unwrap();
+        fs_err::write(tmp.path().join("compose.yaml"), yaml).unwrap();
+        App { tmp }
+    }
+
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Runs `cove ARGS` to completion (killed after 120 s).
+    fn cove(&self, args: &[&str]) -> Out {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
+            .current_dir(self.dir())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().unwrap();
+        Out {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        fs_err::canonicalize(self.dir().join(".cove")).unwrap()
+    }
+
+    /// PIDs of the live processes started for this app (by their marker).
+    fn processes(&self) -> Vec<u32> {
+        let marker = format!("COVE_SUPERVISOR={}", self.state_dir().display());
+        let mut pids: Vec<u32> = fs_err::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let env = fs_err::read(e.path().join("environ")).ok()?;
+                env.split(|b| *b == 0)
+                    .any(|v| v == marker.as_bytes())
+                    .then_some(pid)
+            })
+            .filter(|p| alive(*p))
+            .collect();
+        pids.sort();
+        pids
+    }
+
+    fn ps(&self) -> Vec<serde_json::Value> {
+        let out = self.cove(&["ps", "--format", "json"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        fs_err::read_to_string(self.dir().join(".cove/daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        down(self.dir());
+    }
+}
+
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.trim_start().chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// Polls `f` for up to `secs`.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("not within {secs}s: {what}");
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], service: &str, replica: u64) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["service"] == service && r["replica"] == replica)
+        .unwrap_or_else(|| panic!("no {service}-{replica} in {rows:#?}"))
+}
+
+const WEB: &str = r#"
+services:
+  db:
+    x-cove:
+      run: ["sh", "-c", "exec python3 -m http.server --bind $$HOST $$PORT"]
+    ports: ["5432"]
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import os,socket; socket.create_connection((os.environ['HOST'], int(os.environ['PORT'])), 1)"]
+      interval: 1s
+  api:
+    x-cove:
+      run: ["sh", "-c", "echo api serving; sleep 300 & wait"]
+    environment:
+      DB_URL: postgres://db:5432/app
+    depends_on:
+      db: {condition: service_healthy}
+    deploy: {replicas: 2}
+"#;
+
+#[test]
+fn up_detached_converges_ps_shows_replicas_and_down_leaves_nothing() {
+    let app = App::new(WEB);
+    let out = app.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("db-1 healthy"), "{}", out.stderr);
+    assert!(out.stderr.contains("api-2 running"), "{}", out.stderr);
+
+    let socket = app.dir().join(".cove/daemon.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the API socket is private");
+
+    let rows = app.ps();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let db = row(&rows, "db", 1);
+    assert_eq!(
+        (&db["state"], &db["health"]),
+        (&"running".into(), &"healthy".into())
+    );
+    assert!(db["address"].as_str().unwrap().ends_with(":5432"));
+    for r in 1..=2 {
+        let api = row(&rows, "api", r);
+        assert_eq!(api["state"], "running");
+        assert_eq!(api["health"], "", "no health check");
+        assert!(api["pid"].as_u64().unwrap() > 0);
+    }
+    let table = app.cove(&["ps"]).stdout;
+    assert!(
+        table.starts_with("SERVICE  REPLICA  STATE    HEALTH   PID"),
+        "{table}"
+    );
+    assert!(table.contains("healthy"), "{table}");
+
+    // Again: nothing duplicated, nothing restarted.
+    let before = app.processes();
+    assert!(before.len() >= 5, "db, 2 × (sh + sleep): {before:?}");
+    let again = app.cove(&["up", "-d"]);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(app.processes(), before, "a second `up` converges");
+    let pids = |rows: &[serde_json::Value]| -> Vec<u64> {
+        rows.iter().map(|r| r["pid"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(pids(&app.ps()), pids(&rows));
+
+    let out = app.cove(&["down"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        app.processes().is_empty(),
+        "left running: {:?}",
+        app.processes()
+    );
+    assert_eq!(app.daemon_pid(), None, "the daemon exits with the app");
+    assert!(app.ps().is_empty());
+}
+
+#[test]
+fn up_detached_names_what_failed_with_its_last_lines() {
+    let app = App::new(
+        r#"
+services:
+  bad:
+    x-cove:
+      run: [sh, -c, 'echo booting; echo "config file missing" >&2; exit 3']
+"#,
+    );
+    let out = app.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("error: service `bad` did not start: bad-1 failed: exited with code 3"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("| config file missing"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: `cove logs bad`"),
+        "{}",
+        out.stderr
+    );
+
+    let app = App::new(
+        r#"
+services:
+  sick:
+    x-cove:
+      run: [sleep, "300"]
+    healthcheck:
+      test: ["CMD-SHELL", "echo port 80 closed; exit 1"]
+      interval: 100ms
+      start_interval: 100ms
+      retries: 2
+    restart: always
+"#,
+    );
+    let out = app.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "sick-1 unhealthy: restarting it (health check `echo port 80 closed; exit 1` failed 2 time(s), last: exited with code 1: port 80 closed)"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_sigkilled_daemon_comes_back_with_its_app_and_leaves_no_orphan() {
+    let app = App::new(
+        r#"
+services:
+  db:
+    x-cove:
+      run: ["sh", "-c", "exec python3 -m http.server --bind $$HOST $$PORT"]
+    ports: ["5432"]
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import os,socket; socket.create_connection((os.environ['HOST'], int(os.environ['PORT'])), 1)"]
+      interval: 1s
+  flaky:
+    # Crashes once, then stays up.
+    x-cove:
+      run: [sh, -c, 'if [ -e crashed ]; then exec sleep 300; else touch crashed; exit 1; fi']
+    restart: always
+    depends_on:
+      db: {condition: service_healthy}
+"#,
+    );
+    let out = app.cove(&["up", "-d"]);
+    // The crash before it settled makes `up -d` report it.
+    assert_eq!(out.code, Some(1), "{out:?}");
+    eventually(20, "flaky running after its restart", || {
+        let rows = app.ps();
+        rows.len() == 2 && rows.iter().all(|r| r["state"] == "running")
+    });
+    assert_eq!(row(&app.ps(), "flaky", 1)["restarts"], 1);
+    let old = app.processes();
+    assert_eq!(old.len(), 2, "{old:?}");
+
+    let daemon = app.daemon_pid().expect("a daemon runs");
+    Command::new("kill")
+        .args(["-KILL", &daemon.to_string()])
+        .status()
+        .unwrap();
+    eventually(5, "the daemon to die", || !alive(daemon));
+    let ps = app.cove(&["ps"]);
+    assert!(ps.stderr.contains("did not stop cleanly"), "{ps:?}");
+
+    // Started again, it stops what was left and brings the app back.
+    let out = app.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        old.iter().all(|p| !alive(*p)),
+        "orphans of the killed daemon"
+    );
+    let new = app.processes();
+    assert_eq!(new.len(), 2, "no duplicates: {new:?}");
+    assert_ne!(app.daemon_pid(), Some(daemon));
+    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
+    assert!(
+        log.contains("stopped 2 process(es) a previous daemon left running"),
+        "{log}"
+    );
+    assert_eq!(
+        row(&app.ps(), "flaky", 1)["restarts"],
+        1,
+        "restart counts survive"
+    );
+
+    // Killed again: `down` alone cleans up, and forgets the app.
+    let daemon = app.daemon_pid().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &daemon.to_string()])
+        .status()
+        .unwrap();
+    eventually(5, "the daemon to die", || !alive(daemon));
+    let out = app.cove(&["down"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("stopped 2 process(es) left by a daemon"),
+        "{}",
+        out.stderr
+    );
+    assert!(app.processes().is_empty());
+    let out = app.cove(&["up", "-d", "db"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(app.ps().len(), 1, "only db: the old app was forgotten");
+}
+
+#[test]
+fn stop_start_restart_and_one_off_runs() {
+    let app = App::new(WEB);
+    // `run` starts the dependencies, then the command, with the
+    // service's environment; its exit code is cove's.
+    let out = app.cove(&[
+        "run",
+        "api",
+        "sh",
+        "-c",
+        "echo \"$DB_URL as $COVE_REPLICA\"; exit 7",
+    ]);
+    assert_eq!(out.code, Some(7), "{out:?}");
+    let db_address = row(&app.ps(), "db", 1)["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        out.stdout
+            .contains(&format!("postgres://{db_address}/app as run")),
+        "{out:?}"
+    );
+    let rows = app.ps();
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the dependency is left running: {rows:#?}"
+    );
+
+    assert_eq!(app.cove(&["up", "-d"]).code, Some(0));
+    let out = app.cove(&["stop", "api"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rows = app.ps();
+    assert_eq!(row(&rows, "api", 1)["state"], "stopped");
+    assert_eq!(row(&rows, "db", 1)["state"], "running");
+    let db_pid = row(&rows, "db", 1)["pid"].clone();
+
+    let out = app.cove(&["start", "api"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(row(&app.ps(), "api", 2)["state"], "running");
+
+    let out = app.cove(&["restart", "db"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rows = app.ps();
+    assert_eq!(row(&rows, "db", 1)["health"], "healthy");
+    assert_ne!(row(&rows, "db", 1)["pid"], db_pid, "a new process");
+
+    let out = app.cove(&["stop", "nope"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("no such service `nope`"), "{out:?}");
+    assert!(
+        out.stderr.contains("hint: the app's services are: db, api"),
+        "{out:?}"
+    );
+
+    // `--no-deps` starts nothing else; no daemon needed.
+    let other = App::new(WEB);
+    let out = other.cove(&["run", "--no-deps", "api", "true"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(other.daemon_pid(), None);
+    let out = other.cove(&["stop", "api"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("cove is not running for this app"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("hint: start the app with `cove up -d`"),
+        "{out:?}"
+    );
+}
