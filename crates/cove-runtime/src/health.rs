@@ -29,9 +29,38 @@ pub enum Probe {
     Exec(Vec<String>),
     /// `["CMD-SHELL", script]`, run with `sh -c`.
     Shell(String),
+    /// `x-cove.health.http`: `GET path` on the replica's address and `port`
+    /// (default `PORT`); healthy on 2xx/3xx.
+    Http { path: String, port: Option<u16> },
+    /// `x-cove.health.tcp`: a connection to the replica's address and `port`.
+    Tcp { port: u16 },
 }
 
 impl HealthSpec {
+    /// `probe` with the timings of `h` (Docker's defaults for what it lacks).
+    pub fn with_timings(probe: Probe, h: Option<&cove_spec::model::Healthcheck>) -> HealthSpec {
+        let d = |v: Option<cove_spec::units::ComposeDuration>, default: u64| {
+            v.map(|d| d.0)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(default))
+        };
+        HealthSpec {
+            probe,
+            interval: d(h.and_then(|h| h.interval), 30),
+            timeout: d(h.and_then(|h| h.timeout), 30),
+            retries: h
+                .and_then(|h| h.retries)
+                .map(|r| r as u32)
+                .filter(|r| *r > 0)
+                .unwrap_or(3),
+            start_period: h
+                .and_then(|h| h.start_period)
+                .map(|d| d.0)
+                .unwrap_or_default(),
+            start_interval: d(h.and_then(|h| h.start_interval), 1),
+        }
+    }
+
     /// From a Compose healthcheck; `None` when disabled or absent.
     pub fn from_compose(h: &cove_spec::model::Healthcheck) -> Option<HealthSpec> {
         if !h.is_enabled() {
@@ -42,19 +71,7 @@ impl HealthSpec {
             Some("CMD-SHELL") => Probe::Shell(h.test[1..].join(" ")),
             _ => return None,
         };
-        let d = |v: Option<cove_spec::units::ComposeDuration>, default: u64| {
-            v.map(|d| d.0)
-                .filter(|d| !d.is_zero())
-                .unwrap_or(Duration::from_secs(default))
-        };
-        Some(HealthSpec {
-            probe,
-            interval: d(h.interval, 30),
-            timeout: d(h.timeout, 30),
-            retries: h.retries.map(|r| r as u32).filter(|r| *r > 0).unwrap_or(3),
-            start_period: h.start_period.map(|d| d.0).unwrap_or_default(),
-            start_interval: d(h.start_interval, 1),
-        })
+        Some(HealthSpec::with_timings(probe, Some(h)))
     }
 }
 
@@ -136,6 +153,20 @@ pub async fn probe(
             .map(|a| crate::plan::expand_known(a, env))
             .collect(),
         Probe::Shell(script) => vec!["sh".into(), "-c".into(), script.clone()],
+        Probe::Http { path, port } => {
+            let addr = address(env, *port)?;
+            return timed(spec.timeout, http_get(&addr, path)).await;
+        }
+        Probe::Tcp { port } => {
+            let addr = address(env, Some(*port))?;
+            return timed(spec.timeout, async {
+                tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))
+            })
+            .await;
+        }
     };
     let Some((prog, args)) = argv.split_first() else {
         return Err("empty health check command".into());
@@ -187,6 +218,67 @@ pub async fn probe(
     }
 }
 
+/// `HOST:port` of the replica (`port` defaults to its `PORT`).
+fn address(env: &[(String, String)], port: Option<u16>) -> Result<String, String> {
+    let get = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let host = get("HOST").ok_or("the replica has no HOST")?;
+    let port = match port {
+        Some(p) => p.to_string(),
+        None => get("PORT").ok_or("the replica has no PORT")?,
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+async fn timed(
+    timeout: Duration,
+    f: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+}
+
+/// `GET path` over HTTP/1.0; `Ok` on a 2xx or 3xx status.
+async fn http_get(addr: &str, path: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: cove-health\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
+    // The status line is enough.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("GET http://{addr}{path}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let line = line.lines().next().unwrap_or("").trim();
+    let status: Option<u16> = line.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    match status {
+        Some(200..=399) => Ok(()),
+        Some(_) => Err(format!("GET http://{addr}{path} answered `{line}`")),
+        None => Err(format!(
+            "GET http://{addr}{path}: not an HTTP answer: `{line}`"
+        )),
+    }
+}
+
 /// How much of a failed probe's output is kept.
 const MAX_OUTPUT: usize = 300;
 
@@ -195,6 +287,11 @@ pub fn describe(probe: &Probe) -> String {
     match probe {
         Probe::Exec(argv) => cove_spec::shell_words::join(argv),
         Probe::Shell(script) => script.clone(),
+        Probe::Http { path, port } => match port {
+            Some(p) => format!("GET {path} on port {p}"),
+            None => format!("GET {path}"),
+        },
+        Probe::Tcp { port } => format!("connect to port {port}"),
     }
 }
 
@@ -266,6 +363,57 @@ mod tests {
         h.test = vec!["CMD".into(), "true".into()];
         h.disable = true;
         assert!(HealthSpec::from_compose(&h).is_none());
+    }
+
+    #[tokio::test]
+    async fn http_and_tcp_probes() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Answers /ok with 200, anything else with 503.
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let answer = if req.starts_with("GET /ok ") {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+                };
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        let env = vec![
+            ("HOST".to_string(), "127.0.0.1".to_string()),
+            ("PORT".to_string(), port.to_string()),
+        ];
+        let dir = std::env::temp_dir();
+        let mut s = spec(1, 0);
+        s.probe = Probe::Http {
+            path: "/ok".into(),
+            port: None,
+        };
+        assert_eq!(probe(&s, &dir, &env).await, Ok(()));
+        s.probe = Probe::Http {
+            path: "/down".into(),
+            port: Some(port),
+        };
+        let e = probe(&s, &dir, &env).await.unwrap_err();
+        assert!(
+            e.ends_with("answered `HTTP/1.1 503 Service Unavailable`"),
+            "{e}"
+        );
+        s.probe = Probe::Tcp { port };
+        assert_eq!(probe(&s, &dir, &env).await, Ok(()));
+        // A port nobody listens on (bound, then closed).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        s.probe = Probe::Tcp { port: closed_port };
+        let e = probe(&s, &dir, &env).await.unwrap_err();
+        assert!(e.starts_with("cannot connect to 127.0.0.1:"), "{e}");
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use cove_spec::xcove::StringOrList;
 use indexmap::IndexMap;
 use rustix::process::Signal;
 
-use crate::health::HealthSpec;
+use crate::health::{HealthSpec, Probe};
 use crate::recipe::Recipe;
 
 /// Default `PORT` of a service that declares none.
@@ -272,6 +272,19 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             hint: hint.to_string(),
         };
         let x = svc.x_cove.clone().unwrap_or_default();
+        if let Some(h) = &x.health {
+            match (&h.http, h.tcp) {
+                (Some(_), Some(_)) | (None, None) => errors.push(err(
+                    "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
+                    "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
+                )),
+                (Some(path), None) if !path.starts_with('/') => errors.push(err(
+                    format!("`x-cove.health.http` is `{path}`, not a path"),
+                    "start it with `/`, e.g. `/healthz`",
+                )),
+                _ => {}
+            }
+        }
         let argv = match &x.run {
             Some(StringOrList::List(l)) => l.clone(),
             Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
@@ -414,6 +427,17 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
 /// The health check: the Compose one, or for a recipe its own probe with
 /// the Compose timings (or quick defaults).
 fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpec> {
+    if let Some(probe) = s.x_cove.as_ref().and_then(|x| x.health.as_ref()) {
+        let probe = match (&probe.http, probe.tcp) {
+            (Some(path), _) => Probe::Http {
+                path: path.clone(),
+                port: probe.port,
+            },
+            (None, Some(port)) => Probe::Tcp { port },
+            (None, None) => return None, // reported by `plan`
+        };
+        return Some(HealthSpec::with_timings(probe, s.healthcheck.as_ref()));
+    }
     let compose = s.healthcheck.as_ref().and_then(HealthSpec::from_compose);
     let Some(probe) = recipe.and_then(|r| r.probe(s)) else {
         return compose;

@@ -205,16 +205,20 @@ pub async fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
     };
     kill(signal, &found);
     let deadline = tokio::time::Instant::now() + grace;
+    let mut killed = false;
     loop {
         let left = marked(marker);
         if left.is_empty() {
             break;
         }
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline && !killed {
             kill(Signal::KILL, &left);
-            break;
+            killed = true;
+        } else if now >= deadline + Duration::from_secs(2) {
+            break; // SIGKILLed and still listed: nothing more to do
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     found.into_iter().map(|(pid, _)| pid).collect()
 }

@@ -97,6 +97,11 @@ pub struct ServiceExt {
     /// `activemq`, `rabbitmq`); by default guessed from `image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipe: Option<String>,
+    /// A health probe cove runs itself, instead of a `healthcheck` command:
+    /// `{http: /healthz}` or `{tcp: 5432}`. Timings come from the service's
+    /// `healthcheck` (`interval`, `timeout`, `retries`, `start_period`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthProbe>,
     /// Routes on the gateway that reach this service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
@@ -112,6 +117,21 @@ pub struct ServiceExt {
     /// Alerts on this service's metrics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<Alert>,
+}
+
+/// A probe run by cove: exactly one of `http` and `tcp`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct HealthProbe {
+    /// `GET` this path on the replica's address; healthy on a 2xx or 3xx answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// Connect to this port on the replica's address; healthy when it accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u16>,
+    /// Port of the `http` probe. Default: the replica's `PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// A command as a string or a list of arguments.

@@ -416,3 +416,46 @@ fn stop_start_restart_and_one_off_runs() {
         "{out:?}"
     );
 }
+
+#[test]
+fn x_cove_http_and_tcp_probes_gate_dependents_and_bad_probes_are_errors() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: ["sh", "-c", "sleep 1; exec python3 -m http.server --bind $$HOST $$PORT"]
+      health: {http: /}
+    ports: ["8000"]
+    healthcheck: {interval: 200ms, start_interval: 200ms, start_period: 10s}
+  tcp:
+    x-cove:
+      run: ["python3", "-m", "http.server", "--bind", "$$HOST", "9000"]
+      health: {tcp: 9000}
+  client:
+    x-cove:
+      run: [sleep, "300"]
+    depends_on:
+      web: {condition: service_healthy}
+      tcp: {condition: service_healthy}
+"#,
+    );
+    let out = app.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let rows = app.ps();
+    assert_eq!(row(&rows, "web", 1)["health"], "healthy");
+    assert_eq!(row(&rows, "tcp", 1)["health"], "healthy");
+    assert_eq!(row(&rows, "client", 1)["state"], "running");
+
+    let bad = App::new(
+        "services:\n  x:\n    x-cove:\n      run: [sleep, '1']\n      health: {http: healthz, tcp: 1}\n",
+    );
+    let out = bad.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("`x-cove.health` needs exactly one of `http` and `tcp`"),
+        "{}",
+        out.stderr
+    );
+}
