@@ -376,19 +376,10 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             });
         }
         let rewrite = |s: &str| rewrite_references(s, &addresses, net);
-        // A value that is just a service's name (`DB_HOST: db`) becomes its
-        // address; `name:port` inside values is rewritten too.
         let env = svc
             .environment
             .iter()
-            .filter_map(|(k, v)| {
-                let v = v.as_ref()?;
-                let value = match addresses.get(v.as_str()) {
-                    Some((slot, _)) => address(net, *slot).to_string(),
-                    None => rewrite(v),
-                };
-                Some((k.clone(), value))
-            })
+            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, &addresses, net))))
             .collect();
         services.push(ServicePlan {
             name: name.clone(),
@@ -493,6 +484,29 @@ fn restart_policy(s: &Service) -> Result<Restart, String> {
             Some(Ok(n)) => Ok(Restart::OnFailure { max: Some(n) }),
             _ => Err(format!("unknown `restart` policy `{other}`")),
         },
+    }
+}
+
+/// An environment value: one that is just a service's name (`DB_HOST: db`)
+/// becomes its first replica's address; `name:port` inside is rewritten
+/// by [`rewrite_references`].
+pub fn rewrite_value(v: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, net: u16) -> String {
+    match services.get(v) {
+        Some((slot, _)) => address(net, *slot).to_string(),
+        None => rewrite_references(v, services, net),
+    }
+}
+
+impl Plan {
+    /// [`rewrite_value`] over this plan's services (for `cove run -e`).
+    pub fn rewrite_value(&self, v: &str) -> String {
+        let services: IndexMap<&str, (u32, Vec<u16>)> = self
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), (s.first_slot, s.ports.clone())))
+            .collect();
+        let net = self.services.first().map_or(0, |s| s.net);
+        rewrite_value(v, &services, net)
     }
 }
 

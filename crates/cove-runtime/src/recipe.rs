@@ -7,6 +7,14 @@
 //! |---|---|---|
 //! | `redis` | `redis-server`, `redis-cli` (`redis-server`) | `command` arguments (`--cluster-enabled yes`, ...); a `redis-cli ...` command runs as is |
 //! | `mariadb`, `mysql` | `mariadbd`, `mariadb-install-db`, `mariadb-admin` (`mariadb-server`) | `MARIADB_`/`MYSQL_` `ROOT_PASSWORD`, `DATABASE`, `USER`, `PASSWORD`, first-start initialisation |
+//! | `postgres` | `postgres`, `initdb`, `pg_isready` (`postgresql`; found in `/usr/lib/postgresql/<newest>/bin` too) | `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`, `POSTGRES_INITDB_ARGS`, `POSTGRES_HOST_AUTH_METHOD`, `command: postgres -c ...`, first-start initialisation |
+//!
+//! | `activemq`, `activemq-classic` | `java`, `/usr/share/activemq/bin/activemq.jar` (`activemq`) | OpenWire on port 61616 and STOMP on 61613 of the replica's address, `ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD` (authentication), `ACTIVEMQ_OPTS` (JVM options; default `-Xms64M -Xmx256M`) |
+//!
+//! PostgreSQL refuses to run as root. When cove runs as root, `initdb` and
+//! `postgres` run in a user namespace (`unshare -U`) where they are the
+//! `postgres` user while the files stay root's, so the data directory can
+//! live anywhere root can reach (a 0700 home or temporary directory).
 //!
 //! A recipe brings its own health probe (the image's usual one, pointed at
 //! the replica's address), timed by the service's `healthcheck` settings.
@@ -22,7 +30,15 @@ use crate::health::Probe;
 pub enum Recipe {
     Redis,
     Mariadb,
+    Postgres,
+    Activemq,
 }
+
+/// Where Debian's `activemq` package keeps the broker.
+const ACTIVEMQ_HOME: &str = "/usr/share/activemq";
+/// OpenWire and STOMP ports of an ActiveMQ replica (on its own address).
+pub const OPENWIRE_PORT: u16 = 61616;
+pub const STOMP_PORT: u16 = 61613;
 
 impl Recipe {
     /// The recipe for a service: `x-cove.recipe`, else its image's name.
@@ -36,6 +52,8 @@ impl Recipe {
         match name.as_str() {
             "redis" => Some(Recipe::Redis),
             "mariadb" | "mysql" => Some(Recipe::Mariadb),
+            "postgres" | "postgresql" => Some(Recipe::Postgres),
+            "activemq" | "activemq-classic" => Some(Recipe::Activemq),
             _ => None,
         }
     }
@@ -45,6 +63,8 @@ impl Recipe {
         match self {
             Recipe::Redis => 6379,
             Recipe::Mariadb => 3306,
+            Recipe::Postgres => 5432,
+            Recipe::Activemq => OPENWIRE_PORT,
         }
     }
 
@@ -56,6 +76,15 @@ impl Recipe {
                 &["mariadbd", "mariadb-install-db", "mariadb-admin"],
                 "mariadb-server",
             ),
+            Recipe::Postgres if rustix::process::geteuid().is_root() => (
+                &["postgres", "initdb", "pg_isready", "unshare"],
+                "postgresql",
+            ),
+            Recipe::Postgres => (&["postgres", "initdb", "pg_isready"], "postgresql"),
+            Recipe::Activemq => (
+                &["java", "/usr/share/activemq/bin/activemq.jar"],
+                "activemq",
+            ),
         }
     }
 
@@ -63,7 +92,13 @@ impl Recipe {
     pub fn missing(self) -> Option<(&'static str, &'static str)> {
         let (bins, package) = self.needs();
         bins.iter()
-            .find(|b| find_in_path(b).is_none())
+            .find(|b| {
+                if b.starts_with('/') {
+                    !Path::new(b).is_file()
+                } else {
+                    find_in_path(b).is_none()
+                }
+            })
             .map(|b| (*b, package))
     }
 
@@ -133,6 +168,54 @@ impl Recipe {
                 argv.extend(user.into_iter().filter(|a| a.starts_with("--")));
                 argv
             }
+            Recipe::Postgres => {
+                let mut argv = as_postgres_user(&binary("postgres"));
+                argv.extend(
+                    [
+                        "-D",
+                        "$COVE_DATA/pg",
+                        "-h",
+                        "$HOST",
+                        "-p",
+                        "$PORT",
+                        "-k",
+                        "$COVE_DATA",
+                    ]
+                    .map(String::from),
+                );
+                // `command: postgres -c max_connections=200`: the options.
+                let args = match user.first().map(String::as_str) {
+                    Some("postgres") => &user[1..],
+                    _ => &user[..],
+                };
+                argv.extend(args.iter().cloned());
+                argv
+            }
+            Recipe::Activemq => {
+                let mut argv = vec![binary("java")];
+                let opts = svc
+                    .environment
+                    .get("ACTIVEMQ_OPTS")
+                    .and_then(|v| v.as_deref())
+                    .and_then(|v| cove_spec::shell_words::split(v).ok())
+                    .unwrap_or_else(|| vec!["-Xms64M".into(), "-Xmx256M".into()]);
+                argv.extend(opts);
+                argv.extend(
+                    [
+                        &format!("-Dactivemq.home={ACTIVEMQ_HOME}"),
+                        "-Dactivemq.base=$COVE_DATA",
+                        "-Dactivemq.conf=$COVE_DATA/conf",
+                        "-Dactivemq.data=$COVE_DATA/data",
+                        "-Dlog4j.configuration=file:$COVE_DATA/conf/log4j.properties",
+                        "-jar",
+                        &format!("{ACTIVEMQ_HOME}/bin/activemq.jar"),
+                        "start",
+                        "xbean:file:$COVE_DATA/conf/activemq.xml",
+                    ]
+                    .map(String::from),
+                );
+                argv
+            }
         }
     }
 
@@ -161,6 +244,15 @@ impl Recipe {
                 .map(String::from)
                 .to_vec(),
             )),
+            Recipe::Activemq => Some(Probe::Tcp { port: STOMP_PORT }),
+            Recipe::Postgres => Some(Probe::Exec(vec![
+                binary("pg_isready"),
+                "-q".into(),
+                "-h".into(),
+                "$HOST".into(),
+                "-p".into(),
+                "$PORT".into(),
+            ])),
         }
     }
 
@@ -175,9 +267,224 @@ impl Recipe {
 /// the official image's variables. Blocking; run off the async threads.
 pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<(), String> {
     fs_err::create_dir_all(data).map_err(|e| e.to_string())?;
-    if recipe != Recipe::Mariadb {
+    match recipe {
+        Recipe::Redis => Ok(()),
+        Recipe::Mariadb => prepare_mariadb(data, env),
+        Recipe::Postgres => prepare_postgres(data, env),
+        Recipe::Activemq => prepare_activemq(data, env),
+    }
+}
+
+/// Writes the broker's configuration before each start: OpenWire and STOMP
+/// on the replica's address, KahaDB under its data directory, logs to the
+/// console (which cove keeps), and a user when the image's variables ask.
+fn prepare_activemq(data: &Path, env: &[(String, String)]) -> Result<(), String> {
+    let host = env_get(env, "HOST").ok_or("the replica has no HOST")?;
+    let conf = data.join("conf");
+    fs_err::create_dir_all(&conf).map_err(|e| e.to_string())?;
+    fs_err::create_dir_all(data.join("data")).map_err(|e| e.to_string())?;
+    let x = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let auth = match (
+        env_get(env, "ACTIVEMQ_CONNECTION_USER"),
+        env_get(env, "ACTIVEMQ_CONNECTION_PASSWORD"),
+    ) {
+        (Some(user), Some(password)) => format!(
+            r#"
+    <plugins>
+      <simpleAuthenticationPlugin>
+        <users>
+          <authenticationUser username="{}" password="{}" groups="users,admins"/>
+        </users>
+      </simpleAuthenticationPlugin>
+    </plugins>"#,
+            x(&user),
+            x(&password)
+        ),
+        _ => String::new(),
+    };
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by cove before each start. -->
+<beans xmlns="http://www.springframework.org/schema/beans"
+       xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+       xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans.xsd
+                           http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="cove" useJmx="false"
+          dataDirectory="{data}/data">
+    <persistenceAdapter>
+      <kahaDB directory="{data}/data/kahadb"/>
+    </persistenceAdapter>{auth}
+    <transportConnectors>
+      <transportConnector name="openwire" uri="tcp://{host}:{OPENWIRE_PORT}"/>
+      <transportConnector name="stomp" uri="stomp://{host}:{STOMP_PORT}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"#,
+        data = x(&data.display().to_string()),
+        host = x(&host),
+    );
+    write_private(&conf.join("activemq.xml"), &xml)?;
+    // Debian's broker logs with log4j 1.2.
+    let log4j = "log4j.rootLogger=INFO, console\n\
+                 log4j.appender.console=org.apache.log4j.ConsoleAppender\n\
+                 log4j.appender.console.layout=org.apache.log4j.PatternLayout\n\
+                 log4j.appender.console.layout.ConversionPattern=%-5p | %m%n\n";
+    write_private(&conf.join("log4j.properties"), log4j)
+}
+
+/// `bin` as found on `PATH`, in the sbin directories or in the newest
+/// `/usr/lib/postgresql/*/bin`; else the bare name.
+fn binary(bin: &str) -> String {
+    find_in_path(bin).map_or(bin.to_string(), |p| p.display().to_string())
+}
+
+/// The command prefix that runs `bin` as a PostgreSQL server may be run:
+/// as is, or (as root) in a user namespace as the `postgres` user.
+fn as_postgres_user(bin: &str) -> Vec<String> {
+    if !rustix::process::geteuid().is_root() {
+        return vec![bin.to_string()];
+    }
+    let (uid, gid) = user_ids("postgres").unwrap_or((65534, 65534));
+    vec![
+        binary("unshare"),
+        "-U".into(),
+        format!("--map-user={uid}"),
+        format!("--map-group={gid}"),
+        bin.to_string(),
+    ]
+}
+
+/// `(uid, gid)` of a user in `/etc/passwd`.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let passwd = fs_err::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+    })
+}
+
+fn env_get(env: &[(String, String)], name: &str) -> Option<String> {
+    env.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// First start: `initdb` (superuser `POSTGRES_USER`, password
+/// `POSTGRES_PASSWORD`) into a scratch directory, `POSTGRES_DB` created in
+/// single-user mode, then renamed into place, so a failed initialisation
+/// leaves nothing half-made.
+fn prepare_postgres(data: &Path, env: &[(String, String)]) -> Result<(), String> {
+    let pg = data.join("pg");
+    if pg.join("PG_VERSION").is_file() {
         return Ok(());
     }
+    let user = env_get(env, "POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+    let password = env_get(env, "POSTGRES_PASSWORD");
+    let db = env_get(env, "POSTGRES_DB").unwrap_or_else(|| user.clone());
+    let auth = match (env_get(env, "POSTGRES_HOST_AUTH_METHOD"), &password) {
+        (Some(m), _) => m,
+        (None, Some(_)) => "scram-sha-256".into(),
+        (None, None) => {
+            return Err(
+                "the database is not initialised and POSTGRES_PASSWORD is not set \
+                 (set it, or POSTGRES_HOST_AUTH_METHOD=trust to allow connections without one)"
+                    .into(),
+            );
+        }
+    };
+    let scratch = data.join("pg.init");
+    if scratch.exists() {
+        fs_err::remove_dir_all(&scratch).map_err(|e| e.to_string())?;
+    }
+    let pwfile = data.join("pwfile");
+    let mut argv = as_postgres_user(&binary("initdb"));
+    argv.extend([
+        "-D".to_string(),
+        scratch.display().to_string(),
+        "-U".into(),
+        user.clone(),
+        "--encoding=UTF8".into(),
+        "--auth-local=trust".into(),
+        format!("--auth-host={auth}"),
+    ]);
+    if let Some(pw) = &password {
+        write_private(&pwfile, pw)?;
+        argv.push(format!("--pwfile={}", pwfile.display()));
+    }
+    if let Some(extra) = env_get(env, "POSTGRES_INITDB_ARGS") {
+        argv.extend(
+            cove_spec::shell_words::split(&extra)
+                .map_err(|e| format!("POSTGRES_INITDB_ARGS cannot be split: {e}"))?,
+        );
+    }
+    let out = run(&argv, None);
+    let _ = fs_err::remove_file(&pwfile);
+    out?;
+    if db != "postgres" {
+        let mut argv = as_postgres_user(&binary("postgres"));
+        argv.extend([
+            "--single".to_string(),
+            "-D".into(),
+            scratch.display().to_string(),
+            "postgres".into(),
+        ]);
+        let sql = format!("CREATE DATABASE \"{}\";\n", db.replace('"', "\"\""));
+        run(&argv, Some(&sql))?;
+    }
+    fs_err::rename(&scratch, &pg).map_err(|e| e.to_string())
+}
+
+/// Runs a set-up command to completion; its last error line on failure.
+fn run(argv: &[String], stdin: Option<&str>) -> Result<(), String> {
+    use std::io::Write as _;
+    let (prog, args) = argv.split_first().ok_or("empty command")?;
+    let mut child = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    // Name the tool, not the `unshare` wrapper around it.
+    let name = argv
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        })
+        .find(|n| n != "unshare")
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output");
+    Err(format!("{name} failed: {last}"))
+}
+
+fn prepare_mariadb(data: &Path, env: &[(String, String)]) -> Result<(), String> {
     let get = |k: &str| {
         ["MARIADB_", "MYSQL_"].iter().find_map(|p| {
             let name = format!("{p}{k}");
@@ -249,11 +556,24 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     fs_err::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
-/// `name` on `PATH` (plus the sbin directories, where Debian puts daemons).
+/// `name` on `PATH`, else in the sbin directories (where Debian puts
+/// daemons), else in the newest `/usr/lib/postgresql/<version>/bin`.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut postgres: Vec<(u32, PathBuf)> = fs_err::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let v = e.file_name().to_str()?.parse().ok()?;
+                    Some((v, e.path().join("bin")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    postgres.sort();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .chain(postgres.into_iter().rev().map(|(_, p)| p))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }

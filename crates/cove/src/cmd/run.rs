@@ -54,7 +54,8 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
             );
             return Ok(ExitCode::from(2));
         };
-        env.push((k.to_string(), v.to_string()));
+        // `-e DB=db:5432` reaches the service, as `environment` does.
+        env.push((k.to_string(), plan.rewrite_value(v)));
     }
     let argv = if args.command.is_empty() {
         svc.argv_for(&env)

@@ -145,3 +145,178 @@ fn a_redis_cluster_forms_natively() {
     );
     assert_eq!(up.interrupt(), Some(0));
 }
+
+const POSTGRES: &str = r#"
+services:
+  pg:
+    image: postgres:16
+    command: postgres -c max_connections=20
+    environment:
+      POSTGRES_USER: shop
+      POSTGRES_PASSWORD: "it's secret"
+      POSTGRES_DB: orders
+  app:
+    x-cove:
+      run: [sleep, "300"]
+    environment:
+      DATABASE_URL: postgres://shop@pg:5432/orders
+      PGPASSWORD: "it's secret"
+    depends_on:
+      pg: {condition: service_healthy}
+"#;
+
+/// `cove ARGS` in `dir`; exit code and merged output.
+fn cove(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        crate::up::down(self.0);
+    }
+}
+
+#[test]
+fn postgres_initialises_once_keeps_its_data_and_down_volumes_deletes_it() {
+    require(&["psql"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _down = Down(dir);
+    fs_err::write(dir.join("compose.yaml"), POSTGRES).unwrap();
+    let psql = |sql: &str| {
+        cove(
+            dir,
+            &[
+                "run",
+                "app",
+                "sh",
+                "-c",
+                &format!("psql \"$DATABASE_URL\" -tA -c \"{sql}\""),
+            ],
+        )
+    };
+    let (code, out) =
+        psql("CREATE TABLE t (n int); INSERT INTO t VALUES (42); SHOW max_connections");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines().any(|l| l == "20"),
+        "the command's options: {out}"
+    );
+
+    let (code, out) = cove(dir, &["down"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        dir.join(".cove/data/pg-1/pg/PG_VERSION").is_file(),
+        "data kept"
+    );
+    let (code, out) = psql("SELECT n + 1 FROM t");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines().any(|l| l == "43"),
+        "the same data, not initialised again: {out}"
+    );
+    // The password is required over TCP.
+    let (code, out) = cove(
+        dir,
+        &[
+            "run",
+            "--no-deps",
+            "-e",
+            "PGPASSWORD=wrong",
+            "app",
+            "sh",
+            "-c",
+            "psql \"$DATABASE_URL\" -c 'select 1'",
+        ],
+    );
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("password authentication failed"), "{out}");
+
+    let (code, out) = cove(dir, &["down", "--volumes"]);
+    assert_eq!(code, Some(0), "{out}");
+    let data = fs_err::canonicalize(dir.join(".cove"))
+        .unwrap()
+        .join("data/pg-1");
+    assert!(
+        out.contains(&format!("deleting the data of pg-1: {}", data.display())),
+        "{out}"
+    );
+    assert!(!data.exists());
+}
+
+/// A STOMP 1.2 client: CONNECT, SEND to a queue, SUBSCRIBE, print the message.
+const STOMP_CLIENT: &str = r#"
+import os, socket, sys
+host, port = os.environ["MQ"].split(":")
+def frame(cmd, headers, body=""):
+    return (cmd + "\n" + "".join(f"{k}:{v}\n" for k, v in headers.items()) + "\n" + body + "\0").encode()
+def read(s):
+    buf = b""
+    while b"\0" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\0")[0].decode()
+s = socket.create_connection((host, int(port)), 10)
+s.sendall(frame("CONNECT", {"accept-version": "1.2", "host": "/", "login": "app", "passcode": os.environ["PASS"]}))
+reply = read(s)
+print(reply.splitlines()[0] if reply else "no answer")
+if not reply.startswith("CONNECTED"):
+    sys.exit(1)
+s.sendall(frame("SEND", {"destination": "/queue/orders", "content-type": "text/plain"}, "order 42"))
+s.sendall(frame("SUBSCRIBE", {"destination": "/queue/orders", "id": "0", "ack": "auto"}))
+message = read(s)
+print("received:", message.split("\n\n", 1)[1])
+"#;
+
+#[test]
+fn activemq_serves_stomp_with_the_images_credentials() {
+    require(&["java"]);
+    assert!(
+        Path::new("/usr/share/activemq/bin/activemq.jar").is_file(),
+        "ActiveMQ is not installed: run `bash scripts/test`, which installs Debian's activemq"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _down = Down(dir);
+    fs_err::write(
+        dir.join("compose.yaml"),
+        r#"
+services:
+  activemq:
+    image: apache/activemq-classic:5.18.3
+    environment:
+      ACTIVEMQ_CONNECTION_USER: app
+      ACTIVEMQ_CONNECTION_PASSWORD: "s3cret&<x>"
+  worker:
+    x-cove:
+      run: [python3, stomp.py]
+    environment:
+      MQ: activemq:61613
+    depends_on:
+      activemq: {condition: service_healthy}
+"#,
+    )
+    .unwrap();
+    fs_err::write(dir.join("stomp.py"), STOMP_CLIENT).unwrap();
+    let (code, out) = cove(dir, &["run", "-e", "PASS=s3cret&<x>", "worker"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("CONNECTED"), "{out}");
+    assert!(out.contains("received: order 42"), "{out}");
+    let (code, out) = cove(dir, &["run", "--no-deps", "-e", "PASS=wrong", "worker"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("ERROR"), "a wrong password is refused: {out}");
+    let (_, logs) = cove(dir, &["logs", "activemq"]);
+    assert!(logs.contains("Connector stomp started"), "{logs}");
+}
