@@ -44,7 +44,27 @@ struct Daemon {
     states: watch::Receiver<States>,
     /// Last recorded event.
     seq: watch::Receiver<u64>,
+    /// The recorder's channel, for [`Daemon::flush`].
+    reports: mpsc::UnboundedSender<Report>,
+    flushes: std::sync::atomic::AtomicU64,
+    flushed: watch::Receiver<u64>,
     shutdown: Notify,
+}
+
+impl Daemon {
+    /// Waits until every report sent so far is recorded (bounded), so an
+    /// answer sent after it sees its events in the store.
+    async fn flush(&self) {
+        let id = self
+            .flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if self.reports.send(Report::Flush(id)).is_err() {
+            return;
+        }
+        let mut flushed = self.flushed.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), flushed.wait_for(|f| *f >= id)).await;
+    }
 }
 
 struct Running {
@@ -59,7 +79,10 @@ pub fn main(state_dir: &Path) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(serve(state_dir))
+    let result = rt.block_on(serve(state_dir));
+    // Whatever is still running (a long poll) must not hold the exit.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn serve(state_dir: &Path) -> Result<(), String> {
@@ -111,18 +134,19 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
         .expect("NAME=value");
     let supervisor = Supervisor::new(
         Backoff::default(),
-        reports_tx,
+        reports_tx.clone(),
         vec![(marker_name, marker_value)],
     );
     let states = supervisor.states();
     let first_seq = store.last_seq().map_err(|e| e.to_string())?;
     let (seq_tx, seq_rx) = watch::channel(first_seq);
+    let (flushed_tx, flushed_rx) = watch::channel(0u64);
     let recorder = tokio::spawn(record(
         reports_rx,
         store.clone(),
-        states.clone(),
         logs::Writer::dir_of(&state_dir),
         seq_tx,
+        flushed_tx,
     ));
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
@@ -134,6 +158,9 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
         }),
         states,
         seq: seq_rx,
+        reports: reports_tx,
+        flushes: Default::default(),
+        flushed: flushed_rx,
         shutdown: Notify::new(),
     });
 
@@ -170,12 +197,15 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let daemon = daemon.clone();
-                tokio::spawn(async move {
+                // Reap finished connections as new ones come.
+                while connections.try_join_next().is_some() {}
+                connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let daemon = daemon.clone();
                         async move { Ok::<_, Infallible>(handle(&daemon, req).await) }
@@ -202,6 +232,12 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
         }
     }
     let _ = fs_err::remove_file(&socket);
+    // Answer what was asked (the `down` that ended it, above all); long
+    // polls are cut short.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     // Let the recorder write the last states.
     drop(daemon);
     let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
@@ -232,9 +268,9 @@ fn millis(t: SystemTime) -> u64 {
 async fn record(
     mut reports: mpsc::UnboundedReceiver<Report>,
     store: Arc<Store>,
-    states: watch::Receiver<States>,
     log_dir: PathBuf,
     seq_tx: watch::Sender<u64>,
+    flushed_tx: watch::Sender<u64>,
 ) {
     let mut writer = logs::Writer::new(&log_dir, logs::MAX_FILE_BYTES)
         .map_err(|e| log(&format!("logs are not kept on disk: {e}")))
@@ -245,8 +281,10 @@ async fn record(
         let now = SystemTime::now();
         let mut events = Vec::new();
         let mut replicas = Vec::new();
+        let mut flushed = None;
         for report in batch.drain(..) {
             match report {
+                Report::Flush(id) => flushed = Some(id),
                 Report::Log {
                     service,
                     replica,
@@ -306,8 +344,10 @@ async fn record(
             }
             let _ = seq_tx.send(seq);
         }
+        if let Some(id) = flushed {
+            let _ = flushed_tx.send(id);
+        }
     }
-    drop(states);
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -556,6 +596,7 @@ async fn stop(daemon: &Daemon, req: Names) -> Answer {
     }
     run.desired = Some(desired);
     run.supervisor.stop(&names).await;
+    daemon.flush().await;
     answer
 }
 
@@ -582,6 +623,7 @@ async fn start(daemon: &Daemon, req: Names, restart: bool) -> Answer {
     if let Some(plan) = run.plan.clone() {
         run.supervisor.apply(&plan, &names, &HashMap::new()).await;
     }
+    daemon.flush().await;
     answer
 }
 

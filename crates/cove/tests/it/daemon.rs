@@ -283,9 +283,10 @@ services:
       db: {condition: service_healthy}
 "#,
     );
+    // `up -d` fails if it sees the crash, succeeds if it saw `flaky` running
+    // first (no health check: running is ready); the app comes up either way.
     let out = app.cove(&["up", "-d"]);
-    // The crash before it settled makes `up -d` report it.
-    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(matches!(out.code, Some(0 | 1)), "{out:?}");
     eventually(20, "flaky running after its restart", || {
         let rows = app.ps();
         rows.len() == 2 && rows.iter().all(|r| r["state"] == "running")

@@ -134,7 +134,10 @@ impl Up {
                 }
                 return status.code();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // Keep what it prints meanwhile, for the message below.
+            while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(line);
+            }
         }
         self.stop();
         panic!(
