@@ -2,9 +2,11 @@
 //!
 //! Addresses: every replica listens on its own loopback address, on the
 //! service's own ports — as each container has its own IP in Docker. The
-//! address is `127.(64+n/256).(n%256).slot`: `n` is a 14-bit number derived
-//! from the project's name and directory (so two projects running at once
-//! do not collide), `slot` numbers the app's replicas 1..=254 in start order.
+//! app owns four consecutive /24 blocks of 127.64.0.0/10, chosen by a 12-bit
+//! number `n` derived from its name and directory (so two apps running at
+//! once do not collide); `slot` numbers the app's replicas 1..=1016 in start
+//! order: slot `s` is `127.(64+b/256).(b%256).((s-1)%254+1)` with block
+//! `b = 4n + (s-1)/254`.
 //! Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is
 //! needed. Each replica gets `HOST` (its address) and `PORT` (the service's
 //! first port, else 8080). References to other services written as
@@ -183,17 +185,20 @@ pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
 }
 
 /// Most replicas one app can run natively (one address slot each).
-pub const MAX_SLOTS: u32 = 254;
+pub const MAX_SLOTS: u32 = 4 * 254;
 
-/// `127.(64 + net/256).(net%256).slot`.
+/// Address of `slot` (1-based) of the app whose blocks start at `net`:
+/// `127.(64+b/256).(b%256).((slot-1)%254+1)`, block `b = 4·net + (slot-1)/254`.
 pub fn address(net: u16, slot: u32) -> Ipv4Addr {
-    let net = u32::from(net % (1 << 14));
+    let net = u32::from(net % (1 << 12));
+    let slot = slot.clamp(1, MAX_SLOTS) - 1;
+    let block = net * 4 + slot / 254;
     Ipv4Addr::from(
-        (127u32 << 24) + ((64 + net / 256) << 16) + ((net % 256) << 8) + slot.clamp(1, MAX_SLOTS),
+        (127u32 << 24) + ((64 + block / 256) << 16) + ((block % 256) << 8) + slot % 254 + 1,
     )
 }
 
-/// The project's address block: FNV-1a of its name and directory, 14 bits.
+/// The app's address blocks: FNV-1a of its name and directory, 12 bits.
 pub fn project_net(name: &str, dir: &Path) -> u16 {
     let mut h: u32 = 0x811c_9dc5;
     for b in name
@@ -204,7 +209,7 @@ pub fn project_net(name: &str, dir: &Path) -> u16 {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    ((h ^ (h >> 14) ^ (h >> 28)) & 0x3fff) as u16
+    ((h ^ (h >> 12) ^ (h >> 24)) & 0xfff) as u16
 }
 
 /// Why a service cannot run natively.
@@ -556,12 +561,16 @@ mod tests {
     #[test]
     fn addresses_are_per_service_and_replica() {
         assert_eq!(address(0, 1), Ipv4Addr::new(127, 64, 0, 1));
-        assert_eq!(address(300, 7), Ipv4Addr::new(127, 65, 44, 7));
-        assert_eq!(address(16383, 254), Ipv4Addr::new(127, 127, 255, 254));
+        assert_eq!(address(0, 254), Ipv4Addr::new(127, 64, 0, 254));
+        assert_eq!(address(0, 255), Ipv4Addr::new(127, 64, 1, 1));
+        assert_eq!(address(75, 7), Ipv4Addr::new(127, 65, 44, 7));
+        assert_eq!(address(4095, 1016), Ipv4Addr::new(127, 127, 255, 254));
+        // Blocks of neighbouring apps do not overlap.
+        assert_eq!(address(1, 1), Ipv4Addr::new(127, 64, 4, 1));
         let a = project_net("shop", Path::new("/home/a/shop"));
         assert_eq!(a, project_net("shop", Path::new("/home/a/shop")), "stable");
         assert_ne!(a, project_net("shop", Path::new("/home/b/shop")));
-        assert!(a < 1 << 14);
+        assert!(a < 1 << 12);
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub struct ConfigArgs {
     /// Print the profiles the app defines.
     #[arg(long = "profiles", conflicts_with = "quiet")]
     pub list_profiles: bool,
+    /// Print where each replica listens natively, and the `environment`
+    /// values rewritten to reach services by name.
+    #[arg(long, conflicts_with_all = ["services", "graph", "list_profiles", "quiet"])]
+    pub addresses: bool,
     /// Only validate: print nothing, exit 0 when the app is valid.
     #[arg(short, long)]
     pub quiet: bool,

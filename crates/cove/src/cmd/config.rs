@@ -35,6 +35,21 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
                 }
             }
         }
+    } else if args.addresses {
+        let plan = match cove_runtime::plan::plan(app, &project.project_dir) {
+            Ok(p) => p,
+            Err(errors) => {
+                let style = stderr_style();
+                for e in &errors {
+                    eprintln!(
+                        "{}error{}: {e}\n  = {}hint{}: {}",
+                        style.red, style.reset, style.cyan, style.reset, e.hint
+                    );
+                }
+                return Ok(ExitCode::from(1));
+            }
+        };
+        out = addresses(app, &plan, args.format)?;
     } else if args.list_profiles {
         let all: BTreeSet<&str> = app
             .services
@@ -99,4 +114,54 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Err(e.into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every replica's address, then each `environment` value cove rewrote.
+fn addresses(
+    app: &cove_spec::App,
+    plan: &cove_runtime::plan::Plan,
+    format: Format,
+) -> anyhow::Result<String> {
+    let mut replicas = Vec::new();
+    let mut rewritten = Vec::new();
+    for svc in &plan.services {
+        for r in 1..=svc.replicas {
+            replicas.push((
+                svc.name.clone(),
+                r,
+                format!("{}:{}", svc.address(r), svc.port()),
+            ));
+        }
+        let written = &app.services[&svc.name].environment;
+        for (k, v) in &svc.env {
+            if let Some(Some(w)) = written.get(k)
+                && w != v
+            {
+                rewritten.push((svc.name.clone(), k.clone(), w.clone(), v.clone()));
+            }
+        }
+    }
+    if format == Format::Json {
+        let v = json!({
+            "replicas": replicas.iter().map(|(s, r, a)| json!({"service": s, "replica": r, "address": a})).collect::<Vec<_>>(),
+            "rewritten": rewritten.iter().map(|(s, k, w, v)| json!({"service": s, "name": k, "written": w, "value": v})).collect::<Vec<_>>(),
+        });
+        return Ok(serde_json::to_string_pretty(&v)? + "\n");
+    }
+    let width = replicas
+        .iter()
+        .map(|(s, r, _)| s.len() + 1 + r.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (s, r, a) in &replicas {
+        out.push_str(&format!("{:<width$}  {a}\n", format!("{s}-{r}")));
+    }
+    if !rewritten.is_empty() {
+        out.push_str("\nenvironment values that name a service:\n");
+        for (s, k, w, v) in &rewritten {
+            out.push_str(&format!("  {s}: {k}={v}  (written {w})\n"));
+        }
+    }
+    Ok(out)
 }

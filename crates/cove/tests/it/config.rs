@@ -328,3 +328,41 @@ fn later_env_files_override_earlier_ones_and_the_name_is_known_to_interpolation(
     assert_eq!(v["name"], "shop");
     assert_eq!(v["services"]["a"]["environment"]["PROJECT"], "shop");
 }
+
+#[test]
+fn addresses_show_every_replica_and_the_rewritten_references() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  db:\n    x-cove: {run: [sleep, '9']}\n    ports: ['5432']\n  api:\n    x-cove: {run: [sleep, '9']}\n    deploy: {replicas: 2}\n    environment:\n      DB_URL: postgres://db:5432/app\n      DB_HOST: db\n      PLAIN: hello\n",
+    );
+    let o = cove(tmp.path(), &["config", "--addresses"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    let db = lines[0].strip_prefix("db-1   ").unwrap();
+    assert!(db.starts_with("127.") && db.ends_with(":5432"), "{text}");
+    assert!(lines[1].starts_with("api-1  127."), "{text}");
+    assert!(lines[2].starts_with("api-2  127."), "{text}");
+    let db_ip = db.strip_suffix(":5432").unwrap();
+    assert!(
+        text.contains(&format!(
+            "api: DB_URL=postgres://{db}/app  (written postgres://db:5432/app)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("api: DB_HOST={db_ip}  (written db)")),
+        "{text}"
+    );
+    assert!(!text.contains("PLAIN"), "{text}");
+    let o = cove(
+        tmp.path(),
+        &["config", "--addresses", "--format", "json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["replicas"].as_array().unwrap().len(), 3);
+    assert_eq!(v["rewritten"].as_array().unwrap().len(), 2);
+}
