@@ -76,3 +76,23 @@ fn the_multi_error_fixture_reports_every_error() {
     let errors = f.diagnostics.iter().filter(|d| d.is_error()).count();
     assert!(errors >= 5, "only {errors} errors:\n{f}");
 }
+
+/// The daemon receives the App as JSON and stores it so: it must come back
+/// the same.
+#[test]
+fn every_good_app_round_trips_through_json() {
+    let root = repo_root().join("fixtures/good");
+    let mut n = 0;
+    for entry in fs_err::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let project = cove_spec::load(&options_for(&dir)).unwrap();
+        let json = serde_json::to_string(&project.app).unwrap();
+        let back: cove_spec::App = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, project.app, "{}", dir.display());
+        n += 1;
+    }
+    assert!(n >= 9, "only {n} apps");
+}
