@@ -140,18 +140,22 @@ pub fn group_alive(pgid: u32) -> bool {
         return Pid::from_raw(pgid as i32)
             .is_some_and(|p| rustix::process::test_kill_process_group(p).is_ok());
     };
-    entries.flatten().any(|e| {
-        let Ok(stat) = fs_err::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        // `pid (comm) state ppid pgrp ...`; comm may contain spaces.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.first().is_some_and(|s| *s != "Z" && *s != "X")
-            && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
-    })
+    entries
+        .flatten()
+        .any(|e| live_group(&e.path()) == Some(pgid))
+}
+
+/// The process group of the process at `/proc/<pid>`, if it is alive (not
+/// a zombie, not gone).
+fn live_group(proc_dir: &std::path::Path) -> Option<u32> {
+    let stat = fs_err::read_to_string(proc_dir.join("stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`; comm may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X") | None) {
+        return None;
+    }
+    fields.get(2)?.parse().ok()
 }
 
 /// Live processes (this one excepted) whose environment holds `marker`
@@ -174,13 +178,7 @@ pub fn marked(marker: &str) -> Vec<(u32, u32)> {
             if !environ.split(|b| *b == 0).any(|v| v == marker) {
                 return None;
             }
-            let stat = fs_err::read_to_string(e.path().join("stat")).ok()?;
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
-                return None;
-            }
-            Some((pid, fields.get(2)?.parse().ok()?))
+            Some((pid, live_group(&e.path())?))
         })
         .collect()
 }

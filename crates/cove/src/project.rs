@@ -66,6 +66,29 @@ pub fn discover(start: &Path) -> (Vec<PathBuf>, Vec<String>) {
     (Vec::new(), warnings)
 }
 
+/// [`load`], with its errors printed to stderr (`None` then: exit 1).
+pub fn load_or_report(args: &ProjectArgs, services: &[String]) -> Option<Project> {
+    load(args, services)
+        .map_err(|failure| eprint!("{}", failure.render(&crate::output::stderr_style())))
+        .ok()
+}
+
+/// Plans `project` natively, with its errors printed to stderr (`None`
+/// then: exit 1).
+pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
+    cove_runtime::plan::plan(&project.app, &project.project_dir)
+        .map_err(|errors| {
+            let style = crate::output::stderr_style();
+            for e in &errors {
+                eprintln!(
+                    "{}error{}: {e}\n  = {}hint{}: {}",
+                    style.red, style.reset, style.cyan, style.reset, e.hint
+                );
+            }
+        })
+        .ok()
+}
+
 /// Loads the project the options describe. Warnings go to stderr.
 /// `services` cuts the app down to them and their dependencies.
 pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project, LoadFailure> {

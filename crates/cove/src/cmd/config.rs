@@ -9,15 +9,10 @@ use cove_spec::yaml_out::to_yaml;
 use serde_json::json;
 
 use crate::cli::{ConfigArgs, Format, ProjectArgs};
-use crate::output::stderr_style;
 
 pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let project = match crate::project::load(project_args, &args.service_names) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&stderr_style()));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) = crate::project::load_or_report(project_args, &args.service_names) else {
+        return Ok(ExitCode::from(1));
     };
     let app = &project.app;
     let mut out = String::new();
@@ -36,18 +31,8 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
             }
         }
     } else if args.addresses {
-        let plan = match cove_runtime::plan::plan(app, &project.project_dir) {
-            Ok(p) => p,
-            Err(errors) => {
-                let style = stderr_style();
-                for e in &errors {
-                    eprintln!(
-                        "{}error{}: {e}\n  = {}hint{}: {}",
-                        style.red, style.reset, style.cyan, style.reset, e.hint
-                    );
-                }
-                return Ok(ExitCode::from(1));
-            }
+        let Some(plan) = crate::project::plan_or_report(&project) else {
+            return Ok(ExitCode::from(1));
         };
         out = addresses(app, &plan, args.format)?;
     } else if args.list_profiles {

@@ -24,12 +24,8 @@ pub fn run(
     args: &ServicesArgs,
 ) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let project = match crate::project::load(project_args, &[]) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&style));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
     };
     let client = Client::new(daemon::paths(&project));
     let path = match verb {

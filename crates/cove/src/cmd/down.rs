@@ -22,12 +22,8 @@ const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let project = match crate::project::load(project_args, &[]) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&style));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
     };
     let client = Client::new(daemon::paths(&project));
     let paths = client.paths.clone();

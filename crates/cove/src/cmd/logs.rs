@@ -14,12 +14,8 @@ use crate::output::stderr_style;
 
 pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let project = match crate::project::load(project_args, &[]) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&style));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
     };
     for name in &args.service_names {
         let service = name

@@ -13,12 +13,8 @@ use crate::output::stderr_style;
 
 pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let project = match crate::project::load(project_args, &[]) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&style));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
     };
     let client = cove_daemon::client::Client::new(daemon::paths(&project));
     let rows: Vec<Replica> = match daemon::runtime()?.block_on(client.get("/v1/ps")) {

@@ -18,24 +18,13 @@ const DEPS_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let project = match crate::project::load(project_args, std::slice::from_ref(&args.service)) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&style));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) =
+        crate::project::load_or_report(project_args, std::slice::from_ref(&args.service))
+    else {
+        return Ok(ExitCode::from(1));
     };
-    let plan = match cove_runtime::plan::plan(&project.app, &project.project_dir) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!(
-                    "{}error{}: {e}\n  = {}hint{}: {}",
-                    style.red, style.reset, style.cyan, style.reset, e.hint
-                );
-            }
-            return Ok(ExitCode::from(1));
-        }
+    let Some(plan) = crate::project::plan_or_report(&project) else {
+        return Ok(ExitCode::from(1));
     };
     let Some(svc) = plan.services.iter().find(|s| s.name == args.service) else {
         anyhow::bail!("no such service `{}`", args.service);

@@ -28,24 +28,11 @@ const COLOURS: [&str; 6] = [
 
 pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let project = match crate::project::load(project_args, &args.service_names) {
-        Ok(p) => p,
-        Err(failure) => {
-            eprint!("{}", failure.render(&style));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(project) = crate::project::load_or_report(project_args, &args.service_names) else {
+        return Ok(ExitCode::from(1));
     };
-    let plan = match cove_runtime::plan::plan(&project.app, &project.project_dir) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!(
-                    "{}error{}: {e}\n  = {}hint{}: {}",
-                    style.red, style.reset, style.cyan, style.reset, e.hint
-                );
-            }
-            return Ok(ExitCode::from(1));
-        }
+    let Some(plan) = crate::project::plan_or_report(&project) else {
+        return Ok(ExitCode::from(1));
     };
     for s in &plan.services {
         for r in 1..=s.replicas {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::up::down;
+use crate::up::{alive, down};
 
 /// An app in a temporary directory; dropped, it is brought down.
 struct App {
@@ -103,16 +103,6 @@ struct Out {
     code: Option<i32>,
     stdout: String,
     stderr: String,
-}
-
-fn alive(pid: u32) -> bool {
-    let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, r)| r.trim_start().chars().next());
-    !matches!(state, Some('Z') | Some('X') | None)
 }
 
 /// Polls `f` for up to `secs`.

@@ -192,7 +192,7 @@ fn pids(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
