@@ -4,9 +4,11 @@
 //! socket (`<state_dir>/daemon.sock`, mode 0600); see [`api`]. What should
 //! run is written to the [`store`] before the daemon acts on it, so a daemon
 //! killed at any point (SIGKILL included) starts again into the same desired
-//! state: it stops what its predecessor left running (every replica carries
-//! [`MARKER`] in its environment, which finds even a replica's own children)
-//! and starts the wanted services again, restart counts kept.
+//! state, restart counts kept. No replica outlives it: its reaper (a child
+//! holding a pipe from it, [`server::reaper`]) stops them when the pipe
+//! closes, and a new daemon stops whatever is still left before it starts
+//! anything (every replica carries [`MARKER`] in its environment, which finds
+//! even a replica's own children).
 //!
 //! Invariant: the daemon only ever kills processes carrying its own state
 //! directory's marker, by process group.

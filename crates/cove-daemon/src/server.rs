@@ -3,8 +3,8 @@
 //!
 //! Start-up: take the store (its lock makes this the only daemon of the
 //! state directory), write the pidfile, stop whatever a previous daemon left
-//! running (by [`crate::MARKER`]), bind the socket (mode 0600), then start
-//! again what the store says should run. Exit: after `down` leaves nothing
+//! running (by [`crate::MARKER`]), start its reaper, bind the socket (mode
+//! 0600), then start again what the store says should run. Exit: after `down` leaves nothing
 //! to run, or on SIGTERM/SIGINT (replicas stopped; what should run is kept,
 //! so the next start brings it back).
 
@@ -105,14 +105,15 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
     ));
 
     let left =
-        cove_runtime::process::sweep(&paths.marker(), rustix::process::Signal::TERM, SWEEP_GRACE)
-            .await;
+        cove_runtime::process::sweep(&paths.marker(), rustix::process::Signal::TERM, SWEEP_GRACE);
     if !left.is_empty() {
         log(&format!(
             "stopped {} process(es) a previous daemon left running: {left:?}",
             left.len()
         ));
     }
+    // Lives as long as this process; its end tells the reaper to act.
+    let _reaper = spawn_reaper(&state_dir);
 
     let socket = paths.socket();
     let _ = fs_err::remove_file(&socket);
@@ -243,6 +244,41 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
     let _ = fs_err::remove_file(paths.pidfile());
     Ok(())
+}
+
+/// Starts `cove __reaper` with a pipe from this process as its input.
+fn spawn_reaper(state_dir: &Path) -> Option<std::process::Child> {
+    let exe = std::env::current_exe().ok()?;
+    std::process::Command::new(exe)
+        .arg("__reaper")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| log(&format!("no reaper (replicas would outlive a crash): {e}")))
+        .ok()
+}
+
+/// `cove __reaper`: waits until its input closes — the daemon that started
+/// it holds the other end, so this happens when the daemon exits, however
+/// it exits — then stops every process the daemon left (after a clean exit
+/// there are none). So no replica outlives a daemon killed with SIGKILL.
+pub fn reaper(state_dir: &Path) {
+    use std::io::Read as _;
+    // Out of the daemon's process group: a kill of that group is not for us.
+    let _ = rustix::process::setsid();
+    let mut buf = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+    let paths = Paths::new(state_dir);
+    let left =
+        cove_runtime::process::sweep(&paths.marker(), rustix::process::Signal::TERM, SWEEP_GRACE);
+    if !left.is_empty() {
+        log(&format!(
+            "the daemon is gone: stopped {} process(es) it left: {left:?}",
+            left.len()
+        ));
+    }
 }
 
 fn log(msg: &str) {

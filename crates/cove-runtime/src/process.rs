@@ -183,10 +183,11 @@ pub fn marked(marker: &str) -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// Stops every process carrying `marker` (see [`marked`]): `signal` to each
-/// one's process group, up to `grace` for them to exit, then SIGKILL.
-/// Returns the PIDs it found.
-pub async fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
+/// Stops every process carrying `marker` now (see [`marked`]): `signal` to
+/// each one's process group, up to `grace` for them to exit, then SIGKILL.
+/// Processes that carry the marker later (started meanwhile by someone
+/// else) are left alone. Blocking. Returns the PIDs it found.
+pub fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
     let found = marked(marker);
     let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
     let kill = |sig: Signal, procs: &[(u32, u32)]| {
@@ -202,21 +203,24 @@ pub async fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
         }
     };
     kill(signal, &found);
-    let deadline = tokio::time::Instant::now() + grace;
+    let deadline = std::time::Instant::now() + grace;
     let mut killed = false;
     loop {
-        let left = marked(marker);
+        let left: Vec<(u32, u32)> = marked(marker)
+            .into_iter()
+            .filter(|p| found.contains(p))
+            .collect();
         if left.is_empty() {
             break;
         }
-        let now = tokio::time::Instant::now();
+        let now = std::time::Instant::now();
         if now >= deadline && !killed {
             kill(Signal::KILL, &left);
             killed = true;
         } else if now >= deadline + Duration::from_secs(2) {
             break; // SIGKILLed and still listed: nothing more to do
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        std::thread::sleep(Duration::from_millis(20));
     }
     found.into_iter().map(|(pid, _)| pid).collect()
 }
@@ -311,7 +315,7 @@ mod tests {
         }
         assert_eq!(marked(&marker).len(), 3, "the shell and its two children");
         assert!(marked(&format!("{marker}0")).is_empty(), "exact match only");
-        let found = sweep(&marker, Signal::TERM, Duration::from_millis(300)).await;
+        let found = sweep(&marker, Signal::TERM, Duration::from_millis(300));
         assert_eq!(found.len(), 3);
         assert!(found.contains(&r.pid));
         assert!(marked(&marker).is_empty());

@@ -72,6 +72,9 @@ pub enum Command {
     /// The daemon (started by the other commands when needed).
     #[command(name = "__daemon", hide = true)]
     Daemon(DaemonArgs),
+    /// Stops what a daemon left when it dies (started by the daemon).
+    #[command(name = "__reaper", hide = true)]
+    Reaper(DaemonArgs),
 }
 
 #[derive(Debug, Args)]

@@ -42,8 +42,7 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                     &paths.marker(),
                     rustix::process::Signal::TERM,
                     LEFTOVER_GRACE,
-                )
-                .await;
+                );
                 if !left.is_empty() {
                     eprintln!(
                         "cove: stopped {} process(es) left by a daemon that did not stop cleanly",

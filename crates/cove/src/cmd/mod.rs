@@ -26,6 +26,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => control::run(&cli.project, control::Verb::Start, &args),
         Command::Restart(args) => control::run(&cli.project, control::Verb::Restart, &args),
         Command::Run(args) => run::run(&cli.project, &args),
+        Command::Reaper(args) => {
+            cove_daemon::server::reaper(&args.state_dir);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Daemon(args) => match cove_daemon::server::main(&args.state_dir) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => {

@@ -83,6 +83,16 @@ impl App {
         serde_json::from_str(&out.stdout).unwrap()
     }
 
+    /// The `cove __reaper` of this app's daemon.
+    fn reaper_pid(&self) -> Option<u32> {
+        let wanted = format!("__reaper\0--state-dir\0{}\0", self.state_dir().display());
+        fs_err::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs_err::read(e.path().join("cmdline")).ok()?;
+            (String::from_utf8_lossy(&cmdline).contains(&wanted) && alive(pid)).then_some(pid)
+        })
+    }
+
     fn daemon_pid(&self) -> Option<u32> {
         fs_err::read_to_string(self.dir().join(".cove/daemon.pid"))
             .ok()?
@@ -285,42 +295,58 @@ services:
     let old = app.processes();
     assert_eq!(old.len(), 2, "{old:?}");
 
+    // SIGKILL: its reaper stops the replicas at once, with no cove command.
     let daemon = app.daemon_pid().expect("a daemon runs");
-    Command::new("kill")
-        .args(["-KILL", &daemon.to_string()])
-        .status()
-        .unwrap();
-    eventually(5, "the daemon to die", || !alive(daemon));
+    kill9(daemon);
+    eventually(10, "the replicas of the killed daemon to stop", || {
+        old.iter().all(|p| !alive(*p))
+    });
+    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
+    assert!(
+        log.contains("the daemon is gone: stopped 2 process(es) it left"),
+        "{log}"
+    );
     let ps = app.cove(&["ps"]);
     assert!(ps.stderr.contains("did not stop cleanly"), "{ps:?}");
 
-    // Started again, it stops what was left and brings the app back.
+    // Started again, it brings the app back, restart counts kept.
     let out = app.cove(&["up", "-d"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(
-        old.iter().all(|p| !alive(*p)),
-        "orphans of the killed daemon"
-    );
     let new = app.processes();
     assert_eq!(new.len(), 2, "no duplicates: {new:?}");
+    assert!(new.iter().all(|p| !old.contains(p)));
     assert_ne!(app.daemon_pid(), Some(daemon));
-    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
-    assert!(
-        log.contains("stopped 2 process(es) a previous daemon left running"),
-        "{log}"
-    );
     assert_eq!(
         row(&app.ps(), "flaky", 1)["restarts"],
         1,
         "restart counts survive"
     );
 
-    // Killed again: `down` alone cleans up, and forgets the app.
+    // Reaper and daemon both killed: the replicas are left running, and
+    // the next daemon stops them before it starts the app again.
+    kill9(app.reaper_pid().expect("a reaper runs"));
     let daemon = app.daemon_pid().unwrap();
-    Command::new("kill")
-        .args(["-KILL", &daemon.to_string()])
-        .status()
-        .unwrap();
+    kill9(daemon);
+    eventually(5, "the daemon to die", || !alive(daemon));
+    assert_eq!(app.processes(), new, "nothing stopped them yet");
+    let out = app.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        new.iter().all(|p| !alive(*p)),
+        "orphans of the killed daemon"
+    );
+    assert_eq!(app.processes().len(), 2);
+    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
+    assert!(
+        log.contains("stopped 2 process(es) a previous daemon left running"),
+        "{log}"
+    );
+
+    // Both killed again: `down` alone cleans up, and forgets the app.
+    let left = app.processes();
+    kill9(app.reaper_pid().unwrap());
+    let daemon = app.daemon_pid().unwrap();
+    kill9(daemon);
     eventually(5, "the daemon to die", || !alive(daemon));
     let out = app.cove(&["down"]);
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -330,10 +356,18 @@ services:
         "{}",
         out.stderr
     );
+    assert!(left.iter().all(|p| !alive(*p)));
     assert!(app.processes().is_empty());
     let out = app.cove(&["up", "-d", "db"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(app.ps().len(), 1, "only db: the old app was forgotten");
+}
+
+fn kill9(pid: u32) {
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 #[test]
