@@ -33,10 +33,13 @@ pub struct Names {
     pub services: Vec<String>,
 }
 
-/// A request was taken; its events come after `seq`.
+/// A request was taken; its events come after `seq`. `down` answers with
+/// them (the daemon may exit right after), others with none.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Accepted {
     pub seq: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

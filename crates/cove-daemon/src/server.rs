@@ -232,9 +232,11 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
             }
         }
     }
+    // No new connections (a client connecting now would wait for an answer
+    // that never comes); finish the open ones: the `down` that ended it
+    // above all.
+    drop(listener);
     let _ = fs_err::remove_file(&socket);
-    // Answer what was asked (the `down` that ended it, above all); long
-    // polls are cut short.
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         while connections.join_next().await.is_some() {}
     })
@@ -520,6 +522,7 @@ fn accepted(daemon: &Daemon) -> Answer {
         StatusCode::OK,
         &Accepted {
             seq: *daemon.seq.borrow(),
+            events: Vec::new(),
         },
     )
 }
@@ -664,12 +667,12 @@ async fn start(daemon: &Daemon, req: Names, restart: bool) -> Answer {
 }
 
 async fn down(daemon: &Daemon, req: Names) -> Answer {
-    let answer = accepted(daemon);
+    let before = *daemon.seq.borrow();
     let mut run = daemon.run.lock().await;
     let Some(mut desired) = run.desired.clone() else {
         // Nothing was ever run: just go.
         daemon.shutdown.notify_one();
-        return answer;
+        return accepted(daemon);
     };
     desired
         .wanted
@@ -689,6 +692,12 @@ async fn down(daemon: &Daemon, req: Names) -> Answer {
         req.services.clone()
     };
     run.supervisor.remove(&names).await;
+    daemon.flush().await;
+    // Its events come with the answer: the daemon may be gone right after.
+    let events = match daemon.store.events_after(before, 10_000) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
     if everything {
         run.desired = None;
         run.plan = None;
@@ -696,5 +705,11 @@ async fn down(daemon: &Daemon, req: Names) -> Answer {
     } else {
         run.desired = Some(desired);
     }
-    answer
+    json(
+        StatusCode::OK,
+        &Accepted {
+            seq: before,
+            events,
+        },
+    )
 }

@@ -10,6 +10,11 @@
 //! | `postgres` | `postgres`, `initdb`, `pg_isready` (`postgresql`; found in `/usr/lib/postgresql/<newest>/bin` too) | `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`, `POSTGRES_INITDB_ARGS`, `POSTGRES_HOST_AUTH_METHOD`, `command: postgres -c ...`, first-start initialisation |
 //!
 //! | `activemq`, `activemq-classic` | `java`, `/usr/share/activemq/bin/activemq.jar` (`activemq`) | OpenWire on port 61616 and STOMP on 61613 of the replica's address, `ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD` (authentication), `ACTIVEMQ_OPTS` (JVM options; default `-Xms64M -Xmx256M`) |
+//! | `rabbitmq` | `/usr/lib/rabbitmq/bin/rabbitmq-server` (`rabbitmq-server`) | AMQP on port 5672 of the replica's address, `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS` (default `guest`, allowed from any address as in the image), `RABBITMQ_DEFAULT_VHOST`; a `*-management` tag enables the management plugin on 15672 |
+//!
+//! RabbitMQ needs Erlang's port mapper (`epmd`), which the first node starts
+//! on 127.0.0.1:4369 and which outlives the node, as it does anywhere; it
+//! carries the replica's marker, so it is stopped when the app's daemon exits.
 //!
 //! PostgreSQL refuses to run as root. When cove runs as root, `initdb` and
 //! `postgres` run in a user namespace (`unshare -U`) where they are the
@@ -32,7 +37,18 @@ pub enum Recipe {
     Mariadb,
     Postgres,
     Activemq,
+    /// `management`: the image's tag asks for the management plugin.
+    Rabbitmq {
+        management: bool,
+    },
 }
+
+/// Debian's RabbitMQ server script (not the `/usr/sbin` wrapper, which
+/// switches to the `rabbitmq` user and its system directories).
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// AMQP and management ports of a RabbitMQ replica (on its own address).
+pub const AMQP_PORT: u16 = 5672;
+pub const RABBITMQ_MANAGEMENT_PORT: u16 = 15672;
 
 /// Where Debian's `activemq` package keeps the broker.
 const ACTIVEMQ_HOME: &str = "/usr/share/activemq";
@@ -54,6 +70,13 @@ impl Recipe {
             "mariadb" | "mysql" => Some(Recipe::Mariadb),
             "postgres" | "postgresql" => Some(Recipe::Postgres),
             "activemq" | "activemq-classic" => Some(Recipe::Activemq),
+            "rabbitmq" => Some(Recipe::Rabbitmq {
+                management: svc
+                    .image
+                    .as_deref()
+                    .and_then(|i| i.rsplit_once(':'))
+                    .is_some_and(|(_, tag)| tag.contains("management")),
+            }),
             _ => None,
         }
     }
@@ -65,6 +88,7 @@ impl Recipe {
             Recipe::Mariadb => 3306,
             Recipe::Postgres => 5432,
             Recipe::Activemq => OPENWIRE_PORT,
+            Recipe::Rabbitmq { .. } => AMQP_PORT,
         }
     }
 
@@ -85,6 +109,7 @@ impl Recipe {
                 &["java", "/usr/share/activemq/bin/activemq.jar"],
                 "activemq",
             ),
+            Recipe::Rabbitmq { .. } => (&[RABBITMQ_SERVER], "rabbitmq-server"),
         }
     }
 
@@ -191,6 +216,18 @@ impl Recipe {
                 argv.extend(args.iter().cloned());
                 argv
             }
+            Recipe::Rabbitmq { .. } => {
+                // The settings are in the env file `prepare` writes.
+                [
+                    "env",
+                    "HOME=$COVE_DATA",
+                    "RABBITMQ_CONF_ENV_FILE=$COVE_DATA/rabbitmq-env.conf",
+                    "ERL_EPMD_ADDRESS=127.0.0.1",
+                    RABBITMQ_SERVER,
+                ]
+                .map(String::from)
+                .to_vec()
+            }
             Recipe::Activemq => {
                 let mut argv = vec![binary("java")];
                 let opts = svc
@@ -245,6 +282,7 @@ impl Recipe {
                 .to_vec(),
             )),
             Recipe::Activemq => Some(Probe::Tcp { port: STOMP_PORT }),
+            Recipe::Rabbitmq { .. } => Some(Probe::Tcp { port: AMQP_PORT }),
             Recipe::Postgres => Some(Probe::Exec(vec![
                 binary("pg_isready"),
                 "-q".into(),
@@ -272,7 +310,73 @@ pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<
         Recipe::Mariadb => prepare_mariadb(data, env),
         Recipe::Postgres => prepare_postgres(data, env),
         Recipe::Activemq => prepare_activemq(data, env),
+        Recipe::Rabbitmq { management } => prepare_rabbitmq(data, env, management),
     }
+}
+
+/// Writes the node's environment and configuration before each start: a
+/// node name unique on this host (from the replica's address), AMQP (and
+/// distribution) on the replica's address, data and logs under its data
+/// directory, the image's default user.
+fn prepare_rabbitmq(data: &Path, env: &[(String, String)], management: bool) -> Result<(), String> {
+    let host = env_get(env, "HOST").ok_or("the replica has no HOST")?;
+    let octets: Vec<&str> = host.split('.').collect();
+    let d = data.display();
+    let env_file = format!(
+        "# Written by cove before each start.\n\
+         NODENAME=cove-{node}@localhost\n\
+         NODE_IP_ADDRESS={host}\n\
+         NODE_PORT={AMQP_PORT}\n\
+         DIST_PORT={dist}\n\
+         MNESIA_BASE={d}/mnesia\n\
+         LOG_BASE={d}/log\n\
+         LOGS=-\n\
+         CONFIG_FILE={d}/rabbitmq\n\
+         ENABLED_PLUGINS_FILE={d}/enabled_plugins\n\
+         PID_FILE={d}/rabbitmq.pid\n\
+         SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {{{erl_ip}}}\"\n",
+        node = octets.join("-"),
+        dist = AMQP_PORT as u32 + 20000,
+        erl_ip = octets.join(","),
+    );
+    write_private(&data.join("rabbitmq-env.conf"), &env_file)?;
+    // `rabbitmq.conf` values run to the end of the line.
+    let one_line = |k: &str, v: String| -> Result<String, String> {
+        if v.contains(['\n', '\r']) {
+            return Err(format!("{k} must be on one line"));
+        }
+        Ok(v)
+    };
+    let user = one_line(
+        "RABBITMQ_DEFAULT_USER",
+        env_get(env, "RABBITMQ_DEFAULT_USER").unwrap_or_else(|| "guest".into()),
+    )?;
+    let pass = one_line(
+        "RABBITMQ_DEFAULT_PASS",
+        env_get(env, "RABBITMQ_DEFAULT_PASS").unwrap_or_else(|| "guest".into()),
+    )?;
+    let mut conf = format!(
+        "# Written by cove before each start.\n\
+         loopback_users = none\n\
+         default_user = {user}\n\
+         default_pass = {pass}\n"
+    );
+    if let Some(vhost) = env_get(env, "RABBITMQ_DEFAULT_VHOST") {
+        conf.push_str(&format!(
+            "default_vhost = {}\n",
+            one_line("RABBITMQ_DEFAULT_VHOST", vhost)?
+        ));
+    }
+    let plugins = if management {
+        conf.push_str(&format!(
+            "management.tcp.ip = {host}\nmanagement.tcp.port = {RABBITMQ_MANAGEMENT_PORT}\n"
+        ));
+        "[rabbitmq_management].\n"
+    } else {
+        "[].\n"
+    };
+    write_private(&data.join("rabbitmq.conf"), &conf)?;
+    write_private(&data.join("enabled_plugins"), plugins)
 }
 
 /// Writes the broker's configuration before each start: OpenWire and STOMP

@@ -191,24 +191,32 @@ async fn foreground(
         tokio::select! {
             r = &mut down => break r,
             events = client.get::<Vec<Event>>(&path) => {
-                if let Ok(events) = events {
-                    print_events(events, &mut after, &mut states);
-                }
                 print_logs(&mut tail);
+                match events {
+                    Ok(events) => print_events(events, &mut after, &mut states),
+                    // The daemon is finishing: wait for its answer alone
+                    // (asking again would fail at once, and spin).
+                    Err(_) => break (&mut down).await,
+                }
             }
         }
     };
-    if let Ok(events) = client
-        .get::<Vec<Event>>(&format!("/v1/events?after={after}"))
-        .await
-    {
-        print_events(events, &mut after, &mut states);
-    }
+    let stopped = match stopped {
+        Ok(a) => a,
+        Err(e) => {
+            print_logs(&mut tail);
+            daemon::print_error(style, &e);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // The last states come with the answer (the daemon may be gone now).
+    let last: Vec<Event> = stopped
+        .events
+        .into_iter()
+        .filter(|e| e.seq > after)
+        .collect();
+    print_events(last, &mut after, &mut states);
     print_logs(&mut tail);
-    if let Err(e) = stopped {
-        daemon::print_error(style, &e);
-        return Ok(ExitCode::from(1));
-    }
     let failed: Vec<&String> = states
         .iter()
         .filter(|(_, s)| s.as_str() == "failed")

@@ -320,3 +320,135 @@ services:
     let (_, logs) = cove(dir, &["logs", "activemq"]);
     assert!(logs.contains("Connector stomp started"), "{logs}");
 }
+
+/// A minimal AMQP 0-9-1 client: handshake with PLAIN credentials, open the
+/// default vhost and a channel, declare a queue.
+const AMQP_CLIENT: &str = r#"
+import os, socket, struct, sys
+host, port = os.environ["MQ"].split(":")
+user, password = os.environ["AMQP_USER"], os.environ["AMQP_PASS"]
+s = socket.create_connection((host, int(port)), 10)
+def shortstr(v): v = v.encode(); return bytes([len(v)]) + v
+def longstr(v): return struct.pack(">I", len(v)) + v
+def send(channel, cls, meth, args=b""):
+    payload = struct.pack(">HH", cls, meth) + args
+    s.sendall(struct.pack(">BHI", 1, channel, len(payload)) + payload + b"\xce")
+def recv():
+    head = b""
+    while len(head) < 7:
+        try:
+            chunk = s.recv(7 - len(head))
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk: raise SystemExit("refused: connection closed by the broker")
+        head += chunk
+    kind, channel, size = struct.unpack(">BHI", head)
+    body = b""
+    while len(body) < size + 1: body += s.recv(size + 1 - len(body))
+    if kind != 1: return recv()
+    cls, meth = struct.unpack(">HH", body[:4])
+    return cls, meth, body[4:size]
+s.sendall(b"AMQP\x00\x00\x09\x01")
+assert recv()[:2] == (10, 10), "Connection.Start"
+send(0, 10, 11, struct.pack(">I", 0) + shortstr("PLAIN") + longstr(f"\0{user}\0{password}".encode()) + shortstr("en_US"))
+cls, meth, args = recv()
+if (cls, meth) != (10, 30):
+    print("refused:", (cls, meth), args[2:2 + args[2] + 1][1:].decode(errors="replace") if len(args) > 3 else "")
+    sys.exit(1)
+channel_max, frame_max, heartbeat = struct.unpack(">HIH", args[:8])
+send(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, 0))
+send(0, 10, 40, shortstr("/") + shortstr("") + b"\x00")
+assert recv()[:2] == (10, 41), "Connection.OpenOk"
+send(1, 20, 10, shortstr(""))
+assert recv()[:2] == (20, 11), "Channel.OpenOk"
+send(1, 50, 10, struct.pack(">H", 0) + shortstr("orders") + b"\x00" + struct.pack(">I", 0))
+cls, meth, args = recv()
+assert (cls, meth) == (50, 11), "Queue.DeclareOk"
+print("declared queue", args[1:1 + args[0]].decode())
+"#;
+
+#[test]
+fn rabbitmq_speaks_amqp_with_the_images_credentials() {
+    assert!(
+        Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file(),
+        "RabbitMQ is not installed: run `bash scripts/test`, which installs Debian's rabbitmq-server"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _down = Down(dir);
+    fs_err::write(
+        dir.join("compose.yaml"),
+        r#"
+services:
+  rabbit:
+    image: rabbitmq:3-management
+    environment:
+      RABBITMQ_DEFAULT_USER: app
+      RABBITMQ_DEFAULT_PASS: s3cret
+  worker:
+    x-cove:
+      run: [python3, amqp.py]
+    environment:
+      MQ: rabbit:5672
+      AMQP_USER: app
+    depends_on:
+      rabbit: {condition: service_healthy}
+"#,
+    )
+    .unwrap();
+    fs_err::write(dir.join("amqp.py"), AMQP_CLIENT).unwrap();
+    let (code, out) = cove(dir, &["run", "-e", "AMQP_PASS=s3cret", "worker"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("declared queue orders"), "{out}");
+    let (code, out) = cove(
+        dir,
+        &["run", "--no-deps", "-e", "AMQP_PASS=wrong", "worker"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refused"),
+        "a wrong password is refused: {out}"
+    );
+    // The management plugin of a `*-management` image, on the replica's address.
+    let (_, out) = cove(
+        dir,
+        &[
+            "run",
+            "--no-deps",
+            "worker",
+            "python3",
+            "-c",
+            "import os,urllib.request,base64; h=os.environ['MQ'].split(':')[0]; r=urllib.request.Request(f'http://{h}:15672/api/whoami', headers={'Authorization': 'Basic '+base64.b64encode(b'app:s3cret').decode()}); print(urllib.request.urlopen(r, timeout=10).read().decode())",
+        ],
+    );
+    assert!(out.contains("\"name\":\"app\""), "{out}");
+    // Its port mapper (epmd) goes with the app.
+    let (code, out) = cove(dir, &["down"]);
+    assert_eq!(code, Some(0), "{out}");
+    let state = fs_err::canonicalize(dir.join(".cove")).unwrap();
+    let marker = format!("COVE_SUPERVISOR={}", state.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = fs_err::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                fs_err::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+                    && e.file_name()
+                        .to_str()
+                        .and_then(|p| p.parse().ok())
+                        .is_some_and(crate::up::alive)
+            })
+            .map(|e| e.file_name())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
