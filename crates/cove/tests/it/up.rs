@@ -240,7 +240,8 @@ fn up_starts_the_closure_in_order_and_ctrl_c_stops_everything() {
     let tmp = tempfile::tempdir().unwrap();
     app(tmp.path(), ORDERED);
     let mut up = Up::start(tmp.path(), &["api"]);
-    up.wait_for_all(&["api-1 running", "api-2 running"], 30);
+    // Output (via the log files) and states (via events) come in no fixed order.
+    up.wait_for_all(&["api-1 running", "api-2 running", "| migrating "], 30);
     // Order: db healthy → migrate completes (with db's address) → api starts.
     let healthy = up.position("db-1 healthy");
     let migrated = up.position("migrate-1 completed");
