@@ -11,8 +11,10 @@
 //! | `GET /v1/ps`               |               | `[`[`Replica`]`]`           |
 //! | `GET /v1/events?after=N&wait=MS` |         | `[`[`Event`]`]` (long poll) |
 //!
-//! Errors answer 4xx/5xx with an [`ApiError`]. `Names` with no service
-//! means every service.
+//! Every call but `status` is about one project, named by the
+//! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
+//! a daemon of one host runs several. Errors answer 4xx/5xx with an
+//! [`ApiError`]. `Names` with no service means every service.
 
 use std::path::PathBuf;
 
@@ -47,7 +49,10 @@ pub struct DaemonStatus {
     pub pid: u32,
     pub version: String,
     pub state_dir: PathBuf,
-    /// Services being run, in start order.
+    /// Whether it is the host's daemon (several projects; it stays up when
+    /// they are down) rather than one project's.
+    pub host: bool,
+    /// The asking project's services being run, in start order.
     pub running: Vec<String>,
     /// The last event's sequence number.
     pub seq: u64,
@@ -77,6 +82,9 @@ pub struct Replica {
 /// A replica changed state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// The project's key (its state directory).
+    #[serde(default)]
+    pub project: String,
     pub seq: u64,
     pub time_ms: u64,
     pub service: String,

@@ -46,12 +46,21 @@ impl std::error::Error for ClientError {}
 
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The daemon's files.
     pub paths: Paths,
+    /// The project its calls are about (its state directory).
+    pub project: String,
+    /// Whether the daemon is the host's (started with `--host`).
+    pub host: bool,
 }
 
 impl Client {
-    pub fn new(paths: Paths) -> Client {
-        Client { paths }
+    pub fn new(paths: Paths, project: String, host: bool) -> Client {
+        Client {
+            paths,
+            project,
+            host,
+        }
     }
 
     /// `GET path`.
@@ -108,6 +117,7 @@ impl Client {
             .uri(path)
             .header("host", "cove")
             .header("content-type", "application/json")
+            .header(crate::PROJECT_HEADER, crate::encode_header(&self.project))
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| other("cannot build", &e))?;
         let exchange = async {
@@ -164,10 +174,14 @@ impl Client {
         let log2 = log
             .try_clone()
             .map_err(|e| ClientError::Other(e.to_string()))?;
-        let mut child = std::process::Command::new(exe)
-            .arg("__daemon")
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("__daemon")
             .arg("--state-dir")
-            .arg(&self.paths.state_dir)
+            .arg(&self.paths.state_dir);
+        if self.host {
+            cmd.arg("--host");
+        }
+        let mut child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(log.into_parts().0)
             .stderr(log2.into_parts().0)

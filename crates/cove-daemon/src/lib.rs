@@ -1,7 +1,11 @@
-//! cove-daemon: one daemon per project (per state directory) runs the app.
+//! cove-daemon: the daemon that runs apps.
 //!
-//! The CLI starts it on demand and talks to it over HTTP/JSON on a Unix
-//! socket (`<state_dir>/daemon.sock`, mode 0600); see [`api`]. What should
+//! On a laptop there is one per project, in the project's state directory,
+//! and it exits when the app is down. On a server (`COVE_DAEMON=host`, or
+//! `x-cove: {daemon: host}`) there is one per host, in [`host_dir`], running
+//! every project that asks and staying up. The CLI starts it on demand and
+//! talks to it over HTTP/JSON on a Unix socket (`<dir>/daemon.sock`, mode
+//! 0600); see [`api`]. What should
 //! run is written to the [`store`] before the daemon acts on it, so a daemon
 //! killed at any point (SIGKILL included) starts again into the same desired
 //! state, restart counts kept. No replica outlives it: its reaper (a child
@@ -20,9 +24,86 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
-/// The environment variable every replica gets; its value is the state
+/// The environment variable every replica gets; its value is the daemon's
 /// directory, which names the daemon that owns it.
 pub const MARKER: &str = "COVE_SUPERVISOR";
+
+/// The environment variable every replica gets; its value is its project's
+/// key (the project's state directory), so one project's replicas can be
+/// found when its daemon is gone.
+pub const PROJECT_MARKER: &str = "COVE_PROJECT";
+
+/// The API header that names the project a call is about.
+pub const PROJECT_HEADER: &str = "cove-project";
+
+/// The directory of the host's daemon: `COVE_HOST_DIR`, else
+/// `/var/lib/cove` for root, else `$XDG_STATE_HOME/cove` (default
+/// `~/.local/state/cove`).
+pub fn host_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("COVE_HOST_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/cove");
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".local/state")
+        });
+    state.join("cove")
+}
+
+/// A project key as a header value: bytes outside visible ASCII, and `%`,
+/// as `%XX`.
+pub fn encode_header(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The inverse of [`encode_header`].
+pub fn decode_header(value: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = value.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn project_keys_survive_the_header() {
+        for key in ["/srv/app/.cove", "/home/josé/my app/.cove", "/a%b"] {
+            let v = super::encode_header(key);
+            assert!(v.bytes().all(|b| b.is_ascii_graphic()), "{v}");
+            assert_eq!(super::decode_header(&v).as_deref(), Some(key));
+        }
+    }
+}
+
+/// `COVE_PROJECT=<project state dir>`, as found in a replica's environment.
+pub fn project_marker(project: &str) -> String {
+    format!("{PROJECT_MARKER}={project}")
+}
 
 /// Where a project's daemon keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]

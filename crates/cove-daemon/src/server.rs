@@ -1,16 +1,18 @@
-//! The daemon: serves the API, runs the supervisor, records states, events
-//! and logs. Started by the CLI as `cove __daemon --state-dir DIR`.
+//! The daemon: serves the API, runs one supervisor per project, records
+//! states, events and logs. Started by the CLI as `cove __daemon --state-dir
+//! DIR [--host]`.
 //!
 //! Start-up: take the store (its lock makes this the only daemon of the
-//! state directory), write the pidfile, stop whatever a previous daemon left
+//! directory), write the pidfile, stop whatever a previous daemon left
 //! running (by [`crate::MARKER`]), start its reaper, bind the socket (mode
-//! 0600), then start again what the store says should run. Exit: after `down` leaves nothing
-//! to run, or on SIGTERM/SIGINT (replicas stopped; what should run is kept,
-//! so the next start brings it back).
+//! 0600), then start again what the store says should run, project by
+//! project. Exit: a project's daemon after `down` leaves nothing to run (a
+//! host's daemon stays); either on SIGTERM/SIGINT (replicas stopped; what
+//! should run is kept, so the next start brings it back).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,33 +40,26 @@ const SWEEP_GRACE: Duration = Duration::from_secs(5);
 
 struct Daemon {
     paths: Paths,
+    /// The host's daemon: several projects, and it stays up.
+    host: bool,
     store: Arc<Store>,
-    /// What runs: the supervisor and the plan of the app it was given.
-    run: Mutex<Running>,
-    states: watch::Receiver<States>,
+    /// The projects it runs, by key (their state directory).
+    projects: std::sync::Mutex<HashMap<String, Arc<Project>>>,
+    /// The recorder's channel: reports tagged with their project.
+    recorder: mpsc::UnboundedSender<(Arc<str>, Report)>,
     /// Last recorded event.
     seq: watch::Receiver<u64>,
-    /// The recorder's channel, for [`Daemon::flush`].
-    reports: mpsc::UnboundedSender<Report>,
     flushes: std::sync::atomic::AtomicU64,
     flushed: watch::Receiver<u64>,
     shutdown: Notify,
 }
 
-impl Daemon {
-    /// Waits until every report sent so far is recorded (bounded), so an
-    /// answer sent after it sees its events in the store.
-    async fn flush(&self) {
-        let id = self
-            .flushes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if self.reports.send(Report::Flush(id)).is_err() {
-            return;
-        }
-        let mut flushed = self.flushed.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(5), flushed.wait_for(|f| *f >= id)).await;
-    }
+/// One project: its supervisor and what it was asked to run.
+struct Project {
+    run: Mutex<Running>,
+    states: watch::Receiver<States>,
+    /// Its supervisor's report channel, for [`Daemon::flush`].
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 struct Running {
@@ -73,19 +68,105 @@ struct Running {
     plan: Option<Plan>,
 }
 
-/// Runs the daemon of `state_dir` until it is told to stop.
-pub fn main(state_dir: &Path) -> Result<(), String> {
+impl Daemon {
+    /// The project of `key`, made (with its supervisor) on first use.
+    fn project(&self, key: &str) -> Arc<Project> {
+        let mut projects = self.projects.lock().expect("not poisoned");
+        if let Some(p) = projects.get(key) {
+            return p.clone();
+        }
+        let key: Arc<str> = Arc::from(key);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Tag its reports, in order, for the recorder.
+        let recorder = self.recorder.clone();
+        let tag = key.clone();
+        tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                if recorder.send((tag.clone(), r)).is_err() {
+                    break;
+                }
+            }
+        });
+        let supervisor = Supervisor::new(
+            Backoff::default(),
+            tx.clone(),
+            vec![
+                (
+                    crate::MARKER.to_string(),
+                    self.paths.state_dir.display().to_string(),
+                ),
+                (crate::PROJECT_MARKER.to_string(), key.to_string()),
+            ],
+        );
+        let project = Arc::new(Project {
+            states: supervisor.states(),
+            run: Mutex::new(Running {
+                supervisor,
+                desired: None,
+                plan: None,
+            }),
+            reports: tx,
+        });
+        projects.insert(key.to_string(), project.clone());
+        project
+    }
+
+    fn existing(&self, key: &str) -> Option<Arc<Project>> {
+        self.projects
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .cloned()
+    }
+
+    /// Forgets a project that has nothing left; a project's daemon then
+    /// exits.
+    fn forget(&self, key: &str) {
+        let mut projects = self.projects.lock().expect("not poisoned");
+        projects.remove(key);
+        if projects.is_empty() && !self.host {
+            self.shutdown.notify_one();
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Project>> {
+        self.projects
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until every report `project` sent so far is recorded
+    /// (bounded), so an answer sent after it sees its events in the store.
+    async fn flush(&self, project: &Project) {
+        let id = self
+            .flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if project.reports.send(Report::Flush(id)).is_err() {
+            return;
+        }
+        let mut flushed = self.flushed.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), flushed.wait_for(|f| *f >= id)).await;
+    }
+}
+
+/// Runs the daemon of `state_dir` until it is told to stop; `host`: the
+/// host's daemon (several projects; it stays up when they are down).
+pub fn main(state_dir: &Path, host: bool) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let result = rt.block_on(serve(state_dir));
+    let result = rt.block_on(serve(state_dir, host));
     // Whatever is still running (a long poll) must not hold the exit.
     rt.shutdown_timeout(Duration::from_secs(1));
     result
 }
 
-async fn serve(state_dir: &Path) -> Result<(), String> {
+async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     // Out of the CLI's session: Ctrl-C in its terminal is not for us.
     let _ = rustix::process::setsid();
     fs_err::create_dir_all(state_dir).map_err(|e| e.to_string())?;
@@ -127,63 +208,46 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
-    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-    let (marker_name, marker_value) = paths
-        .marker()
-        .split_once('=')
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .expect("NAME=value");
-    let supervisor = Supervisor::new(
-        Backoff::default(),
-        reports_tx.clone(),
-        vec![(marker_name, marker_value)],
-    );
-    let states = supervisor.states();
+    let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
     let first_seq = store.last_seq().map_err(|e| e.to_string())?;
     let (seq_tx, seq_rx) = watch::channel(first_seq);
     let (flushed_tx, flushed_rx) = watch::channel(0u64);
-    let recorder = tokio::spawn(record(
-        reports_rx,
-        store.clone(),
-        logs::Writer::dir_of(&state_dir),
-        seq_tx,
-        flushed_tx,
-    ));
+    let recorder = tokio::spawn(record(recorder_rx, store.clone(), seq_tx, flushed_tx));
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
+        host,
         store: store.clone(),
-        run: Mutex::new(Running {
-            supervisor,
-            desired: None,
-            plan: None,
-        }),
-        states,
+        projects: Default::default(),
+        recorder: recorder_tx,
         seq: seq_rx,
-        reports: reports_tx,
         flushes: Default::default(),
         flushed: flushed_rx,
         shutdown: Notify::new(),
     });
 
-    // Bring back what should run.
-    if let Some(desired) = store.desired().map_err(|e| e.to_string())? {
+    // Bring back what should run, project by project.
+    for (key, desired) in store.all_desired().map_err(|e| e.to_string())? {
         let restarts: HashMap<(String, u32), u32> = store
-            .replicas()
+            .replicas(&key)
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(k, v)| (k, v.restarts))
             .collect();
-        let mut run = daemon.run.lock().await;
+        let project = daemon.project(&key);
+        let mut run = project.run.lock().await;
         match cove_runtime::plan::plan(&desired.app, &desired.project_dir) {
             Ok(plan) => {
-                log(&format!("starting again: {}", desired.wanted.join(", ")));
+                log(&format!(
+                    "starting again in {key}: {}",
+                    desired.wanted.join(", ")
+                ));
                 run.supervisor
                     .apply(&plan, &desired.wanted, &restarts)
                     .await;
                 run.plan = Some(plan);
             }
             Err(errors) => log(&format!(
-                "cannot plan the stored app: {}",
+                "cannot plan the stored app of {key}: {}",
                 errors
                     .iter()
                     .map(|e| e.to_string())
@@ -222,12 +286,12 @@ async fn serve(state_dir: &Path) -> Result<(), String> {
             }
             _ = term.recv() => {
                 log("SIGTERM: stopping the replicas (what should run is kept)");
-                daemon.run.lock().await.supervisor.stop(&[]).await;
+                stop_all(&daemon).await;
                 break;
             }
             _ = int.recv() => {
                 log("SIGINT: stopping the replicas (what should run is kept)");
-                daemon.run.lock().await.supervisor.stop(&[]).await;
+                stop_all(&daemon).await;
                 break;
             }
         }
@@ -283,6 +347,12 @@ pub fn reaper(state_dir: &Path) {
     }
 }
 
+async fn stop_all(daemon: &Daemon) {
+    for project in daemon.all() {
+        project.run.lock().await.supervisor.stop(&[]).await;
+    }
+}
+
 fn log(msg: &str) {
     eprintln!(
         "{} cove-daemon: {msg}",
@@ -304,15 +374,14 @@ fn millis(t: SystemTime) -> u64 {
 
 /// Turns reports into log lines, events and replica records, in batches.
 async fn record(
-    mut reports: mpsc::UnboundedReceiver<Report>,
+    mut reports: mpsc::UnboundedReceiver<(Arc<str>, Report)>,
     store: Arc<Store>,
-    log_dir: PathBuf,
     seq_tx: watch::Sender<u64>,
     flushed_tx: watch::Sender<u64>,
 ) {
-    let mut writer = logs::Writer::new(&log_dir, logs::MAX_FILE_BYTES)
-        .map_err(|e| log(&format!("logs are not kept on disk: {e}")))
-        .ok();
+    // Each project's logs live in its own state directory; `None` once
+    // writing there failed.
+    let mut writers: HashMap<Arc<str>, Option<logs::Writer>> = HashMap::new();
     let mut seq = *seq_tx.borrow();
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, 1024).await > 0 {
@@ -320,7 +389,23 @@ async fn record(
         let mut events = Vec::new();
         let mut replicas = Vec::new();
         let mut flushed = None;
-        for report in batch.drain(..) {
+        for (project, report) in batch.drain(..) {
+            let mut append = |source: String, stream, line: &str| {
+                let writer = writers.entry(project.clone()).or_insert_with(|| {
+                    let dir = logs::Writer::dir_of(Path::new(&*project));
+                    logs::Writer::new(&dir, logs::MAX_FILE_BYTES)
+                        .map_err(|e| log(&format!("logs of {project} are not kept on disk: {e}")))
+                        .ok()
+                });
+                if let Some(w) = writer.as_mut()
+                    && let Err(e) = w.append(&source, stream, line, now)
+                {
+                    log(&format!(
+                        "logs of {project} are no longer kept on disk: {e}"
+                    ));
+                    *writer = None;
+                }
+            };
             match report {
                 Report::Flush(id) => flushed = Some(id),
                 Report::Log {
@@ -328,25 +413,12 @@ async fn record(
                     replica,
                     stream,
                     line,
-                } => {
-                    if let Some(w) = writer.as_mut()
-                        && let Err(e) =
-                            w.append(&format!("{service}-{replica}"), stream, &line, now)
-                    {
-                        log(&format!("logs are no longer kept on disk: {e}"));
-                        writer = None;
-                    }
-                }
-                Report::Build { service, line } => {
-                    if let Some(w) = writer.as_mut() {
-                        let _ = w.append(
-                            &format!("{service}-build"),
-                            cove_runtime::process::Stream::Stdout,
-                            &line,
-                            now,
-                        );
-                    }
-                }
+                } => append(format!("{service}-{replica}"), stream, &line),
+                Report::Build { service, line } => append(
+                    format!("{service}-build"),
+                    cove_runtime::process::Stream::Stdout,
+                    &line,
+                ),
                 Report::State {
                     service,
                     replica,
@@ -356,7 +428,7 @@ async fn record(
                 } => {
                     seq += 1;
                     replicas.push((
-                        (service.clone(), replica),
+                        (project.to_string(), service.clone(), replica),
                         ReplicaRecord {
                             state: state.name().to_string(),
                             pid,
@@ -364,6 +436,7 @@ async fn record(
                         },
                     ));
                     events.push(Event {
+                        project: project.to_string(),
                         seq,
                         time_ms: millis(now),
                         service,
@@ -413,6 +486,11 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let key = req
+        .headers()
+        .get(crate::PROJECT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::decode_header);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
@@ -431,33 +509,47 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
             }
         };
     }
+    if (method.clone(), path.as_str()) == (Method::GET, "/v1/status") {
+        let running = match key.as_deref().and_then(|k| daemon.existing(k)) {
+            Some(p) => p.run.lock().await.supervisor.running(),
+            None => Vec::new(),
+        };
+        return json(
+            StatusCode::OK,
+            &DaemonStatus {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                state_dir: daemon.paths.state_dir.clone(),
+                host: daemon.host,
+                running,
+                seq: *daemon.seq.borrow(),
+            },
+        );
+    }
+    let Some(key) = key else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{method} {path} needs the `{}` header",
+                crate::PROJECT_HEADER
+            ),
+            None,
+        );
+    };
     match (method.clone(), path.as_str()) {
-        (Method::GET, "/v1/status") => {
-            let running = daemon.run.lock().await.supervisor.running();
-            json(
-                StatusCode::OK,
-                &DaemonStatus {
-                    pid: std::process::id(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    state_dir: daemon.paths.state_dir.clone(),
-                    running,
-                    seq: *daemon.seq.borrow(),
-                },
-            )
-        }
-        (Method::GET, "/v1/ps") => {
-            let run = daemon.run.lock().await;
-            json(
-                StatusCode::OK,
-                &ps(&daemon.states.borrow(), run.plan.as_ref()),
-            )
-        }
-        (Method::GET, "/v1/events") => events(daemon, &query).await,
-        (Method::POST, "/v1/up") => up(daemon, parse!(UpRequest)).await,
-        (Method::POST, "/v1/stop") => stop(daemon, parse!(Names)).await,
-        (Method::POST, "/v1/start") => start(daemon, parse!(Names), false).await,
-        (Method::POST, "/v1/restart") => start(daemon, parse!(Names), true).await,
-        (Method::POST, "/v1/down") => down(daemon, parse!(Names)).await,
+        (Method::GET, "/v1/ps") => match daemon.existing(&key) {
+            Some(p) => {
+                let run = p.run.lock().await;
+                json(StatusCode::OK, &ps(&p.states.borrow(), run.plan.as_ref()))
+            }
+            None => json(StatusCode::OK, &Vec::<Replica>::new()),
+        },
+        (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
+        (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
+        (Method::POST, "/v1/stop") => stop(daemon, &key, parse!(Names)).await,
+        (Method::POST, "/v1/start") => start(daemon, &key, parse!(Names), false).await,
+        (Method::POST, "/v1/restart") => start(daemon, &key, parse!(Names), true).await,
+        (Method::POST, "/v1/down") => down(daemon, &key, parse!(Names)).await,
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no such API call: {method} {path}"),
@@ -491,7 +583,7 @@ fn ps(states: &States, plan: Option<&Plan>) -> Vec<Replica> {
     rows
 }
 
-async fn events(daemon: &Daemon, query: &str) -> Answer {
+async fn events(daemon: &Daemon, key: &str, query: &str) -> Answer {
     let mut after = 0u64;
     let mut wait = Duration::ZERO;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -509,11 +601,19 @@ async fn events(daemon: &Daemon, query: &str) -> Answer {
             _ => {}
         }
     }
+    // Until one of this project's events comes, or the wait is over.
+    let deadline = tokio::time::Instant::now() + wait;
     let mut seq = daemon.seq.clone();
-    let _ = tokio::time::timeout(wait, seq.wait_for(|s| *s > after)).await;
-    match daemon.store.events_after(after, 1000) {
-        Ok(evs) => json(StatusCode::OK, &evs),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    loop {
+        let evs = match daemon.store.events_after(key, after, 1000) {
+            Ok(evs) => evs,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        };
+        if !evs.is_empty() || tokio::time::Instant::now() >= deadline {
+            return json(StatusCode::OK, &evs);
+        }
+        let last = *seq.borrow_and_update();
+        let _ = tokio::time::timeout_at(deadline, seq.wait_for(|s| *s > last)).await;
     }
 }
 
@@ -527,7 +627,7 @@ fn accepted(daemon: &Daemon) -> Answer {
     )
 }
 
-async fn up(daemon: &Daemon, req: UpRequest) -> Answer {
+async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
     let plan = match cove_runtime::plan::plan(&req.app, &req.project_dir) {
         Ok(p) => p,
         Err(errors) => {
@@ -554,7 +654,8 @@ async fn up(daemon: &Daemon, req: UpRequest) -> Answer {
         );
     }
     let answer = accepted(daemon);
-    let mut run = daemon.run.lock().await;
+    let project = daemon.project(key);
+    let mut run = project.run.lock().await;
     // Still wanted: what was, if the app still has it, plus what is asked.
     let before = run
         .desired
@@ -574,7 +675,7 @@ async fn up(daemon: &Daemon, req: UpRequest) -> Answer {
         wanted,
     };
     // Written before it is acted on.
-    if let Err(e) = daemon.store.set_desired(Some(&desired)) {
+    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     run.supervisor
@@ -621,27 +722,47 @@ fn known(run: &Running, names: &[String]) -> Result<Vec<String>, Answer> {
     })
 }
 
-async fn stop(daemon: &Daemon, req: Names) -> Answer {
+/// The project of `key`, or the answer that it runs nothing.
+#[allow(clippy::result_large_err)] // an HTTP answer, built once per request
+fn running_project(daemon: &Daemon, key: &str) -> Result<Arc<Project>, Answer> {
+    daemon.existing(key).ok_or_else(|| {
+        error(
+            StatusCode::CONFLICT,
+            "the app is not running",
+            Some("start it with `cove up -d`".into()),
+        )
+    })
+}
+
+async fn stop(daemon: &Daemon, key: &str, req: Names) -> Answer {
     let answer = accepted(daemon);
-    let mut run = daemon.run.lock().await;
+    let project = match running_project(daemon, key) {
+        Ok(p) => p,
+        Err(a) => return a,
+    };
+    let mut run = project.run.lock().await;
     let names = match known(&run, &req.services) {
         Ok(n) => n,
         Err(a) => return a,
     };
     let mut desired = run.desired.clone().expect("checked by known");
     desired.wanted.retain(|s| !names.contains(s));
-    if let Err(e) = daemon.store.set_desired(Some(&desired)) {
+    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     run.desired = Some(desired);
     run.supervisor.stop(&names).await;
-    daemon.flush().await;
+    daemon.flush(&project).await;
     answer
 }
 
-async fn start(daemon: &Daemon, req: Names, restart: bool) -> Answer {
+async fn start(daemon: &Daemon, key: &str, req: Names, restart: bool) -> Answer {
     let answer = accepted(daemon);
-    let mut run = daemon.run.lock().await;
+    let project = match running_project(daemon, key) {
+        Ok(p) => p,
+        Err(a) => return a,
+    };
+    let mut run = project.run.lock().await;
     let names = match known(&run, &req.services) {
         Ok(n) => n,
         Err(a) => return a,
@@ -652,7 +773,7 @@ async fn start(daemon: &Daemon, req: Names, restart: bool) -> Answer {
         .into_iter()
         .filter(|s| desired.wanted.contains(s) || names.contains(s))
         .collect();
-    if let Err(e) = daemon.store.set_desired(Some(&desired)) {
+    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     run.desired = Some(desired);
@@ -662,16 +783,20 @@ async fn start(daemon: &Daemon, req: Names, restart: bool) -> Answer {
     if let Some(plan) = run.plan.clone() {
         run.supervisor.apply(&plan, &names, &HashMap::new()).await;
     }
-    daemon.flush().await;
+    daemon.flush(&project).await;
     answer
 }
 
-async fn down(daemon: &Daemon, req: Names) -> Answer {
+async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     let before = *daemon.seq.borrow();
-    let mut run = daemon.run.lock().await;
+    let Some(project) = daemon.existing(key) else {
+        // Nothing was ever run here (a project's daemon then goes).
+        daemon.forget(key);
+        return accepted(daemon);
+    };
+    let mut run = project.run.lock().await;
     let Some(mut desired) = run.desired.clone() else {
-        // Nothing was ever run: just go.
-        daemon.shutdown.notify_one();
+        daemon.forget(key);
         return accepted(daemon);
     };
     desired
@@ -679,9 +804,9 @@ async fn down(daemon: &Daemon, req: Names) -> Answer {
         .retain(|s| !req.services.is_empty() && !req.services.contains(s));
     let everything = desired.wanted.is_empty();
     let stored = if everything {
-        daemon.store.set_desired(None)
+        daemon.store.set_desired(key, None)
     } else {
-        daemon.store.set_desired(Some(&desired))
+        daemon.store.set_desired(key, Some(&desired))
     };
     if let Err(e) = stored {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
@@ -692,16 +817,16 @@ async fn down(daemon: &Daemon, req: Names) -> Answer {
         req.services.clone()
     };
     run.supervisor.remove(&names).await;
-    daemon.flush().await;
+    daemon.flush(&project).await;
     // Its events come with the answer: the daemon may be gone right after.
-    let events = match daemon.store.events_after(before, 10_000) {
+    let events = match daemon.store.events_after(key, before, 10_000) {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     };
     if everything {
         run.desired = None;
         run.plan = None;
-        daemon.shutdown.notify_one();
+        daemon.forget(key);
     } else {
         run.desired = Some(desired);
     }

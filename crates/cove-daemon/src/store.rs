@@ -1,5 +1,8 @@
 //! The state store: what should run, what ran (restart counts, last state)
-//! and the event history, in one redb file (`<state_dir>/state.redb`).
+//! and the event history, in one redb file (`<daemon dir>/state.redb`).
+//! A daemon may run several projects (one per host); keys start with the
+//! project's key (its state directory): `desired/<project>` in `meta`,
+//! `<project>|<service>/<replica>` in `replicas`; events name their project.
 //!
 //! redb commits are atomic and durable: a daemon killed at any point reopens
 //! the last committed state. The file is locked while a daemon has it open,
@@ -85,49 +88,74 @@ impl Store {
         txn.commit().map_err(|x| e(&x))
     }
 
-    /// What should run, if anything was ever asked for.
-    pub fn desired(&self) -> Result<Option<Desired>, StoreError> {
+    /// What should run, per project, for every project that asked.
+    pub fn all_desired(&self) -> Result<Vec<(String, Desired)>, StoreError> {
         let e = err(&self.path);
         let txn = self.db.begin_read().map_err(|x| e(&x))?;
         let table = txn.open_table(META).map_err(|x| e(&x))?;
-        let Some(bytes) = table.get("desired").map_err(|x| e(&x))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(bytes.value())
-            .map(Some)
-            .map_err(|x| e(&x))
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            let Some(project) = k.value().strip_prefix("desired/") else {
+                continue;
+            };
+            let desired = serde_json::from_slice(v.value()).map_err(|x| e(&x))?;
+            out.push((project.to_string(), desired));
+        }
+        Ok(out)
     }
 
-    /// Records what should run (before it is acted on); `None` clears it.
-    pub fn set_desired(&self, desired: Option<&Desired>) -> Result<(), StoreError> {
+    /// What `project` should run, if it ever asked.
+    pub fn desired(&self, project: &str) -> Result<Option<Desired>, StoreError> {
+        Ok(self
+            .all_desired()?
+            .into_iter()
+            .find_map(|(p, d)| (p == project).then_some(d)))
+    }
+
+    /// Records what `project` should run (before it is acted on); `None`
+    /// forgets the project.
+    pub fn set_desired(&self, project: &str, desired: Option<&Desired>) -> Result<(), StoreError> {
         let bytes = desired
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|x| err(&self.path)(&x))?;
+        let key = format!("desired/{project}");
+        let prefix = format!("{project}|");
         self.write(|txn| {
             let mut table = txn.open_table(META)?;
             match &bytes {
                 Some(b) => {
-                    table.insert("desired", b.as_slice())?;
+                    table.insert(key.as_str(), b.as_slice())?;
                 }
                 None => {
-                    table.remove("desired")?;
-                    txn.open_table(REPLICAS)?.retain(|_, _| false)?;
+                    table.remove(key.as_str())?;
+                    txn.open_table(REPLICAS)?
+                        .retain(|k, _| !k.starts_with(prefix.as_str()))?;
                 }
             }
             Ok(())
         })
     }
 
-    /// Restart counts of the replicas, keyed by `(service, replica)`.
-    pub fn replicas(&self) -> Result<HashMap<(String, u32), ReplicaRecord>, StoreError> {
+    /// The replicas of `project`, keyed by `(service, replica)`.
+    pub fn replicas(
+        &self,
+        project: &str,
+    ) -> Result<HashMap<(String, u32), ReplicaRecord>, StoreError> {
         let e = err(&self.path);
         let txn = self.db.begin_read().map_err(|x| e(&x))?;
         let table = txn.open_table(REPLICAS).map_err(|x| e(&x))?;
         let mut out = HashMap::new();
         for row in table.iter().map_err(|x| e(&x))? {
             let (k, v) = row.map_err(|x| e(&x))?;
-            let Some((svc, r)) = k.value().rsplit_once('/') else {
+            let Some((p, key)) = k.value().rsplit_once('|') else {
+                continue;
+            };
+            if p != project {
+                continue;
+            }
+            let Some((svc, r)) = key.rsplit_once('/') else {
                 continue;
             };
             let (Ok(r), Ok(rec)) = (r.parse(), serde_json::from_slice(v.value())) else {
@@ -138,17 +166,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Records replica states and events in one transaction.
+    /// Records replica states (`(project, service, replica)`) and events in
+    /// one transaction.
     pub fn record(
         &self,
-        replicas: &[((String, u32), ReplicaRecord)],
+        replicas: &[((String, String, u32), ReplicaRecord)],
         events: &[Event],
     ) -> Result<(), StoreError> {
         self.write(|txn| {
             let mut table = txn.open_table(REPLICAS)?;
-            for ((svc, r), rec) in replicas {
+            for ((project, svc, r), rec) in replicas {
                 let bytes = serde_json::to_vec(rec).expect("plain data");
-                table.insert(format!("{svc}/{r}").as_str(), bytes.as_slice())?;
+                table.insert(format!("{project}|{svc}/{r}").as_str(), bytes.as_slice())?;
             }
             let mut table = txn.open_table(EVENTS)?;
             for ev in events {
@@ -165,16 +194,26 @@ impl Store {
         })
     }
 
-    /// Events after `seq`, oldest first, at most `limit`.
-    pub fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    /// Events of `project` after `seq`, oldest first, at most `limit`.
+    pub fn events_after(
+        &self,
+        project: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         let e = err(&self.path);
         let txn = self.db.begin_read().map_err(|x| e(&x))?;
         let table = txn.open_table(EVENTS).map_err(|x| e(&x))?;
         let mut out = Vec::new();
-        for row in table.range(seq + 1..).map_err(|x| e(&x))?.take(limit) {
+        for row in table.range(seq + 1..).map_err(|x| e(&x))? {
             let (_, v) = row.map_err(|x| e(&x))?;
-            if let Ok(ev) = serde_json::from_slice(v.value()) {
+            if let Ok(ev) = serde_json::from_slice::<Event>(v.value())
+                && ev.project == project
+            {
                 out.push(ev);
+                if out.len() == limit {
+                    break;
+                }
             }
         }
         Ok(out)
@@ -198,6 +237,7 @@ mod tests {
 
     fn event(seq: u64) -> Event {
         Event {
+            project: "/p/.cove".into(),
             seq,
             time_ms: seq,
             service: "db".into(),
@@ -224,31 +264,46 @@ mod tests {
                 Store::open(&path).is_err(),
                 "a second opener must be refused"
             );
-            assert_eq!(store.desired().unwrap(), None);
-            store.set_desired(Some(&desired)).unwrap();
+            assert_eq!(store.desired("/p/.cove").unwrap(), None);
+            store.set_desired("/p/.cove", Some(&desired)).unwrap();
+            store.set_desired("/q/.cove", Some(&desired)).unwrap();
             let rec = ReplicaRecord {
                 state: "running".into(),
                 pid: Some(7),
                 restarts: 2,
             };
             store
-                .record(&[(("db".into(), 1), rec)], &[event(1), event(2)])
+                .record(
+                    &[
+                        (("/p/.cove".into(), "db".into(), 1), rec.clone()),
+                        (("/q/.cove".into(), "db".into(), 1), rec),
+                    ],
+                    &[event(1), event(2)],
+                )
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.desired().unwrap(), Some(desired));
-        assert_eq!(store.replicas().unwrap()[&("db".into(), 1)].restarts, 2);
+        assert_eq!(store.desired("/p/.cove").unwrap(), Some(desired));
+        assert_eq!(store.all_desired().unwrap().len(), 2);
+        assert_eq!(
+            store.replicas("/p/.cove").unwrap()[&("db".into(), 1)].restarts,
+            2
+        );
         assert_eq!(store.last_seq().unwrap(), 2);
         let after: Vec<u64> = store
-            .events_after(1, 10)
+            .events_after("/p/.cove", 1, 10)
             .unwrap()
             .iter()
             .map(|e| e.seq)
             .collect();
         assert_eq!(after, [2]);
-        store.set_desired(None).unwrap();
-        assert_eq!(store.desired().unwrap(), None);
-        assert!(store.replicas().unwrap().is_empty());
+        assert!(store.events_after("/q/.cove", 0, 10).unwrap().is_empty());
+        // Forgetting one project leaves the other.
+        store.set_desired("/p/.cove", None).unwrap();
+        assert_eq!(store.desired("/p/.cove").unwrap(), None);
+        assert!(store.replicas("/p/.cove").unwrap().is_empty());
+        assert_eq!(store.replicas("/q/.cove").unwrap().len(), 1);
+        assert!(store.desired("/q/.cove").unwrap().is_some());
     }
 
     #[test]
@@ -257,7 +312,7 @@ mod tests {
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         let events: Vec<Event> = (1..=MAX_EVENTS + 5).map(event).collect();
         store.record(&[], &events).unwrap();
-        let kept = store.events_after(0, usize::MAX).unwrap();
+        let kept = store.events_after("/p/.cove", 0, usize::MAX).unwrap();
         assert_eq!(kept.len() as u64, MAX_EVENTS);
         assert_eq!(kept[0].seq, 6);
     }

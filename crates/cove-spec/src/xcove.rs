@@ -27,12 +27,28 @@ pub struct ProjectExt {
     /// relative to the project directory. Default: `.cove`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
+    /// Which daemon runs the app: `project` (one per project, in its state
+    /// directory, gone when the app is down; the default) or `host` (one per
+    /// host, for servers: it runs every project that asks and stays up).
+    /// The `COVE_DAEMON` environment variable overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonScope>,
     /// The gateway: one origin in front of every routed service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Gateway>,
     /// Preview environments per branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previews: Option<Previews>,
+}
+
+/// Which daemon runs an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DaemonScope {
+    /// One daemon per project (laptops).
+    Project,
+    /// One daemon per host (servers).
+    Host,
 }
 
 /// Gateway settings.

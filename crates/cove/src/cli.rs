@@ -130,6 +130,9 @@ pub struct RunArgs {
 pub struct DaemonArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: PathBuf,
+    /// The host's daemon: runs several projects and stays up.
+    #[arg(long)]
+    pub host: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,21 +7,47 @@ use cove_daemon::api::{Event, Replica};
 use cove_daemon::client::{Client, ClientError};
 use cove_daemon::{Paths, api};
 use cove_spec::Style;
+use cove_spec::xcove::DaemonScope;
 
 use cove_spec::Project;
 
-/// The daemon's files for `project` (its state directory, canonical when it exists).
-pub fn paths(project: &Project) -> Paths {
+/// The daemon that runs `project` and the project's key: its own daemon in
+/// its state directory, or the host's daemon (`COVE_DAEMON=host`, or
+/// `x-cove: {daemon: host}`). Paths are canonical where they exist.
+pub fn find(project: &Project) -> anyhow::Result<Client> {
     let dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
-    let dir = fs_err::canonicalize(&dir).unwrap_or(dir);
-    Paths::new(&dir)
+    let key = fs_err::canonicalize(&dir).unwrap_or(dir);
+    let host = match std::env::var("COVE_DAEMON").ok().as_deref() {
+        Some("host") => true,
+        Some("project") => false,
+        Some(other) if !other.is_empty() => anyhow::bail!(
+            "COVE_DAEMON is `{other}`; it must be `host` (one daemon per host) or `project` (one per project)"
+        ),
+        _ => project.app.x_cove.daemon == Some(DaemonScope::Host),
+    };
+    let daemon_dir = if host {
+        let d = cove_daemon::host_dir();
+        fs_err::canonicalize(&d).unwrap_or(d)
+    } else {
+        key.clone()
+    };
+    Ok(Client::new(
+        Paths::new(&daemon_dir),
+        key.display().to_string(),
+        host,
+    ))
 }
 
-/// Creates the state directory, so its canonical path is the daemon's.
+/// [`find`], after creating the state directories, so the canonical paths
+/// are the daemon's.
 pub fn client(project: &Project) -> anyhow::Result<Client> {
-    let dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
-    fs_err::create_dir_all(&dir)?;
-    Ok(Client::new(paths(project)))
+    fs_err::create_dir_all(cove_runtime::plan::state_dir(
+        &project.app,
+        &project.project_dir,
+    ))?;
+    let client = find(project)?;
+    fs_err::create_dir_all(&client.paths.state_dir)?;
+    find(project)
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -100,7 +126,7 @@ pub async fn wait_ready(
 }
 
 /// Prints why waiting failed, with the failed replica's last log lines.
-pub fn print_not_ready(style: &Style, paths: &Paths, why: &NotReady, timeout: Duration) {
+pub fn print_not_ready(style: &Style, client: &Client, why: &NotReady, timeout: Duration) {
     match why {
         NotReady::Client(e) => print_error(style, e),
         NotReady::Timeout(left) => {
@@ -125,7 +151,7 @@ pub fn print_not_ready(style: &Style, paths: &Paths, why: &NotReady, timeout: Du
                 "{}error{}: service `{}` did not start: {label} {}",
                 style.red, style.reset, ev.service, ev.detail
             );
-            let dir = cove_runtime::logs::Writer::dir_of(&paths.state_dir);
+            let dir = cove_runtime::logs::Writer::dir_of(std::path::Path::new(&client.project));
             let entries =
                 cove_runtime::logs::read(&dir, std::slice::from_ref(&label)).unwrap_or_default();
             if !entries.is_empty() {

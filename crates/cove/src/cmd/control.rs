@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cove_daemon::api::Accepted;
-use cove_daemon::client::Client;
 
 use crate::cli::{ProjectArgs, ServicesArgs};
 use crate::daemon;
@@ -27,7 +26,7 @@ pub fn run(
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let client = Client::new(daemon::paths(&project));
+    let client = daemon::find(&project)?;
     let path = match verb {
         Verb::Stop => "/v1/stop",
         Verb::Start => "/v1/start",
@@ -68,7 +67,7 @@ pub fn run(
                 Ok(ExitCode::SUCCESS)
             }
             Err(why) => {
-                daemon::print_not_ready(&style, &client.paths, &why, timeout);
+                daemon::print_not_ready(&style, &client, &why, timeout);
                 Ok(ExitCode::from(1))
             }
         }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cove_daemon::api::{Accepted, Names};
-use cove_daemon::client::{Client, ClientError};
+use cove_daemon::client::ClientError;
 use cove_daemon::store::Store;
 
 use crate::cli::{DownArgs, ProjectArgs};
@@ -25,21 +25,26 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let client = Client::new(daemon::paths(&project));
+    let client = daemon::find(&project)?;
     let paths = client.paths.clone();
+    let key = client.project.clone();
     let done = daemon::runtime()?.block_on(async {
         match client.post::<Accepted>("/v1/down", &Names::default()).await {
             Ok(_) => {
-                // The daemon exits once it has answered.
+                // A project's daemon exits once it has answered (a host's stays).
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                while paths.pidfile().exists() && tokio::time::Instant::now() < deadline {
+                while !client.host
+                    && paths.pidfile().exists()
+                    && tokio::time::Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Ok(())
             }
             Err(ClientError::NotRunning) => {
+                // Only this project's: a host's daemon runs others too.
                 let left = cove_runtime::process::sweep(
-                    &paths.marker(),
+                    &cove_daemon::project_marker(&key),
                     rustix::process::Signal::TERM,
                     LEFTOVER_GRACE,
                 );
@@ -54,11 +59,13 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                         ClientError::Other(format!("{e} (is a daemon starting right now?)"))
                     })?;
                     store
-                        .set_desired(None)
+                        .set_desired(&key, None)
                         .map_err(|e| ClientError::Other(e.to_string()))?;
                 }
-                let _ = fs_err::remove_file(paths.pidfile());
-                let _ = fs_err::remove_file(paths.socket());
+                if !client.host {
+                    let _ = fs_err::remove_file(paths.pidfile());
+                    let _ = fs_err::remove_file(paths.socket());
+                }
                 Ok(())
             }
             Err(e) => Err(e),
@@ -69,7 +76,7 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(1));
     }
     if args.volumes {
-        let data = paths.state_dir.join("data");
+        let data = std::path::Path::new(&key).join("data");
         let mut dirs: Vec<_> = fs_err::read_dir(&data)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();

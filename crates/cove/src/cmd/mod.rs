@@ -30,7 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cove_daemon::server::reaper(&args.state_dir);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon(args) => match cove_daemon::server::main(&args.state_dir) {
+        Command::Daemon(args) => match cove_daemon::server::main(&args.state_dir, args.host) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("cove-daemon: {e}");

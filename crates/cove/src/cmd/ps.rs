@@ -16,7 +16,7 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let client = cove_daemon::client::Client::new(daemon::paths(&project));
+    let client = daemon::find(&project)?;
     let rows: Vec<Replica> = match daemon::runtime()?.block_on(client.get("/v1/ps")) {
         Ok(rows) => rows,
         Err(ClientError::NotRunning) => {

@@ -78,7 +78,7 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
                 }
             };
             if let Err(why) = daemon::wait_ready(&client, &deps, accepted.seq, DEPS_TIMEOUT).await {
-                daemon::print_not_ready(&style, &client.paths, &why, DEPS_TIMEOUT);
+                daemon::print_not_ready(&style, &client, &why, DEPS_TIMEOUT);
                 return Ok(ExitCode::from(1));
             }
         }

@@ -46,7 +46,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     }
     let services: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let client = daemon::client(&project)?;
-    let log_dir = logs::Writer::dir_of(&client.paths.state_dir);
+    let log_dir = logs::Writer::dir_of(std::path::Path::new(&client.project));
     // From here on, the foreground shows what the replicas print.
     let tail = logs::Tail::new(&log_dir, &services);
     let request = UpRequest {
@@ -96,7 +96,7 @@ async fn detached(
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {
-            daemon::print_not_ready(style, &client.paths, &why, timeout);
+            daemon::print_not_ready(style, client, &why, timeout);
             Ok(ExitCode::from(1))
         }
     }

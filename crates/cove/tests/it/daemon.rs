@@ -11,13 +11,25 @@ use crate::up::{alive, down};
 /// An app in a temporary directory; dropped, it is brought down.
 struct App {
     tmp: tempfile::TempDir,
+    /// Environment of every `cove` it runs.
+    env: Vec<(String, String)>,
 }
 
 impl App {
     fn new(yaml: &str) -> App {
+        App::with_env(yaml, &[])
+    }
+
+    fn with_env(yaml: &str, env: &[(&str, &Path)]) -> App {
         let tmp = tempfile::tempdir().unwrap();
         fs_err::write(tmp.path().join("compose.yaml"), yaml).unwrap();
-        App { tmp }
+        App {
+            tmp,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.display().to_string()))
+                .collect(),
+        }
     }
 
     fn dir(&self) -> &Path {
@@ -30,6 +42,7 @@ impl App {
             .current_dir(self.dir())
             .args(args)
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -60,7 +73,7 @@ impl App {
 
     /// PIDs of the live processes started for this app (by their marker).
     fn processes(&self) -> Vec<u32> {
-        let marker = format!("COVE_SUPERVISOR={}", self.state_dir().display());
+        let marker = format!("COVE_PROJECT={}", self.state_dir().display());
         let mut pids: Vec<u32> = fs_err::read_dir("/proc")
             .unwrap()
             .flatten()
@@ -104,7 +117,11 @@ impl App {
 
 impl Drop for App {
     fn drop(&mut self) {
-        down(self.dir());
+        if self.env.is_empty() {
+            down(self.dir());
+        } else {
+            let _ = self.cove(&["down"]);
+        }
     }
 }
 
@@ -483,4 +500,90 @@ services:
         "{}",
         out.stderr
     );
+}
+
+/// A host's daemon, stopped (SIGTERM, by its pidfile) when dropped.
+struct HostDaemon {
+    dir: tempfile::TempDir,
+}
+
+impl HostDaemon {
+    fn pid(&self) -> Option<u32> {
+        fs_err::read_to_string(self.dir.path().join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for HostDaemon {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_daemon_per_host_runs_several_apps_and_stays_up() {
+    let host = HostDaemon {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let env = [
+        ("COVE_DAEMON", Path::new("host")),
+        ("COVE_HOST_DIR", host.dir.path()),
+    ];
+    let a = App::with_env(WEB, &env);
+    let b = App::with_env(
+        "services:\n  worker:\n    x-cove: {run: [sh, -c, 'echo working; sleep 300 & wait']}\n",
+        &env,
+    );
+    for app in [&a, &b] {
+        let out = app.cove(&["up", "-d"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+    }
+    // One daemon, in the host's directory; each app sees its own replicas.
+    let daemon = host.pid().expect("the host's daemon runs");
+    assert_eq!(a.daemon_pid(), None);
+    assert_eq!(b.daemon_pid(), None);
+    let services = |app: &App| -> Vec<String> {
+        app.ps()
+            .iter()
+            .map(|r| format!("{}-{}", r["service"].as_str().unwrap(), r["replica"]))
+            .collect()
+    };
+    assert_eq!(services(&a), ["db-1", "api-1", "api-2"]);
+    assert_eq!(services(&b), ["worker-1"]);
+    let out = b.cove(&["logs", "worker"]);
+    assert!(out.stdout.contains("worker-1 | working"), "{out:?}");
+
+    // One app down: the other runs on, and so does the daemon.
+    let b_procs = b.processes();
+    assert_eq!(a.cove(&["down"]).code, Some(0));
+    assert!(a.processes().is_empty());
+    assert!(alive(daemon), "the host's daemon stays up");
+    assert_eq!(b.processes(), b_procs);
+    assert!(a.ps().is_empty());
+
+    // Killed, its reaper stops every app's replicas; started again, it
+    // brings back what should run.
+    kill9(daemon);
+    eventually(10, "b's replicas to stop", || {
+        b_procs.iter().all(|p| !alive(*p))
+    });
+    let out = b.cove(&["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_ne!(host.pid(), Some(daemon));
+    assert_eq!(services(&b), ["worker-1"]);
+    assert!(a.ps().is_empty(), "a was down: it stays down");
+    assert_eq!(b.cove(&["down"]).code, Some(0));
+    assert!(b.processes().is_empty());
+    assert!(host.pid().is_some_and(alive), "still up with no app");
 }
