@@ -50,6 +50,19 @@ def daemon_pid(d):
     return int(open(os.path.join(d, ".cove", "daemon.pid")).read())
 
 
+def reaper_pid(d):
+    """The daemon's reaper (`cove __reaper --state-dir <d>/.cove`)."""
+    want = f"__reaper\0--state-dir\0{os.path.realpath(os.path.join(d, '.cove'))}\0".encode()
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if want in open(f"/proc/{p}/cmdline", "rb").read():
+                    return int(p)
+            except OSError:
+                pass
+    return None
+
+
 def up_rounds(d):
     times = []
     for _ in range(ROUNDS):
@@ -103,7 +116,9 @@ def main():
         cove(app, "up", "-d")
         pid = daemon_pid(app)
         rss, cpu = at_rest(pid, IDLE)
-        print(f"daemon at rest, 10 services up ({IDLE:.0f} s): RSS {rss/1024:.1f} MiB, CPU {cpu:.2f} %")
+        reaper = rss_kib(reaper_pid(app))
+        print(f"daemon at rest, 10 services up ({IDLE:.0f} s): RSS {rss/1024:.1f} MiB, CPU {cpu:.2f} %;"
+              f" its reaper RSS {reaper/1024:.1f} MiB")
         cove(app, "down")
 
         many = os.path.join(work, "many")

@@ -166,6 +166,9 @@ pub struct UpArgs {
     /// With `-d`: how long to wait for readiness, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub wait_timeout: u64,
+    /// Enable services of this profile (repeatable), as `cove --profile P up`.
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Args)]

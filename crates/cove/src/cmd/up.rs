@@ -28,7 +28,9 @@ const COLOURS: [&str; 6] = [
 
 pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let Some(project) = crate::project::load_or_report(project_args, &args.service_names) else {
+    let mut project_args = project_args.clone();
+    project_args.profiles.extend(args.profiles.iter().cloned());
+    let Some(project) = crate::project::load_or_report(&project_args, &args.service_names) else {
         return Ok(ExitCode::from(1));
     };
     let Some(plan) = crate::project::plan_or_report(&project) else {

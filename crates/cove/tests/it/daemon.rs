@@ -587,3 +587,21 @@ fn one_daemon_per_host_runs_several_apps_and_stays_up() {
     assert!(b.processes().is_empty());
     assert!(host.pid().is_some_and(alive), "still up with no app");
 }
+
+#[test]
+fn profiles_can_be_given_after_up() {
+    let app = App::new(
+        "services:\n  web:\n    x-cove: {run: [sleep, '300']}\n  debug:\n    x-cove: {run: [sleep, '300']}\n    profiles: [tools]\n",
+    );
+    assert_eq!(app.cove(&["up", "-d"]).code, Some(0));
+    let names = |app: &App| -> Vec<String> {
+        app.ps()
+            .iter()
+            .map(|r| r["service"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&app), ["web"], "the profile is off by default");
+    let out = app.cove(&["up", "-d", "--profile", "tools"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(names(&app), ["web", "debug"]);
+}
