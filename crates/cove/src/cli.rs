@@ -69,12 +69,38 @@ pub enum Command {
     /// Run a one-off command in a service's environment (its dependencies
     /// are started first), e.g. `cove run api -- ./migrate`.
     Run(RunArgs),
+    /// Run the gateway alone, in the foreground, in front of the given
+    /// upstreams (one pool, every path), until SIGTERM or Ctrl-C.
+    Gateway(GatewayArgs),
     /// The daemon (started by the other commands when needed).
     #[command(name = "__daemon", hide = true)]
     Daemon(DaemonArgs),
     /// Stops what a daemon left when it dies (started by the daemon).
     #[command(name = "__reaper", hide = true)]
     Reaper(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on, `HOST:PORT`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// An upstream, `HOST:PORT` (repeatable).
+    #[arg(long = "upstream", value_name = "ADDR", required = true)]
+    pub upstreams: Vec<std::net::SocketAddr>,
+    /// Worker threads. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// How to choose an upstream.
+    #[arg(long, value_enum, default_value_t = BalancePolicy::LeastInFlight)]
+    pub policy: BalancePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BalancePolicy {
+    /// Two random choices, the one with fewer requests in flight.
+    LeastInFlight,
+    RoundRobin,
 }
 
 #[derive(Debug, Args)]

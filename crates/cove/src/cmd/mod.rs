@@ -3,6 +3,7 @@
 mod config;
 mod control;
 mod down;
+mod gateway;
 mod logs;
 mod ps;
 mod run;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => control::run(&cli.project, control::Verb::Start, &args),
         Command::Restart(args) => control::run(&cli.project, control::Verb::Restart, &args),
         Command::Run(args) => run::run(&cli.project, &args),
+        Command::Gateway(args) => gateway::run(&args),
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);
             Ok(ExitCode::SUCCESS)

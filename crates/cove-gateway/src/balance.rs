@@ -1,0 +1,131 @@
+//! Choosing a target. Pure except for the randomness it is given, so the
+//! rules are tested without a network.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::table::{Policy, Pool, Target};
+
+/// A target of `pool` for the next request, skipping draining targets and
+/// `avoid` (one that just failed); `None` when there is none. `random`
+/// returns uniformly distributed numbers.
+pub fn pick(
+    pool: &Pool,
+    avoid: Option<SocketAddr>,
+    random: &mut impl FnMut() -> u64,
+) -> Option<Arc<Target>> {
+    let ok = |t: &&Arc<Target>| !t.is_draining() && Some(t.addr) != avoid;
+    let n = pool.targets.iter().filter(ok).count();
+    let nth = |i: usize| pool.targets.iter().filter(ok).nth(i).cloned();
+    match (n, pool.policy) {
+        (0, _) => None,
+        (1, _) => nth(0),
+        (_, Policy::RoundRobin) => nth(pool.next.fetch_add(1, Ordering::Relaxed) % n),
+        (_, Policy::LeastInFlight) => {
+            let a = (random() % n as u64) as usize;
+            // A second, different one.
+            let b = (a + 1 + (random() % (n as u64 - 1)) as usize) % n;
+            let (ta, tb) = (nth(a)?, nth(b)?);
+            Some(if tb.in_flight() < ta.in_flight() {
+                tb
+            } else {
+                ta
+            })
+        }
+    }
+}
+
+/// A fast per-thread random number generator (xorshift64*), seeded from the
+/// clock and the thread; good enough for choosing targets.
+pub fn thread_random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            let id = std::thread::current().id();
+            let salt = format!("{id:?}").bytes().fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+            (t ^ salt.rotate_left(32)) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Pool;
+
+    fn targets(n: u16) -> Vec<Arc<Target>> {
+        (1..=n)
+            .map(|i| Target::new(SocketAddr::from(([127, 0, 0, 1], 9000 + i))))
+            .collect()
+    }
+
+    #[test]
+    fn least_in_flight_of_two_choices() {
+        let ts = targets(2);
+        let pool = Pool::new("p", ts.clone(), Policy::LeastInFlight);
+        let _busy = ts[0].begin();
+        let mut r = 0u64;
+        let mut random = || {
+            r += 1;
+            r
+        };
+        for _ in 0..10 {
+            assert_eq!(pick(&pool, None, &mut random).unwrap().addr, ts[1].addr);
+        }
+        // Equal load: the random first choice.
+        let _busy2 = ts[1].begin();
+        let mut zero = || 0u64;
+        assert_eq!(pick(&pool, None, &mut zero).unwrap().addr, ts[0].addr);
+    }
+
+    #[test]
+    fn draining_and_failed_targets_are_skipped() {
+        let ts = targets(3);
+        let pool = Pool::new("p", ts.clone(), Policy::RoundRobin);
+        ts[1].drain();
+        let mut random = thread_random;
+        let picked: Vec<_> = (0..4)
+            .map(|_| pick(&pool, None, &mut random).unwrap().addr)
+            .collect();
+        assert_eq!(picked, [ts[0].addr, ts[2].addr, ts[0].addr, ts[2].addr]);
+        for _ in 0..5 {
+            assert_eq!(
+                pick(&pool, Some(ts[0].addr), &mut random).unwrap().addr,
+                ts[2].addr
+            );
+        }
+        ts[0].drain();
+        ts[2].drain();
+        assert!(pick(&pool, None, &mut random).is_none());
+    }
+
+    #[test]
+    fn the_spread_is_even_at_rest() {
+        let ts = targets(4);
+        let pool = Pool::new("p", ts.clone(), Policy::LeastInFlight);
+        let mut counts = std::collections::HashMap::new();
+        let mut random = thread_random;
+        for _ in 0..4000 {
+            *counts
+                .entry(pick(&pool, None, &mut random).unwrap().addr)
+                .or_insert(0) += 1;
+        }
+        for t in &ts {
+            let c = counts[&t.addr];
+            assert!((700..1300).contains(&c), "{counts:?}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! cove-gateway: one origin in front of every service.
+//!
+//! Invariant: it knows nothing about Compose. It is driven by a routing
+//! [`table::Table`] (host and path prefix → a pool of targets), swapped
+//! atomically; whoever owns the gateway (the daemon, or `cove gateway`
+//! standalone) builds the table. Requests are streamed both ways, never
+//! buffered whole.
+//!
+//! - [`table`]: routes, pools, targets (in-flight counts, draining).
+//! - [`balance`]: power-of-two-choices on in-flight requests, round-robin.
+//! - [`proxy`]: the HTTP/1.1 server and upstream client: forwarding headers,
+//!   hop-by-hop stripping, request ids, retries on connect failure.
+
+pub mod balance;
+pub mod proxy;
+pub mod table;

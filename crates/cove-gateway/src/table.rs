@@ -1,0 +1,207 @@
+//! The routing table: which pool of targets serves a request.
+//!
+//! A route matches a host (exact, case-insensitive, port ignored; none:
+//! any host) and a path prefix (on `/` boundaries: `/api` matches `/api`
+//! and `/api/x`, not `/apix`). Host routes win over host-less ones, then the
+//! longest prefix wins. Tables are immutable; the gateway swaps whole tables.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// One upstream address and what the balancer needs to know about it.
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+}
+
+impl Target {
+    pub fn new(addr: SocketAddr) -> Arc<Target> {
+        Arc::new(Target {
+            addr,
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Requests it is serving now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// No new requests; the ones in flight finish.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in flight on a target.
+#[derive(Debug)]
+pub struct InFlight(Arc<Target>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a pool chooses among its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Power of two random choices, the one with fewer requests in flight.
+    #[default]
+    LeastInFlight,
+    RoundRobin,
+}
+
+/// The targets of one service (its replicas).
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub targets: Vec<Arc<Target>>,
+    pub policy: Policy,
+    pub(crate) next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(name: &str, targets: Vec<Arc<Target>>, policy: Policy) -> Arc<Pool> {
+        Arc::new(Pool {
+            name: name.to_string(),
+            targets,
+            policy,
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Lower case, without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Starts with `/`.
+    pub path: String,
+    /// Remove `path` from the request's path before forwarding.
+    pub strip_prefix: bool,
+    pub pool: Arc<Pool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    routes: Vec<Route>,
+}
+
+impl Table {
+    pub fn new(mut routes: Vec<Route>) -> Table {
+        for r in &mut routes {
+            r.host = r.host.take().map(|h| h.to_ascii_lowercase());
+        }
+        // Host routes first, then longer prefixes.
+        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path.len())));
+        Table { routes }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request to `host` (a `Host` header, port allowed) and `path`.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let host = host.map(|h| {
+            // `[::1]:80`, `name:80`, `name`.
+            let bare = match h.rfind(':') {
+                Some(i) if !h[i..].contains(']') => &h[..i],
+                _ => h,
+            };
+            bare.to_ascii_lowercase()
+        });
+        self.routes.iter().find(|r| {
+            let host_ok = match (&r.host, &host) {
+                (None, _) => true,
+                (Some(want), Some(got)) => want == got,
+                (Some(_), None) => false,
+            };
+            host_ok && prefix_matches(&r.path, path)
+        })
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `path` without the route's prefix (`/api/x` → `/x`; `/api` → `/`).
+pub fn strip(prefix: &str, path: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some("") => "/".to_string(),
+        Some(rest) => rest.to_string(),
+        None => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<&str>, path: &str, name: &str) -> Route {
+        Route {
+            host: host.map(String::from),
+            path: path.into(),
+            strip_prefix: false,
+            pool: Pool::new(name, vec![], Policy::default()),
+        }
+    }
+
+    #[test]
+    fn host_routes_win_then_the_longest_prefix() {
+        let t = Table::new(vec![
+            route(None, "/", "web"),
+            route(None, "/api", "api"),
+            route(None, "/api/admin", "admin"),
+            route(Some("Shop.localhost"), "/", "shop"),
+        ]);
+        let name = |h: Option<&str>, p: &str| t.route(h, p).map(|r| r.pool.name.clone());
+        assert_eq!(name(None, "/"), Some("web".into()));
+        assert_eq!(name(None, "/api"), Some("api".into()));
+        assert_eq!(name(None, "/api/x"), Some("api".into()));
+        assert_eq!(
+            name(None, "/apix"),
+            Some("web".into()),
+            "prefixes end at `/`"
+        );
+        assert_eq!(name(None, "/api/admin/users"), Some("admin".into()));
+        assert_eq!(
+            name(Some("shop.localhost:8080"), "/api"),
+            Some("shop".into())
+        );
+        assert_eq!(name(Some("SHOP.localhost"), "/"), Some("shop".into()));
+        assert_eq!(name(Some("other"), "/api"), Some("api".into()));
+        let none = Table::new(vec![route(Some("a"), "/", "a")]);
+        assert!(none.route(Some("b"), "/").is_none());
+        assert!(none.route(None, "/").is_none());
+    }
+
+    #[test]
+    fn strip_prefix() {
+        assert_eq!(strip("/api", "/api/x?y"), "/x?y");
+        assert_eq!(strip("/api/", "/api"), "/");
+        assert_eq!(strip("/", "/x"), "/x");
+    }
+}

@@ -1,0 +1,270 @@
+//! The gateway against real upstreams on port 0, over real sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cove_gateway::proxy::{Gateway, Limits};
+use cove_gateway::table::{Policy, Pool, Route, Table, Target};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// An upstream that answers `id`, the path it got, its headers and the
+/// length of the body it read.
+async fn upstream(id: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        let headers: String = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("?")))
+                            .collect();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let text = format!("{id}\n{path}\n{headers}body: {}\n", body.len());
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(text))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway serving `table` on port 0.
+async fn gateway(table: Table) -> (Arc<Gateway>, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gw = Gateway::new(table, Limits::default());
+    tokio::spawn(gw.clone().serve(listener, std::future::pending()));
+    (gw, addr)
+}
+
+fn one_pool(targets: &[SocketAddr], policy: Policy) -> (Table, Arc<Pool>) {
+    let pool = Pool::new(
+        "svc",
+        targets.iter().map(|a| Target::new(*a)).collect(),
+        policy,
+    );
+    let table = Table::new(vec![Route {
+        host: None,
+        path: "/".into(),
+        strip_prefix: false,
+        pool: pool.clone(),
+    }]);
+    (table, pool)
+}
+
+/// One request over a new connection: status and body.
+async fn get(gw: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    send(gw, "GET", path, headers, Bytes::new()).await
+}
+
+async fn send(
+    gw: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (u16, String) {
+    let stream = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "app.localhost:8080");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_spread_over_the_replicas() {
+    let ups = [upstream("a").await, upstream("b").await];
+    for policy in [Policy::LeastInFlight, Policy::RoundRobin] {
+        let (table, _) = one_pool(&ups, policy);
+        let (_, gw) = gateway(table).await;
+        let (mut a, mut b) = (0, 0);
+        for _ in 0..200 {
+            let (status, body) = get(gw, "/", &[]).await;
+            assert_eq!(status, 200, "{body}");
+            match body.lines().next() {
+                Some("a") => a += 1,
+                Some("b") => b += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(a >= 60 && b >= 60, "{policy:?}: a {a}, b {b}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_connect_is_retried_on_another_replica() {
+    // A port nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let live = upstream("live").await;
+    let (table, _) = one_pool(&[dead, live], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    for _ in 0..10 {
+        let (status, body) = get(gw, "/x", &[]).await;
+        assert_eq!((status, body.lines().next()), (200, Some("live")), "{body}");
+    }
+    // With a body, a request is not replayed: the client learns of it.
+    let (table, _) = one_pool(&[dead], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    let (status, body) = send(gw, "POST", "/", &[], Bytes::from_static(b"data")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("svc ("), "{body}");
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_added_and_hop_by_hop_ones_removed() {
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    let (status, body) = get(
+        gw,
+        "/p?q=1",
+        &[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-kept", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[1], "/p?q=1");
+    assert!(
+        lines.contains(&"x-forwarded-for: 10.0.0.1, 127.0.0.1"),
+        "{body}"
+    );
+    assert!(lines.contains(&"x-forwarded-proto: http"), "{body}");
+    assert!(
+        lines.contains(&"x-forwarded-host: app.localhost:8080"),
+        "{body}"
+    );
+    assert!(lines.contains(&"host: app.localhost:8080"), "{body}");
+    assert!(lines.contains(&"x-kept: yes"), "{body}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("x-request-id: ")),
+        "{body}"
+    );
+    for gone in ["x-secret", "keep-alive", "proxy-authorization"] {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(&format!("{gone}:"))),
+            "{gone}: {body}"
+        );
+    }
+    // A request id the client sent is kept.
+    let (_, body) = get(gw, "/", &[("x-request-id", "abc")]).await;
+    assert!(body.lines().any(|l| l == "x-request-id: abc"), "{body}");
+}
+
+#[tokio::test]
+async fn routes_by_host_and_prefix_with_strip_and_clear_errors() {
+    let api = upstream("api").await;
+    let web = upstream("web").await;
+    let pool = |name: &str, a| Pool::new(name, vec![Target::new(a)], Policy::RoundRobin);
+    let table = Table::new(vec![
+        Route {
+            host: None,
+            path: "/api".into(),
+            strip_prefix: true,
+            pool: pool("api", api),
+        },
+        Route {
+            host: Some("web.localhost".into()),
+            path: "/".into(),
+            strip_prefix: false,
+            pool: pool("web", web),
+        },
+    ]);
+    let (gw_handle, gw) = gateway(table).await;
+    let (status, body) = get(gw, "/api/users?x=1", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.lines().take(2).collect::<Vec<_>>(),
+        ["api", "/users?x=1"]
+    );
+    let (status, body) = get(gw, "/", &[]).await;
+    assert_eq!(status, 404, "app.localhost has no route for /: {body}");
+    assert!(body.contains("no route for app.localhost:8080/"), "{body}");
+    let (status, body) = get(gw, "/", &[("host", "WEB.localhost:8080")]).await;
+    assert_eq!((status, body.lines().next()), (200, Some("web")), "{body}");
+
+    // Draining: no new requests; then nothing left is a 503.
+    for r in gw_handle.table().routes() {
+        for t in &r.pool.targets {
+            t.drain();
+        }
+    }
+    let (status, body) = get(gw, "/api/x", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no healthy target for `api`"), "{body}");
+}
+
+#[tokio::test]
+async fn draining_sends_new_requests_elsewhere_and_a_new_table_takes_over() {
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let (table, pool) = one_pool(&[a, b], Policy::LeastInFlight);
+    let (gw_handle, gw) = gateway(table).await;
+    pool.targets[0].drain();
+    for _ in 0..20 {
+        let (_, body) = get(gw, "/", &[]).await;
+        assert_eq!(body.lines().next(), Some("b"));
+    }
+    // Swap the table: only `a` (fresh) now.
+    let (table, _) = one_pool(&[a], Policy::LeastInFlight);
+    gw_handle.set_table(table);
+    let (_, body) = get(gw, "/", &[]).await;
+    assert_eq!(body.lines().next(), Some("a"));
+}
+
+#[tokio::test]
+async fn bodies_are_streamed_through_in_both_directions() {
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    let big = Bytes::from(vec![b'x'; 4 * 1024 * 1024]);
+    let (status, body) = send(gw, "POST", "/upload", &[], big).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.ends_with("body: 4194304\n"),
+        "{}",
+        &body[body.len().saturating_sub(40)..]
+    );
+}
