@@ -8,9 +8,11 @@
 //!
 //! - [`table`]: routes, pools, targets (in-flight counts, draining).
 //! - [`balance`]: power-of-two-choices on in-flight requests, round-robin.
-//! - [`proxy`]: the HTTP/1.1 server and upstream client: forwarding headers,
-//!   hop-by-hop stripping, request ids, retries on connect failure.
+//! - [`proxy`]: the HTTP/1.1 server: forwarding headers, hop-by-hop
+//!   stripping, request ids, retries on connect failure.
+//! - [`upstream`]: kept-alive connections to the targets.
 
 pub mod balance;
 pub mod proxy;
 pub mod table;
+pub mod upstream;

@@ -20,13 +20,12 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::balance;
 use crate::table::{self, Table};
+use crate::upstream::{SendError, Upstreams};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -55,8 +54,9 @@ impl Default for Limits {
 }
 
 pub struct Gateway {
-    table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, Body>,
+    /// Shared by the gateway's siblings (one per thread).
+    table: Arc<RwLock<Arc<Table>>>,
+    upstreams: Arc<Upstreams>,
     limits: Limits,
     /// Request ids: a random prefix and a counter.
     id_prefix: u64,
@@ -65,17 +65,19 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(table: Table, limits: Limits) -> Arc<Gateway> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limits.upstream_connect));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        Gateway::with_table(Arc::new(RwLock::new(Arc::new(table))), limits)
+    }
+
+    /// A gateway for another thread: the same table (and targets, so
+    /// in-flight counts are shared), its own upstream connections.
+    pub fn sibling(&self) -> Arc<Gateway> {
+        Gateway::with_table(self.table.clone(), self.limits)
+    }
+
+    fn with_table(table: Arc<RwLock<Arc<Table>>>, limits: Limits) -> Arc<Gateway> {
         Arc::new(Gateway {
-            table: RwLock::new(Arc::new(table)),
-            client,
+            table,
+            upstreams: Upstreams::new(limits.upstream_connect),
             limits,
             id_prefix: balance::thread_random(),
             ids: AtomicU64::new(0),
@@ -143,16 +145,21 @@ impl Gateway {
             );
         };
         let (mut parts, body) = req.into_parts();
-        let path_and_query = {
+        // Origin form (`/path?query`), the prefix stripped if the route says so.
+        let uri = {
             let pq = parts
                 .uri
                 .path_and_query()
                 .map(|pq| pq.as_str())
                 .unwrap_or("/");
-            if route.strip_prefix {
+            let pq = if route.strip_prefix {
                 table::strip(&route.path, pq)
             } else {
                 pq.to_string()
+            };
+            match pq.parse::<Uri>() {
+                Ok(u) => u,
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "cove gateway: bad path\n"),
             }
         };
         strip_hop_by_hop(&mut parts.headers);
@@ -168,7 +175,10 @@ impl Gateway {
             }
         }
         let replayable = hyper::body::Body::is_end_stream(&body);
-        let mut body = Some(body.boxed());
+        let mut upstream_req = Request::new(body.boxed());
+        *upstream_req.method_mut() = parts.method;
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.headers_mut() = parts.headers;
         let mut avoid = None;
         let mut random = balance::thread_random;
         for attempt in 0..2 {
@@ -182,40 +192,20 @@ impl Gateway {
                 );
             };
             let guard = target.begin();
-            let uri: Uri = match format!("http://{}{path_and_query}", target.addr).parse() {
-                Ok(u) => u,
-                Err(_) => return plain(StatusCode::BAD_REQUEST, "cove gateway: bad path\n"),
-            };
-            let mut builder = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri)
-                .version(hyper::Version::HTTP_11);
-            if let Some(h) = builder.headers_mut() {
-                *h = parts.headers.clone();
-            }
-            let this_body = body.take().unwrap_or_else(empty);
-            let Ok(upstream_req) = builder.body(this_body) else {
-                return plain(StatusCode::BAD_REQUEST, "cove gateway: bad request\n");
-            };
+            // The target counts the request until its response body is done.
             let sent = tokio::time::timeout(
                 self.limits.upstream_response,
-                self.client.request(upstream_req),
+                self.upstreams.send(target.addr, upstream_req, guard),
             )
             .await;
             match sent {
-                Ok(Ok(resp)) => {
-                    let (mut rparts, rbody) = resp.into_parts();
-                    strip_hop_by_hop(&mut rparts.headers);
-                    // The target counts the request until its body is done.
-                    let rbody = rbody
-                        .map_frame(move |f| {
-                            let _ = &guard;
-                            f
-                        })
-                        .boxed();
-                    return Response::from_parts(rparts, rbody);
+                Ok(Ok(mut resp)) => {
+                    strip_hop_by_hop(resp.headers_mut());
+                    return resp;
                 }
-                Ok(Err(e)) if e.is_connect() && replayable && attempt == 0 => {
+                Ok(Err(SendError::Connect(_, req))) if replayable && attempt == 0 => {
+                    // Nothing was sent: the same request, to another target.
+                    upstream_req = *req;
                     avoid = Some(target.addr);
                     continue;
                 }
@@ -244,12 +234,6 @@ impl Gateway {
             ),
         )
     }
-}
-
-fn empty() -> Body {
-    http_body_util::Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
