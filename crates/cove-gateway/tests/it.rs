@@ -268,3 +268,110 @@ async fn bodies_are_streamed_through_in_both_directions() {
         &body[body.len().saturating_sub(40)..]
     );
 }
+
+/// Sends raw bytes on a new connection; what comes back before the gateway
+/// closes it (or `wait` passes).
+async fn raw(gw: SocketAddr, bytes: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn guarded_gateway(limits: Limits) -> SocketAddr {
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gw = Gateway::new(table, limits);
+    tokio::spawn(gw.serve(listener, std::future::pending()));
+    addr
+}
+
+#[tokio::test]
+async fn smuggling_shapes_are_refused() {
+    let gw = guarded_gateway(Limits::default()).await;
+    let long = std::time::Duration::from_secs(5);
+    // Content-Length and Transfer-Encoding together: normalised as RFC 9112
+    // allows (chunked wins, the length is dropped, the connection closes
+    // after the answer), so the upstream gets one unambiguous framing and a
+    // smuggled second request has no connection to ride on.
+    let out = raw(
+        gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+        long,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(out.contains("connection: close"), "{out:?}");
+    assert!(!out.contains("content-length: 4"), "{out:?}");
+    assert!(!out.contains("/smuggled"), "{out:?}");
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out:?}");
+    // Two different Content-Lengths.
+    let out = raw(
+        gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        long,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    // Invalid chunk size.
+    let out = raw(
+        gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        long,
+    )
+    .await;
+    assert!(!out.contains("HTTP/1.1 200"), "{out:?}");
+    // Obsolete line folding.
+    let out = raw(
+        gw,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n",
+        long,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    // A well-formed request on the same gateway still works.
+    let out = raw(
+        gw,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        long,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+}
+
+#[tokio::test]
+async fn oversized_heads_and_slow_clients_are_cut_off() {
+    let limits = Limits {
+        header_read: std::time::Duration::from_millis(300),
+        max_head: 16 * 1024,
+        ..Limits::default()
+    };
+    let gw = guarded_gateway(limits).await;
+    let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    big.extend(b"\r\n\r\n");
+    let out = raw(gw, &big, std::time::Duration::from_secs(5)).await;
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{:?}",
+        &out[..out.len().min(80)]
+    );
+    // Half a request head, then nothing: closed after the header timeout.
+    let t = std::time::Instant::now();
+    let out = raw(
+        gw,
+        b"GET / HTTP/1.1\r\nHost: a\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    let took = t.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "a stalled client held its connection for {took:?}: {out:?}"
+    );
+    assert!(!out.contains("200"), "{out:?}");
+}

@@ -35,6 +35,7 @@ fn cli_reference_is_current() {
         ("cove start", &["start"][..]),
         ("cove restart", &["restart"][..]),
         ("cove run", &["run"][..]),
+        ("cove gateway", &["gateway"][..]),
     ] {
         doc.push_str(&format!("\n## `{title}`\n\n```text\n{}```\n", help(args)));
     }
