@@ -11,8 +11,10 @@
 //! - [`proxy`]: the HTTP/1.1 server: forwarding headers, hop-by-hop
 //!   stripping, request ids, retries on connect failure.
 //! - [`upstream`]: kept-alive connections to the targets.
+//! - [`deadline`]: coarse upstream response deadlines.
 
 pub mod balance;
+pub mod deadline;
 pub mod proxy;
 pub mod table;
 pub mod upstream;

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::balance;
+use crate::deadline::Deadlines;
 use crate::table::{self, Table};
 use crate::upstream::{SendError, Upstreams};
 
@@ -57,6 +58,8 @@ pub struct Gateway {
     /// Shared by the gateway's siblings (one per thread).
     table: Arc<RwLock<Arc<Table>>>,
     upstreams: Arc<Upstreams>,
+    /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
+    deadlines: std::sync::OnceLock<Arc<Deadlines>>,
     limits: Limits,
     /// Request ids: a random prefix and a counter.
     id_prefix: u64,
@@ -78,6 +81,7 @@ impl Gateway {
         Arc::new(Gateway {
             table,
             upstreams: Upstreams::new(limits.upstream_connect),
+            deadlines: std::sync::OnceLock::new(),
             limits,
             id_prefix: balance::thread_random(),
             ids: AtomicU64::new(0),
@@ -193,11 +197,15 @@ impl Gateway {
             };
             let guard = target.begin();
             // The target counts the request until its response body is done.
-            let sent = tokio::time::timeout(
-                self.limits.upstream_response,
-                self.upstreams.send(target.addr, upstream_req, guard),
-            )
-            .await;
+            // Made on first use, inside the runtime that serves.
+            let deadline = self
+                .deadlines
+                .get_or_init(Deadlines::new)
+                .start(self.limits.upstream_response);
+            let sent = tokio::select! {
+                r = self.upstreams.send(target.addr, upstream_req, guard) => Ok(r),
+                _ = deadline.expired() => Err(()),
+            };
             match sent {
                 Ok(Ok(mut resp)) => {
                     strip_hop_by_hop(resp.headers_mut());
