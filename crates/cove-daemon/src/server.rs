@@ -546,9 +546,9 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         },
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
         (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
-        (Method::POST, "/v1/stop") => stop(daemon, &key, parse!(Names)).await,
-        (Method::POST, "/v1/start") => start(daemon, &key, parse!(Names), false).await,
-        (Method::POST, "/v1/restart") => start(daemon, &key, parse!(Names), true).await,
+        (Method::POST, "/v1/stop") => control(daemon, &key, parse!(Names), Verb::Stop).await,
+        (Method::POST, "/v1/start") => control(daemon, &key, parse!(Names), Verb::Start).await,
+        (Method::POST, "/v1/restart") => control(daemon, &key, parse!(Names), Verb::Restart).await,
         (Method::POST, "/v1/down") => down(daemon, &key, parse!(Names)).await,
         _ => error(
             StatusCode::NOT_FOUND,
@@ -734,29 +734,17 @@ fn running_project(daemon: &Daemon, key: &str) -> Result<Arc<Project>, Answer> {
     })
 }
 
-async fn stop(daemon: &Daemon, key: &str, req: Names) -> Answer {
-    let answer = accepted(daemon);
-    let project = match running_project(daemon, key) {
-        Ok(p) => p,
-        Err(a) => return a,
-    };
-    let mut run = project.run.lock().await;
-    let names = match known(&run, &req.services) {
-        Ok(n) => n,
-        Err(a) => return a,
-    };
-    let mut desired = run.desired.clone().expect("checked by known");
-    desired.wanted.retain(|s| !names.contains(s));
-    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
-    }
-    run.desired = Some(desired);
-    run.supervisor.stop(&names).await;
-    daemon.flush(&project).await;
-    answer
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Stop,
+    Start,
+    Restart,
 }
 
-async fn start(daemon: &Daemon, key: &str, req: Names, restart: bool) -> Answer {
+/// `stop`, `start`, `restart`: what should run changes first (stopped
+/// services are no longer wanted; started ones are again), then the
+/// supervisor acts.
+async fn control(daemon: &Daemon, key: &str, req: Names, verb: Verb) -> Answer {
     let answer = accepted(daemon);
     let project = match running_project(daemon, key) {
         Ok(p) => p,
@@ -768,19 +756,25 @@ async fn start(daemon: &Daemon, key: &str, req: Names, restart: bool) -> Answer 
         Err(a) => return a,
     };
     let mut desired = run.desired.clone().expect("checked by known");
-    let app_order: Vec<String> = desired.app.services.keys().cloned().collect();
-    desired.wanted = app_order
-        .into_iter()
-        .filter(|s| desired.wanted.contains(s) || names.contains(s))
-        .collect();
+    if verb == Verb::Stop {
+        desired.wanted.retain(|s| !names.contains(s));
+    } else {
+        let app_order: Vec<String> = desired.app.services.keys().cloned().collect();
+        desired.wanted = app_order
+            .into_iter()
+            .filter(|s| desired.wanted.contains(s) || names.contains(s))
+            .collect();
+    }
     if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     run.desired = Some(desired);
-    if restart {
+    if verb != Verb::Start {
         run.supervisor.stop(&names).await;
     }
-    if let Some(plan) = run.plan.clone() {
+    if verb != Verb::Stop
+        && let Some(plan) = run.plan.clone()
+    {
         run.supervisor.apply(&plan, &names, &HashMap::new()).await;
     }
     daemon.flush(&project).await;
