@@ -7,15 +7,24 @@ use std::sync::atomic::Ordering;
 
 use crate::table::{Policy, Pool, Target};
 
-/// A target of `pool` for the next request, skipping draining targets and
-/// `avoid` (one that just failed); `None` when there is none. `random`
+/// A target of `pool` for the next request, skipping draining targets,
+/// ejected ones (passive health, at `now`, see [`crate::table::now_ms`]) and
+/// `avoid` (one that just failed); `None` when there is none. When every
+/// target is ejected, ejection is ignored: trying beats refusing. `random`
 /// returns uniformly distributed numbers.
 pub fn pick(
     pool: &Pool,
     avoid: Option<SocketAddr>,
+    now: u64,
     random: &mut impl FnMut() -> u64,
 ) -> Option<Arc<Target>> {
-    let ok = |t: &&Arc<Target>| !t.is_draining() && Some(t.addr) != avoid;
+    let healthy = pool
+        .targets
+        .iter()
+        .any(|t| !t.is_draining() && !t.is_ejected(now) && Some(t.addr) != avoid);
+    let ok = |t: &&Arc<Target>| {
+        !t.is_draining() && Some(t.addr) != avoid && (!healthy || !t.is_ejected(now))
+    };
     let n = pool.targets.iter().filter(ok).count();
     let nth = |i: usize| pool.targets.iter().filter(ok).nth(i).cloned();
     match (n, pool.policy) {
@@ -83,12 +92,12 @@ mod tests {
             r
         };
         for _ in 0..10 {
-            assert_eq!(pick(&pool, None, &mut random).unwrap().addr, ts[1].addr);
+            assert_eq!(pick(&pool, None, 0, &mut random).unwrap().addr, ts[1].addr);
         }
         // Equal load: the random first choice.
         let _busy2 = ts[1].begin();
         let mut zero = || 0u64;
-        assert_eq!(pick(&pool, None, &mut zero).unwrap().addr, ts[0].addr);
+        assert_eq!(pick(&pool, None, 0, &mut zero).unwrap().addr, ts[0].addr);
     }
 
     #[test]
@@ -98,18 +107,38 @@ mod tests {
         ts[1].drain();
         let mut random = thread_random;
         let picked: Vec<_> = (0..4)
-            .map(|_| pick(&pool, None, &mut random).unwrap().addr)
+            .map(|_| pick(&pool, None, 0, &mut random).unwrap().addr)
             .collect();
         assert_eq!(picked, [ts[0].addr, ts[2].addr, ts[0].addr, ts[2].addr]);
         for _ in 0..5 {
             assert_eq!(
-                pick(&pool, Some(ts[0].addr), &mut random).unwrap().addr,
+                pick(&pool, Some(ts[0].addr), 0, &mut random).unwrap().addr,
                 ts[2].addr
             );
         }
         ts[0].drain();
         ts[2].drain();
-        assert!(pick(&pool, None, &mut random).is_none());
+        assert!(pick(&pool, None, 0, &mut random).is_none());
+    }
+
+    #[test]
+    fn ejected_targets_are_left_out_unless_all_are() {
+        use crate::table::Outcome;
+        let ts = targets(2);
+        let pool = Pool::new("p", ts.clone(), Policy::RoundRobin);
+        ts[0].record(Outcome::ConnectFailed, 100);
+        let mut random = thread_random;
+        for _ in 0..4 {
+            assert_eq!(
+                pick(&pool, None, 100, &mut random).unwrap().addr,
+                ts[1].addr
+            );
+        }
+        ts[1].record(Outcome::ConnectFailed, 100);
+        assert!(
+            pick(&pool, None, 100, &mut random).is_some(),
+            "all ejected: try anyway"
+        );
     }
 
     #[test]
@@ -120,7 +149,7 @@ mod tests {
         let mut random = thread_random;
         for _ in 0..4000 {
             *counts
-                .entry(pick(&pool, None, &mut random).unwrap().addr)
+                .entry(pick(&pool, None, 0, &mut random).unwrap().addr)
                 .or_insert(0) += 1;
         }
         for t in &ts {

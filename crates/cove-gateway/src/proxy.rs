@@ -186,7 +186,8 @@ impl Gateway {
         let mut avoid = None;
         let mut random = balance::thread_random;
         for attempt in 0..2 {
-            let Some(target) = balance::pick(&route.pool, avoid, &mut random) else {
+            let Some(target) = balance::pick(&route.pool, avoid, table::now_ms(), &mut random)
+            else {
                 return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!(
@@ -208,16 +209,26 @@ impl Gateway {
             };
             match sent {
                 Ok(Ok(mut resp)) => {
+                    let outcome = if resp.status().is_server_error() {
+                        table::Outcome::ServerError
+                    } else {
+                        table::Outcome::Ok
+                    };
+                    target.record(outcome, table::now_ms());
                     strip_hop_by_hop(resp.headers_mut());
                     return resp;
                 }
                 Ok(Err(SendError::Connect(_, req))) if replayable && attempt == 0 => {
+                    target.record(table::Outcome::ConnectFailed, table::now_ms());
                     // Nothing was sent: the same request, to another target.
                     upstream_req = *req;
                     avoid = Some(target.addr);
                     continue;
                 }
                 Ok(Err(e)) => {
+                    if matches!(e, SendError::Connect(..)) {
+                        target.record(table::Outcome::ConnectFailed, table::now_ms());
+                    }
                     return plain(
                         StatusCode::BAD_GATEWAY,
                         &format!("cove gateway: {} ({}): {e}\n", route.pool.name, target.addr),

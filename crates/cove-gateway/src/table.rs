@@ -7,7 +7,30 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a target that failed is left out.
+pub const EJECT_FOR: Duration = Duration::from_secs(10);
+/// Consecutive 5xx answers that eject a target.
+pub const EJECT_AFTER_5XX: u32 = 5;
+
+/// Milliseconds on the gateway's clock (since its first use).
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// What a request to a target came to, for passive health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered below 500.
+    Ok,
+    /// Answered 5xx.
+    ServerError,
+    /// Could not connect.
+    ConnectFailed,
+}
 
 /// One upstream address and what the balancer needs to know about it.
 #[derive(Debug)]
@@ -15,6 +38,10 @@ pub struct Target {
     pub addr: SocketAddr,
     in_flight: AtomicUsize,
     draining: AtomicBool,
+    /// Consecutive failures (connects, 5xx).
+    failures: AtomicU32,
+    /// Left out until then ([`now_ms`]); 0: never ejected.
+    ejected_until: AtomicU64,
 }
 
 impl Target {
@@ -23,7 +50,38 @@ impl Target {
             addr,
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
         })
+    }
+
+    /// Passive health: a failed connect ejects at once, a burst of
+    /// [`EJECT_AFTER_5XX`] consecutive 5xx answers too, for [`EJECT_FOR`];
+    /// a good answer clears the count. `now` is [`now_ms`].
+    pub fn record(&self, outcome: Outcome, now: u64) {
+        let eject = match outcome {
+            Outcome::Ok => {
+                self.failures.store(0, Ordering::Relaxed);
+                false
+            }
+            Outcome::ServerError => {
+                self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= EJECT_AFTER_5XX
+            }
+            Outcome::ConnectFailed => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        };
+        if eject {
+            self.ejected_until
+                .store(now + EJECT_FOR.as_millis() as u64, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether passive health leaves it out at `now` ([`now_ms`]).
+    pub fn is_ejected(&self, now: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now
     }
 
     /// Requests it is serving now.
@@ -196,6 +254,34 @@ mod tests {
         let none = Table::new(vec![route(Some("a"), "/", "a")]);
         assert!(none.route(Some("b"), "/").is_none());
         assert!(none.route(None, "/").is_none());
+    }
+
+    #[test]
+    fn failures_eject_for_a_while_and_successes_clear_the_count() {
+        let t = Target::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let now = 1_000;
+        t.record(Outcome::ConnectFailed, now);
+        assert!(t.is_ejected(now));
+        assert!(t.is_ejected(now + EJECT_FOR.as_millis() as u64 - 1));
+        assert!(
+            !t.is_ejected(now + EJECT_FOR.as_millis() as u64),
+            "back after the period"
+        );
+        let later = now + 60_000;
+        for _ in 0..EJECT_AFTER_5XX - 1 {
+            t.record(Outcome::ServerError, later);
+        }
+        assert!(!t.is_ejected(later));
+        t.record(Outcome::Ok, later);
+        for _ in 0..EJECT_AFTER_5XX - 1 {
+            t.record(Outcome::ServerError, later);
+        }
+        assert!(
+            !t.is_ejected(later),
+            "a success in between resets the burst"
+        );
+        t.record(Outcome::ServerError, later);
+        assert!(t.is_ejected(later), "{EJECT_AFTER_5XX} in a row eject");
     }
 
     #[test]

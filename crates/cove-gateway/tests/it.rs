@@ -132,12 +132,16 @@ async fn a_failed_connect_is_retried_on_another_replica() {
         l.local_addr().unwrap()
     };
     let live = upstream("live").await;
-    let (table, _) = one_pool(&[dead, live], Policy::RoundRobin);
+    let (table, pool) = one_pool(&[dead, live], Policy::RoundRobin);
     let (_, gw) = gateway(table).await;
     for _ in 0..10 {
         let (status, body) = get(gw, "/x", &[]).await;
         assert_eq!((status, body.lines().next()), (200, Some("live")), "{body}");
     }
+    // The dead one is left out for a while (passive health).
+    let now = cove_gateway::table::now_ms();
+    assert!(pool.targets[0].is_ejected(now));
+    assert!(!pool.targets[1].is_ejected(now));
     // With a body, a request is not replayed: the client learns of it.
     let (table, _) = one_pool(&[dead], Policy::RoundRobin);
     let (_, gw) = gateway(table).await;
