@@ -107,10 +107,16 @@ impl Store {
 
     /// What `project` should run, if it ever asked.
     pub fn desired(&self, project: &str) -> Result<Option<Desired>, StoreError> {
-        Ok(self
-            .all_desired()?
-            .into_iter()
-            .find_map(|(p, d)| (p == project).then_some(d)))
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(META).map_err(|x| e(&x))?;
+        let key = format!("desired/{project}");
+        let Some(bytes) = table.get(key.as_str()).map_err(|x| e(&x))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|x| e(&x))
     }
 
     /// Records what `project` should run (before it is acted on); `None`

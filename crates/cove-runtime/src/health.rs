@@ -220,16 +220,11 @@ pub async fn probe(
 
 /// `HOST:port` of the replica (`port` defaults to its `PORT`).
 fn address(env: &[(String, String)], port: Option<u16>) -> Result<String, String> {
-    let get = |k: &str| {
-        env.iter()
-            .rev()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |k: &str| crate::plan::env_value(env, k);
     let host = get("HOST").ok_or("the replica has no HOST")?;
     let port = match port {
         Some(p) => p.to_string(),
-        None => get("PORT").ok_or("the replica has no PORT")?,
+        None => get("PORT").ok_or("the replica has no PORT")?.to_string(),
     };
     Ok(format!("{host}:{port}"))
 }

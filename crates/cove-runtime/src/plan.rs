@@ -139,14 +139,18 @@ impl ServicePlan {
     }
 }
 
+/// The value of `name` in `env`; the last one wins, as in a process's
+/// environment built by pushing.
+pub fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Replaces `$NAME` / `${NAME}` when `NAME` is in `env`; leaves the rest.
 pub fn expand_known(s: &str, env: &[(String, String)]) -> String {
-    let lookup = |n: &str| {
-        env.iter()
-            .rev()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    };
+    let lookup = |n: &str| env_value(env, n);
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());

@@ -474,12 +474,11 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// A non-empty value of `name` in `env`.
 fn env_get(env: &[(String, String)], name: &str) -> Option<String> {
-    env.iter()
-        .rev()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
+    crate::plan::env_value(env, name)
         .filter(|v| !v.is_empty())
+        .map(String::from)
 }
 
 /// First start: `initdb` (superuser `POSTGRES_USER`, password
@@ -590,13 +589,9 @@ fn run(argv: &[String], stdin: Option<&str>) -> Result<(), String> {
 
 fn prepare_mariadb(data: &Path, env: &[(String, String)]) -> Result<(), String> {
     let get = |k: &str| {
-        ["MARIADB_", "MYSQL_"].iter().find_map(|p| {
-            let name = format!("{p}{k}");
-            env.iter()
-                .rev()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-        })
+        ["MARIADB_", "MYSQL_"]
+            .iter()
+            .find_map(|p| crate::plan::env_value(env, &format!("{p}{k}")).map(String::from))
     };
     let db_dir = data.join("db");
     if !db_dir.join("mysql").is_dir() {
