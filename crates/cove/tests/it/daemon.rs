@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use crate::up::{alive, down};
 
 /// An app in a temporary directory; dropped, it is brought down.
-struct App {
+pub struct App {
     tmp: tempfile::TempDir,
     /// Environment of every `cove` it runs.
     env: Vec<(String, String)>,
 }
 
 impl App {
-    fn new(yaml: &str) -> App {
+    pub fn new(yaml: &str) -> App {
         App::with_env(yaml, &[])
     }
 
@@ -32,8 +32,14 @@ impl App {
         }
     }
 
-    fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// `cove ARGS`: exit code and stdout then stderr, as one text.
+    pub fn merged(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.cove(args);
+        (out.code, out.stdout + &out.stderr)
     }
 
     /// Runs `cove ARGS` to completion (killed after 120 s).
@@ -72,7 +78,7 @@ impl App {
     }
 
     /// PIDs of the live processes started for this app (by their marker).
-    fn processes(&self) -> Vec<u32> {
+    pub fn processes(&self) -> Vec<u32> {
         let marker = format!("COVE_PROJECT={}", self.state_dir().display());
         let mut pids: Vec<u32> = fs_err::read_dir("/proc")
             .unwrap()
@@ -133,7 +139,7 @@ struct Out {
 }
 
 /// Polls `f` for up to `secs`.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if f() {

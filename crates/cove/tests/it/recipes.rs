@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::daemon::{App, eventually};
 use crate::up::Up;
 
 fn require(bins: &[&str]) {
@@ -165,45 +166,19 @@ services:
       pg: {condition: service_healthy}
 "#;
 
-/// `cove ARGS` in `dir`; exit code and merged output.
-fn cove(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text)
-}
-
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        crate::up::down(self.0);
-    }
-}
-
 #[test]
 fn postgres_initialises_once_keeps_its_data_and_down_volumes_deletes_it() {
     require(&["psql"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let _down = Down(dir);
-    fs_err::write(dir.join("compose.yaml"), POSTGRES).unwrap();
+    let app = App::new(POSTGRES);
+    let dir = app.dir();
     let psql = |sql: &str| {
-        cove(
-            dir,
-            &[
-                "run",
-                "app",
-                "sh",
-                "-c",
-                &format!("psql \"$DATABASE_URL\" -tA -c \"{sql}\""),
-            ],
-        )
+        app.merged(&[
+            "run",
+            "app",
+            "sh",
+            "-c",
+            &format!("psql \"$DATABASE_URL\" -tA -c \"{sql}\""),
+        ])
     };
     let (code, out) =
         psql("CREATE TABLE t (n int); INSERT INTO t VALUES (42); SHOW max_connections");
@@ -213,7 +188,7 @@ fn postgres_initialises_once_keeps_its_data_and_down_volumes_deletes_it() {
         "the command's options: {out}"
     );
 
-    let (code, out) = cove(dir, &["down"]);
+    let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
         dir.join(".cove/data/pg-1/pg/PG_VERSION").is_file(),
@@ -226,23 +201,20 @@ fn postgres_initialises_once_keeps_its_data_and_down_volumes_deletes_it() {
         "the same data, not initialised again: {out}"
     );
     // The password is required over TCP.
-    let (code, out) = cove(
-        dir,
-        &[
-            "run",
-            "--no-deps",
-            "-e",
-            "PGPASSWORD=wrong",
-            "app",
-            "sh",
-            "-c",
-            "psql \"$DATABASE_URL\" -c 'select 1'",
-        ],
-    );
+    let (code, out) = app.merged(&[
+        "run",
+        "--no-deps",
+        "-e",
+        "PGPASSWORD=wrong",
+        "app",
+        "sh",
+        "-c",
+        "psql \"$DATABASE_URL\" -c 'select 1'",
+    ]);
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("password authentication failed"), "{out}");
 
-    let (code, out) = cove(dir, &["down", "--volumes"]);
+    let (code, out) = app.merged(&["down", "--volumes"]);
     assert_eq!(code, Some(0), "{out}");
     let data = fs_err::canonicalize(dir.join(".cove"))
         .unwrap()
@@ -287,11 +259,7 @@ fn activemq_serves_stomp_with_the_images_credentials() {
         Path::new("/usr/share/activemq/bin/activemq.jar").is_file(),
         "ActiveMQ is not installed: run `bash scripts/test`, which installs Debian's activemq"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let _down = Down(dir);
-    fs_err::write(
-        dir.join("compose.yaml"),
+    let app = App::new(
         r#"
 services:
   activemq:
@@ -307,17 +275,17 @@ services:
     depends_on:
       activemq: {condition: service_healthy}
 "#,
-    )
-    .unwrap();
+    );
+    let dir = app.dir();
     fs_err::write(dir.join("stomp.py"), STOMP_CLIENT).unwrap();
-    let (code, out) = cove(dir, &["run", "-e", "PASS=s3cret&<x>", "worker"]);
+    let (code, out) = app.merged(&["run", "-e", "PASS=s3cret&<x>", "worker"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("CONNECTED"), "{out}");
     assert!(out.contains("received: order 42"), "{out}");
-    let (code, out) = cove(dir, &["run", "--no-deps", "-e", "PASS=wrong", "worker"]);
+    let (code, out) = app.merged(&["run", "--no-deps", "-e", "PASS=wrong", "worker"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("ERROR"), "a wrong password is refused: {out}");
-    let (_, logs) = cove(dir, &["logs", "activemq"]);
+    let (_, logs) = app.merged(&["logs", "activemq"]);
     assert!(logs.contains("Connector stomp started"), "{logs}");
 }
 
@@ -373,11 +341,7 @@ fn rabbitmq_speaks_amqp_with_the_images_credentials() {
         Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file(),
         "RabbitMQ is not installed: run `bash scripts/test`, which installs Debian's rabbitmq-server"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let _down = Down(dir);
-    fs_err::write(
-        dir.join("compose.yaml"),
+    let app = App::new(
         r#"
 services:
   rabbit:
@@ -394,25 +358,20 @@ services:
     depends_on:
       rabbit: {condition: service_healthy}
 "#,
-    )
-    .unwrap();
+    );
+    let dir = app.dir();
     fs_err::write(dir.join("amqp.py"), AMQP_CLIENT).unwrap();
-    let (code, out) = cove(dir, &["run", "-e", "AMQP_PASS=s3cret", "worker"]);
+    let (code, out) = app.merged(&["run", "-e", "AMQP_PASS=s3cret", "worker"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("declared queue orders"), "{out}");
-    let (code, out) = cove(
-        dir,
-        &["run", "--no-deps", "-e", "AMQP_PASS=wrong", "worker"],
-    );
+    let (code, out) = app.merged(&["run", "--no-deps", "-e", "AMQP_PASS=wrong", "worker"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("refused"),
         "a wrong password is refused: {out}"
     );
     // The management plugin of a `*-management` image, on the replica's address.
-    let (_, out) = cove(
-        dir,
-        &[
+    let (_, out) = app.merged(&[
             "run",
             "--no-deps",
             "worker",
@@ -423,32 +382,9 @@ services:
     );
     assert!(out.contains("\"name\":\"app\""), "{out}");
     // Its port mapper (epmd) goes with the app.
-    let (code, out) = cove(dir, &["down"]);
+    let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
-    let state = fs_err::canonicalize(dir.join(".cove")).unwrap();
-    let marker = format!("COVE_SUPERVISOR={}", state.display());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let left: Vec<_> = fs_err::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                fs_err::read(e.path().join("environ"))
-                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
-                    && e.file_name()
-                        .to_str()
-                        .and_then(|p| p.parse().ok())
-                        .is_some_and(crate::up::alive)
-            })
-            .map(|e| e.file_name())
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left running: {left:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually(10, "nothing of the app left running", || {
+        app.processes().is_empty()
+    });
 }
