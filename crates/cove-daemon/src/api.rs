@@ -10,6 +10,7 @@
 //! | `POST /v1/down`            | [`Names`]     | [`Accepted`] (the daemon exits when nothing is left) |
 //! | `GET /v1/ps`               |               | `[`[`Replica`]`]`           |
 //! | `GET /v1/events?after=N&wait=MS` |         | `[`[`Event`]`]` (long poll) |
+//! | `GET /v1/routes`           |               | [`Routes`]                  |
 //!
 //! Every call but `status` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
@@ -100,4 +101,35 @@ pub struct ApiError {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+/// The gateway of a project, as `cove routes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routes {
+    /// `http://ADDRESS:PORT`, the gateway's origin; empty when the app has
+    /// no routes.
+    pub url: String,
+    /// Whether the gateway is running (the app is up).
+    pub running: bool,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// One route and where it leads now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    /// `http`, `grpc` or `tcp`.
+    pub protocol: String,
+    /// Host it matches; empty: any.
+    pub host: String,
+    /// Path prefix it matches (HTTP routes).
+    pub path: String,
+    pub strip_prefix: bool,
+    /// The address of a TCP route.
+    pub listen: String,
+    /// The URL to reach it at (HTTP routes).
+    pub url: String,
+    pub service: String,
+    pub port: u16,
+    /// `address:port` of the replicas it sends to now (healthy ones).
+    pub targets: Vec<String>,
 }

@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod client;
+pub mod gateway;
 pub mod server;
 pub mod store;
 

@@ -30,6 +30,7 @@ use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::Paths;
 use crate::api::{Accepted, ApiError, DaemonStatus, Event, Names, Replica, UpRequest};
+use crate::gateway::ProjectGateway;
 use crate::store::{Desired, ReplicaRecord, Store};
 
 /// Longest long poll of `/v1/events`.
@@ -60,6 +61,33 @@ struct Project {
     states: watch::Receiver<States>,
     /// Its supervisor's report channel, for [`Daemon::flush`].
     reports: mpsc::UnboundedSender<Report>,
+    /// Its gateway, when its plan has routes.
+    gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>>,
+    /// Told when the gateway should look at the states again.
+    probed: Arc<Notify>,
+}
+
+impl Project {
+    /// Starts, moves or stops the gateway for `plan`; fails (changing
+    /// nothing) when an address cannot be bound.
+    fn set_gateway(&self, plan: Option<&Plan>) -> Result<(), String> {
+        let mut slot = self.gateway.lock().expect("not poisoned");
+        match plan.filter(|p| !p.gateway.routes.is_empty()) {
+            None => {
+                if let Some(g) = slot.take() {
+                    g.stop();
+                }
+            }
+            Some(plan) => match slot.as_mut() {
+                Some(g) => g.update(plan)?,
+                None => *slot = Some(ProjectGateway::start(plan, self.probed.clone())?),
+            },
+        }
+        if let Some(g) = slot.as_mut() {
+            g.refresh(&self.states.borrow());
+        }
+        Ok(())
+    }
 }
 
 struct Running {
@@ -98,7 +126,28 @@ impl Daemon {
                 (crate::PROJECT_MARKER.to_string(), key.to_string()),
             ],
         );
+        let gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>> = Default::default();
+        // A new table for the gateway whenever a replica changes state, or
+        // a probe found one reachable.
+        let mut states = supervisor.states();
+        let slot = gateway.clone();
+        let probed = Arc::new(Notify::new());
+        let woken = probed.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = states.changed() => if changed.is_err() { break },
+                    _ = woken.notified() => {}
+                }
+                let now = states.borrow_and_update().clone();
+                if let Some(g) = slot.lock().expect("not poisoned").as_mut() {
+                    g.refresh(&now);
+                }
+            }
+        });
         let project = Arc::new(Project {
+            gateway,
+            probed,
             states: supervisor.states(),
             run: Mutex::new(Running {
                 supervisor,
@@ -241,6 +290,9 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
                     "starting again in {key}: {}",
                     desired.wanted.join(", ")
                 ));
+                if let Err(e) = project.set_gateway(Some(&plan)) {
+                    log(&format!("{key}: {e}; its routes are not served"));
+                }
                 run.supervisor
                     .apply(&plan, &desired.wanted, &restarts)
                     .await;
@@ -545,6 +597,20 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
             None => json(StatusCode::OK, &Vec::<Replica>::new()),
         },
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
+        (Method::GET, "/v1/routes") => {
+            let routes = daemon.existing(&key).and_then(|p| {
+                let gateway = p.gateway.lock().expect("not poisoned");
+                gateway.as_ref().map(ProjectGateway::describe)
+            });
+            match routes {
+                Some(r) => json(StatusCode::OK, &r),
+                None => error(
+                    StatusCode::CONFLICT,
+                    "the app's gateway is not running",
+                    None,
+                ),
+            }
+        }
         (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
         (Method::POST, "/v1/stop") => control(daemon, &key, parse!(Names), Verb::Stop).await,
         (Method::POST, "/v1/start") => control(daemon, &key, parse!(Names), Verb::Start).await,
@@ -656,6 +722,21 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
     let answer = accepted(daemon);
     let project = daemon.project(key);
     let mut run = project.run.lock().await;
+    // Its addresses first: when one is taken, nothing changes.
+    if let Err(e) = project.set_gateway(Some(&plan)) {
+        if run.desired.is_none() {
+            drop(run);
+            daemon.forget(key);
+        }
+        return error(
+            StatusCode::CONFLICT,
+            e,
+            Some(
+                "set `x-cove.gateway.listen` (or the route's `listen`) to a free address, e.g. 127.0.0.1:2684, or stop what uses it"
+                    .into(),
+            ),
+        );
+    }
     // Still wanted: what was, if the app still has it, plus what is asked.
     let before = run
         .desired
@@ -818,6 +899,7 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     };
     if everything {
+        let _ = project.set_gateway(None);
         run.desired = None;
         run.plan = None;
         daemon.forget(key);

@@ -12,9 +12,13 @@
 //!   stripping, request ids, retries on connect failure.
 //! - [`upstream`]: kept-alive connections to the targets.
 //! - [`deadline`]: coarse upstream response deadlines.
+//! - [`tcp`]: layer-4 routes.
+//! - [`server`]: worker threads, sockets, the connection cap.
 
 pub mod balance;
 pub mod deadline;
 pub mod proxy;
+pub mod server;
 pub mod table;
+pub mod tcp;
 pub mod upstream;

@@ -21,7 +21,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::balance;
 use crate::deadline::Deadlines;
@@ -101,32 +102,43 @@ impl Gateway {
     /// Serves `listener` until `shutdown` resolves; connections then finish
     /// their current request.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    // Out of descriptors, say: wait a little rather than spin.
-                    Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue }
-                },
-                _ = &mut shutdown => return,
-            };
-            let _ = stream.set_nodelay(true);
-            let gw = self.clone();
-            let limits = self.limits;
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read)
-                    .max_buf_size(limits.max_head)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        let cap = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        self.serve_capped(listener, cap, shutdown).await
+    }
+
+    /// [`Gateway::serve`], with at most as many connections open as `cap`
+    /// has permits.
+    pub async fn serve_capped(
+        self: Arc<Self>,
+        listener: TcpListener,
+        cap: Arc<Semaphore>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        crate::server::accept_loop(listener, cap, shutdown, move |stream, peer| {
+            self.clone().serve_connection(stream, peer)
+        })
+        .await
+    }
+
+    /// Serves the requests of one client connection.
+    pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let limits = self.limits;
+        let gw = self;
+        let service = hyper::service::service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read)
+            .max_buf_size(limits.max_head)
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Forwards one request.

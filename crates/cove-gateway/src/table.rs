@@ -155,9 +155,17 @@ pub struct Route {
     pub pool: Arc<Pool>,
 }
 
+/// A layer-4 route: connections to `listen` go to a target of `pool`.
+#[derive(Debug, Clone)]
+pub struct TcpRoute {
+    pub listen: SocketAddr,
+    pub pool: Arc<Pool>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     routes: Vec<Route>,
+    tcp: Vec<TcpRoute>,
 }
 
 impl Table {
@@ -167,11 +175,29 @@ impl Table {
         }
         // Host routes first, then longer prefixes.
         routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path.len())));
-        Table { routes }
+        Table {
+            routes,
+            tcp: Vec::new(),
+        }
+    }
+
+    /// The same table with layer-4 routes.
+    pub fn with_tcp(mut self, tcp: Vec<TcpRoute>) -> Table {
+        self.tcp = tcp;
+        self
     }
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    pub fn tcp_routes(&self) -> &[TcpRoute] {
+        &self.tcp
+    }
+
+    /// The pool serving connections accepted on `listen`.
+    pub fn tcp_route(&self, listen: SocketAddr) -> Option<&TcpRoute> {
+        self.tcp.iter().find(|r| r.listen == listen)
     }
 
     /// The route for a request to `host` (a `Host` header, port allowed) and `path`.

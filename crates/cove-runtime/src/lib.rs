@@ -6,7 +6,8 @@
 //! outlives a stop. Time-dependent decisions (backoff, health thresholds) are
 //! pure functions of the instants they are given, tested without sleeping.
 //!
-//! Steps: [`plan`] turns the App into what to run; [`process`] spawns and
+//! Steps: [`plan`] turns the App into what to run (and [`routes`] into the
+//! gateway's routes); [`process`] spawns and
 //! stops replicas; [`health`] probes them; [`backoff`] paces restarts;
 //! [`supervisor`] starts the dependency closure in order, honours
 //! `depends_on` conditions, restarts what fails, and stops everything.
@@ -17,5 +18,6 @@ pub mod logs;
 pub mod plan;
 pub mod process;
 pub mod recipe;
+pub mod routes;
 pub mod signal;
 pub mod supervisor;

@@ -35,6 +35,8 @@ pub const DEFAULT_PORT: u16 = 8080;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub services: Vec<ServicePlan>,
+    /// The gateway in front of them (see [`crate::routes`]).
+    pub gateway: crate::routes::GatewayPlan,
 }
 
 /// How one service runs natively.
@@ -217,13 +219,25 @@ pub fn project_net(name: &str, dir: &Path) -> u16 {
 }
 
 /// Why a service cannot run natively.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("service `{service}`: {message}")]
+/// `service` is empty for a problem of the project (`x-cove` at the top).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanError {
     pub service: String,
     pub message: String,
     pub hint: String,
 }
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.service.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "service `{}`: {}", self.service, self.message)
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
 
 /// Plans `app` (already cut down to what should run). All problems at once.
 pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
@@ -417,10 +431,16 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 .map(|_| state_dir.join("data")),
         });
     }
-    if errors.is_empty() {
-        Ok(Plan { services })
-    } else {
-        Err(errors)
+    let gateway = match crate::routes::gateway(app, &services) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    match gateway {
+        Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
+        _ => Err(errors),
     }
 }
 

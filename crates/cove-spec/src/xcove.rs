@@ -55,9 +55,15 @@ pub enum DaemonScope {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Gateway {
-    /// Address the gateway listens on, `HOST:PORT`. Default: `127.0.0.1:8080`.
+    /// Address the gateway listens on, `HOST:PORT`. Default:
+    /// `127.0.0.1:2683` (2683 spells COVE on a phone keypad; few services
+    /// use it, and services listen on their own addresses anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Most client connections open at once (HTTP and TCP routes together);
+    /// more wait in the listen queue. Default: 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     /// TLS listener: `HOST:PORT`, with `cert` and `key` files (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
@@ -184,9 +190,22 @@ pub struct Route {
     /// The service's port to forward to (its only or first port by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// `http` (default), `grpc` (HTTP/2) or `tcp` (layer 4).
+    /// `http` (default), `grpc` (HTTP/2 to the service) or `tcp` (layer 4:
+    /// bytes both ways, on a port of its own, see `listen`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<RouteProtocol>,
+    /// For `tcp` routes (required there): the address the gateway listens
+    /// on for this route, `HOST:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// How long the service may take to answer (its response headers), a
+    /// duration such as `30s`. Default: `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Largest request body accepted, a size such as `10m`; larger ones
+    /// are answered 413. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<String>,
 }
 
 /// Protocol of a route.

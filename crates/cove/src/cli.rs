@@ -58,6 +58,9 @@ pub enum Command {
     Down(DownArgs),
     /// List the replicas: state, health, pid, address, restarts, uptime.
     Ps(PsArgs),
+    /// Show the gateway's routes: URL, host, path, service, port, and the
+    /// replicas each sends to now.
+    Routes(PsArgs),
     /// Show the services' output, kept on disk, merged in time order.
     Logs(LogsArgs),
     /// Stop services (all when none named); they stay listed as stopped.

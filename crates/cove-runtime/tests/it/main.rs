@@ -1,1 +1,3 @@
-//! placeholder
+//! cove-runtime's integration tests: plans of real Compose files.
+
+mod routes;

@@ -6,6 +6,7 @@ mod down;
 mod gateway;
 mod logs;
 mod ps;
+mod routes;
 mod run;
 mod schema;
 mod up;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(&cli.project, &args),
         Command::Down(args) => down::run(&cli.project, &args),
         Command::Ps(args) => ps::run(&cli.project, &args),
+        Command::Routes(args) => routes::run(&cli.project, &args),
         Command::Stop(args) => control::run(&cli.project, control::Verb::Stop, &args),
         Command::Start(args) => control::run(&cli.project, control::Verb::Start, &args),
         Command::Restart(args) => control::run(&cli.project, control::Verb::Restart, &args),

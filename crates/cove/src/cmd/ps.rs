@@ -68,18 +68,5 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..8)
-        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::output::columns(&cells)
 }

@@ -3,6 +3,7 @@
 
 mod config;
 mod daemon;
+mod gateway;
 mod logs;
 mod recipes;
 mod reference;

@@ -1,0 +1,325 @@
+//! Each project's gateway: the daemon binds its addresses when the app's
+//! plan has routes, and gives it a new table whenever the plan or a
+//! replica's state changes. A route's targets are the replicas of its
+//! service that serve (healthy, or running without a health check), at the
+//! route's port; a target keeps its in-flight count and passive-health
+//! record from one table to the next. A replica without a health check
+//! joins once it accepts a TCP connection on the route's port (probed from
+//! its start), so the first requests after `cove up` do not meet a
+//! process still starting.
+//!
+//! Sockets: one for HTTP routes (`x-cove.gateway.listen`), one per TCP
+//! route. A socket stays bound, with its threads, while the plan keeps its
+//! address; a new address is bound before anything else of the plan is
+//! acted on, so `cove up` fails (and nothing changes) when it is taken.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cove_gateway::proxy::{Gateway, Limits};
+use cove_gateway::server::{self, Kind, Server};
+use cove_gateway::table::{Policy, Pool, Route, Table, Target, TcpRoute};
+use cove_runtime::plan::Plan;
+use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
+use cove_runtime::supervisor::States;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::api::{RouteInfo, Routes};
+
+/// A project's running gateway.
+pub struct ProjectGateway {
+    plan: Plan,
+    gateway: Arc<Gateway>,
+    /// The connection cap, shared by every socket.
+    cap: Arc<Semaphore>,
+    max_connections: u32,
+    /// By the address the plan gives, with the one bound (they differ for
+    /// port 0).
+    servers: HashMap<SocketAddr, (SocketAddr, Server)>,
+    /// Targets of the current table, by address.
+    targets: HashMap<SocketAddr, Arc<Target>>,
+    /// Replicas without a health check that accepted a connection on a
+    /// route's port (address, pid), and those being probed.
+    reachable: Arc<std::sync::Mutex<HashSet<(SocketAddr, u32)>>>,
+    probing: HashSet<(SocketAddr, u32)>,
+    /// Told when a probe succeeds: the owner then calls [`ProjectGateway::refresh`].
+    probed: Arc<Notify>,
+    /// Each route's targets in the current table, in the plan's order.
+    current: Vec<Vec<SocketAddr>>,
+}
+
+/// Threads serving the HTTP routes.
+fn http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+impl ProjectGateway {
+    /// Binds what `plan`'s gateway listens on and starts serving (no
+    /// targets until [`ProjectGateway::refresh`]).
+    /// `probed` is notified when a replica without a health check starts
+    /// accepting connections.
+    pub fn start(plan: &Plan, probed: Arc<Notify>) -> Result<ProjectGateway, String> {
+        let g = &plan.gateway;
+        let mut gw = ProjectGateway {
+            plan: plan.clone(),
+            gateway: Gateway::new(Table::default(), Limits::default()),
+            cap: Arc::new(Semaphore::new(g.max_connections as usize)),
+            max_connections: g.max_connections,
+            servers: HashMap::new(),
+            targets: HashMap::new(),
+            reachable: Default::default(),
+            probing: HashSet::new(),
+            probed,
+            current: Vec::new(),
+        };
+        gw.listen(plan)?;
+        Ok(gw)
+    }
+
+    /// Moves to `plan`: binds its new addresses first (on failure nothing
+    /// changes), then lets go of the ones it no longer has.
+    pub fn update(&mut self, plan: &Plan) -> Result<(), String> {
+        if plan.gateway.max_connections != self.max_connections {
+            // A new cap for new connections; the open ones keep theirs.
+            self.cap = Arc::new(Semaphore::new(plan.gateway.max_connections as usize));
+            self.max_connections = plan.gateway.max_connections;
+            for (_, s) in std::mem::take(&mut self.servers).into_values() {
+                s.stop();
+            }
+        }
+        self.listen(plan)?;
+        let wanted = addresses(&plan.gateway);
+        self.servers
+            .retain(|addr, _| wanted.iter().any(|(a, _)| a == addr));
+        self.plan = plan.clone();
+        Ok(())
+    }
+
+    /// Binds and serves every address of `plan` not served yet.
+    fn listen(&mut self, plan: &Plan) -> Result<(), String> {
+        let mut new = Vec::new();
+        for (addr, kind) in addresses(&plan.gateway) {
+            if self.servers.contains_key(&addr) {
+                continue;
+            }
+            let socket = server::bind(addr).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "the gateway cannot listen on {addr}: the address is in use (another cove app, or another program)"
+                ),
+                _ => format!("the gateway cannot listen on {addr}: {e}"),
+            })?;
+            let bound = socket.local_addr().map_err(|e| e.to_string())?;
+            new.push((addr, bound, kind, socket));
+        }
+        for (addr, bound, kind, socket) in new {
+            let threads = if kind == Kind::Http {
+                http_threads()
+            } else {
+                1
+            };
+            let mut per_thread = Vec::new();
+            per_thread.push(vec![(kind, socket.try_clone().map_err(|e| e.to_string())?)]);
+            for _ in 1..threads {
+                per_thread.push(vec![(kind, socket.try_clone().map_err(|e| e.to_string())?)]);
+            }
+            let s = Server::start(&self.gateway, per_thread, self.cap.clone())
+                .map_err(|e| format!("the gateway cannot start on {addr}: {e}"))?;
+            self.servers.insert(addr, (bound, s));
+        }
+        Ok(())
+    }
+
+    /// A new table from the plan and the replicas' `states`. Must be
+    /// called inside the daemon's runtime (it may start probes).
+    pub fn refresh(&mut self, states: &States) {
+        let mut targets = HashMap::new();
+        let reachable = self.reachable.lock().expect("not poisoned").clone();
+        let mut unprobed = Vec::new();
+        let mut pool_of = |route: &RoutePlan| -> Arc<Pool> {
+            let list = serving(&self.plan, states, route)
+                .into_iter()
+                .filter(|(addr, pid, checked)| {
+                    // A health check says it serves; otherwise, accepting
+                    // connections does.
+                    let ok = *checked || reachable.contains(&(*addr, *pid));
+                    if !ok {
+                        unprobed.push((*addr, *pid));
+                    }
+                    ok
+                })
+                .map(|(addr, _, _)| addr)
+                .map(|addr| {
+                    let t = self
+                        .targets
+                        .get(&addr)
+                        .cloned()
+                        .unwrap_or_else(|| Target::new(addr));
+                    targets.insert(addr, t.clone());
+                    t
+                })
+                .collect();
+            Pool::new(&route.service, list, Policy::default())
+        };
+        let mut http = Vec::new();
+        let mut tcp = Vec::new();
+        let mut current = Vec::new();
+        for r in &self.plan.gateway.routes {
+            let pool = pool_of(r);
+            current.push(pool.targets.iter().map(|t| t.addr).collect());
+            match r.listen {
+                Some(listen) => tcp.push(TcpRoute {
+                    listen: self.bound(listen),
+                    pool,
+                }),
+                None => http.push(Route {
+                    host: r.host.clone(),
+                    path: r.path.clone(),
+                    strip_prefix: r.strip_prefix,
+                    pool,
+                }),
+            }
+        }
+        self.gateway.set_table(Table::new(http).with_tcp(tcp));
+        self.targets = targets;
+        self.current = current;
+        // Forget replicas that are gone; probe the new ones.
+        let live: HashSet<(SocketAddr, u32)> = self
+            .plan
+            .gateway
+            .routes
+            .iter()
+            .flat_map(|r| serving(&self.plan, states, r))
+            .map(|(a, p, _)| (a, p))
+            .collect();
+        self.reachable
+            .lock()
+            .expect("not poisoned")
+            .retain(|k| live.contains(k));
+        self.probing.retain(|k| live.contains(k));
+        for key in unprobed {
+            if self.probing.insert(key) {
+                tokio::spawn(probe(key, self.reachable.clone(), self.probed.clone()));
+            }
+        }
+    }
+
+    /// The address bound for `addr` of the plan.
+    fn bound(&self, addr: SocketAddr) -> SocketAddr {
+        self.servers.get(&addr).map_or(addr, |(b, _)| *b)
+    }
+
+    /// What `cove routes` shows.
+    pub fn describe(&self) -> Routes {
+        let mut plan = self.plan.clone();
+        plan.gateway.listen = self.bound(plan.gateway.listen);
+        for r in &mut plan.gateway.routes {
+            r.listen = r.listen.map(|l| self.bound(l));
+        }
+        describe(&plan, Some(&self.current))
+    }
+
+    /// Stops serving; requests in progress get a moment to finish.
+    pub fn stop(self) {
+        for (_, s) in self.servers.into_values() {
+            s.stop();
+        }
+    }
+}
+
+/// The addresses a gateway plan listens on.
+fn addresses(g: &GatewayPlan) -> Vec<(SocketAddr, Kind)> {
+    let mut out = vec![(g.listen, Kind::Http)];
+    out.extend(g.routes.iter().filter_map(|r| Some((r.listen?, Kind::Tcp))));
+    out
+}
+
+/// How long a replica without a health check is probed before the gateway
+/// gives up on it (until its next start).
+const PROBE_FOR: Duration = Duration::from_secs(120);
+
+/// Connects to `key`'s address until it accepts (then records it and
+/// notifies `probed`), the replica is gone, or [`PROBE_FOR`] has passed.
+async fn probe(
+    key: (SocketAddr, u32),
+    reachable: Arc<std::sync::Mutex<HashSet<(SocketAddr, u32)>>>,
+    probed: Arc<Notify>,
+) {
+    let deadline = tokio::time::Instant::now() + PROBE_FOR;
+    let mut pause = Duration::from_millis(20);
+    while tokio::time::Instant::now() < deadline {
+        let connect = tokio::net::TcpStream::connect(key.0);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+            reachable.lock().expect("not poisoned").insert(key);
+            probed.notify_one();
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Where `route` sends to now: its service's serving replicas at its port,
+/// with their pid and whether they have a health check.
+fn serving(plan: &Plan, states: &States, route: &RoutePlan) -> Vec<(SocketAddr, u32, bool)> {
+    let Some(svc) = plan.services.iter().find(|s| s.name == route.service) else {
+        return Vec::new();
+    };
+    let Some(replicas) = states.get(&route.service) else {
+        return Vec::new();
+    };
+    replicas
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.serves())
+        .map(|(i, s)| {
+            (
+                SocketAddr::from((svc.address(i as u32 + 1), route.port)),
+                s.pid.unwrap_or(0),
+                s.checked,
+            )
+        })
+        .collect()
+}
+
+/// The routes of `plan`, with each one's targets when the gateway runs.
+pub fn describe(plan: &Plan, targets: Option<&[Vec<SocketAddr>]>) -> Routes {
+    let g = &plan.gateway;
+    let routes: Vec<RouteInfo> = g
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RouteInfo {
+            protocol: r.protocol.name().to_string(),
+            host: r.host.clone().unwrap_or_default(),
+            path: if r.protocol == Protocol::Tcp {
+                String::new()
+            } else {
+                r.path.clone()
+            },
+            strip_prefix: r.strip_prefix,
+            listen: r.listen.map(|l| l.to_string()).unwrap_or_default(),
+            url: match (r.listen, &r.host) {
+                (Some(l), _) => format!("tcp://{l}"),
+                (None, Some(h)) => format!("http://{h}:{}{}", g.listen.port(), r.path),
+                (None, None) => format!("http://{}{}", g.listen, r.path),
+            },
+            service: r.service.clone(),
+            port: r.port,
+            targets: targets
+                .and_then(|t| t.get(i))
+                .map(|t| t.iter().map(SocketAddr::to_string).collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Routes {
+        url: if routes.is_empty() {
+            String::new()
+        } else {
+            format!("http://{}", g.listen)
+        },
+        running: targets.is_some(),
+        routes,
+    }
+}

@@ -1,0 +1,170 @@
+//! Running a gateway: worker threads, each a single-threaded tokio runtime
+//! with its own sockets and upstream connections (no work moves between
+//! threads), a connection cap shared by all, and a stop that lets requests
+//! in progress finish.
+//!
+//! Sockets: [`bind`] makes one listening socket that every thread accepts
+//! on (a second bind of the address fails, so two gateways cannot share a
+//! port by accident); [`bind_reuseport`] makes one socket per thread that
+//! the kernel balances connections across (faster under load, used by the
+//! standalone `cove gateway`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::proxy::Gateway;
+
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// HTTP routes.
+    Http,
+    /// The table's layer-4 route for the socket's address.
+    Tcp,
+}
+
+/// A running gateway; dropping it stops it too (without waiting).
+pub struct Server {
+    stop: watch::Sender<bool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts one thread per entry of `threads`, serving its sockets with
+    /// `gateway` (the first thread) or a sibling of it. Client connections
+    /// are open only while they hold a permit of `cap` (it may be shared
+    /// with other servers); more wait in the listen queue.
+    pub fn start(
+        gateway: &Arc<Gateway>,
+        threads: Vec<Vec<(Kind, std::net::TcpListener)>>,
+        cap: Arc<Semaphore>,
+    ) -> std::io::Result<Server> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        for (i, sockets) in threads.into_iter().enumerate() {
+            let gw = if i == 0 {
+                gateway.clone()
+            } else {
+                gateway.sibling()
+            };
+            for (_, s) in &sockets {
+                s.set_nonblocking(true)?;
+            }
+            let stop_rx = stop_rx.clone();
+            let cap = cap.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("gateway-{i}"))
+                .spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(async move {
+                        let mut tasks = tokio::task::JoinSet::new();
+                        for (kind, socket) in sockets {
+                            let Ok(listener) = tokio::net::TcpListener::from_std(socket) else {
+                                continue;
+                            };
+                            let gw = gw.clone();
+                            let cap = cap.clone();
+                            let mut stop = stop_rx.clone();
+                            let stopped = async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            };
+                            tasks.spawn(async move {
+                                match kind {
+                                    Kind::Http => gw.serve_capped(listener, cap, stopped).await,
+                                    Kind::Tcp => {
+                                        crate::tcp::serve(gw, listener, cap, stopped).await
+                                    }
+                                }
+                            });
+                        }
+                        while tasks.join_next().await.is_some() {}
+                        // Requests in progress get a moment to finish.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    });
+                })?;
+            workers.push(worker);
+        }
+        Ok(Server { stop, workers })
+    }
+
+    /// Stops accepting, and waits for the threads to end.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, each
+/// served by its own task made by `serve`, while it holds a permit of `cap`.
+pub(crate) async fn accept_loop<F>(
+    listener: tokio::net::TcpListener,
+    cap: Arc<Semaphore>,
+    shutdown: impl std::future::Future<Output = ()>,
+    serve: impl Fn(tokio::net::TcpStream, SocketAddr) -> F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = cap.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return, // closed: nothing more to accept
+            },
+            _ = &mut shutdown => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of descriptors, say: wait a little rather than spin.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue }
+            },
+            _ = &mut shutdown => return,
+        };
+        let conn = serve(stream, peer);
+        tokio::spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+    }
+}
+
+/// A listening socket on `addr`, for every thread to share (`try_clone`).
+/// Fails when the address is taken.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    // std sets SO_REUSEADDR (a restarted gateway binds at once), not
+    // SO_REUSEPORT.
+    std::net::TcpListener::bind(addr)
+}
+
+/// One listening socket on `addr` of several (SO_REUSEPORT), one per thread.
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    sockopt::set_socket_reuseport(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(std::net::TcpListener::from(fd))
+}

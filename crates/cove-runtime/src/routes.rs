@@ -1,0 +1,312 @@
+//! The gateway's part of the plan: where it listens and which routes reach
+//! which service port. Pure: the daemon turns it, with the replicas' states,
+//! into the gateway's table.
+//!
+//! Routes come from each service's `x-cove.routes`. A service without
+//! routes that declares a port (`ports`, `expose`) or an `x-cove.health`
+//! HTTP probe, and is not a built-in recipe (databases, brokers), gets the
+//! default route: host `SERVICE.localhost`, any path, its first port.
+//! Browsers and curl resolve `*.localhost` to the loopback address, so
+//! `http://SERVICE.localhost:2683/` works without set-up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cove_spec::App;
+use cove_spec::xcove::RouteProtocol;
+
+use crate::plan::{PlanError, ServicePlan};
+
+/// Where the gateway listens unless `x-cove.gateway.listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2683";
+/// Client connections open at once unless `x-cove.gateway.max_connections`
+/// says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+
+/// The gateway of an app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayPlan {
+    pub listen: SocketAddr,
+    pub max_connections: u32,
+    /// HTTP and gRPC routes, then TCP ones, in the app's order.
+    pub routes: Vec<RoutePlan>,
+}
+
+/// One route: requests matching `host` and `path` (HTTP), or connections
+/// to `listen` (TCP), go to `port` of `service`'s healthy replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutePlan {
+    pub service: String,
+    /// Lower case; `None`: any host.
+    pub host: Option<String>,
+    /// Starts with `/`.
+    pub path: String,
+    pub strip_prefix: bool,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Set for TCP routes only.
+    pub listen: Option<SocketAddr>,
+    /// Upstream response timeout; `None`: the gateway's default.
+    pub timeout: Option<Duration>,
+    /// Largest request body; `None`: no limit.
+    pub max_body: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Grpc,
+    Tcp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// The gateway plan of `app`, whose services are planned as `services`.
+/// Every problem at once.
+pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<PlanError>> {
+    let mut errors = Vec::new();
+    let project_err = |message: String, hint: &str| PlanError {
+        service: String::new(),
+        message,
+        hint: hint.to_string(),
+    };
+    let settings = app.x_cove.gateway.clone().unwrap_or_default();
+    let listen_text = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match parse_listen(listen_text) {
+        Ok(a) => a,
+        Err(m) => {
+            errors.push(project_err(
+                format!("`x-cove.gateway.listen`: {m}"),
+                "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
+            ));
+            DEFAULT_LISTEN.parse().expect("a valid address")
+        }
+    };
+    let max_connections = settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        errors.push(project_err(
+            "`x-cove.gateway.max_connections` is 0: no client could connect".into(),
+            "leave it out (10000) or give a positive number",
+        ));
+    }
+
+    let mut routes = Vec::new();
+    for svc in services {
+        let Some(compose) = app.services.get(&svc.name) else {
+            continue;
+        };
+        let x = compose.x_cove.clone().unwrap_or_default();
+        let err = |i: usize, message: String, hint: &str| PlanError {
+            service: svc.name.clone(),
+            message: format!("`x-cove.routes[{i}]`: {message}"),
+            hint: hint.to_string(),
+        };
+        if x.routes.is_empty() {
+            let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
+            if svc.recipe.is_none() && (!svc.ports.is_empty() || http_probe) {
+                routes.push(RoutePlan {
+                    service: svc.name.clone(),
+                    host: Some(format!("{}.localhost", svc.name.to_ascii_lowercase())),
+                    path: "/".into(),
+                    strip_prefix: false,
+                    port: svc.port(),
+                    protocol: Protocol::Http,
+                    listen: None,
+                    timeout: None,
+                    max_body: None,
+                });
+            }
+            continue;
+        }
+        for (i, r) in x.routes.iter().enumerate() {
+            let protocol = match r.protocol {
+                None | Some(RouteProtocol::Http) => Protocol::Http,
+                Some(RouteProtocol::Grpc) => Protocol::Grpc,
+                Some(RouteProtocol::Tcp) => Protocol::Tcp,
+            };
+            let port = r.port.unwrap_or_else(|| svc.port());
+            if !svc.ports.is_empty() && !svc.ports.contains(&port) {
+                errors.push(err(
+                    i,
+                    format!(
+                        "port {port} is not one of the service's ports ({})",
+                        svc.ports
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    "name one of its `ports` or `expose` entries, or add the port there",
+                ));
+            }
+            let path = r.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                errors.push(err(
+                    i,
+                    format!("`path` is `{path}`, not a path"),
+                    "start it with `/`, e.g. `/api`",
+                ));
+            }
+            let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
+            if let Some(h) = &host
+                && (h.is_empty() || h.contains(['/', ':', ' ']))
+            {
+                errors.push(err(
+                    i,
+                    format!("`host` is `{h}`, not a host name"),
+                    "write the name alone, without scheme or port, e.g. `api.example.test`",
+                ));
+            }
+            let listen = match (protocol, &r.listen) {
+                (Protocol::Tcp, None) => {
+                    errors.push(err(
+                        i,
+                        "a `tcp` route needs `listen`, the address it is reached on".into(),
+                        "add e.g. `listen: 127.0.0.1:16379`",
+                    ));
+                    None
+                }
+                (Protocol::Tcp, Some(l)) => match parse_listen(l) {
+                    Ok(a) => Some(a),
+                    Err(m) => {
+                        errors.push(err(
+                            i,
+                            format!("`listen`: {m}"),
+                            "write an address and a port, e.g. `127.0.0.1:16379`",
+                        ));
+                        None
+                    }
+                },
+                (_, Some(_)) => {
+                    errors.push(err(
+                        i,
+                        "`listen` is only for `tcp` routes; HTTP routes share the gateway's address"
+                            .into(),
+                        "remove `listen`, or set `protocol: tcp`",
+                    ));
+                    None
+                }
+                (_, None) => None,
+            };
+            if protocol == Protocol::Tcp && (r.host.is_some() || r.path.is_some()) {
+                errors.push(err(
+                    i,
+                    "a `tcp` route matches no host or path: it has a port of its own".into(),
+                    "remove `host` and `path`",
+                ));
+            }
+            let timeout = match r.timeout.as_deref().map(cove_spec::units::parse_duration) {
+                None => None,
+                Some(Ok(d)) if d.is_zero() => {
+                    errors.push(err(
+                        i,
+                        "`timeout` is 0: no answer could arrive".into(),
+                        "leave it out (60s) or give a positive duration such as `30s`",
+                    ));
+                    None
+                }
+                Some(Ok(d)) => Some(d),
+                Some(Err(m)) => {
+                    errors.push(err(
+                        i,
+                        format!("`timeout`: {m}"),
+                        "write a duration such as `30s` or `2m`",
+                    ));
+                    None
+                }
+            };
+            let max_body = match r.max_body.as_deref().map(cove_spec::units::parse_bytes) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(m)) => {
+                    errors.push(err(
+                        i,
+                        format!("`max_body`: {m}"),
+                        "write a size such as `10m`",
+                    ));
+                    None
+                }
+            };
+            routes.push(RoutePlan {
+                service: svc.name.clone(),
+                host,
+                path,
+                strip_prefix: r.strip_prefix.unwrap_or(false),
+                port,
+                protocol,
+                listen,
+                timeout,
+                max_body,
+            });
+        }
+    }
+    // Two routes for the same requests, or the same address twice.
+    for (j, b) in routes.iter().enumerate() {
+        for a in &routes[..j] {
+            let clash = match (a.listen, b.listen) {
+                // Port 0: each gets a port of its own.
+                (Some(x), Some(y)) => x == y && x.port() != 0,
+                (None, None) => a.host == b.host && same_prefix(&a.path, &b.path),
+                _ => false,
+            };
+            if clash {
+                let what = match b.listen {
+                    Some(l) => format!("listens on {l}"),
+                    None => format!(
+                        "routes {}{}",
+                        b.host.as_deref().unwrap_or("any host "),
+                        b.path
+                    ),
+                };
+                errors.push(PlanError {
+                    service: b.service.clone(),
+                    message: format!("a route {what}, as one of `{}` does", a.service),
+                    hint: "give one of them another `host`, `path` or `listen`".into(),
+                });
+            }
+        }
+        if b.listen.is_some_and(|l| l == listen && l.port() != 0) {
+            errors.push(PlanError {
+                service: b.service.clone(),
+                message: format!("a `tcp` route listens on {listen}, the gateway's own address"),
+                hint: "give it another `listen`, or move the gateway (`x-cove.gateway.listen`)"
+                    .into(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(GatewayPlan {
+            listen,
+            max_connections,
+            routes,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn same_prefix(a: &str, b: &str) -> bool {
+    let trim = |p: &str| p.trim_end_matches('/').to_string();
+    trim(a) == trim(b)
+}
+
+/// `HOST:PORT`, also `localhost:PORT` (the IPv4 loopback address).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        if let Ok(p) = port.parse::<u16>() {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+        }
+    }
+    Err(format!("`{s}` is not an address with a port"))
+}

@@ -1,0 +1,172 @@
+//! The gateway's routes, planned from Compose files.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cove_runtime::plan::{Plan, PlanError, plan};
+use cove_runtime::routes::{DEFAULT_LISTEN, Protocol};
+
+fn load(yaml: &str) -> Result<Plan, Vec<PlanError>> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let project = cove_spec::project::load(&cove_spec::project::Options {
+        files: vec![file],
+        project_name: Some("t".into()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|f| panic!("{}", f.render(&Default::default())));
+    plan(&project.app, dir.path())
+}
+
+fn errors(yaml: &str) -> String {
+    match load(yaml) {
+        Ok(_) => panic!("planned without errors"),
+        Err(e) => e
+            .iter()
+            .map(|e| format!("{e} (hint: {})", e.hint))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[test]
+fn services_with_a_port_get_a_default_host_route_and_recipes_none() {
+    let p = load(
+        r#"
+services:
+  web: {x-cove: {run: "python3 -m http.server"}, expose: ["8000"]}
+  worker: {x-cove: {run: "sleep 1000"}}
+  probed: {x-cove: {run: "sleep 1000", health: {http: /healthz}}}
+  cache: {image: "redis:7"}
+"#,
+    )
+    .expect("plans");
+    let g = &p.gateway;
+    assert_eq!(g.listen, DEFAULT_LISTEN.parse::<SocketAddr>().unwrap());
+    let routes: Vec<_> = g
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.service.as_str(),
+                r.host.as_deref(),
+                r.path.as_str(),
+                r.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("web", Some("web.localhost"), "/", 8000),
+            ("probed", Some("probed.localhost"), "/", 8080),
+        ]
+    );
+}
+
+#[test]
+fn explicit_routes_replace_the_default_and_keep_their_settings() {
+    let p = load(
+        r#"
+services:
+  api:
+    x-cove:
+      run: "sleep 1000"
+      routes:
+        - {path: /api, strip_prefix: true, timeout: 5s, max_body: 1m}
+        - {host: Admin.Example.test, port: 9000}
+        - {protocol: grpc, host: grpc.localhost, port: 50051}
+    ports: ["8080", "9000", "50051"]
+  db:
+    image: redis:7
+    x-cove:
+      routes: [{protocol: tcp, listen: "127.0.0.1:16379"}]
+x-cove:
+  gateway: {listen: "localhost:9999", max_connections: 50}
+"#,
+    )
+    .expect("plans");
+    let g = &p.gateway;
+    assert_eq!(g.listen, "127.0.0.1:9999".parse::<SocketAddr>().unwrap());
+    assert_eq!(g.max_connections, 50);
+    assert_eq!(g.routes.len(), 4);
+    let api = &g.routes[0];
+    assert_eq!(
+        (
+            api.host.as_deref(),
+            api.path.as_str(),
+            api.strip_prefix,
+            api.port
+        ),
+        (None, "/api", true, 8080)
+    );
+    assert_eq!(api.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(api.max_body, Some(1024 * 1024));
+    assert_eq!(g.routes[1].host.as_deref(), Some("admin.example.test"));
+    assert_eq!(g.routes[1].port, 9000);
+    assert_eq!(g.routes[2].protocol, Protocol::Grpc);
+    let tcp = &g.routes[3];
+    assert_eq!((tcp.protocol, tcp.port), (Protocol::Tcp, 6379));
+    assert_eq!(tcp.listen, Some("127.0.0.1:16379".parse().unwrap()));
+}
+
+#[test]
+fn bad_routes_are_named_with_their_service_and_a_hint() {
+    let e = errors(
+        r#"
+services:
+  api:
+    x-cove:
+      run: "sleep 1000"
+      routes:
+        - {path: api}
+        - {port: 81}
+        - {protocol: tcp}
+        - {listen: "127.0.0.1:5000"}
+        - {timeout: soon, max_body: lots}
+    ports: ["80"]
+  web:
+    x-cove:
+      run: "sleep 1000"
+      routes: [{path: /}]
+  other:
+    x-cove:
+      run: "sleep 1000"
+      routes: [{path: /}]
+  tcp:
+    image: redis:7
+    x-cove:
+      routes: [{protocol: tcp, listen: "127.0.0.1:2683"}]
+x-cove:
+  gateway: {listen: "nowhere"}
+"#,
+    );
+    for want in [
+        "`x-cove.gateway.listen`: `nowhere` is not an address with a port",
+        "service `api`: `x-cove.routes[0]`: `path` is `api`, not a path (hint: start it with `/`",
+        "service `api`: `x-cove.routes[1]`: port 81 is not one of the service's ports (80)",
+        "service `api`: `x-cove.routes[2]`: a `tcp` route needs `listen`",
+        "service `api`: `x-cove.routes[3]`: `listen` is only for `tcp` routes",
+        "service `api`: `x-cove.routes[4]`: `timeout`: `soon` is not a duration",
+        "service `api`: `x-cove.routes[4]`: `max_body`: `lots` is not a size",
+        "service `other`: a route routes any host /, as one of `web` does",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let e = errors(
+        r#"
+services:
+  tcp:
+    image: redis:7
+    x-cove:
+      routes: [{protocol: tcp, listen: "127.0.0.1:2683"}]
+"#,
+    );
+    assert!(
+        e.contains(
+            "service `tcp`: a `tcp` route listens on 127.0.0.1:2683, the gateway's own address"
+        ),
+        "{e}"
+    );
+}
