@@ -303,10 +303,8 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
-    if let Some(port) = s.strip_prefix("localhost:") {
-        if let Ok(p) = port.parse::<u16>() {
-            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-        }
+    if let Some(Ok(p)) = s.strip_prefix("localhost:").map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
     }
     Err(format!("`{s}` is not an address with a port"))
 }
