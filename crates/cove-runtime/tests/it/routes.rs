@@ -9,7 +9,7 @@ use cove_runtime::routes::{DEFAULT_LISTEN, Protocol};
 fn load(yaml: &str) -> Result<Plan, Vec<PlanError>> {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("compose.yaml");
-    std::fs::write(&file, yaml).expect("write");
+    fs_err::write(&file, yaml).expect("write");
     let project = cove_spec::project::load(&cove_spec::project::Options {
         files: vec![file],
         project_name: Some("t".into()),
