@@ -8,8 +8,9 @@
 //! its start), so the first requests after `cove up` do not meet a
 //! process still starting.
 //!
-//! Sockets: one for HTTP routes (`x-cove.gateway.listen`), one per TCP
-//! route. A socket stays bound, with its threads, while the plan keeps its
+//! Sockets: one for HTTP routes (`x-cove.gateway.listen`; when that is
+//! not set and the default port is taken, the next free one above it), one
+//! per TCP route. A socket stays bound, with its threads, while the plan keeps its
 //! address; a new address is bound before anything else of the plan is
 //! acted on, so `cove up` fails (and nothing changes) when it is taken.
 
@@ -104,7 +105,8 @@ impl ProjectGateway {
             if self.servers.contains_key(&addr) {
                 continue;
             }
-            let socket = server::bind(addr).map_err(|e| match e.kind() {
+            let fallback = kind == Kind::Http && plan.gateway.default_listen;
+            let socket = bind(addr, fallback).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
                     "the gateway cannot listen on {addr}: the address is in use (another cove app, or another program)"
                 ),
@@ -226,6 +228,28 @@ impl ProjectGateway {
             s.stop();
         }
     }
+}
+
+/// How many ports above the default one are tried when it is taken.
+const FALLBACK_PORTS: u16 = 32;
+
+/// Binds `addr`; with `fallback`, the next free port above it when it is
+/// taken (another app's gateway, say).
+fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<std::net::TcpListener> {
+    let first = server::bind(addr);
+    if !fallback || addr.port() == 0 {
+        return first;
+    }
+    let mut last = first;
+    for port in addr.port().saturating_add(1)..addr.port().saturating_add(FALLBACK_PORTS) {
+        match last {
+            Err(ref e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                last = server::bind(SocketAddr::new(addr.ip(), port));
+            }
+            _ => break,
+        }
+    }
+    last
 }
 
 /// The addresses a gateway plan listens on.

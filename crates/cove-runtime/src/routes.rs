@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayPlan {
     pub listen: SocketAddr,
+    /// `listen` is the default, not the file's: when it is taken, the next
+    /// free port above it will do.
+    pub default_listen: bool,
     pub max_connections: u32,
     /// HTTP and gRPC routes, then TCP ones, in the app's order.
     pub routes: Vec<RoutePlan>,
@@ -285,6 +288,7 @@ pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<P
     if errors.is_empty() {
         Ok(GatewayPlan {
             listen,
+            default_listen: settings.listen.is_none(),
             max_connections,
             routes,
         })

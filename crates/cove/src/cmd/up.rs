@@ -69,12 +69,28 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
                 return Ok(ExitCode::from(1));
             }
         };
+        announce_gateway(&client).await;
         if args.detach {
             detached(&client, &style, &services, accepted.seq, args.wait_timeout).await
         } else {
             foreground(&client, &style, &services, accepted.seq, tail).await
         }
     })
+}
+
+/// Says where the gateway listens (it may not be the default port, when
+/// that was taken).
+async fn announce_gateway(client: &Client) {
+    if let Ok(r) = client.get::<cove_daemon::api::Routes>("/v1/routes").await
+        && !r.routes.is_empty()
+    {
+        let n = r.routes.len();
+        let s = if n == 1 { "" } else { "s" };
+        eprintln!(
+            "cove: gateway on {} ({n} route{s}; `cove routes` lists them)",
+            r.url
+        );
+    }
 }
 
 async fn detached(

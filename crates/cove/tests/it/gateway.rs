@@ -245,3 +245,21 @@ fn a_taken_gateway_address_fails_up_and_starts_nothing() {
     assert!(out.contains("x-cove.gateway.listen"), "a hint: {out}");
     assert!(app.processes().is_empty(), "nothing started");
 }
+
+#[test]
+fn apps_on_the_default_address_take_the_next_free_port() {
+    let yaml = "services:\n  web:\n    x-cove: {run: python3 server.py}\n    expose: [\"8000\"]\n";
+    let (a, b) = (app(yaml), app(yaml));
+    for x in [&a, &b] {
+        let (code, out) = x.merged(&["up", "-d"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("cove: gateway on http://127.0.0.1:"), "{out}");
+    }
+    let (ga, gb) = (wait_for_targets(&a, &[1]), wait_for_targets(&b, &[1]));
+    assert_ne!(ga, gb);
+    for g in [ga, gb] {
+        assert!((2683..2715).contains(&g.port()), "{g}");
+        let (status, body) = get(g, "web.localhost", "/");
+        assert_eq!(status, 200, "{body}");
+    }
+}
