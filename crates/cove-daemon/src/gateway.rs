@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cove_gateway::proxy::{Gateway, Limits};
+use cove_gateway::metrics::RouteStats;
+use cove_gateway::proxy::{AccessLog, Gateway, Limits};
 use cove_gateway::server::{self, Kind, Server};
 use cove_gateway::table::{Policy, Pool, Route, Table, Target, TcpRoute};
 use cove_runtime::plan::Plan;
@@ -49,6 +50,10 @@ pub struct ProjectGateway {
     probed: Arc<Notify>,
     /// Each route's targets in the current table, in the plan's order.
     current: Vec<Vec<SocketAddr>>,
+    /// Each route's counters, kept from one table to the next.
+    stats: HashMap<String, Arc<RouteStats>>,
+    /// The Prometheus endpoint: its address and its task.
+    metrics: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 /// Threads serving the HTTP routes.
@@ -61,11 +66,21 @@ impl ProjectGateway {
     /// targets until [`ProjectGateway::refresh`]).
     /// `probed` is notified when a replica without a health check starts
     /// accepting connections.
-    pub fn start(plan: &Plan, probed: Arc<Notify>) -> Result<ProjectGateway, String> {
+    pub fn start(
+        plan: &Plan,
+        probed: Arc<Notify>,
+        access_log: AccessLog,
+    ) -> Result<ProjectGateway, String> {
         let g = &plan.gateway;
         let mut gw = ProjectGateway {
             plan: plan.clone(),
-            gateway: Gateway::new(Table::default(), Limits::default()),
+            gateway: Gateway::with_access_log(
+                Table::default(),
+                Limits::default(),
+                Some(access_log),
+            ),
+            stats: HashMap::new(),
+            metrics: None,
             cap: Arc::new(Semaphore::new(g.max_connections as usize)),
             max_connections: g.max_connections,
             servers: HashMap::new(),
@@ -76,7 +91,56 @@ impl ProjectGateway {
             current: Vec::new(),
         };
         gw.listen(plan)?;
+        gw.serve_metrics(plan.gateway.metrics)?;
         Ok(gw)
+    }
+
+    /// Serves `GET /metrics` on `addr` (stops serving the old address).
+    fn serve_metrics(&mut self, addr: Option<SocketAddr>) -> Result<(), String> {
+        if self.metrics.as_ref().map(|(a, _)| *a) == addr {
+            return Ok(());
+        }
+        if let Some((_, task)) = self.metrics.take() {
+            task.abort();
+        }
+        let Some(addr) = addr else { return Ok(()) };
+        let socket = server::bind(addr)
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(s)
+            })
+            .map_err(|e| format!("the gateway's metrics cannot listen on {addr}: {e}"))?;
+        let gateway = self.gateway.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = socket.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let gateway = gateway.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                        let gateway = gateway.clone();
+                        async move {
+                            let (status, body) = if req.uri().path() == "/metrics" {
+                                (200, cove_gateway::metrics::render(&gateway.table()))
+                            } else {
+                                (404, "not found: the metrics are at /metrics\n".to_string())
+                            };
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "text/plain; version=0.0.4")
+                                .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        self.metrics = Some((addr, task));
+        Ok(())
     }
 
     /// Moves to `plan`: binds its new addresses first (on failure nothing
@@ -91,6 +155,7 @@ impl ProjectGateway {
             }
         }
         self.listen(plan)?;
+        self.serve_metrics(plan.gateway.metrics)?;
         let wanted = addresses(&plan.gateway);
         self.servers
             .retain(|addr, _| wanted.iter().any(|(a, _)| a == addr));
@@ -162,7 +227,17 @@ impl ProjectGateway {
                     t
                 })
                 .collect();
-            Pool::new(&route.service, list, Policy::default())
+            // Replicas on their way: requests wait for them a while.
+            let pending = states
+                .get(&route.service)
+                .is_some_and(|r| r.iter().any(|s| !s.state.is_final()));
+            Pool::with_pending(&route.service, list, Policy::default(), pending)
+        };
+        let old_stats = std::mem::take(&mut self.stats);
+        let mut stats_of = |key: String| -> Arc<RouteStats> {
+            let s = old_stats.get(&key).cloned().unwrap_or_else(RouteStats::new);
+            self.stats.insert(key, s.clone());
+            s
         };
         let mut http = Vec::new();
         let mut tcp = Vec::new();
@@ -170,16 +245,24 @@ impl ProjectGateway {
         for r in &self.plan.gateway.routes {
             let pool = pool_of(r);
             current.push(pool.targets.iter().map(|t| t.addr).collect());
+            let key = format!(
+                "{} {}{}",
+                r.service,
+                r.host.as_deref().unwrap_or("*"),
+                r.listen.map_or(r.path.clone(), |l| l.to_string())
+            );
             match r.listen {
                 Some(listen) => tcp.push(TcpRoute {
-                    listen: self.bound(listen),
+                    listen: bound(&self.servers, listen),
                     pool,
+                    stats: stats_of(key),
                 }),
                 None => http.push(Route {
-                    host: r.host.clone(),
-                    path: r.path.clone(),
                     strip_prefix: r.strip_prefix,
-                    pool,
+                    timeout: r.timeout,
+                    max_body: r.max_body,
+                    stats: stats_of(key),
+                    ..Route::new(r.host.as_deref(), &r.path, pool)
                 }),
             }
         }
@@ -209,7 +292,12 @@ impl ProjectGateway {
 
     /// The address bound for `addr` of the plan.
     fn bound(&self, addr: SocketAddr) -> SocketAddr {
-        self.servers.get(&addr).map_or(addr, |(b, _)| *b)
+        bound(&self.servers, addr)
+    }
+
+    /// The gateway's counters in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        cove_gateway::metrics::render(&self.gateway.table())
     }
 
     /// What `cove routes` shows.
@@ -223,11 +311,19 @@ impl ProjectGateway {
     }
 
     /// Stops serving; requests in progress get a moment to finish.
-    pub fn stop(self) {
+    pub fn stop(mut self) {
+        if let Some((_, task)) = self.metrics.take() {
+            task.abort();
+        }
         for (_, s) in self.servers.into_values() {
             s.stop();
         }
     }
+}
+
+/// The address bound for `addr` of the plan.
+fn bound(servers: &HashMap<SocketAddr, (SocketAddr, Server)>, addr: SocketAddr) -> SocketAddr {
+    servers.get(&addr).map_or(addr, |(b, _)| *b)
 }
 
 /// How many ports above the default one are tried when it is taken.

@@ -65,6 +65,9 @@ struct Project {
     gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>>,
     /// Told when the gateway should look at the states again.
     probed: Arc<Notify>,
+    /// Where the gateway's access log goes: the project's logs, as
+    /// `gateway`.
+    access_log: cove_gateway::proxy::AccessLog,
 }
 
 impl Project {
@@ -80,7 +83,13 @@ impl Project {
             }
             Some(plan) => match slot.as_mut() {
                 Some(g) => g.update(plan)?,
-                None => *slot = Some(ProjectGateway::start(plan, self.probed.clone())?),
+                None => {
+                    *slot = Some(ProjectGateway::start(
+                        plan,
+                        self.probed.clone(),
+                        self.access_log.clone(),
+                    )?)
+                }
             },
         }
         if let Some(g) = slot.as_mut() {
@@ -145,9 +154,23 @@ impl Daemon {
                 }
             }
         });
+        let to_recorder = self.recorder.clone();
+        let log_key = key.clone();
+        let access_log: cove_gateway::proxy::AccessLog = Arc::new(move |record| {
+            let _ = to_recorder.send((
+                log_key.clone(),
+                Report::Log {
+                    service: "gateway".into(),
+                    replica: 0,
+                    stream: cove_runtime::process::Stream::Stdout,
+                    line: record.to_json(),
+                },
+            ));
+        });
         let project = Arc::new(Project {
             gateway,
             probed,
+            access_log,
             states: supervisor.states(),
             run: Mutex::new(Running {
                 supervisor,
@@ -460,6 +483,13 @@ async fn record(
             };
             match report {
                 Report::Flush(id) => flushed = Some(id),
+                // Replica 0: the app's gateway (its access log).
+                Report::Log {
+                    service,
+                    replica: 0,
+                    stream,
+                    line,
+                } => append(service, stream, &line),
                 Report::Log {
                     service,
                     replica,

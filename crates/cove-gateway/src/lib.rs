@@ -13,10 +13,14 @@
 //! - [`upstream`]: kept-alive connections to the targets.
 //! - [`deadline`]: coarse upstream response deadlines.
 //! - [`tcp`]: layer-4 routes.
+//! - [`access`]: access log records, request body limits.
+//! - [`metrics`]: counters per route and target, Prometheus text.
 //! - [`server`]: worker threads, sockets, the connection cap.
 
+pub mod access;
 pub mod balance;
 pub mod deadline;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod table;

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
@@ -22,7 +22,10 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+
+pub use crate::access::{AccessLog, AccessRecord};
+use crate::metrics::RouteStats;
 
 use crate::balance;
 use crate::deadline::Deadlines;
@@ -42,6 +45,9 @@ pub struct Limits {
     pub upstream_connect: Duration,
     /// Largest request head, bytes.
     pub max_head: usize,
+    /// How long a request waits for a target of a pool whose targets are
+    /// on their way ([`crate::table::Pool::pending`]).
+    pub hold: Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +57,7 @@ impl Default for Limits {
             upstream_response: Duration::from_secs(60),
             upstream_connect: Duration::from_secs(5),
             max_head: 64 * 1024,
+            hold: Duration::from_secs(30),
         }
     }
 }
@@ -58,6 +65,10 @@ impl Default for Limits {
 pub struct Gateway {
     /// Shared by the gateway's siblings (one per thread).
     table: Arc<RwLock<Arc<Table>>>,
+    /// Bumped at every new table (shared by siblings too).
+    changed: Arc<watch::Sender<u64>>,
+    /// Where access log records go, if anywhere.
+    access_log: Option<AccessLog>,
     upstreams: Arc<Upstreams>,
     /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
     deadlines: std::sync::OnceLock<Arc<Deadlines>>,
@@ -69,18 +80,44 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(table: Table, limits: Limits) -> Arc<Gateway> {
-        Gateway::with_table(Arc::new(RwLock::new(Arc::new(table))), limits)
+        Gateway::with_access_log(table, limits, None)
+    }
+
+    /// A gateway that hands a record of every request to `access_log`.
+    pub fn with_access_log(
+        table: Table,
+        limits: Limits,
+        access_log: Option<AccessLog>,
+    ) -> Arc<Gateway> {
+        Gateway::with_table(
+            Arc::new(RwLock::new(Arc::new(table))),
+            Arc::new(watch::channel(0).0),
+            access_log,
+            limits,
+        )
     }
 
     /// A gateway for another thread: the same table (and targets, so
     /// in-flight counts are shared), its own upstream connections.
     pub fn sibling(&self) -> Arc<Gateway> {
-        Gateway::with_table(self.table.clone(), self.limits)
+        Gateway::with_table(
+            self.table.clone(),
+            self.changed.clone(),
+            self.access_log.clone(),
+            self.limits,
+        )
     }
 
-    fn with_table(table: Arc<RwLock<Arc<Table>>>, limits: Limits) -> Arc<Gateway> {
+    fn with_table(
+        table: Arc<RwLock<Arc<Table>>>,
+        changed: Arc<watch::Sender<u64>>,
+        access_log: Option<AccessLog>,
+        limits: Limits,
+    ) -> Arc<Gateway> {
         Arc::new(Gateway {
             table,
+            changed,
+            access_log,
             upstreams: Upstreams::new(limits.upstream_connect),
             deadlines: std::sync::OnceLock::new(),
             limits,
@@ -97,6 +134,7 @@ impl Gateway {
     /// Replaces the table at once: requests already routed finish on the old one.
     pub fn set_table(&self, table: Table) {
         *self.table.write().expect("not poisoned") = Arc::new(table);
+        self.changed.send_modify(|n| *n += 1);
     }
 
     /// Serves `listener` until `shutdown` resolves; connections then finish
@@ -141,9 +179,60 @@ impl Gateway {
         self.limits
     }
 
-    /// Forwards one request.
+    /// Forwards one request; counts it, and logs it when there is an
+    /// access log.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let table = self.table();
+        let started = Instant::now();
+        let asked = self.access_log.as_ref().map(|_| {
+            (
+                req.method().to_string(),
+                req.uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string(),
+            )
+        });
+        let mut served = Served::default();
+        let resp = self.forward(req, peer, &mut served).await;
+        let took = started.elapsed();
+        if let Some(stats) = &served.stats {
+            stats.record(resp.status().as_u16(), took);
+            if served.upstream_failed {
+                stats.upstream_error();
+            }
+        }
+        match (&self.access_log, asked) {
+            (Some(log), Some((method, path))) => {
+                let record = AccessRecord {
+                    time: std::time::SystemTime::now(),
+                    peer,
+                    method,
+                    path,
+                    status: resp.status().as_u16(),
+                    route: served.route,
+                    service: served.service,
+                    target: served.target,
+                    duration: took,
+                    upstream: served.upstream,
+                    bytes: 0,
+                };
+                let (parts, body) = resp.into_parts();
+                Response::from_parts(
+                    parts,
+                    crate::access::Logged::new(body, record, log.clone()).boxed(),
+                )
+            }
+            _ => resp,
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        served: &mut Served,
+    ) -> Response<Body> {
+        let mut table = self.table();
         let host = req
             .headers()
             .get(header::HOST)
@@ -151,16 +240,50 @@ impl Gateway {
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.to_string()));
         let path = req.uri().path().to_string();
-        let Some(route) = table.route(host.as_deref(), &path) else {
-            return plain(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "cove gateway: no route for {}{path}\n",
-                    host.as_deref().unwrap_or("")
-                ),
-            );
+        // A pool whose targets are on their way holds the request a while.
+        let hold_until = Instant::now() + self.limits.hold;
+        let mut changes = self.changed.subscribe();
+        let index = loop {
+            let Some(index) = table.route_index(host.as_deref(), &path) else {
+                return plain(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "cove gateway: no route for {}{path}\n",
+                        host.as_deref().unwrap_or("")
+                    ),
+                );
+            };
+            let route = &table.routes()[index];
+            let waiting = route.pool.pending
+                && balance::pick(
+                    &route.pool,
+                    None,
+                    table::now_ms(),
+                    &mut balance::thread_random,
+                )
+                .is_none();
+            if !waiting || Instant::now() >= hold_until {
+                break index;
+            }
+            let _ = tokio::time::timeout_at(hold_until.into(), changes.changed()).await;
+            table = self.table();
         };
+        let route = &table.routes()[index];
+        served.stats = Some(route.stats.clone());
+        if self.access_log.is_some() {
+            served.route = Some(format!(
+                "{}{}",
+                route.host.as_deref().unwrap_or("*"),
+                route.path
+            ));
+            served.service = Some(route.pool.name.clone());
+        }
         let (mut parts, body) = req.into_parts();
+        if let Some(max) = route.max_body
+            && hyper::body::Body::size_hint(&body).lower() > max
+        {
+            return too_large(max);
+        }
         // Origin form (`/path?query`), the prefix stripped if the route says so.
         let uri = {
             let pq = parts
@@ -191,10 +314,18 @@ impl Gateway {
             }
         }
         let replayable = hyper::body::Body::is_end_stream(&body);
-        let mut upstream_req = Request::new(body.boxed());
+        // A body without a length over the route's limit is cut off when it
+        // gets there: `over` says so, and the request is abandoned.
+        let over = Arc::new(tokio::sync::Notify::new());
+        let body = match route.max_body {
+            Some(max) => crate::access::Capped::new(body, max, over.clone()).boxed(),
+            None => body.boxed(),
+        };
+        let mut upstream_req = Request::new(body);
         *upstream_req.method_mut() = parts.method;
         *upstream_req.uri_mut() = uri;
         *upstream_req.headers_mut() = parts.headers;
+        let wait = route.timeout.unwrap_or(self.limits.upstream_response);
         let mut avoid = None;
         let mut random = balance::thread_random;
         for attempt in 0..2 {
@@ -208,17 +339,18 @@ impl Gateway {
                     ),
                 );
             };
+            served.target = Some(target.addr);
             let guard = target.begin();
             // The target counts the request until its response body is done.
             // Made on first use, inside the runtime that serves.
-            let deadline = self
-                .deadlines
-                .get_or_init(Deadlines::new)
-                .start(self.limits.upstream_response);
+            let deadline = self.deadlines.get_or_init(Deadlines::new).start(wait);
+            let sent_at = Instant::now();
             let sent = tokio::select! {
                 r = self.upstreams.send(target.addr, upstream_req, guard) => Ok(r),
-                _ = deadline.expired() => Err(()),
+                _ = deadline.expired() => Err(false),
+                _ = over.notified() => Err(true),
             };
+            served.upstream = Some(sent_at.elapsed());
             match sent {
                 Ok(Ok(mut resp)) => {
                     let outcome = if resp.status().is_server_error() {
@@ -241,22 +373,26 @@ impl Gateway {
                     if matches!(e, SendError::Connect(..)) {
                         target.record(table::Outcome::ConnectFailed, table::now_ms());
                     }
+                    served.upstream_failed = true;
                     return plain(
                         StatusCode::BAD_GATEWAY,
                         &format!("cove gateway: {} ({}): {e}\n", route.pool.name, target.addr),
                     );
                 }
-                Err(_) => {
+                Err(true) => return too_large(route.max_body.unwrap_or_default()),
+                Err(false) => {
+                    served.upstream_failed = true;
                     return plain(
                         StatusCode::GATEWAY_TIMEOUT,
                         &format!(
-                            "cove gateway: {} ({}) did not answer within {:?}\n",
-                            route.pool.name, target.addr, self.limits.upstream_response
+                            "cove gateway: {} ({}) did not answer within {wait:?}\n",
+                            route.pool.name, target.addr
                         ),
                     );
                 }
             }
         }
+        served.upstream_failed = true;
         plain(
             StatusCode::BAD_GATEWAY,
             &format!(
@@ -265,6 +401,27 @@ impl Gateway {
             ),
         )
     }
+}
+
+/// What [`Gateway::forward`] learned, for counters and the access log.
+#[derive(Default)]
+struct Served {
+    stats: Option<Arc<RouteStats>>,
+    /// For the access log only.
+    route: Option<String>,
+    service: Option<String>,
+    target: Option<SocketAddr>,
+    upstream: Option<Duration>,
+    upstream_failed: bool,
+}
+
+fn too_large(max: u64) -> Response<Body> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "cove gateway: the request body is larger than this route's limit ({max} bytes)\n"
+        ),
+    )
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {

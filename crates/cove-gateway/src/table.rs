@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::metrics::RouteStats;
+
 /// How long a target that failed is left out.
 pub const EJECT_FOR: Duration = Duration::from_secs(10);
 /// Consecutive 5xx answers that eject a target.
@@ -42,6 +44,7 @@ pub struct Target {
     failures: AtomicU32,
     /// Left out until then ([`now_ms`]); 0: never ejected.
     ejected_until: AtomicU64,
+    ejections: AtomicU64,
 }
 
 impl Target {
@@ -52,6 +55,7 @@ impl Target {
             draining: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
         })
     }
 
@@ -73,6 +77,7 @@ impl Target {
             }
         };
         if eject {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
             self.ejected_until
                 .store(now + EJECT_FOR.as_millis() as u64, Ordering::Relaxed);
             self.failures.store(0, Ordering::Relaxed);
@@ -82,6 +87,11 @@ impl Target {
     /// Whether passive health leaves it out at `now` ([`now_ms`]).
     pub fn is_ejected(&self, now: u64) -> bool {
         self.ejected_until.load(Ordering::Relaxed) > now
+    }
+
+    /// Times passive health left it out.
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
     }
 
     /// Requests it is serving now.
@@ -130,15 +140,30 @@ pub struct Pool {
     pub name: String,
     pub targets: Vec<Arc<Target>>,
     pub policy: Policy,
+    /// Targets are on their way (replicas starting): a request finding
+    /// none waits for a new table (up to [`crate::proxy::Limits::hold`])
+    /// rather than being refused at once.
+    pub pending: bool,
     pub(crate) next: AtomicUsize,
 }
 
 impl Pool {
     pub fn new(name: &str, targets: Vec<Arc<Target>>, policy: Policy) -> Arc<Pool> {
+        Pool::with_pending(name, targets, policy, false)
+    }
+
+    /// A pool whose targets may be on their way (see [`Pool::pending`]).
+    pub fn with_pending(
+        name: &str,
+        targets: Vec<Arc<Target>>,
+        policy: Policy,
+        pending: bool,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             name: name.to_string(),
             targets,
             policy,
+            pending,
             next: AtomicUsize::new(0),
         })
     }
@@ -153,6 +178,27 @@ pub struct Route {
     /// Remove `path` from the request's path before forwarding.
     pub strip_prefix: bool,
     pub pool: Arc<Pool>,
+    /// Time for the upstream to answer; `None`: the gateway's limit.
+    pub timeout: Option<Duration>,
+    /// Largest request body, bytes; larger ones are answered 413.
+    pub max_body: Option<u64>,
+    pub stats: Arc<RouteStats>,
+}
+
+impl Route {
+    /// A route of `host` (`None`: any) and `path` to `pool`, with the
+    /// gateway's limits and new counters.
+    pub fn new(host: Option<&str>, path: &str, pool: Arc<Pool>) -> Route {
+        Route {
+            host: host.map(str::to_string),
+            path: path.to_string(),
+            strip_prefix: false,
+            pool,
+            timeout: None,
+            max_body: None,
+            stats: RouteStats::new(),
+        }
+    }
 }
 
 /// A layer-4 route: connections to `listen` go to a target of `pool`.
@@ -160,6 +206,7 @@ pub struct Route {
 pub struct TcpRoute {
     pub listen: SocketAddr,
     pub pool: Arc<Pool>,
+    pub stats: Arc<RouteStats>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -202,6 +249,11 @@ impl Table {
 
     /// The route for a request to `host` (a `Host` header, port allowed) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.route_index(host, path).map(|i| &self.routes[i])
+    }
+
+    /// [`Table::route`]'s place in [`Table::routes`].
+    pub fn route_index(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(|h| {
             // `[::1]:80`, `name:80`, `name`.
             let bare = match h.rfind(':') {
@@ -210,7 +262,7 @@ impl Table {
             };
             bare.to_ascii_lowercase()
         });
-        self.routes.iter().find(|r| {
+        self.routes.iter().position(|r| {
             let host_ok = match (&r.host, &host) {
                 (None, _) => true,
                 (Some(want), Some(got)) => want == got,
@@ -245,12 +297,7 @@ mod tests {
     use super::*;
 
     fn route(host: Option<&str>, path: &str, name: &str) -> Route {
-        Route {
-            host: host.map(String::from),
-            path: path.into(),
-            strip_prefix: false,
-            pool: Pool::new(name, vec![], Policy::default()),
-        }
+        Route::new(host, path, Pool::new(name, vec![], Policy::default()))
     }
 
     #[test]

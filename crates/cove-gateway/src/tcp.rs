@@ -34,8 +34,8 @@ pub async fn serve(
 
 async fn join(gateway: Arc<Gateway>, mut client: TcpStream, local: std::net::SocketAddr) {
     let _ = client.set_nodelay(true);
-    let pool = match gateway.table().tcp_route(local) {
-        Some(r) => r.pool.clone(),
+    let (pool, stats) = match gateway.table().tcp_route(local) {
+        Some(r) => (r.pool.clone(), r.stats.clone()),
         None => return, // the route is gone: close
     };
     let connect_timeout = gateway.limits().upstream_connect;
@@ -44,7 +44,7 @@ async fn join(gateway: Arc<Gateway>, mut client: TcpStream, local: std::net::Soc
         let Some(target) =
             balance::pick(&pool, avoid, table::now_ms(), &mut balance::thread_random)
         else {
-            return;
+            break;
         };
         let _in_flight = target.begin();
         match tokio::time::timeout(connect_timeout, TcpStream::connect(target.addr)).await {
@@ -60,4 +60,6 @@ async fn join(gateway: Arc<Gateway>, mut client: TcpStream, local: std::net::Soc
             }
         }
     }
+    // No target, or none could be reached.
+    stats.upstream_error();
 }

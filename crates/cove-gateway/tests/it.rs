@@ -62,12 +62,7 @@ fn one_pool(targets: &[SocketAddr], policy: Policy) -> (Table, Arc<Pool>) {
         targets.iter().map(|a| Target::new(*a)).collect(),
         policy,
     );
-    let table = Table::new(vec![Route {
-        host: None,
-        path: "/".into(),
-        strip_prefix: false,
-        pool: pool.clone(),
-    }]);
+    let table = Table::new(vec![Route::new(None, "/", pool.clone())]);
     (table, pool)
 }
 
@@ -204,17 +199,10 @@ async fn routes_by_host_and_prefix_with_strip_and_clear_errors() {
     let pool = |name: &str, a| Pool::new(name, vec![Target::new(a)], Policy::RoundRobin);
     let table = Table::new(vec![
         Route {
-            host: None,
-            path: "/api".into(),
             strip_prefix: true,
-            pool: pool("api", api),
+            ..Route::new(None, "/api", pool("api", api))
         },
-        Route {
-            host: Some("web.localhost".into()),
-            path: "/".into(),
-            strip_prefix: false,
-            pool: pool("web", web),
-        },
+        Route::new(Some("web.localhost"), "/", pool("web", web)),
     ]);
     let (gw_handle, gw) = gateway(table).await;
     let (status, body) = get(gw, "/api/users?x=1", &[]).await;
@@ -378,4 +366,129 @@ async fn oversized_heads_and_slow_clients_are_cut_off() {
         "a stalled client held its connection for {took:?}: {out:?}"
     );
     assert!(!out.contains("200"), "{out:?}");
+}
+
+/// An upstream that reads requests and never answers.
+async fn silent_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn routes_limit_bodies_and_answer_times_and_the_counters_show_it() {
+    let up = upstream("u").await;
+    let silent = silent_upstream().await;
+    let pool = |name: &str, a| Pool::new(name, vec![Target::new(a)], Policy::RoundRobin);
+    let table = Table::new(vec![
+        Route {
+            max_body: Some(10),
+            ..Route::new(None, "/small", pool("small", up))
+        },
+        Route {
+            timeout: Some(std::time::Duration::from_millis(300)),
+            ..Route::new(None, "/slow", pool("slow", silent))
+        },
+    ]);
+    let (gw_handle, gw) = gateway(table).await;
+    let (status, body) = send(gw, "POST", "/small", &[], Bytes::from("0123456789")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("body: 10"), "{body}");
+    let (status, body) = send(gw, "POST", "/small", &[], Bytes::from("0123456789X")).await;
+    assert_eq!(status, 413, "a length over the limit: {body}");
+    // Chunked, over the limit in its second chunk: cut off, answered 413.
+    let chunked = raw(
+        gw,
+        b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+
+    let started = std::time::Instant::now();
+    let (status, body) = get(gw, "/slow", &[]).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("300ms"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the route's timeout, not the gateway's 60 s"
+    );
+
+    let text = cove_gateway::metrics::render(&gw_handle.table());
+    for line in [
+        "cove_gateway_requests_total{route=\"*/small\",service=\"small\",code=\"2xx\"} 1",
+        "cove_gateway_requests_total{route=\"*/small\",service=\"small\",code=\"4xx\"} 2",
+        "cove_gateway_requests_total{route=\"*/slow\",service=\"slow\",code=\"5xx\"} 1",
+        "cove_gateway_upstream_errors_total{route=\"*/slow\",service=\"slow\"} 1",
+        "cove_gateway_request_duration_seconds_count{route=\"*/small\",service=\"small\"} 3",
+        "cove_gateway_targets{route=\"*/slow\",service=\"slow\"} 1",
+        &format!("cove_gateway_in_flight{{service=\"small\",target=\"{up}\"}} 0"),
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
+    let up = upstream("late").await;
+    let waiting = Pool::with_pending("svc", vec![], Policy::RoundRobin, true);
+    let table = Table::new(vec![
+        Route::new(None, "/", waiting),
+        Route::new(None, "/gone", Pool::new("gone", vec![], Policy::RoundRobin)),
+    ]);
+    let (gw_handle, gw) = gateway(table).await;
+    let started = std::time::Instant::now();
+    let (status, _) = get(gw, "/gone", &[]).await;
+    assert_eq!(status, 503, "no target, none coming: refused at once");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let request = tokio::spawn(get(gw, "/x", &[]));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !request.is_finished(),
+        "held while the target is on its way"
+    );
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    gw_handle.set_table(table);
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(5), request)
+        .await
+        .expect("answered once the target came")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("late\n/x"), "{body}");
+}
+
+#[tokio::test]
+async fn the_access_log_gets_one_record_per_request_when_its_body_is_done() {
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = records.clone();
+    let log: cove_gateway::proxy::AccessLog =
+        Arc::new(move |r| sink.lock().unwrap().push(r.to_json()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let handle = Gateway::with_access_log(table, Limits::default(), Some(log));
+    tokio::spawn(handle.serve(listener, std::future::pending()));
+    let (status, body) = get(gw, "/hello?x=1", &[]).await;
+    assert_eq!(status, 200);
+    let (status, _) = get(gw, "/again", &[]).await;
+    assert_eq!(status, 200);
+    let lines = records.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/hello?x=1");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["route"], "*/");
+    assert_eq!(first["service"], "svc");
+    assert_eq!(first["target"], up.to_string());
+    assert_eq!(first["bytes"], body.len());
+    assert!(first["duration_ms"].as_f64().unwrap() >= first["upstream_ms"].as_f64().unwrap());
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
 }

@@ -31,6 +31,8 @@ pub struct GatewayPlan {
     /// free port above it will do.
     pub default_listen: bool,
     pub max_connections: u32,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics: Option<SocketAddr>,
     /// HTTP and gRPC routes, then TCP ones, in the app's order.
     pub routes: Vec<RoutePlan>,
 }
@@ -91,6 +93,17 @@ pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<P
                 "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
             ));
             DEFAULT_LISTEN.parse().expect("a valid address")
+        }
+    };
+    let metrics = match settings.metrics.as_deref().map(parse_listen) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(m)) => {
+            errors.push(project_err(
+                format!("`x-cove.gateway.metrics`: {m}"),
+                "write an address and a port, e.g. `127.0.0.1:9683`",
+            ));
+            None
         }
     };
     let max_connections = settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
@@ -290,6 +303,7 @@ pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<P
             listen,
             default_listen: settings.listen.is_none(),
             max_connections,
+            metrics,
             routes,
         })
     } else {

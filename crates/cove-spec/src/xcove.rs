@@ -60,6 +60,10 @@ pub struct Gateway {
     /// use it, and services listen on their own addresses anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Address of the gateway's Prometheus endpoint (`GET /metrics`),
+    /// `HOST:PORT`, e.g. `127.0.0.1:9683`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     /// Most client connections open at once (HTTP and TCP routes together);
     /// more wait in the listen queue. Default: 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,12 +25,7 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         args.upstreams.iter().map(|a| Target::new(*a)).collect(),
         policy,
     );
-    let table = Table::new(vec![Route {
-        host: None,
-        path: "/".into(),
-        strip_prefix: false,
-        pool,
-    }]);
+    let table = Table::new(vec![Route::new(None, "/", pool)]);
     let gateway = Gateway::new(table, Limits::default());
     // One socket per thread (SO_REUSEPORT: the kernel spreads connections).
     let sockets = (0..threads)

@@ -22,7 +22,8 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
             .rsplit_once('-')
             .filter(|(s, r)| r.parse::<u32>().is_ok() && project.app.services.contains_key(*s))
             .map_or(name.as_str(), |(s, _)| s);
-        if !project.app.services.contains_key(service) {
+        // `gateway`: the access log of the app's gateway.
+        if !project.app.services.contains_key(service) && service != "gateway" {
             eprintln!(
                 "{}error{}: no such service `{name}`",
                 style.red, style.reset

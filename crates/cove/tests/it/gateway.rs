@@ -263,3 +263,41 @@ fn apps_on_the_default_address_take_the_next_free_port() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[test]
+fn requests_are_logged_as_json_and_counted_for_prometheus() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = free.local_addr().unwrap();
+    drop(free);
+    let app = app(&format!(
+        "services:\n  web:\n    x-cove: {{run: python3 server.py}}\n    expose: [\"8000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\", metrics: \"{metrics}\"}}\n"
+    ));
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let gw = wait_for_targets(&app, &[1]);
+    for path in ["/one", "/two"] {
+        assert_eq!(get(gw, "web.localhost", path).0, 200);
+    }
+    eventually(10, "two access log lines", || {
+        app.merged(&["logs", "gateway"])
+            .1
+            .matches("\"status\":200")
+            .count()
+            == 2
+    });
+    let (code, logs) = app.merged(&["logs", "gateway"]);
+    assert_eq!(code, Some(0), "{logs}");
+    let line = logs.lines().find(|l| l.contains("/two")).unwrap();
+    let record = json(line.split_once(" | ").unwrap().1);
+    assert_eq!(record["service"], "web");
+    assert_eq!(record["route"], "web.localhost/");
+    assert!(record["target"].as_str().unwrap().ends_with(":8000"));
+    let (status, text) = get(metrics, "127.0.0.1", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(
+            "cove_gateway_requests_total{route=\"web.localhost/\",service=\"web\",code=\"2xx\"} 2"
+        ),
+        "{text}"
+    );
+}
