@@ -37,7 +37,8 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// Limits that keep a client from holding the gateway.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Time for a client to send a request's headers.
+    /// Time for a client to send a request's headers; also how long an
+    /// idle kept-alive connection stays open.
     pub header_read: Duration,
     /// Time for an upstream to answer (headers).
     pub upstream_response: Duration,
@@ -45,6 +46,8 @@ pub struct Limits {
     pub upstream_connect: Duration,
     /// Largest request head, bytes.
     pub max_head: usize,
+    /// Most header fields in a request head.
+    pub max_headers: usize,
     /// How long a request waits for a target of a pool whose targets are
     /// on their way ([`crate::table::Pool::pending`]).
     pub hold: Duration,
@@ -57,6 +60,7 @@ impl Default for Limits {
             upstream_response: Duration::from_secs(60),
             upstream_connect: Duration::from_secs(5),
             max_head: 64 * 1024,
+            max_headers: 100,
             hold: Duration::from_secs(30),
         }
     }
@@ -167,12 +171,17 @@ impl Gateway {
             let gw = gw.clone();
             async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read)
-            .max_buf_size(limits.max_head)
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+            .max_buf_size(limits.max_head);
+        // hyper's own limit is 100, kept on the stack; another one costs a
+        // heap allocation per request.
+        if limits.max_headers != 100 {
+            http1.max_headers(limits.max_headers);
+        }
+        let _ = http1.serve_connection(TokioIo::new(stream), service).await;
     }
 
     pub(crate) fn limits(&self) -> Limits {

@@ -492,3 +492,155 @@ async fn the_access_log_gets_one_record_per_request_when_its_body_is_done() {
     assert!(first["duration_ms"].as_f64().unwrap() >= first["upstream_ms"].as_f64().unwrap());
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
 }
+
+#[tokio::test]
+async fn too_many_headers_and_idle_kept_alive_connections_are_refused() {
+    let limits = Limits {
+        header_read: std::time::Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let gw = guarded_gateway(limits).await;
+    let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..101 {
+        many.extend(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend(b"\r\n");
+    let out = raw(gw, &many, std::time::Duration::from_secs(5)).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+
+    // One request, then silence: the connection is closed once idle for
+    // the header timeout.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "an idle connection stayed open");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_connection_cap_makes_extra_clients_wait_for_a_free_slot() {
+    use cove_gateway::server::{Kind, Server};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let gw = Gateway::new(table, Limits::default());
+    let socket = cove_gateway::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let cap = Arc::new(tokio::sync::Semaphore::new(2));
+    let server = Server::start(&gw, vec![vec![(Kind::Http, socket)]], cap).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    async fn answered(s: &mut tokio::net::TcpStream, wait: std::time::Duration) -> bool {
+        let mut buf = [0u8; 4096];
+        matches!(tokio::time::timeout(wait, s.read(&mut buf)).await, Ok(Ok(n)) if n > 0)
+    }
+    let long = std::time::Duration::from_secs(5);
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        assert!(answered(&mut s, long).await);
+        kept.push(s);
+    }
+    // The third is accepted by the kernel, not served.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    third.write_all(request).await.unwrap();
+    assert!(
+        !answered(&mut third, std::time::Duration::from_millis(500)).await,
+        "served beyond the cap"
+    );
+    drop(kept.pop());
+    assert!(
+        answered(&mut third, long).await,
+        "served once a slot was free"
+    );
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_drained_under_load_loses_no_request() {
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let (table, pool) = one_pool(&[a, b], Policy::LeastInFlight);
+    let (gw_handle, gw) = gateway(table).await;
+    let drained_at = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Four clients, 150 keep-alive requests each (bounded), noting when
+    // each request started and who answered.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let drained_at = drained_at.clone();
+        let done = done.clone();
+        clients.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(gw).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut seen = Vec::new();
+            for i in 0..150 {
+                let started = std::time::Instant::now();
+                let req = Request::builder()
+                    .uri(format!("/{i}"))
+                    .header("host", "a")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                let after_drain = drained_at.get().is_some_and(|d| started > *d);
+                seen.push((status, body[..1].to_vec(), after_drain));
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            seen
+        }));
+    }
+    // Under way: a sixth of the requests answered (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while done.load(std::sync::atomic::Ordering::Relaxed) < 100
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Drain `a`: no new requests; then a table without it, once its
+    // requests in flight are done (bounded).
+    let target_a = pool.targets.iter().find(|t| t.addr == a).unwrap().clone();
+    target_a.drain();
+    drained_at.set(std::time::Instant::now()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while target_a.in_flight() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(target_a.in_flight(), 0, "a's requests finished");
+    let (table, _) = one_pool(&[b], Policy::LeastInFlight);
+    gw_handle.set_table(table);
+    let (mut total, mut by_a, mut after) = (0, 0, 0);
+    for c in clients {
+        for (status, who, after_drain) in c.await.unwrap() {
+            total += 1;
+            assert_eq!(status, 200, "no request lost");
+            by_a += usize::from(who == b"a");
+            if after_drain {
+                after += 1;
+                assert_eq!(who, b"b", "a request started after the drain went to a");
+            }
+        }
+    }
+    assert_eq!(total, 600);
+    assert!(
+        by_a > 0 && after > 0,
+        "the drain came under load: {by_a} by a, {after} after"
+    );
+}
