@@ -242,23 +242,18 @@ impl Gateway {
         served: &mut Served,
     ) -> Response<Body> {
         let mut table = self.table();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
-        let path = req.uri().path().to_string();
         // A pool whose targets are on their way holds the request a while.
-        let hold_until = Instant::now() + self.limits.hold;
-        let mut changes = self.changed.subscribe();
+        let mut hold_until: Option<Instant> = None;
+        let mut changes: Option<watch::Receiver<u64>> = None;
         let index = loop {
-            let Some(index) = table.route_index(host.as_deref(), &path) else {
+            let host = request_host(&req);
+            let Some(index) = table.route_index(host, req.uri().path()) else {
                 return plain(
                     StatusCode::NOT_FOUND,
                     &format!(
-                        "cove gateway: no route for {}{path}\n",
-                        host.as_deref().unwrap_or("")
+                        "cove gateway: no route for {}{}\n",
+                        host.unwrap_or(""),
+                        req.uri().path()
                     ),
                 );
             };
@@ -271,10 +266,20 @@ impl Gateway {
                     &mut balance::thread_random,
                 )
                 .is_none();
-            if !waiting || Instant::now() >= hold_until {
+            if !waiting {
                 break index;
             }
-            let _ = tokio::time::timeout_at(hold_until.into(), changes.changed()).await;
+            let until = *hold_until.get_or_insert_with(|| Instant::now() + self.limits.hold);
+            if Instant::now() >= until {
+                break index;
+            }
+            match changes.as_mut() {
+                // Watch first, then look again: no new table is missed.
+                None => changes = Some(self.changed.subscribe()),
+                Some(rx) => {
+                    let _ = tokio::time::timeout_at(until.into(), rx.changed()).await;
+                }
+            }
             table = self.table();
         };
         let route = &table.routes()[index];
@@ -287,14 +292,23 @@ impl Gateway {
             ));
             served.service = Some(route.pool.name.clone());
         }
+        // A `Host` value is shared, not copied.
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         let (mut parts, body) = req.into_parts();
         if let Some(max) = route.max_body
             && hyper::body::Body::size_hint(&body).lower() > max
         {
             return too_large(max);
         }
-        // Origin form (`/path?query`), the prefix stripped if the route says so.
-        let uri = {
+        // Origin form (`/path?query`), the prefix stripped if the route
+        // says so; a request already in that form keeps its URI.
+        let uri = if !route.strip_prefix && parts.uri.scheme().is_none() {
+            std::mem::take(&mut parts.uri)
+        } else {
             let pq = parts
                 .uri
                 .path_and_query()
@@ -311,14 +325,14 @@ impl Gateway {
             }
         };
         strip_hop_by_hop(&mut parts.headers);
-        forwarding_headers(&mut parts.headers, peer, host.as_deref());
+        forwarding_headers(&mut parts.headers, peer, host);
         if !parts.headers.contains_key("x-request-id") {
             let id = format!(
                 "{:016x}-{}",
                 self.id_prefix,
                 self.ids.fetch_add(1, Ordering::Relaxed)
             );
-            if let Ok(v) = HeaderValue::from_str(&id) {
+            if let Ok(v) = HeaderValue::try_from(id) {
                 parts.headers.insert("x-request-id", v);
             }
         }
@@ -353,13 +367,14 @@ impl Gateway {
             // The target counts the request until its response body is done.
             // Made on first use, inside the runtime that serves.
             let deadline = self.deadlines.get_or_init(Deadlines::new).start(wait);
-            let sent_at = Instant::now();
+            // For the access log only: a clock read costs.
+            let sent_at = self.access_log.as_ref().map(|_| Instant::now());
             let sent = tokio::select! {
                 r = self.upstreams.send(target.addr, upstream_req, guard) => Ok(r),
                 _ = deadline.expired() => Err(false),
                 _ = over.notified() => Err(true),
             };
-            served.upstream = Some(sent_at.elapsed());
+            served.upstream = sent_at.map(|t| t.elapsed());
             match sent {
                 Ok(Ok(mut resp)) => {
                     let outcome = if resp.status().is_server_error() {
@@ -460,6 +475,21 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none, or only `Connection`: one pass over the
+    // names (comparisons of known names are cheap) before any removal.
+    let is_hop = |k: &HeaderName| {
+        *k == header::CONNECTION
+            || *k == header::TE
+            || *k == header::TRAILER
+            || *k == header::UPGRADE
+            || *k == header::TRANSFER_ENCODING
+            || *k == header::PROXY_AUTHENTICATE
+            || *k == header::PROXY_AUTHORIZATION
+            || matches!(k.as_str(), "keep-alive" | "proxy-connection")
+    };
+    if !headers.keys().any(is_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -477,17 +507,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-fn forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr, host: Option<&str>) {
-    let ip = peer.ip().to_string();
+fn forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr, host: Option<HeaderValue>) {
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    // From a `String`: no copy.
+    if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(h) = host {
         headers.insert("x-forwarded-host", h);
     }
+}
+
+/// The host a request is for: its `Host` header, else its URI's authority
+/// (HTTP/2, absolute form).
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
