@@ -113,6 +113,18 @@ impl Target {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
+
+    /// Drains it and waits until its requests in flight are done, at most
+    /// `timeout`; true when none is left. The caller then swaps in a table
+    /// without it (and stops the replica).
+    pub async fn drain_for(&self, timeout: Duration) -> bool {
+        self.drain();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.in_flight() == 0
+    }
 }
 
 /// A request in flight on a target.
