@@ -13,11 +13,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc: the gateway allocates a little per request, and glibc's
-/// allocator showed up in its profiles (see bench/gateway/RESULTS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cmd::run(cli) {
