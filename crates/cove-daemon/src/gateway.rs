@@ -22,7 +22,7 @@ use std::time::Duration;
 use cove_gateway::metrics::RouteStats;
 use cove_gateway::proxy::{AccessLog, Gateway, Limits};
 use cove_gateway::server::{self, Kind, Server};
-use cove_gateway::table::{Policy, Pool, Route, Table, Target, TcpRoute};
+use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRoute};
 use cove_runtime::plan::Plan;
 use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
 use cove_runtime::supervisor::States;
@@ -231,7 +231,15 @@ impl ProjectGateway {
             let pending = states
                 .get(&route.service)
                 .is_some_and(|r| r.iter().any(|s| !s.state.is_final()));
-            Pool::with_pending(&route.service, list, Policy::default(), pending)
+            Pool::with_options(
+                &route.service,
+                list,
+                Policy::default(),
+                PoolOptions {
+                    pending,
+                    http2: route.protocol == Protocol::Grpc,
+                },
+            )
         };
         let old_stats = std::mem::take(&mut self.stats);
         let mut stats_of = |key: String| -> Arc<RouteStats> {

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
@@ -48,6 +48,8 @@ pub struct Limits {
     pub max_head: usize,
     /// Most header fields in a request head.
     pub max_headers: usize,
+    /// Most requests at once on one HTTP/2 connection.
+    pub max_streams: u32,
     /// How long a request waits for a target of a pool whose targets are
     /// on their way ([`crate::table::Pool::pending`]).
     pub hold: Duration,
@@ -61,6 +63,7 @@ impl Default for Limits {
             upstream_connect: Duration::from_secs(5),
             max_head: 64 * 1024,
             max_headers: 100,
+            max_streams: 256,
             hold: Duration::from_secs(30),
         }
     }
@@ -162,15 +165,41 @@ impl Gateway {
         .await
     }
 
-    /// Serves the requests of one client connection.
+    /// Serves the requests of one client connection: HTTP/1.1, or HTTP/2
+    /// when it opens with the HTTP/2 preface (h2c, prior knowledge).
     pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        // Bounded like a request head: a client that sends nothing is cut off.
+        let h2 = match tokio::time::timeout(self.limits.header_read, sniff_h2(&stream)).await {
+            Ok(Ok(h2)) => h2,
+            _ => return,
+        };
+        self.serve_io(stream, peer, h2, false).await
+    }
+
+    /// Serves one client connection over `io`, as HTTP/2 (`h2`) or
+    /// HTTP/1.1; `secure`: it came over TLS.
+    pub async fn serve_io<I>(self: Arc<Self>, io: I, peer: SocketAddr, h2: bool, secure: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let limits = self.limits;
         let gw = self;
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer, secure).await) }
         });
+        if h2 {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(limits.max_streams)
+                .max_header_list_size(limits.max_head as u32)
+                .keep_alive_interval(Some(Duration::from_secs(20)))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .serve_connection(TokioIo::new(io), service)
+                .await;
+            return;
+        }
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -181,7 +210,10 @@ impl Gateway {
         if limits.max_headers != 100 {
             http1.max_headers(limits.max_headers);
         }
-        let _ = http1.serve_connection(TokioIo::new(stream), service).await;
+        let _ = http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+            .await;
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -190,7 +222,12 @@ impl Gateway {
 
     /// Forwards one request; counts it, and logs it when there is an
     /// access log.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Response<Body> {
         let started = Instant::now();
         let asked = self.access_log.as_ref().map(|_| {
             (
@@ -202,7 +239,7 @@ impl Gateway {
             )
         });
         let mut served = Served::default();
-        let resp = self.forward(req, peer, &mut served).await;
+        let resp = self.forward(req, peer, secure, &mut served).await;
         let took = started.elapsed();
         if let Some(stats) = &served.stats {
             stats.record(resp.status().as_u16(), took);
@@ -237,8 +274,9 @@ impl Gateway {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
+        secure: bool,
         served: &mut Served,
     ) -> Response<Body> {
         let mut table = self.table();
@@ -293,6 +331,13 @@ impl Gateway {
             served.service = Some(route.pool.name.clone());
         }
         // A `Host` value is shared, not copied.
+        // A WebSocket (or other) upgrade: the client's side of it.
+        let upgrade = wants_upgrade(&req).then(|| {
+            (
+                req.headers().get(header::UPGRADE).cloned(),
+                hyper::upgrade::on(&mut req),
+            )
+        });
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
@@ -324,8 +369,55 @@ impl Gateway {
                 Err(_) => return plain(StatusCode::BAD_REQUEST, "cove gateway: bad path\n"),
             }
         };
+        // `TE: trailers` is end to end in spirit (gRPC needs it), the one
+        // value HTTP/2 allows.
+        let trailers = parts
+            .headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
         strip_hop_by_hop(&mut parts.headers);
-        forwarding_headers(&mut parts.headers, peer, host);
+        if trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some((Some(protocol), _)) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        // An HTTP/2 request has no `Host`; an HTTP/1.1 upstream needs one.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(h) = &host
+        {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+        // HTTP/2 upstreams get the absolute form (`:scheme`, `:authority`).
+        let uri = if route.pool.http2 {
+            let authority = host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+                .to_string();
+            let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            match Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(pq)
+                .build()
+            {
+                Ok(u) => u,
+                Err(_) => return plain(StatusCode::BAD_REQUEST, "cove gateway: bad host\n"),
+            }
+        } else {
+            uri
+        };
+        forwarding_headers(&mut parts.headers, peer, host, secure);
         if !parts.headers.contains_key("x-request-id") {
             let id = format!(
                 "{:016x}-{}",
@@ -369,8 +461,22 @@ impl Gateway {
             let deadline = self.deadlines.get_or_init(Deadlines::new).start(wait);
             // For the access log only: a clock read costs.
             let sent_at = self.access_log.as_ref().map(|_| Instant::now());
+            if let Some((_, client_side)) = upgrade {
+                return self
+                    .upgrade(target, upstream_req, guard, client_side, &route.pool.name)
+                    .await;
+            }
+            let send = async {
+                if route.pool.http2 {
+                    self.upstreams
+                        .send_h2(target.addr, upstream_req, guard)
+                        .await
+                } else {
+                    self.upstreams.send(target.addr, upstream_req, guard).await
+                }
+            };
             let sent = tokio::select! {
-                r = self.upstreams.send(target.addr, upstream_req, guard) => Ok(r),
+                r = send => Ok(r),
                 _ = deadline.expired() => Err(false),
                 _ = over.notified() => Err(true),
             };
@@ -423,6 +529,85 @@ impl Gateway {
                 "cove gateway: no target of `{}` could be reached\n",
                 route.pool.name
             ),
+        )
+    }
+}
+
+/// Whether `req` asks to switch protocols (HTTP/1.1 `Connection: upgrade`
+/// with an `Upgrade` header).
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == hyper::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+impl Gateway {
+    /// Forwards an upgrade request on a connection of its own; on `101`,
+    /// joins the two upgraded streams (bytes both ways, the target counting
+    /// it in flight until either side closes) and answers the client `101`.
+    async fn upgrade(
+        &self,
+        target: Arc<table::Target>,
+        req: Request<Body>,
+        guard: table::InFlight,
+        client_side: hyper::upgrade::OnUpgrade,
+        service: &str,
+    ) -> Response<Body> {
+        let deadline = self
+            .deadlines
+            .get_or_init(Deadlines::new)
+            .start(self.limits.upstream_response);
+        let sent = tokio::select! {
+            r = self.upstreams.send_upgrade(target.addr, req) => r,
+            _ = deadline.expired() => {
+                return plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!("cove gateway: {service} ({}) did not answer the upgrade\n", target.addr),
+                );
+            }
+        };
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                if matches!(e, SendError::Connect(..)) {
+                    target.record(table::Outcome::ConnectFailed, table::now_ms());
+                }
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cove gateway: {service} ({}): {e}\n", target.addr),
+                );
+            }
+        };
+        target.record(table::Outcome::Ok, table::now_ms());
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // Refused: an ordinary answer.
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            return Response::from_parts(parts, crate::upstream::holding(body, guard));
+        }
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let (Ok(client), Ok(upstream)) = tokio::join!(client_side, upstream_side) {
+                let _ = tokio::io::copy_bidirectional(
+                    &mut TokioIo::new(client),
+                    &mut TokioIo::new(upstream),
+                )
+                .await;
+            }
+        });
+        // The 101 with its `Upgrade`/`Connection` headers, as the upstream
+        // sent them.
+        let (parts, _) = resp.into_parts();
+        Response::from_parts(
+            parts,
+            http_body_util::Empty::new().map_err(|n| match n {}).boxed(),
         )
     }
 }
@@ -507,7 +692,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-fn forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr, host: Option<HeaderValue>) {
+fn forwarding_headers(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    host: Option<HeaderValue>,
+    secure: bool,
+) {
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {}", peer.ip()),
         None => peer.ip().to_string(),
@@ -516,7 +706,8 @@ fn forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr, host: Option<He
     if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let proto = if secure { "https" } else { "http" };
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Some(h) = host {
         headers.insert("x-forwarded-host", h);
     }
@@ -529,4 +720,26 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// Whether a connection opens with the HTTP/2 preface. Reads nothing (it
+/// peeks), so the chosen server sees the bytes from the start.
+async fn sniff_h2(stream: &TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+        // A prefix of it so far (rare): peek again shortly, as a peek
+        // returns at once while anything is buffered.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

@@ -156,26 +156,37 @@ pub struct Pool {
     /// none waits for a new table (up to [`crate::proxy::Limits::hold`])
     /// rather than being refused at once.
     pub pending: bool,
+    /// The targets speak HTTP/2 (cleartext, prior knowledge): gRPC.
+    pub http2: bool,
     pub(crate) next: AtomicUsize,
+}
+
+/// How a pool's targets are reached and waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// See [`Pool::pending`].
+    pub pending: bool,
+    /// See [`Pool::http2`].
+    pub http2: bool,
 }
 
 impl Pool {
     pub fn new(name: &str, targets: Vec<Arc<Target>>, policy: Policy) -> Arc<Pool> {
-        Pool::with_pending(name, targets, policy, false)
+        Pool::with_options(name, targets, policy, PoolOptions::default())
     }
 
-    /// A pool whose targets may be on their way (see [`Pool::pending`]).
-    pub fn with_pending(
+    pub fn with_options(
         name: &str,
         targets: Vec<Arc<Target>>,
         policy: Policy,
-        pending: bool,
+        options: PoolOptions,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             name: name.to_string(),
             targets,
             policy,
-            pending,
+            pending: options.pending,
+            http2: options.http2,
             next: AtomicUsize::new(0),
         })
     }

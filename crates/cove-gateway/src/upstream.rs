@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use hyper::body::{Body as _, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::proxy::Body;
 use crate::table::InFlight;
@@ -26,6 +27,8 @@ const MAX_IDLE: usize = 512;
 
 pub struct Upstreams {
     idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Body>>>>,
+    /// One multiplexed HTTP/2 connection per target.
+    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
 }
 
@@ -51,6 +54,7 @@ impl Upstreams {
     pub fn new(connect_timeout: Duration) -> Arc<Upstreams> {
         Arc::new(Upstreams {
             idle: Mutex::new(HashMap::new()),
+            h2: Mutex::new(HashMap::new()),
             connect_timeout,
         })
     }
@@ -77,18 +81,83 @@ impl Upstreams {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Body>, String> {
+    async fn tcp(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, String> {
         let stream =
             tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
                 .await
                 .map_err(|_| format!("no answer within {:?}", self.connect_timeout))?
                 .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Body>, String> {
+        let stream = self.tcp(addr).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(sender)
+    }
+
+    /// Sends `req` to `addr` over the target's HTTP/2 connection (made when
+    /// there is none, or it closed); `guard` is released when the response
+    /// body is dropped.
+    pub async fn send_h2(
+        &self,
+        addr: SocketAddr,
+        req: Request<Body>,
+        guard: InFlight,
+    ) -> Result<Response<Body>, SendError> {
+        let existing = {
+            let h2 = self.h2.lock().expect("not poisoned");
+            h2.get(&addr).filter(|s| !s.is_closed()).cloned()
+        };
+        let mut sender = match existing {
+            Some(s) => s,
+            None => {
+                let stream = match self.tcp(addr).await {
+                    Ok(s) => s,
+                    Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+                };
+                let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(SendError::Upstream)?;
+                tokio::spawn(conn);
+                self.h2
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(addr, sender.clone());
+                sender
+            }
+        };
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(SendError::Upstream)?;
+        let (parts, body) = resp.into_parts();
+        Ok(Response::from_parts(parts, holding(body, guard)))
+    }
+
+    /// Sends an upgrade request (WebSocket) to `addr` on a connection of
+    /// its own, which is never pooled: after a `101` it belongs to the
+    /// upgraded stream.
+    pub async fn send_upgrade(
+        &self,
+        addr: SocketAddr,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let stream = match self.tcp(addr).await {
+            Ok(s) => s,
+            Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Upstream)?;
+        tokio::spawn(conn.with_upgrades());
+        sender.send_request(req).await.map_err(SendError::Upstream)
     }
 
     /// Sends `req` to `addr`; the response's body gives the connection back
@@ -144,6 +213,15 @@ impl Upstreams {
         };
         Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
     }
+}
+
+/// `body`, counting its request in flight until it is dropped.
+pub(crate) fn holding(body: Incoming, guard: InFlight) -> Body {
+    http_body_util::BodyExt::boxed(Returning {
+        inner: body,
+        back: None,
+        _guard: guard,
+    })
 }
 
 /// A response body that gives its connection back when read to the end.

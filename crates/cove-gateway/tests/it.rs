@@ -437,7 +437,15 @@ async fn routes_limit_bodies_and_answer_times_and_the_counters_show_it() {
 #[tokio::test]
 async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
     let up = upstream("late").await;
-    let waiting = Pool::with_pending("svc", vec![], Policy::RoundRobin, true);
+    let waiting = Pool::with_options(
+        "svc",
+        vec![],
+        Policy::RoundRobin,
+        cove_gateway::table::PoolOptions {
+            pending: true,
+            ..Default::default()
+        },
+    );
     let table = Table::new(vec![
         Route::new(None, "/", waiting),
         Route::new(None, "/gone", Pool::new("gone", vec![], Policy::RoundRobin)),
@@ -642,4 +650,253 @@ async fn a_target_drained_under_load_loses_no_request() {
         by_a > 0 && after > 0,
         "the drain came under load: {by_a} by a, {after} after"
     );
+}
+
+/// An HTTP/2 (cleartext) upstream that answers `id`, the version it got
+/// and its path.
+async fn upstream_h2(id: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                        let text = format!(
+                            "{id} {:?} {} {}",
+                            req.version(),
+                            req.uri().path(),
+                            req.headers()
+                                .get("x-forwarded-proto")
+                                .map_or("-", |v| v.to_str().unwrap_or("?"))
+                        );
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(text))))
+                    });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http2_clients_and_http2_upstreams_both_ways() {
+    let h1 = upstream("h1").await;
+    let h2 = upstream_h2("h2").await;
+    let table = Table::new(vec![
+        Route::new(
+            None,
+            "/",
+            Pool::new("h1", vec![Target::new(h1)], Policy::RoundRobin),
+        ),
+        Route::new(
+            None,
+            "/grpcish",
+            Pool::with_options(
+                "h2",
+                vec![Target::new(h2)],
+                Policy::RoundRobin,
+                cove_gateway::table::PoolOptions {
+                    http2: true,
+                    ..Default::default()
+                },
+            ),
+        ),
+    ]);
+    let (_gw_handle, gw) = gateway(table).await;
+    // h2c with prior knowledge, several requests on one connection.
+    let stream = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (path, want) in [
+        ("/a", "h1\n/a\n"),
+        ("/grpcish/x", "h2 HTTP/2.0 /grpcish/x http"),
+    ] {
+        let req = Request::builder()
+            .uri(format!("http://app.localhost{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.starts_with(want), "{path}: {body}");
+        if path == "/a" {
+            assert!(
+                body.contains("host: app.localhost"),
+                "an HTTP/1.1 upstream gets a Host: {body}"
+            );
+        }
+    }
+    // HTTP/1.1 in, HTTP/2 out.
+    let (status, body) = get(gw, "/grpcish/y", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "h2 HTTP/2.0 /grpcish/y http");
+}
+
+#[tokio::test]
+async fn grpc_passes_through_with_its_status_trailers_and_streams() {
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("kv", ServingStatus::Serving)
+        .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let pool = Pool::with_options(
+        "kv",
+        vec![Target::new(upstream)],
+        Policy::RoundRobin,
+        cove_gateway::table::PoolOptions {
+            http2: true,
+            ..Default::default()
+        },
+    );
+    let (_gw_handle, gw) = gateway(Table::new(vec![Route::new(None, "/", pool)])).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{gw}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let ok = client
+        .check(HealthCheckRequest {
+            service: "kv".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ok.into_inner().status, ServingStatus::Serving as i32);
+    // The error status travels in the trailers.
+    let err = client
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    // A server stream: each message arrives as it is sent.
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: "kv".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    reporter
+        .set_service_status("kv", ServingStatus::NotServing)
+        .await;
+    let second = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
+        .await
+        .expect("the second message came while the stream is open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.status, ServingStatus::NotServing as i32);
+}
+
+/// An upstream that accepts upgrades and echoes the upgraded bytes.
+async fn echo_upgrade_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(up) = upgrade.await {
+                            let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        }
+                    });
+                    let resp = Response::builder()
+                        .status(101)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "websocket")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    Ok::<_, hyper::Error>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn websocket_upgrades_carry_bytes_both_ways_until_a_side_closes() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = echo_upgrade_upstream().await;
+    let (table, pool) = one_pool(&[up], Policy::RoundRobin);
+    let (_gw_handle, gw) = gateway(table).await;
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"hello"[..], b"\x81\x05world", b"third"] {
+        s.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg);
+    }
+    let target = pool.targets[0].clone();
+    assert_eq!(
+        target.in_flight(),
+        1,
+        "the open upgrade counts as in flight"
+    );
+    drop(s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while target.in_flight() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(target.in_flight(), 0, "closing one side ended it");
 }
