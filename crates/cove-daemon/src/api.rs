@@ -111,6 +111,13 @@ pub struct Routes {
     pub url: String,
     /// Whether the gateway is running (the app is up).
     pub running: bool,
+    /// `https://ADDRESS:PORT` of its HTTPS listener; empty without TLS.
+    #[serde(default)]
+    pub tls_url: String,
+    /// The local CA's certificate, to trust, when it issued the HTTPS
+    /// listener's certificate.
+    #[serde(default)]
+    pub ca: String,
     pub routes: Vec<RouteInfo>,
 }
 

@@ -23,6 +23,7 @@ use cove_gateway::metrics::RouteStats;
 use cove_gateway::proxy::{AccessLog, Gateway, Limits};
 use cove_gateway::server::{self, Kind, Server};
 use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRoute};
+use cove_gateway::tls;
 use cove_runtime::plan::Plan;
 use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
 use cove_runtime::supervisor::States;
@@ -166,11 +167,17 @@ impl ProjectGateway {
     /// Binds and serves every address of `plan` not served yet.
     fn listen(&mut self, plan: &Plan) -> Result<(), String> {
         let mut new = Vec::new();
-        for (addr, kind) in addresses(&plan.gateway) {
+        for (addr, purpose) in addresses(&plan.gateway) {
             if self.servers.contains_key(&addr) {
                 continue;
             }
-            let fallback = kind == Kind::Http && plan.gateway.default_listen;
+            // Certificates first: a bad file fails before anything is bound.
+            let kind = match purpose {
+                Purpose::Http => Kind::Http,
+                Purpose::Tcp => Kind::Tcp,
+                Purpose::Https => Kind::Https(tls_config(plan)?),
+            };
+            let fallback = purpose == Purpose::Http && plan.gateway.default_listen;
             let socket = bind(addr, fallback).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
                     "the gateway cannot listen on {addr}: the address is in use (another cove app, or another program)"
@@ -178,19 +185,18 @@ impl ProjectGateway {
                 _ => format!("the gateway cannot listen on {addr}: {e}"),
             })?;
             let bound = socket.local_addr().map_err(|e| e.to_string())?;
-            new.push((addr, bound, kind, socket));
+            new.push((addr, bound, purpose, kind, socket));
         }
-        for (addr, bound, kind, socket) in new {
-            let threads = if kind == Kind::Http {
-                http_threads()
-            } else {
+        for (addr, bound, purpose, kind, socket) in new {
+            let threads = if purpose == Purpose::Tcp {
                 1
+            } else {
+                http_threads()
             };
-            let mut per_thread = Vec::new();
-            per_thread.push(vec![(kind, socket.try_clone().map_err(|e| e.to_string())?)]);
-            for _ in 1..threads {
-                per_thread.push(vec![(kind, socket.try_clone().map_err(|e| e.to_string())?)]);
-            }
+            let per_thread = (0..threads)
+                .map(|_| Ok(vec![(kind.clone(), socket.try_clone()?)]))
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| e.to_string())?;
             let s = Server::start(&self.gateway, per_thread, self.cap.clone())
                 .map_err(|e| format!("the gateway cannot start on {addr}: {e}"))?;
             self.servers.insert(addr, (bound, s));
@@ -312,6 +318,9 @@ impl ProjectGateway {
     pub fn describe(&self) -> Routes {
         let mut plan = self.plan.clone();
         plan.gateway.listen = self.bound(plan.gateway.listen);
+        if let Some(t) = &mut plan.gateway.tls {
+            t.listen = bound(&self.servers, t.listen);
+        }
         for r in &mut plan.gateway.routes {
             r.listen = r.listen.map(|l| self.bound(l));
         }
@@ -357,10 +366,46 @@ fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<std::net::TcpListen
 }
 
 /// The addresses a gateway plan listens on.
-fn addresses(g: &GatewayPlan) -> Vec<(SocketAddr, Kind)> {
-    let mut out = vec![(g.listen, Kind::Http)];
-    out.extend(g.routes.iter().filter_map(|r| Some((r.listen?, Kind::Tcp))));
+fn addresses(g: &GatewayPlan) -> Vec<(SocketAddr, Purpose)> {
+    let mut out = vec![(g.listen, Purpose::Http)];
+    out.extend(g.tls.iter().map(|t| (t.listen, Purpose::Https)));
+    out.extend(
+        g.routes
+            .iter()
+            .filter_map(|r| Some((r.listen?, Purpose::Tcp))),
+    );
     out
+}
+
+/// What a socket of the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Http,
+    Https,
+    Tcp,
+}
+
+/// The directory of the local CA: `<host dir>/ca`, shared by every app of
+/// the user, so it is trusted once.
+pub fn local_ca_dir() -> std::path::PathBuf {
+    crate::host_dir().join("ca")
+}
+
+/// The TLS configuration of `plan`'s HTTPS listener: its certificate files,
+/// or one from the local CA.
+fn tls_config(plan: &Plan) -> Result<Arc<rustls::ServerConfig>, String> {
+    let Some(t) = &plan.gateway.tls else {
+        return Err("no TLS settings".into());
+    };
+    let mut certs = tls::Certificates::new();
+    for (cert, key) in &t.certificates {
+        certs.add(tls::load_pem(cert, key)?);
+    }
+    if certs.is_empty() {
+        let ca = tls::LocalCa::load_or_create(&local_ca_dir())?;
+        certs.add(ca.issue(&t.local_names)?);
+    }
+    tls::server_config(certs)
 }
 
 /// How long a replica without a health check is probed before the gateway
@@ -448,6 +493,18 @@ pub fn describe(plan: &Plan, targets: Option<&[Vec<SocketAddr>]>) -> Routes {
             format!("http://{}", g.listen)
         },
         running: targets.is_some(),
+        tls_url: g
+            .tls
+            .as_ref()
+            .filter(|_| !routes.is_empty())
+            .map(|t| format!("https://{}", t.listen))
+            .unwrap_or_default(),
+        ca: g
+            .tls
+            .as_ref()
+            .filter(|t| t.certificates.is_empty())
+            .map(|_| local_ca_dir().join("ca.pem").display().to_string())
+            .unwrap_or_default(),
         routes,
     }
 }

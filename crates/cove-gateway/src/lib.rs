@@ -13,6 +13,7 @@
 //! - [`upstream`]: kept-alive connections to the targets.
 //! - [`deadline`]: coarse upstream response deadlines.
 //! - [`tcp`]: layer-4 routes.
+//! - [`tls`]: TLS termination, SNI, the local CA.
 //! - [`access`]: access log records, request body limits.
 //! - [`metrics`]: counters per route and target, Prometheus text.
 //! - [`server`]: worker threads, sockets, the connection cap.
@@ -25,4 +26,5 @@ pub mod proxy;
 pub mod server;
 pub mod table;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;

@@ -18,10 +18,12 @@ use tokio::sync::{Semaphore, watch};
 use crate::proxy::Gateway;
 
 /// What a listening socket serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Kind {
     /// HTTP routes.
     Http,
+    /// HTTP routes, over TLS.
+    Https(Arc<rustls::ServerConfig>),
     /// The table's layer-4 route for the socket's address.
     Tcp,
 }
@@ -79,6 +81,9 @@ impl Server {
                             tasks.spawn(async move {
                                 match kind {
                                     Kind::Http => gw.serve_capped(listener, cap, stopped).await,
+                                    Kind::Https(config) => {
+                                        crate::tls::serve(gw, listener, config, cap, stopped).await
+                                    }
                                     Kind::Tcp => {
                                         crate::tcp::serve(gw, listener, cap, stopped).await
                                     }

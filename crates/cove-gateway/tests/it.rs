@@ -900,3 +900,107 @@ async fn websocket_upgrades_carry_bytes_both_ways_until_a_side_closes() {
     }
     assert_eq!(target.in_flight(), 0, "closing one side ended it");
 }
+
+/// A TLS client trusting `ca` (PEM), offering ALPN h2 then http/1.1.
+fn tls_client(ca: &str) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn tls_chooses_the_certificate_by_sni_negotiates_h2_and_says_https() {
+    use cove_gateway::server::{Kind, Server};
+    use cove_gateway::tls::{Certificates, LocalCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let ca = LocalCa::load_or_create(&ca_dir).unwrap();
+    let ca_pem = fs_err::read_to_string(ca.cert_path()).unwrap();
+    // Made once: loading again keeps it; the key is private.
+    let again = LocalCa::load_or_create(&ca_dir).unwrap();
+    assert_eq!(fs_err::read_to_string(again.cert_path()).unwrap(), ca_pem);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = fs_err::metadata(ca_dir.join("ca-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let mut certs = Certificates::new();
+    certs.add(ca.issue(&["a.test".into()]).unwrap());
+    // Issued by the second load: the same CA.
+    certs.add(again.issue(&["b.test".into(), "*.b.test".into()]).unwrap());
+    let config = cove_gateway::tls::server_config(certs).unwrap();
+
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let gw = Gateway::new(table, Limits::default());
+    let socket = cove_gateway::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let cap = Arc::new(tokio::sync::Semaphore::new(100));
+    let server = Server::start(&gw, vec![vec![(Kind::Https(config), socket)]], cap).unwrap();
+
+    let client = tls_client(&ca_pem);
+    let connect = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let server_name = rustls_pki_types::ServerName::try_from(name).unwrap();
+            client.connect(server_name, tcp).await
+        }
+    };
+    // The client checks the name: a wrong certificate fails the handshake.
+    for name in ["a.test", "b.test", "x.b.test"] {
+        let tls = connect(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "{name}");
+    }
+    let unknown = connect("c.test").await;
+    assert!(
+        unknown.is_err(),
+        "c.test got the default (a.test) certificate"
+    );
+
+    // HTTP/2 over TLS; the upstream hears it was https.
+    let tls = connect("b.test").await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri("https://b.test/secure")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    assert!(body.contains("/secure"), "{body}");
+
+    // A client that never finishes its handshake is cut off.
+    let limits_wait = Limits::default().header_read + std::time::Duration::from_secs(5);
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    use tokio::io::AsyncReadExt as _;
+    let closed = tokio::time::timeout(limits_wait, silent.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+}

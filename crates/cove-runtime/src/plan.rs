@@ -431,7 +431,7 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 .map(|_| state_dir.join("data")),
         });
     }
-    let gateway = match crate::routes::gateway(app, &services) {
+    let gateway = match crate::routes::gateway(app, &services, project_dir) {
         Ok(g) => Some(g),
         Err(e) => {
             errors.extend(e);

@@ -10,6 +10,7 @@
 //! `http://SERVICE.localhost:2683/` works without set-up.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cove_spec::App;
@@ -33,6 +34,8 @@ pub struct GatewayPlan {
     pub max_connections: u32,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The HTTPS listener, if any.
+    pub tls: Option<TlsPlan>,
     /// HTTP and gRPC routes, then TCP ones, in the app's order.
     pub routes: Vec<RoutePlan>,
 }
@@ -57,6 +60,17 @@ pub struct RoutePlan {
     pub max_body: Option<u64>,
 }
 
+/// The gateway's HTTPS listener: the same HTTP routes, over TLS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsPlan {
+    pub listen: SocketAddr,
+    /// Certificate and key files (absolute), the default first; none: the
+    /// local CA issues one for `local_names`.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
+    /// `localhost`, `*.localhost`, `127.0.0.1` and each route's host.
+    pub local_names: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http,
@@ -76,7 +90,11 @@ impl Protocol {
 
 /// The gateway plan of `app`, whose services are planned as `services`.
 /// Every problem at once.
-pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<PlanError>> {
+pub fn gateway(
+    app: &App,
+    services: &[ServicePlan],
+    project_dir: &Path,
+) -> Result<GatewayPlan, Vec<PlanError>> {
     let mut errors = Vec::new();
     let project_err = |message: String, hint: &str| PlanError {
         service: String::new(),
@@ -264,6 +282,59 @@ pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<P
             });
         }
     }
+    let tls = match &settings.tls {
+        None => None,
+        Some(t) => {
+            let listen = match parse_listen(&t.listen) {
+                Ok(a) => a,
+                Err(m) => {
+                    errors.push(project_err(
+                        format!("`x-cove.gateway.tls.listen`: {m}"),
+                        "write an address and a port, e.g. `127.0.0.1:2443`",
+                    ));
+                    listen
+                }
+            };
+            if listen == parsed_listen(listen_text) && listen.port() != 0 {
+                errors.push(project_err(
+                    format!("`x-cove.gateway.tls.listen` is {listen}, the gateway's plain HTTP address too"),
+                    "give HTTPS a port of its own, e.g. 2443",
+                ));
+            }
+            let mut certificates = Vec::new();
+            match (&t.cert, &t.key) {
+                (Some(c), Some(k)) => {
+                    certificates.push((project_dir.join(c), project_dir.join(k)));
+                }
+                (None, None) => {}
+                _ => errors.push(project_err(
+                    "`x-cove.gateway.tls` needs both `cert` and `key`, or neither".into(),
+                    "name the key file with the certificate, or leave both out to use cove's local CA",
+                )),
+            }
+            certificates.extend(
+                t.certificates
+                    .iter()
+                    .map(|c| (project_dir.join(&c.cert), project_dir.join(&c.key))),
+            );
+            let mut local_names: Vec<String> =
+                vec!["localhost".into(), "*.localhost".into(), "127.0.0.1".into()];
+            // Each route's host by name too: OpenSSL and browsers refuse
+            // a wildcard right above a top-level name (`*.localhost`).
+            for r in &routes {
+                if let Some(h) = &r.host
+                    && !local_names.contains(h)
+                {
+                    local_names.push(h.clone());
+                }
+            }
+            Some(TlsPlan {
+                listen,
+                certificates,
+                local_names,
+            })
+        }
+    };
     // Two routes for the same requests, or the same address twice.
     for (j, b) in routes.iter().enumerate() {
         for a in &routes[..j] {
@@ -304,6 +375,7 @@ pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<P
             default_listen: settings.listen.is_none(),
             max_connections,
             metrics,
+            tls,
             routes,
         })
     } else {
@@ -314,6 +386,12 @@ pub fn gateway(app: &App, services: &[ServicePlan]) -> Result<GatewayPlan, Vec<P
 fn same_prefix(a: &str, b: &str) -> bool {
     let trim = |p: &str| p.trim_end_matches('/').to_string();
     trim(a) == trim(b)
+}
+
+/// `s` parsed, or the default address when it does not parse (reported
+/// elsewhere).
+fn parsed_listen(s: &str) -> SocketAddr {
+    parse_listen(s).unwrap_or_else(|_| DEFAULT_LISTEN.parse().expect("a valid address"))
 }
 
 /// `HOST:PORT`, also `localhost:PORT` (the IPv4 loopback address).

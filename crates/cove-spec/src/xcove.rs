@@ -73,11 +73,31 @@ pub struct Gateway {
     pub tls: Option<Tls>,
 }
 
-/// TLS settings of the gateway.
+/// TLS settings of the gateway: an HTTPS listener for the same routes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Tls {
+    /// Address of the HTTPS listener, `HOST:PORT`, e.g. `127.0.0.1:2443`.
     pub listen: String,
+    /// Certificate chain (PEM) of the default certificate, with `key`;
+    /// relative to the project directory. Without any certificate, cove's
+    /// local CA issues one for `localhost`, `*.localhost`, `127.0.0.1` and
+    /// every route's host (`SERVICE.localhost` included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Private key (PEM) of `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// More certificates, each served to clients asking for a name it is
+    /// valid for (SNI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertFiles>,
+}
+
+/// A certificate chain and its key, PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct CertFiles {
     pub cert: String,
     pub key: String,
 }

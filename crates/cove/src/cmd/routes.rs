@@ -55,6 +55,13 @@ fn table(routes: &Routes) -> String {
             "not running"
         }
     );
+    if !routes.tls_url.is_empty() {
+        out.push_str(&format!("https {}", routes.tls_url));
+        if !routes.ca.is_empty() {
+            out.push_str(&format!(" (certificate from the local CA {})", routes.ca));
+        }
+        out.push('\n');
+    }
     let mut cells =
         vec![["HOST", "PATH", "SERVICE", "PORT", "PROTOCOL", "TARGETS"].map(String::from)];
     for r in &routes.routes {

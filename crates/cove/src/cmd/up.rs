@@ -90,6 +90,15 @@ async fn announce_gateway(client: &Client) {
             "cove: gateway on {} ({n} route{s}; `cove routes` lists them)",
             r.url
         );
+        if !r.tls_url.is_empty() {
+            eprintln!("cove: HTTPS on {}", r.tls_url);
+            if !r.ca.is_empty() {
+                eprintln!(
+                    "cove: its certificate comes from cove's local CA; trust {} (see the gateway guide)",
+                    r.ca
+                );
+            }
+        }
     }
 }
 

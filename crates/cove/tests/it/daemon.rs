@@ -20,7 +20,7 @@ impl App {
         App::with_env(yaml, &[])
     }
 
-    fn with_env(yaml: &str, env: &[(&str, &Path)]) -> App {
+    pub fn with_env(yaml: &str, env: &[(&str, &Path)]) -> App {
         let tmp = tempfile::tempdir().unwrap();
         fs_err::write(tmp.path().join("compose.yaml"), yaml).unwrap();
         App {

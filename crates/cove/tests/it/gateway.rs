@@ -40,7 +40,11 @@ http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H
 "#;
 
 fn app(yaml: &str) -> App {
-    let app = App::new(yaml);
+    app_with_env(yaml, &[])
+}
+
+fn app_with_env(yaml: &str, env: &[(&str, &std::path::Path)]) -> App {
+    let app = App::with_env(yaml, env);
     fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
     app
 }
@@ -300,4 +304,67 @@ fn requests_are_logged_as_json_and_counted_for_prometheus() {
         ),
         "{text}"
     );
+}
+
+/// An HTTPS request by Python's `ssl` (trusting `ca`, else the system's
+/// authorities), to `addr` with SNI and `Host` `name`: what came back.
+fn https_get(addr: SocketAddr, name: &str, ca: Option<&str>, path: &str) -> String {
+    let cafile = ca.map_or("None".to_string(), |c| format!("{c:?}"));
+    let script = format!(
+        r#"
+import socket, ssl
+ctx = ssl.create_default_context(cafile={cafile})
+with socket.create_connection(("{ip}", {port}), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="{name}") as s:
+        s.sendall(b"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+print(out.decode())
+"#,
+        ip = addr.ip(),
+        port = addr.port()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn https_with_a_certificate_from_the_local_ca() {
+    let host_dir = tempfile::tempdir().unwrap();
+    let app = app_with_env(
+        "services:\n  web:\n    x-cove: {run: python3 server.py}\n    expose: [\"8000\"]\nx-cove:\n  gateway: {listen: \"127.0.0.1:0\", tls: {listen: \"127.0.0.1:0\"}}\n",
+        &[("COVE_HOST_DIR", host_dir.path())],
+    );
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("cove: HTTPS on https://127.0.0.1:"), "{out}");
+    wait_for_targets(&app, &[1]);
+    let r = routes(&app);
+    let ca = r["ca"].as_str().unwrap().to_string();
+    assert_eq!(ca, host_dir.path().join("ca/ca.pem").display().to_string());
+    let tls: SocketAddr = r["tls_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let answer = https_get(tls, "web.localhost", Some(&ca), "/over-tls");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = json(answer.split_once("\r\n\r\n").unwrap().1.trim());
+    assert_eq!(body["proto"], "https");
+    assert_eq!(body["path"], "/over-tls");
+    // A client with only the system's authorities refuses it.
+    let refused = https_get(tls, "web.localhost", None, "/");
+    assert!(refused.contains("CERTIFICATE_VERIFY_FAILED"), "{refused}");
 }
