@@ -1,0 +1,44 @@
+//! What the two buffs services share: configuration from the environment,
+//! JSON log lines, Prometheus metrics, HTTP serving with graceful shutdown,
+//! the STOMP client that talks to ActiveMQ, and the buff itself (validation,
+//! the MariaDB table, its JSON shape).
+
+pub mod buff;
+pub mod config;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod stomp;
+
+/// The topic `dashboard` publishes to and `server` consumes from.
+pub const EVENTS_TOPIC: &str = "/topic/buffs.events";
+
+/// Connects to MariaDB, retrying for up to `patience` (the database may
+/// still be starting when the service does), then creates the table.
+pub async fn database(
+    url: &str,
+    patience: std::time::Duration,
+) -> Result<sqlx::MySqlPool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let attempt = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url)
+            .await;
+        match attempt {
+            Ok(pool) => {
+                buff::migrate(&pool).await?;
+                return Ok(pool);
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                log::warn(
+                    "database not reachable yet; retrying",
+                    serde_json::json!({"error": e.to_string()}),
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
