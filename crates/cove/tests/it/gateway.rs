@@ -74,13 +74,31 @@ fn wait_for_targets(app: &App, n: &[usize]) -> SocketAddr {
 
 /// One request (`Connection: close`): status and body.
 fn get(gateway: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http(gateway, "GET", host, path, b"");
+    (status, body)
+}
+
+/// One request (`Connection: close`): status, head and body.
+pub fn http(
+    gateway: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(gateway).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // The server may answer (400, 413) before it has read a large body.
+    let _ = s.write_all(body);
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let status = text
@@ -88,11 +106,11 @@ fn get(gateway: SocketAddr, host: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 

@@ -1,10 +1,11 @@
 //! End-to-end tests of the `cove` binary: file discovery, environment
 //! variables, output formats and exit codes.
 
+mod buffs;
 mod config;
 mod daemon;
-mod gateway;
+pub mod gateway;
 mod logs;
-mod recipes;
+pub mod recipes;
 mod reference;
 pub mod up;

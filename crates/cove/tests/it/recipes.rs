@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::daemon::{App, eventually};
 use crate::up::Up;
 
-fn require(bins: &[&str]) {
+pub fn require(bins: &[&str]) {
     for b in bins {
         let found = std::env::var_os("PATH")
             .map(|p| {

@@ -1,0 +1,178 @@
+//! The buffs example end to end, as a user runs it: `cove up -d` on
+//! examples/buffs/compose.yaml (real MariaDB, a 6-node Redis cluster and
+//! ActiveMQ through the native recipes, the two Rust services), then HTTP
+//! through the gateway's one origin. The example's file is used as it is;
+//! an override only moves the state to a temporary directory and the
+//! gateway to a free port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::daemon::{App, eventually};
+use crate::gateway::{http, json};
+use crate::recipes::require;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds example binaries the way their `x-cove.build` does, so `up -d`
+/// does not wait for a compiler.
+pub fn build(packages: &[&str]) {
+    for p in packages {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(repo())
+            .args(["build", "-q", "-p", p])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p {p} failed");
+    }
+}
+
+/// The example app with its state in `tmp`, under project name `name`.
+pub fn example(example: &str, tmp: &Path, name: &str) -> App {
+    let overrides = tmp.join("override.yaml");
+    fs_err::write(
+        &overrides,
+        format!(
+            "x-cove:\n  state_dir: {}\n  gateway: {{listen: \"127.0.0.1:0\"}}\n",
+            tmp.join("state").display()
+        ),
+    )
+    .unwrap();
+    let file = repo().join("examples").join(example).join("compose.yaml");
+    let files = format!("{}:{}", file.display(), overrides.display());
+    App::with_env(
+        "services: {}\n",
+        &[
+            ("COMPOSE_FILE", Path::new(&files)),
+            ("COMPOSE_PROJECT_NAME", Path::new(name)),
+        ],
+    )
+}
+
+pub fn gateway(app: &App) -> SocketAddr {
+    let (code, out) = app.merged(&["routes", "--format", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let url = json(&out)["url"].as_str().unwrap().to_string();
+    url.trim_start_matches("http://").parse().unwrap()
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// `GET /buffs`: the list and the `X-Cache` header.
+fn buffs(gw: SocketAddr) -> (Vec<serde_json::Value>, String) {
+    let (status, head, body) = http(gw, "GET", "localhost", "/buffs", b"");
+    assert_eq!(status, 200, "{head}\n{body}");
+    let cache = header(&head, "x-cache").unwrap_or("").to_string();
+    (json(&body).as_array().unwrap().clone(), cache)
+}
+
+fn questions(list: &[serde_json::Value]) -> Vec<&str> {
+    list.iter()
+        .map(|b| b["question"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn buffs_are_created_read_through_the_cache_and_invalidated_by_events() {
+    require(&["redis-server", "redis-cli", "mariadbd"]);
+    assert!(
+        Path::new("/usr/share/activemq/bin/activemq.jar").is_file(),
+        "ActiveMQ is not installed: run `bash scripts/test`, which installs it"
+    );
+    build(&["buffs-server", "buffs-dashboard"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let app = example("buffs", tmp.path(), "buffs-e2e");
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let gw = gateway(&app);
+
+    let (list, _) = buffs(gw);
+    assert!(list.is_empty(), "a fresh state has no buffs: {list:?}");
+
+    // Create through the gateway (dashboard), read back (server).
+    let (status, _, body) = http(
+        gw,
+        "POST",
+        "localhost",
+        "/buff",
+        br#"{"question": "who", "answers": ["me", "you"]}"#,
+    );
+    assert_eq!((status, body.as_str()), (200, ""));
+    let mut last = Vec::new();
+    eventually(10, "the buff read back, then served from the cache", || {
+        let (list, cache) = buffs(gw);
+        last = list.clone();
+        questions(&list) == ["who"] && cache == "hit"
+    });
+    let b = &last[0];
+    assert_eq!(b["answers"], serde_json::json!(["me", "you"]));
+    assert_eq!(
+        b["DeletedAt"],
+        serde_json::json!({"Time": "0001-01-01T00:00:00Z", "Valid": false})
+    );
+    assert!(b["ID"].as_u64().is_some(), "{b}");
+    for k in ["CreatedAt", "UpdatedAt"] {
+        let t = b[k].as_str().unwrap();
+        assert!(t.ends_with('Z') && t.contains('T'), "{k}: {t}");
+    }
+
+    // A second buff shows up without waiting for the cache's TTL (300 s):
+    // its event bumped the cache's generation, so the next read misses.
+    let (status, _, _) = http(
+        gw,
+        "POST",
+        "localhost",
+        "/buff",
+        br#"{"question": "what", "answers": ["this"]}"#,
+    );
+    assert_eq!(status, 200);
+    let mut seen_by = String::new();
+    eventually(
+        5,
+        "the second buff, after the event invalidated the cache",
+        || {
+            let (list, cache) = buffs(gw);
+            seen_by = cache;
+            questions(&list) == ["who", "what"]
+        },
+    );
+    assert_eq!(seen_by, "miss", "the new list came from MariaDB");
+
+    // Bad input: 400 with a JSON error, nothing stored.
+    let oversized = format!(
+        r#"{{"question": "{}", "answers": ["a"]}}"#,
+        "x".repeat(20 * 1024)
+    );
+    for (body, want) in [
+        (&br#"{"answers": ["a"]}"#[..], "`question` is missing"),
+        (br#"{"question": "q", "answers": []}"#, "`answers` is empty"),
+        (br#"{"question": 1, "answers": ["a"]}"#, "must be a string"),
+        (br#"{"question": "q", "answers": [1]}"#, "must be a string"),
+        (br#"{"question": "q", "answers": "a"}"#, "must be an array"),
+        (b"{not json", "not valid JSON"),
+        (oversized.as_bytes(), "larger than"),
+    ] {
+        let (status, _, answer) = http(gw, "POST", "localhost", "/buff", body);
+        assert_eq!(status, 400, "{answer}");
+        let err = json(&answer)["error"].as_str().unwrap().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (list, _) = buffs(gw);
+    assert_eq!(
+        questions(&list),
+        ["who", "what"],
+        "bad input stored nothing"
+    );
+
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}
