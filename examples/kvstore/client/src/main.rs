@@ -1,7 +1,7 @@
 //! kvstore-client: sends key-value calls to a kvstore front end — through
 //! cove's gateway by default — and prints each answer on stdout, one line
 //! each, with the replica that served it. Failures go to stderr
-//! (`error: ...`) and make the exit code 1.
+//! (`error: ...`) and make the exit code 1 (2: a usage error).
 //!
 //! ```text
 //! kvstore-client [--addr URL] [batch [N]]   N puts, then N gets that read them back (default 10)
@@ -57,8 +57,8 @@ enum Command {
         #[arg(default_value = "")]
         prefix: String,
     },
-    /// Asks the standard gRPC health service (of a replica: the gateway
-    /// routes only kvstore's own service).
+    /// Asks the standard gRPC health service (through the gateway: a
+    /// `server` replica's).
     Health,
 }
 
