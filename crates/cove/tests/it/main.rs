@@ -4,6 +4,7 @@
 mod config;
 mod daemon;
 mod gateway;
+mod kvstore;
 mod logs;
 mod recipes;
 mod reference;
