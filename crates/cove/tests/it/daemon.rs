@@ -96,7 +96,7 @@ impl App {
         pids
     }
 
-    fn ps(&self) -> Vec<serde_json::Value> {
+    pub fn ps(&self) -> Vec<serde_json::Value> {
         let out = self.cove(&["ps", "--format", "json"]);
         assert_eq!(out.code, Some(0), "{out:?}");
         serde_json::from_str(&out.stdout).unwrap()

@@ -57,7 +57,7 @@ fn routes(app: &App) -> serde_json::Value {
 }
 
 /// Waits until every route has `n` targets; the gateway's address.
-fn wait_for_targets(app: &App, n: &[usize]) -> SocketAddr {
+pub fn wait_for_targets(app: &App, n: &[usize]) -> SocketAddr {
     eventually(30, "the routes' targets", || {
         let r = routes(app);
         let counts: Vec<usize> = r["routes"]

@@ -5,6 +5,7 @@ mod buffs;
 mod config;
 mod daemon;
 pub mod gateway;
+mod kvstore;
 mod logs;
 pub mod recipes;
 mod reference;
