@@ -48,16 +48,28 @@ def cove(env, *args):
 
 
 def up_timed(env):
-    """`cove up -d`: total seconds and {service: seconds to healthy/completed}."""
+    """`cove up -d`: total seconds and {service: seconds until all its replicas
+    were ready}, from `cove ps` polled every 100 ms while `up -d` runs."""
     t0 = time.monotonic()
-    p = subprocess.Popen([COVE, "up", "-d"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen([COVE, "up", "-d"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ready = {}
-    for line in p.stdout:
-        m = re.match(r"cove: (\S+)-\d+ (healthy|completed)", line)
-        if m:
-            ready.setdefault(m.group(1), time.monotonic() - t0)
-    if p.wait(timeout=300) != 0:
-        raise SystemExit("cove up -d failed")
+    while True:
+        done = p.poll() is not None
+        r = subprocess.run([COVE, "ps", "--format", "json"], env=env, capture_output=True, text=True)
+        now = time.monotonic() - t0
+        if r.returncode == 0 and r.stdout.strip():
+            by = {}
+            for row in json.loads(r.stdout):
+                ok = row.get("ready") or row.get("state") == "completed"
+                by[row["service"]] = by.get(row["service"], True) and bool(ok)
+            for svc, ok in by.items():
+                if ok:
+                    ready.setdefault(svc, now)
+        if done:
+            break
+        time.sleep(0.1)
+    if p.returncode != 0:
+        raise SystemExit("cove up -d failed: " + p.stderr.read())
     return time.monotonic() - t0, ready
 
 

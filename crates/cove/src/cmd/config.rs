@@ -86,7 +86,8 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
             }
         }
     } else {
-        let value = serde_json::to_value(app)?;
+        let mut value = serde_json::to_value(app)?;
+        escape_dollars(&mut value);
         out = match args.format {
             Format::Json => serde_json::to_string_pretty(&value)? + "\n",
             Format::Yaml => to_yaml(&value),
@@ -99,6 +100,18 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Err(e.into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Doubles every `$` of string values, as Compose does when it prints the
+/// model: a literal `$` (written `$$`) must not be interpolated when the
+/// output is loaded again.
+fn escape_dollars(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(escape_dollars),
+        serde_json::Value::Object(m) => m.values_mut().for_each(escape_dollars),
+        _ => {}
+    }
 }
 
 /// Every replica's address, then each `environment` value cove rewrote.
