@@ -186,7 +186,17 @@ def main():
         gw = routes["url"]
         rows = json.loads(cove(env, "ps", "--format", "json").stdout)
         rows = rows if isinstance(rows, list) else rows.get("replicas", rows)
-        server1 = next(r["address"] for r in rows if r["service"] == "server")
+        servers = [r["address"] for r in rows if r["service"] == "server"]
+        server1 = servers[0]
+
+        def cache_counts():
+            hits = misses = 0
+            for a in servers:
+                text = urllib.request.urlopen(f"http://{a}/metrics", timeout=10).read().decode()
+                hits += int(re.search(r"^buffs_cache_hits_total (\d+)", text, re.M).group(1))
+                misses += int(re.search(r"^buffs_cache_misses_total (\d+)", text, re.M).group(1))
+            return hits, misses
+
         for i in range(100):
             post(gw + "/buff", json.dumps({"question": f"q{i}", "answers": ["a", "b"]}))
         time.sleep(0.5)
@@ -196,14 +206,17 @@ def main():
                     'wrk.body = \'{"question": "bench", "answers": ["a", "b"]}\'\n')
         print(f"\n## Throughput (wrk -t2 -c32 -d{DURATION}s, loopback; 100 buffs stored for the GETs)\n")
         print("| request | RPS | p99 ms | non-2xx | socket errors |\n|---|---|---|---|---|")
+        h0, m0 = cache_counts()
         direct = wrk(f"http://{server1}/buffs")
         via = wrk(gw + "/buffs")
+        h1, m1 = cache_counts()
         posted = wrk(gw + "/buff", script)
         for name, r in [("GET /buffs, direct to one server replica", direct),
                         ("GET /buffs through the gateway (2 replicas)", via),
                         ("POST /buff through the gateway", posted)]:
             print(f"| {name} | {r[0]:,.0f} | {r[1]:.2f} | {r[2]} | {r[3]} |")
-        print(f"\nGateway / direct (GET): {via[0] / direct[0]:.2f}")
+        print(f"\nGateway / direct (GET): {via[0] / direct[0]:.2f}. During the GETs the servers counted"
+              f" {h1 - h0:,} cache hits and {m1 - m0:,} misses.")
     finally:
         subprocess.run([COVE, "down"], env=env, capture_output=True)
         shutil.rmtree(state, ignore_errors=True)
