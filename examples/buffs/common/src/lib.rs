@@ -42,3 +42,33 @@ pub async fn database(
         }
     }
 }
+
+/// A service's start-up error.
+pub type Error = Box<dyn std::error::Error>;
+
+/// MariaDB from `DATABASE_URL` (retrying for `DATABASE_PATIENCE` seconds,
+/// 30 by default), with the table in place.
+pub async fn database_from_env() -> Result<sqlx::MySqlPool, Error> {
+    let url = config::required(
+        "DATABASE_URL",
+        "set it to mysql://USER:PASSWORD@HOST:PORT/DATABASE (compose.yaml does)",
+    )?;
+    Ok(database(&url, config::seconds("DATABASE_PATIENCE", 30)).await?)
+}
+
+/// The broker from `STOMP_URL`.
+pub fn broker_from_env() -> Result<stomp::Url, Error> {
+    Ok(stomp::Url::parse(&config::required(
+        "STOMP_URL",
+        "set it to stomp://[USER:PASSWORD@]HOST:61613 (compose.yaml does)",
+    )?)?)
+}
+
+/// Ends the process after `run` failed: the error as a log line, exit 1.
+pub fn exit_with(service: &str, e: &Error) -> ! {
+    log::error(
+        &format!("{service} failed"),
+        serde_json::json!({"error": e.to_string()}),
+    );
+    std::process::exit(1);
+}

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use buffs_common::metrics::{Counter, Registry};
-use buffs_common::{EVENTS_TOPIC, buff, config, http, log, stomp};
+use buffs_common::{EVENTS_TOPIC, buff, http, log, stomp};
 use serde_json::json;
 use sqlx::MySqlPool;
 use tokio::sync::Mutex;
@@ -34,21 +34,13 @@ struct App {
 #[tokio::main]
 async fn main() {
     if let Err(e) = run().await {
-        log::error("dashboard failed", json!({"error": e.to_string()}));
-        std::process::exit(1);
+        buffs_common::exit_with("dashboard", &e);
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let db_url = config::required(
-        "DATABASE_URL",
-        "set it to mysql://USER:PASSWORD@HOST:PORT/DATABASE (compose.yaml does)",
-    )?;
-    let broker = stomp::Url::parse(&config::required(
-        "STOMP_URL",
-        "set it to stomp://[USER:PASSWORD@]HOST:61613 (compose.yaml does)",
-    )?)?;
-    let db = buffs_common::database(&db_url, config::seconds("DATABASE_PATIENCE", 30)).await?;
+async fn run() -> Result<(), buffs_common::Error> {
+    let broker = buffs_common::broker_from_env()?;
+    let db = buffs_common::database_from_env().await?;
     let metrics = Arc::new(Registry::default());
     let app = Arc::new(App {
         db,

@@ -44,26 +44,18 @@ struct App {
 #[tokio::main]
 async fn main() {
     if let Err(e) = run().await {
-        log::error("server failed", json!({"error": e.to_string()}));
-        std::process::exit(1);
+        buffs_common::exit_with("server", &e);
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let db_url = config::required(
-        "DATABASE_URL",
-        "set it to mysql://USER:PASSWORD@HOST:PORT/DATABASE (compose.yaml does)",
-    )?;
+async fn run() -> Result<(), buffs_common::Error> {
     let nodes = config::required(
         "REDIS_NODES",
         "set it to the cluster's nodes, HOST:PORT,HOST:PORT,... (compose.yaml does)",
     )?;
-    let broker = stomp::Url::parse(&config::required(
-        "STOMP_URL",
-        "set it to stomp://[USER:PASSWORD@]HOST:61613 (compose.yaml does)",
-    )?)?;
+    let broker = buffs_common::broker_from_env()?;
     let ttl = config::seconds("CACHE_TTL", 300).as_secs().max(1);
-    let db = buffs_common::database(&db_url, config::seconds("DATABASE_PATIENCE", 30)).await?;
+    let db = buffs_common::database_from_env().await?;
     let cache = redis_cluster(&nodes, config::seconds("REDIS_PATIENCE", 60)).await?;
     let metrics = Arc::new(Registry::default());
     let app = Arc::new(App {
