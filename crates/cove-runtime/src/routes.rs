@@ -5,7 +5,8 @@
 //! Routes come from each service's `x-cove.routes`. A service without
 //! routes that declares a port (`ports`, `expose`) or an `x-cove.health`
 //! HTTP probe, and is not a built-in recipe (databases, brokers), gets the
-//! default route: host `SERVICE.localhost`, any path, its first port.
+//! default route: host `SERVICE.localhost`, any path, its first port;
+//! `routes: []` turns that off.
 //! Browsers and curl resolve `*.localhost` to the loopback address, so
 //! `http://SERVICE.localhost:2683/` works without set-up.
 
@@ -143,7 +144,7 @@ pub fn gateway(
             message: format!("`x-cove.routes[{i}]`: {message}"),
             hint: hint.to_string(),
         };
-        if x.routes.is_empty() {
+        let Some(own) = &x.routes else {
             let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
             if svc.recipe.is_none() && (!svc.ports.is_empty() || http_probe) {
                 routes.push(RoutePlan {
@@ -159,8 +160,8 @@ pub fn gateway(
                 });
             }
             continue;
-        }
-        for (i, r) in x.routes.iter().enumerate() {
+        };
+        for (i, r) in own.iter().enumerate() {
             let protocol = match r.protocol {
                 None | Some(RouteProtocol::Http) => Protocol::Http,
                 Some(RouteProtocol::Grpc) => Protocol::Grpc,

@@ -148,9 +148,11 @@ pub struct ServiceExt {
     /// `healthcheck` (`interval`, `timeout`, `retries`, `start_period`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthProbe>,
-    /// Routes on the gateway that reach this service.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<Route>,
+    /// Routes on the gateway that reach this service. Without this field a
+    /// service with a port gets the default route (`SERVICE.localhost`);
+    /// `routes: []` means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<Route>>,
     /// Autoscaling bounds; `deploy.replicas` is the starting point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<Autoscale>,

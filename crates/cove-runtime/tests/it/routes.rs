@@ -31,13 +31,14 @@ fn errors(yaml: &str) -> String {
 }
 
 #[test]
-fn services_with_a_port_get_a_default_host_route_and_recipes_none() {
+fn services_with_a_port_get_a_default_host_route_and_recipes_and_routes_none_get_none() {
     let p = load(
         r#"
 services:
   web: {x-cove: {run: "python3 -m http.server"}, expose: ["8000"]}
   worker: {x-cove: {run: "sleep 1000"}}
   probed: {x-cove: {run: "sleep 1000", health: {http: /healthz}}}
+  internal: {x-cove: {run: "sleep 1000", routes: []}, expose: ["9000"]}
   cache: {image: "redis:7"}
 "#,
     )
