@@ -81,7 +81,8 @@ fn questions(list: &[serde_json::Value]) -> Vec<&str> {
 }
 
 #[test]
-fn buffs_are_created_read_through_the_cache_and_invalidated_by_events() {
+fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_survive_a_broker_outage()
+{
     require(&["redis-server", "redis-cli", "mariadbd"]);
     assert!(
         Path::new("/usr/share/activemq/bin/activemq.jar").is_file(),
@@ -172,6 +173,30 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events() {
         ["who", "what"],
         "bad input stored nothing"
     );
+
+    // The broker goes away: readers bypass the cache (events could be
+    // missed), writes still store; when it is back, the servers subscribe
+    // again, start a new cache generation and use the cache.
+    let (code, out) = app.merged(&["stop", "activemq"]);
+    assert_eq!(code, Some(0), "{out}");
+    eventually(10, "reads bypass the cache without the broker", || {
+        buffs(gw).1 == "bypass"
+    });
+    let (status, _, _) = http(
+        gw,
+        "POST",
+        "localhost",
+        "/buff",
+        br#"{"question": "outage", "answers": ["stored"]}"#,
+    );
+    assert_eq!(status, 200, "stored even though the event is not published");
+    assert_eq!(questions(&buffs(gw).0), ["who", "what", "outage"]);
+    let (code, out) = app.merged(&["start", "activemq"]);
+    assert_eq!(code, Some(0), "{out}");
+    eventually(20, "the cache in use again", || {
+        let (list, cache) = buffs(gw);
+        cache == "hit" && questions(&list) == ["who", "what", "outage"]
+    });
 
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");

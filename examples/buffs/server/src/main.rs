@@ -34,7 +34,11 @@ struct App {
     db: MySqlPool,
     cache: ClusterConnection,
     ttl: u64,
+    /// Subscribed to the events now: the cache can be trusted.
     subscribed: AtomicBool,
+    /// Subscribed once: ready to serve (a broker outage later only turns
+    /// the cache off).
+    ready: AtomicBool,
     hits: Counter,
     misses: Counter,
     cache_errors: Counter,
@@ -63,6 +67,7 @@ async fn run() -> Result<(), buffs_common::Error> {
         cache,
         ttl,
         subscribed: AtomicBool::new(false),
+        ready: AtomicBool::new(false),
         hits: metrics.counter(
             "buffs_cache_hits_total",
             "GET /buffs answered from the cache.",
@@ -149,7 +154,11 @@ async fn consume(app: Arc<App>, broker: stomp::Url, mut stopped: watch::Receiver
                 }
             }
         };
+        // Events published while no session was open are lost: start a new
+        // generation before trusting the cache again.
+        app.invalidate(json!({"type": "subscribed"})).await;
         app.subscribed.store(true, Ordering::Relaxed);
+        app.ready.store(true, Ordering::Relaxed);
         log::info("subscribed", json!({"destination": EVENTS_TOPIC}));
         loop {
             tokio::select! {
@@ -183,7 +192,12 @@ async fn subscribe(broker: &stomp::Url) -> Result<stomp::Client, stomp::Error> {
 impl App {
     async fn on_event(&self, body: &[u8]) {
         self.events.inc();
-        let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        self.invalidate(serde_json::from_slice(body).unwrap_or_default())
+            .await;
+    }
+
+    /// Starts a new cache generation; `event` says why.
+    async fn invalidate(&self, event: serde_json::Value) {
         let mut cache = self.cache.clone();
         match cache.incr::<_, _, i64>(GEN_KEY, 1).await {
             Ok(generation) => log::info(
@@ -226,17 +240,24 @@ fn json_response(body: String, cache: &'static str) -> Response {
 }
 
 async fn list(State(app): State<Arc<App>>) -> Response {
-    let generation = match app.cached().await {
-        Ok((_, Some(body))) => {
+    // Without the events, a cached list could be stale: read MariaDB.
+    let cached = if app.subscribed.load(Ordering::Relaxed) {
+        Some(app.cached().await)
+    } else {
+        None
+    };
+    let generation = match cached {
+        Some(Ok((_, Some(body)))) => {
             app.hits.inc();
             return json_response(body, "hit");
         }
-        Ok((generation, None)) => Some(generation),
-        Err(e) => {
+        Some(Ok((generation, None))) => Some(generation),
+        Some(Err(e)) => {
             app.cache_errors.inc();
             log::warn("cache read failed", json!({"error": e.to_string()}));
             None
         }
+        None => None,
     };
     app.misses.inc();
     let body = match buff::list(&app.db).await {
@@ -272,7 +293,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     if !matches!(ping, Ok(Ok(_))) {
         return http::error(StatusCode::SERVICE_UNAVAILABLE, "database not answering");
     }
-    if !app.subscribed.load(Ordering::Relaxed) {
+    if !app.ready.load(Ordering::Relaxed) {
         return http::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not subscribed to the broker's events yet",
