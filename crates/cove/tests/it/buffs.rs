@@ -7,9 +7,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::daemon::{App, eventually};
+use crate::daemon::{App, cargo_build, eventually};
 use crate::gateway::{http, json};
 use crate::recipes::require;
 
@@ -17,16 +16,11 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds example binaries the way their `x-cove.build` does, so `up -d`
-/// does not wait for a compiler.
+/// Builds example binaries the way their `x-cove.build` does (one
+/// `cargo build -p` each), so `up -d` does not wait for a compiler.
 pub fn build(packages: &[&str]) {
     for p in packages {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(repo())
-            .args(["build", "-q", "-p", p])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p {p} failed");
+        cargo_build(&[p]);
     }
 }
 
@@ -74,6 +68,12 @@ fn buffs(gw: SocketAddr) -> (Vec<serde_json::Value>, String) {
     (json(&body).as_array().unwrap().clone(), cache)
 }
 
+/// `POST /buff` with `body`: the status and the answer's body.
+fn post(gw: SocketAddr, body: &[u8]) -> (u16, String) {
+    let (status, _, answer) = http(gw, "POST", "localhost", "/buff", body);
+    (status, answer)
+}
+
 fn questions(list: &[serde_json::Value]) -> Vec<&str> {
     list.iter()
         .map(|b| b["question"].as_str().unwrap())
@@ -99,13 +99,7 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
     assert!(list.is_empty(), "a fresh state has no buffs: {list:?}");
 
     // Create through the gateway (dashboard), read back (server).
-    let (status, _, body) = http(
-        gw,
-        "POST",
-        "localhost",
-        "/buff",
-        br#"{"question": "who", "answers": ["me", "you"]}"#,
-    );
+    let (status, body) = post(gw, br#"{"question": "who", "answers": ["me", "you"]}"#);
     assert_eq!((status, body.as_str()), (200, ""));
     let mut last = Vec::new();
     eventually(10, "the buff read back, then served from the cache", || {
@@ -127,13 +121,7 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
 
     // A second buff shows up without waiting for the cache's TTL (300 s):
     // its event bumped the cache's generation, so the next read misses.
-    let (status, _, _) = http(
-        gw,
-        "POST",
-        "localhost",
-        "/buff",
-        br#"{"question": "what", "answers": ["this"]}"#,
-    );
+    let (status, _) = post(gw, br#"{"question": "what", "answers": ["this"]}"#);
     assert_eq!(status, 200);
     let mut seen_by = String::new();
     eventually(
@@ -161,7 +149,7 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
         (b"{not json", "not valid JSON"),
         (oversized.as_bytes(), "larger than"),
     ] {
-        let (status, _, answer) = http(gw, "POST", "localhost", "/buff", body);
+        let (status, answer) = post(gw, body);
         assert_eq!(status, 400, "{answer}");
         let err = json(&answer)["error"].as_str().unwrap().to_string();
         assert!(err.contains(want), "{err}");
@@ -182,13 +170,7 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
     eventually(10, "reads bypass the cache without the broker", || {
         buffs(gw).1 == "bypass"
     });
-    let (status, _, _) = http(
-        gw,
-        "POST",
-        "localhost",
-        "/buff",
-        br#"{"question": "outage", "answers": ["stored"]}"#,
-    );
+    let (status, _) = post(gw, br#"{"question": "outage", "answers": ["stored"]}"#);
     assert_eq!(status, 200, "stored even though the event is not published");
     assert_eq!(questions(&buffs(gw).0), ["who", "what", "outage"]);
     let (code, out) = app.merged(&["start", "activemq"]);

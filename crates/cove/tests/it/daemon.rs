@@ -44,33 +44,14 @@ impl App {
 
     /// Runs `cove ARGS` to completion (killed after 120 s).
     fn cove(&self, args: &[&str]) -> Out {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
-            .current_dir(self.dir())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child.wait_with_output().unwrap();
-        Out {
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_cove"))
+                .current_dir(self.dir())
+                .args(args)
+                .env("NO_COLOR", "1")
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
+            120,
+        )
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -131,11 +112,82 @@ impl Drop for App {
     }
 }
 
+/// What a command did.
 #[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\nstdout:\n{}stderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion, its output captured; killed after `secs`.
+pub fn run_bounded(cmd: &mut Command, secs: u64) -> Out {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Out {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `cargo build -p PACKAGE...` in this workspace (one feature resolution
+/// for the set, as the examples' `x-cove.build` does it); the executables
+/// built, by name.
+pub fn cargo_build(packages: &[&str]) -> std::collections::HashMap<String, PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--message-format=json-render-diagnostics",
+    ])
+    .arg("--manifest-path")
+    .arg(&manifest);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "cargo build -p {packages:?} failed");
+    let mut found = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some(name), Some(exe)) =
+            (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        {
+            found.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
+    found
 }
 
 /// Polls `f` for up to `secs`.

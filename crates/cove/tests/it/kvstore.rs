@@ -8,11 +8,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use crate::daemon::App;
+use crate::daemon::{App, Out, cargo_build, run_bounded};
 use crate::gateway::wait_for_targets;
 
 const COMPOSE: &str = include_str!("../../../../examples/kvstore/compose.yaml");
@@ -30,33 +29,7 @@ struct Programs {
 fn programs() -> &'static Programs {
     static PROGRAMS: OnceLock<Programs> = OnceLock::new();
     PROGRAMS.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--message-format=json-render-diagnostics",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .args(["-p", "kvstore-backend", "-p", "kvstore-server"])
-            .args(["-p", "kvstore-client"])
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "building the kvstore programs failed");
-        let mut found = std::collections::HashMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if let (Some(name), Some(exe)) =
-                (msg["target"]["name"].as_str(), msg["executable"].as_str())
-            {
-                found.insert(name.to_string(), PathBuf::from(exe));
-            }
-        }
+        let mut found = cargo_build(&["kvstore-backend", "kvstore-server", "kvstore-client"]);
         let mut take = |name: &str| {
             found
                 .remove(name)
@@ -96,46 +69,15 @@ fn up(app: &App) -> SocketAddr {
 }
 
 /// What `kvstore-client --addr http://GATEWAY ARGS` did (killed after 60 s).
-struct ClientRun {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn client(gateway: SocketAddr, args: &[&str]) -> ClientRun {
-    let mut child = Command::new(&programs().client)
-        .arg("--addr")
-        .arg(format!("http://{gateway}"))
-        .args(args)
-        .env_remove("KV_ADDR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    ClientRun {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl std::fmt::Display for ClientRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\nstdout:\n{}stderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
+fn client(gateway: SocketAddr, args: &[&str]) -> Out {
+    run_bounded(
+        Command::new(&programs().client)
+            .arg("--addr")
+            .arg(format!("http://{gateway}"))
+            .args(args)
+            .env_remove("KV_ADDR"),
+        60,
+    )
 }
 
 #[test]
