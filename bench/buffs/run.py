@@ -102,7 +102,6 @@ def groups():
 
 def memory(env, state):
     rows = json.loads(cove(env, "ps", "--format", "json").stdout)
-    rows = rows if isinstance(rows, list) else rows.get("replicas", rows)
     g = groups()
     per = {}
     for r in rows:
@@ -185,7 +184,6 @@ def main():
         routes = json.loads(cove(env, "routes", "--format", "json").stdout)
         gw = routes["url"]
         rows = json.loads(cove(env, "ps", "--format", "json").stdout)
-        rows = rows if isinstance(rows, list) else rows.get("replicas", rows)
         servers = [r["address"] for r in rows if r["service"] == "server"]
         server1 = servers[0]
 

@@ -19,21 +19,36 @@ pub async fn database(
     url: &str,
     patience: std::time::Duration,
 ) -> Result<sqlx::MySqlPool, sqlx::Error> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let attempt = sqlx::mysql::MySqlPoolOptions::new()
+    let pool = retry("database", patience, || {
+        sqlx::mysql::MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
-            .await;
-        match attempt {
-            Ok(pool) => {
-                buff::migrate(&pool).await?;
-                return Ok(pool);
-            }
+    })
+    .await?;
+    buff::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Calls `attempt` every 500 ms until it succeeds or `patience` has passed
+/// (then its last error); each failure is logged as `WHAT not ready yet`.
+pub async fn retry<T, E, F, Fut>(
+    what: &str,
+    patience: std::time::Duration,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 log::warn(
-                    "database not reachable yet; retrying",
+                    &format!("{what} not ready yet; retrying"),
                     serde_json::json!({"error": e.to_string()}),
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;

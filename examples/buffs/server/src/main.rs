@@ -112,28 +112,14 @@ async fn redis_cluster(
         .filter(|n| !n.is_empty())
         .map(|n| format!("redis://{n}"))
         .collect();
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let attempt = async {
-            let client = redis::cluster::ClusterClient::new(urls.clone())?;
-            let mut conn = client.get_async_connection().await?;
-            // A write proves the slots are served (the cluster is formed).
-            let _: i64 = conn.incr(GEN_KEY, 0).await?;
-            Ok::<_, redis::RedisError>(conn)
-        }
-        .await;
-        match attempt {
-            Ok(conn) => return Ok(conn),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                log::warn(
-                    "redis cluster not ready yet; retrying",
-                    json!({"error": e.to_string()}),
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    buffs_common::retry("redis cluster", patience, || async {
+        let client = redis::cluster::ClusterClient::new(urls.clone())?;
+        let mut conn = client.get_async_connection().await?;
+        // A write proves the slots are served (the cluster is formed).
+        let _: i64 = conn.incr(GEN_KEY, 0).await?;
+        Ok(conn)
+    })
+    .await
 }
 
 /// Consumes the broker's events until `stopped`, reconnecting when the
