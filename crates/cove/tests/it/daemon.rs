@@ -376,11 +376,12 @@ services:
     eventually(10, "the replicas of the killed daemon to stop", || {
         old.iter().all(|p| !alive(*p))
     });
-    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
-    assert!(
-        log.contains("the daemon is gone: stopped 2 process(es) it left"),
-        "{log}"
-    );
+    // The reaper writes its line after the processes are gone.
+    let mut log = String::new();
+    eventually(10, "the reaper's line in daemon.log", || {
+        log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
+        log.contains("the daemon is gone: stopped 2 process(es) it left")
+    });
     let ps = app.cove(&["ps"]);
     assert!(ps.stderr.contains("did not stop cleanly"), "{ps:?}");
 
