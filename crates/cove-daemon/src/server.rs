@@ -225,6 +225,10 @@ impl Daemon {
     }
 }
 
+/// How long a starting daemon waits for an exiting one to let go of the
+/// store (which it holds at most 5 s after removing its socket).
+const STORE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Runs the daemon of `state_dir` until it is told to stop; `host`: the
 /// host's daemon (several projects; it stays up when they are down).
 pub fn main(state_dir: &Path, host: bool) -> Result<(), String> {
@@ -244,12 +248,17 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     fs_err::create_dir_all(state_dir).map_err(|e| e.to_string())?;
     let state_dir = fs_err::canonicalize(state_dir).map_err(|e| e.to_string())?;
     let paths = Paths::new(&state_dir);
-    let store = Arc::new(Store::open(&paths.store()).map_err(|e| {
-        format!(
-            "{e} (is another cove daemon running for {}?)",
-            state_dir.display()
-        )
-    })?);
+    // A daemon that is exiting keeps the store for up to 5 s (its last
+    // connections and writes) after its socket is gone: a client that found
+    // no socket and started us must not fail for that.
+    let store = Arc::new(
+        Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
+            format!(
+                "{e} (is another cove daemon running for {}?)",
+                state_dir.display()
+            )
+        })?,
+    );
     write_atomically(&paths.pidfile(), &format!("{}\n", std::process::id()))?;
     log(&format!(
         "daemon {} starting for {}",

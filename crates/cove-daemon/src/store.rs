@@ -63,7 +63,24 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store; fails if another process has it open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| err(path)(&e))?;
+        Store::open_waiting(path, std::time::Duration::ZERO)
+    }
+
+    /// Opens (or creates) the store; while another process has it open (a
+    /// daemon on its way out finishing its last writes), tries again every
+    /// 100 ms for up to `patience`, then fails.
+    pub fn open_waiting(path: &Path, patience: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + patience;
+        let db = loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other.map_err(|e| err(path)(&e))?,
+            }
+        };
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -253,6 +270,24 @@ mod tests {
             pid: Some(1),
             restarts: 0,
         }
+    }
+
+    #[test]
+    fn a_starting_daemon_waits_for_an_exiting_one_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let held = Store::open(&path).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        assert!(
+            Store::open_waiting(&path, std::time::Duration::from_millis(50)).is_err(),
+            "held past the patience: refused"
+        );
+        Store::open_waiting(&path, std::time::Duration::from_secs(5))
+            .expect("opened once the other holder let go");
+        release.join().unwrap();
     }
 
     #[test]
