@@ -11,6 +11,10 @@
 //! | `GET /v1/ps`               |               | `[`[`Replica`]`]`           |
 //! | `GET /v1/events?after=N&wait=MS` |         | `[`[`Event`]`]` (long poll) |
 //! | `GET /v1/routes`           |               | [`Routes`]                  |
+//! | `POST /v1/deploy`          | [`DeployRequest`] | [`Outcomes`] (when every rollout ended) |
+//! | `POST /v1/scale`           | [`ScaleRequest`]  | [`Outcomes`]            |
+//! | `POST /v1/rollback`        | [`RollbackRequest`] | [`Outcomes`]          |
+//! | `GET /v1/history?service=S` |              | [`History`]                 |
 //!
 //! Every call but `status` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
@@ -34,6 +38,76 @@ pub struct UpRequest {
 pub struct Names {
     #[serde(default)]
     pub services: Vec<String>,
+}
+
+/// `POST /v1/deploy`: build `services` (all wanted ones when empty) of
+/// `app` and roll out the new revisions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub app: cove_spec::App,
+    pub project_dir: PathBuf,
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// The revision's message (the CLI's `--message`, else the git commit).
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `POST /v1/scale`: replica counts by service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub scale: std::collections::BTreeMap<String, u32>,
+}
+
+/// `POST /v1/rollback`: back to revision `to`, or the one before the
+/// current.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub service: String,
+    #[serde(default)]
+    pub to: Option<u64>,
+}
+
+/// How a deploy, a scaling or a rollback ended, per service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcomes {
+    /// Events of these commands come after it.
+    pub seq: u64,
+    pub results: Vec<ServiceOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceOutcome {
+    pub service: String,
+    /// The revision it runs now.
+    pub revision: u64,
+    /// `started`, `deployed`, `unchanged`, `scaled`, `failed`, `stopped`.
+    pub outcome: String,
+    /// What happened, in words (why, when it failed).
+    pub message: String,
+    /// Whether it did what was asked.
+    pub ok: bool,
+}
+
+/// `cove history SERVICE`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct History {
+    pub service: String,
+    /// The revision its replicas run (none when not running).
+    pub current: Option<u64>,
+    pub revisions: Vec<RevisionInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    pub number: u64,
+    pub time_ms: u64,
+    pub message: String,
+    pub digest: String,
+    /// Whether its program's copy is still kept (a rollback needs no build).
+    pub kept: bool,
+    /// Whether a rollback holds the service at it.
+    pub pinned: bool,
 }
 
 /// A request was taken; its events come after `seq`. `down` answers with
@@ -64,6 +138,12 @@ pub struct DaemonStatus {
 pub struct Replica {
     pub service: String,
     pub replica: u32,
+    /// The revision it runs (0 when none is recorded).
+    #[serde(default)]
+    pub revision: u64,
+    /// Being drained and stopped (replaced, or scaled away).
+    #[serde(default)]
+    pub retiring: bool,
     /// `waiting`, `starting`, `running`, `restarting`, `completed`, `failed`, `stopped`.
     pub state: String,
     /// `healthy`, `unhealthy`, `starting`, or empty (no health check / not running).
@@ -90,6 +170,11 @@ pub struct Event {
     pub time_ms: u64,
     pub service: String,
     pub replica: u32,
+    /// The revision the replica runs.
+    #[serde(default)]
+    pub revision: u64,
+    /// A replica's state, or `deploy` for a step of a deploy or scaling
+    /// (replica 0, `detail` says what).
     pub state: String,
     pub detail: String,
     pub pid: Option<u32>,

@@ -65,7 +65,8 @@ impl Client {
 
     /// `GET path`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None::<&()>).await
+        self.call(Method::GET, path, None::<&()>, REQUEST_TIMEOUT)
+            .await
     }
 
     /// `POST path` with a JSON body.
@@ -74,7 +75,18 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, ClientError> {
-        self.call(Method::POST, path, Some(body)).await
+        self.call(Method::POST, path, Some(body), REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// `POST path`, waiting up to `timeout` for the answer (a deploy).
+    pub async fn post_for<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body), timeout).await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -82,6 +94,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
+        timeout: Duration,
     ) -> Result<T, ClientError> {
         let socket = self.paths.socket();
         let stream = match UnixStream::connect(&socket).await {
@@ -126,9 +139,9 @@ impl Client {
             let body = response.into_body().collect().await?.to_bytes();
             Ok::<_, hyper::Error>((status, body))
         };
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let (status, body) = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| other("no answer within", &format!("{REQUEST_TIMEOUT:?} for")))?
+            .map_err(|_| other("no answer within", &format!("{timeout:?} for")))?
             .map_err(|e| other("failed:", &e))?;
         conn.abort();
         if !status.is_success() {

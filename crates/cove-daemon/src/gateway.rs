@@ -304,6 +304,15 @@ impl ProjectGateway {
         }
     }
 
+    /// The targets at `addrs` in the current table (to wait for their
+    /// requests once they are out of it).
+    pub fn targets_of(&self, addrs: &[SocketAddr]) -> Vec<Arc<Target>> {
+        addrs
+            .iter()
+            .filter_map(|a| self.targets.get(a).cloned())
+            .collect()
+    }
+
     /// The address bound for `addr` of the plan.
     fn bound(&self, addr: SocketAddr) -> SocketAddr {
         bound(&self.servers, addr)
@@ -436,19 +445,18 @@ async fn probe(
 /// Where `route` sends to now: its service's serving replicas at its port,
 /// with their pid and whether they have a health check.
 fn serving(plan: &Plan, states: &States, route: &RoutePlan) -> Vec<(SocketAddr, u32, bool)> {
-    let Some(svc) = plan.services.iter().find(|s| s.name == route.service) else {
+    if !plan.services.iter().any(|s| s.name == route.service) {
         return Vec::new();
-    };
+    }
     let Some(replicas) = states.get(&route.service) else {
         return Vec::new();
     };
     replicas
         .iter()
-        .enumerate()
-        .filter(|(_, s)| s.serves())
-        .map(|(i, s)| {
+        .filter(|s| s.serves())
+        .map(|s| {
             (
-                SocketAddr::from((svc.address(i as u32 + 1), route.port)),
+                SocketAddr::from((s.addr, route.port)),
                 s.pid.unwrap_or(0),
                 s.checked,
             )

@@ -29,12 +29,19 @@ use tokio::net::UnixListener;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::Paths;
-use crate::api::{Accepted, ApiError, DaemonStatus, Event, Names, Replica, UpRequest};
+use crate::api::{
+    Accepted, ApiError, DaemonStatus, DeployRequest, Event, History, Names, Outcomes, Replica,
+    RevisionInfo, RollbackRequest, ScaleRequest, ServiceOutcome, UpRequest,
+};
 use crate::gateway::ProjectGateway;
-use crate::store::{Desired, ReplicaRecord, Store};
+use crate::store::{Desired, ReplicaRecord, Revision, Store};
+use cove_runtime::supervisor::Outcome;
 
 /// Longest long poll of `/v1/events`.
 const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a retiring replica's requests to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Grace given to leftovers of a previous daemon before SIGKILL.
 const SWEEP_GRACE: Duration = Duration::from_secs(5);
@@ -136,6 +143,26 @@ impl Daemon {
             ],
         );
         let gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>> = Default::default();
+        // Retiring replicas leave the gateway's table at once; they are
+        // stopped when their last request is answered (bounded).
+        let (slot, now) = (gateway.clone(), supervisor.states());
+        let supervisor = supervisor.with_drain(Arc::new(move |addrs| {
+            let targets = match slot.lock().expect("not poisoned").as_mut() {
+                Some(g) => {
+                    let t = g.targets_of(&addrs);
+                    g.refresh(&now.borrow());
+                    t
+                }
+                None => Vec::new(),
+            };
+            Box::pin(async move {
+                // A request that chose one just before the new table.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                for t in targets {
+                    t.drain_for(DRAIN_TIMEOUT).await;
+                }
+            })
+        }));
         // A new table for the gateway whenever a replica changes state, or
         // a probe found one reachable.
         let mut states = supervisor.states();
@@ -316,8 +343,8 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
             .collect();
         let project = daemon.project(&key);
         let mut run = project.run.lock().await;
-        match cove_runtime::plan::plan(&desired.app, &desired.project_dir) {
-            Ok(plan) => {
+        match plan_for(&daemon.store, &key, &desired, &[]) {
+            Ok((plan, pending)) => {
                 log(&format!(
                     "starting again in {key}: {}",
                     desired.wanted.join(", ")
@@ -325,19 +352,14 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
                 if let Err(e) = project.set_gateway(Some(&plan)) {
                     log(&format!("{key}: {e}; its routes are not served"));
                 }
-                run.supervisor
+                let done = run
+                    .supervisor
                     .apply(&plan, &desired.wanted, &restarts)
                     .await;
+                settle_later(&daemon.store, &key, done, pending, String::new());
                 run.plan = Some(plan);
             }
-            Err(errors) => log(&format!(
-                "cannot plan the stored app of {key}: {}",
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
+            Err(e) => log(&format!("cannot plan the stored app of {key}: {e}")),
         }
         run.desired = Some(desired);
     }
@@ -510,9 +532,31 @@ async fn record(
                     cove_runtime::process::Stream::Stdout,
                     &line,
                 ),
+                Report::Deploy { service, message } => {
+                    seq += 1;
+                    append(
+                        format!("{service}-deploy"),
+                        cove_runtime::process::Stream::Stdout,
+                        &message,
+                    );
+                    events.push(Event {
+                        project: project.to_string(),
+                        seq,
+                        time_ms: millis(now),
+                        service,
+                        replica: 0,
+                        revision: 0,
+                        state: "deploy".into(),
+                        detail: message,
+                        pid: None,
+                        restarts: 0,
+                    });
+                }
                 Report::State {
                     service,
                     replica,
+                    slot: _,
+                    revision,
                     state,
                     pid,
                     restarts,
@@ -532,6 +576,7 @@ async fn record(
                         time_ms: millis(now),
                         service,
                         replica,
+                        revision,
                         state: state.name().to_string(),
                         detail: state.describe(pid),
                         pid,
@@ -655,6 +700,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::POST, "/v1/start") => control(daemon, &key, parse!(Names), Verb::Start).await,
         (Method::POST, "/v1/restart") => control(daemon, &key, parse!(Names), Verb::Restart).await,
         (Method::POST, "/v1/down") => down(daemon, &key, parse!(Names)).await,
+        (Method::POST, "/v1/deploy") => deploy(daemon, &key, parse!(DeployRequest)).await,
+        (Method::POST, "/v1/scale") => scale(daemon, &key, parse!(ScaleRequest)).await,
+        (Method::POST, "/v1/rollback") => rollback(daemon, &key, parse!(RollbackRequest)).await,
+        (Method::GET, "/v1/history") => history(daemon, &key, &query).await,
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no such API call: {method} {path}"),
@@ -667,18 +716,17 @@ fn ps(states: &States, plan: Option<&Plan>) -> Vec<Replica> {
     let mut rows = Vec::new();
     for (name, replicas) in states {
         let svc = plan.and_then(|p| p.services.iter().find(|s| &s.name == name));
-        for (i, s) in replicas.iter().enumerate() {
-            let r = i as u32 + 1;
+        for s in replicas {
             rows.push(Replica {
                 service: name.clone(),
-                replica: r,
+                replica: s.replica,
+                revision: s.revision,
+                retiring: s.retiring,
                 state: s.state.name().to_string(),
                 health: s.health().to_string(),
                 detail: s.state.describe(s.pid),
                 pid: s.pid,
-                address: svc.map_or(String::new(), |svc| {
-                    format!("{}:{}", svc.address(r), svc.port())
-                }),
+                address: svc.map_or(String::new(), |svc| format!("{}:{}", s.addr, svc.port())),
                 restarts: s.restarts,
                 since_ms: millis(s.since),
                 ready: s.ready(),
@@ -733,20 +781,17 @@ fn accepted(daemon: &Daemon) -> Answer {
 }
 
 async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
-    let plan = match cove_runtime::plan::plan(&req.app, &req.project_dir) {
-        Ok(p) => p,
-        Err(errors) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                errors.first().map(|e| e.hint.clone()),
-            );
-        }
-    };
+    if let Err(errors) = cove_runtime::plan::plan(&req.app, &req.project_dir) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            errors.first().map(|e| e.hint.clone()),
+        );
+    }
     if let Some(unknown) = req
         .services
         .iter()
@@ -761,6 +806,23 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
     let answer = accepted(daemon);
     let project = daemon.project(key);
     let mut run = project.run.lock().await;
+    // `cove scale` and `cove rollback` hold until the next deploy.
+    let (scale, pinned) = run
+        .desired
+        .as_ref()
+        .map(|d| (d.scale.clone(), d.pinned.clone()))
+        .unwrap_or_default();
+    let candidate = Desired {
+        app: req.app.clone(),
+        project_dir: req.project_dir.clone(),
+        wanted: Vec::new(),
+        scale,
+        pinned,
+    };
+    let (plan, pending) = match plan_for(&daemon.store, key, &candidate, &[]) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+    };
     // Its addresses first: when one is taken, nothing changes.
     if let Err(e) = project.set_gateway(Some(&plan)) {
         if run.desired.is_none() {
@@ -790,17 +852,18 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         .cloned()
         .collect();
     let desired = Desired {
-        app: req.app,
-        project_dir: req.project_dir,
         wanted,
+        ..candidate
     };
     // Written before it is acted on.
     if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
-    run.supervisor
+    let done = run
+        .supervisor
         .apply(&plan, &req.services, &HashMap::new())
         .await;
+    settle_later(&daemon.store, key, done, pending, String::new());
     run.plan = Some(plan);
     run.desired = Some(desired);
     answer
@@ -895,7 +958,7 @@ async fn control(daemon: &Daemon, key: &str, req: Names, verb: Verb) -> Answer {
     if verb != Verb::Stop
         && let Some(plan) = run.plan.clone()
     {
-        run.supervisor.apply(&plan, &names, &HashMap::new()).await;
+        drop(run.supervisor.apply(&plan, &names, &HashMap::new()).await);
     }
     daemon.flush(&project).await;
     answer
@@ -950,6 +1013,475 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
         &Accepted {
             seq: before,
             events,
+        },
+    )
+}
+
+/// Revisions the plan names that the store does not have yet: service →
+/// (number, config). Recorded once the service started or deployed.
+type Pending = HashMap<String, (u64, serde_json::Value)>;
+
+/// A service's config as a revision records it: without its replica count
+/// (scaling is not a new revision).
+fn revision_config(svc: &cove_spec::model::Service) -> serde_json::Value {
+    let mut v = serde_json::to_value(svc).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("scale");
+        if let Some(d) = o.get_mut("deploy").and_then(|d| d.as_object_mut()) {
+            d.remove("replicas");
+        }
+    }
+    v
+}
+
+/// The plan of what `desired` says, with `cove scale` counts, services held
+/// by `cove rollback` at their revision, and revision numbers: a service's
+/// last revision when its config is the same (and it is not in
+/// `deploying`), else the next number.
+fn plan_for(
+    store: &Store,
+    key: &str,
+    desired: &Desired,
+    deploying: &[String],
+) -> Result<(Plan, Pending), String> {
+    let mut app = desired.app.clone();
+    let mut held: HashMap<String, Revision> = HashMap::new();
+    for (name, number) in &desired.pinned {
+        let Some(now) = app.services.get(name) else {
+            continue;
+        };
+        let revs = store.revisions(key, name).map_err(|e| e.to_string())?;
+        let Some(rev) = revs.into_iter().find(|r| r.number == *number) else {
+            return Err(format!(
+                "`{name}` is held at revision {number}, which is no longer recorded"
+            ));
+        };
+        let mut config: cove_spec::model::Service = serde_json::from_value(rev.config.clone())
+            .map_err(|e| format!("revision {number} of `{name}` cannot be read: {e}"))?;
+        config.deploy.get_or_insert_with(Default::default).replicas = Some(now.replicas());
+        app.services.insert(name.clone(), config);
+        held.insert(name.clone(), rev);
+    }
+    for (name, n) in &desired.scale {
+        if let Some(s) = app.services.get_mut(name) {
+            s.deploy.get_or_insert_with(Default::default).replicas = Some(*n);
+        }
+    }
+    let mut plan = cove_runtime::plan::plan(&app, &desired.project_dir).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let mut pending = Pending::new();
+    for svc in &mut plan.services {
+        if let Some(rev) = held.get(&svc.name) {
+            svc.revision = rev.number;
+            // Its kept program, when it still is; else it is built again.
+            if rev.program.as_ref().is_none_or(|p| p.is_file()) {
+                svc.artifact = Some(cove_runtime::artifact::Artifact {
+                    digest: rev.digest.clone(),
+                    program: rev.program.clone(),
+                });
+            }
+            continue;
+        }
+        let config = revision_config(&app.services[&svc.name]);
+        let revs = store.revisions(key, &svc.name).map_err(|e| e.to_string())?;
+        let number = match revs.last() {
+            Some(l) if l.config == config && !deploying.contains(&svc.name) => l.number,
+            Some(l) => l.number + 1,
+            None => 1,
+        };
+        svc.revision = number;
+        if revs.last().is_none_or(|l| l.number != number) {
+            pending.insert(svc.name.clone(), (number, config));
+        }
+    }
+    Ok((plan, pending))
+}
+
+/// Records the revision a service started or deployed, if it is new.
+fn settle(
+    store: &Store,
+    key: &str,
+    service: &str,
+    outcome: &Outcome,
+    pending: &Pending,
+    message: &str,
+) {
+    let artifact = match outcome {
+        Outcome::Started { artifact } | Outcome::Deployed { artifact, .. } => artifact,
+        _ => return,
+    };
+    let Some((number, config)) = pending.get(service) else {
+        return;
+    };
+    let rev = Revision {
+        number: *number,
+        time_ms: millis(SystemTime::now()),
+        message: message.to_string(),
+        digest: artifact
+            .as_ref()
+            .map(|a| a.digest.clone())
+            .unwrap_or_default(),
+        program: artifact.as_ref().and_then(|a| a.program.clone()),
+        config: config.clone(),
+    };
+    if let Err(e) = store.add_revision(key, service, &rev) {
+        log(&format!(
+            "{key}: revision {number} of {service} not recorded: {e}"
+        ));
+    }
+}
+
+/// [`settle`]s each service when its command ends, without waiting for it.
+fn settle_later(
+    store: &Arc<Store>,
+    key: &str,
+    done: Vec<(String, tokio::sync::oneshot::Receiver<Outcome>)>,
+    pending: Pending,
+    message: String,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let (store, key, pending) = (store.clone(), key.to_string(), Arc::new(pending));
+    for (service, rx) in done {
+        let (store, key, pending, message) =
+            (store.clone(), key.clone(), pending.clone(), message.clone());
+        tokio::spawn(async move {
+            if let Ok(outcome) = rx.await {
+                settle(&store, &key, &service, &outcome, &pending, &message);
+            }
+        });
+    }
+}
+
+/// The revision `service`'s replicas run (the newest when they differ).
+fn current_revision(states: &States, service: &str) -> Option<u64> {
+    states
+        .get(service)?
+        .iter()
+        .filter(|s| !s.retiring && !s.state.is_final())
+        .map(|s| s.revision)
+        .max()
+}
+
+fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcome {
+    let (word, message, ok) = match outcome {
+        Outcome::Unchanged => (
+            "unchanged",
+            format!("revision {revision} is already running; nothing to do"),
+            true,
+        ),
+        Outcome::Started { .. } => ("started", format!("revision {revision} started"), true),
+        Outcome::Scaled { from, to } => ("scaled", format!("scaled from {from} to {to}"), true),
+        Outcome::Deployed { replaced, .. } => (
+            "deployed",
+            format!("revision {revision} runs on every replica ({replaced} replaced)"),
+            true,
+        ),
+        Outcome::Failed { reason, undone } => (
+            "failed",
+            if *undone {
+                format!("{reason}; the previous revision runs again")
+            } else {
+                reason.clone()
+            },
+            false,
+        ),
+        Outcome::Stopped => ("stopped", "stopped while it ran".into(), false),
+    };
+    ServiceOutcome {
+        service: service.to_string(),
+        revision,
+        outcome: word.into(),
+        message,
+        ok,
+    }
+}
+
+/// Waits for each service's command and answers with every outcome;
+/// records new revisions.
+async fn outcomes(
+    daemon: &Daemon,
+    project: &Project,
+    key: &str,
+    seq: u64,
+    done: Vec<(String, tokio::sync::oneshot::Receiver<Outcome>)>,
+    pending: &Pending,
+    message: &str,
+) -> Outcomes {
+    let mut results = Vec::new();
+    for (service, rx) in done {
+        let outcome = rx.await.unwrap_or(Outcome::Stopped);
+        settle(&daemon.store, key, &service, &outcome, pending, message);
+        let revision = current_revision(&project.states.borrow(), &service).unwrap_or_default();
+        results.push(outcome_row(&service, revision, &outcome));
+    }
+    daemon.flush(project).await;
+    Outcomes { seq, results }
+}
+
+/// `cove deploy`: the new app becomes what should run; the named services
+/// (all wanted ones when none) are built and rolled out; the answer comes
+/// when every rollout ended. A service whose deploy failed and was rolled
+/// back is held at the revision it runs.
+async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
+    let seq = *daemon.seq.borrow();
+    let project = match running_project(daemon, key) {
+        Ok(p) => p,
+        Err(a) => return a,
+    };
+    let mut run = project.run.lock().await;
+    let Some(before) = run.desired.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            "the app is not running",
+            Some("start it with `cove up -d`, then deploy".into()),
+        );
+    };
+    let names: Vec<String> = if req.services.is_empty() {
+        before.wanted.clone()
+    } else {
+        req.services.clone()
+    };
+    if let Some(unknown) = names.iter().find(|s| !req.app.services.contains_key(*s)) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no such service `{unknown}` in the app"),
+            None,
+        );
+    }
+    if let Some(idle) = names.iter().find(|s| !before.wanted.contains(s)) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("`{idle}` is not running; a deploy replaces running replicas"),
+            Some(format!("start it first: `cove up -d {idle}`")),
+        );
+    }
+    let mut desired = Desired {
+        app: req.app,
+        project_dir: req.project_dir,
+        wanted: before.wanted.clone(),
+        scale: before.scale.clone(),
+        pinned: before.pinned.clone(),
+    };
+    desired.pinned.retain(|s, _| !names.contains(s));
+    let (plan, pending) = match plan_for(&daemon.store, key, &desired, &names) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+    };
+    if let Err(e) = project.set_gateway(Some(&plan)) {
+        return error(StatusCode::CONFLICT, e, None);
+    }
+    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
+    }
+    let previous: HashMap<String, u64> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), current_revision(&project.states.borrow(), n)?)))
+        .collect();
+    let done: Vec<_> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, true)?)))
+        .collect();
+    run.plan = Some(plan);
+    run.desired = Some(desired);
+    drop(run);
+    let answer = outcomes(daemon, &project, key, seq, done, &pending, &req.message).await;
+    // Rolled back: held at the revision it runs, across daemon restarts.
+    let undone: Vec<&ServiceOutcome> = answer
+        .results
+        .iter()
+        .filter(|r| r.outcome == "failed" && previous.contains_key(&r.service))
+        .collect();
+    if !undone.is_empty() {
+        let mut run = project.run.lock().await;
+        if let Some(d) = run.desired.as_mut() {
+            for r in &undone {
+                if current_revision(&project.states.borrow(), &r.service)
+                    == previous.get(&r.service).copied()
+                {
+                    d.pinned.insert(r.service.clone(), previous[&r.service]);
+                }
+            }
+            if let Err(e) = daemon.store.set_desired(key, Some(d)) {
+                log(&format!("{key}: {e}"));
+            }
+        }
+    }
+    json(StatusCode::OK, &answer)
+}
+
+/// `cove scale SERVICE=N…`: the counts hold until changed again (a `cove
+/// up` keeps them).
+async fn scale(daemon: &Daemon, key: &str, req: ScaleRequest) -> Answer {
+    let seq = *daemon.seq.borrow();
+    let project = match running_project(daemon, key) {
+        Ok(p) => p,
+        Err(a) => return a,
+    };
+    let mut run = project.run.lock().await;
+    let names: Vec<String> = req.scale.keys().cloned().collect();
+    if let Err(a) = known(&run, &names) {
+        return a;
+    }
+    let mut desired = run.desired.clone().expect("checked by known");
+    if let Some(idle) = names.iter().find(|s| !desired.wanted.contains(s)) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("`{idle}` is not running"),
+            Some(format!("start it first: `cove up -d {idle}`")),
+        );
+    }
+    let most = cove_runtime::plan::MAX_INSTANCES / 2;
+    if let Some((name, n)) = req.scale.iter().find(|(_, n)| **n > most) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}` cannot run {n} replicas; natively a service runs at most {most}"),
+            None,
+        );
+    }
+    desired.scale.extend(req.scale.clone());
+    let (plan, pending) = match plan_for(&daemon.store, key, &desired, &[]) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+    };
+    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
+    }
+    let done: Vec<_> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, false)?)))
+        .collect();
+    run.plan = Some(plan);
+    run.desired = Some(desired);
+    drop(run);
+    json(
+        StatusCode::OK,
+        &outcomes(daemon, &project, key, seq, done, &pending, "").await,
+    )
+}
+
+/// `cove rollback SERVICE [--to N]`: rolls out a recorded revision (its kept
+/// program, no build) and holds the service at it until the next deploy.
+async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
+    let seq = *daemon.seq.borrow();
+    let project = match running_project(daemon, key) {
+        Ok(p) => p,
+        Err(a) => return a,
+    };
+    let mut run = project.run.lock().await;
+    let names = vec![req.service.clone()];
+    if let Err(a) = known(&run, &names) {
+        return a;
+    }
+    let mut desired = run.desired.clone().expect("checked by known");
+    let revs = match daemon.store.revisions(key, &req.service) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
+    let current = current_revision(&project.states.borrow(), &req.service);
+    let target = match req.to {
+        Some(n) => revs.iter().find(|r| r.number == n),
+        None => revs
+            .iter()
+            .rev()
+            .find(|r| current.is_none_or(|c| r.number < c)),
+    };
+    let Some(target) = target else {
+        let known: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            match req.to {
+                Some(n) => format!("`{}` has no revision {n}", req.service),
+                None => format!(
+                    "`{}` has no revision before {}",
+                    req.service,
+                    current.unwrap_or(0)
+                ),
+            },
+            Some(if known.is_empty() {
+                "it has no recorded revision yet".into()
+            } else {
+                format!(
+                    "its revisions: {} (`cove history {}`)",
+                    known.join(", "),
+                    req.service
+                )
+            }),
+        );
+    };
+    desired.pinned.insert(req.service.clone(), target.number);
+    let (plan, pending) = match plan_for(&daemon.store, key, &desired, &[]) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+    };
+    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
+    }
+    let done: Vec<_> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, false)?)))
+        .collect();
+    run.plan = Some(plan);
+    run.desired = Some(desired);
+    drop(run);
+    json(
+        StatusCode::OK,
+        &outcomes(daemon, &project, key, seq, done, &pending, "").await,
+    )
+}
+
+/// `cove history SERVICE`.
+async fn history(daemon: &Daemon, key: &str, query: &str) -> Answer {
+    let service = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("service="))
+        .unwrap_or_default()
+        .to_string();
+    let revs = match daemon.store.revisions(key, &service) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
+    let (current, pinned) = match daemon.existing(key) {
+        Some(p) => {
+            let run = p.run.lock().await;
+            (
+                current_revision(&p.states.borrow(), &service),
+                run.desired
+                    .as_ref()
+                    .and_then(|d| d.pinned.get(&service).copied()),
+            )
+        }
+        None => (None, None),
+    };
+    if revs.is_empty() && current.is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("`{service}` has no recorded revision"),
+            Some("a revision is recorded when a service starts or is deployed".into()),
+        );
+    }
+    json(
+        StatusCode::OK,
+        &History {
+            service,
+            current,
+            revisions: revs
+                .into_iter()
+                .map(|r| RevisionInfo {
+                    number: r.number,
+                    time_ms: r.time_ms,
+                    message: r.message,
+                    digest: r.digest,
+                    kept: r.program.as_ref().is_some_and(|p| p.is_file()),
+                    pinned: pinned == Some(r.number),
+                })
+                .collect(),
         },
     )
 }

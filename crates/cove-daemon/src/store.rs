@@ -2,7 +2,8 @@
 //! and the event history, in one redb file (`<daemon dir>/state.redb`).
 //! A daemon may run several projects (one per host); keys start with the
 //! project's key (its state directory): `desired/<project>` in `meta`,
-//! `<project>|<service>/<replica>` in `replicas`; events name their project.
+//! `<project>|<service>/<replica>` in `replicas`,
+//! `<project>|<service>|<number>` in `revisions`; events name their project.
 //!
 //! redb commits are atomic and durable: a daemon killed at any point reopens
 //! the last committed state. The file is locked while a daemon has it open,
@@ -19,6 +20,26 @@ use crate::api::Event;
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions");
+
+/// Revisions kept per service; older ones are dropped.
+pub const MAX_REVISIONS: usize = 50;
+
+/// One revision of a service: what it ran, from which artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub number: u64,
+    /// Milliseconds since the Unix epoch when it first ran.
+    pub time_ms: u64,
+    /// `--message`, else the git commit of the project, else empty.
+    pub message: String,
+    /// The artifact's digest (`sha256:…`), empty when the command names no file.
+    pub digest: String,
+    /// The kept copy of its program, if any.
+    pub program: Option<PathBuf>,
+    /// The service as resolved from the Compose file.
+    pub config: serde_json::Value,
+}
 
 /// Events kept; older ones are dropped.
 pub const MAX_EVENTS: u64 = 10_000;
@@ -30,6 +51,12 @@ pub struct Desired {
     pub project_dir: PathBuf,
     /// Services that should be running (with their dependencies), in start order.
     pub wanted: Vec<String>,
+    /// Replica counts set by `cove scale` (they win over `deploy.replicas`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scale: std::collections::BTreeMap<String, u32>,
+    /// Services held at a revision by `cove rollback` (until the next deploy).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pinned: std::collections::BTreeMap<String, u64>,
 }
 
 /// The last known state of a replica.
@@ -90,6 +117,7 @@ impl Store {
             txn.open_table(META)?;
             txn.open_table(REPLICAS)?;
             txn.open_table(EVENTS)?;
+            txn.open_table(REVISIONS)?;
             Ok(())
         })?;
         Ok(store)
@@ -242,6 +270,52 @@ impl Store {
         Ok(out)
     }
 
+    /// The revisions of `service` of `project`, oldest first.
+    pub fn revisions(&self, project: &str, service: &str) -> Result<Vec<Revision>, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(REVISIONS).map_err(|x| e(&x))?;
+        let prefix = format!("{project}|{service}|");
+        let mut out = Vec::new();
+        for row in table.range(prefix.as_str()..).map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            out.push(serde_json::from_slice(v.value()).map_err(|x| e(&x))?);
+        }
+        Ok(out)
+    }
+
+    /// Records a revision (replacing one with its number); keeps the last
+    /// [`MAX_REVISIONS`].
+    pub fn add_revision(
+        &self,
+        project: &str,
+        service: &str,
+        rev: &Revision,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(rev).map_err(|x| err(&self.path)(&x))?;
+        let prefix = format!("{project}|{service}|");
+        self.write(|txn| {
+            let mut table = txn.open_table(REVISIONS)?;
+            table.insert(
+                format!("{prefix}{:020}", rev.number).as_str(),
+                bytes.as_slice(),
+            )?;
+            let keys: Vec<String> = table
+                .range(prefix.as_str()..)?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_string())
+                .take_while(|k| k.starts_with(&prefix))
+                .collect();
+            for k in keys.iter().take(keys.len().saturating_sub(MAX_REVISIONS)) {
+                table.remove(k.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
     /// The sequence number of the last event (0 when none).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let e = err(&self.path);
@@ -265,6 +339,7 @@ mod tests {
             time_ms: seq,
             service: "db".into(),
             replica: 1,
+            revision: 1,
             state: "running".into(),
             detail: "running (pid 1)".into(),
             pid: Some(1),
@@ -298,6 +373,8 @@ mod tests {
             app: cove_spec::App::default(),
             project_dir: dir.path().to_path_buf(),
             wanted: vec!["db".into()],
+            scale: [("db".to_string(), 3)].into(),
+            pinned: Default::default(),
         };
         {
             let store = Store::open(&path).unwrap();
@@ -345,6 +422,42 @@ mod tests {
         assert!(store.replicas("/p/.cove").unwrap().is_empty());
         assert_eq!(store.replicas("/q/.cove").unwrap().len(), 1);
         assert!(store.desired("/q/.cove").unwrap().is_some());
+    }
+
+    #[test]
+    fn revisions_are_kept_in_order_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let rev = |n: u64| Revision {
+            number: n,
+            time_ms: n,
+            message: format!("r{n}"),
+            digest: String::new(),
+            program: None,
+            config: serde_json::json!({"n": n}),
+        };
+        for n in [1, 2, 10] {
+            store.add_revision("/p", "api", &rev(n)).unwrap();
+        }
+        store.add_revision("/p", "api2", &rev(7)).unwrap();
+        store.add_revision("/q", "api", &rev(5)).unwrap();
+        let numbers = |p: &str, s: &str| -> Vec<u64> {
+            store
+                .revisions(p, s)
+                .unwrap()
+                .iter()
+                .map(|r| r.number)
+                .collect()
+        };
+        assert_eq!(numbers("/p", "api"), [1, 2, 10]);
+        assert_eq!(numbers("/p", "api2"), [7]);
+        assert_eq!(numbers("/q", "api"), [5]);
+        for n in 11..(11 + MAX_REVISIONS as u64) {
+            store.add_revision("/p", "api", &rev(n)).unwrap();
+        }
+        let kept = numbers("/p", "api");
+        assert_eq!(kept.len(), MAX_REVISIONS);
+        assert_eq!(kept[0], 11);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! [`supervisor`] starts the dependency closure in order, honours
 //! `depends_on` conditions, restarts what fails, and stops everything.
 
+pub mod artifact;
 pub mod backoff;
 pub mod health;
 pub mod logs;

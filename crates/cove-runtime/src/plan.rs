@@ -2,11 +2,14 @@
 //!
 //! Addresses: every replica listens on its own loopback address, on the
 //! service's own ports — as each container has its own IP in Docker. The
-//! app owns four consecutive /24 blocks of 127.64.0.0/10, chosen by a 12-bit
-//! number `n` derived from its name and directory (so two apps running at
-//! once do not collide); `slot` numbers the app's replicas 1..=1016 in start
-//! order: slot `s` is `127.(64+b/256).(b%256).((s-1)%254+1)` with block
-//! `b = 4n + (s-1)/254`.
+//! app owns 4,096 consecutive addresses of 127.64.0.0/10 (16 /24 blocks),
+//! chosen by a 10-bit number `n` derived from its name and directory (so
+//! two apps running at once seldom collide). Each service owns 64 of them,
+//! at an index 0..64 derived from its name (so adding a service moves no
+//! other); its instances take slots 1..=62 of those ([`MAX_INSTANCES`]):
+//! global slot `g = 64·index + slot` is the address `127.64.0.0 + 4096·n + g`.
+//! Replicas start on slots 1..=N; a rolling deploy's new instances take
+//! free slots beside the old ones.
 //! Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is
 //! needed. Each replica gets `HOST` (its address) and `PORT` (the service's
 //! first port, else 8080). References to other services written as
@@ -60,12 +63,107 @@ pub struct ServicePlan {
     pub ports: Vec<u16>,
     /// The project's address block (see [`address`]).
     pub net: u16,
-    /// Address slot of the first replica; replica `r` has `first_slot + r - 1`.
-    pub first_slot: u32,
+    /// The service's address range: its instance in slot `s` (1..=62) has
+    /// global slot `base + s`.
+    pub base: u32,
     /// Built-in recipe the service runs with, if any.
     pub recipe: Option<Recipe>,
     /// Where replicas keep data (`<state_dir>/data`), for recipes with data.
     pub data_root: Option<PathBuf>,
+    /// How a new version replaces the running one (`deploy.update_config`).
+    pub update: UpdatePolicy,
+    /// How a failed deploy is undone (`deploy.rollback_config`).
+    pub rollback: UpdatePolicy,
+    /// The revision this plan is (set by whoever keeps the history; 0
+    /// when none does). Not part of what makes two plans differ.
+    pub revision: u64,
+    /// What it runs, once built (see [`crate::artifact`]); `None` in a plan
+    /// made from the app.
+    pub artifact: Option<crate::artifact::Artifact>,
+    /// Where kept copies of its program go (`<state_dir>/artifacts`).
+    pub keep_artifacts: Option<PathBuf>,
+}
+
+/// `deploy.update_config` / `rollback_config`, with cove's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdatePolicy {
+    /// Replicas replaced at once; 0: all at once.
+    pub parallelism: u32,
+    /// Pause between batches.
+    pub delay: Duration,
+    /// Start the new replica before stopping the old one (`start-first`, the
+    /// default for services without data), or the other way round.
+    pub start_first: bool,
+    /// How long a new replica is watched after it turned healthy; failing
+    /// within it fails the deploy.
+    pub monitor: Duration,
+    pub on_failure: FailureAction,
+    /// Failed replicas tolerated, as a share of those replaced (0: none).
+    pub max_failure_ratio: f64,
+}
+
+/// What a deploy does when replicas fail (`failure_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Put the previous version back (the default of `update_config`).
+    Rollback,
+    /// Stop where it is (the default of `rollback_config`).
+    Pause,
+    /// Go on with the next replicas.
+    Continue,
+}
+
+impl UpdatePolicy {
+    fn from_compose(
+        c: Option<&cove_spec::model::UpdateConfig>,
+        stateful: bool,
+        fallback: &UpdatePolicy,
+        default_action: FailureAction,
+    ) -> Result<UpdatePolicy, String> {
+        let Some(c) = c else {
+            return Ok(UpdatePolicy {
+                on_failure: default_action,
+                ..fallback.clone()
+            });
+        };
+        let start_first = match c.order.as_deref() {
+            None => !stateful,
+            Some("start-first") => true,
+            Some("stop-first") => false,
+            Some(o) => {
+                return Err(format!(
+                    "`order` is `{o}`; use `start-first` or `stop-first`"
+                ));
+            }
+        };
+        let on_failure = match c.failure_action.as_deref() {
+            None => default_action,
+            Some("rollback") => FailureAction::Rollback,
+            Some("pause") => FailureAction::Pause,
+            Some("continue") => FailureAction::Continue,
+            Some(a) => {
+                return Err(format!(
+                    "`failure_action` is `{a}`; use `rollback`, `pause` or `continue`"
+                ));
+            }
+        };
+        let ratio = c.max_failure_ratio.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(format!(
+                "`max_failure_ratio` is {ratio}; give a share between 0 and 1"
+            ));
+        }
+        Ok(UpdatePolicy {
+            parallelism: c
+                .parallelism
+                .map_or(fallback.parallelism, |p| p.min(u64::from(u32::MAX)) as u32),
+            delay: c.delay.map_or(fallback.delay, |d| d.0),
+            start_first,
+            monitor: c.monitor.map_or(fallback.monitor, |d| d.0),
+            on_failure,
+            max_failure_ratio: ratio,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +196,38 @@ impl Restart {
 }
 
 impl ServicePlan {
-    /// Address of replica `replica` (1-based).
-    pub fn address(&self, replica: u32) -> Ipv4Addr {
-        address(self.net, self.first_slot + replica - 1)
+    /// Whether `other` runs the same thing: equal but for the replica
+    /// count, the update policies and the revision number, and with the
+    /// same artifact digest when both know theirs.
+    pub fn same_run(&self, other: &ServicePlan) -> bool {
+        if let (Some(a), Some(b)) = (&self.artifact, &other.artifact)
+            && a.digest != b.digest
+        {
+            return false;
+        }
+        let neutral = UpdatePolicy {
+            parallelism: 0,
+            delay: Duration::ZERO,
+            start_first: false,
+            monitor: Duration::ZERO,
+            on_failure: FailureAction::Pause,
+            max_failure_ratio: 0.0,
+        };
+        let strip = |p: &ServicePlan| ServicePlan {
+            replicas: 0,
+            revision: 0,
+            update: neutral.clone(),
+            rollback: neutral.clone(),
+            artifact: None,
+            ..p.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    /// Address of the instance in `slot` (1..=[`MAX_INSTANCES`]); replica
+    /// `r` starts in slot `r`.
+    pub fn address(&self, slot: u32) -> Ipv4Addr {
+        address(self.net, self.base + slot.clamp(1, MAX_INSTANCES))
     }
 
     /// `PORT` of every replica.
@@ -113,15 +240,23 @@ impl ServicePlan {
     /// replaced by its value; anything else, `$$` included, is passed as it
     /// is (a shell in the command expands the rest). In the Compose file,
     /// write `$$PORT`, since Compose interpolation runs first.
+    /// The kept copy of the program runs in place of the program.
     pub fn argv_for(&self, env: &[(String, String)]) -> Vec<String> {
-        self.argv.iter().map(|a| expand_known(a, env)).collect()
+        let mut argv: Vec<String> = self.argv.iter().map(|a| expand_known(a, env)).collect();
+        if let (Some(first), Some(program)) = (
+            argv.first_mut(),
+            self.artifact.as_ref().and_then(|a| a.program.as_ref()),
+        ) {
+            *first = program.display().to_string();
+        }
+        argv
     }
 
-    /// The environment of replica `replica`: the service's, plus `HOST`,
-    /// `PORT` and `COVE_REPLICA`.
-    pub fn replica_env(&self, replica: u32) -> Vec<(String, String)> {
+    /// The environment of replica `replica` in `slot`: the service's, plus
+    /// `HOST`, `PORT` and `COVE_REPLICA`.
+    pub fn replica_env(&self, replica: u32, slot: u32) -> Vec<(String, String)> {
         let mut env = self.env.clone();
-        env.push(("HOST".into(), self.address(replica).to_string()));
+        env.push(("HOST".into(), self.address(slot).to_string()));
         env.push(("PORT".into(), self.port().to_string()));
         env.push(("COVE_SERVICE".into(), self.name.clone()));
         env.push(("COVE_REPLICA".into(), replica.to_string()));
@@ -190,32 +325,60 @@ pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
     project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"))
 }
 
-/// Most replicas one app can run natively (one address slot each).
-pub const MAX_SLOTS: u32 = 4 * 254;
+/// Most instances of one service at once (replicas, plus the new ones of a
+/// rolling deploy): slots 1..=62 of its 64 addresses (none ends in .0 or
+/// .255).
+pub const MAX_INSTANCES: u32 = 62;
 
-/// Address of `slot` (1-based) of the app whose blocks start at `net`:
-/// `127.(64+b/256).(b%256).((slot-1)%254+1)`, block `b = 4·net + (slot-1)/254`.
+/// Most services of one app run natively (64 address ranges).
+pub const MAX_SERVICES: usize = 64;
+
+/// Address of global `slot` of the app whose range is `net`:
+/// `127.64.0.0 + 4096·net + slot`.
 pub fn address(net: u16, slot: u32) -> Ipv4Addr {
-    let net = u32::from(net % (1 << 12));
-    let slot = slot.clamp(1, MAX_SLOTS) - 1;
-    let block = net * 4 + slot / 254;
-    Ipv4Addr::from(
-        (127u32 << 24) + ((64 + block / 256) << 16) + ((block % 256) << 8) + slot % 254 + 1,
-    )
+    let net = u32::from(net % (1 << 10));
+    let slot = slot % 4096;
+    Ipv4Addr::from((127u32 << 24) + (64 << 16) + net * 4096 + slot)
 }
 
-/// The app's address blocks: FNV-1a of its name and directory, 12 bits.
-pub fn project_net(name: &str, dir: &Path) -> u16 {
+fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in name
-        .bytes()
-        .chain([0])
-        .chain(dir.as_os_str().as_encoded_bytes().iter().copied())
-    {
+    for b in bytes {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    ((h ^ (h >> 12) ^ (h >> 24)) & 0xfff) as u16
+    h
+}
+
+/// The app's address range: FNV-1a of its name and directory, 10 bits.
+pub fn project_net(name: &str, dir: &Path) -> u16 {
+    let h = fnv(name
+        .bytes()
+        .chain([0])
+        .chain(dir.as_os_str().as_encoded_bytes().iter().copied()));
+    ((h ^ (h >> 10) ^ (h >> 20)) & 0x3ff) as u16
+}
+
+/// Each service's range index (0..64): from its name's hash, the next free
+/// one on a collision, names taken in sorted order (so the result depends
+/// only on the set of names). `None` with more than [`MAX_SERVICES`].
+pub fn service_indexes<'a>(names: impl Iterator<Item = &'a str>) -> Option<IndexMap<&'a str, u32>> {
+    let mut sorted: Vec<&str> = names.collect();
+    sorted.sort_unstable();
+    if sorted.len() > MAX_SERVICES {
+        return None;
+    }
+    let mut taken = [false; MAX_SERVICES];
+    let mut out = IndexMap::new();
+    for name in sorted {
+        let mut i = fnv(name.bytes()) as usize % MAX_SERVICES;
+        while taken[i] {
+            i = (i + 1) % MAX_SERVICES;
+        }
+        taken[i] = true;
+        out.insert(name, i as u32);
+    }
+    Some(out)
 }
 
 /// Why a service cannot run natively.
@@ -269,24 +432,43 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
         .collect();
     let state_dir = state_dir(app, project_dir);
     let net = project_net(&app.name, project_dir);
-    let mut next_slot = 1;
+    let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
+        Some(i) => i,
+        None => {
+            return Err(vec![PlanError {
+                service: String::new(),
+                message: format!(
+                    "has {} services; natively an app can run at most {MAX_SERVICES}",
+                    app.services.len()
+                ),
+                hint: "split the app, or run a part of it (`cove up SERVICE`)".into(),
+            }]);
+        }
+    };
+    // Service name → (global slot of its first replica, ports).
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
         .iter()
-        .map(|(n, p)| {
-            let first = next_slot;
-            next_slot += app.services[*n].replicas().max(1);
-            (*n, (first, p.clone()))
-        })
+        .map(|(n, p)| (*n, (indexes[n] * 64 + 1, p.clone())))
         .collect();
-    if next_slot - 1 > MAX_SLOTS {
-        errors.push(PlanError {
-            service: String::new(),
-            message: format!(
-                "runs {} replicas; natively an app can run at most {MAX_SLOTS}",
-                next_slot - 1
-            ),
-            hint: "run fewer replicas, or a part of the app (`cove up SERVICE`)".into(),
-        });
+    for (name, svc) in &app.services {
+        let most = svc
+            .x_cove
+            .as_ref()
+            .and_then(|x| x.autoscale.as_ref())
+            .map_or(0, |a| a.max)
+            .max(svc.replicas());
+        if most > MAX_INSTANCES / 2 {
+            errors.push(PlanError {
+                service: name.clone(),
+                message: format!(
+                    "asks for {most} replicas; natively a service runs at most {}",
+                    MAX_INSTANCES / 2
+                ),
+                hint:
+                    "run fewer replicas (a rolling deploy needs room for new ones beside the old)"
+                        .into(),
+            });
+        }
     }
     for (name, svc) in app.services.iter() {
         let err = |message: String, hint: &str| PlanError {
@@ -398,6 +580,42 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 condition: d.condition,
             });
         }
+        let stateful =
+            recipes[name.as_str()].is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+        let default = UpdatePolicy {
+            parallelism: 1,
+            delay: Duration::ZERO,
+            start_first: !stateful,
+            monitor: Duration::ZERO,
+            on_failure: FailureAction::Rollback,
+            max_failure_ratio: 0.0,
+        };
+        let deploy = svc.deploy.as_ref();
+        let policies = UpdatePolicy::from_compose(
+            deploy.and_then(|d| d.update_config.as_ref()),
+            stateful,
+            &default,
+            FailureAction::Rollback,
+        )
+        .and_then(|update| {
+            let rollback = UpdatePolicy::from_compose(
+                deploy.and_then(|d| d.rollback_config.as_ref()),
+                stateful,
+                &update,
+                FailureAction::Pause,
+            )?;
+            Ok((update, rollback))
+        });
+        let (update, rollback) = match policies {
+            Ok(p) => p,
+            Err(m) => {
+                errors.push(err(
+                    format!("`deploy`: {m}"),
+                    "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
+                ));
+                continue;
+            }
+        };
         let rewrite = |s: &str| rewrite_references(s, &addresses, net);
         let env = svc
             .environment
@@ -424,11 +642,16 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             depends_on,
             ports: ports[name.as_str()].clone(),
             net,
-            first_slot: addresses[name.as_str()].0,
+            base: indexes[name.as_str()] * 64,
             recipe: recipes[name.as_str()],
             data_root: recipes[name.as_str()]
                 .filter(|r| r.has_data(svc))
                 .map(|_| state_dir.join("data")),
+            update,
+            rollback,
+            revision: 0,
+            artifact: None,
+            keep_artifacts: Some(state_dir.join("artifacts")),
         });
     }
     let gateway = match crate::routes::gateway(app, &services, project_dir) {
@@ -532,7 +755,7 @@ impl Plan {
         let services: IndexMap<&str, (u32, Vec<u16>)> = self
             .services
             .iter()
-            .map(|s| (s.name.as_str(), (s.first_slot, s.ports.clone())))
+            .map(|s| (s.name.as_str(), (s.base + 1, s.ports.clone())))
             .collect();
         let net = self.services.first().map_or(0, |s| s.net);
         rewrite_value(v, &services, net)
@@ -585,16 +808,38 @@ mod tests {
     #[test]
     fn addresses_are_per_service_and_replica() {
         assert_eq!(address(0, 1), Ipv4Addr::new(127, 64, 0, 1));
-        assert_eq!(address(0, 254), Ipv4Addr::new(127, 64, 0, 254));
-        assert_eq!(address(0, 255), Ipv4Addr::new(127, 64, 1, 1));
-        assert_eq!(address(75, 7), Ipv4Addr::new(127, 65, 44, 7));
-        assert_eq!(address(4095, 1016), Ipv4Addr::new(127, 127, 255, 254));
-        // Blocks of neighbouring apps do not overlap.
-        assert_eq!(address(1, 1), Ipv4Addr::new(127, 64, 4, 1));
+        assert_eq!(address(0, 64 + 62), Ipv4Addr::new(127, 64, 0, 126));
+        assert_eq!(address(0, 3 * 64 + 62), Ipv4Addr::new(127, 64, 0, 254));
+        assert_eq!(address(0, 4 * 64 + 1), Ipv4Addr::new(127, 64, 1, 1));
+        assert_eq!(
+            address(1023, 63 * 64 + 62),
+            Ipv4Addr::new(127, 127, 255, 254)
+        );
+        // Ranges of neighbouring apps do not overlap.
+        assert_eq!(address(1, 1), Ipv4Addr::new(127, 64, 16, 1));
         let a = project_net("shop", Path::new("/home/a/shop"));
         assert_eq!(a, project_net("shop", Path::new("/home/a/shop")), "stable");
         assert_ne!(a, project_net("shop", Path::new("/home/b/shop")));
-        assert!(a < 1 << 12);
+        assert!(a < 1 << 10);
+        // Service ranges: stable, distinct, independent of the others.
+        let names = ["web", "db", "cache", "worker"];
+        let i = service_indexes(names.into_iter()).unwrap();
+        let mut seen: Vec<u32> = i.values().copied().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 4);
+        assert!(seen.iter().all(|x| *x < 64));
+        let fewer = service_indexes(["web", "db"].into_iter()).unwrap();
+        assert_eq!((fewer["web"], fewer["db"]), (i["web"], i["db"]));
+        let many: Vec<String> = (0..65).map(|n| format!("s{n}")).collect();
+        assert!(service_indexes(many.iter().map(String::as_str)).is_none());
+        let full: Vec<String> = (0..64).map(|n| format!("s{n}")).collect();
+        assert_eq!(
+            service_indexes(full.iter().map(String::as_str))
+                .unwrap()
+                .len(),
+            64
+        );
     }
 
     #[test]

@@ -69,6 +69,19 @@ pub enum Command {
     Start(ServicesArgs),
     /// Stop and start services (all when none named).
     Restart(ServicesArgs),
+    /// Build services (all running ones when none named) and roll the new
+    /// revision out replica by replica per `deploy.update_config`: new
+    /// replicas serve only once healthy, old ones are drained first; a
+    /// failed deploy rolls back by itself.
+    Deploy(DeployArgs),
+    /// Set replica counts, e.g. `cove scale api=5`; fewer replicas are
+    /// drained before they stop.
+    Scale(ScaleArgs),
+    /// Roll a service back to its previous revision (or `--to N`), with
+    /// its kept artifact, replica by replica.
+    Rollback(RollbackArgs),
+    /// List a service's revisions.
+    History(HistoryArgs),
     /// Run a one-off command in a service's environment (its dependencies
     /// are started first), e.g. `cove run api -- ./migrate`.
     Run(RunArgs),
@@ -104,6 +117,40 @@ pub enum BalancePolicy {
     /// Two random choices, the one with fewer requests in flight.
     LeastInFlight,
     RoundRobin,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// The revision's message. Default: the project's git commit, if any.
+    #[arg(short, long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// `SERVICE=N` (repeatable).
+    #[arg(value_name = "SERVICE=N", required = true)]
+    pub pairs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// The revision to go back to. Default: the one before the running one.
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PsFormat::Table)]
+    pub format: PsFormat,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod config;
 mod control;
+mod deploy;
 mod down;
 mod gateway;
 mod logs;
@@ -29,6 +30,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => control::run(&cli.project, control::Verb::Start, &args),
         Command::Restart(args) => control::run(&cli.project, control::Verb::Restart, &args),
         Command::Run(args) => run::run(&cli.project, &args),
+        Command::Deploy(args) => deploy::deploy(&cli.project, &args),
+        Command::Scale(args) => deploy::scale(&cli.project, &args),
+        Command::Rollback(args) => deploy::rollback(&cli.project, &args),
+        Command::History(args) => deploy::history(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);

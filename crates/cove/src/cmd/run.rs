@@ -29,7 +29,7 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
     let Some(svc) = plan.services.iter().find(|s| s.name == args.service) else {
         anyhow::bail!("no such service `{}`", args.service);
     };
-    let mut env = svc.replica_env(1);
+    let mut env = svc.replica_env(1, 1);
     for (k, v) in env.iter_mut() {
         if k == "COVE_REPLICA" {
             *v = "run".into();
