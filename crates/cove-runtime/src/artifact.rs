@@ -105,7 +105,7 @@ fn prune(service_dir: &Path, current: &Path, in_use: &[PathBuf]) {
             (newest, e.path())
         })
         .collect();
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     for (_, dir) in dirs.into_iter().skip(KEEP) {
         if dir == current || in_use.iter().any(|p| p.starts_with(&dir)) {
             continue;

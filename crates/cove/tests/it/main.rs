@@ -4,6 +4,7 @@
 mod buffs;
 mod config;
 mod daemon;
+mod deploy;
 pub mod gateway;
 mod kvstore;
 mod logs;

@@ -1,0 +1,247 @@
+//! Deploys, scaling and rollbacks under load through the gateway: a
+//! 3-replica Python HTTP service gets a new revision, is scaled 3 → 5 → 2,
+//! rolled back, and given a revision that never turns healthy (rolled back
+//! by itself); every phase runs under continuous requests, none may fail.
+//! The load is bounded (time and count) and talks to the gateway on
+//! loopback only.
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::daemon::{App, eventually};
+use crate::gateway::wait_for_targets;
+
+/// Answers `v<VERSION>`; `/healthz` fails when `BROKEN=1`.
+const SERVER: &str = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        broken = os.environ.get("BROKEN") == "1"
+        code = 500 if (self.path == "/healthz" and broken) else 200
+        body = ("v" + os.environ["VERSION"]).encode()
+        self.send_response(code)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn compose(version: u32, broken: bool) -> String {
+    format!(
+        r#"
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      health: {{http: /healthz}}
+    environment: {{VERSION: "{version}", BROKEN: "{}"}}
+    expose: ["8000"]
+    deploy:
+      replicas: 3
+      update_config: {{parallelism: 1, order: start-first}}
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+"#,
+        if broken { 1 } else { 0 }
+    )
+}
+
+/// One GET through the gateway (`Connection: close`): the body of a 200, or
+/// what went wrong.
+fn get(gw: SocketAddr) -> Result<String, String> {
+    let mut s =
+        TcpStream::connect_timeout(&gw, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(body.to_string())
+    } else {
+        Err(head.lines().next().unwrap_or("no answer").to_string())
+    }
+}
+
+/// Requests from a few threads until stopped (or 120 s, or 200,000
+/// requests): answers by body, and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<(BTreeMap<String, u64>, Vec<String>)>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(gw: SocketAddr) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<(BTreeMap<String, u64>, Vec<String>)>> = Default::default();
+        let threads = (0..4)
+            .map(|_| {
+                let (stop, seen) = (stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let end = Instant::now() + Duration::from_secs(120);
+                    for _ in 0..50_000 {
+                        if stop.load(Ordering::Relaxed) || Instant::now() > end {
+                            break;
+                        }
+                        let r = get(gw);
+                        let mut s = seen.lock().unwrap();
+                        match r {
+                            Ok(body) => *s.0.entry(body).or_default() += 1,
+                            Err(e) => s.1.push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            seen,
+            threads,
+        }
+    }
+
+    /// Answers by body; fails the test on any failed request.
+    fn finish(self, phase: &str) -> BTreeMap<String, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let (bodies, failures) = std::mem::take(&mut *self.seen.lock().unwrap());
+        let total: u64 = bodies.values().sum();
+        assert!(
+            failures.is_empty(),
+            "{phase}: {} of {} requests failed: {:?}",
+            failures.len(),
+            total + failures.len() as u64,
+            &failures[..failures.len().min(5)]
+        );
+        assert!(total > 20, "{phase}: only {total} requests");
+        eprintln!("{phase}: {total} requests, 0 failed: {bodies:?}");
+        bodies
+    }
+}
+
+fn cove_ok(app: &App, args: &[&str]) -> String {
+    let (code, out) = app.merged(args);
+    assert_eq!(code, Some(0), "cove {args:?}:\n{out}");
+    out
+}
+
+fn web_replicas(app: &App) -> Vec<serde_json::Value> {
+    app.ps()
+        .into_iter()
+        .filter(|r| r["service"] == "web" && r["state"] == "running")
+        .collect()
+}
+
+/// Lets the load run a moment, so every phase has requests before and after.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn deploy_scale_and_rollback_drop_no_request() {
+    let app = App::new(&compose(1, false));
+    fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let gw = wait_for_targets(&app, &[3]);
+    assert_eq!(get(gw).unwrap(), "v1");
+
+    // A new revision, replica by replica.
+    let load = Load::start(gw);
+    settle();
+    fs_err::write(app.dir().join("compose.yaml"), compose(2, false)).unwrap();
+    let out = cove_ok(&app, &["deploy", "web", "--message", "version 2"]);
+    assert!(
+        out.contains("revision 2 runs on every replica (3 replaced)"),
+        "{out}"
+    );
+    settle();
+    let bodies = load.finish("deploy");
+    assert!(
+        bodies.contains_key("v1") && bodies.contains_key("v2"),
+        "{bodies:?}"
+    );
+    let rows = web_replicas(&app);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["revision"] == 2), "{rows:?}");
+    assert!((0..10).all(|_| get(gw).unwrap() == "v2"));
+
+    // The same again: nothing to do.
+    let out = cove_ok(&app, &["deploy", "web"]);
+    assert!(
+        out.contains("revision 2 is already running; nothing to do"),
+        "{out}"
+    );
+
+    // 3 → 5 → 2.
+    let load = Load::start(gw);
+    settle();
+    cove_ok(&app, &["scale", "web=5"]);
+    eventually(30, "5 healthy replicas", || {
+        web_replicas(&app)
+            .iter()
+            .filter(|r| r["health"] == "healthy")
+            .count()
+            == 5
+    });
+    wait_for_targets(&app, &[5]);
+    settle();
+    cove_ok(&app, &["scale", "web=2"]);
+    assert_eq!(web_replicas(&app).len(), 2);
+    wait_for_targets(&app, &[2]);
+    settle();
+    load.finish("scale 3 → 5 → 2");
+
+    // Back to revision 1, without a build.
+    let load = Load::start(gw);
+    settle();
+    let out = cove_ok(&app, &["rollback", "web"]);
+    assert!(out.contains("revision 1 runs on every replica"), "{out}");
+    settle();
+    load.finish("rollback");
+    assert!((0..10).all(|_| get(gw).unwrap() == "v1"));
+    let history = cove_ok(&app, &["history", "web", "--format", "json"]);
+    let h: serde_json::Value = serde_json::from_str(history.lines().collect::<String>().as_str())
+        .unwrap_or_else(|e| panic!("{e}: {history}"));
+    let numbers: Vec<u64> = h["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2], "{h}");
+    assert_eq!(h["current"], 1);
+    assert_eq!(h["revisions"][1]["message"], "version 2");
+    assert_eq!(
+        h["revisions"][0]["pinned"], true,
+        "held by the rollback: {h}"
+    );
+
+    // A revision that never turns healthy rolls back by itself.
+    let load = Load::start(gw);
+    settle();
+    fs_err::write(app.dir().join("compose.yaml"), compose(3, true)).unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("unhealthy"), "says why: {out}");
+    assert!(out.contains("rolling back to revision 1"), "{out}");
+    assert!(out.contains("the previous revision runs again"), "{out}");
+    settle();
+    let bodies = load.finish("failed deploy");
+    assert_eq!(bodies.keys().collect::<Vec<_>>(), ["v1"], "v3 never served");
+    let rows = web_replicas(&app);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["revision"] == 1), "{rows:?}");
+}
