@@ -1,5 +1,6 @@
 //! `cove ps [--format table|json]`: every replica the daemon knows, with
-//! its state, health, pid, address, restarts and uptime.
+//! its revision, state, health, pid, address, restarts and uptime (during a
+//! deploy a replica's old and new instances are both listed).
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,7 +44,8 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
 fn table(rows: &[Replica], now: SystemTime) -> String {
     let mut cells = vec![
         [
-            "SERVICE", "REPLICA", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS", "UPTIME",
+            "SERVICE", "REPLICA", "REVISION", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS",
+            "UPTIME",
         ]
         .map(String::from),
     ];
@@ -56,7 +58,12 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
         cells.push([
             r.service.clone(),
             r.replica.to_string(),
-            r.state.clone(),
+            if r.revision == 0 { "-".into() } else { r.revision.to_string() },
+            if r.retiring {
+                format!("{} (retiring)", r.state)
+            } else {
+                r.state.clone()
+            },
             r.health.clone(),
             r.pid.map_or("-".into(), |p| p.to_string()),
             r.address.clone(),

@@ -256,7 +256,7 @@ fn up_detached_converges_ps_shows_replicas_and_down_leaves_nothing() {
     }
     let table = app.cove(&["ps"]).stdout;
     assert!(
-        table.starts_with("SERVICE  REPLICA  STATE    HEALTH   PID"),
+        table.starts_with("SERVICE  REPLICA  REVISION  STATE    HEALTH   PID"),
         "{table}"
     );
     assert!(table.contains("healthy"), "{table}");
