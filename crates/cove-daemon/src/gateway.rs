@@ -304,6 +304,31 @@ impl ProjectGateway {
         }
     }
 
+    /// `service`'s requests in flight now (over its targets) and requests
+    /// answered so far (over its routes): what autoscaling reads.
+    pub fn load(&self, service: &str) -> (usize, u64) {
+        let mut seen = HashSet::new();
+        let mut in_flight = 0;
+        for (r, addrs) in self.plan.gateway.routes.iter().zip(&self.current) {
+            if r.service != service {
+                continue;
+            }
+            for a in addrs {
+                if seen.insert(*a) {
+                    in_flight += self.targets.get(a).map_or(0, |t| t.in_flight());
+                }
+            }
+        }
+        let prefix = format!("{service} ");
+        let answered = self
+            .stats
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, s)| (1..=5).map(|c| s.requests(c)).sum::<u64>())
+            .sum();
+        (in_flight, answered)
+    }
+
     /// The targets at `addrs` in the current table (to wait for their
     /// requests once they are out of it).
     pub fn targets_of(&self, addrs: &[SocketAddr]) -> Vec<Arc<Target>> {

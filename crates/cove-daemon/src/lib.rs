@@ -18,6 +18,7 @@
 //! directory's marker, by process group.
 
 pub mod api;
+pub mod autoscale;
 pub mod client;
 pub mod gateway;
 pub mod server;

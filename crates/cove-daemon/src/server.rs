@@ -40,6 +40,9 @@ use cove_runtime::supervisor::Outcome;
 /// Longest long poll of `/v1/events`.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// How often autoscaled services are looked at.
+const AUTOSCALE_TICK: Duration = Duration::from_millis(500);
+
 /// Longest wait for a retiring replica's requests to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -64,6 +67,11 @@ struct Daemon {
 
 /// One project: its supervisor and what it was asked to run.
 struct Project {
+    /// Its key (its state directory).
+    key: Arc<str>,
+    /// Autoscaled services: their scaler, and the last request count seen.
+    scalers:
+        std::sync::Mutex<HashMap<String, (crate::autoscale::Scaler, u64, tokio::time::Instant)>>,
     run: Mutex<Running>,
     states: watch::Receiver<States>,
     /// Its supervisor's report channel, for [`Daemon::flush`].
@@ -195,6 +203,8 @@ impl Daemon {
             ));
         });
         let project = Arc::new(Project {
+            key: key.clone(),
+            scalers: Default::default(),
             gateway,
             probed,
             access_log,
@@ -363,6 +373,17 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         }
         run.desired = Some(desired);
     }
+
+    let scaling = daemon.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUTOSCALE_TICK);
+        loop {
+            tick.tick().await;
+            for p in scaling.all() {
+                autoscale(&scaling, &p).await;
+            }
+        }
+    });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
@@ -791,6 +812,17 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
                 .join("\n"),
             errors.first().map(|e| e.hint.clone()),
         );
+    }
+    for (name, svc) in &req.app.services {
+        if let Some(a) = svc.x_cove.as_ref().and_then(|x| x.autoscale.as_ref())
+            && let Err(e) = crate::autoscale::Policy::from_spec(a)
+        {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("service `{name}`: `x-cove.autoscale` {e}"),
+                Some("e.g. `autoscale: {min: 2, max: 5, target_concurrency: 32}`".into()),
+            );
+        }
     }
     if let Some(unknown) = req
         .services
@@ -1484,4 +1516,94 @@ async fn history(daemon: &Daemon, key: &str, query: &str) -> Answer {
                 .collect(),
         },
     )
+}
+
+/// One look at `project`'s autoscaled services: the gateway's figures go to
+/// each one's scaler; a decision becomes a `cove scale` (kept in what
+/// should run) and an event. Skipped while another command holds the
+/// project (a deploy waits for no one, so neither does this).
+async fn autoscale(daemon: &Daemon, project: &Project) {
+    use crate::autoscale::{Figure, Policy, Scaler};
+    let Ok(mut run) = project.run.try_lock() else {
+        return;
+    };
+    let Some(desired) = run.desired.clone() else {
+        return;
+    };
+    let now = tokio::time::Instant::now();
+    let mut changes = Vec::new();
+    {
+        let gateway = project.gateway.lock().expect("not poisoned");
+        let mut scalers = project.scalers.lock().expect("not poisoned");
+        for name in &desired.wanted {
+            let Some(spec) = desired
+                .app
+                .services
+                .get(name)
+                .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
+            else {
+                scalers.remove(name);
+                continue;
+            };
+            let Ok(policy) = Policy::from_spec(spec) else {
+                continue; // refused by `cove up` already
+            };
+            let Some(g) = gateway.as_ref() else {
+                continue;
+            };
+            let (in_flight, answered) = g.load(name);
+            let entry = scalers
+                .entry(name.clone())
+                .or_insert_with(|| (Scaler::new(policy.clone()), answered, now));
+            if entry.0.policy != policy {
+                *entry = (Scaler::new(policy.clone()), answered, now);
+            }
+            let figure = match policy.target {
+                Figure::Concurrency(_) => in_flight as f64,
+                Figure::Rps(_) => {
+                    let dt = now.duration_since(entry.2).as_secs_f64().max(0.001);
+                    (answered.saturating_sub(entry.1)) as f64 / dt
+                }
+            };
+            entry.1 = answered;
+            entry.2 = now;
+            let current = desired
+                .scale
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| desired.app.services[name].replicas());
+            if let Some(to) = entry.0.observe(now.into_std(), current, figure) {
+                let what = match policy.target {
+                    Figure::Concurrency(t) => {
+                        format!("{in_flight} in flight, target {t} per replica")
+                    }
+                    Figure::Rps(t) => format!("{figure:.1} requests/s, target {t} per replica"),
+                };
+                changes.push((name.clone(), current, to, what));
+            }
+        }
+    }
+    if changes.is_empty() {
+        return;
+    }
+    let mut desired = desired;
+    for (name, _, to, _) in &changes {
+        desired.scale.insert(name.clone(), *to);
+    }
+    let (plan, _) = match plan_for(&daemon.store, &project.key, &desired, &[]) {
+        Ok(p) => p,
+        Err(e) => return log(&format!("{}: autoscaling: {e}", project.key)),
+    };
+    if let Err(e) = daemon.store.set_desired(&project.key, Some(&desired)) {
+        return log(&format!("{}: autoscaling: {e}", project.key));
+    }
+    for (name, from, to, what) in changes {
+        let _ = project.reports.send(Report::Deploy {
+            service: name.clone(),
+            message: format!("autoscale: {from} → {to} replicas ({what})"),
+        });
+        drop(run.supervisor.converge(&plan, &name, false));
+    }
+    run.plan = Some(plan);
+    run.desired = Some(desired);
 }

@@ -1,10 +1,12 @@
 //! A service's artifact: what its command runs, identified by a digest, and
 //! kept so a rollback never needs a rebuild.
 //!
-//! The digest covers every argument of the command that names a regular
-//! file (relative to the service's working directory): the binary of
-//! `target/release/api`, the script of `python3 app.py`. When the program
-//! itself (the first argument) is such a file, a copy is kept under
+//! The digest covers every argument of the command that is a relative path
+//! to a regular file (from the service's working directory): the binary of
+//! `target/release/api`, the script of `python3 app.py` — the project's own
+//! files, not installed programs (`/usr/bin/redis-server`, found by
+//! absolute path or on the `PATH`, which may load files beside them). When
+//! the program itself (the first argument) is such a file, a copy is kept under
 //! `<dir>/<service>/<digest>/` and replicas run the copy: a rebuild in
 //! place does not change what runs, and a rollback runs the old copy. The
 //! last [`KEEP`] copies of a service are kept (and any in use).
@@ -26,7 +28,7 @@ pub struct Artifact {
 }
 
 fn file_of(arg: &str, workdir: &Path) -> Option<PathBuf> {
-    if arg.starts_with('-') || arg.is_empty() {
+    if arg.starts_with('-') || arg.is_empty() || Path::new(arg).is_absolute() {
         return None;
     }
     let path = workdir.join(arg);
@@ -144,6 +146,12 @@ mod tests {
         assert!(!c.digest.is_empty() && c.program.is_none());
         let none = capture("x", &["sleep".into(), "9".into()], &work, Some(&keep), &[]).unwrap();
         assert_eq!(none.digest, "");
+        let abs = work.join("bin/app").display().to_string();
+        let installed = capture("x", &[abs], &work, Some(&keep), &[]).unwrap();
+        assert_eq!(
+            installed.digest, "",
+            "absolute paths are installed programs"
+        );
         // Only the newest KEEP copies stay, and those in use.
         for v in 3..12 {
             fs_err::write(work.join("bin/app"), format!("v{v}")).unwrap();

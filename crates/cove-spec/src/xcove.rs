@@ -257,7 +257,12 @@ pub struct Autoscale {
     /// Target requests per second per replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rps: Option<f64>,
-    /// How long the load must stay low before scaling down (duration).
+    /// How long the load must stay high before scaling up (duration;
+    /// default 0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_after: Option<String>,
+    /// How long the load must stay low before scaling down (duration;
+    /// default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_after: Option<String>,
 }

@@ -58,7 +58,11 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
         cells.push([
             r.service.clone(),
             r.replica.to_string(),
-            if r.revision == 0 { "-".into() } else { r.revision.to_string() },
+            if r.revision == 0 {
+                "-".into()
+            } else {
+                r.revision.to_string()
+            },
             if r.retiring {
                 format!("{} (retiring)", r.state)
             } else {
