@@ -51,6 +51,9 @@ pub struct DeployRequest {
     /// The revision's message (the CLI's `--message`, else the git commit).
     #[serde(default)]
     pub message: String,
+    /// Replace every replica without a build (a watched file changed).
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// `POST /v1/scale`: replica counts by service.

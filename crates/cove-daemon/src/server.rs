@@ -35,7 +35,7 @@ use crate::api::{
 };
 use crate::gateway::ProjectGateway;
 use crate::store::{Desired, ReplicaRecord, Revision, Store};
-use cove_runtime::supervisor::Outcome;
+use cove_runtime::supervisor::{Mode, Outcome};
 
 /// Longest long poll of `/v1/events`.
 const MAX_WAIT: Duration = Duration::from_secs(10);
@@ -1302,6 +1302,11 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         pinned: before.pinned.clone(),
     };
     desired.pinned.retain(|s, _| !names.contains(s));
+    let mode = if req.restart {
+        Mode::Restart
+    } else {
+        Mode::Deploy
+    };
     let (plan, pending) = match plan_for(&daemon.store, key, &desired, &names) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
@@ -1318,7 +1323,7 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         .collect();
     let done: Vec<_> = names
         .iter()
-        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, true)?)))
+        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, mode)?)))
         .collect();
     run.plan = Some(plan);
     run.desired = Some(desired);
@@ -1387,7 +1392,12 @@ async fn scale(daemon: &Daemon, key: &str, req: ScaleRequest) -> Answer {
     }
     let done: Vec<_> = names
         .iter()
-        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, false)?)))
+        .filter_map(|n| {
+            Some((
+                n.clone(),
+                run.supervisor.converge(&plan, n, Mode::Converge)?,
+            ))
+        })
         .collect();
     run.plan = Some(plan);
     run.desired = Some(desired);
@@ -1457,7 +1467,12 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
     }
     let done: Vec<_> = names
         .iter()
-        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, false)?)))
+        .filter_map(|n| {
+            Some((
+                n.clone(),
+                run.supervisor.converge(&plan, n, Mode::Converge)?,
+            ))
+        })
         .collect();
     run.plan = Some(plan);
     run.desired = Some(desired);
@@ -1602,7 +1617,7 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
             service: name.clone(),
             message: format!("autoscale: {from} → {to} replicas ({what})"),
         });
-        drop(run.supervisor.converge(&plan, &name, false));
+        drop(run.supervisor.converge(&plan, &name, Mode::Converge));
     }
     run.plan = Some(plan);
     run.desired = Some(desired);

@@ -5,9 +5,12 @@
 //! Forwarded requests get `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
 //! `X-Forwarded-Host` and `X-Request-Id` (when absent); hop-by-hop headers
 //! (and those named in `Connection`) are removed both ways. A request that
-//! could not be connected is retried once on another target when it has no
-//! body (the body of one that has was consumed). Answers of the gateway
-//! itself: 404 no route, 502 upstream failed, 503 no target, 504 timeout.
+//! could not be sent (no connection) is retried once on another target; one
+//! that was sent and got no answer (the target died) is retried once only
+//! when it is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has
+//! no body. Answers of the gateway itself: 404 no route, 502 upstream
+//! failed, 503 no target, 504 timeout; they close the client's connection
+//! when the request's body may be left unread.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -432,6 +435,10 @@ impl Gateway {
             }
         }
         let replayable = hyper::body::Body::is_end_stream(&body);
+        // What it takes to send an idempotent request again after its
+        // target died under it.
+        let again = (replayable && is_idempotent(&parts.method))
+            .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
         // A body without a length over the route's limit is cut off when it
         // gets there: `over` says so, and the request is abandoned.
         let over = Arc::new(tokio::sync::Notify::new());
@@ -449,12 +456,18 @@ impl Gateway {
         for attempt in 0..2 {
             let Some(target) = balance::pick(&route.pool, avoid, table::now_ms(), &mut random)
             else {
-                return plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "cove gateway: no healthy target for `{}`\n",
-                        route.pool.name
+                if attempt > 0 {
+                    break; // no other target to try
+                }
+                return closing(
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "cove gateway: no healthy target for `{}`\n",
+                            route.pool.name
+                        ),
                     ),
+                    replayable,
                 );
             };
             served.target = Some(target.addr);
@@ -495,10 +508,24 @@ impl Gateway {
                     strip_hop_by_hop(resp.headers_mut());
                     return resp;
                 }
-                Ok(Err(SendError::Connect(_, req))) if replayable && attempt == 0 => {
+                Ok(Err(SendError::Connect(_, req))) if attempt == 0 => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
                     // Nothing was sent: the same request, to another target.
                     upstream_req = *req;
+                    avoid = Some(target.addr);
+                    continue;
+                }
+                Ok(Err(SendError::Upstream(_))) if attempt == 0 && again.is_some() => {
+                    target.record(table::Outcome::ConnectFailed, table::now_ms());
+                    let (method, uri, headers) = again.clone().expect("checked");
+                    upstream_req = Request::new(
+                        http_body_util::Empty::new()
+                            .map_err(|never| match never {})
+                            .boxed(),
+                    );
+                    *upstream_req.method_mut() = method;
+                    *upstream_req.uri_mut() = uri;
+                    *upstream_req.headers_mut() = headers;
                     avoid = Some(target.addr);
                     continue;
                 }
@@ -507,33 +534,66 @@ impl Gateway {
                         target.record(table::Outcome::ConnectFailed, table::now_ms());
                     }
                     served.upstream_failed = true;
-                    return plain(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("cove gateway: {} ({}): {e}\n", route.pool.name, target.addr),
+                    return closing(
+                        plain(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("cove gateway: {} ({}): {e}\n", route.pool.name, target.addr),
+                        ),
+                        replayable,
                     );
                 }
                 Err(true) => return too_large(route.max_body.unwrap_or_default()),
                 Err(false) => {
                     served.upstream_failed = true;
-                    return plain(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        &format!(
-                            "cove gateway: {} ({}) did not answer within {wait:?}\n",
-                            route.pool.name, target.addr
+                    return closing(
+                        plain(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!(
+                                "cove gateway: {} ({}) did not answer within {wait:?}\n",
+                                route.pool.name, target.addr
+                            ),
                         ),
+                        replayable,
                     );
                 }
             }
         }
         served.upstream_failed = true;
-        plain(
-            StatusCode::BAD_GATEWAY,
-            &format!(
-                "cove gateway: no target of `{}` could be reached\n",
-                route.pool.name
+        closing(
+            plain(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "cove gateway: no target of `{}` could be reached\n",
+                    route.pool.name
+                ),
             ),
+            replayable,
         )
     }
+}
+
+/// RFC 9110's idempotent methods.
+fn is_idempotent(m: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(m)
+}
+
+/// `resp`, closing the client's connection unless the request's body was
+/// all read (`done`): what is left of it must not be read as a request.
+fn closing(mut resp: Response<Body>, done: bool) -> Response<Body> {
+    if !done {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Whether `req` asks to switch protocols (HTTP/1.1 `Connection: upgrade`

@@ -191,7 +191,11 @@ impl Upstreams {
         };
         match s.try_send_request(req).await {
             Ok(resp) => Ok(self.returning(addr, s, resp, guard)),
-            Err(e) => Err(SendError::Upstream(e.into_error())),
+            Err(mut e) => match e.take_message() {
+                // Not written: as good as not connected.
+                Some(r) => Err(SendError::Connect(e.into_error().to_string(), Box::new(r))),
+                None => Err(SendError::Upstream(e.into_error())),
+            },
         }
     }
 

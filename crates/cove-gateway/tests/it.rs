@@ -137,12 +137,87 @@ async fn a_failed_connect_is_retried_on_another_replica() {
     let now = cove_gateway::table::now_ms();
     assert!(pool.targets[0].is_ejected(now));
     assert!(!pool.targets[1].is_ejected(now));
-    // With a body, a request is not replayed: the client learns of it.
+    // Nothing was sent: a request with a body goes elsewhere too.
+    let (table, _) = one_pool(&[dead, live], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    for _ in 0..4 {
+        let (status, body) = send(gw, "POST", "/", &[], Bytes::from_static(b"data")).await;
+        assert_eq!((status, body.lines().next()), (200, Some("live")), "{body}");
+    }
+    // Nowhere to go: the client learns of it, and its connection is closed
+    // (the body it sent is not read as a request).
     let (table, _) = one_pool(&[dead], Policy::RoundRobin);
     let (_, gw) = gateway(table).await;
-    let (status, body) = send(gw, "POST", "/", &[], Bytes::from_static(b"data")).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(body.contains("svc ("), "{body}");
+    let answer = raw(
+        gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\ndata",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.contains("`svc` could be reached"), "{answer}");
+}
+
+/// Reads a request head and closes without answering (a replica that dies
+/// under a request); counts the requests it got.
+async fn dying_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt as _;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if let Ok(n) = s.read(&mut buf).await
+                    && n > 0
+                {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                drop(s);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn only_idempotent_requests_are_retried_after_their_target_died_under_them() {
+    let (dying, seen) = dying_upstream().await;
+    let live = upstream("live").await;
+    let (table, _) = one_pool(&[dying, live], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    for method in ["GET", "HEAD", "DELETE"] {
+        for _ in 0..4 {
+            let (status, _) = send(gw, method, "/", &[], Bytes::new()).await;
+            assert_eq!(status, 200, "{method}");
+        }
+    }
+    let reached = seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        reached >= 1,
+        "a GET went to the dying one and was retried: {reached}"
+    );
+    // A POST that reached it may have acted: it is not sent again.
+    let (table, _) = one_pool(&[dying, live], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    let before = seen.load(std::sync::atomic::Ordering::SeqCst);
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = send(gw, "POST", "/", &[], Bytes::from_static(b"x")).await;
+        statuses.push((status, body.lines().next().map(str::to_string)));
+    }
+    statuses.sort();
+    // Round robin: one POST to each; the dying one's is not replayed.
+    assert_eq!(statuses[0], (200, Some("live".to_string())), "{statuses:?}");
+    assert_eq!(statuses[1].0, 502, "{statuses:?}");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), before + 1);
 }
 
 #[tokio::test]

@@ -1,4 +1,6 @@
-//! Restart pacing: exponential backoff, capped, reset after a stable run.
+//! Restart pacing: exponential backoff, capped, reset after a stable run
+//! (10 s, as Docker's restart policy does) or a run that passed its health
+//! check (it was not crash-looping at start-up).
 //!
 //! Pure: the caller says how long the replica ran; the policy answers how
 //! long to wait before the next start. No clock inside, so tests need no
@@ -22,7 +24,7 @@ impl Default for Backoff {
         Backoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(60),
+            reset_after: Duration::from_secs(10),
         }
     }
 }
@@ -37,10 +39,11 @@ pub struct Restarts {
 }
 
 impl Backoff {
-    /// Records that a replica stopped after running for `ran`, and returns
-    /// the delay before starting it again.
-    pub fn next(&self, restarts: &mut Restarts, ran: Duration) -> Duration {
-        if ran >= self.reset_after {
+    /// Records that a replica stopped after running for `ran` (`served`:
+    /// it had passed its health check), and returns the delay before
+    /// starting it again.
+    pub fn next(&self, restarts: &mut Restarts, ran: Duration, served: bool) -> Duration {
+        if served || ran >= self.reset_after {
             restarts.streak = 0;
         }
         let exp = restarts.streak.min(20);
@@ -64,12 +67,20 @@ mod tests {
         };
         let mut r = Restarts::default();
         let quick = Duration::from_millis(50);
-        let delays: Vec<u128> = (0..6).map(|_| b.next(&mut r, quick).as_millis()).collect();
+        let delays: Vec<u128> = (0..6)
+            .map(|_| b.next(&mut r, quick, false).as_millis())
+            .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(r.total, 6);
         // A stable run forgets the streak, not the total.
-        assert_eq!(b.next(&mut r, Duration::from_secs(11)).as_millis(), 100);
+        assert_eq!(
+            b.next(&mut r, Duration::from_secs(11), false).as_millis(),
+            100
+        );
         assert_eq!((r.streak, r.total), (1, 7));
+        // So does a run that passed its health check, however short.
+        b.next(&mut r, quick, false);
+        assert_eq!(b.next(&mut r, quick, true).as_millis(), 100);
     }
 
     #[test]
@@ -77,7 +88,7 @@ mod tests {
         let b = Backoff::default();
         let mut r = Restarts::default();
         for _ in 0..100 {
-            assert!(b.next(&mut r, Duration::ZERO) <= b.max);
+            assert!(b.next(&mut r, Duration::ZERO, false) <= b.max);
         }
     }
 }

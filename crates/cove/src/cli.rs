@@ -242,6 +242,11 @@ pub struct UpArgs {
     /// With `-d`: how long to wait for readiness, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub wait_timeout: u64,
+    /// Follow the services' `develop.watch` rules: when their files change,
+    /// redeploy them (`rebuild`) or replace their replicas (`restart`,
+    /// `sync+restart`), replica by replica.
+    #[arg(short, long, conflicts_with = "detach")]
+    pub watch: bool,
     /// Enable services of this profile (repeatable), as `cove --profile P up`.
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,

@@ -8,6 +8,7 @@ mod cmd;
 mod daemon;
 mod output;
 mod project;
+mod watch;
 
 use std::process::ExitCode;
 

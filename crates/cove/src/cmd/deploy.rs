@@ -35,6 +35,7 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
         project_dir: project.project_dir.clone(),
         services: args.service_names.clone(),
         message,
+        restart: false,
     };
     let client = daemon::find(&project)?;
     call(&client, "/v1/deploy", &request)

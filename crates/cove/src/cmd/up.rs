@@ -47,6 +47,20 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         }
     }
     let services: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
+    let watch = if args.watch {
+        match crate::watch::rules(&project.app, &services) {
+            Ok(rules) => Some(rules),
+            Err(e) => {
+                eprintln!(
+                    "{}error{}: cannot watch: {e}\n{}hint{}: add `develop: {{watch: [{{path: ./src, action: rebuild}}]}}` to a service",
+                    style.red, style.reset, style.cyan, style.reset
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        None
+    };
     let client = daemon::client(&project)?;
     let log_dir = logs::Writer::dir_of(std::path::Path::new(&client.project));
     // From here on, the foreground shows what the replicas print.
@@ -73,7 +87,17 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         if args.detach {
             detached(&client, &style, &services, accepted.seq, args.wait_timeout).await
         } else {
-            foreground(&client, &style, &services, accepted.seq, tail).await
+            let watching = match watch {
+                Some(rules) => match Watching::start(rules, &project) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        eprintln!("{}error{}: cannot watch: {e}", style.red, style.reset);
+                        None
+                    }
+                },
+                None => None,
+            };
+            foreground(&client, &style, &services, accepted.seq, tail, watching).await
         }
     })
 }
@@ -137,6 +161,7 @@ async fn foreground(
     services: &[String],
     mut after: u64,
     mut tail: logs::Tail,
+    mut watching: Option<Watching>,
 ) -> anyhow::Result<ExitCode> {
     let colour = stdout_colour();
     let colours: HashMap<&str, &str> = services
@@ -144,13 +169,17 @@ async fn foreground(
         .enumerate()
         .map(|(i, s)| (s.as_str(), COLOURS[i % COLOURS.len()]))
         .collect();
-    // Last state of each of our replicas.
-    let mut states: BTreeMap<String, String> = BTreeMap::new();
+    // Last state of each of our replicas, by revision (a deploy runs an
+    // old and a new one side by side).
+    let mut states: BTreeMap<(String, u64), String> = BTreeMap::new();
     let rows: Vec<Replica> = client.get("/v1/ps").await.unwrap_or_default();
     for r in rows.iter().filter(|r| services.contains(&r.service)) {
-        states.insert(format!("{}-{}", r.service, r.replica), r.state.clone());
+        states.insert(
+            (format!("{}-{}", r.service, r.replica), r.revision),
+            r.state.clone(),
+        );
     }
-    let width = states.keys().map(String::len).max().unwrap_or(0);
+    let width = states.keys().map(|k| k.0.len()).max().unwrap_or(0);
     let print_logs = |tail: &mut logs::Tail| {
         let mut out = std::io::stdout().lock();
         for e in tail.poll().unwrap_or_default() {
@@ -167,17 +196,24 @@ async fn foreground(
         let _ = out.flush();
     };
     let print_events =
-        |events: Vec<Event>, after: &mut u64, states: &mut BTreeMap<String, String>| {
+        |events: Vec<Event>, after: &mut u64, states: &mut BTreeMap<(String, u64), String>| {
             for ev in events {
                 *after = ev.seq;
                 if !services.contains(&ev.service) {
                     continue;
                 }
+                if ev.state == "deploy" {
+                    eprintln!("cove: {}: {}", ev.service, ev.detail);
+                    continue;
+                }
                 eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
-                states.insert(format!("{}-{}", ev.service, ev.replica), ev.state);
+                states.insert(
+                    (format!("{}-{}", ev.service, ev.replica), ev.revision),
+                    ev.state,
+                );
             }
         };
-    let finished = |states: &BTreeMap<String, String>| {
+    let finished = |states: &BTreeMap<(String, u64), String>| {
         !states.is_empty()
             && states
                 .values()
@@ -202,6 +238,9 @@ async fn foreground(
             }
         }
         print_logs(&mut tail);
+        if let Some(w) = watching.as_mut() {
+            w.poll(client);
+        }
         if finished(&states) {
             break false;
         }
@@ -247,7 +286,7 @@ async fn foreground(
     let failed: Vec<&String> = states
         .iter()
         .filter(|(_, s)| s.as_str() == "failed")
-        .map(|(k, _)| k)
+        .map(|(k, _)| &k.0)
         .collect();
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -256,5 +295,111 @@ async fn foreground(
             eprintln!("{}error{}: {f} failed", style.red, style.reset);
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// `--watch`: the file watcher and what it gathered.
+struct Watching {
+    rules: Vec<crate::watch::Rule>,
+    changes: std::sync::mpsc::Receiver<std::path::PathBuf>,
+    debouncer: crate::watch::Debouncer,
+    state_dir: std::path::PathBuf,
+    app: cove_spec::App,
+    project_dir: std::path::PathBuf,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Watching {
+    fn start(
+        rules: Vec<crate::watch::Rule>,
+        project: &cove_spec::Project,
+    ) -> anyhow::Result<Watching> {
+        use notify::Watcher as _;
+        let (tx, changes) = std::sync::mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res
+                    && !matches!(ev.kind, notify::EventKind::Access(_))
+                {
+                    for p in ev.paths {
+                        let _ = tx.send(p);
+                    }
+                }
+            })?;
+        for r in &rules {
+            watcher
+                .watch(&r.path, notify::RecursiveMode::Recursive)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", r.path.display()))?;
+            eprintln!(
+                "cove: watching {} for {} ({:?})",
+                r.path.display(),
+                r.service,
+                r.action
+            );
+        }
+        let state_dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
+        Ok(Watching {
+            rules,
+            changes,
+            debouncer: Default::default(),
+            state_dir: fs_err::canonicalize(&state_dir).unwrap_or(state_dir),
+            app: project.app.clone(),
+            project_dir: project.project_dir.clone(),
+            _watcher: watcher,
+        })
+    }
+
+    /// Takes the changes so far; once quiet, redeploys what they concern
+    /// (in the background: the output goes on meanwhile).
+    fn poll(&mut self, client: &Client) {
+        let now = std::time::Instant::now();
+        while let Ok(path) = self.changes.try_recv() {
+            self.debouncer
+                .change(&self.rules, &path, &self.state_dir, now);
+        }
+        for (service, action, n) in self.debouncer.ready(now) {
+            use crate::watch::Action;
+            if action == Action::Sync {
+                eprintln!(
+                    "cove: watch: {service}: {n} file(s) changed; natively it reads them in place"
+                );
+                continue;
+            }
+            let restart = action == Action::Restart;
+            eprintln!(
+                "cove: watch: {service}: {n} file(s) changed; {}",
+                if restart {
+                    "replacing its replicas"
+                } else {
+                    "rebuilding and redeploying"
+                }
+            );
+            let request = cove_daemon::api::DeployRequest {
+                app: self.app.clone(),
+                project_dir: self.project_dir.clone(),
+                services: vec![service.clone()],
+                message: format!("watch: {n} file(s) changed"),
+                restart,
+            };
+            let client = client.clone();
+            tokio::spawn(async move {
+                let answer = client
+                    .post_for::<cove_daemon::api::Outcomes>(
+                        "/v1/deploy",
+                        &request,
+                        Duration::from_secs(3600),
+                    )
+                    .await;
+                match answer {
+                    Ok(o) => {
+                        for r in o.results {
+                            let word = if r.ok { "cove" } else { "cove: error" };
+                            eprintln!("{word}: watch: {}: {}", r.service, r.message);
+                        }
+                    }
+                    Err(e) => eprintln!("cove: error: watch: {service}: {e}"),
+                }
+            });
+        }
     }
 }

@@ -302,6 +302,66 @@ x-cove:
     // Idle for longer than `scale_down_after`: back to 1.
     eventually(30, "1 replica", || web_replicas(&app).len() == 1);
     let (_, logs) = app.merged(&["logs"]);
-    assert!(logs.contains("autoscale: 1 → 3 replicas"), "{logs}");
-    assert!(logs.contains("autoscale: 3 → 1 replicas"), "{logs}");
+    // Up (in one step or more as the load ramps up), then down, each with
+    // its reason.
+    assert!(logs.contains("autoscale: 1 → "), "{logs}");
+    assert!(logs.contains("→ 3 replicas ("), "{logs}");
+    assert!(logs.contains("→ 1 replicas ("), "{logs}");
+    assert!(logs.contains("in flight, target 2 per replica"), "{logs}");
+}
+
+/// Serves the file `build/out.txt` as it was when it started.
+const FILE_SERVER: &str = r#"
+import http.server, os
+body = open("build/out.txt", "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn up_watch_rebuilds_and_redeploys_a_changed_service_without_dropping_requests() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      build: sh -c "mkdir -p build && cp src/in.txt build/out.txt"
+      run: python3 server.py
+      health: {http: /}
+    expose: ["8000"]
+    deploy: {replicas: 2}
+    healthcheck: {interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}
+    develop:
+      watch:
+        - {path: ./src, action: rebuild, ignore: ["*.swp"]}
+x-cove:
+  gateway: {listen: "127.0.0.1:0"}
+"#,
+    );
+    fs_err::write(app.dir().join("server.py"), FILE_SERVER).unwrap();
+    fs_err::create_dir_all(app.dir().join("src")).unwrap();
+    fs_err::write(app.dir().join("src/in.txt"), "one").unwrap();
+    let mut up = crate::up::Up::start(app.dir(), &["--watch"]);
+    up.wait_for("watching", 30);
+    let gw = wait_for_targets(&app, &[2]);
+    assert_eq!(get(gw).unwrap(), "one");
+    let load = Load::start(gw);
+    settle();
+    // An ignored file changes nothing; the source does.
+    fs_err::write(app.dir().join("src/.in.txt.swp"), "x").unwrap();
+    fs_err::write(app.dir().join("src/in.txt"), "two").unwrap();
+    up.wait_for("revision 2 runs on every replica", 60);
+    settle();
+    let bodies = load.finish("watch redeploy");
+    assert!(bodies.contains_key("two"), "{bodies:?}");
+    assert!((0..10).all(|_| get(gw).unwrap() == "two"));
+    assert_eq!(up.interrupt(), Some(0));
 }
