@@ -132,6 +132,10 @@ pub struct DaemonStatus {
     pub host: bool,
     /// The asking project's services being run, in start order.
     pub running: Vec<String>,
+    /// Those of them asleep: scaled to zero (`autoscale.min: 0`), started
+    /// by the next request.
+    #[serde(default)]
+    pub asleep: Vec<String>,
     /// The last event's sequence number.
     pub seq: u64,
 }

@@ -8,7 +8,9 @@
 //! count, and down to the highest of the last `scale_down_after` (default
 //! 5 min) when that is below — as Kubernetes' HPA stabilisation windows
 //! do. Only windows fully observed count; after a decision it observes
-//! afresh.
+//! afresh. With `min: 0` an idle service goes to sleep (no replica); the
+//! gateway holds the next request and wakes it (the daemon starts one
+//! replica).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -45,9 +47,6 @@ impl Policy {
             }
             _ => return Err("its target must be above 0".into()),
         };
-        if a.min == 0 {
-            return Err("`min: 0` (scale to zero) is not supported yet; use 1 or more".into());
-        }
         if a.min > a.max {
             return Err(format!("`min` ({}) is above `max` ({})", a.min, a.max));
         }
@@ -213,10 +212,13 @@ mod tests {
             ..Default::default()
         };
         assert!(Policy::from_spec(&spec(1, 3, Some(4.0), None)).is_ok());
+        assert!(
+            Policy::from_spec(&spec(0, 3, Some(4.0), None)).is_ok(),
+            "scale to zero"
+        );
         for (bad, why) in [
             (spec(1, 3, None, None), "needs"),
             (spec(1, 3, Some(1.0), Some(1.0)), "not both"),
-            (spec(0, 3, Some(1.0), None), "scale to zero"),
             (spec(4, 3, Some(1.0), None), "above `max`"),
             (spec(1, 3, Some(0.0), None), "above 0"),
         ] {

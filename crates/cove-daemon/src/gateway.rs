@@ -22,7 +22,7 @@ use std::time::Duration;
 use cove_gateway::metrics::RouteStats;
 use cove_gateway::proxy::{AccessLog, Gateway, Limits};
 use cove_gateway::server::{self, Kind, Server};
-use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRoute};
+use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRoute, Wake};
 use cove_gateway::tls;
 use cove_runtime::plan::Plan;
 use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
@@ -55,6 +55,8 @@ pub struct ProjectGateway {
     stats: HashMap<String, Arc<RouteStats>>,
     /// The Prometheus endpoint: its address and its task.
     metrics: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    /// Services that may sleep (scaled to zero), and how to wake each.
+    wakers: HashMap<String, Wake>,
 }
 
 /// Threads serving the HTTP routes.
@@ -86,6 +88,7 @@ impl ProjectGateway {
             max_connections: g.max_connections,
             servers: HashMap::new(),
             targets: HashMap::new(),
+            wakers: HashMap::new(),
             reachable: Default::default(),
             probing: HashSet::new(),
             probed,
@@ -244,6 +247,7 @@ impl ProjectGateway {
                 PoolOptions {
                     pending,
                     http2: route.protocol == Protocol::Grpc,
+                    wake: self.wakers.get(&route.service).cloned(),
                 },
             )
         };
@@ -302,6 +306,15 @@ impl ProjectGateway {
                 tokio::spawn(probe(key, self.reachable.clone(), self.probed.clone()));
             }
         }
+    }
+
+    /// Which services may sleep; true when that changed (then
+    /// [`ProjectGateway::refresh`]).
+    pub fn set_wakers(&mut self, wakers: HashMap<String, Wake>) -> bool {
+        let same =
+            wakers.len() == self.wakers.len() && wakers.keys().all(|k| self.wakers.contains_key(k));
+        self.wakers = wakers;
+        !same
     }
 
     /// `service`'s requests in flight now (over its targets) and requests

@@ -63,12 +63,16 @@ struct Daemon {
     flushes: std::sync::atomic::AtomicU64,
     flushed: watch::Receiver<u64>,
     shutdown: Notify,
+    /// Told when a request wakes a sleeping service.
+    wake: Arc<Notify>,
 }
 
 /// One project: its supervisor and what it was asked to run.
 struct Project {
     /// Its key (its state directory).
     key: Arc<str>,
+    /// Sleeping services (scaled to zero) a request asked for.
+    woken: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Autoscaled services: their scaler, and the last request count seen.
     scalers:
         std::sync::Mutex<HashMap<String, (crate::autoscale::Scaler, u64, tokio::time::Instant)>>,
@@ -205,6 +209,7 @@ impl Daemon {
         let project = Arc::new(Project {
             key: key.clone(),
             scalers: Default::default(),
+            woken: Default::default(),
             gateway,
             probed,
             access_log,
@@ -341,6 +346,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         flushes: Default::default(),
         flushed: flushed_rx,
         shutdown: Notify::new(),
+        wake: Arc::new(Notify::new()),
     });
 
     // Bring back what should run, project by project.
@@ -378,7 +384,10 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(AUTOSCALE_TICK);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = scaling.wake.notified() => {}
+            }
             for p in scaling.all() {
                 autoscale(&scaling, &p).await;
             }
@@ -667,9 +676,23 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         };
     }
     if (method.clone(), path.as_str()) == (Method::GET, "/v1/status") {
-        let running = match key.as_deref().and_then(|k| daemon.existing(k)) {
-            Some(p) => p.run.lock().await.supervisor.running(),
-            None => Vec::new(),
+        let (running, asleep) = match key.as_deref().and_then(|k| daemon.existing(k)) {
+            Some(p) => {
+                let run = p.run.lock().await;
+                let asleep = run
+                    .desired
+                    .as_ref()
+                    .map(|d| {
+                        d.scale
+                            .iter()
+                            .filter(|(_, n)| **n == 0)
+                            .map(|(s, _)| s.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (run.supervisor.running(), asleep)
+            }
+            None => (Vec::new(), Vec::new()),
         };
         return json(
             StatusCode::OK,
@@ -679,6 +702,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
                 state_dir: daemon.paths.state_dir.clone(),
                 host: daemon.host,
                 running,
+                asleep,
                 seq: *daemon.seq.borrow(),
             },
         );
@@ -1548,7 +1572,33 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
     let now = tokio::time::Instant::now();
     let mut changes = Vec::new();
     {
-        let gateway = project.gateway.lock().expect("not poisoned");
+        let mut gateway = project.gateway.lock().expect("not poisoned");
+        // Services that may sleep get a waker in the gateway.
+        let sleepers: HashMap<String, cove_gateway::table::Wake> = desired
+            .wanted
+            .iter()
+            .filter(|n| {
+                desired.app.services[n.as_str()]
+                    .x_cove
+                    .as_ref()
+                    .and_then(|x| x.autoscale.as_ref())
+                    .is_some_and(|a| a.min == 0)
+            })
+            .map(|n| {
+                let (woken, wake, name) = (project.woken.clone(), daemon.wake.clone(), n.clone());
+                let f = move || {
+                    woken.lock().expect("not poisoned").insert(name.clone());
+                    wake.notify_one();
+                };
+                (n.clone(), cove_gateway::table::Wake(Arc::new(f)))
+            })
+            .collect();
+        if let Some(g) = gateway.as_mut()
+            && g.set_wakers(sleepers)
+        {
+            g.refresh(&project.states.borrow());
+        }
+        let woken = std::mem::take(&mut *project.woken.lock().expect("not poisoned"));
         let mut scalers = project.scalers.lock().expect("not poisoned");
         for name in &desired.wanted {
             let Some(spec) = desired
@@ -1587,6 +1637,16 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
                 .get(name)
                 .copied()
                 .unwrap_or_else(|| desired.app.services[name].replicas());
+            if current == 0 && woken.contains(name) {
+                entry.0 = Scaler::new(policy.clone());
+                changes.push((
+                    name.clone(),
+                    0,
+                    1,
+                    "a request came while it was scaled to zero".to_string(),
+                ));
+                continue;
+            }
             if let Some(to) = entry.0.observe(now.into_std(), current, figure) {
                 let what = match policy.target {
                     Figure::Concurrency(t) => {

@@ -302,7 +302,7 @@ impl Gateway {
                 );
             };
             let route = &table.routes()[index];
-            let waiting = route.pool.pending
+            let waiting = (route.pool.pending || route.pool.wake.is_some())
                 && balance::pick(
                     &route.pool,
                     None,
@@ -313,7 +313,12 @@ impl Gateway {
             if !waiting {
                 break index;
             }
-            let until = *hold_until.get_or_insert_with(|| Instant::now() + self.limits.hold);
+            let until = *hold_until.get_or_insert_with(|| {
+                if let Some(wake) = &route.pool.wake {
+                    (wake.0)();
+                }
+                Instant::now() + self.limits.hold
+            });
             if Instant::now() >= until {
                 break index;
             }
@@ -459,16 +464,18 @@ impl Gateway {
                 if attempt > 0 {
                     break; // no other target to try
                 }
-                return closing(
-                    plain(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!(
-                            "cove gateway: no healthy target for `{}`\n",
-                            route.pool.name
-                        ),
-                    ),
-                    replayable,
-                );
+                let why = if route.pool.wake.is_some() {
+                    format!(
+                        "cove gateway: `{}` was scaled to zero and no replica was ready within {:?}\n",
+                        route.pool.name, self.limits.hold
+                    )
+                } else {
+                    format!(
+                        "cove gateway: no healthy target for `{}`\n",
+                        route.pool.name
+                    )
+                };
+                return closing(plain(StatusCode::SERVICE_UNAVAILABLE, &why), replayable);
             };
             served.target = Some(target.addr);
             let guard = target.begin();
@@ -499,6 +506,32 @@ impl Gateway {
             served.upstream = sent_at.map(|t| t.elapsed());
             match sent {
                 Ok(Ok(mut resp)) => {
+                    // A small answer to a request that may be sent again is
+                    // read whole first: a target dying between its head and
+                    // its body then costs a retry, not a broken answer.
+                    if attempt == 0 && again.is_some() && small(&resp) {
+                        let (parts, body) = resp.into_parts();
+                        let whole = tokio::select! {
+                            b = body.collect() => b.ok(),
+                            _ = deadline.expired() => None,
+                        };
+                        match whole {
+                            Some(b) => {
+                                resp = Response::from_parts(
+                                    parts,
+                                    Full::new(b.to_bytes())
+                                        .map_err(|never| match never {})
+                                        .boxed(),
+                                );
+                            }
+                            None => {
+                                target.record(table::Outcome::ConnectFailed, table::now_ms());
+                                upstream_req = replay(again.as_ref().expect("checked"));
+                                avoid = Some(target.addr);
+                                continue;
+                            }
+                        }
+                    }
                     let outcome = if resp.status().is_server_error() {
                         table::Outcome::ServerError
                     } else {
@@ -517,15 +550,7 @@ impl Gateway {
                 }
                 Ok(Err(SendError::Upstream(_))) if attempt == 0 && again.is_some() => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
-                    let (method, uri, headers) = again.clone().expect("checked");
-                    upstream_req = Request::new(
-                        http_body_util::Empty::new()
-                            .map_err(|never| match never {})
-                            .boxed(),
-                    );
-                    *upstream_req.method_mut() = method;
-                    *upstream_req.uri_mut() = uri;
-                    *upstream_req.headers_mut() = headers;
+                    upstream_req = replay(again.as_ref().expect("checked"));
                     avoid = Some(target.addr);
                     continue;
                 }
@@ -570,6 +595,30 @@ impl Gateway {
             replayable,
         )
     }
+}
+
+/// The same bodiless request again.
+fn replay((method, uri, headers): &(hyper::Method, Uri, HeaderMap)) -> Request<Body> {
+    let mut req = Request::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+/// Answers read whole before they are passed on (when they may be retried).
+const SMALL_ANSWER: u64 = 64 * 1024;
+
+/// Whether `resp` says its body is at most [`SMALL_ANSWER`] bytes.
+fn small(resp: &Response<Body>) -> bool {
+    resp.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= SMALL_ANSWER)
 }
 
 /// RFC 9110's idempotent methods.

@@ -158,16 +158,32 @@ pub struct Pool {
     pub pending: bool,
     /// The targets speak HTTP/2 (cleartext, prior knowledge): gRPC.
     pub http2: bool,
+    /// The service sleeps (scaled to zero): a request finding no target
+    /// calls this, then waits as for [`Pool::pending`].
+    pub wake: Option<Wake>,
     pub(crate) next: AtomicUsize,
 }
 
+/// Asks for a sleeping service to be started (called once per request
+/// that finds it asleep; the callee makes repeats cheap).
+#[derive(Clone)]
+pub struct Wake(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wake")
+    }
+}
+
 /// How a pool's targets are reached and waited for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct PoolOptions {
     /// See [`Pool::pending`].
     pub pending: bool,
     /// See [`Pool::http2`].
     pub http2: bool,
+    /// See [`Pool::wake`].
+    pub wake: Option<Wake>,
 }
 
 impl Pool {
@@ -187,6 +203,7 @@ impl Pool {
             policy,
             pending: options.pending,
             http2: options.http2,
+            wake: options.wake,
             next: AtomicUsize::new(0),
         })
     }

@@ -162,10 +162,11 @@ async fn a_failed_connect_is_retried_on_another_replica() {
     assert!(answer.contains("`svc` could be reached"), "{answer}");
 }
 
-/// Reads a request head and closes without answering (a replica that dies
+/// Reads a request head and closes without answering — or, with `head`,
+/// after the head of an answer and part of its body (a replica that dies
 /// under a request); counts the requests it got.
-async fn dying_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    use tokio::io::AsyncReadExt as _;
+async fn dying_upstream(head: bool) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -179,6 +180,11 @@ async fn dying_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
                     && n > 0
                 {
                     count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if head {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+                            .await;
+                    }
                 }
                 drop(s);
             });
@@ -189,8 +195,17 @@ async fn dying_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
 
 #[tokio::test]
 async fn only_idempotent_requests_are_retried_after_their_target_died_under_them() {
-    let (dying, seen) = dying_upstream().await;
+    let (dying, seen) = dying_upstream(false).await;
     let live = upstream("live").await;
+    // Dying after the head of its answer: a GET is still retried.
+    let (half, halves) = dying_upstream(true).await;
+    let (table, _) = one_pool(&[half, live], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    for _ in 0..4 {
+        let (status, body) = get(gw, "/", &[]).await;
+        assert_eq!((status, body.lines().next()), (200, Some("live")));
+    }
+    assert!(halves.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     let (table, _) = one_pool(&[dying, live], Policy::RoundRobin);
     let (_, gw) = gateway(table).await;
     for method in ["GET", "HEAD", "DELETE"] {

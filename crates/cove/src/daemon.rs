@@ -95,6 +95,17 @@ pub async fn wait_ready(
 ) -> Result<Vec<Replica>, NotReady> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut after = after;
+    // Sleeping services (scaled to zero) have no replica to wait for.
+    let status: api::DaemonStatus = client.get("/v1/status").await.map_err(NotReady::Client)?;
+    let services: Vec<String> = services
+        .iter()
+        .filter(|s| !status.asleep.contains(s))
+        .cloned()
+        .collect();
+    if services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let services = services.as_slice();
     loop {
         let events: Vec<Event> = client
             .get(&format!("/v1/events?after={after}&wait=200"))
@@ -112,7 +123,7 @@ pub async fn wait_ready(
         let rows: Vec<Replica> = client.get("/v1/ps").await.map_err(NotReady::Client)?;
         let ours: Vec<Replica> = rows
             .into_iter()
-            .filter(|r| services.contains(&r.service))
+            .filter(|r| services.contains(&r.service) && !r.retiring)
             .collect();
         if !ours.is_empty() && ours.iter().all(|r| r.ready) {
             return Ok(ours);

@@ -365,3 +365,38 @@ x-cove:
     assert!((0..10).all(|_| get(gw).unwrap() == "two"));
     assert_eq!(up.interrupt(), Some(0));
 }
+
+#[test]
+fn an_idle_service_sleeps_and_the_next_request_wakes_it() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      health: {http: /healthz}
+      autoscale: {min: 0, max: 2, target_concurrency: 4, scale_down_after: 1s}
+    environment: {VERSION: "1", BROKEN: "0"}
+    expose: ["8000"]
+    healthcheck: {interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}
+x-cove:
+  gateway: {listen: "127.0.0.1:0"}
+"#,
+    );
+    fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let gw = wait_for_targets(&app, &[1]);
+    assert_eq!(get(gw).unwrap(), "v1");
+    eventually(30, "web to sleep", || web_replicas(&app).is_empty());
+    // Held while one replica starts, then answered.
+    let started = Instant::now();
+    assert_eq!(get(gw).unwrap(), "v1");
+    eprintln!("woken and answered in {:?}", started.elapsed());
+    assert_eq!(web_replicas(&app).len(), 1);
+    let (_, logs) = app.merged(&["logs"]);
+    assert!(logs.contains("autoscale: 1 → 0 replicas"), "{logs}");
+    assert!(
+        logs.contains("autoscale: 0 → 1 replicas (a request came while it was scaled to zero)"),
+        "{logs}"
+    );
+}
