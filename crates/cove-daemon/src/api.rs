@@ -231,4 +231,8 @@ pub struct RouteInfo {
     pub port: u16,
     /// `address:port` of the replicas it sends to now (healthy ones).
     pub targets: Vec<String>,
+    /// The service's own address (others reach it by name there), not a
+    /// route of the app's.
+    #[serde(default)]
+    pub internal: bool,
 }

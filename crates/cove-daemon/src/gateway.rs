@@ -526,6 +526,7 @@ pub fn describe(plan: &Plan, targets: Option<&[Vec<SocketAddr>]>) -> Routes {
             },
             service: r.service.clone(),
             port: r.port,
+            internal: r.internal,
             targets: targets
                 .and_then(|t| t.get(i))
                 .map(|t| t.iter().map(SocketAddr::to_string).collect())

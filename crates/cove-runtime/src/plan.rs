@@ -82,6 +82,11 @@ pub struct ServicePlan {
     pub artifact: Option<crate::artifact::Artifact>,
     /// Where kept copies of its program go (`<state_dir>/artifacts`).
     pub keep_artifacts: Option<PathBuf>,
+    /// The address other services reach it at, on its ports, when its
+    /// replicas move (a stateless service others name): the gateway
+    /// forwards connections there to its healthy replicas. `None`: others
+    /// reach replica 1 directly.
+    pub service_address: Option<Ipv4Addr>,
 }
 
 /// `deploy.update_config` / `rollback_config`, with cove's defaults.
@@ -445,10 +450,34 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             }]);
         }
     };
-    // Service name → (global slot of its first replica, ports).
+    // Services with an address of their own: stateless ones (replaced
+    // start-first) with ports that others name. Their replicas move on
+    // every deploy; the gateway keeps this one (slot 0 of their range).
+    let own_address: Vec<&str> = app
+        .services
+        .iter()
+        .filter(|(n, svc)| {
+            let stateful =
+                recipes[n.as_str()].is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+            let order = svc
+                .deploy
+                .as_ref()
+                .and_then(|d| d.update_config.as_ref())
+                .and_then(|u| u.order.as_deref());
+            let start_first = order.map_or(!stateful, |o| o == "start-first");
+            start_first
+                && !ports[n.as_str()].is_empty()
+                && named_by_others(app, n, &ports[n.as_str()])
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    // Service name → (global slot references reach, ports).
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
         .iter()
-        .map(|(n, p)| (*n, (indexes[n] * 64 + 1, p.clone())))
+        .map(|(n, p)| {
+            let slot = indexes[n] * 64 + u32::from(!own_address.contains(n));
+            (*n, (slot, p.clone()))
+        })
         .collect();
     for (name, svc) in &app.services {
         let most = svc
@@ -652,6 +681,9 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             revision: 0,
             artifact: None,
             keep_artifacts: Some(state_dir.join("artifacts")),
+            service_address: own_address
+                .contains(&name.as_str())
+                .then(|| address(net, indexes[name.as_str()] * 64)),
         });
     }
     let gateway = match crate::routes::gateway(app, &services, project_dir) {
@@ -665,6 +697,31 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
         Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
         _ => Err(errors),
     }
+}
+
+/// Whether another service names `name` (with one of `ports`, or alone as
+/// an environment value) in its environment or its `x-cove.run`.
+fn named_by_others(app: &App, name: &str, ports: &[u16]) -> bool {
+    let mut one = IndexMap::new();
+    one.insert(name, (1u32, ports.to_vec()));
+    app.services
+        .iter()
+        .filter(|(n, _)| *n != name)
+        .any(|(_, svc)| {
+            let env = svc
+                .environment
+                .values()
+                .flatten()
+                .any(|v| rewrite_value(v, &one, 0) != *v);
+            let run = match svc.x_cove.as_ref().and_then(|x| x.run.as_ref()) {
+                Some(StringOrList::List(l)) => {
+                    l.iter().any(|a| rewrite_references(a, &one, 0) != *a)
+                }
+                Some(StringOrList::String(s)) => rewrite_references(s, &one, 0) != *s,
+                None => false,
+            };
+            env || run
+        })
 }
 
 /// The health check: the Compose one, or for a recipe its own probe with
@@ -755,7 +812,10 @@ impl Plan {
         let services: IndexMap<&str, (u32, Vec<u16>)> = self
             .services
             .iter()
-            .map(|s| (s.name.as_str(), (s.base + 1, s.ports.clone())))
+            .map(|s| {
+                let slot = s.base + u32::from(s.service_address.is_none());
+                (s.name.as_str(), (slot, s.ports.clone()))
+            })
             .collect();
         let net = self.services.first().map_or(0, |s| s.net);
         rewrite_value(v, &services, net)

@@ -59,6 +59,10 @@ pub struct RoutePlan {
     pub timeout: Option<Duration>,
     /// Largest request body; `None`: no limit.
     pub max_body: Option<u64>,
+    /// A service's own address (see
+    /// [`crate::plan::ServicePlan::service_address`]), not a route of the
+    /// app's.
+    pub internal: bool,
 }
 
 /// The gateway's HTTPS listener: the same HTTP routes, over TLS.
@@ -157,6 +161,7 @@ pub fn gateway(
                     listen: None,
                     timeout: None,
                     max_body: None,
+                    internal: false,
                 });
             }
             continue;
@@ -280,6 +285,27 @@ pub fn gateway(
                 listen,
                 timeout,
                 max_body,
+                internal: false,
+            });
+        }
+    }
+    // Services' own addresses: connections go to their healthy replicas.
+    for svc in services {
+        let Some(a) = svc.service_address else {
+            continue;
+        };
+        for &port in &svc.ports {
+            routes.push(RoutePlan {
+                service: svc.name.clone(),
+                host: None,
+                path: "/".into(),
+                strip_prefix: false,
+                port,
+                protocol: Protocol::Tcp,
+                listen: Some(SocketAddr::from((a, port))),
+                timeout: None,
+                max_body: None,
+                internal: true,
             });
         }
     }

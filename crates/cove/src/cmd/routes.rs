@@ -66,7 +66,14 @@ fn table(routes: &Routes) -> String {
         vec![["HOST", "PATH", "SERVICE", "PORT", "PROTOCOL", "TARGETS"].map(String::from)];
     for r in &routes.routes {
         let (host, path) = if r.protocol == "tcp" {
-            (r.listen.clone(), "-".to_string())
+            (
+                if r.internal {
+                    format!("{} (`{}` by name)", r.listen, r.service)
+                } else {
+                    r.listen.clone()
+                },
+                "-".to_string(),
+            )
         } else {
             (
                 if r.host.is_empty() {

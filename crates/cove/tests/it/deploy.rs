@@ -400,3 +400,79 @@ x-cove:
         "{logs}"
     );
 }
+
+#[test]
+fn services_named_by_others_keep_their_address_across_deploys() {
+    let compose = |version: u32| {
+        format!(
+            r#"
+services:
+  api:
+    x-cove:
+      run: python3 server.py
+      health: {{http: /healthz}}
+    environment: {{VERSION: "{version}", BROKEN: "0"}}
+    expose: ["8000"]
+    deploy: {{replicas: 2}}
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+  caller:
+    x-cove: {{run: sleep 600}}
+    environment: {{API_URL: "http://api:8000/"}}
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+"#
+        )
+    };
+    let app = App::new(&compose(1));
+    fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    // `api:8000` is the service's own address, not a replica's.
+    let caller = app
+        .ps()
+        .into_iter()
+        .find(|r| r["service"] == "caller")
+        .and_then(|r| r["pid"].as_u64())
+        .unwrap();
+    let environ = fs_err::read(format!("/proc/{caller}/environ")).unwrap();
+    let url = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"API_URL="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let replicas: Vec<String> = app
+        .ps()
+        .iter()
+        .filter(|r| r["service"] == "api")
+        .map(|r| r["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!replicas.contains(&addr.to_string()), "{addr} {replicas:?}");
+    let routes = cove_ok(&app, &["routes"]);
+    assert!(
+        routes.contains(&format!("{addr} (`api` by name)")),
+        "shown: {routes}"
+    );
+    eventually(30, "the service address to answer", || {
+        get(addr).is_ok_and(|b| b == "v1")
+    });
+    // Callers keep reaching it while every replica moves.
+    let load = Load::start(addr);
+    settle();
+    fs_err::write(app.dir().join("compose.yaml"), compose(2)).unwrap();
+    cove_ok(&app, &["deploy", "api"]);
+    settle();
+    let bodies = load.finish("deploy behind the service address");
+    assert!(bodies.contains_key("v2"), "{bodies:?}");
+    let moved: Vec<String> = app
+        .ps()
+        .iter()
+        .filter(|r| r["service"] == "api")
+        .map(|r| r["address"].as_str().unwrap().to_string())
+        .collect();
+    assert_ne!(moved, replicas, "start-first: new replicas, new addresses");
+    assert!((0..10).all(|_| get(addr).unwrap() == "v2"));
+}
