@@ -509,14 +509,17 @@ impl Gateway {
                     // A small answer to a request that may be sent again is
                     // read whole first: a target dying between its head and
                     // its body then costs a retry, not a broken answer.
-                    if attempt == 0 && again.is_some() && small(&resp) {
+                    if attempt == 0
+                        && small(&resp)
+                        && let Some(again) = &again
+                    {
                         let (parts, body) = resp.into_parts();
                         let whole = tokio::select! {
-                            b = body.collect() => b.ok(),
+                            b = body.collect() => Some(b.ok()),
                             _ = deadline.expired() => None,
                         };
                         match whole {
-                            Some(b) => {
+                            Some(Some(b)) => {
                                 resp = Response::from_parts(
                                     parts,
                                     Full::new(b.to_bytes())
@@ -524,11 +527,21 @@ impl Gateway {
                                         .boxed(),
                                 );
                             }
-                            None => {
+                            Some(None) => {
                                 target.record(table::Outcome::ConnectFailed, table::now_ms());
-                                upstream_req = replay(again.as_ref().expect("checked"));
+                                upstream_req = replay(again);
                                 avoid = Some(target.addr);
                                 continue;
+                            }
+                            None => {
+                                served.upstream_failed = true;
+                                return plain(
+                                    StatusCode::GATEWAY_TIMEOUT,
+                                    &format!(
+                                        "cove gateway: {} ({}) did not answer within {wait:?}\n",
+                                        route.pool.name, target.addr
+                                    ),
+                                );
                             }
                         }
                     }
@@ -550,7 +563,7 @@ impl Gateway {
                 }
                 Ok(Err(SendError::Upstream(_))) if attempt == 0 && again.is_some() => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
-                    upstream_req = replay(again.as_ref().expect("checked"));
+                    upstream_req = replay(again.as_ref().expect("a guard checked it"));
                     avoid = Some(target.addr);
                     continue;
                 }
