@@ -122,7 +122,13 @@ fn addresses(
 ) -> anyhow::Result<String> {
     let mut replicas = Vec::new();
     let mut rewritten = Vec::new();
+    let mut own = Vec::new();
     for svc in &plan.services {
+        if let Some(a) = svc.service_address {
+            for p in &svc.ports {
+                own.push((svc.name.clone(), format!("{a}:{p}")));
+            }
+        }
         for r in 1..=svc.replicas {
             replicas.push((
                 svc.name.clone(),
@@ -142,6 +148,7 @@ fn addresses(
     if format == Format::Json {
         let v = json!({
             "replicas": replicas.iter().map(|(s, r, a)| json!({"service": s, "replica": r, "address": a})).collect::<Vec<_>>(),
+            "services": own.iter().map(|(s, a)| json!({"service": s, "address": a})).collect::<Vec<_>>(),
             "rewritten": rewritten.iter().map(|(s, k, w, v)| json!({"service": s, "name": k, "written": w, "value": v})).collect::<Vec<_>>(),
         });
         return Ok(serde_json::to_string_pretty(&v)? + "\n");
@@ -154,6 +161,15 @@ fn addresses(
     let mut out = String::new();
     for (s, r, a) in &replicas {
         out.push_str(&format!("{:<width$}  {a}\n", format!("{s}-{r}")));
+    }
+    if !own.is_empty() {
+        out.push_str(
+            "\nservice addresses (others reach these services by name there; the gateway forwards to their healthy replicas, wherever deploys move them):\n",
+        );
+        let width = own.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+        for (s, a) in &own {
+            out.push_str(&format!("{s:<width$}  {a}\n"));
+        }
     }
     if !rewritten.is_empty() {
         out.push_str("\nenvironment values that name a service:\n");

@@ -214,6 +214,8 @@ services:
     x-cove:
       run: ["sh", "-c", "exec python3 -m http.server --bind $$HOST $$PORT"]
     ports: ["5432"]
+    # A database: replaced stop-first, reached at its replica's address.
+    deploy: {update_config: {order: stop-first}}
     healthcheck:
       test: ["CMD", "python3", "-c", "import os,socket; socket.create_connection((os.environ['HOST'], int(os.environ['PORT'])), 1)"]
       interval: 1s
@@ -346,6 +348,8 @@ services:
     x-cove:
       run: ["sh", "-c", "exec python3 -m http.server --bind $$HOST $$PORT"]
     ports: ["5432"]
+    # A database: replaced stop-first, reached at its replica's address.
+    deploy: {update_config: {order: stop-first}}
     healthcheck:
       test: ["CMD", "python3", "-c", "import os,socket; socket.create_connection((os.environ['HOST'], int(os.environ['PORT'])), 1)"]
       interval: 1s
