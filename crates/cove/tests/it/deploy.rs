@@ -476,3 +476,28 @@ x-cove:
     assert_ne!(moved, replicas, "start-first: new replicas, new addresses");
     assert!((0..10).all(|_| get(addr).unwrap() == "v2"));
 }
+
+#[test]
+fn deploying_everything_leaves_unchanged_recipes_running() {
+    crate::recipes::require(&["redis-server"]);
+    let app = App::new(
+        &compose(1, false).replace("services:\n", "services:\n  cache:\n    image: redis:7\n"),
+    );
+    fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let pid = |app: &App| {
+        app.ps()
+            .into_iter()
+            .find(|r| r["service"] == "cache")
+            .and_then(|r| r["pid"].as_u64())
+    };
+    let before = pid(&app).expect("redis runs");
+    // Every running service: the recipe's program is installed, not built,
+    // and its config did not change.
+    let out = cove_ok(&app, &["deploy"]);
+    assert!(
+        out.contains("cache: revision 1 is already running; nothing to do"),
+        "{out}"
+    );
+    assert_eq!(pid(&app), Some(before), "redis kept running");
+}
