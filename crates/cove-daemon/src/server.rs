@@ -1073,6 +1073,9 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     )
 }
 
+/// Each service's command, to learn how it ended.
+type Waiting = Vec<(String, tokio::sync::oneshot::Receiver<Outcome>)>;
+
 /// Revisions the plan names that the store does not have yet: service →
 /// (number, config). Recorded once the service started or deployed.
 type Pending = HashMap<String, (u64, serde_json::Value)>;
@@ -1193,13 +1196,7 @@ fn settle(
 }
 
 /// [`settle`]s each service when its command ends, without waiting for it.
-fn settle_later(
-    store: &Arc<Store>,
-    key: &str,
-    done: Vec<(String, tokio::sync::oneshot::Receiver<Outcome>)>,
-    pending: Pending,
-    message: String,
-) {
+fn settle_later(store: &Arc<Store>, key: &str, done: Waiting, pending: Pending, message: String) {
     if pending.is_empty() {
         return;
     }
@@ -1266,7 +1263,7 @@ async fn outcomes(
     project: &Project,
     key: &str,
     seq: u64,
-    done: Vec<(String, tokio::sync::oneshot::Receiver<Outcome>)>,
+    done: Waiting,
     pending: &Pending,
     message: &str,
 ) -> Outcomes {
@@ -1279,6 +1276,38 @@ async fn outcomes(
     }
     daemon.flush(project).await;
     Outcomes { seq, results }
+}
+
+/// Makes `desired` what should run (stored before it is acted on), with
+/// `deploying` at new revision numbers, and sends each of `names` its plan
+/// in `mode`: their outcomes to wait for, and the revisions to record.
+#[allow(clippy::result_large_err, clippy::too_many_arguments)] // an HTTP answer, built once per request
+fn act(
+    daemon: &Daemon,
+    project: &Project,
+    key: &str,
+    run: &mut Running,
+    desired: Desired,
+    names: &[String],
+    deploying: &[String],
+    mode: Mode,
+) -> Result<(Waiting, Pending), Answer> {
+    let (plan, pending) = plan_for(&daemon.store, key, &desired, deploying)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e, None))?;
+    project
+        .set_gateway(Some(&plan))
+        .map_err(|e| error(StatusCode::CONFLICT, e, None))?;
+    daemon
+        .store
+        .set_desired(key, Some(&desired))
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
+    let done = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, mode)?)))
+        .collect();
+    run.plan = Some(plan);
+    run.desired = Some(desired);
+    Ok((done, pending))
 }
 
 /// `cove deploy`: the new app becomes what should run; the named services
@@ -1331,26 +1360,16 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
     } else {
         Mode::Deploy
     };
-    let (plan, pending) = match plan_for(&daemon.store, key, &desired, &names) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
-    };
-    if let Err(e) = project.set_gateway(Some(&plan)) {
-        return error(StatusCode::CONFLICT, e, None);
-    }
-    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
-    }
     let previous: HashMap<String, u64> = names
         .iter()
         .filter_map(|n| Some((n.clone(), current_revision(&project.states.borrow(), n)?)))
         .collect();
-    let done: Vec<_> = names
-        .iter()
-        .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, mode)?)))
-        .collect();
-    run.plan = Some(plan);
-    run.desired = Some(desired);
+    let (done, pending) = match act(
+        daemon, &project, key, &mut run, desired, &names, &names, mode,
+    ) {
+        Ok(d) => d,
+        Err(a) => return a,
+    };
     drop(run);
     let answer = outcomes(daemon, &project, key, seq, done, &pending, &req.message).await;
     // Rolled back: held at the revision it runs, across daemon restarts.
@@ -1407,24 +1426,19 @@ async fn scale(daemon: &Daemon, key: &str, req: ScaleRequest) -> Answer {
         );
     }
     desired.scale.extend(req.scale.clone());
-    let (plan, pending) = match plan_for(&daemon.store, key, &desired, &[]) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+    let (done, pending) = match act(
+        daemon,
+        &project,
+        key,
+        &mut run,
+        desired,
+        &names,
+        &[],
+        Mode::Converge,
+    ) {
+        Ok(d) => d,
+        Err(a) => return a,
     };
-    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
-    }
-    let done: Vec<_> = names
-        .iter()
-        .filter_map(|n| {
-            Some((
-                n.clone(),
-                run.supervisor.converge(&plan, n, Mode::Converge)?,
-            ))
-        })
-        .collect();
-    run.plan = Some(plan);
-    run.desired = Some(desired);
     drop(run);
     json(
         StatusCode::OK,
@@ -1482,24 +1496,19 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
         );
     };
     desired.pinned.insert(req.service.clone(), target.number);
-    let (plan, pending) = match plan_for(&daemon.store, key, &desired, &[]) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+    let (done, pending) = match act(
+        daemon,
+        &project,
+        key,
+        &mut run,
+        desired,
+        &names,
+        &[],
+        Mode::Converge,
+    ) {
+        Ok(d) => d,
+        Err(a) => return a,
     };
-    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
-    }
-    let done: Vec<_> = names
-        .iter()
-        .filter_map(|n| {
-            Some((
-                n.clone(),
-                run.supervisor.converge(&plan, n, Mode::Converge)?,
-            ))
-        })
-        .collect();
-    run.plan = Some(plan);
-    run.desired = Some(desired);
     drop(run);
     json(
         StatusCode::OK,
