@@ -9,13 +9,14 @@
 //! the program itself (the first argument) is such a file, a copy is kept under
 //! `<dir>/<service>/<digest>/` and replicas run the copy: a rebuild in
 //! place does not change what runs, and a rollback runs the old copy. The
-//! last [`KEEP`] copies of a service are kept (and any in use).
+//! last `keep` copies of a service are kept (and any in use; `x-cove:
+//! {keep_artifacts: N}`, default [`KEEP`]).
 
 use std::path::{Path, PathBuf};
 
 use ring::digest::{Context, SHA256};
 
-/// Copies kept per service.
+/// Copies kept per service by default.
 pub const KEEP: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +36,20 @@ fn file_of(arg: &str, workdir: &Path) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Where and how many copies of programs are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    pub dir: PathBuf,
+    pub copies: usize,
+}
+
 /// The digest of what `argv` runs from `workdir`, and (with `keep`) a kept
-/// copy of the program under `keep/<service>/`.
+/// copy of the program under `<keep.dir>/<service>/`.
 pub fn capture(
     service: &str,
     argv: &[String],
     workdir: &Path,
-    keep: Option<&Path>,
+    keep: Option<&Keep>,
     in_use: &[PathBuf],
 ) -> Result<Artifact, String> {
     let files: Vec<PathBuf> = argv.iter().filter_map(|a| file_of(a, workdir)).collect();
@@ -67,7 +75,7 @@ pub fn capture(
     let digest = format!("sha256:{hex}");
     let program = match (keep, argv.first().and_then(|a| file_of(a, workdir))) {
         (Some(keep), Some(program)) => {
-            let dir = keep.join(service).join(&hex);
+            let dir = keep.dir.join(service).join(&hex);
             let name = program.file_name().unwrap_or_default();
             let copy = dir.join(name);
             if !copy.is_file() {
@@ -80,7 +88,7 @@ pub fn capture(
             // Touch it: the newest are kept.
             let _ = fs_err::File::open(&copy)
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-            prune(&keep.join(service), &dir, in_use);
+            prune(&keep.dir.join(service), &dir, in_use, keep.copies.max(1));
             Some(copy)
         }
         _ => None,
@@ -88,8 +96,8 @@ pub fn capture(
     Ok(Artifact { digest, program })
 }
 
-/// Keeps the newest [`KEEP`] copies of a service, `current` and those in use.
-fn prune(service_dir: &Path, current: &Path, in_use: &[PathBuf]) {
+/// Keeps the newest `copies` of a service, `current` and those in use.
+fn prune(service_dir: &Path, current: &Path, in_use: &[PathBuf], copies: usize) {
     let Ok(entries) = fs_err::read_dir(service_dir) else {
         return;
     };
@@ -108,7 +116,7 @@ fn prune(service_dir: &Path, current: &Path, in_use: &[PathBuf]) {
         })
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-    for (_, dir) in dirs.into_iter().skip(KEEP) {
+    for (_, dir) in dirs.into_iter().skip(copies) {
         if dir == current || in_use.iter().any(|p| p.starts_with(&dir)) {
             continue;
         }
@@ -126,7 +134,10 @@ mod tests {
         let work = dir.path().join("work");
         fs_err::create_dir_all(work.join("bin")).unwrap();
         fs_err::write(work.join("bin/app"), b"v1").unwrap();
-        let keep = dir.path().join("keep");
+        let keep = Keep {
+            dir: dir.path().join("keep"),
+            copies: 3,
+        };
         let argv = vec!["bin/app".to_string(), "--port".into(), "80".into()];
         let a = capture("api", &argv, &work, Some(&keep), &[]).unwrap();
         assert!(
@@ -164,8 +175,8 @@ mod tests {
             )
             .unwrap();
         }
-        let left = fs_err::read_dir(keep.join("api")).unwrap().count();
-        assert_eq!(left, KEEP + 1, "KEEP newest plus the one in use");
+        let left = fs_err::read_dir(keep.dir.join("api")).unwrap().count();
+        assert_eq!(left, 3 + 1, "the 3 newest plus the one in use");
         assert!(copy.is_file());
     }
 }

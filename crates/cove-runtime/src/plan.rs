@@ -80,8 +80,9 @@ pub struct ServicePlan {
     /// What it runs, once built (see [`crate::artifact`]); `None` in a plan
     /// made from the app.
     pub artifact: Option<crate::artifact::Artifact>,
-    /// Where kept copies of its program go (`<state_dir>/artifacts`).
-    pub keep_artifacts: Option<PathBuf>,
+    /// Where kept copies of its program go (`<state_dir>/artifacts`), and
+    /// how many.
+    pub keep_artifacts: Option<crate::artifact::Keep>,
     /// The address other services reach it at, on its ports, when its
     /// replicas move (a stateless service others name): the gateway
     /// forwards connections there to its healthy replicas. `None`: others
@@ -680,7 +681,13 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             rollback,
             revision: 0,
             artifact: None,
-            keep_artifacts: Some(state_dir.join("artifacts")),
+            keep_artifacts: Some(crate::artifact::Keep {
+                dir: state_dir.join("artifacts"),
+                copies: app
+                    .x_cove
+                    .keep_artifacts
+                    .map_or(crate::artifact::KEEP, |n| n as usize),
+            }),
             service_address: own_address
                 .contains(&name.as_str())
                 .then(|| address(net, indexes[name.as_str()] * 64)),

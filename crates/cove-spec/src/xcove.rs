@@ -36,6 +36,11 @@ pub struct ProjectExt {
     /// The gateway: one origin in front of every routed service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Gateway>,
+    /// Copies of each service's program kept for rollbacks (the newest, and
+    /// any in use). Default: 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_artifacts: Option<u32>,
     /// Preview environments per branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previews: Option<Previews>,
