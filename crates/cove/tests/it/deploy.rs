@@ -501,3 +501,71 @@ fn deploying_everything_leaves_unchanged_recipes_running() {
     );
     assert_eq!(pid(&app), Some(before), "redis kept running");
 }
+
+/// `SERVER`, but exits 1 s after it started when `CRASH_SOON=1`.
+const CRASHING: &str = r#"
+import http.server, os, threading
+if os.environ.get("CRASH_SOON") == "1":
+    threading.Timer(1.0, lambda: os._exit(3)).start()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("v" + os.environ["VERSION"]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[test]
+fn monitor_catches_a_replica_that_fails_after_turning_healthy_and_pause_stops_where_it_is() {
+    let compose = |version: u32, crash: bool, action: &str| {
+        format!(
+            r#"
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      health: {{http: /}}
+    environment: {{VERSION: "{version}", CRASH_SOON: "{}"}}
+    expose: ["8000"]
+    restart: always
+    deploy:
+      replicas: 2
+      update_config: {{monitor: 3s, failure_action: {action}}}
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+"#,
+            u8::from(crash)
+        )
+    };
+    let app = App::new(&compose(1, false, "rollback"));
+    fs_err::write(app.dir().join("server.py"), CRASHING).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let gw = wait_for_targets(&app, &[2]);
+    // Healthy at first, gone a second later: `monitor` (3 s) sees it.
+    fs_err::write(app.dir().join("compose.yaml"), compose(2, true, "rollback")).unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("watching revision 2 for 3s"), "{out}");
+    assert!(out.contains("during monitor: exited with code 3"), "{out}");
+    assert!(out.contains("rolled back to revision 1"), "{out}");
+    assert!(web_replicas(&app).iter().all(|r| r["revision"] == 1));
+    assert!((0..5).all(|_| get(gw).unwrap() == "v1"));
+    // `pause`: no rollback; what was not replaced keeps running.
+    fs_err::write(app.dir().join("compose.yaml"), compose(3, true, "pause")).unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("paused"), "{out}");
+    assert!(!out.contains("rolling back"), "{out}");
+    let rows = web_replicas(&app);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["revision"] == 1),
+        "the failed one was not kept: {rows:?}"
+    );
+}
