@@ -82,6 +82,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// List a service's revisions.
     History(HistoryArgs),
+    /// The app's secrets, encrypted with age in `cove.secrets.yaml` beside
+    /// its Compose file (safe to commit; one line per secret).
+    Secrets(SecretsArgs),
     /// Run a one-off command in a service's environment (its dependencies
     /// are started first), e.g. `cove run api -- ./migrate`.
     Run(RunArgs),
@@ -151,6 +154,53 @@ pub struct HistoryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PsFormat::Table)]
     pub format: PsFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create your identity (an age key, mode 0600, at $COVE_IDENTITY or
+    /// ~/.config/cove/identity.txt) if you have none, and the app's secrets
+    /// file, with you as its recipient, if it has none.
+    Init,
+    /// Set a secret from standard input (one trailing newline dropped), or
+    /// from `--file` as it is; never from the command line.
+    Set {
+        name: String,
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Print a secret.
+    Get { name: String },
+    /// List the secrets' names.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove a secret.
+    Rm { name: String },
+    /// List, add or remove the recipients (those who can read the secrets);
+    /// every secret is encrypted again for the new set.
+    Recipients {
+        #[command(subcommand)]
+        command: Option<RecipientsCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipientsCommand {
+    /// Add a recipient: an `age1…` public key (a person's, or a server's).
+    Add {
+        key: String,
+        /// Who it is (kept beside the key).
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Remove a recipient (rotate the secrets too: old versions stay in git).
+    Rm { key: String },
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod ps;
 mod routes;
 mod run;
 mod schema;
+mod secrets;
 mod up;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scale(args) => deploy::scale(&cli.project, &args),
         Command::Rollback(args) => deploy::rollback(&cli.project, &args),
         Command::History(args) => deploy::history(&cli.project, &args),
+        Command::Secrets(args) => secrets::run(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);

@@ -10,4 +10,5 @@ mod kvstore;
 mod logs;
 pub mod recipes;
 mod reference;
+mod secrets;
 pub mod up;
