@@ -182,6 +182,10 @@ pub enum SecretsCommand {
     Ls,
     /// Remove a secret.
     Rm { name: String },
+    /// Edit every secret in $VISUAL or $EDITOR (else vi): a temporary file
+    /// of `NAME=value` lines (mode 0600, removed afterwards, also when the
+    /// editor fails); what changed is encrypted again.
+    Edit,
     /// List, add or remove the recipients (those who can read the secrets);
     /// every secret is encrypted again for the new set.
     Recipients {

@@ -58,6 +58,7 @@ fn act(file: &Path, command: &SecretsCommand) -> Result<(), Error> {
             }
             Ok(())
         }
+        SecretsCommand::Edit => edit(file),
         SecretsCommand::Ls => {
             for name in SecretsFile::load(file)?.names() {
                 println!("{name}");
@@ -168,4 +169,122 @@ fn read_value(from: Option<&Path>) -> Result<cove_secrets::Zeroizing<Vec<u8>>, E
             Ok(v)
         }
     }
+}
+
+/// `cove secrets edit`: the values in a temporary file (0600, removed when
+/// this returns, whatever happens), the editor, then what changed.
+fn edit(file: &Path) -> Result<(), Error> {
+    let mut secrets = SecretsFile::load(file)?;
+    let me = identity()?;
+    let names: Vec<String> = secrets.names().map(str::to_string).collect();
+    let mut before = Vec::new();
+    let mut text = cove_secrets::Zeroizing::new(String::from(
+        "# cove secrets edit: one NAME=value per line (\\n, \\r and \\\\ escape a\n# newline, a carriage return and a backslash). Remove a line to remove\n# the secret. Saved and closed, the changes are encrypted again.\n",
+    ));
+    for name in &names {
+        let value = secrets.get_string(name, &me)?;
+        text.push_str(&format!("{name}={}\n", escape(&value)));
+        before.push((name.clone(), value));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("cove-secrets-")
+        .suffix(".env")
+        .tempfile()
+        .map_err(Error::Io)?;
+    fs_err::write(tmp.path(), text.as_bytes()).map_err(Error::Io)?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(tmp.path())
+        .status()
+        .map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot run `{editor}`: {e}"),
+            ))
+        })?;
+    if !status.success() {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "the editor (`{editor}`) exited with {status}; nothing changed"
+        ))));
+    }
+    let edited =
+        cove_secrets::Zeroizing::new(fs_err::read_to_string(tmp.path()).map_err(Error::Io)?);
+    drop(tmp);
+    let mut after: Vec<(String, cove_secrets::Zeroizing<String>)> = Vec::new();
+    for (n, line) in edited.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |what: &str| {
+            Error::Io(std::io::Error::other(format!(
+                "edited secrets, line {}: {what}; nothing changed",
+                n + 1
+            )))
+        };
+        let (name, value) = line.split_once('=').ok_or_else(|| bad("not NAME=value"))?;
+        let value = unescape(value).ok_or_else(|| bad("an unknown `\\` escape"))?;
+        if after.iter().any(|(a, _)| a == name) {
+            return Err(bad(&format!("`{name}` twice")));
+        }
+        after.push((name.to_string(), value));
+    }
+    // Nothing is saved until every change took.
+    let (mut changed, mut removed) = (0, 0);
+    for (name, old) in &before {
+        match after.iter().find(|(a, _)| a == name) {
+            Some((_, new)) if new.as_str() != old.as_str() => {
+                secrets.set(name, new.as_bytes())?;
+                changed += 1;
+            }
+            Some(_) => {}
+            None => {
+                secrets.remove(name)?;
+                removed += 1;
+            }
+        }
+    }
+    let mut added = 0;
+    for (name, value) in &after {
+        if !before.iter().any(|(b, _)| b == name) {
+            secrets.set(name, value.as_bytes())?;
+            added += 1;
+        }
+    }
+    if changed + removed + added == 0 {
+        eprintln!("cove: nothing changed");
+        return Ok(());
+    }
+    secrets.save(file)?;
+    eprintln!("cove: {changed} changed, {added} added, {removed} removed");
+    Ok(())
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn unescape(v: &str) -> Option<cove_secrets::Zeroizing<String>> {
+    let mut out = cove_secrets::Zeroizing::new(String::with_capacity(v.len()));
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            'n' => '\n',
+            'r' => '\r',
+            '\\' => '\\',
+            _ => return None,
+        });
+    }
+    Some(out)
 }

@@ -11,12 +11,17 @@ use crate::daemon::Out;
 /// `cove secrets ARGS` in `dir` as the person whose identity is `who`,
 /// with `stdin` as its input.
 fn secrets(dir: &Path, who: &Path, args: &[&str], stdin: &[u8]) -> Out {
+    secrets_with(dir, who, args, stdin, &[])
+}
+
+fn secrets_with(dir: &Path, who: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
         .current_dir(dir)
         .arg("secrets")
         .args(args)
         .env("NO_COLOR", "1")
         .env("COVE_IDENTITY", who)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,4 +132,101 @@ fn secrets_round_trip_and_follow_their_recipients() {
     let rm = secrets(&dir, &alice, &["rm", "DB_PASSWORD"], b"");
     assert_eq!(rm.code, Some(0), "{rm}");
     assert_eq!(secrets(&dir, &alice, &["ls"], b"").stdout, "BROKER_KEY\n");
+}
+
+#[test]
+fn edit_changes_what_the_editor_changed_and_leaves_no_plaintext_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    let scratch = tmp.path().join("tmp");
+    fs_err::create_dir_all(&dir).unwrap();
+    fs_err::create_dir_all(&scratch).unwrap();
+    fs_err::write(
+        dir.join("compose.yaml"),
+        "services:\n  db:\n    image: mariadb:11\n",
+    )
+    .unwrap();
+    let me = tmp.path().join("id.txt");
+    assert_eq!(secrets(&dir, &me, &["init"], b"").code, Some(0));
+    for (name, value) in [
+        ("DB_PASSWORD", "old"),
+        ("BROKER_KEY", "k"),
+        ("KEEP", "same"),
+    ] {
+        let out = secrets(&dir, &me, &["set", name], value.as_bytes());
+        assert_eq!(out.code, Some(0), "{out}");
+    }
+    let before = fs_err::read_to_string(dir.join("cove.secrets.yaml")).unwrap();
+    let keep_line = before
+        .lines()
+        .find(|l| l.contains("KEEP:"))
+        .unwrap()
+        .to_string();
+
+    // An editor that fails: nothing changes, nothing is left in TMPDIR.
+    let failing = tmp.path().join("failing.sh");
+    fs_err::write(
+        &failing,
+        "#!/bin/sh\nsed -i 's/=old/=oops/' \"$1\"\nexit 3\n",
+    )
+    .unwrap();
+    let editor = format!("sh {}", failing.display());
+    let out = secrets_with(
+        &dir,
+        &me,
+        &["edit"],
+        b"",
+        &[("EDITOR", Path::new(&editor)), ("TMPDIR", &scratch)],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("nothing changed"), "{out}");
+    assert_eq!(
+        fs_err::read_to_string(dir.join("cove.secrets.yaml")).unwrap(),
+        before
+    );
+    assert_eq!(
+        fs_err::read_dir(&scratch).unwrap().count(),
+        0,
+        "no plaintext left"
+    );
+
+    // One changed (to two lines), one removed, one added, one untouched.
+    let editing = tmp.path().join("edit.sh");
+    fs_err::write(
+        &editing,
+        "#!/bin/sh\nsed -i -e 's/^DB_PASSWORD=old$/DB_PASSWORD=new\\\\npw/' -e '/^BROKER_KEY=/d' \"$1\"\necho 'NEW_ONE=x' >> \"$1\"\n",
+    )
+    .unwrap();
+    let editor = format!("sh {}", editing.display());
+    let out = secrets_with(
+        &dir,
+        &me,
+        &["edit"],
+        b"",
+        &[("EDITOR", Path::new(&editor)), ("TMPDIR", &scratch)],
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr.contains("1 changed, 1 added, 1 removed"),
+        "{out}"
+    );
+    assert_eq!(
+        fs_err::read_dir(&scratch).unwrap().count(),
+        0,
+        "no plaintext left"
+    );
+    assert_eq!(
+        secrets(&dir, &me, &["get", "DB_PASSWORD"], b"").stdout,
+        "new\npw"
+    );
+    assert_eq!(secrets(&dir, &me, &["get", "NEW_ONE"], b"").stdout, "x");
+    assert_eq!(
+        secrets(&dir, &me, &["ls"], b"").stdout,
+        "DB_PASSWORD\nKEEP\nNEW_ONE\n"
+    );
+    let after = fs_err::read_to_string(dir.join("cove.secrets.yaml")).unwrap();
+    assert!(
+        after.contains(&keep_line),
+        "an untouched secret keeps its line: {after}"
+    );
 }
