@@ -1310,6 +1310,37 @@ fn act(
     Ok((done, pending))
 }
 
+/// [`act`] for `names` (scaling, a rollback), then the answer once each
+/// is done (the project is let go meanwhile).
+async fn converge_and_answer(
+    daemon: &Daemon,
+    project: &Project,
+    key: &str,
+    seq: u64,
+    mut run: tokio::sync::MutexGuard<'_, Running>,
+    desired: Desired,
+    names: &[String],
+) -> Answer {
+    let (done, pending) = match act(
+        daemon,
+        project,
+        key,
+        &mut run,
+        desired,
+        names,
+        &[],
+        Mode::Converge,
+    ) {
+        Ok(d) => d,
+        Err(a) => return a,
+    };
+    drop(run);
+    json(
+        StatusCode::OK,
+        &outcomes(daemon, project, key, seq, done, &pending, "").await,
+    )
+}
+
 /// `cove deploy`: the new app becomes what should run; the named services
 /// (all wanted ones when none) are built and rolled out; the answer comes
 /// when every rollout ended. A service whose deploy failed and was rolled
@@ -1404,7 +1435,7 @@ async fn scale(daemon: &Daemon, key: &str, req: ScaleRequest) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
-    let mut run = project.run.lock().await;
+    let run = project.run.lock().await;
     let names: Vec<String> = req.scale.keys().cloned().collect();
     if let Err(a) = known(&run, &names) {
         return a;
@@ -1426,24 +1457,7 @@ async fn scale(daemon: &Daemon, key: &str, req: ScaleRequest) -> Answer {
         );
     }
     desired.scale.extend(req.scale.clone());
-    let (done, pending) = match act(
-        daemon,
-        &project,
-        key,
-        &mut run,
-        desired,
-        &names,
-        &[],
-        Mode::Converge,
-    ) {
-        Ok(d) => d,
-        Err(a) => return a,
-    };
-    drop(run);
-    json(
-        StatusCode::OK,
-        &outcomes(daemon, &project, key, seq, done, &pending, "").await,
-    )
+    converge_and_answer(daemon, &project, key, seq, run, desired, &names).await
 }
 
 /// `cove rollback SERVICE [--to N]`: rolls out a recorded revision (its kept
@@ -1454,7 +1468,7 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
-    let mut run = project.run.lock().await;
+    let run = project.run.lock().await;
     let names = vec![req.service.clone()];
     if let Err(a) = known(&run, &names) {
         return a;
@@ -1496,24 +1510,7 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
         );
     };
     desired.pinned.insert(req.service.clone(), target.number);
-    let (done, pending) = match act(
-        daemon,
-        &project,
-        key,
-        &mut run,
-        desired,
-        &names,
-        &[],
-        Mode::Converge,
-    ) {
-        Ok(d) => d,
-        Err(a) => return a,
-    };
-    drop(run);
-    json(
-        StatusCode::OK,
-        &outcomes(daemon, &project, key, seq, done, &pending, "").await,
-    )
+    converge_and_answer(daemon, &project, key, seq, run, desired, &names).await
 }
 
 /// `cove history SERVICE`.

@@ -535,13 +535,7 @@ impl Gateway {
                             }
                             None => {
                                 served.upstream_failed = true;
-                                return plain(
-                                    StatusCode::GATEWAY_TIMEOUT,
-                                    &format!(
-                                        "cove gateway: {} ({}) did not answer within {wait:?}\n",
-                                        route.pool.name, target.addr
-                                    ),
-                                );
+                                return timed_out(&route.pool.name, target.addr, wait);
                             }
                         }
                     }
@@ -583,16 +577,7 @@ impl Gateway {
                 Err(true) => return too_large(route.max_body.unwrap_or_default()),
                 Err(false) => {
                     served.upstream_failed = true;
-                    return closing(
-                        plain(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            &format!(
-                                "cove gateway: {} ({}) did not answer within {wait:?}\n",
-                                route.pool.name, target.addr
-                            ),
-                        ),
-                        replayable,
-                    );
+                    return closing(timed_out(&route.pool.name, target.addr, wait), replayable);
                 }
             }
         }
@@ -608,6 +593,14 @@ impl Gateway {
             replayable,
         )
     }
+}
+
+/// The gateway's 504: `target` of `service` did not answer within `wait`.
+fn timed_out(service: &str, target: SocketAddr, wait: Duration) -> Response<Body> {
+    plain(
+        StatusCode::GATEWAY_TIMEOUT,
+        &format!("cove gateway: {service} ({target}) did not answer within {wait:?}\n"),
+    )
 }
 
 /// The same bodiless request again.
