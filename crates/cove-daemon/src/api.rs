@@ -32,6 +32,9 @@ pub struct UpRequest {
     pub project_dir: PathBuf,
     /// The services to run, dependencies included, in start order.
     pub services: Vec<String>,
+    /// The age identity file that opens the app's secrets.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -54,6 +57,9 @@ pub struct DeployRequest {
     /// Replace every replica without a build (a watched file changed).
     #[serde(default)]
     pub restart: bool,
+    /// The age identity file that opens the app's secrets.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
 }
 
 /// `POST /v1/scale`: replica counts by service.

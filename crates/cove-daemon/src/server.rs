@@ -359,6 +359,14 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
             .collect();
         let project = daemon.project(&key);
         let mut run = project.run.lock().await;
+        // Secrets files a killed daemon's replicas left behind.
+        let secrets = cove_runtime::secrets::root(&cove_runtime::plan::state_dir(
+            &desired.app,
+            &desired.project_dir,
+        ));
+        if let Err(e) = cove_runtime::secrets::remove_all(&secrets) {
+            log(&format!("cannot remove {}: {e}", secrets.display()));
+        }
         match plan_for(&daemon.store, &key, &desired, &[]) {
             Ok((plan, pending)) => {
                 log(&format!(
@@ -874,6 +882,7 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         wanted: Vec::new(),
         scale,
         pinned,
+        identity: req.identity.clone(),
     };
     let (plan, pending) = match plan_for(&daemon.store, key, &candidate, &[]) {
         Ok(p) => p,
@@ -1058,6 +1067,11 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     };
     if everything {
         let _ = project.set_gateway(None);
+        let secrets = cove_runtime::secrets::root(&cove_runtime::plan::state_dir(
+            &desired.app,
+            &desired.project_dir,
+        ));
+        let _ = cove_runtime::secrets::remove_all(&secrets);
         run.desired = None;
         run.plan = None;
         daemon.forget(key);
@@ -1126,13 +1140,18 @@ fn plan_for(
             s.deploy.get_or_insert_with(Default::default).replicas = Some(*n);
         }
     }
-    let mut plan = cove_runtime::plan::plan(&app, &desired.project_dir).map_err(|errors| {
+    let words = |errors: Vec<cove_runtime::plan::PlanError>| {
         errors
             .iter()
-            .map(|e| e.to_string())
+            .map(|e| format!("{e}\n  = hint: {}", e.hint))
             .collect::<Vec<_>>()
             .join("\n")
-    })?;
+    };
+    let secrets =
+        cove_runtime::secrets::resolve(&app, &desired.project_dir, desired.identity.as_deref())
+            .map_err(words)?;
+    let mut plan =
+        cove_runtime::plan::plan_with(&app, &desired.project_dir, Some(&secrets)).map_err(words)?;
     let mut pending = Pending::new();
     for svc in &mut plan.services {
         if let Some(rev) = held.get(&svc.name) {
@@ -1384,6 +1403,7 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         wanted: before.wanted.clone(),
         scale: before.scale.clone(),
         pinned: before.pinned.clone(),
+        identity: req.identity.or_else(|| before.identity.clone()),
     };
     desired.pinned.retain(|s, _| !names.contains(s));
     let mode = if req.restart {

@@ -57,6 +57,10 @@ pub struct Desired {
     /// Services held at a revision by `cove rollback` (until the next deploy).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub pinned: std::collections::BTreeMap<String, u64>,
+    /// The age identity that opens the app's secrets file (the CLI's
+    /// `COVE_IDENTITY`, or the user's default); a path, never a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
 }
 
 /// The last known state of a replica.
@@ -375,6 +379,7 @@ mod tests {
             wanted: vec!["db".into()],
             scale: [("db".to_string(), 3)].into(),
             pinned: Default::default(),
+            identity: None,
         };
         {
             let store = Store::open(&path).unwrap();

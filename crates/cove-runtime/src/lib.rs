@@ -20,5 +20,6 @@ pub mod plan;
 pub mod process;
 pub mod recipe;
 pub mod routes;
+pub mod secrets;
 pub mod signal;
 pub mod supervisor;

@@ -88,6 +88,14 @@ pub struct ServicePlan {
     /// forwards connections there to its healthy replicas. `None`: others
     /// reach replica 1 directly.
     pub service_address: Option<Ipv4Addr>,
+    /// Its secrets (see [`crate::secrets`]); values are empty in a plan
+    /// made without them ([`plan`]).
+    pub secrets: Vec<crate::secrets::Mount>,
+    /// Where its replicas' secrets directories go (`ROOT/SERVICE-SLOT`).
+    pub secrets_root: PathBuf,
+    /// Scrubs every secret of the app out of what its replicas print. Not
+    /// part of what makes two plans differ.
+    pub redactor: crate::secrets::Redactor,
 }
 
 /// `deploy.update_config` / `rollback_config`, with cove's defaults.
@@ -225,6 +233,7 @@ impl ServicePlan {
             update: neutral.clone(),
             rollback: neutral.clone(),
             artifact: None,
+            redactor: Default::default(),
             ..p.clone()
         };
         strip(self) == strip(other)
@@ -249,6 +258,11 @@ impl ServicePlan {
     /// The kept copy of the program runs in place of the program.
     pub fn argv_for(&self, env: &[(String, String)]) -> Vec<String> {
         let mut argv: Vec<String> = self.argv.iter().map(|a| expand_known(a, env)).collect();
+        if let Some(dir) = env_value(env, "COVE_SECRETS") {
+            for a in &mut argv {
+                *a = self.secrets_rewritten(a, Path::new(dir));
+            }
+        }
         if let (Some(first), Some(program)) = (
             argv.first_mut(),
             self.artifact.as_ref().and_then(|a| a.program.as_ref()),
@@ -269,7 +283,35 @@ impl ServicePlan {
         if let Some(data) = self.data_dir(replica) {
             env.push(("COVE_DATA".into(), data.display().to_string()));
         }
+        if !self.secrets.is_empty() {
+            let dir = self.secrets_dir(slot);
+            for (_, v) in env.iter_mut() {
+                *v = self.secrets_rewritten(v, &dir);
+            }
+            for m in &self.secrets {
+                if let (Some(var), Some(text)) = (&m.env, m.value.text()) {
+                    env.push((var.clone(), text.to_string()));
+                }
+            }
+            env.push(("COVE_SECRETS".into(), dir.display().to_string()));
+        }
         env
+    }
+
+    /// The secrets directory of the instance in `slot`.
+    pub fn secrets_dir(&self, slot: u32) -> PathBuf {
+        self.secrets_root.join(format!("{}-{slot}", self.name))
+    }
+
+    /// `s` with each secret's Compose target replaced by its file in `dir`.
+    fn secrets_rewritten(&self, s: &str, dir: &Path) -> String {
+        let mut out = s.to_string();
+        for m in &self.secrets {
+            if out.contains(&m.target) {
+                out = out.replace(&m.target, &dir.join(&m.file).display().to_string());
+            }
+        }
+        out
     }
 
     /// The data directory of a replica of a recipe service.
@@ -347,7 +389,7 @@ pub fn address(net: u16, slot: u32) -> Ipv4Addr {
     Ipv4Addr::from((127u32 << 24) + (64 << 16) + net * 4096 + slot)
 }
 
-fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
+pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in bytes {
         h ^= u32::from(b);
@@ -408,8 +450,21 @@ impl std::fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// Plans `app` (already cut down to what should run). All problems at once.
+/// Plans `app` (already cut down to what should run), without reading its
+/// secrets (their values are empty): to show what would run. All problems
+/// at once.
 pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
+    plan_with(app, project_dir, None)
+}
+
+/// Plans `app` with its secrets (read by [`crate::secrets::resolve`]).
+pub fn plan_with(
+    app: &App,
+    project_dir: &Path,
+    secrets: Option<&crate::secrets::Resolved>,
+) -> Result<Plan, Vec<PlanError>> {
+    let redactor = secrets.map(|s| s.redactor()).unwrap_or_default();
+    let secrets_root = crate::secrets::root(&state_dir(app, project_dir));
     let mut errors = Vec::new();
     let mut services = Vec::new();
     let recipes: IndexMap<&str, Option<Recipe>> = app
@@ -646,6 +701,54 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
                 continue;
             }
         };
+        let mut mounts = Vec::new();
+        for r in &svc.secrets {
+            let target = r
+                .target
+                .clone()
+                .unwrap_or_else(|| format!("/run/secrets/{}", r.source));
+            let Some(file) = crate::secrets::file_in_dir(&target) else {
+                errors.push(err(
+                    format!(
+                        "secret `{}`: target `{target}` is not a file path",
+                        r.source
+                    ),
+                    "give a file name, or a path without `..`",
+                ));
+                continue;
+            };
+            let mode = match crate::secrets::mode_of(r.mode.as_ref()) {
+                Ok(m) => m,
+                Err(m) => {
+                    errors.push(err(
+                        format!("secret `{}`: {m}", r.source),
+                        "write it in octal, e.g. `mode: 0440`",
+                    ));
+                    continue;
+                }
+            };
+            let value = secrets
+                .and_then(|s| s.values.get(&r.source).cloned())
+                .unwrap_or_else(|| crate::secrets::Value::new(Vec::new()));
+            let env = r.x_cove.as_ref().and_then(|x| x.env.clone());
+            if env.is_some() && value.text().is_none() {
+                errors.push(err(
+                    format!(
+                        "secret `{}` is not text, so it cannot be an environment variable",
+                        r.source
+                    ),
+                    "read it from its file (`COVE_SECRETS`, or its target) instead",
+                ));
+            }
+            mounts.push(crate::secrets::Mount {
+                name: r.source.clone(),
+                target,
+                file,
+                mode,
+                env,
+                value,
+            });
+        }
         let rewrite = |s: &str| rewrite_references(s, &addresses, net);
         let env = svc
             .environment
@@ -691,6 +794,9 @@ pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
             service_address: own_address
                 .contains(&name.as_str())
                 .then(|| address(net, indexes[name.as_str()] * 64)),
+            secrets: mounts,
+            secrets_root: secrets_root.clone(),
+            redactor: redactor.clone(),
         });
     }
     let gateway = match crate::routes::gateway(app, &services, project_dir) {

@@ -235,6 +235,14 @@ impl Loader {
                 validate_xcove_of_service(name, svc, &mut self.diags);
             }
         }
+        if let Some(secrets) = map.get("secrets").and_then(Node::as_map) {
+            for (name, secret) in secrets.iter() {
+                if let Some(ext) = secret.as_map().and_then(|m| m.get("x-cove")) {
+                    let path = SchemaPath::root(&format!("secrets.{name}.x-cove"));
+                    x.validate_at(ext, "#/x-secret", &path, &mut self.diags);
+                }
+            }
+        }
     }
 
     /// `include:`: loads each included project and imports its resources;
@@ -578,6 +586,17 @@ fn validate_xcove_of_service(name: &str, svc: &Node, diags: &mut Diagnostics) {
     if let Some(ext) = svc.as_map().and_then(|m| m.get("x-cove")) {
         let path = SchemaPath::root(&format!("services.{name}.x-cove"));
         xcove_validator().validate_at(ext, "#/x-service", &path, diags);
+    }
+    let refs = svc.as_map().and_then(|m| m.get("secrets"));
+    if let Some(Kind::Seq(refs)) = refs.map(|n| &n.kind) {
+        for (i, ext) in refs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.as_map()?.get("x-cove")?)))
+        {
+            let path = SchemaPath::root(&format!("services.{name}.secrets.{i}.x-cove"));
+            xcove_validator().validate_at(ext, "#/x-secret-ref", &path, diags);
+        }
     }
 }
 

@@ -366,6 +366,8 @@ pub struct FileRef {
     pub gid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Json>,
+    #[serde(rename = "x-cove", default, skip_serializing_if = "Option::is_none")]
+    pub x_cove: Option<crate::xcove::SecretRefExt>,
     /// Other keys (`x-*` extensions), kept as they are.
     #[serde(flatten)]
     pub other: BTreeMap<String, Json>,

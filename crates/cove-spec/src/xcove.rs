@@ -44,6 +44,41 @@ pub struct ProjectExt {
     /// Preview environments per branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previews: Option<Previews>,
+    /// The environment chosen with `--env NAME` (or `COVE_ENV`); set by
+    /// cove, shown by `cove config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The encrypted secrets file that `x-cove.store` secrets come from,
+    /// relative to the project directory. Default: `cove.secrets.yaml`, or
+    /// `cove.secrets.NAME.yaml` with `--env NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<String>,
+}
+
+/// `x-cove` of a top-level secret: where its value comes from, instead of
+/// `file` or `environment`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[schemars(title = "x-cove (secret)", extend("patternProperties" = {"^x-": {}}))]
+pub struct SecretExt {
+    /// The secret's name in the project's encrypted secrets file
+    /// (`cove secrets set NAME`).
+    #[schemars(length(min = 1))]
+    pub store: String,
+}
+
+/// `x-cove` of a service's secret (long form): how the replicas get it,
+/// besides the file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[schemars(title = "x-cove (service secret)", extend("patternProperties" = {"^x-": {}}))]
+pub struct SecretRefExt {
+    /// Also pass the value in this environment variable (only where a
+    /// program cannot read a file: the value is then in the process's
+    /// environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub env: Option<String>,
 }
 
 /// Which daemon runs an app.
@@ -313,6 +348,8 @@ pub struct Alert {
 pub fn json_schema() -> serde_json::Value {
     let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let service = generator.subschema_for::<ServiceExt>();
+    let secret = generator.subschema_for::<SecretExt>();
+    let secret_ref = generator.subschema_for::<SecretRefExt>();
     let root = generator.into_root_schema_for::<ProjectExt>();
     let mut value = serde_json::to_value(root).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
@@ -326,6 +363,14 @@ pub fn json_schema() -> serde_json::Value {
         obj.insert(
             "x-service".into(),
             serde_json::to_value(service).unwrap_or_default(),
+        );
+        obj.insert(
+            "x-secret".into(),
+            serde_json::to_value(secret).unwrap_or_default(),
+        );
+        obj.insert(
+            "x-secret-ref".into(),
+            serde_json::to_value(secret_ref).unwrap_or_default(),
         );
     }
     value

@@ -43,6 +43,15 @@ pub struct ProjectArgs {
     /// Enable services of this profile (repeatable; `*` enables all).
     #[arg(long = "profile", id = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
+    /// Environment: adds `compose.NAME.yaml` over the files, `.env.NAME`
+    /// over `.env`, and takes secrets from `cove.secrets.NAME.yaml`.
+    #[arg(
+        long = "env",
+        id = "environment",
+        value_name = "NAME",
+        env = "COVE_ENV"
+    )]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -149,13 +149,26 @@ pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project, LoadFail
             .map(|f| absolute(f))
             .collect()
     };
-    let env_files = if !args.env_files.is_empty() {
+    let mut files = files;
+    let mut env_files: Option<Vec<PathBuf>> = if !args.env_files.is_empty() {
         Some(args.env_files.iter().map(|f| absolute(f)).collect())
     } else if disable_env_file {
         Some(Vec::new())
     } else {
         None
     };
+    if let Some(name) = args.environment.as_deref().filter(|n| !n.is_empty()) {
+        let dir = project_dir
+            .clone()
+            .or_else(|| {
+                files
+                    .first()
+                    .and_then(|f| f.parent())
+                    .map(Path::to_path_buf)
+            })
+            .unwrap_or_else(|| start.to_path_buf());
+        environment(name, &dir, &mut files, &mut env_files, disable_env_file)?;
+    }
     let opts = Options {
         files,
         project_dir,
@@ -165,9 +178,75 @@ pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project, LoadFail
         profiles: args.profiles.clone(),
         services: services.to_vec(),
     };
-    let project = cove_spec::load(&opts)?;
+    let mut project = cove_spec::load(&opts)?;
     for w in &project.warnings {
         eprint!("{}", w.render(&project.sources, &style));
     }
+    if let Some(name) = args.environment.as_deref().filter(|n| !n.is_empty()) {
+        project.app.x_cove.env = Some(name.to_string());
+    }
     Ok(project)
+}
+
+/// `--env NAME`: `compose.NAME.yaml` (or `.yml`) after the other files,
+/// `.env.NAME` after `.env`; at least one of them, or the environment's
+/// secrets file, must exist in `dir`.
+fn environment(
+    name: &str,
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    env_files: &mut Option<Vec<PathBuf>>,
+    disable_env_file: bool,
+) -> Result<(), LoadFailure> {
+    let fail = |message: String, hint: String| LoadFailure {
+        diagnostics: vec![cove_spec::Diagnostic::error(None, message).with_hint(hint)],
+        sources: Default::default(),
+    };
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(fail(
+            format!("`{name}` is not an environment name"),
+            "use letters, digits, `-` and `_` (e.g. `--env prod`)".into(),
+        ));
+    }
+    let compose = [
+        format!("compose.{name}.yaml"),
+        format!("compose.{name}.yml"),
+    ]
+    .into_iter()
+    .map(|f| dir.join(f))
+    .find(|p| p.is_file());
+    let dotenv = dir.join(format!(".env.{name}"));
+    let secrets = dir.join(cove_runtime::secrets::default_file_name(Some(name)));
+    if compose.is_none() && !dotenv.is_file() && !secrets.is_file() {
+        return Err(fail(
+            format!(
+                "environment `{name}` is not defined: {} has no compose.{name}.yaml, .env.{name} nor {}",
+                dir.display(),
+                secrets.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            format!(
+                "create compose.{name}.yaml with what differs in `{name}`, or check the name (`--env`, `COVE_ENV`)"
+            ),
+        ));
+    }
+    if let Some(c) = compose
+        && !files.contains(&c)
+    {
+        files.push(c);
+    }
+    if dotenv.is_file() && !disable_env_file {
+        let list = env_files.get_or_insert_with(|| {
+            let base = dir.join(".env");
+            if base.is_file() {
+                vec![base]
+            } else {
+                Vec::new()
+            }
+        });
+        list.push(dotenv);
+    }
+    Ok(())
 }

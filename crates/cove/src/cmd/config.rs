@@ -15,6 +15,7 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     };
     let app = &project.app;
+    let redactor = redactor(&project);
     let mut out = String::new();
     if args.quiet {
         return Ok(ExitCode::SUCCESS);
@@ -87,12 +88,14 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         }
     } else {
         let mut value = serde_json::to_value(app)?;
+        mask(&mut value, &redactor);
         escape_dollars(&mut value);
         out = match args.format {
             Format::Json => serde_json::to_string_pretty(&value)? + "\n",
             Format::Yaml => to_yaml(&value),
         };
     }
+    let out = redactor.scrub(&out);
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(out.as_bytes())
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -100,6 +103,44 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Err(e.into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the secrets the services use, to mask their values wherever they
+/// show (an interpolated variable that holds one, say). When they cannot be
+/// read, says why (the same errors `cove up` would give) and masks nothing:
+/// the model itself never holds a secret's value.
+fn redactor(project: &cove_spec::Project) -> cove_runtime::secrets::Redactor {
+    if project.app.services.values().all(|s| s.secrets.is_empty()) {
+        return Default::default();
+    }
+    let identity = crate::cmd::secrets::identity_path();
+    match cove_runtime::secrets::resolve(&project.app, &project.project_dir, identity.as_deref()) {
+        Ok(resolved) => resolved.redactor(),
+        Err(errors) => {
+            let style = crate::output::stderr_style();
+            for e in errors {
+                eprintln!(
+                    "{}warning{}: {e}\n  = {}hint{}: {}",
+                    style.yellow, style.reset, style.cyan, style.reset, e.hint
+                );
+            }
+            Default::default()
+        }
+    }
+}
+
+/// Replaces secret values in every string of `v` with `***`.
+fn mask(v: &mut serde_json::Value, redactor: &cove_runtime::secrets::Redactor) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = redactor.scrub(s) {
+                *s = masked;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| mask(v, redactor)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|v| mask(v, redactor)),
+        _ => {}
+    }
 }
 
 /// Doubles every `$` of string values, as Compose does when it prints the

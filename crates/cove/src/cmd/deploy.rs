@@ -36,6 +36,7 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
         services: args.service_names.clone(),
         message,
         restart: false,
+        identity: crate::cmd::secrets::identity_path(),
     };
     let client = daemon::find(&project)?;
     call(&client, "/v1/deploy", &request)

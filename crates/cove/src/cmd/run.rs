@@ -69,6 +69,7 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
                 app: project.app.clone(),
                 project_dir: project.project_dir.clone(),
                 services: deps.clone(),
+                identity: crate::cmd::secrets::identity_path(),
             };
             let accepted: Accepted = match client.post("/v1/up", &request).await {
                 Ok(a) => a,

@@ -1,5 +1,6 @@
 //! `cove secrets init|set|get|ls|rm|recipients`: the app's secrets file,
-//! `cove.secrets.yaml` in its project directory (see the `cove-secrets`
+//! `cove.secrets.yaml` in its project directory (`cove.secrets.NAME.yaml`
+//! with `--env NAME`, or `x-cove.secrets_file`; see the `cove-secrets`
 //! crate for the format). Values come from standard input or a file, never
 //! from the command line (where `ps` and shell history would see them).
 
@@ -12,14 +13,11 @@ use cove_secrets::{Error, Identity, SecretsFile, default_identity_path};
 use crate::cli::{ProjectArgs, RecipientsCommand, SecretsArgs, SecretsCommand};
 use crate::output::stderr_style;
 
-/// The secrets file's name, in the project directory.
-pub const FILE: &str = "cove.secrets.yaml";
-
 pub fn run(project_args: &ProjectArgs, args: &SecretsArgs) -> anyhow::Result<ExitCode> {
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let file = project.project_dir.join(FILE);
+    let file = cove_runtime::secrets::secrets_file(&project.app, &project.project_dir);
     match act(&file, &args.command) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
@@ -30,6 +28,17 @@ pub fn run(project_args: &ProjectArgs, args: &SecretsArgs) -> anyhow::Result<Exi
             }
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// The identity the daemon opens the app's secrets with: the user's
+/// (`COVE_IDENTITY`, else the default path), absolute.
+pub fn identity_path() -> Option<std::path::PathBuf> {
+    let p = default_identity_path().ok()?;
+    if p.is_absolute() {
+        Some(p)
+    } else {
+        Some(std::env::current_dir().ok()?.join(p))
     }
 }
 

@@ -69,6 +69,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         app: project.app.clone(),
         project_dir: project.project_dir.clone(),
         services: services.clone(),
+        identity: crate::cmd::secrets::identity_path(),
     };
     let rt = daemon::runtime()?;
     rt.block_on(async {
@@ -380,6 +381,7 @@ impl Watching {
                 services: vec![service.clone()],
                 message: format!("watch: {n} file(s) changed"),
                 restart,
+                identity: crate::cmd::secrets::identity_path(),
             };
             let client = client.clone();
             tokio::spawn(async move {

@@ -1,0 +1,460 @@
+//! Secrets handed to replicas, and kept out of everything else.
+//!
+//! A service's `secrets:` name top-level secrets, whose value comes from
+//! the project's encrypted secrets file (`x-cove: {store: NAME}`) or from a
+//! file (`file:`). [`resolve`] reads them into memory (the daemon does,
+//! when it plans; nothing decrypted is written to its store). Each replica
+//! gets them as files, mode 0400 unless `mode` says otherwise, in a 0700
+//! directory of its own on a tmpfs (`$XDG_RUNTIME_DIR`, else `/dev/shm`),
+//! removed when the replica ends. The directory is `COVE_SECRETS` in the
+//! replica's environment, and the secret's Compose target
+//! (`/run/secrets/NAME`) written in its `environment` or command is
+//! rewritten to the file's real path, so `MARIADB_PASSWORD_FILE:
+//! /run/secrets/db_password` works as it does in a container. A service
+//! that asks (`x-cove: {env: VAR}` on its secret) also gets the value in
+//! that variable.
+//!
+//! Every value is scrubbed by exact match from what replicas print
+//! ([`Redactor`]): the whole value and, for a value of several lines, each
+//! line, when at least [`MIN_SCRUBBED`] characters long (shorter ones would
+//! match everywhere; such a value is no secret).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cove_secrets::{Identity, SecretsFile, Zeroizing};
+use cove_spec::App;
+use serde_json::Value as Json;
+
+use crate::plan::PlanError;
+
+/// Values shorter than this are not scrubbed from logs.
+pub const MIN_SCRUBBED: usize = 4;
+
+/// The file a service's secrets file defaults to, in the project directory.
+pub fn default_file_name(env: Option<&str>) -> String {
+    match env {
+        Some(e) => format!("cove.secrets.{e}.yaml"),
+        None => "cove.secrets.yaml".to_string(),
+    }
+}
+
+/// A secret's value, in memory only: never printed (`Debug` shows its
+/// length), zeroed when the last copy goes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Value(Arc<Zeroizing<Vec<u8>>>);
+
+impl Value {
+    pub fn new(bytes: Vec<u8>) -> Value {
+        Value(Arc::new(Zeroizing::new(bytes)))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as text, when it is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Value(*** {} bytes)", self.0.len())
+    }
+}
+
+/// One secret of a service, as its replicas get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The top-level secret's name.
+    pub name: String,
+    /// Its Compose target (`/run/secrets/NAME` by default), rewritten to
+    /// the real file in the replica's environment and command.
+    pub target: String,
+    /// Path of the file inside the replica's secrets directory.
+    pub file: PathBuf,
+    /// File mode (default 0400).
+    pub mode: u32,
+    /// Also set as this environment variable.
+    pub env: Option<String>,
+    pub value: Value,
+}
+
+/// Scrubs secret values out of text by exact match.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Redactor(Arc<Vec<String>>);
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} patterns)", self.0.len())
+    }
+}
+
+/// What stands in for a scrubbed value.
+pub const MASK: &str = "***";
+
+impl Redactor {
+    /// A redactor for these values: each whole (without a final line
+    /// break) and each of its lines, longest first.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a Value>) -> Redactor {
+        let mut patterns: Vec<String> = Vec::new();
+        for v in values {
+            let text = String::from_utf8_lossy(v.bytes());
+            let whole = text.trim_end_matches(['\n', '\r']);
+            patterns.push(whole.to_string());
+            patterns.extend(whole.lines().map(|l| l.trim_end_matches('\r').to_string()));
+        }
+        patterns.retain(|p| p.chars().count() >= MIN_SCRUBBED);
+        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        patterns.dedup();
+        Redactor(Arc::new(patterns))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `text` with every value replaced by [`MASK`].
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for p in self.0.iter() {
+            if out.contains(p.as_str()) {
+                out = Cow::Owned(out.replace(p.as_str(), MASK));
+            }
+        }
+        out
+    }
+}
+
+/// The secrets of an app, read and decrypted.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// By top-level name.
+    pub values: BTreeMap<String, Value>,
+}
+
+impl Resolved {
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(self.values.values())
+    }
+}
+
+/// The secrets file of `app`: `x-cove.secrets_file`, else
+/// `cove.secrets.yaml` (`cove.secrets.ENV.yaml` with an environment), in
+/// the project directory.
+pub fn secrets_file(app: &App, project_dir: &Path) -> PathBuf {
+    let name = app
+        .x_cove
+        .secrets_file
+        .clone()
+        .unwrap_or_else(|| default_file_name(app.x_cove.env.as_deref()));
+    project_dir.join(name)
+}
+
+/// Where a top-level secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `x-cove: {store: NAME}`.
+    Store(String),
+    /// `file:` (absolute after loading).
+    File(PathBuf),
+    /// Anything cove cannot read natively, with why.
+    Unsupported(String),
+}
+
+/// Where the top-level secret `def` takes its value.
+pub fn source(def: &Json) -> Source {
+    if let Some(store) = def
+        .get("x-cove")
+        .and_then(|x| x.get("store"))
+        .and_then(Json::as_str)
+    {
+        return Source::Store(store.to_string());
+    }
+    if let Some(file) = def.get("file").and_then(Json::as_str) {
+        return Source::File(PathBuf::from(file));
+    }
+    if let Some(var) = def.get("environment").and_then(Json::as_str) {
+        return Source::Unsupported(format!(
+            "takes its value from the variable `{var}` (`environment:`), which the daemon does not see"
+        ));
+    }
+    if def.get("external").is_some_and(|e| e != &Json::Bool(false)) {
+        return Source::Unsupported("is `external` (made by Docker Swarm)".to_string());
+    }
+    Source::Unsupported("has no `file` nor `x-cove.store`".to_string())
+}
+
+/// Reads the secrets the app's services use; every problem at once.
+/// `identity`: the age identity file (default: [`cove_secrets::default_identity_path`]).
+pub fn resolve(
+    app: &App,
+    project_dir: &Path,
+    identity: Option<&Path>,
+) -> Result<Resolved, Vec<PlanError>> {
+    let used: std::collections::BTreeSet<&str> = app
+        .services
+        .values()
+        .flat_map(|s| s.secrets.iter().map(|r| r.source.as_str()))
+        .collect();
+    let mut errors = Vec::new();
+    let mut resolved = Resolved::default();
+    let file_path = secrets_file(app, project_dir);
+    let mut store: Option<Result<(SecretsFile, Identity), cove_secrets::Error>> = None;
+    for name in used {
+        let err = |message: String, hint: String| PlanError {
+            service: String::new(),
+            message: format!("secret `{name}` {message}"),
+            hint,
+        };
+        let Some(def) = app.secrets.get(name) else {
+            continue;
+        };
+        match source(def) {
+            Source::Store(key) => {
+                let opened = store.get_or_insert_with(|| {
+                    let file = SecretsFile::load(&file_path)?;
+                    let id = match identity {
+                        Some(p) => Identity::load(p)?,
+                        None => Identity::load(&cove_secrets::default_identity_path()?)?,
+                    };
+                    Ok((file, id))
+                });
+                match opened {
+                    Ok((file, id)) => match file.get(&key, id) {
+                        Ok(v) => {
+                            resolved
+                                .values
+                                .insert(name.to_string(), Value::new(v.to_vec()));
+                        }
+                        Err(e) => errors.push(err(
+                            format!("(`{key}` in the store): {e}"),
+                            e.hint().unwrap_or_default(),
+                        )),
+                    },
+                    Err(e) => errors.push(err(
+                        format!("(`{key}` in the store): {e}"),
+                        e.hint().unwrap_or_default(),
+                    )),
+                }
+            }
+            Source::File(path) => match fs_err::read(&path) {
+                Ok(v) => {
+                    resolved.values.insert(name.to_string(), Value::new(v));
+                }
+                Err(e) => errors.push(err(
+                    format!("cannot be read: {e}"),
+                    "check the path of its `file:` (relative to the project directory)".into(),
+                )),
+            },
+            Source::Unsupported(why) => errors.push(err(
+                why,
+                format!(
+                    "keep it encrypted in the project: `cove secrets set {}`, then `x-cove: {{store: {}}}` on the secret",
+                    name.to_uppercase(),
+                    name.to_uppercase()
+                ),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The base of every replica's secrets directory for a project whose
+/// state is in `state_dir`: on a tmpfs when there is one.
+pub fn root(state_dir: &Path) -> PathBuf {
+    let tag = format!(
+        "{:08x}",
+        crate::plan::fnv(state_dir.as_os_str().as_encoded_bytes().iter().copied())
+    );
+    let uid = rustix::process::getuid().as_raw();
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir());
+    if let Some(d) = runtime {
+        return d.join("cove").join(tag);
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        return shm.join(format!("cove-{uid}")).join(tag);
+    }
+    state_dir.join("run").join("secrets")
+}
+
+/// Where a secret's target goes inside a replica's directory: under
+/// `/run/secrets/` as it is, an absolute path whole, a relative one as is.
+/// `None` when it leaves the directory (`..`).
+pub fn file_in_dir(target: &str) -> Option<PathBuf> {
+    let rel = target
+        .strip_prefix("/run/secrets/")
+        .unwrap_or(target)
+        .trim_start_matches('/');
+    let p = PathBuf::from(rel);
+    let fine = !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
+    fine.then_some(p)
+}
+
+/// A secret's `mode` (a number as YAML reads `0440`, or an octal string),
+/// default 0400.
+pub fn mode_of(mode: Option<&Json>) -> Result<u32, String> {
+    match mode {
+        None => Ok(0o400),
+        Some(Json::Number(n)) => n
+            .as_u64()
+            .filter(|m| *m <= 0o777)
+            .map(|m| m as u32)
+            .ok_or_else(|| format!("mode {n} is not a file mode")),
+        Some(Json::String(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| format!("mode `{s}` is not an octal file mode")),
+        Some(other) => Err(format!("mode {other} is not a file mode")),
+    }
+}
+
+/// Writes a replica's secrets into `dir` (made 0700, emptied first).
+/// The directory is removed when the returned guard goes.
+pub fn write_dir(dir: &Path, mounts: &[Mount]) -> std::io::Result<DirGuard> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    if dir.exists() {
+        fs_err::remove_dir_all(dir)?;
+    }
+    // The project's directory and the one above it are ours and private.
+    for d in [dir.parent().and_then(Path::parent), dir.parent()]
+        .into_iter()
+        .flatten()
+    {
+        private_dir(d)?;
+    }
+    private_dir(dir)?;
+    let guard = DirGuard(dir.to_path_buf());
+    for m in mounts {
+        let path = dir.join(&m.file);
+        if let Some(parent) = path.parent() {
+            private_dir(parent)?;
+        }
+        let mut f = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(m.mode)
+            .open(&path)?;
+        f.write_all(m.value.bytes())?;
+    }
+    Ok(guard)
+}
+
+/// Makes `dir` (and what is missing above it) and makes it 0700; refuses
+/// one that another user owns.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs_err::create_dir_all(dir)?;
+    let meta = fs_err::metadata(dir)?;
+    if meta.uid() != rustix::process::getuid().as_raw() {
+        return Err(std::io::Error::other(format!(
+            "{} belongs to another user; remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Removes a replica's secrets directory when dropped.
+#[derive(Debug)]
+pub struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = remove_all(&self.0);
+    }
+}
+
+/// Removes a directory of secrets (its files are read-only, its
+/// directories are not), if it is there.
+pub fn remove_all(dir: &Path) -> std::io::Result<()> {
+    match fs_err::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_scrubs_whole_values_and_their_lines() {
+        let pem = Value::new(b"-----BEGIN KEY-----\nAAAAbase64line\n-----END KEY-----\n".to_vec());
+        let pw = Value::new(b"s3cret-pw\n".to_vec());
+        let short = Value::new(b"abc".to_vec());
+        let r = Redactor::new([&pem, &pw, &short]);
+        assert_eq!(r.scrub("password=s3cret-pw;"), "password=***;");
+        assert_eq!(r.scrub("line AAAAbase64line"), "line ***");
+        assert_eq!(r.scrub("abc stays"), "abc stays");
+        assert!(matches!(r.scrub("nothing here"), Cow::Borrowed(_)));
+        assert_eq!(format!("{pw:?}"), "Value(*** 10 bytes)");
+        assert!(!format!("{r:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn targets_map_into_the_replica_directory() {
+        assert_eq!(file_in_dir("/run/secrets/db"), Some(PathBuf::from("db")));
+        assert_eq!(
+            file_in_dir("/etc/ssl/key.pem"),
+            Some(PathBuf::from("etc/ssl/key.pem"))
+        );
+        assert_eq!(file_in_dir("/run/secrets/../x"), None);
+        assert_eq!(file_in_dir("/"), None);
+        assert_eq!(mode_of(None), Ok(0o400));
+        assert_eq!(mode_of(Some(&Json::from(0o440))), Ok(0o440));
+        assert_eq!(mode_of(Some(&Json::from("0440"))), Ok(0o440));
+        assert!(mode_of(Some(&Json::from("rw"))).is_err());
+    }
+
+    #[test]
+    fn written_files_are_private_and_go_with_the_guard() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("root").join("web-1");
+        let mounts = vec![
+            Mount {
+                name: "db".into(),
+                target: "/run/secrets/db".into(),
+                file: "db".into(),
+                mode: 0o400,
+                env: None,
+                value: Value::new(b"pw".to_vec()),
+            },
+            Mount {
+                name: "key".into(),
+                target: "/etc/ssl/key.pem".into(),
+                file: "etc/ssl/key.pem".into(),
+                mode: 0o440,
+                env: None,
+                value: Value::new(b"KEY".to_vec()),
+            },
+        ];
+        let guard = write_dir(&dir, &mounts).unwrap();
+        let mode = |p: &Path| fs_err::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("db")), 0o400);
+        assert_eq!(mode(&dir.join("etc/ssl/key.pem")), 0o440);
+        assert_eq!(fs_err::read(dir.join("db")).unwrap(), b"pw");
+        // Written again over a leftover directory.
+        std::mem::forget(guard);
+        let guard = write_dir(&dir, &mounts).unwrap();
+        drop(guard);
+        assert!(!dir.exists());
+    }
+}
