@@ -283,7 +283,7 @@ impl ServicePlan {
         if let Some(data) = self.data_dir(replica) {
             env.push(("COVE_DATA".into(), data.display().to_string()));
         }
-        if !self.secrets.is_empty() {
+        if self.has_private_dir() {
             let dir = self.secrets_dir(slot);
             for (_, v) in env.iter_mut() {
                 *v = self.secrets_rewritten(v, &dir);
@@ -296,6 +296,12 @@ impl ServicePlan {
             env.push(("COVE_SECRETS".into(), dir.display().to_string()));
         }
         env
+    }
+
+    /// Whether its instances get a private directory (`COVE_SECRETS`): for
+    /// their secrets, or for a recipe's files that hold passwords.
+    pub fn has_private_dir(&self) -> bool {
+        !self.secrets.is_empty() || self.recipe.is_some()
     }
 
     /// The secrets directory of the instance in `slot`.

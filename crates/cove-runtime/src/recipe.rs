@@ -181,7 +181,7 @@ impl Recipe {
                     "--pid-file=$COVE_DATA/mysqld.pid",
                     "--bind-address=$HOST",
                     "--port=$PORT",
-                    "--init-file=$COVE_DATA/init.sql",
+                    "--init-file=$COVE_SECRETS/init.sql",
                     "--skip-name-resolve",
                 ]
                 .map(String::from)
@@ -221,7 +221,7 @@ impl Recipe {
                 [
                     "env",
                     "HOME=$COVE_DATA",
-                    "RABBITMQ_CONF_ENV_FILE=$COVE_DATA/rabbitmq-env.conf",
+                    "RABBITMQ_CONF_ENV_FILE=$COVE_SECRETS/rabbitmq-env.conf",
                     "ERL_EPMD_ADDRESS=127.0.0.1",
                     RABBITMQ_SERVER,
                 ]
@@ -241,13 +241,13 @@ impl Recipe {
                     [
                         &format!("-Dactivemq.home={ACTIVEMQ_HOME}"),
                         "-Dactivemq.base=$COVE_DATA",
-                        "-Dactivemq.conf=$COVE_DATA/conf",
+                        "-Dactivemq.conf=$COVE_SECRETS/conf",
                         "-Dactivemq.data=$COVE_DATA/data",
-                        "-Dlog4j.configuration=file:$COVE_DATA/conf/log4j.properties",
+                        "-Dlog4j.configuration=file:$COVE_SECRETS/conf/log4j.properties",
                         "-jar",
                         &format!("{ACTIVEMQ_HOME}/bin/activemq.jar"),
                         "start",
-                        "xbean:file:$COVE_DATA/conf/activemq.xml",
+                        "xbean:file:$COVE_SECRETS/conf/activemq.xml",
                     ]
                     .map(String::from),
                 );
@@ -302,15 +302,27 @@ impl Recipe {
 
 /// Prepares a replica's data directory before each start: creates it, and
 /// for MariaDB initialises it on first start and writes the init file from
-/// the official image's variables. Blocking; run off the async threads.
+/// the official image's variables. Files that hold passwords (MariaDB's
+/// init file, the brokers' configuration) go to the replica's private
+/// directory (`COVE_SECRETS`, on a tmpfs, gone with the replica), never
+/// to the data directory. Blocking; run off the async threads.
 pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<(), String> {
     fs_err::create_dir_all(data).map_err(|e| e.to_string())?;
+    let private = || {
+        env_get(env, "COVE_SECRETS")
+            .map(PathBuf::from)
+            .ok_or("the replica has no private directory (COVE_SECRETS)")
+    };
+    // Left by cove versions that kept them with the data.
+    for old in ["init.sql", "conf/activemq.xml", "rabbitmq.conf", "rabbitmq-env.conf"] {
+        let _ = fs_err::remove_file(data.join(old));
+    }
     match recipe {
         Recipe::Redis => Ok(()),
-        Recipe::Mariadb => prepare_mariadb(data, env),
+        Recipe::Mariadb => prepare_mariadb(data, &private()?, env),
         Recipe::Postgres => prepare_postgres(data, env),
-        Recipe::Activemq => prepare_activemq(data, env),
-        Recipe::Rabbitmq { management } => prepare_rabbitmq(data, env, management),
+        Recipe::Activemq => prepare_activemq(data, &private()?, env),
+        Recipe::Rabbitmq { management } => prepare_rabbitmq(data, &private()?, env, management),
     }
 }
 
@@ -318,7 +330,12 @@ pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<
 /// node name unique on this host (from the replica's address), AMQP (and
 /// distribution) on the replica's address, data and logs under its data
 /// directory, the image's default user.
-fn prepare_rabbitmq(data: &Path, env: &[(String, String)], management: bool) -> Result<(), String> {
+fn prepare_rabbitmq(
+    data: &Path,
+    private: &Path,
+    env: &[(String, String)],
+    management: bool,
+) -> Result<(), String> {
     let host = env_get(env, "HOST").ok_or("the replica has no HOST")?;
     let octets: Vec<&str> = host.split('.').collect();
     let d = data.display();
@@ -331,15 +348,16 @@ fn prepare_rabbitmq(data: &Path, env: &[(String, String)], management: bool) -> 
          MNESIA_BASE={d}/mnesia\n\
          LOG_BASE={d}/log\n\
          LOGS=-\n\
-         CONFIG_FILE={d}/rabbitmq\n\
+         CONFIG_FILE={p}/rabbitmq\n\
          ENABLED_PLUGINS_FILE={d}/enabled_plugins\n\
          PID_FILE={d}/rabbitmq.pid\n\
          SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {{{erl_ip}}}\"\n",
         node = octets.join("-"),
         dist = AMQP_PORT as u32 + 20000,
         erl_ip = octets.join(","),
+        p = private.display(),
     );
-    write_private(&data.join("rabbitmq-env.conf"), &env_file)?;
+    write_private(&private.join("rabbitmq-env.conf"), &env_file)?;
     // `rabbitmq.conf` values run to the end of the line.
     let one_line = |k: &str, v: String| -> Result<String, String> {
         if v.contains(['\n', '\r']) {
@@ -375,16 +393,16 @@ fn prepare_rabbitmq(data: &Path, env: &[(String, String)], management: bool) -> 
     } else {
         "[].\n"
     };
-    write_private(&data.join("rabbitmq.conf"), &conf)?;
+    write_private(&private.join("rabbitmq.conf"), &conf)?;
     write_private(&data.join("enabled_plugins"), plugins)
 }
 
 /// Writes the broker's configuration before each start: OpenWire and STOMP
 /// on the replica's address, KahaDB under its data directory, logs to the
 /// console (which cove keeps), and a user when the image's variables ask.
-fn prepare_activemq(data: &Path, env: &[(String, String)]) -> Result<(), String> {
+fn prepare_activemq(data: &Path, private: &Path, env: &[(String, String)]) -> Result<(), String> {
     let host = env_get(env, "HOST").ok_or("the replica has no HOST")?;
-    let conf = data.join("conf");
+    let conf = private.join("conf");
     fs_err::create_dir_all(&conf).map_err(|e| e.to_string())?;
     fs_err::create_dir_all(data.join("data")).map_err(|e| e.to_string())?;
     let x = |s: &str| {
@@ -475,10 +493,18 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
 }
 
 /// A non-empty value of `name` in `env`.
+/// A variable of the replica, else the contents of the file its `_FILE`
+/// twin names (as the official images read `MARIADB_PASSWORD_FILE`), without
+/// the last line breaks.
 fn env_get(env: &[(String, String)], name: &str) -> Option<String> {
     crate::plan::env_value(env, name)
         .filter(|v| !v.is_empty())
         .map(String::from)
+        .or_else(|| {
+            let path = crate::plan::env_value(env, &format!("{name}_FILE"))?;
+            let text = fs_err::read_to_string(path).ok()?;
+            Some(text.trim_end_matches(['\n', '\r']).to_string()).filter(|v| !v.is_empty())
+        })
 }
 
 /// First start: `initdb` (superuser `POSTGRES_USER`, password
@@ -587,11 +613,11 @@ fn run(argv: &[String], stdin: Option<&str>) -> Result<(), String> {
     Err(format!("{name} failed: {last}"))
 }
 
-fn prepare_mariadb(data: &Path, env: &[(String, String)]) -> Result<(), String> {
+fn prepare_mariadb(data: &Path, private: &Path, env: &[(String, String)]) -> Result<(), String> {
     let get = |k: &str| {
         ["MARIADB_", "MYSQL_"]
             .iter()
-            .find_map(|p| crate::plan::env_value(env, &format!("{p}{k}")).map(String::from))
+            .find_map(|p| env_get(env, &format!("{p}{k}")))
     };
     let db_dir = data.join("db");
     if !db_dir.join("mysql").is_dir() {
@@ -637,7 +663,7 @@ fn prepare_mariadb(data: &Path, env: &[(String, String)]) -> Result<(), String> 
             ));
         }
     }
-    write_private(&data.join("init.sql"), &sql)
+    write_private(&private.join("init.sql"), &sql)
 }
 
 /// Writes a file readable only by its owner, atomically (temp + rename).
@@ -698,6 +724,21 @@ mod tests {
         );
         assert_eq!(Recipe::detect(&svc("mysql", None)), Some(Recipe::Mariadb));
         assert_eq!(Recipe::detect(&svc("nginx", None)), None);
+    }
+
+    #[test]
+    fn variables_can_come_from_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("pw");
+        fs_err::write(&file, "from-file\n").unwrap();
+        let env = vec![
+            ("MARIADB_PASSWORD_FILE".to_string(), file.display().to_string()),
+            ("MARIADB_USER".to_string(), "u".to_string()),
+            ("MARIADB_USER_FILE".to_string(), "/nonexistent".to_string()),
+        ];
+        assert_eq!(env_get(&env, "MARIADB_PASSWORD").as_deref(), Some("from-file"));
+        assert_eq!(env_get(&env, "MARIADB_USER").as_deref(), Some("u"), "the variable wins");
+        assert_eq!(env_get(&env, "MARIADB_DATABASE"), None);
     }
 
     #[test]
