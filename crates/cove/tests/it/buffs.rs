@@ -37,11 +37,14 @@ pub fn example(example: &str, tmp: &Path, name: &str) -> App {
     .unwrap();
     let file = repo().join("examples").join(example).join("compose.yaml");
     let files = format!("{}:{}", file.display(), overrides.display());
+    // The examples' secrets are encrypted for their published demo identity.
+    let identity = repo().join("examples/buffs/demo-identity.txt");
     App::with_env(
         "services: {}\n",
         &[
             ("COMPOSE_FILE", Path::new(&files)),
             ("COMPOSE_PROJECT_NAME", Path::new(name)),
+            ("COVE_IDENTITY", &identity),
         ],
     )
 }
@@ -179,6 +182,60 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
         let (list, cache) = buffs(gw);
         cache == "hit" && questions(&list) == ["who", "what", "outage"]
     });
+
+    // The passwords come from the example's encrypted store. The broker
+    // refuses a client without its password; no file of the app's state,
+    // log or listing holds one.
+    let passwords: Vec<String> = ["DB_ROOT_PASSWORD", "DB_PASSWORD", "BROKER_PASSWORD"]
+        .iter()
+        .map(|n| {
+            let (code, value) = app.merged(&["secrets", "get", n]);
+            assert_eq!(code, Some(0), "{value}");
+            assert!(value.len() >= 16, "a generated password");
+            value
+        })
+        .collect();
+    let broker = app
+        .ps()
+        .into_iter()
+        .find(|r| r["service"] == "activemq")
+        .unwrap();
+    let host = broker["address"].as_str().unwrap().rsplit_once(':').unwrap().0.to_string();
+    let stomp = |login: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect((host.as_str(), 61613)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.write_all(format!("CONNECT\naccept-version:1.2\nhost:localhost\n{login}\n\0").as_bytes())
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let n = s.read(&mut answer).unwrap_or(0);
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    };
+    assert!(stomp("").starts_with("ERROR"), "anonymous clients are refused");
+    assert!(
+        stomp(&format!("login:buffs\npasscode:{}\n", passwords[2])).starts_with("CONNECTED"),
+        "the store's password is the broker's"
+    );
+    let (_, logs) = app.merged(&["logs"]);
+    let (_, ps) = app.merged(&["ps", "--format", "json"]);
+    let (_, config) = app.merged(&["config"]);
+    for pw in &passwords {
+        for (what, text) in [("logs", &logs), ("ps", &ps), ("config", &config)] {
+            assert!(!text.contains(pw.as_str()), "`cove {what}` shows a password");
+        }
+        let mut todo = vec![tmp.path().to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs_err::read_dir(&d).unwrap().flatten() {
+                let (p, meta) = (e.path(), e.metadata().unwrap());
+                if meta.is_dir() {
+                    todo.push(p);
+                } else if let Ok(bytes) = fs_err::read(&p) {
+                    let found = bytes.windows(pw.len()).any(|w| w == pw.as_bytes());
+                    assert!(!found, "{} holds a password in the clear", p.display());
+                }
+            }
+        }
+    }
 
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");

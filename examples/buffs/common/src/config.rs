@@ -19,6 +19,22 @@ pub fn required(name: &'static str, hint: &'static str) -> Result<String, Missin
     }
 }
 
+/// A secret: the variable `name`, else the contents of the file that
+/// `name_FILE` names (cove's and Docker's secrets are files), without its
+/// last line break. `None` when neither is set.
+pub fn secret(name: &str) -> Result<Option<String>, std::io::Error> {
+    if let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        return Ok(Some(v));
+    }
+    let Some(path) = std::env::var(format!("{name}_FILE")).ok().filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("{name}_FILE: cannot read {path}: {e}"))
+    })?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+}
+
 /// An optional variable with a default.
 pub fn or(name: &str, default: &str) -> String {
     std::env::var(name)

@@ -15,15 +15,21 @@ pub const EVENTS_TOPIC: &str = "/topic/buffs.events";
 
 /// Connects to MariaDB, retrying for up to `patience` (the database may
 /// still be starting when the service does), then creates the table.
+/// `password`, when given, wins over one in the URL.
 pub async fn database(
     url: &str,
+    password: Option<&str>,
     patience: std::time::Duration,
 ) -> Result<sqlx::MySqlPool, sqlx::Error> {
+    let mut options: sqlx::mysql::MySqlConnectOptions = url.parse()?;
+    if let Some(pw) = password {
+        options = options.password(pw);
+    }
     let pool = retry("database", patience, || {
         sqlx::mysql::MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options.clone())
     })
     .await?;
     buff::migrate(&pool).await?;
@@ -61,22 +67,35 @@ where
 /// A service's start-up error.
 pub type Error = Box<dyn std::error::Error>;
 
-/// MariaDB from `DATABASE_URL` (retrying for `DATABASE_PATIENCE` seconds,
-/// 30 by default), with the table in place.
+/// MariaDB from `DATABASE_URL` and `DATABASE_PASSWORD` (or the file
+/// `DATABASE_PASSWORD_FILE` names), retrying for `DATABASE_PATIENCE`
+/// seconds (30 by default), with the table in place.
 pub async fn database_from_env() -> Result<sqlx::MySqlPool, Error> {
     let url = config::required(
         "DATABASE_URL",
-        "set it to mysql://USER:PASSWORD@HOST:PORT/DATABASE (compose.yaml does)",
+        "set it to mysql://USER@HOST:PORT/DATABASE (compose.yaml does)",
     )?;
-    Ok(database(&url, config::seconds("DATABASE_PATIENCE", 30)).await?)
+    let password = config::secret("DATABASE_PASSWORD")?;
+    Ok(database(
+        &url,
+        password.as_deref(),
+        config::seconds("DATABASE_PATIENCE", 30),
+    )
+    .await?)
 }
 
-/// The broker from `STOMP_URL`.
+/// The broker from `STOMP_URL`, logging in as `STOMP_LOGIN` with
+/// `STOMP_PASSCODE` (or the file `STOMP_PASSCODE_FILE` names) when set.
 pub fn broker_from_env() -> Result<stomp::Url, Error> {
-    Ok(stomp::Url::parse(&config::required(
+    let mut url = stomp::Url::parse(&config::required(
         "STOMP_URL",
         "set it to stomp://[USER:PASSWORD@]HOST:61613 (compose.yaml does)",
-    )?)?)
+    )?)?;
+    if let Some(login) = std::env::var("STOMP_LOGIN").ok().filter(|l| !l.is_empty()) {
+        let passcode = config::secret("STOMP_PASSCODE")?.unwrap_or_default();
+        url.login = Some((login, passcode));
+    }
+    Ok(url)
 }
 
 /// Ends the process after `run` failed: the error as a log line, exit 1.
