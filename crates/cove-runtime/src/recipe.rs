@@ -314,7 +314,12 @@ pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<
             .ok_or("the replica has no private directory (COVE_SECRETS)")
     };
     // Left by cove versions that kept them with the data.
-    for old in ["init.sql", "conf/activemq.xml", "rabbitmq.conf", "rabbitmq-env.conf"] {
+    for old in [
+        "init.sql",
+        "conf/activemq.xml",
+        "rabbitmq.conf",
+        "rabbitmq-env.conf",
+    ] {
         let _ = fs_err::remove_file(data.join(old));
     }
     match recipe {
@@ -732,12 +737,22 @@ mod tests {
         let file = tmp.path().join("pw");
         fs_err::write(&file, "from-file\n").unwrap();
         let env = vec![
-            ("MARIADB_PASSWORD_FILE".to_string(), file.display().to_string()),
+            (
+                "MARIADB_PASSWORD_FILE".to_string(),
+                file.display().to_string(),
+            ),
             ("MARIADB_USER".to_string(), "u".to_string()),
             ("MARIADB_USER_FILE".to_string(), "/nonexistent".to_string()),
         ];
-        assert_eq!(env_get(&env, "MARIADB_PASSWORD").as_deref(), Some("from-file"));
-        assert_eq!(env_get(&env, "MARIADB_USER").as_deref(), Some("u"), "the variable wins");
+        assert_eq!(
+            env_get(&env, "MARIADB_PASSWORD").as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            env_get(&env, "MARIADB_USER").as_deref(),
+            Some("u"),
+            "the variable wins"
+        );
         assert_eq!(env_get(&env, "MARIADB_DATABASE"), None);
     }
 

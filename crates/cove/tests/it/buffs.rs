@@ -200,18 +200,28 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
         .into_iter()
         .find(|r| r["service"] == "activemq")
         .unwrap();
-    let host = broker["address"].as_str().unwrap().rsplit_once(':').unwrap().0.to_string();
+    let host = broker["address"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .to_string();
     let stomp = |login: &str| {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect((host.as_str(), 61613)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         s.write_all(format!("CONNECT\naccept-version:1.2\nhost:localhost\n{login}\n\0").as_bytes())
             .unwrap();
         let mut answer = [0u8; 256];
         let n = s.read(&mut answer).unwrap_or(0);
         String::from_utf8_lossy(&answer[..n]).into_owned()
     };
-    assert!(stomp("").starts_with("ERROR"), "anonymous clients are refused");
+    assert!(
+        stomp("").starts_with("ERROR"),
+        "anonymous clients are refused"
+    );
     assert!(
         stomp(&format!("login:buffs\npasscode:{}\n", passwords[2])).starts_with("CONNECTED"),
         "the store's password is the broker's"
@@ -221,7 +231,10 @@ fn buffs_are_created_read_through_the_cache_and_invalidated_by_events_and_surviv
     let (_, config) = app.merged(&["config"]);
     for pw in &passwords {
         for (what, text) in [("logs", &logs), ("ps", &ps), ("config", &config)] {
-            assert!(!text.contains(pw.as_str()), "`cove {what}` shows a password");
+            assert!(
+                !text.contains(pw.as_str()),
+                "`cove {what}` shows a password"
+            );
         }
         let mut todo = vec![tmp.path().to_path_buf()];
         while let Some(d) = todo.pop() {

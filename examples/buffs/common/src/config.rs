@@ -26,12 +26,13 @@ pub fn secret(name: &str) -> Result<Option<String>, std::io::Error> {
     if let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
         return Ok(Some(v));
     }
-    let Some(path) = std::env::var(format!("{name}_FILE")).ok().filter(|p| !p.is_empty()) else {
+    let Some(path) = std::env::var(format!("{name}_FILE"))
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("{name}_FILE: cannot read {path}: {e}"))
-    })?;
+    let text = fs_err::read_to_string(&path)?;
     Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
 }
 
