@@ -1145,7 +1145,7 @@ fn plan_for(
             .iter()
             .map(|e| format!("{e}\n  = hint: {}", e.hint))
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\nerror: ")
     };
     let secrets =
         cove_runtime::secrets::resolve(&app, &desired.project_dir, desired.identity.as_deref())

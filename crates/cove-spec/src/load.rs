@@ -594,7 +594,7 @@ fn validate_xcove_of_service(name: &str, svc: &Node, diags: &mut Diagnostics) {
             .enumerate()
             .filter_map(|(i, r)| Some((i, r.as_map()?.get("x-cove")?)))
         {
-            let path = SchemaPath::root(&format!("services.{name}.secrets.{i}.x-cove"));
+            let path = SchemaPath::root(&format!("services.{name}.secrets[{i}].x-cove"));
             xcove_validator().validate_at(ext, "#/x-secret-ref", &path, diags);
         }
     }

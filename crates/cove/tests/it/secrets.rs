@@ -433,6 +433,27 @@ fn replicas_get_secrets_as_private_files_and_no_output_shows_them() {
     let down = cove(&alice, &["down"], &[]);
     assert_eq!(down.code, Some(0), "{down}");
     assert!(!new_dir.exists(), "secrets removed with the replicas");
+
+    // A tampered value: a clear error naming the secret and the file, and
+    // nothing starts.
+    let file = dir.join("cove.secrets.yaml");
+    let text = fs_err::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("DB_PASSWORD: age:"))
+        .unwrap();
+    let mut bad: Vec<char> = line.chars().collect();
+    let mid = bad.len() / 2;
+    bad[mid] = if bad[mid] == 'A' { 'B' } else { 'A' };
+    let bad: String = bad.into_iter().collect();
+    fs_err::write(&file, text.replace(line, &bad)).unwrap();
+    let tampered = cove(&alice, &["up", "-d"], &[]);
+    assert_eq!(tampered.code, Some(1), "{tampered}");
+    for part in ["secret `db_password`", "DB_PASSWORD", "cove.secrets.yaml"] {
+        assert!(tampered.stderr.contains(part), "`{part}` in: {tampered}");
+    }
+    assert!(!tampered.stderr.contains("panick"), "{tampered}");
+    assert_eq!(app.processes(), Vec::<u32>::new(), "nothing started");
 }
 
 /// Values that must not show anywhere.
