@@ -275,6 +275,12 @@ impl ServicePlan {
     /// The environment of replica `replica` in `slot`: the service's, plus
     /// `HOST`, `PORT` and `COVE_REPLICA`.
     pub fn replica_env(&self, replica: u32, slot: u32) -> Vec<(String, String)> {
+        self.instance_env(replica, slot, &self.secrets_dir(slot))
+    }
+
+    /// [`replica_env`](Self::replica_env) with the private directory
+    /// (`COVE_SECRETS`) at `private` (`cove run` has one of its own).
+    pub fn instance_env(&self, replica: u32, slot: u32, private: &Path) -> Vec<(String, String)> {
         let mut env = self.env.clone();
         env.push(("HOST".into(), self.address(slot).to_string()));
         env.push(("PORT".into(), self.port().to_string()));
@@ -284,9 +290,9 @@ impl ServicePlan {
             env.push(("COVE_DATA".into(), data.display().to_string()));
         }
         if self.has_private_dir() {
-            let dir = self.secrets_dir(slot);
+            let dir = private;
             for (_, v) in env.iter_mut() {
-                *v = self.secrets_rewritten(v, &dir);
+                *v = self.secrets_rewritten(v, dir);
             }
             for m in &self.secrets {
                 if let (Some(var), Some(text)) = (&m.env, m.value.text()) {

@@ -77,16 +77,19 @@ pub fn load_or_report(args: &ProjectArgs, services: &[String]) -> Option<Project
 /// then: exit 1).
 pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
     cove_runtime::plan::plan(&project.app, &project.project_dir)
-        .map_err(|errors| {
-            let style = crate::output::stderr_style();
-            for e in &errors {
-                eprintln!(
-                    "{}error{}: {e}\n  = {}hint{}: {}",
-                    style.red, style.reset, style.cyan, style.reset, e.hint
-                );
-            }
-        })
+        .map_err(|errors| report_plan_errors(&errors))
         .ok()
+}
+
+/// Prints planning errors to stderr, each with its hint.
+pub fn report_plan_errors(errors: &[cove_runtime::plan::PlanError]) {
+    let style = crate::output::stderr_style();
+    for e in errors {
+        eprintln!(
+            "{}error{}: {e}\n  = {}hint{}: {}",
+            style.red, style.reset, style.cyan, style.reset, e.hint
+        );
+    }
 }
 
 /// Loads the project the options describe. Warnings go to stderr.

@@ -23,13 +23,40 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
     else {
         return Ok(ExitCode::from(1));
     };
-    let Some(plan) = crate::project::plan_or_report(&project) else {
-        return Ok(ExitCode::from(1));
+    // The command gets the service's secrets, read here with the user's
+    // identity, in a private directory of its own, removed when it ends.
+    let identity = crate::cmd::secrets::identity_path();
+    let secrets = match cove_runtime::secrets::resolve(
+        &project.app,
+        &project.project_dir,
+        identity.as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(errors) => {
+            crate::project::report_plan_errors(&errors);
+            return Ok(ExitCode::from(1));
+        }
     };
+    let plan =
+        match cove_runtime::plan::plan_with(&project.app, &project.project_dir, Some(&secrets)) {
+            Ok(p) => p,
+            Err(errors) => {
+                crate::project::report_plan_errors(&errors);
+                return Ok(ExitCode::from(1));
+            }
+        };
     let Some(svc) = plan.services.iter().find(|s| s.name == args.service) else {
         anyhow::bail!("no such service `{}`", args.service);
     };
-    let mut env = svc.replica_env(1, 1);
+    let private = svc
+        .secrets_root
+        .join(format!("{}-run-{}", svc.name, std::process::id()));
+    let _secrets_dir = if svc.secrets.is_empty() {
+        None
+    } else {
+        Some(cove_runtime::secrets::write_dir(&private, &svc.secrets)?)
+    };
+    let mut env = svc.instance_env(1, 1, &private);
     for (k, v) in env.iter_mut() {
         if k == "COVE_REPLICA" {
             *v = "run".into();

@@ -415,6 +415,28 @@ fn replicas_get_secrets_as_private_files_and_no_output_shows_them() {
         );
     }
 
+    // `cove run` gets them too, in a directory of its own, gone after.
+    let run = cove(
+        &alice,
+        &[
+            "run",
+            "--no-deps",
+            "web",
+            "python3",
+            "-c",
+            "import os; print(open(os.environ['DB_PASSWORD_FILE']).read()[::-1]); print(os.environ['API_TOKEN'][::-1]); print(os.environ['COVE_SECRETS'])",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines[..2], [rev(pw), rev(token)], "{run}");
+    assert_ne!(Path::new(lines[2]), secrets_dir);
+    assert!(
+        !Path::new(lines[2]).exists(),
+        "removed after the command: {run}"
+    );
+
     // A new value reaches the replicas with the next deploy.
     let set = secrets(dir, &alice, &["set", "DB_PASSWORD"], b"pw-rotated-gamma");
     assert_eq!(set.code, Some(0), "{set}");
