@@ -452,6 +452,27 @@ fn replicas_get_secrets_as_private_files_and_no_output_shows_them() {
         !secrets_dir.exists() || secrets_dir == new_dir
     });
 
+    // The daemon SIGKILLed: its reaper stops the replica; started again, it
+    // decrypts the values again (with the identity the CLI named) and hands
+    // them out anew.
+    let daemon = fs_err::read_to_string(dir.join(".cove/daemon.pid")).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", daemon.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    crate::daemon::eventually(15, "the replica stopped by the reaper", || {
+        app.processes().is_empty()
+    });
+    fs_err::remove_file(&report_path).unwrap();
+    let up = cove(&alice, &["up", "-d"], &[]);
+    assert_eq!(up.code, Some(0), "{up}");
+    crate::daemon::eventually(30, "the report after the restart", || report_path.is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["pw"], rev("pw-rotated-gamma"));
+    let new_dir = std::path::PathBuf::from(report["dir"].as_str().unwrap());
+
     let down = cove(&alice, &["down"], &[]);
     assert_eq!(down.code, Some(0), "{down}");
     assert!(!new_dir.exists(), "secrets removed with the replicas");
