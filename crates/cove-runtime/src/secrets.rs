@@ -215,6 +215,15 @@ pub fn resolve(
             continue;
         };
         match source(def) {
+            Source::Store(key) if !file_path.is_file() => errors.push(err(
+                format!(
+                    "(`{key}` in the store): {} does not exist",
+                    file_path.display()
+                ),
+                format!(
+                    "create it with `cove secrets init` (`cove --env NAME secrets init` for an environment), then `cove secrets set {key}`"
+                ),
+            )),
             Source::Store(key) => {
                 let opened = store.get_or_insert_with(|| {
                     let file = SecretsFile::load(&file_path)?;
@@ -231,15 +240,9 @@ pub fn resolve(
                                 .values
                                 .insert(name.to_string(), Value::new(v.to_vec()));
                         }
-                        Err(e) => errors.push(err(
-                            format!("(`{key}` in the store): {e}"),
-                            e.hint().unwrap_or_default(),
-                        )),
+                        Err(e) => errors.push(store_error(name, &key, &e)),
                     },
-                    Err(e) => errors.push(err(
-                        format!("(`{key}` in the store): {e}"),
-                        e.hint().unwrap_or_default(),
-                    )),
+                    Err(e) => errors.push(store_error(name, &key, e)),
                 }
             }
             Source::File(path) => match fs_err::read(&path) {
@@ -265,6 +268,16 @@ pub fn resolve(
         Ok(resolved)
     } else {
         Err(errors)
+    }
+}
+
+fn store_error(name: &str, key: &str, e: &cove_secrets::Error) -> PlanError {
+    PlanError {
+        service: String::new(),
+        message: format!("secret `{name}` (`{key}` in the store): {e}"),
+        hint: e
+            .hint()
+            .unwrap_or_else(|| "`cove secrets ls` lists what the file holds".into()),
     }
 }
 
