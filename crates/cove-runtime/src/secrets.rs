@@ -84,22 +84,31 @@ pub struct Mount {
     pub value: Value,
 }
 
-/// Scrubs secret values out of text by exact match.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Redactor(Arc<Vec<String>>);
+/// Scrubs secret values out of text by exact match, in one pass over the
+/// text whatever the number of values (Aho-Corasick, leftmost-longest).
+#[derive(Clone, Default)]
+pub struct Redactor(Option<Arc<(Option<aho_corasick::AhoCorasick>, Vec<String>)>>);
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} patterns)", self.0.len())
+        write!(f, "Redactor({} patterns)", self.patterns().len())
     }
 }
+
+impl PartialEq for Redactor {
+    fn eq(&self, other: &Redactor) -> bool {
+        self.patterns() == other.patterns()
+    }
+}
+
+impl Eq for Redactor {}
 
 /// What stands in for a scrubbed value.
 pub const MASK: &str = "***";
 
 impl Redactor {
     /// A redactor for these values: each whole (without a final line
-    /// break) and each of its lines, longest first.
+    /// break) and each of its lines.
     pub fn new<'a>(values: impl IntoIterator<Item = &'a Value>) -> Redactor {
         let mut patterns: Vec<String> = Vec::new();
         for v in values {
@@ -109,24 +118,52 @@ impl Redactor {
             patterns.extend(whole.lines().map(|l| l.trim_end_matches('\r').to_string()));
         }
         patterns.retain(|p| p.chars().count() >= MIN_SCRUBBED);
+        // Longest first, for the pattern-by-pattern fallback.
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         patterns.dedup();
-        Redactor(Arc::new(patterns))
+        if patterns.is_empty() {
+            return Redactor(None);
+        }
+        // Building fails only past millions of states; then every pattern
+        // is searched in turn.
+        let matcher = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok();
+        Redactor(Some(Arc::new((matcher, patterns))))
+    }
+
+    fn patterns(&self) -> &[String] {
+        self.0.as_ref().map_or(&[], |a| a.1.as_slice())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// `text` with every value replaced by [`MASK`].
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for p in self.0.iter() {
-            if out.contains(p.as_str()) {
-                out = Cow::Owned(out.replace(p.as_str(), MASK));
+        let Some(inner) = &self.0 else {
+            return Cow::Borrowed(text);
+        };
+        let Some(matcher) = &inner.0 else {
+            let mut out = Cow::Borrowed(text);
+            for p in &inner.1 {
+                if out.contains(p.as_str()) {
+                    out = Cow::Owned(out.replace(p.as_str(), MASK));
+                }
             }
+            return out;
+        };
+        if matcher.find(text).is_none() {
+            return Cow::Borrowed(text);
         }
-        out
+        let mut out = String::with_capacity(text.len());
+        matcher.replace_all_with(text, &mut out, |_, _, dst| {
+            dst.push_str(MASK);
+            true
+        });
+        Cow::Owned(out)
     }
 }
 
