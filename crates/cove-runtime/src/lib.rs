@@ -14,6 +14,7 @@
 
 pub mod artifact;
 pub mod backoff;
+pub mod docker;
 pub mod health;
 pub mod logs;
 pub mod plan;

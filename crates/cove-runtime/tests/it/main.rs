@@ -1,3 +1,4 @@
 //! cove-runtime's integration tests: plans of real Compose files.
 
+mod docker;
 mod routes;

@@ -1,0 +1,463 @@
+//! The Docker Engine side of the `docker` driver (issue 8, in progress):
+//! images (present, pulled, built from a context), containers (created with
+//! cove's labels, started, followed line by line, waited for, stopped with
+//! the service's signal and grace period, removed) and finding them again
+//! by label. Talks to the Engine API over `DOCKER_HOST` (a Unix socket by
+//! default; Podman's compatible API too), negotiating the API version.
+//!
+//! Not wired into the supervisor yet: services with `image`/`build` still
+//! need a native recipe or `x-cove.run`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::query_parameters as q;
+use futures_util::StreamExt;
+
+use crate::process::Stream;
+
+/// The labels cove puts on what it makes, to find it again.
+pub const LABEL_PROJECT: &str = "dev.cove.project";
+pub const LABEL_SERVICE: &str = "dev.cove.service";
+pub const LABEL_REPLICA: &str = "dev.cove.replica";
+pub const LABEL_REVISION: &str = "dev.cove.revision";
+
+/// What went wrong talking to the engine, in words with a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot reach the Docker engine at {at}: {reason}")]
+    Unreachable { at: String, reason: String },
+    #[error("image `{image}` is not on this machine and cannot be pulled: {reason}")]
+    MissingImage { image: String, reason: String },
+    #[error("building `{tag}` failed: {reason}")]
+    Build { tag: String, reason: String },
+    #[error("{what}: {reason}")]
+    Engine { what: String, reason: String },
+}
+
+impl DockerError {
+    pub fn hint(&self) -> String {
+        match self {
+            DockerError::Unreachable { .. } => {
+                "start Docker (or Podman's API service), or point DOCKER_HOST at its socket".into()
+            }
+            DockerError::MissingImage { image, .. } => format!(
+                "build it (a `build:` section, then `cove build`), or load it: `docker load -i FILE` (an image saved with `docker save {image}`)"
+            ),
+            DockerError::Build { .. } => "the build's last lines say why".into(),
+            DockerError::Engine { .. } => "`docker info` shows the engine's state".into(),
+        }
+    }
+}
+
+fn engine(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    let what = what.into();
+    move |e| DockerError::Engine {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// A connection to the engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    at: String,
+}
+
+/// A container to make: what the service's plan says, for one replica.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// `None`: the image's.
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub labels: HashMap<String, String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    /// `host`, `none`, a network's name; `None`: the engine's default.
+    pub network_mode: Option<String>,
+    /// `NAME:ADDRESS` lines for the container's `/etc/hosts`.
+    pub extra_hosts: Vec<String>,
+    /// The Compose healthcheck, run by the engine.
+    pub healthcheck: Option<Healthcheck>,
+    pub stop_signal: Option<String>,
+}
+
+/// An image to build (Compose `build:`).
+#[derive(Debug, Clone, Default)]
+pub struct BuildSpec {
+    /// A directory, sent whole.
+    pub context: std::path::PathBuf,
+    /// Relative to the context; default `Dockerfile`.
+    pub dockerfile: Option<String>,
+    pub tag: String,
+    pub args: HashMap<String, String>,
+    pub target: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// A healthcheck for the engine to run (`test` as Compose writes it:
+/// `["CMD", ...]`, `["CMD-SHELL", "..."]`).
+#[derive(Debug, Clone, Default)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+/// A container cove made and started.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+}
+
+/// A container found by its labels.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    /// `running`, `exited`, ...
+    pub state: String,
+}
+
+impl Engine {
+    /// Connects to `DOCKER_HOST` (or the default socket) and agrees on an
+    /// API version both sides speak.
+    pub async fn connect() -> Result<Engine, DockerError> {
+        let at =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |reason: String| DockerError::Unreachable {
+            at: at.clone(),
+            reason,
+        };
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+            .await
+            .map_err(|_| unreachable("no answer in 10 s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Engine { docker, at })
+    }
+
+    /// Where the engine is (`DOCKER_HOST`).
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
+    /// The engine's version (`20.10.24`, ...).
+    pub async fn version(&self) -> Result<String, DockerError> {
+        let v = self.docker.version().await.map_err(engine("version"))?;
+        Ok(v.version.unwrap_or_default())
+    }
+
+    /// The id of `image` when it is on this machine.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.id),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine(format!("inspecting image `{image}`"))(e)),
+        }
+    }
+
+    /// The id of `image`, pulled first when it is missing.
+    pub async fn ensure_image(&self, image: &str) -> Result<String, DockerError> {
+        if let Some(id) = self.image_id(image).await? {
+            return Ok(id);
+        }
+        let options = q::CreateImageOptionsBuilder::new()
+            .from_image(image)
+            .build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            if let Err(e) = step {
+                return Err(DockerError::MissingImage {
+                    image: image.into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        self.image_id(image)
+            .await?
+            .ok_or_else(|| DockerError::MissingImage {
+                image: image.into(),
+                reason: "the pull ended without it".into(),
+            })
+    }
+
+    /// Builds `context` (a directory, sent whole as a tar stream) into
+    /// `tag`; each line of the build's output goes to `on_line`. The
+    /// image's id.
+    pub async fn build(
+        &self,
+        spec: &BuildSpec,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<String, DockerError> {
+        let (context, tag) = (spec.context.as_path(), spec.tag.as_str());
+        let failed = |reason: String| DockerError::Build {
+            tag: tag.into(),
+            reason,
+        };
+        let dir = context.to_path_buf();
+        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            b.append_dir_all(".", &dir)?;
+            b.into_inner()
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| {
+            failed(format!(
+                "cannot read the context {}: {e}",
+                context.display()
+            ))
+        })?;
+        let mut options = q::BuildImageOptionsBuilder::new()
+            .t(tag)
+            .rm(true)
+            .buildargs(&spec.args)
+            .labels(&spec.labels);
+        if let Some(f) = &spec.dockerfile {
+            options = options.dockerfile(f);
+        }
+        if let Some(t) = &spec.target {
+            options = options.target(t);
+        }
+        let mut stream = self.docker.build_image(
+            options.build(),
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(tar))),
+        );
+        let mut last = String::new();
+        while let Some(step) = stream.next().await {
+            let info = step.map_err(|e| failed(e.to_string()))?;
+            if let Some(detail) = info.error_detail {
+                return Err(failed(detail.message.unwrap_or_default()));
+            }
+            for line in info.stream.iter().flat_map(|s| s.lines()) {
+                if !line.trim().is_empty() {
+                    on_line(line);
+                    last = line.to_string();
+                }
+            }
+        }
+        self.image_id(tag)
+            .await?
+            .ok_or_else(|| failed(format!("no image at the end; last line: {last}")))
+    }
+
+    /// Creates and starts a container; its output (both streams, line by
+    /// line) goes to `on_line` until it ends.
+    pub async fn run(
+        &self,
+        spec: &ContainerSpec,
+        on_line: impl FnMut(Stream, String) + Send + 'static,
+    ) -> Result<Container, DockerError> {
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            env: Some(env),
+            labels: Some(spec.labels.clone()),
+            working_dir: spec.working_dir.clone(),
+            user: spec.user.clone(),
+            stop_signal: spec.stop_signal.clone(),
+            healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(h.test.clone()),
+                interval: Some(nanos(h.interval)),
+                timeout: Some(nanos(h.timeout)),
+                retries: Some(i64::from(h.retries)),
+                start_period: Some(nanos(h.start_period)),
+                start_interval: None,
+            }),
+            host_config: Some(HostConfig {
+                network_mode: spec.network_mode.clone(),
+                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = q::CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine(format!("creating container `{}`", spec.name)))?;
+        let container = Container {
+            id: created.id,
+            name: spec.name.clone(),
+        };
+        // Attached before the start, so no line is missed.
+        let logs = self.docker.logs(
+            &container.id,
+            Some(
+                q::LogsOptionsBuilder::new()
+                    .follow(true)
+                    .stdout(true)
+                    .stderr(true)
+                    .build(),
+            ),
+        );
+        if let Err(e) = self.docker.start_container(&container.id, None).await {
+            let _ = self.remove(&container).await;
+            return Err(engine(format!("starting container `{}`", spec.name))(e));
+        }
+        tokio::spawn(follow(logs, on_line));
+        Ok(container)
+    }
+
+    /// Waits for the container to end; its exit code.
+    pub async fn wait(&self, c: &Container) -> Result<i64, DockerError> {
+        let mut waiting = self.docker.wait_container(&c.id, None);
+        match waiting.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // A non-zero exit arrives as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(engine(format!("waiting for `{}`", c.name))(e)),
+            None => Err(DockerError::Engine {
+                what: format!("waiting for `{}`", c.name),
+                reason: "the engine closed the stream".into(),
+            }),
+        }
+    }
+
+    /// Sends `signal`, then kills it after `grace` (as `docker stop`).
+    pub async fn stop(
+        &self,
+        c: &Container,
+        signal: &str,
+        grace: Duration,
+    ) -> Result<(), DockerError> {
+        let options = q::StopContainerOptionsBuilder::new()
+            .signal(signal)
+            .t(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
+            .build();
+        match self.docker.stop_container(&c.id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(format!("stopping `{}`", c.name))(e)),
+        }
+    }
+
+    /// The engine's health of the container: `starting`, `healthy`,
+    /// `unhealthy`, or `None` without a healthcheck.
+    pub async fn health(&self, c: &Container) -> Result<Option<String>, DockerError> {
+        let i = self
+            .docker
+            .inspect_container(&c.id, None)
+            .await
+            .map_err(engine(format!("inspecting `{}`", c.name)))?;
+        Ok(i.state
+            .and_then(|s| s.health)
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none"))
+    }
+
+    /// Removes the container (stopping it if it still runs).
+    pub async fn remove(&self, c: &Container) -> Result<(), DockerError> {
+        let options = q::RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.docker.remove_container(&c.id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(format!("removing `{}`", c.name))(e)),
+        }
+    }
+
+    /// Removes an image (by tag or id), if it is there.
+    pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        let options = q::RemoveImageOptionsBuilder::new().force(true).build();
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(format!("removing image `{image}`"))(e)),
+        }
+    }
+
+    /// Every container (running or not) carrying all of `labels`.
+    pub async fn find(&self, labels: &[(&str, &str)]) -> Result<Vec<Found>, DockerError> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        )]);
+        let options = q::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine("listing containers"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| Found {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                labels: c.labels.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// Splits the engine's log chunks into lines, per stream.
+async fn follow(
+    mut logs: impl futures_util::Stream<
+        Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+    > + Unpin,
+    mut on_line: impl FnMut(Stream, String),
+) {
+    let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let index = |s: Stream| usize::from(s == Stream::Stderr);
+    while let Some(Ok(chunk)) = logs.next().await {
+        let (stream, bytes) = match chunk {
+            bollard::container::LogOutput::StdErr { message } => (Stream::Stderr, message),
+            bollard::container::LogOutput::StdOut { message }
+            | bollard::container::LogOutput::Console { message } => (Stream::Stdout, message),
+            bollard::container::LogOutput::StdIn { .. } => continue,
+        };
+        let buf = &mut pending[index(stream)];
+        buf.extend_from_slice(&bytes);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            on_line(stream, text.trim_end_matches('\r').to_string());
+        }
+    }
+    for stream in [Stream::Stdout, Stream::Stderr] {
+        let rest = std::mem::take(&mut pending[index(stream)]);
+        if !rest.is_empty() {
+            on_line(stream, String::from_utf8_lossy(&rest).into_owned());
+        }
+    }
+}
