@@ -369,6 +369,11 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         }
         match plan_for(&daemon.store, &key, &desired, &[]) {
             Ok((plan, pending)) => {
+                // Containers a killed daemon left: made again from the plan.
+                if let Some(net) = plan.services.iter().find_map(|s| s.container.as_ref()) {
+                    let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
+                    cove_runtime::driver::remove_containers(&state, Some(&net.network)).await;
+                }
                 log(&format!(
                     "starting again in {key}: {}",
                     desired.wanted.join(", ")
@@ -1072,6 +1077,15 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
             &desired.project_dir,
         ));
         let _ = cove_runtime::secrets::remove_all(&secrets);
+        let network = run
+            .plan
+            .as_ref()
+            .and_then(|p| p.services.iter().find_map(|s| s.container.as_ref()))
+            .map(|c| c.network.clone());
+        if let Some(network) = network {
+            let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
+            cove_runtime::driver::remove_containers(&state, Some(&network)).await;
+        }
         run.desired = None;
         run.plan = None;
         daemon.forget(key);

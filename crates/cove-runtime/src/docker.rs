@@ -81,6 +81,11 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// `host`, `none`, a network's name; `None`: the engine's default.
     pub network_mode: Option<String>,
+    /// On network `network_mode`: this address and these names.
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub aliases: Vec<String>,
+    /// `HOST:CONTAINER[:ro]` bind mounts.
+    pub binds: Vec<String>,
     /// `NAME:ADDRESS` lines for the container's `/etc/hosts`.
     pub extra_hosts: Vec<String>,
     /// The Compose healthcheck, run by the engine.
@@ -289,10 +294,34 @@ impl Engine {
             host_config: Some(HostConfig {
                 network_mode: spec.network_mode.clone(),
                 extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+                binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
                 ..Default::default()
             }),
+            networking_config: match (&spec.network_mode, spec.ip) {
+                (Some(net), Some(ip)) => Some(bollard::models::NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        net.clone(),
+                        bollard::models::EndpointSettings {
+                            ipam_config: Some(bollard::models::EndpointIpamConfig {
+                                ipv4_address: Some(ip.to_string()),
+                                ..Default::default()
+                            }),
+                            aliases: Some(spec.aliases.clone()),
+                            ..Default::default()
+                        },
+                    )])),
+                }),
+                _ => None,
+            },
             ..Default::default()
         };
+        // A leftover of the same name (a killed daemon's) goes first.
+        let _ = self
+            .remove(&Container {
+                id: spec.name.clone(),
+                name: spec.name.clone(),
+            })
+            .await;
         let options = q::CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
@@ -384,6 +413,119 @@ impl Engine {
             }) => Ok(()),
             Err(e) => Err(engine(format!("removing `{}`", c.name))(e)),
         }
+    }
+
+    /// Makes the bridge network `name` with `subnet` and `gateway` (the
+    /// host's side), unless it is there.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        subnet: &str,
+        gateway: std::net::Ipv4Addr,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        if self.docker.inspect_network(name, None).await.is_ok() {
+            return Ok(());
+        }
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.into(),
+            driver: Some("bridge".into()),
+            ipam: Some(bollard::models::Ipam {
+                config: Some(vec![bollard::models::IpamConfig {
+                    subnet: Some(subnet.into()),
+                    gateway: Some(gateway.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Made meanwhile by another replica.
+            Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
+            Err(e) => Err(engine(format!("creating network `{name}` ({subnet})"))(e)),
+        }
+    }
+
+    /// Removes network `name`, if it is there.
+    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        match self.docker.remove_network(name).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(format!("removing network `{name}`"))(e)),
+        }
+    }
+
+    /// The host pid of the container's main process, while it runs.
+    pub async fn pid(&self, c: &Container) -> Option<u32> {
+        let i = self.docker.inspect_container(&c.id, None).await.ok()?;
+        i.state?
+            .pid
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+    }
+
+    /// Runs `argv` inside the container (a Compose healthcheck); `Ok` when
+    /// it exits 0 within `timeout`.
+    pub async fn exec_probe(
+        &self,
+        c: &Container,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let run = async {
+            let exec = self
+                .docker
+                .create_exec(
+                    &c.id,
+                    bollard::exec::CreateExecOptions {
+                        cmd: Some(argv.to_vec()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut last = String::new();
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&exec.id, None)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                while let Some(Ok(chunk)) = output.next().await {
+                    let text = chunk.to_string();
+                    if let Some(l) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+                        last = l.to_string();
+                    }
+                }
+            }
+            let done = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            match done.exit_code {
+                Some(0) => Ok(()),
+                code => Err(format!(
+                    "exited with {}{}",
+                    code.map_or("no code".into(), |c| format!("code {c}")),
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    }
+                )),
+            }
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
     }
 
     /// Removes an image (by tag or id), if it is there.

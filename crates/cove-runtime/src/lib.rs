@@ -15,6 +15,7 @@
 pub mod artifact;
 pub mod backoff;
 pub mod docker;
+pub mod driver;
 pub mod health;
 pub mod logs;
 pub mod plan;

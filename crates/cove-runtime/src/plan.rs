@@ -96,6 +96,37 @@ pub struct ServicePlan {
     /// Scrubs every secret of the app out of what its replicas print. Not
     /// part of what makes two plans differ.
     pub redactor: crate::secrets::Redactor,
+    /// Run as containers (the `docker` driver) rather than processes.
+    pub container: Option<ContainerPlan>,
+}
+
+/// How a service runs as containers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerPlan {
+    /// The image to run: `image:`, or the tag a `build:` makes.
+    pub image: String,
+    pub build: Option<BuildPlan>,
+    /// `entrypoint:`; `None`: the image's.
+    pub entrypoint: Option<Vec<String>>,
+    /// `command:`; `None`: the image's.
+    pub command: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    /// The project's network (made on first use) and its subnet.
+    pub network: String,
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+    /// Labels naming the project (its state directory).
+    pub project: String,
+}
+
+/// Compose `build:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildPlan {
+    pub context: PathBuf,
+    pub dockerfile: Option<String>,
+    pub args: Vec<(String, String)>,
+    pub target: Option<String>,
 }
 
 /// `deploy.update_config` / `rollback_config`, with cove's defaults.
@@ -258,14 +289,15 @@ impl ServicePlan {
     /// The kept copy of the program runs in place of the program.
     pub fn argv_for(&self, env: &[(String, String)]) -> Vec<String> {
         let mut argv: Vec<String> = self.argv.iter().map(|a| expand_known(a, env)).collect();
-        if let Some(dir) = env_value(env, "COVE_SECRETS") {
+        if let (Some(dir), None) = (env_value(env, "COVE_SECRETS"), &self.container) {
             for a in &mut argv {
                 *a = self.secrets_rewritten(a, Path::new(dir));
             }
         }
-        if let (Some(first), Some(program)) = (
+        if let (Some(first), Some(program), None) = (
             argv.first_mut(),
             self.artifact.as_ref().and_then(|a| a.program.as_ref()),
+            &self.container,
         ) {
             *first = program.display().to_string();
         }
@@ -290,8 +322,14 @@ impl ServicePlan {
             env.push(("COVE_DATA".into(), data.display().to_string()));
         }
         if self.has_private_dir() {
-            let dir = private;
-            for (_, v) in env.iter_mut() {
+            // Inside a container the files are bound at their targets.
+            let in_container = Path::new("/run/secrets");
+            let dir = if self.container.is_some() {
+                in_container
+            } else {
+                private
+            };
+            for (_, v) in env.iter_mut().filter(|_| self.container.is_none()) {
                 *v = self.secrets_rewritten(v, dir);
             }
             for m in &self.secrets {
@@ -396,9 +434,27 @@ pub const MAX_SERVICES: usize = 64;
 /// Address of global `slot` of the app whose range is `net`:
 /// `127.64.0.0 + 4096·net + slot`.
 pub fn address(net: u16, slot: u32) -> Ipv4Addr {
-    let net = u32::from(net % (1 << 10));
-    let slot = slot % 4096;
-    Ipv4Addr::from((127u32 << 24) + (64 << 16) + net * 4096 + slot)
+    let n = u32::from(net % (1 << 10));
+    let g = slot % 4096;
+    if slot & CONTAINER != 0 {
+        return Ipv4Addr::from(u32::from(CONTAINER_NET) + n * 4096 + g);
+    }
+    Ipv4Addr::from((127u32 << 24) + (64 << 16) + n * 4096 + g)
+}
+
+/// Set on the global slots of services run as containers: their replicas'
+/// addresses are in the project's container network, the same block of
+/// 4,096 at the same offsets, in 10.192.0.0/10 instead of 127.64.0.0/10.
+pub const CONTAINER: u32 = 1 << 16;
+/// The start of the container networks' range.
+pub const CONTAINER_NET: Ipv4Addr = Ipv4Addr::new(10, 192, 0, 0);
+
+/// The project's container network: its subnet (a /20) and its gateway
+/// (the host's side; an offset no instance takes: slot 63 of the first
+/// service's range).
+pub fn container_network(net: u16) -> (String, Ipv4Addr) {
+    let base = address(net, CONTAINER);
+    (format!("{base}/20"), address(net, CONTAINER | 63))
 }
 
 pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
@@ -484,8 +540,29 @@ pub fn plan_with(
         .iter()
         .map(|(n, s)| {
             let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
-            (n.as_str(), if native { None } else { Recipe::detect(s) })
+            (
+                n.as_str(),
+                if native || wants_docker(s) {
+                    None
+                } else {
+                    Recipe::detect(s)
+                },
+            )
         })
+        .collect();
+    // Services run as containers: an image or a build, and neither a
+    // native command nor a recipe (or `x-cove.driver: docker`).
+    let containers: Vec<&str> = app
+        .services
+        .iter()
+        .filter(|(n, s)| {
+            let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
+            wants_docker(s)
+                || (!native
+                    && recipes[n.as_str()].is_none()
+                    && (s.image.is_some() || s.build.is_some()))
+        })
+        .map(|(n, _)| n.as_str())
         .collect();
     let ports: IndexMap<&str, Vec<u16>> = app
         .services
@@ -534,6 +611,7 @@ pub fn plan_with(
                 .and_then(|u| u.order.as_deref());
             let start_first = order.map_or(!stateful, |o| o == "start-first");
             start_first
+                && !containers.contains(&n.as_str())
                 && !ports[n.as_str()].is_empty()
                 && named_by_others(app, n, &ports[n.as_str()])
         })
@@ -543,7 +621,10 @@ pub fn plan_with(
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
         .iter()
         .map(|(n, p)| {
-            let slot = indexes[n] * 64 + u32::from(!own_address.contains(n));
+            let mut slot = indexes[n] * 64 + u32::from(!own_address.contains(n));
+            if containers.contains(n) {
+                slot |= CONTAINER;
+            }
             (*n, (slot, p.clone()))
         })
         .collect();
@@ -587,7 +668,49 @@ pub fn plan_with(
                 _ => {}
             }
         }
+        let is_container = containers.contains(&name.as_str());
+        let container = if is_container {
+            let (subnet, gateway) = container_network(net);
+            let build = match &svc.build {
+                Some(b) if !Path::new(&b.context).is_dir() => {
+                    errors.push(err(
+                        format!("`build.context` {} is not a directory", b.context),
+                        "cove builds from a local directory (a Git URL is not supported yet)",
+                    ));
+                    continue;
+                }
+                Some(b) => Some(BuildPlan {
+                    context: PathBuf::from(&b.context),
+                    dockerfile: b.dockerfile.clone(),
+                    args: b
+                        .args
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                        .collect(),
+                    target: b.target.clone(),
+                }),
+                None => None,
+            };
+            Some(ContainerPlan {
+                image: match (&svc.image, &build) {
+                    (Some(i), _) => i.clone(),
+                    (None, _) => format!("cove-{}-{name}:latest", app.name),
+                },
+                build,
+                entrypoint: svc.entrypoint.clone(),
+                command: svc.command.clone(),
+                user: svc.user.clone(),
+                working_dir: svc.working_dir.clone(),
+                network: format!("cove-{}-{net}", app.name),
+                subnet,
+                gateway,
+                project: state_dir.display().to_string(),
+            })
+        } else {
+            None
+        };
         let argv = match &x.run {
+            _ if is_container => svc.command.clone().unwrap_or_default(),
             Some(StringOrList::List(l)) => l.clone(),
             Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
                 Ok(w) => w,
@@ -625,7 +748,7 @@ pub fn plan_with(
                 continue;
             }
         };
-        if argv.is_empty() {
+        if argv.is_empty() && !is_container {
             errors.push(err(
                 "`x-cove.run` is empty".into(),
                 "give the command to run",
@@ -787,7 +910,7 @@ pub fn plan_with(
             depends_on,
             ports: ports[name.as_str()].clone(),
             net,
-            base: indexes[name.as_str()] * 64,
+            base: (indexes[name.as_str()] * 64) | if is_container { CONTAINER } else { 0 },
             recipe: recipes[name.as_str()],
             data_root: recipes[name.as_str()]
                 .filter(|r| r.has_data(svc))
@@ -809,6 +932,7 @@ pub fn plan_with(
             secrets: mounts,
             secrets_root: secrets_root.clone(),
             redactor: redactor.clone(),
+            container,
         });
     }
     let gateway = match crate::routes::gateway(app, &services, project_dir) {
@@ -822,6 +946,13 @@ pub fn plan_with(
         Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
         _ => Err(errors),
     }
+}
+
+/// `x-cove.driver: docker`.
+fn wants_docker(s: &Service) -> bool {
+    s.x_cove
+        .as_ref()
+        .is_some_and(|x| x.driver == Some(cove_spec::xcove::Driver::Docker))
 }
 
 /// Whether another service names `name` (with one of `ports`, or alone as

@@ -3,6 +3,7 @@
 
 mod buffs;
 mod config;
+mod containers;
 mod daemon;
 mod deploy;
 pub mod gateway;

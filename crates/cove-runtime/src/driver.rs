@@ -1,0 +1,264 @@
+//! The driver boundary: a replica runs as a native process group or as a
+//! container, and the supervisor sees one [`Replica`] either way: started
+//! with its environment and a line callback, waited for (its exit code),
+//! stopped with the service's signal and grace period, probed for health,
+//! and finished (a container is removed; a process group is already gone).
+//!
+//! Containers (the `docker` driver, issue 8, in progress) join the
+//! project's network at their replica's address (the same offsets as the
+//! native addresses, in 10.192.0.0/10), under the service's name, so
+//! containers reach each other by name and native services and the
+//! gateway reach them at the address references are rewritten to.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rustix::process::Signal;
+
+use crate::docker::{Container, ContainerSpec, Engine};
+use crate::health::{HealthSpec, Probe};
+use crate::plan::ServicePlan;
+use crate::process::{self, ProcessSpec, Stream};
+
+/// A running replica.
+pub enum Replica {
+    Process(process::Running),
+    Container {
+        engine: Engine,
+        container: Container,
+        pid: Option<u32>,
+    },
+}
+
+/// Starts replica `replica` of `svc` in `slot`, with `env`.
+pub async fn start(
+    svc: &ServicePlan,
+    replica: u32,
+    slot: u32,
+    env: &[(String, String)],
+    on_line: impl Fn(Stream, String) + Send + Sync + Clone + 'static,
+) -> Result<Replica, String> {
+    let Some(plan) = &svc.container else {
+        let spec = ProcessSpec {
+            argv: svc.argv_for(env),
+            workdir: svc.workdir.clone(),
+            env: env.to_vec(),
+        };
+        return process::spawn(&spec, on_line)
+            .map(Replica::Process)
+            .map_err(|e| e.to_string());
+    };
+    let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
+    let engine = Engine::connect().await.map_err(words)?;
+    engine.ensure_image(&plan.image).await.map_err(words)?;
+    let labels = labels(svc, Some((replica, slot)));
+    engine
+        .ensure_network(
+            &plan.network,
+            &plan.subnet,
+            plan.gateway,
+            &labels_of_project(svc),
+        )
+        .await
+        .map_err(words)?;
+    let argv = svc.argv_for(env);
+    let dir = svc.secrets_dir(slot);
+    let spec = ContainerSpec {
+        name: container_name(svc, slot),
+        image: plan.image.clone(),
+        entrypoint: plan.entrypoint.clone(),
+        cmd: (!argv.is_empty()).then_some(argv),
+        env: env.to_vec(),
+        labels,
+        working_dir: plan.working_dir.clone(),
+        user: plan.user.clone(),
+        network_mode: Some(plan.network.clone()),
+        ip: Some(svc.address(slot)),
+        aliases: vec![svc.name.clone()],
+        binds: svc
+            .secrets
+            .iter()
+            .map(|m| format!("{}:{}:ro", dir.join(&m.file).display(), m.target))
+            .collect(),
+        ..Default::default()
+    };
+    let container = engine.run(&spec, on_line).await.map_err(words)?;
+    let pid = engine.pid(&container).await;
+    Ok(Replica::Container {
+        engine,
+        container,
+        pid,
+    })
+}
+
+/// The name of the container in `slot`: unique per project.
+pub fn container_name(svc: &ServicePlan, slot: u32) -> String {
+    let network = svc
+        .container
+        .as_ref()
+        .map_or("cove", |c| c.network.as_str());
+    format!("{network}-{}-{slot}", svc.name)
+}
+
+fn labels_of_project(svc: &ServicePlan) -> HashMap<String, String> {
+    let project = svc
+        .container
+        .as_ref()
+        .map(|c| c.project.clone())
+        .unwrap_or_default();
+    HashMap::from([(crate::docker::LABEL_PROJECT.to_string(), project)])
+}
+
+fn labels(svc: &ServicePlan, replica: Option<(u32, u32)>) -> HashMap<String, String> {
+    let mut l = labels_of_project(svc);
+    l.insert(crate::docker::LABEL_SERVICE.into(), svc.name.clone());
+    l.insert(
+        crate::docker::LABEL_REVISION.into(),
+        svc.revision.to_string(),
+    );
+    if let Some((r, _)) = replica {
+        l.insert(crate::docker::LABEL_REPLICA.into(), r.to_string());
+    }
+    l
+}
+
+impl Replica {
+    /// The host pid of its (main) process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Replica::Process(p) => Some(p.pid),
+            Replica::Container { pid, .. } => *pid,
+        }
+    }
+
+    /// Waits for it to end; its exit code (`None`: killed by a signal).
+    pub async fn wait(&mut self) -> Option<i32> {
+        match self {
+            Replica::Process(p) => p.wait().await.ok().and_then(|s| s.code()),
+            Replica::Container {
+                engine, container, ..
+            } => match engine.wait(container).await {
+                // 128 + n: killed by signal n, as a process would be.
+                Ok(code) if code > 128 => None,
+                Ok(code) => i32::try_from(code).ok(),
+                Err(_) => None,
+            },
+        }
+    }
+
+    /// `signal`, `grace` to end, then SIGKILL.
+    pub async fn stop(&mut self, signal: Signal, grace: Duration) {
+        match self {
+            Replica::Process(p) => {
+                let _ = p.stop(signal, grace).await;
+            }
+            Replica::Container {
+                engine, container, ..
+            } => {
+                let _ = engine
+                    .stop(container, &signal.as_raw().to_string(), grace)
+                    .await;
+            }
+        }
+    }
+
+    /// What probes its health (kept apart, so probing goes on while the
+    /// replica is waited for).
+    pub fn prober(&self) -> Prober {
+        match self {
+            Replica::Process(_) => Prober::Host,
+            Replica::Container {
+                engine, container, ..
+            } => Prober::Container(engine.clone(), container.clone()),
+        }
+    }
+
+    /// After it ended: a container is removed.
+    pub async fn finish(self) {
+        if let Replica::Container {
+            engine, container, ..
+        } = self
+        {
+            let _ = engine.remove(&container).await;
+        }
+    }
+}
+
+/// Probes a replica's health.
+#[derive(Clone)]
+pub enum Prober {
+    /// On the host (a process's probes, a container's http/tcp ones).
+    Host,
+    Container(Engine, Container),
+}
+
+impl Prober {
+    /// One health probe: a command probe of a container runs inside it;
+    /// the rest as for a process (on the replica's address).
+    pub async fn probe(
+        &self,
+        spec: &HealthSpec,
+        workdir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> Result<(), String> {
+        if let Prober::Container(engine, container) = self {
+            let argv = match &spec.probe {
+                Probe::Exec(argv) => Some(argv.clone()),
+                Probe::Shell(script) => Some(vec!["sh".into(), "-c".into(), script.clone()]),
+                _ => None,
+            };
+            if let Some(argv) = argv {
+                return engine.exec_probe(container, &argv, spec.timeout).await;
+            }
+        }
+        crate::health::probe(spec, workdir, env).await
+    }
+}
+
+/// Builds the service's image (`build:`), output line by line to
+/// `on_line`; nothing to do for a process or an `image:` without a build.
+pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), String> {
+    let Some(plan) = &svc.container else {
+        return Ok(());
+    };
+    let Some(b) = &plan.build else {
+        return Ok(());
+    };
+    let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
+    let engine = Engine::connect().await.map_err(words)?;
+    let spec = crate::docker::BuildSpec {
+        context: b.context.clone(),
+        dockerfile: b.dockerfile.clone(),
+        tag: plan.image.clone(),
+        args: b.args.iter().cloned().collect(),
+        target: b.target.clone(),
+        labels: labels(svc, None),
+    };
+    engine.build(&spec, on_line).await.map(drop).map_err(words)
+}
+
+/// Removes every container and the network of the project whose state is
+/// in `state_dir` (left by a killed daemon, or at `down`). Quiet when
+/// there is no engine: then there is nothing of ours.
+pub async fn remove_containers(state_dir: &std::path::Path, network: Option<&str>) {
+    let Ok(engine) = Engine::connect().await else {
+        return;
+    };
+    let project = state_dir.display().to_string();
+    if let Ok(found) = engine
+        .find(&[(crate::docker::LABEL_PROJECT, project.as_str())])
+        .await
+    {
+        for f in found {
+            let _ = engine
+                .remove(&Container {
+                    id: f.id,
+                    name: f.name,
+                })
+                .await;
+        }
+    }
+    if let Some(n) = network {
+        let _ = engine.remove_network(n).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! The docker driver end to end (issue 8, in progress): a `build:` service
+//! runs as a container beside a native one, against the real engine that
+//! `scripts/test` starts (`DOCKER_HOST`). The image is built `FROM scratch`
+//! around a statically linked server compiled here (no registry is
+//! reachable).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::daemon::{App, eventually};
+use crate::gateway::http;
+
+/// The container's program: HTTP on 0.0.0.0:PORT; `/` answers hello,
+/// `/secret` the secret file reversed, `/crash` exits 1. It prints its
+/// secret, which cove must scrub.
+const SERVER: &str = r#"
+use std::io::{Read, Write};
+fn main() {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let token = std::fs::read_to_string("/run/secrets/token").unwrap_or_default();
+    println!("listening on {port}, token={token}");
+    let l = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).unwrap();
+    for c in l.incoming() {
+        let Ok(mut c) = c else { continue };
+        let mut buf = [0u8; 2048];
+        let n = c.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        println!("request {path}");
+        if path == "/crash" {
+            std::process::exit(1);
+        }
+        let body = if path == "/secret" {
+            token.chars().rev().collect::<String>()
+        } else {
+            "hello from a container".to_string()
+        };
+        let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    }
+}
+"#;
+
+const APP: &str = r#"
+services:
+  web:
+    build: ./web
+    expose: ["8080"]
+    restart: always
+    secrets: [token]
+    healthcheck: {interval: 300ms, retries: 3}
+    x-cove:
+      health: {http: /}
+      routes: [{path: /}]
+  caller:
+    environment:
+      WEB: http://web:8080/
+    depends_on:
+      web: {condition: service_healthy}
+    x-cove:
+      run: [python3, -u, -c, "import os, urllib.request, time\nprint('got: ' + urllib.request.urlopen(os.environ['WEB']).read().decode())\ntime.sleep(3600)"]
+secrets:
+  token:
+    file: ./token.txt
+x-cove:
+  gateway: {listen: "127.0.0.1:0"}
+"#;
+
+fn containers(label: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ])
+        .output()
+        .expect("the docker client");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn static_server(dir: &Path) {
+    fs_err::create_dir_all(dir).unwrap();
+    fs_err::write(dir.join("server.rs"), SERVER).unwrap();
+    let out = Command::new("rustc")
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "server.rs",
+            "-o",
+            "app",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs_err::remove_file(dir.join("server.rs")).unwrap();
+    fs_err::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it() {
+    assert!(
+        std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists(),
+        "no Docker engine: run `bash scripts/test`, which starts one of its own"
+    );
+    let app = App::new(APP);
+    let dir = app.dir();
+    static_server(&dir.join("web"));
+    fs_err::write(dir.join("token.txt"), "tok-7f3a9c1e").unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let label = format!(
+        "dev.cove.project={}",
+        fs_err::canonicalize(dir.join(".cove")).unwrap().display()
+    );
+    let running = containers(&label);
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert!(running[0].ends_with("-web-1 running"), "{running:?}");
+
+    // Through the gateway, and from the native service by name.
+    let (code, out) = app.merged(&["routes", "--format", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let url = crate::gateway::json(&out)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gw = url.trim_start_matches("http://").parse().unwrap();
+    let (status, _, body) = http(gw, "GET", "localhost", "/", b"");
+    assert_eq!((status, body.as_str()), (200, "hello from a container"));
+    let (status, _, body) = http(gw, "GET", "localhost", "/secret", b"");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "e1c9a3f7-kot"),
+        "the secret at /run/secrets"
+    );
+    eventually(10, "the native caller's answer", || {
+        app.merged(&["logs", "caller"])
+            .1
+            .contains("got: hello from a container")
+    });
+    let ps = app.ps();
+    let web = ps.iter().find(|r| r["service"] == "web").unwrap();
+    assert_eq!(
+        (&web["state"], &web["health"]),
+        (&"running".into(), &"healthy".into()),
+        "{web}"
+    );
+    let ip: std::net::Ipv4Addr = web["address"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    assert!(
+        ip.octets()[0] == 10 && ip.octets()[1] >= 192,
+        "in 10.192.0.0/10: {web}"
+    );
+    assert!(
+        web["pid"].as_u64().is_some(),
+        "the container's process: {web}"
+    );
+
+    // Its output is in the merged logs, its secret scrubbed.
+    let (_, logs) = app.merged(&["logs", "web"]);
+    assert!(logs.contains("listening on 8080, token=***"), "{logs}");
+    assert!(!logs.contains("tok-7f3a9c1e"), "{logs}");
+
+    // A crash: restarted (a new container), healthy again.
+    let _ = http(gw, "GET", "localhost", "/crash", b"");
+    eventually(30, "web restarted and healthy", || {
+        let ps = app.ps();
+        let w = ps.iter().find(|r| r["service"] == "web").unwrap().clone();
+        w["restarts"] == 1 && w["health"] == "healthy"
+    });
+    let (status, _, _) = http(gw, "GET", "localhost", "/", b"");
+    assert_eq!(status, 200);
+
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        containers(&label),
+        Vec::<String>::new(),
+        "down leaves no container"
+    );
+}
