@@ -50,8 +50,16 @@ pub async fn start(
     };
     let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
     let engine = Engine::connect().await.map_err(words)?;
-    engine.ensure_image(&plan.image).await.map_err(words)?;
-    let labels = labels(svc, Some((replica, slot)));
+    // The revision's image by id (its artifact), so that a tag moved by a
+    // later build changes nothing that runs; else the tag (pulled if need be).
+    let image = svc
+        .artifact
+        .as_ref()
+        .map(|a| a.digest.clone())
+        .filter(|d| d.starts_with("sha256:"))
+        .unwrap_or_else(|| plan.image.clone());
+    engine.ensure_image(&image).await.map_err(words)?;
+    let labels = labels(svc, replica);
     engine
         .ensure_network(
             &plan.network,
@@ -65,7 +73,7 @@ pub async fn start(
     let dir = svc.secrets_dir(slot);
     let spec = ContainerSpec {
         name: container_name(svc, slot),
-        image: plan.image.clone(),
+        image,
         entrypoint: plan.entrypoint.clone(),
         cmd: (!argv.is_empty()).then_some(argv),
         env: env.to_vec(),
@@ -109,16 +117,14 @@ fn labels_of_project(svc: &ServicePlan) -> HashMap<String, String> {
     HashMap::from([(crate::docker::LABEL_PROJECT.to_string(), project)])
 }
 
-fn labels(svc: &ServicePlan, replica: Option<(u32, u32)>) -> HashMap<String, String> {
+fn labels(svc: &ServicePlan, replica: u32) -> HashMap<String, String> {
     let mut l = labels_of_project(svc);
     l.insert(crate::docker::LABEL_SERVICE.into(), svc.name.clone());
     l.insert(
         crate::docker::LABEL_REVISION.into(),
         svc.revision.to_string(),
     );
-    if let Some((r, _)) = replica {
-        l.insert(crate::docker::LABEL_REPLICA.into(), r.to_string());
-    }
+    l.insert(crate::docker::LABEL_REPLICA.into(), replica.to_string());
     l
 }
 
@@ -215,6 +221,13 @@ impl Prober {
     }
 }
 
+/// The id of `image` here, pulled first if need be.
+pub async fn image_id(image: &str) -> Result<String, String> {
+    let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
+    let engine = Engine::connect().await.map_err(words)?;
+    engine.ensure_image(image).await.map_err(words)
+}
+
 /// Builds the service's image (`build:`), output line by line to
 /// `on_line`; nothing to do for a process or an `image:` without a build.
 pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), String> {
@@ -232,7 +245,12 @@ pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), S
         tag: plan.image.clone(),
         args: b.args.iter().cloned().collect(),
         target: b.target.clone(),
-        labels: labels(svc, None),
+        // No revision among them: the same context builds the same image.
+        labels: {
+            let mut l = labels_of_project(svc);
+            l.insert(crate::docker::LABEL_SERVICE.into(), svc.name.clone());
+            l
+        },
     };
     engine.build(&spec, on_line).await.map(drop).map_err(words)
 }

@@ -33,7 +33,7 @@ fn main() {
         let body = if path == "/secret" {
             token.chars().rev().collect::<String>()
         } else {
-            "hello from a container".to_string()
+            "GREETING".to_string()
         };
         let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     }
@@ -83,9 +83,9 @@ fn containers(label: &str) -> Vec<String> {
         .collect()
 }
 
-fn static_server(dir: &Path) {
+fn static_server(dir: &Path, greeting: &str) {
     fs_err::create_dir_all(dir).unwrap();
-    fs_err::write(dir.join("server.rs"), SERVER).unwrap();
+    fs_err::write(dir.join("server.rs"), SERVER.replace("GREETING", greeting)).unwrap();
     let out = Command::new("rustc")
         .args([
             "--edition",
@@ -121,7 +121,7 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     );
     let app = App::new(APP);
     let dir = app.dir();
-    static_server(&dir.join("web"));
+    static_server(&dir.join("web"), "hello from a container");
     fs_err::write(dir.join("token.txt"), "tok-7f3a9c1e").unwrap();
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
@@ -192,6 +192,23 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     });
     let (status, _, _) = http(gw, "GET", "localhost", "/", b"");
     assert_eq!(status, 200);
+
+    // The same image again: nothing to do. A new one: built, started
+    // beside the old container, which is drained; no request fails.
+    let same = crate::deploy::cove_ok(&app, &["deploy", "web"]);
+    assert!(same.contains("already running"), "{same}");
+    let load = crate::deploy::Load::start(gw);
+    crate::deploy::settle();
+    static_server(&dir.join("web"), "hello from version 2");
+    crate::deploy::cove_ok(&app, &["deploy", "web"]);
+    crate::deploy::settle();
+    let bodies = load.finish("container deploy");
+    assert!(bodies.contains_key("hello from version 2"), "{bodies:?}");
+    let (_, _, body) = http(gw, "GET", "localhost", "/", b"");
+    assert_eq!(body, "hello from version 2");
+    let running = containers(&label);
+    assert_eq!(running.len(), 1, "the old container is gone: {running:?}");
+    assert!(running[0].ends_with("-web-2 running"), "{running:?}");
 
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");

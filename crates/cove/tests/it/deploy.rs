@@ -78,14 +78,14 @@ type Seen = Arc<Mutex<(BTreeMap<String, u64>, Vec<String>)>>;
 
 /// Requests from a few threads until stopped (or 120 s, or 200,000
 /// requests): answers by body, and failures.
-struct Load {
+pub struct Load {
     stop: Arc<AtomicBool>,
     seen: Seen,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(gw: SocketAddr) -> Load {
+    pub fn start(gw: SocketAddr) -> Load {
         Load::start_with(gw, 4)
     }
 
@@ -119,7 +119,7 @@ impl Load {
     }
 
     /// Answers by body; fails the test on any failed request.
-    fn finish(self, phase: &str) -> BTreeMap<String, u64> {
+    pub fn finish(self, phase: &str) -> BTreeMap<String, u64> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();
@@ -139,7 +139,7 @@ impl Load {
     }
 }
 
-fn cove_ok(app: &App, args: &[&str]) -> String {
+pub fn cove_ok(app: &App, args: &[&str]) -> String {
     let (code, out) = app.merged(args);
     assert_eq!(code, Some(0), "cove {args:?}:\n{out}");
     out
@@ -153,7 +153,7 @@ fn web_replicas(app: &App) -> Vec<serde_json::Value> {
 }
 
 /// Lets the load run a moment, so every phase has requests before and after.
-fn settle() {
+pub fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 

@@ -5,7 +5,7 @@ mod buffs;
 mod config;
 mod containers;
 mod daemon;
-mod deploy;
+pub mod deploy;
 pub mod gateway;
 mod kvstore;
 mod logs;
