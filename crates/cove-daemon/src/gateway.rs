@@ -396,6 +396,11 @@ const FALLBACK_PORTS: u16 = 32;
 /// Binds `addr`; with `fallback`, the next free port above it when it is
 /// taken (another app's gateway, say).
 fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<std::net::TcpListener> {
+    // A native service's address on the containers' network: there once
+    // the network is (made with the first container).
+    if cove_runtime::plan::is_container_address(addr.ip()) {
+        return server::bind_freebind(addr);
+    }
     let first = server::bind(addr);
     if !fallback || addr.port() == 0 {
         return first;

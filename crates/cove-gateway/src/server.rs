@@ -158,6 +158,23 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     std::net::TcpListener::bind(addr)
 }
 
+/// A listening socket on `addr`, which may not be on any interface yet
+/// (IP_FREEBIND): connections arrive once it is.
+pub fn bind_freebind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    sockopt::set_ip_freebind(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
 /// One listening socket on `addr` of several (SO_REUSEPORT), one per thread.
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use rustix::net::{AddressFamily, SocketType, sockopt};

@@ -422,6 +422,7 @@ impl Engine {
         name: &str,
         subnet: &str,
         gateway: std::net::Ipv4Addr,
+        bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), DockerError> {
         if self.docker.inspect_network(name, None).await.is_ok() {
@@ -439,6 +440,11 @@ impl Engine {
                 ..Default::default()
             }),
             labels: Some(labels.clone()),
+            // The host's interface gets a name cove knows.
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.name".to_string(),
+                bridge.to_string(),
+            )])),
             ..Default::default()
         };
         match self.docker.create_network(request).await {

@@ -65,10 +65,12 @@ pub async fn start(
             &plan.network,
             &plan.subnet,
             plan.gateway,
+            &plan.bridge,
             &labels_of_project(svc),
         )
         .await
         .map_err(words)?;
+    host_addresses(&plan.bridge, &plan.host_addresses).await?;
     let argv = svc.argv_for(env);
     let dir = svc.secrets_dir(slot);
     let spec = ContainerSpec {
@@ -97,6 +99,28 @@ pub async fn start(
         container,
         pid,
     })
+}
+
+/// Puts the native services' addresses on the network's interface, so
+/// the gateway's forwarders there are reached from the containers.
+/// Needs CAP_NET_ADMIN (root, as a rootful engine does).
+async fn host_addresses(bridge: &str, addresses: &[std::net::Ipv4Addr]) -> Result<(), String> {
+    for a in addresses {
+        let out = tokio::process::Command::new("ip")
+            .args(["addr", "replace", &format!("{a}/32"), "dev", bridge])
+            .output()
+            .await
+            .map_err(|e| {
+                format!("cannot run `ip` (iproute2) to reach native services from containers: {e}")
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot put {a} on {bridge}, where containers reach a native service: {} (hint: run cove as root, or with CAP_NET_ADMIN)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The name of the container in `slot`: unique per project.

@@ -98,6 +98,10 @@ pub struct ServicePlan {
     pub redactor: crate::secrets::Redactor,
     /// Run as containers (the `docker` driver) rather than processes.
     pub container: Option<ContainerPlan>,
+    /// A native service in an app with containers: the address on the
+    /// containers' network where the gateway forwards its ports to its
+    /// replicas, so containers reach it (by the name rewritten to it).
+    pub bridge_address: Option<Ipv4Addr>,
 }
 
 /// How a service runs as containers.
@@ -118,6 +122,11 @@ pub struct ContainerPlan {
     pub gateway: Ipv4Addr,
     /// Labels naming the project (its state directory).
     pub project: String,
+    /// The network's interface on the host (`cove<net>`), and the
+    /// addresses of native services to put on it (their
+    /// [`ServicePlan::bridge_address`]).
+    pub bridge: String,
+    pub host_addresses: Vec<Ipv4Addr>,
 }
 
 /// Compose `build:`.
@@ -449,6 +458,14 @@ pub const CONTAINER: u32 = 1 << 16;
 /// The start of the container networks' range.
 pub const CONTAINER_NET: Ipv4Addr = Ipv4Addr::new(10, 192, 0, 0);
 
+/// Whether `ip` is in the container networks' range.
+pub fn is_container_address(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => u32::from(v4) >> 22 == u32::from(CONTAINER_NET) >> 22,
+        std::net::IpAddr::V6(_) => false,
+    }
+}
+
 /// The project's container network: its subnet (a /20) and its gateway
 /// (the host's side; an offset no instance takes: slot 63 of the first
 /// service's range).
@@ -628,6 +645,25 @@ pub fn plan_with(
             (*n, (slot, p.clone()))
         })
         .collect();
+    // Native services with ports, reached from containers at an address
+    // of the containers' network (slot 0 of their range there).
+    let bridge_of: IndexMap<&str, Ipv4Addr> = if containers.is_empty() {
+        IndexMap::new()
+    } else {
+        ports
+            .iter()
+            .filter(|(n, p)| !containers.contains(*n) && !p.is_empty())
+            .map(|(n, _)| (*n, address(net, CONTAINER | (indexes[n] * 64))))
+            .collect()
+    };
+    // What references in containers' settings are rewritten to.
+    let addresses_in_containers: IndexMap<&str, (u32, Vec<u16>)> = addresses
+        .iter()
+        .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
+            true => (*n, (CONTAINER | (indexes[n] * 64), p.clone())),
+            false => (*n, (*slot, p.clone())),
+        })
+        .collect();
     for (name, svc) in &app.services {
         let most = svc
             .x_cove
@@ -705,6 +741,8 @@ pub fn plan_with(
                 subnet,
                 gateway,
                 project: state_dir.display().to_string(),
+                bridge: format!("cove{net}"),
+                host_addresses: bridge_of.values().copied().collect(),
             })
         } else {
             None
@@ -884,11 +922,16 @@ pub fn plan_with(
                 value,
             });
         }
-        let rewrite = |s: &str| rewrite_references(s, &addresses, net);
+        let seen_from = if is_container {
+            &addresses_in_containers
+        } else {
+            &addresses
+        };
+        let rewrite = |s: &str| rewrite_references(s, seen_from, net);
         let env = svc
             .environment
             .iter()
-            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, &addresses, net))))
+            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, seen_from, net))))
             .collect();
         services.push(ServicePlan {
             name: name.clone(),
@@ -933,6 +976,7 @@ pub fn plan_with(
             secrets_root: secrets_root.clone(),
             redactor: redactor.clone(),
             container,
+            bridge_address: bridge_of.get(name.as_str()).copied(),
         });
     }
     let gateway = match crate::routes::gateway(app, &services, project_dir) {

@@ -289,11 +289,10 @@ pub fn gateway(
             });
         }
     }
-    // Services' own addresses: connections go to their healthy replicas.
+    // Services' own addresses (and native services' addresses on the
+    // containers' network): connections go to their healthy replicas.
     for svc in services {
-        let Some(a) = svc.service_address else {
-            continue;
-        };
+        for a in [svc.service_address, svc.bridge_address].into_iter().flatten() {
         for &port in &svc.ports {
             routes.push(RoutePlan {
                 service: svc.name.clone(),
@@ -307,6 +306,7 @@ pub fn gateway(
                 max_body: None,
                 internal: true,
             });
+        }
         }
     }
     let tls = match &settings.tls {

@@ -32,6 +32,18 @@ fn main() {
         }
         let body = if path == "/secret" {
             token.chars().rev().collect::<String>()
+        } else if path == "/native" {
+            // The native service, by the name in API (rewritten by cove).
+            let api = std::env::var("API").unwrap_or_default();
+            match std::net::TcpStream::connect(&api) {
+                Ok(mut s) => {
+                    let _ = write!(s, "GET /index.html HTTP/1.0\r\nHost: api\r\n\r\n");
+                    let mut answer = String::new();
+                    let _ = s.read_to_string(&mut answer);
+                    answer.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string()
+                }
+                Err(e) => format!("cannot reach {api}: {e}"),
+            }
         } else {
             "GREETING".to_string()
         };
@@ -45,12 +57,18 @@ services:
   web:
     build: ./web
     expose: ["8080"]
+    environment:
+      API: api:9000
     restart: always
     secrets: [token]
     healthcheck: {interval: 300ms, retries: 3}
     x-cove:
       health: {http: /}
       routes: [{path: /}]
+  api:
+    expose: ["9000"]
+    x-cove:
+      run: [python3, -m, http.server, --bind, $$HOST, $$PORT, --directory, ./site]
   caller:
     environment:
       WEB: http://web:8080/
@@ -123,6 +141,8 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     let dir = app.dir();
     static_server(&dir.join("web"), "hello from a container");
     fs_err::write(dir.join("token.txt"), "tok-7f3a9c1e").unwrap();
+    fs_err::create_dir_all(dir.join("site")).unwrap();
+    fs_err::write(dir.join("site/index.html"), "hello from a native service").unwrap();
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
     let label = format!(
@@ -130,7 +150,7 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         fs_err::canonicalize(dir.join(".cove")).unwrap().display()
     );
     let running = containers(&label);
-    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running.len(), 1, "one container (api and caller are native): {running:?}");
     assert!(running[0].ends_with("-web-1 running"), "{running:?}");
 
     // Through the gateway, and from the native service by name.
@@ -149,6 +169,12 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         (200, "e1c9a3f7-kot"),
         "the secret at /run/secrets"
     );
+    // And from the container to the native service, by its name.
+    let mut last = String::new();
+    eventually(10, "the native service through the container", || {
+        last = http(gw, "GET", "localhost", "/native", b"").2;
+        last == "hello from a native service"
+    });
     eventually(10, "the native caller's answer", || {
         app.merged(&["logs", "caller"])
             .1
