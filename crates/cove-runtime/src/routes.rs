@@ -292,21 +292,24 @@ pub fn gateway(
     // Services' own addresses (and native services' addresses on the
     // containers' network): connections go to their healthy replicas.
     for svc in services {
-        for a in [svc.service_address, svc.bridge_address].into_iter().flatten() {
-        for &port in &svc.ports {
-            routes.push(RoutePlan {
-                service: svc.name.clone(),
-                host: None,
-                path: "/".into(),
-                strip_prefix: false,
-                port,
-                protocol: Protocol::Tcp,
-                listen: Some(SocketAddr::from((a, port))),
-                timeout: None,
-                max_body: None,
-                internal: true,
-            });
-        }
+        for a in [svc.service_address, svc.bridge_address]
+            .into_iter()
+            .flatten()
+        {
+            for &port in &svc.ports {
+                routes.push(RoutePlan {
+                    service: svc.name.clone(),
+                    host: None,
+                    path: "/".into(),
+                    strip_prefix: false,
+                    port,
+                    protocol: Protocol::Tcp,
+                    listen: Some(SocketAddr::from((a, port))),
+                    timeout: None,
+                    max_body: None,
+                    internal: true,
+                });
+            }
         }
     }
     let tls = match &settings.tls {

@@ -164,17 +164,34 @@ fn addresses(
     let mut replicas = Vec::new();
     let mut rewritten = Vec::new();
     let mut own = Vec::new();
+    let mut bridged = Vec::new();
+    let network = plan
+        .services
+        .iter()
+        .find_map(|s| s.container.as_ref())
+        .map(|c| (c.network.clone(), c.subnet.clone(), c.bridge.clone()));
     for svc in &plan.services {
         if let Some(a) = svc.service_address {
             for p in &svc.ports {
                 own.push((svc.name.clone(), format!("{a}:{p}")));
             }
         }
+        if let Some(a) = svc.bridge_address {
+            for p in &svc.ports {
+                bridged.push((svc.name.clone(), format!("{a}:{p}")));
+            }
+        }
+        let how = if svc.container.is_some() {
+            "container"
+        } else {
+            "process"
+        };
         for r in 1..=svc.replicas {
             replicas.push((
                 svc.name.clone(),
                 r,
                 format!("{}:{}", svc.address(r), svc.port()),
+                how,
             ));
         }
         let written = &app.services[&svc.name].environment;
@@ -188,20 +205,27 @@ fn addresses(
     }
     if format == Format::Json {
         let v = json!({
-            "replicas": replicas.iter().map(|(s, r, a)| json!({"service": s, "replica": r, "address": a})).collect::<Vec<_>>(),
+            "replicas": replicas.iter().map(|(s, r, a, how)| json!({"service": s, "replica": r, "address": a, "driver": how})).collect::<Vec<_>>(),
             "services": own.iter().map(|(s, a)| json!({"service": s, "address": a})).collect::<Vec<_>>(),
+            "from_containers": bridged.iter().map(|(s, a)| json!({"service": s, "address": a})).collect::<Vec<_>>(),
+            "network": network.as_ref().map(|(n, sub, br)| json!({"name": n, "subnet": sub, "interface": br})),
             "rewritten": rewritten.iter().map(|(s, k, w, v)| json!({"service": s, "name": k, "written": w, "value": v})).collect::<Vec<_>>(),
         });
         return Ok(serde_json::to_string_pretty(&v)? + "\n");
     }
     let width = replicas
         .iter()
-        .map(|(s, r, _)| s.len() + 1 + r.to_string().len())
+        .map(|(s, r, _, _)| s.len() + 1 + r.to_string().len())
         .max()
         .unwrap_or(0);
     let mut out = String::new();
-    for (s, r, a) in &replicas {
-        out.push_str(&format!("{:<width$}  {a}\n", format!("{s}-{r}")));
+    for (s, r, a, how) in &replicas {
+        let how = if *how == "container" {
+            "  (container)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{:<width$}  {a}{how}\n", format!("{s}-{r}")));
     }
     if !own.is_empty() {
         out.push_str(
@@ -209,6 +233,20 @@ fn addresses(
         );
         let width = own.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
         for (s, a) in &own {
+            out.push_str(&format!("{s:<width$}  {a}\n"));
+        }
+    }
+    if let Some((name, subnet, bridge)) = &network {
+        out.push_str(&format!(
+            "\ncontainers: on network {name} ({subnet}, interface {bridge} on this host), at their replica's address, by their service's name\n"
+        ));
+    }
+    if !bridged.is_empty() {
+        out.push_str(
+            "native services as containers reach them (an address on the containers' network; the gateway forwards to their healthy replicas):\n",
+        );
+        let width = bridged.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+        for (s, a) in &bridged {
             out.push_str(&format!("{s:<width$}  {a}\n"));
         }
     }

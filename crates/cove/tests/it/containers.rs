@@ -150,7 +150,11 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         fs_err::canonicalize(dir.join(".cove")).unwrap().display()
     );
     let running = containers(&label);
-    assert_eq!(running.len(), 1, "one container (api and caller are native): {running:?}");
+    assert_eq!(
+        running.len(),
+        1,
+        "one container (api and caller are native): {running:?}"
+    );
     assert!(running[0].ends_with("-web-1 running"), "{running:?}");
 
     // Through the gateway, and from the native service by name.
