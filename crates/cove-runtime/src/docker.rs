@@ -84,8 +84,15 @@ pub struct ContainerSpec {
     /// On network `network_mode`: this address and these names.
     pub ip: Option<std::net::Ipv4Addr>,
     pub aliases: Vec<String>,
-    /// `HOST:CONTAINER[:ro]` bind mounts.
+    /// `HOST:CONTAINER[:ro]` bind mounts, `VOLUME:CONTAINER[:ro]` volumes.
     pub binds: Vec<String>,
+    /// Targets of tmpfs mounts.
+    pub tmpfs: Vec<String>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids: Option<i64>,
+    /// name, soft, hard.
+    pub ulimits: Vec<(String, i64, i64)>,
     /// `NAME:ADDRESS` lines for the container's `/etc/hosts`.
     pub extra_hosts: Vec<String>,
     /// The Compose healthcheck, run by the engine.
@@ -295,6 +302,25 @@ impl Engine {
                 network_mode: spec.network_mode.clone(),
                 extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
                 binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+                tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+                    spec.tmpfs
+                        .iter()
+                        .map(|t| (t.clone(), String::new()))
+                        .collect()
+                }),
+                memory: spec.memory,
+                nano_cpus: spec.nano_cpus,
+                pids_limit: spec.pids,
+                ulimits: (!spec.ulimits.is_empty()).then(|| {
+                    spec.ulimits
+                        .iter()
+                        .map(|(name, soft, hard)| bollard::models::ResourcesUlimits {
+                            name: Some(name.clone()),
+                            soft: Some(*soft),
+                            hard: Some(*hard),
+                        })
+                        .collect()
+                }),
                 ..Default::default()
             }),
             networking_config: match (&spec.network_mode, spec.ip) {
@@ -532,6 +558,21 @@ impl Engine {
         tokio::time::timeout(timeout, run)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+
+    /// Removes a volume, if it is there.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        match self
+            .docker
+            .remove_volume(name, None::<q::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(format!("removing volume `{name}`"))(e)),
+        }
     }
 
     /// Removes an image (by tag or id), if it is there.

@@ -59,7 +59,8 @@ pub async fn start(
         .filter(|d| d.starts_with("sha256:"))
         .unwrap_or_else(|| plan.image.clone());
     engine.ensure_image(&image).await.map_err(words)?;
-    let labels = labels(svc, replica);
+    let mut labels = labels(svc, replica);
+    labels.extend(plan.labels.iter().cloned());
     engine
         .ensure_network(
             &plan.network,
@@ -85,11 +86,21 @@ pub async fn start(
         network_mode: Some(plan.network.clone()),
         ip: Some(svc.address(slot)),
         aliases: vec![svc.name.clone()],
-        binds: svc
-            .secrets
+        binds: plan
+            .binds
             .iter()
-            .map(|m| format!("{}:{}:ro", dir.join(&m.file).display(), m.target))
+            .cloned()
+            .chain(
+                svc.secrets
+                    .iter()
+                    .map(|m| format!("{}:{}:ro", dir.join(&m.file).display(), m.target)),
+            )
             .collect(),
+        tmpfs: plan.tmpfs.clone(),
+        memory: plan.memory,
+        nano_cpus: plan.nano_cpus,
+        pids: plan.pids,
+        ulimits: plan.ulimits.clone(),
         ..Default::default()
     };
     let container = engine.run(&spec, on_line).await.map_err(words)?;

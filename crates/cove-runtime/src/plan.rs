@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cove_spec::App;
-use cove_spec::model::{Condition, Service};
+use cove_spec::model::{Condition, MountKind, Service};
 use cove_spec::xcove::StringOrList;
 use indexmap::IndexMap;
 use rustix::process::Signal;
@@ -127,6 +127,19 @@ pub struct ContainerPlan {
     /// [`ServicePlan::bridge_address`]).
     pub bridge: String,
     pub host_addresses: Vec<Ipv4Addr>,
+    /// `SOURCE:TARGET[:ro]`: bind mounts (absolute sources) and named
+    /// volumes (`NETWORK_NAME`, Docker volumes kept until `down --volumes`).
+    pub binds: Vec<String>,
+    /// `tmpfs` mounts: target → options.
+    pub tmpfs: Vec<String>,
+    /// The service's `labels`.
+    pub labels: Vec<(String, String)>,
+    /// `deploy.resources.limits`: bytes, CPUs in billionths, pids.
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids: Option<i64>,
+    /// `ulimits`: name, soft, hard.
+    pub ulimits: Vec<(String, i64, i64)>,
 }
 
 /// Compose `build:`.
@@ -705,6 +718,11 @@ pub fn plan_with(
             }
         }
         let is_container = containers.contains(&name.as_str());
+        let limits = svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.limits.as_ref());
         let container = if is_container {
             let (subnet, gateway) = container_network(net);
             let build = match &svc.build {
@@ -743,6 +761,39 @@ pub fn plan_with(
                 project: state_dir.display().to_string(),
                 bridge: format!("cove{net}"),
                 host_addresses: bridge_of.values().copied().collect(),
+                binds: svc
+                    .volumes
+                    .iter()
+                    .filter_map(|m| {
+                        let ro = if m.read_only { ":ro" } else { "" };
+                        match (m.kind, &m.source) {
+                            (MountKind::Bind, Some(src)) => Some(format!("{src}:{}{ro}", m.target)),
+                            (MountKind::Volume, Some(name)) => Some(format!(
+                                "{}:{}{ro}",
+                                volume_name(&app.name, net, name),
+                                m.target
+                            )),
+                            _ => None,
+                        }
+                    })
+                    .collect(),
+                tmpfs: svc
+                    .volumes
+                    .iter()
+                    .filter(|m| m.kind == MountKind::Tmpfs)
+                    .map(|m| m.target.clone())
+                    .collect(),
+                labels: svc
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                memory: limits
+                    .and_then(|l| l.memory)
+                    .and_then(|m| i64::try_from(m).ok()),
+                nano_cpus: limits.and_then(|l| l.cpus).map(|c| (c * 1e9) as i64),
+                pids: limits.and_then(|l| l.pids),
+                ulimits: ulimits_of(svc),
             })
         } else {
             None
@@ -990,6 +1041,30 @@ pub fn plan_with(
         Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
         _ => Err(errors),
     }
+}
+
+/// The Docker volume of the app's named volume `name`.
+pub fn volume_name(app: &str, net: u16, name: &str) -> String {
+    format!("cove-{app}-{net}_{name}")
+}
+
+/// Compose `ulimits` (`nofile: 1024` or `{soft, hard}`) as name, soft, hard.
+fn ulimits_of(s: &Service) -> Vec<(String, i64, i64)> {
+    let Some(serde_json::Value::Object(map)) = s.other.get("ulimits") else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(name, v)| {
+            let (soft, hard) = match v {
+                serde_json::Value::Number(n) => (n.as_i64()?, n.as_i64()?),
+                serde_json::Value::Object(o) => {
+                    (o.get("soft")?.as_i64()?, o.get("hard")?.as_i64()?)
+                }
+                _ => return None,
+            };
+            Some((name.clone(), soft, hard))
+        })
+        .collect()
 }
 
 /// `x-cove.driver: docker`.

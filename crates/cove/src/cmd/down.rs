@@ -1,6 +1,7 @@
 //! `cove down [--volumes]`: stops every service (dependents first) and
 //! forgets them; the daemon exits. Data is kept unless `--volumes` is given,
-//! and then every data directory is named before it is deleted.
+//! and then every data directory (and Docker volume) is named before it is
+//! deleted.
 //!
 //! When the daemon is not running (it crashed, or was SIGKILLed), `down`
 //! stops what it left behind (processes carrying its marker) and clears
@@ -93,6 +94,40 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
             } else {
                 fs_err::remove_file(&dir)?;
             }
+        }
+        // Named volumes of services run as containers.
+        let app = &project.app;
+        let net = cove_runtime::plan::project_net(&app.name, &project.project_dir);
+        let containers: Vec<String> = cove_runtime::plan::plan(app, &project.project_dir)
+            .map(|p| {
+                p.services
+                    .into_iter()
+                    .filter(|s| s.container.is_some())
+                    .map(|s| s.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let named: Vec<String> = app
+            .services
+            .iter()
+            .filter(|(n, _)| containers.contains(n))
+            .flat_map(|(_, s)| s.volumes.iter())
+            .filter(|m| m.kind == cove_spec::model::MountKind::Volume)
+            .filter_map(|m| m.source.clone())
+            .map(|v| cove_runtime::plan::volume_name(&app.name, net, &v))
+            .collect();
+        if !named.is_empty() {
+            daemon::runtime()?.block_on(async {
+                let Ok(engine) = cove_runtime::docker::Engine::connect().await else {
+                    return;
+                };
+                for v in named {
+                    eprintln!("cove: deleting the Docker volume {v}");
+                    if let Err(e) = engine.remove_volume(&v).await {
+                        eprintln!("{}warning{}: {e}", style.yellow, style.reset);
+                    }
+                }
+            });
         }
     }
     eprintln!("cove: down");

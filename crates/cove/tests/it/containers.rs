@@ -17,6 +17,18 @@ const SERVER: &str = r#"
 use std::io::{Read, Write};
 fn main() {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    if std::env::args().nth(1).as_deref() == Some("count") {
+        // A named volume at /data, a bind mount at /shared, a tmpfs at /scratch.
+        let n: u32 = std::fs::read_to_string("/data/count").ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0) + 1;
+        std::fs::write("/data/count", n.to_string()).unwrap();
+        let shared = std::fs::read_to_string("/shared/greeting").unwrap_or_default();
+        let scratch = std::fs::write("/scratch/x", "x").is_ok();
+        let readonly = std::fs::write("/shared/x", "x").is_err();
+        println!("count={n} shared={} scratch={scratch} readonly={readonly}", shared.trim());
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     let token = std::fs::read_to_string("/run/secrets/token").unwrap_or_default();
     println!("listening on {port}, token={token}");
     let l = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).unwrap();
@@ -65,6 +77,15 @@ services:
     x-cove:
       health: {http: /}
       routes: [{path: /}]
+  counter:
+    build: ./web
+    command: [count]
+    stop_grace_period: 1s
+    volumes:
+      - counts:/data
+      - ./shared:/shared:ro
+      - type: tmpfs
+        target: /scratch
   api:
     expose: ["9000"]
     x-cove:
@@ -76,6 +97,8 @@ services:
       web: {condition: service_healthy}
     x-cove:
       run: [python3, -u, -c, "import os, urllib.request, time\nprint('got: ' + urllib.request.urlopen(os.environ['WEB']).read().decode())\ntime.sleep(3600)"]
+volumes:
+  counts:
 secrets:
   token:
     file: ./token.txt
@@ -141,6 +164,8 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     let dir = app.dir();
     static_server(&dir.join("web"), "hello from a container");
     fs_err::write(dir.join("token.txt"), "tok-7f3a9c1e").unwrap();
+    fs_err::create_dir_all(dir.join("shared")).unwrap();
+    fs_err::write(dir.join("shared/greeting"), "hi-from-the-host").unwrap();
     fs_err::create_dir_all(dir.join("site")).unwrap();
     fs_err::write(dir.join("site/index.html"), "hello from a native service").unwrap();
     let (code, out) = app.merged(&["up", "-d"]);
@@ -149,13 +174,26 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         "dev.cove.project={}",
         fs_err::canonicalize(dir.join(".cove")).unwrap().display()
     );
-    let running = containers(&label);
+    let mut running = containers(&label);
+    running.sort();
     assert_eq!(
         running.len(),
-        1,
-        "one container (api and caller are native): {running:?}"
+        2,
+        "web and counter (api and caller are native): {running:?}"
     );
-    assert!(running[0].ends_with("-web-1 running"), "{running:?}");
+    assert!(running[0].ends_with("-counter-1 running"), "{running:?}");
+    assert!(running[1].ends_with("-web-1 running"), "{running:?}");
+    // Volumes: a named one kept across containers, a read-only bind mount,
+    // a tmpfs.
+    eventually(10, "the counter's first line", || {
+        app.merged(&["logs", "counter"])
+            .1
+            .contains("count=1 shared=hi-from-the-host scratch=true readonly=true")
+    });
+    crate::deploy::cove_ok(&app, &["restart", "counter"]);
+    eventually(15, "the count kept in the named volume", || {
+        app.merged(&["logs", "counter"]).1.contains("count=2 ")
+    });
 
     // Through the gateway, and from the native service by name.
     let (code, out) = app.merged(&["routes", "--format", "json"]);
@@ -236,7 +274,10 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     assert!(bodies.contains_key("hello from version 2"), "{bodies:?}");
     let (_, _, body) = http(gw, "GET", "localhost", "/", b"");
     assert_eq!(body, "hello from version 2");
-    let running = containers(&label);
+    let running: Vec<String> = containers(&label)
+        .into_iter()
+        .filter(|c| c.contains("-web-"))
+        .collect();
     assert_eq!(running.len(), 1, "the old container is gone: {running:?}");
     assert!(running[0].ends_with("-web-2 running"), "{running:?}");
 
@@ -247,4 +288,25 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         Vec::<String>::new(),
         "down leaves no container"
     );
+    // The named volume outlives `down`; `down --volumes` deletes it, naming it.
+    let volumes = || {
+        let out = Command::new("docker")
+            .args(["volume", "ls", "--format", "{{.Name}}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|v| v.ends_with("_counts"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let kept = volumes();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let (code, out) = app.merged(&["down", "--volumes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("deleting the Docker volume {}", kept[0])),
+        "{out}"
+    );
+    assert!(volumes().is_empty());
 }
