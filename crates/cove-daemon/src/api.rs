@@ -166,6 +166,9 @@ pub struct Replica {
     pub pid: Option<u32>,
     /// `address:port` the replica listens on.
     pub address: String,
+    /// The container's name, for a service run as containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     pub restarts: u32,
     /// Milliseconds since the Unix epoch when it entered its state.
     pub since_ms: u64,

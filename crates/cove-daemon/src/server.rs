@@ -785,6 +785,9 @@ fn ps(states: &States, plan: Option<&Plan>) -> Vec<Replica> {
                 detail: s.state.describe(s.pid),
                 pid: s.pid,
                 address: svc.map_or(String::new(), |svc| format!("{}:{}", s.addr, svc.port())),
+                container: svc
+                    .filter(|svc| svc.container.is_some())
+                    .map(|svc| cove_runtime::driver::container_name(svc, s.slot)),
                 restarts: s.restarts,
                 since_ms: millis(s.since),
                 ready: s.ready(),

@@ -72,6 +72,9 @@ pub enum Command {
     Routes(PsArgs),
     /// Show the services' output, kept on disk, merged in time order.
     Logs(LogsArgs),
+    /// Build the images of services run as containers (`build:`; all when
+    /// none named) through the Docker engine, without starting anything.
+    Build(BuildArgs),
     /// Stop services (all when none named); they stay listed as stopped.
     Stop(ServicesArgs),
     /// Start stopped services again (all when none named).
@@ -234,6 +237,12 @@ pub struct PsArgs {
 pub enum PsFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod build;
 mod config;
 mod control;
 mod deploy;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::run(&cli.project, &args),
         Command::Ps(args) => ps::run(&cli.project, &args),
         Command::Routes(args) => routes::run(&cli.project, &args),
+        Command::Build(args) => build::run(&cli.project, &args),
         Command::Stop(args) => control::run(&cli.project, control::Verb::Stop, &args),
         Command::Start(args) => control::run(&cli.project, control::Verb::Start, &args),
         Command::Restart(args) => control::run(&cli.project, control::Verb::Restart, &args),

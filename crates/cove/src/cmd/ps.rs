@@ -42,6 +42,30 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
 }
 
 fn table(rows: &[Replica], now: SystemTime) -> String {
+    let cells = cells(rows, now);
+    if rows.iter().all(|r| r.container.is_none()) {
+        return crate::output::columns(&cells);
+    }
+    // A last column for services run as containers.
+    let with: Vec<[String; 10]> = cells
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let extra = match i {
+                0 => "CONTAINER".to_string(),
+                _ => rows
+                    .get(i - 1)
+                    .and_then(|r| r.container.clone())
+                    .unwrap_or_else(|| "-".into()),
+            };
+            let [a, b, c, d, e, f, g, h, k] = row;
+            [a, b, c, d, e, f, g, h, k, extra]
+        })
+        .collect();
+    crate::output::columns(&with)
+}
+
+fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 9]> {
     let mut cells = vec![
         [
             "SERVICE", "REPLICA", "REVISION", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS",
@@ -79,5 +103,5 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
             },
         ]);
     }
-    crate::output::columns(&cells)
+    cells
 }

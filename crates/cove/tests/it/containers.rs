@@ -168,6 +168,12 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     fs_err::write(dir.join("shared/greeting"), "hi-from-the-host").unwrap();
     fs_err::create_dir_all(dir.join("site")).unwrap();
     fs_err::write(dir.join("site/index.html"), "hello from a native service").unwrap();
+    // `cove build` alone: the images, nothing started.
+    let built = crate::deploy::cove_ok(&app, &["build"]);
+    assert!(
+        built.contains("cove: built cove-") && built.contains("COPY app /app"),
+        "{built}"
+    );
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
     let label = format!(
@@ -244,6 +250,13 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     assert!(
         web["pid"].as_u64().is_some(),
         "the container's process: {web}"
+    );
+    let name = web["container"].as_str().unwrap().to_string();
+    assert!(name.ends_with("-web-1"), "{web}");
+    let table = crate::deploy::cove_ok(&app, &["ps"]);
+    assert!(
+        table.contains("CONTAINER") && table.contains(&name),
+        "{table}"
     );
 
     // Its output is in the merged logs, its secret scrubbed.
