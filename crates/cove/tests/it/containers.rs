@@ -294,6 +294,28 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     assert_eq!(running.len(), 1, "the old container is gone: {running:?}");
     assert!(running[0].ends_with("-web-2 running"), "{running:?}");
 
+    // The daemon SIGKILLed: its reaper stops the containers' processes as
+    // it stops native ones; started again, the daemon finds its containers
+    // by their labels, removes them and starts the app again.
+    let daemon = fs_err::read_to_string(dir.join(".cove/daemon.pid")).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", daemon.trim()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(20, "the containers stopped by the reaper", || {
+        containers(&label).iter().all(|c| !c.ends_with(" running"))
+    });
+    crate::deploy::cove_ok(&app, &["up", "-d"]);
+    let mut after = containers(&label);
+    after.sort();
+    assert_eq!(after.len(), 2, "no leftover beside the new ones: {after:?}");
+    assert!(after.iter().all(|c| c.ends_with(" running")), "{after:?}");
+    let (status, _, body) = http(gw_after(&app), "GET", "localhost", "/", b"");
+    assert_eq!((status, body.as_str()), (200, "hello from version 2"));
+
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(
@@ -322,4 +344,14 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         "{out}"
     );
     assert!(volumes().is_empty());
+}
+
+/// The gateway's address now (a restarted daemon may take another port).
+fn gw_after(app: &App) -> std::net::SocketAddr {
+    let out = crate::deploy::cove_ok(app, &["routes", "--format", "json"]);
+    let url = crate::gateway::json(&out)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    url.trim_start_matches("http://").parse().unwrap()
 }
