@@ -32,6 +32,7 @@ fn main() {
     let token = std::fs::read_to_string("/run/secrets/token").unwrap_or_default();
     println!("listening on {port}, token={token}");
     let l = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).unwrap();
+    let mut sick = false;
     for c in l.incoming() {
         let Ok(mut c) = c else { continue };
         let mut buf = [0u8; 2048];
@@ -41,6 +42,13 @@ fn main() {
         println!("request {path}");
         if path == "/crash" {
             std::process::exit(1);
+        }
+        if path == "/sick" {
+            sick = true;
+        }
+        if sick {
+            let _ = write!(c, "HTTP/1.1 500 Sick\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            continue;
         }
         let body = if path == "/secret" {
             token.chars().rev().collect::<String>()
@@ -271,6 +279,19 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         let w = ps.iter().find(|r| r["service"] == "web").unwrap().clone();
         w["restarts"] == 1 && w["health"] == "healthy"
     });
+    let (status, _, _) = http(gw, "GET", "localhost", "/", b"");
+    assert_eq!(status, 200);
+    // Unhealthy (its health check fails): replaced by a new container.
+    let _ = http(gw, "GET", "localhost", "/sick", b"");
+    eventually(
+        30,
+        "web restarted after turning unhealthy, healthy again",
+        || {
+            let ps = app.ps();
+            let w = ps.iter().find(|r| r["service"] == "web").unwrap().clone();
+            w["restarts"] == 2 && w["health"] == "healthy"
+        },
+    );
     let (status, _, _) = http(gw, "GET", "localhost", "/", b"");
     assert_eq!(status, 200);
 
