@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use cove_spec::App;
 use cove_spec::model::{Condition, MountKind, Service};
-use cove_spec::xcove::StringOrList;
+use cove_spec::xcove::{Driver, StringOrList};
 use indexmap::IndexMap;
 use rustix::process::Signal;
 
@@ -572,7 +572,7 @@ pub fn plan_with(
             let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
             (
                 n.as_str(),
-                if native || wants_docker(s) {
+                if native || driver_of(app, s) == Some(Driver::Docker) {
                     None
                 } else {
                     Recipe::detect(s)
@@ -587,10 +587,15 @@ pub fn plan_with(
         .iter()
         .filter(|(n, s)| {
             let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
-            wants_docker(s)
-                || (!native
-                    && recipes[n.as_str()].is_none()
-                    && (s.image.is_some() || s.build.is_some()))
+            match driver_of(app, s) {
+                Some(Driver::Docker) => true,
+                Some(Driver::Process) => false,
+                None => {
+                    !native
+                        && recipes[n.as_str()].is_none()
+                        && (s.image.is_some() || s.build.is_some())
+                }
+            }
         })
         .map(|(n, _)| n.as_str())
         .collect();
@@ -831,8 +836,8 @@ pub fn plan_with(
                     .map(|i| format!("image `{i}`"))
                     .unwrap_or_else(|| "its build".into());
                 errors.push(err(
-                    format!("has no native command to run ({what} needs the Docker driver or a built-in recipe, not available yet)"),
-                    "add `x-cove: {run: ...}` with the command that runs it on this machine",
+                    format!("has no native command to run ({what} runs as a container, and its `x-cove.driver` is `process`)"),
+                    "add `x-cove: {run: ...}` with the command that runs it on this machine, or let it run as a container (`driver: docker`)",
                 ));
                 continue;
             }
@@ -1067,11 +1072,12 @@ fn ulimits_of(s: &Service) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
-/// `x-cove.driver: docker`.
-fn wants_docker(s: &Service) -> bool {
+/// The driver a service asks for: its `x-cove.driver`, else the project's.
+fn driver_of(app: &App, s: &Service) -> Option<Driver> {
     s.x_cove
         .as_ref()
-        .is_some_and(|x| x.driver == Some(cove_spec::xcove::Driver::Docker))
+        .and_then(|x| x.driver)
+        .or(app.x_cove.driver)
 }
 
 /// Whether another service names `name` (with one of `ports`, or alone as

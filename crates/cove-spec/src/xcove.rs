@@ -44,6 +44,13 @@ pub struct ProjectExt {
     /// Preview environments per branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previews: Option<Previews>,
+    /// How services run unless they say otherwise (`x-cove.driver` of a
+    /// service): `process` (natively; an image without a recipe is then an
+    /// error) or `docker` (every `image`/`build` service as containers,
+    /// recipes' images too). Default: natively when cove can (a recipe, or
+    /// `x-cove.run`), else as containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Driver>,
     /// The environment chosen with `--env NAME` (or `COVE_ENV`); set by
     /// cove, shown by `cove config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,7 +183,9 @@ pub struct ServiceExt {
     /// A command run once before the service starts (e.g. `cargo build -p api`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<StringOrList>,
-    /// How to run it: `process` (native, the default when possible) or `docker`.
+    /// How to run it: `process` (natively) or `docker` (as containers).
+    /// Default: the project's `x-cove.driver`, else natively when cove can
+    /// (a recipe, or `run`), else as containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<Driver>,
     /// Built-in native recipe to use (`mariadb`, `mysql`, `postgres`, `redis`,

@@ -171,3 +171,57 @@ services:
         "{e}"
     );
 }
+
+#[test]
+fn the_driver_follows_the_service_then_the_project_then_what_cove_can_run() {
+    // Default: a recipe or `run` natively, any other image as containers.
+    let p = load(
+        r#"
+services:
+  db: {image: "redis:7"}
+  web: {image: "nginx:1.27", expose: ["80"], environment: {DB: "db:6379"}}
+  api: {x-cove: {run: "sleep 1000"}, environment: {WEB: "http://web:80"}}
+"#,
+    )
+    .expect("plans");
+    let by = |n: &str| p.services.iter().find(|s| s.name == n).unwrap();
+    assert!(by("db").container.is_none() && by("db").recipe.is_some());
+    assert!(by("api").container.is_none());
+    let web = by("web");
+    assert!(web.container.is_some());
+    let web_ip = web.address(1);
+    assert!(
+        cove_runtime::plan::is_container_address(web_ip.into()),
+        "{web_ip}"
+    );
+    // The container reaches the native db at its address on the network;
+    // the native api reaches the container at its own address.
+    let db_bridge = by("db").bridge_address.expect("reached from containers");
+    assert!(cove_runtime::plan::is_container_address(db_bridge.into()));
+    assert_eq!(web.env, [("DB".to_string(), format!("{db_bridge}:6379"))]);
+    assert_eq!(api_env(&p), format!("http://{web_ip}:80"));
+    assert!(p.gateway.routes.iter().any(|r| r.internal
+        && r.service == "db"
+        && r.listen == Some(SocketAddr::from((db_bridge, 6379)))));
+
+    // The project's default, and a service's own choice over it.
+    let p = load(
+        r#"
+x-cove: {driver: docker}
+services:
+  db: {image: "redis:7"}
+  api: {x-cove: {run: "sleep 1000", driver: process}}
+"#,
+    )
+    .expect("plans");
+    let by = |n: &str| p.services.iter().find(|s| s.name == n).unwrap();
+    assert!(by("db").container.is_some() && by("db").recipe.is_none());
+    assert!(by("api").container.is_none());
+    let text = errors("x-cove: {driver: process}\nservices:\n  web: {image: \"nginx:1.27\"}\n");
+    assert!(text.contains("has no native command to run (image `nginx:1.27` runs as a container, and its `x-cove.driver` is `process`)"), "{text}");
+}
+
+fn api_env(p: &Plan) -> String {
+    let api = p.services.iter().find(|s| s.name == "api").unwrap();
+    api.env.iter().find(|(k, _)| k == "WEB").unwrap().1.clone()
+}
