@@ -560,6 +560,15 @@ impl Engine {
             .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
     }
 
+    /// Tags `image` (a tag or an id) as `repo:tag`.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let options = q::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(engine(format!("tagging `{image}` as `{repo}:{tag}`")))
+    }
+
     /// Removes a volume, if it is there.
     pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
         match self

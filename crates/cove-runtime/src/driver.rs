@@ -256,11 +256,21 @@ impl Prober {
     }
 }
 
-/// The id of `image` here, pulled first if need be.
-pub async fn image_id(image: &str) -> Result<String, String> {
+/// The id of `image` here, pulled first if need be. A built image is also
+/// tagged with the revision (`cove-APP-SERVICE:rN`), which keeps it for
+/// rollbacks when a later build takes `latest`.
+pub async fn image_id(svc: &ServicePlan, image: &str) -> Result<String, String> {
     let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
     let engine = Engine::connect().await.map_err(words)?;
-    engine.ensure_image(image).await.map_err(words)
+    let id = engine.ensure_image(image).await.map_err(words)?;
+    let built = svc.container.as_ref().is_some_and(|c| c.build.is_some());
+    if let (true, Some((repo, _))) = (built && svc.revision > 0, image.rsplit_once(':')) {
+        engine
+            .tag(&id, repo, &format!("r{}", svc.revision))
+            .await
+            .map_err(words)?;
+    }
+    Ok(id)
 }
 
 /// Builds the service's image (`build:`), output line by line to

@@ -308,6 +308,19 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     assert!(bodies.contains_key("hello from version 2"), "{bodies:?}");
     let (_, _, body) = http(gw, "GET", "localhost", "/", b"");
     assert_eq!(body, "hello from version 2");
+    // Each build is tagged with its revision, so `latest` moving keeps it.
+    let out = Command::new("docker")
+        .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output()
+        .unwrap();
+    let tags = String::from_utf8_lossy(&out.stdout).to_string();
+    for t in ["-web:latest", "-web:r1", "-web:r2"] {
+        assert!(
+            tags.lines()
+                .any(|l| l.starts_with("cove-") && l.ends_with(t)),
+            "{t} in {tags}"
+        );
+    }
     // Back to the first build: its image, by id, though the tag moved.
     let load = crate::deploy::Load::start(gw);
     crate::deploy::settle();
