@@ -93,6 +93,11 @@ pub struct ContainerSpec {
     pub pids: Option<i64>,
     /// name, soft, hard.
     pub ulimits: Vec<(String, i64, i64)>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub init: bool,
+    pub privileged: bool,
+    pub read_only: bool,
     /// `NAME:ADDRESS` lines for the container's `/etc/hosts`.
     pub extra_hosts: Vec<String>,
     /// The Compose healthcheck, run by the engine.
@@ -308,6 +313,11 @@ impl Engine {
                         .map(|t| (t.clone(), String::new()))
                         .collect()
                 }),
+                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+                cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+                init: spec.init.then_some(true),
+                privileged: spec.privileged.then_some(true),
+                readonly_rootfs: spec.read_only.then_some(true),
                 memory: spec.memory,
                 nano_cpus: spec.nano_cpus,
                 pids_limit: spec.pids,

@@ -101,6 +101,12 @@ pub async fn start(
         nano_cpus: plan.nano_cpus,
         pids: plan.pids,
         ulimits: plan.ulimits.clone(),
+        cap_add: plan.cap_add.clone(),
+        cap_drop: plan.cap_drop.clone(),
+        extra_hosts: plan.extra_hosts.clone(),
+        init: plan.init,
+        privileged: plan.privileged,
+        read_only: plan.read_only,
         ..Default::default()
     };
     let container = engine.run(&spec, on_line).await.map_err(words)?;
@@ -294,6 +300,7 @@ pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), S
         labels: {
             let mut l = labels_of_project(svc);
             l.insert(crate::docker::LABEL_SERVICE.into(), svc.name.clone());
+            l.extend(b.labels.iter().cloned());
             l
         },
     };

@@ -140,6 +140,14 @@ pub struct ContainerPlan {
     pub pids: Option<i64>,
     /// `ulimits`: name, soft, hard.
     pub ulimits: Vec<(String, i64, i64)>,
+    /// `cap_add`, `cap_drop`, `extra_hosts` (`NAME:ADDRESS`), `init`,
+    /// `privileged`, `read_only`.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub init: bool,
+    pub privileged: bool,
+    pub read_only: bool,
 }
 
 /// Compose `build:`.
@@ -149,6 +157,8 @@ pub struct BuildPlan {
     pub dockerfile: Option<String>,
     pub args: Vec<(String, String)>,
     pub target: Option<String>,
+    /// `build.labels`.
+    pub labels: Vec<(String, String)>,
 }
 
 /// `deploy.update_config` / `rollback_config`, with cove's defaults.
@@ -730,6 +740,18 @@ pub fn plan_with(
             .and_then(|r| r.limits.as_ref());
         let container = if is_container {
             let (subnet, gateway) = container_network(net);
+            let build_labels: Vec<(String, String)> =
+                match svc.build.as_ref().and_then(|b| b.other.get("labels")) {
+                    Some(serde_json::Value::Object(m)) => m
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect(),
+                    other => strings(other)
+                        .iter()
+                        .filter_map(|l| l.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                };
             let build = match &svc.build {
                 Some(b) if !Path::new(&b.context).is_dir() => {
                     errors.push(err(
@@ -747,6 +769,7 @@ pub fn plan_with(
                         .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
                         .collect(),
                     target: b.target.clone(),
+                    labels: build_labels,
                 }),
                 None => None,
             };
@@ -799,6 +822,21 @@ pub fn plan_with(
                 nano_cpus: limits.and_then(|l| l.cpus).map(|c| (c * 1e9) as i64),
                 pids: limits.and_then(|l| l.pids),
                 ulimits: ulimits_of(svc),
+                cap_add: strings(svc.other.get("cap_add")),
+                cap_drop: strings(svc.other.get("cap_drop")),
+                extra_hosts: match svc.other.get("extra_hosts") {
+                    Some(serde_json::Value::Object(m)) => m
+                        .iter()
+                        .filter_map(|(k, v)| Some(format!("{k}:{}", v.as_str()?)))
+                        .collect(),
+                    other => strings(other)
+                        .into_iter()
+                        .map(|h| h.replacen('=', ":", 1))
+                        .collect(),
+                },
+                init: flag(svc.other.get("init")),
+                privileged: flag(svc.other.get("privileged")),
+                read_only: flag(svc.other.get("read_only")),
             })
         } else {
             None
@@ -1051,6 +1089,21 @@ pub fn plan_with(
 /// The Docker volume of the app's named volume `name`.
 pub fn volume_name(app: &str, net: u16, name: &str) -> String {
     format!("cove-{app}-{net}_{name}")
+}
+
+/// A list of strings of the Compose file (empty when absent).
+fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    v.and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn flag(v: Option<&serde_json::Value>) -> bool {
+    v.and_then(serde_json::Value::as_bool).unwrap_or(false)
 }
 
 /// Compose `ulimits` (`nofile: 1024` or `{soft, hard}`) as name, soft, hard.

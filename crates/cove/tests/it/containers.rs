@@ -75,7 +75,9 @@ fn main() {
 const APP: &str = r#"
 services:
   web:
-    build: ./web
+    build:
+      context: ./web
+      labels: {made-by: cove-tests}
     expose: ["8080"]
     environment:
       API: api:9000
@@ -89,6 +91,9 @@ services:
     build: ./web
     command: [count]
     stop_grace_period: 1s
+    read_only: true
+    cap_drop: [ALL]
+    labels: {team: blue}
     volumes:
       - counts:/data
       - ./shared:/shared:ro
@@ -204,6 +209,22 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
             .1
             .contains("count=1 shared=hi-from-the-host scratch=true readonly=true")
     });
+    let inspect = |what: &str, name: &str, format: &str| {
+        let out = Command::new("docker")
+            .args([what, "inspect", "--format", format, name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let counter = running[0].split_whitespace().next().unwrap().to_string();
+    assert_eq!(
+        inspect(
+            "container",
+            &counter,
+            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{index .Config.Labels \"team\"}}"
+        ),
+        "true [ALL] blue"
+    );
     crate::deploy::cove_ok(&app, &["restart", "counter"]);
     eventually(15, "the count kept in the named volume", || {
         app.merged(&["logs", "counter"]).1.contains("count=2 ")
@@ -314,6 +335,15 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         .output()
         .unwrap();
     let tags = String::from_utf8_lossy(&out.stdout).to_string();
+    let latest = tags
+        .lines()
+        .find(|l| l.starts_with("cove-") && l.ends_with("-web:latest"))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        inspect("image", &latest, "{{index .Config.Labels \"made-by\"}}"),
+        "cove-tests"
+    );
     for t in ["-web:latest", "-web:r1", "-web:r2"] {
         assert!(
             tags.lines()
