@@ -208,6 +208,17 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(health.as_deref(), Some("healthy"));
+        // A command run inside it, as cove runs Compose healthchecks.
+        let probe = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        engine
+            .exec_probe(&server, &probe(&["/app", "probe"]), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let failed = engine
+            .exec_probe(&server, &probe(&["/app", "nope"]), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(failed.contains("exited with code 2"), "{failed}");
         let found = engine.find(&[(LABEL_PROJECT, &project)]).await.unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
