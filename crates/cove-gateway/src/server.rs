@@ -161,22 +161,21 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// A listening socket on `addr`, which may not be on any interface yet
 /// (IP_FREEBIND): connections arrive once it is.
 pub fn bind_freebind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use rustix::net::{AddressFamily, SocketType, sockopt};
-    let family = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
-    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
-    sockopt::set_socket_reuseaddr(&fd, true)?;
-    sockopt::set_ip_freebind(&fd, true)?;
-    rustix::net::bind(&fd, &addr)?;
-    rustix::net::listen(&fd, 1024)?;
-    Ok(std::net::TcpListener::from(fd))
+    listener(addr, |fd, on| rustix::net::sockopt::set_ip_freebind(fd, on))
 }
 
 /// One listening socket on `addr` of several (SO_REUSEPORT), one per thread.
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    listener(addr, |fd, on| {
+        rustix::net::sockopt::set_socket_reuseport(fd, on)
+    })
+}
+
+/// A listening socket with SO_REUSEADDR and the option `set` turns on.
+fn listener(
+    addr: SocketAddr,
+    set: fn(&rustix::fd::OwnedFd, bool) -> rustix::io::Result<()>,
+) -> std::io::Result<std::net::TcpListener> {
     use rustix::net::{AddressFamily, SocketType, sockopt};
     let family = if addr.is_ipv4() {
         AddressFamily::INET
@@ -185,7 +184,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     };
     let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
-    sockopt::set_socket_reuseport(&fd, true)?;
+    set(&fd, true)?;
     rustix::net::bind(&fd, &addr)?;
     rustix::net::listen(&fd, 1024)?;
     Ok(std::net::TcpListener::from(fd))
