@@ -316,6 +316,38 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     let (status, _, _) = http(gw, "GET", "localhost", "/", b"");
     assert_eq!(status, 200);
 
+    // Scaled out and back in under load: containers added beside, then
+    // drained before they stop; no request fails.
+    let load = crate::deploy::Load::start(gw);
+    crate::deploy::settle();
+    crate::deploy::cove_ok(&app, &["scale", "web=3"]);
+    let webs = |app: &App| {
+        app.ps()
+            .into_iter()
+            .filter(|r| r["service"] == "web" && r["health"] == "healthy")
+            .count()
+    };
+    eventually(30, "three healthy web containers", || webs(&app) == 3);
+    assert_eq!(
+        containers(&label)
+            .iter()
+            .filter(|c| c.contains("-web-"))
+            .count(),
+        3
+    );
+    crate::deploy::settle();
+    crate::deploy::cove_ok(&app, &["scale", "web=1"]);
+    crate::deploy::settle();
+    load.finish("container scaling");
+    eventually(15, "one web container left", || webs(&app) == 1);
+    eventually(10, "the two extra containers removed", || {
+        containers(&label)
+            .iter()
+            .filter(|c| c.contains("-web-"))
+            .count()
+            == 1
+    });
+
     // The same image again: nothing to do. A new one: built, started
     // beside the old container, which is drained; no request fails.
     let same = crate::deploy::cove_ok(&app, &["deploy", "web"]);
@@ -399,6 +431,11 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         "down leaves no container"
     );
     // The named volume outlives `down`; `down --volumes` deletes it, naming it.
+    let (_, config) = app.merged(&["config", "--format", "json"]);
+    let mine = format!(
+        "cove-{}-",
+        crate::gateway::json(&config)["name"].as_str().unwrap()
+    );
     let volumes = || {
         let out = Command::new("docker")
             .args(["volume", "ls", "--format", "{{.Name}}"])
@@ -406,7 +443,7 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|v| v.ends_with("_counts"))
+            .filter(|v| v.starts_with(&mine) && v.ends_with("_counts"))
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
