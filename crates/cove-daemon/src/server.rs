@@ -359,21 +359,11 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
             .collect();
         let project = daemon.project(&key);
         let mut run = project.run.lock().await;
-        // Secrets files a killed daemon's replicas left behind.
-        let secrets = cove_runtime::secrets::root(&cove_runtime::plan::state_dir(
-            &desired.app,
-            &desired.project_dir,
-        ));
-        if let Err(e) = cove_runtime::secrets::remove_all(&secrets) {
-            log(&format!("cannot remove {}: {e}", secrets.display()));
-        }
-        match plan_for(&daemon.store, &key, &desired, &[]) {
+        let planned = plan_for(&daemon.store, &key, &desired, &[]);
+        // What a killed daemon's replicas left: made again from the plan.
+        clear_leftovers(&desired, planned.as_ref().ok().map(|(p, _)| p)).await;
+        match planned {
             Ok((plan, pending)) => {
-                // Containers a killed daemon left: made again from the plan.
-                if let Some(net) = plan.services.iter().find_map(|s| s.container.as_ref()) {
-                    let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
-                    cove_runtime::driver::remove_containers(&state, Some(&net.network)).await;
-                }
                 log(&format!(
                     "starting again in {key}: {}",
                     desired.wanted.join(", ")
@@ -1075,20 +1065,7 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     };
     if everything {
         let _ = project.set_gateway(None);
-        let secrets = cove_runtime::secrets::root(&cove_runtime::plan::state_dir(
-            &desired.app,
-            &desired.project_dir,
-        ));
-        let _ = cove_runtime::secrets::remove_all(&secrets);
-        let network = run
-            .plan
-            .as_ref()
-            .and_then(|p| p.services.iter().find_map(|s| s.container.as_ref()))
-            .map(|c| c.network.clone());
-        if let Some(network) = network {
-            let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
-            cove_runtime::driver::remove_containers(&state, Some(&network)).await;
-        }
+        clear_leftovers(&desired, run.plan.as_ref()).await;
         run.desired = None;
         run.plan = None;
         daemon.forget(key);
@@ -1102,6 +1079,20 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
             events,
         },
     )
+}
+
+/// Removes what a project's replicas keep outside their processes: their
+/// secrets files, and (when `plan` runs containers) its containers and
+/// network. At `down`, and before a restarted daemon brings the app back.
+async fn clear_leftovers(desired: &Desired, plan: Option<&Plan>) {
+    let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
+    let secrets = cove_runtime::secrets::root(&state);
+    if let Err(e) = cove_runtime::secrets::remove_all(&secrets) {
+        log(&format!("cannot remove {}: {e}", secrets.display()));
+    }
+    if let Some(c) = plan.and_then(|p| p.services.iter().find_map(|s| s.container.as_ref())) {
+        cove_runtime::driver::remove_containers(&state, Some(&c.network)).await;
+    }
 }
 
 /// Each service's command, to learn how it ended.

@@ -48,7 +48,6 @@ pub async fn start(
             .map(Replica::Process)
             .map_err(|e| e.to_string());
     };
-    let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
     let engine = Engine::connect().await.map_err(words)?;
     // The revision's image by id (its artifact), so that a tag moved by a
     // later build changes nothing that runs; else the tag (pulled if need be).
@@ -116,6 +115,11 @@ pub async fn start(
         container,
         pid,
     })
+}
+
+/// An engine error in words, with its hint (a replica's failure reason).
+fn words(e: crate::docker::DockerError) -> String {
+    format!("{e} (hint: {})", e.hint())
 }
 
 /// Puts the native services' addresses on the network's interface, so
@@ -266,7 +270,6 @@ impl Prober {
 /// tagged with the revision (`cove-APP-SERVICE:rN`), which keeps it for
 /// rollbacks when a later build takes `latest`.
 pub async fn image_id(svc: &ServicePlan, image: &str) -> Result<String, String> {
-    let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
     let engine = Engine::connect().await.map_err(words)?;
     let id = engine.ensure_image(image).await.map_err(words)?;
     let built = svc.container.as_ref().is_some_and(|c| c.build.is_some());
@@ -288,7 +291,6 @@ pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), S
     let Some(b) = &plan.build else {
         return Ok(());
     };
-    let words = |e: crate::docker::DockerError| format!("{e} (hint: {})", e.hint());
     let engine = Engine::connect().await.map_err(words)?;
     let spec = crate::docker::BuildSpec {
         context: b.context.clone(),

@@ -141,6 +141,15 @@ impl Redactor {
         self.0.is_none()
     }
 
+    /// [`scrub`](Self::scrub) of an owned line: given back as it is (no
+    /// copy) when it holds no value, as nearly every line does.
+    pub fn scrub_owned(&self, text: String) -> String {
+        match self.scrub(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(masked) => masked,
+        }
+    }
+
     /// `text` with every value replaced by [`MASK`].
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let Some(inner) = &self.0 else {
@@ -453,6 +462,8 @@ mod tests {
         assert_eq!(r.scrub("line AAAAbase64line"), "line ***");
         assert_eq!(r.scrub("abc stays"), "abc stays");
         assert!(matches!(r.scrub("nothing here"), Cow::Borrowed(_)));
+        assert_eq!(r.scrub_owned("token s3cret-pw".into()), "token ***");
+        assert_eq!(r.scrub_owned("nothing here".into()), "nothing here");
         assert_eq!(format!("{pw:?}"), "Value(*** 10 bytes)");
         assert!(!format!("{r:?}").contains("s3cret"));
     }

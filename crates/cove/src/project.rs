@@ -83,11 +83,22 @@ pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
 
 /// Prints planning errors to stderr, each with its hint.
 pub fn report_plan_errors(errors: &[cove_runtime::plan::PlanError]) {
+    report_plan_problems(errors, false);
+}
+
+/// Prints planning problems to stderr as errors, or as warnings when
+/// `warning`, each with its hint.
+pub fn report_plan_problems(errors: &[cove_runtime::plan::PlanError], warning: bool) {
     let style = crate::output::stderr_style();
+    let (color, what) = if warning {
+        (style.yellow, "warning")
+    } else {
+        (style.red, "error")
+    };
     for e in errors {
         eprintln!(
-            "{}error{}: {e}\n  = {}hint{}: {}",
-            style.red, style.reset, style.cyan, style.reset, e.hint
+            "{color}{what}{}: {e}\n  = {}hint{}: {}",
+            style.reset, style.cyan, style.reset, e.hint
         );
     }
 }

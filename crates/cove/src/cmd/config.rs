@@ -117,13 +117,7 @@ fn redactor(project: &cove_spec::Project) -> cove_runtime::secrets::Redactor {
     match cove_runtime::secrets::resolve(&project.app, &project.project_dir, identity.as_deref()) {
         Ok(resolved) => resolved.redactor(),
         Err(errors) => {
-            let style = crate::output::stderr_style();
-            for e in errors {
-                eprintln!(
-                    "{}warning{}: {e}\n  = {}hint{}: {}",
-                    style.yellow, style.reset, style.cyan, style.reset, e.hint
-                );
-            }
+            crate::project::report_plan_problems(&errors, true);
             Default::default()
         }
     }
@@ -132,11 +126,7 @@ fn redactor(project: &cove_spec::Project) -> cove_runtime::secrets::Redactor {
 /// Replaces secret values in every string of `v` with `***`.
 fn mask(v: &mut serde_json::Value, redactor: &cove_runtime::secrets::Redactor) {
     match v {
-        serde_json::Value::String(s) => {
-            if let std::borrow::Cow::Owned(masked) = redactor.scrub(s) {
-                *s = masked;
-            }
-        }
+        serde_json::Value::String(s) => *s = redactor.scrub_owned(std::mem::take(s)),
         serde_json::Value::Array(a) => a.iter_mut().for_each(|v| mask(v, redactor)),
         serde_json::Value::Object(m) => m.values_mut().for_each(|v| mask(v, redactor)),
         _ => {}

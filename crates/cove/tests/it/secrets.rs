@@ -15,9 +15,17 @@ fn secrets(dir: &Path, who: &Path, args: &[&str], stdin: &[u8]) -> Out {
 }
 
 fn secrets_with(dir: &Path, who: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Out {
+    let args: Vec<&str> = std::iter::once("secrets")
+        .chain(args.iter().copied())
+        .collect();
+    cove_as(dir, who, &args, stdin, env)
+}
+
+/// `cove ARGS` in `dir` as the person whose identity is `who`, with
+/// `stdin` as its input.
+fn cove_as(dir: &Path, who: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
         .current_dir(dir)
-        .arg("secrets")
         .args(args)
         .env("NO_COLOR", "1")
         .env("COVE_IDENTITY", who)
@@ -564,27 +572,14 @@ fn an_environment_adds_its_files_and_its_own_secrets() {
         config(&[], &["--env", "prod", "secrets", "init"]).code,
         Some(0)
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
-        .current_dir(dir)
-        .args(["--env", "prod", "secrets", "set", "DB"])
-        .env("COVE_IDENTITY", &who)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"prod-value")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = cove_as(
+        dir,
+        &who,
+        &["--env", "prod", "secrets", "set", "DB"],
+        b"prod-value",
+        &[],
     );
+    assert_eq!(out.code, Some(0), "{out}");
     assert!(dir.join("cove.secrets.prod.yaml").is_file());
     let ls = config(&[("COVE_ENV", "prod")], &["secrets", "ls"]);
     assert_eq!(ls.stdout, "DB\n", "{ls}");
