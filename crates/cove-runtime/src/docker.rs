@@ -1,12 +1,11 @@
-//! The Docker Engine side of the `docker` driver (issue 8, in progress):
+//! The Docker Engine side of the `docker` driver:
 //! images (present, pulled, built from a context), containers (created with
 //! cove's labels, started, followed line by line, waited for, stopped with
 //! the service's signal and grace period, removed) and finding them again
 //! by label. Talks to the Engine API over `DOCKER_HOST` (a Unix socket by
 //! default; Podman's compatible API too), negotiating the API version.
-//!
-//! Not wired into the supervisor yet: services with `image`/`build` still
-//! need a native recipe or `x-cove.run`.
+//! The engine runs Compose healthchecks; cove follows its verdicts
+//! ([`Engine::health_events`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -119,7 +118,8 @@ pub struct BuildSpec {
 }
 
 /// A healthcheck for the engine to run (`test` as Compose writes it:
-/// `["CMD", ...]`, `["CMD-SHELL", "..."]`).
+/// `["CMD", ...]`, `["CMD-SHELL", "..."]`, `["NONE"]` to turn the image's
+/// off).
 #[derive(Debug, Clone, Default)]
 pub struct Healthcheck {
     pub test: Vec<String>,
@@ -127,6 +127,19 @@ pub struct Healthcheck {
     pub timeout: Duration,
     pub retries: u32,
     pub start_period: Duration,
+    /// Sent to engines that know it (API 1.44 and later).
+    pub start_interval: Duration,
+}
+
+/// What the engine says of a container's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineHealth {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Failed checks in a row.
+    pub streak: i64,
+    /// The last check: its exit code and last line of output.
+    pub last: String,
 }
 
 /// A container cove made and started.
@@ -301,7 +314,7 @@ impl Engine {
                 timeout: Some(nanos(h.timeout)),
                 retries: Some(i64::from(h.retries)),
                 start_period: Some(nanos(h.start_period)),
-                start_interval: None,
+                start_interval: self.knows_start_interval().then(|| nanos(h.start_interval)),
             }),
             host_config: Some(HostConfig {
                 network_mode: spec.network_mode.clone(),
@@ -424,19 +437,65 @@ impl Engine {
         }
     }
 
-    /// The engine's health of the container: `starting`, `healthy`,
-    /// `unhealthy`, or `None` without a healthcheck.
-    pub async fn health(&self, c: &Container) -> Result<Option<String>, DockerError> {
+    /// Whether the engine takes a healthcheck's `start_interval`.
+    fn knows_start_interval(&self) -> bool {
+        let v = self.docker.client_version();
+        (v.major_version, v.minor_version) >= (1, 44)
+    }
+
+    /// The engine's health of the container; `None` without a healthcheck.
+    pub async fn health(&self, c: &Container) -> Result<Option<EngineHealth>, DockerError> {
         let i = self
             .docker
             .inspect_container(&c.id, None)
             .await
             .map_err(engine(format!("inspecting `{}`", c.name)))?;
-        Ok(i.state
-            .and_then(|s| s.health)
-            .and_then(|h| h.status)
-            .map(|s| s.to_string())
-            .filter(|s| !s.is_empty() && s != "none"))
+        let Some(h) = i.state.and_then(|s| s.health) else {
+            return Ok(None);
+        };
+        let status = h.status.map(|s| s.to_string()).unwrap_or_default();
+        if status.is_empty() || status == "none" {
+            return Ok(None);
+        }
+        let last = h
+            .log
+            .and_then(|l| l.into_iter().last())
+            .map(|r| {
+                let output = r.output.unwrap_or_default();
+                let line = output.lines().rev().find(|l| !l.trim().is_empty());
+                format!(
+                    "exited with code {}{}",
+                    r.exit_code.unwrap_or(-1),
+                    line.map(|l| format!(": {}", l.trim())).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        Ok(Some(EngineHealth {
+            status,
+            streak: h.failing_streak.unwrap_or_default(),
+            last,
+        }))
+    }
+
+    /// The container's health changes as the engine reports them
+    /// (`healthy`, `unhealthy`, ...); the stream ends with the connection.
+    pub fn health_events(&self, c: &Container) -> impl futures_util::Stream<Item = String> + use<> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("container".to_string(), vec![c.id.clone()]),
+        ]);
+        let options = q::EventsOptionsBuilder::new().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .take_while(|e| std::future::ready(e.is_ok()))
+            .filter_map(|e| {
+                let action = e.ok().and_then(|e| e.action).unwrap_or_default();
+                std::future::ready(
+                    action
+                        .strip_prefix("health_status:")
+                        .map(|s| s.trim().to_string()),
+                )
+            })
     }
 
     /// Removes the container (stopping it if it still runs).
@@ -509,65 +568,6 @@ impl Engine {
             .pid
             .and_then(|p| u32::try_from(p).ok())
             .filter(|p| *p > 0)
-    }
-
-    /// Runs `argv` inside the container (a Compose healthcheck); `Ok` when
-    /// it exits 0 within `timeout`.
-    pub async fn exec_probe(
-        &self,
-        c: &Container,
-        argv: &[String],
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let run = async {
-            let exec = self
-                .docker
-                .create_exec(
-                    &c.id,
-                    bollard::exec::CreateExecOptions {
-                        cmd: Some(argv.to_vec()),
-                        attach_stdout: Some(true),
-                        attach_stderr: Some(true),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut last = String::new();
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
-                .docker
-                .start_exec(&exec.id, None)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                while let Some(Ok(chunk)) = output.next().await {
-                    let text = chunk.to_string();
-                    if let Some(l) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-                        last = l.to_string();
-                    }
-                }
-            }
-            let done = self
-                .docker
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            match done.exit_code {
-                Some(0) => Ok(()),
-                code => Err(format!(
-                    "exited with {}{}",
-                    code.map_or("no code".into(), |c| format!("code {c}")),
-                    if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {last}")
-                    }
-                )),
-            }
-        };
-        tokio::time::timeout(timeout, run)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
     }
 
     /// Tags `image` (a tag or an id) as `repo:tag`.

@@ -4,7 +4,7 @@
 //! stopped with the service's signal and grace period, probed for health,
 //! and finished (a container is removed; a process group is already gone).
 //!
-//! Containers (the `docker` driver, issue 8, in progress) join the
+//! Containers (the `docker` driver) join the
 //! project's network at their replica's address (the same offsets as the
 //! native addresses, in 10.192.0.0/10), under the service's name, so
 //! containers reach each other by name and native services and the
@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
-use crate::docker::{Container, ContainerSpec, Engine};
-use crate::health::{HealthSpec, Probe};
+use futures_util::StreamExt as _;
+
+use crate::docker::{Container, ContainerSpec, Engine, Healthcheck};
+use crate::health::{Health, HealthSpec, Probe, Tracker};
 use crate::plan::ServicePlan;
 use crate::process::{self, ProcessSpec, Stream};
 
@@ -106,6 +108,7 @@ pub async fn start(
         init: plan.init,
         privileged: plan.privileged,
         read_only: plan.read_only,
+        healthcheck: engine_healthcheck(svc, plan.health_disabled),
         ..Default::default()
     };
     let container = engine.run(&spec, on_line).await.map_err(words)?;
@@ -213,14 +216,17 @@ impl Replica {
         }
     }
 
-    /// What probes its health (kept apart, so probing goes on while the
-    /// replica is waited for).
-    pub fn prober(&self) -> Prober {
+    /// What watches its health (kept apart, so that goes on while the
+    /// replica is waited for): the engine, for a container's Compose
+    /// healthcheck; else cove.
+    pub fn prober(&self, spec: Option<&HealthSpec>) -> Prober {
         match self {
-            Replica::Process(_) => Prober::Host,
             Replica::Container {
                 engine, container, ..
-            } => Prober::Container(engine.clone(), container.clone()),
+            } if spec.is_some_and(|s| matches!(s.probe, Probe::Exec(_) | Probe::Shell(_))) => {
+                Prober::Engine(engine.clone(), container.clone())
+            }
+            _ => Prober::Host,
         }
     }
 
@@ -235,35 +241,133 @@ impl Replica {
     }
 }
 
-/// Probes a replica's health.
+/// Watches a replica's health.
 #[derive(Clone)]
 pub enum Prober {
-    /// On the host (a process's probes, a container's http/tcp ones).
+    /// cove probes it (a process's checks; a container's http/tcp ones, on
+    /// its address).
     Host,
-    Container(Engine, Container),
+    /// The engine runs the container's Compose healthcheck; cove follows
+    /// its verdicts.
+    Engine(Engine, Container),
 }
 
 impl Prober {
-    /// One health probe: a command probe of a container runs inside it;
-    /// the rest as for a process (on the replica's address).
-    pub async fn probe(
+    /// Follows the replica's health from `started`: `on_change` hears each
+    /// new status; resolves with the failed check in words when it turns
+    /// unhealthy (never, without a check).
+    pub async fn watch(
         &self,
-        spec: &HealthSpec,
+        spec: Option<&HealthSpec>,
         workdir: &std::path::Path,
         env: &[(String, String)],
-    ) -> Result<(), String> {
-        if let Prober::Container(engine, container) = self {
-            let argv = match &spec.probe {
-                Probe::Exec(argv) => Some(argv.clone()),
-                Probe::Shell(script) => Some(vec!["sh".into(), "-c".into(), script.clone()]),
-                _ => None,
-            };
-            if let Some(argv) = argv {
-                return engine.exec_probe(container, &argv, spec.timeout).await;
-            }
+        started: tokio::time::Instant,
+        mut on_change: impl FnMut(Health),
+    ) -> String {
+        let Some(spec) = spec else {
+            return std::future::pending().await;
+        };
+        if let Prober::Engine(engine, container) = self {
+            return watch_engine(engine, container, spec, on_change).await;
         }
-        crate::health::probe(spec, workdir, env).await
+        let mut tracker = Tracker::new(spec, started);
+        let mut last = Health::Starting;
+        loop {
+            tokio::time::sleep(tracker.next_delay()).await;
+            let result = crate::health::probe(spec, workdir, env).await;
+            let now = tracker.record(tokio::time::Instant::now(), result.is_ok());
+            if now == last {
+                continue;
+            }
+            if now == Health::Unhealthy {
+                return format!(
+                    "health check `{}` failed {} time(s), last: {}",
+                    crate::health::describe(&spec.probe),
+                    spec.retries,
+                    result.err().unwrap_or_default()
+                );
+            }
+            on_change(now);
+            last = now;
+        }
     }
+}
+
+/// The engine's verdicts on a container: its health events, and a look
+/// at its state now and then (an event may come before the subscription).
+async fn watch_engine(
+    engine: &Engine,
+    container: &Container,
+    spec: &HealthSpec,
+    mut on_change: impl FnMut(Health),
+) -> String {
+    let mut events = std::pin::pin!(engine.health_events(container));
+    let mut open = true;
+    let mut last = Health::Starting;
+    let every = spec
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut look = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            e = events.next(), if open => {
+                // Any news: the state says which (with the last check's output).
+                if e.is_none() {
+                    open = false;
+                    continue;
+                }
+            }
+            _ = look.tick() => {}
+        }
+        let Ok(Some(h)) = engine.health(container).await else {
+            continue;
+        };
+        let now = match h.status.as_str() {
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            _ => Health::Starting,
+        };
+        if now == last {
+            continue;
+        }
+        if now == Health::Unhealthy {
+            return format!(
+                "health check `{}` failed {} time(s) (run by the engine), last: {}",
+                crate::health::describe(&spec.probe),
+                h.streak,
+                h.last
+            );
+        }
+        on_change(now);
+        last = now;
+    }
+}
+
+/// The engine's form of a Compose healthcheck that runs in the container
+/// (`CMD`, `CMD-SHELL`); `["NONE"]` when the Compose file turns it off.
+fn engine_healthcheck(svc: &ServicePlan, disabled: bool) -> Option<Healthcheck> {
+    if disabled {
+        return Some(Healthcheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        });
+    }
+    let h = svc.health.as_ref()?;
+    let test = match &h.probe {
+        Probe::Exec(argv) => std::iter::once("CMD".to_string())
+            .chain(argv.iter().cloned())
+            .collect(),
+        Probe::Shell(script) => vec!["CMD-SHELL".into(), script.clone()],
+        Probe::Http { .. } | Probe::Tcp { .. } => return None,
+    };
+    Some(Healthcheck {
+        test,
+        interval: h.interval,
+        timeout: h.timeout,
+        retries: h.retries,
+        start_period: h.start_period,
+        start_interval: h.start_interval,
+    })
 }
 
 /// The id of `image` here, pulled first if need be. A built image is also

@@ -148,6 +148,9 @@ pub struct ContainerPlan {
     pub init: bool,
     pub privileged: bool,
     pub read_only: bool,
+    /// `healthcheck: {disable: true}` (or `test: [NONE]`): the image's
+    /// own healthcheck is turned off too.
+    pub health_disabled: bool,
 }
 
 /// Compose `build:`.
@@ -599,7 +602,7 @@ pub fn plan_with(
             let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
             match driver_of(app, s) {
                 Some(Driver::Docker) => true,
-                Some(Driver::Process) => false,
+                Some(Driver::Native | Driver::Process) => false,
                 None => {
                     !native
                         && recipes[n.as_str()].is_none()
@@ -837,6 +840,10 @@ pub fn plan_with(
                 init: flag(svc.other.get("init")),
                 privileged: flag(svc.other.get("privileged")),
                 read_only: flag(svc.other.get("read_only")),
+                health_disabled: svc
+                    .healthcheck
+                    .as_ref()
+                    .is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")),
             })
         } else {
             None
@@ -874,7 +881,7 @@ pub fn plan_with(
                     .map(|i| format!("image `{i}`"))
                     .unwrap_or_else(|| "its build".into());
                 errors.push(err(
-                    format!("has no native command to run ({what} runs as a container, and its `x-cove.driver` is `process`)"),
+                    format!("has no native command to run ({what} runs as a container, and its `x-cove.driver` is `native`)"),
                     "add `x-cove: {run: ...}` with the command that runs it on this machine, or let it run as a container (`driver: docker`)",
                 ));
                 continue;

@@ -45,8 +45,8 @@ pub struct ProjectExt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previews: Option<Previews>,
     /// How services run unless they say otherwise (`x-cove.driver` of a
-    /// service): `process` (natively; an image without a recipe is then an
-    /// error) or `docker` (every `image`/`build` service as containers,
+    /// service): `native` (processes on the host; an image without a recipe
+    /// is then an error; `process` says the same) or `docker` (every `image`/`build` service as containers,
     /// recipes' images too). Default: natively when cove can (a recipe, or
     /// `x-cove.run`), else as containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,7 +183,8 @@ pub struct ServiceExt {
     /// A command run once before the service starts (e.g. `cargo build -p api`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<StringOrList>,
-    /// How to run it: `process` (natively) or `docker` (as containers).
+    /// How to run it: `native` (processes on the host; also `process`) or
+    /// `docker` (as containers).
     /// Default: the project's `x-cove.driver`, else natively when cove can
     /// (a recipe, or `run`), else as containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +245,8 @@ pub enum StringOrList {
 #[serde(rename_all = "snake_case")]
 pub enum Driver {
     /// Native processes on the host.
+    Native,
+    /// The same as `native`.
     Process,
     /// Docker containers (Docker Engine API).
     Docker,

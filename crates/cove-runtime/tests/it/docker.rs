@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt as _;
 use std::time::{Duration, Instant};
 
 use cove_runtime::docker::{
@@ -186,10 +188,11 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
                     network_mode: Some("none".into()),
                     healthcheck: Some(Healthcheck {
                         test: vec!["CMD".into(), "/app".into(), "probe".into()],
-                        interval: Duration::from_millis(200),
+                        // Long enough to subscribe before the first verdict.
+                        interval: Duration::from_secs(1),
                         timeout: Duration::from_secs(2),
                         retries: 3,
-                        start_period: Duration::ZERO,
+                        ..Default::default()
                     }),
                     stop_signal: Some("SIGTERM".into()),
                     ..Default::default()
@@ -198,27 +201,49 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
             )
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut health = None;
-        while Instant::now() < deadline {
-            health = engine.health(&server).await.unwrap();
-            if health.as_deref() == Some("healthy") {
-                break;
+        // Its verdicts come as events, and its state says the same.
+        let first = |c: &cove_runtime::docker::Container| {
+            let events = engine.health_events(c);
+            async move {
+                let mut events = std::pin::pin!(events);
+                tokio::time::timeout(Duration::from_secs(20), events.next())
+                    .await
+                    .expect("a health event within 20 s")
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert_eq!(health.as_deref(), Some("healthy"));
-        // A command run inside it, as cove runs Compose healthchecks.
-        let probe = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        engine
-            .exec_probe(&server, &probe(&["/app", "probe"]), Duration::from_secs(5))
+        };
+        assert_eq!(first(&server).await.as_deref(), Some("healthy"));
+        let health = engine.health(&server).await.unwrap().unwrap();
+        assert_eq!((health.status.as_str(), health.streak), ("healthy", 0));
+        assert_eq!(health.last, "exited with code 0");
+
+        // A check that fails: unhealthy after `retries`, its output kept.
+        let sick = engine
+            .run(
+                &ContainerSpec {
+                    name: format!("{project}-sick"),
+                    image: tag.clone(),
+                    cmd: Some(vec!["serve".into()]),
+                    labels: labels.clone(),
+                    network_mode: Some("none".into()),
+                    healthcheck: Some(Healthcheck {
+                        test: vec!["CMD".into(), "/app".into(), "nope".into()],
+                        // Long enough to subscribe before the first verdict.
+                        interval: Duration::from_secs(1),
+                        timeout: Duration::from_secs(2),
+                        retries: 2,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                |_, _| {},
+            )
             .await
             .unwrap();
-        let failed = engine
-            .exec_probe(&server, &probe(&["/app", "nope"]), Duration::from_secs(5))
-            .await
-            .unwrap_err();
-        assert!(failed.contains("exited with code 2"), "{failed}");
+        assert_eq!(first(&sick).await.as_deref(), Some("unhealthy"));
+        let health = engine.health(&sick).await.unwrap().unwrap();
+        assert_eq!((health.status.as_str(), health.streak), ("unhealthy", 2));
+        assert_eq!(health.last, "exited with code 2");
+        engine.remove(&sick).await.unwrap();
         let found = engine.find(&[(LABEL_PROJECT, &project)]).await.unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(

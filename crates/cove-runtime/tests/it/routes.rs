@@ -217,8 +217,8 @@ services:
     let by = |n: &str| p.services.iter().find(|s| s.name == n).unwrap();
     assert!(by("db").container.is_some() && by("db").recipe.is_none());
     assert!(by("api").container.is_none());
-    let text = errors("x-cove: {driver: process}\nservices:\n  web: {image: \"nginx:1.27\"}\n");
-    assert!(text.contains("has no native command to run (image `nginx:1.27` runs as a container, and its `x-cove.driver` is `process`)"), "{text}");
+    let text = errors("x-cove: {driver: native}\nservices:\n  web: {image: \"nginx:1.27\"}\n");
+    assert!(text.contains("has no native command to run (image `nginx:1.27` runs as a container, and its `x-cove.driver` is `native`)"), "{text}");
 }
 
 fn api_env(p: &Plan) -> String {

@@ -29,6 +29,18 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+    if std::env::args().nth(1).as_deref() == Some("probe") {
+        // The Compose healthcheck, run inside the container by the engine.
+        let answer = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).and_then(|mut s| {
+            write!(s, "GET /health HTTP/1.0\r\n\r\n")?;
+            let mut a = String::new();
+            s.read_to_string(&mut a)?;
+            Ok(a)
+        });
+        let ok = answer.as_deref().is_ok_and(|a| a.starts_with("HTTP/1.1 200"));
+        println!("probe: {}", if ok { "ok" } else { "failed" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let token = std::fs::read_to_string("/run/secrets/token").unwrap_or_default();
     println!("listening on {port}, token={token}");
     let l = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).unwrap();
@@ -39,7 +51,9 @@ fn main() {
         let n = c.read(&mut buf).unwrap_or(0);
         let head = String::from_utf8_lossy(&buf[..n]).to_string();
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-        println!("request {path}");
+        if path != "/health" {
+            println!("request {path}");
+        }
         if path == "/crash" {
             std::process::exit(1);
         }
@@ -83,9 +97,8 @@ services:
       API: api:9000
     restart: always
     secrets: [token]
-    healthcheck: {interval: 300ms, retries: 3}
+    healthcheck: {test: [CMD, /app, probe], interval: 300ms, retries: 3}
     x-cove:
-      health: {http: /}
       routes: [{path: /}]
   counter:
     build: ./web
@@ -282,6 +295,15 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     );
     let name = web["container"].as_str().unwrap().to_string();
     assert!(name.ends_with("-web-1"), "{web}");
+    // Its Compose healthcheck is the engine's to run.
+    assert_eq!(
+        inspect(
+            "container",
+            &name,
+            "{{.Config.Healthcheck.Test}} {{.State.Health.Status}}"
+        ),
+        "[CMD /app probe] healthy"
+    );
     let table = crate::deploy::cove_ok(&app, &["ps"]);
     assert!(
         table.contains("CONTAINER") && table.contains(&name),
