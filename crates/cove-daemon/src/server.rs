@@ -360,10 +360,17 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         let project = daemon.project(&key);
         let mut run = project.run.lock().await;
         let planned = plan_for(&daemon.store, &key, &desired, &[]);
-        // What a killed daemon's replicas left: made again from the plan.
-        clear_leftovers(&desired, planned.as_ref().ok().map(|(p, _)| p)).await;
+        // What a killed daemon's replicas left: made again from the plan;
+        // its containers of services still wanted are taken over.
+        clear_leftovers(
+            &desired,
+            planned.as_ref().ok().map(|(p, _)| p),
+            &desired.wanted,
+        )
+        .await;
         match planned {
-            Ok((plan, pending)) => {
+            Ok((mut plan, pending)) => {
+                keep_images(&daemon.store, &key, &mut plan).await;
                 log(&format!(
                     "starting again in {key}: {}",
                     desired.wanted.join(", ")
@@ -449,6 +456,30 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
     let _ = fs_err::remove_file(paths.pidfile());
     Ok(())
+}
+
+/// A daemon restart changes nothing that runs: each container service
+/// keeps its revision's image (while the engine has it), so its running
+/// containers are taken over rather than rebuilt from a context that may
+/// have changed since.
+async fn keep_images(store: &Store, key: &str, plan: &mut Plan) {
+    for svc in plan.services.iter_mut() {
+        if svc.container.is_none() || svc.artifact.is_some() {
+            continue;
+        }
+        let Ok(revisions) = store.revisions(key, &svc.name) else {
+            continue;
+        };
+        let Some(rev) = revisions.iter().find(|r| r.number == svc.revision) else {
+            continue;
+        };
+        if rev.digest.starts_with("sha256:") && cove_runtime::driver::has_image(&rev.digest).await {
+            svc.artifact = Some(cove_runtime::artifact::Artifact {
+                digest: rev.digest.clone(),
+                program: None,
+            });
+        }
+    }
 }
 
 /// Starts `cove __reaper` with a pipe from this process as its input.
@@ -1065,7 +1096,7 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     };
     if everything {
         let _ = project.set_gateway(None);
-        clear_leftovers(&desired, run.plan.as_ref()).await;
+        clear_leftovers(&desired, run.plan.as_ref(), &[]).await;
         run.desired = None;
         run.plan = None;
         daemon.forget(key);
@@ -1082,16 +1113,18 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
 }
 
 /// Removes what a project's replicas keep outside their processes: their
-/// secrets files, and (when `plan` runs containers) its containers and
-/// network. At `down`, and before a restarted daemon brings the app back.
-async fn clear_leftovers(desired: &Desired, plan: Option<&Plan>) {
+/// secrets files, and (when `plan` runs containers) its containers but
+/// those of the services in `keep`, and the network when nothing is kept.
+/// At `down`, and before a restarted daemon brings the app back.
+async fn clear_leftovers(desired: &Desired, plan: Option<&Plan>, keep: &[String]) {
     let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
     let secrets = cove_runtime::secrets::root(&state);
     if let Err(e) = cove_runtime::secrets::remove_all(&secrets) {
         log(&format!("cannot remove {}: {e}", secrets.display()));
     }
     if let Some(c) = plan.and_then(|p| p.services.iter().find_map(|s| s.container.as_ref())) {
-        cove_runtime::driver::remove_containers(&state, Some(&c.network)).await;
+        let network = keep.is_empty().then_some(c.network.as_str());
+        cove_runtime::driver::remove_containers(&state, network, keep).await;
     }
 }
 

@@ -88,7 +88,44 @@ pub struct Gateway {
     ids: AtomicU64,
 }
 
+/// Where a held request or connection is: see [`Gateway::hold`].
+#[derive(Default)]
+pub(crate) struct Hold {
+    until: Option<Instant>,
+    changes: Option<watch::Receiver<u64>>,
+}
+
 impl Gateway {
+    /// A pool whose targets are on their way (replicas starting) or asleep
+    /// (woken, once) holds a request or connection a while: `true` when
+    /// the caller should look at the table again (a new one came, or the
+    /// watch on new ones just began); `false` when it goes on with what it
+    /// has (a target is there, none is coming, or the hold is over).
+    pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
+        let waiting = (pool.pending || pool.wake.is_some())
+            && balance::pick(pool, None, table::now_ms(), &mut balance::thread_random).is_none();
+        if !waiting {
+            return false;
+        }
+        let until = *hold.until.get_or_insert_with(|| {
+            if let Some(wake) = &pool.wake {
+                (wake.0)();
+            }
+            Instant::now() + self.limits.hold
+        });
+        if Instant::now() >= until {
+            return false;
+        }
+        match hold.changes.as_mut() {
+            // Watch first, then look again: no new table is missed.
+            None => hold.changes = Some(self.changed.subscribe()),
+            Some(rx) => {
+                let _ = tokio::time::timeout_at(until.into(), rx.changed()).await;
+            }
+        }
+        true
+    }
+
     pub fn new(table: Table, limits: Limits) -> Arc<Gateway> {
         Gateway::with_access_log(table, limits, None)
     }
@@ -286,9 +323,7 @@ impl Gateway {
         served: &mut Served,
     ) -> Response<Body> {
         let mut table = self.table();
-        // A pool whose targets are on their way holds the request a while.
-        let mut hold_until: Option<Instant> = None;
-        let mut changes: Option<watch::Receiver<u64>> = None;
+        let mut hold = Hold::default();
         let index = loop {
             let host = request_host(&req);
             let Some(index) = table.route_index(host, req.uri().path()) else {
@@ -301,33 +336,8 @@ impl Gateway {
                     ),
                 );
             };
-            let route = &table.routes()[index];
-            let waiting = (route.pool.pending || route.pool.wake.is_some())
-                && balance::pick(
-                    &route.pool,
-                    None,
-                    table::now_ms(),
-                    &mut balance::thread_random,
-                )
-                .is_none();
-            if !waiting {
+            if !self.hold(&table.routes()[index].pool, &mut hold).await {
                 break index;
-            }
-            let until = *hold_until.get_or_insert_with(|| {
-                if let Some(wake) = &route.pool.wake {
-                    (wake.0)();
-                }
-                Instant::now() + self.limits.hold
-            });
-            if Instant::now() >= until {
-                break index;
-            }
-            match changes.as_mut() {
-                // Watch first, then look again: no new table is missed.
-                None => changes = Some(self.changed.subscribe()),
-                Some(rx) => {
-                    let _ = tokio::time::timeout_at(until.into(), rx.changed()).await;
-                }
             }
             table = self.table();
         };

@@ -1,6 +1,6 @@
 //! Layer-4 routes: each connection accepted on a TCP route's address is
 //! joined to a target of its pool, bytes copied both ways until either side
-//! closes. The balancing, ejection and draining rules are the HTTP routes'
+//! closes. The balancing, ejection, draining and holding rules are the HTTP routes'
 //! (see [`crate::balance`]); a target that refuses the connection is ejected
 //! and another one tried. The target counts the connection as in flight for
 //! as long as it lasts, so draining waits for it.
@@ -34,9 +34,16 @@ pub async fn serve(
 
 async fn join(gateway: Arc<Gateway>, mut client: TcpStream, local: std::net::SocketAddr) {
     let _ = client.set_nodelay(true);
-    let (pool, stats) = match gateway.table().tcp_route(local) {
-        Some(r) => (r.pool.clone(), r.stats.clone()),
-        None => return, // the route is gone: close
+    // A pool whose targets are on their way holds the connection a while.
+    let mut hold = crate::proxy::Hold::default();
+    let (pool, stats) = loop {
+        let table = gateway.table();
+        let Some(r) = table.tcp_route(local) else {
+            return; // the route is gone: close
+        };
+        if !gateway.hold(&r.pool, &mut hold).await {
+            break (r.pool.clone(), r.stats.clone());
+        }
     };
     let connect_timeout = gateway.limits().upstream_connect;
     let mut avoid = None;

@@ -22,6 +22,10 @@ pub const LABEL_PROJECT: &str = "dev.cove.project";
 pub const LABEL_SERVICE: &str = "dev.cove.service";
 pub const LABEL_REPLICA: &str = "dev.cove.replica";
 pub const LABEL_REVISION: &str = "dev.cove.revision";
+/// The replica's slot (its address), and a digest of everything it was
+/// made with: a container is taken over only when both still hold.
+pub const LABEL_SLOT: &str = "dev.cove.slot";
+pub const LABEL_SPEC: &str = "dev.cove.spec";
 
 /// What went wrong talking to the engine, in words with a hint.
 #[derive(Debug, thiserror::Error)]
@@ -400,6 +404,42 @@ impl Engine {
         }
         tokio::spawn(follow(logs, on_line));
         Ok(container)
+    }
+
+    /// Takes over the running container `name` when it carries every one
+    /// of `labels` (a container a killed daemon left, made from the same
+    /// spec): its output from now on goes to `on_line`.
+    pub async fn adopt(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+        on_line: impl FnMut(Stream, String) + Send + 'static,
+    ) -> Option<Container> {
+        let i = self.docker.inspect_container(name, None).await.ok()?;
+        let running = i.state.as_ref().and_then(|s| s.running) == Some(true);
+        let theirs = i.config.and_then(|c| c.labels).unwrap_or_default();
+        if !running || labels.iter().any(|(k, v)| theirs.get(k) != Some(v)) {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
+        let logs = self.docker.logs(
+            name,
+            Some(
+                q::LogsOptionsBuilder::new()
+                    .follow(true)
+                    .stdout(true)
+                    .stderr(true)
+                    .since(now)
+                    .build(),
+            ),
+        );
+        tokio::spawn(follow(logs, on_line));
+        Some(Container {
+            id: i.id?,
+            name: name.to_string(),
+        })
     }
 
     /// Waits for the container to end; its exit code.

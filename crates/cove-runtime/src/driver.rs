@@ -61,6 +61,7 @@ pub async fn start(
         .unwrap_or_else(|| plan.image.clone());
     engine.ensure_image(&image).await.map_err(words)?;
     let mut labels = labels(svc, replica);
+    labels.insert(crate::docker::LABEL_SLOT.into(), slot.to_string());
     labels.extend(plan.labels.iter().cloned());
     engine
         .ensure_network(
@@ -111,13 +112,81 @@ pub async fn start(
         healthcheck: engine_healthcheck(svc, plan.health_disabled),
         ..Default::default()
     };
-    let container = engine.run(&spec, on_line).await.map_err(words)?;
+    let mut spec = spec;
+    spec.labels
+        .insert(crate::docker::LABEL_SPEC.into(), fingerprint(&spec));
+    // A killed daemon's container, made the same way and still running,
+    // is taken over; anything else of that name is replaced.
+    let container = match engine
+        .adopt(&spec.name, &spec.labels, on_line.clone())
+        .await
+    {
+        Some(c) => c,
+        None => engine.run(&spec, on_line).await.map_err(words)?,
+    };
     let pid = engine.pid(&container).await;
     Ok(Replica::Container {
         engine,
         container,
         pid,
     })
+}
+
+/// A digest of what makes the container (its labels aside, which hold it).
+fn fingerprint(spec: &ContainerSpec) -> String {
+    let mut bare = spec.clone();
+    bare.labels.clear();
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{bare:?}").as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The running containers of `svc`'s revision that a killed daemon left
+/// (replica → slot), to be taken over; the service's other containers
+/// (stopped, of another revision, replicas beyond the count) are removed.
+/// Nothing without an engine.
+pub async fn take_over(svc: &ServicePlan) -> HashMap<u32, u32> {
+    let mut kept = HashMap::new();
+    let (Some(plan), Ok(engine)) = (&svc.container, Engine::connect().await) else {
+        return kept;
+    };
+    let wanted = [
+        (crate::docker::LABEL_PROJECT, plan.project.as_str()),
+        (crate::docker::LABEL_SERVICE, svc.name.as_str()),
+    ];
+    let Ok(found) = engine.find(&wanted).await else {
+        return kept;
+    };
+    let revision = svc.revision.to_string();
+    for f in found {
+        let number = |label: &str| f.labels.get(label).and_then(|v| v.parse::<u32>().ok());
+        let keep = match (
+            number(crate::docker::LABEL_REPLICA),
+            number(crate::docker::LABEL_SLOT),
+        ) {
+            (Some(r), Some(slot)) => {
+                f.state == "running"
+                    && f.labels.get(crate::docker::LABEL_REVISION) == Some(&revision)
+                    && (1..=svc.replicas).contains(&r)
+                    && f.name == container_name(svc, slot)
+                    && !kept.contains_key(&r)
+                    && !kept.values().any(|s| *s == slot)
+                    && kept.insert(r, slot).is_none()
+            }
+            _ => false,
+        };
+        if !keep {
+            let _ = engine
+                .remove(&Container {
+                    id: f.id,
+                    name: f.name,
+                })
+                .await;
+        }
+    }
+    kept
 }
 
 /// An engine error in words, with its hint (a replica's failure reason).
@@ -386,6 +455,14 @@ pub async fn image_id(svc: &ServicePlan, image: &str) -> Result<String, String> 
     Ok(id)
 }
 
+/// Whether the engine has `image` (a tag or an id).
+pub async fn has_image(image: &str) -> bool {
+    match Engine::connect().await {
+        Ok(engine) => matches!(engine.image_id(image).await, Ok(Some(_))),
+        Err(_) => false,
+    }
+}
+
 /// Builds the service's image (`build:`), output line by line to
 /// `on_line`; nothing to do for a process or an `image:` without a build.
 pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), String> {
@@ -413,10 +490,15 @@ pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), S
     engine.build(&spec, on_line).await.map(drop).map_err(words)
 }
 
-/// Removes every container and the network of the project whose state is
-/// in `state_dir` (left by a killed daemon, or at `down`). Quiet when
-/// there is no engine: then there is nothing of ours.
-pub async fn remove_containers(state_dir: &std::path::Path, network: Option<&str>) {
+/// Removes the containers of the project whose state is in `state_dir`
+/// (left by a killed daemon, or at `down`) but those of the services in
+/// `keep`, then `network`. Quiet when there is no engine: then there is
+/// nothing of ours.
+pub async fn remove_containers(
+    state_dir: &std::path::Path,
+    network: Option<&str>,
+    keep: &[String],
+) {
     let Ok(engine) = Engine::connect().await else {
         return;
     };
@@ -426,6 +508,12 @@ pub async fn remove_containers(state_dir: &std::path::Path, network: Option<&str
         .await
     {
         for f in found {
+            if f.labels
+                .get(crate::docker::LABEL_SERVICE)
+                .is_some_and(|s| keep.contains(s))
+            {
+                continue;
+            }
             let _ = engine
                 .remove(&Container {
                     id: f.id,

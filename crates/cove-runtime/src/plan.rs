@@ -645,7 +645,8 @@ pub fn plan_with(
     };
     // Services with an address of their own: stateless ones (replaced
     // start-first) with ports that others name. Their replicas move on
-    // every deploy; the gateway keeps this one (slot 0 of their range).
+    // every deploy; the gateway keeps this one (slot 0 of their range, on
+    // loopback, for containers too: native services reach them there).
     let own_address: Vec<&str> = app
         .services
         .iter()
@@ -659,7 +660,6 @@ pub fn plan_with(
                 .and_then(|u| u.order.as_deref());
             let start_first = order.map_or(!stateful, |o| o == "start-first");
             start_first
-                && !containers.contains(&n.as_str())
                 && !ports[n.as_str()].is_empty()
                 && named_by_others(app, n, &ports[n.as_str()])
         })
@@ -670,7 +670,7 @@ pub fn plan_with(
         .iter()
         .map(|(n, p)| {
             let mut slot = indexes[n] * 64 + u32::from(!own_address.contains(n));
-            if containers.contains(n) {
+            if containers.contains(n) && !own_address.contains(n) {
                 slot |= CONTAINER;
             }
             (*n, (slot, p.clone()))
@@ -687,9 +687,12 @@ pub fn plan_with(
             .map(|(n, _)| (*n, address(net, CONTAINER | (indexes[n] * 64))))
             .collect()
     };
-    // What references in containers' settings are rewritten to.
+    // What references in containers' settings are rewritten to: native
+    // services' addresses on the bridge. Containers' names stay as they
+    // are: the network's DNS knows them, wherever their replicas are.
     let addresses_in_containers: IndexMap<&str, (u32, Vec<u16>)> = addresses
         .iter()
+        .filter(|(n, _)| !containers.contains(*n))
         .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
             true => (*n, (CONTAINER | (indexes[n] * 64), p.clone())),
             false => (*n, (*slot, p.clone())),
@@ -1254,7 +1257,10 @@ impl Plan {
             .services
             .iter()
             .map(|s| {
-                let slot = s.base + u32::from(s.service_address.is_none());
+                let slot = match s.service_address {
+                    Some(_) => s.base & !CONTAINER,
+                    None => s.base + 1,
+                };
                 (s.name.as_str(), (slot, s.ports.clone()))
             })
             .collect();

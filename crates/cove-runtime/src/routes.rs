@@ -312,6 +312,57 @@ pub fn gateway(
             }
         }
     }
+    // Compose `ports` with a `published` host port: a TCP route on the
+    // host's address (`host_ip`, default all), as `docker compose` binds it.
+    for svc in services {
+        let Some(compose) = app.services.get(&svc.name) else {
+            continue;
+        };
+        for p in &compose.ports {
+            let Some(published) = p.published.as_deref() else {
+                continue;
+            };
+            let err = |message: String, hint: &str| PlanError {
+                service: svc.name.clone(),
+                message: format!("`ports` {published}:{}: {message}", p.target),
+                hint: hint.to_string(),
+            };
+            if p.protocol != "tcp" {
+                errors.push(err(
+                    format!("protocol `{}`: the gateway forwards TCP only", p.protocol),
+                    "publish it over TCP, or leave `published` out (others reach it at its address)",
+                ));
+                continue;
+            }
+            let Ok(host_port) = published.parse::<u16>() else {
+                errors.push(err(
+                    "a range of host ports is not supported".into(),
+                    "publish one host port per target port, e.g. `8080:80`",
+                ));
+                continue;
+            };
+            let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");
+            let Ok(ip) = ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>() else {
+                errors.push(err(
+                    format!("`host_ip` `{ip}` is not an address"),
+                    "write an address such as `127.0.0.1`, or leave it out (all addresses)",
+                ));
+                continue;
+            };
+            routes.push(RoutePlan {
+                service: svc.name.clone(),
+                host: None,
+                path: "/".into(),
+                strip_prefix: false,
+                port: p.target,
+                protocol: Protocol::Tcp,
+                listen: Some(SocketAddr::new(ip, host_port)),
+                timeout: None,
+                max_body: None,
+                internal: false,
+            });
+        }
+    }
     let tls = match &settings.tls {
         None => None,
         Some(t) => {

@@ -181,6 +181,7 @@ services:
   db: {image: "redis:7"}
   web: {image: "nginx:1.27", expose: ["80"], environment: {DB: "db:6379"}}
   api: {x-cove: {run: "sleep 1000"}, environment: {WEB: "http://web:80"}}
+  worker: {image: "busybox:1", environment: {WEB: "web:80"}}
 "#,
     )
     .expect("plans");
@@ -195,11 +196,22 @@ services:
         "{web_ip}"
     );
     // The container reaches the native db at its address on the network;
-    // the native api reaches the container at its own address.
+    // the native api reaches the container at the service's own address
+    // (the gateway's, wherever deploys move its replicas); another
+    // container by its name (the network's DNS).
     let db_bridge = by("db").bridge_address.expect("reached from containers");
     assert!(cove_runtime::plan::is_container_address(db_bridge.into()));
     assert_eq!(web.env, [("DB".to_string(), format!("{db_bridge}:6379"))]);
-    assert_eq!(api_env(&p), format!("http://{web_ip}:80"));
+    let web_own = web.service_address.expect("named by a native service");
+    assert!(!cove_runtime::plan::is_container_address(web_own.into()));
+    assert_eq!(api_env(&p), format!("http://{web_own}:80"));
+    assert!(p.gateway.routes.iter().any(|r| r.internal
+        && r.service == "web"
+        && r.listen == Some(SocketAddr::from((web_own, 80)))));
+    assert_eq!(
+        by("worker").env,
+        [("WEB".to_string(), "web:80".to_string())]
+    );
     assert!(p.gateway.routes.iter().any(|r| r.internal
         && r.service == "db"
         && r.listen == Some(SocketAddr::from((db_bridge, 6379)))));
@@ -224,4 +236,59 @@ services:
 fn api_env(p: &Plan) -> String {
     let api = p.services.iter().find(|s| s.name == "api").unwrap();
     api.env.iter().find(|(k, _)| k == "WEB").unwrap().1.clone()
+}
+
+#[test]
+fn published_ports_become_tcp_routes_on_the_host_address() {
+    let p = load(
+        r#"
+services:
+  web:
+    x-cove: {run: "sleep 1000"}
+    ports: ["127.0.0.1:18080:8080", "9090:90"]
+  db:
+    image: "redis:7"
+    ports: [{target: 6379, published: "16379", host_ip: "127.0.0.2"}]
+  quiet:
+    x-cove: {run: "sleep 1000"}
+    ports: ["7000"]
+"#,
+    )
+    .expect("plans");
+    let published: Vec<_> = p
+        .gateway
+        .routes
+        .iter()
+        .filter(|r| !r.internal && r.protocol == Protocol::Tcp)
+        .map(|r| (r.service.as_str(), r.listen.unwrap().to_string(), r.port))
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("web", "127.0.0.1:18080".to_string(), 8080),
+            ("web", "0.0.0.0:9090".to_string(), 90),
+            ("db", "127.0.0.2:16379".to_string(), 6379),
+        ]
+    );
+    let text = errors(
+        r#"
+services:
+  a: {x-cove: {run: "sleep 1000"}, ports: ["8000-8002:80"]}
+  b: {x-cove: {run: "sleep 1000"}, ports: ["5353:53/udp"]}
+  c: {x-cove: {run: "sleep 1000"}, ports: ["127.0.0.1:18081:81"]}
+  d: {x-cove: {run: "sleep 1000"}, ports: ["127.0.0.1:18081:82"]}
+"#,
+    );
+    assert!(
+        text.contains("`ports` 8000-8002:80: a range of host ports is not supported (hint: publish one host port per target port, e.g. `8080:80`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`ports` 5353:53: protocol `udp`: the gateway forwards TCP only"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a route listens on 127.0.0.1:18081, as one of `c` does"),
+        "{text}"
+    );
 }

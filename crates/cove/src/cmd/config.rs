@@ -219,7 +219,7 @@ fn addresses(
     }
     if !own.is_empty() {
         out.push_str(
-            "\nservice addresses (others reach these services by name there; the gateway forwards to their healthy replicas, wherever deploys move them):\n",
+            "\nservice addresses (native services reach these services by name there; the gateway forwards to their healthy replicas, wherever deploys move them):\n",
         );
         let width = own.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
         for (s, a) in &own {
@@ -228,7 +228,7 @@ fn addresses(
     }
     if let Some((name, subnet, bridge)) = &network {
         out.push_str(&format!(
-            "\ncontainers: on network {name} ({subnet}, interface {bridge} on this host), at their replica's address, by their service's name\n"
+            "\ncontainers: on network {name} ({subnet}, interface {bridge} on this host), at their replica's address; containers reach each other by service name (the network's DNS)\n"
         ));
     }
     if !bridged.is_empty() {

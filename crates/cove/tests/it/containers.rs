@@ -93,6 +93,7 @@ services:
       context: ./web
       labels: {made-by: cove-tests}
     expose: ["8080"]
+    ports: ["127.0.0.1:PUBLISHED:8080"]
     environment:
       API: api:9000
     restart: always
@@ -186,7 +187,12 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists(),
         "no Docker engine: run `bash scripts/test`, which starts one of its own"
     );
-    let app = App::new(APP);
+    // A host port for `ports` (free now; the gateway binds it at `up`).
+    let published = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = App::new(&APP.replace("PUBLISHED", &published.port().to_string()));
     let dir = app.dir();
     static_server(&dir.join("web"), "hello from a container");
     fs_err::write(dir.join("token.txt"), "tok-7f3a9c1e").unwrap();
@@ -211,7 +217,8 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     assert_eq!(
         running.len(),
         2,
-        "web and counter (api and caller are native): {running:?}"
+        "web and counter (api and caller are native): {running:?}\n{out}\n{}",
+        fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
     );
     assert!(running[0].ends_with("-counter-1 running"), "{running:?}");
     assert!(running[1].ends_with("-web-1 running"), "{running:?}");
@@ -259,6 +266,9 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         (200, "e1c9a3f7-kot"),
         "the secret at /run/secrets"
     );
+    // At its published port, as `docker compose` publishes it.
+    let (status, _, body) = http(published, "GET", "localhost", "/", b"");
+    assert_eq!((status, body.as_str()), (200, "hello from a container"));
     // And from the container to the native service, by its name.
     let mut last = String::new();
     eventually(10, "the native service through the container", || {
@@ -423,9 +433,38 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     assert_eq!(running.len(), 1, "the old container is gone: {running:?}");
     assert!(running[0].ends_with(" running"), "{running:?}");
 
-    // The daemon SIGKILLed: its reaper stops the containers' processes as
-    // it stops native ones; started again, the daemon finds its containers
-    // by their labels, removes them and starts the app again.
+    // The daemon SIGKILLed: its reaper stops the native replicas, but the
+    // containers run on (the engine runs them) and still answer at their
+    // addresses; started again, the daemon takes them over by their labels
+    // (same containers, not restarted) and starts the native ones again.
+    let ids = |label: &str| {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                &format!("label={label}"),
+            ])
+            .output()
+            .unwrap();
+        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = ids(&label);
+    eprintln!("before: {:?}", containers(&label));
+    assert_eq!(before.len(), 2, "web and counter: {before:?}");
+    let ps = app.ps();
+    let web = ps.iter().find(|r| r["service"] == "web").unwrap().clone();
+    let restarts = web["restarts"].clone();
+    let web_at: std::net::SocketAddr = web["address"].as_str().unwrap().parse().unwrap();
+    let caller = ps.iter().find(|r| r["service"] == "caller").unwrap()["pid"]
+        .as_u64()
+        .unwrap();
     let daemon = fs_err::read_to_string(dir.join(".cove/daemon.pid")).unwrap();
     assert!(
         Command::new("kill")
@@ -434,16 +473,67 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
             .unwrap()
             .success()
     );
-    eventually(20, "the containers stopped by the reaper", || {
-        containers(&label).iter().all(|c| !c.ends_with(" running"))
+    eventually(20, "the native caller stopped by the reaper", || {
+        !Path::new(&format!("/proc/{caller}")).exists()
     });
+    assert_eq!(ids(&label), before, "the containers run on");
+    let (status, _, body) = http(web_at, "GET", "localhost", "/", b"");
+    assert_eq!((status, body.as_str()), (200, "hello from version 2"));
     crate::deploy::cove_ok(&app, &["up", "-d"]);
+    assert_eq!(
+        ids(&label),
+        before,
+        "taken over, not replaced: {:?}\n{}",
+        containers(&label),
+        fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
+    );
     let mut after = containers(&label);
     after.sort();
-    assert_eq!(after.len(), 2, "no leftover beside the new ones: {after:?}");
-    assert!(after.iter().all(|c| c.ends_with(" running")), "{after:?}");
+    assert_eq!(after.len(), 2, "no container beside them: {after:?}");
+    eventually(15, "web taken over, healthy", || {
+        let ps = app.ps();
+        let w = ps.iter().find(|r| r["service"] == "web").unwrap().clone();
+        w["health"] == "healthy" && w["restarts"] == restarts && w["address"] == web["address"]
+    });
     let (status, _, body) = http(gw_after(&app), "GET", "localhost", "/", b"");
     assert_eq!((status, body.as_str()), (200, "hello from version 2"));
+    let (status, _, body) = http(published, "GET", "localhost", "/", b"");
+    assert_eq!((status, body.as_str()), (200, "hello from version 2"));
+    // Its output is followed again.
+    let (status, _, _) = http(
+        gw_after(&app),
+        "GET",
+        "localhost",
+        "/after-the-restart",
+        b"",
+    );
+    assert_eq!(status, 200);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = app.merged(&["logs", "web", "--tail", "20"]).1;
+        if logs.contains("request /after-the-restart") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        logs.contains("request /after-the-restart"),
+        "the taken-over container's new lines: {logs}\n{}",
+        fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
+    );
+    let mut caller = String::new();
+    for _ in 0..50 {
+        caller = app.merged(&["logs", "caller"]).1;
+        if caller.contains("got: hello from version 2") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        caller.contains("got: hello from version 2"),
+        "the native caller started again: {caller}\n{}",
+        fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
+    );
 
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
