@@ -5,8 +5,8 @@ images and the same app, against the same engine.
 
 The app: six containers of one image built FROM scratch around a static
 server (compiled here; no registry is reachable), each with the same Compose
-healthcheck (`/app probe`, run inside the container: by the engine for
-docker-compose, by cove through the engine's exec), five of them waiting for
+healthcheck (`/app probe`, run inside the container by the engine for both
+tools; cove follows the engine's health events), five of them waiting for
 the first to be healthy (`depends_on: service_healthy`). cove's `up -d`
 returns once all are healthy; docker-compose's returns once all are started,
 so its time runs on until `docker inspect` reports all six healthy.

@@ -562,6 +562,62 @@ async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
 }
 
 #[tokio::test]
+async fn a_tcp_route_holds_connections_while_its_targets_are_on_their_way() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = upstream("late").await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let tcp = |targets: Vec<Arc<Target>>, pending: bool| {
+        let pool = Pool::with_options(
+            "svc",
+            targets,
+            Policy::RoundRobin,
+            cove_gateway::table::PoolOptions {
+                pending,
+                ..Default::default()
+            },
+        );
+        Table::default().with_tcp(vec![cove_gateway::table::TcpRoute {
+            listen: at,
+            pool,
+            stats: cove_gateway::metrics::RouteStats::new(),
+        }])
+    };
+    let gw = Gateway::new(tcp(vec![], true), Limits::default());
+    tokio::spawn(cove_gateway::tcp::serve(
+        gw.clone(),
+        listener,
+        Arc::new(tokio::sync::Semaphore::new(16)),
+        std::future::pending(),
+    ));
+    let client = tokio::spawn(async move {
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        s.write_all(b"GET /held HTTP/1.0\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!client.is_finished(), "held while the target is on its way");
+    gw.set_table(tcp(vec![Target::new(up)], false));
+    let out = tokio::time::timeout(std::time::Duration::from_secs(5), client)
+        .await
+        .expect("joined once the target came")
+        .unwrap();
+    assert!(out.contains("late\n/held"), "{out}");
+
+    // No target and none on its way: closed at once.
+    gw.set_table(tcp(vec![], false));
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut out = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok() && out.is_empty(), "{out:?}");
+}
+
+#[tokio::test]
 async fn the_access_log_gets_one_record_per_request_when_its_body_is_done() {
     let up = upstream("u").await;
     let (table, _) = one_pool(&[up], Policy::RoundRobin);
