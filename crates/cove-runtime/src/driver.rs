@@ -76,7 +76,7 @@ pub async fn start(
     host_addresses(&plan.bridge, &plan.host_addresses).await?;
     let argv = svc.argv_for(env);
     let dir = svc.secrets_dir(slot);
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: container_name(svc, slot),
         image,
         entrypoint: plan.entrypoint.clone(),
@@ -112,7 +112,6 @@ pub async fn start(
         healthcheck: engine_healthcheck(svc, plan.health_disabled),
         ..Default::default()
     };
-    let mut spec = spec;
     spec.labels
         .insert(crate::docker::LABEL_SPEC.into(), fingerprint(&spec));
     // A killed daemon's container, made the same way and still running,
