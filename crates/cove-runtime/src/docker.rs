@@ -103,6 +103,15 @@ pub struct ContainerSpec {
     pub read_only: bool,
     /// `NAME:ADDRESS` lines for the container's `/etc/hosts`.
     pub extra_hosts: Vec<String>,
+    pub hostname: Option<String>,
+    pub sysctls: Vec<(String, String)>,
+    pub shm_size: Option<i64>,
+    pub security_opt: Vec<String>,
+    /// `HOST:CONTAINER:PERMISSIONS`.
+    pub devices: Vec<String>,
+    pub group_add: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
     /// The Compose healthcheck, run by the engine.
     pub healthcheck: Option<Healthcheck>,
     pub stop_signal: Option<String>,
@@ -312,6 +321,7 @@ impl Engine {
             working_dir: spec.working_dir.clone(),
             user: spec.user.clone(),
             stop_signal: spec.stop_signal.clone(),
+            hostname: spec.hostname.clone(),
             healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
                 test: Some(h.test.clone()),
                 interval: Some(nanos(h.interval)),
@@ -333,6 +343,25 @@ impl Engine {
                 cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
                 cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
                 init: spec.init.then_some(true),
+                sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.iter().cloned().collect()),
+                shm_size: spec.shm_size,
+                security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
+                devices: (!spec.devices.is_empty()).then(|| {
+                    spec.devices
+                        .iter()
+                        .map(|d| {
+                            let mut p = d.splitn(3, ':');
+                            bollard::models::DeviceMapping {
+                                path_on_host: p.next().map(str::to_string),
+                                path_in_container: p.next().map(str::to_string),
+                                cgroup_permissions: p.next().map(str::to_string),
+                            }
+                        })
+                        .collect()
+                }),
+                group_add: (!spec.group_add.is_empty()).then(|| spec.group_add.clone()),
+                dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
+                dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
                 privileged: spec.privileged.then_some(true),
                 readonly_rootfs: spec.read_only.then_some(true),
                 memory: spec.memory,

@@ -87,7 +87,9 @@ pub async fn start(
         user: plan.user.clone(),
         network_mode: Some(plan.network.clone()),
         ip: Some(svc.address(slot)),
-        aliases: vec![svc.name.clone()],
+        aliases: std::iter::once(svc.name.clone())
+            .chain(plan.aliases.iter().cloned())
+            .collect(),
         binds: plan
             .binds
             .iter()
@@ -110,6 +112,14 @@ pub async fn start(
         privileged: plan.privileged,
         read_only: plan.read_only,
         healthcheck: engine_healthcheck(svc, plan.health_disabled),
+        hostname: plan.hostname.clone(),
+        sysctls: plan.sysctls.clone(),
+        shm_size: plan.shm_size,
+        security_opt: plan.security_opt.clone(),
+        devices: plan.devices.clone(),
+        group_add: plan.group_add.clone(),
+        dns: plan.dns.clone(),
+        dns_search: plan.dns_search.clone(),
         ..Default::default()
     };
     spec.labels

@@ -151,6 +151,20 @@ pub struct ContainerPlan {
     /// `healthcheck: {disable: true}` (or `test: [NONE]`): the image's
     /// own healthcheck is turned off too.
     pub health_disabled: bool,
+    /// More names on the network: the `aliases` of every network the
+    /// service lists (all of them are the project's one network).
+    pub aliases: Vec<String>,
+    /// `hostname`, `sysctls`, `shm_size` (bytes), `security_opt`,
+    /// `devices` (`HOST:CONTAINER[:PERMISSIONS]`), `group_add`, `dns`,
+    /// `dns_search`: passed to the engine as they are.
+    pub hostname: Option<String>,
+    pub sysctls: Vec<(String, String)>,
+    pub shm_size: Option<i64>,
+    pub security_opt: Vec<String>,
+    pub devices: Vec<String>,
+    pub group_add: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
 }
 
 /// Compose `build:`.
@@ -779,6 +793,27 @@ pub fn plan_with(
                 }),
                 None => None,
             };
+            // Compose `configs` from a file: bound read-only at their
+            // target (`/NAME` by default).
+            let mut config_binds = Vec::new();
+            for c in &svc.configs {
+                let def = app.configs.get(&c.source);
+                let target = c.target.clone().unwrap_or_else(|| format!("/{}", c.source));
+                match def.and_then(|d| d.get("file")).and_then(|f| f.as_str()) {
+                    Some(file) if !Path::new(file).is_file() => errors.push(err(
+                        format!("config `{}`: {file} is not a file", c.source),
+                        "create it, or fix the `file:` of the top-level config (relative to the Compose file)",
+                    )),
+                    Some(file) => config_binds.push(format!("{file}:{target}:ro")),
+                    None => errors.push(err(
+                        format!(
+                            "config `{}` has no `file:` source (`content:`, `environment:` and `external` configs are not supported yet)",
+                            c.source
+                        ),
+                        "write its content to a file and give that file as `file:` under the top-level `configs`",
+                    )),
+                }
+            }
             Some(ContainerPlan {
                 image: match (&svc.image, &build) {
                     (Some(i), _) => i.clone(),
@@ -810,6 +845,7 @@ pub fn plan_with(
                             _ => None,
                         }
                     })
+                    .chain(config_binds)
                     .collect(),
                 tmpfs: svc
                     .volumes
@@ -847,6 +883,29 @@ pub fn plan_with(
                     .healthcheck
                     .as_ref()
                     .is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")),
+                aliases: svc
+                    .networks
+                    .values()
+                    .flat_map(|n| strings(n.get("aliases")))
+                    .collect(),
+                hostname: svc
+                    .other
+                    .get("hostname")
+                    .and_then(|h| h.as_str())
+                    .map(str::to_string),
+                sysctls: pairs(svc.other.get("sysctls")),
+                shm_size: match svc.other.get("shm_size") {
+                    Some(serde_json::Value::Number(n)) => n.as_i64(),
+                    Some(serde_json::Value::String(t)) => cove_spec::units::parse_bytes(t)
+                        .ok()
+                        .and_then(|b| i64::try_from(b).ok()),
+                    _ => None,
+                },
+                security_opt: strings(svc.other.get("security_opt")),
+                devices: devices_of(svc.other.get("devices")),
+                group_add: scalars(svc.other.get("group_add")),
+                dns: scalars(svc.other.get("dns")),
+                dns_search: scalars(svc.other.get("dns_search")),
             })
         } else {
             None
@@ -1110,6 +1169,80 @@ fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A string or a list of strings and numbers (`dns`, `group_add`).
+fn scalars(v: Option<&serde_json::Value>) -> Vec<String> {
+    let one = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match v {
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(one).collect(),
+        Some(v) => one(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A map, or a list of `KEY=VALUE` (`sysctls`).
+fn pairs(v: Option<&serde_json::Value>) -> Vec<(String, String)> {
+    match v {
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+        other => strings(other)
+            .into_iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv, String::new()),
+            })
+            .collect(),
+    }
+}
+
+/// `devices`: `HOST[:CONTAINER[:PERMISSIONS]]`, or the long form
+/// (`source`, `target`, `permissions`), as `HOST:CONTAINER:PERMISSIONS`.
+fn devices_of(v: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(serde_json::Value::Array(a)) = v else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter_map(|d| {
+            let (host, container, perms) = match d {
+                serde_json::Value::String(s) => {
+                    let mut parts = s.splitn(3, ':');
+                    let host = parts.next()?.to_string();
+                    let container = parts.next().unwrap_or(&host).to_string();
+                    let perms = parts.next().unwrap_or("rwm").to_string();
+                    (host, container, perms)
+                }
+                serde_json::Value::Object(m) => {
+                    let host = m.get("source")?.as_str()?.to_string();
+                    let container = m
+                        .get("target")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or(&host)
+                        .to_string();
+                    let perms = m
+                        .get("permissions")
+                        .and_then(|p| p.as_str())
+                        .unwrap_or("rwm")
+                        .to_string();
+                    (host, container, perms)
+                }
+                _ => return None,
+            };
+            Some(format!("{host}:{container}:{perms}"))
+        })
+        .collect()
 }
 
 fn flag(v: Option<&serde_json::Value>) -> bool {

@@ -8,6 +8,8 @@ use cove_runtime::routes::{DEFAULT_LISTEN, Protocol};
 
 fn load(yaml: &str) -> Result<Plan, Vec<PlanError>> {
     let dir = tempfile::tempdir().expect("temp dir");
+    // A file for the tests' `configs`.
+    fs_err::write(dir.path().join("motd.txt"), "hello").expect("write");
     let file = dir.path().join("compose.yaml");
     fs_err::write(&file, yaml).expect("write");
     let project = cove_spec::project::load(&cove_spec::project::Options {
@@ -289,6 +291,68 @@ services:
     );
     assert!(
         text.contains("a route listens on 127.0.0.1:18081, as one of `c` does"),
+        "{text}"
+    );
+}
+
+#[test]
+fn container_settings_are_read_in_both_their_compose_forms() {
+    let p = load(
+        r#"
+services:
+  a:
+    image: "busybox:1"
+    networks:
+      default: {aliases: [alpha]}
+      back: {aliases: [beta]}
+    devices: ["/dev/fuse", "/dev/null:/dev/nothing:r", {source: /dev/zero, target: /dev/z, permissions: rw}]
+    sysctls: ["net.core.somaxconn=1024"]
+    dns: 10.0.0.53
+    dns_search: [example.test]
+    group_add: [1234, audio]
+    shm_size: 1g
+    configs: [motd, {source: motd, target: /etc/motd}]
+networks:
+  back: {}
+configs:
+  motd: {file: ./motd.txt}
+"#,
+    )
+    .expect("plans");
+    let c = p.services[0].container.as_ref().unwrap();
+    assert_eq!(c.aliases, ["alpha", "beta"]);
+    assert_eq!(
+        c.devices,
+        [
+            "/dev/fuse:/dev/fuse:rwm",
+            "/dev/null:/dev/nothing:r",
+            "/dev/zero:/dev/z:rw"
+        ]
+    );
+    assert_eq!(
+        c.sysctls,
+        [("net.core.somaxconn".to_string(), "1024".to_string())]
+    );
+    assert_eq!(c.dns, ["10.0.0.53"]);
+    assert_eq!(c.dns_search, ["example.test"]);
+    assert_eq!(c.group_add, ["1234", "audio"]);
+    assert_eq!(c.shm_size, Some(1 << 30));
+    let configs: Vec<&String> = c.binds.iter().filter(|b| b.contains("motd.txt")).collect();
+    assert_eq!(configs.len(), 2, "{:?}", c.binds);
+    assert!(configs[0].ends_with("/motd.txt:/motd:ro"), "{configs:?}");
+    assert!(
+        configs[1].ends_with("/motd.txt:/etc/motd:ro"),
+        "{configs:?}"
+    );
+    let text = errors(
+        "services:\n  a: {image: \"busybox:1\", configs: [inline, gone]}\nconfigs:\n  inline: {content: hi}\n  gone: {file: ./gone.txt}\n",
+    );
+    assert!(
+        text.contains("config `gone`: ") && text.contains("gone.txt is not a file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("config `inline` has no `file:` source"),
         "{text}"
     );
 }

@@ -97,6 +97,9 @@ services:
     environment:
       API: api:9000
     restart: always
+    networks:
+      default: {aliases: [www]}
+    configs: [{source: motd, target: /etc/motd}]
     secrets: [token]
     healthcheck: {test: [CMD, /app, probe], interval: 300ms, retries: 3}
     x-cove:
@@ -108,6 +111,12 @@ services:
     read_only: true
     cap_drop: [ALL]
     labels: {team: blue}
+    hostname: counting
+    shm_size: 16m
+    security_opt: [no-new-privileges:true]
+    group_add: ["1234"]
+    dns: 10.0.0.53
+    sysctls: {net.ipv4.ip_unprivileged_port_start: 0}
     volumes:
       - counts:/data
       - ./shared:/shared:ro
@@ -126,6 +135,8 @@ services:
       run: [python3, -u, -c, "import os, urllib.request, time\nprint('got: ' + urllib.request.urlopen(os.environ['WEB']).read().decode())\ntime.sleep(3600)"]
 volumes:
   counts:
+configs:
+  motd: {file: ./shared/greeting}
 secrets:
   token:
     file: ./token.txt
@@ -245,6 +256,14 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         ),
         "true [ALL] blue"
     );
+    assert_eq!(
+        inspect(
+            "container",
+            &counter,
+            "{{.Config.Hostname}} {{.HostConfig.ShmSize}} {{.HostConfig.SecurityOpt}} {{.HostConfig.GroupAdd}} {{.HostConfig.Dns}} {{.HostConfig.Sysctls}}"
+        ),
+        "counting 16777216 [no-new-privileges:true] [1234] [10.0.0.53] map[net.ipv4.ip_unprivileged_port_start:0]"
+    );
     crate::deploy::cove_ok(&app, &["restart", "counter"]);
     eventually(15, "the count kept in the named volume", || {
         app.merged(&["logs", "counter"]).1.contains("count=2 ")
@@ -305,6 +324,24 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     );
     let name = web["container"].as_str().unwrap().to_string();
     assert!(name.ends_with("-web-1"), "{web}");
+    // Its network aliases are names on the project's network.
+    assert!(
+        inspect(
+            "container",
+            &name,
+            "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}"
+        )
+        .contains("www"),
+    );
+    // Its config, bound read-only at its target.
+    assert!(
+        inspect(
+            "container",
+            &name,
+            "{{range .Mounts}}{{.Destination}}:{{.RW}} {{end}}"
+        )
+        .contains("/etc/motd:false"),
+    );
     // Its Compose healthcheck is the engine's to run.
     assert_eq!(
         inspect(
