@@ -589,6 +589,11 @@ impl Engine {
         bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<(), DockerError> {
+        // One at a time in this process: replicas starting together would
+        // otherwise both create it (the engine refuses the second, its
+        // address pool taken, before the first is found by name).
+        static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = CREATING.lock().await;
         if self.docker.inspect_network(name, None).await.is_ok() {
             return Ok(());
         }
@@ -613,7 +618,7 @@ impl Engine {
         };
         match self.docker.create_network(request).await {
             Ok(_) => Ok(()),
-            // Made meanwhile by another replica.
+            // Made meanwhile by another process.
             Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
             Err(e) => Err(engine(format!("creating network `{name}` ({subnet})"))(e)),
         }
