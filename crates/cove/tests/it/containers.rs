@@ -545,27 +545,28 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
         b"",
     );
     assert_eq!(status, 200);
-    let mut logs = String::new();
-    for _ in 0..50 {
-        logs = app.merged(&["logs", "web", "--tail", "20"]).1;
-        if logs.contains("request /after-the-restart") {
-            break;
+    // `cove ARGS` until its output has `needle` (10 s at most): the output.
+    let until = |args: &[&str], needle: &str| {
+        let mut out = String::new();
+        for _ in 0..50 {
+            out = app.merged(args).1;
+            if out.contains(needle) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        out
+    };
+    let logs = until(
+        &["logs", "web", "--tail", "20"],
+        "request /after-the-restart",
+    );
     assert!(
         logs.contains("request /after-the-restart"),
         "the taken-over container's new lines: {logs}\n{}",
         fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
     );
-    let mut caller = String::new();
-    for _ in 0..50 {
-        caller = app.merged(&["logs", "caller"]).1;
-        if caller.contains("got: hello from version 2") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let caller = until(&["logs", "caller"], "got: hello from version 2");
     assert!(
         caller.contains("got: hello from version 2"),
         "the native caller started again: {caller}\n{}",
