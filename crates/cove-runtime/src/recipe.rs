@@ -487,6 +487,19 @@ fn as_postgres_user(bin: &str) -> Vec<String> {
     ]
 }
 
+/// The system users recipes run their servers as when cove runs as root
+/// (`mysql`, `postgres`): their uids, for the sweep of a killed daemon's
+/// leftovers, which otherwise stops only processes of its own uid.
+pub fn service_uids() -> Vec<u32> {
+    if !rustix::process::geteuid().is_root() {
+        return Vec::new();
+    }
+    ["mysql", "postgres"]
+        .iter()
+        .filter_map(|u| user_ids(u).map(|(uid, _)| uid))
+        .collect()
+}
+
 /// `(uid, gid)` of a user in `/etc/passwd`.
 fn user_ids(name: &str) -> Option<(u32, u32)> {
     let passwd = fs_err::read_to_string("/etc/passwd").ok()?;

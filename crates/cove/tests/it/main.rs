@@ -1,6 +1,7 @@
 //! End-to-end tests of the `cove` binary: file discovery, environment
 //! variables, output formats and exit codes.
 
+pub mod attack;
 mod buffs;
 mod config;
 mod containers;
@@ -10,6 +11,9 @@ pub mod gateway;
 mod kvstore;
 mod logs;
 pub mod recipes;
+mod recipe_safety;
 mod reference;
+mod replica_env;
 mod secrets;
+mod shared_host;
 pub mod up;

@@ -1,0 +1,1 @@
+//! Shared-host safety tests (issue 26): see attack.rs.
