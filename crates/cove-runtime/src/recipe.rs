@@ -10,16 +10,42 @@
 //! | `postgres` | `postgres`, `initdb`, `pg_isready` (`postgresql`; found in `/usr/lib/postgresql/<newest>/bin` too) | `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`, `POSTGRES_INITDB_ARGS`, `POSTGRES_HOST_AUTH_METHOD`, `command: postgres -c ...`, first-start initialisation |
 //!
 //! | `activemq`, `activemq-classic` | `java`, `/usr/share/activemq/bin/activemq.jar` (`activemq`) | OpenWire on port 61616 and STOMP on 61613 of the replica's address, `ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD` (authentication), `ACTIVEMQ_OPTS` (JVM options; default `-Xms64M -Xmx256M`) |
-//! | `rabbitmq` | `/usr/lib/rabbitmq/bin/rabbitmq-server` (`rabbitmq-server`) | AMQP on port 5672 of the replica's address, `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS` (default `guest`, allowed from any address as in the image), `RABBITMQ_DEFAULT_VHOST`; a `*-management` tag enables the management plugin on 15672 |
+//! | `rabbitmq` | `/usr/lib/rabbitmq/bin/rabbitmq-server` (`rabbitmq-server`) | AMQP on port 5672 of the replica's address, `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS` (required: no default `guest`), `RABBITMQ_DEFAULT_VHOST`; a `*-management` tag enables the management plugin on 15672 |
 //!
 //! RabbitMQ needs Erlang's port mapper (`epmd`), which the first node starts
 //! on 127.0.0.1:4369 and which outlives the node, as it does anywhere; it
 //! carries the replica's marker, so it is stopped when the app's daemon exits.
 //!
-//! PostgreSQL refuses to run as root. When cove runs as root, `initdb` and
-//! `postgres` run in a user namespace (`unshare -U`) where they are the
-//! `postgres` user while the files stay root's, so the data directory can
-//! live anywhere root can reach (a 0700 home or temporary directory).
+//! When cove runs as root, MariaDB and PostgreSQL run as their system users
+//! (`mysql`, `postgres`, made by their Debian packages), never as root: the
+//! server (and its set-up tools) start in a mount namespace of their own
+//! (`unshare --mount`) where the replica's data directory is bound at
+//! [`NS_DATA`] and a copy of its private files sits on a tmpfs at
+//! [`NS_PRIVATE`] owned by that user, then drop to the user with `setpriv`
+//! (no capabilities, no new privileges). So the data directory can live
+//! anywhere root can reach (a 0700 home or temporary directory) while the
+//! server reaches nothing else of the project. The data directory is owned
+//! by that user, 0700; the server's socket is in its 0700 `run/`.
+//!
+//! What each recipe allows (see docs/guides/security.md):
+//! - MariaDB: no account without a password answers over TCP: the accounts
+//!   `mariadb-install-db` makes for `127.0.0.1`, `::1` and the host name,
+//!   and anonymous ones, are dropped at every start; root gets
+//!   `MARIADB_ROOT_PASSWORD` (or the image's `MARIADB_ALLOW_EMPTY_ROOT_PASSWORD`
+//!   / `MARIADB_RANDOM_ROOT_PASSWORD`; a first start with none is refused,
+//!   as the image does); the health check's account (`cove-health`, no
+//!   privileges) is `localhost`, which with `--skip-name-resolve` means the
+//!   private socket only; `--secure-file-priv` is the data directory's
+//!   `files/`.
+//! - PostgreSQL: `scram-sha-256` for TCP and for the socket when a password
+//!   is set (`POSTGRES_HOST_AUTH_METHOD` otherwise, as in the image); the
+//!   socket is in a 0700 directory; the password file of `initdb` is on the
+//!   replica's private tmpfs.
+//! - Redis, ActiveMQ: a service without authentication (no `--requirepass`,
+//!   no `ACTIVEMQ_CONNECTION_USER`/`PASSWORD`) may not be published
+//!   (`ports:`) on an address other than loopback.
+//! - RabbitMQ: no default `guest` account: `RABBITMQ_DEFAULT_USER` and
+//!   `RABBITMQ_DEFAULT_PASS` are required (and not `guest`/`guest`).
 //!
 //! A recipe brings its own health probe (the image's usual one, pointed at
 //! the replica's address), timed by the service's `healthcheck` settings.
@@ -49,6 +75,13 @@ const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 /// AMQP and management ports of a RabbitMQ replica (on its own address).
 pub const AMQP_PORT: u16 = 5672;
 pub const RABBITMQ_MANAGEMENT_PORT: u16 = 15672;
+
+/// Where a server run as its system user (as root) sees its data directory
+/// and its private files, inside its own mount namespace. The directories
+/// exist empty on the host (root's, 0755); each server's namespace mounts
+/// over them, invisibly to everyone else.
+pub const NS_DATA: &str = "/run/cove-ns/data";
+pub const NS_PRIVATE: &str = "/run/cove-ns/private";
 
 /// Where Debian's `activemq` package keeps the broker.
 const ACTIVEMQ_HOME: &str = "/usr/share/activemq";
@@ -96,13 +129,31 @@ impl Recipe {
     fn needs(self) -> (&'static [&'static str], &'static str) {
         match self {
             Recipe::Redis => (&["redis-server", "redis-cli"], "redis-server"),
-            Recipe::Mariadb => (
-                &["mariadbd", "mariadb-install-db", "mariadb-admin"],
+            Recipe::Mariadb if rustix::process::geteuid().is_root() => (
+                &[
+                    "mariadbd",
+                    "mariadb-install-db",
+                    "mariadb-admin",
+                    "unshare",
+                    "setpriv",
+                    "mount",
+                ],
                 "mariadb-server",
             ),
             Recipe::Postgres if rustix::process::geteuid().is_root() => (
-                &["postgres", "initdb", "pg_isready", "unshare"],
+                &[
+                    "postgres",
+                    "initdb",
+                    "pg_isready",
+                    "unshare",
+                    "setpriv",
+                    "mount",
+                ],
                 "postgresql",
+            ),
+            Recipe::Mariadb => (
+                &["mariadbd", "mariadb-install-db", "mariadb-admin"],
+                "mariadb-server",
             ),
             Recipe::Postgres => (&["postgres", "initdb", "pg_isready"], "postgresql"),
             Recipe::Activemq => (
@@ -125,6 +176,158 @@ impl Recipe {
                 }
             })
             .map(|b| (*b, package))
+    }
+
+    /// The system user the server runs as when cove runs as root.
+    fn service_user(self) -> Option<&'static str> {
+        match self {
+            Recipe::Mariadb => Some("mysql"),
+            Recipe::Postgres => Some("postgres"),
+            _ => None,
+        }
+    }
+
+    /// `(uid, gid)` the server drops to: as root, its system user's.
+    fn runs_as(self) -> Option<(u32, u32)> {
+        if !rustix::process::geteuid().is_root() {
+            return None;
+        }
+        user_ids(self.service_user()?)
+    }
+
+    /// Where the server sees its data and private directories: in its
+    /// namespace when it runs as its system user, else where they are.
+    fn dirs(self) -> (&'static str, &'static str) {
+        if self.runs_as().is_some() {
+            (NS_DATA, NS_PRIVATE)
+        } else {
+            ("$COVE_DATA", "$COVE_SECRETS")
+        }
+    }
+
+    /// `argv` run as the server's system user when cove runs as root (see
+    /// [`as_service_user`]), else as is.
+    fn wrapped(self, argv: Vec<String>) -> Vec<String> {
+        match self.runs_as() {
+            Some(ids) => as_service_user(ids, "$COVE_DATA", "$COVE_SECRETS", argv),
+            None => argv,
+        }
+    }
+
+    /// What the service's settings make unsafe to run, as (what, hint):
+    /// a server that would run as root because its system user is missing,
+    /// a server without authentication published beyond loopback, a broker
+    /// left with a well-known account.
+    pub fn check(self, svc: &Service) -> Result<(), (String, String)> {
+        if rustix::process::geteuid().is_root()
+            && let Some(user) = self.service_user()
+            && user_ids(user).is_none()
+        {
+            let (_, package) = self.needs();
+            return Err((
+                format!(
+                    "runs natively as the system user `{user}`, which does not exist (cove never runs a database server as root)"
+                ),
+                format!(
+                    "install the Debian package `{package}`, which makes it (apt-get install {package})"
+                ),
+            ));
+        }
+        let env = |k: &str| -> Option<String> {
+            svc.environment
+                .get(k)
+                .and_then(|v| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let has = |k: &str| env(k).is_some() || env(&format!("{k}_FILE")).is_some();
+        if let Recipe::Rabbitmq { .. } = self {
+            if !has("RABBITMQ_DEFAULT_USER") || !has("RABBITMQ_DEFAULT_PASS") {
+                return Err((
+                    "has no `RABBITMQ_DEFAULT_USER` and `RABBITMQ_DEFAULT_PASS`: cove does not make the well-known `guest` account".into(),
+                    "set both in `environment:` (the password from the secrets store: a secret with `x-cove: {env: RABBITMQ_DEFAULT_PASS}`)".into(),
+                ));
+            }
+            if env("RABBITMQ_DEFAULT_USER").as_deref() == Some("guest")
+                && env("RABBITMQ_DEFAULT_PASS").as_deref() == Some("guest")
+            {
+                return Err((
+                    "uses the well-known account `guest`/`guest`".into(),
+                    "choose another user name and password for RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS".into(),
+                ));
+            }
+        }
+        if let Some(what) = self.unauthenticated(svc)
+            && let Some(port) = svc
+                .ports
+                .iter()
+                .find(|p| !host_ip_is_loopback(p.host_ip.as_deref()))
+        {
+            let ip = port.host_ip.as_deref().unwrap_or("0.0.0.0");
+            let hint = match self {
+                Recipe::Redis => {
+                    "give it a password (`--requirepass`, or a config file from the secrets store with `requirepass`), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
+                }
+                Recipe::Activemq => {
+                    "set ACTIVEMQ_CONNECTION_USER and ACTIVEMQ_CONNECTION_PASSWORD (from the secrets store), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
+                }
+                _ => {
+                    "give it a password, or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
+                }
+            };
+            return Err((
+                format!(
+                    "publishes port {} on {ip}, which is reachable from other machines, but {what}",
+                    port.target
+                ),
+                hint.into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Why anyone who reaches the server may use it, if so: no password.
+    pub fn unauthenticated(self, svc: &Service) -> Option<String> {
+        let env = |k: &str| {
+            svc.environment
+                .get(k)
+                .and_then(|v| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        match self {
+            Recipe::Redis => {
+                let argv = self.command(svc);
+                if argv.first().is_some_and(|p| p == "redis-cli") {
+                    return None;
+                }
+                let config_file = argv.get(1).is_some_and(|a| !a.starts_with('-'));
+                let protected = argv
+                    .iter()
+                    .any(|a| a == "--requirepass" || a == "--aclfile" || a == "--user");
+                (!protected && !config_file)
+                    .then(|| "redis-server has no password (`--requirepass`)".to_string())
+            }
+            Recipe::Activemq => {
+                let user = env("ACTIVEMQ_CONNECTION_USER");
+                (user.is_none()).then(|| {
+                    "the broker has no user (`ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD`)".to_string()
+                })
+            }
+            Recipe::Postgres => (env("POSTGRES_HOST_AUTH_METHOD").as_deref() == Some("trust"))
+                .then(|| "POSTGRES_HOST_AUTH_METHOD is `trust`".to_string()),
+            Recipe::Mariadb => {
+                let empty = [
+                    "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+                    "MYSQL_ALLOW_EMPTY_PASSWORD",
+                ]
+                .iter()
+                .any(|k| env(k).is_some_and(|v| v != "0" && v != "no"));
+                empty.then(|| {
+                    "root may have an empty password (`MARIADB_ALLOW_EMPTY_ROOT_PASSWORD`)"
+                        .to_string()
+                })
+            }
+            Recipe::Rabbitmq { .. } => None,
+        }
     }
 
     /// The command of a replica. `$HOST`, `$PORT` and `$COVE_DATA` are
@@ -173,48 +376,44 @@ impl Recipe {
                 argv
             }
             Recipe::Mariadb => {
-                let mut argv: Vec<String> = [
-                    "mariadbd",
-                    "--no-defaults",
-                    "--datadir=$COVE_DATA/db",
-                    "--socket=$COVE_DATA/mysqld.sock",
-                    "--pid-file=$COVE_DATA/mysqld.pid",
-                    "--bind-address=$HOST",
-                    "--port=$PORT",
-                    "--init-file=$COVE_SECRETS/init.sql",
-                    "--skip-name-resolve",
-                ]
-                .map(String::from)
-                .to_vec();
-                if rustix::process::geteuid().is_root() {
-                    argv.push("--user=root".into());
-                }
+                let (data, private) = self.dirs();
+                let mut argv: Vec<String> = vec![
+                    binary("mariadbd"),
+                    "--no-defaults".into(),
+                    format!("--datadir={data}/db"),
+                    format!("--socket={data}/run/mysqld.sock"),
+                    format!("--pid-file={data}/run/mysqld.pid"),
+                    "--bind-address=$HOST".into(),
+                    "--port=$PORT".into(),
+                    format!("--init-file={private}/init.sql"),
+                    "--skip-name-resolve".into(),
+                    // `SELECT ... INTO OUTFILE` and `LOAD DATA INFILE` only there.
+                    format!("--secure-file-priv={data}/files"),
+                ];
                 // Server options given as the image's command (`--character-set-server=...`).
                 argv.extend(user.into_iter().filter(|a| a.starts_with("--")));
-                argv
+                self.wrapped(argv)
             }
             Recipe::Postgres => {
-                let mut argv = as_postgres_user(&binary("postgres"));
-                argv.extend(
-                    [
-                        "-D",
-                        "$COVE_DATA/pg",
-                        "-h",
-                        "$HOST",
-                        "-p",
-                        "$PORT",
-                        "-k",
-                        "$COVE_DATA",
-                    ]
-                    .map(String::from),
-                );
+                let (data, _) = self.dirs();
+                let mut argv = vec![
+                    binary("postgres"),
+                    "-D".into(),
+                    format!("{data}/pg"),
+                    "-h".into(),
+                    "$HOST".into(),
+                    "-p".into(),
+                    "$PORT".into(),
+                    "-k".into(),
+                    format!("{data}/run"),
+                ];
                 // `command: postgres -c max_connections=200`: the options.
                 let args = match user.first().map(String::as_str) {
                     Some("postgres") => &user[1..],
                     _ => &user[..],
                 };
                 argv.extend(args.iter().cloned());
-                argv
+                self.wrapped(argv)
             }
             Recipe::Rabbitmq { .. } => {
                 // The settings are in the env file `prepare` writes.
@@ -265,15 +464,15 @@ impl Recipe {
                     .map(String::from)
                     .to_vec(),
             )),
+            // Over the private socket: the health account has no password
+            // and exists for `localhost` only, which is the socket.
             Recipe::Mariadb => Some(Probe::Exec(
                 [
                     "mariadb-admin",
                     "--no-defaults",
-                    "--protocol=tcp",
-                    "-h",
-                    "$HOST",
-                    "-P",
-                    "$PORT",
+                    "--protocol=socket",
+                    "--socket=$COVE_DATA/run/mysqld.sock",
+                    "--connect-timeout=5",
                     "-u",
                     "cove-health",
                     "ping",
@@ -307,7 +506,11 @@ impl Recipe {
 /// directory (`COVE_SECRETS`, on a tmpfs, gone with the replica), never
 /// to the data directory. Blocking; run off the async threads.
 pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<(), String> {
-    fs_err::create_dir_all(data).map_err(|e| e.to_string())?;
+    let ids = recipe.runs_as();
+    if ids.is_some() {
+        ensure_ns_dirs()?;
+    }
+    own_dir(data, ids, false)?;
     let private = || {
         env_get(env, "COVE_SECRETS")
             .map(PathBuf::from)
@@ -319,13 +522,14 @@ pub fn prepare(recipe: Recipe, data: &Path, env: &[(String, String)]) -> Result<
         "conf/activemq.xml",
         "rabbitmq.conf",
         "rabbitmq-env.conf",
+        "pwfile",
     ] {
         let _ = fs_err::remove_file(data.join(old));
     }
     match recipe {
         Recipe::Redis => Ok(()),
-        Recipe::Mariadb => prepare_mariadb(data, &private()?, env),
-        Recipe::Postgres => prepare_postgres(data, env),
+        Recipe::Mariadb => prepare_mariadb(data, &private()?, env, ids),
+        Recipe::Postgres => prepare_postgres(data, &private()?, env, ids),
         Recipe::Activemq => prepare_activemq(data, &private()?, env),
         Recipe::Rabbitmq { management } => prepare_rabbitmq(data, &private()?, env, management),
     }
@@ -372,11 +576,13 @@ fn prepare_rabbitmq(
     };
     let user = one_line(
         "RABBITMQ_DEFAULT_USER",
-        env_get(env, "RABBITMQ_DEFAULT_USER").unwrap_or_else(|| "guest".into()),
+        env_get(env, "RABBITMQ_DEFAULT_USER")
+            .ok_or("RABBITMQ_DEFAULT_USER is not set (cove makes no `guest` account)")?,
     )?;
     let pass = one_line(
         "RABBITMQ_DEFAULT_PASS",
-        env_get(env, "RABBITMQ_DEFAULT_PASS").unwrap_or_else(|| "guest".into()),
+        env_get(env, "RABBITMQ_DEFAULT_PASS")
+            .ok_or("RABBITMQ_DEFAULT_PASS is not set (cove makes no `guest` account)")?,
     )?;
     let mut conf = format!(
         "# Written by cove before each start.\n\
@@ -471,22 +677,6 @@ fn binary(bin: &str) -> String {
     find_in_path(bin).map_or(bin.to_string(), |p| p.display().to_string())
 }
 
-/// The command prefix that runs `bin` as a PostgreSQL server may be run:
-/// as is, or (as root) in a user namespace as the `postgres` user.
-fn as_postgres_user(bin: &str) -> Vec<String> {
-    if !rustix::process::geteuid().is_root() {
-        return vec![bin.to_string()];
-    }
-    let (uid, gid) = user_ids("postgres").unwrap_or((65534, 65534));
-    vec![
-        binary("unshare"),
-        "-U".into(),
-        format!("--map-user={uid}"),
-        format!("--map-group={gid}"),
-        bin.to_string(),
-    ]
-}
-
 /// The system users recipes run their servers as when cove runs as root
 /// (`mysql`, `postgres`): their uids, for the sweep of a killed daemon's
 /// leftovers, which otherwise stops only processes of its own uid.
@@ -498,6 +688,108 @@ pub fn service_uids() -> Vec<u32> {
         .iter()
         .filter_map(|u| user_ids(u).map(|(uid, _)| uid))
         .collect()
+}
+
+/// Whether a published port's `host_ip` keeps it on this machine (none
+/// means every interface, as in Compose).
+fn host_ip_is_loopback(ip: Option<&str>) -> bool {
+    ip.map(|i| i.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|i| i.is_loopback())
+}
+
+/// `argv` run as `uid`/`gid` in a mount namespace of its own, where
+/// `data` (the replica's data directory, its owner's) is bound at
+/// [`NS_DATA`] and a copy of `private` (the replica's private directory,
+/// if any) is on a tmpfs at [`NS_PRIVATE`] owned by `uid`, 0700. The
+/// process keeps its pid through the chain (`unshare`, `sh`, `setpriv`
+/// each exec the next), so signals and the process group stay the
+/// server's. No capability survives `setpriv`, and no set-uid program
+/// can give one back (`--no-new-privs`).
+fn as_service_user(
+    (uid, gid): (u32, u32),
+    data: &str,
+    private: &str,
+    argv: Vec<String>,
+) -> Vec<String> {
+    let script = format!(
+        "set -e; mount --bind \"$1\" {NS_DATA}; \
+         mount -t tmpfs -o mode=0700,uid={uid},gid={gid},size=16m cove-private {NS_PRIVATE}; \
+         if [ -d \"$2\" ]; then cp -R \"$2\"/. {NS_PRIVATE}/; chown -R {uid}:{gid} {NS_PRIVATE}; fi; \
+         shift 2; \
+         exec setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs \
+         --inh-caps=-all --bounding-set=-all -- \"$@\""
+    );
+    let mut out = vec![
+        binary("unshare"),
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "--".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        script,
+        "cove-as-service-user".into(),
+        data.into(),
+        private.into(),
+    ];
+    out.extend(argv);
+    out
+}
+
+/// Makes the empty directories servers' namespaces mount over
+/// ([`NS_DATA`], [`NS_PRIVATE`]): root's, 0755, real directories (`/run`
+/// is root's alone, so nobody else can plant them).
+fn ensure_ns_dirs() -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for d in ["/run/cove-ns", NS_DATA, NS_PRIVATE] {
+        match fs_err::symlink_metadata(d) {
+            Ok(m) if m.is_dir() && m.uid() == 0 => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{d} is not a directory of root's; remove it (cove makes it)"
+                ));
+            }
+            Err(_) => {
+                fs_err::create_dir(d).map_err(|e| e.to_string())?;
+                fs_err::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes `dir` (if missing) owned by `ids` (when given) and 0700; with
+/// `deep`, what is inside too (a data directory written by an earlier cove
+/// as root), without following symbolic links.
+fn own_dir(dir: &Path, ids: Option<(u32, u32)>, deep: bool) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let meta = fs_err::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    if let Some((uid, gid)) = ids
+        && (meta.uid() != uid || meta.gid() != gid)
+    {
+        chown_tree(dir, uid, gid, deep).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    if meta.mode() & 0o777 != 0o700 {
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32, deep: bool) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if deep && fs_err::symlink_metadata(path)?.is_dir() {
+        for e in fs_err::read_dir(path)? {
+            chown_tree(&e?.path(), uid, gid, true)?;
+        }
+    }
+    Ok(())
 }
 
 /// `(uid, gid)` of a user in `/etc/passwd`.
@@ -525,14 +817,25 @@ fn env_get(env: &[(String, String)], name: &str) -> Option<String> {
         })
 }
 
-/// First start: `initdb` (superuser `POSTGRES_USER`, password
-/// `POSTGRES_PASSWORD`) into a scratch directory, `POSTGRES_DB` created in
-/// single-user mode, then renamed into place, so a failed initialisation
-/// leaves nothing half-made.
-fn prepare_postgres(data: &Path, env: &[(String, String)]) -> Result<(), String> {
+/// Before each start: the data directory and the socket's (`run/`) are
+/// the server's user's, 0700. First start: `initdb` (superuser
+/// `POSTGRES_USER`, password `POSTGRES_PASSWORD`, given in a file on the
+/// replica's private tmpfs) into a scratch directory, `POSTGRES_DB` created
+/// in single-user mode, then renamed into place, so a failed
+/// initialisation leaves nothing half-made. Connections need the password
+/// (`scram-sha-256`), over TCP and over the socket, unless
+/// `POSTGRES_HOST_AUTH_METHOD` says otherwise.
+fn prepare_postgres(
+    data: &Path,
+    private: &Path,
+    env: &[(String, String)],
+    ids: Option<(u32, u32)>,
+) -> Result<(), String> {
+    own_dir(&data.join("run"), ids, false)?;
     let pg = data.join("pg");
     if pg.join("PG_VERSION").is_file() {
-        return Ok(());
+        // Written as root by earlier versions of cove: the server's now.
+        return own_dir(&pg, ids, true);
     }
     let user = env_get(env, "POSTGRES_USER").unwrap_or_else(|| "postgres".into());
     let password = env_get(env, "POSTGRES_PASSWORD");
@@ -548,24 +851,44 @@ fn prepare_postgres(data: &Path, env: &[(String, String)]) -> Result<(), String>
             );
         }
     };
+    let local = if password.is_some() {
+        "scram-sha-256".to_string()
+    } else {
+        auth.clone()
+    };
     let scratch = data.join("pg.init");
     if scratch.exists() {
         fs_err::remove_dir_all(&scratch).map_err(|e| e.to_string())?;
     }
-    let pwfile = data.join("pwfile");
-    let mut argv = as_postgres_user(&binary("initdb"));
-    argv.extend([
+    // The paths the tools see: in their namespace when they run as the
+    // server's user.
+    let (d, p) = match ids {
+        Some(_) => (NS_DATA.to_string(), NS_PRIVATE.to_string()),
+        None => (data.display().to_string(), private.display().to_string()),
+    };
+    let wrap = |argv: Vec<String>| match ids {
+        Some(ids) => as_service_user(
+            ids,
+            &data.display().to_string(),
+            &private.display().to_string(),
+            argv,
+        ),
+        None => argv,
+    };
+    let pwfile = private.join("pwfile");
+    let mut argv = vec![
+        binary("initdb"),
         "-D".to_string(),
-        scratch.display().to_string(),
+        format!("{d}/pg.init"),
         "-U".into(),
         user.clone(),
         "--encoding=UTF8".into(),
-        "--auth-local=trust".into(),
+        format!("--auth-local={local}"),
         format!("--auth-host={auth}"),
-    ]);
+    ];
     if let Some(pw) = &password {
         write_private(&pwfile, pw)?;
-        argv.push(format!("--pwfile={}", pwfile.display()));
+        argv.push(format!("--pwfile={p}/pwfile"));
     }
     if let Some(extra) = env_get(env, "POSTGRES_INITDB_ARGS") {
         argv.extend(
@@ -573,19 +896,19 @@ fn prepare_postgres(data: &Path, env: &[(String, String)]) -> Result<(), String>
                 .map_err(|e| format!("POSTGRES_INITDB_ARGS cannot be split: {e}"))?,
         );
     }
-    let out = run(&argv, None);
+    let out = run(&wrap(argv), None);
     let _ = fs_err::remove_file(&pwfile);
     out?;
     if db != "postgres" {
-        let mut argv = as_postgres_user(&binary("postgres"));
-        argv.extend([
+        let argv = vec![
+            binary("postgres"),
             "--single".to_string(),
             "-D".into(),
-            scratch.display().to_string(),
+            format!("{d}/pg.init"),
             "postgres".into(),
-        ]);
+        ];
         let sql = format!("CREATE DATABASE \"{}\";\n", db.replace('"', "\"\""));
-        run(&argv, Some(&sql))?;
+        run(&wrap(argv), Some(&sql))?;
     }
     fs_err::rename(&scratch, &pg).map_err(|e| e.to_string())
 }
@@ -631,42 +954,93 @@ fn run(argv: &[String], stdin: Option<&str>) -> Result<(), String> {
     Err(format!("{name} failed: {last}"))
 }
 
-fn prepare_mariadb(data: &Path, private: &Path, env: &[(String, String)]) -> Result<(), String> {
+/// Before each start: the data directory and its `db/` (the server's
+/// files), `run/` (its socket) and `files/` (`--secure-file-priv`) are the
+/// server's user's, 0700. First start: `mariadb-install-db`, refused (as
+/// the image does) when nothing says what root's password is. Every start:
+/// the init file (on the private tmpfs) drops every account without a
+/// password that TCP could reach (`root` at `127.0.0.1`, `::1`, the host
+/// name; anonymous ones), keeps the health account to the socket, and sets
+/// the image's users and database from its variables.
+fn prepare_mariadb(
+    data: &Path,
+    private: &Path,
+    env: &[(String, String)],
+    ids: Option<(u32, u32)>,
+) -> Result<(), String> {
     let get = |k: &str| {
         ["MARIADB_", "MYSQL_"]
             .iter()
             .find_map(|p| env_get(env, &format!("{p}{k}")))
     };
+    let yes = |k: &str| get(k).is_some_and(|v| v != "0" && v != "no");
     let db_dir = data.join("db");
+    own_dir(&db_dir, ids, true)?;
+    own_dir(&data.join("run"), ids, false)?;
+    own_dir(&data.join("files"), ids, false)?;
+    let root_password = get("ROOT_PASSWORD");
+    let allow_empty = yes("ALLOW_EMPTY_ROOT_PASSWORD") || yes("ALLOW_EMPTY_PASSWORD");
+    let mut random = None;
     if !db_dir.join("mysql").is_dir() {
-        let mut cmd = std::process::Command::new("mariadb-install-db");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", db_dir.display()))
-            .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db")
-            .stdin(std::process::Stdio::null());
-        if rustix::process::geteuid().is_root() {
-            cmd.arg("--user=root");
+        if root_password.is_none() && !allow_empty {
+            if !yes("RANDOM_ROOT_PASSWORD") {
+                return Err("the database is not initialised and root's password is not given: \
+                     set MARIADB_ROOT_PASSWORD (from the secrets store: MARIADB_ROOT_PASSWORD_FILE), \
+                     MARIADB_RANDOM_ROOT_PASSWORD=1 or MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1, as the image asks"
+                    .into());
+            }
+            let pw = random_password()?;
+            // Kept for its owner, as the image prints it once.
+            write_private(&data.join("generated-root-password"), &pw)?;
+            random = Some(pw);
         }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run mariadb-install-db: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mariadb-install-db failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            ));
-        }
+        let d = match ids {
+            Some(_) => NS_DATA.to_string(),
+            None => data.display().to_string(),
+        };
+        let argv = vec![
+            "mariadb-install-db".to_string(),
+            "--no-defaults".into(),
+            format!("--datadir={d}/db"),
+            "--auth-root-authentication-method=normal".into(),
+            "--skip-test-db".into(),
+        ];
+        let argv = match ids {
+            Some(ids) => as_service_user(
+                ids,
+                &data.display().to_string(),
+                &private.display().to_string(),
+                argv,
+            ),
+            None => argv,
+        };
+        run(&argv, None)?;
     }
     let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
     let qi = |s: &str| s.replace('`', "``");
-    let mut sql = String::from("-- written by cove before each start\n");
-    sql.push_str("CREATE USER IF NOT EXISTS 'cove-health'@'%';\n");
-    if let Some(pw) = get("ROOT_PASSWORD") {
-        sql.push_str(&format!("CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{0}';\nALTER USER 'root'@'%' IDENTIFIED BY '{0}';\nALTER USER 'root'@'localhost' IDENTIFIED BY '{0}';\nGRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;\n", q(&pw)));
+    let mut sql = String::from(
+        "-- written by cove before each start\n\
+         DELETE FROM mysql.global_priv WHERE User = '' \
+           OR (User = 'root' AND Host NOT IN ('localhost', '%')) \
+           OR (User = 'cove-health' AND Host <> 'localhost');\n\
+         DELETE FROM mysql.proxies_priv WHERE User = '' \
+           OR (User = 'root' AND Host NOT IN ('localhost', '%'));\n\
+         FLUSH PRIVILEGES;\n\
+         CREATE USER IF NOT EXISTS 'cove-health'@'localhost';\n",
+    );
+    let root = |pw: &str| {
+        format!(
+            "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{0}';\n\
+             ALTER USER 'root'@'%' IDENTIFIED BY '{0}';\n\
+             ALTER USER 'root'@'localhost' IDENTIFIED BY '{0}';\n\
+             GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;\n",
+            q(pw)
+        )
+    };
+    match (&root_password, &random) {
+        (Some(pw), _) | (None, Some(pw)) => sql.push_str(&root(pw)),
+        (None, None) if allow_empty => sql.push_str(&root("")),
+        (None, None) => {}
     }
     if let Some(db) = get("DATABASE") {
         sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS `{}`;\n", qi(&db)));
@@ -682,6 +1056,16 @@ fn prepare_mariadb(data: &Path, private: &Path, env: &[(String, String)]) -> Res
         }
     }
     write_private(&private.join("init.sql"), &sql)
+}
+
+/// 24 random bytes from the kernel, as hex.
+fn random_password() -> Result<String, String> {
+    use std::io::Read as _;
+    let mut buf = [0u8; 24];
+    fs_err::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf).map_err(Into::into))
+        .map_err(|e| format!("no random bytes: {e}"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes a file readable only by its owner, atomically (temp + rename).

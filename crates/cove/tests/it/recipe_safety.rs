@@ -1,1 +1,334 @@
-//! Shared-host safety tests (issue 26): see attack.rs.
+//! The database and broker recipes on a shared host (issue 26): a root
+//! `cove` runs them, an unprivileged local user (uid 65534) attacks them,
+//! and every attack fails. Real servers (Debian's mariadb-server,
+//! postgresql, redis-server, rabbitmq-server, activemq).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::attack::{as_nobody, as_root, text};
+use crate::daemon::App;
+use crate::recipes::require;
+
+/// `address` (without the port) of the first replica of `service`.
+fn address(app: &App, service: &str) -> String {
+    let ps = app.ps();
+    let row = ps
+        .iter()
+        .find(|r| r["service"] == service)
+        .unwrap_or_else(|| panic!("no {service} in {ps:?}"));
+    let addr = row["address"].as_str().unwrap();
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string()
+}
+
+/// The uid a process runs as (`Uid:` of /proc/PID/status, real).
+fn uid_of(pid: u64) -> u32 {
+    let status = fs_err::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}
+
+fn pid_of(app: &App, service: &str) -> u64 {
+    let ps = app.ps();
+    ps.iter()
+        .find(|r| r["service"] == service)
+        .and_then(|r| r["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no pid for {service} in {ps:?}"))
+}
+
+/// `(uid, gid)` of a system user.
+fn user(name: &str) -> (u32, u32) {
+    let passwd = fs_err::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == name).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .unwrap_or_else(|| panic!("no user {name}"))
+}
+
+/// Opens the app's directories to others for traversal (0755), as a
+/// project under /srv or /home would be, so that the attack meets the
+/// recipe's own protections and not only a private parent.
+fn open_parents(dir: &Path) {
+    for d in [dir.to_path_buf(), dir.join(".cove"), dir.join(".cove/data")] {
+        fs_err::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+const MARIADB: &str = r#"
+services:
+  db:
+    image: mariadb:11
+    environment:
+      MARIADB_ROOT_PASSWORD: rootpw-9f3
+      MARIADB_DATABASE: shop
+      MARIADB_USER: shop
+      MARIADB_PASSWORD: shoppw-9f3
+"#;
+
+#[test]
+fn mariadb_has_no_passwordless_account_runs_as_mysql_and_writes_files_nowhere() {
+    if !as_root("mariadb_has_no_passwordless_account") {
+        return;
+    }
+    require(&["mariadbd", "mariadb"]);
+    let app = App::new(MARIADB);
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let host = address(&app, "db");
+    let client = |args: &str| {
+        as_nobody(
+            Path::new("/"),
+            &format!(
+                "mariadb --no-defaults --connect-timeout=5 {args} -N -e 'SELECT CURRENT_USER()'"
+            ),
+        )
+    };
+    // Over TCP, from 127.0.0.1 (as the gateway's TCP routes connect too):
+    // no account answers without its password.
+    for user in ["root", "cove-health", "''", "mysql", "mariadb.sys"] {
+        let out = client(&format!("--protocol=tcp -h {host} -P 3306 -u {user}"));
+        assert!(
+            !out.status.success(),
+            "{user} without a password: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Access denied"),
+            "{user}: {}",
+            text(&out)
+        );
+    }
+    for from in ["127.0.0.1", "::1"] {
+        // Even a client that connects from those addresses by name.
+        let out = client(&format!(
+            "--protocol=tcp -h {host} -P 3306 -u root --bind-address={from}"
+        ));
+        assert!(!out.status.success(), "root from {from}: {}", text(&out));
+    }
+    // The socket is out of reach, even with the project's directories open.
+    open_parents(app.dir());
+    let socket = app.dir().join(".cove/data/db-1/run/mysqld.sock");
+    let out = client(&format!(
+        "--protocol=socket --socket={} -u root",
+        socket.display()
+    ));
+    assert!(!out.status.success(), "the socket: {}", text(&out));
+    let data = app.dir().join(".cove/data/db-1");
+    let meta = fs_err::metadata(&data).unwrap();
+    let (mysql_uid, _) = user("mysql");
+    assert_eq!(meta.uid(), mysql_uid, "the data directory is the server's");
+    assert_eq!(meta.mode() & 0o777, 0o700);
+    let out = as_nobody(Path::new("/"), &format!("ls {}", data.display()));
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // The server is not root.
+    let pid = pid_of(&app, "db");
+    assert_eq!(uid_of(pid), mysql_uid, "mariadbd runs as mysql");
+
+    // With root's password (anyone who has it, from anywhere), files go
+    // only to the server's own directory, never where root could write.
+    let target = format!("/tmp/cove-outfile-{}", std::process::id());
+    let out = as_nobody(
+        Path::new("/"),
+        &format!(
+            "mariadb --no-defaults --protocol=tcp -h {host} -P 3306 -u root -prootpw-9f3 \
+             -e \"SELECT 'x' INTO OUTFILE '{target}'\""
+        ),
+    );
+    assert!(!out.status.success(), "INTO OUTFILE: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("secure-file-priv"),
+        "{}",
+        text(&out)
+    );
+    assert!(!Path::new(&target).exists());
+    // The app's own account works.
+    let out = client(&format!(
+        "--protocol=tcp -h {host} -P 3306 -u shop -pshoppw-9f3 shop"
+    ));
+    assert!(out.status.success(), "the app's user: {}", text(&out));
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn mariadb_needs_a_root_password_at_first_start() {
+    require(&["mariadbd"]);
+    let app = App::new("services:\n  db:\n    image: mariadb:11\n");
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("MARIADB_ROOT_PASSWORD"), "{out}");
+    assert!(
+        !app.dir().join(".cove/data/db-1/db/mysql").exists(),
+        "nothing initialised"
+    );
+}
+
+const POSTGRES: &str = r#"
+services:
+  pg:
+    image: postgres:16
+    environment:
+      POSTGRES_USER: shop
+      POSTGRES_PASSWORD: pgpw-9f3
+      POSTGRES_DB: orders
+"#;
+
+#[test]
+fn postgres_asks_everyone_for_the_password_and_runs_as_postgres() {
+    if !as_root("postgres_asks_everyone_for_the_password") {
+        return;
+    }
+    require(&["psql"]);
+    let app = App::new(POSTGRES);
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let host = address(&app, "pg");
+    // No password: refused over TCP.
+    let out = as_nobody(
+        Path::new("/"),
+        &format!("psql -w -h {host} -p 5432 -U shop orders -tAc 'select 1'"),
+    );
+    assert!(
+        !out.status.success(),
+        "TCP without a password: {}",
+        text(&out)
+    );
+    // The socket: out of reach, even with the project's directories open.
+    open_parents(app.dir());
+    let run = app.dir().join(".cove/data/pg-1/run");
+    let out = as_nobody(
+        Path::new("/"),
+        &format!(
+            "psql -w -h {} -p 5432 -U shop orders -tAc 'select 1'",
+            run.display()
+        ),
+    );
+    assert!(!out.status.success(), "the socket: {}", text(&out));
+    let (pg_uid, _) = user("postgres");
+    for d in [
+        ".cove/data/pg-1",
+        ".cove/data/pg-1/run",
+        ".cove/data/pg-1/pg",
+    ] {
+        let meta = fs_err::metadata(app.dir().join(d)).unwrap();
+        assert_eq!(meta.uid(), pg_uid, "{d} is the server's");
+        assert_eq!(meta.mode() & 0o777, 0o700, "{d}");
+    }
+    // The server is postgres, not root: what a superuser makes it run
+    // (`COPY ... TO PROGRAM`) runs as postgres.
+    let pid = pid_of(&app, "pg");
+    assert_eq!(uid_of(pid), pg_uid);
+    let target = format!("/tmp/cove-copy-{}", std::process::id());
+    let out = as_nobody(
+        Path::new("/"),
+        &format!(
+            "PGPASSWORD=pgpw-9f3 psql -w -h {host} -p 5432 -U shop orders \
+             -tAc \"COPY (SELECT 1) TO PROGRAM 'id -u > {target}'\""
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = fs_err::read_to_string(&target).unwrap();
+    let _ = fs_err::remove_file(&target);
+    assert_eq!(
+        written.trim(),
+        pg_uid.to_string(),
+        "the program ran as postgres"
+    );
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn a_server_without_a_password_is_not_published_beyond_loopback() {
+    require(&["redis-server"]);
+    for (yaml, what) in [
+        (
+            "services:\n  cache:\n    image: redis:7\n    ports: [\"6379:6379\"]\n",
+            "redis-server has no password",
+        ),
+        (
+            "services:\n  mq:\n    image: apache/activemq-classic:5.18.3\n    ports: [\"0.0.0.0:61616:61616\"]\n",
+            "the broker has no user",
+        ),
+    ] {
+        let app = App::new(yaml);
+        let (code, out) = app.merged(&["up", "-d"]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(what), "{out}");
+        assert!(out.contains("127.0.0.1:HOST:CONTAINER"), "a hint: {out}");
+        assert!(
+            !app.dir().join(".cove").exists() || app.processes().is_empty(),
+            "nothing started"
+        );
+    }
+    // On loopback, or with a password, it is.
+    let app = App::new(
+        "services:\n  cache:\n    image: redis:7\n    command: redis-server --requirepass pw-9f3-long\n    ports: [\"6380:6379\"]\n  local:\n    image: redis:7\n    ports: [\"127.0.0.1:6381:6379\"]\n",
+    );
+    let (code, out) = app.merged(&["config", "--addresses"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("has no password"), "{out}");
+}
+
+#[test]
+fn rabbitmq_has_no_guest_account() {
+    for env in [
+        "",
+        "    environment: {RABBITMQ_DEFAULT_USER: guest, RABBITMQ_DEFAULT_PASS: guest}\n",
+    ] {
+        let app = App::new(&format!(
+            "services:\n  rabbit:\n    image: rabbitmq:3\n{env}"
+        ));
+        let (code, out) = app.merged(&["up", "-d"]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("guest"), "{out}");
+        assert!(out.contains("RABBITMQ_DEFAULT_USER"), "{out}");
+    }
+}
+
+#[test]
+fn data_written_as_root_by_an_earlier_cove_is_handed_to_the_servers_user() {
+    if !as_root("data_written_as_root_by_an_earlier_cove") {
+        return;
+    }
+    require(&["psql", "mariadbd"]);
+    let app = App::new(&format!(
+        "{}{}",
+        POSTGRES,
+        MARIADB.trim_start_matches("\nservices:\n")
+    ));
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+    // As earlier versions left them: root's, readable by all.
+    for d in ["pg-1", "db-1"] {
+        let data = app.dir().join(".cove/data").join(d);
+        let status = std::process::Command::new("chown")
+            .args(["-R", "0:0"])
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs_err::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    for (d, owner) in [("pg-1/pg", "postgres"), ("db-1/db", "mysql")] {
+        let meta = fs_err::metadata(app.dir().join(".cove/data").join(d)).unwrap();
+        assert_eq!(meta.uid(), user(owner).0, "{d}");
+        let meta =
+            fs_err::metadata(app.dir().join(".cove/data").join(d).parent().unwrap()).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700, "{d}");
+    }
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}
