@@ -59,6 +59,17 @@ pub struct ProjectGateway {
     wakers: HashMap<String, Wake>,
 }
 
+/// `x-cove.gateway.access_log.query` as the gateway takes it.
+fn query_log(q: cove_spec::xcove::AccessLogQuery) -> cove_gateway::access::QueryLog {
+    use cove_gateway::access::QueryLog;
+    use cove_spec::xcove::AccessLogQuery;
+    match q {
+        AccessLogQuery::Redact => QueryLog::Redact,
+        AccessLogQuery::Keep => QueryLog::Keep,
+        AccessLogQuery::Drop => QueryLog::Drop,
+    }
+}
+
 /// Threads serving the HTTP routes.
 fn http_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
@@ -96,6 +107,8 @@ impl ProjectGateway {
         };
         gw.listen(plan)?;
         gw.serve_metrics(plan.gateway.metrics)?;
+        gw.gateway
+            .set_access_query(query_log(plan.gateway.access_query));
         Ok(gw)
     }
 
@@ -160,6 +173,8 @@ impl ProjectGateway {
         }
         self.listen(plan)?;
         self.serve_metrics(plan.gateway.metrics)?;
+        self.gateway
+            .set_access_query(query_log(plan.gateway.access_query));
         let wanted = addresses(&plan.gateway);
         self.servers
             .retain(|addr, _| wanted.iter().any(|(a, _)| a == addr));

@@ -2,12 +2,14 @@
 //! access log record of their request when they end.
 //!
 //! A record is one JSON line: `time` (RFC 3339, UTC), `peer`, `method`,
-//! `path`, `status`, `route`, `service`, `target` (the replica's address),
+//! `path` (its query string's values redacted unless told otherwise: see
+//! [`QueryLog`]), `status`, `route`, `service`, `target` (the replica's address),
 //! `bytes` (response body bytes sent), `duration_ms` (request head to
 //! response head), `upstream_ms` (the upstream's share). Records are handed
 //! to an [`AccessLog`] callback when the response body is done (or given
 //! up), so `bytes` is what was really sent.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,6 +72,43 @@ impl AccessRecord {
             ms(self.duration),
             self.upstream.map_or("null".to_string(), ms),
         )
+    }
+}
+
+/// What a record's `path` keeps of the request's query string: tokens in
+/// URLs (`?token=...`, `?code=...`) would otherwise end up in a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueryLog {
+    /// Each parameter's name, its value `***`: `?token=***&page=***`. A
+    /// parameter without `=` (`?abc123`) is `***` whole.
+    #[default]
+    Redact,
+    /// The query string as sent.
+    Keep,
+    /// No query string (the path only).
+    Drop,
+}
+
+/// `path_and_query` as the access log keeps it under `query`.
+pub fn logged_path(path_and_query: &str, query: QueryLog) -> Cow<'_, str> {
+    let Some((path, q)) = path_and_query.split_once('?') else {
+        return Cow::Borrowed(path_and_query);
+    };
+    match query {
+        QueryLog::Keep => Cow::Borrowed(path_and_query),
+        QueryLog::Drop => Cow::Borrowed(path),
+        QueryLog::Redact => {
+            let params: Vec<Cow<str>> = q
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((_, "")) => Cow::Borrowed(p),
+                    Some((name, _)) => Cow::Owned(format!("{name}=***")),
+                    None if p.is_empty() => Cow::Borrowed(p),
+                    None => Cow::Borrowed("***"),
+                })
+                .collect();
+            Cow::Owned(format!("{path}?{}", params.join("&")))
+        }
     }
 }
 
@@ -222,6 +261,31 @@ impl Body for Capped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_redacted_names_kept() {
+        let r = |p| logged_path(p, QueryLog::Redact).into_owned();
+        assert_eq!(r("/a?token=abc123"), "/a?token=***");
+        assert_eq!(r("/a?token=abc123&page=2"), "/a?token=***&page=***");
+        assert_eq!(r("/a?code=x=y&state=s"), "/a?code=***&state=***");
+        assert_eq!(r("/a?abc123"), "/a?***", "a bare parameter may be a token");
+        assert_eq!(r("/a?empty=&&x=1"), "/a?empty=&&x=***");
+        assert_eq!(r("/a?"), "/a?");
+        assert_eq!(r("/a/b"), "/a/b");
+        assert!(matches!(
+            logged_path("/no/query", QueryLog::Redact),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn query_kept_or_dropped() {
+        let p = "/a?token=abc123";
+        assert_eq!(logged_path(p, QueryLog::Keep), p);
+        assert_eq!(logged_path(p, QueryLog::Drop), "/a");
+        assert_eq!(logged_path("/a", QueryLog::Drop), "/a");
+        assert_eq!(QueryLog::default(), QueryLog::Redact);
+    }
 
     #[test]
     fn times_are_rfc3339_in_utc() {

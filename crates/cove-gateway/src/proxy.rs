@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-pub use crate::access::{AccessLog, AccessRecord};
+pub use crate::access::{AccessLog, AccessRecord, QueryLog};
 use crate::metrics::RouteStats;
 
 use crate::balance;
@@ -79,6 +79,9 @@ pub struct Gateway {
     changed: Arc<watch::Sender<u64>>,
     /// Where access log records go, if anywhere.
     access_log: Option<AccessLog>,
+    /// What records keep of query strings ([`QueryLog`] as a `u8`; shared
+    /// by siblings).
+    access_query: Arc<AtomicU8>,
     upstreams: Arc<Upstreams>,
     /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
     deadlines: std::sync::OnceLock<Arc<Deadlines>>,
@@ -140,6 +143,7 @@ impl Gateway {
             Arc::new(RwLock::new(Arc::new(table))),
             Arc::new(watch::channel(0).0),
             access_log,
+            Arc::new(AtomicU8::new(QueryLog::default() as u8)),
             limits,
         )
     }
@@ -151,20 +155,37 @@ impl Gateway {
             self.table.clone(),
             self.changed.clone(),
             self.access_log.clone(),
+            self.access_query.clone(),
             self.limits,
         )
+    }
+
+    /// What access log records keep of query strings from now on, here
+    /// and in every sibling (default: [`QueryLog::Redact`]).
+    pub fn set_access_query(&self, query: QueryLog) {
+        self.access_query.store(query as u8, Ordering::Relaxed);
+    }
+
+    fn access_query(&self) -> QueryLog {
+        match self.access_query.load(Ordering::Relaxed) {
+            q if q == QueryLog::Keep as u8 => QueryLog::Keep,
+            q if q == QueryLog::Drop as u8 => QueryLog::Drop,
+            _ => QueryLog::Redact,
+        }
     }
 
     fn with_table(
         table: Arc<RwLock<Arc<Table>>>,
         changed: Arc<watch::Sender<u64>>,
         access_log: Option<AccessLog>,
+        access_query: Arc<AtomicU8>,
         limits: Limits,
     ) -> Arc<Gateway> {
         Arc::new(Gateway {
             table,
             changed,
             access_log,
+            access_query,
             upstreams: Upstreams::new(limits.upstream_connect),
             deadlines: std::sync::OnceLock::new(),
             limits,
@@ -273,12 +294,10 @@ impl Gateway {
     ) -> Response<Body> {
         let started = Instant::now();
         let asked = self.access_log.as_ref().map(|_| {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             (
                 req.method().to_string(),
-                req.uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_string(),
+                crate::access::logged_path(path, self.access_query()).into_owned(),
             )
         });
         let mut served = Served::default();

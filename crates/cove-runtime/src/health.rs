@@ -174,7 +174,8 @@ pub async fn probe(
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .current_dir(workdir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(crate::environ::with(env))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

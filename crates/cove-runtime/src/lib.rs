@@ -16,6 +16,7 @@ pub mod artifact;
 pub mod backoff;
 pub mod docker;
 pub mod driver;
+pub mod environ;
 pub mod health;
 pub mod logs;
 pub mod plan;

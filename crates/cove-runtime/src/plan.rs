@@ -432,6 +432,12 @@ pub fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str>
         .map(|(_, v)| v.as_str())
 }
 
+/// Whether [`expand_known`] replaces something in `s` with the value of
+/// variable `name`.
+pub fn names_variable(s: &str, name: &str) -> bool {
+    expand_known(s, &[(name.to_string(), "\0".to_string())]) != s
+}
+
 /// Replaces `$NAME` / `${NAME}` when `NAME` is in `env`; leaves the rest.
 pub fn expand_known(s: &str, env: &[(String, String)]) -> String {
     let lookup = |n: &str| env_value(env, n);
@@ -1085,6 +1091,37 @@ pub fn plan_with(
                 value,
             });
         }
+        // A secret in a variable stays out of command lines: cove expands
+        // `$VAR` in the command (and in an exec health check), and
+        // /proc/PID/cmdline is readable by every local user.
+        let field = match (&x.run, is_container) {
+            (Some(_), false) => "`x-cove.run`",
+            _ => "`command`",
+        };
+        let mut commands: Vec<(&str, &[String])> = vec![(field, &argv)];
+        if let (Some(Probe::Exec(test)), false) = (
+            healths[name.as_str()].as_ref().map(|h| &h.probe),
+            is_container,
+        ) {
+            commands.push(("`healthcheck.test`", test));
+        }
+        for (field, words) in commands {
+            for m in &mounts {
+                let Some(var) = &m.env else { continue };
+                if words.iter().any(|w| names_variable(w, var)) {
+                    errors.push(err(
+                        format!(
+                            "{field} names `${var}`, which holds secret `{}` (its `x-cove: {{env: {var}}}`): cove would put the value on the command line, which every local user can read (/proc/PID/cmdline)",
+                            m.name
+                        ),
+                        &format!(
+                            "read `{var}` in the program instead, or its file: `{}` (`$COVE_SECRETS/{}` natively)",
+                            m.target, m.file.display()
+                        ),
+                    ));
+                }
+            }
+        }
         let seen_from = if is_container {
             &addresses_in_containers
         } else {
@@ -1503,6 +1540,18 @@ mod tests {
             rewrite_references("http://db:3306", &m, 0),
             "http://127.64.0.1:3306"
         );
+    }
+
+    #[test]
+    fn a_variable_is_named_where_it_would_be_expanded() {
+        assert!(names_variable("--password=$PASS", "PASS"));
+        assert!(names_variable("${PASS}", "PASS"));
+        assert!(
+            !names_variable("$$PASS", "PASS"),
+            "`$$` is passed on as it is"
+        );
+        assert!(!names_variable("$PASSWORD $PAS ${PASS", "PASS"));
+        assert!(!names_variable("$COVE_SECRETS/pass", "PASS"));
     }
 
     #[test]

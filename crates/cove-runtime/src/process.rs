@@ -18,7 +18,8 @@ use tokio::process::{Child, Command};
 pub struct ProcessSpec {
     pub argv: Vec<String>,
     pub workdir: PathBuf,
-    /// Added to the environment cove runs in.
+    /// Added to what the environment cove runs in passes on (see
+    /// [`crate::environ`]).
     pub env: Vec<(String, String)>,
 }
 
@@ -47,9 +48,11 @@ pub fn spawn(
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
     let mut cmd = Command::new(prog);
+    // A cleared environment: what the daemon's may pass on, then the spec's.
     cmd.args(args)
         .current_dir(&spec.workdir)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(crate::environ::with(&spec.env))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -37,6 +37,9 @@ pub struct GatewayPlan {
     pub metrics: Option<SocketAddr>,
     /// The HTTPS listener, if any.
     pub tls: Option<TlsPlan>,
+    /// What the access log keeps of query strings
+    /// (`x-cove.gateway.access_log.query`, default `redact`).
+    pub access_query: cove_spec::xcove::AccessLogQuery,
     /// HTTP and gRPC routes, then TCP ones, in the app's order.
     pub routes: Vec<RoutePlan>,
 }
@@ -457,11 +460,78 @@ pub fn gateway(
             max_connections,
             metrics,
             tls,
+            access_query: settings
+                .access_log
+                .as_ref()
+                .and_then(|a| a.query)
+                .unwrap_or_default(),
             routes,
         })
     } else {
         Err(errors)
     }
+}
+
+/// A warning (as a [`PlanError`]) when `x-cove.gateway.metrics` listens
+/// on an address other than loopback: the endpoint has no
+/// authentication, and its series name every route, service and
+/// replica address. `cove up` and `cove config` print it.
+pub fn metrics_warning(app: &App) -> Option<PlanError> {
+    let text = app.x_cove.gateway.as_ref()?.metrics.as_deref()?;
+    let addr = parse_listen(text).ok()?;
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(PlanError {
+        service: String::new(),
+        message: format!(
+            "`x-cove.gateway.metrics` listens on {addr}, not a loopback address: the endpoint has no authentication, and anyone who reaches it reads every route, service and replica address"
+        ),
+        hint: format!(
+            "listen on `127.0.0.1:{}` and scrape it from this machine (or through a proxy that authenticates)",
+            addr.port()
+        ),
+    })
+}
+
+/// A warning (as a [`PlanError`]) naming every `ports:` entry published
+/// on all of the host's addresses (no `host_ip`, or `0.0.0.0`/`::`), as
+/// Compose does: anyone who reaches the machine connects, and cove adds
+/// no authentication in front of a service. `cove up` prints it once.
+/// A port published on a chosen address (`127.0.0.1:5432:5432`, or a
+/// LAN address) is not named.
+pub fn published_warning(gateway: &GatewayPlan) -> Option<PlanError> {
+    let open: Vec<String> = gateway
+        .routes
+        .iter()
+        .filter(|r| r.protocol == Protocol::Tcp && !r.internal)
+        .filter_map(|r| {
+            let l = r.listen?;
+            l.ip()
+                .is_unspecified()
+                .then(|| format!("`{}` on {l}", r.service))
+        })
+        .collect();
+    if open.is_empty() {
+        return None;
+    }
+    let example = gateway
+        .routes
+        .iter()
+        .find(|r| r.listen.is_some_and(|l| l.ip().is_unspecified()) && !r.internal)
+        .map_or("127.0.0.1:5432:5432".to_string(), |r| {
+            format!("127.0.0.1:{}:{}", r.listen.map_or(0, |l| l.port()), r.port)
+        });
+    Some(PlanError {
+        service: String::new(),
+        message: format!(
+            "`ports` published on every address of this host, as in Compose: {}; anyone who can reach this machine can connect, and cove adds no authentication of its own",
+            open.join(", ")
+        ),
+        hint: format!(
+            "to keep a port to this machine, give its address: `{example}` (`127.0.0.1:HOST:CONTAINER`)"
+        ),
+    })
 }
 
 fn same_prefix(a: &str, b: &str) -> bool {
@@ -484,4 +554,56 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
     }
     Err(format!("`{s}` is not an address with a port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(service: &str, listen: &str, port: u16, internal: bool) -> RoutePlan {
+        RoutePlan {
+            service: service.into(),
+            host: None,
+            path: "/".into(),
+            strip_prefix: false,
+            port,
+            protocol: Protocol::Tcp,
+            listen: Some(listen.parse().unwrap()),
+            timeout: None,
+            max_body: None,
+            internal,
+        }
+    }
+
+    fn gateway(routes: Vec<RoutePlan>) -> GatewayPlan {
+        GatewayPlan {
+            listen: DEFAULT_LISTEN.parse().unwrap(),
+            default_listen: true,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            metrics: None,
+            tls: None,
+            access_query: Default::default(),
+            routes,
+        }
+    }
+
+    #[test]
+    fn ports_on_every_address_are_named_once() {
+        let g = gateway(vec![
+            tcp("db", "0.0.0.0:5432", 5432, false),
+            tcp("cache", "[::]:6380", 6379, false),
+            tcp("local", "127.0.0.1:8080", 80, false),
+            tcp("lan", "192.168.1.5:8081", 80, false),
+            tcp("api", "0.0.0.0:9000", 9000, true),
+        ]);
+        let w = published_warning(&g).unwrap();
+        assert!(w.message.contains("`db` on 0.0.0.0:5432"), "{w}");
+        assert!(w.message.contains("`cache` on [::]:6380"), "{w}");
+        for quiet in ["local", "lan", "api"] {
+            assert!(!w.message.contains(&format!("`{quiet}`")), "{w}");
+        }
+        assert!(w.hint.contains("`127.0.0.1:5432:5432`"), "{}", w.hint);
+        let safe = gateway(vec![tcp("local", "127.0.0.1:8080", 80, false)]);
+        assert!(published_warning(&safe).is_none());
+    }
 }

@@ -118,6 +118,32 @@ pub struct Gateway {
     /// TLS listener: `HOST:PORT`, with `cert` and `key` files (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// What the access log (`cove logs gateway`) keeps of each request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+}
+
+/// The gateway's access log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct AccessLog {
+    /// A request's query string: `redact` (default) keeps each parameter's
+    /// name and logs `***` for its value (`?token=***&page=***`), `keep`
+    /// logs it whole, `drop` logs none of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<AccessLogQuery>,
+}
+
+/// What the access log keeps of a query string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogQuery {
+    // Names kept, values `***` (plain comments: the schema stays a
+    // plain `enum` of names).
+    #[default]
+    Redact,
+    Keep,
+    Drop,
 }
 
 /// TLS settings of the gateway: an HTTPS listener for the same routes.

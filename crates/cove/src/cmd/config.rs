@@ -15,6 +15,9 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     };
     let app = &project.app;
+    if let Some(w) = cove_runtime::routes::metrics_warning(app) {
+        crate::project::report_plan_problems(&[w], true);
+    }
     let redactor = redactor(&project);
     let mut out = String::new();
     if args.quiet {

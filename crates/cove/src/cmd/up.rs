@@ -36,6 +36,14 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     let Some(plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };
+    let warnings: Vec<_> = [
+        cove_runtime::routes::metrics_warning(&project.app),
+        cove_runtime::routes::published_warning(&plan.gateway),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    crate::project::report_plan_problems(&warnings, true);
     for s in &plan.services {
         for r in 1..=s.replicas {
             eprintln!(
