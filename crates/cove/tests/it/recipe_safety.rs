@@ -332,3 +332,82 @@ fn data_written_as_root_by_an_earlier_cove_is_handed_to_the_servers_user() {
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn the_brokers_well_known_accounts_do_not_open_them() {
+    require(&["java"]);
+    let app = App::new(
+        r#"
+services:
+  activemq:
+    image: apache/activemq-classic:5.18.3
+    environment:
+      ACTIVEMQ_CONNECTION_USER: app
+      ACTIVEMQ_CONNECTION_PASSWORD: mqpw-9f3
+  rabbit:
+    image: rabbitmq:3
+    environment:
+      RABBITMQ_DEFAULT_USER: app
+      RABBITMQ_DEFAULT_PASS: mqpw-9f3
+  stomp:
+    x-cove:
+      run: [python3, stomp.py]
+    environment:
+      MQ: activemq:61613
+    depends_on:
+      activemq: {condition: service_healthy}
+  amqp:
+    x-cove:
+      run: [python3, amqp.py]
+    environment:
+      MQ: rabbit:5672
+    depends_on:
+      rabbit: {condition: service_healthy}
+"#,
+    );
+    fs_err::write(app.dir().join("stomp.py"), crate::recipes::STOMP_CLIENT).unwrap();
+    fs_err::write(app.dir().join("amqp.py"), crate::recipes::AMQP_CLIENT).unwrap();
+    // ActiveMQ's stock accounts (web console, users.properties).
+    for (login, pass) in [
+        ("admin", "admin"),
+        ("system", "manager"),
+        ("guest", "password"),
+        ("user", "password"),
+    ] {
+        let (code, out) = app.merged(&[
+            "run",
+            "-e",
+            &format!("LOGIN={login}"),
+            "-e",
+            &format!("PASS={pass}"),
+            "stomp",
+        ]);
+        assert_eq!(code, Some(1), "{login}/{pass}: {out}");
+        assert!(out.contains("ERROR"), "{login}/{pass}: {out}");
+    }
+    let (code, out) = app.merged(&["run", "--no-deps", "-e", "PASS=mqpw-9f3", "stomp"]);
+    assert_eq!(code, Some(0), "the configured user: {out}");
+    // RabbitMQ's `guest`.
+    let (code, out) = app.merged(&[
+        "run",
+        "-e",
+        "AMQP_USER=guest",
+        "-e",
+        "AMQP_PASS=guest",
+        "amqp",
+    ]);
+    assert_eq!(code, Some(1), "guest/guest: {out}");
+    assert!(out.contains("refused"), "{out}");
+    let (code, out) = app.merged(&[
+        "run",
+        "--no-deps",
+        "-e",
+        "AMQP_USER=app",
+        "-e",
+        "AMQP_PASS=mqpw-9f3",
+        "amqp",
+    ]);
+    assert_eq!(code, Some(0), "the configured user: {out}");
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}

@@ -227,7 +227,7 @@ fn postgres_initialises_once_keeps_its_data_and_down_volumes_deletes_it() {
 }
 
 /// A STOMP 1.2 client: CONNECT, SEND to a queue, SUBSCRIBE, print the message.
-const STOMP_CLIENT: &str = r#"
+pub const STOMP_CLIENT: &str = r#"
 import os, socket, sys
 host, port = os.environ["MQ"].split(":")
 def frame(cmd, headers, body=""):
@@ -241,7 +241,7 @@ def read(s):
         buf += chunk
     return buf.split(b"\0")[0].decode()
 s = socket.create_connection((host, int(port)), 10)
-s.sendall(frame("CONNECT", {"accept-version": "1.2", "host": "/", "login": "app", "passcode": os.environ["PASS"]}))
+s.sendall(frame("CONNECT", {"accept-version": "1.2", "host": "/", "login": os.environ.get("LOGIN", "app"), "passcode": os.environ["PASS"]}))
 reply = read(s)
 print(reply.splitlines()[0] if reply else "no answer")
 if not reply.startswith("CONNECTED"):
@@ -291,7 +291,7 @@ services:
 
 /// A minimal AMQP 0-9-1 client: handshake with PLAIN credentials, open the
 /// default vhost and a channel, declare a queue.
-const AMQP_CLIENT: &str = r#"
+pub const AMQP_CLIENT: &str = r#"
 import os, socket, struct, sys
 host, port = os.environ["MQ"].split(":")
 user, password = os.environ["AMQP_USER"], os.environ["AMQP_PASS"]
