@@ -940,6 +940,10 @@ pub fn plan_with(
                     ));
                     continue;
                 }
+                if let Err((what, hint)) = recipe.check(svc) {
+                    errors.push(err(what, &hint));
+                    continue;
+                }
                 recipe.command(svc)
             }
             None => {
