@@ -177,12 +177,9 @@ impl Client {
                 socket.display()
             )));
         }
-        fs_err::create_dir_all(&self.paths.state_dir)
+        cove_runtime::private::make_dir(&self.paths.state_dir)
             .map_err(|e| ClientError::Other(e.to_string()))?;
-        let log = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.paths.log())
+        let log = cove_runtime::private::append_file(&self.paths.log())
             .map_err(|e| ClientError::Other(e.to_string()))?;
         let log2 = log
             .try_clone()

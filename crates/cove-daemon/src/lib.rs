@@ -15,7 +15,11 @@
 //! even a replica's own children).
 //!
 //! Invariant: the daemon only ever kills processes carrying its own state
-//! directory's marker, by process group.
+//! directory's marker, by process group, and only those of its own user
+//! (as root, also of the system users recipes run servers as): another
+//! user's process that carries the marker is not its to stop. Only its own
+//! user and root may talk to it (the socket is 0600 in a 0700 directory,
+//! and `SO_PEERCRED` is checked).
 
 pub mod api;
 pub mod autoscale;

@@ -2,11 +2,16 @@
 //! states, events and logs. Started by the CLI as `cove __daemon --state-dir
 //! DIR [--host]`.
 //!
-//! Start-up: take the store (its lock makes this the only daemon of the
-//! directory), write the pidfile, stop whatever a previous daemon left
-//! running (by [`crate::MARKER`]), start its reaper, bind the socket (mode
-//! 0600), then start again what the store says should run, project by
-//! project. Exit: a project's daemon after `down` leaves nothing to run (a
+//! Start-up: no core dumps and not dumpable (it holds decrypted secrets),
+//! make or check its directory (0700, its user's; see
+//! [`cove_runtime::private::make_dir`]), take the store (0600; its lock
+//! makes this the only daemon of the directory), write the pidfile, stop
+//! whatever a previous daemon left running (by [`crate::MARKER`], its own
+//! user's processes only), start its reaper, bind the socket (mode 0600),
+//! then start again what the store says should run, project by project.
+//! Connections: only from its own user or root (`SO_PEERCRED`), at most
+//! [`MAX_CONNECTIONS`], headers within [`HEADER_TIMEOUT`], bodies up to
+//! [`MAX_BODY`] (413 beyond). Exit: a project's daemon after `down` leaves nothing to run (a
 //! host's daemon stays); either on SIGTERM/SIGINT (replicas stopped; what
 //! should run is kept, so the next start brings it back).
 
@@ -48,6 +53,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Grace given to leftovers of a previous daemon before SIGKILL.
 const SWEEP_GRACE: Duration = Duration::from_secs(5);
+
+/// Largest request body the API takes (an `up` carries the whole App
+/// model, far smaller); a larger one is answered 413 without being read.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How long a client has to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most connections open at once; more are closed at once (and logged).
+pub const MAX_CONNECTIONS: usize = 256;
 
 struct Daemon {
     paths: Paths,
@@ -285,9 +300,11 @@ pub fn main(state_dir: &Path, host: bool) -> Result<(), String> {
 }
 
 async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
+    harden();
     // Out of the CLI's session: Ctrl-C in its terminal is not for us.
     let _ = rustix::process::setsid();
-    fs_err::create_dir_all(state_dir).map_err(|e| e.to_string())?;
+    // 0700, ours; one another user made, or a link, is refused.
+    cove_runtime::private::make_dir(state_dir).map_err(|e| e.to_string())?;
     let state_dir = fs_err::canonicalize(state_dir).map_err(|e| e.to_string())?;
     let paths = Paths::new(&state_dir);
     // A daemon that is exiting keeps the store for up to 5 s (its last
@@ -409,19 +426,35 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut full_logged: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                if let Err(why) = peer_allowed(&stream) {
+                    log(&why);
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    if full_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        log(&format!("{MAX_CONNECTIONS} connections are open: closing new ones until some end"));
+                        full_logged = Some(tokio::time::Instant::now());
+                    }
+                    continue;
+                };
                 let daemon = daemon.clone();
                 // Reap finished connections as new ones come.
                 while connections.try_join_next().is_some() {}
                 connections.spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |req| {
                         let daemon = daemon.clone();
                         async move { Ok::<_, Infallible>(handle(&daemon, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -482,6 +515,44 @@ async fn keep_images(store: &Store, key: &str, plan: &mut Plan) {
     }
 }
 
+/// The daemon holds decrypted secrets: no core dump of it (soft
+/// `RLIMIT_CORE` 0, which its replicas inherit and may raise), and not
+/// dumpable, so no other process of its user may read its memory or
+/// environment (`/proc/PID/mem`, `environ`) or trace it.
+fn harden() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, getrlimit, setrlimit};
+    if let Err(e) = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        log(&format!(
+            "cannot make the daemon not dumpable (PR_SET_DUMPABLE): {e}"
+        ));
+    }
+    let limit = Rlimit {
+        current: Some(0),
+        maximum: getrlimit(Resource::Core).maximum,
+    };
+    if let Err(e) = setrlimit(Resource::Core, limit) {
+        log(&format!("cannot turn off core dumps (RLIMIT_CORE): {e}"));
+    }
+}
+
+/// Who may talk to the daemon: its own user, and root (`SO_PEERCRED`). The
+/// socket is 0600 in a 0700 directory; this holds when either was opened.
+fn peer_allowed(stream: &tokio::net::UnixStream) -> Result<(), String> {
+    let own = rustix::process::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == own || c.uid() == 0 => Ok(()),
+        Ok(c) => Err(format!(
+            "refused a connection from {} (pid {}): only {} and root may use this daemon",
+            cove_runtime::private::describe_uid(c.uid()),
+            c.pid().map_or("unknown".to_string(), |p| p.to_string()),
+            cove_runtime::private::describe_uid(own)
+        )),
+        Err(e) => Err(format!(
+            "refused a connection whose peer is unknown (SO_PEERCRED): {e}"
+        )),
+    }
+}
+
 /// Starts `cove __reaper` with a pipe from this process as its input.
 fn spawn_reaper(state_dir: &Path) -> Option<std::process::Child> {
     let exe = std::env::current_exe().ok()?;
@@ -530,10 +601,17 @@ fn log(msg: &str) {
     );
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` through a new temporary file (0600,
+/// `O_EXCL|O_NOFOLLOW`) and a rename.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    fs_err::write(&tmp, text)
+    match fs_err::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        _ => {}
+    }
+    cove_runtime::private::new_file(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| fs_err::rename(&tmp, path))
         .map_err(|e| e.to_string())
 }
@@ -691,8 +769,29 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         .get(crate::PROJECT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::decode_header);
-    let body = match req.into_body().collect().await {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body of {method} {path} is larger than the daemon takes ({MAX_BODY} bytes)"
+            ),
+            Some("an app this large is not expected; check what sends it".into()),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
     };
     macro_rules! parse {

@@ -97,13 +97,16 @@ impl Store {
         Store::open_waiting(path, std::time::Duration::ZERO)
     }
 
-    /// Opens (or creates) the store; while another process has it open (a
+    /// Opens (or creates, mode 0600) the store; while another process has it open (a
     /// daemon on its way out finishing its last writes), tries again every
     /// 100 ms for up to `patience`, then fails.
     pub fn open_waiting(path: &Path, patience: std::time::Duration) -> Result<Store, StoreError> {
         let deadline = std::time::Instant::now() + patience;
         let db = loop {
-            match Database::create(path) {
+            // 0600, never through a link, refused when another user's.
+            let file =
+                cove_runtime::private::rw_file(path).map_err(|e| StoreError(e.to_string()))?;
+            match Database::builder().create_file(file.into_parts().0) {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen)
                     if std::time::Instant::now() < deadline =>
                 {

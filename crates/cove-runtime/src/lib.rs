@@ -20,6 +20,7 @@ pub mod environ;
 pub mod health;
 pub mod logs;
 pub mod plan;
+pub mod private;
 pub mod process;
 pub mod recipe;
 pub mod routes;

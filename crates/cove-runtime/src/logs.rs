@@ -3,7 +3,9 @@
 //!
 //! A line is `<RFC 3339 UTC time> <out|err> <text>`. A file that reaches
 //! [`MAX_FILE_BYTES`] is rotated to `<name>.log.1` (one previous file kept),
-//! so a replica's logs never take more than twice that.
+//! so a replica's logs never take more than twice that. The directory is
+//! 0700 and the files 0600: replicas print what they like, values read
+//! from private files included.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,8 +35,10 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// `dir` is made 0700 (or checked: see [`crate::private::make_dir`]);
+    /// files in it are 0600, never opened through a link.
     pub fn new(dir: &Path, max_bytes: u64) -> std::io::Result<Writer> {
-        fs_err::create_dir_all(dir)?;
+        crate::private::make_dir(dir)?;
         Ok(Writer {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -65,10 +69,7 @@ impl Writer {
             if fs_err::metadata(&path).is_ok_and(|m| m.len() >= self.max_bytes) {
                 fs_err::rename(&path, self.dir.join(format!("{source}.log.1")))?;
             }
-            let f = fs_err::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
+            let f = crate::private::append_file(&path)?;
             let size = f.metadata()?.len();
             self.open.insert(source.to_string(), (f, size));
         }

@@ -162,19 +162,24 @@ fn live_group(proc_dir: &std::path::Path) -> Option<u32> {
 }
 
 /// Live processes (this one excepted) whose environment holds `marker`
-/// (`NAME=value`, exactly), as `(pid, process group)`. Reads `/proc`; a
-/// process of another user, whose environment cannot be read, is skipped.
+/// (`NAME=value`, exactly), as `(pid, process group)`. Reads `/proc`. Only
+/// processes of cove's own user, or (as root) of the system users recipes
+/// run servers as ([`crate::recipe::service_uids`]), by their real uid:
+/// another user may put the marker in a process of theirs, which is not
+/// cove's to stop.
 pub fn marked(marker: &str) -> Vec<(u32, u32)> {
     let me = std::process::id();
     let Ok(entries) = fs_err::read_dir("/proc") else {
         return Vec::new();
     };
     let marker = marker.as_bytes();
+    let mut uids = crate::recipe::service_uids();
+    uids.push(rustix::process::geteuid().as_raw());
     entries
         .flatten()
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            if pid == me {
+            if pid == me || !real_uid(&e.path()).is_some_and(|u| uids.contains(&u)) {
                 return None;
             }
             let environ = fs_err::read(e.path().join("environ")).ok()?;
@@ -184,6 +189,18 @@ pub fn marked(marker: &str) -> Vec<(u32, u32)> {
             Some((pid, live_group(&e.path())?))
         })
         .collect()
+}
+
+/// The real uid of the process at `/proc/<pid>` (`Uid:` in its status).
+fn real_uid(proc_dir: &std::path::Path) -> Option<u32> {
+    let status = fs_err::read_to_string(proc_dir.join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Stops every process carrying `marker` now (see [`marked`]): `signal` to

@@ -5,8 +5,10 @@
 //! file (`file:`). [`resolve`] reads them into memory (the daemon does,
 //! when it plans; nothing decrypted is written to its store). Each replica
 //! gets them as files, mode 0400 unless `mode` says otherwise, in a 0700
-//! directory of its own on a tmpfs (`$XDG_RUNTIME_DIR`, else `/dev/shm`),
-//! removed when the replica ends. The directory is `COVE_SECRETS` in the
+//! directory of its own on a tmpfs (`/run/cove` for root, else
+//! `$XDG_RUNTIME_DIR`, else `/dev/shm`; see [`root`]), made and checked
+//! through directory handles so that nothing another user planted is
+//! followed, removed when the replica ends. The directory is `COVE_SECRETS` in the
 //! replica's environment, and the secret's Compose target
 //! (`/run/secrets/NAME`) written in its `environment` or command is
 //! rewritten to the file's real path, so `MARIADB_PASSWORD_FILE:
@@ -328,24 +330,88 @@ fn store_error(name: &str, key: &str, e: &cove_secrets::Error) -> PlanError {
 }
 
 /// The base of every replica's secrets directory for a project whose
-/// state is in `state_dir`: on a tmpfs when there is one.
+/// state is in `state_dir`, on a tmpfs when there is one: `/run/cove/TAG`
+/// for root when `/run` is a tmpfs (root's alone: nobody else can make
+/// anything there), else `$XDG_RUNTIME_DIR/cove/TAG`, else
+/// `/dev/shm/cove-UID/TAG`, else `STATE_DIR/run/secrets`. TAG is a hash of
+/// the state directory. Every directory from `cove` down is made and
+/// checked by [`write_dir`] (see [`crate::private::Dir`]).
 pub fn root(state_dir: &Path) -> PathBuf {
+    let (anchor, rel) = base(state_dir);
+    anchor.join(rel)
+}
+
+/// [`root`] as its anchor (a directory cove does not make) and the chain
+/// below it.
+fn base(state_dir: &Path) -> (PathBuf, PathBuf) {
     let tag = format!(
         "{:08x}",
         crate::plan::fnv(state_dir.as_os_str().as_encoded_bytes().iter().copied())
     );
-    let uid = rustix::process::getuid().as_raw();
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && d.is_dir());
-    if let Some(d) = runtime {
-        return d.join("cove").join(tag);
+    let uid = rustix::process::geteuid();
+    let run = Path::new("/run");
+    if uid.is_root() && is_tmpfs(run) {
+        return (run.to_path_buf(), Path::new("cove").join(tag));
+    }
+    if let Some(d) = runtime_dir() {
+        return (d, Path::new("cove").join(tag));
     }
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        return shm.join(format!("cove-{uid}")).join(tag);
+        return (
+            shm.to_path_buf(),
+            Path::new(&format!("cove-{}", uid.as_raw())).join(tag),
+        );
     }
-    state_dir.join("run").join("secrets")
+    (state_dir.to_path_buf(), PathBuf::from("run/secrets"))
+}
+
+fn runtime_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+}
+
+fn is_tmpfs(dir: &Path) -> bool {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as u64 == TMPFS_MAGIC)
+}
+
+/// A replica's secrets directory (a child of a [`root`]) as the anchor it
+/// hangs from and the chain below it: one of `root`'s anchors when it is
+/// under one, else its grandparent (made when missing).
+fn split(dir: &Path) -> std::io::Result<(crate::private::Dir, PathBuf)> {
+    let uid = rustix::process::geteuid();
+    let mut anchors: Vec<(PathBuf, String)> = Vec::new();
+    if uid.is_root() {
+        anchors.push(("/run".into(), "cove".into()));
+    }
+    if let Some(d) = runtime_dir() {
+        anchors.push((d, "cove".into()));
+    }
+    anchors.push(("/dev/shm".into(), format!("cove-{}", uid.as_raw())));
+    for (anchor, first) in anchors {
+        if let Ok(rel) = dir.strip_prefix(&anchor)
+            && rel.components().next() == Some(Component::Normal(first.as_ref()))
+        {
+            return Ok((crate::private::Dir::anchor(&anchor)?, rel.to_path_buf()));
+        }
+    }
+    let name = |p: &Path| p.file_name().map(PathBuf::from);
+    let (Some(parent), Some(leaf)) = (dir.parent(), name(dir)) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is no replica's secrets directory", dir.display()),
+        ));
+    };
+    let (Some(anchor), Some(mid)) = (parent.parent(), name(parent)) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is no replica's secrets directory", dir.display()),
+        ));
+    };
+    fs_err::create_dir_all(anchor)?;
+    Ok((crate::private::Dir::anchor(anchor)?, mid.join(leaf)))
 }
 
 /// Where a secret's target goes inside a replica's directory: under
@@ -381,70 +447,64 @@ pub fn mode_of(mode: Option<&Json>) -> Result<u32, String> {
 
 /// Writes a replica's secrets into `dir` (made 0700, emptied first).
 /// The directory is removed when the returned guard goes.
+///
+/// Every directory from the anchor down (see [`root`]) is opened without
+/// following links and checked to be ours, then made 0700 through its
+/// handle, before anything is removed or written: a directory or a link
+/// planted by another user is refused (naming it), never followed.
 pub fn write_dir(dir: &Path, mounts: &[Mount]) -> std::io::Result<DirGuard> {
-    use fs_err::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    if dir.exists() {
-        fs_err::remove_dir_all(dir)?;
-    }
-    // The project's directory and the one above it are ours and private.
-    for d in [dir.parent().and_then(Path::parent), dir.parent()]
-        .into_iter()
-        .flatten()
-    {
-        private_dir(d)?;
-    }
-    private_dir(dir)?;
-    let guard = DirGuard(dir.to_path_buf());
+    let (anchor, rel) = split(dir)?;
+    let (Some(parent_rel), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is no replica's secrets directory", dir.display()),
+        ));
+    };
+    let parent = anchor.chain(parent_rel, true)?.expect("made when missing");
+    // A leftover of an instance that did not end cleanly.
+    parent.remove(name)?;
+    let own = parent.child(name, true)?.expect("made when missing");
+    let guard = DirGuard {
+        parent,
+        name: name.to_os_string(),
+    };
     for m in mounts {
-        let path = dir.join(&m.file);
-        if let Some(parent) = path.parent() {
-            private_dir(parent)?;
-        }
-        let mut f = fs_err::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(m.mode)
-            .open(&path)?;
+        let (Some(sub), Some(file)) = (m.file.parent(), m.file.file_name()) else {
+            continue;
+        };
+        let here = own.chain(sub, true)?.expect("made when missing");
+        let mut f = here.new_file(file, m.mode)?;
         f.write_all(m.value.bytes())?;
     }
     Ok(guard)
 }
 
-/// Makes `dir` (and what is missing above it) and makes it 0700; refuses
-/// one that another user owns.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    fs_err::create_dir_all(dir)?;
-    let meta = fs_err::metadata(dir)?;
-    if meta.uid() != rustix::process::getuid().as_raw() {
-        return Err(std::io::Error::other(format!(
-            "{} belongs to another user; remove it or set XDG_RUNTIME_DIR",
-            dir.display()
-        )));
-    }
-    if meta.permissions().mode() & 0o777 != 0o700 {
-        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Removes a replica's secrets directory when dropped.
+/// Removes a replica's secrets directory when dropped (through the handle
+/// of the directory above it, checked when it was made).
 #[derive(Debug)]
-pub struct DirGuard(PathBuf);
+pub struct DirGuard {
+    parent: crate::private::Dir,
+    name: std::ffi::OsString,
+}
 
 impl Drop for DirGuard {
     fn drop(&mut self) {
-        let _ = remove_all(&self.0);
+        let _ = self.parent.remove(&self.name);
     }
 }
 
-/// Removes a directory of secrets (its files are read-only, its
-/// directories are not), if it is there.
+/// Removes a directory of secrets (a [`root`], or a replica's), if it is
+/// there: only once the chain of directories above it is checked (ours,
+/// no links), and without following a link inside it.
 pub fn remove_all(dir: &Path) -> std::io::Result<()> {
-    match fs_err::remove_dir_all(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
+    let (anchor, rel) = split(dir)?;
+    let (Some(parent_rel), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(());
+    };
+    match anchor.chain(parent_rel, false)? {
+        Some(parent) => parent.remove(name),
+        None => Ok(()),
     }
 }
 
@@ -481,6 +541,64 @@ mod tests {
         assert_eq!(mode_of(Some(&Json::from(0o440))), Ok(0o440));
         assert_eq!(mode_of(Some(&Json::from("0440"))), Ok(0o440));
         assert!(mode_of(Some(&Json::from("rw"))).is_err());
+    }
+
+    #[test]
+    fn a_planted_link_is_refused_and_nothing_behind_it_touched() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // The victim: another program's data directory.
+        let victim = tmp.path().join("pgdata");
+        fs_err::create_dir(&victim).unwrap();
+        fs_err::write(victim.join("PG_VERSION"), "16").unwrap();
+        fs_err::set_permissions(&victim, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let mounts = vec![Mount {
+            name: "db".into(),
+            target: "/run/secrets/db".into(),
+            file: "db".into(),
+            mode: 0o400,
+            env: None,
+            value: Value::new(b"pw".to_vec()),
+        }];
+        // A link in the chain (the project's directory): refused.
+        let root = tmp.path().join("root");
+        std::os::unix::fs::symlink(&victim, &root).unwrap();
+        let e = write_dir(&root.join("web-1"), &mounts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&*root.to_string_lossy())
+                && e.contains("symbolic link")
+                && e.contains("hint:"),
+            "{e}"
+        );
+        let e = remove_all(&root.join("web-1")).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(remove_all(&root).is_ok(), "the link itself may go");
+        assert!(victim.join("PG_VERSION").is_file(), "the victim survives");
+        assert!(
+            !victim.join("web-1").exists(),
+            "nothing written through the link"
+        );
+        assert_eq!(
+            fs_err::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o750,
+            "not chmodded through the link"
+        );
+        // A link as the replica's own directory: removed as a link, not
+        // followed; the directory made in its place.
+        fs_err::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("web-1")).unwrap();
+        let guard = write_dir(&root.join("web-1"), &mounts).unwrap();
+        assert!(victim.join("PG_VERSION").is_file());
+        assert!(
+            !fs_err::symlink_metadata(root.join("web-1"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        drop(guard);
+        assert!(victim.join("PG_VERSION").is_file());
     }
 
     #[test]

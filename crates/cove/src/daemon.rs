@@ -14,8 +14,12 @@ use cove_spec::Project;
 /// The daemon that runs `project` and the project's key: its own daemon in
 /// its state directory, or the host's daemon (`COVE_DAEMON=host`, or
 /// `x-cove: {daemon: host}`). Paths are canonical where they exist.
+/// A state directory that is there is checked first (a link, another
+/// user's, or one others may write in is refused: see
+/// [`cove_runtime::private::check_dir`]).
 pub fn find(project: &Project) -> anyhow::Result<Client> {
     let dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
+    cove_runtime::private::check_dir(&dir)?;
     let key = fs_err::canonicalize(&dir).unwrap_or(dir);
     let host = match std::env::var("COVE_DAEMON").ok().as_deref() {
         Some("host") => true,
@@ -27,6 +31,7 @@ pub fn find(project: &Project) -> anyhow::Result<Client> {
     };
     let daemon_dir = if host {
         let d = cove_daemon::host_dir();
+        cove_runtime::private::check_dir(&d)?;
         fs_err::canonicalize(&d).unwrap_or(d)
     } else {
         key.clone()
@@ -38,15 +43,15 @@ pub fn find(project: &Project) -> anyhow::Result<Client> {
     ))
 }
 
-/// [`find`], after creating the state directories, so the canonical paths
-/// are the daemon's.
+/// [`find`], after making the state directories (0700, or checked when
+/// they are there), so the canonical paths are the daemon's.
 pub fn client(project: &Project) -> anyhow::Result<Client> {
-    fs_err::create_dir_all(cove_runtime::plan::state_dir(
+    cove_runtime::private::make_dir(&cove_runtime::plan::state_dir(
         &project.app,
         &project.project_dir,
     ))?;
     let client = find(project)?;
-    fs_err::create_dir_all(&client.paths.state_dir)?;
+    cove_runtime::private::make_dir(&client.paths.state_dir)?;
     find(project)
 }
 

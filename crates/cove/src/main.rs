@@ -20,7 +20,15 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let style = output::stderr_style();
-            eprintln!("{}error{}: {e:#}", style.red, style.reset);
+            // `WHAT; hint: HINT` (an I/O error that carries its hint).
+            let text = format!("{e:#}");
+            match text.rsplit_once("; hint: ") {
+                Some((what, hint)) => {
+                    eprintln!("{}error{}: {what}", style.red, style.reset);
+                    eprintln!("  = {}hint{}: {hint}", style.cyan, style.reset);
+                }
+                None => eprintln!("{}error{}: {text}", style.red, style.reset),
+            }
             ExitCode::from(1)
         }
     }
