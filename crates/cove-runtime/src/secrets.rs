@@ -547,10 +547,11 @@ mod tests {
     fn a_planted_link_is_refused_and_nothing_behind_it_touched() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
-        // The victim: another program's data directory.
-        let victim = tmp.path().join("pgdata");
-        fs_err::create_dir(&victim).unwrap();
-        fs_err::write(victim.join("PG_VERSION"), "16").unwrap();
+        // The victim: another program's data directory, named as the
+        // replica's secrets directory is below the link.
+        let victim = tmp.path().join("data");
+        fs_err::create_dir_all(victim.join("web-1")).unwrap();
+        fs_err::write(victim.join("web-1/PG_VERSION"), "16").unwrap();
         fs_err::set_permissions(&victim, std::fs::Permissions::from_mode(0o750)).unwrap();
         let mounts = vec![Mount {
             name: "db".into(),
@@ -575,9 +576,12 @@ mod tests {
         let e = remove_all(&root.join("web-1")).unwrap_err().to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert!(remove_all(&root).is_ok(), "the link itself may go");
-        assert!(victim.join("PG_VERSION").is_file(), "the victim survives");
         assert!(
-            !victim.join("web-1").exists(),
+            victim.join("web-1/PG_VERSION").is_file(),
+            "the victim survives"
+        );
+        assert!(
+            !victim.join("web-1/db").exists(),
             "nothing written through the link"
         );
         assert_eq!(
@@ -588,9 +592,9 @@ mod tests {
         // A link as the replica's own directory: removed as a link, not
         // followed; the directory made in its place.
         fs_err::create_dir(&root).unwrap();
-        std::os::unix::fs::symlink(&victim, root.join("web-1")).unwrap();
+        std::os::unix::fs::symlink(victim.join("web-1"), root.join("web-1")).unwrap();
         let guard = write_dir(&root.join("web-1"), &mounts).unwrap();
-        assert!(victim.join("PG_VERSION").is_file());
+        assert!(victim.join("web-1/PG_VERSION").is_file());
         assert!(
             !fs_err::symlink_metadata(root.join("web-1"))
                 .unwrap()
@@ -598,7 +602,7 @@ mod tests {
                 .is_symlink()
         );
         drop(guard);
-        assert!(victim.join("PG_VERSION").is_file());
+        assert!(victim.join("web-1/PG_VERSION").is_file());
     }
 
     #[test]

@@ -65,15 +65,19 @@ fn must_work(dir: &Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A directory (another program's data, say) that must come through an
-/// attack untouched: a file in it, mode 0755.
+/// Another program's data that must come through an attack untouched:
+/// `web-1/PG_VERSION` in a directory of mode 0755 (named as the replica's
+/// secrets directory would be below a planted link, as PostgreSQL's data
+/// of a recipe replica is in `.cove/data/`).
 struct Victim(tempfile::TempDir);
 
 impl Victim {
     fn new() -> Victim {
         let t = tempfile::tempdir().unwrap();
-        fs_err::write(t.path().join("PG_VERSION"), "16\n").unwrap();
+        fs_err::create_dir(t.path().join("web-1")).unwrap();
+        fs_err::write(t.path().join("web-1/PG_VERSION"), "16\n").unwrap();
         chmod(t.path(), 0o755);
+        chmod(&t.path().join("web-1"), 0o750);
         Victim(t)
     }
 
@@ -82,17 +86,21 @@ impl Victim {
     }
 
     fn assert_untouched(&self) {
-        let names: Vec<String> = fs_err::read_dir(self.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["PG_VERSION"], "the victim's files");
+        let names = |d: &Path| -> Vec<String> {
+            fs_err::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(self.path()), ["web-1"], "the victim's files");
+        assert_eq!(names(&self.path().join("web-1")), ["PG_VERSION"]);
         assert_eq!(
-            fs_err::read_to_string(self.path().join("PG_VERSION")).unwrap(),
+            fs_err::read_to_string(self.path().join("web-1/PG_VERSION")).unwrap(),
             "16\n"
         );
         assert_eq!(mode(self.path()), 0o755, "the victim's mode");
+        assert_eq!(mode(&self.path().join("web-1")), 0o750);
     }
 }
 
@@ -528,8 +536,21 @@ fn daemon_makes_no_core_and_hides_its_memory() {
         return;
     }
     let app = App::new("services:\n  web:\n    x-cove:\n      run: sleep 60\n");
-    let (code, out) = app.merged(&["up", "-d"]);
-    assert_eq!(code, Some(0), "{out}");
+    // Started from a shell that allows core dumps (up to its hard limit).
+    let out = crate::daemon::run_bounded(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -S -c $(ulimit -H -c) && ulimit -c && exec {COVE} up -d"
+            ))
+            .current_dir(app.dir())
+            .env("NO_COLOR", "1"),
+        120,
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    if out.stdout.lines().next() == Some("0") {
+        eprintln!("the hard core size limit is 0 here: the daemon's 0 proves little");
+    }
     let pid = fs_err::read_to_string(app.dir().join(".cove/daemon.pid")).unwrap();
     let pid = pid.trim();
     let limits = fs_err::read_to_string(format!("/proc/{pid}/limits")).unwrap();
