@@ -122,6 +122,11 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| os_error(dir, e))?;
     if st.st_uid != me() {
+        let hint = format!(
+            "if {} ran this project with cove, run cove as that user; otherwise {}",
+            describe_uid(st.st_uid),
+            hint.trim_start_matches("cove keeps its state only in a directory of its own user; ")
+        );
         return Err(foreign(dir, st.st_uid, &hint));
     }
     let mode = st.st_mode & 0o7777;
