@@ -919,6 +919,9 @@ fn run(argv: &[String], stdin: Option<&str>) -> Result<(), String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
     let mut child = std::process::Command::new(prog)
         .args(args)
+        // The daemon's allowlisted variables only (see `environ`).
+        .env_clear()
+        .envs(crate::environ::with(&[]))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1063,7 +1066,7 @@ fn random_password() -> Result<String, String> {
     use std::io::Read as _;
     let mut buf = [0u8; 24];
     fs_err::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf).map_err(Into::into))
+        .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| format!("no random bytes: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
