@@ -411,3 +411,103 @@ services:
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// `cove ARGS` as uid 65534 in `dir` (its own home there), bounded.
+fn cove_as_nobody(cove: &Path, dir: &Path, args: &[&str]) -> crate::daemon::Out {
+    crate::daemon::run_bounded(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cove)
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("HOME", dir)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("NO_COLOR", "1"),
+        180,
+    )
+}
+
+#[test]
+fn recipes_run_as_an_ordinary_user_with_the_same_accounts() {
+    if !as_root("recipes_run_as_an_ordinary_user") {
+        return;
+    }
+    require(&["psql", "mariadbd", "mariadb"]);
+    // A project of uid 65534's own, and a copy of cove it can run.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    fs_err::create_dir(&dir).unwrap();
+    let cove = tmp.path().join("cove");
+    fs_err::copy(env!("CARGO_BIN_EXE_cove"), &cove).unwrap();
+    fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::write(
+        dir.join("compose.yaml"),
+        format!(
+            "{}{}",
+            POSTGRES,
+            MARIADB.trim_start_matches("\nservices:\n")
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(dir.join("compose.yaml"), Some(65534), Some(65534)).unwrap();
+    /// Brings the app down as its user, even when the test fails.
+    struct Down<'a>(&'a Path, &'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = cove_as_nobody(self.0, self.1, &["down"]);
+        }
+    }
+    let _down = Down(&cove, &dir);
+    let out = cove_as_nobody(&cove, &dir, &["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let out = cove_as_nobody(&cove, &dir, &["ps", "--format", "json"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let ps: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    let row = |svc: &str| {
+        ps.iter()
+            .find(|r| r["service"] == svc)
+            .unwrap_or_else(|| panic!("no {svc}: {ps:?}"))
+            .clone()
+    };
+    for svc in ["pg", "db"] {
+        let pid = row(svc)["pid"].as_u64().unwrap();
+        assert_eq!(uid_of(pid), 65534, "{svc} runs as the user who ran cove");
+        let meta = fs_err::metadata(dir.join(".cove/data").join(format!("{svc}-1"))).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700, "{svc}'s data");
+    }
+    let host = |svc: &str| {
+        let a = row(svc)["address"].as_str().unwrap().to_string();
+        a.rsplit_once(':').unwrap().0.to_string()
+    };
+    let (pg, db) = (host("pg"), host("db"));
+    // The same accounts: the password is needed, and works.
+    let sh = |script: &str| as_nobody(Path::new("/"), script);
+    let out = sh(&format!(
+        "psql -w -h {pg} -p 5432 -U shop orders -tAc 'select 1'"
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = sh(&format!(
+        "PGPASSWORD=pgpw-9f3 psql -w -h {pg} -p 5432 -U shop orders -tAc 'select 41 + 1'"
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("42"),
+        "{}",
+        text(&out)
+    );
+    let out = sh(&format!(
+        "mariadb --no-defaults --protocol=tcp -h {db} -P 3306 -u root -e 'select 1'"
+    ));
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = sh(&format!(
+        "mariadb --no-defaults --protocol=tcp -h {db} -P 3306 -u shop -pshoppw-9f3 shop -N -e 'select 41 + 1'"
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("42"),
+        "{}",
+        text(&out)
+    );
+    let out = cove_as_nobody(&cove, &dir, &["down"]);
+    assert_eq!(out.code, Some(0), "{out}");
+}
