@@ -195,25 +195,6 @@ impl Recipe {
         user_ids(self.service_user()?)
     }
 
-    /// Where the server sees its data and private directories: in its
-    /// namespace when it runs as its system user, else where they are.
-    fn dirs(self) -> (&'static str, &'static str) {
-        if self.runs_as().is_some() {
-            (NS_DATA, NS_PRIVATE)
-        } else {
-            ("$COVE_DATA", "$COVE_SECRETS")
-        }
-    }
-
-    /// `argv` run as the server's system user when cove runs as root (see
-    /// [`as_service_user`]), else as is.
-    fn wrapped(self, argv: Vec<String>) -> Vec<String> {
-        match self.runs_as() {
-            Some(ids) => as_service_user(ids, "$COVE_DATA", "$COVE_SECRETS", argv),
-            None => argv,
-        }
-    }
-
     /// What the service's settings make unsafe to run, as (what, hint):
     /// a server that would run as root because its system user is missing,
     /// a server without authentication published beyond loopback, a broker
@@ -233,12 +214,7 @@ impl Recipe {
                 ),
             ));
         }
-        let env = |k: &str| -> Option<String> {
-            svc.environment
-                .get(k)
-                .and_then(|v| v.clone())
-                .filter(|v| !v.is_empty())
-        };
+        let env = |k: &str| compose_env(svc, k);
         let has = |k: &str| env(k).is_some() || env(&format!("{k}_FILE")).is_some();
         if let Recipe::Rabbitmq { .. } = self {
             if !has("RABBITMQ_DEFAULT_USER") || !has("RABBITMQ_DEFAULT_PASS") {
@@ -287,12 +263,7 @@ impl Recipe {
 
     /// Why anyone who reaches the server may use it, if so: no password.
     pub fn unauthenticated(self, svc: &Service) -> Option<String> {
-        let env = |k: &str| {
-            svc.environment
-                .get(k)
-                .and_then(|v| v.clone())
-                .filter(|v| !v.is_empty())
-        };
+        let env = |k: &str| compose_env(svc, k);
         match self {
             Recipe::Redis => {
                 let argv = self.command(svc);
@@ -376,7 +347,8 @@ impl Recipe {
                 argv
             }
             Recipe::Mariadb => {
-                let (data, private) = self.dirs();
+                let runner = Runner::new(self.runs_as(), "$COVE_DATA", "$COVE_SECRETS");
+                let (data, private) = runner.dirs();
                 let mut argv: Vec<String> = vec![
                     binary("mariadbd"),
                     "--no-defaults".into(),
@@ -392,10 +364,11 @@ impl Recipe {
                 ];
                 // Server options given as the image's command (`--character-set-server=...`).
                 argv.extend(user.into_iter().filter(|a| a.starts_with("--")));
-                self.wrapped(argv)
+                runner.argv(argv)
             }
             Recipe::Postgres => {
-                let (data, _) = self.dirs();
+                let runner = Runner::new(self.runs_as(), "$COVE_DATA", "$COVE_SECRETS");
+                let (data, _) = runner.dirs();
                 let mut argv = vec![
                     binary("postgres"),
                     "-D".into(),
@@ -413,7 +386,7 @@ impl Recipe {
                     _ => &user[..],
                 };
                 argv.extend(args.iter().cloned());
-                self.wrapped(argv)
+                runner.argv(argv)
             }
             Recipe::Rabbitmq { .. } => {
                 // The settings are in the env file `prepare` writes.
@@ -681,13 +654,18 @@ fn binary(bin: &str) -> String {
 /// (`mysql`, `postgres`): their uids, for the sweep of a killed daemon's
 /// leftovers, which otherwise stops only processes of its own uid.
 pub fn service_uids() -> Vec<u32> {
-    if !rustix::process::geteuid().is_root() {
-        return Vec::new();
-    }
-    ["mysql", "postgres"]
+    [Recipe::Mariadb, Recipe::Postgres]
         .iter()
-        .filter_map(|u| user_ids(u).map(|(uid, _)| uid))
+        .filter_map(|r| r.runs_as().map(|(uid, _)| uid))
         .collect()
+}
+
+/// A non-empty value of `name` in the service's Compose `environment`.
+fn compose_env(svc: &Service, name: &str) -> Option<String> {
+    svc.environment
+        .get(name)
+        .and_then(|v| v.clone())
+        .filter(|v| !v.is_empty())
 }
 
 /// Whether a published port's `host_ip` keeps it on this machine (none
@@ -696,6 +674,44 @@ fn host_ip_is_loopback(ip: Option<&str>) -> bool {
     ip.map(|i| i.trim_start_matches('[').trim_end_matches(']'))
         .and_then(|i| i.parse::<std::net::IpAddr>().ok())
         .is_some_and(|i| i.is_loopback())
+}
+
+/// How a recipe's server and set-up tools run: as root, as the server's
+/// system user (`ids`) in a mount namespace of their own (see
+/// [`as_service_user`]); otherwise as they are. `data` and `private` are
+/// the replica's directories as cove names them (`$COVE_DATA` and
+/// `$COVE_SECRETS` in a command, expanded per replica; real paths at
+/// set-up).
+struct Runner {
+    ids: Option<(u32, u32)>,
+    data: String,
+    private: String,
+}
+
+impl Runner {
+    fn new(ids: Option<(u32, u32)>, data: impl ToString, private: impl ToString) -> Runner {
+        Runner {
+            ids,
+            data: data.to_string(),
+            private: private.to_string(),
+        }
+    }
+
+    /// Where the program sees the data and private directories.
+    fn dirs(&self) -> (String, String) {
+        match self.ids {
+            Some(_) => (NS_DATA.to_string(), NS_PRIVATE.to_string()),
+            None => (self.data.clone(), self.private.clone()),
+        }
+    }
+
+    /// The command that runs `argv` as this runner says.
+    fn argv(&self, argv: Vec<String>) -> Vec<String> {
+        match self.ids {
+            Some(ids) => as_service_user(ids, &self.data, &self.private, argv),
+            None => argv,
+        }
+    }
 }
 
 /// `argv` run as `uid`/`gid` in a mount namespace of its own, where
@@ -860,21 +876,8 @@ fn prepare_postgres(
     if scratch.exists() {
         fs_err::remove_dir_all(&scratch).map_err(|e| e.to_string())?;
     }
-    // The paths the tools see: in their namespace when they run as the
-    // server's user.
-    let (d, p) = match ids {
-        Some(_) => (NS_DATA.to_string(), NS_PRIVATE.to_string()),
-        None => (data.display().to_string(), private.display().to_string()),
-    };
-    let wrap = |argv: Vec<String>| match ids {
-        Some(ids) => as_service_user(
-            ids,
-            &data.display().to_string(),
-            &private.display().to_string(),
-            argv,
-        ),
-        None => argv,
-    };
+    let runner = Runner::new(ids, data.display(), private.display());
+    let (d, p) = runner.dirs();
     let pwfile = private.join("pwfile");
     let mut argv = vec![
         binary("initdb"),
@@ -896,7 +899,7 @@ fn prepare_postgres(
                 .map_err(|e| format!("POSTGRES_INITDB_ARGS cannot be split: {e}"))?,
         );
     }
-    let out = run(&wrap(argv), None);
+    let out = run(&runner.argv(argv), None);
     let _ = fs_err::remove_file(&pwfile);
     out?;
     if db != "postgres" {
@@ -908,7 +911,7 @@ fn prepare_postgres(
             "postgres".into(),
         ];
         let sql = format!("CREATE DATABASE \"{}\";\n", db.replace('"', "\"\""));
-        run(&wrap(argv), Some(&sql))?;
+        run(&runner.argv(argv), Some(&sql))?;
     }
     fs_err::rename(&scratch, &pg).map_err(|e| e.to_string())
 }
@@ -997,10 +1000,8 @@ fn prepare_mariadb(
             write_private(&data.join("generated-root-password"), &pw)?;
             random = Some(pw);
         }
-        let d = match ids {
-            Some(_) => NS_DATA.to_string(),
-            None => data.display().to_string(),
-        };
+        let runner = Runner::new(ids, data.display(), private.display());
+        let (d, _) = runner.dirs();
         let argv = vec![
             "mariadb-install-db".to_string(),
             "--no-defaults".into(),
@@ -1008,16 +1009,7 @@ fn prepare_mariadb(
             "--auth-root-authentication-method=normal".into(),
             "--skip-test-db".into(),
         ];
-        let argv = match ids {
-            Some(ids) => as_service_user(
-                ids,
-                &data.display().to_string(),
-                &private.display().to_string(),
-                argv,
-            ),
-            None => argv,
-        };
-        run(&argv, None)?;
+        run(&runner.argv(argv), None)?;
     }
     let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
     let qi = |s: &str| s.replace('`', "``");

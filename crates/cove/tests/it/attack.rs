@@ -3,6 +3,7 @@
 //! root `cove` made. They need root; under CI (`CI=true`) a non-root run
 //! fails, elsewhere it says loudly that it skipped.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -21,18 +22,24 @@ pub fn as_root(test: &str) -> bool {
     false
 }
 
+/// A command that runs `prog` as uid/gid 65534 with no supplementary
+/// groups (`setpriv`); its environment is the caller's until changed.
+pub fn nobody(prog: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ])
+    .arg(prog);
+    cmd
+}
+
 /// `sh -c SCRIPT` as uid/gid 65534 with no supplementary groups, in `dir`.
 pub fn as_nobody(dir: &Path, script: &str) -> Output {
-    Command::new("setpriv")
-        .args([
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+    nobody("sh")
+        .args(["-c", script])
         .current_dir(dir)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")

@@ -61,18 +61,7 @@ impl App {
     /// PIDs of the live processes started for this app (by their marker).
     pub fn processes(&self) -> Vec<u32> {
         let marker = format!("COVE_PROJECT={}", self.state_dir().display());
-        let mut pids: Vec<u32> = fs_err::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-                let env = fs_err::read(e.path().join("environ")).ok()?;
-                env.split(|b| *b == 0)
-                    .any(|v| v == marker.as_bytes())
-                    .then_some(pid)
-            })
-            .filter(|p| alive(*p))
-            .collect();
+        let mut pids = processes_whose_env(|v| v == marker.as_bytes());
         pids.sort();
         pids
     }
@@ -128,6 +117,21 @@ impl std::fmt::Display for Out {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// Live processes with a variable (`NAME=value`) in their environment for
+/// which `wanted` holds (other users' too, read as root).
+pub fn processes_whose_env(wanted: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    fs_err::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let env = fs_err::read(e.path().join("environ")).ok()?;
+            env.split(|b| *b == 0).any(&wanted).then_some(pid)
+        })
+        .filter(|p| alive(*p))
+        .collect()
 }
 
 /// Runs `cmd` to completion, its output captured; killed after `secs`.

@@ -39,7 +39,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-fn app(yaml: &str) -> App {
+pub fn app(yaml: &str) -> App {
     app_with_env(yaml, &[])
 }
 

@@ -6,19 +6,32 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::attack::{as_nobody, as_root, text};
+use crate::attack::{as_nobody, as_root, nobody, text};
 use crate::daemon::App;
 use crate::recipes::require;
 
-/// `address` (without the port) of the first replica of `service`.
-fn address(app: &App, service: &str) -> String {
-    let ps = app.ps();
-    let row = ps
-        .iter()
+/// The first replica of `service` in `cove ps --format json` output.
+fn row<'a>(ps: &'a [serde_json::Value], service: &str) -> &'a serde_json::Value {
+    ps.iter()
         .find(|r| r["service"] == service)
-        .unwrap_or_else(|| panic!("no {service} in {ps:?}"));
+        .unwrap_or_else(|| panic!("no {service} in {ps:?}"))
+}
+
+/// A replica's address without the port.
+fn host(row: &serde_json::Value) -> String {
     let addr = row["address"].as_str().unwrap();
     addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string()
+}
+
+fn pid(row: &serde_json::Value) -> u64 {
+    row["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no pid in {row}"))
+}
+
+/// `address` (without the port) of the first replica of `service`.
+fn address(app: &App, service: &str) -> String {
+    host(row(&app.ps(), service))
 }
 
 /// The uid a process runs as (`Uid:` of /proc/PID/status, real).
@@ -33,11 +46,7 @@ fn uid_of(pid: u64) -> u32 {
 }
 
 fn pid_of(app: &App, service: &str) -> u64 {
-    let ps = app.ps();
-    ps.iter()
-        .find(|r| r["service"] == service)
-        .and_then(|r| r["pid"].as_u64())
-        .unwrap_or_else(|| panic!("no pid for {service} in {ps:?}"))
+    pid(row(&app.ps(), service))
 }
 
 /// `(uid, gid)` of a system user.
@@ -415,9 +424,7 @@ services:
 /// `cove ARGS` as uid 65534 in `dir` (its own home there), bounded.
 fn cove_as_nobody(cove: &Path, dir: &Path, args: &[&str]) -> crate::daemon::Out {
     crate::daemon::run_bounded(
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(cove)
+        nobody(cove)
             .args(args)
             .current_dir(dir)
             .env_clear()
@@ -465,23 +472,13 @@ fn recipes_run_as_an_ordinary_user_with_the_same_accounts() {
     let out = cove_as_nobody(&cove, &dir, &["ps", "--format", "json"]);
     assert_eq!(out.code, Some(0), "{out}");
     let ps: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    let row = |svc: &str| {
-        ps.iter()
-            .find(|r| r["service"] == svc)
-            .unwrap_or_else(|| panic!("no {svc}: {ps:?}"))
-            .clone()
-    };
     for svc in ["pg", "db"] {
-        let pid = row(svc)["pid"].as_u64().unwrap();
+        let pid = pid(row(&ps, svc));
         assert_eq!(uid_of(pid), 65534, "{svc} runs as the user who ran cove");
         let meta = fs_err::metadata(dir.join(".cove/data").join(format!("{svc}-1"))).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o700, "{svc}'s data");
     }
-    let host = |svc: &str| {
-        let a = row(svc)["address"].as_str().unwrap().to_string();
-        a.rsplit_once(':').unwrap().0.to_string()
-    };
-    let (pg, db) = (host("pg"), host("db"));
+    let (pg, db) = (host(row(&ps, "pg")), host(row(&ps, "db")));
     // The same accounts: the password is needed, and works.
     let sh = |script: &str| as_nobody(Path::new("/"), script);
     let out = sh(&format!(

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::attack::{as_nobody, as_root, text};
 use crate::daemon::{App, eventually};
-use crate::gateway::{http, wait_for_targets};
+use crate::gateway::{http, json, wait_for_targets};
 
 /// What the daemon's environment holds that no replica may see.
 const LEAKS: [(&str, &str); 3] = [
@@ -98,18 +98,7 @@ const TOKEN: &str = "tok-3f9c51d2-argv";
 /// Live processes whose environment names a project under `dir`.
 fn processes_under(dir: &Path) -> Vec<u32> {
     let marker = format!("COVE_PROJECT={}", dir.display());
-    fs_err::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let env = fs_err::read(e.path().join("environ")).ok()?;
-            env.split(|b| *b == 0)
-                .any(|v| v.starts_with(marker.as_bytes()))
-                .then_some(pid)
-        })
-        .filter(|p| crate::up::alive(*p))
-        .collect()
+    crate::daemon::processes_whose_env(|v| v.starts_with(marker.as_bytes()))
 }
 
 #[test]
@@ -226,35 +215,24 @@ fn ports_on_every_address_are_named_once_at_up() {
     assert!(!out.contains("`ports` published"), "{out}");
 }
 
-const ECHO: &str = r#"
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = self.path.encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
-
 #[test]
 fn the_access_log_redacts_query_values_unless_told_to_keep_them() {
     let yaml = |access_log: &str| {
         format!(
-            "services:\n  web:\n    x-cove: {{run: python3 echo.py}}\n    expose: [\"8000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\"{access_log}}}\n"
+            "services:\n  web:\n    x-cove: {{run: python3 server.py}}\n    expose: [\"8000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\"{access_log}}}\n"
         )
     };
-    let app = App::new(&yaml(""));
-    fs_err::write(app.dir().join("echo.py"), ECHO).unwrap();
+    let app = crate::gateway::app(&yaml(""));
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
     let gw = wait_for_targets(&app, &[1]);
     let (status, _, body) = http(gw, "GET", "web.localhost", "/a?token=abc123&page=2", b"");
-    assert_eq!((status, body.as_str()), (200, "/a?token=abc123&page=2"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body)["path"],
+        "/a?token=abc123&page=2",
+        "sent as it came"
+    );
     let logs = || app.merged(&["logs", "gateway"]).1;
     eventually(10, "the request's access log line", || {
         logs().contains("\"/a?")

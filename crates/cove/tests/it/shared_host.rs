@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::attack::{NOBODY, as_nobody, as_root, text};
-use crate::daemon::{App, eventually};
+use crate::attack::{NOBODY, as_nobody, as_root, nobody, text};
+use crate::daemon::{App, eventually, processes_whose_env};
 use crate::up::alive;
 
 const COVE: &str = env!("CARGO_BIN_EXE_cove");
@@ -317,18 +317,7 @@ impl Drop for NobodyDown {
 
 /// Live processes whose environment holds `marker` (read as root).
 fn marked_processes(marker: &str) -> Vec<u32> {
-    fs_err::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let env = fs_err::read(e.path().join("environ")).ok()?;
-            env.split(|b| *b == 0)
-                .any(|v| v == marker.as_bytes())
-                .then_some(pid)
-        })
-        .filter(|p| alive(*p))
-        .collect()
+    processes_whose_env(|v| v == marker.as_bytes())
 }
 
 /// A `.cove` in a project others can write: a link to a directory of
@@ -610,18 +599,8 @@ fn sweep_spares_other_users_processes() {
         format!("COVE_PROJECT={}", state.display()),
     ];
     let theirs = KillOnDrop(
-        Command::new("setpriv")
-            .args([
-                &format!("--reuid={NOBODY}"),
-                &format!("--regid={NOBODY}"),
-                "--clear-groups",
-                "--",
-                "env",
-                &markers[0],
-                &markers[1],
-                "sleep",
-                "60",
-            ])
+        nobody("env")
+            .args([&markers[0], &markers[1], "sleep", "60"])
             .current_dir("/")
             .stdin(Stdio::null())
             .spawn()
