@@ -11,10 +11,18 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
-/// `../shared` beside the project, where the workplace keeps the corpus.
-pub fn shared_dir() -> Option<PathBuf> {
+/// `../shared` beside the project, where the workplace keeps the corpus and
+/// the Compose schema. CI always has it: a test that needs it fails when it
+/// is missing rather than passing without checking anything.
+pub fn shared_dir() -> PathBuf {
     let p = repo_root().join("../shared");
-    p.is_dir().then_some(p)
+    assert!(
+        p.is_dir(),
+        "{} is missing: this test reads the workplace's corpus and schema there \
+         (clone the project beside `shared/`, as CI does)",
+        p.display()
+    );
+    p
 }
 
 /// A hermetic environment: `HOME=/home/user` plus `extra`.

@@ -47,9 +47,29 @@ fn main() {
     let mut sick = false;
     for c in l.incoming() {
         let Ok(mut c) = c else { continue };
+        // The head, then the body its Content-Length announces (a POST's),
+        // read whole before answering.
+        let mut req = Vec::new();
         let mut buf = [0u8; 2048];
-        let n = c.read(&mut buf).unwrap_or(0);
-        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        loop {
+            let n = c.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+            if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if req.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+        let head = String::from_utf8_lossy(&req).to_string();
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         if path != "/health" {
             println!("request {path}");

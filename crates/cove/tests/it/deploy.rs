@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ const SERVER: &str = r#"
 import http.server, os
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def do_GET(self):
         broken = os.environ.get("BROKEN") == "1"
         code = 500 if (self.path == "/healthz" and broken) else 200
@@ -28,6 +30,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.do_GET()
     def log_message(self, *a):
         pass
 http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
@@ -57,12 +62,37 @@ x-cove:
 /// One GET through the gateway (`Connection: close`): the body of a 200, or
 /// what went wrong.
 fn get(gw: SocketAddr) -> Result<String, String> {
+    request(gw, Method::Get, 0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Method {
+    Get,
+    /// Has a body; the gateway never sends it twice.
+    Post,
+}
+
+/// One request through the gateway (`Connection: close`; a POST carries a
+/// small JSON body numbered `n`): the body of a 200, or what went wrong.
+fn request(gw: SocketAddr, method: Method, n: u64) -> Result<String, String> {
     let mut s =
         TcpStream::connect_timeout(&gw, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    let req = match method {
+        Method::Get => {
+            "GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n".to_string()
+        }
+        Method::Post => {
+            let body = format!("{{\"request\": {n:>12}, \"kind\": \"post\"}}");
+            format!(
+                "POST / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        }
+    };
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -73,14 +103,43 @@ fn get(gw: SocketAddr) -> Result<String, String> {
     }
 }
 
-/// Answers by body, and failures.
-type Seen = Arc<Mutex<(BTreeMap<String, u64>, Vec<String>)>>;
+/// A request that failed: which, what went wrong, and when it was in flight.
+struct Failure {
+    method: Method,
+    error: String,
+    sent: Instant,
+    ended: Instant,
+}
 
-/// Requests from a few threads until stopped (or 120 s, or 200,000
-/// requests): answers by body, and failures.
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?}: {} (after {} ms)",
+            self.method,
+            self.error,
+            (self.ended - self.sent).as_millis()
+        )
+    }
+}
+
+/// What a load saw: answers by body, requests by method, and failures.
+#[derive(Default)]
+struct Seen {
+    bodies: BTreeMap<String, u64>,
+    gets: u64,
+    posts: u64,
+    failures: Vec<Failure>,
+}
+
+/// Requests from a few threads until stopped (or 120 s, or 50,000 requests
+/// per thread): three GETs to a POST, over and over (staggered), as the reliability
+/// bench does. The gateway may send a GET again on another replica when its
+/// target dies under it; a POST, once sent, never: so a replica stopped
+/// before it was drained shows as a failed POST.
 pub struct Load {
     stop: Arc<AtomicBool>,
-    seen: Seen,
+    seen: Arc<Mutex<Seen>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -91,21 +150,37 @@ impl Load {
 
     fn start_with(gw: SocketAddr, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let seen: Seen = Default::default();
+        let seen: Arc<Mutex<Seen>> = Default::default();
         let threads = (0..clients)
-            .map(|_| {
+            .map(|client| {
                 let (stop, seen) = (stop.clone(), seen.clone());
                 std::thread::spawn(move || {
                     let end = Instant::now() + Duration::from_secs(120);
-                    for _ in 0..50_000 {
+                    for n in 0..50_000u64 {
                         if stop.load(Ordering::Relaxed) || Instant::now() > end {
                             break;
                         }
-                        let r = get(gw);
+                        // Staggered: some clients begin with their POST.
+                        let method = if (n + client as u64) % 4 == 3 {
+                            Method::Post
+                        } else {
+                            Method::Get
+                        };
+                        let sent = Instant::now();
+                        let r = request(gw, method, n);
                         let mut s = seen.lock().unwrap();
+                        match method {
+                            Method::Get => s.gets += 1,
+                            Method::Post => s.posts += 1,
+                        }
                         match r {
-                            Ok(body) => *s.0.entry(body).or_default() += 1,
-                            Err(e) => s.1.push(e),
+                            Ok(body) => *s.bodies.entry(body).or_default() += 1,
+                            Err(error) => s.failures.push(Failure {
+                                method,
+                                error,
+                                sent,
+                                ended: Instant::now(),
+                            }),
                         }
                     }
                 })
@@ -118,24 +193,93 @@ impl Load {
         }
     }
 
-    /// Answers by body; fails the test on any failed request.
-    pub fn finish(self, phase: &str) -> BTreeMap<String, u64> {
+    /// Stops the clients; what they saw, after checking that both kinds of
+    /// request were sent and some answered.
+    fn stop(self, phase: &str) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();
         }
-        let (bodies, failures) = std::mem::take(&mut *self.seen.lock().unwrap());
-        let total: u64 = bodies.values().sum();
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
         assert!(
-            failures.is_empty(),
-            "{phase}: {} of {} requests failed: {:?}",
-            failures.len(),
-            total + failures.len() as u64,
-            &failures[..failures.len().min(5)]
+            seen.gets > 0 && seen.posts > 0,
+            "{phase}: {} GETs and {} POSTs sent; the load sends both",
+            seen.gets,
+            seen.posts
         );
-        assert!(total > 0, "{phase}: no request answered");
-        eprintln!("{phase}: {total} requests, 0 failed: {bodies:?}");
-        bodies
+        assert!(
+            !seen.bodies.is_empty(),
+            "{phase}: no request answered: {:?}",
+            &seen.failures[..seen.failures.len().min(5)]
+        );
+        seen
+    }
+
+    /// Answers by body; fails the test on any failed request, GET or POST.
+    pub fn finish(self, phase: &str) -> BTreeMap<String, u64> {
+        let seen = self.stop(phase);
+        let total = seen.gets + seen.posts;
+        assert!(
+            seen.failures.is_empty(),
+            "{phase}: {} of {total} requests failed: {:?}",
+            seen.failures.len(),
+            &seen.failures[..seen.failures.len().min(5)]
+        );
+        eprintln!(
+            "{phase}: {} GETs and {} POSTs, 0 failed: {:?}",
+            seen.gets, seen.posts, seen.bodies
+        );
+        seen.bodies
+    }
+
+    /// For a load during which replicas were SIGKILLed (each kill between
+    /// the two instants of `kills`): no GET may fail; a POST may, only when
+    /// it was in flight as a replica was killed (sent before the kill's
+    /// end plus `dying`, the time a killed process may take to go; answered
+    /// after the kill began). Returns the number of failed POSTs.
+    fn finish_with_kills(
+        self,
+        phase: &str,
+        kills: &[(Instant, Instant)],
+        dying: Duration,
+    ) -> usize {
+        let seen = self.stop(phase);
+        let gets: Vec<&Failure> = seen
+            .failures
+            .iter()
+            .filter(|f| f.method == Method::Get)
+            .collect();
+        assert!(
+            gets.is_empty(),
+            "{phase}: {} of {} GETs failed (the gateway sends a GET again when its replica dies): {:?}",
+            gets.len(),
+            seen.gets,
+            &gets[..gets.len().min(5)]
+        );
+        let unexplained: Vec<&Failure> = seen
+            .failures
+            .iter()
+            .filter(|f| {
+                !kills
+                    .iter()
+                    .any(|(began, done)| f.sent <= *done + dying && f.ended >= *began)
+            })
+            .collect();
+        assert!(
+            unexplained.is_empty(),
+            "{phase}: {} POSTs failed that were not in flight when a replica was killed: {:?}",
+            unexplained.len(),
+            &unexplained[..unexplained.len().min(5)]
+        );
+        eprintln!(
+            "{phase}: {} GETs (0 failed), {} POSTs ({} failed, each in flight at one of {} kills): {:?}",
+            seen.gets,
+            seen.posts,
+            seen.failures.len(),
+            kills.len(),
+            seen.bodies
+        );
+        seen.failures.len()
     }
 }
 
@@ -253,11 +397,72 @@ fn deploy_scale_and_rollback_drop_no_request() {
     assert!(rows.iter().all(|r| r["revision"] == 1), "{rows:?}");
 }
 
+/// A replica SIGKILLed every second for 10 s, under load (a shorter version
+/// of bench/reliability's last phase): `restart: always` brings each back;
+/// no GET fails (sent again on another replica), and a POST fails only when
+/// it was in flight at the replica as it was killed.
+#[test]
+fn sigkilled_replicas_fail_only_the_posts_they_held() {
+    let app =
+        App::new(&compose(1, false).replace("    expose:", "    restart: always\n    expose:"));
+    fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let gw = wait_for_targets(&app, &[3]);
+    let load = Load::start(gw);
+    settle();
+    let mut kills = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && kills.len() < 10 {
+        let tick = Instant::now();
+        let pids: Vec<u64> = web_replicas(&app)
+            .iter()
+            .filter_map(|r| r["pid"].as_u64())
+            .collect();
+        if let Some(pid) = pids.get(kills.len() % pids.len().max(1)) {
+            let began = Instant::now();
+            let killed = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+            if killed.success() {
+                kills.push((began, Instant::now()));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    }
+    assert!(kills.len() >= 8, "{} replicas killed in 10 s", kills.len());
+    settle();
+    let failed = load.finish_with_kills("SIGKILL", &kills, Duration::from_millis(500));
+    eprintln!("{} kills, {failed} POSTs failed", kills.len());
+    // All three back, each restarted by cove.
+    eventually(30, "3 healthy replicas again", || {
+        web_replicas(&app)
+            .iter()
+            .filter(|r| r["health"] == "healthy")
+            .count()
+            == 3
+    });
+    let restarts: u64 = web_replicas(&app)
+        .iter()
+        .filter_map(|r| r["restarts"].as_u64())
+        .sum();
+    assert!(
+        restarts >= kills.len() as u64,
+        "{restarts} restarts for {} kills",
+        kills.len()
+    );
+    let load = Load::start(gw);
+    settle();
+    settle();
+    load.finish("after the kills");
+}
+
 /// Answers after 300 ms.
 const SLOW: &str = r#"
 import http.server, os, time
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def do_GET(self):
         if self.path != "/healthz":
             time.sleep(0.3)
@@ -265,6 +470,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("content-length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.do_GET()
     def log_message(self, *a):
         pass
 http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
@@ -316,11 +524,15 @@ import http.server, os
 body = open("build/out.txt", "rb").read()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def do_GET(self):
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.do_GET()
     def log_message(self, *a):
         pass
 http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
@@ -509,6 +721,7 @@ if os.environ.get("CRASH_SOON") == "1":
     threading.Timer(1.0, lambda: os._exit(3)).start()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def do_GET(self):
         body = ("v" + os.environ["VERSION"]).encode()
         self.send_response(200)
@@ -554,7 +767,9 @@ x-cove:
     assert!(out.contains("watching revision 2 for 3s"), "{out}");
     assert!(out.contains("during monitor: exited with code 3"), "{out}");
     assert!(out.contains("rolled back to revision 1"), "{out}");
-    assert!(web_replicas(&app).iter().all(|r| r["revision"] == 1));
+    let rows = web_replicas(&app);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["revision"] == 1), "{rows:?}");
     assert!((0..5).all(|_| get(gw).unwrap() == "v1"));
     // `pause`: no rollback; what was not replaced keeps running.
     fs_err::write(app.dir().join("compose.yaml"), compose(3, true, "pause")).unwrap();

@@ -416,11 +416,28 @@ fn replicas_get_secrets_as_private_files_and_no_output_shows_them() {
             &format!("argv of {pid}"),
         );
     }
-    for needle in [pw, token] {
-        assert_eq!(
-            files_holding(tmp.path(), needle.as_bytes()),
-            Vec::<std::path::PathBuf>::new()
-        );
+    // The app's directory holds its state (`.cove/state.redb`), the
+    // daemon's log and the replicas' captured output: the scan reaches
+    // them (it finds the replica's own line in its log) and finds no value.
+    let state = dir.join(".cove");
+    for part in ["state.redb", "daemon.log"] {
+        assert!(state.join(part).is_file(), "{part} in {}", state.display());
+    }
+    let logged = files_holding(dir, b"reported");
+    assert!(
+        logged.iter().any(|p| p.starts_with(&state)),
+        "the scan sees the captured output under {}: {logged:?}",
+        state.display()
+    );
+    for needle in [pw, token, "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"] {
+        for scanned in [dir, tmp.path()] {
+            assert_eq!(
+                files_holding(scanned, needle.as_bytes()),
+                Vec::<std::path::PathBuf>::new(),
+                "a secret's value in the clear under {}",
+                scanned.display()
+            );
+        }
     }
 
     // `cove run` gets them too, in a directory of its own, gone after.
