@@ -8,8 +8,9 @@
 //! could not be sent (no connection) is retried once on another target; one
 //! that was sent and got no answer (the target died) is retried once only
 //! when it is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has
-//! no body. Answers of the gateway itself: 404 no route, 502 upstream
-//! failed, 503 no target, 504 timeout; they close the client's connection
+//! no body. Answers of the gateway itself: 400 a request body that cannot
+//! be read (bad chunking), 404 no route, 502 upstream failed, 503 no
+//! target, 504 timeout; they close the client's connection
 //! when the request's body may be left unread.
 
 use std::future::Future;
@@ -583,6 +584,20 @@ impl Gateway {
                     upstream_req = *req;
                     avoid = Some(target.addr);
                     continue;
+                }
+                Ok(Err(SendError::Upstream(e))) if e.is_user() => {
+                    // The client's own body failed as it was passed on (bad
+                    // chunked framing, or the client went away): the
+                    // client's fault, not the target's.
+                    let why = std::error::Error::source(&e)
+                        .map_or_else(|| e.to_string(), |cause| cause.to_string());
+                    return closing(
+                        plain(
+                            StatusCode::BAD_REQUEST,
+                            &format!("cove gateway: the request's body could not be read: {why}\n"),
+                        ),
+                        false,
+                    );
                 }
                 Ok(Err(SendError::Upstream(_))) if attempt == 0 && again.is_some() => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());

@@ -406,6 +406,10 @@ async fn smuggling_shapes_are_refused() {
         long,
     )
     .await;
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "answered, not held: {out:?}"
+    );
     assert!(!out.contains("HTTP/1.1 200"), "{out:?}");
     // Obsolete line folding.
     let out = raw(

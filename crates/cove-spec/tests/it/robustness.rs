@@ -5,7 +5,30 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
+/// Loads `text` (and renders the result) on a thread of its own; a load
+/// that takes more than 10 s fails the test, naming the input, instead of
+/// stalling the suite. A panic in the loader fails it too.
 fn load_text(text: &str) {
+    let owned = text.to_string();
+    let (done, finished) = std::sync::mpsc::channel();
+    let loader = std::thread::spawn(move || {
+        load_text_now(&owned);
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(()) => loader.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = loader.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the loader did not finish within 10 s on: {text:?}")
+        }
+    }
+}
+
+fn load_text_now(text: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("compose.yaml");
     fs_err::write(&file, text).unwrap();

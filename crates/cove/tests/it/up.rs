@@ -362,15 +362,37 @@ fn a_failed_dependency_fails_its_dependents_and_plan_errors_are_clear() {
     up.wait_for("app-1 failed: dependency `init` failed", 20);
     assert_eq!(up.wait_exit(10), Some(1));
 
-    // An image that is not here and cannot be pulled (no registry is
-    // reachable from these machines): named, with how to get it.
-    app(tmp.path(), "services:\n  web:\n    image: nginx:1.27\n");
+    // An image that is not here and cannot be pulled, whatever registries
+    // the machine reaches: its registry is a port on loopback that closes
+    // every connection at once. Named, with how to get it.
+    let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let image = format!("{}/cove-tests/absent:1", registry.local_addr().unwrap());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let closer = std::thread::spawn(move || {
+        registry.set_nonblocking(true).unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match registry.accept() {
+                Ok((c, _)) => drop(c),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    });
+    app(
+        tmp.path(),
+        &format!("services:\n  web:\n    image: {image}\n"),
+    );
     let mut up = Up::start(tmp.path(), &[]);
     assert_eq!(up.wait_exit(30), Some(1));
     let text = up.seen.join("\n");
     assert!(
-        text.contains("image `nginx:1.27` is not on this machine and cannot be pulled"),
+        text.contains(&format!(
+            "image `{image}` is not on this machine and cannot be pulled"
+        )),
         "{text}"
     );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    closer.join().unwrap();
     assert!(text.contains("docker load"), "{text}");
 }
