@@ -547,13 +547,25 @@ impl Engine {
     }
 
     /// The container's health changes as the engine reports them
-    /// (`healthy`, `unhealthy`, ...); the stream ends with the connection.
-    pub fn health_events(&self, c: &Container) -> impl futures_util::Stream<Item = String> + use<> {
+    /// (`healthy`, `unhealthy`, ...), from `since` on (the engine sends the
+    /// ones it still holds first); the stream ends with the connection.
+    pub fn health_events(
+        &self,
+        c: &Container,
+        since: std::time::SystemTime,
+    ) -> impl futures_util::Stream<Item = String> + use<> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             ("container".to_string(), vec![c.id.clone()]),
         ]);
-        let options = q::EventsOptionsBuilder::new().filters(&filters).build();
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
+        let options = q::EventsOptionsBuilder::new()
+            .filters(&filters)
+            .since(&since)
+            .build();
         self.docker
             .events(Some(options))
             .take_while(|e| std::future::ready(e.is_ok()))

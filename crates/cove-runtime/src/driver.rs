@@ -379,7 +379,7 @@ async fn watch_engine(
     spec: &HealthSpec,
     mut on_change: impl FnMut(Health),
 ) -> String {
-    let mut events = std::pin::pin!(engine.health_events(container));
+    let mut events = std::pin::pin!(engine.health_events(container, std::time::SystemTime::now()));
     let mut open = true;
     let mut last = Health::Starting;
     let every = spec

@@ -281,16 +281,32 @@ mod tests {
         );
     }
 
+    /// Spawns `script`, which prints `ready` once its traps are set; returns
+    /// when it has (10 s at most), so no signal comes before them.
+    async fn spawn_ready(script: &str) -> Running {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = spawn(&sh(script), move |_, line| {
+            let _ = tx.send(line);
+        })
+        .unwrap();
+        let ready = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = rx.recv().await {
+                if line == "ready" {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "`{script}` said it was ready");
+        r
+    }
+
     #[tokio::test]
     async fn stop_kills_the_whole_group_after_the_grace_period() {
         // The shell ignores TERM and has a child that does too.
-        let mut r = spawn(
-            &sh("trap '' TERM; sleep 60 & trap '' TERM; wait"),
-            |_, _| {},
-        )
-        .unwrap();
+        let mut r = spawn_ready("trap '' TERM; sleep 60 & trap '' TERM; echo ready; wait").await;
         let pgid = r.pid;
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(group_alive(pgid));
         let t = std::time::Instant::now();
         let status = r
@@ -304,12 +320,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_graceful_process_stops_on_its_signal() {
-        let mut r = spawn(
-            &sh("trap 'exit 0' TERM; while :; do sleep 0.05; done"),
-            |_, _| {},
-        )
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut r =
+            spawn_ready("trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done").await;
         let status = r.stop(Signal::TERM, Duration::from_secs(10)).await.unwrap();
         assert_eq!(status.code(), Some(0));
     }

@@ -177,6 +177,7 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
         // A server with the engine's healthcheck; found again by label;
         // stopped with a grace period it does not use (PID 1 ignores
         // SIGTERM), so it is killed when the grace is over.
+        let before = std::time::SystemTime::now() - Duration::from_secs(1);
         let server = engine
             .run(
                 &ContainerSpec {
@@ -188,7 +189,6 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
                     network_mode: Some("none".into()),
                     healthcheck: Some(Healthcheck {
                         test: vec!["CMD".into(), "/app".into(), "probe".into()],
-                        // Long enough to subscribe before the first verdict.
                         interval: Duration::from_secs(1),
                         timeout: Duration::from_secs(2),
                         retries: 3,
@@ -201,9 +201,11 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
             )
             .await
             .unwrap();
-        // Its verdicts come as events, and its state says the same.
+        // Its verdicts come as events (from a time before it started, so
+        // none is missed however late the subscription), and its state
+        // says the same.
         let first = |c: &cove_runtime::docker::Container| {
-            let events = engine.health_events(c);
+            let events = engine.health_events(c, before);
             async move {
                 let mut events = std::pin::pin!(events);
                 tokio::time::timeout(Duration::from_secs(20), events.next())
@@ -227,7 +229,6 @@ fn a_built_image_runs_is_followed_health_checked_stopped_and_found_by_label() {
                     network_mode: Some("none".into()),
                     healthcheck: Some(Healthcheck {
                         test: vec!["CMD".into(), "/app".into(), "nope".into()],
-                        // Long enough to subscribe before the first verdict.
                         interval: Duration::from_secs(1),
                         timeout: Duration::from_secs(2),
                         retries: 2,

@@ -206,6 +206,21 @@ pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     panic!("not within {secs}s: {what}");
 }
 
+/// Polls `f` until it gives a value (or `secs` pass: then fails with what
+/// it said last).
+pub fn eventually_ok<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("not within {secs}s: {what}; last seen: {last}");
+}
+
 fn row<'a>(rows: &'a [serde_json::Value], service: &str, replica: u64) -> &'a serde_json::Value {
     rows.iter()
         .find(|r| r["service"] == service && r["replica"] == replica)
@@ -370,13 +385,9 @@ services:
     // first (no health check: running is ready); the app comes up either way.
     let out = app.cove(&["up", "-d"]);
     assert!(matches!(out.code, Some(0 | 1)), "{out:?}");
-    eventually(20, "flaky running after its restart", || {
-        let rows = app.ps();
-        rows.len() == 2 && rows.iter().all(|r| r["state"] == "running")
-    });
-    assert_eq!(row(&app.ps(), "flaky", 1)["restarts"], 1);
-    let old = app.processes();
-    assert_eq!(old.len(), 2, "{old:?}");
+    // Everything from one snapshot: the restart is counted when the crash is
+    // seen, before the new process exists.
+    let old = settled(&app, 20, "flaky running after its restart", 1);
 
     // SIGKILL: its reaper stops the replicas at once, with no cove command.
     let daemon = app.daemon_pid().expect("a daemon runs");
@@ -396,15 +407,9 @@ services:
     // Started again, it brings the app back, restart counts kept.
     let out = app.cove(&["up", "-d"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    let new = app.processes();
-    assert_eq!(new.len(), 2, "no duplicates: {new:?}");
-    assert!(new.iter().all(|p| !old.contains(p)));
+    let new = settled(&app, 20, "the app back, restart counts kept", 1);
+    assert!(new.iter().all(|p| !old.contains(p)), "{old:?} {new:?}");
     assert_ne!(app.daemon_pid(), Some(daemon));
-    assert_eq!(
-        row(&app.ps(), "flaky", 1)["restarts"],
-        1,
-        "restart counts survive"
-    );
 
     // Reaper and daemon both killed: the replicas are left running, and
     // the next daemon stops them before it starts the app again.
@@ -412,14 +417,14 @@ services:
     let daemon = app.daemon_pid().unwrap();
     kill9(daemon);
     eventually(5, "the daemon to die", || !alive(daemon));
-    assert_eq!(app.processes(), new, "nothing stopped them yet");
+    assert!(new.iter().all(|p| alive(*p)), "nothing stopped them yet");
     let out = app.cove(&["up", "-d"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
         new.iter().all(|p| !alive(*p)),
         "orphans of the killed daemon"
     );
-    assert_eq!(app.processes().len(), 2);
+    settled(&app, 20, "the app started again", 1);
     let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
     assert!(
         log.contains("stopped 2 process(es) a previous daemon left running"),
@@ -445,6 +450,38 @@ services:
     let out = app.cove(&["up", "-d", "db"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(app.ps().len(), 1, "only db: the old app was forgotten");
+}
+
+/// Waits for one `ps` snapshot of the sigkill test's app in which both
+/// replicas run, `flaky` has restarted `restarts` times, and the live
+/// processes of the app are exactly those two (its health probes, short
+/// lived, aside): their pids.
+fn settled(app: &App, secs: u64, what: &str, restarts: u64) -> Vec<u32> {
+    let probe = |pid: &u32| {
+        fs_err::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("create_connection"))
+    };
+    eventually_ok(secs, what, || {
+        let rows = app.ps();
+        let mut listed: Vec<u32> = rows
+            .iter()
+            .filter(|r| r["state"] == "running")
+            .filter_map(|r| r["pid"].as_u64())
+            .map(|p| p as u32)
+            .collect();
+        listed.sort();
+        let live: Vec<u32> = app.processes().into_iter().filter(|p| !probe(p)).collect();
+        let flaky = rows
+            .iter()
+            .find(|r| r["service"] == "flaky")
+            .map(|r| r["restarts"].clone());
+        if rows.len() == 2 && listed.len() == 2 && flaky == Some(restarts.into()) && live == listed
+        {
+            Ok(listed)
+        } else {
+            Err(format!("ps: {rows:?}; live processes: {live:?}"))
+        }
+    })
 }
 
 fn kill9(pid: u32) {

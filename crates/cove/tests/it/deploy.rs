@@ -714,11 +714,14 @@ fn deploying_everything_leaves_unchanged_recipes_running() {
     assert_eq!(pid(&app), Some(before), "redis kept running");
 }
 
-/// `SERVER`, but exits 1 s after it started when `CRASH_SOON=1`.
+/// `SERVER`, but with `CRASH_SOON=1` exits 1 s after it first answered (its
+/// health check's first request): healthy first, however slowly it starts,
+/// then gone during `monitor`.
 const CRASHING: &str = r#"
 import http.server, os, threading
+crash = threading.Event()
 if os.environ.get("CRASH_SOON") == "1":
-    threading.Timer(1.0, lambda: os._exit(3)).start()
+    threading.Thread(target=lambda: (crash.wait(), __import__("time").sleep(1.0), os._exit(3)), daemon=True).start()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -728,6 +731,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        crash.set()
     def log_message(self, *a):
         pass
 http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()

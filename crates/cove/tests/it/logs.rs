@@ -23,7 +23,19 @@ fn logs(dir: &Path, args: &[&str]) -> (Option<i32>, Vec<String>) {
     )
 }
 
-const APP: &str = "services:\n  a:\n    x-cove: {run: [sh, -c, 'echo a1; sleep 1; echo a2']}\n  b:\n    x-cove: {run: [sh, -c, 'sleep 0.5; echo b1; sleep 1; echo b2']}\n";
+/// Two services whose lines alternate a1, b1, a2, b2 by cause, not by
+/// timing: each waits (10 s at most) for the file the other touches after
+/// its line (0.3 s after, so that cove has read it), however late either
+/// process starts.
+const APP: &str = r#"
+services:
+  a:
+    x-cove:
+      run: [sh, -c, 'w() { i=0; until [ -e "$$1" ]; do i=$$((i+1)); [ $$i -gt 200 ] && exit 9; sleep 0.05; done; }; echo a1; sleep 0.3; touch a1.done; w b1.done; echo a2; sleep 0.3; touch a2.done']
+  b:
+    x-cove:
+      run: [sh, -c, 'w() { i=0; until [ -e "$$1" ]; do i=$$((i+1)); [ $$i -gt 200 ] && exit 9; sleep 0.05; done; }; w a1.done; echo b1; sleep 0.3; touch b1.done; w a2.done; echo b2']
+"#;
 
 #[test]
 fn logs_are_kept_merged_filtered_and_followed() {
