@@ -166,8 +166,19 @@ impl Client {
     /// Connects to the daemon, starting it (`exe __daemon --state-dir DIR`,
     /// its output appended to `daemon.log`) when none runs.
     pub async fn ensure_running(&self, exe: &Path) -> Result<DaemonStatus, ClientError> {
-        if let Some(s) = self.status().await? {
-            return Ok(s);
+        // A daemon that is exiting (nothing left to run) drops what it had
+        // not accepted yet: the connection breaks. Asked again, it has gone
+        // (its socket removed) and a new one is started.
+        let finishing = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.status().await {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => break,
+                Err(ClientError::Other(_)) if tokio::time::Instant::now() < finishing => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let socket = self.paths.socket();
         if socket.as_os_str().len() > 100 {

@@ -5,9 +5,9 @@
 //! Forwarded requests get `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
 //! `X-Forwarded-Host` and `X-Request-Id` (when absent); hop-by-hop headers
 //! (and those named in `Connection`) are removed both ways. A request that
-//! could not be sent (no connection) is retried once on another target; one
-//! that was sent and got no answer (the target died) is retried once only
-//! when it is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has
+//! could not be sent (no connection) is tried on each other target in turn
+//! (at most 8 tries); one that was sent and got no answer (the target died)
+//! is sent again once, only when it is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has
 //! no body. Answers of the gateway itself: 400 a request body that cannot
 //! be read (bad chunking), 404 no route, 502 upstream failed, 503 no
 //! target, 504 timeout; they close the client's connection
@@ -488,7 +488,13 @@ impl Gateway {
         let wait = route.timeout.unwrap_or(self.limits.upstream_response);
         let mut avoid = None;
         let mut random = balance::thread_random;
-        for attempt in 0..2 {
+        // A request that could not be sent (no connection) goes to each
+        // other target in turn (each failed one is ejected, so it is not
+        // picked again); one sent to a target that died under it, once
+        // more, when it is idempotent and has no body.
+        let attempts = route.pool.targets.len().clamp(2, 8);
+        let mut resent = false;
+        for attempt in 0..attempts {
             let Some(target) = balance::pick(&route.pool, avoid, table::now_ms(), &mut random)
             else {
                 if attempt > 0 {
@@ -539,7 +545,7 @@ impl Gateway {
                     // A small answer to a request that may be sent again is
                     // read whole first: a target dying between its head and
                     // its body then costs a retry, not a broken answer.
-                    if attempt == 0
+                    if !resent
                         && small(&resp)
                         && let Some(again) = &again
                     {
@@ -559,6 +565,7 @@ impl Gateway {
                             }
                             Some(None) => {
                                 target.record(table::Outcome::ConnectFailed, table::now_ms());
+                                resent = true;
                                 upstream_req = replay(again);
                                 avoid = Some(target.addr);
                                 continue;
@@ -578,7 +585,7 @@ impl Gateway {
                     strip_hop_by_hop(resp.headers_mut());
                     return resp;
                 }
-                Ok(Err(SendError::Connect(_, req))) if attempt == 0 => {
+                Ok(Err(SendError::Connect(_, req))) if attempt + 1 < attempts => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
                     // Nothing was sent: the same request, to another target.
                     upstream_req = *req;
@@ -599,8 +606,11 @@ impl Gateway {
                         false,
                     );
                 }
-                Ok(Err(SendError::Upstream(_))) if attempt == 0 && again.is_some() => {
+                Ok(Err(SendError::Upstream(_)))
+                    if !resent && attempt + 1 < attempts && again.is_some() =>
+                {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
+                    resent = true;
                     upstream_req = replay(again.as_ref().expect("a guard checked it"));
                     avoid = Some(target.addr);
                     continue;

@@ -144,6 +144,32 @@ async fn a_failed_connect_is_retried_on_another_replica() {
         let (status, body) = send(gw, "POST", "/", &[], Bytes::from_static(b"data")).await;
         assert_eq!((status, body.lines().next()), (200, Some("live")), "{body}");
     }
+    // Two dead (one just killed, one not back yet) and one live: each
+    // request, POSTs too, is tried on the others in turn until one answers.
+    let dead2 = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let orders = [
+        [dead, dead2, live],
+        [dead, live, dead2],
+        [dead2, live, dead],
+        [live, dead, dead2],
+    ];
+    for (order, policy) in orders
+        .iter()
+        .flat_map(|o| [(o, Policy::RoundRobin), (o, Policy::LeastInFlight)])
+    {
+        // A fresh pool each time: nothing ejected yet.
+        let (table, _) = one_pool(order, policy);
+        let (_, gw) = gateway(table).await;
+        for _ in 0..3 {
+            let (status, body) = get(gw, "/x", &[]).await;
+            assert_eq!((status, body.lines().next()), (200, Some("live")), "{body}");
+            let (status, body) = send(gw, "POST", "/", &[], Bytes::from_static(b"data")).await;
+            assert_eq!((status, body.lines().next()), (200, Some("live")), "{body}");
+        }
+    }
     // Nowhere to go: the client learns of it, and its connection is closed
     // (the body it sent is not read as a request).
     let (table, _) = one_pool(&[dead], Policy::RoundRobin);

@@ -99,7 +99,11 @@ fn request(gw: SocketAddr, method: Method, n: u64) -> Result<String, String> {
     if head.starts_with("HTTP/1.1 200") {
         Ok(body.to_string())
     } else {
-        Err(head.lines().next().unwrap_or("no answer").to_string())
+        Err(format!(
+            "{} {}",
+            head.lines().next().unwrap_or("no answer"),
+            body.trim()
+        ))
     }
 }
 
