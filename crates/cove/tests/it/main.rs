@@ -3,6 +3,7 @@
 
 pub mod attack;
 mod buffs;
+mod cli_claims;
 mod config;
 mod containers;
 mod daemon;
