@@ -17,4 +17,5 @@ mod reference;
 mod replica_env;
 mod secrets;
 mod shared_host;
+mod standalone_gateway;
 pub mod up;
