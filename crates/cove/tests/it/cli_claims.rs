@@ -55,7 +55,10 @@ fn compose_disable_env_file_keeps_dotenv_unread() {
     };
     // The control: `.env` is read.
     assert_eq!(images(&[]), ["a:from-dotenv"]);
-    assert_eq!(images(&[("COMPOSE_DISABLE_ENV_FILE", "0")]), ["a:from-dotenv"]);
+    assert_eq!(
+        images(&[("COMPOSE_DISABLE_ENV_FILE", "0")]),
+        ["a:from-dotenv"]
+    );
     for on in ["1", "true"] {
         assert_eq!(
             images(&[("COMPOSE_DISABLE_ENV_FILE", on)]),
@@ -64,7 +67,11 @@ fn compose_disable_env_file_keeps_dotenv_unread() {
         );
     }
     // `.env` naming the compose file is not read either.
-    write(tmp.path(), ".env", "TAG=from-dotenv\nCOMPOSE_FILE=other.yaml\n");
+    write(
+        tmp.path(),
+        ".env",
+        "TAG=from-dotenv\nCOMPOSE_FILE=other.yaml\n",
+    );
     assert_eq!(images(&[]), ["other:from-dotenv"]);
     assert_eq!(images(&[("COMPOSE_DISABLE_ENV_FILE", "1")]), ["a:unset"]);
 }
@@ -81,25 +88,27 @@ fn config_profiles_prints_every_profile_sorted_one_per_line() {
         "services:\n  always:\n    image: a\n  tools:\n    image: t\n    profiles: [zeta, debug]\n  db-admin:\n    image: d\n    profiles: [debug, Admin]\n  seed:\n    image: s\n    profiles: [alpha]\n",
     );
     let o = cove(tmp.path(), &["config", "--profiles"], &[]);
-    assert_eq!(
-        o,
-        "Admin\nalpha\ndebug\nzeta\n"
-    );
+    assert_eq!(o, "Admin\nalpha\ndebug\nzeta\n");
     // The same whichever profiles are enabled.
     let o = cove(
         tmp.path(),
         &["--profile", "debug", "config", "--profiles"],
         &[("COMPOSE_PROFILES", "alpha")],
     );
-    assert_eq!(
-        o,
-        "Admin\nalpha\ndebug\nzeta\n"
+    assert_eq!(o, "Admin\nalpha\ndebug\nzeta\n");
+    let o = cove(
+        tmp.path(),
+        &["config", "--profiles", "--format", "json"],
+        &[],
     );
-    let o = cove(tmp.path(), &["config", "--profiles", "--format", "json"], &[]);
     let v: Vec<String> = serde_json::from_str(&o).unwrap();
     assert_eq!(v, ["Admin", "alpha", "debug", "zeta"]);
     // An app without profiles prints nothing.
-    write(tmp.path(), "compose.yaml", "services:\n  a:\n    image: a\n");
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n",
+    );
     let o = cove(tmp.path(), &["config", "--profiles"], &[]);
     assert_eq!(o, "");
 }

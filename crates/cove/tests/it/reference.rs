@@ -67,7 +67,9 @@ fn the_command_list_is_read_from_the_help() {
         assert!(names.iter().any(|n| n == known), "{known} in {names:?}");
     }
     assert!(
-        !names.iter().any(|n| n.contains("__") || n.ends_with("help")),
+        !names
+            .iter()
+            .any(|n| n.contains("__") || n.ends_with("help")),
         "hidden commands and clap's `help` are not documented: {names:?}"
     );
 }
