@@ -5,6 +5,7 @@ pub mod attack;
 mod buffs;
 mod cli_claims;
 mod config;
+mod container_settings;
 mod containers;
 mod daemon;
 pub mod deploy;
