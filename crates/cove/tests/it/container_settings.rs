@@ -1,7 +1,7 @@
-//! Container settings reach the engine (docs/guides/docker.md): a
-//! docker-driver service with resource limits, ulimits, a user, extra
-//! hosts, `init` and `privileged` runs, and `docker inspect` shows each
-//! value. The image is built `FROM scratch` around a static program
+//! Container settings reach the engine (docs/guides/docker.md, Settings):
+//! a docker-driver service with resource limits, ulimits, a user, extra
+//! hosts, `init`, `privileged` and more runs, and `docker inspect` shows
+//! each value (those containers.rs checks are left to it). The image is built `FROM scratch` around a static program
 //! compiled here (no registry is reachable), against the engine of
 //! `DOCKER_HOST`.
 
@@ -27,6 +27,12 @@ services:
     build: ./limited
     stop_grace_period: 1s
     user: "1234:5678"
+    working_dir: /work
+    entrypoint: [/entry]
+    command: [--quiet, "two words"]
+    cap_add: [NET_ADMIN]
+    dns_search: [example.internal]
+    devices: ["/dev/null:/dev/xnull:rwm"]
     init: true
     privileged: true
     extra_hosts:
@@ -56,7 +62,9 @@ fn build_context(dir: &Path) {
     fs_err::remove_file(dir.join("main.rs")).unwrap();
     fs_err::write(
         dir.join("Dockerfile"),
-        "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+        // The same program twice: `/entry`, the service's `entrypoint`,
+        // is not the image's.
+        "FROM scratch\nCOPY app /app\nCOPY app /entry\nENTRYPOINT [\"/app\"]\n",
     )
     .unwrap();
 }
@@ -72,7 +80,7 @@ fn inspect(name: &str, format: &str) -> String {
 }
 
 #[test]
-fn resource_limits_ulimits_user_hosts_init_and_privileged_reach_the_engine() {
+fn container_settings_reach_the_engine() {
     assert!(
         std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists(),
         "no Docker engine: run `bash scripts/test`, which starts one of its own"
@@ -125,6 +133,32 @@ fn resource_limits_ulimits_user_hosts_init_and_privileged_reach_the_engine() {
             "nofile=1024:2048 nproc=512:512".to_string(),
         ),
         ("user", "{{.Config.User}}", "1234:5678".to_string()),
+        ("working_dir", "{{.Config.WorkingDir}}", "/work".to_string()),
+        (
+            "entrypoint",
+            "{{json .Config.Entrypoint}}",
+            r#"["/entry"]"#.to_string(),
+        ),
+        (
+            "command",
+            "{{json .Config.Cmd}}",
+            r#"["--quiet","two words"]"#.to_string(),
+        ),
+        (
+            "cap_add",
+            "{{.HostConfig.CapAdd}}",
+            "[NET_ADMIN]".to_string(),
+        ),
+        (
+            "dns_search",
+            "{{.HostConfig.DnsSearch}}",
+            "[example.internal]".to_string(),
+        ),
+        (
+            "devices",
+            "{{range .HostConfig.Devices}}{{.PathOnHost}}:{{.PathInContainer}}:{{.CgroupPermissions}}{{end}}",
+            "/dev/null:/dev/xnull:rwm".to_string(),
+        ),
         (
             "extra_hosts",
             "{{range .HostConfig.ExtraHosts}}{{.}} {{end}}",
