@@ -33,6 +33,7 @@ use crate::metrics::RouteStats;
 
 use crate::balance;
 use crate::deadline::Deadlines;
+use crate::server::Stopping;
 use crate::table::{self, Table};
 use crate::upstream::{SendError, Upstreams};
 
@@ -57,6 +58,9 @@ pub struct Limits {
     /// How long a request waits for a target of a pool whose targets are
     /// on their way ([`crate::table::Pool::pending`]).
     pub hold: Duration,
+    /// Once the gateway stops accepting, how long connections have to
+    /// finish their request in progress (idle ones close at once).
+    pub drain: Duration,
 }
 
 impl Default for Limits {
@@ -69,6 +73,7 @@ impl Default for Limits {
             max_headers: 100,
             max_streams: 256,
             hold: Duration::from_secs(30),
+            drain: Duration::from_millis(100),
         }
     }
 }
@@ -207,7 +212,7 @@ impl Gateway {
     }
 
     /// Serves `listener` until `shutdown` resolves; connections then finish
-    /// their current request.
+    /// their current request (within [`Limits::drain`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let cap = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
         self.serve_capped(listener, cap, shutdown).await
@@ -221,28 +226,47 @@ impl Gateway {
         cap: Arc<Semaphore>,
         shutdown: impl Future<Output = ()>,
     ) {
-        crate::server::accept_loop(listener, cap, shutdown, move |stream, peer| {
-            self.clone().serve_connection(stream, peer)
+        let drain = self.limits.drain;
+        crate::server::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
+            self.clone().serve_connection(stream, peer, stop)
         })
         .await
     }
 
     /// Serves the requests of one client connection: HTTP/1.1, or HTTP/2
-    /// when it opens with the HTTP/2 preface (h2c, prior knowledge).
-    pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// when it opens with the HTTP/2 preface (h2c, prior knowledge); until
+    /// `stop`, then it finishes its request in progress and closes.
+    pub async fn serve_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut stop: Stopping,
+    ) {
         let _ = stream.set_nodelay(true);
         // Bounded like a request head: a client that sends nothing is cut off.
-        let h2 = match tokio::time::timeout(self.limits.header_read, sniff_h2(&stream)).await {
+        let sniffed = tokio::select! {
+            h2 = tokio::time::timeout(self.limits.header_read, sniff_h2(&stream)) => h2,
+            _ = stop.requested() => return,
+        };
+        let h2 = match sniffed {
             Ok(Ok(h2)) => h2,
             _ => return,
         };
-        self.serve_io(stream, peer, h2, false).await
+        self.serve_io(stream, peer, h2, false, stop).await
     }
 
     /// Serves one client connection over `io`, as HTTP/2 (`h2`) or
-    /// HTTP/1.1; `secure`: it came over TLS.
-    pub async fn serve_io<I>(self: Arc<Self>, io: I, peer: SocketAddr, h2: bool, secure: bool)
-    where
+    /// HTTP/1.1; `secure`: it came over TLS. Once `stop` resolves, the
+    /// request in progress (every stream, over HTTP/2) finishes and the
+    /// connection closes.
+    pub async fn serve_io<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        h2: bool,
+        secure: bool,
+        mut stop: Stopping,
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let limits = self.limits;
@@ -252,14 +276,21 @@ impl Gateway {
             async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer, secure).await) }
         });
         if h2 {
-            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(limits.max_streams)
                 .max_header_list_size(limits.max_head as u32)
                 .keep_alive_interval(Some(Duration::from_secs(20)))
                 .keep_alive_timeout(Duration::from_secs(20))
-                .serve_connection(TokioIo::new(io), service)
-                .await;
+                .serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.requested() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
             return;
         }
         let mut http1 = hyper::server::conn::http1::Builder::new();
@@ -275,10 +306,17 @@ impl Gateway {
         if limits.max_headers != 100 {
             http1.max_headers(limits.max_headers);
         }
-        let _ = http1
+        let conn = http1
             .serve_connection(TokioIo::new(io), service)
-            .with_upgrades()
-            .await;
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stop.requested() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
     }
 
     pub(crate) fn limits(&self) -> Limits {

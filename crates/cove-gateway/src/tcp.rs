@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -26,9 +27,15 @@ pub async fn serve(
     let Ok(local) = listener.local_addr() else {
         return;
     };
-    crate::server::accept_loop(listener, cap, shutdown, move |stream, _peer| {
-        join(gateway.clone(), stream, local)
-    })
+    // A joined connection is not waited for (its `Stopping` dropped here):
+    // it goes on until the gateway's thread ends.
+    crate::server::accept_loop(
+        listener,
+        cap,
+        shutdown,
+        Duration::ZERO,
+        move |stream, _peer, _stop| join(gateway.clone(), stream, local),
+    )
     .await
 }
 

@@ -135,7 +135,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    crate::server::accept_loop(listener, cap, shutdown, move |stream, peer| {
+    let drain = gateway.limits().drain;
+    crate::server::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
         let gateway = gateway.clone();
         let acceptor = acceptor.clone();
         async move {
@@ -145,7 +146,7 @@ pub async fn serve(
                 return;
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            gateway.serve_io(tls, peer, h2, true).await
+            gateway.serve_io(tls, peer, h2, true, stop).await
         }
     })
     .await

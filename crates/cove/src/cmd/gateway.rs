@@ -1,7 +1,8 @@
 //! `cove gateway --listen ADDR --upstream ADDR... [--threads N]`: the
 //! gateway alone, in the foreground, one pool of upstreams behind every
-//! path — the same code path as under `cove up`. Stops on SIGTERM or Ctrl-C
-//! (connections finish their current request).
+//! path — the same code path as under `cove up`. Stops on SIGTERM or Ctrl-C:
+//! no new connection from then, requests in flight get [`DRAIN`] to finish,
+//! then it exits 0.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,9 @@ use cove_gateway::server::{self, Kind, Server};
 use cove_gateway::table::{Policy, Pool, Route, Table, Target};
 
 use crate::cli::{BalancePolicy, GatewayArgs};
+
+/// How long requests in flight at SIGTERM have to finish.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
     let threads = args
@@ -26,7 +30,11 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         policy,
     );
     let table = Table::new(vec![Route::new(None, "/", pool)]);
-    let gateway = Gateway::new(table, Limits::default());
+    let limits = Limits {
+        drain: DRAIN,
+        ..Limits::default()
+    };
+    let gateway = Gateway::new(table, limits);
     // One socket per thread (SO_REUSEPORT: the kernel spreads connections).
     let sockets = (0..threads)
         .map(|_| Ok(vec![(Kind::Http, server::bind_reuseport(args.listen)?)]))

@@ -3,7 +3,9 @@
 
 pub mod attack;
 mod buffs;
+mod cli_claims;
 mod config;
+mod container_settings;
 mod containers;
 mod daemon;
 pub mod deploy;
@@ -16,4 +18,5 @@ mod reference;
 mod replica_env;
 mod secrets;
 mod shared_host;
+mod standalone_gateway;
 pub mod up;

@@ -1,0 +1,184 @@
+//! The standalone `cove gateway` end to end (docs/guides/gateway.md,
+//! "Standalone"): in front of a backend of the test's own, a request goes
+//! through; on SIGTERM the request in flight finishes, new connections are
+//! refused, and the gateway exits 0. Loopback only; every wait bounded.
+
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::gateway::http;
+
+/// A backend on 127.0.0.1: `/slow` answers after a second (and says on
+/// `started` when it has the request), any other path at once. Each
+/// answer names the path.
+fn backend(started: mpsc::Sender<String>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let started = started.clone();
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if path == "/slow" {
+                    let _ = started.send(path.clone());
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                let body = format!("answered {path}");
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// `cove gateway`, stopped (SIGKILL, by its pid) if the test ends first.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 20 ms for up to `limit`; panics with `what` after.
+fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+#[test]
+fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
+    let (started_tx, started) = mpsc::channel();
+    let upstream = backend(started_tx);
+    // A free port (the gateway binds it at once; nothing else here takes it).
+    let listen = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
+        .args(["gateway", "--listen", &listen.to_string()])
+        .args(["--upstream", &upstream.to_string(), "--threads", "2"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let gw = Gateway(child);
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let first = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("cove gateway printed nothing within 20 s");
+    assert_eq!(
+        first,
+        format!("cove gateway: listening on {listen} (1 upstreams, 2 threads)")
+    );
+
+    // Through the gateway to the backend.
+    let (status, head, body) = http(listen, "GET", "localhost", "/hello", b"");
+    assert_eq!((status, body.as_str()), (200, "answered /hello"), "{head}");
+
+    // A kept-alive connection, idle when SIGTERM comes.
+    let mut idle = TcpStream::connect(listen).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(b"GET /kept HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"answered /kept") {
+        let n = idle.read(&mut buf).expect("the kept-alive answer");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+
+    // A slow request in flight when SIGTERM comes.
+    let slow = std::thread::spawn(move || http(listen, "GET", "localhost", "/slow", b""));
+    assert_eq!(
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the slow request did not reach the backend within 10 s"),
+        "/slow"
+    );
+    let sent = Instant::now();
+    let pid = gw.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // New connections are refused while the slow one is still answering.
+    within(
+        Duration::from_millis(500),
+        "new connections refused after SIGTERM",
+        || {
+            matches!(
+                TcpStream::connect_timeout(&listen, Duration::from_millis(200)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        },
+    );
+    assert!(
+        sent.elapsed() < Duration::from_millis(900),
+        "the refusal came only after the slow request could have finished"
+    );
+    // The idle connection is closed at once (not held open for the drain,
+    // nor until its idle timeout, 10 s).
+    idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(
+        idle.read(&mut buf).map_err(|e| e.kind()),
+        Ok(0),
+        "the idle kept-alive connection closed at SIGTERM"
+    );
+    // The request in flight finishes, whole.
+    let (status, _, body) = slow.join().expect("the slow request failed");
+    assert_eq!((status, body.as_str()), (200, "answered /slow"));
+    // And the gateway exits 0, soon (well before its 30 s drain: nothing
+    // is left in flight).
+    let mut gw = gw;
+    within(
+        Duration::from_secs(5),
+        "cove gateway exiting after SIGTERM",
+        || gw.0.try_wait().unwrap().is_some(),
+    );
+    assert_eq!(gw.0.wait().unwrap().code(), Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "exited {:?} after SIGTERM",
+        sent.elapsed()
+    );
+}
