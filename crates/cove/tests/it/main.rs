@@ -3,6 +3,7 @@
 
 pub mod attack;
 mod buffs;
+mod claims;
 mod config;
 mod containers;
 mod daemon;
