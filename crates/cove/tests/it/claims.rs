@@ -200,3 +200,84 @@ secrets:
     cove_ok(&app, &["down"]);
     assert!(!new.exists(), "removed with the replica: {}", new.display());
 }
+
+/// Healthy unless the file `broken` is in its directory.
+const SLEEPER: &str = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        code = 500 if os.path.exists("broken") else 200
+        self.send_response(code)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// One GET through the gateway for `host`: status line and body.
+fn get_raw(gw: std::net::SocketAddr, host: &str, wait: Duration) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("no answer within {wait:?}: {e}; got {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// docs/guides/deploy.md, "Scale to zero": the request that wakes a
+/// sleeping service is held; "if none is within 30 s, it answers 503
+/// saying so". (The hold itself is tested with a short value in
+/// cove-gateway's tests/wake.rs; this is the daemon's default, end to end.)
+#[test]
+fn a_woken_service_that_never_turns_healthy_gets_a_503_after_30_s() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      health: {http: /}
+      autoscale: {min: 0, max: 1, target_concurrency: 4, scale_down_after: 1s}
+    expose: ["8000"]
+    healthcheck: {interval: 1s, timeout: 1s, retries: 100, start_period: 120s, start_interval: 100ms}
+x-cove:
+  gateway: {listen: "127.0.0.1:0"}
+"#,
+    );
+    fs_err::write(app.dir().join("server.py"), SLEEPER).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let gw = wait_for_targets(&app, &[1]);
+    eventually(30, "web to sleep", || pids(&app, &["web"]).is_empty());
+    // From now on a replica starts but never passes its health check.
+    fs_err::write(app.dir().join("broken"), "").unwrap();
+    let started = Instant::now();
+    let (status, body) = get_raw(gw, "web.localhost", Duration::from_secs(90));
+    let waited = started.elapsed();
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}\n{body}");
+    assert!(
+        body.contains("`web` was scaled to zero and no replica was ready within 30s"),
+        "says why: {body}"
+    );
+    assert!(
+        waited >= Duration::from_secs(30),
+        "answered after {waited:?}, before 30 s"
+    );
+    let (_, logs) = app.merged(&["logs"]);
+    assert!(
+        logs.contains("autoscale: 0 → 1 replicas (a request came while it was scaled to zero)"),
+        "it was woken: {logs}"
+    );
+}
