@@ -56,6 +56,49 @@ fn pids(app: &App, services: &[&str]) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The daemon's recorded events after `after` (`GET /v1/events`, over
+/// its socket): each with its time, service, replica, revision, state
+/// and pid.
+fn events(app: &App, after: u64) -> Vec<serde_json::Value> {
+    use std::io::{Read as _, Write as _};
+    let state = fs_err::canonicalize(app.dir().join(".cove")).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(app.dir().join(".cove/daemon.sock"))
+        .expect("the daemon's socket");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET /v1/events?after={after}&wait=0 HTTP/1.1\r\nHost: cove\r\ncove-project: {}\r\nConnection: close\r\n\r\n",
+        state.display()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The last event's number (0 when there is none).
+fn last_seq(app: &App) -> u64 {
+    events(app, 0)
+        .last()
+        .map_or(0, |e| e["seq"].as_u64().unwrap())
+}
+
+/// One line per event, for failure messages.
+fn show(events: &[serde_json::Value]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}-{} r{} {} {}",
+                e["time_ms"], e["service"], e["replica"], e["revision"], e["state"], e["detail"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 const CHAIN: &str = r#"
 services:
   db:
@@ -279,5 +322,144 @@ x-cove:
     assert!(
         logs.contains("autoscale: 0 → 1 replicas (a request came while it was scaled to zero)"),
         "it was woken: {logs}"
+    );
+}
+
+/// Answers `v<VERSION>`.
+const VERSIONED: &str = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("v" + os.environ["VERSION"]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `web` (start-first) and `db` (stop-first), 2 replicas each, at
+/// `version`; `other` never changes.
+fn two_orders(version: u32) -> String {
+    format!(
+        r#"
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      health: {{http: /}}
+    environment: {{VERSION: "{version}"}}
+    expose: ["8000"]
+    deploy: {{replicas: 2}}
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+  db:
+    x-cove:
+      run: python3 server.py
+      health: {{tcp: 8000}}
+    environment: {{VERSION: "{version}"}}
+    ports: ["8000"]
+    deploy:
+      replicas: 2
+      update_config: {{order: stop-first}}
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+  other:
+    x-cove: {{run: [sh, -c, 'sleep 300 & wait']}}
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+"#
+    )
+}
+
+/// Replays a service's events: after each, how many of its instances
+/// serve (healthy), and the order in which old ones (revision `old`)
+/// stopped and new ones (revision `new`) turned healthy: `-N` old
+/// replica N stopped, `+N` new replica N healthy.
+fn replay(events: &[serde_json::Value], service: &str, old: u64, new: u64) -> (Vec<usize>, Vec<String>) {
+    let mut serving = std::collections::BTreeSet::new();
+    // Serving when the replay starts: both old replicas.
+    serving.insert((1, old));
+    serving.insert((2, old));
+    let mut counts = Vec::new();
+    let mut steps = Vec::new();
+    for e in events.iter().filter(|e| e["service"] == service && e["replica"] != 0) {
+        let key = (e["replica"].as_u64().unwrap(), e["revision"].as_u64().unwrap());
+        // Health is in the detail (the state is `running`).
+        if e["detail"] == "healthy" {
+            if serving.insert(key) && key.1 == new {
+                steps.push(format!("+{}", key.0));
+            }
+        } else {
+            serving.remove(&key);
+            if key.1 == old && e["state"] == "stopped" {
+                steps.push(format!("-{}", key.0));
+            }
+        }
+        counts.push(serving.len());
+    }
+    (counts, steps)
+}
+
+/// docs/guides/up.md: "Running `cove up` again converges: services whose
+/// definition did not change keep their replicas; changed ones are
+/// replaced replica by replica, as `cove deploy` does". Seen from the
+/// daemon's recorded events (every state change of every instance) and
+/// through the gateway under load.
+#[test]
+fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
+    let app = App::new(&two_orders(1));
+    fs_err::write(app.dir().join("server.py"), VERSIONED).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let gw = wait_for_targets(&app, &[2, 2]);
+    let before = pids(&app, &["web", "db", "other"]);
+    assert_eq!(before.len(), 5, "{before:?}");
+    let from = last_seq(&app);
+
+    let load = Load::start(gw);
+    settle();
+    fs_err::write(app.dir().join("compose.yaml"), two_orders(2)).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    eventually(60, "every web and db replica at revision 2, healthy", || {
+        let rows = app.ps();
+        let new = |s: &str| {
+            rows.iter()
+                .filter(|r| r["service"] == s && r["revision"] == 2 && r["health"] == "healthy")
+                .count()
+        };
+        new("web") == 2 && new("db") == 2 && rows.len() == 5
+    });
+    settle();
+    let bodies = load.finish("up again");
+    assert!(bodies.contains_key("v2"), "{bodies:?}");
+
+    let after = pids(&app, &["web", "db", "other"]);
+    assert_eq!(after["other-1"], before["other-1"], "unchanged: same process");
+    for r in ["web-1", "web-2", "db-1", "db-2"] {
+        assert_ne!(after[r], before[r], "{r} replaced");
+    }
+    let happened = events(&app, from);
+    assert!(
+        !happened.iter().any(|e| e["service"] == "other"),
+        "nothing happened to the unchanged service:\n{}",
+        show(&happened)
+    );
+    // start-first: a new replica serves before its old one stops, one
+    // replica at a time; never fewer than 2 serve.
+    let (counts, steps) = replay(&happened, "web", 1, 2);
+    assert_eq!(steps, ["+1", "-1", "+2", "-2"], "{}", show(&happened));
+    assert!(
+        counts.iter().all(|c| *c >= 2),
+        "{counts:?}\n{}",
+        show(&happened)
+    );
+    // stop-first: the old one stops first, one at a time; never none.
+    let (counts, steps) = replay(&happened, "db", 1, 2);
+    assert_eq!(steps, ["-1", "+1", "-2", "+2"], "{}", show(&happened));
+    assert!(
+        counts.iter().all(|c| *c >= 1),
+        "{counts:?}\n{}",
+        show(&happened)
     );
 }
