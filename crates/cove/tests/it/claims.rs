@@ -145,11 +145,7 @@ fn stop_leaves_the_dependents_running_as_they_were() {
     );
     let left = app.processes();
     assert!(
-        before
-            .iter()
-            .filter(|p| !left.contains(p))
-            .count()
-            == 1,
+        before.iter().filter(|p| !left.contains(p)).count() == 1,
         "only db's process is gone: before {before:?}, after {left:?}"
     );
     assert!(dependents.values().all(|p| alive(*p as u32)));
@@ -377,15 +373,26 @@ x-cove:
 /// serve (healthy), and the order in which old ones (revision `old`)
 /// stopped and new ones (revision `new`) turned healthy: `-N` old
 /// replica N stopped, `+N` new replica N healthy.
-fn replay(events: &[serde_json::Value], service: &str, old: u64, new: u64) -> (Vec<usize>, Vec<String>) {
+fn replay(
+    events: &[serde_json::Value],
+    service: &str,
+    old: u64,
+    new: u64,
+) -> (Vec<usize>, Vec<String>) {
     let mut serving = std::collections::BTreeSet::new();
     // Serving when the replay starts: both old replicas.
     serving.insert((1, old));
     serving.insert((2, old));
     let mut counts = Vec::new();
     let mut steps = Vec::new();
-    for e in events.iter().filter(|e| e["service"] == service && e["replica"] != 0) {
-        let key = (e["replica"].as_u64().unwrap(), e["revision"].as_u64().unwrap());
+    for e in events
+        .iter()
+        .filter(|e| e["service"] == service && e["replica"] != 0)
+    {
+        let key = (
+            e["replica"].as_u64().unwrap(),
+            e["revision"].as_u64().unwrap(),
+        );
         // Health is in the detail (the state is `running`).
         if e["detail"] == "healthy" {
             if serving.insert(key) && key.1 == new {
@@ -421,21 +428,28 @@ fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
     settle();
     fs_err::write(app.dir().join("compose.yaml"), two_orders(2)).unwrap();
     cove_ok(&app, &["up", "-d"]);
-    eventually(60, "every web and db replica at revision 2, healthy", || {
-        let rows = app.ps();
-        let new = |s: &str| {
-            rows.iter()
-                .filter(|r| r["service"] == s && r["revision"] == 2 && r["health"] == "healthy")
-                .count()
-        };
-        new("web") == 2 && new("db") == 2 && rows.len() == 5
-    });
+    eventually(
+        60,
+        "every web and db replica at revision 2, healthy",
+        || {
+            let rows = app.ps();
+            let new = |s: &str| {
+                rows.iter()
+                    .filter(|r| r["service"] == s && r["revision"] == 2 && r["health"] == "healthy")
+                    .count()
+            };
+            new("web") == 2 && new("db") == 2 && rows.len() == 5
+        },
+    );
     settle();
     let bodies = load.finish("up again");
     assert!(bodies.contains_key("v2"), "{bodies:?}");
 
     let after = pids(&app, &["web", "db", "other"]);
-    assert_eq!(after["other-1"], before["other-1"], "unchanged: same process");
+    assert_eq!(
+        after["other-1"], before["other-1"],
+        "unchanged: same process"
+    );
     for r in ["web-1", "web-2", "db-1", "db-2"] {
         assert_ne!(after[r], before[r], "{r} replaced");
     }
@@ -462,4 +476,249 @@ fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
         "{counts:?}\n{}",
         show(&happened)
     );
+}
+
+/// `VERSIONED`, but the replica numbered `FAIL_REPLICA` exits with code 3
+/// at once.
+const FAILING_ONE: &str = r#"
+import http.server, os, sys
+if os.environ.get("FAIL_REPLICA") == os.environ["COVE_REPLICA"]:
+    print("replica", os.environ["COVE_REPLICA"], "will not start", flush=True)
+    sys.exit(3)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("v" + os.environ["VERSION"]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `web`, `replicas` of it, at `version`, with replica `fail` (0: none)
+/// failing, replaced per `update` (YAML flow mapping entries).
+fn updating(version: u32, replicas: u32, fail: u32, update: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      health: {{http: /}}
+    environment: {{VERSION: "{version}", FAIL_REPLICA: "{fail}"}}
+    expose: ["8000"]
+    deploy:
+      replicas: {replicas}
+      update_config: {{{update}}}
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+"#
+    )
+}
+
+/// `replica` → revision of each running `web` replica.
+fn revisions(app: &App) -> BTreeMap<u64, u64> {
+    app.ps()
+        .into_iter()
+        .filter(|r| r["service"] == "web" && r["state"] == "running")
+        .map(|r| {
+            (
+                r["replica"].as_u64().unwrap(),
+                r["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The order in which new (revision `new`) web replicas started: their
+/// replica numbers.
+fn started(events: &[serde_json::Value], new: u64) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["service"] == "web" && e["revision"] == new && e["state"] == "starting")
+        .map(|e| e["replica"].as_u64().unwrap())
+        .collect()
+}
+
+/// docs/guides/deploy.md, `update_config.failure_action: continue`: a
+/// replica of the new revision that fails does not stop the deploy; it
+/// goes on to the next replica and ends (exit 0) saying which replica
+/// kept its previous revision, and why.
+#[test]
+fn failure_action_continue_goes_on_past_a_failed_replica() {
+    let app = App::new(&updating(1, 3, 0, "failure_action: continue"));
+    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let from = last_seq(&app);
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(2, 3, 2, "failure_action: continue"),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("revision 2 runs on 2 of 3 replicas"),
+        "says what it did: {out}"
+    );
+    assert!(
+        out.contains("replica 2: exited with code 3"),
+        "says why: {out}"
+    );
+    assert!(!out.contains("rolling back"), "{out}");
+    let happened = events(&app, from);
+    assert_eq!(
+        started(&happened, 2),
+        [1, 2, 3],
+        "replica 3 after replica 2 failed:\n{}",
+        show(&happened)
+    );
+    assert_eq!(
+        revisions(&app),
+        BTreeMap::from([(1, 2), (2, 1), (3, 2)]),
+        "the failed replica keeps revision 1"
+    );
+}
+
+/// docs/guides/deploy.md, `update_config.max_failure_ratio`: failed
+/// replicas up to that share are tolerated (the deploy goes through);
+/// beyond it the deploy fails (`failure_action`: here, roll back).
+#[test]
+fn max_failure_ratio_tolerates_failures_up_to_the_share_and_no_more() {
+    let app = App::new(&updating(1, 3, 0, "max_failure_ratio: 0.2"));
+    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    // 1 of 3 is more than 0.2: the deploy fails and is rolled back.
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(2, 3, 2, "max_failure_ratio: 0.2"),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("replica 2: exited with code 3"), "{out}");
+    assert!(out.contains("rolled back to revision 1"), "{out}");
+    assert_eq!(revisions(&app), BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
+    // 1 of 3 is within 0.5: tolerated, the deploy goes through. (The
+    // failed revision was not recorded: this one is revision 2 again.)
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(3, 3, 2, "max_failure_ratio: 0.5"),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("revision 2 runs on 2 of 3 replicas"), "{out}");
+    assert!(out.contains("replica 2: exited with code 3"), "{out}");
+    assert!(!out.contains("rolling back"), "{out}");
+    assert_eq!(revisions(&app), BTreeMap::from([(1, 2), (2, 1), (3, 2)]));
+}
+
+/// docs/guides/deploy.md, `update_config.delay`: the pause between
+/// batches, seen in the times the daemon recorded: the next replica's new
+/// instance starts at least `delay` after the previous batch ended (its
+/// old instance stopped).
+#[test]
+fn update_delay_separates_the_replacements() {
+    let delay = Duration::from_secs(2);
+    let app = App::new(&updating(1, 2, 0, "delay: 2s"));
+    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    let from = last_seq(&app);
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(2, 2, 0, "delay: 2s"),
+    )
+    .unwrap();
+    let out = cove_ok(&app, &["deploy", "web"]);
+    assert!(out.contains("1 at a time, 2s apart"), "{out}");
+    let happened = events(&app, from);
+    let at = |replica: u64, revision: u64, state: &str| {
+        happened
+            .iter()
+            .find(|e| {
+                e["service"] == "web"
+                    && e["replica"] == replica
+                    && e["revision"] == revision
+                    && e["state"] == state
+            })
+            .and_then(|e| e["time_ms"].as_u64())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no web-{replica} r{revision} {state} in:\n{}",
+                    show(&happened)
+                )
+            })
+    };
+    let first_done = at(1, 1, "stopped");
+    let second_started = at(2, 2, "starting");
+    // The daemon stamps an event when it records it (a few ms after it
+    // happened, at most): a 100 ms allowance for that, against a 2 s
+    // delay.
+    let gap = Duration::from_millis(second_started.saturating_sub(first_done));
+    assert!(
+        gap + Duration::from_millis(100) >= delay,
+        "replica 2 started {gap:?} after replica 1's old instance stopped (delay {delay:?}):\n{}",
+        show(&happened)
+    );
+}
+
+/// docs/guides/deploy.md: a failed deploy leaves the service "held at the
+/// revision it runs, so a daemon restart does not bring the failed one
+/// back" — here with `failure_action: pause`, after a replica of the new
+/// revision already took over: the daemon SIGKILLed and started again
+/// runs the service at the held revision, and nothing rolls the failed
+/// revision out again.
+#[test]
+fn a_paused_deploy_stays_held_across_a_daemon_restart() {
+    let app = App::new(&updating(1, 2, 0, "failure_action: pause"));
+    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(2, 2, 2, "failure_action: pause"),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("paused"), "{out}");
+    assert!(out.contains("replica 2: exited with code 3"), "{out}");
+    assert_eq!(
+        revisions(&app),
+        BTreeMap::from([(1, 2), (2, 1)]),
+        "paused where it was"
+    );
+    let held = |app: &App| {
+        let text = cove_ok(app, &["history", "web", "--format", "json"]);
+        let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+        h["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["pinned"] == true)
+            .map(|r| r["number"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&app), [1], "held at the revision that ran everywhere");
+
+    let from = last_seq(&app);
+    kill_daemon(&app);
+    // The file still says revision 2: `up` keeps a held service where it
+    // is.
+    cove_ok(&app, &["up", "-d"]);
+    assert_eq!(held(&app), [1], "still held after the restart");
+    eventually(30, "both replicas running again", || {
+        revisions(&app).len() == 2
+    });
+    let happened = events(&app, from);
+    assert!(
+        started(&happened, 2).is_empty(),
+        "the failed revision was started again:\n{}",
+        show(&happened)
+    );
+    assert_eq!(revisions(&app), BTreeMap::from([(1, 1), (2, 1)]));
 }
