@@ -5,7 +5,6 @@
 //! even when it fails (`App`'s drop).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
