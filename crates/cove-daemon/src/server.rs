@@ -1390,9 +1390,23 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
         ),
         Outcome::Started { .. } => ("started", format!("revision {revision} started"), true),
         Outcome::Scaled { from, to } => ("scaled", format!("scaled from {from} to {to}"), true),
-        Outcome::Deployed { replaced, .. } => (
+        Outcome::Deployed {
+            replaced, failed, ..
+        } if failed.is_empty() => (
             "deployed",
             format!("revision {revision} runs on every replica ({replaced} replaced)"),
+            true,
+        ),
+        // Failures its `update_config` tolerates.
+        Outcome::Deployed {
+            replaced, failed, ..
+        } => (
+            "deployed",
+            format!(
+                "revision {revision} runs on {replaced} of {} replicas; the others kept their previous revision: {}",
+                *replaced as usize + failed.len(),
+                failed.join("; ")
+            ),
             true,
         ),
         Outcome::Failed { reason, undone } => (
@@ -1502,8 +1516,8 @@ async fn converge_and_answer(
 
 /// `cove deploy`: the new app becomes what should run; the named services
 /// (all wanted ones when none) are built and rolled out; the answer comes
-/// when every rollout ended. A service whose deploy failed and was rolled
-/// back is held at the revision it runs.
+/// when every rollout ended. A service whose deploy failed is held at the
+/// revision it ran before.
 async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
     let seq = *daemon.seq.borrow();
     let project = match running_project(daemon, key) {
@@ -1563,21 +1577,19 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
     };
     drop(run);
     let answer = outcomes(daemon, &project, key, seq, done, &pending, &req.message).await;
-    // Rolled back: held at the revision it runs, across daemon restarts.
-    let undone: Vec<&ServiceOutcome> = answer
+    // Failed (rolled back, or paused with some replicas replaced): held
+    // at the revision that ran before, across daemon restarts, so that
+    // nothing rolls the failed one out again.
+    let failed: Vec<&ServiceOutcome> = answer
         .results
         .iter()
         .filter(|r| r.outcome == "failed" && previous.contains_key(&r.service))
         .collect();
-    if !undone.is_empty() {
+    if !failed.is_empty() {
         let mut run = project.run.lock().await;
         if let Some(d) = run.desired.as_mut() {
-            for r in &undone {
-                if current_revision(&project.states.borrow(), &r.service)
-                    == previous.get(&r.service).copied()
-                {
-                    d.pinned.insert(r.service.clone(), previous[&r.service]);
-                }
+            for r in &failed {
+                d.pinned.insert(r.service.clone(), previous[&r.service]);
             }
             if let Err(e) = daemon.store.set_desired(key, Some(d)) {
                 log(&format!("{key}: {e}"));

@@ -83,6 +83,32 @@ mod tests {
         assert_eq!(b.next(&mut r, quick, true).as_millis(), 100);
     }
 
+    /// The defaults the guide states (docs/guides/up.md): 100 ms doubling,
+    /// at most 30 s, forgotten after 10 s of running.
+    #[test]
+    fn the_defaults_are_100ms_doubling_to_30s_reset_after_10s() {
+        let b = Backoff::default();
+        let mut r = Restarts::default();
+        let quick = Duration::from_millis(5);
+        let delays: Vec<u128> = (0..12)
+            .map(|_| b.next(&mut r, quick, false).as_millis())
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000
+            ]
+        );
+        // Just short of 10 s is still a crash loop; 10 s is a stable run.
+        let almost = Duration::from_secs(10) - Duration::from_millis(1);
+        assert_eq!(b.next(&mut r, almost, false).as_millis(), 30000);
+        assert_eq!(
+            b.next(&mut r, Duration::from_secs(10), false).as_millis(),
+            100
+        );
+        assert_eq!(b.next(&mut r, quick, false).as_millis(), 200);
+    }
+
     #[test]
     fn never_overflows() {
         let b = Backoff::default();

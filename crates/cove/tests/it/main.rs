@@ -3,6 +3,7 @@
 
 pub mod attack;
 mod buffs;
+mod claims;
 mod cli_claims;
 mod config;
 mod container_settings;
