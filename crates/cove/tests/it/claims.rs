@@ -320,22 +320,6 @@ x-cove:
     );
 }
 
-/// Answers `v<VERSION>`.
-const VERSIONED: &str = r#"
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("v" + os.environ["VERSION"]).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
-
 /// `web` (start-first) and `db` (stop-first), 2 replicas each, at
 /// `version`; `other` never changes.
 fn two_orders(version: u32) -> String {
@@ -416,7 +400,7 @@ fn replay(
 #[test]
 fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
     let app = App::new(&two_orders(1));
-    fs_err::write(app.dir().join("server.py"), VERSIONED).unwrap();
+    fs_err::write(app.dir().join("server.py"), crate::deploy::SERVER).unwrap();
     cove_ok(&app, &["up", "-d"]);
     let gw = wait_for_targets(&app, &[2, 2]);
     let before = pids(&app, &["web", "db", "other"]);
@@ -477,7 +461,7 @@ fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
     );
 }
 
-/// `VERSIONED`, but the replica numbered `FAIL_REPLICA` exits with code 3
+/// `deploy::SERVER`, but the replica numbered `FAIL_REPLICA` exits with code 3
 /// at once.
 const FAILING_ONE: &str = r#"
 import http.server, os, sys

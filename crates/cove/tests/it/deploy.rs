@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use crate::daemon::{App, eventually};
 use crate::gateway::wait_for_targets;
 
-/// Answers `v<VERSION>`; `/healthz` fails when `BROKEN=1`.
-const SERVER: &str = r#"
+/// Answers `v<VERSION>` to GETs and POSTs; `/healthz` fails when `BROKEN=1`.
+pub const SERVER: &str = r#"
 import http.server, os
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
