@@ -1373,7 +1373,9 @@ fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpec> {
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
             retries: 30,
-            start_period: Duration::ZERO,
+            // Brokers and databases may boot slowly on a busy machine:
+            // failures before the first success count after 2 minutes.
+            start_period: Duration::from_secs(120),
             start_interval: Duration::from_millis(500),
         },
     })
