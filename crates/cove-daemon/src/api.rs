@@ -35,12 +35,22 @@ pub struct UpRequest {
     /// The age identity file that opens the app's secrets.
     #[serde(default)]
     pub identity: Option<PathBuf>,
+    /// Stop and forget the running services the file no longer has.
+    #[serde(default)]
+    pub remove_orphans: bool,
+    /// Services the file has but its active profiles leave out: not
+    /// orphans; one that runs keeps running.
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Names {
     #[serde(default)]
     pub services: Vec<String>,
+    /// `down`: also the running services the file no longer has.
+    #[serde(default)]
+    pub remove_orphans: bool,
 }
 
 /// `POST /v1/deploy`: build `services` (all wanted ones when empty) of
@@ -60,6 +70,9 @@ pub struct DeployRequest {
     /// The age identity file that opens the app's secrets.
     #[serde(default)]
     pub identity: Option<PathBuf>,
+    /// Services the file has but its active profiles leave out.
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 /// `POST /v1/scale`: replica counts by service.
@@ -174,6 +187,10 @@ pub struct Replica {
     pub since_ms: u64,
     /// Whether `cove up -d` may stop waiting for it.
     pub ready: bool,
+    /// Its service is no longer in the compose file (it runs as it was
+    /// defined until `--remove-orphans`).
+    #[serde(default)]
+    pub orphan: bool,
 }
 
 /// A replica changed state.

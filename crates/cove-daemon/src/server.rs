@@ -854,7 +854,14 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::GET, "/v1/ps") => match daemon.existing(&key) {
             Some(p) => {
                 let run = p.run.lock().await;
-                json(StatusCode::OK, &ps(&p.states.borrow(), run.plan.as_ref()))
+                json(
+                    StatusCode::OK,
+                    &ps(
+                        &p.states.borrow(),
+                        run.plan.as_ref(),
+                        run.desired.as_ref().map_or(&[][..], |d| &d.orphans),
+                    ),
+                )
             }
             None => json(StatusCode::OK, &Vec::<Replica>::new()),
         },
@@ -890,7 +897,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
     }
 }
 
-fn ps(states: &States, plan: Option<&Plan>) -> Vec<Replica> {
+fn ps(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica> {
     let mut rows = Vec::new();
     for (name, replicas) in states {
         let svc = plan.and_then(|p| p.services.iter().find(|s| &s.name == name));
@@ -911,6 +918,7 @@ fn ps(states: &States, plan: Option<&Plan>) -> Vec<Replica> {
                 restarts: s.restarts,
                 since_ms: millis(s.since),
                 ready: s.ready(),
+                orphan: orphans.contains(name),
             });
         }
     }
@@ -1004,18 +1012,44 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         .as_ref()
         .map(|d| (d.scale.clone(), d.pinned.clone()))
         .unwrap_or_default();
+    let (app, orphans, removed) =
+        with_orphans(
+        req.app.clone(),
+        run.desired.as_ref(),
+        req.remove_orphans,
+        &req.disabled,
+    );
+    let before: Vec<String> = run
+        .desired
+        .as_ref()
+        .map(|d| d.wanted.clone())
+        .unwrap_or_default();
     let candidate = Desired {
-        app: req.app.clone(),
+        app,
         project_dir: req.project_dir.clone(),
         wanted: Vec::new(),
+        orphans,
         scale,
         pinned,
         identity: req.identity.clone(),
     };
-    let (plan, pending) = match plan_for(&daemon.store, key, &candidate, &[]) {
+    // Every service of the file planned (their addresses depend on all the
+    // names), then only what should run kept: what ran, if the file (or
+    // an orphan) still has it, what is asked, and what those depend on.
+    // `up SERVICE` and `run` add to what runs; they never stop or unroute
+    // anything else.
+    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &[]) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
     };
+    let seeds: Vec<String> = before
+        .iter()
+        .chain(&req.services)
+        .filter(|s| !removed.contains(s))
+        .cloned()
+        .collect();
+    let wanted = plan.closure(&seeds);
+    plan.keep(&wanted);
     // Its addresses first: when one is taken, nothing changes.
     if let Err(e) = project.set_gateway(Some(&plan)) {
         if run.desired.is_none() {
@@ -1031,17 +1065,10 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
             ),
         );
     }
-    // Still wanted: what was, if the app still has it, plus what is asked.
-    let before = run
-        .desired
-        .as_ref()
-        .map(|d| d.wanted.clone())
-        .unwrap_or_default();
-    let wanted: Vec<String> = req
-        .app
-        .services
-        .keys()
-        .filter(|s| before.contains(s) || req.services.contains(s))
+    // Started (or converged): what is asked, and what it newly depends on.
+    let start: Vec<String> = wanted
+        .iter()
+        .filter(|s| req.services.contains(s) || !before.contains(s))
         .cloned()
         .collect();
     let desired = Desired {
@@ -1052,14 +1079,45 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
     if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
-    let done = run
-        .supervisor
-        .apply(&plan, &req.services, &HashMap::new())
-        .await;
+    if !removed.is_empty() {
+        run.supervisor.remove(&removed).await;
+    }
+    let done = run.supervisor.apply(&plan, &start, &HashMap::new()).await;
     settle_later(&daemon.store, key, done, pending, String::new());
     run.plan = Some(plan);
     run.desired = Some(desired);
     answer
+}
+
+/// `app` (the compose file as it is now) with the services that ran
+/// before (`desired`) but that the file no longer has: kept as they were
+/// defined (orphans, as Compose calls them), or, with `remove`, listed to
+/// be stopped. The app, the orphans, the removed.
+fn with_orphans(
+    mut app: cove_spec::App,
+    desired: Option<&Desired>,
+    remove: bool,
+    disabled: &[String],
+) -> (cove_spec::App, Vec<String>, Vec<String>) {
+    let (mut orphans, mut removed) = (Vec::new(), Vec::new());
+    for name in desired.map_or(&[][..], |d| &d.wanted) {
+        if app.services.contains_key(name) {
+            continue;
+        }
+        if disabled.contains(name) {
+            // In the file, left out by the profiles of this command: it
+            // runs on as it was (Compose does not call it an orphan).
+            if let Some(def) = desired.and_then(|d| d.app.services.get(name)) {
+                app.services.insert(name.clone(), def.clone());
+            }
+        } else if remove {
+            removed.push(name.clone());
+        } else if let Some(def) = desired.and_then(|d| d.app.services.get(name)) {
+            app.services.insert(name.clone(), def.clone());
+            orphans.push(name.clone());
+        }
+    }
+    (app, orphans, removed)
 }
 
 /// Checks `names` against the app; empty means all of its services.
@@ -1169,9 +1227,14 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
         daemon.forget(key);
         return accepted(daemon);
     };
+    let mut gone = req.services.clone();
+    if req.remove_orphans && !gone.is_empty() {
+        gone.extend(desired.orphans.iter().cloned());
+    }
     desired
         .wanted
-        .retain(|s| !req.services.is_empty() && !req.services.contains(s));
+        .retain(|s| !gone.is_empty() && !gone.contains(s));
+    desired.orphans.retain(|s| desired.wanted.contains(s));
     let everything = desired.wanted.is_empty();
     let stored = if everything {
         daemon.store.set_desired(key, None)
@@ -1181,11 +1244,7 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     if let Err(e) = stored {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
-    let names = if everything {
-        Vec::new()
-    } else {
-        req.services.clone()
-    };
+    let names = if everything { Vec::new() } else { gone };
     run.supervisor.remove(&names).await;
     daemon.flush(&project).await;
     // Its events come with the answer: the daemon may be gone right after.
@@ -1292,6 +1351,12 @@ fn plan_for(
             .map_err(words)?;
     let mut plan =
         cove_runtime::plan::plan_with(&app, &desired.project_dir, Some(&secrets)).map_err(words)?;
+    // Every service planned (addresses depend on all the names); only
+    // what should run (and what it depends on) kept, routes included.
+    if !desired.wanted.is_empty() {
+        let keep = plan.closure(&desired.wanted);
+        plan.keep(&keep);
+    }
     let mut pending = Pending::new();
     for svc in &mut plan.services {
         if let Some(rev) = held.get(&svc.name) {
@@ -1533,7 +1598,13 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         );
     };
     let names: Vec<String> = if req.services.is_empty() {
-        before.wanted.clone()
+        // Orphans (gone from the file) have nothing new to deploy.
+        before
+            .wanted
+            .iter()
+            .filter(|s| req.app.services.contains_key(*s))
+            .cloned()
+            .collect()
     } else {
         req.services.clone()
     };
@@ -1551,10 +1622,12 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
             Some(format!("start it first: `cove up -d {idle}`")),
         );
     }
+    let (app, orphans, _) = with_orphans(req.app, Some(&before), false, &req.disabled);
     let mut desired = Desired {
-        app: req.app,
+        app,
         project_dir: req.project_dir,
         wanted: before.wanted.clone(),
+        orphans,
         scale: before.scale.clone(),
         pinned: before.pinned.clone(),
         identity: req.identity.or_else(|| before.identity.clone()),

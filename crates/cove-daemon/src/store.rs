@@ -51,6 +51,10 @@ pub struct Desired {
     pub project_dir: PathBuf,
     /// Services that should be running (with their dependencies), in start order.
     pub wanted: Vec<String>,
+    /// Wanted services the compose file no longer has: they keep running,
+    /// as they were defined, until `--remove-orphans` (as in Compose).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<String>,
     /// Replica counts set by `cove scale` (they win over `deploy.replicas`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub scale: std::collections::BTreeMap<String, u32>,
@@ -380,6 +384,7 @@ mod tests {
             app: cove_spec::App::default(),
             project_dir: dir.path().to_path_buf(),
             wanted: vec!["db".into()],
+            orphans: Vec::new(),
             scale: [("db".to_string(), 3)].into(),
             pinned: Default::default(),
             identity: None,

@@ -1427,6 +1427,35 @@ pub fn rewrite_value(v: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, net: u
 }
 
 impl Plan {
+    /// `roots` and every service they depend on, directly or not, in the
+    /// plan's (start) order; names the plan does not have are left out.
+    pub fn closure(&self, roots: &[String]) -> Vec<String> {
+        let mut keep: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> = roots.iter().map(String::as_str).collect();
+        while let Some(name) = todo.pop() {
+            if keep.contains(&name) {
+                continue;
+            }
+            let Some(svc) = self.services.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            keep.push(name);
+            todo.extend(svc.depends_on.iter().map(|d| d.service.as_str()));
+        }
+        self.services
+            .iter()
+            .filter(|s| keep.contains(&s.name.as_str()))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Only the services in `names`, and the gateway's routes to them.
+    /// Addresses do not change: they were given with every service known.
+    pub fn keep(&mut self, names: &[String]) {
+        self.services.retain(|s| names.contains(&s.name));
+        self.gateway.routes.retain(|r| names.contains(&r.service));
+    }
+
     /// [`rewrite_value`] over this plan's services (for `cove run -e`).
     pub fn rewrite_value(&self, v: &str) -> String {
         let services: IndexMap<&str, (u32, Vec<u16>)> = self

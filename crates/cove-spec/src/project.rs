@@ -29,6 +29,10 @@ pub struct Options {
     /// Services named on the command line: the app is cut down to them and
     /// their dependencies, and their own profiles are enabled (as Compose does).
     pub services: Vec<String>,
+    /// With `services`: their profiles are enabled and their names checked,
+    /// but the app is not cut down (`up SERVICE` adds to a running app that
+    /// has the others).
+    pub keep_all: bool,
 }
 
 /// A loaded application and what was learned on the way.
@@ -169,7 +173,7 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
     let Some((mut app, disabled, graph)) = resolved else {
         return Err(failure(loader));
     };
-    if !opts.services.is_empty() {
+    if !opts.services.is_empty() && !opts.keep_all {
         let keep = graph.closure(&opts.services);
         app.services.retain(|name, _| keep.contains(name));
     }

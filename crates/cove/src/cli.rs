@@ -224,6 +224,10 @@ pub struct DownArgs {
     /// Also delete the services' data directories (named first).
     #[arg(short, long)]
     pub volumes: bool,
+    /// Accepted as Compose has it: `down` stops every service of the app,
+    /// those no longer in the compose file (orphans) included.
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +326,10 @@ pub struct UpArgs {
     /// Enable services of this profile (repeatable), as `cove --profile P up`.
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
+    /// Stop the services that still run but are no longer in the compose
+    /// file (orphans; without it they keep running, and `ps` marks them).
+    #[arg(long)]
+    pub remove_orphans: bool,
 }
 
 #[derive(Debug, Args)]

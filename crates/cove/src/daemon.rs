@@ -203,5 +203,35 @@ pub fn human_duration(d: Duration) -> String {
 pub fn names(list: &[String]) -> api::Names {
     api::Names {
         services: list.to_vec(),
+        remove_orphans: false,
     }
+}
+
+/// Says which services still run though the compose file no longer has
+/// them (orphans), and how to stop them, as Compose does.
+pub fn warn_orphans(style: &Style, rows: &[Replica]) {
+    let mut orphans: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.orphan)
+        .map(|r| r.service.as_str())
+        .collect();
+    orphans.dedup();
+    if orphans.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{}warning{}: {} still run{} but {} no longer in the compose file (orphans)\n  = {}hint{}: `cove up -d --remove-orphans` stops {}",
+        style.yellow,
+        style.reset,
+        orphans
+            .iter()
+            .map(|o| format!("`{o}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if orphans.len() == 1 { "s" } else { "" },
+        if orphans.len() == 1 { "is" } else { "are" },
+        style.cyan,
+        style.reset,
+        if orphans.len() == 1 { "it" } else { "them" },
+    );
 }

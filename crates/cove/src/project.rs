@@ -68,7 +68,17 @@ pub fn discover(start: &Path) -> (Vec<PathBuf>, Vec<String>) {
 
 /// [`load`], with its errors printed to stderr (`None` then: exit 1).
 pub fn load_or_report(args: &ProjectArgs, services: &[String]) -> Option<Project> {
-    load(args, services)
+    report(load(args, services))
+}
+
+/// As [`load_or_report`], but the whole app: `services` only enables their
+/// profiles (and must exist). For commands that add to a running app.
+pub fn load_all_or_report(args: &ProjectArgs, services: &[String]) -> Option<Project> {
+    report(load_with(args, services, true))
+}
+
+fn report(loaded: Result<Project, LoadFailure>) -> Option<Project> {
+    loaded
         .map_err(|failure| eprint!("{}", failure.render(&crate::output::stderr_style())))
         .ok()
 }
@@ -106,6 +116,14 @@ pub fn report_plan_problems(errors: &[cove_runtime::plan::PlanError], warning: b
 /// Loads the project the options describe. Warnings go to stderr.
 /// `services` cuts the app down to them and their dependencies.
 pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project, LoadFailure> {
+    load_with(args, services, false)
+}
+
+fn load_with(
+    args: &ProjectArgs,
+    services: &[String],
+    keep_all: bool,
+) -> Result<Project, LoadFailure> {
     if args.files.iter().any(|f| f.as_os_str() == "-") {
         return Err(LoadFailure {
             diagnostics: vec![
@@ -191,6 +209,7 @@ pub fn load(args: &ProjectArgs, services: &[String]) -> Result<Project, LoadFail
         environ: std::env::vars().collect(),
         profiles: args.profiles.clone(),
         services: services.to_vec(),
+        keep_all,
     };
     let mut project = cove_spec::load(&opts)?;
     for w in &project.warnings {

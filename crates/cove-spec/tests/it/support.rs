@@ -79,6 +79,7 @@ pub fn options_for(dir: &Path) -> Options {
         environ,
         profiles: o.profiles,
         services: o.services,
+        keep_all: false,
     }
 }
 

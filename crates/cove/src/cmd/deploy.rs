@@ -37,6 +37,7 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
         message,
         restart: false,
         identity: crate::cmd::secrets::identity_path(),
+        disabled: project.disabled.keys().cloned().collect(),
     };
     let client = daemon::find(&project)?;
     call(&client, "/v1/deploy", &request)

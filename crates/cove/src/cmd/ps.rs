@@ -38,6 +38,7 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
         PsFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         PsFormat::Table => print!("{}", table(&rows, SystemTime::now())),
     }
+    daemon::warn_orphans(&style, &rows);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,7 +19,7 @@ const DEPS_TIMEOUT: Duration = Duration::from_secs(300);
 pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     let Some(project) =
-        crate::project::load_or_report(project_args, std::slice::from_ref(&args.service))
+        crate::project::load_all_or_report(project_args, std::slice::from_ref(&args.service))
     else {
         return Ok(ExitCode::from(1));
     };
@@ -78,11 +78,12 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
     } else {
         args.command.clone()
     };
+    // What it depends on: started through the daemon, added to what runs
+    // (nothing else is stopped or unrouted).
     let deps: Vec<String> = plan
-        .services
-        .iter()
-        .filter(|s| s.name != svc.name)
-        .map(|s| s.name.clone())
+        .closure(std::slice::from_ref(&svc.name))
+        .into_iter()
+        .filter(|s| *s != svc.name)
         .collect();
     let rt = daemon::runtime()?;
     rt.block_on(async {
@@ -97,6 +98,8 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
                 project_dir: project.project_dir.clone(),
                 services: deps.clone(),
                 identity: crate::cmd::secrets::identity_path(),
+                remove_orphans: false,
+                disabled: project.disabled.keys().cloned().collect(),
             };
             let accepted: Accepted = match client.post("/v1/up", &request).await {
                 Ok(a) => a,

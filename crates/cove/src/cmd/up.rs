@@ -30,12 +30,20 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     let style = stderr_style();
     let mut project_args = project_args.clone();
     project_args.profiles.extend(args.profiles.iter().cloned());
-    let Some(project) = crate::project::load_or_report(&project_args, &args.service_names) else {
+    // The whole app (the services named enable their profiles): what else
+    // runs keeps running and routed; only what is named (and what it
+    // depends on) is started.
+    let Some(project) = crate::project::load_all_or_report(&project_args, &args.service_names)
+    else {
         return Ok(ExitCode::from(1));
     };
-    let Some(plan) = crate::project::plan_or_report(&project) else {
+    let Some(mut plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };
+    if !args.service_names.is_empty() {
+        let closure = plan.closure(&args.service_names);
+        plan.keep(&closure);
+    }
     let warnings: Vec<_> = [
         cove_runtime::routes::metrics_warning(&project.app),
         cove_runtime::routes::published_warning(&plan.gateway),
@@ -78,6 +86,8 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         project_dir: project.project_dir.clone(),
         services: services.clone(),
         identity: crate::cmd::secrets::identity_path(),
+        remove_orphans: args.remove_orphans,
+        disabled: project.disabled.keys().cloned().collect(),
     };
     let rt = daemon::runtime()?;
     rt.block_on(async {
@@ -93,6 +103,9 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
             }
         };
         announce_gateway(&client).await;
+        if let Ok(rows) = client.get::<Vec<Replica>>("/v1/ps").await {
+            daemon::warn_orphans(&style, &rows);
+        }
         if args.detach {
             detached(&client, &style, &services, accepted.seq, args.wait_timeout).await
         } else {
@@ -315,6 +328,8 @@ struct Watching {
     state_dir: std::path::PathBuf,
     app: cove_spec::App,
     project_dir: std::path::PathBuf,
+    /// Services the active profiles leave out.
+    disabled: Vec<String>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -354,6 +369,7 @@ impl Watching {
             state_dir: fs_err::canonicalize(&state_dir).unwrap_or(state_dir),
             app: project.app.clone(),
             project_dir: project.project_dir.clone(),
+            disabled: project.disabled.keys().cloned().collect(),
             _watcher: watcher,
         })
     }
@@ -390,6 +406,7 @@ impl Watching {
                 message: format!("watch: {n} file(s) changed"),
                 restart,
                 identity: crate::cmd::secrets::identity_path(),
+                disabled: self.disabled.clone(),
             };
             let client = client.clone();
             tokio::spawn(async move {

@@ -19,5 +19,6 @@ mod reference;
 mod replica_env;
 mod secrets;
 mod shared_host;
+mod shrink;
 mod standalone_gateway;
 pub mod up;
