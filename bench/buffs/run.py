@@ -39,8 +39,11 @@ def env_for(state):
     overrides = os.path.join(state, "override.yaml")
     with open(overrides, "w") as f:
         f.write(f"x-cove:\n  state_dir: {state}/state\n  gateway: {{listen: \"127.0.0.1:0\"}}\n")
-    return dict(os.environ, COMPOSE_FILE=f"{FILE}:{overrides}", COMPOSE_PROJECT_NAME="buffs-bench",
-                CARGO_FLAGS="--release", NO_COLOR="1")
+    env = dict(os.environ, COMPOSE_FILE=f"{FILE}:{overrides}", COMPOSE_PROJECT_NAME="buffs-bench",
+               CARGO_FLAGS="--release", NO_COLOR="1")
+    # The example's secrets are encrypted for its demo key (see its README).
+    env.setdefault("COVE_IDENTITY", os.path.join(ROOT, "examples", "buffs", "demo-identity.txt"))
+    return env
 
 
 def cove(env, *args):
