@@ -209,8 +209,9 @@ def main():
             xs = [r[s] for r in readies if s in r]
             if len(xs) < len(readies):
                 seen = [u[s] for u in uncheckeds if s in u]
-                print(f"| {s} | not done in {len(readies) - len(xs)} of {len(readies)} rounds"
-                      f" (running without a health check from {statistics.median(seen):.1f} s) | |")
+                how = (f" (running without a health check from {statistics.median(seen):.1f} s)"
+                       if seen else "")
+                print(f"| {s} | not done in {len(readies) - len(xs)} of {len(readies)} rounds{how} | |")
                 continue
             print(f"| {s} | {statistics.median(xs):.1f} | {min(xs):.1f}–{max(xs):.1f} |")
 
