@@ -2,10 +2,12 @@
 """bench/up: what the daemon costs.
 
 1. `cove up -d` until all ten services of compose.yaml are healthy, against
-   start.sh starting the same processes by hand (median of ROUNDS rounds each;
-   the ratio is cove's overhead).
+   start.sh starting the same processes by hand: ROUNDS rounds, interleaved
+   (cove, script, cove, ...); medians and min–max of each, and the ratio
+   cove / script of each round, with its median and min–max.
 2. The daemon at rest with those ten services up: RSS and CPU over IDLE seconds.
-3. 1,000 trivial replicas (`sleep`): time to all running, then the daemon's
+3. 1,000 trivial replicas (`sleep`; 40 services of 25, natively a service
+   runs at most 31): time to all running, then the daemon's
    RSS and CPU at rest, and `cove down` time.
 
 Measurements only; nothing is asserted. Every process started is stopped by
@@ -24,7 +26,10 @@ COVE = os.path.join(ROOT, "target", "release", "cove")
 
 
 def cove(d, *args, check=True):
-    return subprocess.run([COVE, *args], cwd=d, check=check, capture_output=True, text=True)
+    r = subprocess.run([COVE, *args], cwd=d, capture_output=True, text=True, timeout=300)
+    if check and r.returncode != 0:
+        sys.exit(f"`cove {' '.join(args)}` exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    return r
 
 
 def rss_kib(pid):
@@ -63,38 +68,38 @@ def reaper_pid(d):
     return None
 
 
-def up_rounds(d):
-    times = []
-    for _ in range(ROUNDS):
-        t = time.monotonic()
-        cove(d, "up", "-d")
-        times.append(time.monotonic() - t)
-        cove(d, "down")
-    return times
+def up_round(d):
+    t = time.monotonic()
+    cove(d, "up", "-d")
+    took = time.monotonic() - t
+    cove(d, "down")
+    return took
 
 
-def shell_rounds(d):
-    times = []
-    for _ in range(ROUNDS):
-        pids = os.path.join(d, "pids")
-        t = time.monotonic()
-        subprocess.run(["bash", os.path.join(HERE, "start.sh"), pids], check=True)
-        times.append(time.monotonic() - t)
-        for p in open(pids).read().split():
+def shell_round(d):
+    pids = os.path.join(d, "pids")
+    t = time.monotonic()
+    subprocess.run(["bash", os.path.join(HERE, "start.sh"), pids], check=True, timeout=120)
+    took = time.monotonic() - t
+    for p in open(pids).read().split():
+        try:
+            os.kill(int(p), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in open(pids).read().split():
+        end = time.monotonic() + 10
+        while os.path.exists(f"/proc/{p}") and time.monotonic() < end:
             try:
-                os.kill(int(p), signal.SIGTERM)
-            except ProcessLookupError:
+                os.waitpid(int(p), os.WNOHANG)
+            except ChildProcessError:
                 pass
-        for p in open(pids).read().split():
-            while os.path.exists(f"/proc/{p}"):
-                try:
-                    os.waitpid(int(p), os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                time.sleep(0.01)
+            time.sleep(0.01)
+            try:
                 if open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
                     break
-    return times
+            except OSError:
+                break
+    return took
 
 
 def main():
@@ -105,13 +110,17 @@ def main():
         shutil.copy(os.path.join(HERE, "compose.yaml"), app)
         cove(app, "up", "-d")  # warm-up (also checks the fixture)
         cove(app, "down")
-        ups = up_rounds(app)
-        shells = shell_rounds(work)
+        ups, shells = [], []
+        for _ in range(ROUNDS):
+            ups.append(up_round(app))
+            shells.append(shell_round(work))
+        ratios = [a / b for a, b in zip(ups, shells)]
         mu, ms = statistics.median(ups), statistics.median(shells)
-        print(f"10 services, 4 tiers, to all healthy ({ROUNDS} rounds, median):")
-        print(f"  cove up -d   {mu*1000:7.0f} ms  (min {min(ups)*1000:.0f}, max {max(ups)*1000:.0f})")
-        print(f"  start.sh     {ms*1000:7.0f} ms  (min {min(shells)*1000:.0f}, max {max(shells)*1000:.0f})")
-        print(f"  ratio        {mu/ms:7.2f}")
+        print(f"10 services, 4 tiers, to all healthy ({ROUNDS} interleaved rounds):")
+        print(f"  cove up -d   median {mu*1000:5.0f} ms  (min {min(ups)*1000:.0f}, max {max(ups)*1000:.0f})")
+        print(f"  start.sh     median {ms*1000:5.0f} ms  (min {min(shells)*1000:.0f}, max {max(shells)*1000:.0f})")
+        print(f"  ratio cove / start.sh per round: median {statistics.median(ratios):.2f}"
+              f" (min {min(ratios):.2f}, max {max(ratios):.2f}); ratio of the medians {mu/ms:.2f}")
 
         cove(app, "up", "-d")
         pid = daemon_pid(app)
@@ -124,9 +133,12 @@ def main():
         many = os.path.join(work, "many")
         os.makedirs(many)
         with open(os.path.join(many, "compose.yaml"), "w") as f:
-            f.write("services:\n  tiny:\n    x-cove:\n      run: [sleep, '3600']\n    deploy: {replicas: 1000}\n")
+            # Natively a service runs at most 31 replicas: 40 services of 25.
+            f.write("services:\n" + "".join(
+                f"  tiny{i}:\n    x-cove:\n      run: [sleep, '3600']\n    deploy: {{replicas: 25}}\n"
+                for i in range(40)))
         t = time.monotonic()
-        out = cove(many, "up", "-d", check=False)
+        out = cove(many, "up", "-d")
         started = time.monotonic() - t
         rows = json.loads(cove(many, "ps", "--format", "json").stdout)
         running = sum(1 for r in rows if r["state"] == "running")
@@ -135,7 +147,7 @@ def main():
         t = time.monotonic()
         cove(many, "down")
         down = time.monotonic() - t
-        print(f"1,000 replicas of `sleep`: up -d {started:.2f} s (exit {out.returncode}, {running} running);"
+        print(f"1,000 replicas of `sleep` (40 services x 25): up -d {started:.2f} s (exit {out.returncode}, {running} running);"
               f" daemon at rest RSS {rss/1024:.1f} MiB, CPU {cpu:.2f} %; down {down:.2f} s")
     finally:
         for d in ("ten", "many"):
