@@ -1595,6 +1595,14 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
                 log(&format!("{key}: {e}"));
             }
         }
+        // The plan kept for what acts on it later (`restart`, `start`)
+        // runs the held revision, not the failed one.
+        if let Some(d) = run.desired.clone() {
+            match plan_for(&daemon.store, key, &d, &[]) {
+                Ok((plan, _)) => run.plan = Some(plan),
+                Err(e) => log(&format!("{key}: {e}")),
+            }
+        }
     }
     json(StatusCode::OK, &answer)
 }

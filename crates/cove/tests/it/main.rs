@@ -17,6 +17,7 @@ mod recipe_safety;
 pub mod recipes;
 mod reference;
 mod replica_env;
+mod revisions;
 mod secrets;
 mod shared_host;
 mod standalone_gateway;
