@@ -256,7 +256,7 @@ http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H
 "#;
 
 /// One GET through the gateway for `host`: status line and body.
-fn get_raw(gw: std::net::SocketAddr, host: &str, wait: Duration) -> (String, String) {
+pub(crate) fn get_raw(gw: std::net::SocketAddr, host: &str, wait: Duration) -> (String, String) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(wait)).unwrap();

@@ -102,3 +102,118 @@ fn a_service_held_after_a_rolled_back_deploy_stays_held_through_restart_start_an
         "the next deploy rolls out everywhere: {now:?}"
     );
 }
+
+/// An HTTP server answering `v<N>` (`N` written into the file itself), for
+/// a service whose code is the file.
+fn serving(version: u32) -> String {
+    format!(
+        r#"#!/usr/bin/env python3
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"v{version}"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#
+    )
+}
+
+/// `web` running `run` (its code in a file of the project).
+fn web(run: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    x-cove:
+      run: {run}
+      health: {{http: /}}
+    expose: ["8000"]
+    healthcheck: {{interval: 1s, timeout: 1s, retries: 2, start_period: 5s, start_interval: 100ms}}
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+"#
+    )
+}
+
+/// What `web` answers through the gateway, once its one replica serves.
+fn answer(app: &App) -> String {
+    let gw = crate::gateway::wait_for_targets(app, &[1]);
+    crate::claims::get_raw(gw, "web.localhost", std::time::Duration::from_secs(10)).1
+}
+
+/// docs/guides/deploy.md, Rollback: a program kept as an artifact (the
+/// first word of `x-cove.run` is a file of the project) is rolled back to
+/// its kept copy, though the file changed in place.
+#[test]
+fn a_rollback_runs_the_kept_copy_of_a_program() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = App::new(&web("./server"));
+    let program = app.dir().join("server");
+    let write = |version| {
+        fs_err::write(&program, serving(version)).unwrap();
+        fs_err::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write(1);
+    cove_ok(&app, &["up", "-d"]);
+    assert_eq!(answer(&app), "v1");
+    write(2);
+    let out = cove_ok(&app, &["deploy", "web"]);
+    assert!(out.contains("revision 2 runs on every replica"), "{out}");
+    assert_eq!(answer(&app), "v2");
+    let out = cove_ok(&app, &["rollback", "web"]);
+    assert!(out.contains("revision 1 runs on every replica"), "{out}");
+    assert_eq!(answer(&app), "v1", "the kept copy runs, not the file");
+}
+
+/// docs/guides/deploy.md, Rollback: a script run by an interpreter
+/// (`python3 app.py`) is not kept; a rollback to a revision that ran
+/// other contents of it refuses, naming the file, and changes nothing. Put
+/// back as it was, the same rollback goes ahead.
+#[test]
+fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
+    let app = App::new(&web("python3 app.py"));
+    let script = app.dir().join("app.py");
+    fs_err::write(&script, serving(1)).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    assert_eq!(answer(&app), "v1");
+    fs_err::write(&script, serving(2)).unwrap();
+    let out = cove_ok(&app, &["deploy", "web"]);
+    assert!(out.contains("revision 2 runs on every replica"), "{out}");
+    assert_eq!(answer(&app), "v2");
+
+    let (code, out) = app.merged(&["rollback", "web"]);
+    assert_ne!(code, Some(0), "a rollback that cannot happen fails:\n{out}");
+    assert!(
+        out.contains("runs files from the working tree (app.py), which cove does not keep"),
+        "{out}"
+    );
+    assert!(
+        out.contains("revert them (git) and `cove deploy web`"),
+        "{out}"
+    );
+    assert!(!out.contains("runs on every replica"), "{out}");
+    assert_eq!(answer(&app), "v2", "nothing changed");
+    let text = cove_ok(&app, &["history", "web", "--format", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(h["current"], 2, "{h}");
+    assert!(
+        h["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pinned"] != true),
+        "not held: {h}"
+    );
+
+    // The file as revision 1 ran it: the rollback is real.
+    fs_err::write(&script, serving(1)).unwrap();
+    let out = cove_ok(&app, &["rollback", "web"]);
+    assert!(out.contains("revision 1 runs on every replica"), "{out}");
+    assert_eq!(answer(&app), "v1");
+}
