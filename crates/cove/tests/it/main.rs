@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod gateway;
 mod kvstore;
 mod logs;
+mod plan_checks;
 mod recipe_safety;
 pub mod recipes;
 mod reference;
