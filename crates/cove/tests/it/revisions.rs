@@ -217,3 +217,27 @@ fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
     assert!(out.contains("revision 1 runs on every replica"), "{out}");
     assert_eq!(answer(&app), "v1");
 }
+
+/// docs/guides/deploy.md: a paused deploy (`failure_action: pause`) leaves
+/// the replicas mixed and holds the service at the revision it ran
+/// before; `cove restart` then runs that one on every replica, not the
+/// failed one.
+#[test]
+fn a_restart_after_a_paused_deploy_runs_the_held_revision_everywhere() {
+    let app = App::new(&updating(1, 2, 0, "failure_action: pause"));
+    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(2, 2, 2, "failure_action: pause"),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("paused"), "{out}");
+    assert_eq!(revisions(&app), BTreeMap::from([(1, 2), (2, 1)]), "mixed");
+    assert_eq!(held(&app), [1]);
+    let from = last_seq(&app);
+    cove_ok(&app, &["restart", "web"]);
+    still_at_one(&app, "`cove restart web`", from);
+}
