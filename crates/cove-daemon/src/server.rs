@@ -1721,6 +1721,7 @@ async fn restorable(
         return Ok(());
     }
     let (argv, workdir) = (svc.argv.clone(), svc.workdir.clone());
+    let argv_text = argv.join(" ");
     let name = service.to_string();
     let now = tokio::task::spawn_blocking(move || {
         let files = cove_runtime::artifact::files_named(&argv, &workdir);
@@ -1739,13 +1740,16 @@ async fn restorable(
         .iter()
         .map(|f| f.strip_prefix(&workdir).unwrap_or(f).display().to_string())
         .collect();
+    let names = if names.is_empty() {
+        format!("named by `{}`, none there now", argv_text)
+    } else {
+        names.join(", ")
+    };
     Err(error(
         StatusCode::CONFLICT,
         format!(
             "cannot roll `{service}` back to revision {}: `{service}` runs files from the working tree ({}), which cove does not keep, and they changed since revision {} ran",
-            target.number,
-            names.join(", "),
-            target.number
+            target.number, names, target.number
         ),
         Some(format!(
             "revert them (git) and `cove deploy {service}`; nothing was changed"

@@ -211,6 +211,15 @@ fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
         "not held: {h}"
     );
 
+    // Gone from the working tree: refused too, saying so.
+    fs_err::remove_file(&script).unwrap();
+    let (code, out) = app.merged(&["rollback", "web"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("named by `python3 app.py`, none there now"),
+        "{out}"
+    );
+
     // The file as revision 1 ran it: the rollback is real.
     fs_err::write(&script, serving(1)).unwrap();
     let out = cove_ok(&app, &["rollback", "web"]);
