@@ -748,12 +748,20 @@ pub fn plan_with(
         })
         .collect();
     for (name, svc) in &app.services {
-        let most = svc
+        let autoscale_max = svc
             .x_cove
             .as_ref()
             .and_then(|x| x.autoscale.as_ref())
-            .map_or(0, |a| a.max)
-            .max(svc.replicas());
+            .map_or(0, |a| a.max);
+        let most = autoscale_max.max(svc.replicas());
+        // Where it is asked for: `autoscale.max`, `deploy.replicas` or `scale`.
+        let field: Vec<String> = if autoscale_max == most {
+            vec!["x-cove".into(), "autoscale".into(), "max".into()]
+        } else if svc.deploy.as_ref().and_then(|d| d.replicas).is_some() {
+            vec!["deploy".into(), "replicas".into()]
+        } else {
+            vec!["scale".into()]
+        };
         if most > MAX_INSTANCES / 2 {
             errors.push(PlanError {
                 service: name.clone(),
@@ -764,7 +772,7 @@ pub fn plan_with(
                 hint:
                     "run fewer replicas (a rolling deploy needs room for new ones beside the old)"
                         .into(),
-                field: vec!["deploy".into()],
+                field,
                 machine: false,
             });
         }
