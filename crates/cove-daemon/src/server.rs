@@ -1668,6 +1668,14 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
                 log(&format!("{key}: {e}"));
             }
         }
+        // The plan kept for what acts on it later (`restart`, `start`)
+        // runs the held revision, not the failed one.
+        if let Some(d) = run.desired.clone() {
+            match plan_for(&daemon.store, key, &d, &[]) {
+                Ok((plan, _)) => run.plan = Some(plan),
+                Err(e) => log(&format!("{key}: {e}")),
+            }
+        }
     }
     json(StatusCode::OK, &answer)
 }
@@ -1755,7 +1763,71 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
         );
     };
     desired.pinned.insert(req.service.clone(), target.number);
+    if let Err(a) = restorable(daemon, key, &desired, &req.service, target).await {
+        return a;
+    }
     converge_and_answer(daemon, &project, key, seq, run, desired, &names).await
+}
+
+/// Whether rolling `service` back to `target` (pinned in `desired`) runs
+/// what `target` ran: its kept program, an image, or a command that names
+/// no file of the project do; files of the working tree (`python3 app.py`)
+/// do only when they are as they were then (cove keeps no copy of them),
+/// else the answer refuses, naming them.
+#[allow(clippy::result_large_err)] // an HTTP answer, built once per request
+async fn restorable(
+    daemon: &Daemon,
+    key: &str,
+    desired: &Desired,
+    service: &str,
+    target: &Revision,
+) -> Result<(), Answer> {
+    if target.digest.is_empty() || target.program.is_some() {
+        return Ok(());
+    }
+    let (plan, _) = plan_for(&daemon.store, key, desired, &[])
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e, None))?;
+    let Some(svc) = plan.services.into_iter().find(|s| s.name == service) else {
+        return Ok(());
+    };
+    if svc.container.is_some() {
+        return Ok(());
+    }
+    let (argv, workdir) = (svc.argv.clone(), svc.workdir.clone());
+    let argv_text = argv.join(" ");
+    let name = service.to_string();
+    let now = tokio::task::spawn_blocking(move || {
+        let files = cove_runtime::artifact::files_named(&argv, &workdir);
+        let digest =
+            cove_runtime::artifact::capture(&name, &argv, &workdir, None, &[]).map(|a| a.digest);
+        (files, workdir, digest)
+    })
+    .await;
+    let Ok((files, workdir, Ok(digest))) = now else {
+        return Ok(());
+    };
+    if digest == target.digest {
+        return Ok(());
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&workdir).unwrap_or(f).display().to_string())
+        .collect();
+    let names = if names.is_empty() {
+        format!("named by `{}`, none there now", argv_text)
+    } else {
+        names.join(", ")
+    };
+    Err(error(
+        StatusCode::CONFLICT,
+        format!(
+            "cannot roll `{service}` back to revision {}: `{service}` runs files from the working tree ({}), which cove does not keep, and they changed since revision {} ran",
+            target.number, names, target.number
+        ),
+        Some(format!(
+            "revert them (git) and `cove deploy {service}`; nothing was changed"
+        )),
+    ))
 }
 
 /// `cove history SERVICE`.

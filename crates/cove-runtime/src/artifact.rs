@@ -36,6 +36,12 @@ fn file_of(arg: &str, workdir: &Path) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// The files of the project `argv` names (relative paths to regular files
+/// from `workdir`): what its digest covers.
+pub fn files_named(argv: &[String], workdir: &Path) -> Vec<PathBuf> {
+    argv.iter().filter_map(|a| file_of(a, workdir)).collect()
+}
+
 /// Where and how many copies of programs are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keep {
@@ -52,7 +58,7 @@ pub fn capture(
     keep: Option<&Keep>,
     in_use: &[PathBuf],
 ) -> Result<Artifact, String> {
-    let files: Vec<PathBuf> = argv.iter().filter_map(|a| file_of(a, workdir)).collect();
+    let files = files_named(argv, workdir);
     if files.is_empty() {
         return Ok(Artifact {
             digest: String::new(),

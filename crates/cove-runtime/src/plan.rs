@@ -567,6 +567,33 @@ pub struct PlanError {
     pub service: String,
     pub message: String,
     pub hint: String,
+    /// The field it is about, as keys (and list indexes) from the service
+    /// (from the top of the file when `service` is empty), e.g. `x-cove`,
+    /// `health`, `http`; empty: the service itself. Only to show where.
+    pub field: Vec<String>,
+    /// About this machine (a program not installed, a system user
+    /// missing), not about what is written: `cove config` warns of it,
+    /// `cove up` refuses.
+    pub machine: bool,
+}
+
+impl PlanError {
+    /// The same, about `field` (keys from the service, or from the top).
+    pub fn at(mut self, field: &[&str]) -> PlanError {
+        self.field = field.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// Keys from the top of a Compose file to what it is about.
+    pub fn path(&self) -> Vec<String> {
+        let mut path = Vec::new();
+        if !self.service.is_empty() {
+            path.push("services".to_string());
+            path.push(self.service.clone());
+        }
+        path.extend(self.field.iter().cloned());
+        path
+    }
 }
 
 impl std::fmt::Display for PlanError {
@@ -660,6 +687,8 @@ pub fn plan_with(
                     app.services.len()
                 ),
                 hint: "split the app, or run a part of it (`cove up SERVICE`)".into(),
+                field: Vec::new(),
+                machine: false,
             }]);
         }
     };
@@ -719,12 +748,20 @@ pub fn plan_with(
         })
         .collect();
     for (name, svc) in &app.services {
-        let most = svc
+        let autoscale_max = svc
             .x_cove
             .as_ref()
             .and_then(|x| x.autoscale.as_ref())
-            .map_or(0, |a| a.max)
-            .max(svc.replicas());
+            .map_or(0, |a| a.max);
+        let most = autoscale_max.max(svc.replicas());
+        // Where it is asked for: `autoscale.max`, `deploy.replicas` or `scale`.
+        let field: Vec<String> = if autoscale_max == most {
+            vec!["x-cove".into(), "autoscale".into(), "max".into()]
+        } else if svc.deploy.as_ref().and_then(|d| d.replicas).is_some() {
+            vec!["deploy".into(), "replicas".into()]
+        } else {
+            vec!["scale".into()]
+        };
         if most > MAX_INSTANCES / 2 {
             errors.push(PlanError {
                 service: name.clone(),
@@ -735,6 +772,8 @@ pub fn plan_with(
                 hint:
                     "run fewer replicas (a rolling deploy needs room for new ones beside the old)"
                         .into(),
+                field,
+                machine: false,
             });
         }
     }
@@ -743,18 +782,44 @@ pub fn plan_with(
             service: name.clone(),
             message,
             hint: hint.to_string(),
+            field: Vec::new(),
+            machine: false,
         };
         let x = svc.x_cove.clone().unwrap_or_default();
+        if let Some(r) = &x.recipe
+            && !crate::recipe::NAMES.contains(&r.as_str())
+        {
+            let names = crate::recipe::NAMES.join(", ");
+            let hint = match cove_spec::diag::suggest(r, crate::recipe::NAMES) {
+                Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
+                None => format!(
+                    "cove's recipes are {names}; leave `recipe` out to run the image as a container"
+                ),
+            };
+            errors.push(
+                err(
+                    format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
+                    &hint,
+                )
+                .at(&["x-cove", "recipe"]),
+            );
+        }
         if let Some(h) = &x.health {
             match (&h.http, h.tcp) {
-                (Some(_), Some(_)) | (None, None) => errors.push(err(
-                    "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
-                    "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
-                )),
-                (Some(path), None) if !path.starts_with('/') => errors.push(err(
-                    format!("`x-cove.health.http` is `{path}`, not a path"),
-                    "start it with `/`, e.g. `/healthz`",
-                )),
+                (Some(_), Some(_)) | (None, None) => errors.push(
+                    err(
+                        "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
+                        "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
+                    )
+                    .at(&["x-cove", "health"]),
+                ),
+                (Some(path), None) if !path.starts_with('/') => errors.push(
+                    err(
+                        format!("`x-cove.health.http` is `{path}`, not a path"),
+                        "start it with `/`, e.g. `/healthz`",
+                    )
+                    .at(&["x-cove", "health", "http"]),
+                ),
                 _ => {}
             }
         }
@@ -778,27 +843,28 @@ pub fn plan_with(
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
                 };
-            let build = match &svc.build {
-                Some(b) if !Path::new(&b.context).is_dir() => {
-                    errors.push(err(
+            let build =
+                match &svc.build {
+                    Some(b) if !Path::new(&b.context).is_dir() => {
+                        errors.push(err(
                         format!("`build.context` {} is not a directory", b.context),
                         "cove builds from a local directory (a Git URL is not supported yet)",
-                    ));
-                    continue;
-                }
-                Some(b) => Some(BuildPlan {
-                    context: PathBuf::from(&b.context),
-                    dockerfile: b.dockerfile.clone(),
-                    args: b
-                        .args
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                        .collect(),
-                    target: b.target.clone(),
-                    labels: build_labels,
-                }),
-                None => None,
-            };
+                    ).at(&["build"]));
+                        continue;
+                    }
+                    Some(b) => Some(BuildPlan {
+                        context: PathBuf::from(&b.context),
+                        dockerfile: b.dockerfile.clone(),
+                        args: b
+                            .args
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                            .collect(),
+                        target: b.target.clone(),
+                        labels: build_labels,
+                    }),
+                    None => None,
+                };
             // Compose `configs` from a file: bound read-only at their
             // target (`/NAME` by default).
             let mut config_binds = Vec::new();
@@ -922,26 +988,44 @@ pub fn plan_with(
             Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
                 Ok(w) => w,
                 Err(e) => {
-                    errors.push(err(
-                        format!("`x-cove.run` cannot be split: {e}"),
-                        "close the quote, or write a list",
-                    ));
+                    errors.push(
+                        err(
+                            format!("`x-cove.run` cannot be split: {e}"),
+                            "close the quote, or write a list",
+                        )
+                        .at(&["x-cove", "run"]),
+                    );
                     continue;
                 }
             },
             None if recipes[name.as_str()].is_some() => {
                 let recipe = recipes[name.as_str()].unwrap_or(Recipe::Redis);
                 if let Some((bin, package)) = recipe.missing() {
-                    errors.push(err(
-                        format!("runs natively with `{bin}`, which is not installed"),
-                        &format!(
-                            "install the Debian package `{package}` (apt-get install {package})"
-                        ),
-                    ));
+                    errors.push(PlanError {
+                        machine: true,
+                        ..err(
+                            format!("runs natively with `{bin}`, which is not installed"),
+                            &format!(
+                                "install the Debian package `{package}` (apt-get install {package})"
+                            ),
+                        )
+                        .at(&["image"])
+                    });
                     continue;
                 }
                 if let Err((what, hint)) = recipe.check(svc) {
-                    errors.push(err(what, &hint));
+                    let field: &[&str] = if what.starts_with("publishes port") {
+                        &["ports"]
+                    } else if what.contains("RABBITMQ_DEFAULT") || what.contains("`guest`") {
+                        &["environment"]
+                    } else {
+                        &["image"]
+                    };
+                    let machine = what.contains("which does not exist");
+                    errors.push(PlanError {
+                        machine,
+                        ..err(what, &hint).at(field)
+                    });
                     continue;
                 }
                 recipe.command(svc)
@@ -960,10 +1044,10 @@ pub fn plan_with(
             }
         };
         if argv.is_empty() && !is_container {
-            errors.push(err(
-                "`x-cove.run` is empty".into(),
-                "give the command to run",
-            ));
+            errors.push(
+                err("`x-cove.run` is empty".into(), "give the command to run")
+                    .at(&["x-cove", "run"]),
+            );
             continue;
         }
         let build = match &x.build {
@@ -976,10 +1060,13 @@ pub fn plan_with(
             Some(s) => match crate::signal::parse(s) {
                 Some(sig) => sig,
                 None => {
-                    errors.push(err(
-                        format!("unknown `stop_signal` `{s}`"),
-                        "use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2",
-                    ));
+                    errors.push(
+                        err(
+                            format!("unknown `stop_signal` `{s}`"),
+                            "use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2",
+                        )
+                        .at(&["stop_signal"]),
+                    );
                     continue;
                 }
             },
@@ -987,10 +1074,15 @@ pub fn plan_with(
         let restart = match restart_policy(svc) {
             Ok(r) => r,
             Err(m) => {
-                errors.push(err(
-                    m,
-                    "use `no`, `always`, `unless-stopped` or `on-failure[:N]`",
-                ));
+                let policies = ["no", "always", "unless-stopped", "on-failure"];
+                let written = svc.restart.as_deref().unwrap_or_default();
+                let hint = match cove_spec::diag::suggest(written, policies) {
+                    Some(p) => format!(
+                        "did you mean `{p}`? use `no`, `always`, `unless-stopped` or `on-failure[:N]`"
+                    ),
+                    None => "use `no`, `always`, `unless-stopped` or `on-failure[:N]`".into(),
+                };
+                errors.push(err(m, &hint).at(&["restart"]));
                 continue;
             }
         };
@@ -1004,7 +1096,7 @@ pub fn plan_with(
                 errors.push(err(
                     format!("waits for `{dep}` to be healthy, but `{dep}` has no health check"),
                     "add a `healthcheck` to the dependency, or use `condition: service_started`",
-                ));
+                ).at(&["depends_on", dep]));
             }
             depends_on.push(Dependency {
                 service: dep.clone(),
@@ -1037,16 +1129,17 @@ pub fn plan_with(
             )?;
             Ok((update, rollback))
         });
-        let (update, rollback) = match policies {
-            Ok(p) => p,
-            Err(m) => {
-                errors.push(err(
+        let (update, rollback) =
+            match policies {
+                Ok(p) => p,
+                Err(m) => {
+                    errors.push(err(
                     format!("`deploy`: {m}"),
                     "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
-                ));
-                continue;
-            }
-        };
+                ).at(&["deploy"]));
+                    continue;
+                }
+            };
         let mut mounts = Vec::new();
         for r in &svc.secrets {
             let target = r

@@ -108,16 +108,21 @@ pub fn gateway(
         service: String::new(),
         message,
         hint: hint.to_string(),
+        field: Vec::new(),
+        machine: false,
     };
     let settings = app.x_cove.gateway.clone().unwrap_or_default();
     let listen_text = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = match parse_listen(listen_text) {
         Ok(a) => a,
         Err(m) => {
-            errors.push(project_err(
-                format!("`x-cove.gateway.listen`: {m}"),
-                "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
-            ));
+            errors.push(
+                project_err(
+                    format!("`x-cove.gateway.listen`: {m}"),
+                    "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
+                )
+                .at(&["x-cove", "gateway", "listen"]),
+            );
             DEFAULT_LISTEN.parse().expect("a valid address")
         }
     };
@@ -150,6 +155,8 @@ pub fn gateway(
             service: svc.name.clone(),
             message: format!("`x-cove.routes[{i}]`: {message}"),
             hint: hint.to_string(),
+            field: vec!["x-cove".into(), "routes".into(), i.to_string()],
+            machine: false,
         };
         let Some(own) = &x.routes else {
             let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
@@ -329,6 +336,8 @@ pub fn gateway(
                 service: svc.name.clone(),
                 message: format!("`ports` {published}:{}: {message}", p.target),
                 hint: hint.to_string(),
+                field: vec!["ports".into()],
+                machine: false,
             };
             if p.protocol != "tcp" {
                 errors.push(err(
@@ -441,6 +450,8 @@ pub fn gateway(
                     service: b.service.clone(),
                     message: format!("a route {what}, as one of `{}` does", a.service),
                     hint: "give one of them another `host`, `path` or `listen`".into(),
+                    field: vec!["x-cove".into(), "routes".into()],
+                    machine: false,
                 });
             }
         }
@@ -450,6 +461,8 @@ pub fn gateway(
                 message: format!("a `tcp` route listens on {listen}, the gateway's own address"),
                 hint: "give it another `listen`, or move the gateway (`x-cove.gateway.listen`)"
                     .into(),
+                field: vec!["x-cove".into(), "routes".into()],
+                machine: false,
             });
         }
     }
@@ -491,6 +504,8 @@ pub fn metrics_warning(app: &App) -> Option<PlanError> {
             "listen on `127.0.0.1:{}` and scrape it from this machine (or through a proxy that authenticates)",
             addr.port()
         ),
+        field: vec!["x-cove".into(), "gateway".into(), "metrics".into()],
+        machine: false,
     })
 }
 
@@ -531,6 +546,8 @@ pub fn published_warning(gateway: &GatewayPlan) -> Option<PlanError> {
         hint: format!(
             "to keep a port to this machine, give its address: `{example}` (`127.0.0.1:HOST:CONTAINER`)"
         ),
+        field: Vec::new(),
+        machine: false,
     })
 }
 

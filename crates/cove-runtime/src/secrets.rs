@@ -258,6 +258,8 @@ pub fn resolve(
             service: String::new(),
             message: format!("secret `{name}` {message}"),
             hint,
+            field: vec!["secrets".into(), name.to_string()],
+            machine: false,
         };
         let Some(def) = app.secrets.get(name) else {
             continue;
@@ -326,6 +328,8 @@ fn store_error(name: &str, key: &str, e: &cove_secrets::Error) -> PlanError {
         hint: e
             .hint()
             .unwrap_or_else(|| "`cove secrets ls` lists what the file holds".into()),
+        field: vec!["secrets".into(), name.to_string()],
+        machine: false,
     }
 }
 

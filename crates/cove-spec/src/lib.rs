@@ -18,6 +18,7 @@ pub mod dotenv;
 pub mod graph;
 pub mod interpolate;
 pub mod load;
+pub mod locate;
 pub mod merge;
 pub mod model;
 pub mod node;

@@ -34,11 +34,20 @@ pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
             None => break,
             Some(Err(e)) => {
                 let m = e.marker();
-                let span = Span::new(file, m.line() as u32, m.col() as u32 + 1, 1);
-                b.diags.push(
-                    Diagnostic::error(span, format!("invalid YAML: {}", e.info()))
-                        .with_hint("check the indentation and quoting around this place"),
-                );
+                let line = m.line() as u32;
+                let diag = match indentation_tab(text, line, e.info()) {
+                    Some((line, col)) => Diagnostic::error(
+                        Span::new(file, line, col, 1),
+                        "invalid YAML: a tab is used for indentation; YAML does not allow tabs for indentation",
+                    )
+                    .with_hint("indent with spaces (replace the tab)"),
+                    None => Diagnostic::error(
+                        Span::new(file, line, m.col() as u32 + 1, 1),
+                        format!("invalid YAML: {}", e.info()),
+                    )
+                    .with_hint("check the indentation and quoting around this place"),
+                };
+                b.diags.push(diag);
                 return Vec::new();
             }
             Some(Ok((event, span))) => {
@@ -56,6 +65,29 @@ pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
         }
     }
     b.docs
+}
+
+/// The place (1-based line and column) of a tab in the indentation of the
+/// line a parse error was found on (`line`, 1-based) or the next one: the
+/// scanner reports such a tab at the end of the previous value ("found a
+/// tab") or says only that tabs are not allowed there. `None` when neither
+/// line is indented with a tab, or the error is not about a tab and its
+/// line has none.
+fn indentation_tab(text: &str, line: u32, info: &str) -> Option<(u32, u32)> {
+    let about_tab = info.contains("tab");
+    let first = line.max(1);
+    text.lines()
+        .enumerate()
+        .skip(first as usize - 1)
+        .take(2)
+        .find_map(|(i, l)| {
+            let indent = &l[..l.len() - l.trim_start_matches([' ', '\t']).len()];
+            let at = indent.find('\t')?;
+            // A tab in the indentation of the error's own line is its
+            // cause; on the next line only when the scanner said so.
+            (i + 1 == first as usize || about_tab)
+                .then(|| (i as u32 + 1, indent[..at].chars().count() as u32 + 1))
+        })
 }
 
 enum Frame {

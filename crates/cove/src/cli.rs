@@ -56,7 +56,7 @@ pub struct ProjectArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the resolved app: files merged, variables interpolated, defaults filled.
+    /// Print the resolved app: files merged, variables interpolated, defaults filled; refused, as `cove up` would refuse it, when it cannot run.
     Config(ConfigArgs),
     /// Print a JSON schema (`x-cove`: the extension fields cove reads).
     Schema(SchemaArgs),
@@ -353,7 +353,7 @@ pub struct ConfigArgs {
     /// values rewritten to reach services by name.
     #[arg(long, conflicts_with_all = ["services", "graph", "list_profiles", "quiet"])]
     pub addresses: bool,
-    /// Only validate: print nothing, exit 0 when the app is valid.
+    /// Only validate (every check `cove up` makes, starting nothing): print nothing, exit 0 when the app is valid.
     #[arg(short, long)]
     pub quiet: bool,
 }

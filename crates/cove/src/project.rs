@@ -83,12 +83,93 @@ fn report(loaded: Result<Project, LoadFailure>) -> Option<Project> {
         .ok()
 }
 
-/// Plans `project` natively, with its errors printed to stderr (`None`
-/// then: exit 1).
+/// Plans `project` natively, with the checks `cove up` makes (the plan's,
+/// then its daemon's), each error printed to stderr where it is written
+/// (`None` then: exit 1). Starts nothing.
 pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
-    cove_runtime::plan::plan(&project.app, &project.project_dir)
-        .map_err(|errors| report_plan_errors(&errors))
-        .ok()
+    let planned = cove_runtime::plan::plan(&project.app, &project.project_dir);
+    let mut errors = planned.as_ref().err().cloned().unwrap_or_default();
+    errors.extend(daemon_checks(&project.app));
+    if errors.is_empty() {
+        return planned.ok();
+    }
+    report_located(project, &errors, false);
+    let style = crate::output::stderr_style();
+    let n = errors.len();
+    eprintln!(
+        "{}error{}: the app cannot run ({n} error{})",
+        style.red,
+        style.reset,
+        if n == 1 { "" } else { "s" }
+    );
+    None
+}
+
+/// `cove config`'s check: what [`plan_or_report`] refuses, but problems of
+/// this machine (a program not installed) are warnings, not errors: the
+/// file may be meant for another. False when the app cannot run anywhere
+/// (its errors printed).
+pub fn check_or_report(project: &Project) -> bool {
+    let mut problems = cove_runtime::plan::plan(&project.app, &project.project_dir)
+        .err()
+        .unwrap_or_default();
+    problems.extend(daemon_checks(&project.app));
+    let (machine, errors): (Vec<_>, Vec<_>) = problems.into_iter().partition(|e| e.machine);
+    report_located(project, &machine, true);
+    if errors.is_empty() {
+        return true;
+    }
+    report_located(project, &errors, false);
+    let style = crate::output::stderr_style();
+    let n = errors.len();
+    eprintln!(
+        "{}error{}: the app cannot run ({n} error{})",
+        style.red,
+        style.reset,
+        if n == 1 { "" } else { "s" }
+    );
+    false
+}
+
+/// What the daemon refuses at `cove up` beyond the plan: autoscaling
+/// settings it cannot follow.
+fn daemon_checks(app: &cove_spec::App) -> Vec<cove_runtime::plan::PlanError> {
+    app.services
+        .iter()
+        .filter_map(|(name, svc)| {
+            let a = svc.x_cove.as_ref()?.autoscale.as_ref()?;
+            let e = cove_daemon::autoscale::Policy::from_spec(a).err()?;
+            Some(
+                cove_runtime::plan::PlanError {
+                    service: name.clone(),
+                    message: format!("`x-cove.autoscale` {e}"),
+                    hint: "e.g. `autoscale: {min: 2, max: 5, target_concurrency: 32}`".into(),
+                    field: Vec::new(),
+                    machine: false,
+                }
+                .at(&["x-cove", "autoscale"]),
+            )
+        })
+        .collect()
+}
+
+/// Prints planning problems to stderr as errors, or as warnings when
+/// `warning`, each with the place in the Compose files of the field it is
+/// about (as the loader's errors show it) and its hint.
+pub fn report_located(project: &Project, errors: &[cove_runtime::plan::PlanError], warning: bool) {
+    let style = crate::output::stderr_style();
+    for e in errors {
+        let span = cove_spec::locate::locate(&project.sources, &e.path());
+        let d = if warning {
+            cove_spec::Diagnostic::warning(span, e.to_string())
+        } else {
+            cove_spec::Diagnostic::error(span, e.to_string())
+        };
+        eprintln!(
+            "{}",
+            d.with_hint(e.hint.clone()).render(&project.sources, &style)
+        );
+    }
 }
 
 /// Prints planning errors to stderr, each with its hint.

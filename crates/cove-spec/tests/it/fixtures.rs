@@ -96,3 +96,47 @@ fn every_good_app_round_trips_through_json() {
     }
     assert!(n >= 9, "only {n} apps");
 }
+
+/// A tab in the indentation is reported where the tab is (its own line and
+/// column), saying why; the scanner alone points at the end of the line
+/// before it.
+#[test]
+fn a_tab_in_the_indentation_is_reported_at_the_tab() {
+    let dir = repo_root().join("fixtures/bad/tab-indentation");
+    let Err(f) = cove_spec::load(&options_for(&dir)) else {
+        panic!("loaded");
+    };
+    let errors: Vec<_> = f.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{f}");
+    let d = errors[0];
+    assert!(
+        d.message
+            .contains("YAML does not allow tabs for indentation"),
+        "{f}"
+    );
+    let span = d.span.expect("a place");
+    // Line 4 is `  \tports: ...`: the tab is its third character.
+    assert_eq!((span.line, span.col), (4, 3), "{f}");
+    assert!(
+        d.hint.as_deref().is_some_and(|h| h.contains("spaces")),
+        "{f}"
+    );
+
+    // Indented by a tab alone, on the line of the error itself.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("compose.yaml");
+    fs_err::write(
+        &file,
+        "services:\n  web:\n    image: nginx\n    environment:\n\t  A: b\n",
+    )
+    .unwrap();
+    let mut opts = options_for(tmp.path());
+    opts.files = vec![file];
+    let Err(f) = cove_spec::load(&opts) else {
+        panic!("loaded");
+    };
+    let d = &f.diagnostics[0];
+    assert!(d.message.contains("tabs for indentation"), "{f}");
+    let span = d.span.expect("a place");
+    assert_eq!((span.line, span.col), (5, 1), "{f}");
+}

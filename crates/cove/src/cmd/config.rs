@@ -15,8 +15,12 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     };
     let app = &project.app;
+    // What `cove up` would refuse, refused here first.
+    if !crate::project::check_or_report(&project) {
+        return Ok(ExitCode::from(1));
+    }
     if let Some(w) = cove_runtime::routes::metrics_warning(app) {
-        crate::project::report_plan_problems(&[w], true);
+        crate::project::report_located(&project, &[w], true);
     }
     let redactor = redactor(&project);
     let mut out = String::new();
@@ -120,7 +124,7 @@ fn redactor(project: &cove_spec::Project) -> cove_runtime::secrets::Redactor {
     match cove_runtime::secrets::resolve(&project.app, &project.project_dir, identity.as_deref()) {
         Ok(resolved) => resolved.redactor(),
         Err(errors) => {
-            crate::project::report_plan_problems(&errors, true);
+            crate::project::report_located(project, &errors, true);
             Default::default()
         }
     }

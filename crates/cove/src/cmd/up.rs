@@ -51,7 +51,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     .into_iter()
     .flatten()
     .collect();
-    crate::project::report_plan_problems(&warnings, true);
+    crate::project::report_located(&project, &warnings, true);
     for s in &plan.services {
         for r in 1..=s.replicas {
             eprintln!(

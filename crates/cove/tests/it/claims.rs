@@ -31,7 +31,7 @@ fn daemon_pid(app: &App) -> u32 {
 
 /// SIGKILLs the app's daemon and waits (bounded) until its reaper has
 /// stopped every replica.
-fn kill_daemon(app: &App) {
+pub(crate) fn kill_daemon(app: &App) {
     let daemon = daemon_pid(app);
     kill9(daemon);
     eventually(10, "the killed daemon to be gone", || !alive(daemon));
@@ -58,7 +58,7 @@ fn pids(app: &App, services: &[&str]) -> BTreeMap<String, u64> {
 /// The daemon's recorded events after `after` (`GET /v1/events`, over
 /// its socket): each with its time, service, replica, revision, state
 /// and pid.
-fn events(app: &App, after: u64) -> Vec<serde_json::Value> {
+pub(crate) fn events(app: &App, after: u64) -> Vec<serde_json::Value> {
     use std::io::{Read as _, Write as _};
     let state = fs_err::canonicalize(app.dir().join(".cove")).unwrap();
     let mut s = std::os::unix::net::UnixStream::connect(app.dir().join(".cove/daemon.sock"))
@@ -78,14 +78,14 @@ fn events(app: &App, after: u64) -> Vec<serde_json::Value> {
 }
 
 /// The last event's number (0 when there is none).
-fn last_seq(app: &App) -> u64 {
+pub(crate) fn last_seq(app: &App) -> u64 {
     events(app, 0)
         .last()
         .map_or(0, |e| e["seq"].as_u64().unwrap())
 }
 
 /// One line per event, for failure messages.
-fn show(events: &[serde_json::Value]) -> String {
+pub(crate) fn show(events: &[serde_json::Value]) -> String {
     events
         .iter()
         .map(|e| {
@@ -256,7 +256,7 @@ http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H
 "#;
 
 /// One GET through the gateway for `host`: status line and body.
-fn get_raw(gw: std::net::SocketAddr, host: &str, wait: Duration) -> (String, String) {
+pub(crate) fn get_raw(gw: std::net::SocketAddr, host: &str, wait: Duration) -> (String, String) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(wait)).unwrap();
@@ -463,7 +463,7 @@ fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
 
 /// `deploy::SERVER`, but the replica numbered `FAIL_REPLICA` exits with code 3
 /// at once.
-const FAILING_ONE: &str = r#"
+pub(crate) const FAILING_ONE: &str = r#"
 import http.server, os, sys
 if os.environ.get("FAIL_REPLICA") == os.environ["COVE_REPLICA"]:
     print("replica", os.environ["COVE_REPLICA"], "will not start", flush=True)
@@ -483,7 +483,7 @@ http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H
 
 /// `web`, `replicas` of it, at `version`, with replica `fail` (0: none)
 /// failing, replaced per `update` (YAML flow mapping entries).
-fn updating(version: u32, replicas: u32, fail: u32, update: &str) -> String {
+pub(crate) fn updating(version: u32, replicas: u32, fail: u32, update: &str) -> String {
     format!(
         r#"
 services:
@@ -504,7 +504,7 @@ x-cove:
 }
 
 /// `replica` → revision of each running `web` replica.
-fn revisions(app: &App) -> BTreeMap<u64, u64> {
+pub(crate) fn revisions(app: &App) -> BTreeMap<u64, u64> {
     app.ps()
         .into_iter()
         .filter(|r| r["service"] == "web" && r["state"] == "running")
@@ -519,7 +519,7 @@ fn revisions(app: &App) -> BTreeMap<u64, u64> {
 
 /// The order in which new (revision `new`) web replicas started: their
 /// replica numbers.
-fn started(events: &[serde_json::Value], new: u64) -> Vec<u64> {
+pub(crate) fn started(events: &[serde_json::Value], new: u64) -> Vec<u64> {
     events
         .iter()
         .filter(|e| e["service"] == "web" && e["revision"] == new && e["state"] == "starting")

@@ -30,7 +30,7 @@ fn write(dir: &Path, name: &str, text: &str) {
     fs_err::write(path, text).unwrap();
 }
 
-const APP: &str = "services:\n  web:\n    image: web\n    depends_on: [api]\n  api:\n    image: api\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: db\n";
+const APP: &str = "services:\n  web:\n    image: web\n    depends_on: [api]\n  api:\n    image: api\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: db\n    healthcheck: {test: [CMD, \"true\"]}\n";
 
 #[test]
 fn finds_the_compose_file_in_a_parent_directory_with_its_override() {
