@@ -1012,8 +1012,7 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         .as_ref()
         .map(|d| (d.scale.clone(), d.pinned.clone()))
         .unwrap_or_default();
-    let (app, orphans, removed) =
-        with_orphans(
+    let (app, orphans, removed) = with_orphans(
         req.app.clone(),
         run.desired.as_ref(),
         req.remove_orphans,

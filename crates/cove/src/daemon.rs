@@ -68,6 +68,28 @@ pub async fn ensure(client: &Client) -> Result<(), ClientError> {
     client.ensure_running(&exe).await.map(|_| ())
 }
 
+/// Starts the daemon if needed, then `POST path` (an `up`, which may be
+/// sent again: it converges). A daemon that was exiting (nothing left to
+/// run) when it answered the check may be gone, or drop the request: then
+/// a new one is started and asked again, three times at most.
+pub async fn ensure_and_post<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<T, ClientError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        ensure(client).await?;
+        match client.post(path, body).await {
+            Err(ClientError::NotRunning | ClientError::Other(_)) if tries < 3 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 pub fn print_error(style: &Style, e: &ClientError) {
     eprintln!("{}error{}: {e}", style.red, style.reset);
     let hint = match e {

@@ -89,10 +89,6 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
     rt.block_on(async {
         if !args.no_deps && !deps.is_empty() {
             let client = daemon::client(&project)?;
-            if let Err(e) = daemon::ensure(&client).await {
-                daemon::print_error(&style, &e);
-                return Ok(ExitCode::from(1));
-            }
             let request = UpRequest {
                 app: project.app.clone(),
                 project_dir: project.project_dir.clone(),
@@ -101,13 +97,14 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
                 remove_orphans: false,
                 disabled: project.disabled.keys().cloned().collect(),
             };
-            let accepted: Accepted = match client.post("/v1/up", &request).await {
-                Ok(a) => a,
-                Err(e) => {
-                    daemon::print_error(&style, &e);
-                    return Ok(ExitCode::from(1));
-                }
-            };
+            let accepted: Accepted =
+                match daemon::ensure_and_post(&client, "/v1/up", &request).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        daemon::print_error(&style, &e);
+                        return Ok(ExitCode::from(1));
+                    }
+                };
             if let Err(why) = daemon::wait_ready(&client, &deps, accepted.seq, DEPS_TIMEOUT).await {
                 daemon::print_not_ready(&style, &client, &why, DEPS_TIMEOUT);
                 return Ok(ExitCode::from(1));

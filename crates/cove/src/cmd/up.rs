@@ -91,11 +91,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     };
     let rt = daemon::runtime()?;
     rt.block_on(async {
-        if let Err(e) = daemon::ensure(&client).await {
-            daemon::print_error(&style, &e);
-            return Ok(ExitCode::from(1));
-        }
-        let accepted: Accepted = match client.post("/v1/up", &request).await {
+        let accepted: Accepted = match daemon::ensure_and_post(&client, "/v1/up", &request).await {
             Ok(a) => a,
             Err(e) => {
                 daemon::print_error(&style, &e);
