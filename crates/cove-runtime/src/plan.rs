@@ -171,6 +171,9 @@ pub struct ContainerPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildPlan {
     pub context: PathBuf,
+    /// Never sent with the context: cove's state directory (its socket,
+    /// store, logs and data), wherever `x-cove.state_dir` puts it.
+    pub skip: Vec<PathBuf>,
     pub dockerfile: Option<String>,
     pub args: Vec<(String, String)>,
     pub target: Option<String>,
@@ -788,6 +791,7 @@ pub fn plan_with(
                 }
                 Some(b) => Some(BuildPlan {
                     context: PathBuf::from(&b.context),
+                    skip: vec![state_dir.clone()],
                     dockerfile: b.dockerfile.clone(),
                     args: b
                         .args

@@ -9,6 +9,7 @@ mod config;
 mod container_settings;
 mod containers;
 mod daemon;
+mod first_hour;
 pub mod deploy;
 pub mod gateway;
 mod kvstore;

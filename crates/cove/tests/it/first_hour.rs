@@ -1,0 +1,106 @@
+//! Issue 17, "the first hour": what a Compose user expects works, or gets a
+//! fix instead of a mystery — builds from the project root, native
+//! replicas' addresses in health checks and commands, `down` right after
+//! Ctrl-C, `down --volumes` and the logs. Every wait is bounded; every app
+//! is brought down, even when a test fails.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::daemon::{App, eventually};
+use crate::deploy::cove_ok;
+
+/// The container's program: for each argument, a path, whether it exists;
+/// then it sleeps.
+const LISTER: &str = r#"
+fn main() {
+    let seen: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|p| format!("{p}={}", std::path::Path::new(&p).exists()))
+        .collect();
+    println!("files: {}", seen.join(" "));
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+"#;
+
+fn static_lister(dir: &Path) {
+    fs_err::write(dir.join("lister.rs"), LISTER).unwrap();
+    let out = Command::new("rustc")
+        .args([
+            "--edition",
+            "2021",
+            "-C",
+            "target-feature=+crt-static",
+            "lister.rs",
+            "-o",
+            "app",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs_err::remove_file(dir.join("lister.rs")).unwrap();
+}
+
+const BUILD_HERE: &str = r#"
+services:
+  keeper:
+    x-cove: {run: [sleep, "300"]}
+  files:
+    build: .
+    command: [/ctx/app, /ctx/secret.txt, /ctx/notes/keep.md, /ctx/notes/drop.md, /ctx/notes/other.txt, /ctx/.cove, /ctx/Dockerfile, /ctx/.dockerignore]
+"#;
+
+#[test]
+fn a_build_from_the_project_root_leaves_out_the_state_dir_and_what_dockerignore_says() {
+    assert!(
+        std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists(),
+        "no Docker engine: run `bash scripts/test`, which starts one of its own"
+    );
+    let app = App::new(BUILD_HERE);
+    let dir = app.dir();
+    static_lister(dir);
+    fs_err::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY . /ctx\nENTRYPOINT [\"/ctx/app\"]\n",
+    )
+    .unwrap();
+    fs_err::write(
+        dir.join(".dockerignore"),
+        "# what never goes in the image\nsecret.txt\n**/*.md\n!notes/keep.md\nDockerfile\n.dockerignore\n",
+    )
+    .unwrap();
+    fs_err::write(dir.join("secret.txt"), "s3cret").unwrap();
+    fs_err::create_dir_all(dir.join("notes")).unwrap();
+    for f in ["keep.md", "drop.md", "other.txt"] {
+        fs_err::write(dir.join("notes").join(f), f).unwrap();
+    }
+    // The daemon runs (its socket is in the context) before anything builds.
+    cove_ok(&app, &["up", "-d", "keeper"]);
+    assert!(dir.join(".cove/daemon.sock").exists());
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    eventually(15, "the container's list of files", || {
+        app.merged(&["logs", "files"]).1.contains("files: ")
+    });
+    let logs = app.merged(&["logs", "files"]).1;
+    for expected in [
+        "/ctx/secret.txt=false",
+        "/ctx/notes/keep.md=true",
+        "/ctx/notes/drop.md=false",
+        "/ctx/notes/other.txt=true",
+        "/ctx/.cove=false",
+        // Excluded, yet sent (the engine needs them), as Docker does; the
+        // engine then leaves them out of `COPY`.
+        "/ctx/Dockerfile=false",
+        "/ctx/.dockerignore=false",
+    ] {
+        assert!(logs.contains(expected), "no `{expected}` in:\n{logs}");
+    }
+}
