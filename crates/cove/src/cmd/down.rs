@@ -21,6 +21,10 @@ use crate::output::stderr_style;
 /// Grace given to processes of a daemon that is gone.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
 
+/// How long `down` waits for an exiting daemon to let go of the store
+/// (it holds it at most 5 s after removing its socket).
+const STORE_PATIENCE: Duration = Duration::from_secs(15);
+
 pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
@@ -43,6 +47,20 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                 Ok(())
             }
             Err(ClientError::NotRunning) => {
+                // A daemon that is exiting (a foreground `cove up` just
+                // stopped, Ctrl-C) has removed its socket but may hold the
+                // store a few seconds more: wait for it to let go first.
+                let store = if paths.store().exists() {
+                    Some(
+                        Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
+                            ClientError::Other(format!(
+                                "{e} (a daemon still held it after {STORE_PATIENCE:?}: is one starting right now?)"
+                            ))
+                        })?,
+                    )
+                } else {
+                    None
+                };
                 // Only this project's: a host's daemon runs others too.
                 let left = cove_runtime::process::sweep(
                     &cove_daemon::project_marker(&key),
@@ -55,10 +73,7 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                         left.len()
                     );
                 }
-                if paths.store().exists() {
-                    let store = Store::open(&paths.store()).map_err(|e| {
-                        ClientError::Other(format!("{e} (is a daemon starting right now?)"))
-                    })?;
+                if let Some(store) = store {
                     store
                         .set_desired(&key, None)
                         .map_err(|e| ClientError::Other(e.to_string()))?;

@@ -104,3 +104,29 @@ fn a_build_from_the_project_root_leaves_out_the_state_dir_and_what_dockerignore_
         assert!(logs.contains(expected), "no `{expected}` in:\n{logs}");
     }
 }
+
+/// `cove down` at once after Ctrl-C of a foreground `cove up`, while its
+/// daemon may still be exiting: `down` waits for it to let go of the store
+/// instead of failing on the store's lock.
+#[test]
+fn down_right_after_ctrl_c_of_a_foreground_up_succeeds() {
+    for round in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        fs_err::write(
+            tmp.path().join("compose.yaml"),
+            "services:\n  web:\n    x-cove: {run: [sh, -c, 'trap \"sleep 0.5; exit 0\" TERM; sleep 300 & wait']}\n  other:\n    x-cove: {run: [sleep, '300']}\n",
+        )
+        .unwrap();
+        let mut up = crate::up::Up::start(tmp.path(), &[]);
+        up.wait_for_all(&["web-1 running", "other-1 running"], 30);
+        assert_eq!(up.interrupt(), Some(0), "round {round}: {:#?}", up.seen);
+        let out = crate::daemon::run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_cove"))
+                .current_dir(tmp.path())
+                .arg("down")
+                .env("NO_COLOR", "1"),
+            60,
+        );
+        assert_eq!(out.code, Some(0), "round {round}: {out}");
+    }
+}
