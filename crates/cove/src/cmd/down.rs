@@ -1,7 +1,7 @@
 //! `cove down [--volumes]`: stops every service (dependents first) and
-//! forgets them; the daemon exits. Data is kept unless `--volumes` is given,
-//! and then every data directory (and Docker volume) is named before it is
-//! deleted.
+//! forgets them; the daemon exits. Data and logs are kept unless
+//! `--volumes` is given, and then every data directory (and Docker volume)
+//! is named before it is deleted, and the logs go too.
 //!
 //! When the daemon is not running (it crashed, or was SIGKILLed), `down`
 //! stops what it left behind (processes carrying its marker) and clears
@@ -109,6 +109,13 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
             } else {
                 fs_err::remove_file(&dir)?;
             }
+        }
+        // The app's logs go with its data: `cove logs` after `down
+        // --volumes` shows only what runs next. (`down` alone keeps them.)
+        let logs = cove_runtime::logs::Writer::dir_of(std::path::Path::new(&key));
+        if logs.is_dir() {
+            eprintln!("cove: deleting the logs: {}", logs.display());
+            fs_err::remove_dir_all(&logs)?;
         }
         // Named volumes of services run as containers.
         let app = &project.app;

@@ -130,3 +130,36 @@ fn down_right_after_ctrl_c_of_a_foreground_up_succeeds() {
         assert_eq!(out.code, Some(0), "round {round}: {out}");
     }
 }
+
+/// `down` keeps the logs (`cove logs` shows the last run's lines);
+/// `down --volumes` deletes them with the data: the next run's `cove logs`
+/// starts afresh.
+#[test]
+fn down_keeps_the_logs_and_down_volumes_deletes_them() {
+    let app = App::new(
+        "services:\n  talker:\n    x-cove: {run: [sh, -c, 'echo said at $$(cat run); sleep 300']}\n",
+    );
+    let said = |n: &str| {
+        fs_err::write(app.dir().join("run"), n).unwrap();
+        cove_ok(&app, &["up", "-d"]);
+        eventually(15, &format!("run {n}'s line in `cove logs`"), || {
+            app.merged(&["logs"]).1.contains(&format!("said at {n}"))
+        });
+    };
+    said("one");
+    cove_ok(&app, &["down"]);
+    let (code, kept) = app.merged(&["logs"]);
+    assert_eq!(code, Some(0), "{kept}");
+    assert!(kept.contains("said at one"), "`down` keeps the logs:\n{kept}");
+    said("two");
+    let down = cove_ok(&app, &["down", "--volumes"]);
+    assert!(down.contains("deleting the logs"), "{down}");
+    let (_, gone) = app.merged(&["logs"]);
+    assert!(!gone.contains("said at"), "after `down --volumes`:\n{gone}");
+    said("three");
+    let (_, fresh) = app.merged(&["logs"]);
+    assert!(
+        !fresh.contains("said at one") && !fresh.contains("said at two"),
+        "only the run after `down --volumes`:\n{fresh}"
+    );
+}
