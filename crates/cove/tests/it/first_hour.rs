@@ -163,3 +163,38 @@ fn down_keeps_the_logs_and_down_volumes_deletes_them() {
         "only the run after `down --volumes`:\n{fresh}"
     );
 }
+
+/// Health checks written for a container (`localhost`, `127.0.0.1`) pass
+/// natively: they probe the replica's own address, where it listens.
+#[test]
+fn a_healthcheck_on_localhost_probes_the_replica_address() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: [python3, -m, http.server, --bind, $$HOST, $$PORT]
+    expose: ["8080"]
+    healthcheck:
+      test: [CMD, curl, -fsS, -o, /dev/null, "http://localhost:8080/"]
+      interval: 1s
+      start_period: 60s
+      start_interval: 200ms
+  api:
+    x-cove:
+      run: [python3, -m, http.server, --bind, $$HOST, $$PORT]
+    expose: ["8081"]
+    healthcheck:
+      test: [CMD-SHELL, "curl -fsS -o /dev/null http://127.0.0.1:8081/ || exit 1"]
+      interval: 1s
+      start_period: 60s
+      start_interval: 200ms
+"#,
+    );
+    let (code, out) = app.merged(&["up", "-d", "--wait-timeout", "60"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("web-1 healthy") && out.contains("api-1 healthy"),
+        "{out}"
+    );
+}
