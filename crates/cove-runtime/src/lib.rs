@@ -18,6 +18,7 @@ pub mod context;
 pub mod docker;
 pub mod driver;
 pub mod environ;
+pub mod habits;
 pub mod health;
 pub mod logs;
 pub mod plan;

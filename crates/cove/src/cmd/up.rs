@@ -42,6 +42,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     ]
     .into_iter()
     .flatten()
+    .chain(cove_runtime::habits::warnings(&project.app, &plan))
     .collect();
     crate::project::report_plan_problems(&warnings, true);
     for s in &plan.services {

@@ -198,3 +198,90 @@ services:
         "{out}"
     );
 }
+
+/// A command that names a service as a host, as in a container
+/// (`redis-cli -h cache`, `--host=cache`), reaches that service natively;
+/// inside a script, where cove does not rewrite it, `up` says so and how
+/// to fix it.
+#[test]
+fn a_service_named_as_a_host_in_a_command_is_its_address() {
+    let app = App::new(
+        r#"
+services:
+  cache:
+    image: redis:7
+  ping:
+    x-cove:
+      run: [redis-cli, -h, cache, ping]
+    depends_on: {cache: {condition: service_healthy}}
+  ping2:
+    x-cove:
+      run: [sh, -c, 'echo "ping2 $$(redis-cli -h "$${1#--host=}" ping)"', sh, --host=cache]
+    depends_on: {cache: {condition: service_healthy}}
+  script:
+    x-cove:
+      run: [sh, -c, 'redis-cli -h cache ping || true']
+    depends_on: {cache: {condition: service_healthy}}
+"#,
+    );
+    let (code, out) = app.merged(&["up", "-d", "--wait-timeout", "60"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: service `script`: `x-cove.run` names service `cache` as a host (`-h cache`) inside a script")
+            && out.contains("`environment: {CACHE_HOST: cache}`"),
+        "{out}"
+    );
+    crate::daemon::eventually_ok(15, "the answers in `cove logs`", || {
+        let logs = app.merged(&["logs", "ping", "ping2"]).1;
+        match logs.lines().any(|l| l.starts_with("ping-1 ") && l.ends_with("| PONG")) && logs.contains("ping2 PONG") {
+            true => Ok(()),
+            false => Err(logs),
+        }
+    });
+}
+
+/// The major version of the host's PostgreSQL server, as its recipe runs it.
+fn host_postgres_major() -> u32 {
+    let out = Command::new("postgres")
+        .arg("--version")
+        .output()
+        .or_else(|_| {
+            let mut found: Vec<u32> = fs_err::read_dir("/usr/lib/postgresql")?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect();
+            found.sort();
+            let newest = found.last().expect("a PostgreSQL under /usr/lib/postgresql");
+            Command::new(format!("/usr/lib/postgresql/{newest}/bin/postgres"))
+                .arg("--version")
+                .output()
+        })
+        .expect("PostgreSQL installed (package postgresql)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)`
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no version in `{text}`"))
+}
+
+/// `image: postgres:N` run natively by the host's PostgreSQL of another
+/// major version: `up` warns, once, naming both.
+#[test]
+fn an_image_tag_other_than_the_host_binary_version_is_warned_about() {
+    let have = host_postgres_major();
+    let wanted = have + 1;
+    let app = App::new(&format!(
+        "services:\n  pg:\n    image: postgres:{wanted}\n    environment:\n      POSTGRES_PASSWORD: pw\n"
+    ));
+    let (code, out) = app.merged(&["up", "-d", "--wait-timeout", "120"]);
+    assert_eq!(code, Some(0), "{out}");
+    let warning = format!(
+        "warning: service `pg`: `image: postgres:{wanted}` asks for version {wanted}, but natively it runs this machine's postgres {have} ("
+    );
+    assert_eq!(out.matches(&warning).count(), 1, "{out}");
+    assert!(
+        out.contains(&format!("write `image: postgres:{have}`")),
+        "{out}"
+    );
+}
