@@ -285,3 +285,38 @@ fn an_image_tag_other_than_the_host_binary_version_is_warned_about() {
         "{out}"
     );
 }
+
+/// A program that binds 0.0.0.0:PORT, as in a container: natively its
+/// replicas share the port, so the second dies with "address already in
+/// use". `up` and `cove logs` say what to do: bind `$HOST`.
+#[test]
+fn binding_all_addresses_natively_gets_the_fix_not_a_mystery() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: [python3, -c, "import os, socket, time; s = socket.socket(); s.bind(('0.0.0.0', int(os.environ['PORT']))); s.listen(); open('bound-' + os.environ['COVE_REPLICA'], 'w').close(); time.sleep(300)"]
+    # Healthy once this replica has bound (not when another one answers
+    # on its address).
+    healthcheck:
+      test: [CMD, test, -e, "bound-$$COVE_REPLICA"]
+      interval: 1s
+      start_period: 60s
+      start_interval: 200ms
+    deploy: {replicas: 2}
+"#,
+    );
+    let (code, out) = app.merged(&["up", "-d", "--wait-timeout", "60"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("Address already in use"), "{out}");
+    let hint = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("bind `$HOST` (this replica's address, 127."))
+            .map(|l| l.contains("), not 0.0.0.0"))
+            .unwrap_or(false)
+    };
+    assert!(hint(&out), "`up` says what to do:\n{out}");
+    let (_, logs) = app.merged(&["logs", "web"]);
+    assert!(hint(&logs), "`cove logs` says it too:\n{logs}");
+}
