@@ -226,9 +226,11 @@ fn matches(tokens: &[Token], s: &[char]) -> bool {
     match first {
         Token::Char(c) => s.first() == Some(c) && matches(rest, &s[1..]),
         Token::One => s.first().is_some_and(|c| *c != '/') && matches(rest, &s[1..]),
-        Token::Class(ranges, negated) => s.first().is_some_and(|c| {
-            *c != '/' && ranges.iter().any(|(a, b)| a <= c && c <= b) != *negated
-        }) && matches(rest, &s[1..]),
+        Token::Class(ranges, negated) => {
+            s.first().is_some_and(|c| {
+                *c != '/' && ranges.iter().any(|(a, b)| a <= c && c <= b) != *negated
+            }) && matches(rest, &s[1..])
+        }
         Token::Star => {
             let mut i = 0;
             loop {
@@ -244,8 +246,7 @@ fn matches(tokens: &[Token], s: &[char]) -> bool {
         Token::Rest => true,
         // `(.*/)?`: nothing, or anything ending with `/`.
         Token::Dirs => {
-            matches(rest, s)
-                || (0..s.len()).any(|i| s[i] == '/' && matches(rest, &s[i + 1..]))
+            matches(rest, s) || (0..s.len()).any(|i| s[i] == '/' && matches(rest, &s[i + 1..]))
         }
     }
 }
@@ -294,7 +295,7 @@ fn walk(
         };
         let kind = e.file_type()?;
         if kind.is_dir() {
-            if skip.iter().any(|s| *s == path) {
+            if skip.contains(&path) {
                 continue;
             }
             let excluded = ignore.excludes(&rel);
@@ -324,10 +325,16 @@ mod tests {
     fn comments_blank_lines_and_plain_names() {
         let i = ignore("# a comment\n\n  target  \n#not-this\nsecret.txt\n");
         assert!(i.excludes("target"));
-        assert!(i.excludes("target/debug/app"), "under an excluded directory");
+        assert!(
+            i.excludes("target/debug/app"),
+            "under an excluded directory"
+        );
         assert!(i.excludes("secret.txt"));
         assert!(!i.excludes("#not-this"), "a comment, not a pattern");
-        assert!(!i.excludes("src/target"), "patterns are anchored at the root");
+        assert!(
+            !i.excludes("src/target"),
+            "patterns are anchored at the root"
+        );
         assert!(!i.excludes("secret.txt.bak"));
     }
 

@@ -152,7 +152,10 @@ mod tests {
 
     #[test]
     fn versions_are_the_first_number() {
-        assert_eq!(first_number("postgres (PostgreSQL) 15.14 (Debian)"), Some(15));
+        assert_eq!(
+            first_number("postgres (PostgreSQL) 15.14 (Debian)"),
+            Some(15)
+        );
         assert_eq!(first_number("Redis server v=7.0.15 sha=0"), Some(7));
         assert_eq!(first_number("16.2-alpine"), Some(16));
         assert_eq!(first_number("alpine"), None);

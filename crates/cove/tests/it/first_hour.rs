@@ -136,9 +136,27 @@ fn down_right_after_ctrl_c_of_a_foreground_up_succeeds() {
 /// starts afresh.
 #[test]
 fn down_keeps_the_logs_and_down_volumes_deletes_them() {
-    let app = App::new(
-        "services:\n  talker:\n    x-cove: {run: [sh, -c, 'echo said at $$(cat run); sleep 300']}\n",
-    );
+    logs_kept_and_deleted(&App::new(TALKER));
+}
+
+/// The same under a host's daemon, which stays up (and keeps writing the
+/// next run's lines where `cove logs` reads them).
+#[test]
+fn down_volumes_deletes_the_logs_under_a_host_daemon_too() {
+    let host = crate::daemon::HostDaemon {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let env = [
+        ("COVE_DAEMON", Path::new("host")),
+        ("COVE_HOST_DIR", host.dir.path()),
+    ];
+    logs_kept_and_deleted(&App::with_env(TALKER, &env));
+}
+
+const TALKER: &str =
+    "services:\n  talker:\n    x-cove: {run: [sh, -c, 'echo said at $$(cat run); sleep 300']}\n";
+
+fn logs_kept_and_deleted(app: &App) {
     let said = |n: &str| {
         fs_err::write(app.dir().join("run"), n).unwrap();
         cove_ok(&app, &["up", "-d"]);
@@ -150,7 +168,10 @@ fn down_keeps_the_logs_and_down_volumes_deletes_them() {
     cove_ok(&app, &["down"]);
     let (code, kept) = app.merged(&["logs"]);
     assert_eq!(code, Some(0), "{kept}");
-    assert!(kept.contains("said at one"), "`down` keeps the logs:\n{kept}");
+    assert!(
+        kept.contains("said at one"),
+        "`down` keeps the logs:\n{kept}"
+    );
     said("two");
     let down = cove_ok(&app, &["down", "--volumes"]);
     assert!(down.contains("deleting the logs"), "{down}");
@@ -233,7 +254,11 @@ services:
     );
     crate::daemon::eventually_ok(15, "the answers in `cove logs`", || {
         let logs = app.merged(&["logs", "ping", "ping2"]).1;
-        match logs.lines().any(|l| l.starts_with("ping-1 ") && l.ends_with("| PONG")) && logs.contains("ping2 PONG") {
+        match logs
+            .lines()
+            .any(|l| l.starts_with("ping-1 ") && l.ends_with("| PONG"))
+            && logs.contains("ping2 PONG")
+        {
             true => Ok(()),
             false => Err(logs),
         }
@@ -251,7 +276,9 @@ fn host_postgres_major() -> u32 {
                 .filter_map(|e| e.file_name().to_str()?.parse().ok())
                 .collect();
             found.sort();
-            let newest = found.last().expect("a PostgreSQL under /usr/lib/postgresql");
+            let newest = found
+                .last()
+                .expect("a PostgreSQL under /usr/lib/postgresql");
             Command::new(format!("/usr/lib/postgresql/{newest}/bin/postgres"))
                 .arg("--version")
                 .output()
