@@ -159,13 +159,13 @@ const TALKER: &str =
 fn logs_kept_and_deleted(app: &App) {
     let said = |n: &str| {
         fs_err::write(app.dir().join("run"), n).unwrap();
-        cove_ok(&app, &["up", "-d"]);
+        cove_ok(app, &["up", "-d"]);
         eventually(15, &format!("run {n}'s line in `cove logs`"), || {
             app.merged(&["logs"]).1.contains(&format!("said at {n}"))
         });
     };
     said("one");
-    cove_ok(&app, &["down"]);
+    cove_ok(app, &["down"]);
     let (code, kept) = app.merged(&["logs"]);
     assert_eq!(code, Some(0), "{kept}");
     assert!(
@@ -173,7 +173,7 @@ fn logs_kept_and_deleted(app: &App) {
         "`down` keeps the logs:\n{kept}"
     );
     said("two");
-    let down = cove_ok(&app, &["down", "--volumes"]);
+    let down = cove_ok(app, &["down", "--volumes"]);
     assert!(down.contains("deleting the logs"), "{down}");
     let (_, gone) = app.merged(&["logs"]);
     assert!(!gone.contains("said at"), "after `down --volumes`:\n{gone}");
