@@ -633,6 +633,9 @@ async fn record(
     let mut seq = *seq_tx.borrow();
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, 1024).await > 0 {
+        // `down --volumes` deletes a project's logs (a host's daemon stays
+        // up): the next run's lines go to new files, not deleted ones.
+        writers.retain(|p, _| logs::Writer::dir_of(Path::new(&**p)).is_dir());
         let now = SystemTime::now();
         let mut events = Vec::new();
         let mut replicas = Vec::new();

@@ -120,8 +120,10 @@ pub struct ContainerSpec {
 /// An image to build (Compose `build:`).
 #[derive(Debug, Clone, Default)]
 pub struct BuildSpec {
-    /// A directory, sent whole.
+    /// A directory, sent as `.dockerignore` says (see [`crate::context`]).
     pub context: std::path::PathBuf,
+    /// Directories of the context never sent (cove's state directory).
+    pub skip: Vec<std::path::PathBuf>,
     /// Relative to the context; default `Dockerfile`.
     pub dockerfile: Option<String>,
     pub tag: String,
@@ -241,7 +243,8 @@ impl Engine {
             })
     }
 
-    /// Builds `context` (a directory, sent whole as a tar stream) into
+    /// Builds `context` (a directory, sent as a tar stream without what
+    /// `.dockerignore` excludes nor cove's state directory) into
     /// `tag`; each line of the build's output goes to `on_line`. The
     /// image's id.
     pub async fn build(
@@ -255,11 +258,9 @@ impl Engine {
             reason,
         };
         let dir = context.to_path_buf();
-        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut b = tar::Builder::new(Vec::new());
-            b.follow_symlinks(false);
-            b.append_dir_all(".", &dir)?;
-            b.into_inner()
+        let (dockerfile, skip) = (spec.dockerfile.clone(), spec.skip.clone());
+        let tar = tokio::task::spawn_blocking(move || {
+            crate::context::archive(&dir, dockerfile.as_deref(), &skip)
         })
         .await
         .map_err(|e| failed(e.to_string()))?

@@ -484,6 +484,7 @@ pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), S
     let engine = Engine::connect().await.map_err(words)?;
     let spec = crate::docker::BuildSpec {
         context: b.context.clone(),
+        skip: b.skip.clone(),
         dockerfile: b.dockerfile.clone(),
         tag: plan.image.clone(),
         args: b.args.iter().cloned().collect(),

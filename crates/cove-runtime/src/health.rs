@@ -140,6 +140,41 @@ impl Tracker {
     }
 }
 
+/// `text` with each `localhost` and `127.0.0.1` that names a host (not a
+/// part of a longer name or address: `localhost.example`, `127.0.0.10`)
+/// replaced by `host`.
+pub fn loopback_to(text: &str, host: &str) -> String {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    'scan: while !rest.is_empty() {
+        for word in ["localhost", "127.0.0.1"] {
+            let Some(after) = rest.strip_prefix(word) else {
+                continue;
+            };
+            let mut next = after.chars();
+            let follows = match next.next() {
+                None => true,
+                // A dot ending a sentence, not one starting a longer name.
+                Some('.') => !next.next().is_some_and(|c| c.is_ascii_alphanumeric()),
+                Some(c) => !name_char(c),
+            };
+            if follows && !before.is_some_and(|c| name_char(c) || c == '.') {
+                out.push_str(host);
+                before = word.chars().last();
+                rest = after;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        before = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// Runs one probe in `workdir` with `env`: `Ok` when it exits 0 in time,
 /// else what went wrong (exit code and the end of its output, or the timeout).
 pub async fn probe(
@@ -147,12 +182,19 @@ pub async fn probe(
     workdir: &Path,
     env: &[(String, String)],
 ) -> Result<(), String> {
+    // A check written for a container (`curl http://localhost:8080/`)
+    // probes the replica's own address natively: it listens on `HOST`.
+    let host = crate::plan::env_value(env, "HOST");
+    let here = |t: &str| match host {
+        Some(h) => loopback_to(t, h),
+        None => t.to_string(),
+    };
     let argv: Vec<String> = match &spec.probe {
         Probe::Exec(argv) => argv
             .iter()
-            .map(|a| crate::plan::expand_known(a, env))
+            .map(|a| here(&crate::plan::expand_known(a, env)))
             .collect(),
-        Probe::Shell(script) => vec!["sh".into(), "-c".into(), script.clone()],
+        Probe::Shell(script) => vec!["sh".into(), "-c".into(), here(script)],
         Probe::Http { path, port } => {
             let addr = address(env, *port)?;
             return timed(spec.timeout, http_get(&addr, path)).await;
@@ -294,6 +336,31 @@ pub fn describe(probe: &Probe) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn localhost_and_127_0_0_1_become_the_replica_address() {
+        let h = "127.9.8.7";
+        assert_eq!(
+            loopback_to("curl -f http://localhost:8080/health", h),
+            "curl -f http://127.9.8.7:8080/health"
+        );
+        assert_eq!(loopback_to("127.0.0.1", h), h);
+        assert_eq!(
+            loopback_to("pg_isready -h localhost && nc -z 127.0.0.1 80", h),
+            "pg_isready -h 127.9.8.7 && nc -z 127.9.8.7 80"
+        );
+        assert_eq!(loopback_to("ping localhost.", h), "ping 127.9.8.7.");
+        for kept in [
+            "localhost.example.com",
+            "mylocalhost",
+            "localhost-2",
+            "127.0.0.10",
+            "10.127.0.0.1",
+            "x.localhost",
+        ] {
+            assert_eq!(loopback_to(kept, h), kept);
+        }
+    }
 
     fn spec(retries: u32, start_period: u64) -> HealthSpec {
         HealthSpec {

@@ -14,9 +14,11 @@
 
 pub mod artifact;
 pub mod backoff;
+pub mod context;
 pub mod docker;
 pub mod driver;
 pub mod environ;
+pub mod habits;
 pub mod health;
 pub mod logs;
 pub mod plan;

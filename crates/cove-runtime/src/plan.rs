@@ -171,6 +171,9 @@ pub struct ContainerPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildPlan {
     pub context: PathBuf,
+    /// Never sent with the context: cove's state directory (its socket,
+    /// store, logs and data), wherever `x-cove.state_dir` puts it.
+    pub skip: Vec<PathBuf>,
     pub dockerfile: Option<String>,
     pub args: Vec<(String, String)>,
     pub target: Option<String>,
@@ -854,6 +857,7 @@ pub fn plan_with(
                     }
                     Some(b) => Some(BuildPlan {
                         context: PathBuf::from(&b.context),
+                        skip: vec![state_dir.clone()],
                         dockerfile: b.dockerfile.clone(),
                         args: b
                             .args
@@ -1233,7 +1237,12 @@ pub fn plan_with(
         services.push(ServicePlan {
             name: name.clone(),
             replicas: svc.replicas(),
-            argv: argv.iter().map(|a| rewrite(a)).collect(),
+            // Natively, `-h db` / `--host db` name a host too.
+            argv: if is_container {
+                argv.iter().map(|a| rewrite(a)).collect()
+            } else {
+                rewrite_args(&argv, seen_from, net)
+            },
             workdir: x
                 .workdir
                 .map(PathBuf::from)
@@ -1425,9 +1434,7 @@ fn named_by_others(app: &App, name: &str, ports: &[u16]) -> bool {
                 .flatten()
                 .any(|v| rewrite_value(v, &one, 0) != *v);
             let run = match svc.x_cove.as_ref().and_then(|x| x.run.as_ref()) {
-                Some(StringOrList::List(l)) => {
-                    l.iter().any(|a| rewrite_references(a, &one, 0) != *a)
-                }
+                Some(StringOrList::List(l)) => rewrite_args(l, &one, 0) != *l,
                 Some(StringOrList::String(s)) => rewrite_references(s, &one, 0) != *s,
                 None => false,
             };
@@ -1549,8 +1556,14 @@ impl Plan {
         self.gateway.routes.retain(|r| names.contains(&r.service));
     }
 
-    /// [`rewrite_value`] over this plan's services (for `cove run -e`).
-    pub fn rewrite_value(&self, v: &str) -> String {
+    /// [`rewrite_args`] over this plan's services (for `cove run`'s command).
+    pub fn rewrite_args(&self, argv: &[String]) -> Vec<String> {
+        let (services, net) = self.references();
+        rewrite_args(argv, &services, net)
+    }
+
+    /// Each service's slot references reach, and its ports; the net.
+    fn references(&self) -> (IndexMap<&str, (u32, Vec<u16>)>, u16) {
         let services: IndexMap<&str, (u32, Vec<u16>)> = self
             .services
             .iter()
@@ -1562,9 +1575,43 @@ impl Plan {
                 (s.name.as_str(), (slot, s.ports.clone()))
             })
             .collect();
-        let net = self.services.first().map_or(0, |s| s.net);
+        (services, self.services.first().map_or(0, |s| s.net))
+    }
+
+    /// [`rewrite_value`] over this plan's services (for `cove run -e`).
+    pub fn rewrite_value(&self, v: &str) -> String {
+        let (services, net) = self.references();
         rewrite_value(v, &services, net)
     }
+}
+
+/// A native command's arguments: `service:port` inside each (see
+/// [`rewrite_references`]), and a service's name given as a host — the
+/// argument after `-h` or `--host`, or `--host=NAME` — become the
+/// service's address (`redis-cli -h cache` as in a container). Words
+/// inside one argument (a `sh -c` script) are not: see
+/// [`crate::habits::hosts_in_scripts`].
+pub fn rewrite_args(
+    argv: &[String],
+    services: &IndexMap<&str, (u32, Vec<u16>)>,
+    net: u16,
+) -> Vec<String> {
+    let addr = |n: &str| {
+        services
+            .get(n)
+            .map(|(slot, _)| address(net, *slot).to_string())
+    };
+    let mut out: Vec<String> = Vec::with_capacity(argv.len());
+    for (i, a) in argv.iter().enumerate() {
+        let after_flag = i > 0 && matches!(argv[i - 1].as_str(), "-h" | "--host");
+        let host = match a.strip_prefix("--host=") {
+            Some(n) => addr(n).map(|ad| format!("--host={ad}")),
+            None if after_flag => addr(a),
+            None => None,
+        };
+        out.push(host.unwrap_or_else(|| rewrite_references(a, services, net)));
+    }
+    out
 }
 
 /// Rewrites `service:port` references to `address:port` (the first replica).
@@ -1668,6 +1715,36 @@ mod tests {
             rewrite_references("http://db:3306", &m, 0),
             "http://127.64.0.1:3306"
         );
+    }
+
+    #[test]
+    fn a_service_given_as_a_host_in_arguments_is_its_address() {
+        let mut m = IndexMap::new();
+        m.insert("cache", (1, vec![6379]));
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let r = |s: &str| rewrite_args(&words(s), &m, 0).join(" ");
+        assert_eq!(r("redis-cli -h cache ping"), "redis-cli -h 127.64.0.1 ping");
+        assert_eq!(r("tool --host cache"), "tool --host 127.64.0.1");
+        assert_eq!(r("tool --host=cache"), "tool --host=127.64.0.1");
+        assert_eq!(r("tool cache:6379"), "tool 127.64.0.1:6379");
+        for kept in [
+            "tool -h other",
+            "tool cache -h",
+            "tool --hostname cache",
+            "tool -p cache",
+            "sh -c redis-cli -h cache",
+            "tool --host=cached",
+        ] {
+            let want = if kept == "sh -c redis-cli -h cache" {
+                // Separate words here: rewritten.
+                "sh -c redis-cli -h 127.64.0.1"
+            } else {
+                kept
+            };
+            assert_eq!(r(kept), want);
+        }
+        let script = vec!["sh".into(), "-c".into(), "redis-cli -h cache ping".into()];
+        assert_eq!(rewrite_args(&script, &m, 0), script, "inside a script: not");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cove down [--volumes]`: stops every service (dependents first) and
-//! forgets them; the daemon exits. Data is kept unless `--volumes` is given,
-//! and then every data directory (and Docker volume) is named before it is
-//! deleted.
+//! forgets them; the daemon exits. Data and logs are kept unless
+//! `--volumes` is given, and then every data directory (and Docker volume)
+//! is named before it is deleted, and the logs go too.
 //!
 //! When the daemon is not running (it crashed, or was SIGKILLed), `down`
 //! stops what it left behind (processes carrying its marker) and clears
@@ -21,6 +21,10 @@ use crate::output::stderr_style;
 /// Grace given to processes of a daemon that is gone.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
 
+/// How long `down` waits for an exiting daemon to let go of the store
+/// (it holds it at most 5 s after removing its socket).
+const STORE_PATIENCE: Duration = Duration::from_secs(15);
+
 pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
@@ -30,7 +34,19 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
     let paths = client.paths.clone();
     let key = client.project.clone();
     let done = daemon::runtime()?.block_on(async {
-        match client.post::<Accepted>("/v1/down", &Names::default()).await {
+        // A daemon that is exiting (a foreground `cove up` just stopped)
+        // drops connections it had not accepted yet: asked again, it is
+        // gone (then its store is waited for, below).
+        let finishing = tokio::time::Instant::now() + Duration::from_secs(5);
+        let answer = loop {
+            match client.post::<Accepted>("/v1/down", &Names::default()).await {
+                Err(ClientError::Other(_)) if tokio::time::Instant::now() < finishing => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
+        match answer {
             Ok(_) => {
                 // A project's daemon exits once it has answered (a host's stays).
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -43,6 +59,20 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                 Ok(())
             }
             Err(ClientError::NotRunning) => {
+                // A daemon that is exiting (a foreground `cove up` just
+                // stopped, Ctrl-C) has removed its socket but may hold the
+                // store a few seconds more: wait for it to let go first.
+                let store = if paths.store().exists() {
+                    Some(
+                        Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
+                            ClientError::Other(format!(
+                                "{e} (a daemon still held it after {STORE_PATIENCE:?}: is one starting right now?)"
+                            ))
+                        })?,
+                    )
+                } else {
+                    None
+                };
                 // Only this project's: a host's daemon runs others too.
                 let left = cove_runtime::process::sweep(
                     &cove_daemon::project_marker(&key),
@@ -55,10 +85,7 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                         left.len()
                     );
                 }
-                if paths.store().exists() {
-                    let store = Store::open(&paths.store()).map_err(|e| {
-                        ClientError::Other(format!("{e} (is a daemon starting right now?)"))
-                    })?;
+                if let Some(store) = store {
                     store
                         .set_desired(&key, None)
                         .map_err(|e| ClientError::Other(e.to_string()))?;
@@ -94,6 +121,13 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
             } else {
                 fs_err::remove_file(&dir)?;
             }
+        }
+        // The app's logs go with its data: `cove logs` after `down
+        // --volumes` shows only what runs next. (`down` alone keeps them.)
+        let logs = cove_runtime::logs::Writer::dir_of(std::path::Path::new(&key));
+        if logs.is_dir() {
+            eprintln!("cove: deleting the logs: {}", logs.display());
+            fs_err::remove_dir_all(&logs)?;
         }
         // Named volumes of services run as containers.
         let app = &project.app;

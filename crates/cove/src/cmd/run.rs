@@ -76,7 +76,8 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
     let argv = if args.command.is_empty() {
         svc.argv_for(&env)
     } else {
-        args.command.clone()
+        // `-h cache` and `cache:6379` in it, as in the service's own.
+        plan.rewrite_args(&args.command)
     };
     // What it depends on: started through the daemon, added to what runs
     // (nothing else is stopped or unrouted).

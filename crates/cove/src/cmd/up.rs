@@ -50,6 +50,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     ]
     .into_iter()
     .flatten()
+    .chain(cove_runtime::habits::warnings(&project.app, &plan))
     .collect();
     crate::project::report_located(&project, &warnings, true);
     for s in &plan.services {

@@ -607,8 +607,8 @@ services:
 }
 
 /// A host's daemon, stopped (SIGTERM, by its pidfile) when dropped.
-struct HostDaemon {
-    dir: tempfile::TempDir,
+pub struct HostDaemon {
+    pub dir: tempfile::TempDir,
 }
 
 impl HostDaemon {

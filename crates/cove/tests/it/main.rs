@@ -10,6 +10,7 @@ mod container_settings;
 mod containers;
 mod daemon;
 pub mod deploy;
+mod first_hour;
 pub mod gateway;
 mod kvstore;
 mod logs;
