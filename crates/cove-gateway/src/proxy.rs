@@ -7,8 +7,8 @@
 //! (and those named in `Connection`) are removed both ways. A request that
 //! could not be sent (no connection) is tried on each other target in turn
 //! (at most 8 tries); one that was sent and got no answer (the target died)
-//! is sent again once, only when it is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has
-//! no body. Answers of the gateway itself: 400 a request body that cannot
+//! is sent on the same way only when it is idempotent (GET, HEAD, OPTIONS,
+//! TRACE, PUT, DELETE) and has no body. Answers of the gateway itself: 400 a request body that cannot
 //! be read (bad chunking), 404 no route, 502 upstream failed, 503 no
 //! target, 504 timeout; they close the client's connection
 //! when the request's body may be left unread.
@@ -528,10 +528,9 @@ impl Gateway {
         let mut random = balance::thread_random;
         // A request that could not be sent (no connection) goes to each
         // other target in turn (each failed one is ejected, so it is not
-        // picked again); one sent to a target that died under it, once
-        // more, when it is idempotent and has no body.
+        // picked again); so does one sent to a target that died under it,
+        // when it is idempotent and has no body (as nginx does).
         let attempts = route.pool.targets.len().clamp(2, 8);
-        let mut resent = false;
         for attempt in 0..attempts {
             let Some(target) = balance::pick(&route.pool, avoid, table::now_ms(), &mut random)
             else {
@@ -583,7 +582,7 @@ impl Gateway {
                     // A small answer to a request that may be sent again is
                     // read whole first: a target dying between its head and
                     // its body then costs a retry, not a broken answer.
-                    if !resent
+                    if attempt + 1 < attempts
                         && small(&resp)
                         && let Some(again) = &again
                     {
@@ -603,7 +602,6 @@ impl Gateway {
                             }
                             Some(None) => {
                                 target.record(table::Outcome::ConnectFailed, table::now_ms());
-                                resent = true;
                                 upstream_req = replay(again);
                                 avoid = Some(target.addr);
                                 continue;
@@ -644,11 +642,8 @@ impl Gateway {
                         false,
                     );
                 }
-                Ok(Err(SendError::Upstream(_)))
-                    if !resent && attempt + 1 < attempts && again.is_some() =>
-                {
+                Ok(Err(SendError::Upstream(_))) if attempt + 1 < attempts && again.is_some() => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
-                    resent = true;
                     upstream_req = replay(again.as_ref().expect("a guard checked it"));
                     avoid = Some(target.addr);
                     continue;

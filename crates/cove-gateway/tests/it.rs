@@ -245,6 +245,25 @@ async fn only_idempotent_requests_are_retried_after_their_target_died_under_them
         reached >= 1,
         "a GET went to the dying one and was retried: {reached}"
     );
+    // Two targets die under it (one killed, one restarted behind a stale
+    // kept-alive connection): a GET goes on to the third, in any order.
+    let (dying2, _) = dying_upstream(false).await;
+    for order in [
+        [dying, dying2, live],
+        [dying, live, dying2],
+        [dying2, live, dying],
+    ] {
+        let (table, _) = one_pool(&order, Policy::RoundRobin);
+        let (_, gw) = gateway(table).await;
+        for _ in 0..3 {
+            let (status, body) = get(gw, "/", &[]).await;
+            assert_eq!(
+                (status, body.lines().next()),
+                (200, Some("live")),
+                "{order:?}"
+            );
+        }
+    }
     // A POST that reached it may have acted: it is not sent again.
     let (table, _) = one_pool(&[dying, live], Policy::RoundRobin);
     let (_, gw) = gateway(table).await;
