@@ -108,7 +108,7 @@ impl Project {
     /// Starts, moves or stops the gateway for `plan`; fails (changing
     /// nothing) when an address cannot be bound.
     fn set_gateway(&self, plan: Option<&Plan>) -> Result<(), String> {
-        let mut slot = self.gateway.lock().expect("not poisoned");
+        let mut slot = crate::lock(&self.gateway);
         match plan.filter(|p| !p.gateway.routes.is_empty()) {
             None => {
                 if let Some(g) = slot.take() {
@@ -142,7 +142,7 @@ struct Running {
 impl Daemon {
     /// The project of `key`, made (with its supervisor) on first use.
     fn project(&self, key: &str) -> Arc<Project> {
-        let mut projects = self.projects.lock().expect("not poisoned");
+        let mut projects = crate::lock(&self.projects);
         if let Some(p) = projects.get(key) {
             return p.clone();
         }
@@ -174,7 +174,7 @@ impl Daemon {
         // stopped when their last request is answered (bounded).
         let (slot, now) = (gateway.clone(), supervisor.states());
         let supervisor = supervisor.with_drain(Arc::new(move |addrs| {
-            let targets = match slot.lock().expect("not poisoned").as_mut() {
+            let targets = match crate::lock(&slot).as_mut() {
                 Some(g) => {
                     let t = g.targets_of(&addrs);
                     g.refresh(&now.borrow());
@@ -203,7 +203,7 @@ impl Daemon {
                     _ = woken.notified() => {}
                 }
                 let now = states.borrow_and_update().clone();
-                if let Some(g) = slot.lock().expect("not poisoned").as_mut() {
+                if let Some(g) = crate::lock(&slot).as_mut() {
                     g.refresh(&now);
                 }
             }
@@ -241,17 +241,13 @@ impl Daemon {
     }
 
     fn existing(&self, key: &str) -> Option<Arc<Project>> {
-        self.projects
-            .lock()
-            .expect("not poisoned")
-            .get(key)
-            .cloned()
+        crate::lock(&self.projects).get(key).cloned()
     }
 
     /// Forgets a project that has nothing left; a project's daemon then
     /// exits.
     fn forget(&self, key: &str) {
-        let mut projects = self.projects.lock().expect("not poisoned");
+        let mut projects = crate::lock(&self.projects);
         projects.remove(key);
         if projects.is_empty() && !self.host {
             self.shutdown.notify_one();
@@ -259,12 +255,7 @@ impl Daemon {
     }
 
     fn all(&self) -> Vec<Arc<Project>> {
-        self.projects
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect()
+        crate::lock(&self.projects).values().cloned().collect()
     }
 
     /// Waits until every report `project` sent so far is recorded
@@ -861,7 +852,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
         (Method::GET, "/v1/routes") => {
             let routes = daemon.existing(&key).and_then(|p| {
-                let gateway = p.gateway.lock().expect("not poisoned");
+                let gateway = crate::lock(&p.gateway);
                 gateway.as_ref().map(ProjectGateway::describe)
             });
             match routes {
@@ -1305,7 +1296,13 @@ fn plan_for(
             }
             continue;
         }
-        let config = revision_config(&app.services[&svc.name]);
+        let Some(service) = app.services.get(&svc.name) else {
+            return Err(format!(
+                "the plan names `{}`, which the app does not have",
+                svc.name
+            ));
+        };
+        let config = revision_config(service);
         let revs = store.revisions(key, &svc.name).map_err(|e| e.to_string())?;
         let number = match revs.last() {
             Some(l) if l.config == config && !deploying.contains(&svc.name) => l.number,
@@ -1532,8 +1529,15 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
             Some("start it with `cove up -d`, then deploy".into()),
         );
     };
+    // Still wanted: what was, if the new app still has it (as `up` does).
+    let wanted: Vec<String> = before
+        .wanted
+        .iter()
+        .filter(|s| req.app.services.contains_key(*s))
+        .cloned()
+        .collect();
     let names: Vec<String> = if req.services.is_empty() {
-        before.wanted.clone()
+        wanted.clone()
     } else {
         req.services.clone()
     };
@@ -1554,7 +1558,7 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
     let mut desired = Desired {
         app: req.app,
         project_dir: req.project_dir,
-        wanted: before.wanted.clone(),
+        wanted,
         scale: before.scale.clone(),
         pinned: before.pinned.clone(),
         identity: req.identity.or_else(|| before.identity.clone()),
@@ -1589,7 +1593,9 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         let mut run = project.run.lock().await;
         if let Some(d) = run.desired.as_mut() {
             for r in &failed {
-                d.pinned.insert(r.service.clone(), previous[&r.service]);
+                if let Some(&number) = previous.get(&r.service) {
+                    d.pinned.insert(r.service.clone(), number);
+                }
             }
             if let Err(e) = daemon.store.set_desired(key, Some(d)) {
                 log(&format!("{key}: {e}"));
@@ -1750,22 +1756,25 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
     let now = tokio::time::Instant::now();
     let mut changes = Vec::new();
     {
-        let mut gateway = project.gateway.lock().expect("not poisoned");
+        let mut gateway = crate::lock(&project.gateway);
         // Services that may sleep get a waker in the gateway.
         let sleepers: HashMap<String, cove_gateway::table::Wake> = desired
             .wanted
             .iter()
             .filter(|n| {
-                desired.app.services[n.as_str()]
-                    .x_cove
-                    .as_ref()
-                    .and_then(|x| x.autoscale.as_ref())
+                // What should run may name a service the app no longer
+                // has (a deploy of another one after it was removed).
+                desired
+                    .app
+                    .services
+                    .get(n.as_str())
+                    .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
                     .is_some_and(|a| a.min == 0)
             })
             .map(|n| {
                 let (woken, wake, name) = (project.woken.clone(), daemon.wake.clone(), n.clone());
                 let f = move || {
-                    woken.lock().expect("not poisoned").insert(name.clone());
+                    crate::lock(&woken).insert(name.clone());
                     wake.notify_one();
                 };
                 (n.clone(), cove_gateway::table::Wake(Arc::new(f)))
@@ -1776,15 +1785,13 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
         {
             g.refresh(&project.states.borrow());
         }
-        let woken = std::mem::take(&mut *project.woken.lock().expect("not poisoned"));
-        let mut scalers = project.scalers.lock().expect("not poisoned");
+        let woken = std::mem::take(&mut *crate::lock(&project.woken));
+        let mut scalers = crate::lock(&project.scalers);
         for name in &desired.wanted {
-            let Some(spec) = desired
-                .app
-                .services
-                .get(name)
-                .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
-            else {
+            let Some((service, spec)) = desired.app.services.get(name).and_then(|s| {
+                let spec = s.x_cove.as_ref()?.autoscale.as_ref()?;
+                Some((s, spec))
+            }) else {
                 scalers.remove(name);
                 continue;
             };
@@ -1814,7 +1821,7 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
                 .scale
                 .get(name)
                 .copied()
-                .unwrap_or_else(|| desired.app.services[name].replicas());
+                .unwrap_or_else(|| service.replicas());
             if current == 0 && woken.contains(name) {
                 entry.0 = Scaler::new(policy.clone());
                 changes.push((
