@@ -2043,8 +2043,8 @@ mod tests {
             .unwrap();
         let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let counted = runs.clone();
-        let task = rt.block_on(async {
-            spawn_restarting(
+        rt.block_on(async {
+            let task = spawn_restarting(
                 "the test task".into(),
                 move || {
                     let runs = counted.clone();
@@ -2057,9 +2057,7 @@ mod tests {
                     }
                 },
                 keep,
-            )
-        });
-        rt.block_on(async {
+            );
             tokio::time::timeout(Duration::from_secs(10), task)
                 .await
                 .expect("the task ran again after its panics, then ended")
