@@ -51,8 +51,16 @@ const AUTOSCALE_TICK: Duration = Duration::from_millis(500);
 /// Longest wait for a retiring replica's requests to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Pause before a background task that panicked runs again.
+/// Pause before a background task that panicked runs again; doubled after
+/// each panic that came soon after the last, up to [`MAX_RESTART_PAUSE`]
+/// (a task that panics on every turn fills daemon.log slowly).
 const RESTART_PAUSE: Duration = Duration::from_millis(500);
+
+/// Longest pause before a background task that panicked runs again.
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(30);
+
+/// A run of a background task this long starts its pauses afresh.
+const RESTART_RESET: Duration = Duration::from_secs(60);
 
 /// Grace given to leftovers of a previous daemon before SIGKILL.
 const SWEEP_GRACE: Duration = Duration::from_secs(5);
@@ -863,24 +871,31 @@ async fn caught<T: Send + 'static>(
 }
 
 /// Runs the task `make` makes, and a new one whenever it panics: `log`
-/// (daemon.log) gets what the panic said, and after [`RESTART_PAUSE`] it
-/// runs again, so that one bad turn of a background task (the autoscaler,
-/// a project's gateway updater) does not end it for the daemon's life.
-/// Ends when a run ends without a panic.
+/// (daemon.log) gets what the panic said, and after a pause
+/// ([`RESTART_PAUSE`], doubled while it keeps panicking) it runs again, so
+/// that one bad turn of a background task (the autoscaler, a project's
+/// gateway updater) does not end it for the daemon's life. Ends when a
+/// run ends without a panic.
 fn spawn_restarting<F, Fut>(what: String, make: F, log: fn(&str)) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
+        let mut pause = RESTART_PAUSE;
         loop {
+            let started = tokio::time::Instant::now();
             match tokio::spawn(make()).await {
                 Err(e) if e.is_panic() => {
+                    if started.elapsed() > RESTART_RESET {
+                        pause = RESTART_PAUSE;
+                    }
                     log(&format!(
-                        "{what} panicked: {}; it runs again in {RESTART_PAUSE:?}",
+                        "{what} panicked: {}; it runs again in {pause:?}",
                         panic_message(&*e.into_panic())
                     ));
-                    tokio::time::sleep(RESTART_PAUSE).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RESTART_PAUSE);
                 }
                 _ => break,
             }
@@ -2068,7 +2083,7 @@ mod tests {
             logged("the test task"),
             [
                 "the test task panicked: deliberate panic 0; it runs again in 500ms",
-                "the test task panicked: deliberate panic 1; it runs again in 500ms",
+                "the test task panicked: deliberate panic 1; it runs again in 1s",
             ]
         );
     }
