@@ -966,7 +966,9 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         let (running, asleep) = match key.as_deref().and_then(|k| daemon.existing(k)) {
             Some(p) => {
                 let run = p.run.lock().await;
-                let asleep = run
+                // Scaled to zero, or planned with no replica at all
+                // (`deploy.replicas: 0`): nothing of theirs to wait for.
+                let mut asleep: Vec<String> = run
                     .desired
                     .as_ref()
                     .map(|d| {
@@ -977,6 +979,11 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
                             .collect()
                     })
                     .unwrap_or_default();
+                for svc in run.plan.iter().flat_map(|p| &p.services) {
+                    if svc.replicas == 0 && !asleep.contains(&svc.name) {
+                        asleep.push(svc.name.clone());
+                    }
+                }
                 (run.supervisor.running(), asleep)
             }
             None => (Vec::new(), Vec::new()),

@@ -136,6 +136,43 @@ fn deploying_after_a_service_left_the_app_wedges_nothing() {
     assert!(!log.contains("panicked"), "daemon.log:\n{log}");
 }
 
+/// A service planned with no replica (`deploy.replicas: 0`) has nothing to
+/// wait for: `cove start` and `cove up -d` of it end at once (the property
+/// test below found them waiting out their 300 s timeout).
+#[test]
+fn starting_a_service_without_replicas_waits_for_nothing() {
+    let app = Guarded(App::new(
+        r#"
+services:
+  a:
+    x-cove: {run: sleep 600}
+  off:
+    x-cove: {run: sleep 600}
+    deploy: {replicas: 0}
+"#,
+    ));
+    let dir = app.0.dir().to_path_buf();
+    let out = cove_in(&dir, 60, &["up", "-d"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    for args in [
+        &["start", "off"][..],
+        &["up", "-d", "off"],
+        &["restart", "off"],
+    ] {
+        let started = Instant::now();
+        let out = cove_in(&dir, 30, args);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "`cove {}` (killed after 30 s: exit None): {out}",
+            args.join(" ")
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    }
+    let down = cove_in(&dir, 60, &["down"]);
+    assert_eq!(down.code, Some(0), "{down}");
+}
+
 /// Service names the random apps use.
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
