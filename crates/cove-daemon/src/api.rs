@@ -151,8 +151,9 @@ pub struct DaemonStatus {
     pub host: bool,
     /// The asking project's services being run, in start order.
     pub running: Vec<String>,
-    /// Those of them asleep: scaled to zero (`autoscale.min: 0`), started
-    /// by the next request.
+    /// Those of them asleep: scaled to zero (`autoscale.min: 0`, started
+    /// by the next request; `cove scale`), or with no replica planned
+    /// (`deploy.replicas: 0`): none to wait for.
     #[serde(default)]
     pub asleep: Vec<String>,
     /// The last event's sequence number.

@@ -226,7 +226,7 @@ impl ProjectGateway {
     /// called inside the daemon's runtime (it may start probes).
     pub fn refresh(&mut self, states: &States) {
         let mut targets = HashMap::new();
-        let reachable = self.reachable.lock().expect("not poisoned").clone();
+        let reachable = crate::lock(&self.reachable).clone();
         let mut unprobed = Vec::new();
         let mut pool_of = |route: &RoutePlan| -> Arc<Pool> {
             let list = serving(&self.plan, states, route)
@@ -311,10 +311,7 @@ impl ProjectGateway {
             .flat_map(|r| serving(&self.plan, states, r))
             .map(|(a, p, _)| (a, p))
             .collect();
-        self.reachable
-            .lock()
-            .expect("not poisoned")
-            .retain(|k| live.contains(k));
+        crate::lock(&self.reachable).retain(|k| live.contains(k));
         self.probing.retain(|k| live.contains(k));
         for key in unprobed {
             if self.probing.insert(key) {
@@ -491,7 +488,7 @@ async fn probe(
     while tokio::time::Instant::now() < deadline {
         let connect = tokio::net::TcpStream::connect(key.0);
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
-            reachable.lock().expect("not poisoned").insert(key);
+            crate::lock(&reachable).insert(key);
             probed.notify_one();
             return;
         }

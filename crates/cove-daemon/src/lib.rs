@@ -39,6 +39,15 @@ pub const MARKER: &str = "COVE_SUPERVISOR";
 /// found when its daemon is gone.
 pub const PROJECT_MARKER: &str = "COVE_PROJECT";
 
+/// Locks `m`, going on with its state when a panic poisoned it: what the
+/// daemon keeps behind these locks (its projects, a project's gateway,
+/// scalers, woken services) is whole between any two statements, so a
+/// panic elsewhere while it was held must not make every later request
+/// panic in turn (a wedged daemon).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The API header that names the project a call is about.
 pub const PROJECT_HEADER: &str = "cove-project";
 

@@ -51,6 +51,17 @@ const AUTOSCALE_TICK: Duration = Duration::from_millis(500);
 /// Longest wait for a retiring replica's requests to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Pause before a background task that panicked runs again; doubled after
+/// each panic that came soon after the last, up to [`MAX_RESTART_PAUSE`]
+/// (a task that panics on every turn fills daemon.log slowly).
+const RESTART_PAUSE: Duration = Duration::from_millis(500);
+
+/// Longest pause before a background task that panicked runs again.
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(30);
+
+/// A run of a background task this long starts its pauses afresh.
+const RESTART_RESET: Duration = Duration::from_secs(60);
+
 /// Grace given to leftovers of a previous daemon before SIGKILL.
 const SWEEP_GRACE: Duration = Duration::from_secs(5);
 
@@ -108,7 +119,7 @@ impl Project {
     /// Starts, moves or stops the gateway for `plan`; fails (changing
     /// nothing) when an address cannot be bound.
     fn set_gateway(&self, plan: Option<&Plan>) -> Result<(), String> {
-        let mut slot = self.gateway.lock().expect("not poisoned");
+        let mut slot = crate::lock(&self.gateway);
         match plan.filter(|p| !p.gateway.routes.is_empty()) {
             None => {
                 if let Some(g) = slot.take() {
@@ -142,7 +153,7 @@ struct Running {
 impl Daemon {
     /// The project of `key`, made (with its supervisor) on first use.
     fn project(&self, key: &str) -> Arc<Project> {
-        let mut projects = self.projects.lock().expect("not poisoned");
+        let mut projects = crate::lock(&self.projects);
         if let Some(p) = projects.get(key) {
             return p.clone();
         }
@@ -174,7 +185,7 @@ impl Daemon {
         // stopped when their last request is answered (bounded).
         let (slot, now) = (gateway.clone(), supervisor.states());
         let supervisor = supervisor.with_drain(Arc::new(move |addrs| {
-            let targets = match slot.lock().expect("not poisoned").as_mut() {
+            let targets = match crate::lock(&slot).as_mut() {
                 Some(g) => {
                     let t = g.targets_of(&addrs);
                     g.refresh(&now.borrow());
@@ -192,22 +203,29 @@ impl Daemon {
         }));
         // A new table for the gateway whenever a replica changes state, or
         // a probe found one reachable.
-        let mut states = supervisor.states();
+        let states = supervisor.states();
         let slot = gateway.clone();
         let probed = Arc::new(Notify::new());
         let woken = probed.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    changed = states.changed() => if changed.is_err() { break },
-                    _ = woken.notified() => {}
+        spawn_restarting(
+            format!("{key}: the gateway's table updater"),
+            move || {
+                let (mut states, slot, woken) = (states.clone(), slot.clone(), woken.clone());
+                async move {
+                    loop {
+                        tokio::select! {
+                            changed = states.changed() => if changed.is_err() { break },
+                            _ = woken.notified() => {}
+                        }
+                        let now = states.borrow_and_update().clone();
+                        if let Some(g) = crate::lock(&slot).as_mut() {
+                            g.refresh(&now);
+                        }
+                    }
                 }
-                let now = states.borrow_and_update().clone();
-                if let Some(g) = slot.lock().expect("not poisoned").as_mut() {
-                    g.refresh(&now);
-                }
-            }
-        });
+            },
+            log,
+        );
         let to_recorder = self.recorder.clone();
         let log_key = key.clone();
         let access_log: cove_gateway::proxy::AccessLog = Arc::new(move |record| {
@@ -241,17 +259,13 @@ impl Daemon {
     }
 
     fn existing(&self, key: &str) -> Option<Arc<Project>> {
-        self.projects
-            .lock()
-            .expect("not poisoned")
-            .get(key)
-            .cloned()
+        crate::lock(&self.projects).get(key).cloned()
     }
 
     /// Forgets a project that has nothing left; a project's daemon then
     /// exits.
     fn forget(&self, key: &str) {
-        let mut projects = self.projects.lock().expect("not poisoned");
+        let mut projects = crate::lock(&self.projects);
         projects.remove(key);
         if projects.is_empty() && !self.host {
             self.shutdown.notify_one();
@@ -259,12 +273,7 @@ impl Daemon {
     }
 
     fn all(&self) -> Vec<Arc<Project>> {
-        self.projects
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect()
+        crate::lock(&self.projects).values().cloned().collect()
     }
 
     /// Waits until every report `project` sent so far is recorded
@@ -408,18 +417,25 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     }
 
     let scaling = daemon.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(AUTOSCALE_TICK);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = scaling.wake.notified() => {}
+    spawn_restarting(
+        "the autoscaler".into(),
+        move || {
+            let scaling = scaling.clone();
+            async move {
+                let mut tick = tokio::time::interval(AUTOSCALE_TICK);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = scaling.wake.notified() => {}
+                    }
+                    for p in scaling.all() {
+                        autoscale(&scaling, &p).await;
+                    }
+                }
             }
-            for p in scaling.all() {
-                autoscale(&scaling, &p).await;
-            }
-        }
-    });
+        },
+        log,
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
@@ -450,7 +466,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
                     let _slot = slot;
                     let service = hyper::service::service_fn(move |req| {
                         let daemon = daemon.clone();
-                        async move { Ok::<_, Infallible>(handle(&daemon, req).await) }
+                        async move { Ok::<_, Infallible>(answer(daemon, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())
@@ -621,6 +637,9 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 /// Turns reports into log lines, events and replica records, in batches.
+/// A batch whose writing panicked is logged and dropped (its logs' writers
+/// opened afresh); the recorder goes on with the next, and answers every
+/// flush either way.
 async fn record(
     mut reports: mpsc::UnboundedReceiver<(Arc<str>, Report)>,
     store: Arc<Store>,
@@ -636,110 +655,148 @@ async fn record(
         // `down --volumes` deletes a project's logs (a host's daemon stays
         // up): the next run's lines go to new files, not deleted ones.
         writers.retain(|p, _| logs::Writer::dir_of(Path::new(&**p)).is_dir());
-        let now = SystemTime::now();
-        let mut events = Vec::new();
-        let mut replicas = Vec::new();
-        let mut flushed = None;
-        for (project, report) in batch.drain(..) {
-            let mut append = |source: String, stream, line: &str| {
-                let writer = writers.entry(project.clone()).or_insert_with(|| {
-                    let dir = logs::Writer::dir_of(Path::new(&*project));
-                    logs::Writer::new(&dir, logs::MAX_FILE_BYTES)
-                        .map_err(|e| log(&format!("logs of {project} are not kept on disk: {e}")))
-                        .ok()
-                });
-                if let Some(w) = writer.as_mut()
-                    && let Err(e) = w.append(&source, stream, line, now)
-                {
-                    log(&format!(
-                        "logs of {project} are no longer kept on disk: {e}"
-                    ));
-                    *writer = None;
-                }
-            };
-            match report {
-                Report::Flush(id) => flushed = Some(id),
-                // Replica 0: the app's gateway (its access log).
-                Report::Log {
-                    service,
-                    replica: 0,
-                    stream,
-                    line,
-                } => append(service, stream, &line),
-                Report::Log {
-                    service,
-                    replica,
-                    stream,
-                    line,
-                } => append(format!("{service}-{replica}"), stream, &line),
-                Report::Build { service, line } => append(
-                    format!("{service}-build"),
-                    cove_runtime::process::Stream::Stdout,
-                    &line,
-                ),
-                Report::Deploy { service, message } => {
-                    seq += 1;
-                    append(
-                        format!("{service}-deploy"),
-                        cove_runtime::process::Stream::Stdout,
-                        &message,
-                    );
-                    events.push(Event {
-                        project: project.to_string(),
-                        seq,
-                        time_ms: millis(now),
-                        service,
-                        replica: 0,
-                        revision: 0,
-                        state: "deploy".into(),
-                        detail: message,
-                        pid: None,
-                        restarts: 0,
-                    });
-                }
-                Report::State {
-                    service,
-                    replica,
-                    slot: _,
-                    revision,
-                    state,
-                    pid,
-                    restarts,
-                } => {
-                    seq += 1;
-                    replicas.push((
-                        (project.to_string(), service.clone(), replica),
-                        ReplicaRecord {
-                            state: state.name().to_string(),
-                            pid,
-                            restarts,
-                        },
-                    ));
-                    events.push(Event {
-                        project: project.to_string(),
-                        seq,
-                        time_ms: millis(now),
-                        service,
-                        replica,
-                        revision,
-                        state: state.name().to_string(),
-                        detail: state.describe(pid),
-                        pid,
-                        restarts,
-                    });
-                }
+        let flushed = batch
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Report::Flush(id) => Some(*id),
+                _ => None,
+            })
+            .max();
+        let reports = std::mem::take(&mut batch);
+        let count = reports.len();
+        let written = survive(
+            "the recorder",
+            || write_batch(reports, &store, &mut writers, &mut seq),
+            log,
+        );
+        match written {
+            Some(true) => {
+                let _ = seq_tx.send(seq);
             }
-        }
-        if !events.is_empty() {
-            if let Err(e) = store.record(&replicas, &events) {
-                log(&e.to_string());
+            Some(false) => {}
+            None => {
+                log(&format!(
+                    "the recorder dropped a batch of {count} report(s) and goes on"
+                ));
+                writers.clear();
+                seq = store.last_seq().unwrap_or(seq).max(*seq_tx.borrow());
             }
-            let _ = seq_tx.send(seq);
         }
         if let Some(id) = flushed {
             let _ = flushed_tx.send(id);
         }
     }
+}
+
+/// Writes one batch of reports: log lines to each project's logs, events
+/// and replica records to the store (after `seq`, which it moves on).
+/// Whether it recorded events.
+fn write_batch(
+    batch: Vec<(Arc<str>, Report)>,
+    store: &Store,
+    writers: &mut HashMap<Arc<str>, Option<logs::Writer>>,
+    seq: &mut u64,
+) -> bool {
+    let now = SystemTime::now();
+    let mut events = Vec::new();
+    let mut replicas = Vec::new();
+    for (project, report) in batch {
+        let mut append = |source: String, stream, line: &str| {
+            let writer = writers.entry(project.clone()).or_insert_with(|| {
+                let dir = logs::Writer::dir_of(Path::new(&*project));
+                logs::Writer::new(&dir, logs::MAX_FILE_BYTES)
+                    .map_err(|e| log(&format!("logs of {project} are not kept on disk: {e}")))
+                    .ok()
+            });
+            if let Some(w) = writer.as_mut()
+                && let Err(e) = w.append(&source, stream, line, now)
+            {
+                log(&format!(
+                    "logs of {project} are no longer kept on disk: {e}"
+                ));
+                *writer = None;
+            }
+        };
+        match report {
+            Report::Flush(_) => {}
+            // Replica 0: the app's gateway (its access log).
+            Report::Log {
+                service,
+                replica: 0,
+                stream,
+                line,
+            } => append(service, stream, &line),
+            Report::Log {
+                service,
+                replica,
+                stream,
+                line,
+            } => append(format!("{service}-{replica}"), stream, &line),
+            Report::Build { service, line } => append(
+                format!("{service}-build"),
+                cove_runtime::process::Stream::Stdout,
+                &line,
+            ),
+            Report::Deploy { service, message } => {
+                *seq += 1;
+                append(
+                    format!("{service}-deploy"),
+                    cove_runtime::process::Stream::Stdout,
+                    &message,
+                );
+                events.push(Event {
+                    project: project.to_string(),
+                    seq: *seq,
+                    time_ms: millis(now),
+                    service,
+                    replica: 0,
+                    revision: 0,
+                    state: "deploy".into(),
+                    detail: message,
+                    pid: None,
+                    restarts: 0,
+                });
+            }
+            Report::State {
+                service,
+                replica,
+                slot: _,
+                revision,
+                state,
+                pid,
+                restarts,
+            } => {
+                *seq += 1;
+                replicas.push((
+                    (project.to_string(), service.clone(), replica),
+                    ReplicaRecord {
+                        state: state.name().to_string(),
+                        pid,
+                        restarts,
+                    },
+                ));
+                events.push(Event {
+                    project: project.to_string(),
+                    seq: *seq,
+                    time_ms: millis(now),
+                    service,
+                    replica,
+                    revision,
+                    state: state.name().to_string(),
+                    detail: state.describe(pid),
+                    pid,
+                    restarts,
+                });
+            }
+        }
+    }
+    if events.is_empty() {
+        return false;
+    }
+    if let Err(e) = store.record(&replicas, &events) {
+        log(&e.to_string());
+    }
+    true
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -761,6 +818,103 @@ fn error(status: StatusCode, error: impl Into<String>, hint: Option<String>) -> 
             hint,
         },
     )
+}
+
+/// [`handle`], in a task of its own: a panic in it (a bug) costs this
+/// request only, answered 500 with the panic's message (also logged); the
+/// daemon goes on serving. The task goes with the connection, as the
+/// handler would.
+async fn answer(daemon: Arc<Daemon>, req: Request<Incoming>) -> Answer {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match caught(async move { handle(&daemon, req).await }).await {
+        Ok(a) => a,
+        Err(why) => {
+            log(&format!("{what} failed: {why}"));
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the daemon failed on {what}: {why}"),
+                Some(
+                    "the daemon still runs; its log (.cove/daemon.log) says more: please report it"
+                        .into(),
+                ),
+            )
+        }
+    }
+}
+
+/// What a panic said.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `fut` as a task of its own: its output, or the message of the
+/// panic that ended it. Dropped before it ends, the task is aborted.
+async fn caught<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    let task = tokio::spawn(fut);
+    let _abort = AbortOnDrop(task.abort_handle());
+    task.await.map_err(|e| match e.try_into_panic() {
+        Ok(payload) => format!("panicked: {}", panic_message(&*payload)),
+        Err(e) => e.to_string(),
+    })
+}
+
+/// Runs the task `make` makes, and a new one whenever it panics: `log`
+/// (daemon.log) gets what the panic said, and after a pause
+/// ([`RESTART_PAUSE`], doubled while it keeps panicking) it runs again, so
+/// that one bad turn of a background task (the autoscaler, a project's
+/// gateway updater) does not end it for the daemon's life. Ends when a
+/// run ends without a panic.
+fn spawn_restarting<F, Fut>(what: String, make: F, log: fn(&str)) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut pause = RESTART_PAUSE;
+        loop {
+            let started = tokio::time::Instant::now();
+            match tokio::spawn(make()).await {
+                Err(e) if e.is_panic() => {
+                    if started.elapsed() > RESTART_RESET {
+                        pause = RESTART_PAUSE;
+                    }
+                    log(&format!(
+                        "{what} panicked: {}; it runs again in {pause:?}",
+                        panic_message(&*e.into_panic())
+                    ));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RESTART_PAUSE);
+                }
+                _ => break,
+            }
+        }
+    })
+}
+
+/// `f()`, or `None` when it panicked (what the panic said goes to `log`).
+fn survive<T>(what: &str, f: impl FnOnce() -> T, log: fn(&str)) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            log(&format!("{what} panicked: {}", panic_message(&*payload)));
+            None
+        }
+    }
 }
 
 async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
@@ -815,7 +969,9 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         let (running, asleep) = match key.as_deref().and_then(|k| daemon.existing(k)) {
             Some(p) => {
                 let run = p.run.lock().await;
-                let asleep = run
+                // Scaled to zero, or planned with no replica at all
+                // (`deploy.replicas: 0`): nothing of theirs to wait for.
+                let mut asleep: Vec<String> = run
                     .desired
                     .as_ref()
                     .map(|d| {
@@ -826,6 +982,11 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
                             .collect()
                     })
                     .unwrap_or_default();
+                for svc in run.plan.iter().flat_map(|p| &p.services) {
+                    if svc.replicas == 0 && !asleep.contains(&svc.name) {
+                        asleep.push(svc.name.clone());
+                    }
+                }
                 (run.supervisor.running(), asleep)
             }
             None => (Vec::new(), Vec::new()),
@@ -871,7 +1032,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
         (Method::GET, "/v1/routes") => {
             let routes = daemon.existing(&key).and_then(|p| {
-                let gateway = p.gateway.lock().expect("not poisoned");
+                let gateway = crate::lock(&p.gateway);
                 gateway.as_ref().map(ProjectGateway::describe)
             });
             match routes {
@@ -1372,7 +1533,13 @@ fn plan_for(
             }
             continue;
         }
-        let config = revision_config(&app.services[&svc.name]);
+        let Some(service) = app.services.get(&svc.name) else {
+            return Err(format!(
+                "the plan names `{}`, which the app does not have",
+                svc.name
+            ));
+        };
+        let config = revision_config(service);
         let revs = store.revisions(key, &svc.name).map_err(|e| e.to_string())?;
         let number = match revs.last() {
             Some(l) if l.config == config && !deploying.contains(&svc.name) => l.number,
@@ -1599,14 +1766,15 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
             Some("start it with `cove up -d`, then deploy".into()),
         );
     };
+    // Still wanted: what was, if the new app still has it (as `up` does).
+    let wanted: Vec<String> = before
+        .wanted
+        .iter()
+        .filter(|s| req.app.services.contains_key(*s))
+        .cloned()
+        .collect();
     let names: Vec<String> = if req.services.is_empty() {
-        // Orphans (gone from the file) have nothing new to deploy.
-        before
-            .wanted
-            .iter()
-            .filter(|s| req.app.services.contains_key(*s))
-            .cloned()
-            .collect()
+        wanted.clone()
     } else {
         req.services.clone()
     };
@@ -1664,7 +1832,9 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         let mut run = project.run.lock().await;
         if let Some(d) = run.desired.as_mut() {
             for r in &failed {
-                d.pinned.insert(r.service.clone(), previous[&r.service]);
+                if let Some(&number) = previous.get(&r.service) {
+                    d.pinned.insert(r.service.clone(), number);
+                }
             }
             if let Err(e) = daemon.store.set_desired(key, Some(d)) {
                 log(&format!("{key}: {e}"));
@@ -1897,22 +2067,25 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
     let now = tokio::time::Instant::now();
     let mut changes = Vec::new();
     {
-        let mut gateway = project.gateway.lock().expect("not poisoned");
+        let mut gateway = crate::lock(&project.gateway);
         // Services that may sleep get a waker in the gateway.
         let sleepers: HashMap<String, cove_gateway::table::Wake> = desired
             .wanted
             .iter()
             .filter(|n| {
-                desired.app.services[n.as_str()]
-                    .x_cove
-                    .as_ref()
-                    .and_then(|x| x.autoscale.as_ref())
+                // What should run may name a service the app no longer
+                // has (a deploy of another one after it was removed).
+                desired
+                    .app
+                    .services
+                    .get(n.as_str())
+                    .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
                     .is_some_and(|a| a.min == 0)
             })
             .map(|n| {
                 let (woken, wake, name) = (project.woken.clone(), daemon.wake.clone(), n.clone());
                 let f = move || {
-                    woken.lock().expect("not poisoned").insert(name.clone());
+                    crate::lock(&woken).insert(name.clone());
                     wake.notify_one();
                 };
                 (n.clone(), cove_gateway::table::Wake(Arc::new(f)))
@@ -1923,15 +2096,13 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
         {
             g.refresh(&project.states.borrow());
         }
-        let woken = std::mem::take(&mut *project.woken.lock().expect("not poisoned"));
-        let mut scalers = project.scalers.lock().expect("not poisoned");
+        let woken = std::mem::take(&mut *crate::lock(&project.woken));
+        let mut scalers = crate::lock(&project.scalers);
         for name in &desired.wanted {
-            let Some(spec) = desired
-                .app
-                .services
-                .get(name)
-                .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
-            else {
+            let Some((service, spec)) = desired.app.services.get(name).and_then(|s| {
+                let spec = s.x_cove.as_ref()?.autoscale.as_ref()?;
+                Some((s, spec))
+            }) else {
                 scalers.remove(name);
                 continue;
             };
@@ -1961,7 +2132,7 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
                 .scale
                 .get(name)
                 .copied()
-                .unwrap_or_else(|| desired.app.services[name].replicas());
+                .unwrap_or_else(|| service.replicas());
             if current == 0 && woken.contains(name) {
                 entry.0 = Scaler::new(policy.clone());
                 changes.push((
@@ -2006,4 +2177,120 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
     }
     run.plan = Some(plan);
     run.desired = Some(desired);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`spawn_restarting`] and [`survive`] logged, in order.
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    fn keep(line: &str) {
+        crate::lock(&LOGGED).push(line.to_string());
+    }
+
+    fn logged(what: &str) -> Vec<String> {
+        crate::lock(&LOGGED)
+            .iter()
+            .filter(|l| l.starts_with(what))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_background_task_that_panics_is_logged_and_runs_again() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = runs.clone();
+        rt.block_on(async {
+            let task = spawn_restarting(
+                "the test task".into(),
+                move || {
+                    let runs = counted.clone();
+                    async move {
+                        // Twice a panic, then an end.
+                        let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if n < 2 {
+                            panic!("deliberate panic {n}");
+                        }
+                    }
+                },
+                keep,
+            );
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the task ran again after its panics, then ended")
+                .unwrap();
+        });
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(
+            logged("the test task"),
+            [
+                "the test task panicked: deliberate panic 0; it runs again in 500ms",
+                "the test task panicked: deliberate panic 1; it runs again in 1s",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_handler_that_panics_costs_its_request_only() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let failed = caught(async {
+                let services: HashMap<String, u32> = HashMap::new();
+                services["gone"]
+            })
+            .await;
+            let why = failed.unwrap_err();
+            assert!(why.starts_with("panicked: "), "{why}");
+            assert_eq!(caught(async { 7 }).await, Ok(7));
+            // Dropped (the connection closed), its task is aborted.
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let waiting = caught(async move {
+                let _tx = tx;
+                std::future::pending::<()>().await
+            });
+            let _ = tokio::time::timeout(Duration::from_millis(50), waiting).await;
+            tokio::time::timeout(Duration::from_secs(5), rx)
+                .await
+                .expect("the task of a dropped request ends")
+                .unwrap_err();
+        });
+    }
+
+    #[test]
+    fn a_step_that_panics_is_logged_and_given_up() {
+        assert_eq!(survive("the test step", || 1, keep), Some(1));
+        let lost: Option<u32> = survive(
+            "the test step",
+            || panic!("deliberate panic in a batch"),
+            keep,
+        );
+        assert_eq!(lost, None);
+        assert_eq!(
+            logged("the test step"),
+            ["the test step panicked: deliberate panic in a batch"]
+        );
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_taken_with_its_state() {
+        let m = Arc::new(std::sync::Mutex::new(vec![1]));
+        let held = m.clone();
+        let _ = std::thread::spawn(move || {
+            let mut v = held.lock().unwrap();
+            v.push(2);
+            panic!("deliberate panic holding the lock");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        assert_eq!(*crate::lock(&m), [1, 2]);
+    }
 }

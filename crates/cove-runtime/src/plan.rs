@@ -563,6 +563,19 @@ pub fn service_indexes<'a>(names: impl Iterator<Item = &'a str>) -> Option<Index
     Some(out)
 }
 
+/// The recipe of service `name` (looked up, never indexed: a name the map
+/// lacks has none).
+fn recipe_of(recipes: &IndexMap<&str, Option<Recipe>>, name: &str) -> Option<Recipe> {
+    recipes.get(name).copied().flatten()
+}
+
+/// The index of service `name`. Every service of the app has one
+/// ([`service_indexes`] was given all their names); looked up, never
+/// indexed, a name it lacks gets 0.
+fn index_of(indexes: &IndexMap<&str, u32>, name: &str) -> u32 {
+    indexes.get(name).copied().unwrap_or_default()
+}
+
 /// Why a service cannot run natively.
 /// `service` is empty for a problem of the project (`x-cove` at the top).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -655,7 +668,7 @@ pub fn plan_with(
                 Some(Driver::Native | Driver::Process) => false,
                 None => {
                     !native
-                        && recipes[n.as_str()].is_none()
+                        && recipe_of(&recipes, n).is_none()
                         && (s.image.is_some() || s.build.is_some())
                 }
             }
@@ -667,7 +680,7 @@ pub fn plan_with(
         .iter()
         .map(|(n, s)| {
             let mut p = service_ports(s);
-            if let (true, Some(r)) = (p.is_empty(), recipes[n.as_str()]) {
+            if let (true, Some(r)) = (p.is_empty(), recipe_of(&recipes, n)) {
                 p.push(r.default_port());
             }
             (n.as_str(), p)
@@ -676,7 +689,7 @@ pub fn plan_with(
     let healths: IndexMap<&str, Option<HealthSpec>> = app
         .services
         .iter()
-        .map(|(n, s)| (n.as_str(), health_of(s, recipes[n.as_str()])))
+        .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
         .collect();
     let state_dir = state_dir(app, project_dir);
     let net = project_net(&app.name, project_dir);
@@ -704,7 +717,7 @@ pub fn plan_with(
         .iter()
         .filter(|(n, svc)| {
             let stateful =
-                recipes[n.as_str()].is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+                recipe_of(&recipes, n).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
             let order = svc
                 .deploy
                 .as_ref()
@@ -712,8 +725,9 @@ pub fn plan_with(
                 .and_then(|u| u.order.as_deref());
             let start_first = order.map_or(!stateful, |o| o == "start-first");
             start_first
-                && !ports[n.as_str()].is_empty()
-                && named_by_others(app, n, &ports[n.as_str()])
+                && ports
+                    .get(n.as_str())
+                    .is_some_and(|p| !p.is_empty() && named_by_others(app, n, p))
         })
         .map(|(n, _)| n.as_str())
         .collect();
@@ -721,7 +735,7 @@ pub fn plan_with(
     let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
         .iter()
         .map(|(n, p)| {
-            let mut slot = indexes[n] * 64 + u32::from(!own_address.contains(n));
+            let mut slot = index_of(&indexes, n) * 64 + u32::from(!own_address.contains(n));
             if containers.contains(n) && !own_address.contains(n) {
                 slot |= CONTAINER;
             }
@@ -736,7 +750,7 @@ pub fn plan_with(
         ports
             .iter()
             .filter(|(n, p)| !containers.contains(*n) && !p.is_empty())
-            .map(|(n, _)| (*n, address(net, CONTAINER | (indexes[n] * 64))))
+            .map(|(n, _)| (*n, address(net, CONTAINER | (index_of(&indexes, n) * 64))))
             .collect()
     };
     // What references in containers' settings are rewritten to: native
@@ -746,7 +760,7 @@ pub fn plan_with(
         .iter()
         .filter(|(n, _)| !containers.contains(*n))
         .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
-            true => (*n, (CONTAINER | (indexes[n] * 64), p.clone())),
+            true => (*n, (CONTAINER | (index_of(&indexes, n) * 64), p.clone())),
             false => (*n, (*slot, p.clone())),
         })
         .collect();
@@ -1002,8 +1016,8 @@ pub fn plan_with(
                     continue;
                 }
             },
-            None if recipes[name.as_str()].is_some() => {
-                let recipe = recipes[name.as_str()].unwrap_or(Recipe::Redis);
+            None if recipe_of(&recipes, name).is_some() => {
+                let recipe = recipe_of(&recipes, name).unwrap_or(Recipe::Redis);
                 if let Some((bin, package)) = recipe.missing() {
                     errors.push(PlanError {
                         machine: true,
@@ -1090,13 +1104,13 @@ pub fn plan_with(
                 continue;
             }
         };
-        let health = healths[name.as_str()].clone();
+        let health = healths.get(name.as_str()).cloned().flatten();
         let mut depends_on = Vec::new();
         for (dep, d) in &svc.depends_on {
-            if !app.services.contains_key(dep) {
+            let Some(dep_health) = healths.get(dep.as_str()) else {
                 continue; // `required: false` and not selected
-            }
-            if d.condition == Condition::ServiceHealthy && healths[dep.as_str()].is_none() {
+            };
+            if d.condition == Condition::ServiceHealthy && dep_health.is_none() {
                 errors.push(err(
                     format!("waits for `{dep}` to be healthy, but `{dep}` has no health check"),
                     "add a `healthcheck` to the dependency, or use `condition: service_started`",
@@ -1108,7 +1122,7 @@ pub fn plan_with(
             });
         }
         let stateful =
-            recipes[name.as_str()].is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+            recipe_of(&recipes, name).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
         let default = UpdatePolicy {
             parallelism: 1,
             delay: Duration::ZERO,
@@ -1201,7 +1215,10 @@ pub fn plan_with(
         };
         let mut commands: Vec<(&str, &[String])> = vec![(field, &argv)];
         if let (Some(Probe::Exec(test)), false) = (
-            healths[name.as_str()].as_ref().map(|h| &h.probe),
+            healths
+                .get(name.as_str())
+                .and_then(|h| h.as_ref())
+                .map(|h| &h.probe),
             is_container,
         ) {
             commands.push(("`healthcheck.test`", test));
@@ -1257,11 +1274,11 @@ pub fn plan_with(
                 .map(|d| d.0)
                 .unwrap_or(Duration::from_secs(10)),
             depends_on,
-            ports: ports[name.as_str()].clone(),
+            ports: ports.get(name.as_str()).cloned().unwrap_or_default(),
             net,
-            base: (indexes[name.as_str()] * 64) | if is_container { CONTAINER } else { 0 },
-            recipe: recipes[name.as_str()],
-            data_root: recipes[name.as_str()]
+            base: (index_of(&indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
+            recipe: recipe_of(&recipes, name),
+            data_root: recipe_of(&recipes, name)
                 .filter(|r| r.has_data(svc))
                 .map(|_| state_dir.join("data")),
             update,
@@ -1277,7 +1294,7 @@ pub fn plan_with(
             }),
             service_address: own_address
                 .contains(&name.as_str())
-                .then(|| address(net, indexes[name.as_str()] * 64)),
+                .then(|| address(net, index_of(&indexes, name) * 64)),
             secrets: mounts,
             secrets_root: secrets_root.clone(),
             redactor: redactor.clone(),

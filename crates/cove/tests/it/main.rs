@@ -3,6 +3,7 @@
 
 pub mod attack;
 mod buffs;
+mod chaos;
 mod claims;
 mod cli_claims;
 mod config;
