@@ -2143,6 +2143,19 @@ async fn autoscale(daemon: &Daemon, project: &Project) {
                 ));
                 continue;
             }
+            // A replica still on its way (starting, restarting, not yet
+            // healthy) holds the count: the windows start once every
+            // replica serves, so a slow start is not scaled away before it
+            // answered once.
+            let on_its_way = project
+                .states
+                .borrow()
+                .get(name)
+                .is_some_and(|rs| rs.iter().any(|r| !r.retiring && !r.ready()));
+            if on_its_way {
+                entry.0 = Scaler::new(policy.clone());
+                continue;
+            }
             if let Some(to) = entry.0.observe(now.into_std(), current, figure) {
                 let what = match policy.target {
                     Figure::Concurrency(t) => {

@@ -617,6 +617,40 @@ x-cove:
     );
 }
 
+/// A service allowed to sleep after 1 s idle, whose replica takes 3 s to
+/// answer its first health check: it is not scaled away while it starts,
+/// so `up -d` sees it ready; it sleeps once it served.
+#[test]
+fn a_slow_start_is_not_scaled_away_before_it_answered() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: sh -c "sleep 3; exec python3 server.py"
+      health: {http: /healthz}
+      autoscale: {min: 0, max: 1, target_concurrency: 4, scale_down_after: 1s}
+    environment: {VERSION: "1", BROKEN: "0"}
+    expose: ["8000"]
+    healthcheck: {interval: 1s, timeout: 1s, retries: 100, start_period: 60s, start_interval: 100ms}
+x-cove:
+  gateway: {listen: "127.0.0.1:0"}
+"#,
+    );
+    fs_err::write(app.dir().join("server.py"), SERVER).unwrap();
+    let out = cove_ok(&app, &["up", "-d"]);
+    assert!(out.contains("web-1 healthy"), "{out}");
+    eventually(30, "web to sleep once it served", || {
+        web_replicas(&app).is_empty()
+    });
+    let (_, logs) = app.merged(&["logs"]);
+    assert_eq!(
+        logs.matches("autoscale: 1 → 0 replicas").count(),
+        1,
+        "{logs}"
+    );
+}
+
 #[test]
 fn services_named_by_others_keep_their_address_across_deploys() {
     let compose = |version: u32| {
