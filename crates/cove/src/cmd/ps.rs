@@ -1,6 +1,7 @@
 //! `cove ps [--format table|json]`: every replica the daemon knows, with
-//! its revision, state, health, pid, address, restarts and uptime (during a
-//! deploy a replica's old and new instances are both listed).
+//! its revision, state, health, pid, address, restarts, uptime and why it
+//! is not serving (during a deploy a replica's old and new instances are
+//! both listed).
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -48,7 +49,7 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
         return crate::output::columns(&cells);
     }
     // A last column for services run as containers.
-    let with: Vec<[String; 10]> = cells
+    let with: Vec<[String; 11]> = cells
         .into_iter()
         .enumerate()
         .map(|(i, row)| {
@@ -59,18 +60,18 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
                     .and_then(|r| r.container.clone())
                     .unwrap_or_else(|| "-".into()),
             };
-            let [a, b, c, d, e, f, g, h, k] = row;
-            [a, b, c, d, e, f, g, h, k, extra]
+            let [a, b, c, d, e, f, g, h, k, l] = row;
+            [a, b, c, d, e, f, g, h, k, l, extra]
         })
         .collect();
     crate::output::columns(&with)
 }
 
-fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 9]> {
+fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 10]> {
     let mut cells = vec![
         [
             "SERVICE", "REPLICA", "REVISION", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS",
-            "UPTIME",
+            "UPTIME", "REASON",
         ]
         .map(String::from),
     ];
@@ -102,7 +103,23 @@ fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 9]> {
             } else {
                 "-".into()
             },
+            reason(r),
         ]);
     }
     cells
+}
+
+/// Why a replica is not serving, when it is not: a failure's reason, a
+/// failed check, the exit before a restart; else `-`.
+fn reason(r: &Replica) -> String {
+    match r.state.as_str() {
+        "failed" => r
+            .detail
+            .strip_prefix("failed: ")
+            .unwrap_or(&r.detail)
+            .to_string(),
+        "restarting" => r.detail.clone(),
+        _ if r.health == "unhealthy" || r.detail.starts_with("unhealthy") => r.detail.clone(),
+        _ => "-".into(),
+    }
 }

@@ -332,6 +332,19 @@ services:
         "{}",
         out.stderr
     );
+    // `ps` says why, in its REASON column.
+    let ps = app.cove(&["ps"]);
+    let header = ps.stdout.lines().next().unwrap_or_default();
+    assert!(header.trim_end().ends_with("REASON"), "{ps:?}");
+    let row = ps
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("bad"))
+        .unwrap_or_else(|| panic!("{ps:?}"));
+    assert!(
+        row.contains("failed") && row.trim_end().ends_with("exited with code 3"),
+        "{ps:?}"
+    );
 
     let app = App::new(
         r#"
