@@ -166,19 +166,9 @@ impl Client {
     /// Connects to the daemon, starting it (`exe __daemon --state-dir DIR`,
     /// its output appended to `daemon.log`) when none runs.
     pub async fn ensure_running(&self, exe: &Path) -> Result<DaemonStatus, ClientError> {
-        // A daemon that is exiting (nothing left to run) drops what it had
-        // not accepted yet: the connection breaks. Asked again, it has gone
-        // (its socket removed) and a new one is started.
-        let finishing = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.status().await {
-                Ok(Some(s)) => return Ok(s),
-                Ok(None) => break,
-                Err(ClientError::Other(_)) if tokio::time::Instant::now() < finishing => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e),
-            }
+        // Asked past an exiting daemon: when none is left, one is started.
+        if let Some(s) = past_exit(|| self.status()).await? {
+            return Ok(s);
         }
         let socket = self.paths.socket();
         if socket.as_os_str().len() > 100 {
@@ -234,6 +224,24 @@ impl Client {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `call` to the daemon, made again (for 5 s at most) while its connection
+/// breaks: a daemon that is exiting (nothing left to run) drops what it
+/// had not accepted yet, and asked again it is gone (its socket removed:
+/// `NotRunning`) or another answers.
+pub async fn past_exit<T, F: std::future::Future<Output = Result<T, ClientError>>>(
+    mut call: impl FnMut() -> F,
+) -> Result<T, ClientError> {
+    let finishing = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match call().await {
+            Err(ClientError::Other(_)) if tokio::time::Instant::now() < finishing => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answer => return answer,
         }
     }
 }

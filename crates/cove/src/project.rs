@@ -93,15 +93,7 @@ pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
     if errors.is_empty() {
         return planned.ok();
     }
-    report_located(project, &errors, false);
-    let style = crate::output::stderr_style();
-    let n = errors.len();
-    eprintln!(
-        "{}error{}: the app cannot run ({n} error{})",
-        style.red,
-        style.reset,
-        if n == 1 { "" } else { "s" }
-    );
+    refuse(project, &errors);
     None
 }
 
@@ -119,7 +111,13 @@ pub fn check_or_report(project: &Project) -> bool {
     if errors.is_empty() {
         return true;
     }
-    report_located(project, &errors, false);
+    refuse(project, &errors);
+    false
+}
+
+/// Prints `errors` where they are written, then that the app cannot run.
+fn refuse(project: &Project, errors: &[cove_runtime::plan::PlanError]) {
+    report_located(project, errors, false);
     let style = crate::output::stderr_style();
     let n = errors.len();
     eprintln!(
@@ -128,7 +126,6 @@ pub fn check_or_report(project: &Project) -> bool {
         style.reset,
         if n == 1 { "" } else { "s" }
     );
-    false
 }
 
 /// What the daemon refuses at `cove up` beyond the plan: autoscaling

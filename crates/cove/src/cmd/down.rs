@@ -34,18 +34,11 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
     let paths = client.paths.clone();
     let key = client.project.clone();
     let done = daemon::runtime()?.block_on(async {
-        // A daemon that is exiting (a foreground `cove up` just stopped)
-        // drops connections it had not accepted yet: asked again, it is
-        // gone (then its store is waited for, below).
-        let finishing = tokio::time::Instant::now() + Duration::from_secs(5);
-        let answer = loop {
-            match client.post::<Accepted>("/v1/down", &Names::default()).await {
-                Err(ClientError::Other(_)) if tokio::time::Instant::now() < finishing => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => break other,
-            }
-        };
+        // Past a daemon that is exiting (a foreground `cove up` just
+        // stopped): then it is gone, and its store is waited for, below.
+        let all = Names::default();
+        let answer =
+            cove_daemon::client::past_exit(|| client.post::<Accepted>("/v1/down", &all)).await;
         match answer {
             Ok(_) => {
                 // A project's daemon exits once it has answered (a host's stays).

@@ -30,14 +30,6 @@ fn daemon_log(dir: &Path) -> String {
     fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
 }
 
-fn daemon_pid(dir: &Path) -> Option<u32> {
-    fs_err::read_to_string(dir.join(".cove/daemon.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// An [`App`] that is cleaned up even when its daemon no longer answers:
 /// `cove down`, and if that fails, SIGKILL to the daemon (by the PID it
 /// wrote), whose reaper stops the replicas; then a bounded wait until no
@@ -52,7 +44,7 @@ impl Drop for Guarded {
         }
         let down = cove_in(&dir, 60, &["down"]);
         if down.code != Some(0)
-            && let Some(pid) = daemon_pid(&dir).filter(|p| alive(*p))
+            && let Some(pid) = crate::daemon::daemon_pid_in(&dir).filter(|p| alive(*p))
         {
             eprintln!("`cove down` failed ({down}); killing the daemon {pid}");
             let _ = Command::new("kill")

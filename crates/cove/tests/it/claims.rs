@@ -5,34 +5,17 @@
 //! even when it fails (`App`'s drop).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{App, eventually};
+use crate::daemon::{App, eventually, kill9};
 use crate::deploy::{Load, cove_ok, settle};
 use crate::gateway::wait_for_targets;
 use crate::up::alive;
 
-fn kill9(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -KILL {pid}");
-}
-
-fn daemon_pid(app: &App) -> u32 {
-    fs_err::read_to_string(app.dir().join(".cove/daemon.pid"))
-        .expect("a daemon runs")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// SIGKILLs the app's daemon and waits (bounded) until its reaper has
 /// stopped every replica.
 pub(crate) fn kill_daemon(app: &App) {
-    let daemon = daemon_pid(app);
+    let daemon = app.daemon_pid().expect("a daemon runs");
     kill9(daemon);
     eventually(10, "the killed daemon to be gone", || !alive(daemon));
     eventually(15, "its replicas stopped by the reaper", || {
@@ -461,29 +444,23 @@ fn up_again_after_a_change_replaces_replica_by_replica_and_leaves_the_rest() {
     );
 }
 
-/// `deploy::SERVER`, but the replica numbered `FAIL_REPLICA` exits with code 3
-/// at once.
-pub(crate) const FAILING_ONE: &str = r#"
-import http.server, os, sys
+/// `deploy::SERVER`, but the replica numbered `FAIL_REPLICA` exits with
+/// code 3 at once.
+fn failing_one() -> String {
+    format!(
+        r#"
+import os, sys
 if os.environ.get("FAIL_REPLICA") == os.environ["COVE_REPLICA"]:
     print("replica", os.environ["COVE_REPLICA"], "will not start", flush=True)
     sys.exit(3)
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = ("v" + os.environ["VERSION"]).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
-"#;
+{}"#,
+        crate::deploy::SERVER
+    )
+}
 
 /// `web`, `replicas` of it, at `version`, with replica `fail` (0: none)
 /// failing, replaced per `update` (YAML flow mapping entries).
-pub(crate) fn updating(version: u32, replicas: u32, fail: u32, update: &str) -> String {
+fn updating(version: u32, replicas: u32, fail: u32, update: &str) -> String {
     format!(
         r#"
 services:
@@ -501,6 +478,37 @@ x-cove:
   gateway: {{listen: "127.0.0.1:0"}}
 "#
     )
+}
+
+/// An app of `updating` at version 1 (no failing replica), up: its
+/// `server.py` is `failing_one()`.
+pub(crate) fn up_at_one(replicas: u32, update: &str) -> App {
+    let app = App::new(&updating(1, replicas, 0, update));
+    fs_err::write(app.dir().join("server.py"), failing_one()).unwrap();
+    cove_ok(&app, &["up", "-d"]);
+    app
+}
+
+/// The app's file now says `updating(version, ...)` (not deployed yet).
+pub(crate) fn edit(app: &App, version: u32, replicas: u32, fail: u32, update: &str) {
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        updating(version, replicas, fail, update),
+    )
+    .unwrap();
+}
+
+/// The revisions `cove history web` says the service is held at.
+pub(crate) fn held(app: &App) -> Vec<u64> {
+    let text = cove_ok(app, &["history", "web", "--format", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    h["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["pinned"] == true)
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect()
 }
 
 /// `replica` → revision of each running `web` replica.
@@ -533,15 +541,9 @@ pub(crate) fn started(events: &[serde_json::Value], new: u64) -> Vec<u64> {
 /// kept its previous revision, and why.
 #[test]
 fn failure_action_continue_goes_on_past_a_failed_replica() {
-    let app = App::new(&updating(1, 3, 0, "failure_action: continue"));
-    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
-    cove_ok(&app, &["up", "-d"]);
+    let app = up_at_one(3, "failure_action: continue");
     let from = last_seq(&app);
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(2, 3, 2, "failure_action: continue"),
-    )
-    .unwrap();
+    edit(&app, 2, 3, 2, "failure_action: continue");
     let (code, out) = app.merged(&["deploy", "web"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -572,15 +574,9 @@ fn failure_action_continue_goes_on_past_a_failed_replica() {
 /// beyond it the deploy fails (`failure_action`: here, roll back).
 #[test]
 fn max_failure_ratio_tolerates_failures_up_to_the_share_and_no_more() {
-    let app = App::new(&updating(1, 3, 0, "max_failure_ratio: 0.2"));
-    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
-    cove_ok(&app, &["up", "-d"]);
+    let app = up_at_one(3, "max_failure_ratio: 0.2");
     // 1 of 3 is more than 0.2: the deploy fails and is rolled back.
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(2, 3, 2, "max_failure_ratio: 0.2"),
-    )
-    .unwrap();
+    edit(&app, 2, 3, 2, "max_failure_ratio: 0.2");
     let (code, out) = app.merged(&["deploy", "web"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("replica 2: exited with code 3"), "{out}");
@@ -588,11 +584,7 @@ fn max_failure_ratio_tolerates_failures_up_to_the_share_and_no_more() {
     assert_eq!(revisions(&app), BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
     // 1 of 3 is within 0.5: tolerated, the deploy goes through. (The
     // failed revision was not recorded: this one is revision 2 again.)
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(3, 3, 2, "max_failure_ratio: 0.5"),
-    )
-    .unwrap();
+    edit(&app, 3, 3, 2, "max_failure_ratio: 0.5");
     let (code, out) = app.merged(&["deploy", "web"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("revision 2 runs on 2 of 3 replicas"), "{out}");
@@ -608,15 +600,9 @@ fn max_failure_ratio_tolerates_failures_up_to_the_share_and_no_more() {
 #[test]
 fn update_delay_separates_the_replacements() {
     let delay = Duration::from_secs(2);
-    let app = App::new(&updating(1, 2, 0, "delay: 2s"));
-    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
-    cove_ok(&app, &["up", "-d"]);
+    let app = up_at_one(2, "delay: 2s");
     let from = last_seq(&app);
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(2, 2, 0, "delay: 2s"),
-    )
-    .unwrap();
+    edit(&app, 2, 2, 0, "delay: 2s");
     let out = cove_ok(&app, &["deploy", "web"]);
     assert!(out.contains("1 at a time, 2s apart"), "{out}");
     let happened = events(&app, from);
@@ -658,14 +644,8 @@ fn update_delay_separates_the_replacements() {
 /// revision out again.
 #[test]
 fn a_paused_deploy_stays_held_across_a_daemon_restart() {
-    let app = App::new(&updating(1, 2, 0, "failure_action: pause"));
-    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
-    cove_ok(&app, &["up", "-d"]);
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(2, 2, 2, "failure_action: pause"),
-    )
-    .unwrap();
+    let app = up_at_one(2, "failure_action: pause");
+    edit(&app, 2, 2, 2, "failure_action: pause");
     let (code, out) = app.merged(&["deploy", "web"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("paused"), "{out}");
@@ -675,17 +655,6 @@ fn a_paused_deploy_stays_held_across_a_daemon_restart() {
         BTreeMap::from([(1, 2), (2, 1)]),
         "paused where it was"
     );
-    let held = |app: &App| {
-        let text = cove_ok(app, &["history", "web", "--format", "json"]);
-        let h: serde_json::Value = serde_json::from_str(&text).unwrap();
-        h["revisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["pinned"] == true)
-            .map(|r| r["number"].as_u64().unwrap())
-            .collect::<Vec<_>>()
-    };
     assert_eq!(held(&app), [1], "held at the revision that ran everywhere");
 
     let from = last_seq(&app);

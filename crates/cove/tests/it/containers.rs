@@ -182,9 +182,11 @@ fn containers(label: &str) -> Vec<String> {
         .collect()
 }
 
-fn static_server(dir: &Path, greeting: &str) {
+/// `source` (one Rust file) compiled here into a statically linked `app`
+/// in `dir`, for an image `FROM scratch` (no registry is reachable).
+pub fn static_binary(dir: &Path, source: &str) {
     fs_err::create_dir_all(dir).unwrap();
-    fs_err::write(dir.join("server.rs"), SERVER.replace("GREETING", greeting)).unwrap();
+    fs_err::write(dir.join("app.rs"), source).unwrap();
     let out = Command::new("rustc")
         .args([
             "--edition",
@@ -192,7 +194,7 @@ fn static_server(dir: &Path, greeting: &str) {
             "-O",
             "-C",
             "target-feature=+crt-static",
-            "server.rs",
+            "app.rs",
             "-o",
             "app",
         ])
@@ -204,7 +206,11 @@ fn static_server(dir: &Path, greeting: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    fs_err::remove_file(dir.join("server.rs")).unwrap();
+    fs_err::remove_file(dir.join("app.rs")).unwrap();
+}
+
+fn static_server(dir: &Path, greeting: &str) {
+    static_binary(dir, &SERVER.replace("GREETING", greeting));
     fs_err::write(
         dir.join("Dockerfile"),
         "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
@@ -522,14 +528,7 @@ fn a_built_service_runs_as_a_container_beside_a_native_one_and_down_removes_it()
     let caller = ps.iter().find(|r| r["service"] == "caller").unwrap()["pid"]
         .as_u64()
         .unwrap();
-    let daemon = fs_err::read_to_string(dir.join(".cove/daemon.pid")).unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-9", daemon.trim()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::daemon::kill9(app.daemon_pid().expect("a daemon runs"));
     eventually(20, "the native caller stopped by the reaper", || {
         !Path::new(&format!("/proc/{caller}")).exists()
     });

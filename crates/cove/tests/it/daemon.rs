@@ -82,12 +82,8 @@ impl App {
         })
     }
 
-    fn daemon_pid(&self) -> Option<u32> {
-        fs_err::read_to_string(self.dir().join(".cove/daemon.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    pub fn daemon_pid(&self) -> Option<u32> {
+        daemon_pid_in(self.dir())
     }
 }
 
@@ -497,11 +493,22 @@ fn settled(app: &App, secs: u64, what: &str, restarts: u64) -> Vec<u32> {
     })
 }
 
-fn kill9(pid: u32) {
-    Command::new("kill")
+/// The PID the daemon of the app in `dir` wrote, if any.
+pub fn daemon_pid_in(dir: &Path) -> Option<u32> {
+    fs_err::read_to_string(dir.join(".cove/daemon.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// SIGKILL to `pid`, which must have been delivered.
+pub fn kill9(pid: u32) {
+    let status = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
+    assert!(status.success(), "kill -KILL {pid}");
 }
 
 #[test]

@@ -25,29 +25,6 @@ fn main() {
 }
 "#;
 
-fn static_lister(dir: &Path) {
-    fs_err::write(dir.join("lister.rs"), LISTER).unwrap();
-    let out = Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "-C",
-            "target-feature=+crt-static",
-            "lister.rs",
-            "-o",
-            "app",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fs_err::remove_file(dir.join("lister.rs")).unwrap();
-}
-
 const BUILD_HERE: &str = r#"
 services:
   keeper:
@@ -65,7 +42,7 @@ fn a_build_from_the_project_root_leaves_out_the_state_dir_and_what_dockerignore_
     );
     let app = App::new(BUILD_HERE);
     let dir = app.dir();
-    static_lister(dir);
+    crate::containers::static_binary(dir, LISTER);
     fs_err::write(
         dir.join("Dockerfile"),
         "FROM scratch\nCOPY . /ctx\nENTRYPOINT [\"/ctx/app\"]\n",

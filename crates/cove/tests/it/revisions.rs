@@ -8,23 +8,10 @@
 use std::collections::BTreeMap;
 
 use crate::claims::{
-    FAILING_ONE, events, kill_daemon, last_seq, revisions, show, started, updating,
+    edit, events, held, kill_daemon, last_seq, revisions, show, started, up_at_one,
 };
 use crate::daemon::{App, eventually};
 use crate::deploy::cove_ok;
-
-/// The revisions `cove history web` says the service is held at.
-fn held(app: &App) -> Vec<u64> {
-    let text = cove_ok(app, &["history", "web", "--format", "json"]);
-    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
-    h["revisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["pinned"] == true)
-        .map(|r| r["number"].as_u64().unwrap())
-        .collect()
-}
 
 /// After `what`, both replicas run revision 1 again and no replica of
 /// revision 2 was started since event `from`.
@@ -53,14 +40,8 @@ fn still_at_one(app: &App, what: &str, from: u64) {
 /// brought back by `up -d` all keep revision 1 on every replica.
 #[test]
 fn a_service_held_after_a_rolled_back_deploy_stays_held_through_restart_start_and_up() {
-    let app = App::new(&updating(1, 2, 0, "failure_action: rollback"));
-    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
-    cove_ok(&app, &["up", "-d"]);
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(2, 2, 2, "failure_action: rollback"),
-    )
-    .unwrap();
+    let app = up_at_one(2, "failure_action: rollback");
+    edit(&app, 2, 2, 2, "failure_action: rollback");
     let (code, out) = app.merged(&["deploy", "web"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("replica 2: exited with code 3"), "{out}");
@@ -89,11 +70,7 @@ fn a_service_held_after_a_rolled_back_deploy_stays_held_through_restart_start_an
     still_at_one(&app, "a SIGKILLed daemon and `cove up -d`", from);
 
     // The next deploy lets go (and, fixed, rolls out).
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(3, 2, 0, "failure_action: rollback"),
-    )
-    .unwrap();
+    edit(&app, 3, 2, 0, "failure_action: rollback");
     cove_ok(&app, &["deploy", "web"]);
     assert!(held(&app).is_empty(), "let go by the next deploy");
     let now = revisions(&app);
@@ -233,14 +210,8 @@ fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
 /// failed one.
 #[test]
 fn a_restart_after_a_paused_deploy_runs_the_held_revision_everywhere() {
-    let app = App::new(&updating(1, 2, 0, "failure_action: pause"));
-    fs_err::write(app.dir().join("server.py"), FAILING_ONE).unwrap();
-    cove_ok(&app, &["up", "-d"]);
-    fs_err::write(
-        app.dir().join("compose.yaml"),
-        updating(2, 2, 2, "failure_action: pause"),
-    )
-    .unwrap();
+    let app = up_at_one(2, "failure_action: pause");
+    edit(&app, 2, 2, 2, "failure_action: pause");
     let (code, out) = app.merged(&["deploy", "web"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("paused"), "{out}");

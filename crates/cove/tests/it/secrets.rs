@@ -480,12 +480,7 @@ fn replicas_get_secrets_as_private_files_and_no_output_shows_them() {
     // The daemon SIGKILLed: its reaper stops the replica; started again, it
     // decrypts the values again (with the identity the CLI named) and hands
     // them out anew.
-    let daemon = fs_err::read_to_string(dir.join(".cove/daemon.pid")).unwrap();
-    let killed = Command::new("kill")
-        .args(["-9", daemon.trim()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    crate::daemon::kill9(app.daemon_pid().expect("a daemon runs"));
     crate::daemon::eventually(15, "the replica stopped by the reaper", || {
         app.processes().is_empty()
     });
