@@ -1362,6 +1362,35 @@ async fn control(daemon: &Daemon, key: &str, req: Names, verb: Verb) -> Answer {
             .filter(|s| desired.wanted.contains(s) || names.contains(s))
             .collect();
     }
+    // A service the running plan lacks (never started, or stopped before
+    // the last `up`): planned with what it depends on, and routed, as
+    // `up` does; those dependencies start too.
+    let mut start = names.clone();
+    let mut pending = Pending::new();
+    let planned = |n: &String| {
+        run.plan
+            .as_ref()
+            .is_some_and(|p| p.services.iter().any(|s| &s.name == n))
+    };
+    if verb != Verb::Stop && !names.iter().all(planned) {
+        let (plan, new) = match plan_for(&daemon.store, key, &desired, &[]) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
+        };
+        if let Err(e) = project.set_gateway(Some(&plan)) {
+            return error(StatusCode::CONFLICT, e, None);
+        }
+        desired.wanted = plan.services.iter().map(|s| s.name.clone()).collect();
+        start.extend(
+            desired
+                .wanted
+                .iter()
+                .filter(|s| !planned(s) && !names.contains(s))
+                .cloned(),
+        );
+        run.plan = Some(plan);
+        pending = new;
+    }
     if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
@@ -1372,7 +1401,8 @@ async fn control(daemon: &Daemon, key: &str, req: Names, verb: Verb) -> Answer {
     if verb != Verb::Stop
         && let Some(plan) = run.plan.clone()
     {
-        drop(run.supervisor.apply(&plan, &names, &HashMap::new()).await);
+        let done = run.supervisor.apply(&plan, &start, &HashMap::new()).await;
+        settle_later(&daemon.store, key, done, pending, String::new());
     }
     daemon.flush(&project).await;
     answer

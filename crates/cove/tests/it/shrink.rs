@@ -153,3 +153,33 @@ fn up_of_one_service_and_run_add_to_what_runs_and_orphans_stay_until_removed() {
     ok(&app, &["down", "--remove-orphans"]);
     assert!(app.processes().is_empty());
 }
+
+/// `cove start SERVICE` of a service of the file that does not run yet —
+/// never started, or stopped before the last `up` — starts it with what it
+/// depends on, and routes it (the running plan did not have it).
+#[test]
+fn start_runs_a_service_the_running_plan_lacks_with_its_dependencies() {
+    let app = App::new(&compose(true));
+    ok(&app, &["up", "-d", "db"]);
+    assert_eq!(running(&app).keys().collect::<Vec<_>>(), ["db"]);
+    // web depends on api, which depends on db.
+    ok(&app, &["start", "web"]);
+    eventually(30, "web and api running", || {
+        let r = running(&app);
+        r.contains_key("web") && r.contains_key("api")
+    });
+    let gw = wait_for_targets(&app, &[1]);
+    let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
+    assert_eq!(status, 200, "{body}");
+    // Stopped, then another `up`: started again by name.
+    ok(&app, &["stop", "web"]);
+    ok(&app, &["up", "-d", "worker"]);
+    assert!(!running(&app).contains_key("web"));
+    ok(&app, &["start", "web"]);
+    eventually(30, "web running again", || {
+        running(&app).contains_key("web")
+    });
+    let gw = wait_for_targets(&app, &[1]);
+    let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
+    assert_eq!(status, 200, "{body}");
+}
