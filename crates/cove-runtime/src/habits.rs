@@ -59,6 +59,7 @@ pub fn hosts_in_scripts(app: &App, plan: &Plan) -> Vec<PlanError> {
                 ),
                 field: Vec::new(),
                 machine: false,
+                written: false,
             }
             .at(if field == "`x-cove.run`" { &["x-cove", "run"] } else { &["command"] }));
         }
@@ -145,6 +146,7 @@ fn versions(
                 ),
                 field: Vec::new(),
                 machine: true,
+                written: false,
             }
             .at(&["image"]));
         }

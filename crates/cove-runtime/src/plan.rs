@@ -591,12 +591,24 @@ pub struct PlanError {
     /// missing), not about what is written: `cove config` warns of it,
     /// `cove up` refuses.
     pub machine: bool,
+    /// A value the file gets wrong (a misspelt policy, a path without its
+    /// `/`, an address without a port): `cove config` refuses it as `cove
+    /// up` does. Otherwise it is something cove cannot run (yet) that
+    /// Compose accepts — a UDP port, a config without a file — which
+    /// `cove config` only warns of.
+    pub written: bool,
 }
 
 impl PlanError {
     /// The same, about `field` (keys from the service, or from the top).
     pub fn at(mut self, field: &[&str]) -> PlanError {
         self.field = field.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// The same, as a value the file gets wrong (see [`PlanError::written`]).
+    pub fn written(mut self) -> PlanError {
+        self.written = true;
         self
     }
 
@@ -705,6 +717,7 @@ pub fn plan_with(
                 hint: "split the app, or run a part of it (`cove up SERVICE`)".into(),
                 field: Vec::new(),
                 machine: false,
+                written: false,
             }]);
         }
     };
@@ -791,6 +804,7 @@ pub fn plan_with(
                         .into(),
                 field,
                 machine: false,
+                written: false,
             });
         }
     }
@@ -801,6 +815,7 @@ pub fn plan_with(
             hint: hint.to_string(),
             field: Vec::new(),
             machine: false,
+            written: false,
         };
         let x = svc.x_cove.clone().unwrap_or_default();
         if let Some(r) = &x.recipe
@@ -818,7 +833,8 @@ pub fn plan_with(
                     format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
                     &hint,
                 )
-                .at(&["x-cove", "recipe"]),
+                .at(&["x-cove", "recipe"])
+                .written(),
             );
         }
         if let Some(h) = &x.health {
@@ -828,14 +844,16 @@ pub fn plan_with(
                         "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
                         "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
                     )
-                    .at(&["x-cove", "health"]),
+                    .at(&["x-cove", "health"])
+                    .written(),
                 ),
                 (Some(path), None) if !path.starts_with('/') => errors.push(
                     err(
                         format!("`x-cove.health.http` is `{path}`, not a path"),
                         "start it with `/`, e.g. `/healthz`",
                     )
-                    .at(&["x-cove", "health", "http"]),
+                    .at(&["x-cove", "health", "http"])
+                    .written(),
                 ),
                 _ => {}
             }
@@ -1021,6 +1039,7 @@ pub fn plan_with(
                 if let Some((bin, package)) = recipe.missing() {
                     errors.push(PlanError {
                         machine: true,
+                        written: false,
                         ..err(
                             format!("runs natively with `{bin}`, which is not installed"),
                             &format!(
@@ -1042,6 +1061,7 @@ pub fn plan_with(
                     let machine = what.contains("which does not exist");
                     errors.push(PlanError {
                         machine,
+                        written: false,
                         ..err(what, &hint).at(field)
                     });
                     continue;
@@ -1100,7 +1120,7 @@ pub fn plan_with(
                     ),
                     None => "use `no`, `always`, `unless-stopped` or `on-failure[:N]`".into(),
                 };
-                errors.push(err(m, &hint).at(&["restart"]));
+                errors.push(err(m, &hint).at(&["restart"]).written());
                 continue;
             }
         };

@@ -110,6 +110,7 @@ pub fn gateway(
         hint: hint.to_string(),
         field: Vec::new(),
         machine: false,
+        written: false,
     };
     let settings = app.x_cove.gateway.clone().unwrap_or_default();
     let listen_text = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
@@ -121,7 +122,8 @@ pub fn gateway(
                     format!("`x-cove.gateway.listen`: {m}"),
                     "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
                 )
-                .at(&["x-cove", "gateway", "listen"]),
+                .at(&["x-cove", "gateway", "listen"])
+                .written(),
             );
             DEFAULT_LISTEN.parse().expect("a valid address")
         }
@@ -157,6 +159,7 @@ pub fn gateway(
             hint: hint.to_string(),
             field: vec!["x-cove".into(), "routes".into(), i.to_string()],
             machine: false,
+            written: false,
         };
         let Some(own) = &x.routes else {
             let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
@@ -199,11 +202,14 @@ pub fn gateway(
             }
             let path = r.path.clone().unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                errors.push(err(
-                    i,
-                    format!("`path` is `{path}`, not a path"),
-                    "start it with `/`, e.g. `/api`",
-                ));
+                errors.push(
+                    err(
+                        i,
+                        format!("`path` is `{path}`, not a path"),
+                        "start it with `/`, e.g. `/api`",
+                    )
+                    .written(),
+                );
             }
             let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
             if let Some(h) = &host
@@ -227,11 +233,14 @@ pub fn gateway(
                 (Protocol::Tcp, Some(l)) => match parse_listen(l) {
                     Ok(a) => Some(a),
                     Err(m) => {
-                        errors.push(err(
-                            i,
-                            format!("`listen`: {m}"),
-                            "write an address and a port, e.g. `127.0.0.1:16379`",
-                        ));
+                        errors.push(
+                            err(
+                                i,
+                                format!("`listen`: {m}"),
+                                "write an address and a port, e.g. `127.0.0.1:16379`",
+                            )
+                            .written(),
+                        );
                         None
                     }
                 },
@@ -338,6 +347,7 @@ pub fn gateway(
                 hint: hint.to_string(),
                 field: vec!["ports".into()],
                 machine: false,
+                written: false,
             };
             if p.protocol != "tcp" {
                 errors.push(err(
@@ -381,10 +391,13 @@ pub fn gateway(
             let listen = match parse_listen(&t.listen) {
                 Ok(a) => a,
                 Err(m) => {
-                    errors.push(project_err(
-                        format!("`x-cove.gateway.tls.listen`: {m}"),
-                        "write an address and a port, e.g. `127.0.0.1:2443`",
-                    ));
+                    errors.push(
+                        project_err(
+                            format!("`x-cove.gateway.tls.listen`: {m}"),
+                            "write an address and a port, e.g. `127.0.0.1:2443`",
+                        )
+                        .written(),
+                    );
                     listen
                 }
             };
@@ -452,6 +465,7 @@ pub fn gateway(
                     hint: "give one of them another `host`, `path` or `listen`".into(),
                     field: vec!["x-cove".into(), "routes".into()],
                     machine: false,
+                    written: false,
                 });
             }
         }
@@ -463,6 +477,7 @@ pub fn gateway(
                     .into(),
                 field: vec!["x-cove".into(), "routes".into()],
                 machine: false,
+                written: false,
             });
         }
     }
@@ -506,6 +521,7 @@ pub fn metrics_warning(app: &App) -> Option<PlanError> {
         ),
         field: vec!["x-cove".into(), "gateway".into(), "metrics".into()],
         machine: false,
+        written: false,
     })
 }
 
@@ -548,6 +564,7 @@ pub fn published_warning(gateway: &GatewayPlan) -> Option<PlanError> {
         ),
         field: Vec::new(),
         machine: false,
+        written: false,
     })
 }
 

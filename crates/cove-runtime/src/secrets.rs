@@ -260,6 +260,7 @@ pub fn resolve(
             hint,
             field: vec!["secrets".into(), name.to_string()],
             machine: false,
+            written: false,
         };
         let Some(def) = app.secrets.get(name) else {
             continue;
@@ -330,6 +331,7 @@ fn store_error(name: &str, key: &str, e: &cove_secrets::Error) -> PlanError {
             .unwrap_or_else(|| "`cove secrets ls` lists what the file holds".into()),
         field: vec!["secrets".into(), name.to_string()],
         machine: false,
+        written: false,
     }
 }
 

@@ -106,7 +106,11 @@ pub fn check_or_report(project: &Project) -> bool {
         .err()
         .unwrap_or_default();
     problems.extend(daemon_checks(&project.app));
-    let (machine, errors): (Vec<_>, Vec<_>) = problems.into_iter().partition(|e| e.machine);
+    // What cove cannot run here or yet (a program not installed, a UDP
+    // port) is a warning: Compose accepts the file, and it may be meant
+    // for another machine. A value the file gets wrong is an error.
+    let (machine, errors): (Vec<_>, Vec<_>) =
+        problems.into_iter().partition(|e| e.machine || !e.written);
     report_located(project, &machine, true);
     if errors.is_empty() {
         return true;
@@ -143,8 +147,10 @@ fn daemon_checks(app: &cove_spec::App) -> Vec<cove_runtime::plan::PlanError> {
                     hint: "e.g. `autoscale: {min: 2, max: 5, target_concurrency: 32}`".into(),
                     field: Vec::new(),
                     machine: false,
+                    written: false,
                 }
-                .at(&["x-cove", "autoscale"]),
+                .at(&["x-cove", "autoscale"])
+                .written(),
             )
         })
         .collect()
