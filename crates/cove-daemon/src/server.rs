@@ -1167,6 +1167,24 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
             None,
         );
     }
+    // The project's addresses: its lease, taken at its first `up`.
+    let state = cove_runtime::plan::state_dir(&req.app, &req.project_dir);
+    let preferred = cove_runtime::plan::project_net(&req.app.name, &req.project_dir);
+    let leased =
+        tokio::task::spawn_blocking(move || cove_runtime::lease::acquire(&state, preferred)).await;
+    match leased {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let (message, hint) = text.split_once("; hint: ").unwrap_or((&text, ""));
+            return error(
+                StatusCode::CONFLICT,
+                format!("cannot lease this project's addresses: {message}"),
+                (!hint.is_empty()).then(|| hint.to_string()),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
     let answer = accepted(daemon);
     let project = daemon.project(key);
     let mut run = project.run.lock().await;

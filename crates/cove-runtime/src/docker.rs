@@ -38,6 +38,10 @@ pub enum DockerError {
     Build { tag: String, reason: String },
     #[error("{what}: {reason}")]
     Engine { what: String, reason: String },
+    #[error(
+        "cannot create network `{name}`: another network of the engine has addresses in {subnet}"
+    )]
+    Overlap { name: String, subnet: String },
 }
 
 impl DockerError {
@@ -51,6 +55,7 @@ impl DockerError {
             ),
             DockerError::Build { .. } => "the build's last lines say why".into(),
             DockerError::Engine { .. } => "`docker info` shows the engine's state".into(),
+            DockerError::Overlap { .. } => "`docker network ls` and `docker network inspect NAME` show which; remove it if it is a leftover (cove's are named cove-APP-N)".into(),
         }
     }
 }
@@ -633,6 +638,10 @@ impl Engine {
             Ok(_) => Ok(()),
             // Made meanwhile by another process.
             Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
+            Err(e) if e.to_string().contains("overlaps") => Err(DockerError::Overlap {
+                name: name.into(),
+                subnet: subnet.into(),
+            }),
             Err(e) => Err(engine(format!("creating network `{name}` ({subnet})"))(e)),
         }
     }

@@ -20,6 +20,7 @@ pub mod driver;
 pub mod environ;
 pub mod habits;
 pub mod health;
+pub mod lease;
 pub mod logs;
 pub mod plan;
 pub mod private;

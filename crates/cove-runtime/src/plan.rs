@@ -532,7 +532,15 @@ pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
     h
 }
 
-/// The app's address range: FNV-1a of its name and directory, 10 bits.
+/// The app's address range: its lease (see [`crate::lease`]), else the one
+/// it would try first.
+pub fn net_of(app: &App, project_dir: &Path) -> u16 {
+    crate::lease::recorded(&state_dir(app, project_dir))
+        .unwrap_or_else(|| project_net(&app.name, project_dir))
+}
+
+/// The address range an app tries first: FNV-1a of its name and
+/// directory, 10 bits.
 pub fn project_net(name: &str, dir: &Path) -> u16 {
     let h = fnv(name
         .bytes()
@@ -704,7 +712,7 @@ pub fn plan_with(
         .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
         .collect();
     let state_dir = state_dir(app, project_dir);
-    let net = project_net(&app.name, project_dir);
+    let net = net_of(app, project_dir);
     let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
         Some(i) => i,
         None => {

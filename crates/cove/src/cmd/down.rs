@@ -124,7 +124,7 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
         }
         // Named volumes of services run as containers.
         let app = &project.app;
-        let net = cove_runtime::plan::project_net(&app.name, &project.project_dir);
+        let net = cove_runtime::plan::net_of(app, &project.project_dir);
         let containers: Vec<String> = cove_runtime::plan::plan(app, &project.project_dir)
             .map(|p| {
                 p.services

@@ -14,6 +14,7 @@ pub mod deploy;
 mod first_hour;
 pub mod gateway;
 mod kvstore;
+mod leases;
 mod logs;
 mod plan_checks;
 mod recipe_safety;
