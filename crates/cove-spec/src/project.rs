@@ -39,6 +39,12 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Project {
     pub app: App,
+    /// The name the project has of itself: `COMPOSE_PROJECT_NAME` in its
+    /// `.env`, else `name:` in its files, else its directory's name. The
+    /// app's name differs when `-p` (or `COMPOSE_PROJECT_NAME` in the
+    /// environment) gives another: then it is another project of the same
+    /// files.
+    pub own_name: Option<String>,
     pub project_dir: PathBuf,
     pub files: Vec<PathBuf>,
     /// Active profiles.
@@ -130,12 +136,17 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
     // The name is known before loading, so `${COMPOSE_PROJECT_NAME}` works:
     // `-p`, `COMPOSE_PROJECT_NAME`, the files' `name:` (interpolated), or the
     // directory's name.
-    let name = project_name(opts, &vars, &mut loader)
+    let own_name = vars
+        .get("COMPOSE_PROJECT_NAME")
+        .filter(|_| matches!(vars.origin("COMPOSE_PROJECT_NAME"), Some(Origin::File(_))))
+        .map(normalize_project_name)
+        .filter(|n| !n.is_empty())
         .or_else(|| name_in_files(&opts.files, &vars))
         .or_else(|| {
             let dir = project_dir.file_name()?.to_string_lossy().to_string();
             Some(normalize_project_name(&dir)).filter(|n| !n.is_empty())
         });
+    let name = project_name(opts, &vars, &mut loader).or_else(|| own_name.clone());
     if let Some(n) = &name {
         vars.set_default("COMPOSE_PROJECT_NAME", n.clone(), Origin::Process);
     }
@@ -179,6 +190,7 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
     }
     Ok(Project {
         app,
+        own_name,
         project_dir,
         files: opts.files.clone(),
         profiles,

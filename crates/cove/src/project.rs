@@ -97,6 +97,24 @@ pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
     None
 }
 
+/// `plan`, at the addresses the project leases (as its daemon does at its
+/// first `up`; see [`cove_runtime::lease`]), so what `up` says is where
+/// its replicas listen.
+pub fn leased(
+    project: &Project,
+    plan: cove_runtime::plan::Plan,
+) -> anyhow::Result<cove_runtime::plan::Plan> {
+    let (app, dir) = (&project.app, &project.project_dir);
+    let state = cove_runtime::plan::state_dir(app, dir);
+    let preferred = cove_runtime::plan::project_net(&app.name, dir);
+    let net = cove_runtime::lease::acquire(&state, preferred)
+        .map_err(|e| anyhow::anyhow!("cannot lease this project's addresses: {e}"))?;
+    if plan.services.first().is_none_or(|s| s.net == net) {
+        return Ok(plan);
+    }
+    Ok(cove_runtime::plan::plan(app, dir).unwrap_or(plan))
+}
+
 /// `cove config`'s check: what [`plan_or_report`] refuses, but problems of
 /// this machine (a program not installed) are warnings, not errors: the
 /// file may be meant for another. False when the app cannot run anywhere
@@ -302,7 +320,30 @@ fn load_with(
     if let Some(name) = args.environment.as_deref().filter(|n| !n.is_empty()) {
         project.app.x_cove.env = Some(name.to_string());
     }
+    separate_state(&mut project);
     Ok(project)
+}
+
+/// Another project of the same files (`-p NAME`), or another environment
+/// (`--env NAME`), keeps its state apart: its own daemon (or key in the
+/// host's), store, data, logs and addresses, in
+/// `STATE_DIR/projects/NAME` and `…/env/ENV` under the state directory the
+/// files name (`.cove` by default).
+fn separate_state(project: &mut cove_spec::Project) {
+    let x = &project.app.x_cove;
+    let mut dir = PathBuf::from(x.state_dir.as_deref().unwrap_or(".cove"));
+    let mut apart = false;
+    if project.own_name.as_deref() != Some(project.app.name.as_str()) {
+        dir = dir.join("projects").join(&project.app.name);
+        apart = true;
+    }
+    if let Some(env) = &x.env {
+        dir = dir.join("env").join(env);
+        apart = true;
+    }
+    if apart {
+        project.app.x_cove.state_dir = Some(dir.display().to_string());
+    }
 }
 
 /// `--env NAME`: `compose.NAME.yaml` (or `.yml`) after the other files,

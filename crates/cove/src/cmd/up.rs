@@ -37,9 +37,10 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     else {
         return Ok(ExitCode::from(1));
     };
-    let Some(mut plan) = crate::project::plan_or_report(&project) else {
+    let Some(plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };
+    let mut plan = crate::project::leased(&project, plan)?;
     if !args.service_names.is_empty() {
         let closure = plan.closure(&args.service_names);
         plan.keep(&closure);

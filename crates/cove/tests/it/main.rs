@@ -13,6 +13,7 @@ mod daemon;
 pub mod deploy;
 mod first_hour;
 pub mod gateway;
+mod isolation;
 mod kvstore;
 mod leases;
 mod logs;

@@ -1,0 +1,124 @@
+//! Projects and environments are isolated: `--env prod` and `-p NAME` on
+//! the same checkout are other projects, with their own state, daemon,
+//! data, addresses and gateway; nothing of one is touched by the other.
+
+use crate::daemon::App;
+use crate::recipes::require;
+
+const COMPOSE: &str = r#"
+services:
+  pg:
+    image: postgres:16
+    environment:
+      POSTGRES_USER: shop
+      POSTGRES_PASSWORD: ${PG_PASSWORD}
+      POSTGRES_DB: orders
+  app:
+    x-cove:
+      run: [sleep, "300"]
+    environment:
+      DATABASE_URL: postgres://shop@pg:5432/orders
+      PGPASSWORD: ${PG_PASSWORD}
+    depends_on:
+      pg: {condition: service_healthy}
+"#;
+
+/// `cove down` of the other projects of the test's checkout, whatever
+/// happens (the default one is `App`'s).
+struct Others<'a>(&'a App, &'a [&'a [&'a str]]);
+
+impl Drop for Others<'_> {
+    fn drop(&mut self) {
+        for args in self.1 {
+            let mut a = args.to_vec();
+            a.push("down");
+            let _ = self.0.merged(&a);
+        }
+    }
+}
+
+fn running(app: &App, project: &[&str]) -> Vec<(String, String)> {
+    let mut args = project.to_vec();
+    args.extend(["ps", "--format", "json"]);
+    let (code, out) = app.merged(&args);
+    assert_eq!(code, Some(0), "{out}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.iter()
+        .filter(|r| r["state"] == "running")
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap().to_string(),
+                r["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_environment_and_another_project_name_leave_the_running_app_alone() {
+    require(&["psql"]);
+    let app = App::new(COMPOSE);
+    let dir = app.dir();
+    fs_err::write(dir.join(".env"), "PG_PASSWORD=dev-secret\n").unwrap();
+    fs_err::write(dir.join(".env.prod"), "PG_PASSWORD=prod-secret\n").unwrap();
+    let _others = Others(&app, &[&["--env", "prod"], &["-p", "shopprod"]]);
+    let psql = |project: &[&str], sql: &str| {
+        let mut args = project.to_vec();
+        let command = format!("psql \"$DATABASE_URL\" -tA -c \"{sql}\"");
+        args.extend(["run", "app", "sh", "-c", &command]);
+        app.merged(&args)
+    };
+
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = psql(&[], "CREATE TABLE t (s text); INSERT INTO t VALUES ('dev')");
+    assert_eq!(code, Some(0), "{out}");
+    let dev = running(&app, &[]);
+
+    // prod: its own database (initialised with its own password), at its
+    // own addresses; dev's keeps running, with its password and data.
+    let (code, out) = app.merged(&["--env", "prod", "up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = psql(&["--env", "prod"], "SELECT s FROM t");
+    assert_ne!(code, Some(0), "prod sees dev's table: {out}");
+    assert!(out.contains("does not exist"), "{out}");
+    let (code, out) = psql(
+        &["--env", "prod"],
+        "CREATE TABLE t (s text); INSERT INTO t VALUES ('prod')",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let prod = running(&app, &["--env", "prod"]);
+    assert_eq!(
+        running(&app, &[]),
+        dev,
+        "dev's replicas untouched by prod's up"
+    );
+    assert_eq!(prod.len(), 2, "{prod:?}");
+    for (service, at) in &prod {
+        assert!(
+            dev.iter().all(|(_, d)| d != at),
+            "prod's {service} at dev's address {at}"
+        );
+    }
+    let (code, out) = psql(&[], "SELECT s FROM t");
+    assert_eq!(code, Some(0), "dev's database after prod's up: {out}");
+    assert!(out.lines().any(|l| l == "dev"), "{out}");
+
+    // Another project name: nothing of the default app is its.
+    assert_eq!(running(&app, &["-p", "shopprod"]), Vec::new());
+    let (code, out) = app.merged(&["-p", "shopprod", "logs", "pg"]);
+    assert!(
+        code != Some(0) || !out.contains("database system is ready"),
+        "shopprod shows the default app's logs: {out}"
+    );
+
+    // prod's `down --volumes` deletes prod's data only.
+    let (code, out) = app.merged(&["--env", "prod", "down", "--volumes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("deleting the data of pg-1"), "{out}");
+    assert_eq!(running(&app, &[]), dev, "dev still runs");
+    let (code, out) = psql(&[], "SELECT s FROM t");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l == "dev"), "{out}");
+    assert!(dir.join(".cove/data/pg-1/pg/PG_VERSION").is_file());
+}
