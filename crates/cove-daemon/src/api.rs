@@ -139,6 +139,10 @@ pub struct Accepted {
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
+    /// What an `up` asked for: the revision of each service it runs (with
+    /// replicas), which `up -d` waits for.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub revisions: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

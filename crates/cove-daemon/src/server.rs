@@ -1129,6 +1129,7 @@ fn accepted(daemon: &Daemon) -> Answer {
         &Accepted {
             seq: *daemon.seq.borrow(),
             events: Vec::new(),
+            revisions: Default::default(),
         },
     )
 }
@@ -1185,7 +1186,7 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     }
-    let answer = accepted(daemon);
+    let seq = *daemon.seq.borrow();
     let project = daemon.project(key);
     let mut run = project.run.lock().await;
     // `cove scale` and `cove rollback` hold until the next deploy.
@@ -1205,7 +1206,7 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         .as_ref()
         .map(|d| d.wanted.clone())
         .unwrap_or_default();
-    let candidate = Desired {
+    let mut candidate = Desired {
         app,
         project_dir: req.project_dir.clone(),
         wanted: Vec::new(),
@@ -1214,12 +1215,40 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
         pinned,
         identity: req.identity.clone(),
     };
+    // A service held at a revision whose working-tree files changed since
+    // (cove keeps no copy of them) runs them as a new revision, as a
+    // deploy would: never under the held revision's number.
+    // (Files as a later, failed revision had them keep the hold.)
+    let held: Vec<(String, u64)> = candidate.pinned.clone().into_iter().collect();
+    let mut renewed = Vec::new();
+    for (name, number) in held {
+        let revs = daemon.store.revisions(key, &name).unwrap_or_default();
+        let Some(rev) = revs.iter().find(|r| r.number == number) else {
+            continue;
+        };
+        if rev.digest.is_empty() || rev.program.is_some() {
+            continue;
+        }
+        let Ok(Some(now)) = working_tree(daemon, key, &candidate, &name).await else {
+            continue;
+        };
+        if revs
+            .iter()
+            .all(|r| r.digest != now.digest || r.number < number)
+        {
+            log(&format!(
+                "`{name}` was held at revision {number}; its files changed since, so `up` runs them as a new revision"
+            ));
+            candidate.pinned.remove(&name);
+            renewed.push(name);
+        }
+    }
     // Every service of the file planned (their addresses depend on all the
     // names), then only what should run kept: what ran, if the file (or
     // an orphan) still has it, what is asked, and what those depend on.
     // `up SERVICE` and `run` add to what runs; they never stop or unroute
     // anything else.
-    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &[]) {
+    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &renewed) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
     };
@@ -1263,11 +1292,37 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
     if !removed.is_empty() {
         run.supervisor.remove(&removed).await;
     }
+    // The revisions this request asked for, which `up -d` waits for: the
+    // plan's, or, for a service whose change does not touch what runs
+    // (its replicas stay, with their revision), the one its replicas run.
+    let revisions = {
+        let states = project.states.borrow();
+        plan.services
+            .iter()
+            .filter(|s| s.replicas > 0)
+            .map(|s| {
+                let stays = run.plan.as_ref().is_some_and(|p| {
+                    p.services
+                        .iter()
+                        .any(|before| before.name == s.name && before.same_run(s))
+                });
+                let running = stays.then(|| current_revision(&states, &s.name)).flatten();
+                (s.name.clone(), running.unwrap_or(s.revision))
+            })
+            .collect()
+    };
     let done = run.supervisor.apply(&plan, &start, &HashMap::new()).await;
     settle_later(&daemon.store, key, done, pending, String::new());
     run.plan = Some(plan);
     run.desired = Some(desired);
-    answer
+    json(
+        StatusCode::OK,
+        &Accepted {
+            seq,
+            events: Vec::new(),
+            revisions,
+        },
+    )
 }
 
 /// `app` (the compose file as it is now) with the services that ran
@@ -1371,6 +1426,35 @@ async fn control(daemon: &Daemon, key: &str, req: Names, verb: Verb) -> Answer {
         Err(a) => return a,
     };
     let mut desired = run.desired.clone().expect("checked by known");
+    // A service held at a revision (a rollback, a failed deploy) starts
+    // at it, or not at all: never the working tree's changed files under
+    // its number.
+    if verb != Verb::Stop {
+        for name in &names {
+            let Some(number) = desired.pinned.get(name).copied() else {
+                continue;
+            };
+            let revs = match daemon.store.revisions(key, name) {
+                Ok(r) => r,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+            };
+            let Some(rev) = revs.iter().find(|r| r.number == number) else {
+                continue;
+            };
+            if verb == Verb::Start && desired.wanted.contains(name) {
+                continue; // running: nothing starts
+            }
+            let word = if verb == Verb::Start {
+                "start"
+            } else {
+                "restart"
+            };
+            let what = format!("{word} `{name}` at revision {number}, where it is held");
+            if let Err(a) = restorable(daemon, key, &desired, name, rev, &what).await {
+                return a;
+            }
+        }
+    }
     if verb == Verb::Stop {
         desired.wanted.retain(|s| !names.contains(s));
     } else {
@@ -1477,6 +1561,7 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
         &Accepted {
             seq: before,
             events,
+            revisions: Default::default(),
         },
     )
 }
@@ -1983,17 +2068,19 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
         );
     };
     desired.pinned.insert(req.service.clone(), target.number);
-    if let Err(a) = restorable(daemon, key, &desired, &req.service, target).await {
+    let what = format!("roll `{}` back to revision {}", req.service, target.number);
+    if let Err(a) = restorable(daemon, key, &desired, &req.service, target, &what).await {
         return a;
     }
     converge_and_answer(daemon, &project, key, seq, run, desired, &names).await
 }
 
-/// Whether rolling `service` back to `target` (pinned in `desired`) runs
-/// what `target` ran: its kept program, an image, or a command that names
-/// no file of the project do; files of the working tree (`python3 app.py`)
-/// do only when they are as they were then (cove keeps no copy of them),
-/// else the answer refuses, naming them.
+/// Whether running `service` at `target` (pinned in `desired`: a
+/// rollback, or a restart of a service held there) runs what `target`
+/// ran: its kept program, an image, or a command that names no file of
+/// the project do; files of the working tree (`python3 app.py`) do only
+/// when they are as they were then (cove keeps no copy of them), else the
+/// answer refuses to `what`, naming them.
 #[allow(clippy::result_large_err)] // an HTTP answer, built once per request
 async fn restorable(
     daemon: &Daemon,
@@ -2001,17 +2088,53 @@ async fn restorable(
     desired: &Desired,
     service: &str,
     target: &Revision,
+    what: &str,
 ) -> Result<(), Answer> {
     if target.digest.is_empty() || target.program.is_some() {
         return Ok(());
     }
+    let Some(now) = working_tree(daemon, key, desired, service).await? else {
+        return Ok(());
+    };
+    if now.digest == target.digest {
+        return Ok(());
+    }
+    Err(error(
+        StatusCode::CONFLICT,
+        format!(
+            "cannot {what}: `{service}` runs files from the working tree ({}), which cove does not keep, and they changed since revision {} ran",
+            now.names, target.number
+        ),
+        Some(format!(
+            "revert them (git) and `cove deploy {service}`, or run them as they are now with `cove deploy {service}`; nothing was changed"
+        )),
+    ))
+}
+
+/// The files of the working tree a native service's command names, as
+/// they are now.
+struct WorkingTree {
+    digest: String,
+    /// Their names (relative to the workdir), for messages.
+    names: String,
+}
+
+/// What `service` of `desired` would run from the working tree now; none
+/// for a container, or when it cannot be said.
+#[allow(clippy::result_large_err)] // an HTTP answer, built once per request
+async fn working_tree(
+    daemon: &Daemon,
+    key: &str,
+    desired: &Desired,
+    service: &str,
+) -> Result<Option<WorkingTree>, Answer> {
     let (plan, _) = plan_for(&daemon.store, key, desired, &[])
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e, None))?;
     let Some(svc) = plan.services.into_iter().find(|s| s.name == service) else {
-        return Ok(());
+        return Ok(None);
     };
     if svc.container.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let (argv, workdir) = (svc.argv.clone(), svc.workdir.clone());
     let argv_text = argv.join(" ");
@@ -2024,11 +2147,8 @@ async fn restorable(
     })
     .await;
     let Ok((files, workdir, Ok(digest))) = now else {
-        return Ok(());
+        return Ok(None);
     };
-    if digest == target.digest {
-        return Ok(());
-    }
     let names: Vec<String> = files
         .iter()
         .map(|f| f.strip_prefix(&workdir).unwrap_or(f).display().to_string())
@@ -2038,16 +2158,7 @@ async fn restorable(
     } else {
         names.join(", ")
     };
-    Err(error(
-        StatusCode::CONFLICT,
-        format!(
-            "cannot roll `{service}` back to revision {}: `{service}` runs files from the working tree ({}), which cove does not keep, and they changed since revision {} ran",
-            target.number, names, target.number
-        ),
-        Some(format!(
-            "revert them (git) and `cove deploy {service}`; nothing was changed"
-        )),
-    ))
+    Ok(Some(WorkingTree { digest, names }))
 }
 
 /// `cove history SERVICE`.

@@ -12,9 +12,11 @@
 //! | `activemq`, `activemq-classic` | `java`, `/usr/share/activemq/bin/activemq.jar` (`activemq`) | OpenWire on port 61616 and STOMP on 61613 of the replica's address, `ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD` (authentication), `ACTIVEMQ_OPTS` (JVM options; default `-Xms64M -Xmx256M`) |
 //! | `rabbitmq` | `/usr/lib/rabbitmq/bin/rabbitmq-server` (`rabbitmq-server`) | AMQP on port 5672 of the replica's address, `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS` (required: no default `guest`), `RABBITMQ_DEFAULT_VHOST`; a `*-management` tag enables the management plugin on 15672 |
 //!
-//! RabbitMQ needs Erlang's port mapper (`epmd`), which the first node starts
-//! on 127.0.0.1:4369 and which outlives the node, as it does anywhere; it
-//! carries the replica's marker, so it is stopped when the app's daemon exits.
+//! RabbitMQ needs Erlang's port mapper (`epmd`): each node starts its own,
+//! on 127.0.0.1 at a port free when the replica starts (`ERL_EPMD_PORT` in
+//! its env file), so it is stopped with the replica and no other node (of
+//! this app or another) depends on it; its distribution port is another
+//! port free then (`DIST_PORT`), so nodes starting together never clash.
 //!
 //! When cove runs as root, MariaDB and PostgreSQL run as their system users
 //! (`mysql`, `postgres`, made by their Debian packages), never as root: the
@@ -533,8 +535,10 @@ fn prepare_rabbitmq(
     let host = env_get(env, "HOST").ok_or("the replica has no HOST")?;
     let octets: Vec<&str> = host.split('.').collect();
     let d = data.display();
+    let [epmd, dist] = free_loopback_ports()?;
     let env_file = format!(
         "# Written by cove before each start.\n\
+         ERL_EPMD_PORT={epmd}\n\
          NODENAME=cove-{node}@localhost\n\
          NODE_IP_ADDRESS={host}\n\
          NODE_PORT={AMQP_PORT}\n\
@@ -547,7 +551,6 @@ fn prepare_rabbitmq(
          PID_FILE={d}/rabbitmq.pid\n\
          SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {{{erl_ip}}}\"\n",
         node = octets.join("-"),
-        dist = AMQP_PORT as u32 + 20000,
         erl_ip = octets.join(","),
         p = private.display(),
     );
@@ -1073,6 +1076,25 @@ fn random_password() -> Result<String, String> {
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| format!("no random bytes: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Two TCP ports free on 127.0.0.1 now: for a node's own port mapper
+/// (`epmd`), which it starts and which then lives and dies with it, and
+/// for its distribution. One mapper shared by every node on 4369 (Erlang's
+/// default) would belong to the replica that started it, and go with it
+/// under the others' feet; one distribution port for all (25672) makes
+/// nodes that start together refuse each other ("could not bind to
+/// distribution port": each checks it on 127.0.0.1).
+fn free_loopback_ports() -> Result<[u16; 2], String> {
+    let bind = || {
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| format!("no free port on 127.0.0.1 for the Erlang node: {e}"))
+    };
+    // Both held at once, so they differ.
+    let (a, b) = (bind()?, bind()?);
+    let port =
+        |l: &std::net::TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+    Ok([port(&a)?, port(&b)?])
 }
 
 /// Writes a file readable only by its owner, atomically (temp + rename).

@@ -113,13 +113,21 @@ pub enum NotReady {
 
 /// Waits until every replica of `services` is ready (healthy, running
 /// without a health check, or completed), failing at the first one that
-/// fails, restarts or turns unhealthy (events after `after`).
+/// fails, restarts or turns unhealthy (events after `after`). A service
+/// in `revisions` (what an `up` asked for) counts only its replicas of
+/// that revision, and needs one: replicas of an earlier one, ready or
+/// failing while they are replaced, neither end the wait nor fail it.
 pub async fn wait_ready(
     client: &Client,
     services: &[String],
     after: u64,
     timeout: Duration,
+    revisions: &std::collections::BTreeMap<String, u64>,
 ) -> Result<Vec<Replica>, NotReady> {
+    let ours = |service: &str, revision: u64| {
+        services.iter().any(|s| s == service)
+            && revisions.get(service).is_none_or(|r| *r == revision)
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     let mut after = after;
     // Sleeping services (scaled to zero) have no replica to wait for.
@@ -143,16 +151,28 @@ pub async fn wait_ready(
             let bad = ev.state == "failed"
                 || ev.state == "restarting"
                 || ev.detail.starts_with("unhealthy");
-            if bad && services.contains(&ev.service) {
+            if bad && ours(&ev.service, ev.revision) {
                 return Err(NotReady::Failed(ev));
             }
         }
         let rows: Vec<Replica> = client.get("/v1/ps").await.map_err(NotReady::Client)?;
         let ours: Vec<Replica> = rows
             .into_iter()
-            .filter(|r| services.contains(&r.service) && !r.retiring)
+            .filter(|r| ours(&r.service, r.revision) && !r.retiring)
             .collect();
-        if !ours.is_empty() && ours.iter().all(|r| r.ready) {
+        // (A service scaled to zero meanwhile, asleep, has none.)
+        let asleep = if revisions.is_empty() {
+            Vec::new()
+        } else {
+            let status: api::DaemonStatus =
+                client.get("/v1/status").await.map_err(NotReady::Client)?;
+            status.asleep
+        };
+        let all_there = services
+            .iter()
+            .filter(|s| revisions.contains_key(*s) && !asleep.contains(s))
+            .all(|s| ours.iter().any(|r| &r.service == s));
+        if !ours.is_empty() && all_there && ours.iter().all(|r| r.ready) {
             return Ok(ours);
         }
         if tokio::time::Instant::now() >= deadline {

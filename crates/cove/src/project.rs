@@ -104,15 +104,21 @@ pub fn leased(
     project: &Project,
     plan: cove_runtime::plan::Plan,
 ) -> anyhow::Result<cove_runtime::plan::Plan> {
-    let (app, dir) = (&project.app, &project.project_dir);
-    let state = cove_runtime::plan::state_dir(app, dir);
-    let preferred = cove_runtime::plan::project_net(&app.name, dir);
-    let net = cove_runtime::lease::acquire(&state, preferred)
-        .map_err(|e| anyhow::anyhow!("cannot lease this project's addresses: {e}"))?;
+    let net = lease(project)?;
     if plan.services.first().is_none_or(|s| s.net == net) {
         return Ok(plan);
     }
-    Ok(cove_runtime::plan::plan(app, dir).unwrap_or(plan))
+    Ok(cove_runtime::plan::plan(&project.app, &project.project_dir).unwrap_or(plan))
+}
+
+/// The project's block of addresses, leased (see [`cove_runtime::lease`])
+/// before anything is planned to run: `up`, `run`.
+pub fn lease(project: &Project) -> anyhow::Result<u16> {
+    let (app, dir) = (&project.app, &project.project_dir);
+    let state = cove_runtime::plan::state_dir(app, dir);
+    let preferred = cove_runtime::plan::project_net(&app.name, dir);
+    cove_runtime::lease::acquire(&state, preferred)
+        .map_err(|e| anyhow::anyhow!("cannot lease this project's addresses: {e}"))
 }
 
 /// `cove config`'s check: what [`plan_or_report`] refuses, but problems of

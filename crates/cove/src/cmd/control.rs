@@ -59,7 +59,15 @@ pub fn run(
             args.service_names.clone()
         };
         let timeout = Duration::from_secs(args.wait_timeout);
-        match daemon::wait_ready(&client, &services, accepted.seq, timeout).await {
+        match daemon::wait_ready(
+            &client,
+            &services,
+            accepted.seq,
+            timeout,
+            &accepted.revisions,
+        )
+        .await
+        {
             Ok(ready) => {
                 for r in ready {
                     eprintln!("cove: {}-{} {}", r.service, r.replica, r.detail);

@@ -37,6 +37,8 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
             return Ok(ExitCode::from(1));
         }
     };
+    // At the addresses its daemon runs the app at.
+    crate::project::lease(&project)?;
     let plan =
         match cove_runtime::plan::plan_with(&project.app, &project.project_dir, Some(&secrets)) {
             Ok(p) => p,
@@ -106,7 +108,15 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
                         return Ok(ExitCode::from(1));
                     }
                 };
-            if let Err(why) = daemon::wait_ready(&client, &deps, accepted.seq, DEPS_TIMEOUT).await {
+            if let Err(why) = daemon::wait_ready(
+                &client,
+                &deps,
+                accepted.seq,
+                DEPS_TIMEOUT,
+                &accepted.revisions,
+            )
+            .await
+            {
                 daemon::print_not_ready(&style, &client, &why, DEPS_TIMEOUT);
                 return Ok(ExitCode::from(1));
             }

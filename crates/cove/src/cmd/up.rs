@@ -105,7 +105,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
             daemon::warn_orphans(&style, &rows);
         }
         if args.detach {
-            detached(&client, &style, &services, accepted.seq, args.wait_timeout).await
+            detached(&client, &style, &services, &accepted, args.wait_timeout).await
         } else {
             let watching = match watch {
                 Some(rules) => match Watching::start(rules, &project) {
@@ -150,11 +150,12 @@ async fn detached(
     client: &Client,
     style: &Style,
     services: &[String],
-    after: u64,
+    accepted: &Accepted,
     timeout: u64,
 ) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(timeout);
-    match daemon::wait_ready(client, services, after, timeout).await {
+    let (after, revisions) = (accepted.seq, &accepted.revisions);
+    match daemon::wait_ready(client, services, after, timeout, revisions).await {
         Ok(ready) => {
             for r in ready {
                 let how = if r.health.is_empty() {

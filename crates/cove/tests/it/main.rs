@@ -9,6 +9,7 @@ mod cli_claims;
 mod config;
 mod container_settings;
 mod containers;
+mod converge;
 mod daemon;
 pub mod deploy;
 mod first_hour;

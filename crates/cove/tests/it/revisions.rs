@@ -202,6 +202,52 @@ fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
     let out = cove_ok(&app, &["rollback", "web"]);
     assert!(out.contains("revision 1 runs on every replica"), "{out}");
     assert_eq!(answer(&app), "v1");
+
+    // Held at revision 1, the file changed again: a restart would run the
+    // new file as revision 1, so it refuses, and the replicas keep serving.
+    fs_err::write(&script, serving(3)).unwrap();
+    let refused = |verb: &str| {
+        let (code, out) = app.merged(&[verb, "web"]);
+        assert_ne!(
+            code,
+            Some(0),
+            "cove {verb} web ran the changed file:\n{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "cannot {verb} `web` at revision 1, where it is held: `web` runs files from the working tree (app.py)"
+            )),
+            "{out}"
+        );
+        assert!(out.contains("`cove deploy web`"), "{out}");
+    };
+    refused("restart");
+    assert_eq!(answer(&app), "v1", "nothing changed by restart");
+    // Stopped, it does not start as revision 1 with the new file either.
+    cove_ok(&app, &["stop", "web"]);
+    refused("start");
+    assert!(
+        app.ps()
+            .iter()
+            .all(|r| r["service"] != "web" || r["state"] != "running"),
+        "web started"
+    );
+    // `up` runs the file as it is now, as a new revision (no longer held).
+    cove_ok(&app, &["up", "-d"]);
+    assert_eq!(answer(&app), "v3");
+    let text = cove_ok(&app, &["history", "web", "--format", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(h["current"], 3, "{h}");
+    assert!(
+        h["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pinned"] != true),
+        "not held: {h}"
+    );
+    cove_ok(&app, &["restart", "web"]);
+    assert_eq!(answer(&app), "v3");
 }
 
 /// docs/guides/deploy.md: a paused deploy (`failure_action: pause`) leaves
