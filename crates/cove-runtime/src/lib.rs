@@ -14,6 +14,7 @@
 
 pub mod artifact;
 pub mod backoff;
+pub mod cgroup;
 pub mod context;
 pub mod docker;
 pub mod driver;
