@@ -70,9 +70,11 @@ fn make(dir: &Path) -> bool {
     }
 }
 
-/// Makes (or finds) the cgroup tree of the daemon whose directory is
-/// `daemon_dir`, and records where it is in that directory; `None` where
-/// cove cannot have cgroups (see the module documentation).
+/// Makes the cgroup tree of this run of the daemon whose directory is
+/// `daemon_dir`, `cove/<digest of daemon_dir>-<pid>`, and records where it
+/// is in that directory; `None` where cove cannot have cgroups (see the
+/// module documentation). One tree per run: the reaper of a killed daemon
+/// stops that daemon's tree, never the next one's.
 pub fn make_tree(daemon_dir: &Path) -> Option<PathBuf> {
     let mount = mount()?;
     let mut bases = vec![mount.clone()];
@@ -81,9 +83,14 @@ pub fn make_tree(daemon_dir: &Path) -> Option<PathBuf> {
     {
         bases.push(mount.join(parent));
     }
+    let name = format!(
+        "{}-{}",
+        digest(&daemon_dir.to_string_lossy()),
+        std::process::id()
+    );
     let tree = bases.into_iter().find_map(|base| {
         let cove = base.join(COVE);
-        let tree = cove.join(digest(&daemon_dir.to_string_lossy()));
+        let tree = cove.join(&name);
         (make(&cove) && ours(&cove) && make(&tree) && ours(&tree)).then_some(tree)
     })?;
     let written = crate::private::rw_file(&daemon_dir.join(RECORD)).and_then(|mut f| {
@@ -91,25 +98,56 @@ pub fn make_tree(daemon_dir: &Path) -> Option<PathBuf> {
         f.set_len(0)?;
         f.write_all(tree.to_string_lossy().as_bytes())
     });
-    written.ok()?;
+    if written.is_err() {
+        remove(&tree);
+        return None;
+    }
     Some(tree)
 }
 
-/// The cgroup tree a daemon of `daemon_dir` recorded, when it is still
-/// there and is that daemon's: under a cgroup2 mount, named
-/// `cove/<digest of daemon_dir>`, and ours.
-pub fn recorded(daemon_dir: &Path) -> Option<PathBuf> {
-    let text = fs_err::read_to_string(daemon_dir.join(RECORD)).ok()?;
-    let tree = PathBuf::from(text.trim());
-    let name = digest(&daemon_dir.to_string_lossy());
-    let parent = tree.parent()?;
-    let fits = tree.file_name()? == name.as_str()
-        && parent.file_name()? == COVE
+/// Whether `tree` is named as a tree of the daemon of `daemon_dir`
+/// (`<digest>-<pid>`) and is ours, under a cgroup2 mount.
+fn of_daemon(tree: &Path, daemon_dir: &Path) -> bool {
+    let prefix = format!("{}-", digest(&daemon_dir.to_string_lossy()));
+    let named = tree
+        .file_name()
+        .and_then(|n| n.to_str()?.strip_prefix(&prefix)?.parse::<u32>().ok())
+        .is_some();
+    let parent = tree.parent();
+    named
+        && parent.is_some_and(|p| p.file_name().is_some_and(|n| n == COVE) && ours(p))
         && mount().is_some_and(|m| tree.starts_with(m))
         && !tree
             .components()
-            .any(|c| c == std::path::Component::ParentDir);
-    (fits && ours(parent) && ours(&tree)).then_some(tree)
+            .any(|c| c == std::path::Component::ParentDir)
+        && ours(tree)
+}
+
+/// The cgroup tree the daemon of `daemon_dir` recorded last, when it is
+/// still there and is that daemon's.
+pub fn recorded(daemon_dir: &Path) -> Option<PathBuf> {
+    let text = fs_err::read_to_string(daemon_dir.join(RECORD)).ok()?;
+    let tree = PathBuf::from(text.trim());
+    of_daemon(&tree, daemon_dir).then_some(tree)
+}
+
+/// Every cgroup tree earlier runs of the daemon of `daemon_dir` left,
+/// next to the one it recorded last (itself included).
+pub fn left(daemon_dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = fs_err::read_to_string(daemon_dir.join(RECORD)) else {
+        return Vec::new();
+    };
+    let Some(cove) = Path::new(text.trim()).parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs_err::read_dir(cove) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|t| of_daemon(t, daemon_dir))
+        .collect()
 }
 
 /// A project's cgroups in a daemon's `tree`.

@@ -235,6 +235,21 @@ pub fn start_of(pid: u32) -> Option<String> {
     Some(format!("{}:{ticks}", boot.trim()))
 }
 
+/// [`start_of`] `pid` when it is a child of this process (a native
+/// replica the daemon started; not a container's process, whose parent is
+/// the engine's shim).
+pub fn child_start(pid: u32) -> Option<String> {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid: u32 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    (ppid == std::process::id()).then(|| start_of(pid))?
+}
+
 /// Stops the process groups led by `leaders` (pid, [`start_of`] it when
 /// it was started) whose leader is still that very process (same start)
 /// and one of cove's users (see [`marked`]): `signal` to each group, up to
@@ -513,7 +528,8 @@ mod tests {
     #[tokio::test]
     async fn stop_groups_needs_the_leader_it_recorded() {
         let r = spawn_ready("sleep 60 & echo ready; wait").await;
-        let start = start_of(r.pid).unwrap();
+        let start = child_start(r.pid).expect("a child of this process");
+        assert_eq!(child_start(std::process::id()), None, "not its own child");
         let other = format!("{}:1", start.split_once(':').unwrap().0);
         let grace = Duration::from_millis(300);
         assert!(stop_groups(&[(r.pid, other)], Signal::TERM, grace).is_empty());
