@@ -15,6 +15,7 @@ mod first_hour;
 pub mod gateway;
 mod kvstore;
 mod logs;
+mod orphans;
 mod plan_checks;
 mod recipe_safety;
 pub mod recipes;
