@@ -18,6 +18,9 @@
 //!
 //! Empty cgroups are removed (`rmdir`) once their processes are gone, and
 //! their parents with them when they are empty.
+//!
+//! `COVE_CGROUPS=off` in the daemon's environment makes no cgroups (a host
+//! whose supervisor manages them, or to see what runs without them).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -76,6 +79,9 @@ fn make(dir: &Path) -> bool {
 /// module documentation). One tree per run: the reaper of a killed daemon
 /// stops that daemon's tree, never the next one's.
 pub fn make_tree(daemon_dir: &Path) -> Option<PathBuf> {
+    if std::env::var_os("COVE_CGROUPS").is_some_and(|v| v == "off") {
+        return None;
+    }
     let mount = mount()?;
     let mut bases = vec![mount.clone()];
     if let Some(parent) = own().as_deref().and_then(Path::parent)

@@ -57,8 +57,11 @@ impl Drop for Seen {
 }
 
 fn start() -> App {
+    start_with(App::new(APP))
+}
+
+fn start_with(app: App) -> App {
     require(&["redis-server", "python3"]);
-    let app = App::new(APP);
     fs_err::write(app.dir().join("escape.py"), ESCAPE).unwrap();
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
@@ -215,4 +218,43 @@ fn down_leaves_no_server_nor_escaped_process_nor_cgroup() {
         .filter(|d| d.exists())
         .collect();
     assert!(left.is_empty(), "cgroups left after `down`: {left:?}");
+}
+
+/// Without cgroups (`COVE_CGROUPS=off`), redis-server and postgres, whose
+/// environment no longer shows the marker, are found by the process
+/// groups the store recorded. (A process that left its group and its
+/// environment, as the escapee's, can only be found by a cgroup.)
+#[test]
+fn without_cgroups_a_sigkilled_daemon_leaves_no_server() {
+    let yaml = APP.split("  escapee:").next().unwrap();
+    let app = start_with(App::with_env(yaml, &[("COVE_CGROUPS", Path::new("off"))]));
+    let leaders: Vec<u32> = app
+        .ps()
+        .iter()
+        .filter_map(|r| r["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect();
+    assert_eq!(leaders.len(), 2, "{leaders:?}");
+    let pids = Seen(
+        fs_err::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|p| alive(*p) && descends(*p, &leaders))
+            .collect(),
+    );
+    assert!(pids.0.len() >= 3, "{:?}", pids.0);
+    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
+    assert!(log.contains("no cgroup can be made here"), "{log}");
+    kill9(daemon_pid_in(app.dir()).expect("a daemon runs"));
+    eventually(
+        60,
+        "redis and postgres of the killed daemon stopped",
+        || pids.0.iter().all(|p| !alive(*p)),
+    );
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("Address already in use"), "{out}");
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
 }
