@@ -11,13 +11,17 @@
 //! state, restart counts kept. No replica outlives it: its reaper (a child
 //! holding a pipe from it, [`server::reaper`]) stops them when the pipe
 //! closes, and a new daemon stops whatever is still left before it starts
-//! anything (every replica carries [`MARKER`] in its environment, which finds
-//! even a replica's own children).
+//! anything ([`leftovers`]: each replica's cgroup where cove may make one,
+//! which holds even a replica's double-forked children; else the process
+//! groups its store recorded; and [`MARKER`], which every replica carries
+//! in its environment).
 //!
-//! Invariant: the daemon only ever kills processes carrying its own state
-//! directory's marker, by process group, and only those of its own user
-//! (as root, also of the system users recipes run servers as): another
-//! user's process that carries the marker is not its to stop. Only its own
+//! Invariant: the daemon only ever kills what is its own: processes in the
+//! cgroups it made (under `cove/`, owned by its user), process groups whose
+//! leader is the very process it recorded, processes carrying its own state
+//! directory's marker; of the last two only those of its own user (as
+//! root, also of the system users recipes run servers as): another user's
+//! process that carries the marker is not its to stop. Only its own
 //! user and root may talk to it (the socket is 0600 in a 0700 directory,
 //! and `SO_PEERCRED` is checked).
 
@@ -25,6 +29,7 @@ pub mod api;
 pub mod autoscale;
 pub mod client;
 pub mod gateway;
+pub mod leftovers;
 pub mod server;
 pub mod store;
 

@@ -6,8 +6,9 @@
 //! make or check its directory (0700, its user's; see
 //! [`cove_runtime::private::make_dir`]), take the store (0600; its lock
 //! makes this the only daemon of the directory), write the pidfile, stop
-//! whatever a previous daemon left running (by [`crate::MARKER`], its own
-//! user's processes only), start its reaper, bind the socket (mode 0600),
+//! whatever a previous daemon left running ([`crate::leftovers`]: its
+//! cgroups, the process groups its store recorded, its marker), make its
+//! own cgroup tree where it can, start its reaper, bind the socket (mode 0600),
 //! then start again what the store says should run, project by project.
 //! Connections: only from its own user or root (`SO_PEERCRED`), at most
 //! [`MAX_CONNECTIONS`], headers within [`HEADER_TIMEOUT`], bodies up to
@@ -79,6 +80,8 @@ struct Daemon {
     paths: Paths,
     /// The host's daemon: several projects, and it stays up.
     host: bool,
+    /// Its cgroup tree, where it may have one ([`cove_runtime::cgroup`]).
+    cgroups: Option<std::path::PathBuf>,
     store: Arc<Store>,
     /// The projects it runs, by key (their state directory).
     projects: std::sync::Mutex<HashMap<String, Arc<Project>>>,
@@ -179,6 +182,11 @@ impl Daemon {
                 ),
                 (crate::PROJECT_MARKER.to_string(), key.to_string()),
             ],
+        )
+        .with_cgroups(
+            self.cgroups
+                .as_deref()
+                .map(|tree| cove_runtime::cgroup::project(tree, &key)),
         );
         let gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>> = Default::default();
         // Retiring replicas leave the gateway's table at once; they are
@@ -334,15 +342,25 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         state_dir.display()
     ));
 
-    let left =
-        cove_runtime::process::sweep(&paths.marker(), rustix::process::Signal::TERM, SWEEP_GRACE);
+    let left = crate::leftovers::Leftovers::of_daemon(
+        &paths,
+        cove_runtime::cgroup::left(&state_dir),
+        Some(&store),
+    );
+    let left = left.stop(rustix::process::Signal::TERM, SWEEP_GRACE);
     if !left.is_empty() {
         log(&format!(
             "stopped {} process(es) a previous daemon left running: {left:?}",
             left.len()
         ));
     }
-    // Lives as long as this process; its end tells the reaper to act.
+    let cgroups = cove_runtime::cgroup::make_tree(&state_dir);
+    match &cgroups {
+        Some(tree) => log(&format!("replicas run in cgroups under {}", tree.display())),
+        None => log("no cgroup can be made here: replicas are tracked by process group and marker"),
+    }
+    // Lives as long as this process; its end tells the reaper to act. It
+    // reads where the cgroups are (recorded above) when it starts.
     let _reaper = spawn_reaper(&state_dir);
 
     let socket = paths.socket();
@@ -365,6 +383,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         host,
+        cgroups,
         store: store.clone(),
         projects: Default::default(),
         recorder: recorder_tx,
@@ -585,17 +604,26 @@ fn spawn_reaper(state_dir: &Path) -> Option<std::process::Child> {
 /// `cove __reaper`: waits until its input closes — the daemon that started
 /// it holds the other end, so this happens when the daemon exits, however
 /// it exits — then stops every process the daemon left (after a clean exit
-/// there are none). So no replica outlives a daemon killed with SIGKILL.
+/// there are none): its cgroup tree (read when the reaper starts: a later
+/// daemon's is not its), the process groups its store recorded (read when
+/// no later daemon holds the store yet), its marker. So no replica outlives
+/// a daemon killed with SIGKILL.
 pub fn reaper(state_dir: &Path) {
     use std::io::Read as _;
     // Out of the daemon's process group: a kill of that group is not for us.
     let _ = rustix::process::setsid();
+    let cgroups: Vec<_> = cove_runtime::cgroup::recorded(state_dir)
+        .into_iter()
+        .collect();
     let mut buf = [0u8; 64];
     let mut stdin = std::io::stdin();
     while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
     let paths = Paths::new(state_dir);
-    let left =
-        cove_runtime::process::sweep(&paths.marker(), rustix::process::Signal::TERM, SWEEP_GRACE);
+    // Read, then let go at once: a new daemon may be waiting for it.
+    let store = Store::open_waiting(&paths.store(), Duration::from_secs(2)).ok();
+    let left = crate::leftovers::Leftovers::of_daemon(&paths, cgroups, store.as_ref());
+    drop(store);
+    let left = left.stop(rustix::process::Signal::TERM, SWEEP_GRACE);
     if !left.is_empty() {
         log(&format!(
             "the daemon is gone: stopped {} process(es) it left: {left:?}",
@@ -773,6 +801,7 @@ fn write_batch(
                         state: state.name().to_string(),
                         pid,
                         restarts,
+                        start: pid.and_then(cove_runtime::process::child_start),
                     },
                 ));
                 events.push(Event {
@@ -1550,6 +1579,18 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
     if everything {
         let _ = project.set_gateway(None);
         clear_leftovers(&desired, run.plan.as_ref(), &[]).await;
+        // Its replicas removed their cgroups as they stopped; anything
+        // still there goes with the project's.
+        if let Some(dir) = daemon
+            .cgroups
+            .as_deref()
+            .map(|tree| cove_runtime::cgroup::project(tree, key))
+        {
+            let _ = tokio::task::spawn_blocking(move || {
+                cove_runtime::cgroup::stop(&dir, rustix::process::Signal::KILL, Duration::ZERO)
+            })
+            .await;
+        }
         run.desired = None;
         run.plan = None;
         daemon.forget(key);

@@ -71,8 +71,14 @@ pub struct Desired {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaRecord {
     pub state: String,
+    /// Its process (the leader of its process group), while it runs.
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// When that process started ([`cove_runtime::process::start_of`]):
+    /// a daemon that finds it running later stops its group only if it is
+    /// still that process, not a recycled pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
 }
 
 #[derive(Debug)]
@@ -224,6 +230,34 @@ impl Store {
                 continue;
             };
             out.insert((svc.to_string(), r), rec);
+        }
+        Ok(out)
+    }
+
+    /// The recorded leaders of running replicas' process groups, with when
+    /// they started (`project`'s, or every project's): what a daemon that
+    /// was killed may have left running.
+    pub fn leaders(&self, project: Option<&str>) -> Result<Vec<(u32, String)>, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(REPLICAS).map_err(|x| e(&x))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            let Some((p, _)) = k.value().rsplit_once('|') else {
+                continue;
+            };
+            if project.is_some_and(|want| want != p) {
+                continue;
+            }
+            if let Ok(ReplicaRecord {
+                pid: Some(pid),
+                start: Some(start),
+                ..
+            }) = serde_json::from_slice(v.value())
+            {
+                out.push((pid, start));
+            }
         }
         Ok(out)
     }
@@ -402,6 +436,7 @@ mod tests {
                 state: "running".into(),
                 pid: Some(7),
                 restarts: 2,
+                start: Some("boot:42".into()),
             };
             store
                 .record(
@@ -421,6 +456,11 @@ mod tests {
             2
         );
         assert_eq!(store.last_seq().unwrap(), 2);
+        assert_eq!(
+            store.leaders(Some("/p/.cove")).unwrap(),
+            [(7, "boot:42".to_string())]
+        );
+        assert_eq!(store.leaders(None).unwrap().len(), 2);
         let after: Vec<u64> = store
             .events_after("/p/.cove", 1, 10)
             .unwrap()

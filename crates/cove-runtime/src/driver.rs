@@ -32,12 +32,14 @@ pub enum Replica {
     },
 }
 
-/// Starts replica `replica` of `svc` in `slot`, with `env`.
+/// Starts replica `replica` of `svc` in `slot`, with `env`; a native one
+/// in `cgroup` when given.
 pub async fn start(
     svc: &ServicePlan,
     replica: u32,
     slot: u32,
     env: &[(String, String)],
+    cgroup: Option<std::path::PathBuf>,
     on_line: impl Fn(Stream, String) + Send + Sync + Clone + 'static,
 ) -> Result<Replica, String> {
     let Some(plan) = &svc.container else {
@@ -45,6 +47,7 @@ pub async fn start(
             argv: svc.argv_for(env),
             workdir: svc.workdir.clone(),
             env: env.to_vec(),
+            cgroup,
         };
         return process::spawn(&spec, on_line)
             .map(Replica::Process)

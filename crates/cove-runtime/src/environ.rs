@@ -123,6 +123,7 @@ mod tests {
                 ("GREETING".into(), "hello".into()),
                 ("COVE_IDENTITY".into(), "/some/key".into()),
             ],
+            cgroup: None,
         };
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let l = lines.clone();

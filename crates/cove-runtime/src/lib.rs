@@ -2,8 +2,9 @@
 //!
 //! Invariant: the App model is the only input; nothing here reads YAML. The
 //! process driver runs every replica in its own process group and stops the
-//! whole group (signal, grace period, then SIGKILL), so no descendant
-//! outlives a stop. Time-dependent decisions (backoff, health thresholds) are
+//! whole group (signal, grace period, then SIGKILL), and where cove may make
+//! cgroups in a [`cgroup`] of its own, killed whole when the replica stops,
+//! so no descendant outlives a stop, however it forked. Time-dependent decisions (backoff, health thresholds) are
 //! pure functions of the instants they are given, tested without sleeping.
 //!
 //! Steps: [`plan`] turns the App into what to run (and [`routes`] into the
@@ -14,6 +15,7 @@
 
 pub mod artifact;
 pub mod backoff;
+pub mod cgroup;
 pub mod context;
 pub mod docker;
 pub mod driver;

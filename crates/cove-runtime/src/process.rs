@@ -3,7 +3,14 @@
 //!
 //! Stopping sends `stop_signal` to the group, waits up to the grace period,
 //! then SIGKILLs the group. When the leader exits on its own, what it left
-//! in its group is killed too, so no descendant outlives its replica.
+//! in its group is killed too, so no descendant outlives its replica. A
+//! replica given a cgroup ([`crate::cgroup`]) moves into it before its
+//! program runs, and once its leader is gone the cgroup is killed and
+//! removed: descendants that left the group (`setsid`, double forks) die too.
+//!
+//! This module holds the workspace's one `unsafe` block outside the
+//! examples: the `pre_exec` hook that moves the child into its cgroup
+//! between fork and exec (see [`enter`]).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -21,6 +28,8 @@ pub struct ProcessSpec {
     /// Added to what the environment cove runs in passes on (see
     /// [`crate::environ`]).
     pub env: Vec<(String, String)>,
+    /// The cgroup to run it in (made when missing), where cove has them.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Which output stream a line came from.
@@ -34,6 +43,8 @@ pub enum Stream {
 #[derive(Debug)]
 pub struct Running {
     pub pid: u32,
+    /// Its cgroup, when it has one.
+    cgroup: Option<PathBuf>,
     child: Child,
     readers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -58,6 +69,16 @@ pub fn spawn(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // Without its cgroup (none could be made) it still runs, as a group.
+    let cgroup = spec
+        .cgroup
+        .as_ref()
+        .filter(|leaf| crate::cgroup::make_leaf(leaf).is_ok())
+        .and_then(|leaf| Some((leaf.clone(), crate::cgroup::procs(leaf).ok()?)));
+    let cgroup = cgroup.map(|(leaf, procs)| {
+        enter(&mut cmd, procs);
+        leaf
+    });
     let mut child = cmd.spawn().map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -78,9 +99,28 @@ pub fn spawn(
     }
     Ok(Running {
         pid,
+        cgroup,
         child,
         readers,
     })
+}
+
+/// Makes the child write `0` (itself) to `procs`, its cgroup's
+/// `cgroup.procs`, before it runs its program, so that it and everything
+/// it starts are in the cgroup from the first instruction. A failed write
+/// is not an error: the replica runs as a process group alone.
+#[allow(unsafe_code)]
+fn enter(cmd: &mut Command, procs: rustix::fd::OwnedFd) {
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it makes one `write(2)` on a
+    // descriptor opened before the fork (close-on-exec), allocates nothing
+    // and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _ = rustix::io::write(&procs, b"0");
+            Ok(())
+        });
+    }
 }
 
 async fn read_lines(r: impl AsyncRead + Unpin, stream: Stream, on_line: impl Fn(Stream, String)) {
@@ -130,8 +170,29 @@ impl Running {
     /// its output.
     async fn finish(&mut self) {
         self.signal(Signal::KILL);
+        if let Some(leaf) = self.cgroup.take() {
+            crate::cgroup::kill(&leaf);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while crate::cgroup::populated(&leaf) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            crate::cgroup::remove(&leaf);
+        }
         for r in self.readers.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A replica dropped before [`Running::finish`] (its task aborted):
+    /// its cgroup is killed now and removed once empty.
+    fn drop(&mut self) {
+        if let Some(leaf) = self.cgroup.take() {
+            crate::cgroup::kill(&leaf);
+            std::thread::spawn(move || {
+                crate::cgroup::stop(&leaf, Signal::KILL, Duration::ZERO);
+            });
         }
     }
 }
@@ -159,6 +220,76 @@ fn live_group(proc_dir: &std::path::Path) -> Option<u32> {
         return None;
     }
     fields.get(2)?.parse().ok()
+}
+
+/// When the process `pid` started, as `<boot id>:<clock ticks since
+/// boot>` (`/proc/sys/kernel/random/boot_id`, `/proc/<pid>/stat`): with
+/// its pid, it names one process for good, a recycled pid being another.
+pub fn start_of(pid: u32) -> Option<String> {
+    let boot = fs_err::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+    // majflt cmajflt utime stime cutime cstime priority nice threads
+    // itrealvalue starttime ...`: starttime is the 20th after `)`.
+    let ticks = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    Some(format!("{}:{ticks}", boot.trim()))
+}
+
+/// [`start_of`] `pid` when it is a child of this process (a native
+/// replica the daemon started; not a container's process, whose parent is
+/// the engine's shim).
+pub fn child_start(pid: u32) -> Option<String> {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid: u32 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    (ppid == std::process::id()).then(|| start_of(pid))?
+}
+
+/// Stops the process groups led by `leaders` (pid, [`start_of`] it when
+/// it was started) whose leader is still that very process (same start)
+/// and one of cove's users (see [`marked`]): `signal` to each group, up to
+/// `grace` for them to exit, then SIGKILL. A group whose leader is gone or
+/// is another process now is left alone: its pid may have been recycled.
+/// Blocking. Returns the leaders it found.
+pub fn stop_groups(leaders: &[(u32, String)], signal: Signal, grace: Duration) -> Vec<u32> {
+    let mut uids = crate::recipe::service_uids();
+    uids.push(rustix::process::geteuid().as_raw());
+    let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+    let found: Vec<u32> = leaders
+        .iter()
+        .filter(|(pid, start)| {
+            let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+            *pid != own_group
+                && live_group(&dir) == Some(*pid)
+                && start_of(*pid).as_ref() == Some(start)
+                && real_uid(&dir).is_some_and(|u| uids.contains(&u))
+        })
+        .map(|(pid, _)| *pid)
+        .collect();
+    let kill = |sig: Signal, groups: &[u32]| {
+        for g in groups.iter().filter_map(|g| Pid::from_raw(*g as i32)) {
+            let _ = kill_process_group(g, sig);
+        }
+    };
+    kill(signal, &found);
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let left: Vec<u32> = found.iter().copied().filter(|g| group_alive(*g)).collect();
+        if left.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            kill(Signal::KILL, &left);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    found
 }
 
 /// Live processes (this one excepted) whose environment holds `marker`
@@ -256,6 +387,7 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), script.into()],
             workdir: std::env::temp_dir(),
             env: vec![("GREETING".into(), "hello".into())],
+            cgroup: None,
         }
     }
 
@@ -354,6 +486,61 @@ mod tests {
         drop(r);
     }
 
+    fn alive(pid: u32) -> bool {
+        live_group(std::path::Path::new(&format!("/proc/{pid}"))).is_some()
+    }
+
+    /// Where cgroups can be made (root, a delegated subtree), a replica's
+    /// descendant that left its session dies when its leader exits, and
+    /// the cgroup is removed.
+    #[tokio::test]
+    async fn a_replica_in_a_cgroup_takes_its_escaped_descendants_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(tree) = crate::cgroup::make_tree(dir.path()) else {
+            eprintln!("skipped: no cgroup can be made here");
+            return;
+        };
+        let project = crate::cgroup::project(&tree, "test");
+        let leaf = crate::cgroup::replica(&project, "web", 1);
+        let mut spec = sh("setsid sleep 60 & echo $!; wait");
+        spec.cgroup = Some(leaf.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut r = spawn(&spec, move |_, line| {
+            let _ = tx.send(line);
+        })
+        .unwrap();
+        let escaped: u32 = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(crate::cgroup::pids(&leaf).contains(&r.pid));
+        assert!(crate::cgroup::pids(&leaf).contains(&escaped));
+        let _ = kill_process_group(Pid::from_raw(r.pid as i32).unwrap(), Signal::KILL);
+        r.wait().await.unwrap();
+        assert!(!alive(escaped), "the process in its own session survived");
+        assert!(!leaf.exists() && !project.exists() && !tree.exists());
+    }
+
+    /// A recorded group is stopped only while its leader is the process
+    /// that was recorded.
+    #[tokio::test]
+    async fn stop_groups_needs_the_leader_it_recorded() {
+        let r = spawn_ready("sleep 60 & echo ready; wait").await;
+        let start = child_start(r.pid).expect("a child of this process");
+        assert_eq!(child_start(std::process::id()), None, "not its own child");
+        let other = format!("{}:1", start.split_once(':').unwrap().0);
+        let grace = Duration::from_millis(300);
+        assert!(stop_groups(&[(r.pid, other)], Signal::TERM, grace).is_empty());
+        assert!(
+            group_alive(r.pid),
+            "a group whose leader started another time"
+        );
+        assert_eq!(stop_groups(&[(r.pid, start)], Signal::TERM, grace), [r.pid]);
+        assert!(!group_alive(r.pid));
+    }
+
     #[test]
     fn missing_program_is_an_error_naming_it() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -365,6 +552,7 @@ mod tests {
                 argv: vec!["/no/such/prog".into()],
                 workdir: std::env::temp_dir(),
                 env: vec![],
+                cgroup: None,
             };
             let e = spawn(&spec, |_, _| {}).unwrap_err();
             assert!(e.to_string().contains("/no/such/prog"), "{e}");

@@ -4,14 +4,16 @@
 //! is named before it is deleted, and the logs go too.
 //!
 //! When the daemon is not running (it crashed, or was SIGKILLed), `down`
-//! stops what it left behind (processes carrying its marker) and clears
-//! what the store says should run.
+//! stops what it left behind (its cgroups, the process groups its store
+//! recorded, processes carrying its marker: see
+//! [`cove_daemon::leftovers`]) and clears what the store says should run.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cove_daemon::api::{Accepted, Names};
 use cove_daemon::client::ClientError;
+use cove_daemon::leftovers::Leftovers;
 use cove_daemon::store::Store;
 
 use crate::cli::{DownArgs, ProjectArgs};
@@ -67,11 +69,8 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
                     None
                 };
                 // Only this project's: a host's daemon runs others too.
-                let left = cove_runtime::process::sweep(
-                    &cove_daemon::project_marker(&key),
-                    rustix::process::Signal::TERM,
-                    LEFTOVER_GRACE,
-                );
+                let left = Leftovers::of_project(&paths, &key, store.as_ref())
+                    .stop(rustix::process::Signal::TERM, LEFTOVER_GRACE);
                 if !left.is_empty() {
                     eprintln!(
                         "cove: stopped {} process(es) left by a daemon that did not stop cleanly",

@@ -18,6 +18,7 @@ mod isolation;
 mod kvstore;
 mod leases;
 mod logs;
+mod orphans;
 mod plan_checks;
 mod recipe_safety;
 pub mod recipes;
