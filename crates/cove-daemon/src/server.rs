@@ -105,7 +105,13 @@ struct Project {
     /// Autoscaled services: their scaler, and the last request count seen.
     scalers:
         std::sync::Mutex<HashMap<String, (crate::autoscale::Scaler, u64, tokio::time::Instant)>>,
+    /// What runs and should, changed under this lock (held across the
+    /// supervisor's work); take it with [`Project::lock_run`].
     run: Mutex<Running>,
+    /// The last plan and desired state [`Project::lock_run`]'s guard left:
+    /// what readers (`ps`, status, history) show without waiting for a
+    /// command in progress (a stop may take its grace period).
+    view: std::sync::Mutex<View>,
     states: watch::Receiver<States>,
     /// Its supervisor's report channel, for [`Daemon::flush`].
     reports: mpsc::UnboundedSender<Report>,
@@ -119,6 +125,21 @@ struct Project {
 }
 
 impl Project {
+    /// Takes [`Project::run`] (waiting for a command in progress).
+    async fn lock_run(&self) -> RunGuard<'_> {
+        RunGuard {
+            guard: self.run.lock().await,
+            view: &self.view,
+        }
+    }
+
+    /// The plan and desired state as the last command left them, without
+    /// waiting for one in progress.
+    fn view(&self) -> (Option<Arc<Plan>>, Option<Arc<Desired>>) {
+        let view = crate::lock(&self.view);
+        (view.plan.clone(), view.desired.clone())
+    }
+
     /// Starts, moves or stops the gateway for `plan`; fails (changing
     /// nothing) when an address cannot be bound.
     fn set_gateway(&self, plan: Option<&Plan>) -> Result<(), String> {
@@ -151,6 +172,41 @@ struct Running {
     supervisor: Supervisor,
     desired: Option<Desired>,
     plan: Option<Plan>,
+}
+
+/// A copy of [`Running`]'s plan and desired state, for readers.
+#[derive(Default)]
+struct View {
+    plan: Option<Arc<Plan>>,
+    desired: Option<Arc<Desired>>,
+}
+
+/// [`Project::run`] locked; when it is let go, the project's [`View`]
+/// gets what it holds.
+struct RunGuard<'a> {
+    guard: tokio::sync::MutexGuard<'a, Running>,
+    view: &'a std::sync::Mutex<View>,
+}
+
+impl std::ops::Deref for RunGuard<'_> {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for RunGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Running {
+        &mut self.guard
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        let mut view = crate::lock(self.view);
+        view.plan = self.guard.plan.clone().map(Arc::new);
+        view.desired = self.guard.desired.clone().map(Arc::new);
+    }
 }
 
 impl Daemon {
@@ -260,6 +316,7 @@ impl Daemon {
                 desired: None,
                 plan: None,
             }),
+            view: Default::default(),
             reports: tx,
         });
         projects.insert(key.to_string(), project.clone());
@@ -403,7 +460,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
             .map(|(k, v)| (k, v.restarts))
             .collect();
         let project = daemon.project(&key);
-        let mut run = project.run.lock().await;
+        let mut run = project.lock_run().await;
         let planned = plan_for(&daemon.store, &key, &desired, &[]);
         // What a killed daemon's replicas left: made again from the plan;
         // its containers of services still wanted are taken over.
@@ -634,7 +691,7 @@ pub fn reaper(state_dir: &Path) {
 
 async fn stop_all(daemon: &Daemon) {
     for project in daemon.all() {
-        project.run.lock().await.supervisor.stop(&[]).await;
+        project.lock_run().await.supervisor.stop(&[]).await;
     }
 }
 
@@ -997,11 +1054,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
     if (method.clone(), path.as_str()) == (Method::GET, "/v1/status") {
         let (running, asleep) = match key.as_deref().and_then(|k| daemon.existing(k)) {
             Some(p) => {
-                let run = p.run.lock().await;
+                let (plan, desired) = p.view();
                 // Scaled to zero, or planned with no replica at all
                 // (`deploy.replicas: 0`): nothing of theirs to wait for.
-                let mut asleep: Vec<String> = run
-                    .desired
+                let mut asleep: Vec<String> = desired
                     .as_ref()
                     .map(|d| {
                         d.scale
@@ -1011,12 +1067,24 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
                             .collect()
                     })
                     .unwrap_or_default();
-                for svc in run.plan.iter().flat_map(|p| &p.services) {
+                for svc in plan.iter().flat_map(|p| &p.services) {
                     if svc.replicas == 0 && !asleep.contains(&svc.name) {
                         asleep.push(svc.name.clone());
                     }
                 }
-                (run.supervisor.running(), asleep)
+                // The supervisor's services, or, while a command holds
+                // it, those with a replica not yet ended.
+                let running = match p.run.try_lock() {
+                    Ok(run) => run.supervisor.running(),
+                    Err(_) => p
+                        .states
+                        .borrow()
+                        .iter()
+                        .filter(|(_, r)| r.iter().any(|s| !s.state.is_final()))
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                };
+                (running, asleep)
             }
             None => (Vec::new(), Vec::new()),
         };
@@ -1046,13 +1114,14 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
     match (method.clone(), path.as_str()) {
         (Method::GET, "/v1/ps") => match daemon.existing(&key) {
             Some(p) => {
-                let run = p.run.lock().await;
+                // Never waits for a command in progress.
+                let (plan, desired) = p.view();
                 json(
                     StatusCode::OK,
                     &ps(
                         &p.states.borrow(),
-                        run.plan.as_ref(),
-                        run.desired.as_ref().map_or(&[][..], |d| &d.orphans),
+                        plan.as_deref(),
+                        desired.as_ref().map_or(&[][..], |d| &d.orphans),
                     ),
                 )
             }
@@ -1217,7 +1286,7 @@ async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
     }
     let seq = *daemon.seq.borrow();
     let project = daemon.project(key);
-    let mut run = project.run.lock().await;
+    let mut run = project.lock_run().await;
     // `cove scale` and `cove rollback` hold until the next deploy.
     let (scale, pinned) = run
         .desired
@@ -1449,7 +1518,7 @@ async fn control(daemon: &Daemon, key: &str, req: Names, verb: Verb) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
-    let mut run = project.run.lock().await;
+    let mut run = project.lock_run().await;
     let names = match known(&run, &req.services) {
         Ok(n) => n,
         Err(a) => return a,
@@ -1546,7 +1615,7 @@ async fn down(daemon: &Daemon, key: &str, req: Names) -> Answer {
         daemon.forget(key);
         return accepted(daemon);
     };
-    let mut run = project.run.lock().await;
+    let mut run = project.lock_run().await;
     let Some(mut desired) = run.desired.clone() else {
         daemon.forget(key);
         return accepted(daemon);
@@ -1898,7 +1967,7 @@ async fn converge_and_answer(
     project: &Project,
     key: &str,
     seq: u64,
-    mut run: tokio::sync::MutexGuard<'_, Running>,
+    mut run: RunGuard<'_>,
     desired: Desired,
     names: &[String],
 ) -> Answer {
@@ -1932,7 +2001,7 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
-    let mut run = project.run.lock().await;
+    let mut run = project.lock_run().await;
     let Some(before) = run.desired.clone() else {
         return error(
             StatusCode::CONFLICT,
@@ -2003,7 +2072,7 @@ async fn deploy(daemon: &Daemon, key: &str, req: DeployRequest) -> Answer {
         .filter(|r| r.outcome == "failed" && previous.contains_key(&r.service))
         .collect();
     if !failed.is_empty() {
-        let mut run = project.run.lock().await;
+        let mut run = project.lock_run().await;
         if let Some(d) = run.desired.as_mut() {
             for r in &failed {
                 if let Some(&number) = previous.get(&r.service) {
@@ -2034,7 +2103,7 @@ async fn scale(daemon: &Daemon, key: &str, req: ScaleRequest) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
-    let run = project.run.lock().await;
+    let run = project.lock_run().await;
     let names: Vec<String> = req.scale.keys().cloned().collect();
     if let Err(a) = known(&run, &names) {
         return a;
@@ -2067,7 +2136,7 @@ async fn rollback(daemon: &Daemon, key: &str, req: RollbackRequest) -> Answer {
         Ok(p) => p,
         Err(a) => return a,
     };
-    let run = project.run.lock().await;
+    let run = project.lock_run().await;
     let names = vec![req.service.clone()];
     if let Err(a) = known(&run, &names) {
         return a;
@@ -2215,10 +2284,10 @@ async fn history(daemon: &Daemon, key: &str, query: &str) -> Answer {
     };
     let (current, pinned) = match daemon.existing(key) {
         Some(p) => {
-            let run = p.run.lock().await;
+            let (_, desired) = p.view();
             (
                 current_revision(&p.states.borrow(), &service),
-                run.desired
+                desired
                     .as_ref()
                     .and_then(|d| d.pinned.get(&service).copied()),
             )

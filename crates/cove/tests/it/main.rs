@@ -24,6 +24,7 @@ mod recipe_safety;
 pub mod recipes;
 mod reference;
 mod replica_env;
+mod responsive;
 mod revisions;
 mod secrets;
 mod shared_host;
