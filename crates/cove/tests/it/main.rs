@@ -16,6 +16,7 @@ pub mod gateway;
 mod kvstore;
 mod logs;
 mod plan_checks;
+mod readiness;
 mod recipe_safety;
 pub mod recipes;
 mod reference;
