@@ -22,7 +22,11 @@ services:
 "#,
     );
     let (code, out) = app.merged(&["up", "-d"]);
-    assert_ne!(code, Some(0), "a program that exits 3 at once started?\n{out}");
+    assert_ne!(
+        code,
+        Some(0),
+        "a program that exits 3 at once started?\n{out}"
+    );
     assert!(
         out.contains("service `crash` did not start") && out.contains("code 3"),
         "names the service and its exit code:\n{out}"
@@ -165,4 +169,25 @@ fn a_ready_after_that_is_not_a_duration_is_refused_where_it_is_written() {
     assert!(out.contains("ready_after"), "{out}");
     assert!(out.contains("not a valid duration"), "{out}");
     assert!(out.contains("compose.yaml:5:20"), "{out}");
+}
+
+#[test]
+fn scale_waits_for_the_replicas_it_adds_and_names_one_that_does_not_start() {
+    let app = App::new(
+        r#"
+services:
+  web:
+    x-cove:
+      run: [sh, -c, 'if [ "$$COVE_REPLICA" = 2 ]; then echo no config; exit 3; fi; exec sleep 300']
+"#,
+    );
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = app.merged(&["scale", "web=2"]);
+    assert_ne!(code, Some(0), "replica 2 exits 3 at once:\n{out}");
+    assert!(
+        out.contains("service `web` did not start: web-2") && out.contains("code 3"),
+        "{out}"
+    );
+    assert!(out.contains("`cove logs web`"), "{out}");
 }
