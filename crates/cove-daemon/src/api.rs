@@ -192,6 +192,10 @@ pub struct Replica {
     pub since_ms: u64,
     /// Whether `cove up -d` may stop waiting for it.
     pub ready: bool,
+    /// Running without a health check, up `x-cove.ready_after`, but this
+    /// port of it refuses connections (it is not ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusing: Option<u16>,
     /// Its service is no longer in the compose file (it runs as it was
     /// defined until `--remove-orphans`).
     #[serde(default)]

@@ -1,12 +1,14 @@
 //! Each project's gateway: the daemon binds its addresses when the app's
 //! plan has routes, and gives it a new table whenever the plan or a
 //! replica's state changes. A route's targets are the replicas of its
-//! service that serve (healthy, or running without a health check), at the
-//! route's port; a target keeps its in-flight count and passive-health
-//! record from one table to the next. A replica without a health check
-//! joins once it accepts a TCP connection on the route's port (probed from
-//! its start), so the first requests after `cove up` do not meet a
-//! process still starting.
+//! service that serve (ready: healthy, or without a health check up
+//! `x-cove.ready_after` and accepting connections on its ports, as the
+//! supervisor probes them), at the route's port; a target keeps its
+//! in-flight count and passive-health record from one table to the next.
+//! While replicas are on their way, requests are held (the first ones
+//! after `cove up` do not meet a process still starting); when those that
+//! run all refuse connections, requests are answered 503 at once, saying
+//! so.
 //!
 //! Sockets: one for HTTP routes (`x-cove.gateway.listen`; when that is
 //! not set and the default port is taken, the next free one above it), one
@@ -26,8 +28,8 @@ use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRo
 use cove_gateway::tls;
 use cove_runtime::plan::Plan;
 use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
-use cove_runtime::supervisor::States;
-use tokio::sync::{Notify, Semaphore};
+use cove_runtime::supervisor::{State, States};
+use tokio::sync::Semaphore;
 
 use crate::api::{RouteInfo, Routes};
 
@@ -43,12 +45,6 @@ pub struct ProjectGateway {
     servers: HashMap<SocketAddr, (SocketAddr, Server)>,
     /// Targets of the current table, by address.
     targets: HashMap<SocketAddr, Arc<Target>>,
-    /// Replicas without a health check that accepted a connection on a
-    /// route's port (address, pid), and those being probed.
-    reachable: Arc<std::sync::Mutex<HashSet<(SocketAddr, u32)>>>,
-    probing: HashSet<(SocketAddr, u32)>,
-    /// Told when a probe succeeds: the owner then calls [`ProjectGateway::refresh`].
-    probed: Arc<Notify>,
     /// Each route's targets in the current table, in the plan's order.
     current: Vec<Vec<SocketAddr>>,
     /// Each route's counters, kept from one table to the next.
@@ -78,13 +74,7 @@ fn http_threads() -> usize {
 impl ProjectGateway {
     /// Binds what `plan`'s gateway listens on and starts serving (no
     /// targets until [`ProjectGateway::refresh`]).
-    /// `probed` is notified when a replica without a health check starts
-    /// accepting connections.
-    pub fn start(
-        plan: &Plan,
-        probed: Arc<Notify>,
-        access_log: AccessLog,
-    ) -> Result<ProjectGateway, String> {
+    pub fn start(plan: &Plan, access_log: AccessLog) -> Result<ProjectGateway, String> {
         let g = &plan.gateway;
         let mut gw = ProjectGateway {
             plan: plan.clone(),
@@ -100,9 +90,6 @@ impl ProjectGateway {
             servers: HashMap::new(),
             targets: HashMap::new(),
             wakers: HashMap::new(),
-            reachable: Default::default(),
-            probing: HashSet::new(),
-            probed,
             current: Vec::new(),
         };
         gw.listen(plan)?;
@@ -222,25 +209,12 @@ impl ProjectGateway {
         Ok(())
     }
 
-    /// A new table from the plan and the replicas' `states`. Must be
-    /// called inside the daemon's runtime (it may start probes).
+    /// A new table from the plan and the replicas' `states`.
     pub fn refresh(&mut self, states: &States) {
         let mut targets = HashMap::new();
-        let reachable = crate::lock(&self.reachable).clone();
-        let mut unprobed = Vec::new();
         let mut pool_of = |route: &RoutePlan| -> Arc<Pool> {
             let list = serving(&self.plan, states, route)
                 .into_iter()
-                .filter(|(addr, pid, checked)| {
-                    // A health check says it serves; otherwise, accepting
-                    // connections does.
-                    let ok = *checked || reachable.contains(&(*addr, *pid));
-                    if !ok {
-                        unprobed.push((*addr, *pid));
-                    }
-                    ok
-                })
-                .map(|(addr, _, _)| addr)
                 .map(|addr| {
                     let t = self
                         .targets
@@ -251,10 +225,7 @@ impl ProjectGateway {
                     t
                 })
                 .collect();
-            // Replicas on their way: requests wait for them a while.
-            let pending = states
-                .get(&route.service)
-                .is_some_and(|r| r.iter().any(|s| !s.state.is_final()));
+            let (pending, unavailable) = waiting(states, &route.service);
             Pool::with_options(
                 &route.service,
                 list,
@@ -263,6 +234,7 @@ impl ProjectGateway {
                     pending,
                     http2: route.protocol == Protocol::Grpc,
                     wake: self.wakers.get(&route.service).cloned(),
+                    unavailable,
                 },
             )
         };
@@ -302,22 +274,6 @@ impl ProjectGateway {
         self.gateway.set_table(Table::new(http).with_tcp(tcp));
         self.targets = targets;
         self.current = current;
-        // Forget replicas that are gone; probe the new ones.
-        let live: HashSet<(SocketAddr, u32)> = self
-            .plan
-            .gateway
-            .routes
-            .iter()
-            .flat_map(|r| serving(&self.plan, states, r))
-            .map(|(a, p, _)| (a, p))
-            .collect();
-        crate::lock(&self.reachable).retain(|k| live.contains(k));
-        self.probing.retain(|k| live.contains(k));
-        for key in unprobed {
-            if self.probing.insert(key) {
-                tokio::spawn(probe(key, self.reachable.clone(), self.probed.clone()));
-            }
-        }
     }
 
     /// Which services may sleep; true when that changed (then
@@ -472,34 +428,8 @@ fn tls_config(plan: &Plan) -> Result<Arc<rustls::ServerConfig>, String> {
     tls::server_config(certs)
 }
 
-/// How long a replica without a health check is probed before the gateway
-/// gives up on it (until its next start).
-const PROBE_FOR: Duration = Duration::from_secs(120);
-
-/// Connects to `key`'s address until it accepts (then records it and
-/// notifies `probed`), the replica is gone, or [`PROBE_FOR`] has passed.
-async fn probe(
-    key: (SocketAddr, u32),
-    reachable: Arc<std::sync::Mutex<HashSet<(SocketAddr, u32)>>>,
-    probed: Arc<Notify>,
-) {
-    let deadline = tokio::time::Instant::now() + PROBE_FOR;
-    let mut pause = Duration::from_millis(20);
-    while tokio::time::Instant::now() < deadline {
-        let connect = tokio::net::TcpStream::connect(key.0);
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
-            crate::lock(&reachable).insert(key);
-            probed.notify_one();
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
-    }
-}
-
-/// Where `route` sends to now: its service's serving replicas at its port,
-/// with their pid and whether they have a health check.
-fn serving(plan: &Plan, states: &States, route: &RoutePlan) -> Vec<(SocketAddr, u32, bool)> {
+/// Where `route` sends to now: its service's serving replicas at its port.
+fn serving(plan: &Plan, states: &States, route: &RoutePlan) -> Vec<SocketAddr> {
     if !plan.services.iter().any(|s| s.name == route.service) {
         return Vec::new();
     }
@@ -509,14 +439,33 @@ fn serving(plan: &Plan, states: &States, route: &RoutePlan) -> Vec<(SocketAddr, 
     replicas
         .iter()
         .filter(|s| s.serves())
-        .map(|s| {
-            (
-                SocketAddr::from((s.addr, route.port)),
-                s.pid.unwrap_or(0),
-                s.checked,
-            )
-        })
+        .map(|s| SocketAddr::from((s.addr, route.port)))
         .collect()
+}
+
+/// Whether `service`'s requests should wait for a replica on its way
+/// (starting, restarting, not ready yet), and else, when replicas run but
+/// refuse connections, why none serves (answered at once).
+fn waiting(states: &States, service: &str) -> (bool, Option<String>) {
+    let Some(replicas) = states.get(service) else {
+        return (false, None);
+    };
+    let on_its_way = replicas
+        .iter()
+        .any(|s| !s.state.is_final() && !matches!(s.state, State::Refusing { .. }));
+    let refused = replicas.iter().find_map(|s| match s.state {
+        State::Refusing { port } if !s.retiring => Some(port),
+        _ => None,
+    });
+    match refused {
+        Some(port) if !on_its_way => (
+            false,
+            Some(format!(
+                "`{service}` is running but not accepting connections on :{port} (`cove logs {service}` shows its output)"
+            )),
+        ),
+        _ => (on_its_way, None),
+    }
 }
 
 /// The routes of `plan`, with each one's targets when the gateway runs.

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cove_runtime::backoff::Backoff;
 use cove_runtime::logs;
 use cove_runtime::plan::Plan;
-use cove_runtime::supervisor::{Report, States, Supervisor};
+use cove_runtime::supervisor::{Report, State, States, Supervisor};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -117,8 +117,6 @@ struct Project {
     reports: mpsc::UnboundedSender<Report>,
     /// Its gateway, when its plan has routes.
     gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>>,
-    /// Told when the gateway should look at the states again.
-    probed: Arc<Notify>,
     /// Where the gateway's access log goes: the project's logs, as
     /// `gateway`.
     access_log: cove_gateway::proxy::AccessLog,
@@ -152,13 +150,7 @@ impl Project {
             }
             Some(plan) => match slot.as_mut() {
                 Some(g) => g.update(plan)?,
-                None => {
-                    *slot = Some(ProjectGateway::start(
-                        plan,
-                        self.probed.clone(),
-                        self.access_log.clone(),
-                    )?)
-                }
+                None => *slot = Some(ProjectGateway::start(plan, self.access_log.clone())?),
             },
         }
         if let Some(g) = slot.as_mut() {
@@ -265,21 +257,17 @@ impl Daemon {
                 }
             })
         }));
-        // A new table for the gateway whenever a replica changes state, or
-        // a probe found one reachable.
+        // A new table for the gateway whenever a replica changes state.
         let states = supervisor.states();
         let slot = gateway.clone();
-        let probed = Arc::new(Notify::new());
-        let woken = probed.clone();
         spawn_restarting(
             format!("{key}: the gateway's table updater"),
             move || {
-                let (mut states, slot, woken) = (states.clone(), slot.clone(), woken.clone());
+                let (mut states, slot) = (states.clone(), slot.clone());
                 async move {
                     loop {
-                        tokio::select! {
-                            changed = states.changed() => if changed.is_err() { break },
-                            _ = woken.notified() => {}
+                        if states.changed().await.is_err() {
+                            break;
                         }
                         let now = states.borrow_and_update().clone();
                         if let Some(g) = crate::lock(&slot).as_mut() {
@@ -308,7 +296,6 @@ impl Daemon {
             scalers: Default::default(),
             woken: Default::default(),
             gateway,
-            probed,
             access_log,
             states: supervisor.states(),
             run: Mutex::new(Running {
@@ -1180,6 +1167,10 @@ fn ps(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica> 
                 restarts: s.restarts,
                 since_ms: millis(s.since),
                 ready: s.ready(),
+                refusing: match s.state {
+                    State::Refusing { port } => Some(port),
+                    _ => None,
+                },
                 orphan: orphans.contains(name),
             });
         }

@@ -10,7 +10,8 @@
 //! is sent on the same way only when it is idempotent (GET, HEAD, OPTIONS,
 //! TRACE, PUT, DELETE) and has no body. Answers of the gateway itself: 400 a request body that cannot
 //! be read (bad chunking), 404 no route, 502 upstream failed, 503 no
-//! target, 504 timeout; they close the client's connection
+//! target (at once, saying why, when the pool's replicas run but refuse
+//! connections: [`crate::table::Pool::unavailable`]), 504 timeout; they close the client's connection
 //! when the request's body may be left unread.
 
 use std::future::Future;
@@ -111,7 +112,9 @@ impl Gateway {
     /// watch on new ones just began); `false` when it goes on with what it
     /// has (a target is there, none is coming, or the hold is over).
     pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
-        let waiting = (pool.pending || pool.wake.is_some())
+        // Replicas that run but refuse connections: no hold, say why.
+        let waiting = pool.unavailable.is_none()
+            && (pool.pending || pool.wake.is_some())
             && balance::pick(pool, None, table::now_ms(), &mut balance::thread_random).is_none();
         if !waiting {
             return false;
@@ -537,7 +540,9 @@ impl Gateway {
                 if attempt > 0 {
                     break; // no other target to try
                 }
-                let why = if route.pool.wake.is_some() {
+                let why = if let Some(why) = &route.pool.unavailable {
+                    format!("cove gateway: {why}\n")
+                } else if route.pool.wake.is_some() {
                     format!(
                         "cove gateway: `{}` was scaled to zero and no replica was ready within {:?}\n",
                         route.pool.name, self.limits.hold

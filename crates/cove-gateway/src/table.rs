@@ -161,6 +161,10 @@ pub struct Pool {
     /// The service sleeps (scaled to zero): a request finding no target
     /// calls this, then waits as for [`Pool::pending`].
     pub wake: Option<Wake>,
+    /// Why there is no target although replicas run (they do not accept
+    /// connections): a request finding none is answered 503 with this at
+    /// once, not held.
+    pub unavailable: Option<String>,
     pub(crate) next: AtomicUsize,
 }
 
@@ -184,6 +188,8 @@ pub struct PoolOptions {
     pub http2: bool,
     /// See [`Pool::wake`].
     pub wake: Option<Wake>,
+    /// See [`Pool::unavailable`].
+    pub unavailable: Option<String>,
 }
 
 impl Pool {
@@ -204,6 +210,7 @@ impl Pool {
             pending: options.pending,
             http2: options.http2,
             wake: options.wake,
+            unavailable: options.unavailable,
             next: AtomicUsize::new(0),
         })
     }

@@ -611,6 +611,32 @@ async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
 }
 
 #[tokio::test]
+async fn a_pool_whose_replicas_refuse_connections_answers_503_at_once_saying_why() {
+    let why = "`wrongport` is running but not accepting connections on :8000";
+    let refusing = Pool::with_options(
+        "wrongport",
+        vec![],
+        Policy::RoundRobin,
+        cove_gateway::table::PoolOptions {
+            // Even a pool told its targets are coming is not held.
+            pending: true,
+            unavailable: Some(why.to_string()),
+            ..Default::default()
+        },
+    );
+    let (_gw, gw) = gateway(Table::new(vec![Route::new(None, "/", refusing)])).await;
+    let started = std::time::Instant::now();
+    let (status, body) = get(gw, "/x", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(why), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at once, not held for {:?}",
+        Limits::default().hold
+    );
+}
+
+#[tokio::test]
 async fn a_tcp_route_holds_connections_while_its_targets_are_on_their_way() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let up = upstream("late").await;

@@ -34,6 +34,10 @@ use crate::recipe::Recipe;
 /// Default `PORT` of a service that declares none.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// Default `x-cove.ready_after`: a replica without a health check that
+/// exits within its first second did not start.
+pub const READY_AFTER: Duration = Duration::from_secs(1);
+
 /// Everything to run, services in start order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -61,6 +65,14 @@ pub struct ServicePlan {
     pub depends_on: Vec<Dependency>,
     /// Ports the service listens on (first one is `PORT`).
     pub ports: Vec<u16>,
+    /// Those of [`ServicePlan::ports`] it listens on over TCP: without a
+    /// health check, a replica is ready once it accepts connections on
+    /// each of them (see [`crate::supervisor`]).
+    pub tcp_ports: Vec<u16>,
+    /// How long a replica without a health check must have run before it
+    /// is ready (`x-cove.ready_after`, default [`READY_AFTER`]); one that
+    /// exits sooner failed to start.
+    pub ready_after: Duration,
     /// The project's address block (see [`address`]).
     pub net: u16,
     /// The service's address range: its instance in slot `s` (1..=62) has
@@ -1303,6 +1315,18 @@ pub fn plan_with(
                 .unwrap_or(Duration::from_secs(10)),
             depends_on,
             ports: ports.get(name.as_str()).cloned().unwrap_or_default(),
+            tcp_ports: ports
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|p| !udp_only(svc, *p))
+                .collect(),
+            ready_after: x
+                .ready_after
+                .as_deref()
+                .and_then(|d| cove_spec::units::parse_duration(d).ok())
+                .unwrap_or(READY_AFTER),
             net,
             base: (index_of(&indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
             recipe: recipe_of(&recipes, name),
@@ -1539,6 +1563,25 @@ fn service_ports(s: &Service) -> Vec<u16> {
         }
     }
     out
+}
+
+/// Whether the service declares `port` for UDP only (`ports` with
+/// `protocol: udp`, `expose: 53/udp`): nothing to connect to over TCP.
+fn udp_only(s: &Service, port: u16) -> bool {
+    let udp = |proto: &str| proto.eq_ignore_ascii_case("udp");
+    let mut protocols: Vec<&str> = s
+        .ports
+        .iter()
+        .filter(|p| p.target == port)
+        .map(|p| p.protocol.as_str())
+        .collect();
+    for e in &s.expose {
+        let (number, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        if number.split('-').next().and_then(|n| n.parse().ok()) == Some(port) {
+            protocols.push(proto);
+        }
+    }
+    !protocols.is_empty() && protocols.iter().all(|p| udp(p))
 }
 
 fn restart_policy(s: &Service) -> Result<Restart, String> {

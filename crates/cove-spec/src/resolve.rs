@@ -669,6 +669,7 @@ const DURATIONS: &[&[&str]] = &[
     &["deploy", "rollback_config", "delay"],
     &["deploy", "rollback_config", "monitor"],
     &["x-cove", "autoscale", "scale_down_after"],
+    &["x-cove", "ready_after"],
 ];
 
 /// Checks a duration and writes it in normal form (`90s` → `1m30s`).

@@ -224,6 +224,13 @@ pub struct ServiceExt {
     /// `healthcheck` (`interval`, `timeout`, `retries`, `start_period`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthProbe>,
+    /// How long a replica without a health check must have run before it
+    /// counts as ready (duration; default `1s`; `0s`: at once): one that
+    /// exits sooner failed to start. It must also accept TCP connections on
+    /// the service's ports (`ports`, `expose`). `up -d`, `start`, `scale`
+    /// and `deploy` wait for it; the gateway sends it requests from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_after: Option<String>,
     /// Routes on the gateway that reach this service. Without this field a
     /// service with a port gets the default route (`SERVICE.localhost`);
     /// `routes: []` means none.

@@ -87,7 +87,7 @@ pub enum Command {
     /// failed deploy rolls back by itself.
     Deploy(DeployArgs),
     /// Set replica counts, e.g. `cove scale api=5`; fewer replicas are
-    /// drained before they stop.
+    /// drained before they stop, added ones are waited for until ready.
     Scale(ScaleArgs),
     /// Roll a service back to its previous revision (or `--to N`), with
     /// its kept artifact, replica by replica.
@@ -311,8 +311,9 @@ pub struct UpArgs {
     /// Only these services and what they depend on (their profiles are enabled).
     #[arg(value_name = "SERVICE")]
     pub service_names: Vec<String>,
-    /// Run in the background: return once everything is ready (healthy,
-    /// running, or completed), or fail naming what did not start.
+    /// Run in the background: return once everything is ready (healthy;
+    /// without a health check, up `x-cove.ready_after` and accepting
+    /// connections; or completed), or fail naming what did not start.
     #[arg(short, long)]
     pub detach: bool,
     /// With `-d`: how long to wait for readiness, in seconds.

@@ -108,15 +108,25 @@ pub enum NotReady {
     Failed(Event),
     /// Time ran out; the replicas not ready.
     Timeout(Vec<Replica>),
+    /// Replicas have run [`REFUSING_FOR`] without accepting connections
+    /// on a port of their service.
+    Refusing(Vec<Replica>),
     Client(ClientError),
 }
 
-/// Waits until every replica of `services` is ready (healthy, running
-/// without a health check, or completed), failing at the first one that
-/// fails, restarts or turns unhealthy (events after `after`). A service
-/// in `revisions` (what an `up` asked for) counts only its replicas of
-/// that revision, and needs one: replicas of an earlier one, ready or
-/// failing while they are replaced, neither end the wait nor fail it.
+/// How long a replica may run without accepting connections on its
+/// service's port before waiting for it fails (kamal-proxy's deploy
+/// timeout): it listens elsewhere, or not at all.
+pub const REFUSING_FOR: Duration = Duration::from_secs(30);
+
+/// Waits until every replica of `services` is ready (healthy; without a
+/// health check, up `x-cove.ready_after` and accepting connections; or
+/// completed), failing at the first one that fails, restarts or turns
+/// unhealthy (events after `after`), or that has run [`REFUSING_FOR`]
+/// without accepting connections. A service in `revisions` (what an `up`
+/// asked for) counts only its replicas of that revision, and needs one:
+/// replicas of an earlier one, ready or failing while they are replaced,
+/// neither end the wait nor fail it.
 pub async fn wait_ready(
     client: &Client,
     services: &[String],
@@ -175,6 +185,20 @@ pub async fn wait_ready(
         if !ours.is_empty() && all_there && ours.iter().all(|r| r.ready) {
             return Ok(ours);
         }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let refusing: Vec<Replica> = ours
+            .iter()
+            .filter(|r| {
+                r.refusing.is_some()
+                    && now_ms.saturating_sub(r.since_ms) >= REFUSING_FOR.as_millis() as u64
+            })
+            .cloned()
+            .collect();
+        if !refusing.is_empty() {
+            return Err(NotReady::Refusing(refusing));
+        }
         if tokio::time::Instant::now() >= deadline {
             return Err(NotReady::Timeout(
                 ours.into_iter().filter(|r| !r.ready).collect(),
@@ -202,6 +226,26 @@ pub fn print_not_ready(style: &Style, client: &Client, why: &NotReady, timeout: 
                 "  = {}hint{}: `cove ps` shows their state, `cove logs` their output; `--wait-timeout` waits longer",
                 style.cyan, style.reset
             );
+        }
+        NotReady::Refusing(left) => {
+            for r in left {
+                eprintln!(
+                    "{}error{}: service `{}` is not ready: {}-{} has run {} but does not accept connections on :{}",
+                    style.red,
+                    style.reset,
+                    r.service,
+                    r.service,
+                    r.replica,
+                    human_duration(REFUSING_FOR),
+                    r.refusing.unwrap_or_default()
+                );
+            }
+            if let Some(r) = left.first() {
+                eprintln!(
+                    "  = {}hint{}: it must listen on its address and that port ({}; `$HOST` and `$PORT` in its environment); `cove logs {}` shows its output; one that takes longer to listen wants a `healthcheck` or `x-cove.ready_after`",
+                    style.cyan, style.reset, r.address, r.service
+                );
+            }
         }
         NotReady::Failed(ev) => {
             let label = format!("{}-{}", ev.service, ev.replica);

@@ -40,7 +40,7 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
         disabled: project.disabled.keys().cloned().collect(),
     };
     let client = daemon::find(&project)?;
-    call(&client, "/v1/deploy", &request)
+    call(&client, "/v1/deploy", &request, &[])
 }
 
 pub fn scale(project_args: &ProjectArgs, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
@@ -67,7 +67,13 @@ pub fn scale(project_args: &ProjectArgs, args: &ScaleArgs) -> anyhow::Result<Exi
         return Ok(ExitCode::from(1));
     };
     let client = daemon::find(&project)?;
-    call(&client, "/v1/scale", &ScaleRequest { scale })
+    // The replicas it adds are waited for as `up -d` waits for them.
+    let wait: Vec<String> = scale
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, _)| s.clone())
+        .collect();
+    call(&client, "/v1/scale", &ScaleRequest { scale }, &wait)
 }
 
 pub fn rollback(project_args: &ProjectArgs, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -82,6 +88,7 @@ pub fn rollback(project_args: &ProjectArgs, args: &RollbackArgs) -> anyhow::Resu
             service: args.service.clone(),
             to: args.to,
         },
+        &[],
     )
 }
 
@@ -135,9 +142,18 @@ pub fn history(project_args: &ProjectArgs, args: &HistoryArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `scale` waits for the replicas it added to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Sends the command, prints the daemon's steps while it runs, then each
-/// service's outcome.
-fn call(client: &Client, path: &str, body: &impl Serialize) -> anyhow::Result<ExitCode> {
+/// service's outcome; then, when all went well, waits for every replica of
+/// `wait` to be ready (as `up -d` does).
+fn call(
+    client: &Client,
+    path: &str,
+    body: &impl Serialize,
+    wait: &[String],
+) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     daemon::runtime()?.block_on(async {
         let mut after = match client
@@ -150,6 +166,7 @@ fn call(client: &Client, path: &str, body: &impl Serialize) -> anyhow::Result<Ex
                 return Ok(ExitCode::from(1));
             }
         };
+        let since = after;
         let answer = client.post_for::<Outcomes>(path, body, PATIENCE);
         tokio::pin!(answer);
         let result = loop {
@@ -190,11 +207,17 @@ fn call(client: &Client, path: &str, body: &impl Serialize) -> anyhow::Result<Ex
                 );
             }
         }
-        Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        if !ok {
+            return Ok(ExitCode::from(1));
+        }
+        if !wait.is_empty()
+            && let Err(why) =
+                daemon::wait_ready(client, wait, since, READY_TIMEOUT, &Default::default()).await
+        {
+            daemon::print_not_ready(&style, client, &why, READY_TIMEOUT);
+            return Ok(ExitCode::from(1));
+        }
+        Ok(ExitCode::SUCCESS)
     })
 }
 

@@ -110,8 +110,12 @@ fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 10]> {
 }
 
 /// Why a replica is not serving, when it is not: a failure's reason, a
-/// failed check, the exit before a restart; else `-`.
+/// failed check, the exit before a restart, a port refusing connections;
+/// else `-`.
 fn reason(r: &Replica) -> String {
+    if let Some(port) = r.refusing {
+        return format!("not accepting connections on :{port}");
+    }
     match r.state.as_str() {
         "failed" => r
             .detail

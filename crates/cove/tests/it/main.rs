@@ -20,6 +20,7 @@ mod leases;
 mod logs;
 mod orphans;
 mod plan_checks;
+mod readiness;
 mod recipe_safety;
 pub mod recipes;
 mod reference;

@@ -165,11 +165,22 @@ fn no_command_line_holds_a_secret_value() {
     }
 }
 
+/// A replica's command (YAML flow list) that listens on `ports` of its
+/// address, as a service declaring them must to be ready, and idles.
+fn listens(ports: &[u16]) -> String {
+    let ports: Vec<String> = ports.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "[python3, -c, \"import os, socket, sys, time; s = [socket.create_server((os.environ['HOST'], int(p))) for p in sys.argv[1:]]; time.sleep(300)\", {}]",
+        ports.join(", ")
+    )
+}
+
 #[test]
 fn metrics_off_loopback_are_warned_about_by_up_and_config() {
     let yaml = |metrics: &str| {
         format!(
-            "services:\n  web:\n    x-cove: {{run: [sleep, '300']}}\n    expose: [\"8000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\", metrics: \"{metrics}\"}}\n"
+            "services:\n  web:\n    x-cove: {{run: {}}}\n    expose: [\"8000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\", metrics: \"{metrics}\"}}\n",
+            listens(&[8000])
         )
     };
     let warning = "warning: `x-cove.gateway.metrics` listens on 0.0.0.0:0, not a loopback address";
@@ -193,7 +204,9 @@ fn metrics_off_loopback_are_warned_about_by_up_and_config() {
 fn ports_on_every_address_are_named_once_at_up() {
     let yaml = |host_ip: &str| {
         format!(
-            "services:\n  web:\n    x-cove: {{run: [sleep, '300']}}\n    ports: [\"{host_ip}0:8000\", \"{host_ip}0:8001\"]\n  api:\n    x-cove: {{run: [sleep, '300']}}\n    ports: [\"{host_ip}0:9000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\"}}\n"
+            "services:\n  web:\n    x-cove: {{run: {}}}\n    ports: [\"{host_ip}0:8000\", \"{host_ip}0:8001\"]\n  api:\n    x-cove: {{run: {}}}\n    ports: [\"{host_ip}0:9000\"]\nx-cove:\n  gateway: {{listen: \"127.0.0.1:0\"}}\n",
+            listens(&[8000, 8001]),
+            listens(&[9000])
         )
     };
     let open = App::new(&yaml(""));
