@@ -99,6 +99,23 @@ pub fn acquire_in(leases: &Path, state_dir: &Path, preferred: u16) -> io::Result
     )))
 }
 
+/// The state directories of the projects that hold a block of this host
+/// (in [`dir`]) and that this user can see (others' state is private),
+/// in block order.
+pub fn holders() -> Vec<PathBuf> {
+    holders_in(&dir())
+}
+
+/// [`holders`] with the leases in `leases`.
+pub fn holders_in(leases: &Path) -> Vec<PathBuf> {
+    (0..BLOCKS)
+        .filter_map(|n| {
+            let h = holder_of(leases, n)?;
+            (recorded(&h) == Some(n)).then_some(h)
+        })
+        .collect()
+}
+
 fn name(n: u16) -> String {
     format!("{n:04}")
 }
@@ -281,6 +298,23 @@ mod tests {
         fs_err::remove_file(leases.join("0003")).unwrap();
         assert_eq!(acquire_in(&leases, &b, 9).unwrap(), 3);
         assert!(leases.join("0003").is_file());
+    }
+
+    #[test]
+    fn holders_are_the_live_projects() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leases = tmp.path().join("leases");
+        let (a, b) = (state(tmp.path(), "a"), state(tmp.path(), "b"));
+        acquire_in(&leases, &a, 5).unwrap();
+        acquire_in(&leases, &b, 2).unwrap();
+        let abs = |p: &Path| std::path::absolute(p).unwrap();
+        assert_eq!(holders_in(&leases), [abs(&b), abs(&a)]);
+        fs_err::remove_dir_all(tmp.path().join("b")).unwrap();
+        assert_eq!(
+            holders_in(&leases),
+            [abs(&a)],
+            "a gone project is not listed"
+        );
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub enum Command {
     Down(DownArgs),
     /// List the replicas: state, health, pid, address, restarts, uptime.
     Ps(PsArgs),
+    /// List this host's projects and environments (yours) with how many
+    /// replicas run, as `docker compose ls`; `--all` lists stopped ones too.
+    Ls(LsArgs),
     /// Show the gateway's routes: URL, host, path, service, port, and the
     /// replicas each sends to now.
     Routes(PsArgs),
@@ -232,6 +235,16 @@ pub struct DownArgs {
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PsFormat::Table)]
+    pub format: PsFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Also the projects with nothing running.
+    #[arg(short, long)]
+    pub all: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PsFormat::Table)]
     pub format: PsFormat,

@@ -7,6 +7,7 @@ mod deploy;
 mod down;
 mod gateway;
 mod logs;
+mod ls;
 mod ps;
 mod routes;
 mod run;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(&cli.project, &args),
         Command::Down(args) => down::run(&cli.project, &args),
         Command::Ps(args) => ps::run(&cli.project, &args),
+        Command::Ls(args) => ls::run(&args),
         Command::Routes(args) => routes::run(&cli.project, &args),
         Command::Build(args) => build::run(&cli.project, &args),
         Command::Stop(args) => control::run(&cli.project, control::Verb::Stop, &args),

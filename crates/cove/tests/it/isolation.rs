@@ -54,6 +54,21 @@ fn running(app: &App, project: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `cove ls --format json` (with `--all`), this checkout's projects only.
+fn ls(app: &App, all: bool) -> Vec<serde_json::Value> {
+    let mut args = vec!["ls", "--format", "json"];
+    if all {
+        args.push("--all");
+    }
+    let (code, out) = app.merged(&args);
+    assert_eq!(code, Some(0), "{out}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let here = fs_err::canonicalize(app.dir()).unwrap();
+    rows.into_iter()
+        .filter(|r| r["project_dir"].as_str() == Some(here.to_str().unwrap()))
+        .collect()
+}
+
 #[test]
 fn an_environment_and_another_project_name_leave_the_running_app_alone() {
     require(&["psql"]);
@@ -104,6 +119,34 @@ fn an_environment_and_another_project_name_leave_the_running_app_alone() {
     assert_eq!(code, Some(0), "dev's database after prod's up: {out}");
     assert!(out.lines().any(|l| l == "dev"), "{out}");
 
+    // `cove ls` lists both, each with its replicas (other tests' projects
+    // are there too: only this checkout's are looked at).
+    let listed = ls(&app, false);
+    let (dev_ls, prod_ls) = (
+        listed.iter().find(|l| l["env"].is_null()),
+        listed.iter().find(|l| l["env"] == "prod"),
+    );
+    assert_eq!(
+        dev_ls.map(|l| l["running"].clone()),
+        Some(2.into()),
+        "{listed:?}"
+    );
+    assert_eq!(
+        prod_ls.map(|l| l["status"].clone()),
+        Some("running(2)".into()),
+        "{listed:?}"
+    );
+    assert!(
+        prod_ls.unwrap()["state_dir"]
+            .as_str()
+            .unwrap()
+            .ends_with(".cove/env/prod"),
+        "{listed:?}"
+    );
+    let (code, table) = app.merged(&["ls"]);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.starts_with("NAME"), "{table}");
+
     // Another project name: nothing of the default app is its.
     assert_eq!(running(&app, &["-p", "shopprod"]), Vec::new());
     let (code, out) = app.merged(&["-p", "shopprod", "logs", "pg"]);
@@ -116,6 +159,15 @@ fn an_environment_and_another_project_name_leave_the_running_app_alone() {
     let (code, out) = app.merged(&["--env", "prod", "down", "--volumes"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("deleting the data of pg-1"), "{out}");
+    // Down, it is listed by `ls --all` only.
+    assert!(ls(&app, false).iter().all(|l| l["env"] != "prod"));
+    let all = ls(&app, true);
+    let prod_ls = all.iter().find(|l| l["env"] == "prod");
+    assert_eq!(
+        prod_ls.map(|l| l["status"].clone()),
+        Some("stopped".into()),
+        "{all:?}"
+    );
     assert_eq!(running(&app, &[]), dev, "dev still runs");
     let (code, out) = psql(&[], "SELECT s FROM t");
     assert_eq!(code, Some(0), "{out}");
