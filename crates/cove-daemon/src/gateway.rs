@@ -185,7 +185,9 @@ impl ProjectGateway {
             let fallback = purpose == Purpose::Http && plan.gateway.default_listen;
             let socket = bind(addr, fallback).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
-                    "the gateway cannot listen on {addr}: the address is in use (another cove app, or another program)"
+                    "the gateway cannot listen on {addr}: the address is in use, by {}",
+                    crate::holder::describe(addr)
+                        .unwrap_or_else(|| "another cove app, or another program".into())
                 ),
                 _ => format!("the gateway cannot listen on {addr}: {e}"),
             })?;

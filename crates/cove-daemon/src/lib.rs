@@ -29,6 +29,7 @@ pub mod api;
 pub mod autoscale;
 pub mod client;
 pub mod gateway;
+mod holder;
 pub mod leftovers;
 pub mod server;
 pub mod store;

@@ -22,7 +22,12 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
     let rows: Vec<Replica> = match daemon::runtime()?.block_on(client.get("/v1/ps")) {
         Ok(rows) => rows,
         Err(ClientError::NotRunning) => {
-            if client.paths.pidfile().exists() {
+            // A pidfile whose daemon is gone: it did not stop cleanly (one
+            // still there is finishing its exit).
+            let pid = fs_err::read_to_string(client.paths.pidfile())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if pid.is_some_and(|p| !alive(p)) {
                 eprintln!(
                     "{}warning{}: the daemon is not running but did not stop cleanly; `cove up -d` starts the app again, `cove down` stops what it left",
                     style.yellow, style.reset
@@ -41,6 +46,15 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
     }
     daemon::warn_orphans(&style, &rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether process `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
 }
 
 fn table(rows: &[Replica], now: SystemTime) -> String {

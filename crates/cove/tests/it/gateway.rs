@@ -265,6 +265,11 @@ fn a_taken_gateway_address_fails_up_and_starts_nothing() {
         "{out}"
     );
     assert!(out.contains("x-cove.gateway.listen"), "a hint: {out}");
+    // By what: this test's own process holds it.
+    assert!(
+        out.contains(&format!("(pid {})", std::process::id())),
+        "the holder named: {out}"
+    );
     assert!(app.processes().is_empty(), "nothing started");
 }
 

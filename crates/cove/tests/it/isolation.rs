@@ -174,3 +174,43 @@ fn an_environment_and_another_project_name_leave_the_running_app_alone() {
     assert!(out.lines().any(|l| l == "dev"), "{out}");
     assert!(dir.join(".cove/data/pg-1/pg/PG_VERSION").is_file());
 }
+
+/// Two environments may not share a gateway address: the second's `up`
+/// says which project's gateway holds it.
+#[test]
+fn an_environment_on_a_taken_gateway_address_names_the_project_there() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = free.local_addr().unwrap();
+    drop(free);
+    let app = App::new(&format!(
+        r#"
+name: shop
+services:
+  web:
+    x-cove:
+      run: python3 -m http.server --bind $$HOST $$PORT
+    expose: ["8000"]
+x-cove:
+  gateway: {{listen: "{at}"}}
+"#
+    ));
+    fs_err::write(app.dir().join(".env.prod"), "X=1\n").unwrap();
+    let _others = Others(&app, &[&["--env", "prod"]]);
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = app.merged(&["--env", "prod", "up", "-d"]);
+    assert_eq!(code, Some(1), "{out}");
+    let dir = fs_err::canonicalize(app.dir()).unwrap();
+    assert!(
+        out.contains(&format!(
+            "the gateway cannot listen on {at}: the address is in use, by the gateway of cove project `shop` in {}",
+            dir.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("x-cove.gateway.listen"), "{out}");
+    assert!(
+        running(&app, &["--env", "prod"]).is_empty(),
+        "nothing of prod started"
+    );
+}
