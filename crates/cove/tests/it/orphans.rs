@@ -97,6 +97,15 @@ fn descends(pid: u32, leaders: &[u32]) -> bool {
 /// Every process of the app: its replicas (`ps` names them) and what they
 /// started (postgres's workers are in sessions of their own), and the
 /// escaped `sleep`, whose parent is gone.
+/// The replicas' main processes, from `ps`.
+fn leaders(app: &App) -> Vec<u32> {
+    app.ps()
+        .iter()
+        .filter_map(|r| r["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
+}
+
 fn processes(app: &App) -> Vec<u32> {
     let escaped: u32 = {
         let file = app.dir().join("escaped");
@@ -105,12 +114,7 @@ fn processes(app: &App) -> Vec<u32> {
         });
         fs_err::read_to_string(file).unwrap().parse().unwrap()
     };
-    let leaders: Vec<u32> = app
-        .ps()
-        .iter()
-        .filter_map(|r| r["pid"].as_u64())
-        .map(|p| p as u32)
-        .collect();
+    let leaders = leaders(app);
     assert_eq!(leaders.len(), 3, "a process per service: {leaders:?}");
     let mut all: Vec<u32> = fs_err::read_dir("/proc")
         .unwrap()
@@ -228,12 +232,7 @@ fn down_leaves_no_server_nor_escaped_process_nor_cgroup() {
 fn without_cgroups_a_sigkilled_daemon_leaves_no_server() {
     let yaml = APP.split("  escapee:").next().unwrap();
     let app = start_with(App::with_env(yaml, &[("COVE_CGROUPS", Path::new("off"))]));
-    let leaders: Vec<u32> = app
-        .ps()
-        .iter()
-        .filter_map(|r| r["pid"].as_u64())
-        .map(|p| p as u32)
-        .collect();
+    let leaders = leaders(&app);
     assert_eq!(leaders.len(), 2, "{leaders:?}");
     let pids = Seen(
         fs_err::read_dir("/proc")

@@ -82,6 +82,21 @@ fn a_service_held_after_a_rolled_back_deploy_stays_held_through_restart_start_an
 
 /// An HTTP server answering `v<N>` (`N` written into the file itself), for
 /// a service whose code is the file.
+/// `cove history web`: `current` runs, and no revision is held.
+fn assert_current_and_not_held(app: &App, current: u64) {
+    let text = cove_ok(app, &["history", "web", "--format", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(h["current"], current, "{h}");
+    assert!(
+        h["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pinned"] != true),
+        "not held: {h}"
+    );
+}
+
 fn serving(version: u32) -> String {
     format!(
         r#"#!/usr/bin/env python3
@@ -176,17 +191,7 @@ fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
     );
     assert!(!out.contains("runs on every replica"), "{out}");
     assert_eq!(answer(&app), "v2", "nothing changed");
-    let text = cove_ok(&app, &["history", "web", "--format", "json"]);
-    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(h["current"], 2, "{h}");
-    assert!(
-        h["revisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["pinned"] != true),
-        "not held: {h}"
-    );
+    assert_current_and_not_held(&app, 2);
 
     // Gone from the working tree: refused too, saying so.
     fs_err::remove_file(&script).unwrap();
@@ -235,17 +240,7 @@ fn a_rollback_of_a_working_tree_script_that_changed_refuses_and_says_why() {
     // `up` runs the file as it is now, as a new revision (no longer held).
     cove_ok(&app, &["up", "-d"]);
     assert_eq!(answer(&app), "v3");
-    let text = cove_ok(&app, &["history", "web", "--format", "json"]);
-    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(h["current"], 3, "{h}");
-    assert!(
-        h["revisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["pinned"] != true),
-        "not held: {h}"
-    );
+    assert_current_and_not_held(&app, 3);
     cove_ok(&app, &["restart", "web"]);
     assert_eq!(answer(&app), "v3");
 }
