@@ -440,6 +440,17 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
 
     // Bring back what should run, project by project.
     for (key, desired) in store.all_desired().map_err(|e| e.to_string())? {
+        // Not readable by this build: that project is not brought back
+        // (its leftovers were stopped above); the others are.
+        let desired = match desired {
+            Ok(d) => d,
+            Err(e) => {
+                log(&format!(
+                    "cannot read what {key} should run ({e}): it is not started again; `cove up -d` there brings it back"
+                ));
+                continue;
+            }
+        };
         let restarts: HashMap<(String, u32), u32> = store
             .replicas(&key)
             .map_err(|e| e.to_string())?
@@ -1698,6 +1709,12 @@ fn revision_config(svc: &cove_spec::model::Service) -> serde_json::Value {
         o.remove("scale");
         if let Some(d) = o.get_mut("deploy").and_then(|d| d.as_object_mut()) {
             d.remove("replicas");
+            // `cove scale` of a service with no `deploy` leaves an empty
+            // one: the same config (a daemon restart after a scale made a
+            // new revision of it).
+            if d.is_empty() {
+                o.remove("deploy");
+            }
         }
     }
     v

@@ -22,6 +22,16 @@ const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions");
 
+/// The layout this build writes: `meta`'s `schema` key. A store without
+/// the key is one written before it existed (layout 1). Opening a store of
+/// an older layout migrates it (each step in [`MIGRATIONS`], one
+/// transaction); a newer one is refused, never rewritten.
+pub const SCHEMA: u32 = 1;
+
+/// `MIGRATIONS[i]` turns layout `i + 1` into `i + 2`. None yet: layout 1
+/// is the first.
+const MIGRATIONS: &[fn(&redb::WriteTransaction) -> Result<(), redb::Error>] = &[];
+
 /// Revisions kept per service; older ones are dropped.
 pub const MAX_REVISIONS: usize = 50;
 
@@ -137,7 +147,40 @@ impl Store {
             txn.open_table(REVISIONS)?;
             Ok(())
         })?;
+        store.migrate()?;
         Ok(store)
+    }
+
+    /// The layout of the file (1 when it does not say).
+    pub fn schema(&self) -> Result<u32, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(META).map_err(|x| e(&x))?;
+        let Some(v) = table.get("schema").map_err(|x| e(&x))? else {
+            return Ok(1);
+        };
+        serde_json::from_slice(v.value()).map_err(|x| e(&x))
+    }
+
+    /// Brings an older layout to [`SCHEMA`]; refuses a newer one.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let found = self.schema()?;
+        if found > SCHEMA {
+            return Err(StoreError(format!(
+                "state store {} was written by a newer cove (layout {found}; this one reads up to {SCHEMA}); \
+                 hint: run that cove (`cove down` with it first, to move back), or remove the file to start afresh (what should run is lost; data directories are kept)",
+                self.path.display()
+            )));
+        }
+        let steps = &MIGRATIONS[(found as usize - 1).min(MIGRATIONS.len())..];
+        let to = SCHEMA.to_string();
+        self.write(|txn| {
+            for step in steps {
+                step(txn)?;
+            }
+            txn.open_table(META)?.insert("schema", to.as_bytes())?;
+            Ok(())
+        })
     }
 
     fn write(
@@ -150,8 +193,11 @@ impl Store {
         txn.commit().map_err(|x| e(&x))
     }
 
-    /// What should run, per project, for every project that asked.
-    pub fn all_desired(&self) -> Result<Vec<(String, Desired)>, StoreError> {
+    /// What should run, per project, for every project that asked; a
+    /// project whose record this build cannot read (a field it does not
+    /// know) is listed with why, so the others still come back.
+    #[allow(clippy::type_complexity)]
+    pub fn all_desired(&self) -> Result<Vec<(String, Result<Desired, String>)>, StoreError> {
         let e = err(&self.path);
         let txn = self.db.begin_read().map_err(|x| e(&x))?;
         let table = txn.open_table(META).map_err(|x| e(&x))?;
@@ -161,7 +207,7 @@ impl Store {
             let Some(project) = k.value().strip_prefix("desired/") else {
                 continue;
             };
-            let desired = serde_json::from_slice(v.value()).map_err(|x| e(&x))?;
+            let desired = serde_json::from_slice(v.value()).map_err(|x| x.to_string());
             out.push((project.to_string(), desired));
         }
         Ok(out)
@@ -393,6 +439,66 @@ mod tests {
     }
 
     #[test]
+    fn the_layout_is_recorded_older_is_taken_and_newer_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema().unwrap(), SCHEMA);
+        // As a store written before the key existed: taken as layout 1.
+        store
+            .write(|txn| {
+                txn.open_table(META)?.remove("schema")?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema().unwrap(), SCHEMA, "recorded at open");
+        // Written by a later cove: refused, and left as it is.
+        store
+            .write(|txn| {
+                txn.open_table(META)?.insert("schema", "99".as_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let e = Store::open(&path).err().unwrap().to_string();
+        assert!(e.contains("written by a newer cove (layout 99"), "{e}");
+        assert!(e.contains("hint:"), "{e}");
+    }
+
+    #[test]
+    fn a_record_this_build_cannot_read_leaves_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let good = Desired {
+            app: cove_spec::App::default(),
+            project_dir: "/p".into(),
+            wanted: vec![],
+            orphans: vec![],
+            scale: Default::default(),
+            pinned: Default::default(),
+            identity: None,
+        };
+        store.set_desired("/a/.cove", Some(&good)).unwrap();
+        // A field a later version added.
+        let mut later = serde_json::to_value(&good).unwrap();
+        later["app"]["x-cove"] = serde_json::json!({"renamed_field": 1});
+        let bytes = serde_json::to_vec(&later).unwrap();
+        store
+            .write(|txn| {
+                txn.open_table(META)?
+                    .insert("desired//b/.cove", bytes.as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        let all = store.all_desired().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].1.as_ref().unwrap(), &good);
+        assert!(all[1].1.is_err(), "{:?}", all[1].1);
+    }
+
+    #[test]
     fn a_starting_daemon_waits_for_an_exiting_one_to_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
@@ -451,6 +557,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.desired("/p/.cove").unwrap(), Some(desired));
         assert_eq!(store.all_desired().unwrap().len(), 2);
+        assert!(store.all_desired().unwrap().iter().all(|(_, d)| d.is_ok()));
         assert_eq!(
             store.replicas("/p/.cove").unwrap()[&("db".into(), 1)].restarts,
             2

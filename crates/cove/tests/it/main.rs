@@ -31,4 +31,5 @@ mod secrets;
 mod shared_host;
 mod shrink;
 mod standalone_gateway;
+mod store_upgrade;
 pub mod up;
