@@ -30,7 +30,11 @@ pub const SCHEMA: u32 = 1;
 
 /// `MIGRATIONS[i]` turns layout `i + 1` into `i + 2`. None yet: layout 1
 /// is the first.
-const MIGRATIONS: &[fn(&redb::WriteTransaction) -> Result<(), redb::Error>] = &[];
+const MIGRATIONS: &[Migration] = &[];
+
+/// One step of [`MIGRATIONS`], in the transaction that records the new
+/// layout.
+type Migration = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
 
 /// Revisions kept per service; older ones are dropped.
 pub const MAX_REVISIONS: usize = 50;
