@@ -136,13 +136,27 @@ fn processes(app: &App) -> Vec<u32> {
 }
 
 /// The cgroups the app's processes are in, when the daemon said it runs
-/// replicas in cgroups (it must, as root where cgroup2 is mounted).
+/// replicas in cgroups (it must, as root where cgroup2 is mounted
+/// read-write).
 fn cgroups(app: &App, pids: &[u32]) -> Vec<PathBuf> {
     let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
     let in_use = log.contains("replicas run in cgroups under");
     let mountinfo = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
-    if rustix::process::geteuid().is_root() && mountinfo.contains(" - cgroup2 ") {
-        assert!(in_use, "as root, with cgroup2 mounted, cove uses it: {log}");
+    // Mounted read-write (a container may see it read-only).
+    let writable = mountinfo.lines().any(|l| {
+        l.split_once(" - ").is_some_and(|(left, right)| {
+            right.starts_with("cgroup2 ")
+                && left
+                    .split_whitespace()
+                    .nth(5)
+                    .is_some_and(|o| o.split(',').any(|o| o == "rw"))
+        })
+    });
+    if rustix::process::geteuid().is_root() && writable {
+        assert!(
+            in_use,
+            "as root, with cgroup2 mounted read-write, cove uses it: {log}"
+        );
     }
     if !in_use {
         return Vec::new();
