@@ -1,0 +1,210 @@
+//! Where a request comes in: [`answer`] runs [`handle`] in a task of its
+//! own; [`handle`] reads the project header and the body (bounded by
+//! [`MAX_BODY`]) and routes each `(method, path)` to its handler in
+//! [`crate::server::ops`].
+
+use std::sync::Arc;
+
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use crate::api::{
+    DaemonStatus, DeployRequest, Names, Replica, RollbackRequest, ScaleRequest, UpRequest,
+};
+use crate::gateway::ProjectGateway;
+use crate::server::log::log;
+use crate::server::ops::control::{Verb, control};
+use crate::server::ops::deploy::deploy;
+use crate::server::ops::down::down;
+use crate::server::ops::events::events;
+use crate::server::ops::history::history;
+use crate::server::ops::ps::ps;
+use crate::server::ops::rollback::rollback;
+use crate::server::ops::scale::scale;
+use crate::server::ops::up::up;
+use crate::server::registry::Daemon;
+use crate::server::reply::{Answer, error, json};
+use crate::server::tasks::caught;
+
+/// Largest request body the API takes (an `up` carries the whole App
+/// model, far smaller); a larger one is answered 413 without being read.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// [`handle`], in a task of its own: a panic in it (a bug) costs this
+/// request only, answered 500 with the panic's message (also logged); the
+/// daemon goes on serving. The task goes with the connection, as the
+/// handler would.
+pub(super) async fn answer(daemon: Arc<Daemon>, req: Request<Incoming>) -> Answer {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match caught(async move { handle(&daemon, req).await }).await {
+        Ok(a) => a,
+        Err(why) => {
+            log(&format!("{what} failed: {why}"));
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the daemon failed on {what}: {why}"),
+                Some(
+                    "the daemon still runs; its log (.cove/daemon.log) says more: please report it"
+                        .into(),
+                ),
+            )
+        }
+    }
+}
+
+async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let key = req
+        .headers()
+        .get(crate::PROJECT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::decode_header);
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body of {method} {path} is larger than the daemon takes ({MAX_BODY} bytes)"
+            ),
+            Some("an app this large is not expected; check what sends it".into()),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
+    };
+    macro_rules! parse {
+        ($t:ty) => {
+            match serde_json::from_slice::<$t>(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("bad request body for {method} {path}: {e}"),
+                        None,
+                    )
+                }
+            }
+        };
+    }
+    if (method.clone(), path.as_str()) == (Method::GET, "/v1/status") {
+        let (running, asleep) = match key.as_deref().and_then(|k| daemon.existing(k)) {
+            Some(p) => {
+                let (plan, desired) = p.view();
+                // Scaled to zero, or planned with no replica at all
+                // (`deploy.replicas: 0`): nothing of theirs to wait for.
+                let mut asleep: Vec<String> = desired
+                    .as_ref()
+                    .map(|d| {
+                        d.scale
+                            .iter()
+                            .filter(|(_, n)| **n == 0)
+                            .map(|(s, _)| s.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for svc in plan.iter().flat_map(|p| &p.services) {
+                    if svc.replicas == 0 && !asleep.contains(&svc.name) {
+                        asleep.push(svc.name.clone());
+                    }
+                }
+                // The supervisor's services, or, while a command holds
+                // it, those with a replica not yet ended.
+                let running = match p.run.try_lock() {
+                    Ok(run) => run.supervisor.running(),
+                    Err(_) => p
+                        .states
+                        .borrow()
+                        .iter()
+                        .filter(|(_, r)| r.iter().any(|s| !s.state.is_final()))
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                };
+                (running, asleep)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        return json(
+            StatusCode::OK,
+            &DaemonStatus {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                state_dir: daemon.paths.state_dir.clone(),
+                host: daemon.host,
+                running,
+                asleep,
+                seq: *daemon.seq.borrow(),
+            },
+        );
+    }
+    let Some(key) = key else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{method} {path} needs the `{}` header",
+                crate::PROJECT_HEADER
+            ),
+            None,
+        );
+    };
+    match (method.clone(), path.as_str()) {
+        (Method::GET, "/v1/ps") => match daemon.existing(&key) {
+            Some(p) => {
+                // Never waits for a command in progress.
+                let (plan, desired) = p.view();
+                json(
+                    StatusCode::OK,
+                    &ps(
+                        &p.states.borrow(),
+                        plan.as_deref(),
+                        desired.as_ref().map_or(&[][..], |d| &d.orphans),
+                    ),
+                )
+            }
+            None => json(StatusCode::OK, &Vec::<Replica>::new()),
+        },
+        (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
+        (Method::GET, "/v1/routes") => {
+            let routes = daemon.existing(&key).and_then(|p| {
+                let gateway = crate::lock(&p.gateway);
+                gateway.as_ref().map(ProjectGateway::describe)
+            });
+            match routes {
+                Some(r) => json(StatusCode::OK, &r),
+                None => error(
+                    StatusCode::CONFLICT,
+                    "the app's gateway is not running",
+                    None,
+                ),
+            }
+        }
+        (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
+        (Method::POST, "/v1/stop") => control(daemon, &key, parse!(Names), Verb::Stop).await,
+        (Method::POST, "/v1/start") => control(daemon, &key, parse!(Names), Verb::Start).await,
+        (Method::POST, "/v1/restart") => control(daemon, &key, parse!(Names), Verb::Restart).await,
+        (Method::POST, "/v1/down") => down(daemon, &key, parse!(Names)).await,
+        (Method::POST, "/v1/deploy") => deploy(daemon, &key, parse!(DeployRequest)).await,
+        (Method::POST, "/v1/scale") => scale(daemon, &key, parse!(ScaleRequest)).await,
+        (Method::POST, "/v1/rollback") => rollback(daemon, &key, parse!(RollbackRequest)).await,
+        (Method::GET, "/v1/history") => history(daemon, &key, &query).await,
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no such API call: {method} {path}"),
+            None,
+        ),
+    }
+}
