@@ -12,6 +12,8 @@ use cove_runtime::supervisor::{Mode, Report};
 use crate::server::log::log;
 use crate::server::registry::{Daemon, Project};
 use crate::server::revisions::plan_for;
+use crate::server::tasks::spawn_restarting;
+use crate::store::Desired;
 
 /// How often autoscaled services are looked at.
 pub(super) const AUTOSCALE_TICK: Duration = Duration::from_millis(500);
@@ -33,28 +35,7 @@ pub(super) async fn autoscale(daemon: &Daemon, project: &Project) {
     {
         let mut gateway = crate::lock(&project.gateway);
         // Services that may sleep get a waker in the gateway.
-        let sleepers: HashMap<String, cove_gateway::table::Wake> = desired
-            .wanted
-            .iter()
-            .filter(|n| {
-                // What should run may name a service the app no longer
-                // has (a deploy of another one after it was removed).
-                desired
-                    .app
-                    .services
-                    .get(n.as_str())
-                    .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
-                    .is_some_and(|a| a.min == 0)
-            })
-            .map(|n| {
-                let (woken, wake, name) = (project.woken.clone(), daemon.wake.clone(), n.clone());
-                let f = move || {
-                    crate::lock(&woken).insert(name.clone());
-                    wake.notify_one();
-                };
-                (n.clone(), cove_gateway::table::Wake(Arc::new(f)))
-            })
-            .collect();
+        let sleepers = sleepers(daemon, project, &desired);
         if let Some(g) = gateway.as_mut()
             && g.set_wakers(sleepers)
         {
@@ -154,4 +135,59 @@ pub(super) async fn autoscale(daemon: &Daemon, project: &Project) {
     }
     run.plan = Some(plan);
     run.desired = Some(desired);
+}
+
+/// A waker for each service of `desired` that may sleep (scaled to zero):
+/// a request for it marks it woken and wakes the autoscaler.
+fn sleepers(
+    daemon: &Daemon,
+    project: &Project,
+    desired: &Desired,
+) -> HashMap<String, cove_gateway::table::Wake> {
+    desired
+        .wanted
+        .iter()
+        .filter(|n| {
+            // What should run may name a service the app no longer
+            // has (a deploy of another one after it was removed).
+            desired
+                .app
+                .services
+                .get(n.as_str())
+                .and_then(|s| s.x_cove.as_ref()?.autoscale.as_ref())
+                .is_some_and(|a| a.min == 0)
+        })
+        .map(|n| {
+            let (woken, wake, name) = (project.woken.clone(), daemon.wake.clone(), n.clone());
+            let f = move || {
+                crate::lock(&woken).insert(name.clone());
+                wake.notify_one();
+            };
+            (n.clone(), cove_gateway::table::Wake(Arc::new(f)))
+        })
+        .collect()
+}
+
+/// Runs the autoscaler: a turn every [`AUTOSCALE_TICK`], or when a
+/// request wakes a sleeping service (restarted after a panic).
+pub(super) fn spawn_autoscaler(scaling: Arc<Daemon>) {
+    spawn_restarting(
+        "the autoscaler".into(),
+        move || {
+            let scaling = scaling.clone();
+            async move {
+                let mut tick = tokio::time::interval(AUTOSCALE_TICK);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = scaling.wake.notified() => {}
+                    }
+                    for p in scaling.all() {
+                        autoscale(&scaling, &p).await;
+                    }
+                }
+            }
+        },
+        log,
+    );
 }

@@ -9,10 +9,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
-use crate::api::{
-    DaemonStatus, DeployRequest, Names, Replica, RollbackRequest, ScaleRequest, UpRequest,
-};
-use crate::gateway::ProjectGateway;
+use crate::api::{DeployRequest, Names, RollbackRequest, ScaleRequest, UpRequest};
 use crate::server::log::log;
 use crate::server::ops::control::{Verb, control};
 use crate::server::ops::deploy::deploy;
@@ -21,10 +18,12 @@ use crate::server::ops::events::events;
 use crate::server::ops::history::history;
 use crate::server::ops::ps::ps;
 use crate::server::ops::rollback::rollback;
+use crate::server::ops::routes::routes;
 use crate::server::ops::scale::scale;
+use crate::server::ops::status::status;
 use crate::server::ops::up::up;
 use crate::server::registry::Daemon;
-use crate::server::reply::{Answer, error, json};
+use crate::server::reply::{Answer, error};
 use crate::server::tasks::caught;
 
 /// Largest request body the API takes (an `up` carries the whole App
@@ -102,54 +101,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         };
     }
     if (method.clone(), path.as_str()) == (Method::GET, "/v1/status") {
-        let (running, asleep) = match key.as_deref().and_then(|k| daemon.existing(k)) {
-            Some(p) => {
-                let (plan, desired) = p.view();
-                // Scaled to zero, or planned with no replica at all
-                // (`deploy.replicas: 0`): nothing of theirs to wait for.
-                let mut asleep: Vec<String> = desired
-                    .as_ref()
-                    .map(|d| {
-                        d.scale
-                            .iter()
-                            .filter(|(_, n)| **n == 0)
-                            .map(|(s, _)| s.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for svc in plan.iter().flat_map(|p| &p.services) {
-                    if svc.replicas == 0 && !asleep.contains(&svc.name) {
-                        asleep.push(svc.name.clone());
-                    }
-                }
-                // The supervisor's services, or, while a command holds
-                // it, those with a replica not yet ended.
-                let running = match p.run.try_lock() {
-                    Ok(run) => run.supervisor.running(),
-                    Err(_) => p
-                        .states
-                        .borrow()
-                        .iter()
-                        .filter(|(_, r)| r.iter().any(|s| !s.state.is_final()))
-                        .map(|(n, _)| n.clone())
-                        .collect(),
-                };
-                (running, asleep)
-            }
-            None => (Vec::new(), Vec::new()),
-        };
-        return json(
-            StatusCode::OK,
-            &DaemonStatus {
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                state_dir: daemon.paths.state_dir.clone(),
-                host: daemon.host,
-                running,
-                asleep,
-                seq: *daemon.seq.borrow(),
-            },
-        );
+        return status(daemon, key.as_deref());
     }
     let Some(key) = key else {
         return error(
@@ -162,36 +114,9 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         );
     };
     match (method.clone(), path.as_str()) {
-        (Method::GET, "/v1/ps") => match daemon.existing(&key) {
-            Some(p) => {
-                // Never waits for a command in progress.
-                let (plan, desired) = p.view();
-                json(
-                    StatusCode::OK,
-                    &ps(
-                        &p.states.borrow(),
-                        plan.as_deref(),
-                        desired.as_ref().map_or(&[][..], |d| &d.orphans),
-                    ),
-                )
-            }
-            None => json(StatusCode::OK, &Vec::<Replica>::new()),
-        },
+        (Method::GET, "/v1/ps") => ps(daemon, &key),
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
-        (Method::GET, "/v1/routes") => {
-            let routes = daemon.existing(&key).and_then(|p| {
-                let gateway = crate::lock(&p.gateway);
-                gateway.as_ref().map(ProjectGateway::describe)
-            });
-            match routes {
-                Some(r) => json(StatusCode::OK, &r),
-                None => error(
-                    StatusCode::CONFLICT,
-                    "the app's gateway is not running",
-                    None,
-                ),
-            }
-        }
+        (Method::GET, "/v1/routes") => routes(daemon, &key),
         (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
         (Method::POST, "/v1/stop") => control(daemon, &key, parse!(Names), Verb::Stop).await,
         (Method::POST, "/v1/start") => control(daemon, &key, parse!(Names), Verb::Start).await,

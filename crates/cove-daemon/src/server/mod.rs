@@ -52,7 +52,7 @@ use crate::store::Store;
 pub use http::MAX_BODY;
 pub use reaper::reaper;
 
-use autoscale_tick::{AUTOSCALE_TICK, autoscale};
+use autoscale_tick::spawn_autoscaler;
 use http::answer;
 use log::log;
 use ops::down::clear_leftovers;
@@ -60,7 +60,6 @@ use reaper::{SWEEP_GRACE, spawn_reaper};
 use recorder::record;
 use registry::Daemon;
 use revisions::{keep_images, plan_for, settle_later};
-use tasks::spawn_restarting;
 
 /// How long a client has to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,18 +110,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         state_dir.display()
     ));
 
-    let left = crate::leftovers::Leftovers::of_daemon(
-        &paths,
-        cove_runtime::cgroup::left(&state_dir),
-        Some(&store),
-    );
-    let left = left.stop(rustix::process::Signal::TERM, SWEEP_GRACE);
-    if !left.is_empty() {
-        log(&format!(
-            "stopped {} process(es) a previous daemon left running: {left:?}",
-            left.len()
-        ));
-    }
+    sweep(&paths, &state_dir, &store);
     let cgroups = cove_runtime::cgroup::make_tree(&state_dir);
     match &cgroups {
         Some(tree) => log(&format!("replicas run in cgroups under {}", tree.display())),
@@ -133,16 +121,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let _reaper = spawn_reaper(&state_dir);
 
     let socket = paths.socket();
-    let _ = fs_err::remove_file(&socket);
-    let old_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let listener = UnixListener::bind(&socket);
-    rustix::process::umask(old_umask);
-    let listener = listener.map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        fs_err::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| e.to_string())?;
-    }
+    let listener = bind(&socket)?;
 
     let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
     let first_seq = store.last_seq().map_err(|e| e.to_string())?;
@@ -163,7 +142,59 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         wake: Arc::new(Notify::new()),
     });
 
-    // Bring back what should run, project by project.
+    bring_back(&daemon, &store).await?;
+    spawn_autoscaler(daemon.clone());
+    let mut connections = accept_loop(&listener, &daemon).await?;
+    // No new connections (a client connecting now would wait for an answer
+    // that never comes); finish the open ones: the `down` that ended it
+    // above all.
+    drop(listener);
+    let _ = fs_err::remove_file(&socket);
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    // Let the recorder write the last states.
+    drop(daemon);
+    let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
+    let _ = fs_err::remove_file(paths.pidfile());
+    Ok(())
+}
+
+/// Stops whatever a previous daemon of `state_dir` left running
+/// ([`crate::leftovers`]).
+fn sweep(paths: &Paths, state_dir: &Path, store: &Store) {
+    let left = crate::leftovers::Leftovers::of_daemon(
+        paths,
+        cove_runtime::cgroup::left(state_dir),
+        Some(store),
+    );
+    let left = left.stop(rustix::process::Signal::TERM, SWEEP_GRACE);
+    if !left.is_empty() {
+        log(&format!(
+            "stopped {} process(es) a previous daemon left running: {left:?}",
+            left.len()
+        ));
+    }
+}
+
+/// Binds the API socket, mode 0600 (made under umask 077).
+fn bind(socket: &Path) -> Result<UnixListener, String> {
+    let _ = fs_err::remove_file(socket);
+    let old_umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let listener = UnixListener::bind(socket);
+    rustix::process::umask(old_umask);
+    let listener = listener.map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(listener)
+}
+
+/// Brings back what the store says should run, project by project.
+async fn bring_back(daemon: &Daemon, store: &Store) -> Result<(), String> {
     for (key, desired) in store.all_desired().map_err(|e| e.to_string())? {
         // Not readable by this build: that project is not brought back
         // (its leftovers were stopped above); the others are.
@@ -214,28 +245,15 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         }
         run.desired = Some(desired);
     }
+    Ok(())
+}
 
-    let scaling = daemon.clone();
-    spawn_restarting(
-        "the autoscaler".into(),
-        move || {
-            let scaling = scaling.clone();
-            async move {
-                let mut tick = tokio::time::interval(AUTOSCALE_TICK);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = scaling.wake.notified() => {}
-                    }
-                    for p in scaling.all() {
-                        autoscale(&scaling, &p).await;
-                    }
-                }
-            }
-        },
-        log,
-    );
-
+/// Serves connections until the daemon is told to stop (nothing left to
+/// run, SIGTERM, SIGINT); the connections still open.
+async fn accept_loop(
+    listener: &UnixListener,
+    daemon: &Arc<Daemon>,
+) -> Result<tokio::task::JoinSet<()>, String> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -280,30 +298,17 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
             }
             _ = term.recv() => {
                 log("SIGTERM: stopping the replicas (what should run is kept)");
-                stop_all(&daemon).await;
+                stop_all(daemon).await;
                 break;
             }
             _ = int.recv() => {
                 log("SIGINT: stopping the replicas (what should run is kept)");
-                stop_all(&daemon).await;
+                stop_all(daemon).await;
                 break;
             }
         }
     }
-    // No new connections (a client connecting now would wait for an answer
-    // that never comes); finish the open ones: the `down` that ended it
-    // above all.
-    drop(listener);
-    let _ = fs_err::remove_file(&socket);
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    // Let the recorder write the last states.
-    drop(daemon);
-    let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
-    let _ = fs_err::remove_file(paths.pidfile());
-    Ok(())
+    Ok(connections)
 }
 
 /// The daemon holds decrypted secrets: no core dump of it (soft

@@ -12,5 +12,7 @@ pub(super) mod events;
 pub(super) mod history;
 pub(super) mod ps;
 pub(super) mod rollback;
+pub(super) mod routes;
 pub(super) mod scale;
+pub(super) mod status;
 pub(super) mod up;

@@ -4,14 +4,14 @@
 use cove_runtime::plan::Plan;
 use cove_runtime::supervisor::{State, States};
 
+use hyper::StatusCode;
+
 use crate::api::Replica;
 use crate::server::log::millis;
+use crate::server::registry::Daemon;
+use crate::server::reply::{Answer, json};
 
-pub(in crate::server) fn ps(
-    states: &States,
-    plan: Option<&Plan>,
-    orphans: &[String],
-) -> Vec<Replica> {
+fn rows(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica> {
     let mut rows = Vec::new();
     for (name, replicas) in states {
         let svc = plan.and_then(|p| p.services.iter().find(|s| &s.name == name));
@@ -41,4 +41,23 @@ pub(in crate::server) fn ps(
         }
     }
     rows
+}
+
+/// The replicas of `key`, as the last command left its plan.
+pub(in crate::server) fn ps(daemon: &Daemon, key: &str) -> Answer {
+    match daemon.existing(key) {
+        Some(p) => {
+            // Never waits for a command in progress.
+            let (plan, desired) = p.view();
+            json(
+                StatusCode::OK,
+                &rows(
+                    &p.states.borrow(),
+                    plan.as_deref(),
+                    desired.as_ref().map_or(&[][..], |d| &d.orphans),
+                ),
+            )
+        }
+        None => json(StatusCode::OK, &Vec::<Replica>::new()),
+    }
 }
