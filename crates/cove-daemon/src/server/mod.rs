@@ -16,14 +16,14 @@
 //! host's daemon stays); either on SIGTERM/SIGINT (replicas stopped; what
 //! should run is kept, so the next start brings it back).
 //!
-//! Its parts, one noun per file: [`registry`] (the projects it runs and
-//! their run lock), [`http`] (a request's way in: routing and the body
-//! limit; [`reply`] the answers), [`ops`] (one file per API call),
-//! [`revisions`] (planning with revision numbers, recording them),
-//! [`recorder`] (reports → logs, events, replica records), [`reaper`]
-//! (what stops the replicas when the daemon dies), [`autoscale_tick`] (the
-//! autoscaler's turn), [`tasks`] (requests and background tasks that
-//! survive a panic), [`log`] (daemon.log's lines).
+//! Its parts, one noun per file: `registry` (the projects it runs and
+//! their run lock), `http` (a request's way in: routing and the body
+//! limit; `reply` the answers), `ops` (one file per API call),
+//! `revisions` (planning with revision numbers, recording them),
+//! `recorder` (reports → logs, events, replica records), `reaper`
+//! (what stops the replicas when the daemon dies), `autoscale_tick` (the
+//! autoscaler's turn), `tasks` (requests and background tasks that
+//! survive a panic), `log` (daemon.log's lines).
 
 mod autoscale_tick;
 mod http;
