@@ -1,0 +1,63 @@
+//! `GET /v1/ps`: the replicas' rows, from the supervisor's states and the
+//! last plan (never waiting for a command in progress).
+
+use cove_runtime::plan::Plan;
+use cove_runtime::supervisor::{State, States};
+
+use hyper::StatusCode;
+
+use crate::api::Replica;
+use crate::server::log::millis;
+use crate::server::registry::Daemon;
+use crate::server::reply::{Answer, json};
+
+fn rows(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica> {
+    let mut rows = Vec::new();
+    for (name, replicas) in states {
+        let svc = plan.and_then(|p| p.services.iter().find(|s| &s.name == name));
+        for s in replicas {
+            rows.push(Replica {
+                service: name.clone(),
+                replica: s.replica,
+                revision: s.revision,
+                retiring: s.retiring,
+                state: s.state.name().to_string(),
+                health: s.health().to_string(),
+                detail: s.state.describe(s.pid),
+                pid: s.pid,
+                address: svc.map_or(String::new(), |svc| format!("{}:{}", s.addr, svc.port())),
+                container: svc
+                    .filter(|svc| svc.container.is_some())
+                    .map(|svc| cove_runtime::driver::container_name(svc, s.slot)),
+                restarts: s.restarts,
+                since_ms: millis(s.since),
+                ready: s.ready(),
+                refusing: match s.state {
+                    State::Refusing { port } => Some(port),
+                    _ => None,
+                },
+                orphan: orphans.contains(name),
+            });
+        }
+    }
+    rows
+}
+
+/// The replicas of `key`, as the last command left its plan.
+pub(in crate::server) fn ps(daemon: &Daemon, key: &str) -> Answer {
+    match daemon.existing(key) {
+        Some(p) => {
+            // Never waits for a command in progress.
+            let (plan, desired) = p.view();
+            json(
+                StatusCode::OK,
+                &rows(
+                    &p.states.borrow(),
+                    plan.as_deref(),
+                    desired.as_ref().map_or(&[][..], |d| &d.orphans),
+                ),
+            )
+        }
+        None => json(StatusCode::OK, &Vec::<Replica>::new()),
+    }
+}
