@@ -10,7 +10,7 @@ use cove_spec::App;
 use cove_spec::model::Service;
 use indexmap::IndexMap;
 
-use super::state_dir;
+use super::{PlanError, state_dir};
 
 /// Most instances of one service at once (replicas, plus the new ones of a
 /// rolling deploy): slots 1..=62 of its 64 addresses (none ends in .0 or
@@ -141,6 +141,44 @@ pub(super) fn udp_only(s: &Service, port: u16) -> bool {
         }
     }
     !protocols.is_empty() && protocols.iter().all(|p| udp(p))
+}
+
+/// Each service's replicas (or `autoscale.max`) fit in half its range: a
+/// rolling deploy needs room for new ones beside the old.
+pub(super) fn replica_limits(app: &App) -> Vec<PlanError> {
+    let mut errors = Vec::new();
+    for (name, svc) in &app.services {
+        let autoscale_max = svc
+            .x_cove
+            .as_ref()
+            .and_then(|x| x.autoscale.as_ref())
+            .map_or(0, |a| a.max);
+        let most = autoscale_max.max(svc.replicas());
+        // Where it is asked for: `autoscale.max`, `deploy.replicas` or `scale`.
+        let field: Vec<String> = if autoscale_max == most {
+            vec!["x-cove".into(), "autoscale".into(), "max".into()]
+        } else if svc.deploy.as_ref().and_then(|d| d.replicas).is_some() {
+            vec!["deploy".into(), "replicas".into()]
+        } else {
+            vec!["scale".into()]
+        };
+        if most > MAX_INSTANCES / 2 {
+            errors.push(PlanError {
+                service: name.clone(),
+                message: format!(
+                    "asks for {most} replicas; natively a service runs at most {}",
+                    MAX_INSTANCES / 2
+                ),
+                hint:
+                    "run fewer replicas (a rolling deploy needs room for new ones beside the old)"
+                        .into(),
+                field,
+                machine: false,
+                written: false,
+            });
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

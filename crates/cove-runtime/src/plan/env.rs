@@ -6,10 +6,12 @@
 use std::path::Path;
 
 use cove_spec::App;
-use cove_spec::xcove::StringOrList;
+use cove_spec::model::Service;
+use cove_spec::xcove::{ServiceExt, StringOrList};
 use indexmap::IndexMap;
 
-use super::{CONTAINER, Plan, ServicePlan, address};
+use super::{CONTAINER, Context, Plan, PlanError, ServicePlan, address};
+use crate::health::{HealthSpec, Probe};
 
 impl ServicePlan {
     /// The command of a replica: `$VAR` and `${VAR}` naming a variable of
@@ -263,6 +265,137 @@ pub(super) fn named_by_others(app: &App, name: &str, ports: &[u16]) -> bool {
             };
             env || run
         })
+}
+
+impl Context<'_> {
+    /// `argv` and the service's environment with references to other
+    /// services rewritten: to the addresses a container or a native
+    /// process reaches them at.
+    pub(super) fn rewritten(
+        &self,
+        svc: &Service,
+        argv: &[String],
+        is_container: bool,
+    ) -> (Vec<String>, Vec<(String, String)>) {
+        let net = self.net;
+        let seen_from = if is_container {
+            &self.addresses_in_containers
+        } else {
+            &self.addresses
+        };
+        let rewrite = |s: &str| rewrite_references(s, seen_from, net);
+        let env = svc
+            .environment
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, seen_from, net))))
+            .collect();
+        // Natively, `-h db` / `--host db` name a host too.
+        let argv = if is_container {
+            argv.iter().map(|a| rewrite(a)).collect()
+        } else {
+            rewrite_args(argv, seen_from, net)
+        };
+        (argv, env)
+    }
+
+    /// The service's secrets as its replicas get them.
+    pub(super) fn secret_mounts(
+        &self,
+        svc: &Service,
+        err: &impl Fn(String, &str) -> PlanError,
+        errors: &mut Vec<PlanError>,
+    ) -> Vec<crate::secrets::Mount> {
+        let secrets = self.secrets;
+        let mut mounts = Vec::new();
+        for r in &svc.secrets {
+            let target = r
+                .target
+                .clone()
+                .unwrap_or_else(|| format!("/run/secrets/{}", r.source));
+            let Some(file) = crate::secrets::file_in_dir(&target) else {
+                errors.push(err(
+                    format!(
+                        "secret `{}`: target `{target}` is not a file path",
+                        r.source
+                    ),
+                    "give a file name, or a path without `..`",
+                ));
+                continue;
+            };
+            let mode = match crate::secrets::mode_of(r.mode.as_ref()) {
+                Ok(m) => m,
+                Err(m) => {
+                    errors.push(err(
+                        format!("secret `{}`: {m}", r.source),
+                        "write it in octal, e.g. `mode: 0440`",
+                    ));
+                    continue;
+                }
+            };
+            let value = secrets
+                .and_then(|s| s.values.get(&r.source).cloned())
+                .unwrap_or_else(|| crate::secrets::Value::new(Vec::new()));
+            let env = r.x_cove.as_ref().and_then(|x| x.env.clone());
+            if env.is_some() && value.text().is_none() {
+                errors.push(err(
+                    format!(
+                        "secret `{}` is not text, so it cannot be an environment variable",
+                        r.source
+                    ),
+                    "read it from its file (`COVE_SECRETS`, or its target) instead",
+                ));
+            }
+            mounts.push(crate::secrets::Mount {
+                name: r.source.clone(),
+                target,
+                file,
+                mode,
+                env,
+                value,
+            });
+        }
+        mounts
+    }
+}
+
+/// A secret in a variable stays out of command lines.
+pub(super) fn secrets_in_commands(
+    x: &ServiceExt,
+    is_container: bool,
+    argv: &[String],
+    health: Option<&HealthSpec>,
+    mounts: &[crate::secrets::Mount],
+    err: &impl Fn(String, &str) -> PlanError,
+    errors: &mut Vec<PlanError>,
+) {
+    // A secret in a variable stays out of command lines: cove expands
+    // `$VAR` in the command (and in an exec health check), and
+    // /proc/PID/cmdline is readable by every local user.
+    let field = match (&x.run, is_container) {
+        (Some(_), false) => "`x-cove.run`",
+        _ => "`command`",
+    };
+    let mut commands: Vec<(&str, &[String])> = vec![(field, argv)];
+    if let (Some(Probe::Exec(test)), false) = (health.map(|h| &h.probe), is_container) {
+        commands.push(("`healthcheck.test`", test));
+    }
+    for (field, words) in commands {
+        for m in mounts {
+            let Some(var) = &m.env else { continue };
+            if words.iter().any(|w| names_variable(w, var)) {
+                errors.push(err(
+                    format!(
+                        "{field} names `${var}`, which holds secret `{}` (its `x-cove: {{env: {var}}}`): cove would put the value on the command line, which every local user can read (/proc/PID/cmdline)",
+                        m.name
+                    ),
+                    &format!(
+                        "read `{var}` in the program instead, or its file: `{}` (`$COVE_SECRETS/{}` natively)",
+                        m.target, m.file.display()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

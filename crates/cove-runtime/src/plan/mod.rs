@@ -30,12 +30,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cove_spec::App;
-use cove_spec::model::{Condition, MountKind};
-use cove_spec::xcove::{Driver, StringOrList};
+use cove_spec::model::{Condition, Service};
+use cove_spec::xcove::StringOrList;
 use indexmap::IndexMap;
 use rustix::process::Signal;
 
-use crate::health::{HealthSpec, Probe};
+use crate::health::HealthSpec;
 use crate::recipe::Recipe;
 
 pub(crate) use address::fnv;
@@ -43,17 +43,17 @@ pub use address::{
     CONTAINER, CONTAINER_NET, MAX_INSTANCES, MAX_SERVICES, address, container_network,
     is_container_address, net_of, project_net, service_indexes,
 };
-use address::{index_of, service_ports, udp_only};
+use address::{index_of, replica_limits, service_ports, udp_only};
+use container::containers;
 pub use container::{BuildPlan, ContainerPlan, volume_name};
-use container::{devices_of, driver_of, flag, pairs, scalars, strings, ulimits_of};
-use env::named_by_others;
 pub use env::{
     env_value, expand_known, names_variable, rewrite_args, rewrite_references, rewrite_value,
 };
+use env::{named_by_others, secrets_in_commands};
 pub use error::PlanError;
-use native::{health_of, recipe_of};
-use policy::restart_policy;
+use native::{check_x_cove, health_of, recipes};
 pub use policy::{FailureAction, Restart, UpdatePolicy};
+use policy::{restart_of, stop_signal_of, update_policies};
 
 /// Default `PORT` of a service that declares none.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -258,168 +258,173 @@ pub fn plan_with(
     project_dir: &Path,
     secrets: Option<&crate::secrets::Resolved>,
 ) -> Result<Plan, Vec<PlanError>> {
-    let redactor = secrets.map(|s| s.redactor()).unwrap_or_default();
-    let secrets_root = crate::secrets::root(&state_dir(app, project_dir));
-    let mut errors = Vec::new();
+    let cx = Context::new(app, project_dir, secrets)?;
+    let mut errors = replica_limits(app);
     let mut services = Vec::new();
-    let recipes: IndexMap<&str, Option<Recipe>> = app
-        .services
-        .iter()
-        .map(|(n, s)| {
-            let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
-            (
-                n.as_str(),
-                if native || driver_of(app, s) == Some(Driver::Docker) {
-                    None
-                } else {
-                    Recipe::detect(s)
-                },
-            )
-        })
-        .collect();
-    // Services run as containers: an image or a build, and neither a
-    // native command nor a recipe (or `x-cove.driver: docker`).
-    let containers: Vec<&str> = app
-        .services
-        .iter()
-        .filter(|(n, s)| {
-            let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
-            match driver_of(app, s) {
-                Some(Driver::Docker) => true,
-                Some(Driver::Native | Driver::Process) => false,
-                None => {
-                    !native
-                        && recipe_of(&recipes, n).is_none()
-                        && (s.image.is_some() || s.build.is_some())
-                }
-            }
-        })
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let ports: IndexMap<&str, Vec<u16>> = app
-        .services
-        .iter()
-        .map(|(n, s)| {
-            let mut p = service_ports(s);
-            if let (true, Some(r)) = (p.is_empty(), recipe_of(&recipes, n)) {
-                p.push(r.default_port());
-            }
-            (n.as_str(), p)
-        })
-        .collect();
-    let healths: IndexMap<&str, Option<HealthSpec>> = app
-        .services
-        .iter()
-        .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
-        .collect();
-    let state_dir = state_dir(app, project_dir);
-    let net = net_of(app, project_dir);
-    let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
-        Some(i) => i,
-        None => {
-            return Err(vec![PlanError {
-                service: String::new(),
-                message: format!(
-                    "has {} services; natively an app can run at most {MAX_SERVICES}",
-                    app.services.len()
-                ),
-                hint: "split the app, or run a part of it (`cove up SERVICE`)".into(),
-                field: Vec::new(),
-                machine: false,
-                written: false,
-            }]);
-        }
-    };
-    // Services with an address of their own: stateless ones (replaced
-    // start-first) with ports that others name. Their replicas move on
-    // every deploy; the gateway keeps this one (slot 0 of their range, on
-    // loopback, for containers too: native services reach them there).
-    let own_address: Vec<&str> = app
-        .services
-        .iter()
-        .filter(|(n, svc)| {
-            let stateful =
-                recipe_of(&recipes, n).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
-            let order = svc
-                .deploy
-                .as_ref()
-                .and_then(|d| d.update_config.as_ref())
-                .and_then(|u| u.order.as_deref());
-            let start_first = order.map_or(!stateful, |o| o == "start-first");
-            start_first
-                && ports
-                    .get(n.as_str())
-                    .is_some_and(|p| !p.is_empty() && named_by_others(app, n, p))
-        })
-        .map(|(n, _)| n.as_str())
-        .collect();
-    // Service name → (global slot references reach, ports).
-    let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
-        .iter()
-        .map(|(n, p)| {
-            let mut slot = index_of(&indexes, n) * 64 + u32::from(!own_address.contains(n));
-            if containers.contains(n) && !own_address.contains(n) {
-                slot |= CONTAINER;
-            }
-            (*n, (slot, p.clone()))
-        })
-        .collect();
-    // Native services with ports, reached from containers at an address
-    // of the containers' network (slot 0 of their range there).
-    let bridge_of: IndexMap<&str, Ipv4Addr> = if containers.is_empty() {
-        IndexMap::new()
-    } else {
-        ports
-            .iter()
-            .filter(|(n, p)| !containers.contains(*n) && !p.is_empty())
-            .map(|(n, _)| (*n, address(net, CONTAINER | (index_of(&indexes, n) * 64))))
-            .collect()
-    };
-    // What references in containers' settings are rewritten to: native
-    // services' addresses on the bridge. Containers' names stay as they
-    // are: the network's DNS knows them, wherever their replicas are.
-    let addresses_in_containers: IndexMap<&str, (u32, Vec<u16>)> = addresses
-        .iter()
-        .filter(|(n, _)| !containers.contains(*n))
-        .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
-            true => (*n, (CONTAINER | (index_of(&indexes, n) * 64), p.clone())),
-            false => (*n, (*slot, p.clone())),
-        })
-        .collect();
-    for (name, svc) in &app.services {
-        let autoscale_max = svc
-            .x_cove
-            .as_ref()
-            .and_then(|x| x.autoscale.as_ref())
-            .map_or(0, |a| a.max);
-        let most = autoscale_max.max(svc.replicas());
-        // Where it is asked for: `autoscale.max`, `deploy.replicas` or `scale`.
-        let field: Vec<String> = if autoscale_max == most {
-            vec!["x-cove".into(), "autoscale".into(), "max".into()]
-        } else if svc.deploy.as_ref().and_then(|d| d.replicas).is_some() {
-            vec!["deploy".into(), "replicas".into()]
-        } else {
-            vec!["scale".into()]
-        };
-        if most > MAX_INSTANCES / 2 {
-            errors.push(PlanError {
-                service: name.clone(),
-                message: format!(
-                    "asks for {most} replicas; natively a service runs at most {}",
-                    MAX_INSTANCES / 2
-                ),
-                hint:
-                    "run fewer replicas (a rolling deploy needs room for new ones beside the old)"
-                        .into(),
-                field,
-                machine: false,
-                written: false,
-            });
+    for (name, svc) in app.services.iter() {
+        if let Some(s) = cx.service(name, svc, &mut errors) {
+            services.push(s);
         }
     }
-    for (name, svc) in app.services.iter() {
+    let gateway = match crate::routes::gateway(app, &services, project_dir) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    match gateway {
+        Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
+        _ => Err(errors),
+    }
+}
+
+/// What planning one service needs to know of the app: every service's
+/// recipe, driver, ports, health check and addresses (all of them, so that
+/// addresses do not depend on what runs).
+struct Context<'a> {
+    app: &'a App,
+    project_dir: &'a Path,
+    secrets: Option<&'a crate::secrets::Resolved>,
+    redactor: crate::secrets::Redactor,
+    secrets_root: PathBuf,
+    recipes: IndexMap<&'a str, Option<Recipe>>,
+    /// Services run as containers.
+    containers: Vec<&'a str>,
+    ports: IndexMap<&'a str, Vec<u16>>,
+    healths: IndexMap<&'a str, Option<HealthSpec>>,
+    state_dir: PathBuf,
+    net: u16,
+    indexes: IndexMap<&'a str, u32>,
+    /// Services with an address of their own (see [`own_addresses`]).
+    own_address: Vec<&'a str>,
+    /// Service name → (global slot references reach, ports).
+    addresses: IndexMap<&'a str, (u32, Vec<u16>)>,
+    /// Native services reached from containers, and their address there.
+    bridge_of: IndexMap<&'a str, Ipv4Addr>,
+    /// What references in containers' settings are rewritten to.
+    addresses_in_containers: IndexMap<&'a str, (u32, Vec<u16>)>,
+}
+
+impl<'a> Context<'a> {
+    /// The app's layout; an error when it has too many services.
+    fn new(
+        app: &'a App,
+        project_dir: &'a Path,
+        secrets: Option<&'a crate::secrets::Resolved>,
+    ) -> Result<Context<'a>, Vec<PlanError>> {
+        let redactor = secrets.map(|s| s.redactor()).unwrap_or_default();
+        let secrets_root = crate::secrets::root(&state_dir(app, project_dir));
+        let recipes = recipes(app);
+        let containers = containers(app, &recipes);
+        let ports: IndexMap<&str, Vec<u16>> = app
+            .services
+            .iter()
+            .map(|(n, s)| {
+                let mut p = service_ports(s);
+                if let (true, Some(r)) = (p.is_empty(), recipe_of(&recipes, n)) {
+                    p.push(r.default_port());
+                }
+                (n.as_str(), p)
+            })
+            .collect();
+        let healths: IndexMap<&str, Option<HealthSpec>> = app
+            .services
+            .iter()
+            .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
+            .collect();
+        let state_dir = state_dir(app, project_dir);
+        let net = net_of(app, project_dir);
+        let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
+            Some(i) => i,
+            None => {
+                return Err(vec![PlanError {
+                    service: String::new(),
+                    message: format!(
+                        "has {} services; natively an app can run at most {MAX_SERVICES}",
+                        app.services.len()
+                    ),
+                    hint: "split the app, or run a part of it (`cove up SERVICE`)".into(),
+                    field: Vec::new(),
+                    machine: false,
+                    written: false,
+                }]);
+            }
+        };
+        let own_address = own_addresses(app, &recipes, &ports);
+        // Service name → (global slot references reach, ports).
+        let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
+            .iter()
+            .map(|(n, p)| {
+                let mut slot = index_of(&indexes, n) * 64 + u32::from(!own_address.contains(n));
+                if containers.contains(n) && !own_address.contains(n) {
+                    slot |= CONTAINER;
+                }
+                (*n, (slot, p.clone()))
+            })
+            .collect();
+        // Native services with ports, reached from containers at an address
+        // of the containers' network (slot 0 of their range there).
+        let bridge_of: IndexMap<&str, Ipv4Addr> = if containers.is_empty() {
+            IndexMap::new()
+        } else {
+            ports
+                .iter()
+                .filter(|(n, p)| !containers.contains(*n) && !p.is_empty())
+                .map(|(n, _)| (*n, address(net, CONTAINER | (index_of(&indexes, n) * 64))))
+                .collect()
+        };
+        // What references in containers' settings are rewritten to: native
+        // services' addresses on the bridge. Containers' names stay as they
+        // are: the network's DNS knows them, wherever their replicas are.
+        let addresses_in_containers: IndexMap<&str, (u32, Vec<u16>)> = addresses
+            .iter()
+            .filter(|(n, _)| !containers.contains(*n))
+            .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
+                true => (*n, (CONTAINER | (index_of(&indexes, n) * 64), p.clone())),
+                false => (*n, (*slot, p.clone())),
+            })
+            .collect();
+        Ok(Context {
+            app,
+            project_dir,
+            secrets,
+            redactor,
+            secrets_root,
+            recipes,
+            containers,
+            ports,
+            healths,
+            state_dir,
+            net,
+            indexes,
+            own_address,
+            addresses,
+            bridge_of,
+            addresses_in_containers,
+        })
+    }
+
+    /// Plans service `name`; `None` when it cannot run (its problems are
+    /// in `errors`).
+    fn service(
+        &self,
+        name: &str,
+        svc: &Service,
+        errors: &mut Vec<PlanError>,
+    ) -> Option<ServicePlan> {
+        let Context {
+            recipes,
+            ports,
+            healths,
+            state_dir,
+            net,
+            indexes,
+            ..
+        } = self;
+        let net = *net;
         let err = |message: String, hint: &str| PlanError {
-            service: name.clone(),
+            service: name.to_string(),
             message,
             hint: hint.to_string(),
             field: Vec::new(),
@@ -427,313 +432,107 @@ pub fn plan_with(
             written: false,
         };
         let x = svc.x_cove.clone().unwrap_or_default();
-        if let Some(r) = &x.recipe
-            && !crate::recipe::NAMES.contains(&r.as_str())
-        {
-            let names = crate::recipe::NAMES.join(", ");
-            let hint = match cove_spec::diag::suggest(r, crate::recipe::NAMES) {
-                Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
-                None => format!(
-                    "cove's recipes are {names}; leave `recipe` out to run the image as a container"
-                ),
-            };
-            errors.push(
-                err(
-                    format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
-                    &hint,
-                )
-                .at(&["x-cove", "recipe"])
-                .written(),
-            );
-        }
-        if let Some(h) = &x.health {
-            match (&h.http, h.tcp) {
-                (Some(_), Some(_)) | (None, None) => errors.push(
-                    err(
-                        "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
-                        "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
-                    )
-                    .at(&["x-cove", "health"])
-                    .written(),
-                ),
-                (Some(path), None) if !path.starts_with('/') => errors.push(
-                    err(
-                        format!("`x-cove.health.http` is `{path}`, not a path"),
-                        "start it with `/`, e.g. `/healthz`",
-                    )
-                    .at(&["x-cove", "health", "http"])
-                    .written(),
-                ),
-                _ => {}
-            }
-        }
-        let is_container = containers.contains(&name.as_str());
-        let limits = svc
-            .deploy
-            .as_ref()
-            .and_then(|d| d.resources.as_ref())
-            .and_then(|r| r.limits.as_ref());
+        check_x_cove(&x, &err, errors);
+        let is_container = self.containers.contains(&name);
         let container = if is_container {
-            let (subnet, gateway) = container_network(net);
-            let build_labels: Vec<(String, String)> =
-                match svc.build.as_ref().and_then(|b| b.other.get("labels")) {
-                    Some(serde_json::Value::Object(m)) => m
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect(),
-                    other => strings(other)
-                        .iter()
-                        .filter_map(|l| l.split_once('='))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                };
-            let build =
-                match &svc.build {
-                    Some(b) if !Path::new(&b.context).is_dir() => {
-                        errors.push(err(
-                        format!("`build.context` {} is not a directory", b.context),
-                        "cove builds from a local directory (a Git URL is not supported yet)",
-                    ).at(&["build"]));
-                        continue;
-                    }
-                    Some(b) => Some(BuildPlan {
-                        context: PathBuf::from(&b.context),
-                        skip: vec![state_dir.clone()],
-                        dockerfile: b.dockerfile.clone(),
-                        args: b
-                            .args
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                            .collect(),
-                        target: b.target.clone(),
-                        labels: build_labels,
-                    }),
-                    None => None,
-                };
-            // Compose `configs` from a file: bound read-only at their
-            // target (`/NAME` by default).
-            let mut config_binds = Vec::new();
-            for c in &svc.configs {
-                let def = app.configs.get(&c.source);
-                let target = c.target.clone().unwrap_or_else(|| format!("/{}", c.source));
-                match def.and_then(|d| d.get("file")).and_then(|f| f.as_str()) {
-                    Some(file) if !Path::new(file).is_file() => errors.push(err(
-                        format!("config `{}`: {file} is not a file", c.source),
-                        "create it, or fix the `file:` of the top-level config (relative to the Compose file)",
-                    )),
-                    Some(file) => config_binds.push(format!("{file}:{target}:ro")),
-                    None => errors.push(err(
-                        format!(
-                            "config `{}` has no `file:` source (`content:`, `environment:` and `external` configs are not supported yet)",
-                            c.source
-                        ),
-                        "write its content to a file and give that file as `file:` under the top-level `configs`",
-                    )),
-                }
-            }
-            Some(ContainerPlan {
-                image: match (&svc.image, &build) {
-                    (Some(i), _) => i.clone(),
-                    (None, _) => format!("cove-{}-{name}:latest", app.name),
-                },
-                build,
-                entrypoint: svc.entrypoint.clone(),
-                command: svc.command.clone(),
-                user: svc.user.clone(),
-                working_dir: svc.working_dir.clone(),
-                network: format!("cove-{}-{net}", app.name),
-                subnet,
-                gateway,
-                project: state_dir.display().to_string(),
-                bridge: format!("cove{net}"),
-                host_addresses: bridge_of.values().copied().collect(),
-                binds: svc
-                    .volumes
-                    .iter()
-                    .filter_map(|m| {
-                        let ro = if m.read_only { ":ro" } else { "" };
-                        match (m.kind, &m.source) {
-                            (MountKind::Bind, Some(src)) => Some(format!("{src}:{}{ro}", m.target)),
-                            (MountKind::Volume, Some(name)) => Some(format!(
-                                "{}:{}{ro}",
-                                volume_name(&app.name, net, name),
-                                m.target
-                            )),
-                            _ => None,
-                        }
-                    })
-                    .chain(config_binds)
-                    .collect(),
-                tmpfs: svc
-                    .volumes
-                    .iter()
-                    .filter(|m| m.kind == MountKind::Tmpfs)
-                    .map(|m| m.target.clone())
-                    .collect(),
-                labels: svc
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                memory: limits
-                    .and_then(|l| l.memory)
-                    .and_then(|m| i64::try_from(m).ok()),
-                nano_cpus: limits.and_then(|l| l.cpus).map(|c| (c * 1e9) as i64),
-                pids: limits.and_then(|l| l.pids),
-                ulimits: ulimits_of(svc),
-                cap_add: strings(svc.other.get("cap_add")),
-                cap_drop: strings(svc.other.get("cap_drop")),
-                extra_hosts: match svc.other.get("extra_hosts") {
-                    Some(serde_json::Value::Object(m)) => m
-                        .iter()
-                        .filter_map(|(k, v)| Some(format!("{k}:{}", v.as_str()?)))
-                        .collect(),
-                    other => strings(other)
-                        .into_iter()
-                        .map(|h| h.replacen('=', ":", 1))
-                        .collect(),
-                },
-                init: flag(svc.other.get("init")),
-                privileged: flag(svc.other.get("privileged")),
-                read_only: flag(svc.other.get("read_only")),
-                health_disabled: svc
-                    .healthcheck
-                    .as_ref()
-                    .is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")),
-                aliases: svc
-                    .networks
-                    .values()
-                    .flat_map(|n| strings(n.get("aliases")))
-                    .collect(),
-                hostname: svc
-                    .other
-                    .get("hostname")
-                    .and_then(|h| h.as_str())
-                    .map(str::to_string),
-                sysctls: pairs(svc.other.get("sysctls")),
-                shm_size: match svc.other.get("shm_size") {
-                    Some(serde_json::Value::Number(n)) => n.as_i64(),
-                    Some(serde_json::Value::String(t)) => cove_spec::units::parse_bytes(t)
-                        .ok()
-                        .and_then(|b| i64::try_from(b).ok()),
-                    _ => None,
-                },
-                security_opt: strings(svc.other.get("security_opt")),
-                devices: devices_of(svc.other.get("devices")),
-                group_add: scalars(svc.other.get("group_add")),
-                dns: scalars(svc.other.get("dns")),
-                dns_search: scalars(svc.other.get("dns_search")),
-            })
+            Some(self.container(name, svc, &err, errors)?)
         } else {
             None
         };
-        let argv = match &x.run {
-            _ if is_container => svc.command.clone().unwrap_or_default(),
-            Some(StringOrList::List(l)) => l.clone(),
-            Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
-                Ok(w) => w,
-                Err(e) => {
-                    errors.push(
-                        err(
-                            format!("`x-cove.run` cannot be split: {e}"),
-                            "close the quote, or write a list",
-                        )
-                        .at(&["x-cove", "run"]),
-                    );
-                    continue;
-                }
-            },
-            None if recipe_of(&recipes, name).is_some() => {
-                let recipe = recipe_of(&recipes, name).unwrap_or(Recipe::Redis);
-                if let Some((bin, package)) = recipe.missing() {
-                    errors.push(PlanError {
-                        machine: true,
-                        written: false,
-                        ..err(
-                            format!("runs natively with `{bin}`, which is not installed"),
-                            &format!(
-                                "install the Debian package `{package}` (apt-get install {package})"
-                            ),
-                        )
-                        .at(&["image"])
-                    });
-                    continue;
-                }
-                if let Err((what, hint)) = recipe.check(svc) {
-                    let field: &[&str] = if what.starts_with("publishes port") {
-                        &["ports"]
-                    } else if what.contains("RABBITMQ_DEFAULT") || what.contains("`guest`") {
-                        &["environment"]
-                    } else {
-                        &["image"]
-                    };
-                    let machine = what.contains("which does not exist");
-                    errors.push(PlanError {
-                        machine,
-                        written: false,
-                        ..err(what, &hint).at(field)
-                    });
-                    continue;
-                }
-                recipe.command(svc)
-            }
-            None => {
-                let what = svc
-                    .image
-                    .as_deref()
-                    .map(|i| format!("image `{i}`"))
-                    .unwrap_or_else(|| "its build".into());
-                errors.push(err(
-                    format!("has no native command to run ({what} runs as a container, and its `x-cove.driver` is `native`)"),
-                    "add `x-cove: {run: ...}` with the command that runs it on this machine, or let it run as a container (`driver: docker`)",
-                ));
-                continue;
-            }
-        };
-        if argv.is_empty() && !is_container {
-            errors.push(
-                err("`x-cove.run` is empty".into(), "give the command to run")
-                    .at(&["x-cove", "run"]),
-            );
-            continue;
-        }
+        let argv = self.command(name, svc, &x, is_container, &err, errors)?;
         let build = match &x.build {
             Some(StringOrList::List(l)) => Some(l.clone()),
             Some(StringOrList::String(s)) => cove_spec::shell_words::split(s).ok(),
             None => None,
         };
-        let stop_signal = match svc.stop_signal.as_deref() {
-            None => Signal::TERM,
-            Some(s) => match crate::signal::parse(s) {
-                Some(sig) => sig,
-                None => {
-                    errors.push(
-                        err(
-                            format!("unknown `stop_signal` `{s}`"),
-                            "use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2",
-                        )
-                        .at(&["stop_signal"]),
-                    );
-                    continue;
-                }
-            },
-        };
-        let restart = match restart_policy(svc) {
-            Ok(r) => r,
-            Err(m) => {
-                let policies = ["no", "always", "unless-stopped", "on-failure"];
-                let written = svc.restart.as_deref().unwrap_or_default();
-                let hint = match cove_spec::diag::suggest(written, policies) {
-                    Some(p) => format!(
-                        "did you mean `{p}`? use `no`, `always`, `unless-stopped` or `on-failure[:N]`"
-                    ),
-                    None => "use `no`, `always`, `unless-stopped` or `on-failure[:N]`".into(),
-                };
-                errors.push(err(m, &hint).at(&["restart"]).written());
-                continue;
-            }
-        };
-        let health = healths.get(name.as_str()).cloned().flatten();
+        let stop_signal = stop_signal_of(svc, &err, errors)?;
+        let restart = restart_of(svc, &err, errors)?;
+        let health = healths.get(name).cloned().flatten();
+        let depends_on = self.dependencies(svc, &err, errors);
+        let stateful =
+            recipe_of(recipes, name).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+        let (update, rollback) = update_policies(svc, stateful, &err, errors)?;
+        let mounts = self.secret_mounts(svc, &err, errors);
+        secrets_in_commands(
+            &x,
+            is_container,
+            &argv,
+            health.as_ref(),
+            &mounts,
+            &err,
+            errors,
+        );
+        let (argv, env) = self.rewritten(svc, &argv, is_container);
+        Some(ServicePlan {
+            name: name.to_string(),
+            replicas: svc.replicas(),
+            argv,
+            workdir: x
+                .workdir
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.project_dir.to_path_buf()),
+            env,
+            build,
+            health,
+            restart,
+            stop_signal,
+            stop_grace: svc
+                .stop_grace_period
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(10)),
+            depends_on,
+            ports: ports.get(name).cloned().unwrap_or_default(),
+            tcp_ports: ports
+                .get(name)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|p| !udp_only(svc, *p))
+                .collect(),
+            ready_after: x
+                .ready_after
+                .as_deref()
+                .and_then(|d| cove_spec::units::parse_duration(d).ok())
+                .unwrap_or(READY_AFTER),
+            net,
+            base: (index_of(indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
+            recipe: recipe_of(recipes, name),
+            data_root: recipe_of(recipes, name)
+                .filter(|r| r.has_data(svc))
+                .map(|_| state_dir.join("data")),
+            update,
+            rollback,
+            revision: 0,
+            artifact: None,
+            keep_artifacts: Some(crate::artifact::Keep {
+                dir: state_dir.join("artifacts"),
+                copies: self
+                    .app
+                    .x_cove
+                    .keep_artifacts
+                    .map_or(crate::artifact::KEEP, |n| n as usize),
+            }),
+            service_address: self
+                .own_address
+                .contains(&name)
+                .then(|| address(net, index_of(indexes, name) * 64)),
+            secrets: mounts,
+            secrets_root: self.secrets_root.clone(),
+            redactor: self.redactor.clone(),
+            container,
+            bridge_address: self.bridge_of.get(name).copied(),
+        })
+    }
+
+    /// What `svc` depends on; waiting for one to be healthy that has no
+    /// health check is an error.
+    fn dependencies(
+        &self,
+        svc: &Service,
+        err: &impl Fn(String, &str) -> PlanError,
+        errors: &mut Vec<PlanError>,
+    ) -> Vec<Dependency> {
+        let healths = &self.healths;
         let mut depends_on = Vec::new();
         for (dep, d) in &svc.depends_on {
             let Some(dep_health) = healths.get(dep.as_str()) else {
@@ -750,208 +549,41 @@ pub fn plan_with(
                 condition: d.condition,
             });
         }
-        let stateful =
-            recipe_of(&recipes, name).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
-        let default = UpdatePolicy {
-            parallelism: 1,
-            delay: Duration::ZERO,
-            start_first: !stateful,
-            monitor: Duration::ZERO,
-            on_failure: FailureAction::Rollback,
-            max_failure_ratio: 0.0,
-        };
-        let deploy = svc.deploy.as_ref();
-        let policies = UpdatePolicy::from_compose(
-            deploy.and_then(|d| d.update_config.as_ref()),
-            stateful,
-            &default,
-            FailureAction::Rollback,
-        )
-        .and_then(|update| {
-            let rollback = UpdatePolicy::from_compose(
-                deploy.and_then(|d| d.rollback_config.as_ref()),
-                stateful,
-                &update,
-                FailureAction::Pause,
-            )?;
-            Ok((update, rollback))
-        });
-        let (update, rollback) =
-            match policies {
-                Ok(p) => p,
-                Err(m) => {
-                    errors.push(err(
-                    format!("`deploy`: {m}"),
-                    "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
-                ).at(&["deploy"]));
-                    continue;
-                }
-            };
-        let mut mounts = Vec::new();
-        for r in &svc.secrets {
-            let target = r
-                .target
-                .clone()
-                .unwrap_or_else(|| format!("/run/secrets/{}", r.source));
-            let Some(file) = crate::secrets::file_in_dir(&target) else {
-                errors.push(err(
-                    format!(
-                        "secret `{}`: target `{target}` is not a file path",
-                        r.source
-                    ),
-                    "give a file name, or a path without `..`",
-                ));
-                continue;
-            };
-            let mode = match crate::secrets::mode_of(r.mode.as_ref()) {
-                Ok(m) => m,
-                Err(m) => {
-                    errors.push(err(
-                        format!("secret `{}`: {m}", r.source),
-                        "write it in octal, e.g. `mode: 0440`",
-                    ));
-                    continue;
-                }
-            };
-            let value = secrets
-                .and_then(|s| s.values.get(&r.source).cloned())
-                .unwrap_or_else(|| crate::secrets::Value::new(Vec::new()));
-            let env = r.x_cove.as_ref().and_then(|x| x.env.clone());
-            if env.is_some() && value.text().is_none() {
-                errors.push(err(
-                    format!(
-                        "secret `{}` is not text, so it cannot be an environment variable",
-                        r.source
-                    ),
-                    "read it from its file (`COVE_SECRETS`, or its target) instead",
-                ));
-            }
-            mounts.push(crate::secrets::Mount {
-                name: r.source.clone(),
-                target,
-                file,
-                mode,
-                env,
-                value,
-            });
-        }
-        // A secret in a variable stays out of command lines: cove expands
-        // `$VAR` in the command (and in an exec health check), and
-        // /proc/PID/cmdline is readable by every local user.
-        let field = match (&x.run, is_container) {
-            (Some(_), false) => "`x-cove.run`",
-            _ => "`command`",
-        };
-        let mut commands: Vec<(&str, &[String])> = vec![(field, &argv)];
-        if let (Some(Probe::Exec(test)), false) = (
-            healths
-                .get(name.as_str())
-                .and_then(|h| h.as_ref())
-                .map(|h| &h.probe),
-            is_container,
-        ) {
-            commands.push(("`healthcheck.test`", test));
-        }
-        for (field, words) in commands {
-            for m in &mounts {
-                let Some(var) = &m.env else { continue };
-                if words.iter().any(|w| names_variable(w, var)) {
-                    errors.push(err(
-                        format!(
-                            "{field} names `${var}`, which holds secret `{}` (its `x-cove: {{env: {var}}}`): cove would put the value on the command line, which every local user can read (/proc/PID/cmdline)",
-                            m.name
-                        ),
-                        &format!(
-                            "read `{var}` in the program instead, or its file: `{}` (`$COVE_SECRETS/{}` natively)",
-                            m.target, m.file.display()
-                        ),
-                    ));
-                }
-            }
-        }
-        let seen_from = if is_container {
-            &addresses_in_containers
-        } else {
-            &addresses
-        };
-        let rewrite = |s: &str| rewrite_references(s, seen_from, net);
-        let env = svc
-            .environment
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, seen_from, net))))
-            .collect();
-        services.push(ServicePlan {
-            name: name.clone(),
-            replicas: svc.replicas(),
-            // Natively, `-h db` / `--host db` name a host too.
-            argv: if is_container {
-                argv.iter().map(|a| rewrite(a)).collect()
-            } else {
-                rewrite_args(&argv, seen_from, net)
-            },
-            workdir: x
-                .workdir
-                .map(PathBuf::from)
-                .unwrap_or_else(|| project_dir.to_path_buf()),
-            env,
-            build,
-            health,
-            restart,
-            stop_signal,
-            stop_grace: svc
-                .stop_grace_period
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(10)),
-            depends_on,
-            ports: ports.get(name.as_str()).cloned().unwrap_or_default(),
-            tcp_ports: ports
-                .get(name.as_str())
-                .into_iter()
-                .flatten()
-                .copied()
-                .filter(|p| !udp_only(svc, *p))
-                .collect(),
-            ready_after: x
-                .ready_after
-                .as_deref()
-                .and_then(|d| cove_spec::units::parse_duration(d).ok())
-                .unwrap_or(READY_AFTER),
-            net,
-            base: (index_of(&indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
-            recipe: recipe_of(&recipes, name),
-            data_root: recipe_of(&recipes, name)
-                .filter(|r| r.has_data(svc))
-                .map(|_| state_dir.join("data")),
-            update,
-            rollback,
-            revision: 0,
-            artifact: None,
-            keep_artifacts: Some(crate::artifact::Keep {
-                dir: state_dir.join("artifacts"),
-                copies: app
-                    .x_cove
-                    .keep_artifacts
-                    .map_or(crate::artifact::KEEP, |n| n as usize),
-            }),
-            service_address: own_address
-                .contains(&name.as_str())
-                .then(|| address(net, index_of(&indexes, name) * 64)),
-            secrets: mounts,
-            secrets_root: secrets_root.clone(),
-            redactor: redactor.clone(),
-            container,
-            bridge_address: bridge_of.get(name.as_str()).copied(),
-        });
+        depends_on
     }
-    let gateway = match crate::routes::gateway(app, &services, project_dir) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            errors.extend(e);
-            None
-        }
-    };
-    match gateway {
-        Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
-        _ => Err(errors),
-    }
+}
+
+/// The recipe of service `name` (looked up, never indexed: a name the map
+/// lacks has none).
+fn recipe_of(recipes: &IndexMap<&str, Option<Recipe>>, name: &str) -> Option<Recipe> {
+    recipes.get(name).copied().flatten()
+}
+
+/// Services with an address of their own: stateless ones (replaced
+/// start-first) with ports that others name. Their replicas move on every
+/// deploy; the gateway keeps this one (slot 0 of their range, on loopback,
+/// for containers too: native services reach them there).
+fn own_addresses<'a>(
+    app: &'a App,
+    recipes: &IndexMap<&str, Option<Recipe>>,
+    ports: &IndexMap<&str, Vec<u16>>,
+) -> Vec<&'a str> {
+    app.services
+        .iter()
+        .filter(|(n, svc)| {
+            let stateful =
+                recipe_of(recipes, n).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+            let order = svc
+                .deploy
+                .as_ref()
+                .and_then(|d| d.update_config.as_ref())
+                .and_then(|u| u.order.as_deref());
+            let start_first = order.map_or(!stateful, |o| o == "start-first");
+            start_first
+                && ports
+                    .get(n.as_str())
+                    .is_some_and(|p| !p.is_empty() && named_by_others(app, n, p))
+        })
+        .map(|(n, _)| n.as_str())
+        .collect()
 }

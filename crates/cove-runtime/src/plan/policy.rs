@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use cove_spec::model::Service;
+use rustix::process::Signal;
+
+use super::PlanError;
 
 /// `deploy.update_config` / `rollback_config`, with cove's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +132,102 @@ pub(super) fn restart_policy(s: &Service) -> Result<Restart, String> {
             _ => Err(format!("unknown `restart` policy `{other}`")),
         },
     }
+}
+
+/// `stop_signal`, SIGTERM by default.
+pub(super) fn stop_signal_of(
+    svc: &Service,
+    err: &impl Fn(String, &str) -> PlanError,
+    errors: &mut Vec<PlanError>,
+) -> Option<Signal> {
+    let stop_signal = match svc.stop_signal.as_deref() {
+        None => Signal::TERM,
+        Some(s) => match crate::signal::parse(s) {
+            Some(sig) => sig,
+            None => {
+                errors.push(
+                    err(
+                        format!("unknown `stop_signal` `{s}`"),
+                        "use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2",
+                    )
+                    .at(&["stop_signal"]),
+                );
+                return None;
+            }
+        },
+    };
+    Some(stop_signal)
+}
+
+/// The restart policy, with a hint when it is misspelt.
+pub(super) fn restart_of(
+    svc: &Service,
+    err: &impl Fn(String, &str) -> PlanError,
+    errors: &mut Vec<PlanError>,
+) -> Option<Restart> {
+    let restart = match restart_policy(svc) {
+        Ok(r) => r,
+        Err(m) => {
+            let policies = ["no", "always", "unless-stopped", "on-failure"];
+            let written = svc.restart.as_deref().unwrap_or_default();
+            let hint = match cove_spec::diag::suggest(written, policies) {
+                Some(p) => format!(
+                    "did you mean `{p}`? use `no`, `always`, `unless-stopped` or `on-failure[:N]`"
+                ),
+                None => "use `no`, `always`, `unless-stopped` or `on-failure[:N]`".into(),
+            };
+            errors.push(err(m, &hint).at(&["restart"]).written());
+            return None;
+        }
+    };
+    Some(restart)
+}
+
+/// `deploy.update_config` and `rollback_config`, with cove's defaults.
+pub(super) fn update_policies(
+    svc: &Service,
+    stateful: bool,
+    err: &impl Fn(String, &str) -> PlanError,
+    errors: &mut Vec<PlanError>,
+) -> Option<(UpdatePolicy, UpdatePolicy)> {
+    let default = UpdatePolicy {
+        parallelism: 1,
+        delay: Duration::ZERO,
+        start_first: !stateful,
+        monitor: Duration::ZERO,
+        on_failure: FailureAction::Rollback,
+        max_failure_ratio: 0.0,
+    };
+    let deploy = svc.deploy.as_ref();
+    let policies = UpdatePolicy::from_compose(
+        deploy.and_then(|d| d.update_config.as_ref()),
+        stateful,
+        &default,
+        FailureAction::Rollback,
+    )
+    .and_then(|update| {
+        let rollback = UpdatePolicy::from_compose(
+            deploy.and_then(|d| d.rollback_config.as_ref()),
+            stateful,
+            &update,
+            FailureAction::Pause,
+        )?;
+        Ok((update, rollback))
+    });
+    let (update, rollback) = match policies {
+        Ok(p) => p,
+        Err(m) => {
+            errors.push(
+                err(
+                    format!("`deploy`: {m}"),
+                    "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
+                )
+                .at(&["deploy"]),
+            );
+            return None;
+        }
+    };
+    Some((update, rollback))
 }
 
 #[cfg(test)]
