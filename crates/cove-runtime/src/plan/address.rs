@@ -1,7 +1,7 @@
 //! Addresses: each project's block of 4,096 (on loopback, and in the
 //! containers' range), each service's range of 64 in it, each instance's
-//! slot (the scheme is in [`super`]'s doc); and the ports a service is
-//! reached on.
+//! slot (the scheme is in [`super`]'s doc); the ports a service is
+//! reached on, and how many replicas fit.
 
 use std::net::Ipv4Addr;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Environment and references: a replica's environment and command
 //! (`HOST`, `PORT`, `$VAR` in commands, secrets' files), and references to
 //! other services (`db:3306`, `DB_HOST: db`, `-h db`) rewritten to their
-//! addresses.
+//! addresses; and a secret held in a variable kept off command lines.
 
 use std::path::Path;
 

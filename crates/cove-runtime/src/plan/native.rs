@@ -1,5 +1,6 @@
-//! Services run as processes: their recipes (built-in commands for
-//! well-known images) and health checks.
+//! Services run as processes: their command (`x-cove.run`, or a recipe's:
+//! built-in commands for well-known images), the checks of `x-cove`, and
+//! health checks.
 
 use std::time::Duration;
 

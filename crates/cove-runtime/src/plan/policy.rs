@@ -1,6 +1,7 @@
 //! Policies from Compose: how a new version replaces the running one
 //! (`deploy.update_config`, `rollback_config`) and when an exited replica
-//! starts again (`restart`, `deploy.restart_policy`).
+//! starts again (`restart`, `deploy.restart_policy`); how it is stopped
+//! (`stop_signal`).
 
 use std::time::Duration;
 
