@@ -1,0 +1,589 @@
+//! What to run: the App turned into native processes, with their addresses.
+//!
+//! Addresses: every replica listens on its own loopback address, on the
+//! service's own ports — as each container has its own IP in Docker. The
+//! app owns 4,096 consecutive addresses of 127.64.0.0/10 (16 /24 blocks),
+//! chosen by a 10-bit number `n` derived from its name and directory (so
+//! two apps running at once seldom collide). Each service owns 64 of them,
+//! at an index 0..64 derived from its name (so adding a service moves no
+//! other); its instances take slots 1..=62 of those ([`MAX_INSTANCES`]):
+//! global slot `g = 64·index + slot` is the address `127.64.0.0 + 4096·n + g`.
+//! Replicas start on slots 1..=N; a rolling deploy's new instances take
+//! free slots beside the old ones.
+//! Linux routes all of 127.0.0.0/8 to the loopback interface, so no set-up is
+//! needed. Each replica gets `HOST` (its address) and `PORT` (the service's
+//! first port, else 8080). References to other services written as
+//! `name:port` in `environment` values and in `x-cove.run` (for example
+//! `mysql://u:p@db:3306/app`), and `environment` values that are just a
+//! service's name (`DB_HOST: db`), are rewritten to the first replica's
+//! address, so dependents reach a service by its Compose name and port.
+
+mod address;
+mod container;
+mod env;
+mod error;
+mod native;
+mod policy;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cove_spec::App;
+use cove_spec::model::{Condition, Service};
+use cove_spec::xcove::StringOrList;
+use indexmap::IndexMap;
+use rustix::process::Signal;
+
+use crate::health::HealthSpec;
+use crate::recipe::Recipe;
+
+pub(crate) use address::fnv;
+pub use address::{
+    CONTAINER, CONTAINER_NET, MAX_INSTANCES, MAX_SERVICES, address, container_network,
+    is_container_address, net_of, project_net, service_indexes,
+};
+use address::{index_of, replica_limits, service_ports, udp_only};
+use container::containers;
+pub use container::{BuildPlan, ContainerPlan, volume_name};
+pub use env::{
+    env_value, expand_known, names_variable, rewrite_args, rewrite_references, rewrite_value,
+};
+use env::{named_by_others, secrets_in_commands};
+pub use error::PlanError;
+use native::{check_x_cove, health_of, recipes};
+pub use policy::{FailureAction, Restart, UpdatePolicy};
+use policy::{restart_of, stop_signal_of, update_policies};
+
+/// Default `PORT` of a service that declares none.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Default `x-cove.ready_after`: a replica without a health check that
+/// exits within its first second did not start.
+pub const READY_AFTER: Duration = Duration::from_secs(1);
+
+/// Everything to run, services in start order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub services: Vec<ServicePlan>,
+    /// The gateway in front of them (see [`crate::routes`]).
+    pub gateway: crate::routes::GatewayPlan,
+}
+
+/// How one service runs natively.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePlan {
+    pub name: String,
+    pub replicas: u32,
+    /// The command, already split into arguments.
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    /// The service's environment (before `HOST`/`PORT`), references rewritten.
+    pub env: Vec<(String, String)>,
+    /// Runs once before the first start (`x-cove.build`).
+    pub build: Option<Vec<String>>,
+    pub health: Option<HealthSpec>,
+    pub restart: Restart,
+    pub stop_signal: Signal,
+    pub stop_grace: Duration,
+    pub depends_on: Vec<Dependency>,
+    /// Ports the service listens on (first one is `PORT`).
+    pub ports: Vec<u16>,
+    /// Those of [`ServicePlan::ports`] it listens on over TCP: without a
+    /// health check, a replica is ready once it accepts connections on
+    /// each of them (see [`crate::supervisor`]).
+    pub tcp_ports: Vec<u16>,
+    /// How long a replica without a health check must have run before it
+    /// is ready (`x-cove.ready_after`, default [`READY_AFTER`]); one that
+    /// exits sooner failed to start.
+    pub ready_after: Duration,
+    /// The project's address block (see [`address`]).
+    pub net: u16,
+    /// The service's address range: its instance in slot `s` (1..=62) has
+    /// global slot `base + s`.
+    pub base: u32,
+    /// Built-in recipe the service runs with, if any.
+    pub recipe: Option<Recipe>,
+    /// Where replicas keep data (`<state_dir>/data`), for recipes with data.
+    pub data_root: Option<PathBuf>,
+    /// How a new version replaces the running one (`deploy.update_config`).
+    pub update: UpdatePolicy,
+    /// How a failed deploy is undone (`deploy.rollback_config`).
+    pub rollback: UpdatePolicy,
+    /// The revision this plan is (set by whoever keeps the history; 0
+    /// when none does). Not part of what makes two plans differ.
+    pub revision: u64,
+    /// What it runs, once built (see [`crate::artifact`]); `None` in a plan
+    /// made from the app.
+    pub artifact: Option<crate::artifact::Artifact>,
+    /// Where kept copies of its program go (`<state_dir>/artifacts`), and
+    /// how many.
+    pub keep_artifacts: Option<crate::artifact::Keep>,
+    /// The address other services reach it at, on its ports, when its
+    /// replicas move (a stateless service others name): the gateway
+    /// forwards connections there to its healthy replicas. `None`: others
+    /// reach replica 1 directly.
+    pub service_address: Option<Ipv4Addr>,
+    /// Its secrets (see [`crate::secrets`]); values are empty in a plan
+    /// made without them ([`plan`]).
+    pub secrets: Vec<crate::secrets::Mount>,
+    /// Where its replicas' secrets directories go (`ROOT/SERVICE-SLOT`).
+    pub secrets_root: PathBuf,
+    /// Scrubs every secret of the app out of what its replicas print. Not
+    /// part of what makes two plans differ.
+    pub redactor: crate::secrets::Redactor,
+    /// Run as containers (the `docker` driver) rather than processes.
+    pub container: Option<ContainerPlan>,
+    /// A native service in an app with containers: the address on the
+    /// containers' network where the gateway forwards its ports to its
+    /// replicas, so containers reach it (by the name rewritten to it).
+    pub bridge_address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+}
+
+impl ServicePlan {
+    /// Whether `other` runs the same thing: equal but for the replica
+    /// count, the update policies and the revision number, and with the
+    /// same artifact digest when both know theirs.
+    pub fn same_run(&self, other: &ServicePlan) -> bool {
+        if let (Some(a), Some(b)) = (&self.artifact, &other.artifact)
+            && a.digest != b.digest
+        {
+            return false;
+        }
+        let neutral = UpdatePolicy {
+            parallelism: 0,
+            delay: Duration::ZERO,
+            start_first: false,
+            monitor: Duration::ZERO,
+            on_failure: FailureAction::Pause,
+            max_failure_ratio: 0.0,
+        };
+        let strip = |p: &ServicePlan| ServicePlan {
+            replicas: 0,
+            revision: 0,
+            update: neutral.clone(),
+            rollback: neutral.clone(),
+            artifact: None,
+            redactor: Default::default(),
+            ..p.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    /// Address of the instance in `slot` (1..=[`MAX_INSTANCES`]); replica
+    /// `r` starts in slot `r`.
+    pub fn address(&self, slot: u32) -> Ipv4Addr {
+        address(self.net, self.base + slot.clamp(1, MAX_INSTANCES))
+    }
+
+    /// `PORT` of every replica.
+    pub fn port(&self) -> u16 {
+        self.ports.first().copied().unwrap_or(DEFAULT_PORT)
+    }
+
+    /// Whether its instances get a private directory (`COVE_SECRETS`): for
+    /// their secrets, or for a recipe's files that hold passwords.
+    pub fn has_private_dir(&self) -> bool {
+        !self.secrets.is_empty() || self.recipe.is_some()
+    }
+
+    /// The secrets directory of the instance in `slot`.
+    pub fn secrets_dir(&self, slot: u32) -> PathBuf {
+        self.secrets_root.join(format!("{}-{slot}", self.name))
+    }
+
+    /// The data directory of a replica of a recipe service.
+    pub fn data_dir(&self, replica: u32) -> Option<PathBuf> {
+        Some(
+            self.data_root
+                .as_ref()?
+                .join(format!("{}-{replica}", self.name)),
+        )
+    }
+}
+
+impl Plan {
+    /// `roots` and every service they depend on, directly or not, in the
+    /// plan's (start) order; names the plan does not have are left out.
+    pub fn closure(&self, roots: &[String]) -> Vec<String> {
+        let mut keep: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> = roots.iter().map(String::as_str).collect();
+        while let Some(name) = todo.pop() {
+            if keep.contains(&name) {
+                continue;
+            }
+            let Some(svc) = self.services.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            keep.push(name);
+            todo.extend(svc.depends_on.iter().map(|d| d.service.as_str()));
+        }
+        self.services
+            .iter()
+            .filter(|s| keep.contains(&s.name.as_str()))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Only the services in `names`, and the gateway's routes to them.
+    /// Addresses do not change: they were given with every service known.
+    pub fn keep(&mut self, names: &[String]) {
+        self.services.retain(|s| names.contains(&s.name));
+        self.gateway.routes.retain(|r| names.contains(&r.service));
+    }
+}
+
+/// Where cove keeps an app's state: `x-cove.state_dir`, default `.cove`,
+/// relative to the project directory.
+pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
+    project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"))
+}
+
+/// Plans `app` (already cut down to what should run), without reading its
+/// secrets (their values are empty): to show what would run. All problems
+/// at once.
+pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
+    plan_with(app, project_dir, None)
+}
+
+/// Plans `app` with its secrets (read by [`crate::secrets::resolve`]).
+pub fn plan_with(
+    app: &App,
+    project_dir: &Path,
+    secrets: Option<&crate::secrets::Resolved>,
+) -> Result<Plan, Vec<PlanError>> {
+    let cx = Context::new(app, project_dir, secrets)?;
+    let mut errors = replica_limits(app);
+    let mut services = Vec::new();
+    for (name, svc) in app.services.iter() {
+        if let Some(s) = cx.service(name, svc, &mut errors) {
+            services.push(s);
+        }
+    }
+    let gateway = match crate::routes::gateway(app, &services, project_dir) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    match gateway {
+        Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
+        _ => Err(errors),
+    }
+}
+
+/// What planning one service needs to know of the app: every service's
+/// recipe, driver, ports, health check and addresses (all of them, so that
+/// addresses do not depend on what runs).
+struct Context<'a> {
+    app: &'a App,
+    project_dir: &'a Path,
+    secrets: Option<&'a crate::secrets::Resolved>,
+    redactor: crate::secrets::Redactor,
+    secrets_root: PathBuf,
+    recipes: IndexMap<&'a str, Option<Recipe>>,
+    /// Services run as containers.
+    containers: Vec<&'a str>,
+    ports: IndexMap<&'a str, Vec<u16>>,
+    healths: IndexMap<&'a str, Option<HealthSpec>>,
+    state_dir: PathBuf,
+    net: u16,
+    indexes: IndexMap<&'a str, u32>,
+    /// Services with an address of their own (see [`own_addresses`]).
+    own_address: Vec<&'a str>,
+    /// Service name → (global slot references reach, ports).
+    addresses: IndexMap<&'a str, (u32, Vec<u16>)>,
+    /// Native services reached from containers, and their address there.
+    bridge_of: IndexMap<&'a str, Ipv4Addr>,
+    /// What references in containers' settings are rewritten to.
+    addresses_in_containers: IndexMap<&'a str, (u32, Vec<u16>)>,
+}
+
+impl<'a> Context<'a> {
+    /// The app's layout; an error when it has too many services.
+    fn new(
+        app: &'a App,
+        project_dir: &'a Path,
+        secrets: Option<&'a crate::secrets::Resolved>,
+    ) -> Result<Context<'a>, Vec<PlanError>> {
+        let redactor = secrets.map(|s| s.redactor()).unwrap_or_default();
+        let secrets_root = crate::secrets::root(&state_dir(app, project_dir));
+        let recipes = recipes(app);
+        let containers = containers(app, &recipes);
+        let ports: IndexMap<&str, Vec<u16>> = app
+            .services
+            .iter()
+            .map(|(n, s)| {
+                let mut p = service_ports(s);
+                if let (true, Some(r)) = (p.is_empty(), recipe_of(&recipes, n)) {
+                    p.push(r.default_port());
+                }
+                (n.as_str(), p)
+            })
+            .collect();
+        let healths: IndexMap<&str, Option<HealthSpec>> = app
+            .services
+            .iter()
+            .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
+            .collect();
+        let state_dir = state_dir(app, project_dir);
+        let net = net_of(app, project_dir);
+        let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
+            Some(i) => i,
+            None => {
+                return Err(vec![PlanError {
+                    service: String::new(),
+                    message: format!(
+                        "has {} services; natively an app can run at most {MAX_SERVICES}",
+                        app.services.len()
+                    ),
+                    hint: "split the app, or run a part of it (`cove up SERVICE`)".into(),
+                    field: Vec::new(),
+                    machine: false,
+                    written: false,
+                }]);
+            }
+        };
+        let own_address = own_addresses(app, &recipes, &ports);
+        // Service name → (global slot references reach, ports).
+        let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
+            .iter()
+            .map(|(n, p)| {
+                let mut slot = index_of(&indexes, n) * 64 + u32::from(!own_address.contains(n));
+                if containers.contains(n) && !own_address.contains(n) {
+                    slot |= CONTAINER;
+                }
+                (*n, (slot, p.clone()))
+            })
+            .collect();
+        // Native services with ports, reached from containers at an address
+        // of the containers' network (slot 0 of their range there).
+        let bridge_of: IndexMap<&str, Ipv4Addr> = if containers.is_empty() {
+            IndexMap::new()
+        } else {
+            ports
+                .iter()
+                .filter(|(n, p)| !containers.contains(*n) && !p.is_empty())
+                .map(|(n, _)| (*n, address(net, CONTAINER | (index_of(&indexes, n) * 64))))
+                .collect()
+        };
+        // What references in containers' settings are rewritten to: native
+        // services' addresses on the bridge. Containers' names stay as they
+        // are: the network's DNS knows them, wherever their replicas are.
+        let addresses_in_containers: IndexMap<&str, (u32, Vec<u16>)> = addresses
+            .iter()
+            .filter(|(n, _)| !containers.contains(*n))
+            .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
+                true => (*n, (CONTAINER | (index_of(&indexes, n) * 64), p.clone())),
+                false => (*n, (*slot, p.clone())),
+            })
+            .collect();
+        Ok(Context {
+            app,
+            project_dir,
+            secrets,
+            redactor,
+            secrets_root,
+            recipes,
+            containers,
+            ports,
+            healths,
+            state_dir,
+            net,
+            indexes,
+            own_address,
+            addresses,
+            bridge_of,
+            addresses_in_containers,
+        })
+    }
+
+    /// Plans service `name`; `None` when it cannot run (its problems are
+    /// in `errors`).
+    fn service(
+        &self,
+        name: &str,
+        svc: &Service,
+        errors: &mut Vec<PlanError>,
+    ) -> Option<ServicePlan> {
+        let Context {
+            recipes,
+            ports,
+            healths,
+            state_dir,
+            net,
+            indexes,
+            ..
+        } = self;
+        let net = *net;
+        let err = |message: String, hint: &str| PlanError {
+            service: name.to_string(),
+            message,
+            hint: hint.to_string(),
+            field: Vec::new(),
+            machine: false,
+            written: false,
+        };
+        let x = svc.x_cove.clone().unwrap_or_default();
+        check_x_cove(&x, &err, errors);
+        let is_container = self.containers.contains(&name);
+        let container = if is_container {
+            Some(self.container(name, svc, &err, errors)?)
+        } else {
+            None
+        };
+        let argv = self.command(name, svc, &x, is_container, &err, errors)?;
+        let build = match &x.build {
+            Some(StringOrList::List(l)) => Some(l.clone()),
+            Some(StringOrList::String(s)) => cove_spec::shell_words::split(s).ok(),
+            None => None,
+        };
+        let stop_signal = stop_signal_of(svc, &err, errors)?;
+        let restart = restart_of(svc, &err, errors)?;
+        let health = healths.get(name).cloned().flatten();
+        let depends_on = self.dependencies(svc, &err, errors);
+        let stateful =
+            recipe_of(recipes, name).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+        let (update, rollback) = update_policies(svc, stateful, &err, errors)?;
+        let mounts = self.secret_mounts(svc, &err, errors);
+        secrets_in_commands(
+            &x,
+            is_container,
+            &argv,
+            health.as_ref(),
+            &mounts,
+            &err,
+            errors,
+        );
+        let (argv, env) = self.rewritten(svc, &argv, is_container);
+        Some(ServicePlan {
+            name: name.to_string(),
+            replicas: svc.replicas(),
+            argv,
+            workdir: x
+                .workdir
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.project_dir.to_path_buf()),
+            env,
+            build,
+            health,
+            restart,
+            stop_signal,
+            stop_grace: svc
+                .stop_grace_period
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(10)),
+            depends_on,
+            ports: ports.get(name).cloned().unwrap_or_default(),
+            tcp_ports: ports
+                .get(name)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|p| !udp_only(svc, *p))
+                .collect(),
+            ready_after: x
+                .ready_after
+                .as_deref()
+                .and_then(|d| cove_spec::units::parse_duration(d).ok())
+                .unwrap_or(READY_AFTER),
+            net,
+            base: (index_of(indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
+            recipe: recipe_of(recipes, name),
+            data_root: recipe_of(recipes, name)
+                .filter(|r| r.has_data(svc))
+                .map(|_| state_dir.join("data")),
+            update,
+            rollback,
+            revision: 0,
+            artifact: None,
+            keep_artifacts: Some(crate::artifact::Keep {
+                dir: state_dir.join("artifacts"),
+                copies: self
+                    .app
+                    .x_cove
+                    .keep_artifacts
+                    .map_or(crate::artifact::KEEP, |n| n as usize),
+            }),
+            service_address: self
+                .own_address
+                .contains(&name)
+                .then(|| address(net, index_of(indexes, name) * 64)),
+            secrets: mounts,
+            secrets_root: self.secrets_root.clone(),
+            redactor: self.redactor.clone(),
+            container,
+            bridge_address: self.bridge_of.get(name).copied(),
+        })
+    }
+
+    /// What `svc` depends on; waiting for one to be healthy that has no
+    /// health check is an error.
+    fn dependencies(
+        &self,
+        svc: &Service,
+        err: &impl Fn(String, &str) -> PlanError,
+        errors: &mut Vec<PlanError>,
+    ) -> Vec<Dependency> {
+        let healths = &self.healths;
+        let mut depends_on = Vec::new();
+        for (dep, d) in &svc.depends_on {
+            let Some(dep_health) = healths.get(dep.as_str()) else {
+                continue; // `required: false` and not selected
+            };
+            if d.condition == Condition::ServiceHealthy && dep_health.is_none() {
+                errors.push(err(
+                    format!("waits for `{dep}` to be healthy, but `{dep}` has no health check"),
+                    "add a `healthcheck` to the dependency, or use `condition: service_started`",
+                ).at(&["depends_on", dep]));
+            }
+            depends_on.push(Dependency {
+                service: dep.clone(),
+                condition: d.condition,
+            });
+        }
+        depends_on
+    }
+}
+
+/// The recipe of service `name` (looked up, never indexed: a name the map
+/// lacks has none).
+fn recipe_of(recipes: &IndexMap<&str, Option<Recipe>>, name: &str) -> Option<Recipe> {
+    recipes.get(name).copied().flatten()
+}
+
+/// Services with an address of their own: stateless ones (replaced
+/// start-first) with ports that others name. Their replicas move on every
+/// deploy; the gateway keeps this one (slot 0 of their range, on loopback,
+/// for containers too: native services reach them there).
+fn own_addresses<'a>(
+    app: &'a App,
+    recipes: &IndexMap<&str, Option<Recipe>>,
+    ports: &IndexMap<&str, Vec<u16>>,
+) -> Vec<&'a str> {
+    app.services
+        .iter()
+        .filter(|(n, svc)| {
+            let stateful =
+                recipe_of(recipes, n).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
+            let order = svc
+                .deploy
+                .as_ref()
+                .and_then(|d| d.update_config.as_ref())
+                .and_then(|u| u.order.as_deref());
+            let start_first = order.map_or(!stateful, |o| o == "start-first");
+            start_first
+                && ports
+                    .get(n.as_str())
+                    .is_some_and(|p| !p.is_empty() && named_by_others(app, n, p))
+        })
+        .map(|(n, _)| n.as_str())
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! Services run as processes: their command (`x-cove.run`, or a recipe's:
+//! built-in commands for well-known images), the checks of `x-cove`, and
+//! health checks.
+
+use std::time::Duration;
+
+use cove_spec::App;
+use cove_spec::model::Service;
+use cove_spec::xcove::{Driver, ServiceExt, StringOrList};
+use indexmap::IndexMap;
+
+use super::container::driver_of;
+use super::{Context, PlanError, recipe_of};
+use crate::health::{HealthSpec, Probe};
+use crate::recipe::Recipe;
+
+/// The health check: the Compose one, or for a recipe its own probe with
+/// the Compose timings (or quick defaults).
+pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpec> {
+    if let Some(probe) = s.x_cove.as_ref().and_then(|x| x.health.as_ref()) {
+        let probe = match (&probe.http, probe.tcp) {
+            (Some(path), _) => Probe::Http {
+                path: path.clone(),
+                port: probe.port,
+            },
+            (None, Some(port)) => Probe::Tcp { port },
+            (None, None) => return None, // reported by `plan`
+        };
+        return Some(HealthSpec::with_timings(probe, s.healthcheck.as_ref()));
+    }
+    let compose = s.healthcheck.as_ref().and_then(HealthSpec::from_compose);
+    let Some(probe) = recipe.and_then(|r| r.probe(s)) else {
+        return compose;
+    };
+    if s.healthcheck
+        .as_ref()
+        .is_some_and(|h| !h.is_enabled() && h.disable)
+    {
+        return None;
+    }
+    Some(match compose {
+        Some(c) => HealthSpec { probe, ..c },
+        None => HealthSpec {
+            probe,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            retries: 30,
+            // Brokers and databases may boot slowly on a busy machine:
+            // failures before the first success count after 2 minutes.
+            start_period: Duration::from_secs(120),
+            start_interval: Duration::from_millis(500),
+        },
+    })
+}
+
+/// The recipe each service runs with: none for a native command or the
+/// `docker` driver.
+pub(super) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
+    app.services
+        .iter()
+        .map(|(n, s)| {
+            let native = s.x_cove.as_ref().is_some_and(|x| x.run.is_some());
+            (
+                n.as_str(),
+                if native || driver_of(app, s) == Some(Driver::Docker) {
+                    None
+                } else {
+                    Recipe::detect(s)
+                },
+            )
+        })
+        .collect()
+}
+
+/// `x-cove.recipe` names one of cove's recipes; `x-cove.health` has one of
+/// `http` and `tcp`, and an `http` path.
+pub(super) fn check_x_cove(
+    x: &ServiceExt,
+    err: &impl Fn(String, &str) -> PlanError,
+    errors: &mut Vec<PlanError>,
+) {
+    if let Some(r) = &x.recipe
+        && !crate::recipe::NAMES.contains(&r.as_str())
+    {
+        let names = crate::recipe::NAMES.join(", ");
+        let hint = match cove_spec::diag::suggest(r, crate::recipe::NAMES) {
+            Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
+            None => format!(
+                "cove's recipes are {names}; leave `recipe` out to run the image as a container"
+            ),
+        };
+        errors.push(
+            err(
+                format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
+                &hint,
+            )
+            .at(&["x-cove", "recipe"])
+            .written(),
+        );
+    }
+    if let Some(h) = &x.health {
+        match (&h.http, h.tcp) {
+            (Some(_), Some(_)) | (None, None) => errors.push(
+                err(
+                    "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
+                    "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
+                )
+                .at(&["x-cove", "health"])
+                .written(),
+            ),
+            (Some(path), None) if !path.starts_with('/') => errors.push(
+                err(
+                    format!("`x-cove.health.http` is `{path}`, not a path"),
+                    "start it with `/`, e.g. `/healthz`",
+                )
+                .at(&["x-cove", "health", "http"])
+                .written(),
+            ),
+            _ => {}
+        }
+    }
+}
+
+impl Context<'_> {
+    /// The command a service runs: its `x-cove.run`, its recipe's, or a
+    /// container's `command`; `None` when it has none it can run.
+    pub(super) fn command(
+        &self,
+        name: &str,
+        svc: &Service,
+        x: &ServiceExt,
+        is_container: bool,
+        err: &impl Fn(String, &str) -> PlanError,
+        errors: &mut Vec<PlanError>,
+    ) -> Option<Vec<String>> {
+        let recipes = &self.recipes;
+        let argv = match &x.run {
+            _ if is_container => svc.command.clone().unwrap_or_default(),
+            Some(StringOrList::List(l)) => l.clone(),
+            Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
+                Ok(w) => w,
+                Err(e) => {
+                    errors.push(
+                        err(
+                            format!("`x-cove.run` cannot be split: {e}"),
+                            "close the quote, or write a list",
+                        )
+                        .at(&["x-cove", "run"]),
+                    );
+                    return None;
+                }
+            },
+            None if recipe_of(recipes, name).is_some() => {
+                let recipe = recipe_of(recipes, name).unwrap_or(Recipe::Redis);
+                if let Some((bin, package)) = recipe.missing() {
+                    errors.push(PlanError {
+                        machine: true,
+                        written: false,
+                        ..err(
+                            format!("runs natively with `{bin}`, which is not installed"),
+                            &format!(
+                                "install the Debian package `{package}` (apt-get install {package})"
+                            ),
+                        )
+                        .at(&["image"])
+                    });
+                    return None;
+                }
+                if let Err((what, hint)) = recipe.check(svc) {
+                    let field: &[&str] = if what.starts_with("publishes port") {
+                        &["ports"]
+                    } else if what.contains("RABBITMQ_DEFAULT") || what.contains("`guest`") {
+                        &["environment"]
+                    } else {
+                        &["image"]
+                    };
+                    let machine = what.contains("which does not exist");
+                    errors.push(PlanError {
+                        machine,
+                        written: false,
+                        ..err(what, &hint).at(field)
+                    });
+                    return None;
+                }
+                recipe.command(svc)
+            }
+            None => {
+                let what = svc
+                    .image
+                    .as_deref()
+                    .map(|i| format!("image `{i}`"))
+                    .unwrap_or_else(|| "its build".into());
+                errors.push(err(
+                    format!("has no native command to run ({what} runs as a container, and its `x-cove.driver` is `native`)"),
+                    "add `x-cove: {run: ...}` with the command that runs it on this machine, or let it run as a container (`driver: docker`)",
+                ));
+                return None;
+            }
+        };
+        if argv.is_empty() && !is_container {
+            errors.push(
+                err("`x-cove.run` is empty".into(), "give the command to run")
+                    .at(&["x-cove", "run"]),
+            );
+            return None;
+        }
+        Some(argv)
+    }
+}
