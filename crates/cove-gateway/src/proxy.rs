@@ -98,6 +98,10 @@ pub struct Gateway {
     ids: AtomicU64,
 }
 
+/// How long a request every target failed waits for a newer table (its
+/// replicas' deaths seen by the daemon) before it is answered 502.
+const AFTER_FAILURES: Duration = Duration::from_secs(2);
+
 /// Where a held request or connection is: see [`Gateway::hold`].
 #[derive(Default)]
 pub(crate) struct Hold {
@@ -111,6 +115,43 @@ impl Gateway {
     /// the caller should look at the table again (a new one came, or the
     /// watch on new ones just began); `false` when it goes on with what it
     /// has (a target is there, none is coming, or the hold is over).
+    /// After every target of `route` (of `table`) failed to take a
+    /// request that can still be sent: the same route's pool in a newer
+    /// table, once the daemon has seen its replicas die (within a moment),
+    /// held while its replicas are on their way as a request that finds
+    /// none is. `None`: no newer table came, or the route is gone, or
+    /// this is the third round.
+    async fn after_failures(
+        &self,
+        table: &Arc<Table>,
+        route: &table::Route,
+        hold: &mut Hold,
+        rounds: u32,
+    ) -> Option<Arc<table::Pool>> {
+        if rounds > 3 {
+            return None;
+        }
+        let mut changes = self.changed.subscribe();
+        if Arc::ptr_eq(table, &self.table()) {
+            tokio::time::timeout(AFTER_FAILURES, changes.changed())
+                .await
+                .ok()?
+                .ok()?;
+        }
+        loop {
+            let newer = self.table();
+            let pool = newer
+                .routes()
+                .iter()
+                .find(|r| r.host == route.host && r.path == route.path)?
+                .pool
+                .clone();
+            if !self.hold(&pool, hold).await {
+                return Some(pool);
+            }
+        }
+    }
+
     pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
         // Replicas that run but refuse connections: no hold, say why.
         let waiting = pool.unavailable.is_none()
@@ -533,25 +574,45 @@ impl Gateway {
         // other target in turn (each failed one is ejected, so it is not
         // picked again); so does one sent to a target that died under it,
         // when it is idempotent and has no body (as nginx does).
-        let attempts = route.pool.targets.len().clamp(2, 8);
-        for attempt in 0..attempts {
-            let Some(target) = balance::pick(&route.pool, avoid, table::now_ms(), &mut random)
-            else {
-                if attempt > 0 {
-                    break; // no other target to try
+        // The pool tried: the route's, or the same route's in a newer table
+        // (after every target failed, see `after_failures`).
+        let mut pool = route.pool.clone();
+        let mut attempts = pool.targets.len().clamp(2, 8);
+        let mut attempt = 0;
+        let mut rounds = 0;
+        let mut held = Hold::default();
+        loop {
+            if attempt == attempts {
+                // Every target failed to take a request that can still be
+                // sent (nothing was, or it may be sent again): replicas
+                // that died under it are on their way out of the table.
+                rounds += 1;
+                match self.after_failures(&table, route, &mut held, rounds).await {
+                    Some(newer) => {
+                        pool = newer;
+                        attempts = pool.targets.len().clamp(2, 8);
+                        (attempt, avoid) = (0, None);
+                        continue;
+                    }
+                    None => break,
                 }
-                let why = if let Some(why) = &route.pool.unavailable {
+            }
+            let current = attempt;
+            attempt += 1;
+            let Some(target) = balance::pick(&pool, avoid, table::now_ms(), &mut random) else {
+                if current > 0 {
+                    attempt = attempts; // no other target to try
+                    continue;
+                }
+                let why = if let Some(why) = &pool.unavailable {
                     format!("cove gateway: {why}\n")
-                } else if route.pool.wake.is_some() {
+                } else if pool.wake.is_some() {
                     format!(
                         "cove gateway: `{}` was scaled to zero and no replica was ready within {:?}\n",
-                        route.pool.name, self.limits.hold
+                        pool.name, self.limits.hold
                     )
                 } else {
-                    format!(
-                        "cove gateway: no healthy target for `{}`\n",
-                        route.pool.name
-                    )
+                    format!("cove gateway: no healthy target for `{}`\n", pool.name)
                 };
                 return closing(plain(StatusCode::SERVICE_UNAVAILABLE, &why), replayable);
             };
@@ -564,11 +625,11 @@ impl Gateway {
             let sent_at = self.access_log.as_ref().map(|_| Instant::now());
             if let Some((_, client_side)) = upgrade {
                 return self
-                    .upgrade(target, upstream_req, guard, client_side, &route.pool.name)
+                    .upgrade(target, upstream_req, guard, client_side, &pool.name)
                     .await;
             }
             let send = async {
-                if route.pool.http2 {
+                if pool.http2 {
                     self.upstreams
                         .send_h2(target.addr, upstream_req, guard)
                         .await
@@ -587,7 +648,7 @@ impl Gateway {
                     // A small answer to a request that may be sent again is
                     // read whole first: a target dying between its head and
                     // its body then costs a retry, not a broken answer.
-                    if attempt + 1 < attempts
+                    if attempt < attempts
                         && small(&resp)
                         && let Some(again) = &again
                     {
@@ -613,7 +674,7 @@ impl Gateway {
                             }
                             None => {
                                 served.upstream_failed = true;
-                                return timed_out(&route.pool.name, target.addr, wait);
+                                return timed_out(&pool.name, target.addr, wait);
                             }
                         }
                     }
@@ -626,7 +687,7 @@ impl Gateway {
                     strip_hop_by_hop(resp.headers_mut());
                     return resp;
                 }
-                Ok(Err(SendError::Connect(_, req))) if attempt + 1 < attempts => {
+                Ok(Err(SendError::Connect(_, req))) => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
                     // Nothing was sent: the same request, to another target.
                     upstream_req = *req;
@@ -647,7 +708,7 @@ impl Gateway {
                         false,
                     );
                 }
-                Ok(Err(SendError::Upstream(_))) if attempt + 1 < attempts && again.is_some() => {
+                Ok(Err(SendError::Upstream(_))) if again.is_some() => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
                     upstream_req = replay(again.as_ref().expect("a guard checked it"));
                     avoid = Some(target.addr);
@@ -661,7 +722,7 @@ impl Gateway {
                     return closing(
                         plain(
                             StatusCode::BAD_GATEWAY,
-                            &format!("cove gateway: {} ({}): {e}\n", route.pool.name, target.addr),
+                            &format!("cove gateway: {} ({}): {e}\n", pool.name, target.addr),
                         ),
                         replayable,
                     );
@@ -669,7 +730,7 @@ impl Gateway {
                 Err(true) => return too_large(route.max_body.unwrap_or_default()),
                 Err(false) => {
                     served.upstream_failed = true;
-                    return closing(timed_out(&route.pool.name, target.addr, wait), replayable);
+                    return closing(timed_out(&pool.name, target.addr, wait), replayable);
                 }
             }
         }
@@ -679,7 +740,7 @@ impl Gateway {
                 StatusCode::BAD_GATEWAY,
                 &format!(
                     "cove gateway: no target of `{}` could be reached\n",
-                    route.pool.name
+                    pool.name
                 ),
             ),
             replayable,

@@ -610,6 +610,67 @@ async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
     assert!(body.starts_with("late\n/x"), "{body}");
 }
 
+/// Every target of a pool dies at once (the daemon has not seen it yet):
+/// a request, with a body too, waits for the newer table rather than
+/// being answered 502; first with its replicas on their way (held until
+/// one comes), then with one ready in it. With no newer table within a
+/// moment, it is answered 502.
+#[tokio::test]
+async fn a_request_every_target_failed_waits_for_the_newer_table() {
+    let dead = |_| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (d1, d2) = (dead(1), dead(2));
+    let (table, _) = one_pool(&[d1, d2], Policy::RoundRobin);
+    let (gw_handle, gw) = gateway(table).await;
+    let got = tokio::spawn(get(gw, "/x", &[]));
+    let post = tokio::spawn(send(gw, "POST", "/y", &[], Bytes::from_static(b"data")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !got.is_finished() && !post.is_finished(),
+        "waiting for a newer table"
+    );
+    // The daemon saw them die: none ready, one on its way.
+    let on_its_way = Pool::with_options(
+        "svc",
+        vec![],
+        Policy::RoundRobin,
+        cove_gateway::table::PoolOptions {
+            pending: true,
+            ..Default::default()
+        },
+    );
+    gw_handle.set_table(Table::new(vec![Route::new(None, "/", on_its_way)]));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !got.is_finished() && !post.is_finished(),
+        "held while it comes"
+    );
+    let up = upstream("back").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    gw_handle.set_table(table);
+    for (request, path) in [(got, "/x"), (post, "/y")] {
+        let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(5), request)
+            .await
+            .expect("answered once a target came")
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with(&format!("back\n{path}")), "{body}");
+    }
+    // No newer table: 502 after the moment it waits.
+    let (table, _) = one_pool(&[d1, d2], Policy::RoundRobin);
+    let (_, gw) = gateway(table).await;
+    let started = std::time::Instant::now();
+    let (status, body) = get(gw, "/z", &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("no target of `svc` could be reached"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
 #[tokio::test]
 async fn a_pool_whose_replicas_refuse_connections_answers_503_at_once_saying_why() {
     let why = "`wrongport` is running but not accepting connections on :8000";
