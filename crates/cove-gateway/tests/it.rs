@@ -573,10 +573,9 @@ async fn routes_limit_bodies_and_answer_times_and_the_counters_show_it() {
     }
 }
 
-#[tokio::test]
-async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
-    let up = upstream("late").await;
-    let waiting = Pool::with_options(
+/// A pool with no target ready and replicas on their way.
+fn on_its_way() -> Arc<Pool> {
+    Pool::with_options(
         "svc",
         vec![],
         Policy::RoundRobin,
@@ -584,7 +583,13 @@ async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
             pending: true,
             ..Default::default()
         },
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
+    let up = upstream("late").await;
+    let waiting = on_its_way();
     let table = Table::new(vec![
         Route::new(None, "/", waiting),
         Route::new(None, "/gone", Pool::new("gone", vec![], Policy::RoundRobin)),
@@ -632,16 +637,7 @@ async fn a_request_every_target_failed_waits_for_the_newer_table() {
         "waiting for a newer table"
     );
     // The daemon saw them die: none ready, one on its way.
-    let on_its_way = Pool::with_options(
-        "svc",
-        vec![],
-        Policy::RoundRobin,
-        cove_gateway::table::PoolOptions {
-            pending: true,
-            ..Default::default()
-        },
-    );
-    gw_handle.set_table(Table::new(vec![Route::new(None, "/", on_its_way)]));
+    gw_handle.set_table(Table::new(vec![Route::new(None, "/", on_its_way())]));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         !got.is_finished() && !post.is_finished(),
