@@ -116,7 +116,7 @@ impl Gateway {
     /// watch on new ones just began); `false` when it goes on with what it
     /// has (a target is there, none is coming, or the hold is over).
     /// After every target of `route` (of `table`) failed to take a
-    /// request that can still be sent: the same route's pool in a newer
+    /// request none of them got (no connection): the same route's pool in a newer
     /// table, once the daemon has seen its replicas die (within a moment),
     /// held while its replicas are on their way as a request that finds
     /// none is. `None`: no newer table came, or the route is gone, or
@@ -581,12 +581,15 @@ impl Gateway {
         let mut attempt = 0;
         let mut rounds = 0;
         let mut held = Hold::default();
+        let mut reached = false;
         loop {
             if attempt == attempts {
-                // Every target failed to take a request that can still be
-                // sent (nothing was, or it may be sent again): replicas
-                // that died under it are on their way out of the table.
+                // Every target failed to take a request that no target got:
+                // replicas that died are on their way out of the table.
                 rounds += 1;
+                if reached {
+                    break;
+                }
                 match self.after_failures(&table, route, &mut held, rounds).await {
                     Some(newer) => {
                         pool = newer;
@@ -668,6 +671,7 @@ impl Gateway {
                             }
                             Some(None) => {
                                 target.record(table::Outcome::ConnectFailed, table::now_ms());
+                                reached = true;
                                 upstream_req = replay(again);
                                 avoid = Some(target.addr);
                                 continue;
@@ -708,8 +712,12 @@ impl Gateway {
                         false,
                     );
                 }
-                Ok(Err(SendError::Upstream(_))) if again.is_some() => {
+                Ok(Err(SendError::Upstream(_))) if attempt < attempts && again.is_some() => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
+                    // It reached a target that died under it: never sent
+                    // again to replicas still to come (it may be what
+                    // killed it).
+                    reached = true;
                     upstream_req = replay(again.as_ref().expect("a guard checked it"));
                     avoid = Some(target.addr);
                     continue;

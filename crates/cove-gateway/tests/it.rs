@@ -654,6 +654,18 @@ async fn a_request_every_target_failed_waits_for_the_newer_table() {
         assert_eq!(status, 200, "{body}");
         assert!(body.starts_with(&format!("back\n{path}")), "{body}");
     }
+    // A GET its only target died under (it got it: it may be what killed
+    // it) is not sent to the replicas that come next.
+    let (dying, seen) = dying_upstream(false).await;
+    let (table, _) = one_pool(&[dying], Policy::RoundRobin);
+    gw_handle.set_table(table);
+    let got = tokio::spawn(get(gw, "/deadly", &[]));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    gw_handle.set_table(table);
+    let (status, body) = got.await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
     // No newer table: 502 after the moment it waits.
     let (table, _) = one_pool(&[d1, d2], Policy::RoundRobin);
     let (_, gw) = gateway(table).await;
