@@ -1,7 +1,7 @@
 //! Who listens on an address the gateway cannot bind: the listening
 //! socket in `/proc/net/tcp{,6}`, the process that holds it (among those
 //! this user may look into), and, when that is a cove daemon, the project
-//! whose state directory it keeps (its `project.json`: name, environment,
+//! whose state directory it keeps ([`crate::about`]: name, environment,
 //! directory). So "the address is in use" says by what.
 
 use std::net::{IpAddr, SocketAddr};
@@ -28,26 +28,12 @@ pub fn describe(addr: SocketAddr) -> Option<String> {
             args.get(i + 1).cloned()
         });
     if let Some(state) = state
-        && let Some(about) = project_of(Path::new(&state))
+        && let Some(about) = crate::about::About::read(Path::new(&state))
     {
         return Some(format!("the gateway of cove project {about} (pid {pid})"));
     }
     let comm = fs_err::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     Some(format!("{} (pid {pid})", comm.trim()))
-}
-
-/// `NAME` (environment `ENV`) in DIR, from a state directory's
-/// `project.json`.
-fn project_of(state: &Path) -> Option<String> {
-    let text = fs_err::read(state.join("project.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    let name = v["name"].as_str()?;
-    let env = v["env"]
-        .as_str()
-        .map(|e| format!(", environment `{e}`"))
-        .unwrap_or_default();
-    let dir = v["project_dir"].as_str().unwrap_or("?");
-    Some(format!("`{name}`{env} in {dir}"))
 }
 
 /// The inode of the socket listening on `addr`'s port at its address (or

@@ -25,6 +25,7 @@
 //! user and root may talk to it (the socket is 0600 in a 0700 directory,
 //! and `SO_PEERCRED` is checked).
 
+pub mod about;
 pub mod api;
 pub mod autoscale;
 pub mod client;

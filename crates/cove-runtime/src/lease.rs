@@ -89,7 +89,7 @@ pub fn acquire_in(leases: &Path, state_dir: &Path, preferred: u16) -> io::Result
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
-        write_record(state_dir, n)?;
+        crate::private::write_atomically(&state_dir.join(RECORD), format!("{n}\n").as_bytes())?;
         return Ok(n);
     }
     Err(io::Error::other(format!(
@@ -170,16 +170,6 @@ fn touch(path: &Path) {
     if let Ok(f) = fs_err::OpenOptions::new().append(true).open(path) {
         let _ = f.set_modified(std::time::SystemTime::now());
     }
-}
-
-/// Writes the record atomically (temporary file, then rename).
-fn write_record(state_dir: &Path, n: u16) -> io::Result<()> {
-    let tmp = state_dir.join(format!("{RECORD}.tmp"));
-    let _ = fs_err::remove_file(&tmp);
-    let mut f = crate::private::new_file(&tmp)?;
-    f.write_all(format!("{n}\n").as_bytes())?;
-    f.sync_all()?;
-    fs_err::rename(&tmp, state_dir.join(RECORD))
 }
 
 /// Makes the leases' directory, sticky and writable by every user (as

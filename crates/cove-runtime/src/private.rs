@@ -204,6 +204,21 @@ pub fn new_file(path: &Path) -> io::Result<fs_err::File> {
     private_file(path, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
 }
 
+/// Writes `bytes` to `path` whole or not at all: through a new temporary
+/// file beside it (`PATH.tmp`, 0600, `O_EXCL|O_NOFOLLOW`, one left by a
+/// crash removed first), synced, then renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    match fs_err::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = new_file(&tmp)?;
+    io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()?;
+    fs_err::rename(&tmp, path)
+}
+
 /// An open directory, checked, and its path (for messages).
 #[derive(Debug)]
 pub struct Dir {

@@ -209,6 +209,11 @@ pub fn group_alive(pgid: u32) -> bool {
         .any(|e| live_group(&e.path()) == Some(pgid))
 }
 
+/// Whether process `pid` runs (a zombie does not).
+pub fn alive(pid: u32) -> bool {
+    live_group(std::path::Path::new(&format!("/proc/{pid}"))).is_some()
+}
+
 /// The process group of the process at `/proc/<pid>`, if it is alive (not
 /// a zombie, not gone).
 fn live_group(proc_dir: &std::path::Path) -> Option<u32> {
@@ -484,10 +489,6 @@ mod tests {
         assert!(found.contains(&r.pid));
         assert!(marked(&marker).is_empty());
         drop(r);
-    }
-
-    fn alive(pid: u32) -> bool {
-        live_group(std::path::Path::new(&format!("/proc/{pid}"))).is_some()
     }
 
     /// Where cgroups can be made (root, a delegated subtree), a replica's

@@ -120,31 +120,14 @@ pub fn lease(project: &Project) -> anyhow::Result<u16> {
     let net = cove_runtime::lease::acquire(&state, preferred)
         .map_err(|e| anyhow::anyhow!("cannot lease this project's addresses: {e}"))?;
     // What `cove ls` says of it.
-    let about = About {
+    let about = cove_daemon::about::About {
         name: app.name.clone(),
         env: app.x_cove.env.clone(),
         project_dir: dir.clone(),
         files: project.files.clone(),
     };
-    let tmp = state.join(format!("{ABOUT}.tmp"));
-    let _ = fs_err::remove_file(&tmp);
-    let mut f = cove_runtime::private::new_file(&tmp)?;
-    std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&about)?)?;
-    fs_err::rename(&tmp, state.join(ABOUT))?;
+    about.write(&state)?;
     Ok(net)
-}
-
-/// The file in a state directory that says whose it is, for `cove ls`.
-pub const ABOUT: &str = "project.json";
-
-/// A project, as `cove ls` lists it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct About {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-    pub project_dir: PathBuf,
-    pub files: Vec<PathBuf>,
 }
 
 /// `cove config`'s check: what [`plan_or_report`] refuses, but problems of

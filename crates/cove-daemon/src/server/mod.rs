@@ -103,7 +103,11 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
             )
         })?,
     );
-    write_atomically(&paths.pidfile(), &format!("{}\n", std::process::id()))?;
+    cove_runtime::private::write_atomically(
+        &paths.pidfile(),
+        format!("{}\n", std::process::id()).as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     log(&format!(
         "daemon {} starting for {}",
         std::process::id(),
@@ -353,19 +357,4 @@ async fn stop_all(daemon: &Daemon) {
     for project in daemon.all() {
         project.lock_run().await.supervisor.stop(&[]).await;
     }
-}
-
-/// Writes `text` to `path` through a new temporary file (0600,
-/// `O_EXCL|O_NOFOLLOW`) and a rename.
-pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    match fs_err::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
-        _ => {}
-    }
-    cove_runtime::private::new_file(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .and_then(|()| fs_err::rename(&tmp, path))
-        .map_err(|e| e.to_string())
 }

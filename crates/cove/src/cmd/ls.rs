@@ -13,7 +13,7 @@ use cove_daemon::api::Replica;
 use cove_daemon::client::Client;
 
 use crate::cli::{LsArgs, PsFormat};
-use crate::project::{ABOUT, About};
+use cove_daemon::about::About;
 
 /// One line of `cove ls`.
 #[derive(Debug, serde::Serialize)]
@@ -33,7 +33,9 @@ pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::daemon::runtime()?;
     let mut listed = Vec::new();
     for state in cove_runtime::lease::holders() {
-        let Some(about) = about(&state) else { continue };
+        let Some(about) = About::read(&state) else {
+            continue;
+        };
         let rows = rt.block_on(replicas(&state));
         let running = rows.iter().filter(|r| r.state == "running").count();
         if running == 0 && !args.all {
@@ -75,12 +77,6 @@ pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the project's state directory says of it (written at its `up`).
-fn about(state: &Path) -> Option<About> {
-    let text = fs_err::read(state.join(ABOUT)).ok()?;
-    serde_json::from_slice(&text).ok()
 }
 
 /// The project's replicas, from its own daemon or the host's; none when

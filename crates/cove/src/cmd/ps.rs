@@ -27,7 +27,7 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
             let pid = fs_err::read_to_string(client.paths.pidfile())
                 .ok()
                 .and_then(|p| p.trim().parse::<u32>().ok());
-            if pid.is_some_and(|p| !alive(p)) {
+            if pid.is_some_and(|p| !cove_runtime::process::alive(p)) {
                 eprintln!(
                     "{}warning{}: the daemon is not running but did not stop cleanly; `cove up -d` starts the app again, `cove down` stops what it left",
                     style.yellow, style.reset
@@ -46,15 +46,6 @@ pub fn run(project_args: &ProjectArgs, args: &PsArgs) -> anyhow::Result<ExitCode
     }
     daemon::warn_orphans(&style, &rows);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether process `pid` runs (a zombie does not).
-fn alive(pid: u32) -> bool {
-    fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // `pid (comm) S ...`: the state follows the last `)`.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 fn table(rows: &[Replica], now: SystemTime) -> String {
