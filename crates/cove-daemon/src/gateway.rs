@@ -16,7 +16,7 @@
 //! address; a new address is bound before anything else of the plan is
 //! acted on, so `cove up` fails (and nothing changes) when it is taken.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +32,46 @@ use cove_runtime::supervisor::{State, States};
 use tokio::sync::Semaphore;
 
 use crate::api::{RouteInfo, Routes};
+use crate::listeners::{Joining, Listeners, Refused};
+
+/// Where a project of the host's daemon serves its HTTP routes: the
+/// daemon's shared listeners ([`crate::listeners`]).
+#[derive(Clone)]
+pub struct Sharing {
+    pub listeners: Arc<Listeners>,
+    /// The project's key (its state directory).
+    pub key: Arc<str>,
+}
+
+/// A project's place on a shared listener; it leaves when dropped.
+struct Membership {
+    sharing: Sharing,
+    /// The listener's address (the plan's, or the one above it it fell
+    /// back to) and the address bound there.
+    at: SocketAddr,
+    bound: SocketAddr,
+    hosts: BTreeSet<String>,
+    /// Replaced by a membership of the same listener: nothing to leave.
+    stays: bool,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if !self.stays {
+            self.sharing.listeners.leave(self.at, &self.sharing.key);
+        }
+    }
+}
 
 /// A project's running gateway.
 pub struct ProjectGateway {
     plan: Plan,
+    /// Shared listeners, under the host's daemon.
+    sharing: Option<Sharing>,
+    /// Where its access log records go (also from a shared listener).
+    access_log: AccessLog,
+    /// Its HTTP routes' place on a shared listener, when it has one.
+    member: Option<Membership>,
     gateway: Arc<Gateway>,
     /// The connection cap, shared by every socket.
     cap: Arc<Semaphore>,
@@ -74,10 +110,17 @@ fn http_threads() -> usize {
 impl ProjectGateway {
     /// Binds what `plan`'s gateway listens on and starts serving (no
     /// targets until [`ProjectGateway::refresh`]).
-    pub fn start(plan: &Plan, access_log: AccessLog) -> Result<ProjectGateway, String> {
+    pub fn start(
+        plan: &Plan,
+        access_log: AccessLog,
+        sharing: Option<Sharing>,
+    ) -> Result<ProjectGateway, String> {
         let g = &plan.gateway;
         let mut gw = ProjectGateway {
             plan: plan.clone(),
+            sharing,
+            member: None,
+            access_log: access_log.clone(),
             gateway: Gateway::with_access_log(
                 Table::default(),
                 Limits::default(),
@@ -158,6 +201,10 @@ impl ProjectGateway {
                 s.stop();
             }
         }
+        if self.member.is_some() && !shares(plan) {
+            // A route for any host now: a socket of its own.
+            self.member = None;
+        }
         self.listen(plan)?;
         self.serve_metrics(plan.gateway.metrics)?;
         self.gateway
@@ -174,6 +221,13 @@ impl ProjectGateway {
         let mut new = Vec::new();
         for (addr, purpose) in addresses(&plan.gateway) {
             if self.servers.contains_key(&addr) {
+                continue;
+            }
+            if purpose == Purpose::Http
+                && let Some(sharing) = self.sharing.clone()
+                && shares(plan)
+            {
+                self.join(&sharing, plan)?;
                 continue;
             }
             // Certificates first: a bad file fails before anything is bound.
@@ -209,6 +263,80 @@ impl ProjectGateway {
             self.servers.insert(addr, (bound, s));
         }
         Ok(())
+    }
+
+    /// Serves `plan`'s HTTP routes on the shared listener of its address
+    /// (or, when that is the default one and a host is taken there, of the
+    /// next port above it); stays where it is when nothing changed.
+    fn join(&mut self, sharing: &Sharing, plan: &Plan) -> Result<(), String> {
+        let g = &plan.gateway;
+        let hosts: BTreeSet<String> = g
+            .routes
+            .iter()
+            .filter(|r| r.listen.is_none())
+            .filter_map(|r| r.host.clone())
+            .collect();
+        if let Some(m) = &self.member
+            && m.hosts == hosts
+            && (m.at == g.listen || g.default_listen)
+        {
+            return Ok(());
+        }
+        let label = crate::about::About::read(std::path::Path::new(&*sharing.key))
+            .map_or_else(|| format!("in {}", sharing.key), |a| a.to_string());
+        let last = if g.default_listen && g.listen.port() != 0 {
+            g.listen.port().saturating_add(FALLBACK_PORTS)
+        } else {
+            g.listen.port()
+        };
+        let mut first_refusal = None;
+        for port in g.listen.port()..=last {
+            let at = SocketAddr::new(g.listen.ip(), port);
+            let joining = Joining {
+                key: &sharing.key,
+                label: &label,
+                hosts: &hosts,
+                log: self.access_log.clone(),
+                query: query_log(g.access_query),
+                max_connections: g.max_connections,
+                threads: http_threads(),
+            };
+            match sharing.listeners.join(at, joining) {
+                Ok(bound) => {
+                    // The old place is left (when it is another) once the
+                    // new one serves.
+                    let old = self.member.replace(Membership {
+                        sharing: sharing.clone(),
+                        at,
+                        bound,
+                        hosts,
+                        stays: false,
+                    });
+                    if let Some(mut old) = old {
+                        // The same listener: still a member there.
+                        old.stays = old.at == at;
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    first_refusal.get_or_insert(e);
+                }
+            }
+        }
+        Err(match first_refusal {
+            Some(Refused::Host { host, holder }) => format!(
+                "the gateway cannot listen on {}: the address is in use, by the gateway of cove project {holder}, which serves `{host}` there",
+                g.listen
+            ),
+            Some(Refused::Bind(std::io::ErrorKind::AddrInUse, _)) => format!(
+                "the gateway cannot listen on {}: the address is in use, by {}",
+                g.listen,
+                crate::holder::describe(g.listen)
+                    .unwrap_or_else(|| "another cove app, or another program".into())
+            ),
+            Some(Refused::Bind(_, e)) => format!("the gateway cannot listen on {}: {e}", g.listen),
+            None => format!("the gateway cannot listen on {}", g.listen),
+        })
     }
 
     /// A new table from the plan and the replicas' `states`.
@@ -273,6 +401,11 @@ impl ProjectGateway {
                 }),
             }
         }
+        if let Some(m) = &self.member {
+            m.sharing
+                .listeners
+                .set_routes(m.at, &m.sharing.key, http.clone());
+        }
         self.gateway.set_table(Table::new(http).with_tcp(tcp));
         self.targets = targets;
         self.current = current;
@@ -323,7 +456,10 @@ impl ProjectGateway {
 
     /// The address bound for `addr` of the plan.
     fn bound(&self, addr: SocketAddr) -> SocketAddr {
-        bound(&self.servers, addr)
+        match &self.member {
+            Some(m) if addr == self.plan.gateway.listen => m.bound,
+            _ => bound(&self.servers, addr),
+        }
     }
 
     /// The gateway's counters in the Prometheus text format.
@@ -349,10 +485,21 @@ impl ProjectGateway {
         if let Some((_, task)) = self.metrics.take() {
             task.abort();
         }
-        for (_, s) in self.servers.into_values() {
+        self.member = None;
+        for (_, s) in std::mem::take(&mut self.servers).into_values() {
             s.stop();
         }
     }
+}
+
+/// Whether `plan`'s HTTP routes may go on a shared listener: each names
+/// its host (a route for any host would take other apps' requests).
+fn shares(plan: &Plan) -> bool {
+    plan.gateway
+        .routes
+        .iter()
+        .filter(|r| r.listen.is_none())
+        .all(|r| r.host.is_some())
 }
 
 /// The address bound for `addr` of the plan.

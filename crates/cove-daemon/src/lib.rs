@@ -32,6 +32,7 @@ pub mod client;
 pub mod gateway;
 mod holder;
 pub mod leftovers;
+pub mod listeners;
 pub mod server;
 pub mod store;
 

@@ -96,6 +96,18 @@ impl Protocol {
     }
 }
 
+/// The host of a service's default route: `SERVICE.localhost`, and in
+/// an environment (`--env NAME`) `SERVICE.NAME.localhost`, so that the
+/// environments of an app are apart on one gateway (the host's daemon
+/// serves them on one listener).
+pub fn default_host(service: &str, env: Option<&str>) -> String {
+    let service = service.to_ascii_lowercase();
+    match env {
+        Some(env) => format!("{service}.{}.localhost", env.to_ascii_lowercase()),
+        None => format!("{service}.localhost"),
+    }
+}
+
 /// The gateway plan of `app`, whose services are planned as `services`.
 /// Every problem at once.
 pub fn gateway(
@@ -166,7 +178,7 @@ pub fn gateway(
             if svc.recipe.is_none() && (!svc.ports.is_empty() || http_probe) {
                 routes.push(RoutePlan {
                     service: svc.name.clone(),
-                    host: Some(format!("{}.localhost", svc.name.to_ascii_lowercase())),
+                    host: Some(default_host(&svc.name, app.x_cove.env.as_deref())),
                     path: "/".into(),
                     strip_prefix: false,
                     port: svc.port(),

@@ -135,6 +135,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         host,
+        listeners: host.then(Default::default),
         cgroups,
         store: store.clone(),
         projects: Default::default(),

@@ -26,6 +26,8 @@ pub(super) struct Daemon {
     pub(super) paths: Paths,
     /// The host's daemon: several projects, and it stays up.
     pub(super) host: bool,
+    /// The host's daemon's shared HTTP listeners ([`crate::listeners`]).
+    pub(super) listeners: Option<Arc<crate::listeners::Listeners>>,
     /// Its cgroup tree, where it may have one ([`cove_runtime::cgroup`]).
     pub(super) cgroups: Option<std::path::PathBuf>,
     pub(super) store: Arc<Store>,
@@ -66,6 +68,8 @@ pub(super) struct Project {
     /// Where the gateway's access log goes: the project's logs, as
     /// `gateway`.
     access_log: cove_gateway::proxy::AccessLog,
+    /// Under the host's daemon, where its HTTP routes are served.
+    sharing: Option<crate::gateway::Sharing>,
 }
 
 impl Project {
@@ -96,7 +100,13 @@ impl Project {
             }
             Some(plan) => match slot.as_mut() {
                 Some(g) => g.update(plan)?,
-                None => *slot = Some(ProjectGateway::start(plan, self.access_log.clone())?),
+                None => {
+                    *slot = Some(ProjectGateway::start(
+                        plan,
+                        self.access_log.clone(),
+                        self.sharing.clone(),
+                    )?)
+                }
             },
         }
         if let Some(g) = slot.as_mut() {
@@ -243,6 +253,13 @@ impl Daemon {
             woken: Default::default(),
             gateway,
             access_log,
+            sharing: self
+                .listeners
+                .clone()
+                .map(|listeners| crate::gateway::Sharing {
+                    listeners,
+                    key: key.clone(),
+                }),
             states: supervisor.states(),
             run: Mutex::new(Running {
                 supervisor,

@@ -28,6 +28,7 @@ mod replica_env;
 mod responsive;
 mod revisions;
 mod secrets;
+mod shared_gateway;
 mod shared_host;
 mod shrink;
 mod standalone_gateway;
