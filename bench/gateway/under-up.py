@@ -116,8 +116,11 @@ def wait_answers(url, seconds=20):
 
 
 def main():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cove"], cwd=ROOT, check=True)
-    cove = os.path.join(ROOT, "target", "release", "cove")
+    # COVE_BIN: another build to measure (bench/core compares two).
+    cove = os.environ.get("COVE_BIN")
+    if not cove:
+        subprocess.run(["cargo", "build", "-q", "--release", "-p", "cove"], cwd=ROOT, check=True)
+        cove = os.path.join(ROOT, "target", "release", "cove")
     work = tempfile.mkdtemp(prefix="cove-bench-gw-up-")
     script = os.path.join(work, "upstream.sh")
     open(script, "w").write(UPSTREAM_SH)

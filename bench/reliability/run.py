@@ -33,7 +33,8 @@ import subprocess, sys, tempfile, threading, time, urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-COVE = os.path.join(ROOT, "target", "release", "cove")
+# COVE_BIN: another build to measure (bench/core compares two).
+COVE = os.environ.get("COVE_BIN") or os.path.join(ROOT, "target", "release", "cove")
 
 SERVER_PY = '''\
 import http.server, os, socket
@@ -383,7 +384,7 @@ def main():
     ap.add_argument("--logs", help="save `cove logs -t`, ps, history and daemon.log per rep here")
     ap.add_argument("--no-build", action="store_true", help="use target/release/cove as it is")
     args = ap.parse_args()
-    if not args.no_build:
+    if not args.no_build and not os.environ.get("COVE_BIN"):
         subprocess.run(["nice", "-n", "10", "cargo", "build", "-q", "--release", "-p", "cove"],
                        cwd=ROOT, check=True)
 

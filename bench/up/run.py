@@ -12,6 +12,7 @@
 
 Measurements only; nothing is asserted. Every process started is stopped by
 PID (or by `cove down`). Usage: python3 bench/up/run.py [ROUNDS] [IDLE]
+(`COVE_BIN=PATH` measures that build instead of this checkout's).
 """
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
@@ -21,8 +22,12 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 IDLE = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
 TICK = os.sysconf("SC_CLK_TCK")
 
-subprocess.run(["cargo", "build", "-q", "--release", "-p", "cove"], cwd=ROOT, check=True)
-COVE = os.path.join(ROOT, "target", "release", "cove")
+# COVE_BIN: another build to measure (bench/core compares two), else
+# this checkout's release build.
+COVE = os.environ.get("COVE_BIN")
+if not COVE:
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cove"], cwd=ROOT, check=True)
+    COVE = os.path.join(ROOT, "target", "release", "cove")
 
 
 def cove(d, *args, check=True):
