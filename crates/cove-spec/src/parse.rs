@@ -18,8 +18,70 @@ const MAX_ALIAS_NODES: usize = 1_000_000;
 /// Deeper nesting is refused: later steps recurse over the tree.
 const MAX_DEPTH: usize = 128;
 
+/// Flow collections re-indented per file, at most (each one a new pass).
+const MAX_FLOW_FIXES: usize = 64;
+
 /// Parses every YAML document in `text`. An empty file gives no document.
+///
+/// A flow collection (`[...]`, `{...}`) in a block whose later lines sit at
+/// or left of its key's column (`command: [` … `]` at the key's column) is
+/// refused by the YAML 1.2 scanner and accepted by PyYAML and Compose: such
+/// lines are indented (in a copy of the text) and the file parsed again;
+/// spans still point into the file as written.
 pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
+    let mut fixed = std::borrow::Cow::Borrowed(text);
+    let mut pads: HashMap<u32, u32> = HashMap::new();
+    let mut fixes = 0;
+    loop {
+        let err = match attempt(file, &fixed, &pads, diags) {
+            Ok(docs) => return docs,
+            Err(None) => return Vec::new(),
+            Err(Some(e)) => e,
+        };
+        let line = err.line;
+        if fixes < MAX_FLOW_FIXES
+            && err.info.starts_with("invalid indentation")
+            && let Some((again, added)) = reindent_flow(&fixed, line)
+        {
+            fixes += 1;
+            for (l, n) in added {
+                *pads.entry(l).or_default() += n;
+            }
+            fixed = std::borrow::Cow::Owned(again);
+            continue;
+        }
+        let diag = match indentation_tab(text, line, &err.info) {
+            Some((line, col)) => Diagnostic::error(
+                Span::new(file, line, col, 1),
+                "invalid YAML: a tab is used for indentation; YAML does not allow tabs for indentation",
+            )
+            .with_hint("indent with spaces (replace the tab)"),
+            None => Diagnostic::error(
+                Span::new(file, line, unpad(&pads, line, err.col + 1), 1),
+                format!("invalid YAML: {}", err.info),
+            )
+            .with_hint("check the indentation and quoting around this place"),
+        };
+        diags.push(diag);
+        return Vec::new();
+    }
+}
+
+/// A scanner error: 1-based line, 0-based column, what it says.
+struct ScanFailure {
+    line: u32,
+    col: u32,
+    info: String,
+}
+
+/// One pass over `text` (whose lines `pads` were indented by): the
+/// documents, or the scanner's error (`None`: the builder's, reported).
+fn attempt(
+    file: FileId,
+    text: &str,
+    pads: &HashMap<u32, u32>,
+    diags: &mut Diagnostics,
+) -> Result<Vec<Node>, Option<ScanFailure>> {
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
@@ -31,40 +93,126 @@ pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
     let mut parser = Parser::new_from_str(text).keep_tags(true);
     loop {
         match parser.next_event() {
-            None => break,
+            None => return Ok(b.docs),
             Some(Err(e)) => {
                 let m = e.marker();
-                let line = m.line() as u32;
-                let diag = match indentation_tab(text, line, e.info()) {
-                    Some((line, col)) => Diagnostic::error(
-                        Span::new(file, line, col, 1),
-                        "invalid YAML: a tab is used for indentation; YAML does not allow tabs for indentation",
-                    )
-                    .with_hint("indent with spaces (replace the tab)"),
-                    None => Diagnostic::error(
-                        Span::new(file, line, m.col() as u32 + 1, 1),
-                        format!("invalid YAML: {}", e.info()),
-                    )
-                    .with_hint("check the indentation and quoting around this place"),
-                };
-                b.diags.push(diag);
-                return Vec::new();
+                return Err(Some(ScanFailure {
+                    line: m.line() as u32,
+                    col: m.col() as u32,
+                    info: e.info().to_string(),
+                }));
             }
             Some(Ok((event, span))) => {
+                let line = span.start.line() as u32;
                 let span = Span::new(
                     file,
-                    span.start.line() as u32,
-                    span.start.col() as u32 + 1,
+                    line,
+                    unpad(pads, line, span.start.col() as u32 + 1),
                     span.end.index().saturating_sub(span.start.index()).max(1) as u32,
                 );
                 b.event(event, span);
                 if b.failed {
-                    return Vec::new();
+                    return Err(None);
                 }
             }
         }
     }
-    b.docs
+}
+
+/// Column `col` (1-based) of `line` in the fixed text, in the file as written.
+fn unpad(pads: &HashMap<u32, u32>, line: u32, col: u32) -> u32 {
+    match pads.get(&line) {
+        Some(&pad) if col > pad => col - pad,
+        Some(_) => 1,
+        None => col,
+    }
+}
+
+/// When line `line` (1-based) is inside a flow collection opened on an
+/// earlier line: the text with that line and the rest of the collection's
+/// lines indented past the column of the key that holds it, and the spaces
+/// added to each line. `None` when it is not, or nothing would change.
+fn reindent_flow(text: &str, line: u32) -> Option<(String, Vec<(u32, u32)>)> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let at = (line as usize).checked_sub(1)?;
+    if at >= lines.len() || at == 0 {
+        return None;
+    }
+    // Backwards: the line whose brackets are still open at `line`.
+    let mut open = 0i32;
+    let mut opening = None;
+    for i in (0..at).rev() {
+        open += balance(lines[i]);
+        if open > 0 {
+            opening = Some(i);
+            break;
+        }
+    }
+    let opening = opening?;
+    // The key that holds the collection: the opening line's first
+    // content past any `- ` of block sequence items.
+    let first = lines[opening];
+    let mut key_col = first.len() - first.trim_start_matches(' ').len();
+    let mut rest = &first[key_col..];
+    while let Some(r) = rest.strip_prefix("- ") {
+        let r2 = r.trim_start_matches(' ');
+        key_col += rest.len() - r2.len();
+        rest = r2;
+    }
+    let want = key_col + 1;
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut added = Vec::new();
+    for l in &lines[..at] {
+        out.push_str(l);
+    }
+    let mut depth = open;
+    let mut i = at;
+    while i < lines.len() {
+        let l = lines[i];
+        let indent = l.len() - l.trim_start_matches(' ').len();
+        let blank = l.trim().is_empty();
+        if depth > 0 && !blank && indent < want {
+            let pad = want - indent;
+            out.extend(std::iter::repeat_n(' ', pad));
+            added.push((i as u32 + 1, pad as u32));
+        }
+        out.push_str(l);
+        if depth > 0 {
+            depth += balance(l);
+        }
+        i += 1;
+    }
+    (!added.is_empty()).then_some((out, added))
+}
+
+/// Flow brackets opened minus closed on `line`, outside quotes and comments.
+fn balance(line: &str) -> i32 {
+    let mut n = 0;
+    let mut quote = None;
+    let mut prev = ' ';
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            // A quote opens a scalar only where one may start.
+            (None, '\'' | '"') if matches!(prev, ' ' | '\t' | '[' | '{' | ',' | ':') => {
+                quote = Some(c);
+            }
+            (None, '#') if prev == ' ' || prev == '\t' => break,
+            (None, '[' | '{') => n += 1,
+            (None, ']' | '}') => n -= 1,
+            _ => {}
+        }
+        prev = c;
+    }
+    n
 }
 
 /// The place (1-based line and column) of a tab in the indentation of the
@@ -338,5 +486,85 @@ impl Builder<'_> {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(n: &'a Node, path: &[&str]) -> Option<&'a Node> {
+        path.iter().try_fold(n, |n, k| n.as_map()?.get(k))
+    }
+
+    /// The one document of `yaml`, or the diagnostics' messages.
+    fn one(yaml: &str) -> Result<Node, Vec<String>> {
+        let mut diags = Diagnostics::default();
+        let docs = parse(FileId(0), yaml, &mut diags);
+        if diags.has_errors() || docs.len() != 1 {
+            return Err(diags.items().iter().map(|d| format!("{d:?}")).collect());
+        }
+        Ok(docs.into_iter().next().unwrap())
+    }
+
+    /// `services.web.command`'s items and the span of the first.
+    fn command(yaml: &str) -> (Vec<String>, Span) {
+        let doc = one(yaml).unwrap_or_else(|e| panic!("{e:?}\n{yaml}"));
+        let cmd = get(&doc, &["services", "web", "command"]).unwrap();
+        let Kind::Seq(items) = &cmd.kind else {
+            panic!("not a sequence: {cmd:?}")
+        };
+        let texts = items
+            .iter()
+            .map(|n| match &n.kind {
+                Kind::Scalar(s) => s.text.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        (texts, items[0].span)
+    }
+
+    const WANT: [&str; 3] = ["nginx", "-g", "daemon off;"];
+
+    #[test]
+    fn a_flow_sequence_closed_at_its_keys_column_is_read_as_compose_reads_it() {
+        let (items, first) = command(
+            "services:\n  web:\n    image: nginx\n    command: [\n      \"nginx\", \"-g\", \"daemon off;\"\n    ]\n",
+        );
+        assert_eq!(items, WANT);
+        assert_eq!((first.line, first.col), (5, 7));
+    }
+
+    #[test]
+    fn flow_items_at_or_left_of_the_keys_column_are_read_and_keep_their_place() {
+        // Items at the key's column.
+        let (items, first) = command(
+            "services:\n  web:\n    command: [\n    \"nginx\", \"-g\", \"daemon off;\"\n    ]\n    image: nginx\n",
+        );
+        assert_eq!(items, WANT);
+        assert_eq!((first.line, first.col), (4, 5), "the place as written");
+        // A continuation line left of the key.
+        let (items, _) =
+            command("services:\n  web:\n    command: [\"nginx\",\n  \"-g\", \"daemon off;\"]\n");
+        assert_eq!(items, WANT);
+        // A flow mapping, in a block sequence item, with a comment.
+        let doc = one(
+            "services:\n  web:\n    ports:\n      - {target: 80, # the app\n      published: \"8080\"}\n",
+        )
+        .unwrap();
+        let ports = get(&doc, &["services", "web", "ports"]);
+        let Kind::Seq(items) = &ports.unwrap().kind else {
+            panic!()
+        };
+        assert!(get(&items[0], &["published"]).is_some());
+    }
+
+    #[test]
+    fn other_indentation_errors_are_still_errors_at_their_place() {
+        let e = one("services:\n  web:\n    image: nginx\n   command: x\n").unwrap_err();
+        assert!(e.iter().any(|d| d.contains("line: 4")), "{e:?}");
+        // A flow collection never closed.
+        let e = one("services:\n  web:\n    command: [\n  \"a\",\n").unwrap_err();
+        assert!(!e.is_empty());
     }
 }
