@@ -178,6 +178,47 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// `text` with each value that stands as a whole token replaced by
+    /// [`MASK`]: not where it is part of a longer word (a value `kong`
+    /// masks `kong` in `http://kong:8000`, not in `kongfu`). For text that
+    /// must still read as what it is (`cove config`'s output).
+    pub fn scrub_tokens<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let Some(inner) = &self.0 else {
+            return Cow::Borrowed(text);
+        };
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let mut out = String::new();
+        let mut done = 0;
+        let mut at = 0;
+        while at < text.len() {
+            // The longest value starting at the earliest place from `at`.
+            let found = inner
+                .1
+                .iter()
+                .filter_map(|p| text[at..].find(p.as_str()).map(|i| (at + i, p)))
+                .min_by_key(|(i, p)| (*i, std::cmp::Reverse(p.len())));
+            let Some((start, p)) = found else { break };
+            let end = start + p.len();
+            let whole = (!word(p.chars().next()) || !word(text[..start].chars().next_back()))
+                && (!word(p.chars().next_back()) || !word(text[end..].chars().next()));
+            if whole {
+                out.push_str(&text[done..start]);
+                out.push_str(MASK);
+                done = end;
+                at = end;
+            } else {
+                at = start + text[start..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        if done == 0 {
+            return Cow::Borrowed(text);
+        }
+        out.push_str(&text[done..]);
+        Cow::Owned(out)
+    }
+}
+
 /// The secrets of an app, read and decrypted.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {

@@ -102,7 +102,12 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
             Format::Yaml => to_yaml(&value),
         };
     }
-    let out = redactor.scrub(&out);
+    // Addresses show `environment` values: masked there too.
+    let out = if args.addresses {
+        redactor.scrub_tokens(&out)
+    } else {
+        std::borrow::Cow::Borrowed(out.as_str())
+    };
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(out.as_bytes())
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -130,12 +135,54 @@ fn redactor(project: &cove_spec::Project) -> cove_runtime::secrets::Redactor {
     }
 }
 
-/// Replaces secret values in every string of `v` with `***`.
-fn mask(v: &mut serde_json::Value, redactor: &cove_runtime::secrets::Redactor) {
+/// The fields of a service whose values may carry a secret (through an
+/// interpolated variable): only these are masked, so names, images and
+/// paths print as written and the output always loads back.
+const CARRIERS: [&str; 8] = [
+    "environment",
+    "command",
+    "entrypoint",
+    "labels",
+    "annotations",
+    "healthcheck",
+    "build",
+    "x-cove",
+];
+
+/// Masks secret values (whole tokens, `***`) in the values of each
+/// service's [`CARRIERS`].
+fn mask(model: &mut serde_json::Value, redactor: &cove_runtime::secrets::Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
+    let Some(services) = model
+        .get_mut("services")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for svc in services
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+    {
+        for (k, v) in svc.iter_mut() {
+            if CARRIERS.contains(&k.as_str()) {
+                mask_values(v, redactor);
+            }
+        }
+    }
+}
+
+/// Masks every string value (never a key) in `v`.
+fn mask_values(v: &mut serde_json::Value, redactor: &cove_runtime::secrets::Redactor) {
     match v {
-        serde_json::Value::String(s) => *s = redactor.scrub_owned(std::mem::take(s)),
-        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| mask(v, redactor)),
-        serde_json::Value::Object(m) => m.values_mut().for_each(|v| mask(v, redactor)),
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = redactor.scrub_tokens(s) {
+                *s = masked;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| mask_values(v, redactor)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|v| mask_values(v, redactor)),
         _ => {}
     }
 }

@@ -380,3 +380,56 @@ fn addresses_show_every_replica_and_the_rewritten_references() {
     assert_eq!(v["replicas"].as_array().unwrap().len(), 3);
     assert_eq!(v["rewritten"].as_array().unwrap().len(), 2);
 }
+
+/// A secret's value is masked where a value can carry it (environment,
+/// command, labels), as a whole token; names, images and paths that happen
+/// to spell it print as written, and the output loads back.
+#[test]
+fn secret_values_are_masked_as_whole_tokens_in_values_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "pw.txt", "kong\n");
+    write(tmp.path(), ".env", "V=kong\n");
+    write(
+        tmp.path(),
+        "compose.yaml",
+        r#"
+name: kong
+services:
+  kong:
+    image: kong:3
+    environment:
+      KONG_PG_PASSWORD: ${V}
+      KONG_URL: http://kong:8000
+      OTHER: kongfu
+    command: ["kong", "start", "--password=${V}"]
+    labels: ["com.example.kong=${V}"]
+    volumes: ["./kong:/kong"]
+    secrets: [pw]
+secrets:
+  pw:
+    file: ./pw.txt
+"#,
+    );
+    let out = cove(tmp.path(), &["config"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let yaml = stdout(&out);
+    for shown in [
+        "name: kong\n",
+        "  kong:\n",
+        "image: kong:3",
+        "KONG_PG_PASSWORD: \"***\"",
+        "KONG_URL: http://***:8000",
+        "OTHER: kongfu",
+        "- \"--password=***\"",
+        "com.example.kong: \"***\"",
+        "/kong",
+    ] {
+        assert!(yaml.contains(shown), "`{shown}` in:\n{yaml}");
+    }
+    assert!(!yaml.contains("KONG_PG_PASSWORD: kong"), "{yaml}");
+    // It loads back.
+    write(tmp.path(), "out/compose.yaml", &yaml);
+    let again = cove(&tmp.path().join("out"), &["config", "--services"], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(stdout(&again), "kong\n");
+}
