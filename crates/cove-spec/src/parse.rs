@@ -50,13 +50,28 @@ pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
             fixed = std::borrow::Cow::Owned(again);
             continue;
         }
-        let diag = match indentation_tab(text, line, &err.info) {
-            Some((line, col)) => Diagnostic::error(
+        let tab = indentation_tab(text, line, &err.info);
+        let glued = err
+            .info
+            .starts_with("mapping values are not allowed")
+            .then(|| glued_key(text, line))
+            .flatten();
+        let diag = match (tab, glued) {
+            (Some((line, col)), _) => Diagnostic::error(
                 Span::new(file, line, col, 1),
                 "invalid YAML: a tab is used for indentation; YAML does not allow tabs for indentation",
             )
             .with_hint("indent with spaces (replace the tab)"),
-            None => Diagnostic::error(
+            (None, Some((line, col, key))) => Diagnostic::error(
+                Span::new(file, line, col, 1),
+                format!(
+                    "invalid YAML: `{key}:` has no space after its colon, so this line is a text, not a key, and the lines under it cannot be its value"
+                ),
+            )
+            .with_hint(format!(
+                "write `{key}:` alone on its line when the lines under it are its value, or `{key}: value` with a space"
+            )),
+            (None, None) => Diagnostic::error(
                 Span::new(file, line, unpad(&pads, line, err.col + 1), 1),
                 format!("invalid YAML: {}", err.info),
             )
@@ -65,6 +80,34 @@ pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
         diags.push(diag);
         return Vec::new();
     }
+}
+
+/// When the scanner finds a `key:` it cannot take on line `line`
+/// (1-based) because the line above is `KEY:TEXT` (no space after the
+/// colon: one plain text, which the indented lines would continue): that
+/// line, the colon's column (1-based) and the key.
+fn glued_key(text: &str, line: u32) -> Option<(u32, u32, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = (line as usize).checked_sub(1)?;
+    let (i, above) = lines[..at.min(lines.len())]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let content = above.trim_start();
+    let content = content.strip_prefix("- ").unwrap_or(content);
+    let colon = content.find(':')?;
+    let key = &content[..colon];
+    let after = content[colon + 1..].chars().next()?;
+    let plain_key = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain_key || after.is_whitespace() || matches!(after, '/' | ':') {
+        return None;
+    }
+    let col = above.len() - content.len() + colon + 1;
+    Some((i as u32 + 1, col as u32, key.to_string()))
 }
 
 /// A scanner error: 1-based line, 0-based column, what it says.
@@ -566,5 +609,19 @@ mod tests {
         // A flow collection never closed.
         let e = one("services:\n  web:\n    command: [\n  \"a\",\n").unwrap_err();
         assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn a_key_glued_to_its_value_is_reported_on_its_own_line() {
+        let e = one("services:foo\n  web:\n    image: nginx\n").unwrap_err();
+        assert!(e.iter().any(|d| d.contains("line: 1, col: 9")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|d| d.contains("`services:` has no space after its colon")),
+            "{e:?}"
+        );
+        // A URL is no glued key: the scanner's own words, at its place.
+        let e = one("x:\n  - http://a\n    b: 1\n").unwrap_err();
+        assert!(!e.iter().any(|d| d.contains("no space after")), "{e:?}");
     }
 }
