@@ -188,6 +188,9 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         let keep = graph.closure(&opts.services);
         app.services.retain(|name, _| keep.contains(name));
     }
+    for w in crate::pending::warnings(&app, &loader.sources) {
+        loader.diags.push(w);
+    }
     Ok(Project {
         app,
         own_name,

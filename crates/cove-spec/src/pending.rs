@@ -1,0 +1,61 @@
+//! `x-cove` fields the schema accepts and cove does not act on yet
+//! (`backup`, `preview`, `alerts` of a service; `previews` of the
+//! project): a warning at the field, saying so, rather than silence that
+//! reads as "done". Each goes when the work that acts on it lands.
+
+use crate::diag::Diagnostic;
+use crate::locate::locate;
+use crate::model::App;
+use crate::source::SourceMap;
+
+/// What a field would do, and what cove does instead today.
+const PENDING: [(&str, &str); 4] = [
+    ("backup", "no backups are taken"),
+    ("preview", "there are no preview environments yet"),
+    ("alerts", "no alert is evaluated or sent"),
+    ("previews", "there are no preview environments yet"),
+];
+
+/// A warning for each pending field `app` uses, at the place it is written.
+pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut warn = |path: Vec<String>, field: &str| {
+        let Some((_, instead)) = PENDING.iter().find(|(f, _)| *f == field) else {
+            return;
+        };
+        let place = path.join(".");
+        out.push(
+            Diagnostic::warning(
+                locate(sources, &path),
+                format!("`{place}` is accepted but not acted on yet: {instead}"),
+            )
+            .with_hint(format!(
+                "keep it for when cove acts on `x-cove.{field}`, or remove it; nothing happens because of it today"
+            )),
+        );
+    };
+    for (name, svc) in &app.services {
+        let Some(x) = &svc.x_cove else { continue };
+        let at = |field: &str| {
+            ["services", name.as_str(), "x-cove", field]
+                .map(str::to_string)
+                .to_vec()
+        };
+        if x.backup.is_some() {
+            warn(at("backup"), "backup");
+        }
+        if x.preview.is_some() {
+            warn(at("preview"), "preview");
+        }
+        if !x.alerts.is_empty() {
+            warn(at("alerts"), "alerts");
+        }
+    }
+    if app.x_cove.previews.is_some() {
+        warn(
+            ["x-cove", "previews"].map(str::to_string).to_vec(),
+            "previews",
+        );
+    }
+    out
+}
