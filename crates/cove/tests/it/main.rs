@@ -14,6 +14,7 @@ mod daemon;
 pub mod deploy;
 mod first_hour;
 pub mod gateway;
+mod guide;
 mod isolation;
 mod kvstore;
 mod leases;
