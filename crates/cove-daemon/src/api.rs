@@ -271,3 +271,185 @@ pub struct RouteInfo {
     #[serde(default)]
     pub internal: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The JSON of every answer that carries a state word, pinned as it
+    //! was when those words were strings: the API and every `--format
+    //! json` output (`ps`, `routes`, `deploy`) are read by scripts.
+
+    use super::*;
+
+    fn replica(state: &str, health: &str) -> Replica {
+        Replica {
+            service: "web".into(),
+            replica: 2,
+            revision: 3,
+            retiring: false,
+            state: state.into(),
+            health: health.into(),
+            detail: "running (pid 42)".into(),
+            pid: Some(42),
+            address: "127.0.0.1:8080".into(),
+            container: None,
+            restarts: 1,
+            since_ms: 1_700_000_000_000,
+            ready: true,
+            refusing: None,
+            orphan: false,
+        }
+    }
+
+    fn event(state: &str) -> Event {
+        Event {
+            project: "/p/.cove".into(),
+            seq: 7,
+            time_ms: 1_700_000_000_000,
+            service: "web".into(),
+            replica: 1,
+            revision: 2,
+            state: state.into(),
+            detail: "stopped".into(),
+            pid: None,
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn a_replica_is_written_as_before() {
+        for (state, health) in [
+            ("waiting", ""),
+            ("starting", ""),
+            ("running", "starting"),
+            ("running", "healthy"),
+            ("running", "unhealthy"),
+            ("restarting", ""),
+            ("completed", ""),
+            ("failed", ""),
+            ("stopping", ""),
+            ("stopped", ""),
+        ] {
+            let json = serde_json::to_string(&replica(state, health)).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"service":"web","replica":2,"revision":3,"retiring":false,"state":"{state}","health":"{health}","detail":"running (pid 42)","pid":42,"address":"127.0.0.1:8080","restarts":1,"since_ms":1700000000000,"ready":true,"orphan":false}}"#
+                )
+            );
+            let back: Replica = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, replica(state, health));
+        }
+        // `cove ps --format json`: pretty, as a list.
+        let pretty = serde_json::to_string_pretty(&vec![replica("running", "")]).unwrap();
+        assert_eq!(
+            pretty,
+            r#"[
+  {
+    "service": "web",
+    "replica": 2,
+    "revision": 3,
+    "retiring": false,
+    "state": "running",
+    "health": "",
+    "detail": "running (pid 42)",
+    "pid": 42,
+    "address": "127.0.0.1:8080",
+    "restarts": 1,
+    "since_ms": 1700000000000,
+    "ready": true,
+    "orphan": false
+  }
+]"#
+        );
+    }
+
+    #[test]
+    fn an_event_is_written_as_before() {
+        for state in [
+            "waiting",
+            "starting",
+            "running",
+            "restarting",
+            "completed",
+            "failed",
+            "stopping",
+            "stopped",
+            "deploy",
+        ] {
+            let json = serde_json::to_string(&event(state)).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"project":"/p/.cove","seq":7,"time_ms":1700000000000,"service":"web","replica":1,"revision":2,"state":"{state}","detail":"stopped","pid":null,"restarts":0}}"#
+                )
+            );
+            let back: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, event(state));
+        }
+    }
+
+    #[test]
+    fn outcomes_are_written_as_before() {
+        for word in [
+            "started",
+            "deployed",
+            "unchanged",
+            "scaled",
+            "failed",
+            "stopped",
+        ] {
+            let outcomes = Outcomes {
+                seq: 9,
+                results: vec![ServiceOutcome {
+                    service: "api".into(),
+                    revision: 4,
+                    outcome: word.into(),
+                    message: "revision 4 started".into(),
+                    ok: true,
+                }],
+            };
+            let json = serde_json::to_string(&outcomes).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"seq":9,"results":[{{"service":"api","revision":4,"outcome":"{word}","message":"revision 4 started","ok":true}}]}}"#
+                )
+            );
+            let back: Outcomes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.results, outcomes.results);
+        }
+    }
+
+    #[test]
+    fn routes_are_written_as_before() {
+        for protocol in ["http", "grpc", "tcp"] {
+            let routes = Routes {
+                url: "http://127.0.0.1:2684".into(),
+                running: true,
+                tls_url: String::new(),
+                ca: String::new(),
+                routes: vec![RouteInfo {
+                    protocol: protocol.into(),
+                    host: String::new(),
+                    path: "/".into(),
+                    strip_prefix: false,
+                    listen: String::new(),
+                    url: "http://127.0.0.1:2684/".into(),
+                    service: "web".into(),
+                    port: 8080,
+                    targets: vec!["127.0.0.2:8080".into()],
+                    internal: false,
+                }],
+            };
+            let json = serde_json::to_string(&routes).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"url":"http://127.0.0.1:2684","running":true,"tls_url":"","ca":"","routes":[{{"protocol":"{protocol}","host":"","path":"/","strip_prefix":false,"listen":"","url":"http://127.0.0.1:2684/","service":"web","port":8080,"targets":["127.0.0.2:8080"],"internal":false}}]}}"#
+                )
+            );
+            let back: Routes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, routes);
+        }
+    }
+}
