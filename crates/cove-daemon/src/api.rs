@@ -25,6 +25,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod words;
+
+pub use words::{EventState, Health, OutcomeKind, Protocol, ReplicaState};
+
 /// `POST /v1/up`: run `services` (with their dependencies) of `app`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpRequest {
@@ -104,7 +108,7 @@ pub struct ServiceOutcome {
     /// The revision it runs now.
     pub revision: u64,
     /// `started`, `deployed`, `unchanged`, `scaled`, `failed`, `stopped`.
-    pub outcome: String,
+    pub outcome: OutcomeKind,
     /// What happened, in words (why, when it failed).
     pub message: String,
     /// Whether it did what was asked.
@@ -175,10 +179,11 @@ pub struct Replica {
     /// Being drained and stopped (replaced, or scaled away).
     #[serde(default)]
     pub retiring: bool,
-    /// `waiting`, `starting`, `running`, `restarting`, `completed`, `failed`, `stopped`.
-    pub state: String,
+    /// `waiting`, `starting`, `running`, `restarting`, `completed`,
+    /// `failed`, `stopping`, `stopped`.
+    pub state: ReplicaState,
     /// `healthy`, `unhealthy`, `starting`, or empty (no health check / not running).
-    pub health: String,
+    pub health: Health,
     /// The state in words (`failed: exited with code 3`).
     pub detail: String,
     pub pid: Option<u32>,
@@ -217,7 +222,7 @@ pub struct Event {
     pub revision: u64,
     /// A replica's state, or `deploy` for a step of a deploy or scaling
     /// (replica 0, `detail` says what).
-    pub state: String,
+    pub state: EventState,
     pub detail: String,
     pub pid: Option<u32>,
     pub restarts: u32,
@@ -252,7 +257,7 @@ pub struct Routes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteInfo {
     /// `http`, `grpc` or `tcp`.
-    pub protocol: String,
+    pub protocol: Protocol,
     /// Host it matches; empty: any.
     pub host: String,
     /// Path prefix it matches (HTTP routes).

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::api::Event;
+use crate::api::{Event, ReplicaState};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
@@ -26,6 +26,12 @@ const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions"
 /// the key is one written before it existed (layout 1). Opening a store of
 /// an older layout migrates it (each step in [`MIGRATIONS`], one
 /// transaction); a newer one is refused, never rewritten.
+///
+/// States in records (replicas', events') are typed
+/// ([`ReplicaState`](crate::api::ReplicaState),
+/// [`EventState`](crate::api::EventState)) but written as the words layout
+/// 1 wrote, so typing them changed no layout; a word a newer cove wrote
+/// reads as `Other` (kept as it came).
 pub const SCHEMA: u32 = 1;
 
 /// `MIGRATIONS[i]` turns layout `i + 1` into `i + 2`. None yet: layout 1
@@ -84,7 +90,9 @@ pub struct Desired {
 /// The last known state of a replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaRecord {
-    pub state: String,
+    /// Written as the API writes it (`running`); a word this build does
+    /// not know reads as [`ReplicaState::Other`].
+    pub state: ReplicaState,
     /// Its process (the leader of its process group), while it runs.
     pub pid: Option<u32>,
     pub restarts: u32,
@@ -435,7 +443,7 @@ mod tests {
             service: "db".into(),
             replica: 1,
             revision: 1,
-            state: "running".into(),
+            state: ReplicaState::Running.into(),
             detail: "running (pid 1)".into(),
             pid: Some(1),
             restarts: 0,
@@ -503,6 +511,64 @@ mod tests {
     }
 
     #[test]
+    fn records_written_as_words_read_typed() {
+        // As layout 1 wrote them (before the words were enums), and one a
+        // newer cove wrote with a state this build does not know.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let event = |seq: u64, state: &str| {
+            format!(
+                r#"{{"project":"/p/.cove","seq":{seq},"time_ms":1,"service":"db","replica":1,"revision":1,"state":"{state}","detail":"x","pid":null,"restarts":0}}"#
+            )
+        };
+        store
+            .write(|txn| {
+                let mut t = txn.open_table(REPLICAS)?;
+                t.insert(
+                    "/p/.cove|db/1",
+                    br#"{"state":"running","pid":7,"restarts":2,"start":"boot:42"}"#.as_slice(),
+                )?;
+                t.insert(
+                    "/p/.cove|db/2",
+                    br#"{"state":"hibernating","pid":null,"restarts":0}"#.as_slice(),
+                )?;
+                let mut t = txn.open_table(EVENTS)?;
+                t.insert(1, event(1, "failed").as_bytes())?;
+                t.insert(2, event(2, "deploy").as_bytes())?;
+                t.insert(3, event(3, "hibernating").as_bytes())?;
+                Ok(())
+            })
+            .unwrap();
+        let replicas = store.replicas("/p/.cove").unwrap();
+        assert_eq!(replicas[&("db".into(), 1)].state, ReplicaState::Running);
+        assert_eq!(
+            replicas[&("db".into(), 2)].state,
+            ReplicaState::Other("hibernating".into())
+        );
+        assert_eq!(store.leaders(None).unwrap(), [(7, "boot:42".to_string())]);
+        let states: Vec<crate::api::EventState> = store
+            .events_after("/p/.cove", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ReplicaState::Failed.into(),
+                crate::api::EventState::Deploy,
+                ReplicaState::Other("hibernating".into()).into(),
+            ]
+        );
+        // Written back as the same words.
+        let rec = replicas[&("db".into(), 1)].clone();
+        assert_eq!(
+            serde_json::to_string(&rec).unwrap(),
+            r#"{"state":"running","pid":7,"restarts":2,"start":"boot:42"}"#
+        );
+    }
+
+    #[test]
     fn a_starting_daemon_waits_for_an_exiting_one_to_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
@@ -543,7 +609,7 @@ mod tests {
             store.set_desired("/p/.cove", Some(&desired)).unwrap();
             store.set_desired("/q/.cove", Some(&desired)).unwrap();
             let rec = ReplicaRecord {
-                state: "running".into(),
+                state: ReplicaState::Running,
                 pid: Some(7),
                 restarts: 2,
                 start: Some("boot:42".into()),

@@ -11,7 +11,7 @@ use cove_runtime::logs;
 use cove_runtime::supervisor::Report;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::Event;
+use crate::api::{Event, EventState, ReplicaState};
 use crate::server::log::{log, millis};
 use crate::server::tasks::survive;
 use crate::store::{ReplicaRecord, Store};
@@ -131,7 +131,7 @@ fn write_batch(
                     service,
                     replica: 0,
                     revision: 0,
-                    state: "deploy".into(),
+                    state: EventState::Deploy,
                     detail: message,
                     pid: None,
                     restarts: 0,
@@ -147,10 +147,11 @@ fn write_batch(
                 restarts,
             } => {
                 *seq += 1;
+                let word = ReplicaState::from(&state);
                 replicas.push((
                     (project.to_string(), service.clone(), replica),
                     ReplicaRecord {
-                        state: state.name().to_string(),
+                        state: word.clone(),
                         pid,
                         restarts,
                         start: pid.and_then(cove_runtime::process::child_start),
@@ -163,7 +164,7 @@ fn write_batch(
                     service,
                     replica,
                     revision,
-                    state: state.name().to_string(),
+                    state: word.into(),
                     detail: state.describe(pid),
                     pid,
                     restarts,

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cove_daemon::api::{Accepted, Event, Replica, UpRequest};
+use cove_daemon::api::{Accepted, Event, EventState, Health, Replica, ReplicaState, UpRequest};
 use cove_daemon::client::Client;
 use cove_runtime::logs;
 use cove_spec::Style;
@@ -158,10 +158,10 @@ async fn detached(
     match daemon::wait_ready(client, services, after, timeout, revisions).await {
         Ok(ready) => {
             for r in ready {
-                let how = if r.health.is_empty() {
-                    r.state.clone()
+                let how = if r.health == Health::Unchecked {
+                    r.state.to_string()
                 } else {
-                    r.health.clone()
+                    r.health.to_string()
                 };
                 eprintln!("cove: {}-{} {how} ({})", r.service, r.replica, r.address);
             }
@@ -274,7 +274,7 @@ async fn stop(
 struct Shown {
     services: Vec<String>,
     after: u64,
-    states: BTreeMap<(String, u64), String>,
+    states: BTreeMap<(String, u64), ReplicaState>,
     tail: logs::Tail,
     /// Colour by service, when stdout takes colours.
     colours: HashMap<String, &'static str>,
@@ -334,32 +334,28 @@ impl Shown {
             if !self.services.contains(&ev.service) {
                 continue;
             }
-            if ev.state == "deploy" {
+            let EventState::Replica(state) = ev.state else {
                 eprintln!("cove: {}: {}", ev.service, ev.detail);
                 continue;
-            }
+            };
             eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
             self.states.insert(
                 (format!("{}-{}", ev.service, ev.replica), ev.revision),
-                ev.state,
+                state,
             );
         }
     }
 
     /// Whether every replica of ours has ended.
     fn finished(&self) -> bool {
-        !self.states.is_empty()
-            && self
-                .states
-                .values()
-                .all(|s| matches!(s.as_str(), "completed" | "failed" | "stopped"))
+        !self.states.is_empty() && self.states.values().all(ReplicaState::is_final)
     }
 
     /// The replicas of ours that failed.
     fn failed(&self) -> Vec<&String> {
         self.states
             .iter()
-            .filter(|(_, s)| s.as_str() == "failed")
+            .filter(|(_, s)| **s == ReplicaState::Failed)
             .map(|(k, _)| &k.0)
             .collect()
     }

@@ -6,7 +6,7 @@ use hyper::StatusCode;
 
 use cove_runtime::supervisor::{Mode, Outcome};
 
-use crate::api::{Outcomes, ServiceOutcome};
+use crate::api::{OutcomeKind, Outcomes, ServiceOutcome};
 use crate::server::registry::{Daemon, Project, RunGuard, Running};
 use crate::server::reply::{Answer, error, json};
 use crate::server::revisions::{Pending, Waiting, current_revision, plan_for, settle};
@@ -15,16 +15,24 @@ use crate::store::Desired;
 fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcome {
     let (word, message, ok) = match outcome {
         Outcome::Unchanged => (
-            "unchanged",
+            OutcomeKind::Unchanged,
             format!("revision {revision} is already running; nothing to do"),
             true,
         ),
-        Outcome::Started { .. } => ("started", format!("revision {revision} started"), true),
-        Outcome::Scaled { from, to } => ("scaled", format!("scaled from {from} to {to}"), true),
+        Outcome::Started { .. } => (
+            OutcomeKind::Started,
+            format!("revision {revision} started"),
+            true,
+        ),
+        Outcome::Scaled { from, to } => (
+            OutcomeKind::Scaled,
+            format!("scaled from {from} to {to}"),
+            true,
+        ),
         Outcome::Deployed {
             replaced, failed, ..
         } if failed.is_empty() => (
-            "deployed",
+            OutcomeKind::Deployed,
             format!("revision {revision} runs on every replica ({replaced} replaced)"),
             true,
         ),
@@ -32,7 +40,7 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
         Outcome::Deployed {
             replaced, failed, ..
         } => (
-            "deployed",
+            OutcomeKind::Deployed,
             format!(
                 "revision {revision} runs on {replaced} of {} replicas; the others kept their previous revision: {}",
                 *replaced as usize + failed.len(),
@@ -41,7 +49,7 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
             true,
         ),
         Outcome::Failed { reason, undone } => (
-            "failed",
+            OutcomeKind::Failed,
             if *undone {
                 format!("{reason}; the previous revision runs again")
             } else {
@@ -49,12 +57,12 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
             },
             false,
         ),
-        Outcome::Stopped => ("stopped", "stopped while it ran".into(), false),
+        Outcome::Stopped => (OutcomeKind::Stopped, "stopped while it ran".into(), false),
     };
     ServiceOutcome {
         service: service.to_string(),
         revision,
-        outcome: word.into(),
+        outcome: word,
         message,
         ok,
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cove_runtime::supervisor::Mode;
 use hyper::StatusCode;
 
-use crate::api::{DeployRequest, ServiceOutcome};
+use crate::api::{DeployRequest, OutcomeKind, ServiceOutcome};
 use crate::server::log::log;
 use crate::server::ops::checks::running_project;
 use crate::server::ops::converge::{act, outcomes};
@@ -94,7 +94,7 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
     let failed: Vec<&ServiceOutcome> = answer
         .results
         .iter()
-        .filter(|r| r.outcome == "failed" && previous.contains_key(&r.service))
+        .filter(|r| r.outcome == OutcomeKind::Failed && previous.contains_key(&r.service))
         .collect();
     if !failed.is_empty() {
         let mut run = project.lock_run().await;
