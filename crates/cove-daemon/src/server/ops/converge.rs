@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use cove_runtime::supervisor::{Mode, Outcome};
 
 use crate::api::{OutcomeKind, Outcomes, ServiceOutcome};
+use crate::server::offload::set_desired;
 use crate::server::registry::{Daemon, Project, RunGuard, Running};
 use crate::server::reply::{Answer, error, json};
 use crate::server::revisions::{Pending, Waiting, current_revision, plan_for, settle};
@@ -82,7 +83,7 @@ pub(super) async fn outcomes(
     let mut results = Vec::new();
     for (service, rx) in done {
         let outcome = rx.await.unwrap_or(Outcome::Stopped);
-        settle(&daemon.store, key, &service, &outcome, pending, message);
+        settle(&daemon.store, key, &service, &outcome, pending, message).await;
         let revision = current_revision(&project.states.borrow(), &service).unwrap_or_default();
         results.push(outcome_row(&service, revision, &outcome));
     }
@@ -94,7 +95,7 @@ pub(super) async fn outcomes(
 /// `deploying` at new revision numbers, and sends each of `names` its plan
 /// in `mode`: their outcomes to wait for, and the revisions to record.
 #[allow(clippy::result_large_err, clippy::too_many_arguments)] // an HTTP answer, built once per request
-pub(super) fn act(
+pub(super) async fn act(
     daemon: &Daemon,
     project: &Project,
     key: &str,
@@ -105,13 +106,13 @@ pub(super) fn act(
     mode: Mode,
 ) -> Result<(Waiting, Pending), Answer> {
     let (plan, pending) = plan_for(&daemon.store, key, &desired, deploying)
+        .await
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e, None))?;
     project
         .set_gateway(Some(&plan))
         .map_err(|e| error(StatusCode::CONFLICT, e, None))?;
-    daemon
-        .store
-        .set_desired(key, Some(&desired))
+    set_desired(&daemon.store, key, Some(&desired))
+        .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
     let done = names
         .iter()
@@ -142,7 +143,9 @@ pub(super) async fn converge_and_answer(
         names,
         &[],
         Mode::Converge,
-    ) {
+    )
+    .await
+    {
         Ok(d) => d,
         Err(a) => return a,
     };

@@ -8,6 +8,7 @@ use hyper::StatusCode;
 
 use crate::api::{DeployRequest, OutcomeKind, ServiceOutcome};
 use crate::server::log::log;
+use crate::server::offload::set_desired;
 use crate::server::ops::checks::running_project;
 use crate::server::ops::converge::{act, outcomes};
 use crate::server::ops::up::with_orphans;
@@ -82,7 +83,9 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
         .collect();
     let (done, pending) = match act(
         daemon, &project, key, &mut run, desired, &names, &names, mode,
-    ) {
+    )
+    .await
+    {
         Ok(d) => d,
         Err(a) => return a,
     };
@@ -104,14 +107,14 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
                     d.pinned.insert(r.service.clone(), number);
                 }
             }
-            if let Err(e) = daemon.store.set_desired(key, Some(d)) {
+            if let Err(e) = set_desired(&daemon.store, key, Some(d)).await {
                 log(&format!("{key}: {e}"));
             }
         }
         // The plan kept for what acts on it later (`restart`, `start`)
         // runs the held revision, not the failed one.
         if let Some(d) = run.desired.clone() {
-            match plan_for(&daemon.store, key, &d, &[]) {
+            match plan_for(&daemon.store, key, &d, &[]).await {
                 Ok((plan, _)) => run.plan = Some(plan),
                 Err(e) => log(&format!("{key}: {e}")),
             }
