@@ -26,8 +26,8 @@
 //! survive a panic), `offload` (what runs off the runtime's workers:
 //! durable commits, probes), `log` (daemon.log's lines).
 //!
-//! It never blocks itself: a runtime of [`WORKERS`] threads answers
-//! requests; durable commits, planning (which reads the machine) and
+//! It never blocks itself: a multi-thread runtime of [`WORKERS`]
+//! worker(s) answers requests; durable commits, planning (which reads the machine) and
 //! sleeps run on the blocking pool ([`offload`]); the only lock held
 //! across the supervisor's work is a project's run lock, and readers
 //! (`ps`, status, history, events) never take it.
@@ -81,7 +81,17 @@ const STORE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Threads that answer requests and run the supervisors (blocking work has
 /// a pool of its own).
-pub const WORKERS: usize = 2;
+///
+/// One, for now: the supervisor publishes a replica's new state (its
+/// `States` watch) before it queues the state's report
+/// (`cove_runtime::supervisor`'s `Ctx::set`), so on two workers a
+/// dependent woken by the new state could report `starting` before its
+/// dependency's `completed` was recorded (events out of order;
+/// `up::up_starts_the_closure_in_order…` failed 2 runs in 5 on two
+/// workers, none on one). Once the report is
+/// queued inside `send_modify`, two are plenty. Nothing blocks the worker
+/// meanwhile: what would runs on the blocking pool ([`offload`]).
+pub const WORKERS: usize = 1;
 
 /// Runs the daemon of `state_dir` until it is told to stop; `host`: the
 /// host's daemon (several projects; it stays up when they are down).
@@ -92,7 +102,13 @@ pub fn main(state_dir: &Path, host: bool) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let result = rt.block_on(serve(state_dir, host));
+    // On a worker, as every task of the daemon is (see [`WORKERS`]).
+    let state_dir = state_dir.to_path_buf();
+    let result = rt.block_on(async move {
+        tokio::spawn(async move { serve(&state_dir, host).await })
+            .await
+            .unwrap_or_else(|e| Err(format!("the daemon failed: {e}")))
+    });
     // Whatever is still running (a long poll) must not hold the exit.
     rt.shutdown_timeout(Duration::from_secs(1));
     result

@@ -86,6 +86,7 @@ services:
         .unwrap();
     let (took, rows): (_, Vec<Replica>) = timed(&rt, &client, "/v1/ps", 21);
     let median = took[took.len() / 2];
+    eprintln!("ps during the stop, fastest first: {took:?}");
     assert!(
         median < PS_BAR,
         "ps took {median:?} (median) during the stop; all: {took:?}"
