@@ -20,6 +20,10 @@
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
 //! a daemon of one host runs several. Errors answer 4xx/5xx with an
 //! [`ApiError`]. `Names` with no service means every service.
+//!
+//! States, health, outcomes and protocols are enums written as fixed
+//! words (`words.rs`; a word a newer daemon says reads as `Other`); the
+//! tests below pin the JSON of each answer that carries one.
 
 use std::path::PathBuf;
 
