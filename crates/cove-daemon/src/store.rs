@@ -28,8 +28,7 @@ const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions"
 /// transaction); a newer one is refused, never rewritten.
 ///
 /// States in records (replicas', events') are typed
-/// ([`ReplicaState`](crate::api::ReplicaState),
-/// [`EventState`](crate::api::EventState)) but written as the words layout
+/// ([`ReplicaState`], [`EventState`](crate::api::EventState)) but written as the words layout
 /// 1 wrote, so typing them changed no layout; a word a newer cove wrote
 /// reads as `Other` (kept as it came).
 pub const SCHEMA: u32 = 1;

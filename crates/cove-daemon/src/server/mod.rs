@@ -28,7 +28,7 @@
 //!
 //! It never blocks itself: a multi-thread runtime of [`WORKERS`]
 //! worker(s) answers requests; durable commits, planning (which reads the machine) and
-//! sleeps run on the blocking pool ([`offload`]); the only lock held
+//! sleeps run on the blocking pool (`offload`); the only lock held
 //! across the supervisor's work is a project's run lock, and readers
 //! (`ps`, status, history, events) never take it.
 
@@ -90,7 +90,7 @@ const STORE_PATIENCE: Duration = Duration::from_secs(10);
 /// `up::up_starts_the_closure_in_order…` failed 2 runs in 5 on two
 /// workers, none on one). Once the report is
 /// queued inside `send_modify`, two are plenty. Nothing blocks the worker
-/// meanwhile: what would runs on the blocking pool ([`offload`]).
+/// meanwhile: what would runs on the blocking pool (`offload`).
 pub const WORKERS: usize = 1;
 
 /// Runs the daemon of `state_dir` until it is told to stop; `host`: the
