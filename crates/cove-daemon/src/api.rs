@@ -20,10 +20,18 @@
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
 //! a daemon of one host runs several. Errors answer 4xx/5xx with an
 //! [`ApiError`]. `Names` with no service means every service.
+//!
+//! States, health, outcomes and protocols are enums written as fixed
+//! words (`words.rs`; a word a newer daemon says reads as `Other`); the
+//! tests below pin the JSON of each answer that carries one.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+mod words;
+
+pub use words::{EventState, Health, OutcomeKind, Protocol, ReplicaState};
 
 /// `POST /v1/up`: run `services` (with their dependencies) of `app`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,7 +112,7 @@ pub struct ServiceOutcome {
     /// The revision it runs now.
     pub revision: u64,
     /// `started`, `deployed`, `unchanged`, `scaled`, `failed`, `stopped`.
-    pub outcome: String,
+    pub outcome: OutcomeKind,
     /// What happened, in words (why, when it failed).
     pub message: String,
     /// Whether it did what was asked.
@@ -175,10 +183,11 @@ pub struct Replica {
     /// Being drained and stopped (replaced, or scaled away).
     #[serde(default)]
     pub retiring: bool,
-    /// `waiting`, `starting`, `running`, `restarting`, `completed`, `failed`, `stopped`.
-    pub state: String,
+    /// `waiting`, `starting`, `running`, `restarting`, `completed`,
+    /// `failed`, `stopping`, `stopped`.
+    pub state: ReplicaState,
     /// `healthy`, `unhealthy`, `starting`, or empty (no health check / not running).
-    pub health: String,
+    pub health: Health,
     /// The state in words (`failed: exited with code 3`).
     pub detail: String,
     pub pid: Option<u32>,
@@ -217,7 +226,7 @@ pub struct Event {
     pub revision: u64,
     /// A replica's state, or `deploy` for a step of a deploy or scaling
     /// (replica 0, `detail` says what).
-    pub state: String,
+    pub state: EventState,
     pub detail: String,
     pub pid: Option<u32>,
     pub restarts: u32,
@@ -252,7 +261,7 @@ pub struct Routes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteInfo {
     /// `http`, `grpc` or `tcp`.
-    pub protocol: String,
+    pub protocol: Protocol,
     /// Host it matches; empty: any.
     pub host: String,
     /// Path prefix it matches (HTTP routes).
@@ -270,4 +279,186 @@ pub struct RouteInfo {
     /// route of the app's.
     #[serde(default)]
     pub internal: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The JSON of every answer that carries a state word, pinned as it
+    //! was when those words were strings: the API and every `--format
+    //! json` output (`ps`, `routes`, `deploy`) are read by scripts.
+
+    use super::*;
+
+    fn replica(state: &str, health: &str) -> Replica {
+        Replica {
+            service: "web".into(),
+            replica: 2,
+            revision: 3,
+            retiring: false,
+            state: state.into(),
+            health: health.into(),
+            detail: "running (pid 42)".into(),
+            pid: Some(42),
+            address: "127.0.0.1:8080".into(),
+            container: None,
+            restarts: 1,
+            since_ms: 1_700_000_000_000,
+            ready: true,
+            refusing: None,
+            orphan: false,
+        }
+    }
+
+    fn event(state: &str) -> Event {
+        Event {
+            project: "/p/.cove".into(),
+            seq: 7,
+            time_ms: 1_700_000_000_000,
+            service: "web".into(),
+            replica: 1,
+            revision: 2,
+            state: state.into(),
+            detail: "stopped".into(),
+            pid: None,
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn a_replica_is_written_as_before() {
+        for (state, health) in [
+            ("waiting", ""),
+            ("starting", ""),
+            ("running", "starting"),
+            ("running", "healthy"),
+            ("running", "unhealthy"),
+            ("restarting", ""),
+            ("completed", ""),
+            ("failed", ""),
+            ("stopping", ""),
+            ("stopped", ""),
+        ] {
+            let json = serde_json::to_string(&replica(state, health)).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"service":"web","replica":2,"revision":3,"retiring":false,"state":"{state}","health":"{health}","detail":"running (pid 42)","pid":42,"address":"127.0.0.1:8080","restarts":1,"since_ms":1700000000000,"ready":true,"orphan":false}}"#
+                )
+            );
+            let back: Replica = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, replica(state, health));
+        }
+        // `cove ps --format json`: pretty, as a list.
+        let pretty = serde_json::to_string_pretty(&vec![replica("running", "")]).unwrap();
+        assert_eq!(
+            pretty,
+            r#"[
+  {
+    "service": "web",
+    "replica": 2,
+    "revision": 3,
+    "retiring": false,
+    "state": "running",
+    "health": "",
+    "detail": "running (pid 42)",
+    "pid": 42,
+    "address": "127.0.0.1:8080",
+    "restarts": 1,
+    "since_ms": 1700000000000,
+    "ready": true,
+    "orphan": false
+  }
+]"#
+        );
+    }
+
+    #[test]
+    fn an_event_is_written_as_before() {
+        for state in [
+            "waiting",
+            "starting",
+            "running",
+            "restarting",
+            "completed",
+            "failed",
+            "stopping",
+            "stopped",
+            "deploy",
+        ] {
+            let json = serde_json::to_string(&event(state)).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"project":"/p/.cove","seq":7,"time_ms":1700000000000,"service":"web","replica":1,"revision":2,"state":"{state}","detail":"stopped","pid":null,"restarts":0}}"#
+                )
+            );
+            let back: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, event(state));
+        }
+    }
+
+    #[test]
+    fn outcomes_are_written_as_before() {
+        for word in [
+            "started",
+            "deployed",
+            "unchanged",
+            "scaled",
+            "failed",
+            "stopped",
+        ] {
+            let outcomes = Outcomes {
+                seq: 9,
+                results: vec![ServiceOutcome {
+                    service: "api".into(),
+                    revision: 4,
+                    outcome: word.into(),
+                    message: "revision 4 started".into(),
+                    ok: true,
+                }],
+            };
+            let json = serde_json::to_string(&outcomes).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"seq":9,"results":[{{"service":"api","revision":4,"outcome":"{word}","message":"revision 4 started","ok":true}}]}}"#
+                )
+            );
+            let back: Outcomes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.results, outcomes.results);
+        }
+    }
+
+    #[test]
+    fn routes_are_written_as_before() {
+        for protocol in ["http", "grpc", "tcp"] {
+            let routes = Routes {
+                url: "http://127.0.0.1:2684".into(),
+                running: true,
+                tls_url: String::new(),
+                ca: String::new(),
+                routes: vec![RouteInfo {
+                    protocol: protocol.into(),
+                    host: String::new(),
+                    path: "/".into(),
+                    strip_prefix: false,
+                    listen: String::new(),
+                    url: "http://127.0.0.1:2684/".into(),
+                    service: "web".into(),
+                    port: 8080,
+                    targets: vec!["127.0.0.2:8080".into()],
+                    internal: false,
+                }],
+            };
+            let json = serde_json::to_string(&routes).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"url":"http://127.0.0.1:2684","running":true,"tls_url":"","ca":"","routes":[{{"protocol":"{protocol}","host":"","path":"/","strip_prefix":false,"listen":"","url":"http://127.0.0.1:2684/","service":"web","port":8080,"targets":["127.0.0.2:8080"],"internal":false}}]}}"#
+                )
+            );
+            let back: Routes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, routes);
+        }
+    }
 }

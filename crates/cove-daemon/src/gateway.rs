@@ -625,7 +625,7 @@ pub fn describe(plan: &Plan, targets: Option<&[Vec<SocketAddr>]>) -> Routes {
         .iter()
         .enumerate()
         .map(|(i, r)| RouteInfo {
-            protocol: r.protocol.name().to_string(),
+            protocol: r.protocol.into(),
             host: r.host.clone().unwrap_or_default(),
             path: if r.protocol == Protocol::Tcp {
                 String::new()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cove_daemon::api::{Event, Replica};
+use cove_daemon::api::{Event, Replica, ReplicaState};
 use cove_daemon::client::{Client, ClientError};
 use cove_daemon::{Paths, api};
 use cove_spec::Style;
@@ -158,9 +158,10 @@ pub async fn wait_ready(
             .map_err(NotReady::Client)?;
         for ev in events {
             after = ev.seq;
-            let bad = ev.state == "failed"
-                || ev.state == "restarting"
-                || ev.detail.starts_with("unhealthy");
+            let bad = matches!(
+                ev.state.replica(),
+                Some(ReplicaState::Failed | ReplicaState::Restarting)
+            ) || ev.detail.starts_with("unhealthy");
             if bad && ours(&ev.service, ev.revision) {
                 return Err(NotReady::Failed(ev));
             }
@@ -262,7 +263,7 @@ pub fn print_not_ready(style: &Style, client: &Client, why: &NotReady, timeout: 
                     eprintln!("  | {}", e.text);
                 }
             }
-            let still = if ev.state == "failed" {
+            let still = if ev.state.replica() == Some(&ReplicaState::Failed) {
                 ""
             } else {
                 " (it is being restarted)"

@@ -10,6 +10,7 @@ use std::time::Duration;
 use cove_runtime::supervisor::{Mode, Report};
 
 use crate::server::log::log;
+use crate::server::offload::set_desired;
 use crate::server::registry::{Daemon, Project};
 use crate::server::revisions::plan_for;
 use crate::server::tasks::spawn_restarting;
@@ -119,11 +120,11 @@ pub(super) async fn autoscale(daemon: &Daemon, project: &Project) {
     for (name, _, to, _) in &changes {
         desired.scale.insert(name.clone(), *to);
     }
-    let (plan, _) = match plan_for(&daemon.store, &project.key, &desired, &[]) {
+    let (plan, _) = match plan_for(&daemon.store, &project.key, &desired, &[]).await {
         Ok(p) => p,
         Err(e) => return log(&format!("{}: autoscaling: {e}", project.key)),
     };
-    if let Err(e) = daemon.store.set_desired(&project.key, Some(&desired)) {
+    if let Err(e) = set_desired(&daemon.store, &project.key, Some(&desired)).await {
         return log(&format!("{}: autoscaling: {e}", project.key));
     }
     for (name, from, to, what) in changes {

@@ -23,11 +23,19 @@
 //! `recorder` (reports → logs, events, replica records), `reaper`
 //! (what stops the replicas when the daemon dies), `autoscale_tick` (the
 //! autoscaler's turn), `tasks` (requests and background tasks that
-//! survive a panic), `log` (daemon.log's lines).
+//! survive a panic), `offload` (what runs off the runtime's workers:
+//! durable commits, probes), `log` (daemon.log's lines).
+//!
+//! It never blocks itself: a multi-thread runtime of [`WORKERS`]
+//! worker(s) answers requests; durable commits, planning (which reads the machine) and
+//! sleeps run on the blocking pool (`offload`); the only lock held
+//! across the supervisor's work is a project's run lock, and readers
+//! (`ps`, status, history, events) never take it.
 
 mod autoscale_tick;
 mod http;
 mod log;
+mod offload;
 mod ops;
 mod reaper;
 mod recorder;
@@ -71,14 +79,36 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// store (which it holds at most 5 s after removing its socket).
 const STORE_PATIENCE: Duration = Duration::from_secs(10);
 
+/// Threads that answer requests and run the supervisors (blocking work has
+/// a pool of its own).
+///
+/// One, for now: the supervisor publishes a replica's new state (its
+/// `States` watch) before it queues the state's report
+/// (`cove_runtime::supervisor`'s `Ctx::set`), so on two workers a
+/// dependent woken by the new state could report `starting` before its
+/// dependency's `completed` was recorded (events out of order;
+/// `up::up_starts_the_closure_in_order…` failed 2 runs in 5 on two
+/// workers, none on one). Once the report is
+/// queued inside `send_modify`, two are plenty. Nothing blocks the worker
+/// meanwhile: what would runs on the blocking pool (`offload`).
+pub const WORKERS: usize = 1;
+
 /// Runs the daemon of `state_dir` until it is told to stop; `host`: the
 /// host's daemon (several projects; it stays up when they are down).
 pub fn main(state_dir: &Path, host: bool) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name("cove-daemon")
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let result = rt.block_on(serve(state_dir, host));
+    // On a worker, as every task of the daemon is (see [`WORKERS`]).
+    let state_dir = state_dir.to_path_buf();
+    let result = rt.block_on(async move {
+        tokio::spawn(async move { serve(&state_dir, host).await })
+            .await
+            .unwrap_or_else(|e| Err(format!("the daemon failed: {e}")))
+    });
     // Whatever is still running (a long poll) must not hold the exit.
     rt.shutdown_timeout(Duration::from_secs(1));
     result
@@ -92,34 +122,10 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     cove_runtime::private::make_dir(state_dir).map_err(|e| e.to_string())?;
     let state_dir = fs_err::canonicalize(state_dir).map_err(|e| e.to_string())?;
     let paths = Paths::new(&state_dir);
-    // A daemon that is exiting keeps the store for up to 5 s (its last
-    // connections and writes) after its socket is gone: a client that found
-    // no socket and started us must not fail for that.
-    let store = Arc::new(
-        Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
-            format!(
-                "{e} (is another cove daemon running for {}?)",
-                state_dir.display()
-            )
-        })?,
-    );
-    cove_runtime::private::write_atomically(
-        &paths.pidfile(),
-        format!("{}\n", std::process::id()).as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    log(&format!(
-        "daemon {} starting for {}",
-        std::process::id(),
-        state_dir.display()
-    ));
-
-    sweep(&paths, &state_dir, &store);
-    let cgroups = cove_runtime::cgroup::make_tree(&state_dir);
-    match &cgroups {
-        Some(tree) => log(&format!("replicas run in cgroups under {}", tree.display())),
-        None => log("no cgroup can be made here: replicas are tracked by process group and marker"),
-    }
+    let (store, cgroups) = {
+        let (paths, state_dir) = (paths.clone(), state_dir.clone());
+        offload::blocking(move || take_over(&paths, &state_dir)).await?
+    };
     // Lives as long as this process; its end tells the reaper to act. It
     // reads where the cgroups are (recorded above) when it starts.
     let _reaper = spawn_reaper(&state_dir);
@@ -164,6 +170,43 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(2), recorder).await;
     let _ = fs_err::remove_file(paths.pidfile());
     Ok(())
+}
+
+/// Takes the store (waiting for an exiting daemon to let go of it), writes
+/// the pidfile, stops what a previous daemon left and makes the cgroup
+/// tree: the store and the tree. Blocking (it waits and sleeps).
+fn take_over(
+    paths: &Paths,
+    state_dir: &Path,
+) -> Result<(Arc<Store>, Option<std::path::PathBuf>), String> {
+    // A daemon that is exiting keeps the store for up to 5 s (its last
+    // connections and writes) after its socket is gone: a client that found
+    // no socket and started us must not fail for that.
+    let store = Arc::new(
+        Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
+            format!(
+                "{e} (is another cove daemon running for {}?)",
+                state_dir.display()
+            )
+        })?,
+    );
+    cove_runtime::private::write_atomically(
+        &paths.pidfile(),
+        format!("{}\n", std::process::id()).as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    log(&format!(
+        "daemon {} starting for {}",
+        std::process::id(),
+        state_dir.display()
+    ));
+    sweep(paths, state_dir, &store);
+    let cgroups = cove_runtime::cgroup::make_tree(state_dir);
+    match &cgroups {
+        Some(tree) => log(&format!("replicas run in cgroups under {}", tree.display())),
+        None => log("no cgroup can be made here: replicas are tracked by process group and marker"),
+    }
+    Ok((store, cgroups))
 }
 
 /// Stops whatever a previous daemon of `state_dir` left running
@@ -220,7 +263,7 @@ async fn bring_back(daemon: &Daemon, store: &Store) -> Result<(), String> {
             .collect();
         let project = daemon.project(&key);
         let mut run = project.lock_run().await;
-        let planned = plan_for(&daemon.store, &key, &desired, &[]);
+        let planned = plan_for(&daemon.store, &key, &desired, &[]).await;
         // What a killed daemon's replicas left: made again from the plan;
         // its containers of services still wanted are taken over.
         clear_leftovers(

@@ -1,6 +1,7 @@
 //! The recorder: the supervisors' reports become log lines (each
 //! project's logs), events and replica records (the store), in batches;
-//! [`crate::server::registry::Daemon::flush`] waits for it.
+//! [`crate::server::registry::Daemon::flush`] waits for it. Each batch is
+//! written on the blocking pool (appends, one durable commit).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,8 +12,9 @@ use cove_runtime::logs;
 use cove_runtime::supervisor::Report;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::Event;
+use crate::api::{Event, EventState, ReplicaState};
 use crate::server::log::{log, millis};
+use crate::server::offload::blocking;
 use crate::server::tasks::survive;
 use crate::store::{ReplicaRecord, Store};
 
@@ -27,14 +29,11 @@ pub(super) async fn record(
     flushed_tx: watch::Sender<u64>,
 ) {
     // Each project's logs live in its own state directory; `None` once
-    // writing there failed.
-    let mut writers: HashMap<Arc<str>, Option<logs::Writer>> = HashMap::new();
+    // writing there failed. Lent to each batch's blocking work.
+    let mut writers: Writers = HashMap::new();
     let mut seq = *seq_tx.borrow();
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, 1024).await > 0 {
-        // `down --volumes` deletes a project's logs (a host's daemon stays
-        // up): the next run's lines go to new files, not deleted ones.
-        writers.retain(|p, _| logs::Writer::dir_of(Path::new(&**p)).is_dir());
         let flushed = batch
             .iter()
             .filter_map(|(_, r)| match r {
@@ -44,11 +43,21 @@ pub(super) async fn record(
             .max();
         let reports = std::mem::take(&mut batch);
         let count = reports.len();
-        let written = survive(
-            "the recorder",
-            || write_batch(reports, &store, &mut writers, &mut seq),
-            log,
-        );
+        let store_now = store.clone();
+        let (written, back, at) = blocking(move || {
+            // `down --volumes` deletes a project's logs (a host's daemon
+            // stays up): the next run's lines go to new files, not
+            // deleted ones.
+            writers.retain(|p, _| logs::Writer::dir_of(Path::new(&**p)).is_dir());
+            let written = survive(
+                "the recorder",
+                || write_batch(reports, &store_now, &mut writers, &mut seq),
+                log,
+            );
+            (written, writers, seq)
+        })
+        .await;
+        (writers, seq) = (back, at);
         match written {
             Some(true) => {
                 let _ = seq_tx.send(seq);
@@ -68,13 +77,16 @@ pub(super) async fn record(
     }
 }
 
+/// Each project's log writer (`None` once writing there failed).
+type Writers = HashMap<Arc<str>, Option<logs::Writer>>;
+
 /// Writes one batch of reports: log lines to each project's logs, events
 /// and replica records to the store (after `seq`, which it moves on).
 /// Whether it recorded events.
 fn write_batch(
     batch: Vec<(Arc<str>, Report)>,
     store: &Store,
-    writers: &mut HashMap<Arc<str>, Option<logs::Writer>>,
+    writers: &mut Writers,
     seq: &mut u64,
 ) -> bool {
     let now = SystemTime::now();
@@ -131,7 +143,7 @@ fn write_batch(
                     service,
                     replica: 0,
                     revision: 0,
-                    state: "deploy".into(),
+                    state: EventState::Deploy,
                     detail: message,
                     pid: None,
                     restarts: 0,
@@ -147,10 +159,11 @@ fn write_batch(
                 restarts,
             } => {
                 *seq += 1;
+                let word = ReplicaState::from(&state);
                 replicas.push((
                     (project.to_string(), service.clone(), replica),
                     ReplicaRecord {
-                        state: state.name().to_string(),
+                        state: word.clone(),
                         pid,
                         restarts,
                         start: pid.and_then(cove_runtime::process::child_start),
@@ -163,7 +176,7 @@ fn write_batch(
                     service,
                     replica,
                     revision,
-                    state: state.name().to_string(),
+                    state: word.into(),
                     detail: state.describe(pid),
                     pid,
                     restarts,

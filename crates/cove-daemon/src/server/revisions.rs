@@ -2,6 +2,9 @@
 //! services and revision numbers ([`plan_for`]); recording a new revision
 //! once its service started or deployed ([`settle`], [`settle_later`]);
 //! whether a held revision can still run what it ran ([`restorable`]).
+//! Planning reads the machine (PATH, the files commands name, secrets'
+//! files) and recording commits: both run off the runtime's workers
+//! ([`crate::server::offload`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use cove_runtime::supervisor::{Outcome, States};
 use hyper::StatusCode;
 
 use crate::server::log::{log, millis};
+use crate::server::offload::{add_revision, blocking};
 use crate::server::registry::Daemon;
 use crate::server::reply::{Answer, error};
 use crate::store::{Desired, Revision, Store};
@@ -69,8 +73,24 @@ fn revision_config(svc: &cove_spec::model::Service) -> serde_json::Value {
 /// The plan of what `desired` says, with `cove scale` counts, services held
 /// by `cove rollback` at their revision, and revision numbers: a service's
 /// last revision when its config is the same (and it is not in
-/// `deploying`), else the next number.
-pub(super) fn plan_for(
+/// `deploying`), else the next number. Made on the blocking pool.
+pub(super) async fn plan_for(
+    store: &Arc<Store>,
+    key: &str,
+    desired: &Desired,
+    deploying: &[String],
+) -> Result<(Plan, Pending), String> {
+    let (store, key, desired, deploying) = (
+        store.clone(),
+        key.to_string(),
+        desired.clone(),
+        deploying.to_vec(),
+    );
+    blocking(move || plan_now(&store, &key, &desired, &deploying)).await
+}
+
+/// [`plan_for`], on the calling thread.
+fn plan_now(
     store: &Store,
     key: &str,
     desired: &Desired,
@@ -152,8 +172,8 @@ pub(super) fn plan_for(
 }
 
 /// Records the revision a service started or deployed, if it is new.
-pub(super) fn settle(
-    store: &Store,
+pub(super) async fn settle(
+    store: &Arc<Store>,
     key: &str,
     service: &str,
     outcome: &Outcome,
@@ -178,7 +198,7 @@ pub(super) fn settle(
         program: artifact.as_ref().and_then(|a| a.program.clone()),
         config: config.clone(),
     };
-    if let Err(e) = store.add_revision(key, service, &rev) {
+    if let Err(e) = add_revision(store, key, service, rev).await {
         log(&format!(
             "{key}: revision {number} of {service} not recorded: {e}"
         ));
@@ -202,7 +222,7 @@ pub(super) fn settle_later(
             (store.clone(), key.clone(), pending.clone(), message.clone());
         tokio::spawn(async move {
             if let Ok(outcome) = rx.await {
-                settle(&store, &key, &service, &outcome, &pending, &message);
+                settle(&store, &key, &service, &outcome, &pending, &message).await;
             }
         });
     }
@@ -272,6 +292,7 @@ pub(super) async fn working_tree(
     service: &str,
 ) -> Result<Option<WorkingTree>, Answer> {
     let (plan, _) = plan_for(&daemon.store, key, desired, &[])
+        .await
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e, None))?;
     let Some(svc) = plan.services.into_iter().find(|s| s.name == service) else {
         return Ok(None);

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cove_daemon::api::{DeployRequest, Event, History, Outcomes, RollbackRequest, ScaleRequest};
+use cove_daemon::api::{
+    DeployRequest, Event, EventState, History, Outcomes, RollbackRequest, ScaleRequest,
+};
 use cove_daemon::client::Client;
 use serde::Serialize;
 
@@ -222,7 +224,7 @@ fn call(
 }
 
 fn print_event(ev: &Event) {
-    if ev.state == "deploy" {
+    if ev.state == EventState::Deploy {
         eprintln!("cove: {}: {}", ev.service, ev.detail);
     } else {
         eprintln!(

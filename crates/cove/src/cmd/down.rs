@@ -12,9 +12,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cove_daemon::api::{Accepted, Names};
-use cove_daemon::client::ClientError;
+use cove_daemon::client::{Client, ClientError};
 use cove_daemon::leftovers::Leftovers;
 use cove_daemon::store::Store;
+
+use cove_spec::Style;
 
 use crate::cli::{DownArgs, ProjectArgs};
 use crate::daemon;
@@ -33,129 +35,147 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(1));
     };
     let client = daemon::find(&project)?;
-    let paths = client.paths.clone();
-    let key = client.project.clone();
-    let done = daemon::runtime()?.block_on(async {
-        // Past a daemon that is exiting (a foreground `cove up` just
-        // stopped): then it is gone, and its store is waited for, below.
-        let all = Names::default();
-        let answer =
-            cove_daemon::client::past_exit(|| client.post::<Accepted>("/v1/down", &all)).await;
-        match answer {
-            Ok(_) => {
-                // A project's daemon exits once it has answered (a host's stays).
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                while !client.host
-                    && paths.pidfile().exists()
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Ok(())
-            }
-            Err(ClientError::NotRunning) => {
-                // A daemon that is exiting (a foreground `cove up` just
-                // stopped, Ctrl-C) has removed its socket but may hold the
-                // store a few seconds more: wait for it to let go first.
-                let store = if paths.store().exists() {
-                    Some(
-                        Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
-                            ClientError::Other(format!(
-                                "{e} (a daemon still held it after {STORE_PATIENCE:?}: is one starting right now?)"
-                            ))
-                        })?,
-                    )
-                } else {
-                    None
-                };
-                // Only this project's: a host's daemon runs others too.
-                let left = Leftovers::of_project(&paths, &key, store.as_ref())
-                    .stop(rustix::process::Signal::TERM, LEFTOVER_GRACE);
-                if !left.is_empty() {
-                    eprintln!(
-                        "cove: stopped {} process(es) left by a daemon that did not stop cleanly",
-                        left.len()
-                    );
-                }
-                if let Some(store) = store {
-                    store
-                        .set_desired(&key, None)
-                        .map_err(|e| ClientError::Other(e.to_string()))?;
-                }
-                if !client.host {
-                    let _ = fs_err::remove_file(paths.pidfile());
-                    let _ = fs_err::remove_file(paths.socket());
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    });
-    if let Err(e) = done {
+    if let Err(e) = daemon::runtime()?.block_on(down(&client)) {
         daemon::print_error(&style, &e);
         return Ok(ExitCode::from(1));
     }
     if args.volumes {
-        let data = std::path::Path::new(&key).join("data");
-        let mut dirs: Vec<_> = fs_err::read_dir(&data)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        dirs.sort();
-        for dir in dirs {
-            let name = dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            eprintln!("cove: deleting the data of {name}: {}", dir.display());
-            if dir.is_dir() {
-                fs_err::remove_dir_all(&dir)?;
-            } else {
-                fs_err::remove_file(&dir)?;
-            }
-        }
-        // The app's logs go with its data: `cove logs` after `down
-        // --volumes` shows only what runs next. (`down` alone keeps them.)
-        let logs = cove_runtime::logs::Writer::dir_of(std::path::Path::new(&key));
-        if logs.is_dir() {
-            eprintln!("cove: deleting the logs: {}", logs.display());
-            fs_err::remove_dir_all(&logs)?;
-        }
-        // Named volumes of services run as containers.
-        let app = &project.app;
-        let net = cove_runtime::plan::net_of(app, &project.project_dir);
-        let containers: Vec<String> = cove_runtime::plan::plan(app, &project.project_dir)
-            .map(|p| {
-                p.services
-                    .into_iter()
-                    .filter(|s| s.container.is_some())
-                    .map(|s| s.name)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let named: Vec<String> = app
-            .services
-            .iter()
-            .filter(|(n, _)| containers.contains(n))
-            .flat_map(|(_, s)| s.volumes.iter())
-            .filter(|m| m.kind == cove_spec::model::MountKind::Volume)
-            .filter_map(|m| m.source.clone())
-            .map(|v| cove_runtime::plan::volume_name(&app.name, net, &v))
-            .collect();
-        if !named.is_empty() {
-            daemon::runtime()?.block_on(async {
-                let Ok(engine) = cove_runtime::docker::Engine::connect().await else {
-                    return;
-                };
-                for v in named {
-                    eprintln!("cove: deleting the Docker volume {v}");
-                    if let Err(e) = engine.remove_volume(&v).await {
-                        eprintln!("{}warning{}: {e}", style.yellow, style.reset);
-                    }
-                }
-            });
-        }
+        delete_data(&client.project)?;
+        delete_volumes(&project, &style)?;
     }
     eprintln!("cove: down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the daemon to stop everything and waits for a project's daemon to
+/// exit; without a daemon, stops what it left.
+async fn down(client: &Client) -> Result<(), ClientError> {
+    // Past a daemon that is exiting (a foreground `cove up` just
+    // stopped): then it is gone, and its store is waited for, below.
+    let all = Names::default();
+    let answer = cove_daemon::client::past_exit(|| client.post::<Accepted>("/v1/down", &all)).await;
+    match answer {
+        Ok(_) => {
+            // A project's daemon exits once it has answered (a host's stays).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !client.host
+                && client.paths.pidfile().exists()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(())
+        }
+        Err(ClientError::NotRunning) => without_daemon(client),
+        Err(e) => Err(e),
+    }
+}
+
+/// No daemon answers: stops what the last one left of this project and
+/// clears what its store says should run.
+fn without_daemon(client: &Client) -> Result<(), ClientError> {
+    let (paths, key) = (&client.paths, &client.project);
+    // A daemon that is exiting (a foreground `cove up` just
+    // stopped, Ctrl-C) has removed its socket but may hold the
+    // store a few seconds more: wait for it to let go first.
+    let store = if paths.store().exists() {
+        Some(
+            Store::open_waiting(&paths.store(), STORE_PATIENCE).map_err(|e| {
+                ClientError::Other(format!(
+                    "{e} (a daemon still held it after {STORE_PATIENCE:?}: is one starting right now?)"
+                ))
+            })?,
+        )
+    } else {
+        None
+    };
+    // Only this project's: a host's daemon runs others too.
+    let left = Leftovers::of_project(paths, key, store.as_ref())
+        .stop(rustix::process::Signal::TERM, LEFTOVER_GRACE);
+    if !left.is_empty() {
+        eprintln!(
+            "cove: stopped {} process(es) left by a daemon that did not stop cleanly",
+            left.len()
+        );
+    }
+    if let Some(store) = store {
+        store
+            .set_desired(key, None)
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+    }
+    if !client.host {
+        let _ = fs_err::remove_file(paths.pidfile());
+        let _ = fs_err::remove_file(paths.socket());
+    }
+    Ok(())
+}
+
+/// `--volumes`: every data directory of the project (named first), and
+/// its logs.
+fn delete_data(key: &str) -> anyhow::Result<()> {
+    let data = std::path::Path::new(key).join("data");
+    let mut dirs: Vec<_> = fs_err::read_dir(&data)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        eprintln!("cove: deleting the data of {name}: {}", dir.display());
+        if dir.is_dir() {
+            fs_err::remove_dir_all(&dir)?;
+        } else {
+            fs_err::remove_file(&dir)?;
+        }
+    }
+    // The app's logs go with its data: `cove logs` after `down
+    // --volumes` shows only what runs next. (`down` alone keeps them.)
+    let logs = cove_runtime::logs::Writer::dir_of(std::path::Path::new(key));
+    if logs.is_dir() {
+        eprintln!("cove: deleting the logs: {}", logs.display());
+        fs_err::remove_dir_all(&logs)?;
+    }
+    Ok(())
+}
+
+/// `--volumes`: the named Docker volumes of services run as containers.
+fn delete_volumes(project: &cove_spec::Project, style: &Style) -> anyhow::Result<()> {
+    let app = &project.app;
+    let net = cove_runtime::plan::net_of(app, &project.project_dir);
+    let containers: Vec<String> = cove_runtime::plan::plan(app, &project.project_dir)
+        .map(|p| {
+            p.services
+                .into_iter()
+                .filter(|s| s.container.is_some())
+                .map(|s| s.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    let named: Vec<String> = app
+        .services
+        .iter()
+        .filter(|(n, _)| containers.contains(n))
+        .flat_map(|(_, s)| s.volumes.iter())
+        .filter(|m| m.kind == cove_spec::model::MountKind::Volume)
+        .filter_map(|m| m.source.clone())
+        .map(|v| cove_runtime::plan::volume_name(&app.name, net, &v))
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    daemon::runtime()?.block_on(async {
+        let Ok(engine) = cove_runtime::docker::Engine::connect().await else {
+            return;
+        };
+        for v in named {
+            eprintln!("cove: deleting the Docker volume {v}");
+            if let Err(e) = engine.remove_volume(&v).await {
+                eprintln!("{}warning{}: {e}", style.yellow, style.reset);
+            }
+        }
+    });
+    Ok(())
 }

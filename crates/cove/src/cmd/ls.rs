@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cove_daemon::Paths;
-use cove_daemon::api::Replica;
+use cove_daemon::api::{Replica, ReplicaState};
 use cove_daemon::client::Client;
 
 use crate::cli::{LsArgs, PsFormat};
@@ -37,7 +37,10 @@ pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let rows = rt.block_on(replicas(&state));
-        let running = rows.iter().filter(|r| r.state == "running").count();
+        let running = rows
+            .iter()
+            .filter(|r| r.state == ReplicaState::Running)
+            .count();
         if running == 0 && !args.all {
             continue;
         }
@@ -94,15 +97,15 @@ async fn replicas(state: &Path) -> Vec<Replica> {
 /// `running(2)`, `running(2), failed(1)`, `stopped`: the replicas of each
 /// state, the running ones first, as `docker compose ls` says it.
 fn status(rows: &[Replica]) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut counts: Vec<(&ReplicaState, usize)> = Vec::new();
     for r in rows {
-        match counts.iter_mut().find(|(s, _)| *s == r.state) {
+        match counts.iter_mut().find(|(s, _)| **s == r.state) {
             Some((_, n)) => *n += 1,
             None => counts.push((&r.state, 1)),
         }
     }
-    counts.sort_by_key(|(s, _)| (*s != "running", *s));
-    if counts.iter().all(|(s, _)| *s == "stopped") {
+    counts.sort_by_key(|(s, _)| (**s != ReplicaState::Running, s.as_str()));
+    if counts.iter().all(|(s, _)| **s == ReplicaState::Stopped) {
         return "stopped".into();
     }
     counts
@@ -110,4 +113,37 @@ fn status(rows: &[Replica]) -> String {
         .map(|(s, n)| format!("{s}({n})"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(states: &[&str]) -> Vec<Replica> {
+        states
+            .iter()
+            .map(|s| {
+                serde_json::from_value(serde_json::json!({
+                    "service": "web", "replica": 1, "state": s, "health": "",
+                    "detail": "", "pid": null, "address": "", "restarts": 0,
+                    "since_ms": 0, "ready": false,
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn status_counts_each_state_running_first() {
+        assert_eq!(
+            status(&rows(&["failed", "running", "running"])),
+            "running(2), failed(1)"
+        );
+        assert_eq!(status(&rows(&["stopped", "stopped"])), "stopped");
+        // A state a newer daemon names is counted under its word.
+        assert_eq!(
+            status(&rows(&["running", "hibernating"])),
+            "running(1), hibernating(1)"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cove_daemon::api::Replica;
+use cove_daemon::api::{Health, Replica, ReplicaState};
 use cove_daemon::client::ClientError;
 
 use crate::cli::{ProjectArgs, PsArgs, PsFormat};
@@ -85,7 +85,7 @@ fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 10]> {
         .unwrap_or_default()
         .as_millis() as u64;
     for r in rows {
-        let up = matches!(r.state.as_str(), "running");
+        let up = r.state == ReplicaState::Running;
         cells.push([
             r.service.clone(),
             r.replica.to_string(),
@@ -97,9 +97,9 @@ fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 10]> {
             if r.retiring {
                 format!("{} (retiring)", r.state)
             } else {
-                r.state.clone()
+                r.state.to_string()
             },
-            r.health.clone(),
+            r.health.to_string(),
             r.pid.map_or("-".into(), |p| p.to_string()),
             r.address.clone(),
             r.restarts.to_string(),
@@ -121,14 +121,60 @@ fn reason(r: &Replica) -> String {
     if let Some(port) = r.refusing {
         return format!("not accepting connections on :{port}");
     }
-    match r.state.as_str() {
-        "failed" => r
+    match r.state {
+        ReplicaState::Failed => r
             .detail
             .strip_prefix("failed: ")
             .unwrap_or(&r.detail)
             .to_string(),
-        "restarting" => r.detail.clone(),
-        _ if r.health == "unhealthy" || r.detail.starts_with("unhealthy") => r.detail.clone(),
+        ReplicaState::Restarting => r.detail.clone(),
+        _ if r.health == Health::Unhealthy || r.detail.starts_with("unhealthy") => r.detail.clone(),
         _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: ReplicaState, detail: &str) -> Replica {
+        Replica {
+            service: "web".into(),
+            replica: 1,
+            revision: 2,
+            retiring: false,
+            state,
+            health: Health::Unchecked,
+            detail: detail.into(),
+            pid: Some(42),
+            address: "127.0.0.1:8080".into(),
+            container: None,
+            restarts: 0,
+            since_ms: 0,
+            ready: false,
+            refusing: None,
+            orphan: false,
+        }
+    }
+
+    #[test]
+    fn a_state_a_newer_daemon_names_is_shown_as_it_came() {
+        let now = UNIX_EPOCH + Duration::from_secs(90);
+        let cells = cells(
+            &[
+                row(ReplicaState::Running, "running (pid 42)"),
+                row(ReplicaState::Failed, "failed: exited with code 3"),
+                row("hibernating".into(), "asleep"),
+            ],
+            now,
+        );
+        assert_eq!(cells[1][3], "running");
+        assert_eq!(cells[1][8], "1m30s", "uptime of a running one");
+        assert_eq!(cells[2][3], "failed");
+        assert_eq!(cells[2][9], "exited with code 3");
+        // Unknown: its word, not up (no uptime), no reason.
+        assert_eq!(cells[3][3], "hibernating");
+        assert_eq!(cells[3][8], "-");
+        assert_eq!(cells[3][9], "-");
     }
 }

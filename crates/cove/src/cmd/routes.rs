@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use cove_daemon::api::Routes;
+use cove_daemon::api::{Protocol, Routes};
 use cove_daemon::client::ClientError;
 
 use crate::cli::{ProjectArgs, PsArgs, PsFormat};
@@ -65,7 +65,7 @@ fn table(routes: &Routes) -> String {
     let mut cells =
         vec![["HOST", "PATH", "SERVICE", "PORT", "PROTOCOL", "TARGETS"].map(String::from)];
     for r in &routes.routes {
-        let (host, path) = if r.protocol == "tcp" {
+        let (host, path) = if r.protocol == Protocol::Tcp {
             (
                 if r.internal {
                     format!("{} (`{}` by name)", r.listen, r.service)
@@ -93,7 +93,7 @@ fn table(routes: &Routes) -> String {
             path,
             r.service.clone(),
             r.port.to_string(),
-            r.protocol.clone(),
+            r.protocol.to_string(),
             if !routes.running {
                 "-".into()
             } else if r.targets.is_empty() {

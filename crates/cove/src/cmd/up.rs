@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cove_daemon::api::{Accepted, Event, Replica, UpRequest};
+use cove_daemon::api::{Accepted, Event, EventState, Health, Replica, ReplicaState, UpRequest};
 use cove_daemon::client::Client;
 use cove_runtime::logs;
 use cove_spec::Style;
@@ -158,10 +158,10 @@ async fn detached(
     match daemon::wait_ready(client, services, after, timeout, revisions).await {
         Ok(ready) => {
             for r in ready {
-                let how = if r.health.is_empty() {
-                    r.state.clone()
+                let how = if r.health == Health::Unchecked {
+                    r.state.to_string()
                 } else {
-                    r.health.clone()
+                    r.health.to_string()
                 };
                 eprintln!("cove: {}-{} {how} ({})", r.service, r.replica, r.address);
             }
@@ -180,135 +180,46 @@ async fn foreground(
     client: &Client,
     style: &Style,
     services: &[String],
-    mut after: u64,
-    mut tail: logs::Tail,
+    after: u64,
+    tail: logs::Tail,
     mut watching: Option<Watching>,
 ) -> anyhow::Result<ExitCode> {
-    let colour = stdout_colour();
-    let colours: HashMap<&str, &str> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), COLOURS[i % COLOURS.len()]))
-        .collect();
-    // Last state of each of our replicas, by revision (a deploy runs an
-    // old and a new one side by side).
-    let mut states: BTreeMap<(String, u64), String> = BTreeMap::new();
-    let rows: Vec<Replica> = client.get("/v1/ps").await.unwrap_or_default();
-    for r in rows.iter().filter(|r| services.contains(&r.service)) {
-        states.insert(
-            (format!("{}-{}", r.service, r.replica), r.revision),
-            r.state.clone(),
-        );
-    }
-    let width = states.keys().map(|k| k.0.len()).max().unwrap_or(0);
-    let print_logs = |tail: &mut logs::Tail| {
-        let mut out = std::io::stdout().lock();
-        for e in tail.poll().unwrap_or_default() {
-            let service = e
-                .source
-                .rsplit_once('-')
-                .map_or(e.source.as_str(), |(s, _)| s);
-            let (c, reset) = match colours.get(service) {
-                Some(c) if colour => (*c, "\x1b[0m"),
-                _ => ("", ""),
-            };
-            let _ = writeln!(out, "{c}{:<width$} |{reset} {}", e.source, e.text);
-        }
-        let _ = out.flush();
-    };
-    let print_events =
-        |events: Vec<Event>, after: &mut u64, states: &mut BTreeMap<(String, u64), String>| {
-            for ev in events {
-                *after = ev.seq;
-                if !services.contains(&ev.service) {
-                    continue;
-                }
-                if ev.state == "deploy" {
-                    eprintln!("cove: {}: {}", ev.service, ev.detail);
-                    continue;
-                }
-                eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
-                states.insert(
-                    (format!("{}-{}", ev.service, ev.replica), ev.revision),
-                    ev.state,
-                );
-            }
-        };
-    let finished = |states: &BTreeMap<(String, u64), String>| {
-        !states.is_empty()
-            && states
-                .values()
-                .all(|s| matches!(s.as_str(), "completed" | "failed" | "stopped"))
-    };
+    let mut shown = Shown::new(client, services, after, tail).await;
     // Listeners made once, so a signal between two polls is not lost.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let interrupted = loop {
-        let path = format!("/v1/events?after={after}&wait=100");
+        let path = format!("/v1/events?after={}&wait=100", shown.after);
         let events = tokio::select! {
             e = client.get::<Vec<Event>>(&path) => e,
             _ = int.recv() => break true,
             _ = term.recv() => break true,
         };
         match events {
-            Ok(events) => print_events(events, &mut after, &mut states),
+            Ok(events) => shown.events(events),
             Err(e) => {
-                print_logs(&mut tail);
+                shown.logs();
                 daemon::print_error(style, &e);
                 return Ok(ExitCode::from(1));
             }
         }
-        print_logs(&mut tail);
+        shown.logs();
         if let Some(w) = watching.as_mut() {
             w.poll(client);
         }
-        if finished(&states) {
+        if shown.finished() {
             break false;
         }
     };
     if interrupted {
         eprintln!("cove: stopping (dependents first)");
     }
-    // Stop (and forget) our services; show their last states meanwhile.
-    let names = daemon::names(services);
-    let down = client.post::<cove_daemon::api::Accepted>("/v1/down", &names);
-    tokio::pin!(down);
-    let stopped = loop {
-        let path = format!("/v1/events?after={after}&wait=100");
-        tokio::select! {
-            r = &mut down => break r,
-            events = client.get::<Vec<Event>>(&path) => {
-                print_logs(&mut tail);
-                match events {
-                    Ok(events) => print_events(events, &mut after, &mut states),
-                    // The daemon is finishing: wait for its answer alone
-                    // (asking again would fail at once, and spin).
-                    Err(_) => break (&mut down).await,
-                }
-            }
-        }
-    };
-    let stopped = match stopped {
-        Ok(a) => a,
-        Err(e) => {
-            print_logs(&mut tail);
-            daemon::print_error(style, &e);
-            return Ok(ExitCode::from(1));
-        }
-    };
-    // The last states come with the answer (the daemon may be gone now).
-    let last: Vec<Event> = stopped
-        .events
-        .into_iter()
-        .filter(|e| e.seq > after)
-        .collect();
-    print_events(last, &mut after, &mut states);
-    print_logs(&mut tail);
-    let failed: Vec<&String> = states
-        .iter()
-        .filter(|(_, s)| s.as_str() == "failed")
-        .map(|(k, _)| &k.0)
-        .collect();
+    if let Err(e) = stop(client, services, &mut shown).await {
+        shown.logs();
+        daemon::print_error(style, &e);
+        return Ok(ExitCode::from(1));
+    }
+    let failed = shown.failed();
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -316,6 +227,137 @@ async fn foreground(
             eprintln!("{}error{}: {f} failed", style.red, style.reset);
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Stops (and forgets) `services`, showing their last states meanwhile
+/// and those the answer brings (the daemon may be gone after it).
+async fn stop(
+    client: &Client,
+    services: &[String],
+    shown: &mut Shown,
+) -> Result<(), cove_daemon::client::ClientError> {
+    let names = daemon::names(services);
+    let down = client.post::<Accepted>("/v1/down", &names);
+    tokio::pin!(down);
+    let stopped = loop {
+        let path = format!("/v1/events?after={}&wait=100", shown.after);
+        tokio::select! {
+            r = &mut down => break r,
+            events = client.get::<Vec<Event>>(&path) => {
+                shown.logs();
+                match events {
+                    Ok(events) => shown.events(events),
+                    // The daemon is finishing: wait for its answer alone
+                    // (asking again would fail at once, and spin).
+                    Err(_) => break (&mut down).await,
+                }
+            }
+        }
+    };
+    let stopped = stopped?;
+    let after = shown.after;
+    shown.events(
+        stopped
+            .events
+            .into_iter()
+            .filter(|e| e.seq > after)
+            .collect(),
+    );
+    shown.logs();
+    Ok(())
+}
+
+/// What the foreground has shown: replicas' output (coloured by service)
+/// and events up to `after`, and the last state of each replica of ours
+/// by revision (a deploy runs an old and a new one side by side).
+struct Shown {
+    services: Vec<String>,
+    after: u64,
+    states: BTreeMap<(String, u64), ReplicaState>,
+    tail: logs::Tail,
+    /// Colour by service, when stdout takes colours.
+    colours: HashMap<String, &'static str>,
+    width: usize,
+}
+
+impl Shown {
+    async fn new(client: &Client, services: &[String], after: u64, tail: logs::Tail) -> Shown {
+        let colour = stdout_colour();
+        let colours = services
+            .iter()
+            .enumerate()
+            .filter(|_| colour)
+            .map(|(i, s)| (s.clone(), COLOURS[i % COLOURS.len()]))
+            .collect();
+        let mut states = BTreeMap::new();
+        let rows: Vec<Replica> = client.get("/v1/ps").await.unwrap_or_default();
+        for r in rows.iter().filter(|r| services.contains(&r.service)) {
+            states.insert(
+                (format!("{}-{}", r.service, r.replica), r.revision),
+                r.state.clone(),
+            );
+        }
+        let width = states.keys().map(|k| k.0.len()).max().unwrap_or(0);
+        Shown {
+            services: services.to_vec(),
+            after,
+            states,
+            tail,
+            colours,
+            width,
+        }
+    }
+
+    /// Prints the replicas' new lines.
+    fn logs(&mut self) {
+        let mut out = std::io::stdout().lock();
+        for e in self.tail.poll().unwrap_or_default() {
+            let service = e
+                .source
+                .rsplit_once('-')
+                .map_or(e.source.as_str(), |(s, _)| s);
+            let (c, reset) = match self.colours.get(service) {
+                Some(c) => (*c, "\x1b[0m"),
+                None => ("", ""),
+            };
+            let width = self.width;
+            let _ = writeln!(out, "{c}{:<width$} |{reset} {}", e.source, e.text);
+        }
+        let _ = out.flush();
+    }
+
+    /// Prints the events of our services and keeps their replicas' states.
+    fn events(&mut self, events: Vec<Event>) {
+        for ev in events {
+            self.after = ev.seq;
+            if !self.services.contains(&ev.service) {
+                continue;
+            }
+            let EventState::Replica(state) = ev.state else {
+                eprintln!("cove: {}: {}", ev.service, ev.detail);
+                continue;
+            };
+            eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
+            self.states.insert(
+                (format!("{}-{}", ev.service, ev.replica), ev.revision),
+                state,
+            );
+        }
+    }
+
+    /// Whether every replica of ours has ended.
+    fn finished(&self) -> bool {
+        !self.states.is_empty() && self.states.values().all(ReplicaState::is_final)
+    }
+
+    /// The replicas of ours that failed.
+    fn failed(&self) -> Vec<&String> {
+        self.states
+            .iter()
+            .filter(|(_, s)| **s == ReplicaState::Failed)
+            .map(|(k, _)| &k.0)
+            .collect()
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use hyper::StatusCode;
 
 use crate::api::Names;
+use crate::server::offload::set_desired;
 use crate::server::ops::checks::{known, running_project};
 use crate::server::registry::Daemon;
 use crate::server::reply::{Answer, accepted, error};
@@ -86,7 +87,7 @@ pub(in crate::server) async fn control(
             .is_some_and(|p| p.services.iter().any(|s| &s.name == n))
     };
     if verb != Verb::Stop && !names.iter().all(planned) {
-        let (plan, new) = match plan_for(&daemon.store, key, &desired, &[]) {
+        let (plan, new) = match plan_for(&daemon.store, key, &desired, &[]).await {
             Ok(p) => p,
             Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
         };
@@ -104,7 +105,7 @@ pub(in crate::server) async fn control(
         run.plan = Some(plan);
         pending = new;
     }
-    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
+    if let Err(e) = set_desired(&daemon.store, key, Some(&desired)).await {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     run.desired = Some(desired);

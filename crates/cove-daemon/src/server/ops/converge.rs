@@ -6,7 +6,8 @@ use hyper::StatusCode;
 
 use cove_runtime::supervisor::{Mode, Outcome};
 
-use crate::api::{Outcomes, ServiceOutcome};
+use crate::api::{OutcomeKind, Outcomes, ServiceOutcome};
+use crate::server::offload::set_desired;
 use crate::server::registry::{Daemon, Project, RunGuard, Running};
 use crate::server::reply::{Answer, error, json};
 use crate::server::revisions::{Pending, Waiting, current_revision, plan_for, settle};
@@ -15,16 +16,24 @@ use crate::store::Desired;
 fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcome {
     let (word, message, ok) = match outcome {
         Outcome::Unchanged => (
-            "unchanged",
+            OutcomeKind::Unchanged,
             format!("revision {revision} is already running; nothing to do"),
             true,
         ),
-        Outcome::Started { .. } => ("started", format!("revision {revision} started"), true),
-        Outcome::Scaled { from, to } => ("scaled", format!("scaled from {from} to {to}"), true),
+        Outcome::Started { .. } => (
+            OutcomeKind::Started,
+            format!("revision {revision} started"),
+            true,
+        ),
+        Outcome::Scaled { from, to } => (
+            OutcomeKind::Scaled,
+            format!("scaled from {from} to {to}"),
+            true,
+        ),
         Outcome::Deployed {
             replaced, failed, ..
         } if failed.is_empty() => (
-            "deployed",
+            OutcomeKind::Deployed,
             format!("revision {revision} runs on every replica ({replaced} replaced)"),
             true,
         ),
@@ -32,7 +41,7 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
         Outcome::Deployed {
             replaced, failed, ..
         } => (
-            "deployed",
+            OutcomeKind::Deployed,
             format!(
                 "revision {revision} runs on {replaced} of {} replicas; the others kept their previous revision: {}",
                 *replaced as usize + failed.len(),
@@ -41,7 +50,7 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
             true,
         ),
         Outcome::Failed { reason, undone } => (
-            "failed",
+            OutcomeKind::Failed,
             if *undone {
                 format!("{reason}; the previous revision runs again")
             } else {
@@ -49,12 +58,12 @@ fn outcome_row(service: &str, revision: u64, outcome: &Outcome) -> ServiceOutcom
             },
             false,
         ),
-        Outcome::Stopped => ("stopped", "stopped while it ran".into(), false),
+        Outcome::Stopped => (OutcomeKind::Stopped, "stopped while it ran".into(), false),
     };
     ServiceOutcome {
         service: service.to_string(),
         revision,
-        outcome: word.into(),
+        outcome: word,
         message,
         ok,
     }
@@ -74,7 +83,7 @@ pub(super) async fn outcomes(
     let mut results = Vec::new();
     for (service, rx) in done {
         let outcome = rx.await.unwrap_or(Outcome::Stopped);
-        settle(&daemon.store, key, &service, &outcome, pending, message);
+        settle(&daemon.store, key, &service, &outcome, pending, message).await;
         let revision = current_revision(&project.states.borrow(), &service).unwrap_or_default();
         results.push(outcome_row(&service, revision, &outcome));
     }
@@ -86,7 +95,7 @@ pub(super) async fn outcomes(
 /// `deploying` at new revision numbers, and sends each of `names` its plan
 /// in `mode`: their outcomes to wait for, and the revisions to record.
 #[allow(clippy::result_large_err, clippy::too_many_arguments)] // an HTTP answer, built once per request
-pub(super) fn act(
+pub(super) async fn act(
     daemon: &Daemon,
     project: &Project,
     key: &str,
@@ -97,13 +106,13 @@ pub(super) fn act(
     mode: Mode,
 ) -> Result<(Waiting, Pending), Answer> {
     let (plan, pending) = plan_for(&daemon.store, key, &desired, deploying)
+        .await
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e, None))?;
     project
         .set_gateway(Some(&plan))
         .map_err(|e| error(StatusCode::CONFLICT, e, None))?;
-    daemon
-        .store
-        .set_desired(key, Some(&desired))
+    set_desired(&daemon.store, key, Some(&desired))
+        .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?;
     let done = names
         .iter()
@@ -134,7 +143,9 @@ pub(super) async fn converge_and_answer(
         names,
         &[],
         Mode::Converge,
-    ) {
+    )
+    .await
+    {
         Ok(d) => d,
         Err(a) => return a,
     };

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use cove_runtime::supervisor::Mode;
 use hyper::StatusCode;
 
-use crate::api::{DeployRequest, ServiceOutcome};
+use crate::api::{DeployRequest, OutcomeKind, ServiceOutcome};
 use crate::server::log::log;
+use crate::server::offload::set_desired;
 use crate::server::ops::checks::running_project;
 use crate::server::ops::converge::{act, outcomes};
 use crate::server::ops::up::with_orphans;
@@ -82,7 +83,9 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
         .collect();
     let (done, pending) = match act(
         daemon, &project, key, &mut run, desired, &names, &names, mode,
-    ) {
+    )
+    .await
+    {
         Ok(d) => d,
         Err(a) => return a,
     };
@@ -94,7 +97,7 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
     let failed: Vec<&ServiceOutcome> = answer
         .results
         .iter()
-        .filter(|r| r.outcome == "failed" && previous.contains_key(&r.service))
+        .filter(|r| r.outcome == OutcomeKind::Failed && previous.contains_key(&r.service))
         .collect();
     if !failed.is_empty() {
         let mut run = project.lock_run().await;
@@ -104,14 +107,14 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
                     d.pinned.insert(r.service.clone(), number);
                 }
             }
-            if let Err(e) = daemon.store.set_desired(key, Some(d)) {
+            if let Err(e) = set_desired(&daemon.store, key, Some(d)).await {
                 log(&format!("{key}: {e}"));
             }
         }
         // The plan kept for what acts on it later (`restart`, `start`)
         // runs the held revision, not the failed one.
         if let Some(d) = run.desired.clone() {
-            match plan_for(&daemon.store, key, &d, &[]) {
+            match plan_for(&daemon.store, key, &d, &[]).await {
                 Ok((plan, _)) => run.plan = Some(plan),
                 Err(e) => log(&format!("{key}: {e}")),
             }

@@ -9,6 +9,7 @@ use hyper::StatusCode;
 
 use crate::api::{Accepted, Names};
 use crate::server::log::log;
+use crate::server::offload::{blocking, set_desired};
 use crate::server::registry::Daemon;
 use crate::server::reply::{Answer, accepted, error, json};
 use crate::store::Desired;
@@ -34,11 +35,7 @@ pub(in crate::server) async fn down(daemon: &Daemon, key: &str, req: Names) -> A
         .retain(|s| !gone.is_empty() && !gone.contains(s));
     desired.orphans.retain(|s| desired.wanted.contains(s));
     let everything = desired.wanted.is_empty();
-    let stored = if everything {
-        daemon.store.set_desired(key, None)
-    } else {
-        daemon.store.set_desired(key, Some(&desired))
-    };
+    let stored = set_desired(&daemon.store, key, (!everything).then_some(&desired)).await;
     if let Err(e) = stored {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
@@ -92,7 +89,11 @@ pub(in crate::server) async fn clear_leftovers(
 ) {
     let state = cove_runtime::plan::state_dir(&desired.app, &desired.project_dir);
     let secrets = cove_runtime::secrets::root(&state);
-    if let Err(e) = cove_runtime::secrets::remove_all(&secrets) {
+    let removed = {
+        let secrets = secrets.clone();
+        blocking(move || cove_runtime::secrets::remove_all(&secrets)).await
+    };
+    if let Err(e) = removed {
         log(&format!("cannot remove {}: {e}", secrets.display()));
     }
     if let Some(c) = plan.and_then(|p| p.services.iter().find_map(|s| s.container.as_ref())) {

@@ -3,6 +3,7 @@
 use hyper::StatusCode;
 
 use crate::api::{History, RevisionInfo};
+use crate::server::offload::blocking;
 use crate::server::registry::Daemon;
 use crate::server::reply::{Answer, error, json};
 use crate::server::revisions::current_revision;
@@ -14,7 +15,23 @@ pub(in crate::server) async fn history(daemon: &Daemon, key: &str, query: &str) 
         .find_map(|p| p.strip_prefix("service="))
         .unwrap_or_default()
         .to_string();
-    let revs = match daemon.store.revisions(key, &service) {
+    // With whether each one's program is still kept (a file probe).
+    let revs = {
+        let (store, key, service) = (daemon.store.clone(), key.to_string(), service.clone());
+        blocking(move || {
+            let revs = store.revisions(&key, &service)?;
+            Ok::<_, crate::store::StoreError>(
+                revs.into_iter()
+                    .map(|r| {
+                        let kept = r.program.as_ref().is_some_and(|p| p.is_file());
+                        (r, kept)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+    };
+    let revs = match revs {
         Ok(r) => r,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     };
@@ -44,12 +61,12 @@ pub(in crate::server) async fn history(daemon: &Daemon, key: &str, query: &str) 
             current,
             revisions: revs
                 .into_iter()
-                .map(|r| RevisionInfo {
+                .map(|(r, kept)| RevisionInfo {
                     number: r.number,
                     time_ms: r.time_ms,
                     message: r.message,
                     digest: r.digest,
-                    kept: r.program.as_ref().is_some_and(|p| p.is_file()),
+                    kept,
                     pinned: pinned == Some(r.number),
                 })
                 .collect(),

@@ -6,7 +6,7 @@ use cove_runtime::supervisor::{State, States};
 
 use hyper::StatusCode;
 
-use crate::api::Replica;
+use crate::api::{Replica, ReplicaState};
 use crate::server::log::millis;
 use crate::server::registry::Daemon;
 use crate::server::reply::{Answer, json};
@@ -21,8 +21,8 @@ fn rows(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica
                 replica: s.replica,
                 revision: s.revision,
                 retiring: s.retiring,
-                state: s.state.name().to_string(),
-                health: s.health().to_string(),
+                state: ReplicaState::from(&s.state),
+                health: s.health().into(),
                 detail: s.state.describe(s.pid),
                 pid: s.pid,
                 address: svc.map_or(String::new(), |svc| format!("{}:{}", s.addr, svc.port())),

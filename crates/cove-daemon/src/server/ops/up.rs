@@ -11,12 +11,21 @@ use hyper::StatusCode;
 
 use crate::api::{Accepted, UpRequest};
 use crate::server::log::log;
+use crate::server::offload::{blocking, set_desired};
 use crate::server::registry::Daemon;
 use crate::server::reply::{Answer, error, json};
 use crate::server::revisions::{current_revision, plan_for, settle_later, working_tree};
 use crate::store::Desired;
 
 pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
+    // Planning reads the machine (PATH, the files commands name).
+    let planned = {
+        let (app, dir) = (req.app.clone(), req.project_dir.clone());
+        blocking(move || cove_runtime::plan::plan(&app, &dir).map(drop)).await
+    };
+    if let Err(a) = plan_errors(planned) {
+        return a;
+    }
     if let Err(a) = check(&req) {
         return a;
     }
@@ -58,7 +67,7 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     // an orphan) still has it, what is asked, and what those depend on.
     // `up SERVICE` and `run` add to what runs; they never stop or unroute
     // anything else.
-    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &renewed) {
+    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &renewed).await {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
     };
@@ -96,7 +105,7 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         ..candidate
     };
     // Written before it is acted on.
-    if let Err(e) = daemon.store.set_desired(key, Some(&desired)) {
+    if let Err(e) = set_desired(&daemon.store, key, Some(&desired)).await {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     if !removed.is_empty() {
@@ -117,11 +126,10 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     )
 }
 
-/// Refuses an app that does not plan, an autoscale policy that cannot be
-/// read, a service the app does not have.
+/// Refuses an app that does not plan.
 #[allow(clippy::result_large_err)] // an HTTP answer, built once per request
-fn check(req: &UpRequest) -> Result<(), Answer> {
-    if let Err(errors) = cove_runtime::plan::plan(&req.app, &req.project_dir) {
+fn plan_errors(planned: Result<(), Vec<cove_runtime::plan::PlanError>>) -> Result<(), Answer> {
+    if let Err(errors) = planned {
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             errors
@@ -132,6 +140,13 @@ fn check(req: &UpRequest) -> Result<(), Answer> {
             errors.first().map(|e| e.hint.clone()),
         ));
     }
+    Ok(())
+}
+
+/// Refuses an autoscale policy that cannot be read, a service the app
+/// does not have.
+#[allow(clippy::result_large_err)] // an HTTP answer, built once per request
+fn check(req: &UpRequest) -> Result<(), Answer> {
     for (name, svc) in &req.app.services {
         if let Some(a) = svc.x_cove.as_ref().and_then(|x| x.autoscale.as_ref())
             && let Err(e) = crate::autoscale::Policy::from_spec(a)
