@@ -15,7 +15,7 @@ use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
 
-use crate::process::Stream;
+use crate::output::Stream;
 
 /// The labels cove puts on what it makes, to find it again.
 pub const LABEL_PROJECT: &str = "dev.cove.project";

@@ -32,12 +32,7 @@ pub struct ProcessSpec {
     pub cgroup: Option<PathBuf>,
 }
 
-/// Which output stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+pub use crate::output::Stream;
 
 /// A running replica.
 #[derive(Debug)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::Report;
 use super::controller::{Ctl, Interrupted};
 use super::instance::{Tail, last_lines, push_line};
+use crate::driver::OnLine;
 use crate::plan::ServicePlan;
-use crate::process::{self, ProcessSpec};
 
 impl Ctl {
     /// Runs the plan's `x-cove.build`; the failure in words.
@@ -18,48 +18,44 @@ impl Ctl {
         if plan.container.as_ref().is_some_and(|c| c.build.is_some()) {
             let (name, tx) = (plan.name.clone(), self.ctx.reports.clone());
             let redactor = plan.redactor.clone();
-            let built = crate::driver::build(plan, move |line| {
+            let driver = self.ctx.driver.clone();
+            let on_line = Box::new(move |line: &str| {
                 let _ = tx.send(Report::Build {
                     service: name.clone(),
                     line: redactor.scrub(line).into_owned(),
                 });
             });
-            return self.or_stop(built).await;
+            return self.or_stop(driver.build_image(plan, on_line)).await;
         }
         let Some(argv) = &plan.build else {
             return Ok(Ok(()));
         };
         let mut env = plan.env.clone();
         env.extend(self.ctx.extra_env.iter().cloned());
-        let spec = ProcessSpec {
-            argv: argv.clone(),
-            workdir: plan.workdir.clone(),
-            env,
-            cgroup: None,
-        };
         let (name, tx) = (plan.name.clone(), self.ctx.reports.clone());
         let tail: Tail = Default::default();
         let lines = tail.clone();
         let redactor = plan.redactor.clone();
-        let mut running = match process::spawn(&spec, move |_, line| {
+        let on_line: OnLine = Arc::new(move |_, line| {
             let line = redactor.scrub_owned(line);
             push_line(&lines, &line);
             let _ = tx.send(Report::Build {
                 service: name.clone(),
                 line,
             });
-        }) {
+        });
+        let mut running = match self.ctx.driver.start_build(plan, argv, env, on_line) {
             Ok(r) => r,
             Err(e) => return Ok(Err(format!("build could not start: {e}"))),
         };
-        let status = match self.or_stop(running.wait()).await {
-            Ok(s) => s,
+        let code = match self.or_stop(running.wait()).await {
+            Ok(code) => code,
             Err(Interrupted) => {
-                let _ = running.stop(plan.stop_signal, plan.stop_grace).await;
+                running.stop(plan.stop_signal, plan.stop_grace).await;
                 return Err(Interrupted);
             }
         };
-        Ok(match status.ok().and_then(|s| s.code()) {
+        Ok(match code {
             Some(0) => Ok(()),
             code => Err(format!(
                 "build exited with {}{}",
@@ -69,40 +65,18 @@ impl Ctl {
         })
     }
 
-    /// `plan` with its artifact: digest, and the kept copy its replicas run.
+    /// `plan` with its artifact: digest, and the kept copy its replicas run
+    /// (a container's: its image id).
     pub(super) async fn with_artifact(
         &self,
         plan: Arc<ServicePlan>,
     ) -> Result<Arc<ServicePlan>, String> {
-        // A container's artifact is its image: the id the tag names now.
-        if let Some(c) = &plan.container {
-            let digest = crate::driver::image_id(&plan, &c.image).await?;
-            return Ok(Arc::new(ServicePlan {
-                artifact: Some(crate::artifact::Artifact {
-                    digest,
-                    program: None,
-                }),
-                ..(*plan).clone()
-            }));
-        }
         let in_use: Vec<std::path::PathBuf> = self
             .instances
             .iter()
             .filter_map(|i| i.plan.artifact.as_ref()?.program.clone())
             .collect();
-        let p = plan.clone();
-        let artifact = tokio::task::spawn_blocking(move || {
-            crate::artifact::capture(
-                &p.name,
-                &p.argv,
-                &p.workdir,
-                p.keep_artifacts.as_ref(),
-                &in_use,
-            )
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
-        .map_err(|e| format!("cannot keep its artifact: {e}"))?;
+        let artifact = self.ctx.driver.artifact(&plan, in_use).await?;
         Ok(Arc::new(ServicePlan {
             artifact: Some(artifact),
             ..(*plan).clone()

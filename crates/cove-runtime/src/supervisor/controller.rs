@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::instance::{Tail, instance};
+use super::instance::{Instance, Tail, instance};
 use super::{Cmd, Ctx, Mode, Outcome, State, Status};
 use crate::plan::{MAX_INSTANCES, ServicePlan};
 
@@ -200,15 +200,16 @@ impl Ctl {
         }
         let (stop, stop_rx) = watch::channel(false);
         let tail: Tail = Default::default();
-        let task = tokio::spawn(instance(
-            self.ctx.clone(),
-            plan.clone(),
+        let task = tokio::spawn(instance(Instance {
+            ctx: self.ctx.clone(),
+            svc: plan.clone(),
             replica,
             slot,
-            restarts,
-            stop_rx,
-            tail.clone(),
-        ));
+            restarted: restarts,
+            stop: stop_rx,
+            tail: tail.clone(),
+            in_use: Default::default(),
+        }));
         self.instances.push(Inst {
             replica,
             slot,
@@ -243,7 +244,8 @@ impl Ctl {
         }
         // Replica r in slot r, unless a killed daemon left its container
         // running elsewhere: then there, to be taken over.
-        let found = self.or_stop(crate::driver::take_over(&plan)).await?;
+        let driver = self.ctx.driver.clone();
+        let found = self.or_stop(driver.take_over(&plan)).await?;
         let mut slots: Vec<(u32, u32)> = Vec::new();
         for r in 1..=plan.replicas {
             let slot = found.get(&r).copied().unwrap_or_else(|| {

@@ -4,7 +4,8 @@
 //! restart policy, stops it on request.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::state::dependencies_ready;
-use super::{Ctx, Report, State};
+use super::{Ctx, Report, State, States};
 use crate::backoff::Restarts;
+use crate::driver::{OnLine, Prober, Replica, Start};
 use crate::health::Health;
 use crate::plan::ServicePlan;
 
@@ -34,6 +36,7 @@ pub const REFUSING_AFTER: Duration = Duration::from_secs(1);
 /// [`REFUSING_AFTER`]) and `Ready` once it does (`say`). Never resolves:
 /// the replica's exit ends it.
 pub(super) async fn settle(
+    prober: &dyn Prober,
     addr: Ipv4Addr,
     ports: &[u16],
     ready_after: Duration,
@@ -44,7 +47,7 @@ pub(super) async fn settle(
     let mut refusing = None;
     let mut pause = Duration::from_millis(20);
     loop {
-        match first_refusing(addr, ports).await {
+        match prober.refusing(addr, ports).await {
             None => {
                 say(State::Ready);
                 return std::future::pending().await;
@@ -59,19 +62,6 @@ pub(super) async fn settle(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
-}
-
-/// The first of `ports` on `addr` that does not accept a TCP connection
-/// (within a second).
-pub(super) async fn first_refusing(addr: Ipv4Addr, ports: &[u16]) -> Option<u16> {
-    for &port in ports {
-        let connect = tokio::net::TcpStream::connect(SocketAddr::from((addr, port)));
-        match tokio::time::timeout(Duration::from_secs(1), connect).await {
-            Ok(Ok(_)) => {}
-            _ => return Some(port),
-        }
-    }
-    None
 }
 
 /// Whether a line of output says a port was taken (`Address already in
@@ -115,197 +105,288 @@ pub(super) fn last_lines(tail: &Tail) -> String {
     )
 }
 
-pub(super) async fn instance(
-    ctx: Ctx,
-    svc: Arc<ServicePlan>,
-    r: u32,
-    slot: u32,
-    restarted: u32,
-    mut stop: watch::Receiver<bool>,
-    tail: Tail,
-) {
-    let mut states = ctx.states.subscribe();
+/// What one instance's task is given.
+pub(super) struct Instance {
+    pub(super) ctx: Ctx,
+    pub(super) svc: Arc<ServicePlan>,
+    pub(super) replica: u32,
+    pub(super) slot: u32,
+    /// Restarts so far (carried over a daemon's restart).
+    pub(super) restarted: u32,
+    pub(super) stop: watch::Receiver<bool>,
+    pub(super) tail: Tail,
+    /// Whether its current run said its address was taken.
+    pub(super) in_use: Arc<AtomicBool>,
+}
+
+/// How one run of a replica ended.
+enum Ended {
+    /// Stopped on request (it is, now).
+    Stopped,
+    /// Will not run again, and why.
+    Failed(String),
+    /// It exited (`code`; `None`: killed by a signal), or was stopped for
+    /// failing its health check (`unhealthy`), after starting at `started`.
+    Exited {
+        code: Option<i32>,
+        unhealthy: bool,
+        started: Instant,
+    },
+}
+
+/// An instance's task: its state machine, until it is final.
+pub(super) async fn instance(mut i: Instance) {
     let mut restarts = Restarts {
         streak: 0,
-        total: restarted,
+        total: i.restarted,
     };
-    let mut env = svc.replica_env(r, slot);
+    let mut env = i.svc.replica_env(i.replica, i.slot);
     // Not for containers: they are found by their labels, and outlive a
     // killed daemon (the next one takes them over).
-    if svc.container.is_none() {
-        env.extend(ctx.extra_env.iter().cloned());
+    if i.svc.container.is_none() {
+        env.extend(i.ctx.extra_env.iter().cloned());
     }
     // The replica's secrets, as files, for as long as the instance lives.
-    let _secrets = if !svc.has_private_dir() {
-        None
-    } else {
-        let (dir, mounts) = (svc.secrets_dir(slot), svc.secrets.clone());
-        let written = tokio::task::spawn_blocking(move || crate::secrets::write_dir(&dir, &mounts))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match written {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                let reason = format!("cannot write its secrets: {e}");
-                return ctx.set(&svc, slot, State::Failed { reason }, None, restarted);
-            }
-        }
+    let _secrets = match secrets(&i.svc, i.slot).await {
+        Ok(guard) => guard,
+        Err(reason) => return i.set(State::Failed { reason }, None, i.restarted),
     };
+    let mut states = i.ctx.states.subscribe();
     loop {
         let total = restarts.total;
-        let set = |state: State, pid: Option<u32>| ctx.set(&svc, slot, state, pid, total);
         // Wait for the dependencies (before every start).
-        set(State::Waiting, None);
+        i.set(State::Waiting, None, total);
+        if let Err(end) = i.dependencies(&mut states).await {
+            return i.set(end, None, total);
+        }
+        i.set(State::Starting, None, total);
+        let (code, unhealthy, started) = match i.run(&env, total).await {
+            Ended::Stopped => return i.set(State::Stopped, None, total),
+            Ended::Failed(reason) => return i.set(State::Failed { reason }, None, total),
+            Ended::Exited {
+                code,
+                unhealthy,
+                started,
+            } => (code, unhealthy, started),
+        };
+        let hint = i.hint(code, &env);
+        // Had it passed its health check before it exited?
+        let served = !unhealthy
+            && i.ctx.states.borrow().get(&i.svc.name).is_some_and(|l| {
+                l.iter()
+                    .any(|st| st.slot == i.slot && st.state == State::Healthy)
+            });
+        if !unhealthy && !i.svc.restart.again(code, restarts.total) {
+            return i.set(final_state(code, hint.as_deref()), None, total);
+        }
+        let delay = i.ctx.backoff.next(&mut restarts, started.elapsed(), served);
+        i.set(State::Restarting { code, delay }, None, restarts.total);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = i.stop.changed() => return i.set(State::Stopped, None, restarts.total),
+        }
+    }
+}
+
+/// The replica's secrets as files, when it has any (removed when the
+/// guard goes).
+async fn secrets(svc: &ServicePlan, slot: u32) -> Result<Option<crate::secrets::DirGuard>, String> {
+    if !svc.has_private_dir() {
+        return Ok(None);
+    }
+    let (dir, mounts) = (svc.secrets_dir(slot), svc.secrets.clone());
+    tokio::task::spawn_blocking(move || crate::secrets::write_dir(&dir, &mounts))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map(Some)
+        .map_err(|e| format!("cannot write its secrets: {e}"))
+}
+
+/// What an exit the restart policy does not restart leaves.
+fn final_state(code: Option<i32>, hint: Option<&str>) -> State {
+    match code {
+        Some(0) => State::Completed,
+        Some(c) => State::Failed {
+            reason: match hint {
+                Some(h) => format!("exited with code {c}: {h}"),
+                None => format!("exited with code {c}"),
+            },
+        },
+        None => State::Failed {
+            reason: "killed by a signal".into(),
+        },
+    }
+}
+
+impl Instance {
+    fn set(&self, state: State, pid: Option<u32>, restarts: u32) {
+        self.ctx.set(&self.svc, self.slot, state, pid, restarts);
+    }
+
+    /// Waits until its dependencies hold; the state it ends in when they
+    /// never will, or when it is stopped meanwhile.
+    async fn dependencies(&mut self, states: &mut watch::Receiver<States>) -> Result<(), State> {
         loop {
-            let verdict = dependencies_ready(&svc, &states.borrow_and_update());
-            match verdict {
-                Ok(true) => break,
+            match dependencies_ready(&self.svc, &states.borrow_and_update()) {
+                Ok(true) => return Ok(()),
                 Ok(false) => {}
-                Err(reason) => return set(State::Failed { reason }, None),
+                Err(reason) => return Err(State::Failed { reason }),
             }
             tokio::select! {
                 _ = states.changed() => {}
-                _ = stop.changed() => return set(State::Stopped, None),
+                _ = self.stop.changed() => return Err(State::Stopped),
             }
         }
-        set(State::Starting, None);
-        if let (Some(recipe), Some(data)) = (svc.recipe, svc.data_dir(r)) {
-            let env = env.clone();
+    }
+
+    /// Every line it prints: scrubbed, kept in its tail, reported; the
+    /// flag says whether one said its address was taken.
+    fn lines(&self) -> (OnLine, Arc<AtomicBool>) {
+        let (name, tx, lines) = (
+            self.svc.name.clone(),
+            self.ctx.reports.clone(),
+            self.tail.clone(),
+        );
+        let (redactor, replica) = (self.svc.redactor.clone(), self.replica);
+        // Whether this run said its address was taken (see `bind_hint`).
+        let in_use = Arc::new(AtomicBool::new(false));
+        let said_in_use = in_use.clone();
+        let on_line: OnLine = Arc::new(move |stream, line: String| {
+            let line = redactor.scrub_owned(line);
+            if says_address_in_use(&line) {
+                said_in_use.store(true, Ordering::Relaxed);
+            }
+            push_line(&lines, &line);
+            let _ = tx.send(Report::Log {
+                service: name.clone(),
+                replica,
+                stream,
+                line,
+            });
+        });
+        (on_line, in_use)
+    }
+
+    /// One run: prepares its recipe's data, starts the replica through the
+    /// driver, follows its health (or readiness) until it exits, turns
+    /// unhealthy (then stops it) or is told to stop.
+    async fn run(&mut self, env: &[(String, String)], total: u32) -> Ended {
+        let svc = self.svc.clone();
+        if let (Some(recipe), Some(data)) = (svc.recipe, svc.data_dir(self.replica)) {
+            let env = env.to_vec();
             let prepared =
                 tokio::task::spawn_blocking(move || crate::recipe::prepare(recipe, &data, &env))
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()));
             if let Err(reason) = prepared {
-                return set(State::Failed { reason }, None);
+                return Ended::Failed(reason);
             }
         }
-        let (name, tx, lines) = (svc.name.clone(), ctx.reports.clone(), tail.clone());
-        let redactor = svc.redactor.clone();
-        // Whether this run said its address was taken (see `bind_hint`).
-        let in_use = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let said_in_use = in_use.clone();
-        let on_line = move |stream, line: String| {
-            let line = redactor.scrub_owned(line);
-            if says_address_in_use(&line) {
-                said_in_use.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            push_line(&lines, &line);
-            let _ = tx.send(Report::Log {
-                service: name.clone(),
-                replica: r,
-                stream,
-                line,
-            });
-        };
-        let cgroup = (ctx.cgroups.as_deref())
+        let (on_line, in_use) = self.lines();
+        self.in_use = in_use;
+        let cgroup = (self.ctx.cgroups.as_deref())
             .filter(|_| svc.container.is_none())
-            .map(|dir| crate::cgroup::replica(dir, &svc.name, slot));
+            .map(|dir| crate::cgroup::replica(dir, &svc.name, self.slot));
+        let start = Start {
+            svc: &svc,
+            replica: self.replica,
+            slot: self.slot,
+            env,
+            cgroup,
+        };
+        let driver = self.ctx.driver.clone();
         let started = tokio::select! {
-            s = crate::driver::start(&svc, r, slot, &env, cgroup, on_line) => s,
-            _ = stop.changed() => return set(State::Stopped, None),
+            s = driver.start(start, on_line) => s,
+            _ = self.stop.changed() => return Ended::Stopped,
         };
-        let mut running = match started {
+        let running = match started {
             Ok(p) => p,
-            Err(reason) => {
-                let reason = svc.redactor.scrub_owned(reason);
-                return set(State::Failed { reason }, None);
-            }
+            Err(reason) => return Ended::Failed(svc.redactor.scrub_owned(reason)),
         };
+        self.follow(running, env, total).await
+    }
+
+    /// Follows a started replica until it ends (see [`Instance::run`]).
+    async fn follow(
+        &mut self,
+        mut running: Box<dyn Replica>,
+        env: &[(String, String)],
+        total: u32,
+    ) -> Ended {
+        let svc = self.svc.clone();
         let pid = running.pid().unwrap_or_default();
         let prober = running.prober(svc.health.as_ref());
         let started = Instant::now();
-        set(State::Running, Some(pid));
+        self.set(State::Running, Some(pid), total);
+        let set = |state: State| self.ctx.set(&svc, self.slot, state, Some(pid), total);
         // Resolves with the failed check when the replica turns unhealthy;
         // without a check, says when it is ready (and never resolves).
         let health = async {
-            let failed = if svc.health.is_some() {
-                prober
-                    .watch(svc.health.as_ref(), &svc.workdir, &env, started, |h| {
+            let failed = match &svc.health {
+                Some(spec) => {
+                    let mut on_change = |h| {
                         if h == Health::Healthy {
-                            set(State::Healthy, Some(pid));
+                            set(State::Healthy);
                         }
-                    })
-                    .await
-            } else {
-                let addr = svc.address(slot);
-                let say = |s| set(s, Some(pid));
-                settle(addr, &svc.tcp_ports, svc.ready_after, started, say).await
+                    };
+                    let workdir = &svc.workdir;
+                    (prober.watch(spec, workdir, env, started, &mut on_change)).await
+                }
+                None => {
+                    let addr = svc.address(self.slot);
+                    let ports = &svc.tcp_ports;
+                    settle(&*prober, addr, ports, svc.ready_after, started, set).await
+                }
             };
             svc.redactor.scrub_owned(failed)
         };
+        let mut stop = self.stop.clone();
         let (code, unhealthy) = tokio::select! {
             status = running.wait() => (status, false),
             check = health => {
-                set(State::Unhealthy { check }, Some(pid));
+                set(State::Unhealthy { check });
                 running.stop(svc.stop_signal, svc.stop_grace).await;
                 (None, true)
             }
             _ = stop.changed() => {
-                set(State::Stopping, Some(pid));
+                set(State::Stopping);
                 running.stop(svc.stop_signal, svc.stop_grace).await;
                 running.finish().await;
-                return set(State::Stopped, None);
+                return Ended::Stopped;
             }
         };
         running.finish().await;
-        // A native replica that bound 0.0.0.0 (as in a container) and died
-        // for a port another replica holds: say what to do, in its log
-        // (`cove logs`, `up`'s last lines) and in why it failed.
-        let hint = match (code, &svc.container) {
-            (Some(c), None) if c != 0 && in_use.load(std::sync::atomic::Ordering::Relaxed) => Some(
-                bind_hint(crate::plan::env_value(&env, "HOST").unwrap_or("?")),
-            ),
+        Ended::Exited {
+            code,
+            unhealthy,
+            started,
+        }
+    }
+
+    /// A native replica that bound 0.0.0.0 (as in a container) and died
+    /// for a port another replica holds: says what to do, in its log
+    /// (`cove logs`, `up`'s last lines); the hint, for why it failed.
+    fn hint(&self, code: Option<i32>, env: &[(String, String)]) -> Option<String> {
+        let hint = match (code, &self.svc.container) {
+            (Some(c), None) if c != 0 && self.in_use.load(Ordering::Relaxed) => Some(bind_hint(
+                crate::plan::env_value(env, "HOST").unwrap_or("?"),
+            )),
             _ => None,
-        };
-        if let Some(h) = &hint {
-            let _ = ctx.reports.send(Report::Log {
-                service: svc.name.clone(),
-                replica: r,
-                stream: crate::process::Stream::Stderr,
-                line: format!("cove: {h}"),
-            });
-        }
-        // Had it passed its health check before it exited?
-        let served = !unhealthy
-            && ctx.states.borrow().get(&svc.name).is_some_and(|l| {
-                l.iter()
-                    .any(|st| st.slot == slot && st.state == State::Healthy)
-            });
-        if !unhealthy && !svc.restart.again(code, restarts.total) {
-            return set(
-                match code {
-                    Some(0) => State::Completed,
-                    Some(c) => State::Failed {
-                        reason: match &hint {
-                            Some(h) => format!("exited with code {c}: {h}"),
-                            None => format!("exited with code {c}"),
-                        },
-                    },
-                    None => State::Failed {
-                        reason: "killed by a signal".into(),
-                    },
-                },
-                None,
-            );
-        }
-        let delay = ctx.backoff.next(&mut restarts, started.elapsed(), served);
-        ctx.set(
-            &svc,
-            slot,
-            State::Restarting { code, delay },
-            None,
-            restarts.total,
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return ctx.set(&svc, slot, State::Stopped, None, restarts.total),
-        }
+        }?;
+        let _ = self.ctx.reports.send(Report::Log {
+            service: self.svc.name.clone(),
+            replica: self.replica,
+            stream: crate::output::Stream::Stderr,
+            line: format!("cove: {hint}"),
+        });
+        Some(hint)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::HostProber;
 
     /// A free loopback port (bound, then let go).
     fn free_port() -> u16 {
@@ -325,7 +406,15 @@ mod tests {
             let said = said.clone();
             tokio::spawn(async move {
                 let say = |s| said.lock().unwrap().push(s);
-                settle(Ipv4Addr::LOCALHOST, &ports, ready_after, started, say).await
+                settle(
+                    &HostProber,
+                    Ipv4Addr::LOCALHOST,
+                    &ports,
+                    ready_after,
+                    started,
+                    say,
+                )
+                .await
             })
         };
         let deadline = started + Duration::from_secs(20);

@@ -52,6 +52,8 @@ mod controller;
 mod instance;
 mod rollout;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,6 +68,7 @@ use tokio::task::JoinHandle;
 
 use crate::artifact::Artifact;
 use crate::backoff::Backoff;
+use crate::driver::{Driver, Host};
 use crate::plan::{Plan, ServicePlan};
 use crate::process::Stream;
 
@@ -151,6 +154,8 @@ pub struct Supervisor {
     /// Where its native replicas' cgroups go (see [`crate::cgroup`]).
     cgroups: Option<std::path::PathBuf>,
     drain: Drain,
+    /// What runs its replicas.
+    driver: Arc<dyn Driver>,
     running: IndexMap<String, Controller>,
     /// Start order of the last plan applied.
     order: Vec<String>,
@@ -181,6 +186,7 @@ impl Supervisor {
             extra_env,
             cgroups: None,
             drain: Arc::new(|_| Box::pin(async {})),
+            driver: Arc::new(Host::default()),
             running: IndexMap::new(),
             order: Vec::new(),
         }
@@ -189,6 +195,13 @@ impl Supervisor {
     /// How retiring instances are drained (by default they are not).
     pub fn with_drain(mut self, drain: Drain) -> Supervisor {
         self.drain = drain;
+        self
+    }
+
+    /// Runs its replicas with `driver` (by default, this machine's:
+    /// processes and containers).
+    pub fn with_driver(mut self, driver: Arc<dyn Driver>) -> Supervisor {
+        self.driver = driver;
         self
     }
 
@@ -270,6 +283,7 @@ impl Supervisor {
                 extra_env: self.extra_env.clone(),
                 cgroups: self.cgroups.clone(),
                 drain: self.drain.clone(),
+                driver: self.driver.clone(),
             },
             name: svc.name.clone(),
             order: self.order.clone(),
@@ -328,6 +342,7 @@ struct Ctx {
     extra_env: Vec<(String, String)>,
     cgroups: Option<std::path::PathBuf>,
     drain: Drain,
+    driver: Arc<dyn Driver>,
 }
 
 impl Ctx {
