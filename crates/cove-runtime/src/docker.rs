@@ -309,16 +309,11 @@ impl Engine {
             .ok_or_else(|| failed(format!("no image at the end; last line: {last}")))
     }
 
-    /// Creates and starts a container; its output (both streams, line by
-    /// line) goes to `on_line` until it ends.
-    pub async fn run(
-        &self,
-        spec: &ContainerSpec,
-        on_line: impl FnMut(Stream, String) + Send + 'static,
-    ) -> Result<Container, DockerError> {
+    /// What the engine is asked to create for `spec`.
+    fn create_body(&self, spec: &ContainerSpec) -> ContainerCreateBody {
         let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-        let body = ContainerCreateBody {
+        ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
             cmd: spec.cmd.clone(),
@@ -336,73 +331,20 @@ impl Engine {
                 start_period: Some(nanos(h.start_period)),
                 start_interval: self.knows_start_interval().then(|| nanos(h.start_interval)),
             }),
-            host_config: Some(HostConfig {
-                network_mode: spec.network_mode.clone(),
-                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
-                binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-                tmpfs: (!spec.tmpfs.is_empty()).then(|| {
-                    spec.tmpfs
-                        .iter()
-                        .map(|t| (t.clone(), String::new()))
-                        .collect()
-                }),
-                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
-                cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
-                init: spec.init.then_some(true),
-                sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.iter().cloned().collect()),
-                shm_size: spec.shm_size,
-                security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
-                devices: (!spec.devices.is_empty()).then(|| {
-                    spec.devices
-                        .iter()
-                        .map(|d| {
-                            let mut p = d.splitn(3, ':');
-                            bollard::models::DeviceMapping {
-                                path_on_host: p.next().map(str::to_string),
-                                path_in_container: p.next().map(str::to_string),
-                                cgroup_permissions: p.next().map(str::to_string),
-                            }
-                        })
-                        .collect()
-                }),
-                group_add: (!spec.group_add.is_empty()).then(|| spec.group_add.clone()),
-                dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
-                dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
-                privileged: spec.privileged.then_some(true),
-                readonly_rootfs: spec.read_only.then_some(true),
-                memory: spec.memory,
-                nano_cpus: spec.nano_cpus,
-                pids_limit: spec.pids,
-                ulimits: (!spec.ulimits.is_empty()).then(|| {
-                    spec.ulimits
-                        .iter()
-                        .map(|(name, soft, hard)| bollard::models::ResourcesUlimits {
-                            name: Some(name.clone()),
-                            soft: Some(*soft),
-                            hard: Some(*hard),
-                        })
-                        .collect()
-                }),
-                ..Default::default()
-            }),
-            networking_config: match (&spec.network_mode, spec.ip) {
-                (Some(net), Some(ip)) => Some(bollard::models::NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(
-                        net.clone(),
-                        bollard::models::EndpointSettings {
-                            ipam_config: Some(bollard::models::EndpointIpamConfig {
-                                ipv4_address: Some(ip.to_string()),
-                                ..Default::default()
-                            }),
-                            aliases: Some(spec.aliases.clone()),
-                            ..Default::default()
-                        },
-                    )])),
-                }),
-                _ => None,
-            },
+            host_config: Some(host_config(spec)),
+            networking_config: networking_config(spec),
             ..Default::default()
-        };
+        }
+    }
+
+    /// Creates and starts a container; its output (both streams, line by
+    /// line) goes to `on_line` until it ends.
+    pub async fn run(
+        &self,
+        spec: &ContainerSpec,
+        on_line: impl FnMut(Stream, String) + Send + 'static,
+    ) -> Result<Container, DockerError> {
+        let body = self.create_body(spec);
         // A leftover of the same name (a killed daemon's) goes first.
         let _ = self
             .remove(&Container {
@@ -731,6 +673,79 @@ impl Engine {
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             })
             .collect())
+    }
+}
+
+/// The host side of a container: network, mounts, limits, privileges.
+fn host_config(spec: &ContainerSpec) -> HostConfig {
+    HostConfig {
+        network_mode: spec.network_mode.clone(),
+        extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+        binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+        tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+            spec.tmpfs
+                .iter()
+                .map(|t| (t.clone(), String::new()))
+                .collect()
+        }),
+        cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+        cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+        init: spec.init.then_some(true),
+        sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.iter().cloned().collect()),
+        shm_size: spec.shm_size,
+        security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
+        devices: (!spec.devices.is_empty()).then(|| {
+            spec.devices
+                .iter()
+                .map(|d| {
+                    let mut p = d.splitn(3, ':');
+                    bollard::models::DeviceMapping {
+                        path_on_host: p.next().map(str::to_string),
+                        path_in_container: p.next().map(str::to_string),
+                        cgroup_permissions: p.next().map(str::to_string),
+                    }
+                })
+                .collect()
+        }),
+        group_add: (!spec.group_add.is_empty()).then(|| spec.group_add.clone()),
+        dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
+        dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
+        privileged: spec.privileged.then_some(true),
+        readonly_rootfs: spec.read_only.then_some(true),
+        memory: spec.memory,
+        nano_cpus: spec.nano_cpus,
+        pids_limit: spec.pids,
+        ulimits: (!spec.ulimits.is_empty()).then(|| {
+            spec.ulimits
+                .iter()
+                .map(|(name, soft, hard)| bollard::models::ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(*soft),
+                    hard: Some(*hard),
+                })
+                .collect()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Its address and aliases on the project's network, when it has one.
+fn networking_config(spec: &ContainerSpec) -> Option<bollard::models::NetworkingConfig> {
+    match (&spec.network_mode, spec.ip) {
+        (Some(net), Some(ip)) => Some(bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                bollard::models::EndpointSettings {
+                    ipam_config: Some(bollard::models::EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..Default::default()
+                    }),
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        _ => None,
     }
 }
 
