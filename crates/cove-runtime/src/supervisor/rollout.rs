@@ -13,6 +13,15 @@ use tokio::time::Instant;
 use super::controller::{Ctl, Inst, Interrupted, blind, remove_indexes, stale};
 use super::instance::last_lines;
 use super::{Outcome, State};
+
+/// A replica being replaced: its new instance's slot, its old instance
+/// (start-first: still running), and the plan the old one ran.
+struct Pair {
+    replica: u32,
+    slot: u32,
+    old: Option<Inst>,
+    before: Arc<ServicePlan>,
+}
 use crate::plan::{FailureAction, MAX_INSTANCES, ServicePlan, UpdatePolicy};
 
 impl Ctl {
@@ -152,107 +161,11 @@ impl Ctl {
                 let delay = policy.delay;
                 self.or_stop(tokio::time::sleep(delay)).await?;
             }
-            let olds: Vec<usize> = self
-                .instances
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| chunk.contains(&i.replica) && stale(i, plan, all))
-                .map(|(k, _)| k)
-                .collect();
-            let olds: Vec<Inst> = remove_indexes(&mut self.instances, olds);
-            // Start the new ones (beside, or after stopping, the old ones).
-            let mut pairs = Vec::new();
-            let mut kept_old = Vec::new();
-            if policy.start_first {
-                let taken: Vec<u32> = olds.iter().map(|o| o.slot).collect();
-                for old in olds {
-                    let Some(slot) = self.free_slot(&taken) else {
-                        failures.push(format!(
-                            "replica {}: no free address slot (at most {MAX_INSTANCES} instances)",
-                            old.replica
-                        ));
-                        kept_old.push(old);
-                        continue;
-                    };
-                    self.spawn(plan, old.replica, slot, 0);
-                    let before = old.plan.clone();
-                    pairs.push((old.replica, slot, Some(old), before));
-                }
-            } else {
-                let slots: Vec<(u32, u32, Arc<ServicePlan>)> = olds
-                    .iter()
-                    .map(|o| (o.replica, o.slot, o.plan.clone()))
-                    .collect();
-                self.ctx.say(
-                    &self.name,
-                    format!("stopping replica(s) {} (stop-first)", list_replicas(&slots)),
-                );
-                self.retire(olds).await?;
-                for (replica, slot, before) in slots {
-                    self.spawn(plan, replica, slot, 0);
-                    pairs.push((replica, slot, None, before));
-                }
-            }
-            self.instances.extend(kept_old);
-            // Wait for each new one to serve, then watch it for `monitor`.
-            let slots: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-            let mut verdicts = self.wait_ready(plan, &slots).await?;
-            if !policy.monitor.is_zero() && verdicts.iter().any(Result::is_ok) {
-                let ok: Vec<u32> = slots
-                    .iter()
-                    .zip(&verdicts)
-                    .filter(|(_, v)| v.is_ok())
-                    .map(|(s, _)| *s)
-                    .collect();
-                let watched = self.monitor(plan, &ok, policy.monitor).await?;
-                for (s, v) in slots.iter().zip(verdicts.iter_mut()) {
-                    if let Some(reason) = watched.get(s) {
-                        *v = Err(reason.clone());
-                    }
-                }
-            }
-            let mut retire = Vec::new();
-            for ((replica, slot, old, before), verdict) in pairs.into_iter().zip(verdicts) {
-                match verdict {
-                    Ok(()) => {
-                        replaced += 1;
-                        self.ctx.say(
-                            &self.name,
-                            format!(
-                                "replica {replica}: revision {} is {} ({})",
-                                plan.revision,
-                                if plan.health.is_some() {
-                                    "healthy"
-                                } else {
-                                    "ready"
-                                },
-                                plan.address(slot)
-                            ),
-                        );
-                        retire.extend(old);
-                    }
-                    Err(reason) => {
-                        let tail = self
-                            .instances
-                            .iter()
-                            .find(|i| i.slot == slot)
-                            .map(|i| last_lines(&i.tail))
-                            .unwrap_or_default();
-                        failures.push(format!("replica {replica}: {reason}{tail}"));
-                        // Its old instance stays (start-first) or comes back.
-                        let k = self.instances.iter().position(|i| i.slot == slot);
-                        let failed: Vec<Inst> = k
-                            .map(|k| vec![self.instances.remove(k)])
-                            .unwrap_or_default();
-                        self.retire(failed).await?;
-                        match old {
-                            Some(old) => self.instances.push(old),
-                            None => self.spawn(&before, replica, slot, 0),
-                        }
-                    }
-                }
-            }
-            self.retire(retire).await?;
+            let pairs = self
+                .start_batch(plan, policy, chunk, all, &mut failures)
+                .await?;
+            let verdicts = self.judge(plan, policy, &pairs).await?;
+            replaced += self.conclude(plan, pairs, verdicts, &mut failures).await?;
             if !failures.is_empty()
                 && failures.len() as f64 / total as f64 > policy.max_failure_ratio
                 && policy.on_failure != FailureAction::Continue
@@ -262,6 +175,156 @@ impl Ctl {
         }
         // Past the ratio it gave up above: what failed here is tolerated.
         Ok(Ok((replaced, failures)))
+    }
+
+    /// Starts the new instances of the replicas in `chunk`: beside the old
+    /// ones (start-first, in free slots), or in their slots once they are
+    /// drained and stopped (stop-first). A replica without a free slot
+    /// keeps its old instance and is a failure.
+    async fn start_batch(
+        &mut self,
+        plan: &Arc<ServicePlan>,
+        policy: &UpdatePolicy,
+        chunk: &[u32],
+        all: bool,
+        failures: &mut Vec<String>,
+    ) -> Result<Vec<Pair>, Interrupted> {
+        let olds: Vec<usize> = self
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| chunk.contains(&i.replica) && stale(i, plan, all))
+            .map(|(k, _)| k)
+            .collect();
+        let olds: Vec<Inst> = remove_indexes(&mut self.instances, olds);
+        let mut pairs = Vec::new();
+        if policy.start_first {
+            let taken: Vec<u32> = olds.iter().map(|o| o.slot).collect();
+            for old in olds {
+                let Some(slot) = self.free_slot(&taken) else {
+                    failures.push(format!(
+                        "replica {}: no free address slot (at most {MAX_INSTANCES} instances)",
+                        old.replica
+                    ));
+                    self.instances.push(old);
+                    continue;
+                };
+                self.spawn(plan, old.replica, slot, 0);
+                pairs.push(Pair {
+                    replica: old.replica,
+                    slot,
+                    before: old.plan.clone(),
+                    old: Some(old),
+                });
+            }
+            return Ok(pairs);
+        }
+        let slots: Vec<(u32, u32, Arc<ServicePlan>)> = olds
+            .iter()
+            .map(|o| (o.replica, o.slot, o.plan.clone()))
+            .collect();
+        self.ctx.say(
+            &self.name,
+            format!("stopping replica(s) {} (stop-first)", list_replicas(&slots)),
+        );
+        self.retire(olds).await?;
+        for (replica, slot, before) in slots {
+            self.spawn(plan, replica, slot, 0);
+            pairs.push(Pair {
+                replica,
+                slot,
+                old: None,
+                before,
+            });
+        }
+        Ok(pairs)
+    }
+
+    /// Waits for each new instance of `pairs` to serve, then watches those
+    /// that do for `monitor`: a verdict for each.
+    async fn judge(
+        &mut self,
+        plan: &ServicePlan,
+        policy: &UpdatePolicy,
+        pairs: &[Pair],
+    ) -> Result<Vec<Result<(), String>>, Interrupted> {
+        let slots: Vec<u32> = pairs.iter().map(|p| p.slot).collect();
+        let mut verdicts = self.wait_ready(plan, &slots).await?;
+        if !policy.monitor.is_zero() && verdicts.iter().any(Result::is_ok) {
+            let ok: Vec<u32> = slots
+                .iter()
+                .zip(&verdicts)
+                .filter(|(_, v)| v.is_ok())
+                .map(|(s, _)| *s)
+                .collect();
+            let watched = self.monitor(plan, &ok, policy.monitor).await?;
+            for (s, v) in slots.iter().zip(verdicts.iter_mut()) {
+                if let Some(reason) = watched.get(s) {
+                    *v = Err(reason.clone());
+                }
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// Acts on a batch's verdicts: the old instance of each new one that
+    /// serves is drained and stopped; a new one that failed is, and its
+    /// old one stays (start-first) or comes back (stop-first). How many
+    /// were replaced; the failures go to `failures`.
+    async fn conclude(
+        &mut self,
+        plan: &ServicePlan,
+        pairs: Vec<Pair>,
+        verdicts: Vec<Result<(), String>>,
+        failures: &mut Vec<String>,
+    ) -> Result<u32, Interrupted> {
+        let mut replaced = 0;
+        let mut retire = Vec::new();
+        for (pair, verdict) in pairs.into_iter().zip(verdicts) {
+            let Pair {
+                replica,
+                slot,
+                old,
+                before,
+            } = pair;
+            let Err(reason) = verdict else {
+                replaced += 1;
+                let verdict = if plan.health.is_some() {
+                    "healthy"
+                } else {
+                    "ready"
+                };
+                self.ctx.say(
+                    &self.name,
+                    format!(
+                        "replica {replica}: revision {} is {verdict} ({})",
+                        plan.revision,
+                        plan.address(slot)
+                    ),
+                );
+                retire.extend(old);
+                continue;
+            };
+            let tail = self
+                .instances
+                .iter()
+                .find(|i| i.slot == slot)
+                .map(|i| last_lines(&i.tail))
+                .unwrap_or_default();
+            failures.push(format!("replica {replica}: {reason}{tail}"));
+            // Its old instance stays (start-first) or comes back.
+            let k = self.instances.iter().position(|i| i.slot == slot);
+            let failed: Vec<Inst> = k
+                .map(|k| vec![self.instances.remove(k)])
+                .unwrap_or_default();
+            self.retire(failed).await?;
+            match old {
+                Some(old) => self.instances.push(old),
+                None => self.spawn(&before, replica, slot, 0),
+            }
+        }
+        self.retire(retire).await?;
+        Ok(replaced)
     }
 
     /// Waits until the instances in `slots` serve: `Ok`, or why not (it
