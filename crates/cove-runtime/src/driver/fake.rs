@@ -182,7 +182,9 @@ impl Fake {
     /// The drain hook of a supervisor of this generation: logs the
     /// addresses, and lets them go at once (hangs once its daemon was
     /// killed).
-    pub fn drain(&self) -> crate::supervisor::Drain {
+    /// (A supervisor's `Drain`.)
+    #[allow(clippy::type_complexity)]
+    pub fn drain(&self) -> Arc<dyn Fn(Vec<SocketAddr>) -> BoxFuture<'static, ()> + Send + Sync> {
         let fake = self.clone();
         let generation = self.world().generation;
         Arc::new(move |addrs| {
