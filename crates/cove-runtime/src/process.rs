@@ -10,7 +10,7 @@
 //!
 //! This module holds the workspace's one `unsafe` block outside the
 //! examples: the `pre_exec` hook that moves the child into its cgroup
-//! between fork and exec (see [`enter`]).
+//! between fork and exec (see `enter`).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -180,7 +180,7 @@ impl Running {
 }
 
 impl Drop for Running {
-    /// A replica dropped before [`Running::finish`] (its task aborted):
+    /// A replica dropped before `Running::finish` (its task aborted):
     /// its cgroup is killed now and removed once empty.
     fn drop(&mut self) {
         if let Some(leaf) = self.cgroup.take() {

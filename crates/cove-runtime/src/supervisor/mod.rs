@@ -11,7 +11,7 @@
 //! plan with another replica count scales (a new replica takes the lowest
 //! free slot; the highest replicas go first, drained through the gateway
 //! before they stop); a changed plan is rolled out per its
-//! [`UpdatePolicy`]: build first, then batch by batch — `start-first`
+//! [`UpdatePolicy`](crate::plan::UpdatePolicy): build first, then batch by batch — `start-first`
 //! starts the new instance in a free slot beside the old one, waits until
 //! it is healthy, then drains and stops the old; `stop-first` drains and
 //! stops the old first and starts the new one in its slot. A new instance

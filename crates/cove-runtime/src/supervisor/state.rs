@@ -24,7 +24,7 @@ pub enum State {
     /// No health check: up `ready_after`, and accepting connections on
     /// its TCP ports.
     Ready,
-    /// No health check: up `ready_after` (at least [`REFUSING_AFTER`]),
+    /// No health check: up `ready_after` (at least [`REFUSING_AFTER`](super::REFUSING_AFTER)),
     /// but `port` refuses connections.
     Refusing {
         port: u16,
