@@ -46,6 +46,14 @@
 //! first, so it waits through a dependency's restart. Unhealthy replicas are
 //! restarted (Compose never does this). Shutdown stops dependents before
 //! their dependencies.
+//!
+//! Its parts: `state.rs` what it says of each instance ([`State`],
+//! [`Status`], [`States`]); `controller.rs` a service's controller (its
+//! commands, first start, scaling, retiring through the [`Drain`] hook);
+//! `build.rs` builds and artifacts; `rollout.rs` rolling deploys;
+//! `instance.rs` an instance's state machine. Every replica is started,
+//! waited for, stopped and probed through a [`Driver`] (this machine's by
+//! default); `tests.rs` drives rollouts with the fake one in paused time.
 
 mod build;
 mod controller;
