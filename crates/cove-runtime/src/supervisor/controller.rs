@@ -16,6 +16,8 @@ use super::instance::{Instance, Tail, instance};
 use super::{Cmd, Ctx, Mode, Outcome, State, Status};
 use crate::plan::{MAX_INSTANCES, ServicePlan};
 
+/// An instance the controller runs: its task, how to stop it, the plan
+/// it runs and the tail of its output.
 pub(super) struct Inst {
     pub(super) replica: u32,
     pub(super) slot: u32,
@@ -39,6 +41,8 @@ pub(super) struct Ctl {
 /// A command was cut short by a stop.
 pub(super) struct Interrupted;
 
+/// A controller's task: its commands one at a time until it is told to
+/// stop (or its sender goes), then its instances stopped.
 pub(super) async fn controller(mut ctl: Ctl, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     loop {
         let cmd = tokio::select! {
