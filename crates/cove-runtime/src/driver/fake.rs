@@ -435,6 +435,9 @@ impl Replica for FakeReplica {
     fn stop(&mut self, _: Signal, grace: Duration) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.alive().await;
+            // A process takes a moment to go: whoever watches its state
+            // sees what it was stopped for.
+            tokio::task::yield_now().await;
             let (svc, slot, revision) = (self.svc.clone(), self.slot, self.revision);
             self.fake.world().note(Event::Stop {
                 svc: svc.clone(),
