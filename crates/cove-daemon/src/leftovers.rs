@@ -70,12 +70,20 @@ impl Leftovers {
         for dir in &self.cgroups {
             found.extend(cove_runtime::cgroup::stop(dir, signal, grace));
         }
+        // As root, also the system users recipes run servers as.
+        let users = cove_runtime::recipe::service_uids();
         found.extend(cove_runtime::process::stop_groups(
             &self.leaders,
+            &users,
             signal,
             grace,
         ));
-        found.extend(cove_runtime::process::sweep(&self.marker, signal, grace));
+        found.extend(cove_runtime::process::sweep(
+            &self.marker,
+            &users,
+            signal,
+            grace,
+        ));
         found.sort_unstable();
         found.dedup();
         found

@@ -11,7 +11,7 @@
 //! (a subtree delegated to the user). Only the leaves hold processes, and
 //! no controller is enabled, so the "no internal processes" rule never
 //! refuses a move. Each daemon writes where its tree is in its directory
-//! ([`record`]), so the reaper, the next daemon and `cove down` find it
+//! ([`recorded`]), so the reaper, the next daemon and `cove down` find it
 //! whatever cgroup they run in. Where no cgroup can be made (no cgroup2,
 //! not writable, another user's `cove` directory), replicas run without
 //! one and are found by their process groups and marker instead.

@@ -24,6 +24,7 @@ pub mod habits;
 pub mod health;
 pub mod lease;
 pub mod logs;
+pub mod output;
 pub mod plan;
 pub mod private;
 pub mod process;

@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::process::Stream;
+use crate::output::Stream;
 
 /// Size at which a replica's log file is rotated.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;

@@ -10,7 +10,7 @@
 //!
 //! This module holds the workspace's one `unsafe` block outside the
 //! examples: the `pre_exec` hook that moves the child into its cgroup
-//! between fork and exec (see [`enter`]).
+//! between fork and exec (see `enter`).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -32,12 +32,7 @@ pub struct ProcessSpec {
     pub cgroup: Option<PathBuf>,
 }
 
-/// Which output stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+pub use crate::output::Stream;
 
 /// A running replica.
 #[derive(Debug)]
@@ -185,7 +180,7 @@ impl Running {
 }
 
 impl Drop for Running {
-    /// A replica dropped before [`Running::finish`] (its task aborted):
+    /// A replica dropped before `Running::finish` (its task aborted):
     /// its cgroup is killed now and removed once empty.
     fn drop(&mut self) {
         if let Some(leaf) = self.cgroup.take() {
@@ -257,13 +252,17 @@ pub fn child_start(pid: u32) -> Option<String> {
 
 /// Stops the process groups led by `leaders` (pid, [`start_of`] it when
 /// it was started) whose leader is still that very process (same start)
-/// and one of cove's users (see [`marked`]): `signal` to each group, up to
+/// and of cove's user or one of `users` (see [`marked`]): `signal` to each group, up to
 /// `grace` for them to exit, then SIGKILL. A group whose leader is gone or
 /// is another process now is left alone: its pid may have been recycled.
 /// Blocking. Returns the leaders it found.
-pub fn stop_groups(leaders: &[(u32, String)], signal: Signal, grace: Duration) -> Vec<u32> {
-    let mut uids = crate::recipe::service_uids();
-    uids.push(rustix::process::geteuid().as_raw());
+pub fn stop_groups(
+    leaders: &[(u32, String)],
+    users: &[u32],
+    signal: Signal,
+    grace: Duration,
+) -> Vec<u32> {
+    let uids = owners(users);
     let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
     let found: Vec<u32> = leaders
         .iter()
@@ -299,18 +298,17 @@ pub fn stop_groups(leaders: &[(u32, String)], signal: Signal, grace: Duration) -
 
 /// Live processes (this one excepted) whose environment holds `marker`
 /// (`NAME=value`, exactly), as `(pid, process group)`. Reads `/proc`. Only
-/// processes of cove's own user, or (as root) of the system users recipes
-/// run servers as ([`crate::recipe::service_uids`]), by their real uid:
+/// processes of cove's own user, or of `users` (as root, the system users
+/// recipes run servers as: `recipe::service_uids`), by their real uid:
 /// another user may put the marker in a process of theirs, which is not
 /// cove's to stop.
-pub fn marked(marker: &str) -> Vec<(u32, u32)> {
+pub fn marked(marker: &str, users: &[u32]) -> Vec<(u32, u32)> {
     let me = std::process::id();
     let Ok(entries) = fs_err::read_dir("/proc") else {
         return Vec::new();
     };
     let marker = marker.as_bytes();
-    let mut uids = crate::recipe::service_uids();
-    uids.push(rustix::process::geteuid().as_raw());
+    let uids = owners(users);
     entries
         .flatten()
         .filter_map(|e| {
@@ -327,6 +325,13 @@ pub fn marked(marker: &str) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// The uids whose processes cove may stop: its own, and `users`.
+fn owners(users: &[u32]) -> Vec<u32> {
+    let mut uids = users.to_vec();
+    uids.push(rustix::process::geteuid().as_raw());
+    uids
+}
+
 /// The real uid of the process at `/proc/<pid>` (`Uid:` in its status).
 fn real_uid(proc_dir: &std::path::Path) -> Option<u32> {
     let status = fs_err::read_to_string(proc_dir.join("status")).ok()?;
@@ -339,12 +344,13 @@ fn real_uid(proc_dir: &std::path::Path) -> Option<u32> {
         .ok()
 }
 
-/// Stops every process carrying `marker` now (see [`marked`]): `signal` to
+/// Stops every process carrying `marker` now (of cove's user or one of
+/// `users`, see [`marked`]): `signal` to
 /// each one's process group, up to `grace` for them to exit, then SIGKILL.
 /// Processes that carry the marker later (started meanwhile by someone
 /// else) are left alone. Blocking. Returns the PIDs it found.
-pub fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
-    let found = marked(marker);
+pub fn sweep(marker: &str, users: &[u32], signal: Signal, grace: Duration) -> Vec<u32> {
+    let found = marked(marker, users);
     let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
     let kill = |sig: Signal, procs: &[(u32, u32)]| {
         for &(pid, pgid) in procs {
@@ -362,7 +368,7 @@ pub fn sweep(marker: &str, signal: Signal, grace: Duration) -> Vec<u32> {
     let deadline = std::time::Instant::now() + grace;
     let mut killed = false;
     loop {
-        let left: Vec<(u32, u32)> = marked(marker)
+        let left: Vec<(u32, u32)> = marked(marker, users)
             .into_iter()
             .filter(|p| found.contains(p))
             .collect();
@@ -479,15 +485,22 @@ mod tests {
         spec.env.push((name.into(), value.into()));
         let r = spawn(&spec, |_, _| {}).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while marked(&marker).len() < 3 && std::time::Instant::now() < deadline {
+        while marked(&marker, &[]).len() < 3 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(marked(&marker).len(), 3, "the shell and its two children");
-        assert!(marked(&format!("{marker}0")).is_empty(), "exact match only");
-        let found = sweep(&marker, Signal::TERM, Duration::from_millis(300));
+        assert_eq!(
+            marked(&marker, &[]).len(),
+            3,
+            "the shell and its two children"
+        );
+        assert!(
+            marked(&format!("{marker}0"), &[]).is_empty(),
+            "exact match only"
+        );
+        let found = sweep(&marker, &[], Signal::TERM, Duration::from_millis(300));
         assert_eq!(found.len(), 3);
         assert!(found.contains(&r.pid));
-        assert!(marked(&marker).is_empty());
+        assert!(marked(&marker, &[]).is_empty());
         drop(r);
     }
 
@@ -533,12 +546,15 @@ mod tests {
         assert_eq!(child_start(std::process::id()), None, "not its own child");
         let other = format!("{}:1", start.split_once(':').unwrap().0);
         let grace = Duration::from_millis(300);
-        assert!(stop_groups(&[(r.pid, other)], Signal::TERM, grace).is_empty());
+        assert!(stop_groups(&[(r.pid, other)], &[], Signal::TERM, grace).is_empty());
         assert!(
             group_alive(r.pid),
             "a group whose leader started another time"
         );
-        assert_eq!(stop_groups(&[(r.pid, start)], Signal::TERM, grace), [r.pid]);
+        assert_eq!(
+            stop_groups(&[(r.pid, start)], &[], Signal::TERM, grace),
+            [r.pid]
+        );
         assert!(!group_alive(r.pid));
     }
 

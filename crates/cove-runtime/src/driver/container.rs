@@ -1,0 +1,522 @@
+//! The `docker` driver: a replica is a container of the project's
+//! network (see [`crate::docker`] for the engine's side), made with
+//! cove's labels and a digest of its spec, so a killed daemon's
+//! containers are taken over when they still match; the engine runs a
+//! Compose healthcheck that runs in the container, and cove follows its
+//! verdicts. One engine client, connected at first use, serves every
+//! replica of a supervisor.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use rustix::process::Signal;
+use tokio::sync::OnceCell;
+
+use super::native::HostProber;
+use super::{BoxFuture, Driver, OnBuildLine, OnLine, Prober, Replica, Start, words};
+use crate::artifact::Artifact;
+use crate::docker::{Container, ContainerSpec, DockerError, Engine, Healthcheck};
+use crate::health::{Health, HealthSpec, Probe};
+use crate::plan::ServicePlan;
+
+/// Runs replicas as containers, through one engine client.
+#[derive(Default)]
+pub struct Docker {
+    engine: OnceCell<Engine>,
+}
+
+impl Docker {
+    /// The engine, connected at first use (a failed attempt is tried
+    /// again next time).
+    async fn engine(&self) -> Result<&Engine, DockerError> {
+        self.engine.get_or_try_init(Engine::connect).await
+    }
+
+    async fn start_container(
+        &self,
+        start: Start<'_>,
+        on_line: OnLine,
+    ) -> Result<Box<dyn Replica>, String> {
+        let Start {
+            svc,
+            replica,
+            slot,
+            env,
+            ..
+        } = start;
+        let plan = svc
+            .container
+            .as_ref()
+            .ok_or_else(|| format!("`{}` does not run as a container", svc.name))?;
+        let engine = self.engine().await.map_err(words)?;
+        // The revision's image by id (its artifact), so that a tag moved by a
+        // later build changes nothing that runs; else the tag (pulled if need be).
+        let image = svc
+            .artifact
+            .as_ref()
+            .map(|a| a.digest.clone())
+            .filter(|d| d.starts_with("sha256:"))
+            .unwrap_or_else(|| plan.image.clone());
+        engine.ensure_image(&image).await.map_err(words)?;
+        let spec = container_spec(svc, replica, slot, env, image);
+        engine
+            .ensure_network(
+                &plan.network,
+                &plan.subnet,
+                plan.gateway,
+                &plan.bridge,
+                &labels_of_project(svc),
+            )
+            .await
+            .map_err(words)?;
+        host_addresses(&plan.bridge, &plan.host_addresses).await?;
+        let on_line = move |stream, line| on_line(stream, line);
+        // A killed daemon's container, made the same way and still running,
+        // is taken over; anything else of that name is replaced.
+        let container = match engine
+            .adopt(&spec.name, &spec.labels, on_line.clone())
+            .await
+        {
+            Some(c) => c,
+            None => engine.run(&spec, on_line).await.map_err(words)?,
+        };
+        let pid = engine.pid(&container).await;
+        Ok(Box::new(Running {
+            engine: engine.clone(),
+            container,
+            pid,
+        }))
+    }
+
+    async fn take_over_of(&self, svc: &ServicePlan) -> HashMap<u32, u32> {
+        let mut kept = HashMap::new();
+        let Some(plan) = &svc.container else {
+            return kept;
+        };
+        let Ok(engine) = self.engine().await else {
+            return kept;
+        };
+        let wanted = [
+            (crate::docker::LABEL_PROJECT, plan.project.as_str()),
+            (crate::docker::LABEL_SERVICE, svc.name.as_str()),
+        ];
+        let Ok(found) = engine.find(&wanted).await else {
+            return kept;
+        };
+        let revision = svc.revision.to_string();
+        for f in found {
+            let number = |label: &str| f.labels.get(label).and_then(|v| v.parse::<u32>().ok());
+            let keep = match (
+                number(crate::docker::LABEL_REPLICA),
+                number(crate::docker::LABEL_SLOT),
+            ) {
+                (Some(r), Some(slot)) => {
+                    f.state == "running"
+                        && f.labels.get(crate::docker::LABEL_REVISION) == Some(&revision)
+                        && (1..=svc.replicas).contains(&r)
+                        && f.name == container_name(svc, slot)
+                        && !kept.contains_key(&r)
+                        && !kept.values().any(|s| *s == slot)
+                        && kept.insert(r, slot).is_none()
+                }
+                _ => false,
+            };
+            if !keep {
+                let _ = engine
+                    .remove(&Container {
+                        id: f.id,
+                        name: f.name,
+                    })
+                    .await;
+            }
+        }
+        kept
+    }
+}
+
+impl Driver for Docker {
+    fn start<'a>(
+        &'a self,
+        start: Start<'a>,
+        on_line: OnLine,
+    ) -> BoxFuture<'a, Result<Box<dyn Replica>, String>> {
+        Box::pin(self.start_container(start, on_line))
+    }
+
+    fn take_over<'a>(&'a self, svc: &'a ServicePlan) -> BoxFuture<'a, HashMap<u32, u32>> {
+        Box::pin(self.take_over_of(svc))
+    }
+
+    fn build_image<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        on_line: OnBuildLine,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if svc.container.as_ref().is_none_or(|c| c.build.is_none()) {
+                return Ok(());
+            }
+            let engine = self.engine().await.map_err(words)?;
+            build_with(engine, svc, on_line).await
+        })
+    }
+
+    fn start_build(
+        &self,
+        svc: &ServicePlan,
+        _: &[String],
+        _: Vec<(String, String)>,
+        _: OnLine,
+    ) -> Result<Box<dyn Replica>, String> {
+        Err(format!(
+            "`{}`: the docker driver runs no build command (`x-cove.build` runs natively)",
+            svc.name
+        ))
+    }
+
+    /// A container's artifact is its image: the id the tag names now.
+    fn artifact<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        _: Vec<PathBuf>,
+    ) -> BoxFuture<'a, Result<Artifact, String>> {
+        Box::pin(async move {
+            let image = svc
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default();
+            let engine = self.engine().await.map_err(words)?;
+            let digest = image_id(engine, svc, &image).await?;
+            Ok(Artifact {
+                digest,
+                program: None,
+            })
+        })
+    }
+}
+
+/// What the engine is given for replica `replica` of `svc` in `slot`.
+fn container_spec(
+    svc: &ServicePlan,
+    replica: u32,
+    slot: u32,
+    env: &[(String, String)],
+    image: String,
+) -> ContainerSpec {
+    let Some(plan) = &svc.container else {
+        return ContainerSpec::default();
+    };
+    let mut labels = labels(svc, replica);
+    labels.insert(crate::docker::LABEL_SLOT.into(), slot.to_string());
+    labels.extend(plan.labels.iter().cloned());
+    let argv = svc.argv_for(env);
+    let dir = svc.secrets_dir(slot);
+    let mut spec = ContainerSpec {
+        name: container_name(svc, slot),
+        image,
+        entrypoint: plan.entrypoint.clone(),
+        cmd: (!argv.is_empty()).then_some(argv),
+        env: env.to_vec(),
+        labels,
+        working_dir: plan.working_dir.clone(),
+        user: plan.user.clone(),
+        network_mode: Some(plan.network.clone()),
+        ip: Some(svc.address(slot)),
+        aliases: std::iter::once(svc.name.clone())
+            .chain(plan.aliases.iter().cloned())
+            .collect(),
+        binds: plan
+            .binds
+            .iter()
+            .cloned()
+            .chain(
+                svc.secrets
+                    .iter()
+                    .map(|m| format!("{}:{}:ro", dir.join(&m.file).display(), m.target)),
+            )
+            .collect(),
+        tmpfs: plan.tmpfs.clone(),
+        memory: plan.memory,
+        nano_cpus: plan.nano_cpus,
+        pids: plan.pids,
+        ulimits: plan.ulimits.clone(),
+        cap_add: plan.cap_add.clone(),
+        cap_drop: plan.cap_drop.clone(),
+        extra_hosts: plan.extra_hosts.clone(),
+        init: plan.init,
+        privileged: plan.privileged,
+        read_only: plan.read_only,
+        healthcheck: engine_healthcheck(svc, plan.health_disabled),
+        hostname: plan.hostname.clone(),
+        sysctls: plan.sysctls.clone(),
+        shm_size: plan.shm_size,
+        security_opt: plan.security_opt.clone(),
+        devices: plan.devices.clone(),
+        group_add: plan.group_add.clone(),
+        dns: plan.dns.clone(),
+        dns_search: plan.dns_search.clone(),
+        ..Default::default()
+    };
+    spec.labels
+        .insert(crate::docker::LABEL_SPEC.into(), fingerprint(&spec));
+    spec
+}
+
+/// A digest of what makes the container (its labels aside, which hold it).
+fn fingerprint(spec: &ContainerSpec) -> String {
+    let mut bare = spec.clone();
+    bare.labels.clear();
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{bare:?}").as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Puts the native services' addresses on the network's interface, so
+/// the gateway's forwarders there are reached from the containers.
+/// Needs CAP_NET_ADMIN (root, as a rootful engine does).
+async fn host_addresses(bridge: &str, addresses: &[std::net::Ipv4Addr]) -> Result<(), String> {
+    for a in addresses {
+        let out = tokio::process::Command::new("ip")
+            .args(["addr", "replace", &format!("{a}/32"), "dev", bridge])
+            .output()
+            .await
+            .map_err(|e| {
+                format!("cannot run `ip` (iproute2) to reach native services from containers: {e}")
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot put {a} on {bridge}, where containers reach a native service: {} (hint: run cove as root, or with CAP_NET_ADMIN)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The name of the container in `slot`: unique per project.
+pub fn container_name(svc: &ServicePlan, slot: u32) -> String {
+    let network = svc
+        .container
+        .as_ref()
+        .map_or("cove", |c| c.network.as_str());
+    format!("{network}-{}-{slot}", svc.name)
+}
+
+fn labels_of_project(svc: &ServicePlan) -> HashMap<String, String> {
+    let project = svc
+        .container
+        .as_ref()
+        .map(|c| c.project.clone())
+        .unwrap_or_default();
+    HashMap::from([(crate::docker::LABEL_PROJECT.to_string(), project)])
+}
+
+fn labels(svc: &ServicePlan, replica: u32) -> HashMap<String, String> {
+    let mut l = labels_of_project(svc);
+    l.insert(crate::docker::LABEL_SERVICE.into(), svc.name.clone());
+    l.insert(
+        crate::docker::LABEL_REVISION.into(),
+        svc.revision.to_string(),
+    );
+    l.insert(crate::docker::LABEL_REPLICA.into(), replica.to_string());
+    l
+}
+
+/// A running container.
+struct Running {
+    engine: Engine,
+    container: Container,
+    pid: Option<u32>,
+}
+
+impl Replica for Running {
+    fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, Option<i32>> {
+        Box::pin(async move {
+            match self.engine.wait(&self.container).await {
+                // 128 + n: killed by signal n, as a process would be.
+                Ok(code) if code > 128 => None,
+                Ok(code) => i32::try_from(code).ok(),
+                Err(_) => None,
+            }
+        })
+    }
+
+    fn stop(&mut self, signal: Signal, grace: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self
+                .engine
+                .stop(&self.container, &signal.as_raw().to_string(), grace)
+                .await;
+        })
+    }
+
+    /// The engine runs a Compose healthcheck that runs in the container;
+    /// cove probes the others (http, tcp) on its address.
+    fn prober(&self, spec: Option<&HealthSpec>) -> Box<dyn Prober> {
+        if spec.is_some_and(|s| matches!(s.probe, Probe::Exec(_) | Probe::Shell(_))) {
+            Box::new(EngineProber(self.engine.clone(), self.container.clone()))
+        } else {
+            Box::new(HostProber)
+        }
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = self.engine.remove(&self.container).await;
+        })
+    }
+}
+
+/// The engine runs the container's Compose healthcheck; cove follows its
+/// verdicts.
+struct EngineProber(Engine, Container);
+
+impl Prober for EngineProber {
+    fn watch<'a>(
+        &'a self,
+        spec: &'a HealthSpec,
+        _: &'a Path,
+        _: &'a [(String, String)],
+        _: tokio::time::Instant,
+        on_change: &'a mut (dyn FnMut(Health) + Send),
+    ) -> BoxFuture<'a, String> {
+        Box::pin(watch_engine(&self.0, &self.1, spec, on_change))
+    }
+
+    fn refusing<'a>(&'a self, addr: Ipv4Addr, ports: &'a [u16]) -> BoxFuture<'a, Option<u16>> {
+        Box::pin(super::first_refusing(addr, ports))
+    }
+}
+
+/// The engine's verdicts on a container: its health events, and a look
+/// at its state now and then (an event may come before the subscription).
+async fn watch_engine(
+    engine: &Engine,
+    container: &Container,
+    spec: &HealthSpec,
+    on_change: &mut (dyn FnMut(Health) + Send),
+) -> String {
+    let mut events = std::pin::pin!(engine.health_events(container, std::time::SystemTime::now()));
+    let mut open = true;
+    let mut last = Health::Starting;
+    let every = spec
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut look = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            e = events.next(), if open => {
+                // Any news: the state says which (with the last check's output).
+                if e.is_none() {
+                    open = false;
+                    continue;
+                }
+            }
+            _ = look.tick() => {}
+        }
+        let Ok(Some(h)) = engine.health(container).await else {
+            continue;
+        };
+        let now = match h.status.as_str() {
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            _ => Health::Starting,
+        };
+        if now == last {
+            continue;
+        }
+        if now == Health::Unhealthy {
+            return format!(
+                "health check `{}` failed {} time(s) (run by the engine), last: {}",
+                crate::health::describe(&spec.probe),
+                h.streak,
+                h.last
+            );
+        }
+        on_change(now);
+        last = now;
+    }
+}
+
+/// The engine's form of a Compose healthcheck that runs in the container
+/// (`CMD`, `CMD-SHELL`); `["NONE"]` when the Compose file turns it off.
+fn engine_healthcheck(svc: &ServicePlan, disabled: bool) -> Option<Healthcheck> {
+    if disabled {
+        return Some(Healthcheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        });
+    }
+    let h = svc.health.as_ref()?;
+    let test = match &h.probe {
+        Probe::Exec(argv) => std::iter::once("CMD".to_string())
+            .chain(argv.iter().cloned())
+            .collect(),
+        Probe::Shell(script) => vec!["CMD-SHELL".into(), script.clone()],
+        Probe::Http { .. } | Probe::Tcp { .. } => return None,
+    };
+    Some(Healthcheck {
+        test,
+        interval: h.interval,
+        timeout: h.timeout,
+        retries: h.retries,
+        start_period: h.start_period,
+        start_interval: h.start_interval,
+    })
+}
+
+/// The id of `image` here, pulled first if need be. A built image is also
+/// tagged with the revision (`cove-APP-SERVICE:rN`), which keeps it for
+/// rollbacks when a later build takes `latest`.
+async fn image_id(engine: &Engine, svc: &ServicePlan, image: &str) -> Result<String, String> {
+    let id = engine.ensure_image(image).await.map_err(words)?;
+    let built = svc.container.as_ref().is_some_and(|c| c.build.is_some());
+    if let (true, Some((repo, _))) = (built && svc.revision > 0, image.rsplit_once(':')) {
+        engine
+            .tag(&id, repo, &format!("r{}", svc.revision))
+            .await
+            .map_err(words)?;
+    }
+    Ok(id)
+}
+
+/// Builds the service's image (`build:`) with `engine`, output line by
+/// line to `on_line`.
+pub(super) async fn build_with(
+    engine: &Engine,
+    svc: &ServicePlan,
+    on_line: impl FnMut(&str),
+) -> Result<(), String> {
+    let (Some(plan), Some(b)) = (
+        &svc.container,
+        svc.container.as_ref().and_then(|c| c.build.as_ref()),
+    ) else {
+        return Ok(());
+    };
+    let spec = crate::docker::BuildSpec {
+        context: b.context.clone(),
+        skip: b.skip.clone(),
+        dockerfile: b.dockerfile.clone(),
+        tag: plan.image.clone(),
+        args: b.args.iter().cloned().collect(),
+        target: b.target.clone(),
+        // No revision among them: the same context builds the same image.
+        labels: {
+            let mut l = labels_of_project(svc);
+            l.insert(crate::docker::LABEL_SERVICE.into(), svc.name.clone());
+            l.extend(b.labels.iter().cloned());
+            l
+        },
+    };
+    engine.build(&spec, on_line).await.map(drop).map_err(words)
+}
