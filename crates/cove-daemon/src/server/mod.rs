@@ -82,16 +82,12 @@ const STORE_PATIENCE: Duration = Duration::from_secs(10);
 /// Threads that answer requests and run the supervisors (blocking work has
 /// a pool of its own).
 ///
-/// One, for now: the supervisor publishes a replica's new state (its
-/// `States` watch) before it queues the state's report
-/// (`cove_runtime::supervisor`'s `Ctx::set`), so on two workers a
-/// dependent woken by the new state could report `starting` before its
-/// dependency's `completed` was recorded (events out of order;
-/// `up::up_starts_the_closure_in_order…` failed 2 runs in 5 on two
-/// workers, none on one). Once the report is
-/// queued inside `send_modify`, two are plenty. Nothing blocks the worker
-/// meanwhile: what would runs on the blocking pool (`offload`).
-pub const WORKERS: usize = 1;
+/// Two: the supervisor queues a replica's state report while it publishes
+/// the state (`cove_runtime::supervisor`'s `Ctx::set`), so a task woken by
+/// the new state reports after it, on either thread (events stay in
+/// order). Nothing blocks a worker: what would runs on the blocking pool
+/// (`offload`).
+pub const WORKERS: usize = 2;
 
 /// Runs the daemon of `state_dir` until it is told to stop; `host`: the
 /// host's daemon (several projects; it stays up when they are down).

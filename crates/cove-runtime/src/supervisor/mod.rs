@@ -356,34 +356,33 @@ struct Ctx {
 impl Ctx {
     fn set(&self, svc: &ServicePlan, slot: u32, state: State, pid: Option<u32>, restarts: u32) {
         let now = SystemTime::now();
-        let mut replica = 0;
+        // The report is queued while the new state is being published (the
+        // watch's lock held): a task woken by the new state (a dependent
+        // that starts now) reports after it, on any number of threads.
         self.states.send_modify(|s| {
-            if let Some(st) = s
+            let Some(st) = s
                 .get_mut(&svc.name)
                 .and_then(|v| v.iter_mut().find(|st| st.slot == slot))
-            {
-                // `since` is the start for as long as the process lives.
-                let same_run = st.state.is_up() && state.is_up();
-                st.state = state.clone();
-                st.pid = pid;
-                st.restarts = restarts;
-                if !same_run {
-                    st.since = now;
-                }
-                replica = st.replica;
+            else {
+                return; // no longer listed
+            };
+            // `since` is the start for as long as the process lives.
+            let same_run = st.state.is_up() && state.is_up();
+            st.state = state.clone();
+            st.pid = pid;
+            st.restarts = restarts;
+            if !same_run {
+                st.since = now;
             }
-        });
-        if replica == 0 {
-            return; // no longer listed
-        }
-        let _ = self.reports.send(Report::State {
-            service: svc.name.clone(),
-            replica,
-            slot,
-            revision: svc.revision,
-            state,
-            pid,
-            restarts,
+            let _ = self.reports.send(Report::State {
+                service: svc.name.clone(),
+                replica: st.replica,
+                slot,
+                revision: svc.revision,
+                state,
+                pid,
+                restarts,
+            });
         });
     }
 
