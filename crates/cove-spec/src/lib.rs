@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 pub mod node;
 pub mod parse;
+pub mod policy;
 pub mod project;
 pub mod resolve;
 pub mod schema;

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cove_spec::App;
-use cove_spec::model::{Condition, Service};
+use cove_spec::model::{Condition, Order, Service};
 use cove_spec::xcove::StringOrList;
 use indexmap::IndexMap;
 use rustix::process::Signal;
@@ -445,13 +445,13 @@ impl<'a> Context<'a> {
             Some(StringOrList::String(s)) => cove_spec::shell_words::split(s).ok(),
             None => None,
         };
-        let stop_signal = stop_signal_of(svc, &err, errors)?;
-        let restart = restart_of(svc, &err, errors)?;
+        let stop_signal = stop_signal_of(svc);
+        let restart = restart_of(svc);
         let health = healths.get(name).cloned().flatten();
         let depends_on = self.dependencies(svc, &err, errors);
         let stateful =
             recipe_of(recipes, name).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
-        let (update, rollback) = update_policies(svc, stateful, &err, errors)?;
+        let (update, rollback) = update_policies(svc, stateful);
         let mounts = self.secret_mounts(svc, &err, errors);
         secrets_in_commands(
             &x,
@@ -578,7 +578,7 @@ fn own_addresses<'a>(
                 .as_ref()
                 .and_then(|d| d.update_config.as_ref())
                 .and_then(|u| u.order.as_deref());
-            let start_first = order.map_or(!stateful, |o| o == "start-first");
+            let start_first = order.map_or(!stateful, |o| *o == Order::StartFirst);
             start_first
                 && ports
                     .get(n.as_str())
