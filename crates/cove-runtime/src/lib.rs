@@ -25,6 +25,7 @@ pub mod health;
 pub mod lease;
 pub mod logs;
 pub mod plan;
+pub mod preflight;
 pub mod private;
 pub mod process;
 pub mod recipe;

@@ -139,11 +139,13 @@ impl Recipe {
         }
     }
 
-    /// Binaries that must be installed, with their Debian package.
-    fn needs(self) -> (&'static [&'static str], &'static str) {
+    /// Binaries that must be installed (as root, with the tools that run
+    /// a server as its system user), with their Debian package; checked
+    /// by [`crate::preflight`].
+    pub fn needs(self, as_root: bool) -> (&'static [&'static str], &'static str) {
         match self {
             Recipe::Redis => (&["redis-server", "redis-cli"], "redis-server"),
-            Recipe::Mariadb if rustix::process::geteuid().is_root() => (
+            Recipe::Mariadb if as_root => (
                 &[
                     "mariadbd",
                     "mariadb-install-db",
@@ -154,7 +156,7 @@ impl Recipe {
                 ],
                 "mariadb-server",
             ),
-            Recipe::Postgres if rustix::process::geteuid().is_root() => (
+            Recipe::Postgres if as_root => (
                 &[
                     "postgres",
                     "initdb",
@@ -178,22 +180,8 @@ impl Recipe {
         }
     }
 
-    /// The first missing binary and its package, if any.
-    pub fn missing(self) -> Option<(&'static str, &'static str)> {
-        let (bins, package) = self.needs();
-        bins.iter()
-            .find(|b| {
-                if b.starts_with('/') {
-                    !Path::new(b).is_file()
-                } else {
-                    find_in_path(b).is_none()
-                }
-            })
-            .map(|b| (*b, package))
-    }
-
     /// The system user the server runs as when cove runs as root.
-    fn service_user(self) -> Option<&'static str> {
+    pub fn service_user(self) -> Option<&'static str> {
         match self {
             Recipe::Mariadb => Some("mysql"),
             Recipe::Postgres => Some("postgres"),
@@ -210,24 +198,10 @@ impl Recipe {
     }
 
     /// What the service's settings make unsafe to run, as (what, hint):
-    /// a server that would run as root because its system user is missing,
     /// a server without authentication published beyond loopback, a broker
-    /// left with a well-known account.
+    /// left with a well-known account. (A server that would run as root
+    /// because its system user is missing is [`crate::preflight`]'s.)
     pub fn check(self, svc: &Service) -> Result<(), (String, String)> {
-        if rustix::process::geteuid().is_root()
-            && let Some(user) = self.service_user()
-            && user_ids(user).is_none()
-        {
-            let (_, package) = self.needs();
-            return Err((
-                format!(
-                    "runs natively as the system user `{user}`, which does not exist (cove never runs a database server as root)"
-                ),
-                format!(
-                    "install the Debian package `{package}`, which makes it (apt-get install {package})"
-                ),
-            ));
-        }
         let env = |k: &str| compose_env(svc, k);
         let has = |k: &str| env(k).is_some() || env(&format!("{k}_FILE")).is_some();
         if let Recipe::Rabbitmq { .. } = self {
@@ -824,7 +798,7 @@ fn chown_tree(path: &Path, uid: u32, gid: u32, deep: bool) -> std::io::Result<()
 }
 
 /// `(uid, gid)` of a user in `/etc/passwd`.
-fn user_ids(name: &str) -> Option<(u32, u32)> {
+pub(crate) fn user_ids(name: &str) -> Option<(u32, u32)> {
     let passwd = fs_err::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();

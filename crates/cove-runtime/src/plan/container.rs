@@ -3,7 +3,7 @@
 //! capabilities, network names, …).
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cove_spec::App;
 use cove_spec::model::{MountKind, Service};
@@ -91,7 +91,8 @@ pub struct BuildPlan {
 }
 
 /// Compose `configs` from a file: bound read-only at their target
-/// (`/NAME` by default).
+/// (`/NAME` by default). That the file exists is
+/// [`crate::preflight`]'s check.
 fn config_binds(
     app: &App,
     svc: &Service,
@@ -103,10 +104,6 @@ fn config_binds(
         let def = app.configs.get(&c.source);
         let target = c.target.clone().unwrap_or_else(|| format!("/{}", c.source));
         match def.and_then(|d| d.get("file")).and_then(|f| f.as_str()) {
-            Some(file) if !Path::new(file).is_file() => errors.push(err(
-                format!("config `{}`: {file} is not a file", c.source),
-                "create it, or fix the `file:` of the top-level config (relative to the Compose file)",
-            )),
             Some(file) => config_binds.push(format!("{file}:{target}:ro")),
             None => errors.push(err(
                 format!(
@@ -243,7 +240,7 @@ pub(super) fn driver_of(app: &App, s: &Service) -> Option<Driver> {
 
 /// Services run as containers: an image or a build, and neither a native
 /// command nor a recipe (or `x-cove.driver: docker`).
-pub(super) fn containers<'a>(
+pub(crate) fn containers<'a>(
     app: &'a App,
     recipes: &IndexMap<&str, Option<Recipe>>,
 ) -> Vec<&'a str> {
@@ -282,13 +279,7 @@ impl Context<'_> {
             .and_then(|d| d.resources.as_ref())
             .and_then(|r| r.limits.as_ref());
         let (subnet, gateway) = container_network(net);
-        let build = match self.build_plan(svc, err) {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push(e);
-                return None;
-            }
-        };
+        let build = self.build_plan(svc);
         let config_binds = config_binds(app, svc, err, errors);
         Some(ContainerPlan {
             image: match (&svc.image, &build) {
@@ -385,12 +376,9 @@ impl Context<'_> {
         })
     }
 
-    /// Compose `build:`; an error when its context is not a directory.
-    fn build_plan(
-        &self,
-        svc: &Service,
-        err: &impl Fn(String, &str) -> PlanError,
-    ) -> Result<Option<BuildPlan>, PlanError> {
+    /// Compose `build:` (that its context is a directory is
+    /// [`crate::preflight`]'s check).
+    fn build_plan(&self, svc: &Service) -> Option<BuildPlan> {
         let state_dir = &self.state_dir;
         let build_labels: Vec<(String, String)> =
             match svc.build.as_ref().and_then(|b| b.other.get("labels")) {
@@ -404,28 +392,17 @@ impl Context<'_> {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             };
-        let build = match &svc.build {
-            Some(b) if !Path::new(&b.context).is_dir() => {
-                return Err(err(
-                    format!("`build.context` {} is not a directory", b.context),
-                    "cove builds from a local directory (a Git URL is not supported yet)",
-                )
-                .at(&["build"]));
-            }
-            Some(b) => Some(BuildPlan {
-                context: PathBuf::from(&b.context),
-                skip: vec![state_dir.clone()],
-                dockerfile: b.dockerfile.clone(),
-                args: b
-                    .args
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                    .collect(),
-                target: b.target.clone(),
-                labels: build_labels,
-            }),
-            None => None,
-        };
-        Ok(build)
+        svc.build.as_ref().map(|b| BuildPlan {
+            context: PathBuf::from(&b.context),
+            skip: vec![state_dir.clone()],
+            dockerfile: b.dockerfile.clone(),
+            args: b
+                .args
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .collect(),
+            target: b.target.clone(),
+            labels: build_labels,
+        })
     }
 }

@@ -44,14 +44,15 @@ pub use address::{
     is_container_address, net_of, project_net, service_indexes,
 };
 use address::{index_of, replica_limits, service_ports, udp_only};
-use container::containers;
+pub(crate) use container::containers;
 pub use container::{BuildPlan, ContainerPlan, volume_name};
 pub use env::{
     env_value, expand_known, names_variable, rewrite_args, rewrite_references, rewrite_value,
 };
 use env::{named_by_others, secrets_in_commands};
 pub use error::PlanError;
-use native::{check_x_cove, health_of, recipes};
+pub(crate) use native::recipes;
+use native::{check_x_cove, health_of};
 pub use policy::{FailureAction, Restart, UpdatePolicy};
 use policy::{restart_of, stop_signal_of, update_policies};
 
@@ -245,20 +246,60 @@ pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
     project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"))
 }
 
-/// Plans `app` (already cut down to what should run), without reading its
-/// secrets (their values are empty): to show what would run. All problems
-/// at once.
-pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
-    plan_with(app, project_dir, None)
+/// What planning needs to know beyond the app: given, never looked up,
+/// so that a plan is a function of the app and its placement alone (the
+/// machine is checked apart, by [`crate::preflight`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The project's directory: the default working directory of native
+    /// commands, and where the state directory is.
+    pub project_dir: PathBuf,
+    /// The project's block of addresses: its lease (see [`crate::lease`]).
+    pub net: u16,
+    /// Where its replicas' secrets directories go (see
+    /// [`crate::secrets::root`]).
+    pub secrets_root: PathBuf,
 }
 
-/// Plans `app` with its secrets (read by [`crate::secrets::resolve`]).
+impl Placement {
+    /// The placement on this machine: the lease recorded in the state
+    /// directory (else the block the project would try first) and the
+    /// secrets root the machine offers. Reads both.
+    pub fn here(app: &App, project_dir: &Path) -> Placement {
+        Placement {
+            project_dir: project_dir.to_path_buf(),
+            net: net_of(app, project_dir),
+            secrets_root: crate::secrets::root(&state_dir(app, project_dir)),
+        }
+    }
+}
+
+/// Plans `app` (already cut down to what should run) as placed on this
+/// machine ([`Placement::here`]), without reading its secrets (their
+/// values are empty): to show what would run. All problems at once. The
+/// machine's checks are [`crate::preflight::check`]'s.
+pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
+    plan_at(app, &Placement::here(app, project_dir), None)
+}
+
+/// [`plan`] with its secrets (read by [`crate::secrets::resolve`]).
 pub fn plan_with(
     app: &App,
     project_dir: &Path,
     secrets: Option<&crate::secrets::Resolved>,
 ) -> Result<Plan, Vec<PlanError>> {
-    let cx = Context::new(app, project_dir, secrets)?;
+    plan_at(app, &Placement::here(app, project_dir), secrets)
+}
+
+/// Plans `app` at `placement`, with its secrets if given: a pure function
+/// of its arguments (no file, `PATH` or engine is looked at).
+pub fn plan_at(
+    app: &App,
+    placement: &Placement,
+    secrets: Option<&crate::secrets::Resolved>,
+) -> Result<Plan, Vec<PlanError>> {
+    let project_dir = placement.project_dir.as_path();
+    let cx = Context::new(app, placement, secrets)?;
     let mut errors = replica_limits(app);
     let mut services = Vec::new();
     for (name, svc) in app.services.iter() {
@@ -310,11 +351,12 @@ impl<'a> Context<'a> {
     /// The app's layout; an error when it has too many services.
     fn new(
         app: &'a App,
-        project_dir: &'a Path,
+        placement: &'a Placement,
         secrets: Option<&'a crate::secrets::Resolved>,
     ) -> Result<Context<'a>, Vec<PlanError>> {
+        let project_dir = placement.project_dir.as_path();
         let redactor = secrets.map(|s| s.redactor()).unwrap_or_default();
-        let secrets_root = crate::secrets::root(&state_dir(app, project_dir));
+        let secrets_root = placement.secrets_root.clone();
         let recipes = recipes(app);
         let containers = containers(app, &recipes);
         let ports: IndexMap<&str, Vec<u16>> = app
@@ -334,7 +376,7 @@ impl<'a> Context<'a> {
             .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
             .collect();
         let state_dir = state_dir(app, project_dir);
-        let net = net_of(app, project_dir);
+        let net = placement.net;
         let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
             Some(i) => i,
             None => {

@@ -55,7 +55,7 @@ pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpe
 
 /// The recipe each service runs with: none for a native command or the
 /// `docker` driver.
-pub(super) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
+pub(crate) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
     app.services
         .iter()
         .map(|(n, s)| {
@@ -152,20 +152,6 @@ impl Context<'_> {
             },
             None if recipe_of(recipes, name).is_some() => {
                 let recipe = recipe_of(recipes, name).unwrap_or(Recipe::Redis);
-                if let Some((bin, package)) = recipe.missing() {
-                    errors.push(PlanError {
-                        machine: true,
-                        written: false,
-                        ..err(
-                            format!("runs natively with `{bin}`, which is not installed"),
-                            &format!(
-                                "install the Debian package `{package}` (apt-get install {package})"
-                            ),
-                        )
-                        .at(&["image"])
-                    });
-                    return None;
-                }
                 if let Err((what, hint)) = recipe.check(svc) {
                     let field: &[&str] = if what.starts_with("publishes port") {
                         &["ports"]
@@ -174,12 +160,7 @@ impl Context<'_> {
                     } else {
                         &["image"]
                     };
-                    let machine = what.contains("which does not exist");
-                    errors.push(PlanError {
-                        machine,
-                        written: false,
-                        ..err(what, &hint).at(field)
-                    });
+                    errors.push(err(what, &hint).at(field));
                     return None;
                 }
                 recipe.command(svc)

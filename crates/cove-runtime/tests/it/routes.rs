@@ -18,7 +18,12 @@ fn load(yaml: &str) -> Result<Plan, Vec<PlanError>> {
         ..Default::default()
     })
     .unwrap_or_else(|f| panic!("{}", f.render(&Default::default())));
-    plan(&project.app, dir.path())
+    // What `cove up` checks: the plan, and the machine.
+    cove_runtime::preflight::checked(
+        &project.app,
+        plan(&project.app, dir.path()),
+        cove_runtime::preflight::check(&project.app),
+    )
 }
 
 fn errors(yaml: &str) -> String {

@@ -39,14 +39,17 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
     };
     // At the addresses its daemon runs the app at.
     crate::project::lease(&project)?;
-    let plan =
-        match cove_runtime::plan::plan_with(&project.app, &project.project_dir, Some(&secrets)) {
-            Ok(p) => p,
-            Err(errors) => {
-                crate::project::report_plan_errors(&errors);
-                return Ok(ExitCode::from(1));
-            }
-        };
+    let plan = match cove_runtime::preflight::checked(
+        &project.app,
+        cove_runtime::plan::plan_with(&project.app, &project.project_dir, Some(&secrets)),
+        cove_runtime::preflight::check(&project.app),
+    ) {
+        Ok(p) => p,
+        Err(errors) => {
+            crate::project::report_plan_errors(&errors);
+            return Ok(ExitCode::from(1));
+        }
+    };
     let Some(svc) = plan.services.iter().find(|s| s.name == args.service) else {
         anyhow::bail!("no such service `{}`", args.service);
     };

@@ -121,7 +121,9 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
 /// read, a service the app does not have.
 #[allow(clippy::result_large_err)] // an HTTP answer, built once per request
 fn check(req: &UpRequest) -> Result<(), Answer> {
-    if let Err(errors) = cove_runtime::plan::plan(&req.app, &req.project_dir) {
+    let planned = cove_runtime::plan::plan(&req.app, &req.project_dir);
+    let problems = cove_runtime::preflight::check(&req.app);
+    if let Err(errors) = cove_runtime::preflight::checked(&req.app, planned, problems) {
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             errors
