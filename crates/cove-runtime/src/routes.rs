@@ -113,39 +113,12 @@ pub fn gateway(
         written: false,
     };
     let settings = app.x_cove.gateway.clone().unwrap_or_default();
-    let listen_text = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = match parse_listen(listen_text) {
-        Ok(a) => a,
-        Err(m) => {
-            errors.push(
-                project_err(
-                    format!("`x-cove.gateway.listen`: {m}"),
-                    "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
-                )
-                .at(&["x-cove", "gateway", "listen"])
-                .written(),
-            );
-            DEFAULT_LISTEN.parse().expect("a valid address")
-        }
+    let listen = match settings.listen.as_deref() {
+        Some(l) => l.0,
+        None => DEFAULT_LISTEN.parse().expect("a valid address"),
     };
-    let metrics = match settings.metrics.as_deref().map(parse_listen) {
-        None => None,
-        Some(Ok(a)) => Some(a),
-        Some(Err(m)) => {
-            errors.push(project_err(
-                format!("`x-cove.gateway.metrics`: {m}"),
-                "write an address and a port, e.g. `127.0.0.1:9683`",
-            ));
-            None
-        }
-    };
+    let metrics = settings.metrics.as_deref().map(|l| l.0);
     let max_connections = settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    if max_connections == 0 {
-        errors.push(project_err(
-            "`x-cove.gateway.max_connections` is 0: no client could connect".into(),
-            "leave it out (10000) or give a positive number",
-        ));
-    }
 
     let mut routes = Vec::new();
     for svc in services {
@@ -200,28 +173,10 @@ pub fn gateway(
                     "name one of its `ports` or `expose` entries, or add the port there",
                 ));
             }
+            // `path`, `host` and the values below were checked by the loader.
             let path = r.path.clone().unwrap_or_else(|| "/".into());
-            if !path.starts_with('/') {
-                errors.push(
-                    err(
-                        i,
-                        format!("`path` is `{path}`, not a path"),
-                        "start it with `/`, e.g. `/api`",
-                    )
-                    .written(),
-                );
-            }
             let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
-            if let Some(h) = &host
-                && (h.is_empty() || h.contains(['/', ':', ' ']))
-            {
-                errors.push(err(
-                    i,
-                    format!("`host` is `{h}`, not a host name"),
-                    "write the name alone, without scheme or port, e.g. `api.example.test`",
-                ));
-            }
-            let listen = match (protocol, &r.listen) {
+            let listen = match (protocol, r.listen.as_deref()) {
                 (Protocol::Tcp, None) => {
                     errors.push(err(
                         i,
@@ -230,20 +185,7 @@ pub fn gateway(
                     ));
                     None
                 }
-                (Protocol::Tcp, Some(l)) => match parse_listen(l) {
-                    Ok(a) => Some(a),
-                    Err(m) => {
-                        errors.push(
-                            err(
-                                i,
-                                format!("`listen`: {m}"),
-                                "write an address and a port, e.g. `127.0.0.1:16379`",
-                            )
-                            .written(),
-                        );
-                        None
-                    }
-                },
+                (Protocol::Tcp, Some(l)) => Some(l.0),
                 (_, Some(_)) => {
                     errors.push(err(
                         i,
@@ -262,38 +204,8 @@ pub fn gateway(
                     "remove `host` and `path`",
                 ));
             }
-            let timeout = match r.timeout.as_deref().map(cove_spec::units::parse_duration) {
-                None => None,
-                Some(Ok(d)) if d.is_zero() => {
-                    errors.push(err(
-                        i,
-                        "`timeout` is 0: no answer could arrive".into(),
-                        "leave it out (60s) or give a positive duration such as `30s`",
-                    ));
-                    None
-                }
-                Some(Ok(d)) => Some(d),
-                Some(Err(m)) => {
-                    errors.push(err(
-                        i,
-                        format!("`timeout`: {m}"),
-                        "write a duration such as `30s` or `2m`",
-                    ));
-                    None
-                }
-            };
-            let max_body = match r.max_body.as_deref().map(cove_spec::units::parse_bytes) {
-                None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(m)) => {
-                    errors.push(err(
-                        i,
-                        format!("`max_body`: {m}"),
-                        "write a size such as `10m`",
-                    ));
-                    None
-                }
-            };
+            let timeout = r.timeout.as_deref().map(|t| t.0);
+            let max_body = r.max_body.as_deref().map(|b| b.0);
             routes.push(RoutePlan {
                 service: svc.name.clone(),
                 host,
@@ -388,22 +300,10 @@ pub fn gateway(
     let tls = match &settings.tls {
         None => None,
         Some(t) => {
-            let listen = match parse_listen(&t.listen) {
-                Ok(a) => a,
-                Err(m) => {
-                    errors.push(
-                        project_err(
-                            format!("`x-cove.gateway.tls.listen`: {m}"),
-                            "write an address and a port, e.g. `127.0.0.1:2443`",
-                        )
-                        .written(),
-                    );
-                    listen
-                }
-            };
-            if listen == parsed_listen(listen_text) && listen.port() != 0 {
+            let tls_listen = t.listen.0;
+            if tls_listen == listen && listen.port() != 0 {
                 errors.push(project_err(
-                    format!("`x-cove.gateway.tls.listen` is {listen}, the gateway's plain HTTP address too"),
+                    format!("`x-cove.gateway.tls.listen` is {tls_listen}, the gateway's plain HTTP address too"),
                     "give HTTPS a port of its own, e.g. 2443",
                 ));
             }
@@ -435,7 +335,7 @@ pub fn gateway(
                 }
             }
             Some(TlsPlan {
-                listen,
+                listen: tls_listen,
                 certificates,
                 local_names,
             })
@@ -505,8 +405,7 @@ pub fn gateway(
 /// authentication, and its series name every route, service and
 /// replica address. `cove up` and `cove config` print it.
 pub fn metrics_warning(app: &App) -> Option<PlanError> {
-    let text = app.x_cove.gateway.as_ref()?.metrics.as_deref()?;
-    let addr = parse_listen(text).ok()?;
+    let addr = app.x_cove.gateway.as_ref()?.metrics.as_deref()?.0;
     if addr.ip().is_loopback() {
         return None;
     }
@@ -571,23 +470,6 @@ pub fn published_warning(gateway: &GatewayPlan) -> Option<PlanError> {
 fn same_prefix(a: &str, b: &str) -> bool {
     let trim = |p: &str| p.trim_end_matches('/').to_string();
     trim(a) == trim(b)
-}
-
-/// `s` parsed, or the default address when it does not parse (reported
-/// elsewhere).
-fn parsed_listen(s: &str) -> SocketAddr {
-    parse_listen(s).unwrap_or_else(|_| DEFAULT_LISTEN.parse().expect("a valid address"))
-}
-
-/// `HOST:PORT`, also `localhost:PORT` (the IPv4 loopback address).
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Some(Ok(p)) = s.strip_prefix("localhost:").map(str::parse::<u16>) {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    Err(format!("`{s}` is not an address with a port"))
 }
 
 #[cfg(test)]

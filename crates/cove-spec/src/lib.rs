@@ -15,6 +15,7 @@ pub mod canonical;
 pub mod cast;
 pub mod diag;
 pub mod dotenv;
+pub mod gateway;
 pub mod graph;
 pub mod interpolate;
 pub mod load;

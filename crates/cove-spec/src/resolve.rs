@@ -116,6 +116,14 @@ pub fn resolve(
         units_pass(&svc_name, svc, loader);
         strip_x_fields_of_xcove(svc);
     }
+    crate::gateway::check(
+        root_map.get("x-cove").and_then(Node::as_map),
+        services.entries.iter().filter_map(|e| {
+            let x = e.value.as_map()?.get("x-cove")?.as_map()?;
+            Some((e.key.as_str(), x))
+        }),
+        &mut loader.diags,
+    );
     for cycle in graph.cycles() {
         let msg = if cycle.path.len() == 2 {
             format!("service `{}` depends on itself", cycle.path[0])

@@ -12,6 +12,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::{Listen, Size, Timeout};
+use crate::policy::Written;
+
 /// The x-cove schema version this build understands.
 pub const VERSION: u32 = 1;
 
@@ -106,11 +109,11 @@ pub struct Gateway {
     /// `127.0.0.1:2683` (2683 spells COVE on a phone keypad; few services
     /// use it, and services listen on their own addresses anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
+    pub listen: Option<Written<Listen>>,
     /// Address of the gateway's Prometheus endpoint (`GET /metrics`),
     /// `HOST:PORT`, e.g. `127.0.0.1:9683`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<String>,
+    pub metrics: Option<Written<Listen>>,
     /// Most client connections open at once (HTTP and TCP routes together);
     /// more wait in the listen queue. Default: 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,11 +150,11 @@ pub enum AccessLogQuery {
 }
 
 /// TLS settings of the gateway: an HTTPS listener for the same routes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Tls {
     /// Address of the HTTPS listener, `HOST:PORT`, e.g. `127.0.0.1:2443`.
-    pub listen: String,
+    pub listen: Written<Listen>,
     /// Certificate chain (PEM) of the default certificate, with `key`;
     /// relative to the project directory. Without any certificate, cove's
     /// local CA issues one for `localhost`, `*.localhost`, `127.0.0.1` and
@@ -308,15 +311,15 @@ pub struct Route {
     /// For `tcp` routes (required there): the address the gateway listens
     /// on for this route, `HOST:PORT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
+    pub listen: Option<Written<Listen>>,
     /// How long the service may take to answer (its response headers), a
     /// duration such as `30s`. Default: `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<Written<Timeout>>,
     /// Largest request body accepted, a size such as `10m`; larger ones
     /// are answered 413. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_body: Option<String>,
+    pub max_body: Option<Written<Size>>,
 }
 
 /// Protocol of a route.
