@@ -13,6 +13,7 @@
 
 pub mod canonical;
 pub mod cast;
+pub mod container;
 pub mod diag;
 pub mod dotenv;
 pub mod gateway;

@@ -122,114 +122,6 @@ pub fn volume_name(app: &str, net: u16, name: &str) -> String {
     format!("cove-{app}-{net}_{name}")
 }
 
-/// A list of strings of the Compose file (empty when absent).
-pub(super) fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
-    v.and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A string or a list of strings and numbers (`dns`, `group_add`).
-pub(super) fn scalars(v: Option<&serde_json::Value>) -> Vec<String> {
-    let one = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    match v {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(one).collect(),
-        Some(v) => one(v).into_iter().collect(),
-        None => Vec::new(),
-    }
-}
-
-/// A map, or a list of `KEY=VALUE` (`sysctls`).
-pub(super) fn pairs(v: Option<&serde_json::Value>) -> Vec<(String, String)> {
-    match v {
-        Some(serde_json::Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect(),
-        other => strings(other)
-            .into_iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv, String::new()),
-            })
-            .collect(),
-    }
-}
-
-/// `devices`: `HOST[:CONTAINER[:PERMISSIONS]]`, or the long form
-/// (`source`, `target`, `permissions`), as `HOST:CONTAINER:PERMISSIONS`.
-pub(super) fn devices_of(v: Option<&serde_json::Value>) -> Vec<String> {
-    let Some(serde_json::Value::Array(a)) = v else {
-        return Vec::new();
-    };
-    a.iter()
-        .filter_map(|d| {
-            let (host, container, perms) = match d {
-                serde_json::Value::String(s) => {
-                    let mut parts = s.splitn(3, ':');
-                    let host = parts.next()?.to_string();
-                    let container = parts.next().unwrap_or(&host).to_string();
-                    let perms = parts.next().unwrap_or("rwm").to_string();
-                    (host, container, perms)
-                }
-                serde_json::Value::Object(m) => {
-                    let host = m.get("source")?.as_str()?.to_string();
-                    let container = m
-                        .get("target")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or(&host)
-                        .to_string();
-                    let perms = m
-                        .get("permissions")
-                        .and_then(|p| p.as_str())
-                        .unwrap_or("rwm")
-                        .to_string();
-                    (host, container, perms)
-                }
-                _ => return None,
-            };
-            Some(format!("{host}:{container}:{perms}"))
-        })
-        .collect()
-}
-
-pub(super) fn flag(v: Option<&serde_json::Value>) -> bool {
-    v.and_then(serde_json::Value::as_bool).unwrap_or(false)
-}
-
-/// Compose `ulimits` (`nofile: 1024` or `{soft, hard}`) as name, soft, hard.
-pub(super) fn ulimits_of(s: &Service) -> Vec<(String, i64, i64)> {
-    let Some(serde_json::Value::Object(map)) = s.other.get("ulimits") else {
-        return Vec::new();
-    };
-    map.iter()
-        .filter_map(|(name, v)| {
-            let (soft, hard) = match v {
-                serde_json::Value::Number(n) => (n.as_i64()?, n.as_i64()?),
-                serde_json::Value::Object(o) => {
-                    (o.get("soft")?.as_i64()?, o.get("hard")?.as_i64()?)
-                }
-                _ => return None,
-            };
-            Some((name.clone(), soft, hard))
-        })
-        .collect()
-}
-
 /// The driver a service asks for: its `x-cove.driver`, else the project's.
 pub(super) fn driver_of(app: &App, s: &Service) -> Option<Driver> {
     s.x_cove
@@ -281,6 +173,7 @@ impl Context<'_> {
         let (subnet, gateway) = container_network(net);
         let build = self.build_plan(svc);
         let config_binds = config_binds(app, svc, err, errors);
+        let options = svc.container_options();
         Some(ContainerPlan {
             image: match (&svc.image, &build) {
                 (Some(i), _) => i.clone(),
@@ -330,49 +223,26 @@ impl Context<'_> {
                 .and_then(|m| i64::try_from(m).ok()),
             nano_cpus: limits.and_then(|l| l.cpus).map(|c| (c * 1e9) as i64),
             pids: limits.and_then(|l| l.pids),
-            ulimits: ulimits_of(svc),
-            cap_add: strings(svc.other.get("cap_add")),
-            cap_drop: strings(svc.other.get("cap_drop")),
-            extra_hosts: match svc.other.get("extra_hosts") {
-                Some(serde_json::Value::Object(m)) => m
-                    .iter()
-                    .filter_map(|(k, v)| Some(format!("{k}:{}", v.as_str()?)))
-                    .collect(),
-                other => strings(other)
-                    .into_iter()
-                    .map(|h| h.replacen('=', ":", 1))
-                    .collect(),
-            },
-            init: flag(svc.other.get("init")),
-            privileged: flag(svc.other.get("privileged")),
-            read_only: flag(svc.other.get("read_only")),
+            ulimits: options.ulimits,
+            cap_add: options.cap_add,
+            cap_drop: options.cap_drop,
+            extra_hosts: options.extra_hosts,
+            init: options.init,
+            privileged: options.privileged,
+            read_only: options.read_only,
             health_disabled: svc
                 .healthcheck
                 .as_ref()
                 .is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")),
-            aliases: svc
-                .networks
-                .values()
-                .flat_map(|n| strings(n.get("aliases")))
-                .collect(),
-            hostname: svc
-                .other
-                .get("hostname")
-                .and_then(|h| h.as_str())
-                .map(str::to_string),
-            sysctls: pairs(svc.other.get("sysctls")),
-            shm_size: match svc.other.get("shm_size") {
-                Some(serde_json::Value::Number(n)) => n.as_i64(),
-                Some(serde_json::Value::String(t)) => cove_spec::units::parse_bytes(t)
-                    .ok()
-                    .and_then(|b| i64::try_from(b).ok()),
-                _ => None,
-            },
-            security_opt: strings(svc.other.get("security_opt")),
-            devices: devices_of(svc.other.get("devices")),
-            group_add: scalars(svc.other.get("group_add")),
-            dns: scalars(svc.other.get("dns")),
-            dns_search: scalars(svc.other.get("dns_search")),
+            aliases: options.aliases,
+            hostname: options.hostname,
+            sysctls: options.sysctls,
+            shm_size: options.shm_size,
+            security_opt: options.security_opt,
+            devices: options.devices,
+            group_add: options.group_add,
+            dns: options.dns,
+            dns_search: options.dns_search,
         })
     }
 
@@ -380,18 +250,6 @@ impl Context<'_> {
     /// [`crate::preflight`]'s check).
     fn build_plan(&self, svc: &Service) -> Option<BuildPlan> {
         let state_dir = &self.state_dir;
-        let build_labels: Vec<(String, String)> =
-            match svc.build.as_ref().and_then(|b| b.other.get("labels")) {
-                Some(serde_json::Value::Object(m)) => m
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect(),
-                other => strings(other)
-                    .iter()
-                    .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            };
         svc.build.as_ref().map(|b| BuildPlan {
             context: PathBuf::from(&b.context),
             skip: vec![state_dir.clone()],
@@ -402,7 +260,7 @@ impl Context<'_> {
                 .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
                 .collect(),
             target: b.target.clone(),
-            labels: build_labels,
+            labels: b.labels(),
         })
     }
 }
