@@ -91,17 +91,8 @@ const ACTIVEMQ_HOME: &str = "/usr/share/activemq";
 pub const OPENWIRE_PORT: u16 = 61616;
 pub const STOMP_PORT: u16 = 61613;
 
-/// The names `x-cove.recipe` takes.
-pub const NAMES: [&str; 8] = [
-    "redis",
-    "mariadb",
-    "mysql",
-    "postgres",
-    "postgresql",
-    "activemq",
-    "activemq-classic",
-    "rabbitmq",
-];
+/// The names `x-cove.recipe` takes (checked by the loader).
+pub use cove_spec::xcove::RECIPES as NAMES;
 
 impl Recipe {
     /// The recipe for a service: `x-cove.recipe`, else its image's name.

@@ -112,6 +112,9 @@ pub fn resolve(
         }
         check_misc(&svc_name, svc, loader);
         check_policies(&svc_name, svc, loader);
+        if let Some(x) = svc.get("x-cove").and_then(Node::as_map) {
+            crate::xcove::check_service(&svc_name, x, &mut loader.diags);
+        }
         service_defaults(svc);
         units_pass(&svc_name, svc, loader);
         strip_x_fields_of_xcove(svc);

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::{Listen, Size, Timeout};
 use crate::policy::Written;
+use crate::units::ComposeDuration;
 
 /// The x-cove schema version this build understands.
 pub const VERSION: u32 = 1;
@@ -233,7 +234,8 @@ pub struct ServiceExt {
     /// the service's ports (`ports`, `expose`). `up -d`, `start`, `scale`
     /// and `deploy` wait for it; the gateway sends it requests from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_after: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub ready_after: Option<ComposeDuration>,
     /// Routes on the gateway that reach this service. Without this field a
     /// service with a port gets the default route (`SERVICE.localhost`);
     /// `routes: []` means none.
@@ -422,4 +424,84 @@ pub fn json_schema() -> serde_json::Value {
         );
     }
     value
+}
+
+/// The names `recipe` takes (cove's built-in recipes, and their aliases).
+pub const RECIPES: [&str; 8] = [
+    "redis",
+    "mariadb",
+    "mysql",
+    "postgres",
+    "postgresql",
+    "activemq",
+    "activemq-classic",
+    "rabbitmq",
+];
+
+/// What the schema cannot say of a service's `x-cove` (`x`): `recipe`
+/// names one of [`RECIPES`]; `health` has one of `http` and `tcp`, and an
+/// `http` path; `run`, a string, splits into words. Each problem at its
+/// place.
+pub(crate) fn check_service(
+    name: &str,
+    x: &crate::node::Map,
+    diags: &mut crate::diag::Diagnostics,
+) {
+    use crate::diag::{Diagnostic, suggest};
+    use crate::node::Node;
+    let mut problem = |n: &Node, message: String, hint: String| {
+        diags.push(
+            Diagnostic::error(n.span, format!("service `{name}`: {message}")).with_hint(hint),
+        );
+    };
+    if let Some(n) = x.get("recipe")
+        && let Some(r) = n.as_str()
+        && !RECIPES.contains(&r)
+    {
+        let names = RECIPES.join(", ");
+        let hint = match suggest(r, RECIPES) {
+            Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
+            None => format!(
+                "cove's recipes are {names}; leave `recipe` out to run the image as a container"
+            ),
+        };
+        problem(
+            n,
+            format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
+            hint,
+        );
+    }
+    if let Some(n) = x.get("health")
+        && let Some(h) = n.as_map()
+    {
+        match (h.get("http"), h.get("tcp")) {
+            (Some(_), Some(_)) | (None, None) => problem(
+                n,
+                "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
+                "write `health: {http: /healthz}` or `health: {tcp: 5432}`".into(),
+            ),
+            (Some(p), None) => {
+                if let Some(path) = p.as_str()
+                    && !path.starts_with('/')
+                {
+                    problem(
+                        p,
+                        format!("`x-cove.health.http` is `{path}`, not a path"),
+                        "start it with `/`, e.g. `/healthz`".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(n) = x.get("run")
+        && let Some(run) = n.as_str()
+        && let Err(e) = crate::shell_words::split(run)
+    {
+        problem(
+            n,
+            format!("`x-cove.run` cannot be split: {e}"),
+            "close the quote, or write a list".into(),
+        );
+    }
 }

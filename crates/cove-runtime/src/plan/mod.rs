@@ -51,8 +51,8 @@ pub use env::{
 };
 use env::{named_by_others, secrets_in_commands};
 pub use error::PlanError;
+use native::health_of;
 pub(crate) use native::recipes;
-use native::{check_x_cove, health_of};
 pub use policy::{FailureAction, Restart, UpdatePolicy};
 use policy::{restart_of, stop_signal_of, update_policies};
 
@@ -474,7 +474,6 @@ impl<'a> Context<'a> {
             written: false,
         };
         let x = svc.x_cove.clone().unwrap_or_default();
-        check_x_cove(&x, &err, errors);
         let is_container = self.containers.contains(&name);
         let container = if is_container {
             Some(self.container(name, svc, &err, errors)?)
@@ -531,11 +530,7 @@ impl<'a> Context<'a> {
                 .copied()
                 .filter(|p| !udp_only(svc, *p))
                 .collect(),
-            ready_after: x
-                .ready_after
-                .as_deref()
-                .and_then(|d| cove_spec::units::parse_duration(d).ok())
-                .unwrap_or(READY_AFTER),
+            ready_after: x.ready_after.map_or(READY_AFTER, |d| d.0),
             net,
             base: (index_of(indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
             recipe: recipe_of(recipes, name),

@@ -1,6 +1,5 @@
 //! Services run as processes: their command (`x-cove.run`, or a recipe's:
-//! built-in commands for well-known images), the checks of `x-cove`, and
-//! health checks.
+//! built-in commands for well-known images) and health checks.
 
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpe
                 port: probe.port,
             },
             (None, Some(port)) => Probe::Tcp { port },
-            (None, None) => return None, // reported by `plan`
+            (None, None) => return None, // reported by the loader
         };
         return Some(HealthSpec::with_timings(probe, s.healthcheck.as_ref()));
     }
@@ -70,55 +69,6 @@ pub(crate) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
             )
         })
         .collect()
-}
-
-/// `x-cove.recipe` names one of cove's recipes; `x-cove.health` has one of
-/// `http` and `tcp`, and an `http` path.
-pub(super) fn check_x_cove(
-    x: &ServiceExt,
-    err: &impl Fn(String, &str) -> PlanError,
-    errors: &mut Vec<PlanError>,
-) {
-    if let Some(r) = &x.recipe
-        && !crate::recipe::NAMES.contains(&r.as_str())
-    {
-        let names = crate::recipe::NAMES.join(", ");
-        let hint = match cove_spec::diag::suggest(r, crate::recipe::NAMES) {
-            Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
-            None => format!(
-                "cove's recipes are {names}; leave `recipe` out to run the image as a container"
-            ),
-        };
-        errors.push(
-            err(
-                format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
-                &hint,
-            )
-            .at(&["x-cove", "recipe"])
-            .written(),
-        );
-    }
-    if let Some(h) = &x.health {
-        match (&h.http, h.tcp) {
-            (Some(_), Some(_)) | (None, None) => errors.push(
-                err(
-                    "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
-                    "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
-                )
-                .at(&["x-cove", "health"])
-                .written(),
-            ),
-            (Some(path), None) if !path.starts_with('/') => errors.push(
-                err(
-                    format!("`x-cove.health.http` is `{path}`, not a path"),
-                    "start it with `/`, e.g. `/healthz`",
-                )
-                .at(&["x-cove", "health", "http"])
-                .written(),
-            ),
-            _ => {}
-        }
-    }
 }
 
 impl Context<'_> {
