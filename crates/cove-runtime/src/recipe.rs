@@ -132,7 +132,7 @@ impl Recipe {
 
     /// Binaries that must be installed (as root, with the tools that run
     /// a server as its system user), with their Debian package; checked
-    /// by [`crate::preflight`].
+    /// by the preflight (`preflight.rs`).
     pub fn needs(self, as_root: bool) -> (&'static [&'static str], &'static str) {
         match self {
             Recipe::Redis => (&["redis-server", "redis-cli"], "redis-server"),
@@ -191,7 +191,7 @@ impl Recipe {
     /// What the service's settings make unsafe to run, as (what, hint):
     /// a server without authentication published beyond loopback, a broker
     /// left with a well-known account. (A server that would run as root
-    /// because its system user is missing is [`crate::preflight`]'s.)
+    /// because its system user is missing is the preflight's.)
     pub fn check(self, svc: &Service) -> Result<(), (String, String)> {
         let env = |k: &str| compose_env(svc, k);
         let has = |k: &str| env(k).is_some() || env(&format!("{k}_FILE")).is_some();
@@ -803,11 +803,11 @@ pub(crate) fn user_ids(name: &str) -> Option<(u32, u32)> {
 /// twin names (as the official images read `MARIADB_PASSWORD_FILE`), without
 /// the last line breaks.
 fn env_get(env: &[(String, String)], name: &str) -> Option<String> {
-    crate::plan::env_value(env, name)
+    crate::vars::env_value(env, name)
         .filter(|v| !v.is_empty())
         .map(String::from)
         .or_else(|| {
-            let path = crate::plan::env_value(env, &format!("{name}_FILE"))?;
+            let path = crate::vars::env_value(env, &format!("{name}_FILE"))?;
             let text = fs_err::read_to_string(path).ok()?;
             Some(text.trim_end_matches(['\n', '\r']).to_string()).filter(|v| !v.is_empty())
         })

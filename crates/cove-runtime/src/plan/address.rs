@@ -11,6 +11,7 @@ use cove_spec::model::Service;
 use indexmap::IndexMap;
 
 use super::{PlanError, state_dir};
+use crate::fnv::fnv;
 
 /// Most instances of one service at once (replicas, plus the new ones of a
 /// rolling deploy): slots 1..=62 of its 64 addresses (none ends in .0 or
@@ -52,15 +53,6 @@ pub fn is_container_address(ip: std::net::IpAddr) -> bool {
 pub fn container_network(net: u16) -> (String, Ipv4Addr) {
     let base = address(net, CONTAINER);
     (format!("{base}/20"), address(net, CONTAINER | 63))
-}
-
-pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
 }
 
 /// The app's address range: its lease (see [`crate::lease`]), else the one

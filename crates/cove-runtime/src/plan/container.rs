@@ -92,7 +92,7 @@ pub struct BuildPlan {
 
 /// Compose `configs` from a file: bound read-only at their target
 /// (`/NAME` by default). That the file exists is
-/// [`crate::preflight`]'s check.
+/// the preflight's check (`preflight.rs`).
 fn config_binds(
     app: &App,
     svc: &Service,
@@ -247,7 +247,7 @@ impl Context<'_> {
     }
 
     /// Compose `build:` (that its context is a directory is
-    /// [`crate::preflight`]'s check).
+    /// the preflight's check, `preflight.rs`).
     fn build_plan(&self, svc: &Service) -> Option<BuildPlan> {
         let state_dir = &self.state_dir;
         svc.build.as_ref().map(|b| BuildPlan {

@@ -21,7 +21,6 @@
 mod address;
 mod container;
 mod env;
-mod error;
 mod native;
 mod policy;
 
@@ -38,7 +37,8 @@ use rustix::process::Signal;
 use crate::health::HealthSpec;
 use crate::recipe::Recipe;
 
-pub(crate) use address::fnv;
+pub use crate::plan_error::PlanError;
+pub use crate::vars::{env_value, expand_known, names_variable};
 pub use address::{
     CONTAINER, CONTAINER_NET, MAX_INSTANCES, MAX_SERVICES, address, container_network,
     is_container_address, net_of, project_net, service_indexes,
@@ -46,11 +46,8 @@ pub use address::{
 use address::{index_of, replica_limits, service_ports, udp_only};
 pub(crate) use container::containers;
 pub use container::{BuildPlan, ContainerPlan, volume_name};
-pub use env::{
-    env_value, expand_known, names_variable, rewrite_args, rewrite_references, rewrite_value,
-};
 use env::{named_by_others, secrets_in_commands};
-pub use error::PlanError;
+pub use env::{rewrite_args, rewrite_references, rewrite_value};
 use native::health_of;
 pub(crate) use native::recipes;
 pub use policy::{FailureAction, Restart, UpdatePolicy};
@@ -92,7 +89,7 @@ pub struct ServicePlan {
     pub ports: Vec<u16>,
     /// Those of [`ServicePlan::ports`] it listens on over TCP: without a
     /// health check, a replica is ready once it accepts connections on
-    /// each of them (see [`crate::supervisor`]).
+    /// each of them (see the supervisor, `supervisor.rs`).
     pub tcp_ports: Vec<u16>,
     /// How long a replica without a health check must have run before it
     /// is ready (`x-cove.ready_after`, default [`READY_AFTER`]); one that
@@ -183,6 +180,18 @@ impl ServicePlan {
         address(self.net, self.base + slot.clamp(1, MAX_INSTANCES))
     }
 
+    /// What the gateway's routes need of it.
+    pub fn upstream(&self) -> crate::routes::Upstream<'_> {
+        crate::routes::Upstream {
+            name: &self.name,
+            recipe: self.recipe.is_some(),
+            ports: &self.ports,
+            port: self.port(),
+            service_address: self.service_address,
+            bridge_address: self.bridge_address,
+        }
+    }
+
     /// `PORT` of every replica.
     pub fn port(&self) -> u16 {
         self.ports.first().copied().unwrap_or(DEFAULT_PORT)
@@ -248,7 +257,7 @@ pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
 
 /// What planning needs to know beyond the app: given, never looked up,
 /// so that a plan is a function of the app and its placement alone (the
-/// machine is checked apart, by [`crate::preflight`]).
+/// machine is checked apart, by the preflight, `preflight.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// The project's directory: the default working directory of native
@@ -277,7 +286,7 @@ impl Placement {
 /// Plans `app` (already cut down to what should run) as placed on this
 /// machine ([`Placement::here`]), without reading its secrets (their
 /// values are empty): to show what would run. All problems at once. The
-/// machine's checks are [`crate::preflight::check`]'s.
+/// machine's checks are the preflight's (`preflight::check`).
 pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
     plan_at(app, &Placement::here(app, project_dir), None)
 }
@@ -307,7 +316,8 @@ pub fn plan_at(
             services.push(s);
         }
     }
-    let gateway = match crate::routes::gateway(app, &services, project_dir) {
+    let upstreams: Vec<_> = services.iter().map(ServicePlan::upstream).collect();
+    let gateway = match crate::routes::gateway(app, &upstreams, project_dir) {
         Ok(g) => Some(g),
         Err(e) => {
             errors.extend(e);

@@ -1,5 +1,7 @@
 //! Why an app cannot be planned: [`PlanError`], with the field it is
 //! about, whether it is about this machine, and whether the file is wrong.
+//! A leaf: the plan, the gateway's routes, secrets, habits and the
+//! preflight report with it (`plan::PlanError` names it too).
 
 /// Why a service cannot run natively.
 /// `service` is empty for a problem of the project (`x-cove` at the top).
