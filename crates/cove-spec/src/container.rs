@@ -2,7 +2,7 @@
 //! (`cap_add`, `ulimits`, `devices`, `sysctls`, `extra_hosts`, ...),
 //! typed: [`Service::container_options`]. Compose writes most of them in
 //! two forms (a list or a map, a short string or a long mapping); the
-//! schema has checked their types and [`crate::resolve`] their sizes, and
+//! schema has checked their types and the loader their sizes, and
 //! the model keeps them as written (in [`Service::other`], printed by
 //! `cove config` as they are), so this reading cannot fail.
 

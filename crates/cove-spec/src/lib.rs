@@ -13,6 +13,7 @@
 
 pub mod canonical;
 pub mod cast;
+mod checks;
 pub mod container;
 pub mod diag;
 pub mod dotenv;

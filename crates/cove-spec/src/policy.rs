@@ -5,7 +5,7 @@
 //! Each is kept as [`Written`]: the typed value and the text it was
 //! parsed from, which is what the model prints (so `cove config` shows the
 //! file's spelling: `SIGTERM` or `TERM`, `on-failure:3`). The loader
-//! ([`crate::resolve`]) reports a value that does not parse at its place
+//! (`checks.rs`) reports a value that does not parse at its place
 //! in the file, with a hint; what comes out of the loader always parses.
 
 use std::fmt;

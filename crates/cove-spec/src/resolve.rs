@@ -111,15 +111,15 @@ pub fn resolve(
             uses_default_network = true;
         }
         check_misc(&svc_name, svc, loader);
-        check_policies(&svc_name, svc, loader);
+        crate::checks::policies(&svc_name, svc, &mut loader.diags);
         if let Some(x) = svc.get("x-cove").and_then(Node::as_map) {
-            crate::xcove::check_service(&svc_name, x, &mut loader.diags);
+            crate::checks::xcove_service(&svc_name, x, &mut loader.diags);
         }
         service_defaults(svc);
         units_pass(&svc_name, svc, loader);
         strip_x_fields_of_xcove(svc);
     }
-    crate::gateway::check(
+    crate::checks::gateway(
         root_map.get("x-cove").and_then(Node::as_map),
         services.entries.iter().filter_map(|e| {
             let x = e.value.as_map()?.get("x-cove")?.as_map()?;
@@ -636,58 +636,6 @@ fn check_misc(name: &str, svc: &Map, loader: &mut Loader) {
                     )),
                 );
             }
-        }
-    }
-}
-
-/// `restart`, `stop_signal` and the deploy policies parse as their types
-/// ([`crate::policy`]); each that does not is reported where it is written.
-/// (`order` is an enum of the Compose schema, checked there.)
-fn check_policies(name: &str, svc: &Map, loader: &mut Loader) {
-    use crate::policy::{FailureAction, RESTART_POLICIES, Restart, STOP_SIGNAL_HINT, StopSignal};
-    if let Some(n) = svc.get("restart")
-        && let Some(t) = n.as_str()
-        && let Err(m) = t.parse::<Restart>()
-    {
-        let kinds = "use `no`, `always`, `unless-stopped` or `on-failure[:N]`";
-        let hint = match suggest(t, RESTART_POLICIES) {
-            Some(p) => format!("did you mean `{p}`? {kinds}"),
-            None => kinds.to_string(),
-        };
-        loader
-            .diags
-            .push(Diagnostic::error(n.span, format!("service `{name}`: {m}")).with_hint(hint));
-    }
-    if let Some(n) = svc.get("stop_signal")
-        && let Some(t) = n.as_str()
-        && let Err(m) = t.parse::<StopSignal>()
-    {
-        loader.diags.push(
-            Diagnostic::error(n.span, format!("service `{name}`: {m}")).with_hint(STOP_SIGNAL_HINT),
-        );
-    }
-    let deploy = svc.get("deploy").and_then(Node::as_map);
-    for section in ["update_config", "rollback_config"] {
-        let Some(c) = deploy.and_then(|d| d.get(section)).and_then(Node::as_map) else {
-            continue;
-        };
-        let problem = |n: &Node, m: String| {
-            Diagnostic::error(n.span, format!("service `{name}`: `deploy.{section}`: {m}"))
-                .with_hint(
-                    "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
-                )
-        };
-        if let Some(n) = c.get("failure_action")
-            && let Some(t) = n.as_str()
-            && let Err(m) = t.parse::<FailureAction>()
-        {
-            loader.diags.push(problem(n, m));
-        }
-        if let Some(n) = c.get("max_failure_ratio")
-            && let Some(ratio) = n.as_text().and_then(|t| t.trim().parse::<f64>().ok())
-            && let Err(m) = crate::policy::check_failure_ratio(ratio)
-        {
-            loader.diags.push(problem(n, m));
         }
     }
 }
