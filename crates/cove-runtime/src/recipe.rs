@@ -52,6 +52,7 @@
 //! A recipe brings its own health probe (the image's usual one, pointed at
 //! the replica's address), timed by the service's `healthcheck` settings.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cove_spec::model::Service;
@@ -245,7 +246,8 @@ impl Recipe {
         let env = |k: &str| compose_env(svc, k);
         match self {
             Recipe::Redis => {
-                let argv = self.command(svc);
+                // Redis's command names nothing of the machine.
+                let argv = self.command(svc, &Host::default());
                 if argv.first().is_some_and(|p| p == "redis-cli") {
                     return None;
                 }
@@ -282,7 +284,7 @@ impl Recipe {
 
     /// The command of a replica. `$HOST`, `$PORT` and `$COVE_DATA` are
     /// expanded per replica.
-    pub fn command(self, svc: &Service) -> Vec<String> {
+    pub fn command(self, svc: &Service, host: &Host) -> Vec<String> {
         let user: Vec<String> = svc
             .entrypoint
             .iter()
@@ -326,10 +328,10 @@ impl Recipe {
                 argv
             }
             Recipe::Mariadb => {
-                let runner = Runner::new(self.runs_as(), "$COVE_DATA", "$COVE_SECRETS");
+                let runner = host.runner(self);
                 let (data, private) = runner.dirs();
                 let mut argv: Vec<String> = vec![
-                    binary("mariadbd"),
+                    host.binary("mariadbd"),
                     "--no-defaults".into(),
                     format!("--datadir={data}/db"),
                     format!("--socket={data}/run/mysqld.sock"),
@@ -346,10 +348,10 @@ impl Recipe {
                 runner.argv(argv)
             }
             Recipe::Postgres => {
-                let runner = Runner::new(self.runs_as(), "$COVE_DATA", "$COVE_SECRETS");
+                let runner = host.runner(self);
                 let (data, _) = runner.dirs();
                 let mut argv = vec![
-                    binary("postgres"),
+                    host.binary("postgres"),
                     "-D".into(),
                     format!("{data}/pg"),
                     "-h".into(),
@@ -380,7 +382,7 @@ impl Recipe {
                 .to_vec()
             }
             Recipe::Activemq => {
-                let mut argv = vec![binary("java")];
+                let mut argv = vec![host.binary("java")];
                 let opts = svc
                     .environment
                     .get("ACTIVEMQ_OPTS")
@@ -408,9 +410,16 @@ impl Recipe {
     }
 
     /// The probe that says a replica is ready.
-    pub fn probe(self, svc: &Service) -> Option<Probe> {
+    pub fn probe(self, svc: &Service, host: &Host) -> Option<Probe> {
         match self {
-            Recipe::Redis if self.command(svc).first().is_some_and(|p| p == "redis-cli") => None,
+            Recipe::Redis
+                if self
+                    .command(svc, host)
+                    .first()
+                    .is_some_and(|p| p == "redis-cli") =>
+            {
+                None
+            }
             Recipe::Redis => Some(Probe::Exec(
                 ["redis-cli", "-h", "$HOST", "-p", "$PORT", "ping"]
                     .map(String::from)
@@ -435,7 +444,7 @@ impl Recipe {
             Recipe::Activemq => Some(Probe::Tcp { port: STOMP_PORT }),
             Recipe::Rabbitmq { .. } => Some(Probe::Tcp { port: AMQP_PORT }),
             Recipe::Postgres => Some(Probe::Exec(vec![
-                binary("pg_isready"),
+                host.binary("pg_isready"),
                 "-q".into(),
                 "-h".into(),
                 "$HOST".into(),
@@ -447,7 +456,11 @@ impl Recipe {
 
     /// Whether replicas keep data under the state directory.
     pub fn has_data(self, svc: &Service) -> bool {
-        !(self == Recipe::Redis && self.command(svc).first().is_some_and(|p| p == "redis-cli"))
+        !(self == Recipe::Redis
+            && self
+                .command(svc, &Host::default())
+                .first()
+                .is_some_and(|p| p == "redis-cli"))
     }
 }
 
@@ -624,6 +637,65 @@ fn prepare_activemq(data: &Path, private: &Path, env: &[(String, String)]) -> Re
     write_private(&conf.join("log4j.properties"), log4j)
 }
 
+/// What recipes' commands and probes name of the machine: where their
+/// programs are, and, as root, the system users their servers run as.
+/// Looked up once ([`Host::here`]) and given to the plan in its
+/// placement, so that planning reads nothing itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// Programs found, name → path; one not here runs by its bare name.
+    pub programs: BTreeMap<String, String>,
+    /// When cove runs as root: `(uid, gid)` of the system users found
+    /// (`mysql`, `postgres`), which servers drop to.
+    pub users: BTreeMap<String, (u32, u32)>,
+}
+
+/// The programs recipes' commands and probes name by path.
+const PROGRAMS: [&str; 5] = ["mariadbd", "postgres", "java", "pg_isready", "unshare"];
+
+impl Host {
+    /// This machine's.
+    pub fn here() -> Host {
+        let programs = PROGRAMS
+            .iter()
+            .filter_map(|p| Some((p.to_string(), find_in_path(p)?.display().to_string())))
+            .collect();
+        let users = match rustix::process::geteuid().is_root() {
+            true => [Recipe::Mariadb, Recipe::Postgres]
+                .iter()
+                .filter_map(|r| {
+                    let user = r.service_user()?;
+                    Some((user.to_string(), user_ids(user)?))
+                })
+                .collect(),
+            false => BTreeMap::new(),
+        };
+        Host { programs, users }
+    }
+
+    /// `bin` as found, else the bare name.
+    fn binary(&self, bin: &str) -> String {
+        self.programs
+            .get(bin)
+            .cloned()
+            .unwrap_or_else(|| bin.to_string())
+    }
+
+    /// How `recipe`'s server is run: as its system user when there is one.
+    fn runner(&self, recipe: Recipe) -> Runner {
+        let ids = recipe
+            .service_user()
+            .and_then(|u| self.users.get(u))
+            .copied();
+        Runner {
+            ids,
+            data: "$COVE_DATA".into(),
+            private: "$COVE_SECRETS".into(),
+            unshare: self.binary("unshare"),
+        }
+    }
+}
+
 /// `bin` as found on `PATH`, in the sbin directories or in the newest
 /// `/usr/lib/postgresql/*/bin`; else the bare name.
 fn binary(bin: &str) -> String {
@@ -666,6 +738,8 @@ struct Runner {
     ids: Option<(u32, u32)>,
     data: String,
     private: String,
+    /// `unshare`, as found.
+    unshare: String,
 }
 
 impl Runner {
@@ -674,6 +748,7 @@ impl Runner {
             ids,
             data: data.to_string(),
             private: private.to_string(),
+            unshare: binary("unshare"),
         }
     }
 
@@ -688,7 +763,7 @@ impl Runner {
     /// The command that runs `argv` as this runner says.
     fn argv(&self, argv: Vec<String>) -> Vec<String> {
         match self.ids {
-            Some(ids) => as_service_user(ids, &self.data, &self.private, argv),
+            Some(ids) => as_service_user(ids, &self.data, &self.private, &self.unshare, argv),
             None => argv,
         }
     }
@@ -706,6 +781,7 @@ fn as_service_user(
     (uid, gid): (u32, u32),
     data: &str,
     private: &str,
+    unshare: &str,
     argv: Vec<String>,
 ) -> Vec<String> {
     let script = format!(
@@ -717,7 +793,7 @@ fn as_service_user(
          --inh-caps=-all --bounding-set=-all -- \"$@\""
     );
     let mut out = vec![
-        binary("unshare"),
+        unshare.into(),
         "--mount".into(),
         "--propagation".into(),
         "private".into(),
@@ -1150,7 +1226,7 @@ mod tests {
     #[test]
     fn redis_commands() {
         let s = svc("redis:7", Some(vec!["redis-server", "--appendonly", "yes"]));
-        let argv = Recipe::Redis.command(&s);
+        let argv = Recipe::Redis.command(&s, &Host::default());
         assert_eq!(&argv[..3], ["redis-server", "--appendonly", "yes"]);
         assert!(argv.contains(&"$HOST".to_string()) && argv.contains(&"$COVE_DATA".to_string()));
         let init = svc(
@@ -1158,10 +1234,10 @@ mod tests {
             Some(vec!["redis-cli", "--cluster", "create", "redis-1:6379"]),
         );
         assert_eq!(
-            Recipe::Redis.command(&init),
+            Recipe::Redis.command(&init, &Host::default()),
             ["redis-cli", "--cluster", "create", "redis-1:6379"]
         );
-        assert_eq!(Recipe::Redis.probe(&init), None);
+        assert_eq!(Recipe::Redis.probe(&init, &Host::default()), None);
         assert!(!Recipe::Redis.has_data(&init));
     }
 }

@@ -217,7 +217,7 @@ fn service_routes(
             Some(RouteProtocol::Grpc) => Protocol::Grpc,
             Some(RouteProtocol::Tcp) => Protocol::Tcp,
         };
-        let port = r.port.unwrap_or_else(|| svc.port);
+        let port = r.port.unwrap_or(svc.port);
         if !svc.ports.is_empty() && !svc.ports.contains(&port) {
             errors.push(err(
                 i,

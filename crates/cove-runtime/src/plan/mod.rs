@@ -268,17 +268,22 @@ pub struct Placement {
     /// Where its replicas' secrets directories go (see
     /// [`crate::secrets::root`]).
     pub secrets_root: PathBuf,
+    /// What recipes' commands name of the machine (their programs' paths,
+    /// as root their system users).
+    pub host: crate::recipe::Host,
 }
 
 impl Placement {
     /// The placement on this machine: the lease recorded in the state
     /// directory (else the block the project would try first) and the
-    /// secrets root the machine offers. Reads both.
+    /// secrets root the machine offers, the recipes' programs and users.
+    /// Reads them.
     pub fn here(app: &App, project_dir: &Path) -> Placement {
         Placement {
             project_dir: project_dir.to_path_buf(),
             net: net_of(app, project_dir),
             secrets_root: crate::secrets::root(&state_dir(app, project_dir)),
+            host: crate::recipe::Host::here(),
         }
     }
 }
@@ -335,6 +340,7 @@ pub fn plan_at(
 /// addresses do not depend on what runs).
 struct Context<'a> {
     app: &'a App,
+    placement: &'a Placement,
     project_dir: &'a Path,
     secrets: Option<&'a crate::secrets::Resolved>,
     redactor: crate::secrets::Redactor,
@@ -383,7 +389,10 @@ impl<'a> Context<'a> {
         let healths: IndexMap<&str, Option<HealthSpec>> = app
             .services
             .iter()
-            .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
+            .map(|(n, s)| {
+                let health = health_of(s, recipe_of(&recipes, n), &placement.host);
+                (n.as_str(), health)
+            })
             .collect();
         let state_dir = state_dir(app, project_dir);
         let net = placement.net;
@@ -439,6 +448,7 @@ impl<'a> Context<'a> {
             .collect();
         Ok(Context {
             app,
+            placement,
             project_dir,
             secrets,
             redactor,

@@ -15,7 +15,11 @@ use crate::recipe::Recipe;
 
 /// The health check: the Compose one, or for a recipe its own probe with
 /// the Compose timings (or quick defaults).
-pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpec> {
+pub(super) fn health_of(
+    s: &Service,
+    recipe: Option<Recipe>,
+    host: &crate::recipe::Host,
+) -> Option<HealthSpec> {
     if let Some(probe) = s.x_cove.as_ref().and_then(|x| x.health.as_ref()) {
         let probe = match (&probe.http, probe.tcp) {
             (Some(path), _) => Probe::Http {
@@ -28,7 +32,7 @@ pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpe
         return Some(HealthSpec::with_timings(probe, s.healthcheck.as_ref()));
     }
     let compose = s.healthcheck.as_ref().and_then(HealthSpec::from_compose);
-    let Some(probe) = recipe.and_then(|r| r.probe(s)) else {
+    let Some(probe) = recipe.and_then(|r| r.probe(s, host)) else {
         return compose;
     };
     if s.healthcheck
@@ -113,7 +117,7 @@ impl Context<'_> {
                     errors.push(err(what, &hint).at(field));
                     return None;
                 }
-                recipe.command(svc)
+                recipe.command(svc, &self.placement.host)
             }
             None => {
                 let what = svc

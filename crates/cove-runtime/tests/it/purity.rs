@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cove_runtime::plan::{Placement, plan_at};
+use cove_runtime::recipe::Host;
 
 /// Set in the child process [`a_plan_is_the_same_without_path`] starts:
 /// the directory of the app to plan.
@@ -17,6 +18,12 @@ const CHILD: &str = "COVE_PURITY_CHILD";
 const APP: &str = "services:
   cache:
     image: redis:7
+  db:
+    image: postgres:16
+  sql:
+    image: mariadb:11
+  mq:
+    image: apache/activemq-classic:6
   web:
     build: ./missing-context
     configs: [site]
@@ -45,6 +52,7 @@ fn placement(dir: &Path) -> Placement {
         project_dir: dir.to_path_buf(),
         net: 7,
         secrets_root: PathBuf::from("/nowhere/secrets"),
+        host: Host::default(),
     }
 }
 
@@ -75,6 +83,9 @@ fn a_plan_is_the_same_without_path() {
     // redis may not be installed: the plan is made all the same.
     assert!(here.contains("missing-context"), "{here}");
     assert!(here.contains("missing-site.conf"), "{here}");
+    // Recipes name their programs as the placement's host has them: here
+    // none was looked up, so by their bare names.
+    assert!(here.contains("\"postgres\""), "{here}");
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -125,7 +136,34 @@ fn the_machine_s_problems_are_preflight_s() {
     fs_err::write(&site, "server {}").unwrap();
     let problems = cove_runtime::preflight::check(&app);
     assert!(
-        problems.iter().all(|e| e.service == "cache"),
-        "only redis's programs may be missing here: {problems:?}"
+        problems.iter().all(|e| e.service != "web" && e.machine),
+        "only recipes' programs may be missing here: {problems:?}"
     );
+}
+
+#[test]
+fn recipes_name_programs_and_users_as_the_placement_says() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("compose.yaml"), APP).unwrap();
+    let app = load(dir.path());
+    let host = Host {
+        programs: [("postgres".to_string(), "/opt/pg/bin/postgres".to_string())].into(),
+        users: [("postgres".to_string(), (70, 70))].into(),
+    };
+    let rooted = Placement {
+        host,
+        ..placement(dir.path())
+    };
+    let plan = plan_at(&app, &rooted, None).unwrap();
+    let db = plan.services.iter().find(|s| s.name == "db").unwrap();
+    // As its system user: in a mount namespace, then the program found.
+    assert_eq!(db.argv[0], "unshare", "{:?}", db.argv);
+    assert!(
+        db.argv.iter().any(|a| a == "/opt/pg/bin/postgres"),
+        "{:?}",
+        db.argv
+    );
+    let plain = plan_at(&app, &placement(dir.path()), None).unwrap();
+    let db = plain.services.iter().find(|s| s.name == "db").unwrap();
+    assert_eq!(db.argv[0], "postgres", "{:?}", db.argv);
 }
