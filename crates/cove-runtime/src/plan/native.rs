@@ -91,6 +91,8 @@ impl Context<'_> {
         let argv = match &x.run {
             _ if is_container => svc.command.clone().unwrap_or_default(),
             Some(StringOrList::List(l)) => l.clone(),
+            // The loader refuses a string that does not split; an app that
+            // did not come through it still gets the error.
             Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
                 Ok(w) => w,
                 Err(e) => {
