@@ -155,4 +155,53 @@ mod tests {
         assert!(f.again(Some(1), 1) && !f.again(Some(1), 2) && !f.again(Some(0), 0));
         assert!(f.again(None, 0), "killed by a signal counts as a failure");
     }
+
+    fn service(json: serde_json::Value) -> Service {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn policies_read_the_typed_fields() {
+        let s = service(
+            serde_json::json!({"image": "x", "restart": "on-failure:3", "stop_signal": "quit"}),
+        );
+        assert_eq!(restart_of(&s), Restart::OnFailure { max: Some(3) });
+        assert_eq!(stop_signal_of(&s), Signal::QUIT);
+        let s = service(
+            serde_json::json!({"image": "x", "restart": "unless-stopped",
+            "deploy": {"restart_policy": {"condition": "none"}}}),
+        );
+        assert_eq!(restart_of(&s), Restart::No, "deploy.restart_policy wins");
+        let s = service(serde_json::json!({"image": "x"}));
+        assert_eq!(
+            (restart_of(&s), stop_signal_of(&s)),
+            (Restart::No, Signal::TERM)
+        );
+        let (update, rollback) = update_policies(&s, true);
+        assert!(
+            !update.start_first && !rollback.start_first,
+            "stateful: stop-first"
+        );
+        assert_eq!(
+            (update.on_failure, rollback.on_failure),
+            (FailureAction::Rollback, FailureAction::Pause)
+        );
+        let s = service(serde_json::json!({"image": "x", "deploy": {
+            "update_config": {"order": "start-first", "failure_action": "continue", "parallelism": 2},
+            "rollback_config": {"failure_action": "rollback"}
+        }}));
+        let (update, rollback) = update_policies(&s, true);
+        assert!(update.start_first, "as asked");
+        assert!(
+            !rollback.start_first,
+            "its own `order`, by default the service's"
+        );
+        assert_eq!(update.on_failure, FailureAction::Continue);
+        assert_eq!(
+            (update.parallelism, rollback.parallelism),
+            (2, 2),
+            "rollback falls back on update"
+        );
+        assert_eq!(rollback.on_failure, FailureAction::Rollback);
+    }
 }
