@@ -5,12 +5,9 @@
 //! is written (`checks.rs`); the model then holds them as
 //! [`Written`](crate::policy::Written) values, printed as written.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
-
-use crate::policy::Written;
 
 /// `HOST:PORT`, also `localhost:PORT` (the IPv4 loopback address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,19 +48,6 @@ impl FromStr for Size {
     type Err = String;
     fn from_str(s: &str) -> Result<Size, String> {
         crate::units::parse_bytes(s).map(Size)
-    }
-}
-
-/// In `x-cove`'s schema a written value is the string it was written as.
-impl<T> schemars::JsonSchema for Written<T> {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        String::schema_name()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        String::json_schema(generator)
     }
 }
 

@@ -8,6 +8,7 @@
 //! (`checks.rs`) reports a value that does not parse at its place
 //! in the file, with a hint; what comes out of the loader always parses.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::str::FromStr;
@@ -60,6 +61,19 @@ impl<'de, T: FromStr<Err = String>> Deserialize<'de> for Written<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Written::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// In `x-cove`'s schema a written value is the string it was written as.
+impl<T> schemars::JsonSchema for Written<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        String::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
     }
 }
 
