@@ -79,6 +79,31 @@ impl Service {
     }
 }
 
+/// An `expose` entry: its (first) port and its protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposed {
+    pub port: u16,
+    /// `tcp` unless written (`53/udp`).
+    pub protocol: String,
+}
+
+impl Service {
+    /// Its `expose` entries (`8080`, `53/udp`, `8000-8010/tcp`: the first
+    /// port of a range); one without a port number is left out.
+    pub fn exposed(&self) -> Vec<Exposed> {
+        self.expose
+            .iter()
+            .filter_map(|e| {
+                let (number, protocol) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+                Some(Exposed {
+                    port: number.split('-').next()?.parse().ok()?,
+                    protocol: protocol.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
 impl Build {
     /// `build.labels`, a map or a list of `KEY=VALUE`, as pairs.
     pub fn labels(&self) -> Vec<(String, String)> {
@@ -235,6 +260,19 @@ mod tests {
         }))
         .unwrap();
         let o = list.container_options();
+        let exposed: Service = serde_json::from_value(serde_json::json!({
+            "image": "x", "expose": ["8080", "53/udp", "8000-8010/tcp", "x"]
+        }))
+        .unwrap();
+        let e = exposed.exposed();
+        assert_eq!(
+            e.iter().map(|e| e.port).collect::<Vec<_>>(),
+            [8080, 53, 8000]
+        );
+        assert_eq!(
+            (e[0].protocol.as_str(), e[1].protocol.as_str()),
+            ("tcp", "udp")
+        );
         assert_eq!(o.extra_hosts, ["db:10.0.0.2"]);
         assert_eq!(o.sysctls, [("a".into(), "1".into())]);
     }

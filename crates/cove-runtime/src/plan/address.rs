@@ -104,10 +104,7 @@ pub(super) fn index_of(indexes: &IndexMap<&str, u32>, name: &str) -> u32 {
 /// The service's ports: `ports` targets, then `expose`, without repeats.
 pub(super) fn service_ports(s: &Service) -> Vec<u16> {
     let mut out: Vec<u16> = Vec::new();
-    let exposed = s
-        .expose
-        .iter()
-        .filter_map(|e| e.split(['/', '-']).next()?.parse().ok());
+    let exposed = s.exposed().into_iter().map(|e| e.port);
     for p in s.ports.iter().map(|p| p.target).chain(exposed) {
         if !out.contains(&p) {
             out.push(p);
@@ -126,12 +123,13 @@ pub(super) fn udp_only(s: &Service, port: u16) -> bool {
         .filter(|p| p.target == port)
         .map(|p| p.protocol.as_str())
         .collect();
-    for e in &s.expose {
-        let (number, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
-        if number.split('-').next().and_then(|n| n.parse().ok()) == Some(port) {
-            protocols.push(proto);
-        }
-    }
+    let exposed = s.exposed();
+    protocols.extend(
+        exposed
+            .iter()
+            .filter(|e| e.port == port)
+            .map(|e| e.protocol.as_str()),
+    );
     !protocols.is_empty() && protocols.iter().all(|p| udp(p))
 }
 
