@@ -1,7 +1,7 @@
 //! Docker habits, natively: what a Compose file written for containers
 //! takes for granted and a native replica does not have. What cove can fix
 //! it fixes in the plan (service names after `-h`/`--host`:
-//! [`crate::plan::rewrite_args`]; `localhost` in health checks:
+//! `plan::rewrite_args`; `localhost` in health checks:
 //! [`crate::health::loopback_to`]); what it cannot, it says here, once,
 //! when `cove up` plans the app.
 

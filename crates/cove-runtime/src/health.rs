@@ -184,7 +184,7 @@ pub async fn probe(
 ) -> Result<(), String> {
     // A check written for a container (`curl http://localhost:8080/`)
     // probes the replica's own address natively: it listens on `HOST`.
-    let host = crate::plan::env_value(env, "HOST");
+    let host = crate::vars::env_value(env, "HOST");
     let here = |t: &str| match host {
         Some(h) => loopback_to(t, h),
         None => t.to_string(),
@@ -192,7 +192,7 @@ pub async fn probe(
     let argv: Vec<String> = match &spec.probe {
         Probe::Exec(argv) => argv
             .iter()
-            .map(|a| here(&crate::plan::expand_known(a, env)))
+            .map(|a| here(&crate::vars::expand_known(a, env)))
             .collect(),
         Probe::Shell(script) => vec!["sh".into(), "-c".into(), here(script)],
         Probe::Http { path, port } => {
@@ -263,7 +263,7 @@ pub async fn probe(
 
 /// `HOST:port` of the replica (`port` defaults to its `PORT`).
 fn address(env: &[(String, String)], port: Option<u16>) -> Result<String, String> {
-    let get = |k: &str| crate::plan::env_value(env, k);
+    let get = |k: &str| crate::vars::env_value(env, k);
     let host = get("HOST").ok_or("the replica has no HOST")?;
     let port = match port {
         Some(p) => p.to_string(),

@@ -1,6 +1,6 @@
 //! Address leases: which of the 1,024 blocks of 4,096 addresses (in
 //! 127.64.0.0/10 natively, 10.192.0.0/10 for containers; see
-//! [`crate::plan::address`]) a project's replicas take.
+//! `plan::address`) a project's replicas take.
 //!
 //! A project's block is its own for as long as its state directory lives:
 //! the daemon takes one at its first `up` ([`acquire`]) and writes it down

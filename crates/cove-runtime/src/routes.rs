@@ -10,14 +10,14 @@
 //! Browsers and curl resolve `*.localhost` to the loopback address, so
 //! `http://SERVICE.localhost:2683/` works without set-up.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cove_spec::App;
 use cove_spec::xcove::RouteProtocol;
 
-use crate::plan::{PlanError, ServicePlan};
+use crate::plan_error::PlanError;
 
 /// Where the gateway listens unless `x-cove.gateway.listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2683";
@@ -62,9 +62,8 @@ pub struct RoutePlan {
     pub timeout: Option<Duration>,
     /// Largest request body; `None`: no limit.
     pub max_body: Option<u64>,
-    /// A service's own address (see
-    /// [`crate::plan::ServicePlan::service_address`]), not a route of the
-    /// app's.
+    /// A service's own address (see `ServicePlan::service_address`), not
+    /// a route of the app's.
     pub internal: bool,
 }
 
@@ -96,6 +95,24 @@ impl Protocol {
     }
 }
 
+/// What the gateway's plan needs of a planned service (the plan gives
+/// it: `ServicePlan::upstream`).
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    pub name: &'a str,
+    /// It runs a built-in recipe: a database or a broker gets no default
+    /// route.
+    pub recipe: bool,
+    /// Its ports (`ports`, `expose`, or its recipe's).
+    pub ports: &'a [u16],
+    /// Its `PORT`: the first of them, else the default.
+    pub port: u16,
+    /// Its own address and its address on the containers' network, if
+    /// any: the gateway forwards connections there to its replicas.
+    pub service_address: Option<Ipv4Addr>,
+    pub bridge_address: Option<Ipv4Addr>,
+}
+
 /// The host of a service's default route: `SERVICE.localhost`, and in
 /// an environment (`--env NAME`) `SERVICE.NAME.localhost`, so that the
 /// environments of an app are apart on one gateway (the host's daemon
@@ -112,348 +129,316 @@ pub fn default_host(service: &str, env: Option<&str>) -> String {
 /// Every problem at once.
 pub fn gateway(
     app: &App,
-    services: &[ServicePlan],
+    services: &[Upstream],
     project_dir: &Path,
 ) -> Result<GatewayPlan, Vec<PlanError>> {
     let mut errors = Vec::new();
-    let project_err = |message: String, hint: &str| PlanError {
+    let settings = app.x_cove.gateway.clone().unwrap_or_default();
+    let listen = match settings.listen.as_deref() {
+        Some(l) => l.0,
+        None => DEFAULT_LISTEN.parse().expect("a valid address"),
+    };
+    let metrics = settings.metrics.as_deref().map(|l| l.0);
+    let max_connections = settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let mut routes = Vec::new();
+    for svc in services {
+        if let Some(compose) = app.services.get(svc.name) {
+            routes.extend(service_routes(
+                svc,
+                compose,
+                app.x_cove.env.as_deref(),
+                &mut errors,
+            ));
+        }
+    }
+    routes.extend(services.iter().flat_map(own_address_routes));
+    for svc in services {
+        if let Some(compose) = app.services.get(svc.name) {
+            routes.extend(published_routes(svc, compose, &mut errors));
+        }
+    }
+    let tls = settings
+        .tls
+        .as_ref()
+        .and_then(|t| tls_plan(t, listen, &routes, project_dir, &mut errors));
+    clashes(&routes, listen, &mut errors);
+    if errors.is_empty() {
+        Ok(GatewayPlan {
+            listen,
+            default_listen: settings.listen.is_none(),
+            max_connections,
+            metrics,
+            tls,
+            access_query: settings
+                .access_log
+                .as_ref()
+                .and_then(|a| a.query)
+                .unwrap_or_default(),
+            routes,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A problem of the project's `x-cove.gateway`.
+fn project_err(message: String, hint: &str) -> PlanError {
+    PlanError {
         service: String::new(),
         message,
         hint: hint.to_string(),
         field: Vec::new(),
         machine: false,
         written: false,
-    };
-    let settings = app.x_cove.gateway.clone().unwrap_or_default();
-    let listen_text = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = match parse_listen(listen_text) {
-        Ok(a) => a,
-        Err(m) => {
-            errors.push(
-                project_err(
-                    format!("`x-cove.gateway.listen`: {m}"),
-                    "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
-                )
-                .at(&["x-cove", "gateway", "listen"])
-                .written(),
-            );
-            DEFAULT_LISTEN.parse().expect("a valid address")
-        }
-    };
-    let metrics = match settings.metrics.as_deref().map(parse_listen) {
-        None => None,
-        Some(Ok(a)) => Some(a),
-        Some(Err(m)) => {
-            errors.push(project_err(
-                format!("`x-cove.gateway.metrics`: {m}"),
-                "write an address and a port, e.g. `127.0.0.1:9683`",
-            ));
-            None
-        }
-    };
-    let max_connections = settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    if max_connections == 0 {
-        errors.push(project_err(
-            "`x-cove.gateway.max_connections` is 0: no client could connect".into(),
-            "leave it out (10000) or give a positive number",
-        ));
     }
+}
 
+/// The routes of `svc`: its `x-cove.routes` (values checked by the
+/// loader; here, how they fit the service), else its default route (its
+/// host: [`default_host`] in environment `env`).
+fn service_routes(
+    svc: &Upstream,
+    compose: &cove_spec::model::Service,
+    env: Option<&str>,
+    errors: &mut Vec<PlanError>,
+) -> Vec<RoutePlan> {
     let mut routes = Vec::new();
-    for svc in services {
-        let Some(compose) = app.services.get(&svc.name) else {
-            continue;
-        };
-        let x = compose.x_cove.clone().unwrap_or_default();
-        let err = |i: usize, message: String, hint: &str| PlanError {
-            service: svc.name.clone(),
-            message: format!("`x-cove.routes[{i}]`: {message}"),
-            hint: hint.to_string(),
-            field: vec!["x-cove".into(), "routes".into(), i.to_string()],
-            machine: false,
-            written: false,
-        };
-        let Some(own) = &x.routes else {
-            let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
-            if svc.recipe.is_none() && (!svc.ports.is_empty() || http_probe) {
-                routes.push(RoutePlan {
-                    service: svc.name.clone(),
-                    host: Some(default_host(&svc.name, app.x_cove.env.as_deref())),
-                    path: "/".into(),
-                    strip_prefix: false,
-                    port: svc.port(),
-                    protocol: Protocol::Http,
-                    listen: None,
-                    timeout: None,
-                    max_body: None,
-                    internal: false,
-                });
-            }
-            continue;
-        };
-        for (i, r) in own.iter().enumerate() {
-            let protocol = match r.protocol {
-                None | Some(RouteProtocol::Http) => Protocol::Http,
-                Some(RouteProtocol::Grpc) => Protocol::Grpc,
-                Some(RouteProtocol::Tcp) => Protocol::Tcp,
-            };
-            let port = r.port.unwrap_or_else(|| svc.port());
-            if !svc.ports.is_empty() && !svc.ports.contains(&port) {
-                errors.push(err(
-                    i,
-                    format!(
-                        "port {port} is not one of the service's ports ({})",
-                        svc.ports
-                            .iter()
-                            .map(u16::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    "name one of its `ports` or `expose` entries, or add the port there",
-                ));
-            }
-            let path = r.path.clone().unwrap_or_else(|| "/".into());
-            if !path.starts_with('/') {
-                errors.push(
-                    err(
-                        i,
-                        format!("`path` is `{path}`, not a path"),
-                        "start it with `/`, e.g. `/api`",
-                    )
-                    .written(),
-                );
-            }
-            let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
-            if let Some(h) = &host
-                && (h.is_empty() || h.contains(['/', ':', ' ']))
-            {
-                errors.push(err(
-                    i,
-                    format!("`host` is `{h}`, not a host name"),
-                    "write the name alone, without scheme or port, e.g. `api.example.test`",
-                ));
-            }
-            let listen = match (protocol, &r.listen) {
-                (Protocol::Tcp, None) => {
-                    errors.push(err(
-                        i,
-                        "a `tcp` route needs `listen`, the address it is reached on".into(),
-                        "add e.g. `listen: 127.0.0.1:16379`",
-                    ));
-                    None
-                }
-                (Protocol::Tcp, Some(l)) => match parse_listen(l) {
-                    Ok(a) => Some(a),
-                    Err(m) => {
-                        errors.push(
-                            err(
-                                i,
-                                format!("`listen`: {m}"),
-                                "write an address and a port, e.g. `127.0.0.1:16379`",
-                            )
-                            .written(),
-                        );
-                        None
-                    }
-                },
-                (_, Some(_)) => {
-                    errors.push(err(
-                        i,
-                        "`listen` is only for `tcp` routes; HTTP routes share the gateway's address"
-                            .into(),
-                        "remove `listen`, or set `protocol: tcp`",
-                    ));
-                    None
-                }
-                (_, None) => None,
-            };
-            if protocol == Protocol::Tcp && (r.host.is_some() || r.path.is_some()) {
-                errors.push(err(
-                    i,
-                    "a `tcp` route matches no host or path: it has a port of its own".into(),
-                    "remove `host` and `path`",
-                ));
-            }
-            let timeout = match r.timeout.as_deref().map(cove_spec::units::parse_duration) {
-                None => None,
-                Some(Ok(d)) if d.is_zero() => {
-                    errors.push(err(
-                        i,
-                        "`timeout` is 0: no answer could arrive".into(),
-                        "leave it out (60s) or give a positive duration such as `30s`",
-                    ));
-                    None
-                }
-                Some(Ok(d)) => Some(d),
-                Some(Err(m)) => {
-                    errors.push(err(
-                        i,
-                        format!("`timeout`: {m}"),
-                        "write a duration such as `30s` or `2m`",
-                    ));
-                    None
-                }
-            };
-            let max_body = match r.max_body.as_deref().map(cove_spec::units::parse_bytes) {
-                None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(m)) => {
-                    errors.push(err(
-                        i,
-                        format!("`max_body`: {m}"),
-                        "write a size such as `10m`",
-                    ));
-                    None
-                }
-            };
+    let x = compose.x_cove.clone().unwrap_or_default();
+    let err = |i: usize, message: String, hint: &str| PlanError {
+        service: svc.name.to_string(),
+        message: format!("`x-cove.routes[{i}]`: {message}"),
+        hint: hint.to_string(),
+        field: vec!["x-cove".into(), "routes".into(), i.to_string()],
+        machine: false,
+        written: false,
+    };
+    let Some(own) = &x.routes else {
+        let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
+        if !svc.recipe && (!svc.ports.is_empty() || http_probe) {
             routes.push(RoutePlan {
-                service: svc.name.clone(),
-                host,
-                path,
-                strip_prefix: r.strip_prefix.unwrap_or(false),
-                port,
-                protocol,
-                listen,
-                timeout,
-                max_body,
-                internal: false,
-            });
-        }
-    }
-    // Services' own addresses (and native services' addresses on the
-    // containers' network): connections go to their healthy replicas.
-    for svc in services {
-        for a in [svc.service_address, svc.bridge_address]
-            .into_iter()
-            .flatten()
-        {
-            for &port in &svc.ports {
-                routes.push(RoutePlan {
-                    service: svc.name.clone(),
-                    host: None,
-                    path: "/".into(),
-                    strip_prefix: false,
-                    port,
-                    protocol: Protocol::Tcp,
-                    listen: Some(SocketAddr::from((a, port))),
-                    timeout: None,
-                    max_body: None,
-                    internal: true,
-                });
-            }
-        }
-    }
-    // Compose `ports` with a `published` host port: a TCP route on the
-    // host's address (`host_ip`, default all), as `docker compose` binds it.
-    for svc in services {
-        let Some(compose) = app.services.get(&svc.name) else {
-            continue;
-        };
-        for p in &compose.ports {
-            let Some(published) = p.published.as_deref() else {
-                continue;
-            };
-            let err = |message: String, hint: &str| PlanError {
-                service: svc.name.clone(),
-                message: format!("`ports` {published}:{}: {message}", p.target),
-                hint: hint.to_string(),
-                field: vec!["ports".into()],
-                machine: false,
-                written: false,
-            };
-            if p.protocol != "tcp" {
-                errors.push(err(
-                    format!("protocol `{}`: the gateway forwards TCP only", p.protocol),
-                    "publish it over TCP, or leave `published` out (others reach it at its address)",
-                ));
-                continue;
-            }
-            let Ok(host_port) = published.parse::<u16>() else {
-                errors.push(err(
-                    "a range of host ports is not supported".into(),
-                    "publish one host port per target port, e.g. `8080:80`",
-                ));
-                continue;
-            };
-            let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");
-            let Ok(ip) = ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>() else {
-                errors.push(err(
-                    format!("`host_ip` `{ip}` is not an address"),
-                    "write an address such as `127.0.0.1`, or leave it out (all addresses)",
-                ));
-                continue;
-            };
-            routes.push(RoutePlan {
-                service: svc.name.clone(),
-                host: None,
+                service: svc.name.to_string(),
+                host: Some(default_host(svc.name, env)),
                 path: "/".into(),
                 strip_prefix: false,
-                port: p.target,
-                protocol: Protocol::Tcp,
-                listen: Some(SocketAddr::new(ip, host_port)),
+                port: svc.port,
+                protocol: Protocol::Http,
+                listen: None,
                 timeout: None,
                 max_body: None,
                 internal: false,
             });
         }
-    }
-    let tls = match &settings.tls {
-        None => None,
-        Some(t) => {
-            let listen = match parse_listen(&t.listen) {
-                Ok(a) => a,
-                Err(m) => {
-                    errors.push(
-                        project_err(
-                            format!("`x-cove.gateway.tls.listen`: {m}"),
-                            "write an address and a port, e.g. `127.0.0.1:2443`",
-                        )
-                        .written(),
-                    );
-                    listen
-                }
-            };
-            if listen == parsed_listen(listen_text) && listen.port() != 0 {
-                errors.push(project_err(
-                    format!("`x-cove.gateway.tls.listen` is {listen}, the gateway's plain HTTP address too"),
-                    "give HTTPS a port of its own, e.g. 2443",
-                ));
-            }
-            let mut certificates = Vec::new();
-            match (&t.cert, &t.key) {
-                (Some(c), Some(k)) => {
-                    certificates.push((project_dir.join(c), project_dir.join(k)));
-                }
-                (None, None) => {}
-                _ => errors.push(project_err(
-                    "`x-cove.gateway.tls` needs both `cert` and `key`, or neither".into(),
-                    "name the key file with the certificate, or leave both out to use cove's local CA",
-                )),
-            }
-            certificates.extend(
-                t.certificates
-                    .iter()
-                    .map(|c| (project_dir.join(&c.cert), project_dir.join(&c.key))),
-            );
-            let mut local_names: Vec<String> =
-                vec!["localhost".into(), "*.localhost".into(), "127.0.0.1".into()];
-            // Each route's host by name too: OpenSSL and browsers refuse
-            // a wildcard right above a top-level name (`*.localhost`).
-            for r in &routes {
-                if let Some(h) = &r.host
-                    && !local_names.contains(h)
-                {
-                    local_names.push(h.clone());
-                }
-            }
-            Some(TlsPlan {
-                listen,
-                certificates,
-                local_names,
-            })
-        }
+        return routes;
     };
-    // Two routes for the same requests, or the same address twice.
+    for (i, r) in own.iter().enumerate() {
+        let protocol = match r.protocol {
+            None | Some(RouteProtocol::Http) => Protocol::Http,
+            Some(RouteProtocol::Grpc) => Protocol::Grpc,
+            Some(RouteProtocol::Tcp) => Protocol::Tcp,
+        };
+        let port = r.port.unwrap_or(svc.port);
+        if !svc.ports.is_empty() && !svc.ports.contains(&port) {
+            errors.push(err(
+                i,
+                format!(
+                    "port {port} is not one of the service's ports ({})",
+                    svc.ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "name one of its `ports` or `expose` entries, or add the port there",
+            ));
+        }
+        // `path`, `host` and the values below were checked by the loader.
+        let path = r.path.clone().unwrap_or_else(|| "/".into());
+        let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
+        let listen = match (protocol, r.listen.as_deref()) {
+            (Protocol::Tcp, None) => {
+                errors.push(err(
+                    i,
+                    "a `tcp` route needs `listen`, the address it is reached on".into(),
+                    "add e.g. `listen: 127.0.0.1:16379`",
+                ));
+                None
+            }
+            (Protocol::Tcp, Some(l)) => Some(l.0),
+            (_, Some(_)) => {
+                errors.push(err(
+                    i,
+                    "`listen` is only for `tcp` routes; HTTP routes share the gateway's address"
+                        .into(),
+                    "remove `listen`, or set `protocol: tcp`",
+                ));
+                None
+            }
+            (_, None) => None,
+        };
+        if protocol == Protocol::Tcp && (r.host.is_some() || r.path.is_some()) {
+            errors.push(err(
+                i,
+                "a `tcp` route matches no host or path: it has a port of its own".into(),
+                "remove `host` and `path`",
+            ));
+        }
+        let timeout = r.timeout.as_deref().map(|t| t.0);
+        let max_body = r.max_body.as_deref().map(|b| b.0);
+        routes.push(RoutePlan {
+            service: svc.name.to_string(),
+            host,
+            path,
+            strip_prefix: r.strip_prefix.unwrap_or(false),
+            port,
+            protocol,
+            listen,
+            timeout,
+            max_body,
+            internal: false,
+        });
+    }
+    routes
+}
+
+/// A service's own address (and a native service's address on the
+/// containers' network): connections there go to its healthy replicas.
+fn own_address_routes(svc: &Upstream) -> Vec<RoutePlan> {
+    let mut routes = Vec::new();
+    for a in [svc.service_address, svc.bridge_address]
+        .into_iter()
+        .flatten()
+    {
+        for &port in svc.ports {
+            routes.push(RoutePlan {
+                service: svc.name.to_string(),
+                host: None,
+                path: "/".into(),
+                strip_prefix: false,
+                port,
+                protocol: Protocol::Tcp,
+                listen: Some(SocketAddr::from((a, port))),
+                timeout: None,
+                max_body: None,
+                internal: true,
+            });
+        }
+    }
+    routes
+}
+
+/// Compose `ports` with a `published` host port: a TCP route on the
+/// host's address (`host_ip`, default all), as `docker compose` binds it.
+fn published_routes(
+    svc: &Upstream,
+    compose: &cove_spec::model::Service,
+    errors: &mut Vec<PlanError>,
+) -> Vec<RoutePlan> {
+    let mut routes = Vec::new();
+    for p in &compose.ports {
+        let Some(published) = p.published.as_deref() else {
+            continue;
+        };
+        let err = |message: String, hint: &str| PlanError {
+            service: svc.name.to_string(),
+            message: format!("`ports` {published}:{}: {message}", p.target),
+            hint: hint.to_string(),
+            field: vec!["ports".into()],
+            machine: false,
+            written: false,
+        };
+        if p.protocol != "tcp" {
+            errors.push(err(
+                format!("protocol `{}`: the gateway forwards TCP only", p.protocol),
+                "publish it over TCP, or leave `published` out (others reach it at its address)",
+            ));
+            continue;
+        }
+        let Ok(host_port) = published.parse::<u16>() else {
+            errors.push(err(
+                "a range of host ports is not supported".into(),
+                "publish one host port per target port, e.g. `8080:80`",
+            ));
+            continue;
+        };
+        let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");
+        let Ok(ip) = ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>() else {
+            errors.push(err(
+                format!("`host_ip` `{ip}` is not an address"),
+                "write an address such as `127.0.0.1`, or leave it out (all addresses)",
+            ));
+            continue;
+        };
+        routes.push(RoutePlan {
+            service: svc.name.to_string(),
+            host: None,
+            path: "/".into(),
+            strip_prefix: false,
+            port: p.target,
+            protocol: Protocol::Tcp,
+            listen: Some(SocketAddr::new(ip, host_port)),
+            timeout: None,
+            max_body: None,
+            internal: false,
+        });
+    }
+    routes
+}
+
+/// The HTTPS listener `t`, beside the gateway's own `listen`; its names
+/// are the local ones and each route's host.
+fn tls_plan(
+    t: &cove_spec::xcove::Tls,
+    listen: SocketAddr,
+    routes: &[RoutePlan],
+    project_dir: &Path,
+    errors: &mut Vec<PlanError>,
+) -> Option<TlsPlan> {
+    let tls_listen = t.listen.0;
+    if tls_listen == listen && listen.port() != 0 {
+        errors.push(project_err(
+            format!(
+                "`x-cove.gateway.tls.listen` is {tls_listen}, the gateway's plain HTTP address too"
+            ),
+            "give HTTPS a port of its own, e.g. 2443",
+        ));
+    }
+    let mut certificates = Vec::new();
+    match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => {
+            certificates.push((project_dir.join(c), project_dir.join(k)));
+        }
+        (None, None) => {}
+        _ => errors.push(project_err(
+            "`x-cove.gateway.tls` needs both `cert` and `key`, or neither".into(),
+            "name the key file with the certificate, or leave both out to use cove's local CA",
+        )),
+    }
+    certificates.extend(
+        t.certificates
+            .iter()
+            .map(|c| (project_dir.join(&c.cert), project_dir.join(&c.key))),
+    );
+    let mut local_names: Vec<String> =
+        vec!["localhost".into(), "*.localhost".into(), "127.0.0.1".into()];
+    // Each route's host by name too: OpenSSL and browsers refuse
+    // a wildcard right above a top-level name (`*.localhost`).
+    for r in routes {
+        if let Some(h) = &r.host
+            && !local_names.contains(h)
+        {
+            local_names.push(h.clone());
+        }
+    }
+    Some(TlsPlan {
+        listen: tls_listen,
+        certificates,
+        local_names,
+    })
+}
+
+/// Two routes for the same requests, or the same address twice (or the
+/// gateway's own).
+fn clashes(routes: &[RoutePlan], listen: SocketAddr, errors: &mut Vec<PlanError>) {
     for (j, b) in routes.iter().enumerate() {
         for a in &routes[..j] {
             let clash = match (a.listen, b.listen) {
@@ -493,23 +478,6 @@ pub fn gateway(
             });
         }
     }
-    if errors.is_empty() {
-        Ok(GatewayPlan {
-            listen,
-            default_listen: settings.listen.is_none(),
-            max_connections,
-            metrics,
-            tls,
-            access_query: settings
-                .access_log
-                .as_ref()
-                .and_then(|a| a.query)
-                .unwrap_or_default(),
-            routes,
-        })
-    } else {
-        Err(errors)
-    }
 }
 
 /// A warning (as a [`PlanError`]) when `x-cove.gateway.metrics` listens
@@ -517,8 +485,7 @@ pub fn gateway(
 /// authentication, and its series name every route, service and
 /// replica address. `cove up` and `cove config` print it.
 pub fn metrics_warning(app: &App) -> Option<PlanError> {
-    let text = app.x_cove.gateway.as_ref()?.metrics.as_deref()?;
-    let addr = parse_listen(text).ok()?;
+    let addr = app.x_cove.gateway.as_ref()?.metrics.as_deref()?.0;
     if addr.ip().is_loopback() {
         return None;
     }
@@ -583,23 +550,6 @@ pub fn published_warning(gateway: &GatewayPlan) -> Option<PlanError> {
 fn same_prefix(a: &str, b: &str) -> bool {
     let trim = |p: &str| p.trim_end_matches('/').to_string();
     trim(a) == trim(b)
-}
-
-/// `s` parsed, or the default address when it does not parse (reported
-/// elsewhere).
-fn parsed_listen(s: &str) -> SocketAddr {
-    parse_listen(s).unwrap_or_else(|_| DEFAULT_LISTEN.parse().expect("a valid address"))
-}
-
-/// `HOST:PORT`, also `localhost:PORT` (the IPv4 loopback address).
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Some(Ok(p)) = s.strip_prefix("localhost:").map(str::parse::<u16>) {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    Err(format!("`{s}` is not an address with a port"))
 }
 
 #[cfg(test)]

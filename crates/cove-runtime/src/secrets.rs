@@ -30,7 +30,7 @@ use cove_secrets::{Identity, SecretsFile, Zeroizing};
 use cove_spec::App;
 use serde_json::Value as Json;
 
-use crate::plan::PlanError;
+use crate::plan_error::PlanError;
 
 /// Values shorter than this are not scrubbed from logs.
 pub const MIN_SCRUBBED: usize = 4;
@@ -393,7 +393,7 @@ pub fn root(state_dir: &Path) -> PathBuf {
 fn base(state_dir: &Path) -> (PathBuf, PathBuf) {
     let tag = format!(
         "{:08x}",
-        crate::plan::fnv(state_dir.as_os_str().as_encoded_bytes().iter().copied())
+        crate::fnv::fnv(state_dir.as_os_str().as_encoded_bytes().iter().copied())
     );
     let uid = rustix::process::geteuid();
     let run = Path::new("/run");

@@ -13,8 +13,11 @@
 
 pub mod canonical;
 pub mod cast;
+mod checks;
+pub mod container;
 pub mod diag;
 pub mod dotenv;
+pub mod gateway;
 pub mod graph;
 pub mod interpolate;
 pub mod load;
@@ -24,6 +27,7 @@ pub mod model;
 pub mod node;
 pub mod parse;
 pub mod pending;
+pub mod policy;
 pub mod project;
 pub mod resolve;
 pub mod schema;

@@ -3,7 +3,7 @@
 //! Per file and per YAML document: parse (spans) → interpolate → cast →
 //! validate (Compose schema and `x-cove` schema) → canonicalise (long forms,
 //! absolute paths) → `include` → `extends`. Then every file merges onto the
-//! previous ones, and [`crate::resolve`] turns the tree into the App model.
+//! previous ones, and `resolve.rs` turns the tree into the App model.
 //! Every step records problems in one [`Diagnostics`] and goes on, so one run
 //! reports everything that is wrong.
 

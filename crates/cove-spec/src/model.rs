@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+pub use crate::policy::{FailureAction, Order, Restart, RestartCondition, StopSignal, Written};
 use crate::units::ComposeDuration;
 use crate::xcove::{ProjectExt, ServiceExt};
 
@@ -82,9 +83,9 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart: Option<String>,
+    pub restart: Option<Written<Restart>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_signal: Option<String>,
+    pub stop_signal: Option<Written<StopSignal>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<ComposeDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,7 +297,7 @@ pub struct ResourceSet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RestartPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
+    pub condition: Option<Written<RestartCondition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<ComposeDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,14 +318,14 @@ pub struct UpdateConfig {
     pub delay: Option<ComposeDuration>,
     /// `continue`, `rollback` or `pause`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_action: Option<String>,
+    pub failure_action: Option<Written<FailureAction>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<ComposeDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failure_ratio: Option<f64>,
     /// `stop-first` or `start-first`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<String>,
+    pub order: Option<Written<Order>>,
     /// Other keys (`x-*` extensions), kept as they are.
     #[serde(flatten)]
     pub other: BTreeMap<String, Json>,

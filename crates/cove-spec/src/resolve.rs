@@ -22,7 +22,9 @@ use crate::units;
 
 type Disabled = IndexMap<String, Vec<String>>;
 
-/// Turns the merged canonical tree into the App model.
+/// Turns the merged canonical tree into the App model, in steps:
+/// profiles, each service's checks and defaults, the top-level sections,
+/// the typed conversion.
 pub fn resolve(
     mut root: Node,
     name: &str,
@@ -50,8 +52,71 @@ pub fn resolve(
         },
         None => Map::default(),
     };
+    let disabled = enabled_profiles(&mut services, profiles);
+    if services.entries.is_empty() && disabled.is_empty() && services_span.is_none() {
+        loader.diags.push(
+            Diagnostic::error(None, "the app defines no services")
+                .with_hint("add a `services:` section with at least one service"),
+        );
+    }
+    let (graph, uses_default_network) = each_service(
+        &mut services,
+        root_map,
+        &disabled,
+        vars,
+        project_dir,
+        loader,
+    );
+    crate::checks::gateway(
+        root_map.get("x-cove").and_then(Node::as_map),
+        services.entries.iter().filter_map(|e| {
+            let x = e.value.as_map()?.get("x-cove")?.as_map()?;
+            Some((e.key.as_str(), x))
+        }),
+        &mut loader.diags,
+    );
+    for cycle in graph.cycles() {
+        let msg = if cycle.path.len() == 2 {
+            format!("service `{}` depends on itself", cycle.path[0])
+        } else {
+            format!("dependency cycle: {}", cycle.path.join(" → "))
+        };
+        loader.diags.push(
+            Diagnostic::error(cycle.span, msg)
+                .with_hint("services start after their dependencies, so a cycle can never start; remove one of these `depends_on` entries"),
+        );
+    }
 
-    // Profiles.
+    top_level(root_map, name, uses_default_network, loader);
+    // Typed conversion, services in dependency order.
+    if loader.diags.has_errors() {
+        return None;
+    }
+    let typed = typed_services(&services, &graph, loader);
+    let mut app_json = match root.to_json() {
+        Json::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    app_json.insert("name".into(), Json::String(name.to_string()));
+    match serde_json::from_value::<App>(Json::Object(app_json)) {
+        Ok(mut app) if !loader.diags.has_errors() => {
+            app.services = typed;
+            Some((app, disabled, graph))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            loader.diags.push(
+                Diagnostic::error(None, format!("the app could not be converted: {e}"))
+                    .with_hint("check the top-level sections against the Compose specification"),
+            );
+            None
+        }
+    }
+}
+
+/// Keeps the services whose profiles are enabled; the others, with their
+/// profiles.
+fn enabled_profiles(services: &mut Map, profiles: &[String]) -> Disabled {
     let mut disabled: Disabled = IndexMap::new();
     services.entries.retain(|e| {
         let own: Vec<String> = e
@@ -71,13 +136,19 @@ pub fn resolve(
         }
         enabled
     });
-    if services.entries.is_empty() && disabled.is_empty() && services_span.is_none() {
-        loader.diags.push(
-            Diagnostic::error(None, "the app defines no services")
-                .with_hint("add a `services:` section with at least one service"),
-        );
-    }
+    disabled
+}
 
+/// Each service's dependencies (the graph), environment, checks and
+/// defaults; whether one joins the implicit `default` network.
+fn each_service(
+    services: &mut Map,
+    root_map: &Map,
+    disabled: &Disabled,
+    vars: &Vars,
+    project_dir: &Path,
+    loader: &mut Loader,
+) -> (Graph, bool) {
     let top = |key: &str, root: &Map| -> Vec<String> {
         root.get(key)
             .and_then(Node::as_map)
@@ -99,7 +170,7 @@ pub fn resolve(
             continue;
         };
         implicit_dependencies(svc);
-        let edges = dependencies(&svc_name, svc, &names, &disabled, loader);
+        let edges = dependencies(&svc_name, svc, &names, disabled, loader);
         graph.deps.insert(svc_name.clone(), edges);
         environment(&svc_name, svc, vars, loader);
         build_defaults(svc, project_dir, vars);
@@ -111,23 +182,25 @@ pub fn resolve(
             uses_default_network = true;
         }
         check_misc(&svc_name, svc, loader);
+        crate::checks::policies(&svc_name, svc, &mut loader.diags);
+        if let Some(x) = svc.get("x-cove").and_then(Node::as_map) {
+            crate::checks::xcove_service(&svc_name, x, &mut loader.diags);
+        }
         service_defaults(svc);
         units_pass(&svc_name, svc, loader);
         strip_x_fields_of_xcove(svc);
     }
-    for cycle in graph.cycles() {
-        let msg = if cycle.path.len() == 2 {
-            format!("service `{}` depends on itself", cycle.path[0])
-        } else {
-            format!("dependency cycle: {}", cycle.path.join(" → "))
-        };
-        loader.diags.push(
-            Diagnostic::error(cycle.span, msg)
-                .with_hint("services start after their dependencies, so a cycle can never start; remove one of these `depends_on` entries"),
-        );
-    }
+    (graph, uses_default_network)
+}
 
-    // Top-level resources: names and the implicit default network.
+/// Top-level sections: the implicit default network, the names of
+/// networks and volumes, `x-cove`'s own `x-` fields and durations.
+fn top_level(root_map: &mut Map, name: &str, uses_default_network: bool, loader: &mut Loader) {
+    let defined_networks: Vec<String> = root_map
+        .get("networks")
+        .and_then(Node::as_map)
+        .map(|m| m.keys().map(str::to_string).collect())
+        .unwrap_or_default();
     if uses_default_network && !defined_networks.iter().any(|n| n == "default") {
         let networks = ensure_map(root_map, "networks");
         networks.insert(
@@ -162,13 +235,15 @@ pub fn resolve(
             }
         }
     }
+}
 
-    // Typed conversion, services in dependency order.
-    if loader.diags.has_errors() {
-        return None;
-    }
-    // Each service on its own, in start order, so a conversion problem names
-    // its service.
+/// Each service converted on its own, in start order, so a conversion
+/// problem names its service.
+fn typed_services(
+    services: &Map,
+    graph: &Graph,
+    loader: &mut Loader,
+) -> IndexMap<String, crate::model::Service> {
     let mut typed = IndexMap::new();
     for svc_name in graph.order() {
         let Some(entry) = services.entry(&svc_name) else {
@@ -184,25 +259,7 @@ pub fn resolve(
             ),
         }
     }
-    let mut app_json = match root.to_json() {
-        Json::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    app_json.insert("name".into(), Json::String(name.to_string()));
-    match serde_json::from_value::<App>(Json::Object(app_json)) {
-        Ok(mut app) if !loader.diags.has_errors() => {
-            app.services = typed;
-            Some((app, disabled, graph))
-        }
-        Ok(_) => None,
-        Err(e) => {
-            loader.diags.push(
-                Diagnostic::error(None, format!("the app could not be converted: {e}"))
-                    .with_hint("check the top-level sections against the Compose specification"),
-            );
-            None
-        }
-    }
+    typed
 }
 
 fn ensure_map<'a>(m: &'a mut Map, key: &str) -> &'a mut Map {

@@ -12,6 +12,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::{Listen, Size, Timeout};
+use crate::policy::Written;
+use crate::units::ComposeDuration;
+
 /// The x-cove schema version this build understands.
 pub const VERSION: u32 = 1;
 
@@ -106,11 +110,11 @@ pub struct Gateway {
     /// `127.0.0.1:2683` (2683 spells COVE on a phone keypad; few services
     /// use it, and services listen on their own addresses anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
+    pub listen: Option<Written<Listen>>,
     /// Address of the gateway's Prometheus endpoint (`GET /metrics`),
     /// `HOST:PORT`, e.g. `127.0.0.1:9683`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<String>,
+    pub metrics: Option<Written<Listen>>,
     /// Most client connections open at once (HTTP and TCP routes together);
     /// more wait in the listen queue. Default: 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,11 +151,11 @@ pub enum AccessLogQuery {
 }
 
 /// TLS settings of the gateway: an HTTPS listener for the same routes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Tls {
     /// Address of the HTTPS listener, `HOST:PORT`, e.g. `127.0.0.1:2443`.
-    pub listen: String,
+    pub listen: Written<Listen>,
     /// Certificate chain (PEM) of the default certificate, with `key`;
     /// relative to the project directory. Without any certificate, cove's
     /// local CA issues one for `localhost`, `*.localhost`, `127.0.0.1` and
@@ -230,7 +234,8 @@ pub struct ServiceExt {
     /// the service's ports (`ports`, `expose`). `up -d`, `start`, `scale`
     /// and `deploy` wait for it; the gateway sends it requests from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_after: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub ready_after: Option<ComposeDuration>,
     /// Routes on the gateway that reach this service. Without this field a
     /// service with a port gets the default route (`SERVICE.localhost`);
     /// `routes: []` means none.
@@ -308,15 +313,15 @@ pub struct Route {
     /// For `tcp` routes (required there): the address the gateway listens
     /// on for this route, `HOST:PORT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
+    pub listen: Option<Written<Listen>>,
     /// How long the service may take to answer (its response headers), a
     /// duration such as `30s`. Default: `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<Written<Timeout>>,
     /// Largest request body accepted, a size such as `10m`; larger ones
     /// are answered 413. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_body: Option<String>,
+    pub max_body: Option<Written<Size>>,
 }
 
 /// Protocol of a route.
@@ -420,3 +425,15 @@ pub fn json_schema() -> serde_json::Value {
     }
     value
 }
+
+/// The names `recipe` takes (cove's built-in recipes, and their aliases).
+pub const RECIPES: [&str; 8] = [
+    "redis",
+    "mariadb",
+    "mysql",
+    "postgres",
+    "postgresql",
+    "activemq",
+    "activemq-classic",
+    "rabbitmq",
+];

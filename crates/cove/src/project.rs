@@ -87,7 +87,11 @@ fn report(loaded: Result<Project, LoadFailure>) -> Option<Project> {
 /// then its daemon's), each error printed to stderr where it is written
 /// (`None` then: exit 1). Starts nothing.
 pub fn plan_or_report(project: &Project) -> Option<cove_runtime::plan::Plan> {
-    let planned = cove_runtime::plan::plan(&project.app, &project.project_dir);
+    let planned = cove_runtime::preflight::checked(
+        &project.app,
+        cove_runtime::plan::plan(&project.app, &project.project_dir),
+        cove_runtime::preflight::check(&project.app),
+    );
     let mut errors = planned.as_ref().err().cloned().unwrap_or_default();
     errors.extend(daemon_checks(&project.app));
     if errors.is_empty() {
@@ -135,9 +139,13 @@ pub fn lease(project: &Project) -> anyhow::Result<u16> {
 /// file may be meant for another. False when the app cannot run anywhere
 /// (its errors printed).
 pub fn check_or_report(project: &Project) -> bool {
-    let mut problems = cove_runtime::plan::plan(&project.app, &project.project_dir)
-        .err()
-        .unwrap_or_default();
+    let mut problems = cove_runtime::preflight::checked(
+        &project.app,
+        cove_runtime::plan::plan(&project.app, &project.project_dir),
+        cove_runtime::preflight::check(&project.app),
+    )
+    .err()
+    .unwrap_or_default();
     problems.extend(daemon_checks(&project.app));
     // What cove cannot run here or yet (a program not installed, a UDP
     // port) is a warning: Compose accepts the file, and it may be meant

@@ -129,8 +129,12 @@ fn plan_now(
     let secrets =
         cove_runtime::secrets::resolve(&app, &desired.project_dir, desired.identity.as_deref())
             .map_err(words)?;
-    let mut plan =
-        cove_runtime::plan::plan_with(&app, &desired.project_dir, Some(&secrets)).map_err(words)?;
+    let mut plan = cove_runtime::preflight::checked(
+        &app,
+        cove_runtime::plan::plan_with(&app, &desired.project_dir, Some(&secrets)),
+        cove_runtime::preflight::check(&app),
+    )
+    .map_err(words)?;
     // Every service planned (addresses depend on all the names); only
     // what should run (and what it depends on) kept, routes included.
     if !desired.wanted.is_empty() {

@@ -11,6 +11,7 @@ use cove_spec::model::Service;
 use indexmap::IndexMap;
 
 use super::{PlanError, state_dir};
+use crate::fnv::fnv;
 
 /// Most instances of one service at once (replicas, plus the new ones of a
 /// rolling deploy): slots 1..=62 of its 64 addresses (none ends in .0 or
@@ -52,15 +53,6 @@ pub fn is_container_address(ip: std::net::IpAddr) -> bool {
 pub fn container_network(net: u16) -> (String, Ipv4Addr) {
     let base = address(net, CONTAINER);
     (format!("{base}/20"), address(net, CONTAINER | 63))
-}
-
-pub(crate) fn fnv(bytes: impl Iterator<Item = u8>) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
 }
 
 /// The app's address range: its lease (see [`crate::lease`]), else the one
@@ -112,10 +104,7 @@ pub(super) fn index_of(indexes: &IndexMap<&str, u32>, name: &str) -> u32 {
 /// The service's ports: `ports` targets, then `expose`, without repeats.
 pub(super) fn service_ports(s: &Service) -> Vec<u16> {
     let mut out: Vec<u16> = Vec::new();
-    let exposed = s
-        .expose
-        .iter()
-        .filter_map(|e| e.split(['/', '-']).next()?.parse().ok());
+    let exposed = s.exposed().into_iter().map(|e| e.port);
     for p in s.ports.iter().map(|p| p.target).chain(exposed) {
         if !out.contains(&p) {
             out.push(p);
@@ -134,12 +123,13 @@ pub(super) fn udp_only(s: &Service, port: u16) -> bool {
         .filter(|p| p.target == port)
         .map(|p| p.protocol.as_str())
         .collect();
-    for e in &s.expose {
-        let (number, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
-        if number.split('-').next().and_then(|n| n.parse().ok()) == Some(port) {
-            protocols.push(proto);
-        }
-    }
+    let exposed = s.exposed();
+    protocols.extend(
+        exposed
+            .iter()
+            .filter(|e| e.port == port)
+            .map(|e| e.protocol.as_str()),
+    );
     !protocols.is_empty() && protocols.iter().all(|p| udp(p))
 }
 

@@ -3,7 +3,7 @@
 //! capabilities, network names, …).
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cove_spec::App;
 use cove_spec::model::{MountKind, Service};
@@ -91,7 +91,8 @@ pub struct BuildPlan {
 }
 
 /// Compose `configs` from a file: bound read-only at their target
-/// (`/NAME` by default).
+/// (`/NAME` by default). That the file exists is
+/// the preflight's check (`preflight.rs`).
 fn config_binds(
     app: &App,
     svc: &Service,
@@ -103,10 +104,6 @@ fn config_binds(
         let def = app.configs.get(&c.source);
         let target = c.target.clone().unwrap_or_else(|| format!("/{}", c.source));
         match def.and_then(|d| d.get("file")).and_then(|f| f.as_str()) {
-            Some(file) if !Path::new(file).is_file() => errors.push(err(
-                format!("config `{}`: {file} is not a file", c.source),
-                "create it, or fix the `file:` of the top-level config (relative to the Compose file)",
-            )),
             Some(file) => config_binds.push(format!("{file}:{target}:ro")),
             None => errors.push(err(
                 format!(
@@ -125,114 +122,6 @@ pub fn volume_name(app: &str, net: u16, name: &str) -> String {
     format!("cove-{app}-{net}_{name}")
 }
 
-/// A list of strings of the Compose file (empty when absent).
-pub(super) fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
-    v.and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A string or a list of strings and numbers (`dns`, `group_add`).
-pub(super) fn scalars(v: Option<&serde_json::Value>) -> Vec<String> {
-    let one = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    match v {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(one).collect(),
-        Some(v) => one(v).into_iter().collect(),
-        None => Vec::new(),
-    }
-}
-
-/// A map, or a list of `KEY=VALUE` (`sysctls`).
-pub(super) fn pairs(v: Option<&serde_json::Value>) -> Vec<(String, String)> {
-    match v {
-        Some(serde_json::Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect(),
-        other => strings(other)
-            .into_iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv, String::new()),
-            })
-            .collect(),
-    }
-}
-
-/// `devices`: `HOST[:CONTAINER[:PERMISSIONS]]`, or the long form
-/// (`source`, `target`, `permissions`), as `HOST:CONTAINER:PERMISSIONS`.
-pub(super) fn devices_of(v: Option<&serde_json::Value>) -> Vec<String> {
-    let Some(serde_json::Value::Array(a)) = v else {
-        return Vec::new();
-    };
-    a.iter()
-        .filter_map(|d| {
-            let (host, container, perms) = match d {
-                serde_json::Value::String(s) => {
-                    let mut parts = s.splitn(3, ':');
-                    let host = parts.next()?.to_string();
-                    let container = parts.next().unwrap_or(&host).to_string();
-                    let perms = parts.next().unwrap_or("rwm").to_string();
-                    (host, container, perms)
-                }
-                serde_json::Value::Object(m) => {
-                    let host = m.get("source")?.as_str()?.to_string();
-                    let container = m
-                        .get("target")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or(&host)
-                        .to_string();
-                    let perms = m
-                        .get("permissions")
-                        .and_then(|p| p.as_str())
-                        .unwrap_or("rwm")
-                        .to_string();
-                    (host, container, perms)
-                }
-                _ => return None,
-            };
-            Some(format!("{host}:{container}:{perms}"))
-        })
-        .collect()
-}
-
-pub(super) fn flag(v: Option<&serde_json::Value>) -> bool {
-    v.and_then(serde_json::Value::as_bool).unwrap_or(false)
-}
-
-/// Compose `ulimits` (`nofile: 1024` or `{soft, hard}`) as name, soft, hard.
-pub(super) fn ulimits_of(s: &Service) -> Vec<(String, i64, i64)> {
-    let Some(serde_json::Value::Object(map)) = s.other.get("ulimits") else {
-        return Vec::new();
-    };
-    map.iter()
-        .filter_map(|(name, v)| {
-            let (soft, hard) = match v {
-                serde_json::Value::Number(n) => (n.as_i64()?, n.as_i64()?),
-                serde_json::Value::Object(o) => {
-                    (o.get("soft")?.as_i64()?, o.get("hard")?.as_i64()?)
-                }
-                _ => return None,
-            };
-            Some((name.clone(), soft, hard))
-        })
-        .collect()
-}
-
 /// The driver a service asks for: its `x-cove.driver`, else the project's.
 pub(super) fn driver_of(app: &App, s: &Service) -> Option<Driver> {
     s.x_cove
@@ -243,7 +132,7 @@ pub(super) fn driver_of(app: &App, s: &Service) -> Option<Driver> {
 
 /// Services run as containers: an image or a build, and neither a native
 /// command nor a recipe (or `x-cove.driver: docker`).
-pub(super) fn containers<'a>(
+pub(crate) fn containers<'a>(
     app: &'a App,
     recipes: &IndexMap<&str, Option<Recipe>>,
 ) -> Vec<&'a str> {
@@ -282,14 +171,9 @@ impl Context<'_> {
             .and_then(|d| d.resources.as_ref())
             .and_then(|r| r.limits.as_ref());
         let (subnet, gateway) = container_network(net);
-        let build = match self.build_plan(svc, err) {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push(e);
-                return None;
-            }
-        };
+        let build = self.build_plan(svc);
         let config_binds = config_binds(app, svc, err, errors);
+        let options = svc.container_options();
         Some(ContainerPlan {
             image: match (&svc.image, &build) {
                 (Some(i), _) => i.clone(),
@@ -339,93 +223,44 @@ impl Context<'_> {
                 .and_then(|m| i64::try_from(m).ok()),
             nano_cpus: limits.and_then(|l| l.cpus).map(|c| (c * 1e9) as i64),
             pids: limits.and_then(|l| l.pids),
-            ulimits: ulimits_of(svc),
-            cap_add: strings(svc.other.get("cap_add")),
-            cap_drop: strings(svc.other.get("cap_drop")),
-            extra_hosts: match svc.other.get("extra_hosts") {
-                Some(serde_json::Value::Object(m)) => m
-                    .iter()
-                    .filter_map(|(k, v)| Some(format!("{k}:{}", v.as_str()?)))
-                    .collect(),
-                other => strings(other)
-                    .into_iter()
-                    .map(|h| h.replacen('=', ":", 1))
-                    .collect(),
-            },
-            init: flag(svc.other.get("init")),
-            privileged: flag(svc.other.get("privileged")),
-            read_only: flag(svc.other.get("read_only")),
+            ulimits: options.ulimits,
+            cap_add: options.cap_add,
+            cap_drop: options.cap_drop,
+            extra_hosts: options.extra_hosts,
+            init: options.init,
+            privileged: options.privileged,
+            read_only: options.read_only,
             health_disabled: svc
                 .healthcheck
                 .as_ref()
                 .is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")),
-            aliases: svc
-                .networks
-                .values()
-                .flat_map(|n| strings(n.get("aliases")))
-                .collect(),
-            hostname: svc
-                .other
-                .get("hostname")
-                .and_then(|h| h.as_str())
-                .map(str::to_string),
-            sysctls: pairs(svc.other.get("sysctls")),
-            shm_size: match svc.other.get("shm_size") {
-                Some(serde_json::Value::Number(n)) => n.as_i64(),
-                Some(serde_json::Value::String(t)) => cove_spec::units::parse_bytes(t)
-                    .ok()
-                    .and_then(|b| i64::try_from(b).ok()),
-                _ => None,
-            },
-            security_opt: strings(svc.other.get("security_opt")),
-            devices: devices_of(svc.other.get("devices")),
-            group_add: scalars(svc.other.get("group_add")),
-            dns: scalars(svc.other.get("dns")),
-            dns_search: scalars(svc.other.get("dns_search")),
+            aliases: options.aliases,
+            hostname: options.hostname,
+            sysctls: options.sysctls,
+            shm_size: options.shm_size,
+            security_opt: options.security_opt,
+            devices: options.devices,
+            group_add: options.group_add,
+            dns: options.dns,
+            dns_search: options.dns_search,
         })
     }
 
-    /// Compose `build:`; an error when its context is not a directory.
-    fn build_plan(
-        &self,
-        svc: &Service,
-        err: &impl Fn(String, &str) -> PlanError,
-    ) -> Result<Option<BuildPlan>, PlanError> {
+    /// Compose `build:` (that its context is a directory is
+    /// the preflight's check, `preflight.rs`).
+    fn build_plan(&self, svc: &Service) -> Option<BuildPlan> {
         let state_dir = &self.state_dir;
-        let build_labels: Vec<(String, String)> =
-            match svc.build.as_ref().and_then(|b| b.other.get("labels")) {
-                Some(serde_json::Value::Object(m)) => m
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect(),
-                other => strings(other)
-                    .iter()
-                    .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            };
-        let build = match &svc.build {
-            Some(b) if !Path::new(&b.context).is_dir() => {
-                return Err(err(
-                    format!("`build.context` {} is not a directory", b.context),
-                    "cove builds from a local directory (a Git URL is not supported yet)",
-                )
-                .at(&["build"]));
-            }
-            Some(b) => Some(BuildPlan {
-                context: PathBuf::from(&b.context),
-                skip: vec![state_dir.clone()],
-                dockerfile: b.dockerfile.clone(),
-                args: b
-                    .args
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
-                    .collect(),
-                target: b.target.clone(),
-                labels: build_labels,
-            }),
-            None => None,
-        };
-        Ok(build)
+        svc.build.as_ref().map(|b| BuildPlan {
+            context: PathBuf::from(&b.context),
+            skip: vec![state_dir.clone()],
+            dockerfile: b.dockerfile.clone(),
+            args: b
+                .args
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .collect(),
+            target: b.target.clone(),
+            labels: b.labels(),
+        })
     }
 }

@@ -21,7 +21,6 @@
 mod address;
 mod container;
 mod env;
-mod error;
 mod native;
 mod policy;
 
@@ -30,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cove_spec::App;
-use cove_spec::model::{Condition, Service};
+use cove_spec::model::{Condition, Order, Service};
 use cove_spec::xcove::StringOrList;
 use indexmap::IndexMap;
 use rustix::process::Signal;
@@ -38,20 +37,19 @@ use rustix::process::Signal;
 use crate::health::HealthSpec;
 use crate::recipe::Recipe;
 
-pub(crate) use address::fnv;
+pub use crate::plan_error::PlanError;
+pub use crate::vars::{env_value, expand_known, names_variable};
 pub use address::{
     CONTAINER, CONTAINER_NET, MAX_INSTANCES, MAX_SERVICES, address, container_network,
     is_container_address, net_of, project_net, service_indexes,
 };
 use address::{index_of, replica_limits, service_ports, udp_only};
-use container::containers;
+pub(crate) use container::containers;
 pub use container::{BuildPlan, ContainerPlan, volume_name};
-pub use env::{
-    env_value, expand_known, names_variable, rewrite_args, rewrite_references, rewrite_value,
-};
 use env::{named_by_others, secrets_in_commands};
-pub use error::PlanError;
-use native::{check_x_cove, health_of, recipes};
+pub use env::{rewrite_args, rewrite_references, rewrite_value};
+use native::health_of;
+pub(crate) use native::recipes;
 pub use policy::{FailureAction, Restart, UpdatePolicy};
 use policy::{restart_of, stop_signal_of, update_policies};
 
@@ -91,7 +89,7 @@ pub struct ServicePlan {
     pub ports: Vec<u16>,
     /// Those of [`ServicePlan::ports`] it listens on over TCP: without a
     /// health check, a replica is ready once it accepts connections on
-    /// each of them (see [`crate::supervisor`]).
+    /// each of them (see the supervisor, `supervisor.rs`).
     pub tcp_ports: Vec<u16>,
     /// How long a replica without a health check must have run before it
     /// is ready (`x-cove.ready_after`, default [`READY_AFTER`]); one that
@@ -182,6 +180,18 @@ impl ServicePlan {
         address(self.net, self.base + slot.clamp(1, MAX_INSTANCES))
     }
 
+    /// What the gateway's routes need of it.
+    pub fn upstream(&self) -> crate::routes::Upstream<'_> {
+        crate::routes::Upstream {
+            name: &self.name,
+            recipe: self.recipe.is_some(),
+            ports: &self.ports,
+            port: self.port(),
+            service_address: self.service_address,
+            bridge_address: self.bridge_address,
+        }
+    }
+
     /// `PORT` of every replica.
     pub fn port(&self) -> u16 {
         self.ports.first().copied().unwrap_or(DEFAULT_PORT)
@@ -245,20 +255,65 @@ pub fn state_dir(app: &App, project_dir: &Path) -> PathBuf {
     project_dir.join(app.x_cove.state_dir.as_deref().unwrap_or(".cove"))
 }
 
-/// Plans `app` (already cut down to what should run), without reading its
-/// secrets (their values are empty): to show what would run. All problems
-/// at once.
-pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
-    plan_with(app, project_dir, None)
+/// What planning needs to know beyond the app: given, never looked up,
+/// so that a plan is a function of the app and its placement alone (the
+/// machine is checked apart, by the preflight, `preflight.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The project's directory: the default working directory of native
+    /// commands, and where the state directory is.
+    pub project_dir: PathBuf,
+    /// The project's block of addresses: its lease (see [`crate::lease`]).
+    pub net: u16,
+    /// Where its replicas' secrets directories go (see
+    /// [`crate::secrets::root`]).
+    pub secrets_root: PathBuf,
+    /// What recipes' commands name of the machine (their programs' paths,
+    /// as root their system users).
+    pub host: crate::recipe::Host,
 }
 
-/// Plans `app` with its secrets (read by [`crate::secrets::resolve`]).
+impl Placement {
+    /// The placement on this machine: the lease recorded in the state
+    /// directory (else the block the project would try first) and the
+    /// secrets root the machine offers, the recipes' programs and users.
+    /// Reads them.
+    pub fn here(app: &App, project_dir: &Path) -> Placement {
+        Placement {
+            project_dir: project_dir.to_path_buf(),
+            net: net_of(app, project_dir),
+            secrets_root: crate::secrets::root(&state_dir(app, project_dir)),
+            host: crate::recipe::Host::here(),
+        }
+    }
+}
+
+/// Plans `app` (already cut down to what should run) as placed on this
+/// machine ([`Placement::here`]), without reading its secrets (their
+/// values are empty): to show what would run. All problems at once. The
+/// machine's checks are the preflight's (`preflight::check`).
+pub fn plan(app: &App, project_dir: &Path) -> Result<Plan, Vec<PlanError>> {
+    plan_at(app, &Placement::here(app, project_dir), None)
+}
+
+/// [`plan`] with its secrets (read by [`crate::secrets::resolve`]).
 pub fn plan_with(
     app: &App,
     project_dir: &Path,
     secrets: Option<&crate::secrets::Resolved>,
 ) -> Result<Plan, Vec<PlanError>> {
-    let cx = Context::new(app, project_dir, secrets)?;
+    plan_at(app, &Placement::here(app, project_dir), secrets)
+}
+
+/// Plans `app` at `placement`, with its secrets if given: a pure function
+/// of its arguments (no file, `PATH` or engine is looked at).
+pub fn plan_at(
+    app: &App,
+    placement: &Placement,
+    secrets: Option<&crate::secrets::Resolved>,
+) -> Result<Plan, Vec<PlanError>> {
+    let project_dir = placement.project_dir.as_path();
+    let cx = Context::new(app, placement, secrets)?;
     let mut errors = replica_limits(app);
     let mut services = Vec::new();
     for (name, svc) in app.services.iter() {
@@ -266,7 +321,8 @@ pub fn plan_with(
             services.push(s);
         }
     }
-    let gateway = match crate::routes::gateway(app, &services, project_dir) {
+    let upstreams: Vec<_> = services.iter().map(ServicePlan::upstream).collect();
+    let gateway = match crate::routes::gateway(app, &upstreams, project_dir) {
         Ok(g) => Some(g),
         Err(e) => {
             errors.extend(e);
@@ -284,6 +340,7 @@ pub fn plan_with(
 /// addresses do not depend on what runs).
 struct Context<'a> {
     app: &'a App,
+    placement: &'a Placement,
     project_dir: &'a Path,
     secrets: Option<&'a crate::secrets::Resolved>,
     redactor: crate::secrets::Redactor,
@@ -310,11 +367,12 @@ impl<'a> Context<'a> {
     /// The app's layout; an error when it has too many services.
     fn new(
         app: &'a App,
-        project_dir: &'a Path,
+        placement: &'a Placement,
         secrets: Option<&'a crate::secrets::Resolved>,
     ) -> Result<Context<'a>, Vec<PlanError>> {
+        let project_dir = placement.project_dir.as_path();
         let redactor = secrets.map(|s| s.redactor()).unwrap_or_default();
-        let secrets_root = crate::secrets::root(&state_dir(app, project_dir));
+        let secrets_root = placement.secrets_root.clone();
         let recipes = recipes(app);
         let containers = containers(app, &recipes);
         let ports: IndexMap<&str, Vec<u16>> = app
@@ -331,10 +389,13 @@ impl<'a> Context<'a> {
         let healths: IndexMap<&str, Option<HealthSpec>> = app
             .services
             .iter()
-            .map(|(n, s)| (n.as_str(), health_of(s, recipe_of(&recipes, n))))
+            .map(|(n, s)| {
+                let health = health_of(s, recipe_of(&recipes, n), &placement.host);
+                (n.as_str(), health)
+            })
             .collect();
         let state_dir = state_dir(app, project_dir);
-        let net = net_of(app, project_dir);
+        let net = placement.net;
         let indexes = match service_indexes(app.services.keys().map(String::as_str)) {
             Some(i) => i,
             None => {
@@ -387,6 +448,7 @@ impl<'a> Context<'a> {
             .collect();
         Ok(Context {
             app,
+            placement,
             project_dir,
             secrets,
             redactor,
@@ -432,7 +494,6 @@ impl<'a> Context<'a> {
             written: false,
         };
         let x = svc.x_cove.clone().unwrap_or_default();
-        check_x_cove(&x, &err, errors);
         let is_container = self.containers.contains(&name);
         let container = if is_container {
             Some(self.container(name, svc, &err, errors)?)
@@ -445,13 +506,13 @@ impl<'a> Context<'a> {
             Some(StringOrList::String(s)) => cove_spec::shell_words::split(s).ok(),
             None => None,
         };
-        let stop_signal = stop_signal_of(svc, &err, errors)?;
-        let restart = restart_of(svc, &err, errors)?;
+        let stop_signal = stop_signal_of(svc);
+        let restart = restart_of(svc);
         let health = healths.get(name).cloned().flatten();
         let depends_on = self.dependencies(svc, &err, errors);
         let stateful =
             recipe_of(recipes, name).is_some_and(|r| r.has_data(svc)) || !svc.volumes.is_empty();
-        let (update, rollback) = update_policies(svc, stateful, &err, errors)?;
+        let (update, rollback) = update_policies(svc, stateful);
         let mounts = self.secret_mounts(svc, &err, errors);
         secrets_in_commands(
             &x,
@@ -489,11 +550,7 @@ impl<'a> Context<'a> {
                 .copied()
                 .filter(|p| !udp_only(svc, *p))
                 .collect(),
-            ready_after: x
-                .ready_after
-                .as_deref()
-                .and_then(|d| cove_spec::units::parse_duration(d).ok())
-                .unwrap_or(READY_AFTER),
+            ready_after: x.ready_after.map_or(READY_AFTER, |d| d.0),
             net,
             base: (index_of(indexes, name) * 64) | if is_container { CONTAINER } else { 0 },
             recipe: recipe_of(recipes, name),
@@ -578,7 +635,7 @@ fn own_addresses<'a>(
                 .as_ref()
                 .and_then(|d| d.update_config.as_ref())
                 .and_then(|u| u.order.as_deref());
-            let start_first = order.map_or(!stateful, |o| o == "start-first");
+            let start_first = order.map_or(!stateful, |o| *o == Order::StartFirst);
             start_first
                 && ports
                     .get(n.as_str())

@@ -1,6 +1,5 @@
 //! Services run as processes: their command (`x-cove.run`, or a recipe's:
-//! built-in commands for well-known images), the checks of `x-cove`, and
-//! health checks.
+//! built-in commands for well-known images) and health checks.
 
 use std::time::Duration;
 
@@ -16,7 +15,11 @@ use crate::recipe::Recipe;
 
 /// The health check: the Compose one, or for a recipe its own probe with
 /// the Compose timings (or quick defaults).
-pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpec> {
+pub(super) fn health_of(
+    s: &Service,
+    recipe: Option<Recipe>,
+    host: &crate::recipe::Host,
+) -> Option<HealthSpec> {
     if let Some(probe) = s.x_cove.as_ref().and_then(|x| x.health.as_ref()) {
         let probe = match (&probe.http, probe.tcp) {
             (Some(path), _) => Probe::Http {
@@ -24,12 +27,12 @@ pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpe
                 port: probe.port,
             },
             (None, Some(port)) => Probe::Tcp { port },
-            (None, None) => return None, // reported by `plan`
+            (None, None) => return None, // reported by the loader
         };
         return Some(HealthSpec::with_timings(probe, s.healthcheck.as_ref()));
     }
     let compose = s.healthcheck.as_ref().and_then(HealthSpec::from_compose);
-    let Some(probe) = recipe.and_then(|r| r.probe(s)) else {
+    let Some(probe) = recipe.and_then(|r| r.probe(s, host)) else {
         return compose;
     };
     if s.healthcheck
@@ -55,7 +58,7 @@ pub(super) fn health_of(s: &Service, recipe: Option<Recipe>) -> Option<HealthSpe
 
 /// The recipe each service runs with: none for a native command or the
 /// `docker` driver.
-pub(super) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
+pub(crate) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
     app.services
         .iter()
         .map(|(n, s)| {
@@ -70,55 +73,6 @@ pub(super) fn recipes(app: &App) -> IndexMap<&str, Option<Recipe>> {
             )
         })
         .collect()
-}
-
-/// `x-cove.recipe` names one of cove's recipes; `x-cove.health` has one of
-/// `http` and `tcp`, and an `http` path.
-pub(super) fn check_x_cove(
-    x: &ServiceExt,
-    err: &impl Fn(String, &str) -> PlanError,
-    errors: &mut Vec<PlanError>,
-) {
-    if let Some(r) = &x.recipe
-        && !crate::recipe::NAMES.contains(&r.as_str())
-    {
-        let names = crate::recipe::NAMES.join(", ");
-        let hint = match cove_spec::diag::suggest(r, crate::recipe::NAMES) {
-            Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
-            None => format!(
-                "cove's recipes are {names}; leave `recipe` out to run the image as a container"
-            ),
-        };
-        errors.push(
-            err(
-                format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
-                &hint,
-            )
-            .at(&["x-cove", "recipe"])
-            .written(),
-        );
-    }
-    if let Some(h) = &x.health {
-        match (&h.http, h.tcp) {
-            (Some(_), Some(_)) | (None, None) => errors.push(
-                err(
-                    "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
-                    "write `health: {http: /healthz}` or `health: {tcp: 5432}`",
-                )
-                .at(&["x-cove", "health"])
-                .written(),
-            ),
-            (Some(path), None) if !path.starts_with('/') => errors.push(
-                err(
-                    format!("`x-cove.health.http` is `{path}`, not a path"),
-                    "start it with `/`, e.g. `/healthz`",
-                )
-                .at(&["x-cove", "health", "http"])
-                .written(),
-            ),
-            _ => {}
-        }
-    }
 }
 
 impl Context<'_> {
@@ -137,6 +91,8 @@ impl Context<'_> {
         let argv = match &x.run {
             _ if is_container => svc.command.clone().unwrap_or_default(),
             Some(StringOrList::List(l)) => l.clone(),
+            // The loader refuses a string that does not split; an app that
+            // did not come through it still gets the error.
             Some(StringOrList::String(s)) => match cove_spec::shell_words::split(s) {
                 Ok(w) => w,
                 Err(e) => {
@@ -152,20 +108,6 @@ impl Context<'_> {
             },
             None if recipe_of(recipes, name).is_some() => {
                 let recipe = recipe_of(recipes, name).unwrap_or(Recipe::Redis);
-                if let Some((bin, package)) = recipe.missing() {
-                    errors.push(PlanError {
-                        machine: true,
-                        written: false,
-                        ..err(
-                            format!("runs natively with `{bin}`, which is not installed"),
-                            &format!(
-                                "install the Debian package `{package}` (apt-get install {package})"
-                            ),
-                        )
-                        .at(&["image"])
-                    });
-                    return None;
-                }
                 if let Err((what, hint)) = recipe.check(svc) {
                     let field: &[&str] = if what.starts_with("publishes port") {
                         &["ports"]
@@ -174,15 +116,10 @@ impl Context<'_> {
                     } else {
                         &["image"]
                     };
-                    let machine = what.contains("which does not exist");
-                    errors.push(PlanError {
-                        machine,
-                        written: false,
-                        ..err(what, &hint).at(field)
-                    });
+                    errors.push(err(what, &hint).at(field));
                     return None;
                 }
-                recipe.command(svc)
+                recipe.command(svc, &self.placement.host)
             }
             None => {
                 let what = svc

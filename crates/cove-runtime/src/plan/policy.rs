@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use cove_spec::model::Service;
+use cove_spec::model::{self as compose, Order, RestartCondition, Service, StopSignal};
 use rustix::process::Signal;
-
-use super::PlanError;
 
 /// `deploy.update_config` / `rollback_config`, with cove's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,67 +26,40 @@ pub struct UpdatePolicy {
     pub max_failure_ratio: f64,
 }
 
-/// What a deploy does when replicas fail (`failure_action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureAction {
-    /// Put the previous version back (the default of `update_config`).
-    Rollback,
-    /// Stop where it is (the default of `rollback_config`).
-    Pause,
-    /// Go on with the next replicas.
-    Continue,
-}
+pub use cove_spec::model::FailureAction;
 
 impl UpdatePolicy {
+    /// The policy `c` (typed and checked by the loader) says, over
+    /// `fallback`.
     pub(super) fn from_compose(
         c: Option<&cove_spec::model::UpdateConfig>,
         stateful: bool,
         fallback: &UpdatePolicy,
         default_action: FailureAction,
-    ) -> Result<UpdatePolicy, String> {
+    ) -> UpdatePolicy {
         let Some(c) = c else {
-            return Ok(UpdatePolicy {
+            return UpdatePolicy {
                 on_failure: default_action,
                 ..fallback.clone()
-            });
+            };
         };
-        let start_first = match c.order.as_deref() {
-            None => !stateful,
-            Some("start-first") => true,
-            Some("stop-first") => false,
-            Some(o) => {
-                return Err(format!(
-                    "`order` is `{o}`; use `start-first` or `stop-first`"
-                ));
-            }
-        };
-        let on_failure = match c.failure_action.as_deref() {
-            None => default_action,
-            Some("rollback") => FailureAction::Rollback,
-            Some("pause") => FailureAction::Pause,
-            Some("continue") => FailureAction::Continue,
-            Some(a) => {
-                return Err(format!(
-                    "`failure_action` is `{a}`; use `rollback`, `pause` or `continue`"
-                ));
-            }
-        };
-        let ratio = c.max_failure_ratio.unwrap_or(0.0);
-        if !(0.0..=1.0).contains(&ratio) {
-            return Err(format!(
-                "`max_failure_ratio` is {ratio}; give a share between 0 and 1"
-            ));
-        }
-        Ok(UpdatePolicy {
+        UpdatePolicy {
             parallelism: c
                 .parallelism
                 .map_or(fallback.parallelism, |p| p.min(u64::from(u32::MAX)) as u32),
             delay: c.delay.map_or(fallback.delay, |d| d.0),
-            start_first,
+            start_first: c
+                .order
+                .as_deref()
+                .map_or(!stateful, |o| *o == Order::StartFirst),
             monitor: c.monitor.map_or(fallback.monitor, |d| d.0),
-            on_failure,
-            max_failure_ratio: ratio,
-        })
+            on_failure: c
+                .failure_action
+                .as_deref()
+                .copied()
+                .unwrap_or(default_action),
+            max_failure_ratio: c.max_failure_ratio.unwrap_or(0.0),
+        }
     }
 }
 
@@ -115,82 +86,39 @@ impl Restart {
     }
 }
 
-pub(super) fn restart_policy(s: &Service) -> Result<Restart, String> {
+/// The restart policy: `deploy.restart_policy`, else `restart`.
+pub(super) fn restart_of(s: &Service) -> Restart {
     if let Some(p) = s.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
         let max = p.max_attempts.map(|m| m as u32);
-        return Ok(match p.condition.as_deref() {
-            Some("none") => Restart::No,
-            Some("on-failure") => Restart::OnFailure { max },
-            _ => Restart::Always,
-        });
+        return match p.condition.as_deref() {
+            Some(RestartCondition::None) => Restart::No,
+            Some(RestartCondition::OnFailure) => Restart::OnFailure { max },
+            Some(RestartCondition::Any) | None => Restart::Always,
+        };
     }
-    match s.restart.as_deref().unwrap_or("no") {
-        "no" | "" => Ok(Restart::No),
-        "always" | "unless-stopped" => Ok(Restart::Always),
-        "on-failure" => Ok(Restart::OnFailure { max: None }),
-        other => match other.strip_prefix("on-failure:").map(str::parse::<u32>) {
-            Some(Ok(n)) => Ok(Restart::OnFailure { max: Some(n) }),
-            _ => Err(format!("unknown `restart` policy `{other}`")),
-        },
+    match s.restart.as_deref() {
+        None | Some(compose::Restart::No) => Restart::No,
+        Some(compose::Restart::Always | compose::Restart::UnlessStopped) => Restart::Always,
+        Some(compose::Restart::OnFailure { max }) => Restart::OnFailure { max: *max },
     }
 }
 
 /// `stop_signal`, SIGTERM by default.
-pub(super) fn stop_signal_of(
-    svc: &Service,
-    err: &impl Fn(String, &str) -> PlanError,
-    errors: &mut Vec<PlanError>,
-) -> Option<Signal> {
-    let stop_signal = match svc.stop_signal.as_deref() {
-        None => Signal::TERM,
-        Some(s) => match crate::signal::parse(s) {
-            Some(sig) => sig,
-            None => {
-                errors.push(
-                    err(
-                        format!("unknown `stop_signal` `{s}`"),
-                        "use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2",
-                    )
-                    .at(&["stop_signal"]),
-                );
-                return None;
-            }
-        },
-    };
-    Some(stop_signal)
-}
-
-/// The restart policy, with a hint when it is misspelt.
-pub(super) fn restart_of(
-    svc: &Service,
-    err: &impl Fn(String, &str) -> PlanError,
-    errors: &mut Vec<PlanError>,
-) -> Option<Restart> {
-    let restart = match restart_policy(svc) {
-        Ok(r) => r,
-        Err(m) => {
-            let policies = ["no", "always", "unless-stopped", "on-failure"];
-            let written = svc.restart.as_deref().unwrap_or_default();
-            let hint = match cove_spec::diag::suggest(written, policies) {
-                Some(p) => format!(
-                    "did you mean `{p}`? use `no`, `always`, `unless-stopped` or `on-failure[:N]`"
-                ),
-                None => "use `no`, `always`, `unless-stopped` or `on-failure[:N]`".into(),
-            };
-            errors.push(err(m, &hint).at(&["restart"]).written());
-            return None;
-        }
-    };
-    Some(restart)
+pub(super) fn stop_signal_of(svc: &Service) -> Signal {
+    match svc.stop_signal.as_deref() {
+        None | Some(StopSignal::Term) => Signal::TERM,
+        Some(StopSignal::Int) => Signal::INT,
+        Some(StopSignal::Quit) => Signal::QUIT,
+        Some(StopSignal::Hup) => Signal::HUP,
+        Some(StopSignal::Kill) => Signal::KILL,
+        Some(StopSignal::Usr1) => Signal::USR1,
+        Some(StopSignal::Usr2) => Signal::USR2,
+        Some(StopSignal::Winch) => Signal::WINCH,
+    }
 }
 
 /// `deploy.update_config` and `rollback_config`, with cove's defaults.
-pub(super) fn update_policies(
-    svc: &Service,
-    stateful: bool,
-    err: &impl Fn(String, &str) -> PlanError,
-    errors: &mut Vec<PlanError>,
-) -> Option<(UpdatePolicy, UpdatePolicy)> {
+pub(super) fn update_policies(svc: &Service, stateful: bool) -> (UpdatePolicy, UpdatePolicy) {
     let default = UpdatePolicy {
         parallelism: 1,
         delay: Duration::ZERO,
@@ -200,35 +128,19 @@ pub(super) fn update_policies(
         max_failure_ratio: 0.0,
     };
     let deploy = svc.deploy.as_ref();
-    let policies = UpdatePolicy::from_compose(
+    let update = UpdatePolicy::from_compose(
         deploy.and_then(|d| d.update_config.as_ref()),
         stateful,
         &default,
         FailureAction::Rollback,
-    )
-    .and_then(|update| {
-        let rollback = UpdatePolicy::from_compose(
-            deploy.and_then(|d| d.rollback_config.as_ref()),
-            stateful,
-            &update,
-            FailureAction::Pause,
-        )?;
-        Ok((update, rollback))
-    });
-    let (update, rollback) = match policies {
-        Ok(p) => p,
-        Err(m) => {
-            errors.push(
-                err(
-                    format!("`deploy`: {m}"),
-                    "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
-                )
-                .at(&["deploy"]),
-            );
-            return None;
-        }
-    };
-    Some((update, rollback))
+    );
+    let rollback = UpdatePolicy::from_compose(
+        deploy.and_then(|d| d.rollback_config.as_ref()),
+        stateful,
+        &update,
+        FailureAction::Pause,
+    );
+    (update, rollback)
 }
 
 #[cfg(test)]
@@ -242,5 +154,54 @@ mod tests {
         let f = Restart::OnFailure { max: Some(2) };
         assert!(f.again(Some(1), 1) && !f.again(Some(1), 2) && !f.again(Some(0), 0));
         assert!(f.again(None, 0), "killed by a signal counts as a failure");
+    }
+
+    fn service(json: serde_json::Value) -> Service {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn policies_read_the_typed_fields() {
+        let s = service(
+            serde_json::json!({"image": "x", "restart": "on-failure:3", "stop_signal": "quit"}),
+        );
+        assert_eq!(restart_of(&s), Restart::OnFailure { max: Some(3) });
+        assert_eq!(stop_signal_of(&s), Signal::QUIT);
+        let s = service(
+            serde_json::json!({"image": "x", "restart": "unless-stopped",
+            "deploy": {"restart_policy": {"condition": "none"}}}),
+        );
+        assert_eq!(restart_of(&s), Restart::No, "deploy.restart_policy wins");
+        let s = service(serde_json::json!({"image": "x"}));
+        assert_eq!(
+            (restart_of(&s), stop_signal_of(&s)),
+            (Restart::No, Signal::TERM)
+        );
+        let (update, rollback) = update_policies(&s, true);
+        assert!(
+            !update.start_first && !rollback.start_first,
+            "stateful: stop-first"
+        );
+        assert_eq!(
+            (update.on_failure, rollback.on_failure),
+            (FailureAction::Rollback, FailureAction::Pause)
+        );
+        let s = service(serde_json::json!({"image": "x", "deploy": {
+            "update_config": {"order": "start-first", "failure_action": "continue", "parallelism": 2},
+            "rollback_config": {"failure_action": "rollback"}
+        }}));
+        let (update, rollback) = update_policies(&s, true);
+        assert!(update.start_first, "as asked");
+        assert!(
+            !rollback.start_first,
+            "its own `order`, by default the service's"
+        );
+        assert_eq!(update.on_failure, FailureAction::Continue);
+        assert_eq!(
+            (update.parallelism, rollback.parallelism),
+            (2, 2),
+            "rollback falls back on update"
+        );
+        assert_eq!(rollback.on_failure, FailureAction::Rollback);
     }
 }

@@ -91,7 +91,11 @@ fn plan(project: &cove_spec::Project) -> anyhow::Result<Option<Plan>> {
         }
     };
     crate::project::lease(project)?;
-    match cove_runtime::plan::plan_with(&project.app, &project.project_dir, Some(&secrets)) {
+    match cove_runtime::preflight::checked(
+        &project.app,
+        cove_runtime::plan::plan_with(&project.app, &project.project_dir, Some(&secrets)),
+        cove_runtime::preflight::check(&project.app),
+    ) {
         Ok(p) => Ok(Some(p)),
         Err(errors) => {
             crate::project::report_plan_errors(&errors);

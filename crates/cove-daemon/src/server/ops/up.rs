@@ -18,10 +18,15 @@ use crate::server::revisions::{current_revision, plan_for, settle_later, working
 use crate::store::Desired;
 
 pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) -> Answer {
-    // Planning reads the machine (PATH, the files commands name).
+    // Planning and the machine's checks (PATH, the files commands name).
     let planned = {
         let (app, dir) = (req.app.clone(), req.project_dir.clone());
-        blocking(move || cove_runtime::plan::plan(&app, &dir).map(drop)).await
+        blocking(move || {
+            let planned = cove_runtime::plan::plan(&app, &dir);
+            let problems = cove_runtime::preflight::check(&app);
+            cove_runtime::preflight::checked(&app, planned, problems).map(drop)
+        })
+        .await
     };
     if let Err(a) = plan_errors(planned) {
         return a;

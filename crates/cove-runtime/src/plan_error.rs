@@ -1,5 +1,7 @@
 //! Why an app cannot be planned: [`PlanError`], with the field it is
 //! about, whether it is about this machine, and whether the file is wrong.
+//! A leaf: the plan, the gateway's routes, secrets, habits and the
+//! preflight report with it (`plan::PlanError` names it too).
 
 /// Why a service cannot run natively.
 /// `service` is empty for a problem of the project (`x-cove` at the top).
@@ -13,14 +15,16 @@ pub struct PlanError {
     /// `health`, `http`; empty: the service itself. Only to show where.
     pub field: Vec<String>,
     /// About this machine (a program not installed, a system user
-    /// missing), not about what is written: `cove config` warns of it,
-    /// `cove up` refuses.
+    /// missing; the preflight's), not about what is written: `cove
+    /// config` warns of it, `cove up` refuses.
     pub machine: bool,
-    /// A value the file gets wrong (a misspelt policy, a path without its
-    /// `/`, an address without a port): `cove config` refuses it as `cove
-    /// up` does. Otherwise it is something cove cannot run (yet) that
-    /// Compose accepts — a UDP port, a config without a file — which
-    /// `cove config` only warns of.
+    /// A value the file gets wrong that only the daemon can judge (an
+    /// autoscaling policy): `cove config` refuses it as `cove up` does.
+    /// (Values that do not parse — a misspelt policy, a path without its
+    /// `/`, an address without a port — are the loader's errors.)
+    /// Otherwise it is something cove cannot run (yet) that Compose
+    /// accepts — a UDP port, a config without a file — which `cove
+    /// config` only warns of.
     pub written: bool,
 }
 

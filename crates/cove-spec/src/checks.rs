@@ -1,0 +1,236 @@
+//! What the schemas cannot say, checked on the merged tree (so each
+//! problem is reported at its place, with a hint): Compose's policy
+//! strings ([`crate::policy`]), the gateway's addresses and a route's
+//! values ([`crate::gateway`]), and a service's `x-cove` (its recipe, its
+//! health probe, its `run`). `resolve.rs` runs them; what passes converts
+//! into the model's typed fields without fail.
+
+use crate::diag::{Diagnostic, Diagnostics, suggest};
+use crate::gateway::{Listen, Size, host_problem, path_problem};
+use crate::node::{Map, Node};
+use crate::policy::{FailureAction, RESTART_POLICIES, Restart, STOP_SIGNAL_HINT, StopSignal};
+
+/// `restart`, `stop_signal` and the deploy policies parse as their types
+/// ([`crate::policy`]); each that does not is reported where it is written.
+/// (`order` is an enum of the Compose schema, checked there.)
+pub(crate) fn policies(name: &str, svc: &Map, diags: &mut Diagnostics) {
+    if let Some(n) = svc.get("restart")
+        && let Some(t) = n.as_str()
+        && let Err(m) = t.parse::<Restart>()
+    {
+        let kinds = "use `no`, `always`, `unless-stopped` or `on-failure[:N]`";
+        let hint = match suggest(t, RESTART_POLICIES) {
+            Some(p) => format!("did you mean `{p}`? {kinds}"),
+            None => kinds.to_string(),
+        };
+        diags.push(Diagnostic::error(n.span, format!("service `{name}`: {m}")).with_hint(hint));
+    }
+    if let Some(n) = svc.get("stop_signal")
+        && let Some(t) = n.as_str()
+        && let Err(m) = t.parse::<StopSignal>()
+    {
+        diags.push(
+            Diagnostic::error(n.span, format!("service `{name}`: {m}")).with_hint(STOP_SIGNAL_HINT),
+        );
+    }
+    let deploy = svc.get("deploy").and_then(Node::as_map);
+    for section in ["update_config", "rollback_config"] {
+        let Some(c) = deploy.and_then(|d| d.get(section)).and_then(Node::as_map) else {
+            continue;
+        };
+        let problem = |n: &Node, m: String| {
+            Diagnostic::error(n.span, format!("service `{name}`: `deploy.{section}`: {m}"))
+                .with_hint(
+                    "see https://docs.docker.com/reference/compose-file/deploy/#update_config",
+                )
+        };
+        if let Some(n) = c.get("failure_action")
+            && let Some(t) = n.as_str()
+            && let Err(m) = t.parse::<FailureAction>()
+        {
+            diags.push(problem(n, m));
+        }
+        if let Some(n) = c.get("max_failure_ratio")
+            && let Some(ratio) = n.as_text().and_then(|t| t.trim().parse::<f64>().ok())
+            && let Err(m) = crate::policy::check_failure_ratio(ratio)
+        {
+            diags.push(problem(n, m));
+        }
+    }
+}
+
+/// The checks of the project's `x-cove` (`root`) and of each service's
+/// (`services`: name → its `x-cove`): each value that does not parse, at
+/// its place.
+pub(crate) fn gateway<'a>(
+    root: Option<&Map>,
+    services: impl Iterator<Item = (&'a str, &'a Map)>,
+    diags: &mut Diagnostics,
+) {
+    let gateway = root.and_then(|x| x.get("gateway")).and_then(Node::as_map);
+    for (key, what, hint) in [
+        (
+            "listen",
+            "`x-cove.gateway.listen`",
+            "write an address and a port, e.g. `127.0.0.1:2683` or `[::1]:2683`",
+        ),
+        (
+            "metrics",
+            "`x-cove.gateway.metrics`",
+            "write an address and a port, e.g. `127.0.0.1:9683`",
+        ),
+    ] {
+        if let Some(n) = gateway.and_then(|g| g.get(key)) {
+            listen(n, what, hint, diags);
+        }
+    }
+    let tls = gateway.and_then(|g| g.get("tls")).and_then(Node::as_map);
+    if let Some(n) = tls.and_then(|t| t.get("listen")) {
+        let hint = "write an address and a port, e.g. `127.0.0.1:2443`";
+        listen(n, "`x-cove.gateway.tls.listen`", hint, diags);
+    }
+    if let Some(n) = gateway.and_then(|g| g.get("max_connections"))
+        && n.as_int() == Some(0)
+    {
+        diags.push(
+            Diagnostic::error(
+                n.span,
+                "`x-cove.gateway.max_connections` is 0: no client could connect",
+            )
+            .with_hint("leave it out (10000) or give a positive number"),
+        );
+    }
+    for (name, x) in services {
+        let Some(routes) = x.get("routes").and_then(Node::as_seq) else {
+            continue;
+        };
+        for (i, r) in routes.iter().enumerate() {
+            let Some(r) = r.as_map() else { continue };
+            route(name, i, r, diags);
+        }
+    }
+}
+
+/// A route's values: `path`, `host`, `listen`, `timeout`, `max_body`.
+fn route(service: &str, i: usize, r: &Map, diags: &mut Diagnostics) {
+    let mut problem = |n: &Node, message: String, hint: &str| {
+        diags.push(
+            Diagnostic::error(
+                n.span,
+                format!("service `{service}`: `x-cove.routes[{i}]`: {message}"),
+            )
+            .with_hint(hint),
+        );
+    };
+    let text = |key: &str| r.get(key).and_then(|n| Some((n, n.as_str()?)));
+    if let Some((n, p)) = text("path")
+        && let Some((m, hint)) = path_problem(p)
+    {
+        problem(n, m, hint);
+    }
+    if let Some((n, h)) = text("host")
+        && let Some((m, hint)) = host_problem(h)
+    {
+        problem(n, m, hint);
+    }
+    if let Some((n, l)) = text("listen")
+        && let Err(m) = l.parse::<Listen>()
+    {
+        problem(
+            n,
+            format!("`listen`: {m}"),
+            "write an address and a port, e.g. `127.0.0.1:16379`",
+        );
+    }
+    if let Some((n, t)) = text("timeout") {
+        match crate::units::parse_duration(t) {
+            Ok(d) if d.is_zero() => problem(
+                n,
+                "`timeout` is 0: no answer could arrive".into(),
+                "leave it out (60s) or give a positive duration such as `30s`",
+            ),
+            Ok(_) => {}
+            Err(m) => problem(
+                n,
+                format!("`timeout`: {m}"),
+                "write a duration such as `30s` or `2m`",
+            ),
+        }
+    }
+    if let Some((n, b)) = text("max_body")
+        && let Err(m) = b.parse::<Size>()
+    {
+        problem(n, format!("`max_body`: {m}"), "write a size such as `10m`");
+    }
+}
+
+/// An address to listen on, `what`, reported with `hint` when it is not one.
+fn listen(n: &Node, what: &str, hint: &str, diags: &mut Diagnostics) {
+    if let Some(t) = n.as_str()
+        && let Err(m) = t.parse::<Listen>()
+    {
+        diags.push(Diagnostic::error(n.span, format!("{what}: {m}")).with_hint(hint));
+    }
+}
+
+/// What the schema cannot say of a service's `x-cove` (`x`): `recipe`
+/// names one of [`RECIPES`](crate::xcove::RECIPES); `health` has one of `http` and `tcp`, and an
+/// `http` path; `run`, a string, splits into words. Each problem at its
+/// place.
+pub(crate) fn xcove_service(name: &str, x: &Map, diags: &mut Diagnostics) {
+    let mut problem = |n: &Node, message: String, hint: String| {
+        diags.push(
+            Diagnostic::error(n.span, format!("service `{name}`: {message}")).with_hint(hint),
+        );
+    };
+    if let Some(n) = x.get("recipe")
+        && let Some(r) = n.as_str()
+        && !crate::xcove::RECIPES.contains(&r)
+    {
+        let names = crate::xcove::RECIPES.join(", ");
+        let hint = match suggest(r, crate::xcove::RECIPES) {
+            Some(s) => format!("did you mean `{s}`? cove's recipes are {names}"),
+            None => format!(
+                "cove's recipes are {names}; leave `recipe` out to run the image as a container"
+            ),
+        };
+        problem(
+            n,
+            format!("`x-cove.recipe` is `{r}`, which is not one of cove's recipes"),
+            hint,
+        );
+    }
+    if let Some(n) = x.get("health")
+        && let Some(h) = n.as_map()
+    {
+        match (h.get("http"), h.get("tcp")) {
+            (Some(_), Some(_)) | (None, None) => problem(
+                n,
+                "`x-cove.health` needs exactly one of `http` and `tcp`".into(),
+                "write `health: {http: /healthz}` or `health: {tcp: 5432}`".into(),
+            ),
+            (Some(p), None) => {
+                if let Some(path) = p.as_str()
+                    && !path.starts_with('/')
+                {
+                    problem(
+                        p,
+                        format!("`x-cove.health.http` is `{path}`, not a path"),
+                        "start it with `/`, e.g. `/healthz`".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(n) = x.get("run")
+        && let Some(run) = n.as_str()
+        && let Err(e) = crate::shell_words::split(run)
+    {
+        problem(
+            n,
+            format!("`x-cove.run` cannot be split: {e}"),
+            "close the quote, or write a list".into(),
+        );
+    }
+}
