@@ -54,6 +54,10 @@ pub struct Project {
     /// Dependency graph of the enabled services.
     pub graph: crate::graph::Graph,
     pub warnings: Vec<Diagnostic>,
+    /// `x-cove` fields used and not acted on yet ([`crate::pending`]):
+    /// warnings for the commands that show or start the app (`config`,
+    /// `up`), not for every command.
+    pub pending: Vec<Diagnostic>,
     pub sources: SourceMap,
 }
 
@@ -188,9 +192,7 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         let keep = graph.closure(&opts.services);
         app.services.retain(|name, _| keep.contains(name));
     }
-    for w in crate::pending::warnings(&app, &loader.sources) {
-        loader.diags.push(w);
-    }
+    let pending = crate::pending::warnings(&app, &loader.sources);
     Ok(Project {
         app,
         own_name,
@@ -200,6 +202,7 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         disabled,
         graph,
         warnings: loader.diags.into_vec(),
+        pending,
         sources: loader.sources,
     })
 }

@@ -216,6 +216,15 @@ pub fn report_located(project: &Project, errors: &[cove_runtime::plan::PlanError
     }
 }
 
+/// Prints the warnings for `x-cove` fields used and not acted on yet
+/// (`config` and `up` show them).
+pub fn report_pending(project: &Project) {
+    let style = crate::output::stderr_style();
+    for w in &project.pending {
+        eprint!("{}", w.render(&project.sources, &style));
+    }
+}
+
 /// Prints planning errors to stderr, each with its hint.
 pub fn report_plan_errors(errors: &[cove_runtime::plan::PlanError]) {
     report_plan_problems(errors, false);

@@ -90,7 +90,7 @@ pub fn render(dir: &Path, opts: &Options) -> (bool, String) {
     match cove_spec::load(opts) {
         Ok(p) => {
             let mut out = String::new();
-            for w in &p.warnings {
+            for w in p.warnings.iter().chain(&p.pending) {
                 out.push_str(&w.render(&p.sources, &Style::plain()));
             }
             if !out.is_empty() {

@@ -22,6 +22,7 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
     if let Some(w) = cove_runtime::routes::metrics_warning(app) {
         crate::project::report_located(&project, &[w], true);
     }
+    crate::project::report_pending(&project);
     let redactor = redactor(&project);
     let mut out = String::new();
     if args.quiet {

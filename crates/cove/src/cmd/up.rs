@@ -54,6 +54,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     .chain(cove_runtime::habits::warnings(&project.app, &plan))
     .collect();
     crate::project::report_located(&project, &warnings, true);
+    crate::project::report_pending(&project);
     for s in &plan.services {
         for r in 1..=s.replicas {
             eprintln!(
