@@ -49,16 +49,18 @@ def bench_up(bin_):
 
 def bench_gateway(bin_):
     out = run(bin_, ["python3", "bench/gateway/under-up.py", "2", "5", "50"])
-    row = next((l for l in out.splitlines() if l.startswith("| under cove up")), "")
-    cells = [c.strip() for c in row.strip("|").split("|")]
     first = lambda c: float(c.split(" ")[0].replace(",", "")) if c else None
-    if len(cells) < 5:
-        return {"gateway under up: RPS": None}
-    return {
-        "gateway under up: RPS": first(cells[1]),
-        "gateway under up: p99 (µs)": first(cells[3]),
-        "gateway under up: daemon CPU µs/req": first(cells[4]),
-    }
+    got = {}
+    for prefix, name in (("| under cove up", "gateway under up"), ("| standalone", "gateway standalone")):
+        row = next((l for l in out.splitlines() if l.startswith(prefix)), "")
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) < 5:
+            got[f"{name}: RPS"] = None
+            continue
+        got[f"{name}: RPS"] = first(cells[1])
+        got[f"{name}: p99 (µs)"] = first(cells[3])
+        got[f"{name}: CPU µs/req"] = first(cells[4])
+    return got
 
 
 def bench_reliability(bin_):
