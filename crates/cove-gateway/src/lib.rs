@@ -18,9 +18,18 @@
 //! - [`tcp`]: layer-4 routes.
 //! - [`tls`]: TLS termination, SNI, the local CA.
 //! - [`access`]: access log records, request body limits.
+//! - `stats`: a route's counters ([`metrics::RouteStats`]).
 //! - [`metrics`]: counters per route and target, Prometheus text.
 //! - [`server`]: worker threads, sockets, the connection cap.
+//! - `accept`: accept loops, the connection cap, stopping
+//!   ([`server::Stopping`]).
+//!
+//! Modules depend on each other without cycles: leaves (`answer`,
+//! `headers`, [`limits`], `stats`, `accept`, [`access`], [`deadline`]) →
+//! [`table`] → [`balance`], [`metrics`], [`upstream`] → [`proxy`] →
+//! [`tcp`], [`tls`] → [`server`].
 
+mod accept;
 pub mod access;
 mod answer;
 pub mod balance;
@@ -30,6 +39,7 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+mod stats;
 pub mod table;
 pub mod tcp;
 pub mod tls;

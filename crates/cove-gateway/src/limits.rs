@@ -19,7 +19,7 @@ pub struct Limits {
     /// Most requests at once on one HTTP/2 connection.
     pub max_streams: u32,
     /// How long a request waits for a target of a pool whose targets are
-    /// on their way ([`crate::table::Pool::pending`]).
+    /// on their way (a pool's `pending`, in the table).
     pub hold: Duration,
     /// Once the gateway stops accepting, how long connections have to
     /// finish their request in progress (idle ones close at once).

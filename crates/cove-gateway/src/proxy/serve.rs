@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::Gateway;
-use crate::server::Stopping;
+use crate::accept::Stopping;
 
 impl Gateway {
     /// Serves `listener` until `shutdown` resolves; connections then finish
@@ -29,7 +29,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()>,
     ) {
         let drain = self.limits.drain;
-        crate::server::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
+        crate::accept::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
             self.clone().serve_connection(stream, peer, stop)
         })
         .await
