@@ -6,7 +6,7 @@
 //! shape; base64 and age are checked when a value is decrypted.
 
 use crate::error::{Error, Result};
-use crate::secrets_file::{Entry, Recipient, valid_name};
+use crate::recipient::Recipient;
 
 /// First line of every file written.
 pub(crate) const HEADER: &str =
@@ -14,6 +14,25 @@ pub(crate) const HEADER: &str =
 
 /// Prefix of every value.
 pub(crate) const VALUE_PREFIX: &str = "age:";
+
+/// One secret as stored: its name and its encrypted value (the base64 text
+/// after `age:`, kept as read so an untouched line is written back as is).
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) value: String,
+    /// Where it was read from; `None` once changed.
+    pub(crate) line: Option<usize>,
+}
+
+/// Whether `name` is a valid secret name, `[A-Za-z_][A-Za-z0-9_.-]*`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
 
 /// Reads the text of a secrets file; `file` names it in errors.
 pub(crate) fn parse(text: &str, file: &str) -> Result<(Vec<Recipient>, Vec<Entry>)> {
