@@ -8,37 +8,11 @@ use crate::shell_words;
 use crate::source::Span;
 
 pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
-    if let Some(extends) = svc.get_mut("extends") {
-        if let Some(s) = extends.as_text().map(str::to_string) {
-            let span = extends.span;
-            let mut m = Map::default();
-            m.insert("service", span, Node::string(span, s));
-            *extends = Node::map(span, m);
-        }
-        if let Some(file) = extends.as_map_mut().and_then(|m| m.get_mut("file")) {
-            resolve_path_node(file, ctx);
-        }
+    if let Some(n) = svc.get_mut("extends") {
+        extends(n, ctx);
     }
-    if let Some(build) = svc.get_mut("build") {
-        if let Some(s) = build.as_text().map(str::to_string) {
-            let span = build.span;
-            let mut m = Map::default();
-            m.insert("context", span, Node::string(span, s));
-            *build = Node::map(span, m);
-        }
-        if let Some(b) = build.as_map_mut() {
-            if let Some(c) = b.get_mut("context")
-                && c.as_text().is_some_and(|t| !is_remote_context(t))
-            {
-                resolve_path_node(c, ctx);
-            }
-            if let Some(args) = b.get_mut("args") {
-                key_values(args, "build.args", diags);
-            }
-            if let Some(labels) = b.get_mut("labels") {
-                key_values(labels, "build.labels", diags);
-            }
-        }
+    if let Some(n) = svc.get_mut("build") {
+        build(n, ctx, diags);
     }
     for key in ["command", "entrypoint"] {
         if let Some(n) = svc.get_mut(key) {
@@ -57,10 +31,8 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         env_file(n, ctx);
     }
     for key in ["dns", "dns_search", "label_file", "tmpfs"] {
-        if let Some(n) = svc.get_mut(key)
-            && n.as_scalar().is_some()
-        {
-            *n = Node::seq(n.span, vec![n.clone()]);
+        if let Some(n) = svc.get_mut(key) {
+            one_item_list(n);
         }
     }
     if let Some(n) = svc.get_mut("depends_on") {
@@ -72,36 +44,15 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     if let Some(n) = svc.get_mut("ports") {
         ports(n, diags);
     }
-    if let Some(n) = svc.get_mut("expose")
-        && let Kind::Seq(items) = &mut n.kind
-    {
-        for it in items {
-            if let Some(t) = it.as_text().map(str::to_string) {
-                *it = Node::string(it.span, t);
-            }
-        }
+    if let Some(n) = svc.get_mut("expose") {
+        expose(n);
     }
     if let Some(n) = svc.get_mut("volumes") {
         volumes(n, ctx, diags);
     }
     for key in ["secrets", "configs"] {
-        if let Some(Kind::Seq(items)) = svc.get_mut(key).map(|n| &mut n.kind) {
-            for it in items {
-                if let Some(t) = it.as_text().map(str::to_string) {
-                    let span = it.span;
-                    let mut m = Map::default();
-                    m.insert("source", span, Node::string(span, t));
-                    *it = Node::map(span, m);
-                }
-                // `mode: 0440` is octal, as file modes are written.
-                if let Some(mode) = it.as_map_mut().and_then(|m| m.get_mut("mode")) {
-                    let text = mode.as_text().unwrap_or_default().to_string();
-                    let octal = text.strip_prefix("0o").or_else(|| text.strip_prefix('0'));
-                    if let Some(v) = octal.and_then(|o| u32::from_str_radix(o, 8).ok()) {
-                        *mode = Node::plain(mode.span, v.to_string());
-                    }
-                }
-            }
+        if let Some(n) = svc.get_mut(key) {
+            file_refs(n);
         }
     }
     if let Some(hc) = svc.get_mut("healthcheck").and_then(Node::as_map_mut) {
@@ -111,25 +62,109 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         .get_mut("develop")
         .and_then(Node::as_map_mut)
         .and_then(|d| d.get_mut("watch"))
-        && let Kind::Seq(items) = &mut watch.kind
     {
-        for w in items.iter_mut().filter_map(Node::as_map_mut) {
-            if let Some(p) = w.get_mut("path") {
-                resolve_path_node(p, ctx);
-            }
-            for key in ["ignore", "include"] {
-                if let Some(n) = w.get_mut(key)
-                    && n.as_scalar().is_some()
-                {
-                    *n = Node::seq(n.span, vec![n.clone()]);
-                }
-            }
-        }
+        develop_watch(watch, ctx);
     }
     if let Some(x) = svc.get_mut("x-cove").and_then(Node::as_map_mut)
         && let Some(w) = x.get_mut("workdir")
     {
         resolve_path_node(w, ctx);
+    }
+}
+
+/// `extends: name` → `extends: {service: name}`; its `file` made absolute.
+fn extends(extends: &mut Node, ctx: &Ctx<'_>) {
+    if let Some(s) = extends.as_text().map(str::to_string) {
+        let span = extends.span;
+        let mut m = Map::default();
+        m.insert("service", span, Node::string(span, s));
+        *extends = Node::map(span, m);
+    }
+    if let Some(file) = extends.as_map_mut().and_then(|m| m.get_mut("file")) {
+        resolve_path_node(file, ctx);
+    }
+}
+
+/// `build: dir` → `build: {context: dir}`; a local context made absolute,
+/// `args` and `labels` as maps.
+fn build(build: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
+    if let Some(s) = build.as_text().map(str::to_string) {
+        let span = build.span;
+        let mut m = Map::default();
+        m.insert("context", span, Node::string(span, s));
+        *build = Node::map(span, m);
+    }
+    if let Some(b) = build.as_map_mut() {
+        if let Some(c) = b.get_mut("context")
+            && c.as_text().is_some_and(|t| !is_remote_context(t))
+        {
+            resolve_path_node(c, ctx);
+        }
+        if let Some(args) = b.get_mut("args") {
+            key_values(args, "build.args", diags);
+        }
+        if let Some(labels) = b.get_mut("labels") {
+            key_values(labels, "build.labels", diags);
+        }
+    }
+}
+
+/// A single value → a list of it.
+fn one_item_list(n: &mut Node) {
+    if n.as_scalar().is_some() {
+        *n = Node::seq(n.span, vec![n.clone()]);
+    }
+}
+
+/// `expose`: every port a string.
+fn expose(n: &mut Node) {
+    if let Kind::Seq(items) = &mut n.kind {
+        for it in items {
+            if let Some(t) = it.as_text().map(str::to_string) {
+                *it = Node::string(it.span, t);
+            }
+        }
+    }
+}
+
+/// A service's `secrets` or `configs`: `name` → `{source: name}`, and
+/// `mode` read as octal.
+fn file_refs(n: &mut Node) {
+    let Kind::Seq(items) = &mut n.kind else {
+        return;
+    };
+    for it in items {
+        if let Some(t) = it.as_text().map(str::to_string) {
+            let span = it.span;
+            let mut m = Map::default();
+            m.insert("source", span, Node::string(span, t));
+            *it = Node::map(span, m);
+        }
+        // `mode: 0440` is octal, as file modes are written.
+        if let Some(mode) = it.as_map_mut().and_then(|m| m.get_mut("mode")) {
+            let text = mode.as_text().unwrap_or_default().to_string();
+            let octal = text.strip_prefix("0o").or_else(|| text.strip_prefix('0'));
+            if let Some(v) = octal.and_then(|o| u32::from_str_radix(o, 8).ok()) {
+                *mode = Node::plain(mode.span, v.to_string());
+            }
+        }
+    }
+}
+
+/// `develop.watch`: each `path` made absolute, `ignore` and `include` lists.
+fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>) {
+    let Kind::Seq(items) = &mut watch.kind else {
+        return;
+    };
+    for w in items.iter_mut().filter_map(Node::as_map_mut) {
+        if let Some(p) = w.get_mut("path") {
+            resolve_path_node(p, ctx);
+        }
+        for key in ["ignore", "include"] {
+            if let Some(n) = w.get_mut(key) {
+                one_item_list(n);
+            }
+        }
     }
 }
 
