@@ -11,6 +11,20 @@ use crate::node::{Map, Node};
 use crate::schema::Path as SchemaPath;
 use crate::source::Span;
 
+/// The services an `extends` chain went through: file, name, and the
+/// span of its `extends`.
+type Chain = Vec<(PathBuf, String, Span)>;
+
+/// What a service's `extends` names.
+struct Base {
+    file: PathBuf,
+    service: String,
+    /// Of `extends`, `extends.service` (else `extends`), `extends.file`.
+    span: Span,
+    service_span: Span,
+    file_span: Option<Span>,
+}
+
 impl Loader {
     /// Resolves `extends` for every service of `doc`.
     pub(super) fn extends(&mut self, doc: &mut Node, file: &Path, vars: &Vars) {
@@ -29,7 +43,7 @@ impl Loader {
         let mut resolved: Vec<(String, Node)> = Vec::new();
         for (name, svc) in services.iter() {
             if svc.as_map().is_some_and(|m| m.contains("extends")) {
-                let mut chain = Vec::new();
+                let mut chain = Chain::new();
                 if let Some(node) =
                     self.resolve_service(file, name, &services, file, vars, &mut chain)
                 {
@@ -59,41 +73,16 @@ impl Loader {
         local: &Map,
         current: &Path,
         vars: &Vars,
-        chain: &mut Vec<(PathBuf, String, Span)>,
+        chain: &mut Chain,
     ) -> Option<Node> {
-        let svc = if file == current {
-            local.get(name).cloned()?
-        } else {
-            let svc = self
-                .extends_file(file, vars, None)?
-                .as_map()?
-                .get("services")?
-                .as_map()?
-                .get(name)?
-                .clone();
-            // An empty base (`nil:`) is an empty service.
-            let svc = if svc.is_null() {
-                Node::map(svc.span, Map::default())
-            } else {
-                svc
-            };
-            if self
-                .validated_bases
-                .insert((file.to_path_buf(), name.to_string()))
-            {
-                let path = SchemaPath::root(&format!("services.{name}"));
-                compose_validator().validate_at(&svc, "#/$defs/service", &path, &mut self.diags);
-                validate_xcove_of_service(name, &svc, &mut self.diags);
-            }
-            svc
-        };
+        let svc = self.service_node(file, name, local, current, vars)?;
         let Some(ext) = svc.as_map().and_then(|m| m.get("extends")).cloned() else {
             return Some(svc);
         };
         let Some(ext_map) = ext.as_map() else {
             return Some(svc);
         };
-        let Some(base_name) = ext_map
+        let Some(service) = ext_map
             .get("service")
             .and_then(Node::as_text)
             .map(str::to_string)
@@ -107,102 +96,24 @@ impl Loader {
             );
             return Some(svc);
         };
-        let base_file = ext_map
-            .get("file")
-            .and_then(Node::as_text)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| file.to_path_buf());
-        if let Some(pos) = chain
-            .iter()
-            .position(|(f, n, _)| *f == base_file && *n == base_name)
-        {
-            let mut names: Vec<String> = chain[pos..].iter().map(|(_, n, _)| n.clone()).collect();
-            names.push(name.to_string());
-            names.push(base_name.clone());
-            let span = chain[pos].2;
-            let mut key = names.clone();
-            key.pop();
-            key.sort();
-            if self.reported_cycles.contains(&key) {
-                return None;
-            }
-            self.reported_cycles.push(key);
-            self.diags.push(
-                Diagnostic::error(span, format!("`extends` cycle: {}", names.join(" → ")))
-                    .with_hint("a service cannot extend itself, directly or through others"),
-            );
-            return None;
-        }
-        if base_file == file && base_name == name {
-            self.diags.push(
-                Diagnostic::error(ext.span, format!("service `{name}` extends itself"))
-                    .with_hint("name another service in `extends.service`"),
-            );
+        let base = Base {
+            file: ext_map
+                .get("file")
+                .and_then(Node::as_text)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| file.to_path_buf()),
+            service,
+            span: ext.span,
+            service_span: ext_map.get("service").map(|n| n.span).unwrap_or(ext.span),
+            file_span: ext_map.get("file").map(|n| n.span),
+        };
+        if self.extends_loop(file, name, &base, chain) {
             return None;
         }
         chain.push((file.to_path_buf(), name.to_string(), ext.span));
-        let file_span = ext_map.get("file").map(|n| n.span);
-        let base = if base_file == current
-            || self.extends_file(&base_file, vars, file_span).is_some()
-        {
-            let exists = if base_file == current {
-                local.contains(&base_name)
-            } else {
-                self.extends_file(&base_file, vars, None)
-                    .and_then(|d| {
-                        d.as_map()?
-                            .get("services")?
-                            .as_map()
-                            .map(|s| s.contains(&base_name))
-                    })
-                    .unwrap_or(false)
-            };
-            if !exists {
-                let candidates: Vec<String> = if base_file == current {
-                    local.keys().map(str::to_string).collect()
-                } else {
-                    self.extends_file(&base_file, vars, None)
-                        .and_then(|d| {
-                            d.as_map()?
-                                .get("services")?
-                                .as_map()
-                                .map(|s| s.keys().map(str::to_string).collect())
-                        })
-                        .unwrap_or_default()
-                };
-                let span = ext_map.get("service").map(|n| n.span).unwrap_or(ext.span);
-                let mut d = Diagnostic::error(
-                    span,
-                    format!(
-                        "service `{name}` extends `{base_name}`, which is not defined in {}",
-                        base_file.display()
-                    ),
-                );
-                d.hint = Some(
-                    match crate::diag::suggest(&base_name, candidates.iter().map(String::as_str)) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("services there: {}", candidates.join(", ")),
-                    },
-                );
-                self.diags.push(d);
-                chain.pop();
-                return None;
-            }
-            self.resolve_service(&base_file, &base_name, local, current, vars, chain)
-        } else {
-            if base_file.is_file() {
-                self.diags.push(
-                    Diagnostic::error(
-                        file_span.or(Some(ext.span)),
-                        format!("`{}` defines no services", base_file.display()),
-                    )
-                    .with_hint("`extends.file` must name a compose file with the base service"),
-                );
-            }
-            None
-        };
+        let resolved = self.base_service(name, &base, local, current, vars, chain);
         chain.pop();
-        let base = base?;
+        let base = resolved?;
         let mut child = svc;
         if let Some(m) = child.as_map_mut() {
             m.remove("extends");
@@ -212,6 +123,138 @@ impl Loader {
             m.remove("extends");
         }
         Some(merged)
+    }
+
+    /// The service `name` of `file` as written (`local`, when `file` is the
+    /// document being loaded); one of another file is validated, once.
+    fn service_node(
+        &mut self,
+        file: &Path,
+        name: &str,
+        local: &Map,
+        current: &Path,
+        vars: &Vars,
+    ) -> Option<Node> {
+        if file == current {
+            return local.get(name).cloned();
+        }
+        let svc = self
+            .extends_file(file, vars, None)?
+            .as_map()?
+            .get("services")?
+            .as_map()?
+            .get(name)?
+            .clone();
+        // An empty base (`nil:`) is an empty service.
+        let svc = if svc.is_null() {
+            Node::map(svc.span, Map::default())
+        } else {
+            svc
+        };
+        if self
+            .validated_bases
+            .insert((file.to_path_buf(), name.to_string()))
+        {
+            let path = SchemaPath::root(&format!("services.{name}"));
+            compose_validator().validate_at(&svc, "#/$defs/service", &path, &mut self.diags);
+            validate_xcove_of_service(name, &svc, &mut self.diags);
+        }
+        Some(svc)
+    }
+
+    /// Whether `name` of `file` extending `base` closes a loop: a cycle
+    /// through `chain` (reported once) or a service extending itself.
+    fn extends_loop(&mut self, file: &Path, name: &str, base: &Base, chain: &Chain) -> bool {
+        if let Some(pos) = chain
+            .iter()
+            .position(|(f, n, _)| *f == base.file && *n == base.service)
+        {
+            let mut names: Vec<String> = chain[pos..].iter().map(|(_, n, _)| n.clone()).collect();
+            names.push(name.to_string());
+            names.push(base.service.clone());
+            let span = chain[pos].2;
+            let mut key = names.clone();
+            key.pop();
+            key.sort();
+            if self.reported_cycles.contains(&key) {
+                return true;
+            }
+            self.reported_cycles.push(key);
+            self.diags.push(
+                Diagnostic::error(span, format!("`extends` cycle: {}", names.join(" → ")))
+                    .with_hint("a service cannot extend itself, directly or through others"),
+            );
+            return true;
+        }
+        if base.file == file && base.service == name {
+            self.diags.push(
+                Diagnostic::error(base.span, format!("service `{name}` extends itself"))
+                    .with_hint("name another service in `extends.service`"),
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The service `base` names, its own `extends` applied; `None` (said
+    /// why) when its file has no services or it is not there.
+    fn base_service(
+        &mut self,
+        name: &str,
+        base: &Base,
+        local: &Map,
+        current: &Path,
+        vars: &Vars,
+        chain: &mut Chain,
+    ) -> Option<Node> {
+        if base.file != current
+            && self
+                .extends_file(&base.file, vars, base.file_span)
+                .is_none()
+        {
+            if base.file.is_file() {
+                self.diags.push(
+                    Diagnostic::error(
+                        base.file_span.or(Some(base.span)),
+                        format!("`{}` defines no services", base.file.display()),
+                    )
+                    .with_hint("`extends.file` must name a compose file with the base service"),
+                );
+            }
+            return None;
+        }
+        // The services of the base's file (to find it, or suggest one).
+        let services: Vec<String> = if base.file == current {
+            local.keys().map(str::to_string).collect()
+        } else {
+            self.extends_file(&base.file, vars, None)
+                .and_then(|d| {
+                    d.as_map()?
+                        .get("services")?
+                        .as_map()
+                        .map(|s| s.keys().map(str::to_string).collect())
+                })
+                .unwrap_or_default()
+        };
+        if !services.contains(&base.service) {
+            let mut d = Diagnostic::error(
+                base.service_span,
+                format!(
+                    "service `{name}` extends `{}`, which is not defined in {}",
+                    base.service,
+                    base.file.display()
+                ),
+            );
+            d.hint = Some(
+                match crate::diag::suggest(&base.service, services.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("services there: {}", services.join(", ")),
+                },
+            );
+            self.diags.push(d);
+            return None;
+        }
+        self.resolve_service(&base.file, &base.service, local, current, vars, chain)
     }
 
     /// A file named by `extends.file`, prepared once (no include, extends unresolved).
