@@ -15,6 +15,7 @@ pub struct Stopping(watch::Receiver<bool>);
 
 impl Stopping {
     /// Resolves once the server stops accepting.
+    #[inline]
     pub async fn requested(&mut self) {
         // An error: the loop is gone, which means stopping too.
         let _ = self.0.wait_for(|s| *s).await;

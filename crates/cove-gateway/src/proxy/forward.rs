@@ -19,7 +19,9 @@ use super::{Body, Gateway, Hold};
 use crate::answer::{closing, plain, timed_out, too_large};
 use crate::balance;
 use crate::deadline::{Deadline, Deadlines};
-use crate::headers::{forwarding_headers, request_host, strip_hop_by_hop, wants_upgrade};
+use crate::headers::{
+    X_REQUEST_ID, forwarding_headers, request_host, strip_hop_by_hop, wants_upgrade,
+};
 use crate::table::{self, Pool, Route, Table, Target};
 use crate::upstream::SendError;
 
@@ -110,6 +112,7 @@ impl Tries {
 }
 
 impl Gateway {
+    #[inline]
     pub(super) async fn forward(
         &self,
         req: Request<Incoming>,
@@ -132,6 +135,7 @@ impl Gateway {
 
     /// The table and the index of the route `req` takes, once its pool has
     /// a target or none is coming (see [`Gateway::hold`]); else 404.
+    #[inline]
     async fn route(&self, req: &Request<Incoming>) -> Result<(Arc<Table>, usize), Refused> {
         let mut table = self.table();
         let mut hold = Hold::default();
@@ -155,6 +159,7 @@ impl Gateway {
     }
 
     /// What counters and the access log keep of `route`.
+    #[inline]
     fn note_route(&self, route: &Route, served: &mut Served) {
         served.stats = Some(route.stats.clone());
         if self.access_log.is_some() {
@@ -171,6 +176,7 @@ impl Gateway {
     /// need, hop-by-hop headers out, forwarding headers and a request id
     /// in, its body capped at the route's limit; or the gateway's answer
     /// (413, 400).
+    #[inline]
     fn outgoing(
         &self,
         mut req: Request<Incoming>,
@@ -235,20 +241,21 @@ impl Gateway {
 
     /// An `X-Request-Id`, unless the request has one.
     fn request_id(&self, headers: &mut HeaderMap) {
-        if !headers.contains_key("x-request-id") {
+        if !headers.contains_key(&X_REQUEST_ID) {
             let id = format!(
                 "{:016x}-{}",
                 self.id_prefix,
                 self.ids.fetch_add(1, Ordering::Relaxed)
             );
             if let Ok(v) = HeaderValue::try_from(id) {
-                headers.insert("x-request-id", v);
+                headers.insert(X_REQUEST_ID.clone(), v);
             }
         }
     }
 
     /// Tries the targets of `route`'s pool (of `table`, then of newer
     /// tables while no target got the request) until one answers.
+    #[inline]
     async fn send(
         &self,
         table: &Arc<Table>,
@@ -352,6 +359,7 @@ impl Gateway {
     }
 
     /// One try: `req` sent to the target and its answer awaited.
+    #[inline]
     async fn try_target(
         &self,
         at: &Try<'_>,
@@ -441,6 +449,7 @@ impl Gateway {
     /// A target's answer, passed on. A small answer to a request that may
     /// be sent again is read whole first: a target dying between its head
     /// and its body then costs a retry, not a broken answer.
+    #[inline]
     async fn answered(
         &self,
         mut resp: Response<Body>,
@@ -494,6 +503,7 @@ impl Gateway {
 
 /// Origin form (`/path?query`), the prefix stripped if the route says so;
 /// a request already in that form keeps its URI (taken from `uri`).
+#[inline]
 fn origin_uri(uri: &mut Uri, route: &Route) -> Result<Uri, Refused> {
     if !route.strip_prefix && uri.scheme().is_none() {
         return Ok(std::mem::take(uri));
@@ -510,6 +520,7 @@ fn origin_uri(uri: &mut Uri, route: &Route) -> Result<Uri, Refused> {
 
 /// The headers of a request as it leaves: hop-by-hop ones out but
 /// `TE: trailers`, the upgrade's (`protocol`) back in, `Host` set.
+#[inline]
 fn upstream_headers(
     headers: &mut HeaderMap,
     protocol: Option<&HeaderValue>,
