@@ -18,6 +18,7 @@ mod forward;
 mod handle;
 mod hold;
 mod serve;
+mod tries;
 mod upgrade;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
