@@ -8,22 +8,38 @@
 //!
 //! - [`table`]: routes, pools, targets (in-flight counts, draining).
 //! - [`balance`]: power-of-two-choices on in-flight requests, round-robin.
-//! - [`proxy`]: the HTTP/1.1 server: forwarding headers, hop-by-hop
-//!   stripping, request ids, retries on connect failure.
+//! - [`proxy`]: the HTTP server: the [`proxy::Gateway`], forwarding a
+//!   request (request ids, retries on connect failure), holds, upgrades.
+//! - `headers`: forwarding headers, hop-by-hop stripping.
+//! - `answer`: the gateway's own answers (404, 502, 503, 504…).
+//! - [`limits`]: the gateway's timeouts and size limits.
 //! - [`upstream`]: kept-alive connections to the targets.
 //! - [`deadline`]: coarse upstream response deadlines.
 //! - [`tcp`]: layer-4 routes.
 //! - [`tls`]: TLS termination, SNI, the local CA.
 //! - [`access`]: access log records, request body limits.
+//! - `stats`: a route's counters ([`metrics::RouteStats`]).
 //! - [`metrics`]: counters per route and target, Prometheus text.
 //! - [`server`]: worker threads, sockets, the connection cap.
+//! - `accept`: accept loops, the connection cap, stopping
+//!   ([`server::Stopping`]).
+//!
+//! Modules depend on each other without cycles: leaves (`answer`,
+//! `headers`, [`limits`], `stats`, `accept`, [`access`], [`deadline`]) →
+//! [`table`] → [`balance`], [`metrics`], [`upstream`] → [`proxy`] →
+//! [`tcp`], [`tls`] → [`server`].
 
+mod accept;
 pub mod access;
+mod answer;
 pub mod balance;
 pub mod deadline;
+mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+mod stats;
 pub mod table;
 pub mod tcp;
 pub mod tls;

@@ -15,57 +15,10 @@
 //! - `cove_gateway_targets{route,service}` (targets in the table)
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
-use crate::table::Table;
-
-/// Upper bounds of the latency histogram, seconds.
-pub const BUCKETS: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Counters of one route.
-#[derive(Debug, Default)]
-pub struct RouteStats {
-    /// By status class: 1xx..5xx.
-    by_class: [AtomicU64; 5],
-    /// Requests not above each bound of [`BUCKETS`] (not cumulative).
-    buckets: [AtomicU64; BUCKETS.len()],
-    /// Above the last bound.
-    over: AtomicU64,
-    sum_micros: AtomicU64,
-    upstream_errors: AtomicU64,
-}
-
-impl RouteStats {
-    pub fn new() -> std::sync::Arc<RouteStats> {
-        Default::default()
-    }
-
-    /// A request answered `status` after `took`.
-    pub fn record(&self, status: u16, took: Duration) {
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
-        let secs = took.as_secs_f64();
-        match BUCKETS.iter().position(|b| secs <= *b) {
-            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
-            None => self.over.fetch_add(1, Ordering::Relaxed),
-        };
-        self.sum_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// The upstream failed (connect, error, timeout).
-    pub fn upstream_error(&self) {
-        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests answered so far with a status of `class` (1 to 5).
-    pub fn requests(&self, class: usize) -> u64 {
-        self.by_class[class - 1].load(Ordering::Relaxed)
-    }
-}
+pub use crate::stats::{BUCKETS, RouteStats};
+use crate::table::{Table, Target};
 
 /// A label value, escaped.
 fn label(v: &str) -> String {
@@ -74,51 +27,106 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One route's row: its name, its service, its counters, its targets.
+struct RouteRow<'a> {
+    route: String,
+    service: &'a str,
+    stats: &'a RouteStats,
+    targets: usize,
+}
+
+impl RouteRow<'_> {
+    /// `route="…",service="…"`, escaped.
+    fn labels(&self) -> String {
+        format!(
+            "route=\"{}\",service=\"{}\"",
+            label(&self.route),
+            label(self.service)
+        )
+    }
+}
+
 /// The table's counters in the Prometheus text format.
 pub fn render(table: &Table) -> String {
     let mut out = String::new();
-    let routes: Vec<(String, &str, &RouteStats, usize)> = table
+    let routes = route_rows(table);
+    requests(&mut out, &routes);
+    durations(&mut out, &routes);
+    upstream_errors(&mut out, &routes);
+    targets(&mut out, &routes);
+    let targets = target_rows(table);
+    in_flight(&mut out, &targets);
+    ejections(&mut out, &targets);
+    out
+}
+
+/// The HTTP routes, then the TCP ones.
+fn route_rows(table: &Table) -> Vec<RouteRow<'_>> {
+    table
         .routes()
         .iter()
-        .map(|r| {
-            (
-                format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path),
-                r.pool.name.as_str(),
-                &*r.stats,
-                r.pool.targets.len(),
-            )
+        .map(|r| RouteRow {
+            route: format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path),
+            service: r.pool.name.as_str(),
+            stats: &r.stats,
+            targets: r.pool.targets.len(),
         })
-        .chain(table.tcp_routes().iter().map(|r| {
-            (
-                format!("tcp://{}", r.listen),
-                r.pool.name.as_str(),
-                &*r.stats,
-                r.pool.targets.len(),
-            )
+        .chain(table.tcp_routes().iter().map(|r| RouteRow {
+            route: format!("tcp://{}", r.listen),
+            service: r.pool.name.as_str(),
+            stats: &r.stats,
+            targets: r.pool.targets.len(),
         }))
-        .collect();
+        .collect()
+}
 
-    let _ = writeln!(
+/// Targets once each (with their service), though several routes may
+/// share them.
+fn target_rows(table: &Table) -> Vec<(&str, &Target)> {
+    let mut seen = std::collections::HashSet::new();
+    table
+        .routes()
+        .iter()
+        .map(|r| &r.pool)
+        .chain(table.tcp_routes().iter().map(|r| &r.pool))
+        .flat_map(|p| p.targets.iter().map(move |t| (p.name.as_str(), &**t)))
+        .filter(|(_, t)| seen.insert(t.addr))
+        .collect()
+}
+
+/// A metric's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn requests(out: &mut String, routes: &[RouteRow]) {
+    header(
         out,
-        "# HELP cove_gateway_requests_total Requests answered, by route, service and status class.\n# TYPE cove_gateway_requests_total counter"
+        "cove_gateway_requests_total",
+        "counter",
+        "Requests answered, by route, service and status class.",
     );
-    for (route, service, s, _) in &routes {
+    for r in routes {
+        let labels = r.labels();
         for class in 1..=5 {
             let _ = writeln!(
                 out,
-                "cove_gateway_requests_total{{route=\"{}\",service=\"{}\",code=\"{class}xx\"}} {}",
-                label(route),
-                label(service),
-                s.requests(class)
+                "cove_gateway_requests_total{{{labels},code=\"{class}xx\"}} {}",
+                r.stats.requests(class)
             );
         }
     }
-    let _ = writeln!(
+}
+
+fn durations(out: &mut String, routes: &[RouteRow]) {
+    header(
         out,
-        "# HELP cove_gateway_request_duration_seconds Time to answer, from the request's head to the response's head.\n# TYPE cove_gateway_request_duration_seconds histogram"
+        "cove_gateway_request_duration_seconds",
+        "histogram",
+        "Time to answer, from the request's head to the response's head.",
     );
-    for (route, service, s, _) in &routes {
-        let labels = format!("route=\"{}\",service=\"{}\"", label(route), label(service));
+    for r in routes {
+        let (s, labels) = (r.stats, r.labels());
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += s.buckets[i].load(Ordering::Relaxed);
@@ -134,46 +142,45 @@ pub fn render(table: &Table) -> String {
             s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
     }
-    let _ = writeln!(
+}
+
+fn upstream_errors(out: &mut String, routes: &[RouteRow]) {
+    header(
         out,
-        "# HELP cove_gateway_upstream_errors_total Requests whose upstream failed: no connection, an error, a timeout.\n# TYPE cove_gateway_upstream_errors_total counter"
+        "cove_gateway_upstream_errors_total",
+        "counter",
+        "Requests whose upstream failed: no connection, an error, a timeout.",
     );
-    for (route, service, s, _) in &routes {
+    for r in routes {
         let _ = writeln!(
             out,
-            "cove_gateway_upstream_errors_total{{route=\"{}\",service=\"{}\"}} {}",
-            label(route),
-            label(service),
-            s.upstream_errors.load(Ordering::Relaxed)
+            "cove_gateway_upstream_errors_total{{{}}} {}",
+            r.labels(),
+            r.stats.upstream_errors.load(Ordering::Relaxed)
         );
     }
-    let _ = writeln!(
+}
+
+fn targets(out: &mut String, routes: &[RouteRow]) {
+    header(
         out,
-        "# HELP cove_gateway_targets Targets a route sends to now.\n# TYPE cove_gateway_targets gauge"
+        "cove_gateway_targets",
+        "gauge",
+        "Targets a route sends to now.",
     );
-    for (route, service, _, n) in &routes {
-        let _ = writeln!(
-            out,
-            "cove_gateway_targets{{route=\"{}\",service=\"{}\"}} {n}",
-            label(route),
-            label(service)
-        );
+    for r in routes {
+        let _ = writeln!(out, "cove_gateway_targets{{{}}} {}", r.labels(), r.targets);
     }
-    // Targets once each, though several routes may share them.
-    let mut seen = std::collections::HashSet::new();
-    let targets: Vec<_> = table
-        .routes()
-        .iter()
-        .map(|r| &r.pool)
-        .chain(table.tcp_routes().iter().map(|r| &r.pool))
-        .flat_map(|p| p.targets.iter().map(move |t| (p.name.as_str(), t)))
-        .filter(|(_, t)| seen.insert(t.addr))
-        .collect();
-    let _ = writeln!(
+}
+
+fn in_flight(out: &mut String, targets: &[(&str, &Target)]) {
+    header(
         out,
-        "# HELP cove_gateway_in_flight Requests (and TCP connections) a target is serving now.\n# TYPE cove_gateway_in_flight gauge"
+        "cove_gateway_in_flight",
+        "gauge",
+        "Requests (and TCP connections) a target is serving now.",
     );
-    for (service, t) in &targets {
+    for (service, t) in targets {
         let _ = writeln!(
             out,
             "cove_gateway_in_flight{{service=\"{}\",target=\"{}\"}} {}",
@@ -182,11 +189,16 @@ pub fn render(table: &Table) -> String {
             t.in_flight()
         );
     }
-    let _ = writeln!(
+}
+
+fn ejections(out: &mut String, targets: &[(&str, &Target)]) {
+    header(
         out,
-        "# HELP cove_gateway_ejections_total Times passive health left a target out.\n# TYPE cove_gateway_ejections_total counter"
+        "cove_gateway_ejections_total",
+        "counter",
+        "Times passive health left a target out.",
     );
-    for (service, t) in &targets {
+    for (service, t) in targets {
         let _ = writeln!(
             out,
             "cove_gateway_ejections_total{{service=\"{}\",target=\"{}\"}} {}",
@@ -195,25 +207,43 @@ pub fn render(table: &Table) -> String {
             t.ejections()
         );
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
+    use super::RouteStats;
+    use super::render;
+    use crate::table::{Outcome, Policy, Pool, Route, Table, Target, TcpRoute};
+
+    /// Every metric of a table with an HTTP route (an odd name), a TCP
+    /// route and a target both share, exactly as Prometheus reads it.
     #[test]
-    fn durations_land_in_their_bucket_and_classes_are_counted() {
-        let s = RouteStats::default();
-        s.record(200, Duration::from_micros(900));
-        s.record(204, Duration::from_millis(30));
-        s.record(503, Duration::from_secs(11));
-        s.record(99, Duration::ZERO);
-        assert_eq!(s.requests(2), 2);
-        assert_eq!(s.requests(5), 1);
-        assert_eq!(s.requests(1), 1, "below 100 counts as 1xx");
-        assert_eq!(s.buckets[0].load(Ordering::Relaxed), 2);
-        assert_eq!(s.buckets[5].load(Ordering::Relaxed), 1, "30 ms ≤ 50 ms");
-        assert_eq!(s.over.load(Ordering::Relaxed), 1);
+    fn the_text_is_exactly_the_exposition_format() {
+        let shared = Target::new("127.0.0.1:9001".parse().unwrap());
+        let other = Target::new("127.0.0.1:9002".parse().unwrap());
+        let web = Pool::new(
+            "w\"e\\b",
+            vec![shared.clone(), other.clone()],
+            Policy::RoundRobin,
+        );
+        let db = Pool::new("db", vec![shared.clone()], Policy::RoundRobin);
+        let route = Route::new(Some("a.test"), "/api", web);
+        route.stats.record(200, Duration::from_millis(3));
+        route.stats.record(502, Duration::from_secs(12));
+        route.stats.upstream_error();
+        let _busy = other.begin();
+        for _ in 0..5 {
+            other.record(Outcome::ServerError, 1);
+        }
+        let tcp = TcpRoute {
+            listen: "127.0.0.1:5432".parse().unwrap(),
+            pool: db,
+            stats: RouteStats::new(),
+        };
+        let table = Table::new(vec![route]).with_tcp(vec![tcp]);
+        let text = render(&table);
+        assert_eq!(text, include_str!("../tests/metrics.prom"));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::metrics::RouteStats;
+use crate::stats::RouteStats;
 
 /// How long a target that failed is left out.
 pub const EJECT_FOR: Duration = Duration::from_secs(10);
@@ -153,7 +153,7 @@ pub struct Pool {
     pub targets: Vec<Arc<Target>>,
     pub policy: Policy,
     /// Targets are on their way (replicas starting): a request finding
-    /// none waits for a new table (up to [`crate::proxy::Limits::hold`])
+    /// none waits for a new table (up to [`crate::limits::Limits::hold`])
     /// rather than being refused at once.
     pub pending: bool,
     /// The targets speak HTTP/2 (cleartext, prior knowledge): gRPC.

@@ -29,7 +29,7 @@ pub async fn serve(
     };
     // A joined connection is not waited for (its `Stopping` dropped here):
     // it goes on until the gateway's thread ends.
-    crate::server::accept_loop(
+    crate::accept::accept_loop(
         listener,
         cap,
         shutdown,

@@ -136,7 +136,7 @@ pub async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let drain = gateway.limits().drain;
-    crate::server::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
+    crate::accept::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
         let gateway = gateway.clone();
         let acceptor = acceptor.clone();
         async move {

@@ -19,7 +19,7 @@ use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::proxy::Body;
+use crate::answer::Body;
 use crate::table::InFlight;
 
 /// Most idle connections kept per target.

@@ -30,18 +30,21 @@
 //! no async runtime, no network.
 //!
 //! Modules: [`identity`] (the key file and where it lives),
-//! [`SecretsFile`] (the API), `format` (the text), `atomic` (saving),
+//! [`SecretsFile`] (the API), [`Recipient`] (a public key), `format` (the
+//! text, and a secret as stored), `atomic` (saving),
 //! [`Error`] (with a [`hint`](Error::hint) for the CLI).
 
 mod atomic;
 mod error;
 mod format;
 pub mod identity;
+mod recipient;
 mod secrets_file;
 
 pub use error::{Error, Result};
 pub use identity::{Identity, default_identity_path};
-pub use secrets_file::{Recipient, SecretsFile};
+pub use recipient::Recipient;
+pub use secrets_file::SecretsFile;
 pub use zeroize::Zeroizing;
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Diagnostics, suggest};
-use crate::node::{Kind, Node, Resolved};
+use crate::node::{Kind, Map, Node, Resolved};
+
+/// A schema as a JSON object.
+type JsonObject = serde_json::Map<String, Json>;
 
 /// A path inside the document, for messages: `services.web.ports[0]`.
 #[derive(Debug, Clone, Default)]
@@ -153,130 +156,153 @@ impl Validator {
             );
         }
         match &node.kind {
-            Kind::Map(map) => {
-                let props = obj.get("properties").and_then(Json::as_object);
-                let patterns = obj.get("patternProperties").and_then(Json::as_object);
-                let additional = obj.get("additionalProperties");
-                for entry in &map.entries {
-                    let key = entry.key.as_str();
-                    let child = path.key(key);
-                    let mut matched = false;
-                    if let Some(s) = props.and_then(|p| p.get(key)) {
+            Kind::Map(map) => self.validate_map(node, map, obj, path, diags),
+            Kind::Seq(items) => self.validate_seq(node, items, obj, path, diags),
+            Kind::Scalar(_) | Kind::Null => self.validate_scalar(node, obj, path, diags),
+        }
+    }
+
+    /// A map's keys: `properties`, `patternProperties`,
+    /// `additionalProperties`, `required`.
+    fn validate_map(
+        &self,
+        node: &Node,
+        map: &Map,
+        obj: &JsonObject,
+        path: &Path,
+        diags: &mut Diagnostics,
+    ) {
+        let props = obj.get("properties").and_then(Json::as_object);
+        let patterns = obj.get("patternProperties").and_then(Json::as_object);
+        let additional = obj.get("additionalProperties");
+        for entry in &map.entries {
+            let key = entry.key.as_str();
+            let child = path.key(key);
+            let mut matched = false;
+            if let Some(s) = props.and_then(|p| p.get(key)) {
+                matched = true;
+                self.validate(&entry.value, s, &child, diags);
+            }
+            if let Some(patterns) = patterns {
+                for (pattern, s) in patterns {
+                    if self.matches(pattern, key) {
                         matched = true;
                         self.validate(&entry.value, s, &child, diags);
                     }
-                    if let Some(patterns) = patterns {
-                        for (pattern, s) in patterns {
-                            if self.matches(pattern, key) {
-                                matched = true;
-                                self.validate(&entry.value, s, &child, diags);
-                            }
-                        }
-                    }
-                    if matched {
-                        continue;
-                    }
-                    match additional {
-                        Some(Json::Bool(false)) => {
-                            let known: Vec<&str> = props
-                                .map(|p| p.keys().map(String::as_str).collect())
-                                .unwrap_or_default();
-                            diags.push(unknown_key(key, entry.key_span, path, &known, patterns));
-                        }
-                        Some(s @ Json::Object(_)) => {
-                            self.validate(&entry.value, s, &child, diags);
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(required) = obj.get("required").and_then(Json::as_array) {
-                    for r in required.iter().filter_map(Json::as_str) {
-                        if !map.contains(r) {
-                            diags.push(
-                                Diagnostic::error(
-                                    node.span,
-                                    format!("`{path}` is missing the required key `{r}`"),
-                                )
-                                .with_hint(format!("add `{r}:` here")),
-                            );
-                        }
-                    }
                 }
             }
-            Kind::Seq(items) => {
-                if let Some(s) = obj.get("items") {
-                    for (i, item) in items.iter().enumerate() {
-                        self.validate(item, s, &path.index(i), diags);
-                    }
+            if matched {
+                continue;
+            }
+            match additional {
+                Some(Json::Bool(false)) => {
+                    let known: Vec<&str> = props
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    diags.push(unknown_key(key, entry.key_span, path, &known, patterns));
                 }
-                if obj.get("uniqueItems") == Some(&Json::Bool(true)) {
-                    let values: Vec<Json> = items.iter().map(Node::to_json).collect();
-                    for (i, v) in values.iter().enumerate() {
-                        if let Some(first) = values[..i].iter().position(|w| w == v) {
-                            diags.push(
-                                Diagnostic::error(
-                                    items[i].span,
-                                    format!("`{path}` lists {} twice", show(v)),
-                                )
-                                .with_hint(format!(
-                                    "remove one of the duplicates (the first is item {})",
-                                    first + 1
-                                )),
-                            );
-                        }
-                    }
+                Some(s @ Json::Object(_)) => {
+                    self.validate(&entry.value, s, &child, diags);
                 }
-                if let Some(min) = obj.get("minItems").and_then(Json::as_u64)
-                    && (items.len() as u64) < min
-                {
+                _ => {}
+            }
+        }
+        if let Some(required) = obj.get("required").and_then(Json::as_array) {
+            for r in required.iter().filter_map(Json::as_str) {
+                if !map.contains(r) {
                     diags.push(
                         Diagnostic::error(
                             node.span,
-                            format!("`{path}` must have at least {min} item(s)"),
+                            format!("`{path}` is missing the required key `{r}`"),
                         )
-                        .with_hint("add the missing items, or remove the key"),
+                        .with_hint(format!("add `{r}:` here")),
                     );
                 }
             }
-            Kind::Scalar(_) | Kind::Null => {
-                let v = node.to_json();
-                if let Some(n) = v.as_f64() {
-                    if let Some(min) = obj.get("minimum").and_then(Json::as_f64)
-                        && n < min
-                    {
-                        diags.push(
-                            Diagnostic::error(
-                                node.span,
-                                format!("`{path}` must be at least {min}, got {n}"),
-                            )
-                            .with_hint(format!("use a value of {min} or more")),
-                        );
-                    }
-                    if let Some(max) = obj.get("maximum").and_then(Json::as_f64)
-                        && n > max
-                    {
-                        diags.push(
-                            Diagnostic::error(
-                                node.span,
-                                format!("`{path}` must be at most {max}, got {n}"),
-                            )
-                            .with_hint(format!("use a value of {max} or less")),
-                        );
-                    }
-                }
-                if let (Some(pattern), Some(s)) =
-                    (obj.get("pattern").and_then(Json::as_str), v.as_str())
-                    && !self.matches(pattern, s)
-                {
+        }
+    }
+
+    /// A list's items: `items`, `uniqueItems`, `minItems`.
+    fn validate_seq(
+        &self,
+        node: &Node,
+        items: &[Node],
+        obj: &JsonObject,
+        path: &Path,
+        diags: &mut Diagnostics,
+    ) {
+        if let Some(s) = obj.get("items") {
+            for (i, item) in items.iter().enumerate() {
+                self.validate(item, s, &path.index(i), diags);
+            }
+        }
+        if obj.get("uniqueItems") == Some(&Json::Bool(true)) {
+            let values: Vec<Json> = items.iter().map(Node::to_json).collect();
+            for (i, v) in values.iter().enumerate() {
+                if let Some(first) = values[..i].iter().position(|w| w == v) {
                     diags.push(
                         Diagnostic::error(
-                            node.span,
-                            format!("`{path}` has an invalid value {}", show(&v)),
+                            items[i].span,
+                            format!("`{path}` lists {} twice", show(v)),
                         )
-                        .with_hint(format!("the value must match the pattern `{pattern}`")),
+                        .with_hint(format!(
+                            "remove one of the duplicates (the first is item {})",
+                            first + 1
+                        )),
                     );
                 }
             }
+        }
+        if let Some(min) = obj.get("minItems").and_then(Json::as_u64)
+            && (items.len() as u64) < min
+        {
+            diags.push(
+                Diagnostic::error(
+                    node.span,
+                    format!("`{path}` must have at least {min} item(s)"),
+                )
+                .with_hint("add the missing items, or remove the key"),
+            );
+        }
+    }
+
+    /// A scalar's value: `minimum`, `maximum`, `pattern`.
+    fn validate_scalar(&self, node: &Node, obj: &JsonObject, path: &Path, diags: &mut Diagnostics) {
+        let v = node.to_json();
+        if let Some(n) = v.as_f64() {
+            if let Some(min) = obj.get("minimum").and_then(Json::as_f64)
+                && n < min
+            {
+                diags.push(
+                    Diagnostic::error(
+                        node.span,
+                        format!("`{path}` must be at least {min}, got {n}"),
+                    )
+                    .with_hint(format!("use a value of {min} or more")),
+                );
+            }
+            if let Some(max) = obj.get("maximum").and_then(Json::as_f64)
+                && n > max
+            {
+                diags.push(
+                    Diagnostic::error(
+                        node.span,
+                        format!("`{path}` must be at most {max}, got {n}"),
+                    )
+                    .with_hint(format!("use a value of {max} or less")),
+                );
+            }
+        }
+        if let (Some(pattern), Some(s)) = (obj.get("pattern").and_then(Json::as_str), v.as_str())
+            && !self.matches(pattern, s)
+        {
+            diags.push(
+                Diagnostic::error(
+                    node.span,
+                    format!("`{path}` has an invalid value {}", show(&v)),
+                )
+                .with_hint(format!("the value must match the pattern `{pattern}`")),
+            );
         }
     }
 

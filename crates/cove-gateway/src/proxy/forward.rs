@@ -1,0 +1,277 @@
+//! Forwarding a request to a target of its route's pool, in steps: its
+//! route (held while the pool's targets are on their way), the request as
+//! the targets get it ([`Outgoing`]), then the tries (`tries.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use tokio::sync::Notify;
+
+use super::handle::Served;
+use super::{Body, Gateway, Hold};
+use crate::answer::{plain, too_large};
+use crate::headers::{
+    X_REQUEST_ID, forwarding_headers, request_host, strip_hop_by_hop, wants_upgrade,
+};
+use crate::table::{self, Route, Table};
+
+/// An answer of the gateway's own instead of a forwarded request (boxed:
+/// rare, and large).
+pub(super) type Refused = Box<Response<Body>>;
+
+/// What it takes to send a bodiless request again.
+pub(super) type Replay = (hyper::Method, Uri, HeaderMap);
+
+/// A request made ready for its targets.
+pub(super) struct Outgoing {
+    pub(super) req: Request<Body>,
+    /// The client's side of an upgrade it asked for (WebSocket or other).
+    pub(super) upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub(super) terms: Terms,
+}
+
+/// What every try of one request shares.
+pub(super) struct Terms {
+    /// The request's body was all read (it has none): the client's
+    /// connection may stay open after an answer of the gateway's own.
+    pub(super) replayable: bool,
+    /// What it takes to send an idempotent request again after its target
+    /// died under it.
+    pub(super) again: Option<Replay>,
+    /// A body without a length over the route's limit is cut off when it
+    /// gets there: `over` says so, and the request is abandoned.
+    pub(super) over: Arc<Notify>,
+    /// How long a target has to answer.
+    pub(super) wait: Duration,
+    /// The route's limit on request bodies.
+    pub(super) max_body: Option<u64>,
+}
+
+impl Gateway {
+    #[inline]
+    pub(super) async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        secure: bool,
+        served: &mut Served,
+    ) -> Response<Body> {
+        let (table, index) = match self.route(&req).await {
+            Ok(found) => found,
+            Err(resp) => return *resp,
+        };
+        let route = &table.routes()[index];
+        self.note_route(route, served);
+        let out = match self.outgoing(req, route, peer, secure) {
+            Ok(out) => out,
+            Err(resp) => return *resp,
+        };
+        self.send(&table, route, out, served).await
+    }
+
+    /// The table and the index of the route `req` takes, once its pool has
+    /// a target or none is coming (see [`Gateway::hold`]); else 404.
+    #[inline]
+    async fn route(&self, req: &Request<Incoming>) -> Result<(Arc<Table>, usize), Refused> {
+        let mut table = self.table();
+        let mut hold = Hold::default();
+        loop {
+            let host = request_host(req);
+            let Some(index) = table.route_index(host, req.uri().path()) else {
+                return Err(Box::new(plain(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "cove gateway: no route for {}{}\n",
+                        host.unwrap_or(""),
+                        req.uri().path()
+                    ),
+                )));
+            };
+            if !self.hold(&table.routes()[index].pool, &mut hold).await {
+                return Ok((table, index));
+            }
+            table = self.table();
+        }
+    }
+
+    /// What counters and the access log keep of `route`.
+    #[inline]
+    fn note_route(&self, route: &Route, served: &mut Served) {
+        served.stats = Some(route.stats.clone());
+        if self.access_log.is_some() {
+            served.route = Some(format!(
+                "{}{}",
+                route.host.as_deref().unwrap_or("*"),
+                route.path
+            ));
+            served.service = Some(route.pool.name.clone());
+        }
+    }
+
+    /// `req` as the targets of `route` get it: its URI in the form they
+    /// need, hop-by-hop headers out, forwarding headers and a request id
+    /// in, its body capped at the route's limit; or the gateway's answer
+    /// (413, 400).
+    #[inline]
+    fn outgoing(
+        &self,
+        mut req: Request<Incoming>,
+        route: &Route,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Result<Outgoing, Refused> {
+        // A WebSocket (or other) upgrade: the client's side of it.
+        let upgrade = wants_upgrade(&req).then(|| {
+            (
+                req.headers().get(header::UPGRADE).cloned(),
+                hyper::upgrade::on(&mut req),
+            )
+        });
+        // A `Host` value is shared, not copied.
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let (mut parts, body) = req.into_parts();
+        if let Some(max) = route.max_body
+            && hyper::body::Body::size_hint(&body).lower() > max
+        {
+            return Err(Box::new(too_large(max)));
+        }
+        let uri = origin_uri(&mut parts.uri, route)?;
+        let protocol = upgrade.as_ref().and_then(|(p, _)| p.as_ref());
+        upstream_headers(&mut parts.headers, protocol, host.as_ref());
+        // HTTP/2 upstreams get the absolute form (`:scheme`, `:authority`).
+        let uri = if route.pool.http2 {
+            absolute_uri(&uri, host.as_ref())?
+        } else {
+            uri
+        };
+        forwarding_headers(&mut parts.headers, peer, host, secure);
+        self.request_id(&mut parts.headers);
+        let replayable = hyper::body::Body::is_end_stream(&body);
+        let again = (replayable && is_idempotent(&parts.method))
+            .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
+        let over = Arc::new(Notify::new());
+        let body = match route.max_body {
+            Some(max) => crate::access::Capped::new(body, max, over.clone()).boxed(),
+            None => body.boxed(),
+        };
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = parts.method;
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.headers_mut() = parts.headers;
+        Ok(Outgoing {
+            req: upstream_req,
+            upgrade: upgrade.map(|(_, client_side)| client_side),
+            terms: Terms {
+                replayable,
+                again,
+                over,
+                wait: route.timeout.unwrap_or(self.limits.upstream_response),
+                max_body: route.max_body,
+            },
+        })
+    }
+
+    /// An `X-Request-Id`, unless the request has one.
+    fn request_id(&self, headers: &mut HeaderMap) {
+        if !headers.contains_key(&X_REQUEST_ID) {
+            let id = format!(
+                "{:016x}-{}",
+                self.id_prefix,
+                self.ids.fetch_add(1, Ordering::Relaxed)
+            );
+            if let Ok(v) = HeaderValue::try_from(id) {
+                headers.insert(X_REQUEST_ID.clone(), v);
+            }
+        }
+    }
+}
+
+/// Origin form (`/path?query`), the prefix stripped if the route says so;
+/// a request already in that form keeps its URI (taken from `uri`).
+#[inline]
+fn origin_uri(uri: &mut Uri, route: &Route) -> Result<Uri, Refused> {
+    if !route.strip_prefix && uri.scheme().is_none() {
+        return Ok(std::mem::take(uri));
+    }
+    let pq = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let pq = if route.strip_prefix {
+        table::strip(&route.path, pq)
+    } else {
+        pq.to_string()
+    };
+    pq.parse::<Uri>()
+        .map_err(|_| Box::new(plain(StatusCode::BAD_REQUEST, "cove gateway: bad path\n")))
+}
+
+/// The headers of a request as it leaves: hop-by-hop ones out but
+/// `TE: trailers`, the upgrade's (`protocol`) back in, `Host` set.
+#[inline]
+fn upstream_headers(
+    headers: &mut HeaderMap,
+    protocol: Option<&HeaderValue>,
+    host: Option<&HeaderValue>,
+) {
+    // `TE: trailers` is end to end in spirit (gRPC needs it), the one
+    // value HTTP/2 allows.
+    let trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    strip_hop_by_hop(headers);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+    // An HTTP/2 request has no `Host`; an HTTP/1.1 upstream needs one.
+    if !headers.contains_key(header::HOST)
+        && let Some(h) = host
+    {
+        headers.insert(header::HOST, h.clone());
+    }
+}
+
+/// `uri` in the absolute form (`:scheme`, `:authority`) an HTTP/2
+/// upstream gets.
+fn absolute_uri(uri: &Uri, host: Option<&HeaderValue>) -> Result<Uri, Refused> {
+    let authority = host
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| Box::new(plain(StatusCode::BAD_REQUEST, "cove gateway: bad host\n")))
+}
+
+/// RFC 9110's idempotent methods.
+pub(super) fn is_idempotent(m: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(m)
+}

@@ -1,0 +1,92 @@
+//! Holding a request (or a TCP connection) while its pool's targets are on
+//! their way, and waiting for a newer table after every target failed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::Gateway;
+use crate::balance;
+use crate::table::{self, Table};
+
+/// How long a request every target failed waits for a newer table (its
+/// replicas' deaths seen by the daemon) before it is answered 502.
+const AFTER_FAILURES: Duration = Duration::from_secs(2);
+
+/// Where a held request or connection is: see [`Gateway::hold`].
+#[derive(Default)]
+pub(crate) struct Hold {
+    until: Option<Instant>,
+    changes: Option<watch::Receiver<u64>>,
+}
+impl Gateway {
+    /// A pool whose targets are on their way (replicas starting) or asleep
+    /// (woken, once) holds a request or connection a while: `true` when
+    /// the caller should look at the table again (a new one came, or the
+    /// watch on new ones just began); `false` when it goes on with what it
+    /// has (a target is there, none is coming, or the hold is over).
+    /// After every target of `route` (of `table`) failed to take a
+    /// request none of them got (no connection): the same route's pool in a newer
+    /// table, once the daemon has seen its replicas die (within a moment),
+    /// held while its replicas are on their way as a request that finds
+    /// none is. `None`: no newer table came, or the route is gone, or
+    /// this is the third round.
+    pub(super) async fn after_failures(
+        &self,
+        table: &Arc<Table>,
+        route: &table::Route,
+        hold: &mut Hold,
+        rounds: u32,
+    ) -> Option<Arc<table::Pool>> {
+        if rounds > 3 {
+            return None;
+        }
+        let mut changes = self.changed.subscribe();
+        if Arc::ptr_eq(table, &self.table()) {
+            tokio::time::timeout(AFTER_FAILURES, changes.changed())
+                .await
+                .ok()?
+                .ok()?;
+        }
+        loop {
+            let newer = self.table();
+            let pool = newer
+                .routes()
+                .iter()
+                .find(|r| r.host == route.host && r.path == route.path)?
+                .pool
+                .clone();
+            if !self.hold(&pool, hold).await {
+                return Some(pool);
+            }
+        }
+    }
+
+    pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
+        // Replicas that run but refuse connections: no hold, say why.
+        let waiting = pool.unavailable.is_none()
+            && (pool.pending || pool.wake.is_some())
+            && balance::pick(pool, None, table::now_ms(), &mut balance::thread_random).is_none();
+        if !waiting {
+            return false;
+        }
+        let until = *hold.until.get_or_insert_with(|| {
+            if let Some(wake) = &pool.wake {
+                (wake.0)();
+            }
+            Instant::now() + self.limits.hold
+        });
+        if Instant::now() >= until {
+            return false;
+        }
+        match hold.changes.as_mut() {
+            // Watch first, then look again: no new table is missed.
+            None => hold.changes = Some(self.changed.subscribe()),
+            Some(rx) => {
+                let _ = tokio::time::timeout_at(until.into(), rx.changed()).await;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,138 @@
+//! The proxy: an HTTP/1.1 server that forwards each request to a target of
+//! its route's pool over a pool of kept-alive upstream connections,
+//! streaming bodies both ways.
+//!
+//! Forwarded requests get `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
+//! `X-Forwarded-Host` and `X-Request-Id` (when absent); hop-by-hop headers
+//! (and those named in `Connection`) are removed both ways. A request that
+//! could not be sent (no connection) is tried on each other target in turn
+//! (at most 8 tries); one that was sent and got no answer (the target died)
+//! is sent on the same way only when it is idempotent (GET, HEAD, OPTIONS,
+//! TRACE, PUT, DELETE) and has no body. Answers of the gateway itself: 400 a request body that cannot
+//! be read (bad chunking), 404 no route, 502 upstream failed, 503 no
+//! target (at once, saying why, when the pool's replicas run but refuse
+//! connections: [`crate::table::Pool::unavailable`]), 504 timeout; they close the client's connection
+//! when the request's body may be left unread.
+
+mod forward;
+mod handle;
+mod hold;
+mod serve;
+mod tries;
+mod upgrade;
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+pub use crate::access::{AccessLog, AccessRecord, QueryLog};
+pub use crate::answer::Body;
+pub use crate::limits::Limits;
+pub(crate) use hold::Hold;
+
+use crate::balance;
+use crate::deadline::Deadlines;
+use crate::table::Table;
+use crate::upstream::Upstreams;
+
+pub struct Gateway {
+    /// Shared by the gateway's siblings (one per thread).
+    table: Arc<RwLock<Arc<Table>>>,
+    /// Bumped at every new table (shared by siblings too).
+    changed: Arc<watch::Sender<u64>>,
+    /// Where access log records go, if anywhere.
+    access_log: Option<AccessLog>,
+    /// What records keep of query strings ([`QueryLog`] as a `u8`; shared
+    /// by siblings).
+    access_query: Arc<AtomicU8>,
+    upstreams: Arc<Upstreams>,
+    /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
+    deadlines: std::sync::OnceLock<Arc<Deadlines>>,
+    limits: Limits,
+    /// Request ids: a random prefix and a counter.
+    id_prefix: u64,
+    ids: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(table: Table, limits: Limits) -> Arc<Gateway> {
+        Gateway::with_access_log(table, limits, None)
+    }
+
+    /// A gateway that hands a record of every request to `access_log`.
+    pub fn with_access_log(
+        table: Table,
+        limits: Limits,
+        access_log: Option<AccessLog>,
+    ) -> Arc<Gateway> {
+        Gateway::with_table(
+            Arc::new(RwLock::new(Arc::new(table))),
+            Arc::new(watch::channel(0).0),
+            access_log,
+            Arc::new(AtomicU8::new(QueryLog::default() as u8)),
+            limits,
+        )
+    }
+
+    /// A gateway for another thread: the same table (and targets, so
+    /// in-flight counts are shared), its own upstream connections.
+    pub fn sibling(&self) -> Arc<Gateway> {
+        Gateway::with_table(
+            self.table.clone(),
+            self.changed.clone(),
+            self.access_log.clone(),
+            self.access_query.clone(),
+            self.limits,
+        )
+    }
+
+    /// What access log records keep of query strings from now on, here
+    /// and in every sibling (default: [`QueryLog::Redact`]).
+    pub fn set_access_query(&self, query: QueryLog) {
+        self.access_query.store(query as u8, Ordering::Relaxed);
+    }
+
+    fn access_query(&self) -> QueryLog {
+        match self.access_query.load(Ordering::Relaxed) {
+            q if q == QueryLog::Keep as u8 => QueryLog::Keep,
+            q if q == QueryLog::Drop as u8 => QueryLog::Drop,
+            _ => QueryLog::Redact,
+        }
+    }
+
+    fn with_table(
+        table: Arc<RwLock<Arc<Table>>>,
+        changed: Arc<watch::Sender<u64>>,
+        access_log: Option<AccessLog>,
+        access_query: Arc<AtomicU8>,
+        limits: Limits,
+    ) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            table,
+            changed,
+            access_log,
+            access_query,
+            upstreams: Upstreams::new(limits.upstream_connect),
+            deadlines: std::sync::OnceLock::new(),
+            limits,
+            id_prefix: balance::thread_random(),
+            ids: AtomicU64::new(0),
+        })
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.read().expect("not poisoned").clone()
+    }
+
+    /// Replaces the table at once: requests already routed finish on the old one.
+    pub fn set_table(&self, table: Table) {
+        *self.table.write().expect("not poisoned") = Arc::new(table);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+}
