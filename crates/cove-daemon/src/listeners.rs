@@ -6,7 +6,7 @@
 //! that app's logs. An app with a route for any host (no `host:`) has its
 //! listener to itself.
 //!
-//! A project's own gateway ([`crate::gateway::ProjectGateway`]) still keeps
+//! A project's own gateway (`ProjectGateway`, in `gateway.rs`) still keeps
 //! its table (for its metrics, `cove routes`, autoscaling and draining),
 //! its TLS and TCP sockets; it hands its HTTP routes here
 //! ([`Listeners::set_routes`]) at every refresh, and the listener serves
