@@ -12,6 +12,12 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::node::{Entry, Kind, Map, MergeTag, Node, Scalar};
 use crate::source::{FileId, Span};
 
+mod lenient;
+#[cfg(test)]
+mod tests;
+
+use lenient::{glued_key, reindent_flow, unpad};
+
 /// Aliases expanded beyond this many nodes are refused ("billion laughs").
 const MAX_ALIAS_NODES: usize = 1_000_000;
 
@@ -82,34 +88,6 @@ pub fn parse(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Node> {
     }
 }
 
-/// When the scanner finds a `key:` it cannot take on line `line`
-/// (1-based) because the line above is `KEY:TEXT` (no space after the
-/// colon: one plain text, which the indented lines would continue): that
-/// line, the colon's column (1-based) and the key.
-fn glued_key(text: &str, line: u32) -> Option<(u32, u32, String)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let at = (line as usize).checked_sub(1)?;
-    let (i, above) = lines[..at.min(lines.len())]
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
-    let content = above.trim_start();
-    let content = content.strip_prefix("- ").unwrap_or(content);
-    let colon = content.find(':')?;
-    let key = &content[..colon];
-    let after = content[colon + 1..].chars().next()?;
-    let plain_key = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !plain_key || after.is_whitespace() || matches!(after, '/' | ':') {
-        return None;
-    }
-    let col = above.len() - content.len() + colon + 1;
-    Some((i as u32 + 1, col as u32, key.to_string()))
-}
-
 /// A scanner error: 1-based line, 0-based column, what it says.
 struct ScanFailure {
     line: u32,
@@ -160,102 +138,6 @@ fn attempt(
             }
         }
     }
-}
-
-/// Column `col` (1-based) of `line` in the fixed text, in the file as written.
-fn unpad(pads: &HashMap<u32, u32>, line: u32, col: u32) -> u32 {
-    match pads.get(&line) {
-        Some(&pad) if col > pad => col - pad,
-        Some(_) => 1,
-        None => col,
-    }
-}
-
-/// When line `line` (1-based) is inside a flow collection opened on an
-/// earlier line: the text with that line and the rest of the collection's
-/// lines indented past the column of the key that holds it, and the spaces
-/// added to each line. `None` when it is not, or nothing would change.
-fn reindent_flow(text: &str, line: u32) -> Option<(String, Vec<(u32, u32)>)> {
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let at = (line as usize).checked_sub(1)?;
-    if at >= lines.len() || at == 0 {
-        return None;
-    }
-    // Backwards: the line whose brackets are still open at `line`.
-    let mut open = 0i32;
-    let mut opening = None;
-    for i in (0..at).rev() {
-        open += balance(lines[i]);
-        if open > 0 {
-            opening = Some(i);
-            break;
-        }
-    }
-    let opening = opening?;
-    // The key that holds the collection: the opening line's first
-    // content past any `- ` of block sequence items.
-    let first = lines[opening];
-    let mut key_col = first.len() - first.trim_start_matches(' ').len();
-    let mut rest = &first[key_col..];
-    while let Some(r) = rest.strip_prefix("- ") {
-        let r2 = r.trim_start_matches(' ');
-        key_col += rest.len() - r2.len();
-        rest = r2;
-    }
-    let want = key_col + 1;
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut added = Vec::new();
-    for l in &lines[..at] {
-        out.push_str(l);
-    }
-    let mut depth = open;
-    let mut i = at;
-    while i < lines.len() {
-        let l = lines[i];
-        let indent = l.len() - l.trim_start_matches(' ').len();
-        let blank = l.trim().is_empty();
-        if depth > 0 && !blank && indent < want {
-            let pad = want - indent;
-            out.extend(std::iter::repeat_n(' ', pad));
-            added.push((i as u32 + 1, pad as u32));
-        }
-        out.push_str(l);
-        if depth > 0 {
-            depth += balance(l);
-        }
-        i += 1;
-    }
-    (!added.is_empty()).then_some((out, added))
-}
-
-/// Flow brackets opened minus closed on `line`, outside quotes and comments.
-fn balance(line: &str) -> i32 {
-    let mut n = 0;
-    let mut quote = None;
-    let mut prev = ' ';
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
-                chars.next();
-            }
-            (Some('"'), '\\') => {
-                chars.next();
-            }
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            // A quote opens a scalar only where one may start.
-            (None, '\'' | '"') if matches!(prev, ' ' | '\t' | '[' | '{' | ',' | ':') => {
-                quote = Some(c);
-            }
-            (None, '#') if prev == ' ' || prev == '\t' => break,
-            (None, '[' | '{') => n += 1,
-            (None, ']' | '}') => n -= 1,
-            _ => {}
-        }
-        prev = c;
-    }
-    n
 }
 
 /// The place (1-based line and column) of a tab in the indentation of the
@@ -529,99 +411,5 @@ impl Builder<'_> {
                 }
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get<'a>(n: &'a Node, path: &[&str]) -> Option<&'a Node> {
-        path.iter().try_fold(n, |n, k| n.as_map()?.get(k))
-    }
-
-    /// The one document of `yaml`, or the diagnostics' messages.
-    fn one(yaml: &str) -> Result<Node, Vec<String>> {
-        let mut diags = Diagnostics::default();
-        let docs = parse(FileId(0), yaml, &mut diags);
-        if diags.has_errors() || docs.len() != 1 {
-            return Err(diags.items().iter().map(|d| format!("{d:?}")).collect());
-        }
-        Ok(docs.into_iter().next().unwrap())
-    }
-
-    /// `services.web.command`'s items and the span of the first.
-    fn command(yaml: &str) -> (Vec<String>, Span) {
-        let doc = one(yaml).unwrap_or_else(|e| panic!("{e:?}\n{yaml}"));
-        let cmd = get(&doc, &["services", "web", "command"]).unwrap();
-        let Kind::Seq(items) = &cmd.kind else {
-            panic!("not a sequence: {cmd:?}")
-        };
-        let texts = items
-            .iter()
-            .map(|n| match &n.kind {
-                Kind::Scalar(s) => s.text.clone(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        (texts, items[0].span)
-    }
-
-    const WANT: [&str; 3] = ["nginx", "-g", "daemon off;"];
-
-    #[test]
-    fn a_flow_sequence_closed_at_its_keys_column_is_read_as_compose_reads_it() {
-        let (items, first) = command(
-            "services:\n  web:\n    image: nginx\n    command: [\n      \"nginx\", \"-g\", \"daemon off;\"\n    ]\n",
-        );
-        assert_eq!(items, WANT);
-        assert_eq!((first.line, first.col), (5, 7));
-    }
-
-    #[test]
-    fn flow_items_at_or_left_of_the_keys_column_are_read_and_keep_their_place() {
-        // Items at the key's column.
-        let (items, first) = command(
-            "services:\n  web:\n    command: [\n    \"nginx\", \"-g\", \"daemon off;\"\n    ]\n    image: nginx\n",
-        );
-        assert_eq!(items, WANT);
-        assert_eq!((first.line, first.col), (4, 5), "the place as written");
-        // A continuation line left of the key.
-        let (items, _) =
-            command("services:\n  web:\n    command: [\"nginx\",\n  \"-g\", \"daemon off;\"]\n");
-        assert_eq!(items, WANT);
-        // A flow mapping, in a block sequence item, with a comment.
-        let doc = one(
-            "services:\n  web:\n    ports:\n      - {target: 80, # the app\n      published: \"8080\"}\n",
-        )
-        .unwrap();
-        let ports = get(&doc, &["services", "web", "ports"]);
-        let Kind::Seq(items) = &ports.unwrap().kind else {
-            panic!()
-        };
-        assert!(get(&items[0], &["published"]).is_some());
-    }
-
-    #[test]
-    fn other_indentation_errors_are_still_errors_at_their_place() {
-        let e = one("services:\n  web:\n    image: nginx\n   command: x\n").unwrap_err();
-        assert!(e.iter().any(|d| d.contains("line: 4")), "{e:?}");
-        // A flow collection never closed.
-        let e = one("services:\n  web:\n    command: [\n  \"a\",\n").unwrap_err();
-        assert!(!e.is_empty());
-    }
-
-    #[test]
-    fn a_key_glued_to_its_value_is_reported_on_its_own_line() {
-        let e = one("services:foo\n  web:\n    image: nginx\n").unwrap_err();
-        assert!(e.iter().any(|d| d.contains("line: 1, col: 9")), "{e:?}");
-        assert!(
-            e.iter()
-                .any(|d| d.contains("`services:` has no space after its colon")),
-            "{e:?}"
-        );
-        // A URL is no glued key: the scanner's own words, at its place.
-        let e = one("x:\n  - http://a\n    b: 1\n").unwrap_err();
-        assert!(!e.iter().any(|d| d.contains("no space after")), "{e:?}");
     }
 }
