@@ -16,7 +16,7 @@
 //! address; a new address is bound before anything else of the plan is
 //! acted on, so `cove up` fails (and nothing changes) when it is taken.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,37 +31,14 @@ use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
 use cove_runtime::supervisor::{State, States};
 use tokio::sync::Semaphore;
 
-use crate::api::{RouteInfo, Routes};
-use crate::listeners::{Joining, Listeners, Refused};
+use crate::api::Routes;
 
-/// Where a project of the host's daemon serves its HTTP routes: the
-/// daemon's shared listeners ([`crate::listeners`]).
-#[derive(Clone)]
-pub struct Sharing {
-    pub listeners: Arc<Listeners>,
-    /// The project's key (its state directory).
-    pub key: Arc<str>,
-}
+mod describe;
+mod sharing;
 
-/// A project's place on a shared listener; it leaves when dropped.
-struct Membership {
-    sharing: Sharing,
-    /// The listener's address (the plan's, or the one above it it fell
-    /// back to) and the address bound there.
-    at: SocketAddr,
-    bound: SocketAddr,
-    hosts: BTreeSet<String>,
-    /// Replaced by a membership of the same listener: nothing to leave.
-    stays: bool,
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        if !self.stays {
-            self.sharing.listeners.leave(self.at, &self.sharing.key);
-        }
-    }
-}
+pub use describe::describe;
+pub use sharing::Sharing;
+use sharing::{Membership, shares};
 
 /// A project's running gateway.
 pub struct ProjectGateway {
@@ -265,80 +242,6 @@ impl ProjectGateway {
         Ok(())
     }
 
-    /// Serves `plan`'s HTTP routes on the shared listener of its address
-    /// (or, when that is the default one and a host is taken there, of the
-    /// next port above it); stays where it is when nothing changed.
-    fn join(&mut self, sharing: &Sharing, plan: &Plan) -> Result<(), String> {
-        let g = &plan.gateway;
-        let hosts: BTreeSet<String> = g
-            .routes
-            .iter()
-            .filter(|r| r.listen.is_none())
-            .filter_map(|r| r.host.clone())
-            .collect();
-        if let Some(m) = &self.member
-            && m.hosts == hosts
-            && (m.at == g.listen || g.default_listen)
-        {
-            return Ok(());
-        }
-        let label = crate::about::About::read(std::path::Path::new(&*sharing.key))
-            .map_or_else(|| format!("in {}", sharing.key), |a| a.to_string());
-        let last = if g.default_listen && g.listen.port() != 0 {
-            g.listen.port().saturating_add(FALLBACK_PORTS)
-        } else {
-            g.listen.port()
-        };
-        let mut first_refusal = None;
-        for port in g.listen.port()..=last {
-            let at = SocketAddr::new(g.listen.ip(), port);
-            let joining = Joining {
-                key: &sharing.key,
-                label: &label,
-                hosts: &hosts,
-                log: self.access_log.clone(),
-                query: query_log(g.access_query),
-                max_connections: g.max_connections,
-                threads: http_threads(),
-            };
-            match sharing.listeners.join(at, joining) {
-                Ok(bound) => {
-                    // The old place is left (when it is another) once the
-                    // new one serves.
-                    let old = self.member.replace(Membership {
-                        sharing: sharing.clone(),
-                        at,
-                        bound,
-                        hosts,
-                        stays: false,
-                    });
-                    if let Some(mut old) = old {
-                        // The same listener: still a member there.
-                        old.stays = old.at == at;
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    first_refusal.get_or_insert(e);
-                }
-            }
-        }
-        Err(match first_refusal {
-            Some(Refused::Host { host, holder }) => format!(
-                "the gateway cannot listen on {}: the address is in use, by the gateway of cove project {holder}, which serves `{host}` there",
-                g.listen
-            ),
-            Some(Refused::Bind(std::io::ErrorKind::AddrInUse, _)) => format!(
-                "the gateway cannot listen on {}: the address is in use, by {}",
-                g.listen,
-                crate::holder::describe(g.listen)
-                    .unwrap_or_else(|| "another cove app, or another program".into())
-            ),
-            Some(Refused::Bind(_, e)) => format!("the gateway cannot listen on {}: {e}", g.listen),
-            None => format!("the gateway cannot listen on {}", g.listen),
-        })
-    }
-
     /// A new table from the plan and the replicas' `states`.
     pub fn refresh(&mut self, states: &States) {
         let mut targets = HashMap::new();
@@ -492,16 +395,6 @@ impl ProjectGateway {
     }
 }
 
-/// Whether `plan`'s HTTP routes may go on a shared listener: each names
-/// its host (a route for any host would take other apps' requests).
-fn shares(plan: &Plan) -> bool {
-    plan.gateway
-        .routes
-        .iter()
-        .filter(|r| r.listen.is_none())
-        .all(|r| r.host.is_some())
-}
-
 /// The address bound for `addr` of the plan.
 fn bound(servers: &HashMap<SocketAddr, (SocketAddr, Server)>, addr: SocketAddr) -> SocketAddr {
     servers.get(&addr).map_or(addr, |(b, _)| *b)
@@ -614,59 +507,5 @@ fn waiting(states: &States, service: &str) -> (bool, Option<String>) {
             )),
         ),
         _ => (on_its_way, None),
-    }
-}
-
-/// The routes of `plan`, with each one's targets when the gateway runs.
-pub fn describe(plan: &Plan, targets: Option<&[Vec<SocketAddr>]>) -> Routes {
-    let g = &plan.gateway;
-    let routes: Vec<RouteInfo> = g
-        .routes
-        .iter()
-        .enumerate()
-        .map(|(i, r)| RouteInfo {
-            protocol: r.protocol.into(),
-            host: r.host.clone().unwrap_or_default(),
-            path: if r.protocol == Protocol::Tcp {
-                String::new()
-            } else {
-                r.path.clone()
-            },
-            strip_prefix: r.strip_prefix,
-            listen: r.listen.map(|l| l.to_string()).unwrap_or_default(),
-            url: match (r.listen, &r.host) {
-                (Some(l), _) => format!("tcp://{l}"),
-                (None, Some(h)) => format!("http://{h}:{}{}", g.listen.port(), r.path),
-                (None, None) => format!("http://{}{}", g.listen, r.path),
-            },
-            service: r.service.clone(),
-            port: r.port,
-            internal: r.internal,
-            targets: targets
-                .and_then(|t| t.get(i))
-                .map(|t| t.iter().map(SocketAddr::to_string).collect())
-                .unwrap_or_default(),
-        })
-        .collect();
-    Routes {
-        url: if routes.is_empty() {
-            String::new()
-        } else {
-            format!("http://{}", g.listen)
-        },
-        running: targets.is_some(),
-        tls_url: g
-            .tls
-            .as_ref()
-            .filter(|_| !routes.is_empty())
-            .map(|t| format!("https://{}", t.listen))
-            .unwrap_or_default(),
-        ca: g
-            .tls
-            .as_ref()
-            .filter(|t| t.certificates.is_empty())
-            .map(|_| local_ca_dir().join("ca.pem").display().to_string())
-            .unwrap_or_default(),
-        routes,
     }
 }
