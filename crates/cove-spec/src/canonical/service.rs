@@ -25,6 +25,9 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     for key in ["labels", "annotations", "sysctls"] {
         if let Some(n) = svc.get_mut(key) {
             key_values(n, key, diags);
+            if key != "sysctls" {
+                empty_for_null(n);
+            }
         }
     }
     if let Some(n) = svc.get_mut("env_file") {
@@ -105,6 +108,7 @@ fn build(build: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         }
         if let Some(labels) = b.get_mut("labels") {
             key_values(labels, "build.labels", diags);
+            empty_for_null(labels);
         }
     }
 }
@@ -196,6 +200,19 @@ fn command(n: &mut Node, key: &str, diags: &mut Diagnostics) {
 }
 
 /// `[A=1, B]` or `{A: 1, B: null}` → `{A: "1", B: null}`.
+/// A label (or annotation) with a key and no value (`["com.example.flag"]`,
+/// `flag:`) is `""`, as Compose gives it: unlike `environment`, where no
+/// value means "from the shell".
+fn empty_for_null(n: &mut Node) {
+    if let Some(m) = n.as_map_mut() {
+        for e in &mut m.entries {
+            if matches!(e.value.kind, Kind::Null) {
+                e.value = Node::string(e.value.span, "");
+            }
+        }
+    }
+}
+
 fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
     let span = n.span;
     let mut out = Map::default();

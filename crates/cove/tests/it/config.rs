@@ -433,3 +433,26 @@ secrets:
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(stdout(&again), "kong\n");
 }
+
+/// A label or annotation with a key and no value is `""`, as in Compose
+/// (an `environment` entry without a value stays unset: from the shell).
+#[test]
+fn a_label_without_a_value_is_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: nginx\n    labels: [\"com.example.flag\", \"a=b\"]\n    environment: [FROM_SHELL]\n  api:\n    image: nginx\n    labels:\n      flag:\n    annotations: [x]\n    build:\n      context: .\n      labels: [built]\n",
+    );
+    let out = cove(tmp.path(), &["config", "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let web = &v["services"]["web"];
+    assert_eq!(web["labels"]["com.example.flag"], "");
+    assert_eq!(web["labels"]["a"], "b");
+    assert!(web["environment"]["FROM_SHELL"].is_null(), "{web}");
+    let api = &v["services"]["api"];
+    assert_eq!(api["labels"]["flag"], "");
+    assert_eq!(api["annotations"]["x"], "");
+    assert_eq!(api["build"]["labels"]["built"], "");
+}
