@@ -109,6 +109,11 @@ impl Validator {
     }
 
     fn validate(&self, node: &Node, schema: &Json, path: &Path, diags: &mut Diagnostics) {
+        // `!reset` says "nothing here": its value is never used (the merge
+        // removes it), so it is not checked, as Compose does not.
+        if node.tag == Some(crate::node::MergeTag::Reset) {
+            return;
+        }
         let schema = self.deref(schema);
         let Some(obj) = schema.as_object() else {
             return; // `true` / `{}`-like schemas accept anything

@@ -456,3 +456,40 @@ fn a_label_without_a_value_is_empty() {
     assert_eq!(api["annotations"]["x"], "");
     assert_eq!(api["build"]["labels"]["built"], "");
 }
+
+/// `!reset` removes what it tags, whatever value it carries: it is not
+/// validated (`command: !reset {}`, `depends_on: !reset null`, a whole
+/// service `other: !reset`), as the Compose Specification says.
+#[test]
+fn reset_values_are_removed_not_validated() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    command: [echo, hi]\n    depends_on: [db]\n  db:\n    image: busybox\n  other:\n    image: busybox\n",
+    );
+    write(
+        tmp.path(),
+        "compose.override.yaml",
+        "services:\n  app:\n    image: busybox\n    command: !reset {}\n    depends_on: !reset null\n  other: !reset\n",
+    );
+    let out = cove(tmp.path(), &["config", "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&String> = v["services"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["app", "db"], "{v}");
+    assert!(v["services"]["app"].get("command").is_none(), "{v}");
+    assert!(v["services"]["app"].get("depends_on").is_none(), "{v}");
+    // In a file of its own too.
+    write(
+        tmp.path(),
+        "single/compose.yaml",
+        "services:\n  app:\n    image: busybox\n    command: !reset {}\n",
+    );
+    let out = cove(
+        &tmp.path().join("single"),
+        &["config", "--format", "json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
