@@ -26,9 +26,9 @@
 //! survive a panic), `offload` (what runs off the runtime's workers:
 //! durable commits, probes), `log` (daemon.log's lines).
 //!
-//! It never blocks itself: a multi-thread runtime of [`WORKERS`]
-//! worker(s) answers requests; durable commits, planning (which reads the machine) and
-//! sleeps run on the blocking pool (`offload`); the only lock held
+//! It never blocks itself: its runtime's one thread answers requests and
+//! runs the supervisors; durable commits, planning (which reads the
+//! machine) and sleeps run on the blocking pool (`offload`); the only lock held
 //! across the supervisor's work is a project's run lock, and readers
 //! (`ps`, status, history, events) never take it.
 
@@ -79,26 +79,25 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// store (which it holds at most 5 s after removing its socket).
 const STORE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Threads that answer requests and run the supervisors (blocking work has
-/// a pool of its own).
-///
-/// Two: the supervisor queues a replica's state report while it publishes
-/// the state (`cove_runtime::supervisor`'s `Ctx::set`), so a task woken by
-/// the new state reports after it, on either thread (events stay in
-/// order). Nothing blocks a worker: what would runs on the blocking pool
-/// (`offload`).
-pub const WORKERS: usize = 2;
+/// One thread answers requests and runs the supervisors; what would block
+/// it runs on the blocking pool (`offload`). Measured with bench/core: a
+/// runtime of two workers cost the daemon more than it gave (RSS at rest
+/// +33 %, `up -d` of 1,000 replicas +68 %, CPU per request through the
+/// gateway under `cove up` +21 %), as nothing it runs needs a second one.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        // The blocking pool (commits, planning's probes, recipes' set-up)
+        // lets its idle threads go soon: each thread a daemon at rest
+        // keeps costs memory.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .enable_all()
+        .build()
+}
 
 /// Runs the daemon of `state_dir` until it is told to stop; `host`: the
 /// host's daemon (several projects; it stays up when they are down).
 pub fn main(state_dir: &Path, host: bool) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
-        .thread_name("cove-daemon")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    // On a worker, as every task of the daemon is (see [`WORKERS`]).
+    let rt = runtime().map_err(|e| e.to_string())?;
     let state_dir = state_dir.to_path_buf();
     let result = rt.block_on(async move {
         tokio::spawn(async move { serve(&state_dir, host).await })

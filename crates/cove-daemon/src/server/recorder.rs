@@ -1,7 +1,8 @@
 //! The recorder: the supervisors' reports become log lines (each
 //! project's logs), events and replica records (the store), in batches;
-//! [`crate::server::registry::Daemon::flush`] waits for it. Each batch is
-//! written on the blocking pool (appends, one durable commit).
+//! [`crate::server::registry::Daemon::flush`] waits for it. A batch with
+//! events is written on the blocking pool (appends, one durable commit);
+//! one of lines only, here.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,7 +45,13 @@ pub(super) async fn record(
         let reports = std::mem::take(&mut batch);
         let count = reports.len();
         let store_now = store.clone();
-        let (written, back, at) = blocking(move || {
+        // Only a batch with events makes a durable commit: that one goes
+        // to the blocking pool; lines alone (an access log under load) are
+        // appended here, without a hand-off per batch.
+        let commits = reports
+            .iter()
+            .any(|(_, r)| matches!(r, Report::State { .. } | Report::Deploy { .. }));
+        let work = move || {
             // `down --volumes` deletes a project's logs (a host's daemon
             // stays up): the next run's lines go to new files, not
             // deleted ones.
@@ -55,8 +62,12 @@ pub(super) async fn record(
                 log,
             );
             (written, writers, seq)
-        })
-        .await;
+        };
+        let (written, back, at) = if commits {
+            blocking(work).await
+        } else {
+            work()
+        };
         (writers, seq) = (back, at);
         match written {
             Some(true) => {
