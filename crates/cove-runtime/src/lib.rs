@@ -34,6 +34,5 @@ pub mod process;
 pub mod recipe;
 pub mod routes;
 pub mod secrets;
-pub mod signal;
 pub mod supervisor;
 pub mod vars;

@@ -227,7 +227,7 @@ fn container_spec(
         network_mode: Some(plan.network.clone()),
         ip: Some(svc.address(slot)),
         aliases: std::iter::once(svc.name.clone())
-            .chain(plan.aliases.iter().cloned())
+            .chain(plan.options.aliases.iter().cloned())
             .collect(),
         binds: plan
             .binds
@@ -243,22 +243,22 @@ fn container_spec(
         memory: plan.memory,
         nano_cpus: plan.nano_cpus,
         pids: plan.pids,
-        ulimits: plan.ulimits.clone(),
-        cap_add: plan.cap_add.clone(),
-        cap_drop: plan.cap_drop.clone(),
-        extra_hosts: plan.extra_hosts.clone(),
-        init: plan.init,
-        privileged: plan.privileged,
-        read_only: plan.read_only,
+        ulimits: plan.options.ulimits.clone(),
+        cap_add: plan.options.cap_add.clone(),
+        cap_drop: plan.options.cap_drop.clone(),
+        extra_hosts: plan.options.extra_hosts.clone(),
+        init: plan.options.init,
+        privileged: plan.options.privileged,
+        read_only: plan.options.read_only,
         healthcheck: engine_healthcheck(svc, plan.health_disabled),
-        hostname: plan.hostname.clone(),
-        sysctls: plan.sysctls.clone(),
-        shm_size: plan.shm_size,
-        security_opt: plan.security_opt.clone(),
-        devices: plan.devices.clone(),
-        group_add: plan.group_add.clone(),
-        dns: plan.dns.clone(),
-        dns_search: plan.dns_search.clone(),
+        hostname: plan.options.hostname.clone(),
+        sysctls: plan.options.sysctls.clone(),
+        shm_size: plan.options.shm_size,
+        security_opt: plan.options.security_opt.clone(),
+        devices: plan.options.devices.clone(),
+        group_add: plan.options.group_add.clone(),
+        dns: plan.options.dns.clone(),
+        dns_search: plan.options.dns_search.clone(),
         ..Default::default()
     };
     spec.labels

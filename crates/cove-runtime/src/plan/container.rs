@@ -47,33 +47,13 @@ pub struct ContainerPlan {
     pub memory: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub pids: Option<i64>,
-    /// `ulimits`: name, soft, hard.
-    pub ulimits: Vec<(String, i64, i64)>,
-    /// `cap_add`, `cap_drop`, `extra_hosts` (`NAME:ADDRESS`), `init`,
-    /// `privileged`, `read_only`.
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub extra_hosts: Vec<String>,
-    pub init: bool,
-    pub privileged: bool,
-    pub read_only: bool,
     /// `healthcheck: {disable: true}` (or `test: [NONE]`): the image's
     /// own healthcheck is turned off too.
     pub health_disabled: bool,
-    /// More names on the network: the `aliases` of every network the
-    /// service lists (all of them are the project's one network).
-    pub aliases: Vec<String>,
-    /// `hostname`, `sysctls`, `shm_size` (bytes), `security_opt`,
-    /// `devices` (`HOST:CONTAINER[:PERMISSIONS]`), `group_add`, `dns`,
-    /// `dns_search`: passed to the engine as they are.
-    pub hostname: Option<String>,
-    pub sysctls: Vec<(String, String)>,
-    pub shm_size: Option<i64>,
-    pub security_opt: Vec<String>,
-    pub devices: Vec<String>,
-    pub group_add: Vec<String>,
-    pub dns: Vec<String>,
-    pub dns_search: Vec<String>,
+    /// `cap_add`, `ulimits`, `extra_hosts`, `sysctls`, `devices`, the
+    /// networks' `aliases`, ...: as the model reads them, passed to the
+    /// engine as they are.
+    pub options: cove_spec::container::ContainerOptions,
 }
 
 /// Compose `build:`.
@@ -173,7 +153,6 @@ impl Context<'_> {
         let (subnet, gateway) = container_network(net);
         let build = self.build_plan(svc);
         let config_binds = config_binds(app, svc, err, errors);
-        let options = svc.container_options();
         Some(ContainerPlan {
             image: match (&svc.image, &build) {
                 (Some(i), _) => i.clone(),
@@ -223,26 +202,11 @@ impl Context<'_> {
                 .and_then(|m| i64::try_from(m).ok()),
             nano_cpus: limits.and_then(|l| l.cpus).map(|c| (c * 1e9) as i64),
             pids: limits.and_then(|l| l.pids),
-            ulimits: options.ulimits,
-            cap_add: options.cap_add,
-            cap_drop: options.cap_drop,
-            extra_hosts: options.extra_hosts,
-            init: options.init,
-            privileged: options.privileged,
-            read_only: options.read_only,
             health_disabled: svc
                 .healthcheck
                 .as_ref()
                 .is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")),
-            aliases: options.aliases,
-            hostname: options.hostname,
-            sysctls: options.sysctls,
-            shm_size: options.shm_size,
-            security_opt: options.security_opt,
-            devices: options.devices,
-            group_add: options.group_add,
-            dns: options.dns,
-            dns_search: options.dns_search,
+            options: svc.container_options(),
         })
     }
 

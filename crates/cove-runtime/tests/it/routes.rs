@@ -321,9 +321,9 @@ configs:
     )
     .expect("plans");
     let c = p.services[0].container.as_ref().unwrap();
-    assert_eq!(c.aliases, ["alpha", "beta"]);
+    assert_eq!(c.options.aliases, ["alpha", "beta"]);
     assert_eq!(
-        c.devices,
+        c.options.devices,
         [
             "/dev/fuse:/dev/fuse:rwm",
             "/dev/null:/dev/nothing:r",
@@ -331,13 +331,13 @@ configs:
         ]
     );
     assert_eq!(
-        c.sysctls,
+        c.options.sysctls,
         [("net.core.somaxconn".to_string(), "1024".to_string())]
     );
-    assert_eq!(c.dns, ["10.0.0.53"]);
-    assert_eq!(c.dns_search, ["example.test"]);
-    assert_eq!(c.group_add, ["1234", "audio"]);
-    assert_eq!(c.shm_size, Some(1 << 30));
+    assert_eq!(c.options.dns, ["10.0.0.53"]);
+    assert_eq!(c.options.dns_search, ["example.test"]);
+    assert_eq!(c.options.group_add, ["1234", "audio"]);
+    assert_eq!(c.options.shm_size, Some(1 << 30));
     let configs: Vec<&String> = c.binds.iter().filter(|b| b.contains("motd.txt")).collect();
     assert_eq!(configs.len(), 2, "{:?}", c.binds);
     assert!(configs[0].ends_with("/motd.txt:/motd:ro"), "{configs:?}");
