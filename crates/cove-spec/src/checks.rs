@@ -175,7 +175,7 @@ fn listen(n: &Node, what: &str, hint: &str, diags: &mut Diagnostics) {
 
 /// What the schema cannot say of a service's `x-cove` (`x`): `recipe`
 /// names one of [`RECIPES`](crate::xcove::RECIPES); `health` has one of `http` and `tcp`, and an
-/// `http` path; `run`, a string, splits into words. Each problem at its
+/// `http` path; `run` and `build`, strings, split into words. Each problem at its
 /// place.
 pub(crate) fn xcove_service(name: &str, x: &Map, diags: &mut Diagnostics) {
     let mut problem = |n: &Node, message: String, hint: String| {
@@ -223,14 +223,16 @@ pub(crate) fn xcove_service(name: &str, x: &Map, diags: &mut Diagnostics) {
             _ => {}
         }
     }
-    if let Some(n) = x.get("run")
-        && let Some(run) = n.as_str()
-        && let Err(e) = crate::shell_words::split(run)
-    {
-        problem(
-            n,
-            format!("`x-cove.run` cannot be split: {e}"),
-            "close the quote, or write a list".into(),
-        );
+    for field in ["run", "build"] {
+        if let Some(n) = x.get(field)
+            && let Some(text) = n.as_str()
+            && let Err(e) = crate::shell_words::split(text)
+        {
+            problem(
+                n,
+                format!("`x-cove.{field}` cannot be split: {e}"),
+                "close the quote, or write a list".into(),
+            );
+        }
     }
 }
