@@ -213,6 +213,29 @@ fn empty_for_null(n: &mut Node) {
     }
 }
 
+/// `f` as Go prints a float64 (`%v`, which Compose uses): the shortest
+/// text that reads back, with an exponent (`1e+21`, `1e-05`) outside
+/// 1e-4 ≤ |f| < 1e21.
+fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let a = f.abs();
+    if a == 0.0 || (1e-4..1e21).contains(&a) {
+        return format!("{f}");
+    }
+    let text = format!("{f:e}");
+    let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
+    let (sign, digits) = match exp.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exp),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
 fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
     let span = n.span;
     let mut out = Map::default();
@@ -251,6 +274,19 @@ fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
                     Kind::Null => Node::null(e.value.span),
                     Kind::Scalar(s) => match s.resolve() {
                         Resolved::Null => Node::null(e.value.span),
+                        // A YAML boolean or number written as such is
+                        // passed as Compose passes it (`True` → `true`,
+                        // `1.50` → `1.5`); text (quoted, interpolated)
+                        // as written.
+                        Resolved::Bool(b) if what == "environment" => {
+                            Node::string(e.value.span, b.to_string())
+                        }
+                        Resolved::Int(i) if what == "environment" => {
+                            Node::string(e.value.span, i.to_string())
+                        }
+                        Resolved::Float(f) if what == "environment" => {
+                            Node::string(e.value.span, go_float(f))
+                        }
                         _ => Node::string(e.value.span, s.text.clone()),
                     },
                     _ => e.value.clone(),
@@ -363,5 +399,23 @@ fn healthcheck(hc: &mut Map) {
             vec![Node::string(span, "CMD-SHELL"), Node::string(span, t)],
         );
         test.tag = tag;
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    #[test]
+    fn floats_print_as_go_prints_them() {
+        for (f, text) in [
+            (1.5, "1.5"),
+            (1.50, "1.5"),
+            (1000.0, "1000"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e21, "1e+21"),
+            (-2.25, "-2.25"),
+        ] {
+            assert_eq!(super::go_float(f), text);
+        }
     }
 }

@@ -493,3 +493,31 @@ fn reset_values_are_removed_not_validated() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// `environment` values written as YAML booleans and numbers are passed
+/// as Compose passes them (`True` → `true`, `1.50` → `1.5`); quoted or
+/// interpolated text stays as written.
+#[test]
+fn environment_booleans_and_numbers_are_given_as_compose_gives_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    environment:\n      A: True\n      B: 1.50\n      C: \"True\"\n      D: 0x1F\n      E: ${X:-1.50}\n",
+    );
+    let out = cove(tmp.path(), &["config", "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = &v["services"]["web"]["environment"];
+    assert_eq!(
+        (&env["A"], &env["B"], &env["C"], &env["D"], &env["E"]),
+        (
+            &"true".into(),
+            &"1.5".into(),
+            &"True".into(),
+            &"31".into(),
+            &"1.50".into()
+        ),
+        "{env}"
+    );
+}
