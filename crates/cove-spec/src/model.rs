@@ -285,8 +285,14 @@ pub struct ResourceSet {
     /// CPUs, e.g. `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
-    /// Bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Bytes; written as a string of digits (`"1610612736"`), the form
+    /// the Compose schema takes back (a number is read too: stores of
+    /// earlier versions hold one).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bytes_as_text"
+    )]
     pub memory: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
@@ -379,4 +385,35 @@ pub struct FileRef {
 pub struct Origin {
     pub project_dir: PathBuf,
     pub files: Vec<PathBuf>,
+}
+
+/// A byte count as the Compose schema writes sizes: a string (of digits,
+/// once normalised); read from a string or a number.
+mod bytes_as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_str(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Either>::deserialize(d)? {
+            None => Ok(None),
+            Some(Either::Number(n)) => Ok(Some(n)),
+            Some(Either::Text(t)) => t
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a byte count"))),
+        }
+    }
 }

@@ -521,3 +521,34 @@ fn environment_booleans_and_numbers_are_given_as_compose_gives_them() {
         "{env}"
     );
 }
+
+/// A normalised size prints in a form the schema takes back: `cove
+/// config`'s output loads again.
+#[test]
+fn a_memory_limit_prints_as_a_size_compose_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    deploy:\n      resources:\n        limits: {memory: 1.5G}\n        reservations: {memory: 512m}\n",
+    );
+    let out = cove(tmp.path(), &["config"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let yaml = stdout(&out);
+    assert!(yaml.contains("memory: \"1610612736\""), "{yaml}");
+    assert!(yaml.contains("memory: \"536870912\""), "{yaml}");
+    write(tmp.path(), "again/compose.yaml", &yaml);
+    let again = cove(&tmp.path().join("again"), &["config"], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        stdout(&again),
+        yaml.replace(&name_of(tmp.path()), &name_of(&tmp.path().join("again")))
+    );
+}
+
+fn name_of(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_ascii_lowercase()
+}
