@@ -13,6 +13,19 @@ use crate::interpolate::{TemplateErrorKind, interpolate};
 use crate::source::{FileId, Span};
 
 /// Parses dotenv `text`; `lookup` supplies variables not defined in the file.
+/// An `env_file` with `format: raw`, as Compose reads one: `KEY=VALUE` per
+/// line, the value exactly as written (no quotes removed, no `${VAR}`
+/// expanded, no escapes); blank lines and lines starting with `#` are
+/// skipped, and so is a line without `=`.
+pub fn parse_raw(text: &str) -> IndexMap<String, String> {
+    text.lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect()
+}
+
 pub fn parse(
     file: FileId,
     text: &str,

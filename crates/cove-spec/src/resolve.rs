@@ -420,7 +420,12 @@ fn environment(name: &str, svc: &mut Map, vars: &Vars, loader: &mut Loader) {
             };
             let text = loader.sources.file(id).text.clone();
             let lookup = |n: &str| vars.get(n).map(str::to_string);
-            for (k, v) in crate::dotenv::parse(id, &text, &lookup, &mut loader.diags) {
+            let values = if m.get("format").and_then(Node::as_text) == Some("raw") {
+                crate::dotenv::parse_raw(&text)
+            } else {
+                crate::dotenv::parse(id, &text, &lookup, &mut loader.diags)
+            };
+            for (k, v) in values {
                 env.insert(k.clone(), Some(v));
                 spans.insert(k, f.span);
             }

@@ -552,3 +552,29 @@ fn name_of(dir: &std::path::Path) -> String {
         .to_string_lossy()
         .to_ascii_lowercase()
 }
+
+/// `env_file` with `format: raw`: values exactly as written (quotes kept,
+/// nothing interpolated), as Compose reads them.
+#[test]
+fn a_raw_env_file_is_taken_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        ".env.raw",
+        "A=\"quoted\"\nB=${HOME}\n# a comment\nC=a b # kept\n",
+    );
+    write(tmp.path(), ".env.plain", "D=\"quoted\"\n");
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    env_file:\n      - path: .env.raw\n        format: raw\n      - .env.plain\n",
+    );
+    let out = cove(tmp.path(), &["config", "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = &v["services"]["web"]["environment"];
+    assert_eq!(env["A"], "\"quoted\"", "{env}");
+    assert_eq!(env["B"], "$${HOME}", "printed escaped: {env}");
+    assert_eq!(env["C"], "a b # kept", "{env}");
+    assert_eq!(env["D"], "quoted", "the default format: {env}");
+}
