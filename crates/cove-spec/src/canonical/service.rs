@@ -187,6 +187,23 @@ fn command(n: &mut Node, key: &str, diags: &mut Diagnostics) {
     let span = n.span;
     match shell_words::split(&text) {
         Ok(words) => {
+            // No shell runs it (as in Compose): an operator is an argument.
+            let operators = [
+                "&&", "||", "|", ";", "&", ">", ">>", "<", "2>&1", "2>", "1>",
+            ];
+            if let Some(op) = words.iter().find(|w| operators.contains(&w.as_str())) {
+                diags.push(
+                    Diagnostic::warning(
+                        span,
+                        format!(
+                            "`{key}` is split into words and run without a shell: `{op}` is passed to the program as an argument"
+                        ),
+                    )
+                    .with_hint(format!(
+                        "to run it in a shell, write `{key}: [\"sh\", \"-c\", \"...\"]`"
+                    )),
+                );
+            }
             *n = Node::seq(
                 span,
                 words.into_iter().map(|w| Node::string(span, w)).collect(),
@@ -199,7 +216,6 @@ fn command(n: &mut Node, key: &str, diags: &mut Diagnostics) {
     }
 }
 
-/// `[A=1, B]` or `{A: 1, B: null}` → `{A: "1", B: null}`.
 /// A label (or annotation) with a key and no value (`["com.example.flag"]`,
 /// `flag:`) is `""`, as Compose gives it: unlike `environment`, where no
 /// value means "from the shell".
@@ -236,6 +252,7 @@ fn go_float(f: f64) -> String {
     format!("{mantissa}e{sign}{digits:0>2}")
 }
 
+/// `[A=1, B]` or `{A: 1, B: null}` → `{A: "1", B: null}`.
 fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
     let span = n.span;
     let mut out = Map::default();

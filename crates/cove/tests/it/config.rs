@@ -578,3 +578,33 @@ fn a_raw_env_file_is_taken_as_written() {
     assert_eq!(env["C"], "a b # kept", "{env}");
     assert_eq!(env["D"], "quoted", "the default format: {env}");
 }
+
+/// A string `command` is split into words and run without a shell, as in
+/// Compose; a shell operator among the words gets a warning with the fix.
+#[test]
+fn a_shell_operator_in_a_string_command_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    command: ./migrate && ./serve\n  ok:\n    image: x\n    command: sh -c \"./migrate && ./serve\"\n",
+    );
+    let out = cove(tmp.path(), &["config", "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("run without a shell").count(),
+        1,
+        "only web's: {err}"
+    );
+    assert!(
+        err.contains("`&&` is passed to the program as an argument"),
+        "{err}"
+    );
+    assert!(err.contains("compose.yaml:4:14"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["services"]["web"]["command"],
+        serde_json::json!(["./migrate", "&&", "./serve"])
+    );
+}
