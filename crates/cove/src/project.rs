@@ -316,8 +316,18 @@ fn load_with(
             .collect()
     };
     let mut files = files;
+    // `--env-file`, else `COMPOSE_ENV_FILES` (comma-separated), as Compose.
+    let from_env: Vec<PathBuf> = std::env::var("COMPOSE_ENV_FILES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| absolute(Path::new(f)))
+        .collect();
     let mut env_files: Option<Vec<PathBuf>> = if !args.env_files.is_empty() {
         Some(args.env_files.iter().map(|f| absolute(f)).collect())
+    } else if !from_env.is_empty() {
+        Some(from_env)
     } else if disable_env_file {
         Some(Vec::new())
     } else {

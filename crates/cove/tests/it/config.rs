@@ -608,3 +608,35 @@ fn a_shell_operator_in_a_string_command_is_warned_about() {
         serde_json::json!(["./migrate", "&&", "./serve"])
     );
 }
+
+/// `COMPOSE_ENV_FILES` (comma-separated) replaces `.env`, as in Compose;
+/// `--env-file` wins over it.
+#[test]
+fn compose_env_files_name_the_env_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), ".env", "A=dot\n");
+    write(tmp.path(), "a.env", "A=one\n");
+    write(tmp.path(), "b.env", "B=two\n");
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    environment:\n      X: ${A:-none}-${B:-none}\n",
+    );
+    let x = |env: &[(&str, &str)], args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["config", "--format", "json"]);
+        let out = cove(tmp.path(), &all, env);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["services"]["web"]["environment"]["X"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(x(&[], &[]), "dot-none");
+    assert_eq!(x(&[("COMPOSE_ENV_FILES", "a.env, b.env")], &[]), "one-two");
+    assert_eq!(
+        x(&[("COMPOSE_ENV_FILES", "a.env")], &["--env-file", "b.env"]),
+        "none-two"
+    );
+}
