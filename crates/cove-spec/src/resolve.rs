@@ -174,6 +174,15 @@ fn each_service(
         graph.deps.insert(svc_name.clone(), edges);
         environment(&svc_name, svc, vars, loader);
         build_defaults(svc, project_dir, vars);
+        // `image: ${IMAGE}` with the variable unset is no image (Compose
+        // then wants a `build`).
+        if svc
+            .get("image")
+            .and_then(Node::as_text)
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            svc.entries.retain(|e| e.key != "image");
+        }
         check_runnable(&svc_name, key_span, svc, loader);
         check_references(&svc_name, svc, "secrets", &defined_secrets, loader);
         check_references(&svc_name, svc, "configs", &defined_configs, loader);

@@ -640,3 +640,23 @@ fn compose_env_files_name_the_env_files() {
         "none-two"
     );
 }
+
+/// `image: ${IMAGE}` with the variable unset is no image, as in Compose:
+/// a service with nothing else to run is refused, naming the variable.
+#[test]
+fn an_empty_image_is_no_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: ${IMAGE}\n  built:\n    image: ${IMAGE}\n    build: .\n",
+    );
+    let out = cove(tmp.path(), &["config"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("service `web` has nothing to run"), "{err}");
+    assert!(!err.contains("service `built`"), "{err}");
+    assert!(err.contains("variable `IMAGE` is not set"), "{err}");
+    let out = cove(tmp.path(), &["config"], &[("IMAGE", "nginx")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
