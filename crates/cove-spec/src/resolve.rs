@@ -203,7 +203,7 @@ fn each_service(
 }
 
 /// Top-level sections: the implicit default network, the names of
-/// networks and volumes, `x-cove`'s own `x-` fields and durations.
+/// networks, volumes, secrets and configs (`<project>_<key>`, as Compose), `x-cove`'s own `x-` fields and durations.
 fn top_level(root_map: &mut Map, name: &str, uses_default_network: bool, loader: &mut Loader) {
     let defined_networks: Vec<String> = root_map
         .get("networks")
@@ -223,7 +223,6 @@ fn top_level(root_map: &mut Map, name: &str, uses_default_network: bool, loader:
             for e in &mut defs.entries {
                 if let Some(def) = e.value.as_map_mut()
                     && !def.contains("name")
-                    && matches!(section, "networks" | "volumes")
                 {
                     let external = def.get("external").and_then(Node::as_bool) == Some(true);
                     let n = if external {

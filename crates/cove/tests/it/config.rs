@@ -660,3 +660,23 @@ fn an_empty_image_is_no_image() {
     let out = cove(tmp.path(), &["config"], &[("IMAGE", "nginx")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Secrets and configs get their resource name (`<project>_<key>`, the
+/// key itself when external), as networks and volumes do, as in Compose.
+#[test]
+fn secrets_and_configs_are_named_as_compose_names_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "pw.txt", "x\n");
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "name: shop\nservices:\n  web:\n    image: x\n    secrets: [pw]\n    configs: [conf]\nsecrets:\n  pw: {file: ./pw.txt}\n  ext: {external: true}\n  own: {file: ./pw.txt, name: mine}\nconfigs:\n  conf: {file: ./pw.txt}\n",
+    );
+    let out = cove(tmp.path(), &["config", "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["secrets"]["pw"]["name"], "shop_pw");
+    assert_eq!(v["secrets"]["ext"]["name"], "ext");
+    assert_eq!(v["secrets"]["own"]["name"], "mine");
+    assert_eq!(v["configs"]["conf"]["name"], "shop_conf");
+}
