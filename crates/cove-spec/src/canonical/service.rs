@@ -110,6 +110,18 @@ fn build(build: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             key_values(labels, "build.labels", diags);
             empty_for_null(labels);
         }
+        // Named contexts: a directory (made absolute, as `context` is), or
+        // an image, a service, a URL (kept).
+        if let Some(extra) = b.get_mut("additional_contexts") {
+            key_values(extra, "build.additional_contexts", diags);
+            if let Some(m) = extra.as_map_mut() {
+                for e in &mut m.entries {
+                    if e.value.as_text().is_some_and(|t| !is_remote_context(t)) {
+                        resolve_path_node(&mut e.value, ctx);
+                    }
+                }
+            }
+        }
     }
 }
 

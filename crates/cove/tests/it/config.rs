@@ -680,3 +680,31 @@ fn secrets_and_configs_are_named_as_compose_names_them() {
     assert_eq!(v["secrets"]["own"]["name"], "mine");
     assert_eq!(v["configs"]["conf"]["name"], "shop_conf");
 }
+
+/// `build.additional_contexts`: a directory is made absolute against the
+/// file's directory (as `context` is); images, services and URLs are kept.
+#[test]
+fn additional_build_contexts_are_absolute() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "app/compose.yaml",
+        "services:\n  web:\n    build:\n      context: .\n      additional_contexts:\n        - shared=../shared\n        - base=docker-image://alpine:3\n        - svc=service:base\n",
+    );
+    let out = cove(
+        &tmp.path().join("app"),
+        &["config", "--format", "json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let extra = &v["services"]["web"]["build"]["additional_contexts"];
+    let shared = extra["shared"].as_str().unwrap();
+    assert!(Path::new(shared).is_absolute(), "{extra}");
+    assert!(
+        shared.ends_with("/shared") && !shared.contains(".."),
+        "{extra}"
+    );
+    assert_eq!(extra["base"], "docker-image://alpine:3");
+    assert_eq!(extra["svc"], "service:base");
+}
