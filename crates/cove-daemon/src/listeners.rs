@@ -145,8 +145,9 @@ impl Listeners {
         shared.publish();
     }
 
-    /// Who serves on `addr`, by label (for `cove ls` and errors).
-    pub fn members(&self, addr: SocketAddr) -> Vec<String> {
+    /// Who serves on `addr`, by label.
+    #[cfg(test)]
+    fn members(&self, addr: SocketAddr) -> Vec<String> {
         crate::lock(&self.by_addr)
             .get(&addr)
             .map(|s| s.members.values().map(|m| m.label.clone()).collect())

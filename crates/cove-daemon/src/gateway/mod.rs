@@ -400,8 +400,20 @@ fn bound(servers: &HashMap<SocketAddr, (SocketAddr, Server)>, addr: SocketAddr) 
     servers.get(&addr).map_or(addr, |(b, _)| *b)
 }
 
-/// How many ports above the default one are tried when it is taken.
+/// How many ports are tried for the default address, its own included,
+/// when it is taken.
 const FALLBACK_PORTS: u16 = 32;
+
+/// The addresses tried for `addr`, in order: itself, and with `fallback`
+/// the ports above it ([`FALLBACK_PORTS`] in all; not for port 0).
+fn tried(addr: SocketAddr, fallback: bool) -> impl Iterator<Item = SocketAddr> {
+    let last = if fallback && addr.port() != 0 {
+        addr.port().saturating_add(FALLBACK_PORTS - 1)
+    } else {
+        addr.port()
+    };
+    (addr.port()..=last).map(move |p| SocketAddr::new(addr.ip(), p))
+}
 
 /// Binds `addr`; with `fallback`, the next free port above it when it is
 /// taken (another app's gateway, say).
@@ -411,16 +423,11 @@ fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<std::net::TcpListen
     if cove_runtime::plan::is_container_address(addr.ip()) {
         return server::bind_freebind(addr);
     }
-    let first = server::bind(addr);
-    if !fallback || addr.port() == 0 {
-        return first;
-    }
-    let mut last = first;
-    for port in addr.port().saturating_add(1)..addr.port().saturating_add(FALLBACK_PORTS) {
+    let mut last = Err(std::io::ErrorKind::AddrInUse.into());
+    for at in tried(addr, fallback) {
+        last = server::bind(at);
         match last {
-            Err(ref e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                last = server::bind(SocketAddr::new(addr.ip(), port));
-            }
+            Err(ref e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
             _ => break,
         }
     }

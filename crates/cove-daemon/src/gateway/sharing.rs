@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cove_runtime::plan::Plan;
 
-use super::{FALLBACK_PORTS, ProjectGateway, http_threads, query_log};
+use super::{ProjectGateway, http_threads, query_log, tried};
 use crate::listeners::{Joining, Listeners, Refused};
 
 /// Where a project of the host's daemon serves its HTTP routes: the
@@ -60,14 +60,8 @@ impl ProjectGateway {
         }
         let label = crate::about::About::read(std::path::Path::new(&*sharing.key))
             .map_or_else(|| format!("in {}", sharing.key), |a| a.to_string());
-        let last = if g.default_listen && g.listen.port() != 0 {
-            g.listen.port().saturating_add(FALLBACK_PORTS)
-        } else {
-            g.listen.port()
-        };
         let mut first_refusal = None;
-        for port in g.listen.port()..=last {
-            let at = SocketAddr::new(g.listen.ip(), port);
+        for at in tried(g.listen, g.default_listen) {
             let joining = Joining {
                 key: &sharing.key,
                 label: &label,
