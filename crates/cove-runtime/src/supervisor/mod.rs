@@ -153,17 +153,8 @@ pub enum Mode {
 
 /// Runs services; see the module documentation.
 pub struct Supervisor {
-    states: Arc<watch::Sender<States>>,
-    reports: mpsc::UnboundedSender<Report>,
-    backoff: Backoff,
-    /// Added to the environment of every process it starts (not to
-    /// containers').
-    extra_env: Vec<(String, String)>,
-    /// Where its native replicas' cgroups go (see [`crate::cgroup`]).
-    cgroups: Option<std::path::PathBuf>,
-    drain: Drain,
-    /// What runs its replicas.
-    driver: Arc<dyn Driver>,
+    /// What it gives each service's tasks.
+    ctx: Ctx,
     running: IndexMap<String, Controller>,
     /// Start order of the last plan applied.
     order: Vec<String>,
@@ -188,13 +179,15 @@ impl Supervisor {
         extra_env: Vec<(String, String)>,
     ) -> Supervisor {
         Supervisor {
-            states: Arc::new(watch::channel(States::new()).0),
-            reports,
-            backoff,
-            extra_env,
-            cgroups: None,
-            drain: Arc::new(|_| Box::pin(async {})),
-            driver: Arc::new(Host::default()),
+            ctx: Ctx {
+                states: Arc::new(watch::channel(States::new()).0),
+                reports,
+                backoff,
+                extra_env,
+                cgroups: None,
+                drain: Arc::new(|_| Box::pin(async {})),
+                driver: Arc::new(Host::default()),
+            },
             running: IndexMap::new(),
             order: Vec::new(),
         }
@@ -202,27 +195,27 @@ impl Supervisor {
 
     /// How retiring instances are drained (by default they are not).
     pub fn with_drain(mut self, drain: Drain) -> Supervisor {
-        self.drain = drain;
+        self.ctx.drain = drain;
         self
     }
 
     /// Runs its replicas with `driver` (by default, this machine's:
     /// processes and containers).
     pub fn with_driver(mut self, driver: Arc<dyn Driver>) -> Supervisor {
-        self.driver = driver;
+        self.ctx.driver = driver;
         self
     }
 
     /// Runs each native replica in a cgroup of its own in `dir` (a
     /// project's, [`crate::cgroup::project`]); by default none.
     pub fn with_cgroups(mut self, dir: Option<std::path::PathBuf>) -> Supervisor {
-        self.cgroups = dir;
+        self.ctx.cgroups = dir;
         self
     }
 
     /// The replicas' states, updated as they change.
     pub fn states(&self) -> watch::Receiver<States> {
-        self.states.subscribe()
+        self.ctx.states.subscribe()
     }
 
     /// Runs `services` of `plan` (the caller includes their dependencies):
@@ -284,15 +277,7 @@ impl Supervisor {
         let _ = cmds.send(cmd);
         let (stop, stop_rx) = watch::channel(false);
         let ctl = Ctl {
-            ctx: Ctx {
-                states: self.states.clone(),
-                reports: self.reports.clone(),
-                backoff: self.backoff,
-                extra_env: self.extra_env.clone(),
-                cgroups: self.cgroups.clone(),
-                drain: self.drain.clone(),
-                driver: self.driver.clone(),
-            },
+            ctx: self.ctx.clone(),
             name: svc.name.clone(),
             order: self.order.clone(),
             instances: Vec::new(),
@@ -331,7 +316,8 @@ impl Supervisor {
     /// Stops `services` (all when empty) and forgets them.
     pub async fn remove(&mut self, services: &[String]) {
         self.stop(services).await;
-        self.states
+        self.ctx
+            .states
             .send_modify(|s| s.retain(|name, _| !services.is_empty() && !services.contains(name)));
     }
 
@@ -347,9 +333,13 @@ struct Ctx {
     states: Arc<watch::Sender<States>>,
     reports: mpsc::UnboundedSender<Report>,
     backoff: Backoff,
+    /// Added to the environment of every process it starts (not to
+    /// containers').
     extra_env: Vec<(String, String)>,
+    /// Where its native replicas' cgroups go (see [`crate::cgroup`]).
     cgroups: Option<std::path::PathBuf>,
     drain: Drain,
+    /// What runs its replicas.
     driver: Arc<dyn Driver>,
 }
 
