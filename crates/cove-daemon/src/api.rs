@@ -209,6 +209,11 @@ pub struct Replica {
     /// defined until `--remove-orphans`).
     #[serde(default)]
     pub orphan: bool,
+    /// How it last exited, when it did: 0 when completed, the code of a
+    /// failed or restarting one's exit (none when killed by a signal, or
+    /// when it failed without running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// A replica changed state.
@@ -306,6 +311,7 @@ mod tests {
             ready: true,
             refusing: None,
             orphan: false,
+            exit_code: None,
         }
     }
 

@@ -65,8 +65,9 @@ pub enum Command {
     Up(UpArgs),
     /// Stop and forget every service; `--volumes` also deletes their data.
     Down(DownArgs),
-    /// List the replicas: state, health, pid, address, restarts, uptime.
-    Ps(PsArgs),
+    /// List the replicas: state, health, pid, address, restarts, uptime;
+    /// `-q` their ids, `--services` the services, `--format` a template.
+    Ps(PsListArgs),
     /// List this host's projects and environments (yours) with how many
     /// replicas run, as `docker compose ls`; `--all` lists stopped ones too.
     Ls(LsArgs),
@@ -106,6 +107,23 @@ pub enum Command {
     /// Run the gateway alone, in the foreground, in front of the given
     /// upstreams (one pool, every path), until SIGTERM or Ctrl-C.
     Gateway(GatewayArgs),
+    /// Show the processes of each replica (`ps -ef` columns): natively the
+    /// replica's process and its descendants, for containers the engine's.
+    Top(TopArgs),
+    /// Print where a replica's port is reached from this host, `HOST:PORT`:
+    /// the published address (`ports:`), else the replica's own address.
+    Port(PortArgs),
+    /// List what each replica runs: a container's image (repository, tag,
+    /// id, size), or for a native replica its program or recipe.
+    Images(ImagesArgs),
+    /// Show cove's version.
+    Version(VersionArgs),
+    /// Print the app's events as they happen (replicas starting, stopping,
+    /// failing, deploy steps), one a line, until Ctrl-C.
+    Events(EventsArgs),
+    /// Wait until every replica of the services has stopped, and exit
+    /// with the first one's exit code.
+    Wait(WaitArgs),
     /// The daemon (started by the other commands when needed).
     #[command(name = "__daemon", hide = true)]
     Daemon(DaemonArgs),
@@ -300,6 +318,110 @@ pub struct DaemonArgs {
     pub host: bool,
 }
 
+/// `cove ps`: which replicas, and how to print them.
+#[derive(Debug, Args)]
+pub struct PsListArgs {
+    /// Only these services' replicas.
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// Accepted as Compose has it: cove always lists every replica it
+    /// keeps, stopped, completed and failed ones too, with why (Compose
+    /// lists only running containers without `-a`: `--status running`).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only the replicas' ids, one a line: `SERVICE-N` for a native
+    /// replica, the container's name for a container.
+    #[arg(short, long, conflicts_with = "services")]
+    pub quiet: bool,
+    /// Only the services' names, one a line.
+    #[arg(long)]
+    pub services: bool,
+    /// Only the replicas in this state (repeatable): Compose's words,
+    /// `created` (waiting, starting), `running` (stopping too), `restarting`,
+    /// `exited` (completed, failed, stopped), `paused`, `removing`, `dead`;
+    /// or cove's own, `waiting`, `starting`, `completed`, `failed`,
+    /// `stopping`, `stopped`.
+    #[arg(long = "status", value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// `table`, `json`, or a template such as `{{.Name}}\t{{.State}}`
+    /// (`table {{...}}` adds a header and aligns columns). Fields: Name,
+    /// ID, Service, Project, Replica, Revision, State, Status, Health,
+    /// ExitCode, Ports, Address, Pid, Restarts, RunningFor, Command, Image,
+    /// Reason.
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only these services' replicas (all when none named).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// The port the service listens on (`80`, or `80/tcp`).
+    #[arg(value_name = "PRIVATE_PORT")]
+    pub private_port: String,
+    /// `tcp` or `udp`.
+    #[arg(long, value_name = "PROTOCOL", default_value = "tcp")]
+    pub protocol: String,
+    /// Which replica, when the service has several (default: the first).
+    #[arg(long, value_name = "N")]
+    pub index: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only these services' replicas (all when none named).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PsFormat::Table)]
+    pub format: PsFormat,
+    /// Only the image ids (containers), one a line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Only the version number.
+    #[arg(long)]
+    pub short: bool,
+    /// `pretty` or `json`.
+    #[arg(short, long, value_enum, default_value_t = VersionFormat::Pretty)]
+    pub format: VersionFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VersionFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only these services' events (all when none named).
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// One JSON object a line instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[arg(value_name = "SERVICE", required = true)]
+    pub service_names: Vec<String>,
+    /// Then stop the whole app, as `cove down` does.
+    #[arg(long)]
+    pub down_project: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Only these services (`api`) or replicas (`api-2`).
@@ -317,6 +439,20 @@ pub struct LogsArgs {
     /// Show each line's time.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Only lines older than this: a duration (`10m`: ten minutes ago) or
+    /// a time, as `--since`.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only replica N of the services (of each, when none named).
+    #[arg(long, value_name = "N")]
+    pub index: Option<u32>,
+    /// Print the lines alone, without the `SERVICE-N |` before them.
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Do not colour the prefixes (they are coloured by service only on a
+    /// terminal, and never when `NO_COLOR` is set).
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,12 +9,15 @@
 
 mod container;
 mod image;
+mod inspect;
 mod network;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
+
+pub use inspect::{ImageInfo, Top};
 
 /// The labels cove puts on what it makes, to find it again.
 pub const LABEL_PROJECT: &str = "dev.cove.project";

@@ -1,5 +1,8 @@
-//! `cove logs [-f] [--since WHEN] [-n N] [-t] [SERVICE...]`: the output of
-//! every replica, as kept on disk by `cove up`, merged in time order.
+//! `cove logs [-f] [--since WHEN] [--until WHEN] [-n N] [-t] [--index N]
+//! [--no-log-prefix] [--no-color] [SERVICE...]`: the output of every
+//! replica, as kept on disk by `cove up`, merged in time order; each line
+//! after its `SERVICE-N |` prefix, coloured by service on a terminal (as
+//! `cove up` prints them).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -10,7 +13,21 @@ use std::time::{Duration, SystemTime};
 use cove_runtime::logs::{self, Entry};
 
 use crate::cli::{LogsArgs, ProjectArgs};
-use crate::output::stderr_style;
+use crate::output::{stderr_style, stdout_colour};
+
+/// The prefixes' colours, by service, as `cove up` has them.
+const COLOURS: [&str; 6] = [
+    "\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[34m", "\x1b[31m",
+];
+
+/// How each line is printed.
+struct Look {
+    width: usize,
+    timestamps: bool,
+    prefix: bool,
+    /// Colour by service; empty: none.
+    colours: HashMap<String, &'static str>,
+}
 
 pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
@@ -35,22 +52,39 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
         &project.app,
         &project.project_dir,
     ));
-    let since = match &args.since {
-        None => None,
-        Some(s) => match logs::since(s, SystemTime::now()) {
-            Some(t) => Some(t),
-            None => {
-                eprintln!(
-                    "{}error{}: `--since {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)",
-                    style.red, style.reset
-                );
-                return Ok(ExitCode::from(2));
-            }
-        },
+    let when = |flag: &str, value: &Option<String>| match value {
+        None => Ok(None),
+        Some(s) => logs::since(s, SystemTime::now()).map(Some).ok_or_else(|| {
+            format!(
+                "`--{flag} {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)"
+            )
+        }),
     };
-    let mut entries = logs::read(&dir, &args.service_names)?;
+    let (since, until) = match (when("since", &args.since), when("until", &args.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(why), _) | (_, Err(why)) => {
+            eprintln!("{}error{}: {why}", style.red, style.reset);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // `--index N`: replica N of the named services, or of every one.
+    let wanted: Vec<String> = match args.index {
+        None => args.service_names.clone(),
+        Some(n) => {
+            let services: Vec<String> = if args.service_names.is_empty() {
+                project.app.services.keys().cloned().collect()
+            } else {
+                args.service_names.clone()
+            };
+            services.iter().map(|s| format!("{s}-{n}")).collect()
+        }
+    };
+    let mut entries = logs::read(&dir, &wanted)?;
     if let Some(t) = since {
         entries.retain(|e| e.time_ms >= t);
+    }
+    if let Some(t) = until {
+        entries.retain(|e| e.time_ms < t);
     }
     if let Some(n) = args.tail {
         let mut left: HashMap<String, usize> = HashMap::new();
@@ -63,47 +97,83 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
             *remaining < n
         });
     }
-    let width = entries
-        .iter()
-        .map(|e| e.source.len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
+    let colour = !args.no_color && stdout_colour();
+    let look = Look {
+        width: entries
+            .iter()
+            .map(|e| e.source.len())
+            .max()
+            .unwrap_or(0)
+            .max(8),
+        timestamps: args.timestamps,
+        prefix: !args.no_log_prefix,
+        colours: project
+            .app
+            .services
+            .keys()
+            .chain(["gateway".to_string()].iter())
+            .enumerate()
+            .filter(|_| colour)
+            .map(|(i, s)| (s.clone(), COLOURS[i % COLOURS.len()]))
+            .collect(),
+    };
     let mut out = std::io::stdout().lock();
     for e in &entries {
-        print_entry(&mut out, e, width, args.timestamps)?;
+        print_entry(&mut out, e, &look)?;
     }
     out.flush()?;
-    if args.follow {
-        follow(&dir, &args.service_names, width, args.timestamps)?;
+    // `--until` a time to come: lines until then (Compose stops there too).
+    if args.follow && until.is_none_or(|t| t > now_ms()) {
+        follow(&dir, &wanted, &look, until)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_entry(
-    out: &mut impl std::io::Write,
-    e: &Entry,
-    width: usize,
-    timestamps: bool,
-) -> std::io::Result<()> {
-    if timestamps {
-        let t = logs::format_time(SystemTime::UNIX_EPOCH + Duration::from_millis(e.time_ms));
-        writeln!(out, "{:<width$} | {t} {}", e.source, e.text)
-    } else {
-        writeln!(out, "{:<width$} | {}", e.source, e.text)
-    }
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
-/// Prints lines appended to the log files from now on, until interrupted.
-fn follow(dir: &Path, wanted: &[String], width: usize, timestamps: bool) -> anyhow::Result<()> {
+fn print_entry(out: &mut impl std::io::Write, e: &Entry, look: &Look) -> std::io::Result<()> {
+    if look.prefix {
+        let service = e
+            .source
+            .rsplit_once('-')
+            .filter(|(_, n)| n.parse::<u32>().is_ok())
+            .map_or(e.source.as_str(), |(s, _)| s);
+        let (c, reset) = match look.colours.get(service) {
+            Some(c) => (*c, "\x1b[0m"),
+            None => ("", ""),
+        };
+        let width = look.width;
+        write!(out, "{c}{:<width$} |{reset} ", e.source)?;
+    }
+    if look.timestamps {
+        let t = logs::format_time(SystemTime::UNIX_EPOCH + Duration::from_millis(e.time_ms));
+        write!(out, "{t} ")?;
+    }
+    writeln!(out, "{}", e.text)
+}
+
+/// Prints lines appended to the log files from now on, until interrupted
+/// (or until `until`, milliseconds since the epoch).
+fn follow(dir: &Path, wanted: &[String], look: &Look, until: Option<u64>) -> anyhow::Result<()> {
     let mut tail = logs::Tail::new(dir, wanted);
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let fresh = tail.poll()?;
         let mut out = std::io::stdout().lock();
         for e in &fresh {
-            print_entry(&mut out, e, width, timestamps)?;
+            if until.is_some_and(|t| e.time_ms >= t) {
+                continue;
+            }
+            print_entry(&mut out, e, look)?;
         }
         out.flush()?;
+        if until.is_some_and(|t| now_ms() >= t) {
+            return Ok(());
+        }
     }
 }

@@ -5,15 +5,21 @@ mod config;
 mod control;
 mod deploy;
 mod down;
+mod events;
 mod gateway;
+mod images;
 mod logs;
+mod port;
 mod ls;
 mod ps;
 mod routes;
 mod run;
 mod schema;
 mod secrets;
+mod top;
 mod up;
+mod version;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -41,6 +47,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => deploy::history(&cli.project, &args),
         Command::Secrets(args) => secrets::run(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Top(args) => top::run(&cli.project, &args),
+        Command::Port(args) => port::run(&cli.project, &args),
+        Command::Images(args) => images::run(&cli.project, &args),
+        Command::Version(args) => version::run(&args),
+        Command::Events(args) => events::run(&cli.project, &args),
+        Command::Wait(args) => wait::run(&cli.project, &args),
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);
             Ok(ExitCode::SUCCESS)

@@ -37,10 +37,27 @@ fn rows(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica
                     _ => None,
                 },
                 orphan: orphans.contains(name),
+                exit_code: exit_code(&s.state),
             });
         }
     }
     rows
+}
+
+/// How a replica last exited, when its state says: `completed` is 0; a
+/// restart or a failure carries the code of the exit (the supervisor's
+/// reason reads `exited with code N`); a start, a dependency or a signal
+/// that ended it carries none.
+fn exit_code(state: &State) -> Option<i32> {
+    match state {
+        State::Completed => Some(0),
+        State::Restarting { code, .. } => *code,
+        State::Failed { reason } => reason
+            .strip_prefix("exited with code ")
+            .map(|rest| rest.split(|c: char| !c.is_ascii_digit() && c != '-').next().unwrap_or(""))
+            .and_then(|n| n.parse().ok()),
+        _ => None,
+    }
 }
 
 /// The replicas of `key`, as the last command left its plan.
@@ -59,5 +76,31 @@ pub(in crate::server) fn ps(daemon: &Daemon, key: &str) -> Answer {
             )
         }
         None => json(StatusCode::OK, &Vec::<Replica>::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_code_is_read_from_the_state() {
+        let failed = |reason: &str| State::Failed {
+            reason: reason.into(),
+        };
+        assert_eq!(exit_code(&State::Completed), Some(0));
+        assert_eq!(exit_code(&failed("exited with code 3")), Some(3));
+        assert_eq!(exit_code(&failed("exited with code 42: not ready")), Some(42));
+        assert_eq!(exit_code(&failed("killed by a signal")), None);
+        assert_eq!(exit_code(&failed("dependency `db` failed")), None);
+        assert_eq!(
+            exit_code(&State::Restarting {
+                code: Some(7),
+                delay: std::time::Duration::from_secs(1)
+            }),
+            Some(7)
+        );
+        assert_eq!(exit_code(&State::Running), None);
+        assert_eq!(exit_code(&State::Stopped), None);
     }
 }

@@ -1,0 +1,160 @@
+//! `cove events [--json] [SERVICE...]`: the app's events as the daemon
+//! records them, from now on, until Ctrl-C (or until the app is down):
+//! one line each, `TIME TYPE ACTION NAME (attributes)` as `docker compose
+//! events` prints them, or one JSON object a line with `--json`.
+//!
+//! TYPE is `container` for a replica run as a container, `process` for a
+//! native one, `service` for a step of a deploy or a scaling; ACTION is
+//! the replica's new state in cove's words (`starting`, `running`,
+//! `restarting`, `completed`, `failed`, `stopping`, `stopped`, ...) or
+//! `deploy`; NAME is the replica's id, as `cove ps -q` prints it.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use cove_daemon::api::{DaemonStatus, Event, EventState};
+use cove_daemon::client::ClientError;
+
+use crate::cli::{EventsArgs, ProjectArgs};
+use crate::daemon;
+use crate::output::stderr_style;
+
+pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    let style = stderr_style();
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
+    };
+    for name in &args.service_names {
+        if !project.app.services.contains_key(name) {
+            eprintln!(
+                "{}error{}: no such service `{name}`",
+                style.red, style.reset
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let plan = cove_runtime::plan::plan(&project.app, &project.project_dir).ok();
+    let container_of = |service: &str, replica: u32| -> Option<String> {
+        let svc = plan.as_ref()?.services.iter().find(|s| s.name == service)?;
+        svc.container.as_ref()?;
+        Some(cove_runtime::driver::container_name(svc, replica))
+    };
+    let client = daemon::find(&project)?;
+    let ended = daemon::runtime()?.block_on(async {
+        let mut after = client.get::<DaemonStatus>("/v1/status").await?.seq;
+        loop {
+            let evs: Vec<Event> = client
+                .get(&format!("/v1/events?after={after}&wait=10000"))
+                .await?;
+            let mut out = std::io::stdout().lock();
+            for ev in &evs {
+                after = ev.seq;
+                if !args.service_names.is_empty() && !args.service_names.contains(&ev.service) {
+                    continue;
+                }
+                let line = Line::of(ev, container_of(&ev.service, ev.replica));
+                let text = if args.json {
+                    line.json().to_string()
+                } else {
+                    line.text()
+                };
+                if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+                    // Whoever read it is gone (a closed pipe).
+                    return Ok::<(), ClientError>(());
+                }
+            }
+        }
+    });
+    match ended {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(ClientError::NotRunning) => {
+            eprintln!("cove: the app is not running (no more events)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            daemon::print_error(&style, &e);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// An event as `events` prints it.
+struct Line {
+    time: String,
+    kind: &'static str,
+    action: String,
+    name: String,
+    service: String,
+    attributes: Vec<(&'static str, String)>,
+}
+
+impl Line {
+    /// `container`: the container's name, for a service run as one (the
+    /// replica's slot is its number but during a deploy: close enough for
+    /// a name, which `ps -q` gives exactly).
+    fn of(ev: &Event, container: Option<String>) -> Line {
+        let time = cove_runtime::logs::format_time(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(ev.time_ms),
+        );
+        let (kind, name) = match (&ev.state, container) {
+            (EventState::Deploy, _) => ("service", ev.service.clone()),
+            (_, Some(c)) => ("container", c),
+            (_, None) => ("process", format!("{}-{}", ev.service, ev.replica)),
+        };
+        let mut attributes = vec![("service", ev.service.clone())];
+        if ev.state != EventState::Deploy {
+            attributes.push(("replica", ev.replica.to_string()));
+        }
+        if ev.revision != 0 {
+            attributes.push(("revision", ev.revision.to_string()));
+        }
+        if let Some(pid) = ev.pid {
+            attributes.push(("pid", pid.to_string()));
+        }
+        if ev.restarts != 0 {
+            attributes.push(("restarts", ev.restarts.to_string()));
+        }
+        attributes.push(("detail", ev.detail.clone()));
+        Line {
+            time,
+            kind,
+            action: ev.state.to_string(),
+            name,
+            service: ev.service.clone(),
+            attributes,
+        }
+    }
+
+    fn text(&self) -> String {
+        let attributes: Vec<String> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{} {} {} {} ({})",
+            self.time,
+            self.kind,
+            self.action,
+            self.name,
+            attributes.join(", ")
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let attributes: serde_json::Map<String, serde_json::Value> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone().into()))
+            .collect();
+        serde_json::json!({
+            "time": self.time,
+            "type": self.kind,
+            "action": self.action,
+            "id": self.name,
+            "service": self.service,
+            "attributes": attributes,
+        })
+    }
+}
