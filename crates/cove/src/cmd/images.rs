@@ -40,7 +40,7 @@ pub fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     };
     for name in &args.service_names {
-        if !project.app.services.contains_key(name) {
+        if !super::ps::known(&project, name) {
             eprintln!(
                 "{}error{}: no such service `{name}`",
                 style.red, style.reset

@@ -37,10 +37,10 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
     for name in &args.service_names {
         let service = name
             .rsplit_once('-')
-            .filter(|(s, r)| r.parse::<u32>().is_ok() && project.app.services.contains_key(*s))
+            .filter(|(s, r)| r.parse::<u32>().is_ok() && super::ps::known(&project, s))
             .map_or(name.as_str(), |(s, _)| s);
         // `gateway`: the access log of the app's gateway.
-        if !project.app.services.contains_key(service) && service != "gateway" {
+        if !super::ps::known(&project, service) && service != "gateway" {
             eprintln!(
                 "{}error{}: no such service `{name}`",
                 style.red, style.reset

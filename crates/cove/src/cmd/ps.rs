@@ -64,7 +64,7 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
         }
     };
     for name in &args.service_names {
-        if !project.app.services.contains_key(name) && !rows.iter().any(|r| &r.service == name) {
+        if !known(&project, name) && !rows.iter().any(|r| &r.service == name) {
             eprintln!(
                 "{}error{}: no such service `{name}`",
                 style.red, style.reset
@@ -136,6 +136,12 @@ pub async fn rows(client: &Client) -> Result<Vec<Replica>, ClientError> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether the app has a service `name` (enabled, or left out by its
+/// profiles: it may run, started with them).
+pub fn known(project: &cove_spec::Project, name: &str) -> bool {
+    project.app.services.contains_key(name) || project.disabled.contains_key(name)
 }
 
 /// A replica's id, as `ps -q` prints it: the container's name, else

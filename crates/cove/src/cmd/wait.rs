@@ -19,7 +19,7 @@ pub fn run(project_args: &ProjectArgs, args: &WaitArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(1));
     };
     for name in &args.service_names {
-        if !project.app.services.contains_key(name) {
+        if !super::ps::known(&project, name) {
             eprintln!(
                 "{}error{}: no such service `{name}`",
                 style.red, style.reset

@@ -15,6 +15,7 @@ pub mod deploy;
 mod first_hour;
 pub mod gateway;
 mod guide;
+mod inspect;
 mod isolation;
 mod kvstore;
 mod leases;
