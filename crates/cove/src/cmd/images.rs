@@ -72,7 +72,11 @@ pub fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Result<Exit
                     if engine.is_none() {
                         engine = Some(Engine::connect().await?);
                     }
-                    engine.as_ref().expect("connected").image_of(container).await
+                    engine
+                        .as_ref()
+                        .expect("connected")
+                        .image_of(container)
+                        .await
                 });
                 match found {
                     Ok(i) => {
@@ -132,7 +136,8 @@ pub fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Result<Exit
     } else if args.format == PsFormat::Json {
         println!("{}", serde_json::to_string_pretty(&images)?);
     } else {
-        let mut cells = vec![["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"].map(String::from)];
+        let mut cells =
+            vec![["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"].map(String::from)];
         for i in &images {
             cells.push([
                 i.container_name.clone(),

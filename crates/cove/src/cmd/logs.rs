@@ -52,13 +52,15 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
         &project.app,
         &project.project_dir,
     ));
-    let when = |flag: &str, value: &Option<String>| match value {
+    let when = |flag: &str, value: &Option<String>| {
+        match value {
         None => Ok(None),
         Some(s) => logs::since(s, SystemTime::now()).map(Some).ok_or_else(|| {
             format!(
                 "`--{flag} {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)"
             )
         }),
+    }
     };
     let (since, until) = match (when("since", &args.since), when("until", &args.until)) {
         (Ok(since), Ok(until)) => (since, until),

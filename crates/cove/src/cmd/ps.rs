@@ -261,9 +261,7 @@ impl Template {
             }
             let after = &rest[open + 2..];
             let Some(close) = after.find("}}") else {
-                return Err(format!(
-                    "`--format {text}`: a `{{{{` without its `}}}}`"
-                ));
+                return Err(format!("`--format {text}`: a `{{{{` without its `}}}}`"));
             };
             let inner = after[..close].trim();
             let Some(name) = inner.strip_prefix('.') else {
@@ -272,9 +270,7 @@ impl Template {
                 ));
             };
             let Some(field) = FIELDS.iter().find(|f| **f == name) else {
-                return Err(format!(
-                    "`--format {text}`: no field `{name}` in a replica"
-                ));
+                return Err(format!("`--format {text}`: no field `{name}` in a replica"));
             };
             parts.push(Part::Field(field));
             rest = &after[close + 2..];

@@ -95,7 +95,14 @@ fn aligned(lines: &[String]) -> String {
     let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let n = cells.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..n)
-        .map(|i| cells.iter().filter_map(|c| c.get(i)).map(|s| s.len()).max().unwrap_or(0))
+        .map(|i| {
+            cells
+                .iter()
+                .filter_map(|c| c.get(i))
+                .map(|s| s.len())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &cells {
@@ -202,7 +209,13 @@ fn native(root: u32, users: &HashMap<u32, String>, now: SystemTime) -> Vec<Vec<S
         .unwrap_or(0.0);
     let boot = fs_err::read_to_string("/proc/stat")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok())
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0u64);
     let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     tree(root)

@@ -11,7 +11,10 @@ pub fn run(args: &VersionArgs) -> anyhow::Result<ExitCode> {
         (true, _) => println!("{version}"),
         (false, VersionFormat::Pretty) => println!("cove version v{version}"),
         (false, VersionFormat::Json) => {
-            println!("{}", serde_json::json!({ "version": format!("v{version}") }))
+            println!(
+                "{}",
+                serde_json::json!({ "version": format!("v{version}") })
+            )
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -51,7 +51,11 @@ pub fn run(project_args: &ProjectArgs, args: &WaitArgs) -> anyhow::Result<ExitCo
             if rows.is_empty() {
                 // None runs: never started (an error), or gone with the
                 // app (`cove down`) while we waited.
-                return if seen { Ok(None) } else { Err(ClientError::NotRunning) };
+                return if seen {
+                    Ok(None)
+                } else {
+                    Err(ClientError::NotRunning)
+                };
             }
             seen = true;
             // Until the next events (10 s at most, then the rows again).

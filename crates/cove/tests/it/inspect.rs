@@ -122,23 +122,38 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     );
     assert_eq!(ok(&app, &["ps", "-q", "--status", "exited"]), "");
     assert_eq!(
-        lines(&ok(&app, &["ps", "--format", r"{{.Name}}\t{{.Service}} {{.State}}", "web"])),
+        lines(&ok(
+            &app,
+            &[
+                "ps",
+                "--format",
+                r"{{.Name}}\t{{.Service}} {{.State}}",
+                "web"
+            ]
+        )),
         ["web-1\tweb running"]
     );
     let table = ok(
         &app,
-        &["ps", "--format", r"table {{.Name}}\t{{.Status}}\t{{.Ports}}\t{{.Command}}"],
+        &[
+            "ps",
+            "--format",
+            r"table {{.Name}}\t{{.Status}}\t{{.Ports}}\t{{.Command}}",
+        ],
     );
     let rows = lines(&table);
     assert!(
-        rows[0].starts_with("NAME    STATUS") && rows[0].contains("PORTS") && rows[0].ends_with("COMMAND"),
+        rows[0].starts_with("NAME    STATUS")
+            && rows[0].contains("PORTS")
+            && rows[0].ends_with("COMMAND"),
         "{table}"
     );
     let web_address = ps[0]["address"].as_str().unwrap();
     assert!(
         rows[1].starts_with("web-1   Up ")
             && rows[1].contains(web_address)
-            && rows[1].ends_with("sh -c sleep 300 & exec python3 -m http.server --bind $HOST $PORT"),
+            && rows[1]
+                .ends_with("sh -c sleep 300 & exec python3 -m http.server --bind $HOST $PORT"),
         "{table}"
     );
     let bad = cove(&app, &["ps", "--format", "{{.Nmae}}"]);
@@ -158,8 +173,15 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     let rows = lines(&top);
     assert_eq!(rows[0], "web-1", "{top}");
     let header: Vec<&str> = rows[1].split_whitespace().collect();
-    assert_eq!(header, ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
-    let cells = |row: &str| row.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let cells = |row: &str| {
+        row.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let leader = cells(rows[2]);
     assert_eq!(leader[1], web_pid, "{top}");
     assert!(rows[2].contains("http.server"), "{top}");
@@ -178,7 +200,10 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     );
 
     // port: the published address, else the replica's own.
-    assert_eq!(ok(&app, &["port", "web", "8000"]).trim(), format!("127.0.0.1:{published}"));
+    assert_eq!(
+        ok(&app, &["port", "web", "8000"]).trim(),
+        format!("127.0.0.1:{published}")
+    );
     let api2 = ps
         .iter()
         .find(|r| r["service"] == "api" && r["replica"] == 2)
@@ -186,13 +211,25 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(ok(&app, &["port", "api", "9000", "--index", "2"]).trim(), api2);
-    assert_eq!(ok(&app, &["port", "api", "9000/tcp"]).trim(), ps[1]["address"]);
+    assert_eq!(
+        ok(&app, &["port", "api", "9000", "--index", "2"]).trim(),
+        api2
+    );
+    assert_eq!(
+        ok(&app, &["port", "api", "9000/tcp"]).trim(),
+        ps[1]["address"]
+    );
     let bad = cove(&app, &["port", "api", "1234"]);
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("its ports: 9000/tcp"), "{bad}");
-    assert_eq!(cove(&app, &["port", "api", "9000", "--protocol", "udp"]).code, Some(2));
-    assert_eq!(cove(&app, &["port", "api", "9000", "--index", "3"]).code, Some(1));
+    assert_eq!(
+        cove(&app, &["port", "api", "9000", "--protocol", "udp"]).code,
+        Some(2)
+    );
+    assert_eq!(
+        cove(&app, &["port", "api", "9000", "--index", "3"]).code,
+        Some(1)
+    );
 
     // images: what each native replica runs.
     let images = ok(&app, &["images", "api"]);
@@ -246,7 +283,15 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     let waited = cove(&app, &["wait", "sleeper"]);
     assert_eq!(waited.code, Some(3), "{waited}");
     assert_eq!(
-        ok(&app, &["ps", "--format", "{{.Name}} {{.ExitCode}} {{.State}}", "sleeper"]),
+        ok(
+            &app,
+            &[
+                "ps",
+                "--format",
+                "{{.Name}} {{.ExitCode}} {{.State}}",
+                "sleeper"
+            ]
+        ),
         "sleeper-1 3 exited\n"
     );
     let waited = cove(&app, &["wait", "web", "--down-project"]);
@@ -282,16 +327,28 @@ fn logs_until_index_without_prefix_and_colour() {
             .collect::<Vec<_>>(),
         ["talker-1", "talker-1"]
     );
-    assert_eq!(ok(&app, &["logs", "--until", "2000-01-01T00:00:00.000Z"]), "");
-    assert_eq!(lines(&ok(&app, &["logs", "--until", "2999-01-01T00:00:00.000Z"])).len(), 4);
-    assert_eq!(lines(&ok(&app, &["logs", "--since", "1h", "--until", "0s"])).len(), 4);
+    assert_eq!(
+        ok(&app, &["logs", "--until", "2000-01-01T00:00:00.000Z"]),
+        ""
+    );
+    assert_eq!(
+        lines(&ok(&app, &["logs", "--until", "2999-01-01T00:00:00.000Z"])).len(),
+        4
+    );
+    assert_eq!(
+        lines(&ok(&app, &["logs", "--since", "1h", "--until", "0s"])).len(),
+        4
+    );
     let bad = cove(&app, &["logs", "--until", "tomorrow"]);
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("`--until tomorrow`"), "{bad}");
     // With timestamps and no prefix: the time, then the line.
     let out = ok(&app, &["logs", "-t", "--no-log-prefix", "--index", "1"]);
     let first = lines(&out)[0];
-    assert!(first.ends_with("Z hello from 1") && first.starts_with("20"), "{out}");
+    assert!(
+        first.ends_with("Z hello from 1") && first.starts_with("20"),
+        "{out}"
+    );
 
     // On a terminal the prefixes are coloured; not with `--no-color` nor
     // with NO_COLOR.
@@ -380,7 +437,10 @@ services:
     let top = ok(&app, &["top"]);
     let rows = lines(&top);
     assert_eq!(rows[0], name, "{top}");
-    assert!(rows[1].starts_with("UID") && rows[1].ends_with("CMD"), "{top}");
+    assert!(
+        rows[1].starts_with("UID") && rows[1].ends_with("CMD"),
+        "{top}"
+    );
     assert!(rows.iter().any(|r| r.ends_with("/app")), "{top}");
     assert!(rows.iter().any(|r| r.ends_with("/app nap")), "{top}");
 
@@ -394,7 +454,11 @@ services:
     let images = ok(&app, &["images"]);
     let row: Vec<&str> = lines(&images)[1].split_whitespace().collect();
     assert_eq!(row[0], name, "{images}");
-    assert_eq!(row[3], &id["sha256:".len().."sha256:".len() + 12], "{images}");
+    assert_eq!(
+        row[3],
+        &id["sha256:".len().."sha256:".len() + 12],
+        "{images}"
+    );
     assert!(row[4].ends_with("B"), "a size: {images}");
     assert_eq!(ok(&app, &["images", "-q"]), format!("{id}\n"));
     let json: serde_json::Value =
@@ -402,7 +466,11 @@ services:
     assert_eq!(json[0]["ID"], id.as_str());
     assert_eq!(json[0]["Native"], false);
     assert!(json[0]["Size"].as_i64().unwrap() > 0);
-    let repo = format!("{}:{}", json[0]["Repository"].as_str().unwrap(), json[0]["Tag"].as_str().unwrap());
+    let repo = format!(
+        "{}:{}",
+        json[0]["Repository"].as_str().unwrap(),
+        json[0]["Tag"].as_str().unwrap()
+    );
     let tagged = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", &repo])
         .output()

@@ -54,7 +54,11 @@ fn exit_code(state: &State) -> Option<i32> {
         State::Restarting { code, .. } => *code,
         State::Failed { reason } => reason
             .strip_prefix("exited with code ")
-            .map(|rest| rest.split(|c: char| !c.is_ascii_digit() && c != '-').next().unwrap_or(""))
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit() && c != '-')
+                    .next()
+                    .unwrap_or("")
+            })
             .and_then(|n| n.parse().ok()),
         _ => None,
     }
@@ -90,7 +94,10 @@ mod tests {
         };
         assert_eq!(exit_code(&State::Completed), Some(0));
         assert_eq!(exit_code(&failed("exited with code 3")), Some(3));
-        assert_eq!(exit_code(&failed("exited with code 42: not ready")), Some(42));
+        assert_eq!(
+            exit_code(&failed("exited with code 42: not ready")),
+            Some(42)
+        );
         assert_eq!(exit_code(&failed("killed by a signal")), None);
         assert_eq!(exit_code(&failed("dependency `db` failed")), None);
         assert_eq!(
