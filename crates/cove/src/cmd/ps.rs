@@ -103,10 +103,23 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
         Format::Table => print!("{}", table(&rows, SystemTime::now())),
         Format::Template(t) => {
             let plan = cove_runtime::plan::plan(&project.app, &project.project_dir).ok();
+            // Ports published through the gateway (none when it is not running).
+            let routes = if t.names("Ports") {
+                daemon::runtime()?
+                    .block_on(client.get::<cove_daemon::api::Routes>("/v1/routes"))
+                    .map(|r| r.routes)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let now = SystemTime::now();
             let views: Vec<View> = rows
                 .iter()
-                .map(|r| View::of(r, &project.app.name, plan.as_ref(), now))
+                .map(|r| {
+                    let mut v = View::of(r, &project.app.name, plan.as_ref(), now);
+                    v.ports = ports(r, &routes);
+                    v
+                })
                 .collect();
             print!("{}", t.render(&views));
         }
@@ -278,6 +291,13 @@ impl Template {
         Ok(Template { header, parts })
     }
 
+    /// Whether it prints `field`.
+    fn names(&self, field: &str) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Field(f) if *f == field))
+    }
+
     fn render(&self, views: &[View]) -> String {
         let line = |f: &dyn Fn(&'static str) -> String| -> String {
             self.parts
@@ -363,6 +383,9 @@ struct View {
     health: String,
     exit_code: i32,
     address: String,
+    /// Compose's `Ports`: published ones (`127.0.0.1:8080->80/tcp`), then
+    /// where it listens.
+    ports: String,
     pid: String,
     restarts: u32,
     running_for: String,
@@ -407,6 +430,7 @@ impl View {
             health: r.health.to_string(),
             exit_code: r.exit_code.unwrap_or(0),
             address: r.address.clone(),
+            ports: r.address.clone(),
             pid: r.pid.map_or(String::new(), |p| p.to_string()),
             restarts: r.restarts,
             running_for: format!("{} ago", daemon::human_duration(age)),
@@ -427,7 +451,8 @@ impl View {
             "Status" => self.status.clone(),
             "Health" => self.health.clone(),
             "ExitCode" => self.exit_code.to_string(),
-            "Ports" | "Address" => self.address.clone(),
+            "Ports" => self.ports.clone(),
+            "Address" => self.address.clone(),
             "Pid" => self.pid.clone(),
             "Restarts" => self.restarts.to_string(),
             "RunningFor" => self.running_for.clone(),
@@ -437,6 +462,25 @@ impl View {
             _ => String::new(),
         }
     }
+}
+
+/// Compose's `Ports` of a replica: the addresses its service's ports are
+/// published on (`LISTEN->PORT/tcp`), then its own address.
+fn ports(r: &Replica, routes: &[cove_daemon::api::RouteInfo]) -> String {
+    let mut ports: Vec<String> = routes
+        .iter()
+        .filter(|route| {
+            route.service == r.service
+                && route.protocol == cove_daemon::api::Protocol::Tcp
+                && !route.listen.is_empty()
+                && !route.internal
+        })
+        .map(|route| format!("{}->{}/tcp", route.listen, route.port))
+        .collect();
+    if !r.address.is_empty() {
+        ports.push(r.address.clone());
+    }
+    ports.join(", ")
 }
 
 /// How long it has been in its state.

@@ -151,7 +151,7 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     let web_address = ps[0]["address"].as_str().unwrap();
     assert!(
         rows[1].starts_with("web-1   Up ")
-            && rows[1].contains(web_address)
+            && rows[1].contains(&format!("127.0.0.1:{published}->8000/tcp, {web_address}"))
             && rows[1]
                 .ends_with("sh -c sleep 300 & exec python3 -m http.server --bind $HOST $PORT"),
         "{table}"
