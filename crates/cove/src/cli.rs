@@ -411,6 +411,13 @@ pub struct EventsArgs {
     /// One JSON object a line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also the events kept since then (the daemon keeps the last ones): a
+    /// duration (`10m`) or a time (`2026-11-23T21:00:00.000Z`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Stop at this time (a duration before now, or a time), as `--since`.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
-//! `cove events [--json] [SERVICE...]`: the app's events as the daemon
-//! records them, from now on, until Ctrl-C (or until the app is down):
+//! `cove events [--json] [--since WHEN] [--until WHEN] [SERVICE...]`: the
+//! app's events as the daemon records them, from now on (or from those it
+//! kept since `--since`), until Ctrl-C, `--until`, or the app is down:
 //! one line each, `TIME TYPE ACTION NAME (attributes)` as `docker compose
 //! events` prints them, or one JSON object a line with `--json`.
 //!
@@ -34,6 +35,25 @@ pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<Exit
             return Ok(ExitCode::from(2));
         }
     }
+    let when = |flag: &str, value: &Option<String>| {
+        match value {
+        None => Ok(None),
+        Some(s) => cove_runtime::logs::since(s, SystemTime::now())
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "`--{flag} {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)"
+                )
+            }),
+    }
+    };
+    let (since, until) = match (when("since", &args.since), when("until", &args.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(why), _) | (_, Err(why)) => {
+            eprintln!("{}error{}: {why}", style.red, style.reset);
+            return Ok(ExitCode::from(2));
+        }
+    };
     let plan = cove_runtime::plan::plan(&project.app, &project.project_dir).ok();
     let container_of = |service: &str, replica: u32| -> Option<String> {
         let svc = plan.as_ref()?.services.iter().find(|s| s.name == service)?;
@@ -42,15 +62,26 @@ pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<Exit
     };
     let client = daemon::find(&project)?;
     let ended = daemon::runtime()?.block_on(async {
-        let mut after = client.get::<DaemonStatus>("/v1/status").await?.seq;
+        // From now on, or from the first kept event with `--since`.
+        let mut after = match since {
+            Some(_) => 0,
+            None => client.get::<DaemonStatus>("/v1/status").await?.seq,
+        };
         loop {
+            // Long polls of 10 s at most, ending at `--until`.
+            let wait = until.map_or(10_000, |t| t.saturating_sub(now_ms()).min(10_000));
             let evs: Vec<Event> = client
-                .get(&format!("/v1/events?after={after}&wait=10000"))
+                .get(&format!("/v1/events?after={after}&wait={wait}"))
                 .await?;
             let mut out = std::io::stdout().lock();
             for ev in &evs {
                 after = ev.seq;
-                if !args.service_names.is_empty() && !args.service_names.contains(&ev.service) {
+                if until.is_some_and(|t| ev.time_ms >= t) {
+                    return Ok(());
+                }
+                if since.is_some_and(|t| ev.time_ms < t)
+                    || (!args.service_names.is_empty() && !args.service_names.contains(&ev.service))
+                {
                     continue;
                 }
                 let line = Line::of(ev, container_of(&ev.service, ev.replica));
@@ -63,6 +94,9 @@ pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<Exit
                     // Whoever read it is gone (a closed pipe).
                     return Ok::<(), ClientError>(());
                 }
+            }
+            if evs.is_empty() && until.is_some_and(|t| now_ms() >= t) {
+                return Ok(());
             }
         }
     });
@@ -77,6 +111,13 @@ pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<Exit
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// An event as `events` prints it.

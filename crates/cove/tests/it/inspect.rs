@@ -271,6 +271,20 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     assert_eq!(event["id"], "web-1");
     assert_eq!(event["service"], "web");
     assert_eq!(event["attributes"]["replica"], "1");
+    // Those kept, since a time until another: printed, then it ends.
+    let kept = ok(&app, &["events", "--since", "1h", "--until", "0s", "web"]);
+    assert!(
+        lines(&kept).iter().any(|l| l.contains(" running web-1 "))
+            && lines(&kept).last().unwrap().contains(" stopped web-1 ")
+            && !kept.contains("api-"),
+        "{kept}"
+    );
+    assert_eq!(
+        ok(&app, &["events", "--until", "0s"]),
+        "",
+        "nothing after now"
+    );
+    assert_eq!(cove(&app, &["events", "--since", "soon"]).code, Some(2));
 
     // A stopped replica: `exited` to Compose; `-a` lists it as without.
     assert_eq!(ok(&app, &["ps", "-q", "--status", "exited"]), "web-1\n");
