@@ -343,6 +343,17 @@ pub struct PsListArgs {
     /// `stopping`, `stopped`.
     #[arg(long = "status", value_name = "STATUS")]
     pub status: Vec<String>,
+    /// `status=STATUS` (repeatable), as `--status`: the one filter
+    /// Compose's `ps` has.
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// `--orphans=false`: leave out the replicas of services no longer in
+    /// the compose file.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub orphans: bool,
+    /// Accepted as Compose has it: cove never truncates what `ps` prints.
+    #[arg(long)]
+    pub no_trunc: bool,
     /// `table`, `json`, or a template such as `{{.Name}}\t{{.State}}`
     /// (`table {{...}}` adds a header and aligns columns). Fields: Name,
     /// ID, Service, Project, Replica, Revision, State, Status, Health,

@@ -8,8 +8,9 @@
 //! container's name for a container), `--services` the services,
 //! `--status` filters by Compose's state words (cove's states mapped onto
 //! them by [`compose_state`]), and `--format` takes a Go-template-like
-//! line of `{{.Field}}`s ([`Template`]). `-a` is accepted: cove lists
-//! every replica it keeps anyway.
+//! line of `{{.Field}}`s ([`Template`]), `--filter status=S` is
+//! `--status S`, `--orphans=false` leaves orphans out. `-a` and
+//! `--no-trunc` are accepted: cove lists every replica it keeps, whole.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -37,7 +38,20 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
             return Ok(ExitCode::from(2));
         }
     };
-    for status in &args.status {
+    let mut statuses = args.status.clone();
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some(("status", s)) => statuses.push(s.to_string()),
+            _ => {
+                eprintln!(
+                    "{}error{}: `--filter {f}`: the one filter is `status=STATUS`",
+                    style.red, style.reset
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    for status in &statuses {
         if !STATUS_WORDS.contains(&status.as_str()) {
             eprintln!(
                 "{}error{}: `--status {status}` is not a state",
@@ -76,12 +90,13 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
         .into_iter()
         .filter(|r| args.service_names.is_empty() || args.service_names.contains(&r.service))
         .filter(|r| {
-            args.status.is_empty()
-                || args
-                    .status
+            statuses.is_empty()
+                || statuses
                     .iter()
                     .any(|s| s == compose_state(&r.state) || s == r.state.as_str())
         })
+        // An orphan: so marked at the last `up`, or gone from the file since.
+        .filter(|r| args.orphans || !(r.orphan || !known(&project, &r.service)))
         .collect();
     if args.services {
         let mut seen = BTreeSet::new();

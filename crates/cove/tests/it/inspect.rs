@@ -121,6 +121,23 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
         3
     );
     assert_eq!(ok(&app, &["ps", "-q", "--status", "exited"]), "");
+    assert_eq!(ok(&app, &["ps", "-q", "--filter", "status=exited"]), "");
+    assert_eq!(
+        lines(&ok(
+            &app,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "status=running",
+                "--no-trunc",
+                "--orphans=false"
+            ]
+        ))
+        .len(),
+        3
+    );
+    assert_eq!(cove(&app, &["ps", "--filter", "name=web"]).code, Some(2));
     assert_eq!(
         lines(&ok(
             &app,
@@ -289,8 +306,21 @@ fn ps_top_port_images_events_and_wait_on_native_replicas() {
     // A stopped replica: `exited` to Compose; `-a` lists it as without.
     assert_eq!(ok(&app, &["ps", "-q", "--status", "exited"]), "web-1\n");
     assert_eq!(ok(&app, &["ps", "-q", "--status", "stopped"]), "web-1\n");
+    assert_eq!(
+        ok(&app, &["ps", "-q", "--filter", "status=exited"]),
+        "web-1\n"
+    );
     assert_eq!(ok(&app, &["ps", "-a", "-q"]), ok(&app, &["ps", "-q"]));
     assert_eq!(cove(&app, &["port", "web", "8000"]).code, Some(1));
+
+    // Orphans: listed, unless `--orphans=false`.
+    let file = app.dir().join("compose.yaml");
+    let yaml = fs_err::read_to_string(&file).unwrap();
+    let start = yaml.find("  api:").unwrap();
+    let end = yaml.find("  sleeper:").unwrap();
+    fs_err::write(&file, format!("{}{}", &yaml[..start], &yaml[end..])).unwrap();
+    assert_eq!(lines(&ok(&app, &["ps", "-q"])), ["web-1", "api-1", "api-2"]);
+    assert_eq!(ok(&app, &["ps", "-q", "--orphans=false"]), "web-1\n");
 
     // wait: the first replica's exit code; `--down-project` then stops all.
     ok(&app, &["--profile", "later", "up", "-d", "sleeper"]);
