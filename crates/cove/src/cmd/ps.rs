@@ -96,7 +96,7 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
                     .any(|s| s == compose_state(&r.state) || s == r.state.as_str())
         })
         // An orphan: so marked at the last `up`, or gone from the file since.
-        .filter(|r| args.orphans || !(r.orphan || !known(&project, &r.service)))
+        .filter(|r| args.orphans || (!r.orphan && known(&project, &r.service)))
         .collect();
     if args.services {
         let mut seen = BTreeSet::new();
