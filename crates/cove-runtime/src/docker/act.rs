@@ -179,6 +179,27 @@ impl Engine {
             .map_err(engine(format!("writing into `{dir}` of `{name}`")))
     }
 
+    /// Whether `path` in the container is a directory; `None` when there
+    /// is nothing there.
+    pub async fn is_dir(&self, name: &str, path: &str) -> Result<Option<bool>, DockerError> {
+        /// Go's `os.ModeDir`, as the engine writes a path's mode.
+        const MODE_DIR: u32 = 1 << 31;
+        let options = q::ContainerArchiveInfoOptionsBuilder::new()
+            .path(path)
+            .build();
+        match self
+            .docker
+            .get_container_archive_info(name, Some(options))
+            .await
+        {
+            Ok(stat) => Ok(Some(stat.file_mode & MODE_DIR != 0)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine(format!("looking at `{path}` in `{name}`"))(e)),
+        }
+    }
+
     /// Pulls `image` from its registry, present or not (`cove pull`); its id.
     pub async fn pull(&self, image: &str) -> Result<String, DockerError> {
         let options = q::CreateImageOptionsBuilder::new()
@@ -243,8 +264,8 @@ pub fn unpack_here(tar: &[u8], dest: &Path, owners: bool) -> std::io::Result<Vec
 }
 
 /// `src` on this machine as a tar stream whose root entry is `name` (a
-/// file, or a directory and what is under it).
-pub fn pack_here(src: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+/// file, or a directory and what is under it), and its number of entries.
+pub fn pack_here(src: &Path, name: &str) -> std::io::Result<(Vec<u8>, usize)> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     if fs_err::symlink_metadata(src)?.is_dir() {
@@ -252,5 +273,7 @@ pub fn pack_here(src: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     } else {
         builder.append_path_with_name(src, name)?;
     }
-    builder.into_inner()
+    let tar = builder.into_inner()?;
+    let entries = tar::Archive::new(&tar[..]).entries()?.count();
+    Ok((tar, entries))
 }

@@ -3,17 +3,23 @@
 mod build;
 mod config;
 mod control;
+mod cp;
 mod deploy;
 mod down;
+mod exec;
 mod gateway;
+mod kill;
 mod logs;
 mod ls;
+mod pause;
 mod ps;
+mod pull;
 mod routes;
 mod run;
 mod schema;
 mod secrets;
 mod up;
+mod watchcmd;
 
 use std::process::ExitCode;
 
@@ -41,6 +47,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => deploy::history(&cli.project, &args),
         Command::Secrets(args) => secrets::run(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Exec(args) => exec::run(&cli.project, &args),
+        Command::Kill(args) => kill::run(&cli.project, &args),
+        Command::Pause(args) => pause::run(&cli.project, &args, true),
+        Command::Unpause(args) => pause::run(&cli.project, &args, false),
+        Command::Cp(args) => cp::run(&cli.project, &args),
+        Command::Pull(args) => pull::run(&cli.project, &args),
+        Command::Watch(args) => watchcmd::run(&cli.project, &args),
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);
             Ok(ExitCode::SUCCESS)
