@@ -92,7 +92,12 @@ pub fn run(project_args: &ProjectArgs, args: &KillArgs) -> anyhow::Result<ExitCo
                 return Ok(ExitCode::from(1));
             }
         };
-        Ok(report(&style, &acted, "killed", "no running replica to kill"))
+        let done = if signal == Signal::KILL.as_raw() {
+            "killed".to_string()
+        } else {
+            format!("sent signal {}", args.signal.to_ascii_uppercase())
+        };
+        Ok(report(&style, &acted, &done, "no running replica to kill"))
     })
 }
 
