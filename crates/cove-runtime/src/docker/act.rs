@@ -239,10 +239,16 @@ pub fn unpack_here(tar: &[u8], dest: &Path, owners: bool) -> std::io::Result<Vec
         let mut parts = path.components();
         let Some(root) = parts.next() else { continue };
         let rest = parts.as_path();
-        let target = if into {
-            dest.join(root).join(rest)
+        let base = if into {
+            dest.join(root)
         } else {
-            dest.join(rest)
+            dest.to_path_buf()
+        };
+        // (`join("")` would add a `/`.)
+        let target = if rest.as_os_str().is_empty() {
+            base
+        } else {
+            base.join(rest)
         };
         if target
             .components()

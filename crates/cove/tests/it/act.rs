@@ -551,3 +551,164 @@ services:
     assert_eq!(watch.interrupt(), Some(0));
     assert!(!alive(before));
 }
+
+/// The container's program: `serve` (the default) accepts connections on
+/// `$PORT`; `env` prints its environment and exits with `$CODE`; `cat
+/// FILE` prints a file; `pwd` its working directory.
+const CONTAINED: &str = r#"
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("env") => {
+            for (k, v) in std::env::vars() {
+                println!("{k}={v}");
+            }
+            eprintln!("to-stderr");
+            let code = std::env::var("CODE").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+            std::process::exit(code);
+        }
+        Some("cat") => print!("{}", std::fs::read_to_string(&args[2]).unwrap()),
+        Some("pwd") => println!("{}", std::env::current_dir().unwrap().display()),
+        _ => {
+            let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+            println!("serving on {port}");
+            let l = std::net::TcpListener::bind(format!("0.0.0.0:{port}")).unwrap();
+            for c in l.incoming() {
+                drop(c);
+            }
+        }
+    }
+}
+"#;
+
+const CONTAINER_APP: &str = r#"
+services:
+  box:
+    build: ./box
+    expose: ["8080"]
+    environment:
+      GREETING: from-the-file
+    restart: always
+  pulled:
+    image: cove-act-nowhere.invalid/none:1
+    profiles: [pull]
+"#;
+
+fn engine_or_fail() {
+    assert!(
+        std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists(),
+        "no Docker engine: run `bash scripts/test`, which starts one of its own"
+    );
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("the docker client");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn exec_kill_pause_cp_and_pull_act_on_containers_through_the_engine() {
+    engine_or_fail();
+    let app = App::new(CONTAINER_APP);
+    let dir = app.dir();
+    crate::containers::static_binary(&dir.join("box"), CONTAINED);
+    fs_err::write(
+        dir.join("box/Dockerfile"),
+        "FROM scratch\nCOPY app /app\nWORKDIR /work\nENTRYPOINT [\"/app\"]\n",
+    )
+    .unwrap();
+    cove_ok(&app, &["up", "-d", "box"]);
+    let name = row(&app, "box", 1)["container"].as_str().unwrap().to_string();
+
+    // exec: the container's environment, `-e`, `-w`, both streams, the
+    // exit code.
+    let (code, out, err) = cove(dir, &["exec", "-e", "CODE=5", "box", "/app", "env"]);
+    assert_eq!(code, Some(5), "{out}{err}");
+    let env = printed(&out);
+    assert_eq!(value(&env, "GREETING"), Some("from-the-file"), "{out}");
+    assert_eq!(value(&env, "COVE_SERVICE"), Some("box"), "{out}");
+    assert!(err.contains("to-stderr"), "{err}");
+    let (code, out, _) = cove(dir, &["exec", "box", "/app", "pwd"]);
+    assert_eq!((code, out.trim()), (Some(0), "/work"));
+    let (code, out, _) = cove(dir, &["exec", "-w", "/", "box", "/app", "pwd"]);
+    assert_eq!((code, out.trim()), (Some(0), "/"));
+    let (code, _, err) = cove(dir, &["exec", "box", "/no-such-program"]);
+    assert_ne!(code, Some(0), "{err}");
+
+    // cp: in, then out again, through the archive endpoint.
+    let here = tempfile::tempdir().unwrap();
+    fs_err::write(here.path().join("note.txt"), "copied-in").unwrap();
+    let (code, _, err) = cove(dir, &["cp", &here.path().join("note.txt").display().to_string(), "box:/work/"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cove(dir, &["exec", "box", "/app", "cat", "/work/note.txt"]);
+    assert_eq!((code, out.as_str()), (Some(0), "copied-in"), "{err}");
+    let (code, _, err) = cove(dir, &["cp", &here.path().join("note.txt").display().to_string(), "box:/work/renamed.txt"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = cove(dir, &["exec", "box", "/app", "cat", "/work/renamed.txt"]);
+    assert_eq!(out, "copied-in");
+    let back = here.path().join("back.txt");
+    let (code, _, err) = cove(dir, &["cp", "box:/work/renamed.txt", &back.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(fs_err::read_to_string(&back).unwrap(), "copied-in");
+    let (code, _, err) = cove(dir, &["cp", "box:/app", &here.path().display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        fs_err::read(here.path().join("app")).unwrap(),
+        fs_err::read(dir.join("box/app")).unwrap()
+    );
+    let (code, _, err) = cove(dir, &["cp", "box:/nothing-here", &here.path().display().to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+
+    // pause: the engine freezes it; listed paused; unpause thaws it.
+    let (code, _, err) = cove(dir, &["pause", "box"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(docker(&["inspect", "--format", "{{.State.Paused}}", &name]), "true");
+    assert_eq!(row(&app, "box", 1)["state"], "paused");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(row(&app, "box", 1)["state"], "paused");
+    let (code, _, err) = cove(dir, &["unpause", "box"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(docker(&["inspect", "--format", "{{.State.Paused}}", &name]), "false");
+    assert_eq!(row(&app, "box", 1)["state"], "running");
+
+    // kill -s USR1: the engine's kill with that signal (the container's
+    // PID 1 has no handler, so the kernel drops it, as under Docker); it
+    // runs on.
+    let since = docker(&["info", "--format", "{{.SystemTime}}"]);
+    let (code, _, err) = cove(dir, &["kill", "-s", "USR1", "box"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("box-1 sent signal USR1"), "{err}");
+    let until = docker(&["info", "--format", "{{.SystemTime}}"]);
+    let signals = docker(&[
+        "events", "--since", &since, "--until", &until, "--filter",
+        &format!("container={name}"), "--filter", "event=kill", "--format",
+        "{{.Actor.Attributes.signal}}",
+    ]);
+    assert_eq!(signals, "10", "SIGUSR1 is 10");
+    let r = row(&app, "box", 1);
+    assert_eq!((r["state"].as_str(), r["restarts"].as_u64()), (Some("running"), Some(0)));
+    // kill: stopped for good, its container gone.
+    let (code, _, err) = cove(dir, &["kill", "box"]);
+    assert_eq!(code, Some(0), "{err}");
+    eventually(20, "box stopped", || row(&app, "box", 1)["state"] == "stopped");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(row(&app, "box", 1)["state"], "stopped");
+    eventually(20, "its container removed", || {
+        docker(&["ps", "-a", "-q", "--filter", &format!("name=^{name}$")]).is_empty()
+    });
+
+    // pull: a built image has nothing to pull; one no registry has fails,
+    // unless told to go on.
+    let (code, _, err) = cove(dir, &["pull", "box"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("box builds its image"), "{err}");
+    let (code, _, err) = cove(dir, &["--profile", "pull", "pull", "pulled"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cove-act-nowhere.invalid/none:1"), "{err}");
+    let (code, _, err) = cove(
+        dir,
+        &["--profile", "pull", "pull", "--ignore-pull-failures", "pulled"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("warning"), "{err}");
+}
