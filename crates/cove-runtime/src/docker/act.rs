@@ -170,11 +170,7 @@ impl Engine {
             options = options.copy_uidgid("1");
         }
         self.docker
-            .upload_to_container(
-                name,
-                Some(options.build()),
-                bollard::body_full(tar.into()),
-            )
+            .upload_to_container(name, Some(options.build()), bollard::body_full(tar.into()))
             .await
             .map_err(engine(format!("writing into `{dir}` of `{name}`")))
     }

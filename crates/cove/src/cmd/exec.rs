@@ -175,7 +175,9 @@ fn user_ids(user: &str) -> Result<(u32, u32), String> {
     };
     let (uid, default_gid) = match name.parse::<u32>() {
         Ok(uid) => {
-            let gid = entry(2, name).and_then(|f| f[3].parse().ok()).unwrap_or(uid);
+            let gid = entry(2, name)
+                .and_then(|f| f[3].parse().ok())
+                .unwrap_or(uid);
             (uid, gid)
         }
         Err(_) => {

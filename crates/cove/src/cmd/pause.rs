@@ -13,7 +13,11 @@ use crate::cli::{ActServicesArgs, ProjectArgs};
 use crate::daemon;
 use crate::output::stderr_style;
 
-pub fn run(project_args: &ProjectArgs, args: &ActServicesArgs, pause: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    project_args: &ProjectArgs,
+    args: &ActServicesArgs,
+    pause: bool,
+) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));

@@ -162,7 +162,17 @@ fn exec_runs_a_command_in_a_running_replicas_environment() {
     let got = printed(&out);
     // (Not PATH: the replica's `python3` may be a pyenv shim that changes
     // its own.)
-    for key in ["GREETING", "HOST", "PORT", "COVE_SERVICE", "COVE_REPLICA", "COVE_SECRETS", "TOKEN", "HOME", "LANG"] {
+    for key in [
+        "GREETING",
+        "HOST",
+        "PORT",
+        "COVE_SERVICE",
+        "COVE_REPLICA",
+        "COVE_SECRETS",
+        "TOKEN",
+        "HOME",
+        "LANG",
+    ] {
         assert_eq!(
             value(&got, key),
             value(&replica, key),
@@ -238,7 +248,10 @@ fn exec_runs_a_command_in_a_running_replicas_environment() {
     cove_ok(&app, &["stop", "worker"]);
     let (code, _, err) = cove(dir, &["exec", "worker", "true"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("service `worker` has no running replica 1"), "{err}");
+    assert!(
+        err.contains("service `worker` has no running replica 1"),
+        "{err}"
+    );
     assert!(err.contains("cove up -d worker"), "{err}");
     let (code, _, err) = cove(dir, &["exec", "--index", "3", "web", "true"]);
     assert_eq!(code, Some(1));
@@ -252,7 +265,10 @@ fn exec_runs_a_command_in_a_running_replicas_environment() {
     cove_ok(&app, &["down"]);
     let (code, _, err) = cove(dir, &["exec", "web", "true"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("no running replica") && err.contains("cove up -d web"), "{err}");
+    assert!(
+        err.contains("no running replica") && err.contains("cove up -d web"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -283,7 +299,10 @@ fn kill_stops_with_sigkill_and_delivers_other_signals_under_the_restart_policy()
     let worker = pid_of(&app, "worker", 1);
     let (code, _, err) = cove(dir, &["kill", "web"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("web-1 killed") && err.contains("web-2 killed"), "{err}");
+    assert!(
+        err.contains("web-1 killed") && err.contains("web-2 killed"),
+        "{err}"
+    );
     for pid in &web {
         eventually(5, "web's replicas gone", || !alive(*pid));
     }
@@ -358,18 +377,28 @@ x-cove:
     // Its checks would fail many times over: it is not restarted.
     std::thread::sleep(Duration::from_secs(3));
     let r = row(&app, "web", 1);
-    assert_eq!((r["state"].as_str(), r["restarts"].as_u64()), (Some("paused"), Some(0)), "{r}");
+    assert_eq!(
+        (r["state"].as_str(), r["restarts"].as_u64()),
+        (Some("paused"), Some(0)),
+        "{r}"
+    );
     assert_eq!(pid_of(&app, "web", 1), pid);
     // No command beside a paused replica.
     let (code, _, err) = cove(dir, &["exec", "web", "true"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("is paused") && err.contains("cove unpause web"), "{err}");
+    assert!(
+        err.contains("is paused") && err.contains("cove unpause web"),
+        "{err}"
+    );
     // Pausing again does nothing; unpause gives back what it was.
     let (_, _, err) = cove(dir, &["pause", "web"]);
     assert!(err.contains("no running replica to pause"), "{err}");
     let (code, _, err) = cove(dir, &["unpause"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("web-1 unpaused") && !err.contains("worker"), "{err}");
+    assert!(
+        err.contains("web-1 unpaused") && !err.contains("worker"),
+        "{err}"
+    );
     assert_ne!(proc_state(pid), 'T');
     eventually(10, "web healthy and routed again", || {
         row(&app, "web", 1)["health"] == "healthy" && !targets(&app).is_empty()
@@ -381,7 +410,11 @@ x-cove:
     let started = Instant::now();
     cove_ok(&app, &["stop", "web"]);
     assert!(!alive(pid));
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(row(&app, "web", 1)["state"], "stopped");
 }
 
@@ -395,10 +428,23 @@ fn cp_copies_natively_relative_to_the_services_working_directory() {
     cove_ok(&app, &["up", "-d", "worker"]);
     let out = tempfile::tempdir().unwrap();
     // A file out, as the destination; a directory out, into one.
-    let (code, _, err) = cove(dir, &["cp", "worker:data/a.txt", &out.path().join("copy.txt").display().to_string()]);
+    let (code, _, err) = cove(
+        dir,
+        &[
+            "cp",
+            "worker:data/a.txt",
+            &out.path().join("copy.txt").display().to_string(),
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(fs_err::read_to_string(out.path().join("copy.txt")).unwrap(), "alpha");
-    let (code, _, err) = cove(dir, &["cp", "worker:data", &out.path().display().to_string()]);
+    assert_eq!(
+        fs_err::read_to_string(out.path().join("copy.txt")).unwrap(),
+        "alpha"
+    );
+    let (code, _, err) = cove(
+        dir,
+        &["cp", "worker:data", &out.path().display().to_string()],
+    );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("copied 4 file(s) from worker-1"), "{err}");
     assert_eq!(
@@ -407,9 +453,19 @@ fn cp_copies_natively_relative_to_the_services_working_directory() {
     );
     // In, relative to its working directory.
     fs_err::write(out.path().join("in.txt"), "gamma").unwrap();
-    let (code, _, err) = cove(dir, &["cp", &out.path().join("in.txt").display().to_string(), "worker:sub"]);
+    let (code, _, err) = cove(
+        dir,
+        &[
+            "cp",
+            &out.path().join("in.txt").display().to_string(),
+            "worker:sub",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(fs_err::read_to_string(dir.join("sub/in.txt")).unwrap(), "gamma");
+    assert_eq!(
+        fs_err::read_to_string(dir.join("sub/in.txt")).unwrap(),
+        "gamma"
+    );
     // Mistakes are said.
     let (code, _, err) = cove(dir, &["cp", "a", "b"]);
     assert_eq!(code, Some(2));
@@ -428,7 +484,10 @@ fn pull_says_native_services_have_nothing_to_pull() {
     let (code, _, err) = cove(app.dir(), &["pull"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("web runs natively: nothing to pull"), "{err}");
-    assert!(err.contains("worker runs natively: nothing to pull"), "{err}");
+    assert!(
+        err.contains("worker runs natively: nothing to pull"),
+        "{err}"
+    );
     let (code, _, err) = cove(app.dir(), &["pull", "-q", "web"]);
     assert_eq!((code, err.as_str()), (Some(0), ""));
     let (code, _, err) = cove(app.dir(), &["pull", "nope"]);
@@ -477,7 +536,10 @@ impl Foreground {
         while !self.seen.iter().any(|l| l.contains(text)) {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no `{text}` in:\n{}", self.seen.join("\n"));
-            if let Ok(l) = self.lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            if let Ok(l) = self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 self.seen.push(l);
             }
         }
@@ -532,21 +594,28 @@ services:
     let mut watch = Foreground::start(dir, &["watch", "--prune", "web"]);
     watch.wait_for("watching", 60);
     assert!(
-        watch.seen.iter().any(|l| l.contains("--prune: nothing to prune")),
+        watch
+            .seen
+            .iter()
+            .any(|l| l.contains("--prune: nothing to prune")),
         "{:?}",
         watch.seen
     );
     eventually(30, "web running", || {
-        rows(&app, "web").first().is_some_and(|r| r["state"] == "running")
+        rows(&app, "web")
+            .first()
+            .is_some_and(|r| r["state"] == "running")
     });
     // Only what was named (and what it depends on) runs.
     assert!(rows(&app, "other").is_empty(), "{:?}", app.ps());
     let before = pid_of(&app, "web", 1);
     fs_err::write(dir.join("conf/a.conf"), "2").unwrap();
     eventually(60, "web replaced", || {
-        rows(&app, "web")
-            .iter()
-            .any(|r| r["state"] == "running" && r["pid"].as_u64() != Some(before.into()) && r["retiring"] == false)
+        rows(&app, "web").iter().any(|r| {
+            r["state"] == "running"
+                && r["pid"].as_u64() != Some(before.into())
+                && r["retiring"] == false
+        })
     });
     assert_eq!(watch.interrupt(), Some(0));
     assert!(!alive(before));
@@ -602,7 +671,10 @@ fn engine_or_fail() {
 }
 
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("the docker client");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker client");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -618,7 +690,10 @@ fn exec_kill_pause_cp_and_pull_act_on_containers_through_the_engine() {
     )
     .unwrap();
     cove_ok(&app, &["up", "-d", "box"]);
-    let name = row(&app, "box", 1)["container"].as_str().unwrap().to_string();
+    let name = row(&app, "box", 1)["container"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // exec: the container's environment, `-e`, `-w`, both streams, the
     // exit code.
@@ -638,16 +713,33 @@ fn exec_kill_pause_cp_and_pull_act_on_containers_through_the_engine() {
     // cp: in, then out again, through the archive endpoint.
     let here = tempfile::tempdir().unwrap();
     fs_err::write(here.path().join("note.txt"), "copied-in").unwrap();
-    let (code, _, err) = cove(dir, &["cp", &here.path().join("note.txt").display().to_string(), "box:/work/"]);
+    let (code, _, err) = cove(
+        dir,
+        &[
+            "cp",
+            &here.path().join("note.txt").display().to_string(),
+            "box:/work/",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     let (code, out, err) = cove(dir, &["exec", "box", "/app", "cat", "/work/note.txt"]);
     assert_eq!((code, out.as_str()), (Some(0), "copied-in"), "{err}");
-    let (code, _, err) = cove(dir, &["cp", &here.path().join("note.txt").display().to_string(), "box:/work/renamed.txt"]);
+    let (code, _, err) = cove(
+        dir,
+        &[
+            "cp",
+            &here.path().join("note.txt").display().to_string(),
+            "box:/work/renamed.txt",
+        ],
+    );
     assert_eq!(code, Some(0), "{err}");
     let (_, out, _) = cove(dir, &["exec", "box", "/app", "cat", "/work/renamed.txt"]);
     assert_eq!(out, "copied-in");
     let back = here.path().join("back.txt");
-    let (code, _, err) = cove(dir, &["cp", "box:/work/renamed.txt", &back.display().to_string()]);
+    let (code, _, err) = cove(
+        dir,
+        &["cp", "box:/work/renamed.txt", &back.display().to_string()],
+    );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(fs_err::read_to_string(&back).unwrap(), "copied-in");
     let (code, _, err) = cove(dir, &["cp", "box:/app", &here.path().display().to_string()]);
@@ -656,19 +748,32 @@ fn exec_kill_pause_cp_and_pull_act_on_containers_through_the_engine() {
         fs_err::read(here.path().join("app")).unwrap(),
         fs_err::read(dir.join("box/app")).unwrap()
     );
-    let (code, _, err) = cove(dir, &["cp", "box:/nothing-here", &here.path().display().to_string()]);
+    let (code, _, err) = cove(
+        dir,
+        &[
+            "cp",
+            "box:/nothing-here",
+            &here.path().display().to_string(),
+        ],
+    );
     assert_eq!(code, Some(1), "{err}");
 
     // pause: the engine freezes it; listed paused; unpause thaws it.
     let (code, _, err) = cove(dir, &["pause", "box"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(docker(&["inspect", "--format", "{{.State.Paused}}", &name]), "true");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.Paused}}", &name]),
+        "true"
+    );
     assert_eq!(row(&app, "box", 1)["state"], "paused");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(row(&app, "box", 1)["state"], "paused");
     let (code, _, err) = cove(dir, &["unpause", "box"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(docker(&["inspect", "--format", "{{.State.Paused}}", &name]), "false");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.Paused}}", &name]),
+        "false"
+    );
     assert_eq!(row(&app, "box", 1)["state"], "running");
 
     // kill -s USR1: the engine's kill with that signal (the container's
@@ -680,17 +785,30 @@ fn exec_kill_pause_cp_and_pull_act_on_containers_through_the_engine() {
     assert!(err.contains("box-1 sent signal USR1"), "{err}");
     let until = docker(&["info", "--format", "{{.SystemTime}}"]);
     let signals = docker(&[
-        "events", "--since", &since, "--until", &until, "--filter",
-        &format!("container={name}"), "--filter", "event=kill", "--format",
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={name}"),
+        "--filter",
+        "event=kill",
+        "--format",
         "{{.Actor.Attributes.signal}}",
     ]);
     assert_eq!(signals, "10", "SIGUSR1 is 10");
     let r = row(&app, "box", 1);
-    assert_eq!((r["state"].as_str(), r["restarts"].as_u64()), (Some("running"), Some(0)));
+    assert_eq!(
+        (r["state"].as_str(), r["restarts"].as_u64()),
+        (Some("running"), Some(0))
+    );
     // kill: stopped for good, its container gone.
     let (code, _, err) = cove(dir, &["kill", "box"]);
     assert_eq!(code, Some(0), "{err}");
-    eventually(20, "box stopped", || row(&app, "box", 1)["state"] == "stopped");
+    eventually(20, "box stopped", || {
+        row(&app, "box", 1)["state"] == "stopped"
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(row(&app, "box", 1)["state"], "stopped");
     eventually(20, "its container removed", || {
@@ -707,7 +825,13 @@ fn exec_kill_pause_cp_and_pull_act_on_containers_through_the_engine() {
     assert!(err.contains("cove-act-nowhere.invalid/none:1"), "{err}");
     let (code, _, err) = cove(
         dir,
-        &["--profile", "pull", "pull", "--ignore-pull-failures", "pulled"],
+        &[
+            "--profile",
+            "pull",
+            "pull",
+            "--ignore-pull-failures",
+            "pulled",
+        ],
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("warning"), "{err}");

@@ -36,7 +36,13 @@ pub(in crate::server) async fn kill(daemon: &Daemon, key: &str, req: KillRequest
         Err(a) => return a,
     };
     let Some(plan) = run.plan.clone() else {
-        return json(StatusCode::OK, &Acted { seq, replicas: Vec::new() });
+        return json(
+            StatusCode::OK,
+            &Acted {
+                seq,
+                replicas: Vec::new(),
+            },
+        );
     };
     let mut replicas = Vec::new();
     let mut stopped = Vec::new();
@@ -79,7 +85,12 @@ pub(in crate::server) async fn kill(daemon: &Daemon, key: &str, req: KillRequest
 }
 
 /// `cove pause|unpause [SERVICE...]`.
-pub(in crate::server) async fn pause(daemon: &Daemon, key: &str, req: Names, pause: bool) -> Answer {
+pub(in crate::server) async fn pause(
+    daemon: &Daemon,
+    key: &str,
+    req: Names,
+    pause: bool,
+) -> Answer {
     let seq = *daemon.seq.borrow();
     let project = match running_project(daemon, key) {
         Ok(p) => p,
@@ -135,7 +146,12 @@ pub(in crate::server) fn exec_target(daemon: &Daemon, key: &str, query: &str) ->
             format!("no such service `{service}`"),
             Some(format!(
                 "the app's services are: {}",
-                d.app.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                d.app
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         );
     }
