@@ -441,7 +441,7 @@ pub struct ExecArgs {
     #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
     pub no_tty: bool,
     /// Which replica, when the service has several (as `cove ps` numbers
-    /// them).
+    /// them; 0, Compose's default, is the first).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub index: u32,
     /// Give the command extended privileges (containers; natively it

@@ -77,7 +77,7 @@ pub fn run(project_args: &ProjectArgs, args: &CpArgs) -> anyhow::Result<ExitCode
     };
     let client = daemon::find(&project)?;
     daemon::runtime()?.block_on(async {
-        let path = format!("/v1/exec?service={service}&index={}", args.index);
+        let path = format!("/v1/exec?service={service}&index={}", args.index.max(1));
         let target: ExecTarget = match client.get(&path).await {
             Ok(t) => t,
             Err(e) => {

@@ -26,7 +26,11 @@ pub fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
     let client = daemon::find(&project)?;
     let rt = daemon::runtime()?;
     rt.block_on(async {
-        let path = format!("/v1/exec?service={}&index={}", args.service, args.index);
+        let path = format!(
+            "/v1/exec?service={}&index={}",
+            args.service,
+            args.index.max(1)
+        );
         let target: ExecTarget = match client.get(&path).await {
             Ok(t) => t,
             Err(cove_daemon::client::ClientError::NotRunning) => {

@@ -232,6 +232,23 @@ fn exec_runs_a_command_in_a_running_replicas_environment() {
     let (code, out, _) = cove(dir, &["exec", "-w", "sub", "web", "pwd"]);
     assert_eq!(code, Some(0));
     assert!(out.trim().ends_with("/sub"), "{out}");
+    // `-d`: started, not waited for.
+    let (code, _, err) = cove(
+        dir,
+        &[
+            "exec",
+            "-d",
+            "web",
+            "sh",
+            "-c",
+            "sleep 0.3; echo $COVE_REPLICA > detached.txt",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("cove: started `sh`"), "{err}");
+    eventually(10, "the detached command's file", || {
+        fs_err::read_to_string(dir.join("detached.txt")).is_ok_and(|t| t.trim() == "1")
+    });
     // Flags without meaning natively are said so.
     let (code, _, err) = cove(dir, &["exec", "-T", "--privileged", "web", "true"]);
     assert_eq!(code, Some(0), "{err}");
