@@ -15,6 +15,10 @@
 //! | `POST /v1/scale`           | [`ScaleRequest`]  | [`Outcomes`]            |
 //! | `POST /v1/rollback`        | [`RollbackRequest`] | [`Outcomes`]          |
 //! | `GET /v1/history?service=S` |              | [`History`]                 |
+//! | `POST /v1/kill`            | [`KillRequest`] | [`Acted`]                 |
+//! | `POST /v1/pause`           | [`Names`]     | [`Acted`]                   |
+//! | `POST /v1/unpause`         | [`Names`]     | [`Acted`]                   |
+//! | `GET /v1/exec?service=S&index=N` |         | [`ExecTarget`]              |
 //!
 //! Every call but `status` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
@@ -242,6 +246,54 @@ pub struct ApiError {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+/// `POST /v1/kill`: `signal` (its number) to the replicas of `services`
+/// (all when empty). SIGKILL and a service's own stop signal stop it (as
+/// `cove stop` does, with that signal); another is only delivered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KillRequest {
+    #[serde(default)]
+    pub services: Vec<String>,
+    pub signal: i32,
+}
+
+/// What `kill`, `pause` and `unpause` did, replica by replica.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Acted {
+    /// Events of this command come after it.
+    pub seq: u64,
+    pub replicas: Vec<ActedReplica>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActedReplica {
+    pub service: String,
+    pub replica: u32,
+    /// Why it could not be done; none when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/exec`: where and how a running replica runs, for `cove exec`
+/// to run a command beside it. Secrets' values are not in it: those set
+/// as variables are named with the file that holds them, in the
+/// replica's secrets directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecTarget {
+    pub service: String,
+    pub replica: u32,
+    pub pid: Option<u32>,
+    /// Its container's name, for a service run as containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Its working directory (natively).
+    pub workdir: PathBuf,
+    /// Its environment (natively), but the variables in `secret_env`.
+    pub env: Vec<(String, String)>,
+    /// Variables whose value is a secret: (name, file holding it).
+    #[serde(default)]
+    pub secret_env: Vec<(String, PathBuf)>,
 }
 
 /// The gateway of a project, as `cove routes` shows it.

@@ -148,6 +148,9 @@ impl Running {
     /// Stops the replica: `signal` to the group, `grace` to exit, then SIGKILL.
     pub async fn stop(&mut self, signal: Signal, grace: Duration) -> std::io::Result<ExitStatus> {
         self.signal(signal);
+        // A paused replica (`cove pause`: SIGSTOP) takes its signal only
+        // once it runs again.
+        self.signal(Signal::CONT);
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
                 let status = status?;

@@ -124,6 +124,35 @@ pub enum Command {
     /// Wait until every replica of the services has stopped, and exit
     /// with the first one's exit code.
     Wait(WaitArgs),
+    /// Run a command beside a running replica, as `docker compose exec`:
+    /// natively in its environment (its variables, addresses, secrets
+    /// directory) and working directory; in its container through the
+    /// engine. Attached to the terminal; exit code: the command's.
+    Exec(ExecArgs),
+    /// Send a signal (default SIGKILL) to the services' running replicas
+    /// (all when none named). SIGKILL, or a service's own stop signal,
+    /// stops it as `cove stop` does (its restart policy does not bring
+    /// it back; `cove start` does); any other signal is only delivered.
+    Kill(KillArgs),
+    /// Freeze the services' running replicas (all when none named):
+    /// SIGSTOP to a process group, the engine's pause for a container.
+    /// Paused replicas are listed `paused`, get no requests from the
+    /// gateway and are not health-checked until `cove unpause`.
+    Pause(ActServicesArgs),
+    /// Resume paused replicas (all when none named).
+    Unpause(ActServicesArgs),
+    /// Copy files between a replica and this machine: `SERVICE:SRC DEST`
+    /// or `SRC SERVICE:DEST`. In a container through the engine; natively
+    /// a plain copy, `SERVICE:PATH` relative to the service's working
+    /// directory.
+    Cp(CpArgs),
+    /// Pull the images of services run as containers (all when none
+    /// named) again from their registry; services that build their image
+    /// or run natively have nothing to pull.
+    Pull(PullArgs),
+    /// Start the services and follow their `develop.watch` rules, as
+    /// `cove up --watch` does, until Ctrl-C.
+    Watch(WatchArgs),
     /// The daemon (started by the other commands when needed).
     #[command(name = "__daemon", hide = true)]
     Daemon(DaemonArgs),
@@ -543,4 +572,102 @@ pub struct SchemaArgs {
 pub enum SchemaName {
     /// The `x-cove` extension (project block; service block under `x-service`).
     XCove,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Start the command and return at once (its output is not shown).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (repeatable), over the replica's.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run it in this directory instead of the replica's (natively:
+    /// relative to the replica's working directory).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<std::path::PathBuf>,
+    /// Run it as this user (`NAME`, `UID` or `UID:GID`). Natively only
+    /// when cove runs as root.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Do not allocate a terminal (containers; native commands use the
+    /// terminal cove runs in).
+    #[arg(short = 'T', long = "no-tty", alias = "no-TTY")]
+    pub no_tty: bool,
+    /// Which replica, when the service has several (as `cove ps` numbers
+    /// them; 0, Compose's default, is the first).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub index: u32,
+    /// Give the command extended privileges (containers; natively it
+    /// means nothing: the command runs as you, or as `--user`).
+    #[arg(long)]
+    pub privileged: bool,
+    /// The service whose replica the command runs beside.
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// The command and its arguments.
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal: a name (`SIGHUP`, `HUP`) or a number.
+    #[arg(short, long, value_name = "SIGNAL", default_value = "SIGKILL")]
+    pub signal: String,
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ActServicesArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Keep the files' owners (uid and gid) as they are.
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Follow a symbolic link given as the source (copy what it points to).
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Which replica, when the service has several.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub index: u32,
+    /// `SERVICE:SRC_PATH`, or a path on this machine.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// `SERVICE:DEST_PATH`, or a path on this machine.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Go on past an image that cannot be pulled, and exit 0.
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only these services and what they depend on.
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
+    /// Accepted as Compose has it; natively there are no dangling images
+    /// to prune (rebuilt images are kept for rollbacks, as `deploy` does).
+    #[arg(long)]
+    pub prune: bool,
 }

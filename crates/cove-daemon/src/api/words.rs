@@ -99,6 +99,8 @@ words! {
         Stopping = "stopping",
         /// Stopped on request.
         Stopped = "stopped",
+        /// Frozen on request (`cove pause`) until `cove unpause`.
+        Paused = "paused",
     }
 }
 
@@ -128,6 +130,7 @@ impl From<&cove_runtime::supervisor::State> for ReplicaState {
             State::Failed { .. } => ReplicaState::Failed,
             State::Stopping => ReplicaState::Stopping,
             State::Stopped => ReplicaState::Stopped,
+            State::Paused => ReplicaState::Paused,
         }
     }
 }
@@ -338,6 +341,7 @@ mod tests {
             State::Failed { reason: "x".into() },
             State::Stopping,
             State::Stopped,
+            State::Paused,
         ];
         for s in &cases {
             // The same word the supervisor has for it.

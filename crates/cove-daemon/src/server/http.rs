@@ -9,8 +9,9 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
-use crate::api::{DeployRequest, Names, RollbackRequest, ScaleRequest, UpRequest};
+use crate::api::{DeployRequest, KillRequest, Names, RollbackRequest, ScaleRequest, UpRequest};
 use crate::server::log::log;
+use crate::server::ops::act::{exec_target, kill, pause};
 use crate::server::ops::control::{Verb, control};
 use crate::server::ops::deploy::deploy;
 use crate::server::ops::down::down;
@@ -126,6 +127,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::POST, "/v1/scale") => scale(daemon, &key, parse!(ScaleRequest)).await,
         (Method::POST, "/v1/rollback") => rollback(daemon, &key, parse!(RollbackRequest)).await,
         (Method::GET, "/v1/history") => history(daemon, &key, &query).await,
+        (Method::POST, "/v1/kill") => kill(daemon, &key, parse!(KillRequest)).await,
+        (Method::POST, "/v1/pause") => pause(daemon, &key, parse!(Names), true).await,
+        (Method::POST, "/v1/unpause") => pause(daemon, &key, parse!(Names), false).await,
+        (Method::GET, "/v1/exec") => exec_target(daemon, &key, &query),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no such API call: {method} {path}"),

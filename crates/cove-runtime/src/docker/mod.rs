@@ -7,10 +7,13 @@
 //! The engine runs Compose healthchecks; cove follows its verdicts
 //! ([`Engine::health_events`]).
 
+mod act;
 mod container;
 mod image;
 mod inspect;
 mod network;
+
+pub use act::{ExecSpec, pack_here, unpack_here};
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -197,6 +197,36 @@ impl Driver for Docker {
             })
         })
     }
+
+    fn signal<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        slot: u32,
+        _: u32,
+        signal: Signal,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let engine = self.engine().await.map_err(words)?;
+            (engine.kill(&container_name(svc, slot), &signal.as_raw().to_string()))
+                .await
+                .map_err(words)
+        })
+    }
+
+    fn pause<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        slot: u32,
+        _: u32,
+        pause: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let engine = self.engine().await.map_err(words)?;
+            (engine.pause(&container_name(svc, slot), pause))
+                .await
+                .map_err(words)
+        })
+    }
 }
 
 /// What the engine is given for replica `replica` of `svc` in `slot`.

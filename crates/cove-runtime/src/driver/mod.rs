@@ -107,6 +107,34 @@ pub trait Driver: Send + Sync + 'static {
         svc: &'a ServicePlan,
         in_use: Vec<PathBuf>,
     ) -> BoxFuture<'a, Result<Artifact, String>>;
+
+    /// Sends `signal` to the running replica of `svc` in `slot` (main
+    /// process `pid`): its process group, or the engine's kill of its
+    /// container (`cove kill`). The failure in words.
+    fn signal<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        slot: u32,
+        pid: u32,
+        signal: Signal,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let _ = (svc, slot, pid, signal);
+        Box::pin(async { Err("this driver cannot signal its replicas".to_string()) })
+    }
+
+    /// Pauses (`true`) or resumes the running replica of `svc` in `slot`:
+    /// SIGSTOP/SIGCONT to its process group, or the engine's
+    /// pause/unpause of its container (`cove pause`, `cove unpause`).
+    fn pause<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        slot: u32,
+        pid: u32,
+        pause: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let _ = (svc, slot, pid, pause);
+        Box::pin(async { Err("this driver cannot pause its replicas".to_string()) })
+    }
 }
 
 /// A running replica.
@@ -215,6 +243,26 @@ impl Driver for Host {
         in_use: Vec<PathBuf>,
     ) -> BoxFuture<'a, Result<Artifact, String>> {
         self.of(svc).artifact(svc, in_use)
+    }
+
+    fn signal<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        slot: u32,
+        pid: u32,
+        signal: Signal,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.of(svc).signal(svc, slot, pid, signal)
+    }
+
+    fn pause<'a>(
+        &'a self,
+        svc: &'a ServicePlan,
+        slot: u32,
+        pid: u32,
+        pause: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.of(svc).pause(svc, slot, pid, pause)
     }
 }
 

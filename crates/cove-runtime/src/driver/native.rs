@@ -85,6 +85,37 @@ impl Driver for Native {
             .map_err(|e| format!("cannot keep its artifact: {e}"))
         })
     }
+
+    fn signal<'a>(
+        &'a self,
+        _: &'a ServicePlan,
+        _: u32,
+        pid: u32,
+        signal: Signal,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { signal_group(pid, signal) })
+    }
+
+    /// SIGSTOP/SIGCONT to the group (what left it for a session of its
+    /// own is not paused).
+    fn pause<'a>(
+        &'a self,
+        _: &'a ServicePlan,
+        _: u32,
+        pid: u32,
+        pause: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let signal = if pause { Signal::STOP } else { Signal::CONT };
+        Box::pin(async move { signal_group(pid, signal) })
+    }
+}
+
+/// `signal` to the process group `pgid` (a replica's leader leads it).
+fn signal_group(pgid: u32, signal: Signal) -> Result<(), String> {
+    let pid = rustix::process::Pid::from_raw(pgid as i32)
+        .ok_or_else(|| format!("no process group {pgid}"))?;
+    rustix::process::kill_process_group(pid, signal)
+        .map_err(|e| format!("cannot signal process group {pgid}: {e}"))
 }
 
 impl Replica for process::Running {

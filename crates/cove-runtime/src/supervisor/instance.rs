@@ -321,7 +321,7 @@ impl Instance {
         let set = |state: State| self.ctx.set(&svc, self.slot, state, Some(pid), total);
         // Resolves with the failed check when the replica turns unhealthy;
         // without a check, says when it is ready (and never resolves).
-        let health = async {
+        let health = || async {
             let failed = match &svc.health {
                 Some(spec) => {
                     let mut on_change = |h| {
@@ -341,18 +341,34 @@ impl Instance {
             svc.redactor.scrub_owned(failed)
         };
         let mut stop = self.stop.clone();
-        let (code, unhealthy) = tokio::select! {
-            status = running.wait() => (status, false),
-            check = health => {
-                set(State::Unhealthy { check });
-                running.stop(svc.stop_signal, svc.stop_grace).await;
-                (None, true)
+        let (code, unhealthy) = loop {
+            tokio::select! {
+                status = running.wait() => break (status, false),
+                check = health() => {
+                    if !self.ctx.is_paused(&svc.name, self.slot) {
+                        set(State::Unhealthy { check });
+                        running.stop(svc.stop_signal, svc.stop_grace).await;
+                        break (None, true);
+                    }
+                }
+                _ = stop.changed() => {
+                    set(State::Stopping);
+                    running.stop(self.ctx.stop_signal(&svc), svc.stop_grace).await;
+                    running.finish().await;
+                    return Ended::Stopped;
+                }
             }
-            _ = stop.changed() => {
-                set(State::Stopping);
-                running.stop(svc.stop_signal, svc.stop_grace).await;
-                running.finish().await;
-                return Ended::Stopped;
+            // Paused (`cove pause`): its checks fail while it is frozen;
+            // they are watched again once it resumes.
+            tokio::select! {
+                status = running.wait() => break (status, false),
+                _ = self.ctx.resumed(&svc.name, self.slot) => {}
+                _ = stop.changed() => {
+                    set(State::Stopping);
+                    running.stop(self.ctx.stop_signal(&svc), svc.stop_grace).await;
+                    running.finish().await;
+                    return Ended::Stopped;
+                }
             }
         };
         running.finish().await;

@@ -55,6 +55,7 @@
 //! waited for, stopped and probed through a [`Driver`] (this machine's by
 //! default); `tests.rs` drives rollouts with the fake one in paused time.
 
+mod act;
 mod build;
 mod controller;
 mod instance;
@@ -187,6 +188,8 @@ impl Supervisor {
                 cgroups: None,
                 drain: Arc::new(|_| Box::pin(async {})),
                 driver: Arc::new(Host::default()),
+                paused: Arc::default(),
+                stop_signals: Arc::default(),
             },
             running: IndexMap::new(),
             order: Vec::new(),
@@ -341,10 +344,20 @@ struct Ctx {
     drain: Drain,
     /// What runs its replicas.
     driver: Arc<dyn Driver>,
+    /// The paused instances (service, slot), with the state each will
+    /// show again once resumed (see `act.rs`).
+    paused: act::Paused,
+    /// The signal a stop sends instead of the service's (`cove kill`).
+    stop_signals: Arc<std::sync::Mutex<HashMap<String, rustix::process::Signal>>>,
 }
 
 impl Ctx {
     fn set(&self, svc: &ServicePlan, slot: u32, state: State, pid: Option<u32>, restarts: u32) {
+        // A paused instance stays listed as paused while it runs.
+        let mut paused = act::lock(&self.paused);
+        if act::keep_paused(&mut paused, &svc.name, slot, &state) {
+            return;
+        }
         let now = SystemTime::now();
         // The report is queued while the new state is being published (the
         // watch's lock held): a task woken by the new state (a dependent

@@ -48,6 +48,10 @@ pub enum State {
     Stopping,
     /// Stopped on request.
     Stopped,
+    /// Running but frozen on request (`cove pause`: SIGSTOP to its
+    /// group, or the engine's pause): not served, not probed, until
+    /// `cove unpause` gives back the state it had.
+    Paused,
 }
 
 impl State {
@@ -66,11 +70,13 @@ impl State {
                 | State::Ready
                 | State::Refusing { .. }
                 | State::Unhealthy { .. }
+                | State::Paused
         )
     }
 
     /// One word: `waiting`, `starting`, `running`, `restarting`,
-    /// `completed`, `failed`, `stopping`, `stopped` (health is separate).
+    /// `completed`, `failed`, `stopping`, `stopped`, `paused` (health is
+    /// separate).
     pub fn name(&self) -> &'static str {
         match self {
             State::Waiting => "waiting",
@@ -85,6 +91,7 @@ impl State {
             State::Failed { .. } => "failed",
             State::Stopping => "stopping",
             State::Stopped => "stopped",
+            State::Paused => "paused",
         }
     }
 
@@ -109,6 +116,7 @@ impl State {
             State::Failed { reason } => format!("failed: {reason}"),
             State::Stopping => format!("stopping (pid {})", pid.unwrap_or_default()),
             State::Stopped => "stopped".to_string(),
+            State::Paused => format!("paused (pid {})", pid.unwrap_or_default()),
         }
     }
 }

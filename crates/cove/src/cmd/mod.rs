@@ -3,15 +3,20 @@
 mod build;
 mod config;
 mod control;
+mod cp;
 mod deploy;
 mod down;
 mod events;
+mod exec;
 mod gateway;
 mod images;
+mod kill;
 mod logs;
 mod ls;
+mod pause;
 mod port;
 mod ps;
+mod pull;
 mod routes;
 mod run;
 mod schema;
@@ -20,6 +25,7 @@ mod top;
 mod up;
 mod version;
 mod wait;
+mod watchcmd;
 
 use std::process::ExitCode;
 
@@ -53,6 +59,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version(args) => version::run(&args),
         Command::Events(args) => events::run(&cli.project, &args),
         Command::Wait(args) => wait::run(&cli.project, &args),
+        Command::Exec(args) => exec::run(&cli.project, &args),
+        Command::Kill(args) => kill::run(&cli.project, &args),
+        Command::Pause(args) => pause::run(&cli.project, &args, true),
+        Command::Unpause(args) => pause::run(&cli.project, &args, false),
+        Command::Cp(args) => cp::run(&cli.project, &args),
+        Command::Pull(args) => pull::run(&cli.project, &args),
+        Command::Watch(args) => watchcmd::run(&cli.project, &args),
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);
             Ok(ExitCode::SUCCESS)

@@ -200,12 +200,13 @@ const STATUS_WORDS: &[&str] = &[
 /// Compose's word for a replica's state: not yet running is `created`;
 /// running (and being stopped, as the engine says of a container within
 /// its grace period) is `running`; ended is `exited`. A word of a newer
-/// daemon is kept (`paused`).
+/// daemon is kept.
 pub fn compose_state(state: &ReplicaState) -> &str {
     match state {
         ReplicaState::Waiting | ReplicaState::Starting => "created",
         ReplicaState::Running | ReplicaState::Stopping => "running",
         ReplicaState::Restarting => "restarting",
+        ReplicaState::Paused => "paused",
         ReplicaState::Completed | ReplicaState::Failed | ReplicaState::Stopped => "exited",
         ReplicaState::Other(word) => word,
     }
@@ -517,6 +518,7 @@ fn status(r: &Replica, age: Duration) -> String {
             h => format!("Up {} ({h})", daemon::human_duration(age)),
         },
         ReplicaState::Restarting => format!("Restarting ({code})"),
+        ReplicaState::Paused => format!("Up {} (Paused)", daemon::human_duration(age)),
         ReplicaState::Completed | ReplicaState::Failed | ReplicaState::Stopped => {
             format!("Exited ({code}) {} ago", daemon::human_duration(age))
         }

@@ -180,12 +180,24 @@ async fn attached(
             svc.name
         );
     };
-    let mut child = tokio::process::Command::new(prog)
-        .args(rest)
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(rest)
         .current_dir(&svc.workdir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    wait_attached(cmd, prog, &svc.workdir).await
+}
+
+/// Spawns `cmd` (running `prog` in `workdir`) attached to the terminal
+/// and waits for it, Ctrl-C reaching it rather than cove; its exit code
+/// (128 + the signal that killed it). `cove run` and `cove exec`.
+pub(crate) async fn wait_attached(
+    mut cmd: tokio::process::Command,
+    prog: &str,
+    workdir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let mut child = cmd
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run `{prog}` in {}: {e}", svc.workdir.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot run `{prog}` in {}: {e}", workdir.display()))?;
     // Ctrl-C reaches the command (same process group); cove waits for it.
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let status = loop {

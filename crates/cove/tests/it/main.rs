@@ -1,6 +1,7 @@
 //! End-to-end tests of the `cove` binary: file discovery, environment
 //! variables, output formats and exit codes.
 
+mod act;
 pub mod attack;
 mod buffs;
 mod chaos;

@@ -3,6 +3,7 @@
 //! app, known services) and [`converge`] (act on a desired state, wait
 //! for the outcomes).
 
+pub(super) mod act;
 pub(super) mod checks;
 pub(super) mod control;
 pub(super) mod converge;
