@@ -824,14 +824,59 @@ fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
             }
         }
     }
+    // Printed as Compose prints them: a string of bytes (`"2147483648"` for
+    // `2g`), which the schema accepts and loads back to the same size.
     for key in ["mem_limit", "mem_reservation", "memswap_limit", "shm_size"] {
-        if let Some(n) = svc.get(key)
-            && let Some(t) = n.as_text()
-            && let Err(e) = units::parse_bytes(t)
-        {
-            loader.diags.push(
+        let Some(n) = svc.get_mut(key) else {
+            continue;
+        };
+        let Some(t) = n.as_text().map(str::to_string) else {
+            continue;
+        };
+        if key == "memswap_limit" && t.trim() == "-1" {
+            *n = Node::string(n.span, "-1"); // unlimited swap
+            continue;
+        }
+        match units::parse_bytes(&t) {
+            Ok(b) => *n = Node::string(n.span, b.to_string()),
+            Err(e) => loader.diags.push(
                 Diagnostic::error(n.span, format!("`services.{name}.{key}`: {e}"))
                     .with_hint("e.g. `512m` or `1g`"),
+            ),
+        }
+    }
+    // A field and its `deploy.resources` twin must agree (Compose refuses
+    // distinct values too): which one would a replica get?
+    for (key, twin) in [
+        ("mem_limit", ["deploy", "resources", "limits", "memory"]),
+        ("mem_reservation", ["deploy", "resources", "reservations", "memory"]),
+        ("cpus", ["deploy", "resources", "limits", "cpus"]),
+        ("pids_limit", ["deploy", "resources", "limits", "pids"]),
+    ] {
+        let value = |n: &Node| -> Option<f64> {
+            let t = n.as_text()?;
+            if key.starts_with("mem") {
+                units::parse_bytes(t).ok().map(|b| b as f64)
+            } else {
+                t.trim().parse().ok()
+            }
+        };
+        let Some((a, span)) = svc.get(key).and_then(|n| Some((value(n)?, n.span))) else {
+            continue;
+        };
+        let Some(b) = node_at(svc, &twin).and_then(|n| value(n)) else {
+            continue;
+        };
+        if a != b {
+            loader.diags.push(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "`services.{name}.{key}` ({a}) and `{}` ({b}) differ",
+                        twin.join(".")
+                    ),
+                )
+                .with_hint("set only one of them (docker compose refuses distinct values too)"),
             );
         }
     }

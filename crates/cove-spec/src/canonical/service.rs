@@ -19,6 +19,16 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             command(n, key, diags);
         }
     }
+    // Lifecycle hooks' commands are split as `command` is (Compose does).
+    for key in ["post_start", "pre_stop", "pre_start"] {
+        if let Some(Kind::Seq(hooks)) = svc.get_mut(key).map(|n| &mut n.kind) {
+            for hook in hooks.iter_mut().filter_map(Node::as_map_mut) {
+                if let Some(n) = hook.get_mut("command") {
+                    command(n, &format!("{key}.command"), diags);
+                }
+            }
+        }
+    }
     if let Some(n) = svc.get_mut("environment") {
         key_values(n, "environment", diags);
     }
@@ -66,7 +76,7 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         .and_then(Node::as_map_mut)
         .and_then(|d| d.get_mut("watch"))
     {
-        develop_watch(watch, ctx);
+        develop_watch(watch, ctx, diags);
     }
     if let Some(x) = svc.get_mut("x-cove").and_then(Node::as_map_mut)
         && let Some(w) = x.get_mut("workdir")
@@ -167,8 +177,9 @@ fn file_refs(n: &mut Node) {
     }
 }
 
-/// `develop.watch`: each `path` made absolute, `ignore` and `include` lists.
-fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>) {
+/// `develop.watch`: each `path` made absolute, `ignore` and `include` lists,
+/// `exec.command` split as `command` is.
+fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     let Kind::Seq(items) = &mut watch.kind else {
         return;
     };
@@ -180,6 +191,13 @@ fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>) {
             if let Some(n) = w.get_mut(key) {
                 one_item_list(n);
             }
+        }
+        if let Some(n) = w
+            .get_mut("exec")
+            .and_then(Node::as_map_mut)
+            .and_then(|e| e.get_mut("command"))
+        {
+            command(n, "develop.watch.exec.command", diags);
         }
     }
 }
@@ -231,7 +249,7 @@ fn command(n: &mut Node, key: &str, diags: &mut Diagnostics) {
 /// A label (or annotation) with a key and no value (`["com.example.flag"]`,
 /// `flag:`) is `""`, as Compose gives it: unlike `environment`, where no
 /// value means "from the shell".
-fn empty_for_null(n: &mut Node) {
+pub(super) fn empty_for_null(n: &mut Node) {
     if let Some(m) = n.as_map_mut() {
         for e in &mut m.entries {
             if matches!(e.value.kind, Kind::Null) {
@@ -265,7 +283,7 @@ fn go_float(f: f64) -> String {
 }
 
 /// `[A=1, B]` or `{A: 1, B: null}` → `{A: "1", B: null}`.
-fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
+pub(super) fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
     let span = n.span;
     let mut out = Map::default();
     match &n.kind {

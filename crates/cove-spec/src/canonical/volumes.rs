@@ -119,10 +119,19 @@ pub(super) fn volumes(n: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
                             b.insert("selinux", span, Node::string(span, s));
                         }
                         m.insert("bind", span, Node::map(span, b));
-                    } else if v.nocopy {
-                        let mut b = Map::default();
-                        b.insert("nocopy", span, Node::plain(span, "true"));
-                        m.insert("volume", span, Node::map(span, b));
+                    } else {
+                        if v.nocopy {
+                            let mut b = Map::default();
+                            b.insert("nocopy", span, Node::plain(span, "true"));
+                            m.insert("volume", span, Node::map(span, b));
+                        }
+                        // `:z`/`:Z` on a named volume: kept where Compose
+                        // keeps it (`bind.selinux`), not dropped.
+                        if let Some(s) = v.selinux {
+                            let mut b = Map::default();
+                            b.insert("selinux", span, Node::string(span, s));
+                            m.insert("bind", span, Node::map(span, b));
+                        }
                     }
                     *it = Node::map(span, m);
                 }
