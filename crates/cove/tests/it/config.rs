@@ -708,3 +708,107 @@ fn additional_build_contexts_are_absolute() {
     assert_eq!(extra["base"], "docker-image://alpine:3");
     assert_eq!(extra["svc"], "service:base");
 }
+
+fn config_json(dir: &Path) -> serde_json::Value {
+    let o = cove(dir, &["config", "--format", "json"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn hook_and_watch_exec_commands_are_split_into_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    post_start:\n      - command: sh -c 'echo \"hi there\"'\n    pre_stop:\n      - command: [\"stop\", \"now\"]\n    develop:\n      watch:\n        - path: ./src\n          action: sync+exec\n          target: /src\n          exec:\n            command: echo \"synced it\"\n",
+    );
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(
+        a["post_start"][0]["command"],
+        serde_json::json!(["sh", "-c", "echo \"hi there\""])
+    );
+    assert_eq!(a["pre_stop"][0]["command"], serde_json::json!(["stop", "now"]));
+    assert_eq!(
+        a["develop"]["watch"][0]["exec"]["command"],
+        serde_json::json!(["echo", "synced it"])
+    );
+}
+
+#[test]
+fn selinux_labels_on_named_volumes_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    volumes:\n      - cache:/cache:Z\n      - cache:/ro:ro,z\n      - ./d:/d:z\nvolumes:\n  cache:\n",
+    );
+    let v = config_json(tmp.path());
+    let vols = &v["services"]["a"]["volumes"];
+    assert_eq!(vols[0]["type"], "volume");
+    assert_eq!(vols[0]["bind"]["selinux"], "Z");
+    assert_eq!(vols[1]["bind"]["selinux"], "z");
+    assert_eq!(vols[1]["read_only"], true);
+    assert_eq!(vols[2]["bind"]["selinux"], "z");
+}
+
+#[test]
+fn sizes_print_as_bytes_in_strings_as_compose_prints_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    shm_size: 2gb\n    mem_limit: 512m\n    memswap_limit: -1\n    mem_reservation: 1048576\n",
+    );
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(a["shm_size"], "2147483648");
+    assert_eq!(a["mem_limit"], "536870912");
+    assert_eq!(a["memswap_limit"], "-1");
+    assert_eq!(a["mem_reservation"], "1048576");
+    // The output loads back to the same sizes.
+    write(tmp.path(), "compose.yaml", &serde_json::to_string(&v).unwrap());
+    assert_eq!(config_json(tmp.path())["services"]["a"]["shm_size"], "2147483648");
+}
+
+#[test]
+fn a_size_and_its_deploy_twin_must_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 2g\n",
+    );
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("`services.a.mem_limit` (1073741824) and `deploy.resources.limits.memory` (2147483648) differ"),
+        "{}",
+        stderr(&o)
+    );
+    // The same size written two ways agrees.
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 1024m\n",
+    );
+    assert!(cove(tmp.path(), &["config", "-q"], &[]).status.success());
+}
+
+#[test]
+fn network_labels_are_maps_and_bind_volume_devices_are_absolute() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    volumes: [\"data:/data\"]\n    networks: [back]\nnetworks:\n  back:\n    labels: [\"x=1\", \"flag\"]\nvolumes:\n  data:\n    driver: local\n    driver_opts:\n      type: none\n      o: bind\n      device: ./data\n",
+    );
+    let v = config_json(tmp.path());
+    assert_eq!(
+        v["networks"]["back"]["labels"],
+        serde_json::json!({"x": "1", "flag": ""})
+    );
+    let device = v["volumes"]["data"]["driver_opts"]["device"].as_str().unwrap();
+    assert_eq!(Path::new(device), tmp.path().join("data"));
+}
