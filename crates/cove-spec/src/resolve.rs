@@ -849,7 +849,10 @@ fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
     // distinct values too): which one would a replica get?
     for (key, twin) in [
         ("mem_limit", ["deploy", "resources", "limits", "memory"]),
-        ("mem_reservation", ["deploy", "resources", "reservations", "memory"]),
+        (
+            "mem_reservation",
+            ["deploy", "resources", "reservations", "memory"],
+        ),
         ("cpus", ["deploy", "resources", "limits", "cpus"]),
         ("pids_limit", ["deploy", "resources", "limits", "pids"]),
     ] {

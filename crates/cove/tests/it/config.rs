@@ -729,7 +729,10 @@ fn hook_and_watch_exec_commands_are_split_into_words() {
         a["post_start"][0]["command"],
         serde_json::json!(["sh", "-c", "echo \"hi there\""])
     );
-    assert_eq!(a["pre_stop"][0]["command"], serde_json::json!(["stop", "now"]));
+    assert_eq!(
+        a["pre_stop"][0]["command"],
+        serde_json::json!(["stop", "now"])
+    );
     assert_eq!(
         a["develop"]["watch"][0]["exec"]["command"],
         serde_json::json!(["echo", "synced it"])
@@ -768,8 +771,15 @@ fn sizes_print_as_bytes_in_strings_as_compose_prints_them() {
     assert_eq!(a["memswap_limit"], "-1");
     assert_eq!(a["mem_reservation"], "1048576");
     // The output loads back to the same sizes.
-    write(tmp.path(), "compose.yaml", &serde_json::to_string(&v).unwrap());
-    assert_eq!(config_json(tmp.path())["services"]["a"]["shm_size"], "2147483648");
+    write(
+        tmp.path(),
+        "compose.yaml",
+        &serde_json::to_string(&v).unwrap(),
+    );
+    assert_eq!(
+        config_json(tmp.path())["services"]["a"]["shm_size"],
+        "2147483648"
+    );
 }
 
 #[test]
@@ -809,6 +819,144 @@ fn network_labels_are_maps_and_bind_volume_devices_are_absolute() {
         v["networks"]["back"]["labels"],
         serde_json::json!({"x": "1", "flag": ""})
     );
-    let device = v["volumes"]["data"]["driver_opts"]["device"].as_str().unwrap();
+    let device = v["volumes"]["data"]["driver_opts"]["device"]
+        .as_str()
+        .unwrap();
     assert_eq!(Path::new(device), tmp.path().join("data"));
+}
+
+const LISTED: &str = "services:\n  app:\n    image: alpine:${TAG:-3}\n    volumes: [\"cache:/c\"]\n    networks: [back]\n  built:\n    build: .\n  native:\n    x-cove:\n      run: sleep 1\nvolumes:\n  cache:\n  unused:\nnetworks:\n  back:\n  spare:\n";
+
+#[test]
+fn images_volumes_and_networks_are_listed_one_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    write(tmp.path(), ".env", "TAG=3.20\n");
+    let run = |flag: &str| {
+        let o = cove(tmp.path(), &["-p", "demo", "config", flag], &[]);
+        assert!(o.status.success(), "{flag}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // A native service has no image; a built one is named PROJECT-SERVICE.
+    assert_eq!(run("--images"), "alpine:3.20\ndemo-built\n");
+    // Only what the services use, as docker compose lists them.
+    assert_eq!(run("--volumes"), "cache\n");
+    assert_eq!(run("--networks"), "back\ndefault\n");
+    let o = cove(tmp.path(), &["config", "--images", "--volumes"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn hash_prints_one_line_per_service_and_changes_with_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    let hashes = |sel: &str, env: &[(&str, &str)]| {
+        let o = cove(tmp.path(), &["config", "--hash", sel], env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| {
+                let (s, h) = l.split_once(' ').unwrap();
+                assert_eq!(h.len(), 64, "{l}");
+                assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{l}");
+                (s.to_string(), h.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = hashes("*", &[]);
+    let names: Vec<&str> = all.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["app", "built", "native"]);
+    let two = hashes("native,app", &[]);
+    assert_eq!(two[0], all[2]);
+    assert_eq!(two[1], all[0]);
+    // A changed value changes that service's hash only.
+    let changed = hashes("*", &[("TAG", "4")]);
+    assert_ne!(changed[0].1, all[0].1);
+    assert_eq!(changed[1].1, all[1].1);
+    let o = cove(tmp.path(), &["config", "--hash", "nope"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no service `nope`"), "{}", stderr(&o));
+}
+
+#[test]
+fn environment_prints_the_variables_of_interpolation() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    write(tmp.path(), ".env", "TAG=3.20\nFROM_FILE=x\n");
+    let o = cove(
+        tmp.path(),
+        &["-p", "demo", "config", "--environment"],
+        &[("SHELL_VAR", "y"), ("TAG", "9")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "COMPOSE_PROJECT_NAME=demo",
+        "FROM_FILE=x",
+        "HOME=/home/user",
+        "SHELL_VAR=y",
+        "TAG=9",
+    ] {
+        assert!(lines.contains(&want), "{want} not in\n{out}");
+    }
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn no_interpolate_keeps_variables_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    write(tmp.path(), ".env", "TAG=3.20\n");
+    let o = cove(
+        tmp.path(),
+        &["config", "--format", "json", "--no-interpolate"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"]["app"]["image"], "alpine:${TAG:-3}");
+    assert_eq!(
+        config_json(tmp.path())["services"]["app"]["image"],
+        "alpine:3.20"
+    );
+}
+
+#[test]
+fn output_writes_to_a_file_and_compose_only_flags_are_accepted_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    let out = tmp.path().join("resolved.json");
+    let o = cove(
+        tmp.path(),
+        &["config", "--format", "json", "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let v: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["services"]["app"]["image"], "alpine:3");
+    let o = cove(
+        tmp.path(),
+        &[
+            "config",
+            "--no-normalize",
+            "--no-path-resolution",
+            "--no-consistency",
+            "--services",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "app\nbuilt\nnative\n");
+    for flag in ["--no-normalize", "--no-path-resolution", "--no-consistency"] {
+        assert!(
+            stderr(&o).contains(&format!("`{flag}` is accepted and ignored")),
+            "{}",
+            stderr(&o)
+        );
+    }
 }
