@@ -960,3 +960,35 @@ fn output_writes_to_a_file_and_compose_only_flags_are_accepted_with_a_note() {
         );
     }
 }
+
+#[test]
+fn an_extends_file_without_services_is_said_to_have_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    extends:\n      file: base.yaml\n      service: b\n",
+    );
+    write(tmp.path(), "base.yaml", "x-other: 1\n");
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("base.yaml, which has no services"), "{err}");
+    assert!(err.contains("compose.yaml:4:"), "{err}");
+    assert!(!err.contains("not defined"), "{err}");
+}
+
+#[test]
+fn unset_variables_in_a_literal_block_are_reported_on_their_own_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    entrypoint: |\n      echo $UNSET_ONE\n        and $UNSET_TWO\n",
+    );
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("compose.yaml:5:12"), "{err}");
+    assert!(err.contains("compose.yaml:6:13"), "{err}");
+}
