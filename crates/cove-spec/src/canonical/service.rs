@@ -48,6 +48,9 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             one_item_list(n);
         }
     }
+    if let Some(n) = svc.get_mut("extra_hosts") {
+        extra_hosts(n);
+    }
     if let Some(n) = svc.get_mut("depends_on") {
         depends_on(n);
     }
@@ -83,6 +86,28 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     {
         resolve_path_node(w, ctx);
     }
+}
+
+/// `extra_hosts: {host: ip}` (or `{host: [ip, ip]}`) → `["host:ip", ...]`,
+/// the list form, so both forms merge alike (Compose lists them too).
+fn extra_hosts(n: &mut Node) {
+    let span = n.span;
+    let Some(m) = n.as_map() else {
+        return;
+    };
+    let mut items = Vec::new();
+    for e in &m.entries {
+        let addresses: Vec<&Node> = match &e.value.kind {
+            Kind::Seq(ips) => ips.iter().collect(),
+            _ => vec![&e.value],
+        };
+        for ip in addresses {
+            if let Some(ip) = ip.as_text() {
+                items.push(Node::string(e.value.span, format!("{}:{ip}", e.key)));
+            }
+        }
+    }
+    *n = Node::seq(span, items);
 }
 
 /// `extends: name` → `extends: {service: name}`; its `file` made absolute.

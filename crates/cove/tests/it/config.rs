@@ -992,3 +992,20 @@ fn unset_variables_in_a_literal_block_are_reported_on_their_own_lines() {
     assert!(err.contains("compose.yaml:5:12"), "{err}");
     assert!(err.contains("compose.yaml:6:13"), "{err}");
 }
+
+#[test]
+fn extra_hosts_maps_become_lists_and_tmpfs_sizes_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    extra_hosts:\n      db: 10.0.0.2\n      multi: [\"10.0.0.3\", \"::1\"]\n    volumes:\n      - type: tmpfs\n        target: /tmp\n        tmpfs: {size: 64m}\n",
+    );
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(
+        a["extra_hosts"],
+        serde_json::json!(["db:10.0.0.2", "multi:10.0.0.3", "multi:::1"])
+    );
+    assert_eq!(a["volumes"][0]["tmpfs"]["size"], "67108864");
+}
