@@ -826,8 +826,15 @@ fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
     }
     // Printed as Compose prints them: a string of bytes (`"2147483648"` for
     // `2g`), which the schema accepts and loads back to the same size.
-    for key in ["mem_limit", "mem_reservation", "memswap_limit", "shm_size"] {
-        let Some(n) = svc.get_mut(key) else {
+    for path in [
+        &["mem_limit"][..],
+        &["mem_reservation"],
+        &["memswap_limit"],
+        &["shm_size"],
+        &["build", "shm_size"],
+    ] {
+        let key = path.join(".");
+        let Some(n) = node_at(svc, path) else {
             continue;
         };
         let Some(t) = n.as_text().map(str::to_string) else {

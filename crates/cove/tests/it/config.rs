@@ -762,7 +762,7 @@ fn sizes_print_as_bytes_in_strings_as_compose_prints_them() {
     write(
         tmp.path(),
         "compose.yaml",
-        "services:\n  a:\n    image: a\n    shm_size: 2gb\n    mem_limit: 512m\n    memswap_limit: -1\n    mem_reservation: 1048576\n",
+        "services:\n  a:\n    image: a\n    shm_size: 2gb\n    mem_limit: 512m\n    memswap_limit: -1\n    mem_reservation: 1048576\n    build:\n      context: .\n      shm_size: 128m\n",
     );
     let v = config_json(tmp.path());
     let a = &v["services"]["a"];
@@ -770,6 +770,7 @@ fn sizes_print_as_bytes_in_strings_as_compose_prints_them() {
     assert_eq!(a["mem_limit"], "536870912");
     assert_eq!(a["memswap_limit"], "-1");
     assert_eq!(a["mem_reservation"], "1048576");
+    assert_eq!(a["build"]["shm_size"], "134217728");
     // The output loads back to the same sizes.
     write(
         tmp.path(),
