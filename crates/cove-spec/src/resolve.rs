@@ -173,6 +173,7 @@ fn each_service(
         let edges = dependencies(&svc_name, svc, &names, disabled, loader);
         graph.deps.insert(svc_name.clone(), edges);
         environment(&svc_name, svc, vars, loader);
+        label_files(&svc_name, svc, vars, loader);
         build_defaults(svc, project_dir, vars);
         // `image: ${IMAGE}` with the variable unset is no image (Compose
         // then wants a `build`).
@@ -466,6 +467,50 @@ fn environment(name: &str, svc: &mut Map, vars: &Vars, loader: &mut Loader) {
         );
     }
     svc.insert("environment", span, Node::map(span, out));
+}
+
+/// `label_file` contents into `labels` (`labels` over them), as Compose
+/// does: the key is gone once read.
+fn label_files(name: &str, svc: &mut Map, vars: &Vars, loader: &mut Loader) {
+    let Some(entry) = svc.remove("label_file") else {
+        return;
+    };
+    let mut labels = Map::default();
+    for f in entry.value.as_seq().into_iter().flatten() {
+        let Some(path) = f.as_text().map(Path::new) else {
+            continue;
+        };
+        if !path.is_file() {
+            loader.diags.push(
+                Diagnostic::error(
+                    f.span,
+                    format!(
+                        "label file `{}` of service `{name}` not found",
+                        path.display()
+                    ),
+                )
+                .with_hint("create it, or fix the path (relative to the compose file)"),
+            );
+            continue;
+        }
+        let Some(id) = loader.read(path, Some(f.span), "label file") else {
+            continue;
+        };
+        let text = loader.sources.file(id).text.clone();
+        let lookup = |n: &str| vars.get(n).map(str::to_string);
+        for (k, v) in crate::dotenv::parse(id, &text, &lookup, &mut loader.diags) {
+            labels.insert(k, f.span, Node::string(f.span, v));
+        }
+    }
+    let span = svc.get("labels").map_or(entry.value.span, |n| n.span);
+    if let Some(written) = svc.get("labels").and_then(Node::as_map) {
+        for e in &written.entries {
+            labels.insert(e.key.clone(), e.key_span, e.value.clone());
+        }
+    }
+    if !labels.entries.is_empty() {
+        svc.insert("labels", span, Node::map(span, labels));
+    }
 }
 
 fn build_defaults(svc: &mut Map, project_dir: &Path, vars: &Vars) {

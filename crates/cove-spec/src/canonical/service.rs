@@ -48,6 +48,26 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             one_item_list(n);
         }
     }
+    if let Some(Kind::Seq(files)) = svc.get_mut("label_file").map(|n| &mut n.kind) {
+        files.iter_mut().for_each(|f| resolve_path_node(f, ctx));
+    }
+    // `gpus: all` is every GPU: `[{count: -1}]`, as Compose gives it.
+    if let Some(n) = svc.get_mut("gpus")
+        && n.as_text() == Some("all")
+    {
+        let span = n.span;
+        let mut all = Map::default();
+        all.insert("count", span, Node::plain(span, "-1"));
+        *n = Node::seq(span, vec![Node::map(span, all)]);
+    }
+    // Group names and ids alike are strings (Compose prints `"1001"`).
+    if let Some(Kind::Seq(groups)) = svc.get_mut("group_add").map(|n| &mut n.kind) {
+        for g in groups.iter_mut() {
+            if let Some(t) = g.as_text().map(str::to_string) {
+                *g = Node::string(g.span, t);
+            }
+        }
+    }
     if let Some(n) = svc.get_mut("extra_hosts") {
         extra_hosts(n);
     }

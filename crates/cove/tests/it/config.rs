@@ -1010,3 +1010,27 @@ fn extra_hosts_maps_become_lists_and_tmpfs_sizes_bytes() {
     );
     assert_eq!(a["volumes"][0]["tmpfs"]["size"], "67108864");
 }
+
+#[test]
+fn label_files_are_read_into_labels_and_gpus_and_groups_take_compose_forms() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    label_file: ./labels.txt\n    labels:\n      over: written\n    gpus: all\n    group_add: [mail, 1001]\n",
+    );
+    write(tmp.path(), "labels.txt", "from.file=yes\nover=file\n");
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(
+        a["labels"],
+        serde_json::json!({"from.file": "yes", "over": "written"})
+    );
+    assert!(a.get("label_file").is_none(), "{a}");
+    assert_eq!(a["gpus"], serde_json::json!([{"count": -1}]));
+    assert_eq!(a["group_add"], serde_json::json!(["mail", "1001"]));
+    fs_err::remove_file(tmp.path().join("labels.txt")).unwrap();
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("label file"), "{}", stderr(&o));
+}
