@@ -202,6 +202,10 @@ ACCEPTED = [
      "`x-*` extension fields inside services, networks and develop.watch",
      "docker compose drops extension fields below the top level; cove keeps them as written",
      lambda p, a, b: any(isinstance(k, str) and k.startswith("x-") for k in p) and b is MISSING),
+    ("extension-numbers",
+     "numbers in top-level `x-*` blocks: cove prints 1e3 as 1000.0 and an integer beyond 64 bits as a string",
+     "the same number; extension blocks are only read through anchors, whose uses are compared as resolved",
+     lambda p, a, b: isinstance(p[0], str) and p[0].startswith("x-") and _num(a) is not None and _num(a) == _num(b)),
     ("env_file",
      "services.*.env_file: cove prints the files (absolute, `required`, `format`)",
      "docker compose reads them into `environment` and drops the key; both print the same environment",
@@ -274,6 +278,15 @@ ACCEPTED_REFUSALS = [
      "cove builds for the engine's platform only and ignores build.platforms; docker compose refuses",
      lambda a, b: a is None and "build.platforms MUST include service.platform" in b),
 ]
+
+
+def _num(v):
+    if isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _str(v):

@@ -383,6 +383,11 @@ pub(super) fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
                     },
                     _ => e.value.clone(),
                 };
+                // `KEY: !reset` must still remove an inherited KEY at the merge.
+                let value = Node {
+                    tag: e.value.tag,
+                    ..value
+                };
                 out.entries.push(crate::node::Entry {
                     key: e.key.clone(),
                     key_span: e.key_span,

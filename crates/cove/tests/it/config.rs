@@ -1034,3 +1034,23 @@ fn label_files_are_read_into_labels_and_gpus_and_groups_take_compose_forms() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("label file"), "{}", stderr(&o));
 }
+
+#[test]
+fn leading_zero_numbers_are_octal_and_a_reset_environment_key_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    environment:\n      OCT: 017\n      NINE: 09\n      HEX: 0x1F\n      BIN: 0b101\n      NEG: -017\n      US: 1_000\n      KEEP: k\n      GONE: g\n",
+    );
+    write(
+        tmp.path(),
+        "compose.override.yaml",
+        "services:\n  a:\n    environment:\n      GONE: !reset null\n",
+    );
+    let v = config_json(tmp.path());
+    assert_eq!(
+        v["services"]["a"]["environment"],
+        serde_json::json!({"OCT": "15", "NINE": "9", "HEX": "31", "BIN": "5", "NEG": "-15", "US": "1000", "KEEP": "k"})
+    );
+}
