@@ -8,12 +8,18 @@ fixture of tests/compose-diff/fixtures/, runs
     docker-compose <opts> config --format json <args>
 
 in the case's directory, with the same clean environment, and checks that both
-refuse, or both load and print the same model once NORMALISE has run on each
-side and every remaining difference is one listed in ACCEPTED (what, why).
+refuse, or both load and print the same model after NORMALISATION, every
+remaining difference being one listed in ACCEPTED (what, why).
 Any other difference fails the run (exit 1). Last line: the counts.
 
-    usage: run.py --cove target/debug/cove --compose VENV/bin/docker-compose
-                  [--corpus DIR] [--only SUBSTRING] [-v] [-j N]
+    usage: run.py --cove target/debug/cove --compose PATH/TO/docker-compose
+                  [--corpus DIR] [--only SUBSTRING] [--dump FILE] [-v] [-j N]
+
+scripts/compose-diff makes the venv with docker compose and runs this.
+--compose must be the Go binary itself (site-packages/compose/docker-compose),
+not the package's Python wrapper in VENV/bin, which drops the exit status.
+A case that only one side refuses is a difference too, unless it is one of
+ACCEPTED_REFUSALS. Fixtures: fixtures/cases.tsv, the corpus's columns.
 """
 import argparse
 import concurrent.futures
@@ -107,27 +113,6 @@ def diff(a, b, path=()):
     if a == b and type(a) is type(b):
         return []
     return [(path, a, b)]
-
-
-def shape(path):
-    """The path with the names a file chooses (services, networks, keys of
-    maps) replaced by `*`, to group differences."""
-    out = []
-    for i, p in enumerate(path):
-        prev = path[i - 1] if i else None
-        if isinstance(p, int):
-            out.append("[]")
-        elif prev in NAMED or (i >= 2 and path[i - 2] == "services" and False):
-            out.append("*")
-        else:
-            out.append(p)
-    return ".".join(out)
-
-
-NAMED = {"services", "networks", "volumes", "secrets", "configs", "models",
-         "environment", "labels", "annotations", "sysctls", "extra_hosts",
-         "args", "additional_contexts", "driver_opts", "options", "ulimits",
-         "depends_on", "x-cove", "storage_opt", "tmpfs"}
 
 
 # ---------------------------------------------------------------------------
@@ -323,9 +308,9 @@ def main():
     ap.add_argument("--compose", required=True)
     ap.add_argument("--corpus", default=None, help="the compose-real corpus folder (skipped when absent)")
     ap.add_argument("--only", default=None, help="only cases whose id contains this")
-    ap.add_argument("--dump", default=None)
-    ap.add_argument("-j", type=int, default=2)
-    ap.add_argument("-v", action="store_true")
+    ap.add_argument("--dump", default=None, help="save both outputs of every case to this JSON file")
+    ap.add_argument("-j", type=int, default=2, help="cases run at once (default 2)")
+    ap.add_argument("-v", action="store_true", help="print every case, not only the differences")
     a = ap.parse_args()
     cove = os.path.abspath(a.cove)
     compose = os.path.abspath(a.compose)
@@ -337,7 +322,8 @@ def main():
     if a.only:
         cases = [c for c in cases if a.only in c[0]]
     start = time.monotonic()
-    home = tempfile.mkdtemp(prefix="compose-diff-home.")
+    home_dir = tempfile.TemporaryDirectory(prefix="compose-diff-home.")
+    home = home_dir.name  # an empty HOME, as the corpus's run.sh gives
 
     def both(case):
         cid, wd, opts, env, args = case
@@ -345,6 +331,7 @@ def main():
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.j) as pool:
         results = list(pool.map(both, cases))
+    home_dir.cleanup()
     if a.dump:
         with open(a.dump, "w") as f:
             json.dump([[c[0], x, y] for c, x, y in results], f)
