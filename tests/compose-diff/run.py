@@ -126,7 +126,21 @@ NORMALISATION = [
      "`entrypoint: null`, `ipam: {}`, `volume: {}`; cove omits what the file does not set"),
     ("N3", "blkio_config: docker compose's keys Path/Rate/Weight are lower-cased",
      "docker compose prints its Go field names there, not the spec's keys"),
+    ("N4", "extra_hosts (of services and builds): a sorted list of `host:ip`",
+     "docker compose prints `host=ip`, sorted; cove `host:ip` (or as written), in the file's order; "
+     "the order of /etc/hosts entries for distinct hosts changes nothing"),
 ]
+
+
+def normalise_both(m):
+    for svc in (m.get("services") or {}).values():
+        if not isinstance(svc, dict):
+            continue
+        for holder in (svc, svc.get("build")):
+            if isinstance(holder, dict) and isinstance(holder.get("extra_hosts"), list):
+                holder["extra_hosts"] = sorted(
+                    h.replace("=", ":", 1) if isinstance(h, str) else h for h in holder["extra_hosts"])
+    return m
 
 
 def normalise_compose(m):
@@ -206,11 +220,6 @@ ACCEPTED = [
      "the same value; options reach a driver or provider as strings either way",
      lambda p, a, b: "options" in p and not isinstance(a, (dict, list))
      and (b == _str(a) or b == [_str(a)])),
-    ("extra_hosts-form",
-     "extra_hosts: cove prints `host:ip`, docker compose `host=ip`",
-     "two forms of one entry the spec allows",
-     lambda p, a, b: "extra_hosts" in p and isinstance(a, str) and isinstance(b, str)
-     and a.split(":", 1) == b.split("=", 1)),
     ("short-syntax",
      "build.secrets, devices and services.*.models printed in short syntax by cove, long by docker compose",
      "the same entries: a name is {source: name}, `a:b` is {source: a, target: b, permissions: rwm}",
@@ -281,7 +290,7 @@ def _str(v):
 def classify(cove, compose):
     """(accepted: Counter of rule id, unlisted: [(path, cove, compose)])."""
     accepted, unlisted = Counter(), []
-    for path, a, b in diff(cove, normalise_compose(compose)):
+    for path, a, b in diff(normalise_both(cove), normalise_both(normalise_compose(compose))):
         rule = next((r for r in ACCEPTED if _safe(r[3], path, a, b)), None)
         if rule:
             accepted[rule[0]] += 1
