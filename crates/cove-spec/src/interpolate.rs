@@ -270,6 +270,17 @@ fn braced(
     Ok(())
 }
 
+/// Line and column (from the scalar's first line and indentation) of
+/// `offset` in the text of a block scalar whose lines are the file's (a
+/// literal `|` block). A folded block keeps only some breaks, so its places
+/// are approximate.
+fn block_position(text: &str, offset: usize) -> Option<(u32, u32)> {
+    let before = text.get(..offset)?;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() as u32;
+    Some((line, before[start..].chars().count() as u32))
+}
+
 /// Interpolates every scalar value under `node` (keys are left alone).
 pub fn interpolate_node(node: &mut Node, vars: &Vars, diags: &mut Diagnostics) {
     let lookup = |name: &str| vars.get(name).map(str::to_string);
@@ -287,6 +298,14 @@ pub fn interpolate_node(node: &mut Node, vars: &Vars, diags: &mut Diagnostics) {
             if single_line {
                 Span {
                     col: span.col + offset as u32 + u32::from(quoted),
+                    len,
+                    ..span
+                }
+            } else if let Some((line, col)) = block_position(&s.text, offset) {
+                // A block scalar's lines are the file's lines, from the span's.
+                Span {
+                    line: span.line + line,
+                    col: span.col + col,
                     len,
                     ..span
                 }

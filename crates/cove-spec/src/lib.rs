@@ -39,4 +39,4 @@ pub mod yaml_out;
 
 pub use diag::{Diagnostic, Severity, Style};
 pub use model::App;
-pub use project::{LoadFailure, Options, Project, load};
+pub use project::{LoadFailure, Options, Project, load, load_uninterpolated};

@@ -56,6 +56,8 @@ pub struct Loader {
     reported_cycles: Vec<Vec<String>>,
     /// Services of `extends` files already validated.
     validated_bases: std::collections::HashSet<(PathBuf, String)>,
+    /// False for `cove config --no-interpolate`: `${...}` kept as written.
+    pub interpolate: bool,
 }
 
 impl Loader {
@@ -68,6 +70,7 @@ impl Loader {
             include_stack: Vec::new(),
             reported_cycles: Vec::new(),
             validated_bases: Default::default(),
+            interpolate: true,
         }
     }
 
@@ -186,7 +189,9 @@ impl Loader {
                 );
                 continue;
             }
-            interpolate_node(&mut doc, vars, &mut self.diags);
+            if self.interpolate {
+                interpolate_node(&mut doc, vars, &mut self.diags);
+            }
             cast::cast(&mut doc, &mut self.diags);
             if let Some(map) = doc.as_map_mut()
                 && let Some(e) = map.remove("version")

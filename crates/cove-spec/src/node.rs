@@ -85,18 +85,52 @@ pub fn resolve_plain(t: &str) -> Resolved<'_> {
     Resolved::Str(t)
 }
 
+/// An integer as Compose's YAML library reads one (Go's literal syntax):
+/// `0x1F`, `0o17`, `0b101`, and a leading zero for octal (`017` is 15,
+/// as in YAML 1.1 and Compose; `09`, not octal, is 9), `_` between digits.
 fn parse_int(t: &str) -> Option<i64> {
-    if let Some(h) = t.strip_prefix("0x") {
-        return i64::from_str_radix(h, 16).ok();
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    // Go's literals allow `_` between digits (`1_000`).
+    let joined;
+    let body = if body.contains('_') {
+        if body.starts_with('_') || body.ends_with('_') || body.contains("__") {
+            return None;
+        }
+        joined = body.replace('_', "");
+        joined.as_str()
+    } else {
+        body
+    };
+    let radix_digits = |digits: &str, radix: u32| -> Option<i64> {
+        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        let v = i64::from_str_radix(digits, radix).ok()?;
+        Some(if negative { -v } else { v })
+    };
+    if let Some(h) = body.strip_prefix("0x") {
+        return radix_digits(h, 16);
     }
-    if let Some(o) = t.strip_prefix("0o") {
-        return i64::from_str_radix(o, 8).ok();
+    if let Some(o) = body.strip_prefix("0o") {
+        return radix_digits(o, 8);
     }
-    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if let Some(b) = body.strip_prefix("0b") {
+        return radix_digits(b, 2);
+    }
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    t.parse().ok()
+    if body.len() > 1
+        && body.starts_with('0')
+        && let Some(v) = radix_digits(&body[1..], 8)
+    {
+        return Some(v);
+    }
+    let v: i64 = body.parse().ok()?;
+    Some(if negative { -v } else { v })
 }
 
 fn is_float(t: &str) -> bool {

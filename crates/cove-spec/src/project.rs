@@ -59,6 +59,9 @@ pub struct Project {
     /// `up`), not for every command.
     pub pending: Vec<Diagnostic>,
     pub sources: SourceMap,
+    /// The variables interpolation used (the process environment, the env
+    /// files, `COMPOSE_PROJECT_NAME`), sorted by name.
+    pub variables: Vec<(String, String)>,
 }
 
 /// Loading failed: every error found (and the warnings), with the sources
@@ -108,8 +111,20 @@ pub fn normalize_project_name(s: &str) -> String {
 
 /// Loads, merges, validates and resolves an app.
 pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
+    load_with(opts, true)
+}
+
+/// As [`load`], with every `${...}` kept as written (`cove config
+/// --no-interpolate`): values that must be numbers or sizes and are written
+/// as variables then fail to load.
+pub fn load_uninterpolated(opts: &Options) -> Result<Project, LoadFailure> {
+    load_with(opts, false)
+}
+
+fn load_with(opts: &Options, interpolate: bool) -> Result<Project, LoadFailure> {
     let environ: IndexMap<String, String> = opts.environ.iter().cloned().collect();
     let mut loader = Loader::new(environ.get("HOME").cloned());
+    loader.interpolate = interpolate;
     if opts.files.is_empty() {
         loader.diags.push(
             Diagnostic::error(None, "no compose file found")
@@ -126,6 +141,10 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
     let mut vars = Vars::default();
     for (k, v) in &environ {
         vars.set(k.clone(), v.clone(), Origin::Process);
+    }
+    // As Compose: `${PWD}` is the working directory even when no shell set it.
+    if let Ok(cwd) = std::env::current_dir() {
+        vars.set_default("PWD", cwd.to_string_lossy().into_owned(), Origin::Process);
     }
     match &opts.env_files {
         Some(files) => loader.read_env_files(&mut vars, files, None),
@@ -193,7 +212,13 @@ pub fn load(opts: &Options) -> Result<Project, LoadFailure> {
         app.services.retain(|name, _| keep.contains(name));
     }
     let pending = crate::pending::warnings(&app, &loader.sources);
+    let mut variables: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    variables.sort();
     Ok(Project {
+        variables,
         app,
         own_name,
         project_dir,
@@ -317,5 +342,17 @@ fn failure(mut loader: Loader) -> LoadFailure {
     LoadFailure {
         diagnostics: loader.diags.into_vec(),
         sources: loader.sources,
+    }
+}
+
+impl Project {
+    /// A digest (SHA-256, hex) of a service's resolved configuration as
+    /// `cove config` prints it: it changes when anything of the service
+    /// does (`cove config --hash`; cove's own, not docker compose's).
+    pub fn service_hash(&self, name: &str) -> Option<String> {
+        let svc = self.app.services.get(name)?;
+        let json = serde_json::to_string(svc).ok()?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, json.as_bytes());
+        Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
     }
 }

@@ -173,6 +173,7 @@ fn each_service(
         let edges = dependencies(&svc_name, svc, &names, disabled, loader);
         graph.deps.insert(svc_name.clone(), edges);
         environment(&svc_name, svc, vars, loader);
+        label_files(&svc_name, svc, vars, loader);
         build_defaults(svc, project_dir, vars);
         // `image: ${IMAGE}` with the variable unset is no image (Compose
         // then wants a `build`).
@@ -466,6 +467,50 @@ fn environment(name: &str, svc: &mut Map, vars: &Vars, loader: &mut Loader) {
         );
     }
     svc.insert("environment", span, Node::map(span, out));
+}
+
+/// `label_file` contents into `labels` (`labels` over them), as Compose
+/// does: the key is gone once read.
+fn label_files(name: &str, svc: &mut Map, vars: &Vars, loader: &mut Loader) {
+    let Some(entry) = svc.remove("label_file") else {
+        return;
+    };
+    let mut labels = Map::default();
+    for f in entry.value.as_seq().into_iter().flatten() {
+        let Some(path) = f.as_text().map(Path::new) else {
+            continue;
+        };
+        if !path.is_file() {
+            loader.diags.push(
+                Diagnostic::error(
+                    f.span,
+                    format!(
+                        "label file `{}` of service `{name}` not found",
+                        path.display()
+                    ),
+                )
+                .with_hint("create it, or fix the path (relative to the compose file)"),
+            );
+            continue;
+        }
+        let Some(id) = loader.read(path, Some(f.span), "label file") else {
+            continue;
+        };
+        let text = loader.sources.file(id).text.clone();
+        let lookup = |n: &str| vars.get(n).map(str::to_string);
+        for (k, v) in crate::dotenv::parse(id, &text, &lookup, &mut loader.diags) {
+            labels.insert(k, f.span, Node::string(f.span, v));
+        }
+    }
+    let span = svc.get("labels").map_or(entry.value.span, |n| n.span);
+    if let Some(written) = svc.get("labels").and_then(Node::as_map) {
+        for e in &written.entries {
+            labels.insert(e.key.clone(), e.key_span, e.value.clone());
+        }
+    }
+    if !labels.entries.is_empty() {
+        svc.insert("labels", span, Node::map(span, labels));
+    }
 }
 
 fn build_defaults(svc: &mut Map, project_dir: &Path, vars: &Vars) {
@@ -824,14 +869,69 @@ fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
             }
         }
     }
-    for key in ["mem_limit", "mem_reservation", "memswap_limit", "shm_size"] {
-        if let Some(n) = svc.get(key)
-            && let Some(t) = n.as_text()
-            && let Err(e) = units::parse_bytes(t)
-        {
-            loader.diags.push(
+    // Printed as Compose prints them: a string of bytes (`"2147483648"` for
+    // `2g`), which the schema accepts and loads back to the same size.
+    for path in [
+        &["mem_limit"][..],
+        &["mem_reservation"],
+        &["memswap_limit"],
+        &["shm_size"],
+        &["build", "shm_size"],
+    ] {
+        let key = path.join(".");
+        let Some(n) = node_at(svc, path) else {
+            continue;
+        };
+        let Some(t) = n.as_text().map(str::to_string) else {
+            continue;
+        };
+        if key == "memswap_limit" && t.trim() == "-1" {
+            *n = Node::string(n.span, "-1"); // unlimited swap
+            continue;
+        }
+        match units::parse_bytes(&t) {
+            Ok(b) => *n = Node::string(n.span, b.to_string()),
+            Err(e) => loader.diags.push(
                 Diagnostic::error(n.span, format!("`services.{name}.{key}`: {e}"))
                     .with_hint("e.g. `512m` or `1g`"),
+            ),
+        }
+    }
+    // A field and its `deploy.resources` twin must agree (Compose refuses
+    // distinct values too): which one would a replica get?
+    for (key, twin) in [
+        ("mem_limit", ["deploy", "resources", "limits", "memory"]),
+        (
+            "mem_reservation",
+            ["deploy", "resources", "reservations", "memory"],
+        ),
+        ("cpus", ["deploy", "resources", "limits", "cpus"]),
+        ("pids_limit", ["deploy", "resources", "limits", "pids"]),
+    ] {
+        let value = |n: &Node| -> Option<f64> {
+            let t = n.as_text()?;
+            if key.starts_with("mem") {
+                units::parse_bytes(t).ok().map(|b| b as f64)
+            } else {
+                t.trim().parse().ok()
+            }
+        };
+        let Some((a, span)) = svc.get(key).and_then(|n| Some((value(n)?, n.span))) else {
+            continue;
+        };
+        let Some(b) = node_at(svc, &twin).and_then(|n| value(n)) else {
+            continue;
+        };
+        if a != b {
+            loader.diags.push(
+                Diagnostic::error(
+                    span,
+                    format!(
+                        "`services.{name}.{key}` ({a}) and `{}` ({b}) differ",
+                        twin.join(".")
+                    ),
+                )
+                .with_hint("set only one of them (docker compose refuses distinct values too)"),
             );
         }
     }

@@ -553,7 +553,49 @@ pub struct ConfigArgs {
     /// Only validate (every check `cove up` makes, starting nothing): print nothing, exit 0 when the app is valid.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print `SERVICE HASH` lines for these services (`*`: all, or names
+    /// separated by commas). The hash is cove's own digest of the service's
+    /// resolved configuration (it changes when the service does), not
+    /// docker compose's.
+    #[arg(long, value_name = "SERVICES", group = "print", conflicts_with_all = LISTS)]
+    pub hash: Option<String>,
+    /// Print the image names, one per line (`PROJECT-SERVICE` for a service
+    /// built without `image:`).
+    #[arg(long, group = "print", conflicts_with_all = LISTS)]
+    pub images: bool,
+    /// Print the names of the volumes the services use, one per line.
+    #[arg(long, group = "print", conflicts_with_all = LISTS)]
+    pub volumes: bool,
+    /// Print the names of the networks the services use, one per line.
+    #[arg(long, group = "print", conflicts_with_all = LISTS)]
+    pub networks: bool,
+    /// Print the variables used for interpolation, `NAME=value`, one per
+    /// line (the environment, the env files, `COMPOSE_PROJECT_NAME`).
+    #[arg(long = "environment", id = "print_environment", group = "print", conflicts_with_all = LISTS)]
+    pub print_environment: bool,
+    /// Print `${...}` as written instead of its value (the app is still
+    /// checked with the values).
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Save to FILE instead of printing.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Accepted for docker compose's scripts; cove always prints the
+    /// normalised model (it says so on stderr).
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Accepted for docker compose's scripts; cove always prints absolute
+    /// paths (it says so on stderr).
+    #[arg(long)]
+    pub no_path_resolution: bool,
+    /// Accepted for docker compose's scripts; cove always checks the model
+    /// (it says so on stderr).
+    #[arg(long)]
+    pub no_consistency: bool,
 }
+
+/// `cove config`'s other listings, which `--hash`, `--images`, ... exclude.
+const LISTS: [&str; 5] = ["services", "graph", "list_profiles", "addresses", "quiet"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -63,9 +63,36 @@ pub fn canonicalize(root: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
                 }
                 if let Some(def) = e.value.as_map_mut() {
                     external_name(def, diags);
+                    if section == "volumes" {
+                        bind_device(def, ctx);
+                    }
+                    // `labels: ["a=b"]` → `labels: {a: b}`, as for services.
+                    if let Some(labels) = def.get_mut("labels") {
+                        service::key_values(labels, &format!("{section}.labels"), diags);
+                        service::empty_for_null(labels);
+                    }
                 }
             }
         }
+    }
+}
+
+/// A `local` volume that binds a host directory (`driver_opts.o: bind`):
+/// its `device` made absolute against the file's directory, as Compose does
+/// (a relative device would otherwise be relative to the engine's cwd).
+fn bind_device(def: &mut Map, ctx: &Ctx<'_>) {
+    if def.get("driver").and_then(Node::as_text) != Some("local") {
+        return;
+    }
+    let Some(opts) = def.get_mut("driver_opts").and_then(Node::as_map_mut) else {
+        return;
+    };
+    let binds = opts
+        .get("o")
+        .and_then(Node::as_text)
+        .is_some_and(|o| o.split(',').any(|o| o.trim() == "bind"));
+    if binds && let Some(device) = opts.get_mut("device") {
+        resolve_path_node(device, ctx);
     }
 }
 

@@ -19,6 +19,16 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             command(n, key, diags);
         }
     }
+    // Lifecycle hooks' commands are split as `command` is (Compose does).
+    for key in ["post_start", "pre_stop", "pre_start"] {
+        if let Some(Kind::Seq(hooks)) = svc.get_mut(key).map(|n| &mut n.kind) {
+            for hook in hooks.iter_mut().filter_map(Node::as_map_mut) {
+                if let Some(n) = hook.get_mut("command") {
+                    command(n, &format!("{key}.command"), diags);
+                }
+            }
+        }
+    }
     if let Some(n) = svc.get_mut("environment") {
         key_values(n, "environment", diags);
     }
@@ -37,6 +47,29 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         if let Some(n) = svc.get_mut(key) {
             one_item_list(n);
         }
+    }
+    if let Some(Kind::Seq(files)) = svc.get_mut("label_file").map(|n| &mut n.kind) {
+        files.iter_mut().for_each(|f| resolve_path_node(f, ctx));
+    }
+    // `gpus: all` is every GPU: `[{count: -1}]`, as Compose gives it.
+    if let Some(n) = svc.get_mut("gpus")
+        && n.as_text() == Some("all")
+    {
+        let span = n.span;
+        let mut all = Map::default();
+        all.insert("count", span, Node::plain(span, "-1"));
+        *n = Node::seq(span, vec![Node::map(span, all)]);
+    }
+    // Group names and ids alike are strings (Compose prints `"1001"`).
+    if let Some(Kind::Seq(groups)) = svc.get_mut("group_add").map(|n| &mut n.kind) {
+        for g in groups.iter_mut() {
+            if let Some(t) = g.as_text().map(str::to_string) {
+                *g = Node::string(g.span, t);
+            }
+        }
+    }
+    if let Some(n) = svc.get_mut("extra_hosts") {
+        extra_hosts(n);
     }
     if let Some(n) = svc.get_mut("depends_on") {
         depends_on(n);
@@ -66,13 +99,35 @@ pub(super) fn service(svc: &mut Map, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
         .and_then(Node::as_map_mut)
         .and_then(|d| d.get_mut("watch"))
     {
-        develop_watch(watch, ctx);
+        develop_watch(watch, ctx, diags);
     }
     if let Some(x) = svc.get_mut("x-cove").and_then(Node::as_map_mut)
         && let Some(w) = x.get_mut("workdir")
     {
         resolve_path_node(w, ctx);
     }
+}
+
+/// `extra_hosts: {host: ip}` (or `{host: [ip, ip]}`) → `["host:ip", ...]`,
+/// the list form, so both forms merge alike (Compose lists them too).
+fn extra_hosts(n: &mut Node) {
+    let span = n.span;
+    let Some(m) = n.as_map() else {
+        return;
+    };
+    let mut items = Vec::new();
+    for e in &m.entries {
+        let addresses: Vec<&Node> = match &e.value.kind {
+            Kind::Seq(ips) => ips.iter().collect(),
+            _ => vec![&e.value],
+        };
+        for ip in addresses {
+            if let Some(ip) = ip.as_text() {
+                items.push(Node::string(e.value.span, format!("{}:{ip}", e.key)));
+            }
+        }
+    }
+    *n = Node::seq(span, items);
 }
 
 /// `extends: name` → `extends: {service: name}`; its `file` made absolute.
@@ -167,8 +222,9 @@ fn file_refs(n: &mut Node) {
     }
 }
 
-/// `develop.watch`: each `path` made absolute, `ignore` and `include` lists.
-fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>) {
+/// `develop.watch`: each `path` made absolute, `ignore` and `include` lists,
+/// `exec.command` split as `command` is.
+fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
     let Kind::Seq(items) = &mut watch.kind else {
         return;
     };
@@ -180,6 +236,13 @@ fn develop_watch(watch: &mut Node, ctx: &Ctx<'_>) {
             if let Some(n) = w.get_mut(key) {
                 one_item_list(n);
             }
+        }
+        if let Some(n) = w
+            .get_mut("exec")
+            .and_then(Node::as_map_mut)
+            .and_then(|e| e.get_mut("command"))
+        {
+            command(n, "develop.watch.exec.command", diags);
         }
     }
 }
@@ -231,7 +294,7 @@ fn command(n: &mut Node, key: &str, diags: &mut Diagnostics) {
 /// A label (or annotation) with a key and no value (`["com.example.flag"]`,
 /// `flag:`) is `""`, as Compose gives it: unlike `environment`, where no
 /// value means "from the shell".
-fn empty_for_null(n: &mut Node) {
+pub(super) fn empty_for_null(n: &mut Node) {
     if let Some(m) = n.as_map_mut() {
         for e in &mut m.entries {
             if matches!(e.value.kind, Kind::Null) {
@@ -265,7 +328,7 @@ fn go_float(f: f64) -> String {
 }
 
 /// `[A=1, B]` or `{A: 1, B: null}` → `{A: "1", B: null}`.
-fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
+pub(super) fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
     let span = n.span;
     let mut out = Map::default();
     match &n.kind {
@@ -319,6 +382,11 @@ fn key_values(n: &mut Node, what: &str, diags: &mut Diagnostics) {
                         _ => Node::string(e.value.span, s.text.clone()),
                     },
                     _ => e.value.clone(),
+                };
+                // `KEY: !reset` must still remove an inherited KEY at the merge.
+                let value = Node {
+                    tag: e.value.tag,
+                    ..value
                 };
                 out.entries.push(crate::node::Entry {
                     key: e.key.clone(),

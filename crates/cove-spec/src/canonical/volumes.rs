@@ -119,10 +119,19 @@ pub(super) fn volumes(n: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
                             b.insert("selinux", span, Node::string(span, s));
                         }
                         m.insert("bind", span, Node::map(span, b));
-                    } else if v.nocopy {
-                        let mut b = Map::default();
-                        b.insert("nocopy", span, Node::plain(span, "true"));
-                        m.insert("volume", span, Node::map(span, b));
+                    } else {
+                        if v.nocopy {
+                            let mut b = Map::default();
+                            b.insert("nocopy", span, Node::plain(span, "true"));
+                            m.insert("volume", span, Node::map(span, b));
+                        }
+                        // `:z`/`:Z` on a named volume: kept where Compose
+                        // keeps it (`bind.selinux`), not dropped.
+                        if let Some(s) = v.selinux {
+                            let mut b = Map::default();
+                            b.insert("selinux", span, Node::string(span, s));
+                            m.insert("bind", span, Node::map(span, b));
+                        }
                     }
                     *it = Node::map(span, m);
                 }
@@ -137,6 +146,17 @@ pub(super) fn volumes(n: &mut Node, ctx: &Ctx<'_>, diags: &mut Diagnostics) {
             }
         }
         if let Some(m) = it.as_map_mut() {
+            // `tmpfs.size: 64m` in bytes, as Compose prints it.
+            if let Some(size) = m
+                .get_mut("tmpfs")
+                .and_then(Node::as_map_mut)
+                .and_then(|t| t.get_mut("size"))
+                && let Some(bytes) = size
+                    .as_text()
+                    .and_then(|t| crate::units::parse_bytes(t).ok())
+            {
+                *size = Node::string(size.span, bytes.to_string());
+            }
             let is_bind = m.get("type").and_then(Node::as_text) == Some("bind");
             if is_bind && let Some(src) = m.get_mut("source") {
                 resolve_path_node(src, ctx);

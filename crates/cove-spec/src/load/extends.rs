@@ -236,6 +236,23 @@ impl Loader {
                 })
                 .unwrap_or_default()
         };
+        if services.is_empty() && base.file != current {
+            self.diags.push(
+                Diagnostic::error(
+                    base.file_span.or(Some(base.span)),
+                    format!(
+                        "service `{name}` extends `{}` from {}, which has no services",
+                        base.service,
+                        base.file.display()
+                    ),
+                )
+                .with_hint(format!(
+                    "`extends.file` must name a compose file whose `services:` holds `{}`",
+                    base.service
+                )),
+            );
+            return None;
+        }
         if !services.contains(&base.service) {
             let mut d = Diagnostic::error(
                 base.service_span,

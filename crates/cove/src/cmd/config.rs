@@ -11,6 +11,23 @@ use serde_json::json;
 use crate::cli::{ConfigArgs, Format, ProjectArgs};
 
 pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    for (given, flag, instead) in [
+        (
+            args.no_normalize,
+            "--no-normalize",
+            "prints the normalised model",
+        ),
+        (
+            args.no_path_resolution,
+            "--no-path-resolution",
+            "prints paths made absolute",
+        ),
+        (args.no_consistency, "--no-consistency", "checks the model"),
+    ] {
+        if given {
+            eprintln!("note: `{flag}` is accepted and ignored: cove config always {instead}");
+        }
+    }
     let Some(project) = crate::project::load_or_report(project_args, &args.service_names) else {
         return Ok(ExitCode::from(1));
     };
@@ -27,6 +44,62 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
     let mut out = String::new();
     if args.quiet {
         return Ok(ExitCode::SUCCESS);
+    } else if let Some(which) = &args.hash {
+        let names: Vec<&str> = if which.trim() == "*" {
+            app.services.keys().map(String::as_str).collect()
+        } else {
+            which
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        for name in names {
+            let Some(hash) = project.service_hash(name) else {
+                let known: Vec<&str> = app.services.keys().map(String::as_str).collect();
+                eprintln!(
+                    "error: `--hash`: no service `{name}`\n  = hint: services: {} (or `*` for all)",
+                    known.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            };
+            out.push_str(&format!("{name} {hash}\n"));
+        }
+    } else if args.images {
+        for (name, s) in &app.services {
+            match (&s.image, &s.build) {
+                (Some(image), _) => out.push_str(image),
+                (None, Some(_)) => out.push_str(&format!("{}-{name}", app.name)),
+                (None, None) => continue, // a native process: no image
+            }
+            out.push('\n');
+        }
+    } else if args.volumes {
+        let used: BTreeSet<&str> = app
+            .services
+            .values()
+            .flat_map(|s| &s.volumes)
+            .filter_map(|m| m.source.as_deref())
+            .collect();
+        for name in app.volumes.keys().filter(|v| used.contains(v.as_str())) {
+            out.push_str(name);
+            out.push('\n');
+        }
+    } else if args.networks {
+        let used: BTreeSet<&str> = app
+            .services
+            .values()
+            .flat_map(|s| s.networks.keys())
+            .map(String::as_str)
+            .collect();
+        for name in app.networks.keys().filter(|n| used.contains(n.as_str())) {
+            out.push_str(name);
+            out.push('\n');
+        }
+    } else if args.print_environment {
+        for (k, v) in &project.variables {
+            out.push_str(&format!("{k}={v}\n"));
+        }
     } else if args.services {
         match args.format {
             Format::Json => {
@@ -94,6 +167,16 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
                 }
             }
         }
+    } else if args.no_interpolate {
+        let Some(raw) = uninterpolated(project_args, &project, &args.service_names) else {
+            return Ok(ExitCode::from(1));
+        };
+        let mut value = serde_json::to_value(&raw.app)?;
+        mask(&mut value, &redactor);
+        out = match args.format {
+            Format::Json => serde_json::to_string_pretty(&value)? + "\n",
+            Format::Yaml => to_yaml(&value),
+        };
     } else {
         let mut value = serde_json::to_value(app)?;
         mask(&mut value, &redactor);
@@ -109,6 +192,10 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
     } else {
         std::borrow::Cow::Borrowed(out.as_str())
     };
+    if let Some(path) = &args.output {
+        fs_err::write(path, out.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(out.as_bytes())
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -116,6 +203,37 @@ pub fn run(project_args: &ProjectArgs, args: &ConfigArgs) -> anyhow::Result<Exit
         return Err(e.into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The same files loaded again without interpolation (`--no-interpolate`):
+/// the project's name, directory and profiles as first loaded, cove's own
+/// `x-cove` block as resolved. Errors (a port written `${PORT}`, say) are
+/// printed (`None` then).
+fn uninterpolated(
+    project_args: &ProjectArgs,
+    project: &cove_spec::Project,
+    services: &[String],
+) -> Option<cove_spec::Project> {
+    let opts = cove_spec::Options {
+        files: project.files.clone(),
+        project_dir: Some(project.project_dir.clone()),
+        project_name: Some(project.app.name.clone()),
+        env_files: Some(project_args.env_files.clone()),
+        environ: std::env::vars().collect(),
+        profiles: project.profiles.clone(),
+        services: services.to_vec(),
+        keep_all: false,
+    };
+    match cove_spec::load_uninterpolated(&opts) {
+        Ok(mut raw) => {
+            raw.app.x_cove = project.app.x_cove.clone();
+            Some(raw)
+        }
+        Err(failure) => {
+            eprint!("{}", failure.render(&crate::output::stderr_style()));
+            None
+        }
+    }
 }
 
 /// Reads the secrets the services use, to mask their values wherever they

@@ -708,3 +708,349 @@ fn additional_build_contexts_are_absolute() {
     assert_eq!(extra["base"], "docker-image://alpine:3");
     assert_eq!(extra["svc"], "service:base");
 }
+
+fn config_json(dir: &Path) -> serde_json::Value {
+    let o = cove(dir, &["config", "--format", "json"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn hook_and_watch_exec_commands_are_split_into_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    post_start:\n      - command: sh -c 'echo \"hi there\"'\n    pre_stop:\n      - command: [\"stop\", \"now\"]\n    develop:\n      watch:\n        - path: ./src\n          action: sync+exec\n          target: /src\n          exec:\n            command: echo \"synced it\"\n",
+    );
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(
+        a["post_start"][0]["command"],
+        serde_json::json!(["sh", "-c", "echo \"hi there\""])
+    );
+    assert_eq!(
+        a["pre_stop"][0]["command"],
+        serde_json::json!(["stop", "now"])
+    );
+    assert_eq!(
+        a["develop"]["watch"][0]["exec"]["command"],
+        serde_json::json!(["echo", "synced it"])
+    );
+}
+
+#[test]
+fn selinux_labels_on_named_volumes_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    volumes:\n      - cache:/cache:Z\n      - cache:/ro:ro,z\n      - ./d:/d:z\nvolumes:\n  cache:\n",
+    );
+    let v = config_json(tmp.path());
+    let vols = &v["services"]["a"]["volumes"];
+    assert_eq!(vols[0]["type"], "volume");
+    assert_eq!(vols[0]["bind"]["selinux"], "Z");
+    assert_eq!(vols[1]["bind"]["selinux"], "z");
+    assert_eq!(vols[1]["read_only"], true);
+    assert_eq!(vols[2]["bind"]["selinux"], "z");
+}
+
+#[test]
+fn sizes_print_as_bytes_in_strings_as_compose_prints_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    shm_size: 2gb\n    mem_limit: 512m\n    memswap_limit: -1\n    mem_reservation: 1048576\n    build:\n      context: .\n      shm_size: 128m\n",
+    );
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(a["shm_size"], "2147483648");
+    assert_eq!(a["mem_limit"], "536870912");
+    assert_eq!(a["memswap_limit"], "-1");
+    assert_eq!(a["mem_reservation"], "1048576");
+    assert_eq!(a["build"]["shm_size"], "134217728");
+    // The output loads back to the same sizes.
+    write(
+        tmp.path(),
+        "compose.yaml",
+        &serde_json::to_string(&v).unwrap(),
+    );
+    assert_eq!(
+        config_json(tmp.path())["services"]["a"]["shm_size"],
+        "2147483648"
+    );
+}
+
+#[test]
+fn a_size_and_its_deploy_twin_must_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 2g\n",
+    );
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("`services.a.mem_limit` (1073741824) and `deploy.resources.limits.memory` (2147483648) differ"),
+        "{}",
+        stderr(&o)
+    );
+    // The same size written two ways agrees.
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    mem_limit: 1g\n    deploy:\n      resources:\n        limits:\n          memory: 1024m\n",
+    );
+    assert!(cove(tmp.path(), &["config", "-q"], &[]).status.success());
+}
+
+#[test]
+fn network_labels_are_maps_and_bind_volume_devices_are_absolute() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    volumes: [\"data:/data\"]\n    networks: [back]\nnetworks:\n  back:\n    labels: [\"x=1\", \"flag\"]\nvolumes:\n  data:\n    driver: local\n    driver_opts:\n      type: none\n      o: bind\n      device: ./data\n",
+    );
+    let v = config_json(tmp.path());
+    assert_eq!(
+        v["networks"]["back"]["labels"],
+        serde_json::json!({"x": "1", "flag": ""})
+    );
+    let device = v["volumes"]["data"]["driver_opts"]["device"]
+        .as_str()
+        .unwrap();
+    assert_eq!(Path::new(device), tmp.path().join("data"));
+}
+
+const LISTED: &str = "services:\n  app:\n    image: alpine:${TAG:-3}\n    volumes: [\"cache:/c\"]\n    networks: [back]\n  built:\n    build: .\n  native:\n    x-cove:\n      run: sleep 1\nvolumes:\n  cache:\n  unused:\nnetworks:\n  back:\n  spare:\n";
+
+#[test]
+fn images_volumes_and_networks_are_listed_one_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    write(tmp.path(), ".env", "TAG=3.20\n");
+    let run = |flag: &str| {
+        let o = cove(tmp.path(), &["-p", "demo", "config", flag], &[]);
+        assert!(o.status.success(), "{flag}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // A native service has no image; a built one is named PROJECT-SERVICE.
+    assert_eq!(run("--images"), "alpine:3.20\ndemo-built\n");
+    // Only what the services use, as docker compose lists them.
+    assert_eq!(run("--volumes"), "cache\n");
+    assert_eq!(run("--networks"), "back\ndefault\n");
+    let o = cove(tmp.path(), &["config", "--images", "--volumes"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn hash_prints_one_line_per_service_and_changes_with_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    let hashes = |sel: &str, env: &[(&str, &str)]| {
+        let o = cove(tmp.path(), &["config", "--hash", sel], env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| {
+                let (s, h) = l.split_once(' ').unwrap();
+                assert_eq!(h.len(), 64, "{l}");
+                assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{l}");
+                (s.to_string(), h.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = hashes("*", &[]);
+    let names: Vec<&str> = all.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["app", "built", "native"]);
+    let two = hashes("native,app", &[]);
+    assert_eq!(two[0], all[2]);
+    assert_eq!(two[1], all[0]);
+    // A changed value changes that service's hash only.
+    let changed = hashes("*", &[("TAG", "4")]);
+    assert_ne!(changed[0].1, all[0].1);
+    assert_eq!(changed[1].1, all[1].1);
+    let o = cove(tmp.path(), &["config", "--hash", "nope"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no service `nope`"), "{}", stderr(&o));
+}
+
+#[test]
+fn environment_prints_the_variables_of_interpolation() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    write(tmp.path(), ".env", "TAG=3.20\nFROM_FILE=x\n");
+    let o = cove(
+        tmp.path(),
+        &["-p", "demo", "config", "--environment"],
+        &[("SHELL_VAR", "y"), ("TAG", "9")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "COMPOSE_PROJECT_NAME=demo",
+        "FROM_FILE=x",
+        "HOME=/home/user",
+        "SHELL_VAR=y",
+        "TAG=9",
+    ] {
+        assert!(lines.contains(&want), "{want} not in\n{out}");
+    }
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn no_interpolate_keeps_variables_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    write(tmp.path(), ".env", "TAG=3.20\n");
+    let o = cove(
+        tmp.path(),
+        &["config", "--format", "json", "--no-interpolate"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"]["app"]["image"], "alpine:${TAG:-3}");
+    assert_eq!(
+        config_json(tmp.path())["services"]["app"]["image"],
+        "alpine:3.20"
+    );
+}
+
+#[test]
+fn output_writes_to_a_file_and_compose_only_flags_are_accepted_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "compose.yaml", LISTED);
+    let out = tmp.path().join("resolved.json");
+    let o = cove(
+        tmp.path(),
+        &["config", "--format", "json", "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let v: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["services"]["app"]["image"], "alpine:3");
+    let o = cove(
+        tmp.path(),
+        &[
+            "config",
+            "--no-normalize",
+            "--no-path-resolution",
+            "--no-consistency",
+            "--services",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "app\nbuilt\nnative\n");
+    for flag in ["--no-normalize", "--no-path-resolution", "--no-consistency"] {
+        assert!(
+            stderr(&o).contains(&format!("`{flag}` is accepted and ignored")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn an_extends_file_without_services_is_said_to_have_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    extends:\n      file: base.yaml\n      service: b\n",
+    );
+    write(tmp.path(), "base.yaml", "x-other: 1\n");
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("base.yaml, which has no services"), "{err}");
+    assert!(err.contains("compose.yaml:4:"), "{err}");
+    assert!(!err.contains("not defined"), "{err}");
+}
+
+#[test]
+fn unset_variables_in_a_literal_block_are_reported_on_their_own_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    entrypoint: |\n      echo $UNSET_ONE\n        and $UNSET_TWO\n",
+    );
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("compose.yaml:5:12"), "{err}");
+    assert!(err.contains("compose.yaml:6:13"), "{err}");
+}
+
+#[test]
+fn extra_hosts_maps_become_lists_and_tmpfs_sizes_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    extra_hosts:\n      db: 10.0.0.2\n      multi: [\"10.0.0.3\", \"::1\"]\n    volumes:\n      - type: tmpfs\n        target: /tmp\n        tmpfs: {size: 64m}\n",
+    );
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(
+        a["extra_hosts"],
+        serde_json::json!(["db:10.0.0.2", "multi:10.0.0.3", "multi:::1"])
+    );
+    assert_eq!(a["volumes"][0]["tmpfs"]["size"], "67108864");
+}
+
+#[test]
+fn label_files_are_read_into_labels_and_gpus_and_groups_take_compose_forms() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    label_file: ./labels.txt\n    labels:\n      over: written\n    gpus: all\n    group_add: [mail, 1001]\n",
+    );
+    write(tmp.path(), "labels.txt", "from.file=yes\nover=file\n");
+    let v = config_json(tmp.path());
+    let a = &v["services"]["a"];
+    assert_eq!(
+        a["labels"],
+        serde_json::json!({"from.file": "yes", "over": "written"})
+    );
+    assert!(a.get("label_file").is_none(), "{a}");
+    assert_eq!(a["gpus"], serde_json::json!([{"count": -1}]));
+    assert_eq!(a["group_add"], serde_json::json!(["mail", "1001"]));
+    fs_err::remove_file(tmp.path().join("labels.txt")).unwrap();
+    let o = cove(tmp.path(), &["config", "-q"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("label file"), "{}", stderr(&o));
+}
+
+#[test]
+fn leading_zero_numbers_are_octal_and_a_reset_environment_key_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: a\n    environment:\n      OCT: 017\n      NINE: 09\n      HEX: 0x1F\n      BIN: 0b101\n      NEG: -017\n      US: 1_000\n      KEEP: k\n      GONE: g\n",
+    );
+    write(
+        tmp.path(),
+        "compose.override.yaml",
+        "services:\n  a:\n    environment:\n      GONE: !reset null\n",
+    );
+    let v = config_json(tmp.path());
+    assert_eq!(
+        v["services"]["a"]["environment"],
+        serde_json::json!({"OCT": "15", "NINE": "9", "HEX": "31", "BIN": "5", "NEG": "-15", "US": "1000", "KEEP": "k"})
+    );
+}
