@@ -63,6 +63,9 @@ for i, (name, r) in enumerate(zip(names, h)):
     base = h[i - i % 2]["mean"]
     print(f"{name:<24}{r['mean']*1000:>10.1f}{r['stddev']*1000:>9.1f}{r['median']*1000:>9.1f}"
           f"{r['min']*1000:>9.1f}{r['max']*1000:>9.1f}{len(r['times']):>6}{r['mean']/base:>30.2f}")
+for i, fmt in ((0, "yaml"), (2, "json")):
+    c, d = h[i], h[i + 1]
+    print(f"cove / compose ({fmt}): {c['mean'] / d['mean']:.3f} (means), {c['median'] / d['median']:.3f} (medians)")
 PY
 
 echo "peak RSS (KiB), 3 runs each:"

@@ -9,9 +9,7 @@ use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
 
-use super::{
-    Container, ContainerSpec, DockerError, Engine, EngineHealth, Existing, Found, engine,
-};
+use super::{Container, ContainerSpec, DockerError, Engine, EngineHealth, Existing, Found, engine};
 use crate::output::Stream;
 
 impl Engine {
