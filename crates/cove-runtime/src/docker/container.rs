@@ -9,7 +9,7 @@ use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
 
-use super::{Container, ContainerSpec, DockerError, Engine, EngineHealth, Found, engine};
+use super::{Container, ContainerSpec, DockerError, Engine, EngineHealth, Existing, Found, engine};
 use crate::output::Stream;
 
 impl Engine {
@@ -48,22 +48,45 @@ impl Engine {
         spec: &ContainerSpec,
         on_line: impl FnMut(Stream, String) + Send + 'static,
     ) -> Result<Container, DockerError> {
+        self.run_in_place_of(spec, Existing::Other, on_line).await
+    }
+
+    /// [`Engine::run`], knowing what is there under its name (from
+    /// [`Engine::existing`]): a leftover of the same name (a killed
+    /// daemon's) is removed first; when there was none, no call is spent
+    /// on removing it, and one made meanwhile is removed then.
+    pub async fn run_in_place_of(
+        &self,
+        spec: &ContainerSpec,
+        there: Existing,
+        on_line: impl FnMut(Stream, String) + Send + 'static,
+    ) -> Result<Container, DockerError> {
         let body = self.create_body(spec);
-        // A leftover of the same name (a killed daemon's) goes first.
-        let _ = self
-            .remove(&Container {
-                id: spec.name.clone(),
-                name: spec.name.clone(),
-            })
-            .await;
+        let leftover = Container {
+            id: spec.name.clone(),
+            name: spec.name.clone(),
+        };
+        if there != Existing::Absent {
+            let _ = self.remove(&leftover).await;
+        }
         let options = q::CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
-        let created = self
+        let created = match self
             .docker
-            .create_container(Some(options), body)
+            .create_container(Some(options.clone()), body.clone())
             .await
-            .map_err(engine(format!("creating container `{}`", spec.name)))?;
+        {
+            // Its name taken since it was looked at: that one goes.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) if there == Existing::Absent => {
+                let _ = self.remove(&leftover).await;
+                self.docker.create_container(Some(options), body).await
+            }
+            r => r,
+        }
+        .map_err(engine(format!("creating container `{}`", spec.name)))?;
         let container = Container {
             id: created.id,
             name: spec.name.clone(),
@@ -87,21 +110,51 @@ impl Engine {
         Ok(container)
     }
 
+    /// What is under the name `name`: a running container carrying every
+    /// one of `labels` (a container a killed daemon left, made from the
+    /// same spec: [`Engine::adopt`] takes it over), nothing, or anything
+    /// else (to be replaced).
+    pub async fn existing(&self, name: &str, labels: &HashMap<String, String>) -> Existing {
+        let i = match self.docker.inspect_container(name, None).await {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Existing::Absent,
+            Err(_) => return Existing::Other,
+        };
+        let running = i.state.as_ref().and_then(|s| s.running) == Some(true);
+        let theirs = i.config.and_then(|c| c.labels).unwrap_or_default();
+        match i.id {
+            Some(id) if running && labels.iter().all(|(k, v)| theirs.get(k) == Some(v)) => {
+                Existing::Adoptable(id)
+            }
+            _ => Existing::Other,
+        }
+    }
+
     /// Takes over the running container `name` when it carries every one
-    /// of `labels` (a container a killed daemon left, made from the same
-    /// spec): its output from now on goes to `on_line`.
+    /// of `labels` (see [`Engine::existing`]): its output from now on goes
+    /// to `on_line`.
     pub async fn adopt(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
         on_line: impl FnMut(Stream, String) + Send + 'static,
     ) -> Option<Container> {
-        let i = self.docker.inspect_container(name, None).await.ok()?;
-        let running = i.state.as_ref().and_then(|s| s.running) == Some(true);
-        let theirs = i.config.and_then(|c| c.labels).unwrap_or_default();
-        if !running || labels.iter().any(|(k, v)| theirs.get(k) != Some(v)) {
+        let Existing::Adoptable(id) = self.existing(name, labels).await else {
             return None;
-        }
+        };
+        Some(self.follow_from_now(id, name, on_line))
+    }
+
+    /// The container `id` (named `name`), its output from now on going to
+    /// `on_line`.
+    pub fn follow_from_now(
+        &self,
+        id: String,
+        name: &str,
+        on_line: impl FnMut(Stream, String) + Send + 'static,
+    ) -> Container {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
@@ -117,10 +170,10 @@ impl Engine {
             ),
         );
         tokio::spawn(follow(logs, on_line));
-        Some(Container {
-            id: i.id?,
+        Container {
+            id,
             name: name.to_string(),
-        })
+        }
     }
 
     /// Waits for the container to end; its exit code.

@@ -174,6 +174,17 @@ pub struct Container {
     pub name: String,
 }
 
+/// What is under a container's name (see [`Engine::existing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    /// No container.
+    Absent,
+    /// A running container made from the same spec: its id.
+    Adoptable(String),
+    /// Another container, or the engine could not say.
+    Other,
+}
+
 /// A container found by its labels.
 #[derive(Debug, Clone)]
 pub struct Found {

@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 use super::native::HostProber;
 use super::{BoxFuture, Driver, OnBuildLine, OnLine, Prober, Replica, Start, words};
 use crate::artifact::Artifact;
-use crate::docker::{Container, ContainerSpec, DockerError, Engine, Healthcheck};
+use crate::docker::{Container, ContainerSpec, DockerError, Engine, Existing, Healthcheck};
 use crate::health::{Health, HealthSpec, Probe};
 use crate::plan::ServicePlan;
 
@@ -60,28 +60,39 @@ impl Docker {
             .map(|a| a.digest.clone())
             .filter(|d| d.starts_with("sha256:"))
             .unwrap_or_else(|| plan.image.clone());
-        engine.ensure_image(&image).await.map_err(words)?;
-        let spec = container_spec(svc, replica, slot, env, image);
-        engine
-            .ensure_network(
-                &plan.network,
-                &plan.subnet,
-                plan.gateway,
-                &plan.bridge,
-                &labels_of_project(svc),
-            )
-            .await
-            .map_err(words)?;
-        host_addresses(&plan.bridge, &plan.host_addresses).await?;
+        let spec = container_spec(svc, replica, slot, env, image.clone());
+        // The image, the network and what has the container's name are
+        // independent: asked at once (each is an engine round trip, on the
+        // way to every start).
+        let network = async {
+            engine
+                .ensure_network(
+                    &plan.network,
+                    &plan.subnet,
+                    plan.gateway,
+                    &plan.bridge,
+                    &labels_of_project(svc),
+                )
+                .await
+                .map_err(words)?;
+            host_addresses(&plan.bridge, &plan.host_addresses).await
+        };
+        let (pulled, network, there) = tokio::join!(
+            engine.ensure_image(&image),
+            network,
+            engine.existing(&spec.name, &spec.labels)
+        );
+        pulled.map_err(words)?;
+        network?;
         let on_line = move |stream, line| on_line(stream, line);
         // A killed daemon's container, made the same way and still running,
         // is taken over; anything else of that name is replaced.
-        let container = match engine
-            .adopt(&spec.name, &spec.labels, on_line.clone())
-            .await
-        {
-            Some(c) => c,
-            None => engine.run(&spec, on_line).await.map_err(words)?,
+        let container = match there {
+            Existing::Adoptable(id) => engine.follow_from_now(id, &spec.name, on_line),
+            there => engine
+                .run_in_place_of(&spec, there, on_line)
+                .await
+                .map_err(words)?,
         };
         let pid = engine.pid(&container).await;
         Ok(Box::new(Running {
