@@ -345,12 +345,12 @@ impl Instance {
             status = running.wait() => (status, false),
             check = health => {
                 set(State::Unhealthy { check });
-                running.stop(svc.stop_signal, svc.stop_grace).await;
+                running.stop(svc.stop_signal, self.ctx.stop_grace(&svc)).await;
                 (None, true)
             }
             _ = stop.changed() => {
                 set(State::Stopping);
-                running.stop(svc.stop_signal, svc.stop_grace).await;
+                running.stop(svc.stop_signal, self.ctx.stop_grace(&svc)).await;
                 running.finish().await;
                 return Ended::Stopped;
             }

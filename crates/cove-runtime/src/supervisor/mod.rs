@@ -68,7 +68,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -187,6 +187,7 @@ impl Supervisor {
                 cgroups: None,
                 drain: Arc::new(|_| Box::pin(async {})),
                 driver: Arc::new(Host::default()),
+                grace: Arc::new(std::sync::Mutex::new(None)),
             },
             running: IndexMap::new(),
             order: Vec::new(),
@@ -321,6 +322,15 @@ impl Supervisor {
             .send_modify(|s| s.retain(|name, _| !services.is_empty() && !services.contains(name)));
     }
 
+    /// How long replicas stopped from now on get before they are killed,
+    /// over each service's `stop_grace_period` (`-t` of `up`, `down`,
+    /// `stop`, `restart`); `None` goes back to the services' own.
+    pub fn set_stop_timeout(&self, grace: Option<Duration>) {
+        if let Ok(mut g) = self.ctx.grace.lock() {
+            *g = grace;
+        }
+    }
+
     /// Names of the services it runs (not stopped), in start order.
     pub fn running(&self) -> Vec<String> {
         self.running.keys().cloned().collect()
@@ -341,9 +351,21 @@ struct Ctx {
     drain: Drain,
     /// What runs its replicas.
     driver: Arc<dyn Driver>,
+    /// The stop timeout given for the request at hand, over the services'
+    /// `stop_grace_period` ([`Supervisor::set_stop_timeout`]).
+    grace: Arc<std::sync::Mutex<Option<Duration>>>,
 }
 
 impl Ctx {
+    /// How long `svc`'s replicas get to stop now.
+    fn stop_grace(&self, svc: &ServicePlan) -> Duration {
+        self.grace
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .unwrap_or(svc.stop_grace)
+    }
+
     fn set(&self, svc: &ServicePlan, slot: u32, state: State, pid: Option<u32>, restarts: u32) {
         let now = SystemTime::now();
         // The report is queued while the new state is being published (the

@@ -144,6 +144,9 @@ async fn start_deps(
         identity: crate::cmd::secrets::identity_path(),
         remove_orphans: false,
         disabled: project.disabled.keys().cloned().collect(),
+        force_recreate: false,
+        no_recreate: false,
+        build: false,
     };
     let accepted: Accepted = match daemon::ensure_and_post(&client, "/v1/up", &request).await {
         Ok(a) => a,

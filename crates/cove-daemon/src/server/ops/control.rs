@@ -110,7 +110,10 @@ pub(in crate::server) async fn control(
     }
     run.desired = Some(desired);
     if verb != Verb::Start {
+        run.supervisor
+            .set_stop_timeout(req.timeout.map(std::time::Duration::from_secs));
         run.supervisor.stop(&names).await;
+        run.supervisor.set_stop_timeout(None);
     }
     if verb != Verb::Stop
         && let Some(plan) = run.plan.clone()

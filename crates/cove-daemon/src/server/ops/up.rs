@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cove_runtime::plan::Plan;
-use cove_runtime::supervisor::States;
+use cove_runtime::supervisor::{Mode, States};
 
 use hyper::StatusCode;
 
@@ -84,6 +84,18 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         .collect();
     let wanted = plan.closure(&seeds);
     plan.keep(&wanted);
+    let running: Vec<String> = {
+        let states = project.states.borrow();
+        wanted
+            .iter()
+            .filter(|s| current_revision(&states, s).is_some())
+            .cloned()
+            .collect()
+    };
+    if req.no_recreate {
+        // `--no-recreate`: what runs goes on running as it was planned.
+        keep_running(&mut plan, run.plan.as_ref(), &running);
+    }
     // Its addresses first: when one is taken, nothing changes.
     if let Err(e) = project.set_gateway(Some(&plan)) {
         if run.desired.is_none() {
@@ -117,7 +129,26 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         run.supervisor.remove(&removed).await;
     }
     let revisions = asked_revisions(&project.states.borrow(), run.plan.as_ref(), &plan);
-    let done = run.supervisor.apply(&plan, &start, &HashMap::new()).await;
+    let done = if req.force_recreate || req.build {
+        // `--force-recreate`: new replicas for what runs, as it is;
+        // `--build`: built again, and replaced with what the build made.
+        let mode = if req.force_recreate {
+            Mode::Restart
+        } else {
+            Mode::Deploy
+        };
+        let (again, fresh): (Vec<String>, Vec<String>) =
+            start.iter().cloned().partition(|s| running.contains(s));
+        let mut done = run.supervisor.apply(&plan, &fresh, &HashMap::new()).await;
+        for name in again {
+            if let Some(rx) = run.supervisor.converge(&plan, &name, mode) {
+                done.push((name, rx));
+            }
+        }
+        done
+    } else {
+        run.supervisor.apply(&plan, &start, &HashMap::new()).await
+    };
     settle_later(&daemon.store, key, done, pending, String::new());
     run.plan = Some(plan);
     run.desired = Some(desired);
@@ -129,6 +160,22 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
             revisions,
         },
     )
+}
+
+/// `plan` with the services of `running` as `before` planned them (what
+/// their replicas run), so that converging leaves them as they are.
+fn keep_running(plan: &mut Plan, before: Option<&Plan>, running: &[String]) {
+    let Some(before) = before else {
+        return;
+    };
+    for svc in plan.services.iter_mut() {
+        if !running.contains(&svc.name) {
+            continue;
+        }
+        if let Some(old) = before.services.iter().find(|o| o.name == svc.name) {
+            *svc = old.clone();
+        }
+    }
 }
 
 /// Refuses an app that does not plan.
