@@ -39,6 +39,7 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
         daemon::print_error(&style, &e);
         return Ok(ExitCode::from(1));
     }
+    remove_one_offs(&project)?;
     if args.volumes {
         delete_data(&client.project)?;
         delete_volumes(&project, &style)?;
@@ -183,6 +184,20 @@ fn delete_volumes(project: &cove_spec::Project, style: &Style) -> anyhow::Result
             }
         }
     });
+    Ok(())
+}
+
+/// The containers `cove run` left (`-d`, or an interrupted cove): every
+/// container of the project's goes at `down`, as in Compose.
+fn remove_one_offs(project: &cove_spec::Project) -> anyhow::Result<()> {
+    let Ok(plan) = cove_runtime::plan::plan(&project.app, &project.project_dir) else {
+        return Ok(());
+    };
+    let Some(c) = plan.services.iter().find_map(|s| s.container.as_ref()) else {
+        return Ok(());
+    };
+    let state = std::path::PathBuf::from(&c.project);
+    daemon::runtime()?.block_on(cove_runtime::driver::remove_containers(&state, None, &[]));
     Ok(())
 }
 

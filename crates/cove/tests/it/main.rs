@@ -13,6 +13,7 @@ mod converge;
 mod daemon;
 pub mod deploy;
 mod first_hour;
+mod flags;
 pub mod gateway;
 mod guide;
 mod isolation;

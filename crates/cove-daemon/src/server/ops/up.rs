@@ -72,7 +72,18 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     // an orphan) still has it, what is asked, and what those depend on.
     // `up SERVICE` and `run` add to what runs; they never stop or unroute
     // anything else.
-    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &renewed).await {
+    // `--force-recreate`, `--build`: what runs and is asked gets a new
+    // revision, which its replicas are replaced with.
+    let mut deploying = renewed.clone();
+    if req.force_recreate || req.build {
+        deploying.extend(
+            req.services
+                .iter()
+                .filter(|s| before.contains(s) && !renewed.contains(s))
+                .cloned(),
+        );
+    }
+    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &deploying).await {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
     };
@@ -128,7 +139,13 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     if !removed.is_empty() {
         run.supervisor.remove(&removed).await;
     }
-    let revisions = asked_revisions(&project.states.borrow(), run.plan.as_ref(), &plan);
+    let mut revisions = asked_revisions(&project.states.borrow(), run.plan.as_ref(), &plan);
+    if req.force_recreate {
+        // Replaced whatever changed: `up -d` waits for the new revision.
+        for svc in plan.services.iter().filter(|s| deploying.contains(&s.name)) {
+            revisions.insert(svc.name.clone(), svc.revision);
+        }
+    }
     let done = if req.force_recreate || req.build {
         // `--force-recreate`: new replicas for what runs, as it is;
         // `--build`: built again, and replaced with what the build made.
