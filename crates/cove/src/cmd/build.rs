@@ -36,7 +36,9 @@ pub fn run(project_args: &ProjectArgs, args: &BuildArgs) -> anyhow::Result<ExitC
     let commands: Vec<_> = plan
         .services
         .iter()
-        .filter(|s| s.container.is_none() && s.build.is_some())
+        // As the supervisor: `x-cove.build` runs natively, but for a
+        // container that has its image built instead.
+        .filter(|s| s.build.is_some() && s.container.as_ref().is_none_or(|c| c.build.is_none()))
         .filter(named)
         .collect();
     if images.is_empty() && commands.is_empty() {

@@ -88,11 +88,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         return Ok(code);
     }
     if args.no_start {
-        eprintln!(
-            "cove: --no-start: the app is checked and planned ({} service(s)); natively there is nothing to create before a start, so nothing was started",
-            services.len()
-        );
-        return Ok(ExitCode::SUCCESS);
+        return no_start(&plan, args, &style);
     }
     let watch = if args.watch {
         match crate::watch::rules(&project.app, &services) {
@@ -587,6 +583,66 @@ fn pull(
         }
         Ok(None)
     })
+}
+
+/// `--no-start`: the app checked and planned; the images of container
+/// services made ready (built when missing or with `--build`, pulled when
+/// missing), as Compose creates its containers; nothing started.
+fn no_start(
+    plan: &cove_runtime::plan::Plan,
+    args: &UpArgs,
+    style: &Style,
+) -> anyhow::Result<ExitCode> {
+    let containers: Vec<_> = plan
+        .services
+        .iter()
+        .filter(|s| s.container.is_some())
+        .collect();
+    if !containers.is_empty() {
+        let rt = daemon::runtime()?;
+        let failed = rt.block_on(async {
+            let engine = match cove_runtime::docker::Engine::connect().await {
+                Ok(e) => e,
+                Err(e) => return Some(e.to_string()),
+            };
+            for svc in containers {
+                let Some(c) = &svc.container else { continue };
+                let here = matches!(engine.image_id(&c.image).await, Ok(Some(_)));
+                let result = if c.build.is_some() {
+                    if here && !args.build {
+                        continue;
+                    }
+                    eprintln!("cove: building {} ({})", svc.name, c.image);
+                    let name = svc.name.clone();
+                    let options = cove_runtime::driver::BuildOptions::default();
+                    cove_runtime::driver::build(svc, options, |line| {
+                        eprintln!("{name} | {line}");
+                    })
+                    .await
+                } else if here || args.pull == Some(PullPolicy::Never) {
+                    continue;
+                } else {
+                    if !args.quiet_pull {
+                        eprintln!("cove: pulling {}", c.image);
+                    }
+                    engine.ensure_image(&c.image).await.map(drop).map_err(|e| e.to_string())
+                };
+                if let Err(e) = result {
+                    return Some(format!("{}: {e}", svc.name));
+                }
+            }
+            None
+        });
+        if let Some(e) = failed {
+            eprintln!("{}error{}: {e}", style.red, style.reset);
+            return Ok(ExitCode::from(1));
+        }
+    }
+    eprintln!(
+        "cove: --no-start: the app is checked and planned ({} service(s)), its images ready; cove makes a replica (process or container) when it starts it, so nothing was started",
+        plan.services.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--watch`: the file watcher and what it gathered.

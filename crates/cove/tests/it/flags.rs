@@ -411,6 +411,9 @@ services:
     ports: ["PUBLISHED:80"]
     entrypoint: ["/app"]
     command: ["default"]
+  pulled:
+    profiles: [pull]
+    image: cove-flags-nowhere:1
 x-cove:
   gateway: {listen: "127.0.0.1:0"}
 "#;
@@ -450,14 +453,14 @@ fn run_build_and_down_rmi_in_containers() {
     assert!(out.contains("Using cache"), "{out}");
     let out = cove_ok(&app, &["build", "--no-cache", "tool"]);
     assert!(out.contains("COPY app /app") && !out.contains("Using cache"), "{out}");
-    let project = fs_err::canonicalize(dir.join(".cove")).unwrap();
-    let label = format!("label=dev.cove.project={}", project.display());
     // `run` in a container: the command after SERVICE, its exit code,
     // stdout and stderr apart; removed when it ends.
     let out = cove_in(
         dir,
         &["run", "--rm", "-e", "X=1", "-w", "/tmp", "-u", "1234", "tool", "exit=5", "--flag"],
     );
+    let project = fs_err::canonicalize(dir.join(".cove")).unwrap();
+    let label = format!("label=dev.cove.project={}", project.display());
     assert_eq!(out.code, Some(5), "{out}");
     assert_eq!(out.stdout.trim(), "args=exit=5 --flag cwd=/tmp uid=1234 x=1", "{out}");
     assert_eq!(out.stderr.trim().lines().last(), Some("to stderr"), "{out}");
@@ -509,4 +512,28 @@ fn run_build_and_down_rmi_in_containers() {
         "",
         "the built images removed"
     );
+    // `up --no-start`: the missing image built, nothing started.
+    let out = cove_ok(&app, &["up", "--no-start"]);
+    assert!(out.contains("cove: building tool") && out.contains("cove: --no-start:"), "{out}");
+    assert_ne!(docker(&["images", "-q", "--filter", &label]), "");
+    assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "");
+    assert!(app.daemon_pid().is_none(), "{out}");
+    // `--pull never` refuses a missing image; `--pull always` pulls it
+    // (here there is no registry: it fails, saying so), quietly with
+    // `--quiet-pull`.
+    let (code, out) = app.merged(&["up", "--profile", "pull", "--pull", "never", "-d", "pulled"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("--pull never forbids pulling it"), "{out}");
+    let (code, out) = app.merged(&["up", "--profile", "pull", "--pull", "always", "-d", "pulled"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cove: pulling cove-flags-nowhere:1"), "{out}");
+    let (code, out) = app.merged(&[
+        "up", "--profile", "pull", "--pull", "always", "--quiet-pull", "-d", "pulled",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("cove: pulling"), "{out}");
+    // `--rmi all`: every image of theirs.
+    let out = cove_ok(&app, &["down", "--rmi", "all"]);
+    assert!(out.contains("cove: removing the image cove-"), "{out}");
+    assert_eq!(docker(&["images", "-q", "--filter", &label]), "");
 }
