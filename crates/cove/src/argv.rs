@@ -105,21 +105,16 @@ fn option_width(cmd: &Command, words: &[String]) -> Option<usize> {
             None => (long, false),
         };
         let arg = cmd.get_arguments().find(|a| {
-            a.get_long() == Some(name)
-                || a.get_all_aliases()
-                    .is_some_and(|al| al.contains(&name))
+            a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|al| al.contains(&name))
         })?;
         return Some(if takes_value(arg) && !attached { 2 } else { 1 });
     }
     let shorts = w.strip_prefix('-')?;
-    let mut chars = shorts.char_indices();
     // A cluster (`-dt 5`): flags, then at most one option with a value
     // (the rest of the word, or the next word).
-    while let Some((at, c)) = chars.next() {
+    for (at, c) in shorts.char_indices() {
         let arg = cmd.get_arguments().find(|a| {
-            a.get_short() == Some(c)
-                || a.get_all_short_aliases()
-                    .is_some_and(|al| al.contains(&c))
+            a.get_short() == Some(c) || a.get_all_short_aliases().is_some_and(|al| al.contains(&c))
         })?;
         if takes_value(arg) {
             let rest = &shorts[at + c.len_utf8()..];

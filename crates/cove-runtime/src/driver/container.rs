@@ -593,7 +593,8 @@ pub async fn one_off(
     // The project's label (`down` removes what is left), no service's:
     // a replica's take-over never mistakes it for one of its own.
     spec.labels = labels_of_project(svc);
-    spec.labels.insert("dev.cove.oneoff".into(), svc.name.clone());
+    spec.labels
+        .insert("dev.cove.oneoff".into(), svc.name.clone());
     spec.labels.extend(run.labels.iter().cloned());
     spec.ports = run.ports.clone();
     let container = engine.run(&spec, on_line).await.map_err(words)?;

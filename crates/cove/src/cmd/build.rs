@@ -26,7 +26,8 @@ pub fn run(project_args: &ProjectArgs, args: &BuildArgs) -> anyhow::Result<ExitC
     let Some(plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };
-    let named = |s: &&ServicePlan| args.service_names.is_empty() || args.service_names.contains(&s.name);
+    let named =
+        |s: &&ServicePlan| args.service_names.is_empty() || args.service_names.contains(&s.name);
     let images: Vec<_> = plan
         .services
         .iter()

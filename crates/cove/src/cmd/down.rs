@@ -224,7 +224,10 @@ fn remove_images(project: &cove_spec::Project, rmi: Rmi, style: &Style) -> anyho
     let mut projects: Vec<String> = Vec::new();
     for svc in &containers {
         let Some(c) = &svc.container else { continue };
-        let named = app.services.get(&svc.name).is_some_and(|s| s.image.is_some());
+        let named = app
+            .services
+            .get(&svc.name)
+            .is_some_and(|s| s.image.is_some());
         if rmi == Rmi::All || (c.build.is_some() && !named) {
             images.push(c.image.clone());
             if c.build.is_some() && !projects.contains(&c.project) {
@@ -233,7 +236,9 @@ fn remove_images(project: &cove_spec::Project, rmi: Rmi, style: &Style) -> anyho
         }
     }
     if images.is_empty() {
-        eprintln!("cove: --rmi local: every image has an `image:` name of the file's: none removed");
+        eprintln!(
+            "cove: --rmi local: every image has an `image:` name of the file's: none removed"
+        );
         return Ok(());
     }
     daemon::runtime()?.block_on(async {

@@ -79,7 +79,11 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
         // entrypoint goes before the command given, else the service's.
         (Some(entry), _) => {
             let rest = command.clone().unwrap_or_else(|| {
-                let own = project.app.services.get(&svc.name).and_then(|s| s.command.clone());
+                let own = project
+                    .app
+                    .services
+                    .get(&svc.name)
+                    .and_then(|s| s.command.clone());
                 plan.rewrite_args(&own.unwrap_or_default())
             });
             entry.iter().cloned().chain(rest).collect()
@@ -117,7 +121,9 @@ pub fn run(project_args: &ProjectArgs, args: &RunArgs) -> anyhow::Result<ExitCod
                 name: args.name.clone().unwrap_or_else(|| {
                     format!(
                         "{}-{}-run-{}",
-                        svc.container.as_ref().map_or("cove", |c| c.network.as_str()),
+                        svc.container
+                            .as_ref()
+                            .map_or("cove", |c| c.network.as_str()),
                         svc.name,
                         std::process::id()
                     )
@@ -185,7 +191,11 @@ impl Options {
             ports.push(published(p)?);
         }
         if args.service_ports {
-            for p in app.services.get(&svc.name).map_or(&[][..], |s| &s.ports[..]) {
+            for p in app
+                .services
+                .get(&svc.name)
+                .map_or(&[][..], |s| &s.ports[..])
+            {
                 let host_port = p
                     .published
                     .as_deref()
@@ -486,9 +496,9 @@ async fn attached(
             .stderr(Stdio::null())
             .process_group(0);
     }
-    let mut child = command.spawn().map_err(|e| {
-        anyhow::anyhow!("cannot run `{prog}` in {}: {e}", how.workdir.display())
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run `{prog}` in {}: {e}", how.workdir.display()))?;
     if how.detach {
         println!("{}", child.id().unwrap_or_default());
         return Ok(ExitCode::SUCCESS);

@@ -625,7 +625,11 @@ fn no_start(
                     if !args.quiet_pull {
                         eprintln!("cove: pulling {}", c.image);
                     }
-                    engine.ensure_image(&c.image).await.map(drop).map_err(|e| e.to_string())
+                    engine
+                        .ensure_image(&c.image)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 };
                 if let Err(e) = result {
                     return Some(format!("{}: {e}", svc.name));

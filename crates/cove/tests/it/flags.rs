@@ -72,7 +72,15 @@ fn project_options_work_after_the_subcommand() {
     assert_eq!(out.trim(), "solo", "{out}");
     let out = cove_ok(
         &app,
-        &["config", "-f", "other.yaml", "--env-file", "words.env", "--format", "json"],
+        &[
+            "config",
+            "-f",
+            "other.yaml",
+            "--env-file",
+            "words.env",
+            "--format",
+            "json",
+        ],
     );
     assert!(out.contains("from-env-file"), "{out}");
     let out = cove_ok(&app, &["config", "--services", "--profile", "slow"]);
@@ -85,8 +93,15 @@ fn project_options_work_after_the_subcommand() {
     let out = cove_in(
         dir,
         &[
-            "config", "--format", "json", "--project-directory", "sub", "-f", "other.yaml",
-            "-p", "pd",
+            "config",
+            "--format",
+            "json",
+            "--project-directory",
+            "sub",
+            "-f",
+            "other.yaml",
+            "-p",
+            "pd",
         ],
     );
     assert_eq!(out.code, Some(0), "{out}");
@@ -94,12 +109,34 @@ fn project_options_work_after_the_subcommand() {
     // `up -f`, then `ps -p NAME` names that project (`-p` is not ps's).
     let out = cove_ok(&app, &["up", "-f", "other.yaml", "-p", "elsewhere", "-d"]);
     assert!(out.contains("solo-1"), "{out}");
-    let out = cove_ok(&app, &["ps", "-p", "elsewhere", "-f", "other.yaml", "--format", "json"]);
+    let out = cove_ok(
+        &app,
+        &[
+            "ps",
+            "-p",
+            "elsewhere",
+            "-f",
+            "other.yaml",
+            "--format",
+            "json",
+        ],
+    );
     assert!(out.contains("\"solo\""), "{out}");
     // The default project (compose.yaml) runs nothing.
     assert!(app.ps().is_empty());
     cove_ok(&app, &["down", "-f", "other.yaml", "-p", "elsewhere"]);
-    let out = cove_ok(&app, &["ps", "-p", "elsewhere", "-f", "other.yaml", "--format", "json"]);
+    let out = cove_ok(
+        &app,
+        &[
+            "ps",
+            "-p",
+            "elsewhere",
+            "-f",
+            "other.yaml",
+            "--format",
+            "json",
+        ],
+    );
     assert!(!out.contains("\"solo\""), "{out}");
     // `logs -f` stays logs' follow: `-f` takes no file there (it would
     // fail on `api` as a file name otherwise), and it follows until killed.
@@ -125,7 +162,20 @@ fn project_options_work_after_the_subcommand() {
 fn run_takes_composes_options_before_service_and_the_command_after_it() {
     let app = App::new(APP);
     // `--rm` accepted; what follows SERVICE is the command, flags and all.
-    let out = cove_in(app.dir(), &["run", "--rm", "--no-deps", "job", "echo", "hi", "--flag", "-p", "-f"]);
+    let out = cove_in(
+        app.dir(),
+        &[
+            "run",
+            "--rm",
+            "--no-deps",
+            "job",
+            "echo",
+            "hi",
+            "--flag",
+            "-p",
+            "-f",
+        ],
+    );
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(out.stdout.trim(), "hi --flag -p -f", "{out}");
     assert!(!out.stderr.contains("-- --rm"), "{out}");
@@ -138,19 +188,42 @@ fn run_takes_composes_options_before_service_and_the_command_after_it() {
     let out = cove_in(
         app.dir(),
         &[
-            "run", "-T", "-i", "--no-deps", "-w", &tmp.path().display().to_string(), "-e", "X=1",
-            "--name", "once", "job", "sh", "-c", "pwd; echo $X $COVE_REPLICA",
+            "run",
+            "-T",
+            "-i",
+            "--no-deps",
+            "-w",
+            &tmp.path().display().to_string(),
+            "-e",
+            "X=1",
+            "--name",
+            "once",
+            "job",
+            "sh",
+            "-c",
+            "pwd; echo $X $COVE_REPLICA",
         ],
     );
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(
         out.stdout.trim(),
-        format!("{}\n1 once", fs_err::canonicalize(tmp.path()).unwrap().display()),
+        format!(
+            "{}\n1 once",
+            fs_err::canonicalize(tmp.path()).unwrap().display()
+        ),
         "{out}"
     );
     let out = cove_in(
         app.dir(),
-        &["run", "--no-deps", "--entrypoint", "echo entry", "job", "a", "b"],
+        &[
+            "run",
+            "--no-deps",
+            "--entrypoint",
+            "echo entry",
+            "job",
+            "a",
+            "b",
+        ],
     );
     assert_eq!(out.stdout.trim(), "entry a b", "{out}");
     // The one-off's exit code is cove's; its dependencies are started.
@@ -160,22 +233,44 @@ fn run_takes_composes_options_before_service_and_the_command_after_it() {
     assert_eq!(running(&app, "api"), 1);
     // -u: as root, another user (nobody); else only oneself.
     let me = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
-    let who = if me.trim() == "0" { "nobody" } else { me.trim() };
-    let out = cove_in(app.dir(), &["run", "--no-deps", "-u", who, "-w", "/", "job", "id", "-un"]);
+    let who = if me.trim() == "0" {
+        "nobody"
+    } else {
+        me.trim()
+    };
+    let out = cove_in(
+        app.dir(),
+        &["run", "--no-deps", "-u", who, "-w", "/", "job", "id", "-un"],
+    );
     assert_eq!(out.code, Some(0), "{out}");
     let expected = String::from_utf8(
-        Command::new("id").args(["-un", who]).output().unwrap().stdout,
+        Command::new("id")
+            .args(["-un", who])
+            .output()
+            .unwrap()
+            .stdout,
     )
     .unwrap();
     assert_eq!(out.stdout.trim(), expected.trim(), "{out}");
-    let out = cove_in(app.dir(), &["run", "--no-deps", "-u", "no-such-user-x", "job", "true"]);
+    let out = cove_in(
+        app.dir(),
+        &["run", "--no-deps", "-u", "no-such-user-x", "job", "true"],
+    );
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("no user `no-such-user-x`"), "{out}");
     // -d: in the background, its pid printed.
     let marker = app.dir().join("detached.txt");
     let out = cove_in(
         app.dir(),
-        &["run", "-d", "--no-deps", "job", "sh", "-c", &format!("sleep 0.5; echo bg > {}", marker.display())],
+        &[
+            "run",
+            "-d",
+            "--no-deps",
+            "job",
+            "sh",
+            "-c",
+            &format!("sleep 0.5; echo bg > {}", marker.display()),
+        ],
     );
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.trim().parse::<u32>().is_ok(), "a pid: {out}");
@@ -183,17 +278,33 @@ fn run_takes_composes_options_before_service_and_the_command_after_it() {
     // What has no meaning for a process is said, in one line each.
     let out = cove_in(
         app.dir(),
-        &["run", "--no-deps", "-p", "8080:80", "--service-ports", "-l", "a=b", "job", "true"],
+        &[
+            "run",
+            "--no-deps",
+            "-p",
+            "8080:80",
+            "--service-ports",
+            "-l",
+            "a=b",
+            "job",
+            "true",
+        ],
     );
     assert_eq!(out.code, Some(0), "{out}");
     for flag in ["cove: -p:", "cove: --service-ports:", "cove: -l:"] {
         assert_eq!(out.stderr.matches(flag).count(), 1, "{flag}: {out}");
     }
     // Bad values: what is wrong, with an example.
-    let out = cove_in(app.dir(), &["run", "--no-deps", "-p", "x:80", "job", "true"]);
+    let out = cove_in(
+        app.dir(),
+        &["run", "--no-deps", "-p", "x:80", "job", "true"],
+    );
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("e.g. `-p 8080:80`"), "{out}");
-    let out = cove_in(app.dir(), &["run", "--no-deps", "-l", "nolabel", "job", "true"]);
+    let out = cove_in(
+        app.dir(),
+        &["run", "--no-deps", "-l", "nolabel", "job", "true"],
+    );
     assert_eq!(out.code, Some(2), "{out}");
 }
 
@@ -203,7 +314,9 @@ fn up_exit_code_from_and_abort_on_container_exit_stop_everything() {
     let mut up = Up::start(app.dir(), &["--exit-code-from", "job"]);
     assert_eq!(up.wait_exit(60), Some(3), "{}", up.seen.join("\n"));
     assert!(
-        up.seen.iter().any(|l| l.contains("job-1 exited; stopping every service")),
+        up.seen
+            .iter()
+            .any(|l| l.contains("job-1 exited; stopping every service")),
         "{}",
         up.seen.join("\n")
     );
@@ -222,12 +335,23 @@ fn up_output_flags_shape_the_foreground() {
     let app = App::new(APP);
     let mut up = Up::start(
         app.dir(),
-        &["--no-log-prefix", "--no-color", "--no-attach", "job", "api", "job"],
+        &[
+            "--no-log-prefix",
+            "--no-color",
+            "--no-attach",
+            "job",
+            "api",
+            "job",
+        ],
     );
     up.wait_for("api-1 running", 30);
     up.wait_for("job-1 failed", 30);
     up.interrupt();
-    assert!(up.seen.iter().any(|l| l == "api up 1"), "{}", up.seen.join("\n"));
+    assert!(
+        up.seen.iter().any(|l| l == "api up 1"),
+        "{}",
+        up.seen.join("\n")
+    );
     assert!(
         !up.seen.iter().any(|l| l.contains("job done")),
         "job's output is not attached: {}",
@@ -236,8 +360,16 @@ fn up_output_flags_shape_the_foreground() {
     let mut up = Up::start(app.dir(), &["--attach", "job", "api", "job"]);
     up.wait_for("job-1 failed", 30);
     up.interrupt();
-    assert!(up.seen.iter().any(|l| l.ends_with("| job done")), "{}", up.seen.join("\n"));
-    assert!(!up.seen.iter().any(|l| l.contains("| api up")), "{}", up.seen.join("\n"));
+    assert!(
+        up.seen.iter().any(|l| l.ends_with("| job done")),
+        "{}",
+        up.seen.join("\n")
+    );
+    assert!(
+        !up.seen.iter().any(|l| l.contains("| api up")),
+        "{}",
+        up.seen.join("\n")
+    );
 }
 
 #[test]
@@ -254,7 +386,18 @@ fn up_wait_scale_no_deps_and_no_start() {
     assert!(!out.contains("api-1"), "{out}");
     assert_eq!(running(&app, "api"), 0);
     // --wait (as -d) with --wait-timeout, and --scale.
-    let out = cove_ok(&app, &["up", "--wait", "--wait-timeout", "60", "--scale", "api=3", "api"]);
+    let out = cove_ok(
+        &app,
+        &[
+            "up",
+            "--wait",
+            "--wait-timeout",
+            "60",
+            "--scale",
+            "api=3",
+            "api",
+        ],
+    );
     assert!(out.contains("api-3 running"), "{out}");
     assert_eq!(running(&app, "api"), 3);
     let (code, out) = app.merged(&["up", "--scale", "api", "api"]);
@@ -314,7 +457,11 @@ fn the_stop_timeout_of_stop_restart_down_and_up() {
     up.wait_for("stubborn up", 30);
     let start = Instant::now();
     assert_eq!(up.interrupt(), Some(0), "{}", up.seen.join("\n"));
-    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 /// A native service whose `x-cove.build` counts its runs.
@@ -343,7 +490,10 @@ fn build_runs_native_builds_and_up_build_builds_again() {
     let app = App::new(BUILT);
     // `cove build`: the native `x-cove.build` here, nothing started.
     let out = cove_ok(&app, &["build"]);
-    assert!(out.contains("web | building") && out.contains("cove: built web"), "{out}");
+    assert!(
+        out.contains("web | building") && out.contains("cove: built web"),
+        "{out}"
+    );
     assert_eq!(builds(&app), 1);
     assert!(app.daemon_pid().is_none());
     let out = cove_in(app.dir(), &["build", "-q", "web"]);
@@ -370,13 +520,19 @@ fn build_runs_native_builds_and_up_build_builds_again() {
     cove_ok(&app, &["up", "-d", "--build"]);
     eventually(30, "web built again", || builds(&app) == n + 2);
     // Flags about images: said, in one line each, natively.
-    let out = cove_ok(&app, &["up", "-d", "--no-build", "--pull", "always", "--quiet-pull"]);
+    let out = cove_ok(
+        &app,
+        &["up", "-d", "--no-build", "--pull", "always", "--quiet-pull"],
+    );
     for flag in ["cove: --no-build:", "cove: --pull:", "cove: --quiet-pull:"] {
         assert_eq!(out.matches(flag).count(), 1, "{flag}: {out}");
     }
     let _ = pid;
     let out = cove_ok(&app, &["down", "--rmi", "all"]);
-    assert!(out.contains("cove: --rmi: no service runs as a container"), "{out}");
+    assert!(
+        out.contains("cove: --rmi: no service runs as a container"),
+        "{out}"
+    );
 }
 
 /// The one-off container's program: prints its arguments, working
@@ -419,7 +575,10 @@ x-cove:
 "#;
 
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("the docker client");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker client");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -452,19 +611,32 @@ fn run_build_and_down_rmi_in_containers() {
     let out = cove_ok(&app, &["build", "tool"]);
     assert!(out.contains("Using cache"), "{out}");
     let out = cove_ok(&app, &["build", "--no-cache", "tool"]);
-    assert!(out.contains("COPY app /app") && !out.contains("Using cache"), "{out}");
+    assert!(
+        out.contains("COPY app /app") && !out.contains("Using cache"),
+        "{out}"
+    );
     // `run` in a container: the command after SERVICE, its exit code,
     // stdout and stderr apart; removed when it ends.
     let out = cove_in(
         dir,
-        &["run", "--rm", "-e", "X=1", "-w", "/tmp", "-u", "1234", "tool", "exit=5", "--flag"],
+        &[
+            "run", "--rm", "-e", "X=1", "-w", "/tmp", "-u", "1234", "tool", "exit=5", "--flag",
+        ],
     );
     let project = fs_err::canonicalize(dir.join(".cove")).unwrap();
     let label = format!("label=dev.cove.project={}", project.display());
     assert_eq!(out.code, Some(5), "{out}");
-    assert_eq!(out.stdout.trim(), "args=exit=5 --flag cwd=/tmp uid=1234 x=1", "{out}");
+    assert_eq!(
+        out.stdout.trim(),
+        "args=exit=5 --flag cwd=/tmp uid=1234 x=1",
+        "{out}"
+    );
     assert_eq!(out.stderr.trim().lines().last(), Some("to stderr"), "{out}");
-    assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "", "nothing left");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &label]),
+        "",
+        "nothing left"
+    );
     // The service's command when none is given.
     let out = cove_in(dir, &["run", "tool"]);
     assert!(out.stdout.contains("args=default cwd=/work"), "{out}");
@@ -476,14 +648,27 @@ fn run_build_and_down_rmi_in_containers() {
     let out = cove_in(
         dir,
         &[
-            "run", "-d", "--name", "flags-oneoff", "-l", "team=blue", "-p",
-            &format!("127.0.0.1:{port}:80"), "tool", "serve",
+            "run",
+            "-d",
+            "--name",
+            "flags-oneoff",
+            "-l",
+            "team=blue",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "tool",
+            "serve",
         ],
     );
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(out.stdout.trim(), "flags-oneoff", "{out}");
     assert_eq!(
-        docker(&["inspect", "--format", "{{index .Config.Labels \"team\"}} {{.State.Running}}", "flags-oneoff"]),
+        docker(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"team\"}} {{.State.Running}}",
+            "flags-oneoff"
+        ]),
         "blue true"
     );
     let answer = crate::daemon::run_bounded(
@@ -495,18 +680,50 @@ fn run_build_and_down_rmi_in_containers() {
         ]),
         30,
     );
-    assert!(answer.stdout.contains(&format!("\"HostPort\":\"{port}\"")), "{answer}");
+    assert!(
+        answer.stdout.contains(&format!("\"HostPort\":\"{port}\"")),
+        "{answer}"
+    );
     // --service-ports: the service's `ports:`.
-    let out = cove_in(dir, &["run", "-d", "--name", "flags-ports", "--service-ports", "tool", "serve"]);
+    let out = cove_in(
+        dir,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flags-ports",
+            "--service-ports",
+            "tool",
+            "serve",
+        ],
+    );
     assert_eq!(out.code, Some(0), "{out}");
-    let bindings = docker(&["inspect", "--format", "{{json .HostConfig.PortBindings}}", "flags-ports"]);
-    assert!(bindings.contains(&format!("\"HostPort\":\"{published}\"")), "{bindings}");
+    let bindings = docker(&[
+        "inspect",
+        "--format",
+        "{{json .HostConfig.PortBindings}}",
+        "flags-ports",
+    ]);
+    assert!(
+        bindings.contains(&format!("\"HostPort\":\"{published}\"")),
+        "{bindings}"
+    );
     // `down` removes the one-offs left; `--rmi local` the image built here.
-    let image = docker(&["images", "--filter", &label, "--format", "{{.Repository}}:{{.Tag}}"]);
+    let image = docker(&[
+        "images",
+        "--filter",
+        &label,
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
     assert!(image.contains("cove-"), "{image}");
     let out = cove_ok(&app, &["down", "--rmi", "local"]);
     assert!(out.contains("cove: removing the image cove-"), "{out}");
-    assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "", "one-offs removed");
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", &label]),
+        "",
+        "one-offs removed"
+    );
     assert_eq!(
         docker(&["images", "-q", "--filter", &label]),
         "",
@@ -514,7 +731,10 @@ fn run_build_and_down_rmi_in_containers() {
     );
     // `up --no-start`: the missing image built, nothing started.
     let out = cove_ok(&app, &["up", "--no-start"]);
-    assert!(out.contains("cove: building tool") && out.contains("cove: --no-start:"), "{out}");
+    assert!(
+        out.contains("cove: building tool") && out.contains("cove: --no-start:"),
+        "{out}"
+    );
     assert_ne!(docker(&["images", "-q", "--filter", &label]), "");
     assert_eq!(docker(&["ps", "-aq", "--filter", &label]), "");
     assert!(app.daemon_pid().is_none(), "{out}");
@@ -524,11 +744,26 @@ fn run_build_and_down_rmi_in_containers() {
     let (code, out) = app.merged(&["up", "--profile", "pull", "--pull", "never", "-d", "pulled"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("--pull never forbids pulling it"), "{out}");
-    let (code, out) = app.merged(&["up", "--profile", "pull", "--pull", "always", "-d", "pulled"]);
+    let (code, out) = app.merged(&[
+        "up",
+        "--profile",
+        "pull",
+        "--pull",
+        "always",
+        "-d",
+        "pulled",
+    ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cove: pulling cove-flags-nowhere:1"), "{out}");
     let (code, out) = app.merged(&[
-        "up", "--profile", "pull", "--pull", "always", "--quiet-pull", "-d", "pulled",
+        "up",
+        "--profile",
+        "pull",
+        "--pull",
+        "always",
+        "--quiet-pull",
+        "-d",
+        "pulled",
     ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(!out.contains("cove: pulling"), "{out}");
