@@ -75,8 +75,9 @@ pub enum Command {
     Routes(PsArgs),
     /// Show the services' output, kept on disk, merged in time order.
     Logs(LogsArgs),
-    /// Build the images of services run as containers (`build:`; all when
-    /// none named) through the Docker engine, without starting anything.
+    /// Build what the services run (all when none named), without starting
+    /// anything: the images of services run as containers (`build:`,
+    /// through the Docker engine) and native `x-cove.build` commands.
     Build(BuildArgs),
     /// Stop services (all when none named); they stay listed as stopped.
     Stop(ServicesArgs),
@@ -101,7 +102,9 @@ pub enum Command {
     /// its Compose file (safe to commit; one line per secret).
     Secrets(SecretsArgs),
     /// Run a one-off command in a service's environment (its dependencies
-    /// are started first), e.g. `cove run api -- ./migrate`.
+    /// are started first; a container service's in a container of its
+    /// own), e.g. `cove run --rm api ./migrate`: options before SERVICE,
+    /// the command after it.
     Run(RunArgs),
     /// Run the gateway alone, in the foreground, in front of the given
     /// upstreams (one pool, every path), until SIGTERM or Ctrl-C.
@@ -429,7 +432,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_recreate: bool,
     /// Start only the services named, not what they depend on.
-    #[arg(long, requires = "service_names")]
+    #[arg(long)]
     pub no_deps: bool,
     /// Check and plan the app (and build its images), starting nothing.
     #[arg(long, conflicts_with_all = ["detach", "wait", "watch"])]
