@@ -372,6 +372,37 @@ fn up_output_flags_shape_the_foreground() {
     );
 }
 
+/// `cove up ARGS` on a terminal (util-linux `script`), colours allowed;
+/// what it printed there.
+fn up_on_a_terminal(app: &App, args: &str) -> String {
+    let out = crate::daemon::run_bounded(
+        Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} up {args}", env!("CARGO_BIN_EXE_cove")),
+                "/dev/null",
+            ])
+            .current_dir(app.dir())
+            .env_remove("NO_COLOR"),
+        60,
+    );
+    assert_eq!(out.code, Some(3), "{out}");
+    out.stdout
+}
+
+#[test]
+fn up_no_color_on_a_terminal() {
+    let app = App::new(APP);
+    let coloured = up_on_a_terminal(&app, "--exit-code-from job");
+    assert!(
+        coloured.contains("\x1b[33mjob-1 |\x1b[0m job done"),
+        "{coloured:?}"
+    );
+    let plain = up_on_a_terminal(&app, "--no-color --exit-code-from job");
+    assert!(plain.contains("job-1 | job done"), "{plain:?}");
+    assert!(!plain.contains("\x1b[3"), "{plain:?}");
+}
+
 #[test]
 fn up_wait_scale_no_deps_and_no_start() {
     let app = App::new(APP);
@@ -400,6 +431,18 @@ fn up_wait_scale_no_deps_and_no_start() {
     );
     assert!(out.contains("api-3 running"), "{out}");
     assert_eq!(running(&app, "api"), 3);
+    // --wait-timeout bounds --wait.
+    let never = App::new(
+        "services:\n  never:\n    x-cove: {run: [\"sleep\", \"300\"]}\n    healthcheck: {test: [\"CMD\", \"false\"], interval: 1s, retries: 1000}\n",
+    );
+    let start = Instant::now();
+    let (code, out) = never.merged(&["up", "--wait", "--wait-timeout", "2"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}: {out}",
+        start.elapsed()
+    );
     let (code, out) = app.merged(&["up", "--scale", "api", "api"]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("is not SERVICE=N"), "{out}");
