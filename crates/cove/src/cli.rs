@@ -326,7 +326,8 @@ pub struct RunArgs {
     /// Allocate no TTY (cove allocates none: its output is piped as it is).
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
-    /// Keep standard input open (it is, always).
+    /// Keep standard input open (a native one-off reads cove's; a
+    /// container's reads none).
     #[arg(short, long)]
     pub interactive: bool,
     /// The working directory of the command.
