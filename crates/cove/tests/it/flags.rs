@@ -25,6 +25,8 @@ services:
     depends_on: [api]
     x-cove:
       run: ["sh", "-c", "sleep 1; echo job done; exit 3"]
+      # Its exit always comes before it would count as ready.
+      ready_after: 5s
   stubborn:
     profiles: [slow]
     stop_grace_period: 60s
