@@ -62,6 +62,10 @@ pub struct UpRequest {
     /// their replicas replaced with what the build made (a deploy's build).
     #[serde(default)]
     pub build: bool,
+    /// `up -t`: seconds the replicas this request replaces get to stop,
+    /// over their `stop_grace_period`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

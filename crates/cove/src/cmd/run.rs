@@ -431,6 +431,7 @@ async fn start_deps(
         force_recreate: false,
         no_recreate: false,
         build: false,
+        timeout: None,
     };
     let accepted: Accepted = match daemon::ensure_and_post(&client, "/v1/up", &request).await {
         Ok(a) => a,

@@ -118,6 +118,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         force_recreate: args.force_recreate,
         no_recreate: args.no_recreate,
         build: args.build || args.pull == Some(PullPolicy::Build),
+        timeout: args.timeout,
     };
     let rt = daemon::runtime()?;
     rt.block_on(async {

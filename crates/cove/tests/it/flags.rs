@@ -495,6 +495,15 @@ fn the_stop_timeout_of_stop_restart_down_and_up() {
     let before = pid_of(&app, "stubborn").unwrap();
     quick(&["restart", "--timeout", "1", "stubborn"]);
     assert_ne!(pid_of(&app, "stubborn"), Some(before));
+    // `up -t`: the replicas it replaces (its definition changed).
+    let old = pid_of(&app, "stubborn").unwrap();
+    let changed = APP.replace("echo stubborn up;", "echo stubborn up again;");
+    fs_err::write(app.dir().join("compose.yaml"), changed).unwrap();
+    quick(&["--profile", "slow", "up", "-d", "-t", "1", "stubborn"]);
+    eventually(10, "the replaced replica killed after 1 s", || {
+        !crate::up::alive(u32::try_from(old).unwrap())
+    });
+    fs_err::write(app.dir().join("compose.yaml"), APP).unwrap();
     quick(&["down", "-t", "1"]);
     assert!(app.processes().is_empty());
     // `up -t`: the foreground's stop at Ctrl-C.

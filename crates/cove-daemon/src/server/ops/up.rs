@@ -3,9 +3,11 @@
 //! numbers and started.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use cove_runtime::plan::Plan;
-use cove_runtime::supervisor::{Mode, States};
+use cove_runtime::supervisor::{Mode, Outcome, States, StopTimeout};
+use tokio::sync::oneshot;
 
 use hyper::StatusCode;
 
@@ -146,6 +148,13 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
             revisions.insert(svc.name.clone(), svc.revision);
         }
     }
+    // `-t`: in force from before the supervisor acts until every service
+    // it was sent is done (see `with_stop_timeout`).
+    let timeout = req.timeout.map(|t| {
+        run.supervisor
+            .stop_timeout()
+            .set(Some(Duration::from_secs(t)))
+    });
     let done = if req.force_recreate || req.build {
         // `--force-recreate`: new replicas for what runs, as it is;
         // `--build`: built again, and replaced with what the build made.
@@ -166,6 +175,10 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     } else {
         run.supervisor.apply(&plan, &start, &HashMap::new()).await
     };
+    let done = match timeout {
+        Some(number) => cleared_when_done(run.supervisor.stop_timeout(), number, done),
+        None => done,
+    };
     settle_later(&daemon.store, key, done, pending, String::new());
     run.plan = Some(plan);
     run.desired = Some(desired);
@@ -177,6 +190,31 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
             revisions,
         },
     )
+}
+
+/// `done` passed on as it comes; once every service is done, the stop
+/// timeout set as `number` is cleared (unless set again since).
+fn cleared_when_done(
+    timeout: StopTimeout,
+    number: u64,
+    done: Vec<(String, oneshot::Receiver<Outcome>)>,
+) -> Vec<(String, oneshot::Receiver<Outcome>)> {
+    let mut out = Vec::new();
+    let mut waits = tokio::task::JoinSet::new();
+    for (name, rx) in done {
+        let (tx, passed) = oneshot::channel();
+        out.push((name, passed));
+        waits.spawn(async move {
+            if let Ok(outcome) = rx.await {
+                let _ = tx.send(outcome);
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while waits.join_next().await.is_some() {}
+        timeout.clear(number);
+    });
+    out
 }
 
 /// `plan` with the services of `running` as `before` planned them (what
