@@ -54,6 +54,22 @@ pub struct UpRequest {
     /// orphans; one that runs keeps running.
     #[serde(default)]
     pub disabled: Vec<String>,
+    /// `up --force-recreate`: the asked services that run get new
+    /// replicas even when nothing changed.
+    #[serde(default)]
+    pub force_recreate: bool,
+    /// `up --no-recreate`: the asked services that run keep their
+    /// replicas (and what they run) even when their definition changed.
+    #[serde(default)]
+    pub no_recreate: bool,
+    /// `up --build`: the asked services that run are built again and
+    /// their replicas replaced with what the build made (a deploy's build).
+    #[serde(default)]
+    pub build: bool,
+    /// `up -t`: seconds the replicas this request replaces get to stop,
+    /// over their `stop_grace_period`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -63,6 +79,10 @@ pub struct Names {
     /// `down`: also the running services the file no longer has.
     #[serde(default)]
     pub remove_orphans: bool,
+    /// `-t`: seconds the replicas get to stop before they are killed,
+    /// over their `stop_grace_period`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 /// `POST /v1/deploy`: build `services` (all wanted ones when empty) of

@@ -76,8 +76,9 @@ pub enum Command {
     Routes(PsArgs),
     /// Show the services' output, kept on disk, merged in time order.
     Logs(LogsArgs),
-    /// Build the images of services run as containers (`build:`; all when
-    /// none named) through the Docker engine, without starting anything.
+    /// Build what the services run (all when none named), without starting
+    /// anything: the images of services run as containers (`build:`,
+    /// through the Docker engine) and native `x-cove.build` commands.
     Build(BuildArgs),
     /// Stop services (all when none named); they stay listed as stopped.
     Stop(ServicesArgs),
@@ -102,7 +103,9 @@ pub enum Command {
     /// its Compose file (safe to commit; one line per secret).
     Secrets(SecretsArgs),
     /// Run a one-off command in a service's environment (its dependencies
-    /// are started first), e.g. `cove run api -- ./migrate`.
+    /// are started first; a container service's in a container of its
+    /// own), e.g. `cove run --rm api ./migrate`: options before SERVICE,
+    /// the command after it.
     Run(RunArgs),
     /// Run the gateway alone, in the foreground, in front of the given
     /// upstreams (one pool, every path), until SIGTERM or Ctrl-C.
@@ -278,6 +281,20 @@ pub struct DownArgs {
     /// those no longer in the compose file (orphans) included.
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Seconds replicas get to stop before they are killed, over
+    /// `stop_grace_period`.
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Also remove the images of container services: `all` (every image
+    /// they use) or `local` (those built here, without a custom `image:` tag).
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub rmi: Option<Rmi>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rmi {
+    All,
+    Local,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +324,16 @@ pub enum PsFormat {
 pub struct BuildArgs {
     #[arg(value_name = "SERVICE")]
     pub service_names: Vec<String>,
+    /// Build without the engine's cache (natively: `x-cove.build` always
+    /// runs whole; cove keeps no build cache).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull the base images again, even when they are here.
+    #[arg(long)]
+    pub pull: bool,
+    /// Print only errors, not the builds' output.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -316,6 +343,10 @@ pub struct ServicesArgs {
     /// For `start`/`restart`: how long to wait for them to be ready, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub wait_timeout: u64,
+    /// For `stop`/`restart`: seconds replicas get to stop before they are
+    /// killed, over `stop_grace_period`.
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +357,45 @@ pub struct RunArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Remove the one-off when it ends (cove's one-offs leave nothing
+    /// behind: always so).
+    #[arg(long)]
+    pub rm: bool,
+    /// Run it in the background: print its id (a pid, or a container's
+    /// name) and return; its output goes to the logs (`cove logs`) for a
+    /// container, nowhere natively.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The one-off's name (a container's name; natively, its
+    /// `COVE_REPLICA`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Allocate no TTY (cove allocates none: its output is piped as it is).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Keep standard input open (a native one-off reads cove's; a
+    /// container's reads none).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// The working directory of the command.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<std::path::PathBuf>,
+    /// Run as this user (`NAME` or `UID[:GID]`).
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Override the service's entrypoint (`""` for none).
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Publish the service's ports (natively: the one-off listens on the
+    /// service's address and `PORT`, beside its replicas).
+    #[arg(long)]
+    pub service_ports: bool,
+    /// Publish a port, `[HOST:]HOST_PORT:CONTAINER_PORT` (repeatable).
+    #[arg(short, long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Add a label, `KEY=VALUE` (repeatable).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
     /// The service whose environment the command runs in.
     #[arg(value_name = "SERVICE")]
     pub service: String,
@@ -527,6 +597,71 @@ pub struct UpArgs {
     /// file (orphans; without it they keep running, and `ps` marks them).
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Build first: the images of container services (`build:`) and, for
+    /// services already running, their `x-cove.build` too, replacing their
+    /// replicas with what the build made.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Build nothing: an image that is missing fails its service
+    /// (natively, `x-cove.build` still runs at a first start).
+    #[arg(long)]
+    pub no_build: bool,
+    /// Wait for the services to be ready, in the background (as `-d`).
+    #[arg(long, conflicts_with = "watch")]
+    pub wait: bool,
+    /// Replace the replicas of the services even when nothing changed.
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// Leave running services as they run, even when their definition changed.
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Start only the services named, not what they depend on.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Check and plan the app (and build its images), starting nothing.
+    #[arg(long, conflicts_with_all = ["detach", "wait", "watch"])]
+    pub no_start: bool,
+    /// Stop every service as soon as one of them ends (its replica exits).
+    #[arg(long, conflicts_with_all = ["detach", "wait"])]
+    pub abort_on_container_exit: bool,
+    /// Exit with this service's exit code (implies
+    /// `--abort-on-container-exit`).
+    #[arg(long, value_name = "SERVICE", conflicts_with_all = ["detach", "wait"])]
+    pub exit_code_from: Option<String>,
+    /// Run N replicas of SERVICE (repeatable), over `deploy.replicas`.
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
+    /// Pull images without printing progress.
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Seconds replicas get to stop (at Ctrl-C, or when replaced) before
+    /// they are killed, over `stop_grace_period`.
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Pull images: `always`, `missing` (the default), `never`, or `build`
+    /// (build the images that have `build:`).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<PullPolicy>,
+    /// Print the services' output without colours.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Print the services' output without the `replica |` prefix.
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Print the output of these services only (repeatable).
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not print the output of these services (repeatable).
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
+    Build,
 }
 
 #[derive(Debug, Args)]

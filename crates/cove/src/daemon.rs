@@ -291,6 +291,7 @@ pub fn names(list: &[String]) -> api::Names {
     api::Names {
         services: list.to_vec(),
         remove_orphans: false,
+        ..Default::default()
     }
 }
 

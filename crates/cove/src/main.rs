@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the app is invalid or the command failed;
 //! 2 usage error (bad flags or arguments).
 
+mod argv;
 mod cli;
 mod cmd;
 mod daemon;
@@ -12,10 +13,12 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser as _};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // Project options after the subcommand too, as Compose users type them.
+    let args = argv::rewrite(&cli::Cli::command(), std::env::args_os().collect());
+    let cli = cli::Cli::parse_from(args);
     match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {

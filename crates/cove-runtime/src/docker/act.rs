@@ -195,28 +195,6 @@ impl Engine {
             Err(e) => Err(engine(format!("looking at `{path}` in `{name}`"))(e)),
         }
     }
-
-    /// Pulls `image` from its registry, present or not (`cove pull`); its id.
-    pub async fn pull(&self, image: &str) -> Result<String, DockerError> {
-        let options = q::CreateImageOptionsBuilder::new()
-            .from_image(image)
-            .build();
-        let mut pull = self.docker.create_image(Some(options), None, None);
-        while let Some(step) = pull.next().await {
-            if let Err(e) = step {
-                return Err(DockerError::MissingImage {
-                    image: image.into(),
-                    reason: e.to_string(),
-                });
-            }
-        }
-        self.image_id(image)
-            .await?
-            .ok_or_else(|| DockerError::MissingImage {
-                image: image.into(),
-                reason: "the pull ended without it".into(),
-            })
-    }
 }
 
 /// Unpacks `tar` (an archive the engine made of one path) at `dest` on

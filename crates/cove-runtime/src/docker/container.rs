@@ -37,6 +37,12 @@ impl Engine {
             }),
             host_config: Some(host_config(spec)),
             networking_config: networking_config(spec),
+            exposed_ports: (!spec.ports.is_empty()).then(|| {
+                spec.ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.container_port, p.protocol))
+                    .collect()
+            }),
             ..Default::default()
         }
     }
@@ -373,6 +379,20 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
         privileged: spec.privileged.then_some(true),
         readonly_rootfs: spec.read_only.then_some(true),
+        port_bindings: (!spec.ports.is_empty()).then(|| {
+            let mut map: HashMap<String, Option<Vec<bollard::models::PortBinding>>> =
+                HashMap::new();
+            for p in &spec.ports {
+                map.entry(format!("{}/{}", p.container_port, p.protocol))
+                    .or_default()
+                    .get_or_insert_with(Vec::new)
+                    .push(bollard::models::PortBinding {
+                        host_ip: (!p.host_ip.is_empty()).then(|| p.host_ip.clone()),
+                        host_port: Some(p.host_port.to_string()),
+                    });
+            }
+            map
+        }),
         memory: spec.memory,
         nano_cpus: spec.nano_cpus,
         pids_limit: spec.pids,

@@ -22,6 +22,11 @@ impl Engine {
         if let Some(id) = self.image_id(image).await? {
             return Ok(id);
         }
+        self.pull(image).await
+    }
+
+    /// Pulls `image` again, even when it is here (`--pull always`); its id.
+    pub async fn pull(&self, image: &str) -> Result<String, DockerError> {
         let options = q::CreateImageOptionsBuilder::new()
             .from_image(image)
             .build();
@@ -80,6 +85,12 @@ impl Engine {
         if let Some(t) = &spec.target {
             options = options.target(t);
         }
+        if spec.no_cache {
+            options = options.nocache(true);
+        }
+        if spec.pull {
+            options = options.pull("1");
+        }
         let mut stream = self.docker.build_image(
             options.build(),
             None,
@@ -101,6 +112,19 @@ impl Engine {
         self.image_id(tag)
             .await?
             .ok_or_else(|| failed(format!("no image at the end; last line: {last}")))
+    }
+
+    /// The ids of the images carrying `label` (`KEY=VALUE`): those cove
+    /// built for a project.
+    pub async fn images_labelled(&self, label: &str) -> Result<Vec<String>, DockerError> {
+        let filters = std::collections::HashMap::from([("label", vec![label])]);
+        let options = q::ListImagesOptionsBuilder::new().filters(&filters).build();
+        let found = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(engine(format!("listing the images labelled {label}")))?;
+        Ok(found.into_iter().map(|i| i.id).collect())
     }
 
     /// Tags `image` (a tag or an id) as `repo:tag`.

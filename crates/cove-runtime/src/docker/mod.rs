@@ -125,6 +125,19 @@ pub struct ContainerSpec {
     /// The Compose healthcheck, run by the engine.
     pub healthcheck: Option<Healthcheck>,
     pub stop_signal: Option<String>,
+    /// Ports published on the host (`cove run -p`, `--service-ports`).
+    pub ports: Vec<Published>,
+}
+
+/// A container's port published on the host: `HOST_IP:HOST_PORT` →
+/// `CONTAINER_PORT/PROTOCOL` (an empty host IP: every address).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 /// An image to build (Compose `build:`).
@@ -140,6 +153,10 @@ pub struct BuildSpec {
     pub args: HashMap<String, String>,
     pub target: Option<String>,
     pub labels: HashMap<String, String>,
+    /// Build without the engine's cache (`build --no-cache`).
+    pub no_cache: bool,
+    /// Pull the base images again (`build --pull`).
+    pub pull: bool,
 }
 
 /// A healthcheck for the engine to run (`test` as Compose writes it:

@@ -20,6 +20,7 @@ use super::{BoxFuture, Driver, OnBuildLine, OnLine, Prober, Replica, Start, word
 use crate::artifact::Artifact;
 use crate::docker::{Container, ContainerSpec, DockerError, Engine, Existing, Healthcheck};
 use crate::health::{Health, HealthSpec, Probe};
+use crate::output::Stream;
 use crate::plan::ServicePlan;
 
 /// Runs replicas as containers, through one engine client.
@@ -171,7 +172,7 @@ impl Driver for Docker {
                 return Ok(());
             }
             let engine = self.engine().await.map_err(words)?;
-            build_with(engine, svc, on_line).await
+            build_with(engine, svc, super::BuildOptions::default(), on_line).await
         })
     }
 
@@ -536,6 +537,7 @@ async fn image_id(engine: &Engine, svc: &ServicePlan, image: &str) -> Result<Str
 pub(super) async fn build_with(
     engine: &Engine,
     svc: &ServicePlan,
+    options: super::BuildOptions,
     on_line: impl FnMut(&str),
 ) -> Result<(), String> {
     let (Some(plan), Some(b)) = (
@@ -558,6 +560,84 @@ pub(super) async fn build_with(
             l.extend(b.labels.iter().cloned());
             l
         },
+        no_cache: options.no_cache,
+        pull: options.pull,
     };
     engine.build(&spec, on_line).await.map(drop).map_err(words)
+}
+
+/// A one-off command in a container of a service (`cove run`): the
+/// service's container (image, environment, mounts, network, limits) with
+/// its own name, command and settings; no address of a replica's, no
+/// service alias, no health check.
+#[derive(Debug, Clone, Default)]
+pub struct OneOff {
+    /// The container's name.
+    pub name: String,
+    /// The command; `None`: the service's.
+    pub cmd: Option<Vec<String>>,
+    /// The entrypoint; `None`: the service's (an empty one: none).
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub ports: Vec<crate::docker::Published>,
+}
+
+/// Starts `run` of `svc` in a container (its image built or pulled first
+/// when missing, the project's network made when missing); its output,
+/// line by line, to `on_line` until it ends. The engine and the container,
+/// to wait for and remove.
+pub async fn one_off(
+    svc: &ServicePlan,
+    run: &OneOff,
+    on_line: impl FnMut(Stream, String) + Send + 'static,
+) -> Result<(Engine, Container), String> {
+    let plan = svc
+        .container
+        .as_ref()
+        .ok_or_else(|| format!("`{}` does not run as a container", svc.name))?;
+    let engine = Engine::connect().await.map_err(words)?;
+    if plan.build.is_some() && engine.image_id(&plan.image).await.ok().flatten().is_none() {
+        build_with(&engine, svc, super::BuildOptions::default(), |_| {}).await?;
+    }
+    engine.ensure_image(&plan.image).await.map_err(words)?;
+    engine
+        .ensure_network(
+            &plan.network,
+            &plan.subnet,
+            plan.gateway,
+            &plan.bridge,
+            &labels_of_project(svc),
+        )
+        .await
+        .map_err(words)?;
+    let mut spec = container_spec(svc, 1, 1, &run.env, plan.image.clone());
+    spec.name = run.name.clone();
+    // The engine picks its address; only replicas answer to the service's name.
+    spec.ip = None;
+    spec.aliases.clear();
+    spec.healthcheck = None;
+    if let Some(cmd) = &run.cmd {
+        spec.cmd = Some(cmd.clone());
+    }
+    if let Some(e) = &run.entrypoint {
+        spec.entrypoint = Some(e.clone());
+    }
+    if run.workdir.is_some() {
+        spec.working_dir = run.workdir.clone();
+    }
+    if run.user.is_some() {
+        spec.user = run.user.clone();
+    }
+    // The project's label (`down` removes what is left), no service's:
+    // a replica's take-over never mistakes it for one of its own.
+    spec.labels = labels_of_project(svc);
+    spec.labels
+        .insert("dev.cove.oneoff".into(), svc.name.clone());
+    spec.labels.extend(run.labels.iter().cloned());
+    spec.ports = run.ports.clone();
+    let container = engine.run(&spec, on_line).await.map_err(words)?;
+    Ok((engine, container))
 }

@@ -281,13 +281,28 @@ pub async fn has_image(image: &str) -> bool {
 
 /// Builds the service's image (`build:`), output line by line to
 /// `on_line`; nothing to do for a process or an `image:` without a build.
-pub async fn build(svc: &ServicePlan, on_line: impl FnMut(&str)) -> Result<(), String> {
+pub async fn build(
+    svc: &ServicePlan,
+    options: BuildOptions,
+    on_line: impl FnMut(&str),
+) -> Result<(), String> {
     if svc.container.as_ref().is_none_or(|c| c.build.is_none()) {
         return Ok(());
     }
     let engine = Engine::connect().await.map_err(words)?;
-    container::build_with(&engine, svc, on_line).await
+    container::build_with(&engine, svc, options, on_line).await
 }
+
+/// How `cove build` builds an image (`up` builds with the defaults).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Without the engine's cache.
+    pub no_cache: bool,
+    /// Pulling the base images again.
+    pub pull: bool,
+}
+
+pub use container::{OneOff, one_off};
 
 /// Removes the containers of the project whose state is in `state_dir`
 /// (left by a killed daemon, or at `down`) but those of the services in

@@ -347,13 +347,13 @@ impl Instance {
                 check = health() => {
                     if !self.ctx.is_paused(&svc.name, self.slot) {
                         set(State::Unhealthy { check });
-                        running.stop(svc.stop_signal, svc.stop_grace).await;
+                        running.stop(svc.stop_signal, self.ctx.stop_grace(&svc)).await;
                         break (None, true);
                     }
                 }
                 _ = stop.changed() => {
                     set(State::Stopping);
-                    running.stop(self.ctx.stop_signal(&svc), svc.stop_grace).await;
+                    running.stop(self.ctx.stop_signal(&svc), self.ctx.stop_grace(&svc)).await;
                     running.finish().await;
                     return Ended::Stopped;
                 }
@@ -365,7 +365,7 @@ impl Instance {
                 _ = self.ctx.resumed(&svc.name, self.slot) => {}
                 _ = stop.changed() => {
                     set(State::Stopping);
-                    running.stop(self.ctx.stop_signal(&svc), svc.stop_grace).await;
+                    running.stop(self.ctx.stop_signal(&svc), self.ctx.stop_grace(&svc)).await;
                     running.finish().await;
                     return Ended::Stopped;
                 }

@@ -69,7 +69,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -190,6 +190,7 @@ impl Supervisor {
                 driver: Arc::new(Host::default()),
                 paused: Arc::default(),
                 stop_signals: Arc::default(),
+                grace: StopTimeout::default(),
             },
             running: IndexMap::new(),
             order: Vec::new(),
@@ -324,6 +325,13 @@ impl Supervisor {
             .send_modify(|s| s.retain(|name, _| !services.is_empty() && !services.contains(name)));
     }
 
+    /// How long replicas stopped get before they are killed, over each
+    /// service's `stop_grace_period` (`-t` of `up`, `down`, `stop`,
+    /// `restart`): set by a request, cleared once what it started is done.
+    pub fn stop_timeout(&self) -> StopTimeout {
+        self.ctx.grace.clone()
+    }
+
     /// Names of the services it runs (not stopped), in start order.
     pub fn running(&self) -> Vec<String> {
         self.running.keys().cloned().collect()
@@ -349,9 +357,50 @@ struct Ctx {
     paused: act::Paused,
     /// The signal a stop sends instead of the service's (`cove kill`).
     stop_signals: Arc<std::sync::Mutex<HashMap<String, rustix::process::Signal>>>,
+    /// The stop timeout given for the request at hand, over the services'
+    /// `stop_grace_period` ([`Supervisor::stop_timeout`]).
+    grace: StopTimeout,
+}
+
+/// A request's stop timeout (`-t`), over the services' `stop_grace_period`
+/// while it is set. Each setting has a number: a request clears only its
+/// own (a later request's stays).
+#[derive(Clone, Default)]
+pub struct StopTimeout(Arc<std::sync::Mutex<(u64, Option<Duration>)>>);
+
+impl StopTimeout {
+    /// Sets it (`None`: the services' own); the setting's number.
+    pub fn set(&self, grace: Option<Duration>) -> u64 {
+        match self.0.lock() {
+            Ok(mut g) => {
+                g.0 += 1;
+                g.1 = grace;
+                g.0
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Back to the services' own, unless set again since setting `number`.
+    pub fn clear(&self, number: u64) {
+        if let Ok(mut g) = self.0.lock()
+            && g.0 == number
+        {
+            g.1 = None;
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        self.0.lock().ok().and_then(|g| g.1)
+    }
 }
 
 impl Ctx {
+    /// How long `svc`'s replicas get to stop now.
+    fn stop_grace(&self, svc: &ServicePlan) -> Duration {
+        self.grace.get().unwrap_or(svc.stop_grace)
+    }
+
     fn set(&self, svc: &ServicePlan, slot: u32, state: State, pid: Option<u32>, restarts: u32) {
         // A paused instance stays listed as paused while it runs.
         let mut paused = act::lock(&self.paused);

@@ -32,7 +32,11 @@ pub fn run(
         Verb::Start => "/v1/start",
         Verb::Restart => "/v1/restart",
     };
-    let names = daemon::names(&args.service_names);
+    let mut names = daemon::names(&args.service_names);
+    names.timeout = args.timeout;
+    if verb == Verb::Start && args.timeout.is_some() {
+        eprintln!("cove: -t: `start` stops nothing; the timeout is for `stop` and `restart`");
+    }
     daemon::runtime()?.block_on(async {
         let accepted: Accepted = match client.post(path, &names).await {
             Ok(a) => a,

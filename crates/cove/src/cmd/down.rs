@@ -18,7 +18,7 @@ use cove_daemon::store::Store;
 
 use cove_spec::Style;
 
-use crate::cli::{DownArgs, ProjectArgs};
+use crate::cli::{DownArgs, ProjectArgs, Rmi};
 use crate::daemon;
 use crate::output::stderr_style;
 
@@ -35,13 +35,17 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(1));
     };
     let client = daemon::find(&project)?;
-    if let Err(e) = daemon::runtime()?.block_on(down(&client)) {
+    if let Err(e) = daemon::runtime()?.block_on(down(&client, args.timeout)) {
         daemon::print_error(&style, &e);
         return Ok(ExitCode::from(1));
     }
+    remove_one_offs(&project)?;
     if args.volumes {
         delete_data(&client.project)?;
         delete_volumes(&project, &style)?;
+    }
+    if let Some(rmi) = args.rmi {
+        remove_images(&project, rmi, &style)?;
     }
     eprintln!("cove: down");
     Ok(ExitCode::SUCCESS)
@@ -49,10 +53,13 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
 
 /// Asks the daemon to stop everything and waits for a project's daemon to
 /// exit; without a daemon, stops what it left.
-async fn down(client: &Client) -> Result<(), ClientError> {
+async fn down(client: &Client, timeout: Option<u64>) -> Result<(), ClientError> {
     // Past a daemon that is exiting (a foreground `cove up` just
     // stopped): then it is gone, and its store is waited for, below.
-    let all = Names::default();
+    let all = Names {
+        timeout,
+        ..Names::default()
+    };
     let answer = cove_daemon::client::past_exit(|| client.post::<Accepted>("/v1/down", &all)).await;
     match answer {
         Ok(_) => {
@@ -173,6 +180,96 @@ fn delete_volumes(project: &cove_spec::Project, style: &Style) -> anyhow::Result
         for v in named {
             eprintln!("cove: deleting the Docker volume {v}");
             if let Err(e) = engine.remove_volume(&v).await {
+                eprintln!("{}warning{}: {e}", style.yellow, style.reset);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The containers `cove run` left (`-d`, or an interrupted cove): every
+/// container of the project's goes at `down`, as in Compose.
+fn remove_one_offs(project: &cove_spec::Project) -> anyhow::Result<()> {
+    let Ok(plan) = cove_runtime::plan::plan(&project.app, &project.project_dir) else {
+        return Ok(());
+    };
+    let Some(c) = plan.services.iter().find_map(|s| s.container.as_ref()) else {
+        return Ok(());
+    };
+    let state = std::path::PathBuf::from(&c.project);
+    daemon::runtime()?.block_on(cove_runtime::driver::remove_containers(&state, None, &[]));
+    Ok(())
+}
+
+/// `--rmi all|local`: the images of the services run as containers:
+/// `all`, every image they use (pulled or built); `local`, those cove
+/// built with no `image:` of the file's naming them. Natively there are
+/// none, which it says.
+fn remove_images(project: &cove_spec::Project, rmi: Rmi, style: &Style) -> anyhow::Result<()> {
+    let app = &project.app;
+    let plan = cove_runtime::plan::plan(app, &project.project_dir).ok();
+    let containers: Vec<&cove_runtime::plan::ServicePlan> = plan
+        .iter()
+        .flat_map(|p| p.services.iter())
+        .filter(|s| s.container.is_some())
+        .collect();
+    if containers.is_empty() {
+        eprintln!(
+            "cove: --rmi: no service runs as a container (native services run this machine's programs): no image to remove"
+        );
+        return Ok(());
+    }
+    // Built here without a name of the file's (`local`), or all.
+    let mut images: Vec<String> = Vec::new();
+    let mut projects: Vec<String> = Vec::new();
+    for svc in &containers {
+        let Some(c) = &svc.container else { continue };
+        let named = app
+            .services
+            .get(&svc.name)
+            .is_some_and(|s| s.image.is_some());
+        if rmi == Rmi::All || (c.build.is_some() && !named) {
+            images.push(c.image.clone());
+            if c.build.is_some() && !projects.contains(&c.project) {
+                projects.push(c.project.clone());
+            }
+        }
+    }
+    if images.is_empty() {
+        eprintln!(
+            "cove: --rmi local: every image has an `image:` name of the file's: none removed"
+        );
+        return Ok(());
+    }
+    daemon::runtime()?.block_on(async {
+        let engine = match cove_runtime::docker::Engine::connect().await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{}warning{}: --rmi: {e}", style.yellow, style.reset);
+                return;
+            }
+        };
+        // The revisions' tags of what cove built (`cove-APP-SERVICE:rN`)
+        // go with it: every image carrying the project's label.
+        let mut ids = Vec::new();
+        for p in &projects {
+            let label = format!("{}={p}", cove_runtime::docker::LABEL_PROJECT);
+            ids.extend(engine.images_labelled(&label).await.unwrap_or_default());
+        }
+        images.sort();
+        images.dedup();
+        for image in images.iter().chain(ids.iter()) {
+            if image.starts_with("sha256:") && !ids.contains(image) {
+                continue;
+            }
+            match engine.image_id(image).await {
+                Ok(Some(_)) => {}
+                _ => continue,
+            }
+            if !image.starts_with("sha256:") {
+                eprintln!("cove: removing the image {image}");
+            }
+            if let Err(e) = engine.remove_image(image).await {
                 eprintln!("{}warning{}: {e}", style.yellow, style.reset);
             }
         }

@@ -18,7 +18,7 @@ use cove_daemon::client::Client;
 use cove_runtime::logs;
 use cove_spec::Style;
 
-use crate::cli::{ProjectArgs, UpArgs};
+use crate::cli::{ProjectArgs, PullPolicy, UpArgs};
 use crate::daemon;
 use crate::output::{stderr_style, stdout_colour};
 
@@ -33,10 +33,14 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     // The whole app (the services named enable their profiles): what else
     // runs keeps running and routed; only what is named (and what it
     // depends on) is started.
-    let Some(project) = crate::project::load_all_or_report(&project_args, &args.service_names)
+    let Some(mut project) = crate::project::load_all_or_report(&project_args, &args.service_names)
     else {
         return Ok(ExitCode::from(1));
     };
+    if let Err(e) = compose_flags(&mut project.app, args) {
+        eprintln!("{}error{}: {e}", style.red, style.reset);
+        return Ok(ExitCode::from(2));
+    }
     let Some(plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };
@@ -66,6 +70,26 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         }
     }
     let services: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
+    if let Some(from) = &args.exit_code_from
+        && !services.contains(from)
+    {
+        eprintln!(
+            "{}error{}: --exit-code-from: no service `{from}` among those `up` starts ({})\n{}hint{}: name one of them, or start it too",
+            style.red,
+            style.reset,
+            services.join(", "),
+            style.cyan,
+            style.reset
+        );
+        return Ok(ExitCode::from(2));
+    }
+    say_native_meaning(&plan, args);
+    if let Some(code) = pull(&plan, args, &style)? {
+        return Ok(code);
+    }
+    if args.no_start {
+        return no_start(&plan, args, &style);
+    }
     let watch = if args.watch {
         match crate::watch::rules(&project.app, &services) {
             Ok(rules) => Some(rules),
@@ -91,6 +115,10 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         identity: crate::cmd::secrets::identity_path(),
         remove_orphans: args.remove_orphans,
         disabled: project.disabled.keys().cloned().collect(),
+        force_recreate: args.force_recreate,
+        no_recreate: args.no_recreate,
+        build: args.build || args.pull == Some(PullPolicy::Build),
+        timeout: args.timeout,
     };
     let rt = daemon::runtime()?;
     rt.block_on(async {
@@ -105,7 +133,7 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         if let Ok(rows) = client.get::<Vec<Replica>>("/v1/ps").await {
             daemon::warn_orphans(&style, &rows);
         }
-        if args.detach {
+        if args.detach || args.wait {
             detached(&client, &style, &services, &accepted, args.wait_timeout).await
         } else {
             let watching = match watch {
@@ -118,7 +146,16 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
                 },
                 None => None,
             };
-            foreground(&client, &style, &services, accepted.seq, tail, watching).await
+            foreground(
+                &client,
+                &style,
+                &services,
+                accepted.seq,
+                tail,
+                watching,
+                args,
+            )
+            .await
         }
     })
 }
@@ -184,8 +221,10 @@ async fn foreground(
     after: u64,
     tail: logs::Tail,
     mut watching: Option<Watching>,
+    args: &UpArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut shown = Shown::new(client, services, after, tail).await;
+    let mut shown = Shown::new(client, services, after, tail, args).await;
+    let abort = args.abort_on_container_exit || args.exit_code_from.is_some();
     // Listeners made once, so a signal between two polls is not lost.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -211,14 +250,30 @@ async fn foreground(
         if shown.finished() {
             break false;
         }
+        if abort && let Some((replica, _)) = shown.exits.first() {
+            eprintln!("cove: {replica} exited; stopping every service (--abort-on-container-exit)");
+            break false;
+        }
     };
     if interrupted {
         eprintln!("cove: stopping (dependents first)");
     }
-    if let Err(e) = stop(client, services, &mut shown).await {
+    if let Err(e) = stop(client, services, &mut shown, args.timeout).await {
         shown.logs();
         daemon::print_error(style, &e);
         return Ok(ExitCode::from(1));
+    }
+    if let Some(from) = &args.exit_code_from {
+        // The first exit of that service's replicas (none: it was stopped).
+        let code = shown
+            .exits
+            .iter()
+            .find(|(replica, _)| replica_of(replica) == from)
+            .map_or(0, |(_, code)| *code);
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
+    if abort && let Some((_, code)) = shown.exits.first() {
+        return Ok(ExitCode::from((*code).clamp(0, 255) as u8));
     }
     let failed = shown.failed();
     if failed.is_empty() {
@@ -237,8 +292,10 @@ async fn stop(
     client: &Client,
     services: &[String],
     shown: &mut Shown,
+    timeout: Option<u64>,
 ) -> Result<(), cove_daemon::client::ClientError> {
-    let names = daemon::names(services);
+    let mut names = daemon::names(services);
+    names.timeout = timeout;
     let down = client.post::<Accepted>("/v1/down", &names);
     tokio::pin!(down);
     let stopped = loop {
@@ -280,11 +337,30 @@ struct Shown {
     /// Colour by service, when stdout takes colours.
     colours: HashMap<String, &'static str>,
     width: usize,
+    /// `--no-log-prefix`: lines as the replicas printed them.
+    prefix: bool,
+    /// `--attach`/`--no-attach`: the services whose output is shown.
+    attached: Vec<String>,
+    /// Replicas that ended by themselves (exited, not stopped), in order,
+    /// with their exit code.
+    exits: Vec<(String, i32)>,
 }
 
 impl Shown {
-    async fn new(client: &Client, services: &[String], after: u64, tail: logs::Tail) -> Shown {
-        let colour = stdout_colour();
+    async fn new(
+        client: &Client,
+        services: &[String],
+        after: u64,
+        tail: logs::Tail,
+        args: &UpArgs,
+    ) -> Shown {
+        let colour = stdout_colour() && !args.no_color;
+        let attached = services
+            .iter()
+            .filter(|s| args.attach.is_empty() || args.attach.contains(s))
+            .filter(|s| !args.no_attach.contains(s))
+            .cloned()
+            .collect();
         let colours = services
             .iter()
             .enumerate()
@@ -307,6 +383,9 @@ impl Shown {
             tail,
             colours,
             width,
+            prefix: !args.no_log_prefix,
+            attached,
+            exits: Vec::new(),
         }
     }
 
@@ -314,10 +393,14 @@ impl Shown {
     fn logs(&mut self) {
         let mut out = std::io::stdout().lock();
         for e in self.tail.poll().unwrap_or_default() {
-            let service = e
-                .source
-                .rsplit_once('-')
-                .map_or(e.source.as_str(), |(s, _)| s);
+            let service = replica_of(&e.source);
+            if !self.attached.iter().any(|a| a == service) {
+                continue;
+            }
+            if !self.prefix {
+                let _ = writeln!(out, "{}", e.text);
+                continue;
+            }
             let (c, reset) = match self.colours.get(service) {
                 Some(c) => (*c, "\x1b[0m"),
                 None => ("", ""),
@@ -340,6 +423,14 @@ impl Shown {
                 continue;
             };
             eprintln!("cove: {}-{} {}", ev.service, ev.replica, ev.detail);
+            if matches!(
+                state,
+                ReplicaState::Completed | ReplicaState::Failed | ReplicaState::Restarting
+            ) {
+                let code = exit_code(&state, &ev.detail);
+                self.exits
+                    .push((format!("{}-{}", ev.service, ev.replica), code));
+            }
             self.states.insert(
                 (format!("{}-{}", ev.service, ev.replica), ev.revision),
                 state,
@@ -360,6 +451,203 @@ impl Shown {
             .map(|(k, _)| &k.0)
             .collect()
     }
+}
+
+/// The service of a replica's name (`api-2` → `api`).
+fn replica_of(replica: &str) -> &str {
+    replica.rsplit_once('-').map_or(replica, |(s, _)| s)
+}
+
+/// The exit code an ended replica's event tells: 0 when it completed,
+/// N for `exited with code N`, else 1 (a signal, a failed start).
+fn exit_code(state: &ReplicaState, detail: &str) -> i32 {
+    if *state == ReplicaState::Completed {
+        return 0;
+    }
+    detail
+        .split_once("exited with code ")
+        .and_then(|(_, rest)| {
+            let digits: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '-')
+                .collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(1)
+}
+
+/// `--scale SERVICE=N` (over `deploy.replicas`) and `--no-deps` (the
+/// services named start without what they depend on) applied to the app
+/// sent; the flag that is wrong, in words.
+fn compose_flags(app: &mut cove_spec::App, args: &UpArgs) -> Result<(), String> {
+    for pair in &args.scale {
+        let parsed = pair
+            .split_once('=')
+            .and_then(|(s, n)| Some((s, n.trim().parse::<u32>().ok()?)));
+        let Some((name, n)) = parsed else {
+            return Err(format!(
+                "--scale `{pair}` is not SERVICE=N (e.g. `--scale api=3`)"
+            ));
+        };
+        let Some(svc) = app.services.get_mut(name) else {
+            let known: Vec<&String> = app.services.keys().collect();
+            return Err(format!(
+                "--scale: no service `{name}` in the app (it has: {})",
+                known
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        svc.deploy.get_or_insert_with(Default::default).replicas = Some(n);
+        svc.scale = Some(n);
+    }
+    if args.no_deps {
+        for name in &args.service_names {
+            if let Some(svc) = app.services.get_mut(name) {
+                svc.depends_on.clear();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line for each flag whose Compose meaning native processes lack,
+/// saying what cove does instead.
+fn say_native_meaning(plan: &cove_runtime::plan::Plan, args: &UpArgs) {
+    let containers = plan.services.iter().any(|s| s.container.is_some());
+    if args.no_build {
+        eprintln!(
+            "cove: --no-build: nothing is built for services that run; a service started now still builds its image (or runs its `x-cove.build`), which is how cove makes what it runs"
+        );
+    }
+    if args.pull.is_some_and(|p| p != PullPolicy::Build) && !containers {
+        eprintln!(
+            "cove: --pull: no service runs as a container (native services run this machine's programs): nothing to pull"
+        );
+    }
+    if args.quiet_pull && !containers {
+        eprintln!("cove: --quiet-pull: no service runs as a container: nothing to pull");
+    }
+}
+
+/// `--pull always` pulls the images of container services again;
+/// `--pull never` refuses a missing one. The exit code when it failed.
+fn pull(
+    plan: &cove_runtime::plan::Plan,
+    args: &UpArgs,
+    style: &Style,
+) -> anyhow::Result<Option<ExitCode>> {
+    let policy = args.pull.unwrap_or(PullPolicy::Missing);
+    if !matches!(policy, PullPolicy::Always | PullPolicy::Never) {
+        return Ok(None);
+    }
+    // Images named, not built here.
+    let images: Vec<&str> = plan
+        .services
+        .iter()
+        .filter_map(|s| s.container.as_ref())
+        .filter(|c| c.build.is_none())
+        .map(|c| c.image.as_str())
+        .collect();
+    if images.is_empty() {
+        return Ok(None);
+    }
+    daemon::runtime()?.block_on(async {
+        let engine = match cove_runtime::docker::Engine::connect().await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{}error{}: --pull: {e}", style.red, style.reset);
+                return Ok(Some(ExitCode::from(1)));
+            }
+        };
+        for image in images {
+            let result = if policy == PullPolicy::Always {
+                if !args.quiet_pull {
+                    eprintln!("cove: pulling {image}");
+                }
+                engine.pull(image).await.map(drop).map_err(|e| e.to_string())
+            } else {
+                match engine.image_id(image).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(format!(
+                        "image `{image}` is not on this machine and --pull never forbids pulling it (hint: `cove pull`, or --pull missing)"
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            if let Err(e) = result {
+                eprintln!("{}error{}: {e}", style.red, style.reset);
+                return Ok(Some(ExitCode::from(1)));
+            }
+        }
+        Ok(None)
+    })
+}
+
+/// `--no-start`: the app checked and planned; the images of container
+/// services made ready (built when missing or with `--build`, pulled when
+/// missing), as Compose creates its containers; nothing started.
+fn no_start(
+    plan: &cove_runtime::plan::Plan,
+    args: &UpArgs,
+    style: &Style,
+) -> anyhow::Result<ExitCode> {
+    let containers: Vec<_> = plan
+        .services
+        .iter()
+        .filter(|s| s.container.is_some())
+        .collect();
+    if !containers.is_empty() {
+        let rt = daemon::runtime()?;
+        let failed = rt.block_on(async {
+            let engine = match cove_runtime::docker::Engine::connect().await {
+                Ok(e) => e,
+                Err(e) => return Some(e.to_string()),
+            };
+            for svc in containers {
+                let Some(c) = &svc.container else { continue };
+                let here = matches!(engine.image_id(&c.image).await, Ok(Some(_)));
+                let result = if c.build.is_some() {
+                    if here && !args.build {
+                        continue;
+                    }
+                    eprintln!("cove: building {} ({})", svc.name, c.image);
+                    let name = svc.name.clone();
+                    let options = cove_runtime::driver::BuildOptions::default();
+                    cove_runtime::driver::build(svc, options, |line| {
+                        eprintln!("{name} | {line}");
+                    })
+                    .await
+                } else if here || args.pull == Some(PullPolicy::Never) {
+                    continue;
+                } else {
+                    if !args.quiet_pull {
+                        eprintln!("cove: pulling {}", c.image);
+                    }
+                    engine
+                        .ensure_image(&c.image)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                };
+                if let Err(e) = result {
+                    return Some(format!("{}: {e}", svc.name));
+                }
+            }
+            None
+        });
+        if let Some(e) = failed {
+            eprintln!("{}error{}: {e}", style.red, style.reset);
+            return Ok(ExitCode::from(1));
+        }
+    }
+    eprintln!(
+        "cove: --no-start: the app is checked and planned ({} service(s)), its images ready; cove makes a replica (process or container) when it starts it, so nothing was started",
+        plan.services.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--watch`: the file watcher and what it gathered.

@@ -14,6 +14,7 @@ mod converge;
 mod daemon;
 pub mod deploy;
 mod first_hour;
+mod flags;
 pub mod gateway;
 mod guide;
 mod inspect;

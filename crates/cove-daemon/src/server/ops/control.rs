@@ -110,7 +110,14 @@ pub(in crate::server) async fn control(
     }
     run.desired = Some(desired);
     if verb != Verb::Start {
+        let timeout = req.timeout.map(|t| {
+            let grace = std::time::Duration::from_secs(t);
+            run.supervisor.stop_timeout().set(Some(grace))
+        });
         run.supervisor.stop(&names).await;
+        if let Some(number) = timeout {
+            run.supervisor.stop_timeout().clear(number);
+        }
     }
     if verb != Verb::Stop
         && let Some(plan) = run.plan.clone()

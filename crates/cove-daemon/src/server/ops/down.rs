@@ -40,7 +40,15 @@ pub(in crate::server) async fn down(daemon: &Daemon, key: &str, req: Names) -> A
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None);
     }
     let names = if everything { Vec::new() } else { gone };
+    let timeout = req.timeout.map(|t| {
+        run.supervisor
+            .stop_timeout()
+            .set(Some(Duration::from_secs(t)))
+    });
     run.supervisor.remove(&names).await;
+    if let Some(number) = timeout {
+        run.supervisor.stop_timeout().clear(number);
+    }
     daemon.flush(&project).await;
     // Its events come with the answer: the daemon may be gone right after.
     let events = match daemon.store.events_after(key, before, 10_000) {

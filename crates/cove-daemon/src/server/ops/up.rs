@@ -3,9 +3,11 @@
 //! numbers and started.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use cove_runtime::plan::Plan;
-use cove_runtime::supervisor::States;
+use cove_runtime::supervisor::{Mode, Outcome, States, StopTimeout};
+use tokio::sync::oneshot;
 
 use hyper::StatusCode;
 
@@ -72,7 +74,18 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     // an orphan) still has it, what is asked, and what those depend on.
     // `up SERVICE` and `run` add to what runs; they never stop or unroute
     // anything else.
-    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &renewed).await {
+    // `--force-recreate`, `--build`: what runs and is asked gets a new
+    // revision, which its replicas are replaced with.
+    let mut deploying = renewed.clone();
+    if req.force_recreate || req.build {
+        deploying.extend(
+            req.services
+                .iter()
+                .filter(|s| before.contains(s) && !renewed.contains(s))
+                .cloned(),
+        );
+    }
+    let (mut plan, pending) = match plan_for(&daemon.store, key, &candidate, &deploying).await {
         Ok(p) => p,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e, None),
     };
@@ -84,6 +97,18 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         .collect();
     let wanted = plan.closure(&seeds);
     plan.keep(&wanted);
+    let running: Vec<String> = {
+        let states = project.states.borrow();
+        wanted
+            .iter()
+            .filter(|s| current_revision(&states, s).is_some())
+            .cloned()
+            .collect()
+    };
+    if req.no_recreate {
+        // `--no-recreate`: what runs goes on running as it was planned.
+        keep_running(&mut plan, run.plan.as_ref(), &running);
+    }
     // Its addresses first: when one is taken, nothing changes.
     if let Err(e) = project.set_gateway(Some(&plan)) {
         if run.desired.is_none() {
@@ -116,8 +141,44 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
     if !removed.is_empty() {
         run.supervisor.remove(&removed).await;
     }
-    let revisions = asked_revisions(&project.states.borrow(), run.plan.as_ref(), &plan);
-    let done = run.supervisor.apply(&plan, &start, &HashMap::new()).await;
+    let mut revisions = asked_revisions(&project.states.borrow(), run.plan.as_ref(), &plan);
+    if req.force_recreate {
+        // Replaced whatever changed: `up -d` waits for the new revision.
+        for svc in plan.services.iter().filter(|s| deploying.contains(&s.name)) {
+            revisions.insert(svc.name.clone(), svc.revision);
+        }
+    }
+    // `-t`: in force from before the supervisor acts until every service
+    // it was sent is done (see `with_stop_timeout`).
+    let timeout = req.timeout.map(|t| {
+        run.supervisor
+            .stop_timeout()
+            .set(Some(Duration::from_secs(t)))
+    });
+    let done = if req.force_recreate || req.build {
+        // `--force-recreate`: new replicas for what runs, as it is;
+        // `--build`: built again, and replaced with what the build made.
+        let mode = if req.force_recreate {
+            Mode::Restart
+        } else {
+            Mode::Deploy
+        };
+        let (again, fresh): (Vec<String>, Vec<String>) =
+            start.iter().cloned().partition(|s| running.contains(s));
+        let mut done = run.supervisor.apply(&plan, &fresh, &HashMap::new()).await;
+        for name in again {
+            if let Some(rx) = run.supervisor.converge(&plan, &name, mode) {
+                done.push((name, rx));
+            }
+        }
+        done
+    } else {
+        run.supervisor.apply(&plan, &start, &HashMap::new()).await
+    };
+    let done = match timeout {
+        Some(number) => cleared_when_done(run.supervisor.stop_timeout(), number, done),
+        None => done,
+    };
     settle_later(&daemon.store, key, done, pending, String::new());
     run.plan = Some(plan);
     run.desired = Some(desired);
@@ -129,6 +190,47 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
             revisions,
         },
     )
+}
+
+/// `done` passed on as it comes; once every service is done, the stop
+/// timeout set as `number` is cleared (unless set again since).
+fn cleared_when_done(
+    timeout: StopTimeout,
+    number: u64,
+    done: Vec<(String, oneshot::Receiver<Outcome>)>,
+) -> Vec<(String, oneshot::Receiver<Outcome>)> {
+    let mut out = Vec::new();
+    let mut waits = tokio::task::JoinSet::new();
+    for (name, rx) in done {
+        let (tx, passed) = oneshot::channel();
+        out.push((name, passed));
+        waits.spawn(async move {
+            if let Ok(outcome) = rx.await {
+                let _ = tx.send(outcome);
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while waits.join_next().await.is_some() {}
+        timeout.clear(number);
+    });
+    out
+}
+
+/// `plan` with the services of `running` as `before` planned them (what
+/// their replicas run), so that converging leaves them as they are.
+fn keep_running(plan: &mut Plan, before: Option<&Plan>, running: &[String]) {
+    let Some(before) = before else {
+        return;
+    };
+    for svc in plan.services.iter_mut() {
+        if !running.contains(&svc.name) {
+            continue;
+        }
+        if let Some(old) = before.services.iter().find(|o| o.name == svc.name) {
+            *svc = old.clone();
+        }
+    }
 }
 
 /// Refuses an app that does not plan.
