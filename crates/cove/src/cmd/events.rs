@@ -23,18 +23,10 @@ use crate::output::stderr_style;
 
 pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
-        return Ok(ExitCode::from(1));
+    let project = match super::ps::load_naming(project_args, &args.service_names) {
+        Ok(project) => project,
+        Err(code) => return Ok(code),
     };
-    for name in &args.service_names {
-        if !super::ps::known(&project, name) {
-            eprintln!(
-                "{}error{}: no such service `{name}`",
-                style.red, style.reset
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
     let when = |flag: &str, value: &Option<String>| {
         match value {
         None => Ok(None),

@@ -36,18 +36,10 @@ struct Image {
 
 pub fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
-        return Ok(ExitCode::from(1));
+    let project = match super::ps::load_naming(project_args, &args.service_names) {
+        Ok(project) => project,
+        Err(code) => return Ok(code),
     };
-    for name in &args.service_names {
-        if !super::ps::known(&project, name) {
-            eprintln!(
-                "{}error{}: no such service `{name}`",
-                style.red, style.reset
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
     let plan = cove_runtime::plan::plan(&project.app, &project.project_dir).ok();
     let client = daemon::find(&project)?;
     let rt = daemon::runtime()?;

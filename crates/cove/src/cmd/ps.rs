@@ -172,6 +172,26 @@ pub fn known(project: &cove_spec::Project, name: &str) -> bool {
     project.app.services.contains_key(name) || project.disabled.contains_key(name)
 }
 
+/// The app, when every name in `names` is one of its services (see
+/// [`known`]); else the error is printed: exit 1 when the app does not
+/// load, 2 for a name it does not have.
+pub fn load_naming(
+    project_args: &crate::cli::ProjectArgs,
+    names: &[String],
+) -> Result<cove_spec::Project, ExitCode> {
+    let style = crate::output::stderr_style();
+    let project =
+        crate::project::load_or_report(project_args, &[]).ok_or_else(|| ExitCode::from(1))?;
+    if let Some(name) = names.iter().find(|n| !known(&project, n)) {
+        eprintln!(
+            "{}error{}: no such service `{name}`",
+            style.red, style.reset
+        );
+        return Err(ExitCode::from(2));
+    }
+    Ok(project)
+}
+
 /// A replica's id, as `ps -q` prints it: the container's name, else
 /// `SERVICE-N` (what `cove logs` takes).
 pub fn id(r: &Replica) -> String {

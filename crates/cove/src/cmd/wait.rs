@@ -15,18 +15,10 @@ use crate::output::stderr_style;
 
 pub fn run(project_args: &ProjectArgs, args: &WaitArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
-    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
-        return Ok(ExitCode::from(1));
+    let project = match super::ps::load_naming(project_args, &args.service_names) {
+        Ok(project) => project,
+        Err(code) => return Ok(code),
     };
-    for name in &args.service_names {
-        if !super::ps::known(&project, name) {
-            eprintln!(
-                "{}error{}: no such service `{name}`",
-                style.red, style.reset
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
     let client = daemon::find(&project)?;
     let ended = daemon::runtime()?.block_on(async {
         let mut after = match client.get::<DaemonStatus>("/v1/status").await {
