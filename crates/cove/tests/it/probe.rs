@@ -55,7 +55,9 @@ x-cove:
 fn engine_health(app: &App, service: &str) -> String {
     let label = format!(
         "dev.cove.project={}",
-        fs_err::canonicalize(app.dir().join(".cove")).unwrap().display()
+        fs_err::canonicalize(app.dir().join(".cove"))
+            .unwrap()
+            .display()
     );
     let out = Command::new("docker")
         .args(["ps", "-q", "--filter", &format!("label={label}")])
