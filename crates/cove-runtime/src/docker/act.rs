@@ -141,6 +141,41 @@ impl Engine {
         Ok(Some(inspected.exit_code.unwrap_or(0)))
     }
 
+    /// Runs `cmd` in the container with no stream of this process
+    /// attached (its output read and dropped): its exit code. A health
+    /// probe (see the docker driver's `first_success`).
+    pub async fn exec_status(&self, name: &str, cmd: &[String]) -> Result<i64, DockerError> {
+        let what = || format!("probing `{name}`");
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.to_vec()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(name, options)
+            .await
+            .map_err(engine(what()))?;
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+            .map_err(engine(what()))?
+        {
+            // Ends when the command does.
+            while let Some(chunk) = output.next().await {
+                chunk.map_err(engine(what()))?;
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine(what()))?;
+        Ok(inspected.exit_code.unwrap_or(-1))
+    }
+
     /// `path` in the container as a tar stream (its last component at the
     /// root of the archive), read whole.
     pub async fn archive(&self, name: &str, path: &str) -> Result<Vec<u8>, DockerError> {

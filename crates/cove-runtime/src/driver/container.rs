@@ -3,8 +3,9 @@
 //! cove's labels and a digest of its spec, so a killed daemon's
 //! containers are taken over when they still match; the engine runs a
 //! Compose healthcheck that runs in the container, and cove follows its
-//! verdicts. One engine client, connected at first use, serves every
-//! replica of a supervisor.
+//! verdicts (running the check itself until the engine's first one, so a
+//! replica is ready as soon as its check passes). One engine client,
+//! connected at first use, serves every replica of a supervisor.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -420,7 +421,8 @@ impl Replica for Running {
 }
 
 /// The engine runs the container's Compose healthcheck; cove follows its
-/// verdicts.
+/// verdicts (and runs the check itself until the first, see
+/// [`first_success`]).
 struct EngineProber(Engine, Container);
 
 impl Prober for EngineProber {
@@ -442,6 +444,10 @@ impl Prober for EngineProber {
 
 /// The engine's verdicts on a container: its health events, and a look
 /// at its state now and then (an event may come before the subscription).
+/// Until the engine's first verdict, cove also runs the check itself (see
+/// [`first_success`]): its first success makes the replica healthy, and
+/// the engine's `starting` that follows is not taken as a step back; only
+/// the engine's `unhealthy` makes it unhealthy.
 async fn watch_engine(
     engine: &Engine,
     container: &Container,
@@ -455,6 +461,8 @@ async fn watch_engine(
         .interval
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
     let mut look = tokio::time::interval(every);
+    let mut early = std::pin::pin!(first_success(engine, container, spec));
+    let mut probing = true;
     loop {
         tokio::select! {
             e = events.next(), if open => {
@@ -465,6 +473,14 @@ async fn watch_engine(
                 }
             }
             _ = look.tick() => {}
+            () = &mut early, if probing => {
+                probing = false;
+                if last == Health::Starting {
+                    on_change(Health::Healthy);
+                    last = Health::Healthy;
+                }
+                continue;
+            }
         }
         let Ok(Some(h)) = engine.health(container).await else {
             continue;
@@ -474,7 +490,11 @@ async fn watch_engine(
             "unhealthy" => Health::Unhealthy,
             _ => Health::Starting,
         };
-        if now == last {
+        // The engine's first verdict: its checks take over from cove's.
+        probing &= now == Health::Starting;
+        // `starting` after cove's own probe succeeded: the engine has not
+        // run its first check yet.
+        if now == last || (now, last) == (Health::Starting, Health::Healthy) {
             continue;
         }
         if now == Health::Unhealthy {
@@ -487,6 +507,38 @@ async fn watch_engine(
         }
         on_change(now);
         last = now;
+    }
+}
+
+/// How often, at most, cove runs a starting container's check itself.
+const EARLY_EVERY: Duration = Duration::from_millis(250);
+
+/// Resolves at the first success of the container's check run by cove
+/// through the engine's exec API: at once, then every `start_interval` or
+/// [`EARLY_EVERY`] (the shorter; cove's default `start_interval`, 1 s,
+/// cannot be told from a given one), each run cut at `timeout`.
+///
+/// Why: the engine runs its first check one `interval` after the start
+/// (engines before API 1.44 have no `start_interval`), so a service that
+/// is ready in milliseconds would be waited for a whole `interval` (30 s
+/// by default), and its dependents with it. Docker's own `start_interval`
+/// makes the same trade: frequent checks until the first success. A
+/// failure here counts for nothing (a slow start is not unhealthy); only
+/// the engine's verdicts do.
+async fn first_success(engine: &Engine, container: &Container, spec: &HealthSpec) {
+    let cmd = match &spec.probe {
+        Probe::Exec(argv) => argv.clone(),
+        Probe::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        Probe::Http { .. } | Probe::Tcp { .. } => return std::future::pending().await,
+    };
+    let every = spec.start_interval.min(EARLY_EVERY);
+    loop {
+        let tried = tokio::time::Instant::now();
+        let run = engine.exec_status(&container.id, &cmd);
+        if let Ok(Ok(0)) = tokio::time::timeout(spec.timeout, run).await {
+            return;
+        }
+        tokio::time::sleep_until(tried + every).await;
     }
 }
 

@@ -24,6 +24,7 @@ mod leases;
 mod logs;
 mod orphans;
 mod plan_checks;
+mod probe;
 mod readiness;
 mod recipe_safety;
 pub mod recipes;
