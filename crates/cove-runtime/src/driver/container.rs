@@ -514,9 +514,12 @@ async fn watch_engine(
 const EARLY_EVERY: Duration = Duration::from_millis(250);
 
 /// Resolves at the first success of the container's check run by cove
-/// through the engine's exec API: at once, then every `start_interval` or
+/// through the engine's exec API: at once, then after `start_interval` or
 /// [`EARLY_EVERY`] (the shorter; cove's default `start_interval`, 1 s,
-/// cannot be told from a given one), each run cut at `timeout`.
+/// cannot be told from a given one), each wait half as long again as the
+/// last, up to the check's `interval` (a check that cannot pass is not
+/// run four times a second until the engine gives up on it); each run cut
+/// at `timeout`.
 ///
 /// Why: the engine runs its first check one `interval` after the start
 /// (engines before API 1.44 have no `start_interval`), so a service that
@@ -531,7 +534,8 @@ async fn first_success(engine: &Engine, container: &Container, spec: &HealthSpec
         Probe::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
         Probe::Http { .. } | Probe::Tcp { .. } => return std::future::pending().await,
     };
-    let every = spec.start_interval.min(EARLY_EVERY);
+    let first = spec.start_interval.min(EARLY_EVERY);
+    let mut every = first;
     loop {
         let tried = tokio::time::Instant::now();
         let run = engine.exec_status(&container.id, &cmd);
@@ -539,6 +543,7 @@ async fn first_success(engine: &Engine, container: &Container, spec: &HealthSpec
             return;
         }
         tokio::time::sleep_until(tried + every).await;
+        every = (every * 3 / 2).min(spec.interval.max(first));
     }
 }
 
