@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, Parser as _};
 
 fn main() -> ExitCode {
+    quiet_on_a_closed_stdout();
     // Project options after the subcommand too, as Compose users type them.
     let args = argv::rewrite(&cli::Cli::command(), std::env::args_os().collect());
     let cli = cli::Cli::parse_from(args);
@@ -35,4 +36,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `cove ps | head`: the reader has what it wants and closed the pipe, so
+/// the rest of the output is not wanted: cove ends at once with 141 (what
+/// a shell reports for a process killed by SIGPIPE, as `docker` is)
+/// instead of a panic's message and backtrace. Any other panic is left to
+/// the default hook.
+fn quiet_on_a_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info.payload_as_str().unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

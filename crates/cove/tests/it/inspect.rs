@@ -529,3 +529,22 @@ services:
         std::net::TcpStream::connect(at).is_ok()
     });
 }
+
+/// `cove … | head`: a reader that closed the pipe before cove wrote ends
+/// cove quietly with 141 (as a process killed by SIGPIPE), not with a
+/// panic's message and backtrace.
+#[test]
+fn a_closed_stdout_ends_cove_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+        .args(["schema"])
+        .env_clear()
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
