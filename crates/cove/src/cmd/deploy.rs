@@ -32,16 +32,27 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
         Some(m) => m.clone(),
         None => git_commit(&project.project_dir).unwrap_or_default(),
     };
+    redeploy(&project, &args.service_names, &message)
+}
+
+/// `services` (all running ones when empty) built again and rolled out,
+/// waited for (unchanged when the build made nothing new): `cove deploy`,
+/// and `up -d --build`'s second step for what ran before it.
+pub fn redeploy(
+    project: &cove_spec::Project,
+    services: &[String],
+    message: &str,
+) -> anyhow::Result<ExitCode> {
     let request = DeployRequest {
         app: project.app.clone(),
         project_dir: project.project_dir.clone(),
-        services: args.service_names.clone(),
-        message,
+        services: services.to_vec(),
+        message: message.into(),
         restart: false,
         identity: crate::cmd::secrets::identity_path(),
         disabled: project.disabled.keys().cloned().collect(),
     };
-    let client = daemon::find(&project)?;
+    let client = daemon::find(project)?;
     call(&client, "/v1/deploy", &request, &[])
 }
 

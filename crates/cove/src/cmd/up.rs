@@ -108,6 +108,25 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
     let log_dir = logs::Writer::dir_of(std::path::Path::new(&client.project));
     // From here on, the foreground shows what the replicas print.
     let tail = logs::Tail::new(&log_dir, &services);
+    let build = args.build || args.pull == Some(PullPolicy::Build);
+    let rt = daemon::runtime()?;
+    // `up -d --build`: what runs is redeployed once the rest is up, and
+    // waited for (`cove deploy`'s rollout, which says when the build made
+    // nothing new), so `up -d` returns with the new replicas serving.
+    let redeploy = if build && (args.detach || args.wait) {
+        let rows = rt.block_on(super::ps::rows(&client)).unwrap_or_default();
+        let mut running: Vec<String> = rows
+            .iter()
+            .filter(|r| r.state == ReplicaState::Running)
+            .filter(|r| services.is_empty() || services.contains(&r.service))
+            .map(|r| r.service.clone())
+            .collect();
+        running.sort();
+        running.dedup();
+        running
+    } else {
+        Vec::new()
+    };
     let request = UpRequest {
         app: project.app.clone(),
         project_dir: project.project_dir.clone(),
@@ -117,11 +136,10 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         disabled: project.disabled.keys().cloned().collect(),
         force_recreate: args.force_recreate,
         no_recreate: args.no_recreate,
-        build: args.build || args.pull == Some(PullPolicy::Build),
+        build: build && redeploy.is_empty(),
         timeout: args.timeout,
     };
-    let rt = daemon::runtime()?;
-    rt.block_on(async {
+    let code = rt.block_on(async {
         let accepted: Accepted = match daemon::ensure_and_post(&client, "/v1/up", &request).await {
             Ok(a) => a,
             Err(e) => {
@@ -157,7 +175,12 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
             )
             .await
         }
-    })
+    })?;
+    if redeploy.is_empty() || code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    drop(rt);
+    super::deploy::redeploy(&project, &redeploy, "up --build")
 }
 
 /// Says where the gateway listens (it may not be the default port, when

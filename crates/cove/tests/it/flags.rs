@@ -571,8 +571,11 @@ fn build_runs_native_builds_and_up_build_builds_again() {
     let pid = pid_of(&app, "web").unwrap();
     cove_ok(&app, &["up", "-d"]);
     assert_eq!(builds(&app), n + 1);
-    cove_ok(&app, &["up", "-d", "--build"]);
-    eventually(30, "web built again", || builds(&app) == n + 2);
+    // `up -d --build` returns once what ran is built again and rolled out
+    // (or found unchanged), not before.
+    let out = cove_ok(&app, &["up", "-d", "--build"]);
+    assert_eq!(builds(&app), n + 2, "{out}");
+    assert!(out.contains("cove: web: "), "the rollout's outcome: {out}");
     // Flags about images: said, in one line each, natively.
     let out = cove_ok(
         &app,
