@@ -27,21 +27,9 @@ pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<Exit
         Ok(project) => project,
         Err(code) => return Ok(code),
     };
-    let when = |flag: &str, value: &Option<String>| {
-        match value {
-        None => Ok(None),
-        Some(s) => cove_runtime::logs::since(s, SystemTime::now())
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "`--{flag} {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)"
-                )
-            }),
-    }
-    };
-    let (since, until) = match (when("since", &args.since), when("until", &args.until)) {
-        (Ok(since), Ok(until)) => (since, until),
-        (Err(why), _) | (_, Err(why)) => {
+    let (since, until) = match super::logs::window(&args.since, &args.until) {
+        Ok(window) => window,
+        Err(why) => {
             eprintln!("{}error{}: {why}", style.red, style.reset);
             return Ok(ExitCode::from(2));
         }

@@ -52,19 +52,9 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
         &project.app,
         &project.project_dir,
     ));
-    let when = |flag: &str, value: &Option<String>| {
-        match value {
-        None => Ok(None),
-        Some(s) => logs::since(s, SystemTime::now()).map(Some).ok_or_else(|| {
-            format!(
-                "`--{flag} {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)"
-            )
-        }),
-    }
-    };
-    let (since, until) = match (when("since", &args.since), when("until", &args.until)) {
-        (Ok(since), Ok(until)) => (since, until),
-        (Err(why), _) | (_, Err(why)) => {
+    let (since, until) = match window(&args.since, &args.until) {
+        Ok(window) => window,
+        Err(why) => {
             eprintln!("{}error{}: {why}", style.red, style.reset);
             return Ok(ExitCode::from(2));
         }
@@ -178,4 +168,23 @@ fn follow(dir: &Path, wanted: &[String], look: &Look, until: Option<u64>) -> any
             return Ok(());
         }
     }
+}
+
+/// `--since` and `--until` (a duration back from now, or a time) as
+/// milliseconds since the epoch; the error names the flag and its value.
+pub fn window(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<(Option<u64>, Option<u64>), String> {
+    let when = |flag: &str, value: &Option<String>| {
+        match value {
+        None => Ok(None),
+        Some(s) => logs::since(s, SystemTime::now()).map(Some).ok_or_else(|| {
+            format!(
+                "`--{flag} {s}` is neither a duration (`10m`) nor a time (`2026-11-23T21:00:00.000Z`)"
+            )
+        }),
+    }
+    };
+    Ok((when("since", since)?, when("until", until)?))
 }
