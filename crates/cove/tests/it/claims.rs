@@ -115,7 +115,7 @@ fn stop_leaves_the_dependents_running_as_they_were() {
     let dependents = pids(&app, &["api", "worker"]);
     assert_eq!(dependents.len(), 3, "{dependents:?}");
     // db's health checks come and go; the replicas' processes stay.
-    let before = app.replica_processes();
+    let before = app.steady_replica_processes();
 
     let out = cove_ok(&app, &["stop", "db"]);
     let rows = app.ps();
