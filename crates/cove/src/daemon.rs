@@ -6,6 +6,7 @@ use std::time::Duration;
 use cove_daemon::api::{Event, Replica, ReplicaState};
 use cove_daemon::client::{Client, ClientError};
 use cove_daemon::{Paths, api};
+use cove_runtime::docker::DockerError;
 use cove_spec::Style;
 use cove_spec::xcove::DaemonScope;
 
@@ -100,6 +101,19 @@ pub fn print_error(style: &Style, e: &ClientError) {
     if let Some(h) = hint {
         eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);
     }
+}
+
+/// A Docker engine's error, printed as the others: `error: WHAT` (after
+/// `prefix`, e.g. the service), then its hint.
+pub fn print_engine_error(style: &Style, prefix: &str, e: &DockerError) {
+    eprintln!("{}error{}: {prefix}{e}", style.red, style.reset);
+    eprintln!("  = {}hint{}: {}", style.cyan, style.reset, e.hint());
+}
+
+/// A Docker engine's error for `?`: `WHAT; hint: HINT`, which `main`
+/// prints as an error and its hint.
+pub fn engine_error(e: DockerError) -> anyhow::Error {
+    anyhow::anyhow!("{e}; hint: {}", e.hint())
 }
 
 /// Why waiting failed.

@@ -123,10 +123,8 @@ async fn in_container(
     here: &Path,
     args: &CpArgs,
 ) -> anyhow::Result<usize> {
-    let engine = Engine::connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e} (hint: {})", e.hint()))?;
-    let words = |e: cove_runtime::docker::DockerError| anyhow::anyhow!("{e} (hint: {})", e.hint());
+    let engine = Engine::connect().await.map_err(daemon::engine_error)?;
+    let words = daemon::engine_error;
     if from_replica {
         let tar = engine.archive(name, path).await.map_err(words)?;
         let written = cove_runtime::docker::unpack_here(&tar, here, args.archive)

@@ -59,9 +59,7 @@ pub fn run(project_args: &ProjectArgs, args: &ExecArgs) -> anyhow::Result<ExitCo
 /// The engine runs it in the replica's container.
 async fn in_container(name: &str, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal as _;
-    let engine = Engine::connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e} (hint: {})", e.hint()))?;
+    let engine = Engine::connect().await.map_err(daemon::engine_error)?;
     let spec = ExecSpec {
         cmd: args.command.clone(),
         env: args.env.iter().map(|p| with_value(p)).collect(),
@@ -74,7 +72,7 @@ async fn in_container(name: &str, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let code = engine
         .exec(name, &spec)
         .await
-        .map_err(|e| anyhow::anyhow!("{e} (hint: {})", e.hint()))?;
+        .map_err(daemon::engine_error)?;
     Ok(ExitCode::from(code.unwrap_or(0).clamp(0, 255) as u8))
 }
 

@@ -84,8 +84,7 @@ pub fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Result<Exit
                         }
                     }
                     Err(e) => {
-                        eprintln!("{}error{}: {e}", style.red, style.reset);
-                        eprintln!("  = {}hint{}: {}", style.cyan, style.reset, e.hint());
+                        daemon::print_engine_error(&style, "", &e);
                         failed = true;
                         continue;
                     }

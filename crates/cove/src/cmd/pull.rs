@@ -48,8 +48,7 @@ pub fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<ExitCo
         let engine = match Engine::connect().await {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("{}error{}: {e}", style.red, style.reset);
-                eprintln!("  = {}hint{}: {}", style.cyan, style.reset, e.hint());
+                daemon::print_engine_error(&style, "", &e);
                 return Ok(ExitCode::from(1));
             }
         };
@@ -65,8 +64,7 @@ pub fn run(project_args: &ProjectArgs, args: &PullArgs) -> anyhow::Result<ExitCo
                     eprintln!("{}warning{}: {service}: {e}", style.yellow, style.reset);
                 }
                 Err(e) => {
-                    eprintln!("{}error{}: {service}: {e}", style.red, style.reset);
-                    eprintln!("  = {}hint{}: {}", style.cyan, style.reset, e.hint());
+                    daemon::print_engine_error(&style, &format!("{service}: "), &e);
                     failed = true;
                 }
             }

@@ -56,8 +56,7 @@ pub fn run(project_args: &ProjectArgs, args: &TopArgs) -> anyhow::Result<ExitCod
                 match top {
                     Ok(top) => (top.titles, top.processes),
                     Err(e) => {
-                        eprintln!("{}error{}: {e}", style.red, style.reset);
-                        eprintln!("  = {}hint{}: {}", style.cyan, style.reset, e.hint());
+                        daemon::print_engine_error(&style, "", &e);
                         failed = true;
                         continue;
                     }
