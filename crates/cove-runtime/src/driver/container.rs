@@ -67,16 +67,7 @@ impl Docker {
         // independent: asked at once (each is an engine round trip, on the
         // way to every start).
         let network = async {
-            engine
-                .ensure_network(
-                    &plan.network,
-                    &plan.subnet,
-                    plan.gateway,
-                    &plan.bridge,
-                    &labels_of_project(svc),
-                )
-                .await
-                .map_err(words)?;
+            project_network(engine, svc, plan).await?;
             host_addresses(&plan.bridge, &plan.host_addresses).await
         };
         let (pulled, network, there) = tokio::join!(
@@ -574,6 +565,24 @@ fn engine_healthcheck(svc: &ServicePlan, disabled: bool) -> Option<Healthcheck> 
     })
 }
 
+/// The project's network, made when missing (a replica's and a one-off's).
+async fn project_network(
+    engine: &Engine,
+    svc: &ServicePlan,
+    plan: &crate::plan::ContainerPlan,
+) -> Result<(), String> {
+    engine
+        .ensure_network(
+            &plan.network,
+            &plan.subnet,
+            plan.gateway,
+            &plan.bridge,
+            &labels_of_project(svc),
+        )
+        .await
+        .map_err(words)
+}
+
 /// The id of `image` here, pulled first if need be. A built image is also
 /// tagged with the revision (`cove-APP-SERVICE:rN`), which keeps it for
 /// rollbacks when a later build takes `latest`.
@@ -660,16 +669,7 @@ pub async fn one_off(
         build_with(&engine, svc, super::BuildOptions::default(), |_| {}).await?;
     }
     engine.ensure_image(&plan.image).await.map_err(words)?;
-    engine
-        .ensure_network(
-            &plan.network,
-            &plan.subnet,
-            plan.gateway,
-            &plan.bridge,
-            &labels_of_project(svc),
-        )
-        .await
-        .map_err(words)?;
+    project_network(&engine, svc, plan).await?;
     let mut spec = container_spec(svc, 1, 1, &run.env, plan.image.clone());
     spec.name = run.name.clone();
     // The engine picks its address; only replicas answer to the service's name.
