@@ -61,7 +61,18 @@ fn projects_whose_addresses_hash_alike_each_get_a_block_and_keep_it() {
     let a = App::new(&compose("first"));
     let b = App::new(&compose("second"));
     let hash = cove_runtime::plan::project_net;
-    let wanted = hash("first", &project_dir(&a));
+    // A name for a whose block no project holds now: leases are host-wide,
+    // and the other tests' projects running meanwhile hold some blocks.
+    let leases = cove_runtime::lease::dir();
+    let (first, wanted) = (0..10_000)
+        .map(|i| format!("first{i}"))
+        .map(|n| {
+            let block = hash(&n, &project_dir(&a));
+            (n, block)
+        })
+        .find(|(_, block)| !leases.join(format!("{block:04}")).exists())
+        .expect("a free block");
+    fs_err::write(a.dir().join("compose.yaml"), compose(&first)).unwrap();
     // A name for b that hashes to a's block (about 1 in 1,024 do).
     let name = (0..200_000)
         .map(|i| format!("second{i}"))
@@ -86,7 +97,6 @@ fn projects_whose_addresses_hash_alike_each_get_a_block_and_keep_it() {
     let (na, nb) = (record(&a), record(&b));
     assert_eq!(na, wanted, "the first takes the block it hashes to");
     assert_ne!(na, nb);
-    let leases = cove_runtime::lease::dir();
     let holder = fs_err::read_to_string(leases.join(format!("{nb:04}"))).unwrap();
     assert_eq!(
         holder.trim_end(),
