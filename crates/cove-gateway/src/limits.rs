@@ -24,6 +24,11 @@ pub struct Limits {
     /// Once the gateway stops accepting, how long connections have to
     /// finish their request in progress (idle ones close at once).
     pub drain: Duration,
+    /// HTTP/1.1 requests over plain TCP take the fast path
+    /// (`crate::proxy::h1`: heads parsed in place, bodies copied through);
+    /// `false`: every request goes through hyper. The gateway's tests run
+    /// both ways.
+    pub fast_path: bool,
 }
 
 impl Default for Limits {
@@ -37,6 +42,7 @@ impl Default for Limits {
             max_streams: 256,
             hold: Duration::from_secs(30),
             drain: Duration::from_millis(100),
+            fast_path: true,
         }
     }
 }
