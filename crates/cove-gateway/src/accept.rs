@@ -20,6 +20,12 @@ impl Stopping {
         // An error: the loop is gone, which means stopping too.
         let _ = self.0.wait_for(|s| *s).await;
     }
+
+    /// Whether the server has stopped accepting (without waiting).
+    #[inline]
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, each

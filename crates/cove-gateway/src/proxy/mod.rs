@@ -15,6 +15,7 @@
 //! when the request's body may be left unread.
 
 mod forward;
+mod h1;
 mod handle;
 mod hold;
 mod serve;
@@ -47,6 +48,8 @@ pub struct Gateway {
     /// by siblings).
     access_query: Arc<AtomicU8>,
     upstreams: Arc<Upstreams>,
+    /// The fast path's kept-alive upstream connections.
+    h1_conns: h1::Conns,
     /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
     deadlines: std::sync::OnceLock<Arc<Deadlines>>,
     limits: Limits,
@@ -114,6 +117,7 @@ impl Gateway {
             access_log,
             access_query,
             upstreams: Upstreams::new(limits.upstream_connect),
+            h1_conns: h1::Conns::default(),
             deadlines: std::sync::OnceLock::new(),
             limits,
             id_prefix: balance::thread_random(),

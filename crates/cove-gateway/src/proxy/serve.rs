@@ -54,6 +54,9 @@ impl Gateway {
             Ok(Ok(h2)) => h2,
             _ => return,
         };
+        if !h2 && self.limits.fast_path {
+            return self.serve_h1(stream, peer, stop).await;
+        }
         self.serve_io(stream, peer, h2, false, stop).await
     }
 

@@ -167,7 +167,7 @@ impl Gateway {
     }
 
     /// Why `pool` has no target for a request (the 503's text).
-    fn no_target(&self, pool: &Pool) -> String {
+    pub(super) fn no_target(&self, pool: &Pool) -> String {
         if let Some(why) = &pool.unavailable {
             format!("cove gateway: {why}\n")
         } else if pool.wake.is_some() {

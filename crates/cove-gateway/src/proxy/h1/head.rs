@@ -1,0 +1,549 @@
+//! Request and response heads, parsed in place (`httparse`) and judged
+//! strictly (RFC 9112): what a forwarded message needs is kept as byte
+//! ranges of the buffer it was read into, nothing is copied.
+
+use std::ops::Range;
+
+/// How a message's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body (a request without `Content-Length` or `Transfer-Encoding`).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (a response with neither).
+    Close,
+}
+
+/// Why a request head is refused, or handed to hyper.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Not whole yet: read more.
+    Partial,
+    /// Answer with this status and text, then close the connection.
+    Bad(u16, &'static str),
+    /// Served by hyper instead (WebSocket upgrade, `Expect`, HTTP/1.0,
+    /// `CONNECT`…).
+    Decline,
+}
+
+/// A header field, as ranges of the buffer.
+#[derive(Debug, Clone)]
+pub(super) struct Field {
+    pub(super) name: Range<usize>,
+    pub(super) value: Range<usize>,
+    /// Forwarded as it is (false: hop-by-hop, or rewritten by the gateway).
+    pub(super) keep: bool,
+}
+
+/// A request head that the fast path forwards.
+#[derive(Debug)]
+pub(super) struct RequestHead {
+    /// Bytes of the head, blank line included.
+    pub(super) len: usize,
+    pub(super) method: Range<usize>,
+    /// The path and query (origin form; taken out of an absolute form).
+    pub(super) target: Range<usize>,
+    /// The path alone.
+    pub(super) path: Range<usize>,
+    /// The `Host` value, or the absolute form's authority.
+    pub(super) host: Option<Range<usize>>,
+    /// `X-Forwarded-For` as received.
+    pub(super) forwarded_for: Option<Range<usize>>,
+    pub(super) request_id: bool,
+    /// `TE: trailers` was asked for (passed on).
+    pub(super) trailers: bool,
+    pub(super) framing: Framing,
+    /// The client asked to close after this exchange.
+    pub(super) close: bool,
+    pub(super) fields: Vec<Field>,
+}
+
+impl RequestHead {
+    pub(super) fn is_head(&self, buf: &[u8]) -> bool {
+        &buf[self.method.clone()] == b"HEAD"
+    }
+
+    /// RFC 9110's idempotent methods.
+    pub(super) fn is_idempotent(&self, buf: &[u8]) -> bool {
+        matches!(
+            &buf[self.method.clone()],
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
+    }
+}
+
+/// A response head from an upstream.
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    pub(super) len: usize,
+    pub(super) status: u16,
+    pub(super) framing: Framing,
+    /// The upstream closes after it (or spoke HTTP/1.0).
+    pub(super) close: bool,
+    /// Forwarded byte for byte: HTTP/1.1 and no field to remove.
+    pub(super) verbatim: bool,
+    /// The status line without its version (`200 OK`).
+    pub(super) status_line: Range<usize>,
+    pub(super) fields: Vec<Field>,
+}
+
+fn range(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Headers that concern one connection, not the message: never forwarded.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 10] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Tokens of a comma-separated field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
+}
+
+/// A `Content-Length` value: digits only.
+fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Whether `host` is a valid `Host` value (RFC 9110 §7.2: uri-host
+/// [":" port]): a registered name, an IPv4 address or a bracketed IP
+/// literal, and digits after a colon.
+pub(super) fn valid_host(host: &[u8]) -> bool {
+    if host.is_empty() {
+        return false;
+    }
+    let (name, port) = if host[0] == b'[' {
+        let Some(end) = host.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let inner = &host[1..end];
+        if inner.is_empty() || !inner.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b)) {
+            return false;
+        }
+        match &host[end + 1..] {
+            [] => (&host[..0], None),
+            [b':', port @ ..] => (&host[..0], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match host.iter().rposition(|b| *b == b':') {
+            Some(i) => (&host[..i], Some(&host[i + 1..])),
+            None => (host, None),
+        }
+    };
+    // reg-name: unreserved / pct-encoded / sub-delims (no `@`, `/`, `?`,
+    // `#`, space).
+    let name_ok = name
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b));
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    name_ok && port_ok && (host[0] == b'[' || !name.is_empty())
+}
+
+/// Parses a request head at the start of `buf` (at most `max_headers`
+/// fields) and judges it.
+pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let max = max_headers.min(headers.len());
+    let mut req = httparse::Request::new(&mut headers[..max]);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(Refusal::Partial),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::Bad(431, "too many header fields"));
+        }
+        // HTTP/1.x with x > 1: hyper handles it (the fast path knows 1.1).
+        Err(httparse::Error::Version) => return Err(Refusal::Decline),
+        Err(_) => return Err(Refusal::Bad(400, "malformed request head")),
+    };
+    if req.version != Some(1) {
+        return Err(Refusal::Decline);
+    }
+    let method = req.method.unwrap_or_default().as_bytes();
+    if method == b"CONNECT" || method == b"PRI" {
+        return Err(Refusal::Decline);
+    }
+    let raw_target = req.path.unwrap_or_default().as_bytes();
+    // The absolute form: its authority is the host (RFC 9110 §7.2).
+    let (authority, target) = if let Some(rest) = raw_target
+        .strip_prefix(b"http://")
+        .or_else(|| raw_target.strip_prefix(b"https://"))
+    {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'/' || *b == b'?')
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        if !valid_host(authority) {
+            return Err(Refusal::Bad(400, "invalid authority in the request target"));
+        }
+        (Some(authority), &rest[end..])
+    } else if raw_target.first() == Some(&b'/') {
+        (None, raw_target)
+    } else {
+        // `*` (OPTIONS) or an authority form: hyper's.
+        return Err(Refusal::Decline);
+    };
+    let path_end = target.iter().position(|b| *b == b'?').unwrap_or(target.len());
+
+    let mut host = None;
+    let mut hosts = 0;
+    let mut length = None;
+    let mut lengths = 0;
+    let mut chunked = false;
+    let mut encodings = 0;
+    let mut close = false;
+    let mut connection: Vec<Range<usize>> = Vec::new();
+    let mut forwarded_for = None;
+    let mut request_id = false;
+    let mut trailers = false;
+    let mut upgrade = false;
+    let mut fields = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        let mut keep = !is_hop_by_hop(name);
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                host = Some(value);
+                keep = false;
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                lengths += 1;
+                length = Some(
+                    content_length(value)
+                        .ok_or(Refusal::Bad(400, "invalid Content-Length"))?,
+                );
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                encodings += 1;
+                let mut codings = tokens(value);
+                chunked = matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"));
+                if !chunked {
+                    return Err(Refusal::Bad(400, "unsupported Transfer-Encoding"));
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for t in tokens(value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+                        connection.push(range(buf, t));
+                    }
+                }
+            }
+            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+                if forwarded_for.is_some() {
+                    // Two fields: merged by the upstream's reading; keep
+                    // them both and append ours as a third.
+                    keep = true;
+                } else {
+                    forwarded_for = Some(range(buf, value));
+                    keep = false;
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => keep = false,
+            16 if name.eq_ignore_ascii_case(b"x-forwarded-host") => keep = false,
+            12 if name.eq_ignore_ascii_case(b"x-request-id") => request_id = true,
+            2 if name.eq_ignore_ascii_case(b"te") => {
+                trailers = tokens(value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
+            6 if name.eq_ignore_ascii_case(b"expect") => return Err(Refusal::Decline),
+            _ => {}
+        }
+        fields.push(Field {
+            name: range(buf, name),
+            value: range(buf, value),
+            keep,
+        });
+    }
+    if encodings > 1 {
+        return Err(Refusal::Bad(400, "more than one Transfer-Encoding field"));
+    }
+    if lengths > 1 {
+        return Err(Refusal::Bad(400, "more than one Content-Length field"));
+    }
+    if chunked && length.is_some() {
+        return Err(Refusal::Bad(
+            400,
+            "both Content-Length and Transfer-Encoding (RFC 9112 §6.1)",
+        ));
+    }
+    if hosts > 1 {
+        return Err(Refusal::Bad(400, "more than one Host field"));
+    }
+    let host = match (authority, host) {
+        (Some(a), _) => Some(range(buf, a)),
+        (None, Some(h)) if valid_host(h) => Some(range(buf, h)),
+        (None, Some(_)) => return Err(Refusal::Bad(400, "invalid Host")),
+        (None, None) => return Err(Refusal::Bad(400, "no Host field (RFC 9112 §3.2)")),
+    };
+    if upgrade {
+        // A WebSocket upgrade goes to hyper; any other (h2c above all) is
+        // not forwarded: the request goes on without it.
+        let websocket = connection
+            .iter()
+            .any(|t| buf[t.clone()].eq_ignore_ascii_case(b"upgrade"))
+            && req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("upgrade")
+                    && tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"websocket"))
+            });
+        if websocket {
+            return Err(Refusal::Decline);
+        }
+    }
+    if !connection.is_empty() {
+        for f in &mut fields {
+            if f.keep && connection.iter().any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()])) {
+                f.keep = false;
+            }
+        }
+    }
+    let target = range(buf, target);
+    Ok(RequestHead {
+        len,
+        method: range(buf, method),
+        path: target.start..target.start + path_end,
+        target,
+        host,
+        forwarded_for,
+        request_id,
+        trailers,
+        framing: if chunked {
+            Framing::Chunked
+        } else {
+            length.map_or(Framing::None, Framing::Length)
+        },
+        close,
+        fields,
+    })
+}
+
+/// Why a response head is not forwarded.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Bad {
+    Partial,
+    /// Ambiguous or malformed: 502, the upstream connection closed.
+    Invalid(&'static str),
+}
+
+/// Parses a response head at the start of `buf`; `head`: it answers a
+/// `HEAD` request.
+pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(Bad::Partial),
+        Err(_) => return Err(Bad::Invalid("malformed answer head")),
+    };
+    let status = resp.code.unwrap_or_default();
+    let http11 = resp.version == Some(1);
+    let mut close = !http11;
+    let mut length = None;
+    let mut lengths = 0;
+    let mut chunked = false;
+    let mut encodings = 0;
+    let mut connection: Vec<Range<usize>> = Vec::new();
+    let mut fields = Vec::with_capacity(resp.headers.len());
+    let mut verbatim = http11;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        let keep = !is_hop_by_hop(name);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            let n = content_length(value).ok_or(Bad::Invalid("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Bad::Invalid("differing Content-Length fields"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            encodings += 1;
+            let mut codings = tokens(value);
+            chunked = matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"));
+            if !chunked {
+                return Err(Bad::Invalid("a Transfer-Encoding other than chunked"));
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for t in tokens(value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+                    connection.push(range(buf, t));
+                }
+            }
+        }
+        // Transfer-Encoding: chunked and Content-Length pass through as
+        // they are (the body is copied as framed).
+        let through = keep
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"content-length");
+        verbatim &= through;
+        fields.push(Field {
+            name: range(buf, name),
+            value: range(buf, value),
+            keep: through,
+        });
+    }
+    if encodings > 1 {
+        return Err(Bad::Invalid("more than one Transfer-Encoding field"));
+    }
+    if chunked && lengths > 0 {
+        return Err(Bad::Invalid(
+            "both Content-Length and Transfer-Encoding (RFC 9112 §6.3)",
+        ));
+    }
+    if lengths > 1 {
+        // Equal values (checked above): one is enough.
+        verbatim = false;
+        let mut seen = false;
+        for f in &mut fields {
+            if f.keep && buf[f.name.clone()].eq_ignore_ascii_case(b"content-length") {
+                f.keep = !seen;
+                seen = true;
+            }
+        }
+    }
+    if !connection.is_empty() {
+        for f in &mut fields {
+            if f.keep && connection.iter().any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()])) {
+                f.keep = false;
+                verbatim = false;
+            }
+        }
+    }
+    let framing = if head || status < 200 || status == 204 || status == 304 {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    // The status line without `HTTP/1.x `.
+    let line_end = buf.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(0);
+    let status_line = 9.min(line_end)..line_end;
+    Ok(ResponseHead {
+        len,
+        status,
+        framing,
+        close,
+        verbatim,
+        status_line,
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Result<RequestHead, Refusal> {
+        request(s.as_bytes(), 100)
+    }
+
+    #[test]
+    fn requests_are_judged_strictly() {
+        let ok = req("GET /a?b HTTP/1.1\r\nHost: x.test\r\n\r\n").unwrap();
+        assert_eq!(ok.framing, Framing::None);
+        let bad = |s: &str| match req(s) {
+            Err(Refusal::Bad(400, _)) => {}
+            other => panic!("{s:?}: {other:?}"),
+        };
+        bad("GET / HTTP/1.1\r\n\r\n");
+        bad("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n");
+        bad("GET / HTTP/1.1\r\nHost: example.test/evil?x\r\n\r\n");
+        bad("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        bad("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n");
+        bad("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n");
+        bad("GET / HTTP/1.1\r\nHost : a\r\n\r\n");
+        bad("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n");
+        assert!(matches!(req("GET / HTTP/1.1\r\nHost: a\r\n"), Err(Refusal::Partial)));
+        assert!(matches!(req("GET / HTTP/1.0\r\n\r\n"), Err(Refusal::Decline)));
+        assert!(matches!(
+            req("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            Err(Refusal::Decline)
+        ));
+    }
+
+    #[test]
+    fn absolute_targets_give_the_host() {
+        let s = "GET http://a.test:8080/x?y HTTP/1.1\r\nHost: b.test\r\n\r\n";
+        let h = req(s).unwrap();
+        assert_eq!(&s[h.host.clone().unwrap()], "a.test:8080");
+        assert_eq!(&s[h.target.clone()], "/x?y");
+        assert_eq!(&s[h.path.clone()], "/x");
+    }
+
+    #[test]
+    fn h2c_upgrades_are_dropped_with_what_connection_names() {
+        let s = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nX-Keep: 1\r\n\r\n";
+        let h = req(s).unwrap();
+        let kept: Vec<&str> = h.fields.iter().filter(|f| f.keep).map(|f| &s[f.name.clone()]).collect();
+        assert_eq!(kept, ["X-Keep"]);
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in ["a", "a.test:80", "[::1]:8080", "127.0.0.1", "xn--d-1a.test"] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "a?b", "a@b", ":80", "a:8x", "[::1", "[zz]"] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_answers_are_refused() {
+        let r = |s: &str| response(s.as_bytes(), false);
+        assert!(matches!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Bad::Invalid(_))
+        ));
+        assert!(matches!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            Err(Bad::Invalid(_))
+        ));
+        assert!(matches!(
+            r("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(Bad::Invalid(_))
+        ));
+        let ok = r("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        assert!(ok.verbatim);
+        assert_eq!(ok.framing, Framing::Length(2));
+        let close = r("HTTP/1.0 200 OK\r\n\r\nok").unwrap();
+        assert!(close.close && !close.verbatim);
+        assert_eq!(close.framing, Framing::Close);
+        let hop = r("HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(!hop.verbatim);
+        assert_eq!(hop.framing, Framing::None);
+    }
+}
