@@ -45,6 +45,10 @@ impl Gateway {
         mut stop: Stopping,
     ) {
         let _ = stream.set_nodelay(true);
+        if self.limits.fast_path {
+            // It reads the first head itself, and hands HTTP/2 on.
+            return self.serve_h1(stream, peer, stop).await;
+        }
         // Bounded like a request head: a client that sends nothing is cut off.
         let sniffed = tokio::select! {
             h2 = tokio::time::timeout(self.limits.header_read, sniff_h2(&stream)) => h2,
@@ -54,9 +58,6 @@ impl Gateway {
             Ok(Ok(h2)) => h2,
             _ => return,
         };
-        if !h2 && self.limits.fast_path {
-            return self.serve_h1(stream, peer, stop).await;
-        }
         self.serve_io(stream, peer, h2, false, stop).await
     }
 

@@ -5,7 +5,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// In a chunk size (`digits` so far).
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// Whitespace after the size, before `;`.
     SizeSpace,
     /// In chunk extensions.
@@ -107,7 +109,9 @@ impl Chunked {
                 (State::DataCr, b'\r') => State::DataLf,
                 (State::DataLf, b'\n') => State::Size { digits: 0 },
                 (State::TrailerStart, b'\r') => State::EndLf,
-                (State::TrailerStart | State::Trailer, b) if b >= 0x20 && b != 0x7f || b == b'\t' => {
+                (State::TrailerStart | State::Trailer, b)
+                    if b >= 0x20 && b != 0x7f || b == b'\t' =>
+                {
                     State::Trailer
                 }
                 (State::Trailer, b'\r') => State::TrailerLf,
@@ -137,7 +141,10 @@ mod tests {
     #[test]
     fn valid_bodies_end_where_they_end() {
         assert_eq!(all(b"5\r\nhello\r\n0\r\n\r\nGET"), Ok((15, 5, true)));
-        assert_eq!(all(b"5;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"), Ok((27, 5, true)));
+        assert_eq!(
+            all(b"5;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
+            Ok((27, 5, true))
+        );
         assert_eq!(all(b"A \r\n"), Err(Invalid("invalid chunk size")));
         assert_eq!(all(b"a ;x\r\n0123456789\r\n0\r\n\r\n"), Ok((23, 10, true)));
         // Byte by byte: the same.
@@ -165,7 +172,10 @@ mod tests {
         ] {
             let mut c = Chunked::new();
             let r = c.feed(bad);
-            assert!(r.is_err() || !c.is_done() && bad.ends_with(b"\r"), "{bad:?}: {r:?}");
+            assert!(
+                r.is_err() || !c.is_done() && bad.ends_with(b"\r"),
+                "{bad:?}: {r:?}"
+            );
             if !bad.ends_with(b"\r") {
                 assert!(r.is_err(), "{bad:?}");
             }

@@ -112,7 +112,10 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
 
 /// Tokens of a comma-separated field value, trimmed.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|b| *b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
+    value
+        .split(|b| *b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
 }
 
 /// A `Content-Length` value: digits only.
@@ -135,7 +138,11 @@ pub(super) fn valid_host(host: &[u8]) -> bool {
             return false;
         };
         let inner = &host[1..end];
-        if inner.is_empty() || !inner.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b)) {
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        {
             return false;
         }
         match &host[end + 1..] {
@@ -202,7 +209,10 @@ pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Ref
         // `*` (OPTIONS) or an authority form: hyper's.
         return Err(Refusal::Decline);
     };
-    let path_end = target.iter().position(|b| *b == b'?').unwrap_or(target.len());
+    let path_end = target
+        .iter()
+        .position(|b| *b == b'?')
+        .unwrap_or(target.len());
 
     let mut host = None;
     let mut hosts = 0;
@@ -229,10 +239,8 @@ pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Ref
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 lengths += 1;
-                length = Some(
-                    content_length(value)
-                        .ok_or(Refusal::Bad(400, "invalid Content-Length"))?,
-                );
+                length =
+                    Some(content_length(value).ok_or(Refusal::Bad(400, "invalid Content-Length"))?);
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 encodings += 1;
@@ -314,7 +322,11 @@ pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Ref
     }
     if !connection.is_empty() {
         for f in &mut fields {
-            if f.keep && connection.iter().any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()])) {
+            if f.keep
+                && connection
+                    .iter()
+                    .any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()]))
+            {
                 f.keep = false;
             }
         }
@@ -427,7 +439,11 @@ pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
     }
     if !connection.is_empty() {
         for f in &mut fields {
-            if f.keep && connection.iter().any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()])) {
+            if f.keep
+                && connection
+                    .iter()
+                    .any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()]))
+            {
                 f.keep = false;
                 verbatim = false;
             }
@@ -443,7 +459,10 @@ pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
         Framing::Close
     };
     // The status line without `HTTP/1.x `.
-    let line_end = buf.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(0);
+    let line_end = buf
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(0);
     let status_line = 9.min(line_end)..line_end;
     Ok(ResponseHead {
         len,
@@ -476,18 +495,28 @@ mod tests {
         bad("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n");
         bad("GET / HTTP/1.1\r\nHost: example.test/evil?x\r\n\r\n");
         bad("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n");
-        bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        bad(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
         bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
         bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n");
         bad("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n");
         bad("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n");
         bad("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
-        bad("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n");
+        bad(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
         bad("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n");
         bad("GET / HTTP/1.1\r\nHost : a\r\n\r\n");
         bad("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n");
-        assert!(matches!(req("GET / HTTP/1.1\r\nHost: a\r\n"), Err(Refusal::Partial)));
-        assert!(matches!(req("GET / HTTP/1.0\r\n\r\n"), Err(Refusal::Decline)));
+        assert!(matches!(
+            req("GET / HTTP/1.1\r\nHost: a\r\n"),
+            Err(Refusal::Partial)
+        ));
+        assert!(matches!(
+            req("GET / HTTP/1.0\r\n\r\n"),
+            Err(Refusal::Decline)
+        ));
         assert!(matches!(
             req("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
             Err(Refusal::Decline)
@@ -507,7 +536,12 @@ mod tests {
     fn h2c_upgrades_are_dropped_with_what_connection_names() {
         let s = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nX-Keep: 1\r\n\r\n";
         let h = req(s).unwrap();
-        let kept: Vec<&str> = h.fields.iter().filter(|f| f.keep).map(|f| &s[f.name.clone()]).collect();
+        let kept: Vec<&str> = h
+            .fields
+            .iter()
+            .filter(|f| f.keep)
+            .map(|f| &s[f.name.clone()])
+            .collect();
         assert_eq!(kept, ["X-Keep"]);
     }
 
@@ -516,7 +550,9 @@ mod tests {
         for ok in ["a", "a.test:80", "[::1]:8080", "127.0.0.1", "xn--d-1a.test"] {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "a b", "a/b", "a?b", "a@b", ":80", "a:8x", "[::1", "[zz]"] {
+        for bad in [
+            "", "a b", "a/b", "a?b", "a@b", ":80", "a:8x", "[::1", "[zz]",
+        ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
     }

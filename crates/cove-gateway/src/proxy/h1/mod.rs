@@ -89,7 +89,12 @@ type Io = std::io::Result<usize>;
 impl Gateway {
     /// Serves a plain-TCP client connection on the fast path, handing it
     /// to hyper when a request is one the fast path declines.
-    pub(super) async fn serve_h1(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, mut stop: Stopping) {
+    pub(super) async fn serve_h1(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut stop: Stopping,
+    ) {
         let mut c = Client {
             stream,
             peer,
@@ -118,19 +123,20 @@ impl Gateway {
                         return;
                     }
                 }
-                After::Close => {
-                    let _ = c.stream.shutdown().await;
-                    return;
-                }
+                // Everything sent was read: closing sends a FIN, no reset.
+                After::Close => return,
                 After::Hyper => break,
             }
         }
+        // The HTTP/2 preface (prior knowledge) reads as a request line of
+        // version 2.0, which the fast path declines.
+        let h2 = c.buf.starts_with(b"PRI * HTTP/2");
         let rewound = Rewind {
             pre: c.buf,
             at: 0,
             inner: c.stream,
         };
-        self.serve_io(rewound, peer, false, false, stop).await
+        self.serve_io(rewound, peer, h2, false, stop).await
     }
 
     /// Body bytes of `head`'s request that came with its head (all of them,
@@ -150,7 +156,11 @@ impl Gateway {
     /// The next request's head: `None` when the connection ends first
     /// (closed, idle too long, too slow, or the gateway stops while it is
     /// idle).
-    async fn read_head(&self, c: &mut Client, stop: &mut Stopping) -> Option<Result<RequestHead, Refusal>> {
+    async fn read_head(
+        &self,
+        c: &mut Client,
+        stop: &mut Stopping,
+    ) -> Option<Result<RequestHead, Refusal>> {
         let mut deadline = None;
         loop {
             if !c.buf.is_empty() {
@@ -175,7 +185,8 @@ impl Gateway {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return None,
             }
-            let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.header_read);
+            let until = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.limits.header_read);
             let idle = c.buf.is_empty();
             let read: Io = tokio::select! {
                 biased;
@@ -207,7 +218,9 @@ impl Gateway {
             std::str::from_utf8(&buf[head.path.clone()]),
             std::str::from_utf8(&buf[head.target.clone()]),
         ) else {
-            let _ = stream.write_all(&own(400, "cove gateway: bad path\n", true)).await;
+            let _ = stream
+                .write_all(&own(400, "cove gateway: bad path\n", true))
+                .await;
             return After::Close;
         };
         let host = head
@@ -220,8 +233,14 @@ impl Gateway {
         let mut hold = Hold::default();
         let index = loop {
             let Some(index) = table.route_index(host, path) else {
-                let text = format!("cove gateway: no route for {}{}\n", host.unwrap_or(""), path);
-                return self.refuse(stream, 404, &text, has_body || head.close).await;
+                let text = format!(
+                    "cove gateway: no route for {}{}\n",
+                    host.unwrap_or(""),
+                    path
+                );
+                return self
+                    .refuse(stream, 404, &text, has_body || head.close)
+                    .await;
             };
             if !self.hold(&table.routes()[index].pool, &mut hold).await {
                 break index;
@@ -387,7 +406,12 @@ enum Tried {
 }
 
 impl Exchange<'_> {
-    async fn run(&mut self, client: &mut TcpStream, out: &mut Vec<u8>, answer: &mut Vec<u8>) -> After {
+    async fn run(
+        &mut self,
+        client: &mut TcpStream,
+        out: &mut Vec<u8>,
+        answer: &mut Vec<u8>,
+    ) -> After {
         let gw = self.gw;
         let head = self.head;
         let bodiless = head.framing == Framing::None;
@@ -407,7 +431,10 @@ impl Exchange<'_> {
                 if reached {
                     break;
                 }
-                match gw.after_failures(self.table, self.route, &mut held, rounds).await {
+                match gw
+                    .after_failures(self.table, self.route, &mut held, rounds)
+                    .await
+                {
                     Some(newer) => {
                         attempts = newer.targets.len().clamp(2, 8);
                         pool = newer;
@@ -430,7 +457,10 @@ impl Exchange<'_> {
             };
             self.target = Some(target.addr);
             let more = attempt < attempts;
-            match self.try_target(&target, client, out, answer, more && again).await {
+            match self
+                .try_target(&target, client, out, answer, more && again)
+                .await
+            {
                 Tried::Done(after) => return after,
                 Tried::NotSent => {
                     target.record(table::Outcome::ConnectFailed, table::now_ms());
@@ -453,9 +483,15 @@ impl Exchange<'_> {
         self.upstream_failed = true;
         self.status = 502;
         let text = if last.is_empty() {
-            format!("cove gateway: no target of `{}` could be reached\n", pool.name)
+            format!(
+                "cove gateway: no target of `{}` could be reached\n",
+                pool.name
+            )
         } else {
-            format!("cove gateway: no target of `{}` could be reached ({last})\n", pool.name)
+            format!(
+                "cove gateway: no target of `{}` could be reached ({last})\n",
+                pool.name
+            )
         };
         gw.refuse(client, 502, &text, !bodiless || head.close).await
     }
@@ -485,9 +521,18 @@ impl Exchange<'_> {
         let (first, mut left) = match head.framing {
             Framing::None | Framing::Close => (0, BodyLeft::None),
             Framing::Length(n) => {
-                let here = body_here.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                let here = body_here
+                    .len()
+                    .min(usize::try_from(n).unwrap_or(usize::MAX));
                 let left = n - here as u64;
-                (here, if left == 0 { BodyLeft::None } else { BodyLeft::Length(left) })
+                (
+                    here,
+                    if left == 0 {
+                        BodyLeft::None
+                    } else {
+                        BodyLeft::Length(left)
+                    },
+                )
             }
             Framing::Chunked => {
                 let mut ch = chunked::Chunked::new();
@@ -502,7 +547,8 @@ impl Exchange<'_> {
                     Ok(n) => (n, BodyLeft::Chunked(ch)),
                     Err(chunked::Invalid(why)) => {
                         self.status = 400;
-                        let text = format!("cove gateway: the request's body could not be read: {why}\n");
+                        let text =
+                            format!("cove gateway: the request's body could not be read: {why}\n");
                         return Tried::Done(gw.refuse(client, 400, &text, true).await);
                     }
                 }
@@ -560,11 +606,17 @@ impl Exchange<'_> {
                     answer.drain(..a.len);
                 }
                 Ok(a) if a.status == 101 => {
-                    return Tried::Done(self.bad_answer(client, target, "an upgrade nobody asked for").await);
+                    return Tried::Done(
+                        self.bad_answer(client, target, "an upgrade nobody asked for")
+                            .await,
+                    );
                 }
                 Ok(a) => break a,
                 Err(head::Bad::Partial) if answer.len() > MAX_ANSWER_HEAD => {
-                    return Tried::Done(self.bad_answer(client, target, "answer head too large").await);
+                    return Tried::Done(
+                        self.bad_answer(client, target, "answer head too large")
+                            .await,
+                    );
                 }
                 Err(head::Bad::Partial) => {}
                 Err(head::Bad::Invalid(why)) => {
@@ -622,7 +674,11 @@ impl Exchange<'_> {
             };
             scratch.clear();
             scratch.reserve(want);
-            let read = tokio::time::timeout(BODY_READ, (&mut *client).take(want as u64).read_buf(scratch)).await;
+            let read = tokio::time::timeout(
+                BODY_READ,
+                (&mut *client).take(want as u64).read_buf(scratch),
+            )
+            .await;
             let n = match read {
                 Err(_) => {
                     self.status = 408;
@@ -662,7 +718,8 @@ impl Exchange<'_> {
                     }
                     Err(chunked::Invalid(why)) => {
                         self.status = 400;
-                        let text = format!("cove gateway: the request's body could not be read: {why}\n");
+                        let text =
+                            format!("cove gateway: the request's body could not be read: {why}\n");
                         return Err(self.gw.refuse(client, 400, &text, true).await);
                     }
                 },
@@ -683,8 +740,9 @@ impl Exchange<'_> {
 
     async fn too_large(&mut self, client: &mut TcpStream, max: u64) -> After {
         self.status = 413;
-        let text =
-            format!("cove gateway: the request body is larger than this route's limit ({max} bytes)\n");
+        let text = format!(
+            "cove gateway: the request body is larger than this route's limit ({max} bytes)\n"
+        );
         self.gw.refuse(client, 413, &text, true).await
     }
 
@@ -720,7 +778,15 @@ impl Exchange<'_> {
             Framing::Length(n) => {
                 let take = here.min(usize::try_from(n).unwrap_or(usize::MAX));
                 let rest = n - take as u64;
-                (take, if rest == 0 { BodyLeft::None } else { BodyLeft::Length(rest) }, here <= take)
+                (
+                    take,
+                    if rest == 0 {
+                        BodyLeft::None
+                    } else {
+                        BodyLeft::Length(rest)
+                    },
+                    here <= take,
+                )
             }
             Framing::Chunked => {
                 let mut ch = chunked::Chunked::new();
@@ -825,7 +891,11 @@ struct Rewind {
 }
 
 impl AsyncRead for Rewind {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.at < self.pre.len() {
             let n = (self.pre.len() - self.at).min(out.remaining());
             let at = self.at;
@@ -842,7 +912,11 @@ impl AsyncRead for Rewind {
 }
 
 impl AsyncWrite for Rewind {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, b)
     }
 
