@@ -21,6 +21,11 @@ impl Stopping {
         let _ = self.0.wait_for(|s| *s).await;
     }
 
+    /// Another handle on the same stop (the server waits for both).
+    pub(crate) fn also(&self) -> Stopping {
+        Stopping(self.0.clone())
+    }
+
     /// Whether the server has stopped accepting (without waiting).
     #[inline]
     pub fn is_requested(&self) -> bool {

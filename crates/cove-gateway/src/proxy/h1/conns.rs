@@ -2,7 +2,6 @@
 //! target, one pool per gateway (so per thread: the lock is never
 //! contended).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
@@ -13,16 +12,18 @@ use tokio::net::TcpStream;
 /// Most idle connections kept per target.
 const MAX_IDLE: usize = 512;
 
+/// Idle connections by target: a list looked through (a pool has few
+/// targets; no hashing per request).
 #[derive(Default)]
 pub(crate) struct Conns {
-    idle: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+    idle: Mutex<Vec<(SocketAddr, Vec<TcpStream>)>>,
 }
 
 impl Conns {
     /// An idle connection to `addr` that the target has not closed, if any.
     pub(super) fn checkout(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.lock().expect("not poisoned");
-        let list = idle.get_mut(&addr)?;
+        let list = &mut idle.iter_mut().find(|(a, _)| *a == addr)?.1;
         while let Some(s) = list.pop() {
             if is_open(&s) {
                 return Some(s);
@@ -34,7 +35,20 @@ impl Conns {
     /// Keeps `s` for the next request to `addr`.
     pub(super) fn checkin(&self, addr: SocketAddr, s: TcpStream) {
         let mut idle = self.idle.lock().expect("not poisoned");
-        let list = idle.entry(addr).or_default();
+        let at = match idle.iter().position(|(a, _)| *a == addr) {
+            Some(i) => i,
+            None => {
+                // Targets come and go with deploys: connections that gone
+                // ones closed are dropped first (a new target is rare).
+                idle.retain_mut(|(_, l)| {
+                    l.retain(is_open);
+                    !l.is_empty()
+                });
+                idle.push((addr, Vec::new()));
+                idle.len() - 1
+            }
+        };
+        let list = &mut idle[at].1;
         if list.len() < MAX_IDLE {
             list.push(s);
         }

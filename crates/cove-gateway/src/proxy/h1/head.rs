@@ -56,7 +56,6 @@ pub(super) struct RequestHead {
     pub(super) framing: Framing,
     /// The client asked to close after this exchange.
     pub(super) close: bool,
-    pub(super) fields: Vec<Field>,
 }
 
 impl RequestHead {
@@ -85,7 +84,6 @@ pub(super) struct ResponseHead {
     pub(super) verbatim: bool,
     /// The status line without its version (`200 OK`).
     pub(super) status_line: Range<usize>,
-    pub(super) fields: Vec<Field>,
 }
 
 fn range(buf: &[u8], part: &[u8]) -> Range<usize> {
@@ -165,13 +163,21 @@ pub(super) fn valid_host(host: &[u8]) -> bool {
     name_ok && port_ok && (host[0] == b'[' || !name.is_empty())
 }
 
+/// Most header fields in a head (the fast path's own bound; a lower
+/// `Limits::max_headers` applies to requests).
+const MAX_FIELDS: usize = 128;
+
 /// Parses a request head at the start of `buf` (at most `max_headers`
-/// fields) and judges it.
-pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Refusal> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let max = max_headers.min(headers.len());
-    let mut req = httparse::Request::new(&mut headers[..max]);
-    let len = match req.parse(buf) {
+/// fields, kept in `fields`) and judges it.
+pub(super) fn request(
+    buf: &[u8],
+    max_headers: usize,
+    fields: &mut Vec<Field>,
+) -> Result<RequestHead, Refusal> {
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let max = max_headers.min(MAX_FIELDS);
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers[..max]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err(Refusal::Partial),
         Err(httparse::Error::TooManyHeaders) => {
@@ -226,7 +232,7 @@ pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Ref
     let mut request_id = false;
     let mut trailers = false;
     let mut upgrade = false;
-    let mut fields = Vec::with_capacity(req.headers.len());
+    fields.clear();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
@@ -321,7 +327,7 @@ pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Ref
         }
     }
     if !connection.is_empty() {
-        for f in &mut fields {
+        for f in fields.iter_mut() {
             if f.keep
                 && connection
                     .iter()
@@ -347,7 +353,6 @@ pub(super) fn request(buf: &[u8], max_headers: usize) -> Result<RequestHead, Ref
             length.map_or(Framing::None, Framing::Length)
         },
         close,
-        fields,
     })
 }
 
@@ -359,12 +364,20 @@ pub(super) enum Bad {
     Invalid(&'static str),
 }
 
-/// Parses a response head at the start of `buf`; `head`: it answers a
-/// `HEAD` request.
-pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
+/// Parses a response head at the start of `buf` (its fields kept in
+/// `fields`); `head`: it answers a `HEAD` request.
+pub(super) fn response(
+    buf: &[u8],
+    head: bool,
+    fields: &mut Vec<Field>,
+) -> Result<ResponseHead, Bad> {
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Err(Bad::Partial),
         Err(_) => return Err(Bad::Invalid("malformed answer head")),
@@ -377,7 +390,7 @@ pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
     let mut chunked = false;
     let mut encodings = 0;
     let mut connection: Vec<Range<usize>> = Vec::new();
-    let mut fields = Vec::with_capacity(resp.headers.len());
+    fields.clear();
     let mut verbatim = http11;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
@@ -430,7 +443,7 @@ pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
         // Equal values (checked above): one is enough.
         verbatim = false;
         let mut seen = false;
-        for f in &mut fields {
+        for f in fields.iter_mut() {
             if f.keep && buf[f.name.clone()].eq_ignore_ascii_case(b"content-length") {
                 f.keep = !seen;
                 seen = true;
@@ -438,7 +451,7 @@ pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
         }
     }
     if !connection.is_empty() {
-        for f in &mut fields {
+        for f in fields.iter_mut() {
             if f.keep
                 && connection
                     .iter()
@@ -471,7 +484,6 @@ pub(super) fn response(buf: &[u8], head: bool) -> Result<ResponseHead, Bad> {
         close,
         verbatim,
         status_line,
-        fields,
     })
 }
 
@@ -480,7 +492,7 @@ mod tests {
     use super::*;
 
     fn req(s: &str) -> Result<RequestHead, Refusal> {
-        request(s.as_bytes(), 100)
+        request(s.as_bytes(), 100, &mut Vec::new())
     }
 
     #[test]
@@ -535,9 +547,9 @@ mod tests {
     #[test]
     fn h2c_upgrades_are_dropped_with_what_connection_names() {
         let s = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nX-Keep: 1\r\n\r\n";
-        let h = req(s).unwrap();
-        let kept: Vec<&str> = h
-            .fields
+        let mut fields = Vec::new();
+        request(s.as_bytes(), 100, &mut fields).unwrap();
+        let kept: Vec<&str> = fields
             .iter()
             .filter(|f| f.keep)
             .map(|f| &s[f.name.clone()])
@@ -559,7 +571,7 @@ mod tests {
 
     #[test]
     fn ambiguous_answers_are_refused() {
-        let r = |s: &str| response(s.as_bytes(), false);
+        let r = |s: &str| response(s.as_bytes(), false, &mut Vec::new());
         assert!(matches!(
             r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(Bad::Invalid(_))

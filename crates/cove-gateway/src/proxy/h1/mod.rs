@@ -17,6 +17,7 @@ mod chunked;
 mod conns;
 mod head;
 
+use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,7 +34,6 @@ use head::{Framing, Refusal, RequestHead, ResponseHead};
 use super::{AccessRecord, Gateway, Hold};
 use crate::accept::Stopping;
 use crate::balance;
-use crate::deadline::Deadlines;
 use crate::table::{self, Route, Table, Target};
 
 /// Time a client has between two reads of a request body.
@@ -41,6 +41,9 @@ const BODY_READ: Duration = Duration::from_secs(10);
 /// Answers read whole before they are passed on when the request may be
 /// sent again (as on hyper's path).
 const SMALL_ANSWER: u64 = 64 * 1024;
+/// A connection's buffers, to begin with (small enough for the
+/// allocator's per-thread cache).
+const BUFFER: usize = 1000;
 /// Largest answer head from an upstream.
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
 
@@ -56,6 +59,13 @@ struct Client {
     out: Vec<u8>,
     /// The upstream's answer.
     answer: Vec<u8>,
+    /// Fields of the request head, and of the answer's.
+    req_fields: Vec<head::Field>,
+    ans_fields: Vec<head::Field>,
+    /// Bounds the wait for a request head (and an idle connection).
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// Bounds the wait for an answer.
+    wait: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// How an exchange ended, for the connection.
@@ -93,40 +103,22 @@ impl Gateway {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        mut stop: Stopping,
+        stop: Stopping,
     ) {
         let mut c = Client {
             stream,
             peer,
             peer_ip: peer.ip().to_string(),
-            buf: Vec::with_capacity(4096),
-            out: Vec::with_capacity(4096),
-            answer: Vec::with_capacity(4096),
+            buf: Vec::with_capacity(BUFFER),
+            out: Vec::with_capacity(BUFFER),
+            answer: Vec::with_capacity(BUFFER),
+            req_fields: Vec::new(),
+            ans_fields: Vec::new(),
+            idle: Box::pin(tokio::time::sleep(self.limits.header_read)),
+            wait: Box::pin(tokio::time::sleep(self.limits.upstream_response)),
         };
-        loop {
-            let head = match self.read_head(&mut c, &mut stop).await {
-                Some(Ok(head)) => head,
-                Some(Err(Refusal::Decline)) => break,
-                Some(Err(Refusal::Bad(status, why))) => {
-                    let text = format!("cove gateway: {why}\n");
-                    let _ = c.stream.write_all(&own(status, &text, true)).await;
-                    return;
-                }
-                Some(Err(Refusal::Partial)) | None => return,
-            };
-            match self.exchange(&mut c, &head).await {
-                After::Next => {
-                    // What was read past this request is the next one's.
-                    let used = head.len + self.body_in_buffer(&c, &head);
-                    c.buf.drain(..used.min(c.buf.len()));
-                    if stop.is_requested() {
-                        return;
-                    }
-                }
-                // Everything sent was read: closing sends a FIN, no reset.
-                After::Close => return,
-                After::Hyper => break,
-            }
+        if !self.serve_requests(&mut c, &stop).await {
+            return;
         }
         // The HTTP/2 preface (prior knowledge) reads as a request line of
         // version 2.0, which the fast path declines.
@@ -136,7 +128,42 @@ impl Gateway {
             at: 0,
             inner: c.stream,
         };
-        self.serve_io(rewound, peer, h2, false, stop).await
+        // Boxed: the fast path's own future stays small.
+        Box::pin(self.serve_io(rewound, peer, h2, false, stop)).await
+    }
+
+    /// Serves requests until the connection ends (`false`) or one is for
+    /// hyper (`true`: nothing of it consumed).
+    async fn serve_requests(&self, c: &mut Client, stop: &Stopping) -> bool {
+        // Watched once for the whole connection (not once per request).
+        let mut watch = stop.also();
+        let stopped = watch.requested();
+        tokio::pin!(stopped);
+        loop {
+            let head = match self.read_head(c, stopped.as_mut()).await {
+                Some(Ok(head)) => head,
+                Some(Err(Refusal::Decline)) => return true,
+                Some(Err(Refusal::Bad(status, why))) => {
+                    let text = format!("cove gateway: {why}\n");
+                    let _ = c.stream.write_all(&own(status, &text, true)).await;
+                    return false;
+                }
+                Some(Err(Refusal::Partial)) | None => return false,
+            };
+            match self.exchange(c, &head).await {
+                After::Next => {
+                    // What was read past this request is the next one's.
+                    let used = head.len + self.body_in_buffer(c, &head);
+                    c.buf.drain(..used.min(c.buf.len()));
+                    if stop.is_requested() {
+                        return false;
+                    }
+                }
+                // Everything sent was read: closing sends a FIN, no reset.
+                After::Close => return false,
+                After::Hyper => return true,
+            }
+        }
     }
 
     /// Body bytes of `head`'s request that came with its head (all of them,
@@ -159,12 +186,12 @@ impl Gateway {
     async fn read_head(
         &self,
         c: &mut Client,
-        stop: &mut Stopping,
+        mut stopped: Pin<&mut impl Future<Output = ()>>,
     ) -> Option<Result<RequestHead, Refusal>> {
-        let mut deadline = None;
+        let mut timed = false;
         loop {
             if !c.buf.is_empty() {
-                match head::request(&c.buf, self.limits.max_headers) {
+                match head::request(&c.buf, self.limits.max_headers, &mut c.req_fields) {
                     Err(Refusal::Partial) if c.buf.len() > self.limits.max_head => {
                         return Some(Err(Refusal::Bad(431, "request head too large")));
                     }
@@ -175,24 +202,25 @@ impl Gateway {
                     judged => return Some(judged),
                 }
             }
-            if c.buf.capacity() - c.buf.len() < 1024 {
+            if c.buf.capacity() - c.buf.len() < 512 {
                 c.buf.reserve(4096);
             }
-            // Most often the bytes are there: no timer.
-            match c.stream.try_read_buf(&mut c.buf) {
-                Ok(0) => return None,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return None,
+            if !timed {
+                // A later time than the last: no new timer, the old one is
+                // moved on.
+                c.idle
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.limits.header_read);
+                timed = true;
             }
-            let until = *deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.limits.header_read);
             let idle = c.buf.is_empty();
+            // The read first: when the bytes are there, the timer is not
+            // even looked at.
             let read: Io = tokio::select! {
                 biased;
                 r = c.stream.read_buf(&mut c.buf) => r,
-                _ = tokio::time::sleep_until(until) => return None,
-                _ = stop.requested(), if idle => return None,
+                _ = c.idle.as_mut() => return None,
+                _ = stopped.as_mut(), if idle => return None,
             };
             match read {
                 Ok(0) | Err(_) => return None,
@@ -212,6 +240,10 @@ impl Gateway {
             buf,
             out,
             answer,
+            req_fields,
+            ans_fields,
+            wait,
+            ..
         } = c;
         let buf: &[u8] = buf;
         let (Ok(path), Ok(target)) = (
@@ -262,7 +294,7 @@ impl Gateway {
             return self.refuse(stream, 413, &text, true).await;
         }
         // The request as it leaves.
-        self.upstream_head(out, buf, head, route, target, host, peer_ip);
+        self.upstream_head(out, buf, head, req_fields, route, target, host, peer_ip);
         let mut ex = Exchange {
             gw: self,
             route,
@@ -277,7 +309,7 @@ impl Gateway {
             upstream_failed: false,
             close_after: false,
         };
-        let after = ex.run(stream, out, answer).await;
+        let after = ex.run(stream, out, answer, ans_fields, wait).await;
         let took = started.elapsed();
         let stats = &route.stats;
         stats.record(ex.status, took);
@@ -324,6 +356,7 @@ impl Gateway {
         out: &mut Vec<u8>,
         buf: &[u8],
         head: &RequestHead,
+        fields: &[head::Field],
         route: &Route,
         target: &str,
         host: Option<&str>,
@@ -343,7 +376,7 @@ impl Gateway {
             out.extend_from_slice(h.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        for f in head.fields.iter().filter(|f| f.keep) {
+        for f in fields.iter().filter(|f| f.keep) {
             out.extend_from_slice(&buf[f.name.clone()]);
             out.extend_from_slice(b": ");
             out.extend_from_slice(&buf[f.value.clone()]);
@@ -411,13 +444,17 @@ impl Exchange<'_> {
         client: &mut TcpStream,
         out: &mut Vec<u8>,
         answer: &mut Vec<u8>,
+        fields: &mut Vec<head::Field>,
+        wait: &mut Pin<Box<tokio::time::Sleep>>,
     ) -> After {
         let gw = self.gw;
         let head = self.head;
         let bodiless = head.framing == Framing::None;
         let again = bodiless && head.is_idempotent(self.buf);
-        let mut pool = self.route.pool.clone();
-        let mut attempts = pool.targets.len().clamp(2, 8);
+        // A newer table's pool, after every target failed (the route's
+        // own is not cloned: its count is shared by every thread).
+        let mut newer: Option<Arc<table::Pool>> = None;
+        let mut attempts = self.route.pool.targets.len().clamp(2, 8);
         let mut attempt = 0;
         let mut rounds = 0;
         let mut avoid = None;
@@ -435,30 +472,31 @@ impl Exchange<'_> {
                     .after_failures(self.table, self.route, &mut held, rounds)
                     .await
                 {
-                    Some(newer) => {
-                        attempts = newer.targets.len().clamp(2, 8);
-                        pool = newer;
+                    Some(pool) => {
+                        attempts = pool.targets.len().clamp(2, 8);
+                        newer = Some(pool);
                         (attempt, avoid) = (0, None);
                         continue;
                     }
                     None => break,
                 }
             }
+            let pool = newer.as_deref().unwrap_or(&self.route.pool);
             let current = attempt;
             attempt += 1;
-            let Some(target) = balance::pick(&pool, avoid, table::now_ms(), &mut random) else {
+            let Some(target) = balance::pick(pool, avoid, table::now_ms(), &mut random) else {
                 if current > 0 {
                     attempt = attempts;
                     continue;
                 }
-                let why = gw.no_target(&pool);
+                let why = gw.no_target(pool);
                 self.status = 503;
                 return gw.refuse(client, 503, &why, !bodiless || head.close).await;
             };
             self.target = Some(target.addr);
             let more = attempt < attempts;
             match self
-                .try_target(&target, client, out, answer, more && again)
+                .try_target(&target, client, out, answer, fields, wait, more && again)
                 .await
             {
                 Tried::Done(after) => return after,
@@ -482,6 +520,7 @@ impl Exchange<'_> {
         }
         self.upstream_failed = true;
         self.status = 502;
+        let pool = newer.as_deref().unwrap_or(&self.route.pool);
         let text = if last.is_empty() {
             format!(
                 "cove gateway: no target of `{}` could be reached\n",
@@ -498,12 +537,15 @@ impl Exchange<'_> {
 
     /// One try on `target`; `retry`: a dying target means another try
     /// (small answers are then read whole before they are passed on).
+    #[allow(clippy::too_many_arguments)]
     async fn try_target(
         &mut self,
         target: &Arc<Target>,
         client: &mut TcpStream,
         out: &mut Vec<u8>,
         answer: &mut Vec<u8>,
+        fields: &mut Vec<head::Field>,
+        wait: &mut Pin<Box<tokio::time::Sleep>>,
         retry: bool,
     ) -> Tried {
         let gw = self.gw;
@@ -570,10 +612,10 @@ impl Exchange<'_> {
             return Tried::Done(done);
         }
         // The answer's head.
-        let deadline = gw
-            .deadlines
-            .get_or_init(Deadlines::new)
-            .start(self.route.timeout.unwrap_or(gw.limits.upstream_response));
+        let limit = self.route.timeout.unwrap_or(gw.limits.upstream_response);
+        // A later time than the last (unless a route's own timeout is
+        // shorter): the connection's timer is moved on, not made anew.
+        wait.as_mut().reset(tokio::time::Instant::now() + limit);
         answer.clear();
         let ans = loop {
             if answer.capacity() - answer.len() < 1024 {
@@ -582,12 +624,11 @@ impl Exchange<'_> {
             let read: Io = tokio::select! {
                 biased;
                 r = up.read_buf(answer) => r,
-                _ = deadline.expired() => {
+                _ = wait.as_mut() => {
                     self.upstream_failed = true;
                     self.status = 504;
-                    let wait = self.route.timeout.unwrap_or(gw.limits.upstream_response);
                     let text = format!(
-                        "cove gateway: {} ({}) did not answer within {wait:?}\n",
+                        "cove gateway: {} ({}) did not answer within {limit:?}\n",
                         self.route.pool.name, target.addr
                     );
                     return Tried::Done(gw.refuse(client, 504, &text, true).await);
@@ -600,7 +641,7 @@ impl Exchange<'_> {
                 Ok(0) | Err(_) => return Tried::Died("the answer was cut short".into()),
                 Ok(_) => {}
             }
-            match head::response(answer, head.is_head(self.buf)) {
+            match head::response(answer, head.is_head(self.buf), fields) {
                 Ok(a) if (100..200).contains(&a.status) && a.status != 101 => {
                     // Informational: not passed on (no `Expect` came this way).
                     answer.drain(..a.len);
@@ -624,7 +665,6 @@ impl Exchange<'_> {
                 }
             }
         };
-        drop(deadline);
         if gw.access_log.is_some() {
             self.sent_at = Some(self.started.elapsed());
         }
@@ -652,7 +692,10 @@ impl Exchange<'_> {
             table::now_ms(),
         );
         self.status = ans.status;
-        Tried::Done(self.pass_on(client, up, target, out, answer, &ans).await)
+        Tried::Done(
+            self.pass_on(client, up, target, out, answer, fields, &ans)
+                .await,
+        )
     }
 
     /// Copies the rest of a request body from the client to the target.
@@ -768,6 +811,7 @@ impl Exchange<'_> {
         target: &Target,
         out: &mut Vec<u8>,
         answer: &mut Vec<u8>,
+        fields: &[head::Field],
         ans: &ResponseHead,
     ) -> After {
         let close = self.head.close || self.close_after || ans.framing == Framing::Close;
@@ -807,7 +851,7 @@ impl Exchange<'_> {
             out.extend_from_slice(b"HTTP/1.1 ");
             out.extend_from_slice(&answer[ans.status_line.clone()]);
             out.extend_from_slice(b"\r\n");
-            for f in ans.fields.iter().filter(|f| f.keep) {
+            for f in fields.iter().filter(|f| f.keep) {
                 out.extend_from_slice(&answer[f.name.clone()]);
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(&answer[f.value.clone()]);
