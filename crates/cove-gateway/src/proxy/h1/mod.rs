@@ -44,6 +44,8 @@ const SMALL_ANSWER: u64 = 64 * 1024;
 /// A connection's buffers, to begin with (small enough for the
 /// allocator's per-thread cache).
 const BUFFER: usize = 1000;
+/// Header fields a connection's lists hold before they grow.
+const FIELDS: usize = 16;
 /// Largest answer head from an upstream.
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
 
@@ -93,6 +95,39 @@ fn own(status: u16, text: &str, close: bool) -> Vec<u8> {
     b
 }
 
+/// Appends `n` in decimal.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// An address as `X-Forwarded-For` carries it (IPv4 without `fmt`: once
+/// per connection, which is once per request without keep-alive).
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = Vec::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                decimal(&mut out, u64::from(octet));
+            }
+            String::from_utf8(out).unwrap_or_default()
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 /// Why a read failed: the client or upstream went away, or was too slow.
 type Io = std::io::Result<usize>;
 
@@ -108,12 +143,12 @@ impl Gateway {
         let mut c = Client {
             stream,
             peer,
-            peer_ip: peer.ip().to_string(),
+            peer_ip: ip_text(peer.ip()),
             buf: Vec::with_capacity(BUFFER),
             out: Vec::with_capacity(BUFFER),
             answer: Vec::with_capacity(BUFFER),
-            req_fields: Vec::new(),
-            ans_fields: Vec::new(),
+            req_fields: Vec::with_capacity(FIELDS),
+            ans_fields: Vec::with_capacity(FIELDS),
             idle: Box::pin(tokio::time::sleep(self.limits.header_read)),
             wait: Box::pin(tokio::time::sleep(self.limits.upstream_response)),
         };
@@ -139,6 +174,7 @@ impl Gateway {
         let mut watch = stop.also();
         let stopped = watch.requested();
         tokio::pin!(stopped);
+        let mut requests = 0u64;
         loop {
             let head = match self.read_head(c, stopped.as_mut()).await {
                 Some(Ok(head)) => head,
@@ -152,6 +188,12 @@ impl Gateway {
             };
             match self.exchange(c, &head).await {
                 After::Next => {
+                    if requests == 0 {
+                        // A kept-alive connection: its answers must not wait
+                        // for the client's acknowledgements (Nagle).
+                        let _ = c.stream.set_nodelay(true);
+                    }
+                    requests += 1;
                     // What was read past this request is the next one's.
                     let used = head.len + self.body_in_buffer(c, &head);
                     c.buf.drain(..used.min(c.buf.len()));
@@ -402,7 +444,14 @@ impl Gateway {
         }
         if !head.request_id {
             let n = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = write!(out, "x-request-id: {:016x}-{n}\r\n", self.id_prefix);
+            // `{prefix:016x}-{n}`, as on hyper's path, without `fmt`.
+            out.extend_from_slice(b"x-request-id: ");
+            for shift in (0..16).rev() {
+                out.push(b"0123456789abcdef"[(self.id_prefix >> (shift * 4)) as usize & 15]);
+            }
+            out.push(b'-');
+            decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -868,6 +917,10 @@ impl Exchange<'_> {
             return After::Close;
         }
         self.bytes = body_first as u64;
+        if !matches!(left, BodyLeft::None) {
+            // Several writes: none waits for the client's acknowledgements.
+            let _ = client.set_nodelay(true);
+        }
         // The rest of the body.
         loop {
             let want = match &left {
@@ -970,5 +1023,30 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_fmt_would() {
+        for n in [0u64, 7, 10, 99, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.2.30.4",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 }
