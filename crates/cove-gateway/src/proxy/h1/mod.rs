@@ -155,16 +155,27 @@ impl Gateway {
         if !self.serve_requests(&mut c, &stop).await {
             return;
         }
+        self.to_hyper(c, stop).await
+    }
+
+    /// The rest of the connection, served by hyper with the bytes read so
+    /// far; boxed, and made in a plain function, so that the fast path's
+    /// own future does not carry the size of hyper's.
+    fn to_hyper(
+        self: Arc<Self>,
+        c: Client,
+        stop: Stopping,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         // The HTTP/2 preface (prior knowledge) reads as a request line of
         // version 2.0, which the fast path declines.
         let h2 = c.buf.starts_with(b"PRI * HTTP/2");
+        let peer = c.peer;
         let rewound = Rewind {
             pre: c.buf,
             at: 0,
             inner: c.stream,
         };
-        // Boxed: the fast path's own future stays small.
-        Box::pin(self.serve_io(rewound, peer, h2, false, stop)).await
+        Box::pin(self.serve_io(rewound, peer, h2, false, stop))
     }
 
     /// Serves requests until the connection ends (`false`) or one is for
@@ -316,7 +327,10 @@ impl Gateway {
                     .refuse(stream, 404, &text, has_body || head.close)
                     .await;
             };
-            if !self.hold(&table.routes()[index].pool, &mut hold).await {
+            // Boxed, as what is rare is: every connection's future carries
+            // the size of what it may await.
+            let pool = &table.routes()[index].pool;
+            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
                 break index;
             }
             table = self.table();
@@ -517,10 +531,7 @@ impl Exchange<'_> {
                 if reached {
                     break;
                 }
-                match gw
-                    .after_failures(self.table, self.route, &mut held, rounds)
-                    .await
-                {
+                match Box::pin(gw.after_failures(self.table, self.route, &mut held, rounds)).await {
                     Some(pool) => {
                         attempts = pool.targets.len().clamp(2, 8);
                         newer = Some(pool);
@@ -656,7 +667,7 @@ impl Exchange<'_> {
         }
         // The rest of the body, from the client to the target.
         if !matches!(left, BodyLeft::None)
-            && let Err(done) = self.stream_body(client, &mut up, out, &mut left).await
+            && let Err(done) = Box::pin(self.stream_body(client, &mut up, out, &mut left)).await
         {
             return Tried::Done(done);
         }
