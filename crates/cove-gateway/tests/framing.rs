@@ -1137,6 +1137,12 @@ async fn a_stalled_request_body_is_a_408_and_the_connection_closes() {
             assert_eq!(answer.status_line, "HTTP/1.1 408 Request Timeout", "{case}");
             assert!(closed, "{case}");
             assert_eq!(up.requests(), 0, "{case}");
+            // The abandoned request's upstream connection is closed, not
+            // left waiting for the rest of the body.
+            up.until(&format!("{case}: the upstream connection closed"), |c| {
+                c.len() == 1 && c[0].closed
+            })
+            .await;
             assert_eq!(upstream_errors(&gw), 0, "{case}");
         }
     }

@@ -229,24 +229,29 @@ impl Gateway {
 /// RFC 9112 §6). A refused framing closes the connection: where the next
 /// request would start is not known.
 pub(super) fn refused_head<B>(req: &Request<B>, max_head: usize) -> Option<Refused> {
-    // The head as sent was at least this long (separators, one space
-    // after each colon; hyper's read buffer lets heads somewhat over its
-    // limit through whole).
-    let size = req.method().as_str().len()
+    // One walk over the fields: their framing, and the head's size as sent
+    // (at least: separators, one space after each colon). hyper's read
+    // buffer lets heads somewhat over its limit through whole.
+    let mut size = req.method().as_str().len()
         + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
         + req.uri().authority().map_or(0, |a| a.as_str().len() + 7)
         + 12
-        + req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>()
         + 2;
+    let framed = framing(fields(req.headers()).inspect(|(k, v)| size += k.len() + v.len() + 4));
     if size > max_head {
         return Some(Box::new(closing(
             plain(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 &format!("cove gateway: the request head is larger than {max_head} bytes\n"),
+            ),
+            false,
+        )));
+    }
+    if let Err(e) = framed {
+        return Some(Box::new(closing(
+            plain(
+                e.status(),
+                &format!("cove gateway: bad request: {}\n", e.why()),
             ),
             false,
         )));
@@ -271,15 +276,6 @@ pub(super) fn refused_head<B>(req: &Request<B>, max_head: usize) -> Option<Refus
         && !valid_host(a.as_str().as_bytes())
     {
         return bad("an invalid authority in the target");
-    }
-    if let Err(e) = framing(fields(req.headers())) {
-        return Some(Box::new(closing(
-            plain(
-                e.status(),
-                &format!("cove gateway: bad request: {}\n", e.why()),
-            ),
-            false,
-        )));
     }
     None
 }
