@@ -883,10 +883,8 @@ async fn requests_with_ambiguous_framing_are_a_400_and_the_connection_closes() {
 /// a second equal `Content-Length` from the fields it hands over, and
 /// skips chunk extensions unread. The fast path refuses them (400, the
 /// connection closed); on the hyper path they stay safe (see
-/// `..._are_normalised_safely_on_the_hyper_path`). Fast path only, until
-/// it lands (today `fast_path: true` still goes through hyper).
+/// `..._are_normalised_safely_on_the_hyper_path`). Fast path only.
 #[tokio::test]
-#[ignore = "fast path only: hyper normalises these before the gateway sees them"]
 async fn shapes_hyper_normalises_are_a_400_on_the_fast_path() {
     for (what, request) in normalised_by_hyper() {
         let up = Upstream::ok().await;
@@ -1091,9 +1089,9 @@ async fn heads_up_to_64_kib_pass_and_larger_ones_are_refused() {
 
 /// RFC 9110 §2.5: a recipient treats a higher minor version as the
 /// highest it supports. hyper's parser (httparse) refuses any version but
-/// 1.0 and 1.1, so this is the fast path's alone: ignored until it lands.
+/// 1.0 and 1.1, so this is the fast path's alone (it rewrites the minor
+/// digit and parses again).
 #[tokio::test]
-#[ignore = "fast path only: httparse, under hyper, refuses HTTP/1.2"]
 async fn http_1_2_is_served_as_http_1_1() {
     let up = Upstream::ok().await;
     let gw = simple(&up, true).await;

@@ -25,6 +25,9 @@ pub(super) enum Refusal {
     /// Served by hyper instead (WebSocket upgrade, `Expect`, HTTP/1.0,
     /// `CONNECT`…).
     Decline,
+    /// HTTP/1.x with x above 1, the minor digit at this offset: served as
+    /// HTTP/1.1 (RFC 9110 §2.5), the highest minor version it knows.
+    LaterMinor(usize),
 }
 
 /// A header field, as ranges of the buffer.
@@ -167,6 +170,16 @@ pub(super) fn valid_host(host: &[u8]) -> bool {
 /// `Limits::max_headers` applies to requests).
 const MAX_FIELDS: usize = 128;
 
+/// Where the minor digit of an `HTTP/1.x` request line (x from 2 to 9)
+/// is; `None` for anything else (HTTP/2's preface, say).
+fn later_minor(buf: &[u8]) -> Option<usize> {
+    let end = buf.iter().position(|b| *b == b'\n')?;
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let version = line.get(line.len().checked_sub(9)?..)?;
+    (version.starts_with(b" HTTP/1.") && (b'2'..=b'9').contains(&version[8]))
+        .then_some(line.len() - 1)
+}
+
 /// Parses a request head at the start of `buf` (at most `max_headers`
 /// fields, kept in `fields`) and judges it.
 pub(super) fn request(
@@ -183,8 +196,9 @@ pub(super) fn request(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refusal::Bad(431, "too many header fields"));
         }
-        // HTTP/1.x with x > 1: hyper handles it (the fast path knows 1.1).
-        Err(httparse::Error::Version) => return Err(Refusal::Decline),
+        Err(httparse::Error::Version) => {
+            return Err(later_minor(buf).map_or(Refusal::Decline, Refusal::LaterMinor));
+        }
         Err(_) => return Err(Refusal::Bad(400, "malformed request head")),
     };
     if req.version != Some(1) {
@@ -253,7 +267,22 @@ pub(super) fn request(
                 let mut codings = tokens(value);
                 chunked = matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"));
                 if !chunked {
-                    return Err(Refusal::Bad(400, "unsupported Transfer-Encoding"));
+                    // Chunked last, after a coding the gateway does not
+                    // implement: 501 (RFC 9112 §6.1); anything else is
+                    // framing it cannot read.
+                    let last = tokens(value).last();
+                    return Err(
+                        if last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+                            && tokens(value)
+                                .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
+                                .count()
+                                == 1
+                        {
+                            Refusal::Bad(501, "a Transfer-Encoding the gateway does not implement")
+                        } else {
+                            Refusal::Bad(400, "unsupported Transfer-Encoding")
+                        },
+                    );
                 }
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -399,8 +428,8 @@ pub(super) fn response(
         if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
             let n = content_length(value).ok_or(Bad::Invalid("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Bad::Invalid("differing Content-Length fields"));
+            if length.is_some() {
+                return Err(Bad::Invalid("more than one Content-Length field"));
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -438,17 +467,6 @@ pub(super) fn response(
         return Err(Bad::Invalid(
             "both Content-Length and Transfer-Encoding (RFC 9112 §6.3)",
         ));
-    }
-    if lengths > 1 {
-        // Equal values (checked above): one is enough.
-        verbatim = false;
-        let mut seen = false;
-        for f in fields.iter_mut() {
-            if f.keep && buf[f.name.clone()].eq_ignore_ascii_case(b"content-length") {
-                f.keep = !seen;
-                seen = true;
-            }
-        }
     }
     if !connection.is_empty() {
         for f in fields.iter_mut() {

@@ -36,8 +36,6 @@ use crate::accept::Stopping;
 use crate::balance;
 use crate::table::{self, Route, Table, Target};
 
-/// Time a client has between two reads of a request body.
-const BODY_READ: Duration = Duration::from_secs(10);
 /// Answers read whole before they are passed on when the request may be
 /// sent again (as on hyper's path).
 const SMALL_ANSWER: u64 = 64 * 1024;
@@ -195,7 +193,7 @@ impl Gateway {
                     let _ = c.stream.write_all(&own(status, &text, true)).await;
                     return false;
                 }
-                Some(Err(Refusal::Partial)) | None => return false,
+                Some(Err(Refusal::Partial | Refusal::LaterMinor(_))) | None => return false,
             };
             match self.exchange(c, &head).await {
                 After::Next => {
@@ -251,6 +249,11 @@ impl Gateway {
                     Err(Refusal::Partial) => {}
                     Ok(h) if h.len > self.limits.max_head => {
                         return Some(Err(Refusal::Bad(431, "request head too large")));
+                    }
+                    Err(Refusal::LaterMinor(at)) => {
+                        // Read as HTTP/1.1, and answered as such.
+                        c.buf[at] = b'1';
+                        continue;
                     }
                     judged => return Some(judged),
                 }
@@ -778,7 +781,7 @@ impl Exchange<'_> {
             scratch.clear();
             scratch.reserve(want);
             let read = tokio::time::timeout(
-                BODY_READ,
+                self.gw.limits.body_read,
                 (&mut *client).take(want as u64).read_buf(scratch),
             )
             .await;
@@ -854,11 +857,15 @@ impl Exchange<'_> {
     async fn bad_answer(&mut self, client: &mut TcpStream, target: &Target, why: &str) -> After {
         self.upstream_failed = true;
         self.status = 502;
+        target.record(table::Outcome::ServerError, table::now_ms());
         let text = format!(
             "cove gateway: {} ({}) gave an invalid answer: {why}\n",
             self.route.pool.name, target.addr
         );
-        self.gw.refuse(client, 502, &text, true).await
+        // Nothing of the answer went to the client, and the request was
+        // all sent: its connection may serve the next one.
+        let close = self.head.close || self.close_after;
+        self.gw.refuse(client, 502, &text, close).await
     }
 
     /// Passes the answer on to the client: its head (byte for byte when
