@@ -12,12 +12,12 @@ use crate::table::{Policy, Pool, Target};
 /// `avoid` (one that just failed); `None` when there is none. When every
 /// target is ejected, ejection is ignored: trying beats refusing. `random`
 /// returns uniformly distributed numbers.
-pub fn pick(
-    pool: &Pool,
+pub fn pick<'p>(
+    pool: &'p Pool,
     avoid: Option<SocketAddr>,
     now: u64,
     random: &mut impl FnMut() -> u64,
-) -> Option<Arc<Target>> {
+) -> Option<&'p Arc<Target>> {
     let healthy = pool
         .targets
         .iter()
@@ -26,7 +26,8 @@ pub fn pick(
         !t.is_draining() && Some(t.addr) != avoid && (!healthy || !t.is_ejected(now))
     };
     let n = pool.targets.iter().filter(ok).count();
-    let nth = |i: usize| pool.targets.iter().filter(ok).nth(i).cloned();
+    // Borrowed, not cloned: a target's count is shared by every thread.
+    let nth = |i: usize| pool.targets.iter().filter(ok).nth(i);
     match (n, pool.policy) {
         (0, _) => None,
         (1, _) => nth(0),

@@ -15,7 +15,6 @@
 //! - `cove_gateway_targets{route,service}` (targets in the table)
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 pub use crate::stats::{BUCKETS, RouteStats};
 use crate::table::{Table, Target};
@@ -129,17 +128,17 @@ fn durations(out: &mut String, routes: &[RouteRow]) {
         let (s, labels) = (r.stats, r.labels());
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
-            cumulative += s.buckets[i].load(Ordering::Relaxed);
+            cumulative += s.in_bucket(i);
             let _ = writeln!(
                 out,
                 "cove_gateway_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {cumulative}"
             );
         }
-        cumulative += s.over.load(Ordering::Relaxed);
+        cumulative += s.in_bucket(BUCKETS.len());
         let _ = writeln!(
             out,
             "cove_gateway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}\ncove_gateway_request_duration_seconds_sum{{{labels}}} {}\ncove_gateway_request_duration_seconds_count{{{labels}}} {cumulative}",
-            s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+            s.sum_micros() as f64 / 1e6
         );
     }
 }
@@ -156,7 +155,7 @@ fn upstream_errors(out: &mut String, routes: &[RouteRow]) {
             out,
             "cove_gateway_upstream_errors_total{{{}}} {}",
             r.labels(),
-            r.stats.upstream_errors.load(Ordering::Relaxed)
+            r.stats.upstream_errors()
         );
     }
 }

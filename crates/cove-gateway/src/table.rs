@@ -109,6 +109,13 @@ impl Target {
         InFlight(self.clone())
     }
 
+    /// [`Target::begin`], borrowed: the target's reference count is not
+    /// touched (it is shared by every thread).
+    pub fn begin_here(&self) -> InFlightHere<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightHere(self)
+    }
+
     /// No new requests; the ones in flight finish.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
@@ -136,6 +143,16 @@ impl Target {
 pub struct InFlight(Arc<Target>);
 
 impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight on a target, counted by a borrowed guard.
+#[derive(Debug)]
+pub struct InFlightHere<'a>(&'a Target);
+
+impl Drop for InFlightHere<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

@@ -56,7 +56,7 @@ async fn join(gateway: Arc<Gateway>, mut client: TcpStream, local: std::net::Soc
     let mut avoid = None;
     for _ in 0..2 {
         let Some(target) =
-            balance::pick(&pool, avoid, table::now_ms(), &mut balance::thread_random)
+            balance::pick(&pool, avoid, table::now_ms(), &mut balance::thread_random).cloned()
         else {
             break;
         };

@@ -115,7 +115,8 @@ impl Gateway {
             let current = tries.attempt;
             tries.attempt += 1;
             let pool = &tries.pool;
-            let Some(target) = balance::pick(pool, tries.avoid, table::now_ms(), &mut random)
+            let Some(target) =
+                balance::pick(pool, tries.avoid, table::now_ms(), &mut random).cloned()
             else {
                 if current > 0 {
                     tries.attempt = tries.attempts; // no other target to try

@@ -559,7 +559,7 @@ impl Exchange<'_> {
             self.target = Some(target.addr);
             let more = attempt < attempts;
             match self
-                .try_target(&target, client, out, answer, fields, wait, more && again)
+                .try_target(target, client, out, answer, fields, wait, more && again)
                 .await
             {
                 Tried::Done(after) => return after,
@@ -613,7 +613,7 @@ impl Exchange<'_> {
     ) -> Tried {
         let gw = self.gw;
         let head = self.head;
-        let _guard = target.begin();
+        let _guard = target.begin_here();
         let mut up = match gw.h1_conns.checkout(target.addr) {
             Some(s) => s,
             None => match Conns::connect(target.addr, gw.limits.upstream_connect).await {
