@@ -303,6 +303,8 @@ struct Client {
     buf: Vec<u8>,
     /// Whose answers these are, for messages.
     path: &'static str,
+    /// The next answer is to a `HEAD`: no body, whatever its head says.
+    to_head: bool,
 }
 
 impl Client {
@@ -310,6 +312,7 @@ impl Client {
         Client {
             s: TcpStream::connect(gw.addr).await.unwrap(),
             buf: Vec::new(),
+            to_head: false,
             path: if gw.fast_path {
                 "fast path"
             } else {
@@ -363,7 +366,7 @@ impl Client {
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         let end = loop {
-            let end = if code == 101 || code == 204 || code == 304 {
+            let end = if code == 101 || code == 204 || code == 304 || self.to_head {
                 Some(head_end)
             } else {
                 match framing(&head) {
@@ -382,6 +385,7 @@ impl Client {
         };
         let body = self.buf[head_end..end].to_vec();
         self.buf.drain(..end);
+        self.to_head = false;
         Some(Answer {
             status_line,
             head,
@@ -1183,4 +1187,176 @@ async fn a_slow_body_that_keeps_coming_is_not_cut_off() {
 #[test]
 fn the_body_read_limit_is_10_s_by_default() {
     assert_eq!(Limits::default().body_read, Duration::from_secs(10));
+}
+
+// ---------------------------------------------------------------------
+// Answers of every framing, on one kept-alive connection each way.
+
+/// A chunked body's data.
+fn dechunk(body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut at = 0;
+    while let Some(nl) = find(&body[at..], b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[at..at + nl]).unwrap(), 16).unwrap();
+        at += nl + 2;
+        data.extend_from_slice(&body[at..at + size]);
+        at += size + 2;
+        if size == 0 {
+            break;
+        }
+    }
+    data
+}
+
+/// Sends `request` on `cl` and reads its answer.
+async fn ask(cl: &mut Client, case: &str, request: &[u8]) -> Answer {
+    cl.send(request).await;
+    cl.answer().await.unwrap_or_else(|| {
+        panic!(
+            "{case}: closed before the answer to {:?}",
+            String::from_utf8_lossy(request)
+        )
+    })
+}
+
+/// The answers a well-behaved upstream may give pass through both paths
+/// unchanged in what they carry: a chunked body of many chunks, a long
+/// one with a length, a `HEAD`'s head, 204 and 304 without a body, an
+/// informational answer before the final one (not passed on), pipelined
+/// requests answered in order, a chunked request body streamed whole,
+/// and at last an answer delimited by its connection's close. The client
+/// keeps one connection and the gateway one upstream connection until
+/// that last answer.
+#[tokio::test]
+async fn answers_of_every_framing_pass_through_on_kept_alive_connections() {
+    let big: String = (0..300_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let chunked_body: String = (0..100).map(|i| format!("{i:04}").repeat(250)).collect();
+    for fast_path in PATHS {
+        let (b, c) = (big.clone(), chunked_body.clone());
+        let up = Upstream::start(move |head| {
+            let path = head.split(' ').nth(1).unwrap_or_default();
+            match path {
+                "/chunked" => {
+                    let mut a = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                    for part in c.as_bytes().chunks(1000) {
+                        a.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                        a.extend_from_slice(part);
+                        a.extend_from_slice(b"\r\n");
+                    }
+                    a.extend_from_slice(b"0\r\n\r\n");
+                    a
+                }
+                "/big" => ok_answer(&b),
+                "/head" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+                "/none" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+                "/same" => b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n".to_vec(),
+                "/hints" => {
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+                        .to_vec()
+                }
+                "/close" => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end".to_vec(),
+                _ => ok_answer(path),
+            }
+        })
+        .await;
+        let gw = simple(&up, fast_path).await;
+        let case = path_name(fast_path);
+        let mut cl = Client::connect(&gw).await;
+        let a = ask(&mut cl, case, b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(a.status_line, "HTTP/1.1 200 OK", "{case}");
+        assert!(
+            a.head.contains("transfer-encoding: chunked"),
+            "{case}: {}",
+            a.head
+        );
+        let unchunked = dechunk(&a.body);
+        assert_eq!(
+            unchunked,
+            chunked_body.as_bytes(),
+            "{case}: the chunked body"
+        );
+        let a = ask(&mut cl, case, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(a.body, big.as_bytes(), "{case}: the long body");
+        cl.to_head = true;
+        let a = ask(&mut cl, case, b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            a.head.contains("content-length: 5") && a.body.is_empty(),
+            "{case}: {a:?}"
+        );
+        let a = ask(&mut cl, case, b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(a.status_line, "HTTP/1.1 204 No Content", "{case}");
+        let a = ask(&mut cl, case, b"GET /same HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(a.status_line, "HTTP/1.1 304 Not Modified", "{case}");
+        let a = ask(&mut cl, case, b"GET /hints HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(
+            (a.status_line.as_str(), a.body.as_slice()),
+            ("HTTP/1.1 200 OK", &b"final"[..]),
+            "{case}"
+        );
+        // Two requests in one write: two answers, in order.
+        cl.send(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        for want in ["/one", "/two"] {
+            let a = cl
+                .answer()
+                .await
+                .unwrap_or_else(|| panic!("{case}: pipelined {want}"));
+            assert_eq!(a.body, want.as_bytes(), "{case}: pipelined");
+        }
+        // A chunked request body of 300 kB, streamed.
+        let mut post =
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in big.as_bytes().chunks(7000) {
+            post.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            post.extend_from_slice(part);
+            post.extend_from_slice(b"\r\n");
+        }
+        post.extend_from_slice(b"0\r\n\r\n");
+        let mut cl2 = Client::connect(&gw).await;
+        cl2.send(&post).await;
+        let a = cl2
+            .answer()
+            .await
+            .unwrap_or_else(|| panic!("{case}: upload"));
+        assert_eq!(a.body, b"/upload", "{case}: upload");
+        up.until(case, |c| {
+            c.iter().any(|c| {
+                c.bytes.windows(7000).any(|w| w == &big.as_bytes()[..7000])
+                    && c.heads.iter().any(|h| h.starts_with("POST /upload"))
+            })
+        })
+        .await;
+        // Until the connection closes: passed on, then the client's
+        // connection closes too.
+        let mut cl = Client::connect(&gw).await;
+        cl.send(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let a = cl
+            .answer()
+            .await
+            .unwrap_or_else(|| panic!("{case}: /close"));
+        if a.head.contains("transfer-encoding: chunked") {
+            // hyper's path frames it anew and keeps the connection.
+            assert_eq!(dechunk(&a.body), b"until the end", "{case}");
+        } else {
+            // The fast path passes it on as it came, and closes.
+            assert_eq!(a.body, b"until the end", "{case}");
+            assert!(a.head.contains("connection: close"), "{case}: {}", a.head);
+            assert!(cl.closes().await, "{case}: the client's connection closes");
+        }
+        // One upstream connection served every request, one after another.
+        let conns = up.conns();
+        let first = conns
+            .iter()
+            .find(|c| c.heads.iter().any(|h| h.starts_with("GET /chunked")))
+            .unwrap_or_else(|| panic!("{case}: {conns:?}"));
+        assert_eq!(
+            first.heads.len(),
+            10,
+            "{case}: one upstream connection: {:?}",
+            first.heads
+        );
+    }
 }

@@ -680,7 +680,7 @@ impl Exchange<'_> {
         // shorter): the connection's timer is moved on, not made anew.
         wait.as_mut().reset(tokio::time::Instant::now() + limit);
         answer.clear();
-        let ans = loop {
+        let ans = 'head: loop {
             if answer.capacity() - answer.len() < 1024 {
                 answer.reserve(4096);
             }
@@ -704,27 +704,14 @@ impl Exchange<'_> {
                 Ok(0) | Err(_) => return Tried::Died("the answer was cut short".into()),
                 Ok(_) => {}
             }
-            match head::response(answer, head.is_head(self.buf), fields) {
-                Ok(a) if (100..200).contains(&a.status) && a.status != 101 => {
-                    // Informational: not passed on (no `Expect` came this way).
-                    answer.drain(..a.len);
-                }
-                Ok(a) if a.status == 101 => {
-                    return Tried::Done(
-                        self.bad_answer(client, target, "an upgrade nobody asked for")
-                            .await,
-                    );
-                }
-                Ok(a) => break a,
-                Err(head::Bad::Partial) if answer.len() > MAX_ANSWER_HEAD => {
-                    return Tried::Done(
-                        self.bad_answer(client, target, "answer head too large")
-                            .await,
-                    );
-                }
-                Err(head::Bad::Partial) => {}
-                Err(head::Bad::Invalid(why)) => {
-                    return Tried::Done(self.bad_answer(client, target, why).await);
+            // Informational answers are dropped, and what follows them
+            // judged before anything more is read.
+            loop {
+                match self.judge_answer(client, target, answer, fields).await {
+                    Ok(Judged::Whole(a)) => break 'head a,
+                    Ok(Judged::Informational) if !answer.is_empty() => {}
+                    Ok(Judged::Informational | Judged::Partial) => break,
+                    Err(after) => return Tried::Done(after),
                 }
             }
         };
@@ -759,6 +746,34 @@ impl Exchange<'_> {
             self.pass_on(client, up, target, out, answer, fields, &ans)
                 .await,
         )
+    }
+
+    /// What the start of `answer` is: a whole head, a part of one, or an
+    /// informational answer (dropped from it: not passed on, as no
+    /// `Expect` comes this way); `Err` when the exchange ended with the
+    /// gateway's own 502.
+    async fn judge_answer(
+        &mut self,
+        client: &mut TcpStream,
+        target: &Target,
+        answer: &mut Vec<u8>,
+        fields: &mut Vec<head::Field>,
+    ) -> Result<Judged, After> {
+        match head::response(answer, self.head.is_head(self.buf), fields) {
+            Ok(a) if (100..200).contains(&a.status) && a.status != 101 => {
+                answer.drain(..a.len);
+                Ok(Judged::Informational)
+            }
+            Ok(a) if a.status == 101 => Err(self
+                .bad_answer(client, target, "an upgrade nobody asked for")
+                .await),
+            Ok(a) => Ok(Judged::Whole(a)),
+            Err(head::Bad::Partial) if answer.len() > MAX_ANSWER_HEAD => Err(self
+                .bad_answer(client, target, "answer head too large")
+                .await),
+            Err(head::Bad::Partial) => Ok(Judged::Partial),
+            Err(head::Bad::Invalid(why)) => Err(self.bad_answer(client, target, why).await),
+        }
     }
 
     /// Copies the rest of a request body from the client to the target.
@@ -987,6 +1002,13 @@ impl Exchange<'_> {
         }
         if close { After::Close } else { After::Next }
     }
+}
+
+/// What the start of an answer's bytes is.
+enum Judged {
+    Whole(ResponseHead),
+    Partial,
+    Informational,
 }
 
 /// What is left of a body to copy.
