@@ -72,6 +72,8 @@ pub struct Gateway {
     upstreams: Arc<Upstreams>,
     /// The fast path's kept-alive upstream connections.
     h1_conns: h1::Conns,
+    /// The fast path's pipes, for long bodies.
+    h1_pipes: h1::Pipes,
     /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
     deadlines: std::sync::OnceLock<Arc<Deadlines>>,
     limits: Limits,
@@ -140,6 +142,7 @@ impl Gateway {
             access_query,
             upstreams: Upstreams::new(limits.upstream_connect),
             h1_conns: h1::Conns::default(),
+            h1_pipes: h1::Pipes::default(),
             deadlines: std::sync::OnceLock::new(),
             limits,
             id_prefix: balance::thread_random(),

@@ -16,6 +16,7 @@
 mod chunked;
 mod conns;
 mod head;
+mod splice;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -30,6 +31,7 @@ use tokio::net::TcpStream;
 
 pub(crate) use conns::Conns;
 use head::{Framing, Refusal, RequestHead, ResponseHead};
+pub(crate) use splice::Pipes;
 
 use super::{AccessRecord, Gateway, Hold};
 use crate::accept::Stopping;
@@ -787,6 +789,11 @@ impl Exchange<'_> {
         left: &mut BodyLeft,
     ) -> Result<(), After> {
         let max = self.route.max_body;
+        if let BodyLeft::Length(rest) = *left
+            && rest >= splice::SPLICE_FROM
+        {
+            return self.splice_body(client, up, rest).await;
+        }
         loop {
             let want = match left {
                 BodyLeft::None | BodyLeft::Close => return Ok(()),
@@ -855,6 +862,52 @@ impl Exchange<'_> {
                     self.target.map(|t| t.to_string()).unwrap_or_default()
                 );
                 return Err(self.gw.refuse(client, 502, &text, true).await);
+            }
+        }
+    }
+
+    /// The rest of a request body with a length, spliced from the client
+    /// to the target.
+    async fn splice_body(
+        &mut self,
+        client: &mut TcpStream,
+        up: &mut TcpStream,
+        rest: u64,
+    ) -> Result<(), After> {
+        let mut pipe = match self.gw.h1_pipes.take() {
+            Ok(p) => p,
+            Err(_) => {
+                self.status = 503;
+                let text = "cove gateway: out of file descriptors\n";
+                return Err(self.gw.refuse(client, 503, text, true).await);
+            }
+        };
+        let mut moved = 0;
+        let relayed = pipe
+            .relay(client, up, rest, Some(self.gw.limits.body_read), &mut moved)
+            .await;
+        self.gw.h1_pipes.give(pipe);
+        match relayed {
+            Ok(()) => Ok(()),
+            Err(splice::Broke::From(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.status = 408;
+                let text = "cove gateway: the request's body did not come in time\n";
+                Err(self.gw.refuse(client, 408, text, true).await)
+            }
+            Err(splice::Broke::From(_)) => {
+                // The client went away mid-body.
+                self.status = 400;
+                Err(After::Close)
+            }
+            Err(splice::Broke::To(e)) => {
+                self.upstream_failed = true;
+                self.status = 502;
+                let text = format!(
+                    "cove gateway: {} ({}): the request body could not be sent on: {e}\n",
+                    self.route.pool.name,
+                    self.target.map(|t| t.to_string()).unwrap_or_default()
+                );
+                Err(self.gw.refuse(client, 502, &text, true).await)
             }
         }
     }
@@ -954,7 +1007,18 @@ impl Exchange<'_> {
             // Several writes: none waits for the client's acknowledgements.
             let _ = client.set_nodelay(true);
         }
-        // The rest of the body.
+        // The rest of the body: long ones spliced, socket to socket.
+        if let BodyLeft::Length(rest) = left
+            && rest >= splice::SPLICE_FROM
+            && let Ok(mut pipe) = self.gw.h1_pipes.take()
+        {
+            let relayed = pipe.relay(&up, client, rest, None, &mut self.bytes).await;
+            self.gw.h1_pipes.give(pipe);
+            if relayed.is_err() {
+                return After::Close; // cut short: so is the client's
+            }
+            left = BodyLeft::None;
+        }
         loop {
             let want = match &left {
                 BodyLeft::None => break,
