@@ -9,8 +9,11 @@
 //! - [`table`]: routes, pools, targets (in-flight counts, draining).
 //! - [`balance`]: power-of-two-choices on in-flight requests, round-robin.
 //! - [`proxy`]: the HTTP server: the [`proxy::Gateway`], forwarding a
-//!   request (request ids, retries on connect failure), holds, upgrades.
-//! - `headers`: forwarding headers, hop-by-hop stripping.
+//!   request (request ids, retries on connect failure), holds, upgrades;
+//!   `proxy::h1`, the HTTP/1.1 fast path (heads parsed in place, bodies
+//!   copied or spliced through), hyper for the rest.
+//! - `headers`: forwarding headers, hop-by-hop stripping, the strict head
+//!   rules on bytes (Host, framing, upgrades).
 //! - `answer`: the gateway's own answers (404, 502, 503, 504…).
 //! - [`limits`]: the gateway's timeouts and size limits.
 //! - [`upstream`]: kept-alive connections to the targets.
