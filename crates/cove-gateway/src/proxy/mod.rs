@@ -59,9 +59,31 @@ use crate::deadline::Deadlines;
 use crate::table::Table;
 use crate::upstream::Upstreams;
 
+/// The table, shared by a gateway's siblings, and its generation (read
+/// without writing anything shared: see [`Gateway::table_here`]).
+struct Current {
+    table: RwLock<Arc<Table>>,
+    generation: AtomicU64,
+}
+
+/// The shared table, held by one thread: its own reference count.
+pub(crate) struct TableHere(Arc<Table>);
+
+impl std::ops::Deref for TableHere {
+    type Target = Arc<Table>;
+
+    fn deref(&self) -> &Arc<Table> {
+        &self.0
+    }
+}
+
 pub struct Gateway {
     /// Shared by the gateway's siblings (one per thread).
-    table: Arc<RwLock<Arc<Table>>>,
+    table: Arc<Current>,
+    /// This thread's view of it: the generation it saw, and a reference
+    /// counted here, so that taking it touches no count another core
+    /// shares.
+    here: std::sync::Mutex<(u64, Arc<TableHere>)>,
     /// Bumped at every new table (shared by siblings too).
     changed: Arc<watch::Sender<u64>>,
     /// Where access log records go, if anywhere.
@@ -94,7 +116,10 @@ impl Gateway {
         access_log: Option<AccessLog>,
     ) -> Arc<Gateway> {
         Gateway::with_table(
-            Arc::new(RwLock::new(Arc::new(table))),
+            Arc::new(Current {
+                table: RwLock::new(Arc::new(table)),
+                generation: AtomicU64::new(0),
+            }),
             Arc::new(watch::channel(0).0),
             access_log,
             Arc::new(AtomicU8::new(QueryLog::default() as u8)),
@@ -129,14 +154,19 @@ impl Gateway {
     }
 
     fn with_table(
-        table: Arc<RwLock<Arc<Table>>>,
+        table: Arc<Current>,
         changed: Arc<watch::Sender<u64>>,
         access_log: Option<AccessLog>,
         access_query: Arc<AtomicU8>,
         limits: Limits,
     ) -> Arc<Gateway> {
+        let here = std::sync::Mutex::new((
+            table.generation.load(Ordering::Acquire),
+            Arc::new(TableHere(table.table.read().expect("not poisoned").clone())),
+        ));
         Arc::new(Gateway {
             table,
+            here,
             changed,
             access_log,
             access_query,
@@ -152,12 +182,27 @@ impl Gateway {
 
     /// The current table.
     pub fn table(&self) -> Arc<Table> {
-        self.table.read().expect("not poisoned").clone()
+        self.table.table.read().expect("not poisoned").clone()
+    }
+
+    /// The current table as this thread holds it: no lock or count that
+    /// other cores share is written (a load of the generation, then this
+    /// thread's own copy; the shared table is read only after a change).
+    pub(crate) fn table_here(&self) -> Arc<TableHere> {
+        let generation = self.table.generation.load(Ordering::Acquire);
+        let mut here = self.here.lock().expect("not poisoned");
+        if here.0 != generation {
+            *here = (generation, Arc::new(TableHere(self.table())));
+        }
+        here.1.clone()
     }
 
     /// Replaces the table at once: requests already routed finish on the old one.
     pub fn set_table(&self, table: Table) {
-        *self.table.write().expect("not poisoned") = Arc::new(table);
+        *self.table.table.write().expect("not poisoned") = Arc::new(table);
+        // After the table: a thread that sees the new generation reads a
+        // table at least as new.
+        self.table.generation.fetch_add(1, Ordering::Release);
         self.changed.send_modify(|n| *n += 1);
     }
 

@@ -319,7 +319,7 @@ impl Gateway {
             .and_then(|h| std::str::from_utf8(&buf[h]).ok());
         let has_body = head.framing != Framing::None;
         // The route, held while its pool's targets are on their way.
-        let mut table = self.table();
+        let mut table = self.table_here();
         let mut hold = Hold::default();
         let index = loop {
             let Some(index) = table.route_index(host, path) else {
@@ -338,7 +338,7 @@ impl Gateway {
             if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
                 break index;
             }
-            table = self.table();
+            table = self.table_here();
         };
         let route = &table.routes()[index];
         if route.pool.http2 {
