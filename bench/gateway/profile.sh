@@ -75,6 +75,8 @@ ap.add_argument("--out", default=None)
 ap.add_argument("--top", type=int, default=25)
 ap.add_argument("--phase-timeout", type=float, default=900.0)
 ap.add_argument("--no-native", action="store_true")
+ap.add_argument("--native-factor", type=int, default=5,
+                help="the native run sends this many times the requests of the callgrind run (finer CPU figures)")
 opt = ap.parse_args()
 
 out = opt.out or tempfile.mkdtemp(prefix="cove-profile-")
@@ -384,6 +386,17 @@ def report(label, path, requests, top):
     return per
 
 
+def sched_ns(pid):
+    """CPU time of all of a process's threads, in ns (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{t}/schedstat").read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def proc_cpu(pid):
     """(user, system) seconds of a process and all its threads."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -405,7 +418,7 @@ def main():
     gw_port = free_port()
     gw_cmd = [opt.binary, "gateway", "--listen", f"127.0.0.1:{gw_port}",
               "--upstream", f"127.0.0.1:{ups[0]}", "--upstream", f"127.0.0.1:{ups[1]}", "--threads", "1"]
-    cg_out = os.path.join(out, "callgrind.out")
+    cg_out = os.path.join(out, f"callgrind.{time.strftime('%Y%m%dT%H%M%S')}.out")
     vg = subprocess.Popen(["valgrind", "--tool=callgrind", "--dump-instr=no", "--instr-atstart=no",
                            f"--callgrind-out-file={cg_out}", *gw_cmd],
                           stdout=open(os.path.join(out, "gateway.stdout"), "w"),
@@ -509,12 +522,17 @@ def native(ups):
     rows = {}
     p, port = gateway(ups)
     drive(port, 200, opt.conns, True, time.monotonic() + 120)
-    for label, n, keepalive in (("keep-alive", opt.keepalive, True), ("close", opt.close, False)):
+    f = max(1, opt.native_factor)
+    for label, n, keepalive in (("keep-alive", f * opt.keepalive, True), ("close", f * opt.close, False)):
         u0, s0 = proc_cpu(p.pid)
+        c0 = sched_ns(p.pid)
         tally, secs = drive(port, n, opt.conns, keepalive, time.monotonic() + opt.phase_timeout)
+        c1 = sched_ns(p.pid)
         u1, s1 = proc_cpu(p.pid)
         done = describe(tally, n, secs, f"native {label}")
-        rows[label] = [1e6 * (u1 - u0) / done, 1e6 * (s1 - s0) / done, "-", "-"]
+        user_share = (u1 - u0) / max(1e-9, (u1 - u0) + (s1 - s0))
+        cpu = (c1 - c0) / 1e3 / done
+        rows[label] = [done, done / secs, cpu, cpu * user_share, cpu * (1 - user_share), "-", "-"]
     stop(p)
     if subprocess.run(["sh", "-c", "command -v strace"], capture_output=True).returncode == 0:
         # strace -c reports at exit only: one gateway per scenario; the
@@ -526,18 +544,21 @@ def native(ups):
             done = describe(tally, n, secs, f"strace {label}")
             stop(p)
             counts = strace_counts(st_file)
-            rows[label][2] = f"{sum(counts.values()) / done:.2f}"
-            rows[label][3] = ", ".join(f"{k} {v / done:.2f}"
+            rows[label][5] = f"{sum(counts.values()) / done:.2f}"
+            rows[label][6] = ", ".join(f"{k} {v / done:.2f}"
                                        for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:7])
     else:
         log("strace missing: no syscall counts")
     print("\n### native run (no valgrind): CPU split and syscalls per request\n")
-    print("| scenario | user µs/req | system µs/req | syscalls/req (strace -f -c) | most frequent, per request |")
-    print("|---|---|---|---|---|")
-    for label, (u, s, sc, top) in rows.items():
-        print(f"| {label} | {u:.1f} | {s:.1f} | {sc} | {top} |")
-    print("\n(user/system: /proc utime/stime at 100 Hz with the Python load driver on the same cores: noisy; "
-          "syscall counts include the gateway's startup and one probe connection)")
+    print("| scenario | requests | req/s (Python driver) | CPU µs/req | user µs/req | system µs/req "
+          "| syscalls/req (strace -f -c) | most frequent, per request |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, (n, rps, cpu, u, s, sc, top) in rows.items():
+        print(f"| {label} | {n:,} | {rps:,.0f} | {cpu:.1f} | {u:.1f} | {s:.1f} | {sc} | {top} |")
+    print("\n(CPU: the gateway's threads' run time from /proc/PID/task/*/schedstat, split into user and "
+          "system in the ratio of utime/stime (100 Hz ticks); the Python load driver shares the cores and "
+          "sends one request at a time per connection, so these are noisy and not the harness's figures; "
+          "syscall counts: a separate gateway per scenario, its startup and one probe connection included)")
 
 
 def strace_counts(path):
