@@ -20,6 +20,17 @@ impl Stopping {
         // An error: the loop is gone, which means stopping too.
         let _ = self.0.wait_for(|s| *s).await;
     }
+
+    /// Another handle on the same stop (the server waits for both).
+    pub(crate) fn also(&self) -> Stopping {
+        Stopping(self.0.clone())
+    }
+
+    /// Whether the server has stopped accepting (without waiting).
+    #[inline]
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, each

@@ -8,6 +8,10 @@ pub struct Limits {
     /// Time for a client to send a request's headers; also how long an
     /// idle kept-alive connection stays open.
     pub header_read: Duration,
+    /// Time between two reads of a request's body (the gap, not the
+    /// whole body: nginx's `client_body_timeout`): a client that stops
+    /// sending its body mid-way is answered 408 and its connection closed.
+    pub body_read: Duration,
     /// Time for an upstream to answer (headers).
     pub upstream_response: Duration,
     /// Time to connect to an upstream.
@@ -35,6 +39,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(10),
             upstream_response: Duration::from_secs(60),
             upstream_connect: Duration::from_secs(5),
             max_head: 64 * 1024,

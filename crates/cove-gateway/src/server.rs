@@ -7,7 +7,9 @@
 //! on (a second bind of the address fails, so two gateways cannot share a
 //! port by accident); [`bind_reuseport`] makes one socket per thread that
 //! the kernel balances connections across (faster under load, used by the
-//! standalone `cove gateway`).
+//! standalone `cove gateway`). SO_REUSEPORT would let a second gateway
+//! share the port and take half its connections, so whoever binds so
+//! checks first that nothing listens there ([`check_free`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,6 +132,17 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// (IP_FREEBIND): connections arrive once it is.
 pub fn bind_freebind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     listener(addr, |fd, on| rustix::net::sockopt::set_ip_freebind(fd, on))
+}
+
+/// Fails with [`std::io::ErrorKind::AddrInUse`] when something (another
+/// gateway, any program) already listens on `addr`: a probe socket
+/// without SO_REUSEPORT cannot share the port with a listener, so its bind
+/// tells, then it is closed. Call it before [`bind_reuseport`], whose
+/// sockets would share the port silently. (Two gateways started in the
+/// same instant could both pass; the check is for the usual mistake, a
+/// second one started later.)
+pub fn check_free(addr: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop)
 }
 
 /// One listening socket on `addr` of several (SO_REUSEPORT), one per thread.

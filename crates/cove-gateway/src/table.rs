@@ -65,7 +65,11 @@ impl Target {
     pub fn record(&self, outcome: Outcome, now: u64) {
         let eject = match outcome {
             Outcome::Ok => {
-                self.failures.store(0, Ordering::Relaxed);
+                // Read first: a store on every request would move the
+                // line between the cores that share the target.
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
                 false
             }
             Outcome::ServerError => {
@@ -303,16 +307,16 @@ impl Table {
     pub fn route_index(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(|h| {
             // `[::1]:80`, `name:80`, `name`.
-            let bare = match h.rfind(':') {
+            match h.rfind(':') {
                 Some(i) if !h[i..].contains(']') => &h[..i],
                 _ => h,
-            };
-            bare.to_ascii_lowercase()
+            }
         });
         self.routes.iter().position(|r| {
-            let host_ok = match (&r.host, &host) {
+            let host_ok = match (&r.host, host) {
                 (None, _) => true,
-                (Some(want), Some(got)) => want == got,
+                // Routes' hosts are lower case.
+                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                 (Some(_), None) => false,
             };
             host_ok && prefix_matches(&r.path, path)

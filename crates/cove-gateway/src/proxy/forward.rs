@@ -1,23 +1,27 @@
 //! Forwarding a request to a target of its route's pool, in steps: its
-//! route (held while the pool's targets are on their way), the request as
-//! the targets get it ([`Outgoing`]), then the tries (`tries.rs`).
+//! head checked ([`refused_head`]: size, `Host`, framing), its route (held
+//! while the pool's targets are on their way), the request as the targets
+//! get it ([`Outgoing`]), then the tries (`tries.rs`).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
+use hyper::body::{Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use tokio::sync::Notify;
 
 use super::handle::Served;
 use super::{Body, Gateway, Hold};
-use crate::answer::{plain, too_large};
+use crate::answer::{closing, plain, too_large};
 use crate::headers::{
-    X_REQUEST_ID, forwarding_headers, request_host, strip_hop_by_hop, wants_upgrade,
+    X_REQUEST_ID, fields, forwarding_headers, framing, request_host, strip_hop_by_hop, valid_host,
+    wants_upgrade,
 };
 use crate::table::{self, Route, Table};
 
@@ -51,6 +55,10 @@ pub(super) struct Terms {
     pub(super) wait: Duration,
     /// The route's limit on request bodies.
     pub(super) max_body: Option<u64>,
+    /// Notified when the client stopped sending the request's body for
+    /// longer than [`crate::limits::Limits::body_read`] (see [`Paced`]);
+    /// `None`: the request has no body.
+    pub(super) stalled: Option<Arc<Notify>>,
 }
 
 impl Gateway {
@@ -62,6 +70,9 @@ impl Gateway {
         secure: bool,
         served: &mut Served,
     ) -> Response<Body> {
+        if let Some(refused) = refused_head(&req, self.limits.max_head) {
+            return *refused;
+        }
         let (table, index) = match self.route(&req).await {
             Ok(found) => found,
             Err(resp) => return *resp,
@@ -133,12 +144,17 @@ impl Gateway {
                 hyper::upgrade::on(&mut req),
             )
         });
-        // A `Host` value is shared, not copied.
-        let host = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // The target's authority (HTTP/2, absolute form) wins over `Host`
+        // (RFC 9110 §7.2), which is then made from it; a `Host` value is
+        // shared, not copied.
+        let authority = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(a) = &authority {
+            req.headers_mut().insert(header::HOST, a.clone());
+        }
+        let host = authority.or_else(|| req.headers().get(header::HOST).cloned());
         let (mut parts, body) = req.into_parts();
         if let Some(max) = route.max_body
             && hyper::body::Body::size_hint(&body).lower() > max
@@ -160,9 +176,18 @@ impl Gateway {
         let again = (replayable && is_idempotent(&parts.method))
             .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
         let over = Arc::new(Notify::new());
-        let body = match route.max_body {
-            Some(max) => crate::access::Capped::new(body, max, over.clone()).boxed(),
-            None => body.boxed(),
+        let stalled = (!replayable).then(|| Arc::new(Notify::new()));
+        let gap = self.limits.body_read;
+        let body = match (route.max_body, &stalled) {
+            (Some(max), Some(s)) => Paced::new(
+                crate::access::Capped::new(body, max, over.clone()),
+                gap,
+                s.clone(),
+            )
+            .boxed(),
+            (None, Some(s)) => Paced::new(body, gap, s.clone()).boxed(),
+            (Some(max), None) => crate::access::Capped::new(body, max, over.clone()).boxed(),
+            (None, None) => body.boxed(),
         };
         let mut upstream_req = Request::new(body);
         *upstream_req.method_mut() = parts.method;
@@ -177,6 +202,7 @@ impl Gateway {
                 over,
                 wait: route.timeout.unwrap_or(self.limits.upstream_response),
                 max_body: route.max_body,
+                stalled,
             },
         })
     }
@@ -193,6 +219,146 @@ impl Gateway {
                 headers.insert(X_REQUEST_ID.clone(), v);
             }
         }
+    }
+}
+
+/// The gateway's answer to a request whose head it refuses, before any
+/// routing: larger than `max_head` (431); HTTP/1.1 without `Host`, more
+/// than one `Host`, an invalid `Host` or target authority (400, RFC 9112
+/// §3.2); ambiguous framing (400, or 501 for an unknown transfer coding,
+/// RFC 9112 §6). A refused framing closes the connection: where the next
+/// request would start is not known.
+pub(super) fn refused_head<B>(req: &Request<B>, max_head: usize) -> Option<Refused> {
+    // One walk over the fields: their framing, and the head's size as sent
+    // (at least: separators, one space after each colon). hyper's read
+    // buffer lets heads somewhat over its limit through whole.
+    let mut size = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len() + 7)
+        + 12
+        + 2;
+    let framed = framing(fields(req.headers()).inspect(|(k, v)| size += k.len() + v.len() + 4));
+    if size > max_head {
+        return Some(Box::new(closing(
+            plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &format!("cove gateway: the request head is larger than {max_head} bytes\n"),
+            ),
+            false,
+        )));
+    }
+    if let Err(e) = framed {
+        return Some(Box::new(closing(
+            plain(
+                e.status(),
+                &format!("cove gateway: bad request: {}\n", e.why()),
+            ),
+            false,
+        )));
+    }
+    let bad = |why: &str| {
+        Some(Box::new(closing(
+            plain(
+                StatusCode::BAD_REQUEST,
+                &format!("cove gateway: bad request: {why}\n"),
+            ),
+            false,
+        )))
+    };
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == hyper::Version::HTTP_11 => return bad("no Host"),
+        (Some(_), Some(_)) => return bad("more than one Host"),
+        (Some(h), None) if !valid_host(h.as_bytes()) => return bad("an invalid Host"),
+        _ => {}
+    }
+    if let Some(a) = req.uri().authority()
+        && !valid_host(a.as_str().as_bytes())
+    {
+        return bad("an invalid authority in the target");
+    }
+    None
+}
+
+/// A request body that may pause for at most `gap` between two frames
+/// while the upstream waits for it (nginx's `client_body_timeout`): past
+/// it, `stalled` is notified and the body never yields again (the request
+/// is abandoned: the upstream never sees a complete body). The clock runs
+/// only while the body is polled and has nothing: an upstream slow to
+/// read is not the client's fault.
+pub(super) struct Paced<B> {
+    inner: B,
+    gap: Duration,
+    /// Made at the first wait, reset at the next ones.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer runs for the current wait.
+    armed: bool,
+    stalled: Arc<Notify>,
+    tripped: bool,
+}
+
+impl<B> Paced<B> {
+    pub(super) fn new(inner: B, gap: Duration, stalled: Arc<Notify>) -> Paced<B> {
+        Paced {
+            inner,
+            gap,
+            timer: None,
+            armed: false,
+            stalled,
+            tripped: false,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for Paced<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if this.tripped {
+            return Poll::Pending;
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let gap = this.gap;
+                let timer = match &mut this.timer {
+                    Some(t) if !this.armed => {
+                        t.as_mut().reset(tokio::time::Instant::now() + gap);
+                        t
+                    }
+                    Some(t) => t,
+                    None => this.timer.insert(Box::pin(tokio::time::sleep(gap))),
+                };
+                this.armed = true;
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.tripped = true;
+                    this.timer = None;
+                    this.stalled.notify_one();
+                }
+                Poll::Pending
+            }
+            ready => {
+                // Some of the body came (or its end): the next gap starts
+                // at the next wait.
+                this.armed = false;
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

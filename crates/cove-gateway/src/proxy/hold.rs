@@ -63,10 +63,16 @@ impl Gateway {
         }
     }
 
-    pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
+    /// Whether a request for `pool` may be held at all (its targets are
+    /// on their way, or it sleeps): a check without awaiting.
+    #[inline]
+    pub(crate) fn may_hold(pool: &table::Pool) -> bool {
         // Replicas that run but refuse connections: no hold, say why.
-        let waiting = pool.unavailable.is_none()
-            && (pool.pending || pool.wake.is_some())
+        pool.unavailable.is_none() && (pool.pending || pool.wake.is_some())
+    }
+
+    pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
+        let waiting = Self::may_hold(pool)
             && balance::pick(pool, None, table::now_ms(), &mut balance::thread_random).is_none();
         if !waiting {
             return false;

@@ -4,17 +4,40 @@
 //!
 //! Forwarded requests get `X-Forwarded-For` (appended), `X-Forwarded-Proto`,
 //! `X-Forwarded-Host` and `X-Request-Id` (when absent); hop-by-hop headers
-//! (and those named in `Connection`) are removed both ways. A request that
-//! could not be sent (no connection) is tried on each other target in turn
-//! (at most 8 tries); one that was sent and got no answer (the target died)
-//! is sent on the same way only when it is idempotent (GET, HEAD, OPTIONS,
-//! TRACE, PUT, DELETE) and has no body. Answers of the gateway itself: 400 a request body that cannot
-//! be read (bad chunking), 404 no route, 502 upstream failed, 503 no
-//! target (at once, saying why, when the pool's replicas run but refuse
-//! connections: [`crate::table::Pool::unavailable`]), 504 timeout; they close the client's connection
-//! when the request's body may be left unread.
+//! (and those named in `Connection`, and `HTTP2-Settings`) are removed both
+//! ways. A request that could not be sent (no connection) is tried on each
+//! other target in turn (at most 8 tries); one that was sent and got no
+//! answer (the target died) is sent on the same way only when it is
+//! idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has no body.
+//!
+//! Heads are strict before anything is routed (`forward::refused_head`,
+//! over the byte rules of `crate::headers`, which the HTTP/1.1 fast path
+//! shares): 431 a head over [`Limits::max_head`]; 400 an HTTP/1.1 request
+//! without `Host`, with more than one, or with an invalid one (RFC 9112
+//! §3.2); 400 ambiguous framing (RFC 9112 §6: several or listed lengths,
+//! a `Transfer-Encoding` that is not `chunked` alone), 501 an unknown
+//! transfer coding; each closes the connection. An absolute-form target's
+//! authority wins over `Host` and becomes the forwarded `Host` (RFC 9110
+//! §7.2).
+//!
+//! Upgrades: only WebSocket (`Upgrade: websocket`) is forwarded as one.
+//! Any other, `h2c` above all (RFC 9113 §3.1 deprecates it), is not
+//! refused but dropped: its `Upgrade` and `HTTP2-Settings` go, and it is
+//! forwarded as a plain request. A `101` the client did not ask for (or to
+//! another protocol than WebSocket) is answered 502, so no later request
+//! on the connection can reach a target raw.
+//!
+//! Answers of the gateway itself: 400 a request body that cannot be read
+//! (bad chunking: the client's fault, not counted against the target), 404
+//! no route, 408 a body that stopped coming for [`Limits::body_read`], 502
+//! upstream failed or answered with ambiguous framing (never passed on;
+//! its connection is closed, not pooled), 503 no target (at once, saying
+//! why, when the pool's replicas run but refuse connections:
+//! [`crate::table::Pool::unavailable`]), 504 timeout; they close the
+//! client's connection when the request's body may be left unread.
 
 mod forward;
+mod h1;
 mod handle;
 mod hold;
 mod serve;
@@ -47,6 +70,8 @@ pub struct Gateway {
     /// by siblings).
     access_query: Arc<AtomicU8>,
     upstreams: Arc<Upstreams>,
+    /// The fast path's kept-alive upstream connections.
+    h1_conns: h1::Conns,
     /// Upstream response deadlines, checked coarsely (see [`crate::deadline`]).
     deadlines: std::sync::OnceLock<Arc<Deadlines>>,
     limits: Limits,
@@ -114,6 +139,7 @@ impl Gateway {
             access_log,
             access_query,
             upstreams: Upstreams::new(limits.upstream_connect),
+            h1_conns: h1::Conns::default(),
             deadlines: std::sync::OnceLock::new(),
             limits,
             id_prefix: balance::thread_random(),

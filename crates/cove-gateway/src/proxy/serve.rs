@@ -44,6 +44,12 @@ impl Gateway {
         peer: SocketAddr,
         mut stop: Stopping,
     ) {
+        if self.limits.fast_path {
+            // It reads the first head itself, and hands HTTP/2 on; it sets
+            // TCP_NODELAY only when it is needed (a second request or a
+            // body in several writes), as nginx does.
+            return self.serve_h1(stream, peer, stop).await;
+        }
         let _ = stream.set_nodelay(true);
         // Bounded like a request head: a client that sends nothing is cut off.
         let sniffed = tokio::select! {
@@ -54,7 +60,9 @@ impl Gateway {
             Ok(Ok(h2)) => h2,
             _ => return,
         };
-        self.serve_io(stream, peer, h2, false, stop).await
+        // Boxed: hyper's connection state is large, and the fast path's
+        // connections should not carry its size.
+        Box::pin(self.serve_io(stream, peer, h2, false, stop)).await
     }
 
     /// Serves one client connection over `io`, as HTTP/2 (`h2`) or

@@ -16,7 +16,7 @@ use super::{Body, Gateway, Hold};
 use crate::answer::{closing, plain, timed_out, too_large};
 use crate::balance;
 use crate::deadline::{Deadline, Deadlines};
-use crate::headers::strip_hop_by_hop;
+use crate::headers::{fields, framing, strip_hop_by_hop};
 use crate::table::{self, Pool, Route, Table, Target};
 use crate::upstream::SendError;
 
@@ -167,7 +167,7 @@ impl Gateway {
     }
 
     /// Why `pool` has no target for a request (the 503's text).
-    fn no_target(&self, pool: &Pool) -> String {
+    pub(super) fn no_target(&self, pool: &Pool) -> String {
         if let Some(why) = &pool.unavailable {
             format!("cove gateway: {why}\n")
         } else if pool.wake.is_some() {
@@ -203,10 +203,17 @@ impl Gateway {
                 self.upstreams.send(target.addr, req, guard).await
             }
         };
+        let stalled = async {
+            match &terms.stalled {
+                Some(s) => s.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let sent = tokio::select! {
             r = send => Ok(r),
-            _ = deadline.expired() => Err(false),
-            _ = terms.over.notified() => Err(true),
+            _ = deadline.expired() => Err(Cut::Deadline),
+            _ = terms.over.notified() => Err(Cut::TooLarge),
+            _ = stalled => Err(Cut::Stalled),
         };
         served.upstream = sent_at.map(|t| t.elapsed());
         let failed = || target.record(table::Outcome::ConnectFailed, table::now_ms());
@@ -257,8 +264,20 @@ impl Gateway {
                     terms.replayable,
                 ))
             }
-            Err(true) => Next::Answer(too_large(terms.max_body.unwrap_or_default())),
-            Err(false) => {
+            Err(Cut::TooLarge) => Next::Answer(too_large(terms.max_body.unwrap_or_default())),
+            // The client's fault: neither an upstream error nor a mark
+            // against the target.
+            Err(Cut::Stalled) => Next::Answer(closing(
+                plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "cove gateway: the request's body stopped coming for {:?}\n",
+                        self.limits.body_read
+                    ),
+                ),
+                false,
+            )),
+            Err(Cut::Deadline) => {
                 served.upstream_failed = true;
                 Next::Answer(closing(
                     timed_out(&pool.name, target.addr, terms.wait),
@@ -281,6 +300,21 @@ impl Gateway {
         served: &mut Served,
     ) -> Next {
         let Try { pool, target, more } = *at;
+        if let Some(why) = ambiguous(&resp) {
+            // Never passed on: its end is not known, so neither is where
+            // a next answer would start (response splitting). Dropped
+            // unread, its connection is closed, not pooled.
+            drop(resp);
+            target.record(table::Outcome::ServerError, table::now_ms());
+            served.upstream_failed = true;
+            return Next::Answer(closing(
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("cove gateway: {} ({}): {why}\n", pool.name, target.addr),
+                ),
+                terms.replayable,
+            ));
+        }
         if more
             && small(&resp)
             && let Some(again) = &terms.again
@@ -321,6 +355,29 @@ impl Gateway {
         strip_hop_by_hop(resp.headers_mut());
         Next::Answer(resp)
     }
+}
+
+/// Why a target's answer (to a request that asked for no upgrade) cannot
+/// be passed on: ambiguous framing (RFC 9112 §6.3: `Content-Length` with
+/// `Transfer-Encoding`, several lengths, a coding other than `chunked`
+/// alone), or a `101` the client did not ask for.
+pub(super) fn ambiguous<B>(resp: &Response<B>) -> Option<String> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Some("switched protocols unasked (101)".to_string());
+    }
+    framing(fields(resp.headers()))
+        .err()
+        .map(|e| format!("an answer with {}", e.why()))
+}
+
+/// Why a try was cut short before an answer.
+enum Cut {
+    /// The target did not answer in time.
+    Deadline,
+    /// The request's body is over the route's limit.
+    TooLarge,
+    /// The client stopped sending the body.
+    Stalled,
 }
 
 /// The same bodiless request again.

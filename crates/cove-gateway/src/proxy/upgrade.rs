@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use http_body_util::BodyExt as _;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 
 use super::{Body, Gateway};
 use crate::answer::plain;
 use crate::deadline::Deadlines;
-use crate::headers::strip_hop_by_hop;
+use crate::headers::{is_websocket, strip_hop_by_hop};
 use crate::table;
 use crate::upstream::SendError;
 
@@ -50,8 +50,27 @@ impl Gateway {
                 );
             }
         };
+        let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let why = if switched {
+            // To WebSocket, what was asked, or to nothing.
+            (!resp
+                .headers()
+                .get(header::UPGRADE)
+                .is_some_and(|v| is_websocket(v.as_bytes())))
+            .then(|| "switched to another protocol than WebSocket".to_string())
+        } else {
+            super::tries::ambiguous(&resp)
+        };
+        if let Some(why) = why {
+            // Never passed on (the connection is its own: dropped, closed).
+            target.record(table::Outcome::ServerError, table::now_ms());
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("cove gateway: {service} ({}): {why}\n", target.addr),
+            );
+        }
         target.record(table::Outcome::Ok, table::now_ms());
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        if !switched {
             // Refused: an ordinary answer.
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -35,6 +35,18 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         ..Limits::default()
     };
     let gateway = Gateway::new(table, limits);
+    // SO_REUSEPORT would share the port with whoever listens there already
+    // (another gateway would get half the connections): refuse instead.
+    server::check_free(args.listen).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "cannot listen on {}: the address is already in use (another `cove gateway` or another program listens there); hint: stop it, or choose another address with --listen",
+                args.listen
+            )
+        } else {
+            anyhow::anyhow!("cannot listen on {}: {e}", args.listen)
+        }
+    })?;
     // One socket per thread (SO_REUSEPORT: the kernel spreads connections).
     let sockets = (0..threads)
         .map(|_| Ok(vec![(Kind::Http, server::bind_reuseport(args.listen)?)]))
