@@ -273,17 +273,19 @@ RUST_AREAS = [
                   r"|alloc::raw_vec|RawVecInner|finish_grow|^alloc::alloc::"),
     ("memcpy/memmove/memset", r"^(memcpy|memmove|memset|memcmp|bcmp)$|compiler_builtins::mem"),
     ("string formatting (core::fmt)", r"^core::fmt::|^alloc::fmt::|as core::fmt::(Display|Debug|Write)>|write_fmt|Formatter"),
-    ("HTTP/1 head parsing", r"httparse::|h1::Http1Transaction>::parse|proto::h1::role::.*parse|record_header_indices"
+    ("HTTP/1 head parsing", r"cove_gateway::proxy::h1::head::|cove_gateway::proxy::h1::chunked::|httparse::|h1::Http1Transaction>::parse|proto::h1::role::.*parse|record_header_indices"
                   r"|h1::io::Buffered<T,B>::parse|http::uri::|http::method::"),
     ("header map building", r"http::header::|http::extensions|http::request::|http::response::|http::status::"),
-    ("response/request encoding", r"h1::Http1Transaction>::encode|proto::h1::role::|h1::encode::|h1::io::WriteBuf"
+    ("response/request encoding", r"cove_gateway::proxy::h1::(.*::)?(upstream_head|decimal|ip_text|own)\b"
+                  r"|h1::Http1Transaction>::encode|proto::h1::role::|h1::encode::|h1::io::WriteBuf"
                   r"|hyper::common::date|httpdate::|encode_headers"),
-    ("client dispatch channel and pool", r"hyper::client::dispatch|^want::|tokio::sync::oneshot|tokio::sync::mpsc"
+    ("client dispatch channel and pool", r"cove_gateway::proxy::h1::conns::|hyper::client::dispatch|^want::|tokio::sync::oneshot|tokio::sync::mpsc"
                   r"|futures_channel::|hyper_util::client::legacy|hyper::client::conn"),
     ("hyper h1 connection state machine", r"hyper::|hyper_util::|http_body"),
     ("tokio scheduling/IO", r"tokio::|mio::|slab::|futures_util::|futures_core::|core::task::|std::sync::"
                   r"|std::sys::|parking_lot|<core::future::|std::thread::"),
     ("routing/balancing", r"cove_gateway::table|cove_gateway::balance"),
+    ("fast path connection loop (proxy/h1)", r"cove_gateway::proxy::h1::"),
     ("metrics", r"cove_gateway::metrics|cove_gateway::stats|^metrics::|metrics_exporter"),
     ("cove proxy logic", r"cove_gateway::|^cove::"),
     ("tracing", r"tracing::|tracing_core::|tracing_subscriber::"),
