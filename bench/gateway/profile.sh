@@ -7,6 +7,7 @@
 #
 # Usage: bash bench/gateway/profile.sh [--binary PATH] [--keepalive N]
 #          [--close N] [--conns C] [--out DIR] [--top K] [--no-native]
+#          [--native-factor F] [--phase-timeout S]
 #
 #   --binary PATH   profile this `cove` binary (default: build the release
 #                   binary into $CARGO_TARGET_DIR, or target/, and use it)
@@ -16,8 +17,10 @@
 #   --out DIR       keep the callgrind files and the report there (default: a
 #                   fresh temp dir, kept and printed)
 #   --top K         functions listed by inclusive and by self cost (25)
-#   --no-native     skip the run without valgrind (user/system CPU split and
-#                   syscalls per request from /proc and strace)
+#   --no-native     skip the run without valgrind (CPU per request with its
+#                   user/system split, and syscalls per request under strace)
+#   --native-factor F  the native run sends F times the requests (5)
+#   --phase-timeout S  deadline of each load phase, seconds (900)
 #
 # What it does: start two nginx upstreams on free loopback ports; start the
 # gateway under callgrind with instrumentation off (startup is not counted);
@@ -27,10 +30,14 @@
 # "ok" (a count of the others is printed; they are not excluded from the
 # denominator). Then it prints instructions per request for each phase and
 # the top functions by inclusive and self cost, with self cost grouped into
-# areas. Callgrind counts user-space instructions only: the kernel's share
+# areas (hyper's path and the HTTP/1.1 fast path's `proxy/h1` alike; see
+# RUST_AREAS), and the callers of the hot leaves (memcpy, malloc, free,
+# `core::fmt::write`, SipHash). Callgrind counts user-space instructions only: the kernel's share
 # (the syscalls themselves) is not in these figures, which is why the native
-# run (unless --no-native) prints the user/system CPU split and the
-# syscalls per request for the same load.
+# run (unless --no-native) prints, for the same load without valgrind, the
+# gateway's CPU per request (/proc/PID/task/*/schedstat, split by
+# utime/stime; noisy: the Python driver shares the machine) and its
+# syscalls per request (`strace -f -c`, one gateway per scenario).
 #
 # Bounded: every phase has a deadline (--phase-timeout, 900 s), every socket
 # a 60 s timeout; everything started is stopped by pid on exit.
@@ -46,7 +53,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary="$2"; shift 2 ;;
     --binary=*) binary="${1#--binary=}"; shift ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
     *) args+=("$1"); shift ;;
   esac
 done
