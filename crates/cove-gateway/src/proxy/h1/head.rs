@@ -121,6 +121,22 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// Marks the fields that `Connection` names (`named`) as not forwarded;
+/// whether any was.
+fn drop_named(buf: &[u8], fields: &mut [Field], named: &[Range<usize>]) -> bool {
+    let mut dropped = false;
+    for f in fields.iter_mut().filter(|f| f.keep) {
+        if named
+            .iter()
+            .any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()]))
+        {
+            f.keep = false;
+            dropped = true;
+        }
+    }
+    dropped
+}
+
 /// A `Content-Length` value: digits only.
 fn content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
@@ -318,17 +334,7 @@ pub(super) fn request(
             return Err(Refusal::Decline);
         }
     }
-    if !connection.is_empty() {
-        for f in fields.iter_mut() {
-            if f.keep
-                && connection
-                    .iter()
-                    .any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()]))
-            {
-                f.keep = false;
-            }
-        }
-    }
+    drop_named(buf, fields, &connection);
     let target = range(buf, target);
     Ok(RequestHead {
         len,
@@ -431,17 +437,8 @@ pub(super) fn response(
             "both Content-Length and Transfer-Encoding (RFC 9112 §6.3)",
         ));
     }
-    if !connection.is_empty() {
-        for f in fields.iter_mut() {
-            if f.keep
-                && connection
-                    .iter()
-                    .any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[f.name.clone()]))
-            {
-                f.keep = false;
-                verbatim = false;
-            }
-        }
+    if drop_named(buf, fields, &connection) {
+        verbatim = false;
     }
     let framing = if head || status < 200 || status == 204 || status == 304 {
         Framing::None

@@ -95,6 +95,21 @@ fn own(status: u16, text: &str, close: bool) -> Vec<u8> {
     b
 }
 
+/// Appends a header field.
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the fields of a head (read into `buf`) that are forwarded.
+fn kept_fields(out: &mut Vec<u8>, buf: &[u8], fields: &[head::Field]) {
+    for f in fields.iter().filter(|f| f.keep) {
+        field(out, &buf[f.name.clone()], &buf[f.value.clone()]);
+    }
+}
+
 /// Appends `n` in decimal.
 fn decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -433,16 +448,9 @@ impl Gateway {
         }
         out.extend_from_slice(b" HTTP/1.1\r\n");
         if let Some(h) = host {
-            out.extend_from_slice(b"host: ");
-            out.extend_from_slice(h.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            field(out, b"host", h.as_bytes());
         }
-        for f in fields.iter().filter(|f| f.keep) {
-            out.extend_from_slice(&buf[f.name.clone()]);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&buf[f.value.clone()]);
-            out.extend_from_slice(b"\r\n");
-        }
+        kept_fields(out, buf, fields);
         if head.trailers {
             out.extend_from_slice(b"te: trailers\r\n");
         }
@@ -457,9 +465,7 @@ impl Gateway {
         out.extend_from_slice(peer_ip.as_bytes());
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if let Some(h) = host {
-            out.extend_from_slice(b"x-forwarded-host: ");
-            out.extend_from_slice(h.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            field(out, b"x-forwarded-host", h.as_bytes());
         }
         if !head.request_id {
             let n = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -986,12 +992,7 @@ impl Exchange<'_> {
             out.extend_from_slice(b"HTTP/1.1 ");
             out.extend_from_slice(&answer[ans.status_line.clone()]);
             out.extend_from_slice(b"\r\n");
-            for f in fields.iter().filter(|f| f.keep) {
-                out.extend_from_slice(&answer[f.name.clone()]);
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(&answer[f.value.clone()]);
-                out.extend_from_slice(b"\r\n");
-            }
+            kept_fields(out, answer, fields);
             if close {
                 out.extend_from_slice(b"connection: close\r\n");
             }
