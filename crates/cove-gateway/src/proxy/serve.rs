@@ -42,14 +42,29 @@ impl Gateway {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        mut stop: Stopping,
+        stop: Stopping,
     ) {
-        if self.limits.fast_path {
+        // Boxed either way: the task's future stays small (a connection's
+        // state is moved once, not at each step of spawning a task), and
+        // neither path carries the other's size.
+        let served: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = if self.limits.fast_path {
             // It reads the first head itself, and hands HTTP/2 on; it sets
             // TCP_NODELAY only when it is needed (a second request or a
             // body in several writes), as nginx does.
-            return self.serve_h1(stream, peer, stop).await;
-        }
+            Box::pin(self.serve_h1(stream, peer, stop))
+        } else {
+            Box::pin(self.serve_sniffed(stream, peer, stop))
+        };
+        served.await
+    }
+
+    /// A connection served by hyper: HTTP/2 when it opens with the preface.
+    async fn serve_sniffed(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut stop: Stopping,
+    ) {
         let _ = stream.set_nodelay(true);
         // Bounded like a request head: a client that sends nothing is cut off.
         let sniffed = tokio::select! {
@@ -60,9 +75,7 @@ impl Gateway {
             Ok(Ok(h2)) => h2,
             _ => return,
         };
-        // Boxed: hyper's connection state is large, and the fast path's
-        // connections should not carry its size.
-        Box::pin(self.serve_io(stream, peer, h2, false, stop)).await
+        self.serve_io(stream, peer, h2, false, stop).await
     }
 
     /// Serves one client connection over `io`, as HTTP/2 (`h2`) or
