@@ -470,13 +470,15 @@ def run_wrk(args, tmp, port, scen, cpus, duration, label):
     WRK.append(w)
     try:
         out, err = w.communicate(timeout=duration + 30)
-    except subprocess.TimeoutExpired:
-        os.kill(w.pid, signal.SIGKILL)
-        out, err = w.communicate(timeout=5)
-        raise RuntimeError(f"wrk did not finish: {label}")
+    except BaseException as ex:  # timed out, or interrupted (Ctrl-C): stop this wrk by its pid
+        if w.poll() is None:
+            os.kill(w.pid, signal.SIGKILL)
+            w.wait(timeout=5)
+        if isinstance(ex, subprocess.TimeoutExpired):
+            raise RuntimeError(f"wrk did not finish: {label}") from ex
+        raise
     finally:
-        if w in WRK:
-            WRK.remove(w)
+        WRK.remove(w)
     with open(os.path.join(tmp, "wrk.log"), "a") as f:
         f.write(f"### {label}\n$ {' '.join(shlex.quote(a) for a in argv)}\n{out}{err}\n")
     for line in out.splitlines():
