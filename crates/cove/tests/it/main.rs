@@ -16,7 +16,6 @@ pub mod deploy;
 mod first_hour;
 mod flags;
 pub mod gateway;
-mod gateway_port;
 mod guide;
 mod inspect;
 mod isolation;

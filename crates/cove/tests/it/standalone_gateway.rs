@@ -1,7 +1,8 @@
 //! The standalone `cove gateway` end to end (docs/guides/gateway.md,
 //! "Standalone"): in front of a backend of the test's own, a request goes
 //! through; on SIGTERM the request in flight finishes, new connections are
-//! refused, and the gateway exits 0. Loopback only; every wait bounded.
+//! refused, and the gateway exits 0; a second one on the same port is
+//! refused. Loopback only; every wait bounded; gateways killed by pid.
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -61,6 +62,27 @@ impl Drop for Gateway {
     }
 }
 
+/// Starts `cove gateway --listen listen --upstream upstream --threads 2`;
+/// its stderr lines come on the receiver.
+fn start(listen: SocketAddr, upstream: SocketAddr) -> (Gateway, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
+        .args(["gateway", "--listen", &listen.to_string()])
+        .args(["--upstream", &upstream.to_string(), "--threads", "2"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Gateway(child), rx)
+}
+
 /// Polls `f` every 20 ms for up to `limit`; panics with `what` after.
 fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -82,22 +104,7 @@ fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(["gateway", "--listen", &listen.to_string()])
-        .args(["--upstream", &upstream.to_string(), "--threads", "2"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let gw = Gateway(child);
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (gw, lines) = start(listen, upstream);
     let first = lines
         .recv_timeout(Duration::from_secs(20))
         .expect("cove gateway printed nothing within 20 s");
@@ -181,4 +188,58 @@ fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
         "exited {:?} after SIGTERM",
         sent.elapsed()
     );
+}
+
+/// A second standalone `cove gateway` on a port one already listens on is
+/// refused (SO_REUSEPORT would have let it share the port and take half
+/// the connections): it exits non-zero naming the address, with a hint,
+/// and the first keeps serving.
+#[test]
+fn a_second_gateway_on_a_port_in_use_is_refused_and_the_first_keeps_serving() {
+    let (started, _) = mpsc::channel();
+    let upstream = backend(started);
+    let listen = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (first, first_lines) = start(listen, upstream);
+    let line = first_lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the first cove gateway printed nothing within 20 s");
+    assert!(line.starts_with("cove gateway: listening on"), "{line}");
+
+    let (mut second, second_lines) = start(listen, upstream);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second cove gateway still runs after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let mut text = String::new();
+    while let Ok(line) = second_lines.recv_timeout(Duration::from_secs(5)) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(
+        text.starts_with(&format!(
+            "error: cannot listen on {listen}: the address is already in use"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\n  = hint: "), "{text}");
+    assert!(!text.contains("listening on"), "{text}");
+
+    // The first one still serves, every connection (none goes to a
+    // second set of sockets).
+    for _ in 0..8 {
+        let (status, head, body) = http(listen, "GET", "localhost", "/", b"");
+        assert_eq!((status, body.as_str()), (200, "answered /"), "{head}");
+    }
+    drop(first);
 }
