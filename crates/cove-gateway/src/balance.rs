@@ -12,37 +12,95 @@ use crate::table::{Policy, Pool, Target};
 /// `avoid` (one that just failed); `None` when there is none. When every
 /// target is ejected, ejection is ignored: trying beats refusing. `random`
 /// returns uniformly distributed numbers.
+///
+/// Each target is looked at once: other threads drain and eject targets
+/// meanwhile, and a second look could find fewer than the first counted
+/// (a request answered 503 with a target there).
 pub fn pick<'p>(
     pool: &'p Pool,
     avoid: Option<SocketAddr>,
     now: u64,
     random: &mut impl FnMut() -> u64,
 ) -> Option<&'p Arc<Target>> {
-    let healthy = pool
-        .targets
-        .iter()
-        .any(|t| !t.is_draining() && !t.is_ejected(now) && Some(t.addr) != avoid);
-    let ok = |t: &&Arc<Target>| {
-        !t.is_draining() && Some(t.addr) != avoid && (!healthy || !t.is_ejected(now))
+    // The usable targets, and those of them not ejected: by index.
+    let mut usable = Vec::new();
+    let mut healthy = Vec::new();
+    let (mut usable_bits, mut healthy_bits) = (0u64, 0u64);
+    let few = pool.targets.len() <= 64;
+    for (i, t) in pool.targets.iter().enumerate() {
+        if t.is_draining() || Some(t.addr) == avoid {
+            continue;
+        }
+        let ejected = t.is_ejected(now);
+        if few {
+            usable_bits |= 1 << i;
+            if !ejected {
+                healthy_bits |= 1 << i;
+            }
+        } else {
+            usable.push(i);
+            if !ejected {
+                healthy.push(i);
+            }
+        }
+    }
+    let chosen = Chosen {
+        bits: if healthy_bits != 0 {
+            healthy_bits
+        } else {
+            usable_bits
+        },
+        list: if healthy.is_empty() { usable } else { healthy },
+        few,
     };
-    let n = pool.targets.iter().filter(ok).count();
+    let n = chosen.len();
     // Borrowed, not cloned: a target's count is shared by every thread.
-    let nth = |i: usize| pool.targets.iter().filter(ok).nth(i);
+    let nth = |k: usize| &pool.targets[chosen.nth(k)];
     match (n, pool.policy) {
         (0, _) => None,
-        (1, _) => nth(0),
-        (_, Policy::RoundRobin) => nth(pool.next.fetch_add(1, Ordering::Relaxed) % n),
+        (1, _) => Some(nth(0)),
+        (_, Policy::RoundRobin) => Some(nth(pool.next.fetch_add(1, Ordering::Relaxed) % n)),
         (_, Policy::LeastInFlight) => {
             let a = (random() % n as u64) as usize;
             // A second, different one.
             let b = (a + 1 + (random() % (n as u64 - 1)) as usize) % n;
-            let (ta, tb) = (nth(a)?, nth(b)?);
+            let (ta, tb) = (nth(a), nth(b));
             Some(if tb.in_flight() < ta.in_flight() {
                 tb
             } else {
                 ta
             })
         }
+    }
+}
+
+/// The targets a pick chooses among: a bit set of their indices (pools of
+/// up to 64 targets: no allocation), else a list.
+struct Chosen {
+    bits: u64,
+    list: Vec<usize>,
+    few: bool,
+}
+
+impl Chosen {
+    fn len(&self) -> usize {
+        if self.few {
+            self.bits.count_ones() as usize
+        } else {
+            self.list.len()
+        }
+    }
+
+    /// The index of the `k`th (from 0; below [`Chosen::len`]).
+    fn nth(&self, k: usize) -> usize {
+        if !self.few {
+            return self.list[k];
+        }
+        let mut bits = self.bits;
+        for _ in 0..k {
+            bits &= bits - 1;
+        }
+        bits.trailing_zeros() as usize
     }
 }
 
@@ -156,6 +214,33 @@ mod tests {
         for t in &ts {
             let c = counts[&t.addr];
             assert!((700..1300).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn pools_of_more_than_64_targets_are_picked_from_too() {
+        let ts = targets(70);
+        let pool = Pool::new("p", ts.clone(), Policy::RoundRobin);
+        let mut random = || 0u64;
+        let seen: std::collections::HashSet<_> = (0..70)
+            .map(|_| pick(&pool, None, 0, &mut random).unwrap().addr)
+            .collect();
+        assert_eq!(seen.len(), 70, "round robin visits every target");
+        for t in &ts[..69] {
+            t.drain();
+        }
+        for _ in 0..5 {
+            assert_eq!(pick(&pool, None, 0, &mut random).unwrap().addr, ts[69].addr);
+        }
+        assert!(pick(&pool, Some(ts[69].addr), 0, &mut random).is_none());
+        let small = Pool::new("q", targets(3), Policy::LeastInFlight);
+        small.targets[0].drain();
+        small.targets[2].drain();
+        for _ in 0..5 {
+            assert_eq!(
+                pick(&small, None, 0, &mut random).unwrap().addr,
+                small.targets[1].addr
+            );
         }
     }
 }
