@@ -61,17 +61,23 @@ fn projects_whose_addresses_hash_alike_each_get_a_block_and_keep_it() {
     let a = App::new(&compose("first"));
     let b = App::new(&compose("second"));
     let hash = cove_runtime::plan::project_net;
-    // A name for a whose block no project holds now: leases are host-wide,
-    // and the other tests' projects running meanwhile hold some blocks.
+    // A name for a whose block no live project holds now: leases are
+    // host-wide, and the other tests' projects running meanwhile hold some
+    // blocks. A lease whose project is gone (a test's temporary directory,
+    // say) is stale: the next project that wants its block takes it.
     let leases = cove_runtime::lease::dir();
+    let live: std::collections::HashSet<u16> = cove_runtime::lease::holders()
+        .iter()
+        .filter_map(|h| cove_runtime::lease::recorded(h))
+        .collect();
     let (first, wanted) = (0..10_000)
         .map(|i| format!("first{i}"))
         .map(|n| {
             let block = hash(&n, &project_dir(&a));
             (n, block)
         })
-        .find(|(_, block)| !leases.join(format!("{block:04}")).exists())
-        .expect("a free block");
+        .find(|(_, block)| !live.contains(block))
+        .expect("a block no live project holds");
     fs_err::write(a.dir().join("compose.yaml"), compose(&first)).unwrap();
     // A name for b that hashes to a's block (about 1 in 1,024 do).
     let name = (0..200_000)
