@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::headers::valid_host;
+use crate::headers::{self, valid_host};
 
 /// How a message's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,14 +137,6 @@ fn drop_named(buf: &[u8], fields: &mut [Field], named: &[Range<usize>]) -> bool 
     dropped
 }
 
-/// A `Content-Length` value: digits only.
-fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
-}
-
 /// Most header fields in a head (the fast path's own bound; a lower
 /// `Limits::max_headers` applies to requests).
 const MAX_FIELDS: usize = 128;
@@ -215,10 +207,6 @@ pub(super) fn request(
 
     let mut host = None;
     let mut hosts = 0;
-    let mut length = None;
-    let mut lengths = 0;
-    let mut chunked = false;
-    let mut encodings = 0;
     let mut close = false;
     let mut connection: Vec<Range<usize>> = Vec::new();
     let mut forwarded_for = None;
@@ -235,34 +223,6 @@ pub(super) fn request(
                 hosts += 1;
                 host = Some(value);
                 keep = false;
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                lengths += 1;
-                length =
-                    Some(content_length(value).ok_or(Refusal::Bad(400, "invalid Content-Length"))?);
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                encodings += 1;
-                let mut codings = tokens(value);
-                chunked = matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"));
-                if !chunked {
-                    // Chunked last, after a coding the gateway does not
-                    // implement: 501 (RFC 9112 §6.1); anything else is
-                    // framing it cannot read.
-                    let last = tokens(value).last();
-                    return Err(
-                        if last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
-                            && tokens(value)
-                                .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
-                                .count()
-                                == 1
-                        {
-                            Refusal::Bad(501, "a Transfer-Encoding the gateway does not implement")
-                        } else {
-                            Refusal::Bad(400, "unsupported Transfer-Encoding")
-                        },
-                    );
-                }
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 for t in tokens(value) {
@@ -299,18 +259,9 @@ pub(super) fn request(
             keep,
         });
     }
-    if encodings > 1 {
-        return Err(Refusal::Bad(400, "more than one Transfer-Encoding field"));
-    }
-    if lengths > 1 {
-        return Err(Refusal::Bad(400, "more than one Content-Length field"));
-    }
-    if chunked && length.is_some() {
-        return Err(Refusal::Bad(
-            400,
-            "both Content-Length and Transfer-Encoding (RFC 9112 §6.1)",
-        ));
-    }
+    // The same framing rules as on hyper's path.
+    let framing = headers::framing(req.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
+        .map_err(|e| Refusal::Bad(e.status().as_u16(), e.why()))?;
     if hosts > 1 {
         return Err(Refusal::Bad(400, "more than one Host field"));
     }
@@ -345,10 +296,10 @@ pub(super) fn request(
         forwarded_for,
         request_id,
         trailers,
-        framing: if chunked {
-            Framing::Chunked
-        } else {
-            length.map_or(Framing::None, Framing::Length)
+        framing: match framing {
+            headers::Framing::None => Framing::None,
+            headers::Framing::Length(n) => Framing::Length(n),
+            headers::Framing::Chunked => Framing::Chunked,
         },
         close,
     })
@@ -383,10 +334,6 @@ pub(super) fn response(
     let status = resp.code.unwrap_or_default();
     let http11 = resp.version == Some(1);
     let mut close = !http11;
-    let mut length = None;
-    let mut lengths = 0;
-    let mut chunked = false;
-    let mut encodings = 0;
     let mut connection: Vec<Range<usize>> = Vec::new();
     fields.clear();
     let mut verbatim = http11;
@@ -394,21 +341,7 @@ pub(super) fn response(
         let name = h.name.as_bytes();
         let value = h.value;
         let keep = !is_hop_by_hop(name);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            lengths += 1;
-            let n = content_length(value).ok_or(Bad::Invalid("invalid Content-Length"))?;
-            if length.is_some() {
-                return Err(Bad::Invalid("more than one Content-Length field"));
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            encodings += 1;
-            let mut codings = tokens(value);
-            chunked = matches!((codings.next(), codings.next()), (Some(c), None) if c.eq_ignore_ascii_case(b"chunked"));
-            if !chunked {
-                return Err(Bad::Invalid("a Transfer-Encoding other than chunked"));
-            }
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        if name.eq_ignore_ascii_case(b"connection") {
             for t in tokens(value) {
                 if t.eq_ignore_ascii_case(b"close") {
                     close = true;
@@ -429,25 +362,21 @@ pub(super) fn response(
             keep: through,
         });
     }
-    if encodings > 1 {
-        return Err(Bad::Invalid("more than one Transfer-Encoding field"));
-    }
-    if chunked && lengths > 0 {
-        return Err(Bad::Invalid(
-            "both Content-Length and Transfer-Encoding (RFC 9112 §6.3)",
-        ));
-    }
+    // The same framing rules as on hyper's path: anything ambiguous is a
+    // 502.
+    let framed = headers::framing(resp.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
+        .map_err(|e| Bad::Invalid(e.why()))?;
     if drop_named(buf, fields, &connection) {
         verbatim = false;
     }
     let framing = if head || status < 200 || status == 204 || status == 304 {
         Framing::None
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(n) = length {
-        Framing::Length(n)
     } else {
-        Framing::Close
+        match framed {
+            headers::Framing::Chunked => Framing::Chunked,
+            headers::Framing::Length(n) => Framing::Length(n),
+            headers::Framing::None => Framing::Close,
+        }
     };
     // The status line without `HTTP/1.x `.
     let line_end = buf
