@@ -39,20 +39,26 @@ pub(crate) fn is_websocket(upgrade: &[u8]) -> bool {
     trim_ows(upgrade).eq_ignore_ascii_case(b"websocket")
 }
 
-/// Headers that concern one connection, not the request. Removed by
-/// name, not by text: a text is parsed again at every lookup.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    // h2c's settings (RFC 9113 §3.2.1 of old: connection-specific).
-    HeaderName::from_static("http2-settings"),
-];
+/// Headers that concern one connection, not the message: never forwarded
+/// (either path; the names of the `Connection` field too). `name` in any
+/// case.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    // By length first: most fields are compared with nothing.
+    let is = |h: &[u8]| name.eq_ignore_ascii_case(h);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        // h2c's settings (RFC 9113 §3.2.1 of old: connection-specific).
+        14 => is(b"http2-settings"),
+        16 => is(b"proxy-connection"),
+        // The connection's framing: the next hop frames its own.
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    }
+}
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -63,20 +69,8 @@ pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-
 #[inline]
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages have none, or only `Connection`: one pass over the
-    // names (comparisons of known names are cheap) before any removal.
-    let is_hop = |k: &HeaderName| {
-        *k == header::CONNECTION
-            || *k == header::TE
-            || *k == header::TRAILER
-            || *k == header::UPGRADE
-            || *k == header::TRANSFER_ENCODING
-            || *k == header::PROXY_AUTHENTICATE
-            || *k == header::PROXY_AUTHORIZATION
-            || matches!(
-                k.as_str(),
-                "keep-alive" | "proxy-connection" | "http2-settings"
-            )
-    };
+    // names before any removal.
+    let is_hop = |k: &HeaderName| is_hop_by_hop(k.as_str().as_bytes());
     if !headers.keys().any(is_hop) {
         return;
     }
@@ -86,15 +80,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .chain(headers.keys().filter(|k| is_hop(k)).cloned())
         .collect();
     for n in named {
         headers.remove(n);
     }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
-    }
-    // Transfer-Encoding is the connection's too; the client sets its own.
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 #[inline]

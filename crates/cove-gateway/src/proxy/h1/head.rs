@@ -96,23 +96,6 @@ fn range(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Headers that concern one connection, not the message: never forwarded.
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    // By length first: most fields are compared with nothing.
-    let is = |h: &[u8]| name.eq_ignore_ascii_case(h);
-    match name.len() {
-        2 => is(b"te"),
-        7 => is(b"trailer") || is(b"upgrade"),
-        10 => is(b"connection") || is(b"keep-alive"),
-        14 => is(b"http2-settings"),
-        16 => is(b"proxy-connection"),
-        17 => is(b"transfer-encoding"),
-        18 => is(b"proxy-authenticate"),
-        19 => is(b"proxy-authorization"),
-        _ => false,
-    }
-}
-
 /// Tokens of a comma-separated field value, trimmed.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -217,7 +200,7 @@ pub(super) fn request(
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
-        let mut keep = !is_hop_by_hop(name);
+        let mut keep = !headers::is_hop_by_hop(name);
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 hosts += 1;
@@ -340,7 +323,7 @@ pub(super) fn response(
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
-        let keep = !is_hop_by_hop(name);
+        let keep = !headers::is_hop_by_hop(name);
         if name.eq_ignore_ascii_case(b"connection") {
             for t in tokens(value) {
                 if t.eq_ignore_ascii_case(b"close") {
