@@ -77,7 +77,7 @@ impl Cache {
         let sentinel_password = config::secret("REDIS_SENTINEL_PASSWORD")?.or(password.clone());
         Ok(Cache {
             sentinels,
-            name: config::or("REDIS_MASTER_NAME", "ticker"),
+            name: config::or("REDIS_MASTER_NAME", "prices"),
             password,
             sentinel_password,
             ttl: config::seconds("CACHE_TTL", 60).as_secs().max(1),
