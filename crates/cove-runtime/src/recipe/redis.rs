@@ -191,17 +191,27 @@ mod tests {
     #[test]
     fn a_replica_names_its_primary_in_one_rewritable_word() {
         let argv = command(
-            words("redis-server /run/secrets/redis.conf --replicaof redis-master 6379 --appendonly yes"),
+            words(
+                "redis-server /run/secrets/redis.conf --replicaof redis-master 6379 --appendonly yes",
+            ),
             &[],
         );
         assert_eq!(&argv[..2], ["sh", "-c"]);
         assert_eq!(argv[4], "redis-master:6379");
         assert_eq!(
             &argv[5..9],
-            ["redis-server", "/run/secrets/redis.conf", "--appendonly", "yes"]
+            [
+                "redis-server",
+                "/run/secrets/redis.conf",
+                "--appendonly",
+                "yes"
+            ]
         );
         assert!(!argv[5..].contains(&"--replicaof".to_string()));
-        assert!(argv.windows(2).any(|w| w == ["--replica-announce-ip", "$HOST"]));
+        assert!(
+            argv.windows(2)
+                .any(|w| w == ["--replica-announce-ip", "$HOST"])
+        );
     }
 
     #[test]
@@ -238,8 +248,14 @@ mod tests {
             let argv = command(words(&user), &["redis-master".into(), "other".into()]);
             assert_eq!(&argv[..2], ["sh", "-c"]);
             assert_eq!(argv[4], conf.display().to_string());
-            assert_eq!(&argv[5..8], ["redis-master=redis-master:6379", "other=other:6379", "--"]);
-            assert!(argv.windows(3).any(|w| w == ["--sentinel", "announce-ip", "$HOST"]));
+            assert_eq!(
+                &argv[5..8],
+                ["redis-master=redis-master:6379", "other=other:6379", "--"]
+            );
+            assert!(
+                argv.windows(3)
+                    .any(|w| w == ["--sentinel", "announce-ip", "$HOST"])
+            );
             // Run the script as cove would, with `echo` in place of redis.
             let mut run = argv.clone();
             run[5] = "redis-master=127.0.0.9:6379".into();
@@ -258,7 +274,10 @@ mod tests {
             );
             assert!(copy.contains("sentinel auth-pass ticker pw\n"));
             let said = String::from_utf8(out.stdout).unwrap();
-            assert!(said.starts_with(&format!("{} --sentinel", rw.display())), "{said}");
+            assert!(
+                said.starts_with(&format!("{} --sentinel", rw.display())),
+                "{said}"
+            );
             assert_eq!(said.matches("--sentinel --bind").count(), 1, "{said}");
         }
     }

@@ -13,8 +13,8 @@
 //! Invalidation is generational: `price:gen:SYM` is bumped on every ingest
 //! and the latest price is cached under `price:SYM:GEN`. A reader that
 //! loaded the row before an ingest and stores it after writes under the old
-//! generation, which no one reads again. The bump waits (`WAIT`) for the
-//! replicas, so the replica Sentinel promotes has it; a bump that failed
+//! generation, which no one reads again. The bump waits (`WAIT 1`) for a
+//! replica, so the replica Sentinel promotes has it; a bump that failed
 //! (no master) leaves the symbol uncached in this replica until one
 //! succeeds.
 
@@ -159,10 +159,7 @@ impl Cache {
         }
         st.last_try = Some(Instant::now());
         let found = self.discover().await?;
-        buffs_common::log::info(
-            "redis master found",
-            serde_json::json!({"master": found.1}),
-        );
+        buffs_common::log::info("redis master found", serde_json::json!({"master": found.1}));
         st.conn = Some(found.clone());
         Ok(found)
     }
@@ -236,7 +233,9 @@ impl Cache {
     }
 
     /// A new tick of `symbol`: its cached price is stale. Bumps the
-    /// generation and waits (up to 100 ms) for both replicas to have it.
+    /// generation and waits (up to 100 ms) for a replica to have it:
+    /// Sentinel promotes the replica with the most of the master's stream,
+    /// so one that acknowledged is enough.
     pub async fn invalidate(&self, symbol: &str) -> Result<(), Error> {
         let gen_key = Self::gen_key(symbol);
         let done = self
@@ -246,7 +245,7 @@ impl Cache {
                     .arg(&gen_key)
                     .ignore()
                     .cmd("WAIT")
-                    .arg(2)
+                    .arg(1)
                     .arg(100)
                     .ignore()
                     .query_async::<()>(&mut c)

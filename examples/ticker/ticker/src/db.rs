@@ -49,16 +49,12 @@ fn options(url: &'static str, password: &str) -> Result<PgConnectOptions, buffs_
 
 /// A pool on `options`, retrying for `DATABASE_PATIENCE` seconds (30).
 pub async fn pool(options: PgConnectOptions) -> Result<PgPool, buffs_common::Error> {
-    let pool = buffs_common::retry(
-        "database",
-        config::seconds("DATABASE_PATIENCE", 30),
-        || {
-            PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options.clone())
-        },
-    )
+    let pool = buffs_common::retry("database", config::seconds("DATABASE_PATIENCE", 30), || {
+        PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+    })
     .await?;
     Ok(pool)
 }
@@ -92,11 +88,13 @@ pub async fn create_db() -> Result<(), buffs_common::Error> {
         "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)"
     };
     let sql: String = sqlx::query_scalar(statement)
-    .bind(&role)
-    .bind(&password)
-    .fetch_one(&pool)
-    .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        .bind(&role)
+        .bind(&password)
+        .fetch_one(&pool)
+        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await?;
     let db_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&database)
@@ -109,7 +107,9 @@ pub async fn create_db() -> Result<(), buffs_common::Error> {
                 .bind(&role)
                 .fetch_one(&pool)
                 .await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await?;
     }
     buffs_common::log::info(
         "database ready",
@@ -140,11 +140,12 @@ pub async fn migrate(pool: &PgPool) -> Result<usize, buffs_common::Error> {
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await?;
-        let done: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)")
-                .bind(version)
-                .fetch_one(&mut *tx)
-                .await?;
+        let done: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+        )
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
         if done {
             continue;
         }

@@ -82,10 +82,7 @@ async fn serve() -> Result<(), buffs_common::Error> {
     let app = Arc::new(App {
         db,
         cache,
-        hits: metrics.counter(
-            "ticker_cache_hits_total",
-            "GET /price answered from Redis.",
-        ),
+        hits: metrics.counter("ticker_cache_hits_total", "GET /price answered from Redis."),
         misses: metrics.counter(
             "ticker_cache_misses_total",
             "GET /price answered from PostgreSQL and cached.",
@@ -139,8 +136,7 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Response {
 /// A symbol: 1 to 16 of `A-Z 0-9 . -`.
 fn check_symbol(s: &str) -> Result<(), String> {
     let ok = (1..=16).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
     ok.then_some(()).ok_or_else(|| {
         format!("`symbol` must be 1 to 16 characters of A-Z, 0-9, `.` and `-` (got {s:?})")
@@ -185,7 +181,10 @@ fn parse_tick(body: &Value) -> Result<(String, f64, jiff::Timestamp), String> {
     Ok((symbol.to_string(), price, time))
 }
 
-async fn ingest(State(app): State<Arc<App>>, body: Result<axum::Json<Value>, JsonRejection>) -> Response {
+async fn ingest(
+    State(app): State<Arc<App>>,
+    body: Result<axum::Json<Value>, JsonRejection>,
+) -> Response {
     let body = match body {
         Ok(axum::Json(v)) => v,
         Err(e) => return bad_request(format!("the body is not a JSON tick: {}", e.body_text())),
@@ -318,13 +317,34 @@ mod tests {
         assert_eq!((s.as_str(), p), ("ACME", 12.5));
         for (bad, says) in [
             (json!([1]), "JSON object"),
-            (json!({"price": 1, "time": "2026-01-02T03:04:05Z"}), "`symbol` is missing"),
-            (json!({"symbol": "acme", "price": 1, "time": "2026-01-02T03:04:05Z"}), "A-Z"),
-            (json!({"symbol": "A", "price": -1, "time": "2026-01-02T03:04:05Z"}), "above 0"),
-            (json!({"symbol": "A", "price": "1", "time": "2026-01-02T03:04:05Z"}), "a number"),
-            (json!({"symbol": "A", "price": 1, "time": "yesterday"}), "RFC 3339"),
-            (json!({"symbol": "A", "price": 1, "time": "2026-01-02T03:04:05"}), "RFC 3339"),
-            (json!({"symbol": "A", "price": 1, "time": "2026-01-02T03:04:05Z", "x": 1}), "unknown field"),
+            (
+                json!({"price": 1, "time": "2026-01-02T03:04:05Z"}),
+                "`symbol` is missing",
+            ),
+            (
+                json!({"symbol": "acme", "price": 1, "time": "2026-01-02T03:04:05Z"}),
+                "A-Z",
+            ),
+            (
+                json!({"symbol": "A", "price": -1, "time": "2026-01-02T03:04:05Z"}),
+                "above 0",
+            ),
+            (
+                json!({"symbol": "A", "price": "1", "time": "2026-01-02T03:04:05Z"}),
+                "a number",
+            ),
+            (
+                json!({"symbol": "A", "price": 1, "time": "yesterday"}),
+                "RFC 3339",
+            ),
+            (
+                json!({"symbol": "A", "price": 1, "time": "2026-01-02T03:04:05"}),
+                "RFC 3339",
+            ),
+            (
+                json!({"symbol": "A", "price": 1, "time": "2026-01-02T03:04:05Z", "x": 1}),
+                "unknown field",
+            ),
         ] {
             let e = parse_tick(&bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

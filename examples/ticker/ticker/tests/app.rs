@@ -31,7 +31,11 @@ fn http(method: &str, path: &str, body: &str) -> (u16, String, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let cache = head
         .lines()
         .find_map(|l| l.strip_prefix("x-cache: "))
@@ -95,7 +99,10 @@ fn the_schema_is_migrated_once() {
 #[ignore = "needs the running app: `cove run tests`"]
 fn ticks_are_stored_listed_and_the_price_follows_the_newest() {
     let sym = symbol();
-    for (price, time) in [(10.5, "2026-01-02T03:04:05Z"), (11.0, "2026-01-02T03:04:06Z")] {
+    for (price, time) in [
+        (10.5, "2026-01-02T03:04:05Z"),
+        (11.0, "2026-01-02T03:04:06Z"),
+    ] {
         let (status, _, body) = http(
             "POST",
             "/ticks",
@@ -149,9 +156,15 @@ fn ticks_are_stored_listed_and_the_price_follows_the_newest() {
 fn bad_ticks_are_refused_with_the_reason() {
     for (body, says) in [
         ("not json", "not a JSON tick"),
-        (r#"{"symbol": "A", "price": 0, "time": "2026-01-02T03:04:05Z"}"#, "above 0"),
+        (
+            r#"{"symbol": "A", "price": 0, "time": "2026-01-02T03:04:05Z"}"#,
+            "above 0",
+        ),
         (r#"{"symbol": "A", "price": 1}"#, "`time` is missing"),
-        (r#"{"symbol": "a b", "price": 1, "time": "2026-01-02T03:04:05Z"}"#, "A-Z"),
+        (
+            r#"{"symbol": "a b", "price": 1, "time": "2026-01-02T03:04:05Z"}"#,
+            "A-Z",
+        ),
     ] {
         let (status, _, answer) = http("POST", "/ticks", body);
         assert_eq!(status, 400, "{body}: {answer}");
