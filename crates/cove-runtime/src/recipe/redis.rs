@@ -296,4 +296,28 @@ mod tests {
         assert!(is_sentinel(&words("redis-server /c.conf --sentinel")));
         assert!(!is_sentinel(&words("redis-server --appendonly yes")));
     }
+
+    #[test]
+    fn a_password_is_judged_on_the_command_as_written() {
+        let svc = |cmd: &str| -> cove_spec::model::Service {
+            serde_json::from_value(serde_json::json!({"image": "redis:7", "command": words(cmd)}))
+                .unwrap()
+        };
+        let r = super::super::Recipe::Redis;
+        assert!(
+            r.unauthenticated(&svc("redis-server --replicaof redis-master 6379"))
+                .is_some(),
+            "a replica without a password is one"
+        );
+        assert!(
+            r.unauthenticated(&svc(
+                "redis-server /run/secrets/redis.conf --replicaof m 6379"
+            ))
+            .is_none()
+        );
+        assert!(
+            r.unauthenticated(&svc("redis-sentinel /run/secrets/s.conf"))
+                .is_none()
+        );
+    }
 }

@@ -343,4 +343,23 @@ fn failover_under_load(app: &App, gw: SocketAddr) {
         let (status, cache, _) = price(gw, "ACME");
         status == 200 && cache == "hit"
     });
+
+    // The old master, started again, is made a replica of the new one.
+    let (code, out) = app.merged(&["start", "redis-master"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, password) = app.merged(&["secrets", "get", "REDIS_PASSWORD"]);
+    assert_eq!(code, Some(0));
+    let (host, port) = old.rsplit_once(':').unwrap();
+    let mut role = String::new();
+    eventually(60, "the old master turned replica of the new one", || {
+        let out = run_bounded(
+            std::process::Command::new("redis-cli")
+                .args(["-h", host, "-p", port, "role"])
+                .env("REDISCLI_AUTH", password.trim_end()),
+            10,
+        );
+        role = out.stdout;
+        let (new_host, new_port) = now.rsplit_once(':').unwrap();
+        role.starts_with("slave\n") && role.contains(&format!("{new_host}\n{new_port}\n"))
+    });
 }

@@ -61,7 +61,7 @@ fn scalar(sql: &'static str, symbol: Option<&str>) -> i64 {
     rt.block_on(async {
         let pool = {
             let mut o: sqlx::postgres::PgConnectOptions = env("DATABASE_URL").parse().unwrap();
-            let pw = std::fs::read_to_string(env("DATABASE_PASSWORD_FILE")).unwrap();
+            let pw = fs_err::read_to_string(env("DATABASE_PASSWORD_FILE")).unwrap();
             o = o.password(pw.trim_end());
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
