@@ -127,7 +127,8 @@ chmod 600 "$cove_rw"
 shift
 while [ "$1" != -- ]; do
   cove_name=${1%%=*}; cove_addr=${1#*=}; cove_addr=${cove_addr%:*}
-  sed -i "s/^\([[:space:]]*sentinel[[:space:]]\{1,\}monitor[[:space:]]\{1,\}[^[:space:]]\{1,\}[[:space:]]\{1,\}\)$cove_name\([[:space:]]\)/\1$cove_addr\2/" "$cove_rw"
+  sed "s/^\([[:space:]]*sentinel[[:space:]]\{1,\}monitor[[:space:]]\{1,\}[^[:space:]]\{1,\}[[:space:]]\{1,\}\)$cove_name\([[:space:]]\)/\1$cove_addr\2/" "$cove_rw" > "$cove_rw.new"
+  mv "$cove_rw.new" "$cove_rw"
   shift
 done
 shift
