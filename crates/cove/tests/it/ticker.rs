@@ -145,9 +145,11 @@ fn ticker_creates_migrates_serves_fails_over_and_runs_in_a_second_environment() 
     // `cove run tests` compiles the app's test suite: compile it now, so
     // that the run is not bounded by a compiler.
     let built = run_bounded(
-        std::process::Command::new(env!("CARGO"))
-            .current_dir(repo())
-            .args(["test", "-q", "-p", "ticker", "--test", "app", "--no-run"]),
+        std::process::Command::new(
+            std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string()),
+        )
+        .current_dir(repo())
+        .args(["test", "-q", "-p", "ticker", "--test", "app", "--no-run"]),
         600,
     );
     assert_eq!(built.code, Some(0), "{built}");
