@@ -5,7 +5,7 @@
 //!
 //! | image | binaries (Debian package) | honours |
 //! |---|---|---|
-//! | `redis` | `redis-server`, `redis-cli` (`redis-server`) | `command` arguments (`--cluster-enabled yes`, ...); a `redis-cli ...` command runs as is |
+//! | `redis` | `redis-server`, `redis-cli` (`redis-server`) | `command` arguments (`--cluster-enabled yes`, ...); `--replicaof SERVICE PORT`; Sentinel (`redis-sentinel CONF`, `redis-server CONF --sentinel`: a writable copy of `CONF`, its `sentinel monitor` naming a service it depends on); a `redis-cli ...` command runs as is |
 //! | `mariadb`, `mysql` | `mariadbd`, `mariadb-install-db`, `mariadb-admin` (`mariadb-server`) | `MARIADB_`/`MYSQL_` `ROOT_PASSWORD`, `DATABASE`, `USER`, `PASSWORD`, first-start initialisation |
 //! | `postgres` | `postgres`, `initdb`, `pg_isready` (`postgresql`; found in `/usr/lib/postgresql/<newest>/bin` too) | `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`, `POSTGRES_INITDB_ARGS`, `POSTGRES_HOST_AUTH_METHOD`, `command: postgres -c ...`, first-start initialisation |
 //!
@@ -257,10 +257,15 @@ impl Recipe {
         match self {
             Recipe::Redis => {
                 // Redis's command names nothing of the machine.
-                let argv = self.command(svc, &Host::default());
-                if argv.first().is_some_and(|p| p == "redis-cli") {
+                if self
+                    .command(svc, &Host::default())
+                    .first()
+                    .is_some_and(|p| p == "redis-cli")
+                {
                     return None;
                 }
+                // As written: replication and Sentinel wrap it in `sh`.
+                let argv = redis::written_args(&user_command(svc));
                 let config_file = argv.get(1).is_some_and(|a| !a.starts_with('-'));
                 let protected = argv
                     .iter()
@@ -295,15 +300,12 @@ impl Recipe {
     /// The command of a replica. `$HOST`, `$PORT` and `$COVE_DATA` are
     /// expanded per replica.
     pub fn command(self, svc: &Service, host: &Host) -> Vec<String> {
-        let user: Vec<String> = svc
-            .entrypoint
-            .iter()
-            .flatten()
-            .chain(svc.command.iter().flatten())
-            .cloned()
-            .collect();
+        let user = user_command(svc);
         match self {
-            Recipe::Redis => redis::command(user),
+            Recipe::Redis => {
+                let deps: Vec<String> = svc.depends_on.keys().cloned().collect();
+                redis::command(user, &deps)
+            }
             Recipe::Mariadb => mariadb::command(user, host),
             Recipe::Postgres => postgres::command(user, host),
             Recipe::Rabbitmq { .. } => rabbitmq::command(),
@@ -476,6 +478,16 @@ pub fn service_uids() -> Vec<u32> {
     [Recipe::Mariadb, Recipe::Postgres]
         .iter()
         .filter_map(|r| r.runs_as().map(|(uid, _)| uid))
+        .collect()
+}
+
+/// The service's `entrypoint` and `command`, as written.
+fn user_command(svc: &Service) -> Vec<String> {
+    svc.entrypoint
+        .iter()
+        .flatten()
+        .chain(svc.command.iter().flatten())
+        .cloned()
         .collect()
 }
 

@@ -38,4 +38,5 @@ mod shared_host;
 mod shrink;
 mod standalone_gateway;
 mod store_upgrade;
+mod ticker;
 pub mod up;
