@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 pub use crate::accept::Stopping;
+use crate::accept::{Lane, Spread};
 use crate::proxy::Gateway;
 
 /// What a listening socket serves.
@@ -35,6 +36,7 @@ pub enum Kind {
 pub struct Server {
     stop: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    spread: Option<Arc<Spread>>,
 }
 
 impl Server {
@@ -49,7 +51,17 @@ impl Server {
     ) -> std::io::Result<Server> {
         let (stop, stop_rx) = watch::channel(false);
         let mut workers = Vec::new();
+        // Several threads: kept-alive connections even out over them.
+        let mut lanes: Vec<Option<Lane>> = if threads.len() > 1 {
+            Spread::lanes(threads.len()).into_iter().map(Some).collect()
+        } else {
+            threads.iter().map(|_| None).collect()
+        };
+        let spread = lanes.first().and_then(|l| l.as_ref()).map(Lane::spread);
         for (i, sockets) in threads.into_iter().enumerate() {
+            // The thread's first HTTP socket takes the moved connections;
+            // a thread without one takes none (its lane closes).
+            let mut lane = lanes[i].take();
             let gw = if i == 0 {
                 gateway.clone()
             } else {
@@ -81,9 +93,13 @@ impl Server {
                             let stopped = async move {
                                 let _ = stop.wait_for(|s| *s).await;
                             };
+                            let lane = match kind {
+                                Kind::Http => lane.take(),
+                                _ => None,
+                            };
                             tasks.spawn(async move {
                                 match kind {
-                                    Kind::Http => gw.serve_capped(listener, cap, stopped).await,
+                                    Kind::Http => gw.serve_lane(listener, lane, cap, stopped).await,
                                     Kind::Https(config) => {
                                         crate::tls::serve(gw, listener, config, cap, stopped).await
                                     }
@@ -93,6 +109,9 @@ impl Server {
                                 }
                             });
                         }
+                        // Not taken (no HTTP socket here): closed now, so
+                        // that no connection moves here.
+                        drop(lane);
                         while tasks.join_next().await.is_some() {}
                         // Requests in progress get a moment to finish.
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -100,7 +119,17 @@ impl Server {
                 })?;
             workers.push(worker);
         }
-        Ok(Server { stop, workers })
+        Ok(Server {
+            stop,
+            workers,
+            spread,
+        })
+    }
+
+    /// How many HTTP connections each thread serves now (a server of
+    /// several threads; empty with one): kept-alive ones even out.
+    pub fn connections(&self) -> Vec<usize> {
+        self.spread.as_ref().map(|s| s.live()).unwrap_or_default()
     }
 
     /// Stops accepting, and waits for the threads to end (each connection

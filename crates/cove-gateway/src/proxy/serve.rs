@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::Gateway;
-use crate::accept::Stopping;
+use crate::accept::{Lane, Stopping};
 
 impl Gateway {
     /// Serves `listener` until `shutdown` resolves; connections then finish
@@ -28,10 +28,28 @@ impl Gateway {
         cap: Arc<Semaphore>,
         shutdown: impl Future<Output = ()>,
     ) {
+        self.serve_lane(listener, None, cap, shutdown).await
+    }
+
+    /// [`Gateway::serve_capped`] on one thread of several, which also
+    /// serves the connections moved to it through `lane` (see
+    /// [`crate::accept::Spread`]).
+    pub(crate) async fn serve_lane(
+        self: Arc<Self>,
+        listener: TcpListener,
+        lane: Option<Lane>,
+        cap: Arc<Semaphore>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let drain = self.limits.drain;
-        crate::accept::accept_loop(listener, cap, shutdown, drain, move |stream, peer, stop| {
-            self.clone().serve_connection(stream, peer, stop)
-        })
+        crate::accept::accept_lane(
+            listener,
+            lane,
+            cap,
+            shutdown,
+            drain,
+            move |stream, peer, stop| self.clone().serve_connection(stream, peer, stop),
+        )
         .await
     }
 

@@ -839,6 +839,79 @@ async fn too_many_headers_and_idle_kept_alive_connections_are_refused() {
     );
 }
 
+/// Kept-alive connections even out over a server's threads: all of them
+/// arrive on thread 0 (thread 1's socket gets none), and the fast path
+/// moves them, between two requests, until the two threads serve as many;
+/// every request on a moved connection is answered, and the server stops
+/// with them open. (hyper's path moves nothing: all stay where they came.)
+#[tokio::test]
+async fn kept_alive_connections_even_out_over_the_threads() {
+    use cove_gateway::server::{Kind, Server};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = upstream("u").await;
+    let (table, _) = one_pool(&[up], Policy::RoundRobin);
+    let gw = Gateway::new(table, limits());
+    let busy = cove_gateway::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let quiet = cove_gateway::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = busy.local_addr().unwrap();
+    let cap = Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+    let server = Server::start(
+        &gw,
+        vec![vec![(Kind::Http, busy)], vec![(Kind::Http, quiet)]],
+        cap,
+    )
+    .unwrap();
+    async fn ask(s: &mut tokio::net::TcpStream) -> String {
+        let wait = std::time::Duration::from_secs(5);
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The upstream's answer (with a length) ends with its body's size.
+        while !got.ends_with(b"body: 0\n") {
+            match tokio::time::timeout(wait, s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                other => panic!("no whole answer: {other:?} after {:?}", String::from_utf8_lossy(&got)),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let answer = ask(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        conns.push(s);
+    }
+    // Each further request is a chance to move (the check runs after each).
+    for round in 0..5 {
+        for s in &mut conns {
+            let answer = ask(s).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "round {round}: {answer}");
+        }
+    }
+    // A move decided after the last answer may still be on its way.
+    let t = std::time::Instant::now();
+    let mut spread = server.connections();
+    while FAST_PATH && spread[0].abs_diff(spread[1]) > 1 && t.elapsed().as_secs() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        spread = server.connections();
+    }
+    assert_eq!(spread.iter().sum::<usize>(), 10, "{spread:?}");
+    if FAST_PATH {
+        assert!(spread[0].abs_diff(spread[1]) <= 1, "not evened out: {spread:?}");
+        // The moved ones still answer.
+        for s in &mut conns {
+            assert!(ask(s).await.starts_with("HTTP/1.1 200"));
+        }
+    } else {
+        assert_eq!(spread, [10, 0], "hyper's path moved a connection");
+    }
+    drop(conns);
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_connection_cap_makes_extra_clients_wait_for_a_free_slot() {
     use cove_gateway::server::{Kind, Server};

@@ -143,6 +143,16 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
+/// How a connection goes on after the fast path's requests.
+enum Then {
+    /// It ended (closed, refused, idle too long, or the gateway stops).
+    End,
+    /// Its next request is hyper's (nothing of it consumed).
+    Hyper,
+    /// To thread `.0` of the server, between two requests.
+    Move(usize),
+}
+
 /// Why a read failed: the client or upstream went away, or was too slow.
 type Io = std::io::Result<usize>;
 
@@ -167,10 +177,17 @@ impl Gateway {
             idle: Box::pin(tokio::time::sleep(self.limits.header_read)),
             wait: Box::pin(tokio::time::sleep(self.limits.upstream_response)),
         };
-        if !self.serve_requests(&mut c, &stop).await {
-            return;
+        match self.serve_requests(&mut c, &stop).await {
+            Then::End => {}
+            Then::Hyper => self.to_hyper(c, stop).await,
+            Then::Move(to) => {
+                // Between two requests, nothing of the next one read: the
+                // thread `to` serves the rest from the socket alone.
+                if let Ok(stream) = c.stream.into_std() {
+                    stop.move_to(to, stream, c.peer);
+                }
+            }
         }
-        self.to_hyper(c, stop).await
     }
 
     /// The rest of the connection, served by hyper with the bytes read so
@@ -193,9 +210,10 @@ impl Gateway {
         Box::pin(self.serve_io(rewound, peer, h2, false, stop))
     }
 
-    /// Serves requests until the connection ends (`false`) or one is for
-    /// hyper (`true`: nothing of it consumed).
-    async fn serve_requests(&self, c: &mut Client, stop: &Stopping) -> bool {
+    /// Serves requests until the connection ends, one is for hyper (nothing
+    /// of it consumed), or the connection would better be served by
+    /// another thread.
+    async fn serve_requests(&self, c: &mut Client, stop: &Stopping) -> Then {
         // Watched once for the whole connection (not once per request).
         let mut watch = stop.also();
         let stopped = watch.requested();
@@ -204,13 +222,13 @@ impl Gateway {
         loop {
             let head = match self.read_head(c, stopped.as_mut()).await {
                 Some(Ok(head)) => head,
-                Some(Err(Refusal::Decline)) => return true,
+                Some(Err(Refusal::Decline)) => return Then::Hyper,
                 Some(Err(Refusal::Bad(status, why))) => {
                     let text = format!("cove gateway: {why}\n");
                     let _ = c.stream.write_all(&own(status, &text, true)).await;
-                    return false;
+                    return Then::End;
                 }
-                Some(Err(Refusal::Partial | Refusal::LaterMinor(_))) | None => return false,
+                Some(Err(Refusal::Partial | Refusal::LaterMinor(_))) | None => return Then::End,
             };
             match self.exchange(c, &head).await {
                 After::Next => {
@@ -224,12 +242,17 @@ impl Gateway {
                     let used = head.len + self.body_in_buffer(c, &head);
                     c.buf.drain(..used.min(c.buf.len()));
                     if stop.is_requested() {
-                        return false;
+                        return Then::End;
+                    }
+                    if c.buf.is_empty()
+                        && let Some(to) = stop.lighter()
+                    {
+                        return Then::Move(to);
                     }
                 }
                 // Everything sent was read: closing sends a FIN, no reset.
-                After::Close => return false,
-                After::Hyper => return true,
+                After::Close => return Then::End,
+                After::Hyper => return Then::Hyper,
             }
         }
     }
