@@ -4,6 +4,7 @@
 mod act;
 pub mod attack;
 mod buffs;
+mod chat;
 mod chaos;
 mod claims;
 mod cli_claims;

@@ -54,10 +54,10 @@ async fn main() {
 async fn run() -> Result<(), Error> {
     let metrics = Arc::new(Registry::default());
     let broker = Broker::from_env()?;
-    let db = database().await?;
     let conn = broker
         .connect(config::seconds("AMQP_PATIENCE", 30))
         .await?;
+    let db = database().await?;
     let publish = conn.create_channel().await?;
     chat_common::declare(&publish).await?;
     let consume = conn.create_channel().await?;
