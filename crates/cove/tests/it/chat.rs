@@ -508,3 +508,45 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn chat_works_in_a_real_browser_two_pages_and_a_reload() {
+    // Installed by `bash scripts/browser-deps` (scripts/test runs it); a
+    // missing piece fails the test, in CI and elsewhere alike.
+    let script_dir = repo().join("examples/chat/browser");
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "node is missing: install Node.js 20 or later, then run `bash scripts/browser-deps`"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").is_file(),
+        "Debian's chromium is missing: run `bash scripts/browser-deps`"
+    );
+    assert!(
+        script_dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run `bash scripts/browser-deps`"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let app = example(tmp.path(), "chat-browser");
+    let gw = up(&app);
+    let artifacts = repo().join("target/chat-browser");
+    let out = run_bounded(
+        std::process::Command::new("node")
+            .arg("chat.mjs")
+            .current_dir(&script_dir)
+            .env("CHAT_URL", format!("http://{gw}"))
+            .env("CHAT_ARTIFACTS", &artifacts),
+        180,
+    );
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let summary = json(out.stdout.trim());
+    assert_eq!(summary["ok"], true, "{summary}");
+    for shot in ["alice-sent.png", "bob-received.png", "bob-reloaded.png"] {
+        let len = fs_err::metadata(artifacts.join(shot)).unwrap().len();
+        assert!(len > 1000, "{shot}: {len} bytes");
+    }
+    eprintln!("chat in chromium: {summary}");
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}
