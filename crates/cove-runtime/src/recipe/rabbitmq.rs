@@ -164,10 +164,7 @@ fn user_config(private: &Path, host: &str) -> Result<UserConfig, String> {
                 continue;
             }
             let Some((key, value)) = t.split_once('=') else {
-                return Err(format!(
-                    "/{shown} line {}: not `key = value`",
-                    n + 1
-                ));
+                return Err(format!("/{shown} line {}: not `key = value`", n + 1));
             };
             let (key, value) = (key.trim(), value.trim());
             out.sets_tcp |= key == "listeners.tcp" || key.starts_with("listeners.tcp.");
@@ -193,8 +190,8 @@ fn rewritten(key: &str, value: &str, private: &Path, host: &str) -> String {
             return format!("{host}:{port}");
         }
     }
-    if value.starts_with('/') {
-        let rel = value.strip_prefix("/run/secrets/").unwrap_or(&value[1..]);
+    if let Some(abs) = value.strip_prefix('/') {
+        let rel = abs.strip_prefix("run/secrets/").unwrap_or(abs);
         let file = private.join(rel);
         if !rel.contains("..") && file.is_file() {
             return file.display().to_string();
@@ -256,9 +253,14 @@ mod tests {
     #[test]
     fn the_probe_follows_the_first_exposed_port() {
         let svc = |v: serde_json::Value| -> Service { serde_json::from_value(v).unwrap() };
-        assert_eq!(probe_port(&svc(serde_json::json!({"image": "rabbitmq:3"}))), AMQP_PORT);
         assert_eq!(
-            probe_port(&svc(serde_json::json!({"image": "rabbitmq:3", "expose": ["5671"]}))),
+            probe_port(&svc(serde_json::json!({"image": "rabbitmq:3"}))),
+            AMQP_PORT
+        );
+        assert_eq!(
+            probe_port(&svc(
+                serde_json::json!({"image": "rabbitmq:3", "expose": ["5671"]})
+            )),
             5671
         );
     }

@@ -132,10 +132,10 @@ impl Client {
     fn until(&mut self, secs: u64, what: &str, want: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
-            if let Some(f) = self.next().unwrap() {
-                if want(&f) {
-                    return f;
-                }
+            if let Some(f) = self.next().unwrap()
+                && want(&f)
+            {
+                return f;
             }
         }
         panic!("not within {secs}s: {what}");
@@ -209,7 +209,12 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
     let m = &got["message"];
     assert_eq!(
         (&m["id"], &m["room"], &m["user"], &m["text"]),
-        (&json!("m1"), &json!("e2e"), &json!("ann"), &json!("hello over TLS"))
+        (
+            &json!("m1"),
+            &json!("e2e"),
+            &json!("ann"),
+            &json!("hello over TLS")
+        )
     );
     assert!(m["ts"].as_str().unwrap().ends_with('Z'), "{m}");
     // A message without an id gets one from the gateway.
@@ -234,8 +239,14 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
     for (frame, want) in [
         (json!({"type": "send", "user": "", "text": "x"}), "`user`"),
         (json!({"type": "send", "user": "ann", "text": ""}), "`text`"),
-        (json!({"type": "send", "id": "a b", "user": "ann", "text": "x"}), "`id`"),
-        (json!({"type": "shout", "user": "ann", "text": "x"}), "unknown message type"),
+        (
+            json!({"type": "send", "id": "a b", "user": "ann", "text": "x"}),
+            "`id`",
+        ),
+        (
+            json!({"type": "shout", "user": "ann", "text": "x"}),
+            "unknown message type",
+        ),
         (json!({"text": "x"}), "not a valid message"),
     ] {
         ann.send(&frame).unwrap();
@@ -250,7 +261,10 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
     ] {
         let (status, _, body) = get(gw, path);
         assert_eq!(status, 400, "{path}: {body}");
-        assert!(json(&body)["error"].as_str().unwrap().contains(want), "{body}");
+        assert!(
+            json(&body)["error"].as_str().unwrap().contains(want),
+            "{body}"
+        );
     }
     let (status, _, body) = get(gw, "/ws");
     assert!(status == 400 || status == 426, "{status} {body}");
@@ -259,12 +273,18 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
     // A cross-origin preflight gets no CORS header either (the browser
     // refuses: only the one origin is meant to call these APIs).
     let (_, head, _) = http(gw, "OPTIONS", "localhost", "/api/history?room=e2e", b"");
-    assert!(!head.to_ascii_lowercase().contains("access-control-"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("access-control-"),
+        "{head}"
+    );
 
     // Metrics and health, through the gateway (chat-gateway's).
     let (status, _, metrics) = get(gw, "/metrics");
     assert_eq!(status, 200);
-    assert!(metrics.contains("chat_messages_published_total"), "{metrics}");
+    assert!(
+        metrics.contains("chat_messages_published_total"),
+        "{metrics}"
+    );
     assert_eq!(get(gw, "/health").0, 200);
     // Logs are JSON lines.
     let (_, logs) = app.merged(&["logs", "history"]);
@@ -280,7 +300,8 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
     let broker = rows.iter().find(|r| r["service"] == "rabbitmq").unwrap();
     let addr: SocketAddr = broker["address"].as_str().unwrap().parse().unwrap();
     assert_eq!(addr.port(), 5671, "{broker}");
-    let plain = TcpStream::connect_timeout(&SocketAddr::new(addr.ip(), 5672), Duration::from_secs(5));
+    let plain =
+        TcpStream::connect_timeout(&SocketAddr::new(addr.ip(), 5672), Duration::from_secs(5));
     assert!(plain.is_err(), "plain AMQP (5672) is open");
 
     // The services refuse a broker URL without TLS, a wrong password and a
@@ -308,13 +329,28 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
         (out.code, out.stdout + &out.stderr)
     };
     for bin in ["chat-gateway", "chat-history"] {
-        let (code, out) = run(bin, format!("amqp://chat@{ip}:5672/%2f"), &password, "rabbitmq.chat.internal");
+        let (code, out) = run(
+            bin,
+            format!("amqp://chat@{ip}:5672/%2f"),
+            &password,
+            "rabbitmq.chat.internal",
+        );
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains("AMQP_URL is amqp://, without TLS"), "{out}");
-        let (code, out) = run(bin, format!("amqps://chat@{ip}:5671/%2f"), "wrong-password", "rabbitmq.chat.internal");
+        let (code, out) = run(
+            bin,
+            format!("amqps://chat@{ip}:5671/%2f"),
+            "wrong-password",
+            "rabbitmq.chat.internal",
+        );
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains("ACCESS_REFUSED"), "{out}");
-        let (code, out) = run(bin, format!("amqps://chat@{ip}:5671/%2f"), &password, "elsewhere.example");
+        let (code, out) = run(
+            bin,
+            format!("amqps://chat@{ip}:5671/%2f"),
+            &password,
+            "elsewhere.example",
+        );
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains("certificate not valid for name"), "{out}");
     }
@@ -345,12 +381,24 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
     }
     // The repository holds none either: only ciphertext and the demo key.
     let tracked = std::process::Command::new("git")
-        .args(["grep", "-l", "-e", "BEGIN PRIVATE KEY", "-e", "BEGIN CERTIFICATE", "--", "examples/chat"])
+        .args([
+            "grep",
+            "-l",
+            "-e",
+            "BEGIN PRIVATE KEY",
+            "-e",
+            "BEGIN CERTIFICATE",
+            "--",
+            "examples/chat",
+        ])
         .current_dir(repo())
         .output()
         .unwrap();
     let files = String::from_utf8_lossy(&tracked.stdout);
-    assert!(files.is_empty(), "key or certificate in the clear in: {files}");
+    assert!(
+        files.is_empty(),
+        "key or certificate in the clear in: {files}"
+    );
 
     let (code, out) = app.merged(&["down"]);
     assert_eq!(code, Some(0), "{out}");
@@ -383,7 +431,10 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
             let started = Instant::now();
             let mut client: Option<Client> = None;
             let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) && i < 3000 && started.elapsed() < Duration::from_secs(240) {
+            while !stop.load(Ordering::Relaxed)
+                && i < 3000
+                && started.elapsed() < Duration::from_secs(240)
+            {
                 let id = format!("d{i}");
                 let c = match &mut client {
                     Some(c) => c,
@@ -482,7 +533,10 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
     receiver.join().unwrap().unwrap();
     let s = seen.lock().unwrap();
     let missing: Vec<_> = s.acked.difference(&s.received).collect();
-    assert!(missing.is_empty(), "acknowledged but never received: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never received: {missing:?}"
+    );
     let reconnects = reconnects.load(Ordering::Relaxed);
     assert!(
         reconnects >= 2,

@@ -4,8 +4,8 @@
 mod act;
 pub mod attack;
 mod buffs;
-mod chat;
 mod chaos;
+mod chat;
 mod claims;
 mod cli_claims;
 mod config;

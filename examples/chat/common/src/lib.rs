@@ -158,17 +158,20 @@ impl Broker {
             runtime,
             async move |uri, rt| {
                 let target = (uri.authority.host.as_str(), uri.authority.port);
-                let addr = tokio::net::lookup_host(target).await?.next().ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
-                })?;
+                let addr = tokio::net::lookup_host(target)
+                    .await?
+                    .next()
+                    .ok_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
+                    })?;
                 let plain = lapin::AsyncTcpStream::connect(&rt, (addr.ip(), addr.port())).await?;
                 Ok(plain.into_rustls(&tls, &name).await?)
             },
             properties,
         );
         tokio::time::timeout(Duration::from_secs(10), connect)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 10 s"))?
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 10 s"))?
     }
 }
 

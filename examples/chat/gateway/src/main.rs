@@ -73,9 +73,7 @@ async fn main() {
 async fn run() -> Result<(), Error> {
     let metrics = Arc::new(Registry::default());
     let broker = Broker::from_env()?;
-    let conn = broker
-        .connect(config::seconds("AMQP_PATIENCE", 30))
-        .await?;
+    let conn = broker.connect(config::seconds("AMQP_PATIENCE", 30)).await?;
     let publish = conn.create_channel().await?;
     publish
         .confirm_select(ConfirmSelectOptions::default())
@@ -210,7 +208,10 @@ async fn script() -> Response {
 async fn health(State(app): State<Arc<App>>) -> Response {
     match app.broker.status().connected() {
         true => (StatusCode::OK, "ok\n").into_response(),
-        false => error(StatusCode::SERVICE_UNAVAILABLE, "not connected to the broker"),
+        false => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the broker",
+        ),
     }
 }
 
@@ -253,7 +254,11 @@ async fn client(app: Arc<App>, room: String, mut socket: WebSocket) {
     let (answers, mut answered) = mpsc::channel::<serde_json::Value>(64);
     let hello = json!({"type": "hello", "room": room});
     let mut close = None;
-    if socket.send(Frame::Text(hello.to_string().into())).await.is_ok() {
+    if socket
+        .send(Frame::Text(hello.to_string().into()))
+        .await
+        .is_ok()
+    {
         close = loop {
             tokio::select! {
                 _ = stopping.changed() => {
@@ -322,8 +327,7 @@ async fn client(app: Arc<App>, room: String, mut socket: WebSocket) {
 
 /// A client's send as a message of its room; an error says what is wrong.
 fn accept(app: &App, room: &str, text: &str) -> Result<Message, String> {
-    let send: Send =
-        serde_json::from_str(text).map_err(|e| format!("not a valid message: {e}"))?;
+    let send: Send = serde_json::from_str(text).map_err(|e| format!("not a valid message: {e}"))?;
     if send.kind != "send" {
         return Err(format!("unknown message type `{}`", send.kind));
     }
@@ -369,12 +373,16 @@ async fn publish(app: Arc<App>, m: Message, answers: mpsc::Sender<serde_json::Va
             app.published.inc();
             json!({"type": "ack", "id": m.id})
         }
-        Ok(Ok(_)) => json!({"type": "error", "id": m.id, "error": "the broker refused the message"}),
+        Ok(Ok(_)) => {
+            json!({"type": "error", "id": m.id, "error": "the broker refused the message"})
+        }
         Ok(Err(e)) => {
             log::warn("publish failed", json!({"error": e.to_string()}));
             json!({"type": "error", "id": m.id, "error": "the broker is unavailable"})
         }
-        Err(_) => json!({"type": "error", "id": m.id, "error": "the broker did not confirm in 10 s"}),
+        Err(_) => {
+            json!({"type": "error", "id": m.id, "error": "the broker did not confirm in 10 s"})
+        }
     };
     let _ = answers.send(answer).await;
 }

@@ -54,16 +54,12 @@ async fn main() {
 async fn run() -> Result<(), Error> {
     let metrics = Arc::new(Registry::default());
     let broker = Broker::from_env()?;
-    let conn = broker
-        .connect(config::seconds("AMQP_PATIENCE", 30))
-        .await?;
+    let conn = broker.connect(config::seconds("AMQP_PATIENCE", 30)).await?;
     let db = database().await?;
     let publish = conn.create_channel().await?;
     chat_common::declare(&publish).await?;
     let consume = conn.create_channel().await?;
-    consume
-        .basic_qos(64, BasicQosOptions::default())
-        .await?;
+    consume.basic_qos(64, BasicQosOptions::default()).await?;
     let consumer = consume
         .basic_consume(
             HISTORY_QUEUE.into(),
@@ -118,16 +114,12 @@ async fn database() -> Result<PgPool, Error> {
     if let Some(pw) = config::secret("DATABASE_PASSWORD")? {
         options = options.password(&pw);
     }
-    let pool = buffs_common::retry(
-        "database",
-        config::seconds("DATABASE_PATIENCE", 30),
-        || {
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options.clone())
-        },
-    )
+    let pool = buffs_common::retry("database", config::seconds("DATABASE_PATIENCE", 30), || {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+    })
     .await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS messages (
@@ -248,16 +240,19 @@ impl App {
 /// Healthy while connected to the broker and the database.
 async fn health(State(app): State<Arc<App>>) -> Response {
     if !app.broker.status().connected() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "not connected to the broker");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the broker",
+        );
     }
     match sqlx::query("SELECT 1").execute(&app.db).await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database: {e}"),
-        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
     }
 }
+
+/// A stored message: id, room, author, text, time.
+type Row = (String, String, String, String, String);
 
 #[derive(Deserialize)]
 struct Params {
@@ -287,7 +282,7 @@ async fn history(State(app): State<Arc<App>>, Query(p): Query<Params>) -> Respon
     if let Err(e) = app.sync().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, e);
     }
-    let rows: Result<Vec<(String, String, String, String, String)>, _> = sqlx::query_as(
+    let rows: Result<Vec<Row>, _> = sqlx::query_as(
         "SELECT id, room, author, body, ts FROM
            (SELECT * FROM messages WHERE room = $1 ORDER BY seq DESC LIMIT $2) last
          ORDER BY seq",
