@@ -410,6 +410,8 @@ struct Seen {
     acked: BTreeSet<String>,
     received: BTreeSet<String>,
     by_catch_up: usize,
+    /// How the sockets ended (the close frame, or the error).
+    ends: Vec<String>,
 }
 
 #[test]
@@ -454,7 +456,10 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
                         }
                         Ok(Some(f)) if f["type"] == "error" => return Err(format!("{f}")),
                         Ok(_) => {}
-                        Err(_) => break,
+                        Err(e) => {
+                            seen.lock().unwrap().ends.push(e);
+                            break;
+                        }
                     }
                 }
                 if acked {
@@ -495,7 +500,10 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
                         }
                         Ok(_) if stop.load(Ordering::Relaxed) => return Ok(()),
                         Ok(_) => {}
-                        Err(_) => break,
+                        Err(e) => {
+                            seen.lock().unwrap().ends.push(e);
+                            break;
+                        }
                     }
                 }
                 reconnects.fetch_add(1, Ordering::Relaxed);
@@ -541,6 +549,13 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
     assert!(
         reconnects >= 2,
         "both clients were on replicas the deploy replaced: {reconnects} reconnects"
+    );
+    // The old replicas closed the sockets themselves, on SIGTERM, with
+    // 1012 (service restart), not by dropping the connection.
+    assert!(
+        !s.ends.is_empty() && s.ends.iter().all(|e| e.contains("Restart")),
+        "sockets ended otherwise: {:?}",
+        s.ends
     );
     // Every replica runs revision 2.
     let rows = app.ps();
