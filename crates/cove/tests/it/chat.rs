@@ -37,20 +37,42 @@ fn overrides(tmp: &Path, extra: &str) {
     .unwrap();
 }
 
+/// The environment `cove` runs with for examples/chat with its state in
+/// `tmp`, project `name`, the demo identity.
+fn example_env(tmp: &Path, name: &str) -> Vec<(&'static str, PathBuf)> {
+    let file = repo().join("examples/chat/compose.yaml");
+    let files = format!("{}:{}", file.display(), tmp.join("override.yaml").display());
+    vec![
+        ("COMPOSE_FILE", PathBuf::from(files)),
+        ("COMPOSE_PROJECT_NAME", PathBuf::from(name)),
+        (
+            "COVE_IDENTITY",
+            repo().join("examples/chat/demo-identity.txt"),
+        ),
+    ]
+}
+
 /// examples/chat with its state in `tmp`, project `name`, the demo identity.
 fn example(tmp: &Path, name: &str) -> App {
     overrides(tmp, "");
-    let file = repo().join("examples/chat/compose.yaml");
-    let files = format!("{}:{}", file.display(), tmp.join("override.yaml").display());
-    let identity = repo().join("examples/chat/demo-identity.txt");
-    App::with_env(
-        "services: {}\n",
-        &[
-            ("COMPOSE_FILE", Path::new(&files)),
-            ("COMPOSE_PROJECT_NAME", Path::new(name)),
-            ("COVE_IDENTITY", &identity),
-        ],
-    )
+    let env = example_env(tmp, name);
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    App::with_env("services: {}\n", &env)
+}
+
+/// `cove ARGS` for the example in `tmp`, killed after `secs` (a deploy
+/// with WebSockets open outlasts `App`'s 120 s: cove's gateway lets each
+/// old replica's connections drain for up to 30 s).
+fn cove_for(app: &App, tmp: &Path, name: &str, args: &[&str], secs: u64) -> (Option<i32>, String) {
+    let out = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+            .current_dir(app.dir())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .envs(example_env(tmp, name)),
+        secs,
+    );
+    (out.code, out.stdout + &out.stderr)
 }
 
 /// Everything the tests need, built and started: the gateway's address.
@@ -522,7 +544,13 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
         "services:\n  chat-gateway:\n    environment:\n      CHAT_REVISION: \"2\"\n",
     );
     let started = Instant::now();
-    let (code, out) = app.merged(&["deploy", "chat-gateway"]);
+    let (code, out) = cove_for(
+        &app,
+        tmp.path(),
+        "chat-deploy",
+        &["deploy", "chat-gateway"],
+        400,
+    );
     let took = started.elapsed();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("revision 2"), "{out}");
