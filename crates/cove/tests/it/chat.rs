@@ -60,19 +60,38 @@ fn example(tmp: &Path, name: &str) -> App {
     App::with_env("services: {}\n", &env)
 }
 
-/// `cove ARGS` for the example in `tmp`, killed after `secs` (a deploy
-/// with WebSockets open outlasts `App`'s 120 s: cove's gateway lets each
-/// old replica's connections drain for up to 30 s).
+/// `cove ARGS` for the example in `tmp`, killed after `secs`: exit code,
+/// stdout then stderr. The output goes to files, so it may be of any size
+/// (`cove logs` of this app outgrows a pipe's buffer), and the time may be
+/// longer than `App`'s 120 s (a deploy with WebSockets open: cove's gateway
+/// lets each old replica's connections drain for up to 30 s).
 fn cove_for(app: &App, tmp: &Path, name: &str, args: &[&str], secs: u64) -> (Option<i32>, String) {
-    let out = run_bounded(
-        std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
-            .current_dir(app.dir())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .envs(example_env(tmp, name)),
-        secs,
-    );
-    (out.code, out.stdout + &out.stderr)
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+        .current_dir(app.dir())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .envs(example_env(tmp, name))
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text =
+        fs_err::read_to_string(out.path()).unwrap() + &fs_err::read_to_string(err.path()).unwrap();
+    (status, text)
 }
 
 /// Everything the tests need, built and started: the gateway's address.
@@ -377,6 +396,38 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
         assert!(out.contains("certificate not valid for name"), "{out}");
     }
 
+    // The broker goes away: the gateway replicas close their sockets
+    // (1012) and end; cove starts them again once it is back, and the
+    // chat works again, history intact.
+    let mut carol = Client::join(gw, "e2e").unwrap();
+    let (code, out) = app.merged(&["stop", "rabbitmq"]);
+    assert_eq!(code, Some(0), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ended = loop {
+        match carol.next() {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => {}
+            Ok(_) => panic!("the socket stayed open without the broker"),
+        }
+    };
+    assert!(ended.contains("Restart"), "{ended}");
+    let (code, out) = app.merged(&["start", "rabbitmq"]);
+    assert_eq!(code, Some(0), "{out}");
+    let back = Instant::now();
+    let mut dave = crate::daemon::eventually_ok(120, "the chat back after the broker", || {
+        Client::join(gw, "e2e")
+    });
+    dave.send(&send_frame("m3", "after the outage")).unwrap();
+    dave.until(10, "dave's ack", |f| f["type"] == "ack" && f["id"] == "m3");
+    eprintln!(
+        "chat: back {:.1}s after the broker's start",
+        back.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        history_ids(gw, "e2e", 10).unwrap(),
+        ["m1", given.as_str(), "m3"]
+    );
+
     // Nothing secret in the clear: not in logs, listings or the state.
     let key = app.merged(&["secrets", "get", "BROKER_KEY"]).1;
     let key_line = key
@@ -384,7 +435,8 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
         .find(|l| !l.starts_with("-----") && l.len() > 20)
         .unwrap()
         .to_string();
-    let (_, logs) = app.merged(&["logs"]);
+    let (code, logs) = cove_for(&app, tmp.path(), "chat-e2e", &["logs"], 60);
+    assert_eq!(code, Some(0));
     let (_, ps) = app.merged(&["ps", "--format", "json"]);
     for s in [&password, &key_line] {
         assert!(!logs.contains(s.as_str()) && !ps.contains(s.as_str()));
@@ -395,7 +447,9 @@ fn chat_messages_go_between_websockets_over_a_tls_broker_into_history_on_one_ori
                 if meta.is_dir() {
                     todo.push(p);
                 } else if let Ok(bytes) = fs_err::read(&p) {
-                    let found = bytes.windows(s.len()).any(|w| w == s.as_bytes());
+                    // std's (optimised) search: the needles are ASCII,
+                    // which a lossy conversion keeps as they are.
+                    let found = String::from_utf8_lossy(&bytes).contains(s.as_str());
                     assert!(!found, "{} holds a secret in the clear", p.display());
                 }
             }

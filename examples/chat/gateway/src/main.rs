@@ -116,6 +116,7 @@ async fn run() -> Result<(), Error> {
         .await?;
     let (feed, _) = broadcast::channel(1024);
     let (stop, stopping) = watch::channel(false);
+    let stop = Arc::new(stop);
     let (open, mut all_closed) = mpsc::channel(1);
     let app = Arc::new(App {
         broker: Arc::new(conn),
@@ -138,9 +139,10 @@ async fn run() -> Result<(), Error> {
     let mut feeding = tokio::spawn(feed_from(consumer, feed));
     // SIGTERM: every WebSocket gets its close frame while `serve` stops
     // accepting (both hear the signal).
+    let on_signal = stop.clone();
     tokio::spawn(async move {
         buffs_common::http::shutdown().await;
-        let _ = stop.send(true);
+        let _ = on_signal.send(true);
     });
     let router = Router::new()
         .route("/", get(index))
@@ -151,6 +153,12 @@ async fn run() -> Result<(), Error> {
     tokio::select! {
         served = serve(router, metrics) => served?,
         ended = &mut feeding => {
+            // The broker is gone: close the sockets as on SIGTERM (the
+            // clients reconnect to a replica that has one), then end with
+            // an error; cove restarts the replica (`restart:`).
+            let _ = stop.send(true);
+            drop(app);
+            let _ = tokio::time::timeout(Duration::from_secs(2), all_closed.recv()).await;
             return Err(format!("the broker's delivery stream ended: {}", match ended {
                 Ok(Err(e)) => e.to_string(),
                 _ => "closed".into(),
