@@ -10,7 +10,7 @@
 //! | `postgres` | `postgres`, `initdb`, `pg_isready` (`postgresql`; found in `/usr/lib/postgresql/<newest>/bin` too) | `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`, `POSTGRES_INITDB_ARGS`, `POSTGRES_HOST_AUTH_METHOD`, `command: postgres -c ...`, first-start initialisation |
 //!
 //! | `activemq`, `activemq-classic` | `java`, `/usr/share/activemq/bin/activemq.jar` (`activemq`) | OpenWire on port 61616 and STOMP on 61613 of the replica's address, `ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD` (authentication), `ACTIVEMQ_OPTS` (JVM options; default `-Xms64M -Xmx256M`) |
-//! | `rabbitmq` | `/usr/lib/rabbitmq/bin/rabbitmq-server` (`rabbitmq-server`) | AMQP on port 5672 of the replica's address, `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS` (required: no default `guest`), `RABBITMQ_DEFAULT_VHOST`; a `*-management` tag enables the management plugin on 15672 |
+//! | `rabbitmq` | `/usr/lib/rabbitmq/bin/rabbitmq-server` (`rabbitmq-server`) | AMQP on port 5672 of the replica's address, `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS` (required: no default `guest`), `RABBITMQ_DEFAULT_VHOST`; a `*-management` tag enables the management plugin on 15672; TLS from `rabbitmq.conf`/`conf.d` files and key files given as `secrets` (see `rabbitmq.rs`) |
 //!
 //! RabbitMQ needs Erlang's port mapper (`epmd`): each node starts its own,
 //! on 127.0.0.1 at a port free when the replica starts (`ERL_EPMD_PORT` in
@@ -346,7 +346,9 @@ impl Recipe {
                 .to_vec(),
             )),
             Recipe::Activemq => Some(Probe::Tcp { port: STOMP_PORT }),
-            Recipe::Rabbitmq { .. } => Some(Probe::Tcp { port: AMQP_PORT }),
+            Recipe::Rabbitmq { .. } => Some(Probe::Tcp {
+                port: rabbitmq::probe_port(svc),
+            }),
             Recipe::Postgres => Some(Probe::Exec(vec![
                 host.binary("pg_isready"),
                 "-q".into(),

@@ -5,6 +5,7 @@ mod act;
 pub mod attack;
 mod buffs;
 mod chaos;
+mod chat;
 mod claims;
 mod cli_claims;
 mod config;
