@@ -135,7 +135,9 @@ pub fn run(project_args: &ProjectArgs, args: &BackupArgs) -> anyhow::Result<Exit
     Ok(report(match &args.command {
         None => backup(&project, &target, &args.services),
         Some(BackupCommand::Ls { format }) => list(&project, &target, format),
-        Some(BackupCommand::Check { id, latest }) => check(&project, &target, id.as_deref(), *latest),
+        Some(BackupCommand::Check { id, latest }) => {
+            check(&project, &target, id.as_deref(), *latest)
+        }
     }))
 }
 
@@ -205,7 +207,9 @@ fn password(project: &Project, create: bool) -> Result<cove_secrets::Zeroizing<S
             .map_err(|e| Failure::new(format!("cannot make a password: {e}")))?;
     }
     let pw: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    secrets.set(PASSWORD_SECRET, pw.as_bytes()).map_err(secrets_err)?;
+    secrets
+        .set(PASSWORD_SECRET, pw.as_bytes())
+        .map_err(secrets_err)?;
     secrets.save(&file).map_err(secrets_err)?;
     eprintln!(
         "cove: made the backup repository's password, kept as {PASSWORD_SECRET} in {} (commit it: without it no backup can be restored)",
@@ -216,8 +220,11 @@ fn password(project: &Project, create: bool) -> Result<cove_secrets::Zeroizing<S
 
 fn open(project: &Project, target: &Path, create: bool) -> Result<Store, Failure> {
     if !create && !target.join("config").is_file() {
-        return Err(Failure::new(format!("no backups: {} holds no repository", target.display()))
-            .hint("take one with `cove backup`"));
+        return Err(Failure::new(format!(
+            "no backups: {} holds no repository",
+            target.display()
+        ))
+        .hint("take one with `cove backup`"));
     }
     let pw = password(project, create)?;
     Ok(Store::open_or_init(target, &pw)?)
@@ -250,10 +257,18 @@ impl Method {
 /// The method of `service`, or why it has none.
 fn method_of(project: &Project, service: &str) -> Result<Method, Failure> {
     let Some(svc) = project.app.services.get(service) else {
-        return Err(Failure::new(format!("no such service `{service}`")).hint(format!(
-            "the app's services are: {}",
-            project.app.services.keys().cloned().collect::<Vec<_>>().join(", ")
-        )));
+        return Err(
+            Failure::new(format!("no such service `{service}`")).hint(format!(
+                "the app's services are: {}",
+                project
+                    .app
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
     };
     match Recipe::detect(svc) {
         Some(Recipe::Postgres) => Ok(Method::PgDump),
@@ -430,7 +445,10 @@ impl Pg {
     fn env(&self) -> Vec<(String, String)> {
         vec![
             path_env(),
-            ("PGPASSFILE".into(), self.passfile.path().display().to_string()),
+            (
+                "PGPASSFILE".into(),
+                self.passfile.path().display().to_string(),
+            ),
         ]
     }
 
@@ -608,8 +626,12 @@ impl RedisConn {
                 break;
             }
             let info = self.cli(&["INFO", "persistence"])?;
-            if info.contains("rdb_last_bgsave_status:err") && !info.contains("rdb_bgsave_in_progress:1") {
-                return Err(Failure::new("Redis's BGSAVE failed (see its log: `cove logs`)"));
+            if info.contains("rdb_last_bgsave_status:err")
+                && !info.contains("rdb_bgsave_in_progress:1")
+            {
+                return Err(Failure::new(
+                    "Redis's BGSAVE failed (see its log: `cove logs`)",
+                ));
             }
             if Instant::now() > deadline {
                 return Err(Failure::new("Redis's BGSAVE did not finish in 30 minutes"));
@@ -624,7 +646,9 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
     let services = if services.is_empty() {
         let d = default_services(project);
         if d.is_empty() {
-            return Err(Failure::new("no service to back up: none runs postgres, mariadb or redis, and none has `x-cove.backup`"));
+            return Err(Failure::new(
+                "no service to back up: none runs postgres, mariadb or redis, and none has `x-cove.backup`",
+            ));
         }
         d
     } else {
@@ -712,7 +736,9 @@ struct Listed<'a> {
 
 fn list(project: &Project, target: &Path, format: &str) -> Result<(), Failure> {
     if format != "table" && format != "json" {
-        return Err(Failure::new(format!("--format {format}: `table` or `json`")));
+        return Err(Failure::new(format!(
+            "--format {format}: `table` or `json`"
+        )));
     }
     let backups = if target.join("config").is_file() {
         open(project, target, false)?.list()?
@@ -781,7 +807,10 @@ fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Re
         );
         Ok(())
     } else {
-        Err(Failure::new(format!("damaged backup(s): {}", bad.join(", "))))
+        Err(Failure::new(format!(
+            "damaged backup(s): {}",
+            bad.join(", ")
+        )))
     }
 }
 
@@ -841,7 +870,11 @@ fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), F
     let state = state_dir(project);
     let mut dump = tempfile::Builder::new()
         .prefix("restore-")
-        .tempfile_in(if state.is_dir() { state.clone() } else { std::env::temp_dir() })
+        .tempfile_in(if state.is_dir() {
+            state.clone()
+        } else {
+            std::env::temp_dir()
+        })
         .map_err(|e| Failure::new(format!("cannot make a temporary file: {e}")))?;
     store.restore(&chosen.id, dump.as_file_mut())?;
     let input = || {
@@ -942,8 +975,11 @@ fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Fa
         &accepted.revisions,
     ))
     .map_err(|_| {
-        Failure::new(format!("`{}` did not become ready after the restore", t.service))
-            .hint("see `cove logs`")
+        Failure::new(format!(
+            "`{}` did not become ready after the restore",
+            t.service
+        ))
+        .hint("see `cove logs`")
     })?;
     Ok(())
 }
