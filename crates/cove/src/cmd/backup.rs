@@ -6,7 +6,7 @@
 //!
 //! | recipe | backup | restore (in place) |
 //! |---|---|---|
-//! | `postgres` | `pg_dump -Fc` of `POSTGRES_DB` | `pg_restore --clean --if-exists` |
+//! | `postgres` | `pg_dump -Fc -Z0` of `POSTGRES_DB` (the repository compresses) | `pg_restore --clean --if-exists` |
 //! | `mariadb` | `mariadb-dump --single-transaction --routines --events --databases` (every database but the system ones) | `mariadb` |
 //! | `redis` | `BGSAVE`, then the RDB file once `LASTSAVE` changed | the replica stopped, the RDB put in its data directory, started |
 //!
@@ -665,7 +665,9 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
         let b = match method {
             Method::PgDump => {
                 let pg = Pg::of(&t)?;
-                let mut argv = vec!["pg_dump".to_string(), "-Fc".to_string()];
+                // Uncompressed (`-Z0`): the repository compresses (zstd),
+                // and an uncompressed stream deduplicates across backups.
+                let mut argv = vec!["pg_dump".to_string(), "-Fc".into(), "-Z0".into()];
                 argv.extend(pg.conn_args());
                 store.backup_command(&meta, &argv, &pg.env())?
             }
