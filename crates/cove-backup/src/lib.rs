@@ -112,6 +112,15 @@ pub struct Store {
     password: String,
 }
 
+impl std::fmt::Debug for Store {
+    /// The directory only: never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Opens the repository at `dir`, made (with `password`) if the
     /// directory holds none.

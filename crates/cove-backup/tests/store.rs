@@ -77,14 +77,12 @@ fn round_trip_list_and_restic_reads_it() {
             .len(),
         1
     );
-    let wrong = Store::open_or_init(&dir, "nope")
-        .err()
-        .expect("wrong password refused");
+    let wrong = Store::open_or_init(&dir, "nope").expect_err("wrong password refused");
     assert!(wrong.to_string().contains("cannot open"), "{wrong}");
 
     // Debian's restic lists it, with cove's tags, and dumps the same bytes.
     let pwfile = tmp.path().join("pw");
-    std::fs::write(&pwfile, PASSWORD).unwrap();
+    fs_err::write(&pwfile, PASSWORD).unwrap();
     let out = restic(&dir, &pwfile, &["snapshots", "--json"]);
     assert!(
         out.status.success(),
@@ -139,14 +137,13 @@ fn a_failed_or_killed_command_leaves_no_snapshot() {
         let argv: Vec<String> = vec!["sh".into(), "-c".into(), script.into()];
         let err = store
             .backup_command(&meta("db"), &argv, &path_env())
-            .err()
-            .expect("a failed command is an error");
+            .expect_err("a failed command is an error");
         assert!(err.to_string().contains("no backup was kept"), "{err}");
         assert!(store.list().unwrap().is_empty());
     }
     // Not even restic sees one (no pending snapshot left behind).
     let pwfile = tmp.path().join("pw");
-    std::fs::write(&pwfile, PASSWORD).unwrap();
+    fs_err::write(&pwfile, PASSWORD).unwrap();
     let out = restic(&dir, &pwfile, &["snapshots", "--json"]);
     assert!(
         out.status.success(),
@@ -164,8 +161,8 @@ fn a_failed_or_killed_command_leaves_no_snapshot() {
 
 fn data_packs(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for sub in std::fs::read_dir(dir.join("data")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+    for sub in fs_err::read_dir(dir.join("data")).unwrap() {
+        for f in fs_err::read_dir(sub.unwrap().path()).unwrap() {
             out.push(f.unwrap().path());
         }
     }
@@ -185,26 +182,25 @@ fn a_flipped_byte_is_found_by_check_and_refused_by_restore() {
     // The largest pack holds data blobs; flip a byte in its middle.
     let pack = data_packs(&dir)
         .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .max_by_key(|p| fs_err::metadata(p).unwrap().len())
         .unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
+    let mut bytes = fs_err::read(&pack).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     // Packs are read-only on disk, as restic leaves them.
-    let mut perm = std::fs::metadata(&pack).unwrap().permissions();
+    let mut perm = fs_err::metadata(&pack).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perm.set_readonly(false);
-    std::fs::set_permissions(&pack, perm).unwrap();
-    std::fs::write(&pack, &bytes).unwrap();
+    fs_err::set_permissions(&pack, perm).unwrap();
+    fs_err::write(&pack, &bytes).unwrap();
     let name = pack.file_name().unwrap().to_str().unwrap();
 
-    let err = store.check(&b.id).err().expect("check finds the damage");
+    let err = store.check(&b.id).expect_err("check finds the damage");
     assert!(err.to_string().contains(name), "{err}");
     let mut out = Vec::new();
     let err = store
         .restore(&b.id, &mut out)
-        .err()
-        .expect("restore refuses a damaged backup");
+        .expect_err("restore refuses a damaged backup");
     assert!(err.to_string().contains(name), "{err}");
     assert!(out.is_empty(), "nothing is written from a damaged backup");
 }

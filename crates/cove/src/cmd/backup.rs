@@ -203,7 +203,7 @@ fn password(project: &Project, create: bool) -> Result<cove_secrets::Zeroizing<S
     {
         use std::io::Read as _;
         fs_err::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes).map_err(Into::into))
+            .and_then(|mut f| f.read_exact(&mut bytes))
             .map_err(|e| Failure::new(format!("cannot make a password: {e}")))?;
     }
     let pw: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

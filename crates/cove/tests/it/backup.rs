@@ -77,8 +77,8 @@ impl Fixture {
                 let mut scans = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     scans += 1;
-                    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-                        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                    for e in fs_err::read_dir("/proc").unwrap().flatten() {
+                        let Ok(cmdline) = fs_err::read(e.path().join("cmdline")) else {
                             continue;
                         };
                         let line = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -121,17 +121,17 @@ impl Fixture {
     fn flip_a_byte(&self) -> Vec<String> {
         let data = self.dir().join(".cove/backups/data");
         let mut names = Vec::new();
-        for sub in std::fs::read_dir(data).unwrap().flatten() {
-            for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+        for sub in fs_err::read_dir(data).unwrap().flatten() {
+            for f in fs_err::read_dir(sub.path()).unwrap().flatten() {
                 let pack = f.path();
-                let mut bytes = std::fs::read(&pack).unwrap();
+                let mut bytes = fs_err::read(&pack).unwrap();
                 let mid = bytes.len() / 2;
                 bytes[mid] ^= 0x40;
-                let mut perm = std::fs::metadata(&pack).unwrap().permissions();
+                let mut perm = fs_err::metadata(&pack).unwrap().permissions();
                 #[allow(clippy::permissions_set_readonly_false)]
                 perm.set_readonly(false);
-                std::fs::set_permissions(&pack, perm).unwrap();
-                std::fs::write(&pack, bytes).unwrap();
+                fs_err::set_permissions(&pack, perm).unwrap();
+                fs_err::write(&pack, bytes).unwrap();
                 names.push(pack.file_name().unwrap().to_string_lossy().into_owned());
             }
         }
@@ -141,7 +141,7 @@ impl Fixture {
 
 fn restic(repo: &Path, password: &str, args: &[&str]) -> Out {
     let pwfile = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(pwfile.path(), password).unwrap();
+    fs_err::write(pwfile.path(), password).unwrap();
     run_bounded(
         Command::new("restic")
             .arg("-r")
@@ -252,7 +252,7 @@ fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
     // To a file (a pipe would fill): bounded by `timeout`.
     let dumped = f.dir().join("restic-dump");
     let pwfile = f.dir().join("restic-pw");
-    std::fs::write(&pwfile, &repo_pw).unwrap();
+    fs_err::write(&pwfile, &repo_pw).unwrap();
     let status = Command::new("timeout")
         .arg("300")
         .arg("restic")
@@ -262,11 +262,11 @@ fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
         .arg(&pwfile)
         .args(["--no-cache", "dump", "latest", "/pg.pg_dump"])
         .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&dumped).unwrap())
+        .stdout(fs_err::File::create(&dumped).unwrap().into_parts().0)
         .status()
         .unwrap();
     assert!(status.success(), "restic dump: {status}");
-    let bytes = std::fs::read(&dumped).unwrap();
+    let bytes = fs_err::read(&dumped).unwrap();
     assert!(
         bytes.starts_with(b"PGDMP"),
         "a pg_dump custom-format archive"
