@@ -58,7 +58,7 @@ fn round_trip_list_and_restic_reads_it() {
     let dir = tmp.path().join("repo");
     let store = Store::open_or_init(&dir, PASSWORD).unwrap();
     let b = store
-        .backup_command(&meta("db"), &stream_cmd(16 << 20), &path_env())
+        .backup_command(&meta("db"), &stream_cmd(16 << 20), &path_env(), tmp.path())
         .unwrap();
     let want = expected(16 << 20);
     assert_eq!(b.size, want.len() as u64);
@@ -116,7 +116,7 @@ fn round_trip_list_and_restic_reads_it() {
 
     // A second identical backup adds (almost) nothing: deduplicated.
     let b2 = store
-        .backup_command(&meta("db"), &stream_cmd(16 << 20), &path_env())
+        .backup_command(&meta("db"), &stream_cmd(16 << 20), &path_env(), tmp.path())
         .unwrap();
     assert!(
         b2.added < 64 * 1024,
@@ -136,7 +136,7 @@ fn a_failed_or_killed_command_leaves_no_snapshot() {
     ] {
         let argv: Vec<String> = vec!["sh".into(), "-c".into(), script.into()];
         let err = store
-            .backup_command(&meta("db"), &argv, &path_env())
+            .backup_command(&meta("db"), &argv, &path_env(), tmp.path())
             .expect_err("a failed command is an error");
         assert!(err.to_string().contains("no backup was kept"), "{err}");
         assert!(store.list().unwrap().is_empty());
@@ -154,7 +154,7 @@ fn a_failed_or_killed_command_leaves_no_snapshot() {
     assert_eq!(snaps.as_array().map(Vec::len), Some(0), "{snaps}");
     // And the next one succeeds.
     store
-        .backup_command(&meta("db"), &stream_cmd(1 << 20), &path_env())
+        .backup_command(&meta("db"), &stream_cmd(1 << 20), &path_env(), tmp.path())
         .unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
 }
@@ -176,7 +176,7 @@ fn a_flipped_byte_is_found_by_check_and_refused_by_restore() {
     let dir = tmp.path().join("repo");
     let store = Store::open_or_init(&dir, PASSWORD).unwrap();
     let b = store
-        .backup_command(&meta("db"), &stream_cmd(8 << 20), &path_env())
+        .backup_command(&meta("db"), &stream_cmd(8 << 20), &path_env(), tmp.path())
         .unwrap();
     store.check(&b.id).unwrap();
     // The largest pack holds data blobs; flip a byte in its middle.

@@ -10,6 +10,9 @@
 //! | `mariadb` | `mariadb-dump --single-transaction --routines --events --databases` (every database but the system ones) | `mariadb` |
 //! | `redis` | `BGSAVE`, then the RDB file once `LASTSAVE` changed | the replica stopped, the RDB put in its data directory, started |
 //!
+//! The dump goes to a private temporary file under `<state dir>/backup-scratch`
+//! first, and into the repository once its command exited 0.
+//!
 //! Credentials never go on a command line: PostgreSQL's password is in a
 //! `PGPASSFILE`, MariaDB's in a `--defaults-extra-file`, Redis's in
 //! `REDISCLI_AUTH`, each a private temporary file (or variable) gone when
@@ -659,6 +662,9 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
         .map(|s| method_of(project, s).map(|m| (s.clone(), m)))
         .collect::<Result<_, _>>()?;
     let store = open(project, target, true)?;
+    // Each dump is written here (private, removed once stored) before it
+    // goes into the repository.
+    let scratch = state_dir(project).join("backup-scratch");
     for (service, method) in methods {
         let t = replica(project, &service)?;
         let meta = meta(project, &service, method);
@@ -669,7 +675,7 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                 // and an uncompressed stream deduplicates across backups.
                 let mut argv = vec!["pg_dump".to_string(), "-Fc".into(), "-Z0".into()];
                 argv.extend(pg.conn_args());
-                store.backup_command(&meta, &argv, &pg.env())?
+                store.backup_command(&meta, &argv, &pg.env(), &scratch)?
             }
             Method::MariadbDump => {
                 let m = Maria::of(&t)?;
@@ -688,13 +694,13 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                     "--databases".into(),
                 ];
                 argv.extend(dbs);
-                store.backup_command(&meta, &argv, &[path_env()])?
+                store.backup_command(&meta, &argv, &[path_env()], &scratch)?
             }
             Method::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                store.backup_command(&meta, &argv, &[path_env()])?
+                store.backup_command(&meta, &argv, &[path_env()], &scratch)?
             }
         };
         eprintln!(
