@@ -285,6 +285,14 @@ fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
     assert_eq!(out.code, Some(1), "{out}");
     assert!(out.stderr.contains("no backup was kept"), "{out}");
     assert_eq!(f.backups().len(), 2);
+    // Nor any dump left in the scratch directory (each is removed once
+    // stored, or once its command failed).
+    let scratch: Vec<_> = fs_err::read_dir(f.dir().join(".cove/backup-scratch"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
     let out = restic(&repo, &repo_pw, &["snapshots", "--json"]);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out.stdout)
