@@ -1,5 +1,5 @@
 //! `x-cove` fields the schema accepts and cove does not act on yet
-//! (`backup`, `preview`, `alerts` of a service; `previews` of the
+//! (`backup`'s `schedule` and `keep`, `preview`, `alerts` of a service; `previews` of the
 //! project): a warning at the field, saying so, rather than silence that
 //! reads as "done". Each goes when the work that acts on it lands.
 
@@ -10,7 +10,10 @@ use crate::source::SourceMap;
 
 /// What a field would do, and what cove does instead today.
 const PENDING: [(&str, &str); 4] = [
-    ("backup", "no backups are taken"),
+    (
+        "backup",
+        "no backup is taken on its `schedule` and none is removed per `keep`",
+    ),
     ("preview", "there are no preview environments yet"),
     ("alerts", "no alert is evaluated or sent"),
     ("previews", "there are no preview environments yet"),
@@ -24,15 +27,21 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
             return;
         };
         let place = path.join(".");
-        out.push(
-            Diagnostic::warning(
-                locate(sources, &path),
-                format!("`{place}` is accepted but not acted on yet: {instead}"),
+        // Backups are taken on demand (`cove backup`), not yet on a schedule.
+        let (message, hint) = if field == "backup" {
+            (
+                format!("`{place}` is accepted, but its `schedule` and `keep` are not acted on yet: {instead}"),
+                "`cove backup` takes a backup now (this service among the default ones) and `cove restore` restores it; schedules and retention come later".to_string(),
             )
-            .with_hint(format!(
-                "keep it for when cove acts on `x-cove.{field}`, or remove it; nothing happens because of it today"
-            )),
-        );
+        } else {
+            (
+                format!("`{place}` is accepted but not acted on yet: {instead}"),
+                format!(
+                    "keep it for when cove acts on `x-cove.{field}`, or remove it; nothing happens because of it today"
+                ),
+            )
+        };
+        out.push(Diagnostic::warning(locate(sources, &path), message).with_hint(hint));
     };
     for (name, svc) in &app.services {
         let Some(x) = &svc.x_cove else { continue };

@@ -102,6 +102,13 @@ pub enum Command {
     /// The app's secrets, encrypted with age in `cove.secrets.yaml` beside
     /// its Compose file (safe to commit; one line per secret).
     Secrets(SecretsArgs),
+    /// Back up services' data now (`cove backup [SERVICE...]`), list the
+    /// backups (`ls`), read them back and verify them (`check`): encrypted,
+    /// deduplicated snapshots in a restic repository.
+    Backup(crate::cmd::backup::BackupArgs),
+    /// Replace a service's data with a backup (the newest, or `--from ID`),
+    /// in place: asks first unless `--yes`.
+    Restore(crate::cmd::backup::RestoreArgs),
     /// Run a one-off command in a service's environment (its dependencies
     /// are started first; a container service's in a container of its
     /// own), e.g. `cove run --rm api ./migrate`: options before SERVICE,

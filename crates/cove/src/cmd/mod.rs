@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub(crate) mod backup;
 mod build;
 mod config;
 mod control;
@@ -52,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => deploy::rollback(&cli.project, &args),
         Command::History(args) => deploy::history(&cli.project, &args),
         Command::Secrets(args) => secrets::run(&cli.project, &args),
+        Command::Backup(args) => backup::run(&cli.project, &args),
+        Command::Restore(args) => backup::restore_cmd(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Top(args) => top::run(&cli.project, &args),
         Command::Port(args) => port::run(&cli.project, &args),

@@ -3,6 +3,7 @@
 
 mod act;
 pub mod attack;
+mod backup;
 mod buffs;
 mod chaos;
 mod chat;
