@@ -40,6 +40,15 @@ pub struct App {
     pub other: BTreeMap<String, Json>,
 }
 
+impl App {
+    /// The hint for a service name that is not the app's: "the app's
+    /// services are: a, b, c".
+    pub fn services_hint(&self) -> String {
+        let names: Vec<&str> = self.services.keys().map(String::as_str).collect();
+        format!("the app's services are: {}", names.join(", "))
+    }
+}
+
 fn is_default<T: Default + PartialEq>(t: &T) -> bool {
     *t == T::default()
 }

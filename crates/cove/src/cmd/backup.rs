@@ -261,16 +261,7 @@ impl Method {
 fn method_of(project: &Project, service: &str) -> Result<Method, Failure> {
     let Some(svc) = project.app.services.get(service) else {
         return Err(
-            Failure::new(format!("no such service `{service}`")).hint(format!(
-                "the app's services are: {}",
-                project
-                    .app
-                    .services
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            Failure::new(format!("no such service `{service}`")).hint(project.app.services_hint())
         );
     };
     match Recipe::detect(svc) {

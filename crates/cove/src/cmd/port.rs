@@ -43,16 +43,7 @@ pub fn run(project_args: &ProjectArgs, args: &PortArgs) -> anyhow::Result<ExitCo
     let Some(compose) = project.app.services.get(&args.service) else {
         return fail(
             format!("no such service `{}`", args.service),
-            format!(
-                "the services are {}",
-                project
-                    .app
-                    .services
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            project.app.services_hint(),
         );
     };
     // The ports it listens on: the plan's (TCP), and Compose's `ports`

@@ -144,15 +144,7 @@ pub(in crate::server) fn exec_target(daemon: &Daemon, key: &str, query: &str) ->
         return error(
             StatusCode::NOT_FOUND,
             format!("no such service `{service}`"),
-            Some(format!(
-                "the app's services are: {}",
-                d.app
-                    .services
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            Some(d.app.services_hint()),
         );
     }
     let svc = plan

@@ -25,16 +25,7 @@ pub(super) fn known(run: &Running, names: &[String]) -> Result<Vec<String>, Answ
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("no such service `{unknown}`"),
-            Some(format!(
-                "the app's services are: {}",
-                desired
-                    .app
-                    .services
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            Some(desired.app.services_hint()),
         ));
     }
     Ok(if names.is_empty() {
