@@ -3,7 +3,7 @@
 //! wait is bounded; every test ends with `cove down`, even when it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::up::{alive, down};
@@ -168,12 +168,24 @@ pub fn processes_whose_env(wanted: impl Fn(&[u8]) -> bool) -> Vec<u32> {
 }
 
 /// Runs `cmd` to completion, its output captured; killed after `secs`.
+/// The output is read as it comes (by two threads): a command that prints
+/// more than a pipe holds (64 KiB) would otherwise wait for the reader
+/// until it is killed.
 pub fn run_bounded(cmd: &mut Command, secs: u64) -> Out {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = pipe.read_to_end(&mut all);
+            all
+        })
+    }
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -182,11 +194,8 @@ pub fn run_bounded(cmd: &mut Command, secs: u64) -> Out {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     Out {
         code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
