@@ -113,6 +113,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     harden();
     // Out of the CLI's session: Ctrl-C in its terminal is not for us.
     let _ = rustix::process::setsid();
+    catch_inherited_signals()?;
     // 0700, ours; one another user made, or a link, is refused.
     cove_runtime::private::make_dir(state_dir).map_err(|e| e.to_string())?;
     let state_dir = fs_err::canonicalize(state_dir).map_err(|e| e.to_string())?;
@@ -287,6 +288,34 @@ async fn bring_back(daemon: &Daemon, store: &Store) -> Result<(), String> {
             Err(e) => log(&format!("cannot plan the stored app of {key}: {e}")),
         }
         run.desired = Some(desired);
+    }
+    Ok(())
+}
+
+/// Signals the daemon may have been started with ignored (`nohup` ignores
+/// SIGHUP; a script's background job, SIGINT and SIGQUIT) are caught here
+/// instead, by a handler that does nothing with them: an ignored signal
+/// stays ignored across `exec`, a caught one does not, so every replica
+/// starts with them at their default, as a shell's own child does (a
+/// `kill -s HUP` of a replica ended it under a plain shell and did nothing
+/// under `nohup`). Before any replica starts (`bring_back`); SIGTERM and
+/// SIGINT then stop the daemon (`accept_loop`). tokio keeps a handler
+/// installed for the life of the process once made, so the streams may go.
+fn catch_inherited_signals() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    for kind in [
+        SignalKind::hangup(),
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+        SignalKind::alarm(),
+    ] {
+        drop(
+            signal(kind)
+                .map_err(|e| format!("cannot handle signal {}: {e}", kind.as_raw_value()))?,
+        );
     }
     Ok(())
 }
