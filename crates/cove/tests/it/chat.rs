@@ -61,37 +61,20 @@ fn example(tmp: &Path, name: &str) -> App {
 }
 
 /// `cove ARGS` for the example in `tmp`, killed after `secs`: exit code,
-/// stdout then stderr. The output goes to files, so it may be of any size
-/// (`cove logs` of this app outgrows a pipe's buffer), and the time may be
+/// stdout then stderr (`run_bounded`, which reads output of any size as it
+/// comes: `cove logs` of this app outgrows a pipe's buffer). The time may be
 /// longer than `App`'s 120 s (a deploy with WebSockets open: cove's gateway
 /// lets each old replica's connections drain for up to 30 s).
 fn cove_for(app: &App, tmp: &Path, name: &str, args: &[&str], secs: u64) -> (Option<i32>, String) {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let err = tempfile::NamedTempFile::new().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
-        .current_dir(app.dir())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .envs(example_env(tmp, name))
-        .stdout(out.reopen().unwrap())
-        .stderr(err.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text =
-        fs_err::read_to_string(out.path()).unwrap() + &fs_err::read_to_string(err.path()).unwrap();
-    (status, text)
+    let out = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
+            .current_dir(app.dir())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .envs(example_env(tmp, name)),
+        secs,
+    );
+    (out.code, out.stdout + &out.stderr)
 }
 
 /// Everything the tests need, built and started: the gateway's address.
