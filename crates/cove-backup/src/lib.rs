@@ -97,6 +97,9 @@ pub struct Backup {
     pub added: u64,
     /// The stream's path in the snapshot.
     pub path: String,
+    /// When a restore drill last succeeded (RFC 3339): the snapshot's tag
+    /// `verified=TIME` ([`Store::mark_verified`]). `None`: never verified.
+    pub verified: Option<String>,
 }
 
 /// A restic repository at a local directory.
@@ -260,7 +263,40 @@ impl Store {
             .get_all_snapshots()
             .map_err(|e| Error::new("listing snapshots", e))?;
         snaps.sort_by(|a, b| a.time.cmp(&b.time));
-        Ok(snaps.iter().filter_map(listed).collect())
+        Ok(latest_versions(snaps).iter().filter_map(listed).collect())
+    }
+
+    /// Records that a restore drill of backup `id` succeeded at `at` (RFC
+    /// 3339): as restic's `tag --add` does, the snapshot is written again
+    /// with the tag `verified=AT` (and `original` pointing at the first
+    /// version, whose id cove keeps showing), then the old version is
+    /// removed. Killed between the two, both versions exist and
+    /// [`Store::list`] shows the newer one.
+    pub fn mark_verified(&self, id: &str, at: &str) -> Result<Backup> {
+        let repo = self.open()?;
+        let old = self.snapshot(&repo, id)?;
+        let mut new = old.clone();
+        let stale: Vec<String> = new
+            .tags
+            .iter()
+            .filter(|t| t.starts_with("verified="))
+            .cloned()
+            .collect();
+        for t in stale {
+            new.tags.remove_all(
+                &[<rustic_core::StringList as std::str::FromStr>::from_str(&t)
+                    .map_err(|e| Error::new("reading the snapshot's tags", e))?],
+            );
+        }
+        new.tags.add(format!("verified={at}"));
+        new.original = Some(old.original.unwrap_or(old.id));
+        repo.save_snapshots(vec![new.clone()])
+            .map_err(|e| Error::new("recording the verification", e))?;
+        repo.delete_snapshots(&[old.id])
+            .map_err(|e| Error::new("removing the unverified version", e))?;
+        let mut b = listed(&new).ok_or_else(|| Error("the snapshot is not cove's".into()))?;
+        b.verified = Some(at.to_string());
+        Ok(b)
     }
 
     fn snapshot(
@@ -271,9 +307,9 @@ impl Store {
         let snaps = repo
             .get_all_snapshots()
             .map_err(|e| Error::new("listing snapshots", e))?;
-        let matching: Vec<_> = snaps
+        let matching: Vec<_> = latest_versions(snaps)
             .into_iter()
-            .filter(|s| s.id.to_hex().starts_with(id) && listed(s).is_some())
+            .filter(|s| shown_id(s).starts_with(id) && listed(s).is_some())
             .collect();
         match matching.len() {
             1 => Ok(matching.into_iter().next().expect("one")),
@@ -371,7 +407,28 @@ impl Store {
 }
 
 fn short(snap: &SnapshotFile) -> String {
-    snap.id.to_hex().chars().take(8).collect()
+    shown_id(snap).chars().take(8).collect()
+}
+
+/// The id cove shows for a snapshot: its first version's (restic's
+/// `original`), so that marking it verified does not change it.
+fn shown_id(snap: &SnapshotFile) -> String {
+    snap.original.unwrap_or(snap.id).to_hex().to_string()
+}
+
+/// One version per backup: of snapshots with the same [`shown_id`] (a
+/// [`Store::mark_verified`] killed halfway leaves two), the newest.
+fn latest_versions(snaps: Vec<SnapshotFile>) -> Vec<SnapshotFile> {
+    let mut out: Vec<SnapshotFile> = Vec::with_capacity(snaps.len());
+    for s in snaps {
+        let verified = |s: &SnapshotFile| s.tags.iter().any(|t| t.starts_with("verified="));
+        match out.iter_mut().find(|o| shown_id(o) == shown_id(&s)) {
+            Some(o) if verified(&s) && (!verified(o) || s.original.is_some()) => *o = s,
+            Some(_) => {}
+            None => out.push(s),
+        }
+    }
+    out
 }
 
 /// A snapshot of cove's, complete: as [`Store::list`] shows it.
@@ -383,7 +440,11 @@ fn listed(snap: &SnapshotFile) -> Option<Backup> {
     let meta = Meta::from_tags(&tags)?;
     let summary = snap.summary.as_ref();
     Some(Backup {
-        id: snap.id.to_hex().to_string(),
+        id: shown_id(snap),
+        verified: tags
+            .iter()
+            .find_map(|t| t.strip_prefix("verified="))
+            .map(str::to_string),
         time: snap.time.timestamp().to_string(),
         size: summary.map_or(0, |s| s.total_bytes_processed),
         added: summary.map_or(0, |s| s.data_added_packed),

@@ -204,3 +204,48 @@ fn a_flipped_byte_is_found_by_check_and_refused_by_restore() {
     assert!(err.to_string().contains(name), "{err}");
     assert!(out.is_empty(), "nothing is written from a damaged backup");
 }
+
+#[test]
+fn marking_verified_keeps_the_id_and_restic_sees_the_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let store = Store::open_or_init(&dir, PASSWORD).unwrap();
+    let b = store
+        .backup_command(&meta("db"), &stream_cmd(1 << 20), &path_env(), tmp.path())
+        .unwrap();
+    assert_eq!(b.verified, None);
+    let v = store
+        .mark_verified(&b.id[..8], "2026-12-07T07:00:00Z")
+        .unwrap();
+    assert_eq!(v.id, b.id, "the id shown stays the first version's");
+    let again = store.mark_verified(&b.id, "2026-12-08T07:00:00Z").unwrap();
+    assert_eq!(again.id, b.id);
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, b.id);
+    assert_eq!(listed[0].verified.as_deref(), Some("2026-12-08T07:00:00Z"));
+    let mut got = Vec::new();
+    store.restore(&b.id[..8], &mut got).unwrap();
+    assert_eq!(got, expected(1 << 20));
+
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let out = restic(
+        &dir,
+        &pw,
+        &[
+            "snapshots",
+            "--json",
+            "--tag",
+            "verified=2026-12-08T07:00:00Z",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    assert_eq!(snaps[0]["original"].as_str(), Some(b.id.as_str()));
+}
