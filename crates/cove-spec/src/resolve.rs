@@ -824,15 +824,24 @@ fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
             }
         }
     }
-    if let Some(n) = node_at(svc, &["x-cove", "backup", "schedule"]) {
-        let fields = n
-            .as_text()
-            .map(|t| t.split_whitespace().count())
-            .unwrap_or(0);
-        if !(5..=6).contains(&fields) {
+    for path in [
+        &["x-cove", "backup", "schedule"][..],
+        &["x-cove", "backup", "verify"],
+        &["x-cove", "backup", "verify", "schedule"],
+    ] {
+        let Some(n) = node_at(svc, path) else {
+            continue;
+        };
+        let Some(text) = n.as_text() else {
+            continue;
+        };
+        let fields = text.split_whitespace().count();
+        let word = ["hourly", "daily", "weekly", "monthly"].contains(&text.trim());
+        if !word && !(5..=6).contains(&fields) {
+            let place = path.join(".");
             loader.diags.push(
-                Diagnostic::error(n.span, format!("`services.{name}.x-cove.backup.schedule` is not a cron schedule"))
-                    .with_hint("write 5 fields (minute hour day month weekday), or 6 with seconds first, e.g. `0 3 * * *`"),
+                Diagnostic::error(n.span, format!("`services.{name}.{place}` is not a schedule"))
+                    .with_hint("write `hourly`, `daily`, `weekly`, `monthly`, or cron: 5 fields (minute hour day month weekday), or 6 with seconds first, e.g. `0 3 * * *`"),
             );
         }
     }

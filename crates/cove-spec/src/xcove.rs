@@ -9,6 +9,8 @@
 //! Fields may be added in later versions; unknown fields are errors, except
 //! `x-*` ones, which the loader ignores.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +66,10 @@ pub struct ProjectExt {
     /// `cove.secrets.NAME.yaml` with `--env NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<String>,
+    /// Where backups are stored (`targets`, `copies`); a service's own
+    /// `x-cove.backup` says when and how it is backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupTargets>,
 }
 
 /// `x-cove` of a top-level secret: where its value comes from, instead of
@@ -357,15 +363,173 @@ pub struct Autoscale {
     pub scale_down_after: Option<String>,
 }
 
-/// Scheduled backups.
+/// Backups of a stateful service (`cove backup`, `cove restore`, `cove
+/// backup verify`); see docs/guides/backups.md.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Backup {
-    /// Cron schedule (5 or 6 fields), e.g. `0 3 * * *`.
-    pub schedule: String,
-    /// How many backups to keep.
+    /// When the daemon takes a backup: cron (5 fields, or 6 with seconds
+    /// first), e.g. `0 3 * * *`, or `hourly`, `daily`, `weekly`, `monthly`.
+    /// None: only on demand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep: Option<u32>,
+    pub schedule: Option<String>,
+    /// Which backups to keep after each one: a count of the newest
+    /// (`keep: 7`), or per period (`keep: {daily: 7, weekly: 4, monthly:
+    /// 6}`). The newest verified backup is always kept. None: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<Keep>,
+    /// How the data is taken. Default: by the service's recipe
+    /// (`pg_dump`, `mariadb-dump`, `redis-rdb`, ...), or `command` when
+    /// `command` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<BackupMethod>,
+    /// For `method: command`: a command, run in the service's environment,
+    /// that writes the dump on standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<StringOrList>,
+    /// For `method: command`: a command, run in the service's environment,
+    /// that reads a dump on standard input and restores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_command: Option<StringOrList>,
+    /// For `method: files`: the paths to take (relative to the service's
+    /// working directory, or named volumes as `volume:NAME`). Default: the
+    /// service's data directory and named volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    /// For `method: files`: what happens to the service while its files are
+    /// read: `pause` (its processes stopped with SIGSTOP, then continued;
+    /// the default) or `stop` (stopped, then started and waited for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<Quiesce>,
+    /// The targets (names under the project's `x-cove.backup.targets`) each
+    /// backup is stored to. Default: the project's `copies`, else the local
+    /// repository in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<String>>,
+    /// Restore drills: a schedule (`weekly`, `daily`, cron), or `{schedule,
+    /// command}` with a command checking the scratch instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+}
+
+/// Which backups to keep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Keep {
+    /// The newest N.
+    Last(u32),
+    /// The newest of each of the last N periods.
+    Policy(KeepPolicy),
+}
+
+/// The newest backup of each of the last N hours, days, ... (restic's
+/// `forget --keep-*`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct KeepPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yearly: Option<u32>,
+}
+
+/// How a service's data is backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BackupMethod {
+    /// `pg_dump -Fc` of the database (postgres recipe's default).
+    #[serde(rename = "pg_dump")]
+    PgDump,
+    /// `pg_basebackup` of the whole cluster.
+    #[serde(rename = "pg_basebackup")]
+    PgBasebackup,
+    /// `mariadb-dump --single-transaction` (mariadb recipe's default).
+    #[serde(rename = "mariadb-dump")]
+    MariadbDump,
+    /// `mariabackup` (physical, for large data).
+    #[serde(rename = "mariabackup")]
+    Mariabackup,
+    /// `BGSAVE` and the RDB file (redis recipe's default).
+    #[serde(rename = "redis-rdb")]
+    RedisRdb,
+    /// RabbitMQ's definitions export (rabbitmq recipe's default).
+    #[serde(rename = "rabbitmq-definitions")]
+    RabbitmqDefinitions,
+    /// An LMDB environment, copied by LMDB's own copy function.
+    #[serde(rename = "lmdb")]
+    Lmdb,
+    /// The files of `paths`, with the service paused or stopped.
+    #[serde(rename = "files")]
+    Files,
+    /// `command`'s standard output.
+    #[serde(rename = "command")]
+    Command,
+}
+
+/// What a service does while its files are backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Quiesce {
+    Pause,
+    Stop,
+}
+
+/// When restore drills run, and how the restored data is checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Verify {
+    /// A schedule: `daily`, `weekly`, `monthly` or cron.
+    Schedule(String),
+    Full(VerifyFull),
+}
+
+/// `verify: {schedule, command}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct VerifyFull {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// A command run against the scratch instance (its address in
+    /// `COVE_VERIFY_HOST` and `COVE_VERIFY_PORT`); exit 0 means good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<StringOrList>,
+}
+
+/// Project-wide `x-cove.backup`: where backups are stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct BackupTargets {
+    /// Named targets: `{url: DIR}`, `{url: sftp://USER@HOST[:PORT]/PATH}`,
+    /// `{url: s3://BUCKET/PREFIX, endpoint, region}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, BackupTarget>,
+    /// The targets every service's backups go to unless it says otherwise.
+    /// Default: the local repository in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<Vec<String>>,
+}
+
+/// A place backups are stored: a restic repository.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct BackupTarget {
+    /// A directory (absolute, or relative to the project directory),
+    /// `sftp://USER@HOST[:PORT]/PATH`, or `s3://BUCKET[/PREFIX]`.
+    pub url: String,
+    /// S3: the endpoint (e.g. `https://s3.eu-west-1.amazonaws.com`, or a
+    /// compatible server's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3: the region. Default: `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// What a preview environment does with this service.
