@@ -229,7 +229,7 @@ fn marking_verified_keeps_the_id_and_restic_sees_the_tag() {
     assert_eq!(got, expected(1 << 20));
 
     let pw = tmp.path().join("pw");
-    std::fs::write(&pw, PASSWORD).unwrap();
+    fs_err::write(&pw, PASSWORD).unwrap();
     let out = restic(
         &dir,
         &pw,
