@@ -281,7 +281,9 @@ mod tests {
                 .any(|d| d.contains("public.notes is missing"))
         );
         assert!(
-            parse_pg(r#"{"public.items" : {"rows" : 3, "sum" : "-12"}}"#).unwrap()["public.items"]
+            parse_pg(r#"{"public.items" : {"rows" : 3, "sum" : "-12"}}"#)
+                .ok()
+                .unwrap()["public.items"]
                 == f(3, "-12")
         );
     }
