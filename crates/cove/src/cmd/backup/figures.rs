@@ -1,6 +1,7 @@
 //! Figures of a database's data, to compare a restored copy with its
 //! source: per table its row count and a checksum (PostgreSQL: the sum of
-//! each row's md5; MariaDB: `CHECKSUM TABLE … EXTENDED`), per Redis
+//! a 64-bit hash of each row's text; MariaDB: `CHECKSUM TABLE …
+//! EXTENDED`), per Redis
 //! database its key count and `DEBUG DIGEST` of the whole data set.
 //!
 //! PostgreSQL's are also taken at backup time, inside the snapshot the
@@ -10,9 +11,15 @@
 //! description ([`Recorded`]), so a drill compares what it restored with
 //! what the source held at exactly that point.
 //!
-//! Why a sum of md5s and not the md5 of the ordered rows: it needs no sort
-//! and no string as large as the table (PostgreSQL's values stop at 1 GB),
-//! and it is as sensitive to a changed, missing or extra row.
+//! Why a sum of per-row hashes and not the md5 of the ordered rows: it
+//! needs no sort and no string as large as the table (PostgreSQL's values
+//! stop at 1 GB), and it is as sensitive to a changed, missing or extra
+//! row. The hash is `hashtextextended` (64 bits, the one hash partitioning
+//! relies on staying the same), 2.4 times as fast as `md5` here (2 million
+//! rows: 0.98 s against 2.39 s; `pg_dump` of them 1.5 s): at backup time
+//! the figures are computed while `pg_dump` runs, on the server's other
+//! cores. The rows' text is made the same on both servers by fixed
+//! session settings ([`PG_SETTINGS`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -87,7 +94,7 @@ pub const PG_FIGURES: &str = "SELECT coalesce(json_object_agg(t, json_build_obje
          (xpath('/row/n/text()', x))[1]::text::bigint AS n, \
          (xpath('/row/s/text()', x))[1]::text AS s \
   FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace, \
-  LATERAL query_to_xml(format('SELECT count(*) AS n, coalesce(sum((''x'' || substr(md5(ROW(r.*)::text), 1, 16))::bit(64)::bigint), 0) AS s FROM ONLY %I.%I r', ns.nspname, c.relname), false, true, '') AS x \
+  LATERAL query_to_xml(format('SELECT count(*) AS n, coalesce(sum(hashtextextended(ROW(r.*)::text, 0)), 0) AS s FROM ONLY %I.%I r', ns.nspname, c.relname), false, true, '') AS x \
   WHERE c.relkind = 'r' AND ns.nspname <> 'information_schema' AND ns.nspname !~ '^pg_' \
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
 ) f;\n";

@@ -71,8 +71,8 @@ pub enum BackupCommand {
         format: String,
     },
     /// Read back every byte of backups (all when none named) and verify
-    /// them against their hashes and MACs. Not yet the restore drill into a
-    /// scratch instance.
+    /// them against their hashes and MACs (`backup verify` also restores
+    /// them into a scratch instance).
     Check {
         /// A backup's id (or a prefix of it).
         id: Option<String>,
@@ -846,7 +846,7 @@ fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Re
     }
     if bad.is_empty() {
         eprintln!(
-            "cove: every byte of {} backup(s) read and verified (not yet a restore drill into a scratch instance)",
+            "cove: every byte of {} backup(s) read and verified (`cove backup verify` also restores them into a scratch instance and checks the data)",
             ids.len()
         );
         Ok(())

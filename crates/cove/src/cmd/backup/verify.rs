@@ -116,6 +116,10 @@ pub(super) fn verify(
         return Err(Failure::new(format!("no backups in {}", target.display())));
     }
     let mut failed = Vec::new();
+    println!(
+        "{:<10} {:<16} {:<40} {:>12} {:<24} SOURCE",
+        "BACKUP", "SERVICE", "TABLE", "ROWS", "CHECKSUM"
+    );
     for b in &backups {
         eprintln!(
             "cove: drilling backup {} of {} ({}, {})",
@@ -257,13 +261,13 @@ fn print_figures(b: &Backup, figures: &Figures) {
     let compared = Recorded::of(b).source.is_some();
     for (t, f) in figures {
         println!(
-            "{:<10} {:<16} {:<40} {:>12} {:<22} {}",
+            "{:<10} {:<16} {:<40} {:>12} {:<24} {}",
             short(&b.id),
             b.meta.service,
             t,
             f.rows,
             f.sum.as_deref().unwrap_or("-"),
-            if compared { "= source" } else { "recorded" }
+            if compared { "equal" } else { "recorded" }
         );
     }
     if figures.is_empty() {
