@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use cove_backup::{Meta, Store};
 
-use crate::daemon::{App, Out, run_bounded};
+use crate::daemon::{App, Out, eventually, run_bounded};
 use crate::recipes::require;
 
 /// An app with its own identity and secrets file, up.
@@ -535,6 +535,10 @@ services:
   cache:
     image: redis:7
     command: redis-server --requirepass redis-verify-secret-77c3 --appendonly yes
+    x-cove:
+      backup:
+        verify:
+          command: "while [ -e hold ]; do sleep 0.1; done"
 "#;
 
 fn redis(f: &Fixture, args: &str) -> String {
@@ -581,6 +585,62 @@ fn redis_drill_and_restore_beside() {
         "Redis refused to load it: {out}"
     );
     assert!(f.backup(&bad)["verified"].is_null());
+
+    // A cove killed in the middle of a drill leaves its scratch server
+    // running; the next drill stops it and removes its files.
+    fs_err::write(f.dir().join("hold"), "").unwrap();
+    let mut killed = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new(env!("CARGO_BIN_EXE_cove"))
+            .current_dir(f.dir())
+            .args(["backup", "verify", &good[..8]])
+            .env("NO_COLOR", "1")
+            .env("COVE_IDENTITY", &f.identity)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let group = killed.id();
+    let kill_group = || {
+        let _ = Command::new("kill")
+            .args(["-9", "--", &format!("-{group}")])
+            .status();
+    };
+    let mut server = None;
+    eventually(120, "the drill's scratch server runs", || {
+        server = fs_err::read_dir(f.dir().join(".cove/drill"))
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| fs_err::read_to_string(e.path().join("i/server.pid")).ok())
+            .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+            .find(|p| alive(*p));
+        server.is_some() || killed.try_wait().unwrap().is_some()
+    });
+    kill_group();
+    let _ = killed.wait();
+    let server = server.expect("the drill started its server");
+    struct Kill(u64);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if alive(self.0) {
+                let _ = Command::new("kill")
+                    .args(["-9", &self.0.to_string()])
+                    .status();
+            }
+        }
+    }
+    let _guard = Kill(server);
+    assert!(alive(server), "left running by the killed cove");
+    fs_err::remove_file(f.dir().join("hold")).unwrap();
+    let out = f.ok(&["backup", "verify", &good[..8]]);
+    assert!(out.stderr.contains("removing a drill left"), "{out}");
+    assert!(!alive(server), "the leftover server is stopped");
+    f.assert_no_drill_left();
 
     let inst = NewInstance {
         f: &f,

@@ -185,6 +185,12 @@ impl Instance {
             .stderr(log2)
             .spawn()
             .map_err(|e| Failure::new(format!("cannot run `{prog}`: {e}")))?;
+        // For the sweep of a killed cove's drills ([`sweep`]).
+        let pid = child.id();
+        let _ = fs_err::write(
+            dir.join("server.pid"),
+            format!("{pid} {}", start_ticks(pid).unwrap_or(0)),
+        );
         let mut inst = Instance {
             recipe,
             dir: dir.to_path_buf(),
@@ -560,6 +566,48 @@ pub fn stop_group(recipe: Recipe, pid: u32, child: Option<&mut Child>) {
     }
     // What else of the group is left (a server's workers).
     let _ = kill_process_group(p, Signal::KILL);
+}
+
+/// Whether the process `PID TICKS` in `file` still runs.
+fn recorded_alive(file: &Path) -> Option<(u32, bool)> {
+    let text = fs_err::read_to_string(file).ok()?;
+    let mut words = text.split_whitespace();
+    let pid: u32 = words.next()?.parse().ok()?;
+    let ticks: u64 = words.next()?.parse().ok()?;
+    Some((pid, alive(pid) && start_ticks(pid) == Some(ticks)))
+}
+
+/// Marks `dir` (a drill's) as this process's: [`sweep`] leaves it alone
+/// while this process runs.
+pub fn claim(dir: &Path) {
+    let me = std::process::id();
+    let _ = fs_err::write(
+        dir.join("owner"),
+        format!("{me} {}", start_ticks(me).unwrap_or(0)),
+    );
+}
+
+/// Removes what drills of a cove that was killed left in `root` (each a
+/// directory with an `owner` no longer running): their server stopped,
+/// their files deleted.
+pub fn sweep(root: &Path, recipe_of: impl Fn(&Path) -> Recipe) {
+    let Ok(entries) = fs_err::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        if matches!(recorded_alive(&dir.join("owner")), Some((_, true))) {
+            continue;
+        }
+        if let Some((pid, true)) = recorded_alive(&dir.join("i/server.pid")) {
+            stop_group(recipe_of(&dir), pid, None);
+        }
+        eprintln!(
+            "cove: removing a drill left by a cove that was stopped: {}",
+            dir.display()
+        );
+        let _ = fs_err::remove_dir_all(&dir);
+    }
 }
 
 /// Whether `pid` runs (a zombie does not).

@@ -32,7 +32,7 @@ use cove_spec::Project;
 use cove_spec::xcove::{StringOrList, Verify};
 
 use super::figures::{Drill, Figures, Recorded, differences};
-use super::scratch::{Account, Instance};
+use super::scratch::{Account, Instance, claim, sweep};
 use super::{Failure, Method, open, short, state_dir};
 
 /// The recipe whose scratch instance restores a method's backups.
@@ -170,6 +170,14 @@ fn drill(project: &Project, store: &Store, b: &Backup) -> Result<Figures, Failur
     })?;
     let root = state_dir(project).join("drill");
     fs_err::create_dir_all(&root).map_err(|e| Failure::new(e.to_string()))?;
+    // What a killed cove's drills left (server and files).
+    sweep(&root, |dir| {
+        if dir.join("i/data/pg").exists() {
+            Recipe::Postgres
+        } else {
+            Recipe::Mariadb
+        }
+    });
     // Removed when this returns; the instance's own directory with it.
     let work = tempfile::Builder::new()
         .prefix("d")
@@ -180,6 +188,7 @@ fn drill(project: &Project, store: &Store, b: &Backup) -> Result<Figures, Failur
                 root.display()
             ))
         })?;
+    claim(work.path());
     let dump = work.path().join("stream");
     {
         let mut f = fs_err::File::create(&dump).map_err(|e| Failure::new(e.to_string()))?;
