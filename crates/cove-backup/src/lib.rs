@@ -100,6 +100,11 @@ pub struct Backup {
     /// When a restore drill last succeeded (RFC 3339): the snapshot's tag
     /// `verified=TIME` ([`Store::mark_verified`]). `None`: never verified.
     pub verified: Option<String>,
+    /// The snapshot's description: what cove recorded with the backup (the
+    /// source's figures at its consistent point, the last drill's), JSON by
+    /// cove's convention; never a secret. Not in `cove backup ls`.
+    #[serde(default, skip_serializing)]
+    pub description: Option<String>,
 }
 
 /// A restic repository at a local directory.
@@ -193,6 +198,20 @@ impl Store {
         env: &[(String, String)],
         scratch: &Path,
     ) -> Result<Backup> {
+        self.backup_command_described(meta, argv, env, scratch, || None)
+    }
+
+    /// [`Store::backup_command`], the snapshot's description being what
+    /// `describe` says once the command exited 0 (before the snapshot is
+    /// written): figures taken while the command ran, say.
+    pub fn backup_command_described(
+        &self,
+        meta: &Meta,
+        argv: &[String],
+        env: &[(String, String)],
+        scratch: &Path,
+        describe: impl FnOnce() -> Option<String>,
+    ) -> Result<Backup> {
         let tags = meta.tags();
         for t in &tags {
             if t.contains(',') {
@@ -234,6 +253,7 @@ impl Store {
         }
         let snap = SnapshotOptions::default()
             .command("cove backup".to_string())
+            .description(describe())
             .add_tags(&tags.join(","))
             .and_then(|o| o.to_snapshot())
             .map_err(|e| Error::new("backup snapshot", e))?;
@@ -273,6 +293,17 @@ impl Store {
     /// removed. Killed between the two, both versions exist and
     /// [`Store::list`] shows the newer one.
     pub fn mark_verified(&self, id: &str, at: &str) -> Result<Backup> {
+        self.mark_verified_described(id, at, None)
+    }
+
+    /// [`Store::mark_verified`], the snapshot's description replaced by
+    /// `description` when given (the drill's figures beside the source's).
+    pub fn mark_verified_described(
+        &self,
+        id: &str,
+        at: &str,
+        description: Option<&str>,
+    ) -> Result<Backup> {
         let repo = self.open()?;
         let old = self.snapshot(&repo, id)?;
         let mut new = old.clone();
@@ -289,6 +320,9 @@ impl Store {
             );
         }
         new.tags.add(format!("verified={at}"));
+        if let Some(d) = description {
+            new.description = Some(d.to_string());
+        }
         new.original = Some(old.original.unwrap_or(old.id));
         repo.save_snapshots(vec![new.clone()])
             .map_err(|e| Error::new("recording the verification", e))?;
@@ -449,6 +483,7 @@ fn listed(snap: &SnapshotFile) -> Option<Backup> {
         size: summary.map_or(0, |s| s.total_bytes_processed),
         added: summary.map_or(0, |s| s.data_added_packed),
         path: format!("/{}", meta.file_name()),
+        description: snap.description.clone(),
         meta,
     })
 }

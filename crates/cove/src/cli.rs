@@ -103,11 +103,13 @@ pub enum Command {
     /// its Compose file (safe to commit; one line per secret).
     Secrets(SecretsArgs),
     /// Back up services' data now (`cove backup [SERVICE...]`), list the
-    /// backups (`ls`), read them back and verify them (`check`): encrypted,
+    /// backups (`ls`), read them back and verify them (`check`), drill
+    /// restores into a scratch instance (`verify`): encrypted,
     /// deduplicated snapshots in a restic repository.
     Backup(crate::cmd::backup::BackupArgs),
     /// Replace a service's data with a backup (the newest, or `--from ID`),
-    /// in place: asks first unless `--yes`.
+    /// in place: asks first unless `--yes`; or into a new instance beside
+    /// it (`--to-new NAME`).
     Restore(crate::cmd::backup::RestoreArgs),
     /// Run a one-off command in a service's environment (its dependencies
     /// are started first; a container service's in a container of its

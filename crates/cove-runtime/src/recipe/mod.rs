@@ -65,9 +65,11 @@ mod postgres;
 mod rabbitmq;
 mod redis;
 mod runner;
+mod scratch;
 
 pub(crate) use runner::user_ids;
 use runner::{Runner, ensure_ns_dirs, env_get, own_dir};
+pub use scratch::{ScratchServer, ScratchSpec, scratch_server};
 
 /// A built-in recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,6 +48,9 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
         remove_images(&project, rmi, &style)?;
     }
     eprintln!("cove: down");
+    if let Some(line) = crate::cmd::backup::still_running(&project) {
+        eprintln!("cove: {line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,6 +37,13 @@ use crate::cli::ProjectArgs;
 use crate::daemon;
 use crate::output::stderr_style;
 
+mod figures;
+mod scratch;
+mod to_new;
+mod verify;
+
+pub use to_new::still_running;
+
 /// The secret (in the app's secrets file) holding the backup repository's
 /// password: reserved for cove.
 pub const PASSWORD_SECRET: &str = "COVE_BACKUP_PASSWORD";
@@ -64,8 +71,8 @@ pub enum BackupCommand {
         format: String,
     },
     /// Read back every byte of backups (all when none named) and verify
-    /// them against their hashes and MACs. Not yet the restore drill into a
-    /// scratch instance.
+    /// them against their hashes and MACs (`backup verify` also restores
+    /// them into a scratch instance).
     Check {
         /// A backup's id (or a prefix of it).
         id: Option<String>,
@@ -73,12 +80,37 @@ pub enum BackupCommand {
         #[arg(long, conflicts_with = "id")]
         latest: bool,
     },
+    /// The restore drill: restore backups into a scratch instance of the
+    /// service's recipe, check them (row counts and checksums, keys, the
+    /// service's `x-cove.backup.verify.command`), mark those that pass
+    /// verified. Default: the newest backup of every service.
+    Verify {
+        /// Backups' ids (or prefixes), or services (their newest backup).
+        #[arg(value_name = "ID|SERVICE")]
+        args: Vec<String>,
+        /// The newest backup (of the services named, else of all).
+        #[arg(long)]
+        latest: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The service whose data is replaced.
-    pub service: String,
+    /// The service whose data is replaced (or, with --to-new, restored
+    /// beside it).
+    #[arg(required_unless_present_any = ["list_new", "drop"])]
+    pub service: Option<String>,
+    /// Restore into a new instance NAME beside the running service (a
+    /// server of the same recipe on a free loopback port, its data under
+    /// `<state dir>/restored/NAME`), to compare; it runs until --drop NAME.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["yes", "list_new", "drop"])]
+    pub to_new: Option<String>,
+    /// List the instances made with --to-new.
+    #[arg(long, conflicts_with = "drop")]
+    pub list_new: bool,
+    /// Stop the instance NAME made with --to-new and delete its data.
+    #[arg(long, value_name = "NAME")]
+    pub drop: Option<String>,
     /// The backup (its id or a prefix). Default: the service's newest.
     #[arg(long, value_name = "ID")]
     pub from: Option<String>,
@@ -141,6 +173,9 @@ pub fn run(project_args: &ProjectArgs, args: &BackupArgs) -> anyhow::Result<Exit
         Some(BackupCommand::Check { id, latest }) => {
             check(&project, &target, id.as_deref(), *latest)
         }
+        Some(BackupCommand::Verify { args, latest }) => {
+            verify::verify(&project, &target, args, *latest)
+        }
     }))
 }
 
@@ -149,7 +184,15 @@ pub fn restore_cmd(project_args: &ProjectArgs, args: &RestoreArgs) -> anyhow::Re
         return Ok(ExitCode::from(1));
     };
     let target = target_dir(&project, args.target.as_deref());
-    Ok(report(restore(&project, &target, args)))
+    Ok(report(match (&args.service, &args.to_new, &args.drop) {
+        (_, _, Some(name)) => to_new::drop_instance(&project, name),
+        _ if args.list_new => to_new::list(&project),
+        (Some(service), Some(name), _) => {
+            to_new::to_new(&project, &target, service, args.from.as_deref(), name)
+        }
+        (Some(service), None, _) => restore(&project, &target, service, args),
+        (None, _, _) => Err(Failure::new("which service?")),
+    }))
 }
 
 fn state_dir(project: &Project) -> PathBuf {
@@ -664,9 +707,8 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                 let pg = Pg::of(&t)?;
                 // Uncompressed (`-Z0`): the repository compresses (zstd),
                 // and an uncompressed stream deduplicates across backups.
-                let mut argv = vec!["pg_dump".to_string(), "-Fc".into(), "-Z0".into()];
-                argv.extend(pg.conn_args());
-                store.backup_command(&meta, &argv, &pg.env(), &scratch)?
+                // The figures of the dump's snapshot go with it.
+                figures::pg_backup(&store, &meta, &pg, &scratch)?
             }
             Method::MariadbDump => {
                 let m = Maria::of(&t)?;
@@ -759,19 +801,22 @@ fn list(project: &Project, target: &Path, format: &str) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} TARGET",
-        "ID", "SERVICE", "TIME", "SIZE", "ADDED", "METHOD"
+        "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {:<26} TARGET",
+        "ID", "SERVICE", "TIME", "SIZE", "ADDED", "METHOD", "VERIFIED"
     );
     for b in &backups {
         let time: String = b.time.chars().take(25).collect();
         println!(
-            "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {}",
+            "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {:<26} {}",
             short(&b.id),
             b.meta.service,
             time,
             bytes(b.size),
             bytes(b.added),
             b.meta.method,
+            b.verified
+                .as_deref()
+                .map_or("-".to_string(), |v| v.chars().take(25).collect()),
             target.display()
         );
     }
@@ -801,7 +846,7 @@ fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Re
     }
     if bad.is_empty() {
         eprintln!(
-            "cove: every byte of {} backup(s) read and verified (not yet a restore drill into a scratch instance)",
+            "cove: every byte of {} backup(s) read and verified (`cove backup verify` also restores them into a scratch instance and checks the data)",
             ids.len()
         );
         Ok(())
@@ -813,8 +858,12 @@ fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Re
     }
 }
 
-fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), Failure> {
-    let service = &args.service;
+fn restore(
+    project: &Project,
+    target: &Path,
+    service: &String,
+    args: &RestoreArgs,
+) -> Result<(), Failure> {
     let method = method_of(project, service)?;
     let store = open(project, target, false)?;
     let all = store.list()?;
