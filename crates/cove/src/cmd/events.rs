@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use cove_daemon::api::{DaemonStatus, Event, EventState};
+use cove_daemon::api::{DaemonStatus, Event};
 use cove_daemon::client::ClientError;
 
 use crate::cli::{EventsArgs, ProjectArgs};
