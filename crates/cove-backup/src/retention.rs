@@ -378,7 +378,10 @@ mod tests {
         // Only the newest verified one is kept for being verified.
         let mut e2 = e.clone();
         e2[0].verified = true;
-        assert_eq!(kept(&select(&e2, &p, None, &TimeZone::UTC)), ["e", "d", "b"]);
+        assert_eq!(
+            kept(&select(&e2, &p, None, &TimeZone::UTC)),
+            ["e", "d", "b"]
+        );
         // A verified one among the kept: no extra.
         e2[3].verified = true;
         assert_eq!(kept(&select(&e2, &p, None, &TimeZone::UTC)), ["e", "d"]);
@@ -396,7 +399,10 @@ mod tests {
             last: Some(1),
             ..Policy::default()
         };
-        assert_eq!(kept(&select(&e, &p, Some("old"), &TimeZone::UTC)), ["y", "old"]);
+        assert_eq!(
+            kept(&select(&e, &p, Some("old"), &TimeZone::UTC)),
+            ["y", "old"]
+        );
         let zero = Policy {
             last: Some(0),
             ..Policy::default()
@@ -435,7 +441,11 @@ mod tests {
         };
         let d = select(&e, &p, None, &TimeZone::UTC);
         assert_eq!(kept(&d), ["5b", "4a", "2c"]);
-        assert!(d.iter().filter(|d| d.keep()).all(|d| d.reasons == [Reason::Daily]));
+        assert!(
+            d.iter()
+                .filter(|d| d.keep())
+                .all(|d| d.reasons == [Reason::Daily])
+        );
         // Days are the zone's: in New York (UTC-5), 1b (18:00 on the 1st)
         // and 2a..2c (03:00-05:00 on the 2nd), 4a is 19:30 on the 3rd.
         let ny = TimeZone::get("America/New_York").unwrap();
@@ -444,8 +454,14 @@ mod tests {
             daily: Some(5),
             ..Policy::default()
         };
-        assert_eq!(kept(&select(&e, &p4, None, &TimeZone::UTC)), ["5b", "4a", "2c", "1b"]);
-        assert_eq!(kept(&select(&e, &p4, None, &ny)), ["5b", "4a", "2c", "1b", "1a"]);
+        assert_eq!(
+            kept(&select(&e, &p4, None, &TimeZone::UTC)),
+            ["5b", "4a", "2c", "1b"]
+        );
+        assert_eq!(
+            kept(&select(&e, &p4, None, &ny)),
+            ["5b", "4a", "2c", "1b", "1a"]
+        );
     }
 
     #[test]

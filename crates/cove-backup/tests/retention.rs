@@ -54,8 +54,12 @@ fn keep_last_2_removes_the_rest_but_the_newest_verified_and_prune_frees_their_by
         .unwrap();
     // The second oldest is verified, then the oldest (so the newest
     // verified is ids[1]).
-    store.mark_verified(&ids[0], "2026-01-01T00:00:00Z").unwrap();
-    store.mark_verified(&ids[1], "2026-01-02T00:00:00Z").unwrap();
+    store
+        .mark_verified(&ids[0], "2026-01-01T00:00:00Z")
+        .unwrap();
+    store
+        .mark_verified(&ids[1], "2026-01-02T00:00:00Z")
+        .unwrap();
     let policy = Policy {
         last: Some(2),
         ..Policy::default()

@@ -259,7 +259,8 @@ impl Schedule {
         if !self.days_star || self.weekdays_star {
             // Only the day of the month counts: a month with that day.
             const LONGEST: [u8; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-            return bits(self.months).any(|m| bits(self.days).any(|d| d <= LONGEST[m as usize - 1]));
+            return bits(self.months)
+                .any(|m| bits(self.days).any(|d| d <= LONGEST[m as usize - 1]));
         }
         true
     }
@@ -452,12 +453,24 @@ mod tests {
                 "2026-03-09T00:00:00+00:00 Mon"
             ]
         );
-        assert_eq!(next("0 0 10 * MON", "2026-03-09T00:00", 1), ["2026-03-10T00:00:00+00:00 Tue"]);
+        assert_eq!(
+            next("0 0 10 * MON", "2026-03-09T00:00", 1),
+            ["2026-03-10T00:00:00+00:00 Tue"]
+        );
         // One restricted (`*/2` counts as `*`, as in cron): it alone.
-        assert_eq!(next("0 0 10 * *", "2026-03-01T00:00", 1), ["2026-03-10T00:00:00+00:00 Tue"]);
-        assert_eq!(next("0 0 */1 * MON", "2026-03-03T00:00", 1), ["2026-03-09T00:00:00+00:00 Mon"]);
+        assert_eq!(
+            next("0 0 10 * *", "2026-03-01T00:00", 1),
+            ["2026-03-10T00:00:00+00:00 Tue"]
+        );
+        assert_eq!(
+            next("0 0 */1 * MON", "2026-03-03T00:00", 1),
+            ["2026-03-09T00:00:00+00:00 Mon"]
+        );
         // 29 February: the next leap year.
-        assert_eq!(next("0 0 29 2 *", "2026-03-01T00:00", 1), ["2028-02-29T00:00:00+00:00 Tue"]);
+        assert_eq!(
+            next("0 0 29 2 *", "2026-03-01T00:00", 1),
+            ["2028-02-29T00:00:00+00:00 Tue"]
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //! `<state dir>/backup-schedule.json`, which `cove backup status` shows.
 //!
 //! Rules, as systemd timers have them:
-//! - runs of one service never overlap: a time that comes while one runs
-//!   waits for it (once, however many times come meanwhile);
+//! - runs never overlap: a time that comes while a run of the project
+//!   goes on waits for it (once, however many times come meanwhile); the
+//!   project's runs go one at a time (the first makes the repository and
+//!   its password, which two at once would race to do);
 //! - a time missed while the daemon was down (killed, the machine off) is
 //!   run once when it comes back, never once per missed time (systemd's
 //!   `Persistent=true`); the record keeps the last time handled for that;
@@ -235,13 +237,25 @@ impl ProjectRuns {
                     runs.queued.push(kind);
                 }
             }
-            if runs.running.is_none() && !runs.queued.is_empty() {
-                let kind = runs.queued.remove(0);
-                runs.running = Some((kind, None));
-                start.push((service.clone(), kind));
-            }
         }
+        start.extend(self.next_run());
         (start, changed)
+    }
+
+    /// The next run to start, marked running, when none runs: the
+    /// project's runs go one at a time (the first backup makes the
+    /// repository and its password; two would race to).
+    fn next_run(&mut self) -> Option<(String, RunKind)> {
+        if self.services.values().any(|r| r.running.is_some()) {
+            return None;
+        }
+        let (service, runs) = self
+            .services
+            .iter_mut()
+            .find(|(_, r)| !r.queued.is_empty())?;
+        let kind = runs.queued.remove(0);
+        runs.running = Some((kind, None));
+        Some((service.clone(), kind))
     }
 }
 
@@ -427,7 +441,10 @@ fn start(
     tokio::spawn(async move {
         let key = project.key.to_string();
         let started = Zoned::now();
-        log(&format!("{key}: scheduled {} of `{service}`", kind.as_str()));
+        log(&format!(
+            "{key}: scheduled {} of `{service}`",
+            kind.as_str()
+        ));
         let (ok, message) = match run_child(&daemon, &project, &desired, &service, kind).await {
             Ok(m) => (true, m),
             Err(m) => (false, m),
@@ -463,19 +480,13 @@ fn start(
                 RunKind::Backup => rec.last_backup = Some(run),
                 RunKind::Verify => rec.last_verify = Some(run),
             }
-            let next = runs.services.get_mut(&service).and_then(|r| {
+            if let Some(r) = runs.services.get_mut(&service) {
                 r.running = None;
-                if r.queued.is_empty() {
-                    return None;
-                }
-                let k = r.queued.remove(0);
-                r.running = Some((k, None));
-                Some(k)
-            });
-            (runs.record.clone(), next)
+            }
+            (runs.record.clone(), runs.next_run())
         };
         save(key, record).await;
-        if let Some(k) = next {
+        if let Some((service, k)) = next {
             let desired = project.view().1.unwrap_or(desired);
             start(daemon, project, desired, service, k);
         }

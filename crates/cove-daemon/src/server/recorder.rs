@@ -48,14 +48,12 @@ pub(super) async fn record(
         // Only a batch with events makes a durable commit: that one goes
         // to the blocking pool; lines alone (an access log under load) are
         // appended here, without a hand-off per batch.
-        let commits = reports
-            .iter()
-            .any(|(_, r)| {
-                matches!(
-                    r,
-                    Report::State { .. } | Report::Deploy { .. } | Report::Backup { .. }
-                )
-            });
+        let commits = reports.iter().any(|(_, r)| {
+            matches!(
+                r,
+                Report::State { .. } | Report::Deploy { .. } | Report::Backup { .. }
+            )
+        });
         let work = move || {
             // `down --volumes` deletes a project's logs (a host's daemon
             // stays up): the next run's lines go to new files, not

@@ -187,7 +187,11 @@ pub(super) fn forget(
             "{service}: keep {} ({}), remove {removed}{}",
             planned.len() - removed,
             describe(&policy(&keep)),
-            if dry_run { " (dry run: nothing removed)" } else { "" }
+            if dry_run {
+                " (dry run: nothing removed)"
+            } else {
+                ""
+            }
         );
         for p in &planned {
             let why: Vec<&str> = p.reasons.iter().map(|r| r.as_str()).collect();

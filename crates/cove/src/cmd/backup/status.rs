@@ -32,7 +32,9 @@ fn from_file(project: &Project) -> Vec<BackupStatus> {
                 next_verify: None,
                 last_verify: None,
                 running: None,
-                problem: Some("not scheduled: the app is not up (`cove up -d` starts its schedules)".into()),
+                problem: Some(
+                    "not scheduled: the app is not up (`cove up -d` starts its schedules)".into(),
+                ),
             })
         })
         .collect()
