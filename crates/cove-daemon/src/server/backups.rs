@@ -26,7 +26,7 @@
 //!   progress: its process group gets SIGTERM) and forgets the last time
 //!   handled, so the next `cove up` runs nothing for the time it was down.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -647,15 +647,6 @@ pub(super) fn status(daemon: &Daemon, key: &str) -> Answer {
         })
         .collect();
     json(StatusCode::OK, &out)
-}
-
-/// The keys of projects with schedules (for tests and logs).
-#[allow(dead_code)]
-pub(super) fn scheduled(daemon: &Daemon) -> HashSet<String> {
-    crate::lock(&daemon.backups.projects)
-        .keys()
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
