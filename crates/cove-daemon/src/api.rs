@@ -465,6 +465,10 @@ mod tests {
             "stopping",
             "stopped",
             "deploy",
+            "backup",
+            "backup-failed",
+            "verify",
+            "verify-failed",
         ] {
             let json = serde_json::to_string(&event(state)).unwrap();
             assert_eq!(
@@ -476,6 +480,12 @@ mod tests {
             let back: Event = serde_json::from_str(&json).unwrap();
             assert_eq!(back, event(state));
         }
+        // A scheduled backup's outcome is no replica's state.
+        assert_eq!(EventState::from("backup-failed"), EventState::BackupFailed);
+        assert!(
+            EventState::BackupFailed.is_failure() && EventState::BackupFailed.replica().is_none()
+        );
+        assert!(!EventState::Backup.is_failure());
     }
 
     #[test]
