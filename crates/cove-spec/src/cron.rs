@@ -284,26 +284,48 @@ impl Schedule {
     pub fn next_after(&self, after: &Zoned) -> Option<Zoned> {
         let tz = after.time_zone().clone();
         let start = after.datetime();
-        // Candidates are wall-clock times; those more than 3 hours before
-        // `after`'s own wall-clock time cannot be after it (no zone's clock
-        // goes back by more: daylight saving moves it by 1 h, at most 2 h).
-        let floor = start.checked_sub(3.hours()).ok()?;
+        // Candidates are wall-clock times. With no change of the zone's
+        // offset near `after`, one before `after`'s own wall-clock time is
+        // before it; else those more than 3 hours before cannot be after
+        // it (no zone's clock goes back by more: daylight saving moves it
+        // by 1 h, at most 2 h).
+        let near = after.timestamp().checked_sub(24.hours()).ok()?;
+        let changes = tz.following(near).next().is_some_and(|t| {
+            t.timestamp()
+                .as_second()
+                .saturating_sub(after.timestamp().as_second())
+                < 86_400
+        });
+        let floor = if changes {
+            start.checked_sub(3.hours()).ok()?
+        } else {
+            start
+        };
         let mut day = start.date();
         for _ in 0..HORIZON_DAYS {
             if self.day_matches(day) {
+                let at = |h: u8, m: u8, s: u8| {
+                    DateTime::new(
+                        day.year(),
+                        day.month(),
+                        day.day(),
+                        h as i8,
+                        m as i8,
+                        s as i8,
+                        0,
+                    )
+                };
                 for h in bits(self.hours) {
+                    // Whole hours, then minutes, before the floor: skipped.
+                    if at(h, 59, 59).ok()? < floor {
+                        continue;
+                    }
                     for m in bits(self.minutes) {
+                        if at(h, m, 59).ok()? < floor {
+                            continue;
+                        }
                         for s in bits(self.seconds) {
-                            let dt = DateTime::new(
-                                day.year(),
-                                day.month(),
-                                day.day(),
-                                h as i8,
-                                m as i8,
-                                s as i8,
-                                0,
-                            )
-                            .ok()?;
+                            let dt = at(h, m, s).ok()?;
                             if dt < floor {
                                 continue;
                             }
