@@ -209,6 +209,14 @@ fn a_schedule_takes_backups_until_down_and_keep_forget_and_prune_act() {
     expected.sort();
     assert_eq!(left, expected, "keep 2 + the newest verified: {out}");
     assert!(!left.contains(&older));
+    // Status reads the repository too: its newest and newest verified.
+    let s = f.status();
+    assert_eq!(s[0]["newest"]["id"], newest.as_str(), "{s}");
+    assert_eq!(s[0]["newest_verified"]["id"], verified.as_str(), "{s}");
+    assert_eq!(
+        s[0]["newest_verified"]["verified"], "2026-01-01T00:00:00Z",
+        "{s}"
+    );
 
     // keep: 1 now: a dry run says what would go and removes nothing.
     f.write(&app("{keep: 1}"));

@@ -164,7 +164,7 @@ pub fn run(project_args: &ProjectArgs, args: &BackupArgs) -> anyhow::Result<Exit
         Some(BackupCommand::Forget { services, dry_run }) => {
             retention::forget(&project, &target, services, *dry_run)
         }
-        Some(BackupCommand::Status { format }) => status::status(&project, format),
+        Some(BackupCommand::Status { format }) => status::status(&project, &target, format),
     }))
 }
 

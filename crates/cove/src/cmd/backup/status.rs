@@ -2,13 +2,47 @@
 //! its schedule, its last scheduled backup (when, how it ended), the next
 //! one, and the same for restore drills; as the daemon schedules them
 //! (`GET /v1/backups`). With no daemon running, the schedules of the file
-//! with "not scheduled: the app is not up".
+//! with "not scheduled: the app is not up". When the repository can be
+//! read (its password opened), also the service's newest backup and newest
+//! verified one there, whoever took them.
 
+use std::path::Path;
+
+use cove_backup::Backup;
 use cove_daemon::api::{BackupStatus, Run};
 use cove_spec::Project;
 
-use super::Failure;
+use super::{Failure, open, short};
 use crate::daemon;
+
+/// A row of `status`: the daemon's, and what the repository holds.
+#[derive(serde::Serialize)]
+struct Row {
+    #[serde(flatten)]
+    scheduled: BackupStatus,
+    /// The service's newest backup in the repository (any origin).
+    newest: Option<Held>,
+    /// Its newest backup a restore drill succeeded with.
+    newest_verified: Option<Held>,
+}
+
+#[derive(serde::Serialize)]
+struct Held {
+    id: String,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<String>,
+}
+
+impl Held {
+    fn of(b: &Backup) -> Held {
+        Held {
+            id: b.id.clone(),
+            time: b.time.clone(),
+            verified: b.verified.clone(),
+        }
+    }
+}
 
 /// The services with `x-cove.backup` in the file, unscheduled.
 fn from_file(project: &Project) -> Vec<BackupStatus> {
@@ -47,7 +81,7 @@ fn last(run: &Option<Run>) -> String {
     }
 }
 
-pub(super) fn status(project: &Project, format: &str) -> Result<(), Failure> {
+pub(super) fn status(project: &Project, target: &Path, format: &str) -> Result<(), Failure> {
     if format != "table" && format != "json" {
         return Err(Failure::new(format!(
             "--format {format}: `table` or `json`"
@@ -66,6 +100,32 @@ pub(super) fn status(project: &Project, format: &str) -> Result<(), Failure> {
         }
         Err(e) => return Err(Failure::new(e.to_string())),
     };
+    // The repository, when it opens (else the daemon's records alone).
+    let held: Vec<Backup> = if target.join("config").is_file() {
+        open(project, target, false)
+            .and_then(|s| Ok(s.list()?))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .map(|r| {
+            let of: Vec<&Backup> = held
+                .iter()
+                .filter(|b| b.meta.service == r.service)
+                .collect();
+            Row {
+                newest: of.last().map(|b| Held::of(b)),
+                newest_verified: of
+                    .iter()
+                    .rev()
+                    .find(|b| b.verified.is_some())
+                    .map(|b| Held::of(b)),
+                scheduled: r,
+            }
+        })
+        .collect();
     if format == "json" {
         println!(
             "{}",
@@ -77,7 +137,8 @@ pub(super) fn status(project: &Project, format: &str) -> Result<(), Failure> {
         "{:<16} {:<16} {:<31} {:<26} {:<16} {:<31} NEXT VERIFY",
         "SERVICE", "SCHEDULE", "LAST BACKUP", "NEXT BACKUP", "VERIFY", "LAST VERIFY"
     );
-    for r in &rows {
+    for row in &rows {
+        let r = &row.scheduled;
         let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
         let mut line = format!(
             "{:<16} {:<16} {:<31} {:<26} {:<16} {:<31} {}",
@@ -100,6 +161,24 @@ pub(super) fn status(project: &Project, format: &str) -> Result<(), Failure> {
         }
         if let Some(p) = &r.problem {
             println!("  {}: {p}", r.service);
+        }
+        if let Some(n) = &row.newest {
+            let verified = row
+                .newest_verified
+                .as_ref()
+                .map_or("none verified".to_string(), |v| {
+                    format!(
+                        "newest verified {} (verified {})",
+                        short(&v.id),
+                        v.verified.as_deref().unwrap_or("-")
+                    )
+                });
+            println!(
+                "  {}: newest in the repository {} ({}); {verified}",
+                r.service,
+                short(&n.id),
+                n.time
+            );
         }
     }
     Ok(())
