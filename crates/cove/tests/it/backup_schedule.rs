@@ -252,3 +252,69 @@ fn a_schedule_takes_backups_until_down_and_keep_forget_and_prune_act() {
     // What is left reads back whole.
     f.ok(&["backup", "check"]);
 }
+
+/// How many times daemon.log says a missed time is run now.
+fn catch_ups(f: &Fixture) -> usize {
+    fs_err::read_to_string(f.dir().join(".cove/daemon.log"))
+        .unwrap_or_default()
+        .matches("was missed while the daemon was down")
+        .count()
+}
+
+/// The `started` of the last scheduled backup, once it succeeded.
+fn last_started(f: &Fixture) -> Result<String, String> {
+    let s = f.status();
+    match s[0]["last_backup"].as_object() {
+        Some(last) if last["ok"] == true => Ok(last["started"].as_str().unwrap().to_string()),
+        Some(_) => panic!("a scheduled backup failed: {s}"),
+        None => Err(format!("none yet: {s}")),
+    }
+}
+
+#[test]
+fn times_missed_while_the_daemon_was_killed_run_once_and_none_after_a_down() {
+    require(&["redis-cli", "redis-server"]);
+    let f = Fixture::new(&app(r#"{schedule: "*/4 * * * * *"}"#));
+    // A first scheduled backup: the record holds a time handled.
+    let first = eventually_ok(120, "a scheduled backup", || last_started(&f));
+
+    // The daemon SIGKILLed; two times or more pass while it is down.
+    let daemon = f.app.daemon_pid().expect("a daemon runs");
+    let killed = Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    crate::daemon::eventually(10, "the daemon to die", || !crate::up::alive(daemon));
+    std::thread::sleep(Duration::from_secs(9));
+    assert_eq!(catch_ups(&f), 0);
+    f.ok(&["up", "-d"]);
+    // Once, not once per missed time; and scheduled runs go on after it.
+    crate::daemon::eventually(60, "the catch-up of the missed times", || {
+        catch_ups(&f) >= 1
+    });
+    let mut seen = vec![first];
+    eventually_ok(120, "2 more scheduled backups after the catch-up", || {
+        let s = last_started(&f)?;
+        if !seen.contains(&s) {
+            seen.push(s);
+        }
+        if seen.len() >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    assert_eq!(catch_ups(&f), 1, "one catch-up for the missed times");
+
+    // `down`, then `up` after a while: the time it was down is not missed.
+    f.ok(&["down"]);
+    std::thread::sleep(Duration::from_secs(9));
+    f.ok(&["up", "-d"]);
+    let before = last_started(&f).unwrap();
+    eventually_ok(120, "a scheduled backup after `up`", || {
+        let s = last_started(&f)?;
+        if s != before { Ok(()) } else { Err(s) }
+    });
+    assert_eq!(catch_ups(&f), 1, "no catch-up after `cove down`");
+}
