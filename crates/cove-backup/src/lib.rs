@@ -37,6 +37,9 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+pub mod retention;
+pub mod scratch;
+
 /// What a backup is of: stored as the snapshot's tags (`KEY=VALUE`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
@@ -219,10 +222,12 @@ impl Store {
             }
         }
         fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
+        // What killed backups left behind.
+        scratch::clean(scratch);
         // A private (0700) directory holding the dump under its name in
         // the snapshot: rustic stores a single file by its own name.
         let dir = tempfile::Builder::new()
-            .prefix(".cove-dump-")
+            .prefix(&scratch::prefix())
             .tempdir_in(scratch)
             .map_err(|e| {
                 Error::new(
@@ -257,6 +262,8 @@ impl Store {
             .add_tags(&tags.join(","))
             .and_then(|o| o.to_snapshot())
             .map_err(|e| Error::new("backup snapshot", e))?;
+        // No prune while this backup's packs are written but not indexed.
+        let _lock = retention::RepoLock::take(&self.dir, false)?;
         let repo = self
             .open()?
             .to_indexed_ids()

@@ -19,6 +19,7 @@
 //! | `POST /v1/pause`           | [`Names`]     | [`Acted`]                   |
 //! | `POST /v1/unpause`         | [`Names`]     | [`Acted`]                   |
 //! | `GET /v1/exec?service=S&index=N` |         | [`ExecTarget`]              |
+//! | `GET /v1/backups`          |               | `[`[`BackupStatus`]`]`      |
 //!
 //! Every call but `status` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
@@ -33,8 +34,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod backups;
 mod words;
 
+pub use backups::{BackupStatus, Run, RunKind};
 pub use words::{EventState, Health, OutcomeKind, Protocol, ReplicaState};
 
 /// `POST /v1/up`: run `services` (with their dependencies) of `app`.
@@ -462,6 +465,10 @@ mod tests {
             "stopping",
             "stopped",
             "deploy",
+            "backup",
+            "backup-failed",
+            "verify",
+            "verify-failed",
         ] {
             let json = serde_json::to_string(&event(state)).unwrap();
             assert_eq!(
@@ -473,6 +480,12 @@ mod tests {
             let back: Event = serde_json::from_str(&json).unwrap();
             assert_eq!(back, event(state));
         }
+        // A scheduled backup's outcome is no replica's state.
+        assert_eq!(EventState::from("backup-failed"), EventState::BackupFailed);
+        assert!(
+            EventState::BackupFailed.is_failure() && EventState::BackupFailed.replica().is_none()
+        );
+        assert!(!EventState::Backup.is_failure());
     }
 
     #[test]

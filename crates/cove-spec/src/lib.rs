@@ -15,6 +15,7 @@ pub mod canonical;
 pub mod cast;
 mod checks;
 pub mod container;
+pub mod cron;
 pub mod diag;
 pub mod dotenv;
 pub mod gateway;

@@ -1,7 +1,8 @@
 //! `x-cove` fields the schema accepts and cove does not act on yet
-//! (`backup`'s `schedule` and `keep`, `preview`, `alerts` of a service; `previews` of the
-//! project): a warning at the field, saying so, rather than silence that
-//! reads as "done". Each goes when the work that acts on it lands.
+//! (`preview`, `alerts` of a service; `previews` of the project): a
+//! warning at the field, saying so, rather than silence that reads as
+//! "done". Each goes when the work that acts on it lands (`backup` went
+//! when the daemon's schedules and `keep` did).
 
 use crate::diag::Diagnostic;
 use crate::locate::locate;
@@ -9,11 +10,7 @@ use crate::model::App;
 use crate::source::SourceMap;
 
 /// What a field would do, and what cove does instead today.
-const PENDING: [(&str, &str); 4] = [
-    (
-        "backup",
-        "no backup is taken on its `schedule` and none is removed per `keep`",
-    ),
+const PENDING: [(&str, &str); 3] = [
     ("preview", "there are no preview environments yet"),
     ("alerts", "no alert is evaluated or sent"),
     ("previews", "there are no preview environments yet"),
@@ -27,20 +24,10 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
             return;
         };
         let place = path.join(".");
-        // Backups are taken on demand (`cove backup`), not yet on a schedule.
-        let (message, hint) = if field == "backup" {
-            (
-                format!("`{place}` is accepted, but its `schedule` and `keep` are not acted on yet: {instead}"),
-                "`cove backup` takes a backup now (this service among the default ones) and `cove restore` restores it; schedules and retention come later".to_string(),
-            )
-        } else {
-            (
-                format!("`{place}` is accepted but not acted on yet: {instead}"),
-                format!(
-                    "keep it for when cove acts on `x-cove.{field}`, or remove it; nothing happens because of it today"
-                ),
-            )
-        };
+        let message = format!("`{place}` is accepted but not acted on yet: {instead}");
+        let hint = format!(
+            "keep it for when cove acts on `x-cove.{field}`, or remove it; nothing happens because of it today"
+        );
         out.push(Diagnostic::warning(locate(sources, &path), message).with_hint(hint));
     };
     for (name, svc) in &app.services {
@@ -50,9 +37,6 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
                 .map(str::to_string)
                 .to_vec()
         };
-        if x.backup.is_some() {
-            warn(at("backup"), "backup");
-        }
         if x.preview.is_some() {
             warn(at("preview"), "preview");
         }

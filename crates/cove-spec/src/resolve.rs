@@ -835,13 +835,14 @@ fn units_pass(name: &str, svc: &mut Map, loader: &mut Loader) {
         let Some(text) = n.as_text() else {
             continue;
         };
-        let fields = text.split_whitespace().count();
-        let word = ["hourly", "daily", "weekly", "monthly"].contains(&text.trim());
-        if !word && !(5..=6).contains(&fields) {
+        if let Err(e) = crate::cron::Schedule::parse(text) {
             let place = path.join(".");
             loader.diags.push(
-                Diagnostic::error(n.span, format!("`services.{name}.{place}` is not a schedule"))
-                    .with_hint("write `hourly`, `daily`, `weekly`, `monthly`, or cron: 5 fields (minute hour day month weekday), or 6 with seconds first, e.g. `0 3 * * *`"),
+                Diagnostic::error(
+                    n.span,
+                    format!("`services.{name}.{place}` is not a schedule: {e}"),
+                )
+                .with_hint(crate::cron::HINT),
             );
         }
     }

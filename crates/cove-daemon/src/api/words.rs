@@ -191,22 +191,49 @@ impl From<cove_runtime::routes::Protocol> for Protocol {
 pub enum EventState {
     Replica(ReplicaState),
     Deploy,
+    /// A scheduled backup was taken (replica 0; `detail` says which).
+    Backup,
+    /// A scheduled backup failed (replica 0; `detail` says why).
+    BackupFailed,
+    /// A scheduled restore drill succeeded.
+    Verify,
+    /// A scheduled restore drill failed.
+    VerifyFailed,
 }
 
 impl EventState {
+    /// The words of the events that are not a replica's state.
+    const SERVICE_WORDS: [(&'static str, EventState); 5] = [
+        ("deploy", EventState::Deploy),
+        ("backup", EventState::Backup),
+        ("backup-failed", EventState::BackupFailed),
+        ("verify", EventState::Verify),
+        ("verify-failed", EventState::VerifyFailed),
+    ];
+
     pub fn as_str(&self) -> &str {
         match self {
             EventState::Replica(s) => s.as_str(),
             EventState::Deploy => "deploy",
+            EventState::Backup => "backup",
+            EventState::BackupFailed => "backup-failed",
+            EventState::Verify => "verify",
+            EventState::VerifyFailed => "verify-failed",
         }
     }
 
-    /// The replica's state, unless it is a deploy's step.
+    /// The replica's state, unless it is a deploy's step or a scheduled
+    /// backup's outcome.
     pub fn replica(&self) -> Option<&ReplicaState> {
         match self {
             EventState::Replica(s) => Some(s),
-            EventState::Deploy => None,
+            _ => None,
         }
+    }
+
+    /// A failure (a scheduled backup's or drill's): shown as an error.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, EventState::BackupFailed | EventState::VerifyFailed)
     }
 }
 
@@ -218,18 +245,18 @@ impl From<ReplicaState> for EventState {
 
 impl From<&str> for EventState {
     fn from(word: &str) -> EventState {
-        match word {
-            "deploy" => EventState::Deploy,
-            other => EventState::Replica(other.into()),
+        match EventState::SERVICE_WORDS.iter().find(|(w, _)| *w == word) {
+            Some((_, s)) => s.clone(),
+            None => EventState::Replica(word.into()),
         }
     }
 }
 
 impl From<String> for EventState {
     fn from(word: String) -> EventState {
-        match word.as_str() {
-            "deploy" => EventState::Deploy,
-            _ => EventState::Replica(word.into()),
+        match EventState::SERVICE_WORDS.iter().find(|(w, _)| *w == word) {
+            Some((_, s)) => s.clone(),
+            None => EventState::Replica(word.into()),
         }
     }
 }

@@ -131,6 +131,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::POST, "/v1/pause") => pause(daemon, &key, parse!(Names), true).await,
         (Method::POST, "/v1/unpause") => pause(daemon, &key, parse!(Names), false).await,
         (Method::GET, "/v1/exec") => exec_target(daemon, &key, &query),
+        (Method::GET, "/v1/backups") => crate::server::backups::status(daemon, &key),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no such API call: {method} {path}"),

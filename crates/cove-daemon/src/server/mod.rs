@@ -24,7 +24,8 @@
 //! (what stops the replicas when the daemon dies), `autoscale_tick` (the
 //! autoscaler's turn), `tasks` (requests and background tasks that
 //! survive a panic), `offload` (what runs off the runtime's workers:
-//! durable commits, probes), `log` (daemon.log's lines).
+//! durable commits, probes), `log` (daemon.log's lines), `backups`
+//! (scheduled backups and restore drills).
 //!
 //! It never blocks itself: its runtime's one thread answers requests and
 //! runs the supervisors; durable commits, planning (which reads the
@@ -33,6 +34,7 @@
 //! (`ps`, status, history, events) never take it.
 
 mod autoscale_tick;
+mod backups;
 mod http;
 mod log;
 mod offload;
@@ -147,10 +149,12 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         flushed: flushed_rx,
         shutdown: Notify::new(),
         wake: Arc::new(Notify::new()),
+        backups: Default::default(),
     });
 
     bring_back(&daemon, &store).await?;
     spawn_autoscaler(daemon.clone());
+    backups::spawn_backups(daemon.clone());
     let mut connections = accept_loop(&listener, &daemon).await?;
     // No new connections (a client connecting now would wait for an answer
     // that never comes); finish the open ones: the `down` that ended it

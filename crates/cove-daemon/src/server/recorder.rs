@@ -48,9 +48,12 @@ pub(super) async fn record(
         // Only a batch with events makes a durable commit: that one goes
         // to the blocking pool; lines alone (an access log under load) are
         // appended here, without a hand-off per batch.
-        let commits = reports
-            .iter()
-            .any(|(_, r)| matches!(r, Report::State { .. } | Report::Deploy { .. }));
+        let commits = reports.iter().any(|(_, r)| {
+            matches!(
+                r,
+                Report::State { .. } | Report::Deploy { .. } | Report::Backup { .. }
+            )
+        });
         let work = move || {
             // `down --volumes` deletes a project's logs (a host's daemon
             // stays up): the next run's lines go to new files, not
@@ -155,6 +158,36 @@ fn write_batch(
                     replica: 0,
                     revision: 0,
                     state: EventState::Deploy,
+                    detail: message,
+                    pid: None,
+                    restarts: 0,
+                });
+            }
+            Report::Backup {
+                service,
+                drill,
+                ok,
+                message,
+            } => {
+                *seq += 1;
+                append(
+                    format!("{service}-backup"),
+                    cove_runtime::process::Stream::Stdout,
+                    &message,
+                );
+                events.push(Event {
+                    project: project.to_string(),
+                    seq: *seq,
+                    time_ms: millis(now),
+                    service,
+                    replica: 0,
+                    revision: 0,
+                    state: match (drill, ok) {
+                        (false, true) => EventState::Backup,
+                        (false, false) => EventState::BackupFailed,
+                        (true, true) => EventState::Verify,
+                        (true, false) => EventState::VerifyFailed,
+                    },
                     detail: message,
                     pid: None,
                     restarts: 0,

@@ -42,6 +42,8 @@ pub(super) struct Daemon {
     pub(super) shutdown: Notify,
     /// Told when a request wakes a sleeping service.
     pub(super) wake: Arc<Notify>,
+    /// Scheduled backups ([`crate::server::backups`]).
+    pub(super) backups: crate::server::backups::Backups,
 }
 
 /// One project: its supervisor and what it was asked to run.

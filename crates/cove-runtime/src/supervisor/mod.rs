@@ -110,6 +110,14 @@ pub enum Report {
     /// Never sent by the supervisor: whoever shares its channel sends one to
     /// learn when everything sent before it has been handled.
     Flush(u64),
+    /// Never sent by the supervisor: how a backup the daemon ran on its
+    /// schedule ended (`drill`: a restore drill, `cove backup verify`).
+    Backup {
+        service: String,
+        drill: bool,
+        ok: bool,
+        message: String,
+    },
 }
 
 /// Called with a retiring instance's addresses (one per port); resolves

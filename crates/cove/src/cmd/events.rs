@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use cove_daemon::api::{DaemonStatus, Event, EventState};
+use cove_daemon::api::{DaemonStatus, Event};
 use cove_daemon::client::ClientError;
 
 use crate::cli::{EventsArgs, ProjectArgs};
@@ -119,12 +119,12 @@ impl Line {
             SystemTime::UNIX_EPOCH + Duration::from_millis(ev.time_ms),
         );
         let (kind, name) = match (&ev.state, container) {
-            (EventState::Deploy, _) => ("service", ev.service.clone()),
+            (s, _) if s.replica().is_none() => ("service", ev.service.clone()),
             (_, Some(c)) => ("container", c),
             (_, None) => ("process", format!("{}-{}", ev.service, ev.replica)),
         };
         let mut attributes = vec![("service", ev.service.clone())];
-        if ev.state != EventState::Deploy {
+        if ev.state.replica().is_some() {
             attributes.push(("replica", ev.replica.to_string()));
         }
         if ev.revision != 0 {

@@ -56,6 +56,7 @@ pub(in crate::server) async fn down(daemon: &Daemon, key: &str, req: Names) -> A
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     };
     if everything {
+        crate::server::backups::stop(daemon, key).await;
         let _ = project.set_gateway(None);
         clear_leftovers(&desired, run.plan.as_ref(), &[]).await;
         // Its replicas removed their cgroups as they stopped; anything

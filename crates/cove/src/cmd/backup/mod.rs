@@ -33,6 +33,9 @@ use cove_daemon::api::ExecTarget;
 use cove_runtime::recipe::Recipe;
 use cove_spec::Project;
 
+mod retention;
+mod status;
+
 use crate::cli::ProjectArgs;
 use crate::daemon;
 use crate::output::stderr_style;
@@ -91,6 +94,23 @@ pub enum BackupCommand {
         /// The newest backup (of the services named, else of all).
         #[arg(long)]
         latest: bool,
+    },
+    /// Apply each service's `x-cove.backup.keep` now: say which backups
+    /// are removed and which kept (and why), remove them, and prune the
+    /// data no backup uses any more.
+    Forget {
+        /// Services (default: every one with `keep`).
+        services: Vec<String>,
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per service: its schedule, its last scheduled backup and restore
+    /// drill (when, how they ended), and the next ones.
+    Status {
+        /// `table` (default) or `json`.
+        #[arg(long, default_value = "table")]
+        format: String,
     },
 }
 
@@ -176,6 +196,10 @@ pub fn run(project_args: &ProjectArgs, args: &BackupArgs) -> anyhow::Result<Exit
         Some(BackupCommand::Verify { args, latest }) => {
             verify::verify(&project, &target, args, *latest)
         }
+        Some(BackupCommand::Forget { services, dry_run }) => {
+            retention::forget(&project, &target, services, *dry_run)
+        }
+        Some(BackupCommand::Status { format }) => status::status(&project, &target, format),
     }))
 }
 
@@ -699,6 +723,7 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
     // Each dump is written here (private, removed once stored) before it
     // goes into the repository.
     let scratch = state_dir(project).join("backup-scratch");
+    let mut forgotten = 0;
     for (service, method) in methods {
         let t = replica(project, &service)?;
         let meta = meta(project, &service, method);
@@ -744,6 +769,11 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
             bytes(b.added),
             target.display()
         );
+        // Its `keep`, the backup just taken kept whatever it says.
+        forgotten += retention::after_backup(project, &store, &service, &b.id)?.len();
+    }
+    if forgotten > 0 {
+        retention::prune(&store)?;
     }
     Ok(())
 }
