@@ -318,3 +318,67 @@ fn times_missed_while_the_daemon_was_killed_run_once_and_none_after_a_down() {
     });
     assert_eq!(catch_ups(&f), 1, "no catch-up after `cove down`");
 }
+
+/// `x-cove.backup.verify` as a schedule: the daemon runs the restore drill
+/// (`cove backup verify --latest SERVICE`) on its own, the newest backup is
+/// marked verified, status and events say so; a drill that fails (its
+/// check command exits 1) is recorded as failed and marks nothing.
+#[test]
+fn scheduled_drills_verify_the_newest_backup() {
+    require(&["redis-cli", "redis-server"]);
+    let f = Fixture::new(&app(r#"{verify: "*/3 * * * * *"}"#));
+    f.redis("seq 1 50 | sed 's/.*/SET k& v&/'", "");
+    f.ok(&["backup", "cache"]);
+    let id = f.ids().last().unwrap().clone();
+    let verified = || -> Result<String, String> {
+        let out = f.ok(&["backup", "ls", "--format", "json"]);
+        let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let b = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == id.as_str())
+            .cloned()
+            .ok_or_else(|| format!("{id} gone: {all}"))?;
+        b["verified"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("not verified yet: {b}"))
+    };
+    eventually_ok(180, "a scheduled drill to verify the backup", verified);
+    let s = f.status();
+    assert_eq!(s[0]["verify"], "*/3 * * * * *", "{s}");
+    assert_eq!(s[0]["last_verify"]["ok"], true, "{s}");
+    assert!(s[0]["next_verify"].is_string(), "{s}");
+    let events = f.ok(&["events", "--since", "10m", "--until", "0s"]).stdout;
+    assert!(
+        events.contains("service verify cache"),
+        "an event for the drill: {events}"
+    );
+
+    // A check that fails: the drill is recorded as failed, nothing marked.
+    f.write(&app(
+        r#"{verify: {schedule: "*/3 * * * * *", command: "exit 1"}}"#,
+    ));
+    f.ok(&["up", "-d"]);
+    f.ok(&["backup", "cache"]);
+    let second = f.ids().last().unwrap().clone();
+    eventually_ok(180, "a scheduled drill to fail", || {
+        let s = f.status();
+        match s[0]["last_verify"]["ok"].as_bool() {
+            Some(false) => Ok(()),
+            _ => Err(format!("{s}")),
+        }
+    });
+    let out = f.ok(&["backup", "ls", "--format", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let b = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == second.as_str())
+        .unwrap();
+    assert!(b["verified"].is_null(), "a failed drill marks nothing: {b}");
+    let events = f.ok(&["events", "--since", "10m", "--until", "0s"]).stdout;
+    assert!(events.contains("service verify-failed cache"), "{events}");
+}
