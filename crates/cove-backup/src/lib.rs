@@ -10,6 +10,14 @@
 //!
 //! The repository's password is the caller's (cove keeps it in the app's
 //! secrets file); the repository holds nothing readable without it.
+//!
+//! A repository is at a [`Location`]: a local directory, SFTP or S3
+//! ([`target`]). One dump ([`dump_command`]) can be stored to several
+//! ([`Store::store_dump`]).
+
+pub mod target;
+
+pub use target::{Location, S3Keys};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,18 +110,23 @@ pub struct Backup {
     pub verified: Option<String>,
 }
 
-/// A restic repository at a local directory.
+/// A restic repository: in a local directory, on an SFTP server or in S3.
 pub struct Store {
+    /// The target's name (`local`, or a name under `x-cove.backup.targets`).
+    name: String,
+    location: Location,
+    /// The local directory; for a remote target, its URL (for messages).
     dir: PathBuf,
     backends: RepositoryBackends,
     password: String,
 }
 
 impl std::fmt::Debug for Store {
-    /// The directory only: never the password.
+    /// The target's name and location only: never the password nor a key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .field("location", &self.location.url())
             .finish_non_exhaustive()
     }
 }
@@ -122,20 +135,22 @@ impl Store {
     /// Opens the repository at `dir`, made (with `password`) if the
     /// directory holds none.
     pub fn open_or_init(dir: &Path, password: &str) -> Result<Store> {
-        let repo = dir
-            .to_str()
-            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dir.display())))?;
-        let backends = BackendOptions::default()
-            .repository(repo)
-            .to_backends()
-            .map_err(|e| Error::new(&format!("backup target {}", dir.display()), e))?;
-        let store = Store {
-            dir: dir.to_path_buf(),
-            backends,
-            password: password.to_string(),
-        };
-        if !dir.join("config").is_file() {
-            fs_err::create_dir_all(dir).map_err(|e| Error::new("backup target", e))?;
+        Store::open_or_init_at("local", &Location::Dir(dir.to_path_buf()), None, password)
+    }
+
+    /// Opens the repository of target `name` at `location`, made (with
+    /// `password`) if there is none there. `keys`: for S3.
+    pub fn open_or_init_at(
+        name: &str,
+        location: &Location,
+        keys: Option<&S3Keys>,
+        password: &str,
+    ) -> Result<Store> {
+        let store = Store::connect(name, location, keys, password)?;
+        if !store.has_repository()? {
+            if let Location::Dir(dir) = location {
+                fs_err::create_dir_all(dir).map_err(|e| store.error("", e))?;
+            }
             store
                 .raw()?
                 .init(
@@ -143,18 +158,92 @@ impl Store {
                     &KeyOptions::default(),
                     &ConfigOptions::default(),
                 )
-                .map_err(|e| {
-                    Error::new(&format!("cannot make a repository in {}", dir.display()), e)
-                })?;
+                .map_err(|e| store.error("cannot make a repository", e))?;
         }
         // Fails early on a wrong password.
         store.open()?;
         Ok(store)
     }
 
-    /// The repository's directory.
+    /// The repository of target `name` at `location`, not yet reached
+    /// (a remote one is connected to at the first use).
+    pub fn connect(
+        name: &str,
+        location: &Location,
+        keys: Option<&S3Keys>,
+        password: &str,
+    ) -> Result<Store> {
+        let (repo, options) = location.backend(keys)?;
+        let backends = BackendOptions::default()
+            .repository(repo)
+            .options(options)
+            .to_backends()
+            .map_err(|e| {
+                Error(format!(
+                    "backup target `{name}` ({}): {}",
+                    location.url(),
+                    rustic_message(&e.to_string())
+                ))
+            })?;
+        Ok(Store {
+            name: name.to_string(),
+            location: location.clone(),
+            dir: location
+                .dir()
+                .map_or_else(|| PathBuf::from(location.url()), Path::to_path_buf),
+            backends,
+            password: password.to_string(),
+        })
+    }
+
+    /// Whether there is a repository at the target (reaching it: an error
+    /// says why it cannot be reached).
+    pub fn has_repository(&self) -> Result<bool> {
+        if let Location::Dir(d) = &self.location {
+            return Ok(d.join("config").is_file());
+        }
+        Ok(self
+            .raw()?
+            .config_id()
+            .map_err(|e| self.error("cannot reach it", e))?
+            .is_some())
+    }
+
+    /// The repository's directory (a local target's; for a remote one, its
+    /// URL: see [`Store::location`]).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the repository is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// An error at this target: its name and location, what was done, the
+    /// cause in short, and a hint when one helps.
+    fn error(&self, context: &str, e: impl std::fmt::Display) -> Error {
+        let msg = rustic_message(&e.to_string());
+        let context = if context.is_empty() {
+            String::new()
+        } else {
+            format!("{context}: ")
+        };
+        let hint = self
+            .location
+            .hint(&msg)
+            .map(|h| format!("\n  = hint: {h}"))
+            .unwrap_or_default();
+        Error(format!(
+            "backup target `{}` ({}): {context}{msg}{hint}",
+            self.name,
+            self.location.url()
+        ))
     }
 
     fn credentials(&self) -> Credentials {
@@ -163,16 +252,13 @@ impl Store {
 
     fn raw(&self) -> Result<Repository<()>> {
         Repository::new(&RepositoryOptions::default(), &self.backends)
-            .map_err(|e| Error::new("backup repository", e))
+            .map_err(|e| self.error("backup repository", e))
     }
 
     fn open(&self) -> Result<Repository<rustic_core::OpenStatus>> {
-        self.raw()?.open(&self.credentials()).map_err(|e| {
-            Error::new(
-                &format!("cannot open the backup repository {}", self.dir.display()),
-                e,
-            )
-        })
+        self.raw()?
+            .open(&self.credentials())
+            .map_err(|e| self.error("cannot open the backup repository", e))
     }
 
     /// Runs `argv` (with exactly the environment `env`: no value may be a
@@ -180,12 +266,8 @@ impl Store {
     /// with its standard output in a private temporary file in `scratch`,
     /// and, once it exited 0, stores that file as a snapshot of `meta`. A
     /// command that fails (or is killed) leaves no snapshot: none is
-    /// written before the whole dump is there.
-    ///
-    /// Why a file and not a pipe: rustic_core 0.13's chunker shrinks its
-    /// read buffer to the size of any short read and never grows it back,
-    /// so from a pipe it ends up reading a few hundred bytes a call (9 MiB/s
-    /// here, against 118 MiB/s from a file; bench/backup/RESULTS.md).
+    /// written before the whole dump is there. ([`dump_command`], then
+    /// [`Store::store_dump`].)
     pub fn backup_command(
         &self,
         meta: &Meta,
@@ -193,45 +275,14 @@ impl Store {
         env: &[(String, String)],
         scratch: &Path,
     ) -> Result<Backup> {
-        let tags = meta.tags();
-        for t in &tags {
-            if t.contains(',') {
-                return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
-            }
-        }
-        fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
-        // A private (0700) directory holding the dump under its name in
-        // the snapshot: rustic stores a single file by its own name.
-        let dir = tempfile::Builder::new()
-            .prefix(".cove-dump-")
-            .tempdir_in(scratch)
-            .map_err(|e| {
-                Error::new(
-                    &format!("a temporary directory in {}", scratch.display()),
-                    e,
-                )
-            })?;
-        let dump_path = dir.path().join(meta.file_name());
-        let out = fs_err::File::create(&dump_path)
-            .map_err(|e| Error::new("the dump's temporary file", e))?
-            .into_parts()
-            .0;
-        let shown = argv.join(" ");
-        let done = std::process::Command::new("env")
-            .arg("-i")
-            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-            .args(argv)
-            .stdin(std::process::Stdio::null())
-            .stdout(out)
-            .output()
-            .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
-        if !done.status.success() {
-            return Err(Error(format!(
-                "the backup command `{shown}` failed ({}), no backup was kept: {}",
-                done.status,
-                String::from_utf8_lossy(&done.stderr).trim()
-            )));
-        }
+        let dump = dump_command(meta, argv, env, scratch)?;
+        self.store_dump(&dump)
+    }
+
+    /// Stores a finished dump as a snapshot of its [`Meta`]: the same dump
+    /// can be stored to several repositories.
+    pub fn store_dump(&self, dump: &Dump) -> Result<Backup> {
+        let tags = dump.meta.tags();
         let snap = SnapshotOptions::default()
             .command("cove backup".to_string())
             .add_tags(&tags.join(","))
@@ -240,19 +291,20 @@ impl Store {
         let repo = self
             .open()?
             .to_indexed_ids()
-            .map_err(|e| Error::new("reading the repository's index", e))?;
-        let opts =
-            BackupOptions::default().as_path(Some(PathBuf::from(format!("/{}", meta.file_name()))));
-        let path = dump_path
+            .map_err(|e| self.error("reading the repository's index", e))?;
+        let opts = BackupOptions::default()
+            .as_path(Some(PathBuf::from(format!("/{}", dump.meta.file_name()))));
+        let path = dump
+            .path
             .to_str()
-            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dump_path.display())))?;
+            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dump.path.display())))?;
         let source = PathList::from_string(path)
             .map_err(|e| Error::new("backup source", e))?
             .sanitize()
             .map_err(|e| Error::new("backup source", e))?;
         let snap = repo
             .backup(&opts, &source, snap)
-            .map_err(|e| Error::new("storing the backup", e))?;
+            .map_err(|e| self.error("storing the backup", e))?;
         listed(&snap).ok_or_else(|| Error("the new snapshot is not cove's".into()))
     }
 
@@ -261,7 +313,7 @@ impl Store {
         let repo = self.open()?;
         let mut snaps = repo
             .get_all_snapshots()
-            .map_err(|e| Error::new("listing snapshots", e))?;
+            .map_err(|e| self.error("listing snapshots", e))?;
         snaps.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(latest_versions(snaps).iter().filter_map(listed).collect())
     }
@@ -291,9 +343,9 @@ impl Store {
         new.tags.add(format!("verified={at}"));
         new.original = Some(old.original.unwrap_or(old.id));
         repo.save_snapshots(vec![new.clone()])
-            .map_err(|e| Error::new("recording the verification", e))?;
+            .map_err(|e| self.error("recording the verification", e))?;
         repo.delete_snapshots(&[old.id])
-            .map_err(|e| Error::new("removing the unverified version", e))?;
+            .map_err(|e| self.error("removing the unverified version", e))?;
         let mut b = listed(&new).ok_or_else(|| Error("the snapshot is not cove's".into()))?;
         b.verified = Some(at.to_string());
         Ok(b)
@@ -306,14 +358,18 @@ impl Store {
     ) -> Result<SnapshotFile> {
         let snaps = repo
             .get_all_snapshots()
-            .map_err(|e| Error::new("listing snapshots", e))?;
+            .map_err(|e| self.error("listing snapshots", e))?;
         let matching: Vec<_> = latest_versions(snaps)
             .into_iter()
             .filter(|s| shown_id(s).starts_with(id) && listed(s).is_some())
             .collect();
         match matching.len() {
             1 => Ok(matching.into_iter().next().expect("one")),
-            0 => Err(Error(format!("no backup `{id}` in {}", self.dir.display()))),
+            0 => Err(Error(format!(
+                "no backup `{id}` in target `{}` ({})",
+                self.name,
+                self.location.url()
+            ))),
             _ => Err(Error(format!(
                 "`{id}` names more than one backup: give more of its id"
             ))),
@@ -328,10 +384,10 @@ impl Store {
         let snap = self.snapshot(&repo, id)?;
         let repo = repo
             .to_indexed()
-            .map_err(|e| Error::new("reading the repository's index", e))?;
+            .map_err(|e| self.error("reading the repository's index", e))?;
         let results = repo
             .check_with_trees(CheckOptions::default().read_data(true), vec![snap.tree])
-            .map_err(|e| Error::new("checking the backup", e))?;
+            .map_err(|e| self.error("checking the backup", e))?;
         if results.is_ok().is_ok() {
             return Ok(());
         }
@@ -394,16 +450,122 @@ impl Store {
         let backup = listed(&snap).expect("a listed snapshot");
         let repo = repo
             .to_indexed()
-            .map_err(|e| Error::new("reading the repository's index", e))?;
+            .map_err(|e| self.error("reading the repository's index", e))?;
         let node = repo
             .node_from_snapshot_and_path(&snap, &backup.path)
-            .map_err(|e| Error::new("finding the stream in the snapshot", e))?;
+            .map_err(|e| self.error("finding the stream in the snapshot", e))?;
         repo.dump(&node, out)
-            .map_err(|e| Error::new("reading the backup", e))?;
+            .map_err(|e| self.error("reading the backup", e))?;
         out.flush()
             .map_err(|e| Error::new("writing the backup", e))?;
         Ok(backup)
     }
+}
+
+/// A finished dump: the whole stream of a backup command that exited 0,
+/// in a private temporary file (removed when this is dropped), ready to be
+/// stored ([`Store::store_dump`]) to any number of repositories.
+#[derive(Debug)]
+pub struct Dump {
+    meta: Meta,
+    path: PathBuf,
+    // Holds the file; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl Dump {
+    /// What the dump is of.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Bytes of the stream.
+    pub fn size(&self) -> u64 {
+        fs_err::metadata(&self.path).map_or(0, |m| m.len())
+    }
+}
+
+/// Runs `argv` (with exactly the environment `env`: no value may be a
+/// secret, since it is on `env`'s command line; give secrets in files)
+/// with its standard output in a private temporary file in `scratch`. An
+/// error if it does not exit 0: a failed dump is never stored.
+///
+/// Why a file and not a pipe: rustic_core 0.13's chunker shrinks its read
+/// buffer to the size of any short read and never grows it back, so from a
+/// pipe it ends up reading a few hundred bytes a call (9 MiB/s here,
+/// against 118 MiB/s from a file; bench/backup/RESULTS.md).
+pub fn dump_command(
+    meta: &Meta,
+    argv: &[String],
+    env: &[(String, String)],
+    scratch: &Path,
+) -> Result<Dump> {
+    for t in &meta.tags() {
+        if t.contains(',') {
+            return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
+        }
+    }
+    fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
+    // A private (0700) directory holding the dump under its name in the
+    // snapshot: rustic stores a single file by its own name.
+    let dir = tempfile::Builder::new()
+        .prefix(".cove-dump-")
+        .tempdir_in(scratch)
+        .map_err(|e| {
+            Error::new(
+                &format!("a temporary directory in {}", scratch.display()),
+                e,
+            )
+        })?;
+    let dump_path = dir.path().join(meta.file_name());
+    let out = fs_err::File::create(&dump_path)
+        .map_err(|e| Error::new("the dump's temporary file", e))?
+        .into_parts()
+        .0;
+    let shown = argv.join(" ");
+    let done = std::process::Command::new("env")
+        .arg("-i")
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args(argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .output()
+        .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
+    if !done.status.success() {
+        return Err(Error(format!(
+            "the backup command `{shown}` failed ({}), no backup was kept: {}",
+            done.status,
+            String::from_utf8_lossy(&done.stderr).trim()
+        )));
+    }
+    Ok(Dump {
+        meta: meta.clone(),
+        path: dump_path,
+        _dir: dir,
+    })
+}
+
+/// rustic's error in short: its lines joined, without the boilerplate
+/// about reporting bugs and log levels.
+fn rustic_message(full: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in full.lines().map(str::trim) {
+        // A backtrace (with RUST_BACKTRACE set) or the word that it is off.
+        if line.starts_with("0: ") || line.starts_with("disabled backtrace") {
+            break;
+        }
+        if line.is_empty()
+            || line.starts_with("Some additional details")
+            || line.starts_with("If you think")
+            || line.contains("github.com")
+            || line.contains("discord")
+            || line.starts_with("Backtrace")
+        {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join(" ")
 }
 
 fn short(snap: &SnapshotFile) -> String {
