@@ -117,8 +117,22 @@ pub struct Store {
     location: Location,
     /// The local directory; for a remote target, its URL (for messages).
     dir: PathBuf,
-    backends: RepositoryBackends,
+    /// Always `Some` but in `drop`, which drops it first.
+    backends: Option<RepositoryBackends>,
     password: String,
+    /// SFTP: the ssh master connections this store starts, closed on drop.
+    masters: Option<target::SshMasters>,
+}
+
+impl Drop for Store {
+    /// The backend first (its SFTP sessions), then every ssh master
+    /// connection it started is waited for, or closed.
+    fn drop(&mut self) {
+        drop(self.backends.take());
+        if let Some(m) = self.masters.take() {
+            m.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -174,6 +188,7 @@ impl Store {
         password: &str,
     ) -> Result<Store> {
         let (repo, options) = location.backend(keys)?;
+        let masters = matches!(location, Location::Sftp { .. }).then(target::SshMasters::before);
         let backends = BackendOptions::default()
             .repository(repo)
             .options(options)
@@ -191,8 +206,9 @@ impl Store {
             dir: location
                 .dir()
                 .map_or_else(|| PathBuf::from(location.url()), Path::to_path_buf),
-            backends,
+            backends: Some(backends),
             password: password.to_string(),
+            masters,
         })
     }
 
@@ -228,7 +244,14 @@ impl Store {
     /// An error at this target: its name and location, what was done, the
     /// cause in short, and a hint when one helps.
     fn error(&self, context: &str, e: impl std::fmt::Display) -> Error {
-        let msg = rustic_message(&e.to_string());
+        let mut msg = rustic_message(&e.to_string());
+        // opendal keeps only "failed to connect" of ssh's words: ask ssh
+        // itself why.
+        if msg.contains("failed to connect to the remote host")
+            && let Some(why) = self.location.ssh_says()
+        {
+            msg = format!("ssh cannot connect: {why}");
+        }
         let context = if context.is_empty() {
             String::new()
         } else {
@@ -251,8 +274,11 @@ impl Store {
     }
 
     fn raw(&self) -> Result<Repository<()>> {
-        Repository::new(&RepositoryOptions::default(), &self.backends)
-            .map_err(|e| self.error("backup repository", e))
+        Repository::new(
+            &RepositoryOptions::default(),
+            self.backends.as_ref().expect("dropped only in drop"),
+        )
+        .map_err(|e| self.error("backup repository", e))
     }
 
     fn open(&self) -> Result<Repository<rustic_core::OpenStatus>> {
@@ -557,6 +583,9 @@ fn rustic_message(full: &str) -> String {
         if line.is_empty()
             || line.starts_with("Some additional details")
             || line.starts_with("If you think")
+            || line.starts_with("We believe this is a bug")
+            || line.starts_with("If you can, please attach")
+            || line.starts_with("Thank you for helping")
             || line.contains("github.com")
             || line.contains("discord")
             || line.starts_with("Backtrace")

@@ -250,6 +250,78 @@ impl Location {
         Ok((repo, o))
     }
 
+    /// For SFTP: why `ssh` cannot open an SFTP session to the server, in
+    /// its own words (its standard error), from a session it opens as
+    /// opendal does (`BatchMode`, `StrictHostKeyChecking=yes`); bounded
+    /// (10 s to connect, killed after 30 s). `None`: it can, or this is no
+    /// SFTP location.
+    pub(crate) fn ssh_says(&self) -> Option<String> {
+        let Location::Sftp {
+            user, host, port, ..
+        } = self
+        else {
+            return None;
+        };
+        let err = tempfile::tempfile().ok()?;
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-s",
+        ]);
+        if let Some(p) = port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        if let Some(u) = user {
+            cmd.arg("-l").arg(u);
+        }
+        let mut child = cmd
+            .arg("--")
+            .arg(host)
+            .arg("sftp")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err.try_clone().ok()?)
+            .spawn()
+            .ok()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().ok()? {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some("ssh did not finish connecting in 30 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if status.success() {
+            return None;
+        }
+        let mut text = String::new();
+        {
+            use std::io::{Read as _, Seek as _};
+            let mut f = err;
+            f.rewind().ok()?;
+            let _ = f.read_to_string(&mut text);
+        }
+        let words: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+            .collect();
+        Some(if words.is_empty() {
+            format!("ssh exited with {status}")
+        } else {
+            words.join(" ")
+        })
+    }
+
     /// A hint for an error reaching this location.
     pub(crate) fn hint(&self, message: &str) -> Option<String> {
         match self {
@@ -289,6 +361,76 @@ impl Location {
                 }
             }
             Location::Dir(_) => None,
+        }
+    }
+}
+
+/// The ssh master connections opendal's sftp service starts (through the
+/// `openssh` crate: `ssh -M -f -o ControlPersist=yes`, each in a directory
+/// `.ssh-connection*` of `$XDG_STATE_HOME`, else `~/.local/state`). Each
+/// is closed when its session is dropped, by a task of rustic_backend's
+/// runtime, which a process that ends right away never gives the time: a
+/// master would outlive it, forever. So a store remembers which
+/// directories were there before it connected and, dropped, waits for the
+/// ones it made to go (5 s at most), then closes those left with `ssh -O
+/// exit`. (Another process connecting in the same moment from the same
+/// account could have its master closed too: it reconnects, as opendal
+/// does for a lost connection.)
+#[derive(Debug)]
+pub(crate) struct SshMasters {
+    dir: PathBuf,
+    before: std::collections::HashSet<std::ffi::OsString>,
+}
+
+impl SshMasters {
+    pub(crate) fn before() -> SshMasters {
+        let dir = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let before = SshMasters::listed(&dir).into_iter().collect();
+        SshMasters { dir, before }
+    }
+
+    fn listed(dir: &Path) -> Vec<std::ffi::OsString> {
+        fs_err::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| n.to_string_lossy().starts_with(".ssh-connection"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn ours(&self) -> Vec<PathBuf> {
+        SshMasters::listed(&self.dir)
+            .into_iter()
+            .filter(|n| !self.before.contains(n))
+            .map(|n| self.dir.join(n))
+            .collect()
+    }
+
+    pub(crate) fn close(self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.ours().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for d in self.ours() {
+            let socket = d.join("master");
+            if socket.exists() {
+                let _ = std::process::Command::new("ssh")
+                    .arg("-S")
+                    .arg(&socket)
+                    .args(["-O", "exit", "cove-backup"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            let _ = fs_err::remove_dir_all(&d);
         }
     }
 }

@@ -341,6 +341,17 @@ fn sftp_copies_round_trip_and_restic_lists_it() {
     let out = f.ok(&["restore", "cache", "--yes", "--from", &id[..8]], "");
     assert!(out.stderr.contains("of `offsite`"), "{out}");
     assert_eq!(f.keys(), at_backup, "the keys as they were at the backup");
+
+    // No ssh master connection outlives the cove that started it.
+    let config = sshd.dir.path().join("trusting.ssh_config");
+    let masters: Vec<String> = fs_err::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs_err::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&*config.to_string_lossy()) && c.contains(" -M "))
+        .collect();
+    assert!(masters.is_empty(), "ssh masters left: {masters:?}");
 }
 
 #[test]
