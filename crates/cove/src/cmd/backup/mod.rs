@@ -904,13 +904,17 @@ fn list(project: &Project, only: Option<&str>, format: &str) -> Result<(), Failu
 }
 
 /// Whether any target may hold backups: a local one with a repository, or
-/// any remote one (which is only known by reaching it).
+/// any remote one (which is only known by reaching it) once a backup was
+/// made with this secrets file (it holds the repositories' password).
 fn any_repository(project: &Project) -> Result<bool, Failure> {
+    let file = cove_runtime::secrets::secrets_file(&project.app, &project.project_dir);
+    let has_password = file.is_file()
+        && cove_secrets::SecretsFile::load(&file).is_ok_and(|s| s.contains(PASSWORD_SECRET));
     Ok(targets::all(project, None)?
         .iter()
         .any(|t| match &t.location {
             cove_backup::Location::Dir(d) => d.join("config").is_file(),
-            _ => true,
+            _ => has_password,
         }))
 }
 
