@@ -10,6 +10,14 @@
 //!
 //! The repository's password is the caller's (cove keeps it in the app's
 //! secrets file); the repository holds nothing readable without it.
+//!
+//! A repository is at a [`Location`]: a local directory, SFTP or S3
+//! ([`target`]). One dump ([`dump_command`]) can be stored to several
+//! ([`Store::store_dump`]).
+
+pub mod target;
+
+pub use target::{Location, S3Keys};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -110,18 +118,37 @@ pub struct Backup {
     pub description: Option<String>,
 }
 
-/// A restic repository at a local directory.
+/// A restic repository: in a local directory, on an SFTP server or in S3.
 pub struct Store {
+    /// The target's name (`local`, or a name under `x-cove.backup.targets`).
+    name: String,
+    location: Location,
+    /// The local directory; for a remote target, its URL (for messages).
     dir: PathBuf,
-    backends: RepositoryBackends,
+    /// Always `Some` but in `drop`, which drops it first.
+    backends: Option<RepositoryBackends>,
     password: String,
+    /// SFTP: the ssh master connections this store starts, closed on drop.
+    masters: Option<target::SshMasters>,
+}
+
+impl Drop for Store {
+    /// The backend first (its SFTP sessions), then every ssh master
+    /// connection it started is waited for, or closed.
+    fn drop(&mut self) {
+        drop(self.backends.take());
+        if let Some(m) = self.masters.take() {
+            m.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
-    /// The directory only: never the password.
+    /// The target's name and location only: never the password nor a key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .field("location", &self.location.url())
             .finish_non_exhaustive()
     }
 }
@@ -130,20 +157,22 @@ impl Store {
     /// Opens the repository at `dir`, made (with `password`) if the
     /// directory holds none.
     pub fn open_or_init(dir: &Path, password: &str) -> Result<Store> {
-        let repo = dir
-            .to_str()
-            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dir.display())))?;
-        let backends = BackendOptions::default()
-            .repository(repo)
-            .to_backends()
-            .map_err(|e| Error::new(&format!("backup target {}", dir.display()), e))?;
-        let store = Store {
-            dir: dir.to_path_buf(),
-            backends,
-            password: password.to_string(),
-        };
-        if !dir.join("config").is_file() {
-            fs_err::create_dir_all(dir).map_err(|e| Error::new("backup target", e))?;
+        Store::open_or_init_at("local", &Location::Dir(dir.to_path_buf()), None, password)
+    }
+
+    /// Opens the repository of target `name` at `location`, made (with
+    /// `password`) if there is none there. `keys`: for S3.
+    pub fn open_or_init_at(
+        name: &str,
+        location: &Location,
+        keys: Option<&S3Keys>,
+        password: &str,
+    ) -> Result<Store> {
+        let store = Store::connect(name, location, keys, password)?;
+        if !store.has_repository()? {
+            if let Location::Dir(dir) = location {
+                fs_err::create_dir_all(dir).map_err(|e| store.error("", e))?;
+            }
             store
                 .raw()?
                 .init(
@@ -151,18 +180,101 @@ impl Store {
                     &KeyOptions::default(),
                     &ConfigOptions::default(),
                 )
-                .map_err(|e| {
-                    Error::new(&format!("cannot make a repository in {}", dir.display()), e)
-                })?;
+                .map_err(|e| store.error("cannot make a repository", e))?;
         }
         // Fails early on a wrong password.
         store.open()?;
         Ok(store)
     }
 
-    /// The repository's directory.
+    /// The repository of target `name` at `location`, not yet reached
+    /// (a remote one is connected to at the first use).
+    pub fn connect(
+        name: &str,
+        location: &Location,
+        keys: Option<&S3Keys>,
+        password: &str,
+    ) -> Result<Store> {
+        let (repo, options) = location.backend(keys)?;
+        let masters = matches!(location, Location::Sftp { .. }).then(target::SshMasters::before);
+        let backends = BackendOptions::default()
+            .repository(repo)
+            .options(options)
+            .to_backends()
+            .map_err(|e| {
+                Error(format!(
+                    "backup target `{name}` ({}): {}",
+                    location.url(),
+                    rustic_message(&e.to_string())
+                ))
+            })?;
+        Ok(Store {
+            name: name.to_string(),
+            location: location.clone(),
+            dir: location
+                .dir()
+                .map_or_else(|| PathBuf::from(location.url()), Path::to_path_buf),
+            backends: Some(backends),
+            password: password.to_string(),
+            masters,
+        })
+    }
+
+    /// Whether there is a repository at the target (reaching it: an error
+    /// says why it cannot be reached).
+    pub fn has_repository(&self) -> Result<bool> {
+        if let Location::Dir(d) = &self.location {
+            return Ok(d.join("config").is_file());
+        }
+        Ok(self
+            .raw()?
+            .config_id()
+            .map_err(|e| self.error("cannot reach it", e))?
+            .is_some())
+    }
+
+    /// The repository's directory (a local target's; for a remote one, its
+    /// URL: see [`Store::location`]).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the repository is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// An error at this target: its name and location, what was done, the
+    /// cause in short, and a hint when one helps.
+    fn error(&self, context: &str, e: impl std::fmt::Display) -> Error {
+        let mut msg = rustic_message(&e.to_string());
+        // opendal keeps only "failed to connect" of ssh's words: ask ssh
+        // itself why.
+        if msg.contains("failed to connect to the remote host")
+            && let Some(why) = self.location.ssh_says()
+        {
+            msg = format!("ssh cannot connect: {why}");
+        }
+        let context = if context.is_empty() {
+            String::new()
+        } else {
+            format!("{context}: ")
+        };
+        let hint = self
+            .location
+            .hint(&msg)
+            .map(|h| format!("\n  = hint: {h}"))
+            .unwrap_or_default();
+        Error(format!(
+            "backup target `{}` ({}): {context}{msg}{hint}",
+            self.name,
+            self.location.url()
+        ))
     }
 
     fn credentials(&self) -> Credentials {
@@ -170,17 +282,17 @@ impl Store {
     }
 
     fn raw(&self) -> Result<Repository<()>> {
-        Repository::new(&RepositoryOptions::default(), &self.backends)
-            .map_err(|e| Error::new("backup repository", e))
+        Repository::new(
+            &RepositoryOptions::default(),
+            self.backends.as_ref().expect("dropped only in drop"),
+        )
+        .map_err(|e| self.error("backup repository", e))
     }
 
     fn open(&self) -> Result<Repository<rustic_core::OpenStatus>> {
-        self.raw()?.open(&self.credentials()).map_err(|e| {
-            Error::new(
-                &format!("cannot open the backup repository {}", self.dir.display()),
-                e,
-            )
-        })
+        self.raw()?
+            .open(&self.credentials())
+            .map_err(|e| self.error("cannot open the backup repository", e))
     }
 
     /// Runs `argv` (with exactly the environment `env`: no value may be a
@@ -188,12 +300,8 @@ impl Store {
     /// with its standard output in a private temporary file in `scratch`,
     /// and, once it exited 0, stores that file as a snapshot of `meta`. A
     /// command that fails (or is killed) leaves no snapshot: none is
-    /// written before the whole dump is there.
-    ///
-    /// Why a file and not a pipe: rustic_core 0.13's chunker shrinks its
-    /// read buffer to the size of any short read and never grows it back,
-    /// so from a pipe it ends up reading a few hundred bytes a call (9 MiB/s
-    /// here, against 118 MiB/s from a file; bench/backup/RESULTS.md).
+    /// written before the whole dump is there. ([`dump_command`], then
+    /// [`Store::store_dump`].)
     pub fn backup_command(
         &self,
         meta: &Meta,
@@ -215,50 +323,19 @@ impl Store {
         scratch: &Path,
         describe: impl FnOnce() -> Option<String>,
     ) -> Result<Backup> {
-        let tags = meta.tags();
-        for t in &tags {
-            if t.contains(',') {
-                return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
-            }
-        }
-        fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
-        // What killed backups left behind.
-        scratch::clean(scratch);
-        // A private (0700) directory holding the dump under its name in
-        // the snapshot: rustic stores a single file by its own name.
-        let dir = tempfile::Builder::new()
-            .prefix(&scratch::prefix())
-            .tempdir_in(scratch)
-            .map_err(|e| {
-                Error::new(
-                    &format!("a temporary directory in {}", scratch.display()),
-                    e,
-                )
-            })?;
-        let dump_path = dir.path().join(meta.file_name());
-        let out = fs_err::File::create(&dump_path)
-            .map_err(|e| Error::new("the dump's temporary file", e))?
-            .into_parts()
-            .0;
-        let shown = argv.join(" ");
-        let done = std::process::Command::new("env")
-            .arg("-i")
-            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-            .args(argv)
-            .stdin(std::process::Stdio::null())
-            .stdout(out)
-            .output()
-            .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
-        if !done.status.success() {
-            return Err(Error(format!(
-                "the backup command `{shown}` failed ({}), no backup was kept: {}",
-                done.status,
-                String::from_utf8_lossy(&done.stderr).trim()
-            )));
-        }
+        let mut dump = dump_command(meta, argv, env, scratch)?;
+        dump.description = describe();
+        self.store_dump(&dump)
+    }
+
+    /// Stores a finished dump as a snapshot of its [`Meta`] (described by
+    /// its description): the same dump can be stored to several
+    /// repositories.
+    pub fn store_dump(&self, dump: &Dump) -> Result<Backup> {
+        let tags = dump.meta.tags();
         let snap = SnapshotOptions::default()
             .command("cove backup".to_string())
-            .description(describe())
+            .description(dump.description.clone())
             .add_tags(&tags.join(","))
             .and_then(|o| o.to_snapshot())
             .map_err(|e| Error::new("backup snapshot", e))?;
@@ -267,19 +344,20 @@ impl Store {
         let repo = self
             .open()?
             .to_indexed_ids()
-            .map_err(|e| Error::new("reading the repository's index", e))?;
-        let opts =
-            BackupOptions::default().as_path(Some(PathBuf::from(format!("/{}", meta.file_name()))));
-        let path = dump_path
+            .map_err(|e| self.error("reading the repository's index", e))?;
+        let opts = BackupOptions::default()
+            .as_path(Some(PathBuf::from(format!("/{}", dump.meta.file_name()))));
+        let path = dump
+            .path
             .to_str()
-            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dump_path.display())))?;
+            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dump.path.display())))?;
         let source = PathList::from_string(path)
             .map_err(|e| Error::new("backup source", e))?
             .sanitize()
             .map_err(|e| Error::new("backup source", e))?;
         let snap = repo
             .backup(&opts, &source, snap)
-            .map_err(|e| Error::new("storing the backup", e))?;
+            .map_err(|e| self.error("storing the backup", e))?;
         listed(&snap).ok_or_else(|| Error("the new snapshot is not cove's".into()))
     }
 
@@ -288,7 +366,7 @@ impl Store {
         let repo = self.open()?;
         let mut snaps = repo
             .get_all_snapshots()
-            .map_err(|e| Error::new("listing snapshots", e))?;
+            .map_err(|e| self.error("listing snapshots", e))?;
         snaps.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(latest_versions(snaps).iter().filter_map(listed).collect())
     }
@@ -332,9 +410,9 @@ impl Store {
         }
         new.original = Some(old.original.unwrap_or(old.id));
         repo.save_snapshots(vec![new.clone()])
-            .map_err(|e| Error::new("recording the verification", e))?;
+            .map_err(|e| self.error("recording the verification", e))?;
         repo.delete_snapshots(&[old.id])
-            .map_err(|e| Error::new("removing the unverified version", e))?;
+            .map_err(|e| self.error("removing the unverified version", e))?;
         let mut b = listed(&new).ok_or_else(|| Error("the snapshot is not cove's".into()))?;
         b.verified = Some(at.to_string());
         Ok(b)
@@ -347,14 +425,18 @@ impl Store {
     ) -> Result<SnapshotFile> {
         let snaps = repo
             .get_all_snapshots()
-            .map_err(|e| Error::new("listing snapshots", e))?;
+            .map_err(|e| self.error("listing snapshots", e))?;
         let matching: Vec<_> = latest_versions(snaps)
             .into_iter()
             .filter(|s| shown_id(s).starts_with(id) && listed(s).is_some())
             .collect();
         match matching.len() {
             1 => Ok(matching.into_iter().next().expect("one")),
-            0 => Err(Error(format!("no backup `{id}` in {}", self.dir.display()))),
+            0 => Err(Error(format!(
+                "no backup `{id}` in target `{}` ({})",
+                self.name,
+                self.location.url()
+            ))),
             _ => Err(Error(format!(
                 "`{id}` names more than one backup: give more of its id"
             ))),
@@ -369,10 +451,10 @@ impl Store {
         let snap = self.snapshot(&repo, id)?;
         let repo = repo
             .to_indexed()
-            .map_err(|e| Error::new("reading the repository's index", e))?;
+            .map_err(|e| self.error("reading the repository's index", e))?;
         let results = repo
             .check_with_trees(CheckOptions::default().read_data(true), vec![snap.tree])
-            .map_err(|e| Error::new("checking the backup", e))?;
+            .map_err(|e| self.error("checking the backup", e))?;
         if results.is_ok().is_ok() {
             return Ok(());
         }
@@ -435,16 +517,130 @@ impl Store {
         let backup = listed(&snap).expect("a listed snapshot");
         let repo = repo
             .to_indexed()
-            .map_err(|e| Error::new("reading the repository's index", e))?;
+            .map_err(|e| self.error("reading the repository's index", e))?;
         let node = repo
             .node_from_snapshot_and_path(&snap, &backup.path)
-            .map_err(|e| Error::new("finding the stream in the snapshot", e))?;
+            .map_err(|e| self.error("finding the stream in the snapshot", e))?;
         repo.dump(&node, out)
-            .map_err(|e| Error::new("reading the backup", e))?;
+            .map_err(|e| self.error("reading the backup", e))?;
         out.flush()
             .map_err(|e| Error::new("writing the backup", e))?;
         Ok(backup)
     }
+}
+
+/// A finished dump: the whole stream of a backup command that exited 0,
+/// in a private temporary file (removed when this is dropped), ready to be
+/// stored ([`Store::store_dump`]) to any number of repositories.
+#[derive(Debug)]
+pub struct Dump {
+    meta: Meta,
+    path: PathBuf,
+    /// The snapshot's description (figures recorded while the dump ran).
+    pub description: Option<String>,
+    // Holds the file; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl Dump {
+    /// What the dump is of.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Bytes of the stream.
+    pub fn size(&self) -> u64 {
+        fs_err::metadata(&self.path).map_or(0, |m| m.len())
+    }
+}
+
+/// Runs `argv` (with exactly the environment `env`: no value may be a
+/// secret, since it is on `env`'s command line; give secrets in files)
+/// with its standard output in a private temporary file in `scratch`. An
+/// error if it does not exit 0: a failed dump is never stored.
+///
+/// Why a file and not a pipe: rustic_core 0.13's chunker shrinks its read
+/// buffer to the size of any short read and never grows it back, so from a
+/// pipe it ends up reading a few hundred bytes a call (9 MiB/s here,
+/// against 118 MiB/s from a file; bench/backup/RESULTS.md).
+pub fn dump_command(
+    meta: &Meta,
+    argv: &[String],
+    env: &[(String, String)],
+    scratch: &Path,
+) -> Result<Dump> {
+    for t in &meta.tags() {
+        if t.contains(',') {
+            return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
+        }
+    }
+    fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
+    // What killed backups left behind.
+    scratch::clean(scratch);
+    // A private (0700) directory holding the dump under its name in the
+    // snapshot: rustic stores a single file by its own name.
+    let dir = tempfile::Builder::new()
+        .prefix(&scratch::prefix())
+        .tempdir_in(scratch)
+        .map_err(|e| {
+            Error::new(
+                &format!("a temporary directory in {}", scratch.display()),
+                e,
+            )
+        })?;
+    let dump_path = dir.path().join(meta.file_name());
+    let out = fs_err::File::create(&dump_path)
+        .map_err(|e| Error::new("the dump's temporary file", e))?
+        .into_parts()
+        .0;
+    let shown = argv.join(" ");
+    let done = std::process::Command::new("env")
+        .arg("-i")
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args(argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .output()
+        .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
+    if !done.status.success() {
+        return Err(Error(format!(
+            "the backup command `{shown}` failed ({}), no backup was kept: {}",
+            done.status,
+            String::from_utf8_lossy(&done.stderr).trim()
+        )));
+    }
+    Ok(Dump {
+        meta: meta.clone(),
+        path: dump_path,
+        description: None,
+        _dir: dir,
+    })
+}
+
+/// rustic's error in short: its lines joined, without the boilerplate
+/// about reporting bugs and log levels.
+fn rustic_message(full: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in full.lines().map(str::trim) {
+        // A backtrace (with RUST_BACKTRACE set) or the word that it is off.
+        if line.starts_with("0: ") || line.starts_with("disabled backtrace") {
+            break;
+        }
+        if line.is_empty()
+            || line.starts_with("Some additional details")
+            || line.starts_with("If you think")
+            || line.starts_with("We believe this is a bug")
+            || line.starts_with("If you can, please attach")
+            || line.starts_with("Thank you for helping")
+            || line.contains("github.com")
+            || line.contains("discord")
+            || line.starts_with("Backtrace")
+        {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join(" ")
 }
 
 fn short(snap: &SnapshotFile) -> String {

@@ -26,7 +26,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use cove_backup::{Backup, Meta, Store};
+use cove_backup::{Backup, Dump, Meta};
 
 use super::{Failure, Pg};
 
@@ -130,12 +130,7 @@ impl Drop for Session {
 /// the dump runs, computes the figures of the same snapshot; they go into
 /// the backup's description. Figures that cannot be taken leave a backup
 /// without them (said on stderr): the dump is what matters.
-pub(super) fn pg_backup(
-    store: &Store,
-    meta: &Meta,
-    pg: &Pg,
-    scratch: &Path,
-) -> Result<Backup, Failure> {
+pub(super) fn pg_backup(meta: &Meta, pg: &Pg, scratch: &Path) -> Result<Dump, Failure> {
     let mut child = Command::new("psql")
         .args(pg.conn_args())
         .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
@@ -218,9 +213,10 @@ pub(super) fn pg_backup(
             }
         }
     };
-    let b = store.backup_command_described(meta, &argv, &pg.env(), scratch, describe)?;
+    let mut dump = cove_backup::dump_command(meta, &argv, &pg.env(), scratch)?;
+    dump.description = describe();
     drop(session);
-    Ok(b)
+    Ok(dump)
 }
 
 /// Which tables differ between `source` and `restored`, in words; empty

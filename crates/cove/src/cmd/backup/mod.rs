@@ -20,8 +20,20 @@
 //! [`PASSWORD_SECRET`], made at the first backup: whoever can open the
 //! secrets file can restore, nobody else.
 //!
-//! The repository: `--target DIR`, else `<state dir>/backups` (never
-//! deleted by `cove down`, even with `--volumes`).
+//! The repositories: each service's `copies` of the project's targets
+//! ([`targets`]: directories, SFTP, S3), `local` (`<state dir>/backups`,
+//! never deleted by `cove down`, even with `--volumes`) by default; or the
+//! one `--target NAME|DIR|URL`. A dump is taken once and stored to each.
+
+mod figures;
+mod retention;
+mod scratch;
+mod status;
+mod targets;
+mod to_new;
+mod verify;
+
+pub use to_new::still_running;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -33,19 +45,9 @@ use cove_daemon::api::ExecTarget;
 use cove_runtime::recipe::Recipe;
 use cove_spec::Project;
 
-mod retention;
-mod status;
-
 use crate::cli::ProjectArgs;
 use crate::daemon;
 use crate::output::stderr_style;
-
-mod figures;
-mod scratch;
-mod to_new;
-mod verify;
-
-pub use to_new::still_running;
 
 /// The secret (in the app's secrets file) holding the backup repository's
 /// password: reserved for cove.
@@ -59,9 +61,11 @@ pub struct BackupArgs {
     /// Services to back up. Default: every service with a recipe that keeps
     /// data (postgres, mariadb, redis), and every one with `x-cove.backup`.
     pub services: Vec<String>,
-    /// The backup repository (a directory). Default: `<state dir>/backups`.
-    #[arg(long, value_name = "DIR", global = true)]
-    pub target: Option<PathBuf>,
+    /// One backup target: a name under `x-cove.backup.targets` (or
+    /// `local`), a directory, or an `sftp://`/`s3://` URL. Default: each
+    /// service's `copies` (backup), every target (ls, check, restore).
+    #[arg(long, value_name = "NAME|DIR|URL", global = true)]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -137,9 +141,10 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub yes: bool,
-    /// The backup repository (a directory). Default: `<state dir>/backups`.
-    #[arg(long, value_name = "DIR")]
-    pub target: Option<PathBuf>,
+    /// The backup target to restore from (a name, a directory or a URL).
+    /// Default: whichever target has the backup, `local` first.
+    #[arg(long, value_name = "NAME|DIR|URL")]
+    pub target: Option<String>,
 }
 
 /// An error for the user, with a hint.
@@ -164,7 +169,12 @@ impl Failure {
 
 impl From<cove_backup::Error> for Failure {
     fn from(e: cove_backup::Error) -> Failure {
-        Failure::new(e.to_string())
+        // cove_backup puts its hint after the message.
+        let text = e.to_string();
+        match text.split_once("\n  = hint: ") {
+            Some((m, h)) => Failure::new(m).hint(h),
+            None => Failure::new(text),
+        }
     }
 }
 
@@ -186,20 +196,20 @@ pub fn run(project_args: &ProjectArgs, args: &BackupArgs) -> anyhow::Result<Exit
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let target = target_dir(&project, args.target.as_deref());
+    let target = args.target.as_deref();
     Ok(report(match &args.command {
-        None => backup(&project, &target, &args.services),
-        Some(BackupCommand::Ls { format }) => list(&project, &target, format),
+        None => backup(&project, target, &args.services),
+        Some(BackupCommand::Ls { format }) => list(&project, target, format),
         Some(BackupCommand::Check { id, latest }) => {
-            check(&project, &target, id.as_deref(), *latest)
+            check(&project, target, id.as_deref(), *latest)
         }
         Some(BackupCommand::Verify { args, latest }) => {
-            verify::verify(&project, &target, args, *latest)
+            verify::verify(&project, target, args, *latest)
         }
         Some(BackupCommand::Forget { services, dry_run }) => {
-            retention::forget(&project, &target, services, *dry_run)
+            retention::forget(&project, target, services, *dry_run)
         }
-        Some(BackupCommand::Status { format }) => status::status(&project, &target, format),
+        Some(BackupCommand::Status { format }) => status::status(&project, target, format),
     }))
 }
 
@@ -207,28 +217,20 @@ pub fn restore_cmd(project_args: &ProjectArgs, args: &RestoreArgs) -> anyhow::Re
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let target = target_dir(&project, args.target.as_deref());
+    let target = args.target.as_deref();
     Ok(report(match (&args.service, &args.to_new, &args.drop) {
         (_, _, Some(name)) => to_new::drop_instance(&project, name),
         _ if args.list_new => to_new::list(&project),
         (Some(service), Some(name), _) => {
-            to_new::to_new(&project, &target, service, args.from.as_deref(), name)
+            to_new::to_new(&project, target, service, args.from.as_deref(), name)
         }
-        (Some(service), None, _) => restore(&project, &target, service, args),
+        (Some(service), None, _) => restore(&project, service, args),
         (None, _, _) => Err(Failure::new("which service?")),
     }))
 }
 
 fn state_dir(project: &Project) -> PathBuf {
     cove_runtime::plan::state_dir(&project.app, &project.project_dir)
-}
-
-fn target_dir(project: &Project, given: Option<&Path>) -> PathBuf {
-    match given {
-        Some(d) if d.is_absolute() => d.to_path_buf(),
-        Some(d) => std::env::current_dir().unwrap_or_default().join(d),
-        None => state_dir(project).join("backups"),
-    }
 }
 
 /// The repository's password from the app's secrets file; made (random)
@@ -288,16 +290,71 @@ fn password(project: &Project, create: bool) -> Result<cove_secrets::Zeroizing<S
     Ok(cove_secrets::Zeroizing::new(pw))
 }
 
-fn open(project: &Project, target: &Path, create: bool) -> Result<Store, Failure> {
-    if !create && !target.join("config").is_file() {
+/// The stores of the targets `--target` or the project chooses that hold
+/// a repository, `local` first; a target that cannot be reached is in the
+/// second list, with why.
+fn open_all(project: &Project, only: Option<&str>) -> Result<Opened, Failure> {
+    let all = targets::all(project, only)?;
+    let mut opened = Opened::default();
+    let mut pw = None;
+    for t in all {
+        if let cove_backup::Location::Dir(d) = &t.location
+            && !d.join("config").is_file()
+        {
+            continue;
+        }
+        let pw = match &pw {
+            Some(p) => p,
+            None => pw.insert(password(project, false)?),
+        };
+        match targets::open(project, &t, pw, false) {
+            Ok(Some(s)) => opened.stores.push(s),
+            Ok(None) => {}
+            Err(f) => opened.failed.push((t.name.clone(), f)),
+        }
+    }
+    if only.is_some() && opened.stores.is_empty() && opened.failed.is_empty() {
         return Err(Failure::new(format!(
-            "no backups: {} holds no repository",
-            target.display()
+            "no backups: target `{}` holds no repository",
+            only.unwrap_or_default()
         ))
         .hint("take one with `cove backup`"));
     }
-    let pw = password(project, create)?;
-    Ok(Store::open_or_init(target, &pw)?)
+    Ok(opened)
+}
+
+#[derive(Default)]
+struct Opened {
+    stores: Vec<Store>,
+    failed: Vec<(String, Failure)>,
+}
+
+impl Opened {
+    /// Says (on stderr) which targets could not be read.
+    fn tell_failed(&self) {
+        let style = stderr_style();
+        for (name, f) in &self.failed {
+            eprintln!(
+                "{}error{}: target `{name}`: {}",
+                style.red, style.reset, f.message
+            );
+            if let Some(h) = &f.hint {
+                eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);
+            }
+        }
+    }
+
+    fn result(&self) -> Result<(), Failure> {
+        if self.failed.is_empty() {
+            Ok(())
+        } else {
+            let names: Vec<&str> = self.failed.iter().map(|(n, _)| n.as_str()).collect();
+            Err(Failure::new(format!(
+                "could not read backup target(s): {}",
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// How a service is backed up.
@@ -703,7 +760,7 @@ impl RedisConn {
     }
 }
 
-fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), Failure> {
+fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<(), Failure> {
     let services = if services.is_empty() {
         let d = default_services(project);
         if d.is_empty() {
@@ -715,25 +772,34 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
     } else {
         services.to_vec()
     };
-    let methods: Vec<(String, Method)> = services
-        .iter()
-        .map(|s| method_of(project, s).map(|m| (s.clone(), m)))
-        .collect::<Result<_, _>>()?;
-    let store = open(project, target, true)?;
+    // Each service's method and targets, checked before anything runs.
+    let mut plan: Vec<(String, Method, Vec<targets::Target>)> = Vec::new();
+    for s in &services {
+        let m = method_of(project, s)?;
+        let copies = match only {
+            Some(g) => vec![targets::given(project, g)?],
+            None => targets::copies_of(project, s)?,
+        };
+        plan.push((s.clone(), m, copies));
+    }
+    let pw = password(project, true)?;
+    // Each target opened once (made at its first backup); one that cannot
+    // be, with why.
+    let mut stores: Vec<(String, Result<Store, Failure>)> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     // Each dump is written here (private, removed once stored) before it
-    // goes into the repository.
+    // goes into the repositories.
     let scratch = state_dir(project).join("backup-scratch");
-    let mut forgotten = 0;
-    for (service, method) in methods {
+    for (service, method, copies) in plan {
         let t = replica(project, &service)?;
         let meta = meta(project, &service, method);
-        let b = match method {
+        let dump = match method {
             Method::PgDump => {
                 let pg = Pg::of(&t)?;
                 // Uncompressed (`-Z0`): the repository compresses (zstd),
                 // and an uncompressed stream deduplicates across backups.
                 // The figures of the dump's snapshot go with it.
-                figures::pg_backup(&store, &meta, &pg, &scratch)?
+                figures::pg_backup(&meta, &pg, &scratch)?
             }
             Method::MariadbDump => {
                 let m = Maria::of(&t)?;
@@ -752,30 +818,75 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                     "--databases".into(),
                 ];
                 argv.extend(dbs);
-                store.backup_command(&meta, &argv, &[path_env()], &scratch)?
+                cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)?
             }
             Method::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                store.backup_command(&meta, &argv, &[path_env()], &scratch)?
+                cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)?
             }
         };
-        eprintln!(
-            "cove: backed up {service} ({}): {} ({}, {} added) in {}",
-            method.name(),
-            short(&b.id),
-            bytes(b.size),
-            bytes(b.added),
-            target.display()
-        );
-        // Its `keep`, the backup just taken kept whatever it says.
-        forgotten += retention::after_backup(project, &store, &service, &b.id)?.len();
+        for target in &copies {
+            if !stores.iter().any(|(n, _)| *n == target.name) {
+                let opened = targets::open(project, target, &pw, true)
+                    .map(|s| s.expect("made when missing"));
+                stores.push((target.name.clone(), opened));
+            }
+            let (_, store) = stores
+                .iter()
+                .find(|(n, _)| *n == target.name)
+                .expect("opened above");
+            let stored = match store {
+                Ok(store) => store.store_dump(&dump).map_err(Failure::from),
+                Err(f) => Err(Failure {
+                    message: f.message.clone(),
+                    hint: f.hint.clone(),
+                }),
+            };
+            // Its `keep` in this target, the backup just taken kept
+            // whatever it says; then a prune frees what went.
+            let stored = stored.and_then(|b| {
+                if let Ok(store) = store {
+                    let gone = retention::after_backup(project, store, &service, &b.id)?;
+                    if !gone.is_empty() {
+                        retention::prune(store)?;
+                    }
+                }
+                Ok(b)
+            });
+            match stored {
+                Ok(b) => eprintln!(
+                    "cove: backed up {service} ({}): {} ({}, {} added) to `{}` ({})",
+                    method.name(),
+                    short(&b.id),
+                    bytes(b.size),
+                    bytes(b.added),
+                    target.name,
+                    target.location.url()
+                ),
+                Err(f) => {
+                    let style = stderr_style();
+                    eprintln!(
+                        "{}error{}: the backup of {service} was not stored to `{}`: {}",
+                        style.red, style.reset, target.name, f.message
+                    );
+                    if let Some(h) = &f.hint {
+                        eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);
+                    }
+                    failed.push(format!("{service} to `{}`", target.name));
+                }
+            }
+        }
     }
-    if forgotten > 0 {
-        retention::prune(&store)?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "not stored: {} (every other target has its copy)",
+            failed.join(", ")
+        )))
     }
-    Ok(())
 }
 
 fn short(id: &str) -> &str {
@@ -802,112 +913,204 @@ fn bytes(n: u64) -> String {
 struct Listed<'a> {
     #[serde(flatten)]
     backup: &'a Backup,
+    /// The target's name.
     target: String,
+    /// Where it is (a directory or a URL).
+    location: String,
 }
 
-fn list(project: &Project, target: &Path, format: &str) -> Result<(), Failure> {
+fn list(project: &Project, only: Option<&str>, format: &str) -> Result<(), Failure> {
     if format != "table" && format != "json" {
         return Err(Failure::new(format!(
             "--format {format}: `table` or `json`"
         )));
     }
-    let backups = if target.join("config").is_file() {
-        open(project, target, false)?.list()?
+    let opened = if only.is_none() && !any_repository(project)? {
+        Opened::default()
     } else {
-        Vec::new()
+        open_all(project, only)?
     };
+    let mut backups: Vec<(Backup, &Store)> = Vec::new();
+    let mut failed = Vec::new();
+    for store in &opened.stores {
+        match store.list() {
+            Ok(l) => backups.extend(l.into_iter().map(|b| (b, store))),
+            Err(e) => failed.push((store.name().to_string(), Failure::from(e))),
+        }
+    }
+    backups.sort_by(|a, b| a.0.time.cmp(&b.0.time));
     if format == "json" {
         let rows: Vec<Listed> = backups
             .iter()
-            .map(|b| Listed {
+            .map(|(b, s)| Listed {
                 backup: b,
-                target: target.display().to_string(),
+                target: s.name().to_string(),
+                location: s.location().url(),
             })
             .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).map_err(|e| Failure::new(e.to_string()))?
         );
-        return Ok(());
-    }
-    println!(
-        "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {:<26} TARGET",
-        "ID", "SERVICE", "TIME", "SIZE", "ADDED", "METHOD", "VERIFIED"
-    );
-    for b in &backups {
-        let time: String = b.time.chars().take(25).collect();
+    } else {
         println!(
-            "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {:<26} {}",
-            short(&b.id),
-            b.meta.service,
-            time,
-            bytes(b.size),
-            bytes(b.added),
-            b.meta.method,
-            b.verified
-                .as_deref()
-                .map_or("-".to_string(), |v| v.chars().take(25).collect()),
-            target.display()
+            "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {:<26} TARGET",
+            "ID", "SERVICE", "TIME", "SIZE", "ADDED", "METHOD", "VERIFIED"
         );
+        for (b, s) in &backups {
+            let time: String = b.time.chars().take(25).collect();
+            println!(
+                "{:<10} {:<16} {:<26} {:>10} {:>10} {:<13} {:<26} {}",
+                short(&b.id),
+                b.meta.service,
+                time,
+                bytes(b.size),
+                bytes(b.added),
+                b.meta.method,
+                b.verified
+                    .as_deref()
+                    .map_or("-".to_string(), |v| v.chars().take(25).collect()),
+                s.name()
+            );
+        }
     }
-    Ok(())
+    let all = Opened {
+        stores: Vec::new(),
+        failed: opened.failed.into_iter().chain(failed).collect(),
+    };
+    all.tell_failed();
+    all.result()
 }
 
-fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Result<(), Failure> {
-    let store = open(project, target, false)?;
-    let all = store.list()?;
-    let ids: Vec<String> = match (id, latest) {
-        (Some(id), _) => vec![id.to_string()],
-        (None, true) => all.last().map(|b| b.id.clone()).into_iter().collect(),
-        (None, false) => all.iter().map(|b| b.id.clone()).collect(),
-    };
-    if ids.is_empty() {
-        return Err(Failure::new(format!("no backups in {}", target.display())));
-    }
+/// Whether any target may hold backups: a local one with a repository, or
+/// any remote one (which is only known by reaching it) once a backup was
+/// made with this secrets file (it holds the repositories' password).
+fn any_repository(project: &Project) -> Result<bool, Failure> {
+    let file = cove_runtime::secrets::secrets_file(&project.app, &project.project_dir);
+    let has_password = file.is_file()
+        && cove_secrets::SecretsFile::load(&file).is_ok_and(|s| s.contains(PASSWORD_SECRET));
+    Ok(targets::all(project, None)?
+        .iter()
+        .any(|t| match &t.location {
+            cove_backup::Location::Dir(d) => d.join("config").is_file(),
+            _ => has_password,
+        }))
+}
+
+fn check(
+    project: &Project,
+    only: Option<&str>,
+    id: Option<&str>,
+    latest: bool,
+) -> Result<(), Failure> {
+    let opened = open_all(project, only)?;
+    opened.tell_failed();
     let mut bad = Vec::new();
-    for id in &ids {
-        match store.check(id) {
-            Ok(()) => eprintln!("cove: backup {} reads back intact", short(id)),
-            Err(e) => {
-                eprintln!("cove: {e}");
-                bad.push(short(id).to_string());
+    let mut checked = 0;
+    for store in &opened.stores {
+        let all = store.list()?;
+        let ids: Vec<String> = match (id, latest) {
+            (Some(id), _) => all
+                .iter()
+                .filter(|b| b.id.starts_with(id))
+                .map(|b| b.id.clone())
+                .collect(),
+            (None, true) => all.last().map(|b| b.id.clone()).into_iter().collect(),
+            (None, false) => all.iter().map(|b| b.id.clone()).collect(),
+        };
+        for id in &ids {
+            checked += 1;
+            match store.check(id) {
+                Ok(()) => eprintln!(
+                    "cove: backup {} in `{}` reads back intact",
+                    short(id),
+                    store.name()
+                ),
+                Err(e) => {
+                    eprintln!("cove: {e}");
+                    bad.push(format!("{} in `{}`", short(id), store.name()));
+                }
             }
         }
     }
-    if bad.is_empty() {
-        eprintln!(
-            "cove: every byte of {} backup(s) read and verified (`cove backup verify` also restores them into a scratch instance and checks the data)",
-            ids.len()
-        );
-        Ok(())
-    } else {
-        Err(Failure::new(format!(
+    if checked == 0 {
+        return Err(match id {
+            Some(id) => Failure::new(format!("no backup `{id}` in any target")),
+            None => Failure::new("no backups").hint("take one with `cove backup`"),
+        });
+    }
+    if !bad.is_empty() {
+        return Err(Failure::new(format!(
             "damaged backup(s): {}",
             bad.join(", ")
-        )))
+        )));
     }
+    opened.result()?;
+    eprintln!(
+        "cove: every byte of {checked} backup(s) read and verified (`cove backup verify` also restores them into a scratch instance and checks the data)"
+    );
+    Ok(())
 }
 
-fn restore(
+/// The backup to restore and the store holding it: `--from ID` from the
+/// first target (`local` first) that has it; else the service's newest,
+/// from `local` when it has that one.
+fn find_backup(
     project: &Project,
-    target: &Path,
-    service: &String,
-    args: &RestoreArgs,
-) -> Result<(), Failure> {
-    let method = method_of(project, service)?;
-    let store = open(project, target, false)?;
-    let all = store.list()?;
-    let of_service: Vec<&Backup> = all.iter().filter(|b| &b.meta.service == service).collect();
-    let chosen = match &args.from {
-        Some(id) => all
-            .iter()
-            .find(|b| b.id.starts_with(id.as_str()))
-            .ok_or_else(|| Failure::new(format!("no backup `{id}` in {}", target.display())))?,
-        None => *of_service.last().ok_or_else(|| {
-            Failure::new(format!("no backup of `{service}` in {}", target.display()))
-                .hint(format!("take one with `cove backup {service}`"))
-        })?,
+    only: Option<&str>,
+    service: &str,
+    from: Option<&str>,
+) -> Result<(Backup, Store), Failure> {
+    let opened = open_all(project, only)?;
+    let mut found: Option<(Backup, usize)> = None;
+    for (i, store) in opened.stores.iter().enumerate() {
+        let all = match store.list() {
+            Ok(a) => a,
+            Err(e) => {
+                let f = Failure::from(e);
+                eprintln!("cove: target `{}` skipped: {}", store.name(), f.message);
+                continue;
+            }
+        };
+        let hit = match from {
+            Some(id) => all.into_iter().find(|b| b.id.starts_with(id)),
+            None => all.into_iter().rfind(|b| b.meta.service == service),
+        };
+        if let Some(b) = hit {
+            let better = match &found {
+                None => true,
+                // The newest (by time; the earlier target on a tie).
+                Some((f, _)) => from.is_none() && b.time > f.time && b.id != f.id,
+            };
+            if better {
+                found = Some((b, i));
+            }
+            if from.is_some() {
+                break;
+            }
+        }
+    }
+    let Some((b, i)) = found else {
+        opened.tell_failed();
+        return Err(match from {
+            Some(id) => Failure::new(format!("no backup `{id}` in any target")),
+            None => Failure::new(format!("no backup of `{service}` in any target"))
+                .hint(format!("take one with `cove backup {service}`")),
+        });
     };
+    let store = opened.stores.into_iter().nth(i).expect("found in it");
+    Ok((b, store))
+}
+
+fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<(), Failure> {
+    let method = method_of(project, service)?;
+    let (chosen, store) = find_backup(
+        project,
+        args.target.as_deref(),
+        service,
+        args.from.as_deref(),
+    )?;
+    let chosen = &chosen;
     if &chosen.meta.service != service {
         return Err(Failure::new(format!(
             "backup {} is of `{}`, not `{service}`",
@@ -980,9 +1183,10 @@ fn restore(
         Method::RedisRdb => redis_restore(project, &t, dump.path())?,
     }
     eprintln!(
-        "cove: restored {service} from backup {} ({})",
+        "cove: restored {service} from backup {} ({}) of `{}`",
         short(&chosen.id),
-        chosen.time
+        chosen.time,
+        store.name()
     );
     Ok(())
 }

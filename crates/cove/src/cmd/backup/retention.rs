@@ -6,14 +6,12 @@
 //! just taken are always kept. Periods (hours, days, ...) are the host's
 //! time zone's.
 
-use std::path::Path;
-
 use cove_backup::Store;
 use cove_backup::retention::{Planned, Policy};
 use cove_spec::Project;
 use cove_spec::xcove::Keep;
 
-use super::{Failure, bytes, open, short};
+use super::{Failure, bytes, open_all, short};
 
 /// `keep` as the store's policy.
 pub(super) fn policy(keep: &Keep) -> Policy {
@@ -144,7 +142,7 @@ pub(super) fn prune(store: &Store) -> Result<(), Failure> {
 /// prune (which also removes what a backup killed while storing left).
 pub(super) fn forget(
     project: &Project,
-    target: &Path,
+    only: Option<&str>,
     services: &[String],
     dry_run: bool,
 ) -> Result<(), Failure> {
@@ -177,41 +175,46 @@ pub(super) fn forget(
         )
         .hint("e.g. `x-cove: {backup: {keep: 7}}` or `keep: {daily: 7, weekly: 4}`"));
     }
-    let store = open(project, target, false)?;
-    let mut gone = Vec::new();
-    for service in &services {
-        let keep = keep_of(project, service).expect("filtered above");
-        let planned = plan(project, &store, service, &keep, None)?;
-        let removed = planned.iter().filter(|p| p.reasons.is_empty()).count();
-        println!(
-            "{service}: keep {} ({}), remove {removed}{}",
-            planned.len() - removed,
-            describe(&policy(&keep)),
-            if dry_run {
-                " (dry run: nothing removed)"
-            } else {
-                ""
-            }
-        );
-        for p in &planned {
-            let why: Vec<&str> = p.reasons.iter().map(|r| r.as_str()).collect();
+    let opened = open_all(project, only)?;
+    opened.tell_failed();
+    for store in &opened.stores {
+        let mut gone = Vec::new();
+        for service in &services {
+            let keep = keep_of(project, service).expect("filtered above");
+            let planned = plan(project, store, service, &keep, None)?;
+            let removed = planned.iter().filter(|p| p.reasons.is_empty()).count();
             println!(
-                "  {:<7} {:<10} {}  {}",
-                if why.is_empty() { "remove" } else { "keep" },
-                short(&p.backup.id),
-                p.backup.time,
-                why.join(", ")
+                "{service} in `{}`: keep {} ({}), remove {removed}{}",
+                store.name(),
+                planned.len() - removed,
+                describe(&policy(&keep)),
+                if dry_run {
+                    " (dry run: nothing removed)"
+                } else {
+                    ""
+                }
             );
-            if why.is_empty() {
-                gone.push(p.backup.id.clone());
+            for p in &planned {
+                let why: Vec<&str> = p.reasons.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "  {:<7} {:<10} {}  {}",
+                    if why.is_empty() { "remove" } else { "keep" },
+                    short(&p.backup.id),
+                    p.backup.time,
+                    why.join(", ")
+                );
+                if why.is_empty() {
+                    gone.push(p.backup.id.clone());
+                }
             }
         }
+        if dry_run {
+            continue;
+        }
+        if !gone.is_empty() {
+            store.forget(&gone)?;
+        }
+        prune(store)?;
     }
-    if dry_run {
-        return Ok(());
-    }
-    if !gone.is_empty() {
-        store.forget(&gone)?;
-    }
-    prune(&store)
+    opened.result()
 }

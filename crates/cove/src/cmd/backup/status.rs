@@ -6,13 +6,11 @@
 //! read (its password opened), also the service's newest backup and newest
 //! verified one there, whoever took them.
 
-use std::path::Path;
-
 use cove_backup::Backup;
 use cove_daemon::api::{BackupStatus, Run};
 use cove_spec::Project;
 
-use super::{Failure, open, short};
+use super::{Failure, open_all, short};
 use crate::daemon;
 
 /// A row of `status`: the daemon's, and what the repository holds.
@@ -81,7 +79,7 @@ fn last(run: &Option<Run>) -> String {
     }
 }
 
-pub(super) fn status(project: &Project, target: &Path, format: &str) -> Result<(), Failure> {
+pub(super) fn status(project: &Project, only: Option<&str>, format: &str) -> Result<(), Failure> {
     if format != "table" && format != "json" {
         return Err(Failure::new(format!(
             "--format {format}: `table` or `json`"
@@ -101,13 +99,17 @@ pub(super) fn status(project: &Project, target: &Path, format: &str) -> Result<(
         Err(e) => return Err(Failure::new(e.to_string())),
     };
     // The repository, when it opens (else the daemon's records alone).
-    let held: Vec<Backup> = if target.join("config").is_file() {
-        open(project, target, false)
-            .and_then(|s| Ok(s.list()?))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
+    // (every target's copies: the newest and newest verified of any).
+    let mut held: Vec<Backup> = match open_all(project, only) {
+        Ok(opened) => opened
+            .stores
+            .iter()
+            .filter_map(|s| s.list().ok())
+            .flatten()
+            .collect(),
+        Err(_) => Vec::new(),
     };
+    held.sort_by(|a, b| a.time.cmp(&b.time));
     let rows: Vec<Row> = rows
         .into_iter()
         .map(|r| {

@@ -10,14 +10,13 @@
 
 use std::path::{Path, PathBuf};
 
-use cove_backup::Backup;
 use cove_runtime::recipe::Recipe;
 use cove_spec::Project;
 
 use super::figures::Recorded;
 use super::scratch::{Account, Instance, alive, start_ticks, stop_group};
 use super::verify::recipe_of;
-use super::{Failure, Method, open, short, state_dir};
+use super::{Failure, Method, find_backup, short, state_dir};
 
 /// What `instance.json` holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -64,7 +63,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
 /// Restores `chosen` (a backup of `service`) into the new instance `name`.
 pub(super) fn to_new(
     project: &Project,
-    target: &Path,
+    only: Option<&str>,
     service: &str,
     from: Option<&str>,
     name: &str,
@@ -90,23 +89,7 @@ pub(super) fn to_new(
         ))
         .hint(format!("drop it first: `cove restore --drop {name}`")));
     }
-    let store = open(project, target, false)?;
-    let all = store.list()?;
-    let chosen: Backup = match from {
-        Some(id) => all
-            .iter()
-            .find(|b| b.id.starts_with(id))
-            .cloned()
-            .ok_or_else(|| Failure::new(format!("no backup `{id}` in {}", target.display())))?,
-        None => all
-            .iter()
-            .rfind(|b| b.meta.service == service)
-            .cloned()
-            .ok_or_else(|| {
-                Failure::new(format!("no backup of `{service}` in {}", target.display()))
-                    .hint(format!("take one with `cove backup {service}`"))
-            })?,
-    };
+    let (chosen, store) = find_backup(project, only, service, from)?;
     if chosen.meta.service != service {
         return Err(Failure::new(format!(
             "backup {} is of `{}`, not `{service}`",

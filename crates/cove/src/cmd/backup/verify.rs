@@ -23,7 +23,6 @@
 //! printed. Any failure: exit 1, naming what failed. The scratch instance
 //! and its files go in every case.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cove_backup::{Backup, Store};
@@ -33,7 +32,7 @@ use cove_spec::xcove::{StringOrList, Verify};
 
 use super::figures::{Drill, Figures, Recorded, differences};
 use super::scratch::{Account, Instance, claim, sweep};
-use super::{Failure, Method, open, short, state_dir};
+use super::{Failure, Method, open_all, short, state_dir};
 
 /// The recipe whose scratch instance restores a method's backups.
 pub(super) fn recipe_of(method: &str) -> Result<(Method, Recipe), Failure> {
@@ -105,30 +104,49 @@ fn chosen(
 
 pub(super) fn verify(
     project: &Project,
-    target: &Path,
+    only: Option<&str>,
     args: &[String],
     latest: bool,
 ) -> Result<(), Failure> {
-    let store = open(project, target, false)?;
-    let all = store.list()?;
-    let backups = chosen(project, &all, args, latest)?;
-    if backups.is_empty() {
-        return Err(Failure::new(format!("no backups in {}", target.display())));
+    let opened = open_all(project, only)?;
+    opened.tell_failed();
+    // In each target, its copies of the backups asked for (each copy is
+    // drilled: each is a restore someone may need).
+    let mut work: Vec<(&Store, Vec<Backup>)> = Vec::new();
+    let mut first_error = None;
+    for store in &opened.stores {
+        let all = store.list()?;
+        match chosen(project, &all, args, latest) {
+            Ok(b) if !b.is_empty() => work.push((store, b)),
+            Ok(_) => {}
+            Err(f) => {
+                first_error.get_or_insert(f);
+            }
+        }
+    }
+    if work.is_empty() {
+        return Err(first_error.unwrap_or_else(|| {
+            Failure::new("no backups in any target").hint("take one with `cove backup`")
+        }));
     }
     let mut failed = Vec::new();
     println!(
         "{:<10} {:<16} {:<40} {:>12} {:<24} SOURCE",
         "BACKUP", "SERVICE", "TABLE", "ROWS", "CHECKSUM"
     );
-    for b in &backups {
+    for (store, b) in work
+        .iter()
+        .flat_map(|(s, bs)| bs.iter().map(move |b| (*s, b)))
+    {
         eprintln!(
-            "cove: drilling backup {} of {} ({}, {})",
+            "cove: drilling backup {} of {} in `{}` ({}, {})",
             short(&b.id),
             b.meta.service,
+            store.name(),
             b.meta.method,
             b.time
         );
-        match drill(project, &store, b) {
+        match drill(project, store, b) {
             Ok(figures) => {
                 print_figures(b, &figures);
                 eprintln!(
