@@ -130,6 +130,9 @@ pub struct Store {
     password: String,
     /// SFTP: the ssh master connections this store starts, closed on drop.
     masters: Option<target::SshMasters>,
+    /// Where a remote target's lock file is kept on this host
+    /// ([`Store::with_lock_dir`]); a local one's is in its directory.
+    lock_dir: Option<PathBuf>,
 }
 
 impl Drop for Store {
@@ -217,7 +220,34 @@ impl Store {
             backends: Some(backends),
             password: password.to_string(),
             masters,
+            lock_dir: None,
         })
+    }
+
+    /// Keeps a remote target's lock file ([`retention`]: storing and
+    /// pruning exclude each other) in `dir` on this host, named after the
+    /// target's URL: so runs on this host exclude each other (not runs on
+    /// other hosts, which restic's own locks would be needed for). Without
+    /// it, a remote target is not locked.
+    #[must_use]
+    pub fn with_lock_dir(mut self, dir: &Path) -> Store {
+        self.lock_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The lock file's path, if this store is locked.
+    pub(crate) fn lock_path(&self) -> Option<PathBuf> {
+        match &self.location {
+            Location::Dir(d) => Some(d.join("cove.lock")),
+            _ => self.lock_dir.as_ref().map(|dir| {
+                // FNV-1a of the URL: stable across builds.
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in self.location.url().bytes() {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                dir.join(format!("cove-repo-{h:016x}.lock"))
+            }),
+        }
     }
 
     /// Whether there is a repository at the target (reaching it: an error
@@ -340,7 +370,7 @@ impl Store {
             .and_then(|o| o.to_snapshot())
             .map_err(|e| Error::new("backup snapshot", e))?;
         // No prune while this backup's packs are written but not indexed.
-        let _lock = retention::RepoLock::take(&self.dir, false)?;
+        let _lock = retention::RepoLock::take(self, false)?;
         let repo = self
             .open()?
             .to_indexed_ids()

@@ -191,11 +191,16 @@ pub struct Pruned {
 /// The repository's lock file, held shared while a backup is stored and
 /// exclusive while snapshots are removed and data pruned. Let go when
 /// dropped.
-pub(crate) struct RepoLock(#[allow(dead_code)] fs_err::File);
+pub(crate) struct RepoLock(#[allow(dead_code)] Option<fs_err::File>);
 
 impl RepoLock {
-    pub(crate) fn take(dir: &Path, exclusive: bool) -> Result<RepoLock> {
-        let path = dir.join("cove.lock");
+    pub(crate) fn take(store: &Store, exclusive: bool) -> Result<RepoLock> {
+        let Some(path) = store.lock_path() else {
+            return Ok(RepoLock(None));
+        };
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir).map_err(|e| Error::new("the repository's lock", e))?;
+        }
         let file = fs_err::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -208,7 +213,7 @@ impl RepoLock {
             file.file().lock_shared()
         };
         taken.map_err(|e| Error::new(&format!("locking {}", path.display()), e))?;
-        Ok(RepoLock(file))
+        Ok(RepoLock(Some(file)))
     }
 }
 
@@ -267,7 +272,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let _lock = RepoLock::take(&self.dir, true)?;
+        let _lock = RepoLock::take(self, true)?;
         let repo = self.open()?;
         let snaps = repo
             .get_all_snapshots()
@@ -298,7 +303,7 @@ impl Store {
     /// unindexed. At once (restic's `--instant-delete`: no other program
     /// may use the repository meanwhile; cove's own backups wait for it).
     pub fn prune(&self) -> Result<Pruned> {
-        let _lock = RepoLock::take(&self.dir, true)?;
+        let _lock = RepoLock::take(self, true)?;
         let before = dir_bytes(&self.dir.join("data"));
         let repo = self.open()?;
         let opts = PruneOptions::default()

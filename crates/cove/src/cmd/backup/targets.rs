@@ -236,15 +236,17 @@ pub(super) fn open(
         Location::S3 { .. } => Some(s3_keys(project, &target.name)?),
         _ => None,
     };
+    // A remote target's lock (storing and pruning exclude each other) is
+    // kept here, on this host.
+    let locks = super::state_dir(project).join("backup-locks");
     if create {
-        return Ok(Some(Store::open_or_init_at(
-            &target.name,
-            &target.location,
-            keys.as_ref(),
-            password,
-        )?));
+        return Ok(Some(
+            Store::open_or_init_at(&target.name, &target.location, keys.as_ref(), password)?
+                .with_lock_dir(&locks),
+        ));
     }
-    let store = Store::connect(&target.name, &target.location, keys.as_ref(), password)?;
+    let store = Store::connect(&target.name, &target.location, keys.as_ref(), password)?
+        .with_lock_dir(&locks);
     if store.has_repository()? {
         Ok(Some(store))
     } else {
