@@ -11,6 +11,8 @@
 //! The repository's password is the caller's (cove keeps it in the app's
 //! secrets file); the repository holds nothing readable without it.
 
+mod tree;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -32,6 +32,16 @@ use cove_backup::{Backup, Meta, Store};
 use cove_daemon::api::ExecTarget;
 use cove_runtime::recipe::Recipe;
 use cove_spec::Project;
+use cove_spec::xcove::BackupMethod;
+
+mod command;
+mod files;
+mod lifecycle;
+mod lmdb;
+mod method;
+mod physical;
+
+use method::method_of;
 
 use crate::cli::ProjectArgs;
 use crate::daemon;
@@ -233,55 +243,6 @@ fn open(project: &Project, target: &Path, create: bool) -> Result<Store, Failure
     Ok(Store::open_or_init(target, &pw)?)
 }
 
-/// How a service is backed up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    PgDump,
-    MariadbDump,
-    RedisRdb,
-}
-
-impl Method {
-    fn name(self) -> &'static str {
-        match self {
-            Method::PgDump => "pg_dump",
-            Method::MariadbDump => "mariadb-dump",
-            Method::RedisRdb => "redis-rdb",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Method> {
-        [Method::PgDump, Method::MariadbDump, Method::RedisRdb]
-            .into_iter()
-            .find(|m| m.name() == name)
-    }
-}
-
-/// The method of `service`, or why it has none.
-fn method_of(project: &Project, service: &str) -> Result<Method, Failure> {
-    let Some(svc) = project.app.services.get(service) else {
-        return Err(
-            Failure::new(format!("no such service `{service}`")).hint(project.app.services_hint())
-        );
-    };
-    match Recipe::detect(svc) {
-        Some(Recipe::Postgres) => Ok(Method::PgDump),
-        Some(Recipe::Mariadb) => Ok(Method::MariadbDump),
-        Some(Recipe::Redis) if !is_redis_server(svc) => Err(Failure::new(format!(
-            "service `{service}` runs a Redis sentinel or `redis-cli`, which keep no data to back up"
-        ))),
-        Some(Recipe::Redis) => Ok(Method::RedisRdb),
-        Some(other) => Err(Failure::new(format!(
-            "service `{service}` ({other:?}) has no backup method yet"
-        ))
-        .hint("methods exist for postgres, mariadb and redis; `x-cove.backup.command` (a service's own dump on stdout) is not built yet")),
-        None => Err(Failure::new(format!(
-            "service `{service}` has no recipe and no backup method"
-        ))
-        .hint("methods exist for the postgres, mariadb and redis recipes; `x-cove.backup.command` (a service's own dump on stdout) is not built yet")),
-    }
-}
-
 fn is_redis_server(svc: &cove_spec::model::Service) -> bool {
     let cmd = svc.command.clone().unwrap_or_default();
     let first = cmd.first().map(String::as_str);
@@ -307,7 +268,7 @@ fn default_services(project: &Project) -> Vec<String> {
         .collect()
 }
 
-fn meta(project: &Project, service: &str, method: Method) -> Meta {
+fn meta(project: &Project, service: &str, method: BackupMethod) -> Meta {
     Meta {
         project: project.app.name.clone(),
         environment: project
@@ -317,7 +278,7 @@ fn meta(project: &Project, service: &str, method: Method) -> Meta {
             .clone()
             .unwrap_or_else(|| "default".into()),
         service: service.to_string(),
-        method: method.name().to_string(),
+        method: method::name(method).to_string(),
         cove_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
@@ -648,7 +609,7 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
     } else {
         services.to_vec()
     };
-    let methods: Vec<(String, Method)> = services
+    let methods: Vec<(String, BackupMethod)> = services
         .iter()
         .map(|s| method_of(project, s).map(|m| (s.clone(), m)))
         .collect::<Result<_, _>>()?;
@@ -660,7 +621,7 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
         let t = replica(project, &service)?;
         let meta = meta(project, &service, method);
         let b = match method {
-            Method::PgDump => {
+            BackupMethod::PgDump => {
                 let pg = Pg::of(&t)?;
                 // Uncompressed (`-Z0`): the repository compresses (zstd),
                 // and an uncompressed stream deduplicates across backups.
@@ -668,7 +629,7 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                 argv.extend(pg.conn_args());
                 store.backup_command(&meta, &argv, &pg.env(), &scratch)?
             }
-            Method::MariadbDump => {
+            BackupMethod::MariadbDump => {
                 let m = Maria::of(&t)?;
                 let dbs = m.databases()?;
                 if dbs.is_empty() {
@@ -687,16 +648,29 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                 argv.extend(dbs);
                 store.backup_command(&meta, &argv, &[path_env()], &scratch)?
             }
-            Method::RedisRdb => {
+            BackupMethod::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
                 store.backup_command(&meta, &argv, &[path_env()], &scratch)?
             }
+            BackupMethod::Command => {
+                let spec = method::spec(project, &service).and_then(|b| b.command.as_ref());
+                let argv = command::argv_of(spec.expect("checked by method_of"));
+                command::backup(&store, &meta, &scratch, &t, &argv)?
+            }
+            BackupMethod::RabbitmqDefinitions => {
+                let argv = command::rabbitmqctl(&t, &["-q", "export_definitions", "-"])?;
+                command::backup(&store, &meta, &scratch, &t, &argv)?
+            }
+            BackupMethod::Files => files::backup(project, &store, &meta, &t)?,
+            BackupMethod::Lmdb => lmdb::backup(project, &store, &meta, &t, &scratch)?,
+            BackupMethod::Mariabackup => physical::mariabackup(&store, &meta, &t, &scratch)?,
+            BackupMethod::PgBasebackup => physical::pg_basebackup(&store, &meta, &t, &scratch)?,
         };
         eprintln!(
             "cove: backed up {service} ({}): {} ({}, {} added) in {}",
-            method.name(),
+            method::name(method),
             short(&b.id),
             bytes(b.size),
             bytes(b.added),
@@ -836,12 +810,12 @@ fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), F
             chosen.meta.service
         )));
     }
-    if Method::from_name(&chosen.meta.method) != Some(method) {
+    if method::from_name(&chosen.meta.method) != Some(method) {
         return Err(Failure::new(format!(
             "backup {} was made with {}; `{service}` restores {} backups",
             short(&chosen.id),
             chosen.meta.method,
-            method.name()
+            method::name(method)
         )));
     }
     let t = replica(project, service)?;
@@ -865,6 +839,21 @@ fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), F
             return Err(Failure::new("not restored"));
         }
     }
+    match method {
+        BackupMethod::Files => {
+            files::restore(project, &store, &chosen.id, &chosen.meta, &t)?;
+            return restored(service, chosen);
+        }
+        BackupMethod::Mariabackup => {
+            physical::restore_mariabackup(project, &store, &chosen.id, &chosen.meta, &t)?;
+            return restored(service, chosen);
+        }
+        BackupMethod::PgBasebackup => {
+            physical::restore_pg_basebackup(project, &store, &chosen.id, &chosen.meta, &t)?;
+            return restored(service, chosen);
+        }
+        _ => {}
+    }
     // The stream, read back and verified in full, before anything changes.
     let state = state_dir(project);
     let mut dump = tempfile::Builder::new()
@@ -882,7 +871,7 @@ fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), F
             .map_err(|e| Failure::new(e.to_string()))
     };
     match method {
-        Method::PgDump => {
+        BackupMethod::PgDump => {
             let pg = Pg::of(&t)?;
             let mut cmd = Command::new("pg_restore");
             cmd.args(["--clean", "--if-exists", "--single-transaction"])
@@ -892,14 +881,39 @@ fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), F
                 .stdin(input()?);
             run_restore(cmd, "pg_restore")?;
         }
-        Method::MariadbDump => {
+        BackupMethod::MariadbDump => {
             let m = Maria::of(&t)?;
             let mut cmd = Command::new("mariadb");
             cmd.arg(m.first_arg()).stdin(input()?);
             run_restore(cmd, "mariadb")?;
         }
-        Method::RedisRdb => redis_restore(project, &t, dump.path())?,
+        BackupMethod::RedisRdb => redis_restore(project, &t, dump.path())?,
+        BackupMethod::Command => {
+            let spec = method::spec(project, service).and_then(|b| b.restore_command.as_ref());
+            let Some(spec) = spec else {
+                return Err(Failure::new(format!(
+                    "service `{service}` has no `x-cove.backup.restore_command` to restore its `command` backups with"
+                ))
+                .hint("set `restore_command`: a command reading the dump on its standard input"));
+            };
+            command::restore(&t, &command::argv_of(spec), dump.path())?;
+        }
+        BackupMethod::RabbitmqDefinitions => {
+            let argv = command::rabbitmqctl(&t, &["-q", "import_definitions"])?;
+            command::restore(&t, &argv, dump.path())?;
+            eprintln!(
+                "cove: definitions imported (users, vhosts, permissions, queues, exchanges, bindings, policies; messages are not in a definitions backup)"
+            );
+        }
+        BackupMethod::Lmdb => lmdb::restore(project, &t, dump.path())?,
+        BackupMethod::Files | BackupMethod::Mariabackup | BackupMethod::PgBasebackup => {
+            unreachable!("restored as trees above")
+        }
     }
+    restored(service, chosen)
+}
+
+fn restored(service: &str, chosen: &Backup) -> Result<(), Failure> {
     eprintln!(
         "cove: restored {service} from backup {} ({})",
         short(&chosen.id),
