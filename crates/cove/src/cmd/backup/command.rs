@@ -91,7 +91,10 @@ pub fn backup(
                 o.status,
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
-            Err(e) => format!("cannot run the backup command `{shown}` of `{}`: {e}", t.service),
+            Err(e) => format!(
+                "cannot run the backup command `{shown}` of `{}`: {e}",
+                t.service
+            ),
         };
         failed = Some(err.clone());
         Err(cove_backup::Error::from_message(err))

@@ -34,7 +34,7 @@ pub fn paths(project: &Project, t: &ExecTarget) -> Result<Vec<PathBuf>, Failure>
     let Some(given) = given else {
         return data.map(|d| vec![d]).ok_or_else(|| {
             Failure::new(format!(
-                "service `{service}` has no data directory (no recipe keeping data, no named volume) and no `x-cove.backup.paths`"
+                "service `{service}` has no data directory of cove's (only a recipe's replicas have one) and no `x-cove.backup.paths`"
             ))
             .hint("list what to take in `x-cove.backup.paths` (relative to its working directory)")
         });
@@ -63,7 +63,7 @@ pub fn paths(project: &Project, t: &ExecTarget) -> Result<Vec<PathBuf>, Failure>
                 }
                 data.clone().ok_or_else(|| {
                     Failure::new(format!(
-                        "service `{service}`: `volume:{name}` has no directory (a container's volume?)"
+                        "service `{service}`: natively, `volume:{name}` is a recipe's data directory, and `{service}` runs no recipe"
                     ))
                 })
             }

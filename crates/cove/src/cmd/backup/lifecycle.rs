@@ -5,13 +5,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cove_daemon::api::{Acted, Accepted, ExecTarget};
+use cove_daemon::api::{Accepted, Acted, ExecTarget};
 use cove_spec::Project;
 
 use super::Failure;
 use crate::daemon;
 
-fn client(project: &Project) -> Result<(cove_daemon::client::Client, tokio::runtime::Runtime), Failure> {
+fn client(
+    project: &Project,
+) -> Result<(cove_daemon::client::Client, tokio::runtime::Runtime), Failure> {
     let client = daemon::find(project).map_err(|e| Failure::new(e.to_string()))?;
     let rt = daemon::runtime().map_err(|e| Failure::new(e.to_string()))?;
     Ok((client, rt))
@@ -55,8 +57,10 @@ pub fn start(project: &Project, service: &str) -> Result<(), Failure> {
         &accepted.revisions,
     ))
     .map_err(|_| {
-        Failure::new(format!("`{service}` did not become ready after it started again"))
-            .hint("see `cove logs`")
+        Failure::new(format!(
+            "`{service}` did not become ready after it started again"
+        ))
+        .hint("see `cove logs`")
     })?;
     Ok(())
 }
@@ -97,7 +101,10 @@ impl Paused<'_> {
             .block_on(client.post("/v1/unpause", &names))
             .map_err(|e| Failure::new(format!("cannot resume `{}`: {e}", self.service)))?;
         if let Some(e) = acted.replicas.iter().find_map(|r| r.error.clone()) {
-            return Err(Failure::new(format!("cannot resume `{}`: {e}", self.service)));
+            return Err(Failure::new(format!(
+                "cannot resume `{}`: {e}",
+                self.service
+            )));
         }
         Ok(())
     }

@@ -111,7 +111,10 @@ pub fn method_of(project: &Project, service: &str) -> Result<BackupMethod, Failu
         });
     };
     // Does the method fit the service?
-    let field = format!("service `{service}`: `x-cove.backup.method: {}`", name(method));
+    let field = format!(
+        "service `{service}`: `x-cove.backup.method: {}`",
+        name(method)
+    );
     let what = match recipe {
         Some(Recipe::Postgres) => "the postgres recipe",
         Some(Recipe::Mariadb) => "the mariadb recipe",
@@ -130,9 +133,7 @@ pub fn method_of(project: &Project, service: &str) -> Result<BackupMethod, Failu
     };
     let others = "`command` (with `x-cove.backup.command`), `files` or `lmdb`";
     match method {
-        BackupMethod::PgDump | BackupMethod::PgBasebackup
-            if recipe != Some(Recipe::Postgres) =>
-        {
+        BackupMethod::PgDump | BackupMethod::PgBasebackup if recipe != Some(Recipe::Postgres) => {
             Err(needs("postgres", others))
         }
         BackupMethod::MariadbDump | BackupMethod::Mariabackup
@@ -147,7 +148,9 @@ pub fn method_of(project: &Project, service: &str) -> Result<BackupMethod, Failu
         BackupMethod::Command if !has_command => Err(Failure::new(format!(
             "{field} needs `x-cove.backup.command`, and `{service}` has none"
         ))
-        .hint("set `command` (writes the dump on stdout) and `restore_command` (reads it on stdin)")),
+        .hint(
+            "set `command` (writes the dump on stdout) and `restore_command` (reads it on stdin)",
+        )),
         _ => Ok(method),
     }
 }

@@ -105,11 +105,19 @@ pub fn pg_basebackup(
     let pg = Pg::of(t)?;
     let (_dir, target) = scratch_dir(scratch, meta)?;
     let mut cmd = Command::new("pg_basebackup");
-    cmd.args(["-h", &pg.host, "-p", &pg.port, "-U", &pg.user, "--no-password"])
-        .args(["-Fp", "-Xstream", "--checkpoint=fast", "-D"])
-        .arg(&target)
-        .env_clear()
-        .envs(pg.env());
+    cmd.args([
+        "-h",
+        &pg.host,
+        "-p",
+        &pg.port,
+        "-U",
+        &pg.user,
+        "--no-password",
+    ])
+    .args(["-Fp", "-Xstream", "--checkpoint=fast", "-D"])
+    .arg(&target)
+    .env_clear()
+    .envs(pg.env());
     run(cmd, "pg_basebackup")?;
     Ok(store.backup_tree(meta, &[target])?)
 }
@@ -148,7 +156,10 @@ fn restore_into(
     eprintln!("cove: {} stopped for the restore", t.service);
     let put = (|| -> Result<(), Failure> {
         if let Some(kept) = lifecycle::keep_aside(&dest)? {
-            eprintln!("cove: the data directory it had is kept as {}", kept.display());
+            eprintln!(
+                "cove: the data directory it had is kept as {}",
+                kept.display()
+            );
         }
         fs_err::rename(&restored, &dest).map_err(|e| Failure::new(e.to_string()))?;
         if let Some((uid, gid)) = owner {
@@ -176,8 +187,12 @@ pub fn restore_mariabackup(
             .arg(format!("--target-dir={}", dir.display()))
             .env_clear()
             .envs([path_env()]);
-        run(cmd, "mariabackup --prepare")
-            .map_err(|f| Failure::new(f.message.replace("no backup was kept", "nothing was changed")))?;
+        run(cmd, "mariabackup --prepare").map_err(|f| {
+            Failure::new(
+                f.message
+                    .replace("no backup was kept", "nothing was changed"),
+            )
+        })?;
         eprintln!("cove: the backup is prepared (`mariabackup --prepare`)");
         Ok(())
     })
