@@ -85,10 +85,30 @@ pub fn mariabackup(
     let m = Maria::of(t)?;
     let datadir = data_dir(t, "db")?;
     let (_dir, target) = scratch_dir(scratch, meta)?;
-    let mut cmd = Command::new("mariabackup");
+    // As root the server runs in a mount namespace of its own, its data
+    // directory bound at NS_DATA, and says so when mariabackup asks: it
+    // runs in one like it, so the path the server gives is the files'.
+    let in_ns = rustix::process::geteuid().is_root();
+    let mut cmd = if in_ns {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+            .arg("sh")
+            .arg(datadir.parent().unwrap_or(Path::new("/")))
+            .arg(cove_runtime::recipe::NS_DATA)
+            .arg("mariabackup");
+        c
+    } else {
+        Command::new("mariabackup")
+    };
+    let seen = if in_ns {
+        Path::new(cove_runtime::recipe::NS_DATA).join("db")
+    } else {
+        datadir
+    };
     cmd.arg(m.first_arg())
         .arg("--backup")
-        .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--datadir={}", seen.display()))
         .arg(format!("--target-dir={}", target.display()))
         .env_clear()
         .envs([path_env()]);
