@@ -133,8 +133,16 @@ pub fn restore(t: &ExecTarget, argv: &[String], dump: &Path) -> Result<(), Failu
 }
 
 /// `rabbitmqctl ARGS` as the recipe's node is reached: the replica's
-/// environment, with `HOME` (the cookie) and the node's env file.
-pub fn rabbitmqctl(t: &ExecTarget, args: &[&str]) -> Result<Vec<String>, Failure> {
+/// environment, with `HOME` (the cookie) and the node's env file. The node
+/// is `cove-...@localhost` and listens for the CLI (Erlang distribution)
+/// on the replica's address only, at its fixed `DIST_PORT`: the CLI is
+/// told that `localhost` is that address (an `ERL_INETRC` file, kept
+/// while the returned guard lives) and that port (`-erl_epmd_port`, so it
+/// asks no `epmd`), and listens itself for nothing (`-dist_listen false`).
+pub fn rabbitmqctl(
+    t: &ExecTarget,
+    args: &[&str],
+) -> Result<(Vec<String>, tempfile::NamedTempFile), Failure> {
     let get = |k: &str| {
         t.env
             .iter()
@@ -149,13 +157,35 @@ pub fn rabbitmqctl(t: &ExecTarget, args: &[&str]) -> Result<Vec<String>, Failure
     };
     let data = get("COVE_DATA")?;
     let private = get("COVE_SECRETS")?;
+    let host: std::net::Ipv4Addr = get("HOST")?.parse().map_err(|_| {
+        Failure::new(format!(
+            "the replica of `{}` has no IPv4 address",
+            t.service
+        ))
+    })?;
+    let env_file = format!("{private}/rabbitmq-env.conf");
+    let conf = fs_err::read_to_string(&env_file).map_err(|e| {
+        Failure::new(format!("cannot read the node's settings: {e}"))
+            .hint("run cove as the user the daemon runs as")
+    })?;
+    let dist_port = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("DIST_PORT="))
+        .ok_or_else(|| Failure::new(format!("{env_file} has no DIST_PORT")))?
+        .trim()
+        .to_string();
+    let octets = host.octets().map(|o| o.to_string()).join(",");
+    let inetrc = super::private_file(&format!(
+        "{{host, {{{octets}}}, [\"localhost\"]}}.\n{{lookup, [file, native]}}.\n"
+    ))?;
     let mut argv = vec![
         "env".to_string(),
         format!("HOME={data}"),
-        format!("RABBITMQ_CONF_ENV_FILE={private}/rabbitmq-env.conf"),
-        "ERL_EPMD_ADDRESS=127.0.0.1".into(),
+        format!("RABBITMQ_CONF_ENV_FILE={env_file}"),
+        format!("ERL_INETRC={}", inetrc.path().display()),
+        format!("RABBITMQ_CTL_ERL_ARGS=-erl_epmd_port {dist_port} -dist_listen false"),
         RABBITMQCTL.into(),
     ];
     argv.extend(args.iter().map(|a| a.to_string()));
-    Ok(argv)
+    Ok((argv, inetrc))
 }

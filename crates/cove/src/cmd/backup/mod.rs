@@ -660,7 +660,7 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                 command::backup(&store, &meta, &scratch, &t, &argv)?
             }
             BackupMethod::RabbitmqDefinitions => {
-                let argv = command::rabbitmqctl(&t, &["-q", "export_definitions", "-"])?;
+                let (argv, _inetrc) = command::rabbitmqctl(&t, &["-q", "export_definitions", "-"])?;
                 command::backup(&store, &meta, &scratch, &t, &argv)?
             }
             BackupMethod::Files => files::backup(project, &store, &meta, &t)?,
@@ -899,7 +899,7 @@ fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), F
             command::restore(&t, &command::argv_of(spec), dump.path())?;
         }
         BackupMethod::RabbitmqDefinitions => {
-            let argv = command::rabbitmqctl(&t, &["-q", "import_definitions"])?;
+            let (argv, _inetrc) = command::rabbitmqctl(&t, &["-q", "import_definitions"])?;
             command::restore(&t, &argv, dump.path())?;
             eprintln!(
                 "cove: definitions imported (users, vhosts, permissions, queues, exchanges, bindings, policies; messages are not in a definitions backup)"
