@@ -450,3 +450,93 @@ services:
     assert!(out.stderr.contains("x-cove.backup.command"), "{out}");
     assert!(f.cove(&["backup", "ls", "--format", "json"]).stdout.trim() == "[]");
 }
+
+/// STOMP 1.2 against the replica's broker (`$HOST`, 61613): `send N
+/// PREFIX` sends N persistent messages (the last with a receipt, so all are
+/// stored when it answers); `take N` receives N (auto ack; a 60-second
+/// bound), then whatever else comes in 3 seconds, and prints the bodies.
+const STOMP: &str = r#"
+import os, socket, sys
+def frame(cmd, headers, body=""):
+    return (cmd + "\n" + "".join(f"{k}:{v}\n" for k, v in headers.items()) + "\n" + body + "\0").encode()
+buf = b""
+def read(s):
+    global buf
+    while b"\0" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("closed")
+        buf += chunk
+    f, buf = buf.split(b"\0", 1)
+    return f.decode().lstrip("\n")
+s = socket.create_connection((os.environ["HOST"], 61613), 10)
+s.sendall(frame("CONNECT", {"accept-version": "1.2", "host": "/", "login": os.environ["ACTIVEMQ_CONNECTION_USER"], "passcode": os.environ["ACTIVEMQ_CONNECTION_PASSWORD"]}))
+assert read(s).startswith("CONNECTED")
+mode, n = sys.argv[1], int(sys.argv[2])
+if mode == "send":
+    for i in range(1, n + 1):
+        h = {"destination": "/queue/orders", "persistent": "true"}
+        if i == n:
+            h["receipt"] = "last"
+        s.sendall(frame("SEND", h, f"{sys.argv[3]}{i}"))
+    assert read(s).startswith("RECEIPT")
+else:
+    s.sendall(frame("SUBSCRIBE", {"destination": "/queue/orders", "id": "0", "ack": "auto"}))
+    got = []
+    s.settimeout(60)
+    while len(got) < n:
+        got.append(read(s).split("\n\n", 1)[1])
+    s.settimeout(3)
+    try:
+        while True:
+            got.append(read(s).split("\n\n", 1)[1])
+    except (socket.timeout, TimeoutError):
+        pass
+    print("\n".join(sorted(got)))
+"#;
+
+#[test]
+fn activemq_files_stopped_round_trip_keeps_persistent_messages() {
+    require(&["java", "python3"]);
+    let f = Fixture::new(
+        r#"
+services:
+  broker:
+    image: apache/activemq-classic:5.18.3
+    environment:
+      ACTIVEMQ_CONNECTION_USER: app
+      ACTIVEMQ_CONNECTION_PASSWORD: "amq-secret-56"
+"#,
+    );
+    fs_err::write(f.dir().join("stomp.py"), STOMP).unwrap();
+    f.ok(&["exec", "broker", "python3", "stomp.py", "send", "20", "m"]);
+    // The recipe's default: files, with the broker stopped.
+    let out = f.backup("broker", "files");
+    assert!(
+        out.stderr.contains("stopped while its files are read"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("started again and healthy"), "{out}");
+    let mut expected: Vec<String> = (1..=20).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    let taken = f
+        .ok(&["exec", "broker", "python3", "stomp.py", "take", "20"])
+        .stdout;
+    assert_eq!(
+        taken.lines().collect::<Vec<_>>(),
+        expected,
+        "kept across the stop"
+    );
+    f.ok(&[
+        "exec", "broker", "python3", "stomp.py", "send", "3", "after",
+    ]);
+    f.ok(&["restore", "broker", "--yes"]);
+    let taken = f
+        .ok(&["exec", "broker", "python3", "stomp.py", "take", "20"])
+        .stdout;
+    assert_eq!(
+        taken.lines().collect::<Vec<_>>(),
+        expected,
+        "the queue as at the backup: its 20 messages, not the later ones"
+    );
+}
