@@ -540,3 +540,121 @@ services:
         "the queue as at the backup: its 20 messages, not the later ones"
     );
 }
+
+/// Six nodes (three masters, three replicas) with `appendonly yes`, as
+/// examples/buffs runs them; a failover needs a minute without the master
+/// (the default is 15 s), so a restore's stop does not trigger one.
+const REDIS_CLUSTER: &str = r#"
+x-node: &node
+  image: redis:7
+  command: redis-server --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 60000 --appendonly yes
+services:
+  r0: *node
+  r1: *node
+  r2: *node
+  r3: *node
+  r4: *node
+  r5: *node
+  init:
+    image: redis:7
+    restart: "no"
+    environment:
+      NODES: r0:6379 r1:6379 r2:6379 r3:6379 r4:6379 r5:6379
+    depends_on:
+      r0: {condition: service_healthy}
+      r1: {condition: service_healthy}
+      r2: {condition: service_healthy}
+      r3: {condition: service_healthy}
+      r4: {condition: service_healthy}
+      r5: {condition: service_healthy}
+    x-cove:
+      run:
+        - sh
+        - -c
+        - >-
+          redis-cli --cluster create $$NODES --cluster-replicas 1 --cluster-yes || exit 1;
+          for i in $$(seq 300); do
+          redis-cli -h r0 -p 6379 cluster info | grep -q cluster_state:ok && exit 0;
+          sleep 0.1; done; exit 1
+"#;
+
+/// Every key of the master `service` with its value, sorted.
+fn node_keys(f: &Fixture, service: &str) -> Vec<String> {
+    let out = f.sh(
+        service,
+        "redis-cli -h \"$HOST\" -p \"$PORT\" --scan | while read -r k; do echo \"$k=$(redis-cli -h \"$HOST\" -p \"$PORT\" GET \"$k\")\"; done",
+    );
+    let mut keys: Vec<String> = out.lines().map(str::to_string).collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn redis_cluster_backs_up_and_restores_each_master() {
+    require(&["redis-cli", "redis-server"]);
+    let f = Fixture::new(REDIS_CLUSTER);
+    // The cluster formed (init ran to its end before `up -d` returned?
+    // wait for it, bounded).
+    let mut formed = false;
+    for _ in 0..300 {
+        let info = f.sh("r0", "redis-cli -h \"$HOST\" -p \"$PORT\" cluster info");
+        if info.contains("cluster_state:ok") {
+            formed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(formed, "the cluster formed");
+    f.sh(
+        "r0",
+        "for i in $(seq 1 300); do redis-cli -c -h \"$HOST\" -p \"$PORT\" SET key:$i value-$i > /dev/null || exit 1; done",
+    );
+    let out = f.ok(&["backup"]);
+    let listed = f.backups();
+    let masters: Vec<String> = listed
+        .iter()
+        .map(|b| b["service"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(masters.len(), 3, "one backup per master: {listed:?} {out}");
+    assert!(listed.iter().all(|b| b["method"] == "redis-rdb"));
+    assert_eq!(
+        out.stderr.matches("is a Redis cluster replica").count(),
+        3,
+        "the replicas passed over, saying so: {out}"
+    );
+    let replica = ["r0", "r1", "r2", "r3", "r4", "r5"]
+        .into_iter()
+        .find(|s| !masters.iter().any(|m| m == s))
+        .unwrap();
+    let out = f.cove(&["backup", replica]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("service `{replica}` is a replica")),
+        "{out}"
+    );
+    let out = f.cove(&["restore", replica, "--yes"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("restore its master"), "{out}");
+
+    let at_backup: Vec<Vec<String>> = masters.iter().map(|m| node_keys(&f, m)).collect();
+    assert_eq!(at_backup.iter().map(Vec::len).sum::<usize>(), 300);
+    assert!(
+        at_backup.iter().all(|k| !k.is_empty()),
+        "keys on every master"
+    );
+    f.sh(
+        "r0",
+        "for i in $(seq 1 300); do redis-cli -c -h \"$HOST\" -p \"$PORT\" SET key:$i changed > /dev/null || exit 1; done; \
+         for i in $(seq 301 350); do redis-cli -c -h \"$HOST\" -p \"$PORT\" SET key:$i later > /dev/null || exit 1; done",
+    );
+    for m in &masters {
+        let out = f.ok(&["restore", m, "--yes"]);
+        assert!(out.stderr.contains("base of a new AOF"), "{out}");
+    }
+    let restored: Vec<Vec<String>> = masters.iter().map(|m| node_keys(&f, m)).collect();
+    assert_eq!(restored, at_backup, "every master's keys as at the backup");
+    // Still masters, the cluster whole.
+    let info = f.sh("r0", "redis-cli -h \"$HOST\" -p \"$PORT\" cluster info");
+    assert!(info.contains("cluster_state:ok"), "{info}");
+}

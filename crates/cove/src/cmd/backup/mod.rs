@@ -40,6 +40,7 @@ mod lifecycle;
 mod lmdb;
 mod method;
 mod physical;
+mod redis_cluster;
 
 use method::method_of;
 
@@ -244,6 +245,20 @@ fn open(project: &Project, target: &Path, create: bool) -> Result<Store, Failure
 }
 
 fn is_redis_server(svc: &cove_spec::model::Service) -> bool {
+    // `x-cove.run` replaces the image's program (a `redis-cli` one-shot
+    // that forms a cluster, say).
+    if let Some(run) = svc.x_cove.as_ref().and_then(|x| x.run.as_ref()) {
+        let argv = command::argv_of(run);
+        let prog = match argv.as_slice() {
+            [sh, c, script] if sh == "sh" && c == "-c" => script
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            _ => argv.first().cloned().unwrap_or_default(),
+        };
+        return prog.rsplit('/').next() == Some("redis-server");
+    }
     let cmd = svc.command.clone().unwrap_or_default();
     let first = cmd.first().map(String::as_str);
     !(first == Some("redis-cli")
@@ -598,6 +613,7 @@ impl RedisConn {
 }
 
 fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), Failure> {
+    let named = !services.is_empty();
     let services = if services.is_empty() {
         let d = default_services(project);
         if d.is_empty() {
@@ -650,6 +666,15 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
             }
             BackupMethod::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
+                if let redis_cluster::Role::Replica(master) = redis_cluster::role(&r)? {
+                    if named {
+                        return Err(redis_cluster::replica_refusal(&service, &master, false));
+                    }
+                    eprintln!(
+                        "cove: {service} is a Redis cluster replica (of {master}): its master's backup holds its keys; passed over"
+                    );
+                    continue;
+                }
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
                 store.backup_command(&meta, &argv, &[path_env()], &scratch)?
@@ -790,6 +815,15 @@ fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Re
 fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), Failure> {
     let service = &args.service;
     let method = method_of(project, service)?;
+    if method == BackupMethod::RedisRdb {
+        // A cluster replica is refused before any backup is looked for.
+        let t = replica(project, service)?;
+        if let redis_cluster::Role::Replica(master) =
+            redis_cluster::role(&RedisConn::of(project, &t)?)?
+        {
+            return Err(redis_cluster::replica_refusal(service, &master, true));
+        }
+    }
     let store = open(project, target, false)?;
     let all = store.list()?;
     let of_service: Vec<&Backup> = all.iter().filter(|b| &b.meta.service == service).collect();
@@ -941,13 +975,12 @@ fn run_restore(mut cmd: Command, name: &str) -> Result<(), Failure> {
 /// beside it), the replica started again.
 fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Failure> {
     let r = RedisConn::of(project, t)?;
-    if r.config("appendonly")? == "yes" {
-        return Err(Failure::new(format!(
-            "service `{}` runs with `appendonly yes`: Redis would load its AOF, not the restored RDB; restoring it is not built yet",
-            t.service
-        )));
+    let append_only = r.config("appendonly")? == "yes";
+    let role = redis_cluster::role(&r)?;
+    if let redis_cluster::Role::Replica(master) = &role {
+        return Err(redis_cluster::replica_refusal(&t.service, master, true));
     }
-    let dest = PathBuf::from(r.config("dir")?).join(r.config("dbfilename")?);
+    let layout = redis_cluster::layout(&r)?;
     let client = daemon::find(project).map_err(|e| Failure::new(e.to_string()))?;
     let rt = daemon::runtime().map_err(|e| Failure::new(e.to_string()))?;
     let names = daemon::names(std::slice::from_ref(&t.service));
@@ -966,17 +999,7 @@ fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Fa
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    if dest.exists() {
-        let kept = dest.with_extension(format!(
-            "rdb.before-restore-{}",
-            jiff::Timestamp::now().as_second()
-        ));
-        fs_err::rename(&dest, &kept).map_err(|e| Failure::new(e.to_string()))?;
-        eprintln!("cove: the RDB file it had is kept as {}", kept.display());
-    }
-    let tmp = dest.with_extension("rdb.restoring");
-    fs_err::copy(rdb, &tmp).map_err(|e| Failure::new(e.to_string()))?;
-    fs_err::rename(&tmp, &dest).map_err(|e| Failure::new(e.to_string()))?;
+    redis_cluster::put_rdb(&layout, rdb, append_only)?;
     let accepted: cove_daemon::api::Accepted = rt
         .block_on(client.post("/v1/start", &names))
         .map_err(|e| Failure::new(format!("cannot start `{}` again: {e}", t.service)))?;
@@ -994,5 +1017,8 @@ fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Fa
         ))
         .hint("see `cove logs`")
     })?;
+    if role == redis_cluster::Role::Master {
+        redis_cluster::wait_cluster_ok(&t.service, &r)?;
+    }
     Ok(())
 }
