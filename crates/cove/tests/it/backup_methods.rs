@@ -638,7 +638,13 @@ fn redis_cluster_backs_up_and_restores_each_master() {
     assert!(out.stderr.contains("restore its master"), "{out}");
 
     let at_backup: Vec<Vec<String>> = masters.iter().map(|m| node_keys(&f, m)).collect();
-    assert_eq!(at_backup.iter().map(Vec::len).sum::<usize>(), 300);
+    let nodes = f.sh("r0", "redis-cli -h \"$HOST\" -p \"$PORT\" cluster nodes");
+    assert_eq!(
+        at_backup.iter().map(Vec::len).sum::<usize>(),
+        300,
+        "keys per master {masters:?}: {:?}; {nodes}",
+        at_backup.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     assert!(
         at_backup.iter().all(|k| !k.is_empty()),
         "keys on every master"

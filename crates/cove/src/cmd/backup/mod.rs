@@ -10,6 +10,13 @@
 //! | `mariadb` | `mariadb-dump --single-transaction --routines --events --databases` (every database but the system ones) | `mariadb` |
 //! | `redis` | `BGSAVE`, then the RDB file once `LASTSAVE` changed | the replica stopped, the RDB put in its data directory, started |
 //!
+//! Those three are here; the others, and which one a service gets
+//! (`x-cove.backup.method`), are in their own files: [`method`] (the
+//! choice), [`command`] (`command`, `rabbitmq-definitions`), [`files`],
+//! [`lmdb`], [`physical`] (`mariabackup`, `pg_basebackup`),
+//! [`redis_cluster`] (masters of a Redis cluster, `appendonly yes`),
+//! [`lifecycle`] (pause, stop, start through the daemon).
+//!
 //! The dump goes to a private temporary file under `<state dir>/backup-scratch`
 //! first, and into the repository once its command exited 0.
 //!
