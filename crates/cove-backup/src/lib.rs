@@ -19,6 +19,8 @@ pub mod target;
 
 pub use target::{Location, S3Keys};
 
+mod tree;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -604,11 +606,37 @@ pub fn dump_command(
             return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
         }
     }
+    let shown = argv.join(" ");
+    dump_with(meta, scratch, |out| {
+        let done = std::process::Command::new("env")
+            .arg("-i")
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .args(argv)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .output()
+            .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
+        if !done.status.success() {
+            return Err(Error(format!(
+                "the backup command `{shown}` failed ({}), no backup was kept: {}",
+                done.status,
+                String::from_utf8_lossy(&done.stderr).trim()
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// Runs `fill` with a private file (in a private directory under
+/// `scratch`) to write the dump of `meta` to: the dump, once `fill`
+/// returned `Ok`; nothing is kept otherwise.
+pub fn dump_with(
+    meta: &Meta,
+    scratch: &Path,
+    fill: impl FnOnce(std::fs::File) -> Result<()>,
+) -> Result<Dump> {
     fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
-    // What killed backups left behind.
     scratch::clean(scratch);
-    // A private (0700) directory holding the dump under its name in the
-    // snapshot: rustic stores a single file by its own name.
     let dir = tempfile::Builder::new()
         .prefix(&scratch::prefix())
         .tempdir_in(scratch)
@@ -623,22 +651,7 @@ pub fn dump_command(
         .map_err(|e| Error::new("the dump's temporary file", e))?
         .into_parts()
         .0;
-    let shown = argv.join(" ");
-    let done = std::process::Command::new("env")
-        .arg("-i")
-        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-        .args(argv)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .output()
-        .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
-    if !done.status.success() {
-        return Err(Error(format!(
-            "the backup command `{shown}` failed ({}), no backup was kept: {}",
-            done.status,
-            String::from_utf8_lossy(&done.stderr).trim()
-        )));
-    }
+    fill(out)?;
     Ok(Dump {
         meta: meta.clone(),
         path: dump_path,

@@ -4,6 +4,7 @@
 mod act;
 pub mod attack;
 mod backup;
+mod backup_methods;
 mod backup_schedule;
 mod backup_targets;
 mod backup_verify;

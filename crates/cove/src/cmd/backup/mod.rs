@@ -10,6 +10,13 @@
 //! | `mariadb` | `mariadb-dump --single-transaction --routines --events --databases` (every database but the system ones) | `mariadb` |
 //! | `redis` | `BGSAVE`, then the RDB file once `LASTSAVE` changed | the replica stopped, the RDB put in its data directory, started |
 //!
+//! Those three are here; the others, and which one a service gets
+//! (`x-cove.backup.method`), are in their own files: [`method`] (the
+//! choice), [`command`] (`command`, `rabbitmq-definitions`), [`files`],
+//! [`lmdb`], [`physical`] (`mariabackup`, `pg_basebackup`),
+//! [`redis_cluster`] (masters of a Redis cluster, `appendonly yes`),
+//! [`lifecycle`] (pause, stop, start through the daemon).
+//!
 //! The dump goes to a private temporary file under `<state dir>/backup-scratch`
 //! first, and into the repository once its command exited 0.
 //!
@@ -44,6 +51,17 @@ use cove_backup::{Backup, Meta, Store};
 use cove_daemon::api::ExecTarget;
 use cove_runtime::recipe::Recipe;
 use cove_spec::Project;
+use cove_spec::xcove::BackupMethod;
+
+mod command;
+mod files;
+mod lifecycle;
+mod lmdb;
+mod method;
+mod physical;
+mod redis_cluster;
+
+use method::method_of;
 
 use crate::cli::ProjectArgs;
 use crate::daemon;
@@ -357,56 +375,21 @@ impl Opened {
     }
 }
 
-/// How a service is backed up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    PgDump,
-    MariadbDump,
-    RedisRdb,
-}
-
-impl Method {
-    fn name(self) -> &'static str {
-        match self {
-            Method::PgDump => "pg_dump",
-            Method::MariadbDump => "mariadb-dump",
-            Method::RedisRdb => "redis-rdb",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Method> {
-        [Method::PgDump, Method::MariadbDump, Method::RedisRdb]
-            .into_iter()
-            .find(|m| m.name() == name)
-    }
-}
-
-/// The method of `service`, or why it has none.
-fn method_of(project: &Project, service: &str) -> Result<Method, Failure> {
-    let Some(svc) = project.app.services.get(service) else {
-        return Err(
-            Failure::new(format!("no such service `{service}`")).hint(project.app.services_hint())
-        );
-    };
-    match Recipe::detect(svc) {
-        Some(Recipe::Postgres) => Ok(Method::PgDump),
-        Some(Recipe::Mariadb) => Ok(Method::MariadbDump),
-        Some(Recipe::Redis) if !is_redis_server(svc) => Err(Failure::new(format!(
-            "service `{service}` runs a Redis sentinel or `redis-cli`, which keep no data to back up"
-        ))),
-        Some(Recipe::Redis) => Ok(Method::RedisRdb),
-        Some(other) => Err(Failure::new(format!(
-            "service `{service}` ({other:?}) has no backup method yet"
-        ))
-        .hint("methods exist for postgres, mariadb and redis; `x-cove.backup.command` (a service's own dump on stdout) is not built yet")),
-        None => Err(Failure::new(format!(
-            "service `{service}` has no recipe and no backup method"
-        ))
-        .hint("methods exist for the postgres, mariadb and redis recipes; `x-cove.backup.command` (a service's own dump on stdout) is not built yet")),
-    }
-}
-
 fn is_redis_server(svc: &cove_spec::model::Service) -> bool {
+    // `x-cove.run` replaces the image's program (a `redis-cli` one-shot
+    // that forms a cluster, say).
+    if let Some(run) = svc.x_cove.as_ref().and_then(|x| x.run.as_ref()) {
+        let argv = command::argv_of(run);
+        let prog = match argv.as_slice() {
+            [sh, c, script] if sh == "sh" && c == "-c" => script
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            _ => argv.first().cloned().unwrap_or_default(),
+        };
+        return prog.rsplit('/').next() == Some("redis-server");
+    }
     let cmd = svc.command.clone().unwrap_or_default();
     let first = cmd.first().map(String::as_str);
     !(first == Some("redis-cli")
@@ -431,7 +414,7 @@ fn default_services(project: &Project) -> Vec<String> {
         .collect()
 }
 
-fn meta(project: &Project, service: &str, method: Method) -> Meta {
+fn meta(project: &Project, service: &str, method: BackupMethod) -> Meta {
     Meta {
         project: project.app.name.clone(),
         environment: project
@@ -441,7 +424,7 @@ fn meta(project: &Project, service: &str, method: Method) -> Meta {
             .clone()
             .unwrap_or_else(|| "default".into()),
         service: service.to_string(),
-        method: method.name().to_string(),
+        method: method::name(method).to_string(),
         cove_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
@@ -761,6 +744,7 @@ impl RedisConn {
 }
 
 fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<(), Failure> {
+    let named = !services.is_empty();
     let services = if services.is_empty() {
         let d = default_services(project);
         if d.is_empty() {
@@ -773,7 +757,7 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
         services.to_vec()
     };
     // Each service's method and targets, checked before anything runs.
-    let mut plan: Vec<(String, Method, Vec<targets::Target>)> = Vec::new();
+    let mut plan: Vec<(String, BackupMethod, Vec<targets::Target>)> = Vec::new();
     for s in &services {
         let m = method_of(project, s)?;
         let copies = match only {
@@ -793,15 +777,29 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
     for (service, method, copies) in plan {
         let t = replica(project, &service)?;
         let meta = meta(project, &service, method);
-        let dump = match method {
-            Method::PgDump => {
+        // This service's targets, opened (made at their first backup)
+        // before the data is taken; one that cannot be, with why.
+        for target in &copies {
+            if !stores.iter().any(|(n, _)| *n == target.name) {
+                let opened = targets::open(project, target, &pw, true)
+                    .map(|s| s.expect("made when missing"));
+                stores.push((target.name.clone(), opened));
+            }
+        }
+        let store_of = |name: &str| &stores.iter().find(|(n, _)| n == name).expect("opened").1;
+        let open_stores: Vec<&Store> = copies
+            .iter()
+            .filter_map(|c| store_of(&c.name).as_ref().ok())
+            .collect();
+        let taken = match method {
+            BackupMethod::PgDump => {
                 let pg = Pg::of(&t)?;
                 // Uncompressed (`-Z0`): the repository compresses (zstd),
                 // and an uncompressed stream deduplicates across backups.
                 // The figures of the dump's snapshot go with it.
-                figures::pg_backup(&meta, &pg, &scratch)?
+                Taken::Dump(figures::pg_backup(&meta, &pg, &scratch)?)
             }
-            Method::MariadbDump => {
+            BackupMethod::MariadbDump => {
                 let m = Maria::of(&t)?;
                 let dbs = m.databases()?;
                 if dbs.is_empty() {
@@ -818,31 +816,70 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                     "--databases".into(),
                 ];
                 argv.extend(dbs);
-                cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)?
+                Taken::Dump(cove_backup::dump_command(
+                    &meta,
+                    &argv,
+                    &[path_env()],
+                    &scratch,
+                )?)
             }
-            Method::RedisRdb => {
+            BackupMethod::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
+                if let redis_cluster::Role::Replica(master) = redis_cluster::role(&r)? {
+                    if named {
+                        return Err(redis_cluster::replica_refusal(&service, &master, false));
+                    }
+                    eprintln!(
+                        "cove: {service} is a Redis cluster replica (of {master}): its master's backup holds its keys; passed over"
+                    );
+                    continue;
+                }
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)?
+                Taken::Dump(cove_backup::dump_command(
+                    &meta,
+                    &argv,
+                    &[path_env()],
+                    &scratch,
+                )?)
+            }
+            BackupMethod::Command => {
+                let spec = method::spec(project, &service).and_then(|b| b.command.as_ref());
+                let argv = command::argv_of(spec.expect("checked by method_of"));
+                Taken::Dump(command::backup(&meta, &scratch, &t, &argv)?)
+            }
+            BackupMethod::RabbitmqDefinitions => {
+                let (argv, _inetrc) = command::rabbitmqctl(&t, &["-q", "export_definitions", "-"])?;
+                Taken::Dump(command::backup(&meta, &scratch, &t, &argv)?)
+            }
+            BackupMethod::Lmdb => Taken::Dump(lmdb::backup(project, &meta, &t, &scratch)?),
+            // Trees, stored to each open target while taken.
+            BackupMethod::Files => Taken::Stored(files::backup(project, &open_stores, &meta, &t)?),
+            BackupMethod::Mariabackup => {
+                Taken::Stored(physical::mariabackup(&open_stores, &meta, &t, &scratch)?)
+            }
+            BackupMethod::PgBasebackup => {
+                Taken::Stored(physical::pg_basebackup(&open_stores, &meta, &t, &scratch)?)
             }
         };
+        // A stream is stored to each target now; a tree was stored to each
+        // open target already (in their order).
+        let (taken_dump, mut trees) = match taken {
+            Taken::Dump(d) => (Some(d), None),
+            Taken::Stored(v) => (None, Some(v.into_iter())),
+        };
         for target in &copies {
-            if !stores.iter().any(|(n, _)| *n == target.name) {
-                let opened = targets::open(project, target, &pw, true)
-                    .map(|s| s.expect("made when missing"));
-                stores.push((target.name.clone(), opened));
-            }
-            let (_, store) = stores
-                .iter()
-                .find(|(n, _)| *n == target.name)
-                .expect("opened above");
-            let stored = match store {
-                Ok(store) => store.store_dump(&dump).map_err(Failure::from),
-                Err(f) => Err(Failure {
+            let store = store_of(&target.name);
+            let stored = match (store, &taken_dump) {
+                (Err(f), _) => Err(Failure {
                     message: f.message.clone(),
                     hint: f.hint.clone(),
                 }),
+                (Ok(store), Some(dump)) => store.store_dump(dump).map_err(Failure::from),
+                (Ok(_), None) => trees
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or_else(|| Err(Failure::new("not stored"))),
             };
             // Its `keep` in this target, the backup just taken kept
             // whatever it says; then a prune frees what went.
@@ -858,7 +895,7 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
             match stored {
                 Ok(b) => eprintln!(
                     "cove: backed up {service} ({}): {} ({}, {} added) to `{}` ({})",
-                    method.name(),
+                    method::name(method),
                     short(&b.id),
                     bytes(b.size),
                     bytes(b.added),
@@ -887,6 +924,13 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
             failed.join(", ")
         )))
     }
+}
+
+/// What a method took: a dump, to store to each target; or (a tree) the
+/// result of storing it to each open target.
+enum Taken {
+    Dump(cove_backup::Dump),
+    Stored(Vec<Result<Backup, Failure>>),
 }
 
 fn short(id: &str) -> &str {
@@ -1118,12 +1162,12 @@ fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<()
             chosen.meta.service
         )));
     }
-    if Method::from_name(&chosen.meta.method) != Some(method) {
+    if method::from_name(&chosen.meta.method) != Some(method) {
         return Err(Failure::new(format!(
             "backup {} was made with {}; `{service}` restores {} backups",
             short(&chosen.id),
             chosen.meta.method,
-            method.name()
+            method::name(method)
         )));
     }
     let t = replica(project, service)?;
@@ -1147,6 +1191,21 @@ fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<()
             return Err(Failure::new("not restored"));
         }
     }
+    match method {
+        BackupMethod::Files => {
+            files::restore(project, &store, &chosen.id, &chosen.meta, &t)?;
+            return restored(service, chosen, &store);
+        }
+        BackupMethod::Mariabackup => {
+            physical::restore_mariabackup(project, &store, &chosen.id, &chosen.meta, &t)?;
+            return restored(service, chosen, &store);
+        }
+        BackupMethod::PgBasebackup => {
+            physical::restore_pg_basebackup(project, &store, &chosen.id, &chosen.meta, &t)?;
+            return restored(service, chosen, &store);
+        }
+        _ => {}
+    }
     // The stream, read back and verified in full, before anything changes.
     let state = state_dir(project);
     let mut dump = tempfile::Builder::new()
@@ -1164,7 +1223,7 @@ fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<()
             .map_err(|e| Failure::new(e.to_string()))
     };
     match method {
-        Method::PgDump => {
+        BackupMethod::PgDump => {
             let pg = Pg::of(&t)?;
             let mut cmd = Command::new("pg_restore");
             cmd.args(["--clean", "--if-exists", "--single-transaction"])
@@ -1174,14 +1233,39 @@ fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<()
                 .stdin(input()?);
             run_restore(cmd, "pg_restore")?;
         }
-        Method::MariadbDump => {
+        BackupMethod::MariadbDump => {
             let m = Maria::of(&t)?;
             let mut cmd = Command::new("mariadb");
             cmd.arg(m.first_arg()).stdin(input()?);
             run_restore(cmd, "mariadb")?;
         }
-        Method::RedisRdb => redis_restore(project, &t, dump.path())?,
+        BackupMethod::RedisRdb => redis_restore(project, &t, dump.path())?,
+        BackupMethod::Command => {
+            let spec = method::spec(project, service).and_then(|b| b.restore_command.as_ref());
+            let Some(spec) = spec else {
+                return Err(Failure::new(format!(
+                    "service `{service}` has no `x-cove.backup.restore_command` to restore its `command` backups with"
+                ))
+                .hint("set `restore_command`: a command reading the dump on its standard input"));
+            };
+            command::restore(&t, &command::argv_of(spec), dump.path())?;
+        }
+        BackupMethod::RabbitmqDefinitions => {
+            let (argv, _inetrc) = command::rabbitmqctl(&t, &["-q", "import_definitions"])?;
+            command::restore(&t, &argv, dump.path())?;
+            eprintln!(
+                "cove: definitions imported (users, vhosts, permissions, queues, exchanges, bindings, policies; messages are not in a definitions backup)"
+            );
+        }
+        BackupMethod::Lmdb => lmdb::restore(project, &t, dump.path())?,
+        BackupMethod::Files | BackupMethod::Mariabackup | BackupMethod::PgBasebackup => {
+            unreachable!("restored as trees above")
+        }
     }
+    restored(service, chosen, &store)
+}
+
+fn restored(service: &str, chosen: &Backup, store: &Store) -> Result<(), Failure> {
     eprintln!(
         "cove: restored {service} from backup {} ({}) of `{}`",
         short(&chosen.id),
@@ -1210,13 +1294,12 @@ fn run_restore(mut cmd: Command, name: &str) -> Result<(), Failure> {
 /// beside it), the replica started again.
 fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Failure> {
     let r = RedisConn::of(project, t)?;
-    if r.config("appendonly")? == "yes" {
-        return Err(Failure::new(format!(
-            "service `{}` runs with `appendonly yes`: Redis would load its AOF, not the restored RDB; restoring it is not built yet",
-            t.service
-        )));
+    let append_only = r.config("appendonly")? == "yes";
+    let role = redis_cluster::role(&r)?;
+    if let redis_cluster::Role::Replica(master) = &role {
+        return Err(redis_cluster::replica_refusal(&t.service, master, true));
     }
-    let dest = PathBuf::from(r.config("dir")?).join(r.config("dbfilename")?);
+    let layout = redis_cluster::layout(&r)?;
     let client = daemon::find(project).map_err(|e| Failure::new(e.to_string()))?;
     let rt = daemon::runtime().map_err(|e| Failure::new(e.to_string()))?;
     let names = daemon::names(std::slice::from_ref(&t.service));
@@ -1235,17 +1318,7 @@ fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Fa
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    if dest.exists() {
-        let kept = dest.with_extension(format!(
-            "rdb.before-restore-{}",
-            jiff::Timestamp::now().as_second()
-        ));
-        fs_err::rename(&dest, &kept).map_err(|e| Failure::new(e.to_string()))?;
-        eprintln!("cove: the RDB file it had is kept as {}", kept.display());
-    }
-    let tmp = dest.with_extension("rdb.restoring");
-    fs_err::copy(rdb, &tmp).map_err(|e| Failure::new(e.to_string()))?;
-    fs_err::rename(&tmp, &dest).map_err(|e| Failure::new(e.to_string()))?;
+    redis_cluster::put_rdb(&layout, rdb, append_only)?;
     let accepted: cove_daemon::api::Accepted = rt
         .block_on(client.post("/v1/start", &names))
         .map_err(|e| Failure::new(format!("cannot start `{}` again: {e}", t.service)))?;
@@ -1263,5 +1336,8 @@ fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Fa
         ))
         .hint("see `cove logs`")
     })?;
+    if role == redis_cluster::Role::Master {
+        redis_cluster::wait_cluster_ok(&t.service, &r)?;
+    }
     Ok(())
 }

@@ -16,7 +16,8 @@ use cove_spec::Project;
 use super::figures::Recorded;
 use super::scratch::{Account, Instance, alive, start_ticks, stop_group};
 use super::verify::recipe_of;
-use super::{Failure, Method, find_backup, short, state_dir};
+use super::{Failure, find_backup, short, state_dir};
+use cove_spec::xcove::BackupMethod as Method;
 
 /// What `instance.json` holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

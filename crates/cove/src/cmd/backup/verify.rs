@@ -32,15 +32,16 @@ use cove_spec::xcove::{StringOrList, Verify};
 
 use super::figures::{Drill, Figures, Recorded, differences};
 use super::scratch::{Account, Instance, claim, sweep};
-use super::{Failure, Method, open_all, short, state_dir};
+use super::{Failure, open_all, short, state_dir};
+use cove_spec::xcove::BackupMethod as Method;
 
 /// The recipe whose scratch instance restores a method's backups.
 pub(super) fn recipe_of(method: &str) -> Result<(Method, Recipe), Failure> {
-    match Method::from_name(method) {
+    match super::method::from_name(method) {
         Some(Method::PgDump) => Ok((Method::PgDump, Recipe::Postgres)),
         Some(Method::MariadbDump) => Ok((Method::MariadbDump, Recipe::Mariadb)),
         Some(Method::RedisRdb) => Ok((Method::RedisRdb, Recipe::Redis)),
-        None => Err(Failure::new(format!(
+        _ => Err(Failure::new(format!(
             "backups made with `{method}` have no restore drill yet"
         ))
         .hint("drills exist for pg_dump, mariadb-dump and redis-rdb backups")),
@@ -93,6 +94,14 @@ fn chosen(
             for b in all.iter().rev() {
                 if !seen.contains(&b.meta.service.as_str()) {
                     seen.push(&b.meta.service);
+                    // Unnamed, a method without a drill is passed over.
+                    if recipe_of(&b.meta.method).is_err() {
+                        eprintln!(
+                            "cove: backups of {} ({}) have no restore drill yet; passed over",
+                            b.meta.service, b.meta.method
+                        );
+                        continue;
+                    }
                     out.push(b.clone());
                 }
             }
