@@ -24,6 +24,9 @@ use rustic_core::{
 /// Every snapshot cove writes has this tag.
 pub const COVE_TAG: &str = "cove";
 
+mod scratch;
+pub use scratch::remove_leftovers;
+
 /// What went wrong, in words for the user.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -200,10 +203,12 @@ impl Store {
             }
         }
         fs_err::create_dir_all(scratch).map_err(|e| Error::new("backup scratch directory", e))?;
+        // What killed backups left there.
+        scratch::remove_leftovers(scratch);
         // A private (0700) directory holding the dump under its name in
         // the snapshot: rustic stores a single file by its own name.
         let dir = tempfile::Builder::new()
-            .prefix(".cove-dump-")
+            .prefix(&scratch::prefix())
             .tempdir_in(scratch)
             .map_err(|e| {
                 Error::new(

@@ -4,6 +4,7 @@
 mod act;
 pub mod attack;
 mod backup;
+mod backup_proof;
 mod buffs;
 mod chaos;
 mod chat;

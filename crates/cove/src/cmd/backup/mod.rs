@@ -37,6 +37,9 @@ use crate::cli::ProjectArgs;
 use crate::daemon;
 use crate::output::stderr_style;
 
+mod restore_all;
+mod space;
+
 /// The secret (in the app's secrets file) holding the backup repository's
 /// password: reserved for cove.
 pub const PASSWORD_SECRET: &str = "COVE_BACKUP_PASSWORD";
@@ -78,7 +81,13 @@ pub enum BackupCommand {
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
     /// The service whose data is replaced.
-    pub service: String,
+    #[arg(required_unless_present = "all")]
+    pub service: Option<String>,
+    /// Every service with backups, each from its newest, in dependency
+    /// order (bringing the app up first when it is down), then waits until
+    /// every service is ready: a host that lost its data, in one command.
+    #[arg(long, conflicts_with_all = ["service", "from"])]
+    pub all: bool,
     /// The backup (its id or a prefix). Default: the service's newest.
     #[arg(long, value_name = "ID")]
     pub from: Option<String>,
@@ -149,6 +158,14 @@ pub fn restore_cmd(project_args: &ProjectArgs, args: &RestoreArgs) -> anyhow::Re
         return Ok(ExitCode::from(1));
     };
     let target = target_dir(&project, args.target.as_deref());
+    if args.all {
+        return Ok(report(restore_all::restore_all(
+            project_args,
+            &project,
+            &target,
+            args,
+        )));
+    }
     Ok(report(restore(&project, &target, args)))
 }
 
@@ -666,7 +683,9 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                 // and an uncompressed stream deduplicates across backups.
                 let mut argv = vec!["pg_dump".to_string(), "-Fc".into(), "-Z0".into()];
                 argv.extend(pg.conn_args());
-                store.backup_command(&meta, &argv, &pg.env(), &scratch)?
+                store
+                    .backup_command(&meta, &argv, &pg.env(), &scratch)
+                    .map_err(|e| space::explain(e, &service, target, &scratch))?
             }
             Method::MariadbDump => {
                 let m = Maria::of(&t)?;
@@ -685,13 +704,17 @@ fn backup(project: &Project, target: &Path, services: &[String]) -> Result<(), F
                     "--databases".into(),
                 ];
                 argv.extend(dbs);
-                store.backup_command(&meta, &argv, &[path_env()], &scratch)?
+                store
+                    .backup_command(&meta, &argv, &[path_env()], &scratch)
+                    .map_err(|e| space::explain(e, &service, target, &scratch))?
             }
             Method::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                store.backup_command(&meta, &argv, &[path_env()], &scratch)?
+                store
+                    .backup_command(&meta, &argv, &[path_env()], &scratch)
+                    .map_err(|e| space::explain(e, &service, target, &scratch))?
             }
         };
         eprintln!(
@@ -814,7 +837,9 @@ fn check(project: &Project, target: &Path, id: Option<&str>, latest: bool) -> Re
 }
 
 fn restore(project: &Project, target: &Path, args: &RestoreArgs) -> Result<(), Failure> {
-    let service = &args.service;
+    let Some(service) = &args.service else {
+        return Err(Failure::new("which service? name one, or give --all"));
+    };
     let method = method_of(project, service)?;
     let store = open(project, target, false)?;
     let all = store.list()?;

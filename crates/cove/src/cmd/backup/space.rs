@@ -1,0 +1,44 @@
+//! A backup that ran out of disk says which disk: the scratch directory
+//! (where the uncompressed dump waits) or the target (the repository), by
+//! its path, with what to do. Nothing of it is kept either way: the dump's
+//! directory is removed, and packs the repository got before the disk
+//! filled belong to no snapshot (no backup is listed, nothing a restore
+//! could pick; `restic check` calls them unreferenced; a prune removes them).
+
+use std::path::Path;
+
+use super::Failure;
+
+fn is_no_space(message: &str) -> bool {
+    message.contains("No space left on device")
+        || message.contains("os error 28")
+        || message.contains("StorageFull")
+}
+
+/// `e`, from storing `service`'s dump, as the user should read it.
+pub(super) fn explain(
+    e: cove_backup::Error,
+    service: &str,
+    target: &Path,
+    scratch: &Path,
+) -> Failure {
+    let message = e.to_string();
+    if !is_no_space(&message) {
+        return Failure::new(message);
+    }
+    // The dump command's failure is writing the scratch file; any other is
+    // the repository's.
+    if message.starts_with("the backup command") || message.contains("the dump's temporary file") {
+        Failure::new(format!(
+            "no space left in {} for the dump of `{service}` (it waits there, uncompressed, before it is stored); no backup was kept: {message}",
+            scratch.display()
+        ))
+        .hint("free that much space on its disk (the dump's size: `cove backup ls` shows earlier ones)")
+    } else {
+        Failure::new(format!(
+            "no space left on the backup target {} while storing `{service}`; no backup was kept: {message}",
+            target.display()
+        ))
+        .hint("free space there, or give another `--target DIR`; what this backup wrote before the disk filled belongs to no backup")
+    }
+}
