@@ -29,16 +29,21 @@ pub(super) fn explain(
     // The dump command's failure is writing the scratch file; any other is
     // the repository's.
     if message.starts_with("the backup command") || message.contains("the dump's temporary file") {
+        // The command's own words (after cove's), without a backtrace.
+        let said = message
+            .split_once("no backup was kept: ")
+            .map_or(message.as_str(), |(_, s)| s);
+        let said = said.split("\n\nBacktrace:").next().unwrap_or(said).trim();
         Failure::new(format!(
-            "no space left in {} for the dump of `{service}` (it waits there, uncompressed, before it is stored); no backup was kept: {message}",
+            "no space left in {} for the dump of `{service}` (it waits there, uncompressed, before it is stored); no backup was kept: {said}",
             scratch.display()
         ))
         .hint("free that much space on its disk (the dump's size: `cove backup ls` shows earlier ones)")
     } else {
         Failure::new(format!(
-            "no space left on the backup target {} while storing `{service}`; no backup was kept: {message}",
+            "no space left on the backup target {} while storing `{service}` (No space left on device); no backup was kept",
             target.display()
         ))
-        .hint("free space there, or give another `--target DIR`; what this backup wrote before the disk filled belongs to no backup")
+        .hint("free space there, or give another `--target DIR`; what this backup wrote before the disk filled belongs to no backup (a prune removes it)")
     }
 }
