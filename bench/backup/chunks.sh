@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Why a second backup after 1 % of rows changed (spread evenly) stores
-# almost everything again, and what would change it: the same dumps stored
-# into repositories whose chunker cuts smaller chunks (restic's default is
-# 1 MiB on average), and PostgreSQL's table dumped in primary-key order
-# rather than pg_dump's physical order. Each pair (a dump, then the dump
-# after `UPDATE ... WHERE id % 100 = 0`) goes into a new repository made
-# with that chunk size, by crates/cove-backup/examples/chunking.rs (cove's
+# Why a second backup after 1 % of rows changed stores what it stores, and
+# what would change it: the same dumps stored into repositories whose
+# chunker cuts smaller chunks (restic's default is 1 MiB on average),
+# PostgreSQL's table dumped in primary-key order rather than pg_dump's
+# physical order, and mariadb-dump with one INSERT a row rather than
+# extended inserts. Each layout's three dumps (as made; after `UPDATE ...
+# WHERE id % 100 = 0`; then after the first 1 % of ids updated) go into a
+# new repository made with that chunk size, by crates/cove-backup/examples/chunking.rs (cove's
 # own Store, the repository made by rustic_core 0.13 with
-# `ConfigOptions::set_chunk_size`); the figure is the second's bytes added
-# over the first's. Then Debian's restic reads the smallest-chunk
+# `ConfigOptions::set_chunk_size`); the figures are the bytes each later
+# backup added over the first's. Then Debian's restic reads the smallest-chunk
 # repository back (`check --read-data`, `dump`). Measurements only.
 #
 # (An average under 8 KiB makes rustic_core 0.13 panic: its chunker
@@ -78,29 +79,42 @@ for ((lo = 1; lo <= rows; lo += batch)); do
   hi=$(( lo + batch - 1 < rows ? lo + batch - 1 : rows ))
   maria "INSERT INTO items SELECT seq, MD5(seq), MD5(seq * 31), seq % 1000, REPEAT(CHAR(65 + seq % 26), 40) FROM seq_${lo}_to_${hi}" >/dev/null
 done
-pg_dump_to "$work/pg.a"
-pg_sorted_to "$work/pgsorted.a"
-maria_dump_to "$work/maria.a"
+maria_rows_to() {
+  "$cove" exec db sh -c 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" exec mariadb-dump --no-defaults --protocol=tcp -h "$HOST" -P "$PORT" -uroot --single-transaction --skip-extended-insert --databases bench --result-file="$0"' "$1"
+}
+dumps() {
+  pg_dump_to "$work/pg.$1"
+  pg_sorted_to "$work/pgsorted.$1"
+  maria_dump_to "$work/maria.$1"
+  maria_rows_to "$work/mariarows.$1"
+}
+# a: as made; b: then 1 % of rows changed, spread (every 100th id);
+# c: then 1 % changed, contiguous (the first 1 % of ids).
+dumps a
 pg "UPDATE items SET n = n + 1 WHERE id % 100 = 0" >/dev/null
 maria "UPDATE items SET n = n + 1 WHERE id % 100 = 0" >/dev/null
-pg_dump_to "$work/pg.b"
-pg_sorted_to "$work/pgsorted.b"
-maria_dump_to "$work/maria.b"
+dumps b
+pg "UPDATE items SET n = n + 1 WHERE id <= $rows / 100" >/dev/null
+maria "UPDATE items SET n = n + 1 WHERE id <= $rows / 100" >/dev/null
+dumps c
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $rows rows a table"
-for f in pg pgsorted maria; do echo "$f: $(stat -c %s "$work/$f.a") bytes before, $(stat -c %s "$work/$f.b") after"; done
+for f in pg pgsorted maria mariarows; do echo "$f: $(stat -c %s "$work/$f.a") bytes"; done
 
 echo
-echo "| average chunk | pg_dump -Fc -Z0 (physical order) | PostgreSQL sorted by id (COPY ... ORDER BY id) | mariadb-dump |"
-echo "|---|---|---|---|"
+echo "Bytes the second (spread) and third (contiguous) backup added, over the first's:"
+echo
+echo "| average chunk | pg_dump -Fc -Z0 (physical order) | PostgreSQL sorted by id (COPY ... ORDER BY id) | mariadb-dump (extended inserts, as cove) | mariadb-dump --skip-extended-insert |"
+echo "|---|---|---|---|---|"
 for kib in 1024 256 64 16; do
   line="| $kib KiB |"
-  for f in pg pgsorted maria; do
+  for f in pg pgsorted maria mariarows; do
     repo="$work/repo-$kib-$f"
-    out=$("$chunking" "$repo" "$kib" "$work/$f.a" "$work/$f.b")
+    out=$("$chunking" "$repo" "$kib" "$work/$f.a" "$work/$f.b" "$work/$f.c")
     first=$(echo "$out" | sed -n 1p | awk '{print $6}')
-    second=$(echo "$out" | sed -n 2p | awk '{print $6}')
+    spread=$(echo "$out" | sed -n 2p | awk '{print $6}')
+    contig=$(echo "$out" | sed -n 3p | awk '{print $6}')
     t=$(echo "$out" | sed -n 1p | awk '{print $8}')
-    line="$line $(python3 -c "print(f'{100 * $second / $first:.1f} %')") (first: $first bytes in $t s) |"
+    line="$line $(python3 -c "print(f'spread {100 * $spread / $first:.1f} %, contiguous {100 * $contig / $first:.1f} %')") (first: $first bytes, $t s) |"
     if [ "$kib" != 16 ] || [ "$f" != maria ]; then rm -rf "$repo"; fi
   done
   echo "$line"
@@ -113,4 +127,4 @@ echo
 echo "restic $(restic version | awk '{print $2}') on a 16 KiB-chunk repository made by rustic_core:"
 restic -r "$repo" --password-file "$work/pw" --no-cache snapshots --compact | tail -n +1 | head -5
 restic -r "$repo" --password-file "$work/pw" --no-cache check --read-data 2>&1 | tail -1
-restic -r "$repo" --password-file "$work/pw" --no-cache dump latest /db.dump | cmp - "$work/maria.b" && echo "restic dump: the same bytes as the dump"
+restic -r "$repo" --password-file "$work/pw" --no-cache dump latest /db.dump | cmp - "$work/maria.c" && echo "restic dump: the same bytes as the dump"

@@ -83,6 +83,16 @@ backup() {
 read -r f1 f1b <<<"$(floor)"
 read -r c1 c1added c1stream <<<"$(backup)"
 read -r f2 f2b <<<"$(floor)"
+# cove's dump alone: mariadb-dump to a file, uncompressed.
+plain() {
+  local out="$work/plain.sql" a b
+  a=$(now)
+  "$cove" exec db sh -c 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" exec mariadb-dump --no-defaults --protocol=tcp -h "$HOST" -P "$PORT" -uroot --single-transaction --routines --events --databases bench --result-file="$0"' "$out"
+  b=$(now)
+  echo "$(secs "$a" "$b") $(stat -c %s "$out")"
+  rm -f "$out"
+}
+read -r p1 p1b <<<"$(plain)"
 ratio=$(python3 -c "print(f'{$c1 / (($f1 + $f2) / 2):.2f}')")
 echo
 echo "| run | wall time (s) | bytes |"
@@ -90,6 +100,7 @@ echo "|---|---|---|"
 echo "| \`mariadb-dump --single-transaction | zstd > file\` (before) | $f1 | $f1b (file) |"
 echo "| \`cove backup db\` (first) | $c1 | $c1stream stream, $c1added added to the repository |"
 echo "| \`mariadb-dump --single-transaction | zstd > file\` (after) | $f2 | $f2b (file) |"
+echo "| \`mariadb-dump --single-transaction > file\` (cove's dump alone) | $p1 | $p1b (file) |"
 echo
 echo "ratio cove backup / mean of the two mariadb-dump | zstd runs: $ratio"
 

@@ -832,7 +832,11 @@ fn a_host_that_lost_its_data_is_restored_by_one_command_and_healthy() {
     let out = watched(&[PG_PASSWORD, MARIA_ROOT, REDIS_PASSWORD], || {
         f.cove(&["restore", "--all", "--yes"])
     });
-    assert_eq!(out.code, Some(0), "{out}");
+    if out.code != Some(0) {
+        // What the services said, to tell a failed start from a failed restore.
+        let logs = f.cove(&["logs", "--no-color", "--tail", "60"]);
+        panic!("cove restore --all --yes: {out}\nlogs: {logs}");
+    }
     eprintln!("cove restore --all --yes:\n{}", out.stderr);
     // In dependency order: pg, then db (depends on pg), then cache.
     let at = |s: &str| {
