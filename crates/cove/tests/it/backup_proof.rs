@@ -864,3 +864,55 @@ fn a_host_that_lost_its_data_is_restored_by_one_command_and_healthy() {
     );
     assert_eq!(redis_state(&f), want.2, "redis");
 }
+
+const PG_AND_REDIS: &str = r#"
+services:
+  cache:
+    image: redis:7
+    command: redis-server --requirepass proof-redis-secret-93af
+  pg:
+    image: postgres:16
+    environment:
+      POSTGRES_USER: shop
+      POSTGRES_PASSWORD: "proof-pg-secret-2b8e"
+      POSTGRES_DB: orders
+"#;
+
+#[test]
+fn restore_all_refuses_a_damaged_backup_before_changing_anything() {
+    require(&["psql", "pg_dump", "pg_restore", "redis-cli", "redis-server"]);
+    let f = Fixture::new(PG_AND_REDIS);
+    let pg = Sql::of(&f, Engine::Pg);
+    pg.query("CREATE TABLE items (id bigint PRIMARY KEY, a text); INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
+    let (h, p) = f.address("cache");
+    redis_cli(&h, &p, &["SET", "k", "at-backup"]);
+    f.ok(&["backup"]);
+    assert_eq!(f.backups(None).len(), 2);
+    // Changed since, then every pack of the repository damaged.
+    pg.query("DELETE FROM items WHERE id > 10");
+    redis_cli(&h, &p, &["SET", "k", "after"]);
+    let repo = f.dir().join(".cove/backups");
+    let mut names = Vec::new();
+    for pack in packs(&repo) {
+        let mut bytes = fs_err::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        let mut perm = fs_err::metadata(&pack).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        fs_err::set_permissions(&pack, perm).unwrap();
+        fs_err::write(&pack, bytes).unwrap();
+        names.push(pack.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    let out = f.cove(&["restore", "--all", "--yes"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        names.iter().any(|n| out.stderr.contains(n.as_str())),
+        "names the damaged file: {out}"
+    );
+    assert!(out.stderr.contains("nothing was"), "{out}");
+    assert!(!out.stderr.contains("restored pg"), "{out}");
+    // Nothing changed.
+    assert_eq!(pg.query("SELECT count(*) FROM items"), "10");
+    assert_eq!(redis_cli(&h, &p, &["GET", "k"]).trim(), "after");
+}
