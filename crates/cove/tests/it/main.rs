@@ -5,6 +5,7 @@ mod act;
 pub mod attack;
 mod backup;
 mod backup_methods;
+mod backup_proof;
 mod backup_schedule;
 mod backup_targets;
 mod backup_verify;

@@ -67,6 +67,9 @@ use crate::cli::ProjectArgs;
 use crate::daemon;
 use crate::output::stderr_style;
 
+mod restore_all;
+mod space;
+
 /// The secret (in the app's secrets file) holding the backup repository's
 /// password: reserved for cove.
 pub const PASSWORD_SECRET: &str = "COVE_BACKUP_PASSWORD";
@@ -140,7 +143,7 @@ pub enum BackupCommand {
 pub struct RestoreArgs {
     /// The service whose data is replaced (or, with --to-new, restored
     /// beside it).
-    #[arg(required_unless_present_any = ["list_new", "drop"])]
+    #[arg(required_unless_present_any = ["list_new", "drop", "all"])]
     pub service: Option<String>,
     /// Restore into a new instance NAME beside the running service (a
     /// server of the same recipe on a free loopback port, its data under
@@ -153,6 +156,11 @@ pub struct RestoreArgs {
     /// Stop the instance NAME made with --to-new and delete its data.
     #[arg(long, value_name = "NAME")]
     pub drop: Option<String>,
+    /// Every service with backups, each from its newest, in dependency
+    /// order (bringing the app up first when it is down), then waits until
+    /// every service is ready: a host that lost its data, in one command.
+    #[arg(long, conflicts_with_all = ["service", "from", "to_new", "list_new", "drop"])]
+    pub all: bool,
     /// The backup (its id or a prefix). Default: the service's newest.
     #[arg(long, value_name = "ID")]
     pub from: Option<String>,
@@ -236,6 +244,14 @@ pub fn restore_cmd(project_args: &ProjectArgs, args: &RestoreArgs) -> anyhow::Re
         return Ok(ExitCode::from(1));
     };
     let target = args.target.as_deref();
+    if args.all {
+        return Ok(report(restore_all::restore_all(
+            project_args,
+            &project,
+            target,
+            args,
+        )));
+    }
     Ok(report(match (&args.service, &args.to_new, &args.drop) {
         (_, _, Some(name)) => to_new::drop_instance(&project, name),
         _ if args.list_new => to_new::list(&project),
@@ -797,7 +813,10 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                 // Uncompressed (`-Z0`): the repository compresses (zstd),
                 // and an uncompressed stream deduplicates across backups.
                 // The figures of the dump's snapshot go with it.
-                Taken::Dump(figures::pg_backup(&meta, &pg, &scratch)?)
+                Taken::Dump(
+                    figures::pg_backup(&meta, &pg, &scratch)
+                        .map_err(|f| space::explain(f, &service, "", &scratch))?,
+                )
             }
             BackupMethod::MariadbDump => {
                 let m = Maria::of(&t)?;
@@ -816,12 +835,10 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                     "--databases".into(),
                 ];
                 argv.extend(dbs);
-                Taken::Dump(cove_backup::dump_command(
-                    &meta,
-                    &argv,
-                    &[path_env()],
-                    &scratch,
-                )?)
+                Taken::Dump(
+                    cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)
+                        .map_err(|e| space::explain(e.into(), &service, "", &scratch))?,
+                )
             }
             BackupMethod::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
@@ -836,12 +853,10 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                 }
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                Taken::Dump(cove_backup::dump_command(
-                    &meta,
-                    &argv,
-                    &[path_env()],
-                    &scratch,
-                )?)
+                Taken::Dump(
+                    cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)
+                        .map_err(|e| space::explain(e.into(), &service, "", &scratch))?,
+                )
             }
             BackupMethod::Command => {
                 let spec = method::spec(project, &service).and_then(|b| b.command.as_ref());
@@ -875,7 +890,10 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                     message: f.message.clone(),
                     hint: f.hint.clone(),
                 }),
-                (Ok(store), Some(dump)) => store.store_dump(dump).map_err(Failure::from),
+                (Ok(store), Some(dump)) => store.store_dump(dump).map_err(|e| {
+                    let at = format!("`{}` ({})", target.name, target.location.url());
+                    space::explain(e.into(), &service, &at, &scratch)
+                }),
                 (Ok(_), None) => trees
                     .as_mut()
                     .and_then(Iterator::next)
