@@ -1166,6 +1166,15 @@ fn find_backup(
 
 fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<(), Failure> {
     let method = method_of(project, service)?;
+    if method == BackupMethod::RedisRdb {
+        // A cluster replica is refused before any backup is looked for.
+        let t = replica(project, service)?;
+        if let redis_cluster::Role::Replica(master) =
+            redis_cluster::role(&RedisConn::of(project, &t)?)?
+        {
+            return Err(redis_cluster::replica_refusal(service, &master, true));
+        }
+    }
     let (chosen, store) = find_backup(
         project,
         args.target.as_deref(),
