@@ -6,63 +6,28 @@
 //! refuses `restore`; a failed dump leaves no backup; Debian's `restic`
 //! lists and dumps what cove stored.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::daemon::{App, Out, run_bounded};
+use crate::backup_app::BackupApp;
+use crate::daemon::{Out, run_bounded};
 use crate::recipes::require;
 
-/// An app with its own identity and secrets file (`cove secrets init`).
-struct Fixture {
-    app: App,
-    identity: PathBuf,
-    _id_dir: tempfile::TempDir,
+/// An app with its own identity and secrets file, up ([`BackupApp`]).
+struct Fixture(BackupApp);
+
+impl std::ops::Deref for Fixture {
+    type Target = BackupApp;
+    fn deref(&self) -> &BackupApp {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(yaml: &str) -> Fixture {
-        let id_dir = tempfile::tempdir().unwrap();
-        let identity = id_dir.path().join("identity.txt");
-        let app = App::with_env(yaml, &[("COVE_IDENTITY", &identity)]);
-        let f = Fixture {
-            app,
-            identity,
-            _id_dir: id_dir,
-        };
-        let out = f.cove(&["secrets", "init"]);
-        assert_eq!(out.code, Some(0), "{out}");
-        let out = f.cove(&["up", "-d"]);
-        assert_eq!(out.code, Some(0), "{out}");
-        f
-    }
-
-    fn dir(&self) -> &Path {
-        self.app.dir()
-    }
-
-    fn cove(&self, args: &[&str]) -> Out {
-        run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_cove"))
-                .current_dir(self.dir())
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env("COVE_IDENTITY", &self.identity)
-                .stdin(Stdio::null()),
-            600,
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cove(args);
-        assert_eq!(out.code, Some(0), "cove {args:?}: {out}");
-        out
-    }
-
-    /// `sh -c SCRIPT` beside the replica of `service` (its environment).
-    fn sh(&self, service: &str, script: &str) -> String {
-        self.ok(&["exec", service, "sh", "-c", script]).stdout
+        Fixture(BackupApp::new(yaml))
     }
 
     /// `cove backup ARGS`, while another thread reads every process's

@@ -6,59 +6,25 @@
 //! data written, backed up, changed, restored, equal to the backup's.
 //! And a method that does not fit its service is refused, naming both.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::daemon::{App, Out, run_bounded};
+use crate::backup_app::BackupApp;
+use crate::daemon::{Out, run_bounded};
 use crate::recipes::require;
 
-/// An app with its own identity and secrets file, up.
-struct Fixture {
-    app: App,
-    identity: PathBuf,
-    _id_dir: tempfile::TempDir,
+/// An app with its own identity and secrets file, up ([`BackupApp`]).
+struct Fixture(BackupApp);
+
+impl std::ops::Deref for Fixture {
+    type Target = BackupApp;
+    fn deref(&self) -> &BackupApp {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(yaml: &str) -> Fixture {
-        let id_dir = tempfile::tempdir().unwrap();
-        let identity = id_dir.path().join("identity.txt");
-        let app = App::with_env(yaml, &[("COVE_IDENTITY", &identity)]);
-        let f = Fixture {
-            app,
-            identity,
-            _id_dir: id_dir,
-        };
-        f.ok(&["secrets", "init"]);
-        f.ok(&["up", "-d"]);
-        f
-    }
-
-    fn dir(&self) -> &Path {
-        self.app.dir()
-    }
-
-    fn cove(&self, args: &[&str]) -> Out {
-        run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_cove"))
-                .current_dir(self.dir())
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env("COVE_IDENTITY", &self.identity)
-                .stdin(Stdio::null()),
-            600,
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cove(args);
-        assert_eq!(out.code, Some(0), "cove {args:?}: {out}");
-        out
-    }
-
-    /// `sh -c SCRIPT` beside the replica of `service` (its environment).
-    fn sh(&self, service: &str, script: &str) -> String {
-        self.ok(&["exec", service, "sh", "-c", script]).stdout
+        Fixture(BackupApp::new(yaml))
     }
 
     fn backups(&self) -> Vec<serde_json::Value> {
@@ -595,19 +561,25 @@ fn redis_cluster_backs_up_and_restores_each_master() {
     let f = Fixture::new(REDIS_CLUSTER);
     // The cluster formed (init ran to its end before `up -d` returned?
     // wait for it, bounded).
+    // Every node must say so: one that does not yet answers CLUSTERDOWN,
+    // which `redis-cli` prints with exit status 0.
     let mut formed = false;
     for _ in 0..300 {
-        let info = f.sh("r0", "redis-cli -h \"$HOST\" -p \"$PORT\" cluster info");
-        if info.contains("cluster_state:ok") {
-            formed = true;
+        formed = ["r0", "r1", "r2", "r3", "r4", "r5"].iter().all(|n| {
+            f.sh(n, "redis-cli -h \"$HOST\" -p \"$PORT\" cluster info")
+                .contains("cluster_state:ok")
+        });
+        if formed {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(formed, "the cluster formed");
+    // Each SET must answer OK (an error reply is not an exit status;
+    // tried again for 5 s at most).
     f.sh(
         "r0",
-        "for i in $(seq 1 300); do redis-cli -c -h \"$HOST\" -p \"$PORT\" SET key:$i value-$i > /dev/null || exit 1; done",
+        "for i in $(seq 1 300); do for t in $(seq 50); do r=$(redis-cli -c -h \"$HOST\" -p \"$PORT\" SET key:$i value-$i); [ \"$r\" = OK ] && break; sleep 0.1; done; [ \"$r\" = OK ] || { echo \"SET key:$i: $r\" >&2; exit 1; }; done",
     );
     // All 300 stored before the backup (told apart from any loss later).
     let info = f.sh("r0", "redis-cli --cluster info \"$HOST:$PORT\"");

@@ -21,33 +21,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::daemon::{App, Out, eventually, kill9, run_bounded};
+use crate::backup_app::BackupApp;
+use crate::daemon::{Out, eventually, kill9, run_bounded};
 use crate::recipes::require;
 
-/// An app with its own identity and secrets file, up.
-struct Fixture {
-    app: App,
-    identity: PathBuf,
-    _id_dir: tempfile::TempDir,
+/// An app with its own identity and secrets file, up ([`BackupApp`]).
+struct Fixture(BackupApp);
+
+impl std::ops::Deref for Fixture {
+    type Target = BackupApp;
+    fn deref(&self) -> &BackupApp {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(yaml: &str) -> Fixture {
-        let id_dir = tempfile::tempdir().unwrap();
-        let identity = id_dir.path().join("identity.txt");
-        let app = App::with_env(yaml, &[("COVE_IDENTITY", &identity)]);
-        let f = Fixture {
-            app,
-            identity,
-            _id_dir: id_dir,
-        };
-        f.ok(&["secrets", "init"]);
-        f.ok(&["up", "-d"]);
-        f
-    }
-
-    fn dir(&self) -> &Path {
-        self.app.dir()
+        Fixture(BackupApp::new(yaml))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -62,12 +52,6 @@ impl Fixture {
 
     fn cove(&self, args: &[&str]) -> Out {
         run_bounded(&mut self.command(args), 900)
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cove(args);
-        assert_eq!(out.code, Some(0), "cove {args:?}: {out}");
-        out
     }
 
     /// `cove backup ls --format json` of `target` (or the default).

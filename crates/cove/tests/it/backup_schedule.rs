@@ -7,53 +7,26 @@
 //! bytes only the removed backup held.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::daemon::{App, Out, eventually_ok, run_bounded};
+use crate::backup_app::BackupApp;
+use crate::daemon::eventually_ok;
 use crate::recipes::require;
 
-struct Fixture {
-    app: App,
-    identity: PathBuf,
-    _id_dir: tempfile::TempDir,
+/// An app with its own identity and secrets file, up ([`BackupApp`]).
+struct Fixture(BackupApp);
+
+impl std::ops::Deref for Fixture {
+    type Target = BackupApp;
+    fn deref(&self) -> &BackupApp {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(yaml: &str) -> Fixture {
-        let id_dir = tempfile::tempdir().unwrap();
-        let identity = id_dir.path().join("identity.txt");
-        let app = App::with_env(yaml, &[("COVE_IDENTITY", &identity)]);
-        let f = Fixture {
-            app,
-            identity,
-            _id_dir: id_dir,
-        };
-        f.ok(&["secrets", "init"]);
-        f.ok(&["up", "-d"]);
-        f
-    }
-
-    fn dir(&self) -> &Path {
-        self.app.dir()
-    }
-
-    fn cove(&self, args: &[&str]) -> Out {
-        run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_cove"))
-                .current_dir(self.dir())
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env("COVE_IDENTITY", &self.identity)
-                .stdin(Stdio::null()),
-            600,
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cove(args);
-        assert_eq!(out.code, Some(0), "cove {args:?}: {out}");
-        out
+        Fixture(BackupApp::new(yaml))
     }
 
     fn write(&self, yaml: &str) {

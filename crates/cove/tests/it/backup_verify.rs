@@ -8,60 +8,28 @@
 //! gives a reachable instance holding the backup's rows while the service
 //! keeps its newer ones, and `--drop` removes it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use cove_backup::{Meta, Store};
 
-use crate::daemon::{App, Out, eventually, run_bounded};
+use crate::backup_app::BackupApp;
+use crate::daemon::{eventually, run_bounded};
 use crate::recipes::require;
 
-/// An app with its own identity and secrets file, up.
-struct Fixture {
-    app: App,
-    identity: PathBuf,
-    _id_dir: tempfile::TempDir,
+/// An app with its own identity and secrets file, up ([`BackupApp`]).
+struct Fixture(BackupApp);
+
+impl std::ops::Deref for Fixture {
+    type Target = BackupApp;
+    fn deref(&self) -> &BackupApp {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(yaml: &str) -> Fixture {
-        let id_dir = tempfile::tempdir().unwrap();
-        let identity = id_dir.path().join("identity.txt");
-        let app = App::with_env(yaml, &[("COVE_IDENTITY", &identity)]);
-        let f = Fixture {
-            app,
-            identity,
-            _id_dir: id_dir,
-        };
-        f.ok(&["secrets", "init"]);
-        f.ok(&["up", "-d"]);
-        f
-    }
-
-    fn dir(&self) -> &Path {
-        self.app.dir()
-    }
-
-    fn cove(&self, args: &[&str]) -> Out {
-        run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_cove"))
-                .current_dir(self.dir())
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env("COVE_IDENTITY", &self.identity)
-                .stdin(Stdio::null()),
-            600,
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cove(args);
-        assert_eq!(out.code, Some(0), "cove {args:?}: {out}");
-        out
-    }
-
-    fn sh(&self, service: &str, script: &str) -> String {
-        self.ok(&["exec", service, "sh", "-c", script]).stdout
+        Fixture(BackupApp::new(yaml))
     }
 
     fn backups(&self) -> Vec<serde_json::Value> {

@@ -4,6 +4,7 @@
 mod act;
 pub mod attack;
 mod backup;
+mod backup_app;
 mod backup_methods;
 mod backup_proof;
 mod backup_schedule;
