@@ -59,6 +59,58 @@ pub(crate) fn policies(name: &str, svc: &Map, diags: &mut Diagnostics) {
     }
 }
 
+/// Every name in a `copies` list (the project's `x-cove.backup.copies`, a
+/// service's `x-cove.backup.copies`) names a target of the project's
+/// `x-cove.backup.targets`, or `local` (the state directory's repository).
+pub(crate) fn backup_copies<'a>(
+    root: Option<&Map>,
+    services: impl Iterator<Item = (&'a str, &'a Map)>,
+    diags: &mut Diagnostics,
+) {
+    let backup = root.and_then(|x| x.get("backup")).and_then(Node::as_map);
+    let mut defined: Vec<&str> = backup
+        .and_then(|b| b.get("targets"))
+        .and_then(Node::as_map)
+        .map(|t| t.keys().collect())
+        .unwrap_or_default();
+    if !defined.contains(&"local") {
+        defined.push("local");
+    }
+    let mut check = |place: String, copies: Option<&Node>| {
+        for n in copies.and_then(Node::as_seq).unwrap_or_default() {
+            let Some(name) = n.as_text() else { continue };
+            if defined.contains(&name) {
+                continue;
+            }
+            let hint = match suggest(name, defined.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? Targets: {}", defined.join(", ")),
+                None => format!(
+                    "the targets are {} (`local` is the state directory's repository; define more under `x-cove.backup.targets`)",
+                    defined.join(", ")
+                ),
+            };
+            diags.push(
+                Diagnostic::error(
+                    n.span,
+                    format!("`{place}` names `{name}`, which is not a backup target"),
+                )
+                .with_hint(hint),
+            );
+        }
+    };
+    check(
+        "x-cove.backup.copies".into(),
+        backup.and_then(|b| b.get("copies")),
+    );
+    for (svc, x) in services {
+        let copies = x
+            .get("backup")
+            .and_then(Node::as_map)
+            .and_then(|b| b.get("copies"));
+        check(format!("services.{svc}.x-cove.backup.copies"), copies);
+    }
+}
+
 /// The checks of the project's `x-cove` (`root`) and of each service's
 /// (`services`: name → its `x-cove`): each value that does not parse, at
 /// its place.

@@ -75,6 +75,14 @@ pub fn resolve(
         }),
         &mut loader.diags,
     );
+    crate::checks::backup_copies(
+        root_map.get("x-cove").and_then(Node::as_map),
+        services.entries.iter().filter_map(|e| {
+            let x = e.value.as_map()?.get("x-cove")?.as_map()?;
+            Some((e.key.as_str(), x))
+        }),
+        &mut loader.diags,
+    );
     for cycle in graph.cycles() {
         let msg = if cycle.path.len() == 2 {
             format!("service `{}` depends on itself", cycle.path[0])

@@ -403,14 +403,22 @@ fn unknown_target_names_are_errors_naming_service_and_field() {
         ),
     )
     .unwrap();
-    let out = f.cove(&["backup", "cache"]);
-    assert_eq!(out.code, Some(1), "{out}");
-    assert!(
-        out.stderr
-            .contains("services.cache.x-cove.backup.copies of `cache` names the target `offsite`"),
-        "{out}"
-    );
-    assert!(out.stderr.contains("`local`, `nas`"), "the hint: {out}");
+    // Refused when the file is loaded (`cove config` too), at its place.
+    for args in [&["backup", "cache"][..], &["config", "-q"]] {
+        let out = f.cove(args);
+        assert_eq!(out.code, Some(1), "{out}");
+        assert!(
+            out.stderr.contains(
+                "`services.cache.x-cove.backup.copies` names `offsite`, which is not a backup target"
+            ),
+            "{out}"
+        );
+        assert!(out.stderr.contains("compose.yaml:7:18"), "the place: {out}");
+        assert!(
+            out.stderr.contains("the targets are nas, local"),
+            "the hint: {out}"
+        );
+    }
     // A target whose URL cannot be used.
     fs_err::write(
         f.dir.path().join("compose.yaml"),
