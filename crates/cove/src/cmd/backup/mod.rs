@@ -1205,18 +1205,11 @@ fn restore(project: &Project, service: &String, args: &RestoreArgs) -> Result<()
             ))
             .hint("give --yes to restore without asking"));
         }
-        eprint!(
-            "cove: replace the data of `{service}` with backup {} of {}? [y/N] ",
+        confirm(&format!(
+            "replace the data of `{service}` with backup {} of {}?",
             short(&chosen.id),
             chosen.time
-        );
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| Failure::new(e.to_string()))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(Failure::new("not restored"));
-        }
+        ))?;
     }
     match method {
         BackupMethod::Files => {
@@ -1302,6 +1295,20 @@ fn restored(service: &str, chosen: &Backup, store: &Store) -> Result<(), Failure
     Ok(())
 }
 
+/// Asks `question` on the terminal: `Ok` only for a yes.
+fn confirm(question: &str) -> Result<(), Failure> {
+    eprint!("cove: {question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::new(e.to_string()))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::new("not restored"))
+    }
+}
+
 fn run_restore(mut cmd: Command, name: &str) -> Result<(), Failure> {
     let out = cmd
         .stdout(Stdio::null())
@@ -1327,42 +1334,9 @@ fn redis_restore(project: &Project, t: &ExecTarget, rdb: &Path) -> Result<(), Fa
         return Err(redis_cluster::replica_refusal(&t.service, master, true));
     }
     let layout = redis_cluster::layout(&r)?;
-    let client = daemon::find(project).map_err(|e| Failure::new(e.to_string()))?;
-    let rt = daemon::runtime().map_err(|e| Failure::new(e.to_string()))?;
-    let names = daemon::names(std::slice::from_ref(&t.service));
-    rt.block_on(client.post::<cove_daemon::api::Accepted>("/v1/stop", &names))
-        .map_err(|e| Failure::new(format!("cannot stop `{}`: {e}", t.service)))?;
-    // Stopped: its process gone (bounded).
-    if let Some(pid) = t.pid {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            if Instant::now() > deadline {
-                return Err(Failure::new(format!(
-                    "`{}` did not stop in 2 minutes",
-                    t.service
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    lifecycle::stop(project, t)?;
     redis_cluster::put_rdb(&layout, rdb, append_only)?;
-    let accepted: cove_daemon::api::Accepted = rt
-        .block_on(client.post("/v1/start", &names))
-        .map_err(|e| Failure::new(format!("cannot start `{}` again: {e}", t.service)))?;
-    rt.block_on(daemon::wait_ready(
-        &client,
-        std::slice::from_ref(&t.service),
-        accepted.seq,
-        Duration::from_secs(300),
-        &accepted.revisions,
-    ))
-    .map_err(|_| {
-        Failure::new(format!(
-            "`{}` did not become ready after the restore",
-            t.service
-        ))
-        .hint("see `cove logs`")
-    })?;
+    lifecycle::start(project, &t.service)?;
     if role == redis_cluster::Role::Master {
         redis_cluster::wait_cluster_ok(&t.service, &r)?;
     }

@@ -137,14 +137,7 @@ pub(super) fn restore_all(
             ))
             .hint("give --yes to restore without asking"));
         }
-        eprint!("cove: replace the data of {}? [y/N] ", listing.join(", "));
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| Failure::new(e.to_string()))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(Failure::new("not restored"));
-        }
+        super::confirm(&format!("replace the data of {}?", listing.join(", ")))?;
     }
     // Every backup read back and verified before anything changes.
     let mut holders: Vec<String> = Vec::new();

@@ -53,16 +53,7 @@ fn describe(p: &Policy) -> String {
 
 /// The `keep` of `service`, if it has one.
 pub(super) fn keep_of(project: &Project, service: &str) -> Option<Keep> {
-    project
-        .app
-        .services
-        .get(service)?
-        .x_cove
-        .as_ref()?
-        .backup
-        .as_ref()?
-        .keep
-        .clone()
+    super::method::spec(project, service)?.keep.clone()
 }
 
 fn environment(project: &Project) -> String {
