@@ -6,13 +6,12 @@
 //! refuses `restore`; a failed dump leaves no backup; Debian's `restic`
 //! lists and dumps what cove stored.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backup_app::BackupApp;
-use crate::daemon::{Out, run_bounded};
+use crate::backup_app::{BackupApp, pg_checksums, psql, restic};
+use crate::daemon::Out;
 use crate::recipes::require;
 
 /// An app with its own identity and secrets file, up ([`BackupApp`]).
@@ -73,51 +72,6 @@ impl Fixture {
             .unwrap()
             .clone()
     }
-
-    fn repo_password(&self) -> String {
-        self.ok(&["secrets", "get", "COVE_BACKUP_PASSWORD"])
-            .stdout
-            .trim_end()
-            .to_string()
-    }
-
-    /// Every pack of the repository with one byte flipped (which packs
-    /// hold the newest backup is rustic's business): their file names.
-    fn flip_a_byte(&self) -> Vec<String> {
-        let data = self.dir().join(".cove/backups/data");
-        let mut names = Vec::new();
-        for sub in fs_err::read_dir(data).unwrap().flatten() {
-            for f in fs_err::read_dir(sub.path()).unwrap().flatten() {
-                let pack = f.path();
-                let mut bytes = fs_err::read(&pack).unwrap();
-                let mid = bytes.len() / 2;
-                bytes[mid] ^= 0x40;
-                let mut perm = fs_err::metadata(&pack).unwrap().permissions();
-                #[allow(clippy::permissions_set_readonly_false)]
-                perm.set_readonly(false);
-                fs_err::set_permissions(&pack, perm).unwrap();
-                fs_err::write(&pack, bytes).unwrap();
-                names.push(pack.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-        names
-    }
-}
-
-fn restic(repo: &Path, password: &str, args: &[&str]) -> Out {
-    let pwfile = tempfile::NamedTempFile::new().unwrap();
-    fs_err::write(pwfile.path(), password).unwrap();
-    run_bounded(
-        Command::new("restic")
-            .arg("-r")
-            .arg(repo)
-            .arg("--password-file")
-            .arg(pwfile.path())
-            .arg("--no-cache")
-            .args(args)
-            .stdin(Stdio::null()),
-        300,
-    )
 }
 
 const PG_PASSWORD: &str = "pg-backup-secret-7f3a";
@@ -131,22 +85,6 @@ services:
       POSTGRES_PASSWORD: "pg-backup-secret-7f3a"
       POSTGRES_DB: orders
 "#;
-
-fn psql(f: &Fixture, sql: &str) -> String {
-    f.sh(
-        "pg",
-        &format!(
-            "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h \"$HOST\" -p \"$PORT\" -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tA -v ON_ERROR_STOP=1 -c \"{sql}\""
-        ),
-    )
-}
-
-fn pg_checksums(f: &Fixture) -> String {
-    psql(
-        f,
-        "SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM items t) || ' ' || (SELECT count(*) || ':' || md5(string_agg(u::text, ',' ORDER BY id)) FROM notes u)",
-    )
-}
 
 #[test]
 fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
@@ -202,7 +140,7 @@ fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
 
     // Debian's restic lists cove's backups and dumps the same stream.
     let repo = f.dir().join(".cove/backups");
-    let out = restic(&repo, &repo_pw, &["snapshots", "--json"]);
+    let out = restic(&repo, &repo_pw, &["snapshots", "--json"], 300);
     assert_eq!(out.code, Some(0), "{out}");
     let snaps: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let ids: Vec<&str> = snaps
@@ -241,7 +179,7 @@ fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
         listed[1]["size"].as_u64().unwrap(),
         "the whole stream"
     );
-    let out = restic(&repo, "wrong password", &["snapshots"]);
+    let out = restic(&repo, "wrong password", &["snapshots"], 300);
     assert_ne!(out.code, Some(0), "{out}");
 
     // A dump that fails (its account's password changed) leaves no backup.
@@ -258,7 +196,7 @@ fn postgres_round_trip_check_corruption_failed_dump_and_restic() {
         .map(|e| e.path())
         .collect();
     assert!(scratch.is_empty(), "{scratch:?}");
-    let out = restic(&repo, &repo_pw, &["snapshots", "--json"]);
+    let out = restic(&repo, &repo_pw, &["snapshots", "--json"], 300);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out.stdout)
             .unwrap()

@@ -57,3 +57,78 @@ impl BackupApp {
         self.ok(&["exec", service, "sh", "-c", script]).stdout
     }
 }
+
+impl BackupApp {
+    /// The default (`local`) repository.
+    pub fn repo(&self) -> PathBuf {
+        self.dir().join(".cove/backups")
+    }
+
+    /// The repositories' password, from the secrets file.
+    pub fn repo_password(&self) -> String {
+        self.ok(&["secrets", "get", "COVE_BACKUP_PASSWORD"])
+            .stdout
+            .trim_end()
+            .to_string()
+    }
+
+    /// Every pack of the local repository with one byte flipped (which
+    /// packs hold the newest backup is rustic's business): their file names.
+    pub fn flip_a_byte(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for sub in fs_err::read_dir(self.repo().join("data"))
+            .unwrap()
+            .flatten()
+        {
+            for f in fs_err::read_dir(sub.path()).unwrap().flatten() {
+                let pack = f.path();
+                let mut bytes = fs_err::read(&pack).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                let mut perm = fs_err::metadata(&pack).unwrap().permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                perm.set_readonly(false);
+                fs_err::set_permissions(&pack, perm).unwrap();
+                fs_err::write(&pack, bytes).unwrap();
+                names.push(pack.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        names
+    }
+}
+
+/// Debian's restic on `repo` (bounded: `secs`).
+pub fn restic(repo: &Path, password: &str, args: &[&str], secs: u64) -> Out {
+    let pwfile = tempfile::NamedTempFile::new().unwrap();
+    fs_err::write(pwfile.path(), password).unwrap();
+    run_bounded(
+        Command::new("restic")
+            .arg("-r")
+            .arg(repo)
+            .arg("--password-file")
+            .arg(pwfile.path())
+            .arg("--no-cache")
+            .args(args)
+            .stdin(Stdio::null()),
+        secs,
+    )
+}
+
+/// `psql -c SQL` beside the replica of the service `pg`, as its user in
+/// its database.
+pub fn psql(f: &BackupApp, sql: &str) -> String {
+    f.sh(
+        "pg",
+        &format!(
+            "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h \"$HOST\" -p \"$PORT\" -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tA -v ON_ERROR_STOP=1 -c \"{sql}\""
+        ),
+    )
+}
+
+/// Count and md5 of the ordered rows of the tables `items` and `notes`.
+pub fn pg_checksums(f: &BackupApp) -> String {
+    psql(
+        f,
+        "SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM items t) || ' ' || (SELECT count(*) || ':' || md5(string_agg(u::text, ',' ORDER BY id)) FROM notes u)",
+    )
+}

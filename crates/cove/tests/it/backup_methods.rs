@@ -8,7 +8,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::backup_app::BackupApp;
+use crate::backup_app::{BackupApp, psql};
 use crate::daemon::{Out, run_bounded};
 use crate::recipes::require;
 
@@ -60,15 +60,6 @@ services:
         command: PGPASSWORD="$$POSTGRES_PASSWORD" pg_dump -h "$$HOST" -p "$$PORT" -U "$$POSTGRES_USER" -Fc "$$POSTGRES_DB"
         restore_command: PGPASSWORD="$$POSTGRES_PASSWORD" pg_restore --clean --if-exists --single-transaction -h "$$HOST" -p "$$PORT" -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"
 "#;
-
-fn psql(f: &Fixture, sql: &str) -> String {
-    f.sh(
-        "pg",
-        &format!(
-            "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h \"$HOST\" -p \"$PORT\" -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tA -v ON_ERROR_STOP=1 -c \"{sql}\""
-        ),
-    )
-}
 
 fn pg_sum(f: &Fixture) -> String {
     psql(

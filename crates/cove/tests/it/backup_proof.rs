@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backup_app::BackupApp;
+use crate::backup_app::{BackupApp, restic};
 use crate::daemon::{Out, eventually, kill9, run_bounded};
 use crate::recipes::require;
 
@@ -70,13 +70,6 @@ impl Fixture {
             .clone()
     }
 
-    fn repo_password(&self) -> String {
-        self.ok(&["secrets", "get", "COVE_BACKUP_PASSWORD"])
-            .stdout
-            .trim_end()
-            .to_string()
-    }
-
     /// `HOST PORT` of `service`'s replica.
     fn address(&self, service: &str) -> (String, String) {
         let out = self.ok(&["exec", service, "sh", "-c", "echo \"$HOST $PORT\""]);
@@ -85,25 +78,8 @@ impl Fixture {
     }
 }
 
-/// Debian's restic on `repo`.
-fn restic(repo: &Path, password: &str, args: &[&str]) -> Out {
-    let pwfile = tempfile::NamedTempFile::new().unwrap();
-    fs_err::write(pwfile.path(), password).unwrap();
-    run_bounded(
-        Command::new("restic")
-            .arg("-r")
-            .arg(repo)
-            .arg("--password-file")
-            .arg(pwfile.path())
-            .arg("--no-cache")
-            .args(args)
-            .stdin(Stdio::null()),
-        600,
-    )
-}
-
 fn restic_snapshots(repo: &Path, password: &str) -> usize {
-    let out = restic(repo, password, &["snapshots", "--json"]);
+    let out = restic(repo, password, &["snapshots", "--json"], 600);
     assert_eq!(out.code, Some(0), "{out}");
     serde_json::from_str::<serde_json::Value>(&out.stdout)
         .unwrap()
@@ -115,7 +91,7 @@ fn restic_snapshots(repo: &Path, password: &str) -> usize {
 /// `restic check` passes, or finds nothing but packs no index refers to
 /// (what a backup stopped while storing leaves: data of no snapshot).
 fn restic_check_clean(repo: &Path, password: &str) -> Out {
-    let out = restic(repo, password, &["check"]);
+    let out = restic(repo, password, &["check"], 600);
     if out.code != Some(0) {
         let text = format!("{}{}", out.stdout, out.stderr);
         let bad: Vec<&str> = text

@@ -6,7 +6,7 @@
 //! nothing; `forget` removes what the policy says and its prune frees the
 //! bytes only the removed backup held.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -60,10 +60,6 @@ impl Fixture {
             &format!("{input} | redis-cli -h \"$HOST\" -p \"$PORT\" {args}"),
         ])
         .stdout
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir().join(".cove/backups")
     }
 }
 

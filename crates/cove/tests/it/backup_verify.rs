@@ -8,12 +8,11 @@
 //! gives a reachable instance holding the backup's rows while the service
 //! keeps its newer ones, and `--drop` removes it.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use cove_backup::{Meta, Store};
 
-use crate::backup_app::BackupApp;
+use crate::backup_app::{BackupApp, pg_checksums, psql};
 use crate::daemon::{eventually, run_bounded};
 use crate::recipes::require;
 
@@ -46,10 +45,6 @@ impl Fixture {
             .into_iter()
             .find(|b| b["id"].as_str().unwrap().starts_with(id))
             .unwrap_or_else(|| panic!("no backup {id}"))
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir().join(".cove/backups")
     }
 
     /// The repository, opened as cove does (its password from the secrets).
@@ -89,29 +84,6 @@ impl Fixture {
         let mut out = Vec::new();
         self.store().restore(id, &mut out).unwrap();
         out
-    }
-
-    /// Every pack of the repository with one byte flipped: their names.
-    fn flip_a_byte(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for sub in fs_err::read_dir(self.repo().join("data"))
-            .unwrap()
-            .flatten()
-        {
-            for f in fs_err::read_dir(sub.path()).unwrap().flatten() {
-                let pack = f.path();
-                let mut bytes = fs_err::read(&pack).unwrap();
-                let mid = bytes.len() / 2;
-                bytes[mid] ^= 0x40;
-                let mut perm = fs_err::metadata(&pack).unwrap().permissions();
-                #[allow(clippy::permissions_set_readonly_false)]
-                perm.set_readonly(false);
-                fs_err::set_permissions(&pack, perm).unwrap();
-                fs_err::write(&pack, bytes).unwrap();
-                names.push(pack.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-        names
     }
 
     /// Nothing left of drills under `.cove/drill`.
@@ -206,22 +178,6 @@ services:
         verify:
           command: 'PGPASSWORD="$$COVE_VERIFY_PASSWORD" psql -h "$$COVE_VERIFY_HOST" -p "$$COVE_VERIFY_PORT" -U "$$COVE_VERIFY_USER" -d "$$COVE_VERIFY_DATABASE" -tAc "SELECT count(*) FROM items" > verify-command-saw'
 "#;
-
-fn psql(f: &Fixture, sql: &str) -> String {
-    f.sh(
-        "pg",
-        &format!(
-            "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h \"$HOST\" -p \"$PORT\" -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tA -v ON_ERROR_STOP=1 -c \"{sql}\""
-        ),
-    )
-}
-
-fn pg_checksums(f: &Fixture) -> String {
-    psql(
-        f,
-        "SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM items t) || ' ' || (SELECT count(*) || ':' || md5(string_agg(u::text, ',' ORDER BY id)) FROM notes u)",
-    )
-}
 
 #[test]
 fn postgres_drill_marks_verified_fails_bad_backups_and_restores_beside() {
