@@ -101,8 +101,13 @@ pub fn backup(
     }
 }
 
-/// The files stored to each target in turn (the service quiet meanwhile).
-fn each(stores: &[&Store], meta: &Meta, paths: &[PathBuf]) -> Vec<Result<Backup, Failure>> {
+/// A tree (`paths`) stored to each target in turn: for `files`, the
+/// service quiet meanwhile; for the physical methods, their finished copy.
+pub(super) fn each(
+    stores: &[&Store],
+    meta: &Meta,
+    paths: &[PathBuf],
+) -> Vec<Result<Backup, Failure>> {
     stores
         .iter()
         .map(|s| s.backup_tree(meta, paths).map_err(Failure::from))

@@ -114,13 +114,11 @@ pub fn mariabackup(
         .envs([path_env()]);
     run(cmd, "mariabackup --backup")?;
     // The finished copy, stored to each target.
-    Ok(stores
-        .iter()
-        .map(|s| {
-            s.backup_tree(meta, std::slice::from_ref(&target))
-                .map_err(Failure::from)
-        })
-        .collect())
+    Ok(super::files::each(
+        stores,
+        meta,
+        std::slice::from_ref(&target),
+    ))
 }
 
 pub fn pg_basebackup(
@@ -147,13 +145,11 @@ pub fn pg_basebackup(
     .envs(pg.env());
     run(cmd, "pg_basebackup")?;
     // The finished copy, stored to each target.
-    Ok(stores
-        .iter()
-        .map(|s| {
-            s.backup_tree(meta, std::slice::from_ref(&target))
-                .map_err(Failure::from)
-        })
-        .collect())
+    Ok(super::files::each(
+        stores,
+        meta,
+        std::slice::from_ref(&target),
+    ))
 }
 
 /// Restores a `mariabackup` or `pg_basebackup` backup into `COVE_DATA/SUB`
