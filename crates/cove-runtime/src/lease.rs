@@ -10,7 +10,8 @@
 //! per block taken, created exclusively under a lock, naming the state
 //! directory that holds it. A block whose holder's state directory no
 //! longer records it (the directory is gone: a deleted checkout, a test's
-//! temporary app) is free again. So two projects never share addresses or a
+//! temporary app) is free again, and every such lease is removed at the
+//! next acquisition (by whoever may remove it). So two projects never share addresses or a
 //! container network, whatever their names hash to, and a project keeps
 //! its block (and the names of its container network and volumes) across
 //! restarts and `down`.
@@ -77,6 +78,7 @@ pub fn acquire_in(leases: &Path, state_dir: &Path, preferred: u16) -> io::Result
             }
         };
     }
+    sweep(leases);
     for i in 0..BLOCKS {
         let n = (preferred % BLOCKS + i) % BLOCKS;
         if let Some(h) = holder_of(leases, n)
@@ -97,6 +99,23 @@ pub fn acquire_in(leases: &Path, state_dir: &Path, preferred: u16) -> io::Result
          hint: `cove down --volumes` projects you no longer use, or remove their state directories",
         leases.display()
     )))
+}
+
+/// Removes every lease whose holder is gone (its state directory no longer
+/// records the block) and that this user may remove. Without it, stale
+/// leases (deleted checkouts, tests' temporary apps) would pile up until
+/// every block had a file: this user would then still free them one at a
+/// time, but another user, who may not remove them (the directory is
+/// sticky) and cannot always tell a gone holder from a private one, would
+/// find the host full.
+fn sweep(leases: &Path) {
+    for n in 0..BLOCKS {
+        if let Some(h) = holder_of(leases, n)
+            && !is_live(&h, n)
+        {
+            remove(leases, n);
+        }
+    }
 }
 
 /// The state directories of the projects that hold a block of this host
@@ -288,6 +307,36 @@ mod tests {
         fs_err::remove_file(leases.join("0003")).unwrap();
         assert_eq!(acquire_in(&leases, &b, 9).unwrap(), 3);
         assert!(leases.join("0003").is_file());
+    }
+
+    #[test]
+    fn stale_leases_are_swept_at_the_next_acquire() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leases = tmp.path().join("leases");
+        let live = state(tmp.path(), "live");
+        assert_eq!(acquire_in(&leases, &live, 0).unwrap(), 0);
+        // Every other block held by a project that is gone.
+        for n in 1..BLOCKS {
+            let gone = state(tmp.path(), &format!("gone{n}"));
+            take(&leases, n, &std::path::absolute(gone).unwrap()).unwrap();
+        }
+        let files = || {
+            fs_err::read_dir(&leases)
+                .unwrap()
+                .filter(|e| {
+                    !e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with('.')
+                })
+                .count()
+        };
+        assert_eq!(files(), usize::from(BLOCKS));
+        let new = state(tmp.path(), "new");
+        assert_eq!(acquire_in(&leases, &new, 500).unwrap(), 500);
+        assert_eq!(files(), 2, "only the live leases are left");
+        assert!(leases.join("0000").is_file() && leases.join("0500").is_file());
     }
 
     #[test]
