@@ -11,10 +11,10 @@
 //! directory that holds it. A block whose holder's state directory no
 //! longer records it (the directory is gone: a deleted checkout, a test's
 //! temporary app) is free again, and every such lease is removed at the
-//! next acquisition (by whoever may remove it). So two projects never share addresses or a
-//! container network, whatever their names hash to, and a project keeps
-//! its block (and the names of its container network and volumes) across
-//! restarts and `down`.
+//! next acquisition (by whoever may remove it). So two projects never
+//! share addresses or a container network, whatever their names hash to,
+//! and a project keeps its block (and the names of its container network
+//! and volumes) across restarts and `down`.
 //!
 //! Before its first `up`, a project's planned addresses are the block its
 //! name and directory hash to, the one [`acquire`] tries first.
