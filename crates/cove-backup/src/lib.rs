@@ -4,9 +4,11 @@
 //! A backup is one stream (a dump: `pg_dump -Fc`, `mariadb-dump`, an RDB
 //! file) written by a command on its standard output, stored as a snapshot
 //! of one file named after the service and method, tagged with what it is
-//! ([`Meta`]). The dump goes to a private temporary file first; only once
-//! its command exited 0 is the file stored, so a dump that failed (or a
-//! backup killed at any point) never becomes a snapshot.
+//! ([`Meta`]). Either the dump goes to a private temporary file first, and
+//! only once its command exited 0 is the file stored (to each of several
+//! targets); or it is stored to one target while it runs, as a pending
+//! snapshot made cove's once the command exited 0 ([`stream`]). Either way
+//! a dump that failed (or a backup killed at any point) is never listed.
 //!
 //! The repository's password is the caller's (cove keeps it in the app's
 //! secrets file); the repository holds nothing readable without it.
@@ -20,6 +22,10 @@ pub mod target;
 pub use target::{Location, S3Keys};
 
 mod tree;
+
+pub mod stream;
+
+pub use stream::{DumpCommand, Filter};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -399,6 +405,7 @@ impl Store {
         let mut snaps = repo
             .get_all_snapshots()
             .map_err(|e| self.error("listing snapshots", e))?;
+        snaps.retain(|s| !stream::is_pending(s));
         snaps.sort_by(|a, b| a.time.cmp(&b.time));
         Ok(latest_versions(snaps).iter().filter_map(listed).collect())
     }
@@ -455,9 +462,10 @@ impl Store {
         repo: &Repository<rustic_core::OpenStatus>,
         id: &str,
     ) -> Result<SnapshotFile> {
-        let snaps = repo
+        let mut snaps = repo
             .get_all_snapshots()
             .map_err(|e| self.error("listing snapshots", e))?;
+        snaps.retain(|s| !stream::is_pending(s));
         let matching: Vec<_> = latest_versions(snaps)
             .into_iter()
             .filter(|s| shown_id(s).starts_with(id) && listed(s).is_some())
@@ -589,41 +597,38 @@ impl Dump {
 /// Runs `argv` (with exactly the environment `env`: no value may be a
 /// secret, since it is on `env`'s command line; give secrets in files)
 /// with its standard output in a private temporary file in `scratch`. An
-/// error if it does not exit 0: a failed dump is never stored.
-///
-/// Why a file and not a pipe: rustic_core 0.13's chunker shrinks its read
-/// buffer to the size of any short read and never grows it back, so from a
-/// pipe it ends up reading a few hundred bytes a call (9 MiB/s here,
-/// against 118 MiB/s from a file; bench/backup/RESULTS.md).
+/// error if it does not exit 0: a failed dump is never stored. A file, to
+/// store the same dump to several targets; to one,
+/// [`Store::stream_command`] stores it while it runs.
 pub fn dump_command(
     meta: &Meta,
     argv: &[String],
     env: &[(String, String)],
     scratch: &Path,
 ) -> Result<Dump> {
-    for t in &meta.tags() {
-        if t.contains(',') {
-            return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
+    let cmd = DumpCommand {
+        argv,
+        env,
+        filter: None,
+    };
+    dump_command_with(meta, &cmd, scratch)
+}
+
+/// [`dump_command`] of a [`DumpCommand`] (whose output may be filtered
+/// on its way to the file).
+pub fn dump_command_with(meta: &Meta, cmd: &DumpCommand<'_>, scratch: &Path) -> Result<Dump> {
+    stream::check_tags(meta)?;
+    dump_with(meta, scratch, |mut out| match cmd.filter {
+        None => cmd.run_into(out),
+        Some(_) => {
+            let (mut r, running) = cmd.spawn()?;
+            let copied = std::io::copy(&mut r, &mut out);
+            // Closed, so that a command still writing stops.
+            drop(r);
+            let waited = running.wait();
+            copied.map_err(|e| Error::new("writing the dump", e))?;
+            waited
         }
-    }
-    let shown = argv.join(" ");
-    dump_with(meta, scratch, |out| {
-        let done = std::process::Command::new("env")
-            .arg("-i")
-            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-            .args(argv)
-            .stdin(std::process::Stdio::null())
-            .stdout(out)
-            .output()
-            .map_err(|e| Error::new(&format!("cannot run `{shown}`"), e))?;
-        if !done.status.success() {
-            return Err(Error(format!(
-                "the backup command `{shown}` failed ({}), no backup was kept: {}",
-                done.status,
-                String::from_utf8_lossy(&done.stderr).trim()
-            )));
-        }
-        Ok(())
     })
 }
 

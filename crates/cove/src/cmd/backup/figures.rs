@@ -23,10 +23,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use cove_backup::{Backup, Dump, Meta};
+use cove_backup::{Backup, Meta};
 
 use super::{Failure, Pg};
 
@@ -130,7 +129,12 @@ impl Drop for Session {
 /// the dump runs, computes the figures of the same snapshot; they go into
 /// the backup's description. Figures that cannot be taken leave a backup
 /// without them (said on stderr): the dump is what matters.
-pub(super) fn pg_backup(meta: &Meta, pg: &Pg, scratch: &Path) -> Result<Dump, Failure> {
+pub(super) fn pg_backup(
+    meta: &Meta,
+    pg: &Pg,
+    sink: &super::Sink<'_>,
+    service: &str,
+) -> Result<super::Taken, Failure> {
     let mut child = Command::new("psql")
         .args(pg.conn_args())
         .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
@@ -213,10 +217,15 @@ pub(super) fn pg_backup(meta: &Meta, pg: &Pg, scratch: &Path) -> Result<Dump, Fa
             }
         }
     };
-    let mut dump = cove_backup::dump_command(meta, &argv, &pg.env(), scratch)?;
-    dump.description = describe();
+    let env = pg.env();
+    let cmd = cove_backup::DumpCommand {
+        argv: &argv,
+        env: &env,
+        filter: None,
+    };
+    let taken = sink.take(meta, &cmd, service, describe);
     drop(session);
-    Ok(dump)
+    taken
 }
 
 /// Which tables differ between `source` and `restored`, in words; empty

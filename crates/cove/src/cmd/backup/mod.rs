@@ -807,16 +807,19 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
             .iter()
             .filter_map(|c| store_of(&c.name).as_ref().ok())
             .collect();
+        // A stream for one target goes straight into it while it is taken;
+        // for several, to a private file first, then into each.
+        let sink = match (copies.as_slice(), open_stores.as_slice()) {
+            ([target], [store]) => Sink::Stream(store, target),
+            _ => Sink::Scratch(&scratch),
+        };
         let taken = match method {
             BackupMethod::PgDump => {
                 let pg = Pg::of(&t)?;
                 // Uncompressed (`-Z0`): the repository compresses (zstd),
                 // and an uncompressed stream deduplicates across backups.
                 // The figures of the dump's snapshot go with it.
-                Taken::Dump(
-                    figures::pg_backup(&meta, &pg, &scratch)
-                        .map_err(|f| space::explain(f, &service, "", &scratch))?,
-                )
+                figures::pg_backup(&meta, &pg, &sink, &service)?
             }
             BackupMethod::MariadbDump => {
                 let m = Maria::of(&t)?;
@@ -835,10 +838,13 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                     "--databases".into(),
                 ];
                 argv.extend(dbs);
-                Taken::Dump(
-                    cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)
-                        .map_err(|e| space::explain(e.into(), &service, "", &scratch))?,
-                )
+                let env = [path_env()];
+                let cmd = cove_backup::DumpCommand {
+                    argv: &argv,
+                    env: &env,
+                    filter: None,
+                };
+                sink.take(&meta, &cmd, &service, || None)?
             }
             BackupMethod::RedisRdb => {
                 let r = RedisConn::of(project, &t)?;
@@ -853,10 +859,13 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                 }
                 let rdb = r.fresh_rdb()?;
                 let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                Taken::Dump(
-                    cove_backup::dump_command(&meta, &argv, &[path_env()], &scratch)
-                        .map_err(|e| space::explain(e.into(), &service, "", &scratch))?,
-                )
+                let env = [path_env()];
+                let cmd = cove_backup::DumpCommand {
+                    argv: &argv,
+                    env: &env,
+                    filter: None,
+                };
+                sink.take(&meta, &cmd, &service, || None)?
             }
             BackupMethod::Command => {
                 let spec = method::spec(project, &service).and_then(|b| b.command.as_ref());
@@ -944,11 +953,51 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
     }
 }
 
-/// What a method took: a dump, to store to each target; or (a tree) the
-/// result of storing it to each open target.
+/// What a method took: a dump, to store to each target; or (a tree, or a
+/// stream stored while taken) the result of storing it to each open target.
 enum Taken {
     Dump(cove_backup::Dump),
     Stored(Vec<Result<Backup, Failure>>),
+}
+
+/// Where a dump command's stream goes.
+enum Sink<'a> {
+    /// Straight into the one target it is for, while the command runs.
+    Stream(&'a Store, &'a targets::Target),
+    /// To a private file in this directory, stored to each target after.
+    Scratch(&'a Path),
+}
+
+impl Sink<'_> {
+    /// Runs `cmd`, its stream stored or kept as this sink says, described
+    /// by what `describe` says once it exited 0. A failed command is an
+    /// error (nothing is kept); a target that could not store the stream
+    /// is that target's failure.
+    fn take(
+        &self,
+        meta: &Meta,
+        cmd: &cove_backup::DumpCommand<'_>,
+        service: &str,
+        describe: impl FnOnce() -> Option<String>,
+    ) -> Result<Taken, Failure> {
+        match self {
+            Sink::Scratch(scratch) => {
+                let mut dump = cove_backup::dump_command_with(meta, cmd, scratch)
+                    .map_err(|e| space::explain(e.into(), service, "", scratch))?;
+                dump.description = describe();
+                Ok(Taken::Dump(dump))
+            }
+            Sink::Stream(store, target) => match store.stream_command(meta, cmd, describe) {
+                Ok(b) => Ok(Taken::Stored(vec![Ok(b)])),
+                Err(e) if e.to_string().starts_with("the backup command") => Err(e.into()),
+                Err(e) => {
+                    let at = format!("`{}` ({})", target.name, target.location.url());
+                    let f = space::explain(e.into(), service, &at, store.dir());
+                    Ok(Taken::Stored(vec![Err(f)]))
+                }
+            },
+        }
+    }
 }
 
 fn short(id: &str) -> &str {
