@@ -6,8 +6,8 @@
 //! as *pending* (tagged [`PENDING_TAG`], without [`COVE_TAG`]: no list,
 //! retention or restore of cove's sees it), and only once the command
 //! exited 0 and the snapshot holds every byte read is it written again as
-//! cove's (restic's `original` pointing at the pending one, whose id cove
-//! shows) and the pending one removed. A command that fails, a short
+//! cove's (a snapshot of its own, with its own id) and the pending one
+//! removed. A command that fails, a short
 //! snapshot, or a backup killed at any point leaves at most a pending
 //! snapshot, which the next streamed backup to that repository removes
 //! (and its data, which the next prune frees).
@@ -67,7 +67,11 @@ impl Store {
             .map_err(|e| self.error("reading the repository's index", e))?;
         // What earlier streamed backups killed or failed left.
         if let Ok(snaps) = repo.get_all_snapshots() {
-            let stale: Vec<_> = snaps.iter().filter(|s| is_pending(s)).map(|s| s.id).collect();
+            let stale: Vec<_> = snaps
+                .iter()
+                .filter(|s| is_pending(s))
+                .map(|s| s.id)
+                .collect();
             if !stale.is_empty() {
                 let _ = repo.delete_snapshots(&stale);
             }
@@ -112,10 +116,15 @@ impl Store {
         };
         if let Some(why) = failed.lock().expect("not poisoned").take() {
             remove_pending();
-            return Err(Error(format!("reading the dump: {why}; no backup was kept")));
+            return Err(Error(format!(
+                "reading the dump: {why}; no backup was kept"
+            )));
         }
         let read = read.load(Ordering::Relaxed);
-        let stored = pending.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
+        let stored = pending
+            .summary
+            .as_ref()
+            .map_or(0, |s| s.total_bytes_processed);
         if stored != read {
             remove_pending();
             return Err(Error(format!(
@@ -128,11 +137,18 @@ impl Store {
             .map_err(|e| Error::new("the snapshot's tags", e))?]);
         done.tags.add(COVE_TAG.to_string());
         done.description = description;
-        done.original = Some(pending.id);
         repo.save_snapshots(vec![done.clone()])
             .map_err(|e| self.error("recording the finished backup", e))?;
         remove_pending();
-        listed(&done).ok_or_else(|| Error("the new snapshot is not cove's".into()))
+        // Its id, as restic shows it (saving gives none back): the one
+        // snapshot of cove's with its tree and time.
+        let saved = repo
+            .get_all_snapshots()
+            .map_err(|e| self.error("listing snapshots", e))?
+            .into_iter()
+            .find(|s| s.tree == done.tree && s.time == done.time && !is_pending(s))
+            .ok_or_else(|| Error("the finished backup's snapshot is not there".into()))?;
+        listed(&saved).ok_or_else(|| Error("the new snapshot is not cove's".into()))
     }
 }
 
@@ -201,7 +217,11 @@ impl DumpCommand<'_> {
             .stdout(out)
             .output()
             .map_err(|e| Error::new(&format!("cannot run `{}`", self.shown()), e))?;
-        failed(&self.shown(), done.status, &String::from_utf8_lossy(&done.stderr))
+        failed(
+            &self.shown(),
+            done.status,
+            &String::from_utf8_lossy(&done.stderr),
+        )
     }
 }
 

@@ -290,9 +290,13 @@ fn a_streamed_backup_round_trips_and_restic_reads_it() {
     fs_err::write(&pwfile, PASSWORD).unwrap();
     let snaps = restic_snapshots(&dir, &pwfile);
     assert_eq!(snaps.len(), 1, "{snaps:?}");
-    assert_eq!(snaps[0]["original"], b.id.as_str());
+    assert_eq!(snaps[0]["id"], b.id.as_str());
     let out = restic(&dir, &pwfile, &["dump", "latest", &b.path]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout == want, "restic dumps other bytes");
     // The same stream again deduplicates, as from a file.
     let b2 = streamed(&store, &stream_cmd(16 << 20)).unwrap();
@@ -301,7 +305,11 @@ fn a_streamed_backup_round_trips_and_restic_reads_it() {
     let b3 = store
         .backup_command(&meta("db"), &stream_cmd(16 << 20), &path_env(), tmp.path())
         .unwrap();
-    assert!(b3.added < 64 * 1024, "the same stream from a file added {}", b3.added);
+    assert!(
+        b3.added < 64 * 1024,
+        "the same stream from a file added {}",
+        b3.added
+    );
     // Marking it verified keeps its id.
     let v = store.mark_verified(&b.id, "2026-12-07T10:00:00Z").unwrap();
     assert_eq!(v.id, b.id);
@@ -337,12 +345,31 @@ fn a_failed_streamed_command_is_never_listed_and_its_leftovers_go() {
     let out = restic(
         &dir,
         &pwfile,
-        &["tag", "--add", cove_backup::stream::PENDING_TAG, "--remove", "cove", "latest"],
+        &[
+            "tag",
+            "--add",
+            cove_backup::stream::PENDING_TAG,
+            "--remove",
+            "cove",
+            "latest",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(store.list().unwrap().is_empty(), "a pending snapshot is not listed: {:?}", restic_snapshots(&dir, &pwfile));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        store.list().unwrap().is_empty(),
+        "a pending snapshot is not listed: {:?}",
+        restic_snapshots(&dir, &pwfile)
+    );
     assert_eq!(restic_snapshots(&dir, &pwfile).len(), 1);
     let next = streamed(&store, &argv).unwrap();
     assert_eq!(store.list().unwrap(), vec![next]);
-    assert_eq!(restic_snapshots(&dir, &pwfile).len(), 1, "the leftover is gone");
+    assert_eq!(
+        restic_snapshots(&dir, &pwfile).len(),
+        1,
+        "the leftover is gone"
+    );
 }

@@ -543,8 +543,8 @@ fn a_backup_killed_while_it_stores_is_never_listed_and_the_next_succeeds() {
             .spawn()
             .unwrap(),
     );
-    // Killed once the repository grows: the dump is done, and its
-    // packs are being written.
+    // Killed once the repository grows: the dump runs, and its packs are
+    // being written (one target: stored while taken, no file between).
     let deadline = Instant::now() + Duration::from_secs(600);
     let scratch = f.dir().join(".cove/backup-scratch");
     let mut dumped = false;
@@ -562,7 +562,10 @@ fn a_backup_killed_while_it_stores_is_never_listed_and_the_next_succeeds() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = child.0.wait();
-    assert!(dumped, "the dump was in the scratch directory");
+    assert!(
+        !dumped,
+        "a dump for one target is streamed, never in the scratch directory"
+    );
     let new_packs = packs(&repo).len() - packs_before.len();
     eprintln!("killed with {new_packs} new pack(s) in the repository");
 
@@ -572,27 +575,19 @@ fn a_backup_killed_while_it_stores_is_never_listed_and_the_next_succeeds() {
     assert_eq!(restic_snapshots(&repo, &pw), 1);
     let check = restic_check_clean(&repo, &pw);
     eprintln!("restic check after the kill: {check}");
-    // What it left in the scratch directory (its dump) stays until the
-    // next backup.
-    assert!(!entries(&scratch).is_empty(), "the killed backup's dump");
 
     // A restore picks the first backup (the only one there is).
     sql.query("DELETE FROM items WHERE id > 5");
     f.ok(&["restore", "pg", "--yes"]);
     assert_eq!(sql.query("SELECT count(*) FROM items"), "10");
 
-    // The next backup succeeds, removes the killed one's dump, and
-    // restores the data as it was.
+    // The next backup succeeds, and restores the data as it was.
     sql.query("INSERT INTO items SELECT g, md5(g::text), md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(11, 1200000) g");
     assert_eq!(pg_items_digest(&sql), at_backup);
     f.ok(&["backup", "pg"]);
     assert_eq!(f.backups(None).len(), 2);
     assert_eq!(restic_snapshots(&repo, &pw), 2);
-    assert!(
-        entries(&scratch).is_empty(),
-        "the killed backup's dump is gone: {:?}",
-        entries(&scratch)
-    );
+    assert!(entries(&scratch).is_empty(), "{:?}", entries(&scratch));
     f.ok(&["backup", "check", "--latest"]);
     sql.query("DELETE FROM items WHERE id % 2 = 0");
     f.ok(&["restore", "pg", "--yes"]);
@@ -639,10 +634,20 @@ fn a_full_target_or_scratch_disk_leaves_no_backup_and_the_next_succeeds() {
     f.ok(&["restore", "pg", "--yes", "--target", &t]);
     assert_eq!(pg_items_digest(&sql), at_backup);
 
-    // The scratch directory's disk full: the dump fails, says where, and
-    // leaves nothing there.
+    // The scratch directory's disk full: a backup to one target does not
+    // use it (streamed); one to two (`local`, then the small disk) dumps
+    // there first, so it fails, says where, and leaves nothing there.
     let _small_scratch = Tmpfs::mount(&scratch, "4m");
-    let out = f.cove(&["backup", "pg", "--target", &t]);
+    f.ok(&["backup", "pg", "--target", &t]);
+    assert_eq!(f.backups(Some(&target)).len(), 3);
+    fs_err::write(
+        f.dir().join("compose.yaml"),
+        format!(
+            "{POSTGRES}x-cove:\n  backup:\n    targets:\n      small: {{url: \"{t}\"}}\n    copies: [local, small]\n"
+        ),
+    )
+    .unwrap();
+    let out = f.cove(&["backup", "pg"]);
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
         out.stderr.contains("no space left in") && out.stderr.contains(".cove/backup-scratch"),
@@ -650,7 +655,7 @@ fn a_full_target_or_scratch_disk_leaves_no_backup_and_the_next_succeeds() {
     );
     eprintln!("a full scratch disk: {}", out.stderr.trim());
     assert!(entries(&scratch).is_empty(), "{:?}", entries(&scratch));
-    assert_eq!(f.backups(Some(&target)).len(), 2);
+    assert_eq!(f.backups(Some(&target)).len(), 3);
 }
 
 // ------------------------------------------------------------ restore all
