@@ -820,8 +820,7 @@ impl Lexer {
                 }
                 self.plain(b'/', delimiter);
             }
-            Pend::SlashStar | Pend::SlashStarM => {
-                let was = self.pend;
+            was @ (Pend::SlashStar | Pend::SlashStarM) => {
                 if b == b'!' {
                     // `/*!` and `/*M!`: executable comments; their text is SQL.
                     self.at_start = false;
@@ -949,4 +948,131 @@ pub fn resplit(mut input: impl BufRead, mut output: impl Write) -> io::Result<St
     output.write_all(&out)?;
     output.flush()?;
     Ok(core.stats().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_as_mariadb_dump_writes_them() {
+        let ok: [&[u8]; 6] = [
+            b"INSERT INTO `t` VALUES (1);\n",
+            b"INSERT INTO `t` VALUES\n(1);\n",
+            b"REPLACE INTO `t` VALUES (1);\n",
+            b"INSERT IGNORE INTO `a``b VALUES (` VALUES (1);\n",
+            b"INSERT DELAYED IGNORE INTO `t` (`a`, `b c`) VALUES (1);\n",
+            b"INSERT INTO `t;\nx` VALUES (1);\n",
+        ];
+        for s in ok {
+            let at = parse_prefix(s).expect("a prefix");
+            assert_eq!(s[at], b'(', "{}", String::from_utf8_lossy(s));
+        }
+        let not: [&[u8]; 7] = [
+            b"INSERT INTO t VALUES (1);\n",
+            b"INSERT INTO \"t\" VALUES (1);\n",
+            b"INSERT INTO `t` (`a`,`b`) VALUES (1);\n",
+            b"INSERT INTO `t` VALUES(1);\n",
+            b"INSERT  INTO `t` VALUES (1);\n",
+            b"INSERT INTO `t` SELECT 1;\n",
+            b"INSERT INTO `t VALUES (1);\n",
+        ];
+        for s in not {
+            assert_eq!(parse_prefix(s), None, "{}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn values_as_mariadb_dump_writes_them() {
+        let mut spans = Vec::new();
+        let s = b"INSERT INTO `t` VALUES (1,-2.5,1e20,-1.5e-20,NULL,'',0x00FF,_binary 'a\\'b','\\0\\n\\r\\\\\\'\\\"\\Z'),(2,'),(',NULL,0,0,0,0,0,0);\n";
+        let p = parse_insert(s, &mut spans).expect("parses");
+        assert_eq!(p.newline, Some(false));
+        assert_eq!(spans.len(), 2);
+        assert_eq!(&s[spans[1].0..spans[1].1], b"(2,'),(',NULL,0,0,0,0,0,0)");
+        for bad in [
+            &b"INSERT INTO `t` VALUES (1,'\\t');\n"[..],
+            b"INSERT INTO `t` VALUES (1,0x);\n",
+            b"INSERT INTO `t` VALUES (1,+1);\n",
+            b"INSERT INTO `t` VALUES (1,1.);\n",
+            b"INSERT INTO `t` VALUES (1,1e);\n",
+            b"INSERT INTO `t` VALUES (1,null);\n",
+            b"INSERT INTO `t` VALUES ();\n",
+            b"INSERT INTO `t` VALUES (1),\n(2),(3);\n",
+            b"INSERT INTO `t` VALUES (1);\n\n",
+            b"INSERT INTO `t` VALUES (1)\n",
+        ] {
+            assert_eq!(
+                parse_insert(bad, &mut spans),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_lexer_finds_statement_starts() {
+        let delim = b";";
+        let ready_after = |text: &[u8]| {
+            let mut l = Lexer::default();
+            let mut i = 0;
+            while i < text.len() {
+                i += l.run(&text[i..], delim);
+            }
+            l.ready()
+        };
+        assert!(ready_after(b"/*!40101 SET NAMES utf8mb4 */;\n"));
+        assert!(ready_after(b"-- a comment ' with a quote\n"));
+        assert!(ready_after(b"SELECT 1; -- done\n"));
+        assert!(ready_after(b"/* a; 'b */ SELECT 'x;\\';y'; # c\n"));
+        assert!(!ready_after(b"/*M!999999\\- enable the sandbox mode */ \n"));
+        assert!(!ready_after(b"SELECT 'a;\n"));
+        assert!(!ready_after(b"SELECT `a;\n"));
+        assert!(!ready_after(b"SELECT 1 /* ;\n"));
+        assert!(!ready_after(b"SELECT 1 -- ;\n"));
+        assert!(ready_after(b"SELECT 1 --;\n"));
+        assert!(!ready_after(b"SELECT 1\n"));
+    }
+
+    #[test]
+    fn delimiter_commands_and_gates() {
+        assert_eq!(delimiter_command(b"DELIMITER ;;\n"), Some(b";;".to_vec()));
+        assert_eq!(delimiter_command(b"delimiter //\n"), Some(b"//".to_vec()));
+        assert_eq!(delimiter_command(b"DELIMITER\n"), None);
+        assert_eq!(delimiter_command(b"DELIMITERS ;\n"), None);
+        assert_eq!(gate(b"/*!40101 SET NAMES utf8mb4 */;\n"), None);
+        assert_eq!(
+            gate(b"/*!40101 SET character_set_client = @saved_cs_client */;\n"),
+            None
+        );
+        assert_eq!(
+            gate(b"/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;\n"),
+            None
+        );
+        assert!(gate(b"/*!40101 SET NAMES big5 */;\n").is_some());
+        assert!(gate(b"SET character_set_client = 'cp932';\n").is_some());
+        assert!(gate(b"/*!50003 SET sql_mode = 'NO_BACKSLASH_ESCAPES' */ ;\n").is_some());
+    }
+
+    #[test]
+    fn cuts_average_the_target_whatever_the_row_size() {
+        for len in [40usize, 150, 2000, 60_000] {
+            let rows = 4_000_000 / len;
+            let cuts = (0..rows)
+                .filter(|i| {
+                    let mut row = format!("({i},'").into_bytes();
+                    row.resize(len - 2, b'x');
+                    row.extend_from_slice(b"')");
+                    ends_statement(&row)
+                })
+                .count();
+            let expected = (rows * len) as f64 / TARGET as f64;
+            assert!(
+                (cuts as f64) > expected * 0.5 && (cuts as f64) < expected * 1.5 + 3.0,
+                "rows of {len}: {cuts} cuts, about {expected:.0} expected"
+            );
+        }
+        assert!(ends_statement(&vec![b'x'; TARGET as usize]));
+    }
 }
