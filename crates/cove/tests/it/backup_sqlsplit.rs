@@ -141,9 +141,21 @@ fn a_resplit_mariadb_dump_loads_the_same_tables() {
                 "INSERT INTO {weird} VALUES ({i}, CONVERT({} USING utf8mb4), {}, {}, {}, {}, '2026-12-07 10:00:00', POINT({i}, -{i}))",
                 hex(s),
                 hex(if i % 2 == 0 { &every_byte } else { s }),
-                if i % 3 == 0 { "NULL".to_string() } else { format!("-1.5e-{i}") },
-                if i % 4 == 0 { "NULL".to_string() } else { format!("{i}.25") },
-                if i % 5 == 0 { "NULL".to_string() } else { format!("b'{:08b}'", i * 19) },
+                if i % 3 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("-1.5e-{i}")
+                },
+                if i % 4 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("{i}.25")
+                },
+                if i % 5 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("b'{:08b}'", i * 19)
+                },
             ),
         );
     }
@@ -198,7 +210,8 @@ fn a_resplit_mariadb_dump_loads_the_same_tables() {
         if n == 1 {
             let column_list = format!("INSERT IGNORE INTO {weird} (`id`, `s`,");
             assert!(
-                b.windows(column_list.len()).any(|w| w == column_list.as_bytes()),
+                b.windows(column_list.len())
+                    .any(|w| w == column_list.as_bytes()),
                 "a column list in the statements"
             );
         }
@@ -209,7 +222,9 @@ fn a_resplit_mariadb_dump_loads_the_same_tables() {
             Command::new("mariadb")
                 .arg(format!("--defaults-file={}", opts.display()))
                 .arg(&target)
-                .stdin(Stdio::from(fs_err::File::open(&resplit).unwrap().into_file())),
+                .stdin(Stdio::from(
+                    fs_err::File::open(&resplit).unwrap().into_file(),
+                )),
             600,
         );
         assert_eq!(load.code, Some(0), "mariadb < resplit: {load}");
