@@ -344,8 +344,8 @@ fn bench_rows(n: i64, grow: impl Fn(i64) -> bool, extra: usize) -> Vec<Vec<Value
             let note = 40 + if grown { extra } else { 0 };
             vec![
                 Value::Int(id),
-                Value::Str(h[..32].as_bytes().to_vec()),
-                Value::Str(h2[..32].as_bytes().to_vec()),
+                Value::Str(h.as_bytes()[..32].to_vec()),
+                Value::Str(h2.as_bytes()[..32].to_vec()),
                 Value::Int(n),
                 Value::Str(vec![b'A' + (id % 26) as u8; note]),
             ]
