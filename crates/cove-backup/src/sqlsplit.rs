@@ -8,11 +8,11 @@
 //! starts, so the dump differs from that row to the end of the table, and
 //! the repository's content-defined chunker stores all of it again
 //! (bench/backup/RESULTS.md: 16 % of a 1 GB table after 1 % of its rows
-//! changed). [`Splitter`] joins consecutive INSERT statements of one table
+//! changed; 1.3 % re-cut, bench/backup/resplit.sh). [`Splitter`] joins consecutive INSERT statements of one table
 //! (the same prefix, byte for byte) and cuts them again after the rows
-//! whose own bytes hash under a threshold proportional to their length: a
-//! statement averages [`TARGET`] bytes whatever the rows' size, never
-//! exceeds [`MAX_STATEMENT`] (mariadb-dump's own default bound, so a server
+//! whose own bytes hash under a threshold proportional to their length:
+//! those ends fall [`TARGET`] bytes apart on average whatever the rows'
+//! size; a statement never exceeds [`MAX_STATEMENT`] (mariadb-dump's own default bound, so a server
 //! that loaded mariadb-dump's statements loads these) unless one row alone
 //! does, and where a statement ends depends only on the rows since the
 //! previous content-chosen end.
