@@ -55,6 +55,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 pub mod retention;
 pub mod scratch;
+pub mod sqlsplit;
 
 /// What a backup is of: stored as the snapshot's tags (`KEY=VALUE`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

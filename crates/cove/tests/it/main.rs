@@ -8,6 +8,7 @@ mod backup_app;
 mod backup_methods;
 mod backup_proof;
 mod backup_schedule;
+mod backup_sqlsplit;
 mod backup_targets;
 mod backup_verify;
 mod buffs;
