@@ -839,10 +839,17 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
                 ];
                 argv.extend(dbs);
                 let env = [path_env()];
+                // Its INSERT statements re-cut where the rows say, so that
+                // a row that grew does not move every later statement (and
+                // the next backup deduplicates): cove_backup::sqlsplit.
                 let cmd = cove_backup::DumpCommand {
                     argv: &argv,
                     env: &env,
-                    filter: None,
+                    filter: Some(|out| {
+                        Box::new(cove_backup::sqlsplit::Resplit::new(
+                            std::io::BufReader::with_capacity(1 << 16, out),
+                        ))
+                    }),
                 };
                 sink.take(&meta, &cmd, &service, || None)?
             }
