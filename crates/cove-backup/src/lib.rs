@@ -371,19 +371,7 @@ impl Store {
     /// its description): the same dump can be stored to several
     /// repositories.
     pub fn store_dump(&self, dump: &Dump) -> Result<Backup> {
-        let tags = dump.meta.tags();
-        let snap = SnapshotOptions::default()
-            .command("cove backup".to_string())
-            .description(dump.description.clone())
-            .add_tags(&tags.join(","))
-            .and_then(|o| o.to_snapshot())
-            .map_err(|e| Error::new("backup snapshot", e))?;
-        // No prune while this backup's packs are written but not indexed.
-        let _lock = retention::RepoLock::take(self, false)?;
-        let repo = self
-            .open()?
-            .to_indexed_ids()
-            .map_err(|e| self.error("reading the repository's index", e))?;
+        let (snap, repo, _lock) = self.begin(&dump.meta.tags(), dump.description.clone())?;
         let opts = BackupOptions::default()
             .as_path(Some(PathBuf::from(format!("/{}", dump.meta.file_name()))));
         let path = dump
@@ -398,6 +386,33 @@ impl Store {
             .backup(&opts, &source, snap)
             .map_err(|e| self.error("storing the backup", e))?;
         listed(&snap).ok_or_else(|| Error("the new snapshot is not cove's".into()))
+    }
+
+    /// What storing a backup starts with: its snapshot (tagged `tags`,
+    /// described by `description`), the repository open with its index,
+    /// and the lock that keeps a prune out while this backup's packs are
+    /// written but not indexed.
+    fn begin(
+        &self,
+        tags: &[String],
+        description: Option<String>,
+    ) -> Result<(
+        SnapshotFile,
+        Repository<rustic_core::IndexedIdsStatus>,
+        retention::RepoLock,
+    )> {
+        let snap = SnapshotOptions::default()
+            .command("cove backup".to_string())
+            .description(description)
+            .add_tags(&tags.join(","))
+            .and_then(|o| o.to_snapshot())
+            .map_err(|e| Error::new("backup snapshot", e))?;
+        let lock = retention::RepoLock::take(self, false)?;
+        let repo = self
+            .open()?
+            .to_indexed_ids()
+            .map_err(|e| self.error("reading the repository's index", e))?;
+        Ok((snap, repo, lock))
     }
 
     /// The backups in the repository, oldest first.

@@ -24,11 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
-use rustic_core::{
-    BackupOptions, ReadSource, ReadSourceEntry, RusticResult, SnapshotOptions, StringList,
-};
+use rustic_core::{BackupOptions, ReadSource, ReadSourceEntry, RusticResult, StringList};
 
-use crate::{Backup, COVE_TAG, Error, Meta, Result, Store, listed, retention};
+use crate::{Backup, COVE_TAG, Error, Meta, Result, Store, listed};
 
 /// The tag of a snapshot whose command had not yet been seen to succeed.
 pub const PENDING_TAG: &str = "cove-pending";
@@ -54,17 +52,7 @@ impl Store {
         let mut tags: Vec<String> = meta.tags();
         tags.retain(|t| t != COVE_TAG);
         tags.push(PENDING_TAG.to_string());
-        let snap = SnapshotOptions::default()
-            .command("cove backup".to_string())
-            .add_tags(&tags.join(","))
-            .and_then(|o| o.to_snapshot())
-            .map_err(|e| Error::new("backup snapshot", e))?;
-        // No prune while this backup's packs are written but not indexed.
-        let _lock = retention::RepoLock::take(self, false)?;
-        let repo = self
-            .open()?
-            .to_indexed_ids()
-            .map_err(|e| self.error("reading the repository's index", e))?;
+        let (snap, repo, _lock) = self.begin(&tags, None)?;
         // What earlier streamed backups killed or failed left.
         if let Ok(snaps) = repo.get_all_snapshots() {
             let stale: Vec<_> = snaps
