@@ -26,6 +26,7 @@
 //! and `SO_PEERCRED` is checked).
 
 pub mod about;
+pub mod alert;
 pub mod api;
 pub mod autoscale;
 pub mod client;

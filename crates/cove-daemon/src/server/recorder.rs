@@ -51,7 +51,10 @@ pub(super) async fn record(
         let commits = reports.iter().any(|(_, r)| {
             matches!(
                 r,
-                Report::State { .. } | Report::Deploy { .. } | Report::Backup { .. }
+                Report::State { .. }
+                    | Report::Deploy { .. }
+                    | Report::Backup { .. }
+                    | Report::Alert { .. }
             )
         });
         let work = move || {
@@ -187,6 +190,29 @@ fn write_batch(
                         (false, false) => EventState::BackupFailed,
                         (true, true) => EventState::Verify,
                         (true, false) => EventState::VerifyFailed,
+                    },
+                    detail: message,
+                    pid: None,
+                    restarts: 0,
+                });
+            }
+            Report::Alert {
+                service,
+                firing,
+                message,
+            } => {
+                *seq += 1;
+                events.push(Event {
+                    project: project.to_string(),
+                    seq: *seq,
+                    time_ms: millis(now),
+                    service,
+                    replica: 0,
+                    revision: 0,
+                    state: if firing {
+                        EventState::Alert
+                    } else {
+                        EventState::AlertResolved
                     },
                     detail: message,
                     pid: None,

@@ -118,6 +118,13 @@ pub enum Report {
         ok: bool,
         message: String,
     },
+    /// Never sent by the supervisor: an alert rule of the service fired
+    /// (`firing`) or resolved; `message` says which and why.
+    Alert {
+        service: String,
+        firing: bool,
+        message: String,
+    },
 }
 
 /// Called with a retiring instance's addresses (one per port); resolves

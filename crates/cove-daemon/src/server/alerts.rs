@@ -1,0 +1,588 @@
+//! The alert evaluator: for each project the daemon runs, each of its
+//! services' `x-cove.alerts` whose condition the daemon evaluates
+//! ([`cove_spec::alert_rule::Figure::evaluated`]) goes through its state
+//! machine ([`crate::alert`]) every [`TICK`] and at once when an event is
+//! recorded (the recorder's sequence number moves).
+//!
+//! What a condition reads: the project's events in the store (the latest
+//! scheduled backup's and restore drill's outcome per service, replicas'
+//! `restarting` events for `restarts[W]`), read once from the start at the
+//! first turn and then only the new ones; and the supervisor's live states
+//! (`unhealthy`: a replica, not being retired, that is failing its health
+//! check, restarting, failed, refusing connections, or running with a
+//! check and no verdict yet).
+//!
+//! Invariants: a record is saved (the store's `alerts` table, one
+//! transaction per turn) before its change is recorded as an event
+//! (`alert`, `alert-resolved`) and before anything is delivered, so a
+//! daemon killed at any point neither loses an alert nor announces one
+//! twice; a delivery is saved as done only after it succeeded (a daemon
+//! killed in between sends it again: at least once). Deliveries run as
+//! their own tasks, bounded ([`crate::server::notify`]); the evaluator
+//! never waits for one.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cove_runtime::supervisor::{Report, State, Status as ReplicaStatus};
+use cove_spec::alert_rule::{Condition, Figure};
+use cove_spec::xcove::{Notify, NotifyFormat, StringOrList};
+use hyper::StatusCode;
+use tokio::sync::mpsc;
+
+use crate::alert::{AlertRecord, Change, Notice, Sink, Status};
+use crate::api::{AlertView, EventState, ReplicaState};
+use crate::server::log::log;
+use crate::server::notify::{self, Notification, rfc3339};
+use crate::server::offload::blocking;
+use crate::server::registry::{Daemon, Project};
+use crate::server::reply::{Answer, error, json};
+use crate::server::tasks::spawn_restarting;
+use crate::store::Desired;
+
+/// How often every rule is evaluated (besides at each recorded event).
+pub(super) const TICK: Duration = Duration::from_secs(5);
+
+/// Events read from the store at a time.
+const PAGE: usize = 1000;
+
+/// What the events said of a project's services so far.
+#[derive(Default)]
+struct Facts {
+    /// The last event read.
+    cursor: u64,
+    services: HashMap<String, ServiceFacts>,
+}
+
+#[derive(Default)]
+struct ServiceFacts {
+    /// The latest scheduled backup: whether it worked, and its message.
+    backup: Option<(bool, String)>,
+    /// The latest restore drill.
+    verify: Option<(bool, String)>,
+    /// When its replicas restarted (oldest first).
+    restarts: VecDeque<u64>,
+}
+
+/// How a delivery ended, back to the evaluator.
+struct Done {
+    project: Arc<str>,
+    rule: (String, String),
+    sink: Sink,
+    notice: Notice,
+    outcome: Result<(), String>,
+}
+
+/// One project's rules as the evaluator keeps them (what the store has).
+#[derive(Default)]
+struct ProjectAlerts {
+    facts: Facts,
+    /// By (service, name).
+    records: BTreeMap<(String, String), AlertRecord>,
+}
+
+fn now_ms() -> u64 {
+    crate::server::log::millis(SystemTime::now())
+}
+
+/// Runs the evaluator (restarted after a panic).
+pub(super) fn spawn_alerts(daemon: Arc<Daemon>) {
+    spawn_restarting(
+        "the alert evaluator".into(),
+        move || {
+            let daemon = daemon.clone();
+            async move { run(daemon).await }
+        },
+        log,
+    );
+}
+
+async fn run(daemon: Arc<Daemon>) {
+    let mut projects: HashMap<Arc<str>, ProjectAlerts> = HashMap::new();
+    let mut in_flight: HashSet<(Arc<str>, (String, String), Sink)> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut seq = daemon.seq.clone();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = seq.changed() => {
+                if changed.is_err() {
+                    // The recorder is gone (the daemon is exiting).
+                    tick.tick().await;
+                }
+            }
+            Some(done) = done_rx.recv() => {
+                in_flight.remove(&(done.project.clone(), done.rule.clone(), done.sink));
+                delivered(&daemon, &mut projects, done).await;
+            }
+        }
+        turn(&daemon, &mut projects, &mut in_flight, &done_tx).await;
+    }
+}
+
+/// Applies a delivery's outcome to its record and saves it.
+async fn delivered(daemon: &Daemon, projects: &mut HashMap<Arc<str>, ProjectAlerts>, d: Done) {
+    let Some(rec) = projects
+        .get_mut(&d.project)
+        .and_then(|p| p.records.get_mut(&d.rule))
+    else {
+        return;
+    };
+    let what = format!(
+        "alert `{}` of `{}` ({}) to the {}",
+        rec.name,
+        rec.service,
+        d.notice.status.as_str(),
+        d.sink.as_str()
+    );
+    let error = d.outcome.as_ref().err().cloned();
+    match rec.delivered(d.sink, d.notice, d.outcome, now_ms()) {
+        Ok(()) => {}
+        Err(false) => log(&format!(
+            "{what}: not delivered ({}); tried again later",
+            error.unwrap_or_default()
+        )),
+        Err(true) => log(&format!(
+            "{what}: not delivered ({}); given up after {} tries",
+            error.unwrap_or_default(),
+            crate::alert::MAX_ATTEMPTS
+        )),
+    }
+    let store = daemon.store.clone();
+    let key = d.project.to_string();
+    let rec = rec.clone();
+    if let Err(e) = blocking(move || store.save_alerts(&key, &[rec], &[])).await {
+        log(&format!("alerts: {e}"));
+    }
+}
+
+/// One evaluation of every project's rules, and the deliveries due.
+async fn turn(
+    daemon: &Arc<Daemon>,
+    projects: &mut HashMap<Arc<str>, ProjectAlerts>,
+    in_flight: &mut HashSet<(Arc<str>, (String, String), Sink)>,
+    done_tx: &mpsc::UnboundedSender<Done>,
+) {
+    let up = daemon.all();
+    projects.retain(|k, _| up.iter().any(|p| p.key == *k));
+    for project in up {
+        let Some(desired) = project.view().1 else {
+            continue;
+        };
+        let key = project.key.clone();
+        let first = !projects.contains_key(&key);
+        let state = projects.entry(key.clone()).or_default();
+        if first {
+            let store = daemon.store.clone();
+            let k = key.to_string();
+            match blocking(move || store.alerts(&k)).await {
+                Ok(records) => {
+                    state.records = records
+                        .into_iter()
+                        .map(|r| ((r.service.clone(), r.name.clone()), r))
+                        .collect();
+                }
+                Err(e) => log(&format!("alerts: {e}")),
+            }
+        }
+        read_events(daemon, &key, &mut state.facts).await;
+        evaluate(daemon, &project, &desired, state).await;
+        deliver(&project, &desired, state, in_flight, done_tx);
+    }
+}
+
+/// Reads the project's events since the last turn into its facts.
+async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) {
+    loop {
+        // Every event up to `upto` is committed: none is missed by
+        // moving the cursor there after a read that found the last.
+        let upto = *daemon.seq.borrow();
+        let store = daemon.store.clone();
+        let (k, after) = (key.to_string(), facts.cursor);
+        let events = match blocking(move || store.events_after(&k, after, PAGE)).await {
+            Ok(events) => events,
+            Err(e) => {
+                log(&format!("alerts: {e}"));
+                return;
+            }
+        };
+        let full = events.len() == PAGE;
+        for ev in events {
+            facts.cursor = facts.cursor.max(ev.seq);
+            let f = facts.services.entry(ev.service.clone()).or_default();
+            match &ev.state {
+                EventState::Backup => f.backup = Some((true, ev.detail)),
+                EventState::BackupFailed => f.backup = Some((false, ev.detail)),
+                EventState::Verify => f.verify = Some((true, ev.detail)),
+                EventState::VerifyFailed => f.verify = Some((false, ev.detail)),
+                EventState::Replica(ReplicaState::Restarting) => f.restarts.push_back(ev.time_ms),
+                _ => {}
+            }
+        }
+        // The store's sequence is shared by every project: the cursor
+        // moves past the others' events too.
+        if !full {
+            facts.cursor = facts.cursor.max(upto);
+            return;
+        }
+    }
+}
+
+/// The rules of `desired`'s wanted services the daemon evaluates: by
+/// (service, name), with their condition and `for`.
+fn rules(desired: &Desired) -> BTreeMap<(String, String), (String, Condition, Duration)> {
+    let mut out = BTreeMap::new();
+    for name in &desired.wanted {
+        let Some(x) = desired
+            .app
+            .services
+            .get(name)
+            .and_then(|s| s.x_cove.as_ref())
+        else {
+            continue;
+        };
+        for a in &x.alerts {
+            let Ok(c) = a.when.parse::<Condition>() else {
+                continue;
+            };
+            if !c.figure.evaluated() {
+                continue;
+            }
+            let hold = a
+                .for_
+                .as_deref()
+                .and_then(|t| cove_spec::units::parse_duration(t).ok())
+                .unwrap_or_default();
+            out.insert((name.clone(), a.name.clone()), (a.when.clone(), c, hold));
+        }
+    }
+    out
+}
+
+/// Whether `c` holds for `service` now, and its value.
+fn holds(
+    c: &Condition,
+    facts: Option<&ServiceFacts>,
+    replicas: Option<&Vec<ReplicaStatus>>,
+    now: u64,
+) -> (bool, String) {
+    let last = |r: Option<&(bool, String)>, what: &str| match r {
+        Some((false, m)) => (true, m.clone()),
+        Some((true, m)) => (false, m.clone()),
+        None => (false, format!("no {what} yet")),
+    };
+    match c.figure {
+        Figure::BackupFailed => last(facts.and_then(|f| f.backup.as_ref()), "scheduled backup"),
+        Figure::VerifyFailed => last(facts.and_then(|f| f.verify.as_ref()), "restore drill"),
+        Figure::Restarts(window) => {
+            let from = now.saturating_sub(window.as_millis() as u64);
+            let n = facts.map_or(0, |f| f.restarts.iter().filter(|t| **t >= from).count());
+            let held = c.test.is_some_and(|(op, t)| op.holds(n as f64, t));
+            (
+                held,
+                format!(
+                    "{n} restart(s) in the last {}",
+                    cove_spec::units::format_duration(window)
+                ),
+            )
+        }
+        Figure::Unhealthy => {
+            let bad = replicas
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.retiring)
+                .find_map(|s| {
+                    let why = match &s.state {
+                        State::Unhealthy { .. }
+                        | State::Restarting { .. }
+                        | State::Failed { .. }
+                        | State::Refusing { .. } => s.state.describe(s.pid),
+                        State::Running | State::Starting if s.checked => {
+                            "not healthy yet (its check has not passed)".to_string()
+                        }
+                        _ => return None,
+                    };
+                    Some(format!("replica {}: {why}", s.replica))
+                });
+            match bad {
+                Some(why) => (true, why),
+                None => (false, "every replica is healthy".into()),
+            }
+        }
+        // Not evaluated: `rules` leaves them out.
+        Figure::DeployFailed | Figure::ErrorRate(_) | Figure::P99Ms(_) | Figure::MemoryMb => {
+            (false, String::new())
+        }
+    }
+}
+
+/// Steps every rule of the project, saves what changed, then records the
+/// changes as events.
+async fn evaluate(
+    daemon: &Daemon,
+    project: &Project,
+    desired: &Desired,
+    state: &mut ProjectAlerts,
+) {
+    let now = now_ms();
+    let rules = rules(desired);
+    let replicas = project.states.borrow().clone();
+    // Restarts older than the longest window are no longer needed.
+    let longest = rules
+        .values()
+        .filter_map(|(_, c, _)| match c.figure {
+            Figure::Restarts(w) => Some(w.as_millis() as u64),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    for f in state.facts.services.values_mut() {
+        while f
+            .restarts
+            .front()
+            .is_some_and(|t| *t < now.saturating_sub(longest))
+        {
+            f.restarts.pop_front();
+        }
+    }
+    let mut changed = Vec::new();
+    let mut events = Vec::new();
+    for (rule, (when, c, hold)) in &rules {
+        let rec = state
+            .records
+            .entry(rule.clone())
+            .or_insert_with(|| AlertRecord::new(&rule.0, &rule.1, when));
+        let before = rec.clone();
+        rec.condition = when.clone();
+        let (held, value) = holds(
+            c,
+            state.facts.services.get(&rule.0),
+            replicas.get(&rule.0),
+            now,
+        );
+        if let Some(change) = rec.step(held, &value, *hold, now) {
+            events.push((rule.0.clone(), change, message(rec, change)));
+        }
+        if *rec != before {
+            changed.push(rec.clone());
+        }
+    }
+    // Rules gone from the file: a firing one resolves; one with nothing
+    // left to deliver is forgotten.
+    let mut gone = Vec::new();
+    for (rule, rec) in state.records.iter_mut() {
+        if rules.contains_key(rule) {
+            continue;
+        }
+        let before = rec.clone();
+        if let Some(change) = rec.retire(now, "its rule is no longer in the file") {
+            events.push((rule.0.clone(), change, message(rec, change)));
+        }
+        let settled = [Sink::Webhook, Sink::Command, Sink::Alertmanager]
+            .iter()
+            .all(|s| rec.due(*s, now).is_none() || !configured(desired, *s));
+        if rec.phase != crate::alert::Phase::Firing && settled {
+            gone.push(rule.clone());
+        } else if *rec != before {
+            changed.push(rec.clone());
+        }
+    }
+    for rule in &gone {
+        state.records.remove(rule);
+    }
+    if changed.is_empty() && gone.is_empty() {
+        return;
+    }
+    let store = daemon.store.clone();
+    let key = project.key.to_string();
+    let saved = blocking(move || store.save_alerts(&key, &changed, &gone)).await;
+    if let Err(e) = saved {
+        // Not announced: the next turn tries again from what was saved.
+        log(&format!("alerts: {e}"));
+        state.records.clear();
+        state.facts = Facts::default();
+        return;
+    }
+    for (service, change, message) in events {
+        let _ = project.reports.send(Report::Alert {
+            service,
+            firing: change == Change::Fired,
+            message,
+        });
+    }
+}
+
+/// The event's words for a change.
+fn message(rec: &AlertRecord, change: Change) -> String {
+    match change {
+        Change::Fired => format!(
+            "alert `{}` firing: {} ({})",
+            rec.name, rec.condition, rec.value
+        ),
+        Change::Resolved => format!(
+            "alert `{}` resolved: {} ({})",
+            rec.name, rec.condition, rec.value
+        ),
+    }
+}
+
+fn configured(desired: &Desired, sink: Sink) -> bool {
+    let Some(n) = &desired.app.x_cove.notify else {
+        return false;
+    };
+    match sink {
+        Sink::Webhook => n.webhook.is_some(),
+        Sink::Command => n.command.is_some(),
+        Sink::Alertmanager => n.alertmanager.is_some(),
+    }
+}
+
+/// Starts each delivery that is due and not under way.
+fn deliver(
+    project: &Project,
+    desired: &Desired,
+    state: &ProjectAlerts,
+    in_flight: &mut HashSet<(Arc<str>, (String, String), Sink)>,
+    done_tx: &mpsc::UnboundedSender<Done>,
+) {
+    let Some(notify) = desired.app.x_cove.notify.clone() else {
+        return;
+    };
+    let now = now_ms();
+    for (rule, rec) in &state.records {
+        for sink in [Sink::Webhook, Sink::Command, Sink::Alertmanager] {
+            if !configured(desired, sink) {
+                continue;
+            }
+            let Some(notice) = rec.due(sink, now) else {
+                continue;
+            };
+            let id = (project.key.clone(), rule.clone(), sink);
+            if !in_flight.insert(id) {
+                continue;
+            }
+            let n = notification(desired, rec, notice);
+            let notify = notify.clone();
+            let dir = desired.project_dir.clone();
+            let done = Done {
+                project: project.key.clone(),
+                rule: rule.clone(),
+                sink,
+                notice,
+                outcome: Ok(()),
+            };
+            let tx = done_tx.clone();
+            tokio::spawn(async move {
+                let outcome = send(&notify, sink, notice.status, &n, dir).await;
+                let _ = tx.send(Done { outcome, ..done });
+            });
+        }
+    }
+}
+
+/// One try of one notification to one sink.
+async fn send(
+    notify: &Notify,
+    sink: Sink,
+    status: Status,
+    n: &Notification,
+    dir: PathBuf,
+) -> Result<(), String> {
+    match sink {
+        Sink::Webhook => {
+            let url = notify.webhook.as_deref().unwrap_or_default();
+            notify::webhook(url, notify.format.unwrap_or(NotifyFormat::Json), n).await
+        }
+        Sink::Alertmanager => {
+            let url = notify.alertmanager.as_deref().unwrap_or_default();
+            notify::alertmanager(url, status, n).await
+        }
+        Sink::Command => {
+            let argv = match &notify.command {
+                Some(StringOrList::List(l)) => l.clone(),
+                Some(StringOrList::String(s)) => {
+                    cove_spec::shell_words::split(s).map_err(|e| e.to_string())?
+                }
+                None => Vec::new(),
+            };
+            notify::command(&argv, &dir, n).await
+        }
+    }
+}
+
+/// The notification of `notice` of `rec`.
+fn notification(desired: &Desired, rec: &AlertRecord, notice: Notice) -> Notification {
+    Notification {
+        status: notice.status.as_str(),
+        alert: rec.name.clone(),
+        service: rec.service.clone(),
+        project: desired.app.name.clone(),
+        environment: desired
+            .app
+            .x_cove
+            .env
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        condition: rec.condition.clone(),
+        value: rec.value.clone(),
+        since: rfc3339(notice.since_ms),
+        ended: match notice.status {
+            Status::Firing => None,
+            Status::Resolved => rec.resolved_ms.map(rfc3339),
+        },
+    }
+}
+
+/// `GET /v1/alerts`: the project's alerts that are pending, firing or
+/// resolved (as the store has them), firing first.
+pub(super) async fn list(daemon: &Daemon, key: &str) -> Answer {
+    let store = daemon.store.clone();
+    let k = key.to_string();
+    let records = match blocking(move || store.alerts(&k)).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
+    let mut out: Vec<AlertView> = records
+        .into_iter()
+        .filter(|r| r.phase != crate::alert::Phase::Inactive || r.fired_ms.is_some())
+        .map(|r| AlertView {
+            service: r.service,
+            name: r.name,
+            condition: r.condition,
+            state: match r.phase {
+                crate::alert::Phase::Inactive | crate::alert::Phase::Resolved => "resolved",
+                crate::alert::Phase::Pending => "pending",
+                crate::alert::Phase::Firing => "firing",
+            }
+            .to_string(),
+            since: r.fired_ms.or(r.holds_ms).map(rfc3339),
+            ended: r.resolved_ms.map(rfc3339),
+            value: r.value,
+            deliveries: r
+                .deliveries
+                .iter()
+                .map(|(sink, d)| crate::api::DeliveryView {
+                    sink: sink.as_str().to_string(),
+                    delivered: d.done.map(|n| n.status.as_str().to_string()),
+                    attempts: d.attempts,
+                    error: d.error.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    let rank = |s: &str| match s {
+        "firing" => 0,
+        "pending" => 1,
+        _ => 2,
+    };
+    out.sort_by(|a, b| {
+        rank(&a.state)
+            .cmp(&rank(&b.state))
+            .then(b.since.cmp(&a.since))
+    });
+    json(StatusCode::OK, &out)
+}
