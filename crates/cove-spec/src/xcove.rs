@@ -95,8 +95,9 @@ pub struct Notify {
     /// Mattermost read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<NotifyFormat>,
-    /// Run this program for each notification, with the notification (the
-    /// `json` object) on stdin, in the project's directory; it has 30 s.
+    /// Run this command for each notification (a string by `sh -c`, a
+    /// list as is), with the notification (the `json` object, one line) on
+    /// stdin, in the project's directory; it has 30 s.
     /// A non-zero exit is a failed delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<StringOrList>,

@@ -504,9 +504,8 @@ async fn send(
         Sink::Command => {
             let argv = match &notify.command {
                 Some(StringOrList::List(l)) => l.clone(),
-                Some(StringOrList::String(s)) => {
-                    cove_spec::shell_words::split(s).map_err(|e| e.to_string())?
-                }
+                // A string by `sh -c` (as `x-cove.backup.command`), a list as is.
+                Some(StringOrList::String(s)) => vec!["sh".into(), "-c".into(), s.clone()],
                 None => Vec::new(),
             };
             notify::command(&argv, &dir, n).await
