@@ -11,7 +11,8 @@
 //!
 //! Facts: `backup_failed` (the service's latest scheduled backup failed;
 //! resolves when a later one succeeds), `verify_failed` (the same for its
-//! restore drill), `deploy_failed` (its latest deploy failed), `unhealthy`
+//! restore drill), `deploy_failed` (its latest `cove deploy` failed;
+//! resolves when a later one succeeds), `unhealthy`
 //! (a replica is running but not healthy or ready: failing its checks,
 //! restarting, refusing connections, failed). Figures: `restarts[W]`
 //! (restarts of its replicas in the last W), `error_rate[W]` (the share of
@@ -108,7 +109,11 @@ impl Figure {
     pub fn evaluated(self) -> bool {
         matches!(
             self,
-            Figure::BackupFailed | Figure::VerifyFailed | Figure::Unhealthy | Figure::Restarts(_)
+            Figure::BackupFailed
+                | Figure::VerifyFailed
+                | Figure::DeployFailed
+                | Figure::Unhealthy
+                | Figure::Restarts(_)
         )
     }
 
@@ -342,7 +347,13 @@ mod tests {
             .collect();
         assert_eq!(
             evaluated,
-            ["backup_failed", "verify_failed", "unhealthy", "restarts"]
+            [
+                "backup_failed",
+                "verify_failed",
+                "deploy_failed",
+                "unhealthy",
+                "restarts"
+            ]
         );
     }
 }

@@ -199,6 +199,11 @@ pub enum EventState {
     Verify,
     /// A scheduled restore drill failed.
     VerifyFailed,
+    /// A deploy of the service ended with its new revision running
+    /// (replica 0; `detail` says how).
+    Deployed,
+    /// A deploy of the service failed (replica 0; `detail` says why).
+    DeployFailed,
     /// An alert rule of the service fired (replica 0; `detail` says which).
     Alert,
     /// A firing alert resolved.
@@ -207,12 +212,14 @@ pub enum EventState {
 
 impl EventState {
     /// The words of the events that are not a replica's state.
-    const SERVICE_WORDS: [(&'static str, EventState); 7] = [
+    const SERVICE_WORDS: [(&'static str, EventState); 9] = [
         ("deploy", EventState::Deploy),
         ("backup", EventState::Backup),
         ("backup-failed", EventState::BackupFailed),
         ("verify", EventState::Verify),
         ("verify-failed", EventState::VerifyFailed),
+        ("deployed", EventState::Deployed),
+        ("deploy-failed", EventState::DeployFailed),
         ("alert", EventState::Alert),
         ("alert-resolved", EventState::AlertResolved),
     ];
@@ -225,6 +232,8 @@ impl EventState {
             EventState::BackupFailed => "backup-failed",
             EventState::Verify => "verify",
             EventState::VerifyFailed => "verify-failed",
+            EventState::Deployed => "deployed",
+            EventState::DeployFailed => "deploy-failed",
             EventState::Alert => "alert",
             EventState::AlertResolved => "alert-resolved",
         }
@@ -243,7 +252,10 @@ impl EventState {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            EventState::BackupFailed | EventState::VerifyFailed | EventState::Alert
+            EventState::BackupFailed
+                | EventState::VerifyFailed
+                | EventState::DeployFailed
+                | EventState::Alert
         )
     }
 }
@@ -328,6 +340,8 @@ mod tests {
             .map(EventState::Replica)
             .chain([
                 EventState::Deploy,
+                EventState::Deployed,
+                EventState::DeployFailed,
                 EventState::Alert,
                 EventState::AlertResolved,
             ])

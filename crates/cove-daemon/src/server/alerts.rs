@@ -5,7 +5,7 @@
 //! recorded (the recorder's sequence number moves).
 //!
 //! What a condition reads: the project's events in the store (the latest
-//! scheduled backup's and restore drill's outcome per service, replicas'
+//! scheduled backup's, restore drill's and deploy's outcome per service, replicas'
 //! `restarting` events for `restarts[W]`), read once from the start at the
 //! first turn and then only the new ones; and the supervisor's live states
 //! (`unhealthy`: a replica, not being retired, that is failing its health
@@ -62,6 +62,8 @@ struct ServiceFacts {
     backup: Option<(bool, String)>,
     /// The latest restore drill.
     verify: Option<(bool, String)>,
+    /// The latest deploy.
+    deploy: Option<(bool, String)>,
     /// When its replicas restarted (oldest first).
     restarts: VecDeque<u64>,
 }
@@ -219,6 +221,8 @@ async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) {
                 EventState::BackupFailed => f.backup = Some((false, ev.detail)),
                 EventState::Verify => f.verify = Some((true, ev.detail)),
                 EventState::VerifyFailed => f.verify = Some((false, ev.detail)),
+                EventState::Deployed => f.deploy = Some((true, ev.detail)),
+                EventState::DeployFailed => f.deploy = Some((false, ev.detail)),
                 EventState::Replica(ReplicaState::Restarting) => f.restarts.push_back(ev.time_ms),
                 _ => {}
             }
@@ -278,6 +282,7 @@ fn holds(
     match c.figure {
         Figure::BackupFailed => last(facts.and_then(|f| f.backup.as_ref()), "scheduled backup"),
         Figure::VerifyFailed => last(facts.and_then(|f| f.verify.as_ref()), "restore drill"),
+        Figure::DeployFailed => last(facts.and_then(|f| f.deploy.as_ref()), "deploy"),
         Figure::Restarts(window) => {
             let from = now.saturating_sub(window.as_millis() as u64);
             let n = facts.map_or(0, |f| f.restarts.iter().filter(|t| **t >= from).count());
@@ -314,9 +319,7 @@ fn holds(
             }
         }
         // Not evaluated: `rules` leaves them out.
-        Figure::DeployFailed | Figure::ErrorRate(_) | Figure::P99Ms(_) | Figure::MemoryMb => {
-            (false, String::new())
-        }
+        Figure::ErrorRate(_) | Figure::P99Ms(_) | Figure::MemoryMb => (false, String::new()),
     }
 }
 

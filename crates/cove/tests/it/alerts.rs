@@ -108,8 +108,7 @@ fn read_request(mut conn: TcpStream) -> Option<serde_json::Value> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let _ = conn
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     serde_json::from_slice(&buf[head_end..head_end + length]).ok()
 }
 
@@ -191,13 +190,18 @@ services:
     assert_eq!(fired["environment"], "default", "{fired}");
     assert_eq!(fired["ended"], serde_json::Value::Null, "{fired}");
     assert!(
-        fired["value"].as_str().unwrap().contains("the disk is gone"),
+        fired["value"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is gone"),
         "its value is the backup's error: {fired}"
     );
     let since = fired["since"].as_str().unwrap().to_string();
     eventually_ok(60, "the firing at the command", || {
         let n = json_lines(&notes);
-        (statuses(&n) == ["firing"]).then_some(()).ok_or(format!("{n:?}"))
+        (statuses(&n) == ["firing"])
+            .then_some(())
+            .ok_or(format!("{n:?}"))
     });
     assert_eq!(json_lines(&notes)[0]["since"], since.as_str());
     // `cove alerts` lists it; `cove events` has it.
@@ -285,7 +289,10 @@ impl Alertmanager {
                 "--config.file={}",
                 dir.path().join("alertmanager.yml").display()
             ))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             // One instance: no cluster port.
             .arg("--cluster.listen-address=")
@@ -361,7 +368,11 @@ services:
     let (_, out) = app.merged(&["alerts", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(
-        listed.as_array().unwrap().iter().all(|a| a["state"] != "firing"),
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] != "firing"),
         "{listed}"
     );
 
@@ -423,4 +434,67 @@ services:
     let (_, out) = app.merged(&["alerts", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed[0]["state"], "resolved", "{listed}");
+}
+
+/// `web` with `V` in its environment: healthy unless `V` is `bad`.
+fn deploy_app(hook: &Hook, v: &str) -> String {
+    format!(
+        r#"
+x-cove:
+  notify:
+    webhook: {url}
+    format: slack
+services:
+  web:
+    environment:
+      V: {v}
+    x-cove:
+      run: [sleep, "86400"]
+      alerts:
+        - {{name: deploys, when: deploy_failed}}
+    healthcheck:
+      test: ["CMD-SHELL", "test \"$$V\" != bad"]
+      interval: 200ms
+      start_interval: 200ms
+      retries: 2
+"#,
+        url = hook.url()
+    )
+}
+
+#[test]
+fn a_failed_deploy_fires_in_slacks_format_and_the_next_good_deploy_resolves_it() {
+    let hook = Hook::start();
+    let app = App::new(&deploy_app(&hook, "one"));
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // A revision that never turns healthy: the deploy fails (rolled back).
+    fs_err::write(app.dir().join("compose.yaml"), deploy_app(&hook, "bad")).unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    let fired = eventually_ok(60, "the firing at the webhook", || {
+        let b = hook.bodies();
+        b.first().cloned().ok_or(format!("{b:?}"))
+    });
+    let text = fired["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("[FIRING] deploys — web of ") && text.contains("deploy_failed"),
+        "{fired}"
+    );
+    assert!(text.contains("the previous revision runs again"), "{fired}");
+    let (_, out) = app.merged(&["events", "--since", "10m", "--until", "0s"]);
+    assert!(out.contains("service deploy-failed web"), "{out}");
+
+    // The next deploy succeeds: resolved.
+    fs_err::write(app.dir().join("compose.yaml"), deploy_app(&hook, "two")).unwrap();
+    let (code, out) = app.merged(&["deploy", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    let bodies = eventually_ok(60, "the resolution at the webhook", || {
+        let b = hook.bodies();
+        (b.len() >= 2).then(|| b.clone()).ok_or(format!("{b:?}"))
+    });
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let text = bodies[1]["text"].as_str().unwrap();
+    assert!(text.starts_with("[RESOLVED] deploys — web of "), "{text}");
 }
