@@ -217,6 +217,16 @@ services:
     let events = f.ok(&["events", "--since", "10m", "--until", "0s"]).stdout;
     assert!(events.contains("service alert store"), "{events}");
 
+    // Both deliveries are recorded as done (a daemon killed between a
+    // delivery and its record sends it again: at least once).
+    eventually_ok(30, "both deliveries recorded", || {
+        let out = f.ok(&["alerts", "--format", "json"]).stdout;
+        let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let done = listed[0]["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["delivered"] == "firing"));
+        done.then_some(()).ok_or(out)
+    });
     // The daemon is killed and comes back: the alert is still firing and
     // is not announced again (its next word is its resolution).
     let pid = f.app.daemon_pid().expect("the daemon's pid");
