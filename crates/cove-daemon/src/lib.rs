@@ -36,6 +36,7 @@ pub mod leftovers;
 pub mod listeners;
 pub mod server;
 pub mod store;
+pub mod traffic;
 
 use std::path::{Path, PathBuf};
 

@@ -114,6 +114,8 @@ impl Figure {
                 | Figure::DeployFailed
                 | Figure::Unhealthy
                 | Figure::Restarts(_)
+                | Figure::ErrorRate(_)
+                | Figure::P99Ms(_)
         )
     }
 
@@ -352,7 +354,9 @@ mod tests {
                 "verify_failed",
                 "deploy_failed",
                 "unhealthy",
-                "restarts"
+                "restarts",
+                "error_rate",
+                "p99_ms"
             ]
         );
     }

@@ -61,7 +61,7 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
                     ),
                 )
                 .with_hint(
-                    "the daemon evaluates backup_failed, verify_failed, deploy_failed, unhealthy and restarts[W] today; see docs/guides/alerts.md",
+                    "the daemon evaluates backup_failed, verify_failed, deploy_failed, unhealthy, restarts[W], error_rate[W] and p99_ms[W] today; see docs/guides/alerts.md",
                 ),
             );
         }

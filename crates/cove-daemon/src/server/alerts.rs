@@ -41,6 +41,7 @@ use crate::server::registry::{Daemon, Project};
 use crate::server::reply::{Answer, error, json};
 use crate::server::tasks::spawn_restarting;
 use crate::store::Desired;
+use crate::traffic::Samples;
 
 /// How often every rule is evaluated (besides at each recorded event).
 pub(super) const TICK: Duration = Duration::from_secs(5);
@@ -66,6 +67,8 @@ struct ServiceFacts {
     deploy: Option<(bool, String)>,
     /// When its replicas restarted (oldest first).
     restarts: VecDeque<u64>,
+    /// The gateway's answers for it, sampled at each turn.
+    traffic: Samples,
 }
 
 /// How a delivery ended, back to the evaluator.
@@ -318,8 +321,35 @@ fn holds(
                 None => (false, "every replica is healthy".into()),
             }
         }
-        // Not evaluated: `rules` leaves them out.
-        Figure::ErrorRate(_) | Figure::P99Ms(_) | Figure::MemoryMb => (false, String::new()),
+        Figure::ErrorRate(window) | Figure::P99Ms(window) => {
+            let w = window.as_millis() as u64;
+            let span = cove_spec::units::format_duration(window);
+            let read = match c.figure {
+                Figure::ErrorRate(_) => facts.and_then(|f| f.traffic.error_rate(now, w)),
+                _ => facts.and_then(|f| f.traffic.p99_ms(now, w)),
+            };
+            let Some((value, answers)) = read else {
+                return (
+                    false,
+                    format!("no answers through the gateway in the last {span}"),
+                );
+            };
+            let held = c.test.is_some_and(|(op, t)| op.holds(value, t));
+            let shown = match c.figure {
+                Figure::ErrorRate(_) => format!("{value:.3}"),
+                _ if value.is_infinite() => "over 10000 ms".to_string(),
+                _ => format!("{value} ms"),
+            };
+            (
+                held,
+                format!(
+                    "{} {shown} over {answers} answer(s) in the last {span}",
+                    c.figure.name()
+                ),
+            )
+        }
+        // Not evaluated: `rules` leaves it out.
+        Figure::MemoryMb => (false, String::new()),
     }
 }
 
@@ -350,6 +380,31 @@ async fn evaluate(
             .is_some_and(|t| *t < now.saturating_sub(longest))
         {
             f.restarts.pop_front();
+        }
+    }
+    // The gateway's counters of each service an `error_rate` or `p99_ms`
+    // rule reads, kept for its longest window.
+    let mut windows: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((service, _), (_, c, _)) in &rules {
+        if let Figure::ErrorRate(w) | Figure::P99Ms(w) = c.figure {
+            let e = windows.entry(service.as_str()).or_default();
+            *e = (*e).max(w.as_millis() as u64);
+        }
+    }
+    if !windows.is_empty() {
+        let gateway = crate::lock(&project.gateway);
+        for (service, keep) in windows {
+            let answered = gateway
+                .as_ref()
+                .map(|g| g.answered(service))
+                .unwrap_or_default();
+            state
+                .facts
+                .services
+                .entry(service.to_string())
+                .or_default()
+                .traffic
+                .push(now, answered, keep);
         }
     }
     let mut changed = Vec::new();

@@ -508,3 +508,130 @@ fn a_failed_deploy_fires_in_slacks_format_and_the_next_good_deploy_resolves_it()
     let text = bodies[1]["text"].as_str().unwrap();
     assert!(text.starts_with("[RESOLVED] deploys — web of "), "{text}");
 }
+
+/// Answers 500 while `fail` exists beside it, after 600 ms while `slow`
+/// does, else 200 at once.
+const TRAFFIC_SERVER: &str = r#"
+import http.server, os, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if os.path.exists("slow"):
+            time.sleep(0.6)
+        code = 500 if os.path.exists("fail") else 200
+        self.send_response(code)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// `n` requests to `web` through the gateway, each answered `status`.
+fn requests(gw: SocketAddr, n: usize, status: u16) {
+    for _ in 0..n {
+        let (got, _, body) = crate::gateway::http(gw, "GET", "web.localhost", "/", b"");
+        assert_eq!(got, status, "{body}");
+    }
+}
+
+/// The alert names and statuses the webhook had, in order.
+fn heard(hook: &Hook) -> Vec<(String, String)> {
+    hook.bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["alert"].as_str().unwrap_or("?").to_string(),
+                b["status"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_gateways_error_rate_and_p99_fire_and_resolve_as_answers_change() {
+    let hook = Hook::start();
+    let app = App::new(&format!(
+        r#"
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+  notify: {{webhook: {url}}}
+services:
+  web:
+    x-cove:
+      run: python3 server.py
+      alerts:
+        - {{name: errors, when: "error_rate[10m] > 0.5"}}
+        - {{name: slow, when: "p99_ms[10m] > 500"}}
+    expose: ["8000"]
+"#,
+        url = hook.url()
+    ));
+    fs_err::write(app.dir().join("server.py"), TRAFFIC_SERVER).unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let gw = crate::gateway::wait_for_targets(&app, &[1]);
+    requests(gw, 20, 200);
+
+    // Errors: 30 of 50 answers (the window is 10 minutes: what leaves it
+    // is what the answers that follow dilute).
+    fs_err::write(app.dir().join("fail"), "").unwrap();
+    requests(gw, 30, 500);
+    let at = |name: &str, status: &str| {
+        let want = (name.to_string(), status.to_string());
+        eventually_ok(60, &format!("{name} {status}"), || {
+            let h = heard(&hook);
+            h.contains(&want).then_some(()).ok_or(format!("{h:?}"))
+        });
+    };
+    at("errors", "firing");
+    let fired = hook
+        .bodies()
+        .into_iter()
+        .find(|b| b["alert"] == "errors")
+        .unwrap();
+    // 0.600 (1.000 if the evaluator's first look came after the 20).
+    let value = fired["value"].as_str().unwrap();
+    let rate: f64 = value
+        .strip_prefix("error_rate ")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{fired}"));
+    assert!(rate >= 0.6, "{fired}");
+    // 60 of 110 no longer: resolved.
+    fs_err::remove_file(app.dir().join("fail")).unwrap();
+    requests(gw, 60, 200);
+    at("errors", "resolved");
+
+    // Slow: 3 answers of 113 took 600 ms, more than 1 % of them.
+    fs_err::write(app.dir().join("slow"), "").unwrap();
+    requests(gw, 3, 200);
+    fs_err::remove_file(app.dir().join("slow")).unwrap();
+    at("slow", "firing");
+    let fired = hook
+        .bodies()
+        .into_iter()
+        .find(|b| b["alert"] == "slow")
+        .unwrap();
+    assert!(
+        fired["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("p99_ms 1000 ms"),
+        "the bound of 600 ms's bucket: {fired}"
+    );
+    // 3 of 413: under 1 %, resolved.
+    requests(gw, 300, 200);
+    at("slow", "resolved");
+    let h = heard(&hook);
+    let once =
+        |name: &str, status: &str| h.iter().filter(|(n, s)| n == name && s == status).count();
+    for (name, status) in [
+        ("errors", "firing"),
+        ("errors", "resolved"),
+        ("slow", "firing"),
+        ("slow", "resolved"),
+    ] {
+        assert_eq!(once(name, status), 1, "{name} {status} once: {h:?}");
+    }
+}
