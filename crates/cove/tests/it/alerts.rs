@@ -635,3 +635,56 @@ services:
         assert_eq!(once(name, status), 1, "{name} {status} once: {h:?}");
     }
 }
+
+#[test]
+fn restarts_in_a_window_fire_and_resolve_once_the_crashes_stop() {
+    let hook = Hook::start();
+    let app = App::new(&format!(
+        r#"
+x-cove:
+  notify: {{webhook: {url}}}
+services:
+  worker:
+    # Crashes at once while `crash` exists beside it.
+    x-cove:
+      run: [sh, -c, "if [ -e crash ]; then sleep 0.2; exit 1; fi; exec sleep 86400"]
+      alerts:
+        - {{name: flapping, when: "restarts[15s] > 2"}}
+    restart: always
+"#,
+        url = hook.url()
+    ));
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    // It crashes again and again once its process is killed.
+    fs_err::write(app.dir().join("crash"), "").unwrap();
+    let (code, out) = app.merged(&["kill", "-s", "USR1", "worker"]);
+    assert_eq!(code, Some(0), "{out}");
+    let fired = eventually_ok(90, "the firing", || {
+        let b = hook.bodies();
+        b.first().cloned().ok_or(format!("{b:?}"))
+    });
+    assert_eq!(fired["status"], "firing", "{fired}");
+    let value = fired["value"].as_str().unwrap();
+    let n: u32 = value
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{fired}"));
+    assert!(
+        n > 2 && value.ends_with("restart(s) in the last 15s"),
+        "{fired}"
+    );
+    // The crashes stop: once none is within the window, resolved.
+    fs_err::remove_file(app.dir().join("crash")).unwrap();
+    let bodies = eventually_ok(120, "the resolution", || {
+        let b = hook.bodies();
+        (statuses(&b).last().map(String::as_str) == Some("resolved"))
+            .then(|| b.clone())
+            .ok_or(format!("{b:?}"))
+    });
+    assert_eq!(bodies.last().unwrap()["alert"], "flapping");
+    let (_, out) = app.merged(&["events", "--since", "10m", "--until", "0s"]);
+    assert!(out.contains("service alert worker"), "{out}");
+    assert!(out.contains("service alert-resolved worker"), "{out}");
+}
