@@ -49,6 +49,9 @@ pub(super) const TICK: Duration = Duration::from_secs(5);
 /// Events read from the store at a time.
 const PAGE: usize = 1000;
 
+/// Rules by (service, name): `when` as written, parsed, and `for`.
+type Rules = BTreeMap<(String, String), (String, Condition, Duration)>;
+
 /// What the events said of a project's services so far.
 #[derive(Default)]
 struct Facts {
@@ -83,6 +86,9 @@ struct Done {
 /// One project's rules as the evaluator keeps them (what the store has).
 #[derive(Default)]
 struct ProjectAlerts {
+    /// Whether `records` is what the store has (read at the first turn,
+    /// and again after a save failed).
+    loaded: bool,
     facts: Facts,
     /// By (service, name).
     records: BTreeMap<(String, String), AlertRecord>,
@@ -179,23 +185,34 @@ async fn turn(
             continue;
         };
         let key = project.key.clone();
-        let first = !projects.contains_key(&key);
         let state = projects.entry(key.clone()).or_default();
-        if first {
+        if !state.loaded {
             let store = daemon.store.clone();
             let k = key.to_string();
             match blocking(move || store.alerts(&k)).await {
                 Ok(records) => {
+                    state.loaded = true;
                     state.records = records
                         .into_iter()
                         .map(|r| ((r.service.clone(), r.name.clone()), r))
                         .collect();
                 }
-                Err(e) => log(&format!("alerts: {e}")),
+                Err(e) => {
+                    // Not evaluated without what the store says: it
+                    // would fire again what already fired.
+                    log(&format!("alerts: {e}"));
+                    continue;
+                }
             }
         }
+        let rules = rules(&desired);
+        if rules.is_empty() && state.records.is_empty() {
+            // Nothing to evaluate or deliver: its events are not read
+            // (from the first, once it has rules).
+            continue;
+        }
         read_events(daemon, &key, &mut state.facts).await;
-        evaluate(daemon, &project, &desired, state).await;
+        evaluate(daemon, &project, &desired, rules, state).await;
         deliver(&project, &desired, state, in_flight, done_tx);
     }
 }
@@ -241,7 +258,7 @@ async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) {
 
 /// The rules of `desired`'s wanted services the daemon evaluates: by
 /// (service, name), with their condition and `for`.
-fn rules(desired: &Desired) -> BTreeMap<(String, String), (String, Condition, Duration)> {
+fn rules(desired: &Desired) -> Rules {
     let mut out = BTreeMap::new();
     for name in &desired.wanted {
         let Some(x) = desired
@@ -359,10 +376,10 @@ async fn evaluate(
     daemon: &Daemon,
     project: &Project,
     desired: &Desired,
+    rules: Rules,
     state: &mut ProjectAlerts,
 ) {
     let now = now_ms();
-    let rules = rules(desired);
     let replicas = project.states.borrow().clone();
     // Restarts older than the longest window are no longer needed.
     let longest = rules
@@ -459,10 +476,9 @@ async fn evaluate(
     let key = project.key.to_string();
     let saved = blocking(move || store.save_alerts(&key, &changed, &gone)).await;
     if let Err(e) = saved {
-        // Not announced: the next turn tries again from what was saved.
+        // Not announced: the next turn starts again from what was saved.
         log(&format!("alerts: {e}"));
-        state.records.clear();
-        state.facts = Facts::default();
+        *state = ProjectAlerts::default();
         return;
     }
     for (service, change, message) in events {
