@@ -34,6 +34,7 @@ pub mod gateway;
 mod holder;
 pub mod leftovers;
 pub mod listeners;
+pub mod memory;
 pub mod server;
 pub mod store;
 pub mod traffic;

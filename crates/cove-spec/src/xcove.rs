@@ -647,9 +647,7 @@ pub struct Alert {
     /// The condition: a fact (`backup_failed`, `verify_failed`,
     /// `unhealthy`, `deploy_failed`) or a figure compared with a number,
     /// counted over a window (`restarts[10m] > 3`, `error_rate[5m] > 0.05`,
-    /// `p99_ms[5m] > 500`, `memory_mb > 512`). Evaluated today: all
-    /// but `memory_mb`, which
-    /// loads with a warning and never fires.
+    /// `p99_ms[5m] > 500`, `memory_mb > 512`); see docs/guides/alerts.md.
     pub when: String,
     /// How long the condition must hold before the alert fires (duration). Default: immediately.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "for")]

@@ -292,6 +292,7 @@ fn holds(
     c: &Condition,
     facts: Option<&ServiceFacts>,
     replicas: Option<&Vec<ReplicaStatus>>,
+    memory: Option<u64>,
     now: u64,
 ) -> (bool, String) {
     let last = |r: Option<&(bool, String)>, what: &str| match r {
@@ -365,8 +366,14 @@ fn holds(
                 ),
             )
         }
-        // Not evaluated: `rules` leaves it out.
-        Figure::MemoryMb => (false, String::new()),
+        Figure::MemoryMb => match memory {
+            Some(bytes) => {
+                let mib = bytes as f64 / (1024.0 * 1024.0);
+                let held = c.test.is_some_and(|(op, t)| op.holds(mib, t));
+                (held, format!("memory_mb {mib:.1} (its largest replica)"))
+            }
+            None => (false, "no replica's memory could be read".into()),
+        },
     }
 }
 
@@ -381,6 +388,7 @@ async fn evaluate(
 ) {
     let now = now_ms();
     let replicas = project.states.borrow().clone();
+    let memory = memory_of(daemon, project, &rules, &replicas).await;
     // Restarts older than the longest window are no longer needed.
     let longest = rules
         .values()
@@ -437,6 +445,7 @@ async fn evaluate(
             c,
             state.facts.services.get(&rule.0),
             replicas.get(&rule.0),
+            memory.get(&rule.0).copied().flatten(),
             now,
         );
         if let Some(change) = rec.step(held, &value, *hold, now) {
@@ -488,6 +497,58 @@ async fn evaluate(
             message,
         });
     }
+}
+
+/// The memory of the largest replica of each service a `memory_mb` rule
+/// reads (none where no replica's could be read), read on the blocking
+/// pool ([`crate::memory`]).
+async fn memory_of(
+    daemon: &Daemon,
+    project: &Project,
+    rules: &Rules,
+    replicas: &cove_runtime::supervisor::States,
+) -> HashMap<String, Option<u64>> {
+    let tree = daemon
+        .cgroups
+        .as_deref()
+        .map(|t| cove_runtime::cgroup::project(t, &project.key));
+    // Per service: each replica's cgroup (if any) and process.
+    type Replicas = Vec<(Option<PathBuf>, Option<u32>)>;
+    let reads: Vec<(String, Replicas)> = rules
+        .iter()
+        .filter(|(_, (_, c, _))| c.figure == Figure::MemoryMb)
+        .map(|((service, _), _)| {
+            let of = replicas
+                .get(service)
+                .into_iter()
+                .flatten()
+                .filter(|r| !r.retiring && r.pid.is_some())
+                .map(|r| {
+                    let leaf = tree
+                        .as_deref()
+                        .map(|t| cove_runtime::cgroup::replica(t, service, r.slot));
+                    (leaf, r.pid)
+                })
+                .collect();
+            (service.clone(), of)
+        })
+        .collect();
+    if reads.is_empty() {
+        return HashMap::new();
+    }
+    blocking(move || {
+        reads
+            .into_iter()
+            .map(|(service, of)| {
+                let largest = of
+                    .iter()
+                    .filter_map(|(leaf, pid)| crate::memory::replica_bytes(leaf.as_deref(), *pid))
+                    .max();
+                (service, largest)
+            })
+            .collect()
+    })
+    .await
 }
 
 /// The event's words for a change.

@@ -688,3 +688,57 @@ services:
     assert!(out.contains("service alert worker"), "{out}");
     assert!(out.contains("service alert-resolved worker"), "{out}");
 }
+
+/// Holds 150 MiB (written, so resident) while `big` exists beside it.
+const HOG: &str = r#"
+import os, time
+held = None
+while True:
+    if os.path.exists("big"):
+        if held is None:
+            held = b"x" * (150 * 1024 * 1024)
+    else:
+        held = None
+    time.sleep(0.05)
+"#;
+
+#[test]
+fn a_replica_over_its_memory_fires_and_resolves_when_it_lets_go() {
+    let hook = Hook::start();
+    let app = App::new(&format!(
+        r#"
+x-cove:
+  notify: {{webhook: {url}}}
+services:
+  hog:
+    x-cove:
+      run: python3 hog.py
+      alerts:
+        - {{name: memory, when: "memory_mb > 100"}}
+"#,
+        url = hook.url()
+    ));
+    fs_err::write(app.dir().join("hog.py"), HOG).unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    fs_err::write(app.dir().join("big"), "").unwrap();
+    let fired = eventually_ok(60, "the firing", || {
+        let b = hook.bodies();
+        b.first().cloned().ok_or(format!("{b:?}"))
+    });
+    assert_eq!(fired["status"], "firing", "{fired}");
+    let mib: f64 = fired["value"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("memory_mb ")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{fired}"));
+    assert!(mib > 150.0, "150 MiB held, and Python: {fired}");
+    fs_err::remove_file(app.dir().join("big")).unwrap();
+    let bodies = eventually_ok(60, "the resolution", || {
+        let b = hook.bodies();
+        (b.len() >= 2).then(|| b.clone()).ok_or(format!("{b:?}"))
+    });
+    assert_eq!(statuses(&bodies), ["firing", "resolved"], "{bodies:?}");
+}
