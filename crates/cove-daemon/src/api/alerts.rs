@@ -16,6 +16,10 @@ pub struct AlertView {
     pub since: Option<String>,
     /// When it resolved.
     pub ended: Option<String>,
+    /// When its condition began to hold (pending or firing; none once it
+    /// no longer holds): `since` minus this is at least its `for`.
+    #[serde(default)]
+    pub holds_since: Option<String>,
     /// What the figure was (when it fired; when it resolved, why).
     pub value: String,
     /// Each sink of `x-cove.notify` it went to.

@@ -695,6 +695,7 @@ pub(super) async fn list(daemon: &Daemon, key: &str) -> Answer {
             .to_string(),
             since: r.fired_ms.or(r.holds_ms).map(rfc3339),
             ended: r.resolved_ms.map(rfc3339),
+            holds_since: r.holds_ms.map(rfc3339),
             value: r.value,
             deliveries: r
                 .deliveries

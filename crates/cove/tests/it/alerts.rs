@@ -423,6 +423,18 @@ services:
     let (_, out) = app.merged(&["alerts", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed[0]["state"], "firing", "{listed}");
+    // It fired once its condition had held its `for:` (2 s), not before.
+    let time = |k: &str| {
+        listed[0][k]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .unwrap_or_else(|| panic!("{k} in {listed}"))
+    };
+    let held = time("since").duration_since(time("holds_since"));
+    assert!(
+        held >= jiff::SignedDuration::from_secs(2),
+        "fired {held:?} after its condition began to hold: {listed}"
+    );
 
     // Healthy again: resolved, at the webhook and at Alertmanager.
     fs_err::write(&ok, "").unwrap();
