@@ -211,14 +211,19 @@ async fn turn(
             // (from the first, once it has rules).
             continue;
         }
-        read_events(daemon, &key, &mut state.facts).await;
+        if !read_events(daemon, &key, &mut state.facts).await {
+            // Not evaluated on facts that lag: a firing alert would
+            // resolve for want of the events that keep it.
+            continue;
+        }
         evaluate(daemon, &project, &desired, rules, state).await;
         deliver(&project, &desired, state, in_flight, done_tx);
     }
 }
 
-/// Reads the project's events since the last turn into its facts.
-async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) {
+/// Reads the project's events since the last turn into its facts;
+/// whether it read them all.
+async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) -> bool {
     loop {
         // Every event up to `upto` is committed: none is missed by
         // moving the cursor there after a read that found the last.
@@ -229,7 +234,7 @@ async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) {
             Ok(events) => events,
             Err(e) => {
                 log(&format!("alerts: {e}"));
-                return;
+                return false;
             }
         };
         let full = events.len() == PAGE;
@@ -251,7 +256,7 @@ async fn read_events(daemon: &Daemon, key: &Arc<str>, facts: &mut Facts) {
         // moves past the others' events too.
         if !full {
             facts.cursor = facts.cursor.max(upto);
-            return;
+            return true;
         }
     }
 }
@@ -285,6 +290,17 @@ fn rules(desired: &Desired) -> Rules {
         }
     }
     out
+}
+
+/// Whether the facts say anything of `c`: an outcome of the operation a
+/// `*_failed` fact is about (other figures are always read).
+fn known(c: &Condition, facts: Option<&ServiceFacts>) -> bool {
+    match c.figure {
+        Figure::BackupFailed => facts.is_some_and(|f| f.backup.is_some()),
+        Figure::VerifyFailed => facts.is_some_and(|f| f.verify.is_some()),
+        Figure::DeployFailed => facts.is_some_and(|f| f.deploy.is_some()),
+        _ => true,
+    }
 }
 
 /// Whether `c` holds for `service` now, and its value.
@@ -441,9 +457,16 @@ async fn evaluate(
             .or_insert_with(|| AlertRecord::new(&rule.0, &rule.1, when));
         let before = rec.clone();
         rec.condition = when.clone();
+        let facts = state.facts.services.get(&rule.0);
+        if !known(c, facts) {
+            // No outcome kept (none yet, or its event is older than the
+            // store keeps): the rule stays as it is; only a later
+            // outcome changes it.
+            continue;
+        }
         let (held, value) = holds(
             c,
-            state.facts.services.get(&rule.0),
+            facts,
             replicas.get(&rule.0),
             memory.get(&rule.0).copied().flatten(),
             now,
