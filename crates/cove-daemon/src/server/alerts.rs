@@ -744,3 +744,115 @@ pub(super) async fn list(daemon: &Daemon, key: &str) -> Answer {
     });
     json(StatusCode::OK, &out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(state: State, checked: bool, retiring: bool) -> ReplicaStatus {
+        ReplicaStatus {
+            replica: 1,
+            slot: 1,
+            revision: 1,
+            addr: std::net::Ipv4Addr::LOCALHOST,
+            retiring,
+            state,
+            pid: Some(42),
+            restarts: 0,
+            since: SystemTime::UNIX_EPOCH,
+            checked,
+        }
+    }
+
+    fn cond(t: &str) -> Condition {
+        t.parse().unwrap()
+    }
+
+    #[test]
+    fn unhealthy_is_any_replica_not_serving_that_is_not_being_retired() {
+        let c = cond("unhealthy");
+        let at = |rs: Vec<ReplicaStatus>| holds(&c, None, Some(&rs), None, 0);
+        assert!(!at(vec![replica(State::Healthy, true, false)]).0);
+        assert!(!at(vec![replica(State::Ready, false, false)]).0);
+        assert!(
+            !at(vec![replica(State::Running, false, false)]).0,
+            "no check: running is fine"
+        );
+        assert!(
+            at(vec![replica(State::Running, true, false)]).0,
+            "checked, no verdict yet"
+        );
+        let (held, value) = at(vec![
+            replica(State::Healthy, true, false),
+            replica(
+                State::Unhealthy {
+                    check: "exit 1".into(),
+                },
+                true,
+                false,
+            ),
+        ]);
+        assert!(held && value.starts_with("replica 1: unhealthy"), "{value}");
+        assert!(
+            at(vec![replica(
+                State::Failed { reason: "x".into() },
+                false,
+                false
+            )])
+            .0
+        );
+        assert!(
+            !at(vec![replica(
+                State::Unhealthy { check: "x".into() },
+                true,
+                true
+            )])
+            .0,
+            "one being replaced does not count"
+        );
+        assert!(!at(vec![replica(State::Stopped, true, false)]).0);
+        assert!(
+            !holds(&c, None, None, None, 0).0,
+            "no replicas: nothing unhealthy"
+        );
+    }
+
+    #[test]
+    fn restarts_are_counted_within_the_window_and_facts_need_an_outcome() {
+        let c = cond("restarts[10s] > 2");
+        let mut f = ServiceFacts::default();
+        f.restarts.extend([1_000, 5_000, 9_000, 12_000]);
+        let (held, value) = holds(&c, Some(&f), None, None, 12_000);
+        assert!(held, "{value}");
+        assert_eq!(
+            value, "3 restart(s) in the last 10s",
+            "those in [2 s, 12 s]"
+        );
+        assert!(
+            !holds(&c, Some(&f), None, None, 16_000).0,
+            "2 in (6 s, 16 s]"
+        );
+        let b = cond("backup_failed");
+        assert!(!known(&b, None));
+        assert!(!known(&b, Some(&f)));
+        f.backup = Some((false, "exit 1".into()));
+        assert!(known(&b, Some(&f)));
+        assert_eq!(
+            holds(&b, Some(&f), None, None, 0),
+            (true, "exit 1".to_string())
+        );
+        f.backup = Some((true, "backed up".into()));
+        assert!(!holds(&b, Some(&f), None, None, 0).0);
+        assert!(known(&c, None), "counted figures are always read");
+    }
+
+    #[test]
+    fn memory_is_compared_in_mib() {
+        let c = cond("memory_mb > 100");
+        let (held, value) = holds(&c, None, None, Some(150 * 1024 * 1024), 0);
+        assert!(held, "{value}");
+        assert_eq!(value, "memory_mb 150.0 (its largest replica)");
+        assert!(!holds(&c, None, None, Some(50 * 1024 * 1024), 0).0);
+        assert!(!holds(&c, None, None, None, 0).0);
+    }
+}
