@@ -20,6 +20,7 @@
 //! | `POST /v1/unpause`         | [`Names`]     | [`Acted`]                   |
 //! | `GET /v1/exec?service=S&index=N` |         | [`ExecTarget`]              |
 //! | `GET /v1/backups`          |               | `[`[`BackupStatus`]`]`      |
+//! | `GET /v1/alerts`           |               | `[`[`AlertView`]`]`         |
 //!
 //! Every call but `status` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
@@ -34,9 +35,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod alerts;
 mod backups;
 mod words;
 
+pub use alerts::{AlertView, DeliveryView};
 pub use backups::{BackupStatus, Run, RunKind};
 pub use words::{EventState, Health, OutcomeKind, Protocol, ReplicaState};
 

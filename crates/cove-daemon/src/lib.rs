@@ -16,6 +16,13 @@
 //! groups its store recorded; and [`MARKER`], which every replica carries
 //! in its environment).
 //!
+//! Alerts (`x-cove.alerts`): each rule's state machine ([`alert`]) is
+//! stepped by the daemon's evaluator over the store's events, the
+//! supervisor's states, the gateway's counters ([`traffic`]) and the
+//! replicas' memory ([`memory`]); its state is kept in the [`store`] too,
+//! saved before it is announced, so an alert is neither lost nor
+//! announced twice across a restart.
+//!
 //! Invariant: the daemon only ever kills what is its own: processes in the
 //! cgroups it made (under `cove/`, owned by its user), process groups whose
 //! leader is the very process it recorded, processes carrying its own state
@@ -26,6 +33,7 @@
 //! and `SO_PEERCRED` is checked).
 
 pub mod about;
+pub mod alert;
 pub mod api;
 pub mod autoscale;
 pub mod client;
@@ -33,8 +41,10 @@ pub mod gateway;
 mod holder;
 pub mod leftovers;
 pub mod listeners;
+pub mod memory;
 pub mod server;
 pub mod store;
+pub mod traffic;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,9 @@
 //! A daemon may run several projects (one per host); keys start with the
 //! project's key (its state directory): `desired/<project>` in `meta`,
 //! `<project>|<service>/<replica>` in `replicas`,
-//! `<project>|<service>|<number>` in `revisions`; events name their project.
+//! `<project>|<service>|<number>` in `revisions`, `<project>|<service>|<name>`
+//! in `alerts` (each alert rule's state and deliveries,
+//! [`crate::alert::AlertRecord`]); events name their project.
 //!
 //! redb commits are atomic and durable: a daemon killed at any point reopens
 //! the last committed state. The file is locked while a daemon has it open,
@@ -15,12 +17,16 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::alert::AlertRecord;
 use crate::api::{Event, ReplicaState};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions");
+/// Added in layout 1 without a migration: a table is made when the store
+/// opens, and an older cove never opens it.
+const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 
 /// The layout this build writes: `meta`'s `schema` key. A store without
 /// the key is one written before it existed (layout 1). Opening a store of
@@ -156,6 +162,7 @@ impl Store {
             txn.open_table(REPLICAS)?;
             txn.open_table(EVENTS)?;
             txn.open_table(REVISIONS)?;
+            txn.open_table(ALERTS)?;
             Ok(())
         })?;
         store.migrate()?;
@@ -413,6 +420,50 @@ impl Store {
                 .collect();
             for k in keys.iter().take(keys.len().saturating_sub(MAX_REVISIONS)) {
                 table.remove(k.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The alert records of `project`, by service and name. A record
+    /// this build cannot read is left out.
+    pub fn alerts(&self, project: &str) -> Result<Vec<AlertRecord>, StoreError> {
+        let e = err(&self.path);
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = txn.open_table(ALERTS).map_err(|x| e(&x))?;
+        let prefix = format!("{project}|");
+        let mut out = Vec::new();
+        for row in table.range(prefix.as_str()..).map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            if let Ok(rec) = serde_json::from_slice(v.value()) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `records` of `project` and removes `gone` (service, name),
+    /// in one transaction.
+    pub fn save_alerts(
+        &self,
+        project: &str,
+        records: &[AlertRecord],
+        gone: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(ALERTS)?;
+            for r in records {
+                let bytes = serde_json::to_vec(r).expect("plain data");
+                table.insert(
+                    format!("{project}|{}|{}", r.service, r.name).as_str(),
+                    bytes.as_slice(),
+                )?;
+            }
+            for (service, name) in gone {
+                table.remove(format!("{project}|{service}|{name}").as_str())?;
             }
             Ok(())
         })

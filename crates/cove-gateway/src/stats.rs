@@ -86,7 +86,7 @@ impl RouteStats {
 
     /// Requests answered within the `i`th bound of [`BUCKETS`] (above the
     /// one before; `BUCKETS.len()`: above the last).
-    pub(crate) fn in_bucket(&self, i: usize) -> u64 {
+    pub fn in_bucket(&self, i: usize) -> u64 {
         match i {
             i if i < BUCKETS.len() => self.sum(|s| &s.buckets[i]),
             _ => self.sum(|s| &s.over),

@@ -230,6 +230,7 @@ fn listen(n: &Node, what: &str, hint: &str, diags: &mut Diagnostics) {
 /// `http` path; `run` and `build`, strings, split into words. Each problem at its
 /// place.
 pub(crate) fn xcove_service(name: &str, x: &Map, diags: &mut Diagnostics) {
+    alerts(name, x, diags);
     let mut problem = |n: &Node, message: String, hint: String| {
         diags.push(
             Diagnostic::error(n.span, format!("service `{name}`: {message}")).with_hint(hint),
@@ -284,6 +285,85 @@ pub(crate) fn xcove_service(name: &str, x: &Map, diags: &mut Diagnostics) {
                 n,
                 format!("`x-cove.{field}` cannot be split: {e}"),
                 "close the quote, or write a list".into(),
+            );
+        }
+    }
+}
+
+/// Each of a service's `x-cove.alerts` has a `when:` that parses
+/// ([`crate::alert_rule`]) and a name no other of its alerts has.
+fn alerts(service: &str, x: &Map, diags: &mut Diagnostics) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, a) in x
+        .get("alerts")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let Some(a) = a.as_map() else { continue };
+        if let Some(n) = a.get("when")
+            && let Some(text) = n.as_text()
+            && let Err(e) = text.parse::<crate::alert_rule::Condition>()
+        {
+            diags.push(
+                Diagnostic::error(
+                    n.span,
+                    format!(
+                        "service `{service}`: `x-cove.alerts[{i}].when`: {}",
+                        e.message
+                    ),
+                )
+                .with_hint(e.hint),
+            );
+        }
+        if let Some(n) = a.get("name")
+            && let Some(text) = n.as_text()
+        {
+            if seen.contains(&text) {
+                diags.push(
+                    Diagnostic::error(
+                        n.span,
+                        format!("service `{service}`: two alerts are named `{text}`"),
+                    )
+                    .with_hint("give each alert of a service its own name: notifications and `cove alerts` tell them apart by it"),
+                );
+            }
+            seen.push(text);
+        }
+    }
+}
+
+/// The project's `x-cove.notify`: its URLs are `http://HOST:PORT/PATH`
+/// (cove speaks plain HTTP to them), its command is not empty.
+pub(crate) fn notify(root: Option<&Map>, diags: &mut Diagnostics) {
+    let Some(notify) = root.and_then(|x| x.get("notify")).and_then(Node::as_map) else {
+        return;
+    };
+    for key in ["webhook", "alertmanager"] {
+        if let Some(n) = notify.get(key)
+            && let Some(url) = n.as_text()
+            && let Err(m) = crate::xcove::HttpUrl::parse(url)
+        {
+            let hint = if url.starts_with("https://") {
+                "cove delivers over plain HTTP only (to a relay on this host or network); for an HTTPS endpoint use `command: [curl, ...]`, which gets the notification on stdin"
+            } else {
+                "write e.g. `http://127.0.0.1:9093` or `http://hooks.internal:8080/cove`"
+            };
+            diags.push(
+                Diagnostic::error(n.span, format!("`x-cove.notify.{key}`: {m}")).with_hint(hint),
+            );
+        }
+    }
+    if let Some(n) = notify.get("command") {
+        let empty = match n.as_seq() {
+            Some(items) => items.is_empty(),
+            None => n.as_text().is_some_and(|t| t.trim().is_empty()),
+        };
+        if empty {
+            diags.push(
+                Diagnostic::error(n.span, "`x-cove.notify.command` is empty")
+                    .with_hint("write a program and its arguments, e.g. `[./notify.sh]`; it gets each notification as JSON on stdin"),
             );
         }
     }

@@ -11,6 +11,7 @@
 //! [`merge`] of files → [`resolve`] (profiles, dependencies, environment,
 //! checks) → [`model::App`].
 
+pub mod alert_rule;
 pub mod canonical;
 pub mod cast;
 mod checks;

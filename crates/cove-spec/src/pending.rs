@@ -1,8 +1,10 @@
 //! `x-cove` fields the schema accepts and cove does not act on yet
-//! (`preview`, `alerts` of a service; `previews` of the project): a
-//! warning at the field, saying so, rather than silence that reads as
-//! "done". Each goes when the work that acts on it lands (`backup` went
-//! when the daemon's schedules and `keep` did).
+//! (`preview` of a service; `previews` of the project; an alert whose
+//! condition the daemon does not evaluate yet): a warning at the field,
+//! saying so, rather than silence that reads as "done". Each goes when the
+//! work that acts on it lands (`backup` went when the daemon's schedules
+//! and `keep` did; `alerts` when its evaluator did, but for the figures
+//! [`crate::alert_rule::Figure::evaluated`] says it does not read).
 
 use crate::diag::Diagnostic;
 use crate::locate::locate;
@@ -10,15 +12,15 @@ use crate::model::App;
 use crate::source::SourceMap;
 
 /// What a field would do, and what cove does instead today.
-const PENDING: [(&str, &str); 3] = [
+const PENDING: [(&str, &str); 2] = [
     ("preview", "there are no preview environments yet"),
-    ("alerts", "no alert is evaluated or sent"),
     ("previews", "there are no preview environments yet"),
 ];
 
 /// A warning for each pending field `app` uses, at the place it is written.
 pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let mut conditions = Vec::new();
     let mut warn = |path: Vec<String>, field: &str| {
         let Some((_, instead)) = PENDING.iter().find(|(f, _)| *f == field) else {
             return;
@@ -40,8 +42,26 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
         if x.preview.is_some() {
             warn(at("preview"), "preview");
         }
-        if !x.alerts.is_empty() {
-            warn(at("alerts"), "alerts");
+        for (i, a) in x.alerts.iter().enumerate() {
+            let Ok(c) = a.when.parse::<crate::alert_rule::Condition>() else {
+                continue;
+            };
+            if c.figure.evaluated() {
+                continue;
+            }
+            let mut path = at("alerts");
+            path.extend([i.to_string(), "when".to_string()]);
+            let place = format!("services.{name}.x-cove.alerts[{i}].when");
+            conditions.push(
+                Diagnostic::warning(
+                    locate(sources, &path),
+                    format!(
+                        "`{place}`: `{}` is accepted but not evaluated yet: this alert never fires",
+                        c.figure.name()
+                    ),
+                )
+                .with_hint("docs/guides/alerts.md lists the figures the daemon evaluates"),
+            );
         }
     }
     if app.x_cove.previews.is_some() {
@@ -50,5 +70,6 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
             "previews",
         );
     }
+    out.extend(conditions);
     out
 }

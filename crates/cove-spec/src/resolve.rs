@@ -75,6 +75,10 @@ pub fn resolve(
         }),
         &mut loader.diags,
     );
+    crate::checks::notify(
+        root_map.get("x-cove").and_then(Node::as_map),
+        &mut loader.diags,
+    );
     crate::checks::backup_copies(
         root_map.get("x-cove").and_then(Node::as_map),
         services.entries.iter().filter_map(|e| {

@@ -70,6 +70,99 @@ pub struct ProjectExt {
     /// `x-cove.backup` says when and how it is backed up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupTargets>,
+    /// Where the alerts of the services (`x-cove.alerts`) are sent when
+    /// they fire and when they resolve: any of a webhook, a command and an
+    /// Alertmanager. Without it alerts are still evaluated, recorded as
+    /// events and listed by `cove alerts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// `x-cove.notify`: where alert notifications go. Each is delivered with
+/// retries (backoff, bounded); a delivery that failed is kept (across a
+/// daemon's restart) and tried again, never sent twice once it succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Notify {
+    /// `POST` each notification to this URL (`http://HOST:PORT/PATH`;
+    /// plain HTTP only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// The webhook's body: `json` (one object per notification: `status`
+    /// `firing` or `resolved`, `alert`, `service`, `project`,
+    /// `environment`, `condition`, `value`, `since`, `ended`; the default)
+    /// or `slack` (`{"text": "..."}`, what Slack's incoming webhooks and
+    /// Mattermost read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<NotifyFormat>,
+    /// Run this command for each notification (a string by `sh -c`, a
+    /// list as is), with the notification (the `json` object, one line) on
+    /// stdin, in the project's directory; it has 30 s.
+    /// A non-zero exit is a failed delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<StringOrList>,
+    /// An Alertmanager (`http://HOST:PORT`): each firing alert is posted to
+    /// its API v2 (`/api/v2/alerts`) with labels `alertname`, `service`,
+    /// `project`, `severity` and sent again every minute while it fires;
+    /// its resolution is posted with `endsAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<String>,
+}
+
+/// The body of `x-cove.notify.webhook`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormat {
+    /// One JSON object per notification.
+    #[default]
+    Json,
+    /// `{"text": "..."}`: Slack's (and Mattermost's) incoming webhooks.
+    Slack,
+}
+
+/// A plain HTTP URL: `http://HOST[:PORT][/PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// The host as written (a name, an IPv4 address, or `[IPv6]`).
+    pub host: String,
+    pub port: u16,
+    /// The path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses `url`; what is wrong with it otherwise.
+    pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(format!("`{url}` is not an `http://` URL"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err(format!(
+                "`{url}` has credentials in it, which cove does not send"
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("`{url}`: `{p}` is not a port"))?;
+                (h, port)
+            }
+            _ => (authority, 80),
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(format!("`{url}` names no host"));
+        }
+        Ok(HttpUrl {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
+    }
 }
 
 /// `x-cove` of a top-level secret: where its value comes from, instead of
@@ -544,15 +637,19 @@ pub enum PreviewMode {
     Fork,
 }
 
-/// An alert rule.
+/// An alert rule: it fires when `when` has held for `for`, and resolves
+/// when it no longer holds (see docs/guides/alerts.md).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Alert {
-    /// Name shown in notifications.
+    /// Name shown in notifications; one per service.
     pub name: String,
-    /// Condition on a metric, e.g. `error_rate > 0.05` or `p99_ms > 500`.
+    /// The condition: a fact (`backup_failed`, `verify_failed`,
+    /// `unhealthy`, `deploy_failed`) or a figure compared with a number,
+    /// counted over a window (`restarts[10m] > 3`, `error_rate[5m] > 0.05`,
+    /// `p99_ms[5m] > 500`, `memory_mb > 512`); see docs/guides/alerts.md.
     pub when: String,
-    /// How long the condition must hold (duration). Default: immediately.
+    /// How long the condition must hold before the alert fires (duration). Default: immediately.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "for")]
     pub for_: Option<String>,
 }

@@ -133,6 +133,9 @@ pub enum Command {
     /// Print the app's events as they happen (replicas starting, stopping,
     /// failing, deploy steps), one a line, until Ctrl-C.
     Events(EventsArgs),
+    /// List the alerts (`x-cove.alerts`) that fire, are pending (their
+    /// `for:` not yet over) or fired and resolved, as the daemon keeps them.
+    Alerts(PsArgs),
     /// Wait until every replica of the services has stopped, and exit
     /// with the first one's exit code.
     Wait(WaitArgs),

@@ -199,16 +199,29 @@ pub enum EventState {
     Verify,
     /// A scheduled restore drill failed.
     VerifyFailed,
+    /// A deploy of the service ended with its new revision running
+    /// (replica 0; `detail` says how).
+    Deployed,
+    /// A deploy of the service failed (replica 0; `detail` says why).
+    DeployFailed,
+    /// An alert rule of the service fired (replica 0; `detail` says which).
+    Alert,
+    /// A firing alert resolved.
+    AlertResolved,
 }
 
 impl EventState {
     /// The words of the events that are not a replica's state.
-    const SERVICE_WORDS: [(&'static str, EventState); 5] = [
+    const SERVICE_WORDS: [(&'static str, EventState); 9] = [
         ("deploy", EventState::Deploy),
         ("backup", EventState::Backup),
         ("backup-failed", EventState::BackupFailed),
         ("verify", EventState::Verify),
         ("verify-failed", EventState::VerifyFailed),
+        ("deployed", EventState::Deployed),
+        ("deploy-failed", EventState::DeployFailed),
+        ("alert", EventState::Alert),
+        ("alert-resolved", EventState::AlertResolved),
     ];
 
     pub fn as_str(&self) -> &str {
@@ -219,6 +232,10 @@ impl EventState {
             EventState::BackupFailed => "backup-failed",
             EventState::Verify => "verify",
             EventState::VerifyFailed => "verify-failed",
+            EventState::Deployed => "deployed",
+            EventState::DeployFailed => "deploy-failed",
+            EventState::Alert => "alert",
+            EventState::AlertResolved => "alert-resolved",
         }
     }
 
@@ -233,7 +250,13 @@ impl EventState {
 
     /// A failure (a scheduled backup's or drill's): shown as an error.
     pub fn is_failure(&self) -> bool {
-        matches!(self, EventState::BackupFailed | EventState::VerifyFailed)
+        matches!(
+            self,
+            EventState::BackupFailed
+                | EventState::VerifyFailed
+                | EventState::DeployFailed
+                | EventState::Alert
+        )
     }
 }
 
@@ -315,7 +338,13 @@ mod tests {
             .iter()
             .cloned()
             .map(EventState::Replica)
-            .chain([EventState::Deploy])
+            .chain([
+                EventState::Deploy,
+                EventState::Deployed,
+                EventState::DeployFailed,
+                EventState::Alert,
+                EventState::AlertResolved,
+            ])
             .collect();
         round_trips(&events);
         assert_eq!(serde_json::to_string(&Health::Unchecked).unwrap(), r#""""#);

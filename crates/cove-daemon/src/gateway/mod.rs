@@ -348,6 +348,23 @@ impl ProjectGateway {
         (in_flight, answered)
     }
 
+    /// `service`'s answers so far, over its routes, by status class and
+    /// latency: what `error_rate` and `p99_ms` alerts read
+    /// ([`crate::traffic`]).
+    pub fn answered(&self, service: &str) -> crate::traffic::Answered {
+        let prefix = format!("{service} ");
+        let mut out = crate::traffic::Answered::default();
+        for (_, s) in self.stats.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+            for (c, n) in out.classes.iter_mut().enumerate() {
+                *n += s.requests(c + 1);
+            }
+            for (i, n) in out.buckets.iter_mut().enumerate() {
+                *n += s.in_bucket(i);
+            }
+        }
+        out
+    }
+
     /// The targets at `addrs` in the current table (to wait for their
     /// requests once they are out of it).
     pub fn targets_of(&self, addrs: &[SocketAddr]) -> Vec<Arc<Target>> {

@@ -25,7 +25,8 @@
 //! autoscaler's turn), `tasks` (requests and background tasks that
 //! survive a panic), `offload` (what runs off the runtime's workers:
 //! durable commits, probes), `log` (daemon.log's lines), `backups`
-//! (scheduled backups and restore drills).
+//! (scheduled backups and restore drills), `alerts` (the alert
+//! evaluator) and `notify` (delivering its notifications).
 //!
 //! It never blocks itself: its runtime's one thread answers requests and
 //! runs the supervisors; durable commits, planning (which reads the
@@ -33,10 +34,12 @@
 //! across the supervisor's work is a project's run lock, and readers
 //! (`ps`, status, history, events) never take it.
 
+mod alerts;
 mod autoscale_tick;
 mod backups;
 mod http;
 mod log;
+mod notify;
 mod offload;
 mod ops;
 mod reaper;
@@ -155,6 +158,7 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     bring_back(&daemon, &store).await?;
     spawn_autoscaler(daemon.clone());
     backups::spawn_backups(daemon.clone());
+    alerts::spawn_alerts(daemon.clone());
     let mut connections = accept_loop(&listener, &daemon).await?;
     // No new connections (a client connecting now would wait for an answer
     // that never comes); finish the open ones: the `down` that ended it

@@ -51,7 +51,11 @@ pub(super) async fn record(
         let commits = reports.iter().any(|(_, r)| {
             matches!(
                 r,
-                Report::State { .. } | Report::Deploy { .. } | Report::Backup { .. }
+                Report::State { .. }
+                    | Report::Deploy { .. }
+                    | Report::Backup { .. }
+                    | Report::Alert { .. }
+                    | Report::Deployed { .. }
             )
         });
         let work = move || {
@@ -187,6 +191,52 @@ fn write_batch(
                         (false, false) => EventState::BackupFailed,
                         (true, true) => EventState::Verify,
                         (true, false) => EventState::VerifyFailed,
+                    },
+                    detail: message,
+                    pid: None,
+                    restarts: 0,
+                });
+            }
+            Report::Deployed {
+                service,
+                ok,
+                message,
+            } => {
+                *seq += 1;
+                events.push(Event {
+                    project: project.to_string(),
+                    seq: *seq,
+                    time_ms: millis(now),
+                    service,
+                    replica: 0,
+                    revision: 0,
+                    state: if ok {
+                        EventState::Deployed
+                    } else {
+                        EventState::DeployFailed
+                    },
+                    detail: message,
+                    pid: None,
+                    restarts: 0,
+                });
+            }
+            Report::Alert {
+                service,
+                firing,
+                message,
+            } => {
+                *seq += 1;
+                events.push(Event {
+                    project: project.to_string(),
+                    seq: *seq,
+                    time_ms: millis(now),
+                    service,
+                    replica: 0,
+                    revision: 0,
+                    state: if firing {
+                        EventState::Alert
+                    } else {
+                        EventState::AlertResolved
                     },
                     detail: message,
                     pid: None,

@@ -118,6 +118,20 @@ pub enum Report {
         ok: bool,
         message: String,
     },
+    /// Never sent by the supervisor: how a deploy of the service ended
+    /// (`ok`: its new revision runs; else it failed), in words.
+    Deployed {
+        service: String,
+        ok: bool,
+        message: String,
+    },
+    /// Never sent by the supervisor: an alert rule of the service fired
+    /// (`firing`) or resolved; `message` says which and why.
+    Alert {
+        service: String,
+        firing: bool,
+        message: String,
+    },
 }
 
 /// Called with a retiring instance's addresses (one per port); resolves

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cove_daemon::api::{
-    DeployRequest, Event, EventState, History, Outcomes, RollbackRequest, ScaleRequest,
-};
+use cove_daemon::api::{DeployRequest, Event, History, Outcomes, RollbackRequest, ScaleRequest};
 use cove_daemon::client::Client;
 use serde::Serialize;
 
@@ -235,7 +233,7 @@ fn call(
 }
 
 fn print_event(ev: &Event) {
-    if ev.state == EventState::Deploy {
+    if ev.state.replica().is_none() {
         eprintln!("cove: {}: {}", ev.service, ev.detail);
     } else {
         eprintln!(

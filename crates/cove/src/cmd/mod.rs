@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod alerts;
 pub(crate) mod backup;
 mod build;
 mod config;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => images::run(&cli.project, &args),
         Command::Version(args) => version::run(&args),
         Command::Events(args) => events::run(&cli.project, &args),
+        Command::Alerts(args) => alerts::run(&cli.project, &args),
         Command::Wait(args) => wait::run(&cli.project, &args),
         Command::Exec(args) => exec::run(&cli.project, &args),
         Command::Kill(args) => kill::run(&cli.project, &args),

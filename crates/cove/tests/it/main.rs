@@ -2,6 +2,7 @@
 //! variables, output formats and exit codes.
 
 mod act;
+mod alerts;
 pub mod attack;
 mod backup;
 mod backup_app;

@@ -91,6 +91,22 @@ pub(in crate::server) async fn deploy(daemon: &Daemon, key: &str, req: DeployReq
     };
     drop(run);
     let answer = outcomes(daemon, &project, key, seq, done, &pending, &req.message).await;
+    // How each deploy ended, as an event (`deployed`, `deploy-failed`):
+    // what a `deploy_failed` alert reads.
+    for r in &answer.results {
+        let ok = match r.outcome {
+            OutcomeKind::Deployed | OutcomeKind::Started => true,
+            OutcomeKind::Failed => false,
+            _ => continue,
+        };
+        let _ = project
+            .reports
+            .send(cove_runtime::supervisor::Report::Deployed {
+                service: r.service.clone(),
+                ok,
+                message: r.message.clone(),
+            });
+    }
     // Failed (rolled back, or paused with some replicas replaced): held
     // at the revision that ran before, across daemon restarts, so that
     // nothing rolls the failed one out again.
