@@ -40,7 +40,7 @@ mod backups;
 mod words;
 
 pub use alerts::{AlertView, DeliveryView};
-pub use backups::{BackupStatus, Run, RunKind};
+pub use backups::{BackupOutcome, BackupStatus, Run, RunKind, SCHEDULED_RUN_ENV};
 pub use words::{EventState, Health, OutcomeKind, Protocol, ReplicaState};
 
 /// `POST /v1/up`: run `services` (with their dependencies) of `app`.

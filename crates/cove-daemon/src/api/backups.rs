@@ -1,5 +1,8 @@
 //! `GET /v1/backups`: the daemon's backup schedules of a project, per
 //! service ([`BackupStatus`]): what `cove backup status` shows.
+//! `POST /v1/backups/outcome`: how a backup or a drill run by hand ended
+//! ([`BackupOutcome`]), recorded as a scheduled one's is (an event, a log
+//! line, and so its alerts).
 
 use serde::{Deserialize, Serialize};
 
@@ -52,3 +55,20 @@ pub struct BackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
+
+/// How a backup or a restore drill of a service run outside the daemon
+/// (`cove backup`, `cove backup verify` typed by hand) ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupOutcome {
+    pub service: String,
+    /// A restore drill (`verify`), not a backup.
+    #[serde(default)]
+    pub drill: bool,
+    pub ok: bool,
+    /// Its last line, or the error (never a secret).
+    pub message: String,
+}
+
+/// Set in the environment of a backup or drill the daemon starts: the run
+/// does not send its [`BackupOutcome`] (the daemon records it itself).
+pub const SCHEDULED_RUN_ENV: &str = "COVE_SCHEDULED_RUN";

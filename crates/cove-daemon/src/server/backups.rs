@@ -520,6 +520,8 @@ async fn run_child(
         // The app is the one `up` ran, not what the daemon's environment says.
         .env_remove("COVE_ENV")
         .env_remove("COMPOSE_FILE")
+        // Its outcome is recorded here, not told back by the run.
+        .env(crate::api::SCHEDULED_RUN_ENV, "1")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -610,6 +612,31 @@ async fn run_child(
 }
 
 /// `GET /v1/backups`: each service with `x-cove.backup` of the project.
+/// Records how a backup or drill run by hand ended, as a scheduled one's
+/// end is recorded (an event, a line in `SERVICE-backup`'s log; so its
+/// alerts see it). Refused for a project the daemon does not run.
+pub(super) fn outcome(daemon: &Daemon, key: &str, o: crate::api::BackupOutcome) -> Answer {
+    let Some(project) = daemon.existing(key) else {
+        return crate::server::reply::error(
+            StatusCode::NOT_FOUND,
+            "this project is not running",
+            Some("start it with `cove up -d`".into()),
+        );
+    };
+    let what = if o.drill { "verify" } else { "backup" };
+    let _ = project.reports.send(Report::Backup {
+        service: o.service,
+        drill: o.drill,
+        ok: o.ok,
+        message: format!(
+            "{what} {} (run by hand): {}",
+            if o.ok { "done" } else { "failed" },
+            o.message
+        ),
+    });
+    json(StatusCode::OK, &serde_json::json!({}))
+}
+
 pub(super) fn status(daemon: &Daemon, key: &str) -> Answer {
     let desired = daemon.existing(key).and_then(|p| p.view().1);
     let Some(desired) = desired else {

@@ -132,6 +132,9 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::POST, "/v1/unpause") => pause(daemon, &key, parse!(Names), false).await,
         (Method::GET, "/v1/exec") => exec_target(daemon, &key, &query),
         (Method::GET, "/v1/backups") => crate::server::backups::status(daemon, &key),
+        (Method::POST, "/v1/backups/outcome") => {
+            crate::server::backups::outcome(daemon, &key, parse!(crate::api::BackupOutcome))
+        }
         (Method::GET, "/v1/alerts") => crate::server::alerts::list(daemon, &key).await,
         _ => error(
             StatusCode::NOT_FOUND,

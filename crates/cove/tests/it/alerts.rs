@@ -754,3 +754,62 @@ services:
     });
     assert_eq!(statuses(&bodies), ["firing", "resolved"], "{bodies:?}");
 }
+
+#[test]
+fn a_backup_run_by_hand_is_recorded_and_fires_and_resolves_its_alert() {
+    let hook = Hook::start();
+    let marks = tempfile::tempdir().unwrap();
+    let fail = marks.path().join("fail");
+    fs_err::write(&fail, "").unwrap();
+    // No schedule: every backup is `cove backup` typed by hand.
+    let yaml = format!(
+        r#"
+x-cove:
+  notify:
+    webhook: {url}
+services:
+  store:
+    x-cove:
+      run: [sleep, "86400"]
+      backup:
+        method: command
+        command: "if [ -e {fail} ]; then echo the disk is gone >&2; exit 1; fi; echo data"
+      alerts:
+        - {{name: backups, when: backup_failed}}
+"#,
+        url = hook.url(),
+        fail = fail.display(),
+    );
+    let f = BackupApp::new(&yaml);
+    let out = f.cove(&["backup", "store"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    // Recorded as a scheduled one's end is: an event, and the alert.
+    let events = f.ok(&["events", "--since", "10m", "--until", "0s"]).stdout;
+    assert!(events.contains("backup-failed store"), "{events}");
+    let fired = eventually_ok(60, "the firing at the webhook", || {
+        let b = hook.bodies();
+        b.first().cloned().ok_or(format!("{b:?}"))
+    });
+    assert_eq!(fired["status"], "firing", "{fired}");
+    assert_eq!(fired["condition"], "backup_failed", "{fired}");
+    assert!(
+        fired["value"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is gone"),
+        "its value is the backup's error: {fired}"
+    );
+    // The next backup by hand succeeds: resolved.
+    fs_err::remove_file(&fail).unwrap();
+    f.ok(&["backup", "store"]);
+    let bodies = eventually_ok(60, "the resolution at the webhook", || {
+        let b = hook.bodies();
+        (b.len() >= 2).then(|| b.clone()).ok_or(format!("{b:?}"))
+    });
+    assert_eq!(statuses(&bodies), ["firing", "resolved"], "{bodies:?}");
+    let events = f.ok(&["events", "--since", "10m", "--until", "0s"]).stdout;
+    assert!(
+        events.contains("backup store") && events.contains("run by hand"),
+        "{events}"
+    );
+}

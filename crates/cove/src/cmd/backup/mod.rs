@@ -791,163 +791,38 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
     // goes into the repositories.
     let scratch = state_dir(project).join("backup-scratch");
     for (service, method, copies) in plan {
-        let t = replica(project, &service)?;
-        let meta = meta(project, &service, method);
-        // This service's targets, opened (made at their first backup)
-        // before the data is taken; one that cannot be, with why.
-        for target in &copies {
-            if !stores.iter().any(|(n, _)| *n == target.name) {
-                let opened = targets::open(project, target, &pw, true)
-                    .map(|s| s.expect("made when missing"));
-                stores.push((target.name.clone(), opened));
+        let one = backup_one(
+            project,
+            &service,
+            method,
+            &copies,
+            &mut stores,
+            &pw,
+            &scratch,
+            named,
+        );
+        // Told to the daemon, whose events and alerts then see it as they
+        // see a scheduled backup.
+        match &one {
+            Ok(None) => {}
+            Ok(Some(missed)) if missed.is_empty() => {
+                tell(
+                    project,
+                    &service,
+                    false,
+                    Ok("stored to every target".into()),
+                );
             }
+            Ok(Some(missed)) => tell(
+                project,
+                &service,
+                false,
+                Err(format!("not stored to {}", missed.join(", "))),
+            ),
+            Err(f) => tell(project, &service, false, Err(f.message.clone())),
         }
-        let store_of = |name: &str| &stores.iter().find(|(n, _)| n == name).expect("opened").1;
-        let open_stores: Vec<&Store> = copies
-            .iter()
-            .filter_map(|c| store_of(&c.name).as_ref().ok())
-            .collect();
-        // A stream for one target goes straight into it while it is taken;
-        // for several, to a private file first, then into each.
-        let sink = match (copies.as_slice(), open_stores.as_slice()) {
-            ([target], [store]) => Sink::Stream(store, target),
-            _ => Sink::Scratch(&scratch),
-        };
-        let taken = match method {
-            BackupMethod::PgDump => {
-                let pg = Pg::of(&t)?;
-                // Uncompressed (`-Z0`): the repository compresses (zstd),
-                // and an uncompressed stream deduplicates across backups.
-                // The figures of the dump's snapshot go with it.
-                figures::pg_backup(&meta, &pg, &sink, &service)?
-            }
-            BackupMethod::MariadbDump => {
-                let m = Maria::of(&t)?;
-                let dbs = m.databases()?;
-                if dbs.is_empty() {
-                    return Err(Failure::new(format!(
-                        "service `{service}` has no database of its own to back up"
-                    )));
-                }
-                let mut argv = vec![
-                    "mariadb-dump".to_string(),
-                    m.first_arg(),
-                    "--single-transaction".into(),
-                    "--routines".into(),
-                    "--events".into(),
-                    "--databases".into(),
-                ];
-                argv.extend(dbs);
-                let env = [path_env()];
-                // Its INSERT statements re-cut where the rows say, so that
-                // a row that grew does not move every later statement (and
-                // the next backup deduplicates): cove_backup::sqlsplit.
-                let cmd = cove_backup::DumpCommand {
-                    argv: &argv,
-                    env: &env,
-                    filter: Some(|out| {
-                        Box::new(cove_backup::sqlsplit::Resplit::new(
-                            std::io::BufReader::with_capacity(1 << 16, out),
-                        ))
-                    }),
-                };
-                sink.take(&meta, &cmd, &service, || None)?
-            }
-            BackupMethod::RedisRdb => {
-                let r = RedisConn::of(project, &t)?;
-                if let redis_cluster::Role::Replica(master) = redis_cluster::role(&r)? {
-                    if named {
-                        return Err(redis_cluster::replica_refusal(&service, &master, false));
-                    }
-                    eprintln!(
-                        "cove: {service} is a Redis cluster replica (of {master}): its master's backup holds its keys; passed over"
-                    );
-                    continue;
-                }
-                let rdb = r.fresh_rdb()?;
-                let argv = vec!["cat".to_string(), rdb.display().to_string()];
-                let env = [path_env()];
-                let cmd = cove_backup::DumpCommand {
-                    argv: &argv,
-                    env: &env,
-                    filter: None,
-                };
-                sink.take(&meta, &cmd, &service, || None)?
-            }
-            BackupMethod::Command => {
-                let spec = method::spec(project, &service).and_then(|b| b.command.as_ref());
-                let argv = command::argv_of(spec.expect("checked by method_of"));
-                Taken::Dump(command::backup(&meta, &scratch, &t, &argv)?)
-            }
-            BackupMethod::RabbitmqDefinitions => {
-                let (argv, _inetrc) = command::rabbitmqctl(&t, &["-q", "export_definitions", "-"])?;
-                Taken::Dump(command::backup(&meta, &scratch, &t, &argv)?)
-            }
-            BackupMethod::Lmdb => Taken::Dump(lmdb::backup(project, &meta, &t, &scratch)?),
-            // Trees, stored to each open target while taken.
-            BackupMethod::Files => Taken::Stored(files::backup(project, &open_stores, &meta, &t)?),
-            BackupMethod::Mariabackup => {
-                Taken::Stored(physical::mariabackup(&open_stores, &meta, &t, &scratch)?)
-            }
-            BackupMethod::PgBasebackup => {
-                Taken::Stored(physical::pg_basebackup(&open_stores, &meta, &t, &scratch)?)
-            }
-        };
-        // A stream is stored to each target now; a tree was stored to each
-        // open target already (in their order).
-        let (taken_dump, mut trees) = match taken {
-            Taken::Dump(d) => (Some(d), None),
-            Taken::Stored(v) => (None, Some(v.into_iter())),
-        };
-        for target in &copies {
-            let store = store_of(&target.name);
-            let stored = match (store, &taken_dump) {
-                (Err(f), _) => Err(Failure {
-                    message: f.message.clone(),
-                    hint: f.hint.clone(),
-                }),
-                (Ok(store), Some(dump)) => store.store_dump(dump).map_err(|e| {
-                    let at = format!("`{}` ({})", target.name, target.location.url());
-                    space::explain(e.into(), &service, &at, &scratch)
-                }),
-                (Ok(_), None) => trees
-                    .as_mut()
-                    .and_then(Iterator::next)
-                    .unwrap_or_else(|| Err(Failure::new("not stored"))),
-            };
-            // Its `keep` in this target, the backup just taken kept
-            // whatever it says; then a prune frees what went.
-            let stored = stored.and_then(|b| {
-                if let Ok(store) = store {
-                    let gone = retention::after_backup(project, store, &service, &b.id)?;
-                    if !gone.is_empty() {
-                        retention::prune(store)?;
-                    }
-                }
-                Ok(b)
-            });
-            match stored {
-                Ok(b) => eprintln!(
-                    "cove: backed up {service} ({}): {} ({}, {} added) to `{}` ({})",
-                    method::name(method),
-                    short(&b.id),
-                    bytes(b.size),
-                    bytes(b.added),
-                    target.name,
-                    target.location.url()
-                ),
-                Err(f) => {
-                    let style = stderr_style();
-                    eprintln!(
-                        "{}error{}: the backup of {service} was not stored to `{}`: {}",
-                        style.red, style.reset, target.name, f.message
-                    );
-                    if let Some(h) = &f.hint {
-                        eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);
-                    }
-                    failed.push(format!("{service} to `{}`", target.name));
-                }
-            }
+        for target in one?.unwrap_or_default() {
+            failed.push(format!("{service} to `{target}`"));
         }
     }
     if failed.is_empty() {
@@ -957,6 +832,215 @@ fn backup(project: &Project, only: Option<&str>, services: &[String]) -> Result<
             "not stored: {} (every other target has its copy)",
             failed.join(", ")
         )))
+    }
+}
+
+/// Backs up `service` by `method` to each of `copies` (opened into
+/// `stores` as needed): the targets it was not stored to (empty when
+/// every one has it), or `None` when it was passed over (a Redis cluster
+/// replica, whose master's backup holds its keys).
+#[allow(clippy::too_many_arguments)]
+fn backup_one(
+    project: &Project,
+    service: &str,
+    method: BackupMethod,
+    copies: &[targets::Target],
+    stores: &mut Vec<(String, Result<Store, Failure>)>,
+    pw: &str,
+    scratch: &Path,
+    named: bool,
+) -> Result<Option<Vec<String>>, Failure> {
+    let service = service.to_string();
+    let mut failed = Vec::new();
+    let t = replica(project, &service)?;
+    let meta = meta(project, &service, method);
+    // This service's targets, opened (made at their first backup)
+    // before the data is taken; one that cannot be, with why.
+    for target in copies {
+        if !stores.iter().any(|(n, _)| *n == target.name) {
+            let opened =
+                targets::open(project, target, pw, true).map(|s| s.expect("made when missing"));
+            stores.push((target.name.clone(), opened));
+        }
+    }
+    let store_of = |name: &str| &stores.iter().find(|(n, _)| n == name).expect("opened").1;
+    let open_stores: Vec<&Store> = copies
+        .iter()
+        .filter_map(|c| store_of(&c.name).as_ref().ok())
+        .collect();
+    // A stream for one target goes straight into it while it is taken;
+    // for several, to a private file first, then into each.
+    let sink = match (copies, open_stores.as_slice()) {
+        ([target], [store]) => Sink::Stream(store, target),
+        _ => Sink::Scratch(scratch),
+    };
+    let taken = match method {
+        BackupMethod::PgDump => {
+            let pg = Pg::of(&t)?;
+            // Uncompressed (`-Z0`): the repository compresses (zstd),
+            // and an uncompressed stream deduplicates across backups.
+            // The figures of the dump's snapshot go with it.
+            figures::pg_backup(&meta, &pg, &sink, &service)?
+        }
+        BackupMethod::MariadbDump => {
+            let m = Maria::of(&t)?;
+            let dbs = m.databases()?;
+            if dbs.is_empty() {
+                return Err(Failure::new(format!(
+                    "service `{service}` has no database of its own to back up"
+                )));
+            }
+            let mut argv = vec![
+                "mariadb-dump".to_string(),
+                m.first_arg(),
+                "--single-transaction".into(),
+                "--routines".into(),
+                "--events".into(),
+                "--databases".into(),
+            ];
+            argv.extend(dbs);
+            let env = [path_env()];
+            // Its INSERT statements re-cut where the rows say, so that
+            // a row that grew does not move every later statement (and
+            // the next backup deduplicates): cove_backup::sqlsplit.
+            let cmd = cove_backup::DumpCommand {
+                argv: &argv,
+                env: &env,
+                filter: Some(|out| {
+                    Box::new(cove_backup::sqlsplit::Resplit::new(
+                        std::io::BufReader::with_capacity(1 << 16, out),
+                    ))
+                }),
+            };
+            sink.take(&meta, &cmd, &service, || None)?
+        }
+        BackupMethod::RedisRdb => {
+            let r = RedisConn::of(project, &t)?;
+            if let redis_cluster::Role::Replica(master) = redis_cluster::role(&r)? {
+                if named {
+                    return Err(redis_cluster::replica_refusal(&service, &master, false));
+                }
+                eprintln!(
+                    "cove: {service} is a Redis cluster replica (of {master}): its master's backup holds its keys; passed over"
+                );
+                return Ok(None);
+            }
+            let rdb = r.fresh_rdb()?;
+            let argv = vec!["cat".to_string(), rdb.display().to_string()];
+            let env = [path_env()];
+            let cmd = cove_backup::DumpCommand {
+                argv: &argv,
+                env: &env,
+                filter: None,
+            };
+            sink.take(&meta, &cmd, &service, || None)?
+        }
+        BackupMethod::Command => {
+            let spec = method::spec(project, &service).and_then(|b| b.command.as_ref());
+            let argv = command::argv_of(spec.expect("checked by method_of"));
+            Taken::Dump(command::backup(&meta, scratch, &t, &argv)?)
+        }
+        BackupMethod::RabbitmqDefinitions => {
+            let (argv, _inetrc) = command::rabbitmqctl(&t, &["-q", "export_definitions", "-"])?;
+            Taken::Dump(command::backup(&meta, scratch, &t, &argv)?)
+        }
+        BackupMethod::Lmdb => Taken::Dump(lmdb::backup(project, &meta, &t, scratch)?),
+        // Trees, stored to each open target while taken.
+        BackupMethod::Files => Taken::Stored(files::backup(project, &open_stores, &meta, &t)?),
+        BackupMethod::Mariabackup => {
+            Taken::Stored(physical::mariabackup(&open_stores, &meta, &t, scratch)?)
+        }
+        BackupMethod::PgBasebackup => {
+            Taken::Stored(physical::pg_basebackup(&open_stores, &meta, &t, scratch)?)
+        }
+    };
+    // A stream is stored to each target now; a tree was stored to each
+    // open target already (in their order).
+    let (taken_dump, mut trees) = match taken {
+        Taken::Dump(d) => (Some(d), None),
+        Taken::Stored(v) => (None, Some(v.into_iter())),
+    };
+    for target in copies {
+        let store = store_of(&target.name);
+        let stored = match (store, &taken_dump) {
+            (Err(f), _) => Err(Failure {
+                message: f.message.clone(),
+                hint: f.hint.clone(),
+            }),
+            (Ok(store), Some(dump)) => store.store_dump(dump).map_err(|e| {
+                let at = format!("`{}` ({})", target.name, target.location.url());
+                space::explain(e.into(), &service, &at, scratch)
+            }),
+            (Ok(_), None) => trees
+                .as_mut()
+                .and_then(Iterator::next)
+                .unwrap_or_else(|| Err(Failure::new("not stored"))),
+        };
+        // Its `keep` in this target, the backup just taken kept
+        // whatever it says; then a prune frees what went.
+        let stored = stored.and_then(|b| {
+            if let Ok(store) = store {
+                let gone = retention::after_backup(project, store, &service, &b.id)?;
+                if !gone.is_empty() {
+                    retention::prune(store)?;
+                }
+            }
+            Ok(b)
+        });
+        match stored {
+            Ok(b) => eprintln!(
+                "cove: backed up {service} ({}): {} ({}, {} added) to `{}` ({})",
+                method::name(method),
+                short(&b.id),
+                bytes(b.size),
+                bytes(b.added),
+                target.name,
+                target.location.url()
+            ),
+            Err(f) => {
+                let style = stderr_style();
+                eprintln!(
+                    "{}error{}: the backup of {service} was not stored to `{}`: {}",
+                    style.red, style.reset, target.name, f.message
+                );
+                if let Some(h) = &f.hint {
+                    eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);
+                }
+                failed.push(target.name.clone());
+            }
+        }
+    }
+    Ok(Some(failed))
+}
+
+/// Tells the daemon how a backup (or, `drill`, a restore drill) of
+/// `service` run here ended: recorded as a scheduled one's end is (an
+/// event, its log, its alerts). Not when the daemon ran this (it records
+/// that itself), nor when the app is not running; a daemon that cannot be
+/// told is said on stderr, and changes nothing else.
+fn tell(project: &Project, service: &str, drill: bool, outcome: Result<String, String>) {
+    if std::env::var_os(cove_daemon::api::SCHEDULED_RUN_ENV).is_some() {
+        return;
+    }
+    let Ok(client) = daemon::find(project) else {
+        return;
+    };
+    let Ok(rt) = daemon::runtime() else {
+        return;
+    };
+    let (ok, message) = match outcome {
+        Ok(m) => (true, m),
+        Err(m) => (false, m),
+    };
+    let body = cove_daemon::api::BackupOutcome {
+        service: service.to_string(),
+        drill,
+        ok,
+        message,
+    };
+    match rt.block_on(client.post::<serde_json::Value>("/v1/backups/outcome", &body)) {
+        Ok(_) | Err(cove_daemon::client::ClientError::NotRunning) => {}
+        Err(e) => eprintln!("cove: warning: the daemon was not told how this ended: {e}"),
     }
 }
 

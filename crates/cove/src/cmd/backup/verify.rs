@@ -157,6 +157,16 @@ pub(super) fn verify(
         );
         match drill(project, store, b) {
             Ok(figures) => {
+                super::tell(
+                    project,
+                    &b.meta.service,
+                    true,
+                    Ok(format!(
+                        "backup {} in `{}` verified",
+                        short(&b.id),
+                        store.name()
+                    )),
+                );
                 print_figures(b, &figures);
                 eprintln!(
                     "cove: backup {} of {} verified",
@@ -165,6 +175,17 @@ pub(super) fn verify(
                 );
             }
             Err(f) => {
+                super::tell(
+                    project,
+                    &b.meta.service,
+                    true,
+                    Err(format!(
+                        "backup {} in `{}` failed its drill: {}",
+                        short(&b.id),
+                        store.name(),
+                        f.message
+                    )),
+                );
                 eprintln!(
                     "cove: backup {} of {} FAILED its drill: {}",
                     short(&b.id),
