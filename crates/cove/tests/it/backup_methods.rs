@@ -105,6 +105,64 @@ fn command_round_trip_in_the_services_environment() {
     assert_eq!(f.backups().len(), 1);
 }
 
+/// The ROWS a drill printed for `table` (`BACKUP SERVICE TABLE ROWS ...`).
+fn figure(stdout: &str, table: &str) -> Option<u64> {
+    stdout.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.get(2) == Some(&table)).then(|| w.get(3)?.parse().ok())?
+    })
+}
+
+const CHECKED: &str = r#"
+services:
+  app:
+    x-cove:
+      run: [sleep, "3000"]
+      backup:
+        method: command
+        command: "echo 'orders v1'; seq 1 5000"
+        verify: {command: "grep -q '^orders v1$$' \"$$COVE_VERIFY_PATH\" && test $$(wc -l < \"$$COVE_VERIFY_PATH\") = 5001"}
+  unchecked:
+    x-cove:
+      run: [sleep, "3000"]
+      backup: {method: command, command: "echo data"}
+  wrong:
+    x-cove:
+      run: [sleep, "3000"]
+      backup:
+        method: command
+        command: "echo data"
+        verify: {command: "grep -q absent \"$$COVE_VERIFY_PATH\""}
+"#;
+
+#[test]
+fn command_backups_are_drilled_by_the_services_own_check() {
+    let f = Fixture::new(CHECKED);
+    f.ok(&["backup", "app", "unchecked", "wrong"]);
+    // Its check sees the restored dump: verified.
+    let out = f.ok(&["backup", "verify", "--latest", "app"]);
+    assert!(out.stderr.contains("verified"), "{out}");
+    let verified = |service: &str| {
+        f.backups()
+            .iter()
+            .any(|b| b["service"] == service && b["verified"].is_string())
+    };
+    assert!(verified("app"));
+    // No check: it cannot be said to restore; not marked, with a hint.
+    let out = f.cove(&["backup", "verify", "--latest", "unchecked"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("verify.command") && out.stderr.contains("COVE_VERIFY_PATH"),
+        "{out}"
+    );
+    assert!(!verified("unchecked"));
+    // A check that fails: the drill fails, naming it; not marked.
+    let out = f.cove(&["backup", "verify", "--latest", "wrong"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("verify.command failed"), "{out}");
+    assert!(!verified("wrong"));
+}
+
 #[test]
 fn pg_basebackup_round_trip() {
     require(&["psql", "pg_basebackup"]);
@@ -113,6 +171,10 @@ fn pg_basebackup_round_trip() {
     pg_fill(&f);
     let at_backup = pg_sum(&f);
     f.backup("pg", "pg_basebackup");
+    // Its drill: pg_verifybackup on the restored tree, then marked.
+    let out = f.ok(&["backup", "verify", "--latest", "pg"]);
+    assert!(out.stderr.contains("verified"), "{out}");
+    assert!(f.backups()[0]["verified"].is_string(), "{:?}", f.backups());
     pg_change(&f);
     psql(&f, "CREATE TABLE later (id int)");
     assert_ne!(pg_sum(&f), at_backup);
@@ -173,6 +235,9 @@ fn mariabackup_round_trip() {
     let sums = |f: &Fixture| mariadb(f, "CHECKSUM TABLE items EXTENDED");
     let at_backup = sums(&f);
     f.backup("db", "mariabackup");
+    // Its drill: `mariabackup --prepare` of the restored tree.
+    let out = f.ok(&["backup", "verify", "--latest", "db"]);
+    assert!(out.stderr.contains("verified"), "{out}");
     mariadb(
         &f,
         "DELETE FROM items WHERE id % 3 = 0; UPDATE items SET qty = -1 WHERE id < 100",
@@ -290,6 +355,9 @@ fn files_paused_and_stopped_round_trip_and_restic_restores_the_tree() {
     );
     let numbers = fs_err::read_to_string(root.join("sub/numbers")).unwrap();
     assert_eq!(numbers.lines().count(), 50000);
+    // Its drill: the tree restored whole (as many bytes as were read).
+    let out = f.ok(&["backup", "verify", "--latest", "alpha"]);
+    assert_eq!(figure(&out.stdout, "files"), Some(3), "{out}");
 }
 
 const LMDB: &str = r#"
@@ -314,6 +382,12 @@ fn lmdb_round_trip() {
     let at_backup = dump(&f);
     assert!(at_backup.contains("value 2999"), "{at_backup}");
     f.backup("kv", "lmdb");
+    // Its drill: `mdb_stat` opens the restored copy; its entries counted.
+    let out = f.ok(&["backup", "verify", "--latest", "kv"]);
+    assert!(
+        figure(&out.stdout, "main") == Some(3000),
+        "3000 entries: {out}"
+    );
     f.sh(
         "kv",
         "printf 'key1\\nchanged\\nextra\\nmore\\n' | mdb_load -T kvenv",
@@ -368,6 +442,10 @@ fn rabbitmq_definitions_round_trip() {
     assert!(at_backup.contains("reporter"), "{at_backup}");
     // The recipe's default.
     f.backup("mq", "rabbitmq-definitions");
+    // Its drill: the export parses as definitions; its parts counted.
+    let out = f.ok(&["backup", "verify", "--latest", "mq"]);
+    assert_eq!(figure(&out.stdout, "vhosts"), Some(2), "{out}");
+    assert!(figure(&out.stdout, "users").unwrap_or(0) >= 2, "{out}");
     rabbitmqctl(&f, "delete_vhost orders");
     rabbitmqctl(&f, "delete_user reporter");
     assert_ne!(state(&f), at_backup);

@@ -33,6 +33,7 @@
 //! one `--target NAME|DIR|URL`. A dump is taken once and stored to each.
 
 mod figures;
+mod offline;
 mod retention;
 mod scratch;
 mod status;

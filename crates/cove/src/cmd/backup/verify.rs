@@ -18,6 +18,10 @@
 //!   scratch instance (`COVE_VERIFY_HOST`, `COVE_VERIFY_PORT`,
 //!   `COVE_VERIFY_USER`, `COVE_VERIFY_PASSWORD`, `COVE_VERIFY_DATABASE`).
 //!
+//! Backups of the other methods (lmdb, files, rabbitmq-definitions,
+//! mariabackup, pg_basebackup, command) are restored into a directory and
+//! checked there ([`super::offline`]).
+//!
 //! A backup that passes is marked verified (`verified=TIME` on its
 //! snapshot, the drill's figures in its description); the figures are
 //! printed. Any failure: exit 1, naming what failed. The scratch instance
@@ -32,7 +36,7 @@ use cove_spec::xcove::{StringOrList, Verify};
 
 use super::figures::{Drill, Figures, Recorded, differences};
 use super::scratch::{Account, Instance, claim, sweep};
-use super::{Failure, open_all, short, state_dir};
+use super::{Failure, offline, open_all, short, state_dir};
 use cove_spec::xcove::BackupMethod as Method;
 
 /// The recipe whose scratch instance restores a method's backups.
@@ -44,7 +48,9 @@ pub(super) fn recipe_of(method: &str) -> Result<(Method, Recipe), Failure> {
         _ => Err(Failure::new(format!(
             "backups made with `{method}` have no restore drill yet"
         ))
-        .hint("drills exist for pg_dump, mariadb-dump and redis-rdb backups")),
+        .hint(
+            "drills with a scratch server exist for pg_dump, mariadb-dump and redis-rdb backups",
+        )),
     }
 }
 
@@ -95,7 +101,7 @@ fn chosen(
                 if !seen.contains(&b.meta.service.as_str()) {
                     seen.push(&b.meta.service);
                     // Unnamed, a method without a drill is passed over.
-                    if recipe_of(&b.meta.method).is_err() {
+                    if recipe_of(&b.meta.method).is_err() && !offline::handles(&b.meta.method) {
                         eprintln!(
                             "cove: backups of {} ({}) have no restore drill yet; passed over",
                             b.meta.service, b.meta.method
@@ -192,6 +198,9 @@ pub(super) fn verify(
                     b.meta.service,
                     f.message
                 );
+                if let Some(h) = &f.hint {
+                    eprintln!("  = hint: {h}");
+                }
                 failed.push(format!("{} ({})", short(&b.id), b.meta.service));
             }
         }
@@ -208,7 +217,9 @@ pub(super) fn verify(
 
 /// One drill; the restored figures when it passed (and was marked).
 fn drill(project: &Project, store: &Store, b: &Backup) -> Result<Figures, Failure> {
-    let (_, recipe) = recipe_of(&b.meta.method)?;
+    if !offline::handles(&b.meta.method) {
+        recipe_of(&b.meta.method)?;
+    }
     let svc = project.app.services.get(&b.meta.service).ok_or_else(|| {
         Failure::new(format!(
             "backup {} is of `{}`, which is not a service of this app",
@@ -237,6 +248,12 @@ fn drill(project: &Project, store: &Store, b: &Backup) -> Result<Figures, Failur
             ))
         })?;
     claim(work.path());
+    if offline::handles(&b.meta.method) {
+        let figures = offline::drill(store, b, work.path(), verify_command(svc).as_ref())?;
+        mark(store, b, Recorded::of(b), &figures)?;
+        return Ok(figures);
+    }
+    let (_, recipe) = recipe_of(&b.meta.method)?;
     let dump = work.path().join("stream");
     {
         let mut f = fs_err::File::create(&dump).map_err(|e| Failure::new(e.to_string()))?;
@@ -264,14 +281,20 @@ fn drill(project: &Project, store: &Store, b: &Backup) -> Result<Figures, Failur
         run_verify_command(&b.meta.service, &cmd, &inst)?;
     }
     drop(inst);
+    mark(store, b, recorded, &figures)?;
+    Ok(figures)
+}
+
+/// Marks `b` verified now, the drill's figures recorded beside the
+/// source's.
+fn mark(store: &Store, b: &Backup, mut record: Recorded, figures: &Figures) -> Result<(), Failure> {
     let at = jiff::Timestamp::now().to_string();
-    let mut record = recorded;
     record.drill = Some(Drill {
         at: at.clone(),
         figures: figures.clone(),
     });
     store.mark_verified_described(&b.id, &at, Some(&record.to_json()))?;
-    Ok(figures)
+    Ok(())
 }
 
 fn verify_command(svc: &cove_spec::model::Service) -> Option<StringOrList> {
