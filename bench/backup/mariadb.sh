@@ -104,25 +104,8 @@ echo "| \`mariadb-dump --single-transaction > file\` (cove's dump alone) | $p1 |
 echo
 echo "ratio cove backup / mean of the two mariadb-dump | zstd runs: $ratio"
 
-# More pairs, alternating, each backup a first one (into a new target
-# directory): the medians' ratio says more than one pair on a shared
-# machine. REPS pairs (default 3).
-reps="${REPS:-3}"
-fl=(); cv=()
-for ((r = 1; r <= reps; r++)); do
-  read -r t _ <<<"$(floor)"
-  fl+=("$t")
-  a=$(now)
-  "$cove" backup db --target "$work/rep$r" >/dev/null 2>&1
-  b=$(now)
-  cv+=("$(secs "$a" "$b")")
-  rm -rf "$work/rep$r"
-done
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-mf=$(med "${fl[@]}"); mc=$(med "${cv[@]}")
-echo
-echo "$reps more pairs, alternating, each backup into a new target: mariadb-dump | zstd ${fl[*]} s (median $mf); cove backup ${cv[*]} s (median $mc)"
-echo "ratio of the medians: $(python3 -c "print(f'{$mc / $mf:.2f}')")"
+. "$here/pairs.sh"
+pairs "mariadb-dump | zstd" db floor
 
 sql "UPDATE items SET n = n + 1 WHERE id % 100 = 0" >/dev/null
 read -r c2 c2added c2stream <<<"$(backup)"

@@ -98,6 +98,30 @@ pub(super) async fn record(
 /// Each project's log writer (`None` once writing there failed).
 type Writers = HashMap<Arc<str>, Option<logs::Writer>>;
 
+/// An event of a service as a whole (replica 0): a deploy, a backup, an
+/// alert.
+fn service_event(
+    project: &str,
+    seq: u64,
+    now: std::time::SystemTime,
+    service: String,
+    state: EventState,
+    detail: String,
+) -> Event {
+    Event {
+        project: project.to_string(),
+        seq,
+        time_ms: millis(now),
+        service,
+        replica: 0,
+        revision: 0,
+        state,
+        detail,
+        pid: None,
+        restarts: 0,
+    }
+}
+
 /// Writes one batch of reports: log lines to each project's logs, events
 /// and replica records to the store (after `seq`, which it moves on).
 /// Whether it recorded events.
@@ -154,18 +178,7 @@ fn write_batch(
                     cove_runtime::process::Stream::Stdout,
                     &message,
                 );
-                events.push(Event {
-                    project: project.to_string(),
-                    seq: *seq,
-                    time_ms: millis(now),
-                    service,
-                    replica: 0,
-                    revision: 0,
-                    state: EventState::Deploy,
-                    detail: message,
-                    pid: None,
-                    restarts: 0,
-                });
+                events.push(service_event(project, *seq, now, service, EventState::Deploy, message));
             }
             Report::Backup {
                 service,
@@ -179,23 +192,12 @@ fn write_batch(
                     cove_runtime::process::Stream::Stdout,
                     &message,
                 );
-                events.push(Event {
-                    project: project.to_string(),
-                    seq: *seq,
-                    time_ms: millis(now),
-                    service,
-                    replica: 0,
-                    revision: 0,
-                    state: match (drill, ok) {
+                events.push(service_event(project, *seq, now, service, match (drill, ok) {
                         (false, true) => EventState::Backup,
                         (false, false) => EventState::BackupFailed,
                         (true, true) => EventState::Verify,
                         (true, false) => EventState::VerifyFailed,
-                    },
-                    detail: message,
-                    pid: None,
-                    restarts: 0,
-                });
+                    }, message));
             }
             Report::Deployed {
                 service,
@@ -203,22 +205,11 @@ fn write_batch(
                 message,
             } => {
                 *seq += 1;
-                events.push(Event {
-                    project: project.to_string(),
-                    seq: *seq,
-                    time_ms: millis(now),
-                    service,
-                    replica: 0,
-                    revision: 0,
-                    state: if ok {
+                events.push(service_event(project, *seq, now, service, if ok {
                         EventState::Deployed
                     } else {
                         EventState::DeployFailed
-                    },
-                    detail: message,
-                    pid: None,
-                    restarts: 0,
-                });
+                    }, message));
             }
             Report::Alert {
                 service,
@@ -226,22 +217,11 @@ fn write_batch(
                 message,
             } => {
                 *seq += 1;
-                events.push(Event {
-                    project: project.to_string(),
-                    seq: *seq,
-                    time_ms: millis(now),
-                    service,
-                    replica: 0,
-                    revision: 0,
-                    state: if firing {
+                events.push(service_event(project, *seq, now, service, if firing {
                         EventState::Alert
                     } else {
                         EventState::AlertResolved
-                    },
-                    detail: message,
-                    pid: None,
-                    restarts: 0,
-                });
+                    }, message));
             }
             Report::State {
                 service,

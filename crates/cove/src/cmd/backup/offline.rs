@@ -110,7 +110,11 @@ pub(super) fn drill(
         }
     };
     if let Some(cmd) = check {
-        run_check(&b.meta.service, cmd, &restored)?;
+        let env = [(
+            "COVE_VERIFY_PATH".to_string(),
+            restored.display().to_string(),
+        )];
+        super::verify::run_verify_command(&b.meta.service, cmd, &env)?;
     }
     Ok(figures)
 }
@@ -253,37 +257,4 @@ fn rabbitmq(file: &Path) -> Result<Figures, Failure> {
             )
         })
         .collect())
-}
-
-/// The service's own check of the restored copy: exit 0 is good.
-fn run_check(
-    service: &str,
-    cmd: &cove_spec::xcove::StringOrList,
-    restored: &Path,
-) -> Result<(), Failure> {
-    let argv = super::command::argv_of(cmd);
-    let (prog, args) = argv.split_first().ok_or_else(|| {
-        Failure::new(format!(
-            "service `{service}`: x-cove.backup.verify.command is empty"
-        ))
-    })?;
-    let out = Command::new(prog)
-        .args(args)
-        .env("COVE_VERIFY_PATH", restored)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            Failure::new(format!(
-                "service `{service}`: cannot run x-cove.backup.verify.command `{prog}`: {e}"
-            ))
-        })?;
-    if !out.status.success() {
-        return Err(Failure::new(format!(
-            "service `{service}`'s x-cove.backup.verify.command failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }

@@ -278,7 +278,7 @@ fn drill(project: &Project, store: &Store, b: &Backup) -> Result<Figures, Failur
         }
     }
     if let Some(cmd) = verify_command(svc) {
-        run_verify_command(&b.meta.service, &cmd, &inst)?;
+        run_verify_command(&b.meta.service, &cmd, &inst.verify_env())?;
     }
     drop(inst);
     mark(store, b, recorded, &figures)?;
@@ -304,12 +304,14 @@ fn verify_command(svc: &cove_spec::model::Service) -> Option<StringOrList> {
     }
 }
 
-/// The service's own check against the scratch instance: exit 0 is good.
-fn run_verify_command(service: &str, cmd: &StringOrList, inst: &Instance) -> Result<(), Failure> {
-    let argv: Vec<String> = match cmd {
-        StringOrList::String(s) => vec!["sh".into(), "-c".into(), s.clone()],
-        StringOrList::List(l) => l.clone(),
-    };
+/// The service's own check (`x-cove.backup.verify.command`) of what a
+/// drill restored, told where it is by `env`: exit 0 is good.
+pub(super) fn run_verify_command(
+    service: &str,
+    cmd: &StringOrList,
+    env: &[(String, String)],
+) -> Result<(), Failure> {
+    let argv = super::command::argv_of(cmd);
     let (prog, args) = argv.split_first().ok_or_else(|| {
         Failure::new(format!(
             "service `{service}`: x-cove.backup.verify.command is empty"
@@ -317,7 +319,7 @@ fn run_verify_command(service: &str, cmd: &StringOrList, inst: &Instance) -> Res
     })?;
     let out = Command::new(prog)
         .args(args)
-        .envs(inst.verify_env())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| {
