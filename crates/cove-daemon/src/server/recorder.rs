@@ -178,7 +178,14 @@ fn write_batch(
                     cove_runtime::process::Stream::Stdout,
                     &message,
                 );
-                events.push(service_event(project, *seq, now, service, EventState::Deploy, message));
+                events.push(service_event(
+                    &project,
+                    *seq,
+                    now,
+                    service,
+                    EventState::Deploy,
+                    message,
+                ));
             }
             Report::Backup {
                 service,
@@ -192,12 +199,19 @@ fn write_batch(
                     cove_runtime::process::Stream::Stdout,
                     &message,
                 );
-                events.push(service_event(project, *seq, now, service, match (drill, ok) {
+                events.push(service_event(
+                    &project,
+                    *seq,
+                    now,
+                    service,
+                    match (drill, ok) {
                         (false, true) => EventState::Backup,
                         (false, false) => EventState::BackupFailed,
                         (true, true) => EventState::Verify,
                         (true, false) => EventState::VerifyFailed,
-                    }, message));
+                    },
+                    message,
+                ));
             }
             Report::Deployed {
                 service,
@@ -205,11 +219,18 @@ fn write_batch(
                 message,
             } => {
                 *seq += 1;
-                events.push(service_event(project, *seq, now, service, if ok {
+                events.push(service_event(
+                    &project,
+                    *seq,
+                    now,
+                    service,
+                    if ok {
                         EventState::Deployed
                     } else {
                         EventState::DeployFailed
-                    }, message));
+                    },
+                    message,
+                ));
             }
             Report::Alert {
                 service,
@@ -217,11 +238,18 @@ fn write_batch(
                 message,
             } => {
                 *seq += 1;
-                events.push(service_event(project, *seq, now, service, if firing {
+                events.push(service_event(
+                    &project,
+                    *seq,
+                    now,
+                    service,
+                    if firing {
                         EventState::Alert
                     } else {
                         EventState::AlertResolved
-                    }, message));
+                    },
+                    message,
+                ));
             }
             Report::State {
                 service,
