@@ -856,19 +856,7 @@ fn restore_all_refuses_a_damaged_backup_before_changing_anything() {
     // Changed since, then every pack of the repository damaged.
     pg.query("DELETE FROM items WHERE id > 10");
     redis_cli(&h, &p, &["SET", "k", "after"]);
-    let repo = f.dir().join(".cove/backups");
-    let mut names = Vec::new();
-    for pack in packs(&repo) {
-        let mut bytes = fs_err::read(&pack).unwrap();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x40;
-        let mut perm = fs_err::metadata(&pack).unwrap().permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        perm.set_readonly(false);
-        fs_err::set_permissions(&pack, perm).unwrap();
-        fs_err::write(&pack, bytes).unwrap();
-        names.push(pack.file_name().unwrap().to_string_lossy().into_owned());
-    }
+    let names = f.flip_a_byte();
     let out = f.cove(&["restore", "--all", "--yes"]);
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
