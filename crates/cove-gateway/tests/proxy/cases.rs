@@ -912,6 +912,53 @@ async fn kept_alive_connections_even_out_over_the_threads() {
         .unwrap();
 }
 
+/// A request still in flight when the server stops gets `drain` to finish,
+/// no more: stop returns soon after the drain, and the client's connection
+/// is closed without an answer (the upstream never answers here).
+#[tokio::test]
+async fn a_request_in_flight_at_stop_is_cut_after_the_drain() {
+    use cove_gateway::server::{Kind, Server};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let silent = silent_upstream().await;
+    let (table, _) = one_pool(&[silent], Policy::RoundRobin);
+    let drain = std::time::Duration::from_millis(400);
+    let gw = Gateway::new(
+        table,
+        Limits {
+            drain,
+            ..limits()
+        },
+    );
+    let socket = cove_gateway::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let cap = Arc::new(tokio::sync::Semaphore::new(16));
+    let server = Server::start(&gw, vec![vec![(Kind::Http, socket)]], cap).unwrap();
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // Let the request reach the (silent) upstream.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let asked = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    let stopped = asked.elapsed();
+    assert!(stopped >= drain, "stopped after {stopped:?}, before the drain");
+    // The upstream's own answer time is 60 s: only the drain ends it this soon.
+    assert!(
+        stopped < std::time::Duration::from_secs(10),
+        "stop waited {stopped:?} for a request that never ends"
+    );
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the cut request's connection: {read:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_connection_cap_makes_extra_clients_wait_for_a_free_slot() {
     use cove_gateway::server::{Kind, Server};

@@ -24,17 +24,18 @@ fn logs(dir: &Path, args: &[&str]) -> (Option<i32>, Vec<String>) {
 }
 
 /// Two services whose lines alternate a1, b1, a2, b2 by cause, not by
-/// timing: each waits (10 s at most) for the file the other touches after
-/// its line (0.3 s after, so that cove has read it), however late either
-/// process starts.
+/// timing: after each line, a service waits until cove has stored it (the
+/// line is in its replica's log file), then touches a file the other
+/// service waits for (each wait 10 s at most), however late either process
+/// starts or cove reads its output.
 const APP: &str = r#"
 services:
   a:
     x-cove:
-      run: [sh, -c, 'w() { i=0; until [ -e "$$1" ]; do i=$$((i+1)); [ $$i -gt 200 ] && exit 9; sleep 0.05; done; }; echo a1; sleep 0.3; touch a1.done; w b1.done; echo a2; sleep 0.3; touch a2.done']
+      run: [sh, -c, 'w() { i=0; until [ -e "$$1" ]; do i=$$((i+1)); [ $$i -gt 200 ] && exit 9; sleep 0.05; done; }; kept() { i=0; until grep -q " out $$1$$" .cove/logs/a-1.log 2>/dev/null; do i=$$((i+1)); [ $$i -gt 200 ] && exit 8; sleep 0.05; done; }; echo a1; kept a1; touch a1.done; w b1.done; echo a2; kept a2; touch a2.done']
   b:
     x-cove:
-      run: [sh, -c, 'w() { i=0; until [ -e "$$1" ]; do i=$$((i+1)); [ $$i -gt 200 ] && exit 9; sleep 0.05; done; }; w a1.done; echo b1; sleep 0.3; touch b1.done; w a2.done; echo b2']
+      run: [sh, -c, 'w() { i=0; until [ -e "$$1" ]; do i=$$((i+1)); [ $$i -gt 200 ] && exit 9; sleep 0.05; done; }; kept() { i=0; until grep -q " out $$1$$" .cove/logs/b-1.log 2>/dev/null; do i=$$((i+1)); [ $$i -gt 200 ] && exit 8; sleep 0.05; done; }; w a1.done; echo b1; kept b1; touch b1.done; w a2.done; echo b2']
 "#;
 
 #[test]

@@ -97,6 +97,17 @@ fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
+    proxies_then_stops_gracefully_on("TERM");
+}
+
+/// Ctrl-C (SIGINT) stops it the same way as SIGTERM, as the gateway guide
+/// says.
+#[test]
+fn standalone_gateway_finishes_the_request_in_flight_on_ctrl_c() {
+    proxies_then_stops_gracefully_on("INT");
+}
+
+fn proxies_then_stops_gracefully_on(signal: &str) {
     let (started_tx, started) = mpsc::channel();
     let upstream = backend(started_tx);
     // A free port (the gateway binds it at once; nothing else here takes it).
@@ -143,7 +154,7 @@ fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
     let pid = gw.0.id().to_string();
     assert!(
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .unwrap()
             .success()
@@ -151,7 +162,7 @@ fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
     // New connections are refused while the slow one is still answering.
     within(
         Duration::from_millis(500),
-        "new connections refused after SIGTERM",
+        &format!("new connections refused after SIG{signal}"),
         || {
             matches!(
                 TcpStream::connect_timeout(&listen, Duration::from_millis(200)),
@@ -169,7 +180,7 @@ fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
     assert_eq!(
         idle.read(&mut buf).map_err(|e| e.kind()),
         Ok(0),
-        "the idle kept-alive connection closed at SIGTERM"
+        "the idle kept-alive connection closed at SIG{}", signal
     );
     // The request in flight finishes, whole.
     let (status, _, body) = slow.join().expect("the slow request failed");
@@ -179,13 +190,13 @@ fn standalone_gateway_proxies_and_finishes_the_request_in_flight_on_sigterm() {
     let mut gw = gw;
     within(
         Duration::from_secs(5),
-        "cove gateway exiting after SIGTERM",
+        &format!("cove gateway exiting after SIG{signal}"),
         || gw.0.try_wait().unwrap().is_some(),
     );
     assert_eq!(gw.0.wait().unwrap().code(), Some(0));
     assert!(
         sent.elapsed() < Duration::from_secs(5),
-        "exited {:?} after SIGTERM",
+        "exited {:?} after SIG{signal}",
         sent.elapsed()
     );
 }
