@@ -111,7 +111,10 @@ impl Context<'_> {
                 if let Err((what, hint)) = recipe.check(svc) {
                     let field: &[&str] = if what.starts_with("publishes port") {
                         &["ports"]
-                    } else if what.contains("RABBITMQ_DEFAULT") || what.contains("`guest`") {
+                    } else if what.contains("RABBITMQ_DEFAULT")
+                        || what.contains("ACTIVEMQ_CONNECTION")
+                        || what.contains("`guest`")
+                    {
                         &["environment"]
                     } else {
                         &["image"]

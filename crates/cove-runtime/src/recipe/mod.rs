@@ -44,8 +44,9 @@
 //!   socket is in a 0700 directory; the password file of `initdb` is on the
 //!   replica's private tmpfs.
 //! - Redis, ActiveMQ: a service without authentication (no `--requirepass`,
-//!   no `ACTIVEMQ_CONNECTION_USER`/`PASSWORD`) may not be published
-//!   (`ports:`) on an address other than loopback.
+//!   not both `ACTIVEMQ_CONNECTION_USER` and `PASSWORD`) may not be
+//!   published (`ports:`) on an address other than loopback; ActiveMQ with
+//!   only one of the two is refused anywhere.
 //! - RabbitMQ: no default `guest` account: `RABBITMQ_DEFAULT_USER` and
 //!   `RABBITMQ_DEFAULT_PASS` are required (and not `guest`/`guest`).
 //!
@@ -207,7 +208,23 @@ impl Recipe {
     /// because its system user is missing is the preflight's.)
     pub fn check(self, svc: &Service) -> Result<(), (String, String)> {
         let env = |k: &str| compose_env(svc, k);
-        let has = |k: &str| env(k).is_some() || env(&format!("{k}_FILE")).is_some();
+        let has = |k: &str| given(svc, k);
+        if self == Recipe::Activemq {
+            let (user, password) = (
+                has("ACTIVEMQ_CONNECTION_USER"),
+                has("ACTIVEMQ_CONNECTION_PASSWORD"),
+            );
+            if user != password {
+                let (set, missing) = match user {
+                    true => ("ACTIVEMQ_CONNECTION_USER", "ACTIVEMQ_CONNECTION_PASSWORD"),
+                    false => ("ACTIVEMQ_CONNECTION_PASSWORD", "ACTIVEMQ_CONNECTION_USER"),
+                };
+                return Err((
+                    format!("sets `{set}` but not `{missing}`: the broker turns on authentication only with both, so it would accept anyone"),
+                    "set both in `environment:` (the password from the secrets store: a secret with `x-cove: {env: ACTIVEMQ_CONNECTION_PASSWORD}`), or neither".into(),
+                ));
+            }
+        }
         if let Recipe::Rabbitmq { .. } = self {
             if !has("RABBITMQ_DEFAULT_USER") || !has("RABBITMQ_DEFAULT_PASS") {
                 return Err((
@@ -275,12 +292,12 @@ impl Recipe {
                 (!protected && !config_file)
                     .then(|| "redis-server has no password (`--requirepass`)".to_string())
             }
-            Recipe::Activemq => {
-                let user = env("ACTIVEMQ_CONNECTION_USER");
-                (user.is_none()).then(|| {
-                    "the broker has no user (`ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD`)".to_string()
-                })
-            }
+            // `prepare_activemq` turns authentication on with both only.
+            Recipe::Activemq => (!given(svc, "ACTIVEMQ_CONNECTION_USER")
+                || !given(svc, "ACTIVEMQ_CONNECTION_PASSWORD"))
+            .then(|| {
+                "the broker has no user and password (`ACTIVEMQ_CONNECTION_USER` and `ACTIVEMQ_CONNECTION_PASSWORD`)".to_string()
+            }),
             Recipe::Postgres => (env("POSTGRES_HOST_AUTH_METHOD").as_deref() == Some("trust"))
                 .then(|| "POSTGRES_HOST_AUTH_METHOD is `trust`".to_string()),
             Recipe::Mariadb => {
@@ -503,6 +520,20 @@ fn compose_env(svc: &Service, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Whether the service gives its replicas `name`: in `environment:`, as
+/// its `_FILE` twin there (a path the recipe reads, as the official
+/// images do), or from a secret (`x-cove: {env: NAME}`).
+fn given(svc: &Service, name: &str) -> bool {
+    compose_env(svc, name).is_some()
+        || compose_env(svc, &format!("{name}_FILE")).is_some()
+        || svc.secrets.iter().any(|r| {
+            r.x_cove
+                .as_ref()
+                .and_then(|x| x.env.as_deref())
+                .is_some_and(|e| e == name)
+        })
+}
+
 /// Whether a published port's `host_ip` keeps it on this machine (none
 /// means every interface, as in Compose).
 fn host_ip_is_loopback(ip: Option<&str>) -> bool {
@@ -554,6 +585,95 @@ mod tests {
         );
         assert_eq!(Recipe::detect(&svc("mysql", None)), Some(Recipe::Mariadb));
         assert_eq!(Recipe::detect(&svc("nginx", None)), None);
+    }
+
+    #[test]
+    fn an_activemq_broker_is_authenticated_only_with_a_user_and_a_password() {
+        let broker = |v: serde_json::Value| -> Service {
+            let mut s = serde_json::json!({
+                "image": "apache/activemq-classic",
+                "ports": [{"target": 61616, "published": "61616"}],
+            });
+            s.as_object_mut()
+                .unwrap()
+                .extend(v.as_object().unwrap().clone());
+            serde_json::from_value(s).unwrap()
+        };
+        let r = Recipe::Activemq;
+        for (v, open) in [
+            (serde_json::json!({}), true),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app"}}),
+                true,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_PASSWORD": "pw"}}),
+                true,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app", "ACTIVEMQ_CONNECTION_PASSWORD": ""}}),
+                true,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app", "ACTIVEMQ_CONNECTION_PASSWORD": "pw"}}),
+                false,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app", "ACTIVEMQ_CONNECTION_PASSWORD_FILE": "/run/secrets/mq"}}),
+                false,
+            ),
+            (
+                serde_json::json!({
+                    "environment": {"ACTIVEMQ_CONNECTION_USER": "app"},
+                    "secrets": [{"source": "mq", "x-cove": {"env": "ACTIVEMQ_CONNECTION_PASSWORD"}}],
+                }),
+                false,
+            ),
+        ] {
+            let s = broker(v.clone());
+            assert_eq!(r.unauthenticated(&s).is_some(), open, "{v}");
+            assert_eq!(r.check(&s).is_err(), open, "{v}");
+        }
+        // Only one of the two: refused even on loopback, naming the other.
+        let s = broker(serde_json::json!({
+            "environment": {"ACTIVEMQ_CONNECTION_USER": "app"},
+            "ports": [{"target": 61616, "published": "61616", "host_ip": "127.0.0.1"}],
+        }));
+        let (what, hint) = r.check(&s).unwrap_err();
+        assert!(
+            what.contains("`ACTIVEMQ_CONNECTION_USER` but not `ACTIVEMQ_CONNECTION_PASSWORD`")
+                && what.contains("accept anyone"),
+            "{what}"
+        );
+        assert!(hint.contains("secrets store"), "{hint}");
+        // And at start, whatever the plan said: no broker without a password.
+        let tmp = tempfile::tempdir().unwrap();
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = activemq::prepare_activemq(
+            &tmp.path().join("data"),
+            &tmp.path().join("private"),
+            &env(&[("HOST", "127.0.0.1"), ("ACTIVEMQ_CONNECTION_USER", "app")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("accept anyone"), "{e}");
+        assert!(!tmp.path().join("private/conf/activemq.xml").exists());
+        activemq::prepare_activemq(
+            &tmp.path().join("data"),
+            &tmp.path().join("private"),
+            &env(&[
+                ("HOST", "127.0.0.1"),
+                ("ACTIVEMQ_CONNECTION_USER", "app"),
+                ("ACTIVEMQ_CONNECTION_PASSWORD", "pw"),
+            ]),
+        )
+        .unwrap();
+        let xml = fs_err::read_to_string(tmp.path().join("private/conf/activemq.xml")).unwrap();
+        assert!(xml.contains(r#"username="app" password="pw""#), "{xml}");
     }
 
     #[test]

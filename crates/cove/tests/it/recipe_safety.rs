@@ -258,21 +258,31 @@ fn postgres_asks_everyone_for_the_password_and_runs_as_postgres() {
 #[test]
 fn a_server_without_a_password_is_not_published_beyond_loopback() {
     require(&["redis-server"]);
-    for (yaml, what) in [
+    let loopback = "127.0.0.1:HOST:CONTAINER";
+    for (yaml, what, hint) in [
         (
             "services:\n  cache:\n    image: redis:7\n    ports: [\"6379:6379\"]\n",
             "redis-server has no password",
+            loopback,
         ),
         (
             "services:\n  mq:\n    image: apache/activemq-classic:5.18.3\n    ports: [\"0.0.0.0:61616:61616\"]\n",
             "the broker has no user",
+            loopback,
+        ),
+        // A user without a password: the broker would turn nothing on, so
+        // it is refused wherever it listens.
+        (
+            "services:\n  mq:\n    image: apache/activemq-classic:5.18.3\n    environment: {ACTIVEMQ_CONNECTION_USER: app}\n    ports: [\"0.0.0.0:61616:61616\"]\n",
+            "sets `ACTIVEMQ_CONNECTION_USER` but not `ACTIVEMQ_CONNECTION_PASSWORD`",
+            "the password from the secrets store",
         ),
     ] {
         let app = App::new(yaml);
         let (code, out) = app.merged(&["up", "-d"]);
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains(what), "{out}");
-        assert!(out.contains("127.0.0.1:HOST:CONTAINER"), "a hint: {out}");
+        assert!(out.contains(hint), "a hint: {out}");
         assert!(
             !app.dir().join(".cove").exists() || app.processes().is_empty(),
             "nothing started"
