@@ -313,6 +313,82 @@ fn rabbitmq_has_no_guest_account() {
     }
 }
 
+/// `initdb` reads the superuser's password from a file: one on the
+/// replica's private tmpfs (seen by initdb, as postgres, at
+/// `/run/cove-ns/private/pwfile`), never in the data directory, and gone
+/// once the cluster is made. A stand-in `initdb` first on the daemon's
+/// `PATH` records what it was given, then runs the real one.
+#[test]
+fn the_initdb_password_file_is_on_the_private_tmpfs_and_gone_after() {
+    if !as_root("the_initdb_password_file_is_on_the_private_tmpfs") {
+        return;
+    }
+    require(&["psql"]);
+    let real = cove_runtime::recipe::find_in_path("initdb").expect("initdb is installed");
+    // Where postgres (the user initdb runs as) may run the stand-in.
+    let bin = tempfile::tempdir().unwrap();
+    fs_err::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stub = bin.path().join("initdb");
+    fs_err::write(
+        &stub,
+        format!(
+            r#"#!/bin/sh
+for a in "$@"; do
+  if [ -n "$next" ]; then d="$a"; next=; fi
+  case "$a" in --pwfile=*) f="${{a#--pwfile=}}" ;; -D) next=1 ;; esac
+done
+{{
+  echo "pwfile=$f"
+  echo "fs=$(stat -f -c %T "$(dirname "$f")")"
+  echo "content=$(cat "$f")"
+  echo "uid=$(id -u)"
+}} > "$(dirname "$d")/initdb-stub.log"
+exec {} "$@"
+"#,
+            real.display()
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let app = App::with_env(POSTGRES, &[("PATH", Path::new(&path))]);
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let data = app.dir().join(".cove/data/pg-1");
+    let log = fs_err::read_to_string(data.join("initdb-stub.log")).expect("the stand-in ran");
+    for want in [
+        "pwfile=/run/cove-ns/private/pwfile\n".to_string(),
+        "fs=tmpfs\n".to_string(),
+        "content=pgpw-9f3\n".to_string(),
+        format!("uid={}\n", user("postgres").0),
+    ] {
+        assert!(log.contains(&want), "no {want:?} in:\n{log}");
+    }
+    // Afterwards: in neither the data directory nor the replica's private
+    // directory (where cove wrote it for the namespace's copy).
+    let out = std::process::Command::new("find")
+        .arg(app.dir())
+        .args(["-name", "pwfile"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "a pwfile is left");
+    let pid = pid_of(&app, "pg");
+    let environ = fs_err::read(format!("/proc/{pid}/environ")).unwrap();
+    let private = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"COVE_SECRETS="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("the server has COVE_SECRETS");
+    assert!(Path::new(&private).is_dir(), "{private}");
+    assert!(!Path::new(&private).join("pwfile").exists(), "{private}");
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
 #[test]
 fn data_written_as_root_by_an_earlier_cove_is_handed_to_the_servers_user() {
     if !as_root("data_written_as_root_by_an_earlier_cove") {
