@@ -43,10 +43,11 @@
 //!   is set (`POSTGRES_HOST_AUTH_METHOD` otherwise, as in the image); the
 //!   socket is in a 0700 directory; the password file of `initdb` is on the
 //!   replica's private tmpfs.
-//! - Redis, ActiveMQ: a service without authentication (no `--requirepass`,
-//!   not both `ACTIVEMQ_CONNECTION_USER` and `PASSWORD`) may not be
-//!   published (`ports:`) on an address other than loopback; ActiveMQ with
-//!   only one of the two is refused anywhere.
+//! - Redis, ActiveMQ: a service without authentication (Redis: no
+//!   `--requirepass`, and no configuration file among its secrets that sets
+//!   a password; ActiveMQ: not both `ACTIVEMQ_CONNECTION_USER` and
+//!   `PASSWORD`) may not be published (`ports:`) on an address other than
+//!   loopback; ActiveMQ with only one of the two is refused anywhere.
 //! - RabbitMQ: no default `guest` account: `RABBITMQ_DEFAULT_USER` and
 //!   `RABBITMQ_DEFAULT_PASS` are required (and not `guest`/`guest`).
 //!
@@ -206,7 +207,13 @@ impl Recipe {
     /// a server without authentication published beyond loopback, a broker
     /// left with a well-known account. (A server that would run as root
     /// because its system user is missing is the preflight's.)
-    pub fn check(self, svc: &Service) -> Result<(), (String, String)> {
+    /// `secrets`: their values when they were read (then a Redis
+    /// configuration given as a secret is judged by what it says).
+    pub fn check(
+        self,
+        svc: &Service,
+        secrets: Option<&crate::secrets::Resolved>,
+    ) -> Result<(), (String, String)> {
         let env = |k: &str| compose_env(svc, k);
         let has = |k: &str| given(svc, k);
         if self == Recipe::Activemq {
@@ -241,7 +248,7 @@ impl Recipe {
                 ));
             }
         }
-        if let Some(what) = self.unauthenticated(svc)
+        if let Some(what) = self.unauthenticated(svc, secrets)
             && let Some(port) = svc
                 .ports
                 .iter()
@@ -250,7 +257,7 @@ impl Recipe {
             let ip = port.host_ip.as_deref().unwrap_or("0.0.0.0");
             let hint = match self {
                 Recipe::Redis => {
-                    "give it a password (`--requirepass`, or a config file from the secrets store with `requirepass`), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
+                    "give it a configuration file with `requirepass` as a secret (`command: redis-server /run/secrets/redis.conf`, the file from the secrets store, so the password is on no command line), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
                 }
                 Recipe::Activemq => {
                     "set ACTIVEMQ_CONNECTION_USER and ACTIVEMQ_CONNECTION_PASSWORD (from the secrets store), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
@@ -271,7 +278,16 @@ impl Recipe {
     }
 
     /// Why anyone who reaches the server may use it, if so: no password.
-    pub fn unauthenticated(self, svc: &Service) -> Option<String> {
+    /// A Redis configuration file counts when it is one of the service's
+    /// secrets and says so (see [`redis::conf_has_password`]); while
+    /// `secrets` were not read, a secret counts (`up` judges it again with
+    /// their values); a file that is not a secret does not (the plan reads
+    /// no file of the machine).
+    pub fn unauthenticated(
+        self,
+        svc: &Service,
+        secrets: Option<&crate::secrets::Resolved>,
+    ) -> Option<String> {
         let env = |k: &str| compose_env(svc, k);
         match self {
             Recipe::Redis => {
@@ -285,12 +301,31 @@ impl Recipe {
                 }
                 // As written: replication and Sentinel wrap it in `sh`.
                 let argv = redis::written_args(&user_command(svc));
-                let config_file = argv.get(1).is_some_and(|a| !a.starts_with('-'));
                 let protected = argv
                     .iter()
                     .any(|a| a == "--requirepass" || a == "--aclfile" || a == "--user");
-                (!protected && !config_file)
-                    .then(|| "redis-server has no password (`--requirepass`)".to_string())
+                let Some(conf) = argv.get(1).filter(|a| !a.starts_with('-') && !protected) else {
+                    return (!protected).then(|| {
+                        "redis-server has no password (no `requirepass` in a configuration file)"
+                            .to_string()
+                    });
+                };
+                match secret_named(svc, conf) {
+                    None => Some(format!(
+                        "redis-server's configuration file `{conf}` is not one of its secrets, so cove cannot tell that it sets a password"
+                    )),
+                    Some(source) => match secrets {
+                        None => None,
+                        Some(r) => {
+                            let text = r.values.get(source).map(|v| v.bytes()).unwrap_or(&[]);
+                            (!redis::conf_has_password(&String::from_utf8_lossy(text))).then(|| {
+                                format!(
+                                    "redis-server has no password: its configuration file `{conf}` (secret `{source}`) has no `requirepass`, `aclfile` or `user ... on >PASSWORD`"
+                                )
+                            })
+                        }
+                    },
+                }
             }
             // `prepare_activemq` turns authentication on with both only.
             Recipe::Activemq => (!given(svc, "ACTIVEMQ_CONNECTION_USER")
@@ -520,6 +555,19 @@ fn compose_env(svc: &Service, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The secret (its top-level name) the service sees at `path` (its
+/// target: `/run/secrets/NAME` unless given), if any.
+fn secret_named<'a>(svc: &'a Service, path: &str) -> Option<&'a str> {
+    svc.secrets.iter().find_map(|r| {
+        let target = match &r.target {
+            Some(t) if t.starts_with('/') => t.clone(),
+            Some(t) => format!("/run/secrets/{t}"),
+            None => format!("/run/secrets/{}", r.source),
+        };
+        (target == path).then_some(r.source.as_str())
+    })
+}
+
 /// Whether the service gives its replicas `name`: in `environment:`, as
 /// its `_FILE` twin there (a path the recipe reads, as the official
 /// images do), or from a secret (`x-cove: {env: NAME}`).
@@ -631,15 +679,15 @@ mod tests {
             ),
         ] {
             let s = broker(v.clone());
-            assert_eq!(r.unauthenticated(&s).is_some(), open, "{v}");
-            assert_eq!(r.check(&s).is_err(), open, "{v}");
+            assert_eq!(r.unauthenticated(&s, None).is_some(), open, "{v}");
+            assert_eq!(r.check(&s, None).is_err(), open, "{v}");
         }
         // Only one of the two: refused even on loopback, naming the other.
         let s = broker(serde_json::json!({
             "environment": {"ACTIVEMQ_CONNECTION_USER": "app"},
             "ports": [{"target": 61616, "published": "61616", "host_ip": "127.0.0.1"}],
         }));
-        let (what, hint) = r.check(&s).unwrap_err();
+        let (what, hint) = r.check(&s, None).unwrap_err();
         assert!(
             what.contains("`ACTIVEMQ_CONNECTION_USER` but not `ACTIVEMQ_CONNECTION_PASSWORD`")
                 && what.contains("accept anyone"),

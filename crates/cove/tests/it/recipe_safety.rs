@@ -288,6 +288,38 @@ fn a_server_without_a_password_is_not_published_beyond_loopback() {
             "nothing started"
         );
     }
+    // A configuration file counts only when it sets a password: one that
+    // is not a secret cannot be read by the plan; one that is, is judged
+    // once the secrets are read (by `up`'s daemon), by what it says.
+    let app = App::new(
+        "services:\n  cache:\n    image: redis:7\n    command: redis-server /usr/local/etc/redis/redis.conf\n    ports: [\"6379:6379\"]\n",
+    );
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("`/usr/local/etc/redis/redis.conf` is not one of its secrets"),
+        "{out}"
+    );
+    assert!(out.contains("/run/secrets/redis.conf"), "a hint: {out}");
+    let app = App::new(
+        "services:\n  cache:\n    image: redis:7\n    command: redis-server /run/secrets/redis.conf\n    secrets: [redis.conf]\n    ports: [\"6379:6379\"]\nsecrets:\n  redis.conf: {file: ./redis.conf}\n",
+    );
+    fs_err::write(
+        app.dir().join("redis.conf"),
+        "appendonly yes\n# requirepass not-this-one\n",
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("`/run/secrets/redis.conf` (secret `redis.conf`) has no `requirepass`"),
+        "{out}"
+    );
+    assert!(out.contains("127.0.0.1:HOST:CONTAINER"), "a hint: {out}");
+    assert!(
+        !app.dir().join(".cove").exists() || app.processes().is_empty(),
+        "nothing started"
+    );
     // On loopback, or with a password, it is.
     let app = App::new(
         "services:\n  cache:\n    image: redis:7\n    command: redis-server --requirepass pw-9f3-long\n    ports: [\"6380:6379\"]\n  local:\n    image: redis:7\n    ports: [\"127.0.0.1:6381:6379\"]\n",
