@@ -42,7 +42,8 @@
 //! - PostgreSQL: `scram-sha-256` for TCP and for the socket when a password
 //!   is set (`POSTGRES_HOST_AUTH_METHOD` otherwise, as in the image); the
 //!   socket is in a 0700 directory; the password file of `initdb` is on the
-//!   replica's private tmpfs.
+//!   replica's private tmpfs. A cluster of an earlier cove gets its `trust`
+//!   lines made so at its next start (`postgres::untrust_hba`).
 //! - Redis, ActiveMQ: a service without authentication (Redis: no
 //!   `--requirepass`, and no configuration file among its secrets that sets
 //!   a password; ActiveMQ: not both `ACTIVEMQ_CONNECTION_USER` and

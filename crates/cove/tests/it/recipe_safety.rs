@@ -447,8 +447,51 @@ fn data_written_as_root_by_an_earlier_cove_is_handed_to_the_servers_user() {
         assert!(status.success());
         fs_err::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    // And the socket let in without a password (`initdb --auth-local=trust`).
+    let hba = app.dir().join(".cove/data/pg-1/pg/pg_hba.conf");
+    let trusting: String = fs_err::read_to_string(&hba)
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("local") {
+            true => format!("{}\n", l.replace("scram-sha-256", "trust")),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert!(trusting.contains("trust\n"), "{trusting}");
+    fs_err::write(&hba, &trusting).unwrap();
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
+    // The socket asks for the password now, even of root; the file as it
+    // was is kept beside it.
+    let psql = |password: Option<&str>| {
+        let mut cmd = std::process::Command::new("psql");
+        cmd.arg("-w")
+            .arg("-h")
+            .arg(app.dir().join(".cove/data/pg-1/run"))
+            .args(["-p", "5432", "-U", "shop", "orders", "-tAc", "select 1"])
+            .env_remove("PGPASSWORD");
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = psql(None);
+    assert!(
+        !out.status.success(),
+        "the socket without a password: {}",
+        text(&out)
+    );
+    let out = psql(Some("pgpw-9f3"));
+    assert!(out.status.success(), "with the password: {}", text(&out));
+    assert_eq!(
+        fs_err::read_to_string(hba.with_file_name("pg_hba.conf.before-cove")).unwrap(),
+        trusting
+    );
+    let meta = fs_err::metadata(&hba).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (user("postgres").0, 0o600)
+    );
     for (d, owner) in [("pg-1/pg", "postgres"), ("db-1/db", "mysql")] {
         let meta = fs_err::metadata(app.dir().join(".cove/data").join(d)).unwrap();
         assert_eq!(meta.uid(), user(owner).0, "{d}");
