@@ -180,7 +180,8 @@ fn proxies_then_stops_gracefully_on(signal: &str) {
     assert_eq!(
         idle.read(&mut buf).map_err(|e| e.kind()),
         Ok(0),
-        "the idle kept-alive connection closed at SIG{}", signal
+        "the idle kept-alive connection closed at SIG{}",
+        signal
     );
     // The request in flight finishes, whole.
     let (status, _, body) = slow.join().expect("the slow request failed");
