@@ -430,6 +430,17 @@ mod tests {
             "{e}"
         );
         assert_eq!(mode(&dir), 0o777);
+        // Writable by its group only: refused too, naming it, left as it is.
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let e = make_dir(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by its group")
+                && e.contains("0770")
+                && e.contains(&*dir.to_string_lossy())
+                && e.contains("hint:"),
+            "{e}"
+        );
+        assert_eq!(mode(&dir), 0o770);
         // A link, even to a directory of ours: refused.
         let link = tmp.path().join("b");
         std::os::unix::fs::symlink(&dir, &link).unwrap();

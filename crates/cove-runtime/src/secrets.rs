@@ -652,6 +652,68 @@ mod tests {
         assert!(victim.join("web-1/PG_VERSION").is_file());
     }
 
+    /// As `/dev/shm/cove-0` planted by another user (world-writable, with
+    /// the replica's directory made in it): runs wherever the tests run as
+    /// root, whatever `/run` is (the integration attack needs `/run` not to
+    /// be a tmpfs to reach the `/dev/shm` fallback).
+    #[test]
+    fn a_directory_planted_by_another_user_is_refused_and_nothing_in_it_touched() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !rustix::process::geteuid().is_root() {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!ci, "this test runs as root in CI (it chowns to uid 65534)");
+            eprintln!("SKIPPED: needs root (it plants a directory owned by uid 65534)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        // The anchor, as /dev/shm: everyone's, with the sticky bit.
+        let shm = tmp.path().join("shm");
+        fs_err::create_dir(&shm).unwrap();
+        fs_err::set_permissions(&shm, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        // What uid 65534 planted: the chain's first directory (0777) and
+        // the replica's directory in it, with a file of its own.
+        let planted = shm.join("cove-0");
+        let replica = planted.join("web-1");
+        fs_err::create_dir_all(&replica).unwrap();
+        fs_err::write(replica.join("keep"), "theirs").unwrap();
+        for p in [&planted, &replica, &replica.join("keep")] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        }
+        fs_err::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let modes = |ps: [&Path; 2]| {
+            ps.map(|p| {
+                let m = fs_err::metadata(p).unwrap();
+                (m.uid(), m.permissions().mode() & 0o7777)
+            })
+        };
+        let before = modes([&planted, &replica]);
+        assert_eq!(before[0], (65534, 0o777));
+        let mounts = vec![Mount {
+            name: "db".into(),
+            target: "/run/secrets/db".into(),
+            file: "db".into(),
+            mode: 0o400,
+            env: None,
+            value: Value::new(b"pw-7d1".to_vec()),
+        }];
+        let e = write_dir(&replica, &mounts).unwrap_err().to_string();
+        assert!(
+            e.contains(&*planted.to_string_lossy())
+                && e.contains("uid 65534")
+                && e.contains("hint:"),
+            "{e}"
+        );
+        let e = remove_all(&replica).unwrap_err().to_string();
+        assert!(e.contains("uid 65534"), "{e}");
+        // Nothing removed, written, chmodded or chowned through it.
+        assert_eq!(
+            fs_err::read_to_string(replica.join("keep")).unwrap(),
+            "theirs"
+        );
+        assert!(!replica.join("db").exists(), "nothing written in it");
+        assert_eq!(modes([&planted, &replica]), before, "owners and modes");
+    }
+
     #[test]
     fn written_files_are_private_and_go_with_the_guard() {
         use std::os::unix::fs::PermissionsExt;

@@ -108,10 +108,13 @@ impl Context<'_> {
             },
             None if recipe_of(recipes, name).is_some() => {
                 let recipe = recipe_of(recipes, name).unwrap_or(Recipe::Redis);
-                if let Err((what, hint)) = recipe.check(svc) {
+                if let Err((what, hint)) = recipe.check(svc, self.secrets) {
                     let field: &[&str] = if what.starts_with("publishes port") {
                         &["ports"]
-                    } else if what.contains("RABBITMQ_DEFAULT") || what.contains("`guest`") {
+                    } else if what.contains("RABBITMQ_DEFAULT")
+                        || what.contains("ACTIVEMQ_CONNECTION")
+                        || what.contains("`guest`")
+                    {
                         &["environment"]
                     } else {
                         &["image"]

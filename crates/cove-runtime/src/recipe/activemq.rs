@@ -57,6 +57,7 @@ pub(super) fn prepare_activemq(
         env_get(env, "ACTIVEMQ_CONNECTION_USER"),
         env_get(env, "ACTIVEMQ_CONNECTION_PASSWORD"),
     ) {
+        (None, None) => String::new(),
         (Some(user), Some(password)) => format!(
             r#"
     <plugins>
@@ -69,7 +70,23 @@ pub(super) fn prepare_activemq(
             x(&user),
             x(&password)
         ),
-        _ => String::new(),
+        // The plan refuses this too ([`super::Recipe::check`]); an app
+        // that did not come through it gets no open broker either.
+        (user, _) => {
+            return Err(format!(
+                "`ACTIVEMQ_CONNECTION_USER` is {} but `ACTIVEMQ_CONNECTION_PASSWORD` is {}: the broker would accept anyone; set both (or neither)",
+                if user.is_some() {
+                    "set"
+                } else {
+                    "empty or missing"
+                },
+                if user.is_some() {
+                    "empty or missing"
+                } else {
+                    "set"
+                },
+            ));
+        }
     };
     let xml = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>

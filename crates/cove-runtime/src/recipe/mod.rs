@@ -42,10 +42,13 @@
 //! - PostgreSQL: `scram-sha-256` for TCP and for the socket when a password
 //!   is set (`POSTGRES_HOST_AUTH_METHOD` otherwise, as in the image); the
 //!   socket is in a 0700 directory; the password file of `initdb` is on the
-//!   replica's private tmpfs.
-//! - Redis, ActiveMQ: a service without authentication (no `--requirepass`,
-//!   no `ACTIVEMQ_CONNECTION_USER`/`PASSWORD`) may not be published
-//!   (`ports:`) on an address other than loopback.
+//!   replica's private tmpfs. A cluster of an earlier cove gets its `trust`
+//!   lines made so at its next start (`postgres::untrust_hba`).
+//! - Redis, ActiveMQ: a service without authentication (Redis: no
+//!   `--requirepass`, and no configuration file among its secrets that sets
+//!   a password; ActiveMQ: not both `ACTIVEMQ_CONNECTION_USER` and
+//!   `PASSWORD`) may not be published (`ports:`) on an address other than
+//!   loopback; ActiveMQ with only one of the two is refused anywhere.
 //! - RabbitMQ: no default `guest` account: `RABBITMQ_DEFAULT_USER` and
 //!   `RABBITMQ_DEFAULT_PASS` are required (and not `guest`/`guest`).
 //!
@@ -205,9 +208,31 @@ impl Recipe {
     /// a server without authentication published beyond loopback, a broker
     /// left with a well-known account. (A server that would run as root
     /// because its system user is missing is the preflight's.)
-    pub fn check(self, svc: &Service) -> Result<(), (String, String)> {
+    /// `secrets`: their values when they were read (then a Redis
+    /// configuration given as a secret is judged by what it says).
+    pub fn check(
+        self,
+        svc: &Service,
+        secrets: Option<&crate::secrets::Resolved>,
+    ) -> Result<(), (String, String)> {
         let env = |k: &str| compose_env(svc, k);
-        let has = |k: &str| env(k).is_some() || env(&format!("{k}_FILE")).is_some();
+        let has = |k: &str| given(svc, k);
+        if self == Recipe::Activemq {
+            let (user, password) = (
+                has("ACTIVEMQ_CONNECTION_USER"),
+                has("ACTIVEMQ_CONNECTION_PASSWORD"),
+            );
+            if user != password {
+                let (set, missing) = match user {
+                    true => ("ACTIVEMQ_CONNECTION_USER", "ACTIVEMQ_CONNECTION_PASSWORD"),
+                    false => ("ACTIVEMQ_CONNECTION_PASSWORD", "ACTIVEMQ_CONNECTION_USER"),
+                };
+                return Err((
+                    format!("sets `{set}` but not `{missing}`: the broker turns on authentication only with both, so it would accept anyone"),
+                    "set both in `environment:` (the password from the secrets store: a secret with `x-cove: {env: ACTIVEMQ_CONNECTION_PASSWORD}`), or neither".into(),
+                ));
+            }
+        }
         if let Recipe::Rabbitmq { .. } = self {
             if !has("RABBITMQ_DEFAULT_USER") || !has("RABBITMQ_DEFAULT_PASS") {
                 return Err((
@@ -224,7 +249,7 @@ impl Recipe {
                 ));
             }
         }
-        if let Some(what) = self.unauthenticated(svc)
+        if let Some(what) = self.unauthenticated(svc, secrets)
             && let Some(port) = svc
                 .ports
                 .iter()
@@ -233,7 +258,7 @@ impl Recipe {
             let ip = port.host_ip.as_deref().unwrap_or("0.0.0.0");
             let hint = match self {
                 Recipe::Redis => {
-                    "give it a password (`--requirepass`, or a config file from the secrets store with `requirepass`), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
+                    "give it a configuration file with `requirepass` as a secret (`command: redis-server /run/secrets/redis.conf`, the file from the secrets store, so the password is on no command line), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
                 }
                 Recipe::Activemq => {
                     "set ACTIVEMQ_CONNECTION_USER and ACTIVEMQ_CONNECTION_PASSWORD (from the secrets store), or publish it on loopback only (`127.0.0.1:HOST:CONTAINER`)"
@@ -254,7 +279,16 @@ impl Recipe {
     }
 
     /// Why anyone who reaches the server may use it, if so: no password.
-    pub fn unauthenticated(self, svc: &Service) -> Option<String> {
+    /// A Redis configuration file counts when it is one of the service's
+    /// secrets and says so (see [`redis::conf_has_password`]); while
+    /// `secrets` were not read, a secret counts (`up` judges it again with
+    /// their values); a file that is not a secret does not (the plan reads
+    /// no file of the machine).
+    pub fn unauthenticated(
+        self,
+        svc: &Service,
+        secrets: Option<&crate::secrets::Resolved>,
+    ) -> Option<String> {
         let env = |k: &str| compose_env(svc, k);
         match self {
             Recipe::Redis => {
@@ -268,19 +302,38 @@ impl Recipe {
                 }
                 // As written: replication and Sentinel wrap it in `sh`.
                 let argv = redis::written_args(&user_command(svc));
-                let config_file = argv.get(1).is_some_and(|a| !a.starts_with('-'));
                 let protected = argv
                     .iter()
                     .any(|a| a == "--requirepass" || a == "--aclfile" || a == "--user");
-                (!protected && !config_file)
-                    .then(|| "redis-server has no password (`--requirepass`)".to_string())
+                let Some(conf) = argv.get(1).filter(|a| !a.starts_with('-') && !protected) else {
+                    return (!protected).then(|| {
+                        "redis-server has no password (no `requirepass` in a configuration file)"
+                            .to_string()
+                    });
+                };
+                match secret_named(svc, conf) {
+                    None => Some(format!(
+                        "redis-server's configuration file `{conf}` is not one of its secrets, so cove cannot tell that it sets a password"
+                    )),
+                    Some(source) => match secrets {
+                        None => None,
+                        Some(r) => {
+                            let text = r.values.get(source).map(|v| v.bytes()).unwrap_or(&[]);
+                            (!redis::conf_has_password(&String::from_utf8_lossy(text))).then(|| {
+                                format!(
+                                    "redis-server has no password: its configuration file `{conf}` (secret `{source}`) has no `requirepass`, `aclfile` or `user ... on >PASSWORD`"
+                                )
+                            })
+                        }
+                    },
+                }
             }
-            Recipe::Activemq => {
-                let user = env("ACTIVEMQ_CONNECTION_USER");
-                (user.is_none()).then(|| {
-                    "the broker has no user (`ACTIVEMQ_CONNECTION_USER`/`ACTIVEMQ_CONNECTION_PASSWORD`)".to_string()
-                })
-            }
+            // `prepare_activemq` turns authentication on with both only.
+            Recipe::Activemq => (!given(svc, "ACTIVEMQ_CONNECTION_USER")
+                || !given(svc, "ACTIVEMQ_CONNECTION_PASSWORD"))
+            .then(|| {
+                "the broker has no user and password (`ACTIVEMQ_CONNECTION_USER` and `ACTIVEMQ_CONNECTION_PASSWORD`)".to_string()
+            }),
             Recipe::Postgres => (env("POSTGRES_HOST_AUTH_METHOD").as_deref() == Some("trust"))
                 .then(|| "POSTGRES_HOST_AUTH_METHOD is `trust`".to_string()),
             Recipe::Mariadb => {
@@ -503,6 +556,33 @@ fn compose_env(svc: &Service, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The secret (its top-level name) the service sees at `path` (its
+/// target: `/run/secrets/NAME` unless given), if any.
+fn secret_named<'a>(svc: &'a Service, path: &str) -> Option<&'a str> {
+    svc.secrets.iter().find_map(|r| {
+        let target = match &r.target {
+            Some(t) if t.starts_with('/') => t.clone(),
+            Some(t) => format!("/run/secrets/{t}"),
+            None => format!("/run/secrets/{}", r.source),
+        };
+        (target == path).then_some(r.source.as_str())
+    })
+}
+
+/// Whether the service gives its replicas `name`: in `environment:`, as
+/// its `_FILE` twin there (a path the recipe reads, as the official
+/// images do), or from a secret (`x-cove: {env: NAME}`).
+fn given(svc: &Service, name: &str) -> bool {
+    compose_env(svc, name).is_some()
+        || compose_env(svc, &format!("{name}_FILE")).is_some()
+        || svc.secrets.iter().any(|r| {
+            r.x_cove
+                .as_ref()
+                .and_then(|x| x.env.as_deref())
+                .is_some_and(|e| e == name)
+        })
+}
+
 /// Whether a published port's `host_ip` keeps it on this machine (none
 /// means every interface, as in Compose).
 fn host_ip_is_loopback(ip: Option<&str>) -> bool {
@@ -554,6 +634,95 @@ mod tests {
         );
         assert_eq!(Recipe::detect(&svc("mysql", None)), Some(Recipe::Mariadb));
         assert_eq!(Recipe::detect(&svc("nginx", None)), None);
+    }
+
+    #[test]
+    fn an_activemq_broker_is_authenticated_only_with_a_user_and_a_password() {
+        let broker = |v: serde_json::Value| -> Service {
+            let mut s = serde_json::json!({
+                "image": "apache/activemq-classic",
+                "ports": [{"target": 61616, "published": "61616"}],
+            });
+            s.as_object_mut()
+                .unwrap()
+                .extend(v.as_object().unwrap().clone());
+            serde_json::from_value(s).unwrap()
+        };
+        let r = Recipe::Activemq;
+        for (v, open) in [
+            (serde_json::json!({}), true),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app"}}),
+                true,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_PASSWORD": "pw"}}),
+                true,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app", "ACTIVEMQ_CONNECTION_PASSWORD": ""}}),
+                true,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app", "ACTIVEMQ_CONNECTION_PASSWORD": "pw"}}),
+                false,
+            ),
+            (
+                serde_json::json!({"environment": {"ACTIVEMQ_CONNECTION_USER": "app", "ACTIVEMQ_CONNECTION_PASSWORD_FILE": "/run/secrets/mq"}}),
+                false,
+            ),
+            (
+                serde_json::json!({
+                    "environment": {"ACTIVEMQ_CONNECTION_USER": "app"},
+                    "secrets": [{"source": "mq", "x-cove": {"env": "ACTIVEMQ_CONNECTION_PASSWORD"}}],
+                }),
+                false,
+            ),
+        ] {
+            let s = broker(v.clone());
+            assert_eq!(r.unauthenticated(&s, None).is_some(), open, "{v}");
+            assert_eq!(r.check(&s, None).is_err(), open, "{v}");
+        }
+        // Only one of the two: refused even on loopback, naming the other.
+        let s = broker(serde_json::json!({
+            "environment": {"ACTIVEMQ_CONNECTION_USER": "app"},
+            "ports": [{"target": 61616, "published": "61616", "host_ip": "127.0.0.1"}],
+        }));
+        let (what, hint) = r.check(&s, None).unwrap_err();
+        assert!(
+            what.contains("`ACTIVEMQ_CONNECTION_USER` but not `ACTIVEMQ_CONNECTION_PASSWORD`")
+                && what.contains("accept anyone"),
+            "{what}"
+        );
+        assert!(hint.contains("secrets store"), "{hint}");
+        // And at start, whatever the plan said: no broker without a password.
+        let tmp = tempfile::tempdir().unwrap();
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = activemq::prepare_activemq(
+            &tmp.path().join("data"),
+            &tmp.path().join("private"),
+            &env(&[("HOST", "127.0.0.1"), ("ACTIVEMQ_CONNECTION_USER", "app")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("accept anyone"), "{e}");
+        assert!(!tmp.path().join("private/conf/activemq.xml").exists());
+        activemq::prepare_activemq(
+            &tmp.path().join("data"),
+            &tmp.path().join("private"),
+            &env(&[
+                ("HOST", "127.0.0.1"),
+                ("ACTIVEMQ_CONNECTION_USER", "app"),
+                ("ACTIVEMQ_CONNECTION_PASSWORD", "pw"),
+            ]),
+        )
+        .unwrap();
+        let xml = fs_err::read_to_string(tmp.path().join("private/conf/activemq.xml")).unwrap();
+        assert!(xml.contains(r#"username="app" password="pw""#), "{xml}");
     }
 
     #[test]

@@ -42,6 +42,33 @@ pub(super) fn written_args(user: &[String]) -> Vec<String> {
     argv
 }
 
+/// Whether a Redis configuration asks clients for a password: a
+/// `requirepass` with a value, an `aclfile`, or a `user NAME on ...` line
+/// with a password (`>password` or `#sha256`). Comments and blank lines
+/// are skipped; directives are case-insensitive, as Redis reads them.
+pub(super) fn conf_has_password(text: &str) -> bool {
+    text.lines().any(|line| {
+        let words = cove_spec::shell_words::split(line.trim()).unwrap_or_default();
+        let Some(first) = words.first().filter(|w| !w.starts_with('#')) else {
+            return false;
+        };
+        let value = words.get(1).is_some_and(|v| !v.is_empty());
+        match first.to_ascii_lowercase().as_str() {
+            "requirepass" | "aclfile" => value,
+            "user" => {
+                // `user NAME RULE...`
+                let rules = words.get(2..).unwrap_or_default();
+                rules.iter().any(|r| r.eq_ignore_ascii_case("on"))
+                    && !rules.iter().any(|r| r.eq_ignore_ascii_case("nopass"))
+                    && rules
+                        .iter()
+                        .any(|r| r.len() > 1 && (r.starts_with('>') || r.starts_with('#')))
+            }
+            _ => false,
+        }
+    })
+}
+
 /// The command of a replica (see [`super::Recipe::command`]); `depends_on`
 /// are the services the replica depends on (what a sentinel may monitor).
 pub(super) fn command(user: Vec<String>, depends_on: &[String]) -> Vec<String> {
@@ -306,19 +333,86 @@ mod tests {
         };
         let r = super::super::Recipe::Redis;
         assert!(
-            r.unauthenticated(&svc("redis-server --replicaof redis-master 6379"))
+            r.unauthenticated(&svc("redis-server --replicaof redis-master 6379"), None)
                 .is_some(),
             "a replica without a password is one"
         );
-        assert!(
-            r.unauthenticated(&svc(
-                "redis-server /run/secrets/redis.conf --replicaof m 6379"
-            ))
-            .is_none()
+        // A configuration file that is no secret: cove cannot read it.
+        let e = r
+            .unauthenticated(&svc("redis-server /usr/local/etc/redis/redis.conf"), None)
+            .unwrap();
+        assert!(e.contains("not one of its secrets"), "{e}");
+        // One that is a secret: judged by what it says, once read.
+        let with_secret = |cmd: &str, source: &str, target: Option<&str>| {
+            let mut v = serde_json::json!({"image": "redis:7", "command": words(cmd)});
+            v["secrets"] = serde_json::json!([{"source": source, "target": target}]);
+            serde_json::from_value::<cove_spec::model::Service>(v).unwrap()
+        };
+        let read = |text: &str| crate::secrets::Resolved {
+            values: [(
+                "conf".to_string(),
+                crate::secrets::Value::new(text.as_bytes().to_vec()),
+            )]
+            .into(),
+        };
+        let replica = with_secret(
+            "redis-server /run/secrets/conf --replicaof m 6379",
+            "conf",
+            None,
         );
+        assert!(r.unauthenticated(&replica, None).is_none(), "not read yet");
         assert!(
-            r.unauthenticated(&svc("redis-sentinel /run/secrets/s.conf"))
+            r.unauthenticated(&replica, Some(&read("requirepass s3cret-long\n")))
                 .is_none()
         );
+        let e = r
+            .unauthenticated(&replica, Some(&read("appendonly yes\n# requirepass x\n")))
+            .unwrap();
+        assert!(
+            e.contains("`/run/secrets/conf` (secret `conf`) has no `requirepass`"),
+            "{e}"
+        );
+        let elsewhere = with_secret(
+            "redis-server /usr/local/etc/redis/redis.conf",
+            "conf",
+            Some("/usr/local/etc/redis/redis.conf"),
+        );
+        assert!(
+            r.unauthenticated(&elsewhere, Some(&read("appendonly yes\n")))
+                .is_some()
+        );
+        assert!(
+            r.unauthenticated(&elsewhere, Some(&read("aclfile /run/secrets/users.acl\n")))
+                .is_none()
+        );
+        assert!(
+            r.unauthenticated(&svc("redis-sentinel /run/secrets/s.conf"), None)
+                .is_some(),
+            "the sentinel's file is not among its secrets"
+        );
+    }
+
+    #[test]
+    fn a_configuration_sets_a_password_with_requirepass_an_aclfile_or_a_user() {
+        for (conf, has) in [
+            ("requirepass s3cret", true),
+            ("  REQUIREPASS \"s3 cret\"", true),
+            ("aclfile /etc/redis/users.acl", true),
+            ("user app on >s3cret ~* +@all", true),
+            (
+                "user app on #5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 ~*",
+                true,
+            ),
+            ("", false),
+            ("# requirepass s3cret", false),
+            ("requirepass \"\"", false),
+            ("requirepass", false),
+            ("appendonly yes\nsave 60 1", false),
+            ("user default on nopass ~* +@all", false),
+            ("user app off >s3cret", false),
+            ("user app on ~* +@all", false),
+        ] {
+            assert_eq!(conf_has_password(conf), has, "{conf:?}");
+        }
     }
 }

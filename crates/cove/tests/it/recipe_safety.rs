@@ -258,26 +258,68 @@ fn postgres_asks_everyone_for_the_password_and_runs_as_postgres() {
 #[test]
 fn a_server_without_a_password_is_not_published_beyond_loopback() {
     require(&["redis-server"]);
-    for (yaml, what) in [
+    let loopback = "127.0.0.1:HOST:CONTAINER";
+    for (yaml, what, hint) in [
         (
             "services:\n  cache:\n    image: redis:7\n    ports: [\"6379:6379\"]\n",
             "redis-server has no password",
+            loopback,
         ),
         (
             "services:\n  mq:\n    image: apache/activemq-classic:5.18.3\n    ports: [\"0.0.0.0:61616:61616\"]\n",
             "the broker has no user",
+            loopback,
+        ),
+        // A user without a password: the broker would turn nothing on, so
+        // it is refused wherever it listens.
+        (
+            "services:\n  mq:\n    image: apache/activemq-classic:5.18.3\n    environment: {ACTIVEMQ_CONNECTION_USER: app}\n    ports: [\"0.0.0.0:61616:61616\"]\n",
+            "sets `ACTIVEMQ_CONNECTION_USER` but not `ACTIVEMQ_CONNECTION_PASSWORD`",
+            "the password from the secrets store",
         ),
     ] {
         let app = App::new(yaml);
         let (code, out) = app.merged(&["up", "-d"]);
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains(what), "{out}");
-        assert!(out.contains("127.0.0.1:HOST:CONTAINER"), "a hint: {out}");
+        assert!(out.contains(hint), "a hint: {out}");
         assert!(
             !app.dir().join(".cove").exists() || app.processes().is_empty(),
             "nothing started"
         );
     }
+    // A configuration file counts only when it sets a password: one that
+    // is not a secret cannot be read by the plan; one that is, is judged
+    // once the secrets are read (by `up`'s daemon), by what it says.
+    let app = App::new(
+        "services:\n  cache:\n    image: redis:7\n    command: redis-server /usr/local/etc/redis/redis.conf\n    ports: [\"6379:6379\"]\n",
+    );
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("`/usr/local/etc/redis/redis.conf` is not one of its secrets"),
+        "{out}"
+    );
+    assert!(out.contains("/run/secrets/redis.conf"), "a hint: {out}");
+    let app = App::new(
+        "services:\n  cache:\n    image: redis:7\n    command: redis-server /run/secrets/redis.conf\n    secrets: [redis.conf]\n    ports: [\"6379:6379\"]\nsecrets:\n  redis.conf: {file: ./redis.conf}\n",
+    );
+    fs_err::write(
+        app.dir().join("redis.conf"),
+        "appendonly yes\n# requirepass not-this-one\n",
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("`/run/secrets/redis.conf` (secret `redis.conf`) has no `requirepass`"),
+        "{out}"
+    );
+    assert!(out.contains("127.0.0.1:HOST:CONTAINER"), "a hint: {out}");
+    assert!(
+        !app.dir().join(".cove").exists() || app.processes().is_empty(),
+        "nothing started"
+    );
     // On loopback, or with a password, it is.
     let app = App::new(
         "services:\n  cache:\n    image: redis:7\n    command: redis-server --requirepass pw-9f3-long\n    ports: [\"6380:6379\"]\n  local:\n    image: redis:7\n    ports: [\"127.0.0.1:6381:6379\"]\n",
@@ -301,6 +343,82 @@ fn rabbitmq_has_no_guest_account() {
         assert!(out.contains("guest"), "{out}");
         assert!(out.contains("RABBITMQ_DEFAULT_USER"), "{out}");
     }
+}
+
+/// `initdb` reads the superuser's password from a file: one on the
+/// replica's private tmpfs (seen by initdb, as postgres, at
+/// `/run/cove-ns/private/pwfile`), never in the data directory, and gone
+/// once the cluster is made. A stand-in `initdb` first on the daemon's
+/// `PATH` records what it was given, then runs the real one.
+#[test]
+fn the_initdb_password_file_is_on_the_private_tmpfs_and_gone_after() {
+    if !as_root("the_initdb_password_file_is_on_the_private_tmpfs") {
+        return;
+    }
+    require(&["psql"]);
+    let real = cove_runtime::recipe::find_in_path("initdb").expect("initdb is installed");
+    // Where postgres (the user initdb runs as) may run the stand-in.
+    let bin = tempfile::tempdir().unwrap();
+    fs_err::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stub = bin.path().join("initdb");
+    fs_err::write(
+        &stub,
+        format!(
+            r#"#!/bin/sh
+for a in "$@"; do
+  if [ -n "$next" ]; then d="$a"; next=; fi
+  case "$a" in --pwfile=*) f="${{a#--pwfile=}}" ;; -D) next=1 ;; esac
+done
+{{
+  echo "pwfile=$f"
+  echo "fs=$(stat -f -c %T "$(dirname "$f")")"
+  echo "content=$(cat "$f")"
+  echo "uid=$(id -u)"
+}} > "$(dirname "$d")/initdb-stub.log"
+exec {} "$@"
+"#,
+            real.display()
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let app = App::with_env(POSTGRES, &[("PATH", Path::new(&path))]);
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let data = app.dir().join(".cove/data/pg-1");
+    let log = fs_err::read_to_string(data.join("initdb-stub.log")).expect("the stand-in ran");
+    for want in [
+        "pwfile=/run/cove-ns/private/pwfile\n".to_string(),
+        "fs=tmpfs\n".to_string(),
+        "content=pgpw-9f3\n".to_string(),
+        format!("uid={}\n", user("postgres").0),
+    ] {
+        assert!(log.contains(&want), "no {want:?} in:\n{log}");
+    }
+    // Afterwards: in neither the data directory nor the replica's private
+    // directory (where cove wrote it for the namespace's copy).
+    let out = std::process::Command::new("find")
+        .arg(app.dir())
+        .args(["-name", "pwfile"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "a pwfile is left");
+    let pid = pid_of(&app, "pg");
+    let environ = fs_err::read(format!("/proc/{pid}/environ")).unwrap();
+    let private = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"COVE_SECRETS="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("the server has COVE_SECRETS");
+    assert!(Path::new(&private).is_dir(), "{private}");
+    assert!(!Path::new(&private).join("pwfile").exists(), "{private}");
+    let (code, out) = app.merged(&["down"]);
+    assert_eq!(code, Some(0), "{out}");
 }
 
 #[test]
@@ -329,8 +447,51 @@ fn data_written_as_root_by_an_earlier_cove_is_handed_to_the_servers_user() {
         assert!(status.success());
         fs_err::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    // And the socket let in without a password (`initdb --auth-local=trust`).
+    let hba = app.dir().join(".cove/data/pg-1/pg/pg_hba.conf");
+    let trusting: String = fs_err::read_to_string(&hba)
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("local") {
+            true => format!("{}\n", l.replace("scram-sha-256", "trust")),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert!(trusting.contains("trust\n"), "{trusting}");
+    fs_err::write(&hba, &trusting).unwrap();
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
+    // The socket asks for the password now, even of root; the file as it
+    // was is kept beside it.
+    let psql = |password: Option<&str>| {
+        let mut cmd = std::process::Command::new("psql");
+        cmd.arg("-w")
+            .arg("-h")
+            .arg(app.dir().join(".cove/data/pg-1/run"))
+            .args(["-p", "5432", "-U", "shop", "orders", "-tAc", "select 1"])
+            .env_remove("PGPASSWORD");
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = psql(None);
+    assert!(
+        !out.status.success(),
+        "the socket without a password: {}",
+        text(&out)
+    );
+    let out = psql(Some("pgpw-9f3"));
+    assert!(out.status.success(), "with the password: {}", text(&out));
+    assert_eq!(
+        fs_err::read_to_string(hba.with_file_name("pg_hba.conf.before-cove")).unwrap(),
+        trusting
+    );
+    let meta = fs_err::metadata(&hba).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (user("postgres").0, 0o600)
+    );
     for (d, owner) in [("pg-1/pg", "postgres"), ("db-1/db", "mysql")] {
         let meta = fs_err::metadata(app.dir().join(".cove/data").join(d)).unwrap();
         assert_eq!(meta.uid(), user(owner).0, "{d}");

@@ -127,6 +127,26 @@ fn a_secret_variable_in_a_command_is_a_plan_error_and_nothing_starts() {
     let (code, out) = app.merged(&["config", "--addresses"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("secret `api_token`"), "{out}");
+    // In an exec health check (cove runs it and expands `$VAR` there too),
+    // with a harmless command: the same refusal, naming the health check.
+    let app = App::new(&secret_app(
+        "[sleep, \"300\"]\n    healthcheck:\n      test: [CMD, sh, -c, \"echo $$API_TOKEN\"]",
+    ));
+    fs_err::write(app.dir().join("token.txt"), TOKEN).unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(1), "{out}");
+    for part in [
+        "service `web`",
+        "`healthcheck.test` names `$API_TOKEN`",
+        "secret `api_token`",
+        "hint: read `API_TOKEN` in the program",
+    ] {
+        assert!(out.contains(part), "no {part:?} in:\n{out}");
+    }
+    assert!(!out.contains("`x-cove.run`"), "{out}");
+    assert!(!out.contains(TOKEN), "{out}");
+    assert!(!app.dir().join(".cove/daemon.pid").exists(), "{out}");
+    assert!(processes_under(app.dir()).is_empty());
 }
 
 #[test]

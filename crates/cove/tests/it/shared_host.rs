@@ -516,6 +516,55 @@ fn api_bounds_bodies_and_slow_headers() {
     assert_eq!(code, Some(0), "{out}");
 }
 
+/// At most 256 connections to the API are open at once: one more is
+/// closed as soon as it is accepted (not left to the header timeout), the
+/// daemon's log says why, and once they end it serves again. (Idle ones
+/// end by themselves after the header timeout.)
+#[test]
+fn api_caps_connections() {
+    use std::io::Read as _;
+    use std::os::unix::net::UnixStream;
+    let app = App::new("services:\n  web:\n    x-cove:\n      run: sleep 60\n");
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let socket = app.dir().join(".cove/daemon.sock");
+    // Let the daemon see `up`'s own connection end.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let idle: Vec<UnixStream> = (0..256)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let mut extra = UnixStream::connect(&socket).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = extra.read(&mut buf);
+    let waited = t.elapsed();
+    assert!(
+        matches!(n, Ok(0)) && waited < Duration::from_secs(3),
+        "the 257th connection: {n:?} after {waited:?}"
+    );
+    // The 256 are still open (a read would wait, not see the end).
+    for (i, s) in idle.iter().enumerate() {
+        s.set_nonblocking(true).unwrap();
+        let r = (&*s).read(&mut buf);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "connection {i}: {r:?}"
+        );
+    }
+    let log = fs_err::read_to_string(app.dir().join(".cove/daemon.log")).unwrap();
+    assert!(
+        log.contains("256 connections are open: closing new ones until some end"),
+        "{log}"
+    );
+    drop(idle);
+    let (code, out) = app.merged(&["ps"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("web"), "{out}");
+}
+
 /// The daemon holds decrypted secrets: it makes no core dump (its soft
 /// core size limit is 0) and is not dumpable: even its own user cannot
 /// read its environment (nobody runs a daemon of theirs to show it).
