@@ -102,7 +102,7 @@ impl Store {
                 return Err(e);
             }
         };
-        if let Some(why) = failed.lock().expect("not poisoned").take() {
+        if let Some(why) = lock(&failed).take() {
             remove_pending();
             return Err(Error(format!(
                 "reading the dump: {why}; no backup was kept"
@@ -298,9 +298,17 @@ impl<R: Read + Send + 'static> ReadSource for Source<R> {
         std::iter::once(Ok(ReadSourceEntry {
             path: self.path.clone(),
             node: Node::new_node(name, NodeType::File, meta),
-            open: self.reader.lock().expect("not poisoned").take(),
+            open: lock(&self.reader).take(),
         }))
     }
+}
+
+/// Locks `m`, going on with its state when a panic poisoned it: backups
+/// run in the daemon, and what these locks keep (a reader to hand over
+/// once, the first read error) is whole between any two statements, so a
+/// panic elsewhere must not make the next backup panic in turn.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A reader that fills every buffer (but at the end), counting what it
@@ -321,10 +329,7 @@ impl<R: Read> Read for Whole<R> {
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.failed
-                        .lock()
-                        .expect("not poisoned")
-                        .get_or_insert_with(|| e.to_string());
+                    lock(&self.failed).get_or_insert_with(|| e.to_string());
                     return Err(e);
                 }
             }

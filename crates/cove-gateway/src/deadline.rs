@@ -56,16 +56,13 @@ impl Deadlines {
             at: Instant::now() + after,
             fired: Notify::new(),
         });
-        self.pending
-            .lock()
-            .expect("not poisoned")
-            .push(Arc::downgrade(&d));
+        crate::lock(&self.pending).push(Arc::downgrade(&d));
         d
     }
 
     /// Fires what has expired at `now` and forgets what is done.
     pub fn check(&self, now: Instant) {
-        let mut pending = self.pending.lock().expect("not poisoned");
+        let mut pending = crate::lock(&self.pending);
         pending.retain(|w| match w.upgrade() {
             None => false,
             Some(d) if d.at <= now => {

@@ -47,3 +47,27 @@ pub mod table;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
+
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+// The gateway runs inside the daemon: a panic while one of its locks is
+// held (its table, idle connections, pipes, chosen certificates, pending
+// deadlines) must cost that request only, not make every later one panic
+// on the poisoned lock. What each keeps is whole between any two
+// statements (a swap, a push, a pop, a clear), so its state is taken as
+// it is (as the daemon's `lock` does).
+
+/// Locks `m`, going on with its state when a panic poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] for reading an `RwLock`.
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] for writing an `RwLock`.
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}

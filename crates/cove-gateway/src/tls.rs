@@ -48,7 +48,7 @@ impl Certificates {
     /// Adds a certificate; the first one is the default.
     pub fn add(&mut self, key: Arc<CertifiedKey>) {
         self.keys.push(key);
-        self.chosen.lock().expect("not poisoned").clear();
+        crate::lock(&self.chosen).clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -59,7 +59,7 @@ impl Certificates {
     pub fn choose(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let name = name.map(|n| n.to_ascii_lowercase());
         if let Some(n) = &name {
-            if let Some(i) = self.chosen.lock().expect("not poisoned").get(n) {
+            if let Some(i) = crate::lock(&self.chosen).get(n) {
                 return self.keys.get(*i).cloned();
             }
             if let Ok(server) = ServerName::try_from(n.as_str()) {
@@ -70,7 +70,7 @@ impl Certificates {
                     })
                 });
                 if let Some(i) = found {
-                    let mut chosen = self.chosen.lock().expect("not poisoned");
+                    let mut chosen = crate::lock(&self.chosen);
                     // Bounded: names come from clients.
                     if chosen.len() < 1024 {
                         chosen.insert(n.clone(), i);

@@ -60,7 +60,7 @@ impl Upstreams {
     }
 
     fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().expect("not poisoned");
+        let mut idle = crate::lock(&self.idle);
         let list = idle.get_mut(&addr)?;
         while let Some(s) = list.pop() {
             if !s.is_closed() {
@@ -74,7 +74,7 @@ impl Upstreams {
         if s.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("not poisoned");
+        let mut idle = crate::lock(&self.idle);
         let list = idle.entry(addr).or_default();
         if list.len() < MAX_IDLE {
             list.push(s);
@@ -114,7 +114,7 @@ impl Upstreams {
         guard: InFlight,
     ) -> Result<Response<Body>, SendError> {
         let existing = {
-            let h2 = self.h2.lock().expect("not poisoned");
+            let h2 = crate::lock(&self.h2);
             h2.get(&addr).filter(|s| !s.is_closed()).cloned()
         };
         let mut sender = match existing {
@@ -130,10 +130,7 @@ impl Upstreams {
                     .await
                     .map_err(SendError::Upstream)?;
                 tokio::spawn(conn);
-                self.h2
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(addr, sender.clone());
+                crate::lock(&self.h2).insert(addr, sender.clone());
                 sender
             }
         };

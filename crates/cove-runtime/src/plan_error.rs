@@ -18,8 +18,10 @@ pub struct PlanError {
     /// missing; the preflight's), not about what is written: `cove
     /// config` warns of it, `cove up` refuses.
     pub machine: bool,
-    /// A value the file gets wrong that only the daemon can judge (an
-    /// autoscaling policy): `cove config` refuses it as `cove up` does.
+    /// A value the file gets wrong that only the plan or the daemon can
+    /// judge (an autoscaling policy, a `tcp` route without `listen`, a TLS
+    /// `cert` without its `key`: fields only cove reads): `cove config`
+    /// refuses it as `cove up` does.
     /// (Values that do not parse — a misspelt policy, a path without its
     /// `/`, an address without a port — are the loader's errors.)
     /// Otherwise it is something cove cannot run (yet) that Compose

@@ -181,8 +181,10 @@ pub fn gateway(
     }
 }
 
-/// A problem of the project's `x-cove.gateway`.
-fn project_err(message: String, hint: &str) -> PlanError {
+/// A problem of the project's `x-cove.gateway.tls`, about its field
+/// `key`: a field only cove reads, so wrong as written (`cove config`
+/// refuses it as `cove up` does).
+fn tls_err(key: &str, message: String, hint: &str) -> PlanError {
     PlanError {
         service: String::new(),
         message,
@@ -191,6 +193,8 @@ fn project_err(message: String, hint: &str) -> PlanError {
         machine: false,
         written: false,
     }
+    .at(&["x-cove", "gateway", "tls", key])
+    .written()
 }
 
 /// The routes of `svc`: its `x-cove.routes` (values checked by the
@@ -204,13 +208,22 @@ fn service_routes(
 ) -> Vec<RoutePlan> {
     let mut routes = Vec::new();
     let x = compose.x_cove.clone().unwrap_or_default();
-    let err = |i: usize, message: String, hint: &str| PlanError {
-        service: svc.name.to_string(),
-        message: format!("`x-cove.routes[{i}]`: {message}"),
-        hint: hint.to_string(),
-        field: vec!["x-cove".into(), "routes".into(), i.to_string()],
-        machine: false,
-        written: false,
+    // Fields only cove reads: wrong as written, so `cove config` refuses
+    // them as `cove up` does. `key`: the route's field it is about.
+    let err = |i: usize, key: Option<&str>, message: String, hint: &str| {
+        let i_s = i.to_string();
+        let mut field = vec!["x-cove", "routes", i_s.as_str()];
+        field.extend(key);
+        PlanError {
+            service: svc.name.to_string(),
+            message: format!("`x-cove.routes[{i}]`: {message}"),
+            hint: hint.to_string(),
+            field: Vec::new(),
+            machine: false,
+            written: false,
+        }
+        .at(&field)
+        .written()
     };
     let Some(own) = &x.routes else {
         let http_probe = x.health.as_ref().is_some_and(|h| h.http.is_some());
@@ -240,6 +253,7 @@ fn service_routes(
         if !svc.ports.is_empty() && !svc.ports.contains(&port) {
             errors.push(err(
                 i,
+                r.port.is_some().then_some("port"),
                 format!(
                     "port {port} is not one of the service's ports ({})",
                     svc.ports
@@ -258,6 +272,7 @@ fn service_routes(
             (Protocol::Tcp, None) => {
                 errors.push(err(
                     i,
+                    None,
                     "a `tcp` route needs `listen`, the address it is reached on".into(),
                     "add e.g. `listen: 127.0.0.1:16379`",
                 ));
@@ -267,6 +282,7 @@ fn service_routes(
             (_, Some(_)) => {
                 errors.push(err(
                     i,
+                    Some("listen"),
                     "`listen` is only for `tcp` routes; HTTP routes share the gateway's address"
                         .into(),
                     "remove `listen`, or set `protocol: tcp`",
@@ -278,6 +294,7 @@ fn service_routes(
         if protocol == Protocol::Tcp && (r.host.is_some() || r.path.is_some()) {
             errors.push(err(
                 i,
+                Some(if r.host.is_some() { "host" } else { "path" }),
                 "a `tcp` route matches no host or path: it has a port of its own".into(),
                 "remove `host` and `path`",
             ));
@@ -395,7 +412,8 @@ fn tls_plan(
 ) -> Option<TlsPlan> {
     let tls_listen = t.listen.0;
     if tls_listen == listen && listen.port() != 0 {
-        errors.push(project_err(
+        errors.push(tls_err(
+            "listen",
             format!(
                 "`x-cove.gateway.tls.listen` is {tls_listen}, the gateway's plain HTTP address too"
             ),
@@ -408,7 +426,8 @@ fn tls_plan(
             certificates.push((project_dir.join(c), project_dir.join(k)));
         }
         (None, None) => {}
-        _ => errors.push(project_err(
+        (c, _) => errors.push(tls_err(
+            if c.is_some() { "cert" } else { "key" },
             "`x-cove.gateway.tls` needs both `cert` and `key`, or neither".into(),
             "name the key file with the certificate, or leave both out to use cove's local CA",
         )),

@@ -162,7 +162,7 @@ impl Gateway {
     ) -> Arc<Gateway> {
         let here = std::sync::Mutex::new((
             table.generation.load(Ordering::Acquire),
-            Arc::new(TableHere(table.table.read().expect("not poisoned").clone())),
+            Arc::new(TableHere(crate::read(&table.table).clone())),
         ));
         Arc::new(Gateway {
             table,
@@ -182,7 +182,7 @@ impl Gateway {
 
     /// The current table.
     pub fn table(&self) -> Arc<Table> {
-        self.table.table.read().expect("not poisoned").clone()
+        crate::read(&self.table.table).clone()
     }
 
     /// The current table as this thread holds it: no lock or count that
@@ -190,7 +190,7 @@ impl Gateway {
     /// thread's own copy; the shared table is read only after a change).
     pub(crate) fn table_here(&self) -> Arc<TableHere> {
         let generation = self.table.generation.load(Ordering::Acquire);
-        let mut here = self.here.lock().expect("not poisoned");
+        let mut here = crate::lock(&self.here);
         if here.0 != generation {
             *here = (generation, Arc::new(TableHere(self.table())));
         }
@@ -199,7 +199,7 @@ impl Gateway {
 
     /// Replaces the table at once: requests already routed finish on the old one.
     pub fn set_table(&self, table: Table) {
-        *self.table.table.write().expect("not poisoned") = Arc::new(table);
+        *crate::write(&self.table.table) = Arc::new(table);
         // After the table: a thread that sees the new generation reads a
         // table at least as new.
         self.table.generation.fetch_add(1, Ordering::Release);

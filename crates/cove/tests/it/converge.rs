@@ -126,3 +126,82 @@ services:
     let (code, out) = app.merged(&["up", "-d"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// `db`'s rows of `ps`: (revision, state, ready, retiring, pid).
+fn db(app: &App) -> Vec<(u64, String, bool, bool, u64)> {
+    app.ps()
+        .iter()
+        .filter(|r| r["service"] == "db")
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["state"].as_str().unwrap().to_string(),
+                r["ready"].as_bool().unwrap_or(false),
+                r["retiring"].as_bool().unwrap_or(false),
+                r["pid"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// A dependency replaced stop-first, slow to stop, and a second `up -d`
+/// while the first still waits for it: neither returns (as one did in
+/// 0.05 s) before the dependency's new revision is ready and its old
+/// replica gone.
+#[test]
+fn a_second_up_while_a_dependency_retires_waits_for_its_new_revision() {
+    let yaml = |version: u32| {
+        format!(
+            r#"
+services:
+  db:
+    x-cove:
+      run: [sh, -c, "trap 'sleep 3; exit 0' TERM; while :; do sleep 0.1; done"]
+    environment: {{VERSION: "{version}"}}
+    deploy:
+      update_config: {{order: stop-first}}
+  api:
+    x-cove: {{run: sleep 600}}
+    depends_on: [db]
+"#
+        )
+    };
+    let app = App::new(&yaml(1));
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let old = db(&app);
+    assert_eq!(old.len(), 1, "{old:?}");
+    let (old_revision, old_pid) = (old[0].0, old[0].4);
+
+    fs_err::write(app.dir().join("compose.yaml"), yaml(2)).unwrap();
+    // What `ps` says the moment an `up -d` returns.
+    let up = || {
+        let (code, out) = app.merged(&["up", "-d"]);
+        (code, out, db(&app))
+    };
+    let check = |which: &str, (code, out, rows): (Option<i32>, String, Vec<_>)| {
+        assert_eq!(code, Some(0), "the {which} up -d: {out}");
+        let rows: Vec<(u64, String, bool, bool, u64)> = rows;
+        assert!(
+            !rows.is_empty()
+                && rows.iter().all(|r| r.0 > old_revision
+                    && r.1 == "running"
+                    && r.2
+                    && !r.3
+                    && r.4 != old_pid),
+            "the {which} up -d returned before db's new revision was ready \
+             and its old replica gone: {rows:?}\n{out}"
+        );
+    };
+    std::thread::scope(|s| {
+        let first = s.spawn(up);
+        // The old db is on its way out (3 s to stop): now the second.
+        crate::daemon::eventually(30, "db's old replica stopping", || {
+            db(&app)
+                .iter()
+                .any(|r| r.4 == old_pid && (r.3 || r.1 != "running"))
+        });
+        check("second", up());
+        check("first", first.join().unwrap());
+    });
+}

@@ -54,6 +54,33 @@ fn running(app: &App, project: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Each running replica's service and pid.
+fn pids(app: &App, project: &[&str]) -> Vec<(String, u64)> {
+    let mut args = project.to_vec();
+    args.extend(["ps", "--format", "json"]);
+    let (code, out) = app.merged(&args);
+    assert_eq!(code, Some(0), "{out}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.iter()
+        .filter(|r| r["state"] == "running")
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap().to_string(),
+                r["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `cove routes --format json` of `project`.
+fn routes(app: &App, project: &[&str]) -> serde_json::Value {
+    let mut args = project.to_vec();
+    args.extend(["routes", "--format", "json"]);
+    let (code, out) = app.merged(&args);
+    assert_eq!(code, Some(0), "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 /// `cove ls --format json` (with `--all`), this checkout's projects only.
 fn ls(app: &App, all: bool) -> Vec<serde_json::Value> {
     let mut args = vec!["ls", "--format", "json"];
@@ -154,6 +181,57 @@ fn an_environment_and_another_project_name_leave_the_running_app_alone() {
         code != Some(0) || !out.contains("database system is ready"),
         "shopprod shows the default app's logs: {out}"
     );
+
+    // Once it runs: its own state directory, data and addresses; the
+    // default app's replicas, routes and data untouched, before and after
+    // its `down`.
+    let dev_pids = pids(&app, &[]);
+    let dev_routes = routes(&app, &[]);
+    let (code, out) = app.merged(&["-p", "shopprod", "up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let state = dir.join(".cove/projects/shopprod");
+    assert!(
+        state.join("data/pg-1/pg/PG_VERSION").is_file(),
+        "shopprod's database is not in {}",
+        state.display()
+    );
+    let shopprod = running(&app, &["-p", "shopprod"]);
+    assert_eq!(shopprod.len(), 2, "{shopprod:?}");
+    for (service, at) in &shopprod {
+        assert!(
+            dev.iter().all(|(_, d)| d != at),
+            "shopprod's {service} at dev's address {at}"
+        );
+    }
+    let (code, out) = psql(&["-p", "shopprod"], "SELECT s FROM t");
+    assert_ne!(code, Some(0), "shopprod sees dev's table: {out}");
+    assert!(out.contains("does not exist"), "{out}");
+    assert_eq!(
+        pids(&app, &[]),
+        dev_pids,
+        "dev's replicas after shopprod's up"
+    );
+    assert_eq!(
+        routes(&app, &[]),
+        dev_routes,
+        "dev's routes after shopprod's up"
+    );
+    let (code, out) = app.merged(&["-p", "shopprod", "down", "--volumes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!state.join("data/pg-1").exists(), "shopprod's data kept");
+    assert_eq!(
+        pids(&app, &[]),
+        dev_pids,
+        "dev's replicas after shopprod's down"
+    );
+    assert_eq!(
+        routes(&app, &[]),
+        dev_routes,
+        "dev's routes after shopprod's down"
+    );
+    let (code, out) = psql(&[], "SELECT s FROM t");
+    assert_eq!(code, Some(0), "dev's database after shopprod: {out}");
+    assert!(out.lines().any(|l| l == "dev"), "{out}");
 
     // prod's `down --volumes` deletes prod's data only.
     let (code, out) = app.merged(&["--env", "prod", "down", "--volumes"]);

@@ -146,3 +146,85 @@ fn a_field_an_override_sets_is_shown_in_the_override() {
     );
     assert!(out.stdout.is_empty(), "printed the app: {}", out.stdout);
 }
+
+/// Routes are fields only cove reads: how they fit the service is
+/// checked by the plan, and refused at `cove config` as at `cove up`.
+#[test]
+fn a_tcp_route_without_listen() {
+    refused(
+        &app("      routes:\n        - protocol: tcp\n", ""),
+        "service `web`: `x-cove.routes[0]`: a `tcp` route needs `listen`, the address it is reached on",
+        6,
+        11,
+        "add e.g. `listen: 127.0.0.1:16379`",
+    );
+}
+
+#[test]
+fn a_route_to_a_port_the_service_does_not_have() {
+    refused(
+        &app(
+            "      routes:\n        - port: 9000\n    expose: [\"8000\"]\n",
+            "",
+        ),
+        "service `web`: `x-cove.routes[0]`: port 9000 is not one of the service's ports (8000)",
+        6,
+        17,
+        "name one of its `ports` or `expose` entries, or add the port there",
+    );
+}
+
+#[test]
+fn listen_on_an_http_route() {
+    refused(
+        &app("      routes:\n        - listen: 127.0.0.1:16379\n", ""),
+        "service `web`: `x-cove.routes[0]`: `listen` is only for `tcp` routes",
+        6,
+        19,
+        "remove `listen`, or set `protocol: tcp`",
+    );
+}
+
+#[test]
+fn a_tcp_route_with_a_host() {
+    refused(
+        &app(
+            "      routes:\n        - protocol: tcp\n          listen: 127.0.0.1:16379\n          host: web.localhost\n",
+            "",
+        ),
+        "service `web`: `x-cove.routes[0]`: a `tcp` route matches no host or path",
+        8,
+        17,
+        "remove `host` and `path`",
+    );
+}
+
+/// The gateway's TLS settings: refused where they are written, not at
+/// the top of the file.
+#[test]
+fn a_tls_certificate_without_its_key() {
+    refused(
+        &app(
+            "",
+            "x-cove:\n  gateway:\n    tls:\n      listen: 127.0.0.1:2443\n      cert: cert.pem\n",
+        ),
+        "`x-cove.gateway.tls` needs both `cert` and `key`, or neither",
+        9,
+        13,
+        "name the key file with the certificate, or leave both out to use cove's local CA",
+    );
+}
+
+#[test]
+fn tls_on_the_gateway_s_plain_http_address() {
+    refused(
+        &app(
+            "",
+            "x-cove:\n  gateway:\n    listen: 127.0.0.1:2791\n    tls:\n      listen: 127.0.0.1:2791\n",
+        ),
+        "`x-cove.gateway.tls.listen` is 127.0.0.1:2791, the gateway's plain HTTP address too",
+        9,
+        15,
+        "give HTTPS a port of its own, e.g. 2443",
+    );
+}

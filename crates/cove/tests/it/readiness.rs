@@ -1,7 +1,9 @@
 //! Issue "the first hour", "readiness is truthful": a replica without a
 //! health check is ready once it has run `x-cove.ready_after` (default
 //! 1 s) and accepts connections on its service's port. One that exits
-//! sooner failed to start (`up -d` says so, with its exit code); one that
+//! sooner failed to start (`up -d`, `start`, `scale` and `deploy` say
+//! so, with its exit code; a failed deploy leaves the old revision
+//! serving); one that
 //! runs but listens elsewhere is not ready, and the gateway says why at
 //! once instead of holding requests. Real processes on loopback; every
 //! wait is bounded; every app is brought down (`App`'s drop), even when a
@@ -178,7 +180,7 @@ fn scale_waits_for_the_replicas_it_adds_and_names_one_that_does_not_start() {
 services:
   web:
     x-cove:
-      run: [sh, -c, 'if [ "$$COVE_REPLICA" = 2 ]; then echo no config; exit 3; fi; exec sleep 300']
+      run: [sh, -c, 'if [ "$$COVE_REPLICA" = 2 ]; then echo no config; sleep 0.3; exit 3; fi; exec sleep 300']
 "#,
     );
     let (code, out) = app.merged(&["up", "-d"]);
@@ -190,4 +192,99 @@ services:
         "{out}"
     );
     assert!(out.contains("`cove logs web`"), "{out}");
+}
+
+/// `deploy` waits for `ready_after` too: a new revision with no health
+/// check whose program exits 3 at once is a failed deploy naming the
+/// exit code, not "runs on every replica", and the old revision keeps
+/// serving.
+#[test]
+fn a_deploy_whose_program_exits_at_once_fails_and_the_old_revision_serves() {
+    let compose = |run: &str| {
+        format!(
+            r#"
+x-cove:
+  gateway: {{listen: "127.0.0.1:0"}}
+services:
+  web:
+    expose: ["8000"]
+    x-cove:
+      run: {run}
+"#
+        )
+    };
+    let app = App::new(&compose(
+        r#"[python3, -m, http.server, --bind, $$HOST, "8000"]"#,
+    ));
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let gw = wait_for_targets(&app, &[1]);
+    let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
+    assert_eq!(status, 200, "{body}");
+    let before = app.ps();
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        compose(r#"[sh, -c, "echo no config; exit 3"]"#),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["deploy"]);
+    assert_ne!(
+        code,
+        Some(0),
+        "a program that exits 3 at once deployed?\n{out}"
+    );
+    assert!(out.contains("code 3"), "names the exit code:\n{out}");
+    assert!(!out.contains("runs on every replica"), "{out}");
+
+    // The old replica, as it was, and it answers.
+    let ps = app.ps();
+    let running: Vec<_> = ps
+        .iter()
+        .filter(|r| r["state"] == "running" && r["retiring"] == false)
+        .collect();
+    assert_eq!(running.len(), 1, "{ps:?}");
+    assert_eq!(running[0]["revision"], before[0]["revision"], "{ps:?}");
+    assert_eq!(running[0]["pid"], before[0]["pid"], "{ps:?}");
+    let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
+    assert_eq!(status, 200, "the old revision no longer serves: {body}");
+}
+
+/// `start` waits for `ready_after` too: a stopped service whose program
+/// now exits within its first second (0.3 s, after it could have been
+/// called running) fails to start, with the reason.
+#[test]
+fn start_of_a_program_that_exits_in_its_first_second_fails_with_the_reason() {
+    let app = App::new("services: {}\n");
+    let broken = app.dir().join("broken");
+    fs_err::write(
+        app.dir().join("compose.yaml"),
+        format!(
+            r#"
+services:
+  worker:
+    x-cove:
+      run: [sh, -c, 'if [ -e "{}" ]; then echo no config; sleep 0.3; exit 3; fi; exec sleep 300']
+"#,
+            broken.display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = app.merged(&["up", "-d"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = app.merged(&["stop", "worker"]);
+    assert_eq!(code, Some(0), "{out}");
+    fs_err::write(&broken, "").unwrap();
+    let (code, out) = app.merged(&["start", "worker"]);
+    assert_ne!(
+        code,
+        Some(0),
+        "a program that exits 3 within its first second started?\n{out}"
+    );
+    assert!(
+        out.contains("service `worker` did not start") && out.contains("code 3"),
+        "names the service and its exit code:\n{out}"
+    );
+    assert!(out.contains("`cove logs worker`"), "hint:\n{out}");
 }

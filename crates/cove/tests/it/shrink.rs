@@ -1,14 +1,17 @@
 //! Nothing shrinks the running app: `up SERVICE`, `up --profile P SERVICE`
 //! and `run` add to what runs, as in Compose; they never stop or unroute
 //! anything else. A service removed from the file keeps running (an
-//! orphan, marked by `ps`) until `up --remove-orphans`.
+//! orphan, marked by `ps`) until `up --remove-orphans` or `down
+//! --remove-orphans`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use crate::daemon::{App, eventually};
 use crate::gateway::{http, wait_for_targets};
 
-fn compose(with_worker: bool) -> String {
+/// The app; `web`'s port 8000 is published on `127.0.0.1:published`.
+fn compose(with_worker: bool, published: u16) -> String {
     let worker = if with_worker {
         "  worker:\n    x-cove: {run: sleep 600}\n    depends_on: [db]\n"
     } else {
@@ -22,6 +25,7 @@ services:
       run: python3 -m http.server --bind $$HOST $$PORT
       health: {{http: /}}
     expose: ["8000"]
+    ports: ["127.0.0.1:{published}:8000"]
     depends_on: [api]
   api:
     x-cove: {{run: sleep 600}}
@@ -61,9 +65,11 @@ fn ok(app: &App, args: &[&str]) -> String {
 
 #[test]
 fn up_of_one_service_and_run_add_to_what_runs_and_orphans_stay_until_removed() {
-    let app = App::new(&compose(true));
+    let published = crate::flags::free_port();
+    let app = App::new(&compose(true, published));
     ok(&app, &["up", "-d"]);
-    let gw = wait_for_targets(&app, &[1]);
+    let gw = wait_for_targets(&app, &[1, 1]);
+    let port = SocketAddr::from(([127, 0, 0, 1], published));
     let first = running(&app);
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
@@ -73,12 +79,18 @@ fn up_of_one_service_and_run_add_to_what_runs_and_orphans_stay_until_removed() {
     let serves = |what: &str| {
         let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
         assert_eq!(status, 200, "web through the gateway after {what}: {body}");
+        if let Err(e) = std::net::TcpStream::connect(port) {
+            panic!("web's published port {port} after {what}: {e}");
+        }
+        let (status, _, body) = http(port, "GET", "web.localhost", "/", b"");
+        assert_eq!(status, 200, "web's published port after {what}: {body}");
     };
     serves("up");
 
     // Each of these used to replace what runs with the command's closure.
     for args in [
         &["run", "api", "true"][..],
+        &["run", "api", "--", "true"],
         &["run", "migrate"],
         &["up", "-d", "api"],
         &["up", "-d", "migrate"],
@@ -111,7 +123,10 @@ fn up_of_one_service_and_run_add_to_what_runs_and_orphans_stay_until_removed() {
     });
 
     // `worker` removed from the file: it keeps running, an orphan.
-    fs_err::write(app.dir().join("compose.yaml"), compose(false)).unwrap();
+    let without_worker = || {
+        fs_err::write(app.dir().join("compose.yaml"), compose(false, published)).unwrap();
+    };
+    without_worker();
     let out = ok(&app, &["up", "-d"]);
     assert!(
         out.contains("`worker` still runs but is no longer in the compose file")
@@ -150,7 +165,27 @@ fn up_of_one_service_and_run_add_to_what_runs_and_orphans_stay_until_removed() {
     }
     assert!(app.ps().iter().all(|r| r["service"] != "worker"));
     serves("--remove-orphans");
+
+    // An orphan again, then `down --remove-orphans` while it runs: the
+    // orphan stops with the rest.
+    fs_err::write(app.dir().join("compose.yaml"), compose(true, published)).unwrap();
+    ok(&app, &["up", "-d"]);
+    without_worker();
+    ok(&app, &["up", "-d"]);
+    let orphan = running(&app).get("worker").cloned().unwrap_or_default();
+    assert!(!orphan.is_empty(), "no orphan to remove");
+    assert!(
+        app.ps()
+            .iter()
+            .any(|r| r["service"] == "worker" && r["orphan"] == true)
+    );
     ok(&app, &["down", "--remove-orphans"]);
+    for pid in orphan {
+        assert!(
+            !crate::up::alive(pid as u32),
+            "the orphan (pid {pid}) runs on after down --remove-orphans"
+        );
+    }
     assert!(app.processes().is_empty());
 }
 
@@ -159,7 +194,7 @@ fn up_of_one_service_and_run_add_to_what_runs_and_orphans_stay_until_removed() {
 /// depends on, and routes it (the running plan did not have it).
 #[test]
 fn start_runs_a_service_the_running_plan_lacks_with_its_dependencies() {
-    let app = App::new(&compose(true));
+    let app = App::new(&compose(true, crate::flags::free_port()));
     ok(&app, &["up", "-d", "db"]);
     assert_eq!(running(&app).keys().collect::<Vec<_>>(), ["db"]);
     // web depends on api, which depends on db.
@@ -168,7 +203,7 @@ fn start_runs_a_service_the_running_plan_lacks_with_its_dependencies() {
         let r = running(&app);
         r.contains_key("web") && r.contains_key("api")
     });
-    let gw = wait_for_targets(&app, &[1]);
+    let gw = wait_for_targets(&app, &[1, 1]);
     let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
     assert_eq!(status, 200, "{body}");
     // Stopped, then another `up`: started again by name.
@@ -179,7 +214,7 @@ fn start_runs_a_service_the_running_plan_lacks_with_its_dependencies() {
     eventually(30, "web running again", || {
         running(&app).contains_key("web")
     });
-    let gw = wait_for_targets(&app, &[1]);
+    let gw = wait_for_targets(&app, &[1, 1]);
     let (status, _, body) = http(gw, "GET", "web.localhost", "/", b"");
     assert_eq!(status, 200, "{body}");
 }

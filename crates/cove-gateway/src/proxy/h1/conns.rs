@@ -22,7 +22,7 @@ pub(crate) struct Conns {
 impl Conns {
     /// An idle connection to `addr` that the target has not closed, if any.
     pub(super) fn checkout(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().expect("not poisoned");
+        let mut idle = crate::lock(&self.idle);
         let list = &mut idle.iter_mut().find(|(a, _)| *a == addr)?.1;
         while let Some(s) = list.pop() {
             if is_open(&s) {
@@ -34,7 +34,7 @@ impl Conns {
 
     /// Keeps `s` for the next request to `addr`.
     pub(super) fn checkin(&self, addr: SocketAddr, s: TcpStream) {
-        let mut idle = self.idle.lock().expect("not poisoned");
+        let mut idle = crate::lock(&self.idle);
         let at = match idle.iter().position(|(a, _)| *a == addr) {
             Some(i) => i,
             None => {

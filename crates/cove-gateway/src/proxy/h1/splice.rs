@@ -44,7 +44,7 @@ pub(crate) struct Pipes(Mutex<Vec<Pipe>>);
 impl Pipes {
     /// An empty pipe: an idle one, or a new one.
     pub(super) fn take(&self) -> io::Result<Pipe> {
-        if let Some(p) = self.0.lock().expect("not poisoned").pop() {
+        if let Some(p) = crate::lock(&self.0).pop() {
             return Ok(p);
         }
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
@@ -58,7 +58,7 @@ impl Pipes {
     /// Keeps `pipe` for another body if it is empty (one that failed
     /// midway is closed).
     pub(super) fn give(&self, pipe: Pipe) {
-        let mut idle = self.0.lock().expect("not poisoned");
+        let mut idle = crate::lock(&self.0);
         if pipe.held == 0 && idle.len() < MAX_IDLE {
             idle.push(pipe);
         }
