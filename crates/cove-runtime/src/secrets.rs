@@ -559,6 +559,18 @@ pub fn remove_all(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Secret `db` at /run/secrets/db holding `value`.
+    fn db_secret(value: &[u8]) -> Mount {
+        Mount {
+            name: "db".into(),
+            target: "/run/secrets/db".into(),
+            file: "db".into(),
+            mode: 0o400,
+            env: None,
+            value: Value::new(value.to_vec()),
+        }
+    }
+
     #[test]
     fn redactor_scrubs_whole_values_and_their_lines() {
         let pem = Value::new(b"-----BEGIN KEY-----\nAAAAbase64line\n-----END KEY-----\n".to_vec());
@@ -600,14 +612,7 @@ mod tests {
         fs_err::create_dir_all(victim.join("web-1")).unwrap();
         fs_err::write(victim.join("web-1/PG_VERSION"), "16").unwrap();
         fs_err::set_permissions(&victim, std::fs::Permissions::from_mode(0o750)).unwrap();
-        let mounts = vec![Mount {
-            name: "db".into(),
-            target: "/run/secrets/db".into(),
-            file: "db".into(),
-            mode: 0o400,
-            env: None,
-            value: Value::new(b"pw".to_vec()),
-        }];
+        let mounts = vec![db_secret(b"pw")];
         // A link in the chain (the project's directory): refused.
         let root = tmp.path().join("root");
         std::os::unix::fs::symlink(&victim, &root).unwrap();
@@ -688,14 +693,7 @@ mod tests {
         };
         let before = modes([&planted, &replica]);
         assert_eq!(before[0], (65534, 0o777));
-        let mounts = vec![Mount {
-            name: "db".into(),
-            target: "/run/secrets/db".into(),
-            file: "db".into(),
-            mode: 0o400,
-            env: None,
-            value: Value::new(b"pw-7d1".to_vec()),
-        }];
+        let mounts = vec![db_secret(b"pw-7d1")];
         let e = write_dir(&replica, &mounts).unwrap_err().to_string();
         assert!(
             e.contains(&*planted.to_string_lossy())

@@ -37,14 +37,21 @@ impl Drop for Others<'_> {
     }
 }
 
-fn running(app: &App, project: &[&str]) -> Vec<(String, String)> {
+/// The `cove ps --format json` rows of the running replicas.
+fn running_rows(app: &App, project: &[&str]) -> Vec<serde_json::Value> {
     let mut args = project.to_vec();
     args.extend(["ps", "--format", "json"]);
     let (code, out) = app.merged(&args);
     assert_eq!(code, Some(0), "{out}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    rows.iter()
+    rows.into_iter()
         .filter(|r| r["state"] == "running")
+        .collect()
+}
+
+fn running(app: &App, project: &[&str]) -> Vec<(String, String)> {
+    running_rows(app, project)
+        .iter()
         .map(|r| {
             (
                 r["service"].as_str().unwrap().to_string(),
@@ -56,13 +63,8 @@ fn running(app: &App, project: &[&str]) -> Vec<(String, String)> {
 
 /// Each running replica's service and pid.
 fn pids(app: &App, project: &[&str]) -> Vec<(String, u64)> {
-    let mut args = project.to_vec();
-    args.extend(["ps", "--format", "json"]);
-    let (code, out) = app.merged(&args);
-    assert_eq!(code, Some(0), "{out}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    rows.iter()
-        .filter(|r| r["state"] == "running")
+    running_rows(app, project)
+        .iter()
         .map(|r| {
             (
                 r["service"].as_str().unwrap().to_string(),
