@@ -474,6 +474,9 @@ pub struct ServerInstallArgs {
     /// else in that user's ~/.local/state/cove).
     #[arg(long, value_name = "USER", default_value = "root")]
     pub user: String,
+    /// The daemon's directory, instead of the user's default.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -267,6 +267,29 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
     let out = cove(client.path(), &[], &["ps", "--format", "json"]);
     assert_eq!(out.stdout.trim(), "[]", "{out}");
 
+    // `events` there: the replicas' starts, kept by the host's daemon.
+    let out = cove(
+        client.path(),
+        &env,
+        &[
+            "--host", &url, "events", "--json", "--since", "10m", "--until", "0s",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    let mut ready: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .filter(|e: &serde_json::Value| {
+            e["attributes"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("ready"))
+        })
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    ready.sort();
+    assert_eq!(ready, ["web-1", "web-2"], "{out}");
+
     // `ls` and `version` there.
     let out = cove(
         client.path(),
@@ -424,4 +447,174 @@ fn an_unknown_or_changed_host_key_is_refused_before_anything_runs() {
     );
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("is not an ssh:// address"), "{out}");
+}
+
+/// The unit's `Environment=` pairs and `ExecStart=` words.
+fn exec_start(unit: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let env = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect(kv);
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    (env, exec)
+}
+
+#[test]
+fn server_install_writes_a_unit_whose_exec_start_runs_the_host_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (prefix, state) = (t.join("usr"), t.join("state"));
+    let identity = t.join("config/cove/identity.txt");
+    let units = t.join("units");
+    let env = [
+        ("COVE_IDENTITY", identity.to_str().unwrap()),
+        ("COVE_SYSTEMD_DIR", units.to_str().unwrap()),
+    ];
+    let args = [
+        "server",
+        "install",
+        "--prefix",
+        prefix.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+
+    // --print: the unit, and nothing changed.
+    let mut print = args.to_vec();
+    print.push("--print");
+    let out = cove(t, &env, &print);
+    assert_eq!(out.code, Some(0), "{out}");
+    let unit = out.stdout.clone();
+    assert!(
+        unit.contains("\n[Service]\n") && unit.contains("\nUser=root\n"),
+        "{unit}"
+    );
+    assert!(unit.contains("\nWantedBy=multi-user.target\n"), "{unit}");
+    let (unit_env, exec) = exec_start(&unit);
+    assert_eq!(
+        exec,
+        [
+            prefix.join("bin/cove").to_str().unwrap(),
+            "__daemon",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--host"
+        ]
+    );
+    for p in [&prefix, &state, &identity, &units] {
+        assert!(!p.exists(), "--print made {}", p.display());
+    }
+
+    if Path::new("/run/systemd/system").exists() {
+        // It would enable the unit on this machine's systemd.
+        println!("note: systemd runs here: the install itself is not tried");
+        return;
+    }
+    // The install: binary, state directory, identity, the same unit.
+    let out = cove(t, &env, &args);
+    assert_eq!(out.code, Some(0), "{out}");
+    let recipient = out.stdout.trim().to_string();
+    assert!(recipient.starts_with("age1"), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("cove secrets recipients add {recipient}")),
+        "{out}"
+    );
+    assert_eq!(
+        fs_err::read_to_string(units.join("cove.service")).unwrap(),
+        unit
+    );
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(p).unwrap().permissions()) & 0o777
+    };
+    assert_eq!(mode(&identity), 0o600);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&prefix.join("bin/cove")), 0o755);
+    let key = fs_err::read_to_string(&identity).unwrap();
+    assert!(key.contains(&format!("# public key: {recipient}")), "{key}");
+    // Again: the identity is kept.
+    let out = cove(t, &env, &args);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.stdout.trim(), recipient, "the same identity");
+    assert_eq!(fs_err::read_to_string(&identity).unwrap(), key);
+
+    match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join("cove.service"))
+        .output()
+    {
+        Ok(v) => {
+            // It exits 0 on a line it ignores: its complaints name the file.
+            let said = String::from_utf8_lossy(&v.stdout).into_owned()
+                + &String::from_utf8_lossy(&v.stderr);
+            assert!(
+                v.status.success() && !said.contains("cove.service"),
+                "systemd-analyze verify: {said}"
+            );
+        }
+        Err(_) => println!("note: no systemd-analyze here: the unit is not verified"),
+    }
+
+    // ExecStart as written, with the unit's environment: the daemon
+    // answers `cove --host` through ssh, in the unit's directory.
+    let mut daemon = Command::new(&exec[0])
+        .args(&exec[1..])
+        .envs(unit_env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            fs_err::File::create(t.join("daemon.err"))
+                .unwrap()
+                .into_parts()
+                .0,
+        )
+        .spawn()
+        .unwrap();
+    let sshd = Sshd::start(&state);
+    let ssh = sshd.ssh(&sshd.known_hosts());
+    let url = sshd.url();
+    let answered = (|| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = cove(
+                t,
+                &[("COVE_SSH", ssh.as_str())],
+                &["--host", &url, "version", "--format", "json"],
+            );
+            if out.code == Some(0) || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while daemon.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(
+        answered.code,
+        Some(0),
+        "{answered}\ndaemon: {}",
+        fs_err::read_to_string(t.join("daemon.err")).unwrap_or_default()
+    );
+    let v: serde_json::Value = serde_json::from_str(&answered.stdout).expect(&answered.stdout);
+    assert_eq!(
+        v["server"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
 }
