@@ -36,8 +36,13 @@ pub fn daemon(remote: &Arc<Remote>) -> Client {
 pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()> {
     let name = match command {
         Command::Ps(_) | Command::Ls(_) | Command::Events(_) | Command::Version(_) => return Ok(()),
-        // Run where they are typed; the host is not theirs.
-        Command::Daemon(_) | Command::Reaper(_) | Command::System(_) | Command::Schema(_) => {
+        // Run where they are typed and ask no daemon: the host is not
+        // theirs (`config` prints this checkout's files resolved).
+        Command::Daemon(_)
+        | Command::Reaper(_)
+        | Command::System(_)
+        | Command::Schema(_)
+        | Command::Config(_) => {
             return Ok(());
         }
         Command::Server(_) => "server install",
@@ -45,7 +50,6 @@ pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()>
         Command::Down(_) => "down",
         Command::Logs(_) => "logs",
         Command::Deploy(_) => "deploy",
-        Command::Config(_) => "config",
         other => {
             let debug = format!("{other:?}");
             let word = debug.split(['(', ' ', '{']).next().unwrap_or("this");

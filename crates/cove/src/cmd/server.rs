@@ -114,6 +114,13 @@ fn unit(binary: &Path, user: &User, state_dir: &Path, identity: &Path) -> String
 fn install(args: &ServerInstallArgs) -> anyhow::Result<ExitCode> {
     let style = stderr_style();
     let user = User::find(&args.user)?;
+    if !user.home.is_dir() {
+        anyhow::bail!(
+            "`{}`'s home, {}, is not a directory: its daemon's state and identity live there; hint: give the daemon a user with a home (`useradd --system --create-home cove`, then `--user cove`)",
+            user.name,
+            user.home.display()
+        );
+    }
     for (what, p) in [
         ("--prefix", Some(&args.prefix)),
         ("--state-dir", args.state_dir.as_ref()),
@@ -152,18 +159,11 @@ fn install(args: &ServerInstallArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cove: installed {}", binary.display());
     }
 
-    // The daemon's directory, its user's, 0700.
-    let fresh = !state_dir.exists();
+    // The daemon's directory, its user's, 0700 (and the directories made
+    // on the way, theirs too: `~/.local/state` in their home).
+    let made = missing(&state_dir);
     cove_runtime::private::make_dir(&state_dir)?;
-    if fresh {
-        rustix::fs::chown(&state_dir, owner.0, owner.1).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot give {} to `{}`: {e}",
-                state_dir.display(),
-                user.name
-            )
-        })?;
-    }
+    give(&made, owner, &user.name)?;
 
     // The host's identity, made when missing (0600, the user's).
     let recipient = match cove_secrets::Identity::load(&identity) {
@@ -172,23 +172,10 @@ fn install(args: &ServerInstallArgs) -> anyhow::Result<ExitCode> {
             i.recipient()
         }
         Err(cove_secrets::Error::IdentityMissing { .. }) => {
-            let missing: Vec<PathBuf> = identity
-                .ancestors()
-                .skip(1)
-                .take_while(|d| !d.exists())
-                .map(Path::to_path_buf)
-                .collect();
+            let made = missing(&identity);
             let mut i = cove_secrets::Identity::generate();
             i.save(&identity, false)?;
-            for p in missing
-                .iter()
-                .map(PathBuf::as_path)
-                .chain([identity.as_path()])
-            {
-                rustix::fs::chown(p, owner.0, owner.1).map_err(|e| {
-                    anyhow::anyhow!("cannot give {} to `{}`: {e}", p.display(), user.name)
-                })?;
-            }
+            give(&made, owner, &user.name)?;
             eprintln!(
                 "cove: created the host's identity at {} (mode 0600, {}'s; keep it, back it up)",
                 identity.display(),
@@ -250,6 +237,27 @@ fn install(args: &ServerInstallArgs) -> anyhow::Result<ExitCode> {
         style.cyan, style.reset
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `path` and its ancestors that do not exist yet, deepest first.
+fn missing(path: &Path) -> Vec<PathBuf> {
+    path.ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Gives `paths` to the daemon's user.
+fn give(
+    paths: &[PathBuf],
+    (uid, gid): (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>),
+    name: &str,
+) -> anyhow::Result<()> {
+    for p in paths {
+        rustix::fs::chown(p, uid, gid)
+            .map_err(|e| anyhow::anyhow!("cannot give {} to `{name}`: {e}", p.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -514,6 +514,31 @@ fn server_install_writes_a_unit_whose_exec_start_runs_the_host_daemon() {
     for p in [&prefix, &state, &identity, &units] {
         assert!(!p.exists(), "--print made {}", p.display());
     }
+    // A user without a home (as `nobody`'s /nonexistent): refused.
+    let out = cove(
+        t,
+        &env,
+        &["server", "install", "--print", "--user", "nobody"],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("`nobody`'s home, /nonexistent, is not a directory")
+            && out
+                .stderr
+                .contains("hint: give the daemon a user with a home"),
+        "{out}"
+    );
+    let out = cove(
+        t,
+        &env,
+        &["server", "install", "--print", "--user", "nosuchuser"],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("no user `nosuchuser` on this host"),
+        "{out}"
+    );
 
     if Path::new("/run/systemd/system").exists() {
         // It would enable the unit on this machine's systemd.
