@@ -29,6 +29,11 @@ impl Sshd {
     /// `cove` (a wrapper that records each run in `ran`, then runs the
     /// test's binary) and the host daemon of `host_dir`.
     fn start(host_dir: &Path) -> Sshd {
+        Sshd::start_with(host_dir, true)
+    }
+
+    /// [`Sshd::start`]; without `cove` on the remote PATH when not `cove`.
+    fn start_with(host_dir: &Path, cove: bool) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let keygen = |file: &str| {
@@ -44,7 +49,12 @@ impl Sshd {
         fs_err::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
         let bin = d.join("bin");
         fs_err::create_dir(&bin).unwrap();
-        let wrapper = bin.join("cove");
+        // Without cove, the wrapper is not where ssh's PATH finds it.
+        let wrapper = if cove {
+            bin.join("cove")
+        } else {
+            d.join("not-cove")
+        };
         fs_err::write(
             &wrapper,
             format!(
@@ -426,6 +436,23 @@ fn an_unknown_or_changed_host_key_is_refused_before_anything_runs() {
     );
 
     assert_eq!(sshd.ran(), "", "nothing ran on the host");
+
+    // No cove on the host's PATH for commands run over ssh.
+    let bare = Sshd::start_with(host.dir.path(), false);
+    let ssh = bare.ssh(&bare.known_hosts());
+    let out = cove(
+        client.path(),
+        &[("COVE_SSH", ssh.as_str())],
+        &["--host", &bare.url(), "ps"],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("error: cove is not installed on {}", bare.url()))
+            && out.stderr.contains("host: ")
+            && out.stderr.contains("cove server install"),
+        "{out}"
+    );
 
     // No ssh at all.
     let out = cove(
