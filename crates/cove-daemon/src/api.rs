@@ -3,6 +3,7 @@
 //! | method and path            | body          | answer                      |
 //! |----------------------------|---------------|-----------------------------|
 //! | `GET /v1/status`           |               | [`DaemonStatus`]            |
+//! | `GET /v1/projects`         |               | `[`[`HostProject`]`]`       |
 //! | `POST /v1/up`              | [`UpRequest`] | [`Accepted`]                |
 //! | `POST /v1/stop`            | [`Names`]     | [`Accepted`]                |
 //! | `POST /v1/start`           | [`Names`]     | [`Accepted`]                |
@@ -22,7 +23,7 @@
 //! | `GET /v1/backups`          |               | `[`[`BackupStatus`]`]`      |
 //! | `GET /v1/alerts`           |               | `[`[`AlertView`]`]`         |
 //!
-//! Every call but `status` is about one project, named by the
+//! Every call but `status` and `projects` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
 //! a daemon of one host runs several. Errors answer 4xx/5xx with an
 //! [`ApiError`]. `Names` with no service means every service.
@@ -200,6 +201,24 @@ pub struct DaemonStatus {
     pub asleep: Vec<String>,
     /// The last event's sequence number.
     pub seq: u64,
+}
+
+/// A project a daemon runs (`GET /v1/projects`, no project header): its
+/// key and what its state directory says of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostProject {
+    /// Its state directory on the daemon's host (the project header's
+    /// value for calls about it).
+    pub key: String,
+    /// Its name, environment, directory and files (`project.json`; none
+    /// when the state directory does not say).
+    pub name: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+    pub project_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    pub replicas: Vec<Replica>,
 }
 
 /// One replica, as `cove ps` shows it.

@@ -1,5 +1,7 @@
 //! The CLI's side of the API: one HTTP/1.1 request per connection over the
-//! daemon's Unix socket, and starting the daemon when it is not running.
+//! daemon's Unix socket, and starting the daemon when it is not running;
+//! or, for another host's daemon ([`Client::over`]), requests over one
+//! connection through ssh ([`crate::remote`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +32,9 @@ pub enum ClientError {
     Api { status: StatusCode, error: ApiError },
     /// Anything else (I/O, bad answers, timeouts), in words.
     Other(String),
+    /// Another host's daemon could not be reached (ssh failed, no cove or
+    /// no daemon there): what happened and what to do.
+    Unreachable(crate::remote::Failure),
 }
 
 impl std::fmt::Display for ClientError {
@@ -38,6 +43,7 @@ impl std::fmt::Display for ClientError {
             ClientError::NotRunning => f.write_str("cove is not running for this app"),
             ClientError::Api { error, .. } => f.write_str(&error.error),
             ClientError::Other(s) => f.write_str(s),
+            ClientError::Unreachable(failure) => f.write_str(&failure.error),
         }
     }
 }
@@ -52,6 +58,9 @@ pub struct Client {
     pub project: String,
     /// Whether the daemon is the host's (started with `--host`).
     pub host: bool,
+    /// Another host's daemon, reached over ssh (then `paths` are not
+    /// this machine's and nothing is started here).
+    pub remote: Option<std::sync::Arc<crate::remote::Remote>>,
 }
 
 impl Client {
@@ -60,6 +69,18 @@ impl Client {
             paths,
             project,
             host,
+            remote: None,
+        }
+    }
+
+    /// The host daemon of `remote`, about the project `key` there (its
+    /// state directory on that host; empty for calls about none).
+    pub fn over(remote: std::sync::Arc<crate::remote::Remote>, key: String) -> Client {
+        Client {
+            paths: Paths::new(std::path::Path::new("/nonexistent/remote")),
+            project: key,
+            host: true,
+            remote: Some(remote),
         }
     }
 
@@ -96,6 +117,44 @@ impl Client {
         body: Option<&impl Serialize>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        let other = |what: &str, e: &dyn std::fmt::Display| {
+            ClientError::Other(format!("{what} {method} {path}: {e}"))
+        };
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| other("cannot encode", &e))?,
+            None => Vec::new(),
+        };
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("host", "cove")
+            .header("content-type", "application/json")
+            .header(crate::PROJECT_HEADER, crate::encode_header(&self.project))
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| other("cannot build", &e))?;
+        if let Some(remote) = &self.remote {
+            let exchange = async {
+                let response = remote
+                    .send(request)
+                    .await
+                    .map_err(ClientError::Unreachable)?;
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| other("failed:", &e))?
+                    .to_bytes();
+                Ok::<_, ClientError>((status, body))
+            };
+            let (status, body) = tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| other("no answer within", &format!("{timeout:?} for")))??;
+            return answer(status, &body).map_err(|e| match e {
+                ClientError::Other(why) => other("bad answer to", &why),
+                e => e,
+            });
+        }
         let socket = self.paths.socket();
         let stream = match UnixStream::connect(&socket).await {
             Ok(s) => s,
@@ -114,25 +173,10 @@ impl Client {
                 )));
             }
         };
-        let other = |what: &str, e: &dyn std::fmt::Display| {
-            ClientError::Other(format!("{what} {method} {path}: {e}"))
-        };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| other("cannot send", &e))?;
         let conn = tokio::spawn(conn);
-        let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| other("cannot encode", &e))?,
-            None => Vec::new(),
-        };
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header("host", "cove")
-            .header("content-type", "application/json")
-            .header(crate::PROJECT_HEADER, crate::encode_header(&self.project))
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| other("cannot build", &e))?;
         let exchange = async {
             let response = sender.send_request(request).await?;
             let status = response.status();
@@ -144,14 +188,10 @@ impl Client {
             .map_err(|_| other("no answer within", &format!("{timeout:?} for")))?
             .map_err(|e| other("failed:", &e))?;
         conn.abort();
-        if !status.is_success() {
-            let error = serde_json::from_slice(&body).unwrap_or_else(|_| ApiError {
-                error: format!("{status}: {}", String::from_utf8_lossy(&body)),
-                hint: None,
-            });
-            return Err(ClientError::Api { status, error });
-        }
-        serde_json::from_slice(&body).map_err(|e| other("bad answer to", &e))
+        answer(status, &body).map_err(|e| match e {
+            ClientError::Other(why) => other("bad answer to", &why),
+            e => e,
+        })
     }
 
     /// The daemon's status, or `None` when none runs.
@@ -165,7 +205,11 @@ impl Client {
 
     /// Connects to the daemon, starting it (`exe __daemon --state-dir DIR`,
     /// its output appended to `daemon.log`) when none runs.
+    /// Another host's daemon is never started from here: asked only.
     pub async fn ensure_running(&self, exe: &Path) -> Result<DaemonStatus, ClientError> {
+        if self.remote.is_some() {
+            return self.get("/v1/status").await;
+        }
         // Asked past an exiting daemon: when none is left, one is started.
         if let Some(s) = past_exit(|| self.status()).await? {
             return Ok(s);
@@ -226,6 +270,18 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// An answer's body as `T`, or the daemon's error.
+fn answer<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, ClientError> {
+    if !status.is_success() {
+        let error = serde_json::from_slice(body).unwrap_or_else(|_| ApiError {
+            error: format!("{status}: {}", String::from_utf8_lossy(body)),
+            hint: None,
+        });
+        return Err(ClientError::Api { status, error });
+    }
+    serde_json::from_slice(body).map_err(|e| ClientError::Other(e.to_string()))
 }
 
 /// `call` to the daemon, made again (for 5 s at most) while its connection

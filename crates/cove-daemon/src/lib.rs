@@ -42,6 +42,7 @@ mod holder;
 pub mod leftovers;
 pub mod listeners;
 pub mod memory;
+pub mod remote;
 pub mod server;
 pub mod store;
 pub mod traffic;

@@ -13,6 +13,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(flatten)]
     pub project: ProjectArgs,
+    /// Another host's daemon, reached over ssh (as `docker -H ssh://`):
+    /// `ssh://USER@HOST[:PORT]`. `ps`, `ls`, `events` and `version` work
+    /// over it so far. `COVE_SSH` names the ssh program and its options.
+    #[arg(
+        long = "host",
+        value_name = "ssh://USER@HOST[:PORT]",
+        env = "COVE_HOST"
+    )]
+    pub host: Option<cove_daemon::remote::Target>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -168,6 +177,12 @@ pub enum Command {
     /// Start the services and follow their `develop.watch` rules, as
     /// `cove up --watch` does, until Ctrl-C.
     Watch(WatchArgs),
+    /// The host, as cove runs on it: `server install` puts cove and its
+    /// daemon's systemd unit in place.
+    Server(ServerArgs),
+    /// What `cove --host` runs on the other host over ssh.
+    #[command(hide = true)]
+    System(SystemArgs),
     /// The daemon (started by the other commands when needed).
     #[command(name = "__daemon", hide = true)]
     Daemon(DaemonArgs),
@@ -418,6 +433,50 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    pub command: SystemCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Joins stdin and stdout to the host daemon's socket (`cove --host
+    /// ssh://...` runs it over ssh).
+    DialStdio,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub command: ServerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Run on the host: copies this cove to PREFIX/bin/cove, writes the
+    /// systemd unit of the host's daemon and enables it, creates the
+    /// host's age identity and prints its recipient.
+    Install(ServerInstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerInstallArgs {
+    /// Print the systemd unit and change nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// Where the binary goes: PREFIX/bin/cove.
+    #[arg(long, value_name = "DIR", default_value = "/usr/local")]
+    pub prefix: PathBuf,
+    /// The user the daemon runs as (its state in /var/lib/cove for root,
+    /// else in that user's ~/.local/state/cove).
+    #[arg(long, value_name = "USER", default_value = "root")]
+    pub user: String,
+    /// The daemon's directory, instead of the user's default.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

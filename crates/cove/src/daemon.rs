@@ -44,6 +44,15 @@ pub fn find(project: &Project) -> anyhow::Result<Client> {
     ))
 }
 
+/// [`find`], or with `--host` the project of the same name on that
+/// host's daemon (see [`crate::remote`]).
+pub async fn locate(project: &Project) -> Result<Client, ClientError> {
+    match crate::remote::current() {
+        Some(remote) => crate::remote::find(&remote, project).await,
+        None => find(project).map_err(|e| ClientError::Other(format!("{e:#}"))),
+    }
+}
+
 /// [`find`], after making the state directories (0700, or checked when
 /// they are there), so the canonical paths are the daemon's.
 pub fn client(project: &Project) -> anyhow::Result<Client> {
@@ -97,6 +106,7 @@ pub fn print_error(style: &Style, e: &ClientError) {
         ClientError::NotRunning => Some("start the app with `cove up -d`".to_string()),
         ClientError::Api { error, .. } => error.hint.clone(),
         ClientError::Other(_) => None,
+        ClientError::Unreachable(f) => f.hint.clone(),
     };
     if let Some(h) = hint {
         eprintln!("  = {}hint{}: {h}", style.cyan, style.reset);

@@ -9,6 +9,7 @@ mod cmd;
 mod daemon;
 mod output;
 mod project;
+mod remote;
 mod watch;
 
 use std::process::ExitCode;

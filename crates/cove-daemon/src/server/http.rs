@@ -104,6 +104,9 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
     if (method.clone(), path.as_str()) == (Method::GET, "/v1/status") {
         return status(daemon, key.as_deref());
     }
+    if (method.clone(), path.as_str()) == (Method::GET, "/v1/projects") {
+        return crate::server::ops::ps::projects(daemon);
+    }
     let Some(key) = key else {
         return error(
             StatusCode::BAD_REQUEST,

@@ -40,8 +40,8 @@ pub fn run(project_args: &ProjectArgs, args: &EventsArgs) -> anyhow::Result<Exit
         svc.container.as_ref()?;
         Some(cove_runtime::driver::container_name(svc, replica))
     };
-    let client = daemon::find(&project)?;
     let ended = daemon::runtime()?.block_on(async {
+        let client = daemon::locate(&project).await?;
         // From now on, or from the first kept event with `--since`.
         let mut after = match since {
             Some(_) => 0,

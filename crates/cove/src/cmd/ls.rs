@@ -3,7 +3,8 @@
 //! projects: each one that holds a block of addresses (see
 //! [`cove_runtime::lease`]), its name, environment, how many replicas run
 //! and its Compose files. Its daemon is asked (its own, or the host's);
-//! one that does not answer has nothing running.
+//! one that does not answer has nothing running. With `--host`, what the
+//! host daemon there runs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +33,41 @@ struct Listed {
 pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::daemon::runtime()?;
     let mut listed = Vec::new();
-    for state in cove_runtime::lease::holders() {
+    if let Some(remote) = crate::remote::current() {
+        // The projects the host's daemon runs there.
+        let client = crate::remote::daemon(&remote);
+        let all: Vec<cove_daemon::api::HostProject> = match rt.block_on(client.get("/v1/projects"))
+        {
+            Ok(all) => all,
+            Err(e) => {
+                crate::daemon::print_error(&crate::output::stderr_style(), &e);
+                return Ok(ExitCode::from(1));
+            }
+        };
+        for p in all {
+            let running = p
+                .replicas
+                .iter()
+                .filter(|r| r.state == ReplicaState::Running)
+                .count();
+            if running == 0 && !args.all {
+                continue;
+            }
+            listed.push(Listed {
+                name: p.name.unwrap_or_else(|| p.key.clone()),
+                env: p.env,
+                status: status(&p.replicas),
+                running,
+                config_files: p.files,
+                project_dir: p.project_dir.unwrap_or_default(),
+                state_dir: PathBuf::from(p.key),
+            });
+        }
+    }
+    for state in cove_runtime::lease::holders()
+        .into_iter()
+        .filter(|_| crate::remote::current().is_none())
+    {
         let Some(about) = About::read(&state) else {
             continue;
         };

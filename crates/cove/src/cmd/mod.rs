@@ -23,6 +23,7 @@ mod routes;
 mod run;
 mod schema;
 mod secrets;
+mod server;
 mod top;
 mod up;
 mod version;
@@ -35,6 +36,10 @@ use crate::cli::{Cli, Command};
 
 /// Runs the command; errors that are not an invalid app become exit code 1.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(target) = &cli.host {
+        crate::remote::check_supported(&cli.command, target)?;
+        crate::remote::set(target.clone());
+    }
     match cli.command {
         Command::Config(args) => config::run(&cli.project, &args),
         Command::Schema(args) => schema::run(&args),
@@ -71,6 +76,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cp(args) => cp::run(&cli.project, &args),
         Command::Pull(args) => pull::run(&cli.project, &args),
         Command::Watch(args) => watchcmd::run(&cli.project, &args),
+        Command::Server(args) => server::run(&args),
+        Command::System(args) => match args.command {
+            crate::cli::SystemCommand::DialStdio => {
+                let socket = cove_daemon::Paths::new(&cove_daemon::host_dir()).socket();
+                Ok(ExitCode::from(
+                    cove_daemon::remote::dial_stdio(&socket) as u8
+                ))
+            }
+        },
         Command::Reaper(args) => {
             cove_daemon::server::reaper(&args.state_dir);
             Ok(ExitCode::SUCCESS)

@@ -69,9 +69,14 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let client = daemon::find(&project)?;
-    let rows = match daemon::runtime()?.block_on(rows(&client)) {
-        Ok(rows) => rows,
+    let rt = daemon::runtime()?;
+    let found = rt.block_on(async {
+        let client = daemon::locate(&project).await?;
+        let rows = rows(&client).await?;
+        Ok::<_, ClientError>((client, rows))
+    });
+    let (client, rows) = match found {
+        Ok(found) => found,
         Err(e) => {
             daemon::print_error(&style, &e);
             return Ok(ExitCode::from(1));
@@ -120,8 +125,7 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
             let plan = cove_runtime::plan::plan(&project.app, &project.project_dir).ok();
             // Ports published through the gateway (none when it is not running).
             let routes = if t.names("Ports") {
-                daemon::runtime()?
-                    .block_on(client.get::<cove_daemon::api::Routes>("/v1/routes"))
+                rt.block_on(client.get::<cove_daemon::api::Routes>("/v1/routes"))
                     .map(|r| r.routes)
                     .unwrap_or_default()
             } else {

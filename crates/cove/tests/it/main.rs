@@ -46,6 +46,7 @@ mod secrets;
 mod shared_gateway;
 mod shared_host;
 mod shrink;
+mod ssh;
 mod standalone_gateway;
 mod store_upgrade;
 mod ticker;

@@ -83,6 +83,34 @@ pub(in crate::server) fn ps(daemon: &Daemon, key: &str) -> Answer {
     }
 }
 
+/// `GET /v1/projects`: every project the daemon runs, with what its
+/// state directory says of it and its replicas, by name (what a CLI on
+/// another host names it by: `cove --host ... ps`, `ls`).
+pub(in crate::server) fn projects(daemon: &Daemon) -> Answer {
+    let mut all: Vec<crate::api::HostProject> = daemon
+        .all()
+        .iter()
+        .map(|p| {
+            let about = crate::about::About::read(std::path::Path::new(&*p.key));
+            let (plan, desired) = p.view();
+            crate::api::HostProject {
+                key: p.key.to_string(),
+                name: about.as_ref().map(|a| a.name.clone()),
+                env: about.as_ref().and_then(|a| a.env.clone()),
+                project_dir: about.as_ref().map(|a| a.project_dir.clone()),
+                files: about.map(|a| a.files).unwrap_or_default(),
+                replicas: rows(
+                    &p.states.borrow(),
+                    plan.as_deref(),
+                    desired.as_ref().map_or(&[][..], |d| &d.orphans),
+                ),
+            }
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.name, &a.env, &a.key).cmp(&(&b.name, &b.env, &b.key)));
+    json(StatusCode::OK, &all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
