@@ -576,9 +576,13 @@ fn a_rolling_deploy_of_chat_gateway_loses_no_acknowledged_message() {
     });
     // A new revision of chat-gateway (its environment changed), rolled
     // out replica by replica (start-first) with both clients connected.
+    // Its replicas run `cargo run`, which waits for the workspace's build
+    // lock while other tests build: a start period of 5 minutes, not the
+    // example's 60 s, so that a busy machine is not taken for a failed
+    // revision (the deploy is bounded at 400 s below).
     overrides(
         tmp.path(),
-        "services:\n  chat-gateway:\n    environment:\n      CHAT_REVISION: \"2\"\n",
+        "services:\n  chat-gateway:\n    environment:\n      CHAT_REVISION: \"2\"\n    healthcheck:\n      start_period: 300s\n",
     );
     let started = Instant::now();
     let (code, out) = cove_for(
