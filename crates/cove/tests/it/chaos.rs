@@ -30,6 +30,26 @@ fn daemon_log(dir: &Path) -> String {
     fs_err::read_to_string(dir.join(".cove/daemon.log")).unwrap_or_default()
 }
 
+/// A daemon's log for a failure's message, which must stay readable in a
+/// CI log: its lines that tell of a panic, then its last 8000 characters
+/// (every check reads the log whole).
+fn log_tail(log: &str) -> String {
+    let panics: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("panicked"))
+        .take(5)
+        .collect();
+    let tail = match log.char_indices().rev().nth(8000) {
+        Some((at, _)) => format!("[... {at} bytes before ...]\n{}", &log[at..]),
+        None => log.to_string(),
+    };
+    if panics.is_empty() {
+        tail
+    } else {
+        format!("{}\n[...]\n{tail}", panics.join("\n"))
+    }
+}
+
 /// An [`App`] that is cleaned up even when its daemon no longer answers:
 /// `cove down`, and if that fails, SIGKILL to the daemon (by the PID it
 /// wrote), whose reaper stops the replicas; then a bounded wait until no
@@ -375,7 +395,7 @@ fn run_case(steps: &[(Edit, Cmd)]) {
                 !out.stderr.contains(broken),
                 "`cove {}`: {broken}\n{transcript}\n{out}\ndaemon.log:\n{}",
                 words.join(" "),
-                daemon_log(&dir)
+                log_tail(&daemon_log(&dir))
             );
         }
         // The daemon still answers, and nothing in it panicked.
@@ -384,12 +404,13 @@ fn run_case(steps: &[(Edit, Cmd)]) {
             ps.code,
             Some(0),
             "`cove ps` after the steps:\n{transcript}\n{ps}\ndaemon.log:\n{}",
-            daemon_log(&dir)
+            log_tail(&daemon_log(&dir))
         );
         let log = daemon_log(&dir);
         assert!(
             !log.contains("panicked"),
-            "the daemon panicked; steps:\n{transcript}\ndaemon.log:\n{log}"
+            "the daemon panicked; steps:\n{transcript}\ndaemon.log:\n{}",
+            log_tail(&log)
         );
     };
     run(&["up".into(), "-d".into()], &mut transcript);
@@ -407,7 +428,7 @@ fn run_case(steps: &[(Edit, Cmd)]) {
         down.code,
         Some(0),
         "the last `cove down`:\n{transcript}\n{down}\ndaemon.log:\n{}",
-        daemon_log(&dir)
+        log_tail(&daemon_log(&dir))
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !app.0.processes().is_empty() && Instant::now() < deadline {
@@ -421,13 +442,14 @@ fn run_case(steps: &[(Edit, Cmd)]) {
     let log = daemon_log(&dir);
     assert!(
         !log.contains("panicked"),
-        "the daemon panicked; steps:\n{transcript}\ndaemon.log:\n{log}"
+        "the daemon panicked; steps:\n{transcript}\ndaemon.log:\n{}",
+        log_tail(&log)
     );
 }
 
 mod random {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
 
     use super::{Cmd, Edit, Kind, NAMES, Target, run_case};
 
@@ -478,11 +500,22 @@ mod random {
             .ok()
             .and_then(|c| c.parse().ok())
             .unwrap_or(24);
+        // A seed of its own, printed with a failure: `PROPTEST_RNG_SEED=N`
+        // runs the same cases again.
+        let seed = std::env::var("PROPTEST_RNG_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            });
         let mut runner = TestRunner::new(Config {
             cases,
             max_shrink_iters: 12,
             max_shrink_time: 120_000,
             failure_persistence: None,
+            rng_seed: RngSeed::Fixed(seed),
             ..Config::default()
         });
         let started = std::time::Instant::now();
@@ -493,9 +526,12 @@ mod random {
                 Ok(())
             },
         );
-        eprintln!("{cases} random case(s) in {:?}", started.elapsed());
+        eprintln!(
+            "{cases} random case(s) in {:?} (PROPTEST_RNG_SEED={seed})",
+            started.elapsed()
+        );
         if let Err(e) = result {
-            panic!("{e}");
+            panic!("{e}\n(again: PROPTEST_RNG_SEED={seed} PROPTEST_CASES={cases})");
         }
     }
 }
