@@ -45,11 +45,7 @@ pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
             }
         };
         for p in all {
-            let running = p
-                .replicas
-                .iter()
-                .filter(|r| r.state == ReplicaState::Running)
-                .count();
+            let running = running(&p.replicas);
             if running == 0 && !args.all {
                 continue;
             }
@@ -72,10 +68,7 @@ pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         let rows = rt.block_on(replicas(&state));
-        let running = rows
-            .iter()
-            .filter(|r| r.state == ReplicaState::Running)
-            .count();
+        let running = running(&rows);
         if running == 0 && !args.all {
             continue;
         }
@@ -127,6 +120,14 @@ async fn replicas(state: &Path) -> Vec<Replica> {
     }
     let host = Client::new(Paths::new(&cove_daemon::host_dir()), key, true);
     host.get::<Vec<Replica>>("/v1/ps").await.unwrap_or_default()
+}
+
+/// How many of the replicas run (a project none of whose replicas runs is
+/// listed only with `--all`).
+fn running(rows: &[Replica]) -> usize {
+    rows.iter()
+        .filter(|r| r.state == ReplicaState::Running)
+        .count()
 }
 
 /// `running(2)`, `running(2), failed(1)`, `stopped`: the replicas of each
