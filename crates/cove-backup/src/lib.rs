@@ -47,14 +47,49 @@ pub const COMPRESSION: i32 = 1;
 /// Every snapshot cove writes has this tag.
 pub const COVE_TAG: &str = "cove";
 
-/// What went wrong, in words for the user.
+/// What went wrong, in words for the user, and whose failure it was.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Error(String);
+#[error("{message}")]
+pub struct Error {
+    message: String,
+    kind: ErrorKind,
+}
+
+/// Whose failure an [`Error`] is, for a caller that tells the user what
+/// to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The dump command failed (or could not run): nothing was stored,
+    /// and no target is to blame.
+    Command,
+    /// Writing the dump to the scratch directory failed.
+    Scratch,
+    /// Anything else: the repository, a target, the snapshot's metadata.
+    Other,
+}
 
 impl Error {
     fn new(context: &str, e: impl std::fmt::Display) -> Error {
-        Error(format!("{context}: {e}"))
+        Error::other(format!("{context}: {e}"))
+    }
+
+    fn other(message: String) -> Error {
+        Error {
+            message,
+            kind: ErrorKind::Other,
+        }
+    }
+
+    /// The error of a dump command that failed or could not run.
+    pub fn command(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            kind: ErrorKind::Command,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 }
 
@@ -221,7 +256,7 @@ impl Store {
             .options(options)
             .to_backends()
             .map_err(|e| {
-                Error(format!(
+                Error::other(format!(
                     "backup target `{name}` ({}): {}",
                     location.url(),
                     rustic_message(&e.to_string())
@@ -316,7 +351,7 @@ impl Store {
             .hint(&msg)
             .map(|h| format!("\n  = hint: {h}"))
             .unwrap_or_default();
-        Error(format!(
+        Error::other(format!(
             "backup target `{}` ({}): {context}{msg}{hint}",
             self.name,
             self.location.url()
@@ -384,7 +419,7 @@ impl Store {
         let path = dump
             .path
             .to_str()
-            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dump.path.display())))?;
+            .ok_or_else(|| Error::other(format!("{}: not a UTF-8 path", dump.path.display())))?;
         let source = PathList::from_string(path)
             .map_err(|e| Error::new("backup source", e))?
             .sanitize()
@@ -392,7 +427,7 @@ impl Store {
         let snap = repo
             .backup(&opts, &source, snap)
             .map_err(|e| self.error("storing the backup", e))?;
-        listed(&snap).ok_or_else(|| Error("the new snapshot is not cove's".into()))
+        listed(&snap).ok_or_else(|| Error::other("the new snapshot is not cove's".into()))
     }
 
     /// What storing a backup starts with: its snapshot (tagged `tags`,
@@ -475,7 +510,8 @@ impl Store {
             .map_err(|e| self.error("recording the verification", e))?;
         repo.delete_snapshots(&[old.id])
             .map_err(|e| self.error("removing the unverified version", e))?;
-        let mut b = listed(&new).ok_or_else(|| Error("the snapshot is not cove's".into()))?;
+        let mut b =
+            listed(&new).ok_or_else(|| Error::other("the snapshot is not cove's".into()))?;
         b.verified = Some(at.to_string());
         Ok(b)
     }
@@ -495,12 +531,12 @@ impl Store {
             .collect();
         match matching.len() {
             1 => Ok(matching.into_iter().next().expect("one")),
-            0 => Err(Error(format!(
+            0 => Err(Error::other(format!(
                 "no backup `{id}` in target `{}` ({})",
                 self.name,
                 self.location.url()
             ))),
-            _ => Err(Error(format!(
+            _ => Err(Error::other(format!(
                 "`{id}` names more than one backup: give more of its id"
             ))),
         }
@@ -535,7 +571,7 @@ impl Store {
         if errors.is_empty() {
             errors = all(false);
         }
-        Err(Error(format!(
+        Err(Error::other(format!(
             "backup {} is damaged: {}",
             short(&snap),
             errors.join("; ")
@@ -668,15 +704,19 @@ pub fn dump_with(
     let dir = tempfile::Builder::new()
         .prefix(&scratch::prefix())
         .tempdir_in(scratch)
-        .map_err(|e| {
-            Error::new(
+        .map_err(|e| Error {
+            kind: ErrorKind::Scratch,
+            ..Error::new(
                 &format!("a temporary directory in {}", scratch.display()),
                 e,
             )
         })?;
     let dump_path = dir.path().join(meta.file_name());
     let out = fs_err::File::create(&dump_path)
-        .map_err(|e| Error::new("the dump's temporary file", e))?
+        .map_err(|e| Error {
+            kind: ErrorKind::Scratch,
+            ..Error::new("the dump's temporary file", e)
+        })?
         .into_parts()
         .0;
     fill(out)?;

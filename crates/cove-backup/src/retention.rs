@@ -242,7 +242,7 @@ impl Store {
         let mut entries = Vec::with_capacity(backups.len());
         for b in &backups {
             let time: Timestamp = b.time.parse().map_err(|e| {
-                Error(format!(
+                Error::other(format!(
                     "backup {}: its time `{}` cannot be read: {e}",
                     b.id, b.time
                 ))
@@ -283,7 +283,7 @@ impl Store {
             .map(shown_id)
             .collect();
         if let Some(missing) = ids.iter().find(|id| !shown.contains(id)) {
-            return Err(Error(format!(
+            return Err(Error::other(format!(
                 "no backup `{missing}` in {}",
                 self.dir.display()
             )));

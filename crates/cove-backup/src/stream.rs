@@ -104,7 +104,7 @@ impl Store {
         };
         if let Some(why) = lock(&failed).take() {
             remove_pending();
-            return Err(Error(format!(
+            return Err(Error::other(format!(
                 "reading the dump: {why}; no backup was kept"
             )));
         }
@@ -115,7 +115,7 @@ impl Store {
             .map_or(0, |s| s.total_bytes_processed);
         if stored != read {
             remove_pending();
-            return Err(Error(format!(
+            return Err(Error::other(format!(
                 "the snapshot holds {stored} bytes of the {read} the dump wrote; no backup was kept"
             )));
         }
@@ -135,8 +135,8 @@ impl Store {
             .map_err(|e| self.error("listing snapshots", e))?
             .into_iter()
             .find(|s| s.tree == done.tree && s.time == done.time && !is_pending(s))
-            .ok_or_else(|| Error("the finished backup's snapshot is not there".into()))?;
-        listed(&saved).ok_or_else(|| Error("the new snapshot is not cove's".into()))
+            .ok_or_else(|| Error::other("the finished backup's snapshot is not there".into()))?;
+        listed(&saved).ok_or_else(|| Error::other("the new snapshot is not cove's".into()))
     }
 }
 
@@ -174,7 +174,7 @@ impl DumpCommand<'_> {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| Error::new(&format!("cannot run `{}`", self.shown()), e))?;
+            .map_err(|e| Error::command(format!("cannot run `{}`: {e}", self.shown())))?;
         let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped"));
         let out = match self.filter {
             Some(f) => f(out),
@@ -204,7 +204,7 @@ impl DumpCommand<'_> {
             .command()
             .stdout(out)
             .output()
-            .map_err(|e| Error::new(&format!("cannot run `{}`", self.shown()), e))?;
+            .map_err(|e| Error::command(format!("cannot run `{}`: {e}", self.shown())))?;
         failed(
             &self.shown(),
             done.status,
@@ -236,7 +236,7 @@ fn failed(shown: &str, status: std::process::ExitStatus, said: &str) -> Result<(
     if status.success() {
         return Ok(());
     }
-    Err(Error(format!(
+    Err(Error::command(format!(
         "the backup command `{shown}` failed ({status}), no backup was kept: {}",
         said.trim()
     )))
@@ -264,7 +264,9 @@ impl Store {
 
 pub(crate) fn check_tags(meta: &Meta) -> Result<()> {
     match meta.tags().iter().find(|t| t.contains(',')) {
-        Some(t) => Err(Error(format!("`{t}`: a backup's tags may hold no comma"))),
+        Some(t) => Err(Error::other(format!(
+            "`{t}`: a backup's tags may hold no comma"
+        ))),
         None => Ok(()),
     }
 }

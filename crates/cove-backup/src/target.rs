@@ -197,7 +197,7 @@ impl Location {
         let repo = match self {
             Location::Dir(d) => d
                 .to_str()
-                .ok_or_else(|| Error(format!("{}: not a UTF-8 path", d.display())))?
+                .ok_or_else(|| Error::other(format!("{}: not a UTF-8 path", d.display())))?
                 .to_string(),
             Location::Sftp {
                 user,
@@ -227,8 +227,9 @@ impl Location {
                 endpoint,
                 region,
             } => {
-                let keys = keys
-                    .ok_or_else(|| Error(format!("{}: no S3 access key was given", self.url())))?;
+                let keys = keys.ok_or_else(|| {
+                    Error::other(format!("{}: no S3 access key was given", self.url()))
+                })?;
                 let _ = o.insert("bucket".into(), bucket.clone());
                 let _ = o.insert("root".into(), format!("/{prefix}"));
                 if let Some(e) = endpoint {

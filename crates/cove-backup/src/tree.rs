@@ -17,13 +17,6 @@ use rustic_core::{
 
 use crate::{Backup, Error, Meta, Result, Store, listed};
 
-impl Error {
-    /// An error with this message (for what a caller's `fill` failed at).
-    pub fn from_message(message: impl Into<String>) -> Error {
-        Error(message.into())
-    }
-}
-
 impl Store {
     /// Stores, as a snapshot of one file like [`Store::backup_command`]'s,
     /// what `fill` writes to the file it is given (a private file in
@@ -43,14 +36,20 @@ impl Store {
     /// absolute path. Unreadable files fail the backup (none is kept).
     pub fn backup_tree(&self, meta: &Meta, sources: &[PathBuf]) -> Result<Backup> {
         if sources.is_empty() {
-            return Err(Error("no path to back up".into()));
+            return Err(Error::other("no path to back up".into()));
         }
         for s in sources {
             if !s.is_absolute() {
-                return Err(Error(format!("{}: not an absolute path", s.display())));
+                return Err(Error::other(format!(
+                    "{}: not an absolute path",
+                    s.display()
+                )));
             }
             if !s.exists() {
-                return Err(Error(format!("{}: no such file or directory", s.display())));
+                return Err(Error::other(format!(
+                    "{}: no such file or directory",
+                    s.display()
+                )));
             }
         }
         self.store_paths(meta, sources, sources.len() == 1)
@@ -60,7 +59,9 @@ impl Store {
         let tags = meta.tags();
         for t in &tags {
             if t.contains(',') {
-                return Err(Error(format!("`{t}`: a backup's tags may hold no comma")));
+                return Err(Error::other(format!(
+                    "`{t}`: a backup's tags may hold no comma"
+                )));
             }
         }
         let snap = SnapshotOptions::default()
@@ -76,7 +77,7 @@ impl Store {
             .as_path(as_name.then(|| PathBuf::from(format!("/{}", meta.file_name()))));
         for s in sources {
             s.to_str()
-                .ok_or_else(|| Error(format!("{}: not a UTF-8 path", s.display())))?;
+                .ok_or_else(|| Error::other(format!("{}: not a UTF-8 path", s.display())))?;
         }
         let list = PathList::from_iter(sources.iter().cloned());
         let source = list
@@ -85,7 +86,7 @@ impl Store {
         let snap = repo
             .backup(&opts, &source, snap)
             .map_err(|e| Error::new("storing the backup", e))?;
-        listed(&snap).ok_or_else(|| Error("the new snapshot is not cove's".into()))
+        listed(&snap).ok_or_else(|| Error::other("the new snapshot is not cove's".into()))
     }
 
     /// Restores the whole tree of backup `id` under `dest` (made if
@@ -108,7 +109,7 @@ impl Store {
             .map_err(|e| Error::new("listing the backup's tree", e))?;
         let d = dest
             .to_str()
-            .ok_or_else(|| Error(format!("{}: not a UTF-8 path", dest.display())))?;
+            .ok_or_else(|| Error::other(format!("{}: not a UTF-8 path", dest.display())))?;
         let dest_dir = LocalDestination::new(d, true, false)
             .map_err(|e| Error::new(&format!("restore destination {d}"), e))?;
         let opts = RestoreOptions::default();

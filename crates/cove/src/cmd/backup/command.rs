@@ -96,7 +96,7 @@ pub fn backup(
             ),
         };
         failed = Some(err.clone());
-        Err(cove_backup::Error::from_message(err))
+        Err(cove_backup::Error::command(err))
     });
     match (b, failed) {
         (Ok(b), _) => Ok(b),

@@ -970,7 +970,7 @@ fn backup_one(
             }),
             (Ok(store), Some(dump)) => store.store_dump(dump).map_err(|e| {
                 let at = format!("`{}` ({})", target.name, target.location.url());
-                space::explain(e.into(), &service, &at, scratch)
+                space::explain(e, &service, &at, scratch)
             }),
             (Ok(_), None) => trees
                 .as_mut()
@@ -1075,16 +1075,16 @@ impl Sink<'_> {
         match self {
             Sink::Scratch(scratch) => {
                 let mut dump = cove_backup::dump_command_with(meta, cmd, scratch)
-                    .map_err(|e| space::explain(e.into(), service, "", scratch))?;
+                    .map_err(|e| space::explain(e, service, "", scratch))?;
                 dump.description = describe();
                 Ok(Taken::Dump(dump))
             }
             Sink::Stream(store, target) => match store.stream_command(meta, cmd, describe) {
                 Ok(b) => Ok(Taken::Stored(vec![Ok(b)])),
-                Err(e) if e.to_string().starts_with("the backup command") => Err(e.into()),
+                Err(e) if e.kind() == cove_backup::ErrorKind::Command => Err(e.into()),
                 Err(e) => {
                     let at = format!("`{}` ({})", target.name, target.location.url());
-                    let f = space::explain(e.into(), service, &at, store.dir());
+                    let f = space::explain(e, service, &at, store.dir());
                     Ok(Taken::Stored(vec![Err(f)]))
                 }
             },

@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use cove_backup::ErrorKind;
+
 use super::Failure;
 
 fn is_no_space(message: &str) -> bool {
@@ -15,16 +17,23 @@ fn is_no_space(message: &str) -> bool {
         || message.contains("StorageFull")
 }
 
-/// `f`, from taking `service`'s dump or storing it to `target` (its name
+/// `e`, from taking `service`'s dump or storing it to `target` (its name
 /// and where it is), as the user should read it.
-pub(super) fn explain(f: Failure, service: &str, target: &str, scratch: &Path) -> Failure {
+pub(super) fn explain(
+    e: cove_backup::Error,
+    service: &str,
+    target: &str,
+    scratch: &Path,
+) -> Failure {
+    let kind = e.kind();
+    let f = Failure::from(e);
     let message = f.message.clone();
     if !is_no_space(&message) {
         return f;
     }
     // The dump command's failure is writing the scratch file; any other is
     // the repository's.
-    if message.starts_with("the backup command") || message.contains("the dump's temporary file") {
+    if matches!(kind, ErrorKind::Command | ErrorKind::Scratch) {
         // The command's own words (after cove's), without a backtrace.
         let said = message
             .split_once("no backup was kept: ")
