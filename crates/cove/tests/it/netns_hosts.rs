@@ -359,6 +359,23 @@ fn one_origin_across_hosts_routes_around_a_host_whose_link_goes_down() {
         failed[0].result,
         failed[0].start
     );
+    // The requests waiting on host 0 when the front found it down were
+    // moved to host 1, not left waiting for the link to come back (which
+    // is at least 5 s later).
+    let stuck: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start < down_at + said_down && s.end > down_at + said_down)
+        .filter(|s| s.end >= up_at || s.result.as_deref() != Ok("h1"))
+        .collect();
+    assert!(
+        stuck.is_empty(),
+        "{} requests in flight when the front found host 0 down were not answered by host 1 \
+         before the link came back: first started {:?}, ended {:?} ({:?}); the link was down from {down_at:?} to {up_at:?}",
+        stuck.len(),
+        stuck[0].start,
+        stuck[0].end,
+        stuck[0].result
+    );
     // While it was down (after the front said so), only host 1 answered.
     let after_said = down_at + said_down;
     assert!(
