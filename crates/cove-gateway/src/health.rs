@@ -258,6 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn a_target_already_down_does_not_move_requests_sent_to_it_again() {
+        rt().block_on(async {
+            let t = Target::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+            t.watch();
+            assert!(t.mark_down());
+            // Sent to it while it is down (every target is): another
+            // failed probe must not cut it short.
+            let waiter = {
+                let t = t.clone();
+                tokio::spawn(async move { t.gone_down().await })
+            };
+            tokio::task::yield_now().await;
+            assert!(!t.mark_down(), "already down");
+            let told = tokio::time::timeout(Duration::from_millis(200), waiter).await;
+            assert!(told.is_err(), "told again while it stayed down");
+        });
+    }
+
+    #[test]
     fn without_an_active_check_nothing_waits_on_a_target_going_down() {
         rt().block_on(async {
             let t = Target::new(SocketAddr::from(([127, 0, 0, 1], 1)));

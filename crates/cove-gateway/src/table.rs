@@ -117,10 +117,12 @@ impl Target {
         let was_up = !self.down.swap(true, Ordering::Relaxed);
         if was_up {
             self.ejections.fetch_add(1, Ordering::Relaxed);
+            // Only when it goes down: requests sent to it while it is
+            // down (every target is, and they are tried anyway) wait for
+            // their answer; moving them at every probe would fail the
+            // slow ones.
+            self.went_down.notify_waiters();
         }
-        // Every time: a request may have come to it since (all targets
-        // down are tried anyway).
-        self.went_down.notify_waiters();
         was_up
     }
 
