@@ -259,6 +259,18 @@ impl NetHosts {
         run_bounded(&mut c, 120)
     }
 
+    /// The pids of the daemons and sshds started so far.
+    pub fn pids(&self) -> Vec<u32> {
+        let daemons = self.daemons.lock().unwrap();
+        let sshds = self.sshds.lock().unwrap();
+        daemons.iter().chain(sshds.iter()).map(Child::id).collect()
+    }
+
+    /// The bridge joining the hosts here.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
     /// Host `i`'s link goes down: its packets are dropped.
     pub fn link_down(&self, i: usize) {
         ip(&["link", "set", &self.hosts[i].link, "down"]);

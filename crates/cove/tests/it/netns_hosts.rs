@@ -1,6 +1,9 @@
 //! Hosts that are network namespaces ([`crate::netns::NetHosts`]), each
 //! with a real OpenSSH server and its own cove host daemon:
 //!
+//! - The harness: addresses and loopback in each namespace, hosts reach
+//!   each other, and dropping it during a panic leaves no namespace, link
+//!   or process.
 //! - `cove --host ssh://root@10.x.y.2 ps` lists the replicas of an app the
 //!   host's daemon runs, over the veth link and sshd; with the link down
 //!   it cannot, and with it back it can again.
@@ -52,6 +55,69 @@ fn client(dir: &Path, ssh: &str, args: &[&str]) -> Out {
             .env_remove("COVE_HOST"),
         60,
     )
+}
+
+/// Whether `ip ARGS` lists `name`.
+fn ip_lists(args: &[&str], name: &str) -> bool {
+    let out = Command::new("ip").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(name)
+}
+
+/// The harness itself: each host has its address and loopback, reaches
+/// the others, and dropping it (here while a test panics) ends its
+/// processes and removes its namespaces, links and bridge.
+#[test]
+fn namespace_hosts_are_joined_and_removed_whole_even_on_a_panic() {
+    let Some(net) = NetHosts::new(2) else { return };
+    let out = net.run_in(0, &["ip", "-4", "-o", "addr", "show"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let addr = net.hosts[0].addr.to_string();
+    assert!(
+        out.stdout.contains(&format!("inet {addr}/24")) && out.stdout.contains("inet 127.0.0.1/8"),
+        "{out}"
+    );
+    // Host 0 reaches host 1's sshd across the bridge.
+    net.start_sshd(1);
+    let out = net.run_in(
+        0,
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket; socket.create_connection(('{}', 22), 10).close()",
+                net.hosts[1].addr
+            ),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    net.start_daemon(0);
+    let pids = net.pids();
+    assert_eq!(pids.len(), 2);
+    let names: Vec<String> = net.hosts.iter().map(|h| h.ns.clone()).collect();
+    let links: Vec<String> = net.hosts.iter().map(|h| h.link.clone()).collect();
+    let bridge = net.bridge().to_string();
+    assert!(names.iter().all(|n| ip_lists(&["netns", "list"], n)));
+    let panicked = std::thread::spawn(move || {
+        let _net = net;
+        panic!("a test failing with its hosts up");
+    })
+    .join();
+    assert!(panicked.is_err());
+    for n in &names {
+        assert!(!ip_lists(&["netns", "list"], n), "{n} is left");
+    }
+    for l in links.iter().chain([&bridge]) {
+        assert!(
+            !ip_lists(&["-o", "link", "show"], &format!(" {l}")),
+            "{l} is left"
+        );
+    }
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} is left"
+        );
+    }
 }
 
 #[test]
