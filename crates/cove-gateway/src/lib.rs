@@ -17,6 +17,8 @@
 //! - `answer`: the gateway's own answers (404, 502, 503, 504…).
 //! - [`limits`]: the gateway's timeouts and size limits.
 //! - [`upstream`]: kept-alive connections to the targets.
+//! - [`health`]: active health checks (probes every interval; a target
+//!   found down is left out, and idempotent requests waiting on it move).
 //! - [`deadline`]: coarse upstream response deadlines.
 //! - [`tcp`]: layer-4 routes.
 //! - [`tls`]: TLS termination, SNI, the local CA.
@@ -29,7 +31,7 @@
 //!
 //! Modules depend on each other without cycles: leaves (`answer`,
 //! `headers`, [`limits`], `stats`, `accept`, [`access`], [`deadline`]) →
-//! [`table`] → [`balance`], [`metrics`], [`upstream`] → [`proxy`] →
+//! [`table`] → [`balance`], [`metrics`], [`upstream`], [`health`] → [`proxy`] →
 //! [`tcp`], [`tls`] → [`server`].
 
 mod accept;
@@ -38,6 +40,7 @@ mod answer;
 pub mod balance;
 pub mod deadline;
 mod headers;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

@@ -45,6 +45,14 @@ pub struct Target {
     /// Left out until then ([`now_ms`]); 0: never ejected.
     ejected_until: AtomicU64,
     ejections: AtomicU64,
+    /// An active health check watches it ([`crate::health`]).
+    checked: AtomicBool,
+    /// The active health check found it down: left out until a check
+    /// passes.
+    down: AtomicBool,
+    /// Told when the active health check finds it down: requests waiting
+    /// on it that may be sent again go to another target.
+    went_down: tokio::sync::Notify,
 }
 
 impl Target {
@@ -56,6 +64,9 @@ impl Target {
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            checked: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            went_down: tokio::sync::Notify::new(),
         })
     }
 
@@ -88,9 +99,58 @@ impl Target {
         }
     }
 
-    /// Whether passive health leaves it out at `now` ([`now_ms`]).
+    /// Whether health checks leave it out at `now` ([`now_ms`]): passive
+    /// health ejected it, or the active check found it down.
     pub fn is_ejected(&self, now: u64) -> bool {
-        self.ejected_until.load(Ordering::Relaxed) > now
+        self.ejected_until.load(Ordering::Relaxed) > now || self.down.load(Ordering::Relaxed)
+    }
+
+    /// From now on an active health check watches it: requests that may
+    /// be sent again leave it when it is found down ([`Target::gone_down`]).
+    pub fn watch(&self) {
+        self.checked.store(true, Ordering::Relaxed);
+    }
+
+    /// The active check found it down: left out, and the requests waiting
+    /// on it that may be sent again are told. True when it was up.
+    pub fn mark_down(&self) -> bool {
+        let was_up = !self.down.swap(true, Ordering::Relaxed);
+        if was_up {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+            // Only when it goes down: requests sent to it while it is
+            // down (every target is, and they are tried anyway) wait for
+            // their answer; moving them at every probe would fail the
+            // slow ones.
+            self.went_down.notify_waiters();
+        }
+        was_up
+    }
+
+    /// The active check passed: back in, and what passive health held
+    /// against it (connects that timed out while it was away) is
+    /// forgotten. True when it was down.
+    pub fn mark_up(&self) -> bool {
+        let was_down = self.down.swap(false, Ordering::Relaxed);
+        if was_down {
+            self.ejected_until.store(0, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        was_down
+    }
+
+    /// Whether the active check has it down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the active health check finds it down after this was
+    /// first polled; never without an active check (nothing to wait for,
+    /// and nothing shared is touched).
+    pub async fn gone_down(&self) {
+        if !self.checked.load(Ordering::Relaxed) {
+            return std::future::pending().await;
+        }
+        self.went_down.notified().await;
     }
 
     /// Times passive health left it out.

@@ -205,6 +205,31 @@ pub struct GatewayArgs {
     /// How to choose an upstream.
     #[arg(long, value_enum, default_value_t = BalancePolicy::LeastInFlight)]
     pub policy: BalancePolicy,
+    /// Time to connect to an upstream (`500ms`, `2s`); then the request
+    /// goes to another.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Time between two health checks of an upstream.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = duration)]
+    pub health_interval: std::time::Duration,
+    /// Time a health check has to pass.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
+    pub health_timeout: std::time::Duration,
+    /// Health check: `GET` this path (2xx or 3xx passes). Default: a TCP
+    /// connect passes.
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// No active health checks (passive health only).
+    #[arg(long, conflicts_with_all = ["health_interval", "health_timeout", "health_path"])]
+    pub no_health_check: bool,
+}
+
+/// A duration flag's value (`500ms`, `2s`, `1m`), above zero.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    match cove_spec::units::parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero".to_string()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

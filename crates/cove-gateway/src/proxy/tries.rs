@@ -210,11 +210,16 @@ impl Gateway {
                 None => std::future::pending().await,
             }
         };
+        // The active health check finds the target down (its link is
+        // gone: no answer will come): a request that may be sent again
+        // leaves it for another target.
+        let may_leave = more && terms.again.is_some();
         let sent = tokio::select! {
             r = send => Ok(r),
             _ = deadline.expired() => Err(Cut::Deadline),
             _ = terms.over.notified() => Err(Cut::TooLarge),
             _ = stalled => Err(Cut::Stalled),
+            _ = target.gone_down(), if may_leave => Err(Cut::Down),
         };
         served.upstream = sent_at.map(|t| t.elapsed());
         let failed = || target.record(table::Outcome::ConnectFailed, table::now_ms());
@@ -278,6 +283,13 @@ impl Gateway {
                 ),
                 false,
             )),
+            Err(Cut::Down) => match &terms.again {
+                Some(again) => Next::Retry {
+                    req: replay(again),
+                    reached: true,
+                },
+                None => unreachable!("only requests that may be sent again leave a target"),
+            },
             Err(Cut::Deadline) => {
                 served.upstream_failed = true;
                 Next::Answer(closing(
@@ -379,6 +391,8 @@ enum Cut {
     TooLarge,
     /// The client stopped sending the body.
     Stalled,
+    /// The active health check found the target down.
+    Down,
 }
 
 /// The same bodiless request again.

@@ -598,6 +598,76 @@ fn on_its_way() -> Arc<Pool> {
     )
 }
 
+/// Waits (up to 20 s) until `target` counts `n` requests in flight.
+async fn in_flight_on(target: &Target, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while target.in_flight() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} requests in flight on {}, not {n}, after 20 s",
+            target.in_flight(),
+            target.addr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A target whose link went down gives no answer and refuses nothing:
+/// when the active health check finds it down, the idempotent request
+/// waiting on it goes to another target at once (not after the response
+/// timeout); a POST waiting there is never sent again (it may have
+/// acted), and gets the timeout's 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_found_down_hands_its_waiting_idempotent_requests_to_another() {
+    let silent = silent_upstream().await;
+    let a = upstream("a").await;
+    let (table, pool) = one_pool(&[silent, a], Policy::RoundRobin);
+    let gone = pool.targets[0].clone();
+    gone.watch();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let limits = Limits {
+        upstream_response: std::time::Duration::from_secs(3),
+        ..limits()
+    };
+    let gateway = Gateway::new(table, limits);
+    tokio::spawn(gateway.clone().serve(listener, std::future::pending()));
+
+    // Round robin: the POST to the silent target, a GET to `a`, then a
+    // GET to the silent target.
+    let post = tokio::spawn(send(gw, "POST", "/p", &[], Bytes::from_static(b"{}")));
+    in_flight_on(&gone, 1).await;
+    let (status, body) = get(gw, "/first", &[]).await;
+    assert_eq!((status, body.lines().next()), (200, Some("a")), "{body}");
+    let waiting = tokio::spawn(get(gw, "/second", &[]));
+    in_flight_on(&gone, 2).await;
+    let marked = std::time::Instant::now();
+    assert!(gone.mark_down());
+
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
+        .await
+        .expect("the GET answered within 20 s")
+        .unwrap();
+    assert_eq!(
+        (status, body.lines().take(2).collect::<Vec<_>>()),
+        (200, vec!["a", "/second"]),
+        "{body}"
+    );
+    // (Left there, it would have had the timeout's 504, not `a`'s answer.)
+    eprintln!("moved {:?} after the mark", marked.elapsed());
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(20), post)
+        .await
+        .expect("the POST answered within 20 s")
+        .unwrap();
+    assert_eq!(status, 504, "the POST is not sent again: {body}");
+    // While it is down, nothing goes to it.
+    for _ in 0..4 {
+        let (status, body) = get(gw, "/", &[]).await;
+        assert_eq!((status, body.lines().next()), (200, Some("a")), "{body}");
+    }
+    assert!(gone.mark_up());
+}
+
 #[tokio::test]
 async fn a_pool_with_targets_on_their_way_holds_requests_until_one_comes() {
     let up = upstream("late").await;

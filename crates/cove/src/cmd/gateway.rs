@@ -1,11 +1,15 @@
 //! `cove gateway --listen ADDR --upstream ADDR... [--threads N]`: the
 //! gateway alone, in the foreground, one pool of upstreams behind every
-//! path — the same code path as under `cove up`. Stops on SIGTERM or Ctrl-C:
-//! no new connection from then, requests in flight get [`DRAIN`] to finish,
-//! then it exits 0.
+//! path — the same code path as under `cove up`. Its upstreams are
+//! health-checked actively (`--health-*`; each change said on stderr) and
+//! connects to them time out after `--connect-timeout` (1 s): as a front
+//! across hosts, a host whose link goes down is routed around within a
+//! second. Stops on SIGTERM or Ctrl-C: no new connection from then,
+//! requests in flight get [`DRAIN`] to finish, then it exits 0.
 
 use std::process::ExitCode;
 
+use cove_gateway::health::{self, Change, HealthCheck};
 use cove_gateway::proxy::{Gateway, Limits};
 use cove_gateway::server::{self, Kind, Server};
 use cove_gateway::table::{Policy, Pool, Route, Table, Target};
@@ -24,16 +28,26 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         BalancePolicy::LeastInFlight => Policy::LeastInFlight,
         BalancePolicy::RoundRobin => Policy::RoundRobin,
     };
-    let pool = Pool::new(
-        "upstreams",
-        args.upstreams.iter().map(|a| Target::new(*a)).collect(),
-        policy,
-    );
+    let targets: Vec<_> = args.upstreams.iter().map(|a| Target::new(*a)).collect();
+    let pool = Pool::new("upstreams", targets.clone(), policy);
     let table = Table::new(vec![Route::new(None, "/", pool)]);
     let limits = Limits {
         drain: DRAIN,
+        upstream_connect: args.connect_timeout,
         ..Limits::default()
     };
+    if let Some(path) = &args.health_path
+        && !path.starts_with('/')
+    {
+        anyhow::bail!(
+            "--health-path `{path}` is not a path; hint: write it from the root, as `/{path}`"
+        );
+    }
+    let check = (!args.no_health_check).then(|| HealthCheck {
+        interval: args.health_interval,
+        timeout: args.health_timeout,
+        path: args.health_path.clone(),
+    });
     let gateway = Gateway::new(table, limits);
     // SO_REUSEPORT would share the port with whoever listens there already
     // (another gateway would get half the connections): refuse instead.
@@ -65,6 +79,14 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        if let Some(check) = &check {
+            health::watch(&targets, check, |change| match change {
+                Change::Down(addr, why) => eprintln!(
+                    "cove gateway: upstream {addr} is down ({why}): no request goes to it until a health check passes"
+                ),
+                Change::Up(addr) => eprintln!("cove gateway: upstream {addr} is back"),
+            });
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

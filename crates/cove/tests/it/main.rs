@@ -32,6 +32,8 @@ mod isolation;
 mod kvstore;
 mod leases;
 mod logs;
+pub mod netns;
+mod netns_hosts;
 mod orphans;
 mod plan_checks;
 mod probe;

@@ -254,3 +254,42 @@ fn a_second_gateway_on_a_port_in_use_is_refused_and_the_first_keeps_serving() {
     }
     drop(first);
 }
+
+/// Bad health check flags are refused before anything listens: a
+/// `--health-path` that is not a path (with the one meant), a duration of
+/// zero or not a duration (clap's usage error, exit 2).
+#[test]
+fn bad_health_check_flags_are_refused_saying_which() {
+    let run = |extra: &[&str]| {
+        crate::daemon::run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_cove"))
+                .args(["gateway", "--listen", "127.0.0.1:1"])
+                .args(["--upstream", "127.0.0.1:2"])
+                .args(extra)
+                .env("NO_COLOR", "1"),
+            60,
+        )
+    };
+    let out = run(&["--health-path", "healthz"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .starts_with("error: --health-path `healthz` is not a path\n")
+            && out
+                .stderr
+                .contains("hint: write it from the root, as `/healthz`"),
+        "{out}"
+    );
+    let out = run(&["--health-interval", "0"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("--health-interval") && out.stderr.contains("must be above zero"),
+        "{out}"
+    );
+    let out = run(&["--connect-timeout", "soon"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("`soon` is not a duration"), "{out}");
+    let out = run(&["--no-health-check", "--health-path", "/x"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("cannot be used with"), "{out}");
+}

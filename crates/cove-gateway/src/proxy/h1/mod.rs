@@ -647,10 +647,18 @@ impl Exchange<'_> {
         let _guard = target.begin_here();
         let mut up = match gw.h1_conns.checkout(target.addr) {
             Some(s) => s,
-            None => match Conns::connect(target.addr, gw.limits.upstream_connect).await {
-                Ok(s) => s,
-                Err(_) => return Tried::NotSent,
-            },
+            None => {
+                // Given up when the active health check finds the target
+                // down meanwhile: nothing was sent.
+                let connect = Conns::connect(target.addr, gw.limits.upstream_connect);
+                tokio::select! {
+                    c = connect => match c {
+                        Ok(s) => s,
+                        Err(_) => return Tried::NotSent,
+                    },
+                    _ = target.gone_down() => return Tried::NotSent,
+                }
+            }
         };
         // The head, with what came of the body.
         let body_here = &self.buf[head.len..];
@@ -718,6 +726,11 @@ impl Exchange<'_> {
             let read: Io = tokio::select! {
                 biased;
                 r = up.read_buf(answer) => r,
+                // Its link is gone (the active health check says so): no
+                // answer will come; another target may take the request.
+                _ = target.gone_down(), if retry && answer.is_empty() => {
+                    return Tried::Died("its health check failed".into());
+                }
                 _ = wait.as_mut() => {
                     self.upstream_failed = true;
                     self.status = 504;
