@@ -49,52 +49,11 @@ impl std::str::FromStr for Target {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Target, String> {
-        let Some(rest) = text.strip_prefix("ssh://") else {
-            return Err(format!(
-                "`{text}` is not an ssh:// address; write ssh://USER@HOST or ssh://USER@HOST:PORT"
-            ));
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['/', '?', '#', ' ']) {
-            return Err(format!(
-                "`{text}`: an ssh:// address has no path; write ssh://USER@HOST[:PORT]"
-            ));
-        }
-        let (user, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) if !u.is_empty() && !u.contains(':') => (Some(u.to_string()), h),
-            Some(_) => {
-                return Err(format!(
-                    "`{text}`: the user before `@` is empty or has a password; keys or the agent log in"
-                ));
-            }
-            None => (None, rest),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("`{text}`: a `[` without its `]`"))?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() || host.starts_with('-') {
-            return Err(format!("`{text}` names no host"));
-        }
-        let port = port
-            .map(|p| {
-                p.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("`{text}`: the port `{p}` is not a number 1-65535"))
-            })
-            .transpose()?;
+        let a: cove_spec::xcove::SshAddress = text.parse()?;
         Ok(Target {
-            user,
-            host: host.to_string(),
-            port,
+            user: a.user,
+            host: a.host,
+            port: a.port,
         })
     }
 }
