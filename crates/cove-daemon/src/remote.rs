@@ -97,6 +97,12 @@ impl Target {
     /// `ssh` (or `COVE_SSH`'s words) `-o BatchMode=yes -T [-p PORT]
     /// USER@HOST -- cove system dial-stdio`.
     pub fn command(&self, ssh: &str) -> (String, Vec<String>) {
+        self.command_for(ssh, &REMOTE_COMMAND)
+    }
+
+    /// The program and arguments that run `remote` there (its words quoted
+    /// for the login shell ssh hands them to, as one line).
+    pub fn command_for(&self, ssh: &str, remote: &[&str]) -> (String, Vec<String>) {
         let mut words = ssh.split_whitespace().map(String::from);
         let program = words.next().unwrap_or_else(|| "ssh".into());
         let mut args: Vec<String> = words.collect();
@@ -106,8 +112,22 @@ impl Target {
         }
         args.push(self.destination());
         args.push("--".into());
-        args.extend(REMOTE_COMMAND.map(String::from));
+        args.extend(remote.iter().map(|w| shell_quote(w)));
         (program, args)
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it is plain,
+/// else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -485,6 +505,12 @@ mod tests {
             "-F /tmp/conf -o BatchMode=yes -T -p 2222 deploy@web1 -- cove system dial-stdio"
         );
         assert!(!args.iter().any(|a| a.contains("StrictHostKeyChecking")));
+        let (_, args) = t.command_for("ssh", &["cove", "deploy", "--message", "it's new"]);
+        assert_eq!(
+            args.last().unwrap(),
+            "'it'\\''s new'",
+            "quoted for the remote shell"
+        );
     }
 
     #[test]

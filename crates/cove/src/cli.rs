@@ -446,6 +446,19 @@ pub enum SystemCommand {
     /// Joins stdin and stdout to the host daemon's socket (`cove --host
     /// ssh://...` runs it over ssh).
     DialStdio,
+    /// Receives an app's files from `cove deploy --env` (a manifest, then
+    /// the blobs this host lacks) and makes a checkout of them.
+    Receive { project: String, env: String },
+    /// Runs `cove ARGS` in the app's checkout with the host's daemon
+    /// (after switching `current` to `--checkout NAME`).
+    In {
+        project: String,
+        env: String,
+        #[arg(long, value_name = "NAME")]
+        checkout: Option<String>,
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -372,6 +372,12 @@ fn load_with(
 /// `STATE_DIR/projects/NAME` and `…/env/ENV` under the state directory the
 /// files name (`.cove` by default).
 fn separate_state(project: &mut cove_spec::Project) {
+    // `cove system in` on a host: the app's state directory is the same
+    // whichever checkout runs (see crate::checkout).
+    if let Some(d) = std::env::var_os("COVE_STATE_DIR").filter(|d| !d.is_empty()) {
+        project.app.x_cove.state_dir = Some(PathBuf::from(d).display().to_string());
+        return;
+    }
     let x = &project.app.x_cove;
     let mut dir = PathBuf::from(x.state_dir.as_deref().unwrap_or(".cove"));
     let mut apart = false;

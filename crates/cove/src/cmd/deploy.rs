@@ -23,13 +23,18 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    if crate::project::plan_or_report(&project).is_none() {
-        return Ok(ExitCode::from(1));
-    }
     let message = match &args.message {
         Some(m) => m.clone(),
         None => git_commit(&project.project_dir).unwrap_or_default(),
     };
+    // The environment's hosts: sent there and deployed there (planned
+    // there: this machine may lack what they have).
+    if let Some((env, hosts)) = crate::fleet::hosts(&project) {
+        return crate::fleet::deploy(&project, &env, &hosts, &args.service_names, &message);
+    }
+    if crate::project::plan_or_report(&project).is_none() {
+        return Ok(ExitCode::from(1));
+    }
     redeploy(&project, &args.service_names, &message)
 }
 
