@@ -335,3 +335,74 @@ pub fn ps(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Where a command that needs the app's files runs when they are on
+/// hosts: the environment's hosts, or the one `--host` names.
+pub fn elsewhere(project: &Project) -> Option<anyhow::Result<(String, Vec<Target>)>> {
+    if std::env::var_os("COVE_SHIPPED").is_some() {
+        return None;
+    }
+    if let Some(remote) = crate::remote::current() {
+        let Some(env) = project.app.x_cove.env.clone() else {
+            return Some(Err(anyhow::anyhow!(
+                "over --host, this command runs in the app's checkout there, which `cove deploy --env NAME` sent: name the environment; hint: `cove --host {} --env prod ...`",
+                remote.target
+            )));
+        };
+        return Some(Ok((env, vec![remote.target.clone()])));
+    }
+    hosts(project).map(Ok)
+}
+
+/// Runs `cove ARGS` in the app's checkout on each of `targets` (`cove
+/// system in PROJECT ENV -- ARGS` over ssh), all at once when `together`
+/// (`logs`: their lines interleave as they come, each prefixed with its
+/// host), else one after the other. Exit code 1 when one failed or could
+/// not be reached (each said so, with its host).
+pub fn on_each(
+    project: &Project,
+    env: &str,
+    targets: &[Target],
+    args: &[String],
+    together: bool,
+) -> ExitCode {
+    let mut words: Vec<String> = ["cove", "system", "in", &project.app.name, env, "--"]
+        .map(String::from)
+        .to_vec();
+    words.extend(args.iter().cloned());
+    let one = |t: &Target| -> bool {
+        match run_remote(t, &words) {
+            Ok(0) => true,
+            Ok(code) => {
+                error(
+                    &format!(
+                        "{}: `cove {}` failed (exit code {code})",
+                        label(t),
+                        args.join(" ")
+                    ),
+                    None,
+                );
+                false
+            }
+            Err(f) => {
+                error(&format!("{}: {}", label(t), f.error), f.hint.as_deref());
+                false
+            }
+        }
+    };
+    let ok = if together {
+        std::thread::scope(|s| {
+            let all: Vec<_> = targets.iter().map(|t| s.spawn(|| one(t))).collect();
+            all.into_iter()
+                .map(|h| h.join().unwrap_or(false))
+                .fold(true, |a, b| a && b)
+        })
+    } else {
+        targets.iter().map(one).fold(true, |a, b| a && b)
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -96,6 +96,14 @@ pub fn rollback(project_args: &ProjectArgs, args: &RollbackArgs) -> anyhow::Resu
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let mut words = vec!["rollback".to_string(), args.service.clone()];
+        if let Some(n) = args.to {
+            words.extend(["--to".to_string(), n.to_string()]);
+        }
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     call(
         &client,
@@ -113,6 +121,14 @@ pub fn history(project_args: &ProjectArgs, args: &HistoryArgs) -> anyhow::Result
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let mut words = vec!["history".to_string(), args.service.clone()];
+        if args.format == crate::cli::PsFormat::Json {
+            words.extend(["--format".to_string(), "json".to_string()]);
+        }
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     let path = format!("/v1/history?service={}", args.service);
     let h: History = match daemon::runtime()?.block_on(client.get(&path)) {

@@ -21,6 +21,7 @@ import http.server, os, sys
 if os.environ["VERSION"] == os.environ.get("FAULT_VERSION"):
     print("version", os.environ["VERSION"], "cannot start on this host", flush=True)
     sys.exit(1)
+print("serving version", os.environ["VERSION"], flush=True)
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/secret":
@@ -409,6 +410,48 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
             get(h.gateway, "/") == Ok("v2".into())
         });
     }
+
+    // `logs`, `history` across the hosts, and over `--host`: run in
+    // each host's checkout, prefixed with the host.
+    let out = cove(&app, &env, &["logs", "--env", "prod", "web"], None);
+    assert_eq!(out.code, Some(0), "{out}");
+    for h in &hosts {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{} | web-1", h.label()))
+                    && l.ends_with("serving version 2")),
+            "{out}"
+        );
+    }
+    let out = cove(&app, &env, &["history", "--env", "prod", "web"], None);
+    assert_eq!(out.code, Some(0), "{out}");
+    for h in &hosts {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{} | 2 (running)", h.label()))),
+            "{out}"
+        );
+    }
+    let out = cove(
+        &app,
+        &env,
+        &[
+            "--host",
+            &hosts[0].sshd.url(),
+            "--env",
+            "prod",
+            "logs",
+            "web",
+        ],
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout.contains("serving version 2") && !out.stdout.contains(&hosts[1].label()),
+        "{out}"
+    );
 
     // Version 3 cannot start on the second host: the deploy stops there,
     // names it, and the first goes back to version 2.

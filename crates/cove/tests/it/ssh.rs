@@ -184,7 +184,7 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
 
     // What needs this machine's files is refused, and nothing runs.
     let before = sshd.ran();
-    for args in [&["up", "-d"][..], &["down"], &["logs"], &["stop"]] {
+    for args in [&["up", "-d"][..], &["down"], &["stop"]] {
         let mut all = vec!["--host", url.as_str()];
         all.extend(args);
         let out = cove(client.path(), &env, &all);
@@ -197,6 +197,14 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
             "{out}"
         );
     }
+    // `logs` runs in the checkout `deploy --env` sends: it needs the
+    // environment.
+    let out = cove(client.path(), &env, &["--host", &url, "logs"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("name the environment") && out.stderr.contains("--env prod"),
+        "{out}"
+    );
     assert_eq!(sshd.ran(), before, "nothing ran on the host");
     let (_, still) = app.merged(&["ps", "--format", "json"]);
     assert_eq!(replicas(&still), here);
