@@ -393,12 +393,13 @@ pub fn on_each(
     let ok = if together {
         std::thread::scope(|s| {
             let all: Vec<_> = targets.iter().map(|t| s.spawn(|| one(t))).collect();
-            all.into_iter()
-                .map(|h| h.join().unwrap_or(false))
-                .fold(true, |a, b| a && b)
+            let results: Vec<bool> = all.into_iter().map(|h| h.join().unwrap_or(false)).collect();
+            results.iter().all(|ok| *ok)
         })
     } else {
-        targets.iter().map(one).fold(true, |a, b| a && b)
+        // Every host, even after one failed (each says how it went).
+        let results: Vec<bool> = targets.iter().map(one).collect();
+        results.iter().all(|ok| *ok)
     };
     if ok {
         ExitCode::SUCCESS
