@@ -499,4 +499,15 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
         !rows.is_empty() && rows.iter().all(|r| r["host"] == hosts[0].label().as_str()),
         "{out}"
     );
+    // A deploy then: refused before any host changed, naming the host.
+    fs_err::write(app.join(".env.prod"), "VERSION=4\n").unwrap();
+    let out = cove(&app, &env, &["deploy", "--env", "prod"], None);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("error: cannot send the app to {}: ", hosts[1].label()))
+            && out.stderr.contains("error: nothing was deployed: no host changed"),
+        "{out}"
+    );
+    assert_eq!(get(hosts[0].gateway, "/"), Ok("v2".into()));
 }
