@@ -15,7 +15,9 @@ pub struct Cli {
     pub project: ProjectArgs,
     /// Another host's daemon, reached over ssh (as `docker -H ssh://`):
     /// `ssh://USER@HOST[:PORT]`. `ps`, `ls`, `events` and `version` work
-    /// over it so far. `COVE_SSH` names the ssh program and its options.
+    /// over it so far, and `logs`, `history`, `rollback` with `--env NAME`
+    /// (in the checkout `cove deploy --env NAME` sent). `COVE_SSH` names
+    /// the ssh program and its options.
     #[arg(
         long = "host",
         value_name = "ssh://USER@HOST[:PORT]",
@@ -53,7 +55,9 @@ pub struct ProjectArgs {
     #[arg(long = "profile", id = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
     /// Environment: adds `compose.NAME.yaml` over the files, `.env.NAME`
-    /// over `.env`, and takes secrets from `cove.secrets.NAME.yaml`.
+    /// over `.env`, and takes secrets from `cove.secrets.NAME.yaml`. With
+    /// `x-cove.environments.NAME.hosts`, `deploy`, `up -d`, `ps`, `logs`,
+    /// `history` and `rollback` act on those hosts (over ssh).
     #[arg(
         long = "env",
         id = "environment",

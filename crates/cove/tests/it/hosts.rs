@@ -504,9 +504,12 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     let out = cove(&app, &env, &["deploy", "--env", "prod"], None);
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
-        out.stderr
-            .contains(&format!("error: cannot send the app to {}: ", hosts[1].label()))
-            && out.stderr.contains("error: nothing was deployed: no host changed"),
+        out.stderr.contains(&format!(
+            "error: cannot send the app to {}: ",
+            hosts[1].label()
+        )) && out
+            .stderr
+            .contains("error: nothing was deployed: no host changed"),
         "{out}"
     );
     assert_eq!(get(hosts[0].gateway, "/"), Ok("v2".into()));
