@@ -514,3 +514,81 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     );
     assert_eq!(get(hosts[0].gateway, "/"), Ok("v2".into()));
 }
+
+#[test]
+fn what_cannot_be_sent_is_refused_with_its_service_before_anything_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    fs_err::create_dir_all(&app).unwrap();
+    let outside = tmp.path().join("outside.env");
+    fs_err::write(&outside, "A=1\n").unwrap();
+    fs_err::write(
+        app.join("compose.yaml"),
+        format!(
+            r#"name: refused
+services:
+  api:
+    build: ./api
+  worker:
+    x-cove: {{run: ./worker, build: "make worker"}}
+  web:
+    x-cove: {{run: "sleep 1000"}}
+    env_file: [{}]
+x-cove:
+  environments:
+    prod:
+      hosts: [ssh://root@127.0.0.1:1]
+"#,
+            outside.display()
+        ),
+    )
+    .unwrap();
+    fs_err::create_dir_all(app.join("api")).unwrap();
+    fs_err::write(app.join("api/Dockerfile"), "FROM scratch\n").unwrap();
+    fs_err::write(app.join(".env.prod"), "").unwrap();
+    // No ssh would reach anything: it must not be run at all.
+    let ran = tmp.path().join("ran");
+    let fake_ssh = tmp.path().join("ssh");
+    fs_err::write(
+        &fake_ssh,
+        format!("#!/bin/sh\necho \"$*\" >> {}\nexit 255\n", ran.display()),
+    )
+    .unwrap();
+    fs_err::set_permissions(
+        &fake_ssh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = cove(
+        &app,
+        &[("COVE_SSH", fake_ssh.to_str().unwrap())],
+        &["deploy", "--env", "prod"],
+        None,
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    for (what, hint) in [
+        (
+            "error: service `api`: `build:` contexts are not sent to hosts yet",
+            "hint: push the image to a registry and use `image:` in compose.prod.yaml",
+        ),
+        (
+            "error: service `worker`: `x-cove.build` is not run for hosts yet",
+            "hint: build on this machine (or in CI)",
+        ),
+        (
+            "error: service `web`: `env_file`: ",
+            "hint: move it into the project directory",
+        ),
+    ] {
+        assert!(
+            out.stderr.contains(what) && out.stderr.contains(hint),
+            "{what}: {out}"
+        );
+    }
+    assert!(
+        out.stderr
+            .contains("error: the app cannot be sent to the hosts of `prod`; nothing was sent"),
+        "{out}"
+    );
+    assert!(!ran.exists(), "ssh was run: {out}");
+}
