@@ -545,7 +545,8 @@ x-cove:
     .unwrap();
     fs_err::create_dir_all(app.join("api")).unwrap();
     fs_err::write(app.join("api/Dockerfile"), "FROM scratch\n").unwrap();
-    fs_err::write(app.join(".env.prod"), "").unwrap();
+    // `prod` has no file of its own (no compose.prod.yaml, .env.prod nor
+    // secrets file): `x-cove.environments` defines it.
     // No ssh would reach anything: it must not be run at all.
     let ran = tmp.path().join("ran");
     let fake_ssh = tmp.path().join("ssh");
