@@ -78,7 +78,7 @@ impl std::fmt::Display for Target {
 
 impl Target {
     /// `USER@HOST` as ssh takes it.
-    fn destination(&self) -> String {
+    pub fn destination(&self) -> String {
         match &self.user {
             Some(u) => format!("{u}@{}", self.host),
             None => self.host.clone(),

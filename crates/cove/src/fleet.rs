@@ -55,10 +55,9 @@ fn error(text: &str, hint: Option<&str>) {
 /// Runs `remote` (cove's words) on `t` over ssh, its stdout and stderr
 /// lines printed prefixed with the host. Its exit code, or what became of
 /// ssh when it did not run there.
-fn run_remote(t: &Target, remote: &[String]) -> Result<i32, Failure> {
-    let ssh = crate::ship::ssh_program();
+fn run_remote(ssh: &str, t: &Target, remote: &[String]) -> Result<i32, Failure> {
     let words: Vec<&str> = remote.iter().map(String::as_str).collect();
-    let (program, args) = t.command_for(&ssh, &words);
+    let (program, args) = t.command_for(ssh, &words);
     let mut child = Command::new(&program)
         .args(&args)
         .stdin(Stdio::null())
@@ -137,17 +136,36 @@ pub fn deploy(
         }
     };
     let name = &shipment.manifest.project;
+    let masters = Masters::new(targets);
+    let ssh = masters.ssh();
     eprintln!(
         "cove: sending `{name}` ({env}) to {} host{}: {} files",
         targets.len(),
         if targets.len() == 1 { "" } else { "s" },
         shipment.manifest.files.len()
     );
-    // Everything is sent first: a host that cannot be reached fails the
-    // deploy before any host changed.
+    // Everything is sent first, to every host at once: a host that cannot
+    // be reached fails the deploy before any host changed.
+    let results: Vec<Result<crate::ship::Sent, Failure>> = std::thread::scope(|scope| {
+        let all: Vec<_> = targets
+            .iter()
+            .map(|t| scope.spawn(|| crate::ship::send(ssh, t, &shipment)))
+            .collect();
+        all.into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Failure {
+                        error: "sending failed (a panic)".into(),
+                        hint: None,
+                    })
+                })
+            })
+            .collect()
+    });
     let mut sent = Vec::new();
-    for t in targets {
-        match crate::ship::send(t, &shipment) {
+    let mut failed = false;
+    for (t, r) in targets.iter().zip(results) {
+        match r {
             Ok(s) => {
                 eprintln!("{} | {s}", label(t));
                 sent.push((t, s));
@@ -157,10 +175,13 @@ pub fn deploy(
                     &format!("cannot send the app to {}: {}", label(t), f.error),
                     f.hint.as_deref(),
                 );
-                error("nothing was deployed: no host changed", None);
-                return Ok(ExitCode::from(1));
+                failed = true;
             }
         }
+    }
+    if failed {
+        error("nothing was deployed: no host changed", None);
+        return Ok(ExitCode::from(1));
     }
     let mut done: Vec<&(&Target, crate::ship::Sent)> = Vec::new();
     for one in &sent {
@@ -179,7 +200,7 @@ pub fn deploy(
         if !message.is_empty() {
             words.extend(["--message".to_string(), message.to_string()]);
         }
-        let why = match run_remote(t, &words) {
+        let why = match run_remote(ssh, t, &words) {
             Ok(0) => {
                 done.push(one);
                 continue;
@@ -195,7 +216,7 @@ pub fn deploy(
         // This host too: its daemon rolled its services back, its
         // checkout goes back with them.
         done.push(one);
-        let back = rollback(name, env, &done);
+        let back = rollback(ssh, name, env, &done);
         let names: Vec<String> = done.iter().map(|(t, _)| label(t)).collect();
         if back {
             eprintln!(
@@ -223,7 +244,7 @@ pub fn deploy(
 
 /// Puts each of `hosts` (the last first) back on the checkout it ran
 /// before, or stops the app where it ran none. True when all went back.
-fn rollback(name: &str, env: &str, hosts: &[&(&Target, crate::ship::Sent)]) -> bool {
+fn rollback(ssh: &str, name: &str, env: &str, hosts: &[&(&Target, crate::ship::Sent)]) -> bool {
     let mut all = true;
     for (t, s) in hosts.iter().rev() {
         let mut words: Vec<String> = ["cove", "system", "in", name, env]
@@ -247,7 +268,7 @@ fn rollback(name: &str, env: &str, hosts: &[&(&Target, crate::ship::Sent)]) -> b
                 words.extend(["--".into(), "down".into()]);
             }
         }
-        match run_remote(t, &words) {
+        match run_remote(ssh, t, &words) {
             Ok(0) => {}
             Ok(code) => {
                 error(
@@ -366,12 +387,14 @@ pub fn on_each(
     args: &[String],
     together: bool,
 ) -> ExitCode {
+    let masters = Masters::new(targets);
+    let ssh = masters.ssh();
     let mut words: Vec<String> = ["cove", "system", "in", &project.app.name, env, "--"]
         .map(String::from)
         .to_vec();
     words.extend(args.iter().cloned());
     let one = |t: &Target| -> bool {
-        match run_remote(t, &words) {
+        match run_remote(ssh, t, &words) {
             Ok(0) => true,
             Ok(code) => {
                 error(
@@ -405,5 +428,72 @@ pub fn on_each(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// One ssh connection per host for the whole command (ssh's own
+/// multiplexing: `ControlMaster=auto`, its socket in a private temporary
+/// directory, `ControlPersist=60` so a master left by a killed cove ends
+/// by itself), closed with `ssh -O exit` when dropped. Each login costs a
+/// key exchange (most of a no-op deploy's time otherwise); host keys are
+/// checked by the first, as always. Without it (a temporary directory
+/// with spaces, which `COVE_SSH`'s splitting cannot carry), plain ssh.
+struct Masters<'a> {
+    dir: Option<tempfile::TempDir>,
+    ssh: String,
+    base: String,
+    targets: &'a [Target],
+}
+
+impl<'a> Masters<'a> {
+    fn new(targets: &'a [Target]) -> Masters<'a> {
+        let base = crate::ship::ssh_program();
+        let dir = tempfile::Builder::new()
+            .prefix("cove-ssh-")
+            .tempdir()
+            .ok()
+            .filter(|d| !d.path().to_string_lossy().contains(char::is_whitespace));
+        let ssh = match &dir {
+            Some(d) => format!(
+                "{base} -o ControlMaster=auto -o ControlPath={}/%C -o ControlPersist=60",
+                d.path().display()
+            ),
+            None => base.clone(),
+        };
+        Masters {
+            dir,
+            ssh,
+            base,
+            targets,
+        }
+    }
+
+    fn ssh(&self) -> &str {
+        &self.ssh
+    }
+}
+
+impl Drop for Masters<'_> {
+    fn drop(&mut self) {
+        let Some(dir) = &self.dir else { return };
+        let mut words = self.base.split_whitespace();
+        let program = words.next().unwrap_or("ssh").to_string();
+        let options: Vec<String> = words.map(String::from).collect();
+        for t in self.targets {
+            let mut c = Command::new(&program);
+            c.args(&options)
+                .arg("-o")
+                .arg(format!("ControlPath={}/%C", dir.path().display()))
+                .args(["-O", "exit"]);
+            if let Some(p) = t.port {
+                c.args(["-p", &p.to_string()]);
+            }
+            let _ = c
+                .arg(t.destination())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

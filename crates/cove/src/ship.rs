@@ -376,10 +376,10 @@ pub fn ssh_program() -> String {
         .unwrap_or_else(|| "ssh".into())
 }
 
-/// Sends `shipment` to `target`: only the blobs it lacks.
-pub fn send(target: &Target, shipment: &Shipment) -> Result<Sent, Failure> {
+/// Sends `shipment` to `target` with `ssh` (the program and its
+/// options): only the blobs it lacks.
+pub fn send(ssh: &str, target: &Target, shipment: &Shipment) -> Result<Sent, Failure> {
     let m = &shipment.manifest;
-    let ssh = ssh_program();
     let (program, args) =
         target.command_for(&ssh, &["cove", "system", "receive", &m.project, &m.env]);
     let mut child = Command::new(&program)
