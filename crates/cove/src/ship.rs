@@ -381,7 +381,7 @@ pub fn ssh_program() -> String {
 pub fn send(ssh: &str, target: &Target, shipment: &Shipment) -> Result<Sent, Failure> {
     let m = &shipment.manifest;
     let (program, args) =
-        target.command_for(&ssh, &["cove", "system", "receive", &m.project, &m.env]);
+        target.command_for(ssh, &["cove", "system", "receive", &m.project, &m.env]);
     let mut child = Command::new(&program)
         .args(&args)
         .stdin(Stdio::piped())
