@@ -15,8 +15,9 @@ pub struct Cli {
     pub project: ProjectArgs,
     /// Another host's daemon, reached over ssh (as `docker -H ssh://`):
     /// `ssh://USER@HOST[:PORT]`. `ps`, `ls`, `events` and `version` work
-    /// over it so far, and `logs`, `history`, `rollback` with `--env NAME`
-    /// (in the checkout `cove deploy --env NAME` sent). `COVE_SSH` names
+    /// over it so far, and `logs`, `history`, `rollback`, `down`, `stop`,
+    /// `start`, `restart`, `scale` with `--env NAME` (in the checkout
+    /// `cove deploy --env NAME` sent). `COVE_SSH` names
     /// the ssh program and its options.
     #[arg(
         long = "host",
@@ -57,7 +58,8 @@ pub struct ProjectArgs {
     /// Environment: adds `compose.NAME.yaml` over the files, `.env.NAME`
     /// over `.env`, and takes secrets from `cove.secrets.NAME.yaml`. With
     /// `x-cove.environments.NAME.hosts`, `deploy`, `up -d`, `ps`, `logs`,
-    /// `history` and `rollback` act on those hosts (over ssh).
+    /// `history`, `rollback`, `down`, `stop`, `start`, `restart` and
+    /// `scale` act on those hosts (over ssh).
     #[arg(
         long = "env",
         id = "environment",

@@ -6,7 +6,9 @@
 //! deploy stops there and every host it changed is rolled back to the
 //! checkout it ran before (or its app stopped, when it ran none). `cove ps
 //! --env NAME` lists every host's replicas with a HOST column; `cove logs
-//! --env NAME` prints every host's logs, prefixed.
+//! --env NAME` prints every host's logs, prefixed; `history`, `rollback`,
+//! `down`, `stop`, `start`, `restart` and `scale` run in each host's
+//! checkout ([`on_each`]).
 
 use std::io::{BufRead as _, Write as _};
 use std::process::{Command, ExitCode, Stdio};

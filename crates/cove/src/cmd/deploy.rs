@@ -82,6 +82,12 @@ pub fn scale(project_args: &ProjectArgs, args: &ScaleArgs) -> anyhow::Result<Exi
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let mut words = vec!["scale".to_string()];
+        words.extend(args.pairs.iter().cloned());
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     // The replicas it adds are waited for as `up -d` waits for them.
     let wait: Vec<String> = scale

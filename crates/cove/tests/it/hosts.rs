@@ -460,6 +460,20 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
         "{out}"
     );
 
+    // `stop` and `start` on every host.
+    let out = cove(&app, &env, &["stop", "--env", "prod"], None);
+    assert_eq!(out.code, Some(0), "{out}");
+    for h in &hosts {
+        assert!(get(h.gateway, "/").is_err(), "stopped on {}", h.label());
+    }
+    let out = cove(&app, &env, &["start", "--env", "prod"], None);
+    assert_eq!(out.code, Some(0), "{out}");
+    for h in &hosts {
+        eventually(60, "v2 after start", || {
+            get(h.gateway, "/") == Ok("v2".into())
+        });
+    }
+
     // Version 3 cannot start on the second host: the deploy stops there,
     // names it, and the first goes back to version 2.
     fs_err::write(app.join(".env.prod"), "VERSION=3\n").unwrap();
@@ -520,6 +534,19 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
         "{out}"
     );
     assert_eq!(get(hosts[0].gateway, "/"), Ok("v2".into()));
+
+    // `down` over `--host` with the environment: that host only.
+    let out = cove(
+        &app,
+        &env,
+        &["--host", &hosts[0].sshd.url(), "--env", "prod", "down"],
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        get(hosts[0].gateway, "/").is_err(),
+        "down on the first host"
+    );
 }
 
 #[test]

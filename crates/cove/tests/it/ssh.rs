@@ -184,7 +184,7 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
 
     // What needs this machine's files is refused, and nothing runs.
     let before = sshd.ran();
-    for args in [&["up", "-d"][..], &["down"], &["stop"]] {
+    for args in [&["up", "-d"][..], &["deploy"], &["exec", "web", "true"]] {
         let mut all = vec!["--host", url.as_str()];
         all.extend(args);
         let out = cove(client.path(), &env, &all);
@@ -197,14 +197,18 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
             "{out}"
         );
     }
-    // `logs` runs in the checkout `deploy --env` sends: it needs the
-    // environment.
-    let out = cove(client.path(), &env, &["--host", &url, "logs"]);
-    assert_eq!(out.code, Some(1), "{out}");
-    assert!(
-        out.stderr.contains("name the environment") && out.stderr.contains("--env prod"),
-        "{out}"
-    );
+    // `logs`, `down`, `stop` run in the checkout `deploy --env` sends:
+    // they need the environment.
+    for args in [&["logs"][..], &["down"], &["stop"]] {
+        let mut all = vec!["--host", url.as_str()];
+        all.extend(args);
+        let out = cove(client.path(), &env, &all);
+        assert_eq!(out.code, Some(1), "{out}");
+        assert!(
+            out.stderr.contains("name the environment") && out.stderr.contains("--env prod"),
+            "{out}"
+        );
+    }
     assert_eq!(sshd.ran(), before, "nothing ran on the host");
     let (_, still) = app.merged(&["ps", "--format", "json"]);
     assert_eq!(replicas(&still), here);
