@@ -370,6 +370,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pruning_keeps_the_newest_and_those_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(1000);
+        for i in 0..8u64 {
+            let d = base.join(format!("c{i}"));
+            fs_err::create_dir_all(d.join("tree")).unwrap();
+            fs_err::write(d.join("manifest.json"), "{}").unwrap();
+            fs_err::File::open(d.join("manifest.json"))
+                .unwrap()
+                .set_modified(t0 + std::time::Duration::from_secs(i * 10))
+                .unwrap();
+        }
+        // A half-made one (no manifest) is not a checkout: left alone.
+        fs_err::create_dir_all(base.join(".c9.1.partial")).unwrap();
+        prune(base, &[Some("c0".into()), None]);
+        let mut left: Vec<String> = fs_err::read_dir(base)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".c9.1.partial", "c0", "c3", "c4", "c5", "c6", "c7"]);
+    }
+
+    #[test]
     fn only_plain_relative_paths_are_taken() {
         for good in ["compose.yaml", "a/b/c.txt", ".env.prod"] {
             assert!(check_path(good).is_ok(), "{good}");
