@@ -627,3 +627,66 @@ x-cove:
     );
     assert!(!ran.exists(), "ssh was run: {out}");
 }
+
+#[test]
+fn a_host_keeps_no_blob_whose_bytes_do_not_match_and_no_path_outside_the_checkout() {
+    let host = tempfile::tempdir().unwrap();
+    let receive = |manifest: &serde_json::Value, bytes: &[u8]| -> Out {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
+            .args(["system", "receive", "app", "prod"])
+            .env("COVE_HOST_DIR", host.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{manifest}").unwrap();
+        let _ = stdin.write_all(bytes);
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let file = |path: &str, content: &[u8]| {
+        serde_json::json!({
+            "path": path,
+            // SHA-256 of "right", whatever is sent.
+            "sha256": "27042f4e6eca7d0b2a7ee4026df2ecfa51d3339e6d122aa099118ecd8563bad9",
+            "mode": 0o644,
+            "size": content.len(),
+        })
+    };
+    let manifest = |f: serde_json::Value| serde_json::json!({"project": "app", "env": "prod", "compose": ["compose.yaml"], "files": [f]});
+    // The bytes are not those of the hash.
+    let out = receive(&manifest(file("compose.yaml", b"wrong")), b"wrong");
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("do not match their hash") && out.stderr.contains("hint: "),
+        "{out}"
+    );
+    let blobs: Vec<_> = fs_err::read_dir(host.path().join("blobs"))
+        .unwrap()
+        .collect();
+    assert!(blobs.is_empty(), "nothing kept: {blobs:?}");
+    assert!(
+        !host.path().join("checkouts/app/prod").exists() || {
+            fs_err::read_dir(host.path().join("checkouts/app/prod"))
+                .unwrap()
+                .count()
+                == 0
+        }
+    );
+    // A path out of the checkout: refused before anything is read.
+    let out = receive(&manifest(file("../../escape", b"right")), b"right");
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("`../../escape` is not a path inside the project"),
+        "{out}"
+    );
+    assert!(!host.path().join("escape").exists());
+}
