@@ -572,6 +572,7 @@ x-cove:
   environments:
     prod:
       hosts: [ssh://root@127.0.0.1:1]
+      rollout: {{hosts_at_once: 2}}
 "#,
             outside.display()
         ),
@@ -594,6 +595,21 @@ x-cove:
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // `cove config` shows the environment; what is not acted on is said.
+    let out = cove(&app, &[], &["config"], None);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout.contains(
+            "  environments:\n    prod:\n      hosts:\n        - ssh://root@127.0.0.1:1\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(
+            "`x-cove.environments.prod.rollout.hosts_at_once: 2` is accepted but not acted on yet: hosts are deployed one at a time"
+        ),
+        "{out}"
+    );
     let out = cove(
         &app,
         &[("COVE_SSH", fake_ssh.to_str().unwrap())],
