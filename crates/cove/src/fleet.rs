@@ -38,6 +38,11 @@ pub fn hosts(project: &Project) -> Option<(String, Vec<Target>)> {
     Some((env.clone(), targets))
 }
 
+/// A checkout's name as shown: its first 12 characters.
+fn short(name: &str) -> &str {
+    name.get(..12).unwrap_or(name)
+}
+
 /// How a host is named in output: `HOST` or `HOST:PORT`.
 pub fn label(t: &Target) -> String {
     match t.port {
@@ -191,7 +196,7 @@ pub fn deploy(
         eprintln!(
             "cove: deploying to {} (checkout {})",
             label(t),
-            &s.received.checkout[..12]
+            short(&s.received.checkout)
         );
         let mut words: Vec<String> = ["cove", "system", "in", name, env, "--checkout"]
             .map(String::from)
@@ -257,7 +262,7 @@ fn rollback(ssh: &str, name: &str, env: &str, hosts: &[&(&Target, crate::ship::S
                 eprintln!(
                     "cove: rolling {} back to checkout {}",
                     label(t),
-                    &prev[..prev.len().min(12)]
+                    short(prev)
                 );
                 words.extend(["--checkout".into(), prev.clone(), "--".into()]);
                 words.extend(["deploy", "--message", "rolled back"].map(String::from));
