@@ -49,52 +49,11 @@ impl std::str::FromStr for Target {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Target, String> {
-        let Some(rest) = text.strip_prefix("ssh://") else {
-            return Err(format!(
-                "`{text}` is not an ssh:// address; write ssh://USER@HOST or ssh://USER@HOST:PORT"
-            ));
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['/', '?', '#', ' ']) {
-            return Err(format!(
-                "`{text}`: an ssh:// address has no path; write ssh://USER@HOST[:PORT]"
-            ));
-        }
-        let (user, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) if !u.is_empty() && !u.contains(':') => (Some(u.to_string()), h),
-            Some(_) => {
-                return Err(format!(
-                    "`{text}`: the user before `@` is empty or has a password; keys or the agent log in"
-                ));
-            }
-            None => (None, rest),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("`{text}`: a `[` without its `]`"))?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() || host.starts_with('-') {
-            return Err(format!("`{text}` names no host"));
-        }
-        let port = port
-            .map(|p| {
-                p.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("`{text}`: the port `{p}` is not a number 1-65535"))
-            })
-            .transpose()?;
+        let a: cove_spec::xcove::SshAddress = text.parse()?;
         Ok(Target {
-            user,
-            host: host.to_string(),
-            port,
+            user: a.user,
+            host: a.host,
+            port: a.port,
         })
     }
 }
@@ -119,7 +78,7 @@ impl std::fmt::Display for Target {
 
 impl Target {
     /// `USER@HOST` as ssh takes it.
-    fn destination(&self) -> String {
+    pub fn destination(&self) -> String {
         match &self.user {
             Some(u) => format!("{u}@{}", self.host),
             None => self.host.clone(),
@@ -138,6 +97,12 @@ impl Target {
     /// `ssh` (or `COVE_SSH`'s words) `-o BatchMode=yes -T [-p PORT]
     /// USER@HOST -- cove system dial-stdio`.
     pub fn command(&self, ssh: &str) -> (String, Vec<String>) {
+        self.command_for(ssh, &REMOTE_COMMAND)
+    }
+
+    /// The program and arguments that run `remote` there (its words quoted
+    /// for the login shell ssh hands them to, as one line).
+    pub fn command_for(&self, ssh: &str, remote: &[&str]) -> (String, Vec<String>) {
         let mut words = ssh.split_whitespace().map(String::from);
         let program = words.next().unwrap_or_else(|| "ssh".into());
         let mut args: Vec<String> = words.collect();
@@ -147,8 +112,22 @@ impl Target {
         }
         args.push(self.destination());
         args.push("--".into());
-        args.extend(REMOTE_COMMAND.map(String::from));
+        args.extend(remote.iter().map(|w| shell_quote(w)));
         (program, args)
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it is plain,
+/// else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -526,6 +505,12 @@ mod tests {
             "-F /tmp/conf -o BatchMode=yes -T -p 2222 deploy@web1 -- cove system dial-stdio"
         );
         assert!(!args.iter().any(|a| a.contains("StrictHostKeyChecking")));
+        let (_, args) = t.command_for("ssh", &["cove", "deploy", "--message", "it's new"]);
+        assert_eq!(
+            args.last().unwrap(),
+            "'it'\\''s new'",
+            "quoted for the remote shell"
+        );
     }
 
     #[test]

@@ -368,3 +368,72 @@ pub(crate) fn notify(root: Option<&Map>, diags: &mut Diagnostics) {
         }
     }
 }
+
+/// The project's `x-cove.environments`: each host is
+/// `ssh://[USER@]HOST[:PORT]`, listed once per environment, and an
+/// environment's name is one `--env` takes.
+pub(crate) fn environments(root: Option<&Map>, diags: &mut Diagnostics) {
+    let Some(envs) = root
+        .and_then(|x| x.get("environments"))
+        .and_then(Node::as_map)
+    else {
+        return;
+    };
+    for e in &envs.entries {
+        let name = e.key.as_str();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            diags.push(
+                Diagnostic::error(
+                    e.key_span,
+                    format!("`x-cove.environments`: `{name}` is not an environment name"),
+                )
+                .with_hint("use letters, digits, `-` and `_` (it is what `--env NAME` takes)"),
+            );
+        }
+        let Some(hosts) = e
+            .value
+            .as_map()
+            .and_then(|m| m.get("hosts"))
+            .and_then(Node::as_seq)
+        else {
+            continue;
+        };
+        let mut seen: Vec<crate::xcove::SshAddress> = Vec::new();
+        for (i, n) in hosts.iter().enumerate() {
+            let Some(text) = n.as_text() else { continue };
+            match text.parse::<crate::xcove::SshAddress>() {
+                Err(m) => diags.push(
+                    Diagnostic::error(
+                        n.span,
+                        format!("`x-cove.environments.{name}.hosts[{i}]`: {m}"),
+                    )
+                    .with_hint(
+                        "write each host as cove reaches it over ssh: `ssh://deploy@web1` or `ssh://deploy@web2:2222`",
+                    ),
+                ),
+                Ok(a) => {
+                    // The same host and port, whoever logs in: one daemon.
+                    if seen
+                        .iter()
+                        .any(|s| s.host == a.host && s.port.unwrap_or(22) == a.port.unwrap_or(22))
+                    {
+                        diags.push(
+                            Diagnostic::error(
+                                n.span,
+                                format!(
+                                    "`x-cove.environments.{name}.hosts[{i}]`: `{text}` is listed twice"
+                                ),
+                            )
+                            .with_hint("a host runs one daemon: list it once"),
+                        );
+                    }
+                    seen.push(a);
+                }
+            }
+        }
+    }
+}

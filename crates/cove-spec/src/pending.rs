@@ -64,6 +64,22 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
             );
         }
     }
+    for (env, e) in &app.x_cove.environments {
+        if let Some(n) = e.rollout.as_ref().and_then(|r| r.hosts_at_once)
+            && n > 1
+        {
+            let path: Vec<String> = ["x-cove", "environments", env, "rollout", "hosts_at_once"]
+                .map(str::to_string)
+                .to_vec();
+            conditions.push(
+                Diagnostic::warning(
+                    locate(sources, &path),
+                    format!("`x-cove.environments.{env}.rollout.hosts_at_once: {n}` is accepted but not acted on yet: hosts are deployed one at a time"),
+                )
+                .with_hint("keep it for when cove deploys several hosts at once, or remove it"),
+            );
+        }
+    }
     if app.x_cove.previews.is_some() {
         warn(
             ["x-cove", "previews"].map(str::to_string).to_vec(),

@@ -79,6 +79,10 @@ pub fn resolve(
         root_map.get("x-cove").and_then(Node::as_map),
         &mut loader.diags,
     );
+    crate::checks::environments(
+        root_map.get("x-cove").and_then(Node::as_map),
+        &mut loader.diags,
+    );
     crate::checks::backup_copies(
         root_map.get("x-cove").and_then(Node::as_map),
         services.entries.iter().filter_map(|e| {

@@ -66,6 +66,12 @@ pub struct ProjectExt {
     /// `cove.secrets.NAME.yaml` with `--env NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<String>,
+    /// Named environments (`--env NAME`) and the hosts each runs on:
+    /// `{prod: {hosts: [ssh://deploy@web1, ssh://deploy@web2:2222]}}`.
+    /// `cove deploy --env NAME` ships the app to each host over SSH and
+    /// deploys it there (docs/guides/hosts.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, Environment>,
     /// Where backups are stored (`targets`, `copies`); a service's own
     /// `x-cove.backup` says when and how it is backed up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +82,92 @@ pub struct ProjectExt {
     /// events and listed by `cove alerts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
+}
+
+/// `x-cove.environments.NAME`: where an environment runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Environment {
+    /// The hosts it runs on, `ssh://[USER@]HOST[:PORT]` each (as `cove
+    /// --host` takes them), each with cove installed (`cove server
+    /// install`). None: it runs where cove is typed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// How a deploy goes across the hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+/// `x-cove.environments.NAME.rollout`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Rollout {
+    /// Hosts deployed at once. Default: 1 (one host after the other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub hosts_at_once: Option<u32>,
+}
+
+/// `ssh://[USER@]HOST[:PORT]`, as `docker -H ssh://` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAddress {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for SshAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SshAddress, String> {
+        let Some(rest) = text.strip_prefix("ssh://") else {
+            return Err(format!(
+                "`{text}` is not an ssh:// address; write ssh://USER@HOST or ssh://USER@HOST:PORT"
+            ));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', ' ']) {
+            return Err(format!(
+                "`{text}`: an ssh:// address has no path; write ssh://USER@HOST[:PORT]"
+            ));
+        }
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) if !u.is_empty() && !u.contains(':') => (Some(u.to_string()), h),
+            Some(_) => {
+                return Err(format!(
+                    "`{text}`: the user before `@` is empty or has a password; keys or the agent log in"
+                ));
+            }
+            None => (None, rest),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}`: a `[` without its `]`"))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() || host.starts_with('-') {
+            return Err(format!("`{text}` names no host"));
+        }
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("`{text}`: the port `{p}` is not a number 1-65535"))
+            })
+            .transpose()?;
+        Ok(SshAddress {
+            user,
+            host: host.to_string(),
+            port,
+        })
+    }
 }
 
 /// `x-cove.notify`: where alert notifications go. Each is delivered with

@@ -15,7 +15,10 @@ pub struct Cli {
     pub project: ProjectArgs,
     /// Another host's daemon, reached over ssh (as `docker -H ssh://`):
     /// `ssh://USER@HOST[:PORT]`. `ps`, `ls`, `events` and `version` work
-    /// over it so far. `COVE_SSH` names the ssh program and its options.
+    /// over it so far, and `logs`, `history`, `rollback`, `down`, `stop`,
+    /// `start`, `restart`, `scale` with `--env NAME` (in the checkout
+    /// `cove deploy --env NAME` sent). `COVE_SSH` names
+    /// the ssh program and its options.
     #[arg(
         long = "host",
         value_name = "ssh://USER@HOST[:PORT]",
@@ -53,7 +56,10 @@ pub struct ProjectArgs {
     #[arg(long = "profile", id = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
     /// Environment: adds `compose.NAME.yaml` over the files, `.env.NAME`
-    /// over `.env`, and takes secrets from `cove.secrets.NAME.yaml`.
+    /// over `.env`, and takes secrets from `cove.secrets.NAME.yaml`. With
+    /// `x-cove.environments.NAME.hosts`, `deploy`, `up -d`, `ps`, `logs`,
+    /// `history`, `rollback`, `down`, `stop`, `start`, `restart` and
+    /// `scale` act on those hosts (over ssh).
     #[arg(
         long = "env",
         id = "environment",
@@ -471,6 +477,19 @@ pub enum SystemCommand {
     /// Joins stdin and stdout to the host daemon's socket (`cove --host
     /// ssh://...` runs it over ssh).
     DialStdio,
+    /// Receives an app's files from `cove deploy --env` (a manifest, then
+    /// the blobs this host lacks) and makes a checkout of them.
+    Receive { project: String, env: String },
+    /// Runs `cove ARGS` in the app's checkout with the host's daemon
+    /// (after switching `current` to `--checkout NAME`).
+    In {
+        project: String,
+        env: String,
+        #[arg(long, value_name = "NAME")]
+        checkout: Option<String>,
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

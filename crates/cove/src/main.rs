@@ -4,12 +4,15 @@
 //! 2 usage error (bad flags or arguments).
 
 mod argv;
+mod checkout;
 mod cli;
 mod cmd;
 mod daemon;
+mod fleet;
 mod output;
 mod project;
 mod remote;
+mod ship;
 mod watch;
 
 use std::process::ExitCode;

@@ -333,6 +333,9 @@ fn load_with(
     } else {
         None
     };
+    // An environment with no file of its own: defined only if the file
+    // names it (`x-cove.environments`), known once loaded.
+    let mut undefined = None;
     if let Some(name) = args.environment.as_deref().filter(|n| !n.is_empty()) {
         let dir = project_dir
             .clone()
@@ -343,7 +346,7 @@ fn load_with(
                     .map(Path::to_path_buf)
             })
             .unwrap_or_else(|| start.to_path_buf());
-        environment(name, &dir, &mut files, &mut env_files, disable_env_file)?;
+        undefined = environment(name, &dir, &mut files, &mut env_files, disable_env_file)?;
     }
     let opts = Options {
         files,
@@ -356,6 +359,12 @@ fn load_with(
         keep_all,
     };
     let mut project = cove_spec::load(&opts)?;
+    if let Some(failure) = undefined
+        && let Some(name) = args.environment.as_deref()
+        && !project.app.x_cove.environments.contains_key(name)
+    {
+        return Err(failure);
+    }
     for w in &project.warnings {
         eprint!("{}", w.render(&project.sources, &style));
     }
@@ -372,6 +381,12 @@ fn load_with(
 /// `STATE_DIR/projects/NAME` and `…/env/ENV` under the state directory the
 /// files name (`.cove` by default).
 fn separate_state(project: &mut cove_spec::Project) {
+    // `cove system in` on a host: the app's state directory is the same
+    // whichever checkout runs (see crate::checkout).
+    if let Some(d) = std::env::var_os("COVE_STATE_DIR").filter(|d| !d.is_empty()) {
+        project.app.x_cove.state_dir = Some(PathBuf::from(d).display().to_string());
+        return;
+    }
     let x = &project.app.x_cove;
     let mut dir = PathBuf::from(x.state_dir.as_deref().unwrap_or(".cove"));
     let mut apart = false;
@@ -390,14 +405,15 @@ fn separate_state(project: &mut cove_spec::Project) {
 
 /// `--env NAME`: `compose.NAME.yaml` (or `.yml`) after the other files,
 /// `.env.NAME` after `.env`; at least one of them, or the environment's
-/// secrets file, must exist in `dir`.
+/// secrets file, must exist in `dir`, or the loaded file must name it
+/// under `x-cove.environments` (the failure to report when it does not).
 fn environment(
     name: &str,
     dir: &Path,
     files: &mut Vec<PathBuf>,
     env_files: &mut Option<Vec<PathBuf>>,
     disable_env_file: bool,
-) -> Result<(), LoadFailure> {
+) -> Result<Option<LoadFailure>, LoadFailure> {
     let fail = |message: String, hint: String| LoadFailure {
         diagnostics: vec![cove_spec::Diagnostic::error(None, message).with_hint(hint)],
         sources: Default::default(),
@@ -420,15 +436,16 @@ fn environment(
     .find(|p| p.is_file());
     let dotenv = dir.join(format!(".env.{name}"));
     let secrets = dir.join(cove_runtime::secrets::default_file_name(Some(name)));
+    let mut undefined = None;
     if compose.is_none() && !dotenv.is_file() && !secrets.is_file() {
-        return Err(fail(
+        undefined = Some(fail(
             format!(
                 "environment `{name}` is not defined: {} has no compose.{name}.yaml, .env.{name} nor {}",
                 dir.display(),
                 secrets.file_name().unwrap_or_default().to_string_lossy()
             ),
             format!(
-                "create compose.{name}.yaml with what differs in `{name}`, or check the name (`--env`, `COVE_ENV`)"
+                "create compose.{name}.yaml with what differs in `{name}`, name it under `x-cove.environments`, or check the name (`--env`, `COVE_ENV`)"
             ),
         ));
     }
@@ -448,5 +465,5 @@ fn environment(
         });
         list.push(dotenv);
     }
-    Ok(())
+    Ok(undefined)
 }

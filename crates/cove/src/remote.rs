@@ -36,6 +36,16 @@ pub fn daemon(remote: &Arc<Remote>) -> Client {
 pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()> {
     let name = match command {
         Command::Ps(_) | Command::Ls(_) | Command::Events(_) | Command::Version(_) => return Ok(()),
+        // Run in the app's checkout there (`cove system in`): sent by
+        // `cove deploy --env`.
+        Command::Logs(_)
+        | Command::History(_)
+        | Command::Rollback(_)
+        | Command::Down(_)
+        | Command::Stop(_)
+        | Command::Start(_)
+        | Command::Restart(_)
+        | Command::Scale(_) => return Ok(()),
         // Run where they are typed and ask no daemon: the host is not
         // theirs (`config` prints this checkout's files resolved).
         Command::Daemon(_)
@@ -47,8 +57,6 @@ pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()>
         }
         Command::Server(_) => "server install",
         Command::Up(_) => "up",
-        Command::Down(_) => "down",
-        Command::Logs(_) => "logs",
         Command::Deploy(_) => "deploy",
         other => {
             let debug = format!("{other:?}");
@@ -61,7 +69,7 @@ pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()>
 
 fn unsupported(name: &str, target: &Target) -> anyhow::Error {
     anyhow::anyhow!(
-        "`cove {name}` does not work over --host yet ({target}): only `ps`, `ls`, `events` and `version` do; nothing was run; hint: run it on the host (`{} -- cove {name} ...` in the project's directory there), or drop --host/COVE_HOST to run it here",
+        "`cove {name}` does not work over --host yet ({target}): only `ps`, `ls`, `events`, `version` and (in a checkout `cove deploy --env` sent) `logs`, `history`, `rollback`, `down`, `stop`, `start`, `restart` and `scale` do; nothing was run; hint: run it on the host (`{} -- cove {name} ...` in the project's directory there), or drop --host/COVE_HOST to run it here",
         target.ssh_line()
     )
 }

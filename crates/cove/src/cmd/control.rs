@@ -26,6 +26,21 @@ pub fn run(
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let word = match verb {
+            Verb::Stop => "stop",
+            Verb::Start => "start",
+            Verb::Restart => "restart",
+        };
+        let mut words = vec![word.to_string()];
+        words.extend(args.service_names.iter().cloned());
+        words.extend(["--wait-timeout".to_string(), args.wait_timeout.to_string()]);
+        if let Some(t) = args.timeout {
+            words.extend(["--timeout".to_string(), t.to_string()]);
+        }
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     let path = match verb {
         Verb::Stop => "/v1/stop",

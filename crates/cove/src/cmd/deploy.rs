@@ -23,13 +23,18 @@ pub fn deploy(project_args: &ProjectArgs, args: &DeployArgs) -> anyhow::Result<E
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    if crate::project::plan_or_report(&project).is_none() {
-        return Ok(ExitCode::from(1));
-    }
     let message = match &args.message {
         Some(m) => m.clone(),
         None => git_commit(&project.project_dir).unwrap_or_default(),
     };
+    // The environment's hosts: sent there and deployed there (planned
+    // there: this machine may lack what they have).
+    if let Some((env, hosts)) = crate::fleet::hosts(&project) {
+        return crate::fleet::deploy(&project, &env, &hosts, &args.service_names, &message);
+    }
+    if crate::project::plan_or_report(&project).is_none() {
+        return Ok(ExitCode::from(1));
+    }
     redeploy(&project, &args.service_names, &message)
 }
 
@@ -77,6 +82,12 @@ pub fn scale(project_args: &ProjectArgs, args: &ScaleArgs) -> anyhow::Result<Exi
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let mut words = vec!["scale".to_string()];
+        words.extend(args.pairs.iter().cloned());
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     // The replicas it adds are waited for as `up -d` waits for them.
     let wait: Vec<String> = scale
@@ -91,6 +102,14 @@ pub fn rollback(project_args: &ProjectArgs, args: &RollbackArgs) -> anyhow::Resu
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let mut words = vec!["rollback".to_string(), args.service.clone()];
+        if let Some(n) = args.to {
+            words.extend(["--to".to_string(), n.to_string()]);
+        }
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     call(
         &client,
@@ -108,6 +127,14 @@ pub fn history(project_args: &ProjectArgs, args: &HistoryArgs) -> anyhow::Result
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        let mut words = vec!["history".to_string(), args.service.clone()];
+        if args.format == crate::cli::PsFormat::Json {
+            words.extend(["--format".to_string(), "json".to_string()]);
+        }
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     let path = format!("/v1/history?service={}", args.service);
     let h: History = match daemon::runtime()?.block_on(client.get(&path)) {

@@ -34,6 +34,22 @@ pub fn run(project_args: &ProjectArgs, args: &DownArgs) -> anyhow::Result<ExitCo
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        if args.volumes || args.rmi.is_some() {
+            anyhow::bail!(
+                "`down -v` and `--rmi` do not work on the hosts of `{env}` yet: nothing was stopped; hint: `cove down --env {env}` stops the app there and keeps its data"
+            );
+        }
+        let mut words = vec!["down".to_string()];
+        if args.remove_orphans {
+            words.push("--remove-orphans".into());
+        }
+        if let Some(t) = args.timeout {
+            words.extend(["--timeout".to_string(), t.to_string()]);
+        }
+        return Ok(crate::fleet::on_each(&project, &env, &hosts, &words, false));
+    }
     let client = daemon::find(&project)?;
     if let Err(e) = daemon::runtime()?.block_on(down(&client, args.timeout)) {
         daemon::print_error(&style, &e);

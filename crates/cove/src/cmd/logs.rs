@@ -34,6 +34,16 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some(place) = crate::fleet::elsewhere(&project) {
+        let (env, hosts) = place?;
+        return Ok(crate::fleet::on_each(
+            &project,
+            &env,
+            &hosts,
+            &remote_args(args),
+            true,
+        ));
+    }
     for name in &args.service_names {
         let service = name
             .rsplit_once('-')
@@ -187,4 +197,34 @@ pub fn window(
     }
     };
     Ok((when("since", since)?, when("until", until)?))
+}
+
+/// `args` as the host's `cove logs` takes them.
+fn remote_args(args: &LogsArgs) -> Vec<String> {
+    let mut words = vec!["logs".to_string()];
+    words.extend(args.service_names.iter().cloned());
+    let flags = [
+        (args.follow, "--follow"),
+        (args.timestamps, "--timestamps"),
+        (args.no_log_prefix, "--no-log-prefix"),
+        // Colours do not cross ssh: the host's output is not a terminal.
+        (true, "--no-color"),
+    ];
+    words.extend(
+        flags
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| f.to_string()),
+    );
+    for (value, flag) in [
+        (args.since.clone(), "--since"),
+        (args.until.clone(), "--until"),
+        (args.tail.map(|n| n.to_string()), "--tail"),
+        (args.index.map(|n| n.to_string()), "--index"),
+    ] {
+        if let Some(v) = value {
+            words.extend([flag.to_string(), v]);
+        }
+    }
+    words
 }

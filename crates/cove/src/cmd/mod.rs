@@ -17,7 +17,7 @@ mod logs;
 mod ls;
 mod pause;
 mod port;
-mod ps;
+pub(crate) mod ps;
 mod pull;
 mod routes;
 mod run;
@@ -78,6 +78,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watchcmd::run(&cli.project, &args),
         Command::Server(args) => server::run(&args),
         Command::System(args) => match args.command {
+            crate::cli::SystemCommand::Receive { project, env } => {
+                Ok(crate::checkout::receive(&project, &env))
+            }
+            crate::cli::SystemCommand::In {
+                project,
+                env,
+                checkout,
+                args,
+            } => Ok(crate::checkout::run_in(
+                &project,
+                &env,
+                checkout.as_deref(),
+                &args,
+            )),
             crate::cli::SystemCommand::DialStdio => {
                 let socket = cove_daemon::Paths::new(&cove_daemon::host_dir()).socket();
                 Ok(ExitCode::from(

@@ -69,6 +69,27 @@ pub fn run(project_args: &ProjectArgs, args: &PsListArgs) -> anyhow::Result<Exit
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
+    if let Some((env, hosts)) = crate::fleet::hosts(&project) {
+        let json = match format {
+            Format::Json => true,
+            Format::Table => false,
+            Format::Template(_) => {
+                eprintln!(
+                    "{}error{}: `--format TEMPLATE` does not work across the hosts of `{env}` yet\n  = {}hint{}: `--format json` (each row has its `host`), or `cove --host ssh://... ps --format ...` for one host",
+                    style.red, style.reset, style.cyan, style.reset
+                );
+                return Ok(ExitCode::from(2));
+            }
+        };
+        if args.quiet || args.services || !statuses.is_empty() {
+            eprintln!(
+                "{}error{}: `-q`, `--services` and `--status` do not work across the hosts of `{env}` yet\n  = {}hint{}: `--format json` (each row has its `host`), or `cove --host ssh://... ps` for one host",
+                style.red, style.reset, style.cyan, style.reset
+            );
+            return Ok(ExitCode::from(2));
+        }
+        return crate::fleet::ps(&project, &hosts, &args.service_names, json);
+    }
     let rt = daemon::runtime()?;
     let found = rt.block_on(async {
         let client = daemon::locate(&project).await?;
@@ -575,7 +596,7 @@ fn table(rows: &[Replica], now: SystemTime) -> String {
     crate::output::columns(&with)
 }
 
-fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 10]> {
+pub(crate) fn cells(rows: &[Replica], now: SystemTime) -> Vec<[String; 10]> {
     let mut cells = vec![
         [
             "SERVICE", "REPLICA", "REVISION", "STATE", "HEALTH", "PID", "ADDRESS", "RESTARTS",

@@ -41,6 +41,16 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         eprintln!("{}error{}: {e}", style.red, style.reset);
         return Ok(ExitCode::from(2));
     }
+    if let Some((env, hosts)) = crate::fleet::hosts(&project) {
+        if !args.detach {
+            eprintln!(
+                "{}error{}: `{env}` runs on its hosts: `cove up` there runs detached\n  = {}hint{}: `cove up -d --env {env}` (or `cove deploy --env {env}`), then `cove logs --env {env}`",
+                style.red, style.reset, style.cyan, style.reset
+            );
+            return Ok(ExitCode::from(2));
+        }
+        return crate::fleet::deploy(&project, &env, &hosts, &args.service_names, "");
+    }
     let Some(plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };

@@ -7,166 +7,16 @@
 //! there; commands that need this machine's files are refused; and `cove
 //! server install` writes a unit whose ExecStart runs the daemon.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{App, HostDaemon, Out, run_bounded};
+use crate::sshd::Sshd;
 
 /// A Compose file with its own name: found by name on the host, whatever
 /// directory the client runs in.
 const APP: &str = "name: remoteapp\nservices:\n  web:\n    x-cove: {run: [sh, -c, 'sleep 300 & wait']}\n    deploy: {replicas: 2}\n";
-
-/// An sshd of the test's own, stopped by its pid when dropped.
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Sshd {
-    /// Starts sshd on a free port of 127.0.0.1: remote commands find
-    /// `cove` (a wrapper that records each run in `ran`, then runs the
-    /// test's binary) and the host daemon of `host_dir`.
-    fn start(host_dir: &Path) -> Sshd {
-        Sshd::start_with(host_dir, true)
-    }
-
-    /// [`Sshd::start`]; without `cove` on the remote PATH when not `cove`.
-    fn start_with(host_dir: &Path, cove: bool) -> Sshd {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let keygen = |file: &str| {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "cove-test", "-f"])
-                .arg(d.join(file))
-                .status()
-                .unwrap();
-            assert!(st.success(), "ssh-keygen");
-        };
-        keygen("host_key");
-        keygen("client_key");
-        fs_err::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let bin = d.join("bin");
-        fs_err::create_dir(&bin).unwrap();
-        // Without cove, the wrapper is not where ssh's PATH finds it.
-        let wrapper = if cove {
-            bin.join("cove")
-        } else {
-            d.join("not-cove")
-        };
-        fs_err::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
-                d.join("ran").display(),
-                env!("CARGO_BIN_EXE_cove")
-            ),
-        )
-        .unwrap();
-        fs_err::set_permissions(
-            &wrapper,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        fs_err::write(
-            d.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 PermitRootLogin prohibit-password\nStrictModes no\n\
-                 SetEnv PATH={bin}:/usr/bin:/bin COVE_HOST_DIR={host}\n",
-                d = d.display(),
-                bin = bin.display(),
-                host = host_dir.display(),
-            ),
-        )
-        .unwrap();
-        // sshd's privilege separation directory, as its package makes it.
-        let _ = fs_err::create_dir_all("/run/sshd");
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(
-                fs_err::File::create(d.join("sshd.log"))
-                    .unwrap()
-                    .into_parts()
-                    .0,
-            )
-            .stderr(
-                fs_err::File::create(d.join("sshd.err"))
-                    .unwrap()
-                    .into_parts()
-                    .0,
-            )
-            .spawn()
-            .expect("/usr/sbin/sshd (openssh-server, see scripts/install-packages)");
-        let sshd = Sshd { dir, port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen within 10s: {}",
-                fs_err::read_to_string(sshd.dir.path().join("sshd.err")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The client's known_hosts holds the server's key, as
-        // `ssh-keyscan` would write it.
-        let key = fs_err::read_to_string(sshd.dir.path().join("host_key.pub")).unwrap();
-        let key: Vec<&str> = key.split_whitespace().take(2).collect();
-        fs_err::write(
-            sshd.known_hosts(),
-            format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
-        )
-        .unwrap();
-        sshd
-    }
-
-    fn url(&self) -> String {
-        format!("ssh://root@127.0.0.1:{}", self.port)
-    }
-
-    fn known_hosts(&self) -> PathBuf {
-        self.dir.path().join("known_hosts")
-    }
-
-    /// `COVE_SSH`: ssh with none of the machine's configuration, this
-    /// test's key and known_hosts.
-    fn ssh(&self, known_hosts: &Path) -> String {
-        format!(
-            "ssh -F /dev/null -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -i {} -o IdentitiesOnly=yes",
-            known_hosts.display(),
-            self.dir.path().join("client_key").display()
-        )
-    }
-
-    /// What the remote `cove` was run with, one run a line.
-    fn ran(&self) -> String {
-        fs_err::read_to_string(self.dir.path().join("ran")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `cove ARGS` in `dir`, with `env` only for cove's own variables (no
 /// COVE_DAEMON nor COVE_HOST_DIR: nothing local is asked).
@@ -334,7 +184,7 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
 
     // What needs this machine's files is refused, and nothing runs.
     let before = sshd.ran();
-    for args in [&["up", "-d"][..], &["down"], &["logs"], &["stop"]] {
+    for args in [&["up", "-d"][..], &["deploy"], &["exec", "web", "true"]] {
         let mut all = vec!["--host", url.as_str()];
         all.extend(args);
         let out = cove(client.path(), &env, &all);
@@ -344,6 +194,18 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
                 "error: `cove {}` does not work over --host yet",
                 args[0]
             )),
+            "{out}"
+        );
+    }
+    // `logs`, `down`, `stop` run in the checkout `deploy --env` sends:
+    // they need the environment.
+    for args in [&["logs"][..], &["down"], &["stop"]] {
+        let mut all = vec!["--host", url.as_str()];
+        all.extend(args);
+        let out = cove(client.path(), &env, &all);
+        assert_eq!(out.code, Some(1), "{out}");
+        assert!(
+            out.stderr.contains("name the environment") && out.stderr.contains("--env prod"),
             "{out}"
         );
     }
