@@ -90,7 +90,9 @@ pub fn level_of(
     object: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Option<Level> {
     if let Some(m) = object {
-        let v = ["level", "severity", "lvl"].iter().find_map(|k| m.get(*k))?;
+        let v = ["level", "severity", "lvl"]
+            .iter()
+            .find_map(|k| m.get(*k))?;
         return match v {
             serde_json::Value::String(s) => Level::from_word(s.trim()),
             serde_json::Value::Number(n) => n.as_f64().and_then(Level::from_number),
@@ -193,7 +195,8 @@ mod tests {
 
     #[test]
     fn where_conditions() {
-        let obj = json_object(r#"{"level":"WARNING","status":500,"ok":true,"user":"ann"}"#).unwrap();
+        let obj =
+            json_object(r#"{"level":"WARNING","status":500,"ok":true,"user":"ann"}"#).unwrap();
         let w = |s: &str| Where::parse(s).unwrap().matches(&obj);
         assert!(w("user=ann"));
         assert!(!w("user=bob"));

@@ -188,6 +188,9 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Page {
     pub lines: Vec<Line>,
+    /// Every replica the query reads (not only those of this page), by
+    /// name: what a printer aligns its prefixes on.
+    pub sources: Vec<String>,
     /// Give it back for the lines after these.
     pub cursor: String,
     /// A limit ended the page: more lines may be there now (ask again at
@@ -457,7 +460,9 @@ impl Source {
             return None;
         }
         let time_ms = crate::logs::parse_time(std::str::from_utf8(&raw[..24]).ok()?)?;
-        if query.since_ms.is_some_and(|t| time_ms < t) || query.until_ms.is_some_and(|t| time_ms >= t) {
+        if query.since_ms.is_some_and(|t| time_ms < t)
+            || query.until_ms.is_some_and(|t| time_ms >= t)
+        {
             return None;
         }
         let stream = match &raw[25..28] {
@@ -565,6 +570,7 @@ pub fn page(
     }
     Ok(Page {
         lines,
+        sources: sources.iter().map(|s| s.name.clone()).collect(),
         cursor: cursor_of(&sources).encode(),
         more,
     })
@@ -742,10 +748,7 @@ mod tests {
             run(q(f(None, None, &["user=bob"]))),
             [r#"api-1 {"level":"error","msg":"boom","user":"bob"}"#]
         );
-        assert_eq!(
-            run(q(f(None, None, &["msg=hello", "user=ann"]))).len(),
-            1
-        );
+        assert_eq!(run(q(f(None, None, &["msg=hello", "user=ann"]))).len(), 1);
         let replica2 = Query {
             replica: Some(2),
             ..Query::default()
@@ -775,7 +778,10 @@ mod tests {
         };
         assert!(run(tail0).is_empty());
         let e = Filter::new(Some("a(b"), None, &[]).unwrap_err();
-        assert!(e.what.contains("--grep a(b") && e.hint.contains("escape"), "{e:?}");
+        assert!(
+            e.what.contains("--grep a(b") && e.hint.contains("escape"),
+            "{e:?}"
+        );
         assert!(Filter::new(None, Some("loud"), &[]).is_err());
         assert!(Filter::new(None, None, &["nofield".into()]).is_err());
     }
@@ -794,7 +800,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Writer::new(dir.path(), 1 << 30).unwrap();
         for i in 0..5000u64 {
-            let t = if i % 1000 == 999 { "needle" } else { "hay hay hay" };
+            let t = if i % 1000 == 999 {
+                "needle"
+            } else {
+                "hay hay hay"
+            };
             w.append("a-1", Stream::Stdout, t, at(i)).unwrap();
         }
         let q = Query {

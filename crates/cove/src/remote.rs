@@ -3,7 +3,7 @@
 //! ([`cove_daemon::remote`]); a project is found there by its name and
 //! environment (`GET /v1/projects`), since its directory there is not
 //! this one. Commands that would need this machine's files or processes
-//! there (`up`, `logs`, `exec`, ...) are refused, never run here instead.
+//! there (`up`, `exec`, ...) are refused, never run here instead.
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,7 +35,11 @@ pub fn daemon(remote: &Arc<Remote>) -> Client {
 /// Refuses a command that does not work over `--host` yet, naming it.
 pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()> {
     let name = match command {
-        Command::Ps(_) | Command::Ls(_) | Command::Events(_) | Command::Version(_) => return Ok(()),
+        Command::Ps(_)
+        | Command::Ls(_)
+        | Command::Events(_)
+        | Command::Logs(_)
+        | Command::Version(_) => return Ok(()),
         // Run where they are typed and ask no daemon: the host is not
         // theirs (`config` prints this checkout's files resolved).
         Command::Daemon(_)
@@ -48,7 +52,6 @@ pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()>
         Command::Server(_) => "server install",
         Command::Up(_) => "up",
         Command::Down(_) => "down",
-        Command::Logs(_) => "logs",
         Command::Deploy(_) => "deploy",
         other => {
             let debug = format!("{other:?}");
@@ -61,7 +64,7 @@ pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()>
 
 fn unsupported(name: &str, target: &Target) -> anyhow::Error {
     anyhow::anyhow!(
-        "`cove {name}` does not work over --host yet ({target}): only `ps`, `ls`, `events` and `version` do; nothing was run; hint: run it on the host (`{} -- cove {name} ...` in the project's directory there), or drop --host/COVE_HOST to run it here",
+        "`cove {name}` does not work over --host yet ({target}): only `ps`, `ls`, `events`, `logs` and `version` do; nothing was run; hint: run it on the host (`{} -- cove {name} ...` in the project's directory there), or drop --host/COVE_HOST to run it here",
         target.ssh_line()
     )
 }
