@@ -40,7 +40,7 @@ pub(super) struct Daemon {
     /// Moves on when the recorder has written a batch (log lines).
     pub(super) lines: watch::Receiver<u64>,
     /// `GET /v1/logs` long polls in progress.
-    pub(super) log_follows: std::sync::atomic::AtomicUsize,
+    pub(super) log_follows: Arc<std::sync::atomic::AtomicUsize>,
     pub(super) flushes: std::sync::atomic::AtomicU64,
     pub(super) flushed: watch::Receiver<u64>,
     pub(super) shutdown: Notify,

@@ -13,6 +13,7 @@
 //! is what is stored.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ pub(in crate::server) async fn logs(daemon: &Daemon, key: &str, query: &str) -> 
         );
     }
     let dir = cove_runtime::logs::Writer::dir_of(Path::new(key));
-    let query = std::sync::Arc::new(Query {
+    let query = Arc::new(Query {
         sources: req.sources,
         replica: req.replica,
         since_ms: req.since_ms,
@@ -106,16 +107,16 @@ pub(in crate::server) async fn logs(daemon: &Daemon, key: &str, query: &str) -> 
 
 /// Counts the long polls in progress ([`crate::api::DaemonStatus`]'s
 /// `log_follows`), while it lives.
-struct Following<'a>(&'a AtomicUsize);
+struct Following(Arc<AtomicUsize>);
 
-impl<'a> Following<'a> {
-    fn new(count: &'a AtomicUsize) -> Following<'a> {
+impl Following {
+    fn new(count: &Arc<AtomicUsize>) -> Following {
         count.fetch_add(1, Ordering::SeqCst);
-        Following(count)
+        Following(count.clone())
     }
 }
 
-impl Drop for Following<'_> {
+impl Drop for Following {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
