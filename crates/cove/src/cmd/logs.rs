@@ -130,13 +130,11 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
             .map(|(i, s)| (s.clone(), COLOURS[i % COLOURS.len()]))
             .collect(),
     };
-    let fetch = |cursor: Option<&str>, wait: Option<Duration>| {
-        rt.block_on(fetch(&reader, &request, &query, cursor, wait))
-    };
+    let now = |cursor: Option<&str>| rt.block_on(fetch(&reader, &request, &query, cursor, None));
     // The lines there now, a page at a time (bounded count).
     let mut cursor: Option<String> = None;
     for turn in 0.. {
-        let page = match fetch(cursor.as_deref(), None) {
+        let page = match now(cursor.as_deref()) {
             Ok(p) => p,
             Err(e) => {
                 daemon::print_error(&style, &e);
@@ -162,16 +160,28 @@ pub fn run(project_args: &ProjectArgs, args: &LogsArgs) -> anyhow::Result<ExitCo
     if !args.follow || until.is_some_and(|t| t <= now_ms()) {
         return Ok(ExitCode::SUCCESS);
     }
-    // Until interrupted (Ctrl-C ends the process and its connection, which
-    // ends the daemon's poll) or until `until`.
+    // Until Ctrl-C (handled here, so a SIGINT ignored by whoever started
+    // us still ends it: the poll is dropped, which closes its connection
+    // and ends the daemon's side) or until `until`.
+    let mut interrupt = {
+        let _in = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?
+    };
     loop {
         let wait = match until {
             Some(t) => FOLLOW_WAIT.min(Duration::from_millis(t.saturating_sub(now_ms()))),
             None => FOLLOW_WAIT,
         };
-        let page = match fetch(cursor.as_deref(), Some(wait)) {
-            Ok(p) => p,
-            Err(e) => {
+        let polled = rt.block_on(async {
+            tokio::select! {
+                page = fetch(&reader, &request, &query, cursor.as_deref(), Some(wait)) => Some(page),
+                _ = interrupt.recv() => None,
+            }
+        });
+        let page = match polled {
+            None => return Ok(ExitCode::from(130)),
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
                 daemon::print_error(&style, &e);
                 return Ok(ExitCode::from(1));
             }
