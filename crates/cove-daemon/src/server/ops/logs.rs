@@ -43,7 +43,7 @@ pub(in crate::server) async fn logs(daemon: &Daemon, key: &str, query: &str) -> 
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.what, Some(e.hint)),
     };
-    let cursor = match req.cursor.as_deref().map(Cursor::decode) {
+    let mut cursor = match req.cursor.as_deref().map(Cursor::decode) {
         None => None,
         Some(Some(c)) => Some(c),
         Some(None) => {
@@ -84,10 +84,9 @@ pub(in crate::server) async fn logs(daemon: &Daemon, key: &str, query: &str) -> 
     // batch, or the deadline.
     loop {
         lines.borrow_and_update();
-        let (at, query, cursor) = (dir.clone(), query.clone(), cursor.clone());
+        let (at, q, from) = (dir.clone(), query.clone(), cursor.clone());
         let page =
-            blocking(move || log_query::page(&at, &query, cursor.as_ref(), Limits::default()))
-                .await;
+            blocking(move || log_query::page(&at, &q, from.as_ref(), Limits::default())).await;
         let page = match page {
             Ok(p) => p,
             Err(e) => {
@@ -101,6 +100,8 @@ pub(in crate::server) async fn logs(daemon: &Daemon, key: &str, query: &str) -> 
         if !page.lines.is_empty() || page.more || tokio::time::Instant::now() >= deadline {
             return json(StatusCode::OK, &page);
         }
+        // The lines read that did not pass are not read again.
+        cursor = Cursor::decode(&page.cursor);
         let _ = tokio::time::timeout_at(deadline, lines.changed()).await;
     }
 }
