@@ -598,18 +598,14 @@ fn tail_start(s: &mut Source, query: &Query, n: usize) -> std::io::Result<()> {
     let starts: Vec<u64> = s.files.iter().map(|f| f.pos).collect();
     let mut kept: VecDeque<(usize, u64)> = VecDeque::new();
     let mut budget = u64::MAX;
-    loop {
-        match s.fill(query, &mut budget)? {
-            Fill::Line => {
-                let (at, off, _) = s.ahead.take().expect("filled");
-                if n > 0 {
-                    if kept.len() == n {
-                        kept.pop_front();
-                    }
-                    kept.push_back((at, off));
-                }
+    // Ends with the files (the budget is never spent).
+    while let Fill::Line = s.fill(query, &mut budget)? {
+        let (at, off, _) = s.ahead.take().expect("filled");
+        if n > 0 {
+            if kept.len() == n {
+                kept.pop_front();
             }
-            Fill::End | Fill::Budget => break,
+            kept.push_back((at, off));
         }
     }
     let ends: Vec<u64> = s.files.iter().map(|f| f.pos).collect();
