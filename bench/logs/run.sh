@@ -3,7 +3,7 @@
 # files (the floor). Usage: bench/logs/run.sh [SIZE_BYTES] [REPLICAS]
 # (default 1 GiB over 4 replicas). Needs a release build:
 #   cargo build --profile release-fast -p cove   (or COVE=/path/to/cove)
-# Measures, each run 3 times, best wall time:
+# Measures, each run RUNS times (default 3), best wall time:
 #   floor:  grep -c needle .cove/logs/*.log
 #   files:  cove logs --grep needle   (no daemon: the query runs in the CLI)
 #   daemon: the same with the app up (`cove up -d`): GET /v1/logs pages
@@ -34,9 +34,10 @@ python3 "$here/gen.py" "$work/.cove/logs" "$size" "$replicas" >&2
 # The replicas' files are named api-1 .. api-N: the one replica `up -d`
 # starts appends to api-1.log (nothing: it prints nothing).
 sync
-best() { # best wall time of 3 runs of "$@", in seconds; the output of the last
+runs="${RUNS:-3}"
+best() { # best wall time of $runs runs of "$@", in seconds; the output of the last
   local b=""
-  for _ in 1 2 3; do
+  for _ in $(seq "$runs"); do
     local t0 t1
     t0=$(date +%s.%N)
     "$@" > "$work/out" 2>"$work/err"
@@ -60,7 +61,7 @@ json=$(best sh -c "'$cove' logs --grep needle --format json | wc -l")
 level=$(best sh -c "'$cove' logs --level error | wc -l")
 "$cove" down >/dev/null
 ratio() { echo "scale=1; $1 / $2" | bc; }
-echo "| data | what | lines | best of 3 (s) | × grep -c |"
+echo "| data | what | lines | best of $runs (s) | × grep -c |"
 echo "|---|---|---|---|---|"
 echo "| $bytes B, $replicas files | grep -c needle (floor) | $want | $floor | 1 |"
 echo "| | cove logs --grep needle, no daemon (query in the CLI) | $got_files | $files | $(ratio "$files" "$floor") |"
