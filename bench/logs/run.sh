@@ -18,7 +18,8 @@ cove="${COVE:-$root/target/release-fast/cove}"
 work="$(mktemp -d /tmp/cove-logs-bench.XXXXXX)"
 cleanup() {
   (cd "$work" && "$cove" down >/dev/null 2>&1) || true
-  rm -rf "$work"
+  # The daemon may still be removing its files as `down` returns.
+  rm -rf "$work" 2>/dev/null || { sleep 2; rm -rf "$work"; }
 }
 trap cleanup EXIT
 cat > "$work/compose.yaml" <<'YAML'
