@@ -22,6 +22,7 @@
 //! | `GET /v1/exec?service=S&index=N` |         | [`ExecTarget`]              |
 //! | `GET /v1/backups`          |               | `[`[`BackupStatus`]`]`      |
 //! | `GET /v1/alerts`           |               | `[`[`AlertView`]`]`         |
+//! | `GET /v1/logs?...` ([`LogsRequest`]) |     | [`LogPage`] (long poll with `cursor` and `wait`) |
 //!
 //! Every call but `status` and `projects` is about one project, named by the
 //! [`PROJECT_HEADER`](crate::PROJECT_HEADER) header (its state directory):
@@ -38,10 +39,12 @@ use serde::{Deserialize, Serialize};
 
 mod alerts;
 mod backups;
+mod logs;
 mod words;
 
 pub use alerts::{AlertView, DeliveryView};
 pub use backups::{BackupOutcome, BackupStatus, Run, RunKind, SCHEDULED_RUN_ENV};
+pub use logs::{LogLine, LogPage, LogsRequest};
 pub use words::{EventState, Health, OutcomeKind, Protocol, ReplicaState};
 
 /// `POST /v1/up`: run `services` (with their dependencies) of `app`.
@@ -201,6 +204,9 @@ pub struct DaemonStatus {
     pub asleep: Vec<String>,
     /// The last event's sequence number.
     pub seq: u64,
+    /// `GET /v1/logs` long polls (follows) in progress.
+    #[serde(default)]
+    pub log_follows: usize,
 }
 
 /// A project a daemon runs (`GET /v1/projects`, no project header): its

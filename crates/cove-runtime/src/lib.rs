@@ -24,6 +24,8 @@ mod fnv;
 pub mod habits;
 pub mod health;
 pub mod lease;
+pub mod log_fields;
+pub mod log_query;
 pub mod logs;
 pub mod output;
 pub mod plan;

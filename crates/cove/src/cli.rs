@@ -14,8 +14,8 @@ pub struct Cli {
     #[command(flatten)]
     pub project: ProjectArgs,
     /// Another host's daemon, reached over ssh (as `docker -H ssh://`):
-    /// `ssh://USER@HOST[:PORT]`. `ps`, `ls`, `events` and `version` work
-    /// over it so far, and `logs`, `history`, `rollback`, `down`, `stop`,
+    /// `ssh://USER@HOST[:PORT]`. `ps`, `ls`, `events`, `logs` and
+    /// `version` work over it, and `history`, `rollback`, `down`, `stop`,
     /// `start`, `restart`, `scale` with `--env NAME` (in the checkout
     /// `cove deploy --env NAME` sent). `COVE_SSH` names
     /// the ssh program and its options.
@@ -676,8 +676,25 @@ pub struct LogsArgs {
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// Only replica N of the services (of each, when none named).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", visible_alias = "replica")]
     pub index: Option<u32>,
+    /// Only lines matching this regular expression (the regex crate's
+    /// syntax; searched in the line's text, not its time or prefix).
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+    /// Only lines at this level or above (trace, debug, info, warn, error,
+    /// fatal): a JSON line's `level`/`severity`, or a plain line's first
+    /// word (`WARN`, `[error]`, `INFO:`); lines with no level are left out.
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<String>,
+    /// Only JSON lines whose top-level FIELD has VALUE (repeatable: all
+    /// must hold), e.g. `--where user=ann`.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub wheres: Vec<String>,
+    /// `text` (prefixed lines) or `json` (one object per line: time,
+    /// time_ms, source, service, replica, stream, text).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
     /// Print the lines alone, without the `SERVICE-N |` before them.
     #[arg(long)]
     pub no_log_prefix: bool,

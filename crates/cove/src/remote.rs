@@ -3,7 +3,7 @@
 //! ([`cove_daemon::remote`]); a project is found there by its name and
 //! environment (`GET /v1/projects`), since its directory there is not
 //! this one. Commands that would need this machine's files or processes
-//! there (`up`, `logs`, `exec`, ...) are refused, never run here instead.
+//! there (`up`, `exec`, ...) are refused, never run here instead.
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,11 +35,14 @@ pub fn daemon(remote: &Arc<Remote>) -> Client {
 /// Refuses a command that does not work over `--host` yet, naming it.
 pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()> {
     let name = match command {
-        Command::Ps(_) | Command::Ls(_) | Command::Events(_) | Command::Version(_) => return Ok(()),
+        Command::Ps(_)
+        | Command::Ls(_)
+        | Command::Events(_)
+        | Command::Logs(_)
+        | Command::Version(_) => return Ok(()),
         // Run in the app's checkout there (`cove system in`): sent by
         // `cove deploy --env`.
-        Command::Logs(_)
-        | Command::History(_)
+        Command::History(_)
         | Command::Rollback(_)
         | Command::Down(_)
         | Command::Stop(_)
@@ -69,7 +72,7 @@ pub fn check_supported(command: &Command, target: &Target) -> anyhow::Result<()>
 
 fn unsupported(name: &str, target: &Target) -> anyhow::Error {
     anyhow::anyhow!(
-        "`cove {name}` does not work over --host yet ({target}): only `ps`, `ls`, `events`, `version` and (in a checkout `cove deploy --env` sent) `logs`, `history`, `rollback`, `down`, `stop`, `start`, `restart` and `scale` do; nothing was run; hint: run it on the host (`{} -- cove {name} ...` in the project's directory there), or drop --host/COVE_HOST to run it here",
+        "`cove {name}` does not work over --host yet ({target}): only `ps`, `ls`, `events`, `logs`, `version` and (in a checkout `cove deploy --env` sent) `history`, `rollback`, `down`, `stop`, `start`, `restart` and `scale` do; nothing was run; hint: run it on the host (`{} -- cove {name} ...` in the project's directory there), or drop --host/COVE_HOST to run it here",
         target.ssh_line()
     )
 }

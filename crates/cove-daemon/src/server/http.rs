@@ -17,6 +17,7 @@ use crate::server::ops::deploy::deploy;
 use crate::server::ops::down::down;
 use crate::server::ops::events::events;
 use crate::server::ops::history::history;
+use crate::server::ops::logs::logs;
 use crate::server::ops::ps::ps;
 use crate::server::ops::rollback::rollback;
 use crate::server::ops::routes::routes;
@@ -120,6 +121,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
     match (method.clone(), path.as_str()) {
         (Method::GET, "/v1/ps") => ps(daemon, &key),
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
+        (Method::GET, "/v1/logs") => logs(daemon, &key, &query).await,
         (Method::GET, "/v1/routes") => routes(daemon, &key),
         (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
         (Method::POST, "/v1/stop") => control(daemon, &key, parse!(Names), Verb::Stop).await,

@@ -138,7 +138,14 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
     let first_seq = store.last_seq().map_err(|e| e.to_string())?;
     let (seq_tx, seq_rx) = watch::channel(first_seq);
     let (flushed_tx, flushed_rx) = watch::channel(0u64);
-    let recorder = tokio::spawn(record(recorder_rx, store.clone(), seq_tx, flushed_tx));
+    let (lines_tx, lines_rx) = watch::channel(0u64);
+    let recorder = tokio::spawn(record(
+        recorder_rx,
+        store.clone(),
+        seq_tx,
+        flushed_tx,
+        lines_tx,
+    ));
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         host,
@@ -148,6 +155,8 @@ async fn serve(state_dir: &Path, host: bool) -> Result<(), String> {
         projects: Default::default(),
         recorder: recorder_tx,
         seq: seq_rx,
+        lines: lines_rx,
+        log_follows: Default::default(),
         flushes: Default::default(),
         flushed: flushed_rx,
         shutdown: Notify::new(),

@@ -28,6 +28,7 @@ pub(super) async fn record(
     store: Arc<Store>,
     seq_tx: watch::Sender<u64>,
     flushed_tx: watch::Sender<u64>,
+    lines_tx: watch::Sender<u64>,
 ) {
     // Each project's logs live in its own state directory; `None` once
     // writing there failed. Lent to each batch's blocking work.
@@ -89,6 +90,8 @@ pub(super) async fn record(
                 seq = store.last_seq().unwrap_or(seq).max(*seq_tx.borrow());
             }
         }
+        // Log followers read what this batch wrote.
+        lines_tx.send_modify(|n| *n += 1);
         if let Some(id) = flushed {
             let _ = flushed_tx.send(id);
         }

@@ -37,6 +37,10 @@ pub(super) struct Daemon {
     pub(super) recorder: mpsc::UnboundedSender<(Arc<str>, Report)>,
     /// Last recorded event.
     pub(super) seq: watch::Receiver<u64>,
+    /// Moves on when the recorder has written a batch (log lines).
+    pub(super) lines: watch::Receiver<u64>,
+    /// `GET /v1/logs` long polls in progress.
+    pub(super) log_follows: Arc<std::sync::atomic::AtomicUsize>,
     pub(super) flushes: std::sync::atomic::AtomicU64,
     pub(super) flushed: watch::Receiver<u64>,
     pub(super) shutdown: Notify,

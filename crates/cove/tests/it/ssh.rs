@@ -4,19 +4,20 @@
 //! the remote `cove` on its PATH and the test's host daemon directory):
 //! the replicas of an app that the host daemon runs are listed through
 //! ssh; an unknown or changed host key is refused before anything runs
-//! there; commands that need this machine's files are refused; and `cove
+//! there; `logs` reads the host's logs through it; commands that need
+//! this machine's files are refused; and `cove
 //! server install` writes a unit whose ExecStart runs the daemon.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::daemon::{App, HostDaemon, Out, run_bounded};
+use crate::daemon::{App, HostDaemon, Out, eventually_ok, run_bounded};
 use crate::sshd::Sshd;
 
 /// A Compose file with its own name: found by name on the host, whatever
 /// directory the client runs in.
-const APP: &str = "name: remoteapp\nservices:\n  web:\n    x-cove: {run: [sh, -c, 'sleep 300 & wait']}\n    deploy: {replicas: 2}\n";
+const APP: &str = "name: remoteapp\nservices:\n  web:\n    x-cove: {run: [sh, -c, 'echo said by $$COVE_REPLICA; sleep 300 & wait']}\n    deploy: {replicas: 2}\n";
 
 /// `cove ARGS` in `dir`, with `env` only for cove's own variables (no
 /// COVE_DAEMON nor COVE_HOST_DIR: nothing local is asked).
@@ -149,6 +150,29 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
         .collect();
     ready.sort();
     assert_eq!(ready, ["web-1", "web-2"], "{out}");
+
+    // `logs` there: the host daemon's log store, through ssh.
+    let out = eventually_ok(30, "both replicas' lines over ssh", || {
+        let out = cove(
+            client.path(),
+            &env,
+            &[
+                "--host", &url, "logs", "--format", "json", "--grep", "said by",
+            ],
+        );
+        let mut sources: Vec<String> = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["source"].as_str().unwrap_or_default().to_string())
+            .collect();
+        sources.sort();
+        match out.code == Some(0) && sources == ["web-1", "web-2"] {
+            true => Ok(out),
+            false => Err(format!("{out}")),
+        }
+    });
+    assert!(out.stdout.contains("\"text\":\"said by 1\""), "{out}");
 
     // `ls` and `version` there.
     let out = cove(

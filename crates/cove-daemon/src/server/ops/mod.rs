@@ -11,6 +11,7 @@ pub(super) mod deploy;
 pub(super) mod down;
 pub(super) mod events;
 pub(super) mod history;
+pub(super) mod logs;
 pub(super) mod ps;
 pub(super) mod rollback;
 pub(super) mod routes;

@@ -56,6 +56,7 @@ pub(in crate::server) fn status(daemon: &Daemon, key: Option<&str>) -> Answer {
             running,
             asleep,
             seq: *daemon.seq.borrow(),
+            log_follows: daemon.log_follows.load(std::sync::atomic::Ordering::SeqCst),
         },
     )
 }
