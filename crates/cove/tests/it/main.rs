@@ -25,6 +25,7 @@ mod daemon;
 pub mod deploy;
 mod first_hour;
 mod flags;
+mod fleet;
 pub mod gateway;
 mod guide;
 mod hosts;

@@ -3,8 +3,8 @@
 //! to a bridge in this namespace, on a private /24 of 10.0.0.0/8 that no
 //! interface here uses (traffic stays in the machine). In each: loopback
 //! up, [`NetHosts::start_sshd`] (a real OpenSSH server on the host's
-//! address, its own host key, an authorized key, known_hosts for the
-//! client) and [`NetHosts::start_daemon`] (a cove host daemon,
+//! address, the shared [`Sshd`] run through `ip netns exec`: its own host
+//! key, an authorized key, known_hosts for the client) and [`NetHosts::start_daemon`] (a cove host daemon,
 //! `cove __daemon --state-dir DIR --host` through `ip netns exec`);
 //! [`NetHosts::link_down`] / [`NetHosts::link_up`] cut a host off and
 //! back (its packets are dropped, not refused).
@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{Out, run_bounded};
+use crate::sshd::{Options, Sshd};
 
 /// One host: a namespace, its address, the link that joins it here.
 #[derive(Debug, Clone)]
@@ -45,6 +46,10 @@ pub struct SshHost {
     /// `COVE_SSH`: ssh with none of the machine's configuration, the
     /// host's key in its known_hosts, the test's key.
     pub ssh: String,
+    /// The client's known_hosts line of the host, in a file.
+    pub known_hosts: PathBuf,
+    /// The test's private key that the host takes.
+    pub key: PathBuf,
     /// What `cove` run over ssh there was run with, one run a line.
     pub ran: PathBuf,
 }
@@ -58,7 +63,7 @@ pub struct NetHosts {
     dir: tempfile::TempDir,
     /// Daemons, then sshds: ended in that order.
     daemons: Mutex<Vec<Child>>,
-    sshds: Mutex<Vec<Child>>,
+    sshds: Mutex<Vec<Sshd>>,
 }
 
 /// Makes one test's namespaces at a time in this process (the /24 is
@@ -263,7 +268,11 @@ impl NetHosts {
     pub fn pids(&self) -> Vec<u32> {
         let daemons = self.daemons.lock().unwrap();
         let sshds = self.sshds.lock().unwrap();
-        daemons.iter().chain(sshds.iter()).map(Child::id).collect()
+        daemons
+            .iter()
+            .map(Child::id)
+            .chain(sshds.iter().map(Sshd::pid))
+            .collect()
     }
 
     /// The bridge joining the hosts here.
@@ -327,99 +336,34 @@ impl NetHosts {
         }
     }
 
-    /// Starts sshd in host `i`'s namespace on its address, port 22: its
-    /// own host key, the test's key authorized, `SetEnv` giving commands
-    /// run over ssh `cove` (a wrapper recording each run) and the host's
-    /// daemon directory. Waits (up to 20 s) until it listens.
+    /// Starts sshd in host `i`'s namespace on its address, port 22 (the
+    /// shared [`Sshd`], through `ip netns exec`): its own host key, the
+    /// test's key authorized, `SetEnv` giving commands run over ssh `cove`
+    /// (a wrapper recording each run) and the host's daemon directory.
+    /// Waits (up to 20 s) until it listens.
     pub fn start_sshd(&self, i: usize) -> SshHost {
-        let d = self.host_path(i);
-        let addr = self.hosts[i].addr;
-        let keygen = |file: &str| {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "cove-test", "-f"])
-                .arg(d.join(file))
-                .status()
-                .expect("ssh-keygen (openssh-client)");
-            assert!(st.success(), "ssh-keygen");
+        self.start_sshd_env(i, &[])
+    }
+
+    /// [`NetHosts::start_sshd`], with more variables (`SetEnv`, no
+    /// spaces) for the commands run over ssh there.
+    pub fn start_sshd_env(&self, i: usize, env: &[(&str, &str)]) -> SshHost {
+        let host = self.host_dir(i);
+        let mut o = Options::new(&host).netns(&self.hosts[i].ns, self.hosts[i].addr.into());
+        for (k, v) in env {
+            o = o.env(k, v);
+        }
+        let sshd = Sshd::start_opts(o);
+        let known = sshd.known_hosts();
+        let host = SshHost {
+            url: sshd.url(),
+            ssh: format!("{} -o ConnectTimeout=5", sshd.ssh(&known)),
+            known_hosts: known,
+            key: sshd.dir.path().join("client_key"),
+            ran: sshd.dir.path().join("ran"),
         };
-        keygen("host_key");
-        keygen("client_key");
-        fs_err::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let bin = d.join("bin");
-        fs_err::create_dir_all(&bin).unwrap();
-        let ran = d.join("ran");
-        fs_err::write(
-            bin.join("cove"),
-            format!(
-                "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
-                ran.display(),
-                env!("CARGO_BIN_EXE_cove")
-            ),
-        )
-        .unwrap();
-        fs_err::set_permissions(
-            bin.join("cove"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        fs_err::write(
-            d.join("sshd_config"),
-            format!(
-                "Port 22\nListenAddress {addr}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 PermitRootLogin prohibit-password\nStrictModes no\n\
-                 SetEnv PATH={bin}:/usr/bin:/bin COVE_HOST_DIR={host}\n",
-                d = d.display(),
-                bin = bin.display(),
-                host = self.host_dir(i).display(),
-            ),
-        )
-        .unwrap();
-        // sshd's privilege separation directory, as its package makes it.
-        let _ = fs_err::create_dir_all("/run/sshd");
-        let err = fs_err::File::create(d.join("sshd.err"))
-            .unwrap()
-            .into_parts()
-            .0;
-        let child = self
-            .command_in(i, "/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("ip netns exec /usr/sbin/sshd (openssh-server)");
-        self.sshds.lock().unwrap().push(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect_timeout(
-            &SocketAddr::from((addr, 22)),
-            Duration::from_secs(1),
-        )
-        .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen on {addr}:22 within 20 s: {}",
-                fs_err::read_to_string(d.join("sshd.err")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // The client's known_hosts holds the server's key, as
-        // `ssh-keyscan` would write it.
-        let key = fs_err::read_to_string(d.join("host_key.pub")).unwrap();
-        let key: Vec<&str> = key.split_whitespace().take(2).collect();
-        let known = d.join("known_hosts");
-        fs_err::write(&known, format!("{addr} {}\n", key.join(" "))).unwrap();
-        SshHost {
-            url: format!("ssh://root@{addr}"),
-            ssh: format!(
-                "ssh -F /dev/null -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -i {} -o IdentitiesOnly=yes -o ConnectTimeout=5",
-                known.display(),
-                d.join("client_key").display()
-            ),
-            ran,
-        }
+        self.sshds.lock().unwrap().push(sshd);
+        host
     }
 }
 
@@ -445,9 +389,11 @@ impl Drop for NetHosts {
         for child in self.daemons.get_mut().unwrap_or_else(|e| e.into_inner()) {
             end(child, Duration::from_secs(30));
         }
-        for child in self.sshds.get_mut().unwrap_or_else(|e| e.into_inner()) {
-            end(child, Duration::from_secs(10));
-        }
+        // Each sshd stops as it drops.
+        self.sshds
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         // What is left in the namespaces (a replica that outlived its
         // daemon, an ssh session), by pid: all of it started by this test.
         for h in &self.hosts {

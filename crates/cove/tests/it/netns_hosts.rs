@@ -199,7 +199,7 @@ x-cove:
 }
 
 /// `cove gateway`, ended by its pid (SIGTERM, then SIGKILL) when dropped.
-struct Front(Child);
+pub(crate) struct Front(pub(crate) Child);
 
 impl Drop for Front {
     fn drop(&mut self) {

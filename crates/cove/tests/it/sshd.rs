@@ -4,7 +4,9 @@
 //! address of a network namespace), with `SetEnv` giving the remote `cove`
 //! on its PATH (a wrapper that records each run), the host daemon's
 //! directory (`COVE_HOST_DIR`) and whatever else the test sets there.
-//! Stopped by its pid when dropped.
+//! In a network namespace ([`Options::netns`]) it is run through `ip netns
+//! exec NS` on port 22 of the namespace's address. Stopped by its pid when
+//! dropped.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,9 @@ pub struct Options<'a> {
     pub cove: bool,
     /// More variables of commands run there (`SetEnv`: no spaces).
     pub env: Vec<(String, String)>,
+    /// The network namespace it runs in (`ip netns exec NS`), on port 22
+    /// of `addr` (an address of that namespace); `None`: this one.
+    pub netns: Option<String>,
 }
 
 impl<'a> Options<'a> {
@@ -37,7 +42,15 @@ impl<'a> Options<'a> {
             addr: IpAddr::from([127, 0, 0, 1]),
             cove: true,
             env: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// Runs it in namespace `ns`, listening on `addr` there (port 22).
+    pub fn netns(mut self, ns: &str, addr: IpAddr) -> Options<'a> {
+        self.netns = Some(ns.to_string());
+        self.addr = addr;
+        self
     }
 
     pub fn env(mut self, key: &str, value: impl std::fmt::Display) -> Options<'a> {
@@ -97,11 +110,17 @@ impl Sshd {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind((o.addr, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A namespace made for the test has port 22 free; here, a free
+        // port is taken.
+        let port = if o.netns.is_some() {
+            22
+        } else {
+            std::net::TcpListener::bind((o.addr, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
         let listen = match o.addr {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
@@ -130,7 +149,15 @@ impl Sshd {
         .unwrap();
         // sshd's privilege separation directory, as its package makes it.
         let _ = fs_err::create_dir_all("/run/sshd");
-        let child = Command::new("/usr/sbin/sshd")
+        let mut command = match &o.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
+                c
+            }
+            None => Command::new("/usr/sbin/sshd"),
+        };
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
             .stdin(Stdio::null())
@@ -154,25 +181,38 @@ impl Sshd {
             port,
             child,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((o.addr, port)).is_err() {
+        // Reached from here (a namespace's address across its link).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from((o.addr, port)),
+            Duration::from_secs(1),
+        )
+        .is_err()
+        {
             assert!(
                 Instant::now() < deadline,
-                "sshd did not listen within 10s: {}",
+                "sshd did not listen on {}:{port} within 20 s: {}",
+                o.addr,
                 fs_err::read_to_string(sshd.dir.path().join("sshd.err")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
         // The client's known_hosts holds the server's key, as
-        // `ssh-keyscan` would write it.
+        // `ssh-keyscan` would write it (port 22 is not written).
         let key = fs_err::read_to_string(sshd.dir.path().join("host_key.pub")).unwrap();
         let key: Vec<&str> = key.split_whitespace().take(2).collect();
-        fs_err::write(
-            sshd.known_hosts(),
-            format!("[{listen}]:{port} {}\n", key.join(" ")),
-        )
-        .unwrap();
+        let name = if port == 22 {
+            o.addr.to_string()
+        } else {
+            format!("[{listen}]:{port}")
+        };
+        fs_err::write(sshd.known_hosts(), format!("{name} {}\n", key.join(" "))).unwrap();
         sshd
+    }
+
+    /// sshd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self) -> String {
