@@ -221,9 +221,9 @@ fn ps_over_ssh_lists_the_replicas_the_host_daemon_runs() {
             "{out}"
         );
     }
-    // `logs`, `down`, `stop` run in the checkout `deploy --env` sends:
-    // they need the environment.
-    for args in [&["logs"][..], &["down"], &["stop"]] {
+    // `down`, `stop` run in the checkout `deploy --env` sends: they need
+    // the environment (`logs` is the daemon's, above).
+    for args in [&["down"][..], &["stop"]] {
         let mut all = vec!["--host", url.as_str()];
         all.extend(args);
         let out = cove(client.path(), &env, &all);
