@@ -11,15 +11,13 @@
 //! `rollback`, then one host's link down and back. Failed requests are
 //! counted per phase (printed; goal and assertion: 0).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::daemon::{Out, run_bounded};
+use crate::hosts::{cove, identity};
 use crate::netns::NetHosts;
 use crate::netns_hosts::Front;
 
@@ -70,35 +68,6 @@ x-cove:
 "#,
         hosts.join(", ")
     )
-}
-
-/// `cove ARGS` in `dir` as the laptop (no daemon of this machine asked).
-fn cove(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&[u8]>) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cove"));
-    c.current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("COVE_DAEMON")
-        .env_remove("COVE_HOST_DIR")
-        .env_remove("COVE_HOST")
-        .env_remove("COVE_STATE_DIR")
-        .envs(env.iter().copied());
-    let Some(input) = stdin else {
-        return run_bounded(&mut c, 300);
-    };
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// One GET of `path` at `to` on a connection of its own: the body of a
@@ -166,24 +135,7 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
     let Some(net) = NetHosts::new(2) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    // The laptop's identity and each host's (as `cove server install`
-    // makes one), their recipients.
-    let init = |who: &Path| -> String {
-        let scratch = tempfile::tempdir().unwrap();
-        fs_err::write(scratch.path().join("compose.yaml"), "services: {}\n").unwrap();
-        let out = cove(
-            scratch.path(),
-            &[("COVE_IDENTITY", who.to_str().unwrap())],
-            &["secrets", "init"],
-            None,
-        );
-        assert_eq!(out.code, Some(0), "{out}");
-        out.stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("cove: your recipient (public key): "))
-            .unwrap_or_else(|| panic!("{out}"))
-            .to_string()
-    };
+    let init = identity;
     let laptop_id = t.join("me/id.txt");
     init(&laptop_id);
     let gateways: Vec<SocketAddr> = net
@@ -274,33 +226,8 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
     }
 
     // The front: here, on loopback, across the two hosts' gateways.
-    let listen = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let upstreams: Vec<String> = gateways.iter().map(|g| g.to_string()).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(["gateway", "--listen", &listen.to_string(), "--threads", "2"])
-        .args(["--upstream", &upstreams[0], "--upstream", &upstreams[1]])
-        .args(["--health-path", "/healthz"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let front = Front(child);
-    let (tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let first = lines
-        .recv_timeout(Duration::from_secs(30))
-        .expect("cove gateway printed nothing within 30 s");
-    assert!(first.starts_with("cove gateway: listening on"), "{first}");
+    let (front, listen, lines) = Front::start(&upstreams, "/healthz");
     let mut seen = std::collections::BTreeSet::new();
     within(60, "both hosts answer through the front", || {
         if let Ok(b) = get(listen, "/") {
@@ -414,14 +341,14 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
     phase("host 0's link down", &mut || {
         // What the front said before (a health check slowed by a loaded
         // machine) is not what follows.
-        while let Ok(line) = lines.try_recv() {
+        while let Ok((_, line)) = lines.try_recv() {
             eprintln!("front: {line}");
         }
         net.link_down(0);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
+            let (_, line) = lines
                 .recv_timeout(left)
                 .expect("the front did not say host 0 is down within 30 s");
             if line.contains(&format!("upstream {} is down", upstreams[0])) {
@@ -438,7 +365,7 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
+            let (_, line) = lines
                 .recv_timeout(left)
                 .expect("the front did not take host 0 back within 60 s");
             if line.contains(&format!("upstream {} is back", upstreams[0])) {

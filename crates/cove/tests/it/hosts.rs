@@ -79,7 +79,7 @@ fn free_port() -> u16 {
 
 /// `cove ARGS` in `dir` as the laptop: `env` for its own variables, no
 /// daemon of this machine asked.
-fn cove(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&[u8]>) -> Out {
+pub(crate) fn cove(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&[u8]>) -> Out {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cove"));
     c.current_dir(dir)
         .args(args)
@@ -108,6 +108,25 @@ fn cove(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&[u8]>) -
             }
         }
     }
+}
+
+/// Makes an age identity at `who` (as `cove secrets init` or `cove
+/// server install` does): its recipient.
+pub(crate) fn identity(who: &Path) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    fs_err::write(scratch.path().join("compose.yaml"), "services: {}\n").unwrap();
+    let out = cove(
+        scratch.path(),
+        &[("COVE_IDENTITY", who.to_str().unwrap())],
+        &["secrets", "init"],
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("cove: your recipient (public key): "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string()
 }
 
 /// One GET through a host's gateway: the body of a 200, or what went
@@ -209,24 +228,7 @@ impl Drop for Down {
 fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    // The laptop's identity and each host's (as `cove server install`
-    // makes one), their recipients.
-    let init = |who: &Path| -> String {
-        let scratch = tempfile::tempdir().unwrap();
-        fs_err::write(scratch.path().join("compose.yaml"), "services: {}\n").unwrap();
-        let out = cove(
-            scratch.path(),
-            &[("COVE_IDENTITY", who.to_str().unwrap())],
-            &["secrets", "init"],
-            None,
-        );
-        assert_eq!(out.code, Some(0), "{out}");
-        out.stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("cove: your recipient (public key): "))
-            .unwrap_or_else(|| panic!("{out}"))
-            .to_string()
-    };
+    let init = identity;
     let (laptop_id, id1, id2) = (
         t.join("me/id.txt"),
         t.join("h1/id.txt"),

@@ -25,22 +25,9 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::{Out, run_bounded};
 use crate::netns::NetHosts;
+use crate::ssh::replicas;
 
 const APP: &str = "name: nsapp\nservices:\n  web:\n    x-cove: {run: [sh, -c, 'sleep 300 & wait']}\n    deploy: {replicas: 2}\n";
-
-fn replicas(json: &str) -> Vec<(String, u64, String, u64)> {
-    let rows: Vec<serde_json::Value> = serde_json::from_str(json).expect(json);
-    rows.iter()
-        .map(|r| {
-            (
-                r["service"].as_str().unwrap().to_string(),
-                r["replica"].as_u64().unwrap(),
-                r["state"].as_str().unwrap().to_string(),
-                r["pid"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
-}
 
 /// `cove ARGS` here (the client), in `dir`, with `COVE_SSH`.
 fn client(dir: &Path, ssh: &str, args: &[&str]) -> Out {
@@ -201,6 +188,48 @@ x-cove:
 /// `cove gateway`, ended by its pid (SIGTERM, then SIGKILL) when dropped.
 pub(crate) struct Front(pub(crate) Child);
 
+impl Front {
+    /// Starts `cove gateway` on a free port of 127.0.0.1 across
+    /// `upstreams`, health-checked with `GET health_path`, once it said it
+    /// listens: it, its address, and the lines it prints next (with when
+    /// they came).
+    pub(crate) fn start(
+        upstreams: &[String],
+        health_path: &str,
+    ) -> (Front, SocketAddr, mpsc::Receiver<(Instant, String)>) {
+        let listen = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cove"));
+        command.args(["gateway", "--listen", &listen.to_string(), "--threads", "2"]);
+        for u in upstreams {
+            command.args(["--upstream", u]);
+        }
+        let mut child = command
+            .args(["--health-path", health_path])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let front = Front(child);
+        let (tx, lines) = mpsc::channel::<(Instant, String)>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send((Instant::now(), line));
+            }
+        });
+        let (_, first) = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("cove gateway printed nothing within 30 s");
+        assert!(first.starts_with("cove gateway: listening on"), "{first}");
+        (front, listen, lines)
+    }
+}
+
 impl Drop for Front {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
@@ -265,33 +294,7 @@ fn one_origin_across_hosts_routes_around_a_host_whose_link_goes_down() {
         .collect();
 
     // The front: here, on loopback, across the two hosts' gateways.
-    let listen = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
-        .args(["gateway", "--listen", &listen.to_string(), "--threads", "2"])
-        .args(["--upstream", &upstreams[0], "--upstream", &upstreams[1]])
-        .args(["--health-path", "/who"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let front = Front(child);
-    // Its lines, with when they came.
-    let (tx, lines) = mpsc::channel::<(Instant, String)>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send((Instant::now(), line));
-        }
-    });
-    let (_, first) = lines
-        .recv_timeout(Duration::from_secs(30))
-        .expect("cove gateway printed nothing within 30 s");
-    assert!(first.starts_with("cove gateway: listening on"), "{first}");
+    let (front, listen, lines) = Front::start(&upstreams, "/who");
     // Both hosts answer through it (their apps may still be starting).
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = std::collections::BTreeSet::new();

@@ -35,7 +35,8 @@ fn cove(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Out {
     )
 }
 
-fn replicas(json: &str) -> Vec<(String, u64, String, u64)> {
+/// (service, replica, state, pid) of each row of `ps --format json`.
+pub(crate) fn replicas(json: &str) -> Vec<(String, u64, String, u64)> {
     let rows: Vec<serde_json::Value> = serde_json::from_str(json).expect(json);
     rows.iter()
         .map(|r| {
