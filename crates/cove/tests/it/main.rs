@@ -29,6 +29,7 @@ pub mod gateway;
 mod guide;
 mod inspect;
 mod isolation;
+mod k8s;
 mod kvstore;
 mod leases;
 mod logs;
