@@ -92,6 +92,9 @@ impl Cluster {
 
     /// A kube-rs client with this cluster's admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
+        // rustls cannot choose between ring and aws-lc-rs (both are in the
+        // workspace's tree): ring, as DEPENDENCIES.md says. Err: already set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
         let config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
