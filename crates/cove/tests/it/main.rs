@@ -31,6 +31,7 @@ mod guide;
 mod hosts;
 mod inspect;
 mod isolation;
+mod k8s;
 mod kvstore;
 mod leases;
 mod logs;
