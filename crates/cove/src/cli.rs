@@ -122,6 +122,10 @@ pub enum Command {
     /// restores into a scratch instance (`verify`): encrypted,
     /// deduplicated snapshots in a restic repository.
     Backup(crate::cmd::backup::BackupArgs),
+    /// The same app on Kubernetes: `render` its manifests, `apply` them
+    /// (server-side, pruning what is no longer rendered) and wait for the
+    /// rollouts, `status`, `diff`, `rollback`, `delete`.
+    K8s(crate::cmd::k8s::K8sArgs),
     /// Replace a service's data with a backup (the newest, or `--from ID`),
     /// in place: asks first unless `--yes`; or into a new instance beside
     /// it (`--to-new NAME`).

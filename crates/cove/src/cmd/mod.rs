@@ -12,6 +12,7 @@ mod events;
 mod exec;
 mod gateway;
 mod images;
+pub(crate) mod k8s;
 mod kill;
 mod logs;
 mod ls;
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => deploy::history(&cli.project, &args),
         Command::Secrets(args) => secrets::run(&cli.project, &args),
         Command::Backup(args) => backup::run(&cli.project, &args),
+        Command::K8s(args) => k8s::run(&cli.project, &args),
         Command::Restore(args) => backup::restore_cmd(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Top(args) => top::run(&cli.project, &args),

@@ -1,0 +1,2 @@
+//! Rendered objects on a cluster: server-side apply with prune, rollouts,
+//! status, diff, rollback, delete (kube-rs).
