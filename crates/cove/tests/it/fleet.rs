@@ -11,13 +11,11 @@
 //! `rollback`, then one host's link down and back. Failed requests are
 //! counted per phase (printed; goal and assertion: 0).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::hosts::{cove, identity};
+use crate::hosts::{HOST, cove, identity};
+use crate::load::{Load, Sample, get};
 use crate::netns::NetHosts;
 use crate::netns_hosts::Front;
 
@@ -68,45 +66,6 @@ x-cove:
 "#,
         hosts.join(", ")
     )
-}
-
-/// One GET of `path` at `to` on a connection of its own: the body of a
-/// 200, or what went wrong.
-fn get(to: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: web.prod.localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.starts_with("HTTP/1.1 200 ") {
-        Ok(body.trim().to_string())
-    } else {
-        Err(head.lines().next().unwrap_or("no answer").to_string())
-    }
-}
-
-/// One request of the load: when it started and ended (since the load
-/// began), and what it came to.
-struct Sample {
-    start: Duration,
-    end: Duration,
-    result: Result<String, String>,
-}
-
-/// Stops the load when dropped (also when the test panics).
-struct StopLoad(Arc<AtomicBool>);
-
-impl Drop for StopLoad {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// A phase of the test under load: from when it began to when it ended.
@@ -221,7 +180,7 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
     for (i, gw) in gateways.iter().enumerate() {
         let want = format!("v1 h{i}");
         within(60, &format!("{want} on host {i}'s gateway"), || {
-            get(*gw, "/").and_then(|b| if b == want { Ok(()) } else { Err(b) })
+            get(*gw, "/", HOST).and_then(|b| if b == want { Ok(()) } else { Err(b) })
         });
     }
 
@@ -230,7 +189,7 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
     let (front, listen, lines) = Front::start(&upstreams, "/healthz");
     let mut seen = std::collections::BTreeSet::new();
     within(60, "both hosts answer through the front", || {
-        if let Ok(b) = get(listen, "/") {
+        if let Ok(b) = get(listen, "/", HOST) {
             seen.insert(b);
         }
         if seen.len() == 2 {
@@ -242,30 +201,14 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
 
     // The load: 4 clients, GETs back to back through the front, each on
     // a new connection; at most 200 000 requests and 600 s in all.
-    let began = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_load = StopLoad(stop.clone());
-    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, samples) = (stop.clone(), samples.clone());
-            std::thread::spawn(move || {
-                for _ in 0..50_000 {
-                    if stop.load(Ordering::Relaxed) || began.elapsed() > Duration::from_secs(600) {
-                        return;
-                    }
-                    let start = began.elapsed();
-                    let result = get(listen, "/");
-                    let end = began.elapsed();
-                    samples.lock().unwrap().push(Sample { start, end, result });
-                }
-            })
-        })
-        .collect();
+    let mut load = Load::start(4, 50_000, Duration::from_secs(600), move || {
+        get(listen, "/", HOST)
+    });
+    let began = load.began;
     // Whether both hosts answered `want` (a version) through the front
     // after `after`, and nothing else did.
     let only_since = |version: &str, after: Duration| -> Result<(), String> {
-        let samples = samples.lock().unwrap();
+        let samples = load.samples();
         let bodies: std::collections::BTreeSet<&str> = samples
             .iter()
             .filter(|s| s.start >= after)
@@ -299,7 +242,7 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
         assert_eq!(out.code, Some(0), "{out}");
         let done = began.elapsed();
         for (i, gw) in gateways.iter().enumerate() {
-            assert_eq!(get(*gw, "/"), Ok(format!("v2 h{i}")), "host {i}");
+            assert_eq!(get(*gw, "/", HOST), Ok(format!("v2 h{i}")), "host {i}");
         }
         within(60, "only v2 from both hosts through the front", || {
             only_since("v2", done)
@@ -331,7 +274,7 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
         assert_eq!(out.code, Some(0), "{out}");
         let done = began.elapsed();
         for (i, gw) in gateways.iter().enumerate() {
-            assert_eq!(get(*gw, "/"), Ok(format!("v1 h{i}")), "host {i}");
+            assert_eq!(get(*gw, "/", HOST), Ok(format!("v1 h{i}")), "host {i}");
         }
         within(60, "only v1 from both hosts through the front", || {
             only_since("v1", done)
@@ -377,13 +320,9 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
             only_since("v1", back)
         });
     });
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("a client thread panicked");
-    }
-    drop(stop_load);
+    load.finish();
 
-    let samples = samples.lock().unwrap();
+    let samples = load.samples();
     let mut failed_in_all = 0;
     for p in &phases {
         let during: Vec<&Sample> = samples
@@ -423,6 +362,9 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
     let out = cove(&app, &env, &["down", "--env", "prod"], None);
     assert_eq!(out.code, Some(0), "{out}");
     for gw in &gateways {
-        assert!(get(*gw, "/").is_err(), "{gw} still answers after down");
+        assert!(
+            get(*gw, "/", HOST).is_err(),
+            "{gw} still answers after down"
+        );
     }
 }

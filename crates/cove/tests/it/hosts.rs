@@ -7,13 +7,13 @@
 //! on the second host rolls the first back; `ps --env prod` lists both
 //! hosts and says when one does not answer.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::daemon::{HostDaemon, Out, eventually, run_bounded};
+use crate::load::get;
 use crate::sshd::{Options, Sshd};
 
 const SERVER: &str = r#"
@@ -65,6 +65,9 @@ x-cove:
         hosts.join(", ")
     )
 }
+
+/// The Host header of requests to the hosts' gateways.
+pub(crate) const HOST: &str = "web.prod.localhost";
 
 const TOKEN: &str = "tok-3f0c9a71-shipped-only-encrypted";
 
@@ -127,26 +130,6 @@ pub(crate) fn identity(who: &Path) -> String {
         .find_map(|l| l.strip_prefix("cove: your recipient (public key): "))
         .unwrap_or_else(|| panic!("{out}"))
         .to_string()
-}
-
-/// One GET through a host's gateway: the body of a 200, or what went
-/// wrong.
-fn get(gw: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&gw, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: web.prod.localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.starts_with("HTTP/1.1 200") {
-        Ok(body.to_string())
-    } else {
-        Err(head.lines().next().unwrap_or("no answer").to_string())
-    }
 }
 
 /// Every file under `dir` holding `needle`.
@@ -330,9 +313,9 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     );
     for h in &hosts {
         eventually(60, "v1 on each host's gateway", || {
-            get(h.gateway, "/") == Ok("v1".into())
+            get(h.gateway, "/", HOST) == Ok("v1".into())
         });
-        assert_eq!(get(h.gateway, "/secret"), Ok(TOKEN.to_string()));
+        assert_eq!(get(h.gateway, "/secret", HOST), Ok(TOKEN.to_string()));
         // Opened there: never on the wire nor on the host's disk in the
         // clear.
         let leaks = files_holding(h.daemon.dir.path(), TOKEN.as_bytes());
@@ -416,7 +399,7 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
             "{out}"
         );
         eventually(60, "v2 on each host", || {
-            get(h.gateway, "/") == Ok("v2".into())
+            get(h.gateway, "/", HOST) == Ok("v2".into())
         });
     }
 
@@ -466,13 +449,17 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     let out = cove(&app, &env, &["stop", "--env", "prod"], None);
     assert_eq!(out.code, Some(0), "{out}");
     for h in &hosts {
-        assert!(get(h.gateway, "/").is_err(), "stopped on {}", h.label());
+        assert!(
+            get(h.gateway, "/", HOST).is_err(),
+            "stopped on {}",
+            h.label()
+        );
     }
     let out = cove(&app, &env, &["start", "--env", "prod"], None);
     assert_eq!(out.code, Some(0), "{out}");
     for h in &hosts {
         eventually(60, "v2 after start", || {
-            get(h.gateway, "/") == Ok("v2".into())
+            get(h.gateway, "/", HOST) == Ok("v2".into())
         });
     }
 
@@ -498,7 +485,7 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     );
     for h in &hosts {
         eventually(60, "v2 again on each host", || {
-            get(h.gateway, "/") == Ok("v2".into())
+            get(h.gateway, "/", HOST) == Ok("v2".into())
         });
     }
 
@@ -535,7 +522,7 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
             .contains("error: nothing was deployed: no host changed"),
         "{out}"
     );
-    assert_eq!(get(hosts[0].gateway, "/"), Ok("v2".into()));
+    assert_eq!(get(hosts[0].gateway, "/", HOST), Ok("v2".into()));
 
     // `down` over `--host` with the environment: that host only.
     let out = cove(
@@ -546,7 +533,7 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
     );
     assert_eq!(out.code, Some(0), "{out}");
     assert!(
-        get(hosts[0].gateway, "/").is_err(),
+        get(hosts[0].gateway, "/", HOST).is_err(),
         "down on the first host"
     );
 }

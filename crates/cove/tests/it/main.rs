@@ -34,6 +34,7 @@ mod isolation;
 mod k8s;
 mod kvstore;
 mod leases;
+pub mod load;
 mod logs;
 pub mod netns;
 mod netns_hosts;

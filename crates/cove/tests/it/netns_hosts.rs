@@ -15,15 +15,15 @@
 //!   host), and how long until the front routes around it; the link comes
 //!   back: the front sends to that host again.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{Out, run_bounded};
+use crate::load::{Load, Sample, get};
 use crate::netns::NetHosts;
 use crate::ssh::replicas;
 
@@ -246,34 +246,6 @@ impl Drop for Front {
     }
 }
 
-/// One GET through the front, on a connection of its own: the body, or
-/// why not.
-fn get(front: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&front, Duration::from_secs(10))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET /who HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.starts_with("HTTP/1.1 200 ") {
-        Ok(body.trim().to_string())
-    } else {
-        Err(text)
-    }
-}
-
-/// One request of the load: when it started and ended (since the load
-/// began), and what it came to.
-struct Sample {
-    start: Duration,
-    end: Duration,
-    result: Result<String, String>,
-}
-
 #[test]
 fn one_origin_across_hosts_routes_around_a_host_whose_link_goes_down() {
     let Some(net) = NetHosts::new(2) else { return };
@@ -299,7 +271,7 @@ fn one_origin_across_hosts_routes_around_a_host_whose_link_goes_down() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < 2 {
-        if let Ok(who) = get(listen) {
+        if let Ok(who) = get(listen, "/who", "web.test") {
             seen.insert(who);
         }
         assert!(
@@ -311,29 +283,12 @@ fn one_origin_across_hosts_routes_around_a_host_whose_link_goes_down() {
 
     // The load: 4 clients, GETs back to back, each on a new connection;
     // at most 100 000 requests and 180 s in all.
-    let began = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, samples) = (stop.clone(), samples.clone());
-            std::thread::spawn(move || {
-                for _ in 0..25_000 {
-                    if stop.load(Ordering::Relaxed) || began.elapsed() > Duration::from_secs(180) {
-                        return;
-                    }
-                    let start = began.elapsed();
-                    let result = get(listen);
-                    let end = began.elapsed();
-                    samples.lock().unwrap().push(Sample { start, end, result });
-                }
-            })
-        })
-        .collect();
+    let mut load = Load::start(4, 25_000, Duration::from_secs(180), move || {
+        get(listen, "/who", "web.test")
+    });
+    let began = load.began;
     let answered_by = |who: &str, after: Duration| {
-        samples
-            .lock()
-            .unwrap()
+        load.samples()
             .iter()
             .any(|s| s.start >= after && s.result.as_deref() == Ok(who))
     };
@@ -384,12 +339,9 @@ fn one_origin_across_hosts_routes_around_a_host_whose_link_goes_down() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("a client thread panicked");
-    }
+    load.finish();
 
-    let samples = samples.lock().unwrap();
+    let samples = load.samples();
     let sent = samples.len();
     let failed: Vec<&Sample> = samples.iter().filter(|s| s.result.is_err()).collect();
     // Slowed by the dead host: in flight at the cut or started after it,
