@@ -1,20 +1,181 @@
 //! Secrets → Secret objects, mounted as files at their targets.
+//!
+//! Each top-level secret a service uses becomes one Secret, named
+//! [`secret_name`] (`db_password` → a DNS-1123 name, the same in every
+//! reference), holding the value under the key [`secret_key`] (the
+//! Compose name). A service gets each of its secrets as one file at its
+//! target (`/run/secrets/NAME` by default, or `target`; a relative target
+//! is under `/run/secrets/`), mounted with `subPath` — never a directory —
+//! read-only, mode `mode` (default 0444, as Compose gives containers).
+//! `x-cove: {env: VAR}` on the service's secret also sets `VAR` from the
+//! Secret (`valueFrom.secretKeyRef`).
+//!
+//! The values come from [`Options::secret_values`] (cove's encrypted store
+//! or the secret's `file:`, read by the caller): without them the Secrets
+//! are rendered without `data` — `cove k8s apply` renders with the values
+//! and sends them through the API; `render --include-secrets` prints them.
+//! An `external` secret is an existing Secret (its `name:`, holding the key
+//! of the Compose name): referenced, never rendered.
+
+use std::collections::BTreeMap;
 
 use cove_spec::App;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, KeyToPath, PodSpec, Secret, SecretKeySelector,
+    SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value as Json;
 
 use super::{Ctx, Options, RenderError, Rendered};
+use crate::names::dns_label;
 
+/// A secret's default file mode in the pod: Compose's for containers.
+pub const DEFAULT_MODE: i32 = 0o444;
+
+/// The name of the Secret object of the top-level secret `key`: the
+/// existing one's `name:` for an `external` secret, else [`dns_label`].
+pub fn secret_name(app: &App, key: &str) -> String {
+    match app.secrets.get(key) {
+        Some(def) if is_external(def) => def
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or(key)
+            .to_string(),
+        _ => dns_label(key),
+    }
+}
+
+/// The key of the value inside the Secret: the Compose name.
+pub fn secret_key(key: &str) -> String {
+    key.to_string()
+}
+
+fn is_external(def: &Json) -> bool {
+    def.get("external")
+        .is_some_and(|e| e != &Json::Bool(false) && !e.is_null())
+}
+
+/// Where a secret's file lands in the container.
+fn target(source: &str, target: Option<&str>) -> String {
+    match target {
+        Some(t) if t.starts_with('/') => t.to_string(),
+        Some(t) => format!("/run/secrets/{t}"),
+        None => format!("/run/secrets/{source}"),
+    }
+}
+
+/// The service's secrets: one volume and one `subPath` mount per secret,
+/// and the variables `x-cove.env` asks for.
 pub(super) fn mounts(
-    _ctx: &Ctx,
-    _pod: &mut PodSpec,
-    _main: &mut Container,
+    ctx: &Ctx,
+    pod: &mut PodSpec,
+    main: &mut Container,
     _out: &mut Rendered,
 ) -> Result<(), RenderError> {
+    for r in &ctx.svc.secrets {
+        let field = format!("secrets.{}", r.source);
+        if !ctx.app.secrets.contains_key(&r.source) {
+            return Err(RenderError::new(
+                ctx.name,
+                &field,
+                format!("secret `{}` is not defined", r.source),
+                "define it under the top-level `secrets:`",
+            ));
+        }
+        let name = secret_name(ctx.app, &r.source);
+        let key = secret_key(&r.source);
+        let target = target(&r.source, r.target.as_deref());
+        let mode = match &r.mode {
+            None => DEFAULT_MODE,
+            Some(m) => cove_runtime::secrets::mode_of(Some(m)).map_err(|e| {
+                RenderError::new(ctx.name, &field, e, "write it in octal, e.g. 0440")
+            })? as i32,
+        };
+        let volume = dns_label(&format!("{}-secret-{}", ctx.name, target));
+        pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: volume.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: key.clone(),
+                    path: key.clone(),
+                    mode: Some(mode),
+                }]),
+                default_mode: None,
+                optional: None,
+            }),
+            ..Volume::default()
+        });
+        main.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: volume,
+                mount_path: target,
+                sub_path: Some(key.clone()),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        if let Some(var) = r.x_cove.as_ref().and_then(|x| x.env.as_ref()) {
+            let env = main.env.get_or_insert_with(Vec::new);
+            env.retain(|e| &e.name != var);
+            env.push(EnvVar {
+                name: var.clone(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name,
+                        key,
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            });
+        }
+    }
     Ok(())
 }
 
-/// The project's Secret objects.
-pub(super) fn project(_app: &App, _opts: &Options, _out: &mut Rendered) -> Result<(), RenderError> {
+/// The project's Secret objects: one per top-level secret a service uses
+/// (not `external`), with its value when [`Options::secret_values`] has it.
+pub(super) fn project(app: &App, opts: &Options, out: &mut Rendered) -> Result<(), RenderError> {
+    let used: std::collections::BTreeSet<&str> = app
+        .services
+        .values()
+        .flat_map(|s| s.secrets.iter().map(|r| r.source.as_str()))
+        .collect();
+    for key in used {
+        let Some(def) = app.secrets.get(key) else {
+            continue;
+        };
+        if is_external(def) {
+            continue;
+        }
+        let data = opts
+            .secret_values
+            .get(key)
+            .map(|v| BTreeMap::from([(secret_key(key), ByteString(v.clone()))]));
+        out.objects.push(
+            Secret {
+                metadata: ObjectMeta {
+                    name: Some(secret_name(app, key)),
+                    namespace: opts.namespace.clone(),
+                    labels: Some(BTreeMap::from([
+                        (crate::PROJECT_LABEL.to_string(), dns_label(&app.name)),
+                        (
+                            "app.kubernetes.io/managed-by".to_string(),
+                            "cove".to_string(),
+                        ),
+                    ])),
+                    ..ObjectMeta::default()
+                },
+                data,
+                type_: Some("Opaque".into()),
+                ..Secret::default()
+            }
+            .into(),
+        );
+    }
     Ok(())
 }
