@@ -289,3 +289,186 @@ fn outside_ports(app: &App, owner: &str, spec: Option<&PodSpec>) -> Vec<NetworkP
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::storage::fixture::{get, load, pod, rendered};
+
+    fn policy(o: &Object) -> &NetworkPolicySpec {
+        match o {
+            Object::NetworkPolicy(p) => p.spec.as_ref().unwrap(),
+            other => panic!("{} is no NetworkPolicy", other.id()),
+        }
+    }
+
+    fn pod_labels(o: &Object) -> BTreeMap<String, String> {
+        let t = match o {
+            Object::Deployment(d) => &d.spec.as_ref().unwrap().template,
+            Object::StatefulSet(s) => &s.spec.as_ref().unwrap().template,
+            Object::Job(j) => &j.spec.as_ref().unwrap().template,
+            other => panic!("{} is no workload", other.id()),
+        };
+        t.metadata.as_ref().unwrap().labels.clone().unwrap()
+    }
+
+    #[test]
+    fn network_mode_service_runs_the_container_in_that_pod() {
+        let (_dir, app) = load(&[
+            (
+                "compose.yaml",
+                b"services:
+  vpn:
+    image: example/vpn
+    expose: [\"1194\"]
+  app:
+    image: example/app
+    network_mode: service:vpn
+    expose: [\"8080\"]
+    volumes: [\"./app.conf:/etc/app.conf\", \"appdata:/data\"]
+volumes:
+  appdata: {}
+",
+            ),
+            ("app.conf", b"x = 1\n"),
+        ]);
+        let r = rendered(&app);
+        // One pod: vpn's, with both containers; a StatefulSet since the
+        // joined service has a named volume.
+        let set = get(&r, "StatefulSet/vpn");
+        let p = pod(set);
+        let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["vpn", "app"]);
+        assert_eq!(p.containers[1].image.as_deref(), Some("example/app"));
+        // Its mounts came along.
+        let mounts = p.containers[1].volume_mounts.as_ref().unwrap();
+        assert!(mounts.iter().any(|m| m.mount_path == "/etc/app.conf"));
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == "/data" && m.name == "appdata")
+        );
+        // No workload, no Service of its own; its port is on vpn's.
+        assert!(
+            !r.objects
+                .iter()
+                .any(|o| o.name() == "app" && o.kind() != "ConfigMap")
+        );
+        let Object::Service(s) = get(&r, "Service/vpn") else {
+            unreachable!()
+        };
+        let ports: Vec<i32> = s
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.port)
+            .collect();
+        assert!(ports.contains(&1194) && ports.contains(&8080), "{ports:?}");
+    }
+
+    const TWO_NETWORKS: &[u8] = b"services:
+  web:
+    image: example/web
+    ports: [\"8080:80\"]
+    networks: [front]
+  api:
+    image: example/api
+    expose: [\"9000\"]
+    networks: [front, back]
+  db:
+    image: example/db
+    expose: [\"5432\"]
+    networks: [back]
+networks:
+  front: {}
+  back: {}
+";
+
+    #[test]
+    fn networks_become_policies_when_there_are_several() {
+        let (_dir, app) = load(&[("compose.yaml", TWO_NETWORKS)]);
+        let r = rendered(&app);
+        let front = network_label("front");
+        let back = network_label("back");
+        let labels = |n: &str| pod_labels(get(&r, &format!("Deployment/{n}")));
+        assert_eq!(labels("web").get(&front).map(String::as_str), Some("true"));
+        assert!(!labels("web").contains_key(&back));
+        assert!(labels("api").contains_key(&front) && labels("api").contains_key(&back));
+        assert!(labels("db").contains_key(&back) && !labels("db").contains_key(&front));
+        // A policy per network: its members take traffic from its members.
+        for (net, label) in [("front", &front), ("back", &back)] {
+            let p = policy(get(&r, &format!("NetworkPolicy/network-{net}")));
+            let sel = p
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap();
+            assert_eq!(sel.get(label).map(String::as_str), Some("true"));
+            assert_eq!(
+                p.policy_types.as_deref(),
+                Some(&["Ingress".to_string()][..])
+            );
+            let from = p.ingress.as_ref().unwrap()[0].from.as_ref().unwrap();
+            assert_eq!(
+                from[0].pod_selector.as_ref().unwrap().match_labels.as_ref(),
+                Some(sel)
+            );
+        }
+        // So web and db share no policy that lets one reach the other:
+        // every policy selecting db admits only `back` members, web is not one.
+        for o in r.objects.iter().filter(|o| o.kind() == "NetworkPolicy") {
+            let p = policy(o);
+            let sel = p
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap();
+            let selects_db = sel.iter().all(|(k, v)| labels("db").get(k) == Some(v));
+            if selects_db {
+                for rule in p.ingress.iter().flatten() {
+                    let from = rule.from.as_ref().expect("db is not open to all");
+                    for peer in from {
+                        let m = peer
+                            .pod_selector
+                            .as_ref()
+                            .unwrap()
+                            .match_labels
+                            .as_ref()
+                            .unwrap();
+                        assert!(!m.iter().all(|(k, v)| labels("web").get(k) == Some(v)));
+                    }
+                }
+            }
+        }
+        // web publishes 80: reachable from anywhere on that port only.
+        let p = policy(get(&r, "NetworkPolicy/web-outside"));
+        let rule = &p.ingress.as_ref().unwrap()[0];
+        assert_eq!(rule.from, None);
+        let ports = rule.ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, Some(IntOrString::Int(80)));
+        assert!(!r.objects.iter().any(|o| o.name() == "db-outside"));
+    }
+
+    #[test]
+    fn one_network_renders_no_policy() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  web:\n    image: example/web\n    ports: [\"8080:80\"]\n  db:\n    image: example/db\n",
+        )]);
+        let r = rendered(&app);
+        assert!(!r.objects.iter().any(|o| o.kind() == "NetworkPolicy"));
+        assert!(
+            !pod_labels(get(&r, "Deployment/web"))
+                .keys()
+                .any(|k| k.contains("network"))
+        );
+    }
+}

@@ -179,3 +179,139 @@ pub(super) fn project(app: &App, opts: &Options, out: &mut Rendered) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Secret;
+
+    use super::*;
+    use crate::Object;
+    use crate::render::storage::fixture::{get, load, pod, try_render};
+
+    const APP: &[u8] = b"services:
+  db:
+    image: example/db
+    secrets:
+      - db_password
+      - {source: api_key, target: keys/api, mode: 0400, x-cove: {env: API_KEY}}
+      - {source: tls_cert, target: /etc/tls/cert.pem}
+secrets:
+  db_password: {x-cove: {store: DB_PASSWORD}}
+  api_key: {file: ./api.key}
+  tls_cert: {external: true, name: team-tls}
+";
+
+    fn secret(o: &Object) -> &Secret {
+        match o {
+            Object::Secret(s) => s,
+            other => panic!("{} is no Secret", other.id()),
+        }
+    }
+
+    #[test]
+    fn secrets_are_files_at_their_targets_with_consistent_names() {
+        let (_dir, app) = load(&[("compose.yaml", APP), ("api.key", b"k-123\n")]);
+        let r = try_render(&app, &Options::default()).unwrap();
+        let p = pod(get(&r, "Deployment/db"));
+        let c = &p.containers[0];
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        let at = |target: &str| {
+            let m = mounts
+                .iter()
+                .find(|m| m.mount_path == target)
+                .unwrap_or_else(|| panic!("nothing at {target}: {mounts:?}"));
+            let v = p
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == m.name)
+                .unwrap()
+                .secret
+                .clone()
+                .unwrap();
+            (m.clone(), v)
+        };
+        // Each one a file (subPath), read-only, never a directory.
+        for (target, name, key, mode) in [
+            (
+                "/run/secrets/db_password",
+                dns_label("db_password"),
+                "db_password",
+                DEFAULT_MODE,
+            ),
+            (
+                "/run/secrets/keys/api",
+                dns_label("api_key"),
+                "api_key",
+                0o400,
+            ),
+            (
+                "/etc/tls/cert.pem",
+                "team-tls".to_string(),
+                "tls_cert",
+                DEFAULT_MODE,
+            ),
+        ] {
+            let (m, v) = at(target);
+            assert_eq!(m.sub_path.as_deref(), Some(key), "{target}");
+            assert_eq!(m.read_only, Some(true));
+            assert_eq!(v.secret_name.as_deref(), Some(name.as_str()));
+            let items = v.items.unwrap();
+            assert_eq!(items.len(), 1);
+            assert_eq!((items[0].key.as_str(), items[0].path.as_str()), (key, key));
+            assert_eq!(items[0].mode, Some(mode));
+        }
+        assert_eq!(mounts.len(), 3);
+        // `_` names are DNS labels, the same in the object and references.
+        let name = dns_label("db_password");
+        assert!(!name.contains('_'));
+        let s = secret(get(&r, &format!("Secret/{name}")));
+        assert_eq!(s.data, None, "no value without secret_values");
+        // x-cove.env: from the Secret, not a literal.
+        let env = c.env.as_ref().unwrap();
+        let api = env.iter().find(|e| e.name == "API_KEY").unwrap();
+        assert_eq!(api.value, None);
+        let sel = api
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            (dns_label("api_key").as_str(), "api_key")
+        );
+        get(&r, &format!("Secret/{}", sel.name));
+        // The external one is referenced, not rendered.
+        assert!(!r.objects.iter().any(|o| o.name() == "team-tls"));
+        assert_eq!(r.objects.iter().filter(|o| o.kind() == "Secret").count(), 2);
+    }
+
+    #[test]
+    fn values_given_are_the_secrets_data() {
+        let (_dir, app) = load(&[("compose.yaml", APP), ("api.key", b"k-123\n")]);
+        let opts = Options {
+            secret_values: BTreeMap::from([
+                ("db_password".to_string(), b"s3cret".to_vec()),
+                ("api_key".to_string(), b"k-123\n".to_vec()),
+            ]),
+            ..Options::default()
+        };
+        let r = try_render(&app, &opts).unwrap();
+        let s = secret(get(&r, &format!("Secret/{}", dns_label("db_password"))));
+        assert_eq!(s.data.as_ref().unwrap()["db_password"].0, b"s3cret");
+        let s = secret(get(&r, &format!("Secret/{}", dns_label("api_key"))));
+        assert_eq!(s.data.as_ref().unwrap()["api_key"].0, b"k-123\n");
+    }
+
+    #[test]
+    fn an_undefined_mode_is_refused() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  a:\n    image: x\n    secrets: [{source: s, mode: \"9z\"}]\nsecrets:\n  s: {file: ./s}\n",
+        ), ("s", b"v")]);
+        let e = try_render(&app, &Options::default()).unwrap_err();
+        assert_eq!((e.service.as_str(), e.field.as_str()), ("a", "secrets.s"));
+    }
+}

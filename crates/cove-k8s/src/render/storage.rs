@@ -882,3 +882,377 @@ fn fnv64(mut h: u64, bytes: &[u8]) -> u64 {
     }
     h
 }
+
+/// B's test helpers: a Compose app written to a temporary directory,
+/// loaded, rendered; the objects of a kind.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::path::Path;
+
+    use cove_spec::App;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    use crate::Object;
+    use crate::render::{Options, RenderError, Rendered, render};
+
+    /// Writes `files` (path, content) into a temporary directory (the
+    /// first is the compose file) and loads the app.
+    pub fn load(files: &[(&str, &[u8])]) -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let p = dir.path().join(path);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(&p, content).unwrap();
+        }
+        let app = load_file(&dir.path().join(files[0].0));
+        (dir, app)
+    }
+
+    pub fn load_file(file: &Path) -> App {
+        let opts = cove_spec::Options {
+            files: vec![file.to_path_buf()],
+            ..cove_spec::Options::default()
+        };
+        match cove_spec::load(&opts) {
+            Ok(p) => p.app,
+            Err(f) => panic!("{}", f.render(&cove_spec::Style::plain())),
+        }
+    }
+
+    pub fn rendered(app: &App) -> Rendered {
+        try_render(app, &Options::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_render(app: &App, opts: &Options) -> Result<Rendered, RenderError> {
+        render(app, opts)
+    }
+
+    /// The object `Kind/name`.
+    pub fn get<'a>(r: &'a Rendered, id: &str) -> &'a Object {
+        r.objects.iter().find(|o| o.id() == id).unwrap_or_else(|| {
+            let ids: Vec<String> = r.objects.iter().map(Object::id).collect();
+            panic!("no {id} among {ids:?}")
+        })
+    }
+
+    /// The pod spec of a workload object.
+    pub fn pod(o: &Object) -> &PodSpec {
+        let t = match o {
+            Object::Deployment(d) => &d.spec.as_ref().unwrap().template,
+            Object::StatefulSet(s) => &s.spec.as_ref().unwrap().template,
+            Object::Job(j) => &j.spec.as_ref().unwrap().template,
+            other => panic!("{} is no workload", other.id()),
+        };
+        t.spec.as_ref().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ConfigMap, Volume};
+
+    use super::fixture::{get, load, pod, rendered, try_render};
+    use super::*;
+    use crate::render::Options;
+
+    fn config_map(o: &Object) -> &ConfigMap {
+        match o {
+            Object::ConfigMap(c) => c,
+            other => panic!("{} is no ConfigMap", other.id()),
+        }
+    }
+
+    fn volume<'a>(pod: &'a PodSpec, name: &str) -> &'a Volume {
+        pod.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no volume {name} in {:?}", pod.volumes))
+    }
+
+    fn mount<'a>(pod: &'a PodSpec, target: &str) -> &'a VolumeMount {
+        pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == target)
+            .unwrap_or_else(|| panic!("nothing mounted at {target}"))
+    }
+
+    #[test]
+    fn bind_mounted_files_and_directories_arrive_with_their_content() {
+        let (_dir, app) = load(&[
+            (
+                "compose.yaml",
+                b"services:\n  web:\n    image: nginx\n    volumes:\n      - ./nginx.conf:/etc/nginx/nginx.conf:ro\n      - ./site:/usr/share/nginx/html\n",
+            ),
+            ("nginx.conf", b"events {}\n"),
+            ("site/index.html", b"<h1>hi</h1>\n"),
+            ("site/img/logo.png", b"\x89PNG\r\n\x1a\n\xff\xfe"),
+            ("site/a b.txt", b"spaces\n"),
+        ]);
+        let r = rendered(&app);
+        let web = get(&r, "Deployment/web");
+        let p = pod(web);
+
+        // The file: one key, mounted with subPath, read-only.
+        let conf = mount(p, "/etc/nginx/nginx.conf");
+        assert_eq!(conf.sub_path.as_deref(), Some("nginx.conf"));
+        assert_eq!(conf.read_only, Some(true));
+        let v = volume(p, &conf.name);
+        let cm_name = &v.config_map.as_ref().unwrap().name;
+        let cm = config_map(get(&r, &format!("ConfigMap/{cm_name}")));
+        assert_eq!(
+            cm.data.as_ref().unwrap()["nginx.conf"],
+            "events {}\n",
+            "{cm:?}"
+        );
+
+        // The directory: every file, nested ones at their paths, the
+        // binary one in binaryData; mounted over the target (no subPath).
+        let site = mount(p, "/usr/share/nginx/html");
+        assert_eq!(site.sub_path, None);
+        assert_eq!(site.read_only, None);
+        let v = volume(p, &site.name).config_map.as_ref().unwrap();
+        let cm = config_map(get(&r, &format!("ConfigMap/{}", v.name)));
+        let data = cm.data.as_ref().unwrap();
+        assert_eq!(data["index.html"], "<h1>hi</h1>\n");
+        assert_eq!(data["a_b.txt"], "spaces\n");
+        let bin = cm.binary_data.as_ref().unwrap();
+        assert_eq!(bin["img_logo.png"].0, b"\x89PNG\r\n\x1a\n\xff\xfe");
+        let paths: Vec<(&str, &str)> = v
+            .items
+            .iter()
+            .flatten()
+            .map(|i| (i.key.as_str(), i.path.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("a_b.txt", "a b.txt"),
+                ("img_logo.png", "img/logo.png"),
+                ("index.html", "index.html"),
+            ]
+        );
+        // A Deployment (files are no data), and its pods roll when the
+        // files change.
+        let hash = |r: &Rendered| {
+            let Object::Deployment(d) = get(r, "Deployment/web") else {
+                unreachable!()
+            };
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[FILES_HASH]
+                .clone()
+        };
+        let before = hash(&r);
+        fs_err::write(_dir.path().join("site/index.html"), "<h1>changed</h1>\n").unwrap();
+        assert_ne!(hash(&rendered(&app)), before);
+        assert_eq!(hash(&rendered(&app)), hash(&rendered(&app)));
+    }
+
+    #[test]
+    fn files_beyond_the_cap_are_refused_naming_service_mount_and_size() {
+        let big = vec![b'x'; 600 * 1024];
+        let (_dir, app) = load(&[
+            (
+                "compose.yaml",
+                b"services:\n  web:\n    image: nginx\n    volumes: [\"./assets:/srv/assets\"]\n",
+            ),
+            ("assets/a.bin", &big),
+            ("assets/b.bin", &big),
+        ]);
+        let e = try_render(&app, &Options::default()).unwrap_err();
+        assert_eq!(e.service, "web");
+        assert_eq!(e.field, "volumes");
+        assert!(e.message.contains("/srv/assets"), "{e}");
+        assert!(e.message.contains("assets"), "{e}");
+        assert!(e.message.contains("1.2 MiB"), "{e}");
+        assert!(e.hint.contains("image"), "{e}");
+        // Under the cap it renders.
+        fs_err::remove_file(_dir.path().join("assets/b.bin")).unwrap();
+        rendered(&app);
+    }
+
+    #[test]
+    fn named_volumes_become_claims_of_a_statefulset_and_the_rest_empty_dirs() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  store:\n    image: example/store\n    deploy: {replicas: 3}\n    volumes:\n      - data:/var/lib/store\n      - logs:/var/log/store:ro\n      - /scratch\n      - {type: tmpfs, target: /run/cache, tmpfs: {size: 1048576}}\nvolumes:\n  data:\n    x-cove: {size: 5Gi}\n  logs:\n",
+        )]);
+        let r = rendered(&app);
+        let Object::StatefulSet(s) = get(&r, "StatefulSet/store") else {
+            unreachable!()
+        };
+        let spec = s.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        let claims: Vec<(String, String)> = spec
+            .volume_claim_templates
+            .iter()
+            .flatten()
+            .map(|c| {
+                let s = c.spec.as_ref().unwrap();
+                assert_eq!(
+                    s.access_modes.as_deref(),
+                    Some(&["ReadWriteOnce".to_string()][..])
+                );
+                (
+                    c.metadata.name.clone().unwrap(),
+                    s.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"]
+                        .0
+                        .clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            claims,
+            [
+                ("data".into(), "5Gi".into()),
+                ("logs".into(), DEFAULT_SIZE.into())
+            ]
+        );
+        let p = pod(get(&r, "StatefulSet/store"));
+        // Claim mounts name the template and have no pod volume.
+        assert_eq!(mount(p, "/var/lib/store").name, "data");
+        assert_eq!(mount(p, "/var/log/store").read_only, Some(true));
+        assert!(p.volumes.iter().flatten().all(|v| v.name != "data"));
+        let anon = volume(p, &mount(p, "/scratch").name);
+        assert_eq!(anon.empty_dir, Some(EmptyDirVolumeSource::default()));
+        let tmp = volume(p, &mount(p, "/run/cache").name)
+            .empty_dir
+            .clone()
+            .unwrap();
+        assert_eq!(tmp.medium.as_deref(), Some("Memory"));
+        assert_eq!(tmp.size_limit, Some(Quantity("1048576".into())));
+        // Nothing standalone.
+        assert!(
+            !r.objects
+                .iter()
+                .any(|o| o.kind() == "PersistentVolumeClaim")
+        );
+    }
+
+    #[test]
+    fn a_bad_size_is_refused_with_the_field() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  store:\n    image: example/store\n    volumes: [\"data:/d\"]\nvolumes:\n  data:\n    x-cove: {size: lots}\n",
+        )]);
+        let e = try_render(&app, &Options::default()).unwrap_err();
+        assert_eq!(e.service, "store");
+        assert_eq!(e.field, "volumes.data.x-cove.size");
+        assert!(e.message.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn jobs_mount_a_standalone_claim_and_external_volumes_an_existing_one() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  migrate:\n    image: example/migrate\n    restart: \"no\"\n    volumes: [\"seed_data:/seed\", \"shared:/shared\"]\nvolumes:\n  seed_data: {}\n  shared:\n    external: true\n    name: team-shared\n",
+        )]);
+        let r = rendered(&app);
+        let p = pod(get(&r, "Job/migrate"));
+        let seed = volume(p, &mount(p, "/seed").name);
+        let claim = seed.persistent_volume_claim.as_ref().unwrap();
+        let Object::PersistentVolumeClaim(pvc) =
+            get(&r, &format!("PersistentVolumeClaim/{}", claim.claim_name))
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            pvc.metadata.name.as_deref(),
+            Some(dns_label("seed_data").as_str())
+        );
+        let shared = volume(p, &mount(p, "/shared").name);
+        assert_eq!(
+            shared.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "team-shared"
+        );
+        assert!(!r.objects.iter().any(|o| o.name() == "team-shared"));
+    }
+
+    #[test]
+    fn configs_from_file_content_and_environment_land_at_their_targets() {
+        let (_dir, app) = load(&[
+            (
+                "compose.yaml",
+                b"services:\n  app:\n    image: example/app\n    configs:\n      - app_conf\n      - {source: motd, target: /etc/motd, mode: 0440}\n      - {source: pkg, target: etc/pkg}\nconfigs:\n  app_conf: {file: ./app.toml}\n  motd: {content: \"welcome\\n\"}\n  pkg: {environment: CARGO_PKG_NAME}\n",
+            ),
+            ("app.toml", b"port = 8080\n"),
+        ]);
+        let r = rendered(&app);
+        let p = pod(get(&r, "Deployment/app"));
+        let content = |target: &str| {
+            let m = mount(p, target);
+            assert_eq!(m.read_only, Some(true));
+            let v = volume(p, &m.name).config_map.as_ref().unwrap();
+            let key = m.sub_path.clone().expect("configs are files: subPath");
+            let cm = config_map(get(&r, &format!("ConfigMap/{}", v.name)));
+            let mode = v.items.as_ref().unwrap()[0].mode;
+            (cm.data.as_ref().unwrap()[&key].clone(), mode)
+        };
+        assert_eq!(content("/app_conf"), ("port = 8080\n".into(), None));
+        assert_eq!(content("/etc/motd"), ("welcome\n".into(), Some(0o440)));
+        assert_eq!(content("/etc/pkg"), ("cove-k8s".into(), None));
+    }
+
+    #[test]
+    fn a_missing_bind_source_is_an_empty_dir_with_a_warning() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  app:\n    image: example/app\n    volumes: [\"./uploads:/srv/uploads\"]\n",
+        )]);
+        // The loader may create the directory (Compose's create_host_path);
+        // make sure it is not there.
+        let _ = fs_err::remove_dir(_dir.path().join("uploads"));
+        let r = rendered(&app);
+        let p = pod(get(&r, "Deployment/app"));
+        assert!(
+            volume(p, &mount(p, "/srv/uploads").name)
+                .empty_dir
+                .is_some()
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("uploads") && w.contains("emptyDir")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn a_volume_shared_by_two_statefulsets_is_a_warning() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  a:\n    image: example/a\n    volumes: [\"shared:/s\"]\n  b:\n    image: example/b\n    volumes: [\"shared:/s\"]\nvolumes:\n  shared: {}\n",
+        )]);
+        let r = rendered(&app);
+        get(&r, "StatefulSet/a");
+        get(&r, "StatefulSet/b");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("volume `shared`") && w.contains("a, b")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["1Gi", "512Mi", "1.5G", "100", "2Ti", "10k"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "Gi", "1GB", "-1Gi", ".5Gi", "1..2", "lots"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+}
