@@ -52,6 +52,32 @@ pub fn secret_key(key: &str) -> String {
     key.to_string()
 }
 
+/// Whether `s` is a DNS-1123 subdomain: the name an existing object has.
+pub(crate) fn is_object_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// The error for an `external` object whose name no object can have.
+pub(crate) fn bad_external(service: &str, field: &str, kind: &str, name: &str) -> RenderError {
+    RenderError::new(
+        service,
+        field,
+        format!(
+            "`{name}` is external, and no {kind} can be named so (lowercase letters, digits, `-`, `.`)"
+        ),
+        format!("give the existing {kind}'s name: `name: NAME` beside `external: true`"),
+    )
+}
+
 fn is_external(def: &Json) -> bool {
     def.get("external")
         .is_some_and(|e| e != &Json::Bool(false) && !e.is_null())
@@ -85,6 +111,9 @@ pub(super) fn mounts(
             ));
         }
         let name = secret_name(ctx.app, &r.source);
+        if !is_object_name(&name) {
+            return Err(bad_external(ctx.name, &field, "Secret", &name));
+        }
         let key = secret_key(&r.source);
         let target = target(&r.source, r.target.as_deref());
         let mode = match &r.mode {
@@ -200,6 +229,24 @@ secrets:
   api_key: {file: ./api.key}
   tls_cert: {external: true, name: team-tls}
 ";
+
+    #[test]
+    fn an_external_secret_needs_a_name_the_api_accepts() {
+        let (_dir, app) = load(&[(
+            "compose.yaml",
+            b"services:\n  a:\n    image: x\n    secrets: [team_tls]\nsecrets:\n  team_tls: {external: true}\n",
+        )]);
+        let e = try_render(&app, &Options::default()).unwrap_err();
+        assert_eq!(
+            (e.service.as_str(), e.field.as_str()),
+            ("a", "secrets.team_tls")
+        );
+        assert!(e.hint.contains("name:"), "{e}");
+        assert!(is_object_name("team-tls") && is_object_name("a.b-1"));
+        for bad in ["team_tls", "Team", "-a", "a.", ""] {
+            assert!(!is_object_name(bad), "{bad}");
+        }
+    }
 
     fn secret(o: &Object) -> &Secret {
         match o {

@@ -195,6 +195,14 @@ fn named_volume(
     let def = ctx.app.volumes.get(key).cloned().unwrap_or(Json::Null);
     if is_external(&def) {
         let name = def.get("name").and_then(Json::as_str).unwrap_or(key);
+        if !super::secrets::is_object_name(name) {
+            return Err(super::secrets::bad_external(
+                ctx.name,
+                &format!("volumes.{key}"),
+                "PersistentVolumeClaim",
+                name,
+            ));
+        }
         return Ok(Named::Claim(name.to_string()));
     }
     let name = dns_label(key);
@@ -682,6 +690,14 @@ fn config(
     let key = key_of(&r.source, &mut BTreeSet::new());
     let volume = if is_external(def) {
         let name = def.get("name").and_then(Json::as_str).unwrap_or(&r.source);
+        if !super::secrets::is_object_name(name) {
+            return Err(super::secrets::bad_external(
+                ctx.name,
+                &field,
+                "ConfigMap",
+                name,
+            ));
+        }
         Volume {
             name: volume_name.clone(),
             config_map: Some(ConfigMapVolumeSource {

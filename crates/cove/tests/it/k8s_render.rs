@@ -52,6 +52,7 @@ secrets:
     file: ./api.key
   team_tls:
     external: true
+    name: team-tls
 ";
 
 #[test]
@@ -101,8 +102,8 @@ fn secrets_values_only_with_include_secrets() {
         "{out}"
     );
     // The external one is referenced by its name, never rendered.
-    assert!(out.stdout.contains("secretName: team_tls"), "{out}");
-    assert!(!out.stdout.contains("name: team_tls\n"), "{out}");
+    assert!(out.stdout.contains("secretName: team-tls"), "{out}");
+    assert!(!out.stdout.contains("name: team-tls\n"), "{out}");
 
     // A value the store does not hold: an error that names it.
     fs_err::write(
