@@ -68,8 +68,8 @@ pub(crate) fn pod_owner<'a>(app: &'a App, name: &'a str) -> &'a str {
 /// then the others in the app's order.
 pub(crate) fn group<'a>(app: &'a App, owner: &'a str) -> Vec<&'a str> {
     let mut out = vec![owner];
-    for name in app.services.keys() {
-        if name != owner && pod_owner(app, name) == owner {
+    for (name, svc) in &app.services {
+        if name != owner && joins(svc).is_some() && pod_owner(app, name) == owner {
             out.push(name.as_str());
         }
     }

@@ -66,7 +66,10 @@ pub(super) fn mounts(
     let owner = network::pod_owner(ctx.app, ctx.name);
     let owner_kind = kind(ctx.app, owner);
     let data_dir = recipes::data_dir(ctx.svc);
-    let templates = claim_names(ctx.app, owner)?;
+    let templates: BTreeSet<String> = templates(ctx.app, ctx.opts, owner, owner_kind)?
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
     for m in &ctx.svc.volumes {
         let volume_name = dns_label(&format!("{}-{}", ctx.name, m.target));
         let mut mount = VolumeMount {
@@ -240,7 +243,16 @@ pub(crate) fn claim_templates(
     opts: &Options,
     owner: &str,
 ) -> Result<Vec<PersistentVolumeClaim>, RenderError> {
-    if kind(app, owner) != Kind::StatefulSet {
+    templates(app, opts, owner, kind(app, owner))
+}
+
+fn templates(
+    app: &App,
+    opts: &Options,
+    owner: &str,
+    owner_kind: Kind,
+) -> Result<Vec<PersistentVolumeClaim>, RenderError> {
+    if owner_kind != Kind::StatefulSet {
         return Ok(Vec::new());
     }
     let mut out: Vec<PersistentVolumeClaim> = Vec::new();
@@ -286,14 +298,6 @@ pub(crate) fn claim_templates(
         }
     }
     Ok(out)
-}
-
-fn claim_names(app: &App, owner: &str) -> Result<BTreeSet<String>, RenderError> {
-    let opts = Options::default();
-    Ok(claim_templates(app, &opts, owner)?
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect())
 }
 
 /// The name of the claim of a recipe's data directory: `data`, unless a

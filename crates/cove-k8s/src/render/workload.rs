@@ -68,12 +68,14 @@ pub(super) fn set_headless(ctx: &Ctx, out: &mut Rendered) {
     if !headless(ctx.app, ctx.name) {
         return;
     }
-    for o in &mut out.objects {
+    // The Service was just rendered: look from the end.
+    for o in out.objects.iter_mut().rev() {
         if let Object::Service(s) = o
             && s.metadata.name.as_deref() == Some(ctx.k8s_name.as_str())
             && let Some(spec) = s.spec.as_mut()
         {
             spec.cluster_ip = Some("None".into());
+            return;
         }
     }
 }
