@@ -52,6 +52,9 @@ pub const MAX_FILES_BYTES: u64 = 900 * 1024;
 pub const DEFAULT_SIZE: &str = "1Gi";
 /// The pod template annotation that changes with the mounted files.
 pub const FILES_HASH: &str = "cove.dev/files-hash";
+/// The annotation of a claim cove renders on its own (a Job's): data,
+/// which neither a prune nor `cove k8s delete` removes.
+pub const KEEP: &str = "cove.dev/keep";
 /// Bounds of a directory walk: entries and depth.
 const MAX_ENTRIES: usize = 10_000;
 const MAX_DEPTH: usize = 32;
@@ -221,6 +224,7 @@ fn named_volume(
         .any(|o| matches!(o, Object::PersistentVolumeClaim(c) if c.metadata.name.as_deref() == Some(&name)))
     {
         let mut claim = claim;
+        claim.metadata.annotations = Some(BTreeMap::from([(KEEP.to_string(), "true".to_string())]));
         claim.metadata.labels = Some(BTreeMap::from([
             (crate::PROJECT_LABEL.to_string(), dns_label(&ctx.app.name)),
             ("app.kubernetes.io/managed-by".to_string(), "cove".to_string()),
@@ -1190,6 +1194,7 @@ mod tests {
             pvc.metadata.name.as_deref(),
             Some(dns_label("seed_data").as_str())
         );
+        assert_eq!(pvc.metadata.annotations.as_ref().unwrap()[KEEP], "true");
         let shared = volume(p, &mount(p, "/shared").name);
         assert_eq!(
             shared.persistent_volume_claim.as_ref().unwrap().claim_name,
