@@ -16,6 +16,7 @@ fn cove(dir: &Path, who: &Path, args: &[&str], stdin: &[u8]) -> Out {
         .args(args)
         .env("NO_COLOR", "1")
         .env("COVE_IDENTITY", who)
+        .env("K8S_RENDER_TOKEN", "token-from-env-90ab")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -45,11 +46,14 @@ const COMPOSE: &str = "services:
       - db_password
       - {source: api_key, x-cove: {env: API_KEY}}
       - team_tls
+      - token
 secrets:
   db_password:
     x-cove: {store: DB_PASSWORD}
   api_key:
     file: ./api.key
+  token:
+    environment: K8S_RENDER_TOKEN
   team_tls:
     external: true
     name: team-tls
@@ -73,7 +77,11 @@ fn secrets_values_only_with_include_secrets() {
     let out = cove(&dir, &who, &["k8s", "render"], b"");
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("kind: Secret"), "{out}");
-    for v in [&password[..], b"key-from-file-51c2\n"] {
+    for v in [
+        &password[..],
+        b"key-from-file-51c2\n",
+        b"token-from-env-90ab",
+    ] {
         assert!(!out.stdout.contains(&base64(v)), "{out}");
         assert!(
             !out.stdout
@@ -95,6 +103,11 @@ fn secrets_values_only_with_include_secrets() {
     assert!(
         out.stdout
             .contains(&format!("  api_key: {}\n", base64(b"key-from-file-51c2\n"))),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("  token: {}\n", base64(b"token-from-env-90ab"))),
         "{out}"
     );
     assert!(
