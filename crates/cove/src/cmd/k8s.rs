@@ -176,7 +176,21 @@ fn render(
             fs_err::create_dir_all(dir)?;
             for (i, o) in rendered.objects.iter().enumerate() {
                 let text = cove_spec::yaml_out::to_yaml(&o.to_json());
-                fs_err::write(dir.join(cove_k8s::yaml::file_name(i, o)), text)?;
+                let path = dir.join(cove_k8s::yaml::file_name(i, o));
+                if include_secrets && o.kind() == "Secret" {
+                    // Values inside: readable by the owner only.
+                    use fs_err::os::unix::fs::OpenOptionsExt as _;
+                    let mut f = fs_err::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)?;
+                    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                    f.write_all(text.as_bytes())?;
+                } else {
+                    fs_err::write(path, text)?;
+                }
             }
         }
     }

@@ -118,6 +118,27 @@ fn secrets_values_only_with_include_secrets() {
     assert!(out.stdout.contains("secretName: team-tls"), "{out}");
     assert!(!out.stdout.contains("name: team-tls\n"), "{out}");
 
+    // Into a directory: the Secrets' files readable by their owner only.
+    let out = cove(
+        &dir,
+        &who,
+        &["k8s", "render", "--include-secrets", "-o", "manifests"],
+        b"",
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    let mut secrets = 0;
+    for e in fs_err::read_dir(dir.join("manifests")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        if name.contains("-secret-") {
+            secrets += 1;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+    assert_eq!(secrets, 3);
+
     // A value the store does not hold: an error that names it.
     fs_err::write(
         dir.join("compose.yaml"),
