@@ -16,7 +16,8 @@
 //! - [`secrets`] secrets → Secret objects mounted as files;
 //! - [`autoscale`] `x-cove.autoscale` → HorizontalPodAutoscaler;
 //! - [`ingress`] `x-cove.routes` → Ingress;
-//! - [`network`] networks → NetworkPolicies.
+//! - [`recipes`] what a recipe's image needs: its ports, its data directory;
+//! - [`network`] networks → NetworkPolicies; `network_mode: service:x` → one pod.
 //!
 //! Rendering is pure: the same model and options give the same objects.
 
@@ -26,6 +27,7 @@ mod ingress;
 mod network;
 mod ports;
 mod probes;
+pub mod recipes;
 mod secrets;
 mod storage;
 mod wait;
@@ -136,6 +138,10 @@ pub fn render(app: &App, opts: &Options) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let mut problems = Vec::new();
     for (name, svc) in &app.services {
+        // Its container runs in another service's pod (`network_mode`).
+        if network::pod_owner(app, name) != name {
+            continue;
+        }
         let ctx = Ctx {
             app,
             opts,
@@ -152,6 +158,7 @@ pub fn render(app: &App, opts: &Options) -> Result<Rendered, RenderError> {
         return Err(first);
     }
     secrets::project(app, opts, &mut out)?;
+    storage::project(app, &mut out);
     network::project(app, opts, &mut out);
     object::sort(&mut out.objects);
     Ok(out)
@@ -161,6 +168,7 @@ pub fn render(app: &App, opts: &Options) -> Result<Rendered, RenderError> {
 fn service(ctx: &Ctx, out: &mut Rendered) -> Result<(), RenderError> {
     let mut pod = workload::pod(ctx, out)?;
     ports::service(ctx, &pod, out);
+    workload::set_headless(ctx, out);
     let workload = workload::workload(ctx, &mut pod, out)?;
     autoscale::service(ctx, &workload, out)?;
     ingress::service(ctx, out);

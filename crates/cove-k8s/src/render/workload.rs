@@ -11,10 +11,12 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use cove_spec::model::{Condition, MountKind};
+use cove_spec::model::Condition;
 use cove_spec::policy::Restart;
 
-use super::{Ctx, RenderError, Rendered, container, probes, secrets, storage, wait};
+use super::{
+    Ctx, RenderError, Rendered, container, network, probes, recipes, secrets, storage, wait,
+};
 use crate::Object;
 
 /// The kind of workload a service becomes.
@@ -25,8 +27,12 @@ pub enum Kind {
     Job,
 }
 
-/// Which workload `name` becomes in `app`.
+/// Which workload `name` becomes in `app`. A service that joins another's
+/// network namespace (`network_mode: service:x`) runs in x's pod: its
+/// kind is x's. A StatefulSet when the pod's services keep data (a
+/// recipe's server, a named volume).
 pub(crate) fn kind(app: &cove_spec::App, name: &str) -> Kind {
+    let name = network::pod_owner(app, name);
     let svc = &app.services[name];
     let one_shot = svc
         .restart
@@ -41,15 +47,36 @@ pub(crate) fn kind(app: &cove_spec::App, name: &str) -> Kind {
     if one_shot {
         return Kind::Job;
     }
-    let recipe_data = cove_runtime::recipe::Recipe::detect(svc).is_some();
-    let named_volume = svc
-        .volumes
-        .iter()
-        .any(|m| m.kind == MountKind::Volume && m.source.is_some());
-    if recipe_data || named_volume {
+    if storage::keeps_data(app, name) {
         Kind::StatefulSet
     } else {
         Kind::Deployment
+    }
+}
+
+/// Whether the Service of `name` is headless (`clusterIP: None`): the
+/// governing Service of a StatefulSet, so that its pods have stable names
+/// (`NAME-0.NAME`) and the service's name resolves to the pods themselves
+/// (what a Redis cluster's nodes need: clients follow the addresses the
+/// nodes announce).
+pub fn headless(app: &cove_spec::App, name: &str) -> bool {
+    app.services.contains_key(name) && kind(app, name) == Kind::StatefulSet
+}
+
+/// Makes the Service of `ctx`'s service headless when [`headless`] says.
+pub(super) fn set_headless(ctx: &Ctx, out: &mut Rendered) {
+    if !headless(ctx.app, ctx.name) {
+        return;
+    }
+    // The Service was just rendered: look from the end.
+    for o in out.objects.iter_mut().rev() {
+        if let Object::Service(s) = o
+            && s.metadata.name.as_deref() == Some(ctx.k8s_name.as_str())
+            && let Some(spec) = s.spec.as_mut()
+        {
+            spec.cluster_ip = Some("None".into());
+            return;
+        }
     }
 }
 
@@ -57,6 +84,11 @@ pub(crate) fn kind(app: &cove_spec::App, name: &str) -> Kind {
 /// the init containers that wait for its dependencies.
 pub(super) fn pod(ctx: &Ctx, out: &mut Rendered) -> Result<PodSpec, RenderError> {
     let mut main = container::container(ctx)?;
+    recipes::apply(
+        ctx.svc,
+        &mut main,
+        storage::recipe_data_on_claim(ctx.app, ctx.name),
+    );
     probes::apply(ctx, &mut main, out);
     let mut pod = PodSpec::default();
     storage::mounts(ctx, &mut pod, &mut main, out)?;
@@ -66,6 +98,7 @@ pub(super) fn pod(ctx: &Ctx, out: &mut Rendered) -> Result<PodSpec, RenderError>
         pod.init_containers = Some(init);
     }
     pod.containers = vec![main];
+    network::sidecars(ctx, &mut pod, out)?;
     Ok(pod)
 }
 
@@ -106,6 +139,10 @@ pub(super) fn workload(
                 selector,
                 service_name: Some(ctx.k8s_name.clone()),
                 template,
+                volume_claim_templates: Some(storage::claim_templates(
+                    ctx.app, ctx.opts, ctx.name,
+                )?)
+                .filter(|t| !t.is_empty()),
                 ..StatefulSetSpec::default()
             }),
             status: None,

@@ -64,6 +64,78 @@ fn options(target: &Target) -> cove_k8s::Options {
     }
 }
 
+/// The values of the secrets the app's services use, by top-level name:
+/// from cove's encrypted store (`x-cove: {store: NAME}`, opened with the
+/// user's identity), a `file:`, or an `environment:` variable (of this
+/// process). `external` secrets are existing Secrets: left out. When one
+/// cannot be read, every problem is reported (with its place in the file)
+/// and `Err(())` returned.
+pub fn secret_values(
+    project: &cove_spec::Project,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, ()> {
+    use cove_runtime::secrets::{Source, source};
+    let mut app = project.app.clone();
+    let mut out = std::collections::BTreeMap::new();
+    let mut missing = Vec::new();
+    // What the runtime does not read: external (not ours) and
+    // `environment:` (read here, from this process's environment).
+    let used: std::collections::BTreeSet<String> = app
+        .services
+        .values()
+        .flat_map(|s| s.secrets.iter().map(|r| r.source.clone()))
+        .collect();
+    app.secrets.retain(|name, def| {
+        if def
+            .get("external")
+            .is_some_and(|e| e != &serde_json::Value::Bool(false))
+        {
+            return false;
+        }
+        if let Source::Unsupported(_) = source(def)
+            && let Some(var) = def.get("environment").and_then(serde_json::Value::as_str)
+        {
+            if used.contains(name) {
+                match std::env::var_os(var) {
+                    Some(v) => {
+                        out.insert(name.clone(), v.into_encoded_bytes());
+                    }
+                    None => missing.push(cove_runtime::plan::PlanError {
+                        service: String::new(),
+                        message: format!(
+                            "secret `{name}` takes its value from `{var}`, which is not set"
+                        ),
+                        hint: format!("set `{var}` in the environment of this command"),
+                        field: vec!["secrets".into(), name.clone()],
+                        machine: false,
+                        written: false,
+                    }),
+                }
+            }
+            return false;
+        }
+        true
+    });
+    let identity = crate::cmd::secrets::identity_path();
+    let resolved = cove_runtime::secrets::resolve(&app, &project.project_dir, identity.as_deref());
+    match resolved {
+        Ok(r) if missing.is_empty() => {
+            for (name, value) in r.values {
+                out.insert(name, value.bytes().to_vec());
+            }
+            Ok(out)
+        }
+        Ok(_) => {
+            crate::project::report_located(project, &missing, false);
+            Err(())
+        }
+        Err(mut errors) => {
+            errors.extend(missing);
+            crate::project::report_located(project, &errors, false);
+            Err(())
+        }
+    }
+}
+
 fn render(
     project_args: &ProjectArgs,
     target: &Target,
@@ -73,8 +145,19 @@ fn render(
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(ExitCode::from(1));
     };
-    let _ = include_secrets;
-    let rendered = match cove_k8s::render(&project.app, &options(target)) {
+    let mut opts = options(target);
+    if include_secrets {
+        opts.secret_values = match secret_values(&project) {
+            Ok(v) => v,
+            Err(()) => return Ok(ExitCode::from(1)),
+        };
+        if !opts.secret_values.is_empty() {
+            eprintln!(
+                "warning: the Secret objects below hold the secrets' values (base64, not encrypted): keep this output out of files others read and out of version control"
+            );
+        }
+    }
+    let rendered = match cove_k8s::render(&project.app, &opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -93,7 +176,21 @@ fn render(
             fs_err::create_dir_all(dir)?;
             for (i, o) in rendered.objects.iter().enumerate() {
                 let text = cove_spec::yaml_out::to_yaml(&o.to_json());
-                fs_err::write(dir.join(cove_k8s::yaml::file_name(i, o)), text)?;
+                let path = dir.join(cove_k8s::yaml::file_name(i, o));
+                if include_secrets && o.kind() == "Secret" {
+                    // Values inside: readable by the owner only.
+                    use fs_err::os::unix::fs::OpenOptionsExt as _;
+                    let mut f = fs_err::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)?;
+                    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                    f.write_all(text.as_bytes())?;
+                } else {
+                    fs_err::write(path, text)?;
+                }
             }
         }
     }
