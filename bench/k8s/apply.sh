@@ -39,7 +39,10 @@ KUBECONFIG="$(bash "$root/scripts/k8s-cluster" start "$work/cluster")"
 
 buffs="$root/examples/buffs/compose.yaml"
 registry=reg.test/buffs
-"$cove" -f "$buffs" k8s render --registry "$registry" > "$work/buffs.yaml"
+# buffs' secrets are encrypted for its demo identity: cove apply creates
+# their Secrets through the API; kubectl gets them in the manifests.
+export COVE_IDENTITY="${COVE_IDENTITY:-$root/examples/buffs/demo-identity.txt}"
+"$cove" -f "$buffs" k8s render --registry "$registry" --include-secrets > "$work/buffs.yaml"
 echo "cove: $cove; kubectl: $("$kubectl" version --client 2>/dev/null | head -1)"
 echo "buffs: $(grep -c '^kind:' "$work/buffs.yaml") objects"
 
@@ -71,6 +74,10 @@ for ((r = 0; r < rounds; r++)); do
       --prune --applyset=secrets/cove-bench -f "$work/buffs.yaml"
   done
 done
+
+# What each applied, to see that they did the same work.
+count() { "$kubectl" get deploy,statefulset,job,service,secret,configmap -n "$1" --no-headers 2>/dev/null | grep -vc 'kube-root-ca' || true; }
+echo "objects in the first round's namespaces (deployments, statefulsets, jobs, services, secrets, configmaps): cove $(count cove-0), kubectl $(count kubectl-0), kubectl+prune $(count prune-0)"
 
 median() { sort -n "$1" | awk '{ t[NR] = $1 } END { print (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2 }'; }
 for pass in first again; do
