@@ -4,7 +4,8 @@
 //! which must render), the repository's good fixtures and compose-go's
 //! loader fixtures (`../shared/corpus/compose-go`). A fixture cove does
 //! not load, or whose render is refused (a native-only service, say), is
-//! counted and named, not validated. The validator comes from
+//! counted and named, not validated. Examples with a demo identity are
+//! rendered with their secrets' values. The validator comes from
 //! `scripts/k8s-validate` (a venv made once; `scripts/test` makes it and
 //! sets `COVE_TEST_K8S_VALIDATE`); under CI a missing one fails the test.
 
@@ -64,18 +65,24 @@ fn all_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// `cove -f FILE ARGS`; an example with a `demo-identity.txt` beside its
+/// file is rendered with its secrets' values (`--include-secrets`), so
+/// that Secret objects with data are validated too.
 fn cove(file: &Path, args: &[&str], home: &Path) -> crate::daemon::Out {
-    run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_cove"))
-            .arg("-f")
-            .arg(file)
-            .args(args)
-            .current_dir(file.parent().unwrap())
-            .env("NO_COLOR", "1")
-            .env("HOME", home)
-            .env_remove("COVE_ENV"),
-        120,
-    )
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cove"));
+    cmd.arg("-f")
+        .arg(file)
+        .args(args)
+        .current_dir(file.parent().unwrap())
+        .env("NO_COLOR", "1")
+        .env("HOME", home)
+        .env_remove("COVE_ENV")
+        .env_remove("COVE_IDENTITY");
+    let identity = file.parent().unwrap().join("demo-identity.txt");
+    if args.first() == Some(&"k8s") && identity.is_file() {
+        cmd.arg("--include-secrets").env("COVE_IDENTITY", identity);
+    }
+    run_bounded(&mut cmd, 120)
 }
 
 /// What became of the compose files given to `render`.
