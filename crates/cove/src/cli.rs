@@ -396,6 +396,16 @@ pub struct BuildArgs {
     /// Print only errors, not the builds' output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Build an image of every service a cluster must pull (those with
+    /// `build:`, even when run natively; native-only ones whose program is
+    /// a static binary, `FROM scratch`), push each as
+    /// `HOST/PREFIX/<project>-<service>:latest`, and record the digests
+    /// for `cove k8s render --registry`.
+    #[arg(long, requires = "registry")]
+    pub push: bool,
+    /// Where `--push` pushes: `HOST[:PORT]/PREFIX`.
+    #[arg(long, value_name = "HOST/PREFIX", requires = "push")]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Args)]

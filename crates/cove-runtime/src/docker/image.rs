@@ -136,6 +136,48 @@ impl Engine {
             .map_err(engine(format!("tagging `{image}` as `{repo}:{tag}`")))
     }
 
+    /// Pushes `repo:tag` to the registry its name starts with (no
+    /// credentials sent: a registry that needs them is refused with the
+    /// engine's words); each status line goes to `on_line`. The name
+    /// with the digest the registry knows it by (`repo@sha256:…`), as the
+    /// engine recorded it (`RepoDigests`).
+    pub async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<String, DockerError> {
+        let image = format!("{repo}:{tag}");
+        let failed = |reason: String| DockerError::Push {
+            image: image.clone(),
+            reason,
+        };
+        let options = q::PushImageOptionsBuilder::new().tag(tag).build();
+        let mut stream = self.docker.push_image(repo, Some(options), None);
+        while let Some(step) = stream.next().await {
+            let info = step.map_err(|e| failed(e.to_string()))?;
+            if let Some(status) = info.status.as_deref().filter(|s| !s.trim().is_empty()) {
+                on_line(status);
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_image(&image)
+            .await
+            .map_err(engine(format!("inspecting image `{image}`")))?;
+        let prefix = format!("{repo}@");
+        inspected
+            .repo_digests
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| d.starts_with(&prefix))
+            .ok_or_else(|| {
+                failed(format!(
+                    "the engine recorded no digest of {repo} after the push"
+                ))
+            })
+    }
+
     /// Removes an image (by tag or id), if it is there.
     pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
         let options = q::RemoveImageOptionsBuilder::new().force(true).build();

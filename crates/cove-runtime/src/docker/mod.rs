@@ -41,6 +41,8 @@ pub enum DockerError {
     MissingImage { image: String, reason: String },
     #[error("building `{tag}` failed: {reason}")]
     Build { tag: String, reason: String },
+    #[error("pushing `{image}` failed: {reason}")]
+    Push { image: String, reason: String },
     #[error("{what}: {reason}")]
     Engine { what: String, reason: String },
     #[error(
@@ -59,6 +61,7 @@ impl DockerError {
                 "build it (a `build:` section, then `cove build`), or load it: `docker load -i FILE` (an image saved with `docker save {image}`)"
             ),
             DockerError::Build { .. } => "the build's last lines say why".into(),
+            DockerError::Push { .. } => "is the registry up and reachable from the engine? An HTTP (not HTTPS) registry other than on 127.0.0.0/8 must be in the engine's `insecure-registries`; a registry that needs a login is not supported yet (cove sends no credentials)".into(),
             DockerError::Engine { .. } => "`docker info` shows the engine's state".into(),
             DockerError::Overlap { .. } => "`docker network ls` and `docker network inspect NAME` show which; remove it if it is a leftover (cove's are named cove-APP-N)".into(),
         }

@@ -5,6 +5,10 @@
 //! (run here, in the service's working directory and environment, as the
 //! daemon runs them). Each build's output is printed as it comes (`-q`:
 //! only failures, with their last lines).
+//!
+//! `--push --registry HOST/PREFIX`: the images a cluster pulls instead
+//! (see [`super::push`]); `x-cove.build` then runs only for the
+//! native-only services, whose program may become an image.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -33,7 +37,18 @@ pub fn run(project_args: &ProjectArgs, args: &BuildArgs) -> anyhow::Result<ExitC
         .iter()
         .filter(|s| s.container.as_ref().is_some_and(|c| c.build.is_some()))
         .filter(named)
+        // With --push, images are built under the registry's names.
+        .filter(|_| !args.push)
         .collect();
+    // With --push, what a native-only service's image is made of.
+    let native_only = |s: &&ServicePlan| {
+        !args.push
+            || project
+                .app
+                .services
+                .get(&s.name)
+                .is_some_and(|m| m.build.is_none() && m.image.is_none())
+    };
     let commands: Vec<_> = plan
         .services
         .iter()
@@ -41,8 +56,9 @@ pub fn run(project_args: &ProjectArgs, args: &BuildArgs) -> anyhow::Result<ExitC
         // container that has its image built instead.
         .filter(|s| s.build.is_some() && s.container.as_ref().is_none_or(|c| c.build.is_none()))
         .filter(named)
+        .filter(native_only)
         .collect();
-    if images.is_empty() && commands.is_empty() {
+    if images.is_empty() && commands.is_empty() && !args.push {
         eprintln!(
             "cove: nothing to build (no service has `build:` and runs as a container, nor has an `x-cove.build`)"
         );
@@ -107,6 +123,9 @@ pub fn run(project_args: &ProjectArgs, args: &BuildArgs) -> anyhow::Result<ExitC
         if !args.quiet {
             eprintln!("cove: built {}", svc.name);
         }
+    }
+    if args.push && !super::push::run(&project, &plan, args)? {
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -136,6 +136,19 @@ pub fn secret_values(
     }
 }
 
+/// The images `cove build --push` pushed to `--registry`, by service
+/// (none without `--registry`).
+pub(crate) fn pushed(
+    project: &cove_spec::Project,
+    target: &Target,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let Some(registry) = &target.registry else {
+        return Ok(Default::default());
+    };
+    let state_dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
+    super::push::pushed(&state_dir, registry)
+}
+
 fn render(
     project_args: &ProjectArgs,
     target: &Target,
@@ -157,6 +170,7 @@ fn render(
             );
         }
     }
+    opts.pushed = pushed(&project, target)?;
     let rendered = match cove_k8s::render(&project.app, &opts) {
         Ok(r) => r,
         Err(e) => {

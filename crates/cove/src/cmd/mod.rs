@@ -20,6 +20,7 @@ mod pause;
 mod port;
 pub(crate) mod ps;
 mod pull;
+pub(crate) mod push;
 mod routes;
 mod run;
 mod schema;
