@@ -1,22 +1,40 @@
-//! The service's container: image, command, environment, ports.
+//! The service's container: image, command, environment, ports,
+//! resources, user.
+//!
+//! - `entrypoint` → `command`, `command` → `args` (Compose's entrypoint
+//!   replaces the image's ENTRYPOINT, its command the CMD);
+//! - `environment` (already holding `env_file`'s variables, overridden by
+//!   `environment`'s, and interpolated from `.env`) → `env`, in order;
+//! - the ports it listens on → `ports` (see [`ports`]);
+//! - `deploy.resources` limits/reservations → limits/requests (`cpus`,
+//!   `memory`; `pids` has no Kubernetes field: a warning);
+//! - a numeric `user` (`UID[:GID]`) → `securityContext.runAsUser/Group`;
+//!   a user name cannot be: a warning.
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar};
+use std::collections::BTreeMap;
 
-use super::{Ctx, RenderError};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, ResourceRequirements, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use cove_spec::model::ResourceSet;
+
+use super::{Ctx, RenderError, Rendered};
 use crate::names::dns_label;
 
-pub(super) fn container(ctx: &Ctx) -> Result<Container, RenderError> {
+pub(super) fn container(ctx: &Ctx, out: &mut Rendered) -> Result<Container, RenderError> {
     let svc = ctx.svc;
     Ok(Container {
         name: ctx.k8s_name.clone(),
         image: Some(image(ctx)?),
-        // Compose's entrypoint replaces the image's ENTRYPOINT (command in
-        // Kubernetes); its command replaces CMD (args).
         command: svc.entrypoint.clone(),
         args: svc.command.clone(),
         env: env(ctx),
         ports: ports(ctx),
         working_dir: svc.working_dir.clone(),
+        resources: resources(ctx, out),
+        security_context: security_context(ctx, out),
         ..Container::default()
     })
 }
@@ -54,7 +72,9 @@ pub(super) fn image(ctx: &Ctx) -> Result<String, RenderError> {
 }
 
 /// `environment` (which already holds `env_file`'s variables, overridden
-/// by `environment`'s, as in Compose), in the file's order.
+/// by `environment`'s, as in Compose), in the file's order. A variable
+/// without a value (`- NAME`, unset in cove's environment) is left out, as
+/// Compose leaves it out of the container.
 fn env(ctx: &Ctx) -> Option<Vec<EnvVar>> {
     let vars: Vec<EnvVar> = ctx
         .svc
@@ -71,7 +91,11 @@ fn env(ctx: &Ctx) -> Option<Vec<EnvVar>> {
     (!vars.is_empty()).then_some(vars)
 }
 
-/// The ports the container listens on: `ports` targets and `expose`.
+/// The ports the container listens on: `ports` targets, `expose`, the
+/// recipe's port, and the ports other services name it with
+/// (`NAME:PORT` in their environment or command). Published host ports
+/// are not here: nothing on the pod publishes a port on its node (no
+/// `hostPort`); Services (and Ingress for routes) are the way in.
 pub(super) fn ports(ctx: &Ctx) -> Option<Vec<ContainerPort>> {
     let mut out: Vec<ContainerPort> = Vec::new();
     let mut add = |port: u16, protocol: &str| {
@@ -98,5 +122,99 @@ pub(super) fn ports(ctx: &Ctx) -> Option<Vec<ContainerPort>> {
             }
         }
     }
+    for port in recipe_ports(ctx) {
+        add(port, "tcp");
+    }
+    for port in super::ports::referenced_ports(ctx) {
+        add(port, "tcp");
+    }
     (!out.is_empty()).then_some(out)
+}
+
+/// The ports a recipe's image listens on (its default port).
+pub(super) fn recipe_ports(ctx: &Ctx) -> Vec<u16> {
+    cove_runtime::recipe::Recipe::detect(ctx.svc)
+        .map(|r| r.default_port())
+        .into_iter()
+        .collect()
+}
+
+/// `deploy.resources`: limits → limits, reservations → requests.
+fn resources(ctx: &Ctx, out: &mut Rendered) -> Option<ResourceRequirements> {
+    let res = ctx.svc.deploy.as_ref()?.resources.as_ref()?;
+    let mut quantities = |set: &Option<ResourceSet>, field: &str| {
+        let set = set.as_ref()?;
+        if set.pids.is_some() {
+            out.warnings.push(format!(
+                "{}: deploy.resources.{field}.pids: Kubernetes has no per-container process limit (the kubelet's podPidsLimit is node-wide); left out",
+                ctx.name
+            ));
+        }
+        let mut q = BTreeMap::new();
+        if let Some(cpus) = set.cpus {
+            q.insert("cpu".to_string(), Quantity(cpu_quantity(cpus)));
+        }
+        if let Some(memory) = set.memory {
+            q.insert("memory".to_string(), Quantity(memory_quantity(memory)));
+        }
+        (!q.is_empty()).then_some(q)
+    };
+    let limits = quantities(&res.limits, "limits");
+    let requests = quantities(&res.reservations, "reservations");
+    (limits.is_some() || requests.is_some()).then(|| ResourceRequirements {
+        limits,
+        requests,
+        ..ResourceRequirements::default()
+    })
+}
+
+/// CPUs as a Kubernetes quantity: whole CPUs, else millicores (at least 1m).
+pub(super) fn cpu_quantity(cpus: f64) -> String {
+    let milli = (cpus * 1000.0).round().max(1.0) as u64;
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
+/// Bytes as a Kubernetes quantity, in the largest binary unit that keeps
+/// it exact.
+pub(super) fn memory_quantity(bytes: u64) -> String {
+    for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// `user: UID[:GID]` → runAsUser/runAsGroup. A name cannot be: the
+/// cluster does not read the image's /etc/passwd for it.
+fn security_context(ctx: &Ctx, out: &mut Rendered) -> Option<SecurityContext> {
+    let user = ctx.svc.user.as_deref()?;
+    let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
+    let Ok(uid) = uid.parse::<i64>() else {
+        out.warnings.push(format!(
+            "{}: user: `{user}` is a name; Kubernetes takes numeric ids only (runAsUser); the image's default user runs it: write `user: UID[:GID]`",
+            ctx.name
+        ));
+        return None;
+    };
+    let gid = if gid.is_empty() {
+        None
+    } else if let Ok(g) = gid.parse::<i64>() {
+        Some(g)
+    } else {
+        out.warnings.push(format!(
+            "{}: user: group `{gid}` is a name; Kubernetes takes numeric ids only (runAsGroup); left out",
+            ctx.name
+        ));
+        None
+    };
+    Some(SecurityContext {
+        run_as_user: Some(uid),
+        run_as_group: gid,
+        ..SecurityContext::default()
+    })
 }

@@ -31,6 +31,11 @@ mod storage;
 mod wait;
 mod workload;
 
+#[cfg(test)]
+mod testing;
+
+pub use wait::{COVE_BINARY, default_cove_image};
+
 use std::collections::BTreeMap;
 
 use cove_spec::App;
@@ -163,7 +168,7 @@ fn service(ctx: &Ctx, out: &mut Rendered) -> Result<(), RenderError> {
     ports::service(ctx, &pod, out);
     let workload = workload::workload(ctx, &mut pod, out)?;
     autoscale::service(ctx, &workload, out)?;
-    ingress::service(ctx, out);
+    ingress::service(ctx, out)?;
     out.objects.push(workload);
     Ok(())
 }

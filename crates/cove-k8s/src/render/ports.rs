@@ -1,8 +1,23 @@
 //! The Service that makes a service reachable by its Compose name.
+//!
+//! One Service per Compose service that listens on a port, named
+//! [`dns_label`] of its name, with one port per container port: the
+//! container port (never the published host port), named `tcp-N` /
+//! `udp-N`, so that TCP and UDP on one name stay one Service. Container
+//! ports come from `ports` targets, `expose`, the recipe's port, and the
+//! ports other services name it with ([`referenced_ports`]).
+//!
+//! A service other services name (in their environment or command) but
+//! that listens on no known port gets no Service, and a warning saying to
+//! add `expose`. A Compose name that is not a DNS-1123 label (`front_end`)
+//! gets a Service under another name (`front-end-…`); the environment
+//! values that name it are not rewritten (cove cannot tell a host name
+//! from other text): a warning names each such variable.
 
 use k8s_openapi::api::core::v1::{PodSpec, Service, ServicePort, ServiceSpec};
 
-use super::{Ctx, Rendered};
+use super::{Ctx, Rendered, workload};
+use crate::names::dns_label;
 
 /// A Service named like the service, with one port per container port
 /// (the container port, never the published host port).
@@ -25,12 +40,21 @@ pub(super) fn service(ctx: &Ctx, pod: &PodSpec, out: &mut Rendered) {
             }
         })
         .collect();
+    warn_names(ctx, out);
     if ports.is_empty() {
+        if let Some((other, var)) = mentions_by_others(ctx).into_iter().next() {
+            out.warnings.push(format!(
+                "{}: named by service {other:?} ({var}) but listens on no known port, so it gets no Service: add `expose: [PORT]` to it",
+                ctx.name
+            ));
+        }
         return;
     }
+    let mut metadata = ctx.meta(&ctx.k8s_name);
+    workload::add_user_labels(ctx, &mut metadata);
     out.objects.push(
         Service {
-            metadata: ctx.meta(&ctx.k8s_name),
+            metadata,
             spec: Some(ServiceSpec {
                 selector: Some(ctx.selector()),
                 ports: Some(ports),
@@ -40,4 +64,271 @@ pub(super) fn service(ctx: &Ctx, pod: &PodSpec, out: &mut Rendered) {
         }
         .into(),
     );
+}
+
+/// The ports other services name this one with: `NAME:PORT` in their
+/// environment values, command or entrypoint (`db:5432`,
+/// `mysql://u@mysql:3306/db`, `redis-node-0:6379,redis-node-1:6379`).
+pub(super) fn referenced_ports(ctx: &Ctx) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for (other, svc) in &ctx.app.services {
+        if other == ctx.name {
+            continue;
+        }
+        for text in texts(svc) {
+            for port in mentions(text, ctx.name).into_iter().flatten() {
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Where other services name this one: (service, `environment.VAR` or
+/// `command`).
+fn mentions_by_others(ctx: &Ctx) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (other, svc) in &ctx.app.services {
+        if other == ctx.name {
+            continue;
+        }
+        for (var, value) in &svc.environment {
+            if value
+                .as_deref()
+                .is_some_and(|v| !mentions(v, ctx.name).is_empty())
+            {
+                found.push((other.clone(), format!("environment.{var}")));
+            }
+        }
+        for (field, args) in [("command", &svc.command), ("entrypoint", &svc.entrypoint)] {
+            if args
+                .iter()
+                .flatten()
+                .any(|a| !mentions(a, ctx.name).is_empty())
+            {
+                found.push((other.clone(), field.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// A warning per environment variable of another service that names this
+/// service when its Kubernetes name differs from its Compose name.
+fn warn_names(ctx: &Ctx, out: &mut Rendered) {
+    if ctx.k8s_name == ctx.name {
+        return;
+    }
+    for (other, field) in mentions_by_others(ctx) {
+        out.warnings.push(format!(
+            "{other}: {field} names service {:?}, whose Kubernetes name is {:?} ({:?} is not a DNS-1123 label); the value is not rewritten: rename the service, or write {:?} there",
+            ctx.name, ctx.k8s_name, ctx.name, ctx.k8s_name
+        ));
+    }
+}
+
+/// The texts of a service that can name other services.
+fn texts(svc: &cove_spec::model::Service) -> impl Iterator<Item = &str> {
+    svc.environment
+        .values()
+        .filter_map(|v| v.as_deref())
+        .chain(svc.command.iter().flatten().map(String::as_str))
+        .chain(svc.entrypoint.iter().flatten().map(String::as_str))
+}
+
+/// Each place `text` names host `name` as a whole host name (not part of
+/// a longer one), with the port written after it (`name:PORT`), if any.
+pub(super) fn mentions(text: &str, name: &str) -> Vec<Option<u16>> {
+    let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut found = Vec::new();
+    if name.is_empty() {
+        return found;
+    }
+    let mut from = 0;
+    while let Some(i) = text[from..].find(name) {
+        let start = from + i;
+        let end = start + name.len();
+        from = start + 1;
+        let before_ok = text[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !host_char(c));
+        let after = &text[end..];
+        let after_ok = after.chars().next().is_none_or(|c| !host_char(c));
+        // `mysql://…`: a URL scheme, not a host.
+        if !(before_ok && after_ok) || after.starts_with("://") {
+            continue;
+        }
+        let port = after.strip_prefix(':').and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let next = rest[digits.len()..].chars().next();
+            // `name:5432x` is not a port.
+            if next.is_some_and(|c| c.is_ascii_alphabetic()) {
+                return None;
+            }
+            digits.parse::<u16>().ok().filter(|p| *p != 0)
+        });
+        found.push(port);
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::testing::{self, has, main, names, pod, rendered};
+
+    #[test]
+    fn mentions_finds_whole_host_names_and_ports() {
+        assert_eq!(mentions("db:5432", "db"), vec![Some(5432)]);
+        assert_eq!(
+            mentions("mysql://u@mysql:3306/db", "mysql"),
+            vec![Some(3306)]
+        );
+        assert_eq!(
+            mentions("redis-node-0:6379,redis-node-1:6379", "redis-node-0"),
+            vec![Some(6379)]
+        );
+        assert_eq!(mentions("redis-node-01:6379", "redis-node-0"), vec![]);
+        assert_eq!(mentions("http://api/x", "api"), vec![None]);
+        assert_eq!(mentions("mydb:1", "db"), vec![]);
+        assert_eq!(mentions("db.example.com:1", "db"), vec![]);
+    }
+
+    #[test]
+    fn services_for_expose_recipes_and_names_in_other_services() {
+        let r = rendered(
+            r#"
+services:
+  web:
+    image: web
+    ports: ["8080:80", "53:53/udp", "53:53/tcp"]
+    environment:
+      DB: postgres://u:p@db:5432/x
+      CACHE: cache
+      NODES: redis-node-0:6379,redis-node-1:7000
+  api:
+    image: api
+    expose: ["9000"]
+  db:
+    image: example/db
+  cache:
+    image: redis:7
+  redis-node-0:
+    image: example/r
+  redis-node-1:
+    image: example/r
+  lonely:
+    image: lonely
+"#,
+        );
+        let ports = |name: &str| -> Vec<(String, i32, String)> {
+            testing::service(&r, name)
+                .spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.name.unwrap(), p.port, p.protocol.unwrap()))
+                .collect()
+        };
+        // The container port, not the published one; TCP and UDP of one
+        // name in one Service.
+        assert_eq!(
+            ports("web"),
+            vec![
+                ("tcp-80".into(), 80, "TCP".into()),
+                ("udp-53".into(), 53, "UDP".into()),
+                ("tcp-53".into(), 53, "TCP".into()),
+            ]
+        );
+        assert_eq!(ports("api"), vec![("tcp-9000".into(), 9000, "TCP".into())]);
+        assert_eq!(ports("db"), vec![("tcp-5432".into(), 5432, "TCP".into())]);
+        assert_eq!(
+            ports("cache"),
+            vec![("tcp-6379".into(), 6379, "TCP".into())]
+        );
+        assert_eq!(
+            ports("redis-node-1"),
+            vec![("tcp-7000".into(), 7000, "TCP".into())]
+        );
+        assert!(!has(&r, "Service", "lonely"), "{:?}", names(&r));
+        // No hostPort anywhere.
+        for name in ["web", "api", "db"] {
+            for p in main(&r, name).ports.iter().flatten() {
+                assert_eq!(p.host_port, None, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_named_service_without_ports_is_a_warning() {
+        let r = rendered(
+            r#"
+services:
+  web:
+    image: web
+    environment: { WORKER: "http://worker/x" }
+  worker:
+    image: worker
+"#,
+        );
+        assert!(!has(&r, "Service", "worker"));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("worker: named by service \"web\" (environment.WORKER)")),
+            "{:?}",
+            r.warnings
+        );
+    }
+
+    #[test]
+    fn names_that_are_not_labels_are_mapped_everywhere_and_warned_about() {
+        let r = rendered(
+            r#"
+services:
+  front_end:
+    image: fe
+    expose: ["80"]
+  web:
+    image: web
+    environment: { FRONT: "front_end:80" }
+    depends_on: [front_end]
+"#,
+        );
+        let fe = dns_label("front_end");
+        assert_ne!(fe, "front_end");
+        let svc = testing::service(&r, &fe);
+        assert_eq!(
+            svc.spec.as_ref().unwrap().selector.as_ref().unwrap()[crate::SERVICE_LABEL],
+            fe
+        );
+        assert!(has(&r, "Deployment", &fe));
+        // The wait targets the Service's name.
+        let init = pod(&r, "web").init_containers.clone().unwrap();
+        assert!(
+            init[0]
+                .command
+                .as_ref()
+                .unwrap()
+                .contains(&format!("{fe}:80")),
+            "{:?}",
+            init[0].command
+        );
+        // The value is kept, and said.
+        let env = main(&r, "web").env.clone().unwrap();
+        assert_eq!(env[0].value.as_deref(), Some("front_end:80"));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("web: environment.FRONT names service \"front_end\"")),
+            "{:?}",
+            r.warnings
+        );
+    }
 }
