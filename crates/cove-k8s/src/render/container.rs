@@ -218,3 +218,63 @@ fn security_context(ctx: &Ctx, out: &mut Rendered) -> Option<SecurityContext> {
         ..SecurityContext::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::testing::*;
+
+    fn env_of(r: &Rendered, name: &str) -> Vec<(String, String)> {
+        main(r, name)
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_env_file_and_dot_env_is_interpolated() {
+        let compose = r#"
+services:
+  web:
+    image: "web:${TAG}"
+    env_file: [web.env]
+    environment:
+      B: from-environment
+      C: "${GREETING:-none}"
+    command: ["serve", "--port", "${PORT}"]
+"#;
+        let app = load_with(
+            compose,
+            &[
+                ("web.env", "A=from-file\nB=from-file\n"),
+                (".env", "TAG=1.2.3\nGREETING=hello\nPORT=8080\n"),
+            ],
+        );
+        let r = crate::render(&app, &crate::Options::default()).unwrap();
+        let env = env_of(&r, "web");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("A").as_deref(), Some("from-file"));
+        assert_eq!(get("B").as_deref(), Some("from-environment"));
+        assert_eq!(get("C").as_deref(), Some("hello"));
+        assert_eq!(env.iter().filter(|(n, _)| n == "B").count(), 1);
+        let c = main(&r, "web");
+        assert_eq!(c.image.as_deref(), Some("web:1.2.3"));
+        assert_eq!(
+            c.args.as_deref(),
+            Some(&["serve".to_string(), "--port".into(), "8080".into()][..])
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(cpu_quantity(0.5), "500m");
+        assert_eq!(cpu_quantity(2.0), "2");
+        assert_eq!(cpu_quantity(0.0001), "1m");
+        assert_eq!(memory_quantity(64 << 20), "64Mi");
+        assert_eq!(memory_quantity(3 << 30), "3Gi");
+        assert_eq!(memory_quantity(1000), "1000");
+    }
+}

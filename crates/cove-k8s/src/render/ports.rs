@@ -1,7 +1,7 @@
 //! The Service that makes a service reachable by its Compose name.
 //!
 //! One Service per Compose service that listens on a port, named
-//! [`dns_label`] of its name, with one port per container port: the
+//! [`dns_label`](crate::names::dns_label) of its name, with one port per container port: the
 //! container port (never the published host port), named `tcp-N` /
 //! `udp-N`, so that TCP and UDP on one name stay one Service. Container
 //! ports come from `ports` targets, `expose`, the recipe's port, and the
@@ -17,7 +17,6 @@
 use k8s_openapi::api::core::v1::{PodSpec, Service, ServicePort, ServiceSpec};
 
 use super::{Ctx, Rendered, workload};
-use crate::names::dns_label;
 
 /// A Service named like the service, with one port per container port
 /// (the container port, never the published host port).
@@ -301,7 +300,7 @@ services:
     depends_on: [front_end]
 "#,
         );
-        let fe = dns_label("front_end");
+        let fe = crate::names::dns_label("front_end");
         assert_ne!(fe, "front_end");
         let svc = testing::service(&r, &fe);
         assert_eq!(

@@ -283,3 +283,195 @@ fn is_label_key(k: &str) -> bool {
     });
     prefix_ok && is_label_name(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::testing::*;
+
+    #[test]
+    fn one_shots_are_jobs_with_the_backoff_of_their_restart() {
+        let r = rendered(
+            r#"
+services:
+  once:
+    image: a
+    restart: "no"
+  retried:
+    image: a
+    restart: on-failure:4
+  retried-default:
+    image: a
+    restart: on-failure
+  seed:
+    image: a
+  always:
+    image: a
+    restart: always
+  web:
+    image: w
+    depends_on:
+      seed: { condition: service_completed_successfully }
+      retried: { condition: service_completed_successfully }
+      retried-default: { condition: service_completed_successfully }
+      always: { condition: service_completed_successfully }
+"#,
+        );
+        let backoff = |name: &str| {
+            let spec = job(&r, name).spec.as_ref().unwrap();
+            (
+                spec.backoff_limit,
+                spec.template
+                    .spec
+                    .as_ref()
+                    .unwrap()
+                    .restart_policy
+                    .clone()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(backoff("once"), (Some(0), "Never".into()));
+        assert_eq!(backoff("retried"), (Some(4), "OnFailure".into()));
+        assert_eq!(backoff("retried-default"), (Some(6), "OnFailure".into()));
+        assert_eq!(backoff("seed"), (Some(0), "Never".into()));
+        assert_eq!(backoff("always"), (Some(6), "OnFailure".into()));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("always: restart: `always`")),
+            "{:?}",
+            r.warnings
+        );
+        assert!(has(&r, "Deployment", "web"));
+        assert!(!names(&r).iter().any(|n| n.starts_with("Pod/")));
+    }
+
+    #[test]
+    fn deploy_becomes_replicas_resources_and_strategy() {
+        let r = rendered(
+            r#"
+services:
+  start:
+    image: a
+    deploy:
+      replicas: 4
+      resources:
+        limits: { cpus: "1.5", memory: 512M, pids: 100 }
+        reservations: { cpus: "2", memory: "1000" }
+      update_config: { parallelism: 2, order: start-first }
+  stop:
+    image: a
+    deploy:
+      update_config: { parallelism: 3 }
+  plain:
+    image: a
+"#,
+        );
+        let spec = deployment(&r, "start").spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(4));
+        let ru = spec
+            .strategy
+            .as_ref()
+            .unwrap()
+            .rolling_update
+            .as_ref()
+            .unwrap();
+        assert_eq!(ru.max_surge, Some(IntOrString::Int(2)));
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(0)));
+        let res = main(&r, "start").resources.clone().unwrap();
+        let q = |m: &Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+                 k: &str| m.as_ref().unwrap()[k].0.clone();
+        assert_eq!(q(&res.limits, "cpu"), "1500m");
+        assert_eq!(q(&res.limits, "memory"), "512Mi");
+        assert_eq!(q(&res.requests, "cpu"), "2");
+        assert_eq!(q(&res.requests, "memory"), "1000");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("start: deploy.resources.limits.pids")),
+            "{:?}",
+            r.warnings
+        );
+
+        let ru = deployment(&r, "stop")
+            .spec
+            .as_ref()
+            .unwrap()
+            .strategy
+            .clone()
+            .unwrap();
+        let ru = ru.rolling_update.unwrap();
+        assert_eq!(ru.max_surge, Some(IntOrString::Int(0)));
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(3)));
+
+        let spec = deployment(&r, "plain").spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.strategy, None);
+        assert_eq!(main(&r, "plain").resources, None);
+    }
+
+    #[test]
+    fn labels_grace_user_and_stop_signal() {
+        let r = rendered(
+            r#"
+services:
+  a:
+    image: a
+    labels:
+      com.example.team: payments
+      com.example.description: "Pays the bills"
+      "bad key!": x
+      cove.dev/service: not-this
+    stop_grace_period: 1500ms
+    user: "1000:2000"
+    stop_signal: SIGINT
+  b:
+    image: b
+    user: postgres
+    stop_signal: SIGTERM
+"#,
+        );
+        let d = deployment(&r, "a");
+        let labels = d.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["com.example.team"], "payments");
+        assert_eq!(
+            labels[crate::SERVICE_LABEL],
+            "a",
+            "cove's selector label is kept"
+        );
+        let annotations = d.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations["com.example.description"], "Pays the bills");
+        let template = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+        assert_eq!(
+            template.labels.as_ref().unwrap()["com.example.team"],
+            "payments"
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("a: labels.bad key!")),
+            "{:?}",
+            r.warnings
+        );
+
+        let spec = crate::render::testing::pod(&r, "a");
+        assert_eq!(spec.termination_grace_period_seconds, Some(2));
+        let sc = main(&r, "a").security_context.clone().unwrap();
+        assert_eq!((sc.run_as_user, sc.run_as_group), (Some(1000), Some(2000)));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("a: stop_signal: `SIGINT`"))
+        );
+
+        assert_eq!(main(&r, "b").security_context, None);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("b: user: `postgres` is a name"))
+        );
+        assert!(!r.warnings.iter().any(|w| w.starts_with("b: stop_signal")));
+    }
+}
