@@ -131,8 +131,13 @@ pub(super) fn ports(ctx: &Ctx) -> Option<Vec<ContainerPort>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The ports a recipe's image listens on (its default port).
+/// The ports a recipe's image listens on (its default port); none for a
+/// one-shot (a Job runs a client of the image, as buffs'
+/// `redis-cluster-init` runs redis-cli, and serves nothing).
 pub(super) fn recipe_ports(ctx: &Ctx) -> Vec<u16> {
+    if super::workload::kind(ctx.app, ctx.name) == super::workload::Kind::Job {
+        return Vec::new();
+    }
     cove_runtime::recipe::Recipe::detect(ctx.svc)
         .map(|r| r.default_port())
         .into_iter()

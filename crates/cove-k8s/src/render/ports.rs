@@ -215,6 +215,9 @@ services:
     image: example/db
   cache:
     image: redis:7
+  cache-init:
+    image: redis:7
+    restart: "no"
   redis-node-0:
     image: example/r
   redis-node-1:
@@ -256,6 +259,8 @@ services:
             vec![("tcp-7000".into(), 7000, "TCP".into())]
         );
         assert!(!has(&r, "Service", "lonely"), "{:?}", names(&r));
+        // A one-shot of a recipe's image serves nothing.
+        assert!(!has(&r, "Service", "cache-init"), "{:?}", names(&r));
         // No hostPort anywhere.
         for name in ["web", "api", "db"] {
             for p in main(&r, name).ports.iter().flatten() {
