@@ -2,7 +2,8 @@
 //!
 //! - `test: [CMD, …]` → an exec probe running those arguments;
 //!   `[CMD-SHELL, s]` (and the string form, which the loader turns into
-//!   it) → `sh -c s`; `[NONE]` or `disable: true` → no probe;
+//!   it) → `sh -c s`; `[NONE]` or `disable: true` → no probe (unless
+//!   `x-cove.health` is set: as in cove's runtime, it is the check then);
 //! - `x-cove.health: {http: PATH}` → httpGet (port: its `port`, else the
 //!   service's `PORT` variable, else its first port);
 //!   `{tcp: PORT}` → tcpSocket;
@@ -10,7 +11,7 @@
 //!   periodSeconds, `timeout` (30s) → timeoutSeconds, `retries` (3) →
 //!   failureThreshold, on both the readiness and the liveness probe;
 //! - `start_period` → a startupProbe (the same check every
-//!   `start_interval`, default 5s, for `start_period` plus `retries`
+//!   `start_interval`, default 1s as in cove's runtime, for `start_period` plus `retries`
 //!   tries): as in Compose, failures during the start period do not count
 //!   and the first success ends it, while readiness and liveness wait for
 //!   it. (initialDelaySeconds would instead delay readiness by the whole
@@ -28,7 +29,8 @@ use super::{Ctx, RenderError, Rendered};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
+/// cove's runtime's (Docker's is 5s).
+const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_RETRIES: u64 = 3;
 
 /// The warning said once when a duration had to be rounded.
@@ -45,7 +47,8 @@ pub(super) fn apply(
     let hc = ctx.svc.healthcheck.as_ref();
     let mut rounded = false;
     let secs = |d: Option<Duration>, default: Duration, rounded: &mut bool| {
-        let (s, r) = seconds(d.unwrap_or(default));
+        // Zero, as in cove's runtime, is the default.
+        let (s, r) = seconds(d.filter(|d| !d.is_zero()).unwrap_or(default));
         *rounded |= r;
         s
     };
@@ -100,9 +103,8 @@ pub(super) fn apply(
 /// The check (a probe without timings), if the service has one.
 fn check(ctx: &Ctx, main: &Container) -> Result<Option<Probe>, RenderError> {
     let hc = ctx.svc.healthcheck.as_ref();
-    if hc.is_some_and(|h| h.disable || h.test.first().is_some_and(|t| t == "NONE")) {
-        return Ok(None);
-    }
+    // As cove runs it: `x-cove.health` is the check even when the
+    // healthcheck's command is disabled (its timings still count).
     if let Some(health) = ctx.svc.x_cove.as_ref().and_then(|x| x.health.as_ref()) {
         if let Some(port) = health.tcp {
             return Ok(Some(Probe {
@@ -199,6 +201,7 @@ services:
     image: a
     healthcheck:
       test: ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]
+      start_period: 2500ms
   string:
     image: a
     healthcheck:
@@ -222,6 +225,10 @@ services:
   tcp:
     image: a
     x-cove: { health: { tcp: 5432 } }
+  tcpdisabled:
+    image: a
+    healthcheck: { disable: true, interval: 4s }
+    x-cove: { health: { tcp: 5432 } }
 "#,
         );
         let c = main(&r, "exec");
@@ -243,6 +250,10 @@ services:
         assert_eq!(ready.period_seconds, Some(30));
         assert_eq!(ready.timeout_seconds, Some(30));
         assert_eq!(ready.failure_threshold, Some(3));
+        let startup = c.startup_probe.as_ref().unwrap();
+        // start_interval defaults to 1s: 3 tries in 2.5s (rounded up), then `retries`.
+        assert_eq!(startup.period_seconds, Some(1));
+        assert_eq!(startup.failure_threshold, Some(3 + 3));
 
         let c = main(&r, "string");
         let ready = c.readiness_probe.as_ref().unwrap();
@@ -280,6 +291,9 @@ services:
         let tcp = main(&r, "tcp").liveness_probe.clone().unwrap();
         assert_eq!(tcp.tcp_socket.unwrap().port, IntOrString::Int(5432));
         assert_eq!(tcp.period_seconds, Some(30));
+        let tcp = main(&r, "tcpdisabled").readiness_probe.clone().unwrap();
+        assert_eq!(tcp.tcp_socket.unwrap().port, IntOrString::Int(5432));
+        assert_eq!(tcp.period_seconds, Some(4));
     }
 
     #[test]
