@@ -176,7 +176,7 @@ fn resources(ctx: &Ctx, out: &mut Rendered) -> Option<ResourceRequirements> {
 /// CPUs as a Kubernetes quantity: whole CPUs, else millicores (at least 1m).
 pub(super) fn cpu_quantity(cpus: f64) -> String {
     let milli = (cpus * 1000.0).round().max(1.0) as u64;
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")
@@ -187,7 +187,7 @@ pub(super) fn cpu_quantity(cpus: f64) -> String {
 /// it exact.
 pub(super) fn memory_quantity(bytes: u64) -> String {
     for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

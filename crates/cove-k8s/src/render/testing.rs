@@ -33,7 +33,7 @@ pub(crate) fn load_with(compose: &str, files: &[(&str, &str)]) -> cove_spec::App
 }
 
 fn write(dir: &Path, name: &str, content: &str) {
-    std::fs::write(dir.join(name), content).expect("write a test file");
+    fs_err::write(dir.join(name), content).expect("write a test file");
 }
 
 /// Renders `compose` with default options; panics on a render error.
