@@ -32,6 +32,7 @@ mod hosts;
 mod inspect;
 mod isolation;
 mod k8s;
+mod k8s_render_accepted;
 mod k8s_wait_for;
 mod kvstore;
 mod leases;
