@@ -134,6 +134,7 @@ pub(super) fn workload(
         match_labels: Some(ctx.selector()),
         ..LabelSelector::default()
     };
+    warn_untranslated_deploy(ctx, out);
     let autoscaled = ctx
         .svc
         .x_cove
@@ -202,6 +203,42 @@ fn job_restart(ctx: &Ctx, out: &mut Rendered) -> (&'static str, i32) {
             ));
             ("OnFailure", DEFAULT_BACKOFF)
         }
+    }
+}
+
+/// The `deploy` fields with no Kubernetes form: one warning naming them.
+fn warn_untranslated_deploy(ctx: &Ctx, out: &mut Rendered) {
+    let Some(deploy) = &ctx.svc.deploy else {
+        return;
+    };
+    let mut fields = Vec::new();
+    if deploy.restart_policy.is_some() {
+        fields.push("restart_policy");
+    }
+    if deploy.rollback_config.is_some() {
+        fields.push("rollback_config");
+    }
+    if let Some(u) = &deploy.update_config {
+        for (set, field) in [
+            (u.delay.is_some(), "update_config.delay"),
+            (u.failure_action.is_some(), "update_config.failure_action"),
+            (u.monitor.is_some(), "update_config.monitor"),
+            (
+                u.max_failure_ratio.is_some(),
+                "update_config.max_failure_ratio",
+            ),
+        ] {
+            if set {
+                fields.push(field);
+            }
+        }
+    }
+    if !fields.is_empty() {
+        out.warnings.push(format!(
+            "{}: deploy: {} not translated (a Deployment rolls out at its own pace and `cove k8s rollback` undoes a rollout; `restart` sets a Job's backoff)",
+            ctx.name,
+            fields.join(", ")
+        ));
     }
 }
 
@@ -362,7 +399,7 @@ services:
   stop:
     image: a
     deploy:
-      update_config: { parallelism: 3 }
+      update_config: { parallelism: 3, delay: 10s }
   plain:
     image: a
 "#,
@@ -395,6 +432,13 @@ services:
             r.warnings
         );
 
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("stop: deploy: update_config.delay not translated")),
+            "{:?}",
+            r.warnings
+        );
         let ru = deployment(&r, "stop")
             .spec
             .as_ref()
