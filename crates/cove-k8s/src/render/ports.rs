@@ -299,6 +299,9 @@ services:
   front_end:
     image: fe
     expose: ["80"]
+    x-cove:
+      routes: [{ host: fe.example.test }]
+      autoscale: { min: 1, max: 2 }
   web:
     image: web
     environment: { FRONT: "front_end:80" }
@@ -313,6 +316,15 @@ services:
             fe
         );
         assert!(has(&r, "Deployment", &fe));
+        let ingress = testing::ingress(&r, &fe);
+        let rules = ingress.spec.as_ref().unwrap().rules.as_ref().unwrap();
+        let backend = rules[0].http.as_ref().unwrap().paths[0]
+            .backend
+            .service
+            .as_ref();
+        assert_eq!(backend.unwrap().name, fe);
+        let hpa = testing::hpa(&r, &fe);
+        assert_eq!(hpa.spec.as_ref().unwrap().scale_target_ref.name, fe);
         // The wait targets the Service's name.
         let init = pod(&r, "web").init_containers.clone().unwrap();
         assert!(
