@@ -31,7 +31,7 @@ pub(super) fn container(ctx: &Ctx, out: &mut Rendered) -> Result<Container, Rend
         command: svc.entrypoint.clone(),
         args: svc.command.clone(),
         env: env(ctx),
-        ports: ports(ctx),
+        ports: ports(ctx, out),
         working_dir: svc.working_dir.clone(),
         resources: resources(ctx, out),
         security_context: security_context(ctx, out),
@@ -96,14 +96,15 @@ fn env(ctx: &Ctx) -> Option<Vec<EnvVar>> {
 /// (`NAME:PORT` in their environment or command). Published host ports
 /// are not here: nothing on the pod publishes a port on its node (no
 /// `hostPort`); Services (and Ingress for routes) are the way in.
-pub(super) fn ports(ctx: &Ctx) -> Option<Vec<ContainerPort>> {
-    let mut out: Vec<ContainerPort> = Vec::new();
+pub(super) fn ports(ctx: &Ctx, out: &mut Rendered) -> Option<Vec<ContainerPort>> {
+    let referenced = super::ports::referenced_ports(ctx, out);
+    let mut list: Vec<ContainerPort> = Vec::new();
     let mut add = |port: u16, protocol: &str| {
         let protocol = protocol.to_ascii_uppercase();
-        if !out.iter().any(|p| {
+        if !list.iter().any(|p| {
             p.container_port == i32::from(port) && p.protocol.as_deref() == Some(&protocol)
         }) {
-            out.push(ContainerPort {
+            list.push(ContainerPort {
                 container_port: i32::from(port),
                 protocol: Some(protocol),
                 ..ContainerPort::default()
@@ -125,10 +126,10 @@ pub(super) fn ports(ctx: &Ctx) -> Option<Vec<ContainerPort>> {
     for port in recipe_ports(ctx) {
         add(port, "tcp");
     }
-    for port in super::ports::referenced_ports(ctx) {
+    for port in referenced {
         add(port, "tcp");
     }
-    (!out.is_empty()).then_some(out)
+    (!list.is_empty()).then_some(list)
 }
 
 /// The ports a recipe's image listens on (its default port); none for a

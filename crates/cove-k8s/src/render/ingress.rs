@@ -37,7 +37,7 @@ pub(super) fn service(ctx: &Ctx, out: &mut Rendered) -> Result<(), RenderError> 
     let Some(routes) = ctx.svc.x_cove.as_ref().and_then(|x| x.routes.as_ref()) else {
         return Ok(());
     };
-    let first_port = container::ports(ctx).and_then(|p| p.first().map(|p| p.container_port));
+    let first_port = container::ports(ctx, out).and_then(|p| p.first().map(|p| p.container_port));
     // Ingresses by their annotations, in the order of their first route.
     let mut groups: Vec<(BTreeMap<String, String>, Vec<IngressRule>)> = Vec::new();
     for (i, route) in routes.iter().enumerate() {

@@ -70,6 +70,8 @@ pub struct Rendered {
     pub objects: Vec<Object>,
     /// What did not translate, said once each (`service: field: why`).
     pub warnings: Vec<String>,
+    /// Where services name each other, built once per render (`ports`).
+    pub(crate) references: Option<ports::References>,
 }
 
 /// A service that cannot be rendered, and what to do about it.

@@ -67,7 +67,7 @@ pub(super) fn init_containers(
                     svc: dep_svc,
                     k8s_name: target.clone(),
                 };
-                let ports: Vec<i32> = container::ports(&dep_ctx)
+                let ports: Vec<i32> = container::ports(&dep_ctx, out)
                     .into_iter()
                     .flatten()
                     .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
