@@ -255,6 +255,8 @@ services:
     image: example/r
   lonely:
     image: lonely
+    # Naming itself is no reason for a Service.
+    environment: { SELF: "lonely:9999" }
 "#,
         );
         let ports = |name: &str| -> Vec<(String, i32, String)> {
