@@ -193,3 +193,60 @@ fn wait_for_job_returns_when_the_job_completes() {
         out.stderr
     );
 }
+
+/// `--tcp`: waits for a listener that appears after a while, then exits
+/// 0; exits 1 at `--timeout` when none appears. No cluster needed.
+#[test]
+fn wait_for_tcp_waits_for_a_listener_and_gives_up_at_the_timeout() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let port = free_port();
+    let started = Instant::now();
+    let listener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let _ = l.accept();
+    });
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_cove")).args([
+            "k8s",
+            "wait-for",
+            "--tcp",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "120s",
+        ]),
+        180,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it returned before the listener existed"
+    );
+    assert!(out.stderr.contains("accepts connections"), "{}", out.stderr);
+    listener.join().unwrap();
+
+    let port = free_port();
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_cove")).args([
+            "k8s",
+            "wait-for",
+            "--tcp",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "1s",
+        ]),
+        60,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did not accept a connection"),
+        "{}",
+        out.stderr
+    );
+}
