@@ -4,7 +4,8 @@
 //! impersonation, which kube-rs's `KUBE_RS_DEBUG_IMPERSONATE_USER` sets),
 //! it waits while the Job does not exist and has not completed, returns
 //! once it has (kwok completes a Job's pods, the Job controller the Job),
-//! and may read no other Job.
+//! and may read no other Job. And `--tcp`, without a cluster: it waits for
+//! a listener that appears later, and gives up at `--timeout`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
