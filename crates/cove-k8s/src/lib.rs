@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod names;
 pub mod object;
 pub mod render;
+pub mod wait_for;
 pub mod yaml;
 
 pub use object::Object;

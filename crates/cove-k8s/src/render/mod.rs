@@ -33,6 +33,11 @@ mod storage;
 mod wait;
 mod workload;
 
+#[cfg(test)]
+mod testing;
+
+pub use wait::{COVE_BINARY, default_cove_image};
+
 use std::collections::BTreeMap;
 
 use cove_spec::App;
@@ -67,6 +72,8 @@ pub struct Rendered {
     pub objects: Vec<Object>,
     /// What did not translate, said once each (`service: field: why`).
     pub warnings: Vec<String>,
+    /// Where services name each other, built once per render (`ports`).
+    pub(crate) references: Option<ports::References>,
 }
 
 /// A service that cannot be rendered, and what to do about it.
@@ -171,7 +178,7 @@ fn service(ctx: &Ctx, out: &mut Rendered) -> Result<(), RenderError> {
     workload::set_headless(ctx, out);
     let workload = workload::workload(ctx, &mut pod, out)?;
     autoscale::service(ctx, &workload, out)?;
-    ingress::service(ctx, out);
+    ingress::service(ctx, out)?;
     out.objects.push(workload);
     Ok(())
 }

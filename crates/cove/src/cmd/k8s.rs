@@ -26,6 +26,11 @@ pub struct Target {
     /// Where built images are pushed: `HOST[:PORT]/PREFIX`.
     #[arg(long, value_name = "HOST/PREFIX")]
     pub registry: Option<String>,
+    /// The image of cove that the init containers waiting for
+    /// `depends_on` run (`cove k8s wait-for`; the binary at `/cove`).
+    /// Default: `ghcr.io/cove-dev/cove:VERSION`.
+    #[arg(long, value_name = "IMAGE")]
+    pub cove_image: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -44,6 +49,26 @@ pub enum K8sCommand {
         #[arg(long)]
         include_secrets: bool,
     },
+    /// Wait until every `--tcp HOST:PORT` accepts a connection and every
+    /// `--job NAME` has completed (in that order), then exit 0; exit 1 at
+    /// `--timeout` or when a Job failed. The init containers `render`
+    /// gives a service with `depends_on` run this.
+    #[command(hide = true)]
+    WaitFor {
+        /// An address that must accept a TCP connection (repeatable).
+        #[arg(long, value_name = "HOST:PORT")]
+        tcp: Vec<String>,
+        /// A Job that must complete (repeatable); read through the API
+        /// (in a pod: its service account).
+        #[arg(long, value_name = "NAME")]
+        job: Vec<String>,
+        /// The Jobs' namespace (default: the pod's, or the context's).
+        #[arg(long, short = 'n', value_name = "NS")]
+        namespace: Option<String>,
+        /// How long to wait for all of them.
+        #[arg(long, value_name = "DURATION", default_value = "10m")]
+        timeout: String,
+    },
 }
 
 pub fn run(project_args: &ProjectArgs, args: &K8sArgs) -> anyhow::Result<ExitCode> {
@@ -53,13 +78,64 @@ pub fn run(project_args: &ProjectArgs, args: &K8sArgs) -> anyhow::Result<ExitCod
             output,
             include_secrets,
         } => render(project_args, target, output.as_deref(), *include_secrets),
+        K8sCommand::WaitFor {
+            tcp,
+            job,
+            namespace,
+            timeout,
+        } => wait_for(tcp, job, namespace.as_deref(), timeout),
     }
+}
+
+/// `cove k8s wait-for`: see [`cove_k8s::wait_for`].
+fn wait_for(
+    tcp: &[String],
+    jobs: &[String],
+    namespace: Option<&str>,
+    timeout: &str,
+) -> anyhow::Result<ExitCode> {
+    let timeout =
+        cove_spec::units::parse_duration(timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    if tcp.is_empty() && jobs.is_empty() {
+        anyhow::bail!("nothing to wait for\n  hint: give --tcp HOST:PORT or --job NAME");
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let say = |line: &str| eprintln!("{line}");
+    for addr in tcp {
+        if let Err(e) = cove_k8s::wait_for::tcp(addr, deadline, say) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!("{addr} accepts connections");
+    }
+    if jobs.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = cove_k8s::wait_for::client()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for name in jobs {
+            if let Err(e) =
+                cove_k8s::wait_for::job(client.clone(), namespace, name, deadline, say).await
+            {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            eprintln!("Job {name} completed");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn options(target: &Target) -> cove_k8s::Options {
     cove_k8s::Options {
         namespace: target.namespace.clone(),
         registry: target.registry.clone(),
+        cove_image: target.cove_image.clone(),
         ..cove_k8s::Options::default()
     }
 }
