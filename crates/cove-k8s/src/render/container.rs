@@ -123,8 +123,8 @@ pub(super) fn ports(ctx: &Ctx, out: &mut Rendered) -> Option<Vec<ContainerPort>>
             }
         }
     }
-    for port in recipe_ports(ctx) {
-        add(port, "tcp");
+    for (port, protocol) in recipe_ports(ctx) {
+        add(port, protocol);
     }
     for port in referenced {
         add(port, "tcp");
@@ -132,17 +132,14 @@ pub(super) fn ports(ctx: &Ctx, out: &mut Rendered) -> Option<Vec<ContainerPort>>
     (!list.is_empty()).then_some(list)
 }
 
-/// The ports a recipe's image listens on (its default port); none for a
-/// one-shot (a Job runs a client of the image, as buffs'
+/// The ports a recipe's image listens on ([`super::recipes::ports`]);
+/// none for a one-shot (a Job runs a client of the image, as buffs'
 /// `redis-cluster-init` runs redis-cli, and serves nothing).
-pub(super) fn recipe_ports(ctx: &Ctx) -> Vec<u16> {
+pub(super) fn recipe_ports(ctx: &Ctx) -> Vec<(u16, &'static str)> {
     if super::workload::kind(ctx.app, ctx.name) == super::workload::Kind::Job {
         return Vec::new();
     }
-    cove_runtime::recipe::Recipe::detect(ctx.svc)
-        .map(|r| r.default_port())
-        .into_iter()
-        .collect()
+    super::recipes::ports(ctx.svc)
 }
 
 /// `deploy.resources`: limits → limits, reservations → requests.

@@ -93,9 +93,9 @@ pub(super) fn sidecars(
             svc,
             k8s_name: dns_label(name),
         };
-        let mut c = container::container(&jctx)?;
+        let mut c = container::container(&jctx, out)?;
         recipes::apply(svc, &mut c, storage::recipe_data_on_claim(ctx.app, name));
-        probes::apply(&jctx, &mut c, out);
+        probes::apply(&jctx, &mut c, out)?;
         storage::mounts(&jctx, pod, &mut c, out)?;
         secrets::mounts(&jctx, pod, &mut c, out)?;
         let lost: Vec<&str> = svc

@@ -8,7 +8,7 @@
 
 use cove_runtime::recipe::Recipe;
 use cove_spec::model::Service;
-use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 /// The recipe of a service, if any (`x-cove.recipe`, else the image name).
 pub(crate) fn recipe(svc: &Service) -> Option<Recipe> {
@@ -94,25 +94,11 @@ fn postgres_major(image: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// The recipe's ports added to the container's (those it does not list
-/// already), and, for PostgreSQL before 18 with its data on a claim,
-/// `PGDATA` one level down: a fresh volume's root holds `lost+found`,
+/// For PostgreSQL before 18 with its data on a claim, `PGDATA` one level
+/// down (the recipe's ports are the container's through
+/// `container::recipe_ports`): a fresh volume's root holds `lost+found`,
 /// where `initdb` refuses to run.
 pub(crate) fn apply(svc: &Service, main: &mut Container, data_on_claim: bool) {
-    for (port, protocol) in ports(svc) {
-        let protocol = protocol.to_ascii_uppercase();
-        let ports = main.ports.get_or_insert_with(Vec::new);
-        if !ports.iter().any(|p| {
-            p.container_port == i32::from(port)
-                && p.protocol.as_deref().unwrap_or("TCP") == protocol
-        }) {
-            ports.push(ContainerPort {
-                container_port: i32::from(port),
-                protocol: Some(protocol),
-                ..ContainerPort::default()
-            });
-        }
-    }
     if data_on_claim
         && matches!(recipe(svc), Some(Recipe::Postgres))
         && !svc.environment.contains_key("PGDATA")
