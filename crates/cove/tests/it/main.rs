@@ -32,6 +32,7 @@ mod hosts;
 mod inspect;
 mod isolation;
 mod k8s;
+mod k8s_apply;
 mod kvstore;
 mod leases;
 mod logs;
