@@ -148,13 +148,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn id_follows_the_kep_formula() {
-        // base64url(sha256("cove-applyset-buffs.default.Secret.")), as
-        // computed by `printf %s ... | sha256sum | xxd -r -p | basenc --base64url`.
+    fn id_is_the_one_kubectl_computes() {
+        // The label `KUBECTL_APPLYSET=true kubectl apply -n default
+        // --server-side --prune --applyset=secret/cove-applyset-buffs`
+        // (v1.32) put on the parent it made.
         let set = ApplySet::new("buffs", "default");
         assert_eq!(set.name, "cove-applyset-buffs");
-        assert!(set.id.starts_with("applyset-") && set.id.ends_with("-v1"));
-        assert_eq!(set.id.len(), "applyset-".len() + 43 + "-v1".len());
+        assert_eq!(
+            set.id,
+            "applyset-7oKbZk7MvnfvvX8f4YpM2Usv7dvEqp3JkWu3V0qNHmw-v1"
+        );
         assert_ne!(set.id, ApplySet::new("buffs", "other").id);
     }
 

@@ -335,7 +335,7 @@ mod tests {
             ..DeploymentStatus::default()
         };
         assert_eq!(
-            deployment_state(&deployment(2, seen(1, 2, 1))),
+            deployment_state(&deployment(2, seen(1, 1, 1))),
             State::Progress("1/2 updated, 1 available".into())
         );
         assert_eq!(
