@@ -1,7 +1,7 @@
 //! `cove k8s status`: every workload of the app's applyset, with its
 //! replica counts, revision, images and rollout state.
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::ListParams;
@@ -21,8 +21,9 @@ pub struct Row {
     pub ready: i32,
     pub updated: i32,
     pub available: i32,
-    /// Deployment: its `deployment.kubernetes.io/revision`; StatefulSet:
-    /// its current ControllerRevision's name; Job: none.
+    /// The number `cove k8s rollback --to` takes. Deployment: its
+    /// `deployment.kubernetes.io/revision`; StatefulSet: the `revision` of
+    /// its current ControllerRevision; Job: none.
     pub revision: Option<String>,
     pub images: Vec<String>,
     /// `rolled out: ...`, `progressing: ...` or `failed: ...`.
@@ -47,6 +48,19 @@ fn condition(state: State) -> String {
         State::Progress(m) => format!("progressing: {m}"),
         State::Failed(m) => format!("failed: {m}"),
     }
+}
+
+/// The number of the ControllerRevision `name`.
+async fn revision_number(cluster: &Cluster, name: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let r = cluster
+        .api::<ControllerRevision>()
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::api("reading", format!("ControllerRevision/{name}"), e))?;
+    Ok(r.map(|r| r.revision.to_string()))
 }
 
 /// The workloads of `project`'s applyset, Deployments, then
@@ -93,7 +107,7 @@ pub async fn status(cluster: &Cluster, project: &str) -> Result<Vec<Row>, Error>
             ready: s.ready_replicas.unwrap_or(0),
             updated: s.updated_replicas.unwrap_or(0),
             available: s.available_replicas.unwrap_or(0),
-            revision: s.current_revision.clone(),
+            revision: revision_number(cluster, s.current_revision.as_deref()).await?,
             images: images(st.spec.as_ref().map(|s| &s.template)),
             condition: condition(statefulset_state(&st)),
         });

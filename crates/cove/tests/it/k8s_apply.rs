@@ -501,3 +501,69 @@ fn a_rollout_that_cannot_progress_fails_naming_it() {
     );
     assert!(failed.stderr.contains("unschedulable"), "{}", failed.stderr);
 }
+
+/// A StatefulSet (a service with a named volume) rolls back through its
+/// ControllerRevisions: `rollback store` returns to the first image (the
+/// controller renumbers that revision 3), `--to 2` to the second.
+#[test]
+fn a_statefulset_rolls_back_through_its_controller_revisions() {
+    let Some(cluster) =
+        Cluster::start("k8s_apply::a_statefulset_rolls_back_through_its_controller_revisions")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("compose.yaml");
+    let write = |tag: &str| {
+        fs_err::write(
+            &file,
+            format!(
+                "name: db\nservices:\n  store:\n    image: reg.test/store:{tag}\n    volumes: [data:/data]\nvolumes:\n  data:\n"
+            ),
+        )
+        .unwrap();
+    };
+    let store = |cluster: &Cluster| {
+        let out = cove(cluster, &file, &["status", "--format", "json"]);
+        ok(&out, "status");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        let row = row(&rows, "store").clone();
+        assert_eq!(row["kind"], "StatefulSet");
+        row
+    };
+    write("1");
+    ok(&cove(&cluster, &file, &["apply"]), "apply store:1");
+    write("2");
+    ok(&cove(&cluster, &file, &["apply"]), "apply store:2");
+    let now = store(&cluster);
+    assert_eq!(
+        (&now["revision"], &now["images"]),
+        (&"2".into(), &serde_json::json!(["reg.test/store:2"]))
+    );
+
+    for (args, revision, image) in [
+        (&["rollback", "store"][..], "3", "reg.test/store:1"),
+        (
+            &["rollback", "store", "--to", "2"][..],
+            "4",
+            "reg.test/store:2",
+        ),
+    ] {
+        ok(&cove(&cluster, &file, args), "rollback");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let now = store(&cluster);
+            if now["revision"] == revision
+                && now["images"] == serde_json::json!([image])
+                && now["condition"].as_str().unwrap().starts_with("rolled out")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after 120 s, {args:?} did not give revision {revision}: {now}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
