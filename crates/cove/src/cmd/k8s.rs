@@ -84,8 +84,11 @@ pub enum K8sCommand {
         target: Target,
         #[command(flatten)]
         context: Context,
+        /// Wait for every rollout (the default; as `kubectl rollout status`).
+        #[arg(long, overrides_with = "no_wait")]
+        wait: bool,
         /// Return once applied, without waiting for the rollouts.
-        #[arg(long)]
+        #[arg(long, overrides_with = "wait")]
         no_wait: bool,
         /// How long to wait for the rollouts, all together.
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = timeout)]
@@ -147,6 +150,7 @@ pub fn run(project_args: &ProjectArgs, args: &K8sArgs) -> anyhow::Result<ExitCod
         K8sCommand::Apply {
             target,
             context,
+            wait: _,
             no_wait,
             timeout,
         } => apply(project_args, target, context, !no_wait, *timeout),

@@ -472,7 +472,20 @@ fn a_rollout_that_cannot_progress_fails_naming_it() {
         .unwrap();
     };
     write("1");
-    ok(&cove(&cluster, &file, &["apply"]), "apply web:1");
+    // The kubeconfig's context by name, as kubectl's --context.
+    ok(
+        &cove(&cluster, &file, &["apply", "--context", "cove-test"]),
+        "apply web:1",
+    );
+    let nope = cove(&cluster, &file, &["status", "--context", "nope"]);
+    assert_eq!(nope.code, Some(1));
+    assert!(
+        nope.stderr
+            .contains("error: no cluster to talk to: context \"nope\"")
+            && nope.stderr.contains("hint:"),
+        "{}",
+        nope.stderr
+    );
     runtime().block_on(async {
         let client = cluster.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
