@@ -6,7 +6,9 @@
 //! nothing. The result is compared with the live object, both without
 //! what the server alone writes (`managedFields`, `resourceVersion`,
 //! `generation`, `uid`, `creationTimestamp`, `status`). The members that
-//! apply would prune are listed after.
+//! apply would prune are listed after. Secrets' values are never printed:
+//! they show as `***`, `*** (before)` / `*** (after)` when they differ
+//! (as `kubectl diff` masks them).
 
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
@@ -45,6 +47,29 @@ pub fn normalise(mut v: Value) -> Value {
     v
 }
 
+/// Masks the values of a Secret's `data` and `stringData` in `live` and
+/// `applied`, keeping whether each differs.
+pub fn mask_secrets(live: &mut Value, applied: &mut Value) {
+    for field in ["data", "stringData"] {
+        let before = live.get(field).cloned().unwrap_or(Value::Null);
+        let after = applied.get(field).cloned().unwrap_or(Value::Null);
+        let mut mask = |v: &mut Value, other: &Value, tag: &str| {
+            if let Some(m) = v.get_mut(field).and_then(Value::as_object_mut) {
+                for (k, val) in m.iter_mut() {
+                    let same = other.get(k) == Some(&*val);
+                    *val = Value::String(if same {
+                        "***".into()
+                    } else {
+                        format!("*** ({tag})")
+                    });
+                }
+            }
+        };
+        mask(live, &after, "before");
+        mask(applied, &before, "after");
+    }
+}
+
 /// A unified diff of two YAML texts (three lines of context).
 pub fn unified(id: &str, live: &str, applied: &str) -> String {
     similar::TextDiff::from_lines(live, applied)
@@ -74,18 +99,24 @@ pub async fn diff(
             .patch(o.name(), &params, &Patch::Apply(o.to_json()))
             .await
             .map_err(|e| Error::api("dry-run applying", o.id(), e))?;
-        let yaml = |obj: &kube::api::DynamicObject| {
-            let v = serde_json::to_value(obj).unwrap_or_default();
-            cove_spec::yaml_out::to_yaml(&normalise(v))
+        let value = |obj: &kube::api::DynamicObject| {
+            normalise(serde_json::to_value(obj).unwrap_or_default())
         };
-        let after = yaml(&applied);
-        match live {
+        let yaml = cove_spec::yaml_out::to_yaml;
+        let mut after = value(&applied);
+        let mut before = live.as_ref().map(value);
+        if o.kind() == "Secret" {
+            let mut none = Value::Null;
+            mask_secrets(before.as_mut().unwrap_or(&mut none), &mut after);
+        }
+        let after = yaml(&after);
+        match before {
             None => out.push(Change::Create {
                 id: o.id(),
                 yaml: after,
             }),
-            Some(live) => {
-                let before = yaml(&live);
+            Some(before) => {
+                let before = yaml(&before);
                 if before != after {
                     out.push(Change::Update {
                         id: o.id(),
@@ -120,6 +151,21 @@ mod tests {
         assert_eq!(
             normalise(live),
             serde_json::json!({"metadata": {"name": "a"}, "spec": {"replicas": 2}})
+        );
+    }
+
+    #[test]
+    fn secret_values_are_masked_but_their_change_shown() {
+        let mut live = serde_json::json!({"data": {"a": "b2xk", "same": "eA=="}});
+        let mut applied = serde_json::json!({"data": {"a": "bmV3", "same": "eA=="}});
+        mask_secrets(&mut live, &mut applied);
+        assert_eq!(
+            live,
+            serde_json::json!({"data": {"a": "*** (before)", "same": "***"}})
+        );
+        assert_eq!(
+            applied,
+            serde_json::json!({"data": {"a": "*** (after)", "same": "***"}})
         );
     }
 
