@@ -53,7 +53,7 @@ pub fn mask_secrets(live: &mut Value, applied: &mut Value) {
     for field in ["data", "stringData"] {
         let before = live.get(field).cloned().unwrap_or(Value::Null);
         let after = applied.get(field).cloned().unwrap_or(Value::Null);
-        let mut mask = |v: &mut Value, other: &Value, tag: &str| {
+        let mask = |v: &mut Value, other: &Value, tag: &str| {
             if let Some(m) = v.get_mut(field).and_then(Value::as_object_mut) {
                 for (k, val) in m.iter_mut() {
                     let same = other.get(k) == Some(&*val);

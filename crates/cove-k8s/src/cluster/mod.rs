@@ -32,12 +32,15 @@ pub enum Error {
     #[error("no cluster to talk to: {0}")]
     Config(String),
     /// The API server refused or failed a request.
-    #[error("{action} {object}: {source}")]
+    #[error("{action} {object}: {message}")]
     Api {
         /// What cove was doing (`applying`, `listing`, ...).
         action: &'static str,
         /// `Kind/name`, or the kind listed.
         object: String,
+        /// The API server's message (cut at 600 characters), else the
+        /// client's error.
+        message: String,
         #[source]
         source: kube::Error,
     },
@@ -52,9 +55,20 @@ impl Error {
         object: impl Into<String>,
         source: kube::Error,
     ) -> Self {
+        let message = match &source {
+            kube::Error::Api(s) => {
+                let m = s.message.trim();
+                match m.char_indices().nth(600) {
+                    Some((i, _)) => format!("{}... ({}, code {})", &m[..i], s.reason, s.code),
+                    None => format!("{m} ({}, code {})", s.reason, s.code),
+                }
+            }
+            e => e.to_string(),
+        };
         Error::Api {
             action,
             object: object.into(),
+            message,
             source,
         }
     }

@@ -517,11 +517,13 @@ fn a_rollout_that_cannot_progress_fails_naming_it() {
 
 /// A StatefulSet (a service with a named volume) rolls back through its
 /// ControllerRevisions: `rollback store` returns to the first image (the
-/// controller renumbers that revision 3), `--to 2` to the second.
+/// controller renumbers that revision 3), `--to 2` to the second. A Job
+/// (`restart: "no"`) whose image changed is replaced by apply (the API
+/// server refuses to change a Job's template) and completes.
 #[test]
-fn a_statefulset_rolls_back_through_its_controller_revisions() {
+fn a_statefulset_rolls_back_and_a_changed_job_is_replaced() {
     let Some(cluster) =
-        Cluster::start("k8s_apply::a_statefulset_rolls_back_through_its_controller_revisions")
+        Cluster::start("k8s_apply::a_statefulset_rolls_back_and_a_changed_job_is_replaced")
     else {
         return;
     };
@@ -531,7 +533,7 @@ fn a_statefulset_rolls_back_through_its_controller_revisions() {
         fs_err::write(
             &file,
             format!(
-                "name: db\nservices:\n  store:\n    image: reg.test/store:{tag}\n    volumes: [data:/data]\nvolumes:\n  data:\n"
+                "name: db\nservices:\n  store:\n    image: reg.test/store:{tag}\n    volumes: [data:/data]\n  migrate:\n    image: reg.test/migrate:{tag}\n    restart: \"no\"\nvolumes:\n  data:\n"
             ),
         )
         .unwrap();
@@ -547,7 +549,22 @@ fn a_statefulset_rolls_back_through_its_controller_revisions() {
     write("1");
     ok(&cove(&cluster, &file, &["apply"]), "apply store:1");
     write("2");
-    ok(&cove(&cluster, &file, &["apply"]), "apply store:2");
+    let second = cove(&cluster, &file, &["apply"]);
+    ok(&second, "apply store:2");
+    // A Job's template cannot change: apply replaces the Job.
+    assert!(
+        second.stderr.contains("Job/migrate replaced")
+            && second.stderr.contains("job/migrate: rolled out (complete)"),
+        "{}",
+        second.stderr
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&cove(&cluster, &file, &["status", "--format", "json"]).stdout)
+            .unwrap();
+    assert_eq!(
+        row(&rows, "migrate")["images"],
+        serde_json::json!(["reg.test/migrate:2"])
+    );
     let now = store(&cluster);
     assert_eq!(
         (&now["revision"], &now["images"]),
