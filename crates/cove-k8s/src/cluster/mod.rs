@@ -42,7 +42,7 @@ pub enum Error {
         /// client's error.
         message: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// A rollback that cannot be done (no such workload, no such revision).
     #[error("{message}")]
@@ -69,7 +69,7 @@ impl Error {
             action,
             object: object.into(),
             message,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -80,7 +80,7 @@ impl Error {
                 "set KUBECONFIG, or write ~/.kube/config, or name a context with --context (as for kubectl)"
                     .into(),
             ),
-            Error::Api { source, .. } => match source {
+            Error::Api { source, .. } => match source.as_ref() {
                 kube::Error::Api(s) if s.code == 404 && s.message.contains("namespaces") => {
                     Some("create the namespace first: `kubectl create namespace NS`".into())
                 }
