@@ -87,7 +87,11 @@ impl Error {
                 kube::Error::Api(s) if s.code == 403 => {
                     Some("the kubeconfig's user lacks the right: ask for a Role that allows it".into())
                 }
-                _ => None,
+                kube::Error::Api(_) => None,
+                _ => Some(
+                    "is the API server reachable? (`kubectl cluster-info` with the same kubeconfig)"
+                        .into(),
+                ),
             },
             Error::Rollback { hint, .. } => Some(hint.clone()),
         }
@@ -102,32 +106,55 @@ pub struct Cluster {
 }
 
 /// The cluster kubectl would talk to: `context` of the kubeconfig
-/// (`KUBECONFIG`, a `:`-separated list, else `~/.kube/config`; without
-/// `context`, the current one), else, in a pod, its service account. The
+/// (`KUBECONFIG`, a `:`-separated list of files merged, missing ones
+/// skipped; else `~/.kube/config`; without `context`, the current one),
+/// else, in a pod, its service account. The
 /// namespace: `namespace`, else the context's, else `default`.
 pub async fn connect(context: Option<&str>, namespace: Option<&str>) -> Result<Cluster, Error> {
     // Both of rustls's providers are in the workspace's tree, so one must
     // be installed; Err: one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = match context {
-        Some(context) => {
-            let options = KubeConfigOptions {
-                context: Some(context.to_string()),
-                ..KubeConfigOptions::default()
-            };
-            kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| Error::Config(format!("context {context:?}: {e}")))?
-        }
-        None => kube::Config::infer()
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let in_context = |e: &dyn std::fmt::Display| match context {
+        Some(c) => Error::Config(format!("context {c:?}: {e}")),
+        None => Error::Config(e.to_string()),
+    };
+    let config = match (kubeconfig_env()?, context) {
+        (Some(kubeconfig), _) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|e| Error::Config(e.to_string()))?,
+            .map_err(|e| in_context(&e))?,
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| in_context(&e))?,
+        (None, None) => kube::Config::infer().await.map_err(|e| in_context(&e))?,
     };
     let namespace = namespace
         .map(str::to_string)
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::Client::try_from(config).map_err(|e| Error::Config(e.to_string()))?;
     Ok(Cluster { client, namespace })
+}
+
+/// The files of `KUBECONFIG` merged, as kubectl merges them (the first
+/// file that sets a value wins), skipping the files that do not exist as
+/// kubectl does; `None` when the variable is unset or names no file.
+fn kubeconfig_env() -> Result<Option<Kubeconfig>, Error> {
+    let Some(var) = std::env::var_os("KUBECONFIG") else {
+        return Ok(None);
+    };
+    let mut merged: Option<Kubeconfig> = None;
+    for path in std::env::split_paths(&var).filter(|p| p.is_file()) {
+        let next = Kubeconfig::read_from(&path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        merged = Some(match merged {
+            None => next,
+            Some(m) => m.merge(next).map_err(|e| Error::Config(e.to_string()))?,
+        });
+    }
+    Ok(merged)
 }
 
 /// The cluster of the kubeconfig file `path` (its current context).

@@ -455,7 +455,8 @@ fn a_new_image_rolls_out_rolls_back_and_a_removed_service_is_pruned() {
 /// image's pod stays Pending and the Deployment never gets its updated
 /// replica available — what this proves is that cove waits for the new
 /// ReplicaSet (not the old pods, still Running), gives up at `--timeout`
-/// and reports the scheduler's FailedScheduling event.
+/// and reports the scheduler's FailedScheduling event. Before that: the
+/// kubeconfig as kubectl finds it (`--context`, `KUBECONFIG` as a list).
 #[test]
 fn a_rollout_that_cannot_progress_fails_naming_it() {
     let Some(cluster) = Cluster::start("k8s_apply::a_rollout_that_cannot_progress_fails_naming_it")
@@ -476,6 +477,25 @@ fn a_rollout_that_cannot_progress_fails_naming_it() {
     ok(
         &cove(&cluster, &file, &["apply", "--context", "cove-test"]),
         "apply web:1",
+    );
+    // KUBECONFIG as a list: a file that does not exist is skipped, as by kubectl.
+    let listed = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_cove"))
+            .arg("-f")
+            .arg(&file)
+            .args(["k8s", "status"])
+            .env(
+                "KUBECONFIG",
+                std::env::join_paths([tmp.path().join("missing"), cluster.kubeconfig.clone()])
+                    .unwrap(),
+            ),
+        120,
+    );
+    ok(&listed, "status with KUBECONFIG=missing:real");
+    assert!(
+        listed.stdout.contains("deployment/web"),
+        "{}",
+        listed.stdout
     );
     let nope = cove(&cluster, &file, &["status", "--context", "nope"]);
     assert_eq!(nope.code, Some(1));
