@@ -157,20 +157,6 @@ fn kubeconfig_env() -> Result<Option<Kubeconfig>, Error> {
     Ok(merged)
 }
 
-/// The cluster of the kubeconfig file `path` (its current context).
-pub async fn connect_file(path: &std::path::Path, namespace: &str) -> Result<Cluster, Error> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| Error::Config(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let client = kube::Client::try_from(config).map_err(|e| Error::Config(e.to_string()))?;
-    Ok(Cluster {
-        client,
-        namespace: namespace.to_string(),
-    })
-}
-
 /// One kind cove renders: (group, version, kind, plural), as
 /// [`Object::kinds`](crate::Object::kinds) lists them.
 pub type Kind = (&'static str, &'static str, &'static str, &'static str);
