@@ -3,11 +3,19 @@
 //! `render` prints the manifests (or writes one file per object);
 //! `apply`, `status`, `diff`, `rollback` and `delete` talk to the cluster
 //! of the kubeconfig kubectl would use (`KUBECONFIG`, `~/.kube/config`,
-//! `--context`; in a pod, its service account).
+//! `--context`; in a pod, its service account), through
+//! [`cove_k8s::cluster`], on a current-thread tokio runtime. Progress goes
+//! to stderr, data (status, diff) to stdout.
+//!
+//! Exit codes: 0 done (diff: nothing differs); 1 an error, a rollout that
+//! failed, or (diff) something differs.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use cove_k8s::cluster::{self, Cluster};
 
 use crate::cli::ProjectArgs;
 
@@ -31,6 +39,28 @@ pub struct Target {
     /// Default: `ghcr.io/cove-dev/cove:VERSION`.
     #[arg(long, value_name = "IMAGE")]
     pub cove_image: Option<String>,
+}
+
+/// Which cluster: the kubeconfig's context (and `--namespace`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Context {
+    /// The kubeconfig context to use (default: its current context; in a
+    /// pod without kubeconfig, the pod's service account).
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+fn timeout(s: &str) -> Result<Duration, String> {
+    match cove_spec::units::parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero".to_string()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -69,6 +99,69 @@ pub enum K8sCommand {
         #[arg(long, value_name = "DURATION", default_value = "10m")]
         timeout: String,
     },
+    /// Server-side apply every object (field manager `cove`), prune what is
+    /// no longer rendered (an applyset, as `kubectl apply --prune
+    /// --applyset`), then wait for every rollout (unlike `kubectl apply`:
+    /// as `kubectl rollout status` after it; `--no-wait` does not).
+    Apply {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        context: Context,
+        /// Wait for every rollout (the default; as `kubectl rollout status`).
+        #[arg(long, overrides_with = "no_wait")]
+        wait: bool,
+        /// Return once applied, without waiting for the rollouts.
+        #[arg(long, overrides_with = "wait")]
+        no_wait: bool,
+        /// How long to wait for the rollouts, all together.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = timeout)]
+        timeout: Duration,
+    },
+    /// Every workload of the app: kind, desired/ready/updated/available
+    /// pods, revision, images, rollout state.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        context: Context,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+    },
+    /// What `apply` would change (a server-side dry run compared with the
+    /// live objects), and what it would prune. Exit 0 when nothing
+    /// differs, 1 when something does (as `kubectl diff`).
+    Diff {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        context: Context,
+    },
+    /// Roll a service's Deployment or StatefulSet back to its previous
+    /// revision (or `--to N`), as `kubectl rollout undo`. The next `apply`
+    /// applies the file again.
+    Rollback {
+        /// The Compose service.
+        service: String,
+        /// The revision to go back to (`cove k8s status` shows the current one).
+        #[arg(long, value_name = "N")]
+        to: Option<i64>,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        context: Context,
+    },
+    /// Delete every object of the app (its applyset), then the applyset.
+    /// Claims (volumes' data) are kept unless `--volumes`, as `cove down`.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        context: Context,
+        /// Delete the PersistentVolumeClaims too (their data is lost).
+        #[arg(long)]
+        volumes: bool,
+    },
 }
 
 pub fn run(project_args: &ProjectArgs, args: &K8sArgs) -> anyhow::Result<ExitCode> {
@@ -84,6 +177,30 @@ pub fn run(project_args: &ProjectArgs, args: &K8sArgs) -> anyhow::Result<ExitCod
             namespace,
             timeout,
         } => wait_for(tcp, job, namespace.as_deref(), timeout),
+        K8sCommand::Apply {
+            target,
+            context,
+            wait: _,
+            no_wait,
+            timeout,
+        } => apply(project_args, target, context, !no_wait, *timeout),
+        K8sCommand::Status {
+            target,
+            context,
+            format,
+        } => status(project_args, target, context, *format),
+        K8sCommand::Diff { target, context } => diff(project_args, target, context),
+        K8sCommand::Rollback {
+            service,
+            to,
+            target,
+            context,
+        } => rollback(project_args, service, *to, target, context),
+        K8sCommand::Delete {
+            target,
+            context,
+            volumes,
+        } => delete(project_args, target, context, *volumes),
     }
 }
 
@@ -285,4 +402,283 @@ fn render(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The project and its objects rendered with the secrets' values;
+/// `None`: the errors are printed (exit 1).
+fn rendered(
+    project_args: &ProjectArgs,
+    target: &Target,
+) -> anyhow::Result<Option<(cove_spec::Project, cove_k8s::Rendered)>> {
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(None);
+    };
+    let mut opts = options(target);
+    opts.pushed = pushed(&project, target)?;
+    match secret_values(&project) {
+        Ok(values) => opts.secret_values = values,
+        Err(()) => return Ok(None),
+    }
+    let rendered = match cove_k8s::render(&project.app, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+    };
+    for w in &rendered.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(Some((project, rendered)))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Prints a cluster error with its hint; exit 1.
+fn failed(e: &cluster::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    if let Some(h) = e.hint() {
+        eprintln!("  hint: {h}");
+    }
+    ExitCode::from(1)
+}
+
+async fn connect(target: &Target, context: &Context) -> Result<Cluster, cluster::Error> {
+    cluster::connect(context.context.as_deref(), target.namespace.as_deref()).await
+}
+
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+fn apply(
+    project_args: &ProjectArgs,
+    target: &Target,
+    context: &Context,
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let Some((project, rendered)) = rendered(project_args, target)? else {
+        return Ok(ExitCode::from(1));
+    };
+    runtime()?.block_on(async {
+        let cluster = match connect(target, context).await {
+            Ok(c) => c,
+            Err(e) => return Ok(failed(&e)),
+        };
+        let name = &project.app.name;
+        if let Err(e) =
+            cluster::apply::apply(&cluster, name, &rendered.objects, &mut |l| progress(l)).await
+        {
+            return Ok(failed(&e));
+        }
+        if !wait {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let failures = match cluster::rollout::wait(
+            &cluster,
+            &rendered.objects,
+            timeout,
+            &mut |l| progress(l),
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(failed(&e)),
+        };
+        for f in &failures {
+            eprintln!("error: {} did not roll out: {}", f.workload, f.reason);
+            if f.events.is_empty() {
+                eprintln!("  (no events)");
+            } else {
+                eprintln!("  its last events:");
+            }
+            for e in &f.events {
+                eprintln!("    {e}");
+            }
+        }
+        if failures.is_empty() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!(
+                "  hint: `cove k8s status` shows every workload; `cove k8s rollback SERVICE` goes back to the previous revision"
+            );
+            Ok(ExitCode::from(1))
+        }
+    })
+}
+
+fn status(
+    project_args: &ProjectArgs,
+    target: &Target,
+    context: &Context,
+    format: StatusFormat,
+) -> anyhow::Result<ExitCode> {
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
+    };
+    let rows = runtime()?.block_on(async {
+        let cluster = connect(target, context).await?;
+        cluster::status::status(&cluster, &project.app.name).await
+    });
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return Ok(failed(&e)),
+    };
+    let mut out = std::io::stdout().lock();
+    match format {
+        StatusFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        StatusFormat::Table => {
+            let mut table = vec![[
+                "WORKLOAD".to_string(),
+                "READY".into(),
+                "UPDATED".into(),
+                "AVAILABLE".into(),
+                "REVISION".into(),
+                "IMAGES".into(),
+                "CONDITION".into(),
+            ]];
+            for r in &rows {
+                table.push([
+                    cluster::workload_id(&r.kind, &r.name),
+                    format!("{}/{}", r.ready, r.desired),
+                    r.updated.to_string(),
+                    r.available.to_string(),
+                    r.revision.clone().unwrap_or_else(|| "-".into()),
+                    r.images.join(","),
+                    r.condition.clone(),
+                ]);
+            }
+            let widths: Vec<usize> = (0..7)
+                .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
+            for r in &table {
+                let mut line = String::new();
+                for (i, cell) in r.iter().enumerate() {
+                    if i + 1 == r.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                    }
+                }
+                writeln!(out, "{}", line.trim_end())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(
+    project_args: &ProjectArgs,
+    target: &Target,
+    context: &Context,
+) -> anyhow::Result<ExitCode> {
+    use cove_k8s::cluster::diff::Change;
+    let Some((project, rendered)) = rendered(project_args, target)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let changes = runtime()?.block_on(async {
+        let cluster = connect(target, context).await?;
+        cluster::diff::diff(&cluster, &project.app.name, &rendered.objects).await
+    });
+    let changes = match changes {
+        Ok(c) => c,
+        Err(e) => return Ok(failed(&e)),
+    };
+    let mut out = std::io::stdout().lock();
+    for c in &changes {
+        match c {
+            Change::Create { id, yaml } => {
+                writeln!(out, "--- live/{id} (absent)\n+++ cove/{id}")?;
+                for l in yaml.lines() {
+                    writeln!(out, "+{l}")?;
+                }
+            }
+            Change::Update { diff, .. } => write!(out, "{diff}")?,
+            Change::Prune { id, kept: false } => writeln!(out, "pruned: {id}")?,
+            Change::Prune { id, kept: true } => {
+                writeln!(out, "no longer rendered, kept with its data: {id}")?;
+            }
+        }
+    }
+    Ok(if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn rollback(
+    project_args: &ProjectArgs,
+    service: &str,
+    to: Option<i64>,
+    target: &Target,
+    context: &Context,
+) -> anyhow::Result<ExitCode> {
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
+    };
+    if !project.app.services.contains_key(service) {
+        eprintln!("error: the app has no service {service:?}");
+        eprintln!(
+            "  hint: its services: {}",
+            project
+                .app
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let name = cove_k8s::names::dns_label(service);
+    let done = runtime()?.block_on(async {
+        let cluster = connect(target, context).await?;
+        cluster::rollback::rollback(&cluster, &name, to).await
+    });
+    match done {
+        Ok(r) => {
+            eprintln!(
+                "{}: rolled back from revision {} to revision {} (the next `cove k8s apply` applies the file again)",
+                r.workload, r.from, r.to
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(failed(&e)),
+    }
+}
+
+fn delete(
+    project_args: &ProjectArgs,
+    target: &Target,
+    context: &Context,
+    volumes: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+        return Ok(ExitCode::from(1));
+    };
+    let done = runtime()?.block_on(async {
+        let cluster = connect(target, context).await?;
+        cluster::delete::delete(&cluster, &project.app.name, volumes).await
+    });
+    match done {
+        Ok(d) => {
+            for id in &d.deleted {
+                eprintln!("{id} deleted");
+            }
+            for id in &d.kept {
+                eprintln!("{id} kept, with its data (`--volumes` deletes it)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(failed(&e)),
+    }
 }

@@ -2,9 +2,10 @@
 //! kube-apiserver, kube-controller-manager, kube-scheduler built from Go
 //! modules) with kwok's fake nodes, started in a temporary directory and
 //! driven with kube-rs. A Deployment of 2 replicas gets 2 pods Running on
-//! kwok's nodes, then 5 after a scale. Under CI (`CI=true`) a cluster that
-//! cannot be built or started fails the test; elsewhere a machine without
-//! Go skips it, loudly.
+//! kwok's nodes, then 5 after a scale; the nodes keep leases (else the
+//! node lifecycle controller marks them NotReady after its grace period).
+//! Under CI (`CI=true`) a cluster that cannot be built or started fails
+//! the test; elsewhere a machine without Go skips it, loudly.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -135,7 +137,7 @@ impl Drop for Cluster {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -229,6 +231,30 @@ fn cluster_runs_a_deployment_and_scales_it() {
             .filter_map(|n| n.metadata.name)
             .collect();
         assert_eq!(names, ["kwok-node-0", "kwok-node-1"]);
+        // Regression: without node leases (kwok's --node-lease-duration-seconds)
+        // the node lifecycle controller marked the nodes NotReady ~50 s after
+        // the start, and every pod un-Ready for good.
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let held: Vec<String> = leases
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|l| l.spec.as_ref().is_some_and(|s| s.renew_time.is_some()))
+                .filter_map(|l| l.metadata.name)
+                .collect();
+            if held == names {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after 60 s, the nodes' leases renewed: {held:?}, not {names:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
 
         let ns = "cove-k8s-test";
         let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -32,6 +32,7 @@ mod hosts;
 mod inspect;
 mod isolation;
 mod k8s;
+mod k8s_apply;
 mod k8s_push;
 mod k8s_render;
 mod k8s_render_accepted;

@@ -1,2 +1,0 @@
-//! Rendered objects on a cluster: server-side apply with prune, rollouts,
-//! status, diff, rollback, delete (kube-rs).
