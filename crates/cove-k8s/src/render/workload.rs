@@ -63,11 +63,12 @@ pub(crate) fn kind(app: &cove_spec::App, name: &str) -> Kind {
         .restart
         .as_ref()
         .is_some_and(|r| matches!(r.value(), Restart::No))
+        // Every service's few dependencies compared, not looked up (a
+        // hash per service): this runs for every service, several times.
         || app.services.values().any(|other| {
-            other
-                .depends_on
-                .get(name)
-                .is_some_and(|d| d.condition == Condition::ServiceCompletedSuccessfully)
+            other.depends_on.iter().any(|(dep, d)| {
+                d.condition == Condition::ServiceCompletedSuccessfully && dep == name
+            })
         });
     if one_shot {
         return Kind::Job;
