@@ -247,6 +247,42 @@ fn examples_apply_run_and_a_second_apply_changes_nothing() {
         let services = services_with_endpoints(&client, "default", "buffs").await;
         assert!(services.contains(&"server".to_string()), "{services:?}");
         assert!(services.contains(&"dashboard".to_string()), "{services:?}");
+        // The secrets' values went to the cluster through the API: the
+        // Secret of `db_password` holds what `render --include-secrets`
+        // reads from the encrypted file (and plain `render` never prints).
+        let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+        let name = cove_k8s::names::dns_label("db_password");
+        let secret = secrets.get(&name).await.unwrap();
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("db_password"))
+            .unwrap_or_else(|| panic!("Secret {name} has no value: {secret:?}"));
+        assert!(!value.0.is_empty());
+        let encoded = serde_json::to_string(value).unwrap();
+        let with = cove(
+            &cluster,
+            &buffs(),
+            &[
+                "render",
+                "--registry",
+                "reg.test/buffs",
+                "--include-secrets",
+            ],
+        );
+        ok(&with, "render --include-secrets");
+        assert!(
+            with.stdout.contains(&encoded),
+            "{encoded} not in:\n{}",
+            with.stdout
+        );
+        let without = cove(
+            &cluster,
+            &buffs(),
+            &["render", "--registry", "reg.test/buffs"],
+        );
+        ok(&without, "render");
+        assert!(!without.stdout.contains(&encoded));
 
         let before = members(&client, "default", "buffs").await;
         assert!(before.contains_key("Deployment/server"), "{before:?}");
