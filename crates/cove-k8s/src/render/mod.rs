@@ -113,7 +113,18 @@ pub(crate) struct Ctx<'a> {
     pub k8s_name: String,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of service `name` of `app` (which has it).
+    pub fn new(app: &'a App, opts: &'a Options, name: &'a str) -> Ctx<'a> {
+        Ctx {
+            app,
+            opts,
+            name,
+            svc: &app.services[name],
+            k8s_name: dns_label(name),
+        }
+    }
+
     /// The labels that select this service's pods.
     pub fn selector(&self) -> BTreeMap<String, String> {
         selector(self.app, self.name)
@@ -144,18 +155,12 @@ pub(crate) fn selector(app: &App, name: &str) -> BTreeMap<String, String> {
 pub fn render(app: &App, opts: &Options) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let mut problems = Vec::new();
-    for (name, svc) in &app.services {
+    for name in app.services.keys() {
         // Its container runs in another service's pod (`network_mode`).
         if network::pod_owner(app, name) != name {
             continue;
         }
-        let ctx = Ctx {
-            app,
-            opts,
-            name,
-            svc,
-            k8s_name: dns_label(name),
-        };
+        let ctx = Ctx::new(app, opts, name);
         match service(&ctx, &mut out) {
             Ok(()) => {}
             Err(e) => problems.push(e),

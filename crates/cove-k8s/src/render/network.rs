@@ -86,13 +86,7 @@ pub(super) fn sidecars(
 ) -> Result<(), RenderError> {
     for name in group(ctx.app, ctx.name).into_iter().skip(1) {
         let svc = &ctx.app.services[name];
-        let jctx = Ctx {
-            app: ctx.app,
-            opts: ctx.opts,
-            name,
-            svc,
-            k8s_name: dns_label(name),
-        };
+        let jctx = Ctx::new(ctx.app, ctx.opts, name);
         let mut c = container::container(&jctx, out)?;
         recipes::apply(svc, &mut c, storage::recipe_data_on_claim(ctx.app, name));
         probes::apply(&jctx, &mut c, out)?;

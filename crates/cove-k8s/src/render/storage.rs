@@ -261,14 +261,8 @@ fn templates(
     }
     let mut out: Vec<PersistentVolumeClaim> = Vec::new();
     for name in network::group(app, owner) {
-        let svc = &app.services[name];
-        let ctx = Ctx {
-            app,
-            opts,
-            name,
-            svc,
-            k8s_name: dns_label(name),
-        };
+        let ctx = Ctx::new(app, opts, name);
+        let svc = ctx.svc;
         let mut add = |claim_name: String, size: String| {
             if !out
                 .iter()

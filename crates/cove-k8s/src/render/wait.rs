@@ -49,9 +49,9 @@ pub(super) fn init_containers(
         .unwrap_or_else(default_cove_image);
     let mut init = Vec::new();
     for (dep, d) in &ctx.svc.depends_on {
-        let Some(dep_svc) = ctx.app.services.get(dep) else {
+        if !ctx.app.services.contains_key(dep) {
             continue;
-        };
+        }
         let target = dns_label(dep);
         let mut args: Vec<String> = vec![COVE_BINARY.into(), "k8s".into(), "wait-for".into()];
         match d.condition {
@@ -60,13 +60,7 @@ pub(super) fn init_containers(
                 pod.service_account_name = Some(rbac(ctx, out));
             }
             Condition::ServiceStarted | Condition::ServiceHealthy => {
-                let dep_ctx = Ctx {
-                    app: ctx.app,
-                    opts: ctx.opts,
-                    name: dep,
-                    svc: dep_svc,
-                    k8s_name: target.clone(),
-                };
+                let dep_ctx = Ctx::new(ctx.app, ctx.opts, dep);
                 let ports: Vec<i32> = container::ports(&dep_ctx, out)
                     .into_iter()
                     .flatten()

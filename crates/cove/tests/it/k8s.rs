@@ -257,18 +257,7 @@ fn cluster_runs_a_deployment_and_scales_it() {
         }
 
         let ns = "cove-k8s-test";
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        namespaces
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
+        create_namespace(&client, ns).await;
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -285,4 +274,20 @@ fn cluster_runs_a_deployment_and_scales_it() {
             .unwrap();
         wait_running(&pods, &deployments, "web", 5).await;
     });
+}
+
+/// Creates namespace `ns`.
+pub(crate) async fn create_namespace(client: &kube::Client, ns: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
 }

@@ -3,32 +3,20 @@
 //! of `COVE_IDENTITY`) and from `file:`; they are printed only with
 //! `--include-secrets`, with a warning, and never otherwise.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::daemon::Out;
 
-/// `cove ARGS` in `dir` with the identity `who` and `stdin` as input.
+/// `cove ARGS` in `dir` with the identity `who` and `stdin` as input
+/// (`K8S_RENDER_TOKEN` set: an `environment:` secret's variable).
 fn cove(dir: &Path, who: &Path, args: &[&str], stdin: &[u8]) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("COVE_IDENTITY", who)
-        .env("K8S_RENDER_TOKEN", "token-from-env-90ab")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    crate::secrets::cove_as(
+        dir,
+        who,
+        args,
+        stdin,
+        &[("K8S_RENDER_TOKEN", Path::new("token-from-env-90ab"))],
+    )
 }
 
 /// How a value shows in a Secret's `data` (base64).

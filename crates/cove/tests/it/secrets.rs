@@ -23,7 +23,13 @@ fn secrets_with(dir: &Path, who: &Path, args: &[&str], stdin: &[u8], env: &[(&st
 
 /// `cove ARGS` in `dir` as the person whose identity is `who`, with
 /// `stdin` as its input.
-fn cove_as(dir: &Path, who: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &Path)]) -> Out {
+pub(crate) fn cove_as(
+    dir: &Path,
+    who: &Path,
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &Path)],
+) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cove"))
         .current_dir(dir)
         .args(args)
