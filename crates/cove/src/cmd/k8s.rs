@@ -329,17 +329,23 @@ pub fn secret_values(
     }
 }
 
-/// The images `cove build --push` pushed to `--registry`, by service
-/// (none without `--registry`).
+/// The images `cove build --push` pushed to `--registry` (none without
+/// it): the services' (by digest), and cove's own for the init containers
+/// unless `--cove-image` names one.
 pub(crate) fn pushed(
     project: &cove_spec::Project,
     target: &Target,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    opts: &mut cove_k8s::Options,
+) -> anyhow::Result<()> {
     let Some(registry) = &target.registry else {
-        return Ok(Default::default());
+        return Ok(());
     };
     let state_dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
-    super::push::pushed(&state_dir, registry)
+    opts.pushed = super::push::pushed(&state_dir, registry)?;
+    if opts.cove_image.is_none() {
+        opts.cove_image = super::push::pushed_cove(&state_dir, registry)?;
+    }
+    Ok(())
 }
 
 fn render(
@@ -363,7 +369,7 @@ fn render(
             );
         }
     }
-    opts.pushed = pushed(&project, target)?;
+    pushed(&project, target, &mut opts)?;
     let rendered = match cove_k8s::render(&project.app, &opts) {
         Ok(r) => r,
         Err(e) => {
@@ -414,7 +420,7 @@ fn rendered(
         return Ok(None);
     };
     let mut opts = options(target);
-    opts.pushed = pushed(&project, target)?;
+    pushed(&project, target, &mut opts)?;
     match secret_values(&project) {
         Ok(values) => opts.secret_values = values,
         Err(()) => return Ok(None),

@@ -9,6 +9,12 @@
 //! `FROM scratch` holding only that program; any other is left out, said
 //! once (render then refuses it, with the hint to add `build:`).
 //!
+//! When a service waits for another (`depends_on`: the init containers
+//! `cove k8s render` gives it run `cove k8s wait-for`), cove's own image
+//! is pushed too, as `HOST/PREFIX/cove:VERSION`: `FROM scratch` with this
+//! very binary at `/cove` and, unless it is static, the dynamic loader and
+//! the shared libraries it loads (as `ldd` lists them) at their paths.
+//!
 //! The names with the digests the registry gave them are recorded in the
 //! state directory (`k8s-pushed.json`, by registry then service; written
 //! to a temporary file, then renamed), where `cove k8s render --registry`
@@ -34,6 +40,16 @@ const TAG: &str = "latest";
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Record {
     registries: BTreeMap<String, BTreeMap<String, String>>,
+    /// cove's own image, by registry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    cove: BTreeMap<String, String>,
+}
+
+/// cove's own image pushed to `registry` (the init containers' waiting
+/// tool), if it was.
+pub fn pushed_cove(state_dir: &Path, registry: &str) -> anyhow::Result<Option<String>> {
+    let mut record = read(state_dir)?;
+    Ok(record.cove.remove(registry.trim_end_matches('/')))
 }
 
 /// The images pushed to `registry` for the project whose state is in
@@ -66,11 +82,16 @@ fn record(
     state_dir: &Path,
     registry: &str,
     images: &BTreeMap<String, String>,
+    cove: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut record = read(state_dir)?;
+    let registry = registry.trim_end_matches('/').to_string();
+    if let Some(cove) = cove {
+        record.cove.insert(registry.clone(), cove.to_string());
+    }
     record
         .registries
-        .entry(registry.trim_end_matches('/').to_string())
+        .entry(registry)
         .or_default()
         .extend(images.iter().map(|(k, v)| (k.clone(), v.clone())));
     fs_err::create_dir_all(state_dir)?;
@@ -116,6 +137,8 @@ enum Source {
     Build(BuildSpec),
     /// A static program, in a context of its own `FROM scratch`.
     Scratch { program: PathBuf, args: Vec<String> },
+    /// This binary (and what it loads), `FROM scratch`.
+    Cove,
 }
 
 /// Whether `bytes` is an ELF executable without an interpreter
@@ -219,12 +242,28 @@ pub fn run(project: &Project, plan: &Plan, args: &BuildArgs) -> anyhow::Result<b
         eprintln!("cove: nothing to push (no service has `build:` or a static native program)");
         return Ok(true);
     }
+    // The init containers of services that wait run cove itself.
+    let waits = project
+        .app
+        .services
+        .values()
+        .any(|s| !s.depends_on.is_empty());
+    if waits {
+        let repo = format!("{}/cove", registry.trim_end_matches('/'));
+        sources.push((COVE.to_string(), repo, Source::Cove));
+    }
     let rt = crate::daemon::runtime()?;
     let mut done = BTreeMap::new();
+    let mut cove = None;
     let mut ok = true;
     for (name, repo, source) in sources {
+        let is_cove = matches!(source, Source::Cove);
         let result = rt.block_on(build_and_push(&name, &repo, source, quiet));
         match result {
+            Ok(image) if is_cove => {
+                eprintln!("cove: pushed {image} (the init containers' `cove k8s wait-for`)");
+                cove = Some(image);
+            }
             Ok(image) => {
                 eprintln!("cove: pushed {image}");
                 done.insert(name, image);
@@ -237,8 +276,8 @@ pub fn run(project: &Project, plan: &Plan, args: &BuildArgs) -> anyhow::Result<b
         }
     }
     // What was pushed is recorded even when a later service failed.
-    if !done.is_empty() {
-        record(&state_dir, registry, &done)?;
+    if !done.is_empty() || cove.is_some() {
+        record(&state_dir, registry, &done, cove.as_deref())?;
     }
     Ok(ok)
 }
@@ -259,8 +298,21 @@ async fn build_and_push(
     };
     // The scratch context lives until the build has read it.
     let mut _context = None;
+    let mut tag = TAG;
     let spec = match source {
         Source::Build(spec) => spec,
+        Source::Cove => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            cove_context(dir.path())?;
+            tag = env!("CARGO_PKG_VERSION");
+            let spec = BuildSpec {
+                context: dir.path().to_path_buf(),
+                tag: format!("{repo}:{tag}"),
+                ..BuildSpec::default()
+            };
+            _context = Some(dir);
+            spec
+        }
         Source::Scratch { program, args } => {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
             scratch_context(dir.path(), &program, &args)?;
@@ -281,9 +333,68 @@ async fn build_and_push(
         .await
         .map_err(|e| format!("{e}\n  hint: {}", e.hint()))?;
     engine
-        .push(repo, TAG, say)
+        .push(repo, tag, say)
         .await
         .map_err(|e| format!("{e}\n  hint: {}", e.hint()))
+}
+
+/// The name cove's own image is built under (in messages).
+const COVE: &str = "cove";
+
+/// A context for cove's own image: this binary at `/cove` and, when it is
+/// linked dynamically, the loader and libraries `ldd` says it loads, at
+/// their paths; a Dockerfile `FROM scratch` with `/cove` as entrypoint.
+fn cove_context(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let exe = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
+    let root = dir.join("root");
+    fs_err::create_dir_all(&root).map_err(|e| e.to_string())?;
+    fs_err::copy(&exe, root.join("cove")).map_err(|e| e.to_string())?;
+    fs_err::set_permissions(root.join("cove"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let bytes = fs_err::read(&exe).map_err(|e| e.to_string())?;
+    if !is_static_elf(&bytes) {
+        let out = std::process::Command::new("ldd")
+            .arg(&exe)
+            .output()
+            .map_err(|e| format!("`ldd {}`: {e}\n  hint: install libc-bin", exe.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`ldd {}` failed: {}",
+                exe.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        for lib in loaded_libraries(&String::from_utf8_lossy(&out.stdout)) {
+            let to = root.join(lib.strip_prefix("/").unwrap_or(&lib));
+            if let Some(parent) = to.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            // Links followed: the file itself, under the name the binary asks for.
+            fs_err::copy(&lib, &to).map_err(|e| e.to_string())?;
+        }
+    }
+    fs_err::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY root/ /\nENTRYPOINT [\"/cove\"]\n",
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The absolute paths in `ldd`'s output: each `NAME => /path (0x…)`, and
+/// the loader's `/path (0x…)`; the vDSO (no path) is left out.
+fn loaded_libraries(ldd: &str) -> Vec<PathBuf> {
+    ldd.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.trim(),
+                None => l,
+            };
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
 }
 
 /// A context with `program` as `/app` and a Dockerfile `FROM scratch`
@@ -318,6 +429,19 @@ mod tests {
             b[64 + 56 * i..68 + 56 * i].copy_from_slice(&t.to_le_bytes());
         }
         b
+    }
+
+    #[test]
+    fn ldd_output_gives_the_loader_and_the_libraries() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f1)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f2)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f3)\n";
+        assert_eq!(
+            loaded_libraries(ldd),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
     }
 
     #[test]
@@ -356,11 +480,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = BTreeMap::from([("web".to_string(), "r1/x-web@sha256:aa".to_string())]);
         let two = BTreeMap::from([("web".to_string(), "r2/x-web@sha256:bb".to_string())]);
-        record(dir.path(), "r1", &one).unwrap();
-        record(dir.path(), "r2", &two).unwrap();
+        record(dir.path(), "r1", &one, None).unwrap();
+        record(dir.path(), "r2", &two, Some("r2/cove@sha256:c")).unwrap();
         assert_eq!(pushed(dir.path(), "r1").unwrap(), one);
         assert_eq!(pushed(dir.path(), "r2").unwrap(), two);
         assert!(pushed(dir.path(), "r3").unwrap().is_empty());
+        assert_eq!(pushed_cove(dir.path(), "r1").unwrap(), None);
+        assert_eq!(
+            pushed_cove(dir.path(), "r2").unwrap().as_deref(),
+            Some("r2/cove@sha256:c")
+        );
         // No temporary file left beside it.
         let names: Vec<_> = fs_err::read_dir(dir.path())
             .unwrap()

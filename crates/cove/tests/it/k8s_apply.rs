@@ -243,7 +243,11 @@ fn examples_apply_run_and_a_second_apply_changes_nothing() {
             .and_then(|d| d.get("db_password"))
             .unwrap_or_else(|| panic!("Secret {name} has no value: {secret:?}"));
         assert!(!value.0.is_empty());
-        let encoded = serde_json::to_string(value).unwrap();
+        // base64, as the YAML prints it (unquoted).
+        let encoded = serde_json::to_string(value)
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
         let with = cove(
             &cluster,
             &buffs(),

@@ -133,7 +133,10 @@ name: pushy
 services:
   web:
     build: ./web
+    # Waits for `tool`: an init container running cove's own image.
+    depends_on: [tool]
   tool:
+    expose: ["7000"]
     x-cove:
       run: ./tool/app serve --fast
 "#;
@@ -200,9 +203,28 @@ fn pushed_images_are_named_by_their_digests_and_native_static_programs_get_a_scr
         r#"["/app"] ["serve","--fast"]"#
     );
 
+    // cove's own image (for the init containers): this binary and what it
+    // loads, FROM scratch; it runs in a container of the engine.
+    let version = env!("CARGO_PKG_VERSION");
+    let cove = registry.digest("team/cove", version);
+    assert!(
+        out.contains(&format!("cove: pushed {reg}/cove@{cove}")),
+        "{out}"
+    );
+    let ran = Command::new("docker")
+        .args(["run", "--rm", "--network", "none"])
+        .arg(format!("{reg}/cove:{version}"))
+        .args(["k8s", "wait-for", "--tcp", "127.0.0.1:9", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(1), "{said}");
+    assert!(said.contains("127.0.0.1:9"), "{said}");
+
     // Render names what the registry serves, by digest.
     let (code, out) = app.merged(&["k8s", "render", "--registry", &reg]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("image: {reg}/cove@{cove}")), "{out}");
     assert!(
         out.contains(&format!("image: {reg}/pushy-web@{web}")),
         "{out}"
@@ -238,7 +260,11 @@ fn pushed_images_are_named_by_their_digests_and_native_static_programs_get_a_scr
         "{out}"
     );
 
-    for image in ["pushy-web", "pushy-tool"] {
-        docker(&["image", "rm", "-f", &format!("{reg}/{image}:latest")]);
+    for image in [
+        "pushy-web:latest",
+        "pushy-tool:latest",
+        &format!("cove:{version}"),
+    ] {
+        docker(&["image", "rm", "-f", &format!("{reg}/{image}")]);
     }
 }
