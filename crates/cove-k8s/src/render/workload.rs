@@ -302,10 +302,23 @@ fn strategy(ctx: &Ctx) -> Option<DeploymentStrategy> {
 }
 
 /// The service's `labels` added to `meta`: as labels where Kubernetes
-/// accepts them as label keys and values, else as annotations. cove's own
-/// labels (the selector) are never overwritten.
+/// accepts them as label keys and values, else as annotations; and its
+/// `annotations` as annotations. cove's own labels (the selector) are
+/// never overwritten.
 pub(super) fn add_user_labels(ctx: &Ctx, meta: &mut ObjectMeta) {
     let mut annotations: BTreeMap<String, String> = meta.annotations.take().unwrap_or_default();
+    // The loader gives `annotations` (a map or a `KEY=VALUE` list) as a map.
+    if let Some(serde_json::Value::Object(given)) = ctx.svc.other.get("annotations") {
+        for (k, v) in given {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if is_label_key(k) {
+                annotations.entry(k.clone()).or_insert(v);
+            }
+        }
+    }
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
     for (k, v) in &ctx.svc.labels {
         if labels.contains_key(k) {
@@ -506,6 +519,9 @@ services:
       com.example.description: "Pays the bills"
       "bad key!": x
       cove.dev/service: not-this
+    annotations:
+      com.example/owner: alice
+      note: two words
     stop_grace_period: 1500ms
     user: "1000:2000"
     stop_signal: SIGINT
@@ -525,11 +541,15 @@ services:
         );
         let annotations = d.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations["com.example.description"], "Pays the bills");
+        // Compose's `annotations` stay annotations, on the pods too.
+        assert_eq!(annotations["com.example/owner"], "alice");
+        assert_eq!(annotations["note"], "two words");
         let template = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
         assert_eq!(
             template.labels.as_ref().unwrap()["com.example.team"],
             "payments"
         );
+        assert_eq!(template.annotations.as_ref().unwrap()["note"], "two words");
         assert!(
             r.warnings
                 .iter()
