@@ -341,9 +341,10 @@ pub(crate) fn pushed(
         return Ok(());
     };
     let state_dir = cove_runtime::plan::state_dir(&project.app, &project.project_dir);
-    opts.pushed = super::push::pushed(&state_dir, registry)?;
+    let (services, cove) = super::push::pushed(&state_dir, registry)?;
+    opts.pushed = services;
     if opts.cove_image.is_none() {
-        opts.cove_image = super::push::pushed_cove(&state_dir, registry)?;
+        opts.cove_image = cove;
     }
     Ok(())
 }
@@ -354,32 +355,14 @@ fn render(
     output: Option<&std::path::Path>,
     include_secrets: bool,
 ) -> anyhow::Result<ExitCode> {
-    let Some(project) = crate::project::load_or_report(project_args, &[]) else {
+    let values = if include_secrets {
+        Values::Printed
+    } else {
+        Values::Left
+    };
+    let Some((_, rendered)) = rendered(project_args, target, values)? else {
         return Ok(ExitCode::from(1));
     };
-    let mut opts = options(target);
-    if include_secrets {
-        opts.secret_values = match secret_values(&project) {
-            Ok(v) => v,
-            Err(()) => return Ok(ExitCode::from(1)),
-        };
-        if !opts.secret_values.is_empty() {
-            eprintln!(
-                "warning: the Secret objects below hold the secrets' values (base64, not encrypted): keep this output out of files others read and out of version control"
-            );
-        }
-    }
-    pushed(&project, target, &mut opts)?;
-    let rendered = match cove_k8s::render(&project.app, &opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    for w in &rendered.warnings {
-        eprintln!("warning: {w}");
-    }
     match output {
         None => {
             let text = cove_k8s::yaml::documents(&rendered.objects);
@@ -410,21 +393,41 @@ fn render(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The project and its objects rendered with the secrets' values;
-/// `None`: the errors are printed (exit 1).
+/// What becomes of the secrets' values in a render.
+#[derive(Clone, Copy, PartialEq)]
+enum Values {
+    /// Left out: the Secret objects have no data (`render`).
+    Left,
+    /// In the Secrets, printed (`render --include-secrets`, with a warning).
+    Printed,
+    /// In the Secrets, sent to the cluster through the API.
+    Sent,
+}
+
+/// The project and its objects rendered (with the secrets' values unless
+/// `Values::Left`), its warnings printed; `None`: the errors are printed
+/// (exit 1).
 fn rendered(
     project_args: &ProjectArgs,
     target: &Target,
+    values: Values,
 ) -> anyhow::Result<Option<(cove_spec::Project, cove_k8s::Rendered)>> {
     let Some(project) = crate::project::load_or_report(project_args, &[]) else {
         return Ok(None);
     };
     let mut opts = options(target);
-    pushed(&project, target, &mut opts)?;
-    match secret_values(&project) {
-        Ok(values) => opts.secret_values = values,
-        Err(()) => return Ok(None),
+    if values != Values::Left {
+        match secret_values(&project) {
+            Ok(v) => opts.secret_values = v,
+            Err(()) => return Ok(None),
+        }
+        if values == Values::Printed && !opts.secret_values.is_empty() {
+            eprintln!(
+                "warning: the Secret objects below hold the secrets' values (base64, not encrypted): keep this output out of files others read and out of version control"
+            );
+        }
     }
+    pushed(&project, target, &mut opts)?;
     let rendered = match cove_k8s::render(&project.app, &opts) {
         Ok(r) => r,
         Err(e) => {
@@ -468,7 +471,7 @@ fn apply(
     wait: bool,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let Some((project, rendered)) = rendered(project_args, target)? else {
+    let Some((project, rendered)) = rendered(project_args, target, Values::Sent)? else {
         return Ok(ExitCode::from(1));
     };
     runtime()?.block_on(async {
@@ -587,7 +590,7 @@ fn diff(
     context: &Context,
 ) -> anyhow::Result<ExitCode> {
     use cove_k8s::cluster::diff::Change;
-    let Some((project, rendered)) = rendered(project_args, target)? else {
+    let Some((project, rendered)) = rendered(project_args, target, Values::Sent)? else {
         return Ok(ExitCode::from(1));
     };
     let changes = runtime()?.block_on(async {

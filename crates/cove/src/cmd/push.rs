@@ -45,21 +45,20 @@ struct Record {
     cove: BTreeMap<String, String>,
 }
 
-/// cove's own image pushed to `registry` (the init containers' waiting
-/// tool), if it was.
-pub fn pushed_cove(state_dir: &Path, registry: &str) -> anyhow::Result<Option<String>> {
+/// What was pushed to `registry` for the project whose state is in
+/// `state_dir`: the services' images, by service (empty when none were),
+/// and cove's own (the init containers' waiting tool), if it was. One
+/// read of the record.
+pub fn pushed(
+    state_dir: &Path,
+    registry: &str,
+) -> anyhow::Result<(BTreeMap<String, String>, Option<String>)> {
     let mut record = read(state_dir)?;
-    Ok(record.cove.remove(registry.trim_end_matches('/')))
-}
-
-/// The images pushed to `registry` for the project whose state is in
-/// `state_dir`, by service (empty when none were).
-pub fn pushed(state_dir: &Path, registry: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut record = read(state_dir)?;
-    Ok(record
-        .registries
-        .remove(registry.trim_end_matches('/'))
-        .unwrap_or_default())
+    let registry = registry.trim_end_matches('/');
+    Ok((
+        record.registries.remove(registry).unwrap_or_default(),
+        record.cove.remove(registry),
+    ))
 }
 
 fn read(state_dir: &Path) -> anyhow::Result<Record> {
@@ -482,14 +481,12 @@ mod tests {
         let two = BTreeMap::from([("web".to_string(), "r2/x-web@sha256:bb".to_string())]);
         record(dir.path(), "r1", &one, None).unwrap();
         record(dir.path(), "r2", &two, Some("r2/cove@sha256:c")).unwrap();
-        assert_eq!(pushed(dir.path(), "r1").unwrap(), one);
-        assert_eq!(pushed(dir.path(), "r2").unwrap(), two);
-        assert!(pushed(dir.path(), "r3").unwrap().is_empty());
-        assert_eq!(pushed_cove(dir.path(), "r1").unwrap(), None);
+        assert_eq!(pushed(dir.path(), "r1").unwrap(), (one, None));
         assert_eq!(
-            pushed_cove(dir.path(), "r2").unwrap().as_deref(),
-            Some("r2/cove@sha256:c")
+            pushed(dir.path(), "r2").unwrap(),
+            (two, Some("r2/cove@sha256:c".to_string()))
         );
+        assert_eq!(pushed(dir.path(), "r3").unwrap(), (BTreeMap::new(), None));
         // No temporary file left beside it.
         let names: Vec<_> = fs_err::read_dir(dir.path())
             .unwrap()
