@@ -18,6 +18,7 @@ use crate::hosts::{HOST, cove, identity};
 use crate::load::{Load, Sample, get};
 use crate::netns::NetHosts;
 use crate::netns_hosts::Front;
+use crate::sshd::{merge_known_hosts, ssh_command};
 
 const SERVER: &str = r#"
 import http.server, os
@@ -122,19 +123,10 @@ fn deploy_scale_rollback_across_namespace_hosts_behind_a_front_under_load() {
         ));
     }
     let known = t.join("known_hosts");
-    let mut kh = String::new();
-    for s in &sshs {
-        kh.push_str(&fs_err::read_to_string(&s.known_hosts).unwrap());
-    }
-    fs_err::write(&known, kh).unwrap();
-    let keys: String = sshs
-        .iter()
-        .map(|s| format!(" -i {}", s.key.display()))
-        .collect();
-    let ssh = format!(
-        "ssh -F /dev/null -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o ConnectTimeout=5{keys}",
-        known.display()
-    );
+    let files: Vec<_> = sshs.iter().map(|s| s.known_hosts.clone()).collect();
+    merge_known_hosts(&known, &files);
+    let keys: Vec<_> = sshs.iter().map(|s| s.key.clone()).collect();
+    let ssh = ssh_command(&known, &keys, " -o ConnectTimeout=5");
     let me = laptop_id.to_str().unwrap();
     let env = [("COVE_SSH", ssh.as_str()), ("COVE_IDENTITY", me)];
 

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 use crate::daemon::{HostDaemon, Out, eventually, run_bounded};
 use crate::load::get;
-use crate::sshd::{Options, Sshd};
+use crate::sshd::{Options, Sshd, merge_known_hosts, ssh_command};
 
 const SERVER: &str = r#"
 import http.server, os, sys
@@ -232,19 +232,10 @@ fn deploy_env_ships_to_each_host_and_rolls_back_when_one_fails() {
             .collect(),
     );
     let known = t.join("known_hosts");
-    let mut kh = String::new();
-    for h in &hosts {
-        kh.push_str(&fs_err::read_to_string(h.sshd.known_hosts()).unwrap());
-    }
-    fs_err::write(&known, kh).unwrap();
-    let keys: String = hosts
-        .iter()
-        .map(|h| format!(" -i {}", h.sshd.dir.path().join("client_key").display()))
-        .collect();
-    let ssh = format!(
-        "ssh -F /dev/null -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes{keys}",
-        known.display()
-    );
+    let files: Vec<_> = hosts.iter().map(|h| h.sshd.known_hosts()).collect();
+    merge_known_hosts(&known, &files);
+    let keys: Vec<_> = hosts.iter().map(|h| h.sshd.client_key()).collect();
+    let ssh = ssh_command(&known, &keys, "");
     let me = laptop_id.to_str().unwrap();
     let env = [("COVE_SSH", ssh.as_str()), ("COVE_IDENTITY", me)];
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{Out, run_bounded};
-use crate::sshd::{Options, Sshd};
+use crate::sshd::{Options, Sshd, ssh_command};
 
 /// One host: a namespace, its address, the link that joins it here.
 #[derive(Debug, Clone)]
@@ -357,9 +357,9 @@ impl NetHosts {
         let known = sshd.known_hosts();
         let host = SshHost {
             url: sshd.url(),
-            ssh: format!("{} -o ConnectTimeout=5", sshd.ssh(&known)),
+            ssh: ssh_command(&known, &[sshd.client_key()], " -o ConnectTimeout=5"),
             known_hosts: known,
-            key: sshd.dir.path().join("client_key"),
+            key: sshd.client_key(),
             ran: sshd.dir.path().join("ran"),
         };
         self.sshds.lock().unwrap().push(sshd);

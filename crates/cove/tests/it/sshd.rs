@@ -229,11 +229,12 @@ impl Sshd {
     /// `COVE_SSH`: ssh with none of the machine's configuration, this
     /// test's key and `known_hosts`.
     pub fn ssh(&self, known_hosts: &Path) -> String {
-        format!(
-            "ssh -F /dev/null -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -i {} -o IdentitiesOnly=yes",
-            known_hosts.display(),
-            self.dir.path().join("client_key").display()
-        )
+        ssh_command(known_hosts, &[self.client_key()], "")
+    }
+
+    /// The key this test's client logs in with.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
     }
 
     /// What the remote `cove` was run with, one run a line.
@@ -262,4 +263,26 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `COVE_SSH`: ssh with none of the machine's configuration, trusting the
+/// host keys in `known_hosts` only, offering `keys` only, then `options`.
+pub fn ssh_command(known_hosts: &Path, keys: &[PathBuf], options: &str) -> String {
+    let keys: String = keys
+        .iter()
+        .map(|k| format!(" -i {}", k.display()))
+        .collect();
+    format!(
+        "ssh -F /dev/null -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes{options}{keys}",
+        known_hosts.display()
+    )
+}
+
+/// Several hosts' `known_hosts` files in one at `to`.
+pub fn merge_known_hosts(to: &Path, from: &[PathBuf]) {
+    let mut all = String::new();
+    for f in from {
+        all.push_str(&fs_err::read_to_string(f).unwrap());
+    }
+    fs_err::write(to, all).unwrap();
 }
