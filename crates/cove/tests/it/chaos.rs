@@ -185,6 +185,51 @@ services:
     assert_eq!(down.code, Some(0), "{down}");
 }
 
+/// `up -d` waits for the revision it converges a service to. The property
+/// test below found this sequence: `b` left the file (an orphan still
+/// running its sleep), came back as a web server in a file `deploy a`
+/// stored whole, and `start a` planned it so without running it; the last
+/// `up -d` replaced `b` but waited for its old revision, which no longer
+/// ran, until killed.
+#[test]
+fn up_waits_for_a_changed_service_it_converges_not_for_its_old_revision() {
+    const HTTP: &str = "    x-cove:\n      run: [\"sh\", \"-c\", \"exec python3 -m http.server --bind $$HOST $$PORT\"]\n    expose: [\"8000\"]\n";
+    const SLEEP: &str = "    x-cove: {run: sleep 600}\n";
+    let file = |services: &[(&str, &str)]| {
+        let mut yaml = String::from("services:\n");
+        for (name, body) in services {
+            yaml += &format!("  {name}:\n{body}");
+        }
+        yaml + "x-cove:\n  gateway: {listen: \"127.0.0.1:0\"}\n"
+    };
+    let app = Guarded(App::new(&file(&[("a", HTTP), ("b", SLEEP)])));
+    let dir = app.0.dir().to_path_buf();
+    let step = |args: &[&str]| {
+        let out = cove_in(&dir, STEP_SECS, args);
+        assert_eq!(out.code, Some(0), "`cove {}`: {out}", args.join(" "));
+    };
+    step(&["up", "-d"]);
+    fs_err::write(dir.join("compose.yaml"), file(&[("a", HTTP)])).unwrap();
+    step(&["run", "a", "true"]);
+    fs_err::write(dir.join("compose.yaml"), file(&[("a", HTTP), ("b", HTTP)])).unwrap();
+    step(&["deploy", "a"]);
+    fs_err::write(
+        dir.join("compose.yaml"),
+        file(&[("a", HTTP), ("b", HTTP), ("d", HTTP)]),
+    )
+    .unwrap();
+    step(&["start", "a"]);
+    step(&["up", "-d"]);
+    let ps = cove_in(&dir, 30, &["ps", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ps.stdout).unwrap_or_default();
+    let b: Vec<_> = rows.iter().filter(|r| r["service"] == "b").collect();
+    assert!(
+        b.len() == 1 && b[0]["revision"] == 2,
+        "`b` runs its second revision once `up -d` returned: {ps}"
+    );
+    step(&["down"]);
+}
+
 /// Service names the random apps use.
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
