@@ -207,7 +207,10 @@ pub async fn wait_ready(
             .iter()
             .filter(|s| revisions.contains_key(*s) && !asleep.contains(s))
             .all(|s| ours.iter().any(|r| &r.service == s));
-        if !ours.is_empty() && all_there && ours.iter().all(|r| r.ready) {
+        // Every service asked for may have gone to sleep meanwhile (scaled
+        // to zero by the autoscaler): then there is nothing to wait for.
+        let awake = services.iter().any(|s| !asleep.contains(s));
+        if (!ours.is_empty() || !awake) && all_there && ours.iter().all(|r| r.ready) {
             return Ok(ours);
         }
         let now_ms = std::time::SystemTime::now()
