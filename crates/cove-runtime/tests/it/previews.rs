@@ -375,3 +375,33 @@ services:
         "{text:?}"
     );
 }
+
+#[test]
+fn the_chain_fixture_plans_http_service_addresses_for_b_and_c() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cove/tests/fixtures/chain");
+    let app = cove_spec::project::load(&cove_spec::project::Options {
+        files: vec![dir.join("compose.yaml")],
+        ..Default::default()
+    })
+    .unwrap_or_else(|f| panic!("{}", f.render(&Default::default())))
+    .app;
+    assert!(app.x_cove.previews.is_some());
+    let p = plan_at(&app, &placement(&dir), None).unwrap_or_else(|e| panic!("{e:?}"));
+    let by = |n: &str| p.services.iter().find(|s| s.name == n).unwrap();
+    let http = |port| (port, Protocol::Http, None, "/".to_string(), false);
+    assert_eq!(own(&p, "b"), [http(8000)]);
+    assert_eq!(own(&p, "c"), [http(8000)]);
+    assert_eq!(own(&p, "a"), [], "no one calls a: reached by its route");
+    let b = by("b").service_address.unwrap();
+    assert_eq!(
+        by("a").env,
+        [("NEXT".to_string(), format!("http://{b}:8000/"))]
+    );
+    let hosts: Vec<_> = p
+        .gateway
+        .routes
+        .iter()
+        .filter_map(|r| r.host.as_deref())
+        .collect();
+    assert_eq!(hosts, ["c.localhost", "b.localhost", "a.localhost"]);
+}
