@@ -224,7 +224,7 @@ fn services_served_elsewhere_are_not_planned_and_references_reach_them_there() {
         .collect();
     assert_eq!(deps, [("c", true), ("db", true)]);
     let a = p.services.iter().find(|s| s.name == "a").unwrap();
-    assert_eq!(a.depends_on[0].external, false, "b runs here");
+    assert!(!a.depends_on[0].external, "b runs here");
     // No route of the gateway goes to a service not run here.
     assert!(
         p.gateway
