@@ -9,6 +9,15 @@
 //! `routes: []` turns that off.
 //! Browsers and curl resolve `*.localhost` to the loopback address, so
 //! `http://SERVICE.localhost:2683/` works without set-up.
+//!
+//! A service's own address (see `ServicePlan::service_address`) forwards
+//! each of its ports at layer 4, except in an app that declares
+//! `x-cove.previews`: there a port that carries one of the service's HTTP
+//! routes is served as HTTP (any host, any path), so that the gateway can
+//! send a request carrying a preview's key (`X-Cove-Preview`) to that
+//! preview's replicas. Other ports (databases, brokers, gRPC) stay TCP.
+//! A project without entry routes (a preview, reached through its
+//! baseline's gateway) has only those addresses: see [`GatewayPlan::entry`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -42,6 +51,11 @@ pub struct GatewayPlan {
     pub access_query: cove_spec::xcove::AccessLogQuery,
     /// HTTP and gRPC routes, then TCP ones, in the app's order.
     pub routes: Vec<RoutePlan>,
+    /// Whether the project has entry routes. `false` (a preview): `routes`
+    /// are only `internal` ones (its services' own addresses), there is no
+    /// TLS listener and no metrics endpoint, and `listen` is
+    /// `127.0.0.1:0` (nothing is routed there: a gateway need not bind it).
+    pub entry: bool,
 }
 
 /// One route: requests matching `host` and `path` (HTTP), or connections
@@ -56,7 +70,8 @@ pub struct RoutePlan {
     pub strip_prefix: bool,
     pub port: u16,
     pub protocol: Protocol,
-    /// Set for TCP routes only.
+    /// Set for TCP routes, and for HTTP ones on a service's own address
+    /// (`internal`, in an app with `x-cove.previews`).
     pub listen: Option<SocketAddr>,
     /// Upstream response timeout; `None`: the gateway's default.
     pub timeout: Option<Duration>,
@@ -125,47 +140,64 @@ pub fn default_host(service: &str, env: Option<&str>) -> String {
     }
 }
 
-/// The gateway plan of `app`, whose services are planned as `services`.
-/// Every problem at once.
+/// Where a gateway without entry routes listens: nothing is routed there.
+const NO_ENTRY_LISTEN: &str = "127.0.0.1:0";
+
+/// The gateway plan of `app`, whose services are planned as `services`;
+/// without entry routes when `entry` is false (see [`GatewayPlan::entry`]).
+/// Every problem at once (the app's routes are checked either way).
 pub fn gateway(
     app: &App,
     services: &[Upstream],
     project_dir: &Path,
+    entry: bool,
 ) -> Result<GatewayPlan, Vec<PlanError>> {
     let mut errors = Vec::new();
     let settings = app.x_cove.gateway.clone().unwrap_or_default();
-    let listen = match settings.listen.as_deref() {
-        Some(l) => l.0,
-        None => DEFAULT_LISTEN.parse().expect("a valid address"),
+    let listen = match (entry, settings.listen.as_deref()) {
+        (false, _) => NO_ENTRY_LISTEN.parse().expect("a valid address"),
+        (true, Some(l)) => l.0,
+        (true, None) => DEFAULT_LISTEN.parse().expect("a valid address"),
     };
-    let metrics = settings.metrics.as_deref().map(|l| l.0);
+    let metrics = settings.metrics.as_deref().map(|l| l.0).filter(|_| entry);
     let max_connections = settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let previews = app.x_cove.previews.is_some();
     let mut routes = Vec::new();
+    let mut own = Vec::new();
     for svc in services {
-        if let Some(compose) = app.services.get(svc.name) {
-            routes.extend(service_routes(
-                svc,
-                compose,
-                app.x_cove.env.as_deref(),
-                &mut errors,
-            ));
-        }
+        let Some(compose) = app.services.get(svc.name) else {
+            continue;
+        };
+        let theirs = service_routes(svc, compose, app.x_cove.env.as_deref(), &mut errors);
+        // Ports that carry one of its HTTP routes: HTTP on its own
+        // address too, when previews route by key.
+        let http_ports: Vec<u16> = theirs
+            .iter()
+            .filter(|r| previews && r.protocol == Protocol::Http)
+            .map(|r| r.port)
+            .collect();
+        own.extend(own_address_routes(svc, &http_ports));
+        routes.extend(theirs);
     }
-    routes.extend(services.iter().flat_map(own_address_routes));
+    routes.extend(own);
     for svc in services {
         if let Some(compose) = app.services.get(svc.name) {
             routes.extend(published_routes(svc, compose, &mut errors));
         }
     }
+    if !entry {
+        routes.retain(|r| r.internal);
+    }
     let tls = settings
         .tls
         .as_ref()
+        .filter(|_| entry)
         .and_then(|t| tls_plan(t, listen, &routes, project_dir, &mut errors));
     clashes(&routes, listen, &mut errors);
     if errors.is_empty() {
         Ok(GatewayPlan {
             listen,
-            default_listen: settings.listen.is_none(),
+            default_listen: entry && settings.listen.is_none(),
             max_connections,
             metrics,
             tls,
@@ -175,6 +207,7 @@ pub fn gateway(
                 .and_then(|a| a.query)
                 .unwrap_or_default(),
             routes,
+            entry,
         })
     } else {
         Err(errors)
@@ -318,8 +351,10 @@ fn service_routes(
 }
 
 /// A service's own address (and a native service's address on the
-/// containers' network): connections there go to its healthy replicas.
-fn own_address_routes(svc: &Upstream) -> Vec<RoutePlan> {
+/// containers' network): connections there go to its healthy replicas,
+/// forwarded at layer 4, but for `http_ports`: requests there are
+/// forwarded as HTTP (any host, any path, nothing stripped).
+fn own_address_routes(svc: &Upstream, http_ports: &[u16]) -> Vec<RoutePlan> {
     let mut routes = Vec::new();
     for a in [svc.service_address, svc.bridge_address]
         .into_iter()
@@ -332,7 +367,10 @@ fn own_address_routes(svc: &Upstream) -> Vec<RoutePlan> {
                 path: "/".into(),
                 strip_prefix: false,
                 port,
-                protocol: Protocol::Tcp,
+                protocol: match http_ports.contains(&port) {
+                    true => Protocol::Http,
+                    false => Protocol::Tcp,
+                },
                 listen: Some(SocketAddr::from((a, port))),
                 timeout: None,
                 max_body: None,
@@ -599,6 +637,7 @@ mod tests {
             tls: None,
             access_query: Default::default(),
             routes,
+            entry: true,
         }
     }
 

@@ -3,6 +3,7 @@
 //! other services (`db:3306`, `DB_HOST: db`, `-h db`) rewritten to their
 //! addresses; and a secret held in a variable kept off command lines.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use cove_spec::App;
@@ -10,7 +11,7 @@ use cove_spec::model::Service;
 use cove_spec::xcove::{ServiceExt, StringOrList};
 use indexmap::IndexMap;
 
-use super::{CONTAINER, Context, Plan, PlanError, ServicePlan, address};
+use super::{Addresses, CONTAINER, Context, Plan, PlanError, ServicePlan, address};
 use crate::health::{HealthSpec, Probe};
 use crate::vars::{env_value, expand_known, names_variable};
 
@@ -89,42 +90,52 @@ impl ServicePlan {
 }
 
 /// An environment value: one that is just a service's name (`DB_HOST: db`)
-/// becomes its first replica's address; `name:port` inside is rewritten
-/// by [`rewrite_references`].
-pub fn rewrite_value(v: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, net: u16) -> String {
+/// becomes the address others reach it at; `name:port` inside is
+/// rewritten by [`rewrite_references`].
+pub fn rewrite_value(v: &str, services: &Addresses) -> String {
     match services.get(v) {
-        Some((slot, _)) => address(net, *slot).to_string(),
-        None => rewrite_references(v, services, net),
+        Some(ip) => ip.to_string(),
+        None => rewrite_references(v, services),
     }
 }
 
 impl Plan {
     /// [`rewrite_args`] over this plan's services (for `cove run`'s command).
     pub fn rewrite_args(&self, argv: &[String]) -> Vec<String> {
-        let (services, net) = self.references();
-        rewrite_args(argv, &services, net)
+        rewrite_args(argv, &self.references())
     }
 
-    /// Each service's slot references reach, and its ports; the net.
-    fn references(&self) -> (IndexMap<&str, (u32, Vec<u16>)>, u16) {
-        let services: IndexMap<&str, (u32, Vec<u16>)> = self
+    /// The address others reach `service` at, on its ports: an address
+    /// given by the placement for a service served elsewhere
+    /// ([`Plan::external`]), else its service address when it has one,
+    /// else its first replica's. What references to it are rewritten to.
+    /// `None`: the plan has no such service.
+    pub fn reference_address(&self, service: &str) -> Option<Ipv4Addr> {
+        if let Some(ip) = self.external.get(service) {
+            return Some(*ip);
+        }
+        let s = self.services.iter().find(|s| s.name == service)?;
+        Some(match s.service_address {
+            Some(_) => address(s.net, s.base & !CONTAINER),
+            None => address(s.net, s.base + 1),
+        })
+    }
+
+    /// The address references reach each service at (see
+    /// [`Plan::reference_address`]).
+    fn references(&self) -> Addresses<'_> {
+        let mut services: Addresses = self
             .services
             .iter()
-            .map(|s| {
-                let slot = match s.service_address {
-                    Some(_) => s.base & !CONTAINER,
-                    None => s.base + 1,
-                };
-                (s.name.as_str(), (slot, s.ports.clone()))
-            })
+            .filter_map(|s| Some((s.name.as_str(), self.reference_address(&s.name)?)))
             .collect();
-        (services, self.services.first().map_or(0, |s| s.net))
+        services.extend(self.external.iter().map(|(n, ip)| (n.as_str(), *ip)));
+        services
     }
 
     /// [`rewrite_value`] over this plan's services (for `cove run -e`).
     pub fn rewrite_value(&self, v: &str) -> String {
-        let (services, net) = self.references();
-        rewrite_value(v, &services, net)
+        rewrite_value(v, &self.references())
     }
 }
 
@@ -134,16 +145,8 @@ impl Plan {
 /// service's address (`redis-cli -h cache` as in a container). Words
 /// inside one argument (a `sh -c` script) are not: see
 /// `habits::hosts_in_scripts` (in `habits.rs`).
-pub fn rewrite_args(
-    argv: &[String],
-    services: &IndexMap<&str, (u32, Vec<u16>)>,
-    net: u16,
-) -> Vec<String> {
-    let addr = |n: &str| {
-        services
-            .get(n)
-            .map(|(slot, _)| address(net, *slot).to_string())
-    };
+pub fn rewrite_args(argv: &[String], services: &Addresses) -> Vec<String> {
+    let addr = |n: &str| services.get(n).map(Ipv4Addr::to_string);
     let mut out: Vec<String> = Vec::with_capacity(argv.len());
     for (i, a) in argv.iter().enumerate() {
         let after_flag = i > 0 && matches!(argv[i - 1].as_str(), "-h" | "--host");
@@ -152,13 +155,14 @@ pub fn rewrite_args(
             None if after_flag => addr(a),
             None => None,
         };
-        out.push(host.unwrap_or_else(|| rewrite_references(a, services, net)));
+        out.push(host.unwrap_or_else(|| rewrite_references(a, services)));
     }
     out
 }
 
-/// Rewrites `service:port` references to `address:port` (the first replica).
-pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, net: u16) -> String {
+/// Rewrites `service:port` references to `address:port` (the address
+/// others reach the service at).
+pub fn rewrite_references(s: &str, services: &Addresses) -> String {
     let is_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     let mut out = String::with_capacity(s.len());
     let chars: Vec<char> = s.chars().collect();
@@ -178,10 +182,8 @@ pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, n
                 }
                 let port: Option<u16> = chars[j + 1..k].iter().collect::<String>().parse().ok();
                 let ends = k == chars.len() || !is_name(chars[k]);
-                if let (Some((index, _)), Some(port), true) =
-                    (services.get(name.as_str()), port, ends)
-                {
-                    out.push_str(&format!("{}:{port}", address(net, *index)));
+                if let (Some(ip), Some(port), true) = (services.get(name.as_str()), port, ends) {
+                    out.push_str(&format!("{ip}:{port}"));
                     i = k;
                     continue;
                 }
@@ -198,9 +200,9 @@ pub fn rewrite_references(s: &str, services: &IndexMap<&str, (u32, Vec<u16>)>, n
 
 /// Whether another service names `name` (with one of `ports`, or alone as
 /// an environment value) in its environment or its `x-cove.run`.
-pub(super) fn named_by_others(app: &App, name: &str, ports: &[u16]) -> bool {
+pub(super) fn named_by_others(app: &App, name: &str) -> bool {
     let mut one = IndexMap::new();
-    one.insert(name, (1u32, ports.to_vec()));
+    one.insert(name, Ipv4Addr::new(127, 64, 0, 1));
     app.services
         .iter()
         .filter(|(n, _)| *n != name)
@@ -209,10 +211,10 @@ pub(super) fn named_by_others(app: &App, name: &str, ports: &[u16]) -> bool {
                 .environment
                 .values()
                 .flatten()
-                .any(|v| rewrite_value(v, &one, 0) != *v);
+                .any(|v| rewrite_value(v, &one) != *v);
             let run = match svc.x_cove.as_ref().and_then(|x| x.run.as_ref()) {
-                Some(StringOrList::List(l)) => rewrite_args(l, &one, 0) != *l,
-                Some(StringOrList::String(s)) => rewrite_references(s, &one, 0) != *s,
+                Some(StringOrList::List(l)) => rewrite_args(l, &one) != *l,
+                Some(StringOrList::String(s)) => rewrite_references(s, &one) != *s,
                 None => false,
             };
             env || run
@@ -229,23 +231,22 @@ impl Context<'_> {
         argv: &[String],
         is_container: bool,
     ) -> (Vec<String>, Vec<(String, String)>) {
-        let net = self.net;
         let seen_from = if is_container {
             &self.addresses_in_containers
         } else {
             &self.addresses
         };
-        let rewrite = |s: &str| rewrite_references(s, seen_from, net);
+        let rewrite = |s: &str| rewrite_references(s, seen_from);
         let env = svc
             .environment
             .iter()
-            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, seen_from, net))))
+            .filter_map(|(k, v)| Some((k.clone(), rewrite_value(v.as_ref()?, seen_from))))
             .collect();
         // Natively, `-h db` / `--host db` name a host too.
         let argv = if is_container {
             argv.iter().map(|a| rewrite(a)).collect()
         } else {
-            rewrite_args(argv, seen_from, net)
+            rewrite_args(argv, seen_from)
         };
         (argv, env)
     }
@@ -357,22 +358,22 @@ mod tests {
     #[test]
     fn references_are_rewritten_only_for_services_with_a_port() {
         let mut m = IndexMap::new();
-        m.insert("db", (1, vec![3306]));
-        m.insert("redis-1", (2, vec![6379]));
+        m.insert("db", address(0, 1));
+        m.insert("redis-1", address(0, 2));
         assert_eq!(
-            rewrite_references("mysql://app:pw@db:3306/app", &m, 0),
+            rewrite_references("mysql://app:pw@db:3306/app", &m),
             "mysql://app:pw@127.64.0.1:3306/app"
         );
         assert_eq!(
-            rewrite_references("redis-1:6379,redis-1:6380", &m, 0),
+            rewrite_references("redis-1:6379,redis-1:6380", &m),
             "127.64.0.2:6379,127.64.0.2:6380"
         );
         assert_eq!(
-            rewrite_references("mydb:3306 db:x db:99999 db", &m, 0),
+            rewrite_references("mydb:3306 db:x db:99999 db", &m),
             "mydb:3306 db:x db:99999 db"
         );
         assert_eq!(
-            rewrite_references("http://db:3306", &m, 0),
+            rewrite_references("http://db:3306", &m),
             "http://127.64.0.1:3306"
         );
     }
@@ -380,9 +381,9 @@ mod tests {
     #[test]
     fn a_service_given_as_a_host_in_arguments_is_its_address() {
         let mut m = IndexMap::new();
-        m.insert("cache", (1, vec![6379]));
+        m.insert("cache", address(0, 1));
         let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        let r = |s: &str| rewrite_args(&words(s), &m, 0).join(" ");
+        let r = |s: &str| rewrite_args(&words(s), &m).join(" ");
         assert_eq!(r("redis-cli -h cache ping"), "redis-cli -h 127.64.0.1 ping");
         assert_eq!(r("tool --host cache"), "tool --host 127.64.0.1");
         assert_eq!(r("tool --host=cache"), "tool --host=127.64.0.1");
@@ -404,6 +405,6 @@ mod tests {
             assert_eq!(r(kept), want);
         }
         let script = vec!["sh".into(), "-c".into(), "redis-cli -h cache ping".into()];
-        assert_eq!(rewrite_args(&script, &m, 0), script, "inside a script: not");
+        assert_eq!(rewrite_args(&script, &m), script, "inside a script: not");
     }
 }

@@ -16,7 +16,14 @@
 //! `name:port` in `environment` values and in `x-cove.run` (for example
 //! `mysql://u:p@db:3306/app`), and `environment` values that are just a
 //! service's name (`DB_HOST: db`), are rewritten to the first replica's
-//! address, so dependents reach a service by its Compose name and port.
+//! address (or the service's own address, when it has one), so dependents
+//! reach a service by its Compose name and port.
+//!
+//! A service the placement says is served elsewhere
+//! ([`Placement::external`]: a preview's services shared with its
+//! baseline) is not planned to run: references to it are rewritten to the
+//! address given ([`Plan::external`]), the gateway has no route to it, and
+//! a dependency on it never waits ([`Dependency::external`]).
 
 mod address;
 mod container;
@@ -24,6 +31,7 @@ mod env;
 mod native;
 mod policy;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,12 +68,20 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// exits within its first second did not start.
 pub const READY_AFTER: Duration = Duration::from_secs(1);
 
+/// What references to each service are rewritten to: the address others
+/// reach it at (its ports are its own).
+pub type Addresses<'a> = IndexMap<&'a str, Ipv4Addr>;
+
 /// Everything to run, services in start order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub services: Vec<ServicePlan>,
     /// The gateway in front of them (see [`crate::routes`]).
     pub gateway: crate::routes::GatewayPlan,
+    /// Services of the app served elsewhere, not run by this plan, and
+    /// the address references to them reach (the placement's
+    /// [`Placement::external`], for the app's services only).
+    pub external: BTreeMap<String, Ipv4Addr>,
 }
 
 /// How one service runs natively.
@@ -142,6 +158,8 @@ pub struct ServicePlan {
 pub struct Dependency {
     pub service: String,
     pub condition: Condition,
+    /// Served elsewhere ([`Plan::external`]): nothing here to wait for.
+    pub external: bool,
 }
 
 impl ServicePlan {
@@ -271,6 +289,19 @@ pub struct Placement {
     /// What recipes' commands name of the machine (their programs' paths,
     /// as root their system users).
     pub host: crate::recipe::Host,
+    /// Services served elsewhere, by the address others reach them at
+    /// (on the same ports): not planned here; references to them
+    /// (`svc:port`, `DB_HOST: svc`, `-h svc`, `cove run -e`) are rewritten
+    /// to that address. A preview's services shared with its baseline, at
+    /// the baseline's [`Plan::reference_address`]. Empty: everything runs
+    /// here.
+    pub external: BTreeMap<String, Ipv4Addr>,
+    /// Whether the project has entry routes: the gateway's listen address,
+    /// its HTTP and gRPC routes, published ports, TLS and metrics. `false`
+    /// for a preview (reached through its baseline's gateway): its gateway
+    /// plan has only the services' own addresses (see
+    /// [`crate::routes::GatewayPlan::entry`]).
+    pub entry: bool,
 }
 
 impl Placement {
@@ -284,6 +315,8 @@ impl Placement {
             net: net_of(app, project_dir),
             secrets_root: crate::secrets::root(&state_dir(app, project_dir)),
             host: crate::recipe::Host::here(),
+            external: BTreeMap::new(),
+            entry: true,
         }
     }
 }
@@ -317,12 +350,15 @@ pub fn plan_at(
     let mut errors = replica_limits(app);
     let mut services = Vec::new();
     for (name, svc) in app.services.iter() {
+        if cx.external.contains_key(name) {
+            continue;
+        }
         if let Some(s) = cx.service(name, svc, &mut errors) {
             services.push(s);
         }
     }
     let upstreams: Vec<_> = services.iter().map(ServicePlan::upstream).collect();
-    let gateway = match crate::routes::gateway(app, &upstreams, project_dir) {
+    let gateway = match crate::routes::gateway(app, &upstreams, project_dir, placement.entry) {
         Ok(g) => Some(g),
         Err(e) => {
             errors.extend(e);
@@ -330,7 +366,11 @@ pub fn plan_at(
         }
     };
     match gateway {
-        Some(gateway) if errors.is_empty() => Ok(Plan { services, gateway }),
+        Some(gateway) if errors.is_empty() => Ok(Plan {
+            services,
+            gateway,
+            external: cx.external,
+        }),
         _ => Err(errors),
     }
 }
@@ -355,12 +395,15 @@ struct Context<'a> {
     indexes: IndexMap<&'a str, u32>,
     /// Services with an address of their own (see [`own_addresses`]).
     own_address: Vec<&'a str>,
-    /// Service name → (global slot references reach, ports).
-    addresses: IndexMap<&'a str, (u32, Vec<u16>)>,
+    /// What references in native commands are rewritten to.
+    addresses: Addresses<'a>,
     /// Native services reached from containers, and their address there.
     bridge_of: IndexMap<&'a str, Ipv4Addr>,
     /// What references in containers' settings are rewritten to.
-    addresses_in_containers: IndexMap<&'a str, (u32, Vec<u16>)>,
+    addresses_in_containers: Addresses<'a>,
+    /// The app's services served elsewhere (the placement's, for the
+    /// app's services only).
+    external: BTreeMap<String, Ipv4Addr>,
 }
 
 impl<'a> Context<'a> {
@@ -412,39 +455,53 @@ impl<'a> Context<'a> {
                 }]);
             }
         };
-        let own_address = own_addresses(app, &recipes, &ports);
-        // Service name → (global slot references reach, ports).
-        let addresses: IndexMap<&str, (u32, Vec<u16>)> = ports
+        let external: BTreeMap<String, Ipv4Addr> = placement
+            .external
             .iter()
-            .map(|(n, p)| {
-                let mut slot = index_of(&indexes, n) * 64 + u32::from(!own_address.contains(n));
-                if containers.contains(n) && !own_address.contains(n) {
-                    slot |= CONTAINER;
+            .filter(|(n, _)| app.services.contains_key(*n))
+            .map(|(n, ip)| (n.clone(), *ip))
+            .collect();
+        let here = |n: &str| !external.contains_key(n);
+        let own_address: Vec<&str> = own_addresses(app, &recipes, &ports)
+            .into_iter()
+            .filter(|n| here(n))
+            .collect();
+        // Service name → the address references reach: one given for a
+        // service served elsewhere, else its own address, else its first
+        // replica's.
+        let addresses: Addresses = ports
+            .keys()
+            .map(|n| match external.get(*n) {
+                Some(ip) => (*n, *ip),
+                None => {
+                    let mut slot = index_of(&indexes, n) * 64 + u32::from(!own_address.contains(n));
+                    if containers.contains(n) && !own_address.contains(n) {
+                        slot |= CONTAINER;
+                    }
+                    (*n, address(net, slot))
                 }
-                (*n, (slot, p.clone()))
             })
             .collect();
-        // Native services with ports, reached from containers at an address
-        // of the containers' network (slot 0 of their range there).
+        // Native services with ports run here, reached from containers at
+        // an address of the containers' network (slot 0 of their range
+        // there).
         let bridge_of: IndexMap<&str, Ipv4Addr> = if containers.is_empty() {
             IndexMap::new()
         } else {
             ports
                 .iter()
-                .filter(|(n, p)| !containers.contains(*n) && !p.is_empty())
+                .filter(|(n, p)| !containers.contains(*n) && !p.is_empty() && here(n))
                 .map(|(n, _)| (*n, address(net, CONTAINER | (index_of(&indexes, n) * 64))))
                 .collect()
         };
         // What references in containers' settings are rewritten to: native
-        // services' addresses on the bridge. Containers' names stay as they
-        // are: the network's DNS knows them, wherever their replicas are.
-        let addresses_in_containers: IndexMap<&str, (u32, Vec<u16>)> = addresses
+        // services' addresses on the bridge (a service served elsewhere:
+        // the address given). Containers' names stay as they are: the
+        // network's DNS knows them, wherever their replicas are.
+        let addresses_in_containers: Addresses = addresses
             .iter()
-            .filter(|(n, _)| !containers.contains(*n))
-            .map(|(n, (slot, p))| match bridge_of.contains_key(n) {
-                true => (*n, (CONTAINER | (index_of(&indexes, n) * 64), p.clone())),
-                false => (*n, (*slot, p.clone())),
-            })
+            .filter(|(n, _)| !containers.contains(*n) || !here(n))
+            .map(|(n, ip)| (*n, bridge_of.get(n).copied().unwrap_or(*ip)))
             .collect();
         Ok(Context {
             app,
@@ -464,6 +521,7 @@ impl<'a> Context<'a> {
             addresses,
             bridge_of,
             addresses_in_containers,
+            external,
         })
     }
 
@@ -604,6 +662,7 @@ impl<'a> Context<'a> {
             depends_on.push(Dependency {
                 service: dep.clone(),
                 condition: d.condition,
+                external: self.external.contains_key(dep),
             });
         }
         depends_on
@@ -639,7 +698,7 @@ fn own_addresses<'a>(
             start_first
                 && ports
                     .get(n.as_str())
-                    .is_some_and(|p| !p.is_empty() && named_by_others(app, n, p))
+                    .is_some_and(|p| !p.is_empty() && named_by_others(app, n))
         })
         .map(|(n, _)| n.as_str())
         .collect()

@@ -177,10 +177,12 @@ impl Status {
 pub type States = IndexMap<String, Vec<Status>>;
 
 /// Whether the dependencies hold (`Ok(true)`), may still (`Ok(false)`), or
-/// never will (`Err`). Retiring instances do not count.
+/// never will (`Err`). Retiring instances do not count; a dependency
+/// served elsewhere (a preview's service shared with its baseline) is
+/// not waited for.
 pub(super) fn dependencies_ready(svc: &ServicePlan, states: &States) -> Result<bool, String> {
     let mut ready = true;
-    for dep in &svc.depends_on {
+    for dep in svc.depends_on.iter().filter(|d| !d.external) {
         let Some(reps) = states.get(&dep.service) else {
             continue;
         };
@@ -206,6 +208,70 @@ pub(super) fn dependencies_ready(svc: &ServicePlan, states: &States) -> Result<b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `web`, planned with `db` served elsewhere (a preview's shared
+    /// service) or here.
+    fn web(db_elsewhere: bool) -> ServicePlan {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("compose.yaml");
+        fs_err::write(
+            &file,
+            "services:\n  web:\n    x-cove: {run: sleep 1000}\n    depends_on: {db: {condition: service_healthy}}\n  db: {image: \"postgres:16\"}\n",
+        )
+        .unwrap();
+        let app = cove_spec::project::load(&cove_spec::project::Options {
+            files: vec![file],
+            project_name: Some("deps".into()),
+            ..Default::default()
+        })
+        .unwrap_or_else(|f| panic!("{}", f.render(&Default::default())))
+        .app;
+        let mut placement = crate::plan::Placement {
+            project_dir: dir.path().to_path_buf(),
+            net: 3,
+            secrets_root: "/nowhere".into(),
+            host: Default::default(),
+            external: Default::default(),
+            entry: true,
+        };
+        if db_elsewhere {
+            placement
+                .external
+                .insert("db".into(), Ipv4Addr::new(127, 64, 9, 9));
+        }
+        let plan = crate::plan::plan_at(&app, &placement, None).unwrap();
+        plan.services.into_iter().find(|s| s.name == "web").unwrap()
+    }
+
+    #[test]
+    fn a_dependency_served_elsewhere_is_not_waited_for() {
+        let db = |state: State| -> States {
+            let s = Status {
+                replica: 1,
+                slot: 1,
+                revision: 1,
+                addr: Ipv4Addr::LOCALHOST,
+                retiring: false,
+                state,
+                pid: Some(1),
+                restarts: 0,
+                since: SystemTime::now(),
+                checked: true,
+            };
+            IndexMap::from([("db".to_string(), vec![s])])
+        };
+        let here = web(false);
+        assert_eq!(dependencies_ready(&here, &db(State::Starting)), Ok(false));
+        assert_eq!(dependencies_ready(&here, &db(State::Healthy)), Ok(true));
+        assert!(dependencies_ready(&here, &db(State::Failed { reason: "x".into() })).is_err());
+        // Served elsewhere: whatever a replica of that name here says.
+        let there = web(true);
+        assert!(there.depends_on.iter().all(|d| d.external));
+        for state in [State::Starting, State::Failed { reason: "x".into() }] {
+            assert_eq!(dependencies_ready(&there, &db(state)), Ok(true));
+        }
+        assert_eq!(dependencies_ready(&there, &States::new()), Ok(true));
+    }
 
     #[test]
     fn readiness_needs_ready_or_healthy_and_serving_needs_not_retiring() {

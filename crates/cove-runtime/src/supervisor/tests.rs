@@ -90,7 +90,9 @@ fn app(svc: &ServicePlan) -> Plan {
             tls: None,
             access_query: Default::default(),
             routes: Vec::new(),
+            entry: true,
         },
+        external: Default::default(),
     }
 }
 

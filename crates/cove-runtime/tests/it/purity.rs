@@ -53,6 +53,8 @@ fn placement(dir: &Path) -> Placement {
         net: 7,
         secrets_root: PathBuf::from("/nowhere/secrets"),
         host: Host::default(),
+        external: Default::default(),
+        entry: true,
     }
 }
 
