@@ -53,6 +53,7 @@ pub use crate::access::{AccessLog, AccessRecord, QueryLog};
 pub use crate::answer::Body;
 pub use crate::limits::Limits;
 pub(crate) use hold::Hold;
+pub use serve::At;
 
 use crate::balance;
 use crate::deadline::Deadlines;
