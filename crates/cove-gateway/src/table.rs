@@ -285,7 +285,8 @@ impl Usage {
     /// A request came at `now` ([`now_ms`]).
     #[inline]
     pub fn touch(&self, now: u64) {
-        if now >= self.last_ms.load(Ordering::Relaxed) + USAGE_GRAIN_MS {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last == 0 || now >= last + USAGE_GRAIN_MS {
             self.last_ms.store(now, Ordering::Relaxed);
         }
     }
