@@ -253,4 +253,40 @@ mod tests {
         let text = render(&table);
         assert_eq!(text, include_str!("../tests/metrics.prom"));
     }
+
+    /// Listener routes get rows of their own (`http://ADDR`); previews'
+    /// targets are listed with their pool's name.
+    #[test]
+    fn listener_routes_and_previews_targets_are_counted() {
+        let base = Pool::new(
+            "api",
+            vec![Target::new("127.0.0.1:9001".parse().unwrap())],
+            Policy::RoundRobin,
+        );
+        let feat = Pool::new(
+            "api@feat",
+            vec![Target::new("127.0.0.1:9101".parse().unwrap())],
+            Policy::RoundRobin,
+        );
+        let route = Route {
+            previews: vec![("feat".to_string(), feat)].into(),
+            ..Route::new(None, "/", base)
+        };
+        route.stats.record(200, Duration::from_millis(3));
+        let table =
+            Table::new(vec![]).with_listeners(vec![("127.0.0.5:8000".parse().unwrap(), route)]);
+        let text = render(&table);
+        assert!(
+            text.contains(
+                "cove_gateway_requests_total{route=\"http://127.0.0.5:8000\",service=\"api\",code=\"2xx\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cove_gateway_in_flight{service=\"api@feat\",target=\"127.0.0.1:9101\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
 }

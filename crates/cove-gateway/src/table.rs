@@ -696,6 +696,106 @@ mod tests {
     }
 
     #[test]
+    fn listener_routes_are_found_by_address_and_again_in_a_newer_table() {
+        let a: SocketAddr = "127.0.0.5:8000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.6:8000".parse().unwrap();
+        let t = Table::new(vec![route(Some("x"), "/", "x"), route(None, "/", "web")])
+            .with_listeners(vec![
+                (a, route(Some("ignored"), "/ignored", "api")),
+                (a, route(None, "/", "second")),
+                (b, route(None, "/", "db-admin")),
+            ]);
+        assert_eq!(t.routes().len(), 2, "host routes only");
+        let name = |i: Option<usize>| i.map(|i| t.route_at(i).pool.name.clone());
+        assert_eq!(name(t.find(Some(a), Some("x"), "/q")), Some("api".into()));
+        assert_eq!(name(t.find(Some(b), None, "/")), Some("db-admin".into()));
+        let other: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(name(t.find(Some(other), Some("x"), "/")), Some("x".into()));
+        assert_eq!(name(t.find(None, Some("y"), "/")), Some("web".into()));
+        assert_eq!(
+            t.route_name(t.find(Some(a), None, "/").unwrap()),
+            "http://127.0.0.5:8000"
+        );
+        assert_eq!(t.route_name(0), "x/");
+        assert_eq!(t.listener_routes().count(), 2, "one route per address");
+        // A newer table, listeners in another order and a host route more.
+        let newer =
+            Table::new(vec![route(None, "/", "web"), route(Some("z"), "/", "z")]).with_listeners(
+                vec![(b, route(None, "/", "db2")), (a, route(None, "/", "api2"))],
+            );
+        let same = |i: usize| {
+            newer
+                .same_route(&t, i)
+                .map(|j| newer.route_at(j).pool.name.clone())
+        };
+        assert_eq!(
+            same(t.find(Some(a), None, "/").unwrap()),
+            Some("api2".into())
+        );
+        assert_eq!(
+            same(t.find(Some(b), None, "/").unwrap()),
+            Some("db2".into())
+        );
+        assert_eq!(same(t.route_index(None, "/").unwrap()), Some("web".into()));
+        assert_eq!(same(0), None, "host x is gone");
+    }
+
+    #[test]
+    fn a_key_picks_its_previews_pool_and_only_where_the_route_has_previews() {
+        let base = route(None, "/", "base");
+        assert!(!base.keyed());
+        assert_eq!(base.pool_for(Some("feat")).name, "base");
+        let feat = Pool::new("feat", vec![], Policy::default());
+        let keyed = Route {
+            previews: vec![("feat".to_string(), feat)].into(),
+            ..base.clone()
+        };
+        assert!(keyed.keyed());
+        assert_eq!(keyed.pool_for(Some("feat")).name, "feat");
+        assert_eq!(keyed.pool_for(Some("Feat")).name, "base", "keys are exact");
+        assert_eq!(keyed.pool_for(None).name, "base");
+        let entry = Route {
+            preview: Some("feat".into()),
+            ..keyed.clone()
+        };
+        assert_eq!(
+            entry.key(Some("other")),
+            Some("feat"),
+            "the route's key wins"
+        );
+        assert_eq!(keyed.key(Some("other")), Some("other"));
+    }
+
+    #[test]
+    fn usage_is_kept_to_the_second_and_shared_between_tables() {
+        let usage = Usage::new();
+        let pool = |u: &Arc<Usage>| {
+            Pool::with_options(
+                "p",
+                vec![],
+                Policy::default(),
+                PoolOptions {
+                    usage: Some(u.clone()),
+                    ..Default::default()
+                },
+            )
+        };
+        let (old, new) = (pool(&usage), pool(&usage));
+        assert!(old.idle_for().is_none());
+        old.usage.touch(5);
+        assert_eq!(new.usage.last_ms(), Some(5), "the same usage");
+        new.usage.touch(5 + USAGE_GRAIN_MS - 1);
+        assert_eq!(usage.last_ms(), Some(5), "not written within the grain");
+        new.usage.touch(5 + USAGE_GRAIN_MS);
+        assert_eq!(usage.last_ms(), Some(5 + USAGE_GRAIN_MS));
+        assert!(
+            Pool::new("fresh", vec![], Policy::default())
+                .idle_for()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn strip_prefix() {
         assert_eq!(strip("/api", "/api/x?y"), "/x?y");
         assert_eq!(strip("/api/", "/api"), "/");

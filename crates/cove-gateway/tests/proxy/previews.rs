@@ -425,4 +425,37 @@ mod previews {
         assert_eq!(&got, b"ping");
         assert_eq!(feat.targets[0].in_flight(), 1, "the preview's replica has it");
     }
+
+    #[tokio::test]
+    async fn a_request_every_preview_target_failed_waits_for_the_previews_pool_in_a_newer_table() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let base = pool_of("base").await;
+        let feat = Pool::new("feat", vec![Target::new(dead)], Policy::RoundRobin);
+        let service = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = service.local_addr().unwrap();
+        let route = keyed_route(base.clone(), &[("feat", &feat)]);
+        let handle = Gateway::new(
+            Table::new(vec![]).with_listeners(vec![(at, route.clone())]),
+            limits(),
+        );
+        tokio::spawn(handle.clone().serve(service, std::future::pending()));
+        let asked = tokio::spawn(async move { get(at, "/f", &[("x-cove-preview", "feat")]).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!asked.is_finished(), "waiting for a newer table");
+        // The daemon saw the preview's replica die and started another:
+        // the same listener route, the preview's new pool.
+        let back = pool_of("feat-back").await;
+        handle.set_table(Table::new(vec![]).with_listeners(vec![(
+            at,
+            keyed_route(base.clone(), &[("feat", &back)]),
+        )]));
+        let (status, body) = tokio::time::timeout(Duration::from_secs(20), asked)
+            .await
+            .expect("answered once the newer table came")
+            .unwrap();
+        assert_eq!((status, who(&body)), (200, "feat-back"), "{body}");
+    }
 }
