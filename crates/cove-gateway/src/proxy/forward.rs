@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 use tokio::sync::Notify;
 
 use super::handle::Served;
-use super::{Body, Gateway, Hold};
+use super::{Body, Gateway, Hold, Routed};
 use crate::answer::{closing, plain, too_large};
 use crate::headers::{
     X_REQUEST_ID, fields, forwarding_headers, framing, request_host, strip_hop_by_hop, valid_host,
@@ -248,14 +248,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// Where a request was routed: its table, its route's index there, its
-/// preview key.
-pub(super) struct Routed<'a> {
-    pub(super) table: &'a Arc<Table>,
-    pub(super) index: usize,
-    pub(super) key: Option<&'a str>,
 }
 
 static X_COVE_PREVIEW: header::HeaderName = header::HeaderName::from_static(preview::HEADER);

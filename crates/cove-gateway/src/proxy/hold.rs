@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::Gateway;
-use super::forward::Routed;
+use super::{Gateway, Routed};
 use crate::balance;
 use crate::table;
 

@@ -10,9 +10,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::header;
 use hyper::{Request, Response, StatusCode};
 
-use super::forward::{Outgoing, Replay, Routed, Terms};
+use super::forward::{Outgoing, Replay, Terms};
 use super::handle::Served;
-use super::{Body, Gateway, Hold};
+use super::{Body, Gateway, Hold, Routed};
 use crate::answer::{closing, plain, timed_out, too_large};
 use crate::balance;
 use crate::deadline::{Deadline, Deadlines};

@@ -26,6 +26,9 @@ mod previews {
         }
     }
 
+    /// Request headers, and who should answer.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str);
+
     /// Who answered (the first line of an upstream's answer).
     fn who(body: &str) -> &str {
         body.lines().next().unwrap_or("")
@@ -61,7 +64,7 @@ mod previews {
         tokio::spawn(handle.serve(listener, std::future::pending()));
 
         assert!(feat.idle_for().is_none() && idle.idle_for().is_none());
-        let cases: &[(&[(&str, &str)], &str)] = &[
+        let cases: &[Case] = &[
             (&[], "base"),
             (&[("x-cove-preview", "feat")], "feat"),
             (&[("X-Cove-Preview", " feat ")], "feat"),
@@ -300,7 +303,7 @@ mod previews {
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            let cases: &[(&[(&str, &str)], &str)] = &[
+            let cases: &[Case] = &[
                 (&[("x-cove-preview", "feat")], "feat"),
                 (&[], "base"),
                 (&[("baggage", "a=b, cove-preview=fix")], "fix"),
@@ -353,7 +356,8 @@ mod previews {
         .await
         .unwrap();
         tokio::spawn(conn);
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("a.localhost", &[("x-cove-preview", "feat")], "feat"),
             ("a.localhost", &[], "base"),
             ("a.localhost", &[("baggage", "cove-preview=feat")], "feat"),

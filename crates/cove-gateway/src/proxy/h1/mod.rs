@@ -33,8 +33,7 @@ pub(crate) use conns::Conns;
 use head::{Framing, Refusal, RequestHead, ResponseHead};
 pub(crate) use splice::Pipes;
 
-use super::forward::Routed;
-use super::{AccessRecord, Gateway, Hold};
+use super::{AccessRecord, Gateway, Hold, Routed};
 use crate::accept::Stopping;
 use crate::balance;
 use crate::preview;
@@ -365,48 +364,12 @@ impl Gateway {
             .host
             .clone()
             .and_then(|h| std::str::from_utf8(&buf[h]).ok());
-        let has_body = head.framing != Framing::None;
-        // The route, held while its pool's targets are on their way. The
-        // preview key the request asks for, looked for only on a route
-        // where it matters (once).
-        let mut asked: Option<Option<&str>> = None;
-        let mut key_on = |route: &Route| -> Option<&str> {
-            if !route.keyed() {
-                return None;
-            }
-            *asked.get_or_insert_with(|| {
-                if head.keyed {
-                    asked_key(buf, req_fields)
-                } else {
-                    None
-                }
-            })
-        };
-        let mut table = self.table_here();
-        let mut hold = Hold::default();
-        let (index, asked) = loop {
-            if local.is_none() && table.has_listeners() {
-                *local = stream.local_addr().ok();
-            }
-            let Some(index) = table.find(*local, host, path) else {
-                let text = format!(
-                    "cove gateway: no route for {}{}\n",
-                    host.unwrap_or(""),
-                    path
-                );
-                return self
-                    .refuse(stream, 404, &text, has_body || head.close)
-                    .await;
-            };
-            // Boxed, as what is rare is: every connection's future carries
-            // the size of what it may await.
-            let route = table.route_at(index);
-            let asked = key_on(route);
-            let pool = route.pool_for(route.key(asked));
-            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
-                break (index, asked);
-            }
-            table = self.table_here();
+        let (table, index, asked) = match self
+            .routed(stream, local, head, buf, req_fields, host, path)
+            .await
+        {
+            Ok(routed) => routed,
+            Err(after) => return after,
         };
         let route = table.route_at(index);
         let key = if route.keyed() {
@@ -479,6 +442,61 @@ impl Gateway {
             });
         }
         after
+    }
+
+    /// The route a request takes (from the table this thread holds), held
+    /// while the pool it goes to has targets on their way; with the
+    /// preview key the request asks for, looked for only on a route where
+    /// it matters (once). `Err`: answered 404.
+    #[allow(clippy::too_many_arguments)]
+    async fn routed<'b>(
+        &self,
+        stream: &mut TcpStream,
+        local: &mut Option<SocketAddr>,
+        head: &RequestHead,
+        buf: &'b [u8],
+        fields: &[head::Field],
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<(Arc<super::TableHere>, usize, Option<&'b str>), After> {
+        let mut asked: Option<Option<&str>> = None;
+        let mut key_on = |route: &Route| -> Option<&'b str> {
+            if !route.keyed() {
+                return None;
+            }
+            *asked.get_or_insert_with(|| {
+                if head.keyed {
+                    asked_key(buf, fields)
+                } else {
+                    None
+                }
+            })
+        };
+        let mut table = self.table_here();
+        let mut hold = Hold::default();
+        loop {
+            if local.is_none() && table.has_listeners() {
+                *local = stream.local_addr().ok();
+            }
+            let Some(index) = table.find(*local, host, path) else {
+                let text = format!(
+                    "cove gateway: no route for {}{}\n",
+                    host.unwrap_or(""),
+                    path
+                );
+                let close = head.framing != Framing::None || head.close;
+                return Err(self.refuse(stream, 404, &text, close).await);
+            };
+            let route = table.route_at(index);
+            let asked = key_on(route);
+            let pool = route.pool_for(route.key(asked));
+            // Boxed, as what is rare is: every connection's future carries
+            // the size of what it may await.
+            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
+                return Ok((table, index, asked));
+            }
+            table = self.table_here();
+        }
     }
 
     /// Answers the client with the gateway's own `status`; `close`: the
