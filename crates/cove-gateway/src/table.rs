@@ -479,7 +479,8 @@ impl Table {
     }
 
     /// The same table with HTTP routes bound to listen addresses (as
-    /// bound: a connection's local address picks its route): every
+    /// bound: a connection's local address picks its route; one bound on
+    /// every interface, its port): every
     /// request on a connection accepted at one takes its route, whatever
     /// its `Host` and path (the route's host and path are not matched,
     /// and its path is not stripped). Replaces any given before; a second
@@ -532,9 +533,16 @@ impl Table {
     /// address), for [`Table::route_at`].
     #[inline]
     pub fn listener_index(&self, local: SocketAddr) -> Option<usize> {
+        // An address bound on every interface (`0.0.0.0:PORT`, `[::]:PORT`)
+        // takes the connections to its port on any of them.
         self.listen
             .iter()
             .position(|a| *a == local)
+            .or_else(|| {
+                self.listen
+                    .iter()
+                    .position(|a| a.ip().is_unspecified() && a.port() == local.port())
+            })
             .map(|i| self.hosted + i)
     }
 
@@ -711,6 +719,17 @@ mod tests {
         assert_eq!(name(t.find(Some(b), None, "/")), Some("db-admin".into()));
         let other: SocketAddr = "127.0.0.1:80".parse().unwrap();
         assert_eq!(name(t.find(Some(other), Some("x"), "/")), Some("x".into()));
+        let any = Table::new(vec![]).with_listeners(vec![
+            ("127.0.0.5:9000".parse().unwrap(), route(None, "/", "exact")),
+            ("0.0.0.0:9000".parse().unwrap(), route(None, "/", "any")),
+        ]);
+        let on = |a: &str| {
+            any.find(Some(a.parse().unwrap()), None, "/")
+                .map(|i| any.route_at(i).pool.name.clone())
+        };
+        assert_eq!(on("127.0.0.5:9000"), Some("exact".into()));
+        assert_eq!(on("127.0.0.9:9000"), Some("any".into()));
+        assert_eq!(on("127.0.0.9:9001"), None);
         assert_eq!(name(t.find(None, Some("y"), "/")), Some("web".into()));
         assert_eq!(
             t.route_name(t.find(Some(a), None, "/").unwrap()),
