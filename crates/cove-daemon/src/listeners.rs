@@ -352,6 +352,7 @@ mod tests {
             status: 200,
             route: route.map(str::to_string),
             service: None,
+            preview: None,
             target: None,
             duration: std::time::Duration::ZERO,
             upstream: None,

@@ -3,7 +3,9 @@
 //!
 //! A record is one JSON line: `time` (RFC 3339, UTC), `peer`, `method`,
 //! `path` (its query string's values redacted unless told otherwise: see
-//! [`QueryLog`]), `status`, `route`, `service`, `target` (the replica's address),
+//! [`QueryLog`]), `status`, `route`, `service`, `preview` (the preview key
+//! the request was routed by; only when it had one), `target` (the
+//! replica's address),
 //! `bytes` (response body bytes sent), `duration_ms` (request head to
 //! response head), `upstream_ms` (the upstream's share). Records are handed
 //! to an [`AccessLog`] callback when the response body is done (or given
@@ -33,6 +35,9 @@ pub struct AccessRecord {
     /// `host/path` of the route (`*` for any host); `None`: no route.
     pub route: Option<String>,
     pub service: Option<String>,
+    /// The preview key the request was routed by, if any (whether or not
+    /// a preview of that key ran its service).
+    pub preview: Option<String>,
     pub target: Option<SocketAddr>,
     pub duration: Duration,
     pub upstream: Option<Duration>,
@@ -59,7 +64,7 @@ impl AccessRecord {
         let opt = |v: &Option<String>| v.as_deref().map_or("null".to_string(), s);
         let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1000.0);
         format!(
-            "{{\"time\":{},\"peer\":{},\"method\":{},\"path\":{},\"status\":{},\"route\":{},\"service\":{},\"target\":{},\"bytes\":{},\"duration_ms\":{},\"upstream_ms\":{}}}",
+            "{{\"time\":{},\"peer\":{},\"method\":{},\"path\":{},\"status\":{},\"route\":{},\"service\":{},{}\"target\":{},\"bytes\":{},\"duration_ms\":{},\"upstream_ms\":{}}}",
             s(&rfc3339(self.time)),
             s(&self.peer.to_string()),
             s(&self.method),
@@ -67,6 +72,9 @@ impl AccessRecord {
             self.status,
             opt(&self.route),
             opt(&self.service),
+            self.preview
+                .as_deref()
+                .map_or(String::new(), |p| format!("\"preview\":{},", s(p))),
             opt(&self.target.map(|t| t.to_string())),
             self.bytes,
             ms(self.duration),
@@ -306,6 +314,7 @@ mod tests {
             status: 200,
             route: Some("*/".into()),
             service: Some("web".into()),
+            preview: None,
             target: None,
             duration: Duration::from_micros(1500),
             upstream: None,

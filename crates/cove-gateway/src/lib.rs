@@ -6,7 +6,9 @@
 //! standalone) builds the table. Requests are streamed both ways, never
 //! buffered whole.
 //!
-//! - [`table`]: routes, pools, targets (in-flight counts, draining).
+//! - [`table`]: routes, pools, targets (in-flight counts, draining),
+//!   listener routes, preview pools.
+//! - [`preview`]: preview keys (`X-Cove-Preview`, `baggage`).
 //! - [`balance`]: power-of-two-choices on in-flight requests, round-robin.
 //! - [`proxy`]: the HTTP server: the [`proxy::Gateway`], forwarding a
 //!   request (request ids, retries on connect failure), holds, upgrades;
@@ -30,7 +32,8 @@
 //!   ([`server::Stopping`]).
 //!
 //! Modules depend on each other without cycles: leaves (`answer`,
-//! `headers`, [`limits`], `stats`, `accept`, [`access`], [`deadline`]) →
+//! `headers`, [`limits`], `stats`, `accept`, [`access`], [`deadline`],
+//! [`preview`]) →
 //! [`table`] → [`balance`], [`metrics`], [`upstream`], [`health`] → [`proxy`] →
 //! [`tcp`], [`tls`] → [`server`].
 
@@ -43,6 +46,7 @@ mod headers;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod preview;
 pub mod proxy;
 pub mod server;
 mod stats;

@@ -59,7 +59,8 @@ pub fn render(table: &Table) -> String {
     out
 }
 
-/// The HTTP routes, then the TCP ones.
+/// The HTTP routes (host routes, then listener routes: `http://ADDR`),
+/// then the TCP ones.
 fn route_rows(table: &Table) -> Vec<RouteRow<'_>> {
     table
         .routes()
@@ -70,6 +71,12 @@ fn route_rows(table: &Table) -> Vec<RouteRow<'_>> {
             stats: &r.stats,
             targets: r.pool.targets.len(),
         })
+        .chain(table.listener_routes().map(|(listen, r)| RouteRow {
+            route: format!("http://{listen}"),
+            service: r.pool.name.as_str(),
+            stats: &r.stats,
+            targets: r.pool.targets.len(),
+        }))
         .chain(table.tcp_routes().iter().map(|r| RouteRow {
             route: format!("tcp://{}", r.listen),
             service: r.pool.name.as_str(),
@@ -79,14 +86,15 @@ fn route_rows(table: &Table) -> Vec<RouteRow<'_>> {
         .collect()
 }
 
-/// Targets once each (with their service), though several routes may
-/// share them.
+/// Targets once each (with their service; previews' too), though several
+/// routes may share them.
 fn target_rows(table: &Table) -> Vec<(&str, &Target)> {
     let mut seen = std::collections::HashSet::new();
     table
         .routes()
         .iter()
-        .map(|r| &r.pool)
+        .chain(table.listener_routes().map(|(_, r)| r))
+        .flat_map(|r| std::iter::once(&r.pool).chain(r.previews.iter().map(|(_, p)| p)))
         .chain(table.tcp_routes().iter().map(|r| &r.pool))
         .flat_map(|p| p.targets.iter().map(move |t| (p.name.as_str(), &**t)))
         .filter(|(_, t)| seen.insert(t.addr))
@@ -244,5 +252,41 @@ mod tests {
         let table = Table::new(vec![route]).with_tcp(vec![tcp]);
         let text = render(&table);
         assert_eq!(text, include_str!("../tests/metrics.prom"));
+    }
+
+    /// Listener routes get rows of their own (`http://ADDR`); previews'
+    /// targets are listed with their pool's name.
+    #[test]
+    fn listener_routes_and_previews_targets_are_counted() {
+        let base = Pool::new(
+            "api",
+            vec![Target::new("127.0.0.1:9001".parse().unwrap())],
+            Policy::RoundRobin,
+        );
+        let feat = Pool::new(
+            "api@feat",
+            vec![Target::new("127.0.0.1:9101".parse().unwrap())],
+            Policy::RoundRobin,
+        );
+        let route = Route {
+            previews: vec![("feat".to_string(), feat)].into(),
+            ..Route::new(None, "/", base)
+        };
+        route.stats.record(200, Duration::from_millis(3));
+        let table =
+            Table::new(vec![]).with_listeners(vec![("127.0.0.5:8000".parse().unwrap(), route)]);
+        let text = render(&table);
+        assert!(
+            text.contains(
+                "cove_gateway_requests_total{route=\"http://127.0.0.5:8000\",service=\"api\",code=\"2xx\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cove_gateway_in_flight{service=\"api@feat\",target=\"127.0.0.1:9101\"} 0\n"
+            ),
+            "{text}"
+        );
     }
 }

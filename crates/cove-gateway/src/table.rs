@@ -4,6 +4,16 @@
 //! any host) and a path prefix (on `/` boundaries: `/api` matches `/api`
 //! and `/api/x`, not `/apix`). Host routes win over host-less ones, then the
 //! longest prefix wins. Tables are immutable; the gateway swaps whole tables.
+//!
+//! Listener routes ([`Table::with_listeners`]) are bound to a listen
+//! address instead: every request on a connection accepted there takes
+//! that route, whatever its host and path.
+//!
+//! Previews: a route may carry the pools of the previews that run its
+//! service ([`Route::previews`], by preview key); a request with a key
+//! (see [`crate::preview`]) that names one of them goes to that pool, any
+//! other to the route's own. A route may also set the key itself
+//! ([`Route::preview`]: a preview's entry host).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -246,7 +256,55 @@ pub struct Pool {
     /// connections): a request finding none is answered 503 with this at
     /// once, not held.
     pub unavailable: Option<String>,
+    /// When it last got a request (shared from one table to the next when
+    /// its builder hands the same one on: [`PoolOptions::usage`]).
+    pub usage: Arc<Usage>,
     pub(crate) next: AtomicUsize,
+}
+
+/// When a pool last got a request, to the second: what tells an idle
+/// preview (or service) from a used one. Kept by whoever builds tables and
+/// handed to the pool of each new table ([`PoolOptions::usage`]), as
+/// [`crate::metrics::RouteStats`] are.
+#[derive(Debug, Default)]
+pub struct Usage {
+    /// [`now_ms`] of the last request; 0: none yet.
+    last_ms: AtomicU64,
+}
+
+/// How stale [`Usage`] may be: it is written at most once per this many
+/// milliseconds (a store on every request would move its cache line
+/// between the cores).
+const USAGE_GRAIN_MS: u64 = 1000;
+
+impl Usage {
+    pub fn new() -> Arc<Usage> {
+        Arc::default()
+    }
+
+    /// A request came at `now` ([`now_ms`]).
+    #[inline]
+    pub fn touch(&self, now: u64) {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last == 0 || now >= last + USAGE_GRAIN_MS {
+            self.last_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// [`now_ms`] of the last request (within a second); `None`: none yet.
+    pub fn last_ms(&self) -> Option<u64> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// How long ago the last request came (within a second); `None`: none
+    /// came yet.
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.last_ms()
+            .map(|at| Duration::from_millis(now_ms().saturating_sub(at)))
+    }
 }
 
 /// Asks for a sleeping service to be started (called once per request
@@ -271,6 +329,8 @@ pub struct PoolOptions {
     pub wake: Option<Wake>,
     /// See [`Pool::unavailable`].
     pub unavailable: Option<String>,
+    /// See [`Pool::usage`]; `None`: a new one.
+    pub usage: Option<Arc<Usage>>,
 }
 
 impl Pool {
@@ -292,10 +352,19 @@ impl Pool {
             http2: options.http2,
             wake: options.wake,
             unavailable: options.unavailable,
+            usage: options.usage.unwrap_or_default(),
             next: AtomicUsize::new(0),
         })
     }
+
+    /// When it last got a request: [`Usage::idle_for`].
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.usage.idle_for()
+    }
 }
+
+/// The pools of the previews that run a route's service, by preview key.
+pub type Previews = Arc<[(String, Arc<Pool>)]>;
 
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -311,6 +380,15 @@ pub struct Route {
     /// Largest request body, bytes; larger ones are answered 413.
     pub max_body: Option<u64>,
     pub stats: Arc<RouteStats>,
+    /// The pools of the previews that run this route's service, by preview
+    /// key: a request whose key names one goes there, any other to
+    /// [`Route::pool`]. Empty: no request's key is even looked for.
+    pub previews: Previews,
+    /// The key this route sets (a preview's entry route): the forwarded
+    /// request gets `X-Cove-Preview: KEY` and `cove-preview=KEY` in
+    /// `baggage` (what the client sent of them is replaced), and is
+    /// routed by it.
+    pub preview: Option<String>,
 }
 
 impl Route {
@@ -325,8 +403,44 @@ impl Route {
             timeout: None,
             max_body: None,
             stats: RouteStats::new(),
+            previews: no_previews(),
+            preview: None,
         }
     }
+
+    /// Whether a request's key matters here: the route has preview pools,
+    /// or sets a key.
+    #[inline]
+    pub fn keyed(&self) -> bool {
+        !self.previews.is_empty() || self.preview.is_some()
+    }
+
+    /// The key a request on this route is routed by: the route's own, else
+    /// `asked` (the request's).
+    #[inline]
+    pub fn key<'a>(&'a self, asked: Option<&'a str>) -> Option<&'a str> {
+        self.preview.as_deref().or(asked)
+    }
+
+    /// The pool for a request with preview key `key` (see [`Route::key`]):
+    /// that preview's, else the route's own.
+    #[inline]
+    pub fn pool_for(&self, key: Option<&str>) -> &Arc<Pool> {
+        match key {
+            Some(k) if !self.previews.is_empty() => self
+                .previews
+                .iter()
+                .find(|(name, _)| name == k)
+                .map_or(&self.pool, |(_, p)| p),
+            _ => &self.pool,
+        }
+    }
+}
+
+/// An empty [`Previews`], shared (no allocation per route).
+pub fn no_previews() -> Previews {
+    static NONE: std::sync::OnceLock<Previews> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::from(Vec::new())).clone()
 }
 
 /// A layer-4 route: connections to `listen` go to a target of `pool`.
@@ -339,7 +453,13 @@ pub struct TcpRoute {
 
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// The host routes (sorted: see [`Table::new`]), then the listener
+    /// routes, in the order of `listen`.
     routes: Vec<Route>,
+    /// How many of `routes` are host routes.
+    hosted: usize,
+    /// The listen address of each listener route.
+    listen: Vec<SocketAddr>,
     tcp: Vec<TcpRoute>,
 }
 
@@ -351,9 +471,33 @@ impl Table {
         // Host routes first, then longer prefixes.
         routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path.len())));
         Table {
+            hosted: routes.len(),
             routes,
+            listen: Vec::new(),
             tcp: Vec::new(),
         }
+    }
+
+    /// The same table with HTTP routes bound to listen addresses (as
+    /// bound: a connection's local address picks its route; one bound on
+    /// every interface, its port): every
+    /// request on a connection accepted at one takes its route, whatever
+    /// its `Host` and path (the route's host and path are not matched,
+    /// and its path is not stripped). Replaces any given before; a second
+    /// route for the same address is ignored.
+    pub fn with_listeners(mut self, listeners: Vec<(SocketAddr, Route)>) -> Table {
+        self.routes.truncate(self.hosted);
+        self.listen.clear();
+        for (addr, route) in listeners {
+            if !self.listen.contains(&addr) {
+                self.listen.push(addr);
+                self.routes.push(Route {
+                    strip_prefix: false,
+                    ..route
+                });
+            }
+        }
+        self
     }
 
     /// The same table with layer-4 routes.
@@ -362,8 +506,82 @@ impl Table {
         self
     }
 
+    /// The host routes (not the listener routes).
     pub fn routes(&self) -> &[Route] {
-        &self.routes
+        &self.routes[..self.hosted]
+    }
+
+    /// The listener routes, with their addresses.
+    pub fn listener_routes(&self) -> impl Iterator<Item = (SocketAddr, &Route)> {
+        self.listen.iter().copied().zip(&self.routes[self.hosted..])
+    }
+
+    /// Whether it has listener routes.
+    #[inline]
+    pub fn has_listeners(&self) -> bool {
+        !self.listen.is_empty()
+    }
+
+    /// The route at `index`, of [`Table::route_index`] or
+    /// [`Table::listener_index`].
+    #[inline]
+    pub fn route_at(&self, index: usize) -> &Route {
+        &self.routes[index]
+    }
+
+    /// The index of the listener route of `local` (a connection's local
+    /// address), for [`Table::route_at`].
+    #[inline]
+    pub fn listener_index(&self, local: SocketAddr) -> Option<usize> {
+        // An address bound on every interface (`0.0.0.0:PORT`, `[::]:PORT`)
+        // takes the connections to its port on any of them.
+        self.listen
+            .iter()
+            .position(|a| *a == local)
+            .or_else(|| {
+                self.listen
+                    .iter()
+                    .position(|a| a.ip().is_unspecified() && a.port() == local.port())
+            })
+            .map(|i| self.hosted + i)
+    }
+
+    /// The index of the route a request takes: the listener route of
+    /// `local` (its connection's local address, when known), else by
+    /// `host` and `path` ([`Table::route_index`]).
+    #[inline]
+    pub fn find(&self, local: Option<SocketAddr>, host: Option<&str>, path: &str) -> Option<usize> {
+        if let Some(local) = local
+            && self.has_listeners()
+            && let Some(i) = self.listener_index(local)
+        {
+            return Some(i);
+        }
+        self.route_index(host, path)
+    }
+
+    /// How counters and the access log name the route at `index`:
+    /// `host/path` (`*` for any host), or `http://ADDR` (a listener route).
+    pub fn route_name(&self, index: usize) -> String {
+        match index.checked_sub(self.hosted) {
+            Some(i) => format!("http://{}", self.listen[i]),
+            None => {
+                let r = &self.routes[index];
+                format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path)
+            }
+        }
+    }
+
+    /// The index here of the route of `old` at `index` (the same host and
+    /// path, or the same listen address), for [`Table::route_at`].
+    pub fn same_route(&self, old: &Table, index: usize) -> Option<usize> {
+        if index >= old.hosted {
+            return self.listener_index(*old.listen.get(index - old.hosted)?);
+        }
+        let r = old.routes.get(index)?;
+        self.routes[..self.hosted]
+            .iter()
+            .position(|n| n.host == r.host && n.path == r.path)
     }
 
     pub fn tcp_routes(&self) -> &[TcpRoute] {
@@ -389,7 +607,7 @@ impl Table {
                 _ => h,
             }
         });
-        self.routes.iter().position(|r| {
+        self.routes[..self.hosted].iter().position(|r| {
             let host_ok = match (&r.host, host) {
                 (None, _) => true,
                 // Routes' hosts are lower case.
@@ -483,6 +701,117 @@ mod tests {
         );
         t.record(Outcome::ServerError, later);
         assert!(t.is_ejected(later), "{EJECT_AFTER_5XX} in a row eject");
+    }
+
+    #[test]
+    fn listener_routes_are_found_by_address_and_again_in_a_newer_table() {
+        let a: SocketAddr = "127.0.0.5:8000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.6:8000".parse().unwrap();
+        let t = Table::new(vec![route(Some("x"), "/", "x"), route(None, "/", "web")])
+            .with_listeners(vec![
+                (a, route(Some("ignored"), "/ignored", "api")),
+                (a, route(None, "/", "second")),
+                (b, route(None, "/", "db-admin")),
+            ]);
+        assert_eq!(t.routes().len(), 2, "host routes only");
+        let name = |i: Option<usize>| i.map(|i| t.route_at(i).pool.name.clone());
+        assert_eq!(name(t.find(Some(a), Some("x"), "/q")), Some("api".into()));
+        assert_eq!(name(t.find(Some(b), None, "/")), Some("db-admin".into()));
+        let other: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(name(t.find(Some(other), Some("x"), "/")), Some("x".into()));
+        let any = Table::new(vec![]).with_listeners(vec![
+            ("127.0.0.5:9000".parse().unwrap(), route(None, "/", "exact")),
+            ("0.0.0.0:9000".parse().unwrap(), route(None, "/", "any")),
+        ]);
+        let on = |a: &str| {
+            any.find(Some(a.parse().unwrap()), None, "/")
+                .map(|i| any.route_at(i).pool.name.clone())
+        };
+        assert_eq!(on("127.0.0.5:9000"), Some("exact".into()));
+        assert_eq!(on("127.0.0.9:9000"), Some("any".into()));
+        assert_eq!(on("127.0.0.9:9001"), None);
+        assert_eq!(name(t.find(None, Some("y"), "/")), Some("web".into()));
+        assert_eq!(
+            t.route_name(t.find(Some(a), None, "/").unwrap()),
+            "http://127.0.0.5:8000"
+        );
+        assert_eq!(t.route_name(0), "x/");
+        assert_eq!(t.listener_routes().count(), 2, "one route per address");
+        // A newer table, listeners in another order and a host route more.
+        let newer =
+            Table::new(vec![route(None, "/", "web"), route(Some("z"), "/", "z")]).with_listeners(
+                vec![(b, route(None, "/", "db2")), (a, route(None, "/", "api2"))],
+            );
+        let same = |i: usize| {
+            newer
+                .same_route(&t, i)
+                .map(|j| newer.route_at(j).pool.name.clone())
+        };
+        assert_eq!(
+            same(t.find(Some(a), None, "/").unwrap()),
+            Some("api2".into())
+        );
+        assert_eq!(
+            same(t.find(Some(b), None, "/").unwrap()),
+            Some("db2".into())
+        );
+        assert_eq!(same(t.route_index(None, "/").unwrap()), Some("web".into()));
+        assert_eq!(same(0), None, "host x is gone");
+    }
+
+    #[test]
+    fn a_key_picks_its_previews_pool_and_only_where_the_route_has_previews() {
+        let base = route(None, "/", "base");
+        assert!(!base.keyed());
+        assert_eq!(base.pool_for(Some("feat")).name, "base");
+        let feat = Pool::new("feat", vec![], Policy::default());
+        let keyed = Route {
+            previews: vec![("feat".to_string(), feat)].into(),
+            ..base.clone()
+        };
+        assert!(keyed.keyed());
+        assert_eq!(keyed.pool_for(Some("feat")).name, "feat");
+        assert_eq!(keyed.pool_for(Some("Feat")).name, "base", "keys are exact");
+        assert_eq!(keyed.pool_for(None).name, "base");
+        let entry = Route {
+            preview: Some("feat".into()),
+            ..keyed.clone()
+        };
+        assert_eq!(
+            entry.key(Some("other")),
+            Some("feat"),
+            "the route's key wins"
+        );
+        assert_eq!(keyed.key(Some("other")), Some("other"));
+    }
+
+    #[test]
+    fn usage_is_kept_to_the_second_and_shared_between_tables() {
+        let usage = Usage::new();
+        let pool = |u: &Arc<Usage>| {
+            Pool::with_options(
+                "p",
+                vec![],
+                Policy::default(),
+                PoolOptions {
+                    usage: Some(u.clone()),
+                    ..Default::default()
+                },
+            )
+        };
+        let (old, new) = (pool(&usage), pool(&usage));
+        assert!(old.idle_for().is_none());
+        old.usage.touch(5);
+        assert_eq!(new.usage.last_ms(), Some(5), "the same usage");
+        new.usage.touch(5 + USAGE_GRAIN_MS - 1);
+        assert_eq!(usage.last_ms(), Some(5), "not written within the grain");
+        new.usage.touch(5 + USAGE_GRAIN_MS);
+        assert_eq!(usage.last_ms(), Some(5 + USAGE_GRAIN_MS));
+        assert!(
+            Pool::new("fresh", vec![], Policy::default())
+                .idle_for()
+                .is_none()
+        );
     }
 
     #[test]

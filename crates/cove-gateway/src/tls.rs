@@ -141,12 +141,14 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         async move {
             let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok();
             let wait = gateway.limits().header_read;
             let Ok(Ok(tls)) = tokio::time::timeout(wait, acceptor.accept(stream)).await else {
                 return;
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            gateway.serve_io(tls, peer, h2, true, stop).await
+            let at = crate::proxy::At { peer, local };
+            gateway.serve_io(tls, at, h2, true, stop).await
         }
     })
     .await

@@ -5,3 +5,5 @@
 const FAST_PATH: bool = true;
 
 include!("proxy/cases.rs");
+
+include!("proxy/previews.rs");

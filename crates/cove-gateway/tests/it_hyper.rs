@@ -4,3 +4,5 @@
 const FAST_PATH: bool = false;
 
 include!("proxy/cases.rs");
+
+include!("proxy/previews.rs");

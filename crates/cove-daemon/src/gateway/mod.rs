@@ -268,6 +268,7 @@ impl ProjectGateway {
                     http2: route.protocol == Protocol::Grpc,
                     wake: self.wakers.get(&route.service).cloned(),
                     unavailable,
+                    ..Default::default()
                 },
             )
         };

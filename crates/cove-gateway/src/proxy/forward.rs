@@ -17,12 +17,13 @@ use hyper::{Request, Response, StatusCode, Uri};
 use tokio::sync::Notify;
 
 use super::handle::Served;
-use super::{Body, Gateway, Hold};
+use super::{Body, Gateway, Hold, Routed};
 use crate::answer::{closing, plain, too_large};
 use crate::headers::{
     X_REQUEST_ID, fields, forwarding_headers, framing, request_host, strip_hop_by_hop, valid_host,
     wants_upgrade,
 };
+use crate::preview;
 use crate::table::{self, Route, Table};
 
 /// An answer of the gateway's own instead of a forwarded request (boxed:
@@ -67,34 +68,46 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
         secure: bool,
         served: &mut Served,
     ) -> Response<Body> {
         if let Some(refused) = refused_head(&req, self.limits.max_head) {
             return *refused;
         }
-        let (table, index) = match self.route(&req).await {
+        let (table, index, key) = match self.route(&req, local).await {
             Ok(found) => found,
             Err(resp) => return *resp,
         };
-        let route = &table.routes()[index];
-        self.note_route(route, served);
+        let route = table.route_at(index);
+        let pool = route.pool_for(key.as_deref()).clone();
+        self.note_route(&table, index, &pool, key.as_deref(), served);
         let out = match self.outgoing(req, route, peer, secure) {
             Ok(out) => out,
             Err(resp) => return *resp,
         };
-        self.send(&table, route, out, served).await
+        let at = Routed {
+            table: &table,
+            index,
+            key: key.as_deref(),
+        };
+        self.send(&at, pool, out, served).await
     }
 
-    /// The table and the index of the route `req` takes, once its pool has
-    /// a target or none is coming (see [`Gateway::hold`]); else 404.
+    /// The table, the index of the route `req` takes (on a connection
+    /// accepted at `local`) and its preview key, once the pool it goes to
+    /// has a target or none is coming (see [`Gateway::hold`]); else 404.
     #[inline]
-    async fn route(&self, req: &Request<Incoming>) -> Result<(Arc<Table>, usize), Refused> {
+    async fn route(
+        &self,
+        req: &Request<Incoming>,
+        local: Option<SocketAddr>,
+    ) -> Result<(Arc<Table>, usize, Option<String>), Refused> {
         let mut table = self.table();
         let mut hold = Hold::default();
         loop {
             let host = request_host(req);
-            let Some(index) = table.route_index(host, req.uri().path()) else {
+            let Some(index) = table.find(local, host, req.uri().path()) else {
                 return Err(Box::new(plain(
                     StatusCode::NOT_FOUND,
                     &format!(
@@ -104,24 +117,36 @@ impl Gateway {
                     ),
                 )));
             };
-            if !self.hold(&table.routes()[index].pool, &mut hold).await {
-                return Ok((table, index));
+            let route = table.route_at(index);
+            // Looked for only where it matters: no header scan otherwise.
+            let key = if route.keyed() {
+                route.key(asked_key(req.headers())).map(str::to_string)
+            } else {
+                None
+            };
+            if !self.hold(route.pool_for(key.as_deref()), &mut hold).await {
+                return Ok((table, index, key));
             }
             table = self.table();
         }
     }
 
-    /// What counters and the access log keep of `route`.
+    /// What counters and the access log keep of the route at `index` (the
+    /// request goes to `pool`, by `key`).
     #[inline]
-    fn note_route(&self, route: &Route, served: &mut Served) {
-        served.stats = Some(route.stats.clone());
+    fn note_route(
+        &self,
+        table: &Table,
+        index: usize,
+        pool: &table::Pool,
+        key: Option<&str>,
+        served: &mut Served,
+    ) {
+        served.stats = Some(table.route_at(index).stats.clone());
         if self.access_log.is_some() {
-            served.route = Some(format!(
-                "{}{}",
-                route.host.as_deref().unwrap_or("*"),
-                route.path
-            ));
-            served.service = Some(route.pool.name.clone());
+            served.route = Some(table.route_name(index));
+            served.service = Some(pool.name.clone());
+            served.preview = key.map(str::to_string);
         }
     }
 
@@ -171,6 +196,9 @@ impl Gateway {
             uri
         };
         forwarding_headers(&mut parts.headers, peer, host, secure);
+        if let Some(key) = &route.preview {
+            set_key(&mut parts.headers, key)?;
+        }
         self.request_id(&mut parts.headers);
         let replayable = hyper::body::Body::is_end_stream(&body);
         let again = (replayable && is_idempotent(&parts.method))
@@ -220,6 +248,43 @@ impl Gateway {
             }
         }
     }
+}
+
+static X_COVE_PREVIEW: header::HeaderName = header::HeaderName::from_static(preview::HEADER);
+static BAGGAGE: header::HeaderName = header::HeaderName::from_static(preview::BAGGAGE);
+
+/// The preview key a request asks for (see [`crate::preview`]).
+fn asked_key(headers: &HeaderMap) -> Option<&str> {
+    preview::request_key(
+        headers
+            .get_all(&X_COVE_PREVIEW)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        headers.get_all(&BAGGAGE).iter().map(HeaderValue::as_bytes),
+    )
+}
+
+/// Sets `key` on a forwarded request: `X-Cove-Preview` replaced, and
+/// `cove-preview` in `baggage` (the client's other members kept).
+fn set_key(headers: &mut HeaderMap, key: &str) -> Result<(), Refused> {
+    let bad = || {
+        Box::new(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cove gateway: the preview key {key:?} of this route cannot be sent on\n"),
+        ))
+    };
+    if !preview::valid_key(key) {
+        return Err(bad());
+    }
+    let baggage = preview::baggage_with(
+        headers.get_all(&BAGGAGE).iter().map(HeaderValue::as_bytes),
+        key,
+    );
+    let baggage = HeaderValue::from_bytes(&baggage).map_err(|_| bad())?;
+    let key = HeaderValue::from_str(key).map_err(|_| bad())?;
+    headers.insert(X_COVE_PREVIEW.clone(), key);
+    headers.insert(BAGGAGE.clone(), baggage);
+    Ok(())
 }
 
 /// The gateway's answer to a request whose head it refuses, before any

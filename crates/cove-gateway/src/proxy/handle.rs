@@ -20,6 +20,18 @@ impl Gateway {
         peer: SocketAddr,
         secure: bool,
     ) -> Response<Body> {
+        self.handle_at(req, peer, None, secure).await
+    }
+
+    /// [`Gateway::handle`] for a request on a connection accepted at
+    /// `local` (its listener route, if the table has one, takes it).
+    pub async fn handle_at(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        secure: bool,
+    ) -> Response<Body> {
         let started = Instant::now();
         let asked = self.access_log.as_ref().map(|_| {
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -29,7 +41,7 @@ impl Gateway {
             )
         });
         let mut served = Served::default();
-        let resp = self.forward(req, peer, secure, &mut served).await;
+        let resp = self.forward(req, peer, local, secure, &mut served).await;
         let took = started.elapsed();
         if let Some(stats) = &served.stats {
             stats.record(resp.status().as_u16(), took);
@@ -47,6 +59,7 @@ impl Gateway {
                     status: resp.status().as_u16(),
                     route: served.route,
                     service: served.service,
+                    preview: served.preview,
                     target: served.target,
                     duration: took,
                     upstream: served.upstream,
@@ -70,6 +83,7 @@ pub(super) struct Served {
     /// For the access log only.
     pub(super) route: Option<String>,
     pub(super) service: Option<String>,
+    pub(super) preview: Option<String>,
     pub(super) target: Option<SocketAddr>,
     pub(super) upstream: Option<Duration>,
     pub(super) upstream_failed: bool,

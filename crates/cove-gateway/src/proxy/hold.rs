@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::Gateway;
+use super::{Gateway, Routed};
 use crate::balance;
-use crate::table::{self, Table};
+use crate::table;
 
 /// How long a request every target failed waits for a newer table (its
 /// replicas' deaths seen by the daemon) before it is answered 502.
@@ -34,11 +34,11 @@ impl Gateway {
     /// this is the third round.
     pub(super) async fn after_failures(
         &self,
-        table: &Arc<Table>,
-        route: &table::Route,
+        at: &Routed<'_>,
         hold: &mut Hold,
         rounds: u32,
     ) -> Option<Arc<table::Pool>> {
+        let table = at.table;
         if rounds > 3 {
             return None;
         }
@@ -51,12 +51,8 @@ impl Gateway {
         }
         loop {
             let newer = self.table();
-            let pool = newer
-                .routes()
-                .iter()
-                .find(|r| r.host == route.host && r.path == route.path)?
-                .pool
-                .clone();
+            let index = newer.same_route(table, at.index)?;
+            let pool = newer.route_at(index).pool_for(at.key).clone();
             if !self.hold(&pool, hold).await {
                 return Some(pool);
             }
@@ -72,9 +68,13 @@ impl Gateway {
     }
 
     pub(crate) async fn hold(&self, pool: &table::Pool, hold: &mut Hold) -> bool {
-        let waiting = Self::may_hold(pool)
-            && balance::pick(pool, None, table::now_ms(), &mut balance::thread_random).is_none();
-        if !waiting {
+        if !Self::may_hold(pool) {
+            return false;
+        }
+        // A request for a sleeping pool is a use of it (what keeps it awake).
+        let now = table::now_ms();
+        pool.usage.touch(now);
+        if balance::pick(pool, None, now, &mut balance::thread_random).is_some() {
             return false;
         }
         let until = *hold.until.get_or_insert_with(|| {

@@ -53,11 +53,20 @@ pub use crate::access::{AccessLog, AccessRecord, QueryLog};
 pub use crate::answer::Body;
 pub use crate::limits::Limits;
 pub(crate) use hold::Hold;
+pub use serve::At;
 
 use crate::balance;
 use crate::deadline::Deadlines;
 use crate::table::Table;
 use crate::upstream::Upstreams;
+
+/// Where a request was routed: its table, its route's index there
+/// ([`Table::route_at`]), its preview key.
+pub(crate) struct Routed<'a> {
+    pub(crate) table: &'a Arc<Table>,
+    pub(crate) index: usize,
+    pub(crate) key: Option<&'a str>,
+}
 
 /// The table, shared by a gateway's siblings, and its generation (read
 /// without writing anything shared: see [`Gateway::table_here`]).

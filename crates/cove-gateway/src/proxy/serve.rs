@@ -93,17 +93,19 @@ impl Gateway {
             Ok(Ok(h2)) => h2,
             _ => return,
         };
-        self.serve_io(stream, peer, h2, false, stop).await
+        let local = stream.local_addr().ok();
+        self.serve_io(stream, At { peer, local }, h2, false, stop)
+            .await
     }
 
-    /// Serves one client connection over `io`, as HTTP/2 (`h2`) or
-    /// HTTP/1.1; `secure`: it came over TLS. Once `stop` resolves, the
-    /// request in progress (every stream, over HTTP/2) finishes and the
-    /// connection closes.
+    /// Serves one client connection over `io` (from `at.peer`, accepted at
+    /// `at.local`), as HTTP/2 (`h2`) or HTTP/1.1; `secure`: it came over
+    /// TLS. Once `stop` resolves, the request in progress (every stream,
+    /// over HTTP/2) finishes and the connection closes.
     pub async fn serve_io<I>(
         self: Arc<Self>,
         io: I,
-        peer: SocketAddr,
+        at: At,
         h2: bool,
         secure: bool,
         mut stop: Stopping,
@@ -112,9 +114,12 @@ impl Gateway {
     {
         let limits = self.limits;
         let gw = self;
+        let At { peer, local } = at;
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer, secure).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(gw.handle_at(req, peer, local, secure).await)
+            }
         });
         if h2 {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -159,6 +164,15 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Where a client connection comes from and where it was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub peer: SocketAddr,
+    /// The connection's local address (picks a listener route, see
+    /// [`crate::table::Table::with_listeners`]); `None`: not known.
+    pub local: Option<SocketAddr>,
 }
 
 /// Whether a connection opens with the HTTP/2 preface. Reads nothing (it

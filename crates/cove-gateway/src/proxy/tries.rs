@@ -12,12 +12,12 @@ use hyper::{Request, Response, StatusCode};
 
 use super::forward::{Outgoing, Replay, Terms};
 use super::handle::Served;
-use super::{Body, Gateway, Hold};
+use super::{Body, Gateway, Hold, Routed};
 use crate::answer::{closing, plain, timed_out, too_large};
 use crate::balance;
 use crate::deadline::{Deadline, Deadlines};
 use crate::headers::{fields, framing, strip_hop_by_hop};
-use crate::table::{self, Pool, Route, Table, Target};
+use crate::table::{self, Pool, Target};
 use crate::upstream::SendError;
 
 /// One try: a target of a pool; `more`: another try may follow.
@@ -75,13 +75,14 @@ impl Tries {
 }
 
 impl Gateway {
-    /// Tries the targets of `route`'s pool (of `table`, then of newer
-    /// tables while no target got the request) until one answers.
+    /// Tries the targets of `pool` (the pool of the route `at`, for its
+    /// preview key; then the same route's in newer tables while no target
+    /// got the request) until one answers.
     #[inline]
     pub(super) async fn send(
         &self,
-        table: &Arc<Table>,
-        route: &Route,
+        at: &Routed<'_>,
+        pool: Arc<Pool>,
         out: Outgoing,
         served: &mut Served,
     ) -> Response<Body> {
@@ -91,7 +92,7 @@ impl Gateway {
             terms,
         } = out;
         let mut random = balance::thread_random;
-        let mut tries = Tries::new(route.pool.clone());
+        let mut tries = Tries::new(pool);
         let mut held = Hold::default();
         loop {
             if tries.attempt == tries.attempts {
@@ -101,10 +102,7 @@ impl Gateway {
                 if tries.reached {
                     break;
                 }
-                match self
-                    .after_failures(table, route, &mut held, tries.rounds)
-                    .await
-                {
+                match self.after_failures(at, &mut held, tries.rounds).await {
                     Some(newer) => {
                         tries.again_on(newer);
                         continue;
@@ -115,9 +113,9 @@ impl Gateway {
             let current = tries.attempt;
             tries.attempt += 1;
             let pool = &tries.pool;
-            let Some(target) =
-                balance::pick(pool, tries.avoid, table::now_ms(), &mut random).cloned()
-            else {
+            let now = table::now_ms();
+            pool.usage.touch(now);
+            let Some(target) = balance::pick(pool, tries.avoid, now, &mut random).cloned() else {
                 if current > 0 {
                     tries.attempt = tries.attempts; // no other target to try
                     continue;

@@ -33,10 +33,11 @@ pub(crate) use conns::Conns;
 use head::{Framing, Refusal, RequestHead, ResponseHead};
 pub(crate) use splice::Pipes;
 
-use super::{AccessRecord, Gateway, Hold};
+use super::{AccessRecord, Gateway, Hold, Routed};
 use crate::accept::Stopping;
 use crate::balance;
-use crate::table::{self, Route, Table, Target};
+use crate::preview;
+use crate::table::{self, Route, Target};
 
 /// Answers read whole before they are passed on when the request may be
 /// sent again (as on hyper's path).
@@ -55,6 +56,9 @@ struct Client {
     peer: SocketAddr,
     /// The peer's address as forwarded (`X-Forwarded-For`).
     peer_ip: String,
+    /// The connection's local address, once a table with listener routes
+    /// asked for it (it picks their route).
+    local: Option<SocketAddr>,
     /// Bytes read from the client; a request head starts at 0.
     buf: Vec<u8>,
     /// The request as it leaves, then a buffer for body bytes.
@@ -169,6 +173,7 @@ impl Gateway {
             stream,
             peer,
             peer_ip: ip_text(peer.ip()),
+            local: None,
             buf: Vec::with_capacity(BUFFER),
             out: Vec::with_capacity(BUFFER),
             answer: Vec::with_capacity(BUFFER),
@@ -201,13 +206,16 @@ impl Gateway {
         // The HTTP/2 preface (prior knowledge) reads as a request line of
         // version 2.0, which the fast path declines.
         let h2 = c.buf.starts_with(b"PRI * HTTP/2");
-        let peer = c.peer;
+        let at = super::At {
+            peer: c.peer,
+            local: c.local.or_else(|| c.stream.local_addr().ok()),
+        };
         let rewound = Rewind {
             pre: c.buf,
             at: 0,
             inner: c.stream,
         };
-        Box::pin(self.serve_io(rewound, peer, h2, false, stop))
+        Box::pin(self.serve_io(rewound, at, h2, false, stop))
     }
 
     /// Serves requests until the connection ends, one is for hyper (nothing
@@ -333,6 +341,7 @@ impl Gateway {
             stream,
             peer,
             peer_ip,
+            local,
             buf,
             out,
             answer,
@@ -355,31 +364,26 @@ impl Gateway {
             .host
             .clone()
             .and_then(|h| std::str::from_utf8(&buf[h]).ok());
-        let has_body = head.framing != Framing::None;
-        // The route, held while its pool's targets are on their way.
-        let mut table = self.table_here();
-        let mut hold = Hold::default();
-        let index = loop {
-            let Some(index) = table.route_index(host, path) else {
-                let text = format!(
-                    "cove gateway: no route for {}{}\n",
-                    host.unwrap_or(""),
-                    path
-                );
-                return self
-                    .refuse(stream, 404, &text, has_body || head.close)
-                    .await;
-            };
-            // Boxed, as what is rare is: every connection's future carries
-            // the size of what it may await.
-            let pool = &table.routes()[index].pool;
-            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
-                break index;
-            }
-            table = self.table_here();
+        let (table, index, asked) = match self
+            .routed(stream, local, head, buf, req_fields, host, path)
+            .await
+        {
+            Ok(routed) => routed,
+            Err(after) => return after,
         };
-        let route = &table.routes()[index];
-        if route.pool.http2 {
+        let route = table.route_at(index);
+        let key = if route.keyed() {
+            route.key(asked)
+        } else {
+            None
+        };
+        let pool = route.pool_for(key);
+        if pool.http2
+            || route
+                .preview
+                .as_deref()
+                .is_some_and(|k| !preview::valid_key(k))
+        {
             return After::Hyper;
         }
         if let (Some(max), Framing::Length(n)) = (route.max_body, head.framing)
@@ -397,7 +401,12 @@ impl Gateway {
         let mut ex = Exchange {
             gw: self,
             route,
-            table: &table,
+            pool,
+            at: Routed {
+                table: &table,
+                index,
+                key,
+            },
             head,
             buf,
             started,
@@ -423,12 +432,9 @@ impl Gateway {
                 method,
                 path: crate::access::logged_path(target, self.access_query()).into_owned(),
                 status: ex.status,
-                route: Some(format!(
-                    "{}{}",
-                    route.host.as_deref().unwrap_or("*"),
-                    route.path
-                )),
-                service: Some(route.pool.name.clone()),
+                route: Some(table.route_name(index)),
+                service: Some(pool.name.clone()),
+                preview: key.map(str::to_string),
                 target: ex.target,
                 duration: took,
                 upstream: ex.sent_at,
@@ -436,6 +442,61 @@ impl Gateway {
             });
         }
         after
+    }
+
+    /// The route a request takes (from the table this thread holds), held
+    /// while the pool it goes to has targets on their way; with the
+    /// preview key the request asks for, looked for only on a route where
+    /// it matters (once). `Err`: answered 404.
+    #[allow(clippy::too_many_arguments)]
+    async fn routed<'b>(
+        &self,
+        stream: &mut TcpStream,
+        local: &mut Option<SocketAddr>,
+        head: &RequestHead,
+        buf: &'b [u8],
+        fields: &[head::Field],
+        host: Option<&str>,
+        path: &str,
+    ) -> Result<(Arc<super::TableHere>, usize, Option<&'b str>), After> {
+        let mut asked: Option<Option<&str>> = None;
+        let mut key_on = |route: &Route| -> Option<&'b str> {
+            if !route.keyed() {
+                return None;
+            }
+            *asked.get_or_insert_with(|| {
+                if head.keyed {
+                    asked_key(buf, fields)
+                } else {
+                    None
+                }
+            })
+        };
+        let mut table = self.table_here();
+        let mut hold = Hold::default();
+        loop {
+            if local.is_none() && table.has_listeners() {
+                *local = stream.local_addr().ok();
+            }
+            let Some(index) = table.find(*local, host, path) else {
+                let text = format!(
+                    "cove gateway: no route for {}{}\n",
+                    host.unwrap_or(""),
+                    path
+                );
+                let close = head.framing != Framing::None || head.close;
+                return Err(self.refuse(stream, 404, &text, close).await);
+            };
+            let route = table.route_at(index);
+            let asked = key_on(route);
+            let pool = route.pool_for(route.key(asked));
+            // Boxed, as what is rare is: every connection's future carries
+            // the size of what it may await.
+            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
+                return Ok((table, index, asked));
+            }
+            table = self.table_here();
+        }
     }
 
     /// Answers the client with the gateway's own `status`; `close`: the
@@ -473,7 +534,31 @@ impl Gateway {
         if let Some(h) = host {
             field(out, b"host", h.as_bytes());
         }
-        kept_fields(out, buf, fields);
+        match &route.preview {
+            None => kept_fields(out, buf, fields),
+            Some(key) => {
+                // What the client sent of the key is replaced.
+                let named = |f: &&head::Field, name: &str| {
+                    buf[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())
+                };
+                for f in fields
+                    .iter()
+                    .filter(|f| f.keep && !named(f, preview::HEADER) && !named(f, preview::BAGGAGE))
+                {
+                    field(out, &buf[f.name.clone()], &buf[f.value.clone()]);
+                }
+                field(out, preview::HEADER.as_bytes(), key.as_bytes());
+                let client = fields
+                    .iter()
+                    .filter(|f| named(f, preview::BAGGAGE))
+                    .map(|f| &buf[f.value.clone()]);
+                field(
+                    out,
+                    preview::BAGGAGE.as_bytes(),
+                    &preview::baggage_with(client, key),
+                );
+            }
+        }
         if head.trailers {
             out.extend_from_slice(b"te: trailers\r\n");
         }
@@ -505,11 +590,26 @@ impl Gateway {
     }
 }
 
+/// The preview key a request's `X-Cove-Preview` and `baggage` fields ask
+/// for (see [`crate::preview`]).
+fn asked_key<'b>(buf: &'b [u8], fields: &[head::Field]) -> Option<&'b str> {
+    let named = |name: &'static str| {
+        fields
+            .iter()
+            .filter(move |f| buf[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| &buf[f.value.clone()])
+    };
+    preview::request_key(named(preview::HEADER), named(preview::BAGGAGE))
+}
+
 /// One request's way through its tries.
 struct Exchange<'a> {
     gw: &'a Gateway,
     route: &'a Route,
-    table: &'a Arc<Table>,
+    /// The pool the request goes to: the route's, or a preview's (by its key).
+    pool: &'a Arc<table::Pool>,
+    /// Where it was routed (for a newer table's pool after failures).
+    at: Routed<'a>,
     head: &'a RequestHead,
     /// The client's bytes: the head, then what came of the body.
     buf: &'a [u8],
@@ -551,7 +651,7 @@ impl Exchange<'_> {
         // A newer table's pool, after every target failed (the route's
         // own is not cloned: its count is shared by every thread).
         let mut newer: Option<Arc<table::Pool>> = None;
-        let mut attempts = self.route.pool.targets.len().clamp(2, 8);
+        let mut attempts = self.pool.targets.len().clamp(2, 8);
         let mut attempt = 0;
         let mut rounds = 0;
         let mut avoid = None;
@@ -565,7 +665,7 @@ impl Exchange<'_> {
                 if reached {
                     break;
                 }
-                match Box::pin(gw.after_failures(self.table, self.route, &mut held, rounds)).await {
+                match Box::pin(gw.after_failures(&self.at, &mut held, rounds)).await {
                     Some(pool) => {
                         attempts = pool.targets.len().clamp(2, 8);
                         newer = Some(pool);
@@ -575,10 +675,12 @@ impl Exchange<'_> {
                     None => break,
                 }
             }
-            let pool = newer.as_deref().unwrap_or(&self.route.pool);
+            let pool = newer.as_deref().unwrap_or(self.pool);
             let current = attempt;
             attempt += 1;
-            let Some(target) = balance::pick(pool, avoid, table::now_ms(), &mut random) else {
+            let now = table::now_ms();
+            pool.usage.touch(now);
+            let Some(target) = balance::pick(pool, avoid, now, &mut random) else {
                 if current > 0 {
                     attempt = attempts;
                     continue;
@@ -614,7 +716,7 @@ impl Exchange<'_> {
         }
         self.upstream_failed = true;
         self.status = 502;
-        let pool = newer.as_deref().unwrap_or(&self.route.pool);
+        let pool = newer.as_deref().unwrap_or(self.pool);
         let text = if last.is_empty() {
             format!(
                 "cove gateway: no target of `{}` could be reached\n",
@@ -736,7 +838,7 @@ impl Exchange<'_> {
                     self.status = 504;
                     let text = format!(
                         "cove gateway: {} ({}) did not answer within {limit:?}\n",
-                        self.route.pool.name, target.addr
+                        self.pool.name, target.addr
                     );
                     return Tried::Done(gw.refuse(client, 504, &text, true).await);
                 }
@@ -900,7 +1002,7 @@ impl Exchange<'_> {
                 self.status = 502;
                 let text = format!(
                     "cove gateway: {} ({}): the target closed the connection during the request body\n",
-                    self.route.pool.name,
+                    self.pool.name,
                     self.target.map(|t| t.to_string()).unwrap_or_default()
                 );
                 return Err(self.gw.refuse(client, 502, &text, true).await);
@@ -946,7 +1048,7 @@ impl Exchange<'_> {
                 self.status = 502;
                 let text = format!(
                     "cove gateway: {} ({}): the request body could not be sent on: {e}\n",
-                    self.route.pool.name,
+                    self.pool.name,
                     self.target.map(|t| t.to_string()).unwrap_or_default()
                 );
                 Err(self.gw.refuse(client, 502, &text, true).await)
@@ -970,7 +1072,7 @@ impl Exchange<'_> {
         target.record(table::Outcome::ServerError, table::now_ms());
         let text = format!(
             "cove gateway: {} ({}) gave an invalid answer: {why}\n",
-            self.route.pool.name, target.addr
+            self.pool.name, target.addr
         );
         // Nothing of the answer went to the client, and the request was
         // all sent: its connection may serve the next one.
