@@ -26,9 +26,11 @@ impl Gateway {
     /// the caller should look at the table again (a new one came, or the
     /// watch on new ones just began); `false` when it goes on with what it
     /// has (a target is there, none is coming, or the hold is over).
-    /// After every target of `route` (of `table`) failed to take a
-    /// request none of them got (no connection): the same route's pool in a newer
-    /// table, once the daemon has seen its replicas die (within a moment),
+    /// After every target of the pool a request went to (by its route and
+    /// preview key, `at`) failed to take it and none of them got it (no
+    /// connection): the same route's pool for the same key (its own, or a
+    /// preview's) in a newer table, once the daemon has seen its replicas
+    /// die (within a moment),
     /// held while its replicas are on their way as a request that finds
     /// none is. `None`: no newer table came, or the route is gone, or
     /// this is the third round.

@@ -5,7 +5,6 @@
 use std::ops::Range;
 
 use crate::headers::{self, valid_host};
-use crate::preview;
 
 /// How a message's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +61,6 @@ pub(super) struct RequestHead {
     pub(super) framing: Framing,
     /// The client asked to close after this exchange.
     pub(super) close: bool,
-    /// It has an `X-Cove-Preview` or a `baggage` field (a preview key may
-    /// be in them: see [`crate::preview`]).
-    pub(super) keyed: bool,
 }
 
 impl RequestHead {
@@ -200,7 +196,6 @@ pub(super) fn request(
     let mut request_id = false;
     let mut trailers = false;
     let mut upgrade = false;
-    let mut keyed = false;
     fields.clear();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
@@ -238,8 +233,6 @@ pub(super) fn request(
                 trailers = tokens(value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
-            7 if name.eq_ignore_ascii_case(preview::BAGGAGE.as_bytes()) => keyed = true,
-            14 if name.eq_ignore_ascii_case(preview::HEADER.as_bytes()) => keyed = true,
             6 if name.eq_ignore_ascii_case(b"expect") => return Err(Refusal::Decline),
             _ => {}
         }
@@ -292,7 +285,6 @@ pub(super) fn request(
             headers::Framing::Chunked => Framing::Chunked,
         },
         close,
-        keyed,
     })
 }
 

@@ -37,7 +37,7 @@ use super::{AccessRecord, Gateway, Hold, Routed};
 use crate::accept::Stopping;
 use crate::balance;
 use crate::preview;
-use crate::table::{self, Route, Target};
+use crate::table::{self, Route, Table, Target};
 
 /// Answers read whole before they are passed on when the request may be
 /// sent again (as on hyper's path).
@@ -364,13 +364,30 @@ impl Gateway {
             .host
             .clone()
             .and_then(|h| std::str::from_utf8(&buf[h]).ok());
-        let (table, index, asked) = match self
-            .routed(stream, local, head, buf, req_fields, host, path)
-            .await
-        {
-            Ok(routed) => routed,
-            Err(after) => return after,
+        // The route, held while the pool it goes to has targets on their
+        // way; the request's preview key is looked for once, and only on a
+        // route where it matters.
+        let mut table = self.table_here();
+        let (mut hold, mut asked) = (Hold::default(), None);
+        let index = loop {
+            let Some(index) = self.route_here(&table, stream, local, host, path) else {
+                let close = head.framing != Framing::None || head.close;
+                return self.refuse(stream, 404, &no_route(host, path), close).await;
+            };
+            let route = table.route_at(index);
+            let pool = if route.keyed() {
+                route.pool_for(route.key(*asked.get_or_insert_with(|| asked_key(buf, req_fields))))
+            } else {
+                &route.pool
+            };
+            // Boxed, as what is rare is: every connection's future carries
+            // the size of what it may await.
+            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
+                break index;
+            }
+            table = self.table_here();
         };
+        let asked = asked.flatten();
         let route = table.route_at(index);
         let key = if route.keyed() {
             route.key(asked)
@@ -424,79 +441,26 @@ impl Gateway {
         if ex.upstream_failed {
             stats.upstream_error();
         }
-        if let Some(log) = &self.access_log {
-            let method = String::from_utf8_lossy(&buf[head.method.clone()]).into_owned();
-            log(AccessRecord {
-                time: std::time::SystemTime::now(),
-                peer: *peer,
-                method,
-                path: crate::access::logged_path(target, self.access_query()).into_owned(),
-                status: ex.status,
-                route: Some(table.route_name(index)),
-                service: Some(pool.name.clone()),
-                preview: key.map(str::to_string),
-                target: ex.target,
-                duration: took,
-                upstream: ex.sent_at,
-                bytes: ex.bytes,
-            });
-        }
+        ex.log(*peer, target, took);
         after
     }
 
-    /// The route a request takes (from the table this thread holds), held
-    /// while the pool it goes to has targets on their way; with the
-    /// preview key the request asks for, looked for only on a route where
-    /// it matters (once). `Err`: answered 404.
-    #[allow(clippy::too_many_arguments)]
-    async fn routed<'b>(
+    /// The index of the route a request to `host` and `path` takes in
+    /// `table`, on the connection `stream` (whose local address, `local`,
+    /// is looked up once a table has listener routes).
+    #[inline]
+    fn route_here(
         &self,
-        stream: &mut TcpStream,
+        table: &Table,
+        stream: &TcpStream,
         local: &mut Option<SocketAddr>,
-        head: &RequestHead,
-        buf: &'b [u8],
-        fields: &[head::Field],
         host: Option<&str>,
         path: &str,
-    ) -> Result<(Arc<super::TableHere>, usize, Option<&'b str>), After> {
-        let mut asked: Option<Option<&str>> = None;
-        let mut key_on = |route: &Route| -> Option<&'b str> {
-            if !route.keyed() {
-                return None;
-            }
-            *asked.get_or_insert_with(|| {
-                if head.keyed {
-                    asked_key(buf, fields)
-                } else {
-                    None
-                }
-            })
-        };
-        let mut table = self.table_here();
-        let mut hold = Hold::default();
-        loop {
-            if local.is_none() && table.has_listeners() {
-                *local = stream.local_addr().ok();
-            }
-            let Some(index) = table.find(*local, host, path) else {
-                let text = format!(
-                    "cove gateway: no route for {}{}\n",
-                    host.unwrap_or(""),
-                    path
-                );
-                let close = head.framing != Framing::None || head.close;
-                return Err(self.refuse(stream, 404, &text, close).await);
-            };
-            let route = table.route_at(index);
-            let asked = key_on(route);
-            let pool = route.pool_for(route.key(asked));
-            // Boxed, as what is rare is: every connection's future carries
-            // the size of what it may await.
-            if !Self::may_hold(pool) || !Box::pin(self.hold(pool, &mut hold)).await {
-                return Ok((table, index, asked));
-            }
-            table = self.table_here();
+    ) -> Option<usize> {
+        if local.is_none() && table.has_listeners() {
+            *local = stream.local_addr().ok();
         }
+        table.find(*local, host, path)
     }
 
     /// Answers the client with the gateway's own `status`; `close`: the
@@ -590,6 +554,15 @@ impl Gateway {
     }
 }
 
+/// The gateway's answer text when no route takes a request.
+fn no_route(host: Option<&str>, path: &str) -> String {
+    format!(
+        "cove gateway: no route for {}{}\n",
+        host.unwrap_or(""),
+        path
+    )
+}
+
 /// The preview key a request's `X-Cove-Preview` and `baggage` fields ask
 /// for (see [`crate::preview`]).
 fn asked_key<'b>(buf: &'b [u8], fields: &[head::Field]) -> Option<&'b str> {
@@ -636,6 +609,29 @@ enum Tried {
 }
 
 impl Exchange<'_> {
+    /// Hands the access log (if any) the record of the request, from
+    /// `peer` to `target` (its path and query), done after `took`.
+    fn log(&self, peer: SocketAddr, target: &str, took: Duration) {
+        let Some(log) = &self.gw.access_log else {
+            return;
+        };
+        let method = String::from_utf8_lossy(&self.buf[self.head.method.clone()]).into_owned();
+        log(AccessRecord {
+            time: std::time::SystemTime::now(),
+            peer,
+            method,
+            path: crate::access::logged_path(target, self.gw.access_query()).into_owned(),
+            status: self.status,
+            route: Some(self.at.table.route_name(self.at.index)),
+            service: Some(self.pool.name.clone()),
+            preview: self.at.key.map(str::to_string),
+            target: self.target,
+            duration: took,
+            upstream: self.sent_at,
+            bytes: self.bytes,
+        });
+    }
+
     async fn run(
         &mut self,
         client: &mut TcpStream,
