@@ -187,6 +187,36 @@ pub struct Accepted {
     pub revisions: std::collections::BTreeMap<String, u64>,
 }
 
+/// A preview of a project (`GET /v1/previews`, the baseline's key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviewInfo {
+    pub name: String,
+    /// Its own key (state directory).
+    pub key: String,
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    /// The services it runs.
+    pub run: Vec<String>,
+    /// The services it shares with the baseline.
+    pub shared: Vec<String>,
+    /// `awake` or `asleep`.
+    pub state: String,
+    /// Memory of its replicas (cgroups' `memory.current`, else the RSS of
+    /// their processes).
+    pub memory_bytes: u64,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When a request last went to its replicas; `None`: never.
+    #[serde(default)]
+    pub last_request_ms: Option<u64>,
+}
+
+/// `POST /v1/preview/sleep` (the preview's key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviewSleep {
+    pub asleep: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonStatus {
     pub pid: u32,

@@ -1,37 +1,20 @@
-//! `x-cove` fields the schema accepts and cove does not act on yet
-//! (`preview` of a service; `previews` of the project; an alert whose
-//! condition the daemon does not evaluate yet): a warning at the field,
-//! saying so, rather than silence that reads as "done". Each goes when the
-//! work that acts on it lands (`backup` went when the daemon's schedules
-//! and `keep` did; `alerts` when its evaluator did, but for the figures
-//! [`crate::alert_rule::Figure::evaluated`] says it does not read).
+//! `x-cove` fields the schema accepts and cove does not act on yet (an
+//! alert whose condition the daemon does not evaluate yet; `hosts_at_once`
+//! above 1): a warning at the field, saying so, rather than silence that
+//! reads as "done". Each goes when the work that acts on it lands
+//! (`backup` went when the daemon's schedules and `keep` did; `preview`
+//! and `previews` with `cove preview`; `alerts` when its evaluator did,
+//! but for the figures [`crate::alert_rule::Figure::evaluated`] says it
+//! does not read).
 
 use crate::diag::Diagnostic;
 use crate::locate::locate;
 use crate::model::App;
 use crate::source::SourceMap;
 
-/// What a field would do, and what cove does instead today.
-const PENDING: [(&str, &str); 2] = [
-    ("preview", "there are no preview environments yet"),
-    ("previews", "there are no preview environments yet"),
-];
-
 /// A warning for each pending field `app` uses, at the place it is written.
 pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
     let mut conditions = Vec::new();
-    let mut warn = |path: Vec<String>, field: &str| {
-        let Some((_, instead)) = PENDING.iter().find(|(f, _)| *f == field) else {
-            return;
-        };
-        let place = path.join(".");
-        let message = format!("`{place}` is accepted but not acted on yet: {instead}");
-        let hint = format!(
-            "keep it for when cove acts on `x-cove.{field}`, or remove it; nothing happens because of it today"
-        );
-        out.push(Diagnostic::warning(locate(sources, &path), message).with_hint(hint));
-    };
     for (name, svc) in &app.services {
         let Some(x) = &svc.x_cove else { continue };
         let at = |field: &str| {
@@ -39,9 +22,6 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
                 .map(str::to_string)
                 .to_vec()
         };
-        if x.preview.is_some() {
-            warn(at("preview"), "preview");
-        }
         for (i, a) in x.alerts.iter().enumerate() {
             let Ok(c) = a.when.parse::<crate::alert_rule::Condition>() else {
                 continue;
@@ -80,12 +60,5 @@ pub fn warnings(app: &App, sources: &SourceMap) -> Vec<Diagnostic> {
             );
         }
     }
-    if app.x_cove.previews.is_some() {
-        warn(
-            ["x-cove", "previews"].map(str::to_string).to_vec(),
-            "previews",
-        );
-    }
-    out.extend(conditions);
-    out
+    conditions
 }

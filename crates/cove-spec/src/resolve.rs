@@ -259,6 +259,18 @@ fn top_level(root_map: &mut Map, name: &str, uses_default_network: bool, loader:
                 duration(n, &format!("x-cove.previews.{key}"), loader);
             }
         }
+        if let Some(n) = node_at(x, &["previews", "memory"])
+            && let Some(t) = n.as_text()
+            && let Err(e) = units::parse_bytes(t)
+        {
+            loader.diags.push(
+                Diagnostic::error(
+                    n.span,
+                    format!("`x-cove.previews.memory` is not a size: {e}"),
+                )
+                .with_hint("write a number with a unit: `512MiB`, `2GiB`"),
+            );
+        }
     }
 }
 

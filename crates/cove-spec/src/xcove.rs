@@ -82,6 +82,34 @@ pub struct ProjectExt {
     /// events and listed by `cove alerts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
+    /// Set by `cove preview up`, never read from a file (the schema has no
+    /// such field): this app is a preview of another project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub preview_of: Option<PreviewOf>,
+}
+
+/// What makes an app a preview (`cove preview up`): its name, its
+/// baseline, and what it shares with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct PreviewOf {
+    /// The preview's name (a DNS label): its key in requests
+    /// (`X-Cove-Preview`) and the first label of its hosts.
+    pub name: String,
+    /// The baseline's key: its state directory, canonical.
+    pub base: String,
+    /// The git ref it was made from, if it was (`--ref`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// The services it runs: those that differ from the baseline's, and
+    /// those marked `x-cove.preview: run` or `fork`.
+    pub run: Vec<String>,
+    /// The services it shares with the baseline, each at the address the
+    /// baseline's services reach it at: references to them go there.
+    pub shared: BTreeMap<String, std::net::Ipv4Addr>,
+    /// When it was first made (milliseconds since the Unix epoch).
+    pub created_ms: u64,
 }
 
 /// `x-cove.environments.NAME`: where an environment runs.
@@ -386,6 +414,12 @@ pub struct Previews {
     /// Most previews awake at once; the least recently used sleeps first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_awake: Option<u32>,
+    /// Most memory the awake previews may take together (a size, e.g.
+    /// `2GiB`): beyond it the least recently used sleep until the rest
+    /// fit (the one a request just woke stays awake), each said in an
+    /// event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// Per-service `x-cove`.

@@ -126,6 +126,11 @@ pub enum Command {
     /// (server-side, pruning what is no longer rendered) and wait for the
     /// rollouts, `status`, `diff`, `rollback`, `delete`.
     K8s(crate::cmd::k8s::K8sArgs),
+    /// Preview environments that share a baseline: `up NAME` runs what
+    /// this working tree (or `--ref`) changes and shares the rest, reached
+    /// at `NAME.HOST` and by its key (`X-Cove-Preview: NAME`); `ls`,
+    /// `down`, `logs`, `sleep`, `wake`.
+    Preview(crate::cmd::preview::PreviewArgs),
     /// Replace a service's data with a backup (the newest, or `--from ID`),
     /// in place: asks first unless `--yes`; or into a new instance beside
     /// it (`--to-new NAME`).

@@ -24,7 +24,7 @@ use std::time::Duration;
 use cove_gateway::metrics::RouteStats;
 use cove_gateway::proxy::{AccessLog, Gateway, Limits};
 use cove_gateway::server::{self, Kind, Server};
-use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRoute, Wake};
+use cove_gateway::table::{Policy, Pool, PoolOptions, Route, Table, Target, TcpRoute, Usage, Wake};
 use cove_gateway::tls;
 use cove_runtime::plan::Plan;
 use cove_runtime::routes::{GatewayPlan, Protocol, RoutePlan};
@@ -66,6 +66,28 @@ pub struct ProjectGateway {
     metrics: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     /// Services that may sleep (scaled to zero), and how to wake each.
     wakers: HashMap<String, Wake>,
+    /// The previews of this project ([`PreviewSource`]): requests with
+    /// their key go to their replicas of the services they run.
+    previews: Vec<PreviewSource>,
+    /// `x-cove.previews.domain`: preview `NAME` is also at `NAME.<domain>`.
+    preview_domain: Option<String>,
+    /// When each preview last got a request (over all its pools).
+    preview_usage: HashMap<String, Arc<Usage>>,
+}
+
+/// A preview of a project, as its gateway routes to it: requests carrying
+/// its key (`X-Cove-Preview: NAME`, or `cove-preview=NAME` in `baggage`),
+/// and those to its hosts (`NAME.HOST`), go to its replicas of the
+/// services it runs, the rest to the project's own.
+#[derive(Clone)]
+pub struct PreviewSource {
+    pub name: String,
+    /// Its plan: the services it runs.
+    pub plan: Arc<Plan>,
+    /// Its replicas' states.
+    pub states: tokio::sync::watch::Receiver<States>,
+    /// Wakes it when it sleeps.
+    pub wake: Wake,
 }
 
 /// `x-cove.gateway.access_log.query` as the gateway takes it.
@@ -110,6 +132,9 @@ impl ProjectGateway {
             servers: HashMap::new(),
             targets: HashMap::new(),
             wakers: HashMap::new(),
+            previews: Vec::new(),
+            preview_domain: None,
+            preview_usage: HashMap::new(),
             current: Vec::new(),
         };
         gw.listen(plan)?;
@@ -209,7 +234,7 @@ impl ProjectGateway {
             }
             // Certificates first: a bad file fails before anything is bound.
             let kind = match purpose {
-                Purpose::Http => Kind::Http,
+                Purpose::Http | Purpose::HttpAt => Kind::Http,
                 Purpose::Tcp => Kind::Tcp,
                 Purpose::Https => Kind::Https(tls_config(plan)?),
             };
@@ -226,10 +251,9 @@ impl ProjectGateway {
             new.push((addr, bound, purpose, kind, socket));
         }
         for (addr, bound, purpose, kind, socket) in new {
-            let threads = if purpose == Purpose::Tcp {
-                1
-            } else {
-                http_threads()
+            let threads = match purpose {
+                Purpose::Tcp | Purpose::HttpAt => 1,
+                Purpose::Http | Purpose::Https => http_threads(),
             };
             let per_thread = (0..threads)
                 .map(|_| Ok(vec![(kind.clone(), socket.try_clone()?)]))
@@ -242,36 +266,10 @@ impl ProjectGateway {
         Ok(())
     }
 
-    /// A new table from the plan and the replicas' `states`.
+    /// A new table from the plan and the replicas' `states` (and its
+    /// previews' replicas).
     pub fn refresh(&mut self, states: &States) {
         let mut targets = HashMap::new();
-        let mut pool_of = |route: &RoutePlan| -> Arc<Pool> {
-            let list = serving(&self.plan, states, route)
-                .into_iter()
-                .map(|addr| {
-                    let t = self
-                        .targets
-                        .get(&addr)
-                        .cloned()
-                        .unwrap_or_else(|| Target::new(addr));
-                    targets.insert(addr, t.clone());
-                    t
-                })
-                .collect();
-            let (pending, unavailable) = waiting(states, &route.service);
-            Pool::with_options(
-                &route.service,
-                list,
-                Policy::default(),
-                PoolOptions {
-                    pending,
-                    http2: route.protocol == Protocol::Grpc,
-                    wake: self.wakers.get(&route.service).cloned(),
-                    unavailable,
-                    ..Default::default()
-                },
-            )
-        };
         let old_stats = std::mem::take(&mut self.stats);
         let mut stats_of = |key: String| -> Arc<RouteStats> {
             let s = old_stats.get(&key).cloned().unwrap_or_else(RouteStats::new);
@@ -280,29 +278,98 @@ impl ProjectGateway {
         };
         let mut http = Vec::new();
         let mut tcp = Vec::new();
+        let mut listeners = Vec::new();
         let mut current = Vec::new();
+        let previews = self.previews.clone();
+        let domain = self.preview_domain.clone().filter(|_| !previews.is_empty());
+        let mut domain_done = false;
         for r in &self.plan.gateway.routes {
-            let pool = pool_of(r);
+            let pool = pool_of(
+                &self.plan,
+                states,
+                r,
+                (&self.targets, &mut targets),
+                self.wakers.get(&r.service).cloned(),
+                None,
+            );
             current.push(pool.targets.iter().map(|t| t.addr).collect());
+            // The previews that run this route's service.
+            let overlays: Vec<(String, Arc<Pool>)> = if r.protocol == Protocol::Http {
+                previews
+                    .iter()
+                    .filter(|p| p.plan.services.iter().any(|s| s.name == r.service))
+                    .map(|p| {
+                        let usage = self
+                            .preview_usage
+                            .entry(p.name.clone())
+                            .or_default()
+                            .clone();
+                        let pool = pool_of(
+                            &p.plan,
+                            &p.states.borrow(),
+                            r,
+                            (&self.targets, &mut targets),
+                            Some(p.wake.clone()),
+                            Some(usage),
+                        );
+                        (p.name.clone(), pool)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let key = format!(
                 "{} {}{}",
                 r.service,
                 r.host.as_deref().unwrap_or("*"),
                 r.listen.map_or(r.path.clone(), |l| l.to_string())
             );
-            match r.listen {
-                Some(listen) => tcp.push(TcpRoute {
+            match (r.listen, r.protocol) {
+                (Some(listen), Protocol::Http) => listeners.push((
+                    bound(&self.servers, listen),
+                    Route {
+                        stats: stats_of(key),
+                        previews: Arc::from(overlays),
+                        ..Route::new(None, "/", pool)
+                    },
+                )),
+                (Some(listen), _) => tcp.push(TcpRoute {
                     listen: bound(&self.servers, listen),
                     pool,
                     stats: stats_of(key),
                 }),
-                None => http.push(Route {
-                    strip_prefix: r.strip_prefix,
-                    timeout: r.timeout,
-                    max_body: r.max_body,
-                    stats: stats_of(key),
-                    ..Route::new(r.host.as_deref(), &r.path, pool)
-                }),
+                (None, _) => {
+                    let route = Route {
+                        strip_prefix: r.strip_prefix,
+                        timeout: r.timeout,
+                        max_body: r.max_body,
+                        stats: stats_of(key),
+                        previews: Arc::from(overlays),
+                        ..Route::new(r.host.as_deref(), &r.path, pool)
+                    };
+                    // Each preview's twin of an entry route: `NAME.HOST`
+                    // (and `NAME.<previews.domain>` for the first one),
+                    // which sets its key.
+                    for p in &previews {
+                        let mut hosts: Vec<String> =
+                            r.host.iter().map(|h| format!("{}.{h}", p.name)).collect();
+                        if let Some(d) = &domain
+                            && !domain_done
+                        {
+                            hosts.push(format!("{}.{d}", p.name));
+                        }
+                        for h in hosts {
+                            http.push(Route {
+                                stats: stats_of(format!("{} {h}{}", r.service, r.path)),
+                                host: Some(h),
+                                preview: Some(p.name.clone()),
+                                ..route.clone()
+                            });
+                        }
+                    }
+                    domain_done = domain_done || domain.is_some();
+                    http.push(route);
+                }
             }
         }
         if let Some(m) = &self.member {
@@ -310,9 +377,37 @@ impl ProjectGateway {
                 .listeners
                 .set_routes(m.at, &m.sharing.key, http.clone());
         }
-        self.gateway.set_table(Table::new(http).with_tcp(tcp));
+        self.gateway
+            .set_table(Table::new(http).with_tcp(tcp).with_listeners(listeners));
         self.targets = targets;
         self.current = current;
+    }
+
+    /// The previews it has: each one's name and plan.
+    pub fn previews_signature(&self) -> Vec<(String, *const Plan)> {
+        self.previews
+            .iter()
+            .map(|p| (p.name.clone(), Arc::as_ptr(&p.plan)))
+            .collect()
+    }
+
+    /// `x-cove.previews.domain` as it has it.
+    pub fn preview_domain(&self) -> Option<&str> {
+        self.preview_domain.as_deref()
+    }
+
+    /// This project's previews; [`ProjectGateway::refresh`] then.
+    pub fn set_previews(&mut self, previews: Vec<PreviewSource>, domain: Option<String>) {
+        self.preview_usage
+            .retain(|name, _| previews.iter().any(|p| &p.name == name));
+        self.previews = previews;
+        self.preview_domain = domain;
+    }
+
+    /// How long ago a request last went to preview `name`'s replicas
+    /// (within a second); `None`: none yet.
+    pub fn preview_idle_for(&self, name: &str) -> Option<Duration> {
+        self.preview_usage.get(name)?.idle_for()
     }
 
     /// Which services may sleep; true when that changed (then
@@ -456,11 +551,13 @@ fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<std::net::TcpListen
 fn addresses(g: &GatewayPlan) -> Vec<(SocketAddr, Purpose)> {
     let mut out = vec![(g.listen, Purpose::Http)];
     out.extend(g.tls.iter().map(|t| (t.listen, Purpose::Https)));
-    out.extend(
-        g.routes
-            .iter()
-            .filter_map(|r| Some((r.listen?, Purpose::Tcp))),
-    );
+    out.extend(g.routes.iter().filter_map(|r| {
+        let purpose = match r.protocol {
+            Protocol::Http => Purpose::HttpAt,
+            _ => Purpose::Tcp,
+        };
+        Some((r.listen?, purpose))
+    }));
     out
 }
 
@@ -470,6 +567,9 @@ enum Purpose {
     Http,
     Https,
     Tcp,
+    /// HTTP at a service's own address: every request there is for that
+    /// service (layer 7, so that a preview's key routes it).
+    HttpAt,
 }
 
 /// The directory of the local CA: `<host dir>/ca`, shared by every app of
@@ -493,6 +593,43 @@ fn tls_config(plan: &Plan) -> Result<Arc<rustls::ServerConfig>, String> {
         certs.add(ca.issue(&t.local_names)?);
     }
     tls::server_config(certs)
+}
+
+/// Targets by address.
+type Targets = HashMap<SocketAddr, Arc<Target>>;
+
+/// The pool of `route` in `plan` (its service's serving replicas at its
+/// port, targets kept from `old` so their counts go on, recorded in
+/// `new`), with `wake` for a service that may sleep.
+fn pool_of(
+    plan: &Plan,
+    states: &States,
+    route: &RoutePlan,
+    (old, new): (&Targets, &mut Targets),
+    wake: Option<Wake>,
+    usage: Option<Arc<Usage>>,
+) -> Arc<Pool> {
+    let list = serving(plan, states, route)
+        .into_iter()
+        .map(|addr| {
+            let t = old.get(&addr).cloned().unwrap_or_else(|| Target::new(addr));
+            new.insert(addr, t.clone());
+            t
+        })
+        .collect();
+    let (pending, unavailable) = waiting(states, &route.service);
+    Pool::with_options(
+        &route.service,
+        list,
+        Policy::default(),
+        PoolOptions {
+            pending,
+            http2: route.protocol == Protocol::Grpc,
+            wake,
+            unavailable,
+            usage,
+        },
+    )
 }
 
 /// Where `route` sends to now: its service's serving replicas at its port.

@@ -186,6 +186,7 @@ pub(super) fn spawn_autoscaler(scaling: Arc<Daemon>) {
                     for p in scaling.all() {
                         autoscale(&scaling, &p).await;
                     }
+                    crate::server::previews::tick(&scaling).await;
                 }
             }
         },

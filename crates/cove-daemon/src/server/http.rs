@@ -123,6 +123,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Answer {
         (Method::GET, "/v1/events") => events(daemon, &key, &query).await,
         (Method::GET, "/v1/logs") => logs(daemon, &key, &query).await,
         (Method::GET, "/v1/routes") => routes(daemon, &key),
+        (Method::GET, "/v1/previews") => crate::server::previews::list(daemon, &key).await,
+        (Method::POST, "/v1/preview/sleep") => {
+            crate::server::previews::sleep(daemon, &key, parse!(crate::api::PreviewSleep)).await
+        }
         (Method::POST, "/v1/up") => up(daemon, &key, parse!(UpRequest)).await,
         (Method::POST, "/v1/stop") => control(daemon, &key, parse!(Names), Verb::Stop).await,
         (Method::POST, "/v1/start") => control(daemon, &key, parse!(Names), Verb::Start).await,

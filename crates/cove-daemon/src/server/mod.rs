@@ -42,6 +42,7 @@ mod log;
 mod notify;
 mod offload;
 mod ops;
+mod previews;
 mod reaper;
 mod recorder;
 mod registry;

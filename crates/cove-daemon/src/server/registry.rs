@@ -76,6 +76,22 @@ pub(super) struct Project {
     access_log: cove_gateway::proxy::AccessLog,
     /// Under the host's daemon, where its HTTP routes are served.
     sharing: Option<crate::gateway::Sharing>,
+    /// A preview's baseline: its gateway (which routes the preview's key
+    /// to this project's replicas) and its replicas' states, so that a
+    /// change of this project's replicas gives it a new table too.
+    pub(super) base: Arc<std::sync::Mutex<Option<BaseLink>>>,
+    /// A preview: a request asked for it while it slept.
+    pub(super) wake_asked: Arc<std::sync::atomic::AtomicBool>,
+    /// A preview: when it last woke (or was made), for its idle time
+    /// before any request.
+    pub(super) awake_since: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// See [`Project::base`].
+#[derive(Clone)]
+pub(super) struct BaseLink {
+    pub(super) gateway: Arc<std::sync::Mutex<Option<ProjectGateway>>>,
+    pub(super) states: watch::Receiver<States>,
 }
 
 impl Project {
@@ -219,13 +235,16 @@ impl Daemon {
                 }
             })
         }));
-        // A new table for the gateway whenever a replica changes state.
+        // A new table for the gateway whenever a replica changes state
+        // (and for a preview's baseline's).
         let states = supervisor.states();
         let slot = gateway.clone();
+        let base: Arc<std::sync::Mutex<Option<BaseLink>>> = Default::default();
+        let base_link = base.clone();
         spawn_restarting(
             format!("{key}: the gateway's table updater"),
             move || {
-                let (mut states, slot) = (states.clone(), slot.clone());
+                let (mut states, slot, base) = (states.clone(), slot.clone(), base_link.clone());
                 async move {
                     loop {
                         if states.changed().await.is_err() {
@@ -234,6 +253,12 @@ impl Daemon {
                         let now = states.borrow_and_update().clone();
                         if let Some(g) = crate::lock(&slot).as_mut() {
                             g.refresh(&now);
+                        }
+                        let link = crate::lock(&base).clone();
+                        if let Some(link) = link
+                            && let Some(g) = crate::lock(&link.gateway).as_mut()
+                        {
+                            g.refresh(&link.states.borrow());
                         }
                     }
                 }
@@ -274,6 +299,9 @@ impl Daemon {
             }),
             view: Default::default(),
             reports: tx,
+            base,
+            wake_asked: Default::default(),
+            awake_since: std::sync::Mutex::new(Some(tokio::time::Instant::now())),
         });
         projects.insert(key.to_string(), project.clone());
         project

@@ -70,6 +70,15 @@ fn revision_config(svc: &cove_spec::model::Service) -> serde_json::Value {
     v
 }
 
+/// `names` without the services a preview shares with its baseline (it
+/// reaches the baseline's; see `x-cove.preview_of`).
+pub(super) fn unshared(app: &cove_spec::App, mut names: Vec<String>) -> Vec<String> {
+    if let Some(of) = &app.x_cove.preview_of {
+        names.retain(|n| !of.shared.contains_key(n));
+    }
+    names
+}
+
 /// The plan of what `desired` says, with `cove scale` counts, services held
 /// by `cove rollback` at their revision, and revision numbers: a service's
 /// last revision when its config is the same (and it is not in
@@ -138,7 +147,7 @@ fn plan_now(
     // Every service planned (addresses depend on all the names); only
     // what should run (and what it depends on) kept, routes included.
     if !desired.wanted.is_empty() {
-        let keep = plan.closure(&desired.wanted);
+        let keep = unshared(&desired.app, plan.closure(&desired.wanted));
         plan.keep(&keep);
     }
     let mut pending = Pending::new();

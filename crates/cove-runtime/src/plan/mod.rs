@@ -315,8 +315,16 @@ impl Placement {
             net: net_of(app, project_dir),
             secrets_root: crate::secrets::root(&state_dir(app, project_dir)),
             host: crate::recipe::Host::here(),
-            external: BTreeMap::new(),
-            entry: true,
+            // A preview (`cove preview up`): what it shares with its
+            // baseline is reached there, and its baseline's gateway is
+            // its entry.
+            external: app
+                .x_cove
+                .preview_of
+                .as_ref()
+                .map(|p| p.shared.clone())
+                .unwrap_or_default(),
+            entry: app.x_cove.preview_of.is_none(),
         }
     }
 }

@@ -18,6 +18,7 @@ mod logs;
 mod ls;
 mod pause;
 mod port;
+pub(crate) mod preview;
 pub(crate) mod ps;
 mod pull;
 pub(crate) mod push;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets(args) => secrets::run(&cli.project, &args),
         Command::Backup(args) => backup::run(&cli.project, &args),
         Command::K8s(args) => k8s::run(&cli.project, &args),
+        Command::Preview(args) => preview::run(&cli.project, &args),
         Command::Restore(args) => backup::restore_cmd(&cli.project, &args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Top(args) => top::run(&cli.project, &args),

@@ -46,6 +46,7 @@ pub mod netns;
 mod netns_hosts;
 mod orphans;
 mod plan_checks;
+mod previews;
 mod probe;
 mod readiness;
 mod recipe_safety;

@@ -74,6 +74,10 @@ pub(in crate::server) async fn down(daemon: &Daemon, key: &str, req: Names) -> A
         run.desired = None;
         run.plan = None;
         daemon.forget(key);
+        if let Some(of) = &desired.app.x_cove.preview_of {
+            // A preview: its baseline's gateway forgets its key now.
+            crate::server::previews::sync(daemon, &of.base);
+        }
     } else {
         run.desired = Some(desired);
     }

@@ -95,7 +95,7 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         .filter(|s| !removed.contains(s))
         .cloned()
         .collect();
-    let wanted = plan.closure(&seeds);
+    let wanted = crate::server::revisions::unshared(&candidate.app, plan.closure(&seeds));
     plan.keep(&wanted);
     let running: Vec<String> = {
         let states = project.states.borrow();
@@ -180,8 +180,14 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         None => done,
     };
     settle_later(&daemon.store, key, done, pending, String::new());
+    let preview_of = desired.app.x_cove.preview_of.clone();
     run.plan = Some(plan);
     run.desired = Some(desired);
+    drop(run);
+    if let Some(of) = preview_of {
+        // The baseline's gateway routes its key from now on.
+        crate::server::previews::sync(daemon, &of.base);
+    }
     json(
         StatusCode::OK,
         &Accepted {

@@ -42,6 +42,7 @@ mod to_new;
 mod verify;
 
 pub use to_new::still_running;
+pub(crate) mod fork;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -449,6 +450,11 @@ fn meta(project: &Project, service: &str, method: BackupMethod) -> Meta {
 /// Where replica 1 of `service` runs, from the daemon.
 fn replica(project: &Project, service: &str) -> Result<ExecTarget, Failure> {
     let client = daemon::find(project).map_err(|e| Failure::new(e.to_string()))?;
+    replica_of(&client, service)
+}
+
+/// [`replica`], from `client`'s daemon and project.
+fn replica_of(client: &cove_daemon::client::Client, service: &str) -> Result<ExecTarget, Failure> {
     let rt = daemon::runtime().map_err(|e| Failure::new(e.to_string()))?;
     let path = format!("/v1/exec?service={service}&index=1");
     let target: ExecTarget = rt.block_on(client.get(&path)).map_err(|e| match e {

@@ -1,0 +1,256 @@
+//! Previews that share a baseline (`cove preview`), with real processes:
+//! the chain fixture (`a → b → c` over HTTP, each passing `X-Cove-Preview`
+//! and `baggage` on) as the baseline; a preview made from a git branch that
+//! changes only `b`. Requests to the preview's host go baseline `a` →
+//! preview `b` → baseline `c`, through the gateway and through the
+//! services' own (layer-7) addresses; the baseline's requests never see
+//! the preview; a key in `X-Cove-Preview` or `baggage` routes like the
+//! host. Idle, the preview sleeps (its processes gone) and the next
+//! request wakes it, answered with no failure under load; `preview down`
+//! leaves nothing of it. Loopback only; every wait bounded.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::daemon::{App, eventually, processes_whose_env, run_bounded};
+use crate::load::Load;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chain");
+
+/// The chain app in a git repository: its compose file with the gateway
+/// on a free port and previews sleeping after `idle`.
+fn baseline(idle: &str) -> App {
+    let compose = fs_err::read_to_string(Path::new(FIXTURE).join("compose.yaml"))
+        .unwrap()
+        .replace(
+            "  previews: {}",
+            &format!("  previews: {{idle_after: {idle}}}\n  gateway: {{listen: \"127.0.0.1:0\"}}"),
+        );
+    assert!(
+        compose.contains("idle_after"),
+        "the fixture changed: {compose}"
+    );
+    let app = App::new(&compose);
+    fs_err::copy(
+        Path::new(FIXTURE).join("chain.py"),
+        app.dir().join("chain.py"),
+    )
+    .unwrap();
+    fs_err::write(app.dir().join(".gitignore"), ".cove/\n").unwrap();
+    git(app.dir(), &["init", "-q", "-b", "main"]);
+    git(app.dir(), &["add", "."]);
+    git(app.dir(), &["commit", "-q", "-m", "the chain"]);
+    app
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = run_bounded(
+        Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args),
+        60,
+    );
+    assert_eq!(out.code, Some(0), "git {}: {out}", args.join(" "));
+}
+
+/// A branch `name` where `b` answers as version `name`.
+fn branch_changing_b(app: &App, name: &str) {
+    git(app.dir(), &["checkout", "-q", "-b", name]);
+    let path = app.dir().join("compose.yaml");
+    let text = fs_err::read_to_string(&path).unwrap().replace(
+        "      NEXT: http://c:8000/\n",
+        &format!("      NEXT: http://c:8000/\n      VERSION: {name}\n"),
+    );
+    assert!(text.contains("VERSION"), "{text}");
+    fs_err::write(&path, text).unwrap();
+    git(app.dir(), &["commit", "-q", "-am", "b changed"]);
+    git(app.dir(), &["checkout", "-q", "main"]);
+}
+
+fn cove_ok(app: &App, args: &[&str]) -> String {
+    let (code, out) = app.merged(args);
+    assert_eq!(code, Some(0), "`cove {}`: {out}", args.join(" "));
+    out
+}
+
+fn gateway(app: &App) -> SocketAddr {
+    let out = cove_ok(app, &["routes", "--format", "json"]);
+    let json = out.split_once('\n').map_or(out.as_str(), |_| out.as_str());
+    let v: serde_json::Value =
+        serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap()
+}
+
+/// `GET /` with `Host: host` and extra header lines: the body of a 200,
+/// or the status line.
+fn get(gw: SocketAddr, host: &str, headers: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if head.starts_with("HTTP/1.1 200 ") {
+        Ok(body.trim().to_string())
+    } else {
+        Err(format!(
+            "{} {}",
+            head.lines().next().unwrap_or("no answer"),
+            body.trim()
+        ))
+    }
+}
+
+fn previews(app: &App) -> Vec<serde_json::Value> {
+    let out = app.merged(&["preview", "ls", "--format", "json"]);
+    assert_eq!(out.0, Some(0), "{}", out.1);
+    let start = out.1.find('[').unwrap_or(0);
+    let end = out.1.rfind(']').map_or(out.1.len(), |e| e + 1);
+    serde_json::from_str(&out.1[start..end]).unwrap_or_else(|e| panic!("{e}: {}", out.1))
+}
+
+/// The live processes of the preview `name` of `app`.
+fn preview_processes(app: &App, name: &str) -> Vec<u32> {
+    let dir = fs_err::canonicalize(app.dir().join(".cove"))
+        .unwrap()
+        .join("previews")
+        .join(name);
+    let marker = format!("COVE_PROJECT={}", dir.display());
+    processes_whose_env(|v| v == marker.as_bytes())
+}
+
+const BASE: &str = "a@base > b@base > c@base";
+const FEAT: &str = "a@base > b@feat > c@base";
+
+#[test]
+fn a_preview_runs_what_changed_routes_by_key_sleeps_wakes_and_leaves_nothing() {
+    let app = baseline("4s");
+    branch_changing_b(&app, "feat");
+    cove_ok(&app, &["up", "-d"]);
+    let gw = gateway(&app);
+    eventually(30, "the baseline to answer", || {
+        get(gw, "a.localhost", "").as_deref() == Ok(BASE)
+    });
+    let base_processes = app.processes();
+
+    let out = cove_ok(&app, &["preview", "up", "feat", "--ref", "feat"]);
+    assert!(out.contains("runs b (differs)"), "{out}");
+    assert!(out.contains("shares a, c"), "{out}");
+    assert!(out.contains("http://feat.a.localhost:"), "{out}");
+    assert_eq!(
+        preview_processes(&app, "feat").len(),
+        1,
+        "one process: the preview's `b`"
+    );
+
+    // By the preview's host, by its key in a header or in baggage; the
+    // baseline's requests never see it.
+    assert_eq!(get(gw, "feat.a.localhost", "").as_deref(), Ok(FEAT));
+    assert_eq!(get(gw, "a.localhost", "").as_deref(), Ok(BASE));
+    assert_eq!(
+        get(gw, "a.localhost", "X-Cove-Preview: feat\r\n").as_deref(),
+        Ok(FEAT)
+    );
+    assert_eq!(
+        get(
+            gw,
+            "a.localhost",
+            "baggage: user=1, cove-preview=feat;p=1\r\n"
+        )
+        .as_deref(),
+        Ok(FEAT)
+    );
+    assert_eq!(
+        get(gw, "a.localhost", "X-Cove-Preview: nope\r\n").as_deref(),
+        Ok(BASE),
+        "an unknown key is the baseline's"
+    );
+    // Straight to `b`'s own host: the preview's `b`, then the baseline's `c`.
+    assert_eq!(
+        get(gw, "feat.b.localhost", "").as_deref(),
+        Ok("b@feat > c@base")
+    );
+
+    let list = previews(&app);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let p = &list[0];
+    assert_eq!(p["name"], "feat");
+    assert_eq!(p["ref"], "feat");
+    assert_eq!(p["run"], serde_json::json!(["b"]));
+    assert_eq!(p["shared"], serde_json::json!(["a", "c"]));
+    assert!(p["memory_bytes"].as_u64().unwrap_or(0) > 1_000_000, "{p}");
+
+    // Idle for `idle_after` (4 s), it sleeps: its process ends.
+    eventually(40, "the preview to sleep", || {
+        previews(&app)[0]["state"] == "asleep" && preview_processes(&app, "feat").is_empty()
+    });
+    let (_, events) = app.merged(&["events", "--since", "1h", "--until", "0s"]);
+    assert!(events.contains("preview feat asleep"), "{events}");
+    assert_eq!(
+        app.processes(),
+        base_processes,
+        "the baseline's processes are as they were"
+    );
+
+    // Woken by requests with its key, under load: none fails, each is
+    // answered by the preview once it is back.
+    let started = Instant::now();
+    let mut load = Load::start(4, 40, Duration::from_secs(60), move || {
+        get(gw, "feat.a.localhost", "")
+    });
+    let deadline = Instant::now() + Duration::from_secs(70);
+    while load.samples().len() < 160 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load.finish();
+    let samples: Vec<_> = load.samples().drain(..).collect();
+    assert!(samples.len() >= 40, "{} requests", samples.len());
+    let failed: Vec<_> = samples.iter().filter(|s| s.result.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed while the preview woke: {:?}",
+        failed.len(),
+        samples.len(),
+        failed.iter().map(|s| &s.result).take(3).collect::<Vec<_>>()
+    );
+    assert!(
+        samples.iter().all(|s| s.result.as_deref() == Ok(FEAT)),
+        "every answer from the preview"
+    );
+    eprintln!(
+        "{} requests while the preview woke, in {:?}",
+        samples.len(),
+        started.elapsed()
+    );
+    assert_eq!(previews(&app)[0]["state"], "awake");
+
+    // Down: nothing of it left, its key goes to the baseline again.
+    let out = cove_ok(&app, &["preview", "down", "feat"]);
+    assert!(out.contains("removed"), "{out}");
+    eventually(20, "the preview's processes to end", || {
+        preview_processes(&app, "feat").is_empty()
+    });
+    assert!(previews(&app).is_empty());
+    assert!(
+        !app.dir().join(".cove/previews/feat").exists(),
+        "its directory is gone"
+    );
+    eventually(10, "its key to reach the baseline again", || {
+        get(gw, "a.localhost", "X-Cove-Preview: feat\r\n").as_deref() == Ok(BASE)
+    });
+    cove_ok(&app, &["down"]);
+}
