@@ -230,6 +230,43 @@ fn up_waits_for_a_changed_service_it_converges_not_for_its_old_revision() {
     step(&["down"]);
 }
 
+/// `up -d` after a rollback that changed nothing that runs: `deploy a`
+/// of a change the replicas do not see (`x-cove.autoscale`), `rollback a`
+/// ("already running; nothing to do", the service held at revision 1
+/// while its replicas keep number 2), then `up -d` once `b` left the file.
+/// The property test found `up -d` waiting for revision 1 until killed
+/// when a fix of the test above looked only at revision numbers.
+#[test]
+fn up_after_a_rollback_that_changed_nothing_waits_for_what_runs() {
+    const A: &str = "    x-cove:\n      run: [\"sh\", \"-c\", \"exec python3 -m http.server --bind $$HOST $$PORT\"]\n    expose: [\"8000\"]\n";
+    const A_SCALED: &str = "    x-cove:\n      run: [\"sh\", \"-c\", \"exec python3 -m http.server --bind $$HOST $$PORT\"]\n      autoscale: {min: 1, max: 2, target_concurrency: 4}\n    expose: [\"8000\"]\n";
+    const SLEEP: &str = "    x-cove: {run: sleep 600}\n";
+    let file = |services: &[(&str, &str)]| {
+        let mut yaml = String::from("services:\n");
+        for (name, body) in services {
+            yaml += &format!("  {name}:\n{body}");
+        }
+        yaml + "x-cove:\n  gateway: {listen: \"127.0.0.1:0\"}\n"
+    };
+    let app = Guarded(App::new(&file(&[("a", A), ("b", SLEEP)])));
+    let dir = app.0.dir().to_path_buf();
+    let step = |args: &[&str]| {
+        let out = cove_in(&dir, STEP_SECS, args);
+        assert_eq!(out.code, Some(0), "`cove {}`: {out}", args.join(" "));
+    };
+    step(&["up", "-d"]);
+    fs_err::write(
+        dir.join("compose.yaml"),
+        file(&[("a", A_SCALED), ("b", SLEEP)]),
+    )
+    .unwrap();
+    step(&["deploy", "a"]);
+    step(&["rollback", "a"]);
+    fs_err::write(dir.join("compose.yaml"), file(&[("a", A_SCALED)])).unwrap();
+    step(&["up", "-d"]);
+    step(&["down"]);
+}
+
 /// Service names the random apps use.
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 

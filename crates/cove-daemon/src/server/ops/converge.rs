@@ -118,7 +118,23 @@ pub(super) async fn act(
         .iter()
         .filter_map(|n| Some((n.clone(), run.supervisor.converge(&plan, n, mode)?)))
         .collect();
-    run.plan = Some(plan);
+    // What the supervisor was told: the services not converged keep the
+    // plan they run by (a deploy of one service stores the whole file,
+    // but another service that changed in it still runs as before, and
+    // a later `up` must see that it changed).
+    let mut told = plan;
+    if let Some(before) = run.plan.as_ref() {
+        for svc in told
+            .services
+            .iter_mut()
+            .filter(|s| !names.contains(&s.name))
+        {
+            if let Some(old) = before.services.iter().find(|o| o.name == svc.name) {
+                *svc = old.clone();
+            }
+        }
+    }
+    run.plan = Some(told);
     run.desired = Some(desired);
     Ok((done, pending))
 }

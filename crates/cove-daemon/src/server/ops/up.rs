@@ -357,23 +357,13 @@ fn asked_revisions(states: &States, before: Option<&Plan>, plan: &Plan) -> BTree
         .iter()
         .filter(|s| s.replicas > 0)
         .map(|s| {
-            let running = current_revision(states, &s.name);
-            // What runs stays only when it is what the plan before ran
-            // it as: a service whose definition changed before (a deploy
-            // of another service stores the whole file) but still runs
-            // its older revision is converged now, and waited for at the
-            // plan's revision.
             let stays = before.is_some_and(|p| {
-                p.services.iter().any(|before| {
-                    before.name == s.name
-                        && before.same_run(s)
-                        && running.is_some_and(|r| r == before.revision)
-                })
+                p.services
+                    .iter()
+                    .any(|before| before.name == s.name && before.same_run(s))
             });
-            (
-                s.name.clone(),
-                if stays { running } else { None }.unwrap_or(s.revision),
-            )
+            let running = stays.then(|| current_revision(states, &s.name)).flatten();
+            (s.name.clone(), running.unwrap_or(s.revision))
         })
         .collect()
 }
