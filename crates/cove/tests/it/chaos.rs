@@ -185,6 +185,21 @@ services:
     assert_eq!(down.code, Some(0), "{down}");
 }
 
+/// A compose file of `services` (name, body), the gateway on a free port.
+fn file_of(services: &[(&str, &str)]) -> String {
+    let mut yaml = String::from("services:\n");
+    for (name, body) in services {
+        yaml += &format!("  {name}:\n{body}");
+    }
+    yaml + "x-cove:\n  gateway: {listen: \"127.0.0.1:0\"}\n"
+}
+
+/// A step of a fixed sequence: `cove ARGS` in `dir` must succeed.
+fn step(dir: &Path, args: &[&str]) {
+    let out = cove_in(dir, STEP_SECS, args);
+    assert_eq!(out.code, Some(0), "`cove {}`: {out}", args.join(" "));
+}
+
 /// `up -d` waits for the revision it converges a service to. The property
 /// test below found this sequence: `b` left the file (an orphan still
 /// running its sleep), came back as a web server in a file `deploy a`
@@ -195,19 +210,10 @@ services:
 fn up_waits_for_a_changed_service_it_converges_not_for_its_old_revision() {
     const HTTP: &str = "    x-cove:\n      run: [\"sh\", \"-c\", \"exec python3 -m http.server --bind $$HOST $$PORT\"]\n    expose: [\"8000\"]\n";
     const SLEEP: &str = "    x-cove: {run: sleep 600}\n";
-    let file = |services: &[(&str, &str)]| {
-        let mut yaml = String::from("services:\n");
-        for (name, body) in services {
-            yaml += &format!("  {name}:\n{body}");
-        }
-        yaml + "x-cove:\n  gateway: {listen: \"127.0.0.1:0\"}\n"
-    };
+    let file = file_of;
     let app = Guarded(App::new(&file(&[("a", HTTP), ("b", SLEEP)])));
     let dir = app.0.dir().to_path_buf();
-    let step = |args: &[&str]| {
-        let out = cove_in(&dir, STEP_SECS, args);
-        assert_eq!(out.code, Some(0), "`cove {}`: {out}", args.join(" "));
-    };
+    let step = |args: &[&str]| step(&dir, args);
     step(&["up", "-d"]);
     fs_err::write(dir.join("compose.yaml"), file(&[("a", HTTP)])).unwrap();
     step(&["run", "a", "true"]);
@@ -241,19 +247,10 @@ fn up_after_a_rollback_that_changed_nothing_waits_for_what_runs() {
     const A: &str = "    x-cove:\n      run: [\"sh\", \"-c\", \"exec python3 -m http.server --bind $$HOST $$PORT\"]\n    expose: [\"8000\"]\n";
     const A_SCALED: &str = "    x-cove:\n      run: [\"sh\", \"-c\", \"exec python3 -m http.server --bind $$HOST $$PORT\"]\n      autoscale: {min: 1, max: 2, target_concurrency: 4}\n    expose: [\"8000\"]\n";
     const SLEEP: &str = "    x-cove: {run: sleep 600}\n";
-    let file = |services: &[(&str, &str)]| {
-        let mut yaml = String::from("services:\n");
-        for (name, body) in services {
-            yaml += &format!("  {name}:\n{body}");
-        }
-        yaml + "x-cove:\n  gateway: {listen: \"127.0.0.1:0\"}\n"
-    };
+    let file = file_of;
     let app = Guarded(App::new(&file(&[("a", A), ("b", SLEEP)])));
     let dir = app.0.dir().to_path_buf();
-    let step = |args: &[&str]| {
-        let out = cove_in(&dir, STEP_SECS, args);
-        assert_eq!(out.code, Some(0), "`cove {}`: {out}", args.join(" "));
-    };
+    let step = |args: &[&str]| step(&dir, args);
     step(&["up", "-d"]);
     fs_err::write(
         dir.join("compose.yaml"),

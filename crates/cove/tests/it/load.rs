@@ -12,11 +12,17 @@ use std::time::{Duration, Instant};
 /// One `GET path` at `to` with `Host: host`, on a connection of its own:
 /// the body of a 200 (trimmed), or what went wrong (the status line).
 pub fn get(to: SocketAddr, path: &str, host: &str) -> Result<String, String> {
+    get_with(to, path, host, "")
+}
+
+/// [`get`] with more header lines (`Name: value\r\n` each); what is not a
+/// 200 comes with its body.
+pub fn get_with(to: SocketAddr, path: &str, host: &str, headers: &str) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))
         .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
     let mut text = String::new();
@@ -26,7 +32,12 @@ pub fn get(to: SocketAddr, path: &str, host: &str) -> Result<String, String> {
     if head.starts_with("HTTP/1.1 200 ") {
         Ok(body.trim().to_string())
     } else {
-        Err(head.lines().next().unwrap_or("no answer").to_string())
+        let status = head.lines().next().unwrap_or("no answer");
+        Err(if headers.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status} {}", body.trim())
+        })
     }
 }
 

@@ -92,27 +92,7 @@ fn gateway(app: &App) -> SocketAddr {
 /// `GET /` with `Host: host` and extra header lines: the body of a 200,
 /// or the status line.
 fn get(gw: SocketAddr, host: &str, headers: &str) -> Result<String, String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(10))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.starts_with("HTTP/1.1 200 ") {
-        Ok(body.trim().to_string())
-    } else {
-        Err(format!(
-            "{} {}",
-            head.lines().next().unwrap_or("no answer"),
-            body.trim()
-        ))
-    }
+    crate::load::get_with(gw, "/", host, headers)
 }
 
 fn previews(app: &App) -> Vec<serde_json::Value> {
