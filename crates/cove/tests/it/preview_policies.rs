@@ -84,7 +84,7 @@ fn max_awake_puts_the_least_recently_used_to_sleep_when_one_is_made_or_woken() {
 
 #[test]
 fn ttl_removes_an_old_preview_its_processes_and_its_directory() {
-    let app = chain_with("{ttl: 20s, idle_after: 1h}", |c| c);
+    let app = chain_with("{ttl: 45s, idle_after: 1h}", |c| c);
     branch_changing_b(&app, "old");
     cove_ok(&app, &["up", "-d"]);
     let _down = Down(&app, &["old"]);
@@ -93,13 +93,15 @@ fn ttl_removes_an_old_preview_its_processes_and_its_directory() {
     cove_ok(&app, &["preview", "up", "old", "--ref", "old"]);
     let dir = preview_dir(&app, "old");
     assert!(dir.join("preview.json").is_file());
+    assert_eq!(state_of(&app, "old"), "awake");
+    assert_eq!(preview_processes(&app, "old").len(), 1);
 
-    poll(120, "the preview to be removed after its ttl", || {
+    poll(150, "the preview to be removed after its ttl", || {
         previews(&app).is_empty() && preview_processes(&app, "old").is_empty() && !dir.exists()
     });
     let ev = events(&app);
     assert!(
-        ev.contains("preview old removed (older than ttl 20s)"),
+        ev.contains("preview old removed (older than ttl 45s)"),
         "{ev}"
     );
     assert_eq!(
@@ -350,6 +352,7 @@ fn fork_copies_postgres_data_into_the_preview_and_never_writes_the_baseline() {
     let dir = preview_dir(&app, "fork1");
     let mine = address_of(&dir);
     assert_ne!(mine, base, "the preview's own instance");
+    assert_eq!(previews(&app)[0]["run"], serde_json::json!(["db"]));
     assert_eq!(psql(&mine, "SELECT count(*) FROM items"), "500");
     assert_eq!(
         psql(&mine, "SELECT name FROM items WHERE id = 321"),
