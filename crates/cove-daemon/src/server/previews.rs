@@ -10,7 +10,8 @@
 //!   services are scaled to zero (kept in what should run, so a restarted
 //!   daemon keeps it asleep). A request with its key wakes it (held until
 //!   its replicas are ready). At most `max_awake` previews of a baseline
-//!   are awake; waking one more puts the least recently used to sleep.
+//!   are awake: waking one more, or making one (`cove preview up`),
+//!   puts the least recently used to sleep.
 //!   A preview older than `ttl` is removed (`cove preview down`).
 //!   Every decision is an event of the baseline (service `preview/NAME`).
 //!
@@ -208,6 +209,7 @@ pub(super) async fn tick(daemon: &Daemon) {
                 (a, b) => a.or(b).unwrap_or_default(),
             }
         };
+        let mut removed = Vec::new();
         for (of, p) in &previews {
             if let Some(ttl) = ttl
                 && millis(std::time::SystemTime::now()).saturating_sub(of.created_ms)
@@ -215,6 +217,7 @@ pub(super) async fn tick(daemon: &Daemon) {
             {
                 event(daemon, of, "removed", &format!("older than ttl {ttl:?}"));
                 remove(daemon, p).await;
+                removed.push(of.name.clone());
                 continue;
             }
             let sleeping = asleep(p, of);
@@ -246,6 +249,28 @@ pub(super) async fn tick(daemon: &Daemon) {
                     if let Err(e) = set_asleep(daemon, p, true, &why).await {
                         log(&format!("preview {}: {e}", of.name));
                     }
+                }
+            }
+        }
+        let previews: Vec<_> = previews
+            .into_iter()
+            .filter(|(of, _)| !removed.contains(&of.name))
+            .collect();
+        // At most `max_awake` awake, whatever woke them (a request above,
+        // `cove preview up` making a new one, `cove preview wake`): the
+        // least recently used sleep; the most recently used stays.
+        if let Some(max) = settings.max_awake {
+            let mut awake: Vec<_> = previews
+                .iter()
+                .filter(|(o, q)| !asleep(q, o))
+                .map(|(o, q)| (idle(o, q), o, q))
+                .collect();
+            awake.sort_by_key(|(d, ..)| std::cmp::Reverse(*d));
+            let (count, keep) = (awake.len(), (max as usize).max(1));
+            for (_, o, q) in awake.into_iter().take(count.saturating_sub(keep)) {
+                let why = format!("max_awake {max}: {count} awake, the least recently used sleeps");
+                if let Err(e) = set_asleep(daemon, q, true, &why).await {
+                    log(&format!("preview {}: {e}", o.name));
                 }
             }
         }

@@ -381,6 +381,9 @@ fn up(
     }
     let dir = preview_dir(&b, name);
     cove_runtime::private::make_dir(&b.state.join("previews"))?;
+    // A preview refused before it is recorded leaves nothing behind (its
+    // directory, made here, holds only the exported files then).
+    let mut unmade = Unmade((!dir.exists()).then(|| dir.clone()));
     cove_runtime::private::make_dir(&dir)?;
     let source = match git_ref {
         Some(r) => {
@@ -441,6 +444,7 @@ fn up(
             created_ms,
         })?,
     )?;
+    unmade.0 = None;
     // Its own block of addresses.
     let Some(plan) = crate::project::plan_or_report(&preview) else {
         return Ok(ExitCode::from(1));
@@ -471,9 +475,11 @@ fn up(
     };
     let timeout = Duration::from_secs(wait_timeout);
     let rt = daemon::runtime()?;
+    // Running: replicas in its daemon (an app without HTTP routes has
+    // no gateway, so `/v1/routes` does not say).
     if rt
-        .block_on(b.client.get::<api::Routes>("/v1/routes"))
-        .is_err()
+        .block_on(b.client.get::<Vec<api::Replica>>("/v1/ps"))
+        .map_or(true, |rows| rows.is_empty())
     {
         return Err(fail(
             "the baseline is not running",
@@ -522,6 +528,22 @@ fn up(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A preview's directory made by this `cove preview up`, removed when
+/// it ends before the preview is recorded (`None` once it is, or when
+/// the directory was there before).
+struct Unmade(Option<PathBuf>);
+
+impl Drop for Unmade {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else { return };
+        if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name())
+            && let Ok(d) = cove_runtime::private::Dir::anchor(parent)
+        {
+            let _ = d.remove(name);
+        }
+    }
 }
 
 /// Sends the preview's `up` and waits until `services` are ready; false

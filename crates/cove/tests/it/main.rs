@@ -46,6 +46,8 @@ pub mod netns;
 mod netns_hosts;
 mod orphans;
 mod plan_checks;
+mod preview_policies;
+mod preview_util;
 mod previews;
 mod probe;
 mod readiness;

@@ -9,109 +9,13 @@
 //! request wakes it, answered with no failure under load; `preview down`
 //! leaves nothing of it. Loopback only; every wait bounded.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{App, eventually, processes_whose_env, run_bounded};
+use crate::daemon::eventually;
 use crate::load::Load;
-
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chain");
-
-/// The chain app in a git repository: its compose file with the gateway
-/// on a free port and previews sleeping after `idle`.
-fn baseline(idle: &str) -> App {
-    let compose = fs_err::read_to_string(Path::new(FIXTURE).join("compose.yaml"))
-        .unwrap()
-        .replace(
-            "  previews: {}",
-            &format!("  previews: {{idle_after: {idle}}}\n  gateway: {{listen: \"127.0.0.1:0\"}}"),
-        );
-    assert!(
-        compose.contains("idle_after"),
-        "the fixture changed: {compose}"
-    );
-    let app = App::new(&compose);
-    fs_err::copy(
-        Path::new(FIXTURE).join("chain.py"),
-        app.dir().join("chain.py"),
-    )
-    .unwrap();
-    fs_err::write(app.dir().join(".gitignore"), ".cove/\n").unwrap();
-    git(app.dir(), &["init", "-q", "-b", "main"]);
-    git(app.dir(), &["add", "."]);
-    git(app.dir(), &["commit", "-q", "-m", "the chain"]);
-    app
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = run_bounded(
-        Command::new("git")
-            .current_dir(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args),
-        60,
-    );
-    assert_eq!(out.code, Some(0), "git {}: {out}", args.join(" "));
-}
-
-/// A branch `name` where `b` answers as version `name`.
-fn branch_changing_b(app: &App, name: &str) {
-    git(app.dir(), &["checkout", "-q", "-b", name]);
-    let path = app.dir().join("compose.yaml");
-    let text = fs_err::read_to_string(&path).unwrap().replace(
-        "      NEXT: http://c:8000/\n",
-        &format!("      NEXT: http://c:8000/\n      VERSION: {name}\n"),
-    );
-    assert!(text.contains("VERSION"), "{text}");
-    fs_err::write(&path, text).unwrap();
-    git(app.dir(), &["commit", "-q", "-am", "b changed"]);
-    git(app.dir(), &["checkout", "-q", "main"]);
-}
-
-fn cove_ok(app: &App, args: &[&str]) -> String {
-    let (code, out) = app.merged(args);
-    assert_eq!(code, Some(0), "`cove {}`: {out}", args.join(" "));
-    out
-}
-
-fn gateway(app: &App) -> SocketAddr {
-    let out = cove_ok(app, &["routes", "--format", "json"]);
-    let json = out.split_once('\n').map_or(out.as_str(), |_| out.as_str());
-    let v: serde_json::Value =
-        serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v["url"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap()
-}
-
-/// `GET /` with `Host: host` and extra header lines: the body of a 200,
-/// or the status line.
-fn get(gw: SocketAddr, host: &str, headers: &str) -> Result<String, String> {
-    crate::load::get_with(gw, "/", host, headers)
-}
-
-fn previews(app: &App) -> Vec<serde_json::Value> {
-    let out = app.merged(&["preview", "ls", "--format", "json"]);
-    assert_eq!(out.0, Some(0), "{}", out.1);
-    let start = out.1.find('[').unwrap_or(0);
-    let end = out.1.rfind(']').map_or(out.1.len(), |e| e + 1);
-    serde_json::from_str(&out.1[start..end]).unwrap_or_else(|e| panic!("{e}: {}", out.1))
-}
-
-/// The live processes of the preview `name` of `app`.
-fn preview_processes(app: &App, name: &str) -> Vec<u32> {
-    let dir = fs_err::canonicalize(app.dir().join(".cove"))
-        .unwrap()
-        .join("previews")
-        .join(name);
-    let marker = format!("COVE_PROJECT={}", dir.display());
-    processes_whose_env(|v| v == marker.as_bytes())
-}
+use crate::preview_util::{
+    baseline, branch_changing_b, cove_ok, gateway, get, preview_processes, previews,
+};
 
 const BASE: &str = "a@base > b@base > c@base";
 const FEAT: &str = "a@base > b@feat > c@base";
