@@ -4,9 +4,10 @@
 //! each answering `NAME@VERSION`), whose `staging` environment
 //! (`compose.staging.yaml`) answers as `staging`. The default environment
 //! borrowing `store` runs only `api`, whose calls reach staging's `store`;
-//! `ps` shows `store` as borrowed; `down` leaves staging running. What
-//! cannot be borrowed is refused, naming the flag or the field. Loopback
-//! only; every wait bounded.
+//! `ps` shows `store` as borrowed; `down` leaves staging running. Another
+//! checkout's directory lends the same way. What cannot be borrowed is
+//! refused, naming the flag or the field. Loopback only; every wait
+//! bounded.
 
 use std::path::Path;
 use std::process::Command;
@@ -304,4 +305,39 @@ fn what_cannot_be_borrowed_is_refused_naming_the_flag_or_field() {
     // Staging's `store` ran on, untouched.
     let staging = ps(dir, Some("staging"));
     address(&staging, "store");
+}
+
+#[test]
+fn another_checkout_lends_its_service() {
+    let lender = App::new(&COMPOSE.replace(
+        "  store:\n    <<: *link\n",
+        "  store:\n    <<: *link\n    environment:\n      VERSION: checkout\n",
+    ));
+    fs_err::copy(
+        Path::new(CHAIN).join("chain.py"),
+        lender.dir().join("chain.py"),
+    )
+    .unwrap();
+    cove_ok(lender.dir(), &["up", "-d", "store"]);
+    let borrower = Lender::new(COMPOSE);
+    let dir = borrower.dir();
+    let other = lender.dir().display().to_string();
+    let out = cove_ok(dir, &["up", "-d", "--borrow", &format!("{other}:store")]);
+    assert!(
+        out.stderr
+            .contains(&format!("`store` is borrowed from {other}")),
+        "{out}"
+    );
+    let here = ps(dir, None);
+    assert_eq!(
+        rows_of(&here, "store")[0]["detail"],
+        format!("borrowed from {other}").as_str()
+    );
+    let api = address(&here, "api");
+    assert_eq!(
+        eventually_ok(60, "api answers", || get(&api)),
+        "api@base > store@checkout"
+    );
+    cove_ok(dir, &["down"]);
+    address(&ps(lender.dir(), None), "store");
 }
