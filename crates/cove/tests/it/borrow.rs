@@ -233,13 +233,15 @@ fn x_cove_borrow_is_read_from_the_file_and_the_flag_wins() {
         eventually_ok(60, "api answers", || get(&api)),
         "api@base > store@staging"
     );
-    cove_ok(dir, &["down"]);
 
-    // The flag wins: `api` borrowed, `store` run here.
+    // The flag wins: `api` borrowed, `store` run here; the `api` that ran
+    // here stops.
     let out = cove_ok(dir, &["up", "-d", "--borrow", "staging:api"]);
     assert!(!out.stderr.contains("`store` is borrowed"), "{out}");
     let here = ps(dir, None);
-    assert_eq!(rows_of(&here, "api")[0]["state"], "borrowed", "{here:#?}");
+    let api = rows_of(&here, "api");
+    assert_eq!(api.len(), 1, "{here:#?}");
+    assert_eq!(api[0]["state"], "borrowed", "{here:#?}");
     assert_eq!(
         eventually_ok(60, "local store answers", || get(&address(&here, "store"))),
         "store@base"
