@@ -1123,3 +1123,44 @@ fn borrow(
     project.app.x_cove.borrowed = borrowed;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrow_flags_name_an_environment_and_its_services() {
+        let mut app = cove_spec::App::default();
+        app.x_cove.borrow = Some(cove_spec::xcove::Borrow {
+            env: "qa".into(),
+            services: vec!["cache".into()],
+        });
+        let flags = ["staging:db, redis,".to_string(), "../main".to_string()];
+        let asks = Ask::all(&app, &flags).unwrap_or_else(|r| panic!("{}", r.message));
+        assert_eq!(asks.len(), 2, "the flags win over the file");
+        assert_eq!(asks[0].env, "staging");
+        assert_eq!(asks[0].services, ["db", "redis"]);
+        assert_eq!(asks[1].env, "../main");
+        assert!(asks[1].services.is_empty(), "all it runs");
+        // Without flags: the file's, whose problems point at its field.
+        let asks = Ask::all(&app, &[]).unwrap_or_else(|r| panic!("{}", r.message));
+        assert_eq!(
+            (asks[0].env.as_str(), asks[0].flag.as_deref()),
+            ("qa", None)
+        );
+        let r = asks[0].refuse("services", "bad".into(), "hint".into());
+        assert_eq!(r.message, "`x-cove.borrow.services`: bad");
+        assert_eq!(
+            r.field.as_deref(),
+            Some(&["x-cove".to_string(), "borrow".into(), "services".into()][..])
+        );
+        let Err(r) = Ask::all(&app, &[":db".to_string()]) else {
+            panic!("an environment is needed");
+        };
+        assert!(
+            r.message.starts_with("--borrow :db: no environment"),
+            "{}",
+            r.message
+        );
+    }
+}
