@@ -87,6 +87,49 @@ pub struct ProjectExt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(skip)]
     pub preview_of: Option<PreviewOf>,
+    /// Services borrowed from another environment on this host instead of
+    /// run here: `{env: staging, services: [db, redis]}`. The rest of the
+    /// app runs here and reaches them at that environment's addresses;
+    /// writes go to its data (never forked). `cove up --borrow
+    /// ENV[:SERVICE,...]` wins over it (docs/guides/borrowing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrow: Option<Borrow>,
+    /// Set by `cove up` from `borrow` (or `--borrow`), never read from a
+    /// file (the schema has no such field): each borrowed service, where
+    /// the other environment serves it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(skip)]
+    pub borrowed: BTreeMap<String, Borrowed>,
+}
+
+/// `x-cove.borrow`: which environment lends which services.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Borrow {
+    /// The environment that runs them on this host: a name given to
+    /// `--env` in this project's directory (`staging`), or the directory
+    /// of another checkout (a path with a `/`: `../main`), whose default
+    /// environment lends them. It must be running.
+    pub env: String,
+    /// The services borrowed, each one the app has and the environment
+    /// runs. Empty or left out: every service the environment runs but
+    /// those `cove up` is asked to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+/// One borrowed service (see [`ProjectExt::borrowed`]): the environment
+/// that runs it and the address references to it are rewritten to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Borrowed {
+    /// The environment it is borrowed from, as named (`staging`).
+    pub env: String,
+    /// Its address there: the other environment's
+    /// `Plan::reference_address` of it.
+    pub address: std::net::Ipv4Addr,
+    /// Its first port there (what `cove ps` shows).
+    pub port: u16,
 }
 
 /// What makes an app a preview (`cove preview up`): its name, its

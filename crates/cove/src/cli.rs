@@ -805,6 +805,14 @@ pub struct UpArgs {
     /// Do not print the output of these services (repeatable).
     #[arg(long, value_name = "SERVICE")]
     pub no_attach: Vec<String>,
+    /// Borrow services from another environment running on this host
+    /// (repeatable): `staging:db,redis` (or `staging`: every service it
+    /// runs but those named to start). They are not started here;
+    /// references to them reach that environment's, and writes go to its
+    /// data. ENV is an `--env` name of this project, or another checkout's
+    /// directory (with a `/`). Wins over `x-cove.borrow`.
+    #[arg(long, value_name = "ENV[:SERVICE,...]")]
+    pub borrow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

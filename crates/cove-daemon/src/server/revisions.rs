@@ -71,11 +71,13 @@ fn revision_config(svc: &cove_spec::model::Service) -> serde_json::Value {
 }
 
 /// `names` without the services a preview shares with its baseline (it
-/// reaches the baseline's; see `x-cove.preview_of`).
+/// reaches the baseline's; see `x-cove.preview_of`), nor those borrowed
+/// from another environment (`x-cove.borrowed`).
 pub(super) fn unshared(app: &cove_spec::App, mut names: Vec<String>) -> Vec<String> {
     if let Some(of) = &app.x_cove.preview_of {
         names.retain(|n| !of.shared.contains_key(n));
     }
+    names.retain(|n| !app.x_cove.borrowed.contains_key(n));
     names
 }
 

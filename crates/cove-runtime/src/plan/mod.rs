@@ -293,8 +293,9 @@ pub struct Placement {
     /// (on the same ports): not planned here; references to them
     /// (`svc:port`, `DB_HOST: svc`, `-h svc`, `cove run -e`) are rewritten
     /// to that address. A preview's services shared with its baseline, at
-    /// the baseline's [`Plan::reference_address`]. Empty: everything runs
-    /// here.
+    /// the baseline's [`Plan::reference_address`]; services borrowed
+    /// from another environment (`x-cove.borrowed`), at its. Empty:
+    /// everything runs here.
     pub external: BTreeMap<String, Ipv4Addr>,
     /// Whether the project has entry routes: the gateway's listen address,
     /// its HTTP and gRPC routes, published ports, TLS and metrics. `false`
@@ -318,12 +319,22 @@ impl Placement {
             // A preview (`cove preview up`): what it shares with its
             // baseline is reached there, and its baseline's gateway is
             // its entry.
+            // Borrowed from another environment (`cove up --borrow`):
+            // reached where it serves them, never started here.
             external: app
                 .x_cove
                 .preview_of
                 .as_ref()
                 .map(|p| p.shared.clone())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .chain(
+                    app.x_cove
+                        .borrowed
+                        .iter()
+                        .map(|(name, b)| (name.clone(), b.address)),
+                )
+                .collect(),
             entry: app.x_cove.preview_of.is_none(),
         }
     }

@@ -47,6 +47,8 @@ pub fn run(project_args: &ProjectArgs, args: &ImagesArgs) -> anyhow::Result<Exit
         Ok(rows) => rows
             .into_iter()
             .filter(|r| args.service_names.is_empty() || args.service_names.contains(&r.service))
+            // Borrowed from another environment (`up --borrow`): no image here.
+            .filter(|r| r.state.as_str() != "borrowed")
             .collect(),
         Err(e) => {
             daemon::print_error(&style, &e);

@@ -240,6 +240,7 @@ const STATUS_WORDS: &[&str] = &[
     "failed",
     "stopping",
     "stopped",
+    "borrowed",
 ];
 
 /// Compose's word for a replica's state: not yet running is `created`;
@@ -641,7 +642,9 @@ fn reason(r: &Replica) -> String {
     if let Some(port) = r.refusing {
         return format!("not accepting connections on :{port}");
     }
-    match r.state {
+    match &r.state {
+        // Served by another environment (`cove up --borrow`).
+        ReplicaState::Other(word) if word == "borrowed" => r.detail.clone(),
         ReplicaState::Failed => r
             .detail
             .strip_prefix("failed: ")

@@ -42,6 +42,13 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::from(2));
     }
     if let Some((env, hosts)) = crate::fleet::hosts(&project) {
+        if !args.borrow.is_empty() {
+            eprintln!(
+                "{}error{}: `--borrow` works for environments on this host; `{env}` runs on its hosts\n  = {}hint{}: borrowing over SSH is not built yet: run the app here without `--env {env}`",
+                style.red, style.reset, style.cyan, style.reset
+            );
+            return Ok(ExitCode::from(2));
+        }
         if !args.detach {
             eprintln!(
                 "{}error{}: `{env}` runs on its hosts: `cove up` there runs detached\n  = {}hint{}: `cove up -d --env {env}` (or `cove deploy --env {env}`), then `cove logs --env {env}`",
@@ -51,10 +58,22 @@ pub fn run(project_args: &ProjectArgs, args: &UpArgs) -> anyhow::Result<ExitCode
         }
         return crate::fleet::deploy(&project, &env, &hosts, &args.service_names, "");
     }
+    // Borrowed services (`--borrow`, `x-cove.borrow`): planned as served
+    // by the environment that lends them.
+    if let Err(r) = borrow(&project_args, &mut project, args) {
+        r.report(&project, &style);
+        return Ok(ExitCode::from(1));
+    }
     let Some(plan) = crate::project::plan_or_report(&project) else {
         return Ok(ExitCode::from(1));
     };
     let mut plan = crate::project::leased(&project, plan)?;
+    for (s, b) in &project.app.x_cove.borrowed {
+        eprintln!(
+            "cove: `{s}` is borrowed from {} ({}:{}): writes go to its data",
+            b.env, b.address, b.port
+        );
+    }
     if !args.service_names.is_empty() {
         let closure = plan.closure(&args.service_names);
         plan.keep(&closure);
@@ -791,5 +810,357 @@ impl Watching {
                 }
             });
         }
+    }
+}
+
+/// Why a borrow is refused: what is wrong, a hint, and the field of
+/// `x-cove.borrow` it is about (`None`: the `--borrow` flag).
+struct Refusal {
+    message: String,
+    hint: String,
+    field: Option<Vec<String>>,
+}
+
+impl Refusal {
+    /// Prints it: located in the files when it is about `x-cove.borrow`.
+    fn report(&self, project: &cove_spec::Project, style: &Style) {
+        match &self.field {
+            Some(field) => crate::project::report_located(
+                project,
+                &[cove_runtime::plan::PlanError {
+                    service: String::new(),
+                    message: self.message.clone(),
+                    hint: self.hint.clone(),
+                    field: field.clone(),
+                    machine: false,
+                    written: true,
+                }],
+                false,
+            ),
+            None => eprintln!(
+                "{}error{}: {}\n  = {}hint{}: {}",
+                style.red, style.reset, self.message, style.cyan, style.reset, self.hint
+            ),
+        }
+    }
+}
+
+/// What is asked to be borrowed: from the flags (`--borrow ENV[:S,...]`,
+/// each), else from `x-cove.borrow`; with where it was asked (the flag,
+/// or the field). An empty list of services: all the environment runs.
+struct Ask {
+    env: String,
+    services: Vec<String>,
+    /// `--borrow VALUE` as given; `None`: from `x-cove.borrow`.
+    flag: Option<String>,
+}
+
+impl Ask {
+    fn all(app: &cove_spec::App, flags: &[String]) -> Result<Vec<Ask>, Refusal> {
+        if flags.is_empty() {
+            return Ok(app
+                .x_cove
+                .borrow
+                .iter()
+                .map(|b| Ask {
+                    env: b.env.clone(),
+                    services: b.services.clone(),
+                    flag: None,
+                })
+                .collect());
+        }
+        flags
+            .iter()
+            .map(|f| {
+                let (env, services) = match f.split_once(':') {
+                    Some((env, list)) => (
+                        env,
+                        list.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                    ),
+                    None => (f.as_str(), Vec::new()),
+                };
+                if env.trim().is_empty() {
+                    return Err(Refusal {
+                        message: format!("--borrow {f}: no environment named"),
+                        hint: "`--borrow staging:db,redis` (an `--env` name, or another checkout's directory)".into(),
+                        field: None,
+                    });
+                }
+                Ok(Ask {
+                    env: env.trim().to_string(),
+                    services,
+                    flag: Some(f.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// Where a problem with it is shown: the flag, or `x-cove.borrow.FIELD`.
+    fn place(&self, field: &str) -> (String, Option<Vec<String>>) {
+        match &self.flag {
+            Some(f) => (format!("--borrow {f}: "), None),
+            None => (
+                format!("`x-cove.borrow.{field}`: "),
+                Some(vec!["x-cove".into(), "borrow".into(), field.into()]),
+            ),
+        }
+    }
+
+    fn refuse(&self, field: &str, message: String, hint: String) -> Refusal {
+        let (prefix, field) = self.place(field);
+        Refusal {
+            message: format!("{prefix}{message}"),
+            hint,
+            field,
+        }
+    }
+}
+
+/// An app's state directory, canonical (made or not): what tells two
+/// environments apart.
+fn state_key(app: &cove_spec::App, dir: &std::path::Path) -> std::path::PathBuf {
+    let state = cove_runtime::plan::state_dir(app, dir);
+    fs_err::canonicalize(&state).unwrap_or_else(|_| {
+        let relative = app.x_cove.state_dir.as_deref().unwrap_or(".cove");
+        fs_err::canonicalize(dir).map_or(state, |d| d.join(relative))
+    })
+}
+
+/// Fills `x-cove.borrowed` of `project`'s app from `--borrow` (else
+/// `x-cove.borrow`): for each service borrowed, the address the lending
+/// environment's services reach it at ([`cove_runtime::plan::Plan::reference_address`]
+/// of its plan, leased) and its port. Refuses an environment that is not
+/// running, a service the app does not have, one the environment does not
+/// run, and one `up` is asked to start here. An environment named by the
+/// file that is this one lends nothing (its own file names it).
+fn borrow(
+    project_args: &ProjectArgs,
+    project: &mut cove_spec::Project,
+    args: &UpArgs,
+) -> Result<(), Refusal> {
+    project.app.x_cove.borrowed.clear();
+    let asks = Ask::all(&project.app, &args.borrow)?;
+    if asks.is_empty() {
+        return Ok(());
+    }
+    let own_state = state_key(&project.app, &project.project_dir);
+    let rt = daemon::runtime().map_err(|e| Refusal {
+        message: e.to_string(),
+        hint: "try again".into(),
+        field: None,
+    })?;
+    let mut borrowed = BTreeMap::new();
+    for ask in &asks {
+        // The lending environment: an `--env` name of this project, or
+        // another checkout's directory (its default environment).
+        let mut other_args = project_args.clone();
+        if ask.env.contains('/') {
+            let dir = project.project_dir.join(&ask.env);
+            let dir = fs_err::canonicalize(&dir).map_err(|_| {
+                ask.refuse(
+                    "env",
+                    format!("no directory {}", dir.display()),
+                    "name an `--env` of this project (`staging`), or the directory of another checkout that runs".into(),
+                )
+            })?;
+            other_args.files = other_args
+                .files
+                .iter()
+                .filter(|f| f.is_absolute())
+                .cloned()
+                .collect();
+            other_args.project_directory = Some(dir);
+            other_args.environment = None;
+        } else {
+            other_args.project_directory = Some(project.project_dir.clone());
+            other_args.environment = Some(ask.env.clone());
+        }
+        other_args.profiles.clear();
+        let Some(other) = crate::project::load_all_or_report(&other_args, &[]) else {
+            return Err(ask.refuse(
+                "env",
+                format!("the files of `{}` do not load (above)", ask.env),
+                "fix them, or borrow from another environment".into(),
+            ));
+        };
+        let other_state = state_key(&other.app, &other.project_dir);
+        if other_state == own_state {
+            if ask.flag.is_none() {
+                // `x-cove.borrow` read by the environment it names.
+                continue;
+            }
+            return Err(ask.refuse(
+                "env",
+                format!(
+                    "`{}` is this environment: it cannot lend to itself",
+                    ask.env
+                ),
+                "borrow from another one (`--borrow staging:db` in the default environment)".into(),
+            ));
+        }
+        let not_running = || {
+            ask.refuse(
+                "env",
+                format!("the environment `{}` is not running on this host", ask.env),
+                format!(
+                    "start it first: `cove {}up -d`, or run without borrowing",
+                    if ask.env.contains('/') {
+                        String::new()
+                    } else {
+                        format!("--env {} ", ask.env)
+                    }
+                ),
+            )
+        };
+        let rows = if other_state.is_dir() {
+            let client = daemon::find(&other).map_err(|_| not_running())?;
+            rt.block_on(super::ps::rows(&client))
+                .map_err(|_| not_running())?
+        } else {
+            Vec::new()
+        };
+        let runs = |s: &str| {
+            rows.iter()
+                .any(|r| r.service == s && r.state == cove_daemon::api::ReplicaState::Running)
+        };
+        if !rows
+            .iter()
+            .any(|r| r.state == cove_daemon::api::ReplicaState::Running)
+        {
+            return Err(not_running());
+        }
+        let names: Vec<String> = if ask.services.is_empty() {
+            project
+                .app
+                .services
+                .keys()
+                .filter(|s| runs(s) && !args.service_names.contains(s))
+                .cloned()
+                .collect()
+        } else {
+            ask.services.clone()
+        };
+        for s in &names {
+            if !project.app.services.contains_key(s) {
+                let mut known: Vec<&str> =
+                    project.app.services.keys().map(String::as_str).collect();
+                known.sort();
+                return Err(ask.refuse(
+                    "services",
+                    format!("the app has no service `{s}` to borrow"),
+                    format!("borrow one of its services: {}", known.join(", ")),
+                ));
+            }
+            if !runs(s) {
+                return Err(ask.refuse(
+                    "services",
+                    format!("`{}` does not run `{s}`: there is nothing to borrow", ask.env),
+                    format!(
+                        "start it there (`cove {}up -d {s}`), or run `{s}` here (leave it out of the borrowed services)",
+                        if ask.env.contains('/') {
+                            String::new()
+                        } else {
+                            format!("--env {} ", ask.env)
+                        }
+                    ),
+                ));
+            }
+            if args.service_names.contains(s) {
+                return Err(ask.refuse(
+                    "services",
+                    format!("`{s}` is borrowed and also asked to start here"),
+                    format!("either `cove up {s}` or borrow it, not both"),
+                ));
+            }
+            if borrowed.contains_key(s) {
+                return Err(ask.refuse(
+                    "services",
+                    format!("`{s}` is borrowed twice"),
+                    "borrow each service from one environment".into(),
+                ));
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        let Some(plan) = crate::project::plan_or_report(&other) else {
+            return Err(ask.refuse(
+                "env",
+                format!("`{}` does not plan (above)", ask.env),
+                "fix its files".into(),
+            ));
+        };
+        let plan = crate::project::leased(&other, plan)
+            .map_err(|e| ask.refuse("env", e.to_string(), "check its state directory".into()))?;
+        for s in names {
+            let (Some(address), Some(port)) = (
+                plan.reference_address(&s),
+                plan.services.iter().find(|p| p.name == s).map(|p| p.port()),
+            ) else {
+                return Err(ask.refuse(
+                    "services",
+                    format!(
+                        "`{}` does not run `{s}` here: it is served elsewhere",
+                        ask.env
+                    ),
+                    "borrow it from where it runs".into(),
+                ));
+            };
+            borrowed.insert(
+                s,
+                cove_spec::xcove::Borrowed {
+                    env: ask.env.clone(),
+                    address,
+                    port,
+                },
+            );
+        }
+    }
+    project.app.x_cove.borrowed = borrowed;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrow_flags_name_an_environment_and_its_services() {
+        let mut app = cove_spec::App::default();
+        app.x_cove.borrow = Some(cove_spec::xcove::Borrow {
+            env: "qa".into(),
+            services: vec!["cache".into()],
+        });
+        let flags = ["staging:db, redis,".to_string(), "../main".to_string()];
+        let asks = Ask::all(&app, &flags).unwrap_or_else(|r| panic!("{}", r.message));
+        assert_eq!(asks.len(), 2, "the flags win over the file");
+        assert_eq!(asks[0].env, "staging");
+        assert_eq!(asks[0].services, ["db", "redis"]);
+        assert_eq!(asks[1].env, "../main");
+        assert!(asks[1].services.is_empty(), "all it runs");
+        // Without flags: the file's, whose problems point at its field.
+        let asks = Ask::all(&app, &[]).unwrap_or_else(|r| panic!("{}", r.message));
+        assert_eq!(
+            (asks[0].env.as_str(), asks[0].flag.as_deref()),
+            ("qa", None)
+        );
+        let r = asks[0].refuse("services", "bad".into(), "hint".into());
+        assert_eq!(r.message, "`x-cove.borrow.services`: bad");
+        assert_eq!(
+            r.field.as_deref(),
+            Some(&["x-cove".to_string(), "borrow".into(), "services".into()][..])
+        );
+        let Err(r) = Ask::all(&app, &[":db".to_string()]) else {
+            panic!("an environment is needed");
+        };
+        assert!(
+            r.message.starts_with("--borrow :db: no environment"),
+            "{}",
+            r.message
+        );
     }
 }

@@ -12,6 +12,7 @@ mod backup_schedule;
 mod backup_sqlsplit;
 mod backup_targets;
 mod backup_verify;
+mod borrow;
 mod buffs;
 mod chaos;
 mod chat;

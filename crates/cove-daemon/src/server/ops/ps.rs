@@ -44,6 +44,34 @@ fn rows(states: &States, plan: Option<&Plan>, orphans: &[String]) -> Vec<Replica
     rows
 }
 
+/// One row per service borrowed from another environment (`cove up
+/// --borrow`): state `borrowed`, ready (it is served there), at its
+/// address there, no revision or process here.
+fn borrowed(app: &cove_spec::App) -> Vec<Replica> {
+    app.x_cove
+        .borrowed
+        .iter()
+        .map(|(name, b)| Replica {
+            service: name.clone(),
+            replica: 1,
+            revision: 0,
+            retiring: false,
+            state: ReplicaState::Other("borrowed".into()),
+            health: crate::api::Health::Unchecked,
+            detail: format!("borrowed from {}", b.env),
+            pid: None,
+            address: format!("{}:{}", b.address, b.port),
+            container: None,
+            restarts: 0,
+            since_ms: 0,
+            ready: true,
+            refusing: None,
+            orphan: false,
+            exit_code: None,
+        })
+        .collect()
+}
+
 /// How a replica last exited, when its state says: `completed` is 0; a
 /// restart or a failure carries the code of the exit (the supervisor's
 /// reason reads `exited with code N`); a start, a dependency or a signal
@@ -70,14 +98,15 @@ pub(in crate::server) fn ps(daemon: &Daemon, key: &str) -> Answer {
         Some(p) => {
             // Never waits for a command in progress.
             let (plan, desired) = p.view();
-            json(
-                StatusCode::OK,
-                &rows(
-                    &p.states.borrow(),
-                    plan.as_deref(),
-                    desired.as_ref().map_or(&[][..], |d| &d.orphans),
-                ),
-            )
+            let mut all = rows(
+                &p.states.borrow(),
+                plan.as_deref(),
+                desired.as_ref().map_or(&[][..], |d| &d.orphans),
+            );
+            if let Some(d) = &desired {
+                all.extend(borrowed(&d.app));
+            }
+            json(StatusCode::OK, &all)
         }
         None => json(StatusCode::OK, &Vec::<Replica>::new()),
     }

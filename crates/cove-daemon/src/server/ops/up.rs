@@ -48,7 +48,7 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         .as_ref()
         .map(|d| (d.scale.clone(), d.pinned.clone()))
         .unwrap_or_default();
-    let (app, orphans, removed) = with_orphans(
+    let (app, orphans, mut removed) = with_orphans(
         req.app.clone(),
         run.desired.as_ref(),
         req.remove_orphans,
@@ -59,6 +59,14 @@ pub(in crate::server) async fn up(daemon: &Daemon, key: &str, req: UpRequest) ->
         .as_ref()
         .map(|d| d.wanted.clone())
         .unwrap_or_default();
+    // Borrowed now (`cove up --borrow`): what ran of them here stops.
+    removed.extend(
+        before
+            .iter()
+            .filter(|s| app.x_cove.borrowed.contains_key(*s) && !removed.contains(s))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let mut candidate = Desired {
         app,
         project_dir: req.project_dir.clone(),
