@@ -221,6 +221,17 @@ pub(super) async fn tick(daemon: &Daemon) {
                 continue;
             }
             let sleeping = asleep(p, of);
+            // Idle time counts from when its replicas are all ready: one
+            // on its way (a slow first start, a wake) keeps it awake.
+            let starting = p
+                .states
+                .borrow()
+                .values()
+                .flatten()
+                .any(|r| !r.retiring && !r.ready());
+            if starting {
+                *crate::lock(&p.awake_since) = Some(now);
+            }
             if sleeping && p.wake_asked.swap(false, Ordering::Relaxed) {
                 // Room first: the least recently used awake ones sleep.
                 if let Some(max) = settings.max_awake {

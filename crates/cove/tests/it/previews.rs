@@ -22,7 +22,7 @@ const FEAT: &str = "a@base > b@feat > c@base";
 
 #[test]
 fn a_preview_runs_what_changed_routes_by_key_sleeps_wakes_and_leaves_nothing() {
-    let app = baseline("4s");
+    let app = baseline("6s");
     branch_changing_b(&app, "feat");
     cove_ok(&app, &["up", "-d"]);
     let gw = gateway(&app);
@@ -78,7 +78,7 @@ fn a_preview_runs_what_changed_routes_by_key_sleeps_wakes_and_leaves_nothing() {
     assert_eq!(p["shared"], serde_json::json!(["a", "c"]));
     assert!(p["memory_bytes"].as_u64().unwrap_or(0) > 1_000_000, "{p}");
 
-    // Idle for `idle_after` (4 s), it sleeps: its process ends.
+    // Idle for `idle_after` (6 s), it sleeps: its process ends.
     eventually(40, "the preview to sleep", || {
         previews(&app)[0]["state"] == "asleep" && preview_processes(&app, "feat").is_empty()
     });
