@@ -121,9 +121,12 @@ services:
       r3: {condition: service_healthy}
   client:
     x-cove:
-      # The cluster state turns `ok` shortly after `--cluster create` returns.
-      run: [sh, -c, "until redis-cli -h $$R3 -p 6379 cluster info | grep -q cluster_state:ok; do sleep 0.1; done; redis-cli -c -h $$R1 -p 6379 set greeting hello >/dev/null && redis-cli -c -h $$R3 -p 6379 get greeting"]
-    environment: {R1: r1, R3: r3}
+      # The cluster state turns `ok` on each node shortly after `--cluster
+      # create` returns, and the nodes agree on the slots' owners a moment
+      # later still: the read is tried again (50 times at most) until it
+      # finds what was written (CI once read nil right after `ok`).
+      run: [sh, -c, "for h in $$R1 $$R2 $$R3; do until redis-cli -h $$h -p 6379 cluster info | grep -q cluster_state:ok; do sleep 0.1; done; done; redis-cli -c -h $$R1 -p 6379 set greeting hello >/dev/null || exit 1; for i in $$(seq 50); do v=$$(redis-cli -c -h $$R3 -p 6379 get greeting); [ \"$$v\" = hello ] && break; sleep 0.1; done; echo \"$$v\""]
+    environment: {R1: r1, R2: r2, R3: r3}
     depends_on:
       init: {condition: service_completed_successfully}
 "#;
