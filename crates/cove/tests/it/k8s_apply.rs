@@ -216,7 +216,9 @@ fn examples_apply_run_and_a_second_apply_changes_nothing() {
         assert!(
             applied
                 .stderr
-                .contains("deployment/server: rolled out (2/2 available)")
+                // Its HorizontalPodAutoscaler owns the count: the rollout
+                // may be seen complete before it scaled (a CI run saw `1/1`).
+                .contains("deployment/server: rolled out (")
                 && applied
                     .stderr
                     .contains("job/redis-cluster-init: rolled out (complete)"),
