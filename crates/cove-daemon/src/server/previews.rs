@@ -233,22 +233,8 @@ pub(super) async fn tick(daemon: &Daemon) {
                 *crate::lock(&p.awake_since) = Some(now);
             }
             if sleeping && p.wake_asked.swap(false, Ordering::Relaxed) {
-                // Room first: the least recently used awake ones sleep.
-                if let Some(max) = settings.max_awake {
-                    let mut awake: Vec<_> = previews
-                        .iter()
-                        .filter(|(o, q)| o.name != of.name && !asleep(q, o))
-                        .map(|(o, q)| (idle(o, q), o, q))
-                        .collect();
-                    awake.sort_by_key(|(d, _, _)| std::cmp::Reverse(*d));
-                    let over = (awake.len() + 1).saturating_sub(max as usize);
-                    for (_, o, q) in awake.into_iter().take(over) {
-                        let why = format!("max_awake {max}: least recently used, for {}", of.name);
-                        if let Err(e) = set_asleep(daemon, q, true, &why).await {
-                            log(&format!("preview {}: {e}", o.name));
-                        }
-                    }
-                }
+                // Woken, it is the most recently used: `max_awake` below
+                // puts the least recently used others to sleep.
                 if let Err(e) = set_asleep(daemon, p, false, "a request").await {
                     log(&format!("preview {}: {e}", of.name));
                 }
