@@ -445,11 +445,8 @@ fn up(
         })?,
     )?;
     unmade.0 = None;
-    // Its own block of addresses.
-    let Some(plan) = crate::project::plan_or_report(&preview) else {
-        return Ok(ExitCode::from(1));
-    };
-    crate::project::leased(&preview, plan)?;
+    // Its own block of addresses (its plan was checked above).
+    crate::project::lease(&preview)?;
     let services: Vec<String> = run.iter().map(|(s, _)| s.clone()).collect();
     for (s, why) in &run {
         eprintln!("cove: preview {name} runs {s} ({why})");
