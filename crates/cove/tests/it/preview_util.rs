@@ -76,15 +76,7 @@ pub fn cove_ok(app: &App, args: &[&str]) -> String {
 }
 
 pub fn gateway(app: &App) -> SocketAddr {
-    let out = cove_ok(app, &["routes", "--format", "json"]);
-    let v: serde_json::Value =
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v["url"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap()
+    crate::shared_gateway::listener(app, &[])
 }
 
 /// `GET /` with `Host: host` and extra header lines: the body of a 200,

@@ -35,7 +35,7 @@ fn free_port() -> SocketAddr {
 }
 
 /// `cove [PROJECT…] routes --format json`: the HTTP listener's address.
-fn listener(app: &App, project: &[&str]) -> SocketAddr {
+pub fn listener(app: &App, project: &[&str]) -> SocketAddr {
     let mut args = project.to_vec();
     args.extend(["routes", "--format", "json"]);
     let (code, out) = app.merged(&args);
