@@ -118,23 +118,8 @@ fn address(rows: &[serde_json::Value], service: &str) -> String {
 
 /// `GET /` at `addr`: the body of a 200, else what went wrong.
 fn get(addr: &str) -> Result<String, String> {
-    use std::io::{Read as _, Write as _};
     let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if head.starts_with("HTTP/1.1 200 ") {
-        Ok(body.trim().to_string())
-    } else {
-        Err(format!("{head}\n{body}"))
-    }
+    crate::load::get(addr, "/", "x")
 }
 
 #[test]
