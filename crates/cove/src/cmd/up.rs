@@ -1008,11 +1008,7 @@ fn borrow(
                 format!("the environment `{}` is not running on this host", ask.env),
                 format!(
                     "start it first: `cove {}up -d`, or run without borrowing",
-                    if ask.env.contains('/') {
-                        String::new()
-                    } else {
-                        format!("--env {} ", ask.env)
-                    }
+                    env_words(&ask.env)
                 ),
             )
         };
@@ -1061,11 +1057,7 @@ fn borrow(
                     format!("`{}` does not run `{s}`: there is nothing to borrow", ask.env),
                     format!(
                         "start it there (`cove {}up -d {s}`), or run `{s}` here (leave it out of the borrowed services)",
-                        if ask.env.contains('/') {
-                            String::new()
-                        } else {
-                            format!("--env {} ", ask.env)
-                        }
+                        env_words(&ask.env)
                     ),
                 ));
             }
@@ -1122,6 +1114,17 @@ fn borrow(
     }
     project.app.x_cove.borrowed = borrowed;
     Ok(())
+}
+
+/// How a command names the lending environment `env` before its
+/// subcommand: `--env ENV `, or nothing for another checkout's directory
+/// (run there).
+fn env_words(env: &str) -> String {
+    if env.contains('/') {
+        String::new()
+    } else {
+        format!("--env {env} ")
+    }
 }
 
 #[cfg(test)]
